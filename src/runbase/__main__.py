@@ -1,0 +1,3 @@
+from runbase.cli import main
+
+main()

@@ -1,0 +1,35 @@
+"""The failure policy once a run has started: warn once, never raise into user code."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+_seen: set[str] = set()
+_lock = threading.Lock()
+
+T = TypeVar("T")
+
+
+def warn_once(key: str, message: str) -> None:
+    """Print ``runbase: warning: <message>`` to stderr the first time ``key`` is seen."""
+    with _lock:
+        if key in _seen:
+            return
+        _seen.add(key)
+    try:
+        sys.stderr.write(f"runbase: warning: {message} (tracking continues; your code is unaffected)\n")
+        sys.stderr.flush()
+    except Exception:
+        pass
+
+
+def safe_call(key: str, fn: Callable[..., T], *args: Any, default: Any = None, **kwargs: Any) -> Any:
+    """Call ``fn``; on any exception warn once under ``key`` and return ``default``."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001 - the whole point is to swallow
+        warn_once(key, f"{key}: {type(e).__name__}: {e}")
+        return default

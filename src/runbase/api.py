@@ -1,0 +1,385 @@
+"""The Python API of a run: ``init``, ``param``, ``params``, ``summary``, ``tag``, ``finish``.
+
+``init()`` attaches to the run of ``runbase run`` when there is one; otherwise it
+starts a run of its own (code snapshot now, environment and ingestion in a small
+watcher process, so the training process only appends to memory). Once a run has
+started nothing here raises into user code: failures become one warning.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from . import tracker as _tracker
+from ._safe import warn_once
+from .capture import params as _params
+from .errors import RunbaseError, UsageError
+
+_lock = threading.RLock()
+_run: Run | None = None
+_secret_values: set[str] | None = None
+
+
+class Run:
+    """A handle on the active run of this process.
+
+    >>> run = runbase.init(name="baseline")   # doctest: +SKIP
+    >>> run.param("lr", 0.1); run.log(loss=0.5, step=1); run.finish()   # doctest: +SKIP
+    """
+
+    def __init__(self, run_id: str, name: str | None, store_root: str, own: bool) -> None:
+        self.id = run_id
+        self.name = name
+        self.store_root = store_root
+        self.own = own  # False when attached to a `runbase run` supervisor
+        self.finished = False
+        self._failure: tuple[str, int | None, int | None, str | None] | None = None
+        self._console: Any = None
+        self._old_excepthook: Any = None
+
+    def __repr__(self) -> str:
+        return f"<runbase.Run {self.id} {self.name or ''}>"
+
+    def param(self, name: str, value: Any) -> Any:
+        record_params({name: value}, source="inline")
+        return value
+
+    def params(self, mapping: Mapping[str, Any] | Any) -> Any:
+        record_params(mapping, source="inline", flatten=True)
+        return mapping
+
+    def log(self, step: Any = None, **metrics: Any) -> None:
+        _tracker.log(step, **metrics)
+
+    def summary(self, **metrics: Any) -> None:
+        summary(**metrics)
+
+    def tag(self, *args: str, **tags: Any) -> None:
+        tag(*args, **tags)
+
+    def finish(self, status: str | None = None) -> None:
+        finish(status)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None and self.own:
+            self._failure = _failure_of(exc_type, exc, tb)
+        finish()
+
+
+def init(
+    name: str | None = None,
+    *,
+    tags: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+    store: str | os.PathLike[str] | None = None,
+    capture_code: bool = True,
+    capture_console: bool = True,
+) -> Run:
+    """Start (or attach to) the run of this process. Idempotent.
+
+    >>> import runbase
+    >>> run = runbase.init(name="baseline", tags={"team": "vision"})   # doctest: +SKIP
+
+    Errors before the run starts (an unusable store) raise :class:`RunbaseError`.
+    """
+    global _run
+    with _lock:
+        if _run is not None and not _run.finished:
+            _apply_meta(name, tags, params)
+            return _run
+        if os.environ.get("RUNBASE_RUN_ID") and os.environ.get("RUNBASE_DIR"):
+            _run = _attach()
+            _apply_meta(name, tags, params)
+        else:
+            _run = _start_own(name, tags, store, capture_code, capture_console)
+            if params:
+                record_params(params, source="inline", flatten=True)
+        return _run
+
+
+def _attach() -> Run:
+    from ._child import attach_from_env
+
+    attach_from_env()
+    t = _tracker.active()
+    assert t is not None
+    return Run(t.run_id, None, t.store_root, own=False)
+
+
+def _apply_meta(name: str | None, tags: Mapping[str, Any] | None, params: Mapping[str, Any] | None) -> None:
+    t = _tracker.active()
+    if t is None:
+        return
+    if name:
+        t.event("name", name=str(name))
+    for k, v in (tags or {}).items():
+        t.event("tag", key=str(k), value=str(v))
+    if params:
+        record_params(params, source="inline", flatten=True)
+
+
+def _start_own(
+    name: str | None, tags: Mapping[str, Any] | None, store_path: Any, capture_code: bool, capture_console: bool
+) -> Run:
+    from . import lifecycle
+    from .capture.env import python_info
+    from .capture.secrets import redact_argv
+    from .store import Store
+
+    store = Store.open(store_path, create=True)  # raises before the run starts: fail loudly
+    try:
+        lifecycle.recover_orphans(store)
+        argv, _ = redact_argv([sys.executable, *sys.argv])
+        root = lifecycle.project_root()
+        run_id = lifecycle.create_run(
+            store, command=argv, mode="api", name=name, project_root=str(root),
+            tags={str(k): str(v) for k, v in (tags or {}).items()},
+        )
+    except RunbaseError:
+        raise
+    except Exception as e:
+        raise RunbaseError(f"could not start a run in {store.root}: {e}") from e
+    row = store.db.query_one("SELECT name FROM runs WHERE id = ?", (run_id,))
+    run = Run(run_id, row[0] if row else name, str(store.root), own=True)
+    t = _tracker.Tracker(run_id, str(store.root))
+    _tracker.activate(t)
+    t.event("python", info=python_info())
+    if capture_code:
+        try:
+            from .capture import code as codecap
+
+            lifecycle.record_code(store, run_id, codecap.snapshot(store, root).as_dict())
+        except Exception as e:  # noqa: BLE001
+            warn_once("code", f"could not snapshot the code: {e}")
+    try:
+        lifecycle.record_argv_params(store, run_id, argv[1:])
+    except Exception as e:  # noqa: BLE001
+        warn_once("argv", f"could not record command-line params: {e}")
+    store.close()
+    from ._child import install_hooks
+
+    install_hooks()
+    _spawn_watcher(run)
+    if capture_console:
+        from ._console import capture
+
+        run._console = capture(t.spool_dir, _known_secrets())
+    run._old_excepthook = sys.excepthook
+    sys.excepthook = _excepthook
+    return run
+
+
+def _spawn_watcher(run: Run) -> None:
+    from .capture.proc import start_id
+
+    pid = os.getpid()
+    try:
+        subprocess.Popen(
+            [sys.executable, "-m", "runbase._watcher", run.store_root, run.id, str(pid), start_id(pid) or ""],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, close_fds=True,
+            env={**os.environ, "PYTHONPATH": _package_parent() + os.pathsep + os.environ.get("PYTHONPATH", "")},
+        )
+    except Exception as e:  # noqa: BLE001
+        warn_once("watcher", f"could not start the run's watcher ({e}); metrics are stored at finish")
+
+
+def _package_parent() -> str:
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _failure_of(exc_type: Any, exc: Any, tb: Any) -> tuple[str, int | None, int | None, str | None]:
+    import traceback
+
+    from .capture.secrets import scrub
+
+    text = scrub("".join(traceback.format_exception(exc_type, exc, tb))[-20000:], _known_secrets())
+    if issubclass(exc_type, KeyboardInterrupt):
+        return "killed", None, 2, text
+    return "failed", 1, None, text
+
+
+def _excepthook(exc_type: Any, exc: Any, tb: Any) -> None:
+    run = _run
+    if run is not None and run.own and not run.finished:
+        run._failure = _failure_of(exc_type, exc, tb)
+    hook = run._old_excepthook if run is not None and run._old_excepthook else sys.__excepthook__
+    hook(exc_type, exc, tb)
+
+
+def ensure_run() -> Run | None:
+    """The active run, starting one if needed (used by ``log`` before ``init``)."""
+    if _run is not None and not _run.finished:
+        return _run
+    try:
+        return init()
+    except Exception as e:  # noqa: BLE001
+        warn_once("auto-init", f"could not start a run automatically: {e}")
+        return None
+
+
+def _known_secrets() -> set[str]:
+    global _secret_values
+    if _secret_values is None:
+        from .capture.secrets import known_secret_values
+
+        _secret_values = known_secret_values()
+    return _secret_values
+
+
+def record_params(values: Mapping[str, Any] | Any, source: str, flatten: bool = False) -> None:
+    """Send parameters to the run (redacted, coerced to JSON; see docs/run-record.md)."""
+    try:
+        if not isinstance(values, Mapping):
+            if hasattr(values, "__dict__"):  # argparse.Namespace, simple objects
+                values = vars(values)
+            else:
+                raise UsageError(f"params() takes a mapping, got {type(values).__name__}")
+        if flatten:
+            values = _params.flatten(values)
+        if ensure_run() is None:
+            return
+        t = _tracker.active()
+        if t is None:
+            return
+        from .capture.secrets import scrub
+
+        secrets = _known_secrets()
+        for key, value in values.items():
+            text = _params.encode_value(str(key), value)
+            if secrets:
+                text = scrub(text, secrets)
+            t.event("param", key=str(key), value=text, source=source)
+    except UsageError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        warn_once("params", f"could not record params: {e}")
+
+
+def param(name: str, value: Any) -> Any:
+    """Record a parameter and return its value: ``lr = runbase.param("lr", 0.1)``."""
+    if not isinstance(name, str) or not name:
+        raise UsageError(f"a parameter name must be a non-empty string, got {name!r}")
+    record_params({name: value}, source="inline")
+    return value
+
+
+def params(mapping: Mapping[str, Any] | Any) -> Any:
+    """Record many parameters (nested mappings flatten to ``a.b.c``); returns ``mapping``."""
+    record_params(mapping, source="inline", flatten=True)
+    return mapping
+
+
+def summary(**metrics: Any) -> None:
+    """Set summary values, e.g. ``runbase.summary(test_acc=0.93)`` (default: last logged)."""
+    try:
+        if ensure_run() is None:
+            return
+        values = {}
+        for k, v in metrics.items():
+            f = _tracker.to_float(v)
+            if f is None:
+                warn_once(f"summary-{k}", f"summary {k!r}: {type(v).__name__} value is not a number; skipped")
+            else:
+                values[k] = f
+        t = _tracker.active()
+        if t is not None and values:
+            t.event("summary", values=values)
+    except Exception as e:  # noqa: BLE001
+        warn_once("summary", f"could not record a summary: {e}")
+
+
+def tag(*args: Any, **tags: Any) -> None:
+    """Tag the run: ``tag("baseline")``, ``tag("team", "vision")`` or ``tag(team="vision")``."""
+    if len(args) > 2:
+        raise UsageError("tag() takes a key, or a key and a value, or keyword arguments")
+    if args:
+        tags[str(args[0])] = args[1] if len(args) == 2 else ""
+    try:
+        if ensure_run() is None:
+            return
+        t = _tracker.active()
+        for k, v in tags.items():
+            if t is not None:
+                t.event("tag", key=str(k), value=str(v))
+    except Exception as e:  # noqa: BLE001
+        warn_once("tag", f"could not record a tag: {e}")
+
+
+def finish(status: str | None = None) -> None:
+    """End this process's run: flush, then (for a run of its own) finalize it.
+
+    ``status`` may force ``"finished"``, ``"failed"`` or ``"killed"``.
+    """
+    global _run
+    with _lock:
+        run = _run
+        if run is None or run.finished:
+            return
+        run.finished = True
+        t = _tracker.active()
+        if not run.own:
+            if t is not None:
+                t.flush()
+            return
+        try:
+            if run._console is not None:
+                run._console.restore()
+            if sys.excepthook is _excepthook:
+                sys.excepthook = run._old_excepthook or sys.__excepthook__
+            if t is not None:
+                t.close()
+            _tracker.deactivate()
+            _finalize_own(run, status)
+        except Exception as e:  # noqa: BLE001
+            warn_once("finish", f"could not finalize run {run.id}: {e}")
+        finally:
+            _run = None
+
+
+def _finalize_own(run: Run, status: str | None) -> None:
+    from . import lifecycle
+    from .store import Store
+
+    st, code, sig, error = run._failure or ("finished", 0, None, None)
+    if status is not None:
+        if status not in lifecycle.TERMINAL:
+            raise UsageError(f"status must be one of {', '.join(lifecycle.TERMINAL)}")
+        st = status
+        code = 0 if status == "finished" else (code if code is not None else 1)
+    store = Store.open(run.store_root)
+    try:
+        lifecycle.finalize(store, run.id, st, exit_code=code, exit_signal=sig, error=error)
+    finally:
+        store.close()
+
+
+@contextlib.contextmanager
+def start_run(name: str | None = None, **kwargs: Any) -> Iterator[Run]:
+    """``with runbase.start_run("exp") as run: ...`` — finished, or failed on an exception."""
+    run = init(name, **kwargs)
+    try:
+        yield run
+    except BaseException as e:
+        if run.own:
+            run._failure = _failure_of(type(e), e, e.__traceback__)
+        raise
+    finally:
+        finish()
+
+
+def active_run() -> Run | None:
+    return _run if _run is not None and not _run.finished else None
+
+
+atexit.register(finish)

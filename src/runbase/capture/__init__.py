@@ -1,0 +1,1 @@
+"""What a run records: code, environment, parameters, secrets redaction."""

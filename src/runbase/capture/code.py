@@ -1,0 +1,286 @@
+"""The exact code that ran: git state, the patch against HEAD, and a tree snapshot.
+
+The snapshot is a manifest object (path -> blob id) in runbase's own object store,
+so the code can be restored even if the commit is never pushed. Files come from
+``git ls-files`` (tracked) and ``git status`` (untracked, not ignored); outside git
+the directory is walked with ignore rules. A stat cache (device, inode, size,
+mtime_ns -> id) means an unchanged file costs one ``lstat``, not a re-hash.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..store import Store
+from .secrets import redact_url_credentials
+
+TREE_FORMAT = "runbase-tree"
+TREE_VERSION = 1
+CODE_MAX_BYTES = 1 << 20  # larger files are data, not code (P2 tracks them as data)
+MAX_WALK_FILES = 20_000  # outside git: never crawl a home directory for minutes
+DATA_EXTENSIONS = frozenset(
+    ".csv .tsv .parquet .feather .arrow .npy .npz .pkl .pickle .joblib .h5 .hdf5 .pt .pth "
+    ".ckpt .safetensors .onnx .pb .tflite .bin .zip .tar .gz .tgz .bz2 .xz .zst .7z .db "
+    ".sqlite .sqlite3 .lmdb .tfrecord .mp4 .avi .mov .wav .mp3 .flac .jpg .jpeg .png .gif "
+    ".bmp .tif .tiff .webp .mat .nc .zarr .jsonl .ndjson .avro .orc .xlsx .xls".split()
+)
+# Never snapshot files that commonly hold credentials (documented in docs/run-record.md).
+SECRET_FILE_PATTERNS = (
+    ".env", ".env.*", "*.env", ".netrc", "_netrc", ".pypirc", "*.pem", "*.key", "*.p12",
+    "*.pfx", "id_rsa*", "id_ed25519*", "id_ecdsa*", "*.keystore", "credentials", "credentials.json",
+    ".git-credentials", "secrets.*", ".npmrc",
+)
+DEFAULT_IGNORES = (
+    ".git/", ".hg/", ".svn/", ".runbase/", "__pycache__/", "*.pyc", ".venv/", "venv/", "env/",
+    "node_modules/", ".ipynb_checkpoints/", ".mypy_cache/", ".pytest_cache/", ".ruff_cache/",
+    ".tox/", ".nox/", "*.egg-info/", "build/", "dist/", "wandb/", "mlruns/", ".DS_Store",
+)
+
+
+@dataclass
+class CodeSnapshot:
+    kind: str  # "git" | "dir"
+    root: str
+    commit: str | None = None
+    branch: str | None = None
+    remote: str | None = None
+    dirty: bool = False
+    patch: str | None = None  # object id of the patch against HEAD
+    patch_bytes: int = 0
+    tree: str | None = None  # object id of the manifest
+    files: int = 0
+    bytes: int = 0
+    hashed: int = 0  # files actually re-hashed (the rest came from the stat cache)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def snapshot(store: Store, root: Path) -> CodeSnapshot:
+    """Snapshot the code under ``root`` (a git work tree or a plain directory)."""
+    t0 = time.perf_counter()
+    root = root.resolve()
+    snap = _git_snapshot(store, root) if _is_git(root) else _dir_snapshot(store, root)
+    snap.seconds = round(time.perf_counter() - t0, 4)
+    return snap
+
+
+# -- git --------------------------------------------------------------------------
+
+def _is_git(root: Path) -> bool:
+    return (root / ".git").exists() and shutil.which("git") is not None
+
+
+def _git(root: Path, *args: str, env: dict[str, str] | None = None, check: bool = True) -> bytes:
+    cmd = ["git", "-C", str(root), "-c", "core.quotepath=off", "-c", "color.ui=never", *args]
+    proc = subprocess.run(cmd, capture_output=True, env=env)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[3:])}: {proc.stderr.decode(errors='replace').strip()}")
+    return proc.stdout
+
+
+def _git_snapshot(store: Store, root: Path) -> CodeSnapshot:
+    snap = CodeSnapshot(kind="git", root=str(root))
+    status = _git(root, "status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all")
+    untracked: list[str] = []
+    changed = False
+    for rec in status.split(b"\0"):
+        line = rec.decode("utf-8", "surrogateescape")
+        if line.startswith("# branch.oid "):
+            oid = line.split(" ", 2)[2]
+            snap.commit = None if oid == "(initial)" else oid
+        elif line.startswith("# branch.head "):
+            head = line.split(" ", 2)[2]
+            snap.branch = None if head == "(detached)" else head
+        elif line.startswith("? "):
+            untracked.append(line[2:])
+        elif line[:2] in ("1 ", "2 ", "u "):
+            changed = True
+    tracked = [p for p in _git(root, "ls-files", "-z", "--cached").decode("utf-8", "surrogateescape").split("\0") if p]
+    snap.dirty = changed or bool(untracked)
+    snap.remote = _git_remote(root)
+    entries, skipped_paths = _manifest_entries(store, root, sorted(set(tracked) | set(untracked)), snap)
+    snap.tree = _put_manifest(store, entries)
+    if snap.dirty:
+        keep_untracked = [p for p in untracked if p not in skipped_paths]
+        _git_patch(store, root, snap, keep_untracked, skipped_paths)
+    return snap
+
+
+def _git_remote(root: Path) -> str | None:
+    out = _git(root, "config", "--get-regexp", r"^remote\..*\.url$", check=False).decode(errors="replace")
+    urls = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+    url = urls.get("remote.origin.url") or next(iter(urls.values()), None)
+    return redact_url_credentials(url) if url else None
+
+
+def _git_patch(store: Store, root: Path, snap: CodeSnapshot, untracked: list[str], skipped: set[str]) -> None:
+    """The uncommitted change that ran, untracked files included, via a throwaway index."""
+    index = Path(_git(root, "rev-parse", "--git-path", "index").decode().strip())
+    if not index.is_absolute():
+        index = root / index
+    with tempfile.TemporaryDirectory(prefix="runbase-idx-") as tmp:
+        tmp_index = Path(tmp) / "index"
+        if index.exists():
+            shutil.copyfile(index, tmp_index)
+        env = {**os.environ, "GIT_INDEX_FILE": str(tmp_index)}
+        if untracked:
+            # intent-to-add makes untracked files show up as new files in `git diff HEAD`
+            _git(root, "add", "-N", "--", *untracked, env=env)
+        base = snap.commit or _git(root, "hash-object", "-t", "tree", "/dev/null").decode().strip()
+        excludes = [f":(exclude,literal){p}" for p in sorted(skipped)]
+        patch = _git(
+            root, "diff", "--binary", "--no-ext-diff", "--no-textconv", "--src-prefix=a/",
+            "--dst-prefix=b/", base, "--", ".", *excludes, env=env,
+        )
+    if patch:
+        snap.patch = store.objects.put_bytes(patch)
+        snap.patch_bytes = len(patch)
+
+
+# -- plain directories -------------------------------------------------------------
+
+def _dir_snapshot(store: Store, root: Path) -> CodeSnapshot:
+    snap = CodeSnapshot(kind="dir", root=str(root))
+    paths = walk(root, snap)
+    entries, _ = _manifest_entries(store, root, paths, snap)
+    snap.tree = _put_manifest(store, entries)
+    return snap
+
+
+def _ignore_matcher(root: Path) -> Any:
+    import pathspec
+
+    lines = list(DEFAULT_IGNORES)
+    for name in (".gitignore", ".runbaseignore"):
+        try:
+            lines += (root / name).read_text(errors="replace").splitlines()
+        except OSError:
+            pass
+    return pathspec.GitIgnoreSpec.from_lines(lines)
+
+
+def walk(root: Path, snap: CodeSnapshot | None = None) -> list[str]:
+    """Relative paths of the files under ``root`` not matched by the ignore rules."""
+    spec = _ignore_matcher(root)
+    out: list[str] = []
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        try:
+            it = os.scandir(root / rel_dir if rel_dir else root)
+        except OSError:
+            continue
+        with it:
+            for de in it:
+                rel = f"{rel_dir}/{de.name}" if rel_dir else de.name
+                is_dir = de.is_dir(follow_symlinks=False)
+                if spec.match_file(rel + "/" if is_dir else rel):
+                    continue
+                if is_dir:
+                    stack.append(rel)
+                else:
+                    out.append(rel)
+                    if len(out) >= MAX_WALK_FILES:
+                        if snap is not None:
+                            snap.skipped.append({"path": str(root), "reason": f"more than {MAX_WALK_FILES} files; snapshot truncated"})
+                        return sorted(out)
+    return sorted(out)
+
+
+# -- manifest -----------------------------------------------------------------------
+
+def is_secret_file(rel: str) -> bool:
+    name = rel.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatchcase(name, pat) for pat in SECRET_FILE_PATTERNS)
+
+
+def _manifest_entries(
+    store: Store, root: Path, paths: list[str], snap: CodeSnapshot
+) -> tuple[list[dict[str, Any]], set[str]]:
+    cache = _load_stat_cache(store, root)
+    updates: list[tuple[Any, ...]] = []
+    entries: list[dict[str, Any]] = []
+    skipped: set[str] = set()
+    recent = time.time_ns() - 2_000_000_000
+    for rel in paths:
+        full = root / rel
+        try:
+            st = os.lstat(full)
+        except OSError:
+            continue  # deleted in the work tree
+        if stat.S_ISLNK(st.st_mode):
+            entries.append({"path": rel, "type": "link", "target": os.readlink(full)})
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            continue  # submodules, sockets, ...
+        reason = _skip_reason(rel, st.st_size)
+        if reason:
+            skipped.add(rel)
+            snap.skipped.append({"path": rel, "size": st.st_size, "reason": reason})
+            continue
+        key = str(full)
+        hit = cache.get(key)
+        known = hit[4] if hit and hit[:4] == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) else None
+        oid, size = store.objects.put_file(full, known)
+        if known is None:
+            snap.hashed += 1
+            # a file modified within the mtime granularity could change without a new mtime
+            if st.st_mtime_ns < recent:
+                updates.append((key, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, oid))
+        mode = "x" if st.st_mode & 0o111 else "f"
+        entries.append({"path": rel, "type": mode, "oid": oid, "size": size})
+        snap.files += 1
+        snap.bytes += size
+    if updates:
+        store.db.executemany(
+            "INSERT INTO stat_cache (path, dev, ino, size, mtime_ns, oid) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (path) DO UPDATE SET dev = excluded.dev, ino = excluded.ino, "
+            "size = excluded.size, mtime_ns = excluded.mtime_ns, oid = excluded.oid",
+            updates,
+        )
+    return entries, skipped
+
+
+def _skip_reason(rel: str, size: int) -> str | None:
+    if is_secret_file(rel):
+        return "may hold secrets"
+    if size > CODE_MAX_BYTES:
+        return "large file: data, not code"
+    if os.path.splitext(rel)[1].lower() in DATA_EXTENSIONS:
+        return "data file, not code"
+    return None
+
+
+def _load_stat_cache(store: Store, root: Path) -> dict[str, tuple[Any, ...]]:
+    prefix = str(root) + os.sep
+    rows = store.db.query(
+        "SELECT path, dev, ino, size, mtime_ns, oid FROM stat_cache WHERE path >= ? AND path < ?",
+        (prefix, prefix + "\U0010ffff"),
+    )
+    return {r[0]: r[1:] for r in rows}
+
+
+def _put_manifest(store: Store, entries: list[dict[str, Any]]) -> str:
+    body = {"format": TREE_FORMAT, "version": TREE_VERSION, "entries": entries}
+    return store.objects.put_bytes(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def load_manifest(store: Store, oid: str) -> list[dict[str, Any]]:
+    """The entries of a stored tree manifest."""
+    body = json.loads(store.objects.get_bytes(oid))
+    if body.get("format") != TREE_FORMAT or body.get("version") != TREE_VERSION:
+        raise ValueError(f"{oid} is not a runbase tree manifest of version {TREE_VERSION}")
+    return list(body["entries"])

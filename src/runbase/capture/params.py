@@ -1,0 +1,187 @@
+"""Parameters: value coercion, argv parsing, and the argparse hook.
+
+Every parameter records its source: ``inline`` (``runbase.param``), ``argparse``
+(captured from the script's parser, defaults included) or ``argv`` (parsed from the
+command line as a fallback, for non-Python commands). When a Python process of the
+run captured argparse parameters, ``argv`` guesses are dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from .secrets import REDACTED, is_secret_name
+
+SOURCES = ("argv", "argparse", "inline")
+# Values larger than this are kept in full as an object by the ingester (nothing is
+# lost); the params table holds a preview and the object id.
+MAX_INLINE_VALUE = 16 * 1024
+
+
+def jsonable(value: Any, _depth: int = 0) -> Any:
+    """Coerce a value to JSON types (documented in docs/run-record.md).
+
+    numbers/str/bool/None stay; NaN/inf become the strings "NaN"/"Infinity"/"-Infinity";
+    numpy/torch scalars become numbers (``.item()``); paths become strings; tuples and
+    sets become lists; mappings keep string keys; argparse Namespaces become dicts;
+    anything else becomes its ``repr``.
+    """
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return value
+    if _depth > 20:
+        return repr(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v, _depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+        return [jsonable(v, _depth + 1) for v in items]
+    if type(value).__name__ == "Namespace" and hasattr(value, "__dict__"):
+        return jsonable(vars(value), _depth + 1)
+    item = getattr(value, "item", None)
+    if callable(item):
+        try:
+            return jsonable(item(), _depth + 1)
+        except Exception:
+            pass
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return repr(value)
+
+
+def encode_value(key: str, value: Any) -> str:
+    """JSON text of a parameter value, redacted when its name looks secret."""
+    if is_secret_name(key) and value not in (None, False, ""):
+        return json.dumps(REDACTED)
+    return json.dumps(jsonable(value), ensure_ascii=False, allow_nan=False)
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (params from nested configs)."""
+    out: dict[str, Any] = {}
+    for k, v in mapping.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def numeric(value_json: str) -> float | None:
+    """The number a JSON value represents, for filtering and sorting (bools are 0/1)."""
+    try:
+        v = json.loads(value_json)
+    except ValueError:
+        return None
+    if isinstance(v, bool):
+        return float(v)
+    if isinstance(v, (int, float)):
+        return float(v)
+    if v in ("NaN", "Infinity", "-Infinity"):
+        return float(v.replace("Infinity", "inf"))
+    return None
+
+
+def parse_argv(argv: list[str]) -> dict[str, str]:
+    """Fallback parameters from a command line: ``--k v``, ``--k=v``, ``k=v``, flags.
+
+    >>> parse_argv(["train.sh", "--lr", "0.1", "epochs=3", "--fast"])
+    {'lr': '0.1', 'epochs': '3', 'fast': 'true'}
+    """
+    out: dict[str, str] = {}
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            i += 1
+            continue
+        if arg.startswith("--") and len(arg) > 2:
+            name, eq, value = arg[2:].partition("=")
+            key = name.replace("-", "_")
+            if eq:
+                out[key] = value
+            elif i + 1 < len(argv) and not _looks_like_flag(argv[i + 1]):
+                out[key] = argv[i + 1]
+                i += 1
+            else:
+                out[key] = "true"
+        elif "=" in arg and not arg.startswith("-"):
+            name, _, value = arg.partition("=")
+            if name.replace(".", "").replace("_", "").replace("-", "").isalnum():
+                out[name] = value
+        i += 1
+    return out
+
+
+def _looks_like_flag(arg: str) -> bool:
+    if not arg.startswith("-"):
+        return False
+    try:
+        float(arg)
+        return False  # a negative number is a value
+    except ValueError:
+        return True
+
+
+def typed(text: str) -> Any:
+    """``'0.1'`` -> 0.1, ``'3'`` -> 3, ``'true'`` -> True; other text stays a string."""
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+# -- argparse hook ------------------------------------------------------------------
+
+_depth = threading.local()
+
+
+def install_argparse_hook(record: Any) -> None:
+    """Patch ``ArgumentParser.parse_known_args`` to report the outermost parse.
+
+    ``record(namespace_dict)`` is called with every destination and its value,
+    defaults included. Nested parses (subparsers) are part of the outer result.
+    """
+    import argparse
+
+    original = argparse.ArgumentParser.parse_known_args
+    if getattr(original, "_runbase_hooked", False):
+        return
+
+    def parse_known_args(self: Any, args: Any = None, namespace: Any = None) -> Any:
+        depth = getattr(_depth, "n", 0)
+        _depth.n = depth + 1
+        try:
+            result = original(self, args, namespace)
+        finally:
+            _depth.n = depth
+        if depth == 0:
+            try:
+                ns = result[0]
+                record({k: v for k, v in vars(ns).items() if not k.startswith("_")})
+            except Exception:
+                pass
+        return result
+
+    parse_known_args._runbase_hooked = True  # type: ignore[attr-defined]
+    argparse.ArgumentParser.parse_known_args = parse_known_args  # type: ignore[method-assign]

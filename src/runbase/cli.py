@@ -1,0 +1,193 @@
+"""The ``runbase`` command line: thin wrappers over the library."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from .errors import RunbaseError, UsageError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RunbaseError as e:
+            raise click.ClickException(str(e)) from e
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--store", envvar="RUNBASE_DIR", metavar="PATH", help="The store directory (default: .runbase at the project root).")
+@click.version_option(package_name="runbase")
+@click.pass_context
+def main(ctx: click.Context, store: str | None) -> None:
+    """runbase: every run recorded - code, data, environment, parameters, metrics."""
+    ctx.obj = {"store": store}
+
+
+def _open(ctx: click.Context, create: bool = False) -> Any:
+    from .lifecycle import recover_orphans
+    from .store import Store
+
+    store = Store.open(ctx.obj["store"], create=create)
+    try:
+        recover_orphans(store)
+    except Exception as e:  # noqa: BLE001 - reading must work even if recovery cannot write
+        click.echo(f"runbase: warning: could not check for crashed runs: {e}", err=True)
+    return store
+
+
+def _echo_json(data: Any) -> None:
+    from .capture.params import jsonable
+
+    click.echo(json.dumps(jsonable(data), indent=2, ensure_ascii=False))
+
+
+@main.command()
+@click.pass_context
+def init(ctx: click.Context) -> None:
+    """Create the store (.runbase/ at the project root)."""
+    store = _open(ctx, create=True)
+    click.echo(f"runbase store at {store.root}")
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--name", "-n", help="A human name for the run.")
+@click.option("--tag", "-t", "tags", multiple=True, metavar="KEY=VALUE", help="Tag the run (repeatable).")
+@click.option("--no-code", is_flag=True, help="Do not snapshot the code.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
+@click.pass_context
+def run(ctx: click.Context, name: str | None, tags: tuple[str, ...], no_code: bool, command: tuple[str, ...]) -> None:
+    """Run COMMAND as a tracked run: runbase run -- python train.py --lr 0.1"""
+    from .supervisor import RunOptions, run as run_command
+
+    opts = RunOptions(name=name, tags=_parse_tags(tags), store=ctx.obj["store"], capture_code=not no_code)
+    outcome = run_command(list(command), opts)
+    ctx.exit(outcome.shell_code)
+
+
+def _parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for t in tags:
+        k, _, v = t.partition("=")
+        if not k:
+            raise UsageError(f"bad tag {t!r}: use KEY=VALUE or KEY")
+        out[k] = v
+    return out
+
+
+@main.command("ls")
+@click.option("--where", "-w", help='Filter, e.g. "params.lr < 0.1 and metrics.acc > 0.9".')
+@click.option("--sort", "-s", help='Sort key, e.g. "-metrics.acc" (descending) or "started_at".')
+@click.option("--limit", "-l", default=20, show_default=True, help="At most this many runs (0: all).")
+@click.option("--sweep", help="Only the runs of this sweep.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON records instead of a table.")
+@click.pass_context
+def ls(ctx: click.Context, where: str | None, sort: str | None, limit: int, sweep: str | None, as_json: bool) -> None:
+    """List runs, newest first."""
+    from .read import count_runs, list_runs
+    from .table import render, runs_table, terminal_width
+
+    if sweep:
+        where = f'sweep == {json.dumps(sweep)}' + (f" and ({where})" if where else "")
+    store = _open(ctx)
+    rows = list_runs(store, where, sort, limit or None)
+    if as_json:
+        _echo_json([_ls_json(r) for r in rows])
+        return
+    if not rows:
+        click.echo("no runs" + (" match" if where else " yet: try `runbase run -- python train.py`"))
+        return
+    headers, table = runs_table(store, rows)
+    click.echo(render(headers, table, terminal_width(sys.stdout.isatty())))
+    total = count_runs(store, where)
+    if total > len(rows):
+        click.echo(f"({len(rows)} of {total} runs; --limit 0 shows all)")
+
+
+def _ls_json(r: dict[str, Any]) -> dict[str, Any]:
+    from .record import iso
+
+    return {
+        "id": r["id"], "name": r["name"], "status": r["status"], "exit_code": r["exit_code"],
+        "started_at": iso(r["started_at"]), "ended_at": iso(r["ended_at"]), "duration_s": r["duration"],
+        "user": r["user_name"], "sweep_id": r["sweep_id"], "params": r["params"],
+        "metrics": r["metrics"], "tags": r["tags"],
+    }
+
+
+@main.command()
+@click.argument("run_ref", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the run record (docs/run-record.md).")
+@click.option("--no-patch", is_flag=True, help="Leave the code patch out.")
+@click.pass_context
+def show(ctx: click.Context, run_ref: str | None, as_json: bool, no_patch: bool) -> None:
+    """Show a run (the latest when RUN is omitted)."""
+    from .read import resolve
+    from .record import build_record
+    from .show import render_record
+
+    store = _open(ctx)
+    rec = build_record(store, resolve(store, run_ref), include_patch=not no_patch)
+    if as_json:
+        _echo_json(rec)
+    else:
+        click.echo(render_record(rec))
+
+
+@main.command()
+@click.argument("run_ref", required=False)
+@click.option("--stderr", "stderr_only", is_flag=True, help="Only what the run wrote to stderr.")
+@click.pass_context
+def logs(ctx: click.Context, run_ref: str | None, stderr_only: bool) -> None:
+    """Print a run's output (stdout and stderr as they were interleaved)."""
+    from .logs import read_log
+    from .read import resolve
+
+    store = _open(ctx)
+    data = read_log(store, resolve(store, run_ref), "stderr" if stderr_only else "output")
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+
+
+@main.command()
+@click.argument("run_ref")
+@click.argument("key", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def metrics(ctx: click.Context, run_ref: str, key: str | None, as_json: bool) -> None:
+    """A run's metric KEY over time (or, without KEY, every metric's summary)."""
+    from .read import load_metrics, resolve, series
+    from .table import fmt_value, render
+
+    store = _open(ctx)
+    run_id = resolve(store, run_ref)
+    if key is None:
+        summ = load_metrics(store, [run_id])[run_id]
+        if as_json:
+            _echo_json(summ)
+            return
+        rows = [[k, fmt_value(m["value"]), fmt_value(m["last"]), fmt_value(m["min"]), fmt_value(m["max"]), str(m["count"])] for k, m in sorted(summ.items())]
+        click.echo(render(["key", "value", "last", "min", "max", "count"], rows))
+        return
+    try:
+        s = series(store, run_id, key)
+    except KeyError as e:
+        raise UsageError(str(e.args[0])) from e
+    if as_json:
+        _echo_json({"run": run_id, "key": key, "steps": s.steps, "times": s.times, "values": s.values})
+        return
+    click.echo(render(["step", key, "time"], [[str(st), fmt_value(v), f"{t:.3f}"] for st, v, t in zip(s.steps, s.values, s.times)]))
+
+
+@main.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False), help="Where to create the example project (default: a new temp dir).")
+@click.pass_context
+def demo(ctx: click.Context, directory: str | None) -> None:
+    """Create an example project, run a few tracked runs, show the table."""
+    from .demo import run_demo
+
+    run_demo(directory, echo=click.echo)

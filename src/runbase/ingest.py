@@ -1,0 +1,234 @@
+"""Move spooled entries into the metadata store.
+
+Ingestion is idempotent and safe to run from several processes at once: the read
+offset of every spool file is stored in the ``spool_offsets`` table and advanced in
+the same transaction that inserts the data, so a crash mid-way or two concurrent
+ingesters (the run's watcher and ``runbase`` recovering an orphan) never lose or
+duplicate a point.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .capture.params import MAX_INLINE_VALUE, SOURCES, numeric
+from .spool import KIND_KEY, STEP_KEY, TIME_KEY, read_frames
+from .store import Store
+
+_BATCH_ENTRIES = 500_000  # per transaction, so memory stays bounded on huge spools
+_SWAP = sys.byteorder == "big"  # chunks are little endian on disk (docs/store-format.md)
+
+
+@dataclass
+class IngestResult:
+    entries: int = 0
+    points: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)  # python info, finish, ...
+
+
+@dataclass
+class _Series:
+    steps: list[int | None] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    vals: list[float] = field(default_factory=list)
+
+
+def ingest(store: Store, run_id: str) -> IngestResult:
+    """Ingest every complete frame not yet ingested from the run's spool files."""
+    result = IngestResult()
+    spool = store.spool_dir(run_id)
+    try:
+        files = sorted(p for p in spool.iterdir() if p.suffix == ".spool")
+    except FileNotFoundError:
+        return result
+    for path in files:
+        while _ingest_some(store, run_id, path, result):
+            pass
+    return result
+
+
+def _ingest_some(store: Store, run_id: str, path: Path, result: IngestResult) -> bool:
+    """One transaction's worth of one file; True if more remains."""
+    with store.db.transaction() as cur:
+        row = cur.execute(
+            'SELECT "offset" FROM spool_offsets WHERE run_id = ? AND file = ?', (run_id, path.name)
+        ).fetchone()
+        offset = row[0] if row else 0
+        series: dict[str, _Series] = {}
+        events: list[dict[str, Any]] = []
+        n = 0
+        new_offset = offset
+        more = False
+        try:
+            for end, entries in read_frames(path, offset):
+                _split(entries, series, events)
+                n += len(entries)
+                new_offset = end
+                if n >= _BATCH_ENTRIES:
+                    more = True
+                    break
+        except FileNotFoundError:
+            return False
+        if new_offset == offset:
+            return False
+        _apply_series(cur, store, run_id, series, result)
+        _apply_events(cur, store, run_id, events, result)
+        cur.execute(
+            'INSERT INTO spool_offsets (run_id, file, "offset") VALUES (?, ?, ?) '
+            'ON CONFLICT (run_id, file) DO UPDATE SET "offset" = excluded."offset"',
+            (run_id, path.name, new_offset),
+        )
+        cur.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?", (time.time(), run_id))
+        result.entries += n
+        return more
+
+
+def _split(entries: list[Any], series: dict[str, _Series], events: list[dict[str, Any]]) -> None:
+    get = series.get
+    for e in entries:
+        if not isinstance(e, dict):
+            continue
+        if KIND_KEY in e:
+            events.append(e)
+            continue
+        t = e.pop(TIME_KEY, None)
+        t = float(t) if isinstance(t, (int, float)) else time.time()
+        s = e.pop(STEP_KEY, None)
+        if s is not None and not isinstance(s, int):
+            s = None
+        for k, v in e.items():
+            if v.__class__ is not float:
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not isinstance(k, str):
+                    continue
+                v = float(v)
+            acc = get(k)
+            if acc is None:
+                acc = series[k] = _Series()
+            acc.steps.append(s)
+            acc.times.append(t)
+            acc.vals.append(v)
+
+
+def _apply_series(cur: Any, store: Store, run_id: str, series: dict[str, _Series], result: IngestResult) -> None:
+    for key, acc in series.items():
+        row = cur.execute(
+            "SELECT count, last, min, max, last_step FROM metrics WHERE run_id = ? AND key = ?",
+            (run_id, key),
+        ).fetchone()
+        count, last, vmin, vmax, last_step = row if row else (0, None, None, None, None)
+        seq_row = cur.execute(
+            "SELECT max(seq) FROM metric_chunks WHERE run_id = ? AND key = ?", (run_id, key)
+        ).fetchone()
+        seq = (seq_row[0] + 1) if seq_row and seq_row[0] is not None else 0
+        prev = -1 if last_step is None else last_step
+        steps = array("q")
+        for s in acc.steps:
+            prev = prev + 1 if s is None else s
+            steps.append(prev)
+        finite = [v for v in acc.vals if not math.isnan(v)]
+        if finite:
+            lo, hi = min(finite), max(finite)
+            vmin = lo if vmin is None else min(vmin, lo)
+            vmax = hi if vmax is None else max(vmax, hi)
+        last_v = acc.vals[-1]
+        times, vals = array("d", acc.times), array("d", acc.vals)
+        if _SWAP:
+            steps.byteswap()
+            times.byteswap()
+            vals.byteswap()
+        cur.execute(
+            "INSERT INTO metric_chunks (run_id, key, seq, n, steps, times, vals) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (run_id, key, seq, len(acc.vals), steps.tobytes(), times.tobytes(), vals.tobytes()),
+        )
+        count += len(acc.vals)
+        # NaN is stored as NULL (SQLite cannot hold NaN); count > 0 with last NULL means NaN
+        last_db = None if math.isnan(last_v) else last_v
+        cur.execute(
+            "INSERT INTO metrics (run_id, key, count, last, min, max, last_step, last_time, summary, has_summary, value) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, ?) "
+            "ON CONFLICT (run_id, key) DO UPDATE SET count = excluded.count, last = excluded.last, "
+            "min = excluded.min, max = excluded.max, last_step = excluded.last_step, "
+            "last_time = excluded.last_time, "
+            "value = CASE WHEN metrics.has_summary = 1 THEN metrics.summary ELSE excluded.last END",
+            (run_id, key, count, last_db, vmin, vmax, prev, acc.times[-1], last_db),
+        )
+        result.points += len(acc.vals)
+
+
+def _apply_events(cur: Any, store: Store, run_id: str, events: list[dict[str, Any]], result: IngestResult) -> None:
+    for e in events:
+        kind = e.get(KIND_KEY)
+        if kind == "param":
+            _apply_param(cur, store, run_id, e)
+        elif kind == "summary":
+            _apply_summary(cur, run_id, e.get("values") or {})
+        elif kind == "tag":
+            cur.execute(
+                "INSERT INTO tags (run_id, key, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+                (run_id, str(e.get("key")), str(e.get("value", ""))),
+            )
+        elif kind == "name":
+            cur.execute("UPDATE runs SET name = ? WHERE id = ?", (str(e.get("name"))[:500], run_id))
+        else:
+            result.events.append(e)
+
+
+def _apply_param(cur: Any, store: Store, run_id: str, e: dict[str, Any]) -> None:
+    key, value, source = str(e.get("key")), e.get("value"), e.get("source", "inline")
+    if not isinstance(value, str):
+        value = json.dumps(str(value))
+    if source not in SOURCES:
+        source = "inline"
+    row = cur.execute("SELECT source FROM params WHERE run_id = ? AND key = ?", (run_id, key)).fetchone()
+    if row and SOURCES.index(row[0]) > SOURCES.index(source):
+        return  # an inline param beats argparse, which beats an argv guess
+    if len(value) > MAX_INLINE_VALUE:
+        oid = store.objects.put_bytes(value.encode())
+        value = json.dumps({"$object": oid, "size": len(value), "preview": value[:200]})
+    cur.execute(
+        "INSERT INTO params (run_id, key, value, num, source) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, num = excluded.num, "
+        "source = excluded.source",
+        (run_id, key, value, numeric(value), source),
+    )
+    if source == "argparse":
+        cur.execute("DELETE FROM params WHERE run_id = ? AND source = 'argv'", (run_id,))
+
+
+def _apply_summary(cur: Any, run_id: str, values: dict[str, Any]) -> None:
+    for key, v in values.items():
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            continue
+        v = float(v)
+        db_v = None if math.isnan(v) else v
+        cur.execute(
+            "INSERT INTO metrics (run_id, key, count, last, min, max, summary, has_summary, value) "
+            "VALUES (?, ?, 0, ?, ?, ?, ?, 1, ?) "
+            "ON CONFLICT (run_id, key) DO UPDATE SET summary = excluded.summary, has_summary = 1, "
+            "value = excluded.summary",
+            (run_id, str(key), db_v, db_v, db_v, db_v, db_v),
+        )
+
+
+def remove_spool(store: Store, run_id: str) -> None:
+    """Delete a finalized run's spool directory and its offsets."""
+    import shutil
+
+    shutil.rmtree(store.spool_dir(run_id), ignore_errors=True)
+    store.db.execute("DELETE FROM spool_offsets WHERE run_id = ?", (run_id,))
+
+
+def spool_mtime(store: Store, run_id: str) -> float | None:
+    try:
+        return max((p.stat().st_mtime for p in store.spool_dir(run_id).iterdir()), default=None)
+    except OSError:
+        return None
+

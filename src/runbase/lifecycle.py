@@ -1,0 +1,183 @@
+"""A run's life in the store: create, record code/env/params, finalize, recover orphans.
+
+Used by the supervisor (``runbase run``), the in-process API (``runbase.init``) and
+its watcher, and every CLI command (orphan recovery). Statuses: ``running``,
+``finished`` (exit 0), ``failed`` (non-zero exit or an exception), ``killed`` (ended by
+a signal), ``crashed`` (the owning process vanished without finalizing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from . import ids
+from .capture import env as envcap
+from .capture import params as pcap
+from .capture.proc import is_alive, start_id
+from .ingest import IngestResult, ingest, remove_spool, spool_mtime
+from .store import Store
+
+STATUSES = ("running", "finished", "failed", "killed", "crashed")
+TERMINAL = STATUSES[1:]
+from .lifecycle_files import LOG_FILES  # noqa: E402,F401
+
+
+def create_run(
+    store: Store,
+    *,
+    command: list[str],
+    mode: str,
+    name: str | None = None,
+    cwd: str | None = None,
+    owner_pid: int | None = None,
+    project_root: str | None = None,
+    tags: dict[str, str] | None = None,
+    parent_id: str | None = None,
+    sweep_id: str | None = None,
+    reproduces: str | None = None,
+) -> str:
+    """Insert a new ``running`` run and return its id."""
+    run_id = ids.new_run_id()
+    user, host = envcap.user_and_host()
+    pid = owner_pid if owner_pid is not None else os.getpid()
+    now = time.time()
+    with store.db.transaction() as cur:
+        cur.execute(
+            "INSERT INTO runs (id, name, status, started_at, heartbeat_at, command, cwd, user_name, host, "
+            "project_root, mode, owner_pid, owner_start, parent_id, sweep_id, reproduces) "
+            "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run_id, name or ids.new_run_name(), now, now, json.dumps(command),
+                cwd or os.getcwd(), user, host, project_root, mode, pid, start_id(pid),
+                parent_id, sweep_id, reproduces,
+            ),
+        )
+        for k, v in (tags or {}).items():
+            cur.execute("INSERT INTO tags (run_id, key, value) VALUES (?, ?, ?)", (run_id, k, v))
+    store.spool_dir(run_id).mkdir(parents=True, exist_ok=True)
+    return run_id
+
+
+def record_code(store: Store, run_id: str, code: dict[str, Any]) -> None:
+    store.db.execute(
+        "UPDATE runs SET code_commit = ?, code_json = ? WHERE id = ?",
+        (code.get("commit"), json.dumps(code), run_id),
+    )
+
+
+def record_argv_params(store: Store, run_id: str, argv: list[str]) -> None:
+    """Fallback params parsed from the (already redacted) command line, source ``argv``."""
+    rows = []
+    for key, text in pcap.parse_argv(argv).items():
+        value = pcap.encode_value(key, pcap.typed(text))
+        rows.append((run_id, key, value, pcap.numeric(value), "argv"))
+    if rows:
+        store.db.executemany(
+            "INSERT INTO params (run_id, key, value, num, source) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (run_id, key) DO NOTHING",
+            rows,
+        )
+
+
+def record_env(store: Store, run_id: str, python: dict[str, Any] | None) -> None:
+    """Capture and store the environment (packages as a deduplicated object)."""
+    env, pkgs = envcap.capture(python)
+    packages_id = store.objects.put_bytes(json.dumps(pkgs, separators=(",", ":")).encode()) if python else None
+    env["packages_count"] = len(pkgs)
+    store.db.execute(
+        "UPDATE runs SET env_json = ?, packages_id = ? WHERE id = ?",
+        (json.dumps(env), packages_id, run_id),
+    )
+
+
+def has_python_env(store: Store, run_id: str) -> bool:
+    row = store.db.query_one("SELECT packages_id FROM runs WHERE id = ?", (run_id,))
+    return bool(row and row[0])
+
+
+def has_env(store: Store, run_id: str) -> bool:
+    row = store.db.query_one("SELECT env_json FROM runs WHERE id = ?", (run_id,))
+    return bool(row and row[0])
+
+
+def handle_events(store: Store, run_id: str, result: IngestResult) -> None:
+    """Act on spooled events that need more than an insert (a Python process's info)."""
+    for e in result.events:
+        if e.get("\x00k") == "python" and not has_python_env(store, run_id):
+            info = e.get("info")
+            if isinstance(info, dict):
+                record_env(store, run_id, info)
+
+
+def ingest_and_handle(store: Store, run_id: str) -> IngestResult:
+    result = ingest(store, run_id)
+    handle_events(store, run_id, result)
+    return result
+
+
+def finalize(
+    store: Store,
+    run_id: str,
+    status: str,
+    exit_code: int | None = None,
+    exit_signal: int | None = None,
+    ended_at: float | None = None,
+    error: str | None = None,
+) -> bool:
+    """Ingest what is left, store the logs, set the final status. Idempotent: returns
+    False if another process finalized the run first."""
+    assert status in TERMINAL, status
+    ingest_and_handle(store, run_id)
+    row = store.db.query_one("SELECT env_json FROM runs WHERE id = ?", (run_id,))
+    if row is not None and row[0] is None:
+        record_env(store, run_id, None)
+    logs = _store_logs(store, run_id)
+    with store.db.transaction() as cur:
+        cur.execute(
+            "UPDATE runs SET status = ?, exit_code = ?, exit_signal = ?, ended_at = ?, logs_json = ?, "
+            "error = ? WHERE id = ? AND status = 'running'",
+            (status, exit_code, exit_signal, ended_at or time.time(), json.dumps(logs), error, run_id),
+        )
+        won = cur.rowcount == 1
+    if won:
+        remove_spool(store, run_id)
+    return won
+
+
+def _store_logs(store: Store, run_id: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, fname in LOG_FILES.items():
+        path = store.spool_dir(run_id) / fname
+        if path.is_file():
+            oid, size = store.objects.put_file(path)
+            out[name] = {"oid": oid, "size": size}
+    return out
+
+
+def recover_orphans(store: Store) -> list[str]:
+    """Finalize as ``crashed`` every running run on this host whose owner process is gone."""
+    _, host = envcap.user_and_host()
+    rows = store.db.query(
+        "SELECT id, owner_pid, owner_start, heartbeat_at FROM runs WHERE status = 'running' AND host = ?",
+        (host,),
+    )
+    recovered = []
+    for run_id, pid, start, heartbeat in rows:
+        if pid is not None and is_alive(int(pid), start):
+            continue
+        ended = spool_mtime(store, run_id) or heartbeat
+        if finalize(store, run_id, "crashed", ended_at=ended, error="the owning process disappeared"):
+            recovered.append(run_id)
+    return recovered
+
+
+def project_root(cwd: Path | None = None) -> Path:
+    """Git top level of ``cwd``, else ``cwd``: what the code snapshot covers."""
+    from .store import find_git_root
+
+    cwd = (cwd or Path.cwd()).absolute()
+    return find_git_root(cwd) or cwd

@@ -1,0 +1,3 @@
+"""Names of the per-run log files in the spool directory (shared, import-light)."""
+
+LOG_FILES = {"output": "output.log", "stderr": "stderr.log"}

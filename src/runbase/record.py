@@ -1,0 +1,86 @@
+"""The run record: the documented JSON form of a run (docs/run-record.md).
+
+``RECORD_VERSION`` changes only deliberately, with the document.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from .capture.params import jsonable
+from .read import RUN_COLUMNS, duration, load_metrics, load_params, load_tags, row_dict
+from .store import Store
+
+RECORD_VERSION = 1
+
+
+def iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
+
+
+def build_record(store: Store, run_id: str, include_patch: bool = True) -> dict[str, Any]:
+    row = store.db.query_one(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
+    if row is None:
+        from .errors import RunNotFound
+
+        raise RunNotFound(f"no run {run_id}")
+    r = row_dict(row)
+    params = load_params(store, [run_id])[run_id]
+    code = json.loads(r["code_json"]) if r["code_json"] else None
+    env = json.loads(r["env_json"]) if r["env_json"] else None
+    if code is not None:
+        code = _code_section(store, code, include_patch)
+    if env is not None:
+        env["packages"] = _packages(store, r["packages_id"])
+    rec: dict[str, Any] = {
+        "record_version": RECORD_VERSION,
+        "id": r["id"],
+        "name": r["name"],
+        "status": r["status"],
+        "exit_code": r["exit_code"],
+        "exit_signal": r["exit_signal"],
+        "started_at": iso(r["started_at"]),
+        "ended_at": iso(r["ended_at"]),
+        "duration_s": duration(r),
+        "command": json.loads(r["command"]),
+        "cwd": r["cwd"],
+        "user": r["user_name"],
+        "host": r["host"],
+        "mode": r["mode"],
+        "project_root": r["project_root"],
+        "parent_id": r["parent_id"],
+        "sweep_id": r["sweep_id"],
+        "reproduces": r["reproduces"],
+        "params": {k: v for k, (v, _s) in params.items()},
+        "param_sources": {k: s for k, (_v, s) in params.items()},
+        "metrics": load_metrics(store, [run_id])[run_id],
+        "tags": load_tags(store, [run_id])[run_id],
+        "code": code,
+        "env": env,
+        "logs": json.loads(r["logs_json"]) if r["logs_json"] else None,
+        "error": r["error"],
+    }
+    return jsonable(rec)  # NaN/inf -> "NaN"/"Infinity": strict JSON
+
+
+def _code_section(store: Store, code: dict[str, Any], include_patch: bool) -> dict[str, Any]:
+    patch_id = code.get("patch")
+    code["patch_id"] = patch_id
+    code["patch"] = None
+    if patch_id and include_patch:
+        try:
+            code["patch"] = store.objects.get_bytes(patch_id).decode("utf-8", "replace")
+        except OSError:
+            code["patch"] = None
+    return code
+
+
+def _packages(store: Store, oid: str | None) -> list[dict[str, Any]]:
+    if not oid:
+        return []
+    try:
+        return list(json.loads(store.objects.get_bytes(oid)))
+    except (OSError, ValueError):
+        return []

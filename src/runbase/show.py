@@ -1,0 +1,78 @@
+"""Human rendering of a run record for ``runbase show``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .table import fmt_duration, fmt_value, render
+
+
+def render_record(rec: dict[str, Any]) -> str:
+    lines = [f"run {rec['id']}  {rec['name']}", ""]
+    status = rec["status"]
+    if rec.get("exit_code") is not None:
+        status += f" (exit code {rec['exit_code']})"
+    elif rec.get("exit_signal"):
+        status += f" (signal {rec['exit_signal']})"
+    lines += _kv([
+        ("status", status),
+        ("command", " ".join(rec["command"])),
+        ("started", rec["started_at"]),
+        ("ended", rec.get("ended_at") or ""),
+        ("duration", fmt_duration(rec.get("duration_s"))),
+        ("user@host", f"{rec.get('user') or '?'}@{rec.get('host')}"),
+        ("cwd", rec.get("cwd") or ""),
+    ])
+    if rec.get("error"):
+        lines += ["", "error:", *("  " + x for x in str(rec["error"]).strip().splitlines()[-8:])]
+    code = rec.get("code")
+    if code:
+        lines += ["", "code:"]
+        where = code.get("commit") or "(no commit)"
+        if code.get("branch"):
+            where += f" on {code['branch']}"
+        if code.get("dirty"):
+            where += "  + uncommitted changes"
+        lines += _kv([
+            ("commit", where if code["kind"] == "git" else "(not a git repository)"),
+            ("remote", code.get("remote") or ""),
+            ("tree", f"{code.get('tree')}  ({code.get('files')} files)"),
+            ("patch", f"{code.get('patch_bytes', 0)} bytes (runbase show --json)" if code.get("patch_id") else ""),
+        ], indent=2)
+    if rec["params"]:
+        lines += ["", "params:"]
+        lines += _kv([(k, f"{fmt_value(v)}  [{rec['param_sources'].get(k)}]") for k, v in sorted(rec["params"].items())], indent=2)
+    if rec["metrics"]:
+        lines += ["", "metrics:"]
+        rows = [[k, fmt_value(_num(m["value"])), fmt_value(_num(m["min"])), fmt_value(_num(m["max"])), str(m["count"])] for k, m in sorted(rec["metrics"].items())]
+        lines += ["  " + line for line in render(["key", "value", "min", "max", "count"], rows).splitlines()]
+    if rec["tags"]:
+        lines += ["", "tags: " + ", ".join(f"{k}={v}" if v else k for k, v in sorted(rec["tags"].items()))]
+    env = rec.get("env")
+    if env:
+        lines += ["", "environment:"]
+        py = env.get("python") or {}
+        gpus = env.get("gpus") or []
+        cont = env.get("container") or {}
+        lines += _kv([
+            ("python", f"{py.get('version')} {py.get('executable')}" if py else "(no Python process)"),
+            ("packages", str(len(env.get("packages") or []))),
+            ("os", (env.get("os") or {}).get("distro") or (env.get("os") or {}).get("system") or ""),
+            ("cpu", f"{(env.get('cpu') or {}).get('model')} x{(env.get('cpu') or {}).get('cores_logical')}"),
+            ("memory", f"{(env.get('memory_bytes') or 0) / 2**30:.1f} GiB"),
+            ("gpus", ", ".join(f"{g['name']} ({g['memory_total_bytes'] / 2**30:.0f} GiB)" for g in gpus) or "none"),
+            ("container", f"{cont.get('type')} {cont.get('image') or ''}".strip() if cont else "none"),
+        ], indent=2)
+    return "\n".join(lines)
+
+
+def _num(v: Any) -> Any:
+    if isinstance(v, str) and v in ("NaN", "Infinity", "-Infinity"):
+        return float(v.replace("Infinity", "inf"))
+    return v
+
+
+def _kv(pairs: list[tuple[str, Any]], indent: int = 0) -> list[str]:
+    pairs = [(k, v) for k, v in pairs if v not in (None, "")]
+    w = max((len(k) for k, _ in pairs), default=0)
+    return [" " * indent + f"{k.ljust(w)}  {v}" for k, v in pairs]

@@ -1,0 +1,103 @@
+"""SQL schema of the metadata store, version by version.
+
+Portable SQL only (SQLite and PostgreSQL): the same statements create both.
+``SCHEMA_VERSION`` is stored in the ``meta`` table; see docs/store-format.md.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+# DOUBLE PRECISION is REAL affinity in SQLite and float8 in PostgreSQL; BLOB maps to bytea.
+SCHEMA_V1 = [
+    """CREATE TABLE IF NOT EXISTS meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS runs (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        exit_code INTEGER,
+        exit_signal INTEGER,
+        started_at DOUBLE PRECISION NOT NULL,
+        ended_at DOUBLE PRECISION,
+        heartbeat_at DOUBLE PRECISION,
+        command TEXT NOT NULL,
+        cwd TEXT,
+        user_name TEXT,
+        host TEXT,
+        project_root TEXT,
+        mode TEXT NOT NULL,
+        owner_pid INTEGER,
+        owner_start TEXT,
+        parent_id TEXT,
+        sweep_id TEXT,
+        reproduces TEXT,
+        code_commit TEXT,
+        code_json TEXT,
+        env_json TEXT,
+        packages_id TEXT,
+        logs_json TEXT,
+        error TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at)",
+    "CREATE INDEX IF NOT EXISTS runs_status ON runs (status)",
+    "CREATE INDEX IF NOT EXISTS runs_name ON runs (name)",
+    "CREATE INDEX IF NOT EXISTS runs_commit ON runs (code_commit)",
+    "CREATE INDEX IF NOT EXISTS runs_sweep ON runs (sweep_id)",
+    """CREATE TABLE IF NOT EXISTS params (
+        run_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        num DOUBLE PRECISION,
+        source TEXT NOT NULL,
+        PRIMARY KEY (run_id, key)
+    )""",
+    "CREATE INDEX IF NOT EXISTS params_key_num ON params (key, num)",
+    """CREATE TABLE IF NOT EXISTS tags (
+        run_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (run_id, key)
+    )""",
+    """CREATE TABLE IF NOT EXISTS metrics (
+        run_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        last DOUBLE PRECISION,
+        min DOUBLE PRECISION,
+        max DOUBLE PRECISION,
+        last_step INTEGER,
+        last_time DOUBLE PRECISION,
+        summary DOUBLE PRECISION,
+        has_summary INTEGER NOT NULL,
+        value DOUBLE PRECISION,
+        PRIMARY KEY (run_id, key)
+    )""",
+    "CREATE INDEX IF NOT EXISTS metrics_key_value ON metrics (key, value)",
+    """CREATE TABLE IF NOT EXISTS metric_chunks (
+        run_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        n INTEGER NOT NULL,
+        steps BLOB NOT NULL,
+        times BLOB NOT NULL,
+        vals BLOB NOT NULL,
+        PRIMARY KEY (run_id, key, seq)
+    )""",
+    """CREATE TABLE IF NOT EXISTS spool_offsets (
+        run_id TEXT NOT NULL,
+        file TEXT NOT NULL,
+        "offset" INTEGER NOT NULL,
+        PRIMARY KEY (run_id, file)
+    )""",
+    """CREATE TABLE IF NOT EXISTS stat_cache (
+        path TEXT PRIMARY KEY,
+        dev INTEGER NOT NULL,
+        ino INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        oid TEXT NOT NULL
+    )""",
+]

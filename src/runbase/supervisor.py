@@ -1,0 +1,318 @@
+"""``runbase run``: supervise a command as a tracked run.
+
+Records the run and its code before the command starts, starts the command with the
+bootstrap on ``PYTHONPATH`` (so Python children attach to the run), tees stdout and
+stderr (through a pseudo-terminal when ours is a terminal, so colours survive),
+ingests spooled metrics while the command runs, and finalizes the run with the
+command's exit status, which it then exits with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from . import lifecycle
+from ._safe import warn_once
+from .capture import code as codecap
+from .capture.secrets import StreamScrubber, known_secret_values, redact_argv
+from .errors import UsageError
+from .store import Store
+
+BOOTSTRAP_DIR = Path(__file__).parent / "_bootstrap"
+PACKAGE_PARENT = Path(__file__).parent.parent
+_INGEST_EVERY = 1.0
+
+
+@dataclass
+class RunOptions:
+    name: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    store: str | None = None
+    capture_code: bool = True
+    parent_id: str | None = None
+    sweep_id: str | None = None
+    reproduces: str | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    status: str
+    exit_code: int | None
+    exit_signal: int | None
+
+    @property
+    def shell_code(self) -> int:
+        """What a shell would report: the exit code, or 128 + signal."""
+        if self.exit_signal:
+            return 128 + self.exit_signal
+        return self.exit_code if self.exit_code is not None else 1
+
+
+def run(argv: list[str], options: RunOptions | None = None) -> RunOutcome:
+    """Run ``argv`` as a tracked run and return how it ended.
+
+    >>> run(["python", "train.py", "--lr", "0.1"]).status   # doctest: +SKIP
+    'finished'
+    """
+    opts = options or RunOptions()
+    if not argv:
+        raise UsageError("no command given: runbase run [OPTIONS] -- COMMAND [ARGS...]")
+    if shutil.which(argv[0]) is None:
+        raise UsageError(f"command not found: {argv[0]}")
+    store = Store.open(opts.store, create=True)
+    lifecycle.recover_orphans(store)
+    shown_argv, argv_secrets = redact_argv(argv)
+    root = lifecycle.project_root()
+    run_id = lifecycle.create_run(
+        store, command=shown_argv, mode="run", name=opts.name, project_root=str(root),
+        tags=opts.tags, parent_id=opts.parent_id, sweep_id=opts.sweep_id, reproduces=opts.reproduces,
+    )
+    # from here on, a failure of runbase must not stop the command
+    if opts.capture_code:
+        _safe_snapshot(store, run_id, root)
+    _safe(lambda: lifecycle.record_argv_params(store, run_id, shown_argv), "argv params")
+    secrets = known_secret_values() | argv_secrets
+    sup = _Supervised(store, run_id, argv, secrets, opts)
+    return sup.run()
+
+
+def _safe(fn: Any, what: str) -> Any:
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001
+        warn_once(what, f"could not record {what}: {type(e).__name__}: {e}")
+        return None
+
+
+def _safe_snapshot(store: Store, run_id: str, root: Path) -> None:
+    def go() -> None:
+        snap = codecap.snapshot(store, root)
+        lifecycle.record_code(store, run_id, snap.as_dict())
+
+    _safe(go, "the code snapshot")
+
+
+def child_env(store: Store, run_id: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a tracked command runs in: bootstrap first on PYTHONPATH."""
+    env = dict(os.environ)
+    pp = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(BOOTSTRAP_DIR) + (os.pathsep + pp if pp else "")
+    env["RUNBASE_RUN_ID"] = run_id
+    env["RUNBASE_DIR"] = str(store.root)
+    env["RUNBASE_PACKAGE_DIR"] = str(Path(__file__).parent)
+    env.update(extra or {})
+    return env
+
+
+class _Supervised:
+    def __init__(self, store: Store, run_id: str, argv: list[str], secrets: set[str], opts: RunOptions) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.argv = argv
+        self.opts = opts
+        self.secrets = secrets
+        self.stop = threading.Event()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def run(self) -> RunOutcome:
+        spool = self.store.spool_dir(self.run_id)
+        streams = self._open_streams()
+        env = child_env(self.store, self.run_id, self.opts.extra_env)
+        try:
+            self.proc = subprocess.Popen(self.argv, stdout=streams.child_out, stderr=streams.child_err, env=env)
+        except OSError as e:
+            streams.close_child_ends()
+            lifecycle.finalize(self.store, self.run_id, "failed", exit_code=127, error=f"could not start: {e}")
+            raise UsageError(f"could not start {self.argv[0]}: {e}") from e
+        streams.close_child_ends()
+        old = self._forward_signals()
+        ingester = threading.Thread(target=self._ingest_loop, name="runbase-ingest", daemon=True)
+        ingester.start()
+        try:
+            with open(spool / lifecycle.LOG_FILES["output"], "ab") as out_log, open(
+                spool / lifecycle.LOG_FILES["stderr"], "ab"
+            ) as err_log:
+                _tee(streams, self.proc, out_log, err_log, self.secrets)
+            rc = self.proc.wait()
+        finally:
+            self._restore_signals(old)
+            self.stop.set()
+            ingester.join(timeout=30)
+        status, code, sig = _status_of(rc)
+        try:
+            lifecycle.finalize(self.store, self.run_id, status, exit_code=code, exit_signal=sig)
+        except Exception as e:  # noqa: BLE001
+            warn_once("finalize", f"could not finalize run {self.run_id}: {e}")
+        return RunOutcome(self.run_id, status, code, sig)
+
+    def _open_streams(self) -> _Streams:
+        return _Streams.open(use_pty_out=_isatty(1), use_pty_err=_isatty(2))
+
+    def _ingest_loop(self) -> None:
+        started = time.monotonic()
+        env_done = False
+        while True:
+            stopped = self.stop.wait(_INGEST_EVERY)
+            try:
+                lifecycle.ingest_and_handle(self.store, self.run_id)
+                if not env_done and time.monotonic() - started > 2.0:
+                    # a non-Python command never reports a Python: record the rest now
+                    env_done = True
+                    if not lifecycle.has_env(self.store, self.run_id):
+                        lifecycle.record_env(self.store, self.run_id, None)
+            except Exception as e:  # noqa: BLE001
+                warn_once("ingest", f"could not ingest metrics: {e}")
+            if stopped:
+                return
+
+    def _forward_signals(self) -> dict[int, Any]:
+        old: dict[int, Any] = {}
+        proc = self.proc
+
+        def forward(signum: int, _frame: Any) -> None:
+            if proc is not None and proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signum)
+
+        # Ctrl-C reaches the child directly (same process group); we only must not die.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+            with contextlib.suppress(ValueError, OSError):
+                old[sig] = signal.signal(sig, forward if sig != signal.SIGINT else signal.SIG_IGN)
+        return old
+
+    @staticmethod
+    def _restore_signals(old: dict[int, Any]) -> None:
+        for sig, handler in old.items():
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(sig, handler)
+
+
+def _status_of(rc: int) -> tuple[str, int | None, int | None]:
+    if rc < 0:
+        return "killed", None, -rc
+    return ("finished" if rc == 0 else "failed"), rc, None
+
+
+def _isatty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
+
+
+@dataclass
+class _Streams:
+    """Where the child writes (``child_*``) and where we read (``read_*``)."""
+
+    child_out: int
+    child_err: int
+    read_out: int
+    read_err: int
+
+    @classmethod
+    def open(cls, use_pty_out: bool, use_pty_err: bool) -> _Streams:
+        r_out, w_out = _pty_pair() if use_pty_out else os.pipe()
+        r_err, w_err = _pty_pair() if use_pty_err else os.pipe()
+        return cls(w_out, w_err, r_out, r_err)
+
+    def close_child_ends(self) -> None:
+        for fd in (self.child_out, self.child_err):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _pty_pair() -> tuple[int, int]:
+    import pty
+    import termios
+
+    master, slave = pty.openpty()
+    try:
+        attrs = termios.tcgetattr(slave)
+        attrs[1] &= ~termios.ONLCR  # keep "\n": the real terminal adds its own "\r"
+        termios.tcsetattr(slave, termios.TCSANOW, attrs)
+        _copy_winsize(1, slave)
+    except termios.error:
+        pass
+    return master, slave
+
+
+def _copy_winsize(src: int, dst: int) -> None:
+    import fcntl
+    import termios
+
+    with contextlib.suppress(OSError):
+        fcntl.ioctl(dst, termios.TIOCSWINSZ, fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8))
+
+
+def _tee(streams: _Streams, proc: subprocess.Popen[bytes], out_log: BinaryIO, err_log: BinaryIO, secrets: set[str]) -> None:
+    """Copy the child's output to our stdout/stderr and to the logs until both close."""
+    sel = selectors.DefaultSelector()
+    combined = StreamScrubber(secrets)
+    err_only = StreamScrubber(secrets)
+    targets = {streams.read_out: 1, streams.read_err: 2}
+    for fd in targets:
+        sel.register(fd, selectors.EVENT_READ)
+    open_fds = set(targets)
+    log_ok = True
+    exited_at: float | None = None
+    while open_fds:
+        events = sel.select(timeout=0.1)
+        if not events and proc.poll() is not None:
+            # the child is gone; grandchildren may keep the pipe open: stop after a quiet spell
+            exited_at = exited_at or time.monotonic()
+            if time.monotonic() - exited_at > 0.3:
+                break
+        for key, _ in events:
+            fd = key.fd
+            try:
+                data = os.read(fd, 65536)
+            except OSError:  # EIO: the pty's other end closed
+                data = b""
+            if not data:
+                sel.unregister(fd)
+                open_fds.discard(fd)
+                continue
+            _write_all(targets[fd], data)
+            if log_ok:
+                try:
+                    out_log.write(combined.feed(data))
+                    if targets[fd] == 2:
+                        err_log.write(err_only.feed(data))
+                    out_log.flush()
+                    err_log.flush()
+                except OSError as e:
+                    log_ok = False
+                    warn_once("logs", f"cannot write the run's logs: {e}")
+    with contextlib.suppress(OSError):
+        out_log.write(combined.flush())
+        err_log.write(err_only.flush())
+    sel.close()
+    for fd in targets:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+    except OSError:
+        pass  # our own stdout went away (closed pipe): keep logging
+
+
+__all__ = ["RunOptions", "RunOutcome", "child_env", "run", "sys"]
