@@ -19,6 +19,7 @@ def attach_from_env() -> None:
     from .capture.env import python_info
 
     t.event("python", info=python_info())
+    _tracker.install_term_flush()
     install_hooks()
 
 

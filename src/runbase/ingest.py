@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._safe import warn_once
 from .capture.params import MAX_INLINE_VALUE, SOURCES, numeric
 from .spool import KIND_KEY, STEP_KEY, TIME_KEY, read_frames
 from .store import Store
@@ -105,7 +106,8 @@ def _split(entries: list[Any], series: dict[str, _Series], events: list[dict[str
             s = None
         for k, v in e.items():
             if v.__class__ is not float:
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not isinstance(k, str):
+                if not isinstance(v, (int, float)) or not isinstance(k, str):
+                    warn_once(f"metric-type-{k}", f"metric {k!r}: {type(v).__name__} value is not a number; skipped")
                     continue
                 v = float(v)
             acc = get(k)

@@ -1,0 +1,36 @@
+"""The public surface is deliberate, and importing runbase stays light."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import runbase
+
+PUBLIC = {
+    "AmbiguousRunRef", "FormatVersionError", "QueryError", "Run", "RunNotFound", "RunbaseError",
+    "StoreError", "UsageError", "active_run", "finish", "get_run", "init", "log", "param", "params",
+    "runs", "start_run", "summary", "tag",
+}
+
+
+def test_all_is_exactly_the_public_api() -> None:
+    assert set(runbase.__all__) == PUBLIC
+    for name in PUBLIC:
+        assert getattr(runbase, name) is not None
+    public_now = {n for n in vars(runbase) if not n.startswith("_")}
+    accidental = public_now - PUBLIC - {"annotations", "TYPE_CHECKING", "api", "tracker", "errors", "read",
+                                         "capture", "spool", "store", "lifecycle", "ingest", "query", "record",
+                                         "ids", "supervisor", "table", "cli", "show", "logs", "demo",
+                                         "lifecycle_files"}
+    assert not accidental, f"accidentally public: {accidental}"
+
+
+def test_import_is_light() -> None:
+    code = (
+        "import sys, runbase\n"
+        "heavy = {'sqlite3', 'click', 'pandas', 'numpy', 'blake3', 'json', 'subprocess', 'typing', 'pynvml'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", f"import runbase pulled in {out}"
