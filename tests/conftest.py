@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-GIT = ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", "-c", "init.defaultBranch=main"]
+GIT = [
+    "git",
+    "-c",
+    "user.name=Test",
+    "-c",
+    "user.email=test@example.com",
+    "-c",
+    "init.defaultBranch=main",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +44,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def commit(root: Path, message: str = "commit") -> str:
     subprocess.run([*GIT, "-C", str(root), "add", "-A"], check=True)
     subprocess.run([*GIT, "-C", str(root), "commit", "-q", "-m", message], check=True)
-    return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def write(root: Path, rel: str, text: str) -> Path:
@@ -46,17 +56,30 @@ def write(root: Path, rel: str, text: str) -> Path:
     return p
 
 
-def runbase_cmd(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-                check: bool = False, timeout: float = 120, input: str | None = None) -> subprocess.CompletedProcess[str]:
+def runbase_cmd(
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    check: bool = False,
+    timeout: float = 120,
+    input: str | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run the real `runbase` entry point in a subprocess."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_")}
     full_env.update(env or {})
     proc = subprocess.run(
-        [sys.executable, "-m", "runbase", *args], cwd=cwd, env=full_env, capture_output=True,
-        text=True, timeout=timeout, input=input,
+        [sys.executable, "-m", "runbase", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"runbase {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+        raise AssertionError(
+            f"runbase {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
     return proc
 
 

@@ -9,22 +9,26 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import runbase_cmd, write
 
 import runbase
+from conftest import runbase_cmd, write
 from runbase.read import get_run
 
 
 def py(project: Path, code: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     path = write(project, "script.py", code)
-    proc = subprocess.run([sys.executable, str(path)], cwd=project, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(path)], cwd=project, capture_output=True, text=True, timeout=120
+    )
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
 
 
 def test_init_param_log_summary_finish(project: Path) -> None:
-    py(project, """
+    py(
+        project,
+        """
         import runbase
         run = runbase.init(name="api", tags={"team": "nlp"}, params={"opt": {"name": "adam", "betas": [0.9, 0.99]}})
         assert runbase.init() is run  # idempotent
@@ -38,14 +42,24 @@ def test_init_param_log_summary_finish(project: Path) -> None:
         print("visible output")
         runbase.finish()
         print("RUN", run.id)
-    """)
+    """,
+    )
     r = get_run(None)
     assert r.status == "finished" and r.exit_code == 0 and r.name == "api"
     assert r.params == {"opt.name": "adam", "opt.betas": [0.9, 0.99], "lr": 0.1, "model.depth": 3}
     assert set(r.param_sources.values()) == {"inline"}
     assert r.metrics["loss"]["count"] == 500 and r.metrics["loss"]["min"] == 1 / 500
-    assert r.metrics["acc"]["value"] == 0.99 and r.metrics["acc"]["last"] == 499 / 500  # summary beats last
-    assert r.metrics["test_acc"] == {"value": 0.5, "last": 0.5, "min": 0.5, "max": 0.5, "count": 0, "step": None}
+    assert (
+        r.metrics["acc"]["value"] == 0.99 and r.metrics["acc"]["last"] == 499 / 500
+    )  # summary beats last
+    assert r.metrics["test_acc"] == {
+        "value": 0.5,
+        "last": 0.5,
+        "min": 0.5,
+        "max": 0.5,
+        "count": 0,
+        "step": None,
+    }
     assert r.metrics["dict_style"]["last"] == 1.5
     assert r.tags == {"team": "nlp", "baseline": ""}
     s = r.series("loss")
@@ -56,12 +70,16 @@ def test_init_param_log_summary_finish(project: Path) -> None:
 
 
 def test_exception_marks_the_run_failed_with_traceback(project: Path) -> None:
-    proc = py(project, """
+    proc = py(
+        project,
+        """
         import runbase
         runbase.init()
         runbase.log(loss=1.0)
         raise RuntimeError("diverged")
-    """, check=False)
+    """,
+        check=False,
+    )
     assert proc.returncode == 1 and "diverged" in proc.stderr
     r = get_run(None)
     assert r.status == "failed" and r.exit_code == 1
@@ -70,7 +88,9 @@ def test_exception_marks_the_run_failed_with_traceback(project: Path) -> None:
 
 
 def test_start_run_context_manager_and_several_runs_per_process(project: Path) -> None:
-    py(project, """
+    py(
+        project,
+        """
         import runbase
         with runbase.start_run("one") as a:
             runbase.log(x=1.0)
@@ -84,7 +104,8 @@ def test_start_run_context_manager_and_several_runs_per_process(project: Path) -
         runbase.log(x=3.0)
         runbase.finish()
         assert len({a.id, b.id, c.id}) == 3
-    """)
+    """,
+    )
     rows = runbase.runs(store=str(project / ".runbase"), sort="started_at")
     assert list(rows["name"]) == ["one", "two", "three"]
     assert list(rows["status"]) == ["finished", "failed", "finished"]
@@ -93,7 +114,9 @@ def test_start_run_context_manager_and_several_runs_per_process(project: Path) -
 
 def test_values_are_coerced_not_lost(project: Path) -> None:
     pytest.importorskip("numpy")
-    py(project, """
+    py(
+        project,
+        """
         import pathlib, numpy as np, runbase
         class Thing:
             def __repr__(self):
@@ -110,7 +133,8 @@ def test_values_are_coerced_not_lost(project: Path) -> None:
         runbase.log(n=float("nan"))
         runbase.log(n=float("inf"))
         runbase.log(n=float("-inf"))
-    """)
+    """,
+    )
     r = get_run(None)
     assert r.params["path"] == "/data/x.csv" and r.params["thing"] == "<Thing 42>"
     assert r.params["np_float"] == 0.5 and r.params["tuple"] == [1, 2] and r.params["nan"] == "NaN"
@@ -132,13 +156,16 @@ def test_bad_api_input_before_start_raises_clearly(project: Path) -> None:
 
 def test_dataframe_api(project: Path) -> None:
     pd = pytest.importorskip("pandas")
-    py(project, """
+    py(
+        project,
+        """
         import runbase
         for lr in (0.1, 0.01):
             with runbase.start_run():
                 runbase.param("lr", lr)
                 runbase.summary(acc=1 - lr)
-    """)
+    """,
+    )
     df = runbase.runs(where="params.lr < 0.05", store=str(project / ".runbase"))
     assert isinstance(df, pd.DataFrame) and list(df["params.lr"]) == [0.01]
     assert list(df["metrics.acc"]) == [0.99]

@@ -8,20 +8,24 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import runbase_cmd, write
 
+from conftest import runbase_cmd, write
 from runbase.cli import main
 
 
 @pytest.fixture
 def three_runs(project: Path) -> Path:
-    write(project, "t.py", """
+    write(
+        project,
+        "t.py",
+        """
         import argparse, runbase
         p = argparse.ArgumentParser(); p.add_argument("--lr", type=float); a = p.parse_args()
         for i in range(5):
             runbase.log(loss=a.lr * (5 - i), step=i)
         runbase.summary(acc=1 - a.lr)
-    """)
+    """,
+    )
     for lr in ("0.1", "0.01", "0.5"):
         runbase_cmd("run", "--", sys.executable, "t.py", "--lr", lr, cwd=project, check=True)
     return project
@@ -30,9 +34,24 @@ def three_runs(project: Path) -> Path:
 def test_ls_table_where_sort_json(three_runs: Path) -> None:
     out = runbase_cmd("ls", cwd=three_runs, check=True).stdout
     header = out.splitlines()[0].split()
-    assert header[:5] == ["id", "name", "status", "started", "duration"] and "lr" in header and "acc" in header
+    assert (
+        header[:5] == ["id", "name", "status", "started", "duration"]
+        and "lr" in header
+        and "acc" in header
+    )
     assert len(out.strip().splitlines()) == 4
-    rows = json.loads(runbase_cmd("ls", "--json", "--where", "params.lr < 0.2", "--sort", "-metrics.acc", cwd=three_runs, check=True).stdout)
+    rows = json.loads(
+        runbase_cmd(
+            "ls",
+            "--json",
+            "--where",
+            "params.lr < 0.2",
+            "--sort",
+            "-metrics.acc",
+            cwd=three_runs,
+            check=True,
+        ).stdout
+    )
     assert [r["params"]["lr"] for r in rows] == [0.01, 0.1]
     assert rows[0]["metrics"]["acc"]["value"] == 0.99
     limited = runbase_cmd("ls", "--limit", "2", cwd=three_runs, check=True).stdout
@@ -43,8 +62,21 @@ def test_show_logs_metrics_and_prefixes(three_runs: Path) -> None:
     rows = json.loads(runbase_cmd("ls", "--json", cwd=three_runs, check=True).stdout)
     rid = rows[0]["id"]
     rec = json.loads(runbase_cmd("show", rid[:12], "--json", cwd=three_runs, check=True).stdout)
-    for key in ("id", "name", "status", "exit_code", "started_at", "ended_at", "command", "cwd", "params",
-                "metrics", "code", "env", "tags"):
+    for key in (
+        "id",
+        "name",
+        "status",
+        "exit_code",
+        "started_at",
+        "ended_at",
+        "command",
+        "cwd",
+        "params",
+        "metrics",
+        "code",
+        "env",
+        "tags",
+    ):
         assert key in rec
     for key in ("commit", "branch", "dirty", "patch", "tree"):
         assert key in rec["code"]
@@ -52,23 +84,30 @@ def test_show_logs_metrics_and_prefixes(three_runs: Path) -> None:
         assert key in rec["env"]
     assert set(rec["metrics"]["loss"]) >= {"last", "min", "max", "count"}
     assert rec["id"] == rid
-    by_name = json.loads(runbase_cmd("show", rec["name"], "--json", "--no-patch", cwd=three_runs, check=True).stdout)
+    by_name = json.loads(
+        runbase_cmd("show", rec["name"], "--json", "--no-patch", cwd=three_runs, check=True).stdout
+    )
     assert by_name["id"] == rid and by_name["code"]["patch"] is None
     text = runbase_cmd("show", cwd=three_runs, check=True).stdout
-    assert rid in text and "params:" in text and "metrics:" in text and "uncommitted changes" in text
+    assert (
+        rid in text and "params:" in text and "metrics:" in text and "uncommitted changes" in text
+    )
     m = json.loads(runbase_cmd("metrics", rid, "loss", "--json", cwd=three_runs, check=True).stdout)
     assert m["steps"] == [0, 1, 2, 3, 4] and len(m["values"]) == 5
     assert "loss" in runbase_cmd("metrics", rid, cwd=three_runs, check=True).stdout
 
 
-@pytest.mark.parametrize("args,message", [
-    (["show", "zzzzzz"], "no run matches"),
-    (["show", "0"], "matches several runs"),
-    (["ls", "--where", "params.lr <"], "unexpected end"),
-    (["ls", "--where", "nonsense == 1"], "unknown field"),
-    (["metrics", "latest", "nope"], "no metric"),
-    (["run", "--", "no-such-binary-xyz"], "command not found"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["show", "zzzzzz"], "no run matches"),
+        (["show", "0"], "matches several runs"),
+        (["ls", "--where", "params.lr <"], "unexpected end"),
+        (["ls", "--where", "nonsense == 1"], "unknown field"),
+        (["metrics", "latest", "nope"], "no metric"),
+        (["run", "--", "no-such-binary-xyz"], "command not found"),
+    ],
+)
 def test_clear_errors_without_tracebacks(three_runs: Path, args: list[str], message: str) -> None:
     proc = runbase_cmd(*args, cwd=three_runs)
     assert proc.returncode != 0
@@ -84,9 +123,13 @@ def test_no_store_yet(tmp_path: Path) -> None:
 
 def test_store_option_and_env(tmp_path: Path) -> None:
     store = tmp_path / "custom-store"
-    runbase_cmd("--store", str(store), "run", "--", sys.executable, "-c", "pass", cwd=tmp_path, check=True)
+    runbase_cmd(
+        "--store", str(store), "run", "--", sys.executable, "-c", "pass", cwd=tmp_path, check=True
+    )
     assert (store / "FORMAT").is_file()
-    out = runbase_cmd("ls", "--json", cwd=tmp_path, env={"RUNBASE_DIR": str(store)}, check=True).stdout
+    out = runbase_cmd(
+        "ls", "--json", cwd=tmp_path, env={"RUNBASE_DIR": str(store)}, check=True
+    ).stdout
     assert len(json.loads(out)) == 1
 
 

@@ -6,7 +6,6 @@ import subprocess
 from pathlib import Path
 
 from conftest import GIT, commit, write
-
 from runbase.capture.code import load_manifest, snapshot
 from runbase.store import Store
 
@@ -30,7 +29,11 @@ def test_dirty_git_tree(project: Path) -> None:
     write(project, "src/model.py", "def f():\n    return 1\n")
     write(project, "train.py", "print('hi')\n")
     head = commit(project, "code")
-    subprocess.run(["git", "remote", "add", "origin", "https://alice:s3cretpw@github.com/org/repo.git"], cwd=project, check=True)
+    subprocess.run(
+        ["git", "remote", "add", "origin", "https://alice:s3cretpw@github.com/org/repo.git"],
+        cwd=project,
+        check=True,
+    )
     write(project, "src/model.py", "def f():\n    return 2\n")  # modified
     write(project, "new_module.py", "X = 1\n")  # untracked
     write(project, "debug.log", "ignored by .gitignore\n")
@@ -49,7 +52,9 @@ def test_dirty_git_tree(project: Path) -> None:
     assert "return 2" in patch and "new_module.py" in patch and "debug.log" not in patch
     assert "API_TOKEN" not in patch and "weights.txt" not in patch
     # the repository's own index is untouched by the snapshot
-    status = subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True).stdout
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True
+    ).stdout
     assert "?? new_module.py" in status
     # the patch applied to a clean checkout of the commit gives exactly the snapshot
     clone = project.parent / "clone"
@@ -105,4 +110,8 @@ def test_plain_directory_uses_ignore_rules(tmp_path: Path) -> None:
     store = Store.open(root / ".runbase", create=True)
     snap = snapshot(store, root)
     assert snap.kind == "dir" and snap.commit is None
-    assert {e["path"] for e in load_manifest(store, snap.tree)} == {"train.py", "lib/util.py", ".runbaseignore"}
+    assert {e["path"] for e in load_manifest(store, snap.tree)} == {
+        "train.py",
+        "lib/util.py",
+        ".runbaseignore",
+    }

@@ -8,9 +8,25 @@ import sys
 import runbase
 
 PUBLIC = {
-    "AmbiguousRunRef", "FormatVersionError", "QueryError", "Run", "RunNotFound", "RunbaseError",
-    "StoreError", "UsageError", "active_run", "finish", "get_run", "init", "log", "param", "params",
-    "runs", "start_run", "summary", "tag",
+    "AmbiguousRunRef",
+    "FormatVersionError",
+    "QueryError",
+    "Run",
+    "RunNotFound",
+    "RunbaseError",
+    "StoreError",
+    "UsageError",
+    "active_run",
+    "finish",
+    "get_run",
+    "init",
+    "log",
+    "param",
+    "params",
+    "runs",
+    "start_run",
+    "summary",
+    "tag",
 }
 
 
@@ -19,10 +35,33 @@ def test_all_is_exactly_the_public_api() -> None:
     for name in PUBLIC:
         assert getattr(runbase, name) is not None
     public_now = {n for n in vars(runbase) if not n.startswith("_")}
-    accidental = public_now - PUBLIC - {"annotations", "TYPE_CHECKING", "api", "tracker", "errors", "read",
-                                         "capture", "spool", "store", "lifecycle", "ingest", "query", "record",
-                                         "ids", "supervisor", "table", "cli", "show", "logs", "demo",
-                                         "lifecycle_files"}
+    accidental = (
+        public_now
+        - PUBLIC
+        - {
+            "annotations",
+            "TYPE_CHECKING",
+            "api",
+            "tracker",
+            "errors",
+            "read",
+            "capture",
+            "spool",
+            "store",
+            "lifecycle",
+            "ingest",
+            "query",
+            "record",
+            "ids",
+            "supervisor",
+            "table",
+            "cli",
+            "show",
+            "logs",
+            "demo",
+            "lifecycle_files",
+        }
+    )
     assert not accidental, f"accidentally public: {accidental}"
 
 
@@ -32,5 +71,7 @@ def test_import_is_light() -> None:
         "heavy = {'sqlite3', 'click', 'pandas', 'numpy', 'blake3', 'json', 'subprocess', 'typing', 'pynvml'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "[]", f"import runbase pulled in {out}"

@@ -13,7 +13,14 @@ from runbase.store import Store
 from runbase.tracker import Tracker
 
 
-def _make(store: Store, name: str, params: dict, metrics: dict, tags: dict | None = None, status: str = "finished") -> str:
+def _make(
+    store: Store,
+    name: str,
+    params: dict,
+    metrics: dict,
+    tags: dict | None = None,
+    status: str = "finished",
+) -> str:
     run_id = lifecycle.create_run(store, command=["x"], mode="api", name=name, tags=tags)
     t = Tracker(run_id, str(store.root))
     for k, v in params.items():
@@ -31,8 +38,16 @@ def _make(store: Store, name: str, params: dict, metrics: dict, tags: dict | Non
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     s = Store.open(tmp_path / ".runbase", create=True)
-    _make(s, "a", {"lr": 0.01, "opt": "adam", "flag": True}, {"acc": [0.5, 0.95], "loss": [1.0, 0.1]}, {"baseline": ""})
-    _make(s, "b", {"lr": 0.1, "opt": "sgd", "flag": False}, {"acc": [0.7, 0.85], "loss": [0.9, 0.3]})
+    _make(
+        s,
+        "a",
+        {"lr": 0.01, "opt": "adam", "flag": True},
+        {"acc": [0.5, 0.95], "loss": [1.0, 0.1]},
+        {"baseline": ""},
+    )
+    _make(
+        s, "b", {"lr": 0.1, "opt": "sgd", "flag": False}, {"acc": [0.7, 0.85], "loss": [0.9, 0.3]}
+    )
     _make(s, "c", {"lr": 1.0, "opt": "adam"}, {"acc": [0.2, float("nan")]}, status="failed")
     return s
 
@@ -71,8 +86,19 @@ def test_where(store: Store, where: str, expected: list[str]) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["params.lr <", "params.lr << 1", "bogus == 1", "metrics.acc > 'x'", "(status == failed", "params.",
-     "params.lr < 0.1 and", "status == failed extra", "params.opt > 'adam'", "started_at > 'yesterday-ish'", "@"],
+    [
+        "params.lr <",
+        "params.lr << 1",
+        "bogus == 1",
+        "metrics.acc > 'x'",
+        "(status == failed",
+        "params.",
+        "params.lr < 0.1 and",
+        "status == failed extra",
+        "params.opt > 'adam'",
+        "started_at > 'yesterday-ish'",
+        "@",
+    ],
 )
 def test_malformed_where_is_a_clear_error(store: Store, bad: str) -> None:
     with pytest.raises(QueryError):
@@ -80,7 +106,11 @@ def test_malformed_where_is_a_clear_error(store: Store, bad: str) -> None:
 
 
 def test_sort(store: Store) -> None:
-    assert [r["name"] for r in list_runs(store, sort="-metrics.acc")] == ["a", "b", "c"]  # NaN/NULL last
+    assert [r["name"] for r in list_runs(store, sort="-metrics.acc")] == [
+        "a",
+        "b",
+        "c",
+    ]  # NaN/NULL last
     assert [r["name"] for r in list_runs(store, sort="metrics.acc")] == ["b", "a", "c"]
     assert [r["name"] for r in list_runs(store, sort="params.lr desc")] == ["c", "b", "a"]
     assert [r["name"] for r in list_runs(store, sort="name")] == ["a", "b", "c"]

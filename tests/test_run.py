@@ -19,7 +19,10 @@ def record(project: Path, ref: str = "latest") -> dict:
 
 
 def test_argparse_params_metrics_logs_and_code(project: Path) -> None:
-    write(project, "train.py", """
+    write(
+        project,
+        "train.py",
+        """
         import argparse, sys
         import runbase
         p = argparse.ArgumentParser()
@@ -35,18 +38,42 @@ def test_argparse_params_metrics_logs_and_code(project: Path) -> None:
             runbase.log(loss=1.0 / (i + 1), step=i)
         print("to stdout")
         print("to stderr", file=sys.stderr)
-    """)
-    proc = runbase_cmd("run", "--name", "first", "--tag", "team=vision", "--", PY, "train.py",
-                       "--lr", "0.1", "fit", "--folds", "3", cwd=project)
+    """,
+    )
+    proc = runbase_cmd(
+        "run",
+        "--name",
+        "first",
+        "--tag",
+        "team=vision",
+        "--",
+        PY,
+        "train.py",
+        "--lr",
+        "0.1",
+        "fit",
+        "--folds",
+        "3",
+        cwd=project,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "to stdout" in proc.stdout and "to stderr" in proc.stderr  # tee'd through
     rec = record(project)
     assert rec["status"] == "finished" and rec["exit_code"] == 0 and rec["name"] == "first"
-    assert rec["params"] == {"lr": 0.1, "epochs": 3, "model": "resnet", "augment": False, "cmd": "fit", "folds": 3}
+    assert rec["params"] == {
+        "lr": 0.1,
+        "epochs": 3,
+        "model": "resnet",
+        "augment": False,
+        "cmd": "fit",
+        "folds": 3,
+    }
     assert set(rec["param_sources"].values()) == {"argparse"}
     assert rec["metrics"]["loss"]["count"] == 3 and rec["metrics"]["loss"]["last"] == 1 / 3
     assert rec["tags"] == {"team": "vision"}
-    assert rec["code"]["kind"] == "git" and rec["code"]["dirty"] and "train.py" in rec["code"]["patch"]
+    assert (
+        rec["code"]["kind"] == "git" and rec["code"]["dirty"] and "train.py" in rec["code"]["patch"]
+    )
     assert rec["env"]["python"]["executable"] == sys.executable
     names = {p["name"].lower() for p in rec["env"]["packages"]}
     assert {"runbase", "click", "blake3", "pytest"} <= names
@@ -61,13 +88,21 @@ def test_argparse_params_metrics_logs_and_code(project: Path) -> None:
 
 def test_python_m_and_nested_scripts_attach(project: Path) -> None:
     write(project, "pkg/__init__.py", "")
-    write(project, "pkg/__main__.py", """
+    write(
+        project,
+        "pkg/__main__.py",
+        """
         import subprocess, sys
         import runbase
         runbase.log(outer=1.0)
         subprocess.run([sys.executable, "child.py"], check=True)
-    """)
-    write(project, "child.py", "import runbase\nrunbase.log(inner=2.0)\nrunbase.param('from_child', 'yes')\n")
+    """,
+    )
+    write(
+        project,
+        "child.py",
+        "import runbase\nrunbase.log(inner=2.0)\nrunbase.param('from_child', 'yes')\n",
+    )
     proc = runbase_cmd("run", "--", PY, "-m", "pkg", cwd=project)
     assert proc.returncode == 0, proc.stderr
     rec = record(project)
@@ -76,7 +111,10 @@ def test_python_m_and_nested_scripts_attach(project: Path) -> None:
 
 
 def test_multiprocessing_workers_attach(project: Path) -> None:
-    write(project, "mp.py", """
+    write(
+        project,
+        "mp.py",
+        """
         import multiprocessing as mp, sys
         import runbase
 
@@ -90,7 +128,8 @@ def test_multiprocessing_workers_attach(project: Path) -> None:
             for method in ("fork", "spawn"):
                 with mp.get_context(method).Pool(2) as pool:
                     assert sorted(pool.map(work, [0, 1] if method == "fork" else [2, 3])) is not None
-    """)
+    """,
+    )
     proc = runbase_cmd("run", "--", PY, "mp.py", cwd=project)
     assert proc.returncode == 0, proc.stderr
     m = record(project)["metrics"]
@@ -100,7 +139,18 @@ def test_multiprocessing_workers_attach(project: Path) -> None:
 
 
 def test_non_python_command(project: Path) -> None:
-    proc = runbase_cmd("run", "--", "bash", "-c", "echo from bash; exit 0", "--lr", "0.5", "epochs=3", "--fast", cwd=project)
+    proc = runbase_cmd(
+        "run",
+        "--",
+        "bash",
+        "-c",
+        "echo from bash; exit 0",
+        "--lr",
+        "0.5",
+        "epochs=3",
+        "--fast",
+        cwd=project,
+    )
     assert proc.returncode == 0, proc.stderr
     rec = record(project)
     assert rec["status"] == "finished"
@@ -111,10 +161,19 @@ def test_non_python_command(project: Path) -> None:
 
 
 def test_exit_codes_and_signals(project: Path) -> None:
-    assert runbase_cmd("run", "--", PY, "-c", "import sys; sys.exit(3)", cwd=project).returncode == 3
+    assert (
+        runbase_cmd("run", "--", PY, "-c", "import sys; sys.exit(3)", cwd=project).returncode == 3
+    )
     rec = record(project)
     assert rec["status"] == "failed" and rec["exit_code"] == 3
-    proc = runbase_cmd("run", "--", PY, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)", cwd=project)
+    proc = runbase_cmd(
+        "run",
+        "--",
+        PY,
+        "-c",
+        "import os, signal; os.kill(os.getpid(), signal.SIGTERM)",
+        cwd=project,
+    )
     assert proc.returncode == 128 + 15
     rec = record(project)
     assert rec["status"] == "killed" and rec["exit_signal"] == 15 and rec["exit_code"] is None
@@ -131,12 +190,20 @@ def test_command_not_found_fails_before_start(project: Path) -> None:
 
 def test_child_sees_a_terminal_when_we_have_one(project: Path) -> None:
     """Colours survive: under a terminal the command's stdout is a terminal too."""
-    write(project, "tty.py", "import sys\nprint('TTY' if sys.stdout.isatty() else 'PIPE', '\\x1b[31mred\\x1b[0m')\n")
+    write(
+        project,
+        "tty.py",
+        "import sys\nprint('TTY' if sys.stdout.isatty() else 'PIPE', '\\x1b[31mred\\x1b[0m')\n",
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_")}
     pid, fd = pty.fork()
     if pid == 0:  # pragma: no cover - child
         os.chdir(project)
-        os.execvpe(sys.executable, [sys.executable, "-m", "runbase", "run", "--", sys.executable, "tty.py"], env)
+        os.execvpe(
+            sys.executable,
+            [sys.executable, "-m", "runbase", "run", "--", sys.executable, "tty.py"],
+            env,
+        )
     out = b""
     while True:
         try:
@@ -156,7 +223,11 @@ def test_child_sees_a_terminal_when_we_have_one(project: Path) -> None:
 def test_existing_sitecustomize_still_runs(project: Path, tmp_path: Path) -> None:
     own = tmp_path / "own_site"
     write(own, "sitecustomize.py", "import os\nos.environ['USER_SITECUSTOMIZE_RAN'] = '1'\n")
-    write(project, "check.py", "import os, runbase\nrunbase.param('ran', os.environ.get('USER_SITECUSTOMIZE_RAN', '0'))\n")
+    write(
+        project,
+        "check.py",
+        "import os, runbase\nrunbase.param('ran', os.environ.get('USER_SITECUSTOMIZE_RAN', '0'))\n",
+    )
     proc = runbase_cmd("run", "--", PY, "check.py", cwd=project, env={"PYTHONPATH": str(own)})
     assert proc.returncode == 0, proc.stderr
     assert record(project)["params"]["ran"] == "1"
@@ -167,7 +238,11 @@ def test_python_without_runbase_installed_attaches(project: Path, tmp_path: Path
     venv = tmp_path / "other-venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     py = venv / "bin" / "python"
-    write(project, "t.py", "import argparse, runbase\np = argparse.ArgumentParser(); p.add_argument('--k', default=7); p.parse_args()\nrunbase.log(x=1.0)\n")
+    write(
+        project,
+        "t.py",
+        "import argparse, runbase\np = argparse.ArgumentParser(); p.add_argument('--k', default=7); p.parse_args()\nrunbase.log(x=1.0)\n",
+    )
     proc = runbase_cmd("run", "--", str(py), "t.py", cwd=project)
     assert proc.returncode == 0, proc.stderr
     rec = record(project)

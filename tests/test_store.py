@@ -18,13 +18,25 @@ from runbase.store.hashing import hash_bytes, hash_file
 def test_init_creates_documented_layout(tmp_path: Path) -> None:
     store = Store.open(tmp_path / ".runbase", create=True)
     root = store.root
-    assert json.loads((root / "FORMAT").read_text()) == {"format": "runbase-store", "version": FORMAT_VERSION}
+    assert json.loads((root / "FORMAT").read_text()) == {
+        "format": "runbase-store",
+        "version": FORMAT_VERSION,
+    }
     for sub in ("objects", "spool", "tmp"):
         assert (root / sub).is_dir()
     conn = sqlite3.connect(root / "runbase.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"meta", "runs", "params", "tags", "metrics", "metric_chunks", "stat_cache", "spool_offsets"} <= tables
+    assert {
+        "meta",
+        "runs",
+        "params",
+        "tags",
+        "metrics",
+        "metric_chunks",
+        "stat_cache",
+        "spool_offsets",
+    } <= tables
 
 
 def test_open_without_store_fails_clearly(tmp_path: Path) -> None:
@@ -36,7 +48,9 @@ def test_open_without_store_fails_clearly(tmp_path: Path) -> None:
 def test_other_format_versions_are_refused(tmp_path: Path, version: int, word: str) -> None:
     store = Store.open(tmp_path / ".runbase", create=True)
     store.close()
-    (tmp_path / ".runbase" / "FORMAT").write_text(json.dumps({"format": "runbase-store", "version": version}))
+    (tmp_path / ".runbase" / "FORMAT").write_text(
+        json.dumps({"format": "runbase-store", "version": version})
+    )
     with pytest.raises(FormatVersionError, match=word):
         Store.open(tmp_path / ".runbase")
 

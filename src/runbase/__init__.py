@@ -13,11 +13,6 @@ Importing runbase is cheap (stdlib only); heavier modules load on first use.
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # not `from typing import`: typing costs ~8 ms at import
-
-if TYPE_CHECKING:
-    from typing import Any
-
 from .api import Run, active_run, finish, init, param, params, start_run, summary, tag
 from .errors import (
     AmbiguousRunRef,
@@ -29,6 +24,11 @@ from .errors import (
     UsageError,
 )
 from .tracker import log
+
+TYPE_CHECKING = False  # not `from typing import`: typing costs ~8 ms at import
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 

@@ -15,7 +15,9 @@ from .lifecycle_files import LOG_FILES
 
 
 class _Tee:
-    def __init__(self, inner: Any, fds: list[int], scrubbers: list[StreamScrubber], lock: threading.Lock) -> None:
+    def __init__(
+        self, inner: Any, fds: list[int], scrubbers: list[StreamScrubber], lock: threading.Lock
+    ) -> None:
         self._inner = inner
         self._fds = fds
         self._scrubbers = scrubbers
@@ -28,7 +30,7 @@ class _Tee:
             try:
                 data = s.encode("utf-8", "replace")
                 with self._lock:
-                    for fd, scrub in zip(self._fds, self._scrubbers):
+                    for fd, scrub in zip(self._fds, self._scrubbers, strict=True):
                         os.write(fd, scrub.feed(data))
             except Exception:  # noqa: BLE001
                 self._broken = True
@@ -37,7 +39,7 @@ class _Tee:
     def flush_logs(self) -> None:
         try:
             with self._lock:
-                for fd, scrub in zip(self._fds, self._scrubbers):
+                for fd, scrub in zip(self._fds, self._scrubbers, strict=True):
                     os.write(fd, scrub.flush())
         except Exception:  # noqa: BLE001
             pass
@@ -73,5 +75,5 @@ def capture(spool_dir: str, secrets: set[str]) -> Capture | None:
     combined = StreamScrubber(secrets)
     out = _Tee(sys.stdout, [out_fd], [combined], lock)
     err = _Tee(sys.stderr, [out_fd, err_fd], [combined, StreamScrubber(secrets)], lock)
-    sys.stdout, sys.stderr = out, err  # type: ignore[assignment]
+    sys.stdout, sys.stderr = out, err
     return Capture(out, err, [out_fd, err_fd])

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import sys
 import threading
+
 TYPE_CHECKING = False  # not `from typing import`: typing costs ~8 ms at import
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+
 _seen: set[str] = set()
 _lock = threading.Lock()
+
 
 def warn_once(key: str, message: str) -> None:
     """Print ``runbase: warning: <message>`` to stderr the first time ``key`` is seen."""
@@ -20,13 +23,17 @@ def warn_once(key: str, message: str) -> None:
             return
         _seen.add(key)
     try:
-        sys.stderr.write(f"runbase: warning: {message} (tracking continues; your code is unaffected)\n")
+        sys.stderr.write(
+            f"runbase: warning: {message} (tracking continues; your code is unaffected)\n"
+        )
         sys.stderr.flush()
     except Exception:
         pass
 
 
-def safe_call(key: str, fn: Callable[..., Any], *args: Any, default: Any = None, **kwargs: Any) -> Any:
+def safe_call(
+    key: str, fn: Callable[..., Any], *args: Any, default: Any = None, **kwargs: Any
+) -> Any:
     """Call ``fn``; on any exception warn once under ``key`` and return ``default``."""
     try:
         return fn(*args, **kwargs)

@@ -14,14 +14,15 @@ import os
 import sys
 import threading
 from collections.abc import Iterator, Mapping
-TYPE_CHECKING = False  # not `from typing import`: typing costs ~8 ms at import
-
-if TYPE_CHECKING:
-    from typing import Any
 
 from . import tracker as _tracker
 from ._safe import warn_once
 from .errors import RunbaseError, UsageError
+
+TYPE_CHECKING = False  # not `from typing import`: typing costs ~8 ms at import
+
+if TYPE_CHECKING:
+    from typing import Any
 
 _lock = threading.RLock()
 _run: Run | None = None
@@ -117,7 +118,9 @@ def _attach() -> Run:
     return Run(t.run_id, None, t.store_root, own=False)
 
 
-def _apply_meta(name: str | None, tags: Mapping[str, Any] | None, params: Mapping[str, Any] | None) -> None:
+def _apply_meta(
+    name: str | None, tags: Mapping[str, Any] | None, params: Mapping[str, Any] | None
+) -> None:
     t = _tracker.active()
     if t is None:
         return
@@ -130,7 +133,11 @@ def _apply_meta(name: str | None, tags: Mapping[str, Any] | None, params: Mappin
 
 
 def _start_own(
-    name: str | None, tags: Mapping[str, Any] | None, store_path: Any, capture_code: bool, capture_console: bool
+    name: str | None,
+    tags: Mapping[str, Any] | None,
+    store_path: Any,
+    capture_code: bool,
+    capture_console: bool,
 ) -> Run:
     from . import lifecycle
     from .capture.env import python_info
@@ -143,7 +150,11 @@ def _start_own(
         argv, _ = redact_argv([sys.executable, *sys.argv])
         root = lifecycle.project_root()
         run_id = lifecycle.create_run(
-            store, command=argv, mode="api", name=name, project_root=str(root),
+            store,
+            command=argv,
+            mode="api",
+            name=name,
+            project_root=str(root),
             tags={str(k): str(v) for k, v in (tags or {}).items()},
         )
     except RunbaseError:
@@ -188,13 +199,29 @@ def _spawn_watcher(run: Run) -> None:
     pid = os.getpid()
     try:
         subprocess.Popen(
-            [sys.executable, "-m", "runbase._watcher", run.store_root, run.id, str(pid), start_id(pid) or ""],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True, close_fds=True,
-            env={**os.environ, "PYTHONPATH": _package_parent() + os.pathsep + os.environ.get("PYTHONPATH", "")},
+            [
+                sys.executable,
+                "-m",
+                "runbase._watcher",
+                run.store_root,
+                run.id,
+                str(pid),
+                start_id(pid) or "",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+            env={
+                **os.environ,
+                "PYTHONPATH": _package_parent() + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            },
         )
     except Exception as e:  # noqa: BLE001
-        warn_once("watcher", f"could not start the run's watcher ({e}); metrics are stored at finish")
+        warn_once(
+            "watcher", f"could not start the run's watcher ({e}); metrics are stored at finish"
+        )
 
 
 def _package_parent() -> str:
@@ -294,7 +321,10 @@ def summary(**metrics: Any) -> None:
         for k, v in metrics.items():
             f = _tracker.to_float(v)
             if f is None:
-                warn_once(f"summary-{k}", f"summary {k!r}: {type(v).__name__} value is not a number; skipped")
+                warn_once(
+                    f"summary-{k}",
+                    f"summary {k!r}: {type(v).__name__} value is not a number; skipped",
+                )
             else:
                 values[k] = f
         t = _tracker.active()

@@ -20,7 +20,12 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--store", envvar="RUNBASE_DIR", metavar="PATH", help="The store directory (default: .runbase at the project root).")
+@click.option(
+    "--store",
+    envvar="RUNBASE_DIR",
+    metavar="PATH",
+    help="The store directory (default: .runbase at the project root).",
+)
 @click.version_option(package_name="runbase")
 @click.pass_context
 def main(ctx: click.Context, store: str | None) -> None:
@@ -56,15 +61,26 @@ def init(ctx: click.Context) -> None:
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("--name", "-n", help="A human name for the run.")
-@click.option("--tag", "-t", "tags", multiple=True, metavar="KEY=VALUE", help="Tag the run (repeatable).")
+@click.option(
+    "--tag", "-t", "tags", multiple=True, metavar="KEY=VALUE", help="Tag the run (repeatable)."
+)
 @click.option("--no-code", is_flag=True, help="Do not snapshot the code.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
 @click.pass_context
-def run(ctx: click.Context, name: str | None, tags: tuple[str, ...], no_code: bool, command: tuple[str, ...]) -> None:
+def run(
+    ctx: click.Context,
+    name: str | None,
+    tags: tuple[str, ...],
+    no_code: bool,
+    command: tuple[str, ...],
+) -> None:
     """Run COMMAND as a tracked run: runbase run -- python train.py --lr 0.1"""
-    from .supervisor import RunOptions, run as run_command
+    from .supervisor import RunOptions
+    from .supervisor import run as run_command
 
-    opts = RunOptions(name=name, tags=_parse_tags(tags), store=ctx.obj["store"], capture_code=not no_code)
+    opts = RunOptions(
+        name=name, tags=_parse_tags(tags), store=ctx.obj["store"], capture_code=not no_code
+    )
     outcome = run_command(list(command), opts)
     ctx.exit(outcome.shell_code)
 
@@ -82,24 +98,35 @@ def _parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
 @main.command("ls")
 @click.option("--where", "-w", help='Filter, e.g. "params.lr < 0.1 and metrics.acc > 0.9".')
 @click.option("--sort", "-s", help='Sort key, e.g. "-metrics.acc" (descending) or "started_at".')
-@click.option("--limit", "-l", default=20, show_default=True, help="At most this many runs (0: all).")
+@click.option(
+    "--limit", "-l", default=20, show_default=True, help="At most this many runs (0: all)."
+)
 @click.option("--sweep", help="Only the runs of this sweep.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON records instead of a table.")
 @click.pass_context
-def ls(ctx: click.Context, where: str | None, sort: str | None, limit: int, sweep: str | None, as_json: bool) -> None:
+def ls(
+    ctx: click.Context,
+    where: str | None,
+    sort: str | None,
+    limit: int,
+    sweep: str | None,
+    as_json: bool,
+) -> None:
     """List runs, newest first."""
     from .read import count_runs, list_runs
     from .table import render, runs_table, terminal_width
 
     if sweep:
-        where = f'sweep == {json.dumps(sweep)}' + (f" and ({where})" if where else "")
+        where = f"sweep == {json.dumps(sweep)}" + (f" and ({where})" if where else "")
     store = _open(ctx)
     rows = list_runs(store, where, sort, limit or None)
     if as_json:
         _echo_json([_ls_json(r) for r in rows])
         return
     if not rows:
-        click.echo("no runs" + (" match" if where else " yet: try `runbase run -- python train.py`"))
+        click.echo(
+            "no runs" + (" match" if where else " yet: try `runbase run -- python train.py`")
+        )
         return
     headers, table = runs_table(store, rows)
     click.echo(render(headers, table, terminal_width(sys.stdout.isatty())))
@@ -112,10 +139,18 @@ def _ls_json(r: dict[str, Any]) -> dict[str, Any]:
     from .record import iso
 
     return {
-        "id": r["id"], "name": r["name"], "status": r["status"], "exit_code": r["exit_code"],
-        "started_at": iso(r["started_at"]), "ended_at": iso(r["ended_at"]), "duration_s": r["duration"],
-        "user": r["user_name"], "sweep_id": r["sweep_id"], "params": r["params"],
-        "metrics": r["metrics"], "tags": r["tags"],
+        "id": r["id"],
+        "name": r["name"],
+        "status": r["status"],
+        "exit_code": r["exit_code"],
+        "started_at": iso(r["started_at"]),
+        "ended_at": iso(r["ended_at"]),
+        "duration_s": r["duration"],
+        "user": r["user_name"],
+        "sweep_id": r["sweep_id"],
+        "params": r["params"],
+        "metrics": r["metrics"],
+        "tags": r["tags"],
     }
 
 
@@ -170,7 +205,17 @@ def metrics(ctx: click.Context, run_ref: str, key: str | None, as_json: bool) ->
         if as_json:
             _echo_json(summ)
             return
-        rows = [[k, fmt_value(m["value"]), fmt_value(m["last"]), fmt_value(m["min"]), fmt_value(m["max"]), str(m["count"])] for k, m in sorted(summ.items())]
+        rows = [
+            [
+                k,
+                fmt_value(m["value"]),
+                fmt_value(m["last"]),
+                fmt_value(m["min"]),
+                fmt_value(m["max"]),
+                str(m["count"]),
+            ]
+            for k, m in sorted(summ.items())
+        ]
         click.echo(render(["key", "value", "last", "min", "max", "count"], rows))
         return
     try:
@@ -178,13 +223,28 @@ def metrics(ctx: click.Context, run_ref: str, key: str | None, as_json: bool) ->
     except KeyError as e:
         raise UsageError(str(e.args[0])) from e
     if as_json:
-        _echo_json({"run": run_id, "key": key, "steps": s.steps, "times": s.times, "values": s.values})
+        _echo_json(
+            {"run": run_id, "key": key, "steps": s.steps, "times": s.times, "values": s.values}
+        )
         return
-    click.echo(render(["step", key, "time"], [[str(st), fmt_value(v), f"{t:.3f}"] for st, v, t in zip(s.steps, s.values, s.times)]))
+    click.echo(
+        render(
+            ["step", key, "time"],
+            [
+                [str(st), fmt_value(v), f"{t:.3f}"]
+                for st, v, t in zip(s.steps, s.values, s.times, strict=True)
+            ],
+        )
+    )
 
 
 @main.command()
-@click.option("--dir", "directory", type=click.Path(file_okay=False), help="Where to create the example project (default: a new temp dir).")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False),
+    help="Where to create the example project (default: a new temp dir).",
+)
 @click.pass_context
 def demo(ctx: click.Context, directory: str | None) -> None:
     """Create an example project, run a few tracked runs, show the table."""

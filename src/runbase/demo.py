@@ -63,10 +63,27 @@ def run_demo(directory: str | None = None, echo: Callable[[str], None] = print) 
     echo(f"demo project: {root}\n")
     for i, (lr, epochs) in enumerate(((0.01, 20), (0.05, 20), (0.05, 40))):
         if i == 2:  # an uncommitted edit: recorded in the run's patch
-            text = (root / "train.py").read_text().replace("w = b = 0.0", "w, b = 1.0, 0.0  # warm start")
+            text = (
+                (root / "train.py")
+                .read_text()
+                .replace("w = b = 0.0", "w, b = 1.0, 0.0  # warm start")
+            )
             (root / "train.py").write_text(text)
-        cmd = [sys.executable, "-m", "runbase", "run", "--name", f"demo-{i + 1}", "--",
-               sys.executable, "train.py", "--lr", str(lr), "--epochs", str(epochs)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "runbase",
+            "run",
+            "--name",
+            f"demo-{i + 1}",
+            "--",
+            sys.executable,
+            "train.py",
+            "--lr",
+            str(lr),
+            "--epochs",
+            str(epochs),
+        ]
         echo(f"$ runbase run -- python train.py --lr {lr} --epochs {epochs}")
         proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
         tail = proc.stdout.strip().splitlines()[-1:] if proc.stdout else []
@@ -74,8 +91,12 @@ def run_demo(directory: str | None = None, echo: Callable[[str], None] = print) 
         if proc.returncode != 0:
             raise RuntimeError(f"demo run failed ({proc.returncode}): {proc.stderr[-2000:]}")
     echo("")
-    out = subprocess.run([sys.executable, "-m", "runbase", "ls"], cwd=root, env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "runbase", "ls"], cwd=root, env=env, capture_output=True, text=True
+    )
     echo(out.stdout.rstrip())
     echo(f"\nstore: {root / '.runbase'}")
-    echo(f"next:  cd {root} && runbase show && runbase show --json | head -50 && runbase metrics latest loss")
+    echo(
+        f"next:  cd {root} && runbase show && runbase show --json | head -50 && runbase metrics latest loss"
+    )
     return root

@@ -107,7 +107,10 @@ def _split(entries: list[Any], series: dict[str, _Series], events: list[dict[str
         for k, v in e.items():
             if v.__class__ is not float:
                 if not isinstance(v, (int, float)) or not isinstance(k, str):
-                    warn_once(f"metric-type-{k}", f"metric {k!r}: {type(v).__name__} value is not a number; skipped")
+                    warn_once(
+                        f"metric-type-{k}",
+                        f"metric {k!r}: {type(v).__name__} value is not a number; skipped",
+                    )
                     continue
                 v = float(v)
             acc = get(k)
@@ -118,7 +121,9 @@ def _split(entries: list[Any], series: dict[str, _Series], events: list[dict[str
             acc.vals.append(v)
 
 
-def _apply_series(cur: Any, store: Store, run_id: str, series: dict[str, _Series], result: IngestResult) -> None:
+def _apply_series(
+    cur: Any, store: Store, run_id: str, series: dict[str, _Series], result: IngestResult
+) -> None:
     for key, acc in series.items():
         row = cur.execute(
             "SELECT count, last, min, max, last_step FROM metrics WHERE run_id = ? AND key = ?",
@@ -164,7 +169,9 @@ def _apply_series(cur: Any, store: Store, run_id: str, series: dict[str, _Series
         result.points += len(acc.vals)
 
 
-def _apply_events(cur: Any, store: Store, run_id: str, events: list[dict[str, Any]], result: IngestResult) -> None:
+def _apply_events(
+    cur: Any, store: Store, run_id: str, events: list[dict[str, Any]], result: IngestResult
+) -> None:
     for e in events:
         kind = e.get(KIND_KEY)
         if kind == "param":
@@ -189,7 +196,9 @@ def _apply_param(cur: Any, store: Store, run_id: str, e: dict[str, Any]) -> None
         value = json.dumps(str(value))
     if source not in SOURCES:
         source = "inline"
-    row = cur.execute("SELECT source FROM params WHERE run_id = ? AND key = ?", (run_id, key)).fetchone()
+    row = cur.execute(
+        "SELECT source FROM params WHERE run_id = ? AND key = ?", (run_id, key)
+    ).fetchone()
     if row and SOURCES.index(row[0]) > SOURCES.index(source):
         return  # an inline param beats argparse, which beats an argv guess
     if len(value) > MAX_INLINE_VALUE:
@@ -233,4 +242,3 @@ def spool_mtime(store: Store, run_id: str) -> float | None:
         return max((p.stat().st_mtime for p in store.spool_dir(run_id).iterdir()), default=None)
     except OSError:
         return None
-

@@ -51,9 +51,21 @@ def create_run(
             "project_root, mode, owner_pid, owner_start, parent_id, sweep_id, reproduces) "
             "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                run_id, name or ids.new_run_name(), now, now, json.dumps(command),
-                cwd or os.getcwd(), user, host, project_root, mode, pid, start_id(pid),
-                parent_id, sweep_id, reproduces,
+                run_id,
+                name or ids.new_run_name(),
+                now,
+                now,
+                json.dumps(command),
+                cwd or os.getcwd(),
+                user,
+                host,
+                project_root,
+                mode,
+                pid,
+                start_id(pid),
+                parent_id,
+                sweep_id,
+                reproduces,
             ),
         )
         for k, v in (tags or {}).items():
@@ -86,7 +98,11 @@ def record_argv_params(store: Store, run_id: str, argv: list[str]) -> None:
 def record_env(store: Store, run_id: str, python: dict[str, Any] | None) -> None:
     """Capture and store the environment (packages as a deduplicated object)."""
     env, pkgs = envcap.capture(python)
-    packages_id = store.objects.put_bytes(json.dumps(pkgs, separators=(",", ":")).encode()) if python else None
+    packages_id = (
+        store.objects.put_bytes(json.dumps(pkgs, separators=(",", ":")).encode())
+        if python
+        else None
+    )
     env["packages_count"] = len(pkgs)
     store.db.execute(
         "UPDATE runs SET env_json = ?, packages_id = ? WHERE id = ?",
@@ -140,7 +156,15 @@ def finalize(
         cur.execute(
             "UPDATE runs SET status = ?, exit_code = ?, exit_signal = ?, ended_at = ?, logs_json = ?, "
             "error = ? WHERE id = ? AND status = 'running'",
-            (status, exit_code, exit_signal, ended_at or time.time(), json.dumps(logs), error, run_id),
+            (
+                status,
+                exit_code,
+                exit_signal,
+                ended_at or time.time(),
+                json.dumps(logs),
+                error,
+                run_id,
+            ),
         )
         won = cur.rowcount == 1
     if won:
@@ -170,7 +194,9 @@ def recover_orphans(store: Store) -> list[str]:
         if pid is not None and is_alive(int(pid), start):
             continue
         ended = spool_mtime(store, run_id) or heartbeat
-        if finalize(store, run_id, "crashed", ended_at=ended, error="the owning process disappeared"):
+        if finalize(
+            store, run_id, "crashed", ended_at=ended, error="the owning process disappeared"
+        ):
             recovered.append(run_id)
     return recovered
 

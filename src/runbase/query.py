@@ -38,11 +38,21 @@ _TOKEN = re.compile(
 _KEYWORDS = {"and", "or", "not", "in"}
 _AGGS = {"last", "min", "max", "count", "value"}
 _COLUMNS = {
-    "id": "runs.id", "name": "runs.name", "status": "runs.status", "user": "runs.user_name",
-    "host": "runs.host", "command": "runs.command", "exit_code": "runs.exit_code",
-    "exit_signal": "runs.exit_signal", "started_at": "runs.started_at", "ended_at": "runs.ended_at",
-    "sweep": "runs.sweep_id", "commit": "runs.code_commit", "mode": "runs.mode",
-    "parent": "runs.parent_id", "reproduces": "runs.reproduces",
+    "id": "runs.id",
+    "name": "runs.name",
+    "status": "runs.status",
+    "user": "runs.user_name",
+    "host": "runs.host",
+    "command": "runs.command",
+    "exit_code": "runs.exit_code",
+    "exit_signal": "runs.exit_signal",
+    "started_at": "runs.started_at",
+    "ended_at": "runs.ended_at",
+    "sweep": "runs.sweep_id",
+    "commit": "runs.code_commit",
+    "mode": "runs.mode",
+    "parent": "runs.parent_id",
+    "reproduces": "runs.reproduces",
 }
 _TIME_COLUMNS = {"started_at", "ended_at"}
 _SQL_OPS = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "=", "=": "=", "!=": "<>"}
@@ -69,7 +79,9 @@ def _tokenize(text: str) -> list[Tok]:
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if not m or m.end() == pos:
-            raise QueryError(f"unexpected character {text[pos:].strip()[:1]!r} at position {pos} in {text!r}")
+            raise QueryError(
+                f"unexpected character {text[pos:].strip()[:1]!r} at position {pos} in {text!r}"
+            )
         kind = m.lastgroup or ""
         toks.append(Tok(kind, m.group(kind), m.start(kind)))
         pos = m.end()
@@ -140,7 +152,9 @@ class _Parser:
     def field(self) -> Field:
         tok = self.take()
         if tok.kind != "word" or tok.text.lower() in _KEYWORDS:
-            raise QueryError(f"expected a field such as params.lr at position {tok.pos} in {self.text!r}")
+            raise QueryError(
+                f"expected a field such as params.lr at position {tok.pos} in {self.text!r}"
+            )
         name = tok.text
         if name in ("params", "metrics", "tags"):
             if not self.accept_op("."):
@@ -174,7 +188,9 @@ class _Parser:
         if tok.kind == "num":
             return float(tok.text) if any(c in tok.text for c in ".eE") else int(tok.text)
         if tok.kind == "str":
-            return json.loads(tok.text) if tok.text[0] == '"' else tok.text[1:-1].replace("\\'", "'")
+            return (
+                json.loads(tok.text) if tok.text[0] == '"' else tok.text[1:-1].replace("\\'", "'")
+            )
         if tok.kind == "word":
             low = tok.text.lower()
             return {"true": True, "false": False, "null": None}.get(low, tok.text)
@@ -332,9 +348,14 @@ def _sort_exprs(f: Field) -> list[tuple[str, list[Any]]]:
     if f.scope == "metrics":
         return [(sub.format(col=f.agg, table="metrics"), [f.key])]
     if f.scope == "params":  # numbers by value, then text
-        return [(sub.format(col="num", table="params"), [f.key]), (sub.format(col="value", table="params"), [f.key])]
+        return [
+            (sub.format(col="num", table="params"), [f.key]),
+            (sub.format(col="value", table="params"), [f.key]),
+        ]
     if f.scope == "tags":
         return [(sub.format(col="value", table="tags"), [f.key])]
     if f.key == "duration":
-        return [("(COALESCE(runs.ended_at, runs.heartbeat_at, runs.started_at) - runs.started_at)", [])]
+        return [
+            ("(COALESCE(runs.ended_at, runs.heartbeat_at, runs.started_at) - runs.started_at)", [])
+        ]
     return [(_COLUMNS[f.key], [])]

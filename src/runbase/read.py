@@ -1,9 +1,9 @@
 """The read side: resolve run references, load runs, their metrics and series.
 
-    >>> run = runbase.get_run("0bq3k5x7")          # doctest: +SKIP
-    >>> run.params["lr"], run.metrics["acc"]["last"]   # doctest: +SKIP
-    >>> run.series("loss").values[:3]               # doctest: +SKIP
-    >>> runbase.runs(where="params.lr < 0.1")      # a pandas DataFrame  # doctest: +SKIP
+>>> run = runbase.get_run("0bq3k5x7")          # doctest: +SKIP
+>>> run.params["lr"], run.metrics["acc"]["last"]   # doctest: +SKIP
+>>> run.series("loss").values[:3]               # doctest: +SKIP
+>>> runbase.runs(where="params.lr < 0.1")      # a pandas DataFrame  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -64,7 +64,9 @@ def resolve(store: Store, ref: str | None) -> str:
         return str(ids_[0])
     if ref in ids_:
         return ref
-    by_name = db.query("SELECT id FROM runs WHERE name = ? ORDER BY started_at DESC LIMIT 6", (ref,))
+    by_name = db.query(
+        "SELECT id FROM runs WHERE name = ? ORDER BY started_at DESC LIMIT 6", (ref,)
+    )
     if len(by_name) == 1 and not ids_:
         return str(by_name[0][0])
     candidates = ids_ or [r[0] for r in by_name]
@@ -77,7 +79,7 @@ def resolve(store: Store, ref: str | None) -> str:
 
 
 def row_dict(row: tuple[Any, ...]) -> dict[str, Any]:
-    return dict(zip(_NAMES, row))
+    return dict(zip(_NAMES, row, strict=True))
 
 
 def load_params(store: Store, run_ids: list[str]) -> dict[str, dict[str, tuple[Any, str]]]:
@@ -103,12 +105,16 @@ def load_metrics(store: Store, run_ids: list[str]) -> dict[str, dict[str, dict[s
             "SELECT run_id, key, count, last, min, max, last_step, summary, has_summary, value "
             f"FROM metrics WHERE run_id IN ({','.join('?' * len(chunk))})"
         )
-        for run_id, key, count, last, vmin, vmax, step, summ, has_summ, _value in store.db.query(q, chunk):
+        for run_id, key, count, last, vmin, vmax, step, summ, has_summ, _value in store.db.query(
+            q, chunk
+        ):
             out[run_id][key] = metric_summary(count, last, vmin, vmax, step, summ, has_summ)
     return out
 
 
-def metric_summary(count: int, last: Any, vmin: Any, vmax: Any, step: Any, summ: Any, has_summ: int) -> dict[str, Any]:
+def metric_summary(
+    count: int, last: Any, vmin: Any, vmax: Any, step: Any, summ: Any, has_summ: int
+) -> dict[str, Any]:
     """Decode a metrics row. SQLite stores NaN as NULL: a NULL last of a logged key is NaN."""
     nan = math.nan
     if count:
@@ -131,7 +137,11 @@ def _chunks(items: list[str], n: int = 500) -> list[list[str]]:
 
 
 def list_runs(
-    store: Store, where: str | None = None, sort: str | None = None, limit: int | None = 50, offset: int = 0
+    store: Store,
+    where: str | None = None,
+    sort: str | None = None,
+    limit: int | None = 50,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Runs matching ``where`` (see runbase.query), each with params, metrics and tags."""
     cond, args = compile_where(where)
@@ -143,7 +153,11 @@ def list_runs(
         all_args += [min(max(int(limit), 0), MAX_LIMIT), max(int(offset), 0)]
     rows = [row_dict(r) for r in store.db.query(sql, all_args)]
     ids_ = [r["id"] for r in rows]
-    params, metrics, tags = load_params(store, ids_), load_metrics(store, ids_), load_tags(store, ids_)
+    params, metrics, tags = (
+        load_params(store, ids_),
+        load_metrics(store, ids_),
+        load_tags(store, ids_),
+    )
     for r in rows:
         r["params"] = {k: v for k, (v, _s) in params[r["id"]].items()}
         r["metrics"] = metrics[r["id"]]
@@ -159,7 +173,9 @@ def count_runs(store: Store, where: str | None = None) -> int:
 
 
 def duration(r: dict[str, Any]) -> float | None:
-    end = r.get("ended_at") or (time.time() if r.get("status") == "running" else r.get("heartbeat_at"))
+    end = r.get("ended_at") or (
+        time.time() if r.get("status") == "running" else r.get("heartbeat_at")
+    )
     return None if end is None else max(0.0, end - r["started_at"])
 
 
@@ -167,10 +183,13 @@ def series(store: Store, run_id: str, key: str) -> MetricSeries:
     """All points of one metric of one run, in logging order."""
     out = MetricSeries(key)
     rows = store.db.query(
-        "SELECT steps, times, vals FROM metric_chunks WHERE run_id = ? AND key = ? ORDER BY seq", (run_id, key)
+        "SELECT steps, times, vals FROM metric_chunks WHERE run_id = ? AND key = ? ORDER BY seq",
+        (run_id, key),
     )
     if not rows:
-        exists = store.db.query_one("SELECT 1 FROM metrics WHERE run_id = ? AND key = ?", (run_id, key))
+        exists = store.db.query_one(
+            "SELECT 1 FROM metrics WHERE run_id = ? AND key = ?", (run_id, key)
+        )
         if exists is None:
             raise KeyError(f"run {run_id} has no metric {key!r}")
     for steps, times, vals in rows:
@@ -225,7 +244,12 @@ def get_run(ref: str | None = None, store: str | None = None) -> RunView:
     return RunView(s, resolve(s, ref))
 
 
-def runs(where: str | None = None, sort: str | None = None, limit: int | None = None, store: str | None = None) -> Any:
+def runs(
+    where: str | None = None,
+    sort: str | None = None,
+    limit: int | None = None,
+    store: str | None = None,
+) -> Any:
     """All runs matching ``where`` as a pandas DataFrame (one row per run, columns
     ``params.*``, ``metrics.*``, ``tags.*``), or a list of dicts without pandas."""
     s = Store.open(store)
@@ -240,9 +264,16 @@ def runs(where: str | None = None, sort: str | None = None, limit: int | None = 
 
 def flatten_row(r: dict[str, Any]) -> dict[str, Any]:
     out = {
-        "id": r["id"], "name": r["name"], "status": r["status"], "exit_code": r["exit_code"],
-        "started_at": r["started_at"], "ended_at": r["ended_at"], "duration": r["duration"],
-        "user": r["user_name"], "host": r["host"], "sweep_id": r["sweep_id"],
+        "id": r["id"],
+        "name": r["name"],
+        "status": r["status"],
+        "exit_code": r["exit_code"],
+        "started_at": r["started_at"],
+        "ended_at": r["ended_at"],
+        "duration": r["duration"],
+        "user": r["user_name"],
+        "host": r["host"],
+        "sweep_id": r["sweep_id"],
     }
     for k, v in r["params"].items():
         out[f"params.{k}"] = v

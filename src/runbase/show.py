@@ -14,15 +14,17 @@ def render_record(rec: dict[str, Any]) -> str:
         status += f" (exit code {rec['exit_code']})"
     elif rec.get("exit_signal"):
         status += f" (signal {rec['exit_signal']})"
-    lines += _kv([
-        ("status", status),
-        ("command", " ".join(rec["command"])),
-        ("started", rec["started_at"]),
-        ("ended", rec.get("ended_at") or ""),
-        ("duration", fmt_duration(rec.get("duration_s"))),
-        ("user@host", f"{rec.get('user') or '?'}@{rec.get('host')}"),
-        ("cwd", rec.get("cwd") or ""),
-    ])
+    lines += _kv(
+        [
+            ("status", status),
+            ("command", " ".join(rec["command"])),
+            ("started", rec["started_at"]),
+            ("ended", rec.get("ended_at") or ""),
+            ("duration", fmt_duration(rec.get("duration_s"))),
+            ("user@host", f"{rec.get('user') or '?'}@{rec.get('host')}"),
+            ("cwd", rec.get("cwd") or ""),
+        ]
+    )
     if rec.get("error"):
         lines += ["", "error:", *("  " + x for x in str(rec["error"]).strip().splitlines()[-8:])]
     code = rec.get("code")
@@ -33,36 +35,88 @@ def render_record(rec: dict[str, Any]) -> str:
             where += f" on {code['branch']}"
         if code.get("dirty"):
             where += "  + uncommitted changes"
-        lines += _kv([
-            ("commit", where if code["kind"] == "git" else "(not a git repository)"),
-            ("remote", code.get("remote") or ""),
-            ("tree", f"{code.get('tree')}  ({code.get('files')} files)"),
-            ("patch", f"{code.get('patch_bytes', 0)} bytes (runbase show --json)" if code.get("patch_id") else ""),
-        ], indent=2)
+        lines += _kv(
+            [
+                ("commit", where if code["kind"] == "git" else "(not a git repository)"),
+                ("remote", code.get("remote") or ""),
+                ("tree", f"{code.get('tree')}  ({code.get('files')} files)"),
+                (
+                    "patch",
+                    f"{code.get('patch_bytes', 0)} bytes (runbase show --json)"
+                    if code.get("patch_id")
+                    else "",
+                ),
+            ],
+            indent=2,
+        )
     if rec["params"]:
         lines += ["", "params:"]
-        lines += _kv([(k, f"{fmt_value(v)}  [{rec['param_sources'].get(k)}]") for k, v in sorted(rec["params"].items())], indent=2)
+        lines += _kv(
+            [
+                (k, f"{fmt_value(v)}  [{rec['param_sources'].get(k)}]")
+                for k, v in sorted(rec["params"].items())
+            ],
+            indent=2,
+        )
     if rec["metrics"]:
         lines += ["", "metrics:"]
-        rows = [[k, fmt_value(_num(m["value"])), fmt_value(_num(m["min"])), fmt_value(_num(m["max"])), str(m["count"])] for k, m in sorted(rec["metrics"].items())]
-        lines += ["  " + line for line in render(["key", "value", "min", "max", "count"], rows).splitlines()]
+        rows = [
+            [
+                k,
+                fmt_value(_num(m["value"])),
+                fmt_value(_num(m["min"])),
+                fmt_value(_num(m["max"])),
+                str(m["count"]),
+            ]
+            for k, m in sorted(rec["metrics"].items())
+        ]
+        lines += [
+            "  " + line
+            for line in render(["key", "value", "min", "max", "count"], rows).splitlines()
+        ]
     if rec["tags"]:
-        lines += ["", "tags: " + ", ".join(f"{k}={v}" if v else k for k, v in sorted(rec["tags"].items()))]
+        lines += [
+            "",
+            "tags: " + ", ".join(f"{k}={v}" if v else k for k, v in sorted(rec["tags"].items())),
+        ]
     env = rec.get("env")
     if env:
         lines += ["", "environment:"]
         py = env.get("python") or {}
         gpus = env.get("gpus") or []
         cont = env.get("container") or {}
-        lines += _kv([
-            ("python", f"{py.get('version')} {py.get('executable')}" if py else "(no Python process)"),
-            ("packages", str(len(env.get("packages") or []))),
-            ("os", (env.get("os") or {}).get("distro") or (env.get("os") or {}).get("system") or ""),
-            ("cpu", f"{(env.get('cpu') or {}).get('model')} x{(env.get('cpu') or {}).get('cores_logical')}"),
-            ("memory", f"{(env.get('memory_bytes') or 0) / 2**30:.1f} GiB"),
-            ("gpus", ", ".join(f"{g['name']} ({g['memory_total_bytes'] / 2**30:.0f} GiB)" for g in gpus) or "none"),
-            ("container", f"{cont.get('type')} {cont.get('image') or ''}".strip() if cont else "none"),
-        ], indent=2)
+        lines += _kv(
+            [
+                (
+                    "python",
+                    f"{py.get('version')} {py.get('executable')}" if py else "(no Python process)",
+                ),
+                ("packages", str(len(env.get("packages") or []))),
+                (
+                    "os",
+                    (env.get("os") or {}).get("distro")
+                    or (env.get("os") or {}).get("system")
+                    or "",
+                ),
+                (
+                    "cpu",
+                    f"{(env.get('cpu') or {}).get('model')} x{(env.get('cpu') or {}).get('cores_logical')}",
+                ),
+                ("memory", f"{(env.get('memory_bytes') or 0) / 2**30:.1f} GiB"),
+                (
+                    "gpus",
+                    ", ".join(
+                        f"{g['name']} ({g['memory_total_bytes'] / 2**30:.0f} GiB)" for g in gpus
+                    )
+                    or "none",
+                ),
+                (
+                    "container",
+                    f"{cont.get('type')} {cont.get('image') or ''}".strip() if cont else "none",
+                ),
+            ],
+            indent=2,
+        )
     return "\n".join(lines)
 
 

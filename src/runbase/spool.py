@@ -17,10 +17,12 @@ import os
 import struct
 import zlib
 from collections.abc import Iterator
+
 TYPE_CHECKING = False  # not `from typing import`: typing costs ~8 ms at import
 
 if TYPE_CHECKING:
     from typing import Any
+
 
 MAGIC = b"RBSPOOL1"
 _HEADER = struct.Struct("<II")

@@ -77,8 +77,15 @@ def run(argv: list[str], options: RunOptions | None = None) -> RunOutcome:
     shown_argv, argv_secrets = redact_argv(argv)
     root = lifecycle.project_root()
     run_id = lifecycle.create_run(
-        store, command=shown_argv, mode="run", name=opts.name, project_root=str(root),
-        tags=opts.tags, parent_id=opts.parent_id, sweep_id=opts.sweep_id, reproduces=opts.reproduces,
+        store,
+        command=shown_argv,
+        mode="run",
+        name=opts.name,
+        project_root=str(root),
+        tags=opts.tags,
+        parent_id=opts.parent_id,
+        sweep_id=opts.sweep_id,
+        reproduces=opts.reproduces,
     )
     # from here on, a failure of runbase must not stop the command
     if opts.capture_code:
@@ -118,7 +125,9 @@ def child_env(store: Store, run_id: str, extra: dict[str, str] | None = None) ->
 
 
 class _Supervised:
-    def __init__(self, store: Store, run_id: str, argv: list[str], secrets: set[str], opts: RunOptions) -> None:
+    def __init__(
+        self, store: Store, run_id: str, argv: list[str], secrets: set[str], opts: RunOptions
+    ) -> None:
         self.store = store
         self.run_id = run_id
         self.argv = argv
@@ -132,19 +141,24 @@ class _Supervised:
         streams = self._open_streams()
         env = child_env(self.store, self.run_id, self.opts.extra_env)
         try:
-            self.proc = subprocess.Popen(self.argv, stdout=streams.child_out, stderr=streams.child_err, env=env)
+            self.proc = subprocess.Popen(
+                self.argv, stdout=streams.child_out, stderr=streams.child_err, env=env
+            )
         except OSError as e:
             streams.close_child_ends()
-            lifecycle.finalize(self.store, self.run_id, "failed", exit_code=127, error=f"could not start: {e}")
+            lifecycle.finalize(
+                self.store, self.run_id, "failed", exit_code=127, error=f"could not start: {e}"
+            )
             raise UsageError(f"could not start {self.argv[0]}: {e}") from e
         streams.close_child_ends()
         old = self._forward_signals()
         ingester = threading.Thread(target=self._ingest_loop, name="runbase-ingest", daemon=True)
         ingester.start()
         try:
-            with open(spool / lifecycle.LOG_FILES["output"], "ab") as out_log, open(
-                spool / lifecycle.LOG_FILES["stderr"], "ab"
-            ) as err_log:
+            with (
+                open(spool / lifecycle.LOG_FILES["output"], "ab") as out_log,
+                open(spool / lifecycle.LOG_FILES["stderr"], "ab") as err_log,
+            ):
                 _tee(streams, self.proc, out_log, err_log, self.secrets)
             rc = self.proc.wait()
         finally:
@@ -257,7 +271,13 @@ def _copy_winsize(src: int, dst: int) -> None:
         fcntl.ioctl(dst, termios.TIOCSWINSZ, fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8))
 
 
-def _tee(streams: _Streams, proc: subprocess.Popen[bytes], out_log: BinaryIO, err_log: BinaryIO, secrets: set[str]) -> None:
+def _tee(
+    streams: _Streams,
+    proc: subprocess.Popen[bytes],
+    out_log: BinaryIO,
+    err_log: BinaryIO,
+    secrets: set[str],
+) -> None:
     """Copy the child's output to our stdout/stderr and to the logs until both close."""
     sel = selectors.DefaultSelector()
     combined = StreamScrubber(secrets)

@@ -69,7 +69,9 @@ def render(headers: list[str], rows: list[list[str]], max_width: int | None = No
     for row in rows:
         lines.append("  ".join(c.ljust(widths[i]) for i, c in enumerate(row[:keep])).rstrip())
     if keep < len(headers):
-        lines.append(f"… {len(headers) - keep} more columns: {', '.join(headers[keep:])[:200]} (use --json or a wider terminal)")
+        lines.append(
+            f"… {len(headers) - keep} more columns: {', '.join(headers[keep:])[:200]} (use --json or a wider terminal)"
+        )
     return "\n".join(lines)
 
 
@@ -90,7 +92,13 @@ def runs_table(store: Any, rows: list[dict[str, Any]]) -> tuple[list[str], list[
     now = time.time()
     table = []
     for r in rows:
-        cells = [short[r["id"]], r["name"], r["status"], fmt_age(r["started_at"], now), fmt_duration(r["duration"])]
+        cells = [
+            short[r["id"]],
+            r["name"],
+            r["status"],
+            fmt_age(r["started_at"], now),
+            fmt_duration(r["duration"]),
+        ]
         cells += [fmt_value(r["params"].get(k)) for k in pkeys]
         cells += [fmt_value(r["metrics"][k]["value"]) if k in r["metrics"] else "" for k in mkeys]
         table.append(cells)

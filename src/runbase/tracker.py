@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import atexit
 import os
-import sys
 import threading
 import time
 from itertools import chain
+
+from ._safe import warn_once
+from .spool import KIND_KEY, MAGIC, STEP_KEY, TIME_KEY, encode_frame
 
 TYPE_CHECKING = False  # not `from typing import`: typing costs ~8 ms at import
 
 if TYPE_CHECKING:
     from typing import Any
-
-from ._safe import warn_once
-from .spool import KIND_KEY, MAGIC, STEP_KEY, TIME_KEY, encode_frame
 
 _FLUSH_EVERY = 0.25  # seconds: bounds what a SIGKILL can lose
 _FLUSH_AT = 20_000  # entries: bounds memory under a hot logging loop
@@ -186,7 +185,9 @@ class Tracker:
             self._pending.pop(0)
             self._pending_entries = _MAX_PENDING  # approximate: frames are not re-counted
             self._dropped += 1
-            warn_once("spool-drop", "the store has been unwritable for long; dropping oldest metrics")
+            warn_once(
+                "spool-drop", "the store has been unwritable for long; dropping oldest metrics"
+            )
 
 
 def _mask_term() -> Any:
@@ -239,7 +240,10 @@ def _coerce_entry(entry: dict[str, Any]) -> dict[str, Any]:
         else:
             f = to_float(v)
             if f is None:
-                warn_once(f"metric-type-{k}", f"metric {k!r}: {type(v).__name__} value is not a number; skipped")
+                warn_once(
+                    f"metric-type-{k}",
+                    f"metric {k!r}: {type(v).__name__} value is not a number; skipped",
+                )
             else:
                 out[k] = f
     return out

@@ -2,9 +2,10 @@
 # tracked command attaches to its run. It must never break the program it runs in.
 import os as _os
 import sys as _sys
+import types
 
 
-def _runbase_attach():
+def _runbase_attach() -> None:
     if not _os.environ.get("RUNBASE_RUN_ID") or _sys.version_info < (3, 10):
         return
     try:
@@ -15,12 +16,14 @@ def _runbase_attach():
         child.attach_from_env()
     except Exception as e:  # noqa: BLE001
         try:
-            _sys.stderr.write(f"runbase: warning: could not attach to the run ({e}); tracking is off here\n")
+            _sys.stderr.write(
+                f"runbase: warning: could not attach to the run ({e}); tracking is off here\n"
+            )
         except Exception:
             pass
 
 
-def _load_from_package_dir():
+def _load_from_package_dir() -> "types.ModuleType":
     # A Python without runbase installed (another venv): load runbase from where the
     # supervisor's copy lives, without putting that whole site-packages on sys.path.
     import importlib.util
@@ -29,6 +32,7 @@ def _load_from_package_dir():
     spec = importlib.util.spec_from_file_location(
         "runbase", _os.path.join(pkg, "__init__.py"), submodule_search_locations=[pkg]
     )
+    assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     _sys.modules["runbase"] = mod
     spec.loader.exec_module(mod)
@@ -37,7 +41,7 @@ def _load_from_package_dir():
     return child
 
 
-def _chain_next_sitecustomize():
+def _chain_next_sitecustomize() -> None:
     # Ours shadows any sitecustomize later on sys.path; run that one too.
     import importlib.machinery
 

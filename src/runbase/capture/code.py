@@ -29,21 +29,110 @@ TREE_VERSION = 1
 CODE_MAX_BYTES = 1 << 20  # larger files are data, not code (P2 tracks them as data)
 MAX_WALK_FILES = 20_000  # outside git: never crawl a home directory for minutes
 DATA_EXTENSIONS = frozenset(
-    ".csv .tsv .parquet .feather .arrow .npy .npz .pkl .pickle .joblib .h5 .hdf5 .pt .pth "
-    ".ckpt .safetensors .onnx .pb .tflite .bin .zip .tar .gz .tgz .bz2 .xz .zst .7z .db "
-    ".sqlite .sqlite3 .lmdb .tfrecord .mp4 .avi .mov .wav .mp3 .flac .jpg .jpeg .png .gif "
-    ".bmp .tif .tiff .webp .mat .nc .zarr .jsonl .ndjson .avro .orc .xlsx .xls".split()
+    [
+        ".csv",
+        ".tsv",
+        ".parquet",
+        ".feather",
+        ".arrow",
+        ".npy",
+        ".npz",
+        ".pkl",
+        ".pickle",
+        ".joblib",
+        ".h5",
+        ".hdf5",
+        ".pt",
+        ".pth",
+        ".ckpt",
+        ".safetensors",
+        ".onnx",
+        ".pb",
+        ".tflite",
+        ".bin",
+        ".zip",
+        ".tar",
+        ".gz",
+        ".tgz",
+        ".bz2",
+        ".xz",
+        ".zst",
+        ".7z",
+        ".db",
+        ".sqlite",
+        ".sqlite3",
+        ".lmdb",
+        ".tfrecord",
+        ".mp4",
+        ".avi",
+        ".mov",
+        ".wav",
+        ".mp3",
+        ".flac",
+        ".jpg",
+        ".jpeg",
+        ".png",
+        ".gif",
+        ".bmp",
+        ".tif",
+        ".tiff",
+        ".webp",
+        ".mat",
+        ".nc",
+        ".zarr",
+        ".jsonl",
+        ".ndjson",
+        ".avro",
+        ".orc",
+        ".xlsx",
+        ".xls",
+    ]
 )
 # Never snapshot files that commonly hold credentials (documented in docs/run-record.md).
 SECRET_FILE_PATTERNS = (
-    ".env", ".env.*", "*.env", ".netrc", "_netrc", ".pypirc", "*.pem", "*.key", "*.p12",
-    "*.pfx", "id_rsa*", "id_ed25519*", "id_ecdsa*", "*.keystore", "credentials", "credentials.json",
-    ".git-credentials", "secrets.*", ".npmrc",
+    ".env",
+    ".env.*",
+    "*.env",
+    ".netrc",
+    "_netrc",
+    ".pypirc",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "id_rsa*",
+    "id_ed25519*",
+    "id_ecdsa*",
+    "*.keystore",
+    "credentials",
+    "credentials.json",
+    ".git-credentials",
+    "secrets.*",
+    ".npmrc",
 )
 DEFAULT_IGNORES = (
-    ".git/", ".hg/", ".svn/", ".runbase/", "__pycache__/", "*.pyc", ".venv/", "venv/", "env/",
-    "node_modules/", ".ipynb_checkpoints/", ".mypy_cache/", ".pytest_cache/", ".ruff_cache/",
-    ".tox/", ".nox/", "*.egg-info/", "build/", "dist/", "wandb/", "mlruns/", ".DS_Store",
+    ".git/",
+    ".hg/",
+    ".svn/",
+    ".runbase/",
+    "__pycache__/",
+    "*.pyc",
+    ".venv/",
+    "venv/",
+    "env/",
+    "node_modules/",
+    ".ipynb_checkpoints/",
+    ".mypy_cache/",
+    ".pytest_cache/",
+    ".ruff_cache/",
+    ".tox/",
+    ".nox/",
+    "*.egg-info/",
+    "build/",
+    "dist/",
+    "wandb/",
+    "mlruns/",
+    ".DS_Store",
 )
 
 
@@ -79,6 +168,7 @@ def snapshot(store: Store, root: Path) -> CodeSnapshot:
 
 # -- git --------------------------------------------------------------------------
 
+
 def _is_git(root: Path) -> bool:
     return (root / ".git").exists() and shutil.which("git") is not None
 
@@ -108,10 +198,18 @@ def _git_snapshot(store: Store, root: Path) -> CodeSnapshot:
             untracked.append(line[2:])
         elif line[:2] in ("1 ", "2 ", "u "):
             changed = True
-    tracked = [p for p in _git(root, "ls-files", "-z", "--cached").decode("utf-8", "surrogateescape").split("\0") if p]
+    tracked = [
+        p
+        for p in _git(root, "ls-files", "-z", "--cached")
+        .decode("utf-8", "surrogateescape")
+        .split("\0")
+        if p
+    ]
     snap.dirty = changed or bool(untracked)
     snap.remote = _git_remote(root)
-    entries, skipped_paths = _manifest_entries(store, root, sorted(set(tracked) | set(untracked)), snap)
+    entries, skipped_paths = _manifest_entries(
+        store, root, sorted(set(tracked) | set(untracked)), snap
+    )
     snap.tree = _put_manifest(store, entries)
     if snap.dirty:
         keep_untracked = [p for p in untracked if p not in skipped_paths]
@@ -120,13 +218,17 @@ def _git_snapshot(store: Store, root: Path) -> CodeSnapshot:
 
 
 def _git_remote(root: Path) -> str | None:
-    out = _git(root, "config", "--get-regexp", r"^remote\..*\.url$", check=False).decode(errors="replace")
+    out = _git(root, "config", "--get-regexp", r"^remote\..*\.url$", check=False).decode(
+        errors="replace"
+    )
     urls = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
     url = urls.get("remote.origin.url") or next(iter(urls.values()), None)
     return redact_url_credentials(url) if url else None
 
 
-def _git_patch(store: Store, root: Path, snap: CodeSnapshot, untracked: list[str], skipped: set[str]) -> None:
+def _git_patch(
+    store: Store, root: Path, snap: CodeSnapshot, untracked: list[str], skipped: set[str]
+) -> None:
     """The uncommitted change that ran, untracked files included, via a throwaway index."""
     index = Path(_git(root, "rev-parse", "--git-path", "index").decode().strip())
     if not index.is_absolute():
@@ -142,8 +244,18 @@ def _git_patch(store: Store, root: Path, snap: CodeSnapshot, untracked: list[str
         base = snap.commit or _git(root, "hash-object", "-t", "tree", "/dev/null").decode().strip()
         excludes = [f":(exclude,literal){p}" for p in sorted(skipped)]
         patch = _git(
-            root, "diff", "--binary", "--no-ext-diff", "--no-textconv", "--src-prefix=a/",
-            "--dst-prefix=b/", base, "--", ".", *excludes, env=env,
+            root,
+            "diff",
+            "--binary",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--src-prefix=a/",
+            "--dst-prefix=b/",
+            base,
+            "--",
+            ".",
+            *excludes,
+            env=env,
         )
     if patch:
         snap.patch = store.objects.put_bytes(patch)
@@ -151,6 +263,7 @@ def _git_patch(store: Store, root: Path, snap: CodeSnapshot, untracked: list[str
 
 
 # -- plain directories -------------------------------------------------------------
+
 
 def _dir_snapshot(store: Store, root: Path) -> CodeSnapshot:
     snap = CodeSnapshot(kind="dir", root=str(root))
@@ -195,12 +308,18 @@ def walk(root: Path, snap: CodeSnapshot | None = None) -> list[str]:
                     out.append(rel)
                     if len(out) >= MAX_WALK_FILES:
                         if snap is not None:
-                            snap.skipped.append({"path": str(root), "reason": f"more than {MAX_WALK_FILES} files; snapshot truncated"})
+                            snap.skipped.append(
+                                {
+                                    "path": str(root),
+                                    "reason": f"more than {MAX_WALK_FILES} files; snapshot truncated",
+                                }
+                            )
                         return sorted(out)
     return sorted(out)
 
 
 # -- manifest -----------------------------------------------------------------------
+
 
 def is_secret_file(rel: str) -> bool:
     name = rel.rsplit("/", 1)[-1]
@@ -233,7 +352,11 @@ def _manifest_entries(
             continue
         key = str(full)
         hit = cache.get(key)
-        known = hit[4] if hit and hit[:4] == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) else None
+        known = (
+            hit[4]
+            if hit and hit[:4] == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            else None
+        )
         oid, size = store.objects.put_file(full, known)
         if known is None:
             snap.hashed += 1
@@ -275,7 +398,9 @@ def _load_stat_cache(store: Store, root: Path) -> dict[str, tuple[Any, ...]]:
 
 def _put_manifest(store: Store, entries: list[dict[str, Any]]) -> str:
     body = {"format": TREE_FORMAT, "version": TREE_VERSION, "entries": entries}
-    return store.objects.put_bytes(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode())
+    return store.objects.put_bytes(
+        json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    )
 
 
 def load_manifest(store: Store, oid: str) -> list[dict[str, Any]]:

@@ -73,7 +73,9 @@ def os_info() -> dict[str, Any]:
     }
     try:
         rel = dict(
-            line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines() if "=" in line
+            line.split("=", 1)
+            for line in Path("/etc/os-release").read_text().splitlines()
+            if "=" in line
         )
         info["distro"] = rel.get("PRETTY_NAME", "").strip('"') or None
     except OSError:
@@ -182,20 +184,27 @@ def container_info() -> dict[str, Any] | None:
     if kind is None:
         try:
             cg = Path("/proc/1/cgroup").read_text()
-            for marker, name in (("kubepods", "kubernetes"), ("docker", "docker"), ("containerd", "containerd"), ("lxc", "lxc")):
+            for marker, name in (
+                ("kubepods", "kubernetes"),
+                ("docker", "docker"),
+                ("containerd", "containerd"),
+                ("lxc", "lxc"),
+            ):
                 if marker in cg:
                     kind = name
                     break
         except OSError:
             pass
-    if kind is None and os.environ.get("container"):
-        kind = os.environ["container"]
+    if kind is None and os.environ.get("container"):  # noqa: SIM112 - lowercase by convention (systemd, podman)
+        kind = os.environ["container"]  # noqa: SIM112
     if kind is None:
         return None
     return {"type": kind, "image": image, "hostname": socket.gethostname()}
 
 
-def capture(python: dict[str, Any] | None, environ: dict[str, str] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def capture(
+    python: dict[str, Any] | None, environ: dict[str, str] | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Return ``(env record without packages, packages)`` for a run."""
     vars_, _ = redact_env(dict(os.environ if environ is None else environ))
     py = None

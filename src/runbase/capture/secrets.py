@@ -25,11 +25,25 @@ _SECRET_NAME = re.compile(
 )
 # Names that contain a secret word but are known to be harmless.
 _SAFE_NAMES = {
-    "KEYBOARD", "KEYMAP", "XDG_SESSION_ID", "SSH_AUTH_SOCK", "GPG_AGENT_INFO", "PWD", "OLDPWD",
-    "SSH_AGENT_PID", "TOKENIZERS_PARALLELISM", "PYTHONHASHSEED", "AUTHOR", "KEY_FN", "SORT_KEY",
-    "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL",
+    "KEYBOARD",
+    "KEYMAP",
+    "XDG_SESSION_ID",
+    "SSH_AUTH_SOCK",
+    "GPG_AGENT_INFO",
+    "PWD",
+    "OLDPWD",
+    "SSH_AGENT_PID",
+    "TOKENIZERS_PARALLELISM",
+    "PYTHONHASHSEED",
+    "AUTHOR",
+    "KEY_FN",
+    "SORT_KEY",
+    "GIT_AUTHOR_NAME",
+    "GIT_AUTHOR_EMAIL",
 }
-_URL_CRED = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
+_URL_CRED = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@"
+)
 _URL_TOKEN_USER = re.compile(r"(?P<scheme>https?://)(?P<tok>[^:/@\s]{20,})@")
 _MIN_SCRUB_LEN = 6
 

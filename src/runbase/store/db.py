@@ -74,7 +74,9 @@ class Database:
 
     def schema_version(self) -> int:
         try:
-            row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            row = self.conn.execute(
+                "SELECT value FROM meta WHERE key = 'schema_version'"
+            ).fetchone()
         except sqlite3.Error as e:
             raise StoreError(f"not a runbase metadata database ({e})") from e
         if row is None:
