@@ -169,3 +169,28 @@ def test_dataframe_api(project: Path) -> None:
     df = runbase.runs(where="params.lr < 0.05", store=str(project / ".runbase"))
     assert isinstance(df, pd.DataFrame) and list(df["params.lr"]) == [0.01]
     assert list(df["metrics.acc"]) == [0.99]
+
+
+def test_long_run_series_is_compacted_and_ordered(tmp_path: Path) -> None:
+    """One chunk per key per ingest while live; compacted when the run is finalized."""
+    from runbase import lifecycle
+    from runbase.ingest import ingest
+    from runbase.read import series
+    from runbase.store import Store
+    from runbase.tracker import Tracker
+
+    store = Store.open(tmp_path / ".runbase", create=True)
+    run_id = lifecycle.create_run(store, command=["x"], mode="api")
+    t = Tracker(run_id, str(store.root))
+    for i in range(20):
+        t.buf.append({"x": float(i), "\x00t": float(i)})
+        t.flush()
+        ingest(store, run_id)
+    live = store.db.query_one("SELECT count(*) FROM metric_chunks WHERE run_id = ?", (run_id,))[0]
+    assert live == 20
+    t.close()
+    lifecycle.finalize(store, run_id, "finished", exit_code=0)
+    n = store.db.query_one("SELECT count(*) FROM metric_chunks WHERE run_id = ?", (run_id,))[0]
+    assert n == 1
+    s = series(store, run_id, "x")
+    assert s.values == [float(i) for i in range(20)] and s.steps == list(range(20))

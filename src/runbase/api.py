@@ -174,7 +174,8 @@ def _start_own(
         except Exception as e:  # noqa: BLE001
             warn_once("code", f"could not snapshot the code: {e}")
     try:
-        lifecycle.record_argv_params(store, run_id, argv[1:])
+        if "ipykernel" not in sys.modules:  # a kernel's argv is its launcher's, not params
+            lifecycle.record_argv_params(store, run_id, argv[1:])
     except Exception as e:  # noqa: BLE001
         warn_once("argv", f"could not record command-line params: {e}")
     store.close()

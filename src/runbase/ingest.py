@@ -242,3 +242,33 @@ def spool_mtime(store: Store, run_id: str) -> float | None:
         return max((p.stat().st_mtime for p in store.spool_dir(run_id).iterdir()), default=None)
     except OSError:
         return None
+
+
+_COMPACT_ABOVE = 8  # chunks per key
+_CHUNK_POINTS = 1 << 20
+
+
+def compact(store: Store, run_id: str) -> None:
+    """Merge a finished run's many small chunks (one per key per ingest) into chunks
+    of up to 1 Mi points, so reading a long run's series is a few rows, not thousands."""
+    keys = store.db.query(
+        "SELECT key FROM metric_chunks WHERE run_id = ? GROUP BY key HAVING count(*) > ?",
+        (run_id, _COMPACT_ABOVE),
+    )
+    for (key,) in keys:
+        with store.db.transaction() as cur:
+            rows = cur.execute(
+                "SELECT n, steps, times, vals FROM metric_chunks WHERE run_id = ? AND key = ? ORDER BY seq",
+                (run_id, key),
+            ).fetchall()
+            steps = b"".join(r[1] for r in rows)
+            times = b"".join(r[2] for r in rows)
+            vals = b"".join(r[3] for r in rows)
+            total = sum(r[0] for r in rows)
+            cur.execute("DELETE FROM metric_chunks WHERE run_id = ? AND key = ?", (run_id, key))
+            for seq, start in enumerate(range(0, total, _CHUNK_POINTS)):
+                end = min(start + _CHUNK_POINTS, total)
+                cur.execute(
+                    "INSERT INTO metric_chunks (run_id, key, seq, n, steps, times, vals) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, key, seq, end - start, steps[start * 8 : end * 8], times[start * 8 : end * 8], vals[start * 8 : end * 8]),
+                )

@@ -18,7 +18,7 @@ from . import ids
 from .capture import env as envcap
 from .capture import params as pcap
 from .capture.proc import is_alive, start_id
-from .ingest import IngestResult, ingest, remove_spool, spool_mtime
+from .ingest import IngestResult, compact, ingest, remove_spool, spool_mtime
 from .store import Store
 
 STATUSES = ("running", "finished", "failed", "killed", "crashed")
@@ -169,6 +169,7 @@ def finalize(
         won = cur.rowcount == 1
     if won:
         remove_spool(store, run_id)
+        compact(store, run_id)
     return won
 
 
