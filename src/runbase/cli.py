@@ -178,16 +178,25 @@ def show(ctx: click.Context, run_ref: str | None, as_json: bool, no_patch: bool)
 @main.command()
 @click.argument("run_ref", required=False)
 @click.option("--stderr", "stderr_only", is_flag=True, help="Only what the run wrote to stderr.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing while the run is running.")
 @click.pass_context
-def logs(ctx: click.Context, run_ref: str | None, stderr_only: bool) -> None:
+def logs(ctx: click.Context, run_ref: str | None, stderr_only: bool, follow: bool) -> None:
     """Print a run's output (stdout and stderr as they were interleaved)."""
-    from .logs import read_log
+    from .logs import follow_log, read_log
     from .read import resolve
 
     store = _open(ctx)
-    data = read_log(store, resolve(store, run_ref), "stderr" if stderr_only else "output")
-    sys.stdout.buffer.write(data)
-    sys.stdout.flush()
+    run_id = resolve(store, run_ref)
+    which = "stderr" if stderr_only else "output"
+
+    def write(data: bytes) -> None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+
+    if follow:
+        follow_log(store, run_id, write, which)
+    else:
+        write(read_log(store, run_id, which))
 
 
 @main.command()

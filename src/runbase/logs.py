@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from .errors import UsageError
 from .lifecycle_files import LOG_FILES
@@ -21,3 +22,20 @@ def read_log(store: Store, run_id: str, which: str = "output") -> bytes:
         return (store.spool_dir(run_id) / LOG_FILES[which]).read_bytes()
     except OSError:
         return b""
+
+
+def follow_log(store: Store, run_id: str, write: Callable[[bytes], None], which: str = "output", poll: float = 0.5) -> None:
+    """Write the log as it grows until the run ends (``runbase logs -f``)."""
+    import time
+
+    sent = 0
+    while True:
+        row = store.db.query_one("SELECT status FROM runs WHERE id = ?", (run_id,))
+        done = row is None or row[0] != "running"
+        data = read_log(store, run_id, which)
+        if len(data) > sent:
+            write(data[sent:])
+            sent = len(data)
+        if done:
+            return
+        time.sleep(poll)
