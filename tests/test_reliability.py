@@ -166,11 +166,11 @@ def kill_when_running(store: Path, progress: Path, kill: Callable[[], None]) -> 
 def test_sigkill_of_training_process_under_supervisor(project: Path, tmp_path: Path) -> None:
     pid_file, progress = prepare_training(project)
     store = project / ".runbase"
-    out, err = open(tmp_path / "sup.out", "wb"), open(tmp_path / "sup.err", "wb")
-    sup = subprocess.Popen(
-        [PY, "-m", "runbase", "run", "--", PY, "train.py"], cwd=project,
-        env=clean_env(PID_FILE=str(pid_file), PROGRESS_FILE=str(progress)), stdout=out, stderr=err,
-    )
+    with open(tmp_path / "sup.out", "wb") as out, open(tmp_path / "sup.err", "wb") as err:
+        sup = subprocess.Popen(
+            [PY, "-m", "runbase", "run", "--", PY, "train.py"], cwd=project,
+            env=clean_env(PID_FILE=str(pid_file), PROGRESS_FILE=str(progress)), stdout=out, stderr=err,
+        )
     try:
         wait_for(pid_file.exists, 60, "the training script's pid file")
         child = read_pid(pid_file)
@@ -181,8 +181,6 @@ def test_sigkill_of_training_process_under_supervisor(project: Path, tmp_path: P
         if sup.poll() is None:
             sup.kill()
             sup.wait()
-        out.close()
-        err.close()
     v = view(store)
     assert v.status == "killed", v.rec
     assert v.rec["exit_signal"] == signal.SIGKILL and v.rec["exit_code"] is None

@@ -169,7 +169,7 @@ class _Supervised:
         try:
             lifecycle.finalize(self.store, self.run_id, status, exit_code=code, exit_signal=sig)
         except Exception as e:  # noqa: BLE001
-            warn_once("finalize", f"could not finalize run {self.run_id}: {e}")
+            store_warning(self.store, f"could not finalize run {self.run_id}: {e}")
         return RunOutcome(self.run_id, status, code, sig)
 
     def _open_streams(self) -> _Streams:
@@ -188,7 +188,10 @@ class _Supervised:
                     if not lifecycle.has_env(self.store, self.run_id):
                         lifecycle.record_env(self.store, self.run_id, None)
             except Exception as e:  # noqa: BLE001
-                warn_once("ingest", f"could not ingest metrics: {e}")
+                store_warning(self.store, f"could not ingest metrics: {e}")
+            problem = store_problem(self.store)
+            if problem:
+                store_warning(self.store, problem)
             if stopped:
                 return
 
@@ -212,6 +215,25 @@ class _Supervised:
         for sig, handler in old.items():
             with contextlib.suppress(ValueError, OSError):
                 signal.signal(sig, handler)
+
+
+def store_warning(store: Store, message: str) -> None:
+    """One warning for every way the store can fail during a run."""
+    warn_once("store", f"the store at {store.root} cannot be written: {message}")
+
+
+def store_problem(store: Store) -> str | None:
+    """Why the store cannot take more data (read-only, full), or None."""
+    spool = store.spool_root
+    try:
+        if not os.access(spool, os.W_OK):
+            return "it is not writable (read-only?)"
+        st = os.statvfs(spool)
+        if st.f_bavail * st.f_frsize < (256 << 10):
+            return "its filesystem is full"
+    except OSError as e:
+        return str(e)
+    return None
 
 
 def _status_of(rc: int) -> tuple[str, int | None, int | None]:
@@ -315,7 +337,7 @@ def _tee(
                     err_log.flush()
                 except OSError as e:
                     log_ok = False
-                    warn_once("logs", f"cannot write the run's logs: {e}")
+                    warn_once("store", f"cannot write the run's logs: {e}")
     with contextlib.suppress(OSError):
         out_log.write(combined.flush())
         err_log.write(err_only.flush())

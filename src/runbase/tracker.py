@@ -46,6 +46,9 @@ class Tracker:
         self._thread: threading.Thread | None = None
         self._last_fsync = 0.0
         self.closed = False
+        # Under `runbase run` the supervisor reports an unwritable store (one warning for
+        # the whole run, not one per process); a process of its own reports it itself.
+        self._quiet_io = bool(os.environ.get("RUNBASE_RUN_ID"))
         self._start()
 
     # -- lifecycle ----------------------------------------------------------------
@@ -65,7 +68,7 @@ class Tracker:
             self._fd = fd
         except OSError as e:
             self._fd = None
-            warn_once("spool-open", f"cannot write to the run's spool in {self.spool_dir}: {e}")
+            self._io_warning(f"cannot write to the run's spool in {self.spool_dir}: {e}")
 
     def after_fork_in_child(self) -> None:
         """A forked worker gets its own spool file and thread; the parent's buffer stays with it."""
@@ -172,13 +175,17 @@ class Tracker:
                 os.fsync(self._fd)
                 self._last_fsync = now
         except OSError as e:
-            warn_once("spool-write", f"cannot write the run's spool ({e}); keeping data in memory")
+            self._io_warning(f"cannot write the run's spool ({e}); keeping data in memory")
             try:
                 os.close(self._fd)
             except OSError:
                 pass
             self._fd = None
             self._bound_pending()
+
+    def _io_warning(self, message: str) -> None:
+        if not self._quiet_io:
+            warn_once("store", message)
 
     def _bound_pending(self) -> None:
         while self._pending_entries > _MAX_PENDING and len(self._pending) > 1:
