@@ -29,6 +29,7 @@ PY = sys.executable
 
 # -- helpers ------------------------------------------------------------------------------
 
+
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_")}
     env.update(extra)
@@ -163,13 +164,17 @@ def kill_when_running(store: Path, progress: Path, kill: Callable[[], None]) -> 
 
 # -- 1. SIGKILL of the training process under `runbase run` --------------------------------
 
+
 def test_sigkill_of_training_process_under_supervisor(project: Path, tmp_path: Path) -> None:
     pid_file, progress = prepare_training(project)
     store = project / ".runbase"
     with open(tmp_path / "sup.out", "wb") as out, open(tmp_path / "sup.err", "wb") as err:
         sup = subprocess.Popen(
-            [PY, "-m", "runbase", "run", "--", PY, "train.py"], cwd=project,
-            env=clean_env(PID_FILE=str(pid_file), PROGRESS_FILE=str(progress)), stdout=out, stderr=err,
+            [PY, "-m", "runbase", "run", "--", PY, "train.py"],
+            cwd=project,
+            env=clean_env(PID_FILE=str(pid_file), PROGRESS_FILE=str(progress)),
+            stdout=out,
+            stderr=err,
         )
     try:
         wait_for(pid_file.exists, 60, "the training script's pid file")
@@ -196,13 +201,17 @@ def test_sigkill_of_training_process_under_supervisor(project: Path, tmp_path: P
 
 # -- 2. SIGKILL of the supervisor and its child together -----------------------------------
 
+
 def test_sigkill_of_supervisor_and_child_together(project: Path, tmp_path: Path) -> None:
     pid_file, progress = prepare_training(project)
     store = project / ".runbase"
     sup = subprocess.Popen(
-        [PY, "-m", "runbase", "run", "--", PY, "train.py"], cwd=project,
+        [PY, "-m", "runbase", "run", "--", PY, "train.py"],
+        cwd=project,
         env=clean_env(PID_FILE=str(pid_file), PROGRESS_FILE=str(progress)),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     child = 0
     try:
@@ -242,12 +251,16 @@ def _alive(pid: int) -> bool:
 
 # -- 3. SIGKILL of a process that used runbase.init() ---------------------------------------
 
+
 def test_sigkill_of_init_process_is_finalized_as_crashed(project: Path) -> None:
     pid_file, progress = prepare_training(project, init='runbase.init(name="bare")')
     store = project / ".runbase"
     proc = subprocess.Popen(
-        [PY, "train.py"], cwd=project, env=clean_env(PID_FILE=str(pid_file), PROGRESS_FILE=str(progress)),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [PY, "train.py"],
+        cwd=project,
+        env=clean_env(PID_FILE=str(pid_file), PROGRESS_FILE=str(progress)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         wait_for(pid_file.exists, 60, "the training script's pid file")
@@ -285,7 +298,10 @@ N_STEPS = 20_000
 
 
 def test_eight_concurrent_runs_on_one_store(project: Path, tmp_path: Path) -> None:
-    write(project, "worker.py", f"""
+    write(
+        project,
+        "worker.py",
+        f"""
         import sys
         import runbase
         idx = int(sys.argv[2])
@@ -293,17 +309,40 @@ def test_eight_concurrent_runs_on_one_store(project: Path, tmp_path: Path) -> No
         for s in range({N_STEPS}):
             runbase.log(a=float(s), b=float(idx * s), step=s)
         print("worker", idx, "done")
-    """)
+    """,
+    )
     store = project / ".runbase"
     assert runbase_cmd("init", cwd=project).returncode == 0
     procs = []
     for i in range(N_RUNS):
         out, err = tmp_path / f"w{i}.out", tmp_path / f"w{i}.err"
         with open(out, "wb") as fo, open(err, "wb") as fe:
-            procs.append((i, subprocess.Popen(
-                [PY, "-m", "runbase", "run", "--name", f"w{i}", "--", PY, "worker.py", "--idx", str(i)],
-                cwd=project, env=clean_env(), stdout=fo, stderr=fe,
-            ), out, err))
+            procs.append(
+                (
+                    i,
+                    subprocess.Popen(
+                        [
+                            PY,
+                            "-m",
+                            "runbase",
+                            "run",
+                            "--name",
+                            f"w{i}",
+                            "--",
+                            PY,
+                            "worker.py",
+                            "--idx",
+                            str(i),
+                        ],
+                        cwd=project,
+                        env=clean_env(),
+                        stdout=fo,
+                        stderr=fe,
+                    ),
+                    out,
+                    err,
+                )
+            )
     try:
         for i, p, out, err in procs:
             rc = p.wait(timeout=120)
@@ -328,7 +367,9 @@ def test_eight_concurrent_runs_on_one_store(project: Path, tmp_path: Path) -> No
         assert r["params"]["worker"] == i, r["params"]
         assert r["metrics"]["a"]["count"] == N_STEPS, (r["name"], r["metrics"])
         assert r["metrics"]["b"]["count"] == N_STEPS, (r["name"], r["metrics"])
-        assert r["metrics"]["a"]["last"] == N_STEPS - 1 and r["metrics"]["b"]["last"] == i * (N_STEPS - 1)
+        assert r["metrics"]["a"]["last"] == N_STEPS - 1 and r["metrics"]["b"]["last"] == i * (
+            N_STEPS - 1
+        )
         s = read_series(store, r["id"], "b")
         assert s.steps == list(range(N_STEPS))
         assert s.values == [float(i * k) for k in range(N_STEPS)]
@@ -337,15 +378,21 @@ def test_eight_concurrent_runs_on_one_store(project: Path, tmp_path: Path) -> No
 
 # -- 5. the store's disk fills up while a run is going --------------------------------------
 
+
 def test_store_disk_full_after_start(project: Path, tmp_path: Path) -> None:
     mnt = Path(tempfile.mkdtemp(prefix="runbase-full-", dir=tmp_path))
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True, text=True
+    )
     if res.returncode != 0:
         pytest.fail(f"cannot mount a tmpfs (CI runs as root): {res.stderr.strip()}")
     try:
         store = mnt / "store"
         filler = mnt / "filler"
-        write(project, "fill.py", """
+        write(
+            project,
+            "fill.py",
+            """
             import os, time
             import runbase
             for i in range(20):
@@ -375,14 +422,24 @@ def test_store_disk_full_after_start(project: Path, tmp_path: Path) -> None:
                 i += 1
                 time.sleep(0.005)
             print("TRAINING-COMPLETE", flush=True)
-        """)
-        proc = runbase_cmd("run", "--", PY, "fill.py", cwd=project,
-                           env={"RUNBASE_DIR": str(store), "FILLER": str(filler)}, timeout=120)
+        """,
+        )
+        proc = runbase_cmd(
+            "run",
+            "--",
+            PY,
+            "fill.py",
+            cwd=project,
+            env={"RUNBASE_DIR": str(store), "FILLER": str(filler)},
+            timeout=120,
+        )
         assert "store disk full: True" in proc.stdout, (proc.stdout[-2000:], proc.stderr)
         assert "TRAINING-COMPLETE" in proc.stdout, (proc.stdout[-2000:], proc.stderr)
         assert proc.returncode == 0, proc.stderr
         assert "Traceback" not in proc.stderr, proc.stderr
-        warnings = [line for line in proc.stderr.splitlines() if line.startswith("runbase: warning")]
+        warnings = [
+            line for line in proc.stderr.splitlines() if line.startswith("runbase: warning")
+        ]
         assert len(warnings) == 1, proc.stderr
     finally:
         for _ in range(20):
@@ -394,6 +451,7 @@ def test_store_disk_full_after_start(project: Path, tmp_path: Path) -> None:
 
 
 # -- 6. bad input -----------------------------------------------------------------------------
+
 
 def _assert_clean_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
     assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
@@ -415,8 +473,13 @@ def test_cli_bad_references_and_queries(project: Path) -> None:
 
     _assert_clean_error(runbase_cmd("show", "nope", cwd=project), "no run matches 'nope'")
     _assert_clean_error(runbase_cmd("show", prefix[0], cwd=project), "matches several runs")
-    for where in ("params.lr <", "params.lr < < 3", "(status == 'x'",
-                  "params.lr > 0.1 and", "status == 'a' $ 3"):
+    for where in (
+        "params.lr <",
+        "params.lr < < 3",
+        "(status == 'x'",
+        "params.lr > 0.1 and",
+        "status == 'a' $ 3",
+    ):
         _assert_clean_error(runbase_cmd("ls", "--where", where, cwd=project))
     # a unique prefix still resolves
     rec = json.loads(runbase_cmd("show", ids_[0][:12], "--json", cwd=project, check=True).stdout)
@@ -424,7 +487,10 @@ def test_cli_bad_references_and_queries(project: Path) -> None:
 
 
 def test_odd_param_and_metric_values(project: Path) -> None:
-    write(project, "odd.py", """
+    write(
+        project,
+        "odd.py",
+        """
         import os
         import runbase
 
@@ -446,7 +512,8 @@ def test_odd_param_and_metric_values(project: Path) -> None:
         runbase.log(txt="nor this", step=2)
         runbase.log(ok=1.0)
         print("ODD-DONE")
-    """)
+    """,
+    )
     (project / "ignored").mkdir()
     proc = runbase_cmd("run", "--", PY, "odd.py", cwd=project)
     assert proc.returncode == 0, proc.stderr
@@ -458,7 +525,9 @@ def test_odd_param_and_metric_values(project: Path) -> None:
     assert v.status == "finished"
 
     # an object that JSON cannot hold: its repr
-    assert v.params["obj"] == expected_repr and expected_repr.startswith("<__main__.Opaque object at 0x")
+    assert v.params["obj"] == expected_repr and expected_repr.startswith(
+        "<__main__.Opaque object at 0x"
+    )
 
     # a 5 MB string: kept whole, as an object
     ref = v.params["big"]
@@ -485,7 +554,10 @@ def test_odd_param_and_metric_values(project: Path) -> None:
     assert "NaN" in show and "Infinity" in show
     rec = json.loads(show)  # strict JSON: no bare NaN tokens
     assert rec["metrics"]["nanv"]["last"] == "NaN" and rec["metrics"]["nanv"]["min"] == 0.5
-    assert rec["metrics"]["infv"]["last"] == "Infinity" and rec["metrics"]["infv"]["min"] == "-Infinity"
+    assert (
+        rec["metrics"]["infv"]["last"] == "Infinity"
+        and rec["metrics"]["infv"]["min"] == "-Infinity"
+    )
     assert rec["params"]["obj"] == expected_repr
 
     # a string metric value: skipped, with one warning that names it
@@ -496,14 +568,20 @@ def test_odd_param_and_metric_values(project: Path) -> None:
 
 
 def test_log_before_init_starts_a_run(project: Path) -> None:
-    write(project, "auto.py", """
+    write(
+        project,
+        "auto.py",
+        """
         import runbase
         runbase.log(x=1.0)
         runbase.log(x=2.0)
         assert runbase.active_run() is not None
         print("AUTO-RUN", runbase.active_run().id)
-    """)
-    proc = subprocess.run([PY, "auto.py"], cwd=project, env=clean_env(), capture_output=True, text=True, timeout=60)
+    """,
+    )
+    proc = subprocess.run(
+        [PY, "auto.py"], cwd=project, env=clean_env(), capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     assert "runbase: warning" not in proc.stderr, proc.stderr
     m = re.search(r"AUTO-RUN (\w+)", proc.stdout)

@@ -82,8 +82,13 @@ def run(
         name=name, tags=_parse_tags(tags), store=ctx.obj["store"], capture_code=not no_code
     )
     outcome = run_command(list(command), opts)
-    if sys.stderr.isatty():  # one line of context for a human; pipelines get only the command's output
-        click.echo(f"runbase: run {outcome.run_id[:10]} {outcome.status} (runbase show {outcome.run_id[:10]})", err=True)
+    if (
+        sys.stderr.isatty()
+    ):  # one line of context for a human; pipelines get only the command's output
+        click.echo(
+            f"runbase: run {outcome.run_id[:10]} {outcome.status} (runbase show {outcome.run_id[:10]})",
+            err=True,
+        )
     ctx.exit(outcome.shell_code)
 
 

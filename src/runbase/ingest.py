@@ -270,5 +270,13 @@ def compact(store: Store, run_id: str) -> None:
                 end = min(start + _CHUNK_POINTS, total)
                 cur.execute(
                     "INSERT INTO metric_chunks (run_id, key, seq, n, steps, times, vals) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (run_id, key, seq, end - start, steps[start * 8 : end * 8], times[start * 8 : end * 8], vals[start * 8 : end * 8]),
+                    (
+                        run_id,
+                        key,
+                        seq,
+                        end - start,
+                        steps[start * 8 : end * 8],
+                        times[start * 8 : end * 8],
+                        vals[start * 8 : end * 8],
+                    ),
                 )

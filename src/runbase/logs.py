@@ -24,7 +24,13 @@ def read_log(store: Store, run_id: str, which: str = "output") -> bytes:
         return b""
 
 
-def follow_log(store: Store, run_id: str, write: Callable[[bytes], None], which: str = "output", poll: float = 0.5) -> None:
+def follow_log(
+    store: Store,
+    run_id: str,
+    write: Callable[[bytes], None],
+    which: str = "output",
+    poll: float = 0.5,
+) -> None:
     """Write the log as it grows until the run ends (``runbase logs -f``)."""
     import time
 

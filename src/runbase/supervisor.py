@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from . import lifecycle
 from ._safe import warn_once
@@ -155,11 +155,13 @@ class _Supervised:
         ingester = threading.Thread(target=self._ingest_loop, name="runbase-ingest", daemon=True)
         ingester.start()
         try:
-            with (
-                open(spool / lifecycle.LOG_FILES["output"], "ab") as out_log,
-                open(spool / lifecycle.LOG_FILES["stderr"], "ab") as err_log,
-            ):
-                _tee(streams, self.proc, out_log, err_log, self.secrets)
+            logs = _LogFiles.open(
+                spool, lambda e: store_warning(self.store, f"cannot write the run's logs: {e}")
+            )
+            try:
+                _tee(streams, self.proc, logs, self.secrets)
+            finally:
+                logs.close()
             rc = self.proc.wait()
         finally:
             self._restore_signals(old)
@@ -293,12 +295,47 @@ def _copy_winsize(src: int, dst: int) -> None:
         fcntl.ioctl(dst, termios.TIOCSWINSZ, fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8))
 
 
+class _LogFiles:
+    """The run's two log files, written unbuffered so a full disk loses bytes, not the run."""
+
+    def __init__(self, fds: dict[str, int | None], on_error: Any) -> None:
+        self.fds = fds
+        self.on_error = on_error
+
+    @classmethod
+    def open(cls, spool: Path, on_error: Any) -> _LogFiles:
+        fds: dict[str, int | None] = {}
+        for name, fname in lifecycle.LOG_FILES.items():
+            try:
+                fds[name] = os.open(spool / fname, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            except OSError as e:
+                on_error(e)
+                fds[name] = None
+        return cls(fds, on_error)
+
+    def write(self, which: str, data: bytes) -> None:
+        fd = self.fds.get(which)
+        if fd is None or not data:
+            return
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError as e:
+            self.on_error(e)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            self.fds[which] = None
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+
 def _tee(
-    streams: _Streams,
-    proc: subprocess.Popen[bytes],
-    out_log: BinaryIO,
-    err_log: BinaryIO,
-    secrets: set[str],
+    streams: _Streams, proc: subprocess.Popen[bytes], logs: _LogFiles, secrets: set[str]
 ) -> None:
     """Copy the child's output to our stdout/stderr and to the logs until both close."""
     sel = selectors.DefaultSelector()
@@ -308,7 +345,6 @@ def _tee(
     for fd in targets:
         sel.register(fd, selectors.EVENT_READ)
     open_fds = set(targets)
-    log_ok = True
     exited_at: float | None = None
     while open_fds:
         events = sel.select(timeout=0.1)
@@ -328,19 +364,11 @@ def _tee(
                 open_fds.discard(fd)
                 continue
             _write_all(targets[fd], data)
-            if log_ok:
-                try:
-                    out_log.write(combined.feed(data))
-                    if targets[fd] == 2:
-                        err_log.write(err_only.feed(data))
-                    out_log.flush()
-                    err_log.flush()
-                except OSError as e:
-                    log_ok = False
-                    warn_once("store", f"cannot write the run's logs: {e}")
-    with contextlib.suppress(OSError):
-        out_log.write(combined.flush())
-        err_log.write(err_only.flush())
+            logs.write("output", combined.feed(data))
+            if targets[fd] == 2:
+                logs.write("stderr", err_only.feed(data))
+    logs.write("output", combined.flush())
+    logs.write("stderr", err_only.flush())
     sel.close()
     for fd in targets:
         with contextlib.suppress(OSError):

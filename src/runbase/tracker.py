@@ -61,10 +61,17 @@ class Tracker:
         try:
             os.makedirs(self.spool_dir, exist_ok=True)
             name = f"{os.getpid()}-{os.urandom(4).hex()}.spool"
-            fd = os.open(
-                os.path.join(self.spool_dir, name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
-            )
-            os.write(fd, MAGIC)
+            path = os.path.join(self.spool_dir, name)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                _write_all(fd, MAGIC)
+            except OSError:
+                os.close(fd)
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+                raise
             self._fd = fd
         except OSError as e:
             self._fd = None
@@ -150,7 +157,7 @@ class Tracker:
                 self._open_spool()
             if self._fd is not None:
                 for f in frames:
-                    os.write(self._fd, f)
+                    _write_all(self._fd, f)
         except OSError:
             pass
         finally:
@@ -167,7 +174,9 @@ class Tracker:
                 return
         try:
             while self._pending:
-                os.write(self._fd, self._pending[0])
+                # a frame torn by an error stays pending and is rewritten whole into a new
+                # spool file (readers stop at a torn frame, so nothing is read twice)
+                _write_all(self._fd, self._pending[0])
                 self._pending.pop(0)
             self._pending_entries = 0
             now = time.monotonic()
@@ -195,6 +204,12 @@ class Tracker:
             warn_once(
                 "spool-drop", "the store has been unwritable for long; dropping oldest metrics"
             )
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _mask_term() -> Any:
