@@ -12,6 +12,8 @@ window, RSS before/peak/after the loop, VmHWM, the CPU the process used while
 looping (the flush thread included), and the ingestion time: from the end of the
 loop until ``finish()`` returns (init) or until ``runbase run`` exits with the run
 finalized (run). The store is then read back to check that every point arrived.
+Last, ingestion alone: a spool of 5 M points written by a Tracker, then
+``lifecycle.ingest_and_handle`` timed in a process where nothing else runs.
 
     .venv/bin/python benchmarks/bench_log.py            # 5M x3, 20M x1 per mode
     .venv/bin/python benchmarks/bench_log.py --quick    # 1M x2
@@ -118,6 +120,19 @@ def one(mode: str, points: int) -> dict[str, Any]:
         C.rmtree(tmp)
 
 
+def ingest_only(points: int) -> dict[str, Any]:
+    tmp = C.scratch_dir("ingest")
+    try:
+        out = tmp / "out.json"
+        C.timed_run([C.PYTHON, WORKER, "--mode", "ingest", "--points", str(points), "--out", str(out)],
+                    env=C.clean_env(RUNBASE_DIR=str(tmp / "store")), cwd=tmp, timeout=900)
+        r = json.loads(out.read_text())
+        r.update(_verify(tmp / "store", r["run_id"], points))
+        return r
+    finally:
+        C.rmtree(tmp)
+
+
 def _verify(store: Path, run_id: str, points: int) -> dict[str, Any]:
     sys.path.insert(0, str(C.REPO_DIR / "src"))
     import runbase
@@ -134,6 +149,8 @@ def main() -> None:
     ap.add_argument("--sizes", default=None, help="comma-separated point counts (default 5000000,20000000)")
     ap.add_argument("--reps", default=None, help="comma-separated repeats per size (default 3,1)")
     ap.add_argument("--modes", default="noop,init,run")
+    ap.add_argument("--ingest-points", type=int, default=None, help="ingestion-alone case (default 5M; 0 = skip)")
+    ap.add_argument("--ingest-reps", type=int, default=None)
     args = ap.parse_args()
     sizes = [1_000_000] if args.quick else [5_000_000, 20_000_000]
     reps = [2] if args.quick else [3, 1]
@@ -141,6 +158,10 @@ def main() -> None:
         sizes = [int(float(x)) for x in args.sizes.split(",")]
         reps = [int(x) for x in args.reps.split(",")] if args.reps else [1] * len(sizes)
     modes = args.modes.split(",")
+    if args.ingest_points is None:
+        args.ingest_points = 1_000_000 if args.quick else 5_000_000
+    if args.ingest_reps is None:
+        args.ingest_reps = 1 if args.quick else 3
 
     C.header("bench_log: runbase.log() throughput, memory, ingestion")
     runs: list[dict[str, Any]] = []
@@ -174,6 +195,7 @@ def main() -> None:
                 "rss_max_first_half": max(r["rss_max_first_half"] for r in rs),
                 "rss_max_second_half": max(r["rss_max_second_half"] for r in rs),
                 "buffered_max": max(r["buffered_max"] for r in rs),
+                "vmhwm_before_finish_kib_max": max(r["vmhwm_kib_before_finish"] or 0 for r in rs),
                 "vmhwm_kib_max": max(r["vmhwm_kib_end"] or 0 for r in rs),
                 "ingester_peak_rss_kib_max": max((r["ingester_peak_rss_kib"] or 0 for r in rs), default=None) or None,
                 "stored_ok": all(r.get("stored_ok", True) for r in rs),
@@ -184,7 +206,8 @@ def main() -> None:
             s["mode"], f"{s['points'] / 1e6:g}M", s["reps"], C.rate(s["rate_median"]), C.rate(s["window_rate_min"]),
             f"{s['loop_cpu_per_wall']:.2f}",
             C.mib(s["rss_before_loop_max"]), C.mib(s["rss_max_first_half"]), C.mib(s["rss_max_second_half"]),
-            C.mib(s["vmhwm_kib_max"] * 1024), f"{s['buffered_max'] / 1e3:.0f}k",
+            f"{C.mib(s['vmhwm_before_finish_kib_max'] * 1024)} / {C.mib(s['vmhwm_kib_max'] * 1024)}",
+            f"{s['buffered_max'] / 1e3:.0f}k",
             "-" if s["mode"] == "noop" else f"{s['ingest_s_median']:.2f} s",
             C.mib(s["ingester_peak_rss_kib_max"] * 1024) if s["ingester_peak_rss_kib_max"] else "-",
             "-" if s["mode"] == "noop" else ("yes" if s["stored_ok"] else "NO"),
@@ -192,11 +215,28 @@ def main() -> None:
         ])
     C.print_table(
         ["mode", "points", "n", "rate (median)", "slowest 250k", "cpu/wall", "RSS start", "RSS max 1st half",
-         "RSS max 2nd half", "VmHWM", "max unflushed", "ingest after loop", "ingester VmHWM", "all stored", ">=1M/s"],
+         "RSS max 2nd half", "VmHWM loop / exit", "max unflushed", "ingest after loop", "ingester VmHWM", "all stored", ">=1M/s"],
         rows, title="runbase.log(loss=x, step=i) in one loop (medians; RSS/VmHWM: max over repeats)",
     )
     print("ingest after loop: init = runbase.finish() duration; run = loop end -> `runbase run` exited (run finalized)")
-    path = C.write_result("log", {"benchmark": "log", "machine": C.machine_info(), "summary": summary, "runs": runs})
+    print("VmHWM loop / exit: the training process's peak RSS up to the end of the loop / at exit (init: finish() "
+          "ingests the backlog in the training process)")
+    ing = []
+    if args.ingest_points:
+        for _ in range(args.ingest_reps):
+            ing.append(ingest_only(args.ingest_points))
+        C.print_table(
+            ["points", "n", "spool size", "ingest (median)", "rate", "finalize", "VmHWM during ingest", "all stored"],
+            [[f"{args.ingest_points / 1e6:g}M", len(ing), C.mib(ing[0]["spool_bytes"]),
+              f"{statistics.median(r['ingest_s'] for r in ing):.2f} s",
+              C.rate(statistics.median(r["ingest_rate"] for r in ing)),
+              C.ms(statistics.median(r["finalize_s"] for r in ing)),
+              C.mib(max(r["vmhwm_kib_during_ingest"] or 0 for r in ing) * 1024),
+              "yes" if all(r["stored_ok"] for r in ing) else "NO"]],
+            title="ingestion alone: lifecycle.ingest_and_handle() of a finished spool, nothing else running",
+        )
+    path = C.write_result("log", {"benchmark": "log", "machine": C.machine_info(), "summary": summary, "runs": runs,
+                                  "ingest_only": ing})
     print(f"wrote {path}")
 
 

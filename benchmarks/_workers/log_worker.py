@@ -42,12 +42,14 @@ def cpu() -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mode", choices=("init", "run", "noop"), required=True)
+    ap.add_argument("--mode", choices=("init", "run", "noop", "ingest"), required=True)
     ap.add_argument("--points", type=int, required=True)
     ap.add_argument("--window", type=int, default=250_000, help="points between RSS/time samples")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
+    if args.mode == "ingest":
+        return ingest_only(args)
     t_import = time.perf_counter()
     if args.mode == "noop":
         class _NoRunbase:
@@ -122,6 +124,45 @@ def main() -> None:
         "samples": samples,
         "vmhwm_kib_before_finish": hwm_before_finish,
         "vmhwm_kib_end": status_kib("VmHWM"),
+    }
+    with open(args.out, "w") as f:
+        json.dump(out, f)
+
+
+def ingest_only(args) -> None:
+    """Ingestion alone: spool N points with a Tracker (no watcher, no supervisor), then
+    time ``lifecycle.ingest_and_handle`` moving them into the store, in this process."""
+    import runbase
+    from runbase import lifecycle, tracker
+    from runbase.store import Store
+
+    store = Store.open(os.environ["RUNBASE_DIR"], create=True)
+    run_id = lifecycle.create_run(store, command=["bench"], mode="api")
+    t = tracker.Tracker(run_id, str(store.root))
+    tracker.activate(t)
+    for i in range(args.points):
+        runbase.log(loss=i * 1e-6, step=i)
+    t.close()
+    tracker.deactivate()
+    spool_bytes = sum(os.path.getsize(os.path.join(t.spool_dir, f)) for f in os.listdir(t.spool_dir))
+    rss0 = rss()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM to the current RSS
+            f.write("5")
+        hwm_reset = True
+    except OSError:
+        hwm_reset = False
+    t0 = time.perf_counter()
+    res = lifecycle.ingest_and_handle(store, run_id)
+    ingest_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    lifecycle.finalize(store, run_id, "finished", exit_code=0)
+    finalize_s = time.perf_counter() - t0
+    out = {
+        "mode": "ingest", "points": args.points, "run_id": run_id, "ingested_points": res.points,
+        "spool_bytes": spool_bytes, "ingest_s": ingest_s, "finalize_s": finalize_s,
+        "ingest_rate": args.points / ingest_s, "rss_before_ingest": rss0,
+        "vmhwm_kib_during_ingest": status_kib("VmHWM") if hwm_reset else None,
     }
     with open(args.out, "w") as f:
         json.dump(out, f)

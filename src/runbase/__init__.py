@@ -13,7 +13,6 @@ Importing runbase is cheap (stdlib only); heavier modules load on first use.
 
 from __future__ import annotations
 
-from .api import Run, active_run, finish, init, param, params, start_run, summary, tag
 from .errors import (
     AmbiguousRunRef,
     FormatVersionError,
@@ -23,12 +22,15 @@ from .errors import (
     StoreError,
     UsageError,
 )
-from .tracker import log
 
 TYPE_CHECKING = False  # not `from typing import`: typing costs ~8 ms at import
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and IDEs
     from typing import Any
+
+    from .api import Run, active_run, finish, init, param, params, start_run, summary, tag
+    from .read import get_run, runs
+    from .tracker import log
 
 __version__ = "0.1.0"
 
@@ -55,10 +57,25 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # the read side pulls in sqlite3 and friends: load it only when asked for
-    if name in ("get_run", "runs"):
-        from . import read
+_LAZY = {
+    "Run": "api", "active_run": "api", "finish": "api", "init": "api", "param": "api", "params": "api",
+    "start_run": "api", "summary": "api", "tag": "api", "log": "tracker", "get_run": "read", "runs": "read",
+}
 
-        return getattr(read, name)
-    raise AttributeError(f"module 'runbase' has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    # Loaded on first use, then cached as a plain module global, so `runbase.log` in a
+    # hot loop is an ordinary attribute lookup. `runbase run` and the CLI never pay for
+    # the tracking API, and the read side (sqlite3) is not loaded by training code.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'runbase' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

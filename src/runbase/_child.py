@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 from . import tracker as _tracker
-from .capture import params as _params
 
 
 def attach_from_env() -> None:
@@ -16,17 +15,38 @@ def attach_from_env() -> None:
         return
     t = _tracker.Tracker(run_id, store_root)
     _tracker.activate(t)
-    from .capture.env import python_info
-
     t.event("python", info=python_info())
     _tracker.install_term_flush()
     install_hooks()
 
 
+def python_info() -> dict[str, object]:
+    """What this interpreter reports about itself (cheap: no platform/json imports)."""
+    import sys
+
+    v = sys.version_info
+    base = getattr(sys, "base_prefix", sys.prefix)
+    return {
+        "version": f"{v.major}.{v.minor}.{v.micro}" + ("" if v.releaselevel == "final" else f"{v.releaselevel[0]}{v.serial}"),
+        "implementation": {"cpython": "CPython", "pypy": "PyPy"}.get(sys.implementation.name, sys.implementation.name),
+        "executable": sys.executable,
+        "prefix": sys.prefix,
+        "base_prefix": base,
+        "venv": sys.prefix != base,
+        "path": [p for p in sys.path if p],
+        "pid": os.getpid(),
+    }
+
+
 def install_hooks() -> None:
     from ._imphook import when_imported
 
-    when_imported("argparse", lambda _m: _params.install_argparse_hook(_record_argparse))
+    def hook(_module: object) -> None:
+        from .capture.params import install_argparse_hook
+
+        install_argparse_hook(_record_argparse)
+
+    when_imported("argparse", hook)
 
 
 def _record_argparse(values: dict[str, object]) -> None:

@@ -140,7 +140,7 @@ def _start_own(
     capture_console: bool,
 ) -> Run:
     from . import lifecycle
-    from .capture.env import python_info
+    from ._child import python_info
     from .capture.secrets import redact_argv
     from .store import Store
 

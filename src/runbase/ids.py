@@ -9,7 +9,6 @@ by creation time, and any unique prefix names a run on the command line; the fir
 from __future__ import annotations
 
 import os
-import secrets
 import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -28,7 +27,7 @@ def _b32(n: int, width: int) -> str:
 def new_run_id(now: float | None = None) -> str:
     """Return a new sortable, unique run id, e.g. ``'0bq3k5x7ma2c9xzt'``."""
     cs = (int((time.time() if now is None else now) * 1000) - _EPOCH_MS) // 10
-    return _b32(max(cs, 0), 8) + _b32(secrets.randbits(40), 8)
+    return _b32(max(cs, 0), 8) + _b32(int.from_bytes(os.urandom(5), "big"), 8)
 
 
 def is_valid_id(value: str) -> bool:

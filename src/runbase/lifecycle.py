@@ -97,17 +97,31 @@ def record_argv_params(store: Store, run_id: str, argv: list[str]) -> None:
 
 def record_env(store: Store, run_id: str, python: dict[str, Any] | None) -> None:
     """Capture and store the environment (packages as a deduplicated object)."""
-    env, pkgs = envcap.capture(python)
-    packages_id = (
-        store.objects.put_bytes(json.dumps(pkgs, separators=(",", ":")).encode())
-        if python
-        else None
-    )
-    env["packages_count"] = len(pkgs)
+    env = envcap.capture(python)
+    path = python.get("path") if python else None
+    packages_id, count = _packages_object(store, path) if path else (None, 0)
+    env["packages_count"] = count
     store.db.execute(
         "UPDATE runs SET env_json = ?, packages_id = ? WHERE id = ?",
         (json.dumps(env), packages_id, run_id),
     )
+
+
+def _packages_object(store: Store, path: list[str]) -> tuple[str, int]:
+    """The package list of ``path`` as an object, re-scanned only when ``path`` changed."""
+    key = "packages:" + envcap.path_fingerprint(path)
+    row = store.db.query_one("SELECT value FROM meta WHERE key = ?", (key,))
+    if row:
+        oid, _, count = row[0].partition(" ")
+        if store.objects.exists(oid):
+            return oid, int(count)
+    pkgs = envcap.packages(path)
+    oid = store.objects.put_bytes(json.dumps(pkgs, separators=(",", ":")).encode())
+    store.db.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, f"{oid} {len(pkgs)}"),
+    )
+    return oid, len(pkgs)
 
 
 def has_python_env(store: Store, run_id: str) -> bool:

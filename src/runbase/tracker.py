@@ -96,8 +96,8 @@ class Tracker:
             self._thread.join(timeout=5)
         self.flush()
         if self._fd is not None:
+            # no fsync here: a process exit keeps the page cache, and the reader comes next
             try:
-                os.fsync(self._fd)
                 os.close(self._fd)
             except OSError:
                 pass

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -183,7 +184,13 @@ def _git(root: Path, *args: str, env: dict[str, str] | None = None, check: bool 
 
 def _git_snapshot(store: Store, root: Path) -> CodeSnapshot:
     snap = CodeSnapshot(kind="git", root=str(root))
-    status = _git(root, "status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all")
+    # independent queries run concurrently: each git process costs a few ms to start
+    status, listed, remotes = _git_parallel(
+        root,
+        ["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all"],
+        ["ls-files", "-z", "--cached"],
+        ["config", "--get-regexp", r"^remote\..*\.url$"],
+    )
     untracked: list[str] = []
     changed = False
     for rec in status.split(b"\0"):
@@ -198,15 +205,9 @@ def _git_snapshot(store: Store, root: Path) -> CodeSnapshot:
             untracked.append(line[2:])
         elif line[:2] in ("1 ", "2 ", "u "):
             changed = True
-    tracked = [
-        p
-        for p in _git(root, "ls-files", "-z", "--cached")
-        .decode("utf-8", "surrogateescape")
-        .split("\0")
-        if p
-    ]
+    tracked = [p for p in listed.decode("utf-8", "surrogateescape").split("\0") if p]
     snap.dirty = changed or bool(untracked)
-    snap.remote = _git_remote(root)
+    snap.remote = _pick_remote(remotes.decode(errors="replace"))
     entries, skipped_paths = _manifest_entries(
         store, root, sorted(set(tracked) | set(untracked)), snap
     )
@@ -217,11 +218,23 @@ def _git_snapshot(store: Store, root: Path) -> CodeSnapshot:
     return snap
 
 
-def _git_remote(root: Path) -> str | None:
-    out = _git(root, "config", "--get-regexp", r"^remote\..*\.url$", check=False).decode(
-        errors="replace"
-    )
-    urls = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+def _git_parallel(root: Path, *commands: list[str]) -> list[bytes]:
+    base = ["git", "-C", str(root), "-c", "core.quotepath=off", "-c", "color.ui=never"]
+    procs = [
+        subprocess.Popen([*base, *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE) for cmd in commands
+    ]
+    outs = []
+    for cmd, proc in zip(commands, procs, strict=True):
+        out, err = proc.communicate()
+        # `git config --get-regexp` exits 1 when nothing matches (no remote)
+        if proc.returncode != 0 and cmd[0] != "config":
+            raise RuntimeError(f"git {' '.join(cmd)}: {err.decode(errors='replace').strip()}")
+        outs.append(out)
+    return outs
+
+
+def _pick_remote(config_out: str) -> str | None:
+    urls = dict(line.split(" ", 1) for line in config_out.splitlines() if " " in line)
     url = urls.get("remote.origin.url") or next(iter(urls.values()), None)
     return redact_url_credentials(url) if url else None
 
@@ -230,9 +243,12 @@ def _git_patch(
     store: Store, root: Path, snap: CodeSnapshot, untracked: list[str], skipped: set[str]
 ) -> None:
     """The uncommitted change that ran, untracked files included, via a throwaway index."""
-    index = Path(_git(root, "rev-parse", "--git-path", "index").decode().strip())
-    if not index.is_absolute():
-        index = root / index
+    if (root / ".git").is_dir():
+        index = root / ".git" / "index"
+    else:  # a linked worktree or submodule: .git is a file pointing elsewhere
+        index = Path(_git(root, "rev-parse", "--git-path", "index").decode().strip())
+        if not index.is_absolute():
+            index = root / index
     with tempfile.TemporaryDirectory(prefix="runbase-idx-") as tmp:
         tmp_index = Path(tmp) / "index"
         if index.exists():
@@ -321,9 +337,11 @@ def walk(root: Path, snap: CodeSnapshot | None = None) -> list[str]:
 # -- manifest -----------------------------------------------------------------------
 
 
+_SECRET_FILE_RE = re.compile("|".join(fnmatch.translate(p) for p in SECRET_FILE_PATTERNS))
+
+
 def is_secret_file(rel: str) -> bool:
-    name = rel.rsplit("/", 1)[-1]
-    return any(fnmatch.fnmatchcase(name, pat) for pat in SECRET_FILE_PATTERNS)
+    return _SECRET_FILE_RE.match(rel.rsplit("/", 1)[-1]) is not None
 
 
 def _manifest_entries(
@@ -334,8 +352,9 @@ def _manifest_entries(
     entries: list[dict[str, Any]] = []
     skipped: set[str] = set()
     recent = time.time_ns() - 2_000_000_000
+    root_s = str(root)
     for rel in paths:
-        full = root / rel
+        full = f"{root_s}/{rel}"
         try:
             st = os.lstat(full)
         except OSError:
@@ -362,7 +381,7 @@ def _manifest_entries(
             snap.hashed += 1
             # a file modified within the mtime granularity could change without a new mtime
             if st.st_mtime_ns < recent:
-                updates.append((key, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, oid))
+                updates.append((full, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, oid))
         mode = "x" if st.st_mode & 0o111 else "f"
         entries.append({"path": rel, "type": mode, "oid": oid, "size": size})
         snap.files += 1

@@ -19,20 +19,6 @@ from typing import Any
 from .secrets import redact_env
 
 
-def python_info() -> dict[str, Any]:
-    """What a Python process reports about itself (sent through the spool)."""
-    return {
-        "version": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "executable": sys.executable,
-        "prefix": sys.prefix,
-        "base_prefix": getattr(sys, "base_prefix", sys.prefix),
-        "venv": sys.prefix != getattr(sys, "base_prefix", sys.prefix),
-        "path": [p for p in sys.path if p],
-        "pid": os.getpid(),
-    }
-
-
 def packages(path: list[str] | None = None) -> list[dict[str, Any]]:
     """Every installed distribution visible on ``path`` (first one wins, like import)."""
     from importlib import metadata
@@ -116,8 +102,17 @@ def memory_bytes() -> int | None:
         return None
 
 
+def _nvidia_present() -> bool:
+    # importing pynvml costs ~10 ms: only try where an NVIDIA driver can be
+    return os.path.exists("/proc/driver/nvidia") or any(
+        os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/usr/lib/wsl/lib/libnvidia-ml.so.1")
+    )
+
+
 def gpus() -> list[dict[str, Any]]:
     """NVIDIA GPUs via NVML; no driver or no GPU is an empty list, silently."""
+    if not _nvidia_present():
+        return []
     try:
         import pynvml
     except ImportError:
@@ -202,15 +197,26 @@ def container_info() -> dict[str, Any] | None:
     return {"type": kind, "image": image, "hostname": socket.gethostname()}
 
 
-def capture(
-    python: dict[str, Any] | None, environ: dict[str, str] | None = None
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Return ``(env record without packages, packages)`` for a run."""
+def path_fingerprint(path: list[str]) -> str:
+    """Changes when a directory on ``path`` gains or loses entries (pip install/uninstall
+    adds or removes ``*.dist-info`` directories, which updates the parent's mtime)."""
+    import hashlib
+
+    parts = []
+    for p in path:
+        try:
+            parts.append(f"{p}\0{os.stat(p).st_mtime_ns}")
+        except OSError:
+            parts.append(f"{p}\0-")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def capture(python: dict[str, Any] | None, environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """The env record of a run, without its packages (see :func:`packages`)."""
     vars_, _ = redact_env(dict(os.environ if environ is None else environ))
     py = None
     if python:
         py = {k: v for k, v in python.items() if k not in ("path", "pid")}
-    pkgs = packages(python.get("path") if python else None) if python else []
     env = {
         "python": py,
         "os": os_info(),
@@ -220,7 +226,7 @@ def capture(
         "container": container_info(),
         "vars": vars_,
     }
-    return env, pkgs
+    return env
 
 
 def user_and_host() -> tuple[str | None, str]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import BinaryIO
 
 ALGO = "blake3"
+_ID_RE = re.compile(r"blake3:[0-9a-f]{64}")
 _CHUNK = 1 << 20
 # Multi-threaded hashing only pays off for large inputs (measured: 7.7 GB/s one
 # thread, ~15 GB/s with AUTO on 2 cores for 1 GiB; thread start costs more below ~8 MiB).
@@ -53,7 +55,6 @@ def copy_and_hash(src: BinaryIO, dst: BinaryIO, size_hint: int = 0) -> tuple[str
 
 def split_id(oid: str) -> tuple[str, str]:
     """``'blake3:abcd…'`` -> ``('blake3', 'abcd…')``; raises ValueError on a malformed id."""
-    algo, sep, hexd = oid.partition(":")
-    if not sep or algo != ALGO or len(hexd) != 64 or any(c not in "0123456789abcdef" for c in hexd):
+    if _ID_RE.fullmatch(oid) is None:
         raise ValueError(f"not a runbase object id: {oid!r}")
-    return algo, hexd
+    return ALGO, oid[7:]

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from .hashing import copy_and_hash, hash_bytes, split_id
 
+_SMALL = 4 << 20  # files up to this size are read whole: hash first, write only if new
+
 
 class LocalObjects:
     """Objects in a local directory.
@@ -28,16 +30,22 @@ class LocalObjects:
     def __init__(self, root: Path, tmp_dir: Path | None = None) -> None:
         self.root = root
         self.tmp_dir = tmp_dir or root.parent / "tmp"
+        self._root_s = str(root)
+        self._dirs: set[str] = set()  # fan-out directories known to exist
+
+    def _path_s(self, oid: str) -> str:
+        _, hexd = split_id(oid)
+        return f"{self._root_s}/{hexd[:2]}/{hexd[2:]}"
 
     def path(self, oid: str) -> Path:
-        _, hexd = split_id(oid)
-        return self.root / hexd[:2] / hexd[2:]
+        return Path(self._path_s(oid))
 
     def exists(self, oid: str) -> bool:
-        return self.path(oid).is_file()
+        return os.path.isfile(self._path_s(oid))
 
     def get_bytes(self, oid: str) -> bytes:
-        return self.path(oid).read_bytes()
+        with open(self._path_s(oid), "rb") as f:
+            return f.read()
 
     def put_bytes(self, data: bytes) -> str:
         oid = hash_bytes(data)
@@ -45,22 +53,33 @@ class LocalObjects:
             self._write(oid, data)
         return oid
 
-    def put_file(self, src: str | os.PathLike[str], known_id: str | None = None) -> tuple[str, int]:
+    def put_file(
+        self, src: str | os.PathLike[str], known_id: str | None = None, size: int | None = None
+    ) -> tuple[str, int]:
         """Store a file's bytes; returns ``(id, size)``.
 
         ``known_id`` (from the stat cache) lets an already-stored file cost one stat.
-        The id returned is always the hash of the bytes actually copied, so a file that
+        The id returned is always the hash of the bytes actually read, so a file that
         changes while it is being stored can never be filed under a wrong id.
         """
+        if size is None:
+            size = os.path.getsize(src)
         if known_id is not None and self.exists(known_id):
-            return known_id, os.path.getsize(src)
+            return known_id, size
+        if size <= _SMALL:
+            with open(src, "rb") as f:
+                data = f.read()
+            return self.put_bytes(data), len(data)
+        return self._put_large(src, size)
+
+    def _put_large(self, src: str | os.PathLike[str], size_hint: int) -> tuple[str, int]:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        size_hint = os.path.getsize(src)
         fd, tmp = tempfile.mkstemp(dir=self.tmp_dir, prefix="obj-")
         try:
             with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
                 oid, size = copy_and_hash(fin, fout, size_hint)
-            self._place(oid, Path(tmp))
+            os.chmod(tmp, 0o444)
+            self._place(oid, tmp)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -68,7 +87,7 @@ class LocalObjects:
 
     def delete(self, oid: str) -> None:
         with contextlib.suppress(FileNotFoundError):
-            self.path(oid).unlink()
+            os.unlink(self._path_s(oid))
 
     def __iter__(self) -> Iterator[str]:
         if not self.root.is_dir():
@@ -79,20 +98,27 @@ class LocalObjects:
                     yield f"blake3:{sub.name}{f.name}"
 
     def _write(self, oid: str, data: bytes) -> None:
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.tmp_dir, prefix="obj-")
+        # created read-only from the start: the open fd may still write, nobody else can
+        tmp = f"{self.tmp_dir}/obj-{os.getpid()}-{os.urandom(6).hex()}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        except FileNotFoundError:
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
-            self._place(oid, Path(tmp))
+            self._place(oid, tmp)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
 
-    def _place(self, oid: str, tmp: Path) -> None:
-        dest = self.path(oid)
-        if dest.exists():
+    def _place(self, oid: str, tmp: str) -> None:
+        dest = self._path_s(oid)
+        parent = dest[: dest.rfind("/")]
+        if parent not in self._dirs:
+            os.makedirs(parent, exist_ok=True)
+            self._dirs.add(parent)
+        if os.path.exists(dest):
             return  # write-once: the same id means the same bytes
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(tmp, 0o444)
         os.replace(tmp, dest)
