@@ -42,7 +42,7 @@ def build_repo(root: Path, n_files: int) -> dict[str, Any]:
     (root / "pkg0" / "new_model.py").write_text("# untracked 2\nclass Model: pass\n" * 40)
     C.backdate(root)
     size = sum((root / p).stat().st_size for p in paths)
-    return {"files": n_files + 2, "bytes": size, "modified": 3, "untracked": 2}
+    return {"files": n_files + 3, "bytes": size, "modified": 3, "untracked": 2}  # + .gitignore
 
 
 def snap_once(store_path: Path, root: Path) -> tuple[float, dict[str, Any]]:

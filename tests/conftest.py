@@ -24,7 +24,7 @@ GIT = [
 @pytest.fixture(autouse=True)
 def _isolate_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees a run or store of the developer's shell."""
-    for var in ("RUNBASE_DIR", "RUNBASE_RUN_ID", "RUNBASE_PACKAGE_DIR"):
+    for var in ("RUNBASE_DIR", "RUNBASE_RUN_ID", "RUNBASE_PACKAGE_DIR", "RUNBASE_SUPERVISOR_PID"):
         monkeypatch.delenv(var, raising=False)
 
 

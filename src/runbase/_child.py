@@ -52,4 +52,7 @@ def install_hooks() -> None:
 def _record_argparse(values: dict[str, object]) -> None:
     from . import api
 
-    api.record_params(values, source="argparse")
+    # The command's own Python process sets the run's argparse params; a Python script
+    # it starts (an evaluation step, say) only fills in keys that are not set yet.
+    top = os.environ.get("RUNBASE_SUPERVISOR_PID") in (None, str(os.getppid()))
+    api.record_params(values, source="argparse", weak=not top)

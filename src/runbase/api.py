@@ -268,7 +268,9 @@ def _known_secrets() -> set[str]:
     return _secret_values
 
 
-def record_params(values: Mapping[str, Any] | Any, source: str, flatten: bool = False) -> None:
+def record_params(
+    values: Mapping[str, Any] | Any, source: str, flatten: bool = False, weak: bool = False
+) -> None:
     """Send parameters to the run (redacted, coerced to JSON; see docs/run-record.md)."""
     try:
         if not isinstance(values, Mapping):
@@ -292,7 +294,10 @@ def record_params(values: Mapping[str, Any] | Any, source: str, flatten: bool = 
             text = _params.encode_value(str(key), value)
             if secrets:
                 text = scrub(text, secrets)
-            t.event("param", key=str(key), value=text, source=source)
+            if weak:
+                t.event("param", key=str(key), value=text, source=source, weak=True)
+            else:
+                t.event("param", key=str(key), value=text, source=source)
     except UsageError:
         raise
     except Exception as e:  # noqa: BLE001

@@ -201,6 +201,8 @@ def _apply_param(cur: Any, store: Store, run_id: str, e: dict[str, Any]) -> None
     ).fetchone()
     if row and SOURCES.index(row[0]) > SOURCES.index(source):
         return  # an inline param beats argparse, which beats an argv guess
+    if row and e.get("weak") and row[0] != "argv":
+        return  # a nested script's argparse value never replaces the command's own
     if len(value) > MAX_INLINE_VALUE:
         oid = store.objects.put_bytes(value.encode())
         value = json.dumps({"$object": oid, "size": len(value), "preview": value[:200]})

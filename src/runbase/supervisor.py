@@ -120,6 +120,7 @@ def child_env(store: Store, run_id: str, extra: dict[str, str] | None = None) ->
     env["RUNBASE_RUN_ID"] = run_id
     env["RUNBASE_DIR"] = str(store.root)
     env["RUNBASE_PACKAGE_DIR"] = str(Path(__file__).parent)
+    env["RUNBASE_SUPERVISOR_PID"] = str(os.getpid())
     env.update(extra or {})
     return env
 
