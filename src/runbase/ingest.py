@@ -246,39 +246,65 @@ def spool_mtime(store: Store, run_id: str) -> float | None:
         return None
 
 
-_COMPACT_ABOVE = 8  # chunks per key
+_SMALL_CHUNK = 1 << 16  # points; chunks below this are merged at finalization
 _CHUNK_POINTS = 1 << 20
 
 
 def compact(store: Store, run_id: str) -> None:
-    """Merge a finished run's many small chunks (one per key per ingest) into chunks
-    of up to 1 Mi points, so reading a long run's series is a few rows, not thousands."""
+    """Merge runs of small chunks (one per key per ingest, e.g. one point a second for
+    hours) into chunks of up to 1 Mi points, so reading a long run's series is a few
+    rows, not thousands. Streams: memory stays bounded by one output chunk."""
     keys = store.db.query(
-        "SELECT key FROM metric_chunks WHERE run_id = ? GROUP BY key HAVING count(*) > ?",
-        (run_id, _COMPACT_ABOVE),
+        "SELECT key FROM metric_chunks WHERE run_id = ? AND n < ? GROUP BY key HAVING count(*) > 1",
+        (run_id, _SMALL_CHUNK),
     )
     for (key,) in keys:
         with store.db.transaction() as cur:
-            rows = cur.execute(
-                "SELECT n, steps, times, vals FROM metric_chunks WHERE run_id = ? AND key = ? ORDER BY seq",
-                (run_id, key),
-            ).fetchall()
-            steps = b"".join(r[1] for r in rows)
-            times = b"".join(r[2] for r in rows)
-            vals = b"".join(r[3] for r in rows)
-            total = sum(r[0] for r in rows)
-            cur.execute("DELETE FROM metric_chunks WHERE run_id = ? AND key = ?", (run_id, key))
-            for seq, start in enumerate(range(0, total, _CHUNK_POINTS)):
-                end = min(start + _CHUNK_POINTS, total)
-                cur.execute(
-                    "INSERT INTO metric_chunks (run_id, key, seq, n, steps, times, vals) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        run_id,
-                        key,
-                        seq,
-                        end - start,
-                        steps[start * 8 : end * 8],
-                        times[start * 8 : end * 8],
-                        vals[start * 8 : end * 8],
-                    ),
-                )
+            _compact_key(cur, run_id, key)
+
+
+def _compact_key(cur: Any, run_id: str, key: str) -> None:
+    top = cur.execute(
+        "SELECT max(seq) FROM metric_chunks WHERE run_id = ? AND key = ?", (run_id, key)
+    ).fetchone()[0]
+    base = top + 1  # new chunks are written above the old ones, then renumbered
+    out_seq = base
+    buf: list[tuple[int, bytes, bytes, bytes]] = []
+    buffered = 0
+
+    def emit() -> None:
+        nonlocal out_seq, buf, buffered
+        if buf:
+            cur.execute(
+                "INSERT INTO metric_chunks (run_id, key, seq, n, steps, times, vals) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    key,
+                    out_seq,
+                    buffered,
+                    b"".join(b[1] for b in buf),
+                    b"".join(b[2] for b in buf),
+                    b"".join(b[3] for b in buf),
+                ),
+            )
+            out_seq += 1
+            buf, buffered = [], 0
+
+    for seq in range(base):
+        row = cur.execute(
+            "SELECT n, steps, times, vals FROM metric_chunks WHERE run_id = ? AND key = ? AND seq = ?",
+            (run_id, key, seq),
+        ).fetchone()
+        if row is None:
+            continue
+        if buffered and buffered + row[0] > _CHUNK_POINTS:
+            emit()
+        buf.append(row)
+        buffered += row[0]
+    emit()
+    cur.execute(
+        "DELETE FROM metric_chunks WHERE run_id = ? AND key = ? AND seq < ?", (run_id, key, base)
+    )
+    cur.execute(
+        "UPDATE metric_chunks SET seq = seq - ? WHERE run_id = ? AND key = ?", (base, run_id, key)
+    )
