@@ -58,8 +58,18 @@ __all__ = [
 
 
 _LAZY = {
-    "Run": "api", "active_run": "api", "finish": "api", "init": "api", "param": "api", "params": "api",
-    "start_run": "api", "summary": "api", "tag": "api", "log": "tracker", "get_run": "read", "runs": "read",
+    "Run": "api",
+    "active_run": "api",
+    "finish": "api",
+    "init": "api",
+    "param": "api",
+    "params": "api",
+    "start_run": "api",
+    "summary": "api",
+    "tag": "api",
+    "log": "tracker",
+    "get_run": "read",
+    "runs": "read",
 }
 
 

@@ -27,8 +27,11 @@ def python_info() -> dict[str, object]:
     v = sys.version_info
     base = getattr(sys, "base_prefix", sys.prefix)
     return {
-        "version": f"{v.major}.{v.minor}.{v.micro}" + ("" if v.releaselevel == "final" else f"{v.releaselevel[0]}{v.serial}"),
-        "implementation": {"cpython": "CPython", "pypy": "PyPy"}.get(sys.implementation.name, sys.implementation.name),
+        "version": f"{v.major}.{v.minor}.{v.micro}"
+        + ("" if v.releaselevel == "final" else f"{v.releaselevel[0]}{v.serial}"),
+        "implementation": {"cpython": "CPython", "pypy": "PyPy"}.get(
+            sys.implementation.name, sys.implementation.name
+        ),
         "executable": sys.executable,
         "prefix": sys.prefix,
         "base_prefix": base,

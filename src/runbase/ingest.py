@@ -23,7 +23,7 @@ from .capture.params import MAX_INLINE_VALUE, SOURCES, numeric
 from .spool import KIND_KEY, STEP_KEY, TIME_KEY, read_frames
 from .store import Store
 
-_BATCH_ENTRIES = 500_000  # per transaction, so memory stays bounded on huge spools
+_BATCH_ENTRIES = 100_000  # per transaction, so memory stays bounded on huge spools
 _SWAP = sys.byteorder == "big"  # chunks are little endian on disk (docs/store-format.md)
 
 

@@ -221,7 +221,8 @@ def _git_snapshot(store: Store, root: Path) -> CodeSnapshot:
 def _git_parallel(root: Path, *commands: list[str]) -> list[bytes]:
     base = ["git", "-C", str(root), "-c", "core.quotepath=off", "-c", "color.ui=never"]
     procs = [
-        subprocess.Popen([*base, *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE) for cmd in commands
+        subprocess.Popen([*base, *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for cmd in commands
     ]
     outs = []
     for cmd, proc in zip(commands, procs, strict=True):

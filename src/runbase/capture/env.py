@@ -105,7 +105,8 @@ def memory_bytes() -> int | None:
 def _nvidia_present() -> bool:
     # importing pynvml costs ~10 ms: only try where an NVIDIA driver can be
     return os.path.exists("/proc/driver/nvidia") or any(
-        os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/usr/lib/wsl/lib/libnvidia-ml.so.1")
+        os.path.exists(p)
+        for p in ("/dev/nvidiactl", "/dev/nvidia0", "/usr/lib/wsl/lib/libnvidia-ml.so.1")
     )
 
 
