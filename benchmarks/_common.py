@@ -22,7 +22,8 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
-RESULTS_DIR = BENCH_DIR / "results"
+# $RUNBASE_BENCH_RESULTS redirects the JSON (run_all --quick uses results/quick/)
+RESULTS_DIR = Path(os.environ.get("RUNBASE_BENCH_RESULTS") or BENCH_DIR / "results")
 WORKERS_DIR = BENCH_DIR / "_workers"
 VENVS_DIR = BENCH_DIR / ".venvs"
 CACHE_DIR = BENCH_DIR / ".cache"
@@ -43,9 +44,14 @@ GIT_IDENTITY = {
 
 # -- environment ---------------------------------------------------------------------
 
+
 def clean_env(**extra: str) -> dict[str, str]:
     """os.environ without anything that would attach a child to an existing run."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNBASE_", "WANDB_", "MLFLOW_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k.startswith("RUNBASE_BENCH_") or not k.startswith(("RUNBASE_", "WANDB_", "MLFLOW_"))
+    }
     env.pop("PYTHONPATH", None)
     env.pop("PYTHONSTARTUP", None)
     env.pop("PYTHONUNBUFFERED", None)
@@ -69,9 +75,15 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     try:
-        distro = dict(
-            ln.split("=", 1) for ln in Path("/etc/os-release").read_text().splitlines() if "=" in ln
-        ).get("PRETTY_NAME", "").strip('"')
+        distro = (
+            dict(
+                ln.split("=", 1)
+                for ln in Path("/etc/os-release").read_text().splitlines()
+                if "=" in ln
+            )
+            .get("PRETTY_NAME", "")
+            .strip('"')
+        )
     except OSError:
         distro = None
     try:
@@ -103,13 +115,16 @@ def machine_info() -> dict[str, Any]:
 
 def _git_out(cwd: Path, *args: str) -> str | None:
     try:
-        p = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True, timeout=30)
+        p = subprocess.run(
+            ["git", "-C", str(cwd), *args], capture_output=True, text=True, timeout=30
+        )
         return p.stdout.strip() if p.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
 
 
 # -- statistics ---------------------------------------------------------------------
+
 
 def summarize(xs: Sequence[float]) -> dict[str, Any]:
     xs = list(xs)
@@ -155,14 +170,20 @@ def mib(b: float | None) -> str:
 
 # -- running commands ----------------------------------------------------------------
 
+
 def timed_run(
-    argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: str | Path | None = None,
-    timeout: float = 600, check: bool = True,
+    argv: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: str | Path | None = None,
+    timeout: float = 600,
+    check: bool = True,
 ) -> tuple[float, subprocess.CompletedProcess[bytes]]:
     """Wall time of one subprocess, output captured (never printed to a terminal)."""
     t0 = time.perf_counter()
-    p = subprocess.run(list(argv), env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    p = subprocess.run(
+        list(argv), env=env, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout
+    )
     dt = time.perf_counter() - t0
     if check and p.returncode != 0:
         raise RuntimeError(
@@ -173,7 +194,9 @@ def timed_run(
 
 
 def interleaved_times(
-    commands: dict[str, dict[str, Any]], n: int, warmup: int = 1,
+    commands: dict[str, dict[str, Any]],
+    n: int,
+    warmup: int = 1,
 ) -> dict[str, list[float]]:
     """Run each command ``n`` times, round-robin (so drift in machine load hits all of
     them alike); ``commands[name]`` holds ``argv`` and optional ``env``/``cwd``."""
@@ -190,6 +213,7 @@ def interleaved_times(
 
 # -- results -------------------------------------------------------------------------
 
+
 def write_result(name: str, data: dict[str, Any]) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
@@ -199,7 +223,9 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
     return path
 
 
-def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> None:
+def print_table(
+    headers: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None
+) -> None:
     rows = [[("-" if c is None else str(c)) for c in r] for r in rows]
     widths = [len(h) for h in headers]
     for r in rows:
@@ -223,6 +249,7 @@ def target(value: float | None, limit: float, higher_is_better: bool = False) ->
 
 # -- scratch directories and repositories --------------------------------------------
 
+
 def scratch_dir(prefix: str) -> Path:
     """A temp directory (removed by the caller with ``shutil.rmtree``)."""
     base = os.environ.get("RUNBASE_BENCH_TMP")
@@ -234,8 +261,9 @@ def rmtree(path: Path) -> None:
 
 
 def git(cwd: Path, *args: str) -> str:
-    p = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True,
-                       env=clean_env())
+    p = subprocess.run(
+        ["git", "-C", str(cwd), *args], capture_output=True, text=True, env=clean_env()
+    )
     if p.returncode != 0:
         raise RuntimeError(f"git {' '.join(args)}: {p.stderr}")
     return p.stdout
@@ -285,9 +313,14 @@ def backdate(root: Path, seconds: float = 120.0) -> None:
             dirnames.remove(".runbase")
         for f in filenames:
             os.utime(os.path.join(dirpath, f), (t, t))
-    subprocess.run(["git", "-C", str(root), "update-index", "-q", "--really-refresh"],
-                   capture_output=True, env=clean_env())
-    subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True, env=clean_env())
+    subprocess.run(
+        ["git", "-C", str(root), "update-index", "-q", "--really-refresh"],
+        capture_output=True,
+        env=clean_env(),
+    )
+    subprocess.run(
+        ["git", "-C", str(root), "status", "--porcelain"], capture_output=True, env=clean_env()
+    )
 
 
 def proc_status_kib(pid: int, field: str) -> int | None:
@@ -321,7 +354,9 @@ def find_pids(*needles: str) -> list[int]:
 def header(title: str) -> None:
     info = machine_info()
     print(f"# {title}")
-    print(f"# {info['date_utc']}  {info['cpu']}  {info['cores']} cores  {info['os']}  "
-          f"Python {info['python']}  runbase {info['runbase_version']} ({info['runbase_commit']})  "
-          f"load {', '.join(f'{x:.2f}' for x in info['loadavg_at_start'])}")
+    print(
+        f"# {info['date_utc']}  {info['cpu']}  {info['cores']} cores  {info['os']}  "
+        f"Python {info['python']}  runbase {info['runbase_version']} ({info['runbase_commit']})  "
+        f"load {', '.join(f'{x:.2f}' for x in info['loadavg_at_start'])}"
+    )
     sys.stdout.flush()

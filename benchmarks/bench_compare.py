@@ -40,6 +40,13 @@ import _common as C  # noqa: E402
 PINS = {"mlflow": "mlflow==3.17.2", "wandb": "wandb==0.31.0"}
 WORKER = str(C.WORKERS_DIR / "compare_worker.py")
 
+# runbase loads its public API lazily: time the import plus the first use of init/log
+IMPORT = {
+    "runbase": "import runbase; runbase.init; runbase.log",
+    "mlflow": "import mlflow",
+    "wandb": "import wandb",
+}
+
 SCRIPTS = {
     "noop.py": "x = 1\n",
     "start_runbase.py": "import runbase\nrunbase.init()\nrunbase.log(loss=0.5, step=0)\nrunbase.finish()\n",
@@ -67,7 +74,9 @@ def venv_python(lib: str) -> str | None:
     base = Path(sys.base_prefix) / "bin" / "python3"
     if subprocess.run([str(base), "-m", "venv", str(venv)]).returncode != 0:
         return None
-    p = subprocess.run([str(py), "-m", "pip", "install", "-q", PINS[lib]], capture_output=True, text=True)
+    p = subprocess.run(
+        [str(py), "-m", "pip", "install", "-q", PINS[lib]], capture_output=True, text=True
+    )
     if p.returncode != 0:
         print(f"  pip install {PINS[lib]} failed:\n{p.stderr[-2000:]}", flush=True)
         return None
@@ -85,10 +94,23 @@ def lib_env(scratch: Path, **extra: str) -> dict[str, str]:
     )
 
 
-def worker(py: str, lib: str, case: str, env: dict[str, str], cwd: Path, scratch: Path, **kw: Any) -> dict[str, Any]:
+def worker(
+    py: str, lib: str, case: str, env: dict[str, str], cwd: Path, scratch: Path, **kw: Any
+) -> dict[str, Any]:
     out = scratch / "worker-out.json"
     out.unlink(missing_ok=True)
-    argv = [py, WORKER, "--lib", lib, "--case", case, "--out", str(out), "--dir", str(scratch / "wandb")]
+    argv = [
+        py,
+        WORKER,
+        "--lib",
+        lib,
+        "--case",
+        case,
+        "--out",
+        str(out),
+        "--dir",
+        str(scratch / "wandb"),
+    ]
     for k, v in kw.items():
         argv += [f"--{k}", str(v)]
     wall, _p = C.timed_run(argv, env=env, cwd=cwd, timeout=900)
@@ -100,18 +122,44 @@ def worker(py: str, lib: str, case: str, env: dict[str, str], cwd: Path, scratch
     return r
 
 
-def throughput(pys: dict[str, str], repo: Path, scratch: Path, budget: float, reps: int, quick: bool) -> list[dict[str, Any]]:
+def throughput(
+    pys: dict[str, str], repo: Path, scratch: Path, budget: float, reps: int, quick: bool
+) -> list[dict[str, Any]]:
     env = lib_env(scratch)
     cases: list[tuple[str, str, str, dict[str, Any]]] = []  # (label, lib, case, kwargs)
     if "runbase" in pys:
-        cases.append(("runbase.log", "runbase", "log", {"points": 1_000_000 if quick else 5_000_000}))
+        cases.append(
+            ("runbase.log", "runbase", "log", {"points": 1_000_000 if quick else 5_000_000})
+        )
     if "mlflow" in pys:
-        for backend, uri in (("sqlite", f"sqlite:///{scratch / 'mlflow.db'}"), ("file", f"file://{scratch / 'mlruns'}")):
-            cases.append((f"mlflow.log_metric [{backend}]", "mlflow", "log", {"points": 10_000_000, "uri": uri}))
-            cases.append((f"mlflow.log_metric(synchronous=False) [{backend}]", "mlflow", "log_async",
-                          {"points": 1000 if quick else 3000, "uri": uri}))
-            cases.append((f"MlflowClient.log_batch x1000 [{backend}]", "mlflow", "log_batch",
-                          {"points": 100_000_000, "uri": uri}))
+        for backend, uri in (
+            ("sqlite", f"sqlite:///{scratch / 'mlflow.db'}"),
+            ("file", f"file://{scratch / 'mlruns'}"),
+        ):
+            cases.append(
+                (
+                    f"mlflow.log_metric [{backend}]",
+                    "mlflow",
+                    "log",
+                    {"points": 10_000_000, "uri": uri},
+                )
+            )
+            cases.append(
+                (
+                    f"mlflow.log_metric(synchronous=False) [{backend}]",
+                    "mlflow",
+                    "log_async",
+                    {"points": 1000 if quick else 3000, "uri": uri},
+                )
+            )
+            cases.append(
+                (
+                    f"MlflowClient.log_batch x1000 [{backend}]",
+                    "mlflow",
+                    "log_batch",
+                    {"points": 100_000_000, "uri": uri},
+                )
+            )
     if "wandb" in pys:
         cases.append(("wandb.log [offline]", "wandb", "log", {"points": 10_000_000}))
     rows = []
@@ -121,17 +169,28 @@ def throughput(pys: dict[str, str], repo: Path, scratch: Path, budget: float, re
             r = worker(pys[lib], lib, case, env, repo, scratch, budget=budget, **kw)
             r["effective_rate"] = r["points"] / (r["loop_s"] + r["loop_end_to_exit_s"])
             runs.append(r)
-            print(f"  {label}: {r['points']} points, {C.rate(r['rate'])} in the loop, finish {r['finish_s']:.2f} s, "
-                  f"loop end -> exit {r['loop_end_to_exit_s']:.2f} s, effective {C.rate(r['effective_rate'])}", flush=True)
-        rows.append({
-            "label": label, "lib": lib, "case": case, "version": runs[0].get("version"), "reps": reps,
-            "points_median": statistics.median(r["points"] for r in runs),
-            "rate_median": statistics.median(r["rate"] for r in runs),
-            "finish_s_median": statistics.median(r["finish_s"] for r in runs),
-            "loop_end_to_exit_s_median": statistics.median(r["loop_end_to_exit_s"] for r in runs),
-            "effective_rate_median": statistics.median(r["effective_rate"] for r in runs),
-            "runs": runs,
-        })
+            print(
+                f"  {label}: {r['points']} points, {C.rate(r['rate'])} in the loop, finish {r['finish_s']:.2f} s, "
+                f"loop end -> exit {r['loop_end_to_exit_s']:.2f} s, effective {C.rate(r['effective_rate'])}",
+                flush=True,
+            )
+        rows.append(
+            {
+                "label": label,
+                "lib": lib,
+                "case": case,
+                "version": runs[0].get("version"),
+                "reps": reps,
+                "points_median": statistics.median(r["points"] for r in runs),
+                "rate_median": statistics.median(r["rate"] for r in runs),
+                "finish_s_median": statistics.median(r["finish_s"] for r in runs),
+                "loop_end_to_exit_s_median": statistics.median(
+                    r["loop_end_to_exit_s"] for r in runs
+                ),
+                "effective_rate_median": statistics.median(r["effective_rate"] for r in runs),
+                "runs": runs,
+            }
+        )
     return rows
 
 
@@ -143,20 +202,39 @@ def startup(pys: dict[str, str], repo: Path, scratch: Path, n: int) -> dict[str,
     base_of: dict[str, str] = {}
     for lib, py in pys.items():
         cmds[f"[{lib} venv] python noop.py"] = {"argv": [py, "noop.py"], "env": env}
-        cmds[f"[{lib} venv] python -c 'import {lib}'"] = {"argv": [py, "-c", f"import {lib}"], "env": env}
+        cmds[f"[{lib} venv] python -c '{IMPORT[lib]}'"] = {
+            "argv": [py, "-c", IMPORT[lib]],
+            "env": env,
+        }
     if "runbase" in pys:
-        cmds["runbase: init/log/finish script"] = {"argv": [pys["runbase"], "start_runbase.py"], "env": env}
+        cmds["runbase: init/log/finish script"] = {
+            "argv": [pys["runbase"], "start_runbase.py"],
+            "env": env,
+        }
         cmds["runbase: runbase run -- python script (log 1)"] = {
-            "argv": [C.RUNBASE_CLI, "run", "--", pys["runbase"], "start_attached.py"], "env": env}
-        base_of["runbase: init/log/finish script"] = base_of["runbase: runbase run -- python script (log 1)"] = "runbase"
+            "argv": [C.RUNBASE_CLI, "run", "--", pys["runbase"], "start_attached.py"],
+            "env": env,
+        }
+        base_of["runbase: init/log/finish script"] = base_of[
+            "runbase: runbase run -- python script (log 1)"
+        ] = "runbase"
     if "mlflow" in pys:
         cmds["mlflow: start_run/log_metric/end [sqlite]"] = {
-            "argv": [pys["mlflow"], "start_mlflow.py"], "env": {**env, "MLFLOW_TRACKING_URI": sqlite_uri}}
+            "argv": [pys["mlflow"], "start_mlflow.py"],
+            "env": {**env, "MLFLOW_TRACKING_URI": sqlite_uri},
+        }
         cmds["mlflow: start_run/log_metric/end [file]"] = {
-            "argv": [pys["mlflow"], "start_mlflow.py"], "env": {**env, "MLFLOW_TRACKING_URI": file_uri}}
-        base_of["mlflow: start_run/log_metric/end [sqlite]"] = base_of["mlflow: start_run/log_metric/end [file]"] = "mlflow"
+            "argv": [pys["mlflow"], "start_mlflow.py"],
+            "env": {**env, "MLFLOW_TRACKING_URI": file_uri},
+        }
+        base_of["mlflow: start_run/log_metric/end [sqlite]"] = base_of[
+            "mlflow: start_run/log_metric/end [file]"
+        ] = "mlflow"
     if "wandb" in pys:
-        cmds["wandb: init/log/finish [offline]"] = {"argv": [pys["wandb"], "start_wandb.py"], "env": env}
+        cmds["wandb: init/log/finish [offline]"] = {
+            "argv": [pys["wandb"], "start_wandb.py"],
+            "env": env,
+        }
         base_of["wandb: init/log/finish [offline]"] = "wandb"
     for spec in cmds.values():
         spec["cwd"] = repo
@@ -166,26 +244,49 @@ def startup(pys: dict[str, str], repo: Path, scratch: Path, n: int) -> dict[str,
         out["commands"][name] = C.summarize(ts)
     for name, lib in base_of.items():
         base = times[f"[{lib} venv] python noop.py"]
-        out["commands"][name]["overhead_s"] = statistics.median(times[name]) - statistics.median(base)
+        out["commands"][name]["overhead_s"] = statistics.median(times[name]) - statistics.median(
+            base
+        )
     for lib in pys:
-        imp, base = times[f"[{lib} venv] python -c 'import {lib}'"], times[f"[{lib} venv] python noop.py"]
-        out["commands"][f"[{lib} venv] python -c 'import {lib}'"]["overhead_s"] = statistics.median(imp) - statistics.median(base)
+        imp, base = (
+            times[f"[{lib} venv] python -c '{IMPORT[lib]}'"],
+            times[f"[{lib} venv] python noop.py"],
+        )  # noqa: E501
+        out["commands"][f"[{lib} venv] python -c '{IMPORT[lib]}'"]["overhead_s"] = (
+            statistics.median(imp) - statistics.median(base)
+        )
     # where the time goes (one in-process breakdown each, median of 3)
     phases: dict[str, Any] = {}
     for lib, py in pys.items():
         uris = [("sqlite", sqlite_uri), ("file", file_uri)] if lib == "mlflow" else [("", None)]
         for backend, uri in uris:
-            rs = [worker(py, lib, "startup", env, repo, scratch, **({"uri": uri} if uri else {})) for _ in range(3)]
+            rs = [
+                worker(py, lib, "startup", env, repo, scratch, **({"uri": uri} if uri else {}))
+                for _ in range(3)
+            ]
             key = f"{lib} [{backend}]" if backend else lib
-            phases[key] = {k: statistics.median(r[k] for r in rs) for k in
-                           ("import_s", "start_s", "log_s", "finish_s", "in_process_s", "process_wall_s")}
+            phases[key] = {
+                k: statistics.median(r[k] for r in rs)
+                for k in (
+                    "import_s",
+                    "start_s",
+                    "log_s",
+                    "finish_s",
+                    "in_process_s",
+                    "process_wall_s",
+                )
+            }
     out["phases"] = phases
     return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--budget", type=float, default=15.0, help="seconds of logging per throughput case")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--budget", type=float, default=15.0, help="seconds of logging per throughput case"
+    )
     ap.add_argument("--reps", type=int, default=2, help="repeats per throughput case")
     ap.add_argument("--n", type=int, default=7, help="repeats per start-up command")
     ap.add_argument("--libs", default="runbase,mlflow,wandb")
@@ -206,8 +307,12 @@ def main() -> None:
             pys[lib] = py
     versions = {}
     for lib, py in pys.items():
-        p = subprocess.run([py, "-c", f"import {lib}; print({lib}.__version__)"], capture_output=True, text=True,
-                           env=lib_env(Path("/tmp")))
+        p = subprocess.run(
+            [py, "-c", f"import {lib}; print({lib}.__version__)"],
+            capture_output=True,
+            text=True,
+            env=lib_env(Path("/tmp")),
+        )
         versions[lib] = p.stdout.strip()
     print("versions:", ", ".join(f"{k} {v}" for k, v in versions.items()))
 
@@ -223,36 +328,81 @@ def main() -> None:
         if "mlflow" in pys:  # create the sqlite schema once (MLflow migrates a new DB: seconds)
             env = lib_env(scratch, MLFLOW_TRACKING_URI=f"sqlite:///{scratch / 'mlflow.db'}")
             C.timed_run([pys["mlflow"], "start_mlflow.py"], env=env, cwd=repo)
-        thr = [] if "throughput" in skip else throughput(pys, repo, scratch, args.budget, args.reps, args.quick)
+        thr = (
+            []
+            if "throughput" in skip
+            else throughput(pys, repo, scratch, args.budget, args.reps, args.quick)
+        )
         st = None if "startup" in skip else startup(pys, repo, scratch, args.n)
     finally:
         C.rmtree(scratch)
 
     if thr:
         C.print_table(
-            ["library / call", "points", "calls/s in loop", "finish()", "loop end -> exit", "effective rate", "vs runbase"],
-            [[r["label"], int(r["points_median"]), C.rate(r["rate_median"]), f"{r['finish_s_median']:.2f} s",
-              f"{r['loop_end_to_exit_s_median']:.2f} s",
-              C.rate(r["effective_rate_median"]),
-              f"{thr[0]['effective_rate_median'] / r['effective_rate_median']:.0f}x slower" if r["lib"] != "runbase" and thr[0]["lib"] == "runbase" else "-"]
-             for r in thr],
+            [
+                "library / call",
+                "points",
+                "calls/s in loop",
+                "finish()",
+                "loop end -> exit",
+                "effective rate",
+                "vs runbase",
+            ],
+            [
+                [
+                    r["label"],
+                    int(r["points_median"]),
+                    C.rate(r["rate_median"]),
+                    f"{r['finish_s_median']:.2f} s",
+                    f"{r['loop_end_to_exit_s_median']:.2f} s",
+                    C.rate(r["effective_rate_median"]),
+                    f"{thr[0]['effective_rate_median'] / r['effective_rate_median']:.0f}x slower"
+                    if r["lib"] != "runbase" and thr[0]["lib"] == "runbase"
+                    else "-",
+                ]
+                for r in thr
+            ],
             title=f"(a) logging throughput, one scalar per call (budget {args.budget:g} s, median of {args.reps}; "
-                  "effective = points / (loop + loop end -> process exit))",
+            "effective = points / (loop + loop end -> process exit))",
         )
     if st:
         rows = []
         for name, s in st["commands"].items():
-            rows.append([name, s["n"], C.ms(s["median"]), C.ms(s["min"]), C.ms(s.get("overhead_s"))])
-        C.print_table(["command", "n", "median", "min", "extra vs bare python"], rows,
-                      title="(b) start-up: import, start a run, log 1 point, finish (wall time of the process)")
+            rows.append(
+                [name, s["n"], C.ms(s["median"]), C.ms(s["min"]), C.ms(s.get("overhead_s"))]
+            )
+        C.print_table(
+            ["command", "n", "median", "min", "extra vs bare python"],
+            rows,
+            title="(b) start-up: import, start a run, log 1 point, finish (wall time of the process)",
+        )
         C.print_table(
             ["library", "import", "start run", "log 1", "finish", "in process", "process wall"],
-            [[k, C.ms(v["import_s"]), C.ms(v["start_s"]), C.ms(v["log_s"]), C.ms(v["finish_s"]),
-              C.ms(v["in_process_s"]), C.ms(v["process_wall_s"])] for k, v in st["phases"].items()],
+            [
+                [
+                    k,
+                    C.ms(v["import_s"]),
+                    C.ms(v["start_s"]),
+                    C.ms(v["log_s"]),
+                    C.ms(v["finish_s"]),
+                    C.ms(v["in_process_s"]),
+                    C.ms(v["process_wall_s"]),
+                ]
+                for k, v in st["phases"].items()
+            ],
             title="(b) where the start-up time goes (in-process phases, median of 3)",
         )
-    path = C.write_result("compare", {"benchmark": "compare", "machine": C.machine_info(), "versions": versions,
-                                      "budget_s": args.budget, "throughput": thr, "startup": st})
+    path = C.write_result(
+        "compare",
+        {
+            "benchmark": "compare",
+            "machine": C.machine_info(),
+            "versions": versions,
+            "budget_s": args.budget,
+            "throughput": thr,
+            "startup": st,
+        },
+    )
     print(f"wrote {path}")
 
 

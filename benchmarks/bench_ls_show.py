@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
-TRAIN = '''\
+TRAIN = """\
 import argparse
 import runbase
 
@@ -40,7 +39,7 @@ p.add_argument("--epochs", type=int, default=10)
 args = p.parse_args()
 for step in range(100):
     runbase.log(loss=1.0 / (step + 1), acc=step / 100, val_loss=1.2 / (step + 1), step=step)
-'''
+"""
 
 
 def populate(store_path: Path, project: Path, n: int, seed: int = 0) -> dict[str, Any]:
@@ -55,13 +54,20 @@ def populate(store_path: Path, project: Path, n: int, seed: int = 0) -> dict[str
     for i in range(n):
         lr = rnd.choice([0.1, 0.03, 0.01, 0.003, 0.001])
         params = {
-            "lr": lr, "batch_size": rnd.choice([32, 64, 128, 256]), "optimizer": rnd.choice(["adam", "sgd", "adamw"]),
-            "seed": i, "epochs": rnd.choice([5, 10, 20]),
+            "lr": lr,
+            "batch_size": rnd.choice([32, 64, 128, 256]),
+            "optimizer": rnd.choice(["adam", "sgd", "adamw"]),
+            "seed": i,
+            "epochs": rnd.choice([5, 10, 20]),
         }
         tags = {"team": rnd.choice(["vision", "nlp"])} if rnd.random() < 0.3 else None
         run_id = lifecycle.create_run(
-            store, command=["python", "train.py", "--lr", str(lr)], mode="run", project_root=str(project),
-            cwd=str(project), tags=tags,
+            store,
+            command=["python", "train.py", "--lr", str(lr)],
+            mode="run",
+            project_root=str(project),
+            cwd=str(project),
+            tags=tags,
         )
         t = tracker.Tracker(run_id, str(store.root))
         tracker.activate(t)
@@ -69,15 +75,21 @@ def populate(store_path: Path, project: Path, n: int, seed: int = 0) -> dict[str
             t.event("param", key=k, value=encode_value(k, v), source="argparse")
         base = rnd.random()
         for step in range(100):
-            tracker.log(loss=base / (step + 1), acc=min(1.0, step / 100 + rnd.random() * 0.05),
-                        val_loss=base * 1.1 / (step + 1), step=step)
+            tracker.log(
+                loss=base / (step + 1),
+                acc=min(1.0, step / 100 + rnd.random() * 0.05),
+                val_loss=base * 1.1 / (step + 1),
+                step=step,
+            )
         t.close()
         tracker.deactivate()
         r = rnd.random()
         if r < 0.90:
             lifecycle.finalize(store, run_id, "finished", exit_code=0)
         elif r < 0.97:
-            lifecycle.finalize(store, run_id, "failed", exit_code=1, error="Traceback ...\nValueError: boom")
+            lifecycle.finalize(
+                store, run_id, "failed", exit_code=1, error="Traceback ...\nValueError: boom"
+            )
         else:
             lifecycle.finalize(store, run_id, "killed", exit_signal=2)
         ids.append(run_id)
@@ -88,7 +100,9 @@ def populate(store_path: Path, project: Path, n: int, seed: int = 0) -> dict[str
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--runs", type=int, default=10_000)
     ap.add_argument("--n", type=int, default=10, help="repeats per command")
     ap.add_argument("--quick", action="store_true", help="1,000 runs, 3 repeats")
@@ -106,17 +120,25 @@ def main() -> None:
         C.git(repo, "commit", "-q", "-m", "train")
         store_path = repo / ".runbase"
         pop = populate(store_path, repo, args.runs)
-        print(f"populated {args.runs} runs through the library in {pop['seconds']:.1f} s "
-              f"({pop['seconds'] / args.runs * 1000:.2f} ms/run)")
+        print(
+            f"populated {args.runs} runs through the library in {pop['seconds']:.1f} s "
+            f"({pop['seconds'] / args.runs * 1000:.2f} ms/run)"
+        )
         env = C.clean_env()
         for lr in ("0.1", "0.01", "0.001"):
-            C.timed_run([C.RUNBASE_CLI, "run", "--", C.PYTHON, "train.py", "--lr", lr], env=env, cwd=repo)
+            C.timed_run(
+                [C.RUNBASE_CLI, "run", "--", C.PYTHON, "train.py", "--lr", lr], env=env, cwd=repo
+            )
         mid = pop["ids"][len(pop["ids"]) // 2]
         db_mib = sum(p.stat().st_size for p in store_path.glob("runbase.db*")) / 2**20
 
         cmds = {
             "runbase ls": ["ls"],
-            "runbase ls --where 'params.lr < 0.01 and metrics.acc > 0.9'": ["ls", "--where", "params.lr < 0.01 and metrics.acc > 0.9"],
+            "runbase ls --where 'params.lr < 0.01 and metrics.acc > 0.9'": [
+                "ls",
+                "--where",
+                "params.lr < 0.01 and metrics.acc > 0.9",
+            ],
             "runbase ls --sort -metrics.acc": ["ls", "--sort", "-metrics.acc"],
             "runbase ls --json": ["ls", "--json"],
             "runbase show (latest: real run)": ["show"],
@@ -128,12 +150,24 @@ def main() -> None:
         times = C.interleaved_times(specs, args.n, warmup=1)
         # listing all 10k runs is not a target; time it fewer times
         all_times = C.interleaved_times(
-            {"runbase ls --limit 0 (all runs)": {"argv": [C.RUNBASE_CLI, "ls", "--limit", "0"], "env": env, "cwd": repo}},
-            max(2, args.n // 3), warmup=0)
+            {
+                "runbase ls --limit 0 (all runs)": {
+                    "argv": [C.RUNBASE_CLI, "ls", "--limit", "0"],
+                    "env": env,
+                    "cwd": repo,
+                }
+            },
+            max(2, args.n // 3),
+            warmup=0,
+        )
         times.update(all_times)
         _, p = C.timed_run([C.RUNBASE_CLI, "ls"], env=env, cwd=repo)
         ls_sample = p.stdout.decode().splitlines()[:4]
-        _, p = C.timed_run([C.RUNBASE_CLI, "ls", "--where", "params.lr < 0.01 and metrics.acc > 0.9"], env=env, cwd=repo)
+        _, p = C.timed_run(
+            [C.RUNBASE_CLI, "ls", "--where", "params.lr < 0.01 and metrics.acc > 0.9"],
+            env=env,
+            cwd=repo,
+        )
         where_tail = p.stdout.decode().splitlines()[-1:]
     finally:
         C.rmtree(tmp)
@@ -142,16 +176,34 @@ def main() -> None:
     rows = []
     for k, s in results.items():
         is_target = k.startswith(("runbase ls", "runbase show")) and "--limit 0" not in k
-        rows.append([k, s["n"], C.ms(s["median"]), C.ms(s["min"]), C.ms(s["max"]),
-                     C.target(s["median"], 0.3) if is_target else "-"])
-    C.print_table(["command", "n", "median", "min", "max", "<= 300 ms"], rows,
-                  title=f"CLI wall time, store of {args.runs + 3} runs ({db_mib:.0f} MiB database)")
+        rows.append(
+            [
+                k,
+                s["n"],
+                C.ms(s["median"]),
+                C.ms(s["min"]),
+                C.ms(s["max"]),
+                C.target(s["median"], 0.3) if is_target else "-",
+            ]
+        )
+    C.print_table(
+        ["command", "n", "median", "min", "max", "<= 300 ms"],
+        rows,
+        title=f"CLI wall time, store of {args.runs + 3} runs ({db_mib:.0f} MiB database)",
+    )
     print("ls output starts:", *ls_sample, sep="\n  ")
     print("--where output ends:", *where_tail)
-    path = C.write_result("ls_show", {
-        "benchmark": "ls_show", "machine": C.machine_info(), "runs": args.runs + 3, "db_mib": db_mib,
-        "populate_seconds": pop["seconds"], "commands": results,
-    })
+    path = C.write_result(
+        "ls_show",
+        {
+            "benchmark": "ls_show",
+            "machine": C.machine_info(),
+            "runs": args.runs + 3,
+            "db_mib": db_mib,
+            "populate_seconds": pop["seconds"],
+            "commands": results,
+        },
+    )
     print(f"wrote {path}")
 
 

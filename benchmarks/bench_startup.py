@@ -49,9 +49,12 @@ def import_time(n: int) -> dict[str, Any]:
     out: dict[str, Any] = {"n": n, "commands": {}}
     for name, ts in times.items():
         # paired differences (same round) are less sensitive to load drift than a difference of medians
-        paired = [b - a for a, b in zip(times[BARE], ts)]
-        out["commands"][name] = {**C.summarize(ts), "overhead_s": statistics.median(ts) - base,
-                                 "overhead_paired_median_s": statistics.median(paired)}
+        paired = [b - a for a, b in zip(times[BARE], ts, strict=True)]
+        out["commands"][name] = {
+            **C.summarize(ts),
+            "overhead_s": statistics.median(ts) - base,
+            "overhead_paired_median_s": statistics.median(paired),
+        }
     out["import_overhead_s"] = out["commands"][IMP]["overhead_s"]
     out["import_api_overhead_s"] = out["commands"][IMP_API]["overhead_s"]
     out["importtime_top"] = importtime_offenders(env)
@@ -82,11 +85,13 @@ def importtime_offenders(env: dict[str, str], runs: int = 5) -> dict[str, Any]:
     rows = []
     for name in order:
         vals = per_mod[name]
-        rows.append({
-            "module": name,
-            "self_us": int(statistics.median(v[0] for v in vals)),
-            "cumulative_us": int(statistics.median(v[1] for v in vals)),
-        })
+        rows.append(
+            {
+                "module": name,
+                "self_us": int(statistics.median(v[0] for v in vals)),
+                "cumulative_us": int(statistics.median(v[1] for v in vals)),
+            }
+        )
     total = sum(r["self_us"] for r in rows)
     return {
         "runs": runs,
@@ -112,17 +117,24 @@ def tracked_noop(n: int) -> dict[str, Any]:
         from runbase import supervisor
 
         attach_env = C.clean_env(
-            PYTHONPATH=str(supervisor.BOOTSTRAP_DIR), RUNBASE_RUN_ID="0000000000bench0",
-            RUNBASE_DIR=str(tmp / "attach-store"), RUNBASE_PACKAGE_DIR=str(Path(supervisor.__file__).parent),
+            PYTHONPATH=str(supervisor.BOOTSTRAP_DIR),
+            RUNBASE_RUN_ID="0000000000bench0",
+            RUNBASE_DIR=str(tmp / "attach-store"),
+            RUNBASE_PACKAGE_DIR=str(Path(supervisor.__file__).parent),
         )
         cmds = {
             "python noop.py": {"argv": [C.PYTHON, "noop.py"]},
-            "runbase run -- python noop.py": {"argv": [C.RUNBASE_CLI, "run", "--", C.PYTHON, "noop.py"]},
+            "runbase run -- python noop.py": {
+                "argv": [C.RUNBASE_CLI, "run", "--", C.PYTHON, "noop.py"]
+            },
             "runbase run --no-code -- python noop.py": {
-                "argv": [C.RUNBASE_CLI, "run", "--no-code", "--", C.PYTHON, "noop.py"]},
+                "argv": [C.RUNBASE_CLI, "run", "--no-code", "--", C.PYTHON, "noop.py"]
+            },
             "python noop_init.py (runbase.init/finish)": {"argv": [C.PYTHON, "noop_init.py"]},
             "python noop.py, attached by the bootstrap": {
-                "argv": [C.PYTHON, "noop.py"], "env": attach_env},
+                "argv": [C.PYTHON, "noop.py"],
+                "env": attach_env,
+            },
             "runbase --help (CLI start-up floor)": {"argv": [C.RUNBASE_CLI, "--help"]},
         }
         for spec in cmds.values():
@@ -132,7 +144,7 @@ def tracked_noop(n: int) -> dict[str, Any]:
         base = statistics.median(times["python noop.py"])
         out: dict[str, Any] = {"n": n, "repo_files": 52, "commands": {}}
         for name, ts in times.items():
-            paired = [b - a for a, b in zip(times["python noop.py"], ts)]
+            paired = [b - a for a, b in zip(times["python noop.py"], ts, strict=True)]
             out["commands"][name] = {
                 **C.summarize(ts),
                 "overhead_s": statistics.median(ts) - base,
@@ -152,8 +164,12 @@ def tracked_noop(n: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=None, help="repeats per command (default 30 import, 15 no-op)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--n", type=int, default=None, help="repeats per command (default 30 import, 15 no-op)"
+    )
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     n_imp = args.n or (8 if args.quick else 30)
@@ -163,34 +179,61 @@ def main() -> None:
     imp = import_time(n_imp)
     C.print_table(
         ["command", "n", "median", "min", "p75", "extra vs bare", "extra (paired)", "<= 30 ms"],
-        [[k, s["n"], C.ms(s["median"]), C.ms(s["min"]), C.ms(s["p75"]),
-          "-" if k == BARE else C.ms(s["overhead_s"]), "-" if k == BARE else C.ms(s["overhead_paired_median_s"]),
-          "-" if k == BARE else C.target(s["overhead_s"], 0.030)]
-         for k, s in imp["commands"].items()],
+        [
+            [
+                k,
+                s["n"],
+                C.ms(s["median"]),
+                C.ms(s["min"]),
+                C.ms(s["p75"]),
+                "-" if k == BARE else C.ms(s["overhead_s"]),
+                "-" if k == BARE else C.ms(s["overhead_paired_median_s"]),
+                "-" if k == BARE else C.target(s["overhead_s"], 0.030),
+            ]
+            for k, s in imp["commands"].items()
+        ],
         title="import runbase (fresh interpreters, interleaved)",
     )
     top = imp["importtime_top"]
     C.print_table(
         ["module", "self", "cumulative"],
-        [[r["module"], f"{r['self_us'] / 1000:.2f} ms", f"{r['cumulative_us'] / 1000:.2f} ms"] for r in top["top_self"]],
+        [
+            [r["module"], f"{r['self_us'] / 1000:.2f} ms", f"{r['cumulative_us'] / 1000:.2f} ms"]
+            for r in top["top_self"]
+        ],
         title=f"python -X importtime -c '{IMPORT_API}': top self times (median of {top['runs']}; "
-              f"{top['modules_beyond_bare_python']} modules beyond bare python; "
-              f"their self times add up to {top['total_self_us_beyond_bare_python'] / 1000:.1f} ms under -X importtime)",
+        f"{top['modules_beyond_bare_python']} modules beyond bare python; "
+        f"their self times add up to {top['total_self_us_beyond_bare_python'] / 1000:.1f} ms under -X importtime)",
     )
 
     noop = tracked_noop(n_noop)
     rows = []
     for name, s in noop["commands"].items():
-        rows.append([name, s["n"], C.ms(s["median"]), C.ms(s["min"]), C.ms(s["p75"]),
-                     "-" if name == "python noop.py" else C.ms(s["overhead_s"]),
-                     "-" if name == "python noop.py" else C.ms(s["overhead_paired_median_s"])])
-    C.print_table(["command", "n", "median", "min", "p75", "extra vs bare", "extra (paired)"], rows,
-                  title="tracked no-op script in a 52-file git repo")
+        rows.append(
+            [
+                name,
+                s["n"],
+                C.ms(s["median"]),
+                C.ms(s["min"]),
+                C.ms(s["p75"]),
+                "-" if name == "python noop.py" else C.ms(s["overhead_s"]),
+                "-" if name == "python noop.py" else C.ms(s["overhead_paired_median_s"]),
+            ]
+        )
+    C.print_table(
+        ["command", "n", "median", "min", "p75", "extra vs bare", "extra (paired)"],
+        rows,
+        title="tracked no-op script in a 52-file git repo",
+    )
     main_extra = noop["commands"]["runbase run -- python noop.py"]["overhead_s"]
-    print(f"runbase run overhead: {C.ms(main_extra)}  target <= 150 ms: {C.target(main_extra, 0.150)}; "
-          f"runs recorded {noop['runs_recorded']}, finished {noop['runs_finished']}")
-    path = C.write_result("startup", {"benchmark": "startup", "machine": C.machine_info(),
-                                      "import": imp, "tracked_noop": noop})
+    print(
+        f"runbase run overhead: {C.ms(main_extra)}  target <= 150 ms: {C.target(main_extra, 0.150)}; "
+        f"runs recorded {noop['runs_recorded']}, finished {noop['runs_finished']}"
+    )
+    path = C.write_result(
+        "startup",
+        {"benchmark": "startup", "machine": C.machine_info(), "import": imp, "tracked_noop": noop},
+    )
     print(f"wrote {path}")
 
 

@@ -53,9 +53,18 @@ def child() -> None:
 
         setattr(obj, name, g)
 
-    for obj, name in [(sup.Store, "open"), (lifecycle, "recover_orphans"), (lifecycle, "create_run"),
-                      (codecap, "snapshot"), (sup, "_tee"), (lifecycle, "ingest_and_handle"),
-                      (lifecycle, "record_env"), (envcap, "packages"), (envcap, "gpus"), (lifecycle, "finalize")]:
+    for obj, name in [
+        (sup.Store, "open"),
+        (lifecycle, "recover_orphans"),
+        (lifecycle, "create_run"),
+        (codecap, "snapshot"),
+        (sup, "_tee"),
+        (lifecycle, "ingest_and_handle"),
+        (lifecycle, "record_env"),
+        (envcap, "packages"),
+        (envcap, "gpus"),
+        (lifecycle, "finalize"),
+    ]:
         wrap(obj, name)
     orig_join = threading.Thread.join
 
@@ -88,9 +97,11 @@ def main() -> None:
         C.git(repo, "commit", "-q", "-m", "noop")
         C.backdate(repo)
         env = C.clean_env(RUNBASE_BENCH_TIMELINE="1")
-        for k in range(2):
+        for _ in range(2):  # the first pass warms caches
             t0 = time.perf_counter()
-            p = subprocess.run([C.PYTHON, __file__], cwd=repo, env=env, capture_output=True, text=True)
+            p = subprocess.run(
+                [C.PYTHON, __file__], cwd=repo, env=env, capture_output=True, text=True
+            )
             wall = time.perf_counter() - t0
         print(p.stdout + p.stderr)
         print(f"process wall time: {wall * 1000:.1f} ms (interpreter start-up and exit included)")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 
 T_PROC = time.perf_counter()
@@ -69,6 +68,7 @@ class _Budget:
 
 # -- runbase --------------------------------------------------------------------------
 
+
 def run_runbase(a, res):
     t = time.perf_counter()
     import runbase
@@ -96,6 +96,7 @@ def run_runbase(a, res):
 
 
 # -- MLflow -----------------------------------------------------------------------------
+
 
 def run_mlflow(a, res):
     t = time.perf_counter()
@@ -131,7 +132,10 @@ def run_mlflow(a, res):
             for k in chunk:
                 ts = int(time.time() * 1000)
                 base = k * batch
-                client.log_batch(rid, metrics=[Metric("loss", (base + j) * 1e-6, ts, base + j) for j in range(batch)])
+                client.log_batch(
+                    rid,
+                    metrics=[Metric("loss", (base + j) * 1e-6, ts, base + j) for j in range(batch)],
+                )
         res["points"] *= batch
         res["rate"] = res["points"] / res["loop_s"]
     else:
@@ -142,6 +146,7 @@ def run_mlflow(a, res):
 
 
 # -- W&B ---------------------------------------------------------------------------------
+
 
 def run_wandb(a, res):
     t = time.perf_counter()

@@ -52,6 +52,7 @@ def main() -> None:
         return ingest_only(args)
     t_import = time.perf_counter()
     if args.mode == "noop":
+
         class _NoRunbase:
             @staticmethod
             def log(step=None, **metrics):  # same call shape as runbase.log
@@ -144,7 +145,9 @@ def ingest_only(args) -> None:
         runbase.log(loss=i * 1e-6, step=i)
     t.close()
     tracker.deactivate()
-    spool_bytes = sum(os.path.getsize(os.path.join(t.spool_dir, f)) for f in os.listdir(t.spool_dir))
+    spool_bytes = sum(
+        os.path.getsize(os.path.join(t.spool_dir, f)) for f in os.listdir(t.spool_dir)
+    )
     rss0 = rss()
     try:
         with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM to the current RSS
@@ -159,9 +162,15 @@ def ingest_only(args) -> None:
     lifecycle.finalize(store, run_id, "finished", exit_code=0)
     finalize_s = time.perf_counter() - t0
     out = {
-        "mode": "ingest", "points": args.points, "run_id": run_id, "ingested_points": res.points,
-        "spool_bytes": spool_bytes, "ingest_s": ingest_s, "finalize_s": finalize_s,
-        "ingest_rate": args.points / ingest_s, "rss_before_ingest": rss0,
+        "mode": "ingest",
+        "points": args.points,
+        "run_id": run_id,
+        "ingested_points": res.points,
+        "spool_bytes": spool_bytes,
+        "ingest_s": ingest_s,
+        "finalize_s": finalize_s,
+        "ingest_rate": args.points / ingest_s,
+        "rss_before_ingest": rss0,
         "vmhwm_kib_during_ingest": status_kib("VmHWM") if hwm_reset else None,
     }
     with open(args.out, "w") as f:
