@@ -91,8 +91,13 @@ def _ingest_some(store: Store, run_id: str, path: Path, result: IngestResult) ->
         return more
 
 
+_I64 = 1 << 63
+
+
 def _split(entries: list[Any], series: dict[str, _Series], events: list[dict[str, Any]]) -> None:
-    get = series.get
+    # the ingester's hot loop (~1 M points/s): bound appends, no attribute lookups
+    appenders = {k: (a.steps.append, a.times.append, a.vals.append) for k, a in series.items()}
+    get = appenders.get
     for e in entries:
         if not isinstance(e, dict):
             continue
@@ -100,25 +105,35 @@ def _split(entries: list[Any], series: dict[str, _Series], events: list[dict[str
             events.append(e)
             continue
         t = e.pop(TIME_KEY, None)
-        t = float(t) if isinstance(t, (int, float)) else time.time()
+        if t.__class__ is not float:
+            t = float(t) if isinstance(t, (int, float)) else time.time()
         s = e.pop(STEP_KEY, None)
-        if s is not None and not isinstance(s, int):
+        if s is not None and (s.__class__ is not int or not -_I64 <= s < _I64):
             s = None
         for k, v in e.items():
             if v.__class__ is not float:
-                if not isinstance(v, (int, float)) or not isinstance(k, str):
-                    warn_once(
-                        f"metric-type-{k}",
-                        f"metric {k!r}: {type(v).__name__} value is not a number; skipped",
-                    )
+                v = _number(k, v)
+                if v is None:
                     continue
-                v = float(v)
-            acc = get(k)
-            if acc is None:
+            a = get(k)
+            if a is None:
                 acc = series[k] = _Series()
-            acc.steps.append(s)
-            acc.times.append(t)
-            acc.vals.append(v)
+                a = appenders[k] = (acc.steps.append, acc.times.append, acc.vals.append)
+            a[0](s)
+            a[1](t)
+            a[2](v)
+
+
+def _number(key: Any, v: Any) -> float | None:
+    if isinstance(v, (int, float)) and isinstance(key, str):
+        try:
+            return float(v)
+        except OverflowError:
+            pass
+    warn_once(
+        f"metric-type-{key}", f"metric {key!r}: {type(v).__name__} value is not a number; skipped"
+    )
+    return None
 
 
 def _apply_series(
@@ -135,11 +150,20 @@ def _apply_series(
         ).fetchone()
         seq = (seq_row[0] + 1) if seq_row and seq_row[0] is not None else 0
         prev = -1 if last_step is None else last_step
-        steps = array("q")
-        for s in acc.steps:
-            prev = prev + 1 if s is None else s
-            steps.append(prev)
-        finite = [v for v in acc.vals if not math.isnan(v)]
+        if None in acc.steps:  # auto steps: previous step + 1
+            steps = array("q")
+            for s in acc.steps:
+                prev = prev + 1 if s is None else s
+                steps.append(prev)
+        else:
+            steps = array("q", acc.steps)  # type: ignore[arg-type]  # no None here
+            prev = acc.steps[-1]
+        # sum() is NaN iff a value is NaN (or +inf meets -inf): then filter, else min/max in C
+        finite = (
+            acc.vals
+            if not math.isnan(sum(acc.vals))
+            else [v for v in acc.vals if not math.isnan(v)]
+        )
         if finite:
             lo, hi = min(finite), max(finite)
             vmin = lo if vmin is None else min(vmin, lo)
