@@ -28,7 +28,19 @@ TYPE_CHECKING = False  # not `from typing import`: typing costs ~8 ms at import
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and IDEs
     from typing import Any
 
-    from .api import Run, active_run, finish, init, param, params, start_run, summary, tag
+    from .api import (
+        Run,
+        active_run,
+        finish,
+        init,
+        input,
+        output,
+        param,
+        params,
+        start_run,
+        summary,
+        tag,
+    )
     from .read import get_run, runs
     from .tracker import log
 
@@ -47,7 +59,9 @@ __all__ = [
     "finish",
     "get_run",
     "init",
+    "input",
     "log",
+    "output",
     "param",
     "params",
     "runs",
@@ -62,6 +76,8 @@ _LAZY = {
     "active_run": "api",
     "finish": "api",
     "init": "api",
+    "input": "api",
+    "output": "api",
     "param": "api",
     "params": "api",
     "start_run": "api",

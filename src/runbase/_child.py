@@ -18,6 +18,7 @@ def attach_from_env() -> None:
     t.event("python", info=python_info())
     _tracker.install_term_flush()
     install_hooks()
+    install_file_hook(os.environ.get("RUNBASE_PROJECT_ROOT"), store_root)
 
 
 def python_info() -> dict[str, object]:
@@ -50,6 +51,20 @@ def install_hooks() -> None:
         install_argparse_hook(_record_argparse)
 
     when_imported("argparse", hook)
+
+
+def install_file_hook(project_root: str | None, store_root: str) -> None:
+    """Report the files this process reads and writes under the project root."""
+    if not project_root:
+        return
+    from .capture.files import FILE_EVENT, install_audit_hook
+
+    def emit(path: str, op: str) -> None:
+        t = _tracker.active()
+        if t is not None:
+            t.event(FILE_EVENT, path=path, op=op)
+
+    install_audit_hook(emit, project_root, store_root)
 
 
 def _record_argparse(values: dict[str, object]) -> None:

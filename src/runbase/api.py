@@ -179,9 +179,10 @@ def _start_own(
     except Exception as e:  # noqa: BLE001
         warn_once("argv", f"could not record command-line params: {e}")
     store.close()
-    from ._child import install_hooks
+    from ._child import install_file_hook, install_hooks
 
     install_hooks()
+    install_file_hook(str(root), str(store.root))
     _spawn_watcher(run)
     if capture_console:
         from ._console import capture
@@ -316,6 +317,40 @@ def params(mapping: Mapping[str, Any] | Any) -> Any:
     """Record many parameters (nested mappings flatten to ``a.b.c``); returns ``mapping``."""
     record_params(mapping, source="inline", flatten=True)
     return mapping
+
+
+def input(path: Any) -> Any:  # noqa: A001 - the public name mirrors `runbase run --input`
+    """Declare that the run reads ``path`` (a file, a directory or a URL); returns it:
+    ``df = pd.read_parquet(runbase.input("data/train.parquet"))``."""
+    _declare(path, "r")
+    return path
+
+
+def output(path: Any) -> Any:
+    """Declare that the run writes ``path``; it is hashed and stored when the run ends:
+    ``torch.save(model, runbase.output("model.pt"))``."""
+    _declare(path, "w")
+    return path
+
+
+def _declare(path: Any, op: str) -> None:
+    try:
+        text = os.fsdecode(os.fspath(path))
+    except TypeError:
+        raise UsageError(
+            f"input()/output() take a path or URL, got {type(path).__name__}"
+        ) from None
+    try:
+        from .capture.files import FILE_EVENT, is_url
+
+        if ensure_run() is None:
+            return
+        t = _tracker.active()
+        if t is not None:
+            full = text if is_url(text) else os.path.abspath(text)
+            t.event(FILE_EVENT, path=full, op=op, declared=True)
+    except Exception as e:  # noqa: BLE001
+        warn_once("declare", f"could not record {text}: {e}")
 
 
 def summary(**metrics: Any) -> None:

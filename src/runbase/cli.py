@@ -65,6 +65,25 @@ def init(ctx: click.Context) -> None:
     "--tag", "-t", "tags", multiple=True, metavar="KEY=VALUE", help="Tag the run (repeatable)."
 )
 @click.option("--no-code", is_flag=True, help="Do not snapshot the code.")
+@click.option(
+    "--input",
+    "-i",
+    "inputs",
+    multiple=True,
+    metavar="PATH",
+    help="Declare a data input (file, directory or URL; repeatable).",
+)
+@click.option(
+    "--output",
+    "-o",
+    "outputs",
+    multiple=True,
+    metavar="PATH",
+    help="Declare a data output (repeatable).",
+)
+@click.option(
+    "--hash-only", is_flag=True, help="Hash data, keep no copies (data too large to store)."
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
 @click.pass_context
 def run(
@@ -72,6 +91,9 @@ def run(
     name: str | None,
     tags: tuple[str, ...],
     no_code: bool,
+    inputs: tuple[str, ...],
+    outputs: tuple[str, ...],
+    hash_only: bool,
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND as a tracked run: runbase run -- python train.py --lr 0.1"""
@@ -79,16 +101,18 @@ def run(
     from .supervisor import run as run_command
 
     opts = RunOptions(
-        name=name, tags=_parse_tags(tags), store=ctx.obj["store"], capture_code=not no_code
+        name=name,
+        tags=_parse_tags(tags),
+        store=ctx.obj["store"],
+        capture_code=not no_code,
+        inputs=list(inputs),
+        outputs=list(outputs),
+        hash_only=hash_only,
     )
     outcome = run_command(list(command), opts)
-    if (
-        sys.stderr.isatty()
-    ):  # one line of context for a human; pipelines get only the command's output
-        click.echo(
-            f"runbase: run {outcome.run_id[:10]} {outcome.status} (runbase show {outcome.run_id[:10]})",
-            err=True,
-        )
+    if sys.stderr.isatty():  # a line for a human; pipelines get only the command's output
+        short = outcome.run_id[:10]
+        click.echo(f"runbase: run {short} {outcome.status} (runbase show {short})", err=True)
     ctx.exit(outcome.shell_code)
 
 

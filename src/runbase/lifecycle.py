@@ -129,6 +129,26 @@ def has_python_env(store: Store, run_id: str) -> bool:
     return bool(row and row[0])
 
 
+def declare_files(
+    store: Store, run_id: str, inputs: list[str], outputs: list[str], hash_only: bool = False
+) -> None:
+    """``--input``/``--output`` of ``runbase run`` (inputs are hashed and stored now)."""
+    from .capture.files import note_file
+
+    if hash_only:
+        store.db.execute("UPDATE runs SET data_policy = 'hash-only' WHERE id = ?", (run_id,))
+    root = _root_of(store, run_id)
+    for p in inputs:
+        note_file(store, run_id, root, p, "input", "declared")
+    for p in outputs:
+        note_file(store, run_id, root, p, "output", "declared")
+
+
+def _root_of(store: Store, run_id: str) -> str:
+    row = store.db.query_one("SELECT project_root, cwd FROM runs WHERE id = ?", (run_id,))
+    return (row[0] or row[1] or os.getcwd()) if row else os.getcwd()
+
+
 def has_env(store: Store, run_id: str) -> bool:
     row = store.db.query_one("SELECT env_json FROM runs WHERE id = ?", (run_id,))
     return bool(row and row[0])
@@ -136,11 +156,21 @@ def has_env(store: Store, run_id: str) -> bool:
 
 def handle_events(store: Store, run_id: str, result: IngestResult) -> None:
     """Act on spooled events that need more than an insert (a Python process's info)."""
+    root: str | None = None
     for e in result.events:
-        if e.get("\x00k") == "python" and not has_python_env(store, run_id):
+        kind = e.get("\x00k")
+        if kind == "python" and not has_python_env(store, run_id):
             info = e.get("info")
             if isinstance(info, dict):
                 record_env(store, run_id, info)
+        elif kind == "file" and isinstance(e.get("path"), str):
+            from .capture.files import note_file
+
+            root = root or _root_of(store, run_id)
+            role = "output" if e.get("op") == "w" else "input"
+            note_file(
+                store, run_id, root, e["path"], role, "declared" if e.get("declared") else "auto"
+            )
 
 
 def ingest_and_handle(store: Store, run_id: str) -> IngestResult:
@@ -165,6 +195,7 @@ def finalize(
     row = store.db.query_one("SELECT env_json FROM runs WHERE id = ?", (run_id,))
     if row is not None and row[0] is None:
         record_env(store, run_id, None)
+    _finalize_files(store, run_id)
     logs = _store_logs(store, run_id)
     with store.db.transaction() as cur:
         cur.execute(
@@ -185,6 +216,24 @@ def finalize(
         remove_spool(store, run_id)
         compact(store, run_id)
     return won
+
+
+def _finalize_files(store: Store, run_id: str) -> None:
+    from .capture.code import load_manifest
+    from .capture.files import finalize_files
+
+    row = store.db.query_one("SELECT started_at, code_json FROM runs WHERE id = ?", (run_id,))
+    if row is None:
+        return
+    code_paths: set[str] = set()
+    if row[1]:
+        tree = json.loads(row[1]).get("tree")
+        if tree:
+            try:
+                code_paths = {e["path"] for e in load_manifest(store, tree)}
+            except (OSError, ValueError):
+                pass
+    finalize_files(store, run_id, _root_of(store, run_id), row[0], code_paths)
 
 
 def _store_logs(store: Store, run_id: str) -> dict[str, Any]:

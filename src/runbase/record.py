@@ -9,6 +9,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
+from .capture.files import list_files
 from .capture.params import jsonable
 from .read import RUN_COLUMNS, duration, load_metrics, load_params, load_tags, row_dict
 from .store import Store
@@ -59,6 +60,7 @@ def build_record(store: Store, run_id: str, include_patch: bool = True) -> dict[
         "tags": load_tags(store, [run_id])[run_id],
         "code": code,
         "env": env,
+        **list_files(store, run_id),
         "logs": json.loads(r["logs_json"]) if r["logs_json"] else None,
         "error": r["error"],
     }

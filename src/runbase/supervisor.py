@@ -44,6 +44,9 @@ class RunOptions:
     sweep_id: str | None = None
     reproduces: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    hash_only: bool = False
 
 
 @dataclass
@@ -91,6 +94,10 @@ def run(argv: list[str], options: RunOptions | None = None) -> RunOutcome:
     if opts.capture_code:
         _safe_snapshot(store, run_id, root)
     _safe(lambda: lifecycle.record_argv_params(store, run_id, shown_argv), "argv params")
+    _safe(
+        lambda: lifecycle.declare_files(store, run_id, opts.inputs, opts.outputs, opts.hash_only),
+        "declared data",
+    )
     secrets = known_secret_values() | argv_secrets
     sup = _Supervised(store, run_id, argv, secrets, opts)
     return sup.run()
@@ -121,6 +128,9 @@ def child_env(store: Store, run_id: str, extra: dict[str, str] | None = None) ->
     env["RUNBASE_DIR"] = str(store.root)
     env["RUNBASE_PACKAGE_DIR"] = str(Path(__file__).parent)
     env["RUNBASE_SUPERVISOR_PID"] = str(os.getpid())
+    row = store.db.query_one("SELECT project_root FROM runs WHERE id = ?", (run_id,))
+    if row and row[0]:
+        env["RUNBASE_PROJECT_ROOT"] = row[0]
     env.update(extra or {})
     return env
 

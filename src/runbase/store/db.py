@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FormatVersionError, StoreError
-from .schema import SCHEMA_V1, SCHEMA_VERSION
+from .schema import MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION
 
 Row = tuple[Any, ...]
 
@@ -52,7 +52,7 @@ class Database:
         except sqlite3.Error as e:
             raise StoreError(f"cannot open {path}: {e}") from e
         db = cls(conn, path)
-        if create:
+        if create and not db.has_schema():
             db.create_schema()
         db.check_schema()
         return db
@@ -64,13 +64,27 @@ class Database:
     # -- schema -------------------------------------------------------------------
     def create_schema(self) -> None:
         with self.transaction() as cur:
+            # re-checked under the write lock: another process may have just created it
+            if cur.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+            ).fetchone():
+                return
             for stmt in SCHEMA_V1:
                 cur.execute(stmt)
+            for version in range(1, SCHEMA_VERSION):
+                for stmt in MIGRATIONS[version]:
+                    cur.execute(stmt)
             cur.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
                 "ON CONFLICT (key) DO NOTHING",
                 (str(SCHEMA_VERSION),),
             )
+
+    def has_schema(self) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        return row is not None
 
     def schema_version(self) -> int:
         try:
@@ -84,6 +98,7 @@ class Database:
         return int(row[0])
 
     def check_schema(self) -> None:
+        """Refuse a newer schema; bring an older one forward with the known migrations."""
         v = self.schema_version()
         if v > SCHEMA_VERSION:
             raise FormatVersionError(
@@ -91,10 +106,23 @@ class Database:
                 f"understands ({SCHEMA_VERSION}); upgrade runbase: pip install -U runbase"
             )
         if v < SCHEMA_VERSION:
-            raise FormatVersionError(
-                f"the store's database schema is version {v}, older than this runbase "
-                f"({SCHEMA_VERSION}); no migration exists for it"
-            )
+            if any(m not in MIGRATIONS for m in range(v, SCHEMA_VERSION)):
+                raise FormatVersionError(
+                    f"the store's database schema is version {v}, older than this runbase "
+                    f"({SCHEMA_VERSION}); no migration exists for it"
+                )
+            self.migrate(v)
+
+    def migrate(self, current: int) -> None:
+        """Apply the forward migrations from ``current`` (each additive, in one transaction)."""
+        with self.transaction() as cur:
+            row = cur.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            v = int(row[0]) if row else current
+            while v < SCHEMA_VERSION:
+                for stmt in MIGRATIONS[v]:
+                    cur.execute(stmt)
+                v += 1
+            cur.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(v),))
 
     # -- statements ---------------------------------------------------------------
     @contextlib.contextmanager

@@ -6,7 +6,7 @@ Portable SQL only (SQLite and PostgreSQL): the same statements create both.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # DOUBLE PRECISION is REAL affinity in SQLite and float8 in PostgreSQL; BLOB maps to bytea.
 SCHEMA_V1 = [
@@ -101,3 +101,24 @@ SCHEMA_V1 = [
         oid TEXT NOT NULL
     )""",
 ]
+
+# Version 2 (P2, data lineage): the files each run read and wrote.
+MIGRATE_1_TO_2 = [
+    """CREATE TABLE IF NOT EXISTS run_files (
+        run_id TEXT NOT NULL,
+        role TEXT NOT NULL,
+        path TEXT NOT NULL,
+        oid TEXT,
+        size INTEGER,
+        stored INTEGER NOT NULL DEFAULT 0,
+        source TEXT NOT NULL,
+        url TEXT,
+        changed INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (run_id, role, path)
+    )""",
+    "CREATE INDEX IF NOT EXISTS run_files_oid ON run_files (oid, role)",
+    "ALTER TABLE runs ADD COLUMN data_policy TEXT",
+]
+
+# Forward migrations: MIGRATIONS[v] takes a database from version v to v + 1.
+MIGRATIONS = {1: MIGRATE_1_TO_2}
