@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import blake3
-from conftest import runbase_cmd, write
 
+from conftest import runbase_cmd, write
 from runbase.store import Store
 
 PY = sys.executable

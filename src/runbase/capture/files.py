@@ -251,9 +251,9 @@ def finalize_files(
             (run_id, key),
         )
     rows = store.db.query(
-        "SELECT role, path, oid, source, url FROM run_files WHERE run_id = ?", (run_id,)
+        "SELECT role, path, oid, url FROM run_files WHERE run_id = ?", (run_id,)
     )
-    for role, path, oid, source, url in rows:
+    for role, path, oid, url in rows:
         if url:
             continue
         if role == "output" or oid is None:
