@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..store import Store
+from ..store.statcache import StatCache
 from .secrets import redact_url_credentials
 
 TREE_FORMAT = "runbase-tree"
@@ -348,11 +349,9 @@ def is_secret_file(rel: str) -> bool:
 def _manifest_entries(
     store: Store, root: Path, paths: list[str], snap: CodeSnapshot
 ) -> tuple[list[dict[str, Any]], set[str]]:
-    cache = _load_stat_cache(store, root)
-    updates: list[tuple[Any, ...]] = []
+    cache = StatCache(store, str(root))
     entries: list[dict[str, Any]] = []
     skipped: set[str] = set()
-    recent = time.time_ns() - 2_000_000_000
     root_s = str(root)
     for rel in paths:
         full = f"{root_s}/{rel}"
@@ -370,30 +369,16 @@ def _manifest_entries(
             skipped.add(rel)
             snap.skipped.append({"path": rel, "size": st.st_size, "reason": reason})
             continue
-        key = str(full)
-        hit = cache.get(key)
-        known = (
-            hit[4]
-            if hit and hit[:4] == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-            else None
-        )
-        oid, size = store.objects.put_file(full, known)
+        known = cache.lookup(full, st)
+        oid, size = store.objects.put_file(full, known, st.st_size)
         if known is None:
             snap.hashed += 1
-            # a file modified within the mtime granularity could change without a new mtime
-            if st.st_mtime_ns < recent:
-                updates.append((full, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, oid))
+            cache.remember(full, st, oid)
         mode = "x" if st.st_mode & 0o111 else "f"
         entries.append({"path": rel, "type": mode, "oid": oid, "size": size})
         snap.files += 1
         snap.bytes += size
-    if updates:
-        store.db.executemany(
-            "INSERT INTO stat_cache (path, dev, ino, size, mtime_ns, oid) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (path) DO UPDATE SET dev = excluded.dev, ino = excluded.ino, "
-            "size = excluded.size, mtime_ns = excluded.mtime_ns, oid = excluded.oid",
-            updates,
-        )
+    cache.save()
     return entries, skipped
 
 
@@ -405,15 +390,6 @@ def _skip_reason(rel: str, size: int) -> str | None:
     if os.path.splitext(rel)[1].lower() in DATA_EXTENSIONS:
         return "data file, not code"
     return None
-
-
-def _load_stat_cache(store: Store, root: Path) -> dict[str, tuple[Any, ...]]:
-    prefix = str(root) + os.sep
-    rows = store.db.query(
-        "SELECT path, dev, ino, size, mtime_ns, oid FROM stat_cache WHERE path >= ? AND path < ?",
-        (prefix, prefix + "\U0010ffff"),
-    )
-    return {r[0]: r[1:] for r in rows}
 
 
 def _put_manifest(store: Store, entries: list[dict[str, Any]]) -> str:

@@ -18,10 +18,10 @@ from __future__ import annotations
 import os
 import stat
 import sys
-import time
 from typing import Any
 
 from ..store import Store
+from ..store.statcache import StatCache
 
 FILE_EVENT = "file"
 _EXCLUDED_DIRS = {
@@ -145,14 +145,10 @@ def _hash_into(
 ) -> str | None:
     """Hash (and store, unless hash-only) one recorded file or directory."""
     full = key if os.path.isabs(key) else os.path.join(root, key)
-    try:
-        st = os.stat(full)
-    except OSError:
+    snap = snapshot_path(store, full, policy)
+    if snap is None:
         return None  # deleted (a temp file) or never created
-    if stat.S_ISDIR(st.st_mode):
-        oid, size = _put_dir(store, full, policy)
-    else:
-        oid, size = _put_file(store, full, st, policy)
+    oid, size = snap
     store.db.execute(
         "UPDATE run_files SET oid = ?, size = ?, stored = ? WHERE run_id = ? AND role = ? AND path = ?",
         (oid, size, 1 if policy == "store" else 0, run_id, role, key),
@@ -160,30 +156,40 @@ def _hash_into(
     return oid
 
 
-def _put_file(store: Store, full: str, st: os.stat_result, policy: str) -> tuple[str, int]:
+def snapshot_path(store: Store, path: str, policy: str = "store") -> tuple[str, int] | None:
+    """Hash (and, with ``policy="store"``, store) a file or a directory: returns
+    ``(object id, total size)``, a directory becoming a tree manifest object (the format
+    of code trees); None if ``path`` does not exist. Unchanged files cost one ``stat``."""
+    full = os.path.abspath(path)
+    try:
+        st = os.stat(full)
+    except OSError:
+        return None
+    cache = StatCache(store, full if stat.S_ISDIR(st.st_mode) else os.path.dirname(full))
+    try:
+        if stat.S_ISDIR(st.st_mode):
+            return _put_dir(store, full, policy, cache)
+        return _put_file(store, full, st, policy, cache)
+    finally:
+        cache.save()
+
+
+def _put_file(
+    store: Store, full: str, st: os.stat_result, policy: str, cache: StatCache
+) -> tuple[str, int]:
     from ..store.hashing import hash_file
 
-    row = store.db.query_one(
-        "SELECT oid FROM stat_cache WHERE path = ? AND dev = ? AND ino = ? AND size = ? AND mtime_ns = ?",
-        (full, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns),
-    )
-    known = row[0] if row else None
+    known = cache.lookup(full, st)
     if policy == "store":
         oid, size = store.objects.put_file(full, known, st.st_size)
     else:
         oid, size = known or hash_file(full), st.st_size
-    if known is None and st.st_mtime_ns < time.time_ns() - 2_000_000_000:
-        store.db.execute(
-            "INSERT INTO stat_cache (path, dev, ino, size, mtime_ns, oid) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (path) DO UPDATE SET dev = excluded.dev, ino = excluded.ino, "
-            "size = excluded.size, mtime_ns = excluded.mtime_ns, oid = excluded.oid",
-            (full, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, oid),
-        )
+    if known is None:
+        cache.remember(full, st, oid)
     return oid, size
 
 
-def _put_dir(store: Store, full: str, policy: str) -> tuple[str, int]:
-    """A directory becomes a tree manifest object (the same format as code trees)."""
+def _put_dir(store: Store, full: str, policy: str, cache: StatCache) -> tuple[str, int]:
     import json
 
     from .code import TREE_FORMAT, TREE_VERSION
@@ -200,7 +206,7 @@ def _put_dir(store: Store, full: str, policy: str) -> tuple[str, int]:
                 continue
             if not stat.S_ISREG(st.st_mode):
                 continue
-            oid, size = _put_file(store, p, st, policy)
+            oid, size = _put_file(store, p, st, policy, cache)
             entries.append(
                 {"path": os.path.relpath(p, full), "type": "f", "oid": oid, "size": size}
             )
@@ -250,9 +256,7 @@ def finalize_files(
             "ON CONFLICT (run_id, role, path) DO NOTHING",
             (run_id, key),
         )
-    rows = store.db.query(
-        "SELECT role, path, oid, url FROM run_files WHERE run_id = ?", (run_id,)
-    )
+    rows = store.db.query("SELECT role, path, oid, url FROM run_files WHERE run_id = ?", (run_id,))
     for role, path, oid, url in rows:
         if url:
             continue
