@@ -189,3 +189,111 @@ def test_schema_1_store_is_migrated(tmp_path: Path) -> None:
     store = Store.open(tmp_path / ".runbase")
     assert store.db.schema_version() == 2
     assert store.db.query("SELECT count(*) FROM run_files") == [(0,)]
+
+
+def _pipeline(project: Path) -> None:
+    (project / "data").mkdir()
+    (project / "data" / "raw.csv").write_text(
+        "x,y\n" + "".join(f"{i},{i % 7}\n" for i in range(100))
+    )
+    (project / ".gitignore").write_text("data/\nout/\n")
+    write(
+        project,
+        "prep.py",
+        """
+        rows = open("data/raw.csv").read().splitlines()
+        open("data/clean.csv", "w").write("\\n".join(rows[:50]) + "\\n")
+    """,
+    )
+    write(
+        project,
+        "train.py",
+        """
+        import os, pickle
+        import pandas as pd
+        df = pd.read_csv("data/clean.csv")
+        os.makedirs("out", exist_ok=True)
+        pickle.dump({"mean": float(df["y"].mean())}, open("out/model.pkl", "wb"))
+    """,
+    )
+    runbase_cmd("run", "--name", "prep", "--", PY, "prep.py", cwd=project, check=True)
+    runbase_cmd("run", "--name", "train", "--", PY, "train.py", cwd=project, check=True)
+
+
+def test_trace_follows_bytes_through_runs(project: Path) -> None:
+    _pipeline(project)
+    text = runbase_cmd("trace", "out/model.pkl", cwd=project, check=True).stdout
+    lines = [line.strip() for line in text.splitlines()]
+    assert lines[0].startswith("out/model.pkl") and "train" in lines[1]
+    assert (
+        lines[2].startswith("data/clean.csv")
+        and "prep" in lines[3]
+        and lines[4].startswith("data/raw.csv")
+    )
+    assert "no recorded run" in lines[5]
+    graph = json.loads(
+        runbase_cmd("trace", "out/model.pkl", "--json", cwd=project, check=True).stdout
+    )
+    runs = {n["name"] for n in graph["nodes"] if n["type"] == "run"}
+    assert runs == {"prep", "train"}
+    kinds = sorted(e["kind"] for e in graph["edges"])
+    assert kinds == ["produced", "produced", "read", "read"]
+    # other bytes at the same path have no history
+    (project / "out" / "model.pkl").write_bytes(b"retrained elsewhere")
+    assert (
+        "no recorded run" in runbase_cmd("trace", "out/model.pkl", cwd=project, check=True).stdout
+    )
+
+
+def test_checkout_round_trip_and_conflicts(project: Path, tmp_path: Path) -> None:
+    _pipeline(project)
+    rows = json.loads(runbase_cmd("ls", "--json", cwd=project, check=True).stdout)
+    train = next(r["id"] for r in rows if r["name"] == "train")
+    into = tmp_path / "restored"
+    proc = runbase_cmd("checkout", train, "--into", str(into), "--outputs", cwd=project, check=True)
+    assert "files written" in proc.stdout
+    for rel_path in ("train.py", "prep.py", "data/clean.csv", "out/model.pkl"):
+        assert b3(into / rel_path) == b3(project / rel_path), rel_path
+    (into / "data" / "clean.csv").write_text("local edit\n")
+    proc = runbase_cmd("checkout", train, "--into", str(into), cwd=project)
+    assert proc.returncode == 1 and "data/clean.csv" in proc.stderr and "--force" in proc.stderr
+    assert (into / "data" / "clean.csv").read_text() == "local edit\n"  # nothing written
+    runbase_cmd(
+        "checkout", train, "--into", str(into), "--data", "--force", cwd=project, check=True
+    )
+    assert b3(into / "data" / "clean.csv") == b3(project / "data" / "clean.csv")
+
+
+def test_fsck_gc_du(project: Path) -> None:
+    _pipeline(project)
+    runbase_cmd("run", "--name", "prep-again", "--", PY, "prep.py", cwd=project, check=True)
+    assert runbase_cmd("fsck", cwd=project).returncode == 0
+    du = json.loads(runbase_cmd("du", "--json", cwd=project, check=True).stdout)
+    assert du["runs"] == 3 and du["by_kind"]["data"] > 0 and du["by_kind"]["code"] > 0
+    assert du["saved_by_dedup"] > 0  # the second prep run re-used every object
+    # corrupt one byte of a stored data object
+    store = Store.open(project / ".runbase")
+    raw = b3(project / "data" / "raw.csv")
+    path = store.objects.path(raw)
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[0] ^= 0xFF
+    path.write_bytes(bytes(data))
+    proc = runbase_cmd("fsck", cwd=project)
+    assert proc.returncode == 1 and f"corrupt: {raw}" in proc.stderr
+    path.unlink()
+    proc = runbase_cmd("fsck", cwd=project)
+    assert proc.returncode == 1 and f"missing: {raw}" in proc.stderr
+    # an unreferenced, old object is collected; recent ones are kept for live runs
+    orphan = store.objects.put_bytes(b"nobody refers to me")
+    assert "1 recent" in runbase_cmd("gc", cwd=project, check=True).stdout
+    import os
+    import time
+
+    old = time.time() - 7200
+    os.utime(store.objects.path(orphan), (old, old))
+    assert "would delete" in runbase_cmd("gc", cwd=project, check=True).stdout
+    assert store.objects.exists(orphan)
+    runbase_cmd("gc", "--yes", cwd=project, check=True)
+    assert not store.objects.exists(orphan)
+    assert store.objects.exists(b3(project / "data" / "clean.csv"))  # referenced: kept

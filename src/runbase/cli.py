@@ -291,3 +291,110 @@ def demo(ctx: click.Context, directory: str | None) -> None:
     from .demo import run_demo
 
     run_demo(directory, echo=click.echo)
+
+
+@main.command()
+@click.argument("run_ref")
+@click.option(
+    "--into",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where to write.",
+)
+@click.option("--code", "code_only", is_flag=True, help="Only the code.")
+@click.option("--data", "data_only", is_flag=True, help="Only the data inputs.")
+@click.option("--outputs", is_flag=True, help="Also the run's outputs.")
+@click.option("--force", is_flag=True, help="Overwrite local files that differ.")
+@click.pass_context
+def checkout(
+    ctx: click.Context,
+    run_ref: str,
+    into: str,
+    code_only: bool,
+    data_only: bool,
+    outputs: bool,
+    force: bool,
+) -> None:
+    """Restore a run's code and inputs (and outputs) at their recorded paths."""
+    from .checkout import checkout as do_checkout
+    from .read import resolve
+
+    store = _open(ctx)
+    code, data = (True, True) if code_only == data_only else (code_only, data_only)
+    report = do_checkout(
+        store, resolve(store, run_ref), into, code=code, data=data, outputs=outputs, force=force
+    )
+    click.echo(
+        f"{len(report.written)} files written, {len(report.unchanged)} already up to date in {into}"
+    )
+    for path, why in report.not_restorable:
+        click.echo(f"  not restored: {path} ({why})", err=True)
+
+
+@main.command()
+@click.argument("target")
+@click.option("--json", "as_json", is_flag=True, help="Print the lineage graph as JSON.")
+@click.pass_context
+def trace(ctx: click.Context, target: str, as_json: bool) -> None:
+    """Which run produced TARGET's exact bytes (a path or blake3:… id), from which inputs."""
+    from .lineage import render_tree
+    from .lineage import trace as do_trace
+
+    graph = do_trace(_open(ctx), target)
+    click.echo(json.dumps(graph, indent=2) if as_json else render_tree(graph))
+
+
+@main.command()
+@click.pass_context
+def fsck(ctx: click.Context) -> None:
+    """Re-hash every object; exit 1 naming each corrupt or missing one."""
+    from .maintenance import fsck as do_fsck
+
+    report = do_fsck(_open(ctx))
+    for oid in report.corrupt:
+        click.echo(f"corrupt: {oid}", err=True)
+    for oid, kind, run_id in report.missing:
+        click.echo(f"missing: {oid} ({kind} of run {run_id or '-'})", err=True)
+    click.echo(
+        f"{report.checked} objects checked, {len(report.corrupt)} corrupt, {len(report.missing)} missing"
+    )
+    if not report.ok:
+        ctx.exit(1)
+
+
+@main.command()
+@click.option("--yes", is_flag=True, help="Delete (default: only list what would go).")
+@click.pass_context
+def gc(ctx: click.Context, yes: bool) -> None:
+    """Remove objects no run refers to (safe while runs are in progress)."""
+    from .maintenance import gc as do_gc
+    from .table import fmt_bytes
+
+    report = do_gc(_open(ctx), delete=yes)
+    verb = "deleted" if yes else "would delete (run with --yes)"
+    click.echo(
+        f"{verb}: {len(report.unreferenced)} objects, {fmt_bytes(report.bytes)}; "
+        f"{report.kept_young} recent unreferenced objects kept"
+    )
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def du(ctx: click.Context, as_json: bool) -> None:
+    """Store size by code/data/environment/logs, and what deduplication saved."""
+    from .maintenance import du as do_du
+    from .table import fmt_bytes
+
+    u = do_du(_open(ctx))
+    if as_json:
+        _echo_json({**u.__dict__, "saved_by_dedup": u.saved_by_dedup})
+        return
+    click.echo(
+        f"{u.runs} runs, {u.objects} objects, {fmt_bytes(u.total_bytes)} of objects, "
+        f"{fmt_bytes(u.database_bytes)} of metadata"
+    )
+    for kind, size in sorted(u.by_kind.items(), key=lambda kv: -kv[1]):
+        click.echo(f"  {kind:<13}{fmt_bytes(size):>10}")
+    click.echo(f"saved by deduplication: {fmt_bytes(u.saved_by_dedup)}")

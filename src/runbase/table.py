@@ -103,3 +103,12 @@ def runs_table(store: Any, rows: list[dict[str, Any]]) -> tuple[list[str], list[
         cells += [fmt_value(r["metrics"][k]["value"]) if k in r["metrics"] else "" for k in mkeys]
         table.append(cells)
     return headers, table
+
+
+def fmt_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"

@@ -149,9 +149,10 @@ def _hash_into(
     if snap is None:
         return None  # deleted (a temp file) or never created
     oid, size = snap
+    kind = "dir" if os.path.isdir(full) else "file"
     store.db.execute(
-        "UPDATE run_files SET oid = ?, size = ?, stored = ? WHERE run_id = ? AND role = ? AND path = ?",
-        (oid, size, 1 if policy == "store" else 0, run_id, role, key),
+        "UPDATE run_files SET oid = ?, size = ?, stored = ?, kind = ? WHERE run_id = ? AND role = ? AND path = ?",
+        (oid, size, 1 if policy == "store" else 0, kind, run_id, role, key),
     )
     return oid
 
@@ -292,11 +293,13 @@ def list_files(store: Store, run_id: str) -> dict[str, list[dict[str, Any]]]:
     """``{"inputs": [...], "outputs": [...]}`` as in the run record."""
     out: dict[str, list[dict[str, Any]]] = {"inputs": [], "outputs": []}
     rows = store.db.query(
-        "SELECT role, path, oid, size, stored, source, url, changed FROM run_files WHERE run_id = ? ORDER BY path",
+        "SELECT role, path, oid, size, stored, source, url, changed, kind FROM run_files WHERE run_id = ? ORDER BY path",
         (run_id,),
     )
-    for role, path, oid, size, stored, source, url, changed in rows:
+    for role, path, oid, size, stored, source, url, changed, kind in rows:
         item = {"path": path, "hash": oid, "size": size, "stored": bool(stored), "source": source}
+        if kind == "dir":
+            item["directory"] = True
         if url:
             item["url"] = url
         if changed:

@@ -114,6 +114,7 @@ MIGRATE_1_TO_2 = [
         source TEXT NOT NULL,
         url TEXT,
         changed INTEGER NOT NULL DEFAULT 0,
+        kind TEXT,
         PRIMARY KEY (run_id, role, path)
     )""",
     "CREATE INDEX IF NOT EXISTS run_files_oid ON run_files (oid, role)",

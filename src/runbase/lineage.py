@@ -1,0 +1,144 @@
+"""Provenance: which run produced these bytes, from which inputs, recursively.
+
+Files are matched by content (object id), not by name: ``trace`` follows the exact
+bytes through every run that wrote them and every run that read them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .errors import UsageError
+from .store import Store
+
+
+def producers(store: Store, oid: str) -> list[dict[str, Any]]:
+    """Runs that wrote an output with these exact bytes, newest first."""
+    rows = store.db.query(
+        "SELECT r.id, r.name, r.status, r.started_at, f.path FROM run_files f JOIN runs r ON r.id = f.run_id "
+        "WHERE f.oid = ? AND f.role = 'output' ORDER BY r.started_at DESC",
+        (oid,),
+    )
+    return [
+        {"run": r[0], "name": r[1], "status": r[2], "started_at": r[3], "path": r[4]} for r in rows
+    ]
+
+
+def consumers(store: Store, oid: str) -> list[dict[str, Any]]:
+    """Runs that read these exact bytes."""
+    rows = store.db.query(
+        "SELECT r.id, r.name, r.status, f.path FROM run_files f JOIN runs r ON r.id = f.run_id "
+        "WHERE f.oid = ? AND f.role = 'input' ORDER BY r.started_at",
+        (oid,),
+    )
+    return [{"run": r[0], "name": r[1], "status": r[2], "path": r[3]} for r in rows]
+
+
+def _inputs(store: Store, run_id: str) -> list[tuple[str, str | None, str | None]]:
+    return [
+        (r[0], r[1], r[2])
+        for r in store.db.query(
+            "SELECT path, oid, url FROM run_files WHERE run_id = ? AND role = 'input' ORDER BY path",
+            (run_id,),
+        )
+    ]
+
+
+def oid_of(store: Store, target: str) -> tuple[str, str]:
+    """``(object id, label)`` of a path (hashed now) or an object id."""
+    if target.startswith("blake3:"):
+        return target, target
+    if not os.path.exists(target):
+        raise UsageError(f"no such file: {target}")
+    from .capture.files import snapshot_path
+
+    snap = snapshot_path(store, target, policy="hash-only")
+    assert snap is not None
+    return snap[0], target
+
+
+def trace(store: Store, target: str, max_depth: int = 50) -> dict[str, Any]:
+    """The lineage graph of a file: ``{"root", "nodes", "edges"}``.
+
+    Nodes are ``{"id", "type": "file"|"run", ...}``; an edge ``{"from", "to", "kind"}``
+    is ``produced`` (run -> file) or ``read`` (file -> run).
+    """
+    oid, label = oid_of(store, target)
+    nodes: dict[str, dict[str, Any]] = {}
+    edges: list[dict[str, str]] = []
+    file_id = f"file:{oid}"
+    nodes[file_id] = {"id": file_id, "type": "file", "hash": oid, "path": label}
+    _walk_file(store, oid, file_id, nodes, edges, 0, max_depth)
+    return {"root": file_id, "nodes": list(nodes.values()), "edges": edges}
+
+
+def _walk_file(
+    store: Store,
+    oid: str,
+    file_id: str,
+    nodes: dict[str, Any],
+    edges: list[dict[str, str]],
+    depth: int,
+    max_depth: int,
+) -> None:
+    if depth >= max_depth:
+        return
+    made_by = producers(store, oid)
+    if not made_by:
+        return
+    p = made_by[0]  # the earliest bytes-identical producer is a duplicate; the newest made it last
+    run_id = f"run:{p['run']}"
+    edges.append({"from": run_id, "to": file_id, "kind": "produced"})
+    if run_id in nodes:
+        return
+    nodes[run_id] = {
+        "id": run_id,
+        "type": "run",
+        "run": p["run"],
+        "name": p["name"],
+        "status": p["status"],
+        "also_produced_by": [q["run"] for q in made_by[1:]],
+    }
+    for path, in_oid, url in _inputs(store, p["run"]):
+        key = in_oid or url or path
+        in_id = f"file:{key}"
+        if in_id not in nodes:
+            nodes[in_id] = {"id": in_id, "type": "file", "hash": in_oid, "path": path}
+            if url:
+                nodes[in_id]["url"] = url
+        edges.append({"from": in_id, "to": run_id, "kind": "read"})
+        if in_oid:
+            _walk_file(store, in_oid, in_id, nodes, edges, depth + 1, max_depth)
+
+
+def render_tree(graph: dict[str, Any]) -> str:
+    """``model.pkl <- run train (…) <- clean.csv <- run prep <- raw.csv`` as an indented tree."""
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    made = {e["to"]: e["from"] for e in graph["edges"] if e["kind"] == "produced"}
+    reads: dict[str, list[str]] = {}
+    for e in graph["edges"]:
+        if e["kind"] == "read":
+            reads.setdefault(e["to"], []).append(e["from"])
+    lines: list[str] = []
+    shown: set[str] = set()
+
+    def file_line(fid: str, indent: str) -> None:
+        n = nodes[fid]
+        h = (n.get("hash") or "")[:19]
+        lines.append(f"{indent}{n.get('url') or n['path']}  {h}")
+        run = made.get(fid)
+        if run is None:
+            lines.append(f"{indent}  (no recorded run produced these bytes)")
+            return
+        r = nodes[run]
+        lines.append(f"{indent}  <- run {r['run'][:10]} {r['name']} [{r['status']}]")
+        if run in shown:
+            lines.append(f"{indent}      (shown above)")
+            return
+        shown.add(run)
+        for inp in reads.get(run, []):
+            file_line(inp, indent + "      ")
+
+    file_line(graph["root"], "")
+    return "\n".join(lines)

@@ -1,0 +1,179 @@
+"""Store upkeep: ``fsck`` (verify every object), ``gc`` (delete unreferenced objects),
+``du`` (where the bytes go, and what deduplication saved)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .store import Store
+from .store.hashing import hash_file
+
+GC_GRACE_SECONDS = (
+    3600  # objects younger than this are never collected: a live run may be writing them
+)
+
+
+def _tree_entries(store: Store, oid: str) -> list[dict[str, Any]]:
+    try:
+        body = json.loads(store.objects.get_bytes(oid))
+    except (OSError, ValueError):
+        return []
+    return (
+        body.get("entries", [])
+        if isinstance(body, dict) and body.get("format") == "runbase-tree"
+        else []
+    )
+
+
+def references(store: Store) -> Iterator[tuple[str, str, str]]:
+    """Every object the metadata refers to: ``(object id, kind, run id or "")``."""
+    for run_id, code_json, packages_id, logs_json in store.db.query(
+        "SELECT id, code_json, packages_id, logs_json FROM runs"
+    ):
+        if code_json:
+            code = json.loads(code_json)
+            if code.get("patch"):
+                yield code["patch"], "code", run_id
+            if code.get("tree"):
+                yield code["tree"], "code", run_id
+                for e in _tree_entries(store, code["tree"]):
+                    if e.get("oid"):
+                        yield e["oid"], "code", run_id
+        if packages_id:
+            yield packages_id, "env", run_id
+        for entry in (json.loads(logs_json) if logs_json else {}).values():
+            yield entry["oid"], "logs", run_id
+    for run_id, oid in store.db.query(
+        "SELECT run_id, oid FROM run_files WHERE oid IS NOT NULL AND stored = 1"
+    ):
+        yield oid, "data", run_id
+        for e in _tree_entries(store, oid):
+            if e.get("oid"):
+                yield e["oid"], "data", run_id
+    for run_id, value in store.db.query(
+        "SELECT run_id, value FROM params WHERE value LIKE '{\"$object\"%'"
+    ):
+        try:
+            yield json.loads(value)["$object"], "params", run_id
+        except (ValueError, KeyError):
+            continue
+    for (value,) in store.db.query("SELECT value FROM meta WHERE key LIKE 'packages:%'"):
+        yield value.split(" ", 1)[0], "env", ""
+
+
+@dataclass
+class FsckReport:
+    checked: int = 0
+    corrupt: list[str] = field(default_factory=list)
+    missing: list[tuple[str, str, str]] = field(default_factory=list)  # (oid, kind, run)
+
+    @property
+    def ok(self) -> bool:
+        return not self.corrupt and not self.missing
+
+
+def fsck(store: Store) -> FsckReport:
+    """Re-hash every object; list those whose bytes do not match their id, and
+    objects the metadata refers to that are missing (data of ``--hash-only`` runs is
+    not expected to be there)."""
+    report = FsckReport()
+    for oid in store.objects:
+        report.checked += 1
+        try:
+            if hash_file(store.objects.path(oid)) != oid:
+                report.corrupt.append(oid)
+        except OSError:
+            report.corrupt.append(oid)
+    seen: set[str] = set()
+    for oid, kind, run_id in references(store):
+        if oid not in seen:
+            seen.add(oid)
+            if not store.objects.exists(oid):
+                report.missing.append((oid, kind, run_id))
+    return report
+
+
+@dataclass
+class GcReport:
+    unreferenced: list[tuple[str, int]] = field(default_factory=list)  # (oid, size)
+    kept_young: int = 0
+    deleted: bool = False
+
+    @property
+    def bytes(self) -> int:
+        return sum(s for _, s in self.unreferenced)
+
+
+def gc(store: Store, delete: bool = False, grace: float = GC_GRACE_SECONDS) -> GcReport:
+    """Objects no run refers to. Dry run unless ``delete``; objects younger than
+    ``grace`` seconds are kept, so runs in progress (which store data before recording
+    it) are safe."""
+    live = {oid for oid, _, _ in references(store)}
+    report = GcReport(deleted=delete)
+    cutoff = time.time() - grace
+    for oid in store.objects:
+        if oid in live:
+            continue
+        try:
+            st = os.stat(store.objects.path(oid))
+        except OSError:
+            continue
+        if st.st_mtime > cutoff:
+            report.kept_young += 1
+            continue
+        report.unreferenced.append((oid, st.st_size))
+        if delete:
+            store.objects.delete(oid)
+    return report
+
+
+@dataclass
+class Usage:
+    total_bytes: int = 0
+    objects: int = 0
+    database_bytes: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)  # bytes of distinct objects by first kind
+    referenced_bytes: int = 0  # what the runs refer to, counting every reference
+    runs: int = 0
+
+    @property
+    def saved_by_dedup(self) -> int:
+        distinct = sum(v for k, v in self.by_kind.items() if k != "unreferenced")
+        return max(0, self.referenced_bytes - distinct)
+
+
+def du(store: Store) -> Usage:
+    """Store size by kind (code, data, env, logs, params) and the bytes deduplication saved."""
+    u = Usage()
+    sizes: dict[str, int] = {}
+    for oid in store.objects:
+        try:
+            sizes[oid] = os.path.getsize(store.objects.path(oid))
+        except OSError:
+            continue
+    u.objects = len(sizes)
+    u.total_bytes = sum(sizes.values())
+    counted: set[str] = set()
+    per_run: set[tuple[str, str]] = set()
+    for oid, kind, run_id in references(store):
+        size = sizes.get(oid, 0)
+        if (oid, run_id) not in per_run:
+            per_run.add((oid, run_id))
+            u.referenced_bytes += size
+        if oid not in counted:
+            counted.add(oid)
+            u.by_kind[kind] = u.by_kind.get(kind, 0) + size
+    u.by_kind["unreferenced"] = sum(s for o, s in sizes.items() if o not in counted)
+    for name in ("runbase.db", "runbase.db-wal"):
+        try:
+            u.database_bytes += os.path.getsize(store.root / name)
+        except OSError:
+            pass
+    row = store.db.query_one("SELECT count(*) FROM runs")
+    u.runs = int(row[0]) if row else 0
+    return u
