@@ -89,7 +89,7 @@ def test_prep_then_train_inputs_and_outputs_detected(project: Path) -> None:
     assert set(outs) == {"out/model.pkl", "out/preds.parquet"}
     assert outs["out/model.pkl"]["hash"] == b3(project / "out/model.pkl")
     assert outs["out/preds.parquet"]["hash"] == b3(project / "out/preds.parquet")
-    assert outs["out/preds.parquet"]["source"] == "scan"
+    assert outs["out/preds.parquet"]["source"] in ("watch", "scan")  # not the audit hook
     store = Store.open(project / ".runbase")
     for item in [*train["inputs"], *train["outputs"]]:
         assert store.objects.get_bytes(item["hash"]) == (project / item["path"]).read_bytes()
@@ -297,3 +297,32 @@ def test_fsck_gc_du(project: Path) -> None:
     runbase_cmd("gc", "--yes", cwd=project, check=True)
     assert not store.objects.exists(orphan)
     assert store.objects.exists(b3(project / "data" / "clean.csv"))  # referenced: kept
+
+
+def test_io_invisible_to_audit_hooks_is_caught(project: Path) -> None:
+    """pyarrow reads and a non-Python child process: seen by the tree watcher."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (project / "data").mkdir()
+    pq.write_table(pa.table({"x": [1, 2, 3]}), project / "data" / "features.parquet")
+    (project / "data" / "labels.txt").write_text("a\nb\nc\n")
+    write(
+        project,
+        "t.py",
+        """
+        import subprocess
+        import pyarrow.parquet as pq
+        n = pq.read_table("data/features.parquet").num_rows
+        subprocess.run("cat data/labels.txt > data/labels_copy.txt", shell=True, check=True)
+        print(n)
+    """,
+    )
+    proc = runbase_cmd("run", "--", PY, "t.py", cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    rec = record(project)
+    ins, outs = by_path(rec["inputs"]), by_path(rec["outputs"])
+    assert ins["data/features.parquet"]["hash"] == b3(project / "data/features.parquet")
+    assert ins["data/features.parquet"]["source"] == "watch"
+    assert ins["data/labels.txt"]["hash"] == b3(project / "data/labels.txt")
+    assert outs["data/labels_copy.txt"]["hash"] == b3(project / "data/labels_copy.txt")

@@ -144,6 +144,19 @@ def declare_files(
         note_file(store, run_id, root, p, "output", "declared")
 
 
+def record_watched(store: Store, run_id: str, events: list[tuple[str, str]]) -> None:
+    """Files the tree watcher saw read (``r``) or written (``w``) during the run."""
+    from .capture.files import note_file
+
+    root = _root_of(store, run_id)
+    for path, op in dict.fromkeys(events):
+        note_file(store, run_id, root, path, "output" if op == "w" else "input", "watch")
+
+
+def project_root_of(store: Store, run_id: str) -> str:
+    return _root_of(store, run_id)
+
+
 def _root_of(store: Store, run_id: str) -> str:
     row = store.db.query_one("SELECT project_root, cwd FROM runs WHERE id = ?", (run_id,))
     return (row[0] or row[1] or os.getcwd()) if row else os.getcwd()

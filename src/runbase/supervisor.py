@@ -163,6 +163,7 @@ class _Supervised:
             raise UsageError(f"could not start {self.argv[0]}: {e}") from e
         streams.close_child_ends()
         old = self._forward_signals()
+        watcher = self._watch_tree()
         ingester = threading.Thread(target=self._ingest_loop, name="runbase-ingest", daemon=True)
         ingester.start()
         try:
@@ -176,6 +177,8 @@ class _Supervised:
             rc = self.proc.wait()
         finally:
             self._restore_signals(old)
+            if watcher is not None:
+                watcher.stop()  # before the last ingest, which records what it saw
             self.stop.set()
             ingester.join(timeout=30)
         status, code, sig = _status_of(rc)
@@ -188,6 +191,29 @@ class _Supervised:
     def _open_streams(self) -> _Streams:
         return _Streams.open(use_pty_out=_isatty(1), use_pty_err=_isatty(2))
 
+    def _watch_tree(self) -> Any:
+        from .capture.watch import watch
+
+        root = lifecycle.project_root_of(self.store, self.run_id)
+        store_prefix = str(self.store.root) + os.sep
+        self.watched: list[tuple[str, str]] = []
+
+        def on_file(path: str, op: str) -> None:
+            if not path.startswith(store_prefix):
+                self.watched.append((path, op))
+
+        try:
+            return watch(root, on_file)
+        except Exception as e:  # noqa: BLE001
+            warn_once("watch", f"cannot watch the project for file I/O: {e}")
+            return None
+
+    def _record_watched(self) -> None:
+        n = len(self.watched)
+        if n:
+            batch, self.watched[:n] = self.watched[:n], []
+            lifecycle.record_watched(self.store, self.run_id, batch)
+
     def _ingest_loop(self) -> None:
         started = time.monotonic()
         env_done = False
@@ -195,6 +221,7 @@ class _Supervised:
             stopped = self.stop.wait(_INGEST_EVERY)
             try:
                 lifecycle.ingest_and_handle(self.store, self.run_id)
+                self._record_watched()
                 if not env_done and time.monotonic() - started > 2.0:
                     # a non-Python command never reports a Python: record the rest now
                     env_done = True

@@ -132,7 +132,11 @@ def note_file(store: Store, run_id: str, root: str, path: str, role: str, source
         (run_id, role, key, source),
     )
     if role == "input":
-        _hash_into(store, run_id, root, role, key, _policy(store, run_id))
+        row = store.db.query_one(
+            "SELECT oid FROM run_files WHERE run_id = ? AND role = 'input' AND path = ?", (run_id, key)
+        )
+        if row is None or row[0] is None:  # hashed once, when first read: those are the bytes used
+            _hash_into(store, run_id, root, role, key, _policy(store, run_id))
 
 
 def _policy(store: Store, run_id: str) -> str:

@@ -1,0 +1,141 @@
+"""Watch the project tree with inotify (Linux) for file I/O that audit hooks cannot see.
+
+Audit hooks only see Python's own ``open``; pyarrow, h5py, native code and non-Python
+child processes read and write files behind them. inotify reports every open/close
+in the watched directories, whoever does it: a file closed without writing was read,
+one closed after writing (or moved in) was written. The supervisor runs this while
+the command runs. Events cannot be attributed to a process, so an editor saving a file
+in the tree during the run shows up too (recorded with source ``watch``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import select
+import struct
+import threading
+from collections.abc import Callable
+
+IN_CLOSE_WRITE = 0x00000008
+IN_CLOSE_NOWRITE = 0x00000010
+IN_MOVED_TO = 0x00000080
+IN_CREATE = 0x00000100
+IN_ISDIR = 0x40000000
+IN_Q_OVERFLOW = 0x00004000
+IN_NONBLOCK = 0o4000
+IN_CLOEXEC = 0o2000000
+_MASK = IN_CLOSE_WRITE | IN_CLOSE_NOWRITE | IN_MOVED_TO | IN_CREATE
+_EVENT = struct.Struct("iIII")
+MAX_DIRS = 5_000
+_SKIP_DIRS = {
+    ".git",
+    ".runbase",
+    "__pycache__",
+    ".venv",
+    "venv",
+    "node_modules",
+    ".tox",
+    ".nox",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".ipynb_checkpoints",
+    ".hg",
+    ".svn",
+}
+_SKIP_SUFFIXES = (".py", ".pyc", ".pyi", ".so", ".pth", ".swp", "~")
+
+
+class TreeWatcher:
+    """Calls ``on_file(path, "r" | "w")`` for files read or written under ``root``."""
+
+    def __init__(self, root: str, on_file: Callable[[str, str], None]) -> None:
+        self.root = root
+        self.on_file = on_file
+        self._libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        self.fd = self._libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
+        self._dirs: dict[int, str] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> TreeWatcher:
+        self._add_tree(self.root)
+        self._thread = threading.Thread(target=self._loop, name="runbase-watch", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop after reading what is already queued."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+
+    def _add_tree(self, top: str) -> None:
+        for dirpath, dirnames, _ in os.walk(top):
+            dirnames[:] = [
+                d for d in dirnames if d not in _SKIP_DIRS and not d.endswith(".egg-info")
+            ]
+            if len(self._dirs) >= MAX_DIRS:
+                return
+            wd = self._libc.inotify_add_watch(self.fd, os.fsencode(dirpath), _MASK)
+            if wd >= 0:
+                self._dirs[wd] = dirpath
+
+    def _loop(self) -> None:
+        while True:
+            stopping = self._stop.is_set()
+            ready, _, _ = select.select([self.fd], [], [], 0.05)
+            if ready:
+                self._drain()
+            elif stopping:
+                return
+
+    def _drain(self) -> None:
+        try:
+            data = os.read(self.fd, 65536)
+        except (BlockingIOError, OSError):
+            return
+        i = 0
+        while i + _EVENT.size <= len(data):
+            wd, mask, _cookie, length = _EVENT.unpack_from(data, i)
+            name = (
+                data[i + _EVENT.size : i + _EVENT.size + length]
+                .rstrip(b"\0")
+                .decode(errors="surrogateescape")
+            )
+            i += _EVENT.size + length
+            base = self._dirs.get(wd)
+            if base is None or not name:
+                continue
+            path = os.path.join(base, name)
+            if mask & IN_ISDIR:
+                if mask & (IN_CREATE | IN_MOVED_TO) and name not in _SKIP_DIRS:
+                    self._add_tree(path)
+                continue
+            if name.endswith(_SKIP_SUFFIXES):
+                continue
+            try:
+                if mask & (IN_CLOSE_WRITE | IN_MOVED_TO):
+                    self.on_file(path, "w")
+                elif mask & IN_CLOSE_NOWRITE:
+                    self.on_file(path, "r")
+            except Exception:  # noqa: BLE001 - the watcher must outlive a bad callback
+                pass
+
+
+def watch(root: str, on_file: Callable[[str, str], None]) -> TreeWatcher | None:
+    """A started watcher, or None where inotify is unavailable (not Linux, limits)."""
+    if not hasattr(os, "fsencode") or not os.path.isdir("/proc/sys/fs/inotify"):
+        return None
+    try:
+        return TreeWatcher(root, on_file).start()
+    except (OSError, AttributeError):
+        return None
