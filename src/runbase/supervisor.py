@@ -146,11 +146,18 @@ class _Supervised:
         self.secrets = secrets
         self.stop = threading.Event()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.watched: list[tuple[str, str]] = []
 
     def run(self) -> RunOutcome:
         spool = self.store.spool_dir(self.run_id)
         streams = self._open_streams()
         env = child_env(self.store, self.run_id, self.opts.extra_env)
+        # set up the tree watcher (ctypes, one inotify watch per directory) while the
+        # command starts, off the start-up path; Python reads are seen by the audit hook
+        watcher_box: list[Any] = []
+        root = lifecycle.project_root_of(self.store, self.run_id)  # the DB stays on this thread
+        starter = threading.Thread(target=lambda: watcher_box.append(self._watch_tree(root)), daemon=True)
+        starter.start()
         try:
             self.proc = subprocess.Popen(
                 self.argv, stdout=streams.child_out, stderr=streams.child_err, env=env
@@ -163,7 +170,6 @@ class _Supervised:
             raise UsageError(f"could not start {self.argv[0]}: {e}") from e
         streams.close_child_ends()
         old = self._forward_signals()
-        watcher = self._watch_tree()
         ingester = threading.Thread(target=self._ingest_loop, name="runbase-ingest", daemon=True)
         ingester.start()
         try:
@@ -177,8 +183,9 @@ class _Supervised:
             rc = self.proc.wait()
         finally:
             self._restore_signals(old)
-            if watcher is not None:
-                watcher.stop()  # before the last ingest, which records what it saw
+            starter.join(timeout=30)
+            if watcher_box and watcher_box[0] is not None:
+                watcher_box[0].stop()  # before the last ingest, which records what it saw
             self.stop.set()
             ingester.join(timeout=30)
         status, code, sig = _status_of(rc)
@@ -191,12 +198,10 @@ class _Supervised:
     def _open_streams(self) -> _Streams:
         return _Streams.open(use_pty_out=_isatty(1), use_pty_err=_isatty(2))
 
-    def _watch_tree(self) -> Any:
+    def _watch_tree(self, root: str) -> Any:
         from .capture.watch import watch
 
-        root = lifecycle.project_root_of(self.store, self.run_id)
         store_prefix = str(self.store.root) + os.sep
-        self.watched: list[tuple[str, str]] = []
 
         def on_file(path: str, op: str) -> None:
             if not path.startswith(store_prefix):

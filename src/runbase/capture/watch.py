@@ -59,7 +59,7 @@ class TreeWatcher:
         if self.fd < 0:
             raise OSError(ctypes.get_errno(), "inotify_init1 failed")
         self._dirs: dict[int, str] = {}
-        self._stop = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()  # stop() wakes the select at once
         self._thread: threading.Thread | None = None
 
     def start(self) -> TreeWatcher:
@@ -70,13 +70,14 @@ class TreeWatcher:
 
     def stop(self) -> None:
         """Stop after reading what is already queued."""
-        self._stop.set()
+        os.write(self._wake_w, b"x")
         if self._thread is not None:
             self._thread.join(timeout=5)
-        try:
-            os.close(self.fd)
-        except OSError:
-            pass
+        for fd in (self.fd, self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def _add_tree(self, top: str) -> None:
         for dirpath, dirnames, _ in os.walk(top):
@@ -91,18 +92,19 @@ class TreeWatcher:
 
     def _loop(self) -> None:
         while True:
-            stopping = self._stop.is_set()
-            ready, _, _ = select.select([self.fd], [], [], 0.05)
-            if ready:
+            ready, _, _ = select.select([self.fd, self._wake_r], [], [])
+            if self.fd in ready:
                 self._drain()
-            elif stopping:
+            if self._wake_r in ready:
+                while self._drain():  # what is queued already
+                    pass
                 return
 
-    def _drain(self) -> None:
+    def _drain(self) -> bool:
         try:
             data = os.read(self.fd, 65536)
         except (BlockingIOError, OSError):
-            return
+            return False
         i = 0
         while i + _EVENT.size <= len(data):
             wd, mask, _cookie, length = _EVENT.unpack_from(data, i)
@@ -129,6 +131,7 @@ class TreeWatcher:
                     self.on_file(path, "r")
             except Exception:  # noqa: BLE001 - the watcher must outlive a bad callback
                 pass
+        return True
 
 
 def watch(root: str, on_file: Callable[[str, str], None]) -> TreeWatcher | None:
