@@ -156,7 +156,9 @@ class _Supervised:
         # command starts, off the start-up path; Python reads are seen by the audit hook
         watcher_box: list[Any] = []
         root = lifecycle.project_root_of(self.store, self.run_id)  # the DB stays on this thread
-        starter = threading.Thread(target=lambda: watcher_box.append(self._watch_tree(root)), daemon=True)
+        starter = threading.Thread(
+            target=lambda: watcher_box.append(self._watch_tree(root)), daemon=True
+        )
         starter.start()
         try:
             self.proc = subprocess.Popen(

@@ -133,7 +133,8 @@ def note_file(store: Store, run_id: str, root: str, path: str, role: str, source
     )
     if role == "input":
         row = store.db.query_one(
-            "SELECT oid FROM run_files WHERE run_id = ? AND role = 'input' AND path = ?", (run_id, key)
+            "SELECT oid FROM run_files WHERE run_id = ? AND role = 'input' AND path = ?",
+            (run_id, key),
         )
         if row is None or row[0] is None:  # hashed once, when first read: those are the bytes used
             _hash_into(store, run_id, root, role, key, _policy(store, run_id))
@@ -201,6 +202,7 @@ def _put_dir(store: Store, full: str, policy: str, cache: StatCache) -> tuple[st
 
     entries = []
     total = 0
+    cut = len(full.rstrip("/")) + 1
     for dirpath, dirnames, filenames in os.walk(full):
         dirnames[:] = sorted(d for d in dirnames if d not in _EXCLUDED_DIRS)
         for name in sorted(filenames):
@@ -212,9 +214,7 @@ def _put_dir(store: Store, full: str, policy: str, cache: StatCache) -> tuple[st
             if not stat.S_ISREG(st.st_mode):
                 continue
             oid, size = _put_file(store, p, st, policy, cache)
-            entries.append(
-                {"path": os.path.relpath(p, full), "type": "f", "oid": oid, "size": size}
-            )
+            entries.append({"path": p[cut:], "type": "f", "oid": oid, "size": size})
             total += size
     body = {"format": TREE_FORMAT, "version": TREE_VERSION, "entries": entries}
     return store.objects.put_bytes(json.dumps(body, separators=(",", ":")).encode()), total
@@ -281,9 +281,14 @@ def _flag_if_changed(store: Store, run_id: str, root: str, path: str, oid: str) 
 
     full = path if os.path.isabs(path) else os.path.join(root, path)
     try:
+        st = os.stat(full)
         if os.path.isdir(full):
             return
-        now = hash_file(full)
+        row = store.db.query_one(
+            "SELECT oid FROM stat_cache WHERE path = ? AND dev = ? AND ino = ? AND size = ? AND mtime_ns = ?",
+            (full, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns),
+        )
+        now = row[0] if row else hash_file(full)  # unchanged since hashed: one stat
     except OSError:
         return
     if now != oid:

@@ -75,7 +75,9 @@ class TreeWatcher:
             self._thread.join(timeout=5)
         # closing an inotify instance waits for the kernel (synchronize_srcu, ~8-15 ms
         # measured here): let it happen beside the run's finalization
-        threading.Thread(target=_close_all, args=((self.fd, self._wake_r, self._wake_w),), daemon=True).start()
+        threading.Thread(
+            target=_close_all, args=((self.fd, self._wake_r, self._wake_w),), daemon=True
+        ).start()
 
     def _add_tree(self, top: str) -> None:
         for dirpath, dirnames, _ in os.walk(top):
