@@ -1,6 +1,7 @@
 """Run every runbase benchmark, then print (and save) one summary table.
 
-    .venv/bin/python benchmarks/run_all.py            # full suite, ~10-12 min on 2 cores
+    .venv/bin/python benchmarks/run_all.py            # full suite, ~17 min on 2 cores
+    .venv/bin/python benchmarks/run_all.py --skip data  # without the 1 GiB data benchmark (~9 min)
     .venv/bin/python benchmarks/run_all.py --quick    # smoke test, ~3 min, into results/quick/
     .venv/bin/python benchmarks/run_all.py --only log,startup
 
@@ -29,6 +30,7 @@ BENCHES = {
     "ls_show": "bench_ls_show.py",
     "log": "bench_log.py",
     "compare": "bench_compare.py",
+    "data": "bench_data.py",
 }
 
 
@@ -185,6 +187,47 @@ def summary_rows() -> list[list[str]]:
                 rows.append(
                     [f"start-up: {name}: extra vs bare python", C.ms(s["overhead_s"]), "-", "-"]
                 )
+    data = load("data")
+    if data:
+        goals = data.get("goals_s", {})
+        for kind, ds in data["datasets"].items():
+            what = f"{ds['files']} files" if kind == "many" else "1 file"
+            for case, label in (
+                ("first", "first (store on disk)"),
+                ("first_tmpfs", "first, store on tmpfs"),
+                ("unchanged", "nothing changed"),
+                ("one_changed", "one file changed"),
+            ):
+                rb = ds["runbase"].get(case)
+                if not rb:
+                    continue
+                snap = rb["snap"]["median"]
+                dvc = ((ds.get("dvc") or {}).get(case) or {}).get("wall", {}).get("median")
+                floor = ((ds.get("copy_floor") or {}).get(case) or {}).get("wall", {}).get("median")
+                extra = []
+                if dvc:
+                    extra.append(f"dvc add {C.ms(dvc)}, {dvc / rb['wall']['median']:.1f}x")
+                if floor:
+                    extra.append(f"cp {C.ms(floor)}")
+                goal = goals.get(case) if (kind == "many" or case != "one_changed") else None
+                rows.append(
+                    [
+                        f"data snapshot, {ds['bytes'] / 2**30:.3g} GiB in {what}: {label} (n={rb['snap']['n']})",
+                        C.ms(snap) + (f" ({'; '.join(extra)})" if extra else ""),
+                        f"<= {goal * 1000:.0f} ms" if goal else "-",
+                        C.target(snap, goal) if goal else "-",
+                    ]
+                )
+        for r in data.get("rss_scaling") or []:
+            rows.append(
+                [
+                    f"  data snapshot peak RSS, {r['files']} files (first / unchanged)",
+                    f"{C.mib(r['runbase_first_maxrss_kib'] * 1024)} / "
+                    f"{C.mib(r['runbase_unchanged_maxrss_kib'] * 1024)}",
+                    "flat",
+                    "-",
+                ]
+            )
     return rows
 
 
