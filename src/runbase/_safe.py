@@ -34,9 +34,10 @@ def warn_once(key: str, message: str) -> None:
 def safe_call(
     key: str, fn: Callable[..., Any], *args: Any, default: Any = None, **kwargs: Any
 ) -> Any:
-    """Call ``fn``; on any exception warn once under ``key`` and return ``default``."""
+    """Call ``fn``; on any exception warn once ("could not record <key>: ...") and
+    return ``default``: ``safe_call("the code snapshot", snapshot_code, store, run_id, root)``."""
     try:
         return fn(*args, **kwargs)
     except Exception as e:  # noqa: BLE001 - the whole point is to swallow
-        warn_once(key, f"{key}: {type(e).__name__}: {e}")
+        warn_once(key, f"could not record {key}: {type(e).__name__}: {e}")
         return default

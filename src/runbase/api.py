@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator, Mapping
 
 from . import tracker as _tracker
-from ._safe import warn_once
+from ._safe import safe_call, warn_once
 from .errors import RunbaseError, UsageError
 
 TYPE_CHECKING = False  # not `from typing import`: typing costs ~8 ms at import
@@ -167,17 +167,9 @@ def _start_own(
     _tracker.activate(t)
     t.event("python", info=python_info())
     if capture_code:
-        try:
-            from .capture import code as codecap
-
-            lifecycle.record_code(store, run_id, codecap.snapshot(store, root).as_dict())
-        except Exception as e:  # noqa: BLE001
-            warn_once("code", f"could not snapshot the code: {e}")
-    try:
-        if "ipykernel" not in sys.modules:  # a kernel's argv is its launcher's, not params
-            lifecycle.record_argv_params(store, run_id, argv[1:])
-    except Exception as e:  # noqa: BLE001
-        warn_once("argv", f"could not record command-line params: {e}")
+        safe_call("the code snapshot", lifecycle.snapshot_code, store, run_id, root)
+    if "ipykernel" not in sys.modules:  # a kernel's argv is its launcher's, not params
+        safe_call("argv params", lifecycle.record_argv_params, store, run_id, argv[1:])
     store.close()
     from ._child import install_file_hook, install_hooks
 

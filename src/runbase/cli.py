@@ -145,6 +145,7 @@ def ls(
 ) -> None:
     """List runs, newest first."""
     from .read import count_runs, list_runs
+    from .record import ls_entry
     from .table import render, runs_table, terminal_width
 
     if sweep:
@@ -152,7 +153,7 @@ def ls(
     store = _open(ctx)
     rows = list_runs(store, where, sort, limit or None)
     if as_json:
-        _echo_json([_ls_json(r) for r in rows])
+        _echo_json([ls_entry(r) for r in rows])
         return
     if not rows:
         click.echo(
@@ -164,25 +165,6 @@ def ls(
     total = count_runs(store, where)
     if total > len(rows):
         click.echo(f"({len(rows)} of {total} runs; --limit 0 shows all)")
-
-
-def _ls_json(r: dict[str, Any]) -> dict[str, Any]:
-    from .record import iso
-
-    return {
-        "id": r["id"],
-        "name": r["name"],
-        "status": r["status"],
-        "exit_code": r["exit_code"],
-        "started_at": iso(r["started_at"]),
-        "ended_at": iso(r["ended_at"]),
-        "duration_s": r["duration"],
-        "user": r["user_name"],
-        "sweep_id": r["sweep_id"],
-        "params": r["params"],
-        "metrics": r["metrics"],
-        "tags": r["tags"],
-    }
 
 
 @main.command()

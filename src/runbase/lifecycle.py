@@ -81,6 +81,13 @@ def record_code(store: Store, run_id: str, code: dict[str, Any]) -> None:
     )
 
 
+def snapshot_code(store: Store, run_id: str, root: Path) -> None:
+    """Snapshot the code under ``root`` and record it on the run."""
+    from .capture.code import snapshot
+
+    record_code(store, run_id, snapshot(store, root).as_dict())
+
+
 def record_argv_params(store: Store, run_id: str, argv: list[str]) -> None:
     """Fallback params parsed from the (already redacted) command line, source ``argv``."""
     rows = []
@@ -137,7 +144,7 @@ def declare_files(
 
     if hash_only:
         store.db.execute("UPDATE runs SET data_policy = 'hash-only' WHERE id = ?", (run_id,))
-    root = _root_of(store, run_id)
+    root = project_root_of(store, run_id)
     for p in inputs:
         note_file(store, run_id, root, p, "input", "declared")
     for p in outputs:
@@ -148,16 +155,13 @@ def record_watched(store: Store, run_id: str, events: list[tuple[str, str]]) -> 
     """Files the tree watcher saw read (``r``) or written (``w``) during the run."""
     from .capture.files import note_file
 
-    root = _root_of(store, run_id)
+    root = project_root_of(store, run_id)
     for path, op in dict.fromkeys(events):
         note_file(store, run_id, root, path, "output" if op == "w" else "input", "watch")
 
 
 def project_root_of(store: Store, run_id: str) -> str:
-    return _root_of(store, run_id)
-
-
-def _root_of(store: Store, run_id: str) -> str:
+    """The directory a run's relative data paths are relative to."""
     row = store.db.query_one("SELECT project_root, cwd FROM runs WHERE id = ?", (run_id,))
     return (row[0] or row[1] or os.getcwd()) if row else os.getcwd()
 
@@ -179,7 +183,7 @@ def handle_events(store: Store, run_id: str, result: IngestResult) -> None:
         elif kind == "file" and isinstance(e.get("path"), str):
             from .capture.files import note_file
 
-            root = root or _root_of(store, run_id)
+            root = root or project_root_of(store, run_id)
             role = "output" if e.get("op") == "w" else "input"
             note_file(
                 store, run_id, root, e["path"], role, "declared" if e.get("declared") else "auto"
@@ -246,7 +250,7 @@ def _finalize_files(store: Store, run_id: str) -> None:
                 code_paths = {e["path"] for e in load_manifest(store, tree)}
             except (OSError, ValueError):
                 pass
-    finalize_files(store, run_id, _root_of(store, run_id), row[0], code_paths)
+    finalize_files(store, run_id, project_root_of(store, run_id), row[0], code_paths)
 
 
 def _store_logs(store: Store, run_id: str) -> dict[str, Any]:

@@ -8,8 +8,8 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
+from .capture.code import load_manifest
 from .store import Store
 from .store.hashing import hash_file
 
@@ -18,20 +18,19 @@ GC_GRACE_SECONDS = (
 )
 
 
-def _tree_entries(store: Store, oid: str) -> list[dict[str, Any]]:
-    try:
-        body = json.loads(store.objects.get_bytes(oid))
-    except (OSError, ValueError):
-        return []
-    return (
-        body.get("entries", [])
-        if isinstance(body, dict) and body.get("format") == "runbase-tree"
-        else []
-    )
+def _blob_ids(store: Store, tree: str, seen: dict[str, list[str]]) -> list[str]:
+    """The objects a tree manifest lists; each manifest read once (runs share trees)."""
+    if tree not in seen:
+        try:
+            seen[tree] = [e["oid"] for e in load_manifest(store, tree) if e.get("oid")]
+        except (OSError, ValueError, KeyError):
+            seen[tree] = []  # a missing or broken manifest: fsck reports it
+    return seen[tree]
 
 
 def references(store: Store) -> Iterator[tuple[str, str, str]]:
     """Every object the metadata refers to: ``(object id, kind, run id or "")``."""
+    trees: dict[str, list[str]] = {}
     for run_id, code_json, packages_id, logs_json in store.db.query(
         "SELECT id, code_json, packages_id, logs_json FROM runs"
     ):
@@ -41,20 +40,19 @@ def references(store: Store) -> Iterator[tuple[str, str, str]]:
                 yield code["patch"], "code", run_id
             if code.get("tree"):
                 yield code["tree"], "code", run_id
-                for e in _tree_entries(store, code["tree"]):
-                    if e.get("oid"):
-                        yield e["oid"], "code", run_id
+                for oid in _blob_ids(store, code["tree"], trees):
+                    yield oid, "code", run_id
         if packages_id:
             yield packages_id, "env", run_id
         for entry in (json.loads(logs_json) if logs_json else {}).values():
             yield entry["oid"], "logs", run_id
-    for run_id, oid in store.db.query(
-        "SELECT run_id, oid FROM run_files WHERE oid IS NOT NULL AND stored = 1"
+    for run_id, oid, kind in store.db.query(
+        "SELECT run_id, oid, kind FROM run_files WHERE oid IS NOT NULL AND stored = 1"
     ):
         yield oid, "data", run_id
-        for e in _tree_entries(store, oid):
-            if e.get("oid"):
-                yield e["oid"], "data", run_id
+        if kind == "dir":  # only directories are manifests: never parse a data file
+            for blob in _blob_ids(store, oid, trees):
+                yield blob, "data", run_id
     for run_id, value in store.db.query(
         "SELECT run_id, value FROM params WHERE value LIKE '{\"$object\"%'"
     ):

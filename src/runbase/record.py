@@ -21,6 +21,32 @@ def iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
 
 
+def run_header(r: dict[str, Any]) -> dict[str, Any]:
+    """The fields a run's record and its `ls --json` line share, from a runs row."""
+    return {
+        "id": r["id"],
+        "name": r["name"],
+        "status": r["status"],
+        "exit_code": r["exit_code"],
+        "exit_signal": r["exit_signal"],
+        "started_at": iso(r["started_at"]),
+        "ended_at": iso(r["ended_at"]),
+        "duration_s": duration(r),
+        "user": r["user_name"],
+    }
+
+
+def ls_entry(r: dict[str, Any]) -> dict[str, Any]:
+    """One run of ``runbase ls --json``: the header, params, metric summaries, tags."""
+    return {
+        **run_header(r),
+        "sweep_id": r["sweep_id"],
+        "params": r["params"],
+        "metrics": r["metrics"],
+        "tags": r["tags"],
+    }
+
+
 def build_record(store: Store, run_id: str, include_patch: bool = True) -> dict[str, Any]:
     row = store.db.query_one(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
     if row is None:
@@ -37,17 +63,9 @@ def build_record(store: Store, run_id: str, include_patch: bool = True) -> dict[
         env["packages"] = _packages(store, r["packages_id"])
     rec: dict[str, Any] = {
         "record_version": RECORD_VERSION,
-        "id": r["id"],
-        "name": r["name"],
-        "status": r["status"],
-        "exit_code": r["exit_code"],
-        "exit_signal": r["exit_signal"],
-        "started_at": iso(r["started_at"]),
-        "ended_at": iso(r["ended_at"]),
-        "duration_s": duration(r),
+        **run_header(r),
         "command": json.loads(r["command"]),
         "cwd": r["cwd"],
-        "user": r["user_name"],
         "host": r["host"],
         "mode": r["mode"],
         "project_root": r["project_root"],

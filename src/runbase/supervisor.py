@@ -23,14 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from . import lifecycle
-from ._safe import warn_once
-from .capture import code as codecap
+from ._safe import safe_call, warn_once
 from .capture.secrets import StreamScrubber, known_secret_values, redact_argv
 from .errors import UsageError
 from .store import Store
 
 BOOTSTRAP_DIR = Path(__file__).parent / "_bootstrap"
-PACKAGE_PARENT = Path(__file__).parent.parent
 _INGEST_EVERY = 1.0
 
 
@@ -92,31 +90,20 @@ def run(argv: list[str], options: RunOptions | None = None) -> RunOutcome:
     )
     # from here on, a failure of runbase must not stop the command
     if opts.capture_code:
-        _safe_snapshot(store, run_id, root)
-    _safe(lambda: lifecycle.record_argv_params(store, run_id, shown_argv), "argv params")
-    _safe(
-        lambda: lifecycle.declare_files(store, run_id, opts.inputs, opts.outputs, opts.hash_only),
+        safe_call("the code snapshot", lifecycle.snapshot_code, store, run_id, root)
+    safe_call("argv params", lifecycle.record_argv_params, store, run_id, shown_argv)
+    safe_call(
         "declared data",
+        lifecycle.declare_files,
+        store,
+        run_id,
+        opts.inputs,
+        opts.outputs,
+        opts.hash_only,
     )
     secrets = known_secret_values() | argv_secrets
     sup = _Supervised(store, run_id, argv, secrets, opts)
     return sup.run()
-
-
-def _safe(fn: Any, what: str) -> Any:
-    try:
-        return fn()
-    except Exception as e:  # noqa: BLE001
-        warn_once(what, f"could not record {what}: {type(e).__name__}: {e}")
-        return None
-
-
-def _safe_snapshot(store: Store, run_id: str, root: Path) -> None:
-    def go() -> None:
-        snap = codecap.snapshot(store, root)
-        lifecycle.record_code(store, run_id, snap.as_dict())
-
-    _safe(go, "the code snapshot")
 
 
 def child_env(store: Store, run_id: str, extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -10,6 +10,7 @@ child of ``runbase run`` and must not slow start-up.
 from __future__ import annotations
 
 import atexit
+import marshal
 import os
 import sys
 import threading
@@ -280,8 +281,6 @@ def _coerce_entry(entry: dict[str, Any]) -> dict[str, Any]:
 
 def _marshallable(v: Any) -> bool:
     try:
-        import marshal
-
         marshal.dumps(v)
         return True
     except ValueError:

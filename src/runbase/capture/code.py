@@ -212,7 +212,7 @@ def _git_snapshot(store: Store, root: Path) -> CodeSnapshot:
     entries, skipped_paths = _manifest_entries(
         store, root, sorted(set(tracked) | set(untracked)), snap
     )
-    snap.tree = _put_manifest(store, entries)
+    snap.tree = put_manifest(store, entries)
     if snap.dirty:
         keep_untracked = [p for p in untracked if p not in skipped_paths]
         _git_patch(store, root, snap, keep_untracked, skipped_paths)
@@ -287,7 +287,7 @@ def _dir_snapshot(store: Store, root: Path) -> CodeSnapshot:
     snap = CodeSnapshot(kind="dir", root=str(root))
     paths = walk(root, snap)
     entries, _ = _manifest_entries(store, root, paths, snap)
-    snap.tree = _put_manifest(store, entries)
+    snap.tree = put_manifest(store, entries)
     return snap
 
 
@@ -349,7 +349,7 @@ def is_secret_file(rel: str) -> bool:
 def _manifest_entries(
     store: Store, root: Path, paths: list[str], snap: CodeSnapshot
 ) -> tuple[list[dict[str, Any]], set[str]]:
-    cache = StatCache(store, str(root))
+    cache = StatCache(store, str(root), [f"{root}/{p}" for p in paths])
     entries: list[dict[str, Any]] = []
     skipped: set[str] = set()
     root_s = str(root)
@@ -392,7 +392,7 @@ def _skip_reason(rel: str, size: int) -> str | None:
     return None
 
 
-def _put_manifest(store: Store, entries: list[dict[str, Any]]) -> str:
+def put_manifest(store: Store, entries: list[dict[str, Any]]) -> str:
     body = {"format": TREE_FORMAT, "version": TREE_VERSION, "entries": entries}
     return store.objects.put_bytes(
         json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()

@@ -24,22 +24,33 @@ from ..store import Store
 from ..store.statcache import StatCache
 
 FILE_EVENT = "file"
-_EXCLUDED_DIRS = {
-    ".git",
-    ".runbase",
-    "__pycache__",
-    ".venv",
-    "venv",
-    "node_modules",
-    ".tox",
-    ".nox",
-    ".mypy_cache",
-    ".pytest_cache",
-    ".ruff_cache",
-    ".ipynb_checkpoints",
-    ".hg",
-    ".svn",
-}
+# Never data: VCS, the store, caches and virtualenvs (the audit hook, the tree watcher
+# and the end-of-run scan share these).
+SKIP_DIRS = frozenset(
+    [
+        ".git",
+        ".runbase",
+        "__pycache__",
+        ".venv",
+        "venv",
+        "node_modules",
+        ".tox",
+        ".nox",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".ipynb_checkpoints",
+        ".hg",
+        ".svn",
+    ]
+)
+CODE_SUFFIXES = (".py", ".pyc", ".pyi", ".so", ".pth")  # imports: code, not data
+
+
+def skip_dir(name: str) -> bool:
+    return name in SKIP_DIRS or name.endswith(".egg-info")
+
+
 _SCAN_MAX_FILES = 50_000
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
@@ -73,8 +84,8 @@ def install_audit_hook(emit: Any, project_root: str, store_root: str) -> None:
             path = os.path.abspath(path)
         if not path.startswith(root) or path.startswith(skip) or "/__pycache__/" in path:
             return
-        if path.endswith((".py", ".pyc", ".pyi", ".so", ".pth")):
-            return  # imports: code, not data
+        if path.endswith(CODE_SUFFIXES):
+            return
         key = (path, op)
         if key not in seen:
             seen.add(key)
@@ -171,9 +182,10 @@ def snapshot_path(store: Store, path: str, policy: str = "store") -> tuple[str, 
         st = os.stat(full)
     except OSError:
         return None
-    cache = StatCache(store, full if stat.S_ISDIR(st.st_mode) else os.path.dirname(full))
+    is_dir = stat.S_ISDIR(st.st_mode)
+    cache = StatCache(store, full, None if is_dir else [full])
     try:
-        if stat.S_ISDIR(st.st_mode):
+        if is_dir:
             return _put_dir(store, full, policy, cache)
         return _put_file(store, full, st, policy, cache)
     finally:
@@ -196,15 +208,13 @@ def _put_file(
 
 
 def _put_dir(store: Store, full: str, policy: str, cache: StatCache) -> tuple[str, int]:
-    import json
-
-    from .code import TREE_FORMAT, TREE_VERSION
+    from .code import put_manifest
 
     entries = []
     total = 0
     cut = len(full.rstrip("/")) + 1
     for dirpath, dirnames, filenames in os.walk(full):
-        dirnames[:] = sorted(d for d in dirnames if d not in _EXCLUDED_DIRS)
+        dirnames[:] = sorted(d for d in dirnames if not skip_dir(d))
         for name in sorted(filenames):
             p = os.path.join(dirpath, name)
             try:
@@ -216,8 +226,7 @@ def _put_dir(store: Store, full: str, policy: str, cache: StatCache) -> tuple[st
             oid, size = _put_file(store, p, st, policy, cache)
             entries.append({"path": p[cut:], "type": "f", "oid": oid, "size": size})
             total += size
-    body = {"format": TREE_FORMAT, "version": TREE_VERSION, "entries": entries}
-    return store.objects.put_bytes(json.dumps(body, separators=(",", ":")).encode()), total
+    return put_manifest(store, entries), total
 
 
 def scan_outputs(root: str, since: float) -> list[str]:
@@ -226,9 +235,7 @@ def scan_outputs(root: str, since: float) -> list[str]:
     found: list[str] = []
     count = 0
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [
-            d for d in dirnames if d not in _EXCLUDED_DIRS and not d.endswith(".egg-info")
-        ]
+        dirnames[:] = [d for d in dirnames if not skip_dir(d)]
         for name in filenames:
             count += 1
             if count > _SCAN_MAX_FILES:
@@ -284,11 +291,8 @@ def _flag_if_changed(store: Store, run_id: str, root: str, path: str, oid: str) 
         st = os.stat(full)
         if os.path.isdir(full):
             return
-        row = store.db.query_one(
-            "SELECT oid FROM stat_cache WHERE path = ? AND dev = ? AND ino = ? AND size = ? AND mtime_ns = ?",
-            (full, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns),
-        )
-        now = row[0] if row else hash_file(full)  # unchanged since hashed: one stat
+        # unchanged since it was hashed: one stat, no re-hash
+        now = StatCache(store, full, [full]).lookup(full, st) or hash_file(full)
     except OSError:
         return
     if now != oid:

@@ -18,6 +18,8 @@ import struct
 import threading
 from collections.abc import Callable
 
+from .files import CODE_SUFFIXES, skip_dir
+
 IN_CLOSE_WRITE = 0x00000008
 IN_CLOSE_NOWRITE = 0x00000010
 IN_MOVED_TO = 0x00000080
@@ -29,23 +31,7 @@ IN_CLOEXEC = 0o2000000
 _MASK = IN_CLOSE_WRITE | IN_CLOSE_NOWRITE | IN_MOVED_TO | IN_CREATE
 _EVENT = struct.Struct("iIII")
 MAX_DIRS = 5_000
-_SKIP_DIRS = {
-    ".git",
-    ".runbase",
-    "__pycache__",
-    ".venv",
-    "venv",
-    "node_modules",
-    ".tox",
-    ".nox",
-    ".mypy_cache",
-    ".pytest_cache",
-    ".ruff_cache",
-    ".ipynb_checkpoints",
-    ".hg",
-    ".svn",
-}
-_SKIP_SUFFIXES = (".py", ".pyc", ".pyi", ".so", ".pth", ".swp", "~")
+_SKIP_SUFFIXES = (*CODE_SUFFIXES, ".swp", "~")
 
 
 class TreeWatcher:
@@ -81,9 +67,7 @@ class TreeWatcher:
 
     def _add_tree(self, top: str) -> None:
         for dirpath, dirnames, _ in os.walk(top):
-            dirnames[:] = [
-                d for d in dirnames if d not in _SKIP_DIRS and not d.endswith(".egg-info")
-            ]
+            dirnames[:] = [d for d in dirnames if not skip_dir(d)]
             if len(self._dirs) >= MAX_DIRS:
                 return
             wd = self._libc.inotify_add_watch(self.fd, os.fsencode(dirpath), _MASK)
@@ -119,7 +103,7 @@ class TreeWatcher:
                 continue
             path = os.path.join(base, name)
             if mask & IN_ISDIR:
-                if mask & (IN_CREATE | IN_MOVED_TO) and name not in _SKIP_DIRS:
+                if mask & (IN_CREATE | IN_MOVED_TO) and not skip_dir(name):
                     self._add_tree(path)
                 continue
             if name.endswith(_SKIP_SUFFIXES):

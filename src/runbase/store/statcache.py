@@ -22,13 +22,23 @@ class StatCache:
     >>> cache.lookup(path, os.lstat(path))           # doctest: +SKIP
     """
 
-    def __init__(self, store: Any, prefix: str) -> None:
+    def __init__(self, store: Any, prefix: str, paths: list[str] | None = None) -> None:
         self.store = store
-        p = prefix.rstrip("/") + "/"
-        rows = store.db.query(
-            "SELECT path, dev, ino, size, mtime_ns, oid FROM stat_cache WHERE path >= ? AND path < ?",
-            (p, p + "\U0010ffff"),
-        )
+        if paths is None:
+            p = prefix.rstrip("/") + "/"
+            rows = store.db.query(
+                "SELECT path, dev, ino, size, mtime_ns, oid FROM stat_cache WHERE path >= ? AND path < ?",
+                (p, p + "\U0010ffff"),
+            )
+        else:  # exactly these: a code snapshot must not load the data files' rows too
+            rows = []
+            for i in range(0, len(paths), 500):
+                chunk = paths[i : i + 500]
+                rows += store.db.query(
+                    "SELECT path, dev, ino, size, mtime_ns, oid FROM stat_cache WHERE path IN "
+                    f"({','.join('?' * len(chunk))})",
+                    chunk,
+                )
         self._entries = {r[0]: r[1:] for r in rows}
         self._updates: list[tuple[Any, ...]] = []
         # a file modified within the mtime granularity could change again unnoticed
