@@ -360,3 +360,27 @@ def header(title: str) -> None:
         f"load {', '.join(f'{x:.2f}' for x in info['loadavg_at_start'])}"
     )
     sys.stdout.flush()
+
+
+def ensure_venv(name: str, pin: str, probe: list[str]) -> Path | None:
+    """``VENVS_DIR/name`` with ``pin`` installed, created on first use; ``probe`` (a
+    command relative to the venv's ``bin/``, e.g. ``["python", "-c", "import mlflow"]``)
+    must succeed. Returns the venv's ``bin/`` directory, or None if that fails."""
+    venv = VENVS_DIR / name
+    bin_dir = venv / "bin"
+    cmd = [str(bin_dir / probe[0]), *probe[1:]]
+
+    def works() -> bool:
+        return (bin_dir / probe[0]).exists() and subprocess.run(cmd, capture_output=True).returncode == 0
+
+    if works():
+        return bin_dir
+    print(f"creating {venv} and installing {pin} (once; a few minutes)...", flush=True)
+    base = Path(sys.base_prefix) / "bin" / "python3"
+    if subprocess.run([str(base), "-m", "venv", str(venv)]).returncode != 0:
+        return None
+    p = subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "-q", pin], capture_output=True, text=True)
+    if p.returncode != 0:
+        print(f"  pip install {pin} failed:\n{p.stderr[-2000:]}", flush=True)
+        return None
+    return bin_dir if works() else None

@@ -65,22 +65,8 @@ def venv_python(lib: str) -> str | None:
     """The venv's python, creating the venv with pip if needed (None if that fails)."""
     if lib == "runbase":
         return C.PYTHON
-    venv = C.VENVS_DIR / lib
-    py = venv / "bin" / "python"
-    probe = [str(py), "-c", f"import {lib}; print({lib}.__version__)"]
-    if py.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
-        return str(py)
-    print(f"creating {venv} and installing {PINS[lib]} (once; a few minutes)...", flush=True)
-    base = Path(sys.base_prefix) / "bin" / "python3"
-    if subprocess.run([str(base), "-m", "venv", str(venv)]).returncode != 0:
-        return None
-    p = subprocess.run(
-        [str(py), "-m", "pip", "install", "-q", PINS[lib]], capture_output=True, text=True
-    )
-    if p.returncode != 0:
-        print(f"  pip install {PINS[lib]} failed:\n{p.stderr[-2000:]}", flush=True)
-        return None
-    return str(py) if subprocess.run(probe, capture_output=True).returncode == 0 else None
+    bin_dir = C.ensure_venv(lib, PINS[lib], ["python", "-c", f"import {lib}; print({lib}.__version__)"])
+    return str(bin_dir / "python") if bin_dir else None
 
 
 def lib_env(scratch: Path, **extra: str) -> dict[str, str]:

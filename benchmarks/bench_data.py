@@ -167,27 +167,8 @@ def dvc_env(site_cache: Path) -> dict[str, str]:
 
 
 def dvc_bin() -> str | None:
-    venv = C.VENVS_DIR / "dvc"
-    dvc = venv / "bin" / "dvc"
-    if (
-        dvc.exists()
-        and subprocess.run([str(dvc), "--version"], capture_output=True).returncode == 0
-    ):
-        return str(dvc)
-    print(f"creating {venv} and installing {DVC_PIN} (once; a few minutes)...", flush=True)
-    base = Path(sys.base_prefix) / "bin" / "python3"
-    if subprocess.run([str(base), "-m", "venv", str(venv)]).returncode != 0:
-        return None
-    p = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", DVC_PIN],
-        capture_output=True,
-        text=True,
-    )
-    if p.returncode != 0:
-        print(f"  pip install {DVC_PIN} failed:\n{p.stderr[-2000:]}", flush=True)
-        return None
-    ok = subprocess.run([str(dvc), "--version"], capture_output=True).returncode == 0
-    return str(dvc) if ok else None
+    bin_dir = C.ensure_venv("dvc", DVC_PIN, ["dvc", "--version"])
+    return str(bin_dir / "dvc") if bin_dir else None
 
 
 def dvc_reset(dvc: str, repo: Path, site_cache: Path, cache_dir: Path | None = None) -> None:
