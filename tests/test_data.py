@@ -187,7 +187,7 @@ def test_schema_1_store_is_migrated(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     store = Store.open(tmp_path / ".runbase")
-    assert store.db.schema_version() == 2
+    assert store.db.schema_version() == 3
     assert store.db.query("SELECT count(*) FROM run_files") == [(0,)]
 
 

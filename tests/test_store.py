@@ -34,7 +34,7 @@ def test_init_creates_documented_layout(tmp_path: Path) -> None:
         "tags",
         "metrics",
         "metric_chunks",
-        "stat_cache",
+        "stat_dirs",
         "spool_offsets",
     } <= tables
 

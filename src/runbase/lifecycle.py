@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import ids
+from . import ids, progress
 from .capture import env as envcap
 from .capture import params as pcap
 from .capture.proc import is_alive, start_id
@@ -145,8 +145,9 @@ def declare_files(
     if hash_only:
         store.db.execute("UPDATE runs SET data_policy = 'hash-only' WHERE id = ?", (run_id,))
     root = project_root_of(store, run_id)
-    for p in inputs:
-        note_file(store, run_id, root, p, "input", "declared")
+    with progress.shown("runbase: hashing inputs"):  # before the command starts
+        for p in inputs:
+            note_file(store, run_id, root, p, "input", "declared")
     for p in outputs:
         note_file(store, run_id, root, p, "output", "declared")
 
@@ -250,7 +251,8 @@ def _finalize_files(store: Store, run_id: str) -> None:
                 code_paths = {e["path"] for e in load_manifest(store, tree)}
             except (OSError, ValueError):
                 pass
-    finalize_files(store, run_id, project_root_of(store, run_id), row[0], code_paths)
+    with progress.shown("runbase: storing outputs"):  # the command has ended
+        finalize_files(store, run_id, project_root_of(store, run_id), row[0], code_paths)
 
 
 def _store_logs(store: Store, run_id: str) -> dict[str, Any]:

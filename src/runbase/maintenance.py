@@ -9,9 +9,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from . import progress
 from .capture.code import load_manifest
 from .store import Store
 from .store.hashing import hash_file
+from .store.statcache import forget
 
 GC_GRACE_SECONDS = (
     3600  # objects younger than this are never collected: a live run may be writing them
@@ -80,19 +82,23 @@ def fsck(store: Store) -> FsckReport:
     objects the metadata refers to that are missing (data of ``--hash-only`` runs is
     not expected to be there)."""
     report = FsckReport()
-    for oid in store.objects:
-        report.checked += 1
-        try:
-            if hash_file(store.objects.path(oid)) != oid:
+    with progress.shown("checking objects"):
+        for oid in store.objects:
+            report.checked += 1
+            try:
+                if hash_file(store.objects.path(oid)) != oid:
+                    report.corrupt.append(oid)
+            except OSError:
                 report.corrupt.append(oid)
-        except OSError:
-            report.corrupt.append(oid)
     seen: set[str] = set()
     for oid, kind, run_id in references(store):
         if oid not in seen:
             seen.add(oid)
             if not store.objects.exists(oid):
                 report.missing.append((oid, kind, run_id))
+    # the stat cache must not vouch for bad objects: the next snapshot of an unchanged
+    # file then hashes and stores it again instead of trusting the cache
+    forget(store, set(report.corrupt) | {m[0] for m in report.missing})
     return report
 
 
@@ -127,6 +133,8 @@ def gc(store: Store, delete: bool = False, grace: float = GC_GRACE_SECONDS) -> G
         report.unreferenced.append((oid, st.st_size))
         if delete:
             store.objects.delete(oid)
+    if delete:  # stat-cache entries say "stored": they must not point at deleted objects
+        forget(store, {oid for oid, _ in report.unreferenced})
     return report
 
 

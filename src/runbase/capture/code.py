@@ -18,6 +18,7 @@ import stat
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -349,7 +350,9 @@ def is_secret_file(rel: str) -> bool:
 def _manifest_entries(
     store: Store, root: Path, paths: list[str], snap: CodeSnapshot
 ) -> tuple[list[dict[str, Any]], set[str]]:
-    cache = StatCache(store, str(root), [f"{root}/{p}" for p in paths])
+    from .files import put_cached
+
+    cache = StatCache(store)
     entries: list[dict[str, Any]] = []
     skipped: set[str] = set()
     root_s = str(root)
@@ -369,11 +372,8 @@ def _manifest_entries(
             skipped.add(rel)
             snap.skipped.append({"path": rel, "size": st.st_size, "reason": reason})
             continue
-        known = cache.lookup(full, st)
-        oid, size = store.objects.put_file(full, known, st.st_size)
-        if known is None:
-            snap.hashed += 1
-            cache.remember(full, st, oid)
+        oid, size, hashed = put_cached(store, full, st, cache)
+        snap.hashed += hashed
         mode = "x" if st.st_mode & 0o111 else "f"
         entries.append({"path": rel, "type": mode, "oid": oid, "size": size})
         snap.files += 1
@@ -392,11 +392,22 @@ def _skip_reason(rel: str, size: int) -> str | None:
     return None
 
 
-def put_manifest(store: Store, entries: list[dict[str, Any]]) -> str:
-    body = {"format": TREE_FORMAT, "version": TREE_VERSION, "entries": entries}
-    return store.objects.put_bytes(
-        json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-    )
+def put_manifest(store: Store, entries: Iterable[dict[str, Any]]) -> str:
+    """Store a tree manifest, streaming: the bytes are those of
+    ``json.dumps({"format", "version", "entries": [...]}, separators=(",", ":"),
+    ensure_ascii=False)``, written as ``entries`` are produced."""
+    dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+    head = dumps({"format": TREE_FORMAT, "version": TREE_VERSION})[:-1]
+    with store.objects.writer() as w:
+        batch = [head, ',"entries":[']
+        for i, entry in enumerate(entries):
+            batch.append(("," if i else "") + dumps(entry))
+            if len(batch) >= 1024:
+                w.write("".join(batch).encode())
+                batch = []
+        batch.append("]}")
+        w.write("".join(batch).encode())
+    return w.oid
 
 
 def load_manifest(store: Store, oid: str) -> list[dict[str, Any]]:

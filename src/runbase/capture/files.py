@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from ..store import Store
@@ -176,57 +177,73 @@ def _hash_into(
 def snapshot_path(store: Store, path: str, policy: str = "store") -> tuple[str, int] | None:
     """Hash (and, with ``policy="store"``, store) a file or a directory: returns
     ``(object id, total size)``, a directory becoming a tree manifest object (the format
-    of code trees); None if ``path`` does not exist. Unchanged files cost one ``stat``."""
+    of code trees); None if ``path`` does not exist. Unchanged files cost one ``lstat``;
+    memory stays flat in the number of files (the manifest is streamed into the store,
+    the stat cache is held one directory at a time)."""
     full = os.path.abspath(path)
     try:
         st = os.stat(full)
     except OSError:
         return None
-    is_dir = stat.S_ISDIR(st.st_mode)
-    cache = StatCache(store, full, None if is_dir else [full])
+    cache = StatCache(store)
     try:
-        if is_dir:
+        if stat.S_ISDIR(st.st_mode):
             return _put_dir(store, full, policy, cache)
         return _put_file(store, full, st, policy, cache)
     finally:
         cache.save()
 
 
-def _put_file(
-    store: Store, full: str, st: os.stat_result, policy: str, cache: StatCache
-) -> tuple[str, int]:
+def put_cached(
+    store: Store, full: str, st: os.stat_result, cache: StatCache, store_bytes: bool = True
+) -> tuple[str, int, bool]:
+    """The id of one file (``store_bytes``: also its bytes in the store), through the
+    stat cache: ``(oid, size, hashed)``. A hit whose object is known to be stored costs
+    nothing beyond the caller's ``lstat``."""
     from ..store.hashing import hash_file
 
-    known = cache.lookup(full, st)
-    if policy == "store":
+    hit = cache.lookup(full, st)
+    if hit is not None and (hit[1] or not store_bytes):
+        return hit[0], st.st_size, False
+    known = hit[0] if hit else None
+    if store_bytes:
         oid, size = store.objects.put_file(full, known, st.st_size)
     else:
         oid, size = known or hash_file(full), st.st_size
-    if known is None:
-        cache.remember(full, st, oid)
+    cache.remember(full, st, oid, store_bytes)
+    return oid, size, hit is None
+
+
+def _put_file(
+    store: Store, full: str, st: os.stat_result, policy: str, cache: StatCache
+) -> tuple[str, int]:
+    oid, size, _ = put_cached(store, full, st, cache, policy == "store")
     return oid, size
 
 
 def _put_dir(store: Store, full: str, policy: str, cache: StatCache) -> tuple[str, int]:
     from .code import put_manifest
 
-    entries = []
-    total = 0
-    cut = len(full.rstrip("/")) + 1
-    for dirpath, dirnames, filenames in os.walk(full):
-        dirnames[:] = sorted(d for d in dirnames if not skip_dir(d))
-        for name in sorted(filenames):
-            p = os.path.join(dirpath, name)
-            try:
-                st = os.lstat(p)
-            except OSError:
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                continue
-            oid, size = _put_file(store, p, st, policy, cache)
-            entries.append({"path": p[cut:], "type": "f", "oid": oid, "size": size})
-            total += size
-    return put_manifest(store, entries), total
+    total = [0]
+
+    def entries() -> Iterator[dict[str, Any]]:
+        cut = len(full.rstrip("/")) + 1
+        for dirpath, dirnames, filenames in os.walk(full):
+            dirnames[:] = sorted(d for d in dirnames if not skip_dir(d))
+            for name in sorted(filenames):
+                p = f"{dirpath}/{name}"
+                try:
+                    st = os.lstat(p)
+                except OSError:
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                oid, size = _put_file(store, p, st, policy, cache)
+                total[0] += size
+                yield {"path": p[cut:], "type": "f", "oid": oid, "size": size}
+            cache.release(dirpath, set(filenames))
+
+    return put_manifest(store, entries()), total[0]
 
 
 def scan_outputs(root: str, since: float) -> list[str]:
@@ -292,7 +309,8 @@ def _flag_if_changed(store: Store, run_id: str, root: str, path: str, oid: str) 
         if os.path.isdir(full):
             return
         # unchanged since it was hashed: one stat, no re-hash
-        now = StatCache(store, full, [full]).lookup(full, st) or hash_file(full)
+        hit = StatCache(store).lookup(full, st)
+        now = hit[0] if hit else hash_file(full)
     except OSError:
         return
     if now != oid:

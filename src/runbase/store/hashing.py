@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import os
 import re
-from typing import BinaryIO
+
+from .. import progress
 
 ALGO = "blake3"
 _ID_RE = re.compile(r"blake3:[0-9a-f]{64}")
-_CHUNK = 1 << 20
+CHUNK = 1 << 20
 # Multi-threaded hashing only pays off for large inputs (measured: 7.7 GB/s one
 # thread, ~15 GB/s with AUTO on 2 cores for 1 GiB; thread start costs more below ~8 MiB).
 _THREADED_ABOVE = 8 << 20
+_PROGRESS_STEP = 64 << 20
 
 
-def _hasher(size_hint: int = 0):  # type: ignore[no-untyped-def]
+def new_hasher(size_hint: int = 0):  # type: ignore[no-untyped-def]
     import blake3
 
     if size_hint >= _THREADED_ABOVE:
@@ -24,7 +26,7 @@ def _hasher(size_hint: int = 0):  # type: ignore[no-untyped-def]
 
 def hash_bytes(data: bytes) -> str:
     """Return the object id of ``data``: ``hash_bytes(b"") == "blake3:af1349b9..."``."""
-    h = _hasher(len(data))
+    h = new_hasher(len(data))
     h.update(data)
     return f"{ALGO}:{h.hexdigest()}"
 
@@ -32,25 +34,22 @@ def hash_bytes(data: bytes) -> str:
 def hash_file(path: str | os.PathLike[str]) -> str:
     """Return the object id of the file's raw bytes."""
     size = os.path.getsize(path)
-    h = _hasher(size)
+    h = new_hasher(size)
     if size >= _THREADED_ABOVE:
-        h.update_mmap(os.fspath(path))
+        # all cores on large steps into one reused buffer: the progress bar moves, and
+        # memory stays at one step (update_mmap would map the whole file at once)
+        buf = bytearray(_PROGRESS_STEP)
+        view = memoryview(buf)
+        with open(path, "rb", buffering=0) as f:
+            while n := f.readinto(buf):
+                h.update(view[:n])
+                progress.advance(n)
     else:
         with open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
+            while chunk := f.read(CHUNK):
                 h.update(chunk)
+        progress.advance(size)
     return f"{ALGO}:{h.hexdigest()}"
-
-
-def copy_and_hash(src: BinaryIO, dst: BinaryIO, size_hint: int = 0) -> tuple[str, int]:
-    """Copy ``src`` to ``dst`` and return ``(object id, size)`` of the bytes copied."""
-    h = _hasher(size_hint)
-    n = 0
-    while chunk := src.read(_CHUNK):
-        h.update(chunk)
-        dst.write(chunk)
-        n += len(chunk)
-    return f"{ALGO}:{h.hexdigest()}", n
 
 
 def split_id(oid: str) -> tuple[str, str]:

@@ -9,12 +9,15 @@ handful of byte operations so an S3-compatible implementation can follow.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
-from .hashing import copy_and_hash, hash_bytes, split_id
+from .. import progress
+from .hashing import ALGO, hash_bytes, new_hasher, split_id
+from .hashing import CHUNK as _CHUNK
 
 _SMALL = 4 << 20  # files up to this size are read whole: hash first, write only if new
 
@@ -69,21 +72,21 @@ class LocalObjects:
         if size <= _SMALL:
             with open(src, "rb") as f:
                 data = f.read()
+            progress.advance(len(data))
             return self.put_bytes(data), len(data)
         return self._put_large(src, size)
 
     def _put_large(self, src: str | os.PathLike[str], size_hint: int) -> tuple[str, int]:
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.tmp_dir, prefix="obj-")
-        try:
-            with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
-                oid, size = copy_and_hash(fin, fout, size_hint)
-            os.chmod(tmp, 0o444)
-            self._place(oid, tmp)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-        return oid, size
+        with open(src, "rb") as fin, self.writer(size_hint) as w:
+            while chunk := fin.read(_CHUNK):
+                w.write(chunk)
+                progress.advance(len(chunk))
+        return w.oid, w.size
+
+    def writer(self, size_hint: int = 0) -> ObjectWriter:
+        """Stream an object in: ``with objects.writer() as w: w.write(b)``, then ``w.oid``.
+        Kept in memory up to 4 MiB, spilled to a temp file beyond."""
+        return ObjectWriter(self, size_hint)
 
     def delete(self, oid: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -98,27 +101,130 @@ class LocalObjects:
                     yield f"blake3:{sub.name}{f.name}"
 
     def _write(self, oid: str, data: bytes) -> None:
-        # created read-only from the start: the open fd may still write, nobody else can
-        tmp = f"{self.tmp_dir}/obj-{os.getpid()}-{os.urandom(6).hex()}"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-        except FileNotFoundError:
-            self.tmp_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        parent = self._parent(oid)
+        if _HAS_TMPFILE:
+            try:
+                self._link_new(oid, parent, data)
+                return
+            except OSError as e:
+                if e.errno not in _NO_TMPFILE:
+                    raise
+        # portable path: a read-only temp file (the open fd may still write), renamed
+        tmp = self._tmp_name()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
-            self._place(oid, tmp)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        self._place(oid, tmp)
 
-    def _place(self, oid: str, tmp: str) -> None:
+    def _link_new(self, oid: str, parent: str, data: bytes) -> None:
+        # Linux: an unnamed file in the fan-out directory, linked in under its final name
+        # once complete. Never visible half-written, and no temp name to rename or clean
+        # up: one create + write + link (measured 0.58 s vs 0.88 s for 10,000 x 105 KiB
+        # on tmpfs). EEXIST from the link: another writer stored the same bytes first.
+        global _HAS_TMPFILE
+        fd = os.open(parent, os.O_TMPFILE | os.O_WRONLY, 0o444)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            try:
+                os.link(str(fd), self._path_s(oid), src_dir_fd=_proc_fd(), follow_symlinks=True)
+            except FileExistsError:
+                pass
+            except OSError as e:
+                if e.errno in _NO_TMPFILE:
+                    _HAS_TMPFILE = False
+                raise
+        finally:
+            os.close(fd)
+
+    def _tmp_name(self) -> str:
+        os.makedirs(self.tmp_dir, exist_ok=True)
+        return f"{self.tmp_dir}/obj-{os.getpid()}-{os.urandom(6).hex()}"
+
+    def _parent(self, oid: str) -> str:
         dest = self._path_s(oid)
         parent = dest[: dest.rfind("/")]
         if parent not in self._dirs:
             os.makedirs(parent, exist_ok=True)
             self._dirs.add(parent)
-        if os.path.exists(dest):
-            return  # write-once: the same id means the same bytes
-        os.replace(tmp, dest)
+        return parent
+
+    def _place(self, oid: str, tmp: str) -> None:
+        """Move a complete temp file into place (or drop it: same id, same bytes)."""
+        self._parent(oid)
+        dest = self._path_s(oid)
+        try:
+            if os.path.exists(dest):
+                os.unlink(tmp)  # write-once: the same id means the same bytes
+            else:
+                os.replace(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+
+class ObjectWriter:
+    """An object written as a stream (a tree manifest, a large file's bytes): hashed
+    as it goes; in memory while small, in a temp file once large."""
+
+    def __init__(self, objects: LocalObjects, size_hint: int = 0) -> None:
+        self._objects = objects
+        self._hasher = new_hasher(size_hint)
+        self._parts: list[bytes] = []
+        self._buffered = 0
+        self._file: BinaryIO | None = None
+        self._tmp = ""
+        self.size = 0
+        self.oid = ""
+
+    def write(self, data: bytes) -> None:
+        self._hasher.update(data)
+        self.size += len(data)
+        if self._file is not None:
+            self._file.write(data)
+            return
+        self._parts.append(data)
+        self._buffered += len(data)
+        if self._buffered > _SMALL:
+            self._tmp = self._objects._tmp_name()
+            fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            self._file = os.fdopen(fd, "wb")
+            self._file.writelines(self._parts)
+            self._parts = []
+
+    def __enter__(self) -> ObjectWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if self._file is not None:
+            self._file.close()
+            if exc_type is not None:
+                os.unlink(self._tmp)
+                return
+        if exc_type is not None:
+            return
+        self.oid = f"{ALGO}:{self._hasher.hexdigest()}"
+        if self._file is not None:
+            self._objects._place(self.oid, self._tmp)
+        elif not self._objects.exists(self.oid):
+            self._objects._write(self.oid, b"".join(self._parts))
+        self._parts = []
+
+
+_HAS_TMPFILE = hasattr(os, "O_TMPFILE")
+# O_TMPFILE unsupported by the kernel or file system (EISDIR on old kernels), or links
+# through /proc refused (no /proc, or a sandbox): fall back to temp file + rename.
+_NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT, errno.EXDEV, errno.EPERM}
+_PROC_FD: list[int] = []
+
+
+def _proc_fd() -> int:
+    if not _PROC_FD:
+        _PROC_FD.append(os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+    return _PROC_FD[0]

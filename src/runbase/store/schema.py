@@ -6,7 +6,7 @@ Portable SQL only (SQLite and PostgreSQL): the same statements create both.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # DOUBLE PRECISION is REAL affinity in SQLite and float8 in PostgreSQL; BLOB maps to bytea.
 SCHEMA_V1 = [
@@ -121,5 +121,16 @@ MIGRATE_1_TO_2 = [
     "ALTER TABLE runs ADD COLUMN data_policy TEXT",
 ]
 
+# Version 3: the stat cache holds one row per directory (loaded as the walk enters it,
+# so memory stays flat in the number of files) and knows whether each object is stored.
+# The old per-file table is only a cache: dropping it costs one re-hash of each file.
+MIGRATE_2_TO_3 = [
+    """CREATE TABLE IF NOT EXISTS stat_dirs (
+        dir TEXT PRIMARY KEY,
+        entries BLOB NOT NULL
+    )""",
+    "DROP TABLE IF EXISTS stat_cache",
+]
+
 # Forward migrations: MIGRATIONS[v] takes a database from version v to v + 1.
-MIGRATIONS = {1: MIGRATE_1_TO_2}
+MIGRATIONS = {1: MIGRATE_1_TO_2, 2: MIGRATE_2_TO_3}
