@@ -11,8 +11,8 @@ from conftest import runbase_cmd, write
 DOCS = Path(__file__).parent.parent / "docs"
 
 
-def _documented(section_title: str | None) -> set[str]:
-    text = (DOCS / "run-record.md").read_text()
+def _documented(section_title: str | None, doc: str = "run-record.md") -> set[str]:
+    text = (DOCS / doc).read_text()
     if section_title:
         text = text.split(f"## `{section_title}`", 1)[1].split("\n## ", 1)[0]
     else:
@@ -36,10 +36,28 @@ def test_run_record_matches_its_document(project: Path) -> None:
     assert set(rec["env"]) == _documented("env")
 
 
+def test_diff_report_matches_its_document(project: Path) -> None:
+    import json
+
+    write(project, "t.py", "import runbase\nrunbase.summary(acc=0.5)\n")
+    for _ in range(2):
+        runbase_cmd("run", "--", sys.executable, "t.py", cwd=project, check=True)
+    ids_ = [r["id"] for r in json.loads(runbase_cmd("ls", "--json", cwd=project).stdout)]
+    report = json.loads(runbase_cmd("diff", *ids_, "--json", cwd=project, check=True).stdout)
+    head = json.loads(runbase_cmd("diff", ids_[0], "--json", cwd=project, check=True).stdout)
+    top = _documented(None, "diff-format.md")
+    assert set(report) == top - {"head"} and set(head) == {"diff_version", "a", "b", "head"}
+    for section in ("params", "metrics", "code", "data", "env", "run"):
+        assert set(report[section]) == _documented(section, "diff-format.md"), section
+    assert set(head["head"]) == _documented("head", "diff-format.md")
+
+
 def test_store_format_names_every_table() -> None:
     from runbase.store.schema import SCHEMA_V1
 
     text = (DOCS / "store-format.md").read_text()
-    tables = {m for stmt in SCHEMA_V1 for m in re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", stmt)}
+    tables = {
+        m for stmt in SCHEMA_V1 for m in re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", stmt)
+    }
     for t in tables:
         assert f"`{t}`" in text, f"table {t} is not documented in docs/store-format.md"
