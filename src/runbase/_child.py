@@ -47,8 +47,9 @@ def install_hooks() -> None:
 
     def hook(_module: object) -> None:
         from .capture.params import install_argparse_hook
+        from .overrides import apply_to_namespace
 
-        install_argparse_hook(_record_argparse)
+        install_argparse_hook(_record_argparse, apply_to_namespace)
 
     when_imported("argparse", hook)
 

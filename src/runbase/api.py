@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Iterator, Mapping
 
+from . import overrides as _overrides
 from . import tracker as _tracker
 from ._safe import safe_call, warn_once
 from .errors import RunbaseError, UsageError
@@ -50,12 +51,10 @@ class Run:
         return f"<runbase.Run {self.id} {self.name or ''}>"
 
     def param(self, name: str, value: Any) -> Any:
-        record_params({name: value}, source="inline")
-        return value
+        return param(name, value)
 
     def params(self, mapping: Mapping[str, Any] | Any) -> Any:
-        record_params(mapping, source="inline", flatten=True)
-        return mapping
+        return params(mapping)
 
     def log(self, step: Any = None, **metrics: Any) -> None:
         _tracker.log(step, **metrics)
@@ -105,7 +104,7 @@ def init(
         else:
             _run = _start_own(name, tags, store, capture_code, capture_console)
             if params:
-                record_params(params, source="inline", flatten=True)
+                _inline_params(params)
         return _run
 
 
@@ -129,7 +128,7 @@ def _apply_meta(
     for k, v in (tags or {}).items():
         t.event("tag", key=str(k), value=str(v))
     if params:
-        record_params(params, source="inline", flatten=True)
+        _inline_params(params)
 
 
 def _start_own(
@@ -298,17 +297,27 @@ def record_params(
 
 
 def param(name: str, value: Any) -> Any:
-    """Record a parameter and return its value: ``lr = runbase.param("lr", 0.1)``."""
+    """Record a parameter and return its value: ``lr = runbase.param("lr", 0.1)``.
+
+    Under ``runbase run -p lr=0.01`` (or a sweep) the override is recorded and returned.
+    """
     if not isinstance(name, str) or not name:
         raise UsageError(f"a parameter name must be a non-empty string, got {name!r}")
+    value = _overrides.for_param(name, value)
     record_params({name: value}, source="inline")
     return value
 
 
 def params(mapping: Mapping[str, Any] | Any) -> Any:
-    """Record many parameters (nested mappings flatten to ``a.b.c``); returns ``mapping``."""
+    """Record many parameters (nested mappings flatten to ``a.b.c``); returns ``mapping``,
+    with any parameter overrides (``runbase run -p``) set in it."""
+    mapping = _overrides.apply_to_mapping(mapping)
     record_params(mapping, source="inline", flatten=True)
     return mapping
+
+
+def _inline_params(mapping: Mapping[str, Any]) -> None:
+    params(mapping)  # for init(params=...), whose argument shadows the function
 
 
 def input(path: Any) -> Any:  # noqa: A001 - the public name mirrors `runbase run --input`

@@ -166,6 +166,13 @@ def list_runs(
     return rows
 
 
+def with_sweep(where: str | None, sweep: str | None) -> str | None:
+    """``where`` restricted to the runs of ``sweep`` (a sweep id), when given."""
+    if not sweep:
+        return where
+    return f"sweep == {json.dumps(sweep)}" + (f" and ({where})" if where else "")
+
+
 def count_runs(store: Store, where: str | None = None) -> int:
     cond, args = compile_where(where)
     row = store.db.query_one(f"SELECT count(*) FROM runs WHERE {cond}", args)
@@ -249,11 +256,13 @@ def runs(
     sort: str | None = None,
     limit: int | None = None,
     store: str | None = None,
+    sweep: str | None = None,
 ) -> Any:
-    """All runs matching ``where`` as a pandas DataFrame (one row per run, columns
-    ``params.*``, ``metrics.*``, ``tags.*``), or a list of dicts without pandas."""
+    """All runs matching ``where`` (and of ``sweep``, a sweep id, when given) as a
+    pandas DataFrame (one row per run, columns ``params.*``, ``metrics.*``, ``tags.*``),
+    or a list of dicts without pandas."""
     s = Store.open(store)
-    rows = list_runs(s, where, sort, limit)
+    rows = list_runs(s, with_sweep(where, sweep), sort, limit)
     flat = [flatten_row(r) for r in rows]
     try:
         import pandas as pd

@@ -156,11 +156,13 @@ def typed(text: str) -> Any:
 _depth = threading.local()
 
 
-def install_argparse_hook(record: Any) -> None:
+def install_argparse_hook(record: Any, override: Any = None) -> None:
     """Patch ``ArgumentParser.parse_known_args`` to report the outermost parse.
 
     ``record(namespace_dict)`` is called with every destination and its value,
     defaults included. Nested parses (subparsers) are part of the outer result.
+    ``override(parser, namespace)``, when given, may first change the parsed values
+    (parameter overrides, see runbase.overrides).
     """
     import argparse
 
@@ -176,6 +178,11 @@ def install_argparse_hook(record: Any) -> None:
         finally:
             _depth.n = depth
         if depth == 0:
+            if override is not None:
+                try:
+                    override(self, result[0])
+                except Exception:
+                    pass
             try:
                 ns = result[0]
                 record({k: v for k, v in vars(ns).items() if not k.startswith("_")})
