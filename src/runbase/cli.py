@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
 
-from .errors import RunbaseError, UsageError
+from .errors import QueryError, RunbaseError, UsageError
 
 
 class _Group(click.Group):
@@ -84,6 +86,15 @@ def init(ctx: click.Context) -> None:
 @click.option(
     "--hash-only", is_flag=True, help="Hash data, keep no copies (data too large to store)."
 )
+@click.option(
+    "--param",
+    "-p",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a parameter: argparse (on the command line or not) or runbase.param (repeatable).",
+)
+@click.option("--sweep-id", hidden=True, help="The sweep this run belongs to (runbase sweep).")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
 @click.pass_context
 def run(
@@ -94,6 +105,8 @@ def run(
     inputs: tuple[str, ...],
     outputs: tuple[str, ...],
     hash_only: bool,
+    params: tuple[str, ...],
+    sweep_id: str | None,
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND as a tracked run: runbase run -- python train.py --lr 0.1"""
@@ -108,12 +121,30 @@ def run(
         inputs=list(inputs),
         outputs=list(outputs),
         hash_only=hash_only,
+        overrides=_parse_overrides(params),
+        sweep_id=sweep_id,
     )
     outcome = run_command(list(command), opts)
     if sys.stderr.isatty():  # a line for a human; pipelines get only the command's output
         short = outcome.run_id[:10]
         click.echo(f"runbase: run {short} {outcome.status} (runbase show {short})", err=True)
     ctx.exit(outcome.shell_code)
+
+
+def _parse_overrides(items: tuple[str, ...]) -> dict[str, Any]:
+    from .overrides import parse_assignments
+
+    with _bad_input():
+        return parse_assignments(items)
+
+
+@contextlib.contextmanager
+def _bad_input() -> Iterator[None]:
+    """Bad input to a command exits 2 with its message, as click's own usage errors do."""
+    try:
+        yield
+    except (UsageError, QueryError) as e:
+        raise click.UsageError(str(e)) from e
 
 
 def _parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
@@ -144,12 +175,11 @@ def ls(
     as_json: bool,
 ) -> None:
     """List runs, newest first."""
-    from .read import count_runs, list_runs
+    from .read import count_runs, list_runs, with_sweep
     from .record import ls_entry
     from .table import render, runs_table, terminal_width
 
-    if sweep:
-        where = f"sweep == {json.dumps(sweep)}" + (f" and ({where})" if where else "")
+    where = with_sweep(where, sweep)
     store = _open(ctx)
     rows = list_runs(store, where, sort, limit or None)
     if as_json:
@@ -328,6 +358,31 @@ def trace(ctx: click.Context, target: str, as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("run_a")
+@click.argument("run_b", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (docs/diff-format.md).")
+@click.option("--params", is_flag=True, help="Parameters (section flags combine; none: all).")
+@click.option("--metrics", is_flag=True, help="Metric summaries, largest change first.")
+@click.option("--code", is_flag=True, help="Code files, with a unified diff.")
+@click.option("--data", is_flag=True, help="Data inputs and outputs.")
+@click.option("--env", is_flag=True, help="Python, packages, OS, CPU/GPU, container.")
+@click.pass_context
+def diff(ctx: click.Context, run_a: str, run_b: str | None, as_json: bool, **flags: bool) -> None:
+    """What differs from run A to run B; with A alone, A's uncommitted code change."""
+    from .diff import diff_head, diff_runs, render
+
+    store = _open(ctx)
+    sections = [name for name, on in flags.items() if on] or None
+    if run_b is None and sections not in (None, ["code"]):
+        raise UsageError("with one run, diff shows its code against its commit: give two runs")
+    report = diff_runs(store, run_a, run_b, sections) if run_b else diff_head(store, run_a)
+    if as_json:
+        _echo_json(report)
+    else:
+        click.echo(render(report, sys.stdout.isatty()))
+
+
+@main.command()
 @click.pass_context
 def fsck(ctx: click.Context) -> None:
     """Re-hash every object; exit 1 naming each corrupt or missing one."""
@@ -380,3 +435,193 @@ def du(ctx: click.Context, as_json: bool) -> None:
     for kind, size in sorted(u.by_kind.items(), key=lambda kv: -kv[1]):
         click.echo(f"  {kind:<13}{fmt_bytes(size):>10}")
     click.echo(f"saved by deduplication: {fmt_bytes(u.saved_by_dedup)}")
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option(
+    "--grid",
+    "-g",
+    multiple=True,
+    metavar="KEY=V1,V2",
+    help="Try each value (repeatable: a product).",
+)
+@click.option(
+    "--random",
+    "-r",
+    "random_",
+    multiple=True,
+    metavar="KEY=DIST",
+    help="Sample uniform(a,b), loguniform(a,b), int(a,b) or choice(v1,v2,...) (repeatable).",
+)
+@click.option(
+    "-n",
+    "samples",
+    type=int,
+    help="Random samples per grid point (default: 10 with --random, else 1).",
+)
+@click.option("--seed", type=int, help="Seed of the random sampling (default: a new one, printed).")
+@click.option("--jobs", "-j", default=1, show_default=True, help="How many runs at a time.")
+@click.option("--name", help="Name the runs NAME-1, NAME-2, ...")
+@click.option(
+    "--tag", "-t", "tags", multiple=True, metavar="KEY=VALUE", help="Tag every run (repeatable)."
+)
+@click.option("--no-code", is_flag=True, help="Do not snapshot the code.")
+@click.option("--dry-run", is_flag=True, help="Print the parameter combinations; run nothing.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
+@click.pass_context
+def sweep(
+    ctx: click.Context,
+    grid: tuple[str, ...],
+    random_: tuple[str, ...],
+    samples: int | None,
+    seed: int | None,
+    jobs: int,
+    name: str | None,
+    tags: tuple[str, ...],
+    no_code: bool,
+    dry_run: bool,
+    command: tuple[str, ...],
+) -> None:
+    """Run COMMAND once per parameter combination, JOBS at a time, as one sweep:
+    runbase sweep --grid lr=0.1,0.01 -j 2 -- python train.py"""
+    from . import sweep as sw
+
+    seed = sw.new_seed() if seed is None else seed
+    with _bad_input():
+        trials = sw.combinations(sw.parse_grid(grid), sw.parse_random(random_), samples, seed)
+    if dry_run:
+        for i, t in enumerate(trials, 1):
+            click.echo(f"[{i}] {sw.Trial(i, t).describe()}")
+        return
+    with _bad_input():
+        result = sw.run_sweep(
+            list(command),
+            trials,
+            jobs=jobs,
+            name=name,
+            tags=_parse_tags(tags),
+            store=ctx.obj["store"],
+            capture_code=not no_code,
+            on_start=lambda r: click.echo(
+                f"sweep {r.sweep_id}: {len(trials)} runs, {jobs} at a time"
+                + (f" (seed {seed})" if random_ else ""),
+                err=True,
+            ),
+            on_done=_echo_trial,
+        )
+    _echo_sweep(ctx, result)
+
+
+def _echo_trial(trial: Any, done: int, total: int) -> None:
+    status = "finished" if trial.ok else f"failed (exit {trial.returncode})"
+    click.echo(f"[{done}/{total}] {status}: {trial.describe()}", err=True)
+    last = trial.stderr_tail.strip().splitlines()[-1:] if trial.stderr_tail else []
+    for line in last:
+        click.echo(f"    {line}", err=True)
+
+
+def _echo_sweep(ctx: click.Context, result: Any) -> None:
+    from .read import list_runs, with_sweep
+    from .store import Store
+    from .table import render, runs_table, terminal_width
+
+    store = Store.open(result.store_root)
+    rows = list_runs(store, with_sweep(None, result.sweep_id), "started_at", None)
+    if rows:
+        headers, table = runs_table(store, rows)
+        click.echo(render(headers, table, terminal_width(sys.stdout.isatty())))
+    failed, not_run = len(result.failed), len(result.not_run)
+    finished = len(result.trials) - failed - not_run
+    click.echo(
+        f"sweep {result.sweep_id}: {finished} finished, {failed} failed"
+        + (f", {not_run} not run (interrupted)" if result.interrupted else "")
+        + f" - runbase ls --sweep {result.sweep_id}"
+    )
+    ctx.exit(130 if result.interrupted else 1 if failed else 0)
+
+
+@main.command()
+@click.option(
+    "--metric", "-m", required=True, help="The metric: KEY (its summary) or KEY.min/.max/.last."
+)
+@click.option("--where", "-w", help="Which runs, e.g. \"params.model == 'vgg'\" (default: all).")
+@click.option("--sweep", help="Only the runs of this sweep.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def importance(
+    ctx: click.Context, metric: str, where: str | None, sweep: str | None, as_json: bool
+) -> None:
+    """Rank parameters by their influence on a metric (random forest, Spearman)."""
+    from .importance import analyze
+    from .read import with_sweep
+    from .table import fmt_value, render
+
+    with _bad_input():
+        report = analyze(_open(ctx), metric, with_sweep(where, sweep))
+    if as_json:
+        _echo_json(report.rows)
+        return
+    keys = ["param", "rf_importance", "spearman", "eta", "kind", "n"]
+    click.echo(render(keys, [[fmt_value(r[k]) for k in keys] for r in report.rows]))
+    dropped = ", ".join(f"{k} ({why})" for k, why in sorted(report.dropped.items()))
+    click.echo(
+        f"metric {metric} over {report.n_runs} runs" + (f"; left out: {dropped}" if dropped else "")
+    )
+
+
+@main.command()
+@click.argument("run_ref")
+@click.option(
+    "--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="Override a parameter."
+)
+@click.option(
+    "--into",
+    type=click.Path(file_okay=False),
+    help="Materialize here (default: under .runbase/reproduce/).",
+)
+@click.option(
+    "--env",
+    "env_mode",
+    type=click.Choice(["current", "venv"]),
+    default="current",
+    show_default=True,
+    help="Run in the current environment, or a virtualenv with the recorded package versions.",
+)
+@click.option("--rtol", type=click.FloatRange(min=0), default=0.0, help="Relative tolerance.")
+@click.option("--atol", type=click.FloatRange(min=0), default=0.0, help="Absolute tolerance.")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+@click.pass_context
+def reproduce(
+    ctx: click.Context,
+    run_ref: str,
+    params: tuple[str, ...],
+    into: str | None,
+    env_mode: str,
+    rtol: float,
+    atol: float,
+    as_json: bool,
+) -> None:
+    """Re-run RUN from its record (code and data restored) and say whether it
+    reproduced: exit 0 if every metric matches within tolerance, 1 if it diverged."""
+    from .reproduce import render
+    from .reproduce import reproduce as do_reproduce
+
+    overrides = _parse_overrides(params)
+    try:  # exit 1 means "diverged": any other failure exits 2
+        result = do_reproduce(
+            _open(ctx),
+            run_ref,
+            overrides,
+            into,
+            env_mode,
+            rtol,
+            atol,
+            log=lambda line: click.echo(line, err=True),
+        )
+    except RunbaseError as e:
+        raise click.UsageError(str(e)) from e
+    if as_json:
+        _echo_json(result.as_dict())
+    else:
+        click.echo(render(result, sys.stdout.isatty()))
+    ctx.exit(0 if result.verdict.reproduced else 1)

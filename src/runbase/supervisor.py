@@ -45,6 +45,16 @@ class RunOptions:
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     hash_only: bool = False
+    # parameter overrides (runbase.overrides): rewritten on argv or passed by environment
+    overrides: dict[str, Any] = field(default_factory=dict)
+    # the param_sources of a run being reproduced: keeps its inline params off argv
+    param_sources: dict[str, str] = field(default_factory=dict)
+    # where the command runs and what its project is (default: the current directory
+    # and its git top level); `reproduce` runs in a materialized copy of a run
+    cwd: str | None = None
+    project_root: str | None = None
+    # a code record to use instead of a snapshot (the tree `reproduce` materialized)
+    code_record: dict[str, Any] | None = None
 
 
 @dataclass
@@ -53,6 +63,8 @@ class RunOutcome:
     status: str
     exit_code: int | None
     exit_signal: int | None
+    # overrides that nothing consumed (not on argv, no argparse argument or runbase.param)
+    unused_overrides: list[str] = field(default_factory=list)
 
     @property
     def shell_code(self) -> int:
@@ -73,15 +85,18 @@ def run(argv: list[str], options: RunOptions | None = None) -> RunOutcome:
         raise UsageError("no command given: runbase run [OPTIONS] -- COMMAND [ARGS...]")
     if shutil.which(argv[0]) is None:
         raise UsageError(f"command not found: {argv[0]}")
+    argv, opts, env_overrides = _with_overrides(argv, opts)
     store = Store.open(opts.store, create=True)
     lifecycle.recover_orphans(store)
     shown_argv, argv_secrets = redact_argv(argv)
-    root = lifecycle.project_root()
+    cwd = Path(opts.cwd).absolute() if opts.cwd else Path.cwd()
+    root = Path(opts.project_root) if opts.project_root else lifecycle.project_root(cwd)
     run_id = lifecycle.create_run(
         store,
         command=shown_argv,
         mode="run",
         name=opts.name,
+        cwd=str(cwd),
         project_root=str(root),
         tags=opts.tags,
         parent_id=opts.parent_id,
@@ -89,7 +104,9 @@ def run(argv: list[str], options: RunOptions | None = None) -> RunOutcome:
         reproduces=opts.reproduces,
     )
     # from here on, a failure of runbase must not stop the command
-    if opts.capture_code:
+    if opts.code_record is not None:
+        safe_call("the code record", lifecycle.record_code, store, run_id, opts.code_record)
+    elif opts.capture_code:
         safe_call("the code snapshot", lifecycle.snapshot_code, store, run_id, root)
     safe_call("argv params", lifecycle.record_argv_params, store, run_id, shown_argv)
     safe_call(
@@ -103,7 +120,49 @@ def run(argv: list[str], options: RunOptions | None = None) -> RunOutcome:
     )
     secrets = known_secret_values() | argv_secrets
     sup = _Supervised(store, run_id, argv, secrets, opts)
-    return sup.run()
+    outcome = sup.run()
+    outcome.unused_overrides = safe_call(
+        "unused overrides", _warn_unused, store, run_id, env_overrides, default=[]
+    )
+    return outcome
+
+
+def _with_overrides(
+    argv: list[str], opts: RunOptions
+) -> tuple[list[str], RunOptions, dict[str, Any]]:
+    """Apply ``opts.overrides`` to argv; the rest go in the environment. The run is
+    tagged with them all (JSON), so that it can be reproduced."""
+    if not opts.overrides:
+        return argv, opts, {}
+    from dataclasses import replace
+
+    from . import overrides as ov
+
+    argv, rest = ov.apply_to_argv(argv, opts.overrides, opts.param_sources)
+    opts = replace(
+        opts,
+        extra_env={**opts.extra_env, **ov.to_env(rest)},
+        tags={**opts.tags, ov.TAG: ov.to_env(opts.overrides)[ov.ENV_VAR]},
+    )
+    return argv, opts, rest
+
+
+def _warn_unused(store: Store, run_id: str, env_overrides: dict[str, Any]) -> list[str]:
+    """Warn about (and return) the overrides the run did not use."""
+    if not env_overrides:
+        return []
+    from .overrides import format_value, unused
+    from .read import load_params
+
+    sources = {k: s for k, (_v, s) in load_params(store, [run_id])[run_id].items()}
+    keys = unused(env_overrides, [], sources)
+    for key in keys:
+        sys.stderr.write(
+            f"runbase: warning: the override {key}={format_value(env_overrides[key])} was not "
+            f"used: {key} is not on the command line, and the run recorded no argparse "
+            "argument or runbase.param of that name\n"
+        )
+    return keys
 
 
 def child_env(store: Store, run_id: str, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -115,6 +174,7 @@ def child_env(store: Store, run_id: str, extra: dict[str, str] | None = None) ->
     env["RUNBASE_DIR"] = str(store.root)
     env["RUNBASE_PACKAGE_DIR"] = str(Path(__file__).parent)
     env["RUNBASE_SUPERVISOR_PID"] = str(os.getpid())
+    env.pop("RUNBASE_OVERRIDES", None)  # a nested run gets its own overrides, not ours
     row = store.db.query_one("SELECT project_root FROM runs WHERE id = ?", (run_id,))
     if row and row[0]:
         env["RUNBASE_PROJECT_ROOT"] = row[0]
@@ -149,7 +209,11 @@ class _Supervised:
         starter.start()
         try:
             self.proc = subprocess.Popen(
-                self.argv, stdout=streams.child_out, stderr=streams.child_err, env=env
+                self.argv,
+                stdout=streams.child_out,
+                stderr=streams.child_err,
+                env=env,
+                cwd=self.opts.cwd,
             )
         except OSError as e:
             streams.close_child_ends()
@@ -188,12 +252,13 @@ class _Supervised:
         return _Streams.open(use_pty_out=_isatty(1), use_pty_err=_isatty(2))
 
     def _watch_tree(self, root: str) -> Any:
+        from .capture.files import store_internals
         from .capture.watch import watch
 
-        store_prefix = str(self.store.root) + os.sep
+        internal = store_internals(str(self.store.root))
 
         def on_file(path: str, op: str) -> None:
-            if not path.startswith(store_prefix):
+            if not path.startswith(internal):
                 self.watched.append((path, op))
 
         try:

@@ -48,6 +48,13 @@ SKIP_DIRS = frozenset(
 CODE_SUFFIXES = (".py", ".pyc", ".pyi", ".so", ".pth")  # imports: code, not data
 
 
+def store_internals(store_root: str) -> tuple[str, ...]:
+    """Path prefixes of runbase's own files in a store: never a run's data. (Not the
+    whole store: ``runbase reproduce`` runs a copy of a project that lives inside it.)"""
+    base = store_root.rstrip("/") + "/"
+    return tuple(base + p for p in ("objects/", "spool/", "tmp/", "envs/", "runbase.db", "FORMAT"))
+
+
 def skip_dir(name: str) -> bool:
     return name in SKIP_DIRS or name.endswith(".egg-info")
 
@@ -69,9 +76,9 @@ def install_audit_hook(emit: Any, project_root: str, store_root: str) -> None:
     root = project_root.rstrip("/") + "/"
     skip = tuple(
         p.rstrip("/") + "/"
-        for p in {store_root, sys.prefix, getattr(sys, "base_prefix", sys.prefix), root + ".git"}
+        for p in {sys.prefix, getattr(sys, "base_prefix", sys.prefix), root + ".git"}
         if p
-    )
+    ) + store_internals(store_root)
     seen: set[tuple[str, str]] = set()
 
     def note(path: Any, op: str) -> None:
