@@ -157,15 +157,24 @@ def test_logs_follow_a_live_run(project: Path) -> None:
     import subprocess
     import time
 
-    write(project, "slow.py", """
+    write(
+        project,
+        "slow.py",
+        """
         import time
         for i in range(6):
             print("line", i, flush=True)
             time.sleep(0.3)
-    """)
+    """,
+    )
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("RUNBASE_")}
-    sup = subprocess.Popen([sys.executable, "-m", "runbase", "run", "--", sys.executable, "slow.py"], cwd=project,
-                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sup = subprocess.Popen(
+        [sys.executable, "-m", "runbase", "run", "--", sys.executable, "slow.py"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -176,4 +185,6 @@ def test_logs_follow_a_live_run(project: Path) -> None:
         out = runbase_cmd("logs", "--follow", cwd=project, check=True, timeout=60).stdout
     finally:
         sup.wait(timeout=60)
-    assert [f"line {i}" for i in range(6)] == [line for line in out.splitlines() if line.startswith("line")]
+    assert [f"line {i}" for i in range(6)] == [
+        line for line in out.splitlines() if line.startswith("line")
+    ]

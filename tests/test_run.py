@@ -252,15 +252,23 @@ def test_python_without_runbase_installed_attaches(project: Path, tmp_path: Path
 
 
 def test_nested_script_params_do_not_override_the_commands_own(project: Path) -> None:
-    write(project, "main.py", """
+    write(
+        project,
+        "main.py",
+        """
         import argparse, subprocess, sys
         p = argparse.ArgumentParser(); p.add_argument("--lr", type=float, default=0.1); p.parse_args()
         subprocess.run([sys.executable, "evaluate.py", "--lr", "9.0", "--split", "test"], check=True)
-    """)
-    write(project, "evaluate.py", """
+    """,
+    )
+    write(
+        project,
+        "evaluate.py",
+        """
         import argparse
         p = argparse.ArgumentParser(); p.add_argument("--lr", type=float); p.add_argument("--split"); p.parse_args()
-    """)
+    """,
+    )
     proc = runbase_cmd("run", "--", PY, "main.py", "--lr", "0.5", cwd=project)
     assert proc.returncode == 0, proc.stderr
     assert record(project)["params"] == {"lr": 0.5, "split": "test"}
