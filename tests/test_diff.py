@@ -49,8 +49,10 @@ def test_only_a_param_differs(project: Path) -> None:
     a = run(project, "train.py", "--lr", "0.1")
     b = run(project, "train.py", "--lr", "0.2")
     report = diff_json(project, a, b)
-    # the value came from the command line, so the command differs too; nothing else
-    assert changed_sections(report) == {"params", "run"}
+    # the value came from the command line: the command differs only by it, which the
+    # params section already reports; nothing else changed
+    assert changed_sections(report) == {"params"}
+    assert report["run"]["command"]["explained_by_params"] is True
     assert report["params"]["changed"] == [
         {"key": "lr", "old": 0.1, "new": 0.2, "old_source": "argparse", "new_source": "argparse"}
     ]
@@ -61,6 +63,7 @@ def test_only_a_param_differs(project: Path) -> None:
     assert "  ~ lr: 0.1 → 0.2  [argparse]" in text
     for name in ("metrics", "code", "data", "env"):
         assert f"\n{name}: unchanged" in text, text
+    assert "command and exit status: unchanged (the command differs only by" in text
 
 
 def test_only_a_data_input_differs(project: Path) -> None:

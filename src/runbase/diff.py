@@ -360,7 +360,24 @@ def _version_key(v: str) -> tuple[tuple[int, int | str], ...]:
 
 def _run(store: Store, ra: dict[str, Any], rb: dict[str, Any]) -> dict[str, Any]:
     fields = {k: _change(ra[k], rb[k]) for k in ("command", "status", "exit_code")}
-    return {"unchanged": all(v is None for v in fields.values()), **fields}
+    explained = fields["command"] is not None and _only_params(ra, rb)
+    if explained:
+        fields["command"] = {**fields["command"], "explained_by_params": True}
+    unchanged = all(v is None for k, v in fields.items() if not (k == "command" and explained))
+    return {"unchanged": unchanged, **fields}
+
+
+def _only_params(ra: dict[str, Any], rb: dict[str, Any]) -> bool:
+    """Does B's command equal A's with B's changed params written in? (Then the params
+    section already says it all: ``--lr 0.1`` -> ``--lr 0.2`` is one change, not two.)"""
+    from .overrides import apply_to_argv
+
+    pa, pb = ra.get("params") or {}, rb.get("params") or {}
+    changed = {k: v for k, v in pb.items() if k in pa and _canon(pa[k]) != _canon(v)}
+    if not changed:
+        return False
+    argv, rest = apply_to_argv(list(ra["command"]), changed, ra.get("param_sources"))
+    return argv == rb["command"]
 
 
 _SECTION_DIFFS: dict[str, Callable[[Store, dict[str, Any], dict[str, Any]], dict[str, Any]]] = {
@@ -390,7 +407,9 @@ def render(report: dict[str, Any], color: bool = False) -> str:
         if section is None:
             continue
         label = _LABELS.get(name, name)
-        if section["unchanged"]:
+        if section["unchanged"] and (section.get("command") or {}).get("explained_by_params"):
+            lines.append(f"{label}: unchanged (the command differs only by the params above)")
+        elif section["unchanged"]:
             lines.append(f"{label}: unchanged")
         else:
             lines += [paint(f"{label}:", bold=True), *_RENDERERS[name](section, paint)]
