@@ -360,9 +360,10 @@ def _version_key(v: str) -> tuple[tuple[int, int | str], ...]:
 
 def _run(store: Store, ra: dict[str, Any], rb: dict[str, Any]) -> dict[str, Any]:
     fields = {k: _change(ra[k], rb[k]) for k in ("command", "status", "exit_code")}
-    explained = fields["command"] is not None and _only_params(ra, rb)
-    if explained:
-        fields["command"] = {**fields["command"], "explained_by_params": True}
+    command = fields["command"]
+    explained = command is not None and _only_params(ra, rb)
+    if command is not None and explained:
+        fields["command"] = {**command, "explained_by_params": True}
     unchanged = all(v is None for k, v in fields.items() if not (k == "command" and explained))
     return {"unchanged": unchanged, **fields}
 
