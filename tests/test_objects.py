@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from runbase import progress
-from runbase.capture.code import load_manifest, put_manifest
+from runbase.capture.code import file_entry_json, load_manifest, put_manifest
 from runbase.capture.files import snapshot_path
 from runbase.maintenance import fsck, gc
 from runbase.store import Store
@@ -70,6 +70,12 @@ def test_streamed_writer_matches_whole_bytes(tmp_path: Path) -> None:
         ensure_ascii=False,
     ).encode()
     assert store.objects.get_bytes(oid) == expected and load_manifest(store, oid) == entries
+    # the fast encoder of file entries writes the same bytes as json.dumps
+    odd = [
+        {"path": p, "type": "f", "oid": w.oid, "size": 7} for p in ('a"b\\c', "é/ü\n", "x\u2028")
+    ]
+    fast = put_manifest(store, [file_entry_json(e["path"], e["oid"], e["size"]) for e in odd])
+    assert fast == put_manifest(store, odd) and load_manifest(store, fast) == odd
 
 
 def test_hash_only_then_store_copies_the_bytes(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..store import Store
+from ..store.hashing import hash_file
 from ..store.statcache import StatCache
 
 FILE_EVENT = "file"
@@ -207,8 +208,6 @@ def put_cached(
     """The id of one file (``store_bytes``: also its bytes in the store), through the
     stat cache: ``(oid, size, hashed)``. A hit whose object is known to be stored costs
     nothing beyond the caller's ``lstat``."""
-    from ..store.hashing import hash_file
-
     hit = cache.lookup(full, st)
     if hit is not None and (hit[1] or not store_bytes):
         return hit[0], st.st_size, False
@@ -229,11 +228,11 @@ def _put_file(
 
 
 def _put_dir(store: Store, full: str, policy: str, cache: StatCache) -> tuple[str, int]:
-    from .code import put_manifest
+    from .code import file_entry_json, put_manifest
 
     total = [0]
 
-    def entries() -> Iterator[dict[str, Any]]:
+    def entries() -> Iterator[str]:
         cut = len(full.rstrip("/")) + 1
         for dirpath, dirnames, filenames in os.walk(full):
             dirnames[:] = sorted(d for d in dirnames if not skip_dir(d))
@@ -247,7 +246,7 @@ def _put_dir(store: Store, full: str, policy: str, cache: StatCache) -> tuple[st
                     continue
                 oid, size = _put_file(store, p, st, policy, cache)
                 total[0] += size
-                yield {"path": p[cut:], "type": "f", "oid": oid, "size": size}
+                yield file_entry_json(p[cut:], oid, size)
             cache.release(dirpath, set(filenames))
 
     return put_manifest(store, entries()), total[0]
@@ -308,8 +307,6 @@ def finalize_files(
 
 
 def _flag_if_changed(store: Store, run_id: str, root: str, path: str, oid: str) -> None:
-    from ..store.hashing import hash_file
-
     full = path if os.path.isabs(path) else os.path.join(root, path)
     try:
         st = os.stat(full)
