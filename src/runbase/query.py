@@ -323,6 +323,19 @@ def compile_sort(text: str | None) -> tuple[str, list[Any]]:
         return "runs.started_at DESC, runs.id DESC", []
     clauses: list[str] = []
     args: list[Any] = []
+    for f, desc in parse_sort(text):
+        for expr, expr_args in _sort_exprs(f):
+            clauses.append(f"CASE WHEN {expr} IS NULL THEN 1 ELSE 0 END")
+            clauses.append(f"{expr} {'DESC' if desc else 'ASC'}")
+            args += expr_args * 2
+    clauses.append("runs.started_at DESC")
+    return ", ".join(clauses), args
+
+
+def parse_sort(text: str) -> list[tuple[Field, bool]]:
+    """``"-metrics.acc, name"`` -> ``[(Field, descending), ...]`` (what
+    :func:`compile_sort` orders by, before its ``started_at`` tiebreaker)."""
+    out: list[tuple[Field, bool]] = []
     for part in text.split(","):
         part = part.strip()
         desc = part.startswith("-")
@@ -335,12 +348,8 @@ def compile_sort(text: str | None) -> tuple[str, list[Any]]:
         f = p.field()
         if p.peek() is not None:
             raise QueryError(f"cannot sort by {part!r}")
-        for expr, expr_args in _sort_exprs(f):
-            clauses.append(f"CASE WHEN {expr} IS NULL THEN 1 ELSE 0 END")
-            clauses.append(f"{expr} {'DESC' if desc else 'ASC'}")
-            args += expr_args * 2
-    clauses.append("runs.started_at DESC")
-    return ", ".join(clauses), args
+        out.append((f, desc))
+    return out
 
 
 def _sort_exprs(f: Field) -> list[tuple[str, list[Any]]]:

@@ -1,0 +1,153 @@
+"""The ASGI app of ``runbase ui``: the JSON API under ``/api`` (docs/api.md), the HTML
+pages (``runbase.web.pages``, when present) and their static files.
+
+    from runbase.web.app import create_app
+    app = create_app(".runbase")                         # a FastAPI app
+    app = create_app(".runbase", auth=check_token)       # a dependency on every route
+
+The store is reached only through ``store.db`` and ``store.objects``: a team server
+passes ``open_store`` to serve a store that is not local files.
+"""
+
+from __future__ import annotations
+
+from . import INSTALL_HINT, require_ui
+
+require_ui("fastapi")
+
+import gzip  # noqa: E402
+import hashlib  # noqa: E402
+import importlib.util  # noqa: E402
+import threading  # noqa: E402
+from collections.abc import AsyncIterator, Callable  # noqa: E402
+from contextlib import asynccontextmanager  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from fastapi import Depends, FastAPI, Request  # noqa: E402
+from fastapi.responses import Response  # noqa: E402
+from starlette.middleware.gzip import GZipMiddleware  # noqa: E402
+
+from .. import __version__  # noqa: E402
+from ..errors import RunbaseError, RunNotFound, StoreError  # noqa: E402
+from ..store import Store, locate  # noqa: E402
+from ..views import NotFound  # noqa: E402
+from .api import StorePool, get_store, json_response  # noqa: E402
+from .api import router as api_router  # noqa: E402
+
+__all__ = ["create_app", "get_store", "json_response"]
+
+PLOTLY_PATH = "/static/vendor/plotly.min.js"
+
+
+def create_app(
+    store_root: str | None = None,
+    *,
+    auth: Callable[..., Any] | None = None,
+    open_store: Callable[[], Store] | None = None,
+) -> FastAPI:
+    """The app over the store at ``store_root`` (found like the CLI finds it when None).
+
+    ``auth``: a FastAPI dependency run before every ``/api`` route and page (raise
+    ``HTTPException(401)`` to refuse). ``open_store``: how to open a store (default:
+    ``Store.open(store_root)``); called once per concurrent request, each store lent to
+    one request at a time. The store is opened once here, so a missing store fails now
+    (``StoreError``), not on the first request.
+    """
+    if open_store is None:
+        root = locate(store_root)
+
+        def open_store() -> Store:
+            return Store.open(root)
+
+    pool = StorePool(open_store)
+    with pool.borrow():
+        pass
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        pool.close()
+
+    app = FastAPI(
+        title="runbase",
+        version=__version__,
+        description="Runs, metrics, code and data lineage of a runbase store (docs/api.md).",
+        lifespan=lifespan,
+    )
+    app.state.store_pool = pool
+    _error_handlers(app)
+    deps = [Depends(auth)] if auth is not None else []
+    app.include_router(api_router, prefix="/api", dependencies=deps)
+    app.add_api_route(PLOTLY_PATH, plotly_js, methods=["GET"], include_in_schema=False)
+    _include_pages(app, deps)
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
+    return app
+
+
+def _error_handlers(app: FastAPI) -> None:
+    def handler(status: int) -> Callable[[Request, Exception], Response]:
+        def handle(request: Request, exc: Exception) -> Response:
+            return json_response({"detail": str(exc)}, status_code=status)
+
+        return handle
+
+    # the most specific class wins: RunNotFound and NotFound before RunbaseError
+    app.add_exception_handler(RunNotFound, handler(404))
+    app.add_exception_handler(NotFound, handler(404))
+    app.add_exception_handler(StoreError, handler(503))
+    app.add_exception_handler(RunbaseError, handler(400))
+
+
+def _include_pages(app: FastAPI, deps: list[Any]) -> None:
+    """The HTML pages and their static files, when this install has them."""
+    if importlib.util.find_spec("runbase.web.pages") is None:
+        return
+    from . import pages
+
+    app.include_router(pages.router, dependencies=deps)
+    static = getattr(pages, "STATIC_DIR", None)
+    if static is not None and Path(static).is_dir():
+        from fastapi.staticfiles import StaticFiles
+
+        app.mount("/static", StaticFiles(directory=static), name="static")
+
+
+_plotly: dict[str, Any] = {}
+_plotly_lock = threading.Lock()
+
+
+def _plotly_bytes() -> dict[str, Any] | None:
+    """plotly.min.js of the installed plotly package: raw, gzipped, its ETag."""
+    with _plotly_lock:
+        if not _plotly:
+            try:
+                from importlib.resources import files
+
+                raw = (files("plotly") / "package_data" / "plotly.min.js").read_bytes()
+            except (ImportError, OSError):
+                return None
+            _plotly["raw"] = raw
+            _plotly["gz"] = gzip.compress(raw, compresslevel=6)
+            _plotly["etag"] = '"' + hashlib.sha256(raw).hexdigest()[:32] + '"'
+        return _plotly
+
+
+def plotly_js(request: Request) -> Response:
+    """GET /static/vendor/plotly.min.js: the browser bundle shipped with plotly."""
+    js = _plotly_bytes()
+    if js is None:
+        return json_response(
+            {"detail": f"plotly is not installed: {INSTALL_HINT}"}, status_code=404
+        )
+    headers = {
+        "ETag": js["etag"],
+        "Cache-Control": "public, max-age=86400",
+        "Vary": "Accept-Encoding",
+    }
+    if request.headers.get("if-none-match") == js["etag"]:
+        return Response(status_code=304, headers=headers)
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        return Response(js["gz"], media_type="application/javascript", headers=headers)
+    return Response(js["raw"], media_type="application/javascript", headers=headers)
