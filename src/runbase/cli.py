@@ -625,3 +625,61 @@ def reproduce(
     else:
         click.echo(render(result, sys.stdout.isatty()))
     ctx.exit(0 if result.verdict.reproduced else 1)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
+@click.option("--port", default=8765, show_default=True, help="The port to listen on.")
+@click.option("--no-browser", is_flag=True, help="Do not open a web browser.")
+@click.pass_context
+def ui(ctx: click.Context, host: str, port: int, no_browser: bool) -> None:
+    """Browse the runs in a web browser: tables, charts, code, data, lineage, comparisons."""
+    try:
+        import uvicorn
+
+        from .web.app import create_app
+    except ImportError as e:
+        raise click.ClickException(
+            f"runbase ui needs the ui extra ({e.name or e} is missing): pip install 'runbase[ui]'"
+        ) from e
+    import threading
+
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(str(_open(ctx).root)), host=host, port=port, log_level="warning")
+    )
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
+    click.echo(f"runbase ui: {url} (Ctrl-C stops it)", err=True)
+    if not no_browser:  # once the server listens
+        threading.Thread(target=_open_browser, args=(server, url), daemon=True).start()
+    server.run()
+
+
+def _open_browser(server: Any, url: str) -> None:
+    import time
+    import webbrowser
+
+    while not server.started and not server.should_exit:
+        time.sleep(0.05)
+    if server.started:
+        webbrowser.open(url)
+
+
+@main.command()
+@click.argument("run_refs", nargs=-1, required=True, metavar="RUN...")
+@click.option(
+    "--output",
+    "-o",
+    default="report.html",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="The HTML file to write.",
+)
+@click.pass_context
+def report(ctx: click.Context, run_refs: tuple[str, ...], output: str) -> None:
+    """Write one self-contained HTML file about RUN... (charts, parameters, and for two
+    runs their diff) that opens offline."""
+    from .report import write_report
+    from .table import fmt_bytes
+
+    path = write_report(_open(ctx), list(run_refs), output)
+    click.echo(f"wrote {path} ({fmt_bytes(path.stat().st_size)})")
