@@ -52,6 +52,9 @@ def install_hooks() -> None:
         install_argparse_hook(_record_argparse, apply_to_namespace)
 
     when_imported("argparse", hook)
+    from .integrations import install_auto
+
+    install_auto()
 
 
 def install_file_hook(project_root: str | None, store_root: str) -> None:

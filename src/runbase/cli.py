@@ -94,6 +94,11 @@ def init(ctx: click.Context) -> None:
     metavar="KEY=VALUE",
     help="Override a parameter: argparse (on the command line or not) or runbase.param (repeatable).",
 )
+@click.option(
+    "--no-integrations",
+    is_flag=True,
+    help="Do not hook frameworks (TensorBoard, Lightning, Keras, ...): runbase.integrations.",
+)
 @click.option("--sweep-id", hidden=True, help="The sweep this run belongs to (runbase sweep).")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
 @click.pass_context
@@ -106,10 +111,12 @@ def run(
     outputs: tuple[str, ...],
     hash_only: bool,
     params: tuple[str, ...],
+    no_integrations: bool,
     sweep_id: str | None,
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND as a tracked run: runbase run -- python train.py --lr 0.1"""
+    from .integrations import ENV_VAR as INTEGRATIONS
     from .supervisor import RunOptions
     from .supervisor import run as run_command
 
@@ -123,6 +130,7 @@ def run(
         hash_only=hash_only,
         overrides=_parse_overrides(params),
         sweep_id=sweep_id,
+        extra_env={INTEGRATIONS: "0"} if no_integrations else {},
     )
     outcome = run_command(list(command), opts)
     if sys.stderr.isatty():  # a line for a human; pipelines get only the command's output

@@ -1,0 +1,69 @@
+"""Framework integrations, enabled automatically in tracked Python processes.
+
+Under ``runbase run`` (and after ``runbase.init()``), each entry of :data:`AUTO` is
+armed with an import hook: when the named module is first imported (or at once, if
+it already is), the ``"module:function"`` target is imported and called with that
+module. Nothing is imported eagerly, so an unused integration costs nothing.
+
+Opt out with ``runbase run --no-integrations`` or ``RUNBASE_INTEGRATIONS=0`` (all), or
+``RUNBASE_INTEGRATIONS=-keras,-lightning`` (some, by name: the part of the target's
+module after ``runbase.integrations.``). An integration that fails warns once and
+leaves the framework alone: tracking never breaks training.
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False  # `from typing import` costs ~8 ms in every tracked process
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import ModuleType
+
+ENV_VAR = "RUNBASE_INTEGRATIONS"
+
+# module whose import arms the integration -> "runbase.integrations.<name>:<function>"
+AUTO: dict[str, str] = {}
+
+
+def _disabled() -> set[str] | None:
+    """None: all off; else the names switched off."""
+    value = os.environ.get(ENV_VAR, "").strip()
+    if value.lower() in ("0", "false", "no", "off", "none"):
+        return None
+    return {part.strip()[1:] for part in value.split(",") if part.strip().startswith("-")}
+
+
+def name_of(target: str) -> str:
+    return target.partition(":")[0].rpartition(".")[2]
+
+
+def install_auto() -> None:
+    """Arm every integration of :data:`AUTO` not switched off."""
+    off = _disabled()
+    if off is None:
+        return
+    from .._imphook import when_imported
+
+    for module, target in AUTO.items():
+        if name_of(target) not in off:
+            when_imported(module, _caller(target))
+
+
+def _caller(target: str) -> Callable[[ModuleType], None]:
+    def call(module: ModuleType) -> None:
+        _call(target, module)
+
+    return call
+
+
+def _call(target: str, module: ModuleType) -> None:
+    import importlib
+
+    mod_name, _, func = target.partition(":")
+    try:
+        getattr(importlib.import_module(mod_name), func)(module)
+    except Exception as e:  # noqa: BLE001 - an integration must never break the program
+        from .._safe import warn_once
+
+        warn_once(f"integration:{target}", f"the {name_of(target)} integration is off: {e}")
