@@ -371,7 +371,9 @@ def ensure_venv(name: str, pin: str, probe: list[str]) -> Path | None:
     cmd = [str(bin_dir / probe[0]), *probe[1:]]
 
     def works() -> bool:
-        return (bin_dir / probe[0]).exists() and subprocess.run(cmd, capture_output=True).returncode == 0
+        return (bin_dir / probe[0]).exists() and subprocess.run(
+            cmd, capture_output=True
+        ).returncode == 0
 
     if works():
         return bin_dir
@@ -379,7 +381,9 @@ def ensure_venv(name: str, pin: str, probe: list[str]) -> Path | None:
     base = Path(sys.base_prefix) / "bin" / "python3"
     if subprocess.run([str(base), "-m", "venv", str(venv)]).returncode != 0:
         return None
-    p = subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "-q", pin], capture_output=True, text=True)
+    p = subprocess.run(
+        [str(bin_dir / "python"), "-m", "pip", "install", "-q", pin], capture_output=True, text=True
+    )
     if p.returncode != 0:
         print(f"  pip install {pin} failed:\n{p.stderr[-2000:]}", flush=True)
         return None

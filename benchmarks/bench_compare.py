@@ -65,7 +65,9 @@ def venv_python(lib: str) -> str | None:
     """The venv's python, creating the venv with pip if needed (None if that fails)."""
     if lib == "runbase":
         return C.PYTHON
-    bin_dir = C.ensure_venv(lib, PINS[lib], ["python", "-c", f"import {lib}; print({lib}.__version__)"])
+    bin_dir = C.ensure_venv(
+        lib, PINS[lib], ["python", "-c", f"import {lib}; print({lib}.__version__)"]
+    )
     return str(bin_dir / "python") if bin_dir else None
 
 

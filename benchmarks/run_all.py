@@ -31,6 +31,7 @@ BENCHES = {
     "log": "bench_log.py",
     "compare": "bench_compare.py",
     "data": "bench_data.py",
+    "ui": "bench_ui.py",
 }
 
 
@@ -225,6 +226,33 @@ def summary_rows() -> list[list[str]]:
                     f"{C.mib(r['runbase_first_maxrss_kib'] * 1024)} / "
                     f"{C.mib(r['runbase_unchanged_maxrss_kib'] * 1024)}",
                     "flat",
+                    "-",
+                ]
+            )
+    ui = load("ui")
+    if ui:
+        for rb in ui.get("runbase") or []:
+            for name, r in rb["requests"].items():
+                goal = (
+                    0.2
+                    if ("filtered by param" in name and "string" not in name) or "series" in name
+                    else None
+                )
+                rows.append(
+                    [
+                        f"web API, {rb['label']}: {name} ({r['bytes'] / 1024:.0f} KiB)",
+                        C.ms(r["median"]),
+                        "<= 200 ms" if goal else "-",
+                        C.target(r["median"], goal) if goal else "-",
+                    ]
+                )
+        ml = ui.get("mlflow")
+        for name, r in ((ml or {}).get("requests") or {}).items():
+            rows.append(
+                [
+                    f"mlflow server, {ml['runs']:,} runs: {name} ({r['bytes'] / 1024:.0f} KiB)",
+                    C.ms(r["median"]),
+                    "-",
                     "-",
                 ]
             )
