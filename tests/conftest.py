@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,17 @@ GIT = [
     "-c",
     "init.defaultBranch=main",
 ]
+
+
+def require(module: str) -> Any:
+    """Import a test dependency. The test extra installs every one of them, so a missing
+    one FAILS the test (a skip would let CI pass without testing the integration)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        pytest.fail(f"{module} is required by this test: pip install -e '.[test]' ({e})")
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import runbase
-from conftest import runbase_cmd, write
+from conftest import require, runbase_cmd, write
 from runbase.read import get_run
 
 
@@ -113,7 +113,7 @@ def test_start_run_context_manager_and_several_runs_per_process(project: Path) -
 
 
 def test_values_are_coerced_not_lost(project: Path) -> None:
-    pytest.importorskip("numpy")
+    require("numpy")
     py(
         project,
         """
@@ -155,7 +155,7 @@ def test_bad_api_input_before_start_raises_clearly(project: Path) -> None:
 
 
 def test_dataframe_api(project: Path) -> None:
-    pd = pytest.importorskip("pandas")
+    pd = require("pandas")
     py(
         project,
         """

@@ -11,6 +11,7 @@ import blake3
 
 from conftest import runbase_cmd, write
 from runbase.store import Store
+from runbase.store.schema import SCHEMA_VERSION
 
 PY = sys.executable
 
@@ -183,12 +184,14 @@ def test_schema_1_store_is_migrated(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / ".runbase" / "runbase.db")
     conn.execute("DROP TABLE run_files")
     conn.execute("ALTER TABLE runs DROP COLUMN data_policy")
+    conn.execute("ALTER TABLE runs DROP COLUMN notebook_json")
     conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     conn.commit()
     conn.close()
     store = Store.open(tmp_path / ".runbase")
-    assert store.db.schema_version() == 3
+    assert store.db.schema_version() == SCHEMA_VERSION == 4
     assert store.db.query("SELECT count(*) FROM run_files") == [(0,)]
+    assert store.db.query("SELECT notebook_json FROM runs") == []
 
 
 def _pipeline(project: Path) -> None:

@@ -31,6 +31,9 @@ PUBLIC = {
     "summary",
     "tag",
 }
+# IPython's extension protocol (`%load_ext runbase`): reachable on the package, lazily,
+# but not part of the API (`from runbase import *` leaves them out)
+IPYTHON_HOOKS = {"load_ipython_extension", "unload_ipython_extension"}
 
 
 def test_all_is_exactly_the_public_api() -> None:
@@ -45,8 +48,17 @@ def test_all_is_exactly_the_public_api() -> None:
         for n, v in vars(runbase).items()
         if isinstance(v, types.ModuleType) and v.__name__ == f"runbase.{n}"
     }
-    accidental = public_now - PUBLIC - submodules - {"annotations", "TYPE_CHECKING"}
+    accidental = public_now - PUBLIC - IPYTHON_HOOKS - submodules - {"annotations", "TYPE_CHECKING"}
     assert not accidental, f"accidentally public: {accidental}"
+
+
+def test_ipython_extension_hooks_are_reachable_but_not_public() -> None:
+    from runbase import notebook
+
+    assert not IPYTHON_HOOKS & set(runbase.__all__)
+    assert runbase.load_ipython_extension is notebook.load_ipython_extension
+    assert runbase.unload_ipython_extension is notebook.unload_ipython_extension
+    assert set(dir(runbase)) >= IPYTHON_HOOKS
 
 
 def test_import_is_light() -> None:

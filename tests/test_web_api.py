@@ -22,11 +22,11 @@ import pytest
 from fastapi import HTTPException, Request
 
 from conftest import GIT, commit, runbase_cmd, write
-from runbase import lifecycle, tracker, views
+from runbase import lifecycle, paging, tracker, views
 from runbase.capture.params import encode_value
 from runbase.diff import diff_runs
 from runbase.errors import RunbaseError, StoreError
-from runbase.query import compile_where
+from runbase.query import compile_sort, compile_where
 from runbase.read import count_runs, list_runs, series
 from runbase.record import build_record
 from runbase.store import Store
@@ -417,6 +417,59 @@ def test_runs_paging_matches_the_cli(grid: dict[str, Any]) -> None:
     ]
 
 
+def test_paging_walk_and_sort_give_the_order_of_compile_sort(grid: dict[str, Any]) -> None:
+    """The index walk and the one sort that paging chooses between both give exactly
+    the order of `compile_sort` (the single ORDER BY `runbase ls` ran before), for every
+    filter x sort, whole and by pages starting in each segment."""
+    store = grid["store"]
+    for where in WHERES:
+        cond, args = compile_where(where)
+        for sort in SORTS:
+            order, order_args = compile_sort(sort)
+            expected = [
+                r[0]
+                for r in store.db.query(
+                    f"SELECT runs.id FROM runs WHERE {cond} ORDER BY {order}, runs.id DESC",
+                    [*args, *order_args],
+                )
+            ]
+            n = len(expected)
+            for walk in (True, False, None):
+                got = [r[0] for r in paging.page_rows(store, cond, args, sort, None, walk=walk)]
+                assert got == expected, (where, sort, walk)
+                for limit, offset in ((50, 0), (7, 3), (100, 150), (10, n - 4), (5, n + 1)):
+                    offset = max(offset, 0)
+                    page = paging.page_rows(store, cond, args, sort, limit, offset, walk=walk)
+                    assert [r[0] for r in page] == expected[offset : offset + limit], (
+                        where, sort, walk, limit, offset,
+                    )  # fmt: skip
+    rows = list_runs(store, "params.lr < 0.05", "-metrics.acc", None, 10)
+    assert [r["id"] for r in rows] == [
+        r["id"] for r in list_runs(store, "params.lr < 0.05", "-metrics.acc", None)
+    ][10:]
+
+
+def test_paging_walks_only_where_it_pays(grid: dict[str, Any]) -> None:
+    """A walk for a page among the first runs of the index; a sort for all runs, a far
+    page, or a filter that few of the first index entries match (a walk would pass
+    most entries of the index)."""
+    store = grid["store"]
+
+    def pays(where: str | None, sort: str, limit: int | None, offset: int = 0) -> bool:
+        cond, args = compile_where(where)
+        return paging._walk_pays(store, cond, args, sort, limit, offset)
+
+    assert pays(None, "-metrics.acc", 20)
+    assert not pays(None, "-metrics.acc", None)  # all runs: one sort
+    assert not pays(None, "-metrics.acc", 50, N_GRID // 2)  # far on
+    assert not pays(None, "name", 50)  # no index to walk
+    # 401 runs: the probe passes 12 index entries, a page of at most 6 may walk
+    assert pays('params.opt == "adam" or params.opt == "sgd"', "-metrics.acc", 5)
+    assert not pays("params.seed == 390", "-metrics.acc", 5)  # one run matches
+    assert not pays("metrics.acc < 0.2", "-metrics.acc", 5)  # the last entries match
+    assert pays("metrics.acc < 0.2", "metrics.acc", 5)  # the first ones do
+
+
 def test_runs_page_values_nan_and_sweeps(grid: dict[str, Any]) -> None:
     api, store = grid["api"], grid["store"]
     page = api.json("/api/runs?sweep=S1&limit=1000&group_by=sweep")
@@ -440,7 +493,7 @@ def test_runs_page_sorted_by_a_metric_walks_the_index(grid: dict[str, Any]) -> N
     (key, value) index in order instead of sorting every run (fast at 100,000 runs)."""
     store = grid["store"]
     cond, args = compile_where("params.lr < 0.05")
-    from_where, seg_args, order, _ = views._segments(cond, args, "-metrics.acc")[0]
+    from_where, seg_args, order, _ = paging.segments(cond, args, "-metrics.acc")[0]
     plan = " | ".join(
         str(r[3])
         for r in store.db.query(

@@ -7,6 +7,7 @@
         runbase.log(loss=1 / (step + 1), step=step)
     runbase.summary(acc=0.93)
 
+In Jupyter, ``%load_ext runbase`` starts a run and adds ``%runbase start|stop|status``.
 Read side: ``runbase.get_run(ref)`` and ``runbase.runs(where=...)``.
 Importing runbase is cheap (stdlib only); heavier modules load on first use.
 """
@@ -41,6 +42,8 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
         summary,
         tag,
     )
+    from .notebook import load_ipython_extension as load_ipython_extension
+    from .notebook import unload_ipython_extension as unload_ipython_extension
     from .read import get_run, runs
     from .tracker import log
 
@@ -86,6 +89,9 @@ _LAZY = {
     "log": "tracker",
     "get_run": "read",
     "runs": "read",
+    # `%load_ext runbase` (IPython looks these up on the package; not in __all__)
+    "load_ipython_extension": "notebook",
+    "unload_ipython_extension": "notebook",
 }
 
 

@@ -72,9 +72,17 @@ def install_file_hook(project_root: str | None, store_root: str) -> None:
 
 
 def _record_argparse(values: dict[str, object]) -> None:
+    record_parsed(values, "argparse")
+
+
+def record_parsed(values: object, source: str, flatten: bool = False) -> None:
+    """Record the params a parser of the command line (argparse, click, Hydra, ...) gave
+    this process; nothing when the process has no active run (after ``finish()``)."""
+    if _tracker.active() is None:
+        return
     from . import api
 
-    # The command's own Python process sets the run's argparse params; a Python script
+    # The command's own Python process sets the run's parsed params; a Python script
     # it starts (an evaluation step, say) only fills in keys that are not set yet.
     top = os.environ.get("RUNBASE_SUPERVISOR_PID") in (None, str(os.getppid()))
-    api.record_params(values, source="argparse", weak=not top)
+    api.record_params(values, source=source, flatten=flatten, weak=not top)

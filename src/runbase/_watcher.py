@@ -2,14 +2,17 @@
 
 A small detached process: ingests the run's spool every second (so live views and
 crash recovery work without slowing the training process), and finalizes the run as
-``crashed`` if the training process disappears without calling ``finish()``.
+``crashed`` if the training process disappears without calling ``finish()``. It also
+samples the system metrics of the training process (``sys/*``, capture/sysmetrics.py).
 Usage: ``python -m runbase._watcher STORE RUN_ID OWNER_PID OWNER_START``.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from typing import Any
 
 
 def main(argv: list[str]) -> int:
@@ -19,6 +22,7 @@ def main(argv: list[str]) -> int:
 
     store_root, run_id, pid, start = argv[0], argv[1], int(argv[2]), argv[3] or None
     store = Store.open(store_root)
+    sampler = _start_sampler(store, run_id, pid)
     while True:
         row = store.db.query_one("SELECT status FROM runs WHERE id = ?", (run_id,))
         if row is None or row[0] != "running":
@@ -29,9 +33,31 @@ def main(argv: list[str]) -> int:
         except Exception:  # noqa: BLE001 - try again next second
             pass
         if not alive:
+            if sampler is not None:
+                sampler.stop()  # its last frame goes in with the finalization
             lifecycle.finalize(store, run_id, "crashed", error="the training process disappeared")
             return 0
         time.sleep(1.0)
+
+
+def _start_sampler(store: Any, run_id: str, pid: int) -> Any:
+    """Sample the training process's tree and the machine (``sys/*`` metrics), every
+    ``$RUNBASE_SYSTEM_INTERVAL`` seconds (default 5; 0: off)."""
+    try:
+        from .capture.sysmetrics import SystemSampler, resolve_interval
+
+        interval = resolve_interval()
+        if not interval:
+            return None
+        sampler = SystemSampler(
+            store.spool_dir(run_id),
+            interval,
+            cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+        )
+        sampler.start(pid)
+        return sampler
+    except Exception:  # noqa: BLE001 - the watcher's other work goes on
+        return None
 
 
 if __name__ == "__main__":

@@ -44,8 +44,10 @@ class Run:
         self.own = own  # False when attached to a `runbase run` supervisor
         self.finished = False
         self._failure: tuple[str, int | None, int | None, str | None] | None = None
+        self.notebook: str | None = None  # the notebook file (absolute path), when known
         self._console: Any = None
         self._old_excepthook: Any = None
+        self._cells: Any = None  # a notebook.CellRecorder in IPython
 
     def __repr__(self) -> str:
         return f"<runbase.Run {self.id} {self.name or ''}>"
@@ -85,27 +87,95 @@ def init(
     store: str | os.PathLike[str] | None = None,
     capture_code: bool = True,
     capture_console: bool = True,
+    notebook: str | os.PathLike[str] | bool | None = None,
 ) -> Run:
     """Start (or attach to) the run of this process. Idempotent.
 
     >>> import runbase
     >>> run = runbase.init(name="baseline", tags={"team": "vision"})   # doctest: +SKIP
 
-    Errors before the run starts (an unusable store) raise :class:`RunbaseError`.
+    In IPython/Jupyter the run records its notebook file (found from the kernel's
+    session, or ``notebook="path.ipynb"``) and the cells executed until ``finish()``;
+    ``notebook=False`` records neither.
+
+    Errors before the run starts (an unusable store, a ``notebook`` that is not a
+    file) raise :class:`RunbaseError`.
     """
     global _run
     with _lock:
+        explicit = _explicit_notebook(notebook)
         if _run is not None and not _run.finished:
             _apply_meta(name, tags, params)
+            if explicit and _run.notebook is None:
+                _setup_notebook(_run, explicit, "explicit")
             return _run
         if os.environ.get("RUNBASE_RUN_ID") and os.environ.get("RUNBASE_DIR"):
             _run = _attach()
             _apply_meta(name, tags, params)
+            path, source = _find_notebook(notebook, explicit) or (None, None)
+            _setup_notebook(_run, path, source, cells=notebook is not False)
         else:
-            _run = _start_own(name, tags, store, capture_code, capture_console)
+            nb = _find_notebook(notebook, explicit)
+            _run = _start_own(name, tags, store, capture_code, capture_console, nb)
+            _setup_notebook(_run, None, None, cells=notebook is not False)
             if params:
                 _inline_params(params)
         return _run
+
+
+def _explicit_notebook(notebook: Any) -> str | None:
+    if notebook is None or isinstance(notebook, bool):
+        return None
+    from .notebook import resolve_path
+
+    path = resolve_path(os.fsdecode(os.fspath(notebook)))
+    if path is None:
+        raise UsageError(f"notebook {os.fsdecode(os.fspath(notebook))!r} is not a file")
+    return path
+
+
+def _find_notebook(notebook: Any, explicit: str | None) -> tuple[str, str] | None:
+    """``(path, how it was found)`` of the notebook to record, if any."""
+    if explicit:
+        return explicit, "explicit"
+    if notebook is False or "IPython" not in sys.modules:
+        return None
+    from .notebook import find_notebook, shell
+
+    ip = shell()
+    return find_notebook(ip) if ip is not None else None
+
+
+def _setup_notebook(run: Run, path: str | None, source: str | None, cells: bool = True) -> None:
+    """Record the notebook file (unless ``_start_own`` did) and, in IPython, start
+    recording the cells the kernel executes."""
+    t = _tracker.active()
+    if path is not None and source is not None:
+        run.notebook = path
+        if t is not None and run.own:
+            safe_call("the notebook", _record_notebook_now, run, path, source)
+        elif t is not None:  # attached: the supervisor stores it
+            t.event("notebook", path=path, source=source)
+    if not cells or run._cells is not None or t is None or "IPython" not in sys.modules:
+        return
+    from .notebook import shell, start_cells
+
+    ip = shell()
+    if ip is not None:
+        run._cells = safe_call(
+            "notebook cells", start_cells, ip, t.spool_dir, _known_secrets(), run.notebook
+        )
+
+
+def _record_notebook_now(run: Run, path: str, source: str) -> None:
+    from .notebook import record_notebook_file
+    from .store import Store
+
+    store = Store.open(run.store_root)
+    try:
+        record_notebook_file(store, run.id, path, source)
+    finally:
+        store.close()
 
 
 def _attach() -> Run:
@@ -137,6 +207,7 @@ def _start_own(
     store_path: Any,
     capture_code: bool,
     capture_console: bool,
+    notebook: tuple[str, str] | None = None,
 ) -> Run:
     from . import lifecycle
     from ._child import python_info
@@ -162,14 +233,22 @@ def _start_own(
         raise RunbaseError(f"could not start a run in {store.root}: {e}") from e
     row = store.db.query_one("SELECT name FROM runs WHERE id = ?", (run_id,))
     run = Run(run_id, row[0] if row else name, str(store.root), own=True)
-    t = _tracker.Tracker(run_id, str(store.root))
-    _tracker.activate(t)
-    t.event("python", info=python_info())
+    # Before the run's tracker is active: in a process that had a run before (a notebook
+    # kernel), that run's audit hook would report the files read here as the run's inputs.
+    if notebook is not None:  # its bytes as they are now
+        from .notebook import record_notebook_file
+
+        run.notebook = notebook[0]
+        safe_call("the notebook", record_notebook_file, store, run_id, *notebook)
     if capture_code:
-        safe_call("the code snapshot", lifecycle.snapshot_code, store, run_id, root)
+        keep = [notebook[0]] if notebook else None  # in the snapshot, even if large or ignored
+        safe_call("the code snapshot", lifecycle.snapshot_code, store, run_id, root, keep)
     if "ipykernel" not in sys.modules:  # a kernel's argv is its launcher's, not params
         safe_call("argv params", lifecycle.record_argv_params, store, run_id, argv[1:])
     store.close()
+    t = _tracker.Tracker(run_id, str(store.root))
+    _tracker.activate(t)
+    t.event("python", info=python_info())
     from ._child import install_file_hook, install_hooks
 
     install_hooks()
@@ -405,6 +484,10 @@ def finish(status: str | None = None) -> None:
             return
         run.finished = True
         t = _tracker.active()
+        if run._cells is not None:
+            from .notebook import stop_cells
+
+            safe_call("notebook cells", stop_cells, run._cells)
         if not run.own:
             if t is not None:
                 t.flush()

@@ -99,6 +99,13 @@ def init(ctx: click.Context) -> None:
     is_flag=True,
     help="Do not hook frameworks (TensorBoard, Lightning, Keras, ...): runbase.integrations.",
 )
+@click.option(
+    "--system-interval",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Sample CPU, memory, disk, network and GPU metrics (sys/*) this often; 0: off. "
+    "[default: $RUNBASE_SYSTEM_INTERVAL, else 5]",
+)
 @click.option("--sweep-id", hidden=True, help="The sweep this run belongs to (runbase sweep).")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
 @click.pass_context
@@ -112,6 +119,7 @@ def run(
     hash_only: bool,
     params: tuple[str, ...],
     no_integrations: bool,
+    system_interval: float | None,
     sweep_id: str | None,
     command: tuple[str, ...],
 ) -> None:
@@ -130,6 +138,7 @@ def run(
         hash_only=hash_only,
         overrides=_parse_overrides(params),
         sweep_id=sweep_id,
+        system_interval=system_interval,
         extra_env={INTEGRATIONS: "0"} if no_integrations else {},
     )
     outcome = run_command(list(command), opts)
@@ -209,15 +218,32 @@ def ls(
 @click.argument("run_ref", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the run record (docs/run-record.md).")
 @click.option("--no-patch", is_flag=True, help="Leave the code patch out.")
+@click.option(
+    "--cells",
+    is_flag=True,
+    help="The notebook cells the run executed, in order (with --json: their JSON list).",
+)
 @click.pass_context
-def show(ctx: click.Context, run_ref: str | None, as_json: bool, no_patch: bool) -> None:
+def show(
+    ctx: click.Context, run_ref: str | None, as_json: bool, no_patch: bool, cells: bool
+) -> None:
     """Show a run (the latest when RUN is omitted)."""
     from .read import resolve
     from .record import build_record
-    from .show import render_record
+    from .show import render_cells, render_record
 
     store = _open(ctx)
-    rec = build_record(store, resolve(store, run_ref), include_patch=not no_patch)
+    run_id = resolve(store, run_ref)
+    if cells:
+        from .notebook import load_cells
+
+        listed = load_cells(store, run_id)
+        if as_json:
+            _echo_json(listed)
+        else:
+            click.echo(render_cells(listed) if listed else f"run {run_id} recorded no cells")
+        return
+    rec = build_record(store, run_id, include_patch=not no_patch)
     if as_json:
         _echo_json(rec)
     else:

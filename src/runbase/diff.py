@@ -101,8 +101,11 @@ def _params(store: Store, ra: dict[str, Any], rb: dict[str, Any]) -> dict[str, A
 
 
 def _metrics(store: Store, ra: dict[str, Any], rb: dict[str, Any]) -> dict[str, Any]:
-    ma = {k: _num(m["value"]) for k, m in ra["metrics"].items()}
-    mb = {k: _num(m["value"]) for k, m in rb["metrics"].items()}
+    from .capture.sysmetrics import is_system_metric
+
+    # system metrics (sys/*) describe the machine's load, not the result: left out
+    ma = {k: _num(m["value"]) for k, m in ra["metrics"].items() if not is_system_metric(k)}
+    mb = {k: _num(m["value"]) for k, m in rb["metrics"].items() if not is_system_metric(k)}
     added = [{"key": k, "value": mb[k]} for k in sorted(mb.keys() - ma.keys())]
     removed = [{"key": k, "value": ma[k]} for k in sorted(ma.keys() - mb.keys())]
     changed = [

@@ -118,7 +118,9 @@ def _metric_value(metrics: dict[str, dict[str, Any]], metric: str) -> float | No
 def _unknown_metric(metric: str, rows: list[dict[str, Any]], where: str | None) -> str:
     if not rows:
         return "no runs" + (f" match {where!r}" if where else " in the store")
-    known = sorted({k for r in rows for k in r["metrics"]})
+    from .capture.sysmetrics import is_system_metric
+
+    known = sorted({k for r in rows for k in r["metrics"] if not is_system_metric(k)})
     shown = ", ".join(known[:20]) + (" ..." if len(known) > 20 else "")
     return f"no run has a numeric metric {metric!r} (metrics: {shown or 'none'})"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ._safe import warn_once
-from .capture.params import MAX_INLINE_VALUE, SOURCES, numeric
+from .capture.params import MAX_INLINE_VALUE, PARSERS, SOURCE_RANK, numeric
 from .spool import KIND_KEY, STEP_KEY, TIME_KEY, read_frames
 from .store import Store
 
@@ -218,15 +218,16 @@ def _apply_param(cur: Any, store: Store, run_id: str, e: dict[str, Any]) -> None
     key, value, source = str(e.get("key")), e.get("value"), e.get("source", "inline")
     if not isinstance(value, str):
         value = json.dumps(str(value))
-    if source not in SOURCES:
+    if source not in SOURCE_RANK:
         source = "inline"
     row = cur.execute(
         "SELECT source FROM params WHERE run_id = ? AND key = ?", (run_id, key)
     ).fetchone()
-    if row and SOURCES.index(row[0]) > SOURCES.index(source):
-        return  # an inline param beats argparse, which beats an argv guess
-    if row and e.get("weak") and row[0] != "argv":
-        return  # a nested script's argparse value never replaces the command's own
+    have = SOURCE_RANK.get(row[0], SOURCE_RANK["inline"]) if row else -1
+    if have > SOURCE_RANK[source]:
+        return  # inline beats a parser (argparse, click, ...), which beats an argv guess
+    if e.get("weak") and have >= SOURCE_RANK[source]:
+        return  # a nested script's parsed value never replaces the command's own
     if len(value) > MAX_INLINE_VALUE:
         oid = store.objects.put_bytes(value.encode())
         value = json.dumps({"$object": oid, "size": len(value), "preview": value[:200]})
@@ -236,7 +237,7 @@ def _apply_param(cur: Any, store: Store, run_id: str, e: dict[str, Any]) -> None
         "source = excluded.source",
         (run_id, key, value, numeric(value), source),
     )
-    if source == "argparse":
+    if source in PARSERS:
         cur.execute("DELETE FROM params WHERE run_id = ? AND source = 'argv'", (run_id,))
 
 
@@ -250,7 +251,11 @@ def _apply_summary(cur: Any, run_id: str, values: dict[str, Any]) -> None:
             "INSERT INTO metrics (run_id, key, count, last, min, max, summary, has_summary, value) "
             "VALUES (?, ?, 0, ?, ?, ?, ?, 1, ?) "
             "ON CONFLICT (run_id, key) DO UPDATE SET summary = excluded.summary, has_summary = 1, "
-            "value = excluded.summary",
+            "value = excluded.summary, "
+            # a summary-only key's last/min/max are its (latest) summary (docs/run-record.md)
+            "last = CASE WHEN metrics.count = 0 THEN excluded.last ELSE metrics.last END, "
+            "min = CASE WHEN metrics.count = 0 THEN excluded.min ELSE metrics.min END, "
+            "max = CASE WHEN metrics.count = 0 THEN excluded.max ELSE metrics.max END",
             (run_id, str(key), db_v, db_v, db_v, db_v, db_v),
         )
 

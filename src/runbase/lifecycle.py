@@ -81,15 +81,20 @@ def record_code(store: Store, run_id: str, code: dict[str, Any]) -> None:
     )
 
 
-def snapshot_code(store: Store, run_id: str, root: Path) -> None:
-    """Snapshot the code under ``root`` and record it on the run."""
+def snapshot_code(store: Store, run_id: str, root: Path, keep: list[str] | None = None) -> None:
+    """Snapshot the code under ``root`` and record it on the run. ``keep``: files (a
+    run's notebook) kept in the snapshot whatever their size or ignore rules."""
     from .capture.code import snapshot
 
-    record_code(store, run_id, snapshot(store, root).as_dict())
+    real = os.path.realpath(root)
+    rel = [os.path.relpath(os.path.realpath(p), real) for p in keep or ()]
+    rel = [p for p in rel if not p.startswith("..")]
+    record_code(store, run_id, snapshot(store, root, rel).as_dict())
 
 
-def record_argv_params(store: Store, run_id: str, argv: list[str]) -> None:
-    """Fallback params parsed from the (already redacted) command line, source ``argv``."""
+def record_argv_params(store: Store, run_id: str, argv: list[str], cwd: str | None = None) -> None:
+    """Fallback params parsed from the (already redacted) command line, source ``argv``,
+    and those of the config files it names (relative to ``cwd``), source ``config``."""
     rows = []
     for key, text in pcap.parse_argv(argv).items():
         value = pcap.encode_value(key, pcap.typed(text))
@@ -100,6 +105,38 @@ def record_argv_params(store: Store, run_id: str, argv: list[str]) -> None:
             "ON CONFLICT (run_id, key) DO NOTHING",
             rows,
         )
+    record_config_params(store, run_id, argv, cwd)
+
+
+def record_config_params(
+    store: Store, run_id: str, argv: list[str], cwd: str | None = None
+) -> None:
+    """Params from the YAML/TOML/JSON config files named on ``argv`` (capture.configfiles):
+    below argv guesses in precedence (``--config c.yaml --lr 0.2``: the 0.2 holds); a
+    later file wins over an earlier one."""
+    from .capture.configfiles import config_files
+    from .capture.secrets import known_secret_values, scrub
+
+    files = config_files(argv, cwd)
+    if not files:
+        return
+    secrets = known_secret_values()
+    rows = []
+    for _path, values in files:
+        for key, v in values.items():
+            value = (
+                scrub(pcap.encode_value(key, v), secrets) if secrets else pcap.encode_value(key, v)
+            )
+            if len(value) > pcap.MAX_INLINE_VALUE:
+                oid = store.objects.put_bytes(value.encode())
+                value = json.dumps({"$object": oid, "size": len(value), "preview": value[:200]})
+            rows.append((run_id, key, value, pcap.numeric(value), "config"))
+    store.db.executemany(
+        "INSERT INTO params (run_id, key, value, num, source) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, num = excluded.num "
+        "WHERE params.source = 'config'",
+        rows,
+    )
 
 
 def record_env(store: Store, run_id: str, python: dict[str, Any] | None) -> None:
@@ -181,6 +218,10 @@ def handle_events(store: Store, run_id: str, result: IngestResult) -> None:
             info = e.get("info")
             if isinstance(info, dict):
                 record_env(store, run_id, info)
+        elif kind == "notebook" and isinstance(e.get("path"), str):
+            from .notebook import record_notebook_file
+
+            record_notebook_file(store, run_id, e["path"], str(e.get("source") or ""))
         elif kind == "file" and isinstance(e.get("path"), str):
             from .capture.files import note_file
 
@@ -215,10 +256,14 @@ def finalize(
         record_env(store, run_id, None)
     _finalize_files(store, run_id)
     logs = _store_logs(store, run_id)
+    from .notebook import notebook_with_cells
+
+    notebook = notebook_with_cells(store, run_id)
     with store.db.transaction() as cur:
         cur.execute(
             "UPDATE runs SET status = ?, exit_code = ?, exit_signal = ?, ended_at = ?, logs_json = ?, "
-            "error = ? WHERE id = ? AND status = 'running'",
+            "error = ?, notebook_json = coalesce(?, notebook_json) "
+            "WHERE id = ? AND status = 'running'",
             (
                 status,
                 exit_code,
@@ -226,6 +271,7 @@ def finalize(
                 ended_at or time.time(),
                 json.dumps(logs),
                 error,
+                json.dumps(notebook) if notebook is not None else None,
                 run_id,
             ),
         )

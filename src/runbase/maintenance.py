@@ -48,6 +48,13 @@ def references(store: Store) -> Iterator[tuple[str, str, str]]:
             yield packages_id, "env", run_id
         for entry in (json.loads(logs_json) if logs_json else {}).values():
             yield entry["oid"], "logs", run_id
+    for run_id, notebook_json in store.db.query(
+        "SELECT id, notebook_json FROM runs WHERE notebook_json IS NOT NULL"
+    ):
+        nb = json.loads(notebook_json)
+        for key in ("oid", "cells_oid"):  # the notebook file, the cells that ran: code
+            if nb.get(key):
+                yield nb[key], "code", run_id
     for run_id, oid, kind in store.db.query(
         "SELECT run_id, oid, kind FROM run_files WHERE oid IS NOT NULL AND stored = 1"
     ):

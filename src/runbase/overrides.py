@@ -8,7 +8,9 @@ An override reaches the command in one of two ways:
   argv does not show: an argparse argument left at its default, or an inline
   ``runbase.param("lr", 0.1)``. In the command's Python processes the argparse hook sets
   the parsed attribute (converted with the argument's ``type``) and ``runbase.param`` /
-  ``runbase.params`` return (and record) the override instead of the coded value.
+  ``runbase.params`` return (and record) the override instead of the coded value; the
+  click, typer, Hydra, fire and jsonargparse hooks (runbase.integrations.configs) set
+  it in what they parsed.
 
     overrides = parse_assignments(["lr=0.01", "model=vgg"])
     argv, rest = apply_to_argv(["python", "train.py", "--lr", "0.1"], overrides)
@@ -169,10 +171,13 @@ def to_env(overrides: Mapping[str, Any]) -> dict[str, str]:
 def unused(
     overrides: Mapping[str, Any], rewritten: Iterable[str], param_sources: Mapping[str, str]
 ) -> list[str]:
-    """Overrides that nothing consumed: not on the command line, and no argparse
-    argument or ``runbase.param`` of that name was recorded by the run."""
+    """Overrides that nothing consumed: not on the command line, and no parser's
+    argument (argparse, click, Hydra, ...) or ``runbase.param`` of that name was
+    recorded by the run."""
+    from .capture.params import PARSERS
+
     done = set(rewritten) | {
-        k.replace("-", "_") for k, s in param_sources.items() if s in ("argparse", "inline")
+        k.replace("-", "_") for k, s in param_sources.items() if s in PARSERS or s == "inline"
     }
     return [k for k in overrides if k not in done and k.replace("-", "_") not in done]
 

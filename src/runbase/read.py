@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import AmbiguousRunRef, RunNotFound
-from .query import compile_sort, compile_where
+from .paging import page_rows
+from .query import compile_where
 from .store import Store
 
 RUN_COLUMNS = (
@@ -26,6 +27,7 @@ RUN_COLUMNS = (
     "packages_id, logs_json, error"
 )
 _NAMES = [c.strip() for c in RUN_COLUMNS.split(",")]
+_RUN_SELECT = ", ".join(f"runs.{c}" for c in _NAMES)  # RUN_COLUMNS where other tables join
 MAX_LIMIT = 100_000
 
 
@@ -80,6 +82,14 @@ def resolve(store: Store, ref: str | None) -> str:
 
 def row_dict(row: tuple[Any, ...]) -> dict[str, Any]:
     return dict(zip(_NAMES, row, strict=True))
+
+
+def load_row(store: Store, run_id: str) -> dict[str, Any]:
+    """The runs table's row of run ``run_id`` (:class:`RunNotFound` without one)."""
+    row = store.db.query_one(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
+    if row is None:
+        raise RunNotFound(f"no run {run_id}")
+    return row_dict(row)
 
 
 def load_params(store: Store, run_ids: list[str]) -> dict[str, dict[str, tuple[Any, str]]]:
@@ -143,15 +153,28 @@ def list_runs(
     limit: int | None = 50,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """Runs matching ``where`` (see runbase.query), each with params, metrics and tags."""
+    """Runs matching ``where`` (see runbase.query) in the order of ``sort``, from
+    ``offset`` on, at most ``limit`` (None: all), each with params, metrics and tags."""
     cond, args = compile_where(where)
-    order, order_args = compile_sort(sort)
-    sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE {cond} ORDER BY {order}"
-    all_args: list[Any] = [*args, *order_args]
     if limit is not None:
-        sql += " LIMIT ? OFFSET ?"
-        all_args += [min(max(int(limit), 0), MAX_LIMIT), max(int(offset), 0)]
-    rows = [row_dict(r) for r in store.db.query(sql, all_args)]
+        limit = min(max(int(limit), 0), MAX_LIMIT)
+    rows = page_rows(store, cond, args, sort, limit, max(int(offset), 0), _RUN_SELECT)
+    return _with_details(store, [row_dict(r) for r in rows])
+
+
+def load_runs(store: Store, run_ids: list[str]) -> list[dict[str, Any]]:
+    """The runs ``run_ids`` (in that order; unknown ids left out) as :func:`list_runs`
+    gives them."""
+    by_id: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(run_ids):
+        q = f"SELECT {RUN_COLUMNS} FROM runs WHERE id IN ({','.join('?' * len(chunk))})"
+        for row in store.db.query(q, chunk):
+            r = row_dict(row)
+            by_id[r["id"]] = r
+    return _with_details(store, [by_id[i] for i in run_ids if i in by_id])
+
+
+def _with_details(store: Store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ids_ = [r["id"] for r in rows]
     params, metrics, tags = (
         load_params(store, ids_),
@@ -218,10 +241,7 @@ class RunView:
 
     def __init__(self, store: Store, run_id: str) -> None:
         self._store = store
-        row = store.db.query_one(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
-        if row is None:
-            raise RunNotFound(f"no run {run_id}")
-        self._row = row_dict(row)
+        self._row = load_row(store, run_id)
         self.id: str = self._row["id"]
         self.name: str = self._row["name"]
         self.status: str = self._row["status"]
@@ -237,6 +257,14 @@ class RunView:
 
     def series(self, key: str) -> MetricSeries:
         return series(self._store, self.id, key)
+
+    def cells(self) -> list[dict[str, Any]]:
+        """The notebook cells the run executed, in order: ``{index, execution_count,
+        cell_id, source, started_at, duration_s, success, error}`` (docs/run-record.md);
+        empty for a run that did not run in IPython/Jupyter."""
+        from .notebook import load_cells
+
+        return load_cells(self._store, self.id)
 
     def record(self, include_patch: bool = True) -> dict[str, Any]:
         """The run record (what ``runbase show --json`` prints; docs/run-record.md)."""

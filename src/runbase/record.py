@@ -11,7 +11,8 @@ from typing import Any
 
 from .capture.files import list_files
 from .capture.params import jsonable
-from .read import RUN_COLUMNS, duration, load_metrics, load_params, load_tags, row_dict
+from .notebook import notebook_section
+from .read import duration, load_metrics, load_params, load_row, load_tags
 from .store import Store
 
 RECORD_VERSION = 1
@@ -47,13 +48,18 @@ def ls_entry(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def build_record(store: Store, run_id: str, include_patch: bool = True) -> dict[str, Any]:
-    row = store.db.query_one(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
-    if row is None:
-        from .errors import RunNotFound
+def run_row(r: dict[str, Any]) -> dict[str, Any]:
+    """One run of the web API's runs table (docs/api.md): its ``ls --json`` line
+    without ``exit_signal``, with ``host`` and each metric's summary value only."""
+    row = ls_entry(r)
+    del row["exit_signal"]
+    row["host"] = r["host"]
+    row["metrics"] = {k: m["value"] for k, m in r["metrics"].items()}
+    return row
 
-        raise RunNotFound(f"no run {run_id}")
-    r = row_dict(row)
+
+def build_record(store: Store, run_id: str, include_patch: bool = True) -> dict[str, Any]:
+    r = load_row(store, run_id)
     params = load_params(store, [run_id])[run_id]
     code = json.loads(r["code_json"]) if r["code_json"] else None
     env = json.loads(r["env_json"]) if r["env_json"] else None
@@ -78,6 +84,7 @@ def build_record(store: Store, run_id: str, include_patch: bool = True) -> dict[
         "tags": load_tags(store, [run_id])[run_id],
         "code": code,
         "env": env,
+        "notebook": notebook_section(store, run_id),
         **list_files(store, run_id),
         "logs": json.loads(r["logs_json"]) if r["logs_json"] else None,
         "error": r["error"],

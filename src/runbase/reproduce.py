@@ -123,9 +123,14 @@ def judge(
     original: dict[str, Any], new: dict[str, Any], rtol: float = 0.0, atol: float = 0.0
 ) -> Verdict:
     """Compare two run records (``build_record`` shape): every metric summary of the
-    original must be in the new run, equal within tolerance, and the exit status the same."""
+    original must be in the new run, equal within tolerance, and the exit status the same.
+    System metrics (``sys/*``: CPU, memory, GPU load) are not compared."""
+    from .capture.sysmetrics import is_system_metric
+
     checks = []
     for key in sorted(original.get("metrics") or {}):
+        if is_system_metric(key):  # sys/*: the machine's load, not the result
+            continue
         old = _value(original["metrics"][key])
         got = (new.get("metrics") or {}).get(key)
         val = _value(got) if got is not None else None

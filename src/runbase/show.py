@@ -49,6 +49,24 @@ def render_record(rec: dict[str, Any]) -> str:
             ],
             indent=2,
         )
+    nb = rec.get("notebook")
+    if nb:
+        lines += ["", "notebook:"]
+        lines += _kv(
+            [
+                (
+                    "file",
+                    f"{nb['path']}  ({nb['size']} bytes, found by {nb['source']})"
+                    if nb.get("path")
+                    else "(not found)",
+                ),
+                (
+                    "cells",
+                    f"{nb.get('cells_count', 0)} executed (runbase show {rec['id']} --cells)",
+                ),
+            ],
+            indent=2,
+        )
     if rec["params"]:
         lines += ["", "params:"]
         lines += _kv(
@@ -118,6 +136,24 @@ def render_record(rec: dict[str, Any]) -> str:
             indent=2,
         )
     return "\n".join(lines)
+
+
+def render_cells(cells: list[dict[str, Any]]) -> str:
+    """The cells a notebook run executed, in order, each with its source."""
+    out: list[str] = []
+    for c in cells:
+        count = c.get("execution_count")
+        state = {True: "ok", False: "error", None: "did not finish"}.get(c.get("success"), "?")
+        head = f"[{c.get('index')}] In [{count if count is not None else ' '}]  {state}"
+        if c.get("duration_s") is not None:
+            head += f"  {fmt_duration(c['duration_s'])}"
+        head += f"  {c.get('started_at') or ''}"
+        out.append(head.rstrip())
+        out += ["    " + line for line in str(c.get("source") or "").splitlines()]
+        if c.get("error"):
+            out.append(f"    -> {c['error']}")
+        out.append("")
+    return "\n".join(out).rstrip()
 
 
 def _num(v: Any) -> Any:

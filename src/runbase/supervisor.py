@@ -55,6 +55,9 @@ class RunOptions:
     project_root: str | None = None
     # a code record to use instead of a snapshot (the tree `reproduce` materialized)
     code_record: dict[str, Any] | None = None
+    # seconds between system metric samples (sys/*); None: $RUNBASE_SYSTEM_INTERVAL or 5;
+    # 0: off
+    system_interval: float | None = None
 
 
 @dataclass
@@ -108,7 +111,7 @@ def run(argv: list[str], options: RunOptions | None = None) -> RunOutcome:
         safe_call("the code record", lifecycle.record_code, store, run_id, opts.code_record)
     elif opts.capture_code:
         safe_call("the code snapshot", lifecycle.snapshot_code, store, run_id, root)
-    safe_call("argv params", lifecycle.record_argv_params, store, run_id, shown_argv)
+    safe_call("argv params", lifecycle.record_argv_params, store, run_id, shown_argv, str(cwd))
     safe_call(
         "declared data",
         lifecycle.declare_files,
@@ -223,6 +226,9 @@ class _Supervised:
             raise UsageError(f"could not start {self.argv[0]}: {e}") from e
         streams.close_child_ends()
         old = self._forward_signals()
+        # after the command started (psutil and NVML load on the sampler's thread), and
+        # before anything could reap it: our children's CPU time so far is its baseline
+        sampler = safe_call("system metrics", self._system_sampler, env, self.proc.pid)
         ingester = threading.Thread(target=self._ingest_loop, name="runbase-ingest", daemon=True)
         ingester.start()
         try:
@@ -236,6 +242,8 @@ class _Supervised:
             rc = self.proc.wait()
         finally:
             self._restore_signals(old)
+            if sampler is not None:
+                sampler.stop()  # its last frame goes in with the last ingest
             starter.join(timeout=30)
             if watcher_box and watcher_box[0] is not None:
                 watcher_box[0].stop()  # before the last ingest, which records what it saw
@@ -250,6 +258,21 @@ class _Supervised:
 
     def _open_streams(self) -> _Streams:
         return _Streams.open(use_pty_out=_isatty(1), use_pty_err=_isatty(2))
+
+    def _system_sampler(self, env: dict[str, str], pid: int) -> Any:
+        from .capture.sysmetrics import SystemSampler, resolve_interval
+
+        interval = resolve_interval(self.opts.system_interval)
+        if not interval:
+            return None
+        sampler = SystemSampler(
+            self.store.spool_dir(self.run_id),
+            interval,
+            own_children=True,
+            cuda_visible_devices=env.get("CUDA_VISIBLE_DEVICES"),
+        )
+        sampler.start(pid)
+        return sampler
 
     def _watch_tree(self, root: str) -> Any:
         from .capture.files import store_internals

@@ -85,7 +85,10 @@ def runs_table(store: Any, rows: list[dict[str, Any]]) -> tuple[list[str], list[
 
     short = abbreviate(store, [r["id"] for r in rows])
     pkeys = sorted({k for r in rows for k in r["params"]})
-    mkeys = sorted({k for r in rows for k in r["metrics"]})
+    from .capture.sysmetrics import is_system_metric
+
+    # system metrics (sys/*) are many and rarely what a listing compares: `show` has them
+    mkeys = sorted({k for r in rows for k in r["metrics"] if not is_system_metric(k)})
     headers = ["id", "name", "status", "started", "duration"]
     headers += [f"{k}" if k not in mkeys else f"params.{k}" for k in pkeys]
     headers += [f"{k}" if k not in pkeys else f"metrics.{k}" for k in mkeys]

@@ -34,19 +34,11 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .capture.params import jsonable
+from .capture.sysmetrics import is_system_metric
 from .errors import QueryError, RunbaseError, UsageError
-from .query import Field, compile_sort, compile_where, parse_sort
-from .read import (
-    RUN_COLUMNS,
-    duration,
-    load_metrics,
-    load_params,
-    load_tags,
-    resolve,
-    row_dict,
-    with_sweep,
-)
-from .record import build_record, iso
+from .query import compile_where
+from .read import list_runs, load_row, load_runs, resolve, with_sweep
+from .record import build_record, iso, run_row
 from .store import Store
 
 API_VERSION = 1
@@ -64,7 +56,6 @@ DEFAULT_LOG_CHUNK = 256 * 1024
 MAX_LOG_CHUNK = 4 * 1024 * 1024
 UI_INSTALL_HINT = "pip install 'runbase[ui]'"
 _BINARY_SNIFF = 8192
-_SORT_AGGS = {"last", "min", "max", "count", "value"}
 
 
 class NotFound(RunbaseError):
@@ -95,127 +86,14 @@ def _where(where: str | None) -> tuple[str, list[Any]]:
         return compile_where(where)
 
 
-def _run_row(store: Store, run_id: str) -> dict[str, Any]:
-    from .errors import RunNotFound
-
-    row = store.db.query_one(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
-    if row is None:
-        raise RunNotFound(f"no run {run_id}")
-    return row_dict(row)
-
-
 def run_items(store: Store, run_ids: list[str]) -> list[dict[str, Any]]:
     """The runs (in the order given; unknown ids left out) as rows of the runs table:
     ``{id, name, status, exit_code, user, host, started_at, ended_at, duration_s,
     sweep_id, tags, params, metrics}`` with ``metrics`` the summary values."""
-    if not run_ids:
-        return []
-    rows: dict[str, dict[str, Any]] = {}
-    for i in range(0, len(run_ids), 500):
-        chunk = run_ids[i : i + 500]
-        q = f"SELECT {RUN_COLUMNS} FROM runs WHERE id IN ({','.join('?' * len(chunk))})"
-        for row in store.db.query(q, chunk):
-            r = row_dict(row)
-            rows[r["id"]] = r
-    ids = [i for i in run_ids if i in rows]
-    params, metrics, tags = (
-        load_params(store, ids),
-        load_metrics(store, ids),
-        load_tags(store, ids),
-    )
-    out = []
-    for rid in ids:
-        r = rows[rid]
-        out.append(
-            {
-                "id": rid,
-                "name": r["name"],
-                "status": r["status"],
-                "exit_code": r["exit_code"],
-                "user": r["user_name"],
-                "host": r["host"],
-                "started_at": iso(r["started_at"]),
-                "ended_at": iso(r["ended_at"]),
-                "duration_s": duration(r),
-                "sweep_id": r["sweep_id"],
-                "tags": tags[rid],
-                "params": {k: v for k, (v, _s) in params[rid].items()},
-                "metrics": {k: m["value"] for k, m in metrics[rid].items()},
-            }
-        )
-    return jsonable(out)
+    return jsonable([run_row(r) for r in load_runs(store, run_ids)])
 
 
 # -- the runs table ----------------------------------------------------------------------
-
-# One ordered SELECT of run ids: (FROM ... WHERE ..., its args, ORDER BY ..., its args).
-_Segment = tuple[str, list[Any], str, list[Any]]
-_TIEBREAK = "runs.started_at DESC, runs.id DESC"
-
-
-def _segments(cond: str, args: list[Any], sort: str | None) -> list[_Segment]:
-    """The page query for ``sort``, as consecutive segments whose concatenation is the
-    order of ``runbase ls --sort`` (runs without the key last).
-
-    A single ``metrics.*``/``params.*``/``tags.*`` key is split so that SQLite walks the
-    ``(key, value)`` index instead of sorting every matching run: the first page of
-    100,000 runs sorted by a metric reads about one page of index entries.
-    """
-    fields = parse_sort(sort) if sort and sort.strip() else []
-    if len(fields) == 1 and fields[0][0].scope in ("metrics", "params", "tags"):
-        f, desc = fields[0]
-        return _key_segments(f, "DESC" if desc else "ASC", cond, args)
-    order, order_args = compile_sort(sort)
-    if fields:
-        order += ", runs.id DESC"
-    return [(f"FROM runs WHERE {cond}", args, order, order_args)]
-
-
-def _key_segments(f: Field, d: str, cond: str, args: list[Any]) -> list[_Segment]:
-    def having(extra: str) -> str:  # runs with the key (and ``extra`` on its row)
-        return (
-            f"FROM {f.scope} s JOIN runs ON runs.id = s.run_id WHERE s.key = ?{extra} AND ({cond})"
-        )
-
-    def lacking(extra: str) -> str:  # the others
-        return (
-            f"FROM runs WHERE NOT EXISTS (SELECT 1 FROM {f.scope} s WHERE s.run_id = runs.id "
-            f"AND s.key = ?{extra}) AND ({cond})"
-        )
-
-    k = [f.key, *args]
-    if f.scope == "metrics":
-        col = f"s.{f.agg}" if f.agg in _SORT_AGGS else "s.value"
-        return [
-            (having(f" AND {col} IS NOT NULL"), k, f"{col} {d}, {_TIEBREAK}", []),
-            (lacking(f" AND {col} IS NOT NULL"), k, _TIEBREAK, []),
-        ]
-    if f.scope == "params":  # numbers by value, then the other values as text
-        return [
-            (having(" AND s.num IS NOT NULL"), k, f"s.num {d}, s.value {d}, {_TIEBREAK}", []),
-            (having(" AND s.num IS NULL"), k, f"s.value {d}, {_TIEBREAK}", []),
-            (lacking(""), k, _TIEBREAK, []),
-        ]
-    return [(having(""), k, f"s.value {d}, {_TIEBREAK}", []), (lacking(""), k, _TIEBREAK, [])]
-
-
-def _page_ids(store: Store, segments: list[_Segment], limit: int, offset: int) -> list[str]:
-    ids: list[str] = []
-    for from_where, args, order, order_args in segments:
-        need = limit - len(ids)
-        if need <= 0:
-            break
-        rows = store.db.query(
-            f"SELECT runs.id {from_where} ORDER BY {order} LIMIT ? OFFSET ?",
-            [*args, *order_args, need, offset],
-        )
-        ids.extend(r[0] for r in rows)
-        if rows:
-            offset = 0
-        elif offset:  # the page starts past this segment: skip all of it
-            row = store.db.query_one(f"SELECT count(*) {from_where}", args)
-            offset = max(0, offset - (int(row[0]) if row else 0))
-    return ids
 
 
 def _keys_loose(store: Store, table: str) -> list[str]:
@@ -233,7 +111,8 @@ def store_keys(store: Store) -> dict[str, list[str]]:
     """Every parameter, metric and tag key in the store, sorted."""
     return {
         "param_keys": _keys_loose(store, "params"),
-        "metric_keys": _keys_loose(store, "metrics"),
+        # system metrics (sys/*) are not offered as columns, as in `runbase ls`
+        "metric_keys": [k for k in _keys_loose(store, "metrics") if not is_system_metric(k)],
         "tag_keys": [r[0] for r in store.db.query("SELECT DISTINCT key FROM tags ORDER BY key")],
     }
 
@@ -291,10 +170,9 @@ def runs_page(
     where = with_sweep(where, sweep)
     cond, args = _where(where)
     with _user_sql():
-        segments = _segments(cond, args, sort)
-        ids = _page_ids(store, segments, limit, offset)
-        if offset == 0 and len(ids) < limit:
-            total = len(ids)
+        runs = list_runs(store, where, sort, limit, offset)
+        if offset == 0 and len(runs) < limit:
+            total = len(runs)
         else:
             row = store.db.query_one(f"SELECT count(*) FROM runs WHERE {cond}", args)
             total = int(row[0]) if row else 0
@@ -303,7 +181,7 @@ def runs_page(
         "total": total,
         "offset": offset,
         "limit": limit,
-        "runs": run_items(store, ids),
+        "runs": jsonable([run_row(r) for r in runs]),
         **store_keys(store),
     }
     if groups is not None:
@@ -842,7 +720,7 @@ def lineage(store: Store, ref: str, depth: int = 3) -> dict[str, Any]:
     if not 0 <= depth <= MAX_LINEAGE_DEPTH:
         raise UsageError(f"depth must be between 0 and {MAX_LINEAGE_DEPTH}")
     run_id = resolve(store, ref)
-    r = _run_row(store, run_id)
+    r = load_row(store, run_id)
     g = _Graph()
     root = g.run(run_id, r["name"], r["status"], r["started_at"])
     g.nodes[root]["root"] = True
@@ -904,7 +782,15 @@ def compare(store: Store, refs: Iterable[str]) -> dict[str, Any]:
     items = run_items(store, ids)
 
     def split(section: str) -> tuple[list[str], list[str]]:
-        keys = sorted({k for it in items for k in it[section]})
+        # system metrics (sys/*) differ in every pair of runs: charts, not this list
+        keys = sorted(
+            {
+                k
+                for it in items
+                for k in it[section]
+                if section != "metrics" or not is_system_metric(k)
+            }
+        )
         differ = [
             k
             for k in keys

@@ -18,7 +18,7 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring as _encode_str
 from pathlib import Path
@@ -31,6 +31,7 @@ from .secrets import redact_url_credentials
 TREE_FORMAT = "runbase-tree"
 TREE_VERSION = 1
 CODE_MAX_BYTES = 1 << 20  # larger files are data, not code (P2 tracks them as data)
+KEEP_MAX_BYTES = 100 << 20  # a file the snapshot must keep (a run's notebook), up to this
 MAX_WALK_FILES = 20_000  # outside git: never crawl a home directory for minutes
 DATA_EXTENSIONS = frozenset(
     [
@@ -161,11 +162,17 @@ class CodeSnapshot:
         return dict(self.__dict__)
 
 
-def snapshot(store: Store, root: Path) -> CodeSnapshot:
-    """Snapshot the code under ``root`` (a git work tree or a plain directory)."""
+def snapshot(store: Store, root: Path, keep: Iterable[str] = ()) -> CodeSnapshot:
+    """Snapshot the code under ``root`` (a git work tree or a plain directory).
+
+    ``keep``: paths relative to ``root`` that are in the snapshot whatever their size
+    (up to ``KEEP_MAX_BYTES``), extension or ignore rules (a run's notebook), unless
+    their name looks secret.
+    """
     t0 = time.perf_counter()
     root = root.resolve()
-    snap = _git_snapshot(store, root) if _is_git(root) else _dir_snapshot(store, root)
+    kept = {k for k in keep if os.path.isfile(root / k)}
+    snap = _git_snapshot(store, root, kept) if _is_git(root) else _dir_snapshot(store, root, kept)
     snap.seconds = round(time.perf_counter() - t0, 4)
     return snap
 
@@ -185,7 +192,7 @@ def _git(root: Path, *args: str, env: dict[str, str] | None = None, check: bool 
     return proc.stdout
 
 
-def _git_snapshot(store: Store, root: Path) -> CodeSnapshot:
+def _git_snapshot(store: Store, root: Path, kept: set[str]) -> CodeSnapshot:
     snap = CodeSnapshot(kind="git", root=str(root))
     # independent queries run concurrently: each git process costs a few ms to start
     status, listed, remotes = _git_parallel(
@@ -212,7 +219,7 @@ def _git_snapshot(store: Store, root: Path) -> CodeSnapshot:
     snap.dirty = changed or bool(untracked)
     snap.remote = _pick_remote(remotes.decode(errors="replace"))
     entries, skipped_paths = _manifest_entries(
-        store, root, sorted(set(tracked) | set(untracked)), snap
+        store, root, sorted(set(tracked) | set(untracked) | kept), snap, kept
     )
     snap.tree = put_manifest(store, entries)
     if snap.dirty:
@@ -285,10 +292,10 @@ def _git_patch(
 # -- plain directories -------------------------------------------------------------
 
 
-def _dir_snapshot(store: Store, root: Path) -> CodeSnapshot:
+def _dir_snapshot(store: Store, root: Path, kept: set[str]) -> CodeSnapshot:
     snap = CodeSnapshot(kind="dir", root=str(root))
-    paths = walk(root, snap)
-    entries, _ = _manifest_entries(store, root, paths, snap)
+    paths = sorted(set(walk(root, snap)) | kept)
+    entries, _ = _manifest_entries(store, root, paths, snap, kept)
     snap.tree = put_manifest(store, entries)
     return snap
 
@@ -349,7 +356,7 @@ def is_secret_file(rel: str) -> bool:
 
 
 def _manifest_entries(
-    store: Store, root: Path, paths: list[str], snap: CodeSnapshot
+    store: Store, root: Path, paths: list[str], snap: CodeSnapshot, kept: Collection[str] = ()
 ) -> tuple[list[dict[str, Any]], set[str]]:
     from .files import put_cached
 
@@ -368,7 +375,7 @@ def _manifest_entries(
             continue
         if not stat.S_ISREG(st.st_mode):
             continue  # submodules, sockets, ...
-        reason = _skip_reason(rel, st.st_size)
+        reason = _skip_reason(rel, st.st_size, rel in kept)
         if reason:
             skipped.add(rel)
             snap.skipped.append({"path": rel, "size": st.st_size, "reason": reason})
@@ -383,9 +390,11 @@ def _manifest_entries(
     return entries, skipped
 
 
-def _skip_reason(rel: str, size: int) -> str | None:
+def _skip_reason(rel: str, size: int, kept: bool = False) -> str | None:
     if is_secret_file(rel):
         return "may hold secrets"
+    if kept:
+        return "larger than 100 MiB" if size > KEEP_MAX_BYTES else None
     if size > CODE_MAX_BYTES:
         return "large file: data, not code"
     if os.path.splitext(rel)[1].lower() in DATA_EXTENSIONS:

@@ -1,9 +1,13 @@
 """Parameters: value coercion, argv parsing, and the argparse hook.
 
-Every parameter records its source: ``inline`` (``runbase.param``), ``argparse``
-(captured from the script's parser, defaults included) or ``argv`` (parsed from the
-command line as a fallback, for non-Python commands). When a Python process of the
-run captured argparse parameters, ``argv`` guesses are dropped.
+Every parameter records its source: ``inline`` (``runbase.param``), a parser of the
+command line (``argparse``, and through runbase.integrations ``click``, ``typer``,
+``fire``, ``jsonargparse``, ``hydra``: defaults included), ``tensorboard``
+(``add_hparams``), a framework's own configuration (``lightning``, ``keras``,
+``transformers``, ``sklearn``, ``xgboost``, ``lightgbm``), ``argv`` (parsed from the
+command line as a fallback, for non-Python commands) or ``config`` (a YAML/TOML/JSON file named on the command line).
+When a Python process of the run captured parameters with a parser, ``argv`` guesses
+are dropped.
 """
 
 from __future__ import annotations
@@ -13,11 +17,38 @@ import math
 import os
 import threading
 from collections.abc import Mapping
+from enum import Enum
 from typing import Any
 
 from .secrets import REDACTED, is_secret_name
 
-SOURCES = ("argv", "argparse", "inline")
+# Where a parameter came from, by precedence: a source never replaces a parameter that
+# one of a higher rank recorded; of equal ranks, the later one wins.
+SOURCE_RANK = {
+    "config": 0,
+    "argv": 1,
+    "tensorboard": 2,
+    # a framework's own configuration, via runbase.integrations (lightning hparams,
+    # keras model/optimizer config, transformers TrainingArguments, sklearn get_params,
+    # xgboost/lightgbm booster params)
+    "lightning": 2,
+    "keras": 2,
+    "transformers": 2,
+    "sklearn": 2,
+    "xgboost": 2,
+    "lightgbm": 2,
+    "argparse": 3,
+    "click": 3,
+    "typer": 3,
+    "fire": 3,
+    "jsonargparse": 3,
+    "hydra": 3,
+    "papermill": 4,  # a notebook's parameters cell (runbase.notebook)
+    "inline": 5,
+}
+SOURCES = tuple(SOURCE_RANK)
+# The parsers of a command line: once one of them captured params, argv guesses go.
+PARSERS = frozenset(("argparse", "click", "typer", "fire", "jsonargparse", "hydra"))
 # Values larger than this are kept in full as an object by the ingester (nothing is
 # lost); the params table holds a preview and the object id.
 MAX_INLINE_VALUE = 16 * 1024
@@ -29,7 +60,7 @@ def jsonable(value: Any, _depth: int = 0) -> Any:
     numbers/str/bool/None stay; NaN/inf become the strings "NaN"/"Infinity"/"-Infinity";
     numpy/torch scalars become numbers (``.item()``); paths become strings; tuples and
     sets become lists; mappings keep string keys; argparse Namespaces become dicts;
-    anything else becomes its ``repr``.
+    enum members become their value; anything else becomes its ``repr``.
     """
     if value is None or isinstance(value, (bool, int, str)):
         return value
@@ -50,6 +81,8 @@ def jsonable(value: Any, _depth: int = 0) -> Any:
         return [jsonable(v, _depth + 1) for v in items]
     if type(value).__name__ == "Namespace" and hasattr(value, "__dict__"):
         return jsonable(vars(value), _depth + 1)
+    if isinstance(value, Enum):
+        return jsonable(value.value, _depth + 1)
     item = getattr(value, "item", None)
     if callable(item):
         try:
@@ -154,6 +187,9 @@ def typed(text: str) -> Any:
 # -- argparse hook ------------------------------------------------------------------
 
 _depth = threading.local()
+# Set (to True) on a parser, or a parser class, whose parse is not the program's params:
+# a framework's own command line (Hydra's), captured by its integration instead.
+SKIP_PARSER = "_runbase_skip"
 
 
 def install_argparse_hook(record: Any, override: Any = None) -> None:
@@ -171,6 +207,9 @@ def install_argparse_hook(record: Any, override: Any = None) -> None:
         return
 
     def parse_known_args(self: Any, args: Any = None, namespace: Any = None) -> Any:
+        if getattr(self, SKIP_PARSER, False) or type(self).__module__.startswith("traitlets."):
+            # a framework's own parser: Hydra's; traitlets' (a Jupyter kernel's command line)
+            return original(self, args, namespace)
         depth = getattr(_depth, "n", 0)
         _depth.n = depth + 1
         try:

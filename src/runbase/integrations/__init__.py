@@ -24,6 +24,33 @@ ENV_VAR = "RUNBASE_INTEGRATIONS"
 
 # module whose import arms the integration -> "runbase.integrations.<name>:<function>"
 AUTO: dict[str, str] = {}
+AUTO.update(
+    {
+        # TensorBoard mirror: scalars written for TensorBoard become metrics
+        "torch.utils.tensorboard": "runbase.integrations.tensorboard:hook_writer",
+        "tensorboardX": "runbase.integrations.tensorboard:hook_writer",
+        "tensorflow": "runbase.integrations.tensorboard:hook_tensorflow",
+        # params from command-line and config frameworks
+        "click": "runbase.integrations.configs:hook_click",
+        "typer": "runbase.integrations.configs:hook_typer",
+        "hydra": "runbase.integrations.configs:hook_hydra",
+        "fire": "runbase.integrations.configs:hook_fire",
+        "jsonargparse": "runbase.integrations.configs:hook_jsonargparse",
+    }
+)
+AUTO.update(
+    {
+        # training frameworks: metrics, params and checkpoints through their own hooks
+        "lightning.pytorch": "runbase.integrations.lightning:install",
+        "pytorch_lightning": "runbase.integrations.lightning:install",
+        "keras": "runbase.integrations.keras:install",
+        "transformers.trainer": "runbase.integrations.transformers:install",
+        "sklearn.base": "runbase.integrations.sklearn:install",
+        "xgboost": "runbase.integrations.xgboost:install",
+        "lightgbm": "runbase.integrations.lightgbm:install",
+        "torch": "runbase.integrations.torch:install",
+    }
+)
 
 
 def _disabled() -> set[str] | None:

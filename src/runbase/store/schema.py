@@ -6,7 +6,7 @@ Portable SQL only (SQLite and PostgreSQL): the same statements create both.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # DOUBLE PRECISION is REAL affinity in SQLite and float8 in PostgreSQL; BLOB maps to bytea.
 SCHEMA_V1 = [
@@ -132,5 +132,8 @@ MIGRATE_2_TO_3 = [
     "DROP TABLE IF EXISTS stat_cache",
 ]
 
+# Version 4: the notebook a run came from and the cells it executed (docs/run-record.md).
+MIGRATE_3_TO_4 = ["ALTER TABLE runs ADD COLUMN notebook_json TEXT"]
+
 # Forward migrations: MIGRATIONS[v] takes a database from version v to v + 1.
-MIGRATIONS = {1: MIGRATE_1_TO_2, 2: MIGRATE_2_TO_3}
+MIGRATIONS = {1: MIGRATE_1_TO_2, 2: MIGRATE_2_TO_3, 3: MIGRATE_3_TO_4}

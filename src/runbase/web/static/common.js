@@ -64,6 +64,17 @@ const RB = (() => {
     return body;
   }
 
+  /** Show `loading` in `node`, GET `path`, then fill `node` with what `render(body)`
+   * returns; an error shows its message there instead. */
+  async function load(node, loading, path, params, render) {
+    fill(node, el("p", { class: "muted" }, loading));
+    try {
+      fill(node, render(await api(path, params)));
+    } catch (e) {
+      fill(node, el("div", { class: "error" }, e.message));
+    }
+  }
+
   function showError(node, err) {
     if (!node) return;
     if (!err) {
@@ -187,6 +198,29 @@ const RB = (() => {
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
   ];
 
+  /** A chart's card, titled `key`: {card, node}, the chart goes in node. */
+  function chartCard(key) {
+    const node = el("div", { class: "chart" });
+    return { node, card: el("div", { class: "chart-card", dataset: { key } }, el("div", { class: "chart-title" }, key), node) };
+  }
+
+  /** An IntersectionObserver that calls `onVisible(target)` once per observed target,
+   * when it comes near the viewport: charts load as they are scrolled to, so a page with
+   * hundreds of series stays fast. */
+  function onceVisible(onVisible) {
+    const observer = new IntersectionObserver(
+      (entries) => {
+        for (const e of entries) {
+          if (!e.isIntersecting) continue;
+          observer.unobserve(e.target);
+          onVisible(e.target);
+        }
+      },
+      { rootMargin: "300px" }
+    );
+    return observer;
+  }
+
   function plot(node, traces, layout, extra) {
     if (Array.from(node.children).some((c) => !c.classList.contains("plot-container"))) {
       Plotly.purge(node); // a message ("loading…") sits where the chart goes
@@ -256,8 +290,8 @@ const RB = (() => {
   }
 
   return {
-    config, base, el, fill, api, ApiError, showError, fmtValue, fmtDuration, fmtAgo, fmtTime,
-    timeCell, fmtBytes, shortHash, statusBadge, runUrl, compareUrl, field, tabs, COLORS, plot,
-    smooth, numbers, table, kvTable, debounce, parseTime,
+    config, base, el, fill, api, ApiError, load, showError, fmtValue, fmtDuration, fmtAgo,
+    fmtTime, timeCell, fmtBytes, shortHash, statusBadge, runUrl, compareUrl, field, tabs, COLORS,
+    chartCard, onceVisible, plot, smooth, numbers, table, kvTable, debounce, parseTime,
   };
 })();

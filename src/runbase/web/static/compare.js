@@ -74,29 +74,21 @@
     }
     RB.fill(grid);
     for (const key of model.seriesKeys) {
-      const node = el("div", { class: "chart" });
-      const card = el("div", { class: "chart-card", dataset: { key } }, el("div", { class: "chart-title" }, key), node);
+      const { node, card } = RB.chartCard(key);
       grid.append(card);
       curveCharts.set(key, { node, data: null });
       observer.observe(card);
     }
   }
 
-  const observer = new IntersectionObserver(
-    (entries) => {
-      for (const e of entries) {
-        if (!e.isIntersecting) continue;
-        observer.unobserve(e.target);
-        const key = e.target.dataset.key;
-        const c = curveCharts.get(key);
-        seriesData(key).then((data) => {
-          c.data = data;
-          drawCurve(key, c);
-        });
-      }
-    },
-    { rootMargin: "300px" }
-  );
+  const observer = RB.onceVisible((card) => {
+    const key = card.dataset.key;
+    const c = curveCharts.get(key);
+    seriesData(key).then((data) => {
+      c.data = data;
+      drawCurve(key, c);
+    });
+  });
 
   function drawCurve(key, c) {
     const traces = [];
@@ -306,15 +298,8 @@
     );
   }
 
-  async function renderDiff() {
-    const node = $("diff");
-    RB.fill(node, el("p", { class: "muted" }, "loading…"));
-    try {
-      const d = await api("/api/diff", { a: model.runs[0].id, b: model.runs[1].id });
-      RB.fill(node, RB.renderDiff(d));
-    } catch (e) {
-      RB.fill(node, el("div", { class: "error" }, e.message));
-    }
+  function renderDiff() {
+    return RB.load($("diff"), "loading…", "/api/diff", { a: model.runs[0].id, b: model.runs[1].id }, RB.renderDiff);
   }
 
   // -- wiring ---------------------------------------------------------------------------------------------

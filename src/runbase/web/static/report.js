@@ -55,8 +55,8 @@
     const grid = el("div", { class: "chart-grid", id: "report-charts" });
     const todo = [];
     for (const s of data.series) {
-      const node = el("div", { class: "chart" });
-      grid.append(el("div", { class: "chart-card", dataset: { key: s.key } }, el("div", { class: "chart-title" }, s.key), node));
+      const { node, card } = RB.chartCard(s.key);
+      grid.append(card);
       const traces = s.runs.map((p) => {
         const r = byId.get(p.id);
         return { x: p.steps, y: RB.numbers(p.values), mode: p.steps.length <= 30 ? "lines+markers" : "lines", name: r.name, line: { color: r.color, width: 2 } };

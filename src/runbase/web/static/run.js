@@ -104,24 +104,29 @@
 
   // -- parameters ------------------------------------------------------------------------
 
+  /** A search box and what it finds: `draw(query)` gives the holder's content for the
+   * lowercased query, again as one types. Returns [box, holder]. */
+  function searchable(boxAttrs, holderAttrs, draw) {
+    const box = el("input", Object.assign({ type: "search" }, boxAttrs));
+    const holder = el("div", holderAttrs);
+    const redraw = () => RB.fill(holder, draw(box.value.trim().toLowerCase()));
+    box.addEventListener("input", redraw);
+    redraw();
+    return [box, holder];
+  }
+
   function renderParams() {
-    const pane = $("pane-params");
-    const search = el("input", { type: "search", placeholder: "search parameters", id: "param-search" });
-    const holder = el("div");
-    const draw = () => {
-      const q = search.value.trim().toLowerCase();
+    const [search, holder] = searchable({ placeholder: "search parameters", id: "param-search" }, {}, (q) => {
       const rows = Object.entries(rec.params || {})
         .sort(([a], [b]) => a.localeCompare(b))
         .filter(([k, v]) => !q || k.toLowerCase().includes(q) || RB.fmtValue(v).toLowerCase().includes(q))
         .map(([k, v]) => [el("span", { class: "mono" }, k), el("span", { class: "mono" }, RB.fmtValue(v)), el("span", { class: "src src-" + (rec.param_sources || {})[k] }, (rec.param_sources || {})[k] || "")]);
-      RB.fill(holder, rows.length ? RB.table(["parameter", "value", "source"], rows, { class: "grid", id: "params-table" }) : el("p", { class: "muted" }, "no parameters"));
-    };
-    search.addEventListener("input", draw);
-    RB.fill(pane,
-      el("div", { class: "controls" }, search, el("span", { class: "muted" }, "source: inline (runbase.param) > argparse > argv")),
+      return rows.length ? RB.table(["parameter", "value", "source"], rows, { class: "grid", id: "params-table" }) : el("p", { class: "muted" }, "no parameters");
+    });
+    RB.fill($("pane-params"),
+      el("div", { class: "controls" }, search, el("span", { class: "muted" }, "source: inline (runbase.param) > papermill > parser (argparse, click, typer, fire, jsonargparse, hydra) > framework (tensorboard, lightning, ...) > argv > config file")),
       holder
     );
-    draw();
   }
 
   // -- metric charts -----------------------------------------------------------------------
@@ -175,8 +180,7 @@
       if (charts.has(key)) continue;
       const note = grid.querySelector(".empty-note");
       if (note) note.remove();
-      const node = el("div", { class: "chart" });
-      const card = el("div", { class: "chart-card", dataset: { key } }, el("div", { class: "chart-title" }, key), node);
+      const { node, card } = RB.chartCard(key);
       grid.append(card);
       const c = { key, node, steps: [], values: [], lastStep: null, loaded: false, visible: false };
       charts.set(key, c);
@@ -184,18 +188,10 @@
     }
   }
 
-  // charts load when scrolled into view: a run with hundreds of series stays fast
-  const observer = new IntersectionObserver(
-    (entries) => {
-      for (const e of entries) {
-        if (!e.isIntersecting) continue;
-        const c = charts.get(e.target.dataset.key);
-        observer.unobserve(e.target);
-        if (c && !c.loaded) loadSeries(c);
-      }
-    },
-    { rootMargin: "300px" }
-  );
+  const observer = RB.onceVisible((card) => {
+    const c = charts.get(card.dataset.key);
+    if (c && !c.loaded) loadSeries(c);
+  });
 
   async function loadSeries(c) {
     c.loaded = true;
@@ -267,14 +263,11 @@
     else view.append(el("p", { class: "muted" }, "choose a file"));
   }
 
-  async function loadTree(node) {
-    let t;
-    try {
-      t = await api(runPath + "/code/tree");
-    } catch (e) {
-      RB.fill(node, el("div", { class: "error" }, e.message));
-      return;
-    }
+  function loadTree(node) {
+    return RB.load(node, "loading…", runPath + "/code/tree", null, fileTree);
+  }
+
+  function fileTree(t) {
     const root = { dirs: new Map(), files: [] };
     for (const f of t.files || []) {
       const parts = f.path.split("/");
@@ -303,43 +296,35 @@
       return el("div", { class: "tree-level" }, items);
     };
     const skipped = t.skipped || [];
-    RB.fill(node,
+    return [
       build(root, 0),
       skipped.length
         ? el("details", { class: "skipped" }, el("summary", {}, skipped.length + " not snapshotted"), skipped.map((s) => el("div", { class: "muted", title: s.reason }, s.path + " (" + s.reason + ")")))
-        : null
-    );
+        : null,
+    ];
   }
 
-  async function showFile(path) {
-    const view = $("code-view");
+  function showFile(path) {
     for (const a of document.querySelectorAll(".file-tree .file")) a.classList.toggle("active", a.dataset.path === path);
-    RB.fill(view, el("p", { class: "muted" }, "loading " + path + "…"));
-    try {
-      const f = await api(runPath + "/code/file", { path });
-      const head = el("div", { class: "code-head" }, el("strong", { class: "mono" }, f.path), el("span", { class: "muted" }, "  " + RB.fmtBytes(f.size)));
-      if (f.binary) RB.fill(view, head, el("p", { class: "muted" }, "binary file"));
-      else RB.fill(view, head, el("div", { class: "highlight-wrap", html: f.html }));
-    } catch (e) {
-      RB.fill(view, el("div", { class: "error" }, e.message));
-    }
+    return RB.load($("code-view"), "loading " + path + "…", runPath + "/code/file", { path }, (f) => [
+      el("div", { class: "code-head" }, el("strong", { class: "mono" }, f.path), el("span", { class: "muted" }, "  " + RB.fmtBytes(f.size))),
+      f.binary ? el("p", { class: "muted" }, "binary file") : el("div", { class: "highlight-wrap", html: f.html }),
+    ]);
   }
 
-  async function showDiff() {
+  function showDiff() {
     if (tabs && $("pane-code").hidden) tabs.show("code");
     const view = $("code-view");
     if (!view) return;
     for (const a of document.querySelectorAll(".file-tree .file")) a.classList.remove("active");
-    RB.fill(view, el("p", { class: "muted" }, "loading the diff…"));
-    try {
-      const d = await api(runPath + "/code/diff");
-      const title = el("div", { class: "code-head" }, el("strong", {}, "uncommitted changes"), el("span", { class: "muted" }, " against " + (d.commit ? "commit " + d.commit.slice(0, 10) : "HEAD")));
-      if (!d.patch) RB.fill(view, title, el("p", { class: "muted" }, "no uncommitted changes: the committed code ran"));
-      else if (d.html) RB.fill(view, title, el("div", { class: "highlight-wrap code-diff", id: "code-diff", html: d.html }));
-      else RB.fill(view, title, el("div", { class: "code-diff", id: "code-diff" }, RB.renderPatch(d.patch)));
-    } catch (e) {
-      RB.fill(view, el("div", { class: "error" }, e.message));
-    }
+    return RB.load(view, "loading the diff…", runPath + "/code/diff", null, (d) => [
+      el("div", { class: "code-head" }, el("strong", {}, "uncommitted changes"), el("span", { class: "muted" }, " against " + (d.commit ? "commit " + d.commit.slice(0, 10) : "HEAD"))),
+      !d.patch
+        ? el("p", { class: "muted" }, "no uncommitted changes: the committed code ran")
+        : d.html
+          ? el("div", { class: "highlight-wrap code-diff", id: "code-diff", html: d.html })
+          : el("div", { class: "code-diff", id: "code-diff" }, RB.renderPatch(d.patch)),
+    ]);
   }
 
   // -- data --------------------------------------------------------------------------------
@@ -385,28 +370,20 @@
       ["gpus", (env.gpus || []).length ? (env.gpus || []).map((g) => g.index + ": " + g.name + " (" + RB.fmtBytes(g.memory_total_bytes) + ", driver " + g.driver + ", CUDA " + g.cuda + ")").join("; ") : "none"],
       ["container", env.container ? env.container.type + (env.container.image ? " " + env.container.image : "") : "none"],
     ]);
-    const pkgSearch = el("input", { type: "search", placeholder: "search " + (env.packages || []).length + " packages", id: "package-search" });
-    const pkgHolder = el("div", { id: "packages" });
-    const drawPackages = () => {
-      const q = pkgSearch.value.trim().toLowerCase();
+    const [pkgSearch, pkgHolder] = searchable({ placeholder: "search " + (env.packages || []).length + " packages", id: "package-search" }, { id: "packages" }, (q) => {
       const rows = (env.packages || [])
         .filter((p) => !q || p.name.toLowerCase().includes(q) || String(p.version).includes(q))
         .sort((a, b) => a.name.toLowerCase().localeCompare(b.name.toLowerCase()))
         .map((p) => [p.name, p.version, [p.editable ? "editable " : "", p.vcs ? JSON.stringify(p.vcs) + " " : "", p.url || ""].join("")]);
-      RB.fill(pkgHolder, RB.table(["package", "version", "source"], rows, { class: "grid packages" }));
-    };
-    pkgSearch.addEventListener("input", drawPackages);
-    const varSearch = el("input", { type: "search", placeholder: "search environment variables" });
-    const varHolder = el("div");
-    const drawVars = () => {
-      const q = varSearch.value.trim().toLowerCase();
+      return RB.table(["package", "version", "source"], rows, { class: "grid packages" });
+    });
+    const [varSearch, varHolder] = searchable({ placeholder: "search environment variables" }, {}, (q) => {
       const rows = Object.entries(env.vars || {})
         .filter(([k, v]) => !q || k.toLowerCase().includes(q) || String(v).toLowerCase().includes(q))
         .sort(([a], [b]) => a.localeCompare(b))
         .map(([k, v]) => [el("span", { class: "mono" }, k), el("span", { class: "mono wrap" }, String(v))]);
-      RB.fill(varHolder, RB.table(["variable", "value"], rows));
-    };
-    varSearch.addEventListener("input", drawVars);
+      return RB.table(["variable", "value"], rows);
+    });
     RB.fill(pane,
       summary,
       el("h2", {}, "Packages"),
@@ -414,8 +391,6 @@
       pkgHolder,
       el("details", {}, el("summary", {}, "Environment variables (secrets redacted)"), el("div", { class: "controls" }, varSearch), varHolder)
     );
-    drawPackages();
-    drawVars();
   }
 
   // -- logs --------------------------------------------------------------------------------
@@ -479,14 +454,8 @@
     loadLineage(holder, depth.value);
   }
 
-  async function loadLineage(holder, depth) {
-    RB.fill(holder, el("p", { class: "muted" }, "loading…"));
-    try {
-      const g = await api(runPath + "/lineage", { depth });
-      RB.fill(holder, lineageSvg(g));
-    } catch (e) {
-      RB.fill(holder, el("div", { class: "error" }, e.message));
-    }
+  function loadLineage(holder, depth) {
+    return RB.load(holder, "loading…", runPath + "/lineage", { depth }, lineageSvg);
   }
 
   const SVG = "http://www.w3.org/2000/svg";

@@ -1,0 +1,146 @@
+"""What the framework integrations share: recording through runbase's API, never raising.
+
+Everything here swallows its own errors (one warning each): an integration must never
+break training. Parameters are recorded with the framework's name as their source
+(``lightning``, ``keras``, ...), which ranks below the command-line parsers and
+``inline`` (``runbase.param``): what the user's code recorded itself wins, and
+parameter overrides keep working on the recorded argparse keys.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+from .._safe import warn_once
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
+
+_WRAPPED = "__runbase_wrapped__"
+
+
+def log(metrics: Mapping[str, Any], step: int | None = None) -> None:
+    """Log numeric ``metrics`` at ``step`` (None: each key's previous step + 1)."""
+    from .. import tracker
+
+    try:
+        values = {str(k): v for k, v in metrics.items() if k != "step" and v is not None}
+        if values:
+            tracker.log(step if step is None else int(step), **values)
+    except Exception as e:  # noqa: BLE001
+        warn_once("integration-log", f"an integration could not log metrics: {e}")
+
+
+def params(values: Mapping[str, Any], source: str, prefix: str = "") -> None:
+    """Record parameters (nested mappings flatten to ``a.b``) from the framework
+    ``source`` (a name of ``SOURCE_RANK``: below the parsers and inline)."""
+    from .. import api
+
+    try:
+        if prefix:
+            values = {f"{prefix}{k}": v for k, v in values.items()}
+        api.record_params(values, source=source, flatten=True, weak=not top_process())
+    except Exception as e:  # noqa: BLE001
+        warn_once("integration-params", f"an integration could not record params: {e}")
+
+
+def summary(values: Mapping[str, Any]) -> None:
+    from .. import api
+
+    try:
+        api.summary(**{str(k): v for k, v in values.items()})
+    except Exception as e:  # noqa: BLE001
+        warn_once("integration-summary", f"an integration could not record a summary: {e}")
+
+
+def active() -> bool:
+    """Is a run active in this process? The automatic hooks stay in place after
+    ``runbase.finish()``; they must not start a new run then."""
+    from .. import tracker
+
+    return tracker.active() is not None
+
+
+def output(path: Any, auto: bool = False) -> None:
+    """Declare ``path`` (a file or directory the framework wrote) as an output of the run.
+
+    Only paths: file objects and buffers are ignored. A declared file that is gone when
+    the run ends (a rotated checkpoint) is dropped from the record. ``auto``: from an
+    automatic hook, so nothing without an active run.
+    """
+    from .. import api
+
+    if not isinstance(path, (str, os.PathLike)) or (auto and not active()):
+        return
+    try:
+        api.output(path)
+    except Exception as e:  # noqa: BLE001
+        warn_once("integration-output", f"an integration could not record an output: {e}")
+
+
+def flush() -> None:
+    """Hand what is buffered to the spool now (end of a training loop)."""
+    from .. import tracker
+
+    t = tracker.active()
+    if t is not None:
+        t.flush(timeout=1.0)
+
+
+def top_process() -> bool:
+    """False in a worker process (multiprocessing, a script started by the command):
+    there, parameters only fill in keys that are not recorded yet."""
+    if os.environ.get("RUNBASE_SUPERVISOR_PID") not in (None, str(os.getppid())):
+        return False
+    mp = sys.modules.get("multiprocessing")
+    return mp is None or mp.parent_process() is None
+
+
+def wrap(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
+    """Replace ``owner.name`` by ``make(original)`` (once: a second call does nothing)."""
+    original = owner.__dict__.get(name) if isinstance(owner, type) else None
+    if original is None:
+        original = getattr(owner, name)
+    if getattr(original, _WRAPPED, False):
+        return
+    raw = original.__func__ if isinstance(original, (classmethod, staticmethod)) else original
+    wrapper = make(raw)
+    functools.update_wrapper(wrapper, raw)
+    setattr(wrapper, _WRAPPED, True)
+    if isinstance(original, classmethod):
+        wrapper = classmethod(wrapper)
+    elif isinstance(original, staticmethod):
+        wrapper = staticmethod(wrapper)
+    setattr(owner, name, wrapper)
+
+
+def guarded(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate an integration hook so that an error in it warns once and returns None."""
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as e:  # noqa: BLE001 - tracking never breaks training
+                warn_once(f"integration:{what}", f"the {what} integration failed: {e}")
+                return None
+
+        return inner
+
+    return deco
+
+
+def numeric(value: Any) -> Any:
+    """``"0.3"`` -> 0.3, ``"6"`` -> 6 (configs that store numbers as strings); else as is."""
+    if isinstance(value, str):
+        for conv in (int, float):
+            try:
+                return conv(value)
+            except ValueError:
+                pass
+    return value
