@@ -12,7 +12,6 @@ import random
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -553,20 +552,16 @@ def test_series_short_is_whole_and_keys_may_have_slashes(site: dict[str, Any]) -
     )
 
 
-def test_million_point_series_is_downsampled_fast_small_and_exact(grid: dict[str, Any]) -> None:
+def test_million_point_series_is_downsampled_small_and_exact(grid: dict[str, Any]) -> None:
     api, store, big = grid["api"], grid["store"], grid["big"]
     raw = series(store, big, "big")
     assert len(raw) == BIG_POINTS
     finite = [v for v in raw.values if math.isfinite(v)]
+    # its speed is measured in benchmarks/bench_ui.py (never timed in tests)
     url = f"/api/runs/{big}/series/big"
-    best = math.inf
-    for _ in range(5):
-        t0 = time.perf_counter()
-        r = api.get(url)
-        best = min(best, time.perf_counter() - t0)
-        assert r.status_code == 200
+    r = api.get(url)
+    assert r.status_code == 200
     assert len(r.content) < 200_000, len(r.content)
-    assert best <= 0.2, f"1,000,000-point series took {best * 1000:.0f} ms"
     s = r.json()
     assert s["count"] == BIG_POINTS and s["returned"] == 1000 and s["downsampled"] is True
     assert len(s["steps"]) == len(s["values"]) == len(s["min"]) == len(s["max"]) == 1000
