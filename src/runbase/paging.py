@@ -157,12 +157,12 @@ def _walk_pays(
         found = _count(
             store,
             f"FROM (SELECT 1 FROM ({entries}) e JOIN runs ON runs.id = e.run_id "
-            f"WHERE {cond} LIMIT ?)",
+            f"WHERE {cond} LIMIT ?) m",
             [ks.key, budget, *args, need],
         )
         if found >= need:
             return True
-        passed = _count(store, f"FROM ({entries})", [ks.key, budget])
+        passed = _count(store, f"FROM ({entries}) w", [ks.key, budget])
         if passed >= budget:
             return False
         need, budget = need - found, budget - passed

@@ -1,79 +1,103 @@
 """The one SQL layer of runbase.
 
-A thin wrapper over a DB-API connection: SQLite (embedded default, WAL mode) today,
-PostgreSQL through the same statements later. Queries are written with ``?``
-placeholders and portable SQL; the dialect translates what differs.
+A thin wrapper over a DB-API connection: SQLite (embedded default, WAL mode) or
+PostgreSQL (psycopg 3, ``pip install 'runbase[postgres]'``), chosen by
+:func:`open_database`. Queries are written once, with ``?`` placeholders and portable
+SQL; the PostgreSQL side translates what differs (docs/store-format.md, "PostgreSQL").
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import math
+import os
+import re
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import FormatVersionError, StoreError
-from .schema import MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION
+from .schema import MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION, ddl
 
 Row = tuple[Any, ...]
+POSTGRES_INSTALL_HINT = "pip install 'runbase[postgres]'"
+
+
+def open_database(url_or_path: str | os.PathLike[str], create: bool = False) -> Database:
+    """The metadata database at ``url_or_path``: ``postgresql://…`` (or ``postgres://…``)
+    is PostgreSQL; ``sqlite:///relative.db``, ``sqlite:////absolute.db`` or a plain path
+    is SQLite. ``create=True`` creates the schema where there is none."""
+    text = os.fspath(url_or_path)
+    if text.startswith(("postgresql://", "postgres://")):
+        return PostgresDatabase.open(text, create=create)
+    if text.startswith("sqlite://"):
+        rest = text[len("sqlite://") :]
+        if not rest.startswith("/") or rest == "/":
+            raise StoreError(f"bad SQLite URL {text!r}; use sqlite:///relative/path.db")
+        text = rest[1:]
+    return SQLiteDatabase.open(Path(text), create=create)
 
 
 class Database:
-    """A metadata database connection.
+    """A metadata database: ``query``/``query_one`` (reads), ``execute``/``executemany``
+    (each its own transaction) and ``transaction()`` (a cursor whose writes commit
+    together; writers queue, one at a time, on both dialects).
 
-    >>> db = Database.open_sqlite(Path(tmp) / "runbase.db")   # doctest: +SKIP
-    >>> db.query("SELECT count(*) FROM runs")                  # doctest: +SKIP
+    >>> db = open_database(Path(tmp) / "runbase.db", create=True)   # doctest: +SKIP
+    >>> db.query("SELECT count(*) FROM runs")                        # doctest: +SKIP
     [(0,)]
     """
 
     dialect = "sqlite"
-
-    def __init__(self, conn: sqlite3.Connection, path: Path | None = None) -> None:
-        self.conn = conn
-        self.path = path
+    # the driver's base exception: errors of a statement, a lost connection, ...
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
 
     @classmethod
     def open_sqlite(cls, path: Path, create: bool = False) -> Database:
-        if not create and not path.exists():
-            raise StoreError(f"no metadata database at {path}")
-        try:
-            # autocommit mode; transactions are explicit (BEGIN IMMEDIATE) so concurrent
-            # writers queue on the busy timeout instead of failing with "database is locked".
-            conn = sqlite3.connect(
-                str(path), timeout=60.0, isolation_level=None, check_same_thread=False
-            )
-            conn.execute("PRAGMA busy_timeout = 60000")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-            if mode and str(mode[0]).lower() != "wal" and create:
-                raise StoreError(f"could not switch {path} to WAL mode (got {mode[0]})")
-            conn.execute("PRAGMA synchronous = NORMAL")
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot open {path}: {e}") from e
-        db = cls(conn, path)
-        if create and not db.has_schema():
-            db.create_schema()
-        db.check_schema()
-        return db
+        return SQLiteDatabase.open(path, create=create)
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.conn.close()
+        raise NotImplementedError
+
+    def transaction(self) -> contextlib.AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        raise NotImplementedError
+
+    def query_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        raise NotImplementedError
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        with self.transaction() as cur:
+            cur.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        with self.transaction() as cur:
+            cur.executemany(sql, rows)
 
     # -- schema -------------------------------------------------------------------
+    _HAS_META = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+
+    def _init_schema(self, create: bool) -> None:
+        if create and not self.has_schema():
+            self.create_schema()
+        self.check_schema()
+
     def create_schema(self) -> None:
         with self.transaction() as cur:
             # re-checked under the write lock: another process may have just created it
-            if cur.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
-            ).fetchone():
+            if cur.execute(self._HAS_META).fetchone():
                 return
             for stmt in SCHEMA_V1:
-                cur.execute(stmt)
+                cur.execute(ddl(stmt, self.dialect))
             for version in range(1, SCHEMA_VERSION):
                 for stmt in MIGRATIONS[version]:
-                    cur.execute(stmt)
+                    cur.execute(ddl(stmt, self.dialect))
             cur.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
                 "ON CONFLICT (key) DO NOTHING",
@@ -81,17 +105,12 @@ class Database:
             )
 
     def has_schema(self) -> bool:
-        row = self.conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
-        ).fetchone()
-        return row is not None
+        return self.query_one(self._HAS_META) is not None
 
     def schema_version(self) -> int:
         try:
-            row = self.conn.execute(
-                "SELECT value FROM meta WHERE key = 'schema_version'"
-            ).fetchone()
-        except sqlite3.Error as e:
+            row = self.query_one("SELECT value FROM meta WHERE key = 'schema_version'")
+        except self.errors as e:
             raise StoreError(f"not a runbase metadata database ({e})") from e
         if row is None:
             raise StoreError("metadata database has no schema version")
@@ -120,14 +139,55 @@ class Database:
             v = int(row[0]) if row else current
             while v < SCHEMA_VERSION:
                 for stmt in MIGRATIONS[v]:
-                    cur.execute(stmt)
+                    cur.execute(ddl(stmt, self.dialect))
                 v += 1
             cur.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(v),))
 
-    # -- statements ---------------------------------------------------------------
+
+class SQLiteDatabase(Database):
+    """SQLite: one connection (WAL, autocommit) shared by the threads of a process,
+    writes in ``BEGIN IMMEDIATE`` (the threads' transactions take turns)."""
+
+    dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection, path: Path | None = None) -> None:
+        self.conn = conn
+        self.path = path
+        # reentrant: a nested transaction() still fails as SQLite says, not by deadlock
+        self._writer = threading.RLock()
+
+    @classmethod
+    def open(cls, path: Path, create: bool = False) -> SQLiteDatabase:
+        if not create and not path.exists():
+            raise StoreError(f"no metadata database at {path}")
+        try:
+            # autocommit mode; transactions are explicit (BEGIN IMMEDIATE) so concurrent
+            # writers queue on the busy timeout instead of failing with "database is locked".
+            conn = sqlite3.connect(
+                str(path), timeout=60.0, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA busy_timeout = 60000")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            if mode and str(mode[0]).lower() != "wal" and create:
+                raise StoreError(f"could not switch {path} to WAL mode (got {mode[0]})")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open {path}: {e}") from e
+        db = cls(conn, path)
+        db._init_schema(create)
+        return db
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Cursor]:
         """A write transaction, taken eagerly so writers queue instead of deadlocking."""
+        with self._writer:
+            yield from self._transaction()
+
+    def _transaction(self) -> Iterator[sqlite3.Cursor]:
         cur = self.conn.cursor()
         for attempt in range(50):
             try:
@@ -154,10 +214,147 @@ class Database:
     def query_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         return self.conn.execute(sql, params).fetchone()
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        with self.transaction() as cur:
-            cur.execute(sql, params)
 
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        with self.transaction() as cur:
-            cur.executemany(sql, rows)
+# -- PostgreSQL ---------------------------------------------------------------------------
+
+# Outside string literals and quoted identifiers: '…' (with '' inside), "…", ?, LIKE, LIMIT -1.
+_PG_TOKENS = re.compile(r"""'(?:[^']|'')*'|"[^"]*"|\?|%|\bLIKE\b|\bLIMIT\s+-1\b""", re.I)
+# an arbitrary constant: the advisory lock every write transaction takes (BEGIN IMMEDIATE)
+_WRITE_LOCK = 0x72756E62617365
+
+
+@functools.lru_cache(maxsize=1024)
+def pg_sql(sql: str) -> str:
+    """A statement of the library in psycopg's PostgreSQL: ``?`` -> ``%s``, ``%`` ->
+    ``%%`` (also inside literals: psycopg reads every ``%``), ``LIKE`` -> ``ILIKE``
+    (SQLite's LIKE ignores ASCII case), ``LIMIT -1`` -> ``LIMIT ALL``."""
+
+    def sub(m: re.Match[str]) -> str:
+        t = m.group(0)
+        if t[0] in "'\"":
+            return t.replace("%", "%%")
+        if t == "?":
+            return "%s"
+        if t == "%":
+            return "%%"
+        if t.upper() == "LIKE":
+            return "ILIKE"
+        return "LIMIT ALL"
+
+    return _PG_TOKENS.sub(sub, sql)
+
+
+def _pg_value(v: Any) -> Any:
+    # SQLite stores NaN as NULL and a bool as 0/1: PostgreSQL is made to do the same.
+    if v.__class__ is float and math.isnan(v):
+        return None
+    if v.__class__ is bool:
+        return int(v)
+    return v
+
+
+def _pg_params(params: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(_pg_value(v) for v in params)
+
+
+def _pg_row(row: Row | None) -> Row | None:
+    if row is None or not any(v.__class__ is memoryview for v in row):
+        return row
+    return tuple(bytes(v) if v.__class__ is memoryview else v for v in row)
+
+
+class _PgCursor:
+    """A psycopg cursor that takes the library's SQL (``?`` placeholders) and returns
+    rows as the sqlite3 module does (tuples, ``bytes``)."""
+
+    def __init__(self, cur: Any) -> None:
+        self._cur = cur
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> _PgCursor:
+        self._cur.execute(pg_sql(sql), _pg_params(params))
+        return self
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> _PgCursor:
+        self._cur.executemany(pg_sql(sql), (_pg_params(r) for r in rows))
+        return self
+
+    def fetchone(self) -> Row | None:
+        return _pg_row(self._cur.fetchone())
+
+    def fetchall(self) -> list[Row]:
+        return [_pg_row(r) for r in self._cur.fetchall()]  # type: ignore[misc]
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._cur.rowcount)
+
+
+class PostgresDatabase(Database):
+    """PostgreSQL through psycopg 3: one autocommit connection per thread; a write
+    transaction first takes a transaction-scoped advisory lock, so writers queue one
+    at a time as SQLite's ``BEGIN IMMEDIATE`` makes them (read-modify-write code such
+    as spool ingestion relies on it)."""
+
+    dialect = "postgresql"
+    _HAS_META = "SELECT 1 WHERE to_regclass('meta') IS NOT NULL"
+
+    def __init__(self, url: str, psycopg: Any) -> None:
+        self.url = url
+        self.path = None
+        self._psycopg = psycopg
+        self.errors = (psycopg.Error,)
+        self._local = threading.local()
+        self._conns: list[Any] = []
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, url: str, create: bool = False) -> PostgresDatabase:
+        try:
+            import psycopg
+        except ImportError as e:
+            raise StoreError(
+                f"a PostgreSQL database needs the psycopg driver: {POSTGRES_INSTALL_HINT} ({e})"
+            ) from e
+        db = cls(url, psycopg)
+        db._conn()  # connect now: a bad URL or a server that is down fails here
+        db._init_schema(create)
+        return db
+
+    def _conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            try:
+                conn = self._psycopg.connect(self.url, autocommit=True)
+            except self._psycopg.Error as e:
+                raise StoreError(f"cannot connect to {_redact(self.url)}: {e}") from e
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[_PgCursor]:
+        conn = self._conn()
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
+            yield _PgCursor(cur)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        with self._conn().cursor() as cur:
+            return _PgCursor(cur).execute(sql, params).fetchall()
+
+    def query_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        with self._conn().cursor() as cur:
+            return _PgCursor(cur).execute(sql, params).fetchone()
+
+
+def _redact(url: str) -> str:
+    """``url`` without its password."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)

@@ -1,10 +1,13 @@
 """SQL schema of the metadata store, version by version.
 
-Portable SQL only (SQLite and PostgreSQL): the same statements create both.
+Portable SQL only (SQLite and PostgreSQL): the same statements create both, through
+:func:`ddl` (PostgreSQL's type names).
 ``SCHEMA_VERSION`` is stored in the ``meta`` table; see docs/store-format.md.
 """
 
 from __future__ import annotations
+
+import re
 
 SCHEMA_VERSION = 4
 
@@ -137,3 +140,16 @@ MIGRATE_3_TO_4 = ["ALTER TABLE runs ADD COLUMN notebook_json TEXT"]
 
 # Forward migrations: MIGRATIONS[v] takes a database from version v to v + 1.
 MIGRATIONS = {1: MIGRATE_1_TO_2, 2: MIGRATE_2_TO_3, 3: MIGRATE_3_TO_4}
+
+# Dialects: the statements above are written once; PostgreSQL's DDL differs only in type
+# names. SQLite's INTEGER is 64-bit, PostgreSQL's 32-bit: inode numbers, nanosecond
+# mtimes and steps need BIGINT. BLOB is bytea. (DOUBLE PRECISION and TEXT are the same.)
+_PG_TYPES = [(re.compile(r"\bINTEGER\b"), "BIGINT"), (re.compile(r"\bBLOB\b"), "BYTEA")]
+
+
+def ddl(stmt: str, dialect: str) -> str:
+    """A schema statement of this module for ``dialect`` (``sqlite`` or ``postgresql``)."""
+    if dialect == "postgresql":
+        for pattern, repl in _PG_TYPES:
+            stmt = pattern.sub(repl, stmt)
+    return stmt

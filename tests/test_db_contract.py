@@ -1,0 +1,510 @@
+"""The SQL layer's contract, run against SQLite and a real, throwaway PostgreSQL.
+
+The same tests, parametrized over both dialects, drive the schema, its migrations and
+the statements the library issues (through the library's own functions where
+practical). PostgreSQL is a cluster started for the session (initdb + pg_ctl, as user
+``postgres`` when the tests run as root); its binaries are required: a machine without
+them FAILS these tests (``apt-get install postgresql``; scripts/install-test-deps).
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import require
+from runbase import ingest, lifecycle, read, views
+from runbase.errors import FormatVersionError, StoreError
+from runbase.paging import page_rows
+from runbase.query import compile_sort, compile_where
+from runbase.spool import KIND_KEY, MAGIC, STEP_KEY, TIME_KEY, encode_frame
+from runbase.store import Store
+from runbase.store.db import Database, open_database, pg_sql
+from runbase.store.schema import MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION, ddl
+from runbase.store.statcache import StatCache
+
+DIALECTS = ["sqlite", "postgresql"]
+
+
+# -- a throwaway PostgreSQL cluster ------------------------------------------------------------
+
+
+def _pg_bindir() -> Path:
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
+        key=lambda p: [int(x) if x.isdigit() else 0 for x in p.split("/")[4].split(".")],
+    )
+    if found:
+        return Path(found[-1]).parent
+    exe = shutil.which("pg_ctl") or shutil.which("initdb")
+    if exe:
+        return Path(exe).parent
+    pytest.fail(
+        "PostgreSQL server binaries (initdb, pg_ctl) are required by the database contract "
+        "tests: apt-get install postgresql (scripts/install-test-deps does it)"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """``postgresql://postgres@127.0.0.1:PORT``: a cluster for this session (fsync off),
+    stopped with ``-m immediate`` and deleted at the end."""
+    require("psycopg")
+    bindir = _pg_bindir()
+    as_postgres: list[str] = []
+    tmp = Path(tempfile.mkdtemp(prefix="runbase-pg-"))
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(tmp, "postgres", "postgres")
+    data, port = tmp / "data", _free_port()
+
+    def run(*args: str) -> None:
+        p = subprocess.run([*as_postgres, *args], capture_output=True, text=True)
+        if p.returncode:
+            log = (tmp / "log").read_text() if (tmp / "log").exists() else ""
+            pytest.fail(f"{' '.join(args[:2])} failed:\n{p.stdout}{p.stderr}{log}")
+
+    run(
+        str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+        "--locale=C.UTF-8", "--no-sync", "--no-instructions",
+    )  # fmt: skip
+    opts = f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off"
+    run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(tmp / "log"), "-w", "-t", "60",
+        "-o", opts, "start")  # fmt: skip
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run(
+            [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w",
+             "stop"],
+            capture_output=True,
+        )  # fmt: skip
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+_db_counter = iter(range(1, 1_000_000))
+
+
+@pytest.fixture(params=DIALECTS)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of each dialect: a SQLite file or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'meta.db'}"
+    import psycopg
+
+    server = request.getfixturevalue("pg_server")
+    name = f"t{next(_db_counter)}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return f"{server}/{name}"
+
+
+@pytest.fixture
+def db(url: str) -> Iterator[Database]:
+    d = open_database(url, create=True)
+    yield d
+    d.close()
+
+
+@pytest.fixture
+def store(url: str, tmp_path: Path) -> Iterator[Store]:
+    """A store (objects and spool on disk) whose metadata database is ``url``'s."""
+    local = Store.open(tmp_path / "store", create=True)
+    local.close()
+    s = Store(local.root, open_database(url, create=True), local.objects)
+    yield s
+    s.close()
+
+
+def _raw(url: str, stmts: list[str]) -> None:
+    """Statements run straight on the driver, outside runbase."""
+    if url.startswith("sqlite:"):
+        conn = sqlite3.connect(url[len("sqlite:///") :], isolation_level=None)
+        for s in stmts:
+            conn.execute(s)
+        conn.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as pconn:
+            for s in stmts:
+                pconn.execute(s)
+
+
+# -- schema ------------------------------------------------------------------------------------
+
+
+def test_schema_created_with_version(db: Database, url: str) -> None:
+    assert db.dialect == ("sqlite" if url.startswith("sqlite") else "postgresql")
+    assert db.has_schema()
+    assert db.schema_version() == SCHEMA_VERSION
+    for table in ("runs", "params", "tags", "metrics", "metric_chunks", "run_files",
+                  "spool_offsets", "stat_dirs"):  # fmt: skip
+        assert db.query_one(f"SELECT count(*) FROM {table}") == (0,)
+    db.create_schema()  # again: a no-op
+    assert db.query("SELECT key, value FROM meta") == [("schema_version", str(SCHEMA_VERSION))]
+    # reopening an existing database (create=False) checks it and works
+    again = open_database(url)
+    assert again.schema_version() == SCHEMA_VERSION
+    again.close()
+
+
+def test_migrations_from_version_1(url: str) -> None:
+    dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
+    _raw(
+        url,
+        [ddl(s, dialect) for s in SCHEMA_V1]
+        + [
+            "INSERT INTO meta (key, value) VALUES ('schema_version', '1')",
+            "INSERT INTO runs (id, name, status, started_at, command, mode) "
+            "VALUES ('r1', 'old', 'finished', 1.5, '[]', 'run')",
+            "INSERT INTO stat_cache VALUES ('/a', 1, 2, 3, 4, 'blake3:x')",
+        ],
+    )
+    db = open_database(url)  # check_schema applies every migration on open
+    assert db.schema_version() == SCHEMA_VERSION == 1 + len(MIGRATIONS)
+    assert db.query("SELECT id, name, data_policy, notebook_json FROM runs") == [
+        ("r1", "old", None, None)
+    ]
+    assert db.query("SELECT count(*) FROM run_files") == [(0,)]
+    assert db.query("SELECT count(*) FROM stat_dirs") == [(0,)]
+    with pytest.raises(db.errors):
+        db.query("SELECT count(*) FROM stat_cache")  # dropped by 2 -> 3
+    db.close()
+
+
+def test_newer_schema_refused(db: Database, url: str) -> None:
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    db.close()
+    with pytest.raises(FormatVersionError, match="newer than this runbase"):
+        open_database(url)
+
+
+# -- the library's statements ------------------------------------------------------------------
+
+
+def _spool(store: Store, run_id: str, entries: list[dict[str, Any]]) -> None:
+    path = store.spool_dir(run_id) / "1-test.spool"
+    with open(path, "ab") as f:
+        if f.tell() == 0:
+            f.write(MAGIC)
+        f.write(encode_frame(entries))
+
+
+def test_run_lifecycle_through_the_library(store: Store) -> None:
+    big = 1 << 40  # 64-bit steps, past PostgreSQL's 32-bit INTEGER
+    run_id = lifecycle.create_run(
+        store, command=["python", "t.py"], mode="api", name="first", tags={"team": "vision"}
+    )
+    lifecycle.record_argv_params(store, run_id, ["t.py", "--lr", "0.1", "--opt", "sgd"])
+    lifecycle.record_code(store, run_id, {"commit": "abc123", "dirty": False})
+    t = time.time()
+    _spool(
+        store,
+        run_id,
+        [
+            {"loss": 1.0, TIME_KEY: t, STEP_KEY: big},
+            {"loss": 0.5, "acc": 0.5, TIME_KEY: t + 1, STEP_KEY: big + 1},
+            {"loss": math.nan, "acc": math.inf, TIME_KEY: t + 2},  # auto step: big + 2
+            {KIND_KEY: "param", "key": "lr", "value": "0.2", "source": "inline"},
+            {KIND_KEY: "summary", "values": {"f1": math.nan, "best": -math.inf, "acc": 0.75}},
+            {KIND_KEY: "tag", "key": "stage", "value": "dev"},
+            {KIND_KEY: "name", "name": "renamed"},
+        ],
+    )
+    res = lifecycle.ingest_and_handle(store, run_id)
+    assert (res.points, res.entries) == (5, 7)
+    assert ingest.ingest(store, run_id).entries == 0  # the offset was recorded: no duplicates
+    assert lifecycle.finalize(store, run_id, "finished", exit_code=0)
+    assert not lifecycle.finalize(store, run_id, "failed", exit_code=1)  # already final
+
+    run = read.list_runs(store)[0]
+    assert (run["id"], run["name"], run["status"], run["exit_code"]) == (
+        run_id, "renamed", "finished", 0)  # fmt: skip
+    assert run["params"] == {"lr": 0.2, "opt": "sgd"}
+    assert run["tags"] == {"team": "vision", "stage": "dev"}
+    m = run["metrics"]
+    assert m["loss"]["count"] == 3 and math.isnan(m["loss"]["last"])  # NaN: NULL, read as NaN
+    assert (m["loss"]["min"], m["loss"]["max"], m["loss"]["step"]) == (0.5, 1.0, big + 2)
+    assert m["acc"]["value"] == 0.75 and m["acc"]["last"] == math.inf
+    assert math.isnan(m["f1"]["value"]) and m["best"]["value"] == -math.inf
+    series = read.series(store, run_id, "loss")
+    assert series.steps == [big, big + 1, big + 2]
+    assert series.values[:2] == [1.0, 0.5] and math.isnan(series.values[2])
+    assert read.resolve(store, run_id[:10]) == run_id
+    assert read.resolve(store, "renamed") == run_id
+
+
+def test_upserts(db: Database) -> None:
+    upsert_meta = (
+        "INSERT INTO meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+    )
+    db.execute(upsert_meta, ("packages:x", "a 1"))
+    db.execute(upsert_meta, ("packages:x", "b 2"))
+    assert db.query("SELECT value FROM meta WHERE key LIKE 'packages:%'") == [("b 2",)]
+    ins = "INSERT INTO params (run_id, key, value, num, source) VALUES (?, ?, ?, ?, ?) "
+    db.executemany(ins + "ON CONFLICT (run_id, key) DO NOTHING",
+                   [("r", "lr", "0.1", 0.1, "argv"), ("r", "lr", "0.3", 0.3, "argv")])  # fmt: skip
+    config = (
+        ins + "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, "
+        "num = excluded.num WHERE params.source = 'config'"
+    )
+    db.executemany(config, [("r", "lr", "0.5", 0.5, "config"), ("r", "wd", "1", 1, "config")])
+    assert db.query("SELECT key, value, num, source FROM params ORDER BY key") == [
+        ("lr", "0.1", 0.1, "argv"),  # an argv row is not replaced by a config file's
+        ("wd", "1", 1.0, "config"),
+    ]
+    db.execute(config, ("r", "wd", "2", 2, "config"))
+    assert db.query_one("SELECT value FROM params WHERE key = 'wd'") == ("2",)
+
+
+def test_blobs_and_64_bit_integers(db: Database, store: Store, tmp_path: Path) -> None:
+    every_byte = bytes(range(256)) * 3
+    db.execute(
+        "INSERT INTO metric_chunks (run_id, key, seq, n, steps, times, vals) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        ("r", "k", 0, 1, every_byte, b"", b"\x00"),
+    )
+    row = db.query_one("SELECT steps, times, vals FROM metric_chunks WHERE run_id = ?", ("r",))
+    assert row == (every_byte, b"", b"\x00") and all(type(v) is bytes for v in row)
+    huge = (1 << 63) - 1
+    db.execute(
+        'INSERT INTO spool_offsets (run_id, file, "offset") VALUES (?, ?, ?) '
+        'ON CONFLICT (run_id, file) DO UPDATE SET "offset" = excluded."offset"',
+        ("r", "f", huge),
+    )
+    db.execute(
+        "INSERT INTO metrics (run_id, key, count, last_step, has_summary) VALUES (?, ?, ?, ?, ?)",
+        ("r", "k", 1 << 33, -(1 << 62), True),  # a bool is stored as 1, as SQLite does
+    )
+    assert db.query_one('SELECT "offset" FROM spool_offsets') == (huge,)
+    assert db.query("SELECT count, last_step, has_summary FROM metrics") == [
+        (1 << 33, -(1 << 62), 1)
+    ]
+    # the stat cache: a marshalled blob per directory (inode numbers, nanosecond mtimes)
+    f = tmp_path / "data" / "x.bin"
+    f.parent.mkdir()
+    f.write_bytes(b"x")
+    os.utime(f, ns=(1_700_000_000_123_456_789, 1_700_000_000_123_456_789))
+    cache = StatCache(store)
+    cache.remember(str(f), os.lstat(f), "blake3:" + "ab" * 32, True)
+    cache.save()
+    fresh = StatCache(store)
+    assert fresh.lookup(str(f), os.lstat(f)) == ("blake3:" + "ab" * 32, True)
+    (blob,) = store.db.query_one("SELECT entries FROM stat_dirs")  # type: ignore[misc]
+    assert type(blob) is bytes
+
+
+def test_nan_and_infinities(db: Database) -> None:
+    ins = "INSERT INTO metrics (run_id, key, count, last, min, max, has_summary, value) "
+    db.executemany(
+        ins + "VALUES (?, ?, 1, ?, ?, ?, 0, ?)",
+        [("r", "nan", math.nan, math.nan, math.nan, math.nan),
+         ("r", "inf", math.inf, -math.inf, math.inf, 1e308)],
+    )  # fmt: skip
+    rows = db.query("SELECT key, last, min, max, value FROM metrics ORDER BY key")
+    assert rows == [("inf", math.inf, -math.inf, math.inf, 1e308), ("nan", None, None, None, None)]
+    assert db.query("SELECT key FROM metrics WHERE value > ?", (1e300,)) == [("inf",)]
+    summ = read.metric_summary(1, None, None, None, 5, None, 0)
+    assert math.isnan(summ["last"])
+
+
+def test_concurrent_writers(db: Database, store: Store) -> None:
+    """Two threads doing read-modify-write transactions: writers queue, none is lost."""
+    db.execute("INSERT INTO meta (key, value) VALUES ('counter', '0')")
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(40):
+                with db.transaction() as cur:
+                    (v,) = cur.execute("SELECT value FROM meta WHERE key = 'counter'").fetchone()
+                    cur.execute(
+                        "UPDATE meta SET value = ? WHERE key = 'counter'", (str(int(v) + 1),)
+                    )
+            for _ in range(5):
+                lifecycle.create_run(store, command=["x"], mode="api")
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert db.query_one("SELECT value FROM meta WHERE key = 'counter'") == ("80",)
+    assert store.db.query_one("SELECT count(*) FROM runs") == (10,)
+
+
+def test_a_failed_transaction_rolls_back(db: Database) -> None:
+    with pytest.raises(RuntimeError), db.transaction() as cur:
+        cur.execute("INSERT INTO meta (key, value) VALUES ('gone', 'x')")
+        raise RuntimeError("boom")
+    assert db.query_one("SELECT value FROM meta WHERE key = 'gone'") is None
+    with pytest.raises(db.errors):
+        db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', 'dup')")
+    assert db.schema_version() == SCHEMA_VERSION  # and the connection is still usable
+
+
+# -- filters and sorts (runbase ls --where / --sort) -------------------------------------------
+
+
+def _runs(store: Store) -> dict[str, str]:
+    """Five runs with params, metrics and tags; name -> id."""
+    specs = [
+        ("brisk-otter", {"lr": "0.1", "opt": '"sgd"'}, {"acc": 0.91}, {"team": "vision"}),
+        ("brisk-lynx", {"lr": "0.01", "opt": '"adam"'}, {"acc": 0.95}, {}),
+        ("calm-heron", {"lr": "0.001"}, {"acc": 0.5}, {"team": "nlp"}),
+        ("calm_fox", {"opt": '"a%b"'}, {}, {}),
+        ("100%-done", {}, {"acc": math.nan}, {"baseline": ""}),
+    ]
+    ids: dict[str, str] = {}
+    for i, (name, params, metrics, tags) in enumerate(specs):
+        run_id = lifecycle.create_run(store, command=["x"], mode="api", name=name, tags=tags)
+        store.db.execute("UPDATE runs SET started_at = ? WHERE id = ?", (1000.0 + i, run_id))
+        _spool(store, run_id, [
+            *({KIND_KEY: "param", "key": k, "value": v} for k, v in params.items()),
+            {KIND_KEY: "summary", "values": metrics},
+        ])  # fmt: skip
+        ingest.ingest(store, run_id)
+        ids[name] = run_id
+    return ids
+
+
+WHERE = {
+    "params.lr < 0.05": {"brisk-lynx", "calm-heron"},
+    "metrics.acc > 0.9": {"brisk-otter", "brisk-lynx"},
+    "metrics.acc.count == 0 and metrics.acc.max >= 0.9": {"brisk-otter", "brisk-lynx"},
+    'name ~ "brisk-*"': {"brisk-otter", "brisk-lynx"},
+    'name ~ "BRISK-*"': {"brisk-otter", "brisk-lynx"},  # ASCII case ignored, as in SQLite
+    'name ~ "calm_*"': {"calm_fox"},  # _ and % are literal in a glob
+    'name ~ "*%*"': {"100%-done"},
+    "name ~ 'c?lm-*'": {"calm-heron"},
+    'params.opt ~ "a*"': {"brisk-lynx", "calm_fox"},
+    'params.opt == "sgd" or tags.baseline': {"brisk-otter", "100%-done"},
+    "tags.team != 'nlp'": {"brisk-otter"},
+    "params.lr in (0.1, 0.001)": {"brisk-otter", "calm-heron"},
+    "not params.lr and started_at > 1002.5": {"calm_fox", "100%-done"},
+    "duration >= 0 and status == 'running' and exit_code == null": {
+        "brisk-otter",
+        "brisk-lynx",
+        "calm-heron",
+        "calm_fox",
+        "100%-done",
+    },  # fmt: skip
+}
+
+
+def test_where_expressions(store: Store) -> None:
+    _runs(store)
+    for where, expected in WHERE.items():
+        got = {r["name"] for r in read.list_runs(store, where, limit=None)}
+        assert got == expected, where
+        assert read.count_runs(store, where) == len(expected), where
+
+
+SORTS = {
+    "-metrics.acc": ["brisk-lynx", "brisk-otter", "calm-heron", "100%-done", "calm_fox"],
+    "metrics.acc": ["calm-heron", "brisk-otter", "brisk-lynx", "100%-done", "calm_fox"],
+    "params.lr": ["calm-heron", "brisk-lynx", "brisk-otter", "100%-done", "calm_fox"],
+    "-params.opt": ["brisk-otter", "brisk-lynx", "calm_fox", "100%-done", "calm-heron"],
+    "name": ["100%-done", "brisk-lynx", "brisk-otter", "calm-heron", "calm_fox"],
+    "tags.team, -started_at": [
+        "calm-heron",
+        "brisk-otter",
+        "100%-done",
+        "calm_fox",
+        "brisk-lynx",
+    ],  # fmt: skip
+    "": ["100%-done", "calm_fox", "calm-heron", "brisk-lynx", "brisk-otter"],
+}
+
+
+def test_sorts_and_pages(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from runbase import paging
+
+    monkeypatch.setattr(paging, "_PROBE_SHARE", 1)  # the walk's probe runs on 5 runs too
+    ids = _runs(store)
+    names = {v: k for k, v in ids.items()}
+    for sort, expected in SORTS.items():
+        assert [r["name"] for r in read.list_runs(store, sort=sort, limit=None)] == expected, sort
+        order, args = compile_sort(sort)
+        rows = store.db.query(f"SELECT runs.name FROM runs ORDER BY {order}", args)
+        assert [r[0] for r in rows][: len(expected)] == expected, sort
+        cond, cargs = compile_where("started_at > 0")
+        for walk in (True, False, None):  # index walked, every run sorted, or probed
+            for limit, offset in ((1, 0), (2, 0), (2, 1), (None, 2), (10, 4)):
+                got = page_rows(store, cond, cargs, sort, limit, offset, walk=walk)
+                want = expected[offset:][:limit] if limit else expected[offset:]
+                assert [names[r[0]] for r in got] == want, (sort, walk, limit, offset)
+
+
+def test_web_views_queries(store: Store) -> None:
+    _runs(store)
+    keys = views.store_keys(store)  # a recursive CTE walking the key indexes
+    assert keys == {"param_keys": ["lr", "opt"], "metric_keys": ["acc"],
+                    "tag_keys": ["baseline", "team"]}  # fmt: skip
+    page = views.runs_page(store, where="metrics.acc > 0.4", sort="-metrics.acc", limit=2,
+                           group_by="tag:team")  # fmt: skip
+    assert page["total"] == 3 and [r["name"] for r in page["runs"]] == ["brisk-lynx", "brisk-otter"]
+    assert {g["key"]: g["count"] for g in page["groups"]} == {None: 1, "vision": 1, "nlp": 1}
+
+
+# -- the dialect layer itself -------------------------------------------------------------------
+
+
+def test_pg_translation() -> None:
+    assert pg_sql("SELECT a FROM t WHERE b = ? AND c LIKE 'x%?' LIMIT -1 OFFSET ?") == (
+        "SELECT a FROM t WHERE b = %s AND c ILIKE 'x%%?' LIMIT ALL OFFSET %s"
+    )
+    assert pg_sql("""SELECT "o?" FROM t WHERE s = 'it''s ?' AND x LIKE ? ESCAPE '\\'""") == (
+        """SELECT "o?" FROM t WHERE s = 'it''s ?' AND x ILIKE %s ESCAPE '\\'"""
+    )
+    assert ddl("steps BLOB, n INTEGER NOT NULL, v DOUBLE PRECISION", "postgresql") == (
+        "steps BYTEA, n BIGINT NOT NULL, v DOUBLE PRECISION"
+    )
+    assert ddl("n INTEGER", "sqlite") == "n INTEGER"
+
+
+def test_open_database_by_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a = open_database(tmp_path / "a.db", create=True)
+    b = open_database(f"sqlite:///{tmp_path / 'b.db'}", create=True)
+    monkeypatch.chdir(tmp_path)
+    c = open_database("sqlite:///c.db", create=True)
+    assert (a.dialect, b.dialect, c.dialect) == ("sqlite",) * 3
+    assert all((tmp_path / n).is_file() for n in ("a.db", "b.db", "c.db"))
+    for d in (a, b, c):
+        d.close()
+    with pytest.raises(StoreError, match="no metadata database"):
+        open_database(tmp_path / "missing.db")
+    monkeypatch.setitem(__import__("sys").modules, "psycopg", None)  # not installed
+    with pytest.raises(StoreError, match=r"pip install 'runbase\[postgres\]'"):
+        open_database("postgresql://nobody@127.0.0.1:1/none")
+
+
+def test_unreachable_server_is_a_store_error(pg_server: str) -> None:
+    port = _free_port()
+    with pytest.raises(StoreError, match="cannot connect") as e:
+        open_database(f"postgresql://postgres:secret@127.0.0.1:{port}/x?connect_timeout=2")
+    assert "secret" not in str(e.value)
