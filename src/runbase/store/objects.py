@@ -16,10 +16,15 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .. import progress
+from ..errors import StoreError
 from .hashing import ALGO, hash_bytes, new_hasher, split_id
 from .hashing import CHUNK as _CHUNK
 
 _SMALL = 4 << 20  # files up to this size are read whole: hash first, write only if new
+
+
+class ObjectIdMismatch(StoreError):
+    """Bytes offered under an id that is not their BLAKE3: refused, nothing is stored."""
 
 
 class LocalObjects:
@@ -52,6 +57,17 @@ class LocalObjects:
 
     def put_bytes(self, data: bytes) -> str:
         oid = hash_bytes(data)
+        if not self.exists(oid):
+            self._write(oid, data)
+        return oid
+
+    def put_claimed(self, oid: str, data: bytes) -> str:
+        """Store ``data`` under ``oid`` (an id computed elsewhere, e.g. sent by a client),
+        re-hashing it first: bytes that do not match their id raise ObjectIdMismatch."""
+        split_id(oid)  # a malformed id raises ValueError
+        actual = hash_bytes(data)
+        if actual != oid:
+            raise ObjectIdMismatch(f"bytes offered as {oid} hash to {actual}: refused")
         if not self.exists(oid):
             self._write(oid, data)
         return oid
