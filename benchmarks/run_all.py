@@ -32,6 +32,7 @@ BENCHES = {
     "compare": "bench_compare.py",
     "data": "bench_data.py",
     "ui": "bench_ui.py",
+    "integrations": "bench_integrations.py",
 }
 
 
@@ -256,6 +257,36 @@ def summary_rows() -> list[list[str]]:
                     "-",
                 ]
             )
+    integ = load("integrations")
+    if integ:
+        for fw, r in integ["results"].items():
+            loop = r["modes"]["none"]["loop_s"]["median"]
+            rows.append(
+                [
+                    f"{fw} training loop ({loop:.2f} s): runbase's mirroring"
+                    + ("" if "integration_ab_pct" in r else " (whole runbase run)"),
+                    f"{r.get('integration_ab_pct', r['runbase_overhead_pct']):+.1f}%",
+                    "<= 5%",
+                    r["target"],
+                ]
+            )
+            rows.append(
+                [
+                    f"{fw} training loop: whole runbase run (automatic integration) vs alone",
+                    f"{r['runbase_overhead_pct']:+.1f}%",
+                    "-",
+                    "-",
+                ]
+            )
+            if r.get("wandb_overhead_pct") is not None:
+                rows.append(
+                    [
+                        f"{fw} training loop: + W&B integration (offline)",
+                        f"{r['wandb_overhead_pct']:+.1f}%",
+                        "-",
+                        "-",
+                    ]
+                )
     return rows
 
 
