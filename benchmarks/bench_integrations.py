@@ -16,8 +16,8 @@ untimed warm-up loop, logging at every step/batch/round (the worst case for a tr
   own share;
 * ``ab``: the mirroring alone, in one process: under ``runbase run --no-integrations``,
   loops without and with runbase's object (the ``RunbaseLogger``/``RunbaseCallback``
-  the automatic mode adds) passed explicitly, alternating; reported is the median of
-  the per-pair ratios. Process-to-process variance on this shared 2-core machine is
+  the automatic mode adds) passed explicitly, alternating (and alternating which of the
+  pair goes first); reported is the median of the per-pair ratios. Process-to-process variance on this shared 2-core machine is
   several percent, more than what is measured, so this is the number the 5% target is
   checked on (scikit-learn, whose hooks are global, has none: its target is checked on
   ``runbase`` vs ``none``);

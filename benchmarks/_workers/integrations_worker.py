@@ -310,11 +310,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rb-bench-int-") as scratch:
         if MODE == "ab":
             # in one process, loops without and with runbase's object, alternating
-            # (the first pair warms up): the integration's own cost, free of the
-            # process-to-process variance
+            # (the first pair warms up; which goes first alternates too, so that a
+            # drift within the process — memory, caches — favours neither): the
+            # integration's own cost, free of the process-to-process variance
             for i in range(REPS + 1):
-                off = loop(os.path.join(scratch, f"{i}-off"))
-                on = loop(os.path.join(scratch, f"{i}-on"), ours=True)
+                if i % 2:
+                    on = loop(os.path.join(scratch, f"{i}-on"), ours=True)
+                    off = loop(os.path.join(scratch, f"{i}-off"))
+                else:
+                    off = loop(os.path.join(scratch, f"{i}-off"))
+                    on = loop(os.path.join(scratch, f"{i}-on"), ours=True)
                 if i:
                     times.append(off)
                     with_ours.append(on)
