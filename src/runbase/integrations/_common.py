@@ -144,3 +144,59 @@ def numeric(value: Any) -> Any:
             except ValueError:
                 pass
     return value
+
+
+def hook_booster(
+    name: str,
+    module: Any,
+    owners: tuple[str, ...],
+    callback_type: type,
+    make_callback: Callable[[Any, Any], Any],
+    path_kw: str,
+) -> None:
+    """The automatic mode of a gradient-boosting library (XGBoost, LightGBM): its
+    ``train`` (looked up in each of ``owners``) gets ``make_callback(bound_arguments,
+    signature)`` appended to ``callbacks`` unless a ``callback_type`` is there, and
+    ``module.Booster.save_model(path)`` (``path_kw`` when passed by keyword) declares
+    ``path`` an output."""
+    import inspect
+
+    signatures: dict[Any, inspect.Signature] = {}
+
+    def with_ours(train: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not active():  # no run (after runbase.finish()): leave training alone
+            return args, kwargs
+        try:
+            sig = signatures.get(train)
+            if sig is None:
+                sig = signatures[train] = inspect.signature(train)
+            bound = sig.bind(*args, **kwargs)
+            callbacks = list(bound.arguments.get("callbacks") or [])
+            if any(isinstance(c, callback_type) for c in callbacks):
+                return args, kwargs
+            bound.arguments["callbacks"] = [*callbacks, make_callback(bound, sig)]
+            return bound.args, bound.kwargs
+        except Exception as e:  # noqa: BLE001 - leave the call as the program made it
+            warn_once(f"integration:{name}", f"the {name} integration failed: {e}")
+            return args, kwargs
+
+    def train_wrapper(train: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            args, kwargs = with_ours(train, args, kwargs)
+            return train(*args, **kwargs)
+
+        return wrapper
+
+    def save_wrapper(save_model: Any) -> Any:
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            result = save_model(self, *args, **kwargs)
+            output(args[0] if args else kwargs.get(path_kw), auto=True)
+            return result
+
+        return wrapper
+
+    for owner_name in owners:
+        owner = sys.modules.get(owner_name)
+        if owner is not None and hasattr(owner, "train"):
+            wrap(owner, "train", train_wrapper)
+    wrap(module.Booster, "save_model", save_wrapper)

@@ -18,9 +18,6 @@ round; on the first round, the booster params as LightGBM resolved them
 
 from __future__ import annotations
 
-import functools
-import inspect
-
 from . import _common
 
 TYPE_CHECKING = False
@@ -59,52 +56,11 @@ class RunbaseCallback:
 
 def install(module: ModuleType) -> None:
     """``lightgbm`` was imported: hook ``train`` where it is looked up."""
-    import sys
-
-    for name in ("lightgbm.engine", "lightgbm", "lightgbm.sklearn"):
-        owner = sys.modules.get(name)
-        if owner is not None and hasattr(owner, "train"):
-            _common.wrap(owner, "train", _train_wrapper)
-    _common.wrap(module.Booster, "save_model", _save_wrapper)
-
-
-def _save_wrapper(save_model: Any) -> Any:
-    @functools.wraps(save_model)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        result = save_model(self, *args, **kwargs)
-        _common.output(args[0] if args else kwargs.get("filename"), auto=True)
-        return result
-
-    return wrapper
-
-
-_signatures: dict[Any, inspect.Signature] = {}
-
-
-def _train_wrapper(train: Any) -> Any:
-    @functools.wraps(train)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        args, kwargs = _with_ours(train, args, kwargs)
-        return train(*args, **kwargs)
-
-    return wrapper
-
-
-def _with_ours(train: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    if not _common.active():  # no run (after runbase.finish()): leave training alone
-        return args, kwargs
-    try:
-        sig = _signatures.get(train)
-        if sig is None:
-            sig = _signatures[train] = inspect.signature(train)
-        bound = sig.bind(*args, **kwargs)
-        callbacks = list(bound.arguments.get("callbacks") or [])
-        if any(isinstance(c, RunbaseCallback) for c in callbacks):
-            return args, kwargs
-        bound.arguments["callbacks"] = [*callbacks, RunbaseCallback()]
-        return bound.args, bound.kwargs
-    except Exception as e:  # noqa: BLE001 - leave the call as the program made it
-        from .._safe import warn_once
-
-        warn_once("integration:lightgbm", f"the lightgbm integration failed: {e}")
-        return args, kwargs
+    _common.hook_booster(
+        "lightgbm",
+        module,
+        ("lightgbm.engine", "lightgbm", "lightgbm.sklearn"),
+        RunbaseCallback,
+        lambda _bound, _sig: RunbaseCallback(),
+        "filename",
+    )

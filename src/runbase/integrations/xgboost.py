@@ -20,7 +20,6 @@ params (source ``xgboost``) and ``num_boost_round`` — in explicit use without
 
 from __future__ import annotations
 
-import functools
 import inspect
 import json
 
@@ -93,57 +92,21 @@ def _booster_params(booster: Any) -> dict[str, Any]:
 
 def install(module: ModuleType) -> None:
     """``xgboost`` was imported: hook ``train`` where it is looked up."""
-    import sys
-
-    for name in ("xgboost.training", "xgboost", "xgboost.sklearn"):
-        owner = sys.modules.get(name)
-        if owner is not None and hasattr(owner, "train"):
-            _common.wrap(owner, "train", _train_wrapper)
-    _common.wrap(module.Booster, "save_model", _save_wrapper)
-
-
-def _save_wrapper(save_model: Any) -> Any:
-    @functools.wraps(save_model)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        result = save_model(self, *args, **kwargs)
-        _common.output(args[0] if args else kwargs.get("fname"), auto=True)
-        return result
-
-    return wrapper
+    _common.hook_booster(
+        "xgboost",
+        module,
+        ("xgboost.training", "xgboost", "xgboost.sklearn"),
+        RunbaseCallback,
+        _callback_for,
+        "fname",
+    )
 
 
-_signatures: dict[Any, inspect.Signature] = {}
-
-
-def _train_wrapper(train: Any) -> Any:
-    @functools.wraps(train)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        args, kwargs = _with_ours(train, args, kwargs)
-        return train(*args, **kwargs)
-
-    return wrapper
-
-
-def _with_ours(train: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    if not _common.active():  # no run (after runbase.finish()): leave training alone
-        return args, kwargs
-    try:
-        sig = _signatures.get(train)
-        if sig is None:
-            sig = _signatures[train] = inspect.signature(train)
-        bound = sig.bind(*args, **kwargs)
-        callbacks = list(bound.arguments.get("callbacks") or [])
-        if any(isinstance(c, RunbaseCallback) for c in callbacks):
-            return args, kwargs
-        params = bound.arguments.get("params")
-        params = dict(params.items() if isinstance(params, dict) else params or [])
-        rounds = bound.arguments.get("num_boost_round", sig.parameters["num_boost_round"].default)
-        if isinstance(rounds, int):
-            params.setdefault("num_boost_round", rounds)
-        bound.arguments["callbacks"] = [*callbacks, RunbaseCallback(params)]
-        return bound.args, bound.kwargs
-    except Exception as e:  # noqa: BLE001 - leave the call as the program made it
-        from .._safe import warn_once
-
-        warn_once("integration:xgboost", f"the xgboost integration failed: {e}")
-        return args, kwargs
+def _callback_for(bound: Any, sig: inspect.Signature) -> RunbaseCallback:
+    """Our callback, given the booster params ``train`` was called with."""
+    params = bound.arguments.get("params")
+    params = dict(params.items() if isinstance(params, dict) else params or [])
+    rounds = bound.arguments.get("num_boost_round", sig.parameters["num_boost_round"].default)
+    if isinstance(rounds, int):
+        params.setdefault("num_boost_round", rounds)
+    return RunbaseCallback(params)
