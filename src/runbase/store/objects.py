@@ -185,19 +185,21 @@ class LocalObjects:
             raise
 
 
-class ObjectWriter:
-    """An object written as a stream (a tree manifest, a large file's bytes): hashed
-    as it goes; in memory while small, in a temp file once large."""
+class SpillingWriter:
+    """What every object writer shares: hash and count as bytes arrive, keep them in
+    memory up to ``threshold``, then in a file from :meth:`_open_spill` (subclasses
+    decide where the bytes go when the writer is closed)."""
 
-    def __init__(self, objects: LocalObjects, size_hint: int = 0) -> None:
-        self._objects = objects
+    def __init__(self, threshold: int, size_hint: int = 0) -> None:
+        self._threshold = threshold
         self._hasher = new_hasher(size_hint)
         self._parts: list[bytes] = []
-        self._buffered = 0
         self._file: BinaryIO | None = None
-        self._tmp = ""
         self.size = 0
         self.oid = ""
+
+    def _open_spill(self) -> BinaryIO:
+        raise NotImplementedError
 
     def write(self, data: bytes) -> None:
         self._hasher.update(data)
@@ -205,14 +207,29 @@ class ObjectWriter:
         if self._file is not None:
             self._file.write(data)
             return
-        self._parts.append(data)
-        self._buffered += len(data)
-        if self._buffered > _SMALL:
-            self._tmp = self._objects._tmp_name()
-            fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-            self._file = os.fdopen(fd, "wb")
+        self._parts.append(bytes(data))
+        if self.size > self._threshold:
+            self._file = self._open_spill()
             self._file.writelines(self._parts)
             self._parts = []
+
+    def _digest(self) -> str:
+        return f"{ALGO}:{self._hasher.hexdigest()}"
+
+
+class ObjectWriter(SpillingWriter):
+    """An object written as a stream (a tree manifest, a large file's bytes): hashed
+    as it goes; in memory while small, in a temp file once large."""
+
+    def __init__(self, objects: LocalObjects, size_hint: int = 0) -> None:
+        super().__init__(_SMALL, size_hint)
+        self._objects = objects
+        self._tmp = ""
+
+    def _open_spill(self) -> BinaryIO:
+        self._tmp = self._objects._tmp_name()
+        fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        return os.fdopen(fd, "wb")
 
     def __enter__(self) -> ObjectWriter:
         return self
@@ -225,7 +242,7 @@ class ObjectWriter:
                 return
         if exc_type is not None:
             return
-        self.oid = f"{ALGO}:{self._hasher.hexdigest()}"
+        self.oid = self._digest()
         if self._file is not None:
             self._objects._place(self.oid, self._tmp)
         elif not self._objects.exists(self.oid):

@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 from .. import progress
 from ..errors import StoreError
 from .hashing import ALGO, hash_bytes, new_hasher, split_id
-from .objects import ObjectIdMismatch
+from .objects import ObjectIdMismatch, SpillingWriter
 
 INSTALL_HINT = "pip install 'runbase[s3]'"
 MULTIPART_THRESHOLD = 16 << 20  # larger objects go up in parts (and spill to a temp file)
@@ -350,31 +350,18 @@ class S3Objects:
             raise
 
 
-class S3ObjectWriter:
+class S3ObjectWriter(SpillingWriter):
     """An object written as a stream: hashed as it goes; in memory while small, in a
     temp file once large; uploaded when closed (in parts when large, re-hashed as sent)."""
 
     def __init__(self, objects: S3Objects, size_hint: int = 0) -> None:
+        super().__init__(objects.multipart_threshold, size_hint)
         self._objects = objects
-        self._hasher = new_hasher(size_hint)
-        self._parts: list[bytes] = []
-        self._file: BinaryIO | None = None
-        self.size = 0
-        self.oid = ""
 
-    def write(self, data: bytes) -> None:
-        self._hasher.update(data)
-        self.size += len(data)
-        if self._file is not None:
-            self._file.write(data)
-            return
-        self._parts.append(bytes(data))
-        if self.size > self._objects.multipart_threshold:
-            self._file = tempfile.TemporaryFile(  # noqa: SIM115 - closed in __exit__
-                prefix="runbase-s3-", dir=self._objects.tmp_dir
-            )
-            self._file.writelines(self._parts)
-            self._parts = []
+    def _open_spill(self) -> BinaryIO:
+        return tempfile.TemporaryFile(  # noqa: SIM115 - closed in __exit__
+            prefix="runbase-s3-", dir=self._objects.tmp_dir
+        )
 
     def __enter__(self) -> S3ObjectWriter:
         return self
@@ -383,7 +370,7 @@ class S3ObjectWriter:
         try:
             if exc_type is not None:
                 return
-            self.oid = f"{ALGO}:{self._hasher.hexdigest()}"
+            self.oid = self._digest()
             if self._objects.exists(self.oid):
                 return
             if self._file is None:
