@@ -31,6 +31,30 @@ STEP_KEY = "\x00s"
 KIND_KEY = "\x00k"
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is written (a write may be partial)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def open_spool_file(spool_dir: str, prefix: str = "") -> int:
+    """Create ``<spool_dir>/<prefix><pid>-<nonce>.spool`` with its magic written and
+    return the append-only fd; on an error nothing is left behind and OSError is raised."""
+    path = os.path.join(spool_dir, f"{prefix}{os.getpid()}-{os.urandom(4).hex()}.spool")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        write_all(fd, MAGIC)
+    except OSError:
+        os.close(fd)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        raise
+    return fd
+
+
 def encode_frame(entries: list[dict[str, Any]]) -> bytes:
     """Serialise a batch; raises ValueError when an entry holds an unmarshallable value."""
     payload = marshal.dumps(entries)

@@ -26,6 +26,7 @@ from . import lifecycle
 from ._safe import safe_call, warn_once
 from .capture.secrets import StreamScrubber, known_secret_values, redact_argv
 from .errors import UsageError
+from .spool import write_all
 from .store import Store
 
 BOOTSTRAP_DIR = Path(__file__).parent / "_bootstrap"
@@ -497,10 +498,7 @@ def _tee(
 
 def _write_all(fd: int, data: bytes) -> None:
     try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
+        write_all(fd, data)
     except OSError:
         pass  # our own stdout went away (closed pipe): keep logging
 

@@ -18,7 +18,7 @@ import time
 from itertools import chain
 
 from ._safe import warn_once
-from .spool import KIND_KEY, MAGIC, STEP_KEY, TIME_KEY, encode_frame
+from .spool import KIND_KEY, STEP_KEY, TIME_KEY, encode_frame, open_spool_file, write_all
 
 TYPE_CHECKING = False  # not `from typing import`: typing costs ~8 ms at import
 
@@ -62,19 +62,7 @@ class Tracker:
     def _open_spool(self) -> None:
         try:
             os.makedirs(self.spool_dir, exist_ok=True)
-            name = f"{os.getpid()}-{os.urandom(4).hex()}.spool"
-            path = os.path.join(self.spool_dir, name)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            try:
-                _write_all(fd, MAGIC)
-            except OSError:
-                os.close(fd)
-                try:
-                    os.unlink(path)
-                except OSError:
-                    pass
-                raise
-            self._fd = fd
+            self._fd = open_spool_file(self.spool_dir)
         except OSError as e:
             self._fd = None
             self._io_warning(f"cannot write to the run's spool in {self.spool_dir}: {e}")
@@ -162,7 +150,7 @@ class Tracker:
                 self._open_spool()
             if self._fd is not None:
                 for f in frames:
-                    _write_all(self._fd, f)
+                    write_all(self._fd, f)
         except OSError:
             pass
         finally:
@@ -181,7 +169,7 @@ class Tracker:
             while self._pending:
                 # a frame torn by an error stays pending and is rewritten whole into a new
                 # spool file (readers stop at a torn frame, so nothing is read twice)
-                _write_all(self._fd, self._pending[0])
+                write_all(self._fd, self._pending[0])
                 self._pending.pop(0)
             self._pending_entries = 0
             now = time.monotonic()
@@ -209,12 +197,6 @@ class Tracker:
             warn_once(
                 "spool-drop", "the store has been unwritable for long; dropping oldest metrics"
             )
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def _mask_term() -> Any:

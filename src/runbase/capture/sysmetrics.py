@@ -22,7 +22,7 @@ import threading
 import time
 
 from .._safe import warn_once
-from ..spool import KIND_KEY, MAGIC, STEP_KEY, TIME_KEY, encode_frame
+from ..spool import KIND_KEY, STEP_KEY, TIME_KEY, encode_frame, open_spool_file, write_all
 
 TYPE_CHECKING = False  # not `from typing import`: typing costs ~8 ms at import
 
@@ -188,23 +188,12 @@ class SystemSampler:
         frame = encode_frame(entries)
         if self._fd is None:
             # no makedirs: a missing spool directory means the run was finalized
-            path = os.path.join(self.spool_dir, f"sys-{os.getpid()}-{os.urandom(4).hex()}.spool")
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                self._fd = open_spool_file(self.spool_dir, "sys-")
             except OSError:
                 return
-            try:
-                _write_all(fd, MAGIC)
-            except OSError:
-                os.close(fd)
-                try:
-                    os.unlink(path)
-                except OSError:
-                    pass
-                return
-            self._fd = fd
         try:
-            _write_all(self._fd, frame)
+            write_all(self._fd, frame)
         except OSError:
             self._close()
 
@@ -215,12 +204,6 @@ class SystemSampler:
             except OSError:
                 pass
             self._fd = None
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def _open_probes(pid: int, cuda_visible_devices: str | None) -> list[Any]:
