@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +103,65 @@ def runbase_cmd(
 @pytest.fixture
 def cli():
     return runbase_cmd
+
+
+# -- a throwaway PostgreSQL cluster (test_db_contract.py, test_bundle.py) ----------------------
+
+
+def _pg_bindir() -> Path:
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
+        key=lambda p: [int(x) if x.isdigit() else 0 for x in p.split("/")[4].split(".")],
+    )
+    if found:
+        return Path(found[-1]).parent
+    exe = shutil.which("pg_ctl") or shutil.which("initdb")
+    if exe:
+        return Path(exe).parent
+    pytest.fail(
+        "PostgreSQL server binaries (initdb, pg_ctl) are required by the database contract "
+        "tests: apt-get install postgresql (scripts/install-test-deps does it)"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """``postgresql://postgres@127.0.0.1:PORT``: a cluster for this session (fsync off),
+    stopped with ``-m immediate`` and deleted at the end."""
+    require("psycopg")
+    bindir = _pg_bindir()
+    as_postgres: list[str] = []
+    tmp = Path(tempfile.mkdtemp(prefix="runbase-pg-"))
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(tmp, "postgres", "postgres")
+    data, port = tmp / "data", _free_port()
+
+    def run(*args: str) -> None:
+        p = subprocess.run([*as_postgres, *args], capture_output=True, text=True)
+        if p.returncode:
+            log = (tmp / "log").read_text() if (tmp / "log").exists() else ""
+            pytest.fail(f"{' '.join(args[:2])} failed:\n{p.stdout}{p.stderr}{log}")
+
+    run(
+        str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+        "--locale=C.UTF-8", "--no-sync", "--no-instructions",
+    )  # fmt: skip
+    opts = f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off"
+    run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(tmp / "log"), "-w", "-t", "60",
+        "-o", opts, "start")  # fmt: skip
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run(
+            [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w",
+             "stop"],
+            capture_output=True,
+        )  # fmt: skip
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -6,7 +6,8 @@
     ├── RunNotFound              a run reference matched no run
     ├── AmbiguousRunRef          a run prefix matched several runs
     ├── QueryError               a malformed ``--where`` / ``--sort`` expression
-    └── UsageError               bad input to an API call made before a run started
+    ├── UsageError               bad input to an API call made before a run started
+    └── BundleError              a run bundle (runbase.bundle) is malformed or cannot be imported
 
 After a run has started, runbase never raises into user code: failures are turned
 into a single warning (see ``runbase._safe``).
@@ -41,3 +42,7 @@ class QueryError(RunbaseError):
 
 class UsageError(RunbaseError):
     """An API was called with arguments it cannot accept."""
+
+
+class BundleError(RunbaseError):
+    """A run bundle is malformed (wrong version, types, ids, columns) or cannot be imported."""

@@ -312,15 +312,18 @@ def _store_logs(store: Store, run_id: str) -> dict[str, Any]:
 
 
 def recover_orphans(store: Store) -> list[str]:
-    """Finalize as ``crashed`` every running run on this host whose owner process is gone."""
+    """Finalize as ``crashed`` every running run on this host whose owner process is gone.
+    A run without an owner was imported from another store (runbase.bundle): its
+    process, if any, is on another machine, perhaps of the same name, so it is no orphan."""
     _, host = envcap.user_and_host()
     rows = store.db.query(
-        "SELECT id, owner_pid, owner_start, heartbeat_at FROM runs WHERE status = 'running' AND host = ?",
+        "SELECT id, owner_pid, owner_start, heartbeat_at FROM runs "
+        "WHERE status = 'running' AND host = ? AND owner_pid IS NOT NULL",
         (host,),
     )
     recovered = []
     for run_id, pid, start, heartbeat in rows:
-        if pid is not None and is_alive(int(pid), start):
+        if is_alive(int(pid), start):
             continue
         ended = spool_mtime(store, run_id) or heartbeat
         if finalize(

@@ -30,11 +30,38 @@ def _blob_ids(store: Store, tree: str, seen: dict[str, list[str]]) -> list[str]:
     return seen[tree]
 
 
-def references(store: Store) -> Iterator[tuple[str, str, str]]:
-    """Every object the metadata refers to: ``(object id, kind, run id or "")``."""
+def _scopes(column: str, run_ids: list[str] | None) -> Iterator[tuple[str, list[str]]]:
+    """``(condition, args)`` pairs that together select the rows of ``run_ids`` (all rows
+    when None), in chunks that stay under the databases' limits on query parameters."""
+    if run_ids is None:
+        yield "1 = 1", []
+        return
+    for i in range(0, len(run_ids), 500):
+        chunk = run_ids[i : i + 500]
+        yield f"{column} IN ({','.join('?' * len(chunk))})", chunk
+
+
+def references(store: Store, run_ids: list[str] | None = None) -> Iterator[tuple[str, str, str]]:
+    """Every object the metadata refers to: ``(object id, kind, run id or "")``; only
+    those of the runs ``run_ids`` when given (the store-wide package-list cache, run id
+    "", is then left out)."""
     trees: dict[str, list[str]] = {}
-    for run_id, code_json, packages_id, logs_json in store.db.query(
-        "SELECT id, code_json, packages_id, logs_json FROM runs"
+    for cond, args in _scopes("id", run_ids):
+        yield from _run_row_refs(store, cond, args, trees)
+    for cond, args in _scopes("run_id", run_ids):
+        yield from _file_and_param_refs(store, cond, args, trees)
+    if run_ids is None:
+        for (value,) in store.db.query("SELECT value FROM meta WHERE key LIKE 'packages:%'"):
+            yield value.split(" ", 1)[0], "env", ""
+
+
+def _run_row_refs(
+    store: Store, cond: str, args: list[str], trees: dict[str, list[str]]
+) -> Iterator[tuple[str, str, str]]:
+    """Objects named by runs rows: code snapshot, packages, logs, notebook."""
+    for run_id, code_json, packages_id, logs_json, notebook_json in store.db.query(
+        f"SELECT id, code_json, packages_id, logs_json, notebook_json FROM runs WHERE {cond}",
+        args,
     ):
         if code_json:
             code = json.loads(code_json)
@@ -48,29 +75,31 @@ def references(store: Store) -> Iterator[tuple[str, str, str]]:
             yield packages_id, "env", run_id
         for entry in (json.loads(logs_json) if logs_json else {}).values():
             yield entry["oid"], "logs", run_id
-    for run_id, notebook_json in store.db.query(
-        "SELECT id, notebook_json FROM runs WHERE notebook_json IS NOT NULL"
-    ):
-        nb = json.loads(notebook_json)
+        nb = json.loads(notebook_json) if notebook_json else {}
         for key in ("oid", "cells_oid"):  # the notebook file, the cells that ran: code
             if nb.get(key):
                 yield nb[key], "code", run_id
+
+
+def _file_and_param_refs(
+    store: Store, cond: str, args: list[str], trees: dict[str, list[str]]
+) -> Iterator[tuple[str, str, str]]:
+    """Objects named by run_files rows (stored data) and large parameter values."""
     for run_id, oid, kind in store.db.query(
-        "SELECT run_id, oid, kind FROM run_files WHERE oid IS NOT NULL AND stored = 1"
+        f"SELECT run_id, oid, kind FROM run_files WHERE oid IS NOT NULL AND stored = 1 AND {cond}",
+        args,
     ):
         yield oid, "data", run_id
         if kind == "dir":  # only directories are manifests: never parse a data file
             for blob in _blob_ids(store, oid, trees):
                 yield blob, "data", run_id
     for run_id, value in store.db.query(
-        "SELECT run_id, value FROM params WHERE value LIKE '{\"$object\"%'"
+        f"SELECT run_id, value FROM params WHERE value LIKE '{{\"$object\"%' AND {cond}", args
     ):
         try:
             yield json.loads(value)["$object"], "params", run_id
         except (ValueError, KeyError):
             continue
-    for (value,) in store.db.query("SELECT value FROM meta WHERE key LIKE 'packages:%'"):
-        yield value.split(" ", 1)[0], "env", ""
 
 
 @dataclass
