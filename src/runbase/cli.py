@@ -717,3 +717,7 @@ def report(ctx: click.Context, run_refs: tuple[str, ...], output: str) -> None:
 
     path = write_report(_open(ctx), list(run_refs), output)
     click.echo(f"wrote {path} ({fmt_bytes(path.stat().st_size)})")
+
+
+# commands of their own modules, registered on import (they import `main` from here)
+from . import cli_remote, cli_server  # noqa: E402, F401

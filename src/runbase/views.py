@@ -93,6 +93,21 @@ def run_items(store: Store, run_ids: list[str]) -> list[dict[str, Any]]:
     return jsonable([run_row(r) for r in load_runs(store, run_ids)])
 
 
+def matching_ids(store: Store, where: str, run_ids: list[str]) -> list[str]:
+    """Those of ``run_ids`` (order kept) that match the filter ``where``."""
+    cond, args = _where(where)
+    found: set[str] = set()
+    for i in range(0, len(run_ids), 500):
+        part = run_ids[i : i + 500]
+        marks = ",".join("?" * len(part))
+        with _user_sql():
+            rows = store.db.query(
+                f"SELECT runs.id FROM runs WHERE ({cond}) AND runs.id IN ({marks})", [*args, *part]
+            )
+        found.update(r[0] for r in rows)
+    return [r for r in run_ids if r in found]
+
+
 # -- the runs table ----------------------------------------------------------------------
 
 

@@ -27,19 +27,37 @@ Row = tuple[Any, ...]
 POSTGRES_INSTALL_HINT = "pip install 'runbase[postgres]'"
 
 
-def open_database(url_or_path: str | os.PathLike[str], create: bool = False) -> Database:
+def open_database(
+    url_or_path: str | os.PathLike[str],
+    create: bool = False,
+    *,
+    namespace: str | None = None,
+    migrate: bool = True,
+    store_schema: bool = True,
+) -> Database:
     """The metadata database at ``url_or_path``: ``postgresql://…`` (or ``postgres://…``)
     is PostgreSQL; ``sqlite:///relative.db``, ``sqlite:////absolute.db`` or a plain path
-    is SQLite. ``create=True`` creates the schema where there is none."""
+    is SQLite. ``create=True`` creates the schema where there is none.
+
+    ``namespace`` (PostgreSQL): the schema the tables live in, created when ``create``
+    (the team server keeps each project in its own). ``migrate=False`` refuses an older
+    schema instead of migrating it (``runbase server migrate`` does that on a server).
+    ``store_schema=False`` opens the connection only (the server's own tables)."""
     text = os.fspath(url_or_path)
+    opts = {"create": create, "migrate": migrate, "store_schema": store_schema}
     if text.startswith(("postgresql://", "postgres://")):
-        return PostgresDatabase.open(text, create=create)
+        return PostgresDatabase.open(text, namespace=namespace, **opts)
+    return SQLiteDatabase.open(sqlite_path(text), **opts)
+
+
+def sqlite_path(text: str) -> Path:
+    """The file of a SQLite URL (``sqlite:///rel.db``, ``sqlite:////abs.db``) or path."""
     if text.startswith("sqlite://"):
         rest = text[len("sqlite://") :]
         if not rest.startswith("/") or rest == "/":
             raise StoreError(f"bad SQLite URL {text!r}; use sqlite:///relative/path.db")
         text = rest[1:]
-    return SQLiteDatabase.open(Path(text), create=create)
+    return Path(text)
 
 
 class Database:
@@ -83,10 +101,12 @@ class Database:
     # -- schema -------------------------------------------------------------------
     _HAS_META = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
 
-    def _init_schema(self, create: bool) -> None:
+    def _init_schema(self, create: bool, migrate: bool = True, store_schema: bool = True) -> None:
+        if not store_schema:
+            return
         if create and not self.has_schema():
             self.create_schema()
-        self.check_schema()
+        self.check_schema(migrate)
 
     def create_schema(self) -> None:
         with self.transaction() as cur:
@@ -116,8 +136,9 @@ class Database:
             raise StoreError("metadata database has no schema version")
         return int(row[0])
 
-    def check_schema(self) -> None:
-        """Refuse a newer schema; bring an older one forward with the known migrations."""
+    def check_schema(self, migrate: bool = True) -> None:
+        """Refuse a newer schema; bring an older one forward with the known migrations
+        (or, with ``migrate=False``, refuse it too: a server migrates only when told)."""
         v = self.schema_version()
         if v > SCHEMA_VERSION:
             raise FormatVersionError(
@@ -129,6 +150,11 @@ class Database:
                 raise FormatVersionError(
                     f"the store's database schema is version {v}, older than this runbase "
                     f"({SCHEMA_VERSION}); no migration exists for it"
+                )
+            if not migrate:
+                raise FormatVersionError(
+                    f"the store's database schema is version {v}, older than this runbase "
+                    f"({SCHEMA_VERSION}); run `runbase server migrate` first"
                 )
             self.migrate(v)
 
@@ -157,7 +183,9 @@ class SQLiteDatabase(Database):
         self._writer = threading.RLock()
 
     @classmethod
-    def open(cls, path: Path, create: bool = False) -> SQLiteDatabase:
+    def open(
+        cls, path: Path, create: bool = False, migrate: bool = True, store_schema: bool = True
+    ) -> SQLiteDatabase:
         if not create and not path.exists():
             raise StoreError(f"no metadata database at {path}")
         try:
@@ -174,7 +202,7 @@ class SQLiteDatabase(Database):
         except sqlite3.Error as e:
             raise StoreError(f"cannot open {path}: {e}") from e
         db = cls(conn, path)
-        db._init_schema(create)
+        db._init_schema(create, migrate, store_schema)
         return db
 
     def close(self) -> None:
@@ -298,9 +326,12 @@ class PostgresDatabase(Database):
     dialect = "postgresql"
     _HAS_META = "SELECT 1 WHERE to_regclass('meta') IS NOT NULL"
 
-    def __init__(self, url: str, psycopg: Any) -> None:
+    def __init__(self, url: str, psycopg: Any, namespace: str | None = None) -> None:
         self.url = url
         self.path = None
+        self.namespace = namespace
+        # writers of different namespaces (server projects) do not wait on each other
+        self._write_lock = _WRITE_LOCK if namespace is None else _lock_key(namespace)
         self._psycopg = psycopg
         self.errors = (psycopg.Error,)
         self._local = threading.local()
@@ -308,25 +339,39 @@ class PostgresDatabase(Database):
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, url: str, create: bool = False) -> PostgresDatabase:
+    def open(
+        cls,
+        url: str,
+        create: bool = False,
+        migrate: bool = True,
+        store_schema: bool = True,
+        namespace: str | None = None,
+    ) -> PostgresDatabase:
         try:
             import psycopg
         except ImportError as e:
             raise StoreError(
                 f"a PostgreSQL database needs the psycopg driver: {POSTGRES_INSTALL_HINT} ({e})"
             ) from e
-        db = cls(url, psycopg)
-        db._conn()  # connect now: a bad URL or a server that is down fails here
-        db._init_schema(create)
+        db = cls(url, psycopg, namespace)
+        conn = db._conn()  # connect now: a bad URL or a server that is down fails here
+        if namespace is not None and create:
+            with conn.cursor() as cur:
+                cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(namespace)}")
+        db._init_schema(create, migrate, store_schema)
         return db
 
     def _conn(self) -> Any:
         conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
+        if conn is None or conn.closed or conn.broken:
+            # a connection lost (PostgreSQL restarted) is replaced on this thread's next call
+            kwargs: dict[str, Any] = {"autocommit": True}
+            if self.namespace is not None:
+                kwargs["options"] = f"-c search_path={quote_ident(self.namespace)}"
             try:
-                conn = self._psycopg.connect(self.url, autocommit=True)
+                conn = self._psycopg.connect(self.url, **kwargs)
             except self._psycopg.Error as e:
-                raise StoreError(f"cannot connect to {_redact(self.url)}: {e}") from e
+                raise StoreError(f"cannot connect to {redact_url(self.url)}: {e}") from e
             self._local.conn = conn
             with self._lock:
                 self._conns.append(conn)
@@ -343,7 +388,7 @@ class PostgresDatabase(Database):
     def transaction(self) -> Iterator[_PgCursor]:
         conn = self._conn()
         with conn.transaction(), conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (self._write_lock,))
             yield _PgCursor(cur)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
@@ -355,6 +400,20 @@ class PostgresDatabase(Database):
             return _PgCursor(cur).execute(sql, params).fetchone()
 
 
-def _redact(url: str) -> str:
+def quote_ident(name: str) -> str:
+    """``name`` as a PostgreSQL identifier (double quotes, inner quotes doubled)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lock_key(namespace: str) -> int:
+    """A stable signed 64-bit advisory lock key for ``namespace``."""
+    import hashlib
+
+    return int.from_bytes(
+        hashlib.blake2b(namespace.encode(), digest_size=8).digest(), "big", signed=True
+    )
+
+
+def redact_url(url: str) -> str:
     """``url`` without its password."""
     return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)

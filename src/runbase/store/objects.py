@@ -99,10 +99,16 @@ class LocalObjects:
                 progress.advance(len(chunk))
         return w.oid, w.size
 
-    def writer(self, size_hint: int = 0) -> ObjectWriter:
+    def writer(self, size_hint: int = 0, expect: str | None = None) -> ObjectWriter:
         """Stream an object in: ``with objects.writer() as w: w.write(b)``, then ``w.oid``.
-        Kept in memory up to 4 MiB, spilled to a temp file beyond."""
-        return ObjectWriter(self, size_hint)
+        Kept in memory up to 4 MiB, spilled to a temp file beyond. ``expect``: the id the
+        bytes must hash to, else ObjectIdMismatch on close and nothing is stored."""
+        return ObjectWriter(self, size_hint, expect)
+
+    def iter_bytes(self, oid: str, chunk: int = 1 << 20) -> Iterator[bytes]:
+        """The object's bytes in chunks (FileNotFoundError, raised before the first)."""
+        f = open(self._path_s(oid), "rb")  # noqa: SIM115 - closed by the generator
+        return _chunks(f, chunk)
 
     def delete(self, oid: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -185,13 +191,20 @@ class LocalObjects:
             raise
 
 
+def _chunks(f: BinaryIO, chunk: int) -> Iterator[bytes]:
+    with f:
+        while data := f.read(chunk):
+            yield data
+
+
 class SpillingWriter:
     """What every object writer shares: hash and count as bytes arrive, keep them in
     memory up to ``threshold``, then in a file from :meth:`_open_spill` (subclasses
     decide where the bytes go when the writer is closed)."""
 
-    def __init__(self, threshold: int, size_hint: int = 0) -> None:
+    def __init__(self, threshold: int, size_hint: int = 0, expect: str | None = None) -> None:
         self._threshold = threshold
+        self.expect = expect  # the id the sender claims: other bytes are refused
         self._hasher = new_hasher(size_hint)
         self._parts: list[bytes] = []
         self._file: BinaryIO | None = None
@@ -214,15 +227,20 @@ class SpillingWriter:
             self._parts = []
 
     def _digest(self) -> str:
-        return f"{ALGO}:{self._hasher.hexdigest()}"
+        oid = f"{ALGO}:{self._hasher.hexdigest()}"
+        if self.expect is not None and oid != self.expect:
+            raise ObjectIdMismatch(f"bytes offered as {self.expect} hash to {oid}: refused")
+        return oid
 
 
 class ObjectWriter(SpillingWriter):
     """An object written as a stream (a tree manifest, a large file's bytes): hashed
     as it goes; in memory while small, in a temp file once large."""
 
-    def __init__(self, objects: LocalObjects, size_hint: int = 0) -> None:
-        super().__init__(_SMALL, size_hint)
+    def __init__(
+        self, objects: LocalObjects, size_hint: int = 0, expect: str | None = None
+    ) -> None:
+        super().__init__(_SMALL, size_hint, expect)
         self._objects = objects
         self._tmp = ""
 
@@ -242,7 +260,13 @@ class ObjectWriter(SpillingWriter):
                 return
         if exc_type is not None:
             return
-        self.oid = self._digest()
+        try:
+            self.oid = self._digest()
+        except ObjectIdMismatch:
+            if self._file is not None:
+                os.unlink(self._tmp)
+            self._parts = []
+            raise
         if self._file is not None:
             self._objects._place(self.oid, self._tmp)
         elif not self._objects.exists(self.oid):

@@ -235,10 +235,22 @@ class S3Objects:
                     continue  # the file changed between the two passes: again
         raise StoreError(f"{src} kept changing while it was being stored")
 
-    def writer(self, size_hint: int = 0) -> S3ObjectWriter:
+    def writer(self, size_hint: int = 0, expect: str | None = None) -> S3ObjectWriter:
         """Stream an object in: ``with objects.writer() as w: w.write(b)``, then ``w.oid``.
-        Kept in memory up to the multipart threshold, spilled to a temp file beyond."""
-        return S3ObjectWriter(self, size_hint)
+        Kept in memory up to the multipart threshold, spilled to a temp file beyond.
+        ``expect``: the id the bytes must hash to, else ObjectIdMismatch on close."""
+        return S3ObjectWriter(self, size_hint, expect)
+
+    def iter_bytes(self, oid: str, chunk: int = 1 << 20) -> Iterator[bytes]:
+        """The object's bytes in chunks (FileNotFoundError, raised before the first)."""
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=self.key(oid))
+        except self._ClientError as e:
+            code, status = _code(e)
+            if status == 404 or code in ("404", "NoSuchKey", "NotFound"):
+                raise FileNotFoundError(f"no object {oid} in {self.url}") from e
+            raise
+        return _body_chunks(resp["Body"], chunk)
 
     def delete(self, oid: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self.key(oid))
@@ -354,8 +366,8 @@ class S3ObjectWriter(SpillingWriter):
     """An object written as a stream: hashed as it goes; in memory while small, in a
     temp file once large; uploaded when closed (in parts when large, re-hashed as sent)."""
 
-    def __init__(self, objects: S3Objects, size_hint: int = 0) -> None:
-        super().__init__(objects.multipart_threshold, size_hint)
+    def __init__(self, objects: S3Objects, size_hint: int = 0, expect: str | None = None) -> None:
+        super().__init__(objects.multipart_threshold, size_hint, expect)
         self._objects = objects
 
     def _open_spill(self) -> BinaryIO:
@@ -382,6 +394,14 @@ class S3ObjectWriter(SpillingWriter):
             self._parts = []
             if self._file is not None:
                 self._file.close()
+
+
+def _body_chunks(body: Any, chunk: int) -> Iterator[bytes]:
+    try:
+        while data := body.read(chunk):
+            yield data
+    finally:
+        body.close()
 
 
 def _read_full(f: BinaryIO, n: int) -> bytes:

@@ -64,6 +64,11 @@ def get_store(request: Request) -> Iterator[Store]:
 
     ``def page(store: Store = Depends(get_store)): ...``
     """
+    borrow = getattr(request.app.state, "borrow_store", None)
+    if borrow is not None:  # the team server: the store of the project in the path
+        with borrow(request) as store:
+            yield store
+        return
     pool: StorePool = request.app.state.store_pool
     with pool.borrow() as store:
         yield store

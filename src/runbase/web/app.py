@@ -76,7 +76,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.store_pool = pool
-    _error_handlers(app)
+    error_handlers(app)
     deps = [Depends(auth)] if auth is not None else []
     app.include_router(api_router, prefix="/api", dependencies=deps)
     app.add_api_route(PLOTLY_PATH, plotly_js, methods=["GET"], include_in_schema=False)
@@ -85,7 +85,7 @@ def create_app(
     return app
 
 
-def _error_handlers(app: FastAPI) -> None:
+def error_handlers(app: FastAPI) -> None:
     def handler(status: int) -> Callable[[Request, Exception], Response]:
         def handle(request: Request, exc: Exception) -> Response:
             return json_response({"detail": str(exc)}, status_code=status)

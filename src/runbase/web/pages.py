@@ -30,17 +30,30 @@ def _shell(
     charts: bool = True,
 ) -> HTMLResponse:
     """A page: the common head and navigation, ``body``, then ``static/<scripts>``."""
-    base = str(request.scope.get("root_path") or "").rstrip("/")
-    config = json.dumps({"base": base, **(data or {})}).replace("</", "<\\/")
-    plotly = f'<script src="{base}{PLOTLY_URL}"></script>\n' if charts else ""
-    tags = "\n".join(f'<script src="{base}/static/{s}"></script>' for s in ["common.js", *scripts])
+    root = str(request.scope.get("root_path") or "").rstrip("/")
+    # on the team server a project's pages and API live under /p/<project>
+    base = root + getattr(request.state, "page_base", "")
+    user = getattr(request.state, "user", None)
+    csrf = request.cookies.get("runbase_csrf") if user else None
+    config = json.dumps({"base": base, "user": user, "csrf": csrf, **(data or {})})
+    config = config.replace("</", "<\\/")
+    plotly = f'<script src="{root}{PLOTLY_URL}"></script>\n' if charts else ""
+    tags = "\n".join(f'<script src="{root}/static/{s}"></script>' for s in ["common.js", *scripts])
+    account = (
+        f'<span class="account">{html.escape(user)} · <a href="{root}/">projects</a> · '
+        f'<form method="post" action="{root}/logout" class="logout">'
+        f'<input type="hidden" name="csrf" value="{html.escape(csrf or "")}">'
+        f'<button class="link" type="submit">log out</button></form></span>'
+        if user
+        else ""
+    )
     page = f"""<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)} - runbase</title>
-<link rel="stylesheet" href="{base}/static/app.css">
+<link rel="stylesheet" href="{root}/static/app.css">
 <link rel="stylesheet" href="{base}/api/highlight.css">
 <link rel="icon" href="data:,">
 </head>
@@ -49,6 +62,7 @@ def _shell(
   <a class="brand" href="{base}/">runbase</a>
   <nav><a href="{base}/">Runs</a></nav>
   <span class="page-title">{html.escape(title)}</span>
+  {account}
 </header>
 <main id="main">
 {body}

@@ -1,0 +1,116 @@
+"""``runbase login / remote / push / pull``: the client side of a team server."""
+
+from __future__ import annotations
+
+import click
+
+from .cli import _open, main
+
+
+@main.command()
+@click.argument("url")
+@click.option("--token", envvar="RUNBASE_TOKEN", help="An API token (default: prompt).")
+def login(url: str, token: str | None) -> None:
+    """Keep an API token for the server at URL (in your config, mode 0600)."""
+    from .remote import config_path
+    from .remote import login as do_login
+
+    if not token:
+        token = click.prompt("API token", hide_input=True)
+    me = do_login(url, token.strip())
+    names = ", ".join(p["name"] for p in me.get("projects", [])) or "none"
+    click.echo(
+        f"logged in to {url} as {me.get('user')} (projects: {names}); token in {config_path()}"
+    )
+
+
+@main.group()
+def remote() -> None:
+    """Named team servers (and projects) to push to and pull from."""
+
+
+@remote.command("add")
+@click.argument("name")
+@click.argument("url")
+@click.option("--project", "-p", default="default", show_default=True, help="The server project.")
+def remote_add(name: str, url: str, project: str) -> None:
+    """Add remote NAME: project PROJECT on the server at URL."""
+    from .remote import add_remote
+
+    r = add_remote(name, url, project)
+    hint = "" if r.token else f" (no token yet: runbase login {r.url})"
+    click.echo(f"remote {name}: {r.url} project {project}{hint}")
+
+
+@remote.command("remove")
+@click.argument("name")
+def remote_remove(name: str) -> None:
+    """Forget remote NAME."""
+    from .remote import remove_remote
+
+    remove_remote(name)
+
+
+@remote.command("list")
+def remote_list() -> None:
+    """List remotes."""
+    from .remote import remotes
+
+    for r in remotes().values():
+        click.echo(f"{r.name}\t{r.url}\t{r.project}\t{'logged in' if r.token else 'no token'}")
+
+
+@main.command()
+@click.argument("run_refs", nargs=-1, metavar="[RUN]...")
+@click.option("--all", "all_runs", is_flag=True, help="Push every run of the store.")
+@click.option("--to", "remote_name", metavar="REMOTE", help="The remote (default: the only one).")
+@click.option("--no-data", is_flag=True, help="Keep data files local (their hashes are sent).")
+@click.option("--jobs", "-j", default=8, show_default=True, help="Parallel uploads.")
+@click.pass_context
+def push(
+    ctx: click.Context,
+    run_refs: tuple[str, ...],
+    all_runs: bool,
+    remote_name: str | None,
+    no_data: bool,
+    jobs: int,
+) -> None:
+    """Push runs (default: the latest) and the objects they reference to a remote."""
+    from .remote import get_remote
+    from .sync import push as do_push
+    from .sync import pushable_runs
+    from .table import fmt_bytes
+
+    store = _open(ctx)
+    ids = pushable_runs(store, run_refs or (() if all_runs else ("latest",)), all_runs)
+    r = get_remote(remote_name)
+    report = do_push(
+        store, r, ids, data=not no_data, jobs=jobs, progress=lambda m: click.echo(m, err=True)
+    )
+    click.echo(
+        f"{len(report.runs)} run(s) pushed, {len(report.unchanged)} unchanged; "
+        f"{report.objects_sent} objects ({fmt_bytes(report.bytes_sent)}) sent, "
+        f"{report.objects_skipped} already there"
+    )
+
+
+@main.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option("--from", "remote_name", metavar="REMOTE", help="The remote (default: the only one).")
+@click.option("--data", is_flag=True, help="Also fetch the run's data files.")
+@click.option("--jobs", "-j", default=8, show_default=True, help="Parallel downloads.")
+@click.pass_context
+def pull(ctx: click.Context, run_ref: str, remote_name: str | None, data: bool, jobs: int) -> None:
+    """Bring RUN (an id, NAME:RUN or its URL) from a remote into the local store."""
+    from .remote import get_remote, split_remote_ref
+    from .sync import pull as do_pull
+    from .table import fmt_bytes
+
+    store = _open(ctx, create=True)
+    found = split_remote_ref(run_ref)
+    r, ref = found if found else (get_remote(remote_name), run_ref)
+    report = do_pull(store, r, ref, data=data, jobs=jobs)
+    click.echo(
+        f"pulled {report.run_id}: {report.objects_fetched} objects "
+        f"({fmt_bytes(report.bytes_fetched)})"
+    )

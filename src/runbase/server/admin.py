@@ -1,0 +1,73 @@
+"""Administration of a team server's database, without a running server:
+``runbase server migrate``, ``users add``, ``projects add``, ``members set``."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..store.db import Database
+from ..store.schema import SCHEMA_VERSION
+from . import control
+from .projects import open_objects_checked, open_project_store
+
+
+@contextlib.contextmanager
+def opened(db_url: str) -> Iterator[Database]:
+    """The control tables of ``db_url`` (refused when not migrated to this version)."""
+    db = control.open_control(db_url)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+@dataclass
+class MigrateReport:
+    control_version: int
+    store_version: int
+    projects: list[str] = field(default_factory=list)
+
+
+def migrate(db_url: str, objects_url: str | None = None) -> MigrateReport:
+    """Create or bring forward the server tables and every project's store schema.
+    Idempotent: running it on an up-to-date database changes nothing."""
+    db = control.open_control(db_url, create=True)
+    try:
+        names = control.project_names(db)
+    finally:
+        db.close()
+    objects: Any = open_objects_checked(objects_url) if objects_url else None
+    with tempfile.TemporaryDirectory(prefix="rbmig-") as scratch:
+        for name in names:
+            store = open_project_store(
+                db_url, objects, name, Path(scratch), create=True, migrate=True
+            )
+            store.close()
+    return MigrateReport(control.CONTROL_VERSION, SCHEMA_VERSION, names)
+
+
+def add_user(
+    db_url: str,
+    name: str,
+    role: str = "user",
+    projects: tuple[str, ...] = (control.DEFAULT_PROJECT,),
+    project_role: str = "writer",
+    ttl: float | None = None,
+) -> control.NewToken:
+    """A new user, member of ``projects`` with ``project_role``; returns their first
+    API token (its secret is shown this once)."""
+    with opened(db_url) as db:
+        for p in projects:
+            if not control.project_exists(db, p):
+                raise control.RunbaseError(
+                    f"no project {p!r}; create it with `runbase server projects add`"
+                )
+        control.add_user(db, name, role)
+        for p in projects:
+            control.set_member(db, p, name, project_role)
+        return control.create_token(db, name, label="first token", ttl=ttl)

@@ -1,0 +1,489 @@
+"""The team server's own tables: users, API tokens, projects, members, UI sessions,
+which objects each project holds, and notes on runs (docs/server.md).
+
+They live next to the projects' run stores in the same database: on PostgreSQL in
+the schema ``runbase_server`` (each project in its own schema, ``rbp_<name>``); on
+SQLite in ``server.db`` (each project in ``projects/<name>.db`` beside it). The
+control schema is versioned apart from the store schema and only
+``runbase server migrate`` changes it: a server refuses to start on a version it
+does not know, older or newer.
+
+Tokens and session ids are random 256-bit secrets. Only their SHA-256 is stored
+(a fast hash is right for random secrets: there is nothing to brute-force), so a
+leaked database leaks no credential; the secret is shown once, when created.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import FormatVersionError, RunbaseError, StoreError
+from ..store.db import Database, open_database, sqlite_path
+from ..store.schema import ddl
+
+CONTROL_VERSION = 1
+NAMESPACE = "runbase_server"
+PROJECT_NAMESPACE_PREFIX = "rbp_"
+DEFAULT_PROJECT = "default"
+
+ROLES = ("reader", "writer", "admin")  # project roles, each includes the ones before it
+SERVER_ROLES = ("user", "admin")  # a server admin is admin of every project
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+TOKEN_PREFIX = "rbt_"
+SESSION_TTL = 14 * 86400.0
+
+CONTROL_V1 = [
+    """CREATE TABLE IF NOT EXISTS server_meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS users (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        disabled INTEGER NOT NULL DEFAULT 0
+    )""",
+    """CREATE TABLE IF NOT EXISTS tokens (
+        id TEXT PRIMARY KEY,
+        user_name TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        label TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION,
+        revoked_at DOUBLE PRECISION,
+        last_used_at DOUBLE PRECISION
+    )""",
+    "CREATE INDEX IF NOT EXISTS tokens_user ON tokens (user_name)",
+    """CREATE TABLE IF NOT EXISTS projects (
+        name TEXT PRIMARY KEY,
+        created_at DOUBLE PRECISION NOT NULL,
+        created_by TEXT
+    )""",
+    """CREATE TABLE IF NOT EXISTS members (
+        project TEXT NOT NULL,
+        user_name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        PRIMARY KEY (project, user_name)
+    )""",
+    "CREATE INDEX IF NOT EXISTS members_user ON members (user_name)",
+    """CREATE TABLE IF NOT EXISTS sessions (
+        hash TEXT PRIMARY KEY,
+        user_name TEXT NOT NULL,
+        csrf TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS project_objects (
+        project TEXT NOT NULL,
+        oid TEXT NOT NULL,
+        size INTEGER,
+        PRIMARY KEY (project, oid)
+    )""",
+    """CREATE TABLE IF NOT EXISTS notes (
+        id TEXT PRIMARY KEY,
+        project TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        author TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        text TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS notes_run ON notes (project, run_id)",
+]
+
+# CONTROL_MIGRATIONS[v] takes the control schema from version v to v + 1.
+CONTROL_MIGRATIONS: dict[int, list[str]] = {}
+
+
+class AuthError(RunbaseError):
+    """No valid credential (HTTP 401)."""
+
+
+class Forbidden(RunbaseError):
+    """A valid credential without the right (HTTP 403)."""
+
+
+class Conflict(RunbaseError):
+    """The request clashes with what exists (HTTP 409)."""
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    role: str  # "user" or "admin" (server-wide)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+@dataclass(frozen=True)
+class NewToken:
+    id: str
+    secret: str  # shown once; only its hash is kept
+    expires_at: float | None
+
+
+def check_name(kind: str, name: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise RunbaseError(
+            f"bad {kind} name {name!r}: use 1-63 of a-z, 0-9, '.', '_', '-' "
+            "(starting with a letter or digit)"
+        )
+    return name
+
+
+def secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def rank(role: str) -> int:
+    return ROLES.index(role)
+
+
+# -- the database -------------------------------------------------------------------------
+
+
+def open_control(db_url: str, create: bool = False) -> Database:
+    """The control tables at ``db_url`` (a server's ``--db``), schema checked:
+    ``create=True`` (``runbase server migrate``) creates or migrates them."""
+    if not db_url.startswith(("postgresql://", "postgres://")):
+        path = sqlite_path(db_url)
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        elif not path.exists():
+            raise StoreError(
+                f"no server database at {db_url}; run `runbase server migrate --db {db_url}`"
+            )
+    db = open_database(db_url, create=create, namespace=NAMESPACE, store_schema=False)
+    try:
+        if create:
+            _create_or_migrate(db)
+        check_control(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def control_version(db: Database) -> int | None:
+    try:
+        row = db.query_one("SELECT value FROM server_meta WHERE key = 'control_version'")
+    except db.errors:
+        return None  # no table: never migrated
+    return int(row[0]) if row else None
+
+
+def check_control(db: Database) -> None:
+    v = control_version(db)
+    if v is None:
+        raise StoreError(
+            "this database has no runbase server tables; run `runbase server migrate --db URL`"
+        )
+    if v > CONTROL_VERSION:
+        raise FormatVersionError(
+            f"the server tables are version {v}, newer than this runbase understands "
+            f"({CONTROL_VERSION}); upgrade runbase on this server"
+        )
+    if v < CONTROL_VERSION:
+        raise FormatVersionError(
+            f"the server tables are version {v}, older than this runbase ({CONTROL_VERSION}); "
+            "run `runbase server migrate --db URL`"
+        )
+
+
+def _create_or_migrate(db: Database) -> None:
+    v = control_version(db)
+    if v is not None and v > CONTROL_VERSION:
+        return  # check_control refuses it with the message
+    with db.transaction() as cur:
+        if v is None:
+            for stmt in CONTROL_V1:
+                cur.execute(ddl(stmt, db.dialect))
+            cur.execute(
+                "INSERT INTO server_meta (key, value) VALUES ('control_version', '1') "
+                "ON CONFLICT (key) DO NOTHING"
+            )
+            v = 1
+        while v < CONTROL_VERSION:
+            for stmt in CONTROL_MIGRATIONS[v]:
+                cur.execute(ddl(stmt, db.dialect))
+            v += 1
+        cur.execute("UPDATE server_meta SET value = ? WHERE key = 'control_version'", (str(v),))
+        cur.execute(
+            "INSERT INTO projects (name, created_at, created_by) VALUES (?, ?, NULL) "
+            "ON CONFLICT (name) DO NOTHING",
+            (DEFAULT_PROJECT, time.time()),
+        )
+
+
+def project_db_location(db_url: str, project: str) -> tuple[str, str | None]:
+    """Where project ``project``'s run store lives: ``(url, PostgreSQL namespace)``."""
+    check_name("project", project)
+    if db_url.startswith(("postgresql://", "postgres://")):
+        return db_url, PROJECT_NAMESPACE_PREFIX + project
+    path = sqlite_path(db_url)
+    return str(path.parent / "projects" / f"{project}.db"), None
+
+
+# -- users and tokens ---------------------------------------------------------------------
+
+
+def add_user(db: Database, name: str, role: str = "user") -> User:
+    check_name("user", name)
+    if role not in SERVER_ROLES:
+        raise RunbaseError(f"bad server role {role!r}: use one of {', '.join(SERVER_ROLES)}")
+    with db.transaction() as cur:
+        if cur.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
+            raise Conflict(f"user {name!r} exists")
+        cur.execute(
+            "INSERT INTO users (name, role, created_at, disabled) VALUES (?, ?, ?, 0)",
+            (name, role, time.time()),
+        )
+    return User(name, role)
+
+
+def get_user(db: Database, name: str) -> User | None:
+    row = db.query_one("SELECT name, role FROM users WHERE name = ? AND disabled = 0", (name,))
+    return User(row[0], row[1]) if row else None
+
+
+def list_users(db: Database) -> list[dict[str, Any]]:
+    rows = db.query("SELECT name, role, created_at, disabled FROM users ORDER BY name")
+    return [{"name": n, "role": r, "created_at": c, "disabled": bool(d)} for n, r, c, d in rows]
+
+
+def create_token(db: Database, user: str, label: str = "", ttl: float | None = None) -> NewToken:
+    """A new API token of ``user`` (``ttl`` seconds, None = no expiry)."""
+    if get_user(db, user) is None:
+        raise RunbaseError(f"no user {user!r}")
+    if ttl is not None and not (0 < ttl < 1e11):
+        raise RunbaseError("token lifetime must be positive seconds")
+    tid = secrets.token_hex(6)
+    secret = f"{TOKEN_PREFIX}{tid}_{secrets.token_urlsafe(32)}"
+    now = time.time()
+    expires = now + ttl if ttl is not None else None
+    db.execute(
+        "INSERT INTO tokens (id, user_name, hash, label, created_at, expires_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (tid, user, secret_hash(secret), label[:200], now, expires),
+    )
+    return NewToken(tid, secret, expires)
+
+
+def authenticate_token(db: Database, secret: str) -> User:
+    """The user of a live API token; AuthError (the same message for every failure)."""
+    refused = AuthError("invalid, expired or revoked token")
+    if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
+        raise refused
+    row = db.query_one(
+        "SELECT t.id, t.expires_at, t.revoked_at, t.last_used_at, u.name, u.role "
+        "FROM tokens t JOIN users u ON u.name = t.user_name "
+        "WHERE t.hash = ? AND u.disabled = 0",
+        (secret_hash(secret),),
+    )
+    now = time.time()
+    if row is None or row[2] is not None or (row[1] is not None and row[1] <= now):
+        raise refused
+    if row[3] is None or now - row[3] > 60:  # at most one write a minute per token
+        db.execute("UPDATE tokens SET last_used_at = ? WHERE id = ?", (now, row[0]))
+    return User(row[4], row[5])
+
+
+def list_tokens(db: Database, user: str) -> list[dict[str, Any]]:
+    rows = db.query(
+        "SELECT id, label, created_at, expires_at, revoked_at, last_used_at FROM tokens "
+        "WHERE user_name = ? ORDER BY created_at",
+        (user,),
+    )
+    keys = ("id", "label", "created_at", "expires_at", "revoked_at", "last_used_at")
+    return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+def revoke_token(db: Database, token_id: str, by: User) -> None:
+    row = db.query_one("SELECT user_name FROM tokens WHERE id = ?", (token_id,))
+    if row is None or (row[0] != by.name and not by.is_admin):
+        raise RunbaseError(f"no token {token_id!r}")
+    db.execute(
+        "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+        (time.time(), token_id),
+    )
+
+
+# -- UI sessions --------------------------------------------------------------------------
+
+
+def create_session(db: Database, user: User, ttl: float = SESSION_TTL) -> tuple[str, str]:
+    """A new UI session: ``(cookie secret, CSRF token)``."""
+    secret = secrets.token_urlsafe(32)
+    csrf = secrets.token_urlsafe(24)
+    now = time.time()
+    db.execute("DELETE FROM sessions WHERE expires_at < ?", (now,))
+    db.execute(
+        "INSERT INTO sessions (hash, user_name, csrf, created_at, expires_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (secret_hash(secret), user.name, csrf, now, now + ttl),
+    )
+    return secret, csrf
+
+
+def session_user(db: Database, secret: str) -> tuple[User, str]:
+    """The user and CSRF token of a live session cookie."""
+    row = db.query_one(
+        "SELECT u.name, u.role, s.csrf, s.expires_at FROM sessions s "
+        "JOIN users u ON u.name = s.user_name WHERE s.hash = ? AND u.disabled = 0",
+        (secret_hash(secret[:200]),),
+    )
+    if row is None or row[3] <= time.time():
+        raise AuthError("session expired; log in again")
+    return User(row[0], row[1]), row[2]
+
+
+def end_session(db: Database, secret: str) -> None:
+    db.execute("DELETE FROM sessions WHERE hash = ?", (secret_hash(secret[:200]),))
+
+
+# -- projects and members -----------------------------------------------------------------
+
+
+def add_project(db: Database, name: str, by: str | None = None) -> None:
+    check_name("project", name)
+    with db.transaction() as cur:
+        if cur.execute("SELECT 1 FROM projects WHERE name = ?", (name,)).fetchone():
+            raise Conflict(f"project {name!r} exists")
+        cur.execute(
+            "INSERT INTO projects (name, created_at, created_by) VALUES (?, ?, ?)",
+            (name, time.time(), by),
+        )
+
+
+def project_names(db: Database) -> list[str]:
+    return [r[0] for r in db.query("SELECT name FROM projects ORDER BY name")]
+
+
+def project_exists(db: Database, name: str) -> bool:
+    return db.query_one("SELECT 1 FROM projects WHERE name = ?", (name,)) is not None
+
+
+def set_member(db: Database, project: str, user: str, role: str | None) -> None:
+    """Give ``user`` ``role`` in ``project`` (None removes them)."""
+    if role is not None and role not in ROLES:
+        raise RunbaseError(f"bad role {role!r}: use one of {', '.join(ROLES)}")
+    if not project_exists(db, project):
+        raise RunbaseError(f"no project {project!r}")
+    if get_user(db, user) is None:
+        raise RunbaseError(f"no user {user!r}")
+    if role is None:
+        db.execute("DELETE FROM members WHERE project = ? AND user_name = ?", (project, user))
+        return
+    db.execute(
+        "INSERT INTO members (project, user_name, role) VALUES (?, ?, ?) "
+        "ON CONFLICT (project, user_name) DO UPDATE SET role = excluded.role",
+        (project, user, role),
+    )
+
+
+def members(db: Database, project: str) -> list[dict[str, str]]:
+    rows = db.query(
+        "SELECT user_name, role FROM members WHERE project = ? ORDER BY user_name", (project,)
+    )
+    return [{"user": u, "role": r} for u, r in rows]
+
+
+def role_in(db: Database, user: User, project: str) -> str | None:
+    """``user``'s role in ``project``: a server admin is admin of every project; None
+    when not a member (or no such project: the two are indistinguishable to a caller)."""
+    if not project_exists(db, project):
+        return None
+    if user.is_admin:
+        return "admin"
+    row = db.query_one(
+        "SELECT role FROM members WHERE project = ? AND user_name = ?", (project, user.name)
+    )
+    return row[0] if row else None
+
+
+def require_role(db: Database, user: User, project: str, needed: str) -> str:
+    """``user``'s role in ``project`` if at least ``needed``, else Forbidden."""
+    role = role_in(db, user, project)
+    if role is None:
+        raise Forbidden(f"not a member of project {project!r}")
+    if rank(role) < rank(needed):
+        raise Forbidden(f"{needed} role needed in project {project!r} (you are {role})")
+    return role
+
+
+def readable_projects(db: Database, user: User) -> list[dict[str, str]]:
+    if user.is_admin:
+        return [{"name": n, "role": "admin"} for n in project_names(db)]
+    rows = db.query(
+        "SELECT m.project, m.role FROM members m JOIN projects p ON p.name = m.project "
+        "WHERE m.user_name = ? ORDER BY m.project",
+        (user.name,),
+    )
+    return [{"name": p, "role": r} for p, r in rows]
+
+
+# -- objects held per project -------------------------------------------------------------
+
+
+def held_objects(db: Database, project: str, oids: list[str]) -> set[str]:
+    """Which of ``oids`` project ``project`` holds (an object another project holds is
+    not lent: a client proves it has the bytes by sending them, see docs/server.md)."""
+    held: set[str] = set()
+    for i in range(0, len(oids), 500):
+        part = oids[i : i + 500]
+        marks = ",".join("?" * len(part))
+        held.update(
+            r[0]
+            for r in db.query(
+                f"SELECT oid FROM project_objects WHERE project = ? AND oid IN ({marks})",
+                (project, *part),
+            )
+        )
+    return held
+
+
+def hold_object(db: Database, project: str, oid: str, size: int | None) -> None:
+    db.execute(
+        "INSERT INTO project_objects (project, oid, size) VALUES (?, ?, ?) "
+        "ON CONFLICT (project, oid) DO NOTHING",
+        (project, oid, size),
+    )
+
+
+# -- notes --------------------------------------------------------------------------------
+
+
+def add_note(db: Database, project: str, run_id: str, author: str, text: str) -> dict[str, Any]:
+    text = text.strip()
+    if not text or len(text) > 20_000:
+        raise RunbaseError("a note is 1 to 20000 characters")
+    note = {
+        "id": secrets.token_hex(8),
+        "run": run_id,
+        "author": author,
+        "created_at": time.time(),
+        "text": text,
+    }
+    db.execute(
+        "INSERT INTO notes (id, project, run_id, author, created_at, text) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (note["id"], project, run_id, author, note["created_at"], text),
+    )
+    return note
+
+
+def notes(db: Database, project: str, run_id: str) -> list[dict[str, Any]]:
+    rows = db.query(
+        "SELECT id, author, created_at, text FROM notes WHERE project = ? AND run_id = ? "
+        "ORDER BY created_at",
+        (project, run_id),
+    )
+    return [
+        {"id": i, "run": run_id, "author": a, "created_at": c, "text": t} for i, a, c, t in rows
+    ]

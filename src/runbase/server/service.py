@@ -1,0 +1,250 @@
+"""What the team server does, as a library (the HTTP layer in ``app.py`` only maps
+requests onto these): who is calling, what they may do, receiving and serving
+objects and run bundles, live updates, notes and team-wide search."""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import lineage, views
+from ..errors import RunbaseError, StoreError
+from ..store import Store
+from ..store.db import Database, redact_url
+from ..store.hashing import split_id
+from . import control
+from .control import AuthError, Conflict, Forbidden, User
+from .projects import ProjectStores, open_objects_checked
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MAX_OBJECT_BYTES = 64 << 30  # one object: far above any sane file, below a disk filler
+MAX_OIDS = 100_000  # per "which do you lack?" question
+
+
+@dataclass
+class ServerConfig:
+    """``db``: ``postgresql://…`` or a SQLite path/URL; ``objects``: ``s3://bucket/prefix``
+    or a directory. ``secure_cookies``: the UI is served over HTTPS (a TLS proxy)."""
+
+    db: str
+    objects: str
+    scratch: Path | None = None
+    secure_cookies: bool = False
+    session_ttl: float = control.SESSION_TTL
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> ServerConfig:
+        """The config ``runbase server`` hands its worker processes (environment)."""
+        db = os.environ.get("RUNBASE_SERVER_DB")
+        objects = os.environ.get("RUNBASE_SERVER_OBJECTS")
+        if not db or not objects:
+            raise StoreError("RUNBASE_SERVER_DB and RUNBASE_SERVER_OBJECTS must be set")
+        return cls(db, objects, secure_cookies=os.environ.get("RUNBASE_SERVER_SECURE") == "1")
+
+    def describe(self) -> str:
+        return f"db={redact_url(self.db)} objects={self.objects}"
+
+
+class Server:
+    """The state one server process holds: the control database, the shared object
+    store and the projects' stores. Nothing else: any number of processes can serve
+    the same database and bucket."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.control: Database = control.open_control(config.db)
+        try:
+            self.objects = open_objects_checked(config.objects)
+            self.stores = ProjectStores(config.db, self.objects, config.scratch)
+        except BaseException:
+            self.control.close()
+            raise
+
+    def close(self) -> None:
+        self.stores.close()
+        self.control.close()
+
+    # -- who is calling -------------------------------------------------------------
+    def authenticate(
+        self, authorization: str | None, session: str | None, method: str, csrf: str | None
+    ) -> User:
+        """The caller: an ``Authorization: Bearer`` API token, else the UI session cookie
+        (whose unsafe requests must carry the session's CSRF token)."""
+        if authorization:
+            scheme, _, secret = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not secret.strip():
+                raise AuthError("use `Authorization: Bearer <token>`")
+            return control.authenticate_token(self.control, secret.strip())
+        if session:
+            user, expected = control.session_user(self.control, session)
+            if method not in SAFE_METHODS and not hmac.compare_digest(
+                (csrf or "").encode(), expected.encode()
+            ):
+                raise Forbidden("missing or wrong CSRF token (X-CSRF-Token header)")
+            return user
+        raise AuthError("authentication required: `runbase login URL` or log in to the UI")
+
+    def require(self, user: User, project: str, role: str) -> str:
+        return control.require_role(self.control, user, project, role)
+
+    @contextlib.contextmanager
+    def store(self, project: str) -> Iterator[Store]:
+        with self.stores.borrow(project) as store:
+            yield store
+
+    def ready(self) -> dict[str, Any]:
+        """Readiness: the database answers and the object store is reachable."""
+        self.control.query_one("SELECT 1")
+        self.objects.exists("blake3:" + "0" * 64)
+        return {"ok": True, "db": self.control.dialect}
+
+    # -- objects --------------------------------------------------------------------
+    def missing(self, project: str, oids: list[str]) -> list[str]:
+        """Which of ``oids`` the project lacks (the client sends those)."""
+        if len(oids) > MAX_OIDS:
+            raise RunbaseError(f"ask about at most {MAX_OIDS} objects at once")
+        for oid in oids:
+            check_oid(oid)
+        held = control.held_objects(self.control, project, sorted(set(oids)))
+        return [o for o in dict.fromkeys(oids) if o not in held]
+
+    def begin_object(self, oid: str, size_hint: int) -> Any:
+        """A writer for an upload claimed to be ``oid``: re-hashed as it arrives; closing
+        it raises ObjectIdMismatch (nothing stored) when the bytes are not ``oid``."""
+        check_oid(oid)
+        if size_hint > MAX_OBJECT_BYTES:
+            raise RunbaseError(f"an object is at most {MAX_OBJECT_BYTES} bytes")
+        return self.objects.writer(size_hint, expect=oid)
+
+    def accept_object(self, project: str, oid: str, size: int) -> None:
+        control.hold_object(self.control, project, oid, size)
+
+    def object_chunks(self, project: str, oid: str) -> Iterator[bytes]:
+        check_oid(oid)
+        if not control.held_objects(self.control, project, [oid]):
+            raise views.NotFound(f"no object {oid} in project {project!r}")
+        return self.objects.iter_bytes(oid)
+
+    # -- runs -----------------------------------------------------------------------
+    def receive_bundle(
+        self, project: str, run_id: str, bundle: dict[str, Any], user: User, live: bool = False
+    ) -> dict[str, Any]:
+        """Store a pushed run (or, ``live``, a delta of a running one). Every object it
+        references must already be held by the project (409 lists the missing)."""
+        from ..bundle import import_run
+
+        if not isinstance(bundle, dict) or not isinstance(bundle.get("run"), dict):
+            raise RunbaseError("a bundle is a JSON object with a 'run' object")
+        if bundle["run"].get("id", run_id) != run_id:
+            raise RunbaseError("the bundle is for another run than the URL says")
+        objects = bundle.get("objects") or {}
+        if not isinstance(objects, dict):
+            raise RunbaseError("'objects' must map object ids to kinds")
+        lacking = self.missing(project, list(objects))
+        if lacking:
+            raise MissingObjects(lacking)
+        with self.store(project) as store:
+            self._check_owner(store, run_id, user, project)
+            bundle["run"] = {**bundle["run"], "id": run_id}
+            _attribute(bundle, user)
+            import_run(store, bundle, replace=not live)
+        return {"id": run_id, "project": project, "url": f"/p/{project}/runs/{run_id}"}
+
+    def _check_owner(self, store: Store, run_id: str, user: User, project: str) -> None:
+        """Only a run's author (or a project admin) may replace it."""
+        row = store.db.query_one("SELECT user_name FROM runs WHERE id = ?", (run_id,))
+        if row is None or row[0] == user.name:
+            return
+        if control.role_in(self.control, user, project) != "admin":
+            raise Forbidden(f"run {run_id} belongs to {row[0]}; only they or an admin may push it")
+
+    def bundle_of(self, project: str, ref: str, data: bool = True) -> dict[str, Any]:
+        from ..bundle import export_run
+        from ..read import resolve
+
+        with self.store(project) as store:
+            run_id = resolve(store, ref)
+            return export_run(store, run_id, data=data)
+
+    # -- notes and search -----------------------------------------------------------
+    def add_note(self, project: str, ref: str, user: User, text: str) -> dict[str, Any]:
+        from ..read import resolve
+
+        with self.store(project) as store:
+            run_id = resolve(store, ref)
+        return control.add_note(self.control, project, run_id, user.name, text)
+
+    def notes(self, project: str, ref: str) -> list[dict[str, Any]]:
+        from ..read import resolve
+
+        with self.store(project) as store:
+            run_id = resolve(store, ref)
+        return control.notes(self.control, project, run_id)
+
+    def search(
+        self, user: User, where: str | None, data: str | None, limit: int = 50
+    ) -> dict[str, Any]:
+        """Runs across every project ``user`` may read: by ``where`` (params, metrics,
+        tags, user, command, commit, ...) and/or by the exact data hash ``data``."""
+        if data is not None:
+            check_oid(data)
+        results: list[dict[str, Any]] = []
+        total = 0
+        for p in control.readable_projects(self.control, user):
+            with self.store(p["name"]) as store:
+                found = _search_project(store, where, data, limit)
+            for item in found["runs"]:
+                results.append({**item, "project": p["name"]})
+            total += found["total"]
+        results.sort(key=lambda r: r.get("started_at") or 0, reverse=True)
+        return {"total": total, "runs": results[:limit]}
+
+
+class MissingObjects(Conflict):
+    def __init__(self, oids: list[str]) -> None:
+        super().__init__(f"{len(oids)} referenced objects are not on the server; push them first")
+        self.oids = oids
+
+
+def check_oid(oid: str) -> str:
+    try:
+        split_id(oid)
+    except (ValueError, TypeError) as e:
+        raise RunbaseError(str(e)) from None
+    return oid
+
+
+def _attribute(bundle: dict[str, Any], user: User) -> None:
+    """The server names a run's author by account (the pusher), not by the login name
+    on their machine, which is kept as the tag ``host_user``."""
+    run = bundle["run"]
+    local = run.get("user_name")
+    run["user_name"] = user.name
+    if isinstance(local, str) and local and local != user.name:
+        tags = bundle.get("tags")
+        if isinstance(tags, list) and not any(
+            isinstance(t, dict) and t.get("key") == "host_user" for t in tags
+        ):
+            tags.append({"run_id": run["id"], "key": "host_user", "value": local})
+
+
+def _search_project(
+    store: Store, where: str | None, data: str | None, limit: int
+) -> dict[str, Any]:
+    page = views.runs_page(store, where, "-started_at", limit, 0, None, None)
+    runs = page["runs"]
+    if data is None:
+        return {"total": page["total"], "runs": runs}
+    used = {r["run"]: "input" for r in lineage.consumers(store, data)}
+    used.update({r["run"]: "output" for r in lineage.producers(store, data)})
+    ids = list(used) if where is None else views.matching_ids(store, where, list(used))
+    hits = views.run_items(store, ids)
+    for item in hits:
+        item["data_role"] = used[item["id"]]
+    return {"total": len(hits), "runs": hits[:limit]}

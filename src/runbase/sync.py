@@ -1,0 +1,222 @@
+"""Moving runs between the local store and a team server: push, pull, and live
+publishing of a running run (docs/server.md, "Push and pull").
+
+Push asks the server which objects its project lacks, uploads those in parallel (the
+server re-hashes each), then sends each run's record. The record goes last, so an
+interrupted push leaves no half-run on the server, and pushing again sends only what
+is still missing: resumable and idempotent. A run pushed unchanged since its last
+push is skipped without a request for its record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from .bundle import export_run, import_run, run_objects
+from .errors import RunbaseError
+from .remote import Remote, RemoteError
+from .store import Store
+
+ASK_BATCH = 10_000  # object ids per "which do you lack?"
+
+
+@dataclass
+class PushReport:
+    runs: list[str] = field(default_factory=list)  # pushed (record sent)
+    unchanged: list[str] = field(default_factory=list)  # already on the server as is
+    objects_sent: int = 0
+    bytes_sent: int = 0
+    objects_skipped: int = 0  # the server already had them
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "runs": self.runs,
+            "unchanged": self.unchanged,
+            "objects_sent": self.objects_sent,
+            "bytes_sent": self.bytes_sent,
+            "objects_skipped": self.objects_skipped,
+        }
+
+
+def _fingerprint(remote: Remote, bundle: dict[str, Any]) -> tuple[str, str]:
+    key = f"pushed:{remote.url}/p/{remote.project}:{bundle['run']['id']}"
+    raw = json.dumps(bundle, sort_keys=True, separators=(",", ":")).encode()
+    return key, hashlib.sha256(raw).hexdigest()
+
+
+def _pushed(store: Store, key: str) -> str | None:
+    row = store.db.query_one("SELECT value FROM meta WHERE key = ?", (key,))
+    return row[0] if row else None
+
+
+def _mark_pushed(store: Store, key: str, digest: str) -> None:
+    store.db.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, digest),
+    )
+
+
+def push(
+    store: Store,
+    remote: Remote,
+    run_ids: Iterable[str],
+    data: bool = True,
+    jobs: int = 8,
+    progress: Callable[[str], None] | None = None,
+) -> PushReport:
+    """Push ``run_ids`` (finished or not) with the objects they reference to ``remote``.
+    ``data=False`` keeps data files local: the server records their hashes only."""
+    client = remote.client()
+    report = PushReport()
+    todo: list[tuple[dict[str, Any], str, str]] = []
+    for run_id in run_ids:
+        bundle = export_run(store, run_id, data=data)
+        key, digest = _fingerprint(remote, bundle)
+        if _pushed(store, key) == digest:
+            report.unchanged.append(run_id)
+        else:
+            todo.append((bundle, key, digest))
+    wanted = list(dict.fromkeys(o for b, _, _ in todo for o in b["objects"]))
+    missing = _ask_missing(client, remote, wanted)
+    report.objects_skipped = len(wanted) - len(missing)
+    _upload(store, client, remote, missing, jobs, report, progress)
+    for bundle, key, digest in todo:
+        run_id = bundle["run"]["id"]
+        _send_bundle(store, client, remote, bundle, jobs, report, progress)
+        _mark_pushed(store, key, digest)
+        report.runs.append(run_id)
+        if progress:
+            progress(f"pushed {run_id} -> {remote.run_url(run_id)}")
+    return report
+
+
+def _ask_missing(client: Any, remote: Remote, oids: list[str]) -> list[str]:
+    missing: list[str] = []
+    for i in range(0, len(oids), ASK_BATCH):
+        answer = client.send_json(
+            "POST", f"{remote.api}/objects/missing", {"oids": oids[i : i + ASK_BATCH]}
+        )
+        missing.extend(answer["missing"])
+    return missing
+
+
+def _upload(
+    store: Store,
+    client: Any,
+    remote: Remote,
+    oids: list[str],
+    jobs: int,
+    report: PushReport,
+    progress: Callable[[str], None] | None,
+) -> None:
+    if not oids:
+        return
+    lock = threading.Lock()
+
+    def one(oid: str) -> None:
+        path = store.objects.path(oid)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise RunbaseError(
+                f"object {oid} is referenced but missing from the local store (run `runbase fsck`)"
+            ) from None
+        client.request(
+            "PUT",
+            f"{remote.api}/objects/{oid}",
+            lambda: open(path, "rb"),  # noqa: SIM115 - closed by the client after sending
+            {"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+        )
+        with lock:
+            report.objects_sent += 1
+            report.bytes_sent += size
+
+    if progress:
+        progress(f"uploading {len(oids)} objects")
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        for f in [pool.submit(one, oid) for oid in oids]:
+            f.result()
+
+
+def _send_bundle(
+    store: Store,
+    client: Any,
+    remote: Remote,
+    bundle: dict[str, Any],
+    jobs: int,
+    report: PushReport,
+    progress: Callable[[str], None] | None,
+) -> None:
+    path = f"{remote.api}/runs/{bundle['run']['id']}/bundle"
+    try:
+        client.send_json("PUT", path, bundle)
+    except RemoteError as e:
+        # the server lost objects it had said it held (a concurrent gc): send, retry once
+        if e.status != 409 or not isinstance(e.body, dict):
+            raise
+        _upload(store, client, remote, list(e.body.get("missing") or []), jobs, report, progress)
+        client.send_json("PUT", path, bundle)
+
+
+@dataclass
+class PullReport:
+    run_id: str
+    objects_fetched: int = 0
+    bytes_fetched: int = 0
+    data: bool = False
+
+
+def pull(
+    store: Store,
+    remote: Remote,
+    ref: str,
+    data: bool = False,
+    jobs: int = 8,
+    progress: Callable[[str], None] | None = None,
+) -> PullReport:
+    """Bring run ``ref`` of ``remote`` into the local store with the objects needed to
+    show and diff it (code, environment, logs); ``data=True`` also its data files."""
+    client = remote.client()
+    bundle = client.get_json(f"{remote.api}/runs/{ref}/bundle", {"data": "true"})
+    objects: dict[str, str] = bundle.get("objects") or {}
+    wanted = [o for o, kind in objects.items() if data or kind != "data"]
+    report = PullReport(bundle["run"]["id"], data=data)
+    absent = [o for o in wanted if not store.objects.exists(o)]
+    if progress and absent:
+        progress(f"downloading {len(absent)} objects")
+    lock = threading.Lock()
+
+    def one(oid: str) -> None:
+        with store.objects.writer(expect=oid) as w:
+            n = client.download(f"{remote.api}/objects/{oid}", w.write)
+        with lock:
+            report.objects_fetched += 1
+            report.bytes_fetched += n
+
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        for f in [pool.submit(one, oid) for oid in absent]:
+            f.result()
+    if not data:  # data files not fetched are recorded as not stored here
+        for row in bundle.get("run_files") or []:
+            if isinstance(row, dict) and not store.objects.exists(str(row.get("oid"))):
+                row["stored"] = 0
+    import_run(store, bundle, replace=True)
+    return report
+
+
+def pushable_runs(store: Store, refs: Iterable[str], all_runs: bool) -> list[str]:
+    from .read import resolve
+
+    if all_runs:
+        return [r[0] for r in store.db.query("SELECT id FROM runs ORDER BY id")]
+    return [resolve(store, ref) for ref in refs]
+
+
+__all__ = ["push", "pull", "PushReport", "PullReport", "pushable_runs", "run_objects"]
