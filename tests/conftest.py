@@ -39,10 +39,20 @@ def require(module: str) -> Any:
 
 
 @pytest.fixture(autouse=True)
-def _isolate_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test sees a run or store of the developer's shell."""
-    for var in ("RUNBASE_DIR", "RUNBASE_RUN_ID", "RUNBASE_PACKAGE_DIR", "RUNBASE_SUPERVISOR_PID"):
+def _isolate_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees a run, store, server login or token of the developer's shell."""
+    for var in (
+        "RUNBASE_DIR",
+        "RUNBASE_RUN_ID",
+        "RUNBASE_PACKAGE_DIR",
+        "RUNBASE_SUPERVISOR_PID",
+        "RUNBASE_TOKEN",
+        "RUNBASE_SERVER_DB",
+        "RUNBASE_SERVER_OBJECTS",
+        "RUNBASE_PUBLISH",
+    ):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("RUNBASE_CONFIG", str(tmp_path / "runbase-config.json"))
 
 
 @pytest.fixture
