@@ -61,3 +61,25 @@ def test_store_format_names_every_table() -> None:
     }
     for t in tables:
         assert f"`{t}`" in text, f"table {t} is not documented in docs/store-format.md"
+
+
+def test_server_routes_match_their_document(tmp_path: Path) -> None:
+    """docs/server.md's routes table names every route of the team server's OpenAPI
+    description, and no route the server does not have."""
+    from runbase.server.admin import migrate
+    from runbase.server.app import create_server_app
+    from runbase.server.service import ServerConfig
+
+    db, objects = str(tmp_path / "server.db"), str(tmp_path / "objects")
+    migrate(db, objects)
+    app = create_server_app(ServerConfig(db, objects, scratch=tmp_path / "scratch"))
+    try:
+        served = {
+            (method.upper(), path) for path, ops in app.openapi()["paths"].items() for method in ops
+        }
+    finally:
+        app.state.server.close()
+    text = (DOCS / "server.md").read_text().split("### Routes", 1)[1].split("\n### ", 1)[0]
+    documented = set(re.findall(r"^\|\s*`([A-Z]+)`\s*\|\s*`(/[^`]*)`\s*\|", text, re.M))
+    assert served - documented == set(), "routes missing from docs/server.md"
+    assert documented - served == set(), "docs/server.md names routes the server lacks"
