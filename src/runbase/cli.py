@@ -106,6 +106,13 @@ def init(ctx: click.Context) -> None:
     help="Sample CPU, memory, disk, network and GPU metrics (sys/*) this often; 0: off. "
     "[default: $RUNBASE_SYSTEM_INTERVAL, else 5]",
 )
+@click.option(
+    "--publish",
+    metavar="REMOTE",
+    envvar="RUNBASE_PUBLISH",
+    help='Stream the run to this remote while it runs (default: the config\'s "publish"; '
+    "'-': do not).",
+)
 @click.option("--sweep-id", hidden=True, help="The sweep this run belongs to (runbase sweep).")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
 @click.pass_context
@@ -120,6 +127,7 @@ def run(
     params: tuple[str, ...],
     no_integrations: bool,
     system_interval: float | None,
+    publish: str | None,
     sweep_id: str | None,
     command: tuple[str, ...],
 ) -> None:
@@ -140,12 +148,39 @@ def run(
         sweep_id=sweep_id,
         system_interval=system_interval,
         extra_env={INTEGRATIONS: "0"} if no_integrations else {},
+        publish=_publish_target(publish),
     )
     outcome = run_command(list(command), opts)
     if sys.stderr.isatty():  # a line for a human; pipelines get only the command's output
         short = outcome.run_id[:10]
         click.echo(f"runbase: run {short} {outcome.status} (runbase show {short})", err=True)
     ctx.exit(outcome.shell_code)
+
+
+def _pull_remote_ref(store: Any, ref: str) -> str:
+    """``NAME:RUN`` or a run's URL: pull the run and its data first; its local id."""
+    from .remote import split_remote_ref
+    from .sync import pull
+
+    found = split_remote_ref(ref)
+    if found is None:
+        return ref
+    remote, remote_ref = found
+    click.echo(f"pulling {remote_ref} from {remote.url} (project {remote.project})", err=True)
+    return pull(store, remote, remote_ref, data=True).run_id
+
+
+def _publish_target(name: str | None) -> str | None:
+    """The remote to publish to, checked before the run starts (fail loudly now)."""
+    from .remote import get_remote, publish_default
+
+    name = name or publish_default()
+    if not name or name == "-":
+        return None
+    remote = get_remote(name)
+    if not remote.token:
+        raise UsageError(f"cannot publish to {name}: not logged in (runbase login {remote.url})")
+    return name
 
 
 def _parse_overrides(items: tuple[str, ...]) -> dict[str, Any]:
@@ -635,15 +670,18 @@ def reproduce(
     atol: float,
     as_json: bool,
 ) -> None:
-    """Re-run RUN from its record (code and data restored) and say whether it
+    """Re-run RUN (a local run, REMOTE:RUN or a run's URL on a team server: pulled with
+    its data first) from its record (code and data restored) and say whether it
     reproduced: exit 0 if every metric matches within tolerance, 1 if it diverged."""
     from .reproduce import render
     from .reproduce import reproduce as do_reproduce
 
     overrides = _parse_overrides(params)
     try:  # exit 1 means "diverged": any other failure exits 2
+        store = _open(ctx, create=True)
+        run_ref = _pull_remote_ref(store, run_ref)
         result = do_reproduce(
-            _open(ctx),
+            store,
             run_ref,
             overrides,
             into,

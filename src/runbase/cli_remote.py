@@ -75,15 +75,16 @@ def push(
     no_data: bool,
     jobs: int,
 ) -> None:
-    """Push runs (default: the latest) and the objects they reference to a remote."""
+    """Push runs (default: the latest, and runs whose publishing did not complete) and
+    the objects they reference to a remote."""
     from .remote import get_remote
     from .sync import push as do_push
     from .sync import pushable_runs
     from .table import fmt_bytes
 
     store = _open(ctx)
-    ids = pushable_runs(store, run_refs or (() if all_runs else ("latest",)), all_runs)
     r = get_remote(remote_name)
+    ids = pushable_runs(store, run_refs, all_runs, r.name)
     report = do_push(
         store, r, ids, data=not no_data, jobs=jobs, progress=lambda m: click.echo(m, err=True)
     )

@@ -59,6 +59,8 @@ class RunOptions:
     # seconds between system metric samples (sys/*); None: $RUNBASE_SYSTEM_INTERVAL or 5;
     # 0: off
     system_interval: float | None = None
+    # a remote to stream the run to while it runs (runbase.publish); None: do not
+    publish: str | None = None
 
 
 @dataclass
@@ -232,6 +234,7 @@ class _Supervised:
         sampler = safe_call("system metrics", self._system_sampler, env, self.proc.pid)
         ingester = threading.Thread(target=self._ingest_loop, name="runbase-ingest", daemon=True)
         ingester.start()
+        publisher = self._publisher()
         try:
             logs = _LogFiles.open(
                 spool, lambda e: store_warning(self.store, f"cannot write the run's logs: {e}")
@@ -250,12 +253,23 @@ class _Supervised:
                 watcher_box[0].stop()  # before the last ingest, which records what it saw
             self.stop.set()
             ingester.join(timeout=30)
+            if publisher is not None:
+                publisher.stop()
         status, code, sig = _status_of(rc)
         try:
             lifecycle.finalize(self.store, self.run_id, status, exit_code=code, exit_signal=sig)
         except Exception as e:  # noqa: BLE001
             store_warning(self.store, f"could not finalize run {self.run_id}: {e}")
+        if publisher is not None:
+            safe_call("publish", publisher.finish)
         return RunOutcome(self.run_id, status, code, sig)
+
+    def _publisher(self) -> Any:
+        if not self.opts.publish:
+            return None
+        from .publish import start_publisher
+
+        return start_publisher(self.store, self.opts.publish, self.run_id)
 
     def _open_streams(self) -> _Streams:
         return _Streams.open(use_pty_out=_isatty(1), use_pty_err=_isatty(2))

@@ -20,7 +20,8 @@ from typing import Any
 
 from .bundle import export_run, import_run, run_objects
 from .errors import RunbaseError
-from .remote import Remote, RemoteError
+from .publish import clear_pending
+from .remote import Client, Remote, RemoteError
 from .store import Store
 
 ASK_BATCH = 10_000  # object ids per "which do you lack?"
@@ -70,10 +71,12 @@ def push(
     data: bool = True,
     jobs: int = 8,
     progress: Callable[[str], None] | None = None,
+    retry_for: float = 60.0,
 ) -> PushReport:
     """Push ``run_ids`` (finished or not) with the objects they reference to ``remote``.
-    ``data=False`` keeps data files local: the server records their hashes only."""
-    client = remote.client()
+    ``data=False`` keeps data files local: the server records their hashes only.
+    Requests the server fails (restarting, overloaded) are retried for ``retry_for`` s."""
+    client = Client(remote.url, remote.token, retry_for=retry_for)
     report = PushReport()
     todo: list[tuple[dict[str, Any], str, str]] = []
     for run_id in run_ids:
@@ -84,17 +87,33 @@ def push(
         else:
             todo.append((bundle, key, digest))
     wanted = list(dict.fromkeys(o for b, _, _ in todo for o in b["objects"]))
-    missing = _ask_missing(client, remote, wanted)
-    report.objects_skipped = len(wanted) - len(missing)
-    _upload(store, client, remote, missing, jobs, report, progress)
+    report.objects_skipped = len(wanted) - send_objects(
+        store, client, remote, wanted, jobs, report, progress
+    )
     for bundle, key, digest in todo:
         run_id = bundle["run"]["id"]
         _send_bundle(store, client, remote, bundle, jobs, report, progress)
         _mark_pushed(store, key, digest)
+        clear_pending(store, run_id)
         report.runs.append(run_id)
         if progress:
             progress(f"pushed {run_id} -> {remote.run_url(run_id)}")
     return report
+
+
+def send_objects(
+    store: Store,
+    client: Any,
+    remote: Remote,
+    oids: list[str],
+    jobs: int = 8,
+    report: PushReport | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> int:
+    """Upload those of ``oids`` the server's project lacks; how many it lacked."""
+    missing = _ask_missing(client, remote, oids)
+    _upload(store, client, remote, missing, jobs, report or PushReport(), progress)
+    return len(missing)
 
 
 def _ask_missing(client: Any, remote: Remote, oids: list[str]) -> list[str]:
@@ -211,12 +230,21 @@ def pull(
     return report
 
 
-def pushable_runs(store: Store, refs: Iterable[str], all_runs: bool) -> list[str]:
+def pushable_runs(
+    store: Store, refs: Iterable[str], all_runs: bool, remote_name: str | None = None
+) -> list[str]:
+    """The runs ``runbase push`` sends: ``refs``; every run; or, with neither, the
+    latest run and those whose live publishing to ``remote_name`` did not complete."""
+    from .publish import pending
     from .read import resolve
 
     if all_runs:
         return [r[0] for r in store.db.query("SELECT id FROM runs ORDER BY id")]
-    return [resolve(store, ref) for ref in refs]
+    refs = list(refs)
+    if refs:
+        return [resolve(store, ref) for ref in refs]
+    ids = [run for run, remote in pending(store) if remote_name in (None, remote)]
+    return list(dict.fromkeys([*ids, resolve(store, "latest")]))
 
 
 __all__ = ["push", "pull", "PushReport", "PullReport", "pushable_runs", "run_objects"]

@@ -65,6 +65,11 @@ class Server:
         except BaseException:
             self.control.close()
             raise
+        try:
+            self.stores.check(control.project_names(self.control))
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         self.stores.close()
@@ -137,7 +142,7 @@ class Server:
     ) -> dict[str, Any]:
         """Store a pushed run (or, ``live``, a delta of a running one). Every object it
         references must already be held by the project (409 lists the missing)."""
-        from ..bundle import import_run
+        from ..bundle import import_run, run_objects
 
         if not isinstance(bundle, dict) or not isinstance(bundle.get("run"), dict):
             raise RunbaseError("a bundle is a JSON object with a 'run' object")
@@ -153,7 +158,16 @@ class Server:
             self._check_owner(store, run_id, user, project)
             bundle["run"] = {**bundle["run"], "id": run_id}
             _attribute(bundle, user)
-            import_run(store, bundle, replace=not live)
+
+            def verify(rid: str) -> None:
+                # every object the run's rows point to (code tree and its blobs, logs,
+                # packages, stored data), not only the ones the bundle lists: a project
+                # never serves bytes it was not sent
+                lacking = self.missing(project, list(run_objects(store, rid)))
+                if lacking:
+                    raise MissingObjects(lacking)
+
+            import_run(store, bundle, replace=not live, verify=verify)
         return {"id": run_id, "project": project, "url": f"/p/{project}/runs/{run_id}"}
 
     def _check_owner(self, store: Store, run_id: str, user: User, project: str) -> None:
