@@ -35,15 +35,17 @@ def _shell(
     base = root + getattr(request.state, "page_base", "")
     user = getattr(request.state, "user", None)
     csrf = request.cookies.get("runbase_csrf") if user else None
-    config = json.dumps({"base": base, "user": user, "csrf": csrf, **(data or {})})
+    role = getattr(request.state, "role", None) if user else None
+    config = json.dumps({"base": base, "user": user, "role": role, "csrf": csrf, **(data or {})})
     config = config.replace("</", "<\\/")
     plotly = f'<script src="{root}{PLOTLY_URL}"></script>\n' if charts else ""
     tags = "\n".join(f'<script src="{root}/static/{s}"></script>' for s in ["common.js", *scripts])
     account = (
-        f'<span class="account">{html.escape(user)} · <a href="{root}/">projects</a> · '
+        f'<span class="account"><span id="account-user">{html.escape(user)}</span> · '
+        f'<a href="{root}/" id="projects-link">projects</a> · '
         f'<form method="post" action="{root}/logout" class="logout">'
         f'<input type="hidden" name="csrf" value="{html.escape(csrf or "")}">'
-        f'<button class="link" type="submit">log out</button></form></span>'
+        f'<button class="link" type="submit" id="logout">log out</button></form></span>'
         if user
         else ""
     )

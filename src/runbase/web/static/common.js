@@ -50,6 +50,11 @@ const RB = (() => {
     } catch (e) {
       throw new ApiError(0, "the runbase server cannot be reached (" + e.message + ")");
     }
+    return readJson(resp);
+  }
+
+  /** The JSON body of a response; a 4xx/5xx throws ApiError carrying the API's `detail`. */
+  async function readJson(resp) {
     let body = null;
     try {
       body = await resp.json();
@@ -62,6 +67,26 @@ const RB = (() => {
       throw new ApiError(resp.status, detail);
     }
     return body;
+  }
+
+  /** An unsafe request (POST, PUT, DELETE) with a JSON body. On the team server it
+   * carries the session's CSRF token (X-CSRF-Token), which cookie sessions need. */
+  async function apiSend(method, path, body) {
+    const headers = { Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (config.csrf) headers["X-CSRF-Token"] = config.csrf;
+    let resp;
+    try {
+      resp = await fetch(new URL(base + path, window.location.origin), {
+        method,
+        credentials: "same-origin",
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (e) {
+      throw new ApiError(0, "the runbase server cannot be reached (" + e.message + ")");
+    }
+    return readJson(resp);
   }
 
   /** Show `loading` in `node`, GET `path`, then fill `node` with what `render(body)`
@@ -290,7 +315,7 @@ const RB = (() => {
   }
 
   return {
-    config, base, el, fill, api, ApiError, load, showError, fmtValue, fmtDuration, fmtAgo,
+    config, base, el, fill, api, apiSend, ApiError, load, showError, fmtValue, fmtDuration, fmtAgo,
     fmtTime, timeCell, fmtBytes, shortHash, statusBadge, runUrl, compareUrl, field, tabs, COLORS,
     chartCard, onceVisible, plot, smooth, numbers, table, kvTable, debounce, parseTime,
   };

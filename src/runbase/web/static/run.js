@@ -76,7 +76,7 @@
             ["duration", RB.fmtDuration(rec.duration_s)],
             ["command", el("code", { class: "command" }, (rec.command || []).join(" "))],
             ["cwd", el("span", { class: "mono" }, rec.cwd || "")],
-            ["user", (rec.user || "") + (rec.host ? "@" + rec.host : "")],
+            ...whoRows(),
             ["mode", rec.mode],
             ["code", codeSummary(rec.code)],
             rec.sweep_id ? ["sweep", el("a", { href: RB.base + "/?sweep=" + enc(rec.sweep_id), class: "mono" }, rec.sweep_id)] : null,
@@ -98,7 +98,81 @@
             : el("p", { class: "muted" }, "no metrics")
         )
       ),
-      rec.error ? el("div", {}, el("h2", {}, "Error"), el("pre", { class: "log error-text" }, rec.error)) : null
+      rec.error ? el("div", {}, el("h2", {}, "Error"), el("pre", { class: "log error-text" }, rec.error)) : null,
+      notesSection()
+    );
+  }
+
+  /** Who ran it: locally the login name; on the team server the account that pushed the
+   * run (its author), and the login name on their machine (tag host_user) when it differs. */
+  function whoRows() {
+    const at = rec.host ? "@" + rec.host : "";
+    if (!RB.config.user) return [["user", (rec.user || "") + at]];
+    const hostUser = (rec.tags || {}).host_user;
+    return [
+      ["author", el("span", { id: "run-author" }, rec.user || "")],
+      hostUser || at ? ["host user", el("span", { id: "run-host-user", class: "mono" }, (hostUser || rec.user || "") + at)] : null,
+    ];
+  }
+
+  // -- notes (team server only) ------------------------------------------------------------
+
+  let notesNode = null; // built once: the overview redraws (live runs) keep a half-typed note
+
+  function notesSection() {
+    if (!RB.config.user) return null;
+    if (notesNode) return notesNode;
+    const list = el("div", { id: "notes-list", class: "notes-list" });
+    const error = el("div", { id: "notes-error", class: "error", hidden: true });
+    let form = null;
+    if (RB.config.role === "reader") {
+      form = el("p", { class: "muted", id: "notes-readonly" }, "You have read access to this project: notes need the writer role.");
+    } else {
+      const text = el("textarea", { id: "note-text", rows: "3", maxlength: "20000", placeholder: "Add a note about this run (plain text)" });
+      const button = el("button", { type: "submit", id: "add-note" }, "Add note");
+      form = el("form", { id: "note-form", class: "note-form" }, text, el("div", {}, button));
+      form.addEventListener("submit", async (e) => {
+        e.preventDefault();
+        if (!text.value.trim()) {
+          RB.showError(error, new Error("a note cannot be empty"));
+          return;
+        }
+        button.disabled = true;
+        try {
+          await RB.apiSend("POST", runPath + "/notes", { text: text.value });
+          text.value = "";
+          RB.showError(error, null);
+          await loadNotes(list, error);
+        } catch (err) {
+          RB.showError(error, err);
+          if (err.status === 403) form.hidden = true; // not allowed: no point in retrying
+        } finally {
+          button.disabled = false;
+        }
+      });
+    }
+    notesNode = el("section", { id: "notes", class: "notes" }, el("h2", {}, "Notes"), list, error, form);
+    loadNotes(list, error);
+    return notesNode;
+  }
+
+  async function loadNotes(list, error) {
+    if (!list.children.length) RB.fill(list, el("p", { class: "muted" }, "loading notes…"));
+    try {
+      const { notes } = await api(runPath + "/notes");
+      RB.fill(list, notes.length ? notes.map(renderNote) : el("p", { class: "muted", id: "no-notes" }, "no notes yet"));
+    } catch (err) {
+      RB.fill(list);
+      RB.showError(error, err);
+    }
+  }
+
+  function renderNote(n) {
+    return el(
+      "article",
+      { class: "note", dataset: { id: n.id } },
+      el("div", { class: "note-head" }, el("span", { class: "note-author" }, n.author), " ", el("span", { class: "muted" }, RB.timeCell(n.created_at))),
+      el("div", { class: "note-text" }, n.text) // text, never HTML
     );
   }
 

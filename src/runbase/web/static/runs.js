@@ -10,7 +10,7 @@
     { label: "id", sort: "id" },
     { label: "name", sort: "name" },
     { label: "status", sort: "status" },
-    { label: "user", sort: "user" },
+    { label: RB.config.user ? "author" : "user", sort: "user" }, // server: the pushing account
     { label: "started", sort: "started_at" },
     { label: "duration", sort: "duration" },
   ];
@@ -144,7 +144,7 @@
       el("td", { class: "mono" }, el("a", { href: link, title: run.id }, run.id.slice(0, 10))),
       el("td", {}, el("a", { href: link }, run.name)),
       el("td", {}, RB.statusBadge(run.status)),
-      el("td", {}, run.user || ""),
+      el("td", { class: "run-user", title: (run.tags || {}).host_user ? "on their machine: " + run.tags.host_user : null }, run.user || ""),
       el("td", {}, RB.timeCell(run.started_at)),
       el("td", { class: "num" }, RB.fmtDuration(run.duration_s)),
       cols.map((c) => {
