@@ -106,6 +106,7 @@ p = argparse.ArgumentParser(); p.add_argument("--steps", type=int, default=40)
 a = p.parse_args()
 for i in range(a.steps):
     runbase.log(loss=1.0 / (i + 1), step=i)
+    print(f"step {i}", flush=True)
     time.sleep(0.1)
 """
 
@@ -146,21 +147,27 @@ def test_published_run_is_live_on_the_server_while_it_runs(
     )
     live: dict[str, Any] | None = None
     deadline = time.monotonic() + 60
+    live_log = ""
     while proc.poll() is None and time.monotonic() < deadline:
         runs = srv.get("/p/default/api/runs", token)["runs"]
         if runs and runs[0]["status"] == "running" and runs[0]["metrics"].get("loss"):
-            live = runs[0]
-            break
+            log = srv.get(f"/p/default/api/runs/{runs[0]['id']}/logs", token)
+            if log["status"] == "running" and "step 1\n" in log["text"]:
+                live, live_log = runs[0], log["text"]
+                break
         time.sleep(0.2)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
-    assert live is not None, "the run never showed up running with metrics on the server"
+    assert live is not None, "the run never showed up running with metrics and logs"
     assert live["user"] == "alice"
+    assert live_log.startswith("step 0\nstep 1\n")
     # after the end: the whole run, every point, and its objects (code) are there
     final = srv.get(f"/p/default/api/runs/{live['id']}", token)
     assert final["status"] == "finished"
     local = json.loads(runbase_cmd("show", "--json", cwd=project, check=True).stdout)
     assert final["metrics"]["loss"]["count"] == local["metrics"]["loss"]["count"] == 60
+    log = srv.get(f"/p/default/api/runs/{live['id']}/logs?limit=100000", token)
+    assert log["done"] and log["text"] == "".join(f"step {i}\n" for i in range(60))
     tree = srv.get(f"/p/default/api/runs/{live['id']}/code/tree", token)
     assert any(f["path"] == "slow.py" for f in tree["files"])
 

@@ -23,7 +23,7 @@ import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import ids
@@ -41,7 +41,9 @@ OBJECT_KINDS = ("code", "env", "logs", "data", "params")
 MAX_ROWS = 1_000_000  # per table
 MAX_TEXT = 16 << 20  # characters of one text value
 MAX_BLOB = 64 << 20  # bytes of one BLOB value (a compacted metric chunk is at most 8 MiB)
-_TOP_KEYS = {"bundle_version", "data", "run", "objects", *TABLES}
+_TOP_KEYS = {"bundle_version", "data", "run", "objects", "log_chunks", *TABLES}
+LOG_STREAMS = ("output", "stderr")
+MAX_LOG_CHUNKS = 10_000  # per delta
 _NONFINITE = {"NaN": None, "Infinity": math.inf, "-Infinity": -math.inf}  # NaN is NULL
 _I64 = 1 << 63
 # the owning process of a live run is on the exporting machine: never imported
@@ -102,7 +104,7 @@ def _parse_create(name: str, body: str) -> Table:
         if not line:
             continue
         if m := _PKEY.match(line):
-            key = tuple(k.strip() for k in m[1].split(","))
+            key = tuple(k.strip().strip('"') for k in m[1].split(","))
             continue
         col = _parse_column(line)
         columns[col.name] = col
@@ -192,6 +194,7 @@ class _Parsed:
     run_id: str
     run: dict[str, Any]
     rows: dict[str, list[dict[str, Any]]]
+    log_chunks: list[tuple[str, int, bytes]] = field(default_factory=list)
 
 
 def _fail(where: str, message: str) -> BundleError:
@@ -228,7 +231,26 @@ def _parse(bundle: Any, replace: bool) -> _Parsed:
     if bundle.get("data") == "local" and any(r.get("stored") for r in rows["run_files"]):
         # the data's objects were never sent: the store must not claim to hold them
         raise _fail("run_files", "a bundle whose data stays local cannot mark files stored")
-    return _Parsed(run_id, run, rows)
+    return _Parsed(run_id, run, rows, _parse_log_chunks(bundle.get("log_chunks", []), replace))
+
+
+def _parse_log_chunks(raw: Any, replace: bool) -> list[tuple[str, int, bytes]]:
+    """A delta's new log bytes: ``[{"stream", "offset", "data" (base64)}]``."""
+    if not isinstance(raw, list) or len(raw) > MAX_LOG_CHUNKS:
+        raise _fail("log_chunks", f"must be a list of at most {MAX_LOG_CHUNKS} chunks")
+    if raw and replace:
+        raise _fail("log_chunks", "only a delta (live update) carries log chunks")
+    out = []
+    for i, c in enumerate(raw):
+        where = f"log_chunks[{i}]"
+        if not isinstance(c, dict) or set(c) != {"stream", "offset", "data"}:
+            raise _fail(where, "must be {stream, offset, data}")
+        if c["stream"] not in LOG_STREAMS:
+            raise _fail(where, f"stream must be one of {', '.join(LOG_STREAMS)}")
+        if type(c["offset"]) is not int or not 0 <= c["offset"] < 1 << 62:
+            raise _fail(where, "offset must be a byte offset")
+        out.append((c["stream"], c["offset"], _blob(c["data"], where)))
+    return out
 
 
 def _check_objects(objects: Any) -> None:
@@ -465,11 +487,25 @@ def import_run(
                 cur.execute(f"DELETE FROM {name} WHERE run_id = ?", (parsed.run_id,))
         for name in TABLES:
             _upsert(cur, schema()[name], parsed.rows[name])
+        _write_log_chunks(cur, parsed, replace)
         if verify is not None:
             # inside the transaction: the run as written is visible to this connection
             # only, and whatever ``verify`` raises rolls the whole import back
             verify(parsed.run_id)
     return parsed.run_id
+
+
+def _write_log_chunks(cur: Any, parsed: _Parsed, replace: bool) -> None:
+    if replace:  # the finished run's log objects supersede what arrived live
+        cur.execute("DELETE FROM live_logs WHERE run_id = ?", (parsed.run_id,))
+        return
+    cur.executemany(
+        'INSERT INTO live_logs (run_id, stream, "offset", size, data) VALUES (?, ?, ?, ?, ?) '
+        # a chunk re-sent longer (its first answer was lost) replaces the shorter one
+        'ON CONFLICT (run_id, stream, "offset") DO UPDATE SET size = excluded.size, '
+        "data = excluded.data WHERE excluded.size > live_logs.size",
+        [(parsed.run_id, s, off, len(data), data) for s, off, data in parsed.log_chunks],
+    )
 
 
 def _write_run(cur: Any, parsed: _Parsed) -> None:

@@ -11,6 +11,7 @@ run is marked pending and the next ``runbase push`` (or published run) sends it.
 
 from __future__ import annotations
 
+import base64
 import threading
 from typing import Any
 
@@ -18,6 +19,7 @@ from ._safe import warn_once
 from .remote import Client, Remote, RemoteError, get_remote
 
 PUBLISH_EVERY = 2.0
+LOG_CHUNK = 4 << 20
 PENDING_PREFIX = "publish-pending:"
 
 
@@ -33,6 +35,7 @@ class Publisher:
         self.client = Client(remote.url, remote.token, retry_for=0.0, timeout=10.0)
         self.sent: dict[str, int] = {}
         self.uploaded: set[str] = set()
+        self.log_sent: dict[str, int] = {}  # stream -> bytes of its spool file sent
         self.deltas = 0
         self.failures = 0
         self.down = False  # the last tick failed: the server is unreachable right now
@@ -65,6 +68,11 @@ class Publisher:
             store = self._open()
             self._send_objects(store)
             delta = export_delta(store, self.run_id, self.sent)
+            logs = self._new_logs(store)
+            delta["log_chunks"] = [
+                {"stream": st, "offset": off, "data": base64.b64encode(data).decode("ascii")}
+                for st, off, data in logs
+            ]
             self.client.send_json("POST", f"{self.remote.api}/runs/{self.run_id}/live", delta)
         except Exception as e:  # noqa: BLE001 - publishing must never break a run
             self.failures += 1
@@ -77,9 +85,29 @@ class Publisher:
             return False
         for row in delta["metric_chunks"]:
             self.sent[row["key"]] = max(self.sent.get(row["key"], -1), row["seq"])
+        for stream, offset, data in logs:
+            self.log_sent[stream] = offset + len(data)
         self.deltas += 1
         self.down = False
         return True
+
+    def _new_logs(self, store: Any) -> list[tuple[str, int, bytes]]:
+        """``(stream, offset, bytes)`` of the output and stderr written since the last
+        delta (already scrubbed of secrets by the supervisor), LOG_CHUNK at most each."""
+        from .lifecycle_files import LOG_FILES
+
+        chunks = []
+        for stream, name in LOG_FILES.items():
+            start = self.log_sent.get(stream, 0)
+            try:
+                with open(store.spool_dir(self.run_id) / name, "rb") as f:
+                    f.seek(start)
+                    data = f.read(LOG_CHUNK)
+            except FileNotFoundError:
+                continue
+            if data:
+                chunks.append((stream, start, data))
+        return chunks
 
     def _send_objects(self, store: Any) -> None:
         """Objects the run refers to so far (its code, environment, declared inputs):

@@ -598,6 +598,30 @@ def _whole_chars(raw: bytes, limit: int, more: bool) -> bytes:
     return chunk[:n]
 
 
+def _live_log(store: Store, run_id: str, stream: str, offset: int, n: int) -> tuple[bytes, int]:
+    """Up to ``n`` bytes from ``offset`` of a log published live (``live_logs``), and
+    the size received so far (contiguous from 0)."""
+    rows = store.db.query(
+        'SELECT "offset", size, data FROM live_logs WHERE run_id = ? AND stream = ? '
+        'ORDER BY "offset"',
+        (run_id, stream),
+    )
+    size = 0
+    out = bytearray()
+    for start, length, data in rows:
+        if start > size:
+            break  # a gap (a delta lost): what follows waits for the finished run's log
+        end = start + length
+        if end <= size:
+            continue
+        new = data[size - start :]  # the bytes from the contiguous end on
+        if end > offset and len(out) < n:
+            lo = max(offset, size) - size
+            out += new[lo : lo + n - len(out)]
+        size = end
+    return bytes(out), size
+
+
 def log_chunk(
     store: Store,
     ref: str,
@@ -636,7 +660,9 @@ def log_chunk(
                 raw = f.read(limit + 3)
             break
         except FileNotFoundError:
-            raw, size = b"", 0  # not written yet, or the run was just finalized: re-read
+            raw, size = _live_log(store, run_id, stream, offset, limit + 3)
+            if size:  # published live from another machine (a team server)
+                break
     chunk = _whole_chars(raw, limit, more=len(raw) > limit or status == "running")
     next_offset = offset + len(chunk)
     return {

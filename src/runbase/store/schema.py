@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # DOUBLE PRECISION is REAL affinity in SQLite and float8 in PostgreSQL; BLOB maps to bytea.
 SCHEMA_V1 = [
@@ -138,8 +138,22 @@ MIGRATE_2_TO_3 = [
 # Version 4: the notebook a run came from and the cells it executed (docs/run-record.md).
 MIGRATE_3_TO_4 = ["ALTER TABLE runs ADD COLUMN notebook_json TEXT"]
 
+# Version 5: log chunks of a live run published from another machine (a team server's
+# projects; a local run's live log is its spool file). Replaced by the log objects of
+# ``runs.logs_json`` when the finished run arrives.
+MIGRATE_4_TO_5 = [
+    """CREATE TABLE IF NOT EXISTS live_logs (
+        run_id TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        "offset" INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (run_id, stream, "offset")
+    )""",
+]
+
 # Forward migrations: MIGRATIONS[v] takes a database from version v to v + 1.
-MIGRATIONS = {1: MIGRATE_1_TO_2, 2: MIGRATE_2_TO_3, 3: MIGRATE_3_TO_4}
+MIGRATIONS = {1: MIGRATE_1_TO_2, 2: MIGRATE_2_TO_3, 3: MIGRATE_3_TO_4, 4: MIGRATE_4_TO_5}
 
 # Dialects: the statements above are written once; PostgreSQL's DDL differs only in type
 # names. SQLite's INTEGER is 64-bit, PostgreSQL's 32-bit: inode numbers, nanosecond
