@@ -16,6 +16,7 @@ require_ui("fastapi")
 
 import contextlib  # noqa: E402
 import html  # noqa: E402
+import json  # noqa: E402
 import logging  # noqa: E402
 import urllib.parse  # noqa: E402
 from collections.abc import AsyncIterator, Callable, Iterator  # noqa: E402
@@ -23,12 +24,15 @@ from contextlib import asynccontextmanager, contextmanager  # noqa: E402
 from typing import Annotated, Any  # noqa: E402
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request  # noqa: E402
+from fastapi.encoders import jsonable_encoder  # noqa: E402
+from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import RedirectResponse, Response, StreamingResponse  # noqa: E402
-from pydantic import BaseModel, Field  # noqa: E402
+from pydantic import AfterValidator, BaseModel, Field  # noqa: E402
 from starlette.concurrency import run_in_threadpool  # noqa: E402
 
 from .. import __version__  # noqa: E402
 from ..bundle import BundleError  # noqa: E402
+from ..errors import RunbaseError  # noqa: E402
 from ..store import Store  # noqa: E402
 from ..store.objects import ObjectIdMismatch  # noqa: E402
 from ..web import pages  # noqa: E402
@@ -113,7 +117,29 @@ def project_store(request: Request) -> Iterator[Store]:
         yield store
 
 
+def refuse_nul(request: Request) -> None:
+    """Every route: a NUL in the path or query is refused (400) on both backends alike,
+    as PostgreSQL text cannot hold one (it would be a database error, a 500)."""
+    query = request.query_params.multi_items()
+    if "\x00" in request.scope["path"] or any("\x00" in k + v for k, v in query):
+        raise RunbaseError("the request's path or query contains a NUL character")
+
+
 # -- request bodies -----------------------------------------------------------------------
+
+
+def _db_text(value: str) -> str:
+    """Text a database can store: no NUL (PostgreSQL), no lone surrogate (UTF-8)."""
+    if "\x00" in value:
+        raise ValueError("contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("is not valid Unicode (lone surrogate)") from None
+    return value
+
+
+DbText = Annotated[str, AfterValidator(_db_text)]
 
 
 class OidList(BaseModel):
@@ -134,12 +160,12 @@ class MemberRole(BaseModel):
 
 
 class NewToken(BaseModel):
-    label: str = Field(default="", max_length=200)
+    label: DbText = Field(default="", max_length=200)
     ttl_days: float | None = Field(default=None, gt=0, le=3650)
 
 
 class NoteBody(BaseModel):
-    text: str = Field(min_length=1, max_length=20_000)
+    text: DbText = Field(min_length=1, max_length=20_000)
 
 
 # -- the server's own API -----------------------------------------------------------------
@@ -360,8 +386,10 @@ def _login_form(error: str = "", next_url: str = "/") -> Response:
 
 
 def _safe_next(url: str) -> str:
-    """Only a local path: never an open redirect to another site."""
-    return url if url.startswith("/") and not url.startswith("//") and "\\" not in url else "/"
+    """Only a local path: never an open redirect to another site (browsers drop tabs
+    and newlines: ``/<TAB>/evil.example`` would be ``//evil.example``)."""
+    local = url.startswith("/") and not url.startswith("//") and "\\" not in url
+    return url if local and not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url) else "/"
 
 
 @ui.get("/login")
@@ -479,6 +507,7 @@ def create_server_app(config: ServerConfig, server: Server | None = None) -> Fas
         version=__version__,
         description="The runbase team server (docs/server.md).",
         lifespan=lifespan,
+        dependencies=[Depends(refuse_nul)],
     )
     app.state.server = srv
     app.state.borrow_store = project_store
@@ -529,6 +558,14 @@ def _server_errors(app: FastAPI, server: Server) -> None:
             headers={"Retry-After": "1"},
         )
 
+    def invalid(request: Request, exc: Exception) -> Response:
+        # FastAPI's own handler echoes the input as UTF-8 and fails (a 500) on a lone
+        # surrogate (JSON "\\ud800"): ASCII-escaped JSON holds any input
+        errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+        body = json.dumps({"detail": jsonable_encoder(errors)}, default=str)
+        return Response(body, status_code=422, media_type="application/json")
+
+    app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(AuthError, detail(401, {"WWW-Authenticate": "Bearer"}))
     app.add_exception_handler(Forbidden, detail(403))
     app.add_exception_handler(Conflict, detail(409))
