@@ -598,7 +598,7 @@ def test_tokens_hashed_expiring_revocable_shown_once(env: Env) -> None:
 
     # revocation: the token stops working at once; another user cannot revoke it
     other = c.delete(f"/api/v1/tokens/{second_id}", headers=env.auth("wanda"))
-    assert other.status_code == 400  # "no token": no hint that it exists
+    assert other.status_code == 404  # "no token": no hint that it exists
     assert c.get("/api/v1/me", headers={"Authorization": f"Bearer {second}"}).status_code == 200
     r = c.delete(f"/api/v1/tokens/{second_id}", headers={"Authorization": f"Bearer {first}"})
     assert r.status_code == 200 and r.json()["revoked"] is True
@@ -662,6 +662,52 @@ def test_tampered_upload_and_missing_objects(env: Env) -> None:
     other_id = ids.new_run_id()
     r = c.put(f"/p/{PROJECT}/api/runs/{other_id}/bundle", json=env.bundle, headers=w)
     assert r.status_code == 400
+
+
+def test_a_run_cannot_point_at_objects_its_project_does_not_hold(env: Env) -> None:
+    """The rows of a run (code tree, logs, packages, data) are checked, not only the
+    bundle's ``objects`` list: another project's bytes cannot be read by naming them."""
+    c = env.client
+    olga = env.auth("olga")  # a writer of OTHER only, who knows the hashes of PROJECT's run
+    new_id, bundle = env.fresh_bundle()
+    bundle["objects"] = {}  # claims to need nothing
+    r = c.put(f"/p/{OTHER}/api/runs/{new_id}/bundle", json=bundle, headers=olga)
+    assert r.status_code == 409, r.text
+    assert set(r.json()["missing"]) == set(env.bundle["objects"])
+    assert c.get(f"/p/{OTHER}/api/runs/{new_id}/logs", headers=olga).status_code == 404
+    r = c.post(f"/p/{OTHER}/api/runs/{new_id}/live", json=bundle, headers=olga)
+    assert r.status_code == 409
+
+
+def test_body_limits(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server_app, "MAX_BUNDLE", 1000)
+    monkeypatch.setattr(server_app, "MAX_OBJECT_BYTES", 100)
+    c, w = env.client, env.auth("wanda")
+    new_id, bundle = env.fresh_bundle()
+    r = c.put(f"/p/{PROJECT}/api/runs/{new_id}/bundle", json=bundle, headers=w)
+    assert r.status_code == 413, r.text
+    big = b"x" * 101
+    r = c.put(f"/p/{PROJECT}/api/objects/{hash_bytes(big)}", content=big, headers=w)
+    assert r.status_code == 413
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: counted as it streams
+        yield big[:60]
+        yield big[60:]
+
+    r = c.put(f"/p/{PROJECT}/api/objects/{hash_bytes(big)}", content=chunked(), headers=w)
+    assert r.status_code == 413
+    r = c.post(f"/p/{PROJECT}/api/objects/missing", json={"oids": [hash_bytes(big)]}, headers=w)
+    assert r.json()["missing"] == [hash_bytes(big)]
+
+
+def test_disabled_user_is_refused_at_once(env: Env) -> None:
+    c = env.client
+    with admin.opened(env.db) as db:
+        control.set_disabled(db, "walt", True)
+    assert c.get("/api/v1/me", headers=env.auth("walt")).status_code == 401
+    with admin.opened(env.db) as db:
+        control.set_disabled(db, "walt", False)
+    assert c.get("/api/v1/me", headers=env.auth("walt")).status_code == 200
 
 
 def test_run_ownership(env: Env) -> None:

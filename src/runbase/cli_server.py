@@ -157,6 +157,20 @@ def users_list(db: str) -> None:
             click.echo(f"{u['name']}\t{u['role']}{'  (disabled)' if u['disabled'] else ''}")
 
 
+@users.command("disable")
+@click.argument("name")
+@click.option("--enable", is_flag=True, help="Enable NAME again instead.")
+@_db_option
+def users_disable(name: str, enable: bool, db: str) -> None:
+    """Disable user NAME: their tokens and sessions stop working at once."""
+    from .server import control
+    from .server.admin import opened
+
+    with opened(db) as cdb:
+        control.set_disabled(cdb, name, not enable)
+    click.echo(f"user {name} {'enabled' if enable else 'disabled'}")
+
+
 @server.group()
 def projects() -> None:
     """Add and list projects."""
@@ -193,7 +207,7 @@ def projects_list(db: str) -> None:
 @click.argument("role", type=click.Choice(["reader", "writer", "admin", "none"]))
 @_db_option
 def member(project: str, user: str, role: str, db: str) -> None:
-    """Give USER ROLE in PROJECT (``none`` removes them)."""
+    """Give USER ROLE in PROJECT (none removes them)."""
     from .server import control
     from .server.admin import opened
 
@@ -206,15 +220,23 @@ def member(project: str, user: str, role: str, db: str) -> None:
 @click.argument("user")
 @click.option("--expires-days", type=click.FloatRange(min=0, min_open=True))
 @click.option("--revoke", metavar="TOKEN_ID", help="Revoke this token of USER instead.")
+@click.option("--list", "list_them", is_flag=True, help="List USER's tokens (never secrets).")
 @_db_option
-def token(user: str, expires_days: float | None, revoke: str | None, db: str) -> None:
-    """Issue a new API token for USER (printed once), or --revoke one."""
+def token(
+    user: str, expires_days: float | None, revoke: str | None, list_them: bool, db: str
+) -> None:
+    """Issue a new API token for USER (printed once), --list them, or --revoke one."""
     from .server import control
     from .server.admin import opened
 
     with opened(db) as cdb:
+        if list_them:
+            for info in control.list_tokens(cdb, user):
+                state = "revoked" if info["revoked_at"] else "active"
+                click.echo(f"{info['id']}\t{state}\t{info['label']}")
+            return
         if revoke:
-            control.revoke_token(cdb, revoke, control.User(user, "admin"))
+            control.revoke_token(cdb, revoke, control.User(user, "user"))
             click.echo(f"token {revoke} revoked")
             return
         t = control.create_token(cdb, user, "cli", expires_days * 86400 if expires_days else None)

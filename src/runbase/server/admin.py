@@ -62,12 +62,4 @@ def add_user(
     """A new user, member of ``projects`` with ``project_role``; returns their first
     API token (its secret is shown this once)."""
     with opened(db_url) as db:
-        for p in projects:
-            if not control.project_exists(db, p):
-                raise control.RunbaseError(
-                    f"no project {p!r}; create it with `runbase server projects add`"
-                )
-        control.add_user(db, name, role)
-        for p in projects:
-            control.set_member(db, p, name, project_role)
-        return control.create_token(db, name, label="first token", ttl=ttl)
+        return control.add_user_with_token(db, name, role, projects, project_role, ttl)

@@ -42,7 +42,7 @@ from ..web.app import PLOTLY_PATH, error_handlers, plotly_js  # noqa: E402
 from . import control  # noqa: E402
 from .control import AuthError, Conflict, Forbidden, User  # noqa: E402
 from .logs import AccessLog  # noqa: E402
-from .service import MissingObjects, Server, ServerConfig  # noqa: E402
+from .service import MAX_OBJECT_BYTES, MissingObjects, Server, ServerConfig  # noqa: E402
 
 SESSION_COOKIE = "runbase_session"
 CSRF_COOKIE = "runbase_csrf"
@@ -55,6 +55,10 @@ ProjectName = Annotated[str, Path(pattern=PROJECT_PATH, max_length=63, descripti
 Oid = Annotated[str, Path(pattern=OID_PATH, description="Object id, `blake3:<64 hex>`")]
 RunId = Annotated[str, Path(pattern=RUN_ID_PATH, description="Run id (16 characters)")]
 RunRef = Annotated[str, Path(max_length=1000, description="Run id, prefix, name or `latest`")]
+
+
+class TooLarge(RunbaseError):
+    """A request body over its limit (HTTP 413)."""
 
 
 class LoginRequired(Exception):
@@ -149,6 +153,11 @@ class OidList(BaseModel):
 class NewUser(BaseModel):
     name: str = Field(pattern=PROJECT_PATH)
     role: str = Field(default="user", pattern="^(user|admin)$")
+    # as `runbase server users add`: a writer of the default project unless told otherwise
+    projects: list[Annotated[str, Field(pattern=PROJECT_PATH)]] = Field(
+        default=[control.DEFAULT_PROJECT], max_length=100
+    )
+    project_role: str = Field(default="writer", pattern="^(reader|writer|admin)$")
 
 
 class NewProject(BaseModel):
@@ -226,8 +235,9 @@ def delete_member(
 def create_user(
     body: NewUser, server: ServerDep, _: Annotated[User, Depends(require_server_admin)]
 ) -> Response:
-    control.add_user(server.control, body.name, body.role)
-    token = control.create_token(server.control, body.name, label="first token")
+    token = control.add_user_with_token(
+        server.control, body.name, body.role, body.projects, body.project_role
+    )
     return json_response({"user": body.name, "role": body.role, "token": token.secret}, 201)
 
 
@@ -286,6 +296,8 @@ async def put_object(
         async for chunk in request.stream():
             if chunk:
                 writer.write(chunk)
+                if writer.size > MAX_OBJECT_BYTES:
+                    raise TooLarge(f"an object is at most {MAX_OBJECT_BYTES} bytes")
     except BaseException as e:
         await run_in_threadpool(writer.__exit__, type(e), e, None)
         raise
@@ -528,8 +540,42 @@ def create_server_app(config: ServerConfig, server: Server | None = None) -> Fas
     from starlette.middleware.gzip import GZipMiddleware
 
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
+    app.add_middleware(BodyLimit)
     app.add_middleware(AccessLog)
     return app
+
+
+class BodyLimit:
+    """Refuse request bodies over their limit before they are read whole: objects
+    (streamed to the store) up to MAX_OBJECT_BYTES, anything else (JSON) MAX_BUNDLE."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        is_object = scope.get("method") == "PUT" and "/objects/" in scope.get("path", "")
+        limit = MAX_OBJECT_BYTES if is_object else MAX_BUNDLE
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await json_response({"detail": f"request body over {limit} bytes"}, 413)(
+                scope, receive, send
+            )
+            return
+        seen = 0
+
+        async def counted() -> dict[str, Any]:
+            nonlocal seen
+            message: dict[str, Any] = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise TooLarge(f"request body over {limit} bytes")
+            return message
+
+        await self.app(scope, counted, send)
 
 
 def _server_errors(app: FastAPI, server: Server) -> None:
@@ -569,6 +615,8 @@ def _server_errors(app: FastAPI, server: Server) -> None:
     app.add_exception_handler(AuthError, detail(401, {"WWW-Authenticate": "Bearer"}))
     app.add_exception_handler(Forbidden, detail(403))
     app.add_exception_handler(Conflict, detail(409))
+    app.add_exception_handler(control.NotFoundError, detail(404))
+    app.add_exception_handler(TooLarge, detail(413))
     app.add_exception_handler(MissingObjects, missing)
     app.add_exception_handler(BundleError, detail(422))
     app.add_exception_handler(ObjectIdMismatch, detail(422))

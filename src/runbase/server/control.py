@@ -111,6 +111,10 @@ class Conflict(RunbaseError):
     """The request clashes with what exists (HTTP 409)."""
 
 
+class NotFoundError(RunbaseError):
+    """No such user, project or token, as far as the caller may know (HTTP 404)."""
+
+
 @dataclass(frozen=True)
 class User:
     name: str
@@ -247,6 +251,37 @@ def add_user(db: Database, name: str, role: str = "user") -> User:
     return User(name, role)
 
 
+def add_user_with_token(
+    db: Database,
+    name: str,
+    role: str = "user",
+    projects: list[str] | tuple[str, ...] = (DEFAULT_PROJECT,),
+    project_role: str = "writer",
+    ttl: float | None = None,
+) -> NewToken:
+    """A new user, ``project_role`` in each of ``projects``, and their first API token
+    (the CLI's ``users add`` and the API's ``POST /api/v1/users``)."""
+    for p in projects:
+        if not project_exists(db, p):
+            raise NotFoundError(f"no project {p!r}; create it first")
+    if project_role not in ROLES:
+        raise RunbaseError(f"bad role {project_role!r}: use one of {', '.join(ROLES)}")
+    add_user(db, name, role)
+    for p in projects:
+        set_member(db, p, name, project_role)
+    return create_token(db, name, label="first token", ttl=ttl)
+
+
+def set_disabled(db: Database, name: str, disabled: bool) -> None:
+    """Disable (or enable again) a user: their tokens and sessions stop working at once."""
+    with db.transaction() as cur:
+        if not cur.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
+            raise NotFoundError(f"no user {name!r}")
+        cur.execute("UPDATE users SET disabled = ? WHERE name = ?", (int(disabled), name))
+        if disabled:
+            cur.execute("DELETE FROM sessions WHERE user_name = ?", (name,))
+
+
 def get_user(db: Database, name: str) -> User | None:
     row = db.query_one("SELECT name, role FROM users WHERE name = ? AND disabled = 0", (name,))
     return User(row[0], row[1]) if row else None
@@ -307,7 +342,7 @@ def list_tokens(db: Database, user: str) -> list[dict[str, Any]]:
 def revoke_token(db: Database, token_id: str, by: User) -> None:
     row = db.query_one("SELECT user_name FROM tokens WHERE id = ?", (token_id,))
     if row is None or (row[0] != by.name and not by.is_admin):
-        raise RunbaseError(f"no token {token_id!r}")
+        raise NotFoundError(f"no token {token_id!r}")
     db.execute(
         "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
         (time.time(), token_id),
@@ -374,9 +409,9 @@ def set_member(db: Database, project: str, user: str, role: str | None) -> None:
     if role is not None and role not in ROLES:
         raise RunbaseError(f"bad role {role!r}: use one of {', '.join(ROLES)}")
     if not project_exists(db, project):
-        raise RunbaseError(f"no project {project!r}")
+        raise NotFoundError(f"no project {project!r}")
     if get_user(db, user) is None:
-        raise RunbaseError(f"no user {user!r}")
+        raise NotFoundError(f"no user {user!r}")
     if role is None:
         db.execute("DELETE FROM members WHERE project = ? AND user_name = ?", (project, user))
         return

@@ -73,6 +73,14 @@ class ProjectStores:
             created.close()
         return pool
 
+    def check(self, projects: list[str]) -> None:
+        """Open every project's store now, so that a schema this runbase does not know
+        (newer, or older: ``runbase server migrate``) stops the server at startup
+        rather than failing that project's requests one by one."""
+        for name in projects:
+            with self.borrow(name):
+                pass
+
     @contextlib.contextmanager
     def borrow(self, project: str) -> Iterator[Store]:
         pool = self._pool(project)
