@@ -247,6 +247,7 @@ ROUTES: dict[tuple[str, str], str] = {
 # the routes outside the schema (HTML pages, login): path -> who may see it
 PAGES: dict[tuple[str, str], str] = {
     ("GET", "/"): "login-redirect",
+    ("GET", "/search"): "login-redirect",
     ("GET", "/login"): PUBLIC,
     ("POST", "/login"): PUBLIC,
     ("POST", "/logout"): PUBLIC,
@@ -447,6 +448,21 @@ def test_pages_need_a_session(lite: Env) -> None:
     c.cookies.clear()
     r = c.get("/", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/login"
+    r = c.get("/search", params={"where": "status == 'finished'"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
+
+
+def test_search_page_lists_only_readable_projects(lite: Env) -> None:
+    c = lite.client
+    c.cookies.clear()
+    params = {"data": lite.oid}
+    seen = c.get("/search", params={"where": "status == 'finished'"}, headers=lite.auth("rita"))
+    assert seen.status_code == 200 and lite.run_id in seen.text and f"/p/{PROJECT}/" in seen.text
+    hidden = c.get("/search", params={"where": "status == 'finished'"}, headers=lite.auth("olga"))
+    assert hidden.status_code == 200 and lite.run_id not in hidden.text
+    # hostile input is shown escaped, and a bad expression is a message, not an error page
+    r = c.get("/search", params={"where": "<script>x", **params}, headers=lite.auth("rita"))
+    assert r.status_code == 200 and "<script>x" not in r.text and 'id="search-error"' in r.text
 
 
 # -- sessions and CSRF --------------------------------------------------------------------

@@ -371,14 +371,23 @@ def post_note(
 ui = APIRouter(include_in_schema=False)
 
 
-def _page(title: str, body: str) -> Response:
+def _page(title: str, body: str, user: str | None = None, csrf: str | None = None) -> Response:
+    account = (
+        f'<span class="account"><span id="account-user">{html.escape(user)}</span> · '
+        '<a href="/">projects</a> · <a href="/search">search</a> · '
+        '<form method="post" action="/logout" class="logout">'
+        f'<input type="hidden" name="csrf" value="{html.escape(csrf or "")}">'
+        '<button class="link" type="submit" id="logout">log out</button></form></span>'
+        if user
+        else ""
+    )
     return Response(
         f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)} - runbase</title><link rel="stylesheet" href="/static/app.css">
 <link rel="icon" href="data:,"></head><body>
 <header class="top"><a class="brand" href="/">runbase</a>
-<span class="page-title">{html.escape(title)}</span></header>
+<span class="page-title">{html.escape(title)}</span>{account}</header>
 <main id="main">{body}</main></body></html>""",
         media_type="text/html",
         headers={"Cache-Control": "no-store"},
@@ -479,7 +488,66 @@ def projects_page(request: Request, server: ServerDep) -> Response:
     return _page(
         "Projects",
         f"""<p>Signed in as <b id="user">{html.escape(user.name)}</b>.</p>
-<ul id="projects">{items or "<li>No projects yet: ask an admin to add you.</li>"}</ul>""",
+<ul id="projects">{items or "<li>No projects yet: ask an admin to add you.</li>"}</ul>
+{_search_form("", "")}""",
+        user.name,
+        request.cookies.get(CSRF_COOKIE),
+    )
+
+
+def _search_form(where: str, data: str) -> str:
+    return f"""<form method="get" action="/search" class="filter search" id="search-form">
+<input name="where" id="search-where" type="search" value="{html.escape(where)}"
+  placeholder="params.lr &lt; 0.1 and user == 'alice'" spellcheck="false">
+<input name="data" id="search-data" type="search" value="{html.escape(data)}"
+  placeholder="data hash: blake3:…" spellcheck="false">
+<button type="submit">Search all projects</button></form>"""
+
+
+_SEARCH_COLUMNS = ("project", "run", "status", "user", "started", "data")
+
+
+@ui.get("/search")
+def search_page(
+    request: Request,
+    server: ServerDep,
+    where: Annotated[str, Query(max_length=10_000)] = "",
+    data: Annotated[str, Query(max_length=100)] = "",
+) -> Response:
+    """Team search, as a page: runs of every project the user can read, by filter
+    and/or exact data hash (``GET /api/v1/search`` as HTML)."""
+    try:
+        user = current_user(request)
+    except AuthError:
+        return RedirectResponse("/login?next=/search", status_code=303)
+    body = _search_form(where, data)
+    if where.strip() or data.strip():
+        try:
+            found = server.search(user, where.strip() or None, data.strip() or None, 200)
+            body += _search_table(found)
+        except RunbaseError as e:
+            body += f'<div class="error" id="search-error">{html.escape(str(e))}</div>'
+    return _page("Search", body, user.name, request.cookies.get(CSRF_COOKIE))
+
+
+def _search_table(found: dict[str, Any]) -> str:
+    rows = []
+    for r in found["runs"]:
+        p, rid = html.escape(r["project"]), html.escape(r["id"])
+        cells = [
+            p,
+            f'<a href="/p/{p}/runs/{rid}">{html.escape(r.get("name") or rid)}</a>',
+            html.escape(str(r.get("status") or "")),
+            html.escape(str(r.get("user") or "")),
+            html.escape(str(r.get("started_at") or "")[:19]),
+            html.escape(str(r.get("data_role") or "")),
+        ]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    head = "".join(f"<th>{c}</th>" for c in _SEARCH_COLUMNS)
+    return (
+        f'<p class="muted" id="search-count">{found["total"]} run(s)</p>'
+        f'<div class="table-wrap"><table class="runs" id="search-results"><thead><tr>{head}'
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
 
 
