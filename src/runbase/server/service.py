@@ -167,7 +167,8 @@ class Server:
                 if lacking:
                     raise MissingObjects(lacking)
 
-            import_run(store, bundle, replace=not live, verify=verify)
+            needs_check = not live or _adds_references(store, run_id, bundle)
+            import_run(store, bundle, replace=not live, verify=verify if needs_check else None)
         return {"id": run_id, "project": project, "url": f"/p/{project}/runs/{run_id}"}
 
     def _check_owner(self, store: Store, run_id: str, user: User, project: str) -> None:
@@ -224,6 +225,26 @@ class MissingObjects(Conflict):
     def __init__(self, oids: list[str]) -> None:
         super().__init__(f"{len(oids)} referenced objects are not on the server; push them first")
         self.oids = oids
+
+
+_REF_COLUMNS = ("code_json", "packages_id", "logs_json", "notebook_json")
+
+
+def _adds_references(store: Store, run_id: str, delta: dict[str, Any]) -> bool:
+    """Whether a live delta could point the run at objects it did not point at: a new
+    run, a changed object-bearing column, data files, or a parameter kept as an object.
+    (A delta every 2 s from each running run must not re-read its code manifest.)"""
+    cols = ", ".join(_REF_COLUMNS)
+    row = store.db.query_one(f"SELECT {cols} FROM runs WHERE id = ?", (run_id,))
+    if row is None or delta.get("run_files"):
+        return True
+    run = delta["run"]
+    if any(c in run and run[c] != old for c, old in zip(_REF_COLUMNS, row, strict=True)):
+        return True
+    params = delta.get("params") or []
+    return any(
+        not isinstance(p, dict) or str(p.get("value", "")).startswith('{"$object"') for p in params
+    )
 
 
 def check_oid(oid: str) -> str:
