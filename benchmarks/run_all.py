@@ -1,8 +1,8 @@
 """Run every runbase benchmark, then print (and save) one summary table.
 
-    .venv/bin/python benchmarks/run_all.py            # full suite, ~17 min on 2 cores
-    .venv/bin/python benchmarks/run_all.py --skip data  # without the 1 GiB data benchmark (~9 min)
-    .venv/bin/python benchmarks/run_all.py --quick    # smoke test, ~3 min, into results/quick/
+    .venv/bin/python benchmarks/run_all.py            # full suite, ~30 min on 2 cores
+    .venv/bin/python benchmarks/run_all.py --skip data,server  # without the two longest (~9 min)
+    .venv/bin/python benchmarks/run_all.py --quick    # smoke test, ~8 min, into results/quick/
     .venv/bin/python benchmarks/run_all.py --only log,startup
 
 Each benchmark runs as its own process and writes benchmarks/results/<name>.json;
@@ -33,6 +33,7 @@ BENCHES = {
     "data": "bench_data.py",
     "ui": "bench_ui.py",
     "integrations": "bench_integrations.py",
+    "server": "bench_server.py",
 }
 
 
@@ -287,6 +288,63 @@ def summary_rows() -> list[list[str]]:
                         "-",
                     ]
                 )
+    rows += server_rows()
+    return rows
+
+
+def server_rows() -> list[list[str]]:
+    rows: list[list[str]] = []
+    srv = load("server")
+    if not srv:
+        return rows
+    for r in srv.get("live") or []:
+        if "error" in r:
+            continue
+        load_ = f"every {r['interval_s']:g} s" if r.get("interval_s") else "back to back (capacity)"
+        rows.append(
+            [
+                f"team server live streaming, {r['clients']} clients, {r['tool']}, "
+                f"{r['workers']} worker(s), {load_}: points/s (p50 / p99 latency)",
+                f"{C.rate(r['points_per_s'])} ({C.ms(r['latency_p50_s'])} / "
+                f"{C.ms(r['latency_p99_s'])})",
+                "-",
+                "all stored" if r["all_points_arrived"] else "POINTS MISSING",
+            ]
+        )
+    push = srv.get("push") or {}
+    for p in push.get("pushes") or []:
+        rows.append(
+            [
+                f"team server push, {push['store']['runs']} runs sharing "
+                f"{push['store']['bytes'] / 2**30:.3g} GiB to SeaweedFS: {p['label']}",
+                f"{p['push_s']:.2f} s, {C.mib(p['bytes_sent'])} sent",
+                "-" if p["label"].startswith("first") else "~0 bytes",
+                "-"
+                if p["label"].startswith("first")
+                else ("ok" if p["bytes_sent"] < 2**20 else "MISSED"),
+            ]
+        )
+    page = srv.get("runs_page") or {}
+    for name, r in (page.get("requests") or {}).items():
+        goal = "filtered by param" in name
+        rows.append(
+            [
+                f"team server runs page, {page['runs']:,} runs of 20 users (PostgreSQL): {name}",
+                C.ms(r["median"]) + f" (p95 {C.ms(r['p95'])})",
+                "<= 200 ms" if goal else "-",
+                C.target(r["median"], 0.2) if goal else "-",
+            ]
+        )
+    ml = srv.get("mlflow_search") or {}
+    for name, r in (ml.get("requests") or {}).items():
+        rows.append(
+            [
+                f"mlflow server (PostgreSQL), {ml['runs']:,} runs: {name}",
+                C.ms(r["median"]) + f" (p95 {C.ms(r['p95'])})",
+                "-",
+                "-",
+            ]
+        )
     return rows
 
 
