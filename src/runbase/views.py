@@ -170,13 +170,14 @@ def runs_page(
     offset: int = 0,
     sweep: str | None = None,
     group_by: str | None = None,
+    keys: bool = True,
 ) -> dict[str, Any]:
     """One page of the runs table, filtered and sorted like ``runbase ls --where/--sort``.
 
     ``{"total", "offset", "limit", "runs": [...], "param_keys", "metric_keys",
     "tag_keys"}`` (+ ``"groups": [{"key", "count"}]`` with ``group_by`` = ``sweep``,
     ``status``, ``user``, ``host``, ``tag:KEY`` or ``param:KEY``). The key lists cover
-    the whole store.
+    the whole store; ``keys=False`` leaves them out (team search does not show them).
     """
     if not 1 <= limit <= MAX_PAGE:
         raise UsageError(f"limit must be between 1 and {MAX_PAGE}")
@@ -197,7 +198,7 @@ def runs_page(
         "offset": offset,
         "limit": limit,
         "runs": jsonable([run_row(r) for r in runs]),
-        **store_keys(store),
+        **(store_keys(store) if keys else {}),
     }
     if groups is not None:
         out["groups"] = groups

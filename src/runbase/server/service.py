@@ -272,10 +272,9 @@ def _attribute(bundle: dict[str, Any], user: User) -> None:
 def _search_project(
     store: Store, where: str | None, data: str | None, limit: int
 ) -> dict[str, Any]:
-    page = views.runs_page(store, where, "-started_at", limit, 0, None, None)
-    runs = page["runs"]
     if data is None:
-        return {"total": page["total"], "runs": runs}
+        page = views.runs_page(store, where, "-started_at", limit, keys=False)
+        return {"total": page["total"], "runs": page["runs"]}
     used = {r["run"]: "input" for r in lineage.consumers(store, data)}
     used.update({r["run"]: "output" for r in lineage.producers(store, data)})
     ids = list(used) if where is None else views.matching_ids(store, where, list(used))
