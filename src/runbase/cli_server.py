@@ -12,26 +12,20 @@ DEFAULT_DB = "runbase-server/server.db"
 DEFAULT_OBJECTS = "runbase-server/objects"
 
 
-def _db_option(f: Any) -> Any:
+def _url_option(name: str, default: str, help: str) -> Any:
+    """``--db`` / ``--objects``: on every server command, from the environment too."""
+    envvar = "RUNBASE_SERVER_" + name.upper()
     return click.option(
-        "--db",
-        envvar="RUNBASE_SERVER_DB",
-        default=DEFAULT_DB,
-        show_default=True,
-        metavar="URL",
-        help="postgresql://user:pass@host/db, or a SQLite file.",
-    )(f)
+        f"--{name}", envvar=envvar, default=default, show_default=True, metavar="URL", help=help
+    )
 
 
-def _objects_option(f: Any) -> Any:
-    return click.option(
-        "--objects",
-        envvar="RUNBASE_SERVER_OBJECTS",
-        default=DEFAULT_OBJECTS,
-        show_default=True,
-        metavar="URL",
-        help="s3://bucket/prefix (endpoint: $RUNBASE_S3_ENDPOINT_URL), or a directory.",
-    )(f)
+_db_option = _url_option("db", DEFAULT_DB, "postgresql://user:pass@host/db, or a SQLite file.")
+_objects_option = _url_option(
+    "objects",
+    DEFAULT_OBJECTS,
+    "s3://bucket/prefix (endpoint: $RUNBASE_S3_ENDPOINT_URL), or a directory.",
+)
 
 
 def _need_server_extra() -> None:

@@ -326,8 +326,7 @@ async def put_bundle(
     _: Writer,
     bundle: dict[str, Any] = BundleBody,
 ) -> Response:
-    out = await run_in_threadpool(server.receive_bundle, project, run_id, bundle, user)
-    return json_response(out)
+    return await _receive(server, project, run_id, bundle, user, live=False)
 
 
 @project_api.post("/runs/{run_id}/live", tags=["push"], summary="Live update of a running run")
@@ -339,7 +338,13 @@ async def post_live(
     _: Writer,
     bundle: dict[str, Any] = BundleBody,
 ) -> Response:
-    out = await run_in_threadpool(server.receive_bundle, project, run_id, bundle, user, True)
+    return await _receive(server, project, run_id, bundle, user, live=True)
+
+
+async def _receive(
+    server: Server, project: str, run_id: str, bundle: dict[str, Any], user: User, live: bool
+) -> Response:
+    out = await run_in_threadpool(server.receive_bundle, project, run_id, bundle, user, live)
     return json_response(out)
 
 

@@ -140,16 +140,19 @@ class S3Objects:
     def exists(self, oid: str) -> bool:
         return self._key_exists(self.key(oid))
 
-    def get_bytes(self, oid: str) -> bytes:
-        """The object's bytes; FileNotFoundError when it is not there (as locally)."""
+    def _body(self, oid: str) -> Any:
+        """The object's streaming body; FileNotFoundError when it is not there."""
         try:
-            resp = self.client.get_object(Bucket=self.bucket, Key=self.key(oid))
+            return self.client.get_object(Bucket=self.bucket, Key=self.key(oid))["Body"]
         except self._ClientError as e:
             code, status = _code(e)
             if status == 404 or code in ("404", "NoSuchKey", "NotFound"):
                 raise FileNotFoundError(f"no object {oid} in {self.url}") from e
             raise
-        body = resp["Body"]
+
+    def get_bytes(self, oid: str) -> bytes:
+        """The object's bytes; FileNotFoundError when it is not there (as locally)."""
+        body = self._body(oid)
         try:
             data: bytes = body.read()
             return data
@@ -243,14 +246,7 @@ class S3Objects:
 
     def iter_bytes(self, oid: str, chunk: int = 1 << 20) -> Iterator[bytes]:
         """The object's bytes in chunks (FileNotFoundError, raised before the first)."""
-        try:
-            resp = self.client.get_object(Bucket=self.bucket, Key=self.key(oid))
-        except self._ClientError as e:
-            code, status = _code(e)
-            if status == 404 or code in ("404", "NoSuchKey", "NotFound"):
-                raise FileNotFoundError(f"no object {oid} in {self.url}") from e
-            raise
-        return _body_chunks(resp["Body"], chunk)
+        return _body_chunks(self._body(oid), chunk)
 
     def delete(self, oid: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self.key(oid))
