@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import textwrap
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -265,27 +267,125 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     endpoint = f"http://127.0.0.1:{p[6]}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"weed mini exited ({proc.returncode}):\n{_tail(base)}")
-            try:
-                with urllib.request.urlopen(f"{endpoint}/healthz", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"weed mini not ready in 60 s:\n{_tail(base)}")
-                time.sleep(0.1)
+        failed = wait_http(f"{endpoint}/healthz", proc, timeout=60)
+        if failed:
+            pytest.fail(f"weed mini {failed}:\n{_tail(base)}")
         yield endpoint
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
 
 
 def _tail(base: Path) -> str:
     return (base / "weed.log").read_text(errors="replace")[-3000:]
+
+
+# -- real server subprocesses: `runbase server` (test_server_sync.py, test_publish.py, ...) --
+
+
+def wait_http(url: str, proc: subprocess.Popen[Any], *, timeout: float = 60) -> str | None:
+    """Poll ``url`` until it answers 200: None then; else why not (``proc`` exited, or
+    ``timeout`` seconds passed), for the caller's failure message."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            return f"exited ({proc.returncode})"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return None
+        except OSError:  # not listening yet, or an HTTP error (503: not ready)
+            pass
+        if time.monotonic() > deadline:
+            return f"not ready in {timeout:g} s"
+        time.sleep(0.1)
+
+
+def stop_process(proc: subprocess.Popen[Any], *, grace: float = 10, group: bool = False) -> None:
+    """Stop ``proc`` and reap it: SIGTERM, up to ``grace`` seconds to exit, then SIGKILL
+    (``grace=0``: SIGKILL at once). ``group``: signal its whole process group, for a
+    process started with ``start_new_session=True`` whose children (server workers) must
+    die with it."""
+
+    def send(sig: int) -> None:
+        try:
+            if group:
+                os.killpg(proc.pid, sig)
+            else:
+                proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
+    if proc.poll() is None:
+        if grace > 0:
+            send(signal.SIGTERM)
+            try:
+                proc.wait(grace)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+        send(signal.SIGKILL)
+    proc.wait()
+
+
+@dataclass
+class ServerProcess:
+    """A `runbase server` subprocess (:func:`start_server`), in a session of its own."""
+
+    url: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path  # its stdout and stderr
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Wait for ``/readyz`` to answer 200; fail the test with the log's tail if the
+        server exits or is not ready in ``timeout`` seconds."""
+        failed = wait_http(self.url + "/readyz", self.proc, timeout=timeout)
+        if failed:
+            pytest.fail(f"runbase server {failed}:\n{self.tail()}")
+
+    def stop(self) -> None:
+        """SIGTERM (its workers too), SIGKILL after 10 s."""
+        stop_process(self.proc, group=True)
+
+    def kill(self) -> None:
+        """SIGKILL, its workers too, at once (a crash)."""
+        stop_process(self.proc, grace=0, group=True)
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+def start_server(
+    db: str,
+    objects: str,
+    *,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+    workers: int = 1,
+    log_dir: Path,
+) -> ServerProcess:
+    """Start `runbase server --db DB --objects OBJECTS` on ``port`` (a free one by
+    default) and wait until it is ready. Its environment is this one without RUNBASE_ and
+    AWS_ variables, plus ``env``; its output goes to a new ``server-PORT-N.log`` in
+    ``log_dir``. The caller stops it (:meth:`ServerProcess.stop` or ``.kill``)."""
+    port = port or _free_port()
+    n = 0
+    while (log := log_dir / f"server-{port}-{n}.log").exists():
+        n += 1
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNBASE_", "AWS_"))}
+    full_env.update(env or {})
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runbase", "server", "--db", db, "--objects", objects,
+             "--port", str(port), "--workers", str(workers)],
+            env=full_env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its workers die with it (stop_process's group)
+        )  # fmt: skip
+    server = ServerProcess(f"http://127.0.0.1:{port}", port, proc, log)
+    try:
+        server.wait_ready()
+    except BaseException:
+        server.kill()
+        raise
+    return server

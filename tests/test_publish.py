@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,13 +16,7 @@ from typing import Any
 
 import pytest
 
-from conftest import GIT, commit, runbase_cmd, write
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from conftest import GIT, ServerProcess, _free_port, commit, runbase_cmd, start_server, write
 
 
 class TeamServer:
@@ -33,48 +26,18 @@ class TeamServer:
         self.objects = str(base / "objects")
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.server: ServerProcess | None = None
 
     def admin(self, *args: str) -> str:
         return runbase_cmd("server", *args, "--db", self.db, check=True).stdout.strip()
 
     def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_")}
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "runbase",
-                "server",
-                "--db",
-                self.db,
-                "--objects",
-                self.objects,
-                "--port",
-                str(self.port),
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.base / "server.log", "ab"),  # noqa: SIM115
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise AssertionError("the server did not become ready:\n" + self.log())
+        self.server = start_server(self.db, self.objects, port=self.port, log_dir=self.base)
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-    def log(self) -> str:
-        return (self.base / "server.log").read_text(errors="replace")
+        if self.server is not None:
+            self.server.kill()
+            self.server = None
 
     def get(self, path: str, token: str) -> Any:
         req = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {token}"})

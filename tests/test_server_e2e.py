@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import re
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -22,7 +20,7 @@ from typing import Any
 import pytest
 
 import test_web_e2e
-from conftest import GIT, _free_port, commit, runbase_cmd, write
+from conftest import GIT, commit, runbase_cmd, start_server, write
 
 # the browser fixtures of the `runbase ui` tests: Chromium (failing, never skipping, when
 # it or playwright is missing), and a page that fails the test on a script error
@@ -61,29 +59,9 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     bob = _token(runbase_cmd("server", "users", "add", "bob", "--project-role", "reader", *store,
                              check=True))  # fmt: skip
 
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (tmp / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runbase", "server", *store, "--objects", objects, "--port",
-         str(port)],
-        env={k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_")},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    server = start_server(db, objects, log_dir=tmp)
+    url = server.url
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/healthz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"runbase server did not start:\n{(tmp / 'server.log').read_text()}")
-            time.sleep(0.1)
-
         root = tmp / "proj"
         root.mkdir()
         subprocess.run([*GIT, "init", "-q", str(root)], check=True)
@@ -99,13 +77,7 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         run_id = re.search(r"/p/default/runs/(\w+)", pushed.stderr).group(1)  # type: ignore[union-attr]
         yield {"url": url, "alice": alice, "bob": bob, "run_id": run_id}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        server.stop()
 
 
 def _login(pg: Any, url: str, token: str) -> None:

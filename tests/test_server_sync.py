@@ -30,8 +30,10 @@ from conftest import (
     pg_ctl,
     require,
     runbase_cmd,
+    start_server,
     write,
 )
+from conftest import ServerProcess as Server  # the servers a Team starts
 from runbase.store.hashing import hash_bytes
 
 PY = sys.executable
@@ -70,7 +72,7 @@ class Team:
     env: dict[str, str]  # what a server process (and this test's S3 client) needs
     base: Path
     tokens: dict[str, str] = field(default_factory=dict)
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    servers: list[Server] = field(default_factory=list)
 
     def admin(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return runbase_cmd("server", *args, "--db", self.db, env=self.env, check=check)
@@ -82,23 +84,15 @@ class Team:
         return token
 
     def start(self, port: int | None = None, workers: int = 1) -> Server:
-        port = port or _free_port()
-        log = self.base / f"server-{port}-{len(self.procs)}.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                [PY, "-m", "runbase", "server", "--db", self.db, "--objects", self.objects,
-                 "--port", str(port), "--workers", str(workers)],
-                env={**_clean_env(), **self.env}, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,  # its workers die with it (killpg)
-            )  # fmt: skip
-        self.procs.append(proc)
-        server = Server(f"http://127.0.0.1:{port}", port, proc, log)
-        server.wait_ready()
+        server = start_server(
+            self.db, self.objects, env=self.env, port=port, workers=workers, log_dir=self.base
+        )
+        self.servers.append(server)
         return server
 
     def kill_all(self) -> None:
-        for proc in self.procs:
-            _killpg(proc)
+        for server in self.servers:
+            server.kill()
 
     # -- what the server holds, read behind its back ---------------------------------
     def s3(self) -> Any:
@@ -147,45 +141,8 @@ class Team:
         return [r[0] for r in rows]
 
 
-@dataclass
-class Server:
-    url: str
-    port: int
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                pytest.fail(f"runbase server exited {self.proc.returncode}:\n{self.tail()}")
-            try:
-                if http(self.url, "GET", "/readyz", retry=False)[0] == 200:
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"runbase server not ready in 60 s:\n{self.tail()}")
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        _killpg(self.proc)
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
-
-
 def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("RUNBASE_", "AWS_"))}
-
-
-def _killpg(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.wait()
 
 
 def http(
@@ -194,7 +151,6 @@ def http(
     path: str,
     token: str | None = None,
     body: Any = None,
-    retry: bool = False,
 ) -> tuple[int, Any]:
     """One request (no retry): ``(status, parsed JSON or bytes)``."""
     data = json.dumps(body).encode() if body is not None else None

@@ -10,18 +10,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import GIT, commit, runbase_cmd, write
+from conftest import GIT, _free_port, commit, runbase_cmd, stop_process, wait_http, write
 
 CHROMIUM = os.environ.get("RUNBASE_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -149,12 +147,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(site: dict[str, Any]) -> Iterator[str]:
     """`runbase ui --no-browser` on a free port, as a user starts it."""
@@ -169,26 +161,12 @@ def server(site: dict[str, Any]) -> Iterator[str]:
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/api/runs?limit=1", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            out = proc.communicate()[0]
-            pytest.fail(f"runbase ui did not start (exit {proc.returncode}):\n{out}")
-        time.sleep(0.1)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
+    if wait_http(url + "/api/runs?limit=1", proc, timeout=30):
         proc.kill()
-        proc.wait()
+        out = proc.communicate()[0]
+        pytest.fail(f"runbase ui did not start (exit {proc.returncode}):\n{out}")
+    yield url
+    stop_process(proc)
 
 
 @pytest.fixture(scope="module")
