@@ -45,11 +45,15 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database of each dialect: a SQLite file or a fresh PostgreSQL database."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'meta.db'}"
+    return _pg_database(request.getfixturevalue("pg_server"), f"t{next(_db_counter)}")
+
+
+def _pg_database(server: str, name: str) -> str:
+    """A fresh, empty PostgreSQL database on ``server``: its URL."""
     import psycopg
 
-    server = request.getfixturevalue("pg_server")
-    name = f"t{next(_db_counter)}"
     with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
         conn.execute(f"CREATE DATABASE {name}")
     return f"{server}/{name}"
 
@@ -444,3 +448,32 @@ def test_unreachable_server_is_a_store_error(pg_server: str) -> None:
     with pytest.raises(StoreError, match="cannot connect") as e:
         open_database(f"postgresql://postgres:secret@127.0.0.1:{port}/x?connect_timeout=2")
     assert "secret" not in str(e.value)
+
+
+def test_namespaces_share_one_connection_per_thread(pg_server: str) -> None:
+    """A team server's projects are namespaces of one database: connections must not
+    multiply with them, and a namespace never changes under an open transaction."""
+    url = _pg_database(pg_server, "nsshare")
+    dbs = [open_database(url, create=True, namespace=f"ns{i}") for i in range(6)]
+    try:
+        for i, d in enumerate(dbs):
+            d.execute("INSERT INTO meta (key, value) VALUES ('who', ?)", (str(i),))
+        for i, d in enumerate(dbs):
+            assert d.query("SELECT value FROM meta WHERE key = 'who'") == [(str(i),)]
+        shared = dbs[0]._shared  # type: ignore[attr-defined]
+        assert shared is dbs[5]._shared and len(shared.conns) == 1  # type: ignore[attr-defined]
+        # a transaction of ns0 open while ns1 is read: ns1 gets a second connection,
+        # ns0's own reads see its uncommitted write, and a rollback leaves both right
+        with pytest.raises(RuntimeError), dbs[0].transaction() as cur:
+            cur.execute("UPDATE meta SET value = 'changed' WHERE key = 'who'")
+            assert dbs[0].query("SELECT value FROM meta WHERE key = 'who'") == [("changed",)]
+            assert dbs[1].query("SELECT value FROM meta WHERE key = 'who'") == [("1",)]
+            raise RuntimeError("roll back")
+        assert len(shared.conns) == 2
+        for i, d in enumerate(dbs):
+            assert d.query("SELECT value FROM meta WHERE key = 'who'") == [(str(i),)]
+    finally:
+        conns = list(shared.conns)
+        for d in dbs:
+            d.close()
+    assert shared.conns == [] and all(c.closed for c in conns)

@@ -317,11 +317,65 @@ class _PgCursor:
         return int(self._cur.rowcount)
 
 
+class _SharedConnections:
+    """The autocommit connections of one database URL, per thread, shared by every
+    :class:`PostgresDatabase` of that URL: a team server's projects are namespaces of
+    one database, and connections must not multiply with the number of projects. A
+    connection is switched to a namespace (``SET search_path``) only while idle, so a
+    namespace never changes under an open transaction; a thread that needs another
+    database while its connection is in a transaction gets a second connection."""
+
+    def __init__(self, url: str, psycopg: Any) -> None:
+        self.url = url
+        self.psycopg = psycopg
+        self.local = threading.local()
+        self.conns: list[Any] = []
+        self.users = 0
+        self.lock = threading.Lock()
+
+    def get(self, namespace: str | None) -> Any:
+        mine: list[list[Any]] = self.local.__dict__.setdefault("conns", [])
+        mine[:] = [e for e in mine if not (e[0].closed or e[0].broken)]  # lost: replaced
+        idle = [e for e in mine if e[0].info.transaction_status == _PG_IDLE]
+        entry = next((e for e in idle if e[1] == namespace), idle[0] if idle else None)
+        if entry is None:
+            entry = [self._connect(), _UNSET]
+            mine.append(entry)
+        if entry[1] != namespace:
+            target = quote_ident(namespace) if namespace is not None else "DEFAULT"
+            entry[0].execute(f"SET search_path TO {target}")
+            entry[1] = namespace
+        return entry[0]
+
+    def _connect(self) -> Any:
+        try:
+            conn = self.psycopg.connect(self.url, autocommit=True)
+        except self.psycopg.Error as e:
+            raise StoreError(f"cannot connect to {redact_url(self.url)}: {e}") from e
+        with self.lock:
+            self.conns.append(conn)
+        return conn
+
+    def close_all(self) -> None:
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+_UNSET = object()  # a new connection's namespace: not yet set
+_PG_IDLE = 0  # psycopg.pq.TransactionStatus.IDLE
+_SHARED: dict[str, _SharedConnections] = {}
+_SHARED_LOCK = threading.Lock()
+
+
 class PostgresDatabase(Database):
-    """PostgreSQL through psycopg 3: one autocommit connection per thread; a write
-    transaction first takes a transaction-scoped advisory lock, so writers queue one
-    at a time as SQLite's ``BEGIN IMMEDIATE`` makes them (read-modify-write code such
-    as spool ingestion relies on it)."""
+    """PostgreSQL through psycopg 3: autocommit connections per thread (shared by the
+    databases of one URL, see :class:`_SharedConnections`); a write transaction first
+    takes a transaction-scoped advisory lock, so writers queue one at a time as SQLite's
+    ``BEGIN IMMEDIATE`` makes them (read-modify-write code such as spool ingestion
+    relies on it). Reads made inside a transaction, on its thread, see its writes."""
 
     dialect = "postgresql"
     _HAS_META = "SELECT 1 WHERE to_regclass('meta') IS NOT NULL"
@@ -334,9 +388,13 @@ class PostgresDatabase(Database):
         self._write_lock = _WRITE_LOCK if namespace is None else _lock_key(namespace)
         self._psycopg = psycopg
         self.errors = (psycopg.Error,)
-        self._local = threading.local()
-        self._conns: list[Any] = []
-        self._lock = threading.Lock()
+        self._local = threading.local()  # .tx: this thread's open transaction's connection
+        with _SHARED_LOCK:
+            shared = _SHARED.get(url)
+            if shared is None:
+                shared = _SHARED[url] = _SharedConnections(url, psycopg)
+            shared.users += 1
+        self._shared: _SharedConnections | None = shared
 
     @classmethod
     def open(
@@ -354,42 +412,53 @@ class PostgresDatabase(Database):
                 f"a PostgreSQL database needs the psycopg driver: {POSTGRES_INSTALL_HINT} ({e})"
             ) from e
         db = cls(url, psycopg, namespace)
-        conn = db._conn()  # connect now: a bad URL or a server that is down fails here
-        if namespace is not None and create:
-            with conn.cursor() as cur:
-                cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(namespace)}")
-        db._init_schema(create, migrate, store_schema)
+        try:
+            if namespace is not None and create:
+                # before the search path names it: create the schema on a plain connection
+                db._shared_conns().get(None).execute(
+                    f"CREATE SCHEMA IF NOT EXISTS {quote_ident(namespace)}"
+                )
+            db._conn()  # connect now: a bad URL or a server that is down fails here
+            db._init_schema(create, migrate, store_schema)
+        except BaseException:
+            db.close()
+            raise
         return db
 
+    def _shared_conns(self) -> _SharedConnections:
+        if self._shared is None:
+            raise StoreError("the database is closed")
+        return self._shared
+
     def _conn(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed or conn.broken:
-            # a connection lost (PostgreSQL restarted) is replaced on this thread's next call
-            kwargs: dict[str, Any] = {"autocommit": True}
-            if self.namespace is not None:
-                kwargs["options"] = f"-c search_path={quote_ident(self.namespace)}"
-            try:
-                conn = self._psycopg.connect(self.url, **kwargs)
-            except self._psycopg.Error as e:
-                raise StoreError(f"cannot connect to {redact_url(self.url)}: {e}") from e
-            self._local.conn = conn
-            with self._lock:
-                self._conns.append(conn)
-        return conn
+        tx = getattr(self._local, "tx", None)
+        if tx is not None:
+            return tx
+        return self._shared_conns().get(self.namespace)
 
     def close(self) -> None:
-        with self._lock:
-            conns, self._conns = self._conns, []
-        for conn in conns:
-            with contextlib.suppress(Exception):
-                conn.close()
+        shared, self._shared = self._shared, None
+        if shared is None:
+            return
+        with _SHARED_LOCK:
+            shared.users -= 1
+            last = shared.users == 0
+            if last:
+                _SHARED.pop(shared.url, None)
+        if last:
+            shared.close_all()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[_PgCursor]:
+        outer = getattr(self._local, "tx", None)
         conn = self._conn()
-        with conn.transaction(), conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (self._write_lock,))
-            yield _PgCursor(cur)
+        self._local.tx = conn
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (self._write_lock,))
+                yield _PgCursor(cur)
+        finally:
+            self._local.tx = outer
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         with self._conn().cursor() as cur:
