@@ -196,6 +196,16 @@ def test_reproduce_a_teammates_run_from_the_server(
     runbase_cmd("run", "--", sys.executable, "train.py", "--lr", "0.05", cwd=project, check=True)
     runbase_cmd("push", cwd=project, check=True)
     run_id = json.loads(runbase_cmd("show", "--json", cwd=project, check=True).stdout)["id"]
+    # which runs used this exact dataset? (hashed here, searched on the server)
+    found = json.loads(
+        runbase_cmd("search", "--data", "data/train.csv", "--json", cwd=project, check=True).stdout
+    )
+    assert [(r["id"], r["data_role"], r["project"]) for r in found["runs"]] == [
+        (run_id, "input", "default")
+    ]
+    out = runbase_cmd("search", "--where", "params.lr < 0.1", cwd=project, check=True).stdout
+    assert run_id[:10] in out and "alice" in out
+    assert "0 run(s)" in runbase_cmd("search", "-w", "params.lr > 1", cwd=project).stderr
     # the data changes on the first machine after the run: the server has the exact bytes
     write(project, "data/train.csv", "x,y\n9,9\n")
 

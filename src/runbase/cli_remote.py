@@ -115,3 +115,55 @@ def pull(ctx: click.Context, run_ref: str, remote_name: str | None, data: bool, 
         f"pulled {report.run_id}: {report.objects_fetched} objects "
         f"({fmt_bytes(report.bytes_fetched)})"
     )
+
+
+@main.command()
+@click.option(
+    "--where", "-w", help="Filter, as `runbase ls --where`: params, metrics, tags, user..."
+)
+@click.option(
+    "--data",
+    "-d",
+    metavar="PATH|HASH",
+    help="Runs that read or wrote these exact bytes: a local file or directory (hashed "
+    "here) or an object id.",
+)
+@click.option("--on", "remote_name", metavar="REMOTE", help="The server (default: the only one).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def search(
+    ctx: click.Context,
+    where: str | None,
+    data: str | None,
+    remote_name: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Search the runs of every project you can read on a team server: which runs used
+    this exact dataset (--data), which match a filter (--where), or both."""
+    import json
+
+    from .remote import get_remote
+    from .sync import search as do_search
+    from .table import render
+
+    if not where and not data:
+        raise click.UsageError("give --where, --data or both")
+    oid = None
+    if data:
+        from .lineage import oid_of
+
+        oid = data if data.startswith("blake3:") else oid_of(_open(ctx, create=True), data)[0]
+    found = do_search(get_remote(remote_name), where, oid, limit)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    rows = [
+        [r["project"], r["id"][:10], r.get("name") or "", r.get("status") or "",
+         r.get("user") or "", (r.get("started_at") or "")[:19], r.get("data_role") or ""]
+        for r in found["runs"]
+    ]  # fmt: skip
+    headers = ["project", "id", "name", "status", "user", "started", "data"]
+    click.echo(render(headers, rows))
+    click.echo(f"{found['total']} run(s)" + (f" for {oid}" if oid else ""), err=True)

@@ -230,6 +230,13 @@ def pull(
     return report
 
 
+def search(remote: Remote, where: str | None, data: str | None, limit: int = 50) -> Any:
+    """Team search on ``remote``'s server (every project the user can read):
+    ``{"total", "runs"}``, each run with ``project`` (and ``data_role`` with ``data``)."""
+    params = {"where": where, "data": data, "limit": limit}
+    return remote.client().get_json("/api/v1/search", params)
+
+
 def pushable_runs(
     store: Store, refs: Iterable[str], all_runs: bool, remote_name: str | None = None
 ) -> list[str]:
