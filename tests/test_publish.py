@@ -135,6 +135,65 @@ def test_published_run_is_live_on_the_server_while_it_runs(
     assert any(f["path"] == "slow.py" for f in tree["files"])
 
 
+INIT = """\
+import time, runbase
+runbase.init(name="from-init", publish="team")
+runbase.param("lr", 0.02)
+for i in range(30):
+    runbase.log(loss=1.0 / (i + 1), step=i)
+    print(f"line {i}", flush=True)
+    time.sleep(0.1)
+runbase.finish()
+"""
+
+
+def test_runbase_init_publishes_from_its_watcher(
+    project: Path, team: tuple[TeamServer, str]
+) -> None:
+    srv, token = team
+    write(project, "init_run.py", INIT)
+    commit(project, "init")
+    _login(srv, token, project)
+    proc = subprocess.Popen(
+        [sys.executable, "init_run.py"], cwd=project, env=_client_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    seen_running = False
+    deadline = time.monotonic() + 90
+    final: dict[str, Any] | None = None
+    while time.monotonic() < deadline:
+        runs = srv.get("/p/default/api/runs", token)["runs"]
+        if runs:
+            seen_running |= runs[0]["status"] == "running" and proc.poll() is None
+            if runs[0]["status"] == "finished" and "loss" in runs[0]["metrics"]:
+                final = srv.get(f"/p/default/api/runs/{runs[0]['id']}", token)
+                if final["metrics"]["loss"]["count"] == 30:
+                    break
+        time.sleep(0.2)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert seen_running, "the run was not visible on the server while it ran"
+    assert final is not None and final["name"] == "from-init"
+    assert final["params"]["lr"] == 0.02
+    log = srv.get(f"/p/default/api/runs/{final['id']}/logs?limit=100000", token)
+    assert log["text"] == "".join(f"line {i}\n" for i in range(30))
+
+
+def test_init_refuses_an_unknown_remote_before_the_run(project: Path) -> None:
+    write(project, "bad.py", "import runbase\nrunbase.init(publish='nowhere')\n")
+    r = subprocess.run(
+        [sys.executable, "bad.py"], cwd=project, env=_client_env(), capture_output=True, text=True
+    )
+    assert r.returncode != 0 and "no remote 'nowhere'" in r.stderr
+    assert runbase_cmd("ls", cwd=project).stdout.count("\n") <= 1  # no run was started
+
+
+def _client_env() -> dict[str, str]:
+    return {
+        k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_") or k == "RUNBASE_CONFIG"
+    }
+
+
 def test_unreachable_server_never_blocks_the_run_and_push_catches_up(
     project: Path, tmp_path: Path
 ) -> None:

@@ -16,17 +16,39 @@ from typing import Any
 
 
 def main(argv: list[str]) -> int:
-    from . import lifecycle
-    from .capture.proc import is_alive
     from .store import Store
 
     store_root, run_id, pid, start = argv[0], argv[1], int(argv[2]), argv[3] or None
     store = Store.open(store_root)
     sampler = _start_sampler(store, run_id, pid)
+    publisher = _start_publisher(store, run_id)
+    try:
+        _watch(store, run_id, pid, start, sampler)
+    finally:
+        if publisher is not None:  # the run has ended: send all of it
+            publisher.stop()
+            publisher.finish()
+    return 0
+
+
+def _start_publisher(store: Any, run_id: str) -> Any:
+    """The run's publisher when ``runbase.init(publish=...)`` asked for one."""
+    remote = os.environ.get("RUNBASE_PUBLISH_TO")
+    if not remote:
+        return None
+    from .publish import start_publisher
+
+    return start_publisher(store, remote, run_id)
+
+
+def _watch(store: Any, run_id: str, pid: int, start: str | None, sampler: Any) -> None:
+    from . import lifecycle
+    from .capture.proc import is_alive
+
     while True:
         row = store.db.query_one("SELECT status FROM runs WHERE id = ?", (run_id,))
         if row is None or row[0] != "running":
-            return 0
+            return
         alive = is_alive(pid, start)
         try:
             lifecycle.ingest_and_handle(store, run_id)
@@ -36,7 +58,7 @@ def main(argv: list[str]) -> int:
             if sampler is not None:
                 sampler.stop()  # its last frame goes in with the finalization
             lifecycle.finalize(store, run_id, "crashed", error="the training process disappeared")
-            return 0
+            return
         time.sleep(1.0)
 
 

@@ -88,6 +88,7 @@ def init(
     capture_code: bool = True,
     capture_console: bool = True,
     notebook: str | os.PathLike[str] | bool | None = None,
+    publish: str | None = None,
 ) -> Run:
     """Start (or attach to) the run of this process. Idempotent.
 
@@ -97,6 +98,11 @@ def init(
     In IPython/Jupyter the run records its notebook file (found from the kernel's
     session, or ``notebook="path.ipynb"``) and the cells executed until ``finish()``;
     ``notebook=False`` records neither.
+
+    ``publish="team"`` streams the run to that remote (a team server) while it runs,
+    from the run's watcher process, never from this one (default: ``$RUNBASE_PUBLISH``
+    or the config's ``"publish"``; ``"-"``: do not). Under ``runbase run`` the
+    supervisor publishes instead (``runbase run --publish``).
 
     Errors before the run starts (an unusable store, a ``notebook`` that is not a
     file) raise :class:`RunbaseError`.
@@ -116,7 +122,10 @@ def init(
             _setup_notebook(_run, path, source, cells=notebook is not False)
         else:
             nb = _find_notebook(notebook, explicit)
-            _run = _start_own(name, tags, store, capture_code, capture_console, nb)
+            from .publish import resolve_target
+
+            target = resolve_target(publish)  # before the run: a bad remote fails loudly
+            _run = _start_own(name, tags, store, capture_code, capture_console, nb, target)
             _setup_notebook(_run, None, None, cells=notebook is not False)
             if params:
                 _inline_params(params)
@@ -208,6 +217,7 @@ def _start_own(
     capture_code: bool,
     capture_console: bool,
     notebook: tuple[str, str] | None = None,
+    publish: str | None = None,
 ) -> Run:
     from . import lifecycle
     from ._child import python_info
@@ -253,7 +263,7 @@ def _start_own(
 
     install_hooks()
     install_file_hook(str(root), str(store.root))
-    _spawn_watcher(run)
+    _spawn_watcher(run, publish)
     if capture_console:
         from ._console import capture
 
@@ -263,7 +273,7 @@ def _start_own(
     return run
 
 
-def _spawn_watcher(run: Run) -> None:
+def _spawn_watcher(run: Run, publish: str | None = None) -> None:
     import subprocess
 
     from .capture.proc import start_id
@@ -288,6 +298,7 @@ def _spawn_watcher(run: Run) -> None:
             env={
                 **os.environ,
                 "PYTHONPATH": _package_parent() + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                **({"RUNBASE_PUBLISH_TO": publish} if publish else {}),
             },
         )
     except Exception as e:  # noqa: BLE001

@@ -171,16 +171,9 @@ def _pull_remote_ref(store: Any, ref: str) -> str:
 
 
 def _publish_target(name: str | None) -> str | None:
-    """The remote to publish to, checked before the run starts (fail loudly now)."""
-    from .remote import get_remote, publish_default
+    from .publish import resolve_target
 
-    name = name or publish_default()
-    if not name or name == "-":
-        return None
-    remote = get_remote(name)
-    if not remote.token:
-        raise UsageError(f"cannot publish to {name}: not logged in (runbase login {remote.url})")
-    return name
+    return resolve_target(name)
 
 
 def _parse_overrides(items: tuple[str, ...]) -> dict[str, Any]:

@@ -168,6 +168,24 @@ def pending(store: Any) -> list[tuple[str, str]]:
     return [(k[len(PENDING_PREFIX) :], v) for k, v in rows]
 
 
+def resolve_target(name: str | None) -> str | None:
+    """The remote a run publishes to: ``name``, else ``$RUNBASE_PUBLISH``, else the
+    config's ``"publish"``; ``"-"`` or nothing: none. Checked before the run starts
+    (an unknown remote or one not logged in raises UsageError: fail loudly then)."""
+    import os
+
+    from .errors import UsageError
+    from .remote import publish_default
+
+    name = name or os.environ.get("RUNBASE_PUBLISH") or publish_default()
+    if not name or name == "-":
+        return None
+    remote = get_remote(name)
+    if not remote.token:
+        raise UsageError(f"cannot publish to {name}: not logged in (runbase login {remote.url})")
+    return name
+
+
 def start_publisher(store: Any, remote_name: str, run_id: str) -> Publisher | None:
     """A started publisher, or None (with a warning) when the remote is not usable.
     Called after the run started: it never raises."""
