@@ -130,12 +130,15 @@ def _q(name: str) -> str:
 # -- export ------------------------------------------------------------------------------
 
 
-def run_objects(store: Store, run_id: str, data: bool = True) -> dict[str, str]:
+def run_objects(
+    store: Store, run_id: str, data: bool = True, *, expand: bool = True, strict: bool = False
+) -> dict[str, str]:
     """Every object run ``run_id`` refers to -> its kind (``code``, ``env``, ``logs``,
     ``data``, ``params``); ``data=False`` leaves data out. Blobs of a tree manifest are
-    listed only when the manifest itself is in ``store``."""
+    listed only when the manifest itself is in ``store`` (``expand=False``: never);
+    ``strict``: a malformed manifest raises BundleError (maintenance.references)."""
     out: dict[str, str] = {}
-    for oid, kind, _ in references(store, [run_id]):
+    for oid, kind, _ in references(store, [run_id], expand=expand, strict=strict):
         if data or kind != "data":
             out.setdefault(oid, kind)
     return out
@@ -467,6 +470,7 @@ def import_run(
     *,
     replace: bool = True,
     verify: Callable[[str], None] | None = None,
+    before: Callable[[str], None] | None = None,
 ) -> str:
     """Write a bundle into ``store`` in one transaction; returns the run id.
 
@@ -478,9 +482,12 @@ def import_run(
     orphan recovery leaves an imported running run alone. Raises :class:`BundleError`
     on anything malformed, before anything is written. ``verify(run_id)`` is called
     after the rows are written, before they commit (the server checks there that the
-    project holds every object the run refers to)."""
+    project holds every object the run refers to). ``before(run_id)`` is called first
+    inside the transaction, under the write lock (the server's ownership checks)."""
     parsed = _parse(bundle, replace)
     with store.db.transaction() as cur:
+        if before is not None:  # under the write lock: checks of what is there now
+            before(parsed.run_id)
         _write_run(cur, parsed)
         if replace:
             for name in TABLES:

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 
 from . import progress
 from .capture.code import load_manifest
+from .errors import BundleError
 from .store import Store
-from .store.hashing import hash_file
+from .store.hashing import hash_file, split_id
 from .store.statcache import forget
 
 GC_GRACE_SECONDS = (
@@ -20,14 +21,46 @@ GC_GRACE_SECONDS = (
 )
 
 
-def _blob_ids(store: Store, tree: str, seen: dict[str, list[str]]) -> list[str]:
-    """The objects a tree manifest lists; each manifest read once (runs share trees)."""
-    if tree not in seen:
+MAX_MANIFEST = 1 << 30  # bytes of a tree manifest read to list its blobs (~10 M files)
+
+
+class _Trees:
+    """The blobs of tree manifests, each manifest read once (runs share trees).
+
+    ``expand=False`` lists no blobs (the manifests' own ids only). ``strict``: a
+    manifest that is present but malformed or oversized raises BundleError instead of
+    counting as empty (a server must not let a run name blobs it cannot see listed);
+    one that is absent lists nothing either way (its own id is reported missing)."""
+
+    def __init__(self, store: Store, expand: bool = True, strict: bool = False) -> None:
+        self.store = store
+        self.expand = expand
+        self.strict = strict
+        self.seen: dict[str, list[str]] = {}
+
+    def blobs(self, tree: str) -> list[str]:
+        if not self.expand:
+            return []
+        if tree not in self.seen:
+            self.seen[tree] = self._read(tree)
+        return self.seen[tree]
+
+    def _read(self, tree: str) -> list[str]:
         try:
-            seen[tree] = [e["oid"] for e in load_manifest(store, tree) if e.get("oid")]
-        except (OSError, ValueError, KeyError):
-            seen[tree] = []  # a missing or broken manifest: fsck reports it
-    return seen[tree]
+            if self.strict and self.store.objects.size(tree) > MAX_MANIFEST:
+                raise ValueError(f"over {MAX_MANIFEST} bytes")
+            entries = load_manifest(self.store, tree)
+            oids = [e["oid"] for e in entries if e.get("oid")]
+            if self.strict:
+                for oid in oids:
+                    split_id(oid)
+            return oids
+        except FileNotFoundError:
+            return []  # absent: fsck reports it, a server asks for it
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            if self.strict:
+                raise BundleError(f"{tree} is not a readable tree manifest: {e}") from None
+            return []  # a broken manifest: fsck reports it
 
 
 def _scopes(column: str, run_ids: list[str] | None) -> Iterator[tuple[str, list[str]]]:
@@ -41,11 +74,17 @@ def _scopes(column: str, run_ids: list[str] | None) -> Iterator[tuple[str, list[
         yield f"{column} IN ({','.join('?' * len(chunk))})", chunk
 
 
-def references(store: Store, run_ids: list[str] | None = None) -> Iterator[tuple[str, str, str]]:
+def references(
+    store: Store,
+    run_ids: list[str] | None = None,
+    *,
+    expand: bool = True,
+    strict: bool = False,
+) -> Iterator[tuple[str, str, str]]:
     """Every object the metadata refers to: ``(object id, kind, run id or "")``; only
     those of the runs ``run_ids`` when given (the store-wide package-list cache, run id
-    "", is then left out)."""
-    trees: dict[str, list[str]] = {}
+    "", is then left out). ``expand``/``strict``: how tree manifests are read (_Trees)."""
+    trees = _Trees(store, expand, strict)
     for cond, args in _scopes("id", run_ids):
         yield from _run_row_refs(store, cond, args, trees)
     for cond, args in _scopes("run_id", run_ids):
@@ -56,7 +95,7 @@ def references(store: Store, run_ids: list[str] | None = None) -> Iterator[tuple
 
 
 def _run_row_refs(
-    store: Store, cond: str, args: list[str], trees: dict[str, list[str]]
+    store: Store, cond: str, args: list[str], trees: _Trees
 ) -> Iterator[tuple[str, str, str]]:
     """Objects named by runs rows: code snapshot, packages, logs, notebook."""
     for run_id, code_json, packages_id, logs_json, notebook_json in store.db.query(
@@ -69,7 +108,7 @@ def _run_row_refs(
                 yield code["patch"], "code", run_id
             if code.get("tree"):
                 yield code["tree"], "code", run_id
-                for oid in _blob_ids(store, code["tree"], trees):
+                for oid in trees.blobs(code["tree"]):
                     yield oid, "code", run_id
         if packages_id:
             yield packages_id, "env", run_id
@@ -82,7 +121,7 @@ def _run_row_refs(
 
 
 def _file_and_param_refs(
-    store: Store, cond: str, args: list[str], trees: dict[str, list[str]]
+    store: Store, cond: str, args: list[str], trees: _Trees
 ) -> Iterator[tuple[str, str, str]]:
     """Objects named by run_files rows (stored data) and large parameter values."""
     for run_id, oid, kind in store.db.query(
@@ -91,7 +130,7 @@ def _file_and_param_refs(
     ):
         yield oid, "data", run_id
         if kind == "dir":  # only directories are manifests: never parse a data file
-            for blob in _blob_ids(store, oid, trees):
+            for blob in trees.blobs(oid):
                 yield blob, "data", run_id
     for run_id, value in store.db.query(
         f"SELECT run_id, value FROM params WHERE value LIKE '{{\"$object\"%' AND {cond}", args

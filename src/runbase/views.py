@@ -346,8 +346,19 @@ def _code(store: Store, run_id: str) -> dict[str, Any] | None:
     return json.loads(row[0]) if row[0] else None
 
 
+MAX_VIEW_OBJECT = 64 << 20  # a file, patch or manifest read whole to show it
+
+
 def _get_object(store: Store, oid: str, what: str) -> bytes:
+    """An object read whole to show it; one too large is refused before it is read
+    (a view must not take a server's memory: logs are read in windows instead)."""
     try:
+        size = store.objects.size(oid)
+        if size > MAX_VIEW_OBJECT:
+            raise UsageError(
+                f"{what} ({oid}) is {size} bytes, too large to show here (at most "
+                f"{MAX_VIEW_OBJECT}); `runbase checkout` restores it"
+            )
         return store.objects.get_bytes(oid)
     except (OSError, ValueError) as e:
         raise NotFound(f"{what} ({oid}) is missing from the store ({e}); see `runbase fsck`")
@@ -357,10 +368,11 @@ def _manifest(store: Store, run_id: str, code: dict[str, Any]) -> list[dict[str,
     tree = code.get("tree")
     if not tree:
         return []
-    try:
-        body = json.loads(_get_object(store, tree, f"the code snapshot of run {run_id}"))
-        return list(body["entries"])
-    except (ValueError, KeyError, TypeError) as e:
+    from .capture.code import load_manifest
+
+    try:  # the one manifest reader (format and version checked), as push checks it
+        return [e for e in load_manifest(store, tree) if isinstance(e, dict)]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise NotFound(f"the code snapshot of run {run_id} is unreadable: {e}")
 
 
@@ -573,6 +585,19 @@ def _log_object(store: Store, oid: str) -> bytes:
     return data
 
 
+def _log_window(store: Store, oid: str, offset: int, n: int) -> tuple[bytes, int]:
+    """``n`` bytes of a stored log from ``offset``, and its size: a small log whole
+    from the cache, a large one by a ranged read (logs of long runs run to GBs)."""
+    try:
+        size = store.objects.size(oid)
+        if size <= _LOG_CACHE_MAX:
+            data = _log_object(store, oid)
+            return data[offset : offset + n], len(data)
+        return store.objects.read_range(oid, offset, n) if offset < size else b"", size
+    except (OSError, ValueError) as e:
+        raise NotFound(f"the log ({oid}) is missing from the store ({e}); see `runbase fsck`")
+
+
 def _utf8_complete(chunk: bytes) -> int:
     """Length of ``chunk`` without a UTF-8 character cut at its end."""
     for back in range(1, min(4, len(chunk)) + 1):
@@ -651,8 +676,7 @@ def log_chunk(
         logs = json.loads(row[1]) if row and row[1] else None
         if logs is not None:  # finalized: an object
             entry = logs.get(stream)
-            data = _log_object(store, entry["oid"]) if entry else b""
-            raw, size = data[offset : offset + limit + 3], len(data)
+            raw, size = _log_window(store, entry["oid"], offset, limit + 3) if entry else (b"", 0)
             break
         try:  # live: the spool file, read from the offset on
             with open(store.spool_dir(run_id) / LOG_FILES[stream], "rb") as f:

@@ -55,6 +55,16 @@ class LocalObjects:
         with open(self._path_s(oid), "rb") as f:
             return f.read()
 
+    def size(self, oid: str) -> int:
+        """The object's size in bytes (FileNotFoundError when absent)."""
+        return os.path.getsize(self._path_s(oid))
+
+    def read_range(self, oid: str, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes from ``offset`` (a window of a large log or file)."""
+        with open(self._path_s(oid), "rb") as f:
+            f.seek(offset)
+            return f.read(length)
+
     def put_bytes(self, data: bytes) -> str:
         oid = hash_bytes(data)
         if not self.exists(oid):

@@ -170,9 +170,37 @@ class S3Objects:
             raise
 
     def size(self, oid: str) -> int:
-        """The object's size in bytes (a HEAD)."""
-        resp = self.client.head_object(Bucket=self.bucket, Key=self.key(oid))
+        """The object's size in bytes (a HEAD; FileNotFoundError when absent)."""
+        try:
+            resp = self.client.head_object(Bucket=self.bucket, Key=self.key(oid))
+        except self._ClientError as e:
+            code, status = _code(e)
+            if status == 404 or code in ("404", "NoSuchKey", "NotFound"):
+                raise FileNotFoundError(f"no object {oid} in {self.url}") from e
+            raise
         return int(resp["ContentLength"])
+
+    def read_range(self, oid: str, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes from ``offset`` (a ranged GET)."""
+        if length <= 0:
+            return b""
+        try:
+            resp = self.client.get_object(
+                Bucket=self.bucket, Key=self.key(oid), Range=f"bytes={offset}-{offset + length - 1}"
+            )
+        except self._ClientError as e:
+            code, status = _code(e)
+            if status == 404 or code in ("404", "NoSuchKey", "NotFound"):
+                raise FileNotFoundError(f"no object {oid} in {self.url}") from e
+            if status == 416 or code == "InvalidRange":  # at or past the end
+                return b""
+            raise
+        body = resp["Body"]
+        try:
+            data: bytes = body.read()
+            return data
+        finally:
+            body.close()
 
     def __iter__(self) -> Iterator[str]:
         """Every stored id, in key order (as LocalObjects: sorted by hex)."""
