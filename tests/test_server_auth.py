@@ -24,6 +24,7 @@ import pytest
 from conftest import GIT, commit, require, runbase_cmd, write
 from runbase import ids
 from runbase.bundle import export_run, run_objects
+from runbase.errors import RunbaseError
 from runbase.store import Store
 from runbase.store.hashing import hash_bytes
 
@@ -680,7 +681,9 @@ def test_tampered_upload_and_missing_objects(env: Env) -> None:
     assert r.status_code == 400
 
 
-def test_a_run_cannot_point_at_objects_its_project_does_not_hold(env: Env) -> None:
+def test_a_run_cannot_point_at_objects_its_project_does_not_hold(
+    env: Env, source: tuple[Store, str]
+) -> None:
     """The rows of a run (code tree, logs, packages, data) are checked, not only the
     bundle's ``objects`` list: another project's bytes cannot be read by naming them."""
     c = env.client
@@ -689,7 +692,10 @@ def test_a_run_cannot_point_at_objects_its_project_does_not_hold(env: Env) -> No
     bundle["objects"] = {}  # claims to need nothing
     r = c.put(f"/p/{OTHER}/api/runs/{new_id}/bundle", json=bundle, headers=olga)
     assert r.status_code == 409, r.text
-    assert set(r.json()["missing"]) == set(env.bundle["objects"])
+    # the objects the rows name directly (the manifests' blobs are asked for once the
+    # project holds the manifests: another project's manifest is never read for it)
+    direct = run_objects(source[0], source[1], expand=False)
+    assert set(r.json()["missing"]) == set(direct)
     assert c.get(f"/p/{OTHER}/api/runs/{new_id}/logs", headers=olga).status_code == 404
     r = c.post(f"/p/{OTHER}/api/runs/{new_id}/live", json=bundle, headers=olga)
     assert r.status_code == 409
@@ -1027,3 +1033,138 @@ def test_fuzz_unauthenticated_no_server_errors(lite: Env) -> None:
     failures, statuses = _fuzz(lite, {}, 10, pin=False)
     assert not failures, "\n".join(failures)
     assert statuses[401] > 0 and set(statuses) <= {200, 400, 401, 404, 422}, statuses
+
+
+# -- review findings: each a regression test ------------------------------------------------
+
+
+def test_a_manifest_cannot_hide_the_blobs_it_names(env: Env) -> None:
+    """A writer of OTHER knows the hash of PROJECT's secret: a run of OTHER whose code
+    tree names it must not make the server show it (a malformed manifest is refused, a
+    well-formed one asks for the secret to be sent)."""
+    c, olga = env.client, env.auth("olga")
+    secret = b"weights of another project " + uuid.uuid4().bytes
+    x = hash_bytes(secret)
+    assert (
+        c.put(
+            f"/p/{PROJECT}/api/objects/{x}", content=secret, headers=env.auth("wanda")
+        ).status_code
+        == 201
+    )
+    for manifest, status in (
+        ({"entries": [{"path": "loot.txt", "type": "f", "oid": x}]}, 422),  # no format
+        (
+            {"format": "runbase-tree", "version": 1, "entries": [{"path": "loot.txt", "oid": x}]},
+            409,
+        ),
+    ):
+        raw = json.dumps(manifest).encode()
+        m = hash_bytes(raw)
+        assert c.put(f"/p/{OTHER}/api/objects/{m}", content=raw, headers=olga).status_code == 201
+        new_id, bundle = env.fresh_bundle()
+        run = bundle["run"]
+        run.update(code_json=json.dumps({"kind": "git", "tree": m}), logs_json=None)
+        run.update(packages_id=None, notebook_json=None)
+        for table in ("params", "run_files"):
+            bundle[table] = []
+        bundle["objects"] = {m: "code"}
+        r = c.put(f"/p/{OTHER}/api/runs/{new_id}/bundle", json=bundle, headers=olga)
+        assert r.status_code == status, r.text
+        if status == 409:
+            assert r.json()["missing"] == [x]
+        raw_file = c.get(
+            f"/p/{OTHER}/api/runs/{new_id}/code/raw", params={"path": "loot.txt"}, headers=olga
+        )
+        assert raw_file.status_code == 404 and secret not in raw_file.content
+
+
+def test_a_live_update_never_reopens_an_ended_run(env: Env) -> None:
+    c, w = env.client, env.auth("wanda")
+    new_id, bundle = env.fresh_bundle()
+    assert (
+        c.put(f"/p/{PROJECT}/api/runs/{new_id}/bundle", json=bundle, headers=w).status_code == 200
+    )
+    late = {**bundle, "run": {**bundle["run"], "status": "running", "ended_at": None}}
+    late.pop("run_files")
+    r = c.post(f"/p/{PROJECT}/api/runs/{new_id}/live", json=late, headers=w)
+    assert r.status_code == 409 and "has ended" in r.json()["detail"]
+    assert c.get(f"/p/{PROJECT}/api/runs/{new_id}", headers=w).json()["status"] == "finished"
+
+
+def test_revoking_a_token_ends_the_sessions_opened_with_it(env: Env) -> None:
+    c = env.client
+    made = c.post("/api/v1/tokens", json={"label": "browser"}, headers=env.auth("rita")).json()
+    c.cookies.clear()
+    _login(c, made["token"])
+    assert c.get("/api/v1/me").status_code == 200  # the session cookie
+    r = c.delete(f"/api/v1/tokens/{made['id']}", headers=env.auth("rita"))
+    assert r.status_code == 200
+    assert c.get("/api/v1/me").status_code == 401
+    c.cookies.clear()
+
+
+def test_project_names_fit_a_postgresql_schema_name(env: Env) -> None:
+    c, root = env.client, env.auth("root")
+    long = "x" * 57 + "-alpha"  # 63 characters: "rbp_" + it would be cut at 63 bytes
+    assert c.post("/api/v1/projects", json={"name": long}, headers=root).status_code == 422
+    with admin.opened(env.db) as db, pytest.raises(RunbaseError, match="1-59"):
+        control.add_project(db, long)
+    ok = "x" * 59
+    assert c.post("/api/v1/projects", json={"name": ok}, headers=root).status_code == 201
+
+
+def test_bodies_without_a_credential_are_cut_short(env: Env) -> None:
+    new_id = ids.new_run_id()
+    big = b"{" + b" " * (100 << 10) + b"}"
+    r = env.client.put(f"/p/{PROJECT}/api/runs/{new_id}/bundle", content=big)
+    assert r.status_code == 413
+    r = env.client.put(f"/p/{PROJECT}/api/runs/{new_id}/bundle", content=b"{}")
+    assert r.status_code == 401
+
+
+def test_control_tables_of_version_1_are_migrated_not_guessed(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "old" / "server.db"
+    db.parent.mkdir()
+    conn = sqlite3.connect(db)
+    for stmt in control.CONTROL_V1:
+        conn.execute(stmt)
+    conn.execute("INSERT INTO server_meta VALUES ('control_version', '1')")
+    conn.execute("INSERT INTO projects VALUES ('default', 0, NULL)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(RunbaseError, match="older than this runbase.*runbase server migrate"):
+        create_server_app(ServerConfig(db=str(db), objects=str(tmp_path / "o")))
+    admin.migrate(str(db), str(tmp_path / "o"))
+    with admin.opened(str(db)) as c:
+        assert control.control_version(c) == control.CONTROL_VERSION == 2
+        assert c.query("SELECT token_id FROM sessions") == []
+
+
+def test_environment_token_goes_only_to_known_servers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from runbase import remote
+
+    monkeypatch.setenv("RUNBASE_TOKEN", "rbt_envtoken")
+    assert remote.token_for("https://evil.example") is None
+    remote.add_remote("team", "https://runbase.example.com")
+    assert remote.token_for("https://runbase.example.com/") == "rbt_envtoken"
+    found = remote.split_remote_ref("https://evil.example/p/x/runs/0m97t8h8sc3wvjvs")
+    assert found is not None and found[0].token is None
+    with pytest.raises(RunbaseError, match="plain http"):
+        remote.Client("http://runbase.internal:8080", "rbt_x")
+    remote.Client("http://127.0.0.1:8080", "rbt_x")  # loopback: fine
+    monkeypatch.setenv("RUNBASE_ALLOW_HTTP", "1")
+    remote.Client("http://runbase.internal:8080", "rbt_x")
+
+
+def test_pending_marks_are_cleared_per_remote(tmp_path: Path) -> None:
+    from runbase.publish import clear_pending, mark_pending, pending
+
+    store = Store.open(tmp_path / ".runbase", create=True)
+    mark_pending(store, "team-a", "r1")
+    clear_pending(store, "r1", "team-b")  # pushed elsewhere: still owed to team-a
+    assert pending(store) == [("r1", "team-a")]
+    clear_pending(store, "r1", "team-a")
+    assert pending(store) == []
+    store.close()

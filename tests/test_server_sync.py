@@ -34,6 +34,7 @@ from conftest import (
     write,
 )
 from conftest import ServerProcess as Server  # the servers a Team starts
+from runbase.server import control
 from runbase.store.hashing import hash_bytes
 
 PY = sys.executable
@@ -593,7 +594,8 @@ def test_server_refuses_an_unknown_database(team: Team, pg_server: str) -> None:
     # the server tables are fine, a project's run store is from a newer runbase
     with psycopg.connect(scratch, autocommit=True) as conn:
         conn.execute(
-            "UPDATE runbase_server.server_meta SET value = '1' WHERE key = 'control_version'"
+            "UPDATE runbase_server.server_meta SET value = %s WHERE key = 'control_version'",
+            (str(control.CONTROL_VERSION),),
         )
         conn.execute("UPDATE rbp_default.meta SET value = '99' WHERE key = 'schema_version'")
     proc = _serve_once(team, scratch)

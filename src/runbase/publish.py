@@ -67,6 +67,8 @@ class Publisher:
         try:
             store = self._open()
             self._send_objects(store)
+            if self._stop.is_set():
+                return False
             delta = export_delta(store, self.run_id, self.sent)
             logs = self._new_logs(store)
             delta["log_chunks"] = [
@@ -121,10 +123,13 @@ class Publisher:
             self.uploaded.update(new)
 
     def stop(self) -> None:
-        """Stop streaming (before the run is finalized: compaction renumbers chunks)."""
+        """Stop streaming (before the run is finalized: compaction renumbers chunks).
+        Waits for a tick in flight: none may land after the final push (the server
+        refuses a live update of an ended run anyway). A tick is bounded: one attempt,
+        10 s timeouts, its uploads cancelled at the first failure."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            self._thread.join()
 
     def finish(self, deadline: float = 30.0) -> bool:
         """Push the finished run with its objects; on failure mark it pending. Retried
@@ -135,7 +140,7 @@ class Publisher:
         store = self._open()
         try:
             push(store, self.remote, [self.run_id], retry_for=0.0 if self.down else deadline)
-            clear_pending(store, self.run_id)
+            clear_pending(store, self.run_id, self.remote.name)
             return True
         except Exception as e:  # noqa: BLE001 - publishing must never break a run
             mark_pending(store, self.remote.name, self.run_id)
@@ -158,8 +163,15 @@ def mark_pending(store: Any, remote_name: str, run_id: str) -> None:
     )
 
 
-def clear_pending(store: Any, run_id: str) -> None:
-    store.db.execute("DELETE FROM meta WHERE key = ?", (PENDING_PREFIX + run_id,))
+def clear_pending(store: Any, run_id: str, remote_name: str | None = None) -> None:
+    """The run is on the server: no longer pending (only for ``remote_name`` if given:
+    a push to another remote does not publish it where it was meant to go)."""
+    if remote_name is None:
+        store.db.execute("DELETE FROM meta WHERE key = ?", (PENDING_PREFIX + run_id,))
+    else:
+        store.db.execute(
+            "DELETE FROM meta WHERE key = ? AND value = ?", (PENDING_PREFIX + run_id, remote_name)
+        )
 
 
 def pending(store: Any) -> list[tuple[str, str]]:
@@ -183,6 +195,7 @@ def resolve_target(name: str | None) -> str | None:
     remote = get_remote(name)
     if not remote.token:
         raise UsageError(f"cannot publish to {name}: not logged in (runbase login {remote.url})")
+    remote.client()  # refuses a token over plain http to another host, now
     return name
 
 

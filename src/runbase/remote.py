@@ -114,13 +114,26 @@ class Remote:
 
 
 def token_for(url: str, config: dict[str, Any] | None = None) -> str | None:
+    """The token for the server at ``url``: ``$RUNBASE_TOKEN`` if that server is one
+    the config names (a login or a remote: the token never goes to a server a pasted
+    run URL names), else the token kept by ``runbase login``."""
+    config = config if config is not None else load_config()
+    url = normalize_url(url)
+    servers = config.get("servers") or {}
     env = os.environ.get("RUNBASE_TOKEN")
-    if env:
+    if env and url in _known_servers(config):
         return env.strip()
-    servers = (config if config is not None else load_config()).get("servers") or {}
-    entry = servers.get(normalize_url(url)) or {}
+    entry = servers.get(url) or {}
     token = entry.get("token") if isinstance(entry, dict) else None
     return token if isinstance(token, str) else None
+
+
+def _known_servers(config: dict[str, Any]) -> set[str]:
+    known = {normalize_url(u) for u in (config.get("servers") or {})}
+    for entry in (config.get("remotes") or {}).values():
+        if isinstance(entry, dict) and isinstance(entry.get("url"), str):
+            known.add(normalize_url(entry["url"]))
+    return known
 
 
 def login(url: str, token: str, check: bool = True) -> dict[str, Any]:
@@ -207,6 +220,10 @@ def split_remote_ref(ref: str) -> tuple[Remote, str] | None:
 RETRY_STATUS = frozenset({429, 502, 503, 504})
 
 
+def _loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 class Client:
     """JSON and byte requests to one server, a keep-alive connection per thread.
 
@@ -218,6 +235,12 @@ class Client:
     def __init__(self, url: str, token: str | None, retry_for: float = 60.0, timeout: float = 60.0):
         self.url = normalize_url(url)
         parts = urllib.parse.urlsplit(self.url)
+        insecure = parts.scheme == "http" and not _loopback(parts.hostname or "")
+        if token and insecure and os.environ.get("RUNBASE_ALLOW_HTTP") != "1":
+            raise UsageError(
+                f"refusing to send an API token over plain http to {parts.hostname}: use "
+                "https (or, on a network you trust, set RUNBASE_ALLOW_HTTP=1)"
+            )
         self._https = parts.scheme == "https"
         self._netloc = parts.netloc
         self._prefix = parts.path

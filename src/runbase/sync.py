@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,7 +95,7 @@ def push(
         run_id = bundle["run"]["id"]
         _send_bundle(store, client, remote, bundle, jobs, report, progress)
         _mark_pushed(store, key, digest)
-        clear_pending(store, run_id)
+        clear_pending(store, run_id, remote.name)
         report.runs.append(run_id)
         if progress:
             progress(f"pushed {run_id} -> {remote.run_url(run_id)}")
@@ -159,9 +160,21 @@ def _upload(
 
     if progress:
         progress(f"uploading {len(oids)} objects")
+    _run_all(one, oids, jobs)
+
+
+def _run_all(fn: Callable[[str], None], items: list[str], jobs: int) -> None:
+    """``fn`` over ``items`` on ``jobs`` threads; the first failure cancels what has not
+    started (a dead server must not cost one timeout per remaining object) and raises."""
     with ThreadPoolExecutor(max(1, jobs)) as pool:
-        for f in [pool.submit(one, oid) for oid in oids]:
-            f.result()
+        futures = [pool.submit(fn, item) for item in items]
+        try:
+            for f in as_completed(futures):
+                f.result()
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
 
 
 def _send_bundle(
@@ -203,7 +216,8 @@ def pull(
     """Bring run ``ref`` of ``remote`` into the local store with the objects needed to
     show and diff it (code, environment, logs); ``data=True`` also its data files."""
     client = remote.client()
-    bundle = client.get_json(f"{remote.api}/runs/{ref}/bundle", {"data": "true"})
+    path = f"{remote.api}/runs/{urllib.parse.quote(ref, safe='')}/bundle"
+    bundle = client.get_json(path, {"data": "true"})
     objects: dict[str, str] = bundle.get("objects") or {}
     wanted = [o for o, kind in objects.items() if data or kind != "data"]
     report = PullReport(bundle["run"]["id"], data=data)
@@ -219,9 +233,7 @@ def pull(
             report.objects_fetched += 1
             report.bytes_fetched += n
 
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
-        for f in [pool.submit(one, oid) for oid in absent]:
-            f.result()
+    _run_all(one, absent, jobs)
     if not data:  # data files not fetched are recorded as not stored here
         for row in bundle.get("run_files") or []:
             if isinstance(row, dict) and not store.objects.exists(str(row.get("oid"))):

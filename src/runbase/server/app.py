@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable, Iterator  # noqa: E402
 from contextlib import asynccontextmanager, contextmanager  # noqa: E402
 from typing import Annotated, Any  # noqa: E402
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request  # noqa: E402
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request  # noqa: E402
 from fastapi.encoders import jsonable_encoder  # noqa: E402
 from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import RedirectResponse, Response, StreamingResponse  # noqa: E402
@@ -46,12 +46,13 @@ from .service import MAX_OBJECT_BYTES, MissingObjects, Server, ServerConfig  # n
 
 SESSION_COOKIE = "runbase_session"
 CSRF_COOKIE = "runbase_csrf"
-PROJECT_PATH = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+PROJECT_PATH = control.PROJECT_NAME_RE.pattern
+USER_PATH = control.NAME_RE.pattern
 OID_PATH = r"^blake3:[0-9a-f]{64}$"
 RUN_ID_PATH = r"^[0-9a-hjkmnp-tv-z]{16}$"
 MAX_BUNDLE = 512 << 20  # a run bundle's JSON (metrics of a huge run stay well below)
 
-ProjectName = Annotated[str, Path(pattern=PROJECT_PATH, max_length=63, description="Project name")]
+ProjectName = Annotated[str, Path(pattern=PROJECT_PATH, max_length=59, description="Project name")]
 Oid = Annotated[str, Path(pattern=OID_PATH, description="Object id, `blake3:<64 hex>`")]
 RunId = Annotated[str, Path(pattern=RUN_ID_PATH, description="Run id (16 characters)")]
 RunRef = Annotated[str, Path(max_length=1000, description="Run id, prefix, name or `latest`")]
@@ -151,7 +152,7 @@ class OidList(BaseModel):
 
 
 class NewUser(BaseModel):
-    name: str = Field(pattern=PROJECT_PATH)
+    name: str = Field(pattern=USER_PATH)
     role: str = Field(default="user", pattern="^(user|admin)$")
     # as `runbase server users add`: a writer of the default project unless told otherwise
     projects: list[Annotated[str, Field(pattern=PROJECT_PATH)]] = Field(
@@ -211,7 +212,7 @@ def get_members(
 @v1.put("/projects/{project}/members/{user_name}", tags=["projects"], summary="Set a role")
 def put_member(
     project: ProjectName,
-    user_name: Annotated[str, Path(pattern=PROJECT_PATH)],
+    user_name: Annotated[str, Path(pattern=USER_PATH)],
     body: MemberRole,
     server: ServerDep,
     _: Annotated[None, Depends(role_dependency("admin"))],
@@ -223,7 +224,7 @@ def put_member(
 @v1.delete("/projects/{project}/members/{user_name}", tags=["projects"], summary="Remove")
 def delete_member(
     project: ProjectName,
-    user_name: Annotated[str, Path(pattern=PROJECT_PATH)],
+    user_name: Annotated[str, Path(pattern=USER_PATH)],
     server: ServerDep,
     _: Annotated[None, Depends(role_dependency("admin"))],
 ) -> Response:
@@ -312,32 +313,61 @@ def get_object(project: ProjectName, oid: Oid, server: ServerDep, _: Reader) -> 
     return StreamingResponse(chunks, media_type="application/octet-stream")
 
 
-BundleBody = Body(
-    ..., media_type="application/json", description="A run bundle (docs/store-format.md)"
+# The body of a push is read in the handler, after the role dependency: FastAPI reads
+# declared bodies before dependencies run, which would let anyone make it parse 512 MiB.
+BUNDLE_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": 'A run bundle (docs/store-format.md, "Run bundles")',
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
+
+
+async def _bundle_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        body = json.loads(raw)
+    except ValueError as e:
+        raise BundleError(f"the body is not JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise BundleError("a bundle is a JSON object")
+    return body
+
+
+@project_api.put(
+    "/runs/{run_id}/bundle",
+    tags=["push"],
+    summary="Push a run's record",
+    openapi_extra=BUNDLE_OPENAPI,
 )
-
-
-@project_api.put("/runs/{run_id}/bundle", tags=["push"], summary="Push a run's record")
 async def put_bundle(
     project: ProjectName,
     run_id: RunId,
+    request: Request,
     server: ServerDep,
     user: UserDep,
     _: Writer,
-    bundle: dict[str, Any] = BundleBody,
 ) -> Response:
+    bundle = await _bundle_body(request)
     return await _receive(server, project, run_id, bundle, user, live=False)
 
 
-@project_api.post("/runs/{run_id}/live", tags=["push"], summary="Live update of a running run")
+@project_api.post(
+    "/runs/{run_id}/live",
+    tags=["push"],
+    summary="Live update of a running run",
+    openapi_extra=BUNDLE_OPENAPI,
+)
 async def post_live(
     project: ProjectName,
     run_id: RunId,
+    request: Request,
     server: ServerDep,
     user: UserDep,
     _: Writer,
-    bundle: dict[str, Any] = BundleBody,
 ) -> Response:
+    bundle = await _bundle_body(request)
     return await _receive(server, project, run_id, bundle, user, live=True)
 
 
@@ -430,7 +460,7 @@ async def login(request: Request) -> Response:
     next_url = _safe_next((form.get("next") or ["/"])[0])
     server = server_of(request)
     try:
-        user = await run_in_threadpool(control.authenticate_token, server.control, token)
+        user, token_id = await run_in_threadpool(control.token_login, server.control, token)
     except AuthError:
         return Response(
             _login_form("That token is not valid.", next_url).body,
@@ -438,7 +468,7 @@ async def login(request: Request) -> Response:
             media_type="text/html",
         )
     secret, csrf = await run_in_threadpool(
-        control.create_session, server.control, user, server.config.session_ttl
+        control.create_session, server.control, user, server.config.session_ttl, token_id
     )
     request.state.user = user.name
     resp = RedirectResponse(next_url, status_code=303)
@@ -618,9 +648,26 @@ def create_server_app(config: ServerConfig, server: Server | None = None) -> Fas
     return app
 
 
+MAX_SMALL_BODY = 1 << 20  # any other JSON body (notes, members, object id lists)
+MAX_ANONYMOUS_BODY = 64 << 10  # a request without a credential (the login form)
+
+
+def _body_limit(method: str, path: str, headers: dict[bytes, bytes]) -> int:
+    if b"authorization" not in headers and SESSION_COOKIE.encode() not in headers.get(
+        b"cookie", b""
+    ):
+        return MAX_ANONYMOUS_BODY  # refused anyway: read no more than a login form
+    if method == "PUT" and "/objects/" in path:
+        return MAX_OBJECT_BYTES
+    if path.endswith(("/bundle", "/live")):
+        return MAX_BUNDLE
+    return MAX_SMALL_BODY
+
+
 class BodyLimit:
-    """Refuse request bodies over their limit before they are read whole: objects
-    (streamed to the store) up to MAX_OBJECT_BYTES, anything else (JSON) MAX_BUNDLE."""
+    """Refuse request bodies over their limit before they are read whole (_body_limit:
+    objects, streamed to the store, up to MAX_OBJECT_BYTES; run bundles MAX_BUNDLE;
+    anything else 1 MiB; without a credential 64 KiB)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -629,9 +676,9 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        is_object = scope.get("method") == "PUT" and "/objects/" in scope.get("path", "")
-        limit = MAX_OBJECT_BYTES if is_object else MAX_BUNDLE
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        limit = _body_limit(scope.get("method", ""), scope.get("path", ""), headers)
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await json_response({"detail": f"request body over {limit} bytes"}, 413)(
                 scope, receive, send

@@ -26,7 +26,7 @@ from ..errors import FormatVersionError, RunbaseError, StoreError
 from ..store.db import Database, open_database, sqlite_path
 from ..store.schema import ddl
 
-CONTROL_VERSION = 1
+CONTROL_VERSION = 2
 NAMESPACE = "runbase_server"
 PROJECT_NAMESPACE_PREFIX = "rbp_"
 DEFAULT_PROJECT = "default"
@@ -34,6 +34,9 @@ DEFAULT_PROJECT = "default"
 ROLES = ("reader", "writer", "admin")  # project roles, each includes the ones before it
 SERVER_ROLES = ("user", "admin")  # a server admin is admin of every project
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+# a project's PostgreSQL schema is "rbp_" + its name, and PostgreSQL cuts identifiers at
+# 63 bytes: a longer name would share a schema with another project
+PROJECT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,58}$")
 TOKEN_PREFIX = "rbt_"
 SESSION_TTL = 14 * 86400.0
 
@@ -95,8 +98,12 @@ CONTROL_V1 = [
     "CREATE INDEX IF NOT EXISTS notes_run ON notes (project, run_id)",
 ]
 
+# Version 2: a UI session remembers the API token it was opened with, so revoking (or
+# the expiry of) the token ends the session too.
+CONTROL_1_TO_2 = ["ALTER TABLE sessions ADD COLUMN token_id TEXT"]
+
 # CONTROL_MIGRATIONS[v] takes the control schema from version v to v + 1.
-CONTROL_MIGRATIONS: dict[int, list[str]] = {}
+CONTROL_MIGRATIONS: dict[int, list[str]] = {1: CONTROL_1_TO_2}
 
 
 class AuthError(RunbaseError):
@@ -133,9 +140,10 @@ class NewToken:
 
 
 def check_name(kind: str, name: str) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    pattern, most = (PROJECT_NAME_RE, 59) if kind == "project" else (NAME_RE, 63)
+    if not isinstance(name, str) or not pattern.match(name):
         raise RunbaseError(
-            f"bad {kind} name {name!r}: use 1-63 of a-z, 0-9, '.', '_', '-' "
+            f"bad {kind} name {name!r}: use 1-{most} of a-z, 0-9, '.', '_', '-' "
             "(starting with a letter or digit)"
         )
     return name
@@ -312,6 +320,11 @@ def create_token(db: Database, user: str, label: str = "", ttl: float | None = N
 
 def authenticate_token(db: Database, secret: str) -> User:
     """The user of a live API token; AuthError (the same message for every failure)."""
+    return token_login(db, secret)[0]
+
+
+def token_login(db: Database, secret: str) -> tuple[User, str]:
+    """The user of a live API token and the token's id."""
     refused = AuthError("invalid, expired or revoked token")
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
         raise refused
@@ -326,7 +339,7 @@ def authenticate_token(db: Database, secret: str) -> User:
         raise refused
     if row[3] is None or now - row[3] > 60:  # at most one write a minute per token
         db.execute("UPDATE tokens SET last_used_at = ? WHERE id = ?", (now, row[0]))
-    return User(row[4], row[5])
+    return User(row[4], row[5]), row[0]
 
 
 def list_tokens(db: Database, user: str) -> list[dict[str, Any]]:
@@ -343,25 +356,30 @@ def revoke_token(db: Database, token_id: str, by: User) -> None:
     row = db.query_one("SELECT user_name FROM tokens WHERE id = ?", (token_id,))
     if row is None or (row[0] != by.name and not by.is_admin):
         raise NotFoundError(f"no token {token_id!r}")
-    db.execute(
-        "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-        (time.time(), token_id),
-    )
+    with db.transaction() as cur:
+        cur.execute(
+            "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            (time.time(), token_id),
+        )
+        cur.execute("DELETE FROM sessions WHERE token_id = ?", (token_id,))
 
 
 # -- UI sessions --------------------------------------------------------------------------
 
 
-def create_session(db: Database, user: User, ttl: float = SESSION_TTL) -> tuple[str, str]:
-    """A new UI session: ``(cookie secret, CSRF token)``."""
+def create_session(
+    db: Database, user: User, ttl: float = SESSION_TTL, token_id: str | None = None
+) -> tuple[str, str]:
+    """A new UI session opened with API token ``token_id``: ``(cookie secret, CSRF
+    token)``. The session ends when that token is revoked or expires, or sooner."""
     secret = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(24)
     now = time.time()
     db.execute("DELETE FROM sessions WHERE expires_at < ?", (now,))
     db.execute(
-        "INSERT INTO sessions (hash, user_name, csrf, created_at, expires_at) "
-        "VALUES (?, ?, ?, ?, ?)",
-        (secret_hash(secret), user.name, csrf, now, now + ttl),
+        "INSERT INTO sessions (hash, user_name, csrf, created_at, expires_at, token_id) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (secret_hash(secret), user.name, csrf, now, now + ttl, token_id),
     )
     return secret, csrf
 
@@ -369,12 +387,16 @@ def create_session(db: Database, user: User, ttl: float = SESSION_TTL) -> tuple[
 def session_user(db: Database, secret: str) -> tuple[User, str]:
     """The user and CSRF token of a live session cookie."""
     row = db.query_one(
-        "SELECT u.name, u.role, s.csrf, s.expires_at FROM sessions s "
-        "JOIN users u ON u.name = s.user_name WHERE s.hash = ? AND u.disabled = 0",
+        "SELECT u.name, u.role, s.csrf, s.expires_at, s.token_id, t.revoked_at, t.expires_at "
+        "FROM sessions s JOIN users u ON u.name = s.user_name "
+        "LEFT JOIN tokens t ON t.id = s.token_id WHERE s.hash = ? AND u.disabled = 0",
         (secret_hash(secret[:200]),),
     )
-    if row is None or row[3] <= time.time():
+    now = time.time()
+    if row is None or row[3] <= now:
         raise AuthError("session expired; log in again")
+    if row[4] is not None and (row[5] is not None or (row[6] is not None and row[6] <= now)):
+        raise AuthError("the token this session was opened with is revoked or expired")
     return User(row[0], row[1]), row[2]
 
 

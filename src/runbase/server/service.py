@@ -155,29 +155,48 @@ class Server:
         if lacking:
             raise MissingObjects(lacking)
         with self.store(project) as store:
-            self._check_owner(store, run_id, user, project)
             bundle["run"] = {**bundle["run"], "id": run_id}
             _attribute(bundle, user)
 
             def verify(rid: str) -> None:
                 # every object the run's rows point to (code tree and its blobs, logs,
                 # packages, stored data), not only the ones the bundle lists: a project
-                # never serves bytes it was not sent
-                lacking = self.missing(project, list(run_objects(store, rid)))
-                if lacking:
-                    raise MissingObjects(lacking)
+                # never serves bytes it was not sent. The rows' own references first:
+                # only manifests the project holds are read (and strictly: a malformed
+                # one is refused, it must not hide the blobs it names), so no one learns
+                # the contents of another project's manifest by naming it.
+                for expand in (False, True):
+                    refs = run_objects(store, rid, expand=expand, strict=expand)
+                    lacking = self.missing(project, list(refs))
+                    if lacking:
+                        raise MissingObjects(lacking)
 
             needs_check = not live or _adds_references(store, run_id, bundle)
-            import_run(store, bundle, replace=not live, verify=verify if needs_check else None)
+
+            def before(rid: str) -> None:
+                self._check_owner(store, rid, user, project, live)
+
+            import_run(
+                store,
+                bundle,
+                replace=not live,
+                verify=verify if needs_check else None,
+                before=before,
+            )
         return {"id": run_id, "project": project, "url": f"/p/{project}/runs/{run_id}"}
 
-    def _check_owner(self, store: Store, run_id: str, user: User, project: str) -> None:
-        """Only a run's author (or a project admin) may replace it."""
-        row = store.db.query_one("SELECT user_name FROM runs WHERE id = ?", (run_id,))
-        if row is None or row[0] == user.name:
+    def _check_owner(self, store: Store, run_id: str, user: User, project: str, live: bool) -> None:
+        """Only a run's author (or a project admin) may replace it, and a live update
+        never reopens a run that ended (a late one, after the final push, is refused).
+        Called inside the import's transaction: two first pushes of one id cannot both
+        pass."""
+        row = store.db.query_one("SELECT user_name, status FROM runs WHERE id = ?", (run_id,))
+        if row is None:
             return
-        if control.role_in(self.control, user, project) != "admin":
+        if row[0] != user.name and control.role_in(self.control, user, project) != "admin":
             raise Forbidden(f"run {run_id} belongs to {row[0]}; only they or an admin may push it")
+        if live and row[1] != "running":
+            raise Conflict(f"run {run_id} has ended ({row[1]}); push it instead of a live update")
 
     def bundle_of(self, project: str, ref: str, data: bool = True) -> dict[str, Any]:
         from ..bundle import export_run
