@@ -172,7 +172,7 @@ class Database:
 
 class SQLiteDatabase(Database):
     """SQLite: one connection (WAL, autocommit) shared by the threads of a process,
-    writes in ``BEGIN IMMEDIATE`` (the threads' transactions take turns)."""
+    writes in ``BEGIN IMMEDIATE``; the threads' transactions and reads take turns."""
 
     dialect = "sqlite"
 
@@ -236,11 +236,17 @@ class SQLiteDatabase(Database):
         finally:
             cur.close()
 
+    # Reads take the same lock as transactions: one connection serves every thread, and
+    # another thread's read must neither run inside an open transaction (seeing its
+    # uncommitted rows) nor hold a statement open while that transaction commits. The
+    # lock is reentrant, so reads inside a transaction on its own thread go through.
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return self.conn.execute(sql, params).fetchall()
+        with self._writer:
+            return self.conn.execute(sql, params).fetchall()
 
     def query_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        return self.conn.execute(sql, params).fetchone()
+        with self._writer:
+            return self.conn.execute(sql, params).fetchone()
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------
@@ -329,7 +335,7 @@ class _SharedConnections:
         self.url = url
         self.psycopg = psycopg
         self.local = threading.local()
-        self.conns: list[Any] = []
+        self.conns: list[tuple[Any, threading.Thread]] = []  # (connection, its thread)
         self.users = 0
         self.lock = threading.Lock()
 
@@ -348,18 +354,29 @@ class _SharedConnections:
         return entry[0]
 
     def _connect(self) -> Any:
+        self._close_orphans()
         try:
             conn = self.psycopg.connect(self.url, autocommit=True)
         except self.psycopg.Error as e:
             raise StoreError(f"cannot connect to {redact_url(self.url)}: {e}") from e
         with self.lock:
-            self.conns.append(conn)
+            self.conns.append((conn, threading.current_thread()))
         return conn
+
+    def _close_orphans(self) -> None:
+        """Close the connections of threads that have ended (a server's thread pool
+        retires idle threads and starts new ones: their connections must not pile up)."""
+        with self.lock:
+            dead = [c for c, t in self.conns if not t.is_alive()]
+            self.conns = [(c, t) for c, t in self.conns if t.is_alive()]
+        for conn in dead:
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def close_all(self) -> None:
         with self.lock:
             conns, self.conns = self.conns, []
-        for conn in conns:
+        for conn, _ in conns:
             with contextlib.suppress(Exception):
                 conn.close()
 
