@@ -335,47 +335,42 @@ async def _bundle_body(request: Request) -> dict[str, Any]:
     return body
 
 
-@project_api.put(
+def _bundle_endpoint(live: bool) -> Callable[..., Any]:
+    """The handler of a push (``live=False``: a whole run) or a live update (a delta)."""
+
+    async def endpoint(
+        project: ProjectName,
+        run_id: RunId,
+        request: Request,
+        server: ServerDep,
+        user: UserDep,
+        _: Writer,
+    ) -> Response:
+        bundle = await _bundle_body(request)
+        out = await run_in_threadpool(server.receive_bundle, project, run_id, bundle, user, live)
+        return json_response(out)
+
+    return endpoint
+
+
+project_api.add_api_route(
     "/runs/{run_id}/bundle",
+    _bundle_endpoint(live=False),
+    methods=["PUT"],
+    name="put_bundle",
     tags=["push"],
     summary="Push a run's record",
     openapi_extra=BUNDLE_OPENAPI,
 )
-async def put_bundle(
-    project: ProjectName,
-    run_id: RunId,
-    request: Request,
-    server: ServerDep,
-    user: UserDep,
-    _: Writer,
-) -> Response:
-    bundle = await _bundle_body(request)
-    return await _receive(server, project, run_id, bundle, user, live=False)
-
-
-@project_api.post(
+project_api.add_api_route(
     "/runs/{run_id}/live",
+    _bundle_endpoint(live=True),
+    methods=["POST"],
+    name="post_live",
     tags=["push"],
     summary="Live update of a running run",
     openapi_extra=BUNDLE_OPENAPI,
 )
-async def post_live(
-    project: ProjectName,
-    run_id: RunId,
-    request: Request,
-    server: ServerDep,
-    user: UserDep,
-    _: Writer,
-) -> Response:
-    bundle = await _bundle_body(request)
-    return await _receive(server, project, run_id, bundle, user, live=True)
-
-
-async def _receive(
-    server: Server, project: str, run_id: str, bundle: dict[str, Any], user: User, live: bool
-) -> Response:
-    out = await run_in_threadpool(server.receive_bundle, project, run_id, bundle, user, live)
-    return json_response(out)
 
 
 @project_api.get("/runs/{ref}/bundle", tags=["pull"], summary="A run's record, to pull")
