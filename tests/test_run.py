@@ -272,3 +272,25 @@ def test_nested_script_params_do_not_override_the_commands_own(project: Path) ->
     proc = runbase_cmd("run", "--", PY, "main.py", "--lr", "0.5", cwd=project)
     assert proc.returncode == 0, proc.stderr
     assert record(project)["params"] == {"lr": 0.5, "split": "test"}
+
+
+def test_launchers_and_workers_of_libraries_record_no_params(project: Path) -> None:
+    """joblib's loky workers (``python -m joblib...popen_loky_posix --pipe N``) and
+    launchers such as ``python -m torch.distributed.run`` parse their own options with
+    argparse: those are not the run's params. (json.tool stands in: stdlib, argparse.)"""
+    write(project, "in.json", '{"b": 1, "a": 2}')
+    write(
+        project,
+        "main.py",
+        """
+        import argparse, subprocess, sys
+        p = argparse.ArgumentParser(); p.add_argument("--lr", type=float, default=0.1); p.parse_args()
+        subprocess.run([sys.executable, "-m", "json.tool", "--sort-keys", "in.json", "out.json"], check=True)
+    """,
+    )
+    proc = runbase_cmd("run", "--", PY, "main.py", "--lr", "0.5", cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    assert (project / "out.json").read_text().index('"a"') < (
+        project / "out.json"
+    ).read_text().index('"b"')
+    assert record(project)["params"] == {"lr": 0.5}
