@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterable
@@ -21,6 +22,7 @@ from runbase.maintenance import references
 from runbase.read import get_run, list_runs, series
 from runbase.record import build_record
 from runbase.store import Store
+from test_web_e2e import browser, page  # noqa: F401 - the real browser's fixtures
 
 
 def test_one_run_per_init_finish_pair_in_a_kernel(project: Path) -> None:
@@ -161,6 +163,11 @@ def test_notebook_file_and_executed_cells_are_recorded(project: Path) -> None:
     assert "In [5]  ok" in text and "    x = 1" in text and "-> ZeroDivisionError" in text
     shown = runbase_cmd("show", run["id"], cwd=project, check=True).stdout
     assert "analysis.ipynb" in shown and "6 executed" in shown
+    # and the web UI's API (the run page's Notebook tab)
+    from runbase import views
+
+    answer = views.notebook(store, run["id"])
+    assert answer["cells"] == cells and answer["notebook"] == note and not answer["truncated"]
 
 
 def test_load_ext_and_runbase_magic_make_runs(project: Path) -> None:
@@ -340,3 +347,39 @@ def test_papermill_under_runbase_run_attaches_the_kernel(project: Path) -> None:
     assert (note["path"], note["source"], note["cells_count"]) == ("out.ipynb", "explicit", 2)
     store = Store.open(project / ".runbase")
     assert b"injected-parameters" in store.objects.get_bytes(note["oid"])
+
+
+def test_run_page_shows_the_cells_a_notebook_ran(project: Path, page: Any) -> None:  # noqa: F811
+    """The web UI's Notebook tab, in a real browser, for a run made in a real kernel."""
+    from conftest import _free_port, stop_process, wait_http
+
+    sources = ["import runbase\nrun = runbase.init(name='nb-ui')", "z = 40 + 2\nz", "1 / 0"]
+    sources.append("runbase.finish()")
+    path = project / "explore.ipynb"
+    nb = _write_nb(path, [_code(s) for s in sources])
+    client = _client(nb, project)
+    with client.setup_kernel(env=_kernel_env(JPY_SESSION_NAME=str(path))):
+        for i in range(len(sources)):
+            client.execute_cell(nb.cells[i], i)
+    (run,) = list_runs(Store.open(project / ".runbase"))
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runbase", "ui", "--no-browser", "--port", str(port)],
+        cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        assert wait_http(url + "/api/runs?limit=1", proc, timeout=30) is None
+        page.goto(f"{url}/runs/{run['id']}")
+        page.click(".tab[data-tab=notebook]")
+        page.wait_for_selector("#pane-notebook .nb-cell")
+        cells = page.locator("#pane-notebook .nb-cell")
+        assert cells.count() == 4
+        assert "z = 40 + 2" in cells.nth(1).inner_text() and "In [2]" in cells.nth(1).inner_text()
+        failed = page.locator("#pane-notebook .nb-cell.failed")
+        assert failed.count() == 1 and "ZeroDivisionError" in failed.inner_text()
+        assert "explore.ipynb" in page.inner_text("#pane-notebook")
+    finally:
+        stop_process(proc)

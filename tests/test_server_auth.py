@@ -237,6 +237,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/p/{project}/api/runs/{ref}/code/file"): READER,
     ("GET", "/p/{project}/api/runs/{ref}/code/raw"): READER,
     ("GET", "/p/{project}/api/runs/{ref}/code/diff"): READER,
+    ("GET", "/p/{project}/api/runs/{ref}/notebook"): READER,
     ("GET", "/p/{project}/api/runs/{ref}/logs"): READER,
     ("GET", "/p/{project}/api/runs/{ref}/lineage"): READER,
     ("GET", "/p/{project}/api/compare"): READER,

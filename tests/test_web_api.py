@@ -70,6 +70,7 @@ EXPECTED_PATHS = {
     "/api/runs/{ref}/code/file",
     "/api/runs/{ref}/code/raw",
     "/api/runs/{ref}/code/diff",
+    "/api/runs/{ref}/notebook",
     "/api/runs/{ref}/logs",
     "/api/runs/{ref}/lineage",
     "/api/compare",
@@ -920,6 +921,9 @@ def test_api_doc_names_every_endpoint_and_key(site: dict[str, Any]) -> None:
     assert set(d) == _doc_keys("/api/runs/{ref}/code/diff")
     logs = api.json(f"/api/runs/{dirty}/logs")
     assert set(logs) == _doc_keys("/api/runs/{ref}/logs")
+    nb = api.json(f"/api/runs/{fit}/notebook")
+    assert set(nb) == _doc_keys("/api/runs/{ref}/notebook")
+    assert nb["notebook"] is None and nb["cells"] == [] and nb["truncated"] is False
     g = api.json(f"/api/runs/{fit}/lineage")
     seen = set(g).union(*(set(n) for n in g["nodes"]))
     optional = {"url", "directory", "more_producers", "more_consumers"}

@@ -323,6 +323,7 @@ def test_run_page_overview_metrics_and_code_diff(
     assert "train.py" in page.inner_text("#pane-overview")
 
     assert page.is_hidden(".tab[data-tab=system]")  # no sys/* series
+    assert page.is_hidden(".tab[data-tab=notebook]")  # not run in a notebook
 
     page.click(".tab[data-tab=params]")
     page.wait_for_selector("#params-table")

@@ -585,6 +585,29 @@ def _log_object(store: Store, oid: str) -> bytes:
     return data
 
 
+MAX_CELLS = 10_000  # cells of one run in one answer (the newest are cut)
+
+
+def notebook(store: Store, ref: str) -> dict[str, Any]:
+    """The notebook a run came from and the cells it executed, in order:
+    ``{run, notebook, cells, truncated}``; ``notebook`` is the run record's section
+    (null for a run that was not in IPython/Jupyter) and each cell is as in
+    docs/run-record.md (``index, execution_count, cell_id, source, started_at,
+    duration_s, success, error``)."""
+    from .notebook import load_cells, notebook_section
+
+    run_id = resolve(store, ref)
+    cells = load_cells(store, run_id)
+    return jsonable(
+        {
+            "run": run_id,
+            "notebook": notebook_section(store, run_id),
+            "cells": cells[:MAX_CELLS],
+            "truncated": len(cells) > MAX_CELLS,
+        }
+    )
+
+
 def _log_window(store: Store, oid: str, offset: int, n: int) -> tuple[bytes, int]:
     """``n`` bytes of a stored log from ``offset``, and its size: a small log whole
     from the cache, a large one by a ranged read (logs of long runs run to GBs)."""

@@ -263,6 +263,16 @@ def get_code_diff(store: StoreDep, ref: RunRef) -> Response:
 
 
 @router.get(
+    "/runs/{ref}/notebook",
+    tags=["runs"],
+    summary="The notebook a run came from and the cells it executed",
+    responses=_r(_JSON, _E404),
+)
+def get_notebook(store: StoreDep, ref: RunRef) -> Response:
+    return json_response(views.notebook(store, ref))
+
+
+@router.get(
     "/runs/{ref}/logs",
     tags=["runs"],
     summary="Part of the run's output, for tailing",

@@ -117,6 +117,7 @@ RUN_TABS = [
     ("code", "Code"),
     ("data", "Data"),
     ("env", "Environment"),
+    ("notebook", "Notebook"),
     ("logs", "Logs"),
     ("lineage", "Lineage"),
 ]

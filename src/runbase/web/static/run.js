@@ -29,6 +29,7 @@
     document.title = rec.name + " - runbase";
     const sys = (rec.series || []).some((s) => s.key.startsWith("sys/"));
     document.querySelector('.tab[data-tab="system"]').hidden = !sys;
+    document.querySelector('.tab[data-tab="notebook"]').hidden = !rec.notebook;
   }
 
   function exitText() {
@@ -467,6 +468,39 @@
     );
   }
 
+  // -- notebook ----------------------------------------------------------------------------
+
+  /** The cells the run executed, in order: In [n], timing, outcome, source as text. */
+  function renderNotebook() {
+    return RB.load($("pane-notebook"), "loading the cells…", runPath + "/notebook", null, (nb) => {
+      const head = nb.notebook
+        ? el(
+            "p",
+            { class: "muted" },
+            el("span", { class: "mono" }, nb.notebook.path || "(notebook)"),
+            " · " + nb.cells.length + " cell" + (nb.cells.length === 1 ? "" : "s") + " executed",
+            nb.truncated ? " (the first " + nb.cells.length + " shown)" : ""
+          )
+        : el("p", { class: "muted" }, "this run did not run in a notebook");
+      const cells = nb.cells.map((c) =>
+        el(
+          "div",
+          { class: "nb-cell" + (c.success === false ? " failed" : "") },
+          el(
+            "div",
+            { class: "nb-head" },
+            el("span", { class: "mono nb-count" }, "In [" + (c.execution_count === null || c.execution_count === undefined ? " " : c.execution_count) + "]"),
+            el("span", { class: "muted" }, c.duration_s === null || c.duration_s === undefined ? "" : RB.fmtDuration(c.duration_s)),
+            c.success === false ? el("span", { class: "badge warn" }, "error") : c.success === null ? el("span", { class: "badge" }, "not finished") : null
+          ),
+          el("pre", { class: "nb-source mono" }, c.source || ""),
+          c.error ? el("pre", { class: "nb-error mono" }, c.error) : null
+        )
+      );
+      return [head, ...cells];
+    });
+  }
+
   // -- logs --------------------------------------------------------------------------------
 
   function renderLogs() {
@@ -644,6 +678,7 @@
     code: renderCode,
     data: renderData,
     env: renderEnv,
+    notebook: renderNotebook,
     logs: renderLogs,
     lineage: renderLineage,
   };
