@@ -59,6 +59,22 @@ def test_put_and_get_bytes(objects: Any, size: int) -> None:
     assert list(objects) == [oid]
 
 
+def test_size_limited_reads_and_ranges(objects: Any) -> None:
+    from runbase.store.objects import ObjectTooLarge
+
+    data = bytes(range(256)) * 4
+    oid = objects.put_bytes(data)
+    assert objects.size(oid) == len(data)
+    assert objects.get_bytes(oid, max_size=len(data)) == data
+    with pytest.raises(ObjectTooLarge) as e:
+        objects.get_bytes(oid, max_size=len(data) - 1)
+    assert e.value.size == len(data)
+    assert objects.read_range(oid, 10, 5) == data[10:15]
+    assert objects.read_range(oid, len(data) - 2, 10) == data[-2:]
+    with pytest.raises(FileNotFoundError):
+        objects.size(hash_bytes(b"never stored"))
+
+
 def test_writer_small_and_large(objects: Any) -> None:
     with objects.writer() as w:
         w.write(b"tree ")

@@ -14,6 +14,7 @@ from .capture.code import load_manifest
 from .errors import BundleError
 from .store import Store
 from .store.hashing import hash_file, split_id
+from .store.objects import ObjectTooLarge
 from .store.statcache import forget
 
 GC_GRACE_SECONDS = (
@@ -47,9 +48,7 @@ class _Trees:
 
     def _read(self, tree: str) -> list[str]:
         try:
-            if self.strict and self.store.objects.size(tree) > MAX_MANIFEST:
-                raise ValueError(f"over {MAX_MANIFEST} bytes")
-            entries = load_manifest(self.store, tree)
+            entries = load_manifest(self.store, tree, MAX_MANIFEST if self.strict else None)
             oids = [e["oid"] for e in entries if e.get("oid")]
             if self.strict:
                 for oid in oids:
@@ -57,7 +56,7 @@ class _Trees:
             return oids
         except FileNotFoundError:
             return []  # absent: fsck reports it, a server asks for it
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, ObjectTooLarge) as e:
             if self.strict:
                 raise BundleError(f"{tree} is not a readable tree manifest: {e}") from None
             return []  # a broken manifest: fsck reports it

@@ -40,6 +40,7 @@ from .query import compile_where
 from .read import list_runs, load_row, load_runs, resolve, with_sweep
 from .record import build_record, iso, run_row
 from .store import Store
+from .store.objects import ObjectTooLarge
 
 API_VERSION = 1
 MAX_PAGE = 1000  # runs per page
@@ -353,13 +354,12 @@ def _get_object(store: Store, oid: str, what: str) -> bytes:
     """An object read whole to show it; one too large is refused before it is read
     (a view must not take a server's memory: logs are read in windows instead)."""
     try:
-        size = store.objects.size(oid)
-        if size > MAX_VIEW_OBJECT:
-            raise UsageError(
-                f"{what} ({oid}) is {size} bytes, too large to show here (at most "
-                f"{MAX_VIEW_OBJECT}); `runbase checkout` restores it"
-            )
-        return store.objects.get_bytes(oid)
+        return store.objects.get_bytes(oid, max_size=MAX_VIEW_OBJECT)
+    except ObjectTooLarge as e:
+        raise UsageError(
+            f"{what} ({oid}) is {e.size} bytes, too large to show here (at most "
+            f"{MAX_VIEW_OBJECT}); `runbase checkout` restores it"
+        ) from None
     except (OSError, ValueError) as e:
         raise NotFound(f"{what} ({oid}) is missing from the store ({e}); see `runbase fsck`")
 
@@ -561,29 +561,7 @@ def code_diff(store: Store, ref: str) -> dict[str, Any]:
     return out
 
 
-# -- logs --------------------------------------------------------------------------------------
-
-_log_cache: OrderedDict[str, bytes] = OrderedDict()  # oid -> bytes (objects never change)
-_log_cache_lock = threading.Lock()
-_LOG_CACHE_ITEMS = 4
-_LOG_CACHE_MAX = 16 * 1024 * 1024  # bigger logs are re-read per request
-
-
-def _log_object(store: Store, oid: str) -> bytes:
-    key = oid  # content-addressed: the same id is the same bytes, in any store
-    with _log_cache_lock:
-        data = _log_cache.get(key)
-        if data is not None:
-            _log_cache.move_to_end(key)
-            return data
-    data = _get_object(store, oid, "the log")
-    if len(data) <= _LOG_CACHE_MAX:
-        with _log_cache_lock:
-            _log_cache[key] = data
-            while len(_log_cache) > _LOG_CACHE_ITEMS:
-                _log_cache.popitem(last=False)
-    return data
-
+# -- notebook --------------------------------------------------------------------------------
 
 MAX_CELLS = 10_000  # cells of one run in one answer (the newest are cut)
 
@@ -608,17 +586,45 @@ def notebook(store: Store, ref: str) -> dict[str, Any]:
     )
 
 
+# -- logs --------------------------------------------------------------------------------------
+
+_log_cache: OrderedDict[str, bytes] = OrderedDict()  # oid -> bytes (objects never change)
+_log_cache_lock = threading.Lock()
+_LOG_CACHE_ITEMS = 4
+_LOG_CACHE_MAX = 16 * 1024 * 1024  # bigger logs are re-read per request
+
+
 def _log_window(store: Store, oid: str, offset: int, n: int) -> tuple[bytes, int]:
-    """``n`` bytes of a stored log from ``offset``, and its size: a small log whole
-    from the cache, a large one by a ranged read (logs of long runs run to GBs)."""
+    """``n`` bytes of a stored log from ``offset``, and its size: a small log read whole
+    once (and kept: objects never change), a large one by a ranged read (logs of long
+    runs run to GBs)."""
     try:
-        size = store.objects.size(oid)
-        if size <= _LOG_CACHE_MAX:
-            data = _log_object(store, oid)
+        data = _small_log(store, oid)
+        if data is not None:
             return data[offset : offset + n], len(data)
+        size = store.objects.size(oid)
         return store.objects.read_range(oid, offset, n) if offset < size else b"", size
     except (OSError, ValueError) as e:
         raise NotFound(f"the log ({oid}) is missing from the store ({e}); see `runbase fsck`")
+
+
+def _small_log(store: Store, oid: str) -> bytes | None:
+    """The whole log when it is at most _LOG_CACHE_MAX bytes (one read, then cached);
+    None for a larger one."""
+    with _log_cache_lock:  # content-addressed: the same id is the same bytes anywhere
+        data = _log_cache.get(oid)
+        if data is not None:
+            _log_cache.move_to_end(oid)
+            return data
+    try:
+        data = store.objects.get_bytes(oid, max_size=_LOG_CACHE_MAX)
+    except ObjectTooLarge:
+        return None
+    with _log_cache_lock:
+        _log_cache[oid] = data
+        while len(_log_cache) > _LOG_CACHE_ITEMS:
+            _log_cache.popitem(last=False)
+    return data
 
 
 def _utf8_complete(chunk: bytes) -> int:

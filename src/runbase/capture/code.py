@@ -428,9 +428,9 @@ def file_entry_json(path: str, oid: str, size: int) -> str:
     return f'{{"path":{_encode_str(path)},"type":"f","oid":"{oid}","size":{int(size)}}}'
 
 
-def load_manifest(store: Store, oid: str) -> list[dict[str, Any]]:
-    """The entries of a stored tree manifest."""
-    body = json.loads(store.objects.get_bytes(oid))
+def load_manifest(store: Store, oid: str, max_size: int | None = None) -> list[dict[str, Any]]:
+    """The entries of a stored tree manifest (ObjectTooLarge over ``max_size`` bytes)."""
+    body = json.loads(store.objects.get_bytes(oid, max_size=max_size))
     if body.get("format") != TREE_FORMAT or body.get("version") != TREE_VERSION:
         raise ValueError(f"{oid} is not a runbase tree manifest of version {TREE_VERSION}")
     return list(body["entries"])

@@ -27,6 +27,14 @@ class ObjectIdMismatch(StoreError):
     """Bytes offered under an id that is not their BLAKE3: refused, nothing is stored."""
 
 
+class ObjectTooLarge(StoreError):
+    """An object larger than the reader's ``max_size``: refused before it is read."""
+
+    def __init__(self, oid: str, size: int, max_size: int) -> None:
+        super().__init__(f"{oid} is {size} bytes, over {max_size}")
+        self.size = size
+
+
 class LocalObjects:
     """Objects in a local directory.
 
@@ -51,8 +59,14 @@ class LocalObjects:
     def exists(self, oid: str) -> bool:
         return os.path.isfile(self._path_s(oid))
 
-    def get_bytes(self, oid: str) -> bytes:
+    def get_bytes(self, oid: str, max_size: int | None = None) -> bytes:
+        """The object's bytes (FileNotFoundError when absent); ObjectTooLarge, before
+        reading, when it is over ``max_size``."""
         with open(self._path_s(oid), "rb") as f:
+            if max_size is not None:
+                size = os.fstat(f.fileno()).st_size
+                if size > max_size:
+                    raise ObjectTooLarge(oid, size, max_size)
             return f.read()
 
     def size(self, oid: str) -> int:

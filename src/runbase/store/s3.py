@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 from .. import progress
 from ..errors import StoreError
 from .hashing import ALGO, hash_bytes, new_hasher, split_id
-from .objects import ObjectIdMismatch, SpillingWriter
+from .objects import ObjectIdMismatch, ObjectTooLarge, SpillingWriter
 
 INSTALL_HINT = "pip install 'runbase[s3]'"
 MULTIPART_THRESHOLD = 16 << 20  # larger objects go up in parts (and spill to a temp file)
@@ -140,20 +140,26 @@ class S3Objects:
     def exists(self, oid: str) -> bool:
         return self._key_exists(self.key(oid))
 
-    def _body(self, oid: str) -> Any:
-        """The object's streaming body; FileNotFoundError when it is not there."""
+    def _get(self, oid: str) -> Any:
+        """The GET response (streaming body, length); FileNotFoundError when absent."""
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=self.key(oid))["Body"]
+            return self.client.get_object(Bucket=self.bucket, Key=self.key(oid))
         except self._ClientError as e:
             code, status = _code(e)
             if status == 404 or code in ("404", "NoSuchKey", "NotFound"):
                 raise FileNotFoundError(f"no object {oid} in {self.url}") from e
             raise
 
-    def get_bytes(self, oid: str) -> bytes:
-        """The object's bytes; FileNotFoundError when it is not there (as locally)."""
-        body = self._body(oid)
+    def get_bytes(self, oid: str, max_size: int | None = None) -> bytes:
+        """The object's bytes; FileNotFoundError when it is not there (as locally);
+        ObjectTooLarge, from the response's length before the body is read, when it is
+        over ``max_size``."""
+        resp = self._get(oid)
+        body = resp["Body"]
         try:
+            size = int(resp.get("ContentLength") or 0)
+            if max_size is not None and size > max_size:
+                raise ObjectTooLarge(oid, size, max_size)
             data: bytes = body.read()
             return data
         finally:
@@ -218,11 +224,7 @@ class S3Objects:
 
     def put_bytes(self, data: bytes) -> str:
         oid = hash_bytes(data)
-        if not self.exists(oid):
-            if len(data) > self.multipart_threshold:
-                self.upload_stream(oid, io.BytesIO(data))
-            else:
-                self._put_object(oid, data)
+        self._put_new(oid, data)
         return oid
 
     def put_claimed(self, oid: str, data: bytes) -> str:
@@ -232,12 +234,16 @@ class S3Objects:
         actual = hash_bytes(data)
         if actual != oid:
             raise ObjectIdMismatch(f"bytes offered as {oid} hash to {actual}: refused")
+        self._put_new(oid, data)
+        return oid
+
+    def _put_new(self, oid: str, data: bytes) -> None:
+        """Upload ``data`` (already known to be ``oid``) unless it is there."""
         if not self.exists(oid):
             if len(data) > self.multipart_threshold:
                 self.upload_stream(oid, io.BytesIO(data))
             else:
                 self._put_object(oid, data)
-        return oid
 
     def put_file(
         self, src: str | os.PathLike[str], known_id: str | None = None, size: int | None = None
@@ -274,7 +280,7 @@ class S3Objects:
 
     def iter_bytes(self, oid: str, chunk: int = 1 << 20) -> Iterator[bytes]:
         """The object's bytes in chunks (FileNotFoundError, raised before the first)."""
-        return _body_chunks(self._body(oid), chunk)
+        return _body_chunks(self._get(oid)["Body"], chunk)
 
     def delete(self, oid: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self.key(oid))
