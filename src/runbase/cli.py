@@ -133,6 +133,7 @@ def run(
 ) -> None:
     """Run COMMAND as a tracked run: runbase run -- python train.py --lr 0.1"""
     from .integrations import ENV_VAR as INTEGRATIONS
+    from .publish import resolve_target
     from .supervisor import RunOptions
     from .supervisor import run as run_command
 
@@ -148,7 +149,7 @@ def run(
         sweep_id=sweep_id,
         system_interval=system_interval,
         extra_env={INTEGRATIONS: "0"} if no_integrations else {},
-        publish=_publish_target(publish),
+        publish=resolve_target(publish),  # checked now, before the run starts
     )
     outcome = run_command(list(command), opts)
     if sys.stderr.isatty():  # a line for a human; pipelines get only the command's output
@@ -168,12 +169,6 @@ def _pull_remote_ref(store: Any, ref: str) -> str:
     remote, remote_ref = found
     click.echo(f"pulling {remote_ref} from {remote.url} (project {remote.project})", err=True)
     return pull(store, remote, remote_ref, data=True).run_id
-
-
-def _publish_target(name: str | None) -> str | None:
-    from .publish import resolve_target
-
-    return resolve_target(name)
 
 
 def _parse_overrides(items: tuple[str, ...]) -> dict[str, Any]:

@@ -353,24 +353,19 @@ def _bundle_endpoint(live: bool) -> Callable[..., Any]:
     return endpoint
 
 
-project_api.add_api_route(
-    "/runs/{run_id}/bundle",
-    _bundle_endpoint(live=False),
-    methods=["PUT"],
-    name="put_bundle",
-    tags=["push"],
-    summary="Push a run's record",
-    openapi_extra=BUNDLE_OPENAPI,
-)
-project_api.add_api_route(
-    "/runs/{run_id}/live",
-    _bundle_endpoint(live=True),
-    methods=["POST"],
-    name="post_live",
-    tags=["push"],
-    summary="Live update of a running run",
-    openapi_extra=BUNDLE_OPENAPI,
-)
+for _path, _method, _live, _summary in (
+    ("bundle", "PUT", False, "Push a run's record"),
+    ("live", "POST", True, "Live update of a running run"),
+):
+    project_api.add_api_route(
+        f"/runs/{{run_id}}/{_path}",
+        _bundle_endpoint(live=_live),
+        methods=[_method],
+        name=f"{_method.lower()}_{_path}",
+        tags=["push"],
+        summary=_summary,
+        openapi_extra=BUNDLE_OPENAPI,
+    )
 
 
 @project_api.get("/runs/{ref}/bundle", tags=["pull"], summary="A run's record, to pull")
@@ -402,15 +397,7 @@ ui = APIRouter(include_in_schema=False)
 
 
 def _page(title: str, body: str, user: str | None = None, csrf: str | None = None) -> Response:
-    account = (
-        f'<span class="account"><span id="account-user">{html.escape(user)}</span> · '
-        '<a href="/">projects</a> · <a href="/search">search</a> · '
-        '<form method="post" action="/logout" class="logout">'
-        f'<input type="hidden" name="csrf" value="{html.escape(csrf or "")}">'
-        '<button class="link" type="submit" id="logout">log out</button></form></span>'
-        if user
-        else ""
-    )
+    account = pages.account_html("", user, csrf)
     return Response(
         f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">

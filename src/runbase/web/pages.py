@@ -40,15 +40,7 @@ def _shell(
     config = config.replace("</", "<\\/")
     plotly = f'<script src="{root}{PLOTLY_URL}"></script>\n' if charts else ""
     tags = "\n".join(f'<script src="{root}/static/{s}"></script>' for s in ["common.js", *scripts])
-    account = (
-        f'<span class="account"><span id="account-user">{html.escape(user)}</span> · '
-        f'<a href="{root}/" id="projects-link">projects</a> · '
-        f'<form method="post" action="{root}/logout" class="logout">'
-        f'<input type="hidden" name="csrf" value="{html.escape(csrf or "")}">'
-        f'<button class="link" type="submit" id="logout">log out</button></form></span>'
-        if user
-        else ""
-    )
+    account = account_html(root, user, csrf)
     page = f"""<!doctype html>
 <html lang="en">
 <head>
@@ -75,6 +67,21 @@ def _shell(
 </html>
 """
     return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+
+def account_html(root: str, user: str | None, csrf: str | None) -> str:
+    """The header's account links on the team server (none for ``runbase ui``): the
+    user, the projects page, team search, and a logout form carrying the CSRF token."""
+    if not user:
+        return ""
+    return (
+        f'<span class="account"><span id="account-user">{html.escape(user)}</span> · '
+        f'<a href="{root}/" id="projects-link">projects</a> · '
+        f'<a href="{root}/search">search</a> · '
+        f'<form method="post" action="{root}/logout" class="logout">'
+        f'<input type="hidden" name="csrf" value="{html.escape(csrf or "")}">'
+        f'<button class="link" type="submit" id="logout">log out</button></form></span>'
+    )
 
 
 RUNS_BODY = """
