@@ -271,32 +271,32 @@ def request(
     return time.perf_counter() - t0, resp.status, data
 
 
-class RunbaseServer:
-    def __init__(self, db: str, objects: str, env: dict[str, str], scratch: Path) -> None:
-        self.db, self.objects, self.env, self.scratch = db, objects, env, scratch
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
+class _Served:
+    """A server process on a free port, its output in a log file; stopped as a group."""
 
-    def cli(self, *args: str) -> str:
-        return C.timed_run([C.RUNBASE_CLI, *args], env=self.env, cwd=self.scratch)[
-            1
-        ].stdout.decode()
+    scratch: Path
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    port = 0
 
-    def start(self, workers: int) -> None:
+    def _launch(
+        self, argv: list[str], name: str, health: str, workers: int, timeout: float
+    ) -> None:
         self.port = free_ports(1)[0]
-        self.log = open(self.scratch / f"server-{self.port}.log", "wb")  # noqa: SIM115
+        log_path = self.scratch / f"{name}-{self.port}.log"
+        self.log = open(log_path, "wb")  # noqa: SIM115 - closed by stop()
         self.proc = subprocess.Popen(
-            [C.RUNBASE_CLI, "server", "--db", self.db, "--objects", self.objects,
-             "--port", str(self.port), "--workers", str(workers)],
+            [*argv, "--port", str(self.port), "--workers", str(workers)],
             env=self.env, cwd=self.scratch, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
         try:
-            wait_http(self.port, "/readyz", self.proc)
+            wait_http(self.port, health, self.proc, timeout=timeout)
         except RuntimeError as e:
             self.stop()
-            log = (self.scratch / f"server-{self.port}.log").read_text(errors="replace")
-            raise RuntimeError(f"{e}; its log:\n{log[-3000:]}") from None
+            raise RuntimeError(
+                f"{e}; its log:\n{log_path.read_text(errors='replace')[-3000:]}"
+            ) from None
         if workers > 1:  # every worker answers before the clocks start
             time.sleep(2)
 
@@ -305,6 +305,20 @@ class RunbaseServer:
             stop_proc(self.proc)
             self.log.close()
             self.proc = None
+
+
+class RunbaseServer(_Served):
+    def __init__(self, db: str, objects: str, env: dict[str, str], scratch: Path) -> None:
+        self.db, self.objects, self.env, self.scratch = db, objects, env, scratch
+
+    def cli(self, *args: str) -> str:
+        return C.timed_run([C.RUNBASE_CLI, *args], env=self.env, cwd=self.scratch)[
+            1
+        ].stdout.decode()
+
+    def start(self, workers: int) -> None:
+        argv = [C.RUNBASE_CLI, "server", "--db", self.db, "--objects", self.objects]
+        self._launch(argv, "server", "/readyz", workers, timeout=120)
 
 
 # -- 1. live streaming ------------------------------------------------------------------------
@@ -790,11 +804,10 @@ print(json.dumps({"experiment": exp, "runs": done, "fill_s": time.time() - t0}))
 """
 
 
-class MlflowServer:
+class MlflowServer(_Served):
     def __init__(self, bin_dir: Path, uri: str, scratch: Path) -> None:
         self.bin_dir, self.uri, self.scratch = bin_dir, uri, scratch
         self.env = C.clean_env(MLFLOW_DISABLE_TELEMETRY="true", MLFLOW_TRACKING_URI=uri)
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def py(self, code: str, *argv: str, timeout: float = 900) -> dict[str, Any]:
         p = subprocess.run(
@@ -806,23 +819,8 @@ class MlflowServer:
         return json.loads(p.stdout.strip().splitlines()[-1])
 
     def start(self, workers: int) -> None:
-        self.port = free_ports(1)[0]
-        self.log = open(self.scratch / f"mlflow-{self.port}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [str(self.bin_dir / "mlflow"), "server", "--backend-store-uri", self.uri,
-             "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers)],
-            env=self.env, cwd=self.scratch, stdout=self.log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        wait_http(self.port, "/health", self.proc, timeout=240)
-        if workers > 1:
-            time.sleep(2)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_proc(self.proc)
-            self.log.close()
-            self.proc = None
+        argv = [str(self.bin_dir / "mlflow"), "server", "--backend-store-uri", self.uri]
+        self._launch([*argv, "--host", "127.0.0.1"], "mlflow", "/health", workers, timeout=240)
 
 
 def bench_live_mlflow(
