@@ -31,6 +31,7 @@ from . import _common
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import FrameType, ModuleType
     from typing import Any
 
@@ -111,17 +112,6 @@ def _called_by_program(frame: FrameType | None, estimator: Any = None) -> bool:
 # -- params ---------------------------------------------------------------------------
 
 
-def _validate_wrapper(validate: Any) -> Any:
-    @functools.wraps(validate)
-    def _validate_params(self: Any, *args: Any, **kwargs: Any) -> Any:
-        result = validate(self, *args, **kwargs)
-        if _common.active() and _called_by_program(sys._getframe(1), self):
-            _record_estimator(self)
-        return result
-
-    return _validate_params
-
-
 @_common.guarded("sklearn")
 def _record_estimator(estimator: Any) -> None:
     values: dict[str, Any] = {"estimator_class": type(estimator).__name__}
@@ -152,42 +142,9 @@ def _plain(value: Any, depth: int = 0) -> Any:
 # -- scores ---------------------------------------------------------------------------
 
 
-def _score_wrapper(score: Any) -> Any:
-    @functools.wraps(score)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        result = score(self, *args, **kwargs)
-        if _common.active() and _called_by_program(sys._getframe(1), self):
-            _record_score(result)
-        return result
-
-    return wrapper
-
-
 @_common.guarded("sklearn")
 def _record_score(result: Any) -> None:
     _common.summary({"score": float(result)})
-
-
-def _cv_wrapper(cross_validate: Any) -> Any:
-    @functools.wraps(cross_validate)
-    def wrapper(estimator: Any, *args: Any, **kwargs: Any) -> Any:
-        result = cross_validate(estimator, *args, **kwargs)
-        if _common.active() and _called_by_program(sys._getframe(1)):
-            _record_cv(estimator, result)
-        return result
-
-    return wrapper
-
-
-def _cvs_wrapper(cross_val_score: Any) -> Any:
-    @functools.wraps(cross_val_score)
-    def wrapper(estimator: Any, *args: Any, **kwargs: Any) -> Any:
-        result = cross_val_score(estimator, *args, **kwargs)
-        if _common.active() and _called_by_program(sys._getframe(1)):
-            _record_cv(estimator, {"test_score": result})
-        return result
-
-    return wrapper
 
 
 @_common.guarded("sklearn")
@@ -209,3 +166,36 @@ def _record_cv(estimator: Any, result: Any) -> None:
         summaries[f"{name}_std"] = (sum((v - mean) ** 2 for v in folds) / len(folds)) ** 0.5
     if summaries:
         _common.summary(summaries)
+
+
+# -- the hooks ------------------------------------------------------------------------
+
+
+def _after(record: Callable[[Any, Any], None], receiver: bool = True) -> Callable[[Any], Any]:
+    """A wrapper factory: call the function, then, when the program itself made the call
+    (not scikit-learn from inside), ``record(first argument, result)``. ``receiver``:
+    the first argument is the estimator whose own frames do not count as sklearn's."""
+
+    def wrap(fn: Any) -> Any:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            result = fn(*args, **kwargs)
+            # an estimator method's self; cross_validate's estimator (sklearn itself
+            # passes it by keyword from cross_val_score)
+            first = args[0] if args else kwargs.get("estimator")
+            own = first if receiver else None
+            if _common.active() and _called_by_program(sys._getframe(1), own):
+                record(first, result)
+            return result
+
+        return wrapper
+
+    return wrap
+
+
+_validate_wrapper = _after(lambda estimator, _result: _record_estimator(estimator))
+_score_wrapper = _after(lambda _estimator, result: _record_score(result))
+_cv_wrapper = _after(_record_cv, receiver=False)
+_cvs_wrapper = _after(
+    lambda estimator, scores: _record_cv(estimator, {"test_score": scores}), receiver=False
+)
