@@ -44,8 +44,8 @@ from .control import AuthError, Conflict, Forbidden, User  # noqa: E402
 from .logs import AccessLog  # noqa: E402
 from .service import MAX_OBJECT_BYTES, MissingObjects, Server, ServerConfig  # noqa: E402
 
-SESSION_COOKIE = "runbase_session"
-CSRF_COOKIE = "runbase_csrf"
+SESSION_COOKIE = pages.SESSION_COOKIE
+CSRF_COOKIE = pages.CSRF_COOKIE
 PROJECT_PATH = control.PROJECT_NAME_RE.pattern
 USER_PATH = control.NAME_RE.pattern
 OID_PATH = r"^blake3:[0-9a-f]{64}$"

@@ -16,6 +16,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 STATIC_DIR = Path(__file__).parent / "static"
+# the team server's UI cookies (runbase.server.app sets them; the pages read the CSRF one)
+SESSION_COOKIE = "runbase_session"
+CSRF_COOKIE = "runbase_csrf"
 PLOTLY_URL = "/static/vendor/plotly.min.js"
 
 router = APIRouter(include_in_schema=False)
@@ -34,7 +37,7 @@ def _shell(
     # on the team server a project's pages and API live under /p/<project>
     base = root + getattr(request.state, "page_base", "")
     user = getattr(request.state, "user", None)
-    csrf = request.cookies.get("runbase_csrf") if user else None
+    csrf = request.cookies.get(CSRF_COOKIE) if user else None
     role = getattr(request.state, "role", None) if user else None
     config = json.dumps({"base": base, "user": user, "role": role, "csrf": csrf, **(data or {})})
     config = config.replace("</", "<\\/")
