@@ -188,3 +188,20 @@ def test_logs_follow_a_live_run(project: Path) -> None:
     assert [f"line {i}" for i in range(6)] == [
         line for line in out.splitlines() if line.startswith("line")
     ]
+
+
+def test_run_ends_with_one_line_on_stderr_unless_quiet(project: Path) -> None:
+    write(project, "ok.py", "print('out')\n")
+    proc = runbase_cmd("run", "--name", "first", "--", sys.executable, "ok.py", cwd=project)
+    assert proc.stdout == "out\n"  # stdout stays the command's own
+    last = proc.stderr.strip().splitlines()[-1]
+    rid = json.loads(runbase_cmd("ls", "--json", cwd=project, check=True).stdout)[0]["id"]
+    assert last == f"runbase: run {rid[:10]} first finished (exit 0) - runbase show {rid[:10]}"
+    failed = runbase_cmd("run", "--", sys.executable, "-c", "raise SystemExit(3)", cwd=project)
+    assert failed.returncode == 3 and "failed (exit 3)" in failed.stderr.splitlines()[-1]
+    quiet = runbase_cmd("run", "-q", "--", sys.executable, "ok.py", cwd=project)
+    assert quiet.returncode == 0 and "runbase show" not in quiet.stderr
+    env_quiet = runbase_cmd(
+        "run", "--", sys.executable, "ok.py", cwd=project, env={"RUNBASE_QUIET": "1"}
+    )
+    assert env_quiet.returncode == 0 and "runbase show" not in env_quiet.stderr

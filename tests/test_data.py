@@ -329,3 +329,37 @@ def test_io_invisible_to_audit_hooks_is_caught(project: Path) -> None:
     assert ins["data/features.parquet"]["source"] == "watch"
     assert ins["data/labels.txt"]["hash"] == b3(project / "data/labels.txt")
     assert outs["data/labels_copy.txt"]["hash"] == b3(project / "data/labels_copy.txt")
+
+
+def test_trace_accepts_a_short_hash_and_lists_every_producer(project: Path) -> None:
+    _pipeline(project)
+    # the same bytes produced again by a second run: trace names both producers
+    runbase_cmd("run", "--name", "prep2", "--", PY, "prep.py", cwd=project, check=True)
+    full = b3(project / "data" / "clean.csv")
+    for prefix in (full[:19], full[7:19], full[7:19].upper()):  # as trace and diff print it
+        text = runbase_cmd("trace", prefix, cwd=project, check=True).stdout
+        lines = text.splitlines()
+        assert lines[0].startswith(full) and "prep2" in lines[1], text
+        assert "also produced by run" in lines[2], text
+    assert "prep" in runbase_cmd("trace", full, cwd=project, check=True).stdout
+    proc = runbase_cmd("trace", "blake3:" + "0" * 64, cwd=project)
+    assert proc.returncode == 0 and "no recorded run" in proc.stdout
+    # 17 outputs: two of them must share a first hex digit (pigeonhole)
+    write(
+        project,
+        "many.py",
+        """
+        import os
+        os.makedirs("out/many", exist_ok=True)
+        for i in range(17):
+            open(f"out/many/{i}.txt", "w").write(f"file {i}\\n")
+    """,
+    )
+    runbase_cmd("run", "--", PY, "many.py", cwd=project, check=True)
+    digits = [b3(p)[7] for p in (project / "out" / "many").iterdir()]
+    shared = next(d for d in digits if digits.count(d) > 1)
+    proc = runbase_cmd("trace", shared, cwd=project)
+    assert proc.returncode != 0 and "matches several files" in proc.stderr
+    assert f"blake3:{shared}" in proc.stderr and "Traceback" not in proc.stderr
+    proc = runbase_cmd("trace", "not-a-file-nor-hash", cwd=project)
+    assert proc.returncode != 0 and "no such file" in proc.stderr

@@ -114,6 +114,13 @@ def init(ctx: click.Context) -> None:
     "'-': do not).",
 )
 @click.option("--sweep-id", hidden=True, help="The sweep this run belongs to (runbase sweep).")
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    envvar="RUNBASE_QUIET",
+    help="No closing line on stderr (run id, name, status). [env: RUNBASE_QUIET=1]",
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
 @click.pass_context
 def run(
@@ -129,6 +136,7 @@ def run(
     system_interval: float | None,
     publish: str | None,
     sweep_id: str | None,
+    quiet: bool,
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND as a tracked run: runbase run -- python train.py --lr 0.1"""
@@ -152,10 +160,30 @@ def run(
         publish=resolve_target(publish),  # checked now, before the run starts
     )
     outcome = run_command(list(command), opts)
-    if sys.stderr.isatty():  # a line for a human; pipelines get only the command's output
-        short = outcome.run_id[:10]
-        click.echo(f"runbase: run {short} {outcome.status} (runbase show {short})", err=True)
+    if not quiet:  # on stderr: the command's stdout stays exactly its own
+        click.echo(_run_closing_line(ctx, outcome), err=True)
     ctx.exit(outcome.shell_code)
+
+
+def _run_closing_line(ctx: click.Context, outcome: Any) -> str:
+    """``runbase: run 0KZ3… brisk-heron-17 finished (exit 0) - runbase show 0KZ3…``"""
+    from .read import load_row
+    from .store import Store
+
+    short = outcome.run_id[:10]
+    name = ""
+    with contextlib.suppress(Exception):  # the line must never fail the run's exit status
+        store = Store.open(ctx.obj["store"])
+        try:
+            name = f" {load_row(store, outcome.run_id)['name']}"
+        finally:
+            store.close()
+    status = outcome.status
+    if outcome.exit_code is not None:
+        status += f" (exit {outcome.exit_code})"
+    elif outcome.exit_signal:
+        status += f" (signal {outcome.exit_signal})"
+    return f"runbase: run {short}{name} {status} - runbase show {short}"
 
 
 def _pull_remote_ref(store: Any, ref: str) -> str:

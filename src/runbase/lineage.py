@@ -45,17 +45,46 @@ def _inputs(store: Store, run_id: str) -> list[tuple[str, str | None, str | None
     ]
 
 
+_HEX = frozenset("0123456789abcdef")
+_FULL_HEX = 64  # a blake3 object id: "blake3:" + 64 hex digits
+
+
 def oid_of(store: Store, target: str) -> tuple[str, str]:
-    """``(object id, label)`` of a path (hashed now) or an object id."""
-    if target.startswith("blake3:"):
-        return target, target
+    """``(object id, label)`` of a path (hashed now) or an object id, whole or any unique
+    prefix (with or without ``blake3:``), as ``trace`` and ``diff`` print them."""
     if not os.path.exists(target):
-        raise UsageError(f"no such file: {target}")
+        oid = _oid_by_prefix(store, target)
+        return oid, oid
     from .capture.files import snapshot_path
 
     snap = snapshot_path(store, target, policy="hash-only")
     assert snap is not None
     return snap[0], target
+
+
+def _oid_by_prefix(store: Store, target: str) -> str:
+    """The object id a hash prefix names among the files runs read or wrote."""
+    hexpart = target.lower().removeprefix("blake3:")
+    if not hexpart or not set(hexpart) <= _HEX or len(hexpart) > _FULL_HEX:
+        raise UsageError(f"no such file: {target} (nor a blake3:… hash or prefix of one)")
+    if len(hexpart) == _FULL_HEX:
+        return f"blake3:{hexpart}"  # a whole id: its history may be empty, and trace says so
+    # a range, not LIKE, so the run_files_oid index answers it ("g" sorts after every hex digit)
+    low = f"blake3:{hexpart}"
+    found = [
+        r[0]
+        for r in store.db.query(
+            "SELECT DISTINCT oid FROM run_files WHERE oid >= ? AND oid < ? ORDER BY oid LIMIT 11",
+            (low, low + "g"),
+        )
+    ]
+    if not found:
+        raise UsageError(f"no file any run read or wrote has a hash starting {target}")
+    if len(found) > 1:
+        shown = ", ".join(f[: len("blake3:") + len(hexpart) + 4] for f in found[:10])
+        more = " and more" if len(found) > 10 else ""
+        raise UsageError(f"hash prefix {target} matches several files: {shown}{more}")
+    return str(found[0])
 
 
 def trace(store: Store, target: str, max_depth: int = 50) -> dict[str, Any]:
@@ -133,6 +162,8 @@ def render_tree(graph: dict[str, Any]) -> str:
             return
         r = nodes[run]
         lines.append(f"{indent}  <- run {r['run'][:10]} {r['name']} [{r['status']}]")
+        for other in r.get("also_produced_by") or []:  # the same bytes, written again
+            lines.append(f"{indent}     also produced by run {other[:10]}")
         if run in shown:
             lines.append(f"{indent}      (shown above)")
             return

@@ -208,7 +208,8 @@ def run_sweep(
     result = SweepResult(new_sweep_id(), str(s.root))
     s.close()
     result.trials = [Trial(i + 1, dict(t)) for i, t in enumerate(trials)]
-    base = [sys.executable, "-m", "runbase", "--store", result.store_root, "run"]
+    # --quiet: the closing line of `runbase run` would hide the failing run's last stderr line
+    base = [sys.executable, "-m", "runbase", "--store", result.store_root, "run", "--quiet"]
     base += ["--sweep-id", result.sweep_id] + ([] if capture_code else ["--no-code"])
     for k, v in (tags or {}).items():
         base += ["--tag", f"{k}={v}"]
