@@ -205,3 +205,11 @@ def test_run_ends_with_one_line_on_stderr_unless_quiet(project: Path) -> None:
         "run", "--", sys.executable, "ok.py", cwd=project, env={"RUNBASE_QUIET": "1"}
     )
     assert env_quiet.returncode == 0 and "runbase show" not in env_quiet.stderr
+
+
+def test_where_with_a_misspelled_key_says_so(three_runs: Path) -> None:
+    proc = runbase_cmd("ls", "--where", "params.lrr < 0.2", cwd=three_runs, check=True)
+    assert "no runs match" in proc.stdout
+    assert "params.lrr exists in no run (did you mean params.lr?)" in proc.stderr
+    ok = runbase_cmd("ls", "--where", "params.lr < 0.2", cwd=three_runs, check=True)
+    assert ok.stderr == ""

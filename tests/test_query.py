@@ -122,3 +122,15 @@ def test_sort(store: Store) -> None:
 
 def test_huge_limit_is_clamped(store: Store) -> None:
     assert len(list_runs(store, limit=10**12)) == 3
+
+
+def test_unknown_keys_name_the_misspelling_and_the_close_keys(store: Store) -> None:
+    from runbase.query import unknown_keys
+
+    assert unknown_keys(store, "params.lr < 1 and metrics.loss < 2 and tags.baseline") == []
+    assert unknown_keys(store, None) == [] and unknown_keys(store, "status == 'x'") == []
+    notes = unknown_keys(store, "params.lrr < 1 or metrics.los.min < 2 or not params.zzz")
+    assert notes[0] == "params.lrr exists in no run (did you mean params.lr?)"
+    assert notes[1] == "metrics.los exists in no run (did you mean metrics.loss?)"
+    assert notes[2] == "params.zzz exists in no run (3 params keys in all)"
+    assert len(notes) == 3

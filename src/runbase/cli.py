@@ -243,6 +243,7 @@ def ls(
     as_json: bool,
 ) -> None:
     """List runs, newest first."""
+    from .query import unknown_keys
     from .read import count_runs, list_runs, with_sweep
     from .record import ls_entry
     from .table import render, runs_table, terminal_width
@@ -250,6 +251,8 @@ def ls(
     where = with_sweep(where, sweep)
     store = _open(ctx)
     rows = list_runs(store, where, sort, limit or None)
+    for note in unknown_keys(store, where):  # a misspelled key would match nothing, silently
+        click.echo(f"runbase: {note}", err=True)
     if as_json:
         _echo_json([ls_entry(r) for r in rows])
         return

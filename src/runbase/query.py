@@ -16,6 +16,7 @@ or bare words. Keys with other characters are written in backticks.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import time
@@ -94,6 +95,7 @@ class _Parser:
         self.toks = _tokenize(text)
         self.i = 0
         self.args: list[Any] = []
+        self.fields: list[Field] = []  # every field named, for unknown_keys
 
     def peek(self) -> Tok | None:
         return self.toks[self.i] if self.i < len(self.toks) else None
@@ -165,7 +167,8 @@ class _Parser:
             agg = "value"
             if name == "metrics" and len(parts) > 1 and parts[-1] in _AGGS:
                 agg = parts.pop()
-            return Field(name, ".".join(parts), agg)
+            self.fields.append(Field(name, ".".join(parts), agg))
+            return self.fields[-1]
         if name == "duration":
             return Field("run", "duration")
         if name not in _COLUMNS:
@@ -312,6 +315,33 @@ def compile_where(text: str | None) -> tuple[str, list[Any]]:
     p = _Parser(text)
     sql = p.parse()
     return sql, p.args
+
+
+def unknown_keys(store: Any, where: str | None) -> list[str]:
+    """One line per ``params.``/``metrics.``/``tags.`` key of ``where`` that no run in
+    ``store`` has (a misspelling matches nothing, silently), with the close keys that
+    exist: ``params.lrr exists in no run (did you mean params.lr?)``."""
+    if where is None or not where.strip():
+        return []
+    p = _Parser(where)
+    p.parse()
+    notes: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for f in p.fields:
+        if (f.scope, f.key) in seen:
+            continue
+        seen.add((f.scope, f.key))
+        q = f"SELECT 1 FROM {f.scope} WHERE key = ? LIMIT 1"  # scope: params|metrics|tags
+        if store.db.query_one(q, (f.key,)) is not None:
+            continue
+        known = [r[0] for r in store.db.query(f"SELECT DISTINCT key FROM {f.scope}")]
+        close = difflib.get_close_matches(f.key, known, n=3, cutoff=0.6)
+        hint = " or ".join(f"{f.scope}.{k}" for k in close)
+        notes.append(
+            f"{f.scope}.{f.key} exists in no run"
+            + (f" (did you mean {hint}?)" if hint else f" ({len(known)} {f.scope} keys in all)")
+        )
+    return notes
 
 
 def compile_sort(text: str | None) -> tuple[str, list[Any]]:
