@@ -213,3 +213,20 @@ def test_where_with_a_misspelled_key_says_so(three_runs: Path) -> None:
     assert "params.lrr exists in no run (did you mean params.lr?)" in proc.stderr
     ok = runbase_cmd("ls", "--where", "params.lr < 0.2", cwd=three_runs, check=True)
     assert ok.stderr == ""
+
+
+def test_metrics_show_summary_only_values_and_readable_times(three_runs: Path) -> None:
+    import re
+
+    rid = json.loads(runbase_cmd("ls", "--json", cwd=three_runs, check=True).stdout)[0]["id"]
+    summary = runbase_cmd("metrics", rid, cwd=three_runs, check=True).stdout.splitlines()
+    acc = next(line.split() for line in summary if line.startswith("acc"))
+    loss = next(line.split() for line in summary if line.startswith("loss"))
+    assert acc[-1] == "summary" and loss[-1] == "5"  # acc was only runbase.summary'd
+    shown = runbase_cmd("show", rid, cwd=three_runs, check=True).stdout
+    assert re.search(r"^\s+acc\s.*\ssummary$", shown, re.M), shown
+    points = runbase_cmd("metrics", rid, "loss", cwd=three_runs, check=True).stdout.splitlines()
+    assert points[0].split() == ["step", "loss", "since", "start", "time", "(UTC)"]
+    for line in points[1:]:
+        _step, _value, since, clock = line.split()
+        assert re.fullmatch(r"\d+\.\d{3}s", since) and re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3}", clock)

@@ -335,8 +335,8 @@ def logs(ctx: click.Context, run_ref: str | None, stderr_only: bool, follow: boo
 @click.pass_context
 def metrics(ctx: click.Context, run_ref: str, key: str | None, as_json: bool) -> None:
     """A run's metric KEY over time (or, without KEY, every metric's summary)."""
-    from .read import load_metrics, resolve, series
-    from .table import fmt_value, render
+    from .read import load_metrics, load_row, resolve, series
+    from .table import fmt_clock, fmt_count, fmt_value, render
 
     store = _open(ctx)
     run_id = resolve(store, run_ref)
@@ -352,7 +352,7 @@ def metrics(ctx: click.Context, run_ref: str, key: str | None, as_json: bool) ->
                 fmt_value(m["last"]),
                 fmt_value(m["min"]),
                 fmt_value(m["max"]),
-                str(m["count"]),
+                fmt_count(m),
             ]
             for k, m in sorted(summ.items())
         ]
@@ -367,11 +367,12 @@ def metrics(ctx: click.Context, run_ref: str, key: str | None, as_json: bool) ->
             {"run": run_id, "key": key, "steps": s.steps, "times": s.times, "values": s.values}
         )
         return
+    start = load_row(store, run_id)["started_at"]
     click.echo(
         render(
-            ["step", key, "time"],
+            ["step", key, "since start", "time (UTC)"],
             [
-                [str(st), fmt_value(v), f"{t:.3f}"]
+                [str(st), fmt_value(v), f"{t - start:.3f}s", fmt_clock(t)]
                 for st, v, t in zip(s.steps, s.values, s.times, strict=True)
             ],
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .table import fmt_duration, fmt_value, render
+from .table import fmt_count, fmt_duration, fmt_value, render
 
 
 def render_record(rec: dict[str, Any]) -> str:
@@ -84,7 +84,7 @@ def render_record(rec: dict[str, Any]) -> str:
                 fmt_value(_num(m["value"])),
                 fmt_value(_num(m["min"])),
                 fmt_value(_num(m["max"])),
-                str(m["count"]),
+                fmt_count(m),
             ]
             for k, m in sorted(rec["metrics"].items())
         ]

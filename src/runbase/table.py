@@ -38,6 +38,19 @@ def fmt_age(ts: float | None, now: float | None = None) -> str:
     return f"{int(d)}s ago"
 
 
+def fmt_count(m: dict[str, Any]) -> str:
+    """A metric summary's point count; a value set only by ``runbase.summary`` has no
+    points (and no min/max), which "0" would misstate as a metric that lost its points."""
+    return str(m.get("count")) if m.get("count") else "summary"
+
+
+def fmt_clock(ts: float) -> str:
+    """An epoch time as the UTC time of day with milliseconds: ``14:03:07.412``."""
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+
+
 def fmt_duration(d: float | None) -> str:
     if d is None:
         return ""

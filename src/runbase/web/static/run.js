@@ -94,7 +94,7 @@
           metrics.length
             ? RB.table(
                 ["key", "value", "last", "min", "max", "count"],
-                metrics.map(([k, m]) => [k, RB.fmtValue(m.value), RB.fmtValue(m.last), RB.fmtValue(m.min), RB.fmtValue(m.max), String(m.count)])
+                metrics.map(([k, m]) => [k, RB.fmtValue(m.value), RB.fmtValue(m.last), RB.fmtValue(m.min), RB.fmtValue(m.max), m.count ? String(m.count) : "summary"])
               )
             : el("p", { class: "muted" }, "no metrics")
         )
