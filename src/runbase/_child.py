@@ -63,10 +63,10 @@ def install_file_hook(project_root: str | None, store_root: str) -> None:
         return
     from .capture.files import FILE_EVENT, install_audit_hook
 
-    def emit(path: str, op: str) -> None:
+    def emit(path: str, op: str, mtime_ns: int | None = None) -> None:
         t = _tracker.active()
         if t is not None:
-            t.event(FILE_EVENT, path=path, op=op)
+            t.event(FILE_EVENT, path=path, op=op, mtime_ns=mtime_ns)
 
     install_audit_hook(emit, project_root, store_root)
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import ids, progress
+from . import fsname, ids, progress
 from .capture import env as envcap
 from .capture import params as pcap
 from .capture.proc import is_alive, start_id
@@ -55,11 +55,12 @@ def create_run(
                 name or ids.new_run_name(),
                 now,
                 now,
-                json.dumps(command),
-                cwd or os.getcwd(),
+                # POSIX argv and paths are bytes: stored losslessly (runbase.fsname)
+                json.dumps([fsname.encode(a) for a in command]),
+                fsname.encode(cwd or os.getcwd()),
                 user,
                 host,
-                project_root,
+                fsname.encode(project_root) if project_root else None,
                 mode,
                 pid,
                 start_id(pid),
@@ -77,7 +78,7 @@ def create_run(
 def record_code(store: Store, run_id: str, code: dict[str, Any]) -> None:
     store.db.execute(
         "UPDATE runs SET code_commit = ?, code_json = ? WHERE id = ?",
-        (code.get("commit"), json.dumps(code), run_id),
+        (code.get("commit"), json.dumps(fsname.clean(code)), run_id),
     )
 
 
@@ -147,7 +148,7 @@ def record_env(store: Store, run_id: str, python: dict[str, Any] | None) -> None
     env["packages_count"] = count
     store.db.execute(
         "UPDATE runs SET env_json = ?, packages_id = ? WHERE id = ?",
-        (json.dumps(env), packages_id, run_id),
+        (json.dumps(fsname.clean(env)), packages_id, run_id),
     )
 
 
@@ -201,7 +202,7 @@ def record_watched(store: Store, run_id: str, events: list[tuple[str, str]]) -> 
 def project_root_of(store: Store, run_id: str) -> str:
     """The directory a run's relative data paths are relative to."""
     row = store.db.query_one("SELECT project_root, cwd FROM runs WHERE id = ?", (run_id,))
-    return (row[0] or row[1] or os.getcwd()) if row else os.getcwd()
+    return fsname.decode(row[0] or row[1]) if row and (row[0] or row[1]) else os.getcwd()
 
 
 def has_env(store: Store, run_id: str) -> bool:
@@ -227,8 +228,15 @@ def handle_events(store: Store, run_id: str, result: IngestResult) -> None:
 
             root = root or project_root_of(store, run_id)
             role = "output" if e.get("op") == "w" else "input"
+            mtime = e.get("mtime_ns")
             note_file(
-                store, run_id, root, e["path"], role, "declared" if e.get("declared") else "auto"
+                store,
+                run_id,
+                root,
+                e["path"],
+                role,
+                "declared" if e.get("declared") else "auto",
+                mtime if isinstance(mtime, int) and not isinstance(mtime, bool) else None,
             )
 
 
@@ -294,7 +302,7 @@ def _finalize_files(store: Store, run_id: str) -> None:
         tree = json.loads(row[1]).get("tree")
         if tree:
             try:
-                code_paths = {e["path"] for e in load_manifest(store, tree)}
+                code_paths = {fsname.decode(e["path"]) for e in load_manifest(store, tree)}
             except (OSError, ValueError):
                 pass
     with progress.shown("runbase: storing outputs"):  # the command has ended

@@ -70,9 +70,14 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 def install_audit_hook(emit: Any, project_root: str, store_root: str) -> None:
     """Report ``open``/``os.rename``/``os.replace`` of files under ``project_root``.
 
-    ``emit(path, op)`` is called once per (path, op), op being ``"r"`` or ``"w"``.
-    Audit hooks cannot be removed; this one stays cheap (a few string checks) and
-    never raises.
+    ``emit(path, op, mtime_ns)`` is called once per (path, op), op being ``"r"`` or
+    ``"w"``; for a read, ``mtime_ns`` is the file's modification time as it is opened
+    (the supervisor hashes it later: this tells it whether the bytes it sees are the
+    ones read, and whether they were written before the run began). The hook runs
+    before the open: a read of a file that does not exist (a probe for an optional
+    ``config.local``) will fail, reads nothing and is not reported. Audit hooks cannot
+    be removed; this one stays cheap (a few string checks, one ``stat`` per file read)
+    and never raises.
     """
     root = project_root.rstrip("/") + "/"
     skip = tuple(
@@ -96,9 +101,16 @@ def install_audit_hook(emit: Any, project_root: str, store_root: str) -> None:
         if path.endswith(CODE_SUFFIXES):
             return
         key = (path, op)
-        if key not in seen:
-            seen.add(key)
-            emit(path, op)
+        if key in seen:
+            return
+        mtime: int | None = None
+        if op == "r":
+            try:
+                mtime = os.stat(path).st_mtime_ns
+            except OSError:
+                return  # the open will fail: nothing is read (a later read is reported)
+        seen.add(key)
+        emit(path, op, mtime)
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
         try:
@@ -134,9 +146,21 @@ def is_url(path: str) -> bool:
     return bool(sep) and bool(scheme) and all(c.isalnum() or c in "+-." for c in scheme)
 
 
-def note_file(store: Store, run_id: str, root: str, path: str, role: str, source: str) -> None:
+def note_file(
+    store: Store,
+    run_id: str,
+    root: str,
+    path: str,
+    role: str,
+    source: str,
+    read_mtime_ns: int | None = None,
+) -> None:
     """Record that the run read (``input``) or wrote (``output``) ``path``; an input is
-    hashed and stored right away, before the run can change it."""
+    hashed and stored right away, before the run can change it.
+
+    An input is bytes the run read that it did not write itself (see ``_note_read``);
+    ``read_mtime_ns``: the file's modification time when it was opened for reading, if
+    the reporter knows it (the audit hook does)."""
     if is_url(path):
         store.db.execute(
             "INSERT INTO run_files (run_id, role, path, source, url) VALUES (?, ?, ?, ?, ?) "
@@ -145,19 +169,81 @@ def note_file(store: Store, run_id: str, root: str, path: str, role: str, source
         )
         return
     key = rel(root, os.path.abspath(os.path.join(root, path)))
+    if role == "input" and source != "declared":
+        _note_read(store, run_id, root, key, source, read_mtime_ns)
+        return
+    _upsert(store, run_id, role, key, source)
+    if role == "input" and _oid(store, run_id, "input", key) is None:
+        _hash_into(store, run_id, root, role, key, _policy(store, run_id))
+
+
+def _upsert(store: Store, run_id: str, role: str, key: str, source: str) -> None:
     store.db.execute(
         "INSERT INTO run_files (run_id, role, path, source) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (run_id, role, path) DO UPDATE SET source = CASE WHEN excluded.source = 'declared' "
         "THEN 'declared' ELSE run_files.source END",
         (run_id, role, key, source),
     )
-    if role == "input":
-        row = store.db.query_one(
-            "SELECT oid FROM run_files WHERE run_id = ? AND role = 'input' AND path = ?",
+
+
+def _oid(store: Store, run_id: str, role: str, key: str) -> str | None:
+    row = store.db.query_one(
+        "SELECT oid FROM run_files WHERE run_id = ? AND role = ? AND path = ?", (run_id, role, key)
+    )
+    return row[0] if row else None
+
+
+def _wrote(store: Store, run_id: str, key: str) -> bool:
+    """Whether the run has written ``key`` (an output row exists)."""
+    return bool(
+        store.db.query_one(
+            "SELECT 1 FROM run_files WHERE run_id = ? AND role = 'output' AND path = ?",
             (run_id, key),
         )
-        if row is None or row[0] is None:  # hashed once, when first read: those are the bytes used
-            _hash_into(store, run_id, root, role, key, _policy(store, run_id))
+    )
+
+
+_CLOCK_SLACK_NS = 50_000_000  # filesystem timestamps can lag the clock slightly
+
+
+def _note_read(
+    store: Store, run_id: str, root: str, key: str, source: str, read_mtime_ns: int | None
+) -> None:
+    """A file the run read (detected, not declared). The rule is on bytes:
+
+    - bytes written after the run began (modification time at the read) that this run
+      wrote are its own output read back (a checkpoint saved, then reloaded): not an
+      input. Whether the run wrote them is known for sure only at the end (the tree
+      scan), so such a read is kept unhashed until ``finalize_files`` decides;
+    - bytes that predate the run are an input, hashed now (these are the bytes used);
+      if the file already changed since the read (the run read it, then overwrote
+      it), those bytes are gone: the input is kept unhashed and flagged changed.
+    """
+    full = key if os.path.isabs(key) else os.path.join(root, key)
+    try:
+        now_ns: int | None = os.stat(full).st_mtime_ns
+    except OSError:
+        now_ns = None  # read, then deleted (or renamed) before we got here
+    mtime = read_mtime_ns if read_mtime_ns is not None else now_ns
+    # unknown (no reporter's time, the file gone): decided at the end, like fresh bytes
+    fresh = mtime is None or mtime >= _started_ns(store, run_id) - _CLOCK_SLACK_NS
+    if fresh and _oid(store, run_id, "input", key) is None and _wrote(store, run_id, key):
+        return  # written by this run, then read back
+    _upsert(store, run_id, "input", key, source)
+    if fresh or _oid(store, run_id, "input", key) is not None:
+        return
+    if now_ns is not None and (read_mtime_ns is None or now_ns == read_mtime_ns):
+        _hash_into(store, run_id, root, "input", key, _policy(store, run_id))
+    else:
+        store.db.execute(
+            "UPDATE run_files SET changed = 1 WHERE run_id = ? AND role = 'input' AND path = ?",
+            (run_id, key),
+        )
+
+
+def _started_ns(store: Store, run_id: str) -> int:
+    row = store.db.query_one("SELECT started_at FROM runs WHERE id = ?", (run_id,))
+    return int(float(row[0]) * 1e9) if row and row[0] is not None else 0
 
 
 def _policy(store: Store, run_id: str) -> str:
@@ -291,19 +377,59 @@ def finalize_files(
             "ON CONFLICT (run_id, role, path) DO NOTHING",
             (run_id, key),
         )
-    rows = store.db.query("SELECT role, path, oid, url FROM run_files WHERE run_id = ?", (run_id,))
-    for role, path, oid, url in rows:
+    rows = store.db.query(
+        "SELECT role, path, oid, url, source, changed FROM run_files WHERE run_id = ? "
+        "ORDER BY role DESC",  # outputs first: an input is judged against the run's outputs
+        (run_id,),
+    )
+    outputs: dict[str, tuple[str | None, str]] = {}
+    for role, path, oid, url, source, changed in rows:
         if url:
             continue
-        if role == "output" or oid is None:
+        if role == "output":
             new = _hash_into(store, run_id, root, role, path, policy)
-            if new is None and role == "output":  # written, then deleted: a temp file
-                store.db.execute(
-                    "DELETE FROM run_files WHERE run_id = ? AND role = ? AND path = ?",
-                    (run_id, role, path),
-                )
+            if new is None:  # written, then deleted: a temp file
+                _drop(store, run_id, role, path)
+            else:
+                outputs[path] = (new, source)
         else:
-            _flag_if_changed(store, run_id, root, path, oid)
+            _finalize_input(store, run_id, root, policy, path, oid, source, changed, outputs)
+
+
+def _finalize_input(
+    store: Store,
+    run_id: str,
+    root: str,
+    policy: str,
+    path: str,
+    oid: str | None,
+    source: str,
+    changed: int,
+    outputs: dict[str, tuple[str | None, str]],
+) -> None:
+    """One input at the end of the run: a run is never the producer and the consumer of
+    the same bytes at one path (``lineage.trace`` would loop)."""
+    out = outputs.get(path)
+    if oid is None:
+        if changed:
+            return  # bytes from before the run, read then overwritten before hashing
+        declared = source == "declared"
+        if out is not None and not declared:
+            _drop(store, run_id, "input", path)  # the run's own bytes, read back
+        elif _hash_into(store, run_id, root, "input", path, policy) is None and not declared:
+            _drop(store, run_id, "input", path)  # read, then deleted: a temp file
+        return
+    if out is not None and out[0] == oid:
+        if out[1] != "declared":  # bytes from before the run, rewritten unchanged
+            _drop(store, run_id, "output", path)
+        return
+    _flag_if_changed(store, run_id, root, path, oid)
+
+
+def _drop(store: Store, run_id: str, role: str, path: str) -> None:
+    store.db.execute(
+        "DELETE FROM run_files WHERE run_id = ? AND role = ? AND path = ?", (run_id, role, path)
+    )
 
 
 def _flag_if_changed(store: Store, run_id: str, root: str, path: str, oid: str) -> None:
