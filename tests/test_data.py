@@ -363,3 +363,39 @@ def test_trace_accepts_a_short_hash_and_lists_every_producer(project: Path) -> N
     assert f"blake3:{shared}" in proc.stderr and "Traceback" not in proc.stderr
     proc = runbase_cmd("trace", "not-a-file-nor-hash", cwd=project)
     assert proc.returncode != 0 and "no such file" in proc.stderr
+
+
+def test_show_text_has_the_data_and_the_code_change(project: Path) -> None:
+    _pipeline(project)
+    (project / "README.md").write_text("# project\nedited\n")  # one tracked line changed
+    runbase_cmd("run", "--name", "train", "--", PY, "train.py", cwd=project, check=True)
+    text = runbase_cmd("show", cwd=project, check=True).stdout
+    lines = text.splitlines()
+    inputs = lines[lines.index("inputs:") + 1 :]
+    assert inputs[0].split() == ["path", "hash", "size", "kept"]
+    clean = b3(project / "data" / "clean.csv")
+    assert inputs[1].split()[:2] == ["data/clean.csv", clean[:19]] and "stored" in inputs[1]
+    outputs = lines[lines.index("outputs:") + 1 :]
+    assert outputs[1].split()[:2] == ["out/model.pkl", b3(project / "out" / "model.pkl")[:19]]
+    # the uncommitted change: totals on the patch line, then one line per file
+    rid = json.loads(runbase_cmd("ls", "--json", cwd=project, check=True).stdout)[0]["id"]
+    patch = next(line for line in lines if line.strip().startswith("patch"))
+    assert f"(runbase diff {rid[:10]})" in patch and ", +" in patch
+    files = {line.split()[-1]: line.split()[:-1] for line in lines if line.startswith("    +")}
+    assert files["README.md"] == ["+1", "-0"] and "train.py" in files and "prep.py" in files
+    no_patch = runbase_cmd("show", "--no-patch", cwd=project, check=True).stdout.splitlines()
+    assert f"(runbase diff {rid[:10]})" in next(x for x in no_patch if x.strip().startswith("patch"))
+    assert not [line for line in no_patch if line.startswith("    +")]
+
+
+def test_patch_summary_counts_lines_per_file() -> None:
+    from runbase.show import patch_summary
+
+    patch = (
+        "diff --git a/a.py b/a.py\nindex 1..2 100644\n--- a/a.py\n+++ b/a.py\n"
+        "@@ -1,3 +1,3 @@\n keep\n-old\n--- not a header: a removed line\n+new\n+++ added too\n"
+        "diff --git a/img.png b/img.png\nnew file mode 100644\nGIT binary patch\nliteral 3\n"
+        "diff --git a/gone.txt b/gone.txt\ndeleted file mode 100644\n--- a/gone.txt\n"
+        "+++ /dev/null\n@@ -1 +0,0 @@\n-bye\n"
+    )
+    assert patch_summary(patch) == [("a.py", 2, 2), ("img.png", -1, 0), ("gone.txt", 0, 1)]

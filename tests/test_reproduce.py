@@ -129,3 +129,15 @@ def test_env_venv_rebuilds_the_recorded_packages(project: Path, tmp_path: Path) 
     # built once per environment: the second time reuses it
     r = runbase_cmd("reproduce", orig["id"], "--env", "venv", cwd=project, env=env, timeout=300)
     assert r.returncode == 0 and len(list((project / ".runbase" / "envs").iterdir())) == 1
+
+
+def test_reproduced_runs_are_named_after_the_original(project: Path) -> None:
+    orig = _setup(project)
+    name = _show(project, orig)["name"]
+    for n in (1, 2):
+        runbase_cmd("reproduce", orig, cwd=project, check=True)
+        new = _show(project, "latest")
+        assert new["name"] == f"{name}-repro-{n}" and new["reproduces"] == orig
+    text = runbase_cmd("show", cwd=project, check=True).stdout
+    line = next(x for x in text.splitlines() if x.startswith("reproduces"))
+    assert f"run {orig}" in line and f"runbase diff {orig[:10]}" in line

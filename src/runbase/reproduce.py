@@ -9,10 +9,12 @@ reproduced.
    package versions is built (cached under ``.runbase/envs/<hash>``) and used.
 3. The recorded command runs again under tracking, as a new run whose ``reproduces``
    names the original, with parameter overrides applied (``runbase.overrides``).
-4. The verdict: **reproduced** when every recorded metric summary is equal within
+4. The verdict: **reproduced** when every recorded metric summary that measures the
+   result (not timing: ``is_timing_metric``) is equal within
    ``|new - old| <= atol + rtol * |old|`` (default exact; NaN equals NaN) and the exit
    status matches; else **diverged**, with the metrics that moved and the diff of
-   everything else.
+   everything else. A re-run with overrides is **changed by request** and one with no
+   metric to compare **nothing to compare**: neither is ever called reproduced.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import fsname
 from .errors import UsageError
 from .store import Store
 
@@ -53,12 +57,31 @@ class MetricCheck:
         return d
 
 
+# The verdicts, and the exit status of `runbase reproduce` for each (docs/reproduce.md);
+# 2 is "could not be attempted" (a usage error).
+REPRODUCED = "reproduced"
+DIVERGED = "diverged"
+NOTHING_TO_COMPARE = "nothing to compare"
+CHANGED_BY_REQUEST = "changed by request"
+EXIT_CODES = {REPRODUCED: 0, DIVERGED: 1, NOTHING_TO_COMPARE: 3, CHANGED_BY_REQUEST: 4}
+
+
 @dataclass
 class Verdict:
-    reproduced: bool
+    """``outcome``: one of the verdicts above. ``metrics``: the compared ones; ``timing``:
+    wall-clock figures, shown beside the verdict but never part of it; ``requested``:
+    the overrides that changed the re-run."""
+
+    outcome: str
     metrics: list[MetricCheck] = field(default_factory=list)
     status: tuple[str, str] = ("", "")
     exit_code: tuple[int | None, int | None] = (None, None)
+    timing: list[MetricCheck] = field(default_factory=list)
+    requested: list[str] = field(default_factory=list)
+
+    @property
+    def reproduced(self) -> bool:
+        return self.outcome == REPRODUCED
 
     @property
     def diverged(self) -> list[MetricCheck]:
@@ -80,13 +103,15 @@ class Reproduction:
     def as_dict(self) -> dict[str, Any]:
         v = self.verdict
         return {
-            "verdict": "reproduced" if v.reproduced else "diverged",
+            "verdict": v.outcome,
             "original": self.original,
             "run": self.run_id,
             "directory": self.directory,
             "status": {"original": v.status[0], "new": v.status[1]},
             "exit_code": {"original": v.exit_code[0], "new": v.exit_code[1]},
             "metrics": [m.as_dict() for m in v.metrics],
+            "timing_metrics": [m.as_dict() for m in v.timing],
+            "changed_by_request": v.requested,
             "env_drift": self.drift,
             "unresolvable_packages": self.unresolvable,
             "not_restorable": self.not_restorable,
@@ -119,26 +144,59 @@ def close(old: float | None, new: float | None, rtol: float = 0.0, atol: float =
     return abs(new - old) <= atol + rtol * abs(old)
 
 
-def judge(
-    original: dict[str, Any], new: dict[str, Any], rtol: float = 0.0, atol: float = 0.0
-) -> Verdict:
-    """Compare two run records (``build_record`` shape): every metric summary of the
-    original must be in the new run, equal within tolerance, and the exit status the same.
-    System metrics (``sys/*``: CPU, memory, GPU load) are not compared."""
+# Wall-clock figures, by the last part of the key (after "/" or "."): how fast the
+# machine ran, not what the model learned (train_runtime, eval_samples_per_second,
+# epoch_time, fit_time, step_time_ms, timestamp, throughput, it/s). System metrics
+# (sys/*: CPU, memory, GPU load) are the machine's too.
+_TIMING_NAME = re.compile(
+    r"(?:^|_)(?:time|times|timestamp|runtime|duration|elapsed|seconds|secs?|ms|walltime"
+    r"|throughput|fps)$|_per_(?:second|sec|s)$"
+)
+
+
+def is_timing_metric(key: str) -> bool:
+    """Whether a metric measures time or speed rather than the result: the one rule
+    ``reproduce`` uses to leave a metric out of its verdict (docs/reproduce.md)."""
     from .capture.sysmetrics import is_system_metric
 
-    checks = []
+    name = key.lower()
+    if is_system_metric(key) or name.endswith("/s"):  # it/s, samples/s
+        return True
+    return bool(_TIMING_NAME.search(re.split(r"[/.]", name)[-1]))
+
+
+def judge(
+    original: dict[str, Any],
+    new: dict[str, Any],
+    rtol: float = 0.0,
+    atol: float = 0.0,
+    requested: list[str] | None = None,
+) -> Verdict:
+    """Compare two run records (``build_record`` shape): every metric summary of the
+    original that measures the result must be in the new run, equal within tolerance,
+    and the exit status the same. Timing metrics (``is_timing_metric``) are listed
+    apart and never decide. ``requested``: the overrides that changed the re-run (then
+    the outcome is "changed by request", whatever the numbers)."""
+    checks: list[MetricCheck] = []
+    timing: list[MetricCheck] = []
     for key in sorted(original.get("metrics") or {}):
-        if is_system_metric(key):  # sys/*: the machine's load, not the result
-            continue
         old = _value(original["metrics"][key])
         got = (new.get("metrics") or {}).get(key)
         val = _value(got) if got is not None else None
-        checks.append(MetricCheck(key, old, val, got is not None and close(old, val, rtol, atol)))
+        check = MetricCheck(key, old, val, got is not None and close(old, val, rtol, atol))
+        (timing if is_timing_metric(key) else checks).append(check)
     status = (original.get("status") or "", new.get("status") or "")
     codes = (original.get("exit_code"), new.get("exit_code"))
     same_end = status[0] == status[1] and codes[0] == codes[1]
-    return Verdict(all(c.ok for c in checks) and same_end, checks, status, codes)
+    if requested:
+        outcome = CHANGED_BY_REQUEST
+    elif not same_end or not all(c.ok for c in checks):
+        outcome = DIVERGED
+    elif not checks:
+        outcome = NOTHING_TO_COMPARE
+    else:
+        outcome = REPRODUCED
+    return Verdict(outcome, checks, status, codes, timing, list(requested or []))
 
 
 def _value(m: dict[str, Any]) -> float | None:
@@ -159,6 +217,13 @@ def default_directory(store: Store, run_id: str) -> Path:
     return base / f"{run_id}-{n}"
 
 
+def reproduction_name(store: Store, run_id: str, name: str) -> str:
+    """``<original name>-repro-N``: the Nth reproduction of ``run_id`` (so a listing
+    shows what each re-run repeats, where a generated name would say nothing)."""
+    row = store.db.query_one("SELECT count(*) FROM runs WHERE reproduces = ?", (run_id,))
+    return f"{name}-repro-{(int(row[0]) if row else 0) + 1}"
+
+
 def materialize(store: Store, run_id: str, into: Path) -> list[dict[str, str]]:
     """Write the run's code tree and stored inputs under ``into`` (which must be empty
     or hold exactly those files); returns what could not be restored."""
@@ -173,7 +238,8 @@ def command_for(rec: dict[str, Any], into: Path, python: str | None) -> tuple[li
     """The recorded argv and working directory, moved into ``into``: paths inside the
     original project are rewritten, and ``python`` (a rebuilt environment's interpreter)
     replaces a Python executable in front."""
-    argv = list(rec.get("command") or [])
+    # stored argv is text; a byte argument that is not UTF-8 goes back as those bytes
+    argv = [fsname.decode(a) for a in rec.get("command") or []]
     if not argv:
         raise UsageError(f"run {rec['id']} has no recorded command to re-run")
     redacted = [a for a in argv if "***" in a]
@@ -371,6 +437,7 @@ def reproduce(
     # a run that had overrides (a sweep's) is repeated with them; -p goes on top
     recorded = json.loads((rec.get("tags") or {}).get(ov.TAG) or "{}")
     opts = RunOptions(
+        name=reproduction_name(store, orig, str(rec.get("name") or orig[:10])),
         store=str(store.root),
         reproduces=orig,
         capture_code=False,
@@ -383,7 +450,8 @@ def reproduce(
     )
     outcome = run(argv, opts)
     new = build_record(store, outcome.run_id, include_patch=False)
-    verdict = judge(rec, new, rtol, atol)
+    used = set(overrides or {}) - set(outcome.unused_overrides)
+    verdict = judge(rec, new, rtol, atol, requested=sorted(used))
     result = Reproduction(
         original=orig,
         run_id=outcome.run_id,
@@ -424,8 +492,9 @@ def _pkg(item: Any) -> str:
 def render(result: Reproduction, color: bool = False) -> str:
     """The verdict as text (the diff follows when it diverged)."""
     v = result.verdict
-    word = "reproduced" if v.reproduced else "diverged"
-    lines = [f"{word}: run {result.run_id} vs {result.original}"]
+    lines = [f"{v.outcome}: run {result.run_id} vs {result.original}"]
+    if v.requested:
+        lines.append(f"  overridden: {', '.join(v.requested)} (the metrics below show the effect)")
     if v.status[0] != v.status[1] or v.exit_code[0] != v.exit_code[1]:
         lines.append(
             f"  exit: {v.status[0]} ({v.exit_code[0]}) -> {v.status[1]} ({v.exit_code[1]})"
@@ -441,7 +510,13 @@ def render(result: Reproduction, color: bool = False) -> str:
             delta = m.new - m.original if m.original is not None else math.nan
             lines.append(f"  {m.key}: {m.original!r} -> {m.new!r} ({delta:+.6g}{extra})")
     same = sum(m.ok for m in v.metrics)
-    lines.append(f"  {same} of {len(v.metrics)} metrics equal within tolerance")
+    if v.metrics:
+        lines.append(f"  {same} of {len(v.metrics)} metrics equal within tolerance")
+    else:
+        lines.append("  no metric of the original measures the result: only the exit was compared")
+    if v.timing:
+        keys = ", ".join(m.key for m in v.timing[:8]) + (" ..." if len(v.timing) > 8 else "")
+        lines.append(f"  timing, not compared: {keys}")
     if result.unused_overrides:
         lines.append(f"  overrides nothing used: {', '.join(result.unused_overrides)}")
     if result.diff is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .table import fmt_count, fmt_duration, fmt_value, render
+from .table import fmt_bytes, fmt_count, fmt_duration, fmt_value, render
 
 
 def render_record(rec: dict[str, Any]) -> str:
@@ -23,6 +23,12 @@ def render_record(rec: dict[str, Any]) -> str:
             ("duration", fmt_duration(rec.get("duration_s"))),
             ("user@host", f"{rec.get('user') or '?'}@{rec.get('host')}"),
             ("cwd", rec.get("cwd") or ""),
+            (
+                "reproduces",
+                f"run {rec['reproduces']} (runbase diff {rec['reproduces'][:10]} {rec['id'][:10]})"
+                if rec.get("reproduces")
+                else "",
+            ),
         ]
     )
     if rec.get("error"):
@@ -42,13 +48,16 @@ def render_record(rec: dict[str, Any]) -> str:
                 ("tree", f"{code.get('tree')}  ({code.get('files')} files)"),
                 (
                     "patch",
-                    f"{code.get('patch_bytes', 0)} bytes (runbase show --json)"
+                    f"{code.get('patch_bytes', 0)} bytes{_patch_totals(code)}"
+                    f" (runbase diff {rec['id'][:10]})"
                     if code.get("patch_id")
                     else "",
                 ),
             ],
             indent=2,
         )
+        lines += _patch_files(code)
+    lines += _data_lines(rec)
     nb = rec.get("notebook")
     if nb:
         lines += ["", "notebook:"]
@@ -136,6 +145,90 @@ def render_record(rec: dict[str, Any]) -> str:
             indent=2,
         )
     return "\n".join(lines)
+
+
+_MAX_FILES = 20  # per list in the text view; --json has them all
+
+
+def _patch_totals(code: dict[str, Any]) -> str:
+    """``: 3 files, +9 -2 lines`` of the uncommitted change (none without its text)."""
+    patch = code.get("patch")
+    if not isinstance(patch, str) or not patch:
+        return ""
+    files = patch_summary(patch)
+    plus = sum(max(f[1], 0) for f in files)
+    return f": {len(files)} files, +{plus} -{sum(f[2] for f in files)} lines"
+
+
+def _patch_files(code: dict[str, Any]) -> list[str]:
+    """The uncommitted change as ``+3 -1  path`` per file (the patch itself: runbase diff)."""
+    patch = code.get("patch")
+    if not isinstance(patch, str) or not patch:
+        return []
+    files = patch_summary(patch)
+    rows = [
+        ["binary" if p < 0 else f"+{p}", "" if p < 0 else f"-{m}", path]
+        for path, p, m in files[:_MAX_FILES]
+    ]
+    out = ["    " + line for line in render(["", "", ""], rows).splitlines()[1:]]
+    if len(files) > _MAX_FILES:
+        out.append(f"    … {len(files) - _MAX_FILES} more files")
+    return out
+
+
+def patch_summary(patch: str) -> list[tuple[str, int, int]]:
+    """``[(path, added, removed)]`` per file of a git patch; ``added`` is -1 for a
+    binary file."""
+    files: list[tuple[str, int, int]] = []
+    path, plus, minus, in_hunk = "", 0, 0, False
+    for line in patch.splitlines():
+        if line.startswith("diff --git "):
+            if path:
+                files.append((path, plus, minus))
+            path, plus, minus, in_hunk = line.rpartition(" b/")[2] or line[11:], 0, 0, False
+        elif not in_hunk and line.startswith("+++ b/"):
+            path = line[6:]
+        elif line.startswith("@@"):
+            in_hunk = True
+        elif line.startswith("GIT binary patch"):
+            plus = -1
+        elif in_hunk and line.startswith("+") and plus >= 0:
+            plus += 1
+        elif in_hunk and line.startswith("-"):
+            minus += 1
+    if path:
+        files.append((path, plus, minus))
+    return files
+
+
+def _data_lines(rec: dict[str, Any]) -> list[str]:
+    """Inputs and outputs: path, short hash (as ``trace`` takes it), size, stored or not."""
+    out: list[str] = []
+    for role in ("inputs", "outputs"):
+        items = rec.get(role) or []
+        if not items:
+            continue
+        out += ["", f"{role}:"]
+        rows = [_file_row(f) for f in items[:_MAX_FILES]]
+        out += ["  " + line for line in render(["path", "hash", "size", "kept"], rows).splitlines()]
+        if len(items) > _MAX_FILES:
+            out.append(f"  … {len(items) - _MAX_FILES} more (runbase show {rec['id'][:10]} --json)")
+    return out
+
+
+def _file_row(f: dict[str, Any]) -> list[str]:
+    h = f.get("hash")
+    size = f.get("size")
+    kept = "stored" if f.get("stored") else "hash only" if h else "not hashed"
+    if f.get("changed_during_run"):
+        kept += ", changed during run"
+    path = str(f.get("url") or f.get("path") or "?") + ("/" if f.get("directory") else "")
+    return [
+        path,
+        str(h)[:19] if h else "-",
+        fmt_bytes(size) if isinstance(size, int) and not isinstance(size, bool) else "",
+        kept,
+    ]
 
 
 def render_cells(cells: list[dict[str, Any]]) -> str:
