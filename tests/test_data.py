@@ -384,7 +384,8 @@ def test_show_text_has_the_data_and_the_code_change(project: Path) -> None:
     files = {line.split()[-1]: line.split()[:-1] for line in lines if line.startswith("    +")}
     assert files["README.md"] == ["+1", "-0"] and "train.py" in files and "prep.py" in files
     no_patch = runbase_cmd("show", "--no-patch", cwd=project, check=True).stdout.splitlines()
-    assert f"(runbase diff {rid[:10]})" in next(x for x in no_patch if x.strip().startswith("patch"))
+    patch_line = next(x for x in no_patch if x.strip().startswith("patch"))
+    assert f"(runbase diff {rid[:10]})" in patch_line
     assert not [line for line in no_patch if line.startswith("    +")]
 
 
