@@ -79,7 +79,10 @@ def test_overrides_reach_argparse_and_inline_params(project: Path) -> None:
     r = runbase_cmd(
         "reproduce", orig, "-p", "lr=0.25", "-p", "epochs=5", "-p", "width=4", cwd=project
     )
-    assert r.returncode == 1  # the metric depends on lr and width: diverged, as it should
+    # asked for a change: never "reproduced" nor "diverged", whatever the numbers (exit 4)
+    assert r.returncode == 4, r.stdout + r.stderr
+    assert "changed by request: run " in r.stdout
+    assert "overridden: epochs, lr, width" in r.stdout
     new = _show(project, "latest")
     assert new["params"]["lr"] == 0.25  # rewritten on argv
     assert new["params"]["epochs"] == 5  # an argparse default: passed by environment
@@ -141,3 +144,27 @@ def test_reproduced_runs_are_named_after_the_original(project: Path) -> None:
     text = runbase_cmd("show", cwd=project, check=True).stdout
     line = next(x for x in text.splitlines() if x.startswith("reproduces"))
     assert f"run {orig}" in line and f"runbase diff {orig[:10]}" in line
+
+
+def test_du_counts_and_gc_removes_reproduce_work_directories(project: Path) -> None:
+    orig = _setup(project)
+    runbase_cmd("reproduce", orig, cwd=project, check=True)
+    work = project / ".runbase" / "reproduce" / f"{orig}-1"
+    assert (work / "train.py").is_file()
+    du = json.loads(runbase_cmd("du", "--json", cwd=project, check=True).stdout)
+    assert du["reproduce_dirs"] == 1 and du["reproduce_bytes"] >= len(TRAIN)
+    assert "reproduce work directories: 1" in runbase_cmd("du", cwd=project, check=True).stdout
+    # a fresh one is kept (a reproduce may be materializing it right now)
+    out = runbase_cmd("gc", "--yes", cwd=project, check=True).stdout
+    assert "0 reproduce work directories" in out and "1 recent or in use kept" in out
+    assert work.is_dir()
+    old = work.stat().st_mtime - 2 * 3600
+    os.utime(work, (old, old))
+    dry = runbase_cmd("gc", cwd=project, check=True).stdout
+    assert "would delete: 1 reproduce work directories" in dry and work.is_dir()
+    out = runbase_cmd("gc", "--yes", cwd=project, check=True).stdout
+    assert "deleted: 1 reproduce work directories" in out and not work.exists()
+    du = json.loads(runbase_cmd("du", "--json", cwd=project, check=True).stdout)
+    assert du["reproduce_dirs"] == 0 and du["reproduce_bytes"] == 0
+    # the re-run's record and outputs stay
+    assert _show(project, "latest")["reproduces"] == orig

@@ -443,7 +443,10 @@ def trace(ctx: click.Context, target: str, as_json: bool) -> None:
     from .lineage import trace as do_trace
 
     graph = do_trace(_open(ctx), target)
-    click.echo(json.dumps(graph, indent=2) if as_json else render_tree(graph))
+    if as_json:
+        _echo_json(graph)  # strict JSON whatever the store holds (NaN/inf as strings)
+    else:
+        click.echo(render_tree(graph))
 
 
 @main.command()
@@ -493,7 +496,8 @@ def fsck(ctx: click.Context) -> None:
 @click.option("--yes", is_flag=True, help="Delete (default: only list what would go).")
 @click.pass_context
 def gc(ctx: click.Context, yes: bool) -> None:
-    """Remove objects no run refers to (safe while runs are in progress)."""
+    """Remove objects no run refers to, and the work directories of ended reproductions
+    (safe while runs are in progress)."""
     from .maintenance import gc as do_gc
     from .table import fmt_bytes
 
@@ -503,6 +507,12 @@ def gc(ctx: click.Context, yes: bool) -> None:
         f"{verb}: {len(report.unreferenced)} objects, {fmt_bytes(report.bytes)}; "
         f"{report.kept_young} recent unreferenced objects kept"
     )
+    if report.work_dirs or report.kept_work_dirs:
+        click.echo(
+            f"{'deleted' if yes else 'would delete'}: {len(report.work_dirs)} reproduce work "
+            f"directories, {fmt_bytes(report.work_bytes)}; {report.kept_work_dirs} recent or "
+            "in use kept"
+        )
 
 
 @main.command()
@@ -524,6 +534,13 @@ def du(ctx: click.Context, as_json: bool) -> None:
     for kind, size in sorted(u.by_kind.items(), key=lambda kv: -kv[1]):
         click.echo(f"  {kind:<13}{fmt_bytes(size):>10}")
     click.echo(f"saved by deduplication: {fmt_bytes(u.saved_by_dedup)}")
+    if u.reproduce_dirs:
+        click.echo(
+            f"reproduce work directories: {u.reproduce_dirs}, {fmt_bytes(u.reproduce_bytes)}"
+            " (runbase gc --yes removes those of ended re-runs)"
+        )
+    if u.envs_bytes:
+        click.echo(f"rebuilt environments (reproduce --env venv): {fmt_bytes(u.envs_bytes)}")
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -692,31 +709,55 @@ def reproduce(
 ) -> None:
     """Re-run RUN (a local run, REMOTE:RUN or a run's URL on a team server: pulled with
     its data first) from its record (code and data restored) and say whether it
-    reproduced: exit 0 if every metric matches within tolerance, 1 if it diverged."""
-    from .reproduce import render
+    reproduced: exit 0 if every metric that measures the result matches within
+    tolerance (timing metrics are not compared), 1 if it diverged, 3 if there was
+    nothing to compare, 4 if -p changed it by request."""
+    from .reproduce import EXIT_CODES, render
     from .reproduce import reproduce as do_reproduce
 
     overrides = _parse_overrides(params)
     try:  # exit 1 means "diverged": any other failure exits 2
-        store = _open(ctx, create=True)
-        run_ref = _pull_remote_ref(store, run_ref)
-        result = do_reproduce(
-            store,
-            run_ref,
-            overrides,
-            into,
-            env_mode,
-            rtol,
-            atol,
-            log=lambda line: click.echo(line, err=True),
-        )
+        # --json: stdout carries the JSON alone; the command's output goes to stderr
+        with _stdout_to_stderr(as_json):
+            store = _open(ctx, create=True)
+            run_ref = _pull_remote_ref(store, run_ref)
+            result = do_reproduce(
+                store,
+                run_ref,
+                overrides,
+                into,
+                env_mode,
+                rtol,
+                atol,
+                log=lambda line: click.echo(line, err=True),
+            )
     except RunbaseError as e:
         raise click.UsageError(str(e)) from e
     if as_json:
         _echo_json(result.as_dict())
     else:
         click.echo(render(result, sys.stdout.isatty()))
-    ctx.exit(0 if result.verdict.reproduced else 1)
+    ctx.exit(EXIT_CODES[result.verdict.outcome])
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(active: bool) -> Iterator[None]:
+    """Point file descriptor 1 at stderr while a command runs under us, so a child
+    process (and anything else) writing to stdout cannot mix with a --json answer."""
+    import os
+
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 @main.command()

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from . import progress
 from .capture.code import load_manifest
@@ -181,10 +183,59 @@ class GcReport:
     unreferenced: list[tuple[str, int]] = field(default_factory=list)  # (oid, size)
     kept_young: int = 0
     deleted: bool = False
+    work_dirs: list[tuple[str, int]] = field(default_factory=list)  # (path, bytes) of reproduce/
+    kept_work_dirs: int = 0  # in use by a running reproduction, or recent
 
     @property
     def bytes(self) -> int:
         return sum(s for _, s in self.unreferenced)
+
+    @property
+    def work_bytes(self) -> int:
+        return sum(s for _, s in self.work_dirs)
+
+
+def _tree_bytes(path: Path) -> int:
+    """Bytes of the files under ``path`` (links counted, not followed)."""
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
+def work_dirs(store: Store, kind: str = "reproduce") -> list[tuple[Path, int]]:
+    """``(directory, bytes)`` of each work directory under ``.runbase/<kind>/``:
+    ``reproduce`` (the re-runs' materialized code and data) or ``envs`` (rebuilt
+    virtual environments, a cache that ``reproduce --env venv`` reuses)."""
+    base = store.root / kind
+    try:
+        entries = sorted(base.iterdir())
+    except OSError:
+        return []
+    return [(d, _tree_bytes(d)) for d in entries if d.is_dir() and not d.is_symlink()]
+
+
+def _gc_work_dirs(store: Store, report: GcReport, delete: bool, cutoff: float) -> None:
+    """Reproduce work directories are scratch once their re-run ended (its record and
+    outputs are in the store): collected like objects, after the same grace period."""
+    for d, size in work_dirs(store):
+        busy = store.db.query_one(
+            "SELECT 1 FROM runs WHERE project_root = ? AND status = 'running' LIMIT 1", (str(d),)
+        )
+        try:
+            young = d.stat().st_mtime > cutoff
+        except OSError:
+            continue
+        if busy or young:
+            report.kept_work_dirs += 1
+            continue
+        report.work_dirs.append((str(d), size))
+        if delete:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def gc(store: Store, delete: bool = False, grace: float = GC_GRACE_SECONDS) -> GcReport:
@@ -209,6 +260,7 @@ def gc(store: Store, delete: bool = False, grace: float = GC_GRACE_SECONDS) -> G
             store.objects.delete(oid)
     if delete:  # stat-cache entries say "stored": they must not point at deleted objects
         forget(store, {oid for oid, _ in report.unreferenced})
+    _gc_work_dirs(store, report, delete, cutoff)
     return report
 
 
@@ -220,6 +272,9 @@ class Usage:
     by_kind: dict[str, int] = field(default_factory=dict)  # bytes of distinct objects by first kind
     referenced_bytes: int = 0  # what the runs refer to, counting every reference
     runs: int = 0
+    reproduce_bytes: int = 0  # .runbase/reproduce/: re-runs' work directories (gc removes)
+    reproduce_dirs: int = 0
+    envs_bytes: int = 0  # .runbase/envs/: rebuilt virtual environments (a cache)
 
     @property
     def saved_by_dedup(self) -> int:
@@ -256,4 +311,7 @@ def du(store: Store) -> Usage:
             pass
     row = store.db.query_one("SELECT count(*) FROM runs")
     u.runs = int(row[0]) if row else 0
+    repro = work_dirs(store, "reproduce")
+    u.reproduce_dirs, u.reproduce_bytes = len(repro), sum(b for _, b in repro)
+    u.envs_bytes = sum(b for _, b in work_dirs(store, "envs"))
     return u
