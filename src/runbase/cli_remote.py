@@ -157,7 +157,10 @@ def search(
         oid = data if data.startswith("blake3:") else oid_of(_open(ctx, create=True), data)[0]
     found = do_search(get_remote(remote_name), where, oid, limit)
     if as_json:
-        click.echo(json.dumps(found, indent=2))
+        from .capture.params import jsonable
+
+        # strict JSON: a server's answer may hold NaN/inf (json.loads takes them)
+        click.echo(json.dumps(jsonable(found), indent=2))
         return
     rows = [
         [r["project"], r["id"][:10], r.get("name") or "", r.get("status") or "",

@@ -448,9 +448,9 @@ def runbase_magic(line: str) -> None:
 
 def load_notebook(store: Store, run_id: str) -> dict[str, Any] | None:
     row = store.db.query_one("SELECT notebook_json FROM runs WHERE id = ?", (run_id,))
-    if row is None or not row[0]:
-        return None
-    nb = json.loads(row[0])
+    from .shapes import NOTEBOOK, load_column
+
+    nb = load_column(row[0] if row else None, NOTEBOOK)  # null when malformed
     return {k: nb.get(k) for k in NOTEBOOK_KEYS} if isinstance(nb, dict) else None
 
 
@@ -528,6 +528,11 @@ def load_cells(store: Store, run_id: str) -> list[dict[str, Any]]:
     did not run in IPython."""
     nb = load_notebook(store, run_id)
     if nb and nb.get("cells_oid"):
-        cells = json.loads(store.objects.get_bytes(nb["cells_oid"]))
-        return list(cells) if isinstance(cells, list) else []
+        from .shapes import loads
+
+        try:
+            cells = loads(store.objects.get_bytes(nb["cells_oid"]))
+        except ValueError:
+            return []
+        return [c for c in cells if isinstance(c, dict)] if isinstance(cells, list) else []
     return spooled_cells(store, run_id)

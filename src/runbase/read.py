@@ -19,6 +19,7 @@ from typing import Any
 from .errors import AmbiguousRunRef, RunNotFound
 from .paging import page_rows
 from .query import compile_where
+from .shapes import fit_row, loads
 from .store import Store
 
 RUN_COLUMNS = (
@@ -81,7 +82,10 @@ def resolve(store: Store, ref: str | None) -> str:
 
 
 def row_dict(row: tuple[Any, ...]) -> dict[str, Any]:
-    return dict(zip(_NAMES, row, strict=True))
+    """A runs row as a dict, each column fitted to its documented shape: a value an
+    older version or a hostile writer stored (a time of 1e300, text in an integer
+    column) reads as null rather than breaking every reader (runbase.shapes)."""
+    return fit_row("runs", dict(zip(_NAMES, row, strict=True)))
 
 
 def load_row(store: Store, run_id: str) -> dict[str, Any]:
@@ -103,7 +107,7 @@ def load_params(store: Store, run_ids: list[str]) -> dict[str, dict[str, tuple[A
 
 def _decode_param(text: str) -> Any:
     try:
-        return json.loads(text)
+        return loads(text)  # bounded depth: a deeply nested value is shown as its text
     except ValueError:
         return text
 
@@ -206,7 +210,8 @@ def duration(r: dict[str, Any]) -> float | None:
     end = r.get("ended_at") or (
         time.time() if r.get("status") == "running" else r.get("heartbeat_at")
     )
-    return None if end is None else max(0.0, end - r["started_at"])
+    start = r.get("started_at")
+    return None if end is None or start is None else max(0.0, end - start)
 
 
 def series(store: Store, run_id: str, key: str) -> MetricSeries:

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from typing import Any
 
@@ -13,12 +12,16 @@ from .capture.files import list_files
 from .capture.params import jsonable
 from .notebook import notebook_section
 from .read import duration, load_metrics, load_params, load_row, load_tags
+from .shapes import CODE, COMMAND, ENV, LOGS, PACKAGES, TIME, load_column, loads
 from .store import Store
 
 RECORD_VERSION = 1
 
 
 def iso(ts: float | None) -> str | None:
+    """ISO 8601 (UTC) of a stored timestamp; None when absent or not a time
+    (NaN, an infinity, 1e300: what a store may hold, runbase.shapes.TIME)."""
+    ts = TIME.fit(ts)
     return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
 
 
@@ -61,8 +64,10 @@ def run_row(r: dict[str, Any]) -> dict[str, Any]:
 def build_record(store: Store, run_id: str, include_patch: bool = True) -> dict[str, Any]:
     r = load_row(store, run_id)
     params = load_params(store, [run_id])[run_id]
-    code = json.loads(r["code_json"]) if r["code_json"] else None
-    env = json.loads(r["env_json"]) if r["env_json"] else None
+    # JSON columns are read defensively: what does not have its documented shape
+    # (an older version's value, a hostile writer's) reads as null, never a crash
+    code = load_column(r["code_json"], CODE)
+    env = load_column(r["env_json"], ENV)
     if code is not None:
         code = _code_section(store, code, include_patch)
     if env is not None:
@@ -70,7 +75,7 @@ def build_record(store: Store, run_id: str, include_patch: bool = True) -> dict[
     rec: dict[str, Any] = {
         "record_version": RECORD_VERSION,
         **run_header(r),
-        "command": json.loads(r["command"]),
+        "command": load_column(r["command"], COMMAND) or [],
         "cwd": r["cwd"],
         "host": r["host"],
         "mode": r["mode"],
@@ -86,7 +91,7 @@ def build_record(store: Store, run_id: str, include_patch: bool = True) -> dict[
         "env": env,
         "notebook": notebook_section(store, run_id),
         **list_files(store, run_id),
-        "logs": json.loads(r["logs_json"]) if r["logs_json"] else None,
+        "logs": load_column(r["logs_json"], LOGS),
         "error": r["error"],
     }
     return jsonable(rec)  # NaN/inf -> "NaN"/"Infinity": strict JSON
@@ -108,6 +113,6 @@ def _packages(store: Store, oid: str | None) -> list[dict[str, Any]]:
     if not oid:
         return []
     try:
-        return list(json.loads(store.objects.get_bytes(oid)))
+        return list(PACKAGES.fit(loads(store.objects.get_bytes(oid))) or [])
     except (OSError, ValueError):
         return []

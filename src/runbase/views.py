@@ -39,6 +39,7 @@ from .errors import QueryError, RunbaseError, UsageError
 from .query import compile_where
 from .read import list_runs, load_row, load_runs, resolve, with_sweep
 from .record import build_record, iso, run_row
+from .shapes import CODE, LOGS, load_column
 from .store import Store
 from .store.objects import ObjectTooLarge
 
@@ -344,7 +345,7 @@ def _code(store: Store, run_id: str) -> dict[str, Any] | None:
         from .errors import RunNotFound
 
         raise RunNotFound(f"no run {run_id}")
-    return json.loads(row[0]) if row[0] else None
+    return load_column(row[0], CODE)  # null when not of the documented shape
 
 
 MAX_VIEW_OBJECT = 64 << 20  # a file, patch or manifest read whole to show it
@@ -702,7 +703,7 @@ def log_chunk(
     for _attempt in range(2):
         row = store.db.query_one("SELECT status, logs_json FROM runs WHERE id = ?", (run_id,))
         status = row[0] if row else "crashed"
-        logs = json.loads(row[1]) if row and row[1] else None
+        logs = load_column(row[1], LOGS) if row else None
         if logs is not None:  # finalized: an object
             entry = logs.get(stream)
             raw, size = _log_window(store, entry["oid"], offset, limit + 3) if entry else (b"", 0)
