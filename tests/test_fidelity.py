@@ -166,3 +166,73 @@ def test_read_then_overwritten_at_once_keeps_the_input(project: Path) -> None:
     assert outs["counter.txt"]["hash"] == b3(project / "counter.txt")
     store = Store.open(project / ".runbase")
     assert store.objects.get_bytes(outs["counter.txt"]["hash"]) == b"42\n"
+
+
+# -- item 4: reproduce verdicts ------------------------------------------------------
+
+TRAINER = """
+import argparse, random, time
+import runbase
+p = argparse.ArgumentParser()
+p.add_argument("--seed", type=int, default=0)
+p.add_argument("--report", default="none")
+args = p.parse_args()
+random.seed(args.seed)
+t0 = time.time()
+loss = 1.0
+for step in range(20):
+    loss *= 0.9 + random.random() * 0.05
+    print(f"{{'loss': {loss:.4f}, 'epoch': {step / 20}}}")  # a framework's progress on stdout
+    runbase.log(loss=loss, step=step)
+elapsed = time.time() - t0 + random.random()  # wall clock: differs on every run
+runbase.summary(train_runtime=elapsed, train_samples_per_second=640 / elapsed,
+                epoch_time=elapsed / 3, eval_loss=loss * 1.1)
+"""
+
+
+def _trainer_run(project: Path) -> str:
+    write(project, "train.py", TRAINER)
+    proc = runbase_cmd("run", "--", PY, "train.py", "--seed", "7", cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    return str(record(project)["id"])
+
+
+def test_seeded_trainer_reproduces_despite_timing_metrics(project: Path) -> None:
+    """Wall-clock figures (train_runtime, *_per_second, epoch_time, sys/*) are listed
+    apart and never decide; --json prints the JSON alone on stdout (a real subprocess
+    whose command prints progress to stdout)."""
+    orig = _trainer_run(project)
+    r = runbase_cmd("reproduce", orig, "--json", cwd=project)
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = json.loads(r.stdout)  # nothing but the JSON
+    assert report["verdict"] == "reproduced"
+    assert {m["key"] for m in report["metrics"]} == {"eval_loss", "loss"}
+    timing = {m["key"] for m in report["timing_metrics"]}
+    assert {"train_runtime", "train_samples_per_second", "epoch_time"} <= timing
+    assert not any(m["ok"] for m in report["timing_metrics"] if m["key"] == "train_runtime")
+    assert "'loss'" in r.stderr  # the command's own output went to stderr
+    text = runbase_cmd("reproduce", orig, cwd=project)
+    assert text.returncode == 0 and "\nreproduced: run " in text.stdout
+    assert "timing, not compared: " in text.stdout and "train_runtime" in text.stdout
+
+
+def test_override_is_changed_by_request_and_no_metric_is_nothing_to_compare(
+    project: Path,
+) -> None:
+    orig = _trainer_run(project)
+    # the override changes nothing the metrics see: still not "reproduced"
+    r = runbase_cmd("reproduce", orig, "-p", "report=tensorboard", "--json", cwd=project)
+    assert r.returncode == 4, r.stdout + r.stderr
+    report = json.loads(r.stdout)
+    assert report["verdict"] == "changed by request"
+    assert report["changed_by_request"] == ["report"]
+    assert all(m["ok"] for m in report["metrics"])
+
+    write(project, "copy.py", "open('out.txt', 'w').write(open('README.md').read())\n")
+    runbase_cmd("run", "--", PY, "copy.py", cwd=project, check=True)
+    quiet = record(project)["id"]
+    r = runbase_cmd("reproduce", quiet, "--json", cwd=project)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert json.loads(r.stdout)["verdict"] == "nothing to compare"
+    r = runbase_cmd("reproduce", quiet, cwd=project)
+    assert r.returncode == 3 and "nothing to compare: run " in r.stdout
