@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import ids
-from .errors import BundleError, RunNotFound
+from .errors import BundleError, RunNotFound, UnsafePathError
 from .lifecycle import STATUSES
-from .maintenance import references
+from .maintenance import MAX_MANIFEST, references
+from .safepath import check_recorded_file
+from .shapes import COLUMNS, JSON_COLUMNS, ShapeError, TooDeep, loads
 from .store import Store
 from .store.hashing import split_id
 from .store.schema import MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION
@@ -317,7 +319,22 @@ def _parse_row(table: Table, raw: dict[Any, Any], where: str) -> dict[str, Any]:
         if col is None:
             raise _fail(where, f"unknown column {_show(name)} of table {table.name}")
         row[name] = _value(col, value, f"{where}.{name}")
+        _check_shape(table.name, name, value, row[name], f"{where}.{name}")
     return row
+
+
+def _check_shape(table: str, name: str, raw: Any, value: Any, where: str) -> None:
+    """The column's documented range and size (runbase.shapes.COLUMNS): a time must be a
+    finite time, a count not negative, a name not a megabyte."""
+    shape = COLUMNS.get(table, {}).get(name)
+    if shape is None:
+        return
+    if isinstance(raw, str) and raw in _NONFINITE:  # "NaN" became NULL: check what was sent
+        value = float(raw.replace("Infinity", "inf"))
+    try:
+        shape.check(value, where)
+    except ShapeError as e:
+        raise _fail(e.where, e.message) from None
 
 
 def _check_row(table: Table, row: dict[str, Any], where: str) -> None:
@@ -392,43 +409,39 @@ def _json(where: str, text: str | None, kind: type | None = dict) -> Any:
     if text is None:
         return None
     try:
-        value = json.loads(text)
-    except ValueError:
-        raise _fail(where, "is not valid JSON") from None
+        value = loads(text)  # nesting bounded (shapes.MAX_DEPTH): never a RecursionError
+    except ValueError as e:
+        raise _fail(where, f"is not valid JSON ({e})") from None
     if kind is not None and not isinstance(value, kind):
         raise _fail(where, f"must be JSON {kind.__name__}")
     return value
-
-
-def _oid_fields(where: str, obj: dict[str, Any] | None, keys: tuple[str, ...]) -> None:
-    for key in keys:
-        if obj and obj.get(key) is not None:
-            _check_oid(f"{where}.{key}", obj[key])
 
 
 def _check_run(row: dict[str, Any], where: str) -> None:
     if "status" in row and row["status"] not in STATUSES:
         raise _fail(f"{where}.status", f"{_show(row['status'])} is not one of {STATUSES}")
     if "command" in row:
-        command = _json(f"{where}.command", row["command"], list)
-        if not all(isinstance(a, str) for a in command):
-            raise _fail(f"{where}.command", "must be a JSON list of strings")
-    code = _json(f"{where}.code_json", row.get("code_json"))
-    _oid_fields(f"{where}.code_json", code, ("patch", "tree"))
-    _json(f"{where}.env_json", row.get("env_json"))
-    notebook = _json(f"{where}.notebook_json", row.get("notebook_json"))
-    _oid_fields(f"{where}.notebook_json", notebook, ("oid", "cells_oid"))
-    if row.get("packages_id") is not None:
-        _check_oid(f"{where}.packages_id", row["packages_id"])
-    for name, entry in (_json(f"{where}.logs_json", row.get("logs_json")) or {}).items():
-        if not isinstance(entry, dict):
-            raise _fail(f"{where}.logs_json.{name}", "must be an object with an oid")
-        _check_oid(f"{where}.logs_json.{name}.oid", entry.get("oid"))
+        _json(f"{where}.command", row["command"], list)
+    # every JSON column has the shape docs/run-record.md gives it (runbase.shapes): the
+    # object ids gc and fsck follow, and the types show, diff and the web pages read
+    for name, shape in JSON_COLUMNS.items():
+        value = _json(f"{where}.{name}", row.get(name), None)
+        try:
+            shape.check(value, f"{where}.{name}")
+        except ShapeError as e:
+            raise _fail(e.where, e.message) from None
 
 
 def _check_param(row: dict[str, Any], where: str) -> None:
     # a large value is {"$object": oid, ...}: gc and fsck follow the id
     value = row.get("value")
+    if value is not None and value[:1] in ("[", "{"):
+        try:  # readers parse it (as JSON when it is): its depth is bounded
+            loads(value)
+        except TooDeep as e:
+            raise _fail(f"{where}.value", str(e)) from None
+        except ValueError:
+            pass  # not JSON: an ordinary text value
     if value is not None and value.startswith('{"$object"'):
         try:
             parsed = json.loads(value)
@@ -451,6 +464,11 @@ def _check_file(row: dict[str, Any], where: str) -> None:
         raise _fail(f"{where}.kind", f"{_show(row['kind'])} is not file or dir")
     if row.get("oid") is not None:
         _check_oid(f"{where}.oid", row["oid"])
+    if "path" in row:  # a path checkout writes under its target: never outside it
+        try:
+            check_recorded_file(row["path"], row.get("url"))
+        except UnsafePathError as e:
+            raise UnsafePathError(e.path, f"{e.why} ({where}.path)") from None
 
 
 _ROW_CHECKS = {
@@ -471,6 +489,7 @@ def import_run(
     replace: bool = True,
     verify: Callable[[str], None] | None = None,
     before: Callable[[str], None] | None = None,
+    manifests: bool = True,
 ) -> str:
     """Write a bundle into ``store`` in one transaction; returns the run id.
 
@@ -483,8 +502,14 @@ def import_run(
     on anything malformed, before anything is written. ``verify(run_id)`` is called
     after the rows are written, before they commit (the server checks there that the
     project holds every object the run refers to). ``before(run_id)`` is called first
-    inside the transaction, under the write lock (the server's ownership checks)."""
+    inside the transaction, under the write lock (the server's ownership checks).
+    ``manifests``: the tree manifests the run names (code, data directories) that
+    ``store`` holds are read and their paths checked (UnsafePathError) before anything
+    is written; a server passes False and checks in ``verify`` only those the project
+    holds."""
     parsed = _parse(bundle, replace)
+    if manifests:
+        _check_manifests(store, parsed)
     with store.db.transaction() as cur:
         if before is not None:  # under the write lock: checks of what is there now
             before(parsed.run_id)
@@ -500,6 +525,25 @@ def import_run(
             # only, and whatever ``verify`` raises rolls the whole import back
             verify(parsed.run_id)
     return parsed.run_id
+
+
+def _check_manifests(store: Store, parsed: _Parsed) -> None:
+    """Read (strictly) every tree manifest the run names that ``store`` holds: a path
+    that could write outside a checkout refuses the import (a pull fetches objects
+    first, so a pulled run's manifests are all checked here)."""
+    from .capture.code import load_manifest
+
+    code = _json("run.code_json", parsed.run.get("code_json")) or {}
+    trees = [code.get("tree")] + [
+        r.get("oid") for r in parsed.rows["run_files"] if r.get("kind") == "dir"
+    ]
+    for oid in dict.fromkeys(t for t in trees if isinstance(t, str)):
+        if not store.objects.exists(oid):
+            continue  # not here (hash-only data, a pull without --data): nothing to write
+        try:
+            load_manifest(store, oid, MAX_MANIFEST)
+        except (ValueError, KeyError, TypeError, AttributeError, OSError) as e:
+            raise _fail(oid, f"not a readable tree manifest: {e}") from None
 
 
 def _write_log_chunks(cur: Any, parsed: _Parsed, replace: bool) -> None:

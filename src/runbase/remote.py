@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import RunbaseError, UsageError
+from .shapes import loads
 
 DEFAULT_PROJECT = "default"
 _REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -327,12 +328,20 @@ class Client:
     def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
         if params:
             path += "?" + urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
-        return json.loads(self.request("GET", path)[1])
+        return self._answer("GET", path, self.request("GET", path)[1])
 
     def send_json(self, method: str, path: str, data: Any) -> Any:
         raw = json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
         _, body = self.request(method, path, raw, {"Content-Type": "application/json"})
-        return json.loads(body) if body else None
+        return self._answer(method, path, body) if body else None
+
+    def _answer(self, method: str, path: str, body: bytes) -> Any:
+        """A server's JSON answer; nothing read from a server is trusted: malformed or
+        too deeply nested JSON is a clear error, never a traceback."""
+        try:
+            return loads(body, max_depth=None)  # what the answer holds is checked by type
+        except ValueError as e:  # TooDeep included
+            raise RemoteError(f"{method} {path}: {self.url} answered malformed JSON: {e}")
 
     def download(self, path: str, write: Callable[[bytes], None]) -> int:
         """Stream ``GET path`` into ``write`` (no retry once bytes have arrived)."""
@@ -354,7 +363,7 @@ class Client:
 
 def _error(method: str, path: str, status: int, data: bytes) -> RemoteError:
     try:
-        body = json.loads(data)
+        body = loads(data, max_depth=None)
         detail = body.get("detail") if isinstance(body, dict) else body
     except ValueError:
         body, detail = None, data[:200].decode("utf-8", "replace")

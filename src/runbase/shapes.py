@@ -48,18 +48,24 @@ class ShapeError(ValueError):
         self.message = message
 
 
+class TooDeep(ValueError):
+    """JSON nested deeper than a reader can take."""
+
+
 # -- JSON text with a bounded depth ----------------------------------------------------
 
 
-def loads(text: str | bytes, max_depth: int = MAX_DEPTH) -> Any:
-    """``json.loads`` that refuses nesting deeper than ``max_depth`` with a ValueError
-    (never a RecursionError)."""
+def loads(text: str | bytes, max_depth: int | None = MAX_DEPTH) -> Any:
+    """``json.loads`` that refuses nesting deeper than ``max_depth`` with :class:`TooDeep`,
+    never a RecursionError. ``max_depth=None``: only what the parser itself cannot take
+    is refused (a request body whose every level is then checked by type, where walking
+    millions of values once more would only cost time)."""
     try:
         value = json.loads(text)
     except RecursionError:
-        raise ValueError(f"JSON nested deeper than {max_depth} levels") from None
-    if too_deep(value, max_depth):
-        raise ValueError(f"JSON nested deeper than {max_depth} levels")
+        raise TooDeep(f"JSON nested deeper than {max_depth or 1000} levels") from None
+    if max_depth is not None and too_deep(value, max_depth):
+        raise TooDeep(f"JSON nested deeper than {max_depth} levels")
     return value
 
 
@@ -141,8 +147,11 @@ class Int(Shape):
 class Num(Shape):
     """A number; ``finite=False`` also admits NaN and ±inf (metric values)."""
 
-    def __init__(self, lo: float = -math.inf, hi: float = math.inf, finite: bool = True) -> None:
+    def __init__(
+        self, lo: float = -math.inf, hi: float = math.inf, finite: bool = True, what: str = ""
+    ) -> None:
         self.lo, self.hi, self.finite = lo, hi, finite
+        self.what = what or f"a finite number from {lo:g} to {hi:g}"
 
     def conform(self, value: Any, where: str, strict: bool) -> Any:
         if value is None:
@@ -152,7 +161,12 @@ class Num(Shape):
                 return value
         elif type(value) in (int, float) and self.lo <= _float(value) <= self.hi:
             return value
-        return self.misfit(where, f"must be a finite number from {self.lo:g} to {self.hi:g}", strict)
+        return self.misfit(where, f"must be {self.what}, not {_shown(value)}", strict)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _as_text(value: Any) -> str | None:
@@ -285,7 +299,7 @@ def _has_nonfinite(value: Any) -> bool:
 # -- the declarations (docs/run-record.md; docs/store-format.md "Run bundles") -----------
 
 NAME = Str(MAX_NAME)
-TIME = Num(0, MAX_TIME)
+TIME = Num(0, MAX_TIME, what="a time (seconds since 1970, finite, before the year 10000)")
 COUNT = Int(0)
 FLAG = OneOf(0, 1)
 

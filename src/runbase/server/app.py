@@ -33,6 +33,7 @@ from starlette.concurrency import run_in_threadpool  # noqa: E402
 from .. import __version__  # noqa: E402
 from ..bundle import BundleError  # noqa: E402
 from ..errors import RunbaseError  # noqa: E402
+from ..shapes import loads  # noqa: E402
 from ..store import Store  # noqa: E402
 from ..store.objects import ObjectIdMismatch  # noqa: E402
 from ..web import pages  # noqa: E402
@@ -327,7 +328,9 @@ BUNDLE_OPENAPI: dict[str, Any] = {
 async def _bundle_body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     try:
-        body = json.loads(raw)
+        # 5,000 nested brackets are a client error, not a RecursionError (a 500); the
+        # bundle's every level is then checked by type (runbase.bundle)
+        body = loads(raw, max_depth=None)
     except ValueError as e:
         raise BundleError(f"the body is not JSON: {e}") from None
     if not isinstance(body, dict):
