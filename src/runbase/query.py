@@ -59,6 +59,12 @@ _TIME_COLUMNS = {"started_at", "ended_at"}
 _SQL_OPS = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "=", "=": "=", "!=": "<>"}
 
 
+MAX_NESTING = 50  # levels of 'not' and parentheses in one expression
+# comparisons in one expression (an 'in' list counts each value): SQL chains them, and
+# SQLite refuses an expression tree deeper than 1000
+MAX_TERMS = 500
+
+
 @dataclass
 class Tok:
     kind: str
@@ -94,6 +100,8 @@ class _Parser:
         self.text = text
         self.toks = _tokenize(text)
         self.i = 0
+        self.depth = 0  # nesting of 'not' and parentheses (MAX_NESTING)
+        self.terms = 0  # comparisons so far (MAX_TERMS)
         self.args: list[Any] = []
         self.fields: list[Field] = []  # every field named, for unknown_keys
 
@@ -142,14 +150,27 @@ class _Parser:
         return parts[0] if len(parts) == 1 else "(" + " AND ".join(parts) + ")"
 
     def not_(self) -> str:
-        if self.accept_word("not"):
-            return f"NOT ({self.not_()})"
-        if self.accept_op("("):
-            inner = self.or_()
-            if not self.accept_op(")"):
-                raise QueryError(f"missing ')' in {self.text!r}")
-            return inner
-        return self.comparison()
+        # every 'not' and '(' is one level of recursion here and of SQL there: bounded,
+        # so a hostile or generated expression is a clear error, not a RecursionError
+        self.depth += 1
+        try:
+            if self.depth > MAX_NESTING:
+                tok = self.peek()
+                at = f" at position {tok.pos}" if tok else ""
+                raise QueryError(
+                    f"the expression nests 'not' and parentheses more than {MAX_NESTING} "
+                    f"levels deep{at}"
+                )
+            if self.accept_word("not"):
+                return f"NOT ({self.not_()})"
+            if self.accept_op("("):
+                inner = self.or_()
+                if not self.accept_op(")"):
+                    raise QueryError(f"missing ')' in {self.text!r}")
+                return inner
+            return self.comparison()
+        finally:
+            self.depth -= 1
 
     def field(self) -> Field:
         tok = self.take()
@@ -200,6 +221,7 @@ class _Parser:
         raise QueryError(f"expected a value at position {tok.pos} in {self.text!r}")
 
     def comparison(self) -> str:
+        self.count_term()
         f = self.field()
         tok = self.peek()
         if tok is not None and tok.kind == "word" and tok.text.lower() == "in":
@@ -208,6 +230,7 @@ class _Parser:
                 raise QueryError(f"'in' needs a list: in (1, 2) in {self.text!r}")
             values = [self.value()]
             while self.accept_op(","):
+                self.count_term()
                 values.append(self.value())
             if not self.accept_op(")"):
                 raise QueryError(f"missing ')' after the 'in' list in {self.text!r}")
@@ -218,6 +241,11 @@ class _Parser:
             raise QueryError(f"{f.key} needs a comparison, e.g. {f.key} == value")
         self.i += 1
         return self.compile(f, tok.text, self.value())
+
+    def count_term(self) -> None:
+        self.terms += 1
+        if self.terms > MAX_TERMS:
+            raise QueryError(f"the expression has more than {MAX_TERMS} comparisons")
 
     # -- SQL generation ------------------------------------------------------------
     def exists(self, f: Field, cond: str, args: list[Any]) -> str:
