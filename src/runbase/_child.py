@@ -19,6 +19,72 @@ def attach_from_env() -> None:
     _tracker.install_term_flush()
     install_hooks()
     install_file_hook(os.environ.get("RUNBASE_PROJECT_ROOT"), store_root)
+    watch_supervisor(t.spool_dir)
+
+
+def watch_supervisor(spool_dir: str) -> None:
+    """Record this process as one of the run's, and watch ``runbase run``: if it is
+    killed (SIGKILL cannot be caught), this process goes on and keeps spooling its
+    metrics, which the next runbase command ingests (lifecycle.recover_orphans).
+    Its stdout/stderr, pipes to the dead supervisor, are then sent to /dev/null, so
+    that printing cannot kill the training with BrokenPipeError (the supervisor
+    scrubbed secrets from the output: without it, output is not recorded)."""
+    from .capture.proc import is_alive, register
+
+    try:
+        register(spool_dir, os.getpid())
+    except OSError:
+        return  # the spool is not writable: the supervisor reports that
+    sup = os.environ.get("RUNBASE_SUPERVISOR_PID", "")
+    if not sup.isdigit():
+        return
+    sup_pid, sup_start = int(sup), os.environ.get("RUNBASE_SUPERVISOR_START") or None
+    if not is_alive(sup_pid, sup_start):
+        return  # started after the supervisor died (or by another): nothing to watch
+
+    def loop() -> None:
+        import time
+
+        direct = os.getppid() == sup_pid
+        while True:
+            time.sleep(0.1)
+            gone = os.getppid() != sup_pid if direct else not is_alive(sup_pid, sup_start)
+            if gone:
+                _detach_streams()
+                t = _tracker.active()
+                if t is not None:
+                    t.event("supervisor_lost", pid=sup_pid)
+                return
+
+    import threading
+
+    threading.Thread(target=loop, name="runbase-supervisor-watch", daemon=True).start()
+
+
+def _detach_streams() -> None:
+    """Point fds 1 and 2 at /dev/null when they are a pipe or terminal whose reader is
+    gone (the dead supervisor's), so that writes neither fail nor block."""
+    import select
+    import stat
+
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        for fd in (1, 2):
+            try:
+                mode = os.fstat(fd).st_mode
+                if not (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
+                    continue  # a file of the user's: not the supervisor's pipe
+                poller = select.poll()
+                poller.register(fd, 0)  # POLLERR/POLLHUP are always reported
+                if any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0)):
+                    os.dup2(null, fd)
+            except OSError:
+                continue
+    finally:
+        os.close(null)
 
 
 def python_info() -> dict[str, object]:
@@ -68,7 +134,7 @@ def install_file_hook(project_root: str | None, store_root: str) -> None:
         if t is not None:
             t.event(FILE_EVENT, path=path, op=op, mtime_ns=mtime_ns)
 
-    install_audit_hook(emit, project_root, store_root)
+    install_audit_hook(emit, project_root, store_root, scope=_tracker.active)
 
 
 def _record_argparse(values: dict[str, object]) -> None:

@@ -52,9 +52,19 @@ class Capture:
     def __init__(self, out: _Tee, err: _Tee, fds: list[int]) -> None:
         self.out, self.err, self.fds = out, err, fds
 
+    def add_secrets(self, values: set[str]) -> None:
+        """Scrub these too from now on (params redacted after the capture began)."""
+        with self.out._lock:
+            for tee in (self.out, self.err):
+                for scrubber in tee._scrubbers:
+                    scrubber.add(values)
+
     def restore(self) -> None:
         for tee, name in ((self.out, "stdout"), (self.err, "stderr")):
             tee.flush_logs()
+            # a tee still held (a logging handler; a later capture over it) passes
+            # writes through: its fds close below, and their numbers get reused
+            tee._broken = True
             if getattr(sys, name) is tee:
                 setattr(sys, name, tee._inner)
         for fd in self.fds:

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 _lock = threading.RLock()
 _run: Run | None = None
 _secret_values: set[str] | None = None
+# the job run in progress in this process (runbase.jobs): what init() and active_run()
+# return and what finish() ends while it runs
+_job: Run | None = None
 
 
 class Run:
@@ -114,7 +117,7 @@ def init(
             _apply_meta(name, tags, params)
             if explicit and _run.notebook is None:
                 _setup_notebook(_run, explicit, "explicit")
-            return _run
+            return _job or _run
         if os.environ.get("RUNBASE_RUN_ID") and os.environ.get("RUNBASE_DIR"):
             _run = _attach()
             _apply_meta(name, tags, params)
@@ -129,7 +132,7 @@ def init(
             _setup_notebook(_run, None, None, cells=notebook is not False)
             if params:
                 _inline_params(params)
-        return _run
+        return _job or _run  # a job: started by a launcher hook while the run started
 
 
 def _explicit_notebook(notebook: Any) -> str | None:
@@ -350,6 +353,17 @@ def _known_secrets() -> set[str]:
     return _secret_values
 
 
+def _add_secrets(values: set[str]) -> None:
+    """Values redacted from params are scrubbed from everything recorded after: this
+    process's tracebacks and console capture, and ``runbase run``'s logs."""
+    from .capture.secrets import report_secrets
+
+    _known_secrets().update(values)  # the set the notebook recorder holds, too
+    if _run is not None and _run._console is not None:
+        _run._console.add_secrets(values)
+    report_secrets(values)
+
+
 def record_params(
     values: Mapping[str, Any] | Any, source: str, flatten: bool = False, weak: bool = False
 ) -> None:
@@ -364,7 +378,8 @@ def record_params(
 
         if flatten:
             values = _params.flatten(values)
-        if ensure_run() is None:
+        # an active tracker is a started run (init() itself may still be starting it)
+        if _tracker.active() is None and ensure_run() is None:
             return
         t = _tracker.active()
         if t is None:
@@ -372,14 +387,17 @@ def record_params(
         from .capture.secrets import scrub
 
         secrets = _known_secrets()
+        found: set[str] = set()
         for key, value in values.items():
-            text = _params.encode_value(str(key), value)
+            text = _params.encode_value(str(key), value, found)
             if secrets:
                 text = scrub(text, secrets)
             if weak:
                 t.event("param", key=str(key), value=text, source=source, weak=True)
             else:
                 t.event("param", key=str(key), value=text, source=source)
+        if found - secrets:
+            _add_secrets(found - secrets)
     except UsageError:
         raise
     except Exception as e:  # noqa: BLE001
@@ -490,6 +508,9 @@ def finish(status: str | None = None) -> None:
     """
     global _run
     with _lock:
+        if _job is not None and not _job.finished:
+            _job.finish(status)  # inside a job (runbase.jobs), finish() ends the job
+            return
         run = _run
         if run is None or run.finished:
             return
@@ -550,6 +571,9 @@ def start_run(name: str | None = None, **kwargs: Any) -> Iterator[Run]:
 
 
 def active_run() -> Run | None:
+    """The run this process reports to: the job in progress (runbase.jobs), else its run."""
+    if _job is not None and not _job.finished:
+        return _job
     return _run if _run is not None and not _run.finished else None
 
 

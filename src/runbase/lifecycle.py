@@ -17,7 +17,7 @@ from typing import Any
 from . import fsname, ids, progress
 from .capture import env as envcap
 from .capture import params as pcap
-from .capture.proc import is_alive, start_id
+from .capture.proc import start_id
 from .ingest import IngestResult, compact, ingest, remove_spool, spool_mtime
 from .store import Store
 
@@ -93,9 +93,12 @@ def snapshot_code(store: Store, run_id: str, root: Path, keep: list[str] | None 
     record_code(store, run_id, snapshot(store, root, rel).as_dict())
 
 
-def record_argv_params(store: Store, run_id: str, argv: list[str], cwd: str | None = None) -> None:
+def record_argv_params(
+    store: Store, run_id: str, argv: list[str], cwd: str | None = None
+) -> set[str]:
     """Fallback params parsed from the (already redacted) command line, source ``argv``,
-    and those of the config files it names (relative to ``cwd``), source ``config``."""
+    and those of the config files it names (relative to ``cwd``), source ``config``.
+    Returns the secret values redacted from the config files: the logs scrub them."""
     rows = []
     for key, text in pcap.parse_argv(argv).items():
         value = pcap.encode_value(key, pcap.typed(text))
@@ -106,38 +109,45 @@ def record_argv_params(store: Store, run_id: str, argv: list[str], cwd: str | No
             "ON CONFLICT (run_id, key) DO NOTHING",
             rows,
         )
-    record_config_params(store, run_id, argv, cwd)
+    return record_config_params(store, run_id, argv, cwd)
 
 
 def record_config_params(
     store: Store, run_id: str, argv: list[str], cwd: str | None = None
-) -> None:
+) -> set[str]:
     """Params from the YAML/TOML/JSON config files named on ``argv`` (capture.configfiles):
     below argv guesses in precedence (``--config c.yaml --lr 0.2``: the 0.2 holds); a
-    later file wins over an earlier one."""
+    later file wins over an earlier one. Returns the secret values redacted from them
+    (``db.password``, an ``sk-...`` under any name), for the log scrubbers."""
     from .capture.configfiles import config_files
     from .capture.secrets import known_secret_values, scrub
 
+    found: set[str] = set()
     files = config_files(argv, cwd)
     if not files:
-        return
+        return found
     secrets = known_secret_values()
     rows = []
-    for _path, values in files:
+    for path, values in files:
+        in_file: set[str] = set()
         for key, v in values.items():
-            value = (
-                scrub(pcap.encode_value(key, v), secrets) if secrets else pcap.encode_value(key, v)
-            )
+            value = scrub(pcap.encode_value(key, v, in_file), secrets)
             if len(value) > pcap.MAX_INLINE_VALUE:
                 oid = store.objects.put_bytes(value.encode())
                 value = json.dumps({"$object": oid, "size": len(value), "preview": value[:200]})
             rows.append((run_id, key, value, pcap.numeric(value), "config"))
+        if in_file:  # the file holds what was redacted: its bytes must not be stored
+            from .capture.files import withhold_input
+
+            withhold_input(store, run_id, project_root_of(store, run_id), cwd, path)
+        found |= in_file
     store.db.executemany(
         "INSERT INTO params (run_id, key, value, num, source) VALUES (?, ?, ?, ?, ?) "
         "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, num = excluded.num "
         "WHERE params.source = 'config'",
         rows,
     )
+    return found
 
 
 def record_env(store: Store, run_id: str, python: dict[str, Any] | None) -> None:
@@ -259,10 +269,12 @@ def finalize(
     False if another process finalized the run first."""
     assert status in TERMINAL, status
     ingest_and_handle(store, run_id)
+    _end_left_jobs(store, run_id, status, exit_code, exit_signal, ended_at)
     row = store.db.query_one("SELECT env_json FROM runs WHERE id = ?", (run_id,))
     if row is not None and row[0] is None:
         record_env(store, run_id, None)
     _finalize_files(store, run_id)
+    _release_job_files(store, run_id)
     logs = _store_logs(store, run_id)
     from .notebook import notebook_with_cells
 
@@ -288,6 +300,47 @@ def finalize(
         remove_spool(store, run_id)
         compact(store, run_id)
     return won
+
+
+def _end_left_jobs(
+    store: Store,
+    run_id: str,
+    status: str,
+    exit_code: int | None,
+    exit_signal: int | None,
+    ended_at: float | None,
+) -> None:
+    """End the job runs (runbase.jobs) its process left running, killed or exiting
+    during a job, with the process's status."""
+    rows = store.db.query(
+        "SELECT id FROM runs WHERE parent_id = ? AND mode = 'job' AND status = 'running'",
+        (run_id,),
+    )
+    for (job_id,) in rows:
+        finalize(
+            store,
+            job_id,
+            status,
+            exit_code=exit_code,
+            exit_signal=exit_signal,
+            ended_at=ended_at,
+            error="the process ended during the job",
+        )
+
+
+def _release_job_files(store: Store, run_id: str) -> None:
+    """Leave to a run's job runs the files they recorded: the run keeps what its process
+    did outside its jobs. The tree watcher and the end-of-run scan cannot tell which
+    job touched a file, and a launcher writes a job's files (Hydra's ``.hydra/``) just
+    before the job starts: a file with the same path and bytes as a job's is the job's."""
+    store.db.execute(
+        "DELETE FROM run_files WHERE run_id = ? AND oid IS NOT NULL AND ("
+        "(role = 'output' AND source <> 'declared') OR (role = 'input' AND source = 'watch')"
+        ") AND EXISTS (SELECT 1 FROM run_files j JOIN runs r ON r.id = j.run_id "
+        "WHERE r.parent_id = ? AND r.mode = 'job' AND j.role = run_files.role "
+        "AND j.path = run_files.path AND j.oid = run_files.oid)",
+        (run_id, run_id),
+    )
 
 
 def _finalize_files(store: Store, run_id: str) -> None:
@@ -319,26 +372,62 @@ def _store_logs(store: Store, run_id: str) -> dict[str, Any]:
     return out
 
 
+# A running run whose supervisor (``runbase run``) was killed while its command goes on:
+# status stays ``running``, ``error`` holds this note (docs/run-record.md), the spool is
+# ingested by every command and removed only when the last of the run's processes ends.
+SUPERVISOR_LOST = "supervisor lost: runbase run was killed; the command went on without it"
+
+
 def recover_orphans(store: Store) -> list[str]:
-    """Finalize as ``crashed`` every running run on this host whose owner process is gone.
-    A run without an owner was imported from another store (runbase.bundle): its
-    process, if any, is on another machine, perhaps of the same name, so it is no orphan."""
+    """Finalize as ``crashed`` every running run on this host whose processes are all
+    gone: its owner (the supervisor, or the process of ``runbase.init``) and the
+    processes recorded in its spool (capture.proc.register). While any of those still
+    runs, the run stays ``running`` (supervisor lost) and its spool is ingested, never
+    deleted. A run without an owner was imported from another store (runbase.bundle):
+    its process, if any, is on another machine, perhaps of the same name, so it is no
+    orphan. One run's damaged record must not stop the command: it is warned about and
+    skipped."""
     _, host = envcap.user_and_host()
     rows = store.db.query(
-        "SELECT id, owner_pid, owner_start, heartbeat_at FROM runs "
+        "SELECT id, owner_pid, owner_start, heartbeat_at, error FROM runs "
         "WHERE status = 'running' AND host = ? AND owner_pid IS NOT NULL",
         (host,),
     )
     recovered = []
-    for run_id, pid, start, heartbeat in rows:
-        if is_alive(int(pid), start):
-            continue
-        ended = spool_mtime(store, run_id) or heartbeat
-        if finalize(
-            store, run_id, "crashed", ended_at=ended, error="the owning process disappeared"
-        ):
-            recovered.append(run_id)
+    for run_id, pid, start, heartbeat, error in rows:
+        try:
+            if _recover_one(store, run_id, int(pid), start, heartbeat, error):
+                recovered.append(run_id)
+        except Exception as e:  # noqa: BLE001 - one bad row must not break every command
+            from ._safe import warn_once
+
+            warn_once(f"recover-{run_id}", f"could not recover run {run_id}: {e}")
     return recovered
+
+
+def _recover_one(
+    store: Store, run_id: str, pid: int, start: str | None, heartbeat: Any, error: str | None
+) -> bool:
+    from .capture.proc import is_alive, live_processes
+
+    if is_alive(pid, start):
+        return False
+    if live_processes(str(store.spool_dir(run_id))):
+        if error is None:
+            store.db.execute(
+                "UPDATE runs SET error = ? WHERE id = ? AND status = 'running' AND error IS NULL",
+                (SUPERVISOR_LOST, run_id),
+            )
+        ingest_and_handle(store, run_id)
+        return False
+    ended = spool_mtime(store, run_id) or heartbeat
+    why = "the owning process disappeared"
+    if error == SUPERVISOR_LOST:
+        why = (
+            "runbase run was killed; the command went on without it and has ended "
+            "(its exit status is unknown; its metrics were kept)"
+        )
+    return finalize(store, run_id, "crashed", ended_at=ended, error=why)
 
 
 def project_root(cwd: Path | None = None) -> Path:

@@ -24,7 +24,16 @@ from typing import Any
 
 from . import lifecycle
 from ._safe import safe_call, warn_once
-from .capture.secrets import StreamScrubber, known_secret_values, redact_argv
+from .capture.proc import register as register_process
+from .capture.proc import start_id
+from .capture.secrets import (
+    SECRETS_FD_ENV,
+    SecretsReader,
+    StreamScrubber,
+    known_secret_values,
+    redact_argv,
+    secrets_channel,
+)
 from .errors import UsageError
 from .spool import write_all
 from .store import Store
@@ -114,7 +123,11 @@ def run(argv: list[str], options: RunOptions | None = None) -> RunOutcome:
         safe_call("the code record", lifecycle.record_code, store, run_id, opts.code_record)
     elif opts.capture_code:
         safe_call("the code snapshot", lifecycle.snapshot_code, store, run_id, root)
-    safe_call("argv params", lifecycle.record_argv_params, store, run_id, shown_argv, str(cwd))
+    # the supervisor reads the config files (it knows argv): what they hold that was
+    # redacted (hf_token, db.password) is scrubbed from the logs it tees
+    config_secrets = safe_call(
+        "argv params", lifecycle.record_argv_params, store, run_id, shown_argv, str(cwd)
+    )
     safe_call(
         "declared data",
         lifecycle.declare_files,
@@ -124,7 +137,7 @@ def run(argv: list[str], options: RunOptions | None = None) -> RunOutcome:
         opts.outputs,
         opts.hash_only,
     )
-    secrets = known_secret_values() | argv_secrets
+    secrets = known_secret_values() | argv_secrets | (config_secrets or set())
     sup = _Supervised(store, run_id, argv, secrets, opts)
     outcome = sup.run()
     outcome.unused_overrides = safe_call(
@@ -160,7 +173,11 @@ def _warn_unused(store: Store, run_id: str, env_overrides: dict[str, Any]) -> li
     from .overrides import format_value, unused
     from .read import load_params
 
-    sources = {k: s for k, (_v, s) in load_params(store, [run_id])[run_id].items()}
+    # its job runs (runbase.jobs: a Hydra multirun) used the overrides, if it had any
+    jobs = store.db.query("SELECT id FROM runs WHERE parent_id = ? AND mode = 'job'", (run_id,))
+    ids = [run_id, *(j[0] for j in jobs)]
+    params = load_params(store, ids)
+    sources = {k: s for i in ids for k, (_v, s) in params.get(i, {}).items()}
     keys = unused(env_overrides, [], sources)
     for key in keys:
         sys.stderr.write(
@@ -180,6 +197,7 @@ def child_env(store: Store, run_id: str, extra: dict[str, str] | None = None) ->
     env["RUNBASE_DIR"] = str(store.root)
     env["RUNBASE_PACKAGE_DIR"] = str(Path(__file__).parent)
     env["RUNBASE_SUPERVISOR_PID"] = str(os.getpid())
+    env["RUNBASE_SUPERVISOR_START"] = start_id(os.getpid()) or ""  # pid reuse (_child)
     env.pop("RUNBASE_OVERRIDES", None)  # a nested run gets its own overrides, not ours
     row = store.db.query_one("SELECT project_root FROM runs WHERE id = ?", (run_id,))
     if row and row[0]:
@@ -204,7 +222,14 @@ class _Supervised:
     def run(self) -> RunOutcome:
         spool = self.store.spool_dir(self.run_id)
         streams = self._open_streams()
+        # before any thread of ours starts (the keeper is a fork)
+        keeper = safe_call("the output keeper", _Keeper.start, streams, spool, self.secrets)
         env = child_env(self.store, self.run_id, self.opts.extra_env)
+        # values the command redacts once running (a Hydra config's password) come
+        # back on this pipe to the log scrubbers
+        channel = safe_call("the secrets channel", secrets_channel)
+        if channel is not None:
+            env[SECRETS_FD_ENV] = channel[2]
         # set up the tree watcher (ctypes, one inotify watch per directory) while the
         # command starts, off the start-up path; Python reads are seen by the audit hook
         watcher_box: list[Any] = []
@@ -220,14 +245,21 @@ class _Supervised:
                 stderr=streams.child_err,
                 env=env,
                 cwd=self.opts.cwd,
+                pass_fds=(channel[1],) if channel is not None else (),
             )
         except OSError as e:
             streams.close_child_ends()
+            _close_channel(channel)
             lifecycle.finalize(
                 self.store, self.run_id, "failed", exit_code=127, error=f"could not start: {e}"
             )
             raise UsageError(f"could not start {self.argv[0]}: {e}") from e
         streams.close_child_ends()
+        if channel is not None:  # only the command writes
+            with contextlib.suppress(OSError):
+                os.close(channel[1])
+        # the run's processes outlive us if we are killed: orphan recovery checks them
+        safe_call("the command's pid", register_process, str(spool), self.proc.pid)
         old = self._forward_signals()
         # after the command started (psutil and NVML load on the sampler's thread), and
         # before anything could reap it: our children's CPU time so far is its baseline
@@ -240,11 +272,13 @@ class _Supervised:
                 spool, lambda e: store_warning(self.store, f"cannot write the run's logs: {e}")
             )
             try:
-                _tee(streams, self.proc, logs, self.secrets)
+                _tee(streams, self.proc, logs, self.secrets, channel and channel[0])
             finally:
                 logs.close()
             rc = self.proc.wait()
         finally:
+            if keeper is not None:
+                keeper.release()
             self._restore_signals(old)
             if sampler is not None:
                 sampler.stop()  # its last frame goes in with the last ingest
@@ -430,6 +464,66 @@ def _copy_winsize(src: int, dst: int) -> None:
         fcntl.ioctl(dst, termios.TIOCSWINSZ, fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8))
 
 
+class _Keeper:
+    """A forked process that holds the read ends of the command's output pipes, so
+    that if ``runbase run`` is killed (SIGKILL cannot be caught) the command can still
+    write: it then tees the rest of the output into the run's spool logs (scrubbed of
+    the secrets known when the run started) until the command's last process closes
+    them. It is one of the run's processes (capture.proc.register): orphan recovery
+    waits for it, so the logs are complete when the run is finalized."""
+
+    def __init__(self, pid: int, control: int) -> None:
+        self.pid = pid
+        self.control = control
+
+    @classmethod
+    def start(cls, streams: _Streams, spool: Path, secrets: set[str]) -> _Keeper:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the keeper: os-level work only, and it never returns
+            try:
+                os.close(w)
+                for fd in (streams.child_out, streams.child_err):
+                    os.close(fd)
+                _keep(r, streams, spool, secrets)
+            finally:
+                os._exit(0)
+        os.close(r)
+        return cls(pid, w)
+
+    def release(self) -> None:
+        """We finish normally: the keeper exits without reading anything."""
+        with contextlib.suppress(OSError):
+            os.write(self.control, b"q")
+        with contextlib.suppress(OSError):
+            os.close(self.control)
+        with contextlib.suppress(OSError):
+            os.waitpid(self.pid, 0)
+
+
+class _Orphaned:
+    """The command as the keeper sees it: not its child, so never seen to exit; the
+    tee ends when the last writer closes the pipes."""
+
+    def poll(self) -> None:
+        return None
+
+
+def _keep(control: int, streams: _Streams, spool: Path, secrets: set[str]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the command's to handle
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
+    if os.read(control, 1):
+        return  # the supervisor finished normally
+    with contextlib.suppress(OSError):
+        register_process(str(spool), os.getpid())
+    logs = _LogFiles.open(spool, lambda e: None)
+    try:
+        _tee(streams, _Orphaned(), logs, secrets)  # type: ignore[arg-type]
+    finally:
+        logs.close()
+
+
 class _LogFiles:
     """The run's two log files, written unbuffered so a full disk loses bytes, not the run."""
 
@@ -469,13 +563,26 @@ class _LogFiles:
                     os.close(fd)
 
 
+def _close_channel(channel: tuple[int, int, str] | None) -> None:
+    for fd in channel[:2] if channel is not None else ():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 def _tee(
-    streams: _Streams, proc: subprocess.Popen[bytes], logs: _LogFiles, secrets: set[str]
+    streams: _Streams,
+    proc: subprocess.Popen[bytes],
+    logs: _LogFiles,
+    secrets: set[str],
+    secrets_fd: int | None = None,
 ) -> None:
-    """Copy the child's output to our stdout/stderr and to the logs until both close."""
+    """Copy the child's output to our stdout/stderr and to the logs until both close.
+    Values arriving on ``secrets_fd`` join the scrubbers before any later output is
+    scrubbed (they are read before each chunk; a scrubber holds a line until it ends)."""
     sel = selectors.DefaultSelector()
     combined = StreamScrubber(secrets)
     err_only = StreamScrubber(secrets)
+    reported = SecretsReader(secrets_fd) if secrets_fd is not None else None
     targets = {streams.read_out: 1, streams.read_err: 2}
     for fd in targets:
         sel.register(fd, selectors.EVENT_READ)
@@ -488,6 +595,8 @@ def _tee(
             exited_at = exited_at or time.monotonic()
             if time.monotonic() - exited_at > 0.3:
                 break
+        if reported is not None and reported.fd is not None:
+            _take_reported(reported, combined, err_only)
         for key, _ in events:
             fd = key.fd
             try:
@@ -502,12 +611,21 @@ def _tee(
             logs.write("output", combined.feed(data))
             if targets[fd] == 2:
                 logs.write("stderr", err_only.feed(data))
+    if reported is not None:
+        _take_reported(reported, combined, err_only)
+        reported.close()
     logs.write("output", combined.flush())
     logs.write("stderr", err_only.flush())
     sel.close()
     for fd in targets:
         with contextlib.suppress(OSError):
             os.close(fd)
+
+
+def _take_reported(reported: SecretsReader, *scrubbers: StreamScrubber) -> None:
+    new = reported.drain()
+    for scrubber in scrubbers if new else ():
+        scrubber.add(new)
 
 
 def _write_all(fd: int, data: bytes) -> None:

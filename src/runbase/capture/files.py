@@ -24,6 +24,7 @@ from typing import Any
 from ..store import Store
 from ..store.hashing import hash_file
 from ..store.statcache import StatCache
+from .secretfiles import is_secret_file
 
 FILE_EVENT = "file"
 # Never data: VCS, the store, caches and virtualenvs (the audit hook, the tree watcher
@@ -67,7 +68,9 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 # -- in the training process: the audit hook ----------------------------------------
 
 
-def install_audit_hook(emit: Any, project_root: str, store_root: str) -> None:
+def install_audit_hook(
+    emit: Any, project_root: str, store_root: str, scope: Any = None
+) -> None:
     """Report ``open``/``os.rename``/``os.replace`` of files under ``project_root``.
 
     ``emit(path, op, mtime_ns)`` is called once per (path, op), op being ``"r"`` or
@@ -77,7 +80,9 @@ def install_audit_hook(emit: Any, project_root: str, store_root: str) -> None:
     before the open: a read of a file that does not exist (a probe for an optional
     ``config.local``) will fail, reads nothing and is not reported. Audit hooks cannot
     be removed; this one stays cheap (a few string checks, one ``stat`` per file read)
-    and never raises.
+    and never raises. With ``scope``, a path is reported once per value of ``scope()``
+    (the run reported to: each job run of a process, runbase.jobs, hears of the files
+    it reads even when an earlier job read them).
     """
     root = project_root.rstrip("/") + "/"
     skip = tuple(
@@ -85,7 +90,7 @@ def install_audit_hook(emit: Any, project_root: str, store_root: str) -> None:
         for p in {sys.prefix, getattr(sys, "base_prefix", sys.prefix), root + ".git"}
         if p
     ) + store_internals(store_root)
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str, Any]] = set()
 
     def note(path: Any, op: str) -> None:
         if isinstance(path, bytes):
@@ -100,7 +105,7 @@ def install_audit_hook(emit: Any, project_root: str, store_root: str) -> None:
             return
         if path.endswith(CODE_SUFFIXES):
             return
-        key = (path, op)
+        key = (path, op, scope() if scope is not None else None)
         if key in seen:
             return
         mtime: int | None = None
@@ -175,6 +180,24 @@ def note_file(
     _upsert(store, run_id, role, key, source)
     if role == "input" and _oid(store, run_id, "input", key) is None:
         _hash_into(store, run_id, root, role, key, _policy(store, run_id))
+
+
+def withhold_input(store: Store, run_id: str, root: str, cwd: str | None, path: str) -> None:
+    """Record ``path`` (relative to ``cwd``) as an input by name and hash only, source
+    ``config``: a config file runbase redacted secrets from (capture.secrets). Reads
+    of it reported later find it hashed and leave it so: it is never stored."""
+    full = os.path.abspath(os.path.join(cwd or os.getcwd(), path))
+    try:
+        oid, size = hash_file(full), os.path.getsize(full)
+    except OSError:
+        return
+    store.db.execute(
+        "INSERT INTO run_files (run_id, role, path, oid, size, stored, source, kind) "
+        "VALUES (?, 'input', ?, ?, ?, 0, 'config', 'file') "
+        "ON CONFLICT (run_id, role, path) DO UPDATE SET oid = excluded.oid, "
+        "size = excluded.size, stored = 0, source = 'config'",
+        (run_id, rel(root, full), oid, size),
+    )
 
 
 def _upsert(store: Store, run_id: str, role: str, key: str, source: str) -> None:
@@ -254,8 +277,12 @@ def _policy(store: Store, run_id: str) -> str:
 def _hash_into(
     store: Store, run_id: str, root: str, role: str, key: str, policy: str
 ) -> str | None:
-    """Hash (and store, unless hash-only) one recorded file or directory."""
+    """Hash (and store, unless hash-only) one recorded file or directory. A file that
+    may hold credentials (capture.secretfiles: ``.env``, ``id_rsa``, ...) is hashed,
+    never stored: withheld, so it is never pushed either."""
     full = key if os.path.isabs(key) else os.path.join(root, key)
+    if is_secret_file(key, root):
+        policy = "hash"
     snap = snapshot_path(store, full, policy)
     if snap is None:
         return None  # deleted (a temp file) or never created
@@ -328,8 +355,8 @@ def _put_dir(store: Store, full: str, policy: str, cache: StatCache) -> tuple[st
                     st = os.lstat(p)
                 except OSError:
                     continue
-                if not stat.S_ISREG(st.st_mode):
-                    continue
+                if not stat.S_ISREG(st.st_mode) or is_secret_file(name):
+                    continue  # a directory's secret files are left out, as from code
                 oid, size = _put_file(store, p, st, policy, cache)
                 total[0] += size
                 yield file_entry_json(p[cut:], oid, size)
@@ -450,9 +477,17 @@ def _flag_if_changed(store: Store, run_id: str, root: str, path: str, oid: str) 
         )
 
 
+def _withheld(path: str, source: str, root: str | None) -> bool:
+    """A file never stored because it may hold credentials: a secret file by name, or a
+    config file runbase redacted secrets from (source ``config``, see withhold_input)."""
+    return source == "config" or is_secret_file(path, root)
+
+
 def list_files(store: Store, run_id: str) -> dict[str, list[dict[str, Any]]]:
     """``{"inputs": [...], "outputs": [...]}`` as in the run record."""
     out: dict[str, list[dict[str, Any]]] = {"inputs": [], "outputs": []}
+    row = store.db.query_one("SELECT project_root FROM runs WHERE id = ?", (run_id,))
+    root = row[0] if row and isinstance(row[0], str) else None  # its secret-files setting
     rows = store.db.query(
         "SELECT role, path, oid, size, stored, source, url, changed, kind FROM run_files WHERE run_id = ? ORDER BY path",
         (run_id,),
@@ -465,5 +500,7 @@ def list_files(store: Store, run_id: str) -> dict[str, list[dict[str, Any]]]:
             item["url"] = url
         if changed:
             item["changed_during_run"] = True
+        if not stored and oid and kind != "dir" and _withheld(path, source, root):
+            item["withheld"] = True  # may hold credentials: name and hash only
         out["inputs" if role == "input" else "outputs"].append(item)
     return out

@@ -5,7 +5,9 @@
   subcommand's), defaults included.
 * Hydra (``hydra``): the composed config of ``@hydra.main`` (config files, defaults
   list and command-line overrides), resolved and flattened to ``a.b.c``; ``hydra.*``
-  is left out. ``hydra.compose()`` results too (the Compose API).
+  is left out. ``hydra.compose()`` results too (the Compose API). In a multirun
+  (``-m``), each job is a job run of its own (runbase.jobs) with its composed config
+  and the files written in its output directory; the process's run records none.
 * fire (``fire``): the arguments ``fire.Fire`` parsed for each function or class it
   calls, defaults included.
 * jsonargparse (``jsonargparse``): the namespace of the outermost ``parse_args``
@@ -153,7 +155,8 @@ def hook_hydra(module: ModuleType) -> None:
             pass
         set_config(self, cfg)
         try:
-            _record_omegaconf(cfg, skip="hydra")
+            if not _multirun(cfg):  # a multirun job's config is its job run's (below)
+                _record_omegaconf(cfg, skip="hydra")
         except Exception:  # noqa: BLE001
             pass
 
@@ -174,6 +177,7 @@ def hook_hydra(module: ModuleType) -> None:
     compose = cls.compose_config
     if not getattr(compose, _MARK, False):
         cls.compose_config = _recording_compose(compose)
+    _hook_hydra_jobs()
 
 
 def _marking_parser(get_parser: Callable[..., Any], attr: str) -> Callable[..., Any]:
@@ -196,13 +200,177 @@ def _recording_compose(compose: Callable[..., Any]) -> Callable[..., Any]:
         cfg = compose(self, *args, **kwargs)
         try:
             _apply_to_omegaconf(cfg, skip="hydra")
-            _record_omegaconf(cfg, skip="hydra")
+            # composed for a multirun (or to find out whether it is one: @hydra.main
+            # asks first): no job runs that config as it is
+            if _mode_name(kwargs.get("run_mode")) != "MULTIRUN" and not _multirun(cfg):
+                _record_omegaconf(cfg, skip="hydra")
         except Exception:  # noqa: BLE001
             pass
         return cfg
 
     setattr(hooked, _MARK, True)
     return hooked
+
+
+def _mode_name(mode: Any) -> str | None:
+    return getattr(mode, "name", None)
+
+
+def _multirun(cfg: Any) -> bool:
+    from omegaconf import OmegaConf
+
+    return _mode_name(OmegaConf.select(cfg, "hydra.mode", default=None)) == "MULTIRUN"
+
+
+# Hydra's launchers call the Callbacks of a job around it, in whichever process runs it
+# (BasicLauncher: this one; joblib, submitit: workers, attached to the same run): the
+# hook point for every launcher. A job starts after Hydra has written its .hydra/ files
+# and opened its log: at its end, every file of its output directory written since the
+# multirun began is recorded as its output.
+_hydra_jobs: dict[str, Any] = {}
+GROUP_ENV = "RUNBASE_JOB_GROUP"  # a multirun's group id, for launchers' worker processes
+
+
+def _hook_hydra_jobs() -> None:
+    import importlib
+
+    cls = importlib.import_module("hydra._internal.callbacks").Callbacks
+    if getattr(cls.on_job_start, _MARK, False):
+        return
+    _wrap(cls, "on_multirun_start", after=_multirun_started)
+    _wrap(cls, "on_multirun_end", after=_multirun_ended)
+    _wrap(cls, "on_job_start", before=_job_started)  # the user's callbacks run in the job
+    _wrap(cls, "on_job_end", after=_job_ended)
+    _job_in_progress()
+
+
+def _wrap(cls: type, name: str, before: Any = None, after: Any = None) -> None:
+    original = getattr(cls, name)
+
+    @functools.wraps(original)
+    def hooked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if before is not None:
+            _quietly(before, kwargs)
+        result = original(self, *args, **kwargs)
+        if after is not None:
+            _quietly(after, kwargs)
+        return result
+
+    setattr(hooked, _MARK, True)
+    setattr(cls, name, hooked)
+
+
+def _quietly(fn: Callable[[dict[str, Any]], None], kwargs: dict[str, Any]) -> None:
+    try:
+        fn(kwargs)
+    except Exception as e:  # noqa: BLE001 - never break the launcher
+        from .._safe import warn_once
+
+        warn_once("hydra-jobs", f"could not record a Hydra multirun job: {e}")
+
+
+def _multirun_started(kwargs: dict[str, Any]) -> None:
+    import os
+    import time
+
+    from ..jobs import Group
+
+    group = Group(drop_argv_params=True)  # Hydra's command line is Hydra's: no params
+    _hydra_jobs.update(group=group, since=time.time())
+    os.environ[GROUP_ENV] = group.id
+
+
+def _multirun_ended(_kwargs: dict[str, Any]) -> None:
+    import os
+
+    _hydra_jobs.clear()
+    os.environ.pop(GROUP_ENV, None)
+
+
+def _group() -> Any:
+    import os
+    import time
+
+    from ..jobs import Group
+
+    group = _hydra_jobs.get("group")
+    if group is None:  # a launcher's worker process, or runbase.init() inside a job
+        group = Group(os.environ.get(GROUP_ENV), drop_argv_params=True)
+        _hydra_jobs.update(group=group, since=time.time())
+    return group
+
+
+def _job_started(kwargs: dict[str, Any]) -> None:
+    cfg = kwargs.get("config")
+    if cfg is not None and _multirun(cfg):
+        _start_job(cfg)
+
+
+def _start_job(cfg: Any) -> None:
+    import sys
+
+    from omegaconf import OmegaConf
+
+    num = OmegaConf.select(cfg, "hydra.job.num", default=None)
+    task = [str(o) for o in OmegaConf.select(cfg, "hydra.overrides.task", default=[]) or []]
+    # the command that runs this job alone: its overrides, not the sweep's, and no -m
+    argv = [a for a in sys.argv[1:] if a not in ("-m", "--multirun") and not _task_override(a)]
+    values = _omegaconf_dict(cfg, skip="hydra")
+    _group().job(
+        index=int(num) if num is not None else None,
+        params={k: (None if v == "???" else v) for k, v in values.items()},
+        argv=argv + task,
+        source="hydra",
+    )
+
+
+def _task_override(arg: str) -> bool:
+    """``lr=0.1,0.01``, ``+model=b``, ``~seed``: an override of the task's config (not
+    Hydra's own ``hydra.sweep.dir=...``, not an option like ``--config-name=x``)."""
+    key = arg.partition("=")[0].lstrip("+~")
+    return (
+        not arg.startswith("-")
+        and ("=" in arg or arg.startswith("~"))
+        and not (key == "hydra" or key.startswith(("hydra.", "hydra/")))
+    )
+
+
+def _job_ended(kwargs: dict[str, Any]) -> None:
+    from ..jobs import claim_outputs, current, files_since
+
+    job = current()
+    cfg = kwargs.get("config")
+    if job is None or cfg is None or not _multirun(cfg):
+        return
+    from omegaconf import OmegaConf
+
+    out = OmegaConf.select(cfg, "hydra.runtime.output_dir", default=None)
+    if out:
+        claim_outputs(files_since(str(out), _hydra_jobs.get("since", 0.0)))
+    ret = kwargs.get("job_return")
+    failed = getattr(getattr(ret, "status", None), "name", "") == "FAILED"
+    exc = getattr(ret, "_return_value", None) if failed else None
+    job.end("failed" if failed else None, exc=exc if isinstance(exc, BaseException) else None)
+
+
+def _job_in_progress() -> None:
+    """``runbase.init()`` called inside a multirun's task function starts the run (and
+    these hooks) while the first job runs: that job becomes a job run now."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from ..jobs import current
+
+    if not HydraConfig.initialized() or current() is not None:
+        return
+    masked: Any = HydraConfig.instance().cfg  # the hydra node; its parent: the job config
+    cfg = masked.hydra._get_parent() if masked is not None else None
+    if cfg is not None and _multirun(cfg) and "job" in cfg.hydra:
+        try:
+            _start_job(cfg)
+        except Exception as e:  # noqa: BLE001
+            from .._safe import warn_once
+
+            warn_once("hydra-jobs", f"could not record a Hydra multirun job: {e}")
 
 
 def _omegaconf_dict(cfg: Any, skip: str) -> dict[str, Any]:
