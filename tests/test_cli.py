@@ -230,3 +230,30 @@ def test_metrics_show_summary_only_values_and_readable_times(three_runs: Path) -
     for line in points[1:]:
         _step, _value, since, clock = line.split()
         assert re.fullmatch(r"\d+\.\d{3}s", since) and re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3}", clock)
+
+
+def test_ls_shows_the_params_that_differ_and_chosen_columns(three_runs: Path) -> None:
+    # runs with a param of the same value in each (as frameworks log ~20): not a column
+    write(
+        three_runs,
+        "c.py",
+        """
+        import argparse, runbase
+        p = argparse.ArgumentParser(); p.add_argument("--lr", type=float)
+        p.add_argument("--seed", type=int, default=7); a = p.parse_args()
+        runbase.log(loss=a.lr, step=0); runbase.summary(acc=1 - a.lr)
+    """,
+    )
+    for lr in ("0.2", "0.3"):
+        runbase_cmd("run", "--", sys.executable, "c.py", "--lr", lr, cwd=three_runs, check=True)
+    out = runbase_cmd("ls", "--where", "params.seed == 7", cwd=three_runs, check=True).stdout
+    header = out.splitlines()[0].split()
+    assert "lr" in header and "acc" in header and "loss" in header and "seed" not in header
+    assert "(1 params with the same value in every listed run not shown" in out
+    every = runbase_cmd("ls", "-c", "name,params.*", cwd=three_runs, check=True).stdout
+    assert every.splitlines()[0].split() == ["name", "lr", "seed"]
+    assert "not shown" not in every
+    chosen = runbase_cmd("ls", "--columns", "id,metrics.a*,tags.x", cwd=three_runs, check=True)
+    assert chosen.stdout.splitlines()[0].split() == ["id", "acc", "x"]
+    bad = runbase_cmd("ls", "--columns", "nope", cwd=three_runs)
+    assert bad.returncode == 2 and "unknown column 'nope'" in bad.stderr

@@ -232,6 +232,14 @@ def _parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
     "--limit", "-l", default=20, show_default=True, help="At most this many runs (0: all)."
 )
 @click.option("--sweep", help="Only the runs of this sweep.")
+@click.option(
+    "--columns",
+    "-c",
+    metavar="COLS",
+    help="Comma-separated columns: id,name,status,started,duration,user,host,sweep and "
+    "params.KEY, metrics.KEY, tags.KEY; KEY may be a glob ('params.*'). Default: the run "
+    "columns, the params that differ between the listed runs, the metrics.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON records instead of a table.")
 @click.pass_context
 def ls(
@@ -240,13 +248,14 @@ def ls(
     sort: str | None,
     limit: int,
     sweep: str | None,
+    columns: str | None,
     as_json: bool,
 ) -> None:
     """List runs, newest first."""
     from .query import unknown_keys
     from .read import count_runs, list_runs, with_sweep
     from .record import ls_entry
-    from .table import render, runs_table, terminal_width
+    from .table import choose_columns, render, runs_table, terminal_width
 
     where = with_sweep(where, sweep)
     store = _open(ctx)
@@ -261,11 +270,18 @@ def ls(
             "no runs" + (" match" if where else " yet: try `runbase run -- python train.py`")
         )
         return
-    headers, table = runs_table(store, rows)
+    with _bad_input():
+        chosen, hidden = choose_columns(rows, columns)
+    headers, table = runs_table(store, rows, chosen)
     click.echo(render(headers, table, terminal_width(sys.stdout.isatty())))
     total = count_runs(store, where)
     if total > len(rows):
         click.echo(f"({len(rows)} of {total} runs; --limit 0 shows all)")
+    if hidden:
+        click.echo(
+            f"({hidden} params with the same value in every listed run not shown; "
+            "--columns 'params.*' shows them)"
+        )
 
 
 @main.command()
@@ -764,8 +780,18 @@ def _stdout_to_stderr(active: bool) -> Iterator[None]:
 @click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
 @click.option("--port", default=8765, show_default=True, help="The port to listen on.")
 @click.option("--no-browser", is_flag=True, help="Do not open a web browser.")
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Also serve requests for this host name (IP addresses and localhost always are; "
+    "others get 403, against DNS rebinding). Repeatable; '*' turns the check off.",
+)
 @click.pass_context
-def ui(ctx: click.Context, host: str, port: int, no_browser: bool) -> None:
+def ui(
+    ctx: click.Context, host: str, port: int, no_browser: bool, allowed_hosts: tuple[str, ...]
+) -> None:
     """Browse the runs in a web browser: tables, charts, code, data, lineage, comparisons."""
     try:
         import uvicorn
@@ -778,7 +804,13 @@ def ui(ctx: click.Context, host: str, port: int, no_browser: bool) -> None:
     import threading
 
     server = uvicorn.Server(
-        uvicorn.Config(create_app(str(_open(ctx).root)), host=host, port=port, log_level="warning")
+        uvicorn.Config(
+            # the Host header is checked: a web page cannot reach the UI by DNS rebinding
+            create_app(str(_open(ctx).root), allowed_hosts=(host, *allowed_hosts)),
+            host=host,
+            port=port,
+            log_level="warning",
+        )
     )
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
     click.echo(f"runbase ui: {url} (Ctrl-C stops it)", err=True)

@@ -92,33 +92,115 @@ def terminal_width(is_tty: bool) -> int | None:
     return shutil.get_terminal_size((200, 24)).columns if is_tty else None
 
 
-def runs_table(store: Any, rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """The ``runbase ls`` table: id, name, status, age, duration, params, metrics."""
+RUN_COLUMNS = ("id", "name", "status", "started", "duration", "user", "host", "sweep")
+DEFAULT_RUN_COLUMNS = RUN_COLUMNS[:5]
+_SCOPES = ("params", "metrics", "tags")
+
+Column = tuple[str, str]  # (scope: "run"|"params"|"metrics"|"tags", key)
+
+
+def varying_params(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """``(differing, constant)`` param keys of ``rows``: a key differs when two runs
+    have different values for it, or some runs lack it. With fewer than two runs
+    nothing is compared: every key counts as differing."""
+    import json
+
+    keys = sorted({k for r in rows for k in r["params"]})
+    if len(rows) < 2:
+        return keys, []
+    differing, constant = [], []
+    for k in keys:
+        seen = {
+            json.dumps(r["params"][k], sort_keys=True, default=str) if k in r["params"] else None
+            for r in rows
+        }
+        (differing if len(seen) > 1 else constant).append(k)
+    return differing, constant
+
+
+def choose_columns(rows: list[dict[str, Any]], spec: str | None = None) -> tuple[list[Column], int]:
+    """The columns of a runs listing and how many constant params the default left out.
+
+    ``spec``: comma-separated run columns (``id``, ``name``, ``status``, ``started``,
+    ``duration``, ``user``, ``host``, ``sweep``) and ``params.KEY``/``metrics.KEY``/
+    ``tags.KEY`` where KEY may be a glob (``params.*``, ``metrics.val_*``). Without it:
+    the usual run columns, the params that differ between ``rows`` and every metric
+    but the system ones (``sys/*``, which ``show`` has)."""
+    from fnmatch import fnmatchcase
+
+    from .capture.sysmetrics import is_system_metric
+    from .errors import UsageError
+
+    if spec is None or not spec.strip():
+        differing, constant = varying_params(rows)
+        mkeys = sorted({k for r in rows for k in r["metrics"] if not is_system_metric(k)})
+        cols: list[Column] = [("run", c) for c in DEFAULT_RUN_COLUMNS]
+        cols += [("params", k) for k in differing] + [("metrics", k) for k in mkeys]
+        return cols, len(constant)
+    cols = []
+    for item in (x.strip() for x in spec.split(",")):
+        if not item:
+            continue
+        scope, dot, pattern = item.partition(".")
+        if not dot and item in RUN_COLUMNS:
+            cols.append(("run", item))
+            continue
+        if not dot or scope not in _SCOPES or not pattern:
+            raise UsageError(
+                f"unknown column {item!r}: use {', '.join(RUN_COLUMNS)} or params.KEY, "
+                "metrics.KEY, tags.KEY (KEY may be a glob: params.*)"
+            )
+        if any(ch in pattern for ch in "*?["):
+            present = sorted({k for r in rows for k in r[scope]})
+            cols += [(scope, k) for k in present if fnmatchcase(k, pattern)]
+        else:
+            cols.append((scope, pattern))
+    return list(dict.fromkeys(cols)), 0  # a key named twice is shown once
+
+
+def runs_table(
+    store: Any, rows: list[dict[str, Any]], columns: list[Column] | None = None
+) -> tuple[list[str], list[list[str]]]:
+    """The ``runbase ls`` table: ``columns`` (default: :func:`choose_columns`)."""
     from .read import abbreviate
 
+    if columns is None:
+        columns = choose_columns(rows)[0]
     short = abbreviate(store, [r["id"] for r in rows])
-    pkeys = sorted({k for r in rows for k in r["params"]})
-    from .capture.sysmetrics import is_system_metric
-
-    # system metrics (sys/*) are many and rarely what a listing compares: `show` has them
-    mkeys = sorted({k for r in rows for k in r["metrics"] if not is_system_metric(k)})
-    headers = ["id", "name", "status", "started", "duration"]
-    headers += [f"{k}" if k not in mkeys else f"params.{k}" for k in pkeys]
-    headers += [f"{k}" if k not in pkeys else f"metrics.{k}" for k in mkeys]
+    keys_by_scope: dict[str, set[str]] = {}
+    for scope, key in columns:
+        keys_by_scope.setdefault(scope, set()).add(key)
+    headers = []
+    for scope, key in columns:  # a bare key, unless a param and a metric share it
+        clash = any(key in keys for s, keys in keys_by_scope.items() if s not in (scope, "run"))
+        headers.append(f"{scope}.{key}" if scope != "run" and clash else key)
     now = time.time()
-    table = []
-    for r in rows:
-        cells = [
-            short[r["id"]],
-            r["name"],
-            r["status"],
-            fmt_age(r["started_at"], now),
-            fmt_duration(r["duration"]),
-        ]
-        cells += [fmt_value(r["params"].get(k)) for k in pkeys]
-        cells += [fmt_value(r["metrics"][k]["value"]) if k in r["metrics"] else "" for k in mkeys]
-        table.append(cells)
-    return headers, table
+    return headers, [[_cell(r, c, short, now) for c in columns] for r in rows]
+
+
+def _cell(r: dict[str, Any], col: Column, short: dict[str, str], now: float) -> str:
+    scope, key = col
+    if scope == "params":
+        return fmt_value(r["params"].get(key))
+    if scope == "metrics":
+        return fmt_value(r["metrics"][key]["value"]) if key in r["metrics"] else ""
+    if scope == "tags":
+        return fmt_value(r["tags"].get(key))
+    if key == "id":
+        return short[r["id"]]
+    if key == "status":
+        # a running run with an error: its supervisor was killed (lifecycle)
+        lost = r["status"] == "running" and r.get("error")
+        return str(r["status"]) + (" (supervisor lost)" if lost else "")
+    if key == "started":
+        return fmt_age(r["started_at"], now)
+    if key == "duration":
+        return fmt_duration(r["duration"])
+    if key == "user":
+        return str(r.get("user_name") or "")
+    if key == "sweep":
+        return str(r.get("sweep_id") or "")
+    return str(r.get(key) or "")
 
 
 def fmt_bytes(n: int) -> str:
