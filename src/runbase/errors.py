@@ -8,6 +8,7 @@
     ├── QueryError               a malformed ``--where`` / ``--sort`` expression
     ├── UsageError               bad input to an API call made before a run started
     └── BundleError              a run bundle (runbase.bundle) is malformed or cannot be imported
+        └── UnsafePathError      a recorded path that could write outside its target (safepath)
 
 After a run has started, runbase never raises into user code: failures are turned
 into a single warning (see ``runbase._safe``).
@@ -46,3 +47,19 @@ class UsageError(RunbaseError):
 
 class BundleError(RunbaseError):
     """A run bundle is malformed (wrong version, types, ids, columns) or cannot be imported."""
+
+
+class UnsafePathError(BundleError):
+    """A recorded path (manifest entry, run-file row, symlink) that is not a plain
+    relative path inside its target: refused where it enters and where bytes are written.
+    ``path`` is the offending path as recorded."""
+
+    def __init__(self, path: object, why: str) -> None:
+        super().__init__(f"unsafe path {_shown(path)}: {why}")
+        self.path = path
+        self.why = why
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."

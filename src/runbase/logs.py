@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from .errors import UsageError
+from .errors import StoreError, UsageError
 from .lifecycle_files import LOG_FILES
 from .store import Store
+from .store.objects import CorruptObject
 
 
 def read_log(store: Store, run_id: str, which: str = "output") -> bytes:
@@ -17,7 +18,18 @@ def read_log(store: Store, run_id: str, which: str = "output") -> bytes:
     row = store.db.query_one("SELECT logs_json FROM runs WHERE id = ?", (run_id,))
     if row and row[0]:
         entry = json.loads(row[0]).get(which)
-        return store.objects.get_bytes(entry["oid"]) if entry else b""
+        if not entry:
+            return b""
+        try:
+            return store.objects.get_bytes(entry["oid"])
+        except FileNotFoundError:
+            raise StoreError(
+                f"the {which} log of run {run_id} ({entry['oid']}) is not in this store: "
+                f"`runbase pull {run_id}` fetches it from a remote that has it; "
+                "`runbase fsck` lists what else is missing"
+            ) from None
+        except CorruptObject as e:
+            raise e.for_run(run_id) from None
     try:
         return (store.spool_dir(run_id) / LOG_FILES[which]).read_bytes()
     except OSError:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from . import progress
 from .capture.code import load_manifest
-from .errors import BundleError
+from .errors import BundleError, UnsafePathError
 from .store import Store
 from .store.hashing import hash_file, split_id
-from .store.objects import ObjectTooLarge
+from .store.objects import CorruptObject, ObjectTooLarge
 from .store.statcache import forget
 
 GC_GRACE_SECONDS = (
@@ -58,7 +58,19 @@ class _Trees:
             return oids
         except FileNotFoundError:
             return []  # absent: fsck reports it, a server asks for it
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, ObjectTooLarge) as e:
+        except UnsafePathError:
+            if self.strict:
+                raise  # a push naming a path outside its tree: refused with that path
+            return []
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            ObjectTooLarge,
+            CorruptObject,
+        ) as e:
             if self.strict:
                 raise BundleError(f"{tree} is not a readable tree manifest: {e}") from None
             return []  # a broken manifest: fsck reports it

@@ -9,10 +9,8 @@ mtime_ns -> id) means an unchanged file costs one ``lstat``, not a re-hash.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
-import re
 import shutil
 import stat
 import subprocess
@@ -24,8 +22,10 @@ from json.encoder import encode_basestring as _encode_str
 from pathlib import Path
 from typing import Any
 
+from .. import fsname
 from ..store import Store
 from ..store.statcache import StatCache
+from .secretfiles import is_secret_file
 from .secrets import redact_url_credentials
 
 TREE_FORMAT = "runbase-tree"
@@ -92,28 +92,6 @@ DATA_EXTENSIONS = frozenset(
         ".xlsx",
         ".xls",
     ]
-)
-# Never snapshot files that commonly hold credentials (documented in docs/run-record.md).
-SECRET_FILE_PATTERNS = (
-    ".env",
-    ".env.*",
-    "*.env",
-    ".netrc",
-    "_netrc",
-    ".pypirc",
-    "*.pem",
-    "*.key",
-    "*.p12",
-    "*.pfx",
-    "id_rsa*",
-    "id_ed25519*",
-    "id_ecdsa*",
-    "*.keystore",
-    "credentials",
-    "credentials.json",
-    ".git-credentials",
-    "secrets.*",
-    ".npmrc",
 )
 DEFAULT_IGNORES = (
     ".git/",
@@ -348,13 +326,6 @@ def walk(root: Path, snap: CodeSnapshot | None = None) -> list[str]:
 # -- manifest -----------------------------------------------------------------------
 
 
-_SECRET_FILE_RE = re.compile("|".join(fnmatch.translate(p) for p in SECRET_FILE_PATTERNS))
-
-
-def is_secret_file(rel: str) -> bool:
-    return _SECRET_FILE_RE.match(rel.rsplit("/", 1)[-1]) is not None
-
-
 def _manifest_entries(
     store: Store, root: Path, paths: list[str], snap: CodeSnapshot, kept: Collection[str] = ()
 ) -> tuple[list[dict[str, Any]], set[str]]:
@@ -370,12 +341,16 @@ def _manifest_entries(
             st = os.lstat(full)
         except OSError:
             continue  # deleted in the work tree
+        # names (and link targets) are bytes: a manifest holds their stored form
+        # (runbase.fsname), which checkout turns back into the same bytes
+        name = fsname.encode(rel)
         if stat.S_ISLNK(st.st_mode):
-            entries.append({"path": rel, "type": "link", "target": os.readlink(full)})
+            target = fsname.encode(os.readlink(full))
+            entries.append({"path": name, "type": "link", "target": target})
             continue
         if not stat.S_ISREG(st.st_mode):
             continue  # submodules, sockets, ...
-        reason = _skip_reason(rel, st.st_size, rel in kept)
+        reason = _skip_reason(rel, st.st_size, rel in kept, root_s)
         if reason:
             skipped.add(rel)
             snap.skipped.append({"path": rel, "size": st.st_size, "reason": reason})
@@ -383,15 +358,17 @@ def _manifest_entries(
         oid, size, hashed = put_cached(store, full, st, cache)
         snap.hashed += hashed
         mode = "x" if st.st_mode & 0o111 else "f"
-        entries.append({"path": rel, "type": mode, "oid": oid, "size": size})
+        entries.append({"path": name, "type": mode, "oid": oid, "size": size})
         snap.files += 1
         snap.bytes += size
     cache.save()
     return entries, skipped
 
 
-def _skip_reason(rel: str, size: int, kept: bool = False) -> str | None:
-    if is_secret_file(rel):
+def _skip_reason(rel: str, size: int, kept: bool = False, root: str | None = None) -> str | None:
+    # files that commonly hold credentials: never stored (capture.secretfiles, shared
+    # with data inputs and outputs)
+    if is_secret_file(rel, root):
         return "may hold secrets"
     if kept:
         return "larger than 100 MiB" if size > KEEP_MAX_BYTES else None
@@ -425,12 +402,20 @@ def put_manifest(store: Store, entries: Iterable[dict[str, Any] | str]) -> str:
 def file_entry_json(path: str, oid: str, size: int) -> str:
     """``json.dumps({"path": path, "type": "f", "oid": oid, "size": size})`` (compact,
     non-ASCII kept), ~5x faster: 10,000 entries cost 30 ms through the encoder."""
-    return f'{{"path":{_encode_str(path)},"type":"f","oid":"{oid}","size":{int(size)}}}'
+    return f'{{"path":{_encode_str(fsname.encode(path))},"type":"f","oid":"{oid}","size":{int(size)}}}'
 
 
 def load_manifest(store: Store, oid: str, max_size: int | None = None) -> list[dict[str, Any]]:
-    """The entries of a stored tree manifest (ObjectTooLarge over ``max_size`` bytes)."""
+    """The entries of a stored tree manifest (ObjectTooLarge over ``max_size`` bytes;
+    CorruptObject when its bytes are not ``oid``), every one validated: an unsafe path,
+    a duplicate, an entry below a symlink raise UnsafePathError (runbase.safepath)."""
+    from ..safepath import check_manifest
+
     body = json.loads(store.objects.get_bytes(oid, max_size=max_size))
-    if body.get("format") != TREE_FORMAT or body.get("version") != TREE_VERSION:
+    if (
+        not isinstance(body, dict)
+        or body.get("format") != TREE_FORMAT
+        or body.get("version") != TREE_VERSION
+    ):
         raise ValueError(f"{oid} is not a runbase tree manifest of version {TREE_VERSION}")
-    return list(body["entries"])
+    return check_manifest(body.get("entries"), f"tree manifest {oid}")

@@ -182,6 +182,8 @@ class Server:
                 replace=not live,
                 verify=verify if needs_check else None,
                 before=before,
+                # verify reads (strictly, paths checked) only manifests the project holds
+                manifests=False,
             )
         return {"id": run_id, "project": project, "url": f"/p/{project}/runs/{run_id}"}
 

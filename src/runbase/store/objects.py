@@ -35,6 +35,56 @@ class ObjectTooLarge(StoreError):
         self.size = size
 
 
+class CorruptObject(StoreError):
+    """An object whose bytes, as read, do not hash to its id: nothing read is handed on.
+    ``run`` (set by a caller that knows it) is named in the message too."""
+
+    def __init__(self, oid: str, actual: str, run: str | None = None, where: str = "") -> None:
+        self.oid, self.actual, self.run, self.where = oid, actual, run, where
+        of = f" (of run {run})" if run else ""
+        at = f" at {where}" if where else ""
+        ref = run or "RUN"
+        super().__init__(
+            f"object {oid}{of} is corrupted{at}: its bytes hash to {actual}. Nothing was "
+            f"written from it. `runbase fsck` lists damaged objects; `runbase pull --data "
+            f"{ref}` fetches a good copy from a remote that has one"
+        )
+
+    def for_run(self, run: str) -> CorruptObject:
+        return CorruptObject(self.oid, self.actual, run, self.where)
+
+
+class Verifier:
+    """BLAKE3 of bytes as they stream past; :meth:`check` raises CorruptObject when what
+    went by is not ``oid`` (a flipped byte, a truncated file)."""
+
+    def __init__(self, oid: str, size_hint: int = 0, where: str = "") -> None:
+        self.oid = oid
+        self.where = where
+        self._h = new_hasher(size_hint)
+        self.size = 0
+
+    def update(self, data: bytes | memoryview) -> None:
+        self._h.update(data)
+        self.size += len(data)
+
+    def check(self) -> None:
+        actual = f"{ALGO}:{self._h.hexdigest()}"
+        if actual != self.oid:
+            raise CorruptObject(self.oid, actual, where=self.where)
+
+
+def verified_chunks(oid: str, chunks: Iterator[bytes], where: str = "") -> Iterator[bytes]:
+    """``chunks`` passed through, hashed; CorruptObject after the last one when they are
+    not ``oid`` (a stream already sent cannot be taken back: its reader sees the error
+    instead of a clean end, and a client re-hashes anyway)."""
+    v = Verifier(oid, where=where)
+    for data in chunks:
+        v.update(data)
+        yield data
+    v.check()
+
+
 class LocalObjects:
     """Objects in a local directory.
 
@@ -48,6 +98,7 @@ class LocalObjects:
         self.tmp_dir = tmp_dir or root.parent / "tmp"
         self._root_s = str(root)
         self._dirs: set[str] = set()  # fan-out directories known to exist
+        self._verified: set[str] = set()  # objects read_range has hashed whole
 
     def _path_s(self, oid: str) -> str:
         _, hexd = split_id(oid)
@@ -60,22 +111,72 @@ class LocalObjects:
         return os.path.isfile(self._path_s(oid))
 
     def get_bytes(self, oid: str, max_size: int | None = None) -> bytes:
-        """The object's bytes (FileNotFoundError when absent); ObjectTooLarge, before
-        reading, when it is over ``max_size``."""
+        """The object's bytes (FileNotFoundError when absent), verified against ``oid``
+        (CorruptObject); ObjectTooLarge, before reading, when it is over ``max_size``."""
         with open(self._path_s(oid), "rb") as f:
             if max_size is not None:
                 size = os.fstat(f.fileno()).st_size
                 if size > max_size:
                     raise ObjectTooLarge(oid, size, max_size)
-            return f.read()
+            data = f.read()
+        actual = hash_bytes(data)
+        if actual != oid:
+            self._corrupt(oid, actual)
+        return data
+
+    def copy_to(self, oid: str, out: int) -> int:
+        """Write the object's bytes to descriptor ``out`` (a new, empty file), hashing
+        what is written: a reflink where the file system offers one (the shared blocks
+        are then read back once to hash them), else a copy. CorruptObject when the bytes
+        are not ``oid``; the caller removes ``out``'s file. Returns the size."""
+        with open(self._path_s(oid), "rb") as f:
+            v = Verifier(oid, os.fstat(f.fileno()).st_size)
+            if _reflink(f.fileno(), out):
+                offset = 0  # hash the blocks the copy now shares: what it will read
+                while chunk := os.pread(out, _CHUNK, offset):
+                    v.update(chunk)
+                    offset += len(chunk)
+            else:
+                while chunk := f.read(_CHUNK):
+                    v.update(chunk)
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(out, view) :]
+        try:
+            v.check()
+        except CorruptObject as e:
+            self._corrupt(oid, e.actual)
+        return v.size
+
+    def _corrupt(self, oid: str, actual: str) -> None:
+        """Move a corrupted object aside (to ``corrupt/`` next to ``objects/``), so the
+        store no longer claims to hold it: the next pull or run stores a good copy
+        instead of trusting this one; then raise CorruptObject."""
+        dest = self.root.parent / "corrupt" / split_id(oid)[1]
+        with contextlib.suppress(OSError):  # a read-only store keeps it: still refused
+            dest.parent.mkdir(exist_ok=True)
+            os.replace(self._path_s(oid), dest)
+        self._verified.discard(oid)
+        raise CorruptObject(oid, actual)
 
     def size(self, oid: str) -> int:
         """The object's size in bytes (FileNotFoundError when absent)."""
         return os.path.getsize(self._path_s(oid))
 
     def read_range(self, oid: str, offset: int, length: int) -> bytes:
-        """Up to ``length`` bytes from ``offset`` (a window of a large log or file)."""
+        """Up to ``length`` bytes from ``offset`` (a window of a large log or file). The
+        whole object is verified on its first window read by this process (a window
+        alone cannot be), CorruptObject when it does not match."""
         with open(self._path_s(oid), "rb") as f:
+            if oid not in self._verified:
+                v = Verifier(oid, os.fstat(f.fileno()).st_size)
+                while chunk := f.read(_CHUNK):
+                    v.update(chunk)
+                try:
+                    v.check()
+                except CorruptObject as e:
+                    self._corrupt(oid, e.actual)
+                self._verified.add(oid)
             f.seek(offset)
             return f.read(length)
 
@@ -130,9 +231,16 @@ class LocalObjects:
         return ObjectWriter(self, size_hint, expect)
 
     def iter_bytes(self, oid: str, chunk: int = 1 << 20) -> Iterator[bytes]:
-        """The object's bytes in chunks (FileNotFoundError, raised before the first)."""
+        """The object's bytes in chunks (FileNotFoundError, raised before the first),
+        hashed as they go: CorruptObject after the last when they are not ``oid``."""
         f = open(self._path_s(oid), "rb")  # noqa: SIM115 - closed by the generator
-        return _chunks(f, chunk)
+        return self._checked(oid, _chunks(f, chunk))
+
+    def _checked(self, oid: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        try:
+            yield from verified_chunks(oid, chunks)
+        except CorruptObject as e:
+            self._corrupt(oid, e.actual)
 
     def delete(self, oid: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -213,6 +321,21 @@ class LocalObjects:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+
+
+def _reflink(src: int, dst: int) -> bool:
+    """Share ``src``'s blocks with ``dst`` copy-on-write (instant), where the file system
+    can (Btrfs, XFS); False elsewhere."""
+    try:
+        import fcntl
+
+        fcntl.ioctl(dst, _FICLONE, src)
+        return True
+    except (OSError, ImportError):
+        return False
+
+
+_FICLONE = 0x40049409  # linux/fs.h
 
 
 def _chunks(f: BinaryIO, chunk: int) -> Iterator[bytes]:

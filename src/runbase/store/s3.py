@@ -32,7 +32,14 @@ from typing import Any, BinaryIO
 from .. import progress
 from ..errors import StoreError
 from .hashing import ALGO, hash_bytes, new_hasher, split_id
-from .objects import ObjectIdMismatch, ObjectTooLarge, SpillingWriter
+from .objects import (
+    CorruptObject,
+    ObjectIdMismatch,
+    ObjectTooLarge,
+    SpillingWriter,
+    Verifier,
+    verified_chunks,
+)
 
 INSTALL_HINT = "pip install 'runbase[s3]'"
 MULTIPART_THRESHOLD = 16 << 20  # larger objects go up in parts (and spill to a temp file)
@@ -121,6 +128,7 @@ class S3Objects:
         self.part_size = part_size
         self._conditional = True  # If-None-Match: * until the server says it cannot
         self._ClientError = _client_error()
+        self._verified: set[str] = set()  # objects read_range has hashed whole
 
     def __repr__(self) -> str:
         return f"S3Objects({self.url!r})"
@@ -161,9 +169,23 @@ class S3Objects:
             if max_size is not None and size > max_size:
                 raise ObjectTooLarge(oid, size, max_size)
             data: bytes = body.read()
-            return data
         finally:
             body.close()
+        actual = hash_bytes(data)
+        if actual != oid:  # a damaged or truncated object in the bucket: never handed on
+            raise CorruptObject(oid, actual, where=self.url)
+        return data
+
+    def copy_to(self, oid: str, out: int) -> int:
+        """Write the object's bytes to descriptor ``out`` as they download, hashing them:
+        CorruptObject when they are not ``oid`` (the caller removes ``out``'s file)."""
+        size = 0
+        for chunk in self.iter_bytes(oid):
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(out, view) :]
+            size += len(chunk)
+        return size
 
     def _key_exists(self, key: str) -> bool:
         try:
@@ -187,9 +209,16 @@ class S3Objects:
         return int(resp["ContentLength"])
 
     def read_range(self, oid: str, offset: int, length: int) -> bytes:
-        """Up to ``length`` bytes from ``offset`` (a ranged GET)."""
+        """Up to ``length`` bytes from ``offset`` (a ranged GET). The whole object is
+        verified once per process first (a window alone cannot be): CorruptObject."""
         if length <= 0:
             return b""
+        if oid not in self._verified:
+            v = Verifier(oid, where=self.url)
+            for chunk in self.iter_bytes(oid):
+                v.update(chunk)
+            v.check()
+            self._verified.add(oid)
         try:
             resp = self.client.get_object(
                 Bucket=self.bucket, Key=self.key(oid), Range=f"bytes={offset}-{offset + length - 1}"
@@ -279,8 +308,9 @@ class S3Objects:
         return S3ObjectWriter(self, size_hint, expect)
 
     def iter_bytes(self, oid: str, chunk: int = 1 << 20) -> Iterator[bytes]:
-        """The object's bytes in chunks (FileNotFoundError, raised before the first)."""
-        return _body_chunks(self._get(oid)["Body"], chunk)
+        """The object's bytes in chunks (FileNotFoundError, raised before the first),
+        hashed as they go: CorruptObject after the last when they are not ``oid``."""
+        return verified_chunks(oid, _body_chunks(self._get(oid)["Body"], chunk), self.url)
 
     def delete(self, oid: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self.key(oid))
