@@ -18,8 +18,9 @@ require_ui("fastapi")
 import gzip  # noqa: E402
 import hashlib  # noqa: E402
 import importlib.util  # noqa: E402
+import ipaddress  # noqa: E402
 import threading  # noqa: E402
-from collections.abc import AsyncIterator, Callable  # noqa: E402
+from collections.abc import AsyncIterator, Callable, Iterable  # noqa: E402
 from contextlib import asynccontextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -45,6 +46,7 @@ def create_app(
     *,
     auth: Callable[..., Any] | None = None,
     open_store: Callable[[], Store] | None = None,
+    allowed_hosts: Iterable[str] | None = None,
 ) -> FastAPI:
     """The app over the store at ``store_root`` (found like the CLI finds it when None).
 
@@ -52,7 +54,10 @@ def create_app(
     ``HTTPException(401)`` to refuse). ``open_store``: how to open a store (default:
     ``Store.open(store_root)``); called once per concurrent request, each store lent to
     one request at a time. The store is opened once here, so a missing store fails now
-    (``StoreError``), not on the first request.
+    (``StoreError``), not on the first request. ``allowed_hosts``: check the ``Host``
+    header of every request (:class:`HostCheck`, against DNS rebinding): IP addresses,
+    ``localhost`` and these names are served, any other name gets 403; None: no check
+    (behind an authenticating server, or in tests).
     """
     if open_store is None:
         root = locate(store_root)
@@ -82,7 +87,63 @@ def create_app(
     app.add_api_route(PLOTLY_PATH, plotly_js, methods=["GET"], include_in_schema=False)
     _include_pages(app, deps)
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
+    if allowed_hosts is not None:
+        app.add_middleware(HostCheck, allowed=allowed_hosts)  # outermost: before anything
     return app
+
+
+class HostCheck:
+    """Serve only requests whose ``Host`` header names this machine, as Jupyter does.
+
+    ``runbase ui`` has no login: it trusts whoever can reach its port. A web page on
+    any site could otherwise reach it through DNS rebinding (the page's own name made
+    to resolve to 127.0.0.1), and read runs, code and logs as a same-origin page. Such a
+    request always carries the attacker's *name* in ``Host``; so an IP address (any:
+    127.0.0.1, [::1], the machine's address), ``localhost`` and the names in
+    ``allowed`` (``runbase ui --allowed-host``; ``*``: any) are served, others get 403.
+    """
+
+    def __init__(self, app: Any, allowed: Iterable[str]) -> None:
+        self.app = app
+        self.allowed = {_host_name(h) for h in allowed} | {"localhost"}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            raw = dict(scope.get("headers") or []).get(b"host")
+            host = raw.decode("latin-1") if raw is not None else None
+            if host is not None and not self.allows(host):
+                response = json_response(
+                    {
+                        "detail": f"runbase ui does not serve the host name {host!r} "
+                        "(a protection against DNS rebinding); open it as 127.0.0.1 or "
+                        "localhost, or start it with --allowed-host NAME"
+                    },
+                    status_code=403,
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def allows(self, host_header: str) -> bool:
+        name = _host_name(host_header)
+        if "*" in self.allowed or name in self.allowed:
+            return True
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return True
+
+
+def _host_name(host: str) -> str:
+    """``Host`` header -> its name or address, without the port, ``[]``, trailing dot
+    or case: ``[::1]:8765`` -> ``::1``, ``LocalHost.:80`` -> ``localhost``."""
+    host = host.strip().lower()
+    if host.startswith("["):  # an IPv6 literal, maybe with a port
+        return host[1:].split("]", 1)[0]
+    if host.count(":") == 1:  # name:port (a bare IPv6 address has several colons)
+        host = host.split(":", 1)[0]
+    return host.rstrip(".")
 
 
 def error_handlers(app: FastAPI) -> None:
