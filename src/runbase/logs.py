@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 from .errors import StoreError, UsageError
 from .lifecycle_files import LOG_FILES
+from .shapes import LOGS, load_column
 from .store import Store
 from .store.objects import CorruptObject
 
@@ -16,8 +16,9 @@ def read_log(store: Store, run_id: str, which: str = "output") -> bytes:
     if which not in LOG_FILES:
         raise UsageError(f"unknown log {which!r}; use one of {', '.join(LOG_FILES)}")
     row = store.db.query_one("SELECT logs_json FROM runs WHERE id = ?", (run_id,))
-    if row and row[0]:
-        entry = json.loads(row[0]).get(which)
+    logs = load_column(row[0], LOGS) if row else None  # malformed: read as no log object
+    if logs is not None:
+        entry = logs.get(which)
         if not entry:
             return b""
         try:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 from . import progress
 from .capture.code import load_manifest
 from .errors import BundleError, UnsafePathError
+from .shapes import CODE, LOGS, NOTEBOOK, Oid, load_column, loads
 from .store import Store
 from .store.hashing import hash_file, split_id
 from .store.objects import CorruptObject, ObjectTooLarge
@@ -115,8 +115,10 @@ def _run_row_refs(
         f"SELECT id, code_json, packages_id, logs_json, notebook_json FROM runs WHERE {cond}",
         args,
     ):
-        if code_json:
-            code = json.loads(code_json)
+        # fitted to the documented shapes (runbase.shapes): a malformed column names no
+        # object, instead of stopping gc, fsck or a push with a traceback
+        code = load_column(code_json, CODE)
+        if code:
             if code.get("patch"):
                 yield code["patch"], "code", run_id
             if code.get("tree"):
@@ -125,9 +127,9 @@ def _run_row_refs(
                     yield oid, "code", run_id
         if packages_id:
             yield packages_id, "env", run_id
-        for entry in (json.loads(logs_json) if logs_json else {}).values():
+        for entry in (load_column(logs_json, LOGS) or {}).values():
             yield entry["oid"], "logs", run_id
-        nb = json.loads(notebook_json) if notebook_json else {}
+        nb = load_column(notebook_json, NOTEBOOK) or {}
         for key in ("oid", "cells_oid"):  # the notebook file, the cells that ran: code
             if nb.get(key):
                 yield nb[key], "code", run_id
@@ -149,9 +151,11 @@ def _file_and_param_refs(
         f"SELECT run_id, value FROM params WHERE value LIKE '{{\"$object\"%' AND {cond}", args
     ):
         try:
-            yield json.loads(value)["$object"], "params", run_id
+            oid = loads(value)["$object"]  # bounded depth: never a RecursionError
         except (ValueError, KeyError):
             continue
+        if Oid().fit(oid):
+            yield oid, "params", run_id
 
 
 @dataclass
