@@ -486,3 +486,32 @@ def test_without_the_ui_extra_the_commands_say_what_to_install(site: dict[str, A
         assert "pip install 'runbase[ui]'" in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
     assert not (site["root"] / "r.html").exists()
+
+
+def test_runs_table_and_compare_hide_constant_params(
+    site: dict[str, Any], server: str, page: Any
+) -> None:
+    where = "params.wd == 0.01"  # wd is the same in each of these runs, lr differs
+    runs = _ls(site["root"], "--where", where)
+    page.goto(server + "/")
+    page.evaluate("localStorage.clear()")
+    page.goto(server + "/?where=" + where.replace(" ", "+"))
+    page.wait_for_function(f"document.querySelectorAll('#runs tr.run-row').length === {len(runs)}")
+    assert page.locator("th[data-sort='params.lr']").count() == 1
+    assert page.locator("th[data-sort='metrics.acc']").count() == 1
+    assert page.locator("th[data-sort='params.wd']").count() == 0
+    assert page.inner_text("#hidden-params") == "(1 hidden)"
+    page.check("#all-params")
+    page.wait_for_selector("th[data-sort='params.wd']")
+    page.uncheck("#all-params")
+    page.wait_for_function("!document.querySelector(\"th[data-sort='params.wd']\")")
+
+    ids = ",".join(r["id"] for r in runs[:2])
+    page.goto(f"{server}/compare?runs={ids}#params")
+    page.wait_for_selector("#params-table table")
+    wd = page.locator("#params-table tr", has_text="params.wd")
+    lr = page.locator("#params-table tr", has_text="params.lr")
+    assert lr.is_visible() and not wd.is_visible()
+    assert "constant params too (1)" in page.inner_text("#params-table label")
+    page.check("#params-table #all-params")
+    assert wd.is_visible()

@@ -99,9 +99,12 @@ RUNS_BODY = """
   <details id="columns" class="dropdown"><summary>Columns</summary>
     <div class="dropdown-body">
       <input id="column-search" type="search" placeholder="search keys">
+      <button id="default-columns" type="button" class="link">default: the params that differ, the metrics</button>
       <div id="column-list"></div>
     </div>
   </details>
+  <label title="by default, a param with the same value in every run of the page is not a column">
+    <input id="all-params" type="checkbox"> constant params too <span id="hidden-params" class="muted"></span></label>
   <button id="compare" type="button" disabled>Compare</button>
   <button id="clear-selection" type="button" class="link" hidden>clear selection</button>
 </section>

@@ -283,16 +283,23 @@
   function renderParams() {
     const header = ["", ...model.runs.map((r) => el("a", { href: RB.runUrl(r.id) }, el("span", { class: "swatch", style: "background:" + r.color }), r.name))];
     const rows = [];
+    let constant = 0;
     const addRows = (scope, keys) => {
       for (const k of keys) {
         const vals = model.runs.map((r) => r[scope][k]);
         const differs = new Set(vals.map((v) => JSON.stringify(v ?? null))).size > 1;
-        rows.push(el("tr", { class: differs ? "differs" : "" }, el("th", { class: "mono" }, scope + "." + k), vals.map((v) => el("td", { class: typeof v === "number" ? "num" : "" }, RB.fmtValue(v)))));
+        // a param with one value in every run says nothing about them: hidden until asked
+        const cls = differs ? "differs" : scope === "params" && model.runs.length > 1 ? "constant-param" : "";
+        if (cls === "constant-param") constant += 1;
+        rows.push(el("tr", { class: cls }, el("th", { class: "mono" }, scope + "." + k), vals.map((v) => el("td", { class: typeof v === "number" ? "num" : "" }, RB.fmtValue(v)))));
       }
     };
     addRows("params", model.paramKeys);
     addRows("metrics", model.metricKeys);
+    $("params-table").classList.add("hide-constant");
     RB.fill($("params-table"),
+      el("label", {}, el("input", { type: "checkbox", id: "all-params", onchange: (e) => $("params-table").classList.toggle("hide-constant", !e.target.checked) }), " constant params too (" + constant + ")"),
+      " ",
       el("label", {}, el("input", { type: "checkbox", id: "only-differing", onchange: (e) => $("params-table").classList.toggle("only-differing", e.target.checked) }), " only what differs"),
       el("table", { class: "grid compare-table" }, el("thead", {}, el("tr", {}, header.map((h) => el("th", {}, h)))), el("tbody", {}, rows))
     );

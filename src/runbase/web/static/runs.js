@@ -6,6 +6,7 @@
   const $ = (id) => document.getElementById(id);
   const SELECTED_KEY = "runbase.selected";
   const COLUMNS_KEY = "runbase.columns";
+  const ALL_PARAMS_KEY = "runbase.allParams";
   const FIXED = [
     { label: "id", sort: "id" },
     { label: "name", sort: "name" },
@@ -23,8 +24,10 @@
     limit: parseInt(url.searchParams.get("limit") || "50", 10) || 50,
     group: url.searchParams.get("group_by") || "",
     sweep: url.searchParams.get("sweep") || "",
-    cols: loadCols(),
+    cols: loadCols(), // null: automatic (autoColumns), else the keys the user picked
+    allParams: localStorage.getItem(ALL_PARAMS_KEY) === "1",
   };
+  let shownCols = []; // the columns of the last render (what the column list ticks)
   let selected = new Set(JSON.parse(sessionStorage.getItem(SELECTED_KEY) || "[]"));
   let keys = { params: [], metrics: [], tags: [] };
   let loading = 0;
@@ -55,9 +58,19 @@
     return { key, scope, name, sort: RB.field(scope, name) };
   }
 
-  function defaultColumns() {
-    const metrics = keys.metrics.filter((k) => !k.startsWith("sys/"));
-    return [...keys.params.slice(0, 4).map((k) => "params." + k), ...metrics.slice(0, 4).map((k) => "metrics." + k)];
+  /** As `runbase ls`: the params that differ between the runs of the page (all of
+   * them with "constant params too"), then their metrics but the system ones. */
+  function autoColumns(runs) {
+    const pkeys = new Set();
+    const mkeys = new Set();
+    for (const r of runs) {
+      for (const k of Object.keys(r.params || {})) pkeys.add(k);
+      for (const k of Object.keys(r.metrics || {})) if (!k.startsWith("sys/")) mkeys.add(k);
+    }
+    const differs = (k) => new Set(runs.map((r) => (k in (r.params || {}) ? JSON.stringify(r.params[k]) : "\u0000absent"))).size > 1;
+    const params = [...pkeys].sort();
+    const shown = runs.length < 2 || state.allParams ? params : params.filter(differs);
+    return { cols: [...shown.map((k) => "params." + k), ...[...mkeys].sort().map((k) => "metrics." + k)], hidden: params.length - shown.length };
   }
 
   function cellValue(run, col) {
@@ -90,7 +103,6 @@
     if (ticket !== loading) return; // a newer request is on its way
     RB.showError($("error"), null);
     keys = { params: data.param_keys || [], metrics: data.metric_keys || [], tags: data.tag_keys || [] };
-    if (state.cols === null) state.cols = defaultColumns();
     render(data);
     renderGroupOptions();
     renderColumnList();
@@ -171,7 +183,12 @@
   }
 
   function render(data) {
-    const cols = (state.cols || []).map(column);
+    const auto = autoColumns(data.runs);
+    shownCols = state.cols === null ? auto.cols : state.cols;
+    const cols = shownCols.map(column);
+    $("all-params").checked = state.allParams;
+    $("all-params").disabled = state.cols !== null; // the user's own pick shows what it names
+    $("hidden-params").textContent = state.cols === null && auto.hidden ? "(" + auto.hidden + " hidden)" : "";
     header(cols);
     const body = $("runs").tBodies[0];
     const width = 7 + cols.length;
@@ -230,14 +247,14 @@
       ...keys.metrics.map((k) => "metrics." + k),
       ...keys.tags.map((k) => "tags." + k),
     ];
-    const chosen = new Set(state.cols || []);
+    const chosen = new Set(shownCols);
     const shown = all.filter((k) => !q || k.toLowerCase().includes(q)).slice(0, 300);
     RB.fill(list,
       ...shown.map((k) => {
         const box = el("input", { type: "checkbox", value: k });
         box.checked = chosen.has(k);
         box.addEventListener("change", () => {
-          const cols = (state.cols || []).filter((c) => c !== k);
+          const cols = shownCols.filter((c) => c !== k); // from what is shown: auto becomes a pick
           if (box.checked) cols.push(k);
           state.cols = cols;
           localStorage.setItem(COLUMNS_KEY, JSON.stringify(cols));
@@ -297,6 +314,16 @@
     load();
   });
   $("column-search").addEventListener("input", RB.debounce(renderColumnList, 150));
+  $("all-params").addEventListener("change", (e) => {
+    state.allParams = e.target.checked;
+    localStorage.setItem(ALL_PARAMS_KEY, state.allParams ? "1" : "0");
+    load();
+  });
+  $("default-columns").addEventListener("click", () => {
+    state.cols = null;
+    localStorage.removeItem(COLUMNS_KEY);
+    load();
+  });
   $("compare").addEventListener("click", () => {
     window.location.href = RB.compareUrl(Array.from(selected));
   });
