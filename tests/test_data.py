@@ -284,7 +284,8 @@ def test_fsck_gc_du(project: Path) -> None:
     path.write_bytes(bytes(data))
     proc = runbase_cmd("fsck", cwd=project)
     assert proc.returncode == 1 and f"corrupt: {raw}" in proc.stderr
-    path.unlink()
+    # moved aside (the store no longer claims it: a pull --data fetches a good copy)
+    assert not path.exists() and (project / ".runbase" / "corrupt" / raw[7:]).exists()
     proc = runbase_cmd("fsck", cwd=project)
     assert proc.returncode == 1 and f"missing: {raw}" in proc.stderr
     # an unreferenced, old object is collected; recent ones are kept for live runs

@@ -170,9 +170,9 @@ class FsckReport:
 
 
 def fsck(store: Store) -> FsckReport:
-    """Re-hash every object; list those whose bytes do not match their id, and
-    objects the metadata refers to that are missing (data of ``--hash-only`` runs is
-    not expected to be there)."""
+    """Re-hash every object; list those whose bytes do not match their id (moved aside
+    to ``corrupt/``, so that a pull can bring good copies), and objects the metadata
+    refers to that are missing (data of ``--hash-only`` runs is not expected there)."""
     report = FsckReport()
     with progress.shown("checking objects"):
         for oid in store.objects:
@@ -182,6 +182,10 @@ def fsck(store: Store) -> FsckReport:
                     report.corrupt.append(oid)
             except OSError:
                 report.corrupt.append(oid)
+    # moved aside (corrupt/), so the store stops claiming them: `runbase pull --data`
+    # then fetches good copies, and the references below name the runs that need them
+    for oid in report.corrupt:
+        store.objects.quarantine(oid)
     seen: set[str] = set()
     for oid, kind, run_id in references(store):
         if oid not in seen:

@@ -19,11 +19,12 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
-from .bundle import export_run, import_run, run_objects
+from .bundle import export_run, import_run, run_objects, validate
 from .errors import RunbaseError
 from .publish import clear_pending
 from .remote import Client, Remote, RemoteError
 from .store import Store
+from .store.objects import ObjectIdMismatch
 
 ASK_BATCH = 10_000  # object ids per "which do you lack?"
 
@@ -218,17 +219,25 @@ def pull(
     client = remote.client()
     path = f"{remote.api}/runs/{urllib.parse.quote(ref, safe='')}/bundle"
     bundle = client.get_json(path, {"data": "true"})
+    # nothing read from a server is trusted: the whole bundle is checked (BundleError
+    # naming the field) before a byte of its objects is fetched
+    report = PullReport(validate(bundle), data=data)
     objects: dict[str, str] = bundle.get("objects") or {}
     wanted = [o for o, kind in objects.items() if data or kind != "data"]
-    report = PullReport(bundle["run"]["id"], data=data)
     absent = [o for o in wanted if not store.objects.exists(o)]
     if progress and absent:
         progress(f"downloading {len(absent)} objects")
     lock = threading.Lock()
 
     def one(oid: str) -> None:
-        with store.objects.writer(expect=oid) as w:
-            n = client.download(f"{remote.api}/objects/{oid}", w.write)
+        try:  # re-hashed as it arrives: a bad copy on the server is never stored here
+            with store.objects.writer(expect=oid) as w:
+                n = client.download(f"{remote.api}/objects/{oid}", w.write)
+        except ObjectIdMismatch:
+            raise RunbaseError(
+                f"the copy of object {oid} (of run {report.run_id}) on {remote.url} is "
+                "corrupted: nothing was stored here; the server's admin must restore it"
+            ) from None
         with lock:
             report.objects_fetched += 1
             report.bytes_fetched += n

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sec_runkit import Made, clone, make_run
 
-from conftest import runbase_cmd
+from conftest import require, runbase_cmd, start_server
 from runbase.store.hashing import hash_bytes
 from runbase.store.objects import CorruptObject, LocalObjects
 
@@ -161,3 +161,61 @@ def test_logs_with_a_missing_object(mine: Made) -> None:
     r = runbase_cmd("logs", mine.run_id, cwd=mine.root)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert oid in r.stderr and "runbase pull" in r.stderr
+
+
+def test_pull_data_brings_a_good_copy_back(mine: Made, tmp_path: Path) -> None:
+    """The remedy the error suggests works: a refused object is moved aside, and
+    `runbase pull --data` fetches a good copy from a real server that has one."""
+    require("fastapi")
+    from runbase.server import admin
+
+    db, objects = str(tmp_path / "server.db"), str(tmp_path / "objects")
+    admin.migrate(db, objects)
+    token = admin.add_user(db, "alice").secret
+    server = start_server(db, objects, log_dir=tmp_path)
+    try:
+        runbase_cmd("login", server.url, "--token", token, cwd=mine.root, check=True)
+        runbase_cmd("remote", "add", "team", server.url, cwd=mine.root, check=True)
+        runbase_cmd("push", mine.run_id, cwd=mine.root, check=True)
+        oid = mine.input_oid()
+        truncate(mine.object_path(oid))
+        target = tmp_path / "target"
+        r = runbase_cmd("checkout", mine.run_id, "--into", str(target), cwd=mine.root)
+        assert r.returncode == 1 and oid in r.stderr
+        runbase_cmd("pull", "--data", mine.run_id, cwd=mine.root, check=True)
+        r = runbase_cmd("checkout", mine.run_id, "--into", str(target), cwd=mine.root)
+        assert r.returncode == 0, r.stderr
+        assert (target / "data" / "in.csv").read_bytes() == (mine.root / "data/in.csv").read_bytes()
+    finally:
+        server.stop()
+
+
+def test_pull_refuses_a_corrupted_server_copy(mine: Made, tmp_path: Path) -> None:
+    """A damaged object on the server is never stored by a pull (nor served whole)."""
+    require("fastapi")
+    from runbase.server import admin
+
+    db, objects = str(tmp_path / "server.db"), tmp_path / "objects"
+    admin.migrate(db, str(objects))
+    token = admin.add_user(db, "alice").secret
+    server = start_server(db, str(objects), log_dir=tmp_path)
+    try:
+        runbase_cmd("login", server.url, "--token", token, cwd=mine.root, check=True)
+        runbase_cmd("remote", "add", "team", server.url, cwd=mine.root, check=True)
+        runbase_cmd("push", mine.run_id, cwd=mine.root, check=True)
+        oid = code_blob(mine)
+        on_server = objects / "objects" / oid[7:9] / oid[9:]
+        if not on_server.exists():
+            on_server = objects / oid[7:9] / oid[9:]
+        os.chmod(on_server, 0o644)
+        flip(on_server, 5)
+        other = tmp_path / "other"
+        other.mkdir()
+        runbase_cmd("init", cwd=other)
+        r = runbase_cmd("pull", mine.run_id, cwd=other, timeout=300)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert oid in r.stderr, r.stderr
+        for store in other.rglob("objects"):
+            assert not (store / oid[7:9] / oid[9:]).exists()
+    finally:
+        server.stop()

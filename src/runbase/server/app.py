@@ -35,7 +35,7 @@ from ..bundle import BundleError  # noqa: E402
 from ..errors import RunbaseError  # noqa: E402
 from ..shapes import loads  # noqa: E402
 from ..store import Store  # noqa: E402
-from ..store.objects import ObjectIdMismatch  # noqa: E402
+from ..store.objects import CorruptObject, ObjectIdMismatch  # noqa: E402
 from ..web import pages  # noqa: E402
 from ..web.api import json_response  # noqa: E402
 from ..web.api import router as api_router  # noqa: E402
@@ -725,6 +725,8 @@ def _server_errors(app: FastAPI, server: Server) -> None:
     app.add_exception_handler(MissingObjects, missing)
     app.add_exception_handler(BundleError, detail(422))
     app.add_exception_handler(ObjectIdMismatch, detail(422))
+    # the server's own copy is damaged: its fault, said plainly (and not retried)
+    app.add_exception_handler(CorruptObject, detail(500))
     app.add_exception_handler(LoginRequired, login)
     for exc_type in _connection_errors(server):
         app.add_exception_handler(exc_type, unavailable)

@@ -24,6 +24,7 @@ from .projects import ProjectStores, open_objects_checked
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_OBJECT_BYTES = 64 << 30  # one object: far above any sane file, below a disk filler
 MAX_OIDS = 100_000  # per "which do you lack?" question
+VERIFY_BEFORE_SENDING = 64 << 20  # objects up to this size are read whole and checked first
 
 
 @dataclass
@@ -134,6 +135,15 @@ class Server:
         check_oid(oid)
         if not control.held_objects(self.control, project, [oid]):
             raise views.NotFound(f"no object {oid} in project {project!r}")
+        # verified before the first byte leaves while small (a damaged copy is a clear
+        # error, not a cut stream); a large one is hashed as it streams, and its reader
+        # re-hashes it (a pull stores nothing that does not match)
+        try:
+            size = self.objects.size(oid)
+        except FileNotFoundError:
+            raise views.NotFound(f"object {oid} is missing from the server's store") from None
+        if size <= VERIFY_BEFORE_SENDING:
+            return iter([self.objects.get_bytes(oid)])
         return self.objects.iter_bytes(oid)
 
     # -- runs -----------------------------------------------------------------------

@@ -148,15 +148,22 @@ class LocalObjects:
             self._corrupt(oid, e.actual)
         return v.size
 
-    def _corrupt(self, oid: str, actual: str) -> None:
+    def quarantine(self, oid: str) -> bool:
         """Move a corrupted object aside (to ``corrupt/`` next to ``objects/``), so the
         store no longer claims to hold it: the next pull or run stores a good copy
-        instead of trusting this one; then raise CorruptObject."""
+        instead of trusting this one. False when it cannot be moved (a read-only store:
+        it stays, and every read of it is still refused)."""
+        self._verified.discard(oid)
         dest = self.root.parent / "corrupt" / split_id(oid)[1]
-        with contextlib.suppress(OSError):  # a read-only store keeps it: still refused
+        try:
             dest.parent.mkdir(exist_ok=True)
             os.replace(self._path_s(oid), dest)
-        self._verified.discard(oid)
+            return True
+        except OSError:
+            return False
+
+    def _corrupt(self, oid: str, actual: str) -> None:
+        self.quarantine(oid)
         raise CorruptObject(oid, actual)
 
     def size(self, oid: str) -> int:
