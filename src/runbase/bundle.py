@@ -482,6 +482,13 @@ _ROW_CHECKS = {
 # -- import --------------------------------------------------------------------------------
 
 
+def validate(bundle: Any, replace: bool = True) -> str:
+    """Check ``bundle`` as :func:`import_run` does, writing nothing: its run id, or
+    :class:`BundleError` naming the first field that does not have its documented shape
+    (a pull checks a server's answer before fetching the objects it names)."""
+    return _parse(bundle, replace).run_id
+
+
 def import_run(
     store: Store,
     bundle: dict[str, Any],

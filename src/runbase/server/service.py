@@ -248,7 +248,8 @@ class Server:
             for item in found["runs"]:
                 results.append({**item, "project": p["name"]})
             total += found["total"]
-        results.sort(key=lambda r: r.get("started_at") or 0, reverse=True)
+        # ISO 8601 strings sort by time; a run whose time is unknown (null) sorts last
+        results.sort(key=lambda r: r.get("started_at") or "", reverse=True)
         return {"total": total, "runs": results[:limit]}
 
 
