@@ -253,11 +253,16 @@ def _start_own(
 
         run.notebook = notebook[0]
         safe_call("the notebook", record_notebook_file, store, run_id, *notebook)
+    found: set[str] = set()
+    if "ipykernel" not in sys.modules:  # a kernel's argv is its launcher's, not params
+        # before the snapshot: a config file it redacted secrets from is left out of it
+        found = safe_call(
+            "argv params", lifecycle.record_argv_params, store, run_id, argv[1:], default=set()
+        )
+        _known_secrets().update(found)  # a config file's: scrubbed from console and traceback
     if capture_code:
         keep = [notebook[0]] if notebook else None  # in the snapshot, even if large or ignored
         safe_call("the code snapshot", lifecycle.snapshot_code, store, run_id, root, keep)
-    if "ipykernel" not in sys.modules:  # a kernel's argv is its launcher's, not params
-        safe_call("argv params", lifecycle.record_argv_params, store, run_id, argv[1:])
     store.close()
     t = _tracker.Tracker(run_id, str(store.root))
     _tracker.activate(t)

@@ -90,7 +90,12 @@ def snapshot_code(store: Store, run_id: str, root: Path, keep: list[str] | None 
     real = os.path.realpath(root)
     rel = [os.path.relpath(os.path.realpath(p), real) for p in keep or ()]
     rel = [p for p in rel if not p.startswith("..")]
-    record_code(store, run_id, snapshot(store, root, rel).as_dict())
+    # config files runbase redacted secrets from (record_config_params): not stored
+    rows = store.db.query(
+        "SELECT path FROM run_files WHERE run_id = ? AND source = 'config'", (run_id,)
+    )
+    held = [str(row[0]) for row in rows]
+    record_code(store, run_id, snapshot(store, root, rel, held).as_dict())
 
 
 def record_argv_params(

@@ -10,6 +10,8 @@ from .table import fmt_bytes, fmt_count, fmt_duration, fmt_value, render
 def render_record(rec: dict[str, Any]) -> str:
     lines = [f"run {rec['id']}  {rec['name']}", ""]
     status = rec["status"]
+    if status == "running" and rec.get("error"):  # lifecycle.SUPERVISOR_LOST
+        status += " (supervisor lost)"
     if rec.get("exit_code") is not None:
         status += f" (exit code {rec['exit_code']})"
     elif rec.get("exit_signal"):
@@ -220,6 +222,8 @@ def _file_row(f: dict[str, Any]) -> list[str]:
     h = f.get("hash")
     size = f.get("size")
     kept = "stored" if f.get("stored") else "hash only" if h else "not hashed"
+    if f.get("withheld"):
+        kept = "withheld: may hold secrets (hash only)"
     if f.get("changed_during_run"):
         kept += ", changed during run"
     path = str(f.get("url") or f.get("path") or "?") + ("/" if f.get("directory") else "")

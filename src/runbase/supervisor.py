@@ -119,15 +119,16 @@ def run(argv: list[str], options: RunOptions | None = None) -> RunOutcome:
         reproduces=opts.reproduces,
     )
     # from here on, a failure of runbase must not stop the command
+    # the supervisor reads the config files (it knows argv): what they hold that was
+    # redacted (hf_token, db.password) is scrubbed from the logs it tees, and such a
+    # file is left out of the code snapshot (so: first)
+    config_secrets = safe_call(
+        "argv params", lifecycle.record_argv_params, store, run_id, shown_argv, str(cwd)
+    )
     if opts.code_record is not None:
         safe_call("the code record", lifecycle.record_code, store, run_id, opts.code_record)
     elif opts.capture_code:
         safe_call("the code snapshot", lifecycle.snapshot_code, store, run_id, root)
-    # the supervisor reads the config files (it knows argv): what they hold that was
-    # redacted (hf_token, db.password) is scrubbed from the logs it tees
-    config_secrets = safe_call(
-        "argv params", lifecycle.record_argv_params, store, run_id, shown_argv, str(cwd)
-    )
     safe_call(
         "declared data",
         lifecycle.declare_files,

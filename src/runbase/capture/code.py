@@ -140,17 +140,24 @@ class CodeSnapshot:
         return dict(self.__dict__)
 
 
-def snapshot(store: Store, root: Path, keep: Iterable[str] = ()) -> CodeSnapshot:
+def snapshot(
+    store: Store, root: Path, keep: Iterable[str] = (), withhold: Iterable[str] = ()
+) -> CodeSnapshot:
     """Snapshot the code under ``root`` (a git work tree or a plain directory).
 
     ``keep``: paths relative to ``root`` that are in the snapshot whatever their size
     (up to ``KEEP_MAX_BYTES``), extension or ignore rules (a run's notebook), unless
-    their name looks secret.
+    their name looks secret. ``withhold``: paths left out as secret files are (config
+    files runbase redacted secrets from).
     """
     t0 = time.perf_counter()
     root = root.resolve()
     kept = {k for k in keep if os.path.isfile(root / k)}
-    snap = _git_snapshot(store, root, kept) if _is_git(root) else _dir_snapshot(store, root, kept)
+    held = frozenset(withhold)
+    if _is_git(root):
+        snap = _git_snapshot(store, root, kept, held)
+    else:
+        snap = _dir_snapshot(store, root, kept, held)
     snap.seconds = round(time.perf_counter() - t0, 4)
     return snap
 
@@ -170,7 +177,9 @@ def _git(root: Path, *args: str, env: dict[str, str] | None = None, check: bool 
     return proc.stdout
 
 
-def _git_snapshot(store: Store, root: Path, kept: set[str]) -> CodeSnapshot:
+def _git_snapshot(
+    store: Store, root: Path, kept: set[str], withhold: Collection[str] = ()
+) -> CodeSnapshot:
     snap = CodeSnapshot(kind="git", root=str(root))
     # independent queries run concurrently: each git process costs a few ms to start
     status, listed, remotes = _git_parallel(
@@ -197,7 +206,7 @@ def _git_snapshot(store: Store, root: Path, kept: set[str]) -> CodeSnapshot:
     snap.dirty = changed or bool(untracked)
     snap.remote = _pick_remote(remotes.decode(errors="replace"))
     entries, skipped_paths = _manifest_entries(
-        store, root, sorted(set(tracked) | set(untracked) | kept), snap, kept
+        store, root, sorted(set(tracked) | set(untracked) | kept), snap, kept, withhold
     )
     snap.tree = put_manifest(store, entries)
     if snap.dirty:
@@ -270,10 +279,12 @@ def _git_patch(
 # -- plain directories -------------------------------------------------------------
 
 
-def _dir_snapshot(store: Store, root: Path, kept: set[str]) -> CodeSnapshot:
+def _dir_snapshot(
+    store: Store, root: Path, kept: set[str], withhold: Collection[str] = ()
+) -> CodeSnapshot:
     snap = CodeSnapshot(kind="dir", root=str(root))
     paths = sorted(set(walk(root, snap)) | kept)
-    entries, _ = _manifest_entries(store, root, paths, snap, kept)
+    entries, _ = _manifest_entries(store, root, paths, snap, kept, withhold)
     snap.tree = put_manifest(store, entries)
     return snap
 
@@ -327,7 +338,12 @@ def walk(root: Path, snap: CodeSnapshot | None = None) -> list[str]:
 
 
 def _manifest_entries(
-    store: Store, root: Path, paths: list[str], snap: CodeSnapshot, kept: Collection[str] = ()
+    store: Store,
+    root: Path,
+    paths: list[str],
+    snap: CodeSnapshot,
+    kept: Collection[str] = (),
+    withhold: Collection[str] = (),
 ) -> tuple[list[dict[str, Any]], set[str]]:
     from .files import put_cached
 
@@ -350,7 +366,11 @@ def _manifest_entries(
             continue
         if not stat.S_ISREG(st.st_mode):
             continue  # submodules, sockets, ...
-        reason = _skip_reason(rel, st.st_size, rel in kept, root_s)
+        reason = (
+            "holds secrets runbase redacted"
+            if rel in withhold
+            else _skip_reason(rel, st.st_size, rel in kept, root_s)
+        )
         if reason:
             skipped.add(rel)
             snap.skipped.append({"path": rel, "size": st.st_size, "reason": reason})

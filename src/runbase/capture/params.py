@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Any
 
-from .secrets import REDACTED, is_secret_name
+from .. import fsname
+from .secrets import redact_value
 
 # Where a parameter came from, by precedence: a source never replaces a parameter that
 # one of a higher rank recorded; of equal ranks, the later one wins.
@@ -49,6 +50,14 @@ SOURCE_RANK = {
 SOURCES = tuple(SOURCE_RANK)
 # The parsers of a command line: once one of them captured params, argv guesses go.
 PARSERS = frozenset(("argparse", "click", "typer", "fire", "jsonargparse", "hydra"))
+# A framework's own report of its configuration (runbase.integrations). When one and
+# another source give one name different values, both are kept: the bare name stays
+# with the other source (what the user set: command line, config, inline; of two
+# frameworks, the first), the framework's value goes under "<framework>.<name>", e.g.
+# "sklearn.n_estimators" (docs/run-record.md, "Parameter names").
+INTEGRATION_SOURCES = frozenset(
+    ("tensorboard", "lightning", "keras", "transformers", "sklearn", "xgboost", "lightgbm")
+)
 # Values larger than this are kept in full as an object by the ingester (nothing is
 # lost); the params table holds a preview and the object id.
 MAX_INLINE_VALUE = 16 * 1024
@@ -94,11 +103,13 @@ def jsonable(value: Any, _depth: int = 0) -> Any:
     return repr(value)
 
 
-def encode_value(key: str, value: Any) -> str:
-    """JSON text of a parameter value, redacted when its name looks secret."""
-    if is_secret_name(key) and value not in (None, False, ""):
-        return json.dumps(REDACTED)
-    return json.dumps(jsonable(value), ensure_ascii=False, allow_nan=False)
+def encode_value(key: str, value: Any, found: set[str] | None = None) -> str:
+    """JSON text of a parameter value with its secrets redacted (capture.secrets
+    decides on the name and the value); the values removed are added to ``found``, for
+    the log scrubbers."""
+    return json.dumps(
+        redact_value(key, jsonable(value), found), ensure_ascii=False, allow_nan=False
+    )
 
 
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -135,6 +146,9 @@ def parse_argv(argv: list[str]) -> dict[str, str]:
     {'lr': '0.1', 'epochs': '3', 'fast': 'true'}
     """
     out: dict[str, str] = {}
+    # names and values are stored text: an argument that is not UTF-8 (a file name of
+    # bytes) is kept in runbase.fsname's lossless stored form
+    argv = [fsname.encode(a) for a in argv]
     i = 1
     while i < len(argv):
         arg = argv[i]
