@@ -23,14 +23,21 @@ from rwkit import (
 
 def test_lightning_model_checkpoint_best_reloaded_for_test(tmp_path: Path) -> None:
     root = make_project(tmp_path, "lightning_ckpt", ignore=["data/", "checkpoints/", "logs/"])
-    rec = run(root, "python", "train.py", "--max_epochs", "3", "--learning_rate", "0.02")
+    rec = run(root, "python", "train.py", "--max_epochs", "3", "--learning_rate", "0.02",
+              "--batch_size", "32")  # fmt: skip
     assert rec["status"] == "finished"
     assert_no_redaction(rec)
+    # argparse's learning rate and the module's (scaled by the batch size) disagree: both
+    # are kept, the framework's under its name (issue 15.5); where they agree, one key
+    assert rec["params"] == {
+        "data": "data/regression.csv", "batch_size": 32, "hidden_dim": 8,
+        "learning_rate": 0.02, "max_epochs": 3, "seed": 7, "lightning.learning_rate": 0.04,
+    }  # fmt: skip
     assert_params(
         rec,
-        {"data": "data/regression.csv", "batch_size": 16, "hidden_dim": 8,
-         "learning_rate": 0.02, "max_epochs": 3, "seed": 7},
-        sources={"learning_rate": "argparse", "hidden_dim": "argparse", "max_epochs": "argparse"},
+        {},
+        sources={"learning_rate": "argparse", "hidden_dim": "argparse",
+                 "lightning.learning_rate": "lightning"},
     )  # fmt: skip
 
     (best,) = [p.name for p in (root / "checkpoints").iterdir()]

@@ -10,7 +10,6 @@ import math
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Optional
 
 import torch
 from transformers import (
@@ -38,8 +37,8 @@ class ModelArguments:
 
 @dataclass
 class DataTrainingArguments:
-    train_file: Optional[str] = field(default=None, metadata={"help": "A text file."})
-    validation_file: Optional[str] = field(default=None)
+    train_file: str | None = field(default=None, metadata={"help": "A text file."})
+    validation_file: str | None = field(default=None)
     block_size: int = field(default=32, metadata={"help": "Sequence length after grouping."})
 
 
@@ -82,7 +81,9 @@ def main() -> None:
     )
     model = GPT2LMHeadModel(config)
     train = Blocks(data_args.train_file, data_args.block_size) if training_args.do_train else None
-    valid = Blocks(data_args.validation_file, data_args.block_size) if training_args.do_eval else None
+    valid = (
+        Blocks(data_args.validation_file, data_args.block_size) if training_args.do_eval else None
+    )
     trainer = Trainer(model=model, args=training_args, train_dataset=train, eval_dataset=valid)
 
     if training_args.do_train:

@@ -79,7 +79,8 @@ def main() -> None:
 
     L.seed_everything(args.seed)
     dm = CSVDataModule(args.data, args.batch_size)
-    model = Regressor(args.hidden_dim, args.learning_rate)
+    # linear scaling rule: the learning rate follows the batch size (base batch 16)
+    model = Regressor(args.hidden_dim, args.learning_rate * args.batch_size / 16)
     checkpoint = ModelCheckpoint(
         dirpath="checkpoints", filename="best-{epoch}", monitor="val_loss", mode="min", save_top_k=1
     )

@@ -82,8 +82,12 @@ def main():
         print(f"epoch {epoch}: loss {val_loss:.4f} acc {acc:.3f}")
         os.makedirs(os.path.dirname(args.checkpoint), exist_ok=True)
         torch.save(
-            {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict()},
+            {
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+            },
             args.checkpoint,
         )
 
