@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import fsname
 from ..errors import FormatVersionError, StoreError
 from .schema import MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION, ddl
 
@@ -216,7 +217,7 @@ class SQLiteDatabase(Database):
             yield from self._transaction()
 
     def _transaction(self) -> Iterator[sqlite3.Cursor]:
-        cur = self.conn.cursor()
+        cur = self.conn.cursor(_Cursor)
         for attempt in range(50):
             try:
                 cur.execute("BEGIN IMMEDIATE")
@@ -242,11 +243,67 @@ class SQLiteDatabase(Database):
     # lock is reentrant, so reads inside a transaction on its own thread go through.
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         with self._writer:
-            return self.conn.execute(sql, params).fetchall()
+            return self._read(sql, params, all_rows=True)  # type: ignore[return-value]
 
     def query_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         with self._writer:
-            return self.conn.execute(sql, params).fetchone()
+            return self._read(sql, params, all_rows=False)  # type: ignore[return-value]
+
+    def _read(self, sql: str, params: Sequence[Any], all_rows: bool) -> list[Row] | Row | None:
+        """One read, robust to odd text: a parameter holding lone surrogates (a file
+        name that is not UTF-8) is looked up in its stored form (runbase.fsname), and
+        text stored as bytes that are not UTF-8 (another tool, a damaged row) reads
+        with U+FFFD instead of failing the whole command. Both only on the retry:
+        the common path costs nothing."""
+        try:
+            cur = self.conn.cursor(_Cursor).execute(sql, params)
+            return cur.fetchall() if all_rows else cur.fetchone()
+        except sqlite3.OperationalError as e:
+            if "decode" not in str(e):
+                raise
+        # under self._writer: no other thread of this connection reads meanwhile
+        self.conn.text_factory = _lenient_text
+        try:
+            cur = self.conn.cursor(_Cursor).execute(sql, params)
+            return cur.fetchall() if all_rows else cur.fetchone()
+        finally:
+            self.conn.text_factory = str
+
+
+def _lenient_text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+def _clean_params(params: Any) -> Any:
+    """``params`` with every string that holds lone surrogates in its stored form."""
+    if isinstance(params, dict):
+        return {k: fsname.clean(v) if isinstance(v, str) else v for k, v in params.items()}
+    return tuple(fsname.clean(v) if isinstance(v, str) else v for v in params)
+
+
+def _needs_clean(row: Any) -> bool:
+    values = row.values() if isinstance(row, dict) else row
+    return any(v.__class__ is str and fsname.needs_encoding(v) for v in values)
+
+
+class _Cursor(sqlite3.Cursor):
+    """A cursor that never fails on a string SQLite cannot encode: POSIX paths and
+    arguments are bytes, and Python holds the undecodable ones as lone surrogates.
+    Such a value is written in runbase.fsname's stored form (lossless, documented in
+    docs/run-record.md) wherever it comes from: one odd file name must not stop a
+    run's recording or, worse, every later command that reads the store."""
+
+    def execute(self, sql: str, params: Any = (), /) -> _Cursor:  # type: ignore[override]
+        try:
+            super().execute(sql, params)
+        except UnicodeEncodeError:  # raised while binding: nothing was executed
+            super().execute(sql, _clean_params(params))
+        return self
+
+    def executemany(self, sql: str, rows: Any, /) -> _Cursor:  # type: ignore[override]
+        # rows bind one by one, after earlier ones ran: clean before, not on retry
+        super().executemany(sql, (_clean_params(r) if _needs_clean(r) else r for r in rows))
+        return self
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------
@@ -284,6 +341,8 @@ def _pg_value(v: Any) -> Any:
         return None
     if v.__class__ is bool:
         return int(v)
+    if v.__class__ is str and fsname.needs_encoding(v):  # see _Cursor
+        return fsname.encode(v)
     return v
 
 
