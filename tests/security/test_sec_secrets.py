@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import _free_port, commit, require, runbase_cmd, start_server, write
 
+from conftest import _free_port, commit, require, runbase_cmd, start_server, write
 from runbase.store.hashing import hash_bytes
 
 

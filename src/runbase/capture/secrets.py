@@ -168,7 +168,7 @@ _EXTRA_FORMATS = (
 _GATE = re.compile(r"[A-Za-z0-9+=_-]{16,}|PRIVATE KEY|://")
 _GATE_BYTES = re.compile(rb"[A-Za-z0-9+=_-]{16,}|PRIVATE KEY|://")
 _ENTROPY_RUN = re.compile(r"[A-Za-z0-9+=_-]{20,}")
-_TOKEN_CHAR = re.compile(r"[A-Za-z0-9_-]")
+_TOKEN_CHAR = re.compile(r"[A-Za-z0-9_.=-]")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _PRIVATE_KEY_BEGIN = re.compile(r"-----BEGIN[A-Z ]*PRIVATE KEY( BLOCK)?-----")
 _PRIVATE_KEY_END = re.compile(r"-----END[A-Z ]*PRIVATE KEY( BLOCK)?-----")
@@ -185,7 +185,6 @@ def _detectors() -> list[Any]:
             from detect_secrets.plugins import (
                 aws,
                 azure_storage_key,
-                basic_auth,
                 discord,
                 github_token,
                 gitlab_token,
@@ -207,11 +206,11 @@ def _detectors() -> list[Any]:
             _plugins = []
             return _plugins
         # Not IPPublicDetector (an address is no credential), nor the keyword and
-        # Artifactory rules (they flag ordinary words in ML configs).
+        # Artifactory rules (they flag ordinary words in ML configs), nor BasicAuth
+        # (_URL_CRED: the same rule, but it keeps the user name and the host).
         _plugins = [
             aws.AWSKeyDetector(),
             azure_storage_key.AzureStorageKeyDetector(),
-            basic_auth.BasicAuthDetector(),
             discord.DiscordBotTokenDetector(),
             github_token.GitHubTokenDetector(),
             gitlab_token.GitLabTokenDetector(),
