@@ -236,3 +236,75 @@ def test_override_is_changed_by_request_and_no_metric_is_nothing_to_compare(
     assert json.loads(r.stdout)["verdict"] == "nothing to compare"
     r = runbase_cmd("reproduce", quiet, cwd=project)
     assert r.returncode == 3 and "nothing to compare: run " in r.stdout
+
+
+# -- item 5: param name collisions ----------------------------------------------------
+
+
+def test_argparse_and_sklearn_disagreeing_keep_both(project: Path) -> None:
+    """argparse says what the user asked for, sklearn what the estimator used: both are
+    kept under the documented rule (docs/capture.md), equal values stay one param."""
+    write(
+        project,
+        "train.py",
+        """
+        import argparse
+        from sklearn.datasets import make_classification
+        from sklearn.ensemble import RandomForestClassifier
+        p = argparse.ArgumentParser()
+        p.add_argument("--n_estimators", type=int, default=10)
+        p.add_argument("--max_depth", type=int, default=0, help="0: unlimited")
+        p.add_argument("--random_state", type=float, default=0)
+        args = p.parse_args()
+        X, y = make_classification(n_samples=60, random_state=0)
+        clf = RandomForestClassifier(
+            n_estimators=args.n_estimators,
+            max_depth=args.max_depth or None,      # the framework gets None, not 0
+            random_state=int(args.random_state),
+        ).fit(X, y)
+        print(clf.score(X, y))
+    """,
+    )
+    proc = runbase_cmd("run", "--", PY, "train.py", "--n_estimators", "7", cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    rec = record(project)
+    params, sources = rec["params"], rec["param_sources"]
+    assert (params["max_depth"], sources["max_depth"]) == (0, "argparse")
+    assert ("sklearn.max_depth" in params) and params["sklearn.max_depth"] is None
+    assert sources["sklearn.max_depth"] == "sklearn"
+    # equal values (7 and 7, 0.0 and 0): one param, the parser's
+    assert (params["n_estimators"], sources["n_estimators"]) == (7, "argparse")
+    assert "sklearn.n_estimators" not in params and "sklearn.random_state" not in params
+    assert sources["criterion"] == "sklearn"  # no collision: the bare name
+
+    # a second run where the two agree: diff shows the real change, not an order effect
+    proc = runbase_cmd("run", "--", PY, "train.py", "--max_depth", "4", cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    again = record(project)
+    assert again["params"]["max_depth"] == 4 and "sklearn.max_depth" not in again["params"]
+
+
+def test_framework_reported_first_moves_aside(project: Path) -> None:
+    """The order of reports does not matter: a framework's value recorded before the
+    user's own (runbase.param after the fit) moves to ``<framework>.<name>``."""
+    write(
+        project,
+        "train.py",
+        """
+        import runbase
+        from sklearn.datasets import make_regression
+        from sklearn.linear_model import Ridge
+        X, y = make_regression(n_samples=40, n_features=3, random_state=0)
+        Ridge(alpha=0.5).fit(X, y)
+        runbase.param("alpha", 2.0)          # what the user meant to record
+        runbase.param("fit_intercept", True)  # equal to the framework's: one param
+    """,
+    )
+    proc = runbase_cmd("run", "--", PY, "train.py", cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    rec = record(project)
+    params, sources = rec["params"], rec["param_sources"]
+    assert (params["alpha"], sources["alpha"]) == (2.0, "inline")
+    assert (params["sklearn.alpha"], sources["sklearn.alpha"]) == (0.5, "sklearn")
+    assert (params["fit_intercept"], sources["fit_intercept"]) == (True, "inline")
+    assert "sklearn.fit_intercept" not in params

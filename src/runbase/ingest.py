@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ._safe import warn_once
-from .capture.params import MAX_INLINE_VALUE, PARSERS, SOURCE_RANK, numeric
+from .capture.params import INTEGRATION_SOURCES, MAX_INLINE_VALUE, PARSERS, SOURCE_RANK, numeric
 from .spool import KIND_KEY, STEP_KEY, TIME_KEY, read_frames
 from .store import Store
 
@@ -221,8 +221,10 @@ def _apply_param(cur: Any, store: Store, run_id: str, e: dict[str, Any]) -> None
     if source not in SOURCE_RANK:
         source = "inline"
     row = cur.execute(
-        "SELECT source FROM params WHERE run_id = ? AND key = ?", (run_id, key)
+        "SELECT source, value FROM params WHERE run_id = ? AND key = ?", (run_id, key)
     ).fetchone()
+    if row is not None and row[0] != source:
+        key, row = _keep_both(cur, run_id, key, value, source, (str(row[0]), str(row[1])))
     have = SOURCE_RANK.get(row[0], SOURCE_RANK["inline"]) if row else -1
     if have > SOURCE_RANK[source]:
         return  # inline beats a parser (argparse, click, ...), which beats an argv guess
@@ -239,6 +241,43 @@ def _apply_param(cur: Any, store: Store, run_id: str, e: dict[str, Any]) -> None
     )
     if source in PARSERS:
         cur.execute("DELETE FROM params WHERE run_id = ? AND source = 'argv'", (run_id,))
+
+
+def _keep_both(
+    cur: Any, run_id: str, key: str, value: str, source: str, have: tuple[str, str]
+) -> tuple[str, Any]:
+    """Where a framework and another source disagree on one name, the framework's value
+    goes under ``<framework>.<name>`` and the bare name stays with the other
+    (capture.params.INTEGRATION_SOURCES): neither value is lost, and a diff does not
+    show a change that depends on which of them reported last. Returns the key to
+    write and the row already under it."""
+    old_source, old_value = have
+    if source in INTEGRATION_SOURCES:
+        aside = f"{source}.{key}"
+        prior = cur.execute(
+            "SELECT source, value FROM params WHERE run_id = ? AND key = ?", (run_id, aside)
+        ).fetchone()
+        if prior is not None or not _same_value(old_value, value):
+            return aside, prior  # (a later report of the framework updates its own key)
+        return key, have
+    if old_source in INTEGRATION_SOURCES and not _same_value(old_value, value):
+        # the framework reported first: its value moves aside, the name is this source's
+        cur.execute(
+            "INSERT INTO params (run_id, key, value, num, source) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (run_id, key) DO NOTHING",
+            (run_id, f"{old_source}.{key}", old_value, numeric(old_value), old_source),
+        )
+        cur.execute("DELETE FROM params WHERE run_id = ? AND key = ?", (run_id, key))
+        return key, None
+    return key, have
+
+
+def _same_value(a: str, b: str) -> bool:
+    """Equal JSON texts, or equal numbers (``100`` and ``100.0``)."""
+    if a == b:
+        return True
+    x, y = numeric(a), numeric(b)
+    return x is not None and y is not None and x == y
 
 
 def _apply_summary(cur: Any, run_id: str, values: dict[str, Any]) -> None:
