@@ -114,6 +114,63 @@ def test_a_failed_run_fails_the_sweep(project: Path) -> None:
     assert statuses == ["failed", "finished"]
 
 
+# trial I ends only once trial I+1 has ended (read from the store), so with -j 3 the
+# three trials end in the reverse of their index order, whatever the machine's speed
+REVERSE = """
+    import argparse, json, os, subprocess, sys, time
+    p = argparse.ArgumentParser()
+    p.add_argument("--i", type=int)
+    a = p.parse_args()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_") and k != "PYTHONPATH"}
+    ls = [sys.executable, "-m", "runbase", "--store", os.environ["RUNBASE_DIR"], "ls", "--json"]
+    where = f"tags.sweep_index == '{a.i + 1}' and status != 'running'"
+    deadline = time.time() + 120  # a safety net: the test then fails on the order, not hangs
+    while a.i < 3 and time.time() < deadline:
+        out = subprocess.run([*ls, "--where", where], env=env, capture_output=True, text=True)
+        if json.loads(out.stdout or "[]"):
+            break
+        time.sleep(0.2)
+"""
+
+
+def test_progress_counts_ended_runs_and_the_table_is_in_trial_order(project: Path) -> None:
+    write(project, "rev.py", REVERSE)
+    proc = runbase_cmd(
+        *("sweep", "--grid", "i=1,2,3", "-j", "3", "--name", "t", "--", PY, "rev.py"),
+        cwd=project,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    progress = [ln for ln in proc.stderr.splitlines() if ln.startswith("[")]
+    assert progress == [  # [runs ended/runs], then the trial that ended
+        "[1/3] trial 3 finished: i=3",
+        "[2/3] trial 2 finished: i=2",
+        "[3/3] trial 1 finished: i=1",
+    ]
+    table = [ln.split()[1] for ln in proc.stdout.splitlines() if ln.split()[1:2] != ["name"]]
+    assert table[:3] == ["t-1", "t-2", "t-3"]  # by trial index, not by start or end
+    rows = ls_json(project, "--sweep", sweep_id_of(proc))
+    assert {r["name"]: r["tags"]["sweep_index"] for r in rows} == {
+        "t-1": "1",
+        "t-2": "2",
+        "t-3": "3",
+    }
+
+
+def test_dry_run_needs_no_command(project: Path) -> None:
+    dry = runbase_cmd("sweep", "--grid", "lr=0.1,0.2", "--grid", "b=1,2", "--dry-run", cwd=project)
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.splitlines() == [
+        "[1] lr=0.1 b=1",
+        "[2] lr=0.1 b=2",
+        "[3] lr=0.2 b=1",
+        "[4] lr=0.2 b=2",
+    ]
+    assert not (project / ".runbase").exists()  # nothing ran, no store was made
+    proc = runbase_cmd("sweep", "--grid", "lr=0.1", cwd=project)  # running needs one
+    assert proc.returncode == 2 and "no command given" in proc.stderr
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
@@ -153,7 +210,12 @@ def test_importance_ranks_the_parameter_that_matters_first(lr_sweep: tuple[Path,
     lines = out.stdout.splitlines()
     assert lines[0].split()[:3] == ["param", "rf_importance", "spearman"]
     assert lines[1].split()[0] == "lr" and lines[2].split()[0] == "batch"
-    assert "over 6 runs" in lines[-1] and "wd (constant)" in lines[-1]
+    summary = next(line for line in lines if line.startswith("metric acc over"))
+    assert "over 6 runs" in summary and "wd (constant)" in summary
+    # every column explained; 6 runs for 2 parameters are too few to trust the ranking
+    for column in ("rf_importance:", "spearman:", "eta:", "n:"):
+        assert any(line.startswith(column) for line in lines), column
+    assert "only 6 runs for 2 parameters: with fewer than 10 runs" in out.stderr
     rows = json.loads(
         runbase_cmd(
             "importance", "-m", "acc", "--sweep", sweep_id, "--json", cwd=project, check=True

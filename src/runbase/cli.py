@@ -588,8 +588,12 @@ def du(ctx: click.Context, as_json: bool) -> None:
     "--tag", "-t", "tags", multiple=True, metavar="KEY=VALUE", help="Tag every run (repeatable)."
 )
 @click.option("--no-code", is_flag=True, help="Do not snapshot the code.")
-@click.option("--dry-run", is_flag=True, help="Print the parameter combinations; run nothing.")
-@click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the parameter combinations; run nothing (no COMMAND needed).",
+)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def sweep(
     ctx: click.Context,
@@ -635,8 +639,9 @@ def sweep(
 
 
 def _echo_trial(trial: Any, done: int, total: int) -> None:
+    # [runs ended/runs]: with -j > 1, trials end in any order; #N is the trial's index
     status = "finished" if trial.ok else f"failed (exit {trial.returncode})"
-    click.echo(f"[{done}/{total}] {status}: {trial.describe()}", err=True)
+    click.echo(f"[{done}/{total}] trial {trial.index} {status}: {trial.describe()}", err=True)
     last = trial.stderr_tail.strip().splitlines()[-1:] if trial.stderr_tail else []
     for line in last:
         click.echo(f"    {line}", err=True)
@@ -645,10 +650,11 @@ def _echo_trial(trial: Any, done: int, total: int) -> None:
 def _echo_sweep(ctx: click.Context, result: Any) -> None:
     from .read import list_runs, with_sweep
     from .store import Store
+    from .sweep import in_trial_order
     from .table import render, runs_table, terminal_width
 
     store = Store.open(result.store_root)
-    rows = list_runs(store, with_sweep(None, result.sweep_id), "started_at", None)
+    rows = in_trial_order(list_runs(store, with_sweep(None, result.sweep_id), "started_at", None))
     if rows:
         headers, table = runs_table(store, rows)
         click.echo(render(headers, table, terminal_width(sys.stdout.isatty())))
@@ -674,7 +680,7 @@ def importance(
     ctx: click.Context, metric: str, where: str | None, sweep: str | None, as_json: bool
 ) -> None:
     """Rank parameters by their influence on a metric (random forest, Spearman)."""
-    from .importance import analyze
+    from .importance import LEGEND, analyze
     from .read import with_sweep
     from .table import fmt_value, render
 
@@ -689,6 +695,9 @@ def importance(
     click.echo(
         f"metric {metric} over {report.n_runs} runs" + (f"; left out: {dropped}" if dropped else "")
     )
+    click.echo(LEGEND.replace(" | ", "\n"))
+    if report.warning:
+        click.echo(f"runbase: warning: {report.warning}", err=True)
 
 
 @main.command()

@@ -944,7 +944,13 @@ def importance(
     with _user_sql():
         rep = analyze(store, metric.strip(), where, list(runs) if runs is not None else None)
     return jsonable(
-        {"metric": rep.metric, "n_runs": rep.n_runs, "rows": rep.rows, "dropped": rep.dropped}
+        {
+            "metric": rep.metric,
+            "n_runs": rep.n_runs,
+            "rows": rep.rows,
+            "dropped": rep.dropped,
+            "warning": rep.warning,
+        }
     )
 
 

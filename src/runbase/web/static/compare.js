@@ -220,6 +220,19 @@
 
   // -- importance ----------------------------------------------------------------------------------
 
+  const importanceCache = new Map(); // metric -> the pending or answered request
+
+  /** The server fits a model (and loads scikit-learn on first use): asked once per metric,
+   * and for the default metric as soon as the page opens, so the tab rarely waits. */
+  function importanceOf(metric) {
+    if (!importanceCache.has(metric)) {
+      const pending = api("/api/importance", { metric, runs: model.runs.map((x) => x.id).join(",") });
+      pending.catch(() => importanceCache.delete(metric)); // a failure is asked again next time
+      importanceCache.set(metric, pending);
+    }
+    return importanceCache.get(metric);
+  }
+
   async function renderImportance() {
     const sel = $("importance-metric");
     if (!sel.options.length) fillSelect(sel, model.metricKeys, defaultMetric());
@@ -230,18 +243,28 @@
       RB.fill(node, el("p", { class: "muted" }, "these runs have no metric"));
       return;
     }
-    RB.fill(node, el("p", { class: "muted" }, "computing…"));
+    const metric = sel.value;
+    const started = Date.now();
+    const progress = el("p", { class: "muted", id: "importance-progress" }, "computing…");
+    RB.fill(node, progress);
     RB.fill(table);
+    const tick = setInterval(() => {
+      const s = Math.round((Date.now() - started) / 1000);
+      progress.textContent = "computing… " + s + " s (fitting a random forest" + (s >= 2 ? "; the first time, the server also loads scikit-learn)" : ")");
+    }, 1000);
     let rows;
     let report;
     try {
-      report = await api("/api/importance", { metric: sel.value, runs: model.runs.map((x) => x.id).join(",") });
+      report = await importanceOf(metric);
       rows = Array.isArray(report) ? report : report.rows || [];
     } catch (e) {
       RB.fill(node);
       RB.showError($("importance-error"), e);
       return;
+    } finally {
+      clearInterval(tick);
     }
+    if (sel.value !== metric) return; // another metric was chosen meanwhile
     const shown = rows.slice(0, 40);
     const rev = shown.slice().reverse(); // plotly draws the first bar at the bottom
     RB.plot(
@@ -265,9 +288,20 @@
     );
     const dropped = Object.entries(report.dropped || {}).map(([k, why]) => k + " (" + why + ")");
     const note = report.n_runs !== undefined ? "over " + report.n_runs + " runs with metric " + sel.value + (dropped.length ? "; left out: " + dropped.join(", ") : "") : "";
+    const legend = {
+      "rf importance": "the parameter's share of a random forest's fit of the metric (sums to 1; sees non-monotonic effects and interactions)",
+      spearman: "rank correlation of a numeric parameter with the metric (-1..1; the sign is the direction)",
+      eta: "how much a categorical parameter's value decides the metric's rank (0..1)",
+      kind: "numeric or categorical",
+      n: "runs that have the parameter",
+    };
     RB.fill(table,
-      el("caption", { class: "muted" }, note),
-      el("thead", {}, el("tr", {}, ["param", "rf importance", "spearman", "eta", "kind", "n"].map((h) => el("th", {}, h)))),
+      el("caption", { class: "muted" },
+        report.warning ? el("div", { class: "warning", id: "importance-warning" }, "⚠ " + report.warning) : null,
+        note,
+        el("div", { class: "legend", id: "importance-legend" }, Object.entries(legend).map(([k, v]) => el("div", {}, el("strong", {}, k), ": " + v)))
+      ),
+      el("thead", {}, el("tr", {}, ["param", "rf importance", "spearman", "eta", "kind", "n"].map((h) => el("th", { title: legend[h] || null }, h)))),
       el(
         "tbody",
         {},
@@ -351,6 +385,8 @@
     document.title = "Compare " + model.runs.length + " runs - runbase";
     renderRunList();
     $("diff-tab").hidden = model.runs.length !== 2;
+    const metric = defaultMetric();
+    if (metric && model.runs.length >= 4) importanceOf(metric).catch(() => {}); // shown by its tab
     RB.tabs(onShow).show(window.location.hash.slice(1) || "curves");
   }
 
