@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 from . import tracker as _tracker
 
@@ -130,11 +131,21 @@ def install_file_hook(project_root: str | None, store_root: str) -> None:
     from .capture.files import FILE_EVENT, install_audit_hook
 
     def emit(path: str, op: str, mtime_ns: int | None = None) -> None:
-        t = _tracker.active()
+        t = reported_to()
         if t is not None:
             t.event(FILE_EVENT, path=path, op=op, mtime_ns=mtime_ns)
 
-    install_audit_hook(emit, project_root, store_root, scope=_tracker.active)
+    install_audit_hook(emit, project_root, store_root, scope=reported_to)
+
+
+# set in a thread while runbase itself reads the project's files in this process (a job
+# run finalized in-process hashes its outputs and inputs): those reads are nobody's
+own_io = threading.local()
+
+
+def reported_to() -> _tracker.Tracker | None:
+    """The tracker this thread's file I/O is reported to."""
+    return None if getattr(own_io, "active", False) else _tracker.active()
 
 
 def _record_argparse(values: dict[str, object]) -> None:

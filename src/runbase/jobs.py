@@ -36,13 +36,13 @@ from . import api as _api
 from . import tracker as _tracker
 from ._safe import warn_once
 from .errors import UsageError
+from .overrides import INDEX_TAG
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
-INDEX_TAG = "sweep_index"  # a run's position in its group (or sweep), as the launcher numbers it
 PARENT_TAG = "multirun"  # on the process's run: the id of the group of its jobs
 _exit_hooked = False
 
@@ -109,6 +109,7 @@ class Job(_api.Run):
         self._parent: _tracker.Tracker | None = None
         self._tracker: _tracker.Tracker | None = None
         self._console: Any = None
+        self._handlers: list[tuple[Any, Any]] = []  # (logging handler, its own stream)
 
     def __repr__(self) -> str:
         return f"<runbase.jobs.Job {self.id} {self.name or ''} #{self.index}>"
@@ -156,6 +157,10 @@ class Job(_api.Run):
         becomes the active one again."""
         if _api._job is self:
             _api._job = None
+        for handler, stream in self._handlers:
+            if getattr(handler, "stream", None) in (self._console.out, self._console.err):
+                handler.setStream(stream)
+        self._handlers = []
         if self._console is not None:
             self._console.restore()
             self._console = None
@@ -212,9 +217,29 @@ def _start(
     from ._console import capture
 
     job._console = capture(t.spool_dir, _api._known_secrets())
+    if job._console is not None:
+        job._handlers = _route_log_handlers(job._console.out._inner, job._console.out)
+        job._handlers += _route_log_handlers(job._console.err._inner, job._console.err)
     if params:
         _api.record_params(params, source=source, flatten=True)
     return job
+
+
+def _route_log_handlers(stream: Any, tee: Any) -> list[tuple[Any, Any]]:
+    """Point the ``logging`` handlers that write to ``stream`` (sys.stdout/stderr, as
+    Hydra's job logging does, set up before the job starts) at the job's capture of it,
+    so that the job's logs hold its log lines. Returns what to restore."""
+    logging = sys.modules.get("logging")
+    if logging is None:
+        return []
+    loggers = [logging.root, *logging.root.manager.loggerDict.values()]
+    moved = []
+    for logger in loggers:
+        for h in getattr(logger, "handlers", ()):
+            if isinstance(h, logging.StreamHandler) and h.stream is stream:
+                h.setStream(tee)
+                moved.append((h, stream))
+    return moved
 
 
 def _inert(group: Group, index: int) -> Job:
@@ -241,7 +266,7 @@ def _create(
     try:
         row = store.db.query_one(
             "SELECT name, command, project_root, code_commit, code_json, env_json, packages_id, "
-            "data_policy FROM runs WHERE id = ?",
+            "data_policy, cwd FROM runs WHERE id = ?",
             (parent.run_id,),
         )
         if row is None:
@@ -254,6 +279,7 @@ def _create(
             command=command,
             mode="job",
             name=name or f"{row[0]}-{index}",
+            cwd=row[8],  # where its command runs (Hydra may chdir into the job's directory)
             project_root=row[2],
             tags=all_tags,
             parent_id=parent.run_id,
@@ -299,13 +325,18 @@ def _finalize(
     error: str | None,
 ) -> None:
     from . import lifecycle
+    from ._child import own_io
     from .store import Store
 
-    store = Store.open(store_root)
+    own_io.active = True  # hashing the job's files is no read of the process's run
     try:
-        lifecycle.finalize(store, run_id, status, exit_code=code, exit_signal=sig, error=error)
+        store = Store.open(store_root)
+        try:
+            lifecycle.finalize(store, run_id, status, exit_code=code, exit_signal=sig, error=error)
+        finally:
+            store.close()
     finally:
-        store.close()
+        own_io.active = False
 
 
 def _hook_exit() -> None:
