@@ -34,6 +34,9 @@ ENV_VAR = "RUNBASE_OVERRIDES"
 # The tag that records a run's overrides (JSON), so that it can be reproduced exactly:
 # the command line shows the rewritten ones, the tag also those passed by environment.
 TAG = "overrides"
+# a run's index in its sweep or multirun: the trial (runbase sweep, from 1), the job
+# (runbase.jobs: as the launcher numbers them, Hydra from 0)
+INDEX_TAG = "sweep_index"
 
 _active: dict[str, Any] | None = None
 

@@ -8,7 +8,8 @@
 
 Each trial is ``runbase run --param k=v ... -- COMMAND`` in a process of its own (so it
 is exactly what ``runbase run`` records, and a crash of one run cannot touch another),
-at most ``jobs`` at a time, every run carrying the sweep's id (``sweep_id``).
+at most ``jobs`` at a time, every run carrying the sweep's id (``sweep_id``) and its
+trial's index (the tag ``sweep_index``, 1-based, in the order of ``combinations()``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import UsageError
-from .overrides import format_value, parse_assignment, parse_value
+from .overrides import INDEX_TAG, format_value, parse_assignment, parse_value
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "randint", "choice")
 _CALL = re.compile(r"^\s*(\w+)\s*\((.*)\)\s*$", re.DOTALL)
@@ -173,6 +174,17 @@ class SweepResult:
         return [t for t in self.trials if t.returncode is None]
 
 
+def in_trial_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Runs of a sweep (``read.list_runs`` rows) by trial index (the tag
+    ``sweep_index``), whatever order they started in; runs without one last."""
+
+    def index(row: dict[str, Any]) -> tuple[int, int]:
+        text = str((row.get("tags") or {}).get(INDEX_TAG, ""))
+        return (0, int(text)) if text.lstrip("-").isdigit() else (1, 0)
+
+    return sorted(rows, key=index)  # stable: the listing's order among equals
+
+
 def new_sweep_id() -> str:
     from .ids import new_run_id
 
@@ -193,7 +205,8 @@ def run_sweep(
 ) -> SweepResult:
     """Run ``argv`` once per trial (its overrides), ``jobs`` at a time, as tracked runs of
     one new sweep. ``on_start(result)`` is called once the sweep has its id and
-    ``on_done(trial, done, total)`` as each run ends."""
+    ``on_done(trial, done, total)`` as each run ends (``done``: how many have ended,
+    this one included; runs end in any order with ``jobs`` > 1)."""
     import shutil
 
     from .store import Store
@@ -267,7 +280,7 @@ class _Pool:
     def one(self, trial: Trial) -> None:
         if self.stop.is_set():
             return
-        cmd = list(self.base)
+        cmd = [*self.base, "--tag", f"{INDEX_TAG}={trial.index}"]
         if self.name:
             cmd += ["--name", f"{self.name}-{trial.index}"]
         for k, v in trial.overrides.items():
