@@ -157,8 +157,8 @@ def lineage(root: Path, target: str) -> list[str]:
     loops = sorted(f for (r, f) in produced if (f, r) in read)
     assert not loops, f"trace {target}: a run reads the file it produced: {loops}"
     nxt: dict[str, list[str]] = {}
-    for a, b in produced | read:
-        nxt.setdefault(b, []).append(a)  # walk upstream: file <- run <- file ...
+    for e in g["edges"]:  # in the graph's order, so the walk is deterministic
+        nxt.setdefault(e["to"], []).append(e["from"])  # upstream: file <- run <- file ...
     order: list[str] = []
     state: dict[str, int] = {}
 
