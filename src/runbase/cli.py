@@ -298,6 +298,7 @@ def show(
     ctx: click.Context, run_ref: str | None, as_json: bool, no_patch: bool, cells: bool
 ) -> None:
     """Show a run (the latest when RUN is omitted)."""
+    from . import fsname
     from .read import resolve
     from .record import build_record
     from .show import render_cells, render_record
@@ -317,7 +318,7 @@ def show(
     if as_json:
         _echo_json(rec)
     else:
-        click.echo(render_record(rec))
+        click.echo(fsname.display(render_record(rec)))  # bytes that are not text: U+FFFD
 
 
 @main.command()

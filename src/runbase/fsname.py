@@ -27,6 +27,7 @@ _RAW_BASE = 0xEF00  # byte b (0x80-0xFF) <-> U+EF00 + b
 # private-use range that stands for bytes
 _SPECIAL = re.compile("[\ud800-\udfff\uef80-\uefff]")
 _RAW = re.compile("[\uef80-\uefff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 REPLACEMENT = "\ufffd"
 
 
@@ -80,8 +81,9 @@ def display(s: str) -> str:
 
 
 def needs_encoding(s: str) -> bool:
-    """Whether ``s`` holds a surrogate, i.e. cannot be encoded as UTF-8 as it is."""
-    return not s.isascii() and any("\ud800" <= c <= "\udfff" for c in s)
+    """Whether ``s`` holds a surrogate, i.e. is a file-system string that cannot be
+    encoded as UTF-8 as it is (a stored form never holds one: it is left alone)."""
+    return not s.isascii() and _SURROGATE.search(s) is not None
 
 
 def clean(value: Any) -> Any:

@@ -66,6 +66,11 @@ def fmt_duration(d: float | None) -> str:
 def render(headers: list[str], rows: list[list[str]], max_width: int | None = None) -> str:
     """Columns padded to their widest cell; columns beyond ``max_width`` are dropped and
     counted in a last line."""
+    from . import fsname
+
+    # stored names of bytes that are not UTF-8 are shown with U+FFFD (runbase.fsname)
+    headers = [fsname.display(h) for h in headers]
+    rows = [[fsname.display(c) for c in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         for i, cell in enumerate(row):

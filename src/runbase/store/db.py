@@ -289,15 +289,13 @@ def _needs_clean(row: Any) -> bool:
 class _Cursor(sqlite3.Cursor):
     """A cursor that never fails on a string SQLite cannot encode: POSIX paths and
     arguments are bytes, and Python holds the undecodable ones as lone surrogates.
-    Such a value is written in runbase.fsname's stored form (lossless, documented in
+    Such a value is written, and looked up, in runbase.fsname's stored form (lossless, documented in
     docs/run-record.md) wherever it comes from: one odd file name must not stop a
     run's recording or, worse, every later command that reads the store."""
 
     def execute(self, sql: str, params: Any = (), /) -> _Cursor:  # type: ignore[override]
-        try:
-            super().execute(sql, params)
-        except UnicodeEncodeError:  # raised while binding: nothing was executed
-            super().execute(sql, _clean_params(params))
+        # a few parameters per statement: checked before (cheap: ASCII is one flag)
+        super().execute(sql, _clean_params(params) if _needs_clean(params) else params)
         return self
 
     def executemany(self, sql: str, rows: Any, /) -> _Cursor:  # type: ignore[override]
