@@ -1055,7 +1055,11 @@ def test_a_manifest_cannot_hide_the_blobs_it_names(env: Env) -> None:
     for manifest, status in (
         ({"entries": [{"path": "loot.txt", "type": "f", "oid": x}]}, 422),  # no format
         (
-            {"format": "runbase-tree", "version": 1, "entries": [{"path": "loot.txt", "oid": x}]},
+            {
+                "format": "runbase-tree",
+                "version": 1,
+                "entries": [{"path": "loot.txt", "type": "f", "oid": x}],
+            },
             409,
         ),
     ):
