@@ -515,3 +515,21 @@ def test_runs_table_and_compare_hide_constant_params(
     assert "constant params too (1)" in page.inner_text("#params-table label")
     page.check("#params-table #all-params")
     assert wd.is_visible()
+
+
+def test_report_packs_plotly_once(site: dict[str, Any], tmp_path: Path) -> None:
+    import base64
+    import gzip
+
+    from plotly.offline import get_plotlyjs
+
+    a, b = site["runs"]["sw-1"], site["runs"]["sw-2"]
+    out = tmp_path / "two.html"
+    runbase_cmd("report", a["id"], b["id"], "-o", str(out), cwd=site["root"], check=True)
+    page_html = out.read_text()
+    assert out.stat().st_size < 2.5 * 2**20  # was 4.6 MiB with plotly.js inlined as text
+    packed = page_html.split('<script id="plotly-gz" type="application/octet-stream">', 1)[1]
+    assert gzip.decompress(base64.b64decode(packed.split("</script>", 1)[0])).decode() == (
+        get_plotlyjs()
+    )
+    assert page_html.count('id="plotly-gz"') == 1
