@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import runbase_cmd, write
 from runbase.capture.configfiles import candidates, read_config
 
@@ -228,6 +230,68 @@ def test_hydra_compose_api(project: Path) -> None:
     rec = record(project)
     assert rec["params"] == {"model.lr": 0.1, "model.depth": 5}
     assert sources(rec) == {"hydra"}
+
+
+HYDRA_MULTIRUN = """
+    import hydra
+    import runbase
+    {outside}
+
+    @hydra.main(version_base=None, config_path="conf", config_name="config")
+    def main(cfg):
+        {inside}
+        runbase.log(loss=cfg.optim.lr * cfg.seed)
+        print("GOT", (cfg.optim.name, cfg.optim.lr, cfg.seed))
+
+    main()
+"""
+
+
+@pytest.mark.parametrize("where", ["outside", "inside"])
+def test_hydra_multirun_with_init_makes_one_run_per_job(project: Path, where: str) -> None:
+    """``runbase.init()`` before ``@hydra.main`` runs, or inside the task function (the
+    run, and its hooks, then start during the first job: that job is a job run too)."""
+    write(project, "conf/config.yaml", "defaults:\n  - optim: sgd\n  - _self_\nseed: 1\n")
+    write(project, "conf/optim/sgd.yaml", "name: sgd\nlr: 0.1\nmomentum: 0.9\n")
+    write(project, "conf/optim/adam.yaml", "name: adam\nlr: 0.01\nbeta: 0.99\n")
+    init = "runbase.init(name='hy')"
+    app = HYDRA_MULTIRUN.format(
+        outside=init if where == "outside" else "", inside=init if where == "inside" else ""
+    )
+    write(project, "app.py", app)
+    args = ["-m", "optim=sgd,adam", "seed=2,3"]
+    proc = subprocess.run(
+        [PY, "app.py", *args], cwd=project, capture_output=True, text=True, timeout=180
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "runbase: warning" not in proc.stderr, proc.stderr
+    listed = json.loads(runbase_cmd("ls", "--json", cwd=project, check=True).stdout)
+    recs = [record_of(project, r["id"]) for r in listed]
+    (parent,) = [r for r in recs if r["mode"] == "api"]
+    jobs = sorted((r for r in recs if r["mode"] == "job"), key=lambda r: r["tags"]["sweep_index"])
+    # the process's run: no config (no job ran a merged one), nor Hydra's argv as params
+    assert parent["params"] == {} and parent["name"] == "hy"
+    optims = {
+        "sgd": {"optim.name": "sgd", "optim.lr": 0.1, "optim.momentum": 0.9},
+        "adam": {"optim.name": "adam", "optim.lr": 0.01, "optim.beta": 0.99},
+    }
+    expected = [(o, seed) for o in ("sgd", "adam") for seed in (2, 3)]
+    assert [got(ln) for ln in proc.stdout.splitlines() if ln.startswith("GOT ")] == [
+        (o, optims[o]["optim.lr"], seed) for o, seed in expected
+    ]
+    assert len(jobs) == 4
+    for i, (rec, (optim, seed)) in enumerate(zip(jobs, expected, strict=True)):
+        assert rec["params"] == {**optims[optim], "seed": seed}
+        assert set(rec["param_sources"].values()) == {"hydra"}
+        assert rec["metrics"]["loss"]["last"] == optims[optim]["optim.lr"] * seed
+        assert rec["parent_id"] == parent["id"]
+        assert rec["sweep_id"] == parent["tags"]["multirun"]
+        assert rec["tags"]["sweep_index"] == str(i) and rec["status"] == "finished"
+        assert rec["command"] == [PY, "app.py", f"optim={optim}", f"seed={seed}"]
+
+
+def record_of(project: Path, ref: str) -> dict:
+    return json.loads(runbase_cmd("show", ref, "--json", cwd=project, check=True).stdout)
 
 
 def test_fire_params_with_overrides(project: Path) -> None:

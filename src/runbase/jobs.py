@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 PARENT_TAG = "multirun"  # on the process's run: the id of the group of its jobs
 _exit_hooked = False
+_last_end = 0.0  # when this process's last job run ended (time.time())
 
 
 class Group:
@@ -140,7 +141,10 @@ class Job(_api.Run):
         code: int | None = 0
         sig: int | None = None
         error: str | None = None
-        if exc is not None:
+        if isinstance(exc, SystemExit):  # sys.exit() inside the job: its exit status
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            status = status or ("finished" if code == 0 else "failed")
+        elif exc is not None:
             st, code, sig, error = _api._failure_of(type(exc), exc, exc.__traceback__)
             status = status or st
         status = status or "finished"
@@ -151,6 +155,10 @@ class Job(_api.Run):
             _finalize(self.store_root, self.id, status, code, sig, error)
         except Exception as e:  # noqa: BLE001 - tracking never breaks the launcher
             warn_once("job-end", f"could not finalize job run {self.id}: {e}")
+        global _last_end
+        import time
+
+        _last_end = time.time()
 
     def _detach(self) -> None:
         """Stop reporting to the job: its output, then its tracker; the process's run
@@ -189,8 +197,11 @@ def _start(
     tags: Mapping[str, Any] | None,
     source: str,
 ) -> Job:
+    _after_last_job()
     parent = _tracker.active()
-    if parent is None:  # no run yet: the process's run starts first, as log() would
+    if parent is None or (_api._run is None and os.environ.get("RUNBASE_RUN_ID")):
+        # no run yet: the process's run starts first, as log() would; under `runbase
+        # run`, the handle on it (init() attaches), which active_run() returns after
         _api.ensure_run()
         parent = _tracker.active()
     if parent is None:
@@ -240,6 +251,20 @@ def _route_log_handlers(stream: Any, tee: Any) -> list[tuple[Any, Any]]:
                 h.setStream(tee)
                 moved.append((h, stream))
     return moved
+
+
+def _after_last_job() -> None:
+    """Start a job no sooner than the end-of-run scan's clock slack (50 ms, capture.files)
+    after the last one ended: the files the last job wrote just before its end are
+    then older than this job's start, and not found by its scan."""
+    import time
+
+    wait = _last_end + _SCAN_SLACK - time.time()
+    if wait > 0:
+        time.sleep(wait)
+
+
+_SCAN_SLACK = 0.06
 
 
 def _inert(group: Group, index: int) -> Job:

@@ -18,9 +18,12 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+from .. import fsname
+from .._filehook import CODE_SUFFIXES as CODE_SUFFIXES  # capture.watch skips them too
+from .._filehook import data_path, event_path, interpreter_prefixes, read_mtime
 from ..store import Store
 from ..store.hashing import hash_file
 from ..store.statcache import StatCache
@@ -47,7 +50,6 @@ SKIP_DIRS = frozenset(
         ".svn",
     ]
 )
-CODE_SUFFIXES = (".py", ".pyc", ".pyi", ".so", ".pth")  # imports: code, not data
 
 
 def store_internals(store_root: str) -> tuple[str, ...]:
@@ -62,14 +64,17 @@ def skip_dir(name: str) -> bool:
 
 
 _SCAN_MAX_FILES = 50_000
-_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
 
 # -- in the training process: the audit hook ----------------------------------------
 
 
 def install_audit_hook(
-    emit: Any, project_root: str, store_root: str, scope: Any = None
+    emit: Any,
+    project_root: str,
+    store_root: str,
+    earlier: Iterable[tuple[str, str, int | None]] = (),
+    scope: Any = None,
 ) -> None:
     """Report ``open``/``os.rename``/``os.replace`` of files under ``project_root``.
 
@@ -78,61 +83,41 @@ def install_audit_hook(
     (the supervisor hashes it later: this tells it whether the bytes it sees are the
     ones read, and whether they were written before the run began). The hook runs
     before the open: a read of a file that does not exist (a probe for an optional
-    ``config.local``) will fail, reads nothing and is not reported. Audit hooks cannot
-    be removed; this one stays cheap (a few string checks, one ``stat`` per file read)
-    and never raises. With ``scope``, a path is reported once per value of ``scope()``
-    (the run reported to: each job run of a process, runbase.jobs, hears of the files
-    it reads even when an earlier job read them).
+    ``config.local``) will fail, reads nothing and is not reported. ``earlier``: file
+    events seen before the run started (runbase._early), reported first. Audit hooks
+    cannot be removed; this one stays cheap (a few string checks, one ``stat`` per file
+    read) and never raises. With ``scope``, a path is reported once per value of
+    ``scope()`` (the run reported to: each job run of a process, runbase.jobs, hears of
+    the files it reads even when an earlier job read them).
     """
     root = project_root.rstrip("/") + "/"
-    skip = tuple(
-        p.rstrip("/") + "/"
-        for p in {sys.prefix, getattr(sys, "base_prefix", sys.prefix), root + ".git"}
-        if p
-    ) + store_internals(store_root)
+    skip = (*interpreter_prefixes(), root + ".git/", *store_internals(store_root))
     seen: set[tuple[str, str, Any]] = set()
 
-    def note(path: Any, op: str) -> None:
-        if isinstance(path, bytes):
-            path = os.fsdecode(path)
-        elif not isinstance(path, str):
-            path = os.fspath(path) if isinstance(path, os.PathLike) else None
-            if not isinstance(path, str):
-                return
-        if not path.startswith("/"):
-            path = os.path.abspath(path)
-        if not path.startswith(root) or path.startswith(skip) or "/__pycache__/" in path:
-            return
-        if path.endswith(CODE_SUFFIXES):
+    def note(raw: Any, op: str, mtime: int | None = None) -> None:
+        path = data_path(raw, skip)
+        if path is None or not path.startswith(root):
             return
         key = (path, op, scope() if scope is not None else None)
         if key in seen:
             return
-        mtime: int | None = None
-        if op == "r":
-            try:
-                mtime = os.stat(path).st_mtime_ns
-            except OSError:
+        if op == "r" and mtime is None:
+            mtime = read_mtime(path)
+            if mtime is None:
                 return  # the open will fail: nothing is read (a later read is reported)
         seen.add(key)
         emit(path, op, mtime)
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
         try:
-            if event == "open":
-                path, mode, flags = args
-                if path is None or isinstance(path, int):
-                    return
-                if mode is not None:
-                    write = any(c in mode for c in "wax+")
-                else:
-                    write = bool((flags or 0) & _WRITE_FLAGS)
-                note(path, "w" if write else "r")
-            elif event in ("os.rename", "os.replace"):
-                note(args[1], "w")
+            found = event_path(event, args)
+            if found is not None:
+                note(*found)
         except Exception:  # noqa: BLE001 - an audit hook must never break the program
             pass
 
+    for path, op, mtime in earlier:
+        note(path, op, mtime)
     sys.addaudithook(hook)
 
 
@@ -410,9 +395,11 @@ def finalize_files(
         (run_id,),
     )
     outputs: dict[str, tuple[str | None, str]] = {}
-    for role, path, oid, url, source, changed in rows:
+    for role, stored_path, oid, url, source, changed in rows:
         if url:
             continue
+        # back to the file-system name (runbase.fsname); the DB layer stores it again
+        path = fsname.decode(stored_path)
         if role == "output":
             new = _hash_into(store, run_id, root, role, path, policy)
             if new is None:  # written, then deleted: a temp file
