@@ -18,8 +18,10 @@ token-like run of characters, ``PRIVATE KEY``, ``://``): most values never need 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -166,7 +168,42 @@ _EXTRA_FORMATS = (
 # Cheap gate before any detect-secrets import: every format it knows has a long run of
 # token characters, a private-key header or a URL.
 _GATE = re.compile(r"[A-Za-z0-9+=_-]{16,}|PRIVATE KEY|://")
-_GATE_BYTES = re.compile(rb"[A-Za-z0-9+=_-]{16,}|PRIVATE KEY|://")
+# The log scrubber's gate, on bytes: distinctive literals of the most common formats
+# (Hugging Face, OpenAI and Anthropic, GitHub, GitLab, AWS key ids, Google, Slack, JWT,
+# Stripe, runbase's own, private keys). Each is a C substring search, and there are few
+# so logs stay fast (a regex alternation of them runs ~100x slower); a line that holds
+# one gets the full check (every format), a line with ``://`` the URL-credentials
+# check. Other formats and high-entropy strings are found in values (params, env,
+# argv), and every value redacted there is scrubbed from the logs by value.
+_LOG_LITERALS = tuple(
+    lit.encode()
+    for lit in (
+        "PRIVATE KEY", "hf_", "sk-proj-", "sk-ant-", "T3BlbkFJ", "sk_live", "AIza", "rbt_",
+        "ghp_", "github_pat_", "glpat-", "eyJ", "xox", "AKIA", "ASIA",
+    )
+)  # fmt: skip
+
+
+def _log_formats(data: bytes) -> bool:
+    return any(lit in data for lit in _LOG_LITERALS)
+
+
+def _lines_with(data: bytes, literals: Iterable[bytes]) -> list[tuple[int, int]]:
+    """The ``(start, end)`` of the lines of ``data`` holding any of ``literals``."""
+    spans: dict[int, int] = {}
+    for lit in literals:
+        i = data.find(lit)
+        while i != -1:
+            start = max(data.rfind(b"\n", 0, i), data.rfind(b"\r", 0, i)) + 1
+            ends = [e for e in (data.find(b"\n", i), data.find(b"\r", i)) if e != -1]
+            end = min(ends) + 1 if ends else len(data)
+            spans[start] = end
+            i = data.find(lit, end)
+    return sorted(spans.items())
+
+
+_GATE_RUN = re.compile(r"[A-Za-z0-9+=_-]{16,}")
+_AWS_ID = re.compile(r"(?:A3T[A-Z0-9]|ABIA|ACCA|AKIA|ASIA)[0-9A-Z]{16}")
 _ENTROPY_RUN = re.compile(r"[A-Za-z0-9+=_-]{20,}")
 _TOKEN_CHAR = re.compile(r"[A-Za-z0-9_.=-]")
 _HEX = re.compile(r"[0-9a-fA-F]+")
@@ -249,6 +286,10 @@ def find_secrets(text: str, entropy: bool = True) -> set[str]:
         found.add(m["tok"])
     for rx in _EXTRA_FORMATS:
         found.update(_whole(text, m) for m in rx.finditer(text))
+    if _PRIVATE_KEY_BEGIN.search(text):
+        found.add(text)  # the whole value: a key block is the secret, not its header
+    if not _may_hold_token(text):
+        return {s.strip() for s in found if len(s.strip()) >= _MIN_SCRUB_LEN}
     for plugin in _detectors():
         # the whole match: a plugin's own analyze_string yields its regex's groups,
         # which for some formats is only the prefix (``ghp``)
@@ -257,11 +298,35 @@ def find_secrets(text: str, entropy: bool = True) -> set[str]:
             for m in rx.finditer(text):
                 if check is None or check(m.group(0)):
                     found.add(_whole(text, m))
-    if _PRIVATE_KEY_BEGIN.search(text):
-        found.add(text)  # the whole value: a key block is the secret, not its header
     if entropy:
         found.update(_high_entropy(text))
     return {s.strip() for s in found if len(s.strip()) >= _MIN_SCRUB_LEN}
+
+
+def _may_hold_token(text: str) -> bool:
+    """Whether detect-secrets could find anything in ``text`` (the gate before its
+    import): a private-key header, or a run of 16+ token characters that mixes upper
+    case, lower case and digits (machine-made tokens do), holds an AWS key id, or is
+    20+ characters of high entropy. Paths, model names and ``x86_64-linux-gnu`` in
+    $PATH do not pass, so most runs and most processes never import it."""
+    if "PRIVATE KEY" in text:
+        return True
+    for m in _GATE_RUN.finditer(text):
+        run = m.group(0)
+        if _AWS_ID.search(run) or (
+            any(c.isupper() for c in run)
+            and any(c.islower() for c in run)
+            and any(c.isdigit() for c in run)
+        ):
+            return True
+        if len(run) >= 20 and _bits_per_char(run) > 4.5:  # detect-secrets' base64 limit
+            return True
+    return False
+
+
+def _bits_per_char(s: str) -> float:
+    n = len(s)
+    return -sum(c / n * math.log2(c / n) for c in Counter(s).values())
 
 
 def _whole(text: str, m: re.Match[str]) -> str:
@@ -523,12 +588,20 @@ class StreamScrubber:
         for s in self.secrets:
             if s in data:
                 data = data.replace(s, REDACTED.encode())
-        if not self.in_key_block and not _GATE_BYTES.search(data):
-            return data  # the common case: nothing token-like on these lines
-        lines = data.splitlines(keepends=True)
-        return b"".join(self._scrub_line(line) for line in lines)
+        if self.in_key_block or b"PRIVATE KEY" in data:
+            lines = data.splitlines(keepends=True)  # a key block: line by line, in order
+            return b"".join(self._scrub_line(line) for line in lines)
+        out: list[bytes] = []
+        pos = 0
+        for start, end in _lines_with(data, (*_LOG_LITERALS, b"://")):
+            out += [data[pos:start], self._scrub_line(data[start:end])]
+            pos = end
+        return b"".join(out) + data[pos:] if out else data  # mostly: nothing token-like
 
     def _scrub_line(self, line: bytes) -> bytes:
+        formats = _log_formats(line)
+        if not self.in_key_block and not formats and b"://" not in line:
+            return line
         text = line.decode("utf-8", "surrogateescape")
         body = text.rstrip("\r\n")
         end = text[len(body) :]
@@ -539,9 +612,7 @@ class StreamScrubber:
         if _PRIVATE_KEY_BEGIN.search(body):
             self.in_key_block = not _PRIVATE_KEY_END.search(body)
             return (REDACTED + end).encode()
-        if not _GATE.search(body):
-            return line
-        red = redact_text(body, entropy=False)
+        red = redact_text(body, entropy=False) if formats else redact_url_credentials(body)
         return line if red == body else (red + end).encode("utf-8", "surrogateescape")
 
 
