@@ -412,7 +412,17 @@ COLUMNS: dict[str, dict[str, Shape]] = {
 
 
 def fit_row(table: str, row: dict[str, Any]) -> dict[str, Any]:
-    """A row read from a store with each column of a documented shape fitted (a value
-    that does not fit reads as null)."""
+    """``row``, read from a store, with each column of a documented shape fitted in
+    place (a value that does not fit reads as null). Runs lists read many rows: null
+    and short text, the common values, are passed over without a call."""
     shapes = COLUMNS[table]
-    return {k: (shapes[k].fit(v) if k in shapes else v) for k, v in row.items()}
+    for k, v in row.items():
+        shape = shapes.get(k)
+        if shape is None or v is None:
+            continue
+        if isinstance(shape, Str) and type(v) is str and len(v) <= shape.max_len:
+            continue
+        if isinstance(shape, (Num, Int)) and type(v) in (int, float) and shape.lo <= v <= shape.hi:
+            continue  # (NaN compares false: fitted below)
+        row[k] = shape.fit(v)
+    return row
