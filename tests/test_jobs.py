@@ -136,3 +136,34 @@ def test_a_process_that_exits_during_a_job_ends_the_job_with_its_status(project:
     assert job["status"] == "failed" and job["exit_code"] == 3
     assert job["error"] == "the process ended during the job"
     assert job["metrics"]["loss"]["last"] == 0.5 and job["params"] == {"lr": 0.1}
+
+
+def test_a_running_job_is_live(project: Path) -> None:
+    """While a job runs, its metrics reach the store (the supervisor ingests it)."""
+    write(
+        project,
+        "live.py",
+        """
+        import json, os, subprocess, sys, time
+        import runbase
+        from runbase import jobs
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_")}
+        env.pop("PYTHONPATH", None)
+        ls = [sys.executable, "-m", "runbase", "--store", os.environ["RUNBASE_DIR"], "ls",
+              "--json", "--where", "metrics.seen == 1 and status == 'running'"]
+        with jobs.Group().job():
+            runbase.log(seen=1)
+            deadline = time.time() + 120
+            while time.time() < deadline:
+                if json.loads(subprocess.run(ls, env=env, capture_output=True, text=True).stdout):
+                    print("LIVE")
+                    break
+                time.sleep(0.2)
+        """,
+    )
+    proc = runbase_cmd("run", "--", PY, "live.py", cwd=project, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert "LIVE" in proc.stdout
+    parent, (job,) = records(project)
+    assert job["metrics"]["seen"]["last"] == 1 and "seen" not in parent["metrics"]

@@ -52,6 +52,7 @@ def _watch(store: Any, run_id: str, pid: int, start: str | None, sampler: Any) -
         alive = is_alive(pid, start)
         try:
             lifecycle.ingest_and_handle(store, run_id)
+            lifecycle.ingest_live_jobs(store, run_id)
         except Exception:  # noqa: BLE001 - try again next second
             pass
         if not alive:

@@ -8,6 +8,7 @@ a signal), ``crashed`` (the owning process vanished without finalizing).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -72,6 +73,8 @@ def create_run(
         for k, v in (tags or {}).items():
             cur.execute("INSERT INTO tags (run_id, key, value) VALUES (?, ?, ?)", (run_id, k, v))
     store.spool_dir(run_id).mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):  # a full disk already: recovery says "crashed"
+        reserve_outcome(store, run_id)
     return run_id
 
 
@@ -261,6 +264,17 @@ def ingest_and_handle(store: Store, run_id: str) -> IngestResult:
     return result
 
 
+def ingest_live_jobs(store: Store, run_id: str) -> None:
+    """Ingest the job runs (runbase.jobs) of ``run_id`` still running, so that they are
+    live too: their process ingests and finalizes each as it ends."""
+    rows = store.db.query(
+        "SELECT id FROM runs WHERE parent_id = ? AND mode = 'job' AND status = 'running'",
+        (run_id,),
+    )
+    for (job_id,) in rows:
+        ingest_and_handle(store, job_id)
+
+
 def finalize(
     store: Store,
     run_id: str,
@@ -271,19 +285,40 @@ def finalize(
     error: str | None = None,
 ) -> bool:
     """Ingest what is left, store the logs, set the final status. Idempotent: returns
-    False if another process finalized the run first."""
+    False if another process finalized the run first.
+
+    A step that fails (a full disk, a store gone read-only) does not stop the others:
+    the status and exit code are recorded whatever else could not be, and ``error``
+    says what was not saved. The spool is kept when what it holds was not all saved.
+    When even the status cannot be written, it is left in the run's outcome file
+    (:func:`save_outcome`), which orphan recovery reads."""
     assert status in TERMINAL, status
-    ingest_and_handle(store, run_id)
-    _end_left_jobs(store, run_id, status, exit_code, exit_signal, ended_at)
-    row = store.db.query_one("SELECT env_json FROM runs WHERE id = ?", (run_id,))
-    if row is not None and row[0] is None:
-        record_env(store, run_id, None)
-    _finalize_files(store, run_id)
-    _release_job_files(store, run_id)
-    logs = _store_logs(store, run_id)
+    unsaved: list[str] = []
+
+    def step(what: str, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception as e:  # noqa: BLE001 - the status must still be recorded
+            unsaved.append(f"{what} ({type(e).__name__}: {e})")
+            return None
+
+    step("metrics and events", ingest_and_handle, store, run_id)
+    spool_saved = not unsaved
+    step("jobs", _end_left_jobs, store, run_id, status, exit_code, exit_signal, ended_at)
+    step("environment", _env_if_missing, store, run_id)
+    step("data files", _finalize_files, store, run_id)
+    step("data files", _release_job_files, store, run_id)
+    n = len(unsaved)
+    logs = step("logs", _store_logs, store, run_id) or {}
+    spool_saved = spool_saved and len(unsaved) == n
     from .notebook import notebook_with_cells
 
-    notebook = notebook_with_cells(store, run_id)
+    notebook = step("notebook", notebook_with_cells, store, run_id)
+    if unsaved:
+        note = "runbase could not save: " + "; ".join(unsaved)
+        if not spool_saved:
+            note += f" (the rest is kept in {store.spool_dir(run_id)})"
+        error = f"{error}; {note}" if error else note
     with store.db.transaction() as cur:
         cur.execute(
             "UPDATE runs SET status = ?, exit_code = ?, exit_signal = ?, ended_at = ?, logs_json = ?, "
@@ -301,10 +336,67 @@ def finalize(
             ),
         )
         won = cur.rowcount == 1
-    if won:
+    if won and spool_saved:
         remove_spool(store, run_id)
-        compact(store, run_id)
+        with contextlib.suppress(Exception):  # an optimization: done again by gc
+            compact(store, run_id)
     return won
+
+
+def _env_if_missing(store: Store, run_id: str) -> None:
+    row = store.db.query_one("SELECT env_json FROM runs WHERE id = ?", (run_id,))
+    if row is not None and row[0] is None:
+        record_env(store, run_id, None)
+
+
+# The run's outcome file: reserved (filled with spaces) when the run starts, so that
+# writing the outcome over it needs no new disk block; read by orphan recovery when
+# the status could not be written to the database (docs/store-format.md, "spool").
+OUTCOME_FILE = "outcome"
+_OUTCOME_SIZE = 2048
+
+
+def reserve_outcome(store: Store, run_id: str) -> None:
+    with open(store.spool_dir(run_id) / OUTCOME_FILE, "wb") as f:
+        f.write(b" " * _OUTCOME_SIZE)
+
+
+def save_outcome(store: Store, run_id: str, outcome: dict[str, Any]) -> bool:
+    """Write ``outcome`` (status, exit_code, exit_signal, ended_at, error) over the
+    reserved outcome file, in place; False when that cannot be done either."""
+    data = json.dumps(outcome).encode()[: _OUTCOME_SIZE - 1]
+    try:
+        fd = os.open(store.spool_dir(run_id) / OUTCOME_FILE, os.O_WRONLY)
+    except OSError:
+        return False
+    try:
+        os.pwrite(fd, data.ljust(_OUTCOME_SIZE, b" "), 0)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _saved_outcome(store: Store, run_id: str) -> dict[str, Any] | None:
+    """The outcome a supervisor left in the spool, checked (it is not trusted)."""
+    try:
+        raw = (store.spool_dir(run_id) / OUTCOME_FILE).read_bytes()[:_OUTCOME_SIZE]
+        data = json.loads(raw.strip() or b"null")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("status") not in TERMINAL:
+        return None
+    ints = {k: data.get(k) for k in ("exit_code", "exit_signal")}
+    if any(v is not None and (type(v) is not int or abs(v) > 1 << 31) for v in ints.values()):
+        return None
+    ended = data.get("ended_at")
+    return {
+        "status": data["status"],
+        **ints,
+        "ended_at": float(ended) if type(ended) in (int, float) and 0 < ended < 1e11 else None,
+        "error": str(data["error"])[:1000] if data.get("error") else None,
+    }
 
 
 def _end_left_jobs(
@@ -391,7 +483,9 @@ def recover_orphans(store: Store) -> list[str]:
     deleted. A run without an owner was imported from another store (runbase.bundle):
     its process, if any, is on another machine, perhaps of the same name, so it is no
     orphan. One run's damaged record must not stop the command: it is warned about and
-    skipped."""
+    skipped. A read-only store is read as it is (nothing can be recovered)."""
+    if getattr(store, "read_only", False):
+        return []
     _, host = envcap.user_and_host()
     rows = store.db.query(
         "SELECT id, owner_pid, owner_start, heartbeat_at, error FROM runs "
@@ -425,6 +519,9 @@ def _recover_one(
             )
         ingest_and_handle(store, run_id)
         return False
+    saved = _saved_outcome(store, run_id)
+    if saved is not None:  # its supervisor ended but could not write the status
+        return finalize(store, run_id, **saved)
     ended = spool_mtime(store, run_id) or heartbeat
     why = "the owning process disappeared"
     if error == SUPERVISOR_LOST:

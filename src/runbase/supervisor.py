@@ -291,13 +291,35 @@ class _Supervised:
             if publisher is not None:
                 publisher.stop()
         status, code, sig = _status_of(rc)
+        ended = time.time()
         try:
-            lifecycle.finalize(self.store, self.run_id, status, exit_code=code, exit_signal=sig)
+            lifecycle.finalize(
+                self.store, self.run_id, status, exit_code=code, exit_signal=sig, ended_at=ended
+            )
         except Exception as e:  # noqa: BLE001
-            store_warning(self.store, f"could not finalize run {self.run_id}: {e}")
+            self._outcome_unsaved(status, code, sig, ended, e)
         if publisher is not None:
             safe_call("publish", publisher.finish)
         return RunOutcome(self.run_id, status, code, sig)
+
+    def _outcome_unsaved(
+        self, status: str, code: int | None, sig: int | None, ended: float, e: Exception
+    ) -> None:
+        """The database could not take the run's end (a full disk, a read-only store):
+        the outcome goes in the run's reserved outcome file, recorded by the next
+        runbase command that can write (lifecycle.recover_orphans)."""
+        error = f"runbase could not record the end of the run: {type(e).__name__}: {e}"
+        outcome = {"status": status, "exit_code": code, "exit_signal": sig, "ended_at": ended}
+        kept = lifecycle.save_outcome(self.store, self.run_id, {**outcome, "error": error})
+        warn_once(
+            "finalize",
+            f"could not record the end of run {self.run_id} ({e}); "
+            + (
+                "its exit status is kept in its spool and recorded by the next runbase command"
+                if kept
+                else "it will show as crashed"
+            ),
+        )
 
     def _publisher(self) -> Any:
         if not self.opts.publish:
@@ -353,6 +375,7 @@ class _Supervised:
             stopped = self.stop.wait(_INGEST_EVERY)
             try:
                 lifecycle.ingest_and_handle(self.store, self.run_id)
+                lifecycle.ingest_live_jobs(self.store, self.run_id)
                 self._record_watched()
                 if not env_done and time.monotonic() - started > 2.0:
                     # a non-Python command never reports a Python: record the rest now
