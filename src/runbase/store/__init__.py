@@ -54,10 +54,15 @@ def locate(explicit: str | os.PathLike[str] | None = None, cwd: Path | None = No
 class Store:
     """An opened store: ``db`` (metadata) and ``objects`` (bytes)."""
 
-    def __init__(self, root: Path, db: Database, objects: LocalObjects) -> None:
+    def __init__(
+        self, root: Path, db: Database, objects: LocalObjects, read_only: bool = False
+    ) -> None:
         self.root = root
         self.db = db
         self.objects = objects
+        # a store this process cannot write (a read-only mount, a colleague's store):
+        # read as it is; nothing is recovered or written (docs/security.md)
+        self.read_only = read_only
 
     @property
     def spool_root(self) -> Path:
@@ -78,11 +83,42 @@ class Store:
                 )
             _initialise(path)
         _check_format(fmt)
+        if not _writable(path):
+            if create:
+                raise StoreError(
+                    f"the store at {path} is read-only: this command writes to it; "
+                    "use a writable store (--store or $RUNBASE_DIR)"
+                )
+            db = Database.open_sqlite(path / "runbase.db", read_only=True)
+            _say_read_only(path)
+            return cls(path, db, LocalObjects(path / "objects", path / "tmp"), read_only=True)
         db = Database.open_sqlite(path / "runbase.db", create=create)
         return cls(path, db, LocalObjects(path / "objects", path / "tmp"))
 
     def close(self) -> None:
         self.db.close()
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process can write the store (``access`` reports a read-only mount
+    even to root; for whom permissions are no obstacle, they are none)."""
+    db = path / "runbase.db"
+    return os.access(path, os.W_OK) and (not db.exists() or os.access(db, os.W_OK))
+
+
+_told: set[Path] = set()
+
+
+def _say_read_only(path: Path) -> None:
+    if path in _told:
+        return
+    _told.add(path)
+    import sys
+
+    sys.stderr.write(
+        f"runbase: the store at {path} is read-only: reading it as it is "
+        "(runs that crashed are not recovered, nothing is written)\n"
+    )
 
 
 def _initialise(path: Path) -> None:

@@ -76,7 +76,9 @@ class Database:
     errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
 
     @classmethod
-    def open_sqlite(cls, path: Path, create: bool = False) -> Database:
+    def open_sqlite(cls, path: Path, create: bool = False, read_only: bool = False) -> Database:
+        if read_only:
+            return SQLiteDatabase.open_read_only(path)
         return SQLiteDatabase.open(path, create=create)
 
     def close(self) -> None:
@@ -177,9 +179,12 @@ class SQLiteDatabase(Database):
 
     dialect = "sqlite"
 
-    def __init__(self, conn: sqlite3.Connection, path: Path | None = None) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, path: Path | None = None, read_only: bool = False
+    ) -> None:
         self.conn = conn
         self.path = path
+        self.read_only = read_only
         # reentrant: a nested transaction() still fails as SQLite says, not by deadlock
         self._writer = threading.RLock()
 
@@ -206,6 +211,35 @@ class SQLiteDatabase(Database):
         db._init_schema(create, migrate, store_schema)
         return db
 
+    @classmethod
+    def open_read_only(cls, path: Path) -> SQLiteDatabase:
+        """A database on a file system this process cannot write (a read-only mount, a
+        snapshot): ``mode=ro`` reads a live WAL database when its ``-shm`` file is
+        there; otherwise (nothing can create it) the file is read as immutable, as it
+        is. Writes fail with a StoreError that says why."""
+        if not path.exists():
+            raise StoreError(f"no metadata database at {path}")
+        uri = path.absolute().as_uri()
+        last: Exception | None = None
+        for flags in ("mode=ro", "mode=ro&immutable=1"):
+            try:
+                conn = sqlite3.connect(
+                    f"{uri}?{flags}",
+                    uri=True,
+                    timeout=60.0,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                conn.execute("PRAGMA busy_timeout = 60000")
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.Error as e:
+                last = e
+                continue
+            db = cls(conn, path, read_only=True)
+            db.check_schema(migrate=False)
+            return db
+        raise StoreError(f"cannot open {path} read-only: {last}")
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.conn.close()
@@ -213,6 +247,11 @@ class SQLiteDatabase(Database):
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Cursor]:
         """A write transaction, taken eagerly so writers queue instead of deadlocking."""
+        if self.read_only:
+            raise StoreError(
+                f"the store at {self.path.parent if self.path else '?'} is read-only: "
+                "this command writes to it; use a writable store (--store or $RUNBASE_DIR)"
+            )
         with self._writer:
             yield from self._transaction()
 
