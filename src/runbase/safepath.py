@@ -53,14 +53,19 @@ def check_relpath(path: Any) -> str:
     if path.startswith("/") or _DRIVE.match(path) or path.startswith("\\"):
         raise UnsafePathError(path, "is absolute")
     for part in path.split("/"):
-        if part in ("", ".", ".."):
-            raise UnsafePathError(path, "is not normalized (empty, '.' or '..' component)")
-        # a POSIX name may hold a backslash; one that makes '..' on Windows may not
-        if any(p in (".", "..") or _reserved(p) for p in part.split("\\")):
-            raise UnsafePathError(path, "has a '..' or reserved component after a backslash")
-        if _reserved(part):
-            raise UnsafePathError(path, f"writes into {part!r}, which a restore never touches")
+        _check_part(path, part)
     return path
+
+
+def _check_part(path: str, part: str) -> None:
+    """One component of ``path`` (NUL and absoluteness are checked on the whole)."""
+    if part in ("", ".", ".."):
+        raise UnsafePathError(path, "is not normalized (empty, '.' or '..' component)")
+    # a POSIX name may hold a backslash; one that makes '..' on Windows may not
+    if "\\" in part and any(p in (".", "..") or _reserved(p) for p in part.split("\\")):
+        raise UnsafePathError(path, "has a '..' or reserved component after a backslash")
+    if part[0] == "." and _reserved(part):  # every reserved name starts with a dot
+        raise UnsafePathError(path, f"writes into {part!r}, which a restore never touches")
 
 
 def check_recorded_file(path: Any, url: Any = None) -> str:
@@ -105,12 +110,22 @@ def check_manifest(entries: Any, where: str = "manifest") -> list[dict[str, Any]
 
     if not isinstance(entries, list):
         raise UnsafePathError(where, "a manifest's entries must be a list")
-    seen: set[str] = set()
-    leaves: set[str] = set()  # files and links: nothing may be below them
+    seen: set[str] = set()  # every entry is a file or a link: nothing may be below one
+    dirs: set[str] = set()  # the directories the entries are in, all checked already
     for e in entries:
         if not isinstance(e, dict):
             raise UnsafePathError(where, "a manifest entry must be an object")
-        path = check_relpath(e.get("path"))
+        path = e.get("path")
+        if not isinstance(path, str):
+            raise UnsafePathError(path, "a recorded path must be a non-empty string")
+        parent, _, name = path.rpartition("/")
+        if parent and parent in dirs and "\x00" not in name:
+            _check_part(path, name)  # the usual case: only the new name is checked
+        else:
+            check_relpath(path)
+            while parent and parent not in dirs:
+                dirs.add(parent)
+                parent = parent.rpartition("/")[0]
         if path in seen:
             raise UnsafePathError(path, f"appears twice in {where}")
         seen.add(path)
@@ -126,11 +141,11 @@ def check_manifest(entries: Any, where: str = "manifest") -> list[dict[str, Any]
                 split_id(e.get("oid"))  # type: ignore[arg-type]
             except (TypeError, ValueError):
                 raise UnsafePathError(path, "a file entry needs an object id") from None
-        leaves.add(path)
-    for path in seen:
-        for parent in _parents(path):
-            if parent in leaves:
-                raise UnsafePathError(path, f"is below {parent!r}, a symlink or file entry")
+    clash = seen & dirs
+    if clash:
+        leaf = min(clash)
+        below = min(p for p in seen if p.startswith(leaf + "/"))
+        raise UnsafePathError(below, f"is below {leaf!r}, a symlink or file entry")
     return entries
 
 
@@ -141,10 +156,10 @@ def _parents(path: str) -> Iterator[str]:
         i = path.find("/", i + 1)
 
 
-def below_any(path: str, prefixes: Iterable[str]) -> str | None:
-    """The first of ``prefixes`` that ``path`` lies strictly below, else None."""
-    parents = set(_parents(path))
-    return next((p for p in prefixes if p in parents), None)
+def below_any(path: str, prefixes: set[str] | frozenset[str]) -> str | None:
+    """The first of ``prefixes`` that ``path`` lies strictly below, else None (one set
+    lookup per parent directory: a tree of a million files stays linear)."""
+    return next((p for p in _parents(path) if p in prefixes), None)
 
 
 class SafeRoot:

@@ -134,6 +134,10 @@ def test_manifest_structure_checked() -> None:
     for bad in (
         [{"path": "a", "type": "f", "oid": oid}, {"path": "a/b", "type": "f", "oid": oid}],
         [{"path": "a", "type": "link", "target": "x"}, {"path": "a/b", "type": "f", "oid": oid}],
+        [{"path": "a/b/c", "type": "f", "oid": oid}, {"path": "a", "type": "link", "target": "x"}],
+        [{"path": "d/x", "type": "f", "oid": oid}, {"path": "d/..", "type": "f", "oid": oid}],
+        [{"path": "d/x", "type": "f", "oid": oid}, {"path": "d/a\x00", "type": "f", "oid": oid}],
+        [{"path": "d/x", "type": "f", "oid": oid}, {"path": "d/.git", "type": "f", "oid": oid}],
         [{"path": "a", "type": "f", "oid": "nope"}],
         [{"path": "a", "type": "dev", "oid": oid}],
         [{"path": "a", "type": "link", "target": ""}],
