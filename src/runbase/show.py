@@ -31,6 +31,7 @@ def render_record(rec: dict[str, Any]) -> str:
                 if rec.get("reproduces")
                 else "",
             ),
+            *_group_lines(rec),
         ]
     )
     if rec.get("error"):
@@ -263,3 +264,19 @@ def _kv(pairs: list[tuple[str, Any]], indent: int = 0) -> list[str]:
     pairs = [(k, v) for k, v in pairs if v not in (None, "")]
     w = max((len(k) for k, _ in pairs), default=0)
     return [" " * indent + f"{k.ljust(w)}  {v}" for k, v in pairs]
+
+
+def _group_lines(rec: dict[str, Any]) -> list[tuple[str, str]]:
+    """Where a run sits among others: the sweep it is a trial of, the process run and the
+    group of a job run, the job group a process ran (runbase.jobs)."""
+    tags: dict[str, Any] = rec["tags"] if isinstance(rec.get("tags"), dict) else {}
+    index = f"#{tags['sweep_index']} " if tags.get("sweep_index") else ""
+    sweep, out = rec.get("sweep_id"), []
+    if rec.get("mode") == "job":
+        group = f", in group {sweep} (runbase ls --sweep {sweep})" if sweep else ""
+        out.append(("job", f"{index}of run {rec.get('parent_id')}{group}"))
+    elif sweep:
+        out.append(("sweep", f"{sweep}, trial {index}(runbase ls --sweep {sweep})"))
+    if tags.get("multirun"):
+        out.append(("jobs", f"group {tags['multirun']} (runbase ls --sweep {tags['multirun']})"))
+    return out

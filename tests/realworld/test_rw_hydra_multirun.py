@@ -119,6 +119,10 @@ def test_jobs_are_linked_to_the_multirun_and_grouped_like_a_sweep(
     # none of Hydra's command line guessed as params
     assert parent["params"] == {} and parent["sweep_id"] is None
     assert parent["status"] == "failed" and parent["exit_code"] == 1
+    # `runbase show` says where each sits
+    text = rb(root, "show", jobs[2]["id"]).stdout
+    assert f"#2 of run {parent['id']}, in group {group}" in text
+    assert f"group {group} (runbase ls --sweep {group})" in rb(root, "show", parent["id"]).stdout
 
 
 def test_each_job_has_its_own_status_metrics_and_logs(multirun: dict[str, Any]) -> None:
