@@ -401,3 +401,37 @@ def test_patch_summary_counts_lines_per_file() -> None:
         "+++ /dev/null\n@@ -1 +0,0 @@\n-bye\n"
     )
     assert patch_summary(patch) == [("a.py", 2, 2), ("img.png", -1, 0), ("gone.txt", 0, 1)]
+
+
+def test_files_hashed_soon_after_they_were_written_are_cached(tmp_path: Path) -> None:
+    """A run's outputs are hashed as it ends, right after they were written: the next
+    snapshot must cost a stat per file, not a re-hash (the 2 s rule made it one)."""
+    import os
+    import time
+
+    from runbase.capture.files import snapshot_path
+    from runbase.store.statcache import StatCache, fine_grained_devices
+
+    data = tmp_path / "data"
+    data.mkdir()
+    if os.stat(data).st_dev not in fine_grained_devices():
+        import pytest
+
+        pytest.skip("the test directory is not on a local file system with fine timestamps")
+    store = Store.open(tmp_path / ".runbase", create=True)
+    settled, racy = data / "settled.bin", data / "racy.bin"
+    settled.write_bytes(b"a" * 1000)
+    racy.write_bytes(b"b" * 1000)
+    now = time.time()
+    os.utime(settled, (now - 0.5, now - 0.5))  # written half a second ago: cached now
+    os.utime(racy, (now + 5, now + 5))  # as if written during the hash: never trusted
+    first = snapshot_path(store, str(data))
+    assert first is not None
+    cache = StatCache(store)
+    assert cache.lookup(str(settled), os.lstat(settled)) == (b3(settled), True)
+    assert cache.lookup(str(racy), os.lstat(racy)) is None
+    # the cached entry is still checked against the file: a change of size is seen
+    settled.write_bytes(b"c" * 1001)
+    os.utime(settled, (now - 0.5, now - 0.5))
+    assert StatCache(store).lookup(str(settled), os.lstat(settled)) is None
+    assert snapshot_path(store, str(data)) != first

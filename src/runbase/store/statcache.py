@@ -13,6 +13,7 @@ entry (``stored`` false) still needs the bytes copied when a later run stores th
 
 from __future__ import annotations
 
+import functools
 import marshal
 import os
 import time
@@ -26,6 +27,37 @@ _UPSERT = (
 _FLUSH_ENTRIES = 20_000  # dirty entries kept before they are written (bounds memory)
 
 Entry = tuple[int, int, int, int, str, bool]
+
+# A file modified within the timestamp granularity of its file system after it was hashed
+# could keep the same (size, mtime): such a file is not cached. On the local file
+# systems of Linux, timestamps come from the kernel's coarse clock (a jiffy, <= 10 ms
+# behind): 0.1 s is safe. Elsewhere (FAT's 2 s steps, network file systems stamped by
+# another machine's clock, unknown types) 2 s. Before, every file got 2 s: the outputs
+# of a run, hashed as it ends, were never cached, and the next run re-hashed them all.
+_FINE_GRAIN_NS = 100_000_000
+_COARSE_GRAIN_NS = 2_000_000_000
+_FINE_TYPES = frozenset({"ext4", "ext3", "xfs", "btrfs", "tmpfs", "f2fs", "zfs", "bcachefs"})
+
+
+@functools.lru_cache(maxsize=1)
+def fine_grained_devices() -> frozenset[int]:
+    """``st_dev`` of the mounted local file systems with fine timestamps (Linux's
+    /proc/self/mountinfo; empty elsewhere, so every file gets the 2 s rule)."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return frozenset()
+    devices = set()
+    for line in lines:
+        left, sep, right = line.partition(" - ")
+        fields = left.split()
+        if not sep or len(fields) < 3 or right.split(" ", 1)[0] not in _FINE_TYPES:
+            continue
+        major, _, minor = fields[2].partition(":")
+        if major.isdigit() and minor.isdigit():
+            devices.add(os.makedev(int(major), int(minor)))
+    return frozenset(devices)
 
 
 def _decode(blob: Any) -> dict[str, Entry]:
@@ -50,8 +82,7 @@ class StatCache:
         self._dirty: set[str] = set()
         self._pending: list[tuple[str, bytes]] = []
         self._pending_entries = 0
-        # a file modified within the mtime granularity could change again unnoticed
-        self._recent = time.time_ns() - 2_000_000_000
+        self._started_ns = time.time_ns()  # before any file of this snapshot is hashed
 
     def _entries(self, directory: str) -> dict[str, Entry]:
         entries = self._dirs.get(directory)
@@ -72,8 +103,9 @@ class StatCache:
         return None
 
     def remember(self, path: str, st: os.stat_result, oid: str, stored: bool) -> None:
-        if st.st_mtime_ns >= self._recent:
-            return
+        fine = st.st_dev in fine_grained_devices()
+        if st.st_mtime_ns >= self._started_ns - (_FINE_GRAIN_NS if fine else _COARSE_GRAIN_NS):
+            return  # modified too close to the hash to rule out a change within one tick
         directory, _, name = path.rpartition("/")
         self._entries(directory)[name] = (
             st.st_dev,
