@@ -390,11 +390,12 @@ def _saved_outcome(store: Store, run_id: str) -> dict[str, Any] | None:
     ints = {k: data.get(k) for k in ("exit_code", "exit_signal")}
     if any(v is not None and (type(v) is not int or abs(v) > 1 << 31) for v in ints.values()):
         return None
-    ended = data.get("ended_at")
+    ended: Any = data.get("ended_at")
+    fine = isinstance(ended, (int, float)) and not isinstance(ended, bool) and 0 < ended < 1e11
     return {
         "status": data["status"],
         **ints,
-        "ended_at": float(ended) if type(ended) in (int, float) and 0 < ended < 1e11 else None,
+        "ended_at": float(ended) if fine else None,
         "error": str(data["error"])[:1000] if data.get("error") else None,
     }
 

@@ -132,3 +132,49 @@ def test_a_read_only_store_can_be_read_and_says_so(project: Path, tmp_path: Path
         subprocess.run(["umount", "-l", str(ro)], check=False)
     assert _digest(db) == before  # nothing was written to it
     assert os.path.exists(db)
+
+
+def test_recovery_records_the_outcome_a_supervisor_left_and_trusts_nothing(
+    project: Path,
+) -> None:
+    """The outcome file a supervisor leaves when the database cannot take the run's end
+    is recorded by the next command; a malformed one is no outcome (the run crashed)."""
+    runbase_cmd("run", "--", sys.executable, "-c", "print(1)", cwd=project, check=True)
+    db = project / ".runbase" / "runbase.db"
+    conn = sqlite3.connect(db)
+    cols = [d[0] for d in conn.execute("SELECT * FROM runs").description]
+    row = dict(zip(cols, conn.execute("SELECT * FROM runs").fetchone(), strict=True))
+    outcomes = {
+        "0good00000000000": {"status": "failed", "exit_code": 7, "ended_at": row["started_at"] + 1},
+        "0bad000000000000": {"status": "finished", "exit_code": "rm -rf /", "ended_at": 1e300},
+        "0junk00000000000": "not json at all",
+    }
+    for run_id, outcome in outcomes.items():
+        values = {
+            **row,
+            "id": run_id,
+            "status": "running",
+            "exit_code": None,
+            "ended_at": None,
+            "owner_pid": 2**22 - 7,
+            "owner_start": "1",
+            "error": None,
+        }
+        marks = ", ".join("?" for _ in cols)
+        conn.execute(
+            f"INSERT INTO runs ({', '.join(cols)}) VALUES ({marks})", list(values.values())
+        )
+        spool = project / ".runbase" / "spool" / run_id
+        spool.mkdir(parents=True)
+        text = json.dumps(outcome) if isinstance(outcome, dict) else outcome
+        (spool / "outcome").write_text(text.ljust(2048))
+    conn.commit()
+    conn.close()
+
+    runs = {
+        r["id"]: r for r in json.loads(runbase_cmd("ls", "--json", cwd=project, check=True).stdout)
+    }
+    assert runs["0good00000000000"]["status"] == "failed"
+    assert runs["0good00000000000"]["exit_code"] == 7
+    for bad in ("0bad000000000000", "0junk00000000000"):
+        assert runs[bad]["status"] == "crashed" and runs[bad]["exit_code"] is None

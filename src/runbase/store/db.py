@@ -328,16 +328,17 @@ def _needs_clean(row: Any) -> bool:
 class _Cursor(sqlite3.Cursor):
     """A cursor that never fails on a string SQLite cannot encode: POSIX paths and
     arguments are bytes, and Python holds the undecodable ones as lone surrogates.
-    Such a value is written, and looked up, in runbase.fsname's stored form (lossless, documented in
-    docs/run-record.md) wherever it comes from: one odd file name must not stop a
-    run's recording or, worse, every later command that reads the store."""
+    Such a value is written, and looked up, in runbase.fsname's stored form
+    (lossless, documented in docs/run-record.md) wherever it comes from: one odd file
+    name must not stop a run's recording or, worse, every later command that reads
+    the store."""
 
-    def execute(self, sql: str, params: Any = (), /) -> _Cursor:  # type: ignore[override]
+    def execute(self, sql: str, params: Any = (), /) -> _Cursor:
         # a few parameters per statement: checked before (cheap: ASCII is one flag)
         super().execute(sql, _clean_params(params) if _needs_clean(params) else params)
         return self
 
-    def executemany(self, sql: str, rows: Any, /) -> _Cursor:  # type: ignore[override]
+    def executemany(self, sql: str, rows: Any, /) -> _Cursor:
         # rows bind one by one, after earlier ones ran: clean before, not on retry
         super().executemany(sql, (_clean_params(r) if _needs_clean(r) else r for r in rows))
         return self
