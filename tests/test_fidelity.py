@@ -6,6 +6,8 @@ compared, colliding param names keep both values, an auto-started run records wh
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -308,3 +310,78 @@ def test_framework_reported_first_moves_aside(project: Path) -> None:
     assert (params["sklearn.alpha"], sources["sklearn.alpha"]) == (0.5, "sklearn")
     assert (params["fit_intercept"], sources["fit_intercept"]) == (True, "inline")
     assert "sklearn.fit_intercept" not in params
+
+
+# -- item 6: a run auto-started by runbase.log ---------------------------------------
+
+PLAIN = """
+import argparse, os
+import runbase
+p = argparse.ArgumentParser()
+p.add_argument("--lr", type=float, default=0.1)
+p.add_argument("--epochs", type=int, default=3)
+p.add_argument("--data", default="data/points.csv")
+args = p.parse_args()
+if os.path.exists("config.local"):          # an optional local config: absent
+    raise SystemExit("unexpected")
+rows = [float(x) for x in open(args.data).read().split()]
+os.makedirs("out", exist_ok=True)
+with open("out/model.txt", "w") as f:        # written, then read back, before the run
+    f.write(str(sum(rows) * args.lr))
+check = float(open("out/model.txt").read())
+for e in range(args.epochs):
+    runbase.log(loss=check / (e + 1))         # the run starts here
+runbase.summary(score=check)
+"""
+
+
+def test_plain_python_script_records_what_runbase_run_would(project: Path) -> None:
+    """``python train.py`` (no ``runbase run``, no ``init``): the argparse params
+    (defaults included) and the data read before the first ``runbase.log`` are recorded,
+    so ``reproduce`` restores the data; the record says what it could not see."""
+    (project / "data").mkdir()
+    (project / "data" / "points.csv").write_text("1 2 3 4\n")
+    write(project, "train.py", PLAIN)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_")}
+    proc = subprocess.run(
+        [PY, "train.py", "--lr", "0.5"], cwd=project, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    rec = record(project)
+    assert rec["mode"] == "api"
+    assert rec["params"] == {"lr": 0.5, "epochs": 3, "data": "data/points.csv"}
+    assert set(rec["param_sources"].values()) == {"argparse"}
+    ins, outs = by_path(rec["inputs"]), by_path(rec["outputs"])
+    assert set(ins) == {"data/points.csv"}
+    assert ins["data/points.csv"]["hash"] == b3(project / "data/points.csv")
+    assert ins["data/points.csv"]["stored"]
+    assert outs["out/model.txt"]["hash"] == b3(project / "out/model.txt")
+    assert "import runbase" in rec["tags"]["capture"]
+    shown = runbase_cmd("show", rec["id"], cwd=project, check=True).stdout
+    assert "capture" in shown and "import runbase" in shown
+
+    (project / "data" / "points.csv").unlink()  # the data moved on: the record has it
+    r = runbase_cmd("reproduce", rec["id"], "--json", cwd=project)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(r.stdout)["verdict"] == "reproduced"
+
+
+def test_explicit_init_at_the_top_has_no_capture_note(project: Path) -> None:
+    write(
+        project,
+        "train.py",
+        """
+        import argparse, runbase
+        runbase.init()
+        p = argparse.ArgumentParser()
+        p.add_argument("--lr", type=float, default=0.1)
+        args = p.parse_args()
+        runbase.log(loss=args.lr)
+        """,
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_")}
+    proc = subprocess.run([PY, "train.py"], cwd=project, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    rec = record(project)
+    assert rec["params"] == {"lr": 0.1} and rec["param_sources"] == {"lr": "argparse"}
+    assert "capture" not in rec["tags"]

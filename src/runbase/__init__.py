@@ -111,3 +111,10 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
+
+
+# A run started later (by the first runbase.log) records the files and the argparse
+# parse seen from here on, as `runbase run` would (runbase._early).
+from ._early import arm as _arm_early  # noqa: E402
+
+_arm_early()

@@ -124,8 +124,13 @@ def install_hooks() -> None:
     install_auto()
 
 
-def install_file_hook(project_root: str | None, store_root: str) -> None:
-    """Report the files this process reads and writes under the project root."""
+def install_file_hook(
+    project_root: str | None,
+    store_root: str,
+    earlier: list[tuple[str, str, int | None]] | None = None,
+) -> None:
+    """Report the files this process reads and writes under the project root (and
+    ``earlier`` ones, seen before the run started: runbase._early)."""
     if not project_root:
         return
     from .capture.files import FILE_EVENT, install_audit_hook
@@ -135,7 +140,7 @@ def install_file_hook(project_root: str | None, store_root: str) -> None:
         if t is not None:
             t.event(FILE_EVENT, path=path, op=op, mtime_ns=mtime_ns)
 
-    install_audit_hook(emit, project_root, store_root, scope=reported_to)
+    install_audit_hook(emit, project_root, store_root, earlier or (), scope=reported_to)
 
 
 # set in a thread while runbase itself reads the project's files in this process (a job

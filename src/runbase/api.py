@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 _lock = threading.RLock()
 _run: Run | None = None
 _secret_values: set[str] | None = None
+_auto_start = False  # ensure_run() is starting a run the program did not ask for
+# the tag that says what a run started after its program began could not record
+CAPTURE_TAG = "capture"
 # the job run in progress in this process (runbase.jobs): what init() and active_run()
 # return and what finish() ends while it runs
 _job: Run | None = None
@@ -222,11 +225,14 @@ def _start_own(
     notebook: tuple[str, str] | None = None,
     publish: str | None = None,
 ) -> Run:
-    from . import lifecycle
+    from . import _early, lifecycle
     from ._child import python_info
     from .capture.secrets import redact_argv
     from .store import Store
 
+    # what the program read, wrote and parsed before this run started (first: runbase's
+    # own reads below are not the program's)
+    early_files, early_parse, early_note = _early.take()
     store = Store.open(store_path, create=True)  # raises before the run starts: fail loudly
     try:
         lifecycle.recover_orphans(store)
@@ -267,10 +273,14 @@ def _start_own(
     t = _tracker.Tracker(run_id, str(store.root))
     _tracker.activate(t)
     t.event("python", info=python_info())
-    from ._child import install_file_hook, install_hooks
+    from ._child import _record_argparse, install_file_hook, install_hooks
 
     install_hooks()
-    install_file_hook(str(root), str(store.root))
+    install_file_hook(str(root), str(store.root), early_files)
+    if early_parse is not None:
+        safe_call("argparse params", _record_argparse, early_parse)
+    if early_note and (_auto_start or early_files or early_parse is not None):
+        t.event("tag", key=CAPTURE_TAG, value=early_note)
     _spawn_watcher(run, publish)
     if capture_console:
         from ._console import capture
@@ -340,13 +350,17 @@ def _excepthook(exc_type: Any, exc: Any, tb: Any) -> None:
 
 def ensure_run() -> Run | None:
     """The active run, starting one if needed (used by ``log`` before ``init``)."""
+    global _auto_start
     if _run is not None and not _run.finished:
         return _run
     try:
+        _auto_start = True
         return init()
     except Exception as e:  # noqa: BLE001
         warn_once("auto-init", f"could not start a run automatically: {e}")
         return None
+    finally:
+        _auto_start = False
 
 
 def _known_secrets() -> set[str]:
