@@ -48,9 +48,13 @@ def _open(ctx: click.Context, create: bool = False) -> Any:
 
 
 def _echo_json(data: Any) -> None:
+    from . import fsname
     from .capture.params import jsonable
 
-    click.echo(json.dumps(jsonable(data), indent=2, ensure_ascii=False))
+    text = json.dumps(jsonable(data), indent=2, ensure_ascii=False)
+    if fsname.needs_encoding(text):  # a lone surrogate an older version stored ("\udce9")
+        text = json.dumps(fsname.clean(jsonable(data)), indent=2, ensure_ascii=False)
+    click.echo(text)
 
 
 @main.command()

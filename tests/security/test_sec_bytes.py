@@ -179,3 +179,39 @@ def test_stored_form_round_trips_every_byte_string() -> None:
         if "\ufffd" not in text and not any("\uef80" <= c <= "\uefff" for c in text):
             assert stored == text  # valid UTF-8 is stored as it is
     assert fsname.display(fsname.encode(FS_NAME)) == "caf\ufffd.csv"
+
+
+def test_surrogate_escapes_an_older_version_stored_reach_no_output_as_an_error(
+    project: Path,
+) -> None:
+    """An older runbase wrote argv with ``json.dumps`` (``"caf\\udce9.csv"``): JSON
+    that loads as a lone surrogate. `show --json`, `show` and the web API answer it in
+    the stored form (not a traceback, not a 500)."""
+    import asyncio
+
+    import httpx
+
+    from runbase.web.app import create_app
+
+    runbase_cmd("run", "--", sys.executable, "-c", "print(1)", cwd=project, check=True)
+    conn = sqlite3.connect(project / ".runbase" / "runbase.db")
+    conn.execute("UPDATE runs SET command = ?", (json.dumps(["python", FS_NAME]),))
+    conn.commit()
+    conn.close()
+    (run_id,) = [r["id"] for r in json.loads(runbase_cmd("ls", "--json", cwd=project).stdout)]
+
+    proc = runbase_cmd("show", "--json", cwd=project)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert fsname.to_bytes(json.loads(proc.stdout)["command"][-1]) == NAME
+    text = runbase_cmd("show", cwd=project, check=True).stdout
+    assert "caf\ufffd.csv" in text
+
+    async def get() -> httpx.Response:
+        app = create_app(str(project / ".runbase"))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            return await c.get(f"/api/runs/{run_id}")
+
+    r = asyncio.run(get())
+    assert r.status_code == 200, r.text[:300]
+    assert fsname.to_bytes(r.json()["command"][-1]) == NAME

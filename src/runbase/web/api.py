@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from .. import views
+from .. import fsname, views
 from ..capture.params import jsonable
 from ..store import Store
 
@@ -85,6 +85,8 @@ def json_response(
         body = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except ValueError:
         body = json.dumps(jsonable(data), ensure_ascii=False, separators=(",", ":"))
+    if fsname.needs_encoding(body):  # a lone surrogate an older version stored: never a 500
+        body = json.dumps(fsname.clean(jsonable(data)), ensure_ascii=False, separators=(",", ":"))
     return Response(
         body.encode(), status_code=status_code, media_type="application/json", headers=headers
     )
