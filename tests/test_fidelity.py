@@ -146,6 +146,34 @@ def test_read_then_overwritten_is_input_and_output(project: Path) -> None:
     no_self_loop(project, rec)
 
 
+def test_a_copy_is_not_the_producer_of_the_bytes_it_copied(project: Path) -> None:
+    """A run that reads bytes and writes the same bytes elsewhere (a cache, a copy into
+    a dataset folder) did not produce them: trace follows them to the run that did."""
+    (project / "raw.txt").write_text("3 1 2\n")
+    write(
+        project,
+        "prep.py",
+        "open('clean.txt', 'w').write(' '.join(sorted(open('raw.txt').read().split())))\n",
+    )
+    write(
+        project,
+        "cache.py",
+        "import shutil, os\nos.makedirs('cache', exist_ok=True)\nshutil.copyfile('clean.txt', 'cache/clean.txt')\n",
+    )
+    runbase_cmd("run", "--", PY, "prep.py", cwd=project, check=True)
+    prep = record(project)["id"]
+    runbase_cmd("run", "--", PY, "cache.py", cwd=project, check=True)
+    copy = record(project)
+    oid = b3(project / "clean.txt")
+    assert by_path(copy["inputs"])["clean.txt"]["hash"] == oid
+    assert by_path(copy["outputs"])["cache/clean.txt"]["hash"] == oid
+    graph = json.loads(runbase_cmd("trace", oid, "--json", cwd=project, check=True).stdout)
+    made = [e["from"] for e in graph["edges"] if e["kind"] == "produced"]
+    assert made == [f"run:{prep}"], graph
+    reads = {(e["from"], e["to"]) for e in graph["edges"] if e["kind"] == "read"}
+    assert not reads & {(e["to"], e["from"]) for e in graph["edges"] if e["kind"] == "produced"}
+
+
 def test_read_then_overwritten_at_once_keeps_the_input(project: Path) -> None:
     """Overwritten before the supervisor could hash it: the bytes read are gone, but the
     file is still recorded as an input (flagged changed, without a hash), never dropped

@@ -35,6 +35,16 @@ def consumers(store: Store, oid: str) -> list[dict[str, Any]]:
     return [{"run": r[0], "name": r[1], "status": r[2], "path": r[3]} for r in rows]
 
 
+def _read_by(store: Store, run_id: str, oid: str) -> bool:
+    return (
+        store.db.query_one(
+            "SELECT 1 FROM run_files WHERE run_id = ? AND role = 'input' AND oid = ?",
+            (run_id, oid),
+        )
+        is not None
+    )
+
+
 def _inputs(store: Store, run_id: str) -> list[tuple[str, str | None, str | None]]:
     return [
         (r[0], r[1], r[2])
@@ -113,7 +123,9 @@ def _walk_file(
 ) -> None:
     if depth >= max_depth:
         return
-    made_by = producers(store, oid)
+    # a run that read these bytes and wrote them elsewhere (a copy) did not produce them:
+    # following it would make it its own producer and consumer (a loop)
+    made_by = [p for p in producers(store, oid) if not _read_by(store, p["run"], oid)]
     if not made_by:
         return
     p = made_by[0]  # the earliest bytes-identical producer is a duplicate; the newest made it last
