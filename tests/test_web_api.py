@@ -933,3 +933,12 @@ def test_api_doc_names_every_endpoint_and_key(site: dict[str, Any]) -> None:
     assert set(c) == _doc_keys("/api/compare")
     imp = api.json("/api/importance?metric=acc")  # train-a, -b, -c and dirty
     assert set(imp) == _doc_keys("/api/importance")
+
+
+def test_importance_warns_when_the_runs_are_too_few(grid: dict[str, Any]) -> None:
+    many = grid["api"].json("/api/importance?metric=acc")
+    assert many["n_runs"] > 100 and many["warning"] is None
+    few = grid["api"].json("/api/importance?metric=acc&where=params.seed%20%3C%2012")
+    assert 4 <= few["n_runs"] < 12
+    assert few["warning"].startswith(f"only {few['n_runs']} runs for ")
+    assert "this ranking is mostly noise" in few["warning"]
