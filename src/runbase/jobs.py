@@ -222,9 +222,6 @@ def _start(
     _tracker.activate(t)
     _api._job = job
     _hook_exit()
-    from ._child import python_info
-
-    t.event("python", info=python_info())  # its environment, unless the parent's is known
     from ._console import capture
 
     job._console = capture(t.spool_dir, _api._known_secrets())
@@ -357,6 +354,15 @@ def _finalize(
     try:
         store = Store.open(store_root)
         try:
+            # the process's environment, if its run has it by now (else the run shares
+            # it when it ends): no package scan in the training process
+            store.db.execute(
+                "UPDATE runs SET env_json = (SELECT p.env_json FROM runs p WHERE p.id = "
+                "runs.parent_id), packages_id = (SELECT p.packages_id FROM runs p WHERE "
+                "p.id = runs.parent_id) WHERE id = ? AND packages_id IS NULL AND EXISTS ("
+                "SELECT 1 FROM runs p WHERE p.id = runs.parent_id AND p.packages_id IS NOT NULL)",
+                (run_id,),
+            )
             lifecycle.finalize(store, run_id, status, exit_code=code, exit_signal=sig, error=error)
         finally:
             store.close()

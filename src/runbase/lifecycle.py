@@ -168,6 +168,14 @@ def record_env(store: Store, run_id: str, python: dict[str, Any] | None) -> None
         "UPDATE runs SET env_json = ?, packages_id = ? WHERE id = ?",
         (json.dumps(fsname.clean(env)), packages_id, run_id),
     )
+    if packages_id is not None:
+        # its job runs (runbase.jobs) that ended before it was known: the same process,
+        # which does not scan its packages while it trains
+        store.db.execute(
+            "UPDATE runs SET env_json = ?, packages_id = ? "
+            "WHERE parent_id = ? AND mode = 'job' AND packages_id IS NULL",
+            (json.dumps(fsname.clean(env)), packages_id, run_id),
+        )
 
 
 def _packages_object(store: Store, path: list[str]) -> tuple[str, int]:
