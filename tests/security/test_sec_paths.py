@@ -367,3 +367,17 @@ def test_server_refuses_crafted_pushes(made: Made, tmp_path: Path) -> None:
         assert status == 200, body
     finally:
         server.stop()
+
+
+def test_a_store_inside_the_target_is_never_written(tmp_path: Path) -> None:
+    """A store kept in the target under another name than .runbase is off limits too."""
+    target = tmp_path / "target"
+    (target / "st" / "objects").mkdir(parents=True)
+    root = SafeRoot(target, [str(target / "st" / p) for p in ("objects", "runbase.db")])
+    for rel in ("st/objects/ab/cd", "st/runbase.db"):
+        with pytest.raises(UnsafePathError, match="store"), root.create(rel) as fd:
+            os.write(fd, b"x")
+    with root.create("st/notes.txt") as fd:  # the rest of that directory is the user's
+        os.write(fd, b"ok")
+    assert sorted(p.name for p in (target / "st").iterdir()) == ["notes.txt", "objects"]
+    assert list((target / "st" / "objects").iterdir()) == []
