@@ -179,6 +179,7 @@ def test_ml_parameters_are_not_credentials() -> None:
         "token_file": "/run/secrets/hf_token",  # a path names where a credential is
         "GOOGLE_APPLICATION_CREDENTIALS": "/keys/sa.json",
         "hf_token": "${oc.env:HF_TOKEN}",  # an interpolation, not the value
+        "hub_token": "<HUB_TOKEN>",  # transformers' TrainingArguments.to_dict() placeholder
         "lr": 0.1,
     }
     for name, value in ordinary.items():

@@ -372,14 +372,16 @@ def looks_like_secret(text: str) -> bool:
 
 # -- values: the decision ------------------------------------------------------------
 
+_PLACEHOLDER = re.compile(r"<[A-Za-z0-9_. -]{1,40}>")
 _PLACEHOLDERS = frozenset(("", "none", "null", "true", "false", REDACTED))
 
 
 def _trivial(value: str) -> bool:
     """A string that cannot be a credential even under a secret name: empty, a
-    placeholder, an interpolation (``${oc.env:HF_TOKEN}``, ``$HF_TOKEN``), a path."""
+    placeholder (``<HUB_TOKEN>``: what transformers' ``to_dict`` puts in place of a
+    token), an interpolation (``${oc.env:HF_TOKEN}``, ``$HF_TOKEN``), a path."""
     v = value.strip()
-    if v.lower() in _PLACEHOLDERS or v.startswith("$"):
+    if v.lower() in _PLACEHOLDERS or v.startswith("$") or _PLACEHOLDER.fullmatch(v):
         return True
     return _is_path(v)
 
