@@ -378,8 +378,9 @@ def _add_secrets(values: set[str]) -> None:
     from .capture.secrets import report_secrets
 
     _known_secrets().update(values)  # the set the notebook recorder holds, too
-    if _run is not None and _run._console is not None:
-        _run._console.add_secrets(values)
+    for run in (_run, _job):  # a job run (runbase.jobs) captures its output too
+        if run is not None and run._console is not None:
+            run._console.add_secrets(values)
     report_secrets(values)
 
 
