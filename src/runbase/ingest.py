@@ -20,6 +20,7 @@ from typing import Any
 
 from ._safe import warn_once
 from .capture.params import INTEGRATION_SOURCES, MAX_INLINE_VALUE, PARSERS, SOURCE_RANK, numeric
+from .shapes import MAX_TIME
 from .spool import KIND_KEY, STEP_KEY, TIME_KEY, read_frames
 from .store import Store
 
@@ -105,8 +106,10 @@ def _split(entries: list[Any], series: dict[str, _Series], events: list[dict[str
             events.append(e)
             continue
         t = e.pop(TIME_KEY, None)
-        if t.__class__ is not float:
-            t = float(t) if isinstance(t, (int, float)) else time.time()
+        # a point's time is a time (shapes.TIME): NaN, inf or 1e300 (a framework's odd
+        # wall time) would make the run's last_time one no server accepts
+        if t.__class__ is not float or not 0.0 <= t <= MAX_TIME:
+            t = float(t) if t.__class__ is int and 0 <= t <= MAX_TIME else time.time()
         s = e.pop(STEP_KEY, None)
         if s is not None and (s.__class__ is not int or not -_I64 <= s < _I64):
             s = None

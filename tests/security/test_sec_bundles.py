@@ -229,3 +229,37 @@ def test_rows_an_old_server_stored_are_read_and_refused_by_pull(team: Team, tmp_
     # the good run still pulls
     good = runbase_cmd("pull", team.run_id, cwd=other, env=env)
     assert good.returncode == 0, good.stderr[-2000:]
+
+
+ODD_WALLTIMES = """
+from tensorboardX import SummaryWriter
+w = SummaryWriter("tb")
+w.add_scalar("loss", 1.0, 0, walltime=float("nan"))
+w.add_scalar("loss", 0.5, 1, walltime=float("inf"))
+w.add_scalar("loss", 0.25, 2, walltime=1e300)  # the last point: the run's last_time
+w.close()
+"""
+
+
+def test_a_run_whose_points_carry_odd_times_can_be_pushed(team: Team) -> None:
+    """What a framework passes as a point's wall time is recorded as a time (the time
+    it was logged), so the run stays one a server accepts."""
+    require("tensorboardX")
+    write(team.root, "tb_train.py", ODD_WALLTIMES)
+    env = {"RUNBASE_CONFIG": str(team.db.parent / "alice.json")}
+    runbase_cmd("run", "--", sys.executable, "tb_train.py", cwd=team.root, env=env, check=True)
+    run_id = json.loads(runbase_cmd("show", "--json", cwd=team.root, check=True).stdout)["id"]
+    pushed = runbase_cmd("push", run_id, cwd=team.root, env=env)
+    assert pushed.returncode == 0, pushed.stderr[-2000:]
+    series = team.request("GET", f"/p/default/api/runs/{run_id}/series/loss")
+    assert series.status_code == 200 and series.json()["values"] == [1.0, 0.5, 0.25]
+    from runbase.read import series as read_series
+    from runbase.shapes import MAX_TIME
+    from runbase.store import Store
+
+    store = Store.open(team.root / ".runbase")
+    try:
+        times = read_series(store, run_id, "loss").times
+    finally:
+        store.close()
+    assert len(times) == 3 and all(0 < t <= MAX_TIME for t in times), times
