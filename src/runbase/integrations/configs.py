@@ -351,6 +351,18 @@ def _job_ended(kwargs: dict[str, Any]) -> None:
     failed = getattr(getattr(ret, "status", None), "name", "") == "FAILED"
     exc = getattr(ret, "_return_value", None) if failed else None
     job.end("failed" if failed else None, exc=exc if isinstance(exc, BaseException) else None)
+    if failed:
+        _multirun_fails(job)
+
+
+def _multirun_fails(job: Any) -> None:
+    """Hydra fails the whole multirun once its jobs have run, by ``sys.exit(1)``, which
+    a process's own run (``runbase.init()``) cannot see: it is told here."""
+    from .. import api
+
+    run = api._run
+    if run is not None and run.own and run._failure is None:
+        run._failure = ("failed", 1, None, f"Hydra multirun job #{job.index} failed: run {job.id}")
 
 
 def _job_in_progress() -> None:
