@@ -63,10 +63,13 @@ def parse_value(raw: str) -> Any:
     from .capture.params import typed
 
     if raw[:1] in ("[", "{", '"'):
-        import json
+        from .errors import UsageError
+        from .shapes import TooDeep, loads
 
         try:
-            return json.loads(raw)
+            return loads(raw)  # nesting bounded (shapes.MAX_DEPTH), as a bundle's params
+        except TooDeep as e:
+            raise UsageError(f"bad parameter value {raw[:40]!r}...: {e}") from None
         except ValueError:
             return raw
     return typed(raw)
@@ -199,10 +202,10 @@ def active() -> dict[str, Any]:
 def _from_env(text: str | None) -> dict[str, Any]:
     if not text:
         return {}
-    import json
+    from .shapes import loads
 
     try:
-        data = json.loads(text)
+        data = loads(text)  # never a RecursionError (TooDeep is a ValueError)
     except ValueError as e:
         _warn(f"${ENV_VAR} is not JSON ({e}); parameter overrides ignored")
         return {}
