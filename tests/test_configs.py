@@ -242,6 +242,8 @@ HYDRA_MULTIRUN = """
         {inside}
         runbase.log(loss=cfg.optim.lr * cfg.seed)
         print("GOT", (cfg.optim.name, cfg.optim.lr, cfg.seed))
+        if cfg.optim.name == "adam" and cfg.seed == 3:
+            raise RuntimeError("no convergence")
 
     main()
 """
@@ -263,7 +265,7 @@ def test_hydra_multirun_with_init_makes_one_run_per_job(project: Path, where: st
     proc = subprocess.run(
         [PY, "app.py", *args], cwd=project, capture_output=True, text=True, timeout=180
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # Hydra fails the multirun: a job failed
     assert "runbase: warning" not in proc.stderr, proc.stderr
     listed = json.loads(runbase_cmd("ls", "--json", cwd=project, check=True).stdout)
     recs = [record_of(project, r["id"]) for r in listed]
@@ -271,6 +273,7 @@ def test_hydra_multirun_with_init_makes_one_run_per_job(project: Path, where: st
     jobs = sorted((r for r in recs if r["mode"] == "job"), key=lambda r: r["tags"]["sweep_index"])
     # the process's run: no config (no job ran a merged one), nor Hydra's argv as params
     assert parent["params"] == {} and parent["name"] == "hy"
+    assert parent["status"] == "failed" and "job #3 failed" in parent["error"]
     optims = {
         "sgd": {"optim.name": "sgd", "optim.lr": 0.1, "optim.momentum": 0.9},
         "adam": {"optim.name": "adam", "optim.lr": 0.01, "optim.beta": 0.99},
@@ -286,7 +289,9 @@ def test_hydra_multirun_with_init_makes_one_run_per_job(project: Path, where: st
         assert rec["metrics"]["loss"]["last"] == optims[optim]["optim.lr"] * seed
         assert rec["parent_id"] == parent["id"]
         assert rec["sweep_id"] == parent["tags"]["multirun"]
-        assert rec["tags"]["sweep_index"] == str(i) and rec["status"] == "finished"
+        assert rec["tags"]["sweep_index"] == str(i)
+        assert rec["status"] == ("failed" if i == 3 else "finished")
+        assert (rec["error"] or "").strip().endswith("RuntimeError: no convergence") == (i == 3)
         assert rec["command"] == [PY, "app.py", f"optim={optim}", f"seed={seed}"]
 
 
