@@ -533,3 +533,17 @@ def test_report_packs_plotly_once(site: dict[str, Any], tmp_path: Path) -> None:
         get_plotlyjs()
     )
     assert page_html.count('id="plotly-gz"') == 1
+
+
+def test_importance_tab_explains_its_columns_and_warns(
+    site: dict[str, Any], server: str, page: Any
+) -> None:
+    ids = ",".join(r["id"] for r in site["sweep_runs"])
+    page.goto(f"{server}/compare?runs={ids}#importance")
+    page.wait_for_selector("#importance-legend", timeout=90_000)  # loads scikit-learn first
+    legend = page.inner_text("#importance-legend")
+    for column in ("rf importance", "spearman", "eta", "n"):
+        assert column + ":" in legend
+    warning = page.inner_text("#importance-warning")
+    assert f"only {len(site['sweep_runs'])} runs for 2 parameters" in warning
+    assert page.locator("#importance-progress").count() == 0  # replaced by the chart
