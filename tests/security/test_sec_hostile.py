@@ -143,6 +143,8 @@ def test_web_api_answers(planted: dict[str, Any]) -> None:
     urls = [
         "/api/runs",
         "/api/runs?sort=started_at",
+        "/api/runs?group_by=param:deep",
+        "/api/runs?sort=-started_at&where=started_at%20%3E%20%222020-01-01%22",
         f"/api/runs/{bad}",
         f"/api/runs/{good}",
         f"/api/runs/{bad}/series/loss",
