@@ -113,7 +113,8 @@ def varying_params(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
     keys = sorted({k for r in rows for k in r["params"]})
     if len(rows) < 2:
         return keys, []
-    differing, constant = [], []
+    differing: list[str] = []
+    constant: list[str] = []
     for k in keys:
         seen = {
             json.dumps(r["params"][k], sort_keys=True, default=str) if k in r["params"] else None
