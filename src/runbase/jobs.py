@@ -30,7 +30,9 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import stat
 import sys
+import time
 
 from . import api as _api
 from . import tracker as _tracker
@@ -103,7 +105,9 @@ class Group:
 class Job(_api.Run):
     """A job run in progress: the handle ``runbase.active_run()`` returns during it."""
 
-    def __init__(self, run_id: str, name: str | None, store_root: str, group: Group, index: int):
+    def __init__(
+        self, run_id: str, name: str | None, store_root: str, group: Group, index: int
+    ) -> None:
         super().__init__(run_id, name, store_root, own=False)
         self.group = group
         self.index = index
@@ -155,10 +159,7 @@ class Job(_api.Run):
             _finalize(self.store_root, self.id, status, code, sig, error)
         except Exception as e:  # noqa: BLE001 - tracking never breaks the launcher
             warn_once("job-end", f"could not finalize job run {self.id}: {e}")
-        global _last_end
-        import time
-
-        _last_end = time.time()
+        _ended_now()
 
     def _detach(self) -> None:
         """Stop reporting to the job: its output, then its tracker; the process's run
@@ -250,12 +251,15 @@ def _route_log_handlers(stream: Any, tee: Any) -> list[tuple[Any, Any]]:
     return moved
 
 
+def _ended_now() -> None:
+    global _last_end
+    _last_end = time.time()
+
+
 def _after_last_job() -> None:
     """Start a job no sooner than the end-of-run scan's clock slack (50 ms, capture.files)
     after the last one ended: the files the last job wrote just before its end are
     then older than this job's start, and not found by its scan."""
-    import time
-
     wait = _last_end + _SCAN_SLACK - time.time()
     if wait > 0:
         time.sleep(wait)
@@ -413,7 +417,7 @@ def files_since(directory: str, since: float) -> list[str]:
                 st = os.lstat(p)
             except OSError:
                 continue
-            if st.st_mtime_ns >= since_ns and (st.st_mode & 0o170000) == 0o100000:
+            if st.st_mtime_ns >= since_ns and stat.S_ISREG(st.st_mode):
                 found.append(p)
     return found
 
