@@ -311,8 +311,9 @@ class _Supervised:
         error = f"runbase could not record the end of the run: {type(e).__name__}: {e}"
         outcome = {"status": status, "exit_code": code, "exit_signal": sig, "ended_at": ended}
         kept = lifecycle.save_outcome(self.store, self.run_id, {**outcome, "error": error})
-        warn_once(
-            "finalize",
+        # the run's one store warning (said already if the store failed earlier)
+        store_warning(
+            self.store,
             f"could not record the end of run {self.run_id} ({e}); "
             + (
                 "its exit status is kept in its spool and recorded by the next runbase command"
