@@ -360,6 +360,7 @@ check = float(open("out/model.txt").read())
 for e in range(args.epochs):
     runbase.log(loss=check / (e + 1))         # the run starts here
 runbase.summary(score=check)
+assert float(open("out/model.txt").read()) == check  # read back after the run started
 """
 
 

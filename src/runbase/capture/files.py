@@ -99,8 +99,8 @@ def install_audit_hook(
         if path is None or not path.startswith(root):
             return
         key = (path, op, scope() if scope is not None else None)
-        if key in seen:
-            return
+        if key in seen or (op == "r" and (path, "w", key[2]) in seen):
+            return  # (a read of what this process wrote itself: its own bytes)
         if op == "r" and mtime is None:
             mtime = read_mtime(path)
             if mtime is None:
