@@ -942,3 +942,12 @@ def test_importance_warns_when_the_runs_are_too_few(grid: dict[str, Any]) -> Non
     assert 4 <= few["n_runs"] < 12
     assert few["warning"].startswith(f"only {few['n_runs']} runs for ")
     assert "this ranking is mostly noise" in few["warning"]
+
+
+def test_runs_filter_names_a_key_no_run_has(grid: dict[str, Any]) -> None:
+    page = grid["api"].json("/api/runs?where=params.lrr%20%3C%200.05")
+    assert page["total"] == 0
+    assert page["notes"] == ["params.lrr exists in no run (did you mean params.lr?)"]
+    ok = grid["api"].json("/api/runs?where=params.lr%20%3C%200.05&limit=1")
+    assert ok["total"] > 0 and ok["notes"] == []
+    assert "notes" not in grid["api"].json("/api/runs?limit=1")

@@ -547,3 +547,14 @@ def test_importance_tab_explains_its_columns_and_warns(
     warning = page.inner_text("#importance-warning")
     assert f"only {len(site['sweep_runs'])} runs for 2 parameters" in warning
     assert page.locator("#importance-progress").count() == 0  # replaced by the chart
+
+
+def test_runs_filter_with_a_misspelled_key_says_so(server: str, page: Any) -> None:
+    page.goto(server + "/?where=params.lrr+<+0.05")
+    page.wait_for_selector("#filter-notes:not([hidden])")
+    assert "params.lrr exists in no run (did you mean params.lr?)" in page.inner_text(
+        "#filter-notes"
+    )
+    page.fill("#filter", "params.lr < 0.05")
+    page.press("#filter", "Enter")
+    page.wait_for_selector("#filter-notes[hidden]", state="attached")

@@ -36,10 +36,10 @@ from typing import Any
 from .capture.params import jsonable
 from .capture.sysmetrics import is_system_metric
 from .errors import QueryError, RunbaseError, UsageError
-from .query import compile_where
+from .query import compile_where, unknown_keys
 from .read import list_runs, load_row, load_runs, resolve, with_sweep
 from .record import build_record, iso, run_row
-from .shapes import CODE, LOGS, load_column, loads
+from .shapes import CODE, LOGS, fit_row, load_column, loads
 from .store import Store
 from .store.objects import ObjectTooLarge
 
@@ -204,6 +204,9 @@ def runs_page(
     }
     if groups is not None:
         out["groups"] = groups
+    if where:  # a misspelled key matches nothing, silently: say which and what is close
+        with _user_sql():
+            out["notes"] = unknown_keys(store, where)
     return out
 
 
@@ -319,12 +322,13 @@ def metric_series(
     )
     if row is None:
         raise NotFound(f"run {run_id} has no metric {key!r}")
+    count = fit_row("metrics", {"count": row[0]})["count"] or 0  # whatever the store holds
     steps, vals = _decode_series(store, run_id, key, since_step)
     s, v, lo, hi = downsample(steps, vals, points)
     return {
         "run": run_id,
         "key": key,
-        "count": int(row[0]),
+        "count": count,
         "returned": len(s),
         "downsampled": len(s) < len(vals),
         "since_step": since_step,

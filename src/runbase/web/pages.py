@@ -109,6 +109,7 @@ RUNS_BODY = """
   <button id="clear-selection" type="button" class="link" hidden>clear selection</button>
 </section>
 <div id="error" class="error" hidden></div>
+<div id="filter-notes" class="warning" hidden></div>
 <div class="table-wrap"><table id="runs" class="runs">
   <thead><tr></tr></thead><tbody></tbody>
 </table></div>

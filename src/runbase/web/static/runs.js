@@ -218,6 +218,9 @@
     if (!data.runs.length) {
       rows.push(el("tr", { class: "empty" }, el("td", { colspan: width }, state.where || state.sweep ? "no runs match" : "no runs yet: try `runbase run -- python train.py`")));
     }
+    // a key of the filter that no run has (a misspelling): said, with the close ones
+    RB.fill($("filter-notes"), ...(data.notes || []).map((n) => el("div", {}, n)));
+    $("filter-notes").hidden = !(data.notes || []).length;
     RB.fill(body, ...rows);
     const first = data.runs.length ? data.offset + 1 : 0;
     const lastN = data.offset + data.runs.length;
