@@ -393,7 +393,13 @@ def metrics(ctx: click.Context, run_ref: str, key: str | None, as_json: bool) ->
         render(
             ["step", key, "since start", "time (UTC)"],
             [
-                [str(st), fmt_value(v), f"{t - start:.3f}s", fmt_clock(t)]
+                # a start time the store does not hold as a time reads as null
+                [
+                    str(st),
+                    fmt_value(v),
+                    f"{t - start:.3f}s" if start is not None else "",
+                    fmt_clock(t),
+                ]
                 for st, v, t in zip(s.steps, s.values, s.times, strict=True)
             ],
         )

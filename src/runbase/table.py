@@ -48,6 +48,10 @@ def fmt_clock(ts: float) -> str:
     """An epoch time as the UTC time of day with milliseconds: ``14:03:07.412``."""
     import datetime as dt
 
+    from .shapes import TIME
+
+    if TIME.fit(ts) is None:  # NaN, inf, 1e300: what a store may hold is no time
+        return ""
     return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).strftime("%H:%M:%S.%f")[:-3]
 
 

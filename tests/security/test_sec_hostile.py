@@ -80,7 +80,8 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         )
         # a diverged loss is a legitimate metric value: kept, shown as Infinity/NaN
         db.execute(
-            "UPDATE metrics SET last = 9e999, max = 9e999, value = 9e999, last_time = 9e999 "
+            "UPDATE metrics SET last = 9e999, max = 9e999, value = 9e999, last_time = 9e999, "
+            "count = 'many' "
             "WHERE run_id = ?",
             (ids["bad"],),
         )
@@ -129,6 +130,8 @@ def test_cli_readers_answer(planted: dict[str, Any]) -> None:
     _ok(runbase_cmd("logs", bad, cwd=root))
     _ok(runbase_cmd("fsck", cwd=root))
     _strict(_ok(runbase_cmd("trace", "out.txt", "--json", cwd=root)))
+    _ok(runbase_cmd("report", bad, good, "-o", str(root.parent / "report.html"), cwd=root))
+    _ok(runbase_cmd("metrics", bad, "loss", cwd=root))
 
 
 def test_web_api_answers(planted: dict[str, Any]) -> None:
