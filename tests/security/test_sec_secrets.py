@@ -10,8 +10,10 @@ directory are searched for every secret.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import string
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -222,3 +224,39 @@ def test_pushed_run_carries_no_secret_to_the_server(
     assert set(withheld) == set(contents) | {"cfg.yaml"}
     assert {i["path"]: i["stored"] for i in again["inputs"]}["data/train.csv"] is True
     assert all(withheld[p]["hash"] == hash_bytes(b) for p, b in contents.items())
+
+
+def test_runbase_init_runs_scrub_config_and_param_secrets_from_their_console(
+    project: Path,
+) -> None:
+    """Without a supervisor: the process reads its own config files at init and
+    scrubs what it redacts (there, and later in runbase.param) from its console log."""
+    require("yaml")
+    write(project, "cfg.yaml", CONFIG)
+    write(
+        project,
+        "init_run.py",
+        """\
+        import json, sys, runbase, yaml
+        runbase.init()
+        cfg = yaml.safe_load(open(sys.argv[2]))
+        print("config:", json.dumps(cfg), flush=True)
+        key = sys.stdin.readline().strip()
+        runbase.param("api_key", key)
+        print("inline key:", key, flush=True)
+        runbase.finish()
+        """,
+    )
+    commit(project, "init")
+    proc = subprocess.run(
+        [sys.executable, "init_run.py", "--config", "cfg.yaml"],
+        cwd=project, input=INLINE + "\n", capture_output=True, text=True, timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_")},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert HF_TOKEN in proc.stdout  # the user's own terminal is untouched
+    rec = json.loads(runbase_cmd("show", "--json", cwd=project, check=True).stdout)
+    assert rec["params"]["hf_token"] == "***" and rec["params"]["model.pad_token_id"] == 0
+    logs = runbase_cmd("logs", cwd=project, check=True).stdout
+    assert "bert-base-uncased" in logs and "inline key: ***" in logs
+    assert _files_holding(project / ".runbase", {s[:6]: s.encode() for s in SECRETS}) == []

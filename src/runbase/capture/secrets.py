@@ -165,8 +165,8 @@ _EXTRA_FORMATS = (
     re.compile(r"\brbt_[0-9a-f]{12}_[A-Za-z0-9_-]{40,}"),  # runbase's own API tokens
     re.compile(r"\bgithub_pat_[A-Za-z0-9_]{50,}"),  # GitHub fine-grained tokens
 )
-# Cheap gate before any detect-secrets import: every format it knows has a long run of
-# token characters, a private-key header or a URL.
+# The fast exit of find_secrets: every format has a long run of token characters, a
+# private-key header or a URL (_may_hold_token then decides on importing detect-secrets).
 _GATE = re.compile(r"[A-Za-z0-9+=_-]{16,}|PRIVATE KEY|://")
 # The log scrubber's gate, on bytes: distinctive literals of the most common formats
 # (Hugging Face, OpenAI and Anthropic, GitHub, GitLab, AWS key ids, Google, Slack, JWT,
