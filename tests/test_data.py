@@ -435,3 +435,36 @@ def test_files_hashed_soon_after_they_were_written_are_cached(tmp_path: Path) ->
     os.utime(settled, (now - 0.5, now - 0.5))
     assert StatCache(store).lookup(str(settled), os.lstat(settled)) is None
     assert snapshot_path(store, str(data)) != first
+
+
+def test_stat_cache_rows_reused_across_lookups_stay_exact(tmp_path: Path) -> None:
+    """Files of one directory snapshotted one by one reuse its decoded row (not decoded
+    per file), but never a row that changed in the store meanwhile."""
+    import os
+    import time
+
+    from runbase.capture.files import snapshot_path
+    from runbase.store.statcache import StatCache, forget
+
+    store = Store.open(tmp_path / ".runbase", create=True)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    old = time.time() - 600
+    for i in range(30):
+        (flat / f"f{i}.txt").write_text(f"file {i}\n")
+        os.utime(flat / f"f{i}.txt", (old, old))
+    for p in sorted(flat.iterdir()):  # as a run's reads are hashed: one file at a time
+        assert snapshot_path(store, str(p)) == (b3(p), p.stat().st_size)
+    one = flat / "f3.txt"
+    assert StatCache(store).lookup(str(one), os.lstat(one)) == (b3(one), True)
+    # gc/fsck drop the entries of objects they delete: a reused row must not vouch for it
+    assert forget(store, {b3(one)}) == 1
+    assert StatCache(store).lookup(str(one), os.lstat(one)) is None
+    assert StatCache(store).lookup(str(flat / "f4.txt"), os.lstat(flat / "f4.txt")) is not None
+    # a cache that reads the row, then another that adds an entry: the first is unaffected
+    reader, writer = StatCache(store), StatCache(store)
+    assert reader.lookup(str(one), os.lstat(one)) is None
+    writer.remember(str(one), os.lstat(one), b3(one), True)
+    assert reader.lookup(str(one), os.lstat(one)) is None
+    writer.save()
+    assert StatCache(store).lookup(str(one), os.lstat(one)) == (b3(one), True)

@@ -17,6 +17,7 @@ import functools
 import marshal
 import os
 import time
+from collections import OrderedDict
 from typing import Any
 
 _MARSHAL_VERSION = 4  # fixed, so any Python >= 3.4 reads what another one wrote
@@ -68,6 +69,36 @@ def _decode(blob: Any) -> dict[str, Entry]:
     return value if isinstance(value, dict) else {}
 
 
+# Decoded rows of the directories looked up last, by (store, directory): a run that
+# reads a directory's files one by one looks each up in a fresh StatCache, and decoding
+# the whole row every time made that quadratic in the directory's size. A row is reused
+# only while the stored bytes are exactly those it was decoded from.
+_MEMO: OrderedDict[tuple[str, str], tuple[bytes, dict[str, Entry]]] = OrderedDict()
+_MEMO_DIRS = 8
+
+
+def _decoded(store: Any, directory: str, raw: Any) -> dict[str, Entry]:
+    if not isinstance(raw, (bytes, bytearray, memoryview)):
+        return {}  # damaged: only a cache
+    blob = bytes(raw)
+    key = (str(getattr(store, "root", id(store))), directory)
+    hit = _MEMO.get(key)
+    if hit is not None and hit[0] == blob:
+        _MEMO.move_to_end(key)
+        return hit[1]
+    entries = _decode(blob)
+    _remember_decoded(store, directory, blob, entries)
+    return entries
+
+
+def _remember_decoded(store: Any, directory: str, blob: bytes, entries: dict[str, Entry]) -> None:
+    key = (str(getattr(store, "root", id(store))), directory)
+    _MEMO[key] = (blob, entries)
+    _MEMO.move_to_end(key)
+    while len(_MEMO) > _MEMO_DIRS:
+        _MEMO.popitem(last=False)
+
+
 class StatCache:
     """Cached ids of files, per directory.
 
@@ -83,15 +114,20 @@ class StatCache:
         self._pending: list[tuple[str, bytes]] = []
         self._pending_entries = 0
         self._started_ns = time.time_ns()  # before any file of this snapshot is hashed
+        self._shared: set[str] = set()  # directories whose dict is the memo's (read-only)
 
-    def _entries(self, directory: str) -> dict[str, Entry]:
+    def _entries(self, directory: str, write: bool = False) -> dict[str, Entry]:
         entries = self._dirs.get(directory)
         if entries is None:
             row = self.store.db.query_one(
                 "SELECT entries FROM stat_dirs WHERE dir = ?", (directory,)
             )
-            entries = _decode(row[0]) if row else {}
+            entries = _decoded(self.store, directory, row[0]) if row else {}
             self._dirs[directory] = entries
+            self._shared.add(directory)
+        if write and directory in self._shared:  # copy-on-write: the memo's dict is shared
+            entries = self._dirs[directory] = dict(entries)
+            self._shared.discard(directory)
         return entries
 
     def lookup(self, path: str, st: os.stat_result) -> tuple[str, bool] | None:
@@ -107,7 +143,7 @@ class StatCache:
         if st.st_mtime_ns >= self._started_ns - (_FINE_GRAIN_NS if fine else _COARSE_GRAIN_NS):
             return  # modified too close to the hash to rule out a change within one tick
         directory, _, name = path.rpartition("/")
-        self._entries(directory)[name] = (
+        self._entries(directory, write=True)[name] = (
             st.st_dev,
             st.st_ino,
             st.st_size,
@@ -121,15 +157,17 @@ class StatCache:
         """Done with ``directory``: queue its row for writing and free it. With
         ``present`` (every file name it holds now), entries of deleted files go."""
         entries = self._dirs.pop(directory, None)
+        self._shared.discard(directory)
         if entries is None:
             return
         if present is not None and not present.issuperset(entries):
-            for name in [n for n in entries if n not in present]:
-                del entries[name]
+            entries = {n: e for n, e in entries.items() if n in present}  # a copy: never the memo's
             self._dirty.add(directory)
         if directory in self._dirty:
             self._dirty.discard(directory)
-            self._pending.append((directory, marshal.dumps(entries, _MARSHAL_VERSION)))
+            blob = marshal.dumps(entries, _MARSHAL_VERSION)
+            _remember_decoded(self.store, directory, blob, entries)
+            self._pending.append((directory, blob))
             self._pending_entries += len(entries)
             if self._pending_entries >= _FLUSH_ENTRIES:
                 self._flush()
