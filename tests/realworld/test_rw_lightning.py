@@ -1,6 +1,6 @@
 """A Lightning module with ``ModelCheckpoint`` (best by ``val_loss``) that tests the best
 checkpoint it reloads from disk: the checkpoint is an output only, argparse and
-``save_hyperparameters()`` agree on the params, and the seeded run reproduces."""
+``save_hyperparameters()`` both keep their learning rate where they disagree."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from rwkit import (
     lineage,
     make_project,
     model_metrics,
-    reproduce,
     run,
 )
 
@@ -54,10 +53,6 @@ def test_lightning_model_checkpoint_best_reloaded_for_test(tmp_path: Path) -> No
     m = model_metrics(rec)
     assert m["train_loss"]["count"] == 3 and m["val_loss"]["count"] == 3
     assert m["test_loss"]["count"] == 1  # measured on the reloaded best checkpoint
-
-    code, verdict = reproduce(root, rec["id"])
-    assert (code, verdict["verdict"]) == (0, "reproduced"), verdict
-    assert {"train_loss", "val_loss", "test_loss"} <= {c["key"] for c in verdict["metrics"]}
 
 
 def files_source(rec: dict, path: str) -> str:

@@ -15,7 +15,6 @@ from rwkit import (
     lineage,
     make_project,
     model_metrics,
-    reproduce,
     run,
 )
 
@@ -45,7 +44,3 @@ def test_files_read_by_worker_processes_are_inputs(tmp_path: Path) -> None:
         assert_no_self_inputs(rec)
     assert model_metrics(train)["loss"]["count"] == 12  # 2 epochs x 6 batches
     assert lineage(root, "model.pt") == [train["id"], prep["id"]]
-
-    code, verdict = reproduce(root, train["id"])
-    assert (code, verdict["verdict"]) == (0, "reproduced"), verdict
-    assert verdict["not_restorable"] == []
