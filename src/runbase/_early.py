@@ -144,10 +144,10 @@ def _keep_parse(parser: Any, result: Any) -> None:
 def take() -> tuple[list[tuple[str, str, int | None]], dict[str, Any] | None, str | None]:
     """What was seen since ``import runbase``, for the run starting now: the file
     events (a read of a file the program had written first dropped: its own bytes),
-    the argparse parse, and a note of what the run cannot know (None when it was
-    armed from the program's start). Disarms."""
+    the argparse parse, and a note of what the run cannot know; nothing once a run
+    took them (or when it was never armed). Disarms."""
     global _parsed
-    if not _armed_at:
+    if not _armed:  # never armed, or a run took it already (a later run in this process)
         return [], None, None
     events, parsed = list(_events), _parsed
     disarm()
