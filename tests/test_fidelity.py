@@ -414,3 +414,51 @@ def test_explicit_init_at_the_top_has_no_capture_note(project: Path) -> None:
     rec = record(project)
     assert rec["params"] == {"lr": 0.1} and rec["param_sources"] == {"lr": "argparse"}
     assert "capture" not in rec["tags"]
+
+
+def test_argparse_and_lightning_hparams_keep_both(project: Path) -> None:
+    """A Lightning script whose argparse ``--hidden`` is scaled before it reaches the
+    module: ``hidden`` is what the command line said, ``lightning.hidden`` what the
+    module's hparams hold; ``lr`` agrees and stays one param."""
+    write(
+        project,
+        "train.py",
+        """
+        import argparse
+        import torch
+        from torch.utils.data import DataLoader, TensorDataset
+        import lightning.pytorch as pl
+
+        class Net(pl.LightningModule):
+            def __init__(self, lr=0.05, hidden=8):
+                super().__init__()
+                self.save_hyperparameters()
+                self.net = torch.nn.Linear(4, 1)
+
+            def training_step(self, batch, i):
+                x, y = batch
+                return torch.nn.functional.mse_loss(self.net(x), y)
+
+            def configure_optimizers(self):
+                return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+        p = argparse.ArgumentParser()
+        p.add_argument("--lr", type=float, default=0.05)
+        p.add_argument("--hidden", type=int, default=4)
+        args = p.parse_args()
+        torch.manual_seed(0)
+        data = DataLoader(TensorDataset(torch.randn(16, 4), torch.randn(16, 1)), batch_size=8)
+        trainer = pl.Trainer(max_epochs=1, enable_progress_bar=False, enable_model_summary=False,
+                             accelerator="cpu", enable_checkpointing=False, logger=True,
+                             default_root_dir="logs")
+        trainer.fit(Net(lr=args.lr, hidden=args.hidden * 2), data)
+        """,
+    )
+    proc = runbase_cmd("run", "--", PY, "train.py", "--hidden", "6", cwd=project, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rec = record(project)
+    params, sources = rec["params"], rec["param_sources"]
+    assert (params["hidden"], sources["hidden"]) == (6, "argparse")
+    assert (params["lightning.hidden"], sources["lightning.hidden"]) == (12, "lightning")
+    assert (params["lr"], sources["lr"]) == (0.05, "argparse")
+    assert "lightning.lr" not in params
