@@ -462,3 +462,39 @@ def test_argparse_and_lightning_hparams_keep_both(project: Path) -> None:
     assert (params["lightning.hidden"], sources["lightning.hidden"]) == (12, "lightning")
     assert (params["lr"], sources["lr"]) == (0.05, "argparse")
     assert "lightning.lr" not in params
+
+
+def test_parse_before_import_runbase_is_recovered_from_main(project: Path) -> None:
+    """The command line was parsed before runbase was imported (a script that imports
+    its tracking lazily): the parsed namespace of the main module gives the params,
+    defaults included, and the capture note says where they came from."""
+    (project / "points.csv").write_text("1 2 3\n")
+    write(
+        project,
+        "train.py",
+        """
+        import argparse
+        p = argparse.ArgumentParser()
+        p.add_argument("--lr", type=float, default=0.1)
+        p.add_argument("--epochs", type=int, default=2)
+        args = p.parse_args()
+
+        def main():
+            import runbase  # imported late
+            rows = [float(x) for x in open("points.csv").read().split()]
+            for e in range(args.epochs):
+                runbase.log(loss=sum(rows) * args.lr / (e + 1))
+
+        main()
+        """,
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_")}
+    proc = subprocess.run(
+        [PY, "train.py", "--lr", "0.5"], cwd=project, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    rec = record(project)
+    assert rec["params"] == {"lr": 0.5, "epochs": 2}
+    assert rec["param_sources"] == {"lr": "argparse", "epochs": "argparse"}
+    assert [i["path"] for i in rec["inputs"]] == ["points.csv"]
+    assert "parsed namespace `args`" in rec["tags"]["capture"]

@@ -141,6 +141,21 @@ def _keep_parse(parser: Any, result: Any) -> None:
         pass
 
 
+def _namespace_in_main() -> tuple[str, dict[str, Any]] | None:
+    """``(name, values)`` of the one ``argparse.Namespace`` among the main module's
+    globals (``args = parser.parse_args()`` before runbase was imported), if exactly
+    one: the command line's parse, defaults included."""
+    argparse = sys.modules.get("argparse")
+    main = sys.modules.get("__main__")
+    if argparse is None or main is None:
+        return None
+    found = [(k, v) for k, v in list(vars(main).items()) if isinstance(v, argparse.Namespace)]
+    if len(found) != 1:
+        return None
+    name, ns = found[0]
+    return name, {k: v for k, v in vars(ns).items() if not k.startswith("_")}
+
+
 def take() -> tuple[list[tuple[str, str, int | None]], dict[str, Any] | None, str | None]:
     """What was seen since ``import runbase``, for the run starting now: the file
     events (a read of a file the program had written first dropped: its own bytes),
@@ -164,6 +179,19 @@ def take() -> tuple[list[tuple[str, str, int | None]], dict[str, Any] | None, st
         "started after the program began (not by `runbase run`): files and the argparse "
         "parse are recorded from `import runbase` on; anything before that import is not"
     )
+    if parsed is None:
+        found = _namespace_in_main()
+        if found is not None:
+            name, parsed = found
+            note += (
+                f"; the argparse params are those of the parsed namespace `{name}` of the "
+                "main module (parsed before `import runbase`)"
+            )
+        elif "argparse" in sys.modules:
+            note += (
+                "; no argparse parse was seen (before `import runbase`?): params are the "
+                "command line's `--key value` pairs only"
+            )
     if _overflow:
         note += f"; more than {MAX_EVENTS} files were opened before the run: later ones are missing"
     return kept, parsed, note
