@@ -55,7 +55,7 @@ def test_ml_params_kept_credentials_never_stored(tmp_path: Path) -> None:
     assert_no_self_inputs(rec)
     assert_files(rec, "outputs", {"checkpoints/dict.txt": b3(root / "checkpoints/dict.txt")})
     ins = {f["path"]: f for f in rec["inputs"]}
-    assert set(ins) == {"conf/train.yaml", "data/train.tsv"}
+    assert set(ins) == {"conf/train.yaml", "data/train.tsv"}  # conf/local.yaml: probed, absent
     assert ins["data/train.tsv"]["hash"] == b3(root / "data/train.tsv")
     conf = ins["conf/train.yaml"]
     assert (conf["hash"], conf["stored"], conf.get("withheld")) == (

@@ -39,7 +39,7 @@ def test_checkpoint_written_read_back_then_resumed(tmp_path: Path) -> None:
     assert_no_redaction(first)
     assert_no_self_inputs(first)
     ckpt_v1 = b3(root / "checkpoints/last.pt")
-    assert_files(first, "inputs", {"data/train.csv": data})
+    assert_files(first, "inputs", {"data/train.csv": data})  # not train.local.json: absent
     assert_files(
         first, "outputs", {"checkpoints/last.pt": ckpt_v1, "history.pkl": b3(root / "history.pkl")}
     )

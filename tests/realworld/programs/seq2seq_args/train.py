@@ -2,7 +2,8 @@
 Hugging Face translation scripts: a long argparse command line (token ids, batching by
 ``--max-tokens``, ``--sort-key``, a tokenizer regex, the column ``--key``), a YAML config
 file merged over it, credentials for the experiment tracker and the hub given as options,
-in the environment and in the config, a dataset URL with a password in it. Like fairseq,
+in the environment and in the config, a dataset URL with a password in it, optional
+per-machine overrides looked for and not found. Like fairseq,
 it prints its whole configuration first."""
 
 import argparse
@@ -40,6 +41,11 @@ def main():
     if args.config:
         with open(args.config) as f:
             cfg.update(yaml.safe_load(f))
+    try:  # per-machine overrides, never committed; most checkouts have none
+        with open("conf/local.yaml") as f:
+            cfg.update(yaml.safe_load(f) or {})
+    except FileNotFoundError:
+        pass
     print(f"configuration: {cfg}")
     print(f"tracker key set: {bool(os.environ.get('WANDB_API_KEY') or args.wandb_api_key)}")
 

@@ -4,6 +4,7 @@ from it, and the last checkpoint loaded back at the end to evaluate what was sav
 
 import argparse
 import csv
+import json
 import os
 import pickle
 
@@ -51,6 +52,11 @@ def main():
     parser.add_argument("--checkpoint", default="checkpoints/last.pt")
     parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     args = parser.parse_args()
+    try:  # a machine's own settings (a data mount, say), when it has any
+        with open("train.local.json") as f:
+            vars(args).update(json.load(f))
+    except FileNotFoundError:
+        pass
 
     torch.manual_seed(args.seed)
     x, y = load_csv(args.data)
