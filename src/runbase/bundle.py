@@ -31,7 +31,7 @@ from .errors import BundleError, RunNotFound, UnsafePathError
 from .lifecycle import STATUSES
 from .maintenance import MAX_MANIFEST, references
 from .safepath import check_recorded_file
-from .shapes import COLUMNS, JSON_COLUMNS, ShapeError, TooDeep, loads
+from .shapes import COLUMNS, JSON_COLUMNS, MAX_DEPTH, ShapeError, TooDeep, brackets, loads
 from .store import Store
 from .store.hashing import split_id
 from .store.schema import MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION
@@ -435,7 +435,7 @@ def _check_run(row: dict[str, Any], where: str) -> None:
 def _check_param(row: dict[str, Any], where: str) -> None:
     # a large value is {"$object": oid, ...}: gc and fsck follow the id
     value = row.get("value")
-    if value is not None and value[:1] in ("[", "{"):
+    if value is not None and value[:1] in ("[", "{") and brackets(value) > MAX_DEPTH:
         try:  # readers parse it (as JSON when it is): its depth is bounded
             loads(value)
         except TooDeep as e:

@@ -64,9 +64,17 @@ def loads(text: str | bytes, max_depth: int | None = MAX_DEPTH) -> Any:
         value = json.loads(text)
     except RecursionError:
         raise TooDeep(f"JSON nested deeper than {max_depth or 1000} levels") from None
-    if max_depth is not None and too_deep(value, max_depth):
+    if max_depth is not None and brackets(text) > max_depth and too_deep(value, max_depth):
         raise TooDeep(f"JSON nested deeper than {max_depth} levels")
     return value
+
+
+def brackets(text: str | bytes) -> int:
+    """How many ``[`` and ``{`` a JSON text holds: a bound on its depth, counted in C
+    (most values are shallow and need no walk)."""
+    if isinstance(text, str):
+        return text.count("[") + text.count("{")
+    return text.count(b"[") + text.count(b"{")
 
 
 def too_deep(value: Any, max_depth: int = MAX_DEPTH) -> bool:
