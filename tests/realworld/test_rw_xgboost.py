@@ -6,6 +6,7 @@ request")."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from rwkit import (
@@ -16,6 +17,7 @@ from rwkit import (
     lineage,
     make_project,
     model_metrics,
+    rb,
     record,
     reproduce,
     run,
@@ -61,6 +63,12 @@ def test_xgboost_booster_saved_then_reloaded(tmp_path: Path) -> None:
     assert (code, verdict["verdict"]) == (0, "reproduced"), verdict
     assert {c["key"] for c in verdict["metrics"]} == set(m)
     assert verdict["not_restorable"] == []
+    # argparse and the booster report max_depth, eta and seed alike: however their
+    # reports interleave, the re-run shows no param change (issue 15.5's false change)
+    diff = json.loads(rb(root, "diff", rec["id"], verdict["run"], "--json").stdout)
+    assert diff["params"]["unchanged"], diff["params"]
+    assert diff["metrics"]["unchanged"], diff["metrics"]
+    assert diff["data"]["inputs"] == {"added": [], "removed": [], "changed": []}
 
     # an override is a change by request, never "reproduced", even where nothing moved
     code, verdict = reproduce(root, rec["id"], "-p", "eta=0.9")
