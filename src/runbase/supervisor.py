@@ -250,6 +250,8 @@ class _Supervised:
             )
         except OSError as e:
             streams.close_child_ends()
+            if keeper is not None:
+                keeper.release()
             _close_channel(channel)
             lifecycle.finalize(
                 self.store, self.run_id, "failed", exit_code=127, error=f"could not start: {e}"
@@ -492,9 +494,9 @@ def _copy_winsize(src: int, dst: int) -> None:
 class _Keeper:
     """A forked process that holds the read ends of the command's output pipes, so
     that if ``runbase run`` is killed (SIGKILL cannot be caught) the command can still
-    write: it then tees the rest of the output into the run's spool logs (scrubbed of
-    the secrets known when the run started) until the command's last process closes
-    them. It is one of the run's processes (capture.proc.register): orphan recovery
+    write: it then copies the rest of the output into the run's spool logs (scrubbed
+    of the secrets known when the run started; not to our stdout, which it does not
+    hold) until the command's last process closes them. It is one of the run's processes (capture.proc.register): orphan recovery
     waits for it, so the logs are complete when the run is finalized."""
 
     def __init__(self, pid: int, control: int) -> None:
@@ -510,6 +512,12 @@ class _Keeper:
                 os.close(w)
                 for fd in (streams.child_out, streams.child_err):
                     os.close(fd)
+                # not our stdio: whoever reads `runbase run`'s output (a terminal, a CI
+                # harness that killed it on a timeout) must see it close when we die
+                null = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(null, fd)
+                os.close(null)
                 _keep(r, streams, spool, secrets)
             finally:
                 os._exit(0)

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -78,14 +79,21 @@ def test_sigkill_of_the_supervisor_keeps_every_point(project: Path) -> None:
         [sys.executable, "-m", "runbase", "run", "--", sys.executable, "train.py"],
         cwd=project,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         _wait_for("the command to log", lambda: (project / "started").exists())
         child = int((project / "child.pid").read_text())
         os.kill(sup.pid, signal.SIGKILL)
         sup.wait()
+        # whoever reads `runbase run`'s output (a CI harness that killed it) sees it
+        # end now, though the command goes on: nothing runbase left holds that pipe
+        assert sup.stdout is not None
+        reader = threading.Thread(target=sup.stdout.read, daemon=True)
+        reader.start()
+        reader.join(timeout=120)  # a cap against a hang, not a timing assertion
+        assert not reader.is_alive(), "runbase run's output stayed open after it was killed"
     finally:
         if sup.poll() is None:
             sup.kill()
