@@ -89,7 +89,9 @@ def _oid_by_prefix(store: Store, target: str) -> str:
         )
     ]
     if not found:
-        raise UsageError(f"no file any run read or wrote has a hash starting {target}")
+        raise UsageError(
+            f"no such file: {target}, and no file any run read or wrote has a hash starting so"
+        )
     if len(found) > 1:
         shown = ", ".join(f[: len("blake3:") + len(hexpart) + 4] for f in found[:10])
         more = " and more" if len(found) > 10 else ""
