@@ -215,3 +215,19 @@ def test_surrogate_escapes_an_older_version_stored_reach_no_output_as_an_error(
     r = asyncio.run(get())
     assert r.status_code == 200, r.text[:300]
     assert fsname.to_bytes(r.json()["command"][-1]) == NAME
+
+
+def test_reproduce_reruns_the_same_bytes(project: Path) -> None:
+    """`runbase reproduce` materializes the input under its bytes name and passes the
+    argument as the original bytes: the re-run reads the same file."""
+    write(project, "t.py", TRAIN.replace('with open(path + ".out", "w") as f:', "if 0:"))
+    commit(project, "t")
+    with open(os.path.join(os.fsencode(project), NAME), "wb") as f:
+        f.write(b"a,b\n1,2\n")
+    runbase_cmd("run", "--", sys.executable, "t.py", FS_NAME, cwd=project, check=True)
+    proc = runbase_cmd("reproduce", "latest", cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    assert "trained on 'caf\\udce9.csv'" in proc.stdout  # the argument, as bytes
+    runs = json.loads(runbase_cmd("ls", "--json", cwd=project, check=True).stdout)
+    assert [r["status"] for r in runs] == ["finished", "finished"]
+    assert runs[0]["metrics"]["loss"]["count"] == 20
