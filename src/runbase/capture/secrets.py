@@ -153,9 +153,11 @@ def is_secret_name(name: str) -> bool:
 # -- values: shape -------------------------------------------------------------------
 
 _URL_CRED = re.compile(
-    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@"
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]{0,31}://)(?P<user>[^:/@\s]{0,256}):(?P<pw>[^@/\s]{1,1024})@"
 )
-_URL_TOKEN_USER = re.compile(r"(?P<scheme>https?://)(?P<tok>[^:/@\s]{20,})@")
+# Bounded repeats: a 5 MiB parameter of token characters must not cost quadratic
+# backtracking (an unbounded scheme or user part retried at every start position).
+_URL_TOKEN_USER = re.compile(r"(?P<scheme>https?://)(?P<tok>[^:/@\s]{20,1024})@")
 # Formats detect-secrets 1.5 lacks (or matches too narrowly: its OpenAI rule needs the
 # legacy ``T3BlbkFJ`` marker).
 _EXTRA_FORMATS = (
@@ -206,6 +208,8 @@ _GATE_RUN = re.compile(r"[A-Za-z0-9+=_-]{16,}")
 _AWS_ID = re.compile(r"(?:A3T[A-Z0-9]|ABIA|ACCA|AKIA|ASIA)[0-9A-Z]{16}")
 _ENTROPY_RUN = re.compile(r"[A-Za-z0-9+=_-]{20,}")
 _TOKEN_CHAR = re.compile(r"[A-Za-z0-9_.=-]")
+_TOKEN_TAIL = re.compile(r"[A-Za-z0-9_.=-]*")
+_UPPER, _LOWER, _DIGIT = re.compile("[A-Z]"), re.compile("[a-z]"), re.compile("[0-9]")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _PRIVATE_KEY_BEGIN = re.compile(r"-----BEGIN[A-Z ]*PRIVATE KEY( BLOCK)?-----")
 _PRIVATE_KEY_END = re.compile(r"-----END[A-Z ]*PRIVATE KEY( BLOCK)?-----")
@@ -313,10 +317,9 @@ def _may_hold_token(text: str) -> bool:
         return True
     for m in _GATE_RUN.finditer(text):
         run = m.group(0)
+        # regex searches, not per-character Python: a parameter may be megabytes long
         if _AWS_ID.search(run) or (
-            any(c.isupper() for c in run)
-            and any(c.islower() for c in run)
-            and any(c.isdigit() for c in run)
+            _UPPER.search(run) and _LOWER.search(run) and _DIGIT.search(run)
         ):
             return True
         if len(run) >= 20 and _bits_per_char(run) > 4.5:  # detect-secrets' base64 limit
@@ -334,8 +337,8 @@ def _whole(text: str, m: re.Match[str]) -> str:
     36 characters) must not leave a longer token's tail in clear."""
     end = m.end()
     if end and _TOKEN_CHAR.match(text[end - 1]):
-        while end < len(text) and _TOKEN_CHAR.match(text[end]):
-            end += 1
+        tail = _TOKEN_TAIL.match(text, end)
+        end = tail.end() if tail else end
     return text[m.start() : end]
 
 
