@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import fsname, ids, progress
+from . import fsname, ids, progress, shapes
 from .capture import env as envcap
 from .capture import params as pcap
 from .capture.proc import start_id
@@ -457,13 +457,13 @@ def _finalize_files(store: Store, run_id: str) -> None:
     if row is None:
         return
     code_paths: set[str] = set()
-    if row[1]:
-        tree = json.loads(row[1]).get("tree")
-        if tree:
-            try:
-                code_paths = {fsname.decode(e["path"]) for e in load_manifest(store, tree)}
-            except (OSError, ValueError):
-                pass
+    code = shapes.load_column(row[1], shapes.CODE)  # a malformed record names no tree
+    tree = code.get("tree") if isinstance(code, dict) else None
+    if isinstance(tree, str) and tree:
+        try:
+            code_paths = {fsname.decode(e["path"]) for e in load_manifest(store, tree)}
+        except (OSError, ValueError):
+            pass
     with progress.shown("runbase: storing outputs"):  # the command has ended
         finalize_files(store, run_id, project_root_of(store, run_id), row[0], code_paths)
 

@@ -397,7 +397,6 @@ def reproduce(
 ) -> Reproduction:
     """Re-run ``ref`` from its record and judge the result (see the module docstring).
     ``log`` (a callable taking a line) hears about each step before the command runs."""
-    from . import overrides as ov
     from .read import resolve
     from .record import build_record
     from .supervisor import RunOptions, run
@@ -435,7 +434,7 @@ def reproduce(
         say(line)
 
     # a run that had overrides (a sweep's) is repeated with them; -p goes on top
-    recorded = json.loads((rec.get("tags") or {}).get(ov.TAG) or "{}")
+    recorded = _recorded_overrides(rec)
     opts = RunOptions(
         name=reproduction_name(store, orig, str(rec.get("name") or orig[:10])),
         store=str(store.root),
@@ -525,3 +524,15 @@ def render(result: Reproduction, color: bool = False) -> str:
         lines.append("")
         lines.append(render_diff(result.diff, color=color))
     return "\n".join(lines)
+
+
+def _recorded_overrides(rec: dict[str, Any]) -> dict[str, Any]:
+    """The overrides a run was started with (its tag), or none when the tag is not a
+    JSON object: a pulled record is not trusted to be well formed."""
+    from . import overrides as ov
+
+    try:
+        recorded = json.loads((rec.get("tags") or {}).get(ov.TAG) or "{}")
+    except (TypeError, ValueError, RecursionError):
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
