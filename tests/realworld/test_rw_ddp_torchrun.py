@@ -34,4 +34,7 @@ def test_torchrun_launcher_options_are_not_params(tmp_path: Path) -> None:
     assert_files(rec, "outputs", {"model.pt": b3(root / "model.pt")})
     assert lineage(root, "model.pt") == [rec["id"]]
     # the launcher's options (torch.distributed.run's parser) are not the run's params
-    assert rec["params"] == {"data": "data/train.csv", "epochs": 2, "lr": 0.05, "batch_size": 8}
+    script = {"data": "data/train.csv", "epochs": 2, "lr": 0.05, "batch_size": 8}
+    launcher = sorted(set(rec["params"]) - set(script))
+    assert launcher == [], f"torchrun's own options recorded as params: {launcher}"
+    assert rec["params"] == script
