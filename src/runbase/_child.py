@@ -154,28 +154,8 @@ def reported_to() -> _tracker.Tracker | None:
 
 
 def _record_argparse(values: dict[str, object]) -> None:
-    if _main_is_library():
-        return  # a launcher's or worker's own options (joblib/loky, torchrun, ...)
+    # a launcher's own parse (torchrun, loky workers) never gets here: capture.origin
     record_parsed(values, "argparse")
-
-
-def _main_is_library() -> bool:
-    """Whether this process's main module is part of Python or an installed package:
-    ``python -m joblib...popen_loky_posix --pipe 5`` (joblib's workers) or
-    ``python -m torch.distributed.run`` parse options that are not the run's params.
-    A script, a console script of the project and ``python -c`` are not."""
-    import sys
-
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    if not path:
-        return False
-    import sysconfig
-
-    real = os.path.realpath(path)
-    paths = sysconfig.get_paths()
-    roots = {os.path.realpath(paths[k]) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    return any(real.startswith(root + os.sep) for root in roots)
 
 
 def record_parsed(values: object, source: str, flatten: bool = False) -> None:

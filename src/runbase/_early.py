@@ -136,6 +136,10 @@ def _keep_parse(parser: Any, result: Any) -> None:
             _PARSING_FRAMEWORKS
         ):
             return
+        from .capture.origin import stack_has_user_code  # stdlib only; at parse time
+
+        if not stack_has_user_code(sys._getframe(1)):
+            return  # a launcher's own options (`python -m pdb`'s), not the program's
         _parsed = {k: v for k, v in vars(result[0]).items() if not k.startswith("_")}
     except Exception:  # noqa: BLE001 - never break the program's parse
         pass

@@ -212,7 +212,8 @@ def install_argparse_hook(record: Any, override: Any = None) -> None:
     ``record(namespace_dict)`` is called with every destination and its value,
     defaults included. Nested parses (subparsers) are part of the outer result.
     ``override(parser, namespace)``, when given, may first change the parsed values
-    (parameter overrides, see runbase.overrides).
+    (parameter overrides, see runbase.overrides). A parse no user code asked for (a
+    launcher's, see capture.origin) is neither overridden nor recorded.
     """
     import argparse
 
@@ -231,6 +232,10 @@ def install_argparse_hook(record: Any, override: Any = None) -> None:
         finally:
             _depth.n = depth
         if depth == 0:
+            from .origin import stack_has_user_code
+
+            if not stack_has_user_code():
+                return result  # a launcher's own options (torchrun, loky workers, ...)
             if override is not None:
                 try:
                     override(self, result[0])

@@ -17,6 +17,8 @@ Parameter overrides (``runbase run -p key=value`` not on the command line) reach
 as they reach argparse: set in the parsed values, converted by the option's type
 (click, typer), the config node (Hydra, where the key exists) or like the parsed value
 (fire, jsonargparse). Every hook calls the framework first and never raises into it.
+A launcher's own command line (``python -m papermill``'s options; any parse that no
+user code asked for, see runbase.capture.origin) is not recorded.
 """
 
 from __future__ import annotations
@@ -43,6 +45,14 @@ def _overrides() -> dict[str, Any]:
     from ..overrides import active
 
     return active()
+
+
+def _users(fn: Any) -> bool:
+    """Whether a parse gives the user's params, not a launcher's (capture.origin): by
+    the module of ``fn`` (a click callback, fire's component) or the calling stack."""
+    from ..capture.origin import parse_is_users
+
+    return parse_is_users(fn)
 
 
 def _warn(key: str, value: Any, e: Exception) -> None:
@@ -94,6 +104,8 @@ def _click_parsed(command: Any, ctx: Any) -> None:
     callback = getattr(command, "callback", None)
     if str(getattr(callback, "__module__", "")).startswith("runbase."):
         return  # runbase's own CLI, started by a tracked program
+    if not _users(callback):
+        return  # a launcher's own options: `python -m papermill`'s --kernel, --cwd, ...
     ov = _overrides()
     if ov:
         for param in command.get_params(ctx):
@@ -475,6 +487,8 @@ def hook_fire(module: ModuleType) -> None:
 def _fire_parsed(fn: Any, result: Any) -> Any:
     from fire import inspectutils
 
+    if not _users(fn):
+        return result  # a library's command line made with fire: not the run's params
     (varargs, kwargs), consumed, remaining, capacity = result
     spec = inspectutils.GetFullArgSpec(fn)
     varargs, kwargs = list(varargs), dict(kwargs)
@@ -539,6 +553,8 @@ def hook_jsonargparse(module: ModuleType) -> None:
 def _jsonargparse_parsed(cfg: Any) -> None:
     from ..capture.params import flatten
 
+    if not _users(None):
+        return  # a launcher's own options; LightningCLI in a user's script is the user's
     values = flatten(_jsonarg_dict(cfg))
     ov = _overrides()
     if ov:
