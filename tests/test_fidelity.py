@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import blake3
+import pytest
 
 from conftest import runbase_cmd, write
 from runbase.store import Store
@@ -175,9 +176,9 @@ def test_a_copy_is_not_the_producer_of_the_bytes_it_copied(project: Path) -> Non
 
 
 def test_read_then_overwritten_at_once_keeps_the_input(project: Path) -> None:
-    """Overwritten before the supervisor could hash it: the bytes read are gone, but the
-    file is still recorded as an input (flagged changed, without a hash), never dropped
-    as if the run had read its own bytes."""
+    """Overwritten at once, before the supervisor could hash it: the process hashed (and
+    stored) the bytes it read as it opened the file for writing, so the input has the
+    old bytes' hash and copy, never dropped as if the run had read its own bytes."""
     (project / "counter.txt").write_text("41\n")
     write(
         project,
@@ -192,10 +193,74 @@ def test_read_then_overwritten_at_once_keeps_the_input(project: Path) -> None:
     rec = record(project)
     ins, outs = by_path(rec["inputs"]), by_path(rec["outputs"])
     assert ins["counter.txt"]["changed_during_run"]
-    assert ins["counter.txt"]["hash"] in (None, "blake3:" + blake3.blake3(b"41\n").hexdigest())
+    assert ins["counter.txt"]["hash"] == "blake3:" + blake3.blake3(b"41\n").hexdigest()
+    assert ins["counter.txt"]["stored"] is True and ins["counter.txt"]["size"] == 3
     assert outs["counter.txt"]["hash"] == b3(project / "counter.txt")
     store = Store.open(project / ".runbase")
+    assert store.objects.get_bytes(ins["counter.txt"]["hash"]) == b"41\n"
     assert store.objects.get_bytes(outs["counter.txt"]["hash"]) == b"42\n"
+    no_self_loop(project, rec)
+
+
+def test_replaced_at_once_hash_only_keeps_the_input_hash(project: Path) -> None:
+    """The atomic-save pattern (write a temp file, ``os.replace`` it over the file read)
+    under ``--hash-only``: the bytes read are hashed before the replace, and not stored."""
+    (project / "ignored").mkdir()  # data, not code: not in the code snapshot either
+    (project / "ignored" / "state.json").write_text('{"step": 1}\n')
+    old = b3(project / "ignored" / "state.json")
+    write(
+        project,
+        "step.py",
+        """
+        import json, os
+        state = json.load(open("ignored/state.json"))
+        state["step"] += 1
+        with open("ignored/state.json.tmp", "w") as f:
+            json.dump(state, f)
+        os.replace("ignored/state.json.tmp", "ignored/state.json")
+    """,
+    )
+    proc = runbase_cmd("run", "--hash-only", "--", PY, "step.py", cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    rec = record(project)
+    ins, outs = by_path(rec["inputs"]), by_path(rec["outputs"])
+    assert ins["ignored/state.json"]["hash"] == old
+    assert ins["ignored/state.json"]["stored"] is False
+    assert outs["ignored/state.json"]["hash"] == b3(project / "ignored/state.json") != old
+    assert not Store.open(project / ".runbase").objects.exists(old)
+    no_self_loop(project, rec)
+
+
+def test_torch_checkpoint_loaded_then_saved_over_at_once(project: Path) -> None:
+    """``torch.save`` writes through C++ (no audit event): the torch integration says it
+    is about to write, so a checkpoint resumed from keeps its input hash and copy, and
+    reloading what was saved is the run's own bytes."""
+    torch = pytest.importorskip("torch")
+    (project / "ignored").mkdir()
+    ckpt = project / "ignored" / "last.pt"
+    torch.save({"epoch": 0}, ckpt)
+    old, old_bytes = b3(ckpt), ckpt.read_bytes()
+    write(
+        project,
+        "resume.py",
+        """
+        import torch
+        state = torch.load("ignored/last.pt")
+        state["epoch"] += 1
+        torch.save(state, "ignored/last.pt")
+        assert torch.load("ignored/last.pt")["epoch"] == 1
+    """,
+    )
+    proc = runbase_cmd("run", "--", PY, "resume.py", cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    rec = record(project)
+    ins, outs = by_path(rec["inputs"]), by_path(rec["outputs"])
+    assert set(ins) == {"ignored/last.pt"} and ins["ignored/last.pt"]["hash"] == old
+    assert ins["ignored/last.pt"]["stored"] is True
+    assert outs["ignored/last.pt"]["hash"] == b3(ckpt) != old
+    store = Store.open(project / ".runbase")
+    assert store.objects.get_bytes(old) == old_bytes
+    no_self_loop(project, rec)
 
 
 # -- item 4: reproduce verdicts ------------------------------------------------------

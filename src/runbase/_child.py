@@ -133,14 +133,30 @@ def install_file_hook(
     ``earlier`` ones, seen before the run started: runbase._early)."""
     if not project_root:
         return
-    from .capture.files import FILE_EVENT, install_audit_hook
+    from .capture.files import FILE_EVENT, install_audit_hook, preimage
 
     def emit(path: str, op: str, mtime_ns: int | None = None) -> None:
         t = reported_to()
         if t is not None:
             t.event(FILE_EVENT, path=path, op=op, mtime_ns=mtime_ns)
 
-    install_audit_hook(emit, project_root, store_root, earlier or (), scope=reported_to)
+    def before_overwrite(path: str, mtime_ns: int) -> None:
+        # the bytes read are about to go: hash them now, unless the record has them
+        t = reported_to()
+        if t is None:
+            return
+        own_io.active = True  # the hash's own reads are nobody's
+        try:
+            found = preimage(t.store_root, t.run_id, project_root, path, mtime_ns)
+        finally:
+            own_io.active = False
+        if found is not None:
+            oid, size, stored = found
+            t.event(
+                FILE_EVENT, path=path, op="r", mtime_ns=mtime_ns, oid=oid, size=size, stored=stored
+            )
+
+    install_audit_hook(emit, project_root, store_root, earlier or (), reported_to, before_overwrite)
 
 
 # set in a thread while runbase itself reads the project's files in this process (a job

@@ -23,14 +23,13 @@ import os
 import sys
 import time
 
-from ._filehook import data_path, event_path, interpreter_prefixes, read_mtime
+from ._filehook import FILE_EVENTS, data_path, event_path, interpreter_prefixes, read_mtime
 
 TYPE_CHECKING = False  # `from typing import` costs ~8 ms at import
 if TYPE_CHECKING:
     from typing import Any
 
 MAX_EVENTS = 10_000
-_FILE_EVENTS = frozenset(("open", "os.rename", "os.replace"))
 # whose own parse of the command line is not the program's params
 _PARSING_FRAMEWORKS = ("hydra.", "fire.", "traitlets.")
 
@@ -75,7 +74,7 @@ def disarm() -> None:
 
 def _hook(event: str, args: tuple[Any, ...]) -> None:
     global _overflow
-    if not _armed or event not in _FILE_EVENTS:
+    if not _armed or event not in FILE_EVENTS:
         return
     try:
         found = event_path(event, args)

@@ -13,6 +13,11 @@ if TYPE_CHECKING:
 
 CODE_SUFFIXES = (".py", ".pyc", ".pyi", ".so", ".pth")  # imports: code, not data
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+# Raised (``sys.audit(WRITE_EVENT, path)``) by runbase's wrappers of writers that bypass
+# Python's ``open`` (``torch.save`` writes through C++) just before they write ``path``:
+# the audit hooks see it as they see an ``open`` for writing.
+WRITE_EVENT = "runbase.write"
+FILE_EVENTS = frozenset(("open", "os.rename", "os.replace", WRITE_EVENT))
 
 
 def event_path(event: str, args: tuple[Any, ...]) -> tuple[Any, str] | None:
@@ -29,6 +34,8 @@ def event_path(event: str, args: tuple[Any, ...]) -> tuple[Any, str] | None:
         return path, "w" if write else "r"
     if event in ("os.rename", "os.replace"):
         return args[1], "w"
+    if event == WRITE_EVENT:
+        return args[0], "w"
     return None
 
 

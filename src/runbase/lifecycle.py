@@ -263,7 +263,23 @@ def handle_events(store: Store, run_id: str, result: IngestResult) -> None:
                 role,
                 "declared" if e.get("declared") else "auto",
                 mtime if isinstance(mtime, int) and not isinstance(mtime, bool) else None,
+                _preimage_of(e),
             )
+
+
+def _preimage_of(event: dict[str, Any]) -> tuple[str, int, bool] | None:
+    """``(oid, size, stored)`` of a read's bytes hashed before they were overwritten
+    (capture.files.preimage), when the event carries a well-formed one."""
+    from .store.hashing import split_id
+
+    oid, size, stored = event.get("oid"), event.get("size"), event.get("stored")
+    if not isinstance(oid, str) or type(size) is not int or size < 0:
+        return None
+    try:
+        split_id(oid)
+    except ValueError:
+        return None
+    return oid, size, stored is True
 
 
 def ingest_and_handle(store: Store, run_id: str) -> IngestResult:

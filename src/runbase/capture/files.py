@@ -19,6 +19,7 @@ import os
 import stat
 import sys
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from .. import fsname
@@ -75,6 +76,7 @@ def install_audit_hook(
     store_root: str,
     earlier: Iterable[tuple[str, str, int | None]] = (),
     scope: Any = None,
+    before_overwrite: Any = None,
 ) -> None:
     """Report ``open``/``os.rename``/``os.replace`` of files under ``project_root``.
 
@@ -89,16 +91,27 @@ def install_audit_hook(
     read) and never raises. With ``scope``, a path is reported once per value of
     ``scope()`` (the run reported to: each job run of a process, runbase.jobs, hears of
     the files it reads even when an earlier job read them).
+
+    ``before_overwrite(path, mtime_ns)`` is called when this process is about to write
+    (open for writing, rename onto, or ``WRITE_EVENT``) a file it read before, with the
+    modification time of that read, once per read: the bytes read are still there, for
+    the last time (a resumed checkpoint, read then saved over; see ``preimage``). A
+    write of a file not read costs one dict lookup.
     """
     root = project_root.rstrip("/") + "/"
     skip = (*interpreter_prefixes(), root + ".git/", *store_internals(store_root))
     seen: set[tuple[str, str, Any]] = set()
+    reads: dict[tuple[str, Any], int] = {}  # (path, scope) -> modification time read
 
     def note(raw: Any, op: str, mtime: int | None = None) -> None:
         path = data_path(raw, skip)
         if path is None or not path.startswith(root):
             return
         key = (path, op, scope() if scope is not None else None)
+        if op == "w" and reads:
+            read = reads.pop((path, key[2]), None)
+            if read is not None and before_overwrite is not None:
+                before_overwrite(path, read)
         if key in seen or (op == "r" and (path, "w", key[2]) in seen):
             return  # (a read of what this process wrote itself: its own bytes)
         if op == "r" and mtime is None:
@@ -106,6 +119,8 @@ def install_audit_hook(
             if mtime is None:
                 return  # the open will fail: nothing is read (a later read is reported)
         seen.add(key)
+        if op == "r" and mtime is not None:
+            reads[(path, key[2])] = mtime
         emit(path, op, mtime)
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
@@ -119,6 +134,63 @@ def install_audit_hook(
     for path, op, mtime in earlier:
         note(path, op, mtime)
     sys.addaudithook(hook)
+
+
+def preimage(
+    store_root: str, run_id: str, root: str, path: str, read_mtime_ns: int
+) -> tuple[str, int, bool] | None:
+    """``(object id, size, stored)`` of the bytes of ``path`` this process read (at
+    modification time ``read_mtime_ns``) and is about to overwrite, hashed now: once
+    written over they are gone, and the supervisor may not have hashed the input yet
+    (it hears of reads through the spool, a second or so later). Stored too when the
+    run stores its inputs (not ``--hash-only``, not a secret file). None when there is
+    nothing to do: the file changed since the read (those bytes are gone already), or
+    the run's record has the input hashed. Called from the audit hook, before the
+    write: it must not raise (the hook catches) and costs a stat and one read-only
+    query when the input is hashed already, a hash (or a stat-cache hit) otherwise."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if st.st_mtime_ns != read_mtime_ns or not stat.S_ISREG(st.st_mode):
+        return None
+    from ..store.db import Database
+    from ..store.objects import LocalObjects
+
+    try:
+        db = Database.open_sqlite(Path(store_root) / "runbase.db", read_only=True)
+    except Exception:  # noqa: BLE001 - no record to consult: hash, keep no copy
+        db = None
+    try:
+        policy, hit = "hash-only", None
+        if db is not None:
+            row = db.query_one(
+                "SELECT oid FROM run_files WHERE run_id = ? AND role = 'input' AND path = ?",
+                (run_id, rel(root, path)),
+            )
+            if row and row[0]:
+                return None  # hashed (and stored) by the supervisor in time
+            row = db.query_one("SELECT data_policy FROM runs WHERE id = ?", (run_id,))
+            policy = (row[0] or "store") if row else "hash-only"
+            hit = StatCache(_ReadOnly(db, store_root)).lookup(path, os.lstat(path))
+    finally:
+        if db is not None:
+            db.close()
+    store_bytes = policy == "store" and not is_secret_file(path, root)
+    if hit is not None and (hit[1] or not store_bytes):
+        return hit[0], st.st_size, store_bytes  # bytes known (a previous run's output)
+    if store_bytes:
+        objects = LocalObjects(Path(store_root) / "objects", Path(store_root) / "tmp")
+        oid, size = objects.put_file(path, hit[0] if hit else None, st.st_size)
+        return oid, size, True
+    return hash_file(path), st.st_size, False
+
+
+class _ReadOnly:
+    """What StatCache.lookup needs of a store: its database, read only (never saved)."""
+
+    def __init__(self, db: Any, root: str) -> None:
+        self.db, self.root = db, Path(root)
 
 
 # -- in the supervisor / watcher ----------------------------------------------------
@@ -144,13 +216,16 @@ def note_file(
     role: str,
     source: str,
     read_mtime_ns: int | None = None,
+    before: tuple[str, int, bool] | None = None,
 ) -> None:
     """Record that the run read (``input``) or wrote (``output``) ``path``; an input is
     hashed and stored right away, before the run can change it.
 
     An input is bytes the run read that it did not write itself (see ``_note_read``);
     ``read_mtime_ns``: the file's modification time when it was opened for reading, if
-    the reporter knows it (the audit hook does)."""
+    the reporter knows it (the audit hook does). ``before``: ``(oid, size, stored)`` of
+    those bytes, hashed by the reading process just before it overwrote them
+    (``preimage``)."""
     if is_url(path):
         store.db.execute(
             "INSERT INTO run_files (run_id, role, path, source, url) VALUES (?, ?, ?, ?, ?) "
@@ -160,7 +235,10 @@ def note_file(
         return
     key = rel(root, os.path.abspath(os.path.join(root, path)))
     if role == "input" and source != "declared":
-        _note_read(store, run_id, root, key, source, read_mtime_ns)
+        if before is not None:
+            _note_preimage(store, run_id, key, source, read_mtime_ns, before)
+        else:
+            _note_read(store, run_id, root, key, source, read_mtime_ns)
         return
     _upsert(store, run_id, role, key, source)
     if role == "input" and _oid(store, run_id, "input", key) is None:
@@ -247,6 +325,32 @@ def _note_read(
             "UPDATE run_files SET changed = 1 WHERE run_id = ? AND role = 'input' AND path = ?",
             (run_id, key),
         )
+
+
+def _note_preimage(
+    store: Store,
+    run_id: str,
+    key: str,
+    source: str,
+    read_mtime_ns: int | None,
+    before: tuple[str, int, bool],
+) -> None:
+    """The bytes a process read, hashed by it as it was about to overwrite them: the
+    input's hash when the supervisor had none (it heard of the read too late, and
+    flagged it changed). Bytes the run wrote itself are left to ``finalize_files``, as
+    any read of them (an output read back is no input)."""
+    if read_mtime_ns is None or read_mtime_ns >= _started_ns(store, run_id) - _CLOCK_SLACK_NS:
+        return
+    _upsert(store, run_id, "input", key, source)
+    if _oid(store, run_id, "input", key) is not None:
+        return  # hashed in time: the same bytes (the read's modification time is unchanged)
+    oid, size, stored = before
+    stored = stored and _policy(store, run_id) == "store" and store.objects.exists(oid)
+    store.db.execute(
+        "UPDATE run_files SET oid = ?, size = ?, stored = ?, kind = 'file', changed = 0 "
+        "WHERE run_id = ? AND role = 'input' AND path = ?",
+        (oid, size, 1 if stored else 0, run_id, key),
+    )
 
 
 def _started_ns(store: Store, run_id: str) -> int:

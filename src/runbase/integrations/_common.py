@@ -13,6 +13,7 @@ import functools
 import os
 import sys
 
+from .._filehook import WRITE_EVENT
 from .._safe import warn_once
 
 TYPE_CHECKING = False
@@ -63,6 +64,19 @@ def active() -> bool:
     from .. import tracker
 
     return tracker.active() is not None
+
+
+def before_write(path: Any) -> None:
+    """A framework is about to write ``path`` through native code, which the audit hook
+    does not see (``torch.save``, ``Booster.save_model``): tell the hooks, as an
+    ``open()`` for writing would, so that bytes this process read there are hashed
+    before they are gone (capture.files.preimage). Only paths; never raises."""
+    if not isinstance(path, (str, os.PathLike)):
+        return
+    try:
+        sys.audit(WRITE_EVENT, os.fspath(path))
+    except Exception:  # noqa: BLE001 - another audit hook's error is not the save's
+        pass
 
 
 def output(path: Any, auto: bool = False) -> None:
@@ -189,8 +203,10 @@ def hook_booster(
 
     def save_wrapper(save_model: Any) -> Any:
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            path = args[0] if args else kwargs.get(path_kw)
+            before_write(path)
             result = save_model(self, *args, **kwargs)
-            output(args[0] if args else kwargs.get(path_kw), auto=True)
+            output(path, auto=True)
             return result
 
         return wrapper

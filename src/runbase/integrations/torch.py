@@ -1,8 +1,11 @@
 """PyTorch: ``torch.save(obj, path)`` declares ``path`` an output of the run.
 
 Automatic only (``runbase run``, or after ``runbase.init()``). ``torch.save`` writes
-through C++, which the audit hook does not see; the end-of-run scan finds such files
-inside the project, and this declaration also records those written outside it.
+through C++, which the audit hook does not see: the wrapper tells the hooks first
+(``_common.before_write``: a checkpoint this process resumed from keeps its input
+hash, and a later ``torch.load`` of what was saved is the run's own bytes), and declares
+the output after (the end-of-run scan would find it inside the project; this also
+records those written outside it).
 Saving to a buffer or a file object records nothing.
 """
 
@@ -35,6 +38,7 @@ def install(module: ModuleType) -> None:
 def _save_wrapper(save: Any) -> Any:
     @functools.wraps(save)
     def wrapper(obj: Any, f: Any, *args: Any, **kwargs: Any) -> Any:
+        _common.before_write(f)  # a checkpoint resumed from: hashed before it is gone
         result = save(obj, f, *args, **kwargs)
         _common.output(f, auto=True)
         return result
