@@ -369,6 +369,9 @@ def _known_secrets() -> set[str]:
         from .capture.secrets import known_secret_values
 
         _secret_values = known_secret_values()
+        from .capture.withhold import guard
+
+        guard(_secret_values)  # files holding one are not stored (its job runs' outputs)
     return _secret_values
 
 

@@ -224,7 +224,8 @@ def _file_row(f: dict[str, Any]) -> list[str]:
     size = f.get("size")
     kept = "stored" if f.get("stored") else "hash only" if h else "not hashed"
     if f.get("withheld"):
-        kept = "withheld: may hold secrets (hash only)"
+        why = f.get("withheld_reason")
+        kept = f"withheld: {why if isinstance(why, str) else 'may hold secrets'} (hash only)"
     if f.get("changed_during_run"):
         kept += ", changed during run"
     path = str(f.get("url") or f.get("path") or "?") + ("/" if f.get("directory") else "")

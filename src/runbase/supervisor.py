@@ -34,6 +34,7 @@ from .capture.secrets import (
     redact_argv,
     secrets_channel,
 )
+from .capture.withhold import guard as guard_files
 from .errors import UsageError
 from .spool import write_all
 from .store import Store
@@ -125,6 +126,10 @@ def run(argv: list[str], options: RunOptions | None = None) -> RunOutcome:
     config_secrets = safe_call(
         "argv params", lifecycle.record_argv_params, store, run_id, shown_argv, str(cwd)
     )
+    secrets = known_secret_values() | argv_secrets | (config_secrets or set())
+    # no file holding one of them is stored: the code snapshot's, inputs, and the
+    # outputs at the end, when the set also holds what the command reported (_tee)
+    guard_files(secrets)
     if opts.code_record is not None:
         safe_call("the code record", lifecycle.record_code, store, run_id, opts.code_record)
     elif opts.capture_code:
@@ -138,7 +143,6 @@ def run(argv: list[str], options: RunOptions | None = None) -> RunOutcome:
         opts.outputs,
         opts.hash_only,
     )
-    secrets = known_secret_values() | argv_secrets | (config_secrets or set())
     sup = _Supervised(store, run_id, argv, secrets, opts)
     outcome = sup.run()
     outcome.unused_overrides = safe_call(
@@ -629,7 +633,7 @@ def _tee(
             if time.monotonic() - exited_at > 0.3:
                 break
         if reported is not None and reported.fd is not None:
-            _take_reported(reported, combined, err_only)
+            _take_reported(reported, secrets, combined, err_only)
         for key, _ in events:
             fd = key.fd
             try:
@@ -645,7 +649,7 @@ def _tee(
             if targets[fd] == 2:
                 logs.write("stderr", err_only.feed(data))
     if reported is not None:
-        _take_reported(reported, combined, err_only)
+        _take_reported(reported, secrets, combined, err_only)
         reported.close()
     logs.write("output", combined.flush())
     logs.write("stderr", err_only.flush())
@@ -655,8 +659,11 @@ def _tee(
             os.close(fd)
 
 
-def _take_reported(reported: SecretsReader, *scrubbers: StreamScrubber) -> None:
+def _take_reported(reported: SecretsReader, secrets: set[str], *scrubbers: StreamScrubber) -> None:
+    """Values the command reported join the logs' scrubbers and the run's ``secrets``
+    (the set capture.withhold searches the run's files for when they are stored)."""
     new = reported.drain()
+    secrets.update(new)
     for scrubber in scrubbers if new else ():
         scrubber.add(new)
 

@@ -206,8 +206,9 @@ def _git_snapshot(
     snap.dirty = changed or bool(untracked)
     snap.remote = _pick_remote(remotes.decode(errors="replace"))
     entries, skipped_paths = _manifest_entries(
-        store, root, sorted(set(tracked) | set(untracked) | kept), snap, kept, withhold
-    )
+        store, root, sorted(set(tracked) | set(untracked) | kept), snap, kept, withhold,
+        scan=set(untracked) | kept,  # committed bytes are in git already
+    )  # fmt: skip
     snap.tree = put_manifest(store, entries)
     if snap.dirty:
         keep_untracked = [p for p in untracked if p not in skipped_paths]
@@ -344,8 +345,14 @@ def _manifest_entries(
     snap: CodeSnapshot,
     kept: Collection[str] = (),
     withhold: Collection[str] = (),
+    scan: Collection[str] | None = None,
 ) -> tuple[list[dict[str, Any]], set[str]]:
+    """The manifest entries of ``paths`` (storing their bytes) and the paths left out.
+    A file of ``scan`` (None: every file) holding a value runbase redacted is left out
+    (capture.withhold); a git snapshot searches only what git does not hold already."""
     from .files import put_cached
+    from .withhold import REASON as WITHHELD_REASON
+    from .withhold import holds_secret
 
     cache = StatCache(store)
     entries: list[dict[str, Any]] = []
@@ -370,6 +377,7 @@ def _manifest_entries(
             "holds secrets runbase redacted"
             if rel in withhold
             else _skip_reason(rel, st.st_size, rel in kept, root_s)
+            or (_searched(rel, scan) and holds_secret(full, st.st_size) and WITHHELD_REASON)
         )
         if reason:
             skipped.add(rel)
@@ -417,6 +425,10 @@ def put_manifest(store: Store, entries: Iterable[dict[str, Any] | str]) -> str:
         batch.append("]}")
         w.write("".join(batch).encode())
     return w.oid
+
+
+def _searched(rel: str, scan: Collection[str] | None) -> bool:
+    return scan is None or rel in scan
 
 
 def file_entry_json(path: str, oid: str, size: int) -> str:

@@ -29,6 +29,8 @@ from ..store import Store
 from ..store.hashing import hash_file
 from ..store.statcache import StatCache
 from .secretfiles import is_secret_file
+from .withhold import REASON as WITHHELD_REASON
+from .withhold import holds_secret
 
 FILE_EVENT = "file"
 # Never data: VCS, the store, caches and virtualenvs (the audit hook, the tree watcher
@@ -177,6 +179,7 @@ def preimage(
         if db is not None:
             db.close()
     store_bytes = policy == "store" and not is_secret_file(path, root)
+    store_bytes = store_bytes and not holds_secret(path, st.st_size)
     if hit is not None and (hit[1] or not store_bytes):
         return hit[0], st.st_size, store_bytes  # bytes known (a previous run's output)
     if store_bytes:
@@ -245,6 +248,158 @@ def note_file(
         _hash_into(store, run_id, root, role, key, _policy(store, run_id))
 
 
+# ``(path, role, source, read_mtime_ns, before)``: the arguments of one ``note_file``
+FileNote = tuple[str, str, str, int | None, tuple[str, int, bool] | None]
+_UPSERT_FILE = (
+    "INSERT INTO run_files (run_id, role, path, source) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (run_id, role, path) DO UPDATE SET source = CASE WHEN excluded.source = 'declared' "
+    "THEN 'declared' ELSE run_files.source END"
+)
+_IN_CHUNK = 500  # paths per lookup query (well under SQLite's and PostgreSQL's limits)
+
+
+def note_files(store: Store, run_id: str, root: str, notes: Iterable[FileNote]) -> None:
+    """``note_file`` for each of ``notes``, in order, with the same outcome, batched: a
+    run of detected reads (or of writes) costs a few queries and one write transaction
+    in all, not a few of each per file, so re-reading unchanged data costs about a stat
+    a file (the audit hook reports every file a program opens, one by one). Declared
+    files, URLs and preimages go one by one; a batch is written before any of them, so
+    each event sees the ones before it as ``note_file`` would."""
+    reads: list[tuple[str, str, int | None]] = []
+    writes: list[tuple[str, str]] = []
+    for path, role, source, read_mtime_ns, before in notes:
+        batched = not is_url(path) and source != "declared" and before is None
+        key = rel(root, os.path.abspath(os.path.join(root, path))) if batched else ""
+        if reads and not (batched and role == "input"):
+            _note_reads(store, run_id, root, reads)
+            reads = []
+        if writes and not (batched and role == "output"):
+            store.db.executemany(_UPSERT_FILE, [(run_id, "output", k, s) for k, s in writes])
+            writes = []
+        if not batched:
+            note_file(store, run_id, root, path, role, source, read_mtime_ns, before)
+        elif role == "input":
+            reads.append((key, source, read_mtime_ns))
+        else:
+            writes.append((key, source))
+    if reads:
+        _note_reads(store, run_id, root, reads)
+    if writes:
+        store.db.executemany(_UPSERT_FILE, [(run_id, "output", k, s) for k, s in writes])
+
+
+def _note_reads(
+    store: Store, run_id: str, root: str, reads: list[tuple[str, str, int | None]]
+) -> None:
+    """``_note_read`` of each of ``reads`` (``(key, source, read_mtime_ns)``), in order:
+    the run's rows of those paths looked up at once, files hashed through one stat cache
+    (a directory's row read once), every change written in one transaction."""
+    started_ns, policy = _run_info(store, run_id)
+    inputs, outputs = _rows_of(store, run_id, [k for k, _, _ in reads])
+    inserts: list[tuple[str, str, str, str]] = []
+    changed: list[tuple[str, str]] = []
+    hashed: list[tuple[str, int, int, str, str, str]] = []
+    cache = StatCache(store)
+    try:
+        for key, source, read_mtime_ns in reads:
+            full = os.path.abspath(os.path.join(root, key))
+            try:
+                st: os.stat_result | None = os.stat(full)
+            except OSError:
+                st = None  # read, then deleted (or renamed) before we got here
+            now_ns = st.st_mtime_ns if st is not None else None
+            mtime = read_mtime_ns if read_mtime_ns is not None else now_ns
+            # unknown (no reporter's time, the file gone): decided at the end, like fresh bytes
+            fresh = mtime is None or mtime >= started_ns - _CLOCK_SLACK_NS
+            if fresh and inputs.get(key) is None and key in outputs:
+                continue  # written by this run, then read back
+            if key not in inputs:
+                inputs[key] = None
+                inserts.append((run_id, "input", key, source))
+            if fresh or inputs[key] is not None:
+                continue
+            if st is not None and (read_mtime_ns is None or now_ns == read_mtime_ns):
+                snap = _snapshot_read(store, root, key, full, st, policy, cache)
+                if snap is not None:
+                    inputs[key] = snap[0]
+                    hashed.append((*snap, run_id, key))
+            else:
+                changed.append((run_id, key))
+    finally:
+        cache.save()
+    if not (inserts or changed or hashed):
+        return
+    with store.db.transaction() as cur:
+        if inserts:
+            cur.executemany(_UPSERT_FILE, inserts)
+        if changed:
+            cur.executemany(
+                "UPDATE run_files SET changed = 1 WHERE run_id = ? AND role = 'input' AND path = ?",
+                changed,
+            )
+        if hashed:
+            cur.executemany(
+                "UPDATE run_files SET oid = ?, size = ?, stored = ?, kind = ? "
+                "WHERE run_id = ? AND role = 'input' AND path = ?",
+                hashed,
+            )
+
+
+def _run_info(store: Store, run_id: str) -> tuple[int, str]:
+    """``(start in ns, data policy)`` of a run, as ``_started_ns`` and ``_policy``."""
+    row = store.db.query_one("SELECT started_at, data_policy FROM runs WHERE id = ?", (run_id,))
+    if row is None:
+        return 0, "store"
+    return (int(float(row[0]) * 1e9) if row[0] is not None else 0), (row[1] or "store")
+
+
+def _rows_of(store: Store, run_id: str, keys: list[str]) -> tuple[dict[str, str | None], set[str]]:
+    """The run's input rows of ``keys`` (path -> oid or None) and its output paths among
+    them, in one query per ``_IN_CHUNK`` paths (looked up in their stored form,
+    runbase.fsname, as ``Database`` stores a path that is not UTF-8)."""
+    stored = {fsname.encode(k): k for k in dict.fromkeys(keys)}
+    forms = list(stored)
+    inputs: dict[str, str | None] = {}
+    outputs: set[str] = set()
+    for i in range(0, len(forms), _IN_CHUNK):
+        chunk = forms[i : i + _IN_CHUNK]
+        rows = store.db.query(
+            "SELECT role, path, oid FROM run_files WHERE run_id = ? "
+            f"AND role IN ('input', 'output') AND path IN ({', '.join('?' * len(chunk))})",
+            (run_id, *chunk),
+        )
+        for role, path, oid in rows:
+            key = stored.get(path)
+            if key is None:
+                continue
+            if role == "input":
+                inputs[key] = oid or None
+            else:
+                outputs.add(key)
+    return inputs, outputs
+
+
+def _snapshot_read(
+    store: Store, root: str, key: str, full: str, st: os.stat_result, policy: str, cache: StatCache
+) -> tuple[str, int, int, str] | None:
+    """``(oid, size, stored, kind)`` of one read file or directory, as ``_hash_into``
+    records it (a secret file hashed, never stored); None if it cannot be read now."""
+    if is_secret_file(key, root) or (policy == "store" and holds_secret(full, st.st_size)):
+        policy = "hash"  # the rule of _hash_into
+    try:
+        if stat.S_ISDIR(st.st_mode):
+            snap = snapshot_path(store, full, policy)
+            if snap is None:
+                return None
+            oid, size, kind = snap[0], snap[1], "dir"
+        else:
+            oid, size, _ = put_cached(store, full, st, cache, policy == "store")
+            kind = "file"
+    except OSError:
+        return None  # deleted or made unreadable since the stat: unhashed, as if gone
+    return oid, size, 1 if policy == "store" else 0, kind
+
+
 def withhold_input(store: Store, run_id: str, root: str, cwd: str | None, path: str) -> None:
     """Record ``path`` (relative to ``cwd``) as an input by name and hash only, source
     ``config``: a config file runbase redacted secrets from (capture.secrets). Reads
@@ -264,12 +419,7 @@ def withhold_input(store: Store, run_id: str, root: str, cwd: str | None, path: 
 
 
 def _upsert(store: Store, run_id: str, role: str, key: str, source: str) -> None:
-    store.db.execute(
-        "INSERT INTO run_files (run_id, role, path, source) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (run_id, role, path) DO UPDATE SET source = CASE WHEN excluded.source = 'declared' "
-        "THEN 'declared' ELSE run_files.source END",
-        (run_id, role, key, source),
-    )
+    store.db.execute(_UPSERT_FILE, (run_id, role, key, source))
 
 
 def _oid(store: Store, run_id: str, role: str, key: str) -> str | None:
@@ -370,8 +520,8 @@ def _hash_into(
     may hold credentials (capture.secretfiles: ``.env``, ``id_rsa``, ...) is hashed,
     never stored: withheld, so it is never pushed either."""
     full = key if os.path.isabs(key) else os.path.join(root, key)
-    if is_secret_file(key, root):
-        policy = "hash"
+    if is_secret_file(key, root) or (policy == "store" and holds_secret(full)):
+        policy = "hash"  # a directory's files are searched one by one (_put_dir)
     snap = snapshot_path(store, full, policy)
     if snap is None:
         return None  # deleted (a temp file) or never created
@@ -446,6 +596,8 @@ def _put_dir(store: Store, full: str, policy: str, cache: StatCache) -> tuple[st
                     continue
                 if not stat.S_ISREG(st.st_mode) or is_secret_file(name):
                     continue  # a directory's secret files are left out, as from code
+                if policy == "store" and holds_secret(p, st.st_size):
+                    continue  # and so are those holding a redacted value
                 oid, size = _put_file(store, p, st, policy, cache)
                 total[0] += size
                 yield file_entry_json(p[cut:], oid, size)
@@ -512,6 +664,28 @@ def finalize_files(
                 outputs[path] = (new, source)
         else:
             _finalize_input(store, run_id, root, policy, path, oid, source, changed, outputs)
+    _withhold_stored_inputs(store, run_id)
+
+
+def _withhold_stored_inputs(store: Store, run_id: str) -> None:
+    """Inputs are stored as they are read, and the command may report a value it redacts
+    (a Hydra override, ``runbase.param``) after it read a file holding it: now that all
+    are known, such an input is withheld from the record and never pushed. Its object
+    stays in this store (another run may share it); docs/security.md says so."""
+    rows = store.db.query(
+        "SELECT path, oid FROM run_files WHERE run_id = ? AND role = 'input' AND stored = 1 "
+        "AND kind = 'file' AND oid IS NOT NULL",
+        (run_id,),
+    )
+    path_of = getattr(store.objects, "path", None)  # a local store's object file
+    if path_of is None:
+        return
+    for path, oid in rows:
+        if holds_secret(str(path_of(oid))):
+            store.db.execute(
+                "UPDATE run_files SET stored = 0 WHERE run_id = ? AND role = 'input' AND path = ?",
+                (run_id, path),
+            )
 
 
 def _finalize_input(
@@ -568,17 +742,25 @@ def _flag_if_changed(store: Store, run_id: str, root: str, path: str, oid: str) 
         )
 
 
-def _withheld(path: str, source: str, root: str | None) -> bool:
-    """A file never stored because it may hold credentials: a secret file by name, or a
-    config file runbase redacted secrets from (source ``config``, see withhold_input)."""
-    return source == "config" or is_secret_file(path, root)
+def _withheld(path: str, source: str, root: str | None, policy: str | None) -> str | None:
+    """Why a file was never stored because it may hold credentials (None: it was not
+    withheld): a secret file by name, a config file runbase redacted secrets from
+    (source ``config``, see withhold_input), or, in a run that stores its files, one
+    that held a redacted value (capture.withhold: the only other reason a hashed file
+    of such a run is not stored)."""
+    if source == "config":
+        return "config file with redacted values"
+    if is_secret_file(path, root):
+        return "secret file"
+    return WITHHELD_REASON if (policy or "store") == "store" else None
 
 
 def list_files(store: Store, run_id: str) -> dict[str, list[dict[str, Any]]]:
     """``{"inputs": [...], "outputs": [...]}`` as in the run record."""
     out: dict[str, list[dict[str, Any]]] = {"inputs": [], "outputs": []}
-    row = store.db.query_one("SELECT project_root FROM runs WHERE id = ?", (run_id,))
+    row = store.db.query_one("SELECT project_root, data_policy FROM runs WHERE id = ?", (run_id,))
     root = row[0] if row and isinstance(row[0], str) else None  # its secret-files setting
+    policy = row[1] if row and isinstance(row[1], str) else None
     rows = store.db.query(
         "SELECT role, path, oid, size, stored, source, url, changed, kind FROM run_files WHERE run_id = ? ORDER BY path",
         (run_id,),
@@ -591,7 +773,10 @@ def list_files(store: Store, run_id: str) -> dict[str, list[dict[str, Any]]]:
             item["url"] = url
         if changed:
             item["changed_during_run"] = True
-        if not stored and oid and kind != "dir" and _withheld(path, source, root):
+        withheld = not stored and oid and kind != "dir"
+        reason = _withheld(path, source, root, policy) if withheld else None
+        if reason:
             item["withheld"] = True  # may hold credentials: name and hash only
+            item["withheld_reason"] = reason
         out["inputs" if role == "input" else "outputs"].append(item)
     return out
