@@ -88,6 +88,7 @@ def _assert_withheld(item: dict[str, Any], on_disk: Path) -> None:
     assert item["hash"] == hash_bytes(on_disk.read_bytes()), item  # recorded by its hash
     assert item["stored"] is False and item.get("withheld") is True, item
     assert item.get("withheld_reason") == "holds a redacted value", item
+    assert item["source"] == "redacted", item  # the record says why, in a pulled copy too
 
 
 def _hydra_project(project: Path) -> None:

@@ -299,6 +299,7 @@ def _note_reads(
     inserts: list[tuple[str, str, str, str]] = []
     changed: list[tuple[str, str]] = []
     hashed: list[tuple[str, int, int, str, str, str]] = []
+    special: list[str] = []  # hashed by _hash_into once the batch is written
     cache = StatCache(store)
     try:
         for key, source, read_mtime_ns in reads:
@@ -319,7 +320,11 @@ def _note_reads(
             if fresh or inputs[key] is not None:
                 continue
             if st is not None and (read_mtime_ns is None or now_ns == read_mtime_ns):
-                snap = _snapshot_read(store, root, key, full, st, policy, cache)
+                if not _plain(key, root, full, st, policy):
+                    inputs[key] = ""  # not None: a second read in the batch leaves it
+                    special.append(key)
+                    continue
+                snap = _snapshot_read(store, full, st, policy, cache)
                 if snap is not None:
                     inputs[key] = snap[0]
                     hashed.append((*snap, run_id, key))
@@ -327,8 +332,19 @@ def _note_reads(
                 changed.append((run_id, key))
     finally:
         cache.save()
-    if not (inserts or changed or hashed):
-        return
+    if inserts or changed or hashed:
+        _write_reads(store, inserts, changed, hashed)
+    for key in special:
+        _hash_into(store, run_id, root, "input", key, policy)
+
+
+def _write_reads(
+    store: Store,
+    inserts: list[tuple[str, str, str, str]],
+    changed: list[tuple[str, str]],
+    hashed: list[tuple[str, int, int, str, str, str]],
+) -> None:
+    """One transaction: the new input rows, the changed flags, the hashes."""
     with store.db.transaction() as cur:
         if inserts:
             cur.executemany(_UPSERT_FILE, inserts)
@@ -379,25 +395,24 @@ def _rows_of(store: Store, run_id: str, keys: list[str]) -> tuple[dict[str, str 
     return inputs, outputs
 
 
+def _plain(key: str, root: str, full: str, st: os.stat_result, policy: str) -> bool:
+    """Whether a read is hashed as it is: a file that is neither a secret file nor holds
+    a redacted value (the files ``_hash_into`` withholds, left to it, as directories)."""
+    if stat.S_ISDIR(st.st_mode) or is_secret_file(key, root):
+        return False
+    return not (policy == "store" and holds_secret(full, st.st_size))
+
+
 def _snapshot_read(
-    store: Store, root: str, key: str, full: str, st: os.stat_result, policy: str, cache: StatCache
+    store: Store, full: str, st: os.stat_result, policy: str, cache: StatCache
 ) -> tuple[str, int, int, str] | None:
-    """``(oid, size, stored, kind)`` of one read file or directory, as ``_hash_into``
-    records it (a secret file hashed, never stored); None if it cannot be read now."""
-    if is_secret_file(key, root) or (policy == "store" and holds_secret(full, st.st_size)):
-        policy = "hash"  # the rule of _hash_into
+    """``(oid, size, stored, kind)`` of one plain read file (``_plain``), as
+    ``_hash_into`` records it; None if it cannot be read now."""
     try:
-        if stat.S_ISDIR(st.st_mode):
-            snap = snapshot_path(store, full, policy)
-            if snap is None:
-                return None
-            oid, size, kind = snap[0], snap[1], "dir"
-        else:
-            oid, size, _ = put_cached(store, full, st, cache, policy == "store")
-            kind = "file"
+        oid, size, _ = put_cached(store, full, st, cache, policy == "store")
     except OSError:
         return None  # deleted or made unreadable since the stat: unhashed, as if gone
-    return oid, size, 1 if policy == "store" else 0, kind
+    return oid, size, 1 if policy == "store" else 0, "file"
 
 
 def withhold_input(store: Store, run_id: str, root: str, cwd: str | None, path: str) -> None:
@@ -520,8 +535,9 @@ def _hash_into(
     may hold credentials (capture.secretfiles: ``.env``, ``id_rsa``, ...) is hashed,
     never stored: withheld, so it is never pushed either."""
     full = key if os.path.isabs(key) else os.path.join(root, key)
-    if is_secret_file(key, root) or (policy == "store" and holds_secret(full)):
-        policy = "hash"  # a directory's files are searched one by one (_put_dir)
+    redacted = policy == "store" and holds_secret(full)  # a directory's: in _put_dir
+    if redacted or is_secret_file(key, root):
+        policy = "hash"
     snap = snapshot_path(store, full, policy)
     if snap is None:
         return None  # deleted (a temp file) or never created
@@ -531,7 +547,20 @@ def _hash_into(
         "UPDATE run_files SET oid = ?, size = ?, stored = ?, kind = ? WHERE run_id = ? AND role = ? AND path = ?",
         (oid, size, 1 if policy == "store" else 0, kind, run_id, role, key),
     )
+    if redacted:
+        _mark_redacted(store, run_id, role, key)
     return oid
+
+
+def _mark_redacted(store: Store, run_id: str, role: str, key: str) -> None:
+    """Source ``redacted``: the file held a value runbase redacted (capture.withhold) and
+    is recorded by hash only. The source says why it is withheld, as ``config`` does; a
+    declared file keeps ``declared`` (what the user asked for)."""
+    store.db.execute(
+        "UPDATE run_files SET stored = 0, source = CASE WHEN source IN ('declared', 'config') "
+        "THEN source ELSE 'redacted' END WHERE run_id = ? AND role = ? AND path = ?",
+        (run_id, role, key),
+    )
 
 
 def snapshot_path(store: Store, path: str, policy: str = "store") -> tuple[str, int] | None:
@@ -664,28 +693,30 @@ def finalize_files(
                 outputs[path] = (new, source)
         else:
             _finalize_input(store, run_id, root, policy, path, oid, source, changed, outputs)
-    _withhold_stored_inputs(store, run_id)
+    _withhold_stored_inputs(store, run_id, root, policy)
 
 
-def _withhold_stored_inputs(store: Store, run_id: str) -> None:
+def _withhold_stored_inputs(store: Store, run_id: str, root: str, policy: str) -> None:
     """Inputs are stored as they are read, and the command may report a value it redacts
     (a Hydra override, ``runbase.param``) after it read a file holding it: now that all
     are known, such an input is withheld from the record and never pushed. Its object
-    stays in this store (another run may share it); docs/security.md says so."""
+    stays in this store until ``runbase gc`` (another run may share it). An input
+    found holding one as it was read (not stored) is marked so here too."""
+    path_of = getattr(store.objects, "path", None)  # a local store's object file
+    if policy != "store" or path_of is None:
+        return
     rows = store.db.query(
-        "SELECT path, oid FROM run_files WHERE run_id = ? AND role = 'input' AND stored = 1 "
-        "AND kind = 'file' AND oid IS NOT NULL",
+        "SELECT path, oid, stored FROM run_files WHERE run_id = ? AND role = 'input' "
+        "AND kind = 'file' AND oid IS NOT NULL AND source NOT IN ('config', 'redacted') "
+        "AND (stored = 1 OR source <> 'declared')",
         (run_id,),
     )
-    path_of = getattr(store.objects, "path", None)  # a local store's object file
-    if path_of is None:
-        return
-    for path, oid in rows:
-        if holds_secret(str(path_of(oid))):
-            store.db.execute(
-                "UPDATE run_files SET stored = 0 WHERE run_id = ? AND role = 'input' AND path = ?",
-                (run_id, path),
-            )
+    for path, oid, stored in rows:
+        if not stored and is_secret_file(path, root):
+            continue  # withheld by its name
+        full = path if os.path.isabs(path) else os.path.join(root, path)
+        if holds_secret(str(path_of(oid)) if stored else full):
+            _mark_redacted(store, run_id, "input", path)
 
 
 def _finalize_input(
@@ -742,25 +773,23 @@ def _flag_if_changed(store: Store, run_id: str, root: str, path: str, oid: str) 
         )
 
 
-def _withheld(path: str, source: str, root: str | None, policy: str | None) -> str | None:
+def _withheld(path: str, source: str, root: str | None) -> str | None:
     """Why a file was never stored because it may hold credentials (None: it was not
-    withheld): a secret file by name, a config file runbase redacted secrets from
-    (source ``config``, see withhold_input), or, in a run that stores its files, one
-    that held a redacted value (capture.withhold: the only other reason a hashed file
-    of such a run is not stored)."""
+    withheld): a config file runbase redacted secrets from (source ``config``, see
+    withhold_input), a file that held a redacted value (source ``redacted``, see
+    _mark_redacted), a secret file by name."""
     if source == "config":
         return "config file with redacted values"
-    if is_secret_file(path, root):
-        return "secret file"
-    return WITHHELD_REASON if (policy or "store") == "store" else None
+    if source == "redacted":
+        return WITHHELD_REASON
+    return "secret file" if is_secret_file(path, root) else None
 
 
 def list_files(store: Store, run_id: str) -> dict[str, list[dict[str, Any]]]:
     """``{"inputs": [...], "outputs": [...]}`` as in the run record."""
     out: dict[str, list[dict[str, Any]]] = {"inputs": [], "outputs": []}
-    row = store.db.query_one("SELECT project_root, data_policy FROM runs WHERE id = ?", (run_id,))
+    row = store.db.query_one("SELECT project_root FROM runs WHERE id = ?", (run_id,))
     root = row[0] if row and isinstance(row[0], str) else None  # its secret-files setting
-    policy = row[1] if row and isinstance(row[1], str) else None
     rows = store.db.query(
         "SELECT role, path, oid, size, stored, source, url, changed, kind FROM run_files WHERE run_id = ? ORDER BY path",
         (run_id,),
@@ -774,7 +803,7 @@ def list_files(store: Store, run_id: str) -> dict[str, list[dict[str, Any]]]:
         if changed:
             item["changed_during_run"] = True
         withheld = not stored and oid and kind != "dir"
-        reason = _withheld(path, source, root, policy) if withheld else None
+        reason = _withheld(path, source, root) if withheld else None
         if reason:
             item["withheld"] = True  # may hold credentials: name and hash only
             item["withheld_reason"] = reason
