@@ -14,7 +14,11 @@ same directory again, unchanged (median of 5): its time, its ratio to the first
 one ``lstat`` per file). ``--grain 2`` runs the same code with the stat cache's
 pre-fix rule (no file modified within 2 s of a snapshot is cached) for the "before".
 
-    .venv/bin/python benchmarks/bench_resnapshot.py [--files 2000] [--size 100000] [--grain 2]
+    .venv/bin/python benchmarks/bench_resnapshot.py [--files 2000] [--size 100000] [--grain 2] [--batch 500]
+
+``read one by one``: the same files reported read one at a time by the audit hook, as
+a program reading them does, noted by two runs as the supervisor ingests them
+(``--batch`` events per ingest; ``--batch 1``: each on its own).
 """
 
 from __future__ import annotations
@@ -81,11 +85,13 @@ def _case(base: Path, name: str, n: int, size: int, backdate: bool) -> dict[str,
     }
 
 
-def _per_file(base: Path, n: int, size: int, dirs: int) -> dict[str, object]:
-    """The files read one by one by two runs (the audit hook's reports, noted as a run
-    ingests them): the first run hashes and stores each, the second finds them cached."""
+def _per_file(base: Path, n: int, size: int, dirs: int, batch: int) -> dict[str, object]:
+    """The files read one by one by two runs (the audit hook's reports, noted as the
+    supervisor ingests them: ``lifecycle.handle_events`` on ``batch`` events at a time,
+    what a program reading that many files a second sends in one ingest): the first run
+    hashes and stores each, the second finds them cached."""
     from runbase import lifecycle
-    from runbase.capture.files import note_file
+    from runbase.ingest import IngestResult
     from runbase.store import Store
 
     work = base / f"per-file-{dirs}"
@@ -103,8 +109,12 @@ def _per_file(base: Path, n: int, size: int, dirs: int) -> dict[str, object]:
     for _ in range(3):
         run_id = lifecycle.create_run(store, command=["x"], mode="api", cwd=root)
         t0 = time.perf_counter()
-        for rel, mtime_ns in rels:  # as the audit hook reports a read: with its mtime
-            note_file(store, run_id, root, rel, "input", "auto", mtime_ns)
+        events = [  # as the audit hook reports a read: with its mtime
+            {"\x00k": "file", "path": rel, "op": "r", "mtime_ns": mtime_ns}
+            for rel, mtime_ns in rels
+        ]
+        for i in range(0, len(events), batch):
+            lifecycle.handle_events(store, run_id, IngestResult(events=events[i : i + batch]))
         times.append(time.perf_counter() - t0)
         lifecycle.finalize(store, run_id, "finished", exit_code=0)
     store.close()
@@ -112,6 +122,7 @@ def _per_file(base: Path, n: int, size: int, dirs: int) -> dict[str, object]:
     unchanged = statistics.median(times[1:])
     return {
         "case": f"read one by one, {dirs} dirs",
+        "batch": batch,
         "first_s": times[0],
         "unchanged_s": unchanged,
         "unchanged_first_s": times[1],
@@ -125,6 +136,9 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=2000)
     ap.add_argument("--size", type=int, default=100_000)
     ap.add_argument("--grain", type=float, help="seconds: the stat cache's rule for every file")
+    ap.add_argument(
+        "--batch", type=int, default=500, help="file events per ingest (read one by one)"
+    )
     args = ap.parse_args()
     from runbase.store import statcache
 
@@ -144,7 +158,7 @@ def main() -> None:
                 f"   files hashed again: {r['rehashed_files']}"
             )
         for dirs in (20, 1):
-            r = _per_file(base, args.files, args.size, dirs)
+            r = _per_file(base, args.files, args.size, dirs, max(1, args.batch))
             rows.append(r)
             print(
                 f"{r['case']:22s} first {r['first_s']:.3f} s   unchanged {r['unchanged_s']:.3f} s"

@@ -468,3 +468,100 @@ def test_stat_cache_rows_reused_across_lookups_stay_exact(tmp_path: Path) -> Non
     assert reader.lookup(str(one), os.lstat(one)) is None
     writer.save()
     assert StatCache(store).lookup(str(one), os.lstat(one)) == (b3(one), True)
+
+
+def test_file_events_noted_in_a_batch_as_one_by_one(tmp_path: Path) -> None:
+    """The supervisor notes each ingest's file events in one batch (a few queries and
+    one write transaction): the record must be exactly that of noting them one by one
+    (roles, hashes, stored, withheld, changed, read-back outputs, preimages, URLs)."""
+    import os
+    import time
+
+    from runbase import lifecycle
+    from runbase.capture.files import _IN_CHUNK, note_file, withhold_input
+    from runbase.ingest import IngestResult
+
+    root = tmp_path / "proj"
+    store = Store.open(tmp_path / ".runbase", create=True)
+    old_ns = time.time_ns() - 600 * 10**9
+    many = []
+    for i in range(_IN_CHUNK + 20):  # more paths than one lookup query holds
+        p = root / "many" / f"d{i % 3}" / f"f{i}.txt"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(f"row {i}\n")
+        many.append(p)
+    for name, text in [
+        ("a.bin", "a"),
+        (".env", "TOKEN=x"),
+        ("moved.bin", "m"),
+        ("conf.yaml", "k: 1"),
+    ]:
+        (root / name).write_text(text)
+    (root / "sub").mkdir()
+    (root / "sub" / "x.txt").write_text("x")
+    for p in [*many, *root.iterdir(), root / "sub" / "x.txt"]:
+        os.utime(p, ns=(old_ns, old_ns))
+    os.utime(root / "moved.bin", ns=(old_ns + 10**9, old_ns + 10**9))  # changed since the read
+    before = ("blake3:" + "0" * 64, 7, False)  # bytes hashed by the process before a write
+
+    def events() -> list[dict]:
+        fresh = time.time_ns() + 10**9
+        (root / "own.bin").write_text("own")
+        (root / "new.bin").write_text("new")
+        for p in (root / "own.bin", root / "new.bin"):
+            os.utime(p, ns=(fresh, fresh))
+        e = [{"path": str(p.relative_to(root)), "op": "r", "mtime_ns": old_ns} for p in many]
+        return [
+            *e[:300],
+            {"path": "a.bin", "op": "r", "mtime_ns": old_ns},
+            {"path": "a.bin", "op": "r", "mtime_ns": old_ns},  # read twice
+            {"path": str(root / ".env"), "op": "r", "mtime_ns": old_ns},  # secret: hashed only
+            {"path": "conf.yaml", "op": "r", "mtime_ns": old_ns},  # withheld before
+            {"path": "moved.bin", "op": "r", "mtime_ns": old_ns},
+            {"path": "gone.bin", "op": "r", "mtime_ns": old_ns},  # deleted since the read
+            {"path": "sub", "op": "r"},  # a directory, no mtime reported
+            {"path": "own.bin", "op": "w"},
+            {"path": "own.bin", "op": "r", "mtime_ns": fresh},  # its own output read back
+            {"path": "new.bin", "op": "r", "mtime_ns": fresh},  # decided at the end
+            {"path": "over.bin", "op": "r", "mtime_ns": old_ns},
+            {"path": "over.bin", "op": "r", "mtime_ns": old_ns, "oid": before[0], "size": 7},
+            {"path": "s3://bucket/key", "op": "r"},
+            {"path": "out/model.pt", "op": "w"},
+            *e[300:],
+        ]
+
+    rows = []
+    for batched in (False, True):
+        run_id = lifecycle.create_run(store, command=["x"], mode="api", cwd=str(root))
+        withhold_input(store, run_id, str(root), str(root), "conf.yaml")
+        evs = events()
+        if batched:
+            lifecycle.handle_events(
+                store, run_id, IngestResult(events=[{"\x00k": "file", **e} for e in evs])
+            )
+        else:
+            for e in evs:
+                pre = (e["oid"], e["size"], False) if "oid" in e else None
+                role = "output" if e["op"] == "w" else "input"
+                note_file(store, run_id, str(root), e["path"], role, "auto", e.get("mtime_ns"), pre)
+        rows.append(
+            store.db.query(
+                "SELECT role, path, oid, size, stored, source, url, changed, kind FROM run_files "
+                "WHERE run_id = ? ORDER BY role, path",
+                (run_id,),
+            )
+        )
+    one_by_one, batch = rows
+    assert batch == one_by_one
+    got = {(r[0], r[1]): r for r in batch}
+    assert len(got) == len(many) + 11
+    assert got[("input", "a.bin")][2:5] == (b3(root / "a.bin"), 1, 1)
+    assert got[("input", ".env")][2:5] == (b3(root / ".env"), 7, 0)
+    assert got[("input", "conf.yaml")][4:6] == (0, "config")
+    assert got[("input", "moved.bin")][2] is None and got[("input", "moved.bin")][7] == 1
+    assert got[("input", "gone.bin")][7] == 1
+    assert got[("input", "sub")][8] == "dir"
+    assert ("input", "own.bin") not in got and got[("input", "new.bin")][2] is None
+    assert got[("input", "over.bin")][2:5] == (before[0], 7, 0)
+    assert got[("input", "s3://bucket/key")][6] == "s3://bucket/key"
+    assert all(got[("input", str(p.relative_to(root)))][2] == b3(p) for p in many)

@@ -218,11 +218,16 @@ def declare_files(
 
 def record_watched(store: Store, run_id: str, events: list[tuple[str, str]]) -> None:
     """Files the tree watcher saw read (``r``) or written (``w``) during the run."""
-    from .capture.files import note_file
+    from .capture.files import note_files
 
     root = project_root_of(store, run_id)
-    for path, op in dict.fromkeys(events):
-        note_file(store, run_id, root, path, "output" if op == "w" else "input", "watch")
+    notes = dict.fromkeys(events)
+    note_files(
+        store,
+        run_id,
+        root,
+        [(path, "output" if op == "w" else "input", "watch", None, None) for path, op in notes],
+    )
 
 
 def project_root_of(store: Store, run_id: str) -> str:
@@ -237,10 +242,32 @@ def has_env(store: Store, run_id: str) -> bool:
 
 
 def handle_events(store: Store, run_id: str, result: IngestResult) -> None:
-    """Act on spooled events that need more than an insert (a Python process's info)."""
+    """Act on spooled events that need more than an insert (a Python process's info).
+    File events are noted in batches (capture.files.note_files): a program that reads
+    thousands of files reports each, and one by one they cost a few transactions each."""
+    from .capture.files import FileNote, note_files
+
     root: str | None = None
+    files: list[FileNote] = []
     for e in result.events:
         kind = e.get("\x00k")
+        if kind == "file" and isinstance(e.get("path"), str):
+            role = "output" if e.get("op") == "w" else "input"
+            mtime = e.get("mtime_ns")
+            files.append(
+                (
+                    e["path"],
+                    role,
+                    "declared" if e.get("declared") else "auto",
+                    mtime if isinstance(mtime, int) and not isinstance(mtime, bool) else None,
+                    _preimage_of(e),
+                )
+            )
+            continue
+        if files:  # in order: what came before is noted first
+            root = root or project_root_of(store, run_id)
+            note_files(store, run_id, root, files)
+            files = []
         if kind == "python" and not has_python_env(store, run_id):
             info = e.get("info")
             if isinstance(info, dict):
@@ -249,22 +276,8 @@ def handle_events(store: Store, run_id: str, result: IngestResult) -> None:
             from .notebook import record_notebook_file
 
             record_notebook_file(store, run_id, e["path"], str(e.get("source") or ""))
-        elif kind == "file" and isinstance(e.get("path"), str):
-            from .capture.files import note_file
-
-            root = root or project_root_of(store, run_id)
-            role = "output" if e.get("op") == "w" else "input"
-            mtime = e.get("mtime_ns")
-            note_file(
-                store,
-                run_id,
-                root,
-                e["path"],
-                role,
-                "declared" if e.get("declared") else "auto",
-                mtime if isinstance(mtime, int) and not isinstance(mtime, bool) else None,
-                _preimage_of(e),
-            )
+    if files:
+        note_files(store, run_id, root or project_root_of(store, run_id), files)
 
 
 def _preimage_of(event: dict[str, Any]) -> tuple[str, int, bool] | None:
