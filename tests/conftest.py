@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import signal
@@ -12,6 +13,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -299,6 +301,32 @@ def wait_http(url: str, proc: subprocess.Popen[Any], *, timeout: float = 60) -> 
         if time.monotonic() > deadline:
             return f"not ready in {timeout:g} s"
         time.sleep(0.1)
+
+
+def http_request(
+    url: str,
+    method: str,
+    path: str,
+    token: str | None = None,
+    data: bytes | None = None,
+    ctype: str = "application/json",
+) -> tuple[int, Any]:
+    """One request to a test server (no retry): ``(status, parsed JSON or raw bytes)``;
+    an HTTP error status is returned, not raised."""
+    req = urllib.request.Request(url + path, data=data, method=method)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        req.add_header("Content-Type", ctype)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw
 
 
 def stop_process(proc: subprocess.Popen[Any], *, grace: float = 10, group: bool = False) -> None:

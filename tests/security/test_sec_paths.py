@@ -19,8 +19,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ from typing import Any
 import pytest
 from sec_runkit import Made, clone, make_run, manifest_bytes, plant_input, plant_tree
 
-from conftest import require, runbase_cmd, start_server
+from conftest import http_request, require, runbase_cmd, start_server
 from runbase import ids
 from runbase.bundle import export_run, import_run
 from runbase.errors import UnsafePathError
@@ -298,21 +296,6 @@ def _fresh(bundle: dict[str, Any]) -> dict[str, Any]:
 # -- pushed to a real server: 422 naming the path ----------------------------------------
 
 
-def _http(url: str, method: str, path: str, token: str, body: bytes, ctype: str) -> tuple[int, Any]:
-    req = urllib.request.Request(url + path, data=body, method=method)
-    req.add_header("Authorization", f"Bearer {token}")
-    req.add_header("Content-Type", ctype)
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            status, raw = resp.status, resp.read()
-    except urllib.error.HTTPError as e:
-        status, raw = e.code, e.read()
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        return status, raw
-
-
 def test_server_refuses_crafted_pushes(made: Made, tmp_path: Path) -> None:
     require("fastapi")
     from runbase.server import admin
@@ -326,7 +309,7 @@ def test_server_refuses_crafted_pushes(made: Made, tmp_path: Path) -> None:
 
         def put_object(data: bytes) -> str:
             oid = hash_bytes(data)
-            status, body = _http(
+            status, body = http_request(
                 server.url, "PUT", f"{api}/objects/{oid}", token, data, "application/octet-stream"
             )
             assert status == 201, body
@@ -335,7 +318,7 @@ def test_server_refuses_crafted_pushes(made: Made, tmp_path: Path) -> None:
         def push(bundle: dict[str, Any]) -> tuple[int, Any]:
             rid = bundle["run"]["id"]
             data = json.dumps(bundle).encode()
-            return _http(
+            return http_request(
                 server.url, "PUT", f"{api}/runs/{rid}/bundle", token, data, "application/json"
             )
 
