@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 from ._filehook import FILE_EVENTS, data_path, event_path, interpreter_prefixes, read_mtime
 
@@ -34,7 +33,7 @@ MAX_EVENTS = 10_000
 _PARSING_FRAMEWORKS = ("hydra.", "fire.", "traitlets.")
 
 _armed = False
-_armed_at = 0.0
+_once = False  # armed once: a run's start disarms it for good (the hook stays)
 _events: list[tuple[str, str, int | None]] = []
 _seen: set[tuple[str, str]] = set()
 _overflow = False
@@ -44,12 +43,12 @@ _parsed: dict[str, Any] | None = None
 def arm() -> None:
     """Start noting file I/O and the argparse parse (once per process; not under
     ``runbase run``, nor with ``RUNBASE_EARLY=0``)."""
-    global _armed, _armed_at
-    if _armed or _armed_at or os.environ.get("RUNBASE_RUN_ID"):
+    global _armed, _once
+    if _once or os.environ.get("RUNBASE_RUN_ID"):
         return
     if os.environ.get("RUNBASE_EARLY", "1") == "0" or _runbase_itself():
         return
-    _armed, _armed_at = True, time.time()
+    _armed = _once = True
     sys.addaudithook(_hook)
     from ._imphook import when_imported
 
@@ -65,7 +64,7 @@ def _runbase_itself() -> bool:
 
 
 def disarm() -> None:
-    """Stop noting, and forget what was noted (runbase's own CLI, a run's start)."""
+    """Stop noting, and forget what was noted (a run's start)."""
     global _armed
     _armed = False
     _events.clear()
