@@ -57,8 +57,6 @@ def watch_supervisor(spool_dir: str) -> None:
                     t.event("supervisor_lost", pid=sup_pid)
                 return
 
-    import threading
-
     threading.Thread(target=loop, name="runbase-supervisor-watch", daemon=True).start()
 
 

@@ -164,9 +164,10 @@ def record_env(store: Store, run_id: str, python: dict[str, Any] | None) -> None
     path = python.get("path") if python else None
     packages_id, count = _packages_object(store, path) if path else (None, 0)
     env["packages_count"] = count
+    env_json = json.dumps(fsname.clean(env))
     store.db.execute(
         "UPDATE runs SET env_json = ?, packages_id = ? WHERE id = ?",
-        (json.dumps(fsname.clean(env)), packages_id, run_id),
+        (env_json, packages_id, run_id),
     )
     if packages_id is not None:
         # its job runs (runbase.jobs) that ended before it was known: the same process,
@@ -174,7 +175,7 @@ def record_env(store: Store, run_id: str, python: dict[str, Any] | None) -> None
         store.db.execute(
             "UPDATE runs SET env_json = ?, packages_id = ? "
             "WHERE parent_id = ? AND mode = 'job' AND packages_id IS NULL",
-            (json.dumps(fsname.clean(env)), packages_id, run_id),
+            (env_json, packages_id, run_id),
         )
 
 
@@ -304,12 +305,17 @@ def ingest_and_handle(store: Store, run_id: str) -> IngestResult:
 def ingest_live_jobs(store: Store, run_id: str) -> None:
     """Ingest the job runs (runbase.jobs) of ``run_id`` still running, so that they are
     live too: their process ingests and finalizes each as it ends."""
+    for job_id in _running_jobs(store, run_id):
+        ingest_and_handle(store, job_id)
+
+
+def _running_jobs(store: Store, run_id: str) -> list[str]:
+    """The job runs (runbase.jobs) of ``run_id`` not ended yet."""
     rows = store.db.query(
         "SELECT id FROM runs WHERE parent_id = ? AND mode = 'job' AND status = 'running'",
         (run_id,),
     )
-    for (job_id,) in rows:
-        ingest_and_handle(store, job_id)
+    return [str(row[0]) for row in rows]
 
 
 def finalize(
@@ -447,11 +453,7 @@ def _end_left_jobs(
 ) -> None:
     """End the job runs (runbase.jobs) its process left running, killed or exiting
     during a job, with the process's status."""
-    rows = store.db.query(
-        "SELECT id FROM runs WHERE parent_id = ? AND mode = 'job' AND status = 'running'",
-        (run_id,),
-    )
-    for (job_id,) in rows:
+    for job_id in _running_jobs(store, run_id):
         finalize(
             store,
             job_id,
