@@ -77,11 +77,15 @@ _MEMO: OrderedDict[tuple[str, str], tuple[bytes, dict[str, Entry]]] = OrderedDic
 _MEMO_DIRS = 8
 
 
+def _memo_key(store: Any, directory: str) -> tuple[str, str]:
+    return (str(getattr(store, "root", id(store))), directory)
+
+
 def _decoded(store: Any, directory: str, raw: Any) -> dict[str, Entry]:
     if not isinstance(raw, (bytes, bytearray, memoryview)):
         return {}  # damaged: only a cache
     blob = bytes(raw)
-    key = (str(getattr(store, "root", id(store))), directory)
+    key = _memo_key(store, directory)
     hit = _MEMO.get(key)
     if hit is not None and hit[0] == blob:
         _MEMO.move_to_end(key)
@@ -92,7 +96,7 @@ def _decoded(store: Any, directory: str, raw: Any) -> dict[str, Entry]:
 
 
 def _remember_decoded(store: Any, directory: str, blob: bytes, entries: dict[str, Entry]) -> None:
-    key = (str(getattr(store, "root", id(store))), directory)
+    key = _memo_key(store, directory)
     _MEMO[key] = (blob, entries)
     _MEMO.move_to_end(key)
     while len(_MEMO) > _MEMO_DIRS:
