@@ -51,9 +51,10 @@ def _echo_json(data: Any) -> None:
     from . import fsname
     from .capture.params import jsonable
 
-    text = json.dumps(jsonable(data), indent=2, ensure_ascii=False)
+    data = jsonable(data)
+    text = json.dumps(data, indent=2, ensure_ascii=False)
     if fsname.needs_encoding(text):  # a lone surrogate an older version stored ("\udce9")
-        text = json.dumps(fsname.clean(jsonable(data)), indent=2, ensure_ascii=False)
+        text = json.dumps(fsname.clean(data), indent=2, ensure_ascii=False)
     click.echo(text)
 
 
