@@ -354,20 +354,20 @@ def unknown_keys(store: Any, where: str | None) -> list[str]:
     p = _Parser(where)
     p.parse()
     notes: list[str] = []
-    seen: set[tuple[str, str]] = set()
-    for f in p.fields:
-        if (f.scope, f.key) in seen:
+    known_keys: dict[str, list[str]] = {}  # scope -> its keys, read once per scope
+    for scope, key in dict.fromkeys((f.scope, f.key) for f in p.fields):  # each once
+        q = f"SELECT 1 FROM {scope} WHERE key = ? LIMIT 1"  # scope: params|metrics|tags
+        if store.db.query_one(q, (key,)) is not None:
             continue
-        seen.add((f.scope, f.key))
-        q = f"SELECT 1 FROM {f.scope} WHERE key = ? LIMIT 1"  # scope: params|metrics|tags
-        if store.db.query_one(q, (f.key,)) is not None:
-            continue
-        known = [r[0] for r in store.db.query(f"SELECT DISTINCT key FROM {f.scope}")]
-        close = difflib.get_close_matches(f.key, known, n=3, cutoff=0.6)
-        hint = " or ".join(f"{f.scope}.{k}" for k in close)
+        if scope not in known_keys:
+            sql = f"SELECT DISTINCT key FROM {scope}"
+            known_keys[scope] = [r[0] for r in store.db.query(sql)]
+        known = known_keys[scope]
+        close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+        hint = " or ".join(f"{scope}.{k}" for k in close)
         notes.append(
-            f"{f.scope}.{f.key} exists in no run"
-            + (f" (did you mean {hint}?)" if hint else f" ({len(known)} {f.scope} keys in all)")
+            f"{scope}.{key} exists in no run"
+            + (f" (did you mean {hint}?)" if hint else f" ({len(known)} {scope} keys in all)")
         )
     return notes
 
