@@ -13,12 +13,15 @@ import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from .. import progress
 from ..errors import StoreError
 from .hashing import ALGO, hash_bytes, new_hasher, split_id
 from .hashing import CHUNK as _CHUNK
+
+if TYPE_CHECKING:
+    from .backends import Objects
 
 _SMALL = 4 << 20  # files up to this size are read whole: hash first, write only if new
 
@@ -74,15 +77,33 @@ class Verifier:
             raise CorruptObject(self.oid, actual, where=self.where)
 
 
-def verified_chunks(oid: str, chunks: Iterator[bytes], where: str = "") -> Iterator[bytes]:
+def verified_chunks(
+    oid: str, chunks: Iterator[bytes], where: str = "", size_hint: int = 0
+) -> Iterator[bytes]:
     """``chunks`` passed through, hashed; CorruptObject after the last one when they are
     not ``oid`` (a stream already sent cannot be taken back: its reader sees the error
     instead of a clean end, and a client re-hashes anyway)."""
-    v = Verifier(oid, where=where)
+    v = Verifier(oid, size_hint, where)
     for data in chunks:
         v.update(data)
         yield data
     v.check()
+
+
+def verify_once(objects: Objects, oid: str, verified: set[str]) -> None:
+    """Hash the whole object once per ``verified`` set (a backend's): a window read alone
+    cannot be checked. CorruptObject (raised by ``iter_bytes``) when it does not match."""
+    if oid not in verified:
+        for _ in objects.iter_bytes(oid):
+            pass
+        verified.add(oid)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """All of ``data`` to descriptor ``fd`` (``os.write`` may write less)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 class LocalObjects:
@@ -139,9 +160,7 @@ class LocalObjects:
             else:
                 while chunk := f.read(_CHUNK):
                     v.update(chunk)
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(out, view) :]
+                    write_all(out, chunk)
         try:
             v.check()
         except CorruptObject as e:
@@ -174,16 +193,8 @@ class LocalObjects:
         """Up to ``length`` bytes from ``offset`` (a window of a large log or file). The
         whole object is verified on its first window read by this process (a window
         alone cannot be), CorruptObject when it does not match."""
+        verify_once(self, oid, self._verified)
         with open(self._path_s(oid), "rb") as f:
-            if oid not in self._verified:
-                v = Verifier(oid, os.fstat(f.fileno()).st_size)
-                while chunk := f.read(_CHUNK):
-                    v.update(chunk)
-                try:
-                    v.check()
-                except CorruptObject as e:
-                    self._corrupt(oid, e.actual)
-                self._verified.add(oid)
             f.seek(offset)
             return f.read(length)
 
@@ -241,11 +252,11 @@ class LocalObjects:
         """The object's bytes in chunks (FileNotFoundError, raised before the first),
         hashed as they go: CorruptObject after the last when they are not ``oid``."""
         f = open(self._path_s(oid), "rb")  # noqa: SIM115 - closed by the generator
-        return self._checked(oid, _chunks(f, chunk))
+        return self._checked(oid, _chunks(f, chunk), os.fstat(f.fileno()).st_size)
 
-    def _checked(self, oid: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    def _checked(self, oid: str, chunks: Iterator[bytes], size: int) -> Iterator[bytes]:
         try:
-            yield from verified_chunks(oid, chunks)
+            yield from verified_chunks(oid, chunks, size_hint=size)
         except CorruptObject as e:
             self._corrupt(oid, e.actual)
 

@@ -37,8 +37,9 @@ from .objects import (
     ObjectIdMismatch,
     ObjectTooLarge,
     SpillingWriter,
-    Verifier,
     verified_chunks,
+    verify_once,
+    write_all,
 )
 
 INSTALL_HINT = "pip install 'runbase[s3]'"
@@ -181,9 +182,7 @@ class S3Objects:
         CorruptObject when they are not ``oid`` (the caller removes ``out``'s file)."""
         size = 0
         for chunk in self.iter_bytes(oid):
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(out, view) :]
+            write_all(out, chunk)
             size += len(chunk)
         return size
 
@@ -213,12 +212,7 @@ class S3Objects:
         verified once per process first (a window alone cannot be): CorruptObject."""
         if length <= 0:
             return b""
-        if oid not in self._verified:
-            v = Verifier(oid, where=self.url)
-            for chunk in self.iter_bytes(oid):
-                v.update(chunk)
-            v.check()
-            self._verified.add(oid)
+        verify_once(self, oid, self._verified)
         try:
             resp = self.client.get_object(
                 Bucket=self.bucket, Key=self.key(oid), Range=f"bytes={offset}-{offset + length - 1}"
