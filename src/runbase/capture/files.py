@@ -24,7 +24,7 @@ from typing import Any
 
 from .. import fsname
 from .._filehook import CODE_SUFFIXES as CODE_SUFFIXES  # capture.watch skips them too
-from .._filehook import data_path, event_path, interpreter_prefixes, read_mtime
+from .._filehook import FILE_EVENTS, data_path, event_path, interpreter_prefixes, read_mtime
 from ..store import Store
 from ..store.hashing import hash_file
 from ..store.statcache import StatCache
@@ -126,6 +126,8 @@ def install_audit_hook(
         emit(path, op, mtime)
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
+        if event not in FILE_EVENTS:
+            return  # every audit event of the process comes here: most are not files'
         try:
             found = event_path(event, args)
             if found is not None:
