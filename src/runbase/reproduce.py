@@ -530,9 +530,10 @@ def _recorded_overrides(rec: dict[str, Any]) -> dict[str, Any]:
     """The overrides a run was started with (its tag), or none when the tag is not a
     JSON object: a pulled record is not trusted to be well formed."""
     from . import overrides as ov
+    from .shapes import loads
 
-    try:
-        recorded = json.loads((rec.get("tags") or {}).get(ov.TAG) or "{}")
-    except (TypeError, ValueError, RecursionError):
+    try:  # nesting bounded as where overrides are read back (overrides._from_env)
+        recorded = loads((rec.get("tags") or {}).get(ov.TAG) or "{}")
+    except (TypeError, ValueError):  # shapes.TooDeep is a ValueError
         return {}
     return recorded if isinstance(recorded, dict) else {}
