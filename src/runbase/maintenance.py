@@ -231,18 +231,21 @@ def work_dirs(store: Store, kind: str = "reproduce") -> list[tuple[Path, int]]:
     """``(directory, bytes)`` of each work directory under ``.runbase/<kind>/``:
     ``reproduce`` (the re-runs' materialized code and data) or ``envs`` (rebuilt
     virtual environments, a cache that ``reproduce --env venv`` reuses)."""
-    base = store.root / kind
+    return [(d, _tree_bytes(d)) for d in _work_dir_paths(store, kind)]
+
+
+def _work_dir_paths(store: Store, kind: str) -> list[Path]:
     try:
-        entries = sorted(base.iterdir())
+        entries = sorted((store.root / kind).iterdir())
     except OSError:
         return []
-    return [(d, _tree_bytes(d)) for d in entries if d.is_dir() and not d.is_symlink()]
+    return [d for d in entries if d.is_dir() and not d.is_symlink()]
 
 
 def _gc_work_dirs(store: Store, report: GcReport, delete: bool, cutoff: float) -> None:
     """Reproduce work directories are scratch once their re-run ended (its record and
     outputs are in the store): collected like objects, after the same grace period."""
-    for d, size in work_dirs(store):
+    for d in _work_dir_paths(store, "reproduce"):  # sized only when collected
         busy = store.db.query_one(
             "SELECT 1 FROM runs WHERE project_root = ? AND status = 'running' LIMIT 1", (str(d),)
         )
@@ -253,7 +256,7 @@ def _gc_work_dirs(store: Store, report: GcReport, delete: bool, cutoff: float) -
         if busy or young:
             report.kept_work_dirs += 1
             continue
-        report.work_dirs.append((str(d), size))
+        report.work_dirs.append((str(d), _tree_bytes(d)))
         if delete:
             shutil.rmtree(d, ignore_errors=True)
 
