@@ -283,13 +283,19 @@ def _quietly(fn: Callable[[dict[str, Any]], None], kwargs: dict[str, Any]) -> No
 
 def _multirun_started(kwargs: dict[str, Any]) -> None:
     import os
+
+    os.environ[GROUP_ENV] = _new_group(None).id
+
+
+def _new_group(group_id: str | None) -> Any:
+    """The multirun's job group (a new one, or ``group_id``'s in a launcher's worker)."""
     import time
 
     from ..jobs import Group
 
-    group = Group(drop_argv_params=True)  # Hydra's command line is Hydra's: no params
+    group = Group(group_id, drop_argv_params=True)  # Hydra's command line is Hydra's: no params
     _hydra_jobs.update(group=group, since=time.time())
-    os.environ[GROUP_ENV] = group.id
+    return group
 
 
 def _multirun_ended(_kwargs: dict[str, Any]) -> None:
@@ -301,14 +307,10 @@ def _multirun_ended(_kwargs: dict[str, Any]) -> None:
 
 def _group() -> Any:
     import os
-    import time
-
-    from ..jobs import Group
 
     group = _hydra_jobs.get("group")
     if group is None:  # a launcher's worker process, or runbase.init() inside a job
-        group = Group(os.environ.get(GROUP_ENV), drop_argv_params=True)
-        _hydra_jobs.update(group=group, since=time.time())
+        group = _new_group(os.environ.get(GROUP_ENV))
     return group
 
 
@@ -389,12 +391,7 @@ def _job_in_progress() -> None:
     masked: Any = HydraConfig.instance().cfg  # the hydra node; its parent: the job config
     cfg = masked.hydra._get_parent() if masked is not None else None
     if cfg is not None and _multirun(cfg) and "job" in cfg.hydra:
-        try:
-            _start_job(cfg)
-        except Exception as e:  # noqa: BLE001
-            from .._safe import warn_once
-
-            warn_once("hydra-jobs", f"could not record a Hydra multirun job: {e}")
+        _quietly(lambda _kwargs: _start_job(cfg), {})
 
 
 def _omegaconf_dict(cfg: Any, skip: str) -> dict[str, Any]:
