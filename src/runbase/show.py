@@ -44,6 +44,8 @@ def render_record(rec: dict[str, Any]) -> str:
             where += f" on {code['branch']}"
         if code.get("dirty"):
             where += "  + uncommitted changes"
+        patch = code.get("patch")  # parsed once, for the totals and the per-file lines
+        changed = patch_summary(patch) if isinstance(patch, str) and patch else None
         lines += _kv(
             [
                 ("commit", where if code["kind"] == "git" else "(not a git repository)"),
@@ -51,7 +53,7 @@ def render_record(rec: dict[str, Any]) -> str:
                 ("tree", f"{code.get('tree')}  ({code.get('files')} files)"),
                 (
                     "patch",
-                    f"{code.get('patch_bytes', 0)} bytes{_patch_totals(code)}"
+                    f"{code.get('patch_bytes', 0)} bytes{_patch_totals(changed)}"
                     f" (runbase diff {rec['id'][:10]})"
                     if code.get("patch_id")
                     else "",
@@ -59,7 +61,7 @@ def render_record(rec: dict[str, Any]) -> str:
             ],
             indent=2,
         )
-        lines += _patch_files(code)
+        lines += _patch_files(changed or [])
     lines += _data_lines(rec)
     nb = rec.get("notebook")
     if nb:
@@ -153,22 +155,20 @@ def render_record(rec: dict[str, Any]) -> str:
 _MAX_FILES = 20  # per list in the text view; --json has them all
 
 
-def _patch_totals(code: dict[str, Any]) -> str:
-    """``: 3 files, +9 -2 lines`` of the uncommitted change (none without its text)."""
-    patch = code.get("patch")
-    if not isinstance(patch, str) or not patch:
+def _patch_totals(files: list[tuple[str, int, int]] | None) -> str:
+    """``: 3 files, +9 -2 lines`` of the uncommitted change (``files``: its
+    :func:`patch_summary`; None without its text)."""
+    if files is None:
         return ""
-    files = patch_summary(patch)
     plus = sum(max(f[1], 0) for f in files)
     return f": {len(files)} files, +{plus} -{sum(f[2] for f in files)} lines"
 
 
-def _patch_files(code: dict[str, Any]) -> list[str]:
-    """The uncommitted change as ``+3 -1  path`` per file (the patch itself: runbase diff)."""
-    patch = code.get("patch")
-    if not isinstance(patch, str) or not patch:
+def _patch_files(files: list[tuple[str, int, int]]) -> list[str]:
+    """The uncommitted change (its :func:`patch_summary`) as ``+3 -1  path`` per file
+    (the patch itself: runbase diff)."""
+    if not files:
         return []
-    files = patch_summary(patch)
     rows = [
         ["binary" if p < 0 else f"+{p}", "" if p < 0 else f"-{m}", path]
         for path, p, m in files[:_MAX_FILES]
