@@ -290,23 +290,25 @@ class SQLiteDatabase(Database):
 
     def _read(self, sql: str, params: Sequence[Any], all_rows: bool) -> list[Row] | Row | None:
         """One read, robust to odd text: a parameter holding lone surrogates (a file
-        name that is not UTF-8) is looked up in its stored form (runbase.fsname), and
-        text stored as bytes that are not UTF-8 (another tool, a damaged row) reads
-        with U+FFFD instead of failing the whole command. Both only on the retry:
-        the common path costs nothing."""
+        name that is not UTF-8) is looked up in its stored form (runbase.fsname, by
+        _Cursor), and text stored as bytes that are not UTF-8 (another tool, a damaged
+        row) reads with U+FFFD instead of failing the whole command, on a retry: the
+        common path costs nothing."""
         try:
-            cur = self.conn.cursor(_Cursor).execute(sql, params)
-            return cur.fetchall() if all_rows else cur.fetchone()
+            return self._fetch(sql, params, all_rows)
         except sqlite3.OperationalError as e:
             if "decode" not in str(e):
                 raise
         # under self._writer: no other thread of this connection reads meanwhile
         self.conn.text_factory = _lenient_text
         try:
-            cur = self.conn.cursor(_Cursor).execute(sql, params)
-            return cur.fetchall() if all_rows else cur.fetchone()
+            return self._fetch(sql, params, all_rows)
         finally:
             self.conn.text_factory = str
+
+    def _fetch(self, sql: str, params: Sequence[Any], all_rows: bool) -> list[Row] | Row | None:
+        cur = self.conn.cursor(_Cursor).execute(sql, params)
+        return cur.fetchall() if all_rows else cur.fetchone()
 
 
 def _lenient_text(data: bytes) -> str:
