@@ -245,31 +245,16 @@ class ListOf(Shape):
         return [v for v in out if v is not None]
 
 
-class MapOf(Shape):
-    """An object with any keys, each value of one shape."""
-
-    def __init__(self, value: Shape) -> None:
-        self.value = value
-
-    def conform(self, value: Any, where: str, strict: bool) -> Any:
-        if value is None:
-            return None
-        if not isinstance(value, Mapping):
-            return self.misfit(where, "must be an object", strict)
-        out = {}
-        for k, v in value.items():
-            fitted = self.value.conform(v, f"{where}.{k}", strict)
-            if fitted is not None or v is None:
-                out[k] = fitted
-        return out
-
-
 class Obj(Shape):
     """An object with documented fields; other keys are kept (keys are added within a
-    version: an older reader must not refuse a newer writer's extra key)."""
+    version: an older reader must not refuse a newer writer's extra key), each fitted to
+    ``others`` (any JSON unless given)."""
 
-    def __init__(self, fields: dict[str, Shape], required: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, fields: dict[str, Shape], required: tuple[str, ...] = (), others: Shape | None = None
+    ) -> None:
         self.fields, self.required = fields, required
+        self.others = others if others is not None else _ANY
 
     def conform(self, value: Any, where: str, strict: bool) -> Any:
         if value is None:
@@ -278,7 +263,7 @@ class Obj(Shape):
             return self.misfit(where, "must be an object", strict)
         out = {}
         for k, v in value.items():
-            shape = self.fields.get(k, _ANY)
+            shape = self.fields.get(k, self.others)
             fitted = shape.conform(v, f"{where}.{k}", strict)
             if fitted is not None or v is None:
                 out[k] = fitted
@@ -286,6 +271,13 @@ class Obj(Shape):
         if missing:
             return self.misfit(where, f"needs {', '.join(missing)}", strict)
         return out
+
+
+class MapOf(Obj):
+    """An object with any keys, each value of one shape."""
+
+    def __init__(self, value: Shape) -> None:
+        super().__init__({}, others=value)
 
 
 _ANY = AnyJSON()
