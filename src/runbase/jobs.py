@@ -93,9 +93,10 @@ class Group:
             index = self.started
         if not isinstance(index, int) or isinstance(index, bool):
             raise UsageError(f"a job index must be an integer, got {index!r}")
-        if _current() is not None:
+        running = current()
+        if running is not None:
             raise UsageError(
-                f"job {_current()} is still running: end it before starting another "
+                f"job {running} is still running: end it before starting another "
                 "(jobs of one process run one at a time)"
             )
         self.started += 1
@@ -181,10 +182,6 @@ class Job(_api.Run):
 
 def current() -> Job | None:
     """The job run in progress in this process, if any."""
-    return _current()
-
-
-def _current() -> Job | None:
     job = _api._job
     return job if isinstance(job, Job) and not job.finished else None
 
@@ -387,7 +384,7 @@ def _at_exit() -> None:
     knows how it ends (an uncaught exception, or not): the job ends so. Under
     ``runbase run`` only the supervisor knows the exit status: the job is left running
     (its data flushed), and ending the process's run ends it with that status."""
-    job = _current()
+    job = current()
     if job is None:
         return
     run = _api._run
@@ -425,7 +422,7 @@ def files_since(directory: str, since: float) -> list[str]:
 def claim_outputs(paths: list[str]) -> None:
     """Record ``paths`` as outputs of the job in progress (files its launcher wrote for it
     before it started, which the process's run saw being written)."""
-    job = _current()
+    job = current()
     if job is None or job._tracker is None:
         return
     from .capture.files import FILE_EVENT
