@@ -11,7 +11,7 @@ from rwkit import (
     assert_files,
     assert_no_redaction,
     assert_no_self_inputs,
-    b3,
+    expected_files,
     lineage,
     make_project,
     model_metrics,
@@ -37,12 +37,8 @@ def test_lightgbm_model_saved_then_reloaded(tmp_path: Path) -> None:
         "argparse", "lightgbm", "lightgbm")  # fmt: skip
 
     assert_no_self_inputs(rec)
-    assert_files(rec, "inputs", {"data/housing.csv": b3(root / "data/housing.csv")})
-    assert_files(
-        rec,
-        "outputs",
-        {"model.txt": b3(root / "model.txt"), "predictions.csv": b3(root / "predictions.csv")},
-    )
+    assert_files(rec, "inputs", expected_files(root, ["data/housing.csv"]))
+    assert_files(rec, "outputs", expected_files(root, ["model.txt", "predictions.csv"]))
     assert lineage(root, "predictions.csv") == [rec["id"]]
 
     m = model_metrics(rec)

@@ -12,7 +12,7 @@ from rwkit import (
     assert_no_redaction,
     assert_no_self_inputs,
     assert_params,
-    b3,
+    expected_files,
     lineage,
     make_project,
     model_metrics,
@@ -44,12 +44,8 @@ def test_tfidf_grid_search_pipeline(tmp_path: Path) -> None:
     )  # fmt: skip
 
     assert_no_self_inputs(rec)
-    assert_files(rec, "inputs", {"data/reviews.csv": b3(root / "data/reviews.csv")})
-    assert_files(
-        rec,
-        "outputs",
-        {"model.joblib": b3(root / "model.joblib"), "metrics.json": b3(root / "metrics.json")},
-    )
+    assert_files(rec, "inputs", expected_files(root, ["data/reviews.csv"]))
+    assert_files(rec, "outputs", expected_files(root, ["model.joblib", "metrics.json"]))
     assert lineage(root, "metrics.json") == [rec["id"]]
     assert set(model_metrics(rec)) == {"score"}  # the reloaded model's held-out accuracy
 

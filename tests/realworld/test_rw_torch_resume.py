@@ -16,6 +16,7 @@ from rwkit import (
     assert_no_self_inputs,
     assert_params,
     b3,
+    expected_files,
     lineage,
     make_project,
     model_metrics,
@@ -88,12 +89,7 @@ def test_plain_python_auto_started_run_records_what_runbase_run_would(tmp_path: 
     assert rec["status"] == "finished" and rec["mode"] == "api"
     assert rec["params"] == {**ARGS, "epochs": 2, "lr": 0.2}
     assert_no_self_inputs(rec)
-    assert_files(rec, "inputs", {"data/train.csv": b3(root / "data/train.csv")})
-    assert_files(
-        rec,
-        "outputs",
-        {"checkpoints/last.pt": b3(root / "checkpoints/last.pt"),
-         "history.pkl": b3(root / "history.pkl")},
-    )  # fmt: skip
+    assert_files(rec, "inputs", expected_files(root, ["data/train.csv"]))
+    assert_files(rec, "outputs", expected_files(root, ["checkpoints/last.pt", "history.pkl"]))
     code, verdict = reproduce(root, rec["id"])
     assert (code, verdict["verdict"]) == (0, "reproduced"), verdict

@@ -13,7 +13,7 @@ from rwkit import (
     assert_files,
     assert_no_redaction,
     assert_no_self_inputs,
-    b3,
+    expected_files,
     lineage,
     make_project,
     model_metrics,
@@ -42,17 +42,8 @@ def test_xgboost_booster_saved_then_reloaded(tmp_path: Path) -> None:
     assert src["num_boost_round"] == "xgboost"
 
     assert_no_self_inputs(rec)
-    assert_files(
-        rec,
-        "inputs",
-        {
-            "data/train.csv": b3(root / "data/train.csv"),
-            "data/test.csv": b3(root / "data/test.csv"),
-        },
-    )
-    assert_files(
-        rec, "outputs", {"model.json": b3(root / "model.json"), "eval.json": b3(root / "eval.json")}
-    )
+    assert_files(rec, "inputs", expected_files(root, ["data/train.csv", "data/test.csv"]))
+    assert_files(rec, "outputs", expected_files(root, ["model.json", "eval.json"]))
     assert lineage(root, "model.json") == [rec["id"]]
 
     m = model_metrics(rec)
