@@ -482,16 +482,17 @@ _ROW_CHECKS = {
 # -- import --------------------------------------------------------------------------------
 
 
-def validate(bundle: Any, replace: bool = True) -> str:
-    """Check ``bundle`` as :func:`import_run` does, writing nothing: its run id, or
+def validate(bundle: Any, replace: bool = True) -> _Parsed:
+    """Check ``bundle`` as :func:`import_run` does, writing nothing: the parsed bundle
+    (``run_id``, ``rows``), which :func:`import_run` takes as it is, or
     :class:`BundleError` naming the first field that does not have its documented shape
     (a pull checks a server's answer before fetching the objects it names)."""
-    return _parse(bundle, replace).run_id
+    return _parse(bundle, replace)
 
 
 def import_run(
     store: Store,
-    bundle: dict[str, Any],
+    bundle: dict[str, Any] | _Parsed,
     *,
     replace: bool = True,
     verify: Callable[[str], None] | None = None,
@@ -513,8 +514,9 @@ def import_run(
     ``manifests``: the tree manifests the run names (code, data directories) that
     ``store`` holds are read and their paths checked (UnsafePathError) before anything
     is written; a server passes False and checks in ``verify`` only those the project
-    holds."""
-    parsed = _parse(bundle, replace)
+    holds. ``bundle`` may be what :func:`validate` returned (with the same ``replace``):
+    it is not parsed again."""
+    parsed = bundle if isinstance(bundle, _Parsed) else _parse(bundle, replace)
     if manifests:
         _check_manifests(store, parsed)
     with store.db.transaction() as cur:

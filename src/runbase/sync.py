@@ -221,7 +221,8 @@ def pull(
     bundle = client.get_json(path, {"data": "true"})
     # nothing read from a server is trusted: the whole bundle is checked (BundleError
     # naming the field) before a byte of its objects is fetched
-    report = PullReport(validate(bundle), data=data)
+    parsed = validate(bundle)
+    report = PullReport(parsed.run_id, data=data)
     objects: dict[str, str] = bundle.get("objects") or {}
     wanted = [o for o, kind in objects.items() if data or kind != "data"]
     absent = [o for o in wanted if not store.objects.exists(o)]
@@ -244,10 +245,10 @@ def pull(
 
     _run_all(one, absent, jobs)
     if not data:  # data files not fetched are recorded as not stored here
-        for row in bundle.get("run_files") or []:
-            if isinstance(row, dict) and not store.objects.exists(str(row.get("oid"))):
+        for row in parsed.rows["run_files"]:
+            if not store.objects.exists(str(row.get("oid"))):
                 row["stored"] = 0
-    import_run(store, bundle, replace=True)
+    import_run(store, parsed, replace=True)  # checked once, above
     return report
 
 
