@@ -13,7 +13,6 @@ from rwkit import (
     assert_no_redaction,
     assert_no_self_inputs,
     assert_params,
-    b3,
     expected_files,
     lineage,
     make_project,
@@ -68,12 +67,7 @@ def test_trainer_script_record_and_reproduction(tmp_path: Path) -> None:
 
     # data: the two text files in; everything the Trainer wrote out, nothing read back
     assert_no_self_inputs(rec)
-    assert_files(
-        rec,
-        "inputs",
-        {"data/train.txt": b3(root / "data/train.txt"),
-         "data/validation.txt": b3(root / "data/validation.txt")},
-    )  # fmt: skip
+    assert_files(rec, "inputs", expected_files(root, ["data/train.txt", "data/validation.txt"]))
     written = sorted(str(p.relative_to(root)) for p in (root / "out").rglob("*") if p.is_file())
     assert "out/checkpoint-14/model.safetensors" in written  # the best one, reloaded at the end
     assert not (root / "out/checkpoint-7").exists()  # rotated away

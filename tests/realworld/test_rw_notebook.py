@@ -16,6 +16,7 @@ from rwkit import (
     assert_no_self_inputs,
     assert_params,
     b3,
+    expected_files,
     lineage,
     make_project,
     model_metrics,
@@ -51,20 +52,8 @@ def test_papermill_notebook_run(tmp_path: Path) -> None:
     assert "ElasticNet(alpha=alpha" in cells[2]["source"]
 
     assert_no_self_inputs(rec)
-    assert_files(
-        rec,
-        "inputs",
-        {"data/winequality.csv": b3(root / "data/winequality.csv"),
-         "train.ipynb": b3(root / "train.ipynb")},
-    )  # fmt: skip
-    assert_files(
-        rec,
-        "outputs",
-        {
-            "train.out.ipynb": b3(root / "train.out.ipynb"),
-            "model.joblib": b3(root / "model.joblib"),
-        },
-    )
+    assert_files(rec, "inputs", expected_files(root, ["data/winequality.csv", "train.ipynb"]))
+    assert_files(rec, "outputs", expected_files(root, ["train.out.ipynb", "model.joblib"]))
     assert lineage(root, "model.joblib") == [rec["id"]]
     assert set(model_metrics(rec)) == {"rmse"}
 
