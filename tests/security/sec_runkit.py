@@ -65,6 +65,10 @@ class Made:
         body = json.loads(self.object_path(self.code_json()["tree"]).read_bytes())
         return list(body["entries"])
 
+    def code_oid(self, name: str = "train.py") -> str:
+        """The object id of a file of the run's code snapshot."""
+        return next(e["oid"] for e in self.tree() if e["path"] == name)
+
     def input_oid(self, path: str = "data/in.csv") -> str:
         with self.db() as c:
             row = c.execute(

@@ -44,10 +44,6 @@ def truncate(path: Path) -> None:
     path.write_bytes(data[: len(data) // 2])
 
 
-def code_blob(m: Made, name: str = "train.py") -> str:
-    return next(e["oid"] for e in m.tree() if e["path"] == name)
-
-
 def _says_corrupt(r: object, oid: str, run_id: str) -> None:
     out = r.stdout + r.stderr  # type: ignore[attr-defined]
     assert "Traceback" not in out, out
@@ -56,7 +52,7 @@ def _says_corrupt(r: object, oid: str, run_id: str) -> None:
 
 
 def test_flipped_code_byte_refused_by_checkout(mine: Made, tmp_path: Path) -> None:
-    oid = code_blob(mine)
+    oid = mine.code_oid()
     flip(mine.object_path(oid), 10)
     target = tmp_path / "target"
     r = runbase_cmd("checkout", mine.run_id, "--into", str(target), "--code", cwd=mine.root)
@@ -90,7 +86,7 @@ def test_truncated_data_refused_by_checkout_and_reproduce(mine: Made, tmp_path: 
 
 
 def test_flipped_code_byte_refused_by_reproduce(mine: Made) -> None:
-    oid = code_blob(mine)
+    oid = mine.code_oid()
     flip(mine.object_path(oid), 0)
     r = runbase_cmd("reproduce", mine.run_id, cwd=mine.root)
     assert r.returncode != 0 and "reproduced" not in r.stdout
@@ -203,7 +199,7 @@ def test_pull_refuses_a_corrupted_server_copy(mine: Made, tmp_path: Path) -> Non
         runbase_cmd("login", server.url, "--token", token, cwd=mine.root, check=True)
         runbase_cmd("remote", "add", "team", server.url, cwd=mine.root, check=True)
         runbase_cmd("push", mine.run_id, cwd=mine.root, check=True)
-        oid = code_blob(mine)
+        oid = mine.code_oid()
         on_server = objects / "objects" / oid[7:9] / oid[9:]
         if not on_server.exists():
             on_server = objects / oid[7:9] / oid[9:]

@@ -40,13 +40,9 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Made:
     return make_run(tmp_path_factory.mktemp("made"))
 
 
-def _blob(made: Made) -> str:
-    return next(e["oid"] for e in made.tree() if e["path"] == "train.py")
-
-
 def tree_cases(made: Made, outside: Path) -> list[tuple[str, list[dict[str, Any]], str]]:
     """(name, manifest entries, the offending path the refusal must name)."""
-    blob = _blob(made)
+    blob = made.code_oid()
 
     def f(path: str, kind: str = "x") -> dict[str, Any]:
         return {"path": path, "type": kind, "oid": blob, "size": 1}
