@@ -11,8 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ from conftest import (
     GIT,
     _free_port,
     commit,
+    http_request,
     pg_ctl,
     require,
     runbase_cmd,
@@ -153,22 +152,9 @@ def http(
     token: str | None = None,
     body: Any = None,
 ) -> tuple[int, Any]:
-    """One request (no retry): ``(status, parsed JSON or bytes)``."""
+    """One JSON request (no retry): ``(status, parsed JSON or bytes)``."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url + path, data=data, method=method)
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            status, raw = resp.status, resp.read()
-    except urllib.error.HTTPError as e:
-        status, raw = e.code, e.read()
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        return status, raw
+    return http_request(url, method, path, token, data)
 
 
 @pytest.fixture
