@@ -1,4 +1,4 @@
-"""Parameter importance (``runbase.importance.analyze``, what ``runbase importance`` and
+"""Parameter importance (``runbase.analysis.importance.analyze``, what ``runbase importance`` and
 the UI's importance tab call): how long a ranking takes, by forest size.
 
 Stores of N runs (8: the UI test's sweep; 50; 500) with P numeric params (2, 10) where
@@ -27,10 +27,10 @@ from _common import PYTHON, header, rmtree, scratch_dir, write_result  # noqa: E
 
 
 def _fill(root: Path, n: int, p: int) -> object:
-    from runbase import lifecycle
     from runbase.capture.params import encode_value
+    from runbase.records import lifecycle
     from runbase.store import Store
-    from runbase.tracker import Tracker
+    from runbase.tracking.tracker import Tracker
 
     store = Store.open(root / ".runbase", create=True)
     rng = random.Random(0)
@@ -47,7 +47,7 @@ def _fill(root: Path, n: int, p: int) -> object:
 
 
 def _time(store: object, trees: int) -> tuple[float, str]:
-    from runbase import importance
+    from runbase.analysis import importance
 
     importance.TREES = trees
     times, first = [], ""
@@ -60,7 +60,7 @@ def _time(store: object, trees: int) -> tuple[float, str]:
 
 
 def main() -> None:
-    from runbase import importance
+    from runbase.analysis import importance
 
     header("parameter importance")
     after = importance.TREES

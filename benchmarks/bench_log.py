@@ -83,7 +83,7 @@ def one(mode: str, points: int) -> dict[str, Any]:
         if mode == "run":
             sampler = _Sampler(p.pid)
         elif mode == "init":
-            sampler = _Sampler(None, ("runbase._watcher", str(store)))
+            sampler = _Sampler(None, ("runbase.tracking._watcher", str(store)))
         if sampler:
             sampler.start()
         stdout, stderr = p.communicate(timeout=900)

@@ -43,9 +43,10 @@ for step in range(100):
 
 
 def populate(store_path: Path, project: Path, n: int, seed: int = 0) -> dict[str, Any]:
-    from runbase import lifecycle, tracker
     from runbase.capture.params import encode_value
+    from runbase.records import lifecycle
     from runbase.store import Store
+    from runbase.tracking import tracker
 
     rnd = random.Random(seed)
     store = Store.open(store_path, create=True)

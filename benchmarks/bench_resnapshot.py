@@ -90,8 +90,8 @@ def _per_file(base: Path, n: int, size: int, dirs: int, batch: int) -> dict[str,
     supervisor ingests them: ``lifecycle.handle_events`` on ``batch`` events at a time,
     what a program reading that many files a second sends in one ingest): the first run
     hashes and stores each, the second finds them cached."""
-    from runbase import lifecycle
-    from runbase.ingest import IngestResult
+    from runbase.records import lifecycle
+    from runbase.records.ingest import IngestResult
     from runbase.store import Store
 
     work = base / f"per-file-{dirs}"

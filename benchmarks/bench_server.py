@@ -8,12 +8,12 @@ tears everything down at the end. Four measurements:
 1. live streaming: ``--clients`` (20) clients, each a different user with its own token
    and run, POST a delta bundle to ``/p/default/api/runs/{id}/live`` every 0.25 s
    (``--points`` new points x 5 metrics each time, the runs row, 2 params and the 5
-   metric summaries, as ``runbase.publish`` sends them) for ``--duration`` seconds:
+   metric summaries, as ``runbase.remote.publish`` sends them) for ``--duration`` seconds:
    points/s ingested, request latency p50/p99, with ``--workers 1`` and ``--workers 2``;
    afterwards every acknowledged point is counted in PostgreSQL.
 2. push of 100 runs sharing 1 GiB: 64 x 16 MiB random files declared as the input of
    100 real runs (``runbase run --input data -- python -c pass``), then
-   ``runbase.sync.push`` of all of them to the server (objects in SeaweedFS): bytes sent
+   ``runbase.remote.sync.push`` of all of them to the server (objects in SeaweedFS): bytes sent
    and wall time, first and second push.
 3. the runs page at 100,000 runs from 20 users: the project's schema ``rbp_default`` is
    filled with COPY (runs, 2 params, 2 metric summaries a run), then
@@ -332,7 +332,7 @@ def _b64(a: array) -> str:
 
 
 def runbase_bodies(run_id: str, name: str, user: str, n_req: int, points: int) -> list[bytes]:
-    """The delta bundles one live client sends: like ``runbase.publish`` (the runs row,
+    """The delta bundles one live client sends: like ``runbase.remote.publish`` (the runs row,
     params, the metric summaries, and the new chunks of each metric)."""
     t0 = time.time()
     run = {
@@ -506,7 +506,7 @@ def bench_live_runbase(
     interval: float,
     duration: float,
 ) -> dict[str, Any]:
-    from runbase import ids
+    from runbase.core import ids
 
     users = sorted(tokens)[: args.clients]
     n_req = n_requests(interval, duration)
@@ -605,9 +605,9 @@ def build_push_store(scratch: Path, n_runs: int, files: int, file_mib: int) -> d
 
 PUSH_CODE = r"""
 import json, sys, time
-from runbase.remote import Remote
+from runbase.remote.client import Remote
 from runbase.store import Store
-from runbase.sync import push, pushable_runs
+from runbase.remote.sync import push, pushable_runs
 store = Store.open(sys.argv[1] + "/.runbase")
 remote = Remote("bench", sys.argv[2], "default", sys.argv[3])
 ids = pushable_runs(store, (), True)
@@ -678,7 +678,7 @@ def fill_runs(pg: Postgres, n: int, seed: int = 0) -> dict[str, Any]:
     """``n`` finished runs of 20 users straight into ``rbp_default`` (COPY)."""
     import psycopg
 
-    from runbase import ids
+    from runbase.core import ids
 
     rnd = random.Random(seed)
     lrs = [0.1, 0.03, 0.01, 0.003, 0.001]

@@ -114,7 +114,7 @@ def tracked_noop(n: int) -> dict[str, Any]:
         C.backdate(repo)
         env = C.clean_env()
         # what every Python process of a tracked command pays to attach (no supervisor)
-        from runbase import supervisor
+        from runbase.tracking import supervisor
 
         attach_env = C.clean_env(
             PYTHONPATH=str(supervisor.BOOTSTRAP_DIR),

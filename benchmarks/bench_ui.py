@@ -2,7 +2,7 @@
 
 runbase: a store of ``--runs`` runs (default 100,000) x 10 params x 5 metric summaries,
 plus one run whose ``loss`` series has 1,000,000 points (logged through
-``runbase.tracker`` and ingested as a real run is). The runs are written with the
+``runbase.tracking.tracker`` and ingested as a real run is). The runs are written with the
 inserts the library itself performs (``lifecycle.create_run``'s row, ``params`` rows
 encoded by ``capture.params``, ``metrics`` summary rows as ``ingest`` leaves them),
 in bulk: creating 100,000 runs one by one through the supervisor would take hours.
@@ -80,8 +80,8 @@ def _run_metrics(rnd: random.Random, p: dict[str, Any]) -> dict[str, float]:
 
 
 def fill_runbase(store_path: Path, n: int, seed: int = 0) -> dict[str, Any]:
-    from runbase import ids
     from runbase.capture.params import encode_value, numeric
+    from runbase.core import ids
     from runbase.store import Store
 
     rnd = random.Random(seed)
@@ -142,7 +142,8 @@ def fill_runbase(store_path: Path, n: int, seed: int = 0) -> dict[str, Any]:
 
 def _long_series_run(store: Any, points: int) -> tuple[str, float]:
     """One real run with a ``points``-point series: tracker spool, then ingest."""
-    from runbase import lifecycle, tracker
+    from runbase.records import lifecycle
+    from runbase.tracking import tracker
 
     t0 = time.perf_counter()
     run_id = lifecycle.create_run(

@@ -31,12 +31,12 @@ def child() -> None:
     import runbase.cli as cli
 
     mark("imported runbase.cli (click)")
-    import runbase.supervisor as sup
+    import runbase.tracking.supervisor as sup
 
-    mark("imported runbase.supervisor")
-    from runbase import lifecycle
+    mark("imported runbase.tracking.supervisor")
     from runbase.capture import code as codecap
     from runbase.capture import env as envcap
+    from runbase.records import lifecycle
 
     def wrap(obj, name):  # type: ignore[no-untyped-def]
         f = getattr(obj, name, None)

@@ -12,7 +12,7 @@ import pytest
 
 import runbase
 from conftest import require, runbase_cmd, write
-from runbase.read import get_run
+from runbase.records.read import get_run
 
 
 def py(project: Path, code: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -173,11 +173,11 @@ def test_dataframe_api(project: Path) -> None:
 
 def test_long_run_series_is_compacted_and_ordered(tmp_path: Path) -> None:
     """One chunk per key per ingest while live; compacted when the run is finalized."""
-    from runbase import lifecycle
-    from runbase.ingest import ingest
-    from runbase.read import series
+    from runbase.records import lifecycle
+    from runbase.records.ingest import ingest
+    from runbase.records.read import series
     from runbase.store import Store
-    from runbase.tracker import Tracker
+    from runbase.tracking.tracker import Tracker
 
     store = Store.open(tmp_path / ".runbase", create=True)
     run_id = lifecycle.create_run(store, command=["x"], mode="api")

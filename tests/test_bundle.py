@@ -1,4 +1,4 @@
-"""Run bundles (runbase.bundle): one run's metadata moved between stores, SQLite and
+"""Run bundles (runbase.records.bundle): one run's metadata moved between stores, SQLite and
 PostgreSQL, as the team server's push/pull and live publishing use them."""
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from typing import Any
 import pytest
 
 from conftest import GIT, commit, require, runbase_cmd, write
-from runbase import lifecycle, read
-from runbase.bundle import (
+from runbase.capture import env as envcap
+from runbase.errors import BundleError, RunNotFound
+from runbase.records import lifecycle, read
+from runbase.records.bundle import (
     BUNDLE_VERSION,
     TABLES,
     export_run,
@@ -29,10 +31,8 @@ from runbase.bundle import (
     run_objects,
     schema,
 )
-from runbase.capture import env as envcap
-from runbase.errors import BundleError, RunNotFound
-from runbase.maintenance import fsck, references
-from runbase.record import build_record
+from runbase.records.maintenance import fsck, references
+from runbase.records.record import build_record
 from runbase.store import Store
 from runbase.store.db import open_database
 

@@ -391,7 +391,7 @@ def test_show_text_has_the_data_and_the_code_change(project: Path) -> None:
 
 
 def test_patch_summary_counts_lines_per_file() -> None:
-    from runbase.show import patch_summary
+    from runbase.render.show import patch_summary
 
     patch = (
         "diff --git a/a.py b/a.py\nindex 1..2 100644\n--- a/a.py\n+++ b/a.py\n"
@@ -477,9 +477,9 @@ def test_file_events_noted_in_a_batch_as_one_by_one(tmp_path: Path) -> None:
     import os
     import time
 
-    from runbase import lifecycle
     from runbase.capture.files import _IN_CHUNK, note_file, withhold_input
-    from runbase.ingest import IngestResult
+    from runbase.records import lifecycle
+    from runbase.records.ingest import IngestResult
 
     root = tmp_path / "proj"
     store = Store.open(tmp_path / ".runbase", create=True)

@@ -21,11 +21,12 @@ from typing import Any
 import pytest
 
 from conftest import _free_port
-from runbase import ingest, lifecycle, read, views
+from runbase.core.query import compile_sort, compile_where
+from runbase.core.spool import KIND_KEY, MAGIC, STEP_KEY, TIME_KEY, encode_frame
 from runbase.errors import FormatVersionError, StoreError
-from runbase.paging import page_rows
-from runbase.query import compile_sort, compile_where
-from runbase.spool import KIND_KEY, MAGIC, STEP_KEY, TIME_KEY, encode_frame
+from runbase.records import ingest, lifecycle, read
+from runbase.records.paging import page_rows
+from runbase.render import views
 from runbase.store import Store
 from runbase.store.db import Database, open_database, pg_sql
 from runbase.store.schema import MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION, ddl
@@ -382,7 +383,7 @@ SORTS = {
 
 
 def test_sorts_and_pages(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    from runbase import paging
+    from runbase.records import paging
 
     monkeypatch.setattr(paging, "_PROBE_SHARE", 1)  # the walk's probe runs on 5 runs too
     ids = _runs(store)

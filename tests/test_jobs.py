@@ -1,4 +1,4 @@
-"""runbase.jobs: one process runs several configurations, each a job run of its own
+"""runbase.tracking.jobs: one process runs several configurations, each a job run of its own
 (params, metrics, files, logs, status), linked to the process's run and grouped like a
 sweep. Real scripts, under `runbase run` and with `runbase.init()`."""
 

@@ -18,9 +18,9 @@ from nbclient import NotebookClient
 
 from conftest import require, runbase_cmd
 from runbase.capture.code import load_manifest
-from runbase.maintenance import references
-from runbase.read import get_run, list_runs, series
-from runbase.record import build_record
+from runbase.records.maintenance import references
+from runbase.records.read import get_run, list_runs, series
+from runbase.records.record import build_record
 from runbase.store import Store
 from test_web_e2e import browser, page  # noqa: F401 - the real browser's fixtures
 
@@ -164,7 +164,7 @@ def test_notebook_file_and_executed_cells_are_recorded(project: Path) -> None:
     shown = runbase_cmd("show", run["id"], cwd=project, check=True).stdout
     assert "analysis.ipynb" in shown and "6 executed" in shown
     # and the web UI's API (the run page's Notebook tab)
-    from runbase import views
+    from runbase.render import views
 
     answer = views.notebook(store, run["id"])
     assert answer["cells"] == cells and answer["notebook"] == note and not answer["truncated"]

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from runbase import progress
 from runbase.capture.code import file_entry_json, load_manifest, put_manifest
 from runbase.capture.files import snapshot_path
-from runbase.maintenance import fsck, gc
+from runbase.core import progress
+from runbase.records.maintenance import fsck, gc
 from runbase.store import Store
 from runbase.store import objects as objmod
 from runbase.store.hashing import hash_bytes, hash_file

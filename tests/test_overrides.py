@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import runbase_cmd, write
+from runbase.capture.overrides import ENV_VAR, apply_to_argv, parse_assignments
 from runbase.errors import UsageError
-from runbase.overrides import ENV_VAR, apply_to_argv, parse_assignments
 
 PY = sys.executable
 

@@ -53,7 +53,7 @@ def test_all_is_exactly_the_public_api() -> None:
 
 
 def test_ipython_extension_hooks_are_reachable_but_not_public() -> None:
-    from runbase import notebook
+    from runbase.records import notebook
 
     assert not IPYTHON_HOOKS & set(runbase.__all__)
     assert runbase.load_ipython_extension is notebook.load_ipython_extension

@@ -49,7 +49,7 @@ def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float
 
 def view(store: Path, ref: str | None = None) -> Any:
     """A RunView of ``ref`` (latest when None), read straight from the store (no recovery)."""
-    from runbase.read import RunView, resolve
+    from runbase.records.read import RunView, resolve
     from runbase.store import Store
 
     s = Store.open(store)
@@ -63,7 +63,7 @@ def view(store: Path, ref: str | None = None) -> Any:
 
 
 def read_series(store: Path, run_id: str, key: str) -> Any:
-    from runbase.read import series
+    from runbase.records.read import series
     from runbase.store import Store
 
     s = Store.open(store)
@@ -78,7 +78,7 @@ def metric_count(store: Path, key: str) -> int:
     if not (store / "FORMAT").is_file():
         return 0
     try:
-        from runbase.read import load_metrics, resolve
+        from runbase.records.read import load_metrics, resolve
         from runbase.store import Store
 
         s = Store.open(store)

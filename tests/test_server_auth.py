@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from conftest import GIT, commit, require, runbase_cmd, write
-from runbase import ids
-from runbase.bundle import export_run, run_objects
+from runbase.core import ids
 from runbase.errors import RunbaseError
+from runbase.records.bundle import export_run, run_objects
 from runbase.store import Store
 from runbase.store.hashing import hash_bytes
 
@@ -1148,7 +1148,7 @@ def test_control_tables_of_version_1_are_migrated_not_guessed(tmp_path: Path) ->
 
 
 def test_environment_token_goes_only_to_known_servers(monkeypatch: pytest.MonkeyPatch) -> None:
-    from runbase import remote
+    from runbase.remote.client import client as remote
 
     monkeypatch.setenv("RUNBASE_TOKEN", "rbt_envtoken")
     assert remote.token_for("https://evil.example") is None
@@ -1164,7 +1164,7 @@ def test_environment_token_goes_only_to_known_servers(monkeypatch: pytest.Monkey
 
 
 def test_pending_marks_are_cleared_per_remote(tmp_path: Path) -> None:
-    from runbase.publish import clear_pending, mark_pending, pending
+    from runbase.remote.publish import clear_pending, mark_pending, pending
 
     store = Store.open(tmp_path / ".runbase", create=True)
     mark_pending(store, "team-a", "r1")

@@ -345,9 +345,9 @@ def test_push_then_pull_on_another_machine(team: Team, tmp_path: Path) -> None:
 
 
 def test_second_push_sends_only_new_bytes(team: Team, tmp_path: Path) -> None:
-    from runbase.remote import Remote
+    from runbase.remote.client import Remote
+    from runbase.remote.sync import push
     from runbase.store import Store
-    from runbase.sync import push
 
     server = team.start()
     alice = machine(tmp_path, "alice", {"data/input.bin": os.urandom(20 * MiB)})

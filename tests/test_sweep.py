@@ -224,7 +224,7 @@ def test_importance_ranks_the_parameter_that_matters_first(lr_sweep: tuple[Path,
     assert [r["param"] for r in rows] == ["lr", "batch"]
     assert rows[0]["spearman"] == pytest.approx(-1.0) and rows[0]["rf_importance"] > 0.9
     assert rows[0]["n"] == 6 and rows[0]["kind"] == "numeric"
-    from runbase.importance import importance
+    from runbase.analysis.importance import importance
     from runbase.store import Store
 
     lib = importance(Store.open(project / ".runbase"), "acc", where=f'sweep == "{sweep_id}"')
@@ -233,7 +233,7 @@ def test_importance_ranks_the_parameter_that_matters_first(lr_sweep: tuple[Path,
 
 def test_importance_of_a_categorical_parameter(project: Path) -> None:
     pytest.importorskip("sklearn")
-    from runbase.importance import importance
+    from runbase.analysis.importance import importance
     from runbase.store import Store
 
     write(
@@ -261,8 +261,8 @@ def test_importance_errors(lr_sweep: tuple[Path, str], monkeypatch: pytest.Monke
         proc = runbase_cmd("importance", *args, cwd=project)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
+    from runbase.analysis.importance import importance
     from runbase.errors import RunbaseError
-    from runbase.importance import importance
     from runbase.store import Store
 
     monkeypatch.setitem(sys.modules, "sklearn", None)

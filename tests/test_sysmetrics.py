@@ -163,8 +163,8 @@ def test_cuda_visible_devices_selects_gpus() -> None:
 
 
 def test_reproduce_and_diff_ignore_system_metrics() -> None:
-    from runbase.diff import _metrics
-    from runbase.reproduce import judge
+    from runbase.analysis.diff import _metrics
+    from runbase.tracking.reproduce import judge
 
     a = {"status": "finished", "exit_code": 0, "metrics": {"acc": {"value": 0.9}}}
     b = json.loads(json.dumps(a))
@@ -236,7 +236,7 @@ def test_sampler_spools_gpu_series(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     import time
 
     from runbase.capture import env as envcap
-    from runbase.spool import KIND_KEY, STEP_KEY, read_frames
+    from runbase.core.spool import KIND_KEY, STEP_KEY, read_frames
 
     monkeypatch.setitem(sys.modules, "pynvml", _FakeNvml)
     monkeypatch.setattr(envcap, "_nvidia_present", lambda: True)

@@ -21,14 +21,16 @@ import pytest
 from fastapi import HTTPException, Request
 
 from conftest import GIT, commit, runbase_cmd, write
-from runbase import lifecycle, paging, tracker, views
+from runbase.analysis.diff import diff_runs
 from runbase.capture.params import encode_value
-from runbase.diff import diff_runs
+from runbase.core.query import compile_sort, compile_where
 from runbase.errors import RunbaseError, StoreError
-from runbase.query import compile_sort, compile_where
-from runbase.read import count_runs, list_runs, series
-from runbase.record import build_record
+from runbase.records import lifecycle, paging
+from runbase.records.read import count_runs, list_runs, series
+from runbase.records.record import build_record
+from runbase.render import views
 from runbase.store import Store
+from runbase.tracking import tracker
 from runbase.web import require_ui
 from runbase.web.app import create_app
 
@@ -258,14 +260,14 @@ def test_health_and_openapi_list_every_endpoint(site: dict[str, Any]) -> None:
 
 def test_library_modules_stay_light() -> None:
     code = (
-        "import sys, runbase.views, runbase.web\n"
+        "import sys, runbase.render.views, runbase.web\n"
         "heavy = {'fastapi', 'starlette', 'pydantic', 'uvicorn', 'plotly', 'pygments', 'httpx'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
-    assert out == "[]", f"runbase.views / runbase.web imported {out}"
+    assert out == "[]", f"runbase.render.views / runbase.web imported {out}"
 
 
 def test_missing_extra_names_the_install_command() -> None:

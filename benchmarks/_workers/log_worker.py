@@ -72,14 +72,14 @@ def main() -> None:
         run_id = os.environ.get("RUNBASE_RUN_ID")
     t_init = time.perf_counter() - t_init
     if args.mode == "run":
-        from runbase import tracker
+        from runbase.tracking import tracker
 
         if tracker.active() is None:
             sys.exit("log_worker: not attached to a runbase run (bootstrap missing?)")
 
     tr = None
     if args.mode != "noop":
-        from runbase import tracker as _tracker_mod
+        from runbase.tracking import tracker as _tracker_mod
 
         tr = _tracker_mod.active()
 
@@ -134,8 +134,9 @@ def ingest_only(args) -> None:
     """Ingestion alone: spool N points with a Tracker (no watcher, no supervisor), then
     time ``lifecycle.ingest_and_handle`` moving them into the store, in this process."""
     import runbase
-    from runbase import lifecycle, tracker
+    from runbase.records import lifecycle
     from runbase.store import Store
+    from runbase.tracking import tracker
 
     store = Store.open(os.environ["RUNBASE_DIR"], create=True)
     run_id = lifecycle.create_run(store, command=["bench"], mode="api")

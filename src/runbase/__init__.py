@@ -14,7 +14,7 @@ Importing runbase is cheap (stdlib only); heavier modules load on first use.
 
 from __future__ import annotations
 
-from .errors import (
+from runbase.errors import (
     AmbiguousRunRef,
     FormatVersionError,
     QueryError,
@@ -29,7 +29,10 @@ TYPE_CHECKING = False  # not `from typing import`: typing costs ~8 ms at import
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and IDEs
     from typing import Any
 
-    from .api import (
+    from runbase.records.notebook import load_ipython_extension as load_ipython_extension
+    from runbase.records.notebook import unload_ipython_extension as unload_ipython_extension
+    from runbase.records.read import get_run, runs
+    from runbase.tracking.api import (
         Run,
         active_run,
         finish,
@@ -42,10 +45,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
         summary,
         tag,
     )
-    from .notebook import load_ipython_extension as load_ipython_extension
-    from .notebook import unload_ipython_extension as unload_ipython_extension
-    from .read import get_run, runs
-    from .tracker import log
+    from runbase.tracking.tracker import log
 
 __version__ = "0.1.0"
 
@@ -75,23 +75,23 @@ __all__ = [
 
 
 _LAZY = {
-    "Run": "api",
-    "active_run": "api",
-    "finish": "api",
-    "init": "api",
-    "input": "api",
-    "output": "api",
-    "param": "api",
-    "params": "api",
-    "start_run": "api",
-    "summary": "api",
-    "tag": "api",
-    "log": "tracker",
-    "get_run": "read",
-    "runs": "read",
+    "Run": "tracking.api",
+    "active_run": "tracking.api",
+    "finish": "tracking.api",
+    "init": "tracking.api",
+    "input": "tracking.api",
+    "output": "tracking.api",
+    "param": "tracking.api",
+    "params": "tracking.api",
+    "start_run": "tracking.api",
+    "summary": "tracking.api",
+    "tag": "tracking.api",
+    "log": "tracking.tracker",
+    "get_run": "records.read",
+    "runs": "records.read",
     # `%load_ext runbase` (IPython looks these up on the package; not in __all__)
-    "load_ipython_extension": "notebook",
-    "unload_ipython_extension": "notebook",
+    "load_ipython_extension": "records.notebook",
+    "unload_ipython_extension": "records.notebook",
 }
 
 
@@ -114,7 +114,7 @@ def __dir__() -> list[str]:
 
 
 # A run started later (by the first runbase.log) records the files and the argparse
-# parse seen from here on, as `runbase run` would (runbase._early).
-from ._early import arm as _arm_early  # noqa: E402
+# parse seen from here on, as `runbase run` would (runbase.tracking._early).
+from runbase.tracking._early import arm as _arm_early  # noqa: E402
 
 _arm_early()

@@ -7,11 +7,11 @@
     ├── AmbiguousRunRef          a run prefix matched several runs
     ├── QueryError               a malformed ``--where`` / ``--sort`` expression
     ├── UsageError               bad input to an API call made before a run started
-    └── BundleError              a run bundle (runbase.bundle) is malformed or cannot be imported
+    └── BundleError              a run bundle (runbase.records.bundle) is malformed or cannot be imported
         └── UnsafePathError      a recorded path that could write outside its target (safepath)
 
 After a run has started, runbase never raises into user code: failures are turned
-into a single warning (see ``runbase._safe``).
+into a single warning (see ``runbase.core._safe``).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from typing import Any
 import blake3
 
 from conftest import GIT, commit, runbase_cmd
-from runbase.read import list_runs
+from runbase.records.read import list_runs
 from runbase.store import Store
 
 PROGRAMS = Path(__file__).resolve().parent / "programs"

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from conftest import GIT, ServerProcess, commit, require, runbase_cmd, start_server, write
-from runbase import ids
+from runbase.core import ids
 
 TRAIN = """
 import runbase
@@ -253,8 +253,8 @@ def test_a_run_whose_points_carry_odd_times_can_be_pushed(team: Team) -> None:
     assert pushed.returncode == 0, pushed.stderr[-2000:]
     series = team.request("GET", f"/p/default/api/runs/{run_id}/series/loss")
     assert series.status_code == 200 and series.json()["values"] == [1.0, 0.5, 0.25]
-    from runbase.read import series as read_series
-    from runbase.shapes import MAX_TIME
+    from runbase.core.shapes import MAX_TIME
+    from runbase.records.read import series as read_series
     from runbase.store import Store
 
     store = Store.open(team.root / ".runbase")

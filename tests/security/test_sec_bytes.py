@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from conftest import commit, runbase_cmd, write
-from runbase import fsname
+from runbase.core import fsname
 
 NAME = b"caf\xe9.csv"  # Latin-1 "café.csv": not UTF-8
 FS_NAME = os.fsdecode(NAME)  # what Python hands over: "caf\udce9.csv"
@@ -132,8 +132,8 @@ def test_a_bad_row_of_an_older_version_breaks_no_command(project: Path) -> None:
     conn.commit()
     conn.close()
     # the stuck run's spool: a file event with a lone surrogate (as marshal keeps it)
-    from runbase.spool import open_spool_file
-    from runbase.tracker import _encode
+    from runbase.core.spool import open_spool_file
+    from runbase.tracking.tracker import _encode
 
     spool = project / ".runbase" / "spool" / stuck
     spool.mkdir(parents=True)

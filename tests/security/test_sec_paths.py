@@ -27,10 +27,10 @@ import pytest
 from sec_runkit import Made, clone, make_run, manifest_bytes, plant_input, plant_tree
 
 from conftest import http_request, require, runbase_cmd, start_server
-from runbase import ids
-from runbase.bundle import export_run, import_run
+from runbase.core import ids
+from runbase.core.safepath import SafeRoot, check_manifest, check_relpath, link_escapes
 from runbase.errors import UnsafePathError
-from runbase.safepath import SafeRoot, check_manifest, check_relpath, link_escapes
+from runbase.records.bundle import export_run, import_run
 from runbase.store import Store
 from runbase.store.hashing import hash_bytes
 

@@ -10,7 +10,7 @@ def _runbase_attach() -> None:
         return
     try:
         try:
-            import runbase._child as child
+            import runbase.tracking._child as child
         except ImportError:
             child = _load_from_package_dir()
         child.attach_from_env()
@@ -36,7 +36,7 @@ def _load_from_package_dir() -> "types.ModuleType":
     mod = importlib.util.module_from_spec(spec)
     _sys.modules["runbase"] = mod
     spec.loader.exec_module(mod)
-    import runbase._child as child
+    import runbase.tracking._child as child
 
     return child
 

@@ -22,11 +22,11 @@ from json.encoder import encode_basestring as _encode_str
 from pathlib import Path
 from typing import Any
 
-from .. import fsname
-from ..store import Store
-from ..store.statcache import StatCache
-from .secretfiles import is_secret_file
-from .secrets import redact_url_credentials
+from runbase.capture.secretfiles import is_secret_file
+from runbase.capture.secrets import redact_url_credentials
+from runbase.core import fsname
+from runbase.store import Store
+from runbase.store.statcache import StatCache
 
 TREE_FORMAT = "runbase-tree"
 TREE_VERSION = 1
@@ -350,9 +350,9 @@ def _manifest_entries(
     """The manifest entries of ``paths`` (storing their bytes) and the paths left out.
     A file of ``scan`` (None: every file) holding a value runbase redacted is left out
     (capture.withhold); a git snapshot searches only what git does not hold already."""
-    from .files import put_cached
-    from .withhold import REASON as WITHHELD_REASON
-    from .withhold import holds_secret
+    from runbase.capture.files import put_cached
+    from runbase.capture.withhold import REASON as WITHHELD_REASON
+    from runbase.capture.withhold import holds_secret
 
     cache = StatCache(store)
     entries: list[dict[str, Any]] = []
@@ -365,7 +365,7 @@ def _manifest_entries(
         except OSError:
             continue  # deleted in the work tree
         # names (and link targets) are bytes: a manifest holds their stored form
-        # (runbase.fsname), which checkout turns back into the same bytes
+        # (runbase.core.fsname), which checkout turns back into the same bytes
         name = fsname.encode(rel)
         if stat.S_ISLNK(st.st_mode):
             target = fsname.encode(os.readlink(full))
@@ -440,8 +440,8 @@ def file_entry_json(path: str, oid: str, size: int) -> str:
 def load_manifest(store: Store, oid: str, max_size: int | None = None) -> list[dict[str, Any]]:
     """The entries of a stored tree manifest (ObjectTooLarge over ``max_size`` bytes;
     CorruptObject when its bytes are not ``oid``), every one validated: an unsafe path,
-    a duplicate, an entry below a symlink raise UnsafePathError (runbase.safepath)."""
-    from ..safepath import check_manifest
+    a duplicate, an entry below a symlink raise UnsafePathError (runbase.core.safepath)."""
+    from runbase.core.safepath import check_manifest
 
     body = json.loads(store.objects.get_bytes(oid, max_size=max_size))
     if (

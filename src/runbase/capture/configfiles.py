@@ -19,7 +19,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .params import flatten
+from runbase.capture.params import flatten
 
 SUFFIXES = (".yaml", ".yml", ".toml", ".json")
 MAX_BYTES = 1 << 20

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .secrets import redact_env
+from runbase.capture.secrets import redact_env
 
 
 def packages(path: list[str] | None = None) -> list[dict[str, Any]]:

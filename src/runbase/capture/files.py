@@ -22,15 +22,21 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .. import fsname
-from .._filehook import CODE_SUFFIXES as CODE_SUFFIXES  # capture.watch skips them too
-from .._filehook import FILE_EVENTS, data_path, event_path, interpreter_prefixes, read_mtime
-from ..store import Store
-from ..store.hashing import hash_file
-from ..store.statcache import StatCache
-from .secretfiles import is_secret_file
-from .withhold import REASON as WITHHELD_REASON
-from .withhold import holds_secret
+from runbase.capture._filehook import CODE_SUFFIXES as CODE_SUFFIXES  # capture.watch skips them too
+from runbase.capture._filehook import (
+    FILE_EVENTS,
+    data_path,
+    event_path,
+    interpreter_prefixes,
+    read_mtime,
+)
+from runbase.capture.secretfiles import is_secret_file
+from runbase.capture.withhold import REASON as WITHHELD_REASON
+from runbase.capture.withhold import holds_secret
+from runbase.core import fsname
+from runbase.store import Store
+from runbase.store.hashing import hash_file
+from runbase.store.statcache import StatCache
 
 FILE_EVENT = "file"
 # Never data: VCS, the store, caches and virtualenvs (the audit hook, the tree watcher
@@ -88,10 +94,10 @@ def install_audit_hook(
     ones read, and whether they were written before the run began). The hook runs
     before the open: a read of a file that does not exist (a probe for an optional
     ``config.local``) will fail, reads nothing and is not reported. ``earlier``: file
-    events seen before the run started (runbase._early), reported first. Audit hooks
+    events seen before the run started (runbase.tracking._early), reported first. Audit hooks
     cannot be removed; this one stays cheap (a few string checks, one ``stat`` per file
     read) and never raises. With ``scope``, a path is reported once per value of
-    ``scope()`` (the run reported to: each job run of a process, runbase.jobs, hears of
+    ``scope()`` (the run reported to: each job run of a process, runbase.tracking.jobs, hears of
     the files it reads even when an earlier job read them).
 
     ``before_overwrite(path, mtime_ns)`` is called when this process is about to write
@@ -158,8 +164,8 @@ def preimage(
         return None
     if st.st_mtime_ns != read_mtime_ns or not stat.S_ISREG(st.st_mode):
         return None
-    from ..store.db import Database
-    from ..store.objects import LocalObjects
+    from runbase.store.db import Database
+    from runbase.store.objects import LocalObjects
 
     try:
         db = Database.open_sqlite(Path(store_root) / "runbase.db", read_only=True)
@@ -374,7 +380,7 @@ def _run_info(store: Store, run_id: str) -> tuple[int, str]:
 def _rows_of(store: Store, run_id: str, keys: list[str]) -> tuple[dict[str, str | None], set[str]]:
     """The run's input rows of ``keys`` (path -> oid or None) and its output paths among
     them, in one query per ``_IN_CHUNK`` paths (looked up in their stored form,
-    runbase.fsname, as ``Database`` stores a path that is not UTF-8)."""
+    runbase.core.fsname, as ``Database`` stores a path that is not UTF-8)."""
     stored = {fsname.encode(k): k for k in dict.fromkeys(keys)}
     forms = list(stored)
     inputs: dict[str, str | None] = {}
@@ -611,7 +617,7 @@ def _put_file(
 
 
 def _put_dir(store: Store, full: str, policy: str, cache: StatCache) -> tuple[str, int]:
-    from .code import file_entry_json, put_manifest
+    from runbase.capture.code import file_entry_json, put_manifest
 
     total = [0]
 
@@ -685,7 +691,7 @@ def finalize_files(
     for role, stored_path, oid, url, source, changed in rows:
         if url:
             continue
-        # back to the file-system name (runbase.fsname); the DB layer stores it again
+        # back to the file-system name (runbase.core.fsname); the DB layer stores it again
         path = fsname.decode(stored_path)
         if role == "output":
             new = _hash_into(store, run_id, root, role, path, policy)

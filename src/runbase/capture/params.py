@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Any
 
-from .. import fsname
-from .secrets import redact_value
+from runbase.capture.secrets import redact_value
+from runbase.core import fsname
 
 # Where a parameter came from, by precedence: a source never replaces a parameter that
 # one of a higher rank recorded; of equal ranks, the later one wins.
@@ -44,7 +44,7 @@ SOURCE_RANK = {
     "fire": 3,
     "jsonargparse": 3,
     "hydra": 3,
-    "papermill": 4,  # a notebook's parameters cell (runbase.notebook)
+    "papermill": 4,  # a notebook's parameters cell (runbase.records.notebook)
     "inline": 5,
 }
 SOURCES = tuple(SOURCE_RANK)
@@ -147,7 +147,7 @@ def parse_argv(argv: list[str]) -> dict[str, str]:
     """
     out: dict[str, str] = {}
     # names and values are stored text: an argument that is not UTF-8 (a file name of
-    # bytes) is kept in runbase.fsname's lossless stored form
+    # bytes) is kept in runbase.core.fsname's lossless stored form
     argv = [fsname.encode(a) for a in argv]
     i = 1
     while i < len(argv):
@@ -212,7 +212,7 @@ def install_argparse_hook(record: Any, override: Any = None) -> None:
     ``record(namespace_dict)`` is called with every destination and its value,
     defaults included. Nested parses (subparsers) are part of the outer result.
     ``override(parser, namespace)``, when given, may first change the parsed values
-    (parameter overrides, see runbase.overrides). A parse no user code asked for (a
+    (parameter overrides, see runbase.capture.overrides). A parse no user code asked for (a
     launcher's, see capture.origin) is neither overridden nor recorded.
     """
     import argparse
@@ -232,7 +232,7 @@ def install_argparse_hook(record: Any, override: Any = None) -> None:
         finally:
             _depth.n = depth
         if depth == 0:
-            from .origin import stack_has_user_code
+            from runbase.capture.origin import stack_has_user_code
 
             if not stack_has_user_code():
                 return result  # a launcher's own options (torchrun, loky workers, ...)

@@ -10,7 +10,7 @@ The list is extended per project (``pyproject.toml``)::
     [tool.runbase]
     secret-files = ["*.secret", "vault/*"]
 
-or per user (``"secret_files": [...]`` in the runbase config, see runbase.remote). A
+or per user (``"secret_files": [...]`` in the runbase config, see runbase.remote.client). A
 pattern without ``/`` matches a file's name in any directory; one with ``/`` matches
 its path relative to the project root (fnmatch syntax, ``*`` crosses ``/``).
 """
@@ -102,7 +102,7 @@ def _valid(value: Any) -> list[str]:
 
 
 def _user_config() -> dict[str, Any]:
-    from ..remote import load_config
+    from runbase.remote.client import load_config
 
     try:
         return load_config()

@@ -21,8 +21,15 @@ import os
 import threading
 import time
 
-from .._safe import warn_once
-from ..spool import KIND_KEY, STEP_KEY, TIME_KEY, encode_frame, open_spool_file, write_all
+from runbase.core._safe import warn_once
+from runbase.core.spool import (
+    KIND_KEY,
+    STEP_KEY,
+    TIME_KEY,
+    encode_frame,
+    open_spool_file,
+    write_all,
+)
 
 TYPE_CHECKING = False  # not `from typing import`: typing costs ~8 ms at import
 
@@ -318,7 +325,7 @@ class _ProcessProbe:
 
 
 def _open_gpus(cuda_visible_devices: str | None) -> _GpuProbe | None:
-    from .env import _nvidia_present
+    from runbase.capture.env import _nvidia_present
 
     if not _nvidia_present():
         return None

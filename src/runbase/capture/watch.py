@@ -18,7 +18,7 @@ import struct
 import threading
 from collections.abc import Callable
 
-from .files import CODE_SUFFIXES, skip_dir
+from runbase.capture.files import CODE_SUFFIXES, skip_dir
 
 IN_CLOSE_WRITE = 0x00000008
 IN_CLOSE_NOWRITE = 0x00000010

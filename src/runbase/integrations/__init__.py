@@ -70,7 +70,7 @@ def install_auto() -> None:
     off = _disabled()
     if off is None:
         return
-    from .._imphook import when_imported
+    from runbase.core._imphook import when_imported
 
     for module, target in AUTO.items():
         if name_of(target) not in off:
@@ -91,6 +91,6 @@ def _call(target: str, module: ModuleType) -> None:
     try:
         getattr(importlib.import_module(mod_name), func)(module)
     except Exception as e:  # noqa: BLE001 - an integration must never break the program
-        from .._safe import warn_once
+        from runbase.core._safe import warn_once
 
         warn_once(f"integration:{target}", f"the {name_of(target)} integration is off: {e}")

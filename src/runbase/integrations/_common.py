@@ -13,8 +13,8 @@ import functools
 import os
 import sys
 
-from .._filehook import WRITE_EVENT
-from .._safe import warn_once
+from runbase.capture._filehook import WRITE_EVENT
+from runbase.core._safe import warn_once
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ _WRAPPED = "__runbase_wrapped__"
 
 def log(metrics: Mapping[str, Any], step: int | None = None) -> None:
     """Log numeric ``metrics`` at ``step`` (None: each key's previous step + 1)."""
-    from .. import tracker
+    from runbase.tracking import tracker
 
     try:
         values = {str(k): v for k, v in metrics.items() if k != "step" and v is not None}
@@ -39,7 +39,7 @@ def log(metrics: Mapping[str, Any], step: int | None = None) -> None:
 def params(values: Mapping[str, Any], source: str, prefix: str = "") -> None:
     """Record parameters (nested mappings flatten to ``a.b``) from the framework
     ``source`` (a name of ``SOURCE_RANK``: below the parsers and inline)."""
-    from .. import api
+    from runbase.tracking import api
 
     try:
         if prefix:
@@ -50,7 +50,7 @@ def params(values: Mapping[str, Any], source: str, prefix: str = "") -> None:
 
 
 def summary(values: Mapping[str, Any]) -> None:
-    from .. import api
+    from runbase.tracking import api
 
     try:
         api.summary(**{str(k): v for k, v in values.items()})
@@ -61,7 +61,7 @@ def summary(values: Mapping[str, Any]) -> None:
 def active() -> bool:
     """Is a run active in this process? The automatic hooks stay in place after
     ``runbase.finish()``; they must not start a new run then."""
-    from .. import tracker
+    from runbase.tracking import tracker
 
     return tracker.active() is not None
 
@@ -86,7 +86,7 @@ def output(path: Any, auto: bool = False) -> None:
     the run ends (a rotated checkpoint) is dropped from the record. ``auto``: from an
     automatic hook, so nothing without an active run.
     """
-    from .. import api
+    from runbase.tracking import api
 
     if not isinstance(path, (str, os.PathLike)) or (auto and not active()):
         return
@@ -98,7 +98,7 @@ def output(path: Any, auto: bool = False) -> None:
 
 def flush() -> None:
     """Hand what is buffered to the spool now (end of a training loop)."""
-    from .. import tracker
+    from runbase.tracking import tracker
 
     t = tracker.active()
     if t is not None:

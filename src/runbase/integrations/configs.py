@@ -6,7 +6,7 @@
 * Hydra (``hydra``): the composed config of ``@hydra.main`` (config files, defaults
   list and command-line overrides), resolved and flattened to ``a.b.c``; ``hydra.*``
   is left out. ``hydra.compose()`` results too (the Compose API). In a multirun
-  (``-m``), each job is a job run of its own (runbase.jobs) with its composed config
+  (``-m``), each job is a job run of its own (runbase.tracking.jobs) with its composed config
   and the files written in its output directory; the process's run records none.
 * fire (``fire``): the arguments ``fire.Fire`` parsed for each function or class it
   calls, defaults included.
@@ -36,13 +36,13 @@ _MARK = "_runbase_hooked"
 
 
 def _record(values: Any, source: str, flatten: bool = False) -> None:
-    from .._child import record_parsed
+    from runbase.tracking._child import record_parsed
 
     record_parsed(values, source, flatten=flatten)
 
 
 def _overrides() -> dict[str, Any]:
-    from ..overrides import active
+    from runbase.capture.overrides import active
 
     return active()
 
@@ -50,13 +50,13 @@ def _overrides() -> dict[str, Any]:
 def _users(fn: Any) -> bool:
     """Whether a parse gives the user's params, not a launcher's (capture.origin): by
     the module of ``fn`` (a click callback, fire's component) or the calling stack."""
-    from ..capture.origin import parse_is_users
+    from runbase.capture.origin import parse_is_users
 
     return parse_is_users(fn)
 
 
 def _warn(key: str, value: Any, e: Exception) -> None:
-    from ..overrides import _warn, format_value
+    from runbase.capture.overrides import _warn, format_value
 
     _warn(f"could not apply the override {key}={format_value(value)}: {e}")
 
@@ -126,7 +126,7 @@ def _is_typer(command: Any) -> bool:
 
 def _as_text(value: Any) -> Any:
     """An override as the command line would give it to an option."""
-    from ..overrides import format_value
+    from runbase.capture.overrides import format_value
 
     if isinstance(value, bool) or value is None:
         return value
@@ -150,7 +150,7 @@ def _plain(value: Any) -> Any:
 def hook_hydra(module: ModuleType) -> None:
     import importlib
 
-    from ..capture.params import SKIP_PARSER
+    from runbase.capture.params import SKIP_PARSER
 
     hc = importlib.import_module("hydra.core.hydra_config").HydraConfig
     set_config = hc.set_config
@@ -276,7 +276,7 @@ def _quietly(fn: Callable[[dict[str, Any]], None], kwargs: dict[str, Any]) -> No
     try:
         fn(kwargs)
     except Exception as e:  # noqa: BLE001 - never break the launcher
-        from .._safe import warn_once
+        from runbase.core._safe import warn_once
 
         warn_once("hydra-jobs", f"could not record a Hydra multirun job: {e}")
 
@@ -291,7 +291,7 @@ def _new_group(group_id: str | None) -> Any:
     """The multirun's job group (a new one, or ``group_id``'s in a launcher's worker)."""
     import time
 
-    from ..jobs import Group
+    from runbase.tracking.jobs import Group
 
     group = Group(group_id, drop_argv_params=True)  # Hydra's command line is Hydra's: no params
     _hydra_jobs.update(group=group, since=time.time())
@@ -350,7 +350,7 @@ def _task_override(arg: str) -> bool:
 
 
 def _job_ended(kwargs: dict[str, Any]) -> None:
-    from ..jobs import claim_outputs, current, files_since
+    from runbase.tracking.jobs import claim_outputs, current, files_since
 
     job = current()
     cfg = kwargs.get("config")
@@ -372,7 +372,7 @@ def _job_ended(kwargs: dict[str, Any]) -> None:
 def _multirun_fails(job: Any) -> None:
     """Hydra fails the whole multirun once its jobs have run, by ``sys.exit(1)``, which
     a process's own run (``runbase.init()``) cannot see: it is told here."""
-    from .. import api
+    from runbase.tracking import api
 
     run = api._run
     if run is not None and run.own and run._failure is None:
@@ -384,7 +384,7 @@ def _job_in_progress() -> None:
     these hooks) while the first job runs: that job becomes a job run now."""
     from hydra.core.hydra_config import HydraConfig
 
-    from ..jobs import current
+    from runbase.tracking.jobs import current
 
     if not HydraConfig.initialized() or current() is not None:
         return
@@ -398,7 +398,7 @@ def _omegaconf_dict(cfg: Any, skip: str) -> dict[str, Any]:
     """The config less ``skip``, interpolations resolved where they can be."""
     from omegaconf import DictConfig, OmegaConf
 
-    from ..capture.params import flatten
+    from runbase.capture.params import flatten
 
     data: dict[str, Any] = {}
     for key in cfg:
@@ -434,7 +434,7 @@ def _apply_to_omegaconf(cfg: Any, skip: str) -> None:
         return
     from omegaconf import OmegaConf, open_dict, read_write
 
-    from ..overrides import _like
+    from runbase.capture.overrides import _like
 
     current = _omegaconf_dict(cfg, skip)
     for key, value in ov.items():
@@ -453,7 +453,7 @@ def _apply_to_omegaconf(cfg: Any, skip: str) -> None:
 def hook_fire(module: ModuleType) -> None:
     import importlib
 
-    from ..capture.params import SKIP_PARSER
+    from runbase.capture.params import SKIP_PARSER
 
     core: Any = importlib.import_module("fire.core")
     original = core._MakeParseFn
@@ -509,7 +509,7 @@ def _fire_parsed(fn: Any, result: Any) -> Any:
 
 
 def _fire_value(value: Any, current: Any) -> Any:
-    from ..overrides import _like
+    from runbase.capture.overrides import _like
 
     return _like(value, current)
 
@@ -520,7 +520,7 @@ _jsonarg_depth = threading.local()
 
 
 def hook_jsonargparse(module: ModuleType) -> None:
-    from ..capture.params import SKIP_PARSER
+    from runbase.capture.params import SKIP_PARSER
 
     cls = module.ArgumentParser
     setattr(cls, SKIP_PARSER, True)  # a subclass of argparse's: recorded here, not there
@@ -548,14 +548,14 @@ def hook_jsonargparse(module: ModuleType) -> None:
 
 
 def _jsonargparse_parsed(cfg: Any) -> None:
-    from ..capture.params import flatten
+    from runbase.capture.params import flatten
 
     if not _users(None):
         return  # a launcher's own options; LightningCLI in a user's script is the user's
     values = flatten(_jsonarg_dict(cfg))
     ov = _overrides()
     if ov:
-        from ..overrides import _like
+        from runbase.capture.overrides import _like
 
         for key, value in ov.items():
             if key in values:

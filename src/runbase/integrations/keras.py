@@ -25,7 +25,7 @@ import functools
 
 import keras
 
-from . import _common
+from runbase.integrations import _common
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -172,7 +172,7 @@ def _with_ours(callbacks: Any) -> Any:
         if isinstance(inner, list) and not any(isinstance(c, RunbaseCallback) for c in inner):
             callbacks.append(RunbaseCallback())
     except Exception as e:  # noqa: BLE001
-        from .._safe import warn_once
+        from runbase.core._safe import warn_once
 
         warn_once("integration:keras", f"the keras integration failed: {e}")
     return callbacks

@@ -18,7 +18,7 @@ round; on the first round, the booster params as LightGBM resolved them
 
 from __future__ import annotations
 
-from . import _common
+from runbase.integrations import _common
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -27,7 +27,7 @@ import functools
 import importlib
 import sys
 
-from . import _common
+from runbase.integrations import _common
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ class _RunbaseLoggerMixin:
 
     @property
     def version(self) -> str:
-        from .. import api
+        from runbase.tracking import api
 
         run = api.ensure_run()  # Lightning names checkpoint directories after it
         return run.id if run is not None else "0"
@@ -70,7 +70,7 @@ class _RunbaseLoggerMixin:
 
     @property
     def experiment(self) -> Any:
-        from .. import api
+        from runbase.tracking import api
 
         return api.active_run()
 

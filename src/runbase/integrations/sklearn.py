@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import sys
 
-from . import _common
+from runbase.integrations import _common
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ _last_params: list[dict[str, Any]] = []  # the last params recorded: skip repeat
 
 def install(base: ModuleType) -> None:
     """``sklearn.base`` was imported: hook parameter validation and ``score``."""
-    from .._imphook import when_imported
+    from runbase.core._imphook import when_imported
 
     _common.wrap(base.BaseEstimator, "_validate_params", _validate_wrapper)
     for mixin in ("ClassifierMixin", "RegressorMixin"):

@@ -24,8 +24,8 @@ import sys
 import threading
 import time
 
-from .. import tracker as _tracker
-from ..spool import STEP_KEY, TIME_KEY
+from runbase.core.spool import STEP_KEY, TIME_KEY
+from runbase.tracking import tracker as _tracker
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ def _hparams(args: tuple, kwargs: dict) -> None:
     hparams = _arg(args, kwargs, 0, "hparam_dict") or {}
     metrics = _arg(args, kwargs, 1, "metric_dict") or {}
     if hparams:
-        from .._child import record_parsed
+        from runbase.tracking._child import record_parsed
 
         record_parsed(dict(hparams), "tensorboard", flatten=True)
     values = {}
@@ -174,7 +174,7 @@ def _covered() -> frozenset[str]:
     """Top-level packages with an armed integration other than this one and configs'."""
     global _covered_cache
     if _covered_cache is None:
-        from . import AUTO, _disabled, name_of
+        from runbase.integrations import AUTO, _disabled, name_of
 
         off = _disabled() or set()
         tops = {
@@ -194,7 +194,7 @@ def _covered() -> frozenset[str]:
 def hook_tensorflow(module: ModuleType) -> None:
     """TensorFlow was imported: mirror ``tf.summary.scalar``. It calls
     ``tensorboard.summary.v2.scalar`` (imported on its first use), which is wrapped."""
-    from .._imphook import when_imported
+    from runbase.core._imphook import when_imported
 
     when_imported("tensorboard.summary.v2", _patch_tf_summary)
 

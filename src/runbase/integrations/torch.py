@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 
-from . import _common
+from runbase.integrations import _common
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

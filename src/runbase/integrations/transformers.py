@@ -26,7 +26,7 @@ import os
 
 from transformers import TrainerCallback
 
-from . import _common
+from runbase.integrations import _common
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ import json
 
 import xgboost
 
-from . import _common
+from runbase.integrations import _common
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

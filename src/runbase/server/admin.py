@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..store.db import Database
-from ..store.schema import SCHEMA_VERSION
-from . import control
-from .projects import open_objects_checked, open_project_store
+from runbase.server import control
+from runbase.server.projects import open_objects_checked, open_project_store
+from runbase.store.db import Database
+from runbase.store.schema import SCHEMA_VERSION
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ need a role in that project: reader to read, writer to push, admin to manage mem
 
 from __future__ import annotations
 
-from ..web import require_ui
+from runbase.web import require_ui
 
 require_ui("fastapi")
 
@@ -30,20 +30,20 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse  # n
 from pydantic import AfterValidator, BaseModel, Field  # noqa: E402
 from starlette.concurrency import run_in_threadpool  # noqa: E402
 
-from .. import __version__  # noqa: E402
-from ..bundle import BundleError  # noqa: E402
-from ..errors import RunbaseError  # noqa: E402
-from ..shapes import loads  # noqa: E402
-from ..store import Store  # noqa: E402
-from ..store.objects import CorruptObject, ObjectIdMismatch  # noqa: E402
-from ..web import pages  # noqa: E402
-from ..web.api import json_response  # noqa: E402
-from ..web.api import router as api_router  # noqa: E402
-from ..web.app import PLOTLY_PATH, error_handlers, plotly_js  # noqa: E402
-from . import control  # noqa: E402
-from .control import AuthError, Conflict, Forbidden, User  # noqa: E402
-from .logs import AccessLog  # noqa: E402
-from .service import MAX_OBJECT_BYTES, MissingObjects, Server, ServerConfig  # noqa: E402
+from runbase import __version__  # noqa: E402
+from runbase.core.shapes import loads  # noqa: E402
+from runbase.errors import RunbaseError  # noqa: E402
+from runbase.records.bundle import BundleError  # noqa: E402
+from runbase.server import control  # noqa: E402
+from runbase.server.control import AuthError, Conflict, Forbidden, User  # noqa: E402
+from runbase.server.logs import AccessLog  # noqa: E402
+from runbase.server.service import MAX_OBJECT_BYTES, MissingObjects, Server, ServerConfig  # noqa: E402
+from runbase.store import Store  # noqa: E402
+from runbase.store.objects import CorruptObject, ObjectIdMismatch  # noqa: E402
+from runbase.web import pages  # noqa: E402
+from runbase.web.api import json_response  # noqa: E402
+from runbase.web.api import router as api_router  # noqa: E402
+from runbase.web.app import PLOTLY_PATH, error_handlers, plotly_js  # noqa: E402
 
 SESSION_COOKIE = pages.SESSION_COOKIE
 CSRF_COOKIE = pages.CSRF_COOKIE
@@ -329,7 +329,7 @@ async def _bundle_body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     try:
         # 5,000 nested brackets are a client error, not a RecursionError (a 500); the
-        # bundle's every level is then checked by type (runbase.bundle)
+        # bundle's every level is then checked by type (runbase.records.bundle)
         body = loads(raw, max_depth=None)
     except ValueError as e:
         raise BundleError(f"the body is not JSON: {e}") from None

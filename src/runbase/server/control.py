@@ -22,9 +22,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import FormatVersionError, RunbaseError, StoreError
-from ..store.db import Database, open_database, sqlite_path
-from ..store.schema import ddl
+from runbase.errors import FormatVersionError, RunbaseError, StoreError
+from runbase.store.db import Database, open_database, sqlite_path
+from runbase.store.schema import ddl
 
 CONTROL_VERSION = 2
 NAMESPACE = "runbase_server"

@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import StoreError
-from ..store import Store
-from ..store.backends import Objects, open_objects
-from ..store.db import open_database
-from ..web.api import StorePool
-from .control import project_db_location
+from runbase.errors import StoreError
+from runbase.server.control import project_db_location
+from runbase.store import Store
+from runbase.store.backends import Objects, open_objects
+from runbase.store.db import open_database
+from runbase.web.api import StorePool
 
 __all__ = ["ProjectStores", "open_project_store"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from .service import Server, ServerConfig
+from runbase.server.service import Server, ServerConfig
 
 
 def serve(config: ServerConfig, host: str, port: int, workers: int = 1) -> None:
@@ -12,7 +12,7 @@ def serve(config: ServerConfig, host: str, port: int, workers: int = 1) -> None:
     schema that needs ``runbase server migrate`` fails before any worker starts."""
     import uvicorn
 
-    from . import logs
+    from runbase.server import logs
 
     Server(config).close()
     # the workers build their app from the environment (uvicorn starts them fresh)

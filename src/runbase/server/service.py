@@ -12,14 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import lineage, views
-from ..errors import RunbaseError, StoreError
-from ..store import Store
-from ..store.db import Database, redact_url
-from ..store.hashing import split_id
-from . import control
-from .control import AuthError, Conflict, Forbidden, User
-from .projects import ProjectStores, open_objects_checked
+from runbase.errors import RunbaseError, StoreError
+from runbase.records import lineage
+from runbase.render import views
+from runbase.server import control
+from runbase.server.control import AuthError, Conflict, Forbidden, User
+from runbase.server.projects import ProjectStores, open_objects_checked
+from runbase.store import Store
+from runbase.store.db import Database, redact_url
+from runbase.store.hashing import split_id
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_OBJECT_BYTES = 64 << 30  # one object: far above any sane file, below a disk filler
@@ -152,7 +153,7 @@ class Server:
     ) -> dict[str, Any]:
         """Store a pushed run (or, ``live``, a delta of a running one). Every object it
         references must already be held by the project (409 lists the missing)."""
-        from ..bundle import import_run, run_objects
+        from runbase.records.bundle import import_run, run_objects
 
         if not isinstance(bundle, dict) or not isinstance(bundle.get("run"), dict):
             raise RunbaseError("a bundle is a JSON object with a 'run' object")
@@ -211,8 +212,8 @@ class Server:
             raise Conflict(f"run {run_id} has ended ({row[1]}); push it instead of a live update")
 
     def bundle_of(self, project: str, ref: str, data: bool = True) -> dict[str, Any]:
-        from ..bundle import export_run
-        from ..read import resolve
+        from runbase.records.bundle import export_run
+        from runbase.records.read import resolve
 
         with self.store(project) as store:
             run_id = resolve(store, ref)
@@ -220,14 +221,14 @@ class Server:
 
     # -- notes and search -----------------------------------------------------------
     def add_note(self, project: str, ref: str, user: User, text: str) -> dict[str, Any]:
-        from ..read import resolve
+        from runbase.records.read import resolve
 
         with self.store(project) as store:
             run_id = resolve(store, ref)
         return control.add_note(self.control, project, run_id, user.name, text)
 
     def notes(self, project: str, ref: str) -> list[dict[str, Any]]:
-        from ..read import resolve
+        from runbase.records.read import resolve
 
         with self.store(project) as store:
             run_id = resolve(store, ref)

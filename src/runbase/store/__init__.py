@@ -16,9 +16,9 @@ import json
 import os
 from pathlib import Path
 
-from ..errors import FormatVersionError, StoreError
-from .db import Database
-from .objects import LocalObjects
+from runbase.errors import FormatVersionError, StoreError
+from runbase.store.db import Database
+from runbase.store.objects import LocalObjects
 
 STORE_DIRNAME = ".runbase"
 FORMAT_NAME = "runbase-store"

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import StoreError
-from .objects import LocalObjects
+from runbase.errors import StoreError
+from runbase.store.objects import LocalObjects
 
 
 class ObjectWriterLike(Protocol):
@@ -59,7 +59,7 @@ def open_objects(url_or_path: str | os.PathLike[str], **options: Any) -> Objects
     """
     target = os.fspath(url_or_path)
     if target.startswith("s3://"):
-        from .s3 import S3Objects
+        from runbase.store.s3 import S3Objects
 
         return S3Objects(target, **options)
     if target.startswith("file://"):

@@ -20,9 +20,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import fsname
-from ..errors import FormatVersionError, StoreError
-from .schema import MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION, ddl
+from runbase.core import fsname
+from runbase.errors import FormatVersionError, StoreError
+from runbase.store.schema import MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION, ddl
 
 Row = tuple[Any, ...]
 POSTGRES_INSTALL_HINT = "pip install 'runbase[postgres]'"
@@ -290,7 +290,7 @@ class SQLiteDatabase(Database):
 
     def _read(self, sql: str, params: Sequence[Any], all_rows: bool) -> list[Row] | Row | None:
         """One read, robust to odd text: a parameter holding lone surrogates (a file
-        name that is not UTF-8) is looked up in its stored form (runbase.fsname, by
+        name that is not UTF-8) is looked up in its stored form (runbase.core.fsname, by
         _Cursor), and text stored as bytes that are not UTF-8 (another tool, a damaged
         row) reads with U+FFFD instead of failing the whole command, on a retry: the
         common path costs nothing."""
@@ -330,7 +330,7 @@ def _needs_clean(row: Any) -> bool:
 class _Cursor(sqlite3.Cursor):
     """A cursor that never fails on a string SQLite cannot encode: POSIX paths and
     arguments are bytes, and Python holds the undecodable ones as lone surrogates.
-    Such a value is written, and looked up, in runbase.fsname's stored form
+    Such a value is written, and looked up, in runbase.core.fsname's stored form
     (lossless, documented in docs/run-record.md) wherever it comes from: one odd file
     name must not stop a run's recording or, worse, every later command that reads
     the store."""

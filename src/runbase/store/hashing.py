@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 
-from .. import progress
+from runbase.core import progress
 
 ALGO = "blake3"
 _ID_RE = re.compile(r"blake3:[0-9a-f]{64}")

@@ -15,13 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from .. import progress
-from ..errors import StoreError
-from .hashing import ALGO, hash_bytes, new_hasher, split_id
-from .hashing import CHUNK as _CHUNK
+from runbase.core import progress
+from runbase.errors import StoreError
+from runbase.store.hashing import ALGO, hash_bytes, new_hasher, split_id
+from runbase.store.hashing import CHUNK as _CHUNK
 
 if TYPE_CHECKING:
-    from .backends import Objects
+    from runbase.store.backends import Objects
 
 _SMALL = 4 << 20  # files up to this size are read whole: hash first, write only if new
 

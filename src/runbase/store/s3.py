@@ -29,10 +29,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .. import progress
-from ..errors import StoreError
-from .hashing import ALGO, hash_bytes, new_hasher, split_id
-from .objects import (
+from runbase.core import progress
+from runbase.errors import StoreError
+from runbase.store.hashing import ALGO, hash_bytes, new_hasher, split_id
+from runbase.store.objects import (
     CorruptObject,
     ObjectIdMismatch,
     ObjectTooLarge,

@@ -3,14 +3,14 @@
     from runbase.web.app import create_app
     app = create_app(".runbase")          # an ASGI app (FastAPI): uvicorn.run(app)
 
-The API (``/api/...``, docs/api.md) is a thin layer over :mod:`runbase.views`. Needs
+The API (``/api/...``, docs/api.md) is a thin layer over :mod:`runbase.render.views`. Needs
 the ``ui`` extra: ``pip install 'runbase[ui]'`` (FastAPI, uvicorn, plotly, pygments);
 importing this package alone imports none of them.
 """
 
 from __future__ import annotations
 
-from ..errors import RunbaseError
+from runbase.errors import RunbaseError
 
 INSTALL_HINT = "pip install 'runbase[ui]'"
 _NEEDED = ("fastapi", "uvicorn", "plotly", "pygments")

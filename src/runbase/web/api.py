@@ -1,4 +1,4 @@
-"""The JSON API under ``/api`` (docs/api.md): thin handlers over :mod:`runbase.views`.
+"""The JSON API under ``/api`` (docs/api.md): thin handlers over :mod:`runbase.render.views`.
 
 Every handler is a plain ``def`` (FastAPI runs it in its thread pool) that borrows a
 :class:`Store` from the app's :class:`StorePool` for the duration of the request, so
@@ -19,9 +19,10 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from .. import fsname, views
-from ..capture.params import jsonable
-from ..store import Store
+from runbase.capture.params import jsonable
+from runbase.core import fsname
+from runbase.render import views
+from runbase.store import Store
 
 MAX_EXPR = 10_000  # characters of a where / sort expression
 MAX_OFFSET = 10**12

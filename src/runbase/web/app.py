@@ -11,7 +11,7 @@ passes ``open_store`` to serve a store that is not local files.
 
 from __future__ import annotations
 
-from . import INSTALL_HINT, require_ui
+from runbase.web import INSTALL_HINT, require_ui
 
 require_ui("fastapi")
 
@@ -29,12 +29,12 @@ from fastapi import Depends, FastAPI, Request  # noqa: E402
 from fastapi.responses import Response  # noqa: E402
 from starlette.middleware.gzip import GZipMiddleware  # noqa: E402
 
-from .. import __version__  # noqa: E402
-from ..errors import RunbaseError, RunNotFound, StoreError  # noqa: E402
-from ..store import Store, locate  # noqa: E402
-from ..views import NotFound  # noqa: E402
-from .api import StorePool, get_store, json_response  # noqa: E402
-from .api import router as api_router  # noqa: E402
+from runbase import __version__  # noqa: E402
+from runbase.errors import RunbaseError, RunNotFound, StoreError  # noqa: E402
+from runbase.render.views import NotFound  # noqa: E402
+from runbase.store import Store, locate  # noqa: E402
+from runbase.web.api import StorePool, get_store, json_response  # noqa: E402
+from runbase.web.api import router as api_router  # noqa: E402
 
 __all__ = ["create_app", "get_store", "json_response"]
 
@@ -164,7 +164,7 @@ def _include_pages(app: FastAPI, deps: list[Any]) -> None:
     """The HTML pages and their static files, when this install has them."""
     if importlib.util.find_spec("runbase.web.pages") is None:
         return
-    from . import pages
+    from runbase.web import pages
 
     app.include_router(pages.router, dependencies=deps)
     static = getattr(pages, "STATIC_DIR", None)

@@ -3,7 +3,7 @@
 Each page is a static shell (title, navigation, an empty layout) plus vanilla
 JavaScript under ``static/`` that fetches the JSON API (``/api/...``, see docs/api.md)
 and draws with plotly.js (served by the app from the installed plotly wheel at
-``/static/vendor/plotly.min.js``). No data is shaped here: that is ``runbase.views``.
+``/static/vendor/plotly.min.js``). No data is shaped here: that is ``runbase.render.views``.
 """
 
 from __future__ import annotations

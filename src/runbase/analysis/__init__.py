@@ -1,0 +1,1 @@
+"""Pure computations on run records: diff, parameter importance, comparisons."""

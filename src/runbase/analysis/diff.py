@@ -1,0 +1,640 @@
+"""``runbase diff``: what differs between two runs, section by section.
+
+:func:`diff_runs` and :func:`diff_head` return the documented JSON structure
+(docs/diff-format.md); :func:`render` turns it into text. Everything is read from the
+store: the code comes from the two stored source trees, not from the work tree, so a
+diff stays exact after the files on disk moved on.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import click
+
+from runbase.capture.code import load_manifest
+from runbase.errors import RunbaseError, UsageError
+from runbase.records.read import resolve
+from runbase.records.record import build_record
+from runbase.store import Store
+
+DIFF_VERSION = 1
+# the order of the report; "run" (command and exit status) has no CLI flag of its own
+SECTIONS = ("params", "metrics", "code", "data", "env", "run")
+_LABELS = {"run": "command and exit status"}
+_BINARY_SNIFF = 8192  # like git: a NUL byte near the start means binary
+
+
+def diff_runs(
+    store: Store, a: str, b: str, sections: Iterable[str] | None = None
+) -> dict[str, Any]:
+    """What differs from run ``a`` to run ``b`` (refs: id, unique prefix or name).
+    ``sections`` picks among :data:`SECTIONS`; None means all."""
+    chosen = _sections(sections)
+    ra, rb = (build_record(store, resolve(store, ref), include_patch=False) for ref in (a, b))
+    report: dict[str, Any] = {"diff_version": DIFF_VERSION, "a": _header(ra), "b": _header(rb)}
+    for name in chosen:
+        report[name] = _SECTION_DIFFS[name](store, ra, rb)
+    return report
+
+
+def diff_head(store: Store, a: str) -> dict[str, Any]:
+    """Run ``a``'s code against its git commit: the stored patch, i.e. the uncommitted
+    change that actually ran."""
+    rec = build_record(store, resolve(store, a), include_patch=True)
+    code = rec["code"]
+    head = None
+    if code is not None:
+        keys = ("kind", "commit", "branch", "dirty", "patch", "patch_id", "patch_bytes")
+        head = {k: code.get(k) for k in keys}
+    return {"diff_version": DIFF_VERSION, "a": _header(rec), "b": None, "head": head}
+
+
+def _sections(sections: Iterable[str] | None) -> list[str]:
+    if sections is None:
+        return list(SECTIONS)
+    wanted = set(sections)
+    unknown = wanted - set(SECTIONS)
+    if unknown:
+        raise UsageError(f"unknown diff section(s) {sorted(unknown)}; choose from {SECTIONS}")
+    return [s for s in SECTIONS if s in wanted] or list(SECTIONS)
+
+
+def _header(rec: dict[str, Any]) -> dict[str, Any]:
+    return {k: rec[k] for k in ("id", "name", "status", "started_at")}
+
+
+def _canon(v: Any) -> str:
+    """Compare JSON values exactly: in Python ``1 == 1.0 == True``."""
+    return json.dumps(v, sort_keys=True)
+
+
+def _change(old: Any, new: Any) -> dict[str, Any] | None:
+    return None if _canon(old) == _canon(new) else {"old": old, "new": new}
+
+
+# -- params ------------------------------------------------------------------------
+
+
+def _params(store: Store, ra: dict[str, Any], rb: dict[str, Any]) -> dict[str, Any]:
+    pa, pb = ra["params"], rb["params"]
+    sa, sb = ra["param_sources"], rb["param_sources"]
+    added = [{"key": k, "value": pb[k], "source": sb.get(k)} for k in sorted(pb.keys() - pa.keys())]
+    removed = [
+        {"key": k, "value": pa[k], "source": sa.get(k)} for k in sorted(pa.keys() - pb.keys())
+    ]
+    changed = [
+        {"key": k, "old": pa[k], "new": pb[k], "old_source": sa.get(k), "new_source": sb.get(k)}
+        for k in sorted(pa.keys() & pb.keys())
+        if _canon(pa[k]) != _canon(pb[k]) or sa.get(k) != sb.get(k)
+    ]
+    unchanged = not (added or removed or changed)
+    return {"unchanged": unchanged, "added": added, "removed": removed, "changed": changed}
+
+
+# -- metrics -----------------------------------------------------------------------
+
+
+def _metrics(store: Store, ra: dict[str, Any], rb: dict[str, Any]) -> dict[str, Any]:
+    from runbase.capture.sysmetrics import is_system_metric
+
+    # system metrics (sys/*) describe the machine's load, not the result: left out
+    ma = {k: _num(m["value"]) for k, m in ra["metrics"].items() if not is_system_metric(k)}
+    mb = {k: _num(m["value"]) for k, m in rb["metrics"].items() if not is_system_metric(k)}
+    added = [{"key": k, "value": mb[k]} for k in sorted(mb.keys() - ma.keys())]
+    removed = [{"key": k, "value": ma[k]} for k in sorted(ma.keys() - mb.keys())]
+    changed = [
+        _delta(k, ma[k], mb[k]) for k in ma.keys() & mb.keys() if not _same_number(ma[k], mb[k])
+    ]
+    changed.sort(key=_change_size)
+    unchanged = not (added or removed or changed)
+    return {"unchanged": unchanged, "added": added, "removed": removed, "changed": changed}
+
+
+def _num(v: Any) -> Any:
+    """The record writes NaN/inf as strings (strict JSON): numbers again, to subtract."""
+    if isinstance(v, str) and v in ("NaN", "Infinity", "-Infinity"):
+        return float(v.replace("Infinity", "inf"))
+    return v
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _same_number(x: Any, y: Any) -> bool:
+    both_nan = isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y)
+    return both_nan or x == y
+
+
+def _delta(key: str, old: Any, new: Any) -> dict[str, Any]:
+    delta = new - old if _finite(old) and _finite(new) else None
+    relative = delta / abs(old) if delta is not None and old != 0 else None
+    return {"key": key, "old": old, "new": new, "delta": delta, "relative": relative}
+
+
+def _change_size(c: dict[str, Any]) -> tuple[float, float, str]:
+    """Largest relative change first, then largest absolute; a change from 0 is
+    infinitely large relatively; NaN/inf values have no size and come last."""
+    if c["relative"] is not None:
+        size = abs(c["relative"])
+    else:
+        size = math.inf if c["delta"] is not None else -1.0
+    return (-size, -abs(c["delta"] or 0.0), c["key"])
+
+
+# -- code --------------------------------------------------------------------------
+
+
+def _code(store: Store, ra: dict[str, Any], rb: dict[str, Any]) -> dict[str, Any]:
+    ca, cb = ra["code"], rb["code"]
+    files: list[dict[str, Any]] = []
+    not_diffed: list[str] = []
+    if ca and cb:
+        # skipped files (data, secrets, > 1 MiB) are not in the trees: never diffed
+        skipped = {s["path"] for c in (ca, cb) for s in c.get("skipped") or []}
+        not_diffed = sorted(skipped)
+        if ca.get("tree") != cb.get("tree"):
+            files = _tree_diff(store, ca.get("tree"), cb.get("tree"), skipped)
+    # the code that ran is its commit plus its tree; `dirty` alone can flip when only
+    # unsnapshotted files (data, secrets) appear, which is not a code change
+    return {
+        "unchanged": _code_key(ca) == _code_key(cb),
+        "a": _code_state(ca),
+        "b": _code_state(cb),
+        "files": files,
+        "not_diffed": not_diffed,
+    }
+
+
+def _code_key(code: dict[str, Any] | None) -> tuple[Any, ...]:
+    code = code or {}
+    return (code.get("kind"), code.get("commit"), code.get("tree"))
+
+
+def _code_state(code: dict[str, Any] | None) -> dict[str, Any] | None:
+    if code is None:
+        return None
+    return {k: code.get(k) for k in ("kind", "commit", "branch", "dirty", "patch_id", "tree")}
+
+
+def _tree_diff(
+    store: Store, tree_a: str | None, tree_b: str | None, skipped: set[str]
+) -> list[dict[str, Any]]:
+    ea, eb = _entries(store, tree_a), _entries(store, tree_b)
+    return [
+        _file_diff(store, path, ea.get(path), eb.get(path))
+        for path in sorted((ea.keys() | eb.keys()) - skipped)
+        if ea.get(path) != eb.get(path)
+    ]
+
+
+def _entries(store: Store, tree: str | None) -> dict[str, dict[str, Any]]:
+    if not tree:
+        return {}
+    try:
+        return {e["path"]: e for e in load_manifest(store, tree)}
+    except (OSError, ValueError) as e:
+        raise RunbaseError(f"cannot read the code snapshot {tree}: {e} (see `runbase fsck`)")
+
+
+def _file_diff(
+    store: Store, path: str, old: dict[str, Any] | None, new: dict[str, Any] | None
+) -> dict[str, Any]:
+    status = "added" if old is None else "removed" if new is None else "changed"
+    item: dict[str, Any] = {"path": path, "status": status, "mode": None, "binary": False}
+    if old and new and old.get("type") != new.get("type"):
+        item["mode"] = {"old": old.get("type"), "new": new.get("type")}
+    ta, tb = _text(store, old), _text(store, new)
+    if ta is _BINARY or tb is _BINARY:
+        item["binary"], item["diff"] = True, None
+    else:
+        item["diff"] = _unified(path, old, new, ta or "", tb or "") if ta != tb else None
+    return item
+
+
+_BINARY = object()
+
+
+def _text(store: Store, entry: dict[str, Any] | None) -> Any:
+    """The file's text, None when absent, or ``_BINARY``."""
+    if entry is None:
+        return None
+    if entry.get("type") == "link":
+        return f"symlink to {entry.get('target')}\n"
+    try:
+        data = store.objects.get_bytes(entry["oid"])
+    except OSError as e:
+        raise RunbaseError(
+            f"cannot read {entry['path']} ({entry['oid']}): {e} (see `runbase fsck`)"
+        )
+    if b"\0" in data[:_BINARY_SNIFF]:
+        return _BINARY
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return _BINARY
+
+
+def _unified(path: str, old: Any, new: Any, a: str, b: str) -> str:
+    lines = difflib.unified_diff(
+        a.splitlines(keepends=True),
+        b.splitlines(keepends=True),
+        fromfile=f"a/{path}" if old else "/dev/null",
+        tofile=f"b/{path}" if new else "/dev/null",
+    )
+    # as git writes it, so the output is a patch `git apply` understands
+    return "".join(
+        line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
+    )
+
+
+# -- data --------------------------------------------------------------------------
+
+
+def _data(store: Store, ra: dict[str, Any], rb: dict[str, Any]) -> dict[str, Any]:
+    inputs = _files(ra["inputs"], rb["inputs"])
+    outputs = _files(ra["outputs"], rb["outputs"])
+    unchanged = not any(v for part in (inputs, outputs) for v in part.values())
+    return {"unchanged": unchanged, "inputs": inputs, "outputs": outputs}
+
+
+def _files(fa: list[dict[str, Any]], fb: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    a, b = {f["path"]: f for f in fa}, {f["path"]: f for f in fb}
+    changed = [
+        {
+            "path": p,
+            "old_hash": a[p]["hash"],
+            "new_hash": b[p]["hash"],
+            "old_size": a[p]["size"],
+            "new_size": b[p]["size"],
+        }
+        for p in sorted(a.keys() & b.keys())
+        if a[p]["hash"] != b[p]["hash"]
+    ]
+    return {
+        "added": [_file_ref(b[p]) for p in sorted(b.keys() - a.keys())],
+        "removed": [_file_ref(a[p]) for p in sorted(a.keys() - b.keys())],
+        "changed": changed,
+    }
+
+
+def _file_ref(f: dict[str, Any]) -> dict[str, Any]:
+    return {"path": f["path"], "hash": f["hash"], "size": f["size"]}
+
+
+# -- env ---------------------------------------------------------------------------
+
+
+def _env(store: Store, ra: dict[str, Any], rb: dict[str, Any]) -> dict[str, Any]:
+    ea, eb = ra["env"] or {}, rb["env"] or {}
+    fields = {
+        "python": _change(_python(ea), _python(eb)),
+        **{k: _change(ea.get(k), eb.get(k)) for k in ("os", "cpu", "gpus", "container")},
+    }
+    packages = package_changes(ea.get("packages") or [], eb.get("packages") or [])
+    unchanged = all(v is None for v in fields.values()) and not any(packages.values())
+    return {"unchanged": unchanged, **fields, "packages": packages}
+
+
+def _python(env: dict[str, Any]) -> dict[str, Any] | None:
+    py = env.get("python")
+    return {k: py.get(k) for k in ("version", "implementation", "executable")} if py else None
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()  # PEP 503
+
+
+def package_changes(pa: list[dict[str, Any]], pb: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """``{added, removed, upgraded, downgraded, changed}`` from package list ``pa`` to
+    ``pb`` (the run record's ``env.packages``); all lists empty when they match."""
+    a, b = {_norm(p["name"]): p for p in pa}, {_norm(p["name"]): p for p in pb}
+    out: dict[str, list[Any]] = {
+        "added": [
+            {"name": b[n]["name"], "version": b[n]["version"]} for n in sorted(b.keys() - a.keys())
+        ],
+        "removed": [
+            {"name": a[n]["name"], "version": a[n]["version"]} for n in sorted(a.keys() - b.keys())
+        ],
+        "upgraded": [],
+        "downgraded": [],
+        "changed": [],
+    }
+    for n in sorted(a.keys() & b.keys()):
+        old, new = a[n], b[n]
+        if _canon(old) != _canon(new):
+            kind = {-1: "upgraded", 1: "downgraded"}.get(
+                _cmp_versions(old["version"], new["version"]), "changed"
+            )
+            out[kind].append({"name": new["name"], "old": old["version"], "new": new["version"]})
+    return out
+
+
+def _cmp_versions(a: str, b: str) -> int:
+    """-1, 0 or 1. PEP 440 when ``packaging`` can parse both; else a numeric-aware key
+    (local builds such as ``2023.1-custom`` are not PEP 440)."""
+    try:
+        from packaging.version import InvalidVersion, Version
+    except ImportError:
+        pass
+    else:
+        try:
+            va, vb = Version(a), Version(b)
+            return (va > vb) - (va < vb)
+        except InvalidVersion:
+            pass
+    ka, kb = _version_key(a), _version_key(b)
+    return (ka > kb) - (ka < kb)
+
+
+def _version_key(v: str) -> tuple[tuple[int, int | str], ...]:
+    # tagged parts so that numbers and words never compare with each other directly
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.\-_+!]", v) if p)
+
+
+# -- command and exit status -------------------------------------------------------
+
+
+def _run(store: Store, ra: dict[str, Any], rb: dict[str, Any]) -> dict[str, Any]:
+    fields = {k: _change(ra[k], rb[k]) for k in ("command", "status", "exit_code")}
+    command = fields["command"]
+    explained = command is not None and _only_params(ra, rb)
+    if command is not None and explained:
+        fields["command"] = {**command, "explained_by_params": True}
+    unchanged = all(v is None for k, v in fields.items() if not (k == "command" and explained))
+    return {"unchanged": unchanged, **fields}
+
+
+def _only_params(ra: dict[str, Any], rb: dict[str, Any]) -> bool:
+    """Does B's command equal A's with B's changed params written in? (Then the params
+    section already says it all: ``--lr 0.1`` -> ``--lr 0.2`` is one change, not two.)"""
+    from runbase.capture.overrides import apply_to_argv
+
+    pa, pb = ra.get("params") or {}, rb.get("params") or {}
+    changed = {k: v for k, v in pb.items() if k in pa and _canon(pa[k]) != _canon(v)}
+    if not changed:
+        return False
+    argv, rest = apply_to_argv(list(ra["command"]), changed, ra.get("param_sources"))
+    return argv == rb["command"]
+
+
+_SECTION_DIFFS: dict[str, Callable[[Store, dict[str, Any], dict[str, Any]], dict[str, Any]]] = {
+    "params": _params,
+    "metrics": _metrics,
+    "code": _code,
+    "data": _data,
+    "env": _env,
+    "run": _run,
+}
+
+
+# -- text --------------------------------------------------------------------------
+
+
+def render(report: dict[str, Any], color: bool = False) -> str:
+    """The report as text: a section per dimension, unchanged ones on one line."""
+
+    def paint(text: str, **style: Any) -> str:
+        return click.style(text, **style) if color else text
+
+    if "head" in report:
+        return "\n".join(_render_head(report, paint))
+    lines = [paint(f"diff {_who(report['a'])} → {_who(report['b'])}", bold=True), ""]
+    for name in SECTIONS:
+        section = report.get(name)
+        if section is None:
+            continue
+        label = _LABELS.get(name, name)
+        if section["unchanged"] and (section.get("command") or {}).get("explained_by_params"):
+            lines.append(f"{label}: unchanged (the command differs only by the params above)")
+        elif section["unchanged"]:
+            lines.append(f"{label}: unchanged")
+        else:
+            lines += [paint(f"{label}:", bold=True), *_RENDERERS[name](section, paint)]
+    return "\n".join(lines)
+
+
+_Paint = Callable[..., str]
+
+
+def _who(run: dict[str, Any]) -> str:
+    return f"{run['id'][:10]} ({run['name']})"
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, list) and all(isinstance(x, str) for x in v):
+        return " ".join(v)  # a command line
+    s = json.dumps(v, ensure_ascii=False, sort_keys=True)
+    return s if len(s) <= 200 else s[:199] + "…"
+
+
+def _fields(name: str, change: dict[str, Any] | None) -> list[str]:
+    """``name.key: old → new`` for each key that differs (or the whole value)."""
+    if change is None:
+        return []
+    old, new = change["old"], change["new"]
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(
+            k for k in old.keys() | new.keys() if _canon(old.get(k)) != _canon(new.get(k))
+        )
+        return [f"  {name}.{k}: {_show(old.get(k))} → {_show(new.get(k))}" for k in keys]
+    return [f"  {name}: {_show(old)} → {_show(new)}"]
+
+
+def _render_params(s: dict[str, Any], paint: _Paint) -> list[str]:
+    def src(*sources: Any) -> str:
+        uniq = list(dict.fromkeys(x for x in sources if x))
+        return f"  [{' → '.join(uniq)}]" if uniq else ""
+
+    lines = [
+        paint(f"  + {p['key']} = {_show(p['value'])}", fg="green") + src(p["source"])
+        for p in s["added"]
+    ]
+    lines += [
+        paint(f"  - {p['key']} = {_show(p['value'])}", fg="red") + src(p["source"])
+        for p in s["removed"]
+    ]
+    lines += [
+        paint(f"  ~ {p['key']}: {_show(p['old'])} → {_show(p['new'])}", fg="yellow")
+        + src(p["old_source"], p["new_source"])
+        for p in s["changed"]
+    ]
+    return lines
+
+
+def _fmt_num(v: Any) -> str:
+    return f"{v:.6g}" if isinstance(v, float) else _show(v)
+
+
+def _render_metrics(s: dict[str, Any], paint: _Paint) -> list[str]:
+    lines = []
+    for m in s["changed"]:
+        if m["relative"] is not None:
+            size = f"  ({m['delta']:+.4g}, {m['relative']:+.1%})"
+        elif m["delta"] is not None:
+            size = f"  ({m['delta']:+.4g}, from 0)"
+        else:
+            size = ""
+        lines.append(
+            paint(f"  ~ {m['key']}: {_fmt_num(m['old'])} → {_fmt_num(m['new'])}", fg="yellow")
+            + size
+        )
+    lines += [paint(f"  + {m['key']} = {_fmt_num(m['value'])}", fg="green") for m in s["added"]]
+    lines += [paint(f"  - {m['key']} = {_fmt_num(m['value'])}", fg="red") for m in s["removed"]]
+    return lines
+
+
+def _code_line(tag: str, state: dict[str, Any] | None) -> str:
+    if state is None:
+        return f"  {tag}: no code snapshot"
+    if state["kind"] != "git":
+        return f"  {tag}: directory snapshot (not a git repository)"
+    where = f"commit {(state['commit'] or '(none yet)')[:10]}"
+    if state.get("branch"):
+        where += f" on {state['branch']}"
+    if state.get("patch_id"):
+        return f"  {tag}: {where}, uncommitted changes"
+    # dirty without a patch: only unsnapshotted files (data, secrets) were untracked
+    return f"  {tag}: {where}, clean" + (" (untracked data files only)" if state["dirty"] else "")
+
+
+def _render_code(s: dict[str, Any], paint: _Paint) -> list[str]:
+    lines = [_code_line("A", s["a"]), _code_line("B", s["b"])]
+    for f in s["files"]:
+        note = " (binary files differ)" if f["binary"] else ""
+        if f["mode"]:
+            note += f" (type {f['mode']['old']} → {f['mode']['new']})"
+        lines.append(f"  {f['status']}: {f['path']}{note}")
+    if s["not_diffed"]:
+        lines.append(f"  not diffed (data, large or secret files): {', '.join(s['not_diffed'])}")
+    for f in s["files"]:
+        if f["diff"]:
+            lines += _paint_patch(f["diff"], paint)
+    return lines
+
+
+def _paint_patch(patch: str, paint: _Paint) -> list[str]:
+    out: list[str] = []
+    in_binary = False
+    for line in patch.splitlines():
+        if line.startswith("diff --git"):
+            in_binary = False
+        elif line == "GIT binary patch":  # base85 data: unreadable, say what it is
+            in_binary = True
+            out.append("binary files differ")
+            continue
+        if in_binary:
+            continue
+        if line.startswith(("+++", "---", "diff --git")):
+            out.append(paint(line, bold=True))
+        elif line.startswith("@@"):
+            out.append(paint(line, fg="cyan"))
+        elif line.startswith("+"):
+            out.append(paint(line, fg="green"))
+        elif line.startswith("-"):
+            out.append(paint(line, fg="red"))
+        else:
+            out.append(line)
+    return out
+
+
+def _short_hash(h: str | None) -> str:
+    return "-" if not h else h.split(":", 1)[-1][:12]
+
+
+def _render_files(title: str, part: dict[str, list[Any]], paint: _Paint) -> list[str]:
+    from runbase.render.table import fmt_bytes
+
+    def size(n: int | None) -> str:
+        return "?" if n is None else fmt_bytes(n)
+
+    if not any(part.values()):
+        return [f"  {title}: unchanged"]
+    lines = [f"  {title}:"]
+    lines += [
+        paint(f"    + {f['path']}  {_short_hash(f['hash'])} ({size(f['size'])})", fg="green")
+        for f in part["added"]
+    ]
+    lines += [
+        paint(f"    - {f['path']}  {_short_hash(f['hash'])} ({size(f['size'])})", fg="red")
+        for f in part["removed"]
+    ]
+    lines += [
+        paint(
+            f"    ~ {f['path']}  {_short_hash(f['old_hash'])} → {_short_hash(f['new_hash'])} "
+            f"({size(f['old_size'])} → {size(f['new_size'])})",
+            fg="yellow",
+        )
+        for f in part["changed"]
+    ]
+    return lines
+
+
+def _render_data(s: dict[str, Any], paint: _Paint) -> list[str]:
+    return _render_files("inputs", s["inputs"], paint) + _render_files(
+        "outputs", s["outputs"], paint
+    )
+
+
+def _render_env(s: dict[str, Any], paint: _Paint) -> list[str]:
+    lines = _fields("python", s["python"])
+    pk = s["packages"]
+    counts = ", ".join(f"{len(v)} {k}" for k, v in pk.items() if v)
+    if counts:
+        lines.append(f"  packages: {counts}")
+        lines += [
+            paint(f"    ↑ {p['name']} {p['old']} → {p['new']}", fg="yellow") for p in pk["upgraded"]
+        ]
+        lines += [
+            paint(f"    ↓ {p['name']} {p['old']} → {p['new']}", fg="yellow")
+            for p in pk["downgraded"]
+        ]
+        lines += [
+            f"    ~ {p['name']} {p['old']} → {p['new']} (source changed)" for p in pk["changed"]
+        ]
+        lines += [paint(f"    + {p['name']} {p['version']}", fg="green") for p in pk["added"]]
+        lines += [paint(f"    - {p['name']} {p['version']}", fg="red") for p in pk["removed"]]
+    for key in ("os", "cpu", "gpus", "container"):
+        lines += _fields(key, s[key])
+    return lines
+
+
+def _render_run(s: dict[str, Any], paint: _Paint) -> list[str]:
+    return [line for key in ("command", "status", "exit_code") for line in _fields(key, s[key])]
+
+
+_RENDERERS: dict[str, Callable[[dict[str, Any], _Paint], list[str]]] = {
+    "params": _render_params,
+    "metrics": _render_metrics,
+    "code": _render_code,
+    "data": _render_data,
+    "env": _render_env,
+    "run": _render_run,
+}
+
+
+def _render_head(report: dict[str, Any], paint: _Paint) -> list[str]:
+    who, head = _who(report["a"]), report["head"]
+    if head is None:
+        return [f"{who}: no code snapshot was recorded (run with --no-code?)"]
+    if head["kind"] != "git":
+        return [f"{who} ran outside a git repository: there is no commit to compare with"]
+    where = f"commit {(head['commit'] or '(none yet)')[:10]}"
+    if head.get("branch"):
+        where += f" on {head['branch']}"
+    if head["patch"] is None and head.get("patch_id"):
+        return [f"{who}: the stored patch {head['patch_id']} cannot be read (see `runbase fsck`)"]
+    if head["patch"] is None:
+        # dirty without a patch: only unsnapshotted files (data, secrets) were untracked
+        extra = " to its code (only data or secret files, not snapshotted)" if head["dirty"] else ""
+        return [f"{who}: no uncommitted changes{extra} against {where}"]
+    title = paint(f"{who}: uncommitted changes against {where}", bold=True)
+    return [title, "", *_paint_patch(head["patch"], paint)]

@@ -1,0 +1,1 @@
+"""Stdlib-only pieces every layer shares: ids, statuses, the query language, the spool format."""

@@ -1,0 +1,1 @@
+"""Everything that reads or writes run records: the only layer that speaks SQL."""

@@ -1,0 +1,189 @@
+"""Provenance: which run produced these bytes, from which inputs, recursively.
+
+Files are matched by content (object id), not by name: ``trace`` follows the exact
+bytes through every run that wrote them and every run that read them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from runbase.errors import UsageError
+from runbase.store import Store
+
+
+def producers(store: Store, oid: str) -> list[dict[str, Any]]:
+    """Runs that wrote an output with these exact bytes, newest first."""
+    rows = store.db.query(
+        "SELECT r.id, r.name, r.status, r.started_at, f.path FROM run_files f JOIN runs r ON r.id = f.run_id "
+        "WHERE f.oid = ? AND f.role = 'output' ORDER BY r.started_at DESC",
+        (oid,),
+    )
+    return [
+        {"run": r[0], "name": r[1], "status": r[2], "started_at": r[3], "path": r[4]} for r in rows
+    ]
+
+
+def consumers(store: Store, oid: str) -> list[dict[str, Any]]:
+    """Runs that read these exact bytes."""
+    rows = store.db.query(
+        "SELECT r.id, r.name, r.status, f.path FROM run_files f JOIN runs r ON r.id = f.run_id "
+        "WHERE f.oid = ? AND f.role = 'input' ORDER BY r.started_at",
+        (oid,),
+    )
+    return [{"run": r[0], "name": r[1], "status": r[2], "path": r[3]} for r in rows]
+
+
+def _read_by(store: Store, run_id: str, oid: str) -> bool:
+    return (
+        store.db.query_one(
+            "SELECT 1 FROM run_files WHERE run_id = ? AND role = 'input' AND oid = ?",
+            (run_id, oid),
+        )
+        is not None
+    )
+
+
+def _inputs(store: Store, run_id: str) -> list[tuple[str, str | None, str | None]]:
+    return [
+        (r[0], r[1], r[2])
+        for r in store.db.query(
+            "SELECT path, oid, url FROM run_files WHERE run_id = ? AND role = 'input' ORDER BY path",
+            (run_id,),
+        )
+    ]
+
+
+_HEX = frozenset("0123456789abcdef")
+_FULL_HEX = 64  # a blake3 object id: "blake3:" + 64 hex digits
+
+
+def oid_of(store: Store, target: str) -> tuple[str, str]:
+    """``(object id, label)`` of a path (hashed now) or an object id, whole or any unique
+    prefix (with or without ``blake3:``), as ``trace`` and ``diff`` print them."""
+    if not os.path.exists(target):
+        oid = _oid_by_prefix(store, target)
+        return oid, oid
+    from runbase.capture.files import snapshot_path
+
+    snap = snapshot_path(store, target, policy="hash-only")
+    assert snap is not None
+    return snap[0], target
+
+
+def _oid_by_prefix(store: Store, target: str) -> str:
+    """The object id a hash prefix names among the files runs read or wrote."""
+    hexpart = target.lower().removeprefix("blake3:")
+    if not hexpart or not set(hexpart) <= _HEX or len(hexpart) > _FULL_HEX:
+        raise UsageError(f"no such file: {target} (nor a blake3:… hash or prefix of one)")
+    if len(hexpart) == _FULL_HEX:
+        return f"blake3:{hexpart}"  # a whole id: its history may be empty, and trace says so
+    # a range, not LIKE, so the run_files_oid index answers it ("g" sorts after every hex digit)
+    low = f"blake3:{hexpart}"
+    found = [
+        r[0]
+        for r in store.db.query(
+            "SELECT DISTINCT oid FROM run_files WHERE oid >= ? AND oid < ? ORDER BY oid LIMIT 11",
+            (low, low + "g"),
+        )
+    ]
+    if not found:
+        raise UsageError(
+            f"no such file: {target}, and no file any run read or wrote has a hash starting so"
+        )
+    if len(found) > 1:
+        shown = ", ".join(f[: len("blake3:") + len(hexpart) + 4] for f in found[:10])
+        more = " and more" if len(found) > 10 else ""
+        raise UsageError(f"hash prefix {target} matches several files: {shown}{more}")
+    return str(found[0])
+
+
+def trace(store: Store, target: str, max_depth: int = 50) -> dict[str, Any]:
+    """The lineage graph of a file: ``{"root", "nodes", "edges"}``.
+
+    Nodes are ``{"id", "type": "file"|"run", ...}``; an edge ``{"from", "to", "kind"}``
+    is ``produced`` (run -> file) or ``read`` (file -> run).
+    """
+    oid, label = oid_of(store, target)
+    nodes: dict[str, dict[str, Any]] = {}
+    edges: list[dict[str, str]] = []
+    file_id = f"file:{oid}"
+    nodes[file_id] = {"id": file_id, "type": "file", "hash": oid, "path": label}
+    _walk_file(store, oid, file_id, nodes, edges, 0, max_depth)
+    return {"root": file_id, "nodes": list(nodes.values()), "edges": edges}
+
+
+def _walk_file(
+    store: Store,
+    oid: str,
+    file_id: str,
+    nodes: dict[str, Any],
+    edges: list[dict[str, str]],
+    depth: int,
+    max_depth: int,
+) -> None:
+    if depth >= max_depth:
+        return
+    # a run that read these bytes and wrote them elsewhere (a copy) did not produce them:
+    # following it would make it its own producer and consumer (a loop)
+    made_by = [p for p in producers(store, oid) if not _read_by(store, p["run"], oid)]
+    if not made_by:
+        return
+    p = made_by[0]  # the earliest bytes-identical producer is a duplicate; the newest made it last
+    run_id = f"run:{p['run']}"
+    edges.append({"from": run_id, "to": file_id, "kind": "produced"})
+    if run_id in nodes:
+        return
+    nodes[run_id] = {
+        "id": run_id,
+        "type": "run",
+        "run": p["run"],
+        "name": p["name"],
+        "status": p["status"],
+        "also_produced_by": [q["run"] for q in made_by[1:]],
+    }
+    for path, in_oid, url in _inputs(store, p["run"]):
+        key = in_oid or url or path
+        in_id = f"file:{key}"
+        if in_id not in nodes:
+            nodes[in_id] = {"id": in_id, "type": "file", "hash": in_oid, "path": path}
+            if url:
+                nodes[in_id]["url"] = url
+        edges.append({"from": in_id, "to": run_id, "kind": "read"})
+        if in_oid:
+            _walk_file(store, in_oid, in_id, nodes, edges, depth + 1, max_depth)
+
+
+def render_tree(graph: dict[str, Any]) -> str:
+    """``model.pkl <- run train (…) <- clean.csv <- run prep <- raw.csv`` as an indented tree."""
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    made = {e["to"]: e["from"] for e in graph["edges"] if e["kind"] == "produced"}
+    reads: dict[str, list[str]] = {}
+    for e in graph["edges"]:
+        if e["kind"] == "read":
+            reads.setdefault(e["to"], []).append(e["from"])
+    lines: list[str] = []
+    shown: set[str] = set()
+
+    def file_line(fid: str, indent: str) -> None:
+        n = nodes[fid]
+        h = (n.get("hash") or "")[:19]
+        lines.append(f"{indent}{n.get('url') or n['path']}  {h}")
+        run = made.get(fid)
+        if run is None:
+            lines.append(f"{indent}  (no recorded run produced these bytes)")
+            return
+        r = nodes[run]
+        lines.append(f"{indent}  <- run {r['run'][:10]} {r['name']} [{r['status']}]")
+        for other in r.get("also_produced_by") or []:  # the same bytes, written again
+            lines.append(f"{indent}     also produced by run {other[:10]}")
+        if run in shown:
+            lines.append(f"{indent}      (shown above)")
+            return
+        shown.add(run)
+        for inp in reads.get(run, []):
+            file_line(inp, indent + "      ")
+
+    file_line(graph["root"], "")
+    return "\n".join(lines)

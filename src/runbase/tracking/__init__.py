@@ -1,0 +1,1 @@
+"""The in-process runtime: the tracking API, the supervisor, sweeps, reproduce."""

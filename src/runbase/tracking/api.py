@@ -1,0 +1,604 @@
+"""The Python API of a run: ``init``, ``param``, ``params``, ``summary``, ``tag``, ``finish``.
+
+``init()`` attaches to the run of ``runbase run`` when there is one; otherwise it
+starts a run of its own (code snapshot now, environment and ingestion in a small
+watcher process, so the training process only appends to memory). Once a run has
+started nothing here raises into user code: failures become one warning.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+
+from runbase.capture import overrides as _overrides
+from runbase.core._safe import safe_call, warn_once
+from runbase.errors import RunbaseError, UsageError
+from runbase.tracking import tracker as _tracker
+
+TYPE_CHECKING = False  # not `from typing import`: typing costs ~8 ms at import
+
+if TYPE_CHECKING:
+    from typing import Any
+
+_lock = threading.RLock()
+_run: Run | None = None
+_secret_values: set[str] | None = None
+_auto_start = False  # ensure_run() is starting a run the program did not ask for
+# the tag that says what a run started after its program began could not record
+CAPTURE_TAG = "capture"
+# the job run in progress in this process (runbase.tracking.jobs): what init() and active_run()
+# return and what finish() ends while it runs
+_job: Run | None = None
+
+
+class Run:
+    """A handle on the active run of this process.
+
+    >>> run = runbase.init(name="baseline")   # doctest: +SKIP
+    >>> run.param("lr", 0.1); run.log(loss=0.5, step=1); run.finish()   # doctest: +SKIP
+    """
+
+    def __init__(self, run_id: str, name: str | None, store_root: str, own: bool) -> None:
+        self.id = run_id
+        self.name = name
+        self.store_root = store_root
+        self.own = own  # False when attached to a `runbase run` supervisor
+        self.finished = False
+        self._failure: tuple[str, int | None, int | None, str | None] | None = None
+        self.notebook: str | None = None  # the notebook file (absolute path), when known
+        self._console: Any = None
+        self._old_excepthook: Any = None
+        self._cells: Any = None  # a notebook.CellRecorder in IPython
+
+    def __repr__(self) -> str:
+        return f"<runbase.Run {self.id} {self.name or ''}>"
+
+    def param(self, name: str, value: Any) -> Any:
+        return param(name, value)
+
+    def params(self, mapping: Mapping[str, Any] | Any) -> Any:
+        return params(mapping)
+
+    def log(self, step: Any = None, **metrics: Any) -> None:
+        _tracker.log(step, **metrics)
+
+    def summary(self, **metrics: Any) -> None:
+        summary(**metrics)
+
+    def tag(self, *args: str, **tags: Any) -> None:
+        tag(*args, **tags)
+
+    def finish(self, status: str | None = None) -> None:
+        finish(status)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None and self.own:
+            self._failure = _failure_of(exc_type, exc, tb)
+        finish()
+
+
+def init(
+    name: str | None = None,
+    *,
+    tags: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+    store: str | os.PathLike[str] | None = None,
+    capture_code: bool = True,
+    capture_console: bool = True,
+    notebook: str | os.PathLike[str] | bool | None = None,
+    publish: str | None = None,
+) -> Run:
+    """Start (or attach to) the run of this process. Idempotent.
+
+    >>> import runbase
+    >>> run = runbase.init(name="baseline", tags={"team": "vision"})   # doctest: +SKIP
+
+    In IPython/Jupyter the run records its notebook file (found from the kernel's
+    session, or ``notebook="path.ipynb"``) and the cells executed until ``finish()``;
+    ``notebook=False`` records neither.
+
+    ``publish="team"`` streams the run to that remote (a team server) while it runs,
+    from the run's watcher process, never from this one (default: ``$RUNBASE_PUBLISH``
+    or the config's ``"publish"``; ``"-"``: do not). Under ``runbase run`` the
+    supervisor publishes instead (``runbase run --publish``).
+
+    Errors before the run starts (an unusable store, a ``notebook`` that is not a
+    file) raise :class:`RunbaseError`.
+    """
+    global _run
+    with _lock:
+        explicit = _explicit_notebook(notebook)
+        if _run is not None and not _run.finished:
+            _apply_meta(name, tags, params)
+            if explicit and _run.notebook is None:
+                _setup_notebook(_run, explicit, "explicit")
+            return _job or _run
+        if os.environ.get("RUNBASE_RUN_ID") and os.environ.get("RUNBASE_DIR"):
+            _run = _attach()
+            _apply_meta(name, tags, params)
+            path, source = _find_notebook(notebook, explicit) or (None, None)
+            _setup_notebook(_run, path, source, cells=notebook is not False)
+        else:
+            nb = _find_notebook(notebook, explicit)
+            from runbase.remote.publish import resolve_target
+
+            target = resolve_target(publish)  # before the run: a bad remote fails loudly
+            _run = _start_own(name, tags, store, capture_code, capture_console, nb, target)
+            _setup_notebook(_run, None, None, cells=notebook is not False)
+            if params:
+                _inline_params(params)
+        return _job or _run  # a job: started by a launcher hook while the run started
+
+
+def _explicit_notebook(notebook: Any) -> str | None:
+    if notebook is None or isinstance(notebook, bool):
+        return None
+    from runbase.records.notebook import resolve_path
+
+    path = resolve_path(os.fsdecode(os.fspath(notebook)))
+    if path is None:
+        raise UsageError(f"notebook {os.fsdecode(os.fspath(notebook))!r} is not a file")
+    return path
+
+
+def _find_notebook(notebook: Any, explicit: str | None) -> tuple[str, str] | None:
+    """``(path, how it was found)`` of the notebook to record, if any."""
+    if explicit:
+        return explicit, "explicit"
+    if notebook is False or "IPython" not in sys.modules:
+        return None
+    from runbase.records.notebook import find_notebook, shell
+
+    ip = shell()
+    return find_notebook(ip) if ip is not None else None
+
+
+def _setup_notebook(run: Run, path: str | None, source: str | None, cells: bool = True) -> None:
+    """Record the notebook file (unless ``_start_own`` did) and, in IPython, start
+    recording the cells the kernel executes."""
+    t = _tracker.active()
+    if path is not None and source is not None:
+        run.notebook = path
+        if t is not None and run.own:
+            safe_call("the notebook", _record_notebook_now, run, path, source)
+        elif t is not None:  # attached: the supervisor stores it
+            t.event("notebook", path=path, source=source)
+    if not cells or run._cells is not None or t is None or "IPython" not in sys.modules:
+        return
+    from runbase.records.notebook import shell, start_cells
+
+    ip = shell()
+    if ip is not None:
+        run._cells = safe_call(
+            "notebook cells", start_cells, ip, t.spool_dir, _known_secrets(), run.notebook
+        )
+
+
+def _record_notebook_now(run: Run, path: str, source: str) -> None:
+    from runbase.records.notebook import record_notebook_file
+    from runbase.store import Store
+
+    store = Store.open(run.store_root)
+    try:
+        record_notebook_file(store, run.id, path, source)
+    finally:
+        store.close()
+
+
+def _attach() -> Run:
+    from runbase.tracking._child import attach_from_env
+
+    attach_from_env()
+    t = _tracker.active()
+    assert t is not None
+    return Run(t.run_id, None, t.store_root, own=False)
+
+
+def _apply_meta(
+    name: str | None, tags: Mapping[str, Any] | None, params: Mapping[str, Any] | None
+) -> None:
+    t = _tracker.active()
+    if t is None:
+        return
+    if name:
+        t.event("name", name=str(name))
+    for k, v in (tags or {}).items():
+        t.event("tag", key=str(k), value=str(v))
+    if params:
+        _inline_params(params)
+
+
+def _start_own(
+    name: str | None,
+    tags: Mapping[str, Any] | None,
+    store_path: Any,
+    capture_code: bool,
+    capture_console: bool,
+    notebook: tuple[str, str] | None = None,
+    publish: str | None = None,
+) -> Run:
+    from runbase.capture.secrets import redact_argv
+    from runbase.records import lifecycle
+    from runbase.store import Store
+    from runbase.tracking import _early
+    from runbase.tracking._child import python_info
+
+    # what the program read, wrote and parsed before this run started (first: runbase's
+    # own reads below are not the program's)
+    early_files, early_parse, early_note = _early.take()
+    store = Store.open(store_path, create=True)  # raises before the run starts: fail loudly
+    try:
+        lifecycle.recover_orphans(store)
+        argv, _ = redact_argv([sys.executable, *sys.argv])
+        root = lifecycle.project_root()
+        run_id = lifecycle.create_run(
+            store,
+            command=argv,
+            mode="api",
+            name=name,
+            project_root=str(root),
+            tags={str(k): str(v) for k, v in (tags or {}).items()},
+        )
+    except RunbaseError:
+        raise
+    except Exception as e:
+        raise RunbaseError(f"could not start a run in {store.root}: {e}") from e
+    row = store.db.query_one("SELECT name FROM runs WHERE id = ?", (run_id,))
+    run = Run(run_id, row[0] if row else name, str(store.root), own=True)
+    # Before the run's tracker is active: in a process that had a run before (a notebook
+    # kernel), that run's audit hook would report the files read here as the run's inputs.
+    if notebook is not None:  # its bytes as they are now
+        from runbase.records.notebook import record_notebook_file
+
+        run.notebook = notebook[0]
+        safe_call("the notebook", record_notebook_file, store, run_id, *notebook)
+    found: set[str] = set()
+    if "ipykernel" not in sys.modules:  # a kernel's argv is its launcher's, not params
+        # before the snapshot: a config file it redacted secrets from is left out of it
+        found = safe_call(
+            "argv params", lifecycle.record_argv_params, store, run_id, argv[1:], default=set()
+        )
+        _known_secrets().update(found)  # a config file's: scrubbed from console and traceback
+    if capture_code:
+        keep = [notebook[0]] if notebook else None  # in the snapshot, even if large or ignored
+        safe_call("the code snapshot", lifecycle.snapshot_code, store, run_id, root, keep)
+    store.close()
+    t = _tracker.Tracker(run_id, str(store.root))
+    _tracker.activate(t)
+    t.event("python", info=python_info())
+    from runbase.tracking._child import _record_argparse, install_file_hook, install_hooks
+
+    install_hooks()
+    install_file_hook(str(root), str(store.root), early_files)
+    if early_parse is not None:
+        safe_call("argparse params", _record_argparse, early_parse)
+    if early_note and (_auto_start or early_files or early_parse is not None):
+        t.event("tag", key=CAPTURE_TAG, value=early_note)
+    _spawn_watcher(run, publish)
+    if capture_console:
+        from runbase.tracking._console import capture
+
+        run._console = capture(t.spool_dir, _known_secrets())
+    run._old_excepthook = sys.excepthook
+    sys.excepthook = _excepthook
+    return run
+
+
+def _spawn_watcher(run: Run, publish: str | None = None) -> None:
+    import subprocess
+
+    from runbase.capture.proc import start_id
+
+    pid = os.getpid()
+    try:
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "runbase.tracking._watcher",
+                run.store_root,
+                run.id,
+                str(pid),
+                start_id(pid) or "",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+            env={
+                **os.environ,
+                "PYTHONPATH": _package_parent() + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                **({"RUNBASE_PUBLISH_TO": publish} if publish else {}),
+            },
+        )
+    except Exception as e:  # noqa: BLE001
+        warn_once(
+            "watcher", f"could not start the run's watcher ({e}); metrics are stored at finish"
+        )
+
+
+def _package_parent() -> str:
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _failure_of(exc_type: Any, exc: Any, tb: Any) -> tuple[str, int | None, int | None, str | None]:
+    import traceback
+
+    from runbase.capture.secrets import scrub
+
+    text = scrub("".join(traceback.format_exception(exc_type, exc, tb))[-20000:], _known_secrets())
+    if issubclass(exc_type, KeyboardInterrupt):
+        return "killed", None, 2, text
+    return "failed", 1, None, text
+
+
+def _excepthook(exc_type: Any, exc: Any, tb: Any) -> None:
+    run = _run
+    if run is not None and run.own and not run.finished:
+        run._failure = _failure_of(exc_type, exc, tb)
+    hook = run._old_excepthook if run is not None and run._old_excepthook else sys.__excepthook__
+    hook(exc_type, exc, tb)
+
+
+def ensure_run() -> Run | None:
+    """The active run, starting one if needed (used by ``log`` before ``init``)."""
+    global _auto_start
+    if _run is not None and not _run.finished:
+        return _run
+    try:
+        _auto_start = True
+        return init()
+    except Exception as e:  # noqa: BLE001
+        warn_once("auto-init", f"could not start a run automatically: {e}")
+        return None
+    finally:
+        _auto_start = False
+
+
+def _known_secrets() -> set[str]:
+    global _secret_values
+    if _secret_values is None:
+        from runbase.capture.secrets import known_secret_values
+
+        _secret_values = known_secret_values()
+        from runbase.capture.withhold import guard
+
+        guard(_secret_values)  # files holding one are not stored (its job runs' outputs)
+    return _secret_values
+
+
+def _add_secrets(values: set[str]) -> None:
+    """Values redacted from params are scrubbed from everything recorded after: this
+    process's tracebacks and console capture, and ``runbase run``'s logs."""
+    from runbase.capture.secrets import report_secrets
+
+    _known_secrets().update(values)  # the set the notebook recorder holds, too
+    for run in (_run, _job):  # a job run (runbase.tracking.jobs) captures its output too
+        if run is not None and run._console is not None:
+            run._console.add_secrets(values)
+    report_secrets(values)
+
+
+def record_params(
+    values: Mapping[str, Any] | Any, source: str, flatten: bool = False, weak: bool = False
+) -> None:
+    """Send parameters to the run (redacted, coerced to JSON; see docs/run-record.md)."""
+    try:
+        if not isinstance(values, Mapping):
+            if hasattr(values, "__dict__"):  # argparse.Namespace, simple objects
+                values = vars(values)
+            else:
+                raise UsageError(f"params() takes a mapping, got {type(values).__name__}")
+        from runbase.capture import params as _params
+
+        if flatten:
+            values = _params.flatten(values)
+        # an active tracker is a started run (init() itself may still be starting it)
+        if _tracker.active() is None and ensure_run() is None:
+            return
+        t = _tracker.active()
+        if t is None:
+            return
+        from runbase.capture.secrets import scrub
+
+        secrets = _known_secrets()
+        found: set[str] = set()
+        for key, value in values.items():
+            text = _params.encode_value(str(key), value, found)
+            if secrets:
+                text = scrub(text, secrets)
+            if weak:
+                t.event("param", key=str(key), value=text, source=source, weak=True)
+            else:
+                t.event("param", key=str(key), value=text, source=source)
+        if found - secrets:
+            _add_secrets(found - secrets)
+    except UsageError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        warn_once("params", f"could not record params: {e}")
+
+
+def param(name: str, value: Any) -> Any:
+    """Record a parameter and return its value: ``lr = runbase.param("lr", 0.1)``.
+
+    Under ``runbase run -p lr=0.01`` (or a sweep) the override is recorded and returned.
+    """
+    if not isinstance(name, str) or not name:
+        raise UsageError(f"a parameter name must be a non-empty string, got {name!r}")
+    value = _overrides.for_param(name, value)
+    record_params({name: value}, source="inline")
+    return value
+
+
+def params(mapping: Mapping[str, Any] | Any) -> Any:
+    """Record many parameters (nested mappings flatten to ``a.b.c``); returns ``mapping``,
+    with any parameter overrides (``runbase run -p``) set in it."""
+    mapping = _overrides.apply_to_mapping(mapping)
+    record_params(mapping, source="inline", flatten=True)
+    return mapping
+
+
+def _inline_params(mapping: Mapping[str, Any]) -> None:
+    params(mapping)  # for init(params=...), whose argument shadows the function
+
+
+def input(path: Any) -> Any:  # noqa: A001 - the public name mirrors `runbase run --input`
+    """Declare that the run reads ``path`` (a file, a directory or a URL); returns it:
+    ``df = pd.read_parquet(runbase.input("data/train.parquet"))``."""
+    _declare(path, "r")
+    return path
+
+
+def output(path: Any) -> Any:
+    """Declare that the run writes ``path``; it is hashed and stored when the run ends:
+    ``torch.save(model, runbase.output("model.pt"))``."""
+    _declare(path, "w")
+    return path
+
+
+def _declare(path: Any, op: str) -> None:
+    try:
+        text = os.fsdecode(os.fspath(path))
+    except TypeError:
+        raise UsageError(
+            f"input()/output() take a path or URL, got {type(path).__name__}"
+        ) from None
+    try:
+        from runbase.capture.files import FILE_EVENT, is_url
+
+        if ensure_run() is None:
+            return
+        t = _tracker.active()
+        if t is not None:
+            full = text if is_url(text) else os.path.abspath(text)
+            t.event(FILE_EVENT, path=full, op=op, declared=True)
+    except Exception as e:  # noqa: BLE001
+        warn_once("declare", f"could not record {text}: {e}")
+
+
+def summary(**metrics: Any) -> None:
+    """Set summary values, e.g. ``runbase.summary(test_acc=0.93)`` (default: last logged)."""
+    try:
+        if ensure_run() is None:
+            return
+        values = {}
+        for k, v in metrics.items():
+            f = _tracker.to_float(v)
+            if f is None:
+                warn_once(
+                    f"summary-{k}",
+                    f"summary {k!r}: {type(v).__name__} value is not a number; skipped",
+                )
+            else:
+                values[k] = f
+        t = _tracker.active()
+        if t is not None and values:
+            t.event("summary", values=values)
+    except Exception as e:  # noqa: BLE001
+        warn_once("summary", f"could not record a summary: {e}")
+
+
+def tag(*args: Any, **tags: Any) -> None:
+    """Tag the run: ``tag("baseline")``, ``tag("team", "vision")`` or ``tag(team="vision")``."""
+    if len(args) > 2:
+        raise UsageError("tag() takes a key, or a key and a value, or keyword arguments")
+    if args:
+        tags[str(args[0])] = args[1] if len(args) == 2 else ""
+    try:
+        if ensure_run() is None:
+            return
+        t = _tracker.active()
+        for k, v in tags.items():
+            if t is not None:
+                t.event("tag", key=str(k), value=str(v))
+    except Exception as e:  # noqa: BLE001
+        warn_once("tag", f"could not record a tag: {e}")
+
+
+def finish(status: str | None = None) -> None:
+    """End this process's run: flush, then (for a run of its own) finalize it.
+
+    ``status`` may force ``"finished"``, ``"failed"`` or ``"killed"``.
+    """
+    global _run
+    with _lock:
+        if _job is not None and not _job.finished:
+            _job.finish(status)  # inside a job (runbase.tracking.jobs), finish() ends the job
+            return
+        run = _run
+        if run is None or run.finished:
+            return
+        run.finished = True
+        t = _tracker.active()
+        if run._cells is not None:
+            from runbase.records.notebook import stop_cells
+
+            safe_call("notebook cells", stop_cells, run._cells)
+        if not run.own:
+            if t is not None:
+                t.flush()
+            return
+        try:
+            if run._console is not None:
+                run._console.restore()
+            if sys.excepthook is _excepthook:
+                sys.excepthook = run._old_excepthook or sys.__excepthook__
+            if t is not None:
+                t.close()
+            _tracker.deactivate()
+            _finalize_own(run, status)
+        except Exception as e:  # noqa: BLE001
+            warn_once("finish", f"could not finalize run {run.id}: {e}")
+        finally:
+            _run = None
+
+
+def _finalize_own(run: Run, status: str | None) -> None:
+    from runbase.records import lifecycle
+    from runbase.store import Store
+
+    st, code, sig, error = run._failure or ("finished", 0, None, None)
+    if status is not None:
+        if status not in lifecycle.TERMINAL:
+            raise UsageError(f"status must be one of {', '.join(lifecycle.TERMINAL)}")
+        st = status
+        code = 0 if status == "finished" else (code if code is not None else 1)
+    store = Store.open(run.store_root)
+    try:
+        lifecycle.finalize(store, run.id, st, exit_code=code, exit_signal=sig, error=error)
+    finally:
+        store.close()
+
+
+@contextlib.contextmanager
+def start_run(name: str | None = None, **kwargs: Any) -> Iterator[Run]:
+    """``with runbase.start_run("exp") as run: ...`` — finished, or failed on an exception."""
+    run = init(name, **kwargs)
+    try:
+        yield run
+    except BaseException as e:
+        if run.own:
+            run._failure = _failure_of(type(e), e, e.__traceback__)
+        raise
+    finally:
+        finish()
+
+
+def active_run() -> Run | None:
+    """The run this process reports to: the job in progress (runbase.tracking.jobs), else its run."""
+    if _job is not None and not _job.finished:
+        return _job
+    return _run if _run is not None and not _run.finished else None
+
+
+atexit.register(finish)
