@@ -23,12 +23,33 @@ def top_level_modules() -> list[str]:
     return sorted(p.stem for p in SRC.glob("*.py") if p.stem != "__init__")
 
 
-def function_level_imports() -> tuple[int, int, list[str]]:
-    """(all, runbase-internal, locations of the internal ones) of imports inside functions."""
-    total, internal, where = 0, 0, []
+LAZY_MARK = "# lazy:"
+
+
+def _has_reason(lines: list[str], node: ast.stmt) -> bool:
+    """A ``# lazy: why`` comment on the import itself, or above it (one comment may head a
+    block of consecutive imports)."""
+    if any(LAZY_MARK in line for line in lines[node.lineno - 1 : node.end_lineno]):
+        return True
+    i = node.lineno - 2
+    while i >= 0:
+        text = lines[i].strip()
+        if text.startswith("#"):
+            return LAZY_MARK in text
+        if not (text.startswith(("import ", "from ")) or text in (")",) or text.endswith(",")):
+            return False
+        i -= 1
+    return False
+
+
+def function_level_imports() -> tuple[int, list[str], list[str]]:
+    """(count of all imports inside functions, locations of those of runbase's own modules,
+    locations of those among them with no ``# lazy:`` reason)."""
+    total, internal, unexplained = 0, [], []
     for path in sorted(SRC.rglob("*.py")):
-        tree = ast.parse(path.read_text(), str(path))
-        for fn in ast.walk(tree):
+        source = path.read_text()
+        lines = source.splitlines()
+        for fn in ast.walk(ast.parse(source, str(path))):
             if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
             for node in ast.walk(fn):
@@ -40,9 +61,11 @@ def function_level_imports() -> tuple[int, int, list[str]]:
                     continue
                 total += 1
                 if any(n.startswith(".") or n.split(".")[0] == "runbase" for n in names):
-                    internal += 1
-                    where.append(f"{path.relative_to(SRC.parent)}:{node.lineno}")
-    return total, internal, where
+                    where = f"{path.relative_to(SRC.parent)}:{node.lineno}"
+                    internal.append(where)
+                    if not _has_reason(lines, node):
+                        unexplained.append(where)
+    return total, internal, unexplained
 
 
 def import_cycles() -> list[list[str]]:
@@ -88,12 +111,13 @@ def import_cycles() -> list[list[str]]:
 
 def main() -> None:
     mods = top_level_modules()
-    total, internal, where = function_level_imports()
+    total, internal, unexplained = function_level_imports()
     cycles = import_cycles()
     stats = {
         "top_level_modules": len(mods),
         "function_level_imports": total,
-        "function_level_imports_of_runbase": internal,
+        "function_level_imports_of_runbase": len(internal),
+        "of_which_without_lazy_reason": len(unexplained),
         "import_cycles": len(cycles),
         "modules_in_cycles": sum(len(c) for c in cycles),
         "cycles": cycles,
@@ -104,6 +128,8 @@ def main() -> None:
     for k, v in stats.items():
         if k != "cycles":
             print(f"{k}: {v}")
+    if "-v" in sys.argv:
+        print("without a reason:", *unexplained, sep="\n  ")
     for c in cycles:
         print(f"cycle ({len(c)}): {' '.join(c)}")
 

@@ -1,0 +1,61 @@
+"""The architecture of docs/architecture.md, checked: no import cycle between runbase's
+modules, every function-level import of runbase's own modules says why it is lazy, and
+no module sits flat in ``src/runbase`` outside the layer packages. (The layers contract
+itself is `lint-imports`, run by the test command.)"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _archstats() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("archstats", ROOT / "scripts" / "archstats.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("archstats", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_no_import_cycles() -> None:
+    assert _archstats().import_cycles() == []
+
+
+def test_every_lazy_import_of_runbase_says_why() -> None:
+    _, internal, unexplained = _archstats().function_level_imports()
+    assert internal, "the scan found no function-level import at all: it is broken"
+    assert unexplained == [], "function-level imports with no '# lazy: why' comment"
+
+
+def test_no_flat_modules_outside_the_layers() -> None:
+    assert _archstats().top_level_modules() == ["__main__", "errors"]
+
+
+def test_reason_detection(tmp_path: Path) -> None:
+    import ast
+
+    source = (
+        "def f():\n"
+        "    # lazy: the CLI loads no SQLite\n"
+        "    from runbase.records import read\n"
+        "    from runbase.records import record\n"
+        "\n"
+        "def g():\n"
+        "    x = 1\n"
+        "    from runbase.records import read\n"
+        "    import runbase.core.ids  # lazy: start-up\n"
+    )
+    lines = source.splitlines()
+    imports = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom | ast.Import)]
+    has = _archstats()._has_reason
+    assert [has(lines, n) for n in sorted(imports, key=lambda n: n.lineno)] == [
+        True,
+        True,
+        False,
+        True,
+    ]
