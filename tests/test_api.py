@@ -12,7 +12,7 @@ import pytest
 
 import runbase
 from conftest import require, runbase_cmd, write
-from runbase.records.read import get_run
+from runbase.records.view import get_run
 
 
 def py(project: Path, code: str, check: bool = True) -> subprocess.CompletedProcess[str]:

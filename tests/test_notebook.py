@@ -19,8 +19,9 @@ from nbclient import NotebookClient
 from conftest import require, runbase_cmd
 from runbase.capture.code import load_manifest
 from runbase.records.maintenance import references
-from runbase.records.read import get_run, list_runs, series
+from runbase.records.read import list_runs, series
 from runbase.records.record import build_record
+from runbase.records.view import get_run
 from runbase.store import Store
 from test_web_e2e import browser, page  # noqa: F401 - the real browser's fixtures
 

@@ -49,7 +49,8 @@ def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float
 
 def view(store: Path, ref: str | None = None) -> Any:
     """A RunView of ``ref`` (latest when None), read straight from the store (no recovery)."""
-    from runbase.records.read import RunView, resolve
+    from runbase.records.read import resolve
+    from runbase.records.view import RunView
     from runbase.store import Store
 
     s = Store.open(store)

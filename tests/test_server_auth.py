@@ -1164,7 +1164,7 @@ def test_environment_token_goes_only_to_known_servers(monkeypatch: pytest.Monkey
 
 
 def test_pending_marks_are_cleared_per_remote(tmp_path: Path) -> None:
-    from runbase.remote.publish import clear_pending, mark_pending, pending
+    from runbase.records.outbox import clear_pending, mark_pending, pending
 
     store = Store.open(tmp_path / ".runbase", create=True)
     mark_pending(store, "team-a", "r1")

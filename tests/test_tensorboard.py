@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require, runbase_cmd, write
-from runbase.records.read import get_run
+from runbase.records.view import get_run
 
 PY = sys.executable
 

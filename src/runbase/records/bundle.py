@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runbase.core import ids
+from runbase.core.ids import split_id
 from runbase.core.safepath import check_recorded_file
 from runbase.core.shapes import (
     COLUMNS,
@@ -37,11 +38,10 @@ from runbase.core.shapes import (
     brackets,
     loads,
 )
+from runbase.core.statuses import STATUSES
 from runbase.errors import BundleError, RunNotFound, UnsafePathError
-from runbase.records.lifecycle import STATUSES
 from runbase.records.maintenance import MAX_MANIFEST, references
 from runbase.store import Store
-from runbase.store.hashing import split_id
 from runbase.store.schema import MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION
 
 BUNDLE_VERSION = 1

@@ -19,12 +19,10 @@ from runbase.capture import env as envcap
 from runbase.capture import params as pcap
 from runbase.capture.proc import start_id
 from runbase.core import fsname, ids, progress, shapes
+from runbase.core.runfiles import LOG_FILES
+from runbase.core.statuses import TERMINAL
 from runbase.records.ingest import IngestResult, compact, ingest, remove_spool, spool_mtime
 from runbase.store import Store
-
-STATUSES = ("running", "finished", "failed", "killed", "crashed")
-TERMINAL = STATUSES[1:]
-from runbase.core.runfiles import LOG_FILES  # noqa: E402,F401
 
 
 def create_run(
@@ -284,7 +282,7 @@ def handle_events(store: Store, run_id: str, result: IngestResult) -> None:
 def _preimage_of(event: dict[str, Any]) -> tuple[str, int, bool] | None:
     """``(oid, size, stored)`` of a read's bytes hashed before they were overwritten
     (capture.files.preimage), when the event carries a well-formed one."""
-    from runbase.store.hashing import split_id
+    from runbase.core.ids import split_id
 
     oid, size, stored = event.get("oid"), event.get("size"), event.get("stored")
     if not isinstance(oid, str) or type(size) is not int or size < 0:

@@ -45,7 +45,7 @@ class MetricSeries:
         return len(self.values)
 
     def to_pandas(self) -> Any:
-        import pandas as pd
+        import pandas as pd  # lazy: optional and heavy; only for a DataFrame
 
         return pd.DataFrame({"step": self.steps, "time": self.times, self.key: self.values})
 
@@ -79,6 +79,11 @@ def resolve(store: Store, ref: str | None) -> str:
             "give more characters of the id"
         )
     raise RunNotFound(f"no run matches {ref!r} (see `runbase ls`)")
+
+
+def all_run_ids(store: Store) -> list[str]:
+    """Every run of the store, by id."""
+    return [r[0] for r in store.db.query("SELECT id FROM runs ORDER BY id")]
 
 
 def row_dict(row: tuple[Any, ...]) -> dict[str, Any]:
@@ -239,69 +244,6 @@ def series(store: Store, run_id: str, key: str) -> MetricSeries:
         out.times.extend(a_t)
         out.values.extend(a_v)
     return out
-
-
-class RunView:
-    """A recorded run, read from the store: ``.params``, ``.metrics``, ``.series(key)``."""
-
-    def __init__(self, store: Store, run_id: str) -> None:
-        self._store = store
-        self._row = load_row(store, run_id)
-        self.id: str = self._row["id"]
-        self.name: str = self._row["name"]
-        self.status: str = self._row["status"]
-        self.exit_code: int | None = self._row["exit_code"]
-        p = load_params(store, [run_id])[run_id]
-        self.params: dict[str, Any] = {k: v for k, (v, _s) in p.items()}
-        self.param_sources: dict[str, str] = {k: s for k, (_v, s) in p.items()}
-        self.metrics: dict[str, dict[str, Any]] = load_metrics(store, [run_id])[run_id]
-        self.tags: dict[str, str] = load_tags(store, [run_id])[run_id]
-
-    def __repr__(self) -> str:
-        return f"<RunView {self.id} {self.name} {self.status}>"
-
-    def series(self, key: str) -> MetricSeries:
-        return series(self._store, self.id, key)
-
-    def cells(self) -> list[dict[str, Any]]:
-        """The notebook cells the run executed, in order: ``{index, execution_count,
-        cell_id, source, started_at, duration_s, success, error}`` (docs/run-record.md);
-        empty for a run that did not run in IPython/Jupyter."""
-        from runbase.records.notebook import load_cells
-
-        return load_cells(self._store, self.id)
-
-    def record(self, include_patch: bool = True) -> dict[str, Any]:
-        """The run record (what ``runbase show --json`` prints; docs/run-record.md)."""
-        from runbase.records.record import build_record
-
-        return build_record(self._store, self.id, include_patch=include_patch)
-
-
-def get_run(ref: str | None = None, store: str | None = None) -> RunView:
-    """Load a run by id, unique id prefix, name, or ``None`` for the latest."""
-    s = Store.open(store)
-    return RunView(s, resolve(s, ref))
-
-
-def runs(
-    where: str | None = None,
-    sort: str | None = None,
-    limit: int | None = None,
-    store: str | None = None,
-    sweep: str | None = None,
-) -> Any:
-    """All runs matching ``where`` (and of ``sweep``, a sweep id, when given) as a
-    pandas DataFrame (one row per run, columns ``params.*``, ``metrics.*``, ``tags.*``),
-    or a list of dicts without pandas."""
-    s = Store.open(store)
-    rows = list_runs(s, with_sweep(where, sweep), sort, limit)
-    flat = [flatten_row(r) for r in rows]
-    try:
-        import pandas as pd
-    except ImportError:
-        return flat
-    return pd.DataFrame(flat)
 
 
 def flatten_row(r: dict[str, Any]) -> dict[str, Any]:

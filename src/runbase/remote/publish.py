@@ -16,11 +16,17 @@ import threading
 from typing import Any
 
 from runbase.core._safe import warn_once
-from runbase.remote.client import Client, Remote, RemoteError, get_remote
+from runbase.core.runfiles import LOG_FILES
+from runbase.errors import RemoteError
+from runbase.records.bundle import export_delta, run_objects
+from runbase.records.outbox import clear_pending, mark_pending
+from runbase.remote.client import Client, Remote, get_remote
+from runbase.remote.sync import push, send_objects
+from runbase.remote.target import resolve_target  # noqa: F401 - where the CLI imports it from
+from runbase.store import Store
 
 PUBLISH_EVERY = 2.0
 LOG_CHUNK = 4 << 20
-PENDING_PREFIX = "publish-pending:"
 
 
 class Publisher:
@@ -51,8 +57,6 @@ class Publisher:
     def _open(self) -> Any:
         # its own connection: the ingest thread's transactions must not be read half-done
         if self._store is None:
-            from runbase.store import Store
-
             self._store = Store.open(self.store_root)
         return self._store
 
@@ -62,8 +66,6 @@ class Publisher:
 
     def tick(self) -> bool:
         """Send what is new; False (and a warning, once) when the server did not take it."""
-        from runbase.records.bundle import export_delta
-
         try:
             store = self._open()
             self._send_objects(store)
@@ -96,8 +98,6 @@ class Publisher:
     def _new_logs(self, store: Any) -> list[tuple[str, int, bytes]]:
         """``(stream, offset, bytes)`` of the output and stderr written since the last
         delta (already scrubbed of secrets by the supervisor), LOG_CHUNK at most each."""
-        from runbase.core.runfiles import LOG_FILES
-
         chunks = []
         for stream, name in LOG_FILES.items():
             start = self.log_sent.get(stream, 0)
@@ -114,9 +114,6 @@ class Publisher:
     def _send_objects(self, store: Any) -> None:
         """Objects the run refers to so far (its code, environment, declared inputs):
         the server accepts a run only with every object it points to."""
-        from runbase.records.bundle import run_objects
-        from runbase.remote.sync import send_objects
-
         new = [o for o in run_objects(store, self.run_id) if o not in self.uploaded]
         if new:
             send_objects(store, self.client, self.remote, new, jobs=4)
@@ -135,8 +132,6 @@ class Publisher:
         """Push the finished run with its objects; on failure mark it pending. Retried
         for up to ``deadline`` seconds, unless the server was already unreachable: then
         one try, so ``runbase run`` does not linger after the command ends."""
-        from runbase.remote.sync import push
-
         store = self._open()
         try:
             push(store, self.remote, [self.run_id], retry_for=0.0 if self.down else deadline)
@@ -153,50 +148,6 @@ class Publisher:
         finally:
             store.close()
             self._store = None
-
-
-def mark_pending(store: Any, remote_name: str, run_id: str) -> None:
-    store.db.execute(
-        "INSERT INTO meta (key, value) VALUES (?, ?) "
-        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        (PENDING_PREFIX + run_id, remote_name),
-    )
-
-
-def clear_pending(store: Any, run_id: str, remote_name: str | None = None) -> None:
-    """The run is on the server: no longer pending (only for ``remote_name`` if given:
-    a push to another remote does not publish it where it was meant to go)."""
-    if remote_name is None:
-        store.db.execute("DELETE FROM meta WHERE key = ?", (PENDING_PREFIX + run_id,))
-    else:
-        store.db.execute(
-            "DELETE FROM meta WHERE key = ? AND value = ?", (PENDING_PREFIX + run_id, remote_name)
-        )
-
-
-def pending(store: Any) -> list[tuple[str, str]]:
-    """``(run id, remote name)`` of runs whose publishing did not complete."""
-    rows = store.db.query("SELECT key, value FROM meta WHERE key LIKE ?", (PENDING_PREFIX + "%",))
-    return [(k[len(PENDING_PREFIX) :], v) for k, v in rows]
-
-
-def resolve_target(name: str | None) -> str | None:
-    """The remote a run publishes to: ``name``, else ``$RUNBASE_PUBLISH``, else the
-    config's ``"publish"``; ``"-"`` or nothing: none. Checked before the run starts
-    (an unknown remote or one not logged in raises UsageError: fail loudly then)."""
-    import os
-
-    from runbase.errors import UsageError
-    from runbase.remote.client import publish_default
-
-    name = name or os.environ.get("RUNBASE_PUBLISH") or publish_default()
-    if not name or name == "-":
-        return None
-    remote = get_remote(name)
-    if not remote.token:
-        raise UsageError(f"cannot publish to {name}: not logged in (runbase login {remote.url})")
-    remote.client()  # refuses a token over plain http to another host, now
-    return name
 
 
 def start_publisher(store: Any, remote_name: str, run_id: str) -> Publisher | None:

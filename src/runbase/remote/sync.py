@@ -19,12 +19,12 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
-from runbase.errors import RunbaseError
+from runbase.errors import ObjectIdMismatch, RemoteError, RunbaseError
 from runbase.records.bundle import export_run, import_run, run_objects, validate
-from runbase.remote.client import Client, Remote, RemoteError
-from runbase.remote.publish import clear_pending
+from runbase.records.outbox import clear_pending, mark_pushed, pending, pushed_digest
+from runbase.records.read import all_run_ids, resolve
+from runbase.remote.client import Client, Remote
 from runbase.store import Store
-from runbase.store.objects import ObjectIdMismatch
 
 ASK_BATCH = 10_000  # object ids per "which do you lack?"
 
@@ -53,19 +53,6 @@ def _fingerprint(remote: Remote, bundle: dict[str, Any]) -> tuple[str, str]:
     return key, hashlib.sha256(raw).hexdigest()
 
 
-def _pushed(store: Store, key: str) -> str | None:
-    row = store.db.query_one("SELECT value FROM meta WHERE key = ?", (key,))
-    return row[0] if row else None
-
-
-def _mark_pushed(store: Store, key: str, digest: str) -> None:
-    store.db.execute(
-        "INSERT INTO meta (key, value) VALUES (?, ?) "
-        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        (key, digest),
-    )
-
-
 def push(
     store: Store,
     remote: Remote,
@@ -84,7 +71,7 @@ def push(
     for run_id in run_ids:
         bundle = export_run(store, run_id, data=data)
         key, digest = _fingerprint(remote, bundle)
-        if _pushed(store, key) == digest:
+        if pushed_digest(store, key) == digest:
             report.unchanged.append(run_id)
         else:
             todo.append((bundle, key, digest))
@@ -95,7 +82,7 @@ def push(
     for bundle, key, digest in todo:
         run_id = bundle["run"]["id"]
         _send_bundle(store, client, remote, bundle, jobs, report, progress)
-        _mark_pushed(store, key, digest)
+        mark_pushed(store, key, digest)
         clear_pending(store, run_id, remote.name)
         report.runs.append(run_id)
         if progress:
@@ -264,11 +251,8 @@ def pushable_runs(
 ) -> list[str]:
     """The runs ``runbase push`` sends: ``refs``; every run; or, with neither, the
     latest run and those whose live publishing to ``remote_name`` did not complete."""
-    from runbase.records.read import resolve
-    from runbase.remote.publish import pending
-
     if all_runs:
-        return [r[0] for r in store.db.query("SELECT id FROM runs ORDER BY id")]
+        return all_run_ids(store)
     refs = list(refs)
     if refs:
         return [resolve(store, ref) for ref in refs]

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 
 from runbase.capture import overrides as _overrides
 from runbase.core._safe import safe_call, warn_once
+from runbase.core.statuses import TERMINAL
 from runbase.errors import RunbaseError, UsageError
 from runbase.tracking import tracker as _tracker
 
@@ -569,8 +570,8 @@ def _finalize_own(run: Run, status: str | None) -> None:
 
     st, code, sig, error = run._failure or ("finished", 0, None, None)
     if status is not None:
-        if status not in lifecycle.TERMINAL:
-            raise UsageError(f"status must be one of {', '.join(lifecycle.TERMINAL)}")
+        if status not in TERMINAL:
+            raise UsageError(f"status must be one of {', '.join(TERMINAL)}")
         st = status
         code = 0 if status == "finished" else (code if code is not None else 1)
     store = Store.open(run.store_root)

@@ -36,6 +36,7 @@ import time
 
 from runbase.capture.overrides import INDEX_TAG
 from runbase.core._safe import warn_once
+from runbase.core.statuses import TERMINAL
 from runbase.errors import UsageError
 from runbase.tracking import api as _api
 from runbase.tracking import tracker as _tracker
@@ -136,8 +137,6 @@ class Job(_api.Run):
         """End the job: ``finished`` unless ``status`` says otherwise (``failed``,
         ``killed``) or ``exc`` is the exception that ended it (its traceback is kept).
         The process's run becomes the active one again. Idempotent."""
-        from runbase.records.lifecycle import TERMINAL
-
         if status is not None and status not in TERMINAL:
             raise UsageError(f"status must be one of {', '.join(TERMINAL)}")
         if self.finished:

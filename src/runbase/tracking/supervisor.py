@@ -34,6 +34,7 @@ from runbase.capture.secrets import (
 )
 from runbase.capture.withhold import guard as guard_files
 from runbase.core._safe import safe_call, warn_once
+from runbase.core.runfiles import LOG_FILES
 from runbase.core.spool import write_all
 from runbase.errors import UsageError
 from runbase.records import lifecycle
@@ -572,7 +573,7 @@ class _LogFiles:
     @classmethod
     def open(cls, spool: Path, on_error: Any) -> _LogFiles:
         fds: dict[str, int | None] = {}
-        for name, fname in lifecycle.LOG_FILES.items():
+        for name, fname in LOG_FILES.items():
             try:
                 fds[name] = os.open(spool / fname, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             except OSError as e:
