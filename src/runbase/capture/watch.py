@@ -6,6 +6,12 @@ in the watched directories, whoever does it: a file closed without writing was r
 one closed after writing (or moved in) was written. The supervisor runs this while
 the command runs. Events cannot be attributed to a process, so an editor saving a file
 in the tree during the run shows up too (recorded with source ``watch``).
+
+When the reader falls behind, the kernel drops events and queues one ``IN_Q_OVERFLOW``
+(``/proc/sys/fs/inotify/max_queued_events``). The watcher then scans the tree: every
+file modified since the watcher started is reported written, and directories made in
+the gap are watched. Reads in the gap cannot be recovered (atime is not reliable); a
+warning says so, once.
 """
 
 from __future__ import annotations
@@ -16,9 +22,11 @@ import os
 import select
 import struct
 import threading
+import time
 from collections.abc import Callable
 
 from runbase.capture.files import CODE_SUFFIXES, skip_dir
+from runbase.core._safe import warn_once
 
 IN_CLOSE_WRITE = 0x00000008
 IN_CLOSE_NOWRITE = 0x00000010
@@ -31,6 +39,8 @@ IN_CLOEXEC = 0o2000000
 _MASK = IN_CLOSE_WRITE | IN_CLOSE_NOWRITE | IN_MOVED_TO | IN_CREATE
 _EVENT = struct.Struct("iIII")
 MAX_DIRS = 5_000
+MAX_SCAN_FILES = 50_000  # an overflow scan stops here (a dataset tree of millions of files)
+_CLOCK_REALTIME_COARSE = 5  # Linux clock id: the clock file timestamps are taken from
 _SKIP_SUFFIXES = (*CODE_SUFFIXES, ".swp", "~")
 
 
@@ -45,6 +55,11 @@ class TreeWatcher:
         if self.fd < 0:
             raise OSError(ctypes.get_errno(), "inotify_init1 failed")
         self._dirs: dict[int, str] = {}
+        # file mtimes at or after this are the run's writes; the coarse clock, because
+        # the kernel stamps files from it (time.time() can be a few ms ahead of it)
+        self._since_ns = _coarse_now_ns()
+        self._scanned: dict[str, int] = {}  # path -> the mtime an overflow scan reported
+        self.overflows = 0
         self._wake_r, self._wake_w = os.pipe()  # stop() wakes the select at once
         self._thread: threading.Thread | None = None
 
@@ -89,6 +104,11 @@ class TreeWatcher:
             data = os.read(self.fd, 65536)
         except (BlockingIOError, OSError):
             return False
+        self._parse(data)
+        return True
+
+    def _parse(self, data: bytes) -> None:
+        """Act on the ``inotify_event`` records in ``data`` (one read's worth)."""
         i = 0
         while i + _EVENT.size <= len(data):
             wd, mask, _cookie, length = _EVENT.unpack_from(data, i)
@@ -98,6 +118,9 @@ class TreeWatcher:
                 .decode(errors="surrogateescape")
             )
             i += _EVENT.size + length
+            if mask & IN_Q_OVERFLOW:
+                self._overflowed()
+                continue
             base = self._dirs.get(wd)
             if base is None or not name:
                 continue
@@ -115,7 +138,53 @@ class TreeWatcher:
                     self.on_file(path, "r")
             except Exception:  # noqa: BLE001 - the watcher must outlive a bad callback
                 pass
-        return True
+
+    def _overflowed(self) -> None:
+        """The kernel dropped events: find the writes among them by a scan, and say so."""
+        self.overflows += 1
+        warn_once(
+            "watch-overflow",
+            "the file watcher's event queue overflowed (fs.inotify.max_queued_events): "
+            "files written since are found by a scan of the project, files only read "
+            "may be missing from the record",
+        )
+        self._scan()
+
+    def _scan(self) -> None:
+        """Report files under ``root`` modified since the start (each mtime once), and
+        watch directories created since."""
+        files = 0
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = [d for d in dirnames if not skip_dir(d)]
+            if len(self._dirs) < MAX_DIRS:
+                wd = self._libc.inotify_add_watch(self.fd, os.fsencode(dirpath), _MASK)
+                if wd >= 0:  # the same wd again for a directory already watched
+                    self._dirs[wd] = dirpath
+            for name in filenames:
+                files += 1
+                if files > MAX_SCAN_FILES:
+                    return
+                if name.endswith(_SKIP_SUFFIXES):
+                    continue
+                path = os.path.join(dirpath, name)
+                try:
+                    mtime = os.stat(path, follow_symlinks=False).st_mtime_ns
+                except OSError:  # deleted since the listing
+                    continue
+                if mtime < self._since_ns or self._scanned.get(path) == mtime:
+                    continue
+                self._scanned[path] = mtime
+                try:
+                    self.on_file(path, "w")
+                except Exception:  # noqa: BLE001 - the watcher must outlive a bad callback
+                    pass
+
+
+def _coarse_now_ns() -> int:
+    try:
+        return time.clock_gettime_ns(_CLOCK_REALTIME_COARSE)
+    except (AttributeError, OSError):  # not Linux: then no inotify either
+        return time.time_ns()
 
 
 def _close_all(fds: tuple[int, ...]) -> None:
