@@ -10,7 +10,7 @@ The list is extended per project (``pyproject.toml``)::
     [tool.runbase]
     secret-files = ["*.secret", "vault/*"]
 
-or per user (``"secret_files": [...]`` in the runbase config, see runbase.remote.client). A
+or per user (``"secret_files": [...]`` in the runbase config, see runbase.core.config). A
 pattern without ``/`` matches a file's name in any directory; one with ``/`` matches
 its path relative to the project root (fnmatch syntax, ``*`` crosses ``/``).
 """
@@ -22,6 +22,8 @@ import functools
 import os
 import re
 from typing import Any
+
+from runbase.core.config import load_config
 
 # documented in docs/security.md ("Secret files")
 DEFAULT_PATTERNS = (
@@ -102,8 +104,6 @@ def _valid(value: Any) -> list[str]:
 
 
 def _user_config() -> dict[str, Any]:
-    from runbase.remote.client import load_config
-
     try:
         return load_config()
     except Exception:  # noqa: BLE001 - an unreadable config must not stop a run

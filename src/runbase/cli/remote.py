@@ -12,7 +12,7 @@ from runbase.cli import _open, main
 @click.option("--token", envvar="RUNBASE_TOKEN", help="An API token (default: prompt).")
 def login(url: str, token: str | None) -> None:
     """Keep an API token for the server at URL (in your config, mode 0600)."""
-    from runbase.remote.client import config_path
+    from runbase.core.config import config_path
     from runbase.remote.client import login as do_login
 
     if not token:

@@ -1,14 +1,19 @@
-"""Run ids and human names.
+"""Run ids, human names, and the syntax of object ids.
 
 A run id is 16 lowercase Crockford base32 characters: 8 for the centiseconds since
 2020-01-01 UTC (good until the year 2368) and 8 random (40 bits). Ids therefore sort
 by creation time, and any unique prefix names a run on the command line; the first
 10 characters are unique unless two runs start within the same 10 ms.
+
+An object id is ``blake3:<64 lowercase hex digits>``: the BLAKE3 of the object's raw
+bytes (runbase.store.hashing computes it; the syntax lives here, below the store, for
+the shapes and the path checks that validate ids read from a bundle or a server).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -167,3 +172,16 @@ def new_run_name() -> str:
     adj = _ADJECTIVES[rnd % len(_ADJECTIVES)]
     noun = _NOUNS[(rnd // 97) % len(_NOUNS)]
     return f"{adj}-{noun}-{(rnd // 9973) % 100}"
+
+
+# -- object ids ---------------------------------------------------------------------
+
+ALGO = "blake3"
+_OID_RE = re.compile(r"blake3:[0-9a-f]{64}")
+
+
+def split_id(oid: str) -> tuple[str, str]:
+    """``'blake3:abcd…'`` -> ``('blake3', 'abcd…')``; raises ValueError on a malformed id."""
+    if _OID_RE.fullmatch(oid) is None:
+        raise ValueError(f"not a runbase object id: {oid!r}")
+    return ALGO, oid[len(ALGO) + 1 :]

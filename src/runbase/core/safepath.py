@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from runbase.core import fsname
+from runbase.core.ids import split_id
 from runbase.errors import UnsafePathError
 
 # names never written by a restore, in any directory (as git refuses ``.git``): a
@@ -106,8 +107,6 @@ def check_manifest(entries: Any, where: str = "manifest") -> list[dict[str, Any]
     object id (files) or a string target (links); no path twice; nothing below a symlink
     or a file entry. A link leading out of the tree is kept here (a project may link to
     its data) and never created by a restore (:meth:`SafeRoot.symlink`)."""
-    from runbase.store.hashing import split_id
-
     if not isinstance(entries, list):
         raise UnsafePathError(where, "a manifest's entries must be a list")
     seen: set[str] = set()  # every entry is a file or a link: nothing may be below one

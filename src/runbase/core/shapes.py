@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from runbase.core import ids
-from runbase.store.hashing import split_id
+from runbase.core.ids import split_id
 
 MAX_DEPTH = 64  # JSON nesting, far below the interpreter's recursion limit
 MAX_TEXT = 16 << 20  # characters of one text value (bundle.MAX_TEXT)

@@ -12,10 +12,11 @@ from pathlib import Path
 
 from runbase.capture.code import load_manifest
 from runbase.core import progress
+from runbase.core.ids import split_id
 from runbase.core.shapes import CODE, LOGS, NOTEBOOK, Oid, load_column, loads
 from runbase.errors import BundleError, UnsafePathError
 from runbase.store import Store
-from runbase.store.hashing import hash_file, split_id
+from runbase.store.hashing import hash_file
 from runbase.store.objects import CorruptObject, ObjectTooLarge
 from runbase.store.statcache import forget
 

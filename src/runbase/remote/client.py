@@ -1,10 +1,8 @@
-"""Talking to a team server: the user's config (servers' tokens, named remotes), and a
-small HTTP client (stdlib only: ``import runbase`` stays light) that retries what a
-restarting server or a flaky network make fail.
+"""Talking to a team server: named remotes and servers' tokens from the user's config
+(runbase.core.config), and a small HTTP client (stdlib only: ``import runbase`` stays
+light) that retries what a restarting server or a flaky network make fail.
 
-The config is JSON at ``$RUNBASE_CONFIG``, else ``$XDG_CONFIG_HOME/runbase/config.json``
-(``~/.config/runbase/config.json``), written atomically with mode 0600 because it holds
-tokens::
+The config (runbase.core.config) holds, for this module::
 
     {"servers": {"https://runbase.example.com": {"token": "rbt_…"}},
      "remotes": {"team": {"url": "https://runbase.example.com", "project": "vision"}},
@@ -15,21 +13,19 @@ tokens::
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
 import random
 import re
-import tempfile
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 
+from runbase.core.config import load_config, save_config
 from runbase.core.shapes import loads
 from runbase.errors import RunbaseError, UsageError
 
@@ -44,46 +40,6 @@ class RemoteError(RunbaseError):
         super().__init__(message)
         self.status = status
         self.body = body
-
-
-# -- config -------------------------------------------------------------------------------
-
-
-def config_path() -> Path:
-    explicit = os.environ.get("RUNBASE_CONFIG")
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "runbase" / "config.json"
-
-
-def load_config() -> dict[str, Any]:
-    path = config_path()
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as e:
-        raise UsageError(f"unreadable runbase config {path}: {e}") from e
-    return data if isinstance(data, dict) else {}
-
-
-def save_config(data: dict[str, Any]) -> Path:
-    """Write the config atomically, readable by its owner only (it holds tokens)."""
-    path = config_path()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=".config-", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def normalize_url(url: str) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runbase.core.ids import split_id
 from runbase.errors import RunbaseError, StoreError
 from runbase.records import lineage
 from runbase.render import views
@@ -20,7 +21,6 @@ from runbase.server.control import AuthError, Conflict, Forbidden, User
 from runbase.server.projects import ProjectStores, open_objects_checked
 from runbase.store import Store
 from runbase.store.db import Database, redact_url
-from runbase.store.hashing import split_id
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_OBJECT_BYTES = 64 << 30  # one object: far above any sane file, below a disk filler

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
-import re
 
 from runbase.core import progress
+from runbase.core.ids import ALGO
 
-ALGO = "blake3"
-_ID_RE = re.compile(r"blake3:[0-9a-f]{64}")
 CHUNK = 1 << 20
 # Multi-threaded hashing only pays off for large inputs (measured: 7.7 GB/s one
 # thread, ~15 GB/s with AUTO on 2 cores for 1 GiB; thread start costs more below ~8 MiB).
@@ -51,9 +49,3 @@ def hash_file(path: str | os.PathLike[str]) -> str:
         progress.advance(size)
     return f"{ALGO}:{h.hexdigest()}"
 
-
-def split_id(oid: str) -> tuple[str, str]:
-    """``'blake3:abcd…'`` -> ``('blake3', 'abcd…')``; raises ValueError on a malformed id."""
-    if _ID_RE.fullmatch(oid) is None:
-        raise ValueError(f"not a runbase object id: {oid!r}")
-    return ALGO, oid[7:]

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from runbase.core import progress
+from runbase.core.ids import ALGO, split_id
 from runbase.errors import StoreError
-from runbase.store.hashing import ALGO, hash_bytes, new_hasher, split_id
 from runbase.store.hashing import CHUNK as _CHUNK
+from runbase.store.hashing import hash_bytes, new_hasher
 
 if TYPE_CHECKING:
     from runbase.store.backends import Objects

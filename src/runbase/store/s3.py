@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from runbase.core import progress
+from runbase.core.ids import ALGO, split_id
 from runbase.errors import StoreError
-from runbase.store.hashing import ALGO, hash_bytes, new_hasher, split_id
+from runbase.store.hashing import hash_bytes, new_hasher
 from runbase.store.objects import (
     CorruptObject,
     ObjectIdMismatch,
