@@ -179,14 +179,14 @@ def fsck(store: Store) -> FsckReport:
         for oid in store.objects:
             report.checked += 1
             try:
-                if hash_file(store.objects.path(oid)) != oid:
+                if hash_file(store.local_objects.path(oid)) != oid:
                     report.corrupt.append(oid)
             except OSError:
                 report.corrupt.append(oid)
     # moved aside (corrupt/), so the store stops claiming them: `runbase pull --data`
     # then fetches good copies, and the references below name the runs that need them
     for oid in report.corrupt:
-        store.objects.quarantine(oid)
+        store.local_objects.quarantine(oid)
     seen: set[str] = set()
     for oid, kind, run_id in references(store):
         if oid not in seen:
@@ -273,7 +273,7 @@ def gc(store: Store, delete: bool = False, grace: float = GC_GRACE_SECONDS) -> G
         if oid in live:
             continue
         try:
-            st = os.stat(store.objects.path(oid))
+            st = os.stat(store.local_objects.path(oid))
         except OSError:
             continue
         if st.st_mtime > cutoff:
@@ -312,7 +312,7 @@ def du(store: Store) -> Usage:
     sizes: dict[str, int] = {}
     for oid in store.objects:
         try:
-            sizes[oid] = os.path.getsize(store.objects.path(oid))
+            sizes[oid] = os.path.getsize(store.local_objects.path(oid))
         except OSError:
             continue
     u.objects = len(sizes)

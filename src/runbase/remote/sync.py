@@ -129,7 +129,7 @@ def _upload(
     lock = threading.Lock()
 
     def one(oid: str) -> None:
-        path = store.objects.path(oid)
+        path = store.local_objects.path(oid)
         try:
             size = path.stat().st_size
         except FileNotFoundError:

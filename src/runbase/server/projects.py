@@ -14,8 +14,9 @@ from typing import Any
 from runbase.errors import StoreError
 from runbase.server.control import project_db_location
 from runbase.store import Store
-from runbase.store.backends import Objects, open_objects
+from runbase.store.backends import open_objects
 from runbase.store.db import open_database
+from runbase.store.protocol import Objects
 from runbase.web.api import StorePool
 
 __all__ = ["ProjectStores", "open_project_store"]
@@ -37,7 +38,7 @@ def open_project_store(
     db = open_database(url, create=create, namespace=namespace, migrate=migrate)
     root = scratch / project
     root.mkdir(parents=True, exist_ok=True)
-    return Store(root, db, objects)  # type: ignore[arg-type]
+    return Store(root, db, objects)
 
 
 class ProjectStores:

@@ -19,6 +19,7 @@ from pathlib import Path
 from runbase.errors import FormatVersionError, StoreError
 from runbase.store.db import Database
 from runbase.store.objects import LocalObjects
+from runbase.store.protocol import Objects
 
 STORE_DIRNAME = ".runbase"
 FORMAT_NAME = "runbase-store"
@@ -52,17 +53,24 @@ def locate(explicit: str | os.PathLike[str] | None = None, cwd: Path | None = No
 
 
 class Store:
-    """An opened store: ``db`` (metadata) and ``objects`` (bytes)."""
+    """An opened store: ``db`` (metadata) and ``objects`` (bytes: a local directory for
+    ``Store.open``, any backend for a team server's project store)."""
 
-    def __init__(
-        self, root: Path, db: Database, objects: LocalObjects, read_only: bool = False
-    ) -> None:
+    def __init__(self, root: Path, db: Database, objects: Objects, read_only: bool = False) -> None:
         self.root = root
         self.db = db
         self.objects = objects
         # a store this process cannot write (a read-only mount, a colleague's store):
         # read as it is; nothing is recovered or written (docs/security.md)
         self.read_only = read_only
+
+    @property
+    def local_objects(self) -> LocalObjects:
+        """The objects as files on this machine, for what reads them in place (fsck, gc,
+        du, push); StoreError for a store whose objects are elsewhere (S3)."""
+        if not isinstance(self.objects, LocalObjects):
+            raise StoreError(f"the objects of the store at {self.root} are not local files")
+        return self.objects
 
     @property
     def spool_root(self) -> Path:

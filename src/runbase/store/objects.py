@@ -22,7 +22,7 @@ from runbase.store.hashing import CHUNK as _CHUNK
 from runbase.store.hashing import hash_bytes, new_hasher
 
 if TYPE_CHECKING:
-    from runbase.store.backends import Objects
+    from runbase.store.protocol import Objects
 
 _SMALL = 4 << 20  # files up to this size are read whole: hash first, write only if new
 
