@@ -29,8 +29,9 @@ from runbase.records.paging import page_rows
 from runbase.render import views
 from runbase.store import Store
 from runbase.store.db import Database, open_database, pg_sql
-from runbase.store.schema import MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION, ddl
+from runbase.store.schema import SCHEMA_VERSION, STORE_SCHEMA
 from runbase.store.statcache import StatCache
+from runbase.store.tables import sql_type
 
 DIALECTS = ["sqlite", "postgresql"]
 
@@ -113,7 +114,7 @@ def test_migrations_from_version_1(url: str) -> None:
     dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
     _raw(
         url,
-        [ddl(s, dialect) for s in SCHEMA_V1]
+        STORE_SCHEMA.create(dialect, version=1)
         + [
             "INSERT INTO meta (key, value) VALUES ('schema_version', '1')",
             "INSERT INTO runs (id, name, status, started_at, command, mode) "
@@ -122,7 +123,7 @@ def test_migrations_from_version_1(url: str) -> None:
         ],
     )
     db = open_database(url)  # check_schema applies every migration on open
-    assert db.schema_version() == SCHEMA_VERSION == 1 + len(MIGRATIONS)
+    assert db.schema_version() == SCHEMA_VERSION
     assert db.query("SELECT id, name, data_policy, notebook_json FROM runs") == [
         ("r1", "old", None, None)
     ]
@@ -138,6 +139,68 @@ def test_newer_schema_refused(db: Database, url: str) -> None:
     db.close()
     with pytest.raises(FormatVersionError, match="newer than this runbase"):
         open_database(url)
+
+
+def _columns(db: Database, table: str) -> list[tuple[str, str, bool, Any]]:
+    """``(name, type, NOT NULL, default)`` of each column of ``table``, in order, as the
+    database itself reports them (SQLite: PRAGMA table_info; PostgreSQL: the catalog)."""
+    if db.dialect == "sqlite":
+        return [(r[1], r[2], bool(r[3]), r[4]) for r in db.query(f"PRAGMA table_info({table})")]
+    rows = db.query(
+        "SELECT column_name, upper(data_type), is_nullable = 'NO', column_default "
+        "FROM information_schema.columns WHERE table_schema = current_schema() "
+        "AND table_name = ? ORDER BY ordinal_position",
+        (table,),
+    )
+    return [(n, t, bool(nn), d) for n, t, nn, d in rows]
+
+
+def _tables(db: Database) -> set[str]:
+    if db.dialect == "sqlite":
+        sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
+    else:
+        sql = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+    return {r[0] for r in db.query(sql)}
+
+
+def test_declared_tables_are_the_database(url: str) -> None:
+    """The declarations (runbase.store.schema) are what a fresh store has, and what an
+    old store migrated from version 1 has, column by column, in either dialect: the
+    PostgreSQL DDL differs only in type names."""
+    fresh = open_database(url, create=True)
+    declared = STORE_SCHEMA.tables_at()
+    assert _tables(fresh) == {t.name for t in declared}
+    for table in declared:
+        want = [
+            # a single-column key is written "PRIMARY KEY" alone: SQLite reports it nullable
+            (c.name, sql_type(c.type, fresh.dialect),
+             c.not_null and (fresh.dialect == "postgresql" or table.key != (c.name,)),
+             None if c.default is None else str(c.default))
+            for c in table.columns.values()
+        ]  # fmt: skip
+        assert _columns(fresh, table.name) == want, table.name
+    fresh.close()
+
+
+def test_migrated_store_equals_a_fresh_one(tmp_path: Path) -> None:
+    old, new = tmp_path / "old.db", tmp_path / "new.db"
+    conn = sqlite3.connect(old, isolation_level=None)
+    for stmt in STORE_SCHEMA.create("sqlite", version=1):
+        conn.execute(stmt)
+    conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')")
+    conn.close()
+    a, b = open_database(old), open_database(new, create=True)
+
+    def shape(db: Database) -> dict[str, Any]:
+        return {
+            t: (db.query(f"PRAGMA table_info({t})"),
+                sorted(db.query(f"PRAGMA index_list({t})"), key=lambda r: r[1]))
+            for t in sorted(_tables(db))
+        }  # fmt: skip
+
+    assert shape(a) == shape(b)
+    a.close()
+    b.close()
 
 
 # -- the library's statements ------------------------------------------------------------------
@@ -422,10 +485,9 @@ def test_pg_translation() -> None:
     assert pg_sql("""SELECT "o?" FROM t WHERE s = 'it''s ?' AND x LIKE ? ESCAPE '\\'""") == (
         """SELECT "o?" FROM t WHERE s = 'it''s ?' AND x ILIKE %s ESCAPE '\\'"""
     )
-    assert ddl("steps BLOB, n INTEGER NOT NULL, v DOUBLE PRECISION", "postgresql") == (
-        "steps BYTEA, n BIGINT NOT NULL, v DOUBLE PRECISION"
-    )
-    assert ddl("n INTEGER", "sqlite") == "n INTEGER"
+    pg = [sql_type(t, "postgresql") for t in ("BLOB", "INTEGER", "DOUBLE PRECISION", "TEXT")]
+    assert pg == ["BYTEA", "BIGINT", "DOUBLE PRECISION", "TEXT"]
+    assert sql_type("INTEGER", "sqlite") == "INTEGER"
 
 
 def test_open_database_by_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,7 +21,6 @@ import binascii
 import functools
 import json
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +41,8 @@ from runbase.core.statuses import STATUSES
 from runbase.errors import BundleError, RunNotFound, UnsafePathError
 from runbase.records.maintenance import MAX_MANIFEST, references
 from runbase.store import Store
-from runbase.store.schema import MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION
+from runbase.store.schema import STORE_SCHEMA
+from runbase.store.tables import Column, Table
 
 BUNDLE_VERSION = 1
 # the tables holding a run's rows besides ``runs`` (spool_offsets is local ingest state)
@@ -60,76 +60,14 @@ _I64 = 1 << 63
 _OWNER = ("owner_pid", "owner_start")
 
 
-# -- the schema, read from runbase.store.schema ----------------------------------------
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    type: str  # TEXT, INTEGER, DOUBLE PRECISION or BLOB
-    not_null: bool
-    has_default: bool
-
-    @property
-    def required(self) -> bool:
-        """A row cannot be inserted without it."""
-        return self.not_null and not self.has_default
-
-
-@dataclass(frozen=True)
-class Table:
-    name: str
-    columns: dict[str, Column]
-    key: tuple[str, ...]
-
-
-_CREATE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*)\)\s*$", re.S)
-_ALTER = re.compile(r"ALTER TABLE (\w+) ADD COLUMN (.*)$", re.S)
-_DROP = re.compile(r"DROP TABLE IF EXISTS (\w+)\s*$")
-_COLUMN = re.compile(r'"?(\w+)"?\s+(TEXT|INTEGER|DOUBLE PRECISION|BLOB)\b(.*)$')
-_PKEY = re.compile(r"PRIMARY KEY \(([^)]*)\)$")
+# -- the schema, from its declarations (runbase.store.schema) -------------------------
 
 
 @functools.cache
 def schema() -> dict[str, Table]:
-    """The tables of the current schema version, parsed from its DDL, so the whitelist
-    of column names follows every migration without being written twice."""
-    tables: dict[str, Table] = {}
-    stmts = [*SCHEMA_V1, *(s for v in range(1, SCHEMA_VERSION) for s in MIGRATIONS[v])]
-    for stmt in stmts:
-        if m := _CREATE.match(stmt.strip()):
-            tables[m[1]] = _parse_create(m[1], m[2])
-        elif m := _ALTER.match(stmt.strip()):
-            col = _parse_column(m[2].strip())
-            tables[m[1]].columns[col.name] = col
-        elif m := _DROP.match(stmt.strip()):
-            tables.pop(m[1], None)
-    return tables
-
-
-def _parse_create(name: str, body: str) -> Table:
-    columns: dict[str, Column] = {}
-    key: tuple[str, ...] = ()
-    for line in (part.strip().rstrip(",") for part in body.splitlines()):
-        if not line:
-            continue
-        if m := _PKEY.match(line):
-            key = tuple(k.strip().strip('"') for k in m[1].split(","))
-            continue
-        col = _parse_column(line)
-        columns[col.name] = col
-        if "PRIMARY KEY" in line:
-            key = (col.name,)
-    return Table(name, columns, key)
-
-
-def _parse_column(text: str) -> Column:
-    m = _COLUMN.match(text)
-    if m is None:  # a new kind of DDL: this parser must learn it (tests/test_bundle.py)
-        raise RuntimeError(f"cannot parse schema column {text!r}")
-    rest = m[3]
-    not_null = "NOT NULL" in rest or "PRIMARY KEY" in rest
-    return Column(m[1], m[2], not_null, "DEFAULT" in rest)
+    """The tables of the current schema version, from their declarations, so the
+    whitelist of column names follows every migration without being written twice."""
+    return {t.name: t for t in STORE_SCHEMA.tables_at()}
 
 
 def _q(name: str) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 
 from runbase.errors import FormatVersionError, RunbaseError, StoreError
 from runbase.store.db import Database, open_database, sqlite_path
-from runbase.store.schema import ddl
+from runbase.store.tables import DOUBLE, INTEGER, TEXT, Column, Index, Schema, Table
 
 CONTROL_VERSION = 2
 NAMESPACE = "runbase_server"
@@ -40,70 +40,92 @@ PROJECT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,58}$")
 TOKEN_PREFIX = "rbt_"
 SESSION_TTL = 14 * 86400.0
 
-CONTROL_V1 = [
-    """CREATE TABLE IF NOT EXISTS server_meta (
-        key TEXT PRIMARY KEY,
-        value TEXT NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS users (
-        name TEXT PRIMARY KEY,
-        role TEXT NOT NULL,
-        created_at DOUBLE PRECISION NOT NULL,
-        disabled INTEGER NOT NULL DEFAULT 0
-    )""",
-    """CREATE TABLE IF NOT EXISTS tokens (
-        id TEXT PRIMARY KEY,
-        user_name TEXT NOT NULL,
-        hash TEXT NOT NULL UNIQUE,
-        label TEXT NOT NULL,
-        created_at DOUBLE PRECISION NOT NULL,
-        expires_at DOUBLE PRECISION,
-        revoked_at DOUBLE PRECISION,
-        last_used_at DOUBLE PRECISION
-    )""",
-    "CREATE INDEX IF NOT EXISTS tokens_user ON tokens (user_name)",
-    """CREATE TABLE IF NOT EXISTS projects (
-        name TEXT PRIMARY KEY,
-        created_at DOUBLE PRECISION NOT NULL,
-        created_by TEXT
-    )""",
-    """CREATE TABLE IF NOT EXISTS members (
-        project TEXT NOT NULL,
-        user_name TEXT NOT NULL,
-        role TEXT NOT NULL,
-        PRIMARY KEY (project, user_name)
-    )""",
-    "CREATE INDEX IF NOT EXISTS members_user ON members (user_name)",
-    """CREATE TABLE IF NOT EXISTS sessions (
-        hash TEXT PRIMARY KEY,
-        user_name TEXT NOT NULL,
-        csrf TEXT NOT NULL,
-        created_at DOUBLE PRECISION NOT NULL,
-        expires_at DOUBLE PRECISION NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS project_objects (
-        project TEXT NOT NULL,
-        oid TEXT NOT NULL,
-        size INTEGER,
-        PRIMARY KEY (project, oid)
-    )""",
-    """CREATE TABLE IF NOT EXISTS notes (
-        id TEXT PRIMARY KEY,
-        project TEXT NOT NULL,
-        run_id TEXT NOT NULL,
-        author TEXT NOT NULL,
-        created_at DOUBLE PRECISION NOT NULL,
-        text TEXT NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS notes_run ON notes (project, run_id)",
-]
 
-# Version 2: a UI session remembers the API token it was opened with, so revoking (or
-# the expiry of) the token ends the session too.
-CONTROL_1_TO_2 = ["ALTER TABLE sessions ADD COLUMN token_id TEXT"]
+def _key(name: str) -> Column:
+    return Column(name, TEXT, not_null=True)
 
-# CONTROL_MIGRATIONS[v] takes the control schema from version v to v + 1.
-CONTROL_MIGRATIONS: dict[int, list[str]] = {1: CONTROL_1_TO_2}
+
+def _nn(name: str, type_: str, default: int | None = None) -> Column:
+    return Column(name, type_, not_null=True, default=default)
+
+
+# The control tables, declared once (runbase.store.tables): both dialects' DDL and the
+# migrations come from here. Version 2: a UI session remembers the API token it was
+# opened with, so revoking (or the expiry of) the token ends the session too.
+CONTROL_SCHEMA = Schema(
+    CONTROL_VERSION,
+    [
+        Table("server_meta", [_key("key"), _nn("value", TEXT)], key=("key",)),
+        Table(
+            "users",
+            [
+                _key("name"),
+                _nn("role", TEXT),
+                _nn("created_at", DOUBLE),
+                _nn("disabled", INTEGER, default=0),
+            ],
+            key=("name",),
+        ),
+        Table(
+            "tokens",
+            [
+                _key("id"),
+                _nn("user_name", TEXT),
+                Column("hash", TEXT, not_null=True, unique=True),
+                _nn("label", TEXT),
+                _nn("created_at", DOUBLE),
+                Column("expires_at", DOUBLE),
+                Column("revoked_at", DOUBLE),
+                Column("last_used_at", DOUBLE),
+            ],
+            key=("id",),
+            indexes=[Index("tokens_user", ("user_name",))],
+        ),
+        Table(
+            "projects",
+            [_key("name"), _nn("created_at", DOUBLE), Column("created_by", TEXT)],
+            key=("name",),
+        ),
+        Table(
+            "members",
+            [_key("project"), _key("user_name"), _nn("role", TEXT)],
+            key=("project", "user_name"),
+            indexes=[Index("members_user", ("user_name",))],
+        ),
+        Table(
+            "sessions",
+            [
+                _key("hash"),
+                _nn("user_name", TEXT),
+                _nn("csrf", TEXT),
+                _nn("created_at", DOUBLE),
+                _nn("expires_at", DOUBLE),
+                Column("token_id", TEXT, since=2),
+            ],
+            key=("hash",),
+        ),
+        Table(
+            "project_objects",
+            [_key("project"), _key("oid"), Column("size", INTEGER)],
+            key=("project", "oid"),
+        ),
+        Table(
+            "notes",
+            [
+                _key("id"),
+                _nn("project", TEXT),
+                _nn("run_id", TEXT),
+                _nn("author", TEXT),
+                _nn("created_at", DOUBLE),
+                _nn("text", TEXT),
+            ],
+            key=("id",),
+            indexes=[Index("notes_run", ("project", "run_id"))],
+        ),
+    ],
+)
+# The SQLite DDL of version 1, the oldest control schema a migration starts from.
+CONTROL_V1 = CONTROL_SCHEMA.create("sqlite", version=1)
 
 
 class AuthError(RunbaseError):
@@ -214,16 +236,16 @@ def _create_or_migrate(db: Database) -> None:
         return  # check_control refuses it with the message
     with db.transaction() as cur:
         if v is None:
-            for stmt in CONTROL_V1:
-                cur.execute(ddl(stmt, db.dialect))
+            for stmt in CONTROL_SCHEMA.create(db.dialect, version=1):
+                cur.execute(stmt)
             cur.execute(
                 "INSERT INTO server_meta (key, value) VALUES ('control_version', '1') "
                 "ON CONFLICT (key) DO NOTHING"
             )
             v = 1
         while v < CONTROL_VERSION:
-            for stmt in CONTROL_MIGRATIONS[v]:
-                cur.execute(ddl(stmt, db.dialect))
+            for stmt in CONTROL_SCHEMA.migration(v, db.dialect):
+                cur.execute(stmt)
             v += 1
         cur.execute("UPDATE server_meta SET value = ? WHERE key = 'control_version'", (str(v),))
         cur.execute(

@@ -22,7 +22,7 @@ from typing import Any
 
 from runbase.core import fsname
 from runbase.errors import FormatVersionError, StoreError
-from runbase.store.schema import MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION, ddl
+from runbase.store.schema import SCHEMA_VERSION, STORE_SCHEMA
 
 Row = tuple[Any, ...]
 POSTGRES_INSTALL_HINT = "pip install 'runbase[postgres]'"
@@ -116,11 +116,8 @@ class Database:
             # re-checked under the write lock: another process may have just created it
             if cur.execute(self._HAS_META).fetchone():
                 return
-            for stmt in SCHEMA_V1:
-                cur.execute(ddl(stmt, self.dialect))
-            for version in range(1, SCHEMA_VERSION):
-                for stmt in MIGRATIONS[version]:
-                    cur.execute(ddl(stmt, self.dialect))
+            for stmt in STORE_SCHEMA.create(self.dialect):
+                cur.execute(stmt)
             cur.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
                 "ON CONFLICT (key) DO NOTHING",
@@ -149,7 +146,7 @@ class Database:
                 f"understands ({SCHEMA_VERSION}); upgrade runbase: pip install -U runbase"
             )
         if v < SCHEMA_VERSION:
-            if any(m not in MIGRATIONS for m in range(v, SCHEMA_VERSION)):
+            if v < 1:  # migrations start from version 1 (runbase.store.tables.Schema)
                 raise FormatVersionError(
                     f"the store's database schema is version {v}, older than this runbase "
                     f"({SCHEMA_VERSION}); no migration exists for it"
@@ -167,8 +164,8 @@ class Database:
             row = cur.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             v = int(row[0]) if row else current
             while v < SCHEMA_VERSION:
-                for stmt in MIGRATIONS[v]:
-                    cur.execute(ddl(stmt, self.dialect))
+                for stmt in STORE_SCHEMA.migration(v, self.dialect):
+                    cur.execute(stmt)
                 v += 1
             cur.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(v),))
 

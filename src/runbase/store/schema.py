@@ -1,169 +1,198 @@
-"""SQL schema of the metadata store, version by version.
+"""The tables of the metadata store, declared once (runbase.store.tables).
 
-Portable SQL only (SQLite and PostgreSQL): the same statements create both, through
-:func:`ddl` (PostgreSQL's type names).
-``SCHEMA_VERSION`` is stored in the ``meta`` table; see docs/store-format.md.
+The same declarations give SQLite's and PostgreSQL's DDL, the migration of each
+version (what a version added carries ``since=``; a dropped table ``until=``) and the
+run bundles' column whitelist. ``SCHEMA_VERSION`` is stored in the ``meta`` table;
+see docs/store-format.md.
 """
 
 from __future__ import annotations
 
-import re
+from runbase.store.tables import BLOB, DOUBLE, INTEGER, TEXT, Column, Index, Schema, Table
 
 SCHEMA_VERSION = 5
 
-# DOUBLE PRECISION is REAL affinity in SQLite and float8 in PostgreSQL; BLOB maps to bytea.
-SCHEMA_V1 = [
-    """CREATE TABLE IF NOT EXISTS meta (
-        key TEXT PRIMARY KEY,
-        value TEXT NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS runs (
-        id TEXT PRIMARY KEY,
-        name TEXT NOT NULL,
-        status TEXT NOT NULL,
-        exit_code INTEGER,
-        exit_signal INTEGER,
-        started_at DOUBLE PRECISION NOT NULL,
-        ended_at DOUBLE PRECISION,
-        heartbeat_at DOUBLE PRECISION,
-        command TEXT NOT NULL,
-        cwd TEXT,
-        user_name TEXT,
-        host TEXT,
-        project_root TEXT,
-        mode TEXT NOT NULL,
-        owner_pid INTEGER,
-        owner_start TEXT,
-        parent_id TEXT,
-        sweep_id TEXT,
-        reproduces TEXT,
-        code_commit TEXT,
-        code_json TEXT,
-        env_json TEXT,
-        packages_id TEXT,
-        logs_json TEXT,
-        error TEXT
-    )""",
-    "CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at)",
-    "CREATE INDEX IF NOT EXISTS runs_status ON runs (status)",
-    "CREATE INDEX IF NOT EXISTS runs_name ON runs (name)",
-    "CREATE INDEX IF NOT EXISTS runs_commit ON runs (code_commit)",
-    "CREATE INDEX IF NOT EXISTS runs_sweep ON runs (sweep_id)",
-    """CREATE TABLE IF NOT EXISTS params (
-        run_id TEXT NOT NULL,
-        key TEXT NOT NULL,
-        value TEXT NOT NULL,
-        num DOUBLE PRECISION,
-        source TEXT NOT NULL,
-        PRIMARY KEY (run_id, key)
-    )""",
-    "CREATE INDEX IF NOT EXISTS params_key_num ON params (key, num)",
-    """CREATE TABLE IF NOT EXISTS tags (
-        run_id TEXT NOT NULL,
-        key TEXT NOT NULL,
-        value TEXT NOT NULL,
-        PRIMARY KEY (run_id, key)
-    )""",
-    """CREATE TABLE IF NOT EXISTS metrics (
-        run_id TEXT NOT NULL,
-        key TEXT NOT NULL,
-        count INTEGER NOT NULL,
-        last DOUBLE PRECISION,
-        min DOUBLE PRECISION,
-        max DOUBLE PRECISION,
-        last_step INTEGER,
-        last_time DOUBLE PRECISION,
-        summary DOUBLE PRECISION,
-        has_summary INTEGER NOT NULL,
-        value DOUBLE PRECISION,
-        PRIMARY KEY (run_id, key)
-    )""",
-    "CREATE INDEX IF NOT EXISTS metrics_key_value ON metrics (key, value)",
-    """CREATE TABLE IF NOT EXISTS metric_chunks (
-        run_id TEXT NOT NULL,
-        key TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        n INTEGER NOT NULL,
-        steps BLOB NOT NULL,
-        times BLOB NOT NULL,
-        vals BLOB NOT NULL,
-        PRIMARY KEY (run_id, key, seq)
-    )""",
-    """CREATE TABLE IF NOT EXISTS spool_offsets (
-        run_id TEXT NOT NULL,
-        file TEXT NOT NULL,
-        "offset" INTEGER NOT NULL,
-        PRIMARY KEY (run_id, file)
-    )""",
-    """CREATE TABLE IF NOT EXISTS stat_cache (
-        path TEXT PRIMARY KEY,
-        dev INTEGER NOT NULL,
-        ino INTEGER NOT NULL,
-        size INTEGER NOT NULL,
-        mtime_ns INTEGER NOT NULL,
-        oid TEXT NOT NULL
-    )""",
-]
 
-# Version 2 (P2, data lineage): the files each run read and wrote.
-MIGRATE_1_TO_2 = [
-    """CREATE TABLE IF NOT EXISTS run_files (
-        run_id TEXT NOT NULL,
-        role TEXT NOT NULL,
-        path TEXT NOT NULL,
-        oid TEXT,
-        size INTEGER,
-        stored INTEGER NOT NULL DEFAULT 0,
-        source TEXT NOT NULL,
-        url TEXT,
-        changed INTEGER NOT NULL DEFAULT 0,
-        kind TEXT,
-        PRIMARY KEY (run_id, role, path)
-    )""",
-    "CREATE INDEX IF NOT EXISTS run_files_oid ON run_files (oid, role)",
-    "ALTER TABLE runs ADD COLUMN data_policy TEXT",
-]
+def _key(name: str, type_: str = TEXT) -> Column:
+    """A primary key column (NOT NULL: it is part of the key)."""
+    return Column(name, type_, not_null=True)
+
+
+def _nn(name: str, type_: str, default: int | None = None) -> Column:
+    return Column(name, type_, not_null=True, default=default)
+
+
+META = Table("meta", [_key("key"), _nn("value", TEXT)], key=("key",))
+
+RUNS = Table(
+    "runs",
+    [
+        _key("id"),
+        _nn("name", TEXT),
+        _nn("status", TEXT),
+        Column("exit_code", INTEGER),
+        Column("exit_signal", INTEGER),
+        _nn("started_at", DOUBLE),
+        Column("ended_at", DOUBLE),
+        Column("heartbeat_at", DOUBLE),
+        _nn("command", TEXT),
+        Column("cwd", TEXT),
+        Column("user_name", TEXT),
+        Column("host", TEXT),
+        Column("project_root", TEXT),
+        _nn("mode", TEXT),
+        Column("owner_pid", INTEGER),
+        Column("owner_start", TEXT),
+        Column("parent_id", TEXT),
+        Column("sweep_id", TEXT),
+        Column("reproduces", TEXT),
+        Column("code_commit", TEXT),
+        Column("code_json", TEXT),
+        Column("env_json", TEXT),
+        Column("packages_id", TEXT),
+        Column("logs_json", TEXT),
+        Column("error", TEXT),
+        # version 2 (data lineage): what the run may store of its data files
+        Column("data_policy", TEXT, since=2),
+        # version 4: the notebook a run came from and the cells it executed
+        Column("notebook_json", TEXT, since=4),
+    ],
+    key=("id",),
+    indexes=[
+        Index("runs_started", ("started_at",)),
+        Index("runs_status", ("status",)),
+        Index("runs_name", ("name",)),
+        Index("runs_commit", ("code_commit",)),
+        Index("runs_sweep", ("sweep_id",)),
+    ],
+)
+
+PARAMS = Table(
+    "params",
+    [
+        _key("run_id"),
+        _key("key"),
+        _nn("value", TEXT),
+        Column("num", DOUBLE),
+        _nn("source", TEXT),
+    ],
+    key=("run_id", "key"),
+    indexes=[Index("params_key_num", ("key", "num"))],
+)
+
+TAGS = Table("tags", [_key("run_id"), _key("key"), _nn("value", TEXT)], key=("run_id", "key"))
+
+METRICS = Table(
+    "metrics",
+    [
+        _key("run_id"),
+        _key("key"),
+        _nn("count", INTEGER),
+        Column("last", DOUBLE),
+        Column("min", DOUBLE),
+        Column("max", DOUBLE),
+        Column("last_step", INTEGER),
+        Column("last_time", DOUBLE),
+        Column("summary", DOUBLE),
+        _nn("has_summary", INTEGER),
+        Column("value", DOUBLE),
+    ],
+    key=("run_id", "key"),
+    indexes=[Index("metrics_key_value", ("key", "value"))],
+)
+
+METRIC_CHUNKS = Table(
+    "metric_chunks",
+    [
+        _key("run_id"),
+        _key("key"),
+        _key("seq", INTEGER),
+        _nn("n", INTEGER),
+        _nn("steps", BLOB),
+        _nn("times", BLOB),
+        _nn("vals", BLOB),
+    ],
+    key=("run_id", "key", "seq"),
+)
+
+SPOOL_OFFSETS = Table(
+    "spool_offsets",
+    [_key("run_id"), _key("file"), _nn("offset", INTEGER)],
+    key=("run_id", "file"),
+)
+
+# Version 1's per-file stat cache; dropped by version 3 (only a cache: dropping it costs
+# one re-hash of each file).
+STAT_CACHE = Table(
+    "stat_cache",
+    [
+        _key("path"),
+        _nn("dev", INTEGER),
+        _nn("ino", INTEGER),
+        _nn("size", INTEGER),
+        _nn("mtime_ns", INTEGER),
+        _nn("oid", TEXT),
+    ],
+    key=("path",),
+    until=3,
+)
+
+# Version 2 (data lineage): the files each run read and wrote.
+RUN_FILES = Table(
+    "run_files",
+    [
+        _key("run_id"),
+        _key("role"),
+        _key("path"),
+        Column("oid", TEXT),
+        Column("size", INTEGER),
+        _nn("stored", INTEGER, default=0),
+        _nn("source", TEXT),
+        Column("url", TEXT),
+        _nn("changed", INTEGER, default=0),
+        Column("kind", TEXT),
+    ],
+    key=("run_id", "role", "path"),
+    indexes=[Index("run_files_oid", ("oid", "role"))],
+    since=2,
+)
 
 # Version 3: the stat cache holds one row per directory (loaded as the walk enters it,
 # so memory stays flat in the number of files) and knows whether each object is stored.
-# The old per-file table is only a cache: dropping it costs one re-hash of each file.
-MIGRATE_2_TO_3 = [
-    """CREATE TABLE IF NOT EXISTS stat_dirs (
-        dir TEXT PRIMARY KEY,
-        entries BLOB NOT NULL
-    )""",
-    "DROP TABLE IF EXISTS stat_cache",
-]
-
-# Version 4: the notebook a run came from and the cells it executed (docs/run-record.md).
-MIGRATE_3_TO_4 = ["ALTER TABLE runs ADD COLUMN notebook_json TEXT"]
+STAT_DIRS = Table("stat_dirs", [_key("dir"), _nn("entries", BLOB)], key=("dir",), since=3)
 
 # Version 5: log chunks of a live run published from another machine (a team server's
 # projects; a local run's live log is its spool file). Replaced by the log objects of
 # ``runs.logs_json`` when the finished run arrives.
-MIGRATE_4_TO_5 = [
-    """CREATE TABLE IF NOT EXISTS live_logs (
-        run_id TEXT NOT NULL,
-        stream TEXT NOT NULL,
-        "offset" INTEGER NOT NULL,
-        size INTEGER NOT NULL,
-        data BLOB NOT NULL,
-        PRIMARY KEY (run_id, stream, "offset")
-    )""",
-]
+LIVE_LOGS = Table(
+    "live_logs",
+    [
+        _key("run_id"),
+        _key("stream"),
+        _key("offset", INTEGER),
+        _nn("size", INTEGER),
+        _nn("data", BLOB),
+    ],
+    key=("run_id", "stream", "offset"),
+    since=5,
+)
 
-# Forward migrations: MIGRATIONS[v] takes a database from version v to v + 1.
-MIGRATIONS = {1: MIGRATE_1_TO_2, 2: MIGRATE_2_TO_3, 3: MIGRATE_3_TO_4, 4: MIGRATE_4_TO_5}
+STORE_SCHEMA = Schema(
+    SCHEMA_VERSION,
+    [
+        META,
+        RUNS,
+        PARAMS,
+        TAGS,
+        METRICS,
+        METRIC_CHUNKS,
+        SPOOL_OFFSETS,
+        STAT_CACHE,
+        RUN_FILES,
+        STAT_DIRS,
+        LIVE_LOGS,
+    ],
+)
 
-# Dialects: the statements above are written once; PostgreSQL's DDL differs only in type
-# names. SQLite's INTEGER is 64-bit, PostgreSQL's 32-bit: inode numbers, nanosecond
-# mtimes and steps need BIGINT. BLOB is bytea. (DOUBLE PRECISION and TEXT are the same.)
-_PG_TYPES = [(re.compile(r"\bINTEGER\b"), "BIGINT"), (re.compile(r"\bBLOB\b"), "BYTEA")]
-
-
-def ddl(stmt: str, dialect: str) -> str:
-    """A schema statement of this module for ``dialect`` (``sqlite`` or ``postgresql``)."""
-    if dialect == "postgresql":
-        for pattern, repl in _PG_TYPES:
-            stmt = pattern.sub(repl, stmt)
-    return stmt
+# The SQLite DDL of version 1, the oldest store a migration starts from (tests build one).
+SCHEMA_V1 = STORE_SCHEMA.create("sqlite", version=1)
