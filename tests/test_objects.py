@@ -14,6 +14,7 @@ from runbase.capture.code import file_entry_json, load_manifest, put_manifest
 from runbase.capture.files import snapshot_path
 from runbase.core import progress
 from runbase.records.maintenance import fsck, gc
+from runbase.render import progress as progress_bar
 from runbase.store import Store
 from runbase.store import objects as objmod
 from runbase.store.hashing import hash_bytes, hash_file
@@ -139,7 +140,8 @@ def test_progress_bar_only_on_a_tty_and_only_when_large(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("RUNBASE_NO_PROGRESS", raising=False)
-    monkeypatch.setattr(progress, "THRESHOLD", 1 << 20)
+    monkeypatch.setattr(progress_bar, "THRESHOLD", 1 << 20)
+    monkeypatch.setattr(progress, "_opener", progress_bar.open_bar)  # as the CLI installs it
     store = Store.open(tmp_path / "s", create=True)
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(3 << 20))

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from runbase.errors import QueryError, RunbaseError, UsageError
+from runbase.render import progress as progress_bar
 
 
 class _Group(click.Group):
@@ -33,6 +34,7 @@ class _Group(click.Group):
 def main(ctx: click.Context, store: str | None) -> None:
     """runbase: every run recorded - code, data, environment, parameters, metrics."""
     ctx.obj = {"store": store}
+    progress_bar.install()  # hashing/storing many bytes draws a bar on a terminal
 
 
 def _open(ctx: click.Context, create: bool = False) -> Any:

@@ -1,90 +1,68 @@
-"""A progress bar on a terminal while runbase hashes or stores a lot of bytes.
+"""Progress reporting: code that hashes or stores many bytes says how far it got.
 
 Code that hashes or copies calls :func:`advance` with the bytes it processed; that is
 a no-op (one global read) unless the current thread is inside :func:`shown`, which
 the commands open around work a user waits for (declared inputs before a run starts,
-outputs after it ends, ``fsck``). The bar (tqdm, imported only then) appears on
-stderr once more than ``THRESHOLD`` bytes are involved and only when stderr is a
-terminal; never while a run's own output is being shown.
+outputs after it ends, ``fsck``). Nothing is drawn here: :func:`shown` hands the
+bytes to the display the program installed (:func:`install`), and without one (a
+library user's process, a test) nothing is shown. The CLI installs the terminal bar
+of runbase.render.progress at start-up. Stdlib only, so the store can report to it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import threading
-from collections.abc import Iterator
-from typing import Any, TextIO
-
-THRESHOLD = 256 << 20  # "a few hundred MB": below this the work takes well under a second
+from collections.abc import Callable, Iterator
+from typing import Protocol, TextIO
 
 
-class _Bar:
-    def __init__(self, label: str, total: int | None, stream: TextIO) -> None:
-        self.owner = threading.get_ident()
-        self.label = label
-        self.total = total
-        self.stream = stream
-        self.done = 0
-        self.bar: Any = None
+class Display(Protocol):
+    """One progress display, open for the length of a :func:`shown` block."""
 
-    def add(self, n: int) -> None:
-        self.done += n
-        if self.bar is not None:
-            self.bar.update(n)
-        elif self.done >= THRESHOLD or (self.total or 0) >= THRESHOLD:
-            from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=self.total,
-                initial=self.done,
-                desc=self.label,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                file=self.stream,
-                leave=False,
-                mininterval=0.2,
-                dynamic_ncols=True,
-            )
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+    def add(self, n: int) -> None: ...
+    def close(self) -> None: ...
 
 
-_active: _Bar | None = None
+# (label, total bytes if known, stream) -> a display, or None when there is nothing to
+# show on that stream (not a terminal, progress turned off)
+Opener = Callable[[str, "int | None", TextIO], "Display | None"]
+
+_opener: Opener | None = None
+_active: tuple[int, Display] | None = None  # (the thread that opened it, its display)
+
+
+def install(opener: Opener | None) -> None:
+    """Show progress through ``opener`` from now on (None: show nothing)."""
+    global _opener
+    _opener = opener
 
 
 def advance(n: int) -> None:
-    """``n`` more bytes hashed or stored (by the thread that opened the bar)."""
-    bar = _active
-    if bar is not None and bar.owner == threading.get_ident():
-        bar.add(n)
-
-
-def _wanted(stream: TextIO) -> bool:
-    if os.environ.get("RUNBASE_NO_PROGRESS"):
-        return False
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
+    """``n`` more bytes hashed or stored (counted for the thread that opened the block)."""
+    active = _active
+    if active is not None and active[0] == threading.get_ident():
+        active[1].add(n)
 
 
 @contextlib.contextmanager
 def shown(label: str, total: int | None = None, stream: TextIO | None = None) -> Iterator[None]:
-    """Show a bar for the bytes :func:`advance`\\ d inside this block, if it gets large."""
+    """Report the bytes :func:`advance`\\ d inside this block to a display on ``stream``
+    (stderr by default). A block inside another shows nothing of its own."""
     global _active
-    out = stream if stream is not None else sys.stderr
-    if not _wanted(out) or _active is not None:
+    opener = _opener
+    if opener is None or _active is not None:
         yield
         return
-    bar = _active = _Bar(label, total, out)
+    display = opener(label, total, stream if stream is not None else sys.stderr)
+    if display is None:
+        yield
+        return
+    _active = (threading.get_ident(), display)
     try:
         yield
     finally:
         _active = None
         with contextlib.suppress(Exception):  # a broken terminal must not fail the work
-            bar.close()
+            display.close()
