@@ -1,0 +1,88 @@
+"""The runs table: one page of runs, filtered, sorted and grouped, and the keys it can
+show as columns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runbase.capture.params import jsonable
+from runbase.capture.sysmetrics import is_system_metric
+from runbase.core.query import unknown_keys
+from runbase.errors import UsageError
+from runbase.records import listing
+from runbase.records.read import count_runs, list_runs, load_runs, with_sweep
+from runbase.records.record import run_row
+from runbase.render.views.common import user_sql, where_sql
+from runbase.store import Store
+
+MAX_PAGE = 1000  # runs per page
+MAX_GROUPS = listing.MAX_GROUPS
+
+
+def run_items(store: Store, run_ids: list[str]) -> list[dict[str, Any]]:
+    """The runs (in the order given; unknown ids left out) as rows of the runs table:
+    ``{id, name, status, exit_code, user, host, started_at, ended_at, duration_s,
+    sweep_id, tags, params, metrics}`` with ``metrics`` the summary values."""
+    return jsonable([run_row(r) for r in load_runs(store, run_ids)])
+
+
+def matching_ids(store: Store, where: str, run_ids: list[str]) -> list[str]:
+    """Those of ``run_ids`` (order kept) that match the filter ``where``."""
+    cond, args = where_sql(where)
+    with user_sql():
+        return listing.matching_ids(store, cond, args, run_ids)
+
+
+def store_keys(store: Store) -> dict[str, list[str]]:
+    """Every parameter, metric and tag key in the store, sorted."""
+    return {
+        "param_keys": listing.distinct_keys(store, "params"),
+        # system metrics (sys/*) are not offered as columns, as in `runbase ls`
+        "metric_keys": [
+            k for k in listing.distinct_keys(store, "metrics") if not is_system_metric(k)
+        ],
+        "tag_keys": listing.tag_keys(store),
+    }
+
+
+def runs_page(
+    store: Store,
+    where: str | None = None,
+    sort: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    sweep: str | None = None,
+    group_by: str | None = None,
+    keys: bool = True,
+) -> dict[str, Any]:
+    """One page of the runs table, filtered and sorted like ``runbase ls --where/--sort``.
+
+    ``{"total", "offset", "limit", "runs": [...], "param_keys", "metric_keys",
+    "tag_keys"}`` (+ ``"groups": [{"key", "count"}]`` with ``group_by`` = ``sweep``,
+    ``status``, ``user``, ``host``, ``tag:KEY`` or ``param:KEY``). The key lists cover
+    the whole store; ``keys=False`` leaves them out (team search does not show them).
+    """
+    if not 1 <= limit <= MAX_PAGE:
+        raise UsageError(f"limit must be between 1 and {MAX_PAGE}")
+    if offset < 0:
+        raise UsageError("offset must be 0 or more")
+    where = with_sweep(where, sweep)
+    cond, args = where_sql(where)
+    with user_sql():
+        runs = list_runs(store, where, sort, limit, offset)
+        short = offset == 0 and len(runs) < limit  # the whole result is on this page
+        total = len(runs) if short else count_runs(store, where)
+        groups = listing.group_counts(store, cond, args, group_by) if group_by else None
+    out: dict[str, Any] = {
+        "total": total,
+        "offset": offset,
+        "limit": limit,
+        "runs": jsonable([run_row(r) for r in runs]),
+        **(store_keys(store) if keys else {}),
+    }
+    if groups is not None:
+        out["groups"] = groups
+    if where:  # a misspelled key matches nothing, silently: say which and what is close
+        with user_sql():
+            out["notes"] = unknown_keys(store, where)
+    return out
