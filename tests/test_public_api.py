@@ -11,6 +11,7 @@ import runbase
 PUBLIC = {
     "AmbiguousRunRef",
     "FormatVersionError",
+    "NotFound",
     "QueryError",
     "Run",
     "RunNotFound",
@@ -53,7 +54,7 @@ def test_all_is_exactly_the_public_api() -> None:
 
 
 def test_ipython_extension_hooks_are_reachable_but_not_public() -> None:
-    from runbase.records import notebook
+    from runbase.tracking import notebook
 
     assert not IPYTHON_HOOKS & set(runbase.__all__)
     assert runbase.load_ipython_extension is notebook.load_ipython_extension

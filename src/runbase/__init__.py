@@ -14,9 +14,11 @@ Importing runbase is cheap (stdlib only); heavier modules load on first use.
 
 from __future__ import annotations
 
+from runbase.core.version import __version__ as __version__
 from runbase.errors import (
     AmbiguousRunRef,
     FormatVersionError,
+    NotFound,
     QueryError,
     RunbaseError,
     RunNotFound,
@@ -29,15 +31,14 @@ TYPE_CHECKING = False  # not `from typing import`: typing costs ~8 ms at import
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and IDEs
     from typing import Any
 
-    from runbase.records.notebook import load_ipython_extension as load_ipython_extension
-    from runbase.records.notebook import unload_ipython_extension as unload_ipython_extension
-    from runbase.records.read import get_run, runs
+    from runbase.records.view import get_run, runs
     from runbase.tracking.api import (
         Run,
         active_run,
         finish,
         init,
         input,
+        log,
         output,
         param,
         params,
@@ -45,13 +46,13 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
         summary,
         tag,
     )
-    from runbase.tracking.tracker import log
-
-__version__ = "0.1.0"
+    from runbase.tracking.notebook import load_ipython_extension as load_ipython_extension
+    from runbase.tracking.notebook import unload_ipython_extension as unload_ipython_extension
 
 __all__ = [
     "AmbiguousRunRef",
     "FormatVersionError",
+    "NotFound",
     "QueryError",
     "Run",
     "RunNotFound",
@@ -86,12 +87,12 @@ _LAZY = {
     "start_run": "tracking.api",
     "summary": "tracking.api",
     "tag": "tracking.api",
-    "log": "tracking.tracker",
-    "get_run": "records.read",
-    "runs": "records.read",
+    "log": "tracking.api",  # tracker.log itself; through the API, which starts a run on first use
+    "get_run": "records.view",
+    "runs": "records.view",
     # `%load_ext runbase` (IPython looks these up on the package; not in __all__)
-    "load_ipython_extension": "records.notebook",
-    "unload_ipython_extension": "records.notebook",
+    "load_ipython_extension": "tracking.notebook",
+    "unload_ipython_extension": "tracking.notebook",
 }
 
 

@@ -15,6 +15,7 @@ import sys
 
 from runbase.capture._filehook import WRITE_EVENT
 from runbase.core._safe import warn_once
+from runbase.tracking import api, tracker
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -25,9 +26,8 @@ _WRAPPED = "__runbase_wrapped__"
 
 
 def log(metrics: Mapping[str, Any], step: int | None = None) -> None:
-    """Log numeric ``metrics`` at ``step`` (None: each key's previous step + 1)."""
-    from runbase.tracking import tracker
-
+    """Log numeric ``metrics`` at ``step`` (None: each key's previous step + 1); starts
+    a run when there is none (api, imported here, registers the starter)."""
     try:
         values = {str(k): v for k, v in metrics.items() if k != "step" and v is not None}
         if values:
@@ -39,8 +39,6 @@ def log(metrics: Mapping[str, Any], step: int | None = None) -> None:
 def params(values: Mapping[str, Any], source: str, prefix: str = "") -> None:
     """Record parameters (nested mappings flatten to ``a.b``) from the framework
     ``source`` (a name of ``SOURCE_RANK``: below the parsers and inline)."""
-    from runbase.tracking import api
-
     try:
         if prefix:
             values = {f"{prefix}{k}": v for k, v in values.items()}
@@ -50,8 +48,6 @@ def params(values: Mapping[str, Any], source: str, prefix: str = "") -> None:
 
 
 def summary(values: Mapping[str, Any]) -> None:
-    from runbase.tracking import api
-
     try:
         api.summary(**{str(k): v for k, v in values.items()})
     except Exception as e:  # noqa: BLE001
@@ -61,8 +57,6 @@ def summary(values: Mapping[str, Any]) -> None:
 def active() -> bool:
     """Is a run active in this process? The automatic hooks stay in place after
     ``runbase.finish()``; they must not start a new run then."""
-    from runbase.tracking import tracker
-
     return tracker.active() is not None
 
 
@@ -86,8 +80,6 @@ def output(path: Any, auto: bool = False) -> None:
     the run ends (a rotated checkpoint) is dropped from the record. ``auto``: from an
     automatic hook, so nothing without an active run.
     """
-    from runbase.tracking import api
-
     if not isinstance(path, (str, os.PathLike)) or (auto and not active()):
         return
     try:
@@ -98,8 +90,6 @@ def output(path: Any, auto: bool = False) -> None:
 
 def flush() -> None:
     """Hand what is buffered to the spool now (end of a training loop)."""
-    from runbase.tracking import tracker
-
     t = tracker.active()
     if t is not None:
         t.flush(timeout=1.0)

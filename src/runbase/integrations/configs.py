@@ -36,7 +36,7 @@ _MARK = "_runbase_hooked"
 
 
 def _record(values: Any, source: str, flatten: bool = False) -> None:
-    from runbase.tracking._child import record_parsed
+    from runbase.tracking.params import record_parsed
 
     record_parsed(values, source, flatten=flatten)
 

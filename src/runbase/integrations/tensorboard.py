@@ -117,7 +117,7 @@ def _hparams(args: tuple, kwargs: dict) -> None:
     hparams = _arg(args, kwargs, 0, "hparam_dict") or {}
     metrics = _arg(args, kwargs, 1, "metric_dict") or {}
     if hparams:
-        from runbase.tracking._child import record_parsed
+        from runbase.tracking.params import record_parsed
 
         record_parsed(dict(hparams), "tensorboard", flatten=True)
     values = {}
@@ -174,9 +174,9 @@ def _covered() -> frozenset[str]:
     """Top-level packages with an armed integration other than this one and configs'."""
     global _covered_cache
     if _covered_cache is None:
-        from runbase.integrations import AUTO, _disabled, name_of
+        from runbase.tracking.autohooks import AUTO, name_of, switched_off
 
-        off = _disabled() or set()
+        off = switched_off() or set()
         tops = {
             module.partition(".")[0]
             for module, target in AUTO.items()

@@ -22,6 +22,8 @@ from runbase.core import fsname, ids, progress, shapes
 from runbase.core.runfiles import LOG_FILES
 from runbase.core.statuses import TERMINAL
 from runbase.records.ingest import IngestResult, compact, ingest, remove_spool, spool_mtime
+from runbase.records.notebook import notebook_with_cells, record_notebook_file
+from runbase.records.read import project_root_of
 from runbase.store import Store
 
 
@@ -229,12 +231,6 @@ def record_watched(store: Store, run_id: str, events: list[tuple[str, str]]) -> 
     )
 
 
-def project_root_of(store: Store, run_id: str) -> str:
-    """The directory a run's relative data paths are relative to."""
-    row = store.db.query_one("SELECT project_root, cwd FROM runs WHERE id = ?", (run_id,))
-    return fsname.decode(row[0] or row[1]) if row and (row[0] or row[1]) else os.getcwd()
-
-
 def has_env(store: Store, run_id: str) -> bool:
     row = store.db.query_one("SELECT env_json FROM runs WHERE id = ?", (run_id,))
     return bool(row and row[0])
@@ -272,8 +268,6 @@ def handle_events(store: Store, run_id: str, result: IngestResult) -> None:
             if isinstance(info, dict):
                 record_env(store, run_id, info)
         elif kind == "notebook" and isinstance(e.get("path"), str):
-            from runbase.records.notebook import record_notebook_file
-
             record_notebook_file(store, run_id, e["path"], str(e.get("source") or ""))
     if files:
         note_files(store, run_id, root or project_root_of(store, run_id), files)
@@ -352,8 +346,6 @@ def finalize(
     n = len(unsaved)
     logs = step("logs", _store_logs, store, run_id) or {}
     spool_saved = spool_saved and len(unsaved) == n
-    from runbase.records.notebook import notebook_with_cells
-
     notebook = step("notebook", notebook_with_cells, store, run_id)
     if unsaved:
         note = "runbase could not save: " + "; ".join(unsaved)
@@ -479,7 +471,7 @@ def _release_job_files(store: Store, run_id: str) -> None:
 
 
 def _finalize_files(store: Store, run_id: str) -> None:
-    from runbase.capture.code import load_manifest
+    from runbase.capture.manifest import load_manifest
     from runbase.capture.files import finalize_files
 
     row = store.db.query_one("SELECT started_at, code_json FROM runs WHERE id = ?", (run_id,))

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
+from runbase.core import fsname
 from runbase.core.query import compile_where
 from runbase.core.shapes import fit_row, loads
 from runbase.errors import AmbiguousRunRef, RunNotFound
@@ -84,6 +86,12 @@ def resolve(store: Store, ref: str | None) -> str:
 def all_run_ids(store: Store) -> list[str]:
     """Every run of the store, by id."""
     return [r[0] for r in store.db.query("SELECT id FROM runs ORDER BY id")]
+
+
+def project_root_of(store: Store, run_id: str) -> str:
+    """The directory a run's relative data paths are relative to."""
+    row = store.db.query_one("SELECT project_root, cwd FROM runs WHERE id = ?", (run_id,))
+    return fsname.decode(row[0] or row[1]) if row and (row[0] or row[1]) else os.getcwd()
 
 
 def row_dict(row: tuple[Any, ...]) -> dict[str, Any]:

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import os
+import select
+import stat
+import sys
 import threading
+import time
 
+from runbase.capture.overrides import apply_to_namespace
+from runbase.capture.proc import is_alive, register
+from runbase.core._imphook import when_imported
 from runbase.tracking import tracker as _tracker
+from runbase.tracking.autohooks import install_auto
+from runbase.tracking.params import record_parsed
 
 
 def attach_from_env() -> None:
@@ -30,8 +39,6 @@ def watch_supervisor(spool_dir: str) -> None:
     Its stdout/stderr, pipes to the dead supervisor, are then sent to /dev/null, so
     that printing cannot kill the training with BrokenPipeError (the supervisor
     scrubbed secrets from the output: without it, output is not recorded)."""
-    from runbase.capture.proc import is_alive, register
-
     try:
         register(spool_dir, os.getpid())
     except OSError:
@@ -44,8 +51,6 @@ def watch_supervisor(spool_dir: str) -> None:
         return  # started after the supervisor died (or by another): nothing to watch
 
     def loop() -> None:
-        import time
-
         direct = os.getppid() == sup_pid
         while True:
             time.sleep(0.1)
@@ -63,9 +68,6 @@ def watch_supervisor(spool_dir: str) -> None:
 def _detach_streams() -> None:
     """Point fds 1 and 2 at /dev/null when they are a pipe or terminal whose reader is
     gone (the dead supervisor's), so that writes neither fail nor block."""
-    import select
-    import stat
-
     try:
         null = os.open(os.devnull, os.O_WRONLY)
     except OSError:
@@ -88,8 +90,6 @@ def _detach_streams() -> None:
 
 def python_info() -> dict[str, object]:
     """What this interpreter reports about itself (cheap: no platform/json imports)."""
-    import sys
-
     v = sys.version_info
     base = getattr(sys, "base_prefix", sys.prefix)
     return {
@@ -108,17 +108,16 @@ def python_info() -> dict[str, object]:
 
 
 def install_hooks() -> None:
-    from runbase.core._imphook import when_imported
+    """Record what argparse parses (and apply ``runbase run -p`` overrides to it), and
+    arm the framework integrations."""
 
     def hook(_module: object) -> None:
-        from runbase.capture.overrides import apply_to_namespace
+        # lazy: capture.params loads json and enum; only once the program imports argparse
         from runbase.capture.params import install_argparse_hook
 
         install_argparse_hook(_record_argparse, apply_to_namespace)
 
     when_imported("argparse", hook)
-    from runbase.integrations import install_auto
-
     install_auto()
 
 
@@ -131,6 +130,8 @@ def install_file_hook(
     ``earlier`` ones, seen before the run started: runbase.tracking._early)."""
     if not project_root:
         return
+    # lazy: capture.files loads the store (pathlib, typing); importing this module (the
+    # API does) must not
     from runbase.capture.files import FILE_EVENT, install_audit_hook, preimage
 
     def emit(path: str, op: str, mtime_ns: int | None = None) -> None:
@@ -170,16 +171,3 @@ def reported_to() -> _tracker.Tracker | None:
 def _record_argparse(values: dict[str, object]) -> None:
     # a launcher's own parse (torchrun, loky workers) never gets here: capture.origin
     record_parsed(values, "argparse")
-
-
-def record_parsed(values: object, source: str, flatten: bool = False) -> None:
-    """Record the params a parser of the command line (argparse, click, Hydra, ...) gave
-    this process; nothing when the process has no active run (after ``finish()``)."""
-    if _tracker.active() is None:
-        return
-    from runbase.tracking import api
-
-    # The command's own Python process sets the run's parsed params; a Python script
-    # it starts (an evaluation step, say) only fills in keys that are not set yet.
-    top = os.environ.get("RUNBASE_SUPERVISOR_PID") in (None, str(os.getppid()))
-    api.record_params(values, source=source, flatten=flatten, weak=not top)

@@ -16,10 +16,21 @@ import threading
 from collections.abc import Iterator, Mapping
 
 from runbase.capture import overrides as _overrides
+from runbase.capture.proc import start_id
 from runbase.core._safe import safe_call, warn_once
 from runbase.core.statuses import TERMINAL
 from runbase.errors import RunbaseError, UsageError
+from runbase.tracking import _early
 from runbase.tracking import tracker as _tracker
+from runbase.tracking._child import (
+    _record_argparse,
+    attach_from_env,
+    install_file_hook,
+    install_hooks,
+    python_info,
+)
+from runbase.tracking.params import known_secrets, on_new_secrets, record_params
+from runbase.tracking.tracker import log as log  # `runbase.log`: loaded with the API (ensure_run)
 
 TYPE_CHECKING = False  # not `from typing import`: typing costs ~8 ms at import
 
@@ -28,7 +39,6 @@ if TYPE_CHECKING:
 
 _lock = threading.RLock()
 _run: Run | None = None
-_secret_values: set[str] | None = None
 _auto_start = False  # ensure_run() is starting a run the program did not ask for
 # the tag that says what a run started after its program began could not record
 CAPTURE_TAG = "capture"
@@ -129,7 +139,8 @@ def init(
             _setup_notebook(_run, path, source, cells=notebook is not False)
         else:
             nb = _find_notebook(notebook, explicit)
-            from runbase.remote.publish import resolve_target
+            # lazy: the HTTP client (json, urllib); only a run of its own may publish
+            from runbase.remote.target import resolve_target
 
             target = resolve_target(publish)  # before the run: a bad remote fails loudly
             _run = _start_own(name, tags, store, capture_code, capture_console, nb, target)
@@ -142,7 +153,7 @@ def init(
 def _explicit_notebook(notebook: Any) -> str | None:
     if notebook is None or isinstance(notebook, bool):
         return None
-    from runbase.records.notebook import resolve_path
+    from runbase.tracking.cells import resolve_path  # lazy: json, ast; only for a notebook
 
     path = resolve_path(os.fsdecode(os.fspath(notebook)))
     if path is None:
@@ -156,7 +167,7 @@ def _find_notebook(notebook: Any, explicit: str | None) -> tuple[str, str] | Non
         return explicit, "explicit"
     if notebook is False or "IPython" not in sys.modules:
         return None
-    from runbase.records.notebook import find_notebook, shell
+    from runbase.tracking.cells import find_notebook, shell  # lazy: only in IPython
 
     ip = shell()
     return find_notebook(ip) if ip is not None else None
@@ -174,16 +185,17 @@ def _setup_notebook(run: Run, path: str | None, source: str | None, cells: bool 
             t.event("notebook", path=path, source=source)
     if not cells or run._cells is not None or t is None or "IPython" not in sys.modules:
         return
-    from runbase.records.notebook import shell, start_cells
+    from runbase.tracking.cells import shell, start_cells  # lazy: only in IPython
 
     ip = shell()
     if ip is not None:
         run._cells = safe_call(
-            "notebook cells", start_cells, ip, t.spool_dir, _known_secrets(), run.notebook
+            "notebook cells", start_cells, ip, t.spool_dir, known_secrets(), run.notebook
         )
 
 
 def _record_notebook_now(run: Run, path: str, source: str) -> None:
+    # lazy: the store (sqlite3); a run attached to `runbase run` never opens it
     from runbase.records.notebook import record_notebook_file
     from runbase.store import Store
 
@@ -195,8 +207,6 @@ def _record_notebook_now(run: Run, path: str, source: str) -> None:
 
 
 def _attach() -> Run:
-    from runbase.tracking._child import attach_from_env
-
     attach_from_env()
     t = _tracker.active()
     assert t is not None
@@ -226,11 +236,12 @@ def _start_own(
     notebook: tuple[str, str] | None = None,
     publish: str | None = None,
 ) -> Run:
+    # lazy: the store and the records (sqlite3, json); `import runbase` and a run
+    # attached to `runbase run` never load them
     from runbase.capture.secrets import redact_argv
     from runbase.records import lifecycle
+    from runbase.records.notebook import record_notebook_file
     from runbase.store import Store
-    from runbase.tracking import _early
-    from runbase.tracking._child import python_info
 
     # what the program read, wrote and parsed before this run started (first: runbase's
     # own reads below are not the program's)
@@ -257,8 +268,6 @@ def _start_own(
     # Before the run's tracker is active: in a process that had a run before (a notebook
     # kernel), that run's audit hook would report the files read here as the run's inputs.
     if notebook is not None:  # its bytes as they are now
-        from runbase.records.notebook import record_notebook_file
-
         run.notebook = notebook[0]
         safe_call("the notebook", record_notebook_file, store, run_id, *notebook)
     found: set[str] = set()
@@ -267,7 +276,7 @@ def _start_own(
         found = safe_call(
             "argv params", lifecycle.record_argv_params, store, run_id, argv[1:], default=set()
         )
-        _known_secrets().update(found)  # a config file's: scrubbed from console and traceback
+        known_secrets().update(found)  # a config file's: scrubbed from console and traceback
     if capture_code:
         keep = [notebook[0]] if notebook else None  # in the snapshot, even if large or ignored
         safe_call("the code snapshot", lifecycle.snapshot_code, store, run_id, root, keep)
@@ -275,8 +284,6 @@ def _start_own(
     t = _tracker.Tracker(run_id, str(store.root))
     _tracker.activate(t)
     t.event("python", info=python_info())
-    from runbase.tracking._child import _record_argparse, install_file_hook, install_hooks
-
     install_hooks()
     install_file_hook(str(root), str(store.root), early_files)
     if early_parse is not None:
@@ -285,18 +292,16 @@ def _start_own(
         t.event("tag", key=CAPTURE_TAG, value=early_note)
     _spawn_watcher(run, publish)
     if capture_console:
-        from runbase.tracking._console import capture
+        from runbase.tracking._console import capture  # lazy: capture.secrets loads re, typing
 
-        run._console = capture(t.spool_dir, _known_secrets())
+        run._console = capture(t.spool_dir, known_secrets())
     run._old_excepthook = sys.excepthook
     sys.excepthook = _excepthook
     return run
 
 
 def _spawn_watcher(run: Run, publish: str | None = None) -> None:
-    import subprocess
-
-    from runbase.capture.proc import start_id
+    import subprocess  # lazy: ~3 ms; only a run of its own starts a watcher
 
     pid = os.getpid()
     try:
@@ -332,11 +337,12 @@ def _package_parent() -> str:
 
 
 def _failure_of(exc_type: Any, exc: Any, tb: Any) -> tuple[str, int | None, int | None, str | None]:
+    # lazy: only when a run of its own fails
     import traceback
 
     from runbase.capture.secrets import scrub
 
-    text = scrub("".join(traceback.format_exception(exc_type, exc, tb))[-20000:], _known_secrets())
+    text = scrub("".join(traceback.format_exception(exc_type, exc, tb))[-20000:], known_secrets())
     if issubclass(exc_type, KeyboardInterrupt):
         return "killed", None, 2, text
     return "failed", 1, None, text
@@ -365,68 +371,12 @@ def ensure_run() -> Run | None:
         _auto_start = False
 
 
-def _known_secrets() -> set[str]:
-    global _secret_values
-    if _secret_values is None:
-        from runbase.capture.secrets import known_secret_values
-
-        _secret_values = known_secret_values()
-        from runbase.capture.withhold import guard
-
-        guard(_secret_values)  # files holding one are not stored (its job runs' outputs)
-    return _secret_values
-
-
-def _add_secrets(values: set[str]) -> None:
-    """Values redacted from params are scrubbed from everything recorded after: this
-    process's tracebacks and console capture, and ``runbase run``'s logs."""
-    from runbase.capture.secrets import report_secrets
-
-    _known_secrets().update(values)  # the set the notebook recorder holds, too
-    for run in (_run, _job):  # a job run (runbase.tracking.jobs) captures its output too
+def _tell_consoles(values: set[str]) -> None:
+    """New secret values reach the console captures of this process's runs (the run,
+    and a job run of runbase.tracking.jobs, which capture output too)."""
+    for run in (_run, _job):
         if run is not None and run._console is not None:
             run._console.add_secrets(values)
-    report_secrets(values)
-
-
-def record_params(
-    values: Mapping[str, Any] | Any, source: str, flatten: bool = False, weak: bool = False
-) -> None:
-    """Send parameters to the run (redacted, coerced to JSON; see docs/run-record.md)."""
-    try:
-        if not isinstance(values, Mapping):
-            if hasattr(values, "__dict__"):  # argparse.Namespace, simple objects
-                values = vars(values)
-            else:
-                raise UsageError(f"params() takes a mapping, got {type(values).__name__}")
-        from runbase.capture import params as _params
-
-        if flatten:
-            values = _params.flatten(values)
-        # an active tracker is a started run (init() itself may still be starting it)
-        if _tracker.active() is None and ensure_run() is None:
-            return
-        t = _tracker.active()
-        if t is None:
-            return
-        from runbase.capture.secrets import scrub
-
-        secrets = _known_secrets()
-        found: set[str] = set()
-        for key, value in values.items():
-            text = _params.encode_value(str(key), value, found)
-            if secrets:
-                text = scrub(text, secrets)
-            if weak:
-                t.event("param", key=str(key), value=text, source=source, weak=True)
-            else:
-                t.event("param", key=str(key), value=text, source=source)
-        if found - secrets:
-            _add_secrets(found - secrets)
-    except UsageError:
-        raise
-    except Exception as e:  # noqa: BLE001
-        warn_once("params", f"could not record params: {e}")
 
 
 def param(name: str, value: Any) -> Any:
@@ -475,7 +425,7 @@ def _declare(path: Any, op: str) -> None:
             f"input()/output() take a path or URL, got {type(path).__name__}"
         ) from None
     try:
-        from runbase.capture.files import FILE_EVENT, is_url
+        from runbase.capture.files import FILE_EVENT, is_url  # lazy: loads the store
 
         if ensure_run() is None:
             return
@@ -542,7 +492,7 @@ def finish(status: str | None = None) -> None:
         run.finished = True
         t = _tracker.active()
         if run._cells is not None:
-            from runbase.records.notebook import stop_cells
+            from runbase.tracking.cells import stop_cells  # lazy: only in IPython
 
             safe_call("notebook cells", stop_cells, run._cells)
         if not run.own:
@@ -565,7 +515,7 @@ def finish(status: str | None = None) -> None:
 
 
 def _finalize_own(run: Run, status: str | None) -> None:
-    from runbase.records import lifecycle
+    from runbase.records import lifecycle  # lazy: as in _start_own
     from runbase.store import Store
 
     st, code, sig, error = run._failure or ("finished", 0, None, None)
@@ -603,3 +553,6 @@ def active_run() -> Run | None:
 
 
 atexit.register(finish)
+# what the layers below call up into, registered here so they need not import this
+_tracker.on_no_run(ensure_run)  # runbase.log, a param... before init(): start a run
+on_new_secrets(_tell_consoles)

@@ -40,6 +40,7 @@ from runbase.core.statuses import TERMINAL
 from runbase.errors import UsageError
 from runbase.tracking import api as _api
 from runbase.tracking import tracker as _tracker
+from runbase.tracking.params import known_secrets
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -221,7 +222,7 @@ def _start(
     _hook_exit()
     from runbase.tracking._console import capture
 
-    job._console = capture(t.spool_dir, _api._known_secrets())
+    job._console = capture(t.spool_dir, known_secrets())
     if job._console is not None:
         job._handlers = _route_log_handlers(job._console.out._inner, job._console.out)
         job._handlers += _route_log_handlers(job._console.err._inner, job._console.err)

@@ -38,6 +38,7 @@ from runbase.core.runfiles import LOG_FILES
 from runbase.core.spool import write_all
 from runbase.errors import UsageError
 from runbase.records import lifecycle
+from runbase.records.read import project_root_of
 from runbase.store import Store
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # runbase/ (this is runbase/tracking/)
@@ -240,7 +241,7 @@ class _Supervised:
         # set up the tree watcher (ctypes, one inotify watch per directory) while the
         # command starts, off the start-up path; Python reads are seen by the audit hook
         watcher_box: list[Any] = []
-        root = lifecycle.project_root_of(self.store, self.run_id)  # the DB stays on this thread
+        root = project_root_of(self.store, self.run_id)  # the DB stays on this thread
         starter = threading.Thread(
             target=lambda: watcher_box.append(self._watch_tree(root)), daemon=True
         )

@@ -30,6 +30,7 @@ from runbase.core.spool import (
 TYPE_CHECKING = False  # not `from typing import`: typing costs ~8 ms at import
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 _FLUSH_EVERY = 0.25  # seconds: bounds what a SIGKILL can lose
@@ -441,7 +442,29 @@ def _append_or_init(entry: dict[str, Any]) -> None:
 
 
 def _log_without_run(entry: dict[str, Any]) -> None:
-    from runbase.tracking import api
-
-    if api.ensure_run() is not None and _append is not None:
+    if start_run() and _append is not None:
         _append(entry)
+
+
+# -- starting a run on first use ---------------------------------------------------------
+
+# Set by runbase.tracking.api (its ensure_run) when it is imported: what starts a run
+# when something is recorded before init(). This module sits below the API and must
+# not import it; the facade's `runbase.log` is loaded through the API, so it is set.
+_run_starter: Callable[[], object] | None = None
+
+
+def on_no_run(starter: Callable[[], object]) -> None:
+    """Register what starts a run when a value is recorded without one."""
+    global _run_starter
+    _run_starter = starter
+
+
+def start_run() -> bool:
+    """Whether a run is active, after starting one (through the registered starter) if
+    there was none."""
+    if _active is not None:
+        return True
+    if _run_starter is not None:
+        _run_starter()
+    return _active is not None
