@@ -281,7 +281,8 @@ class _Parser:
 
     def text_cond(self, col: str, op: str, v: Any) -> tuple[str, list[Any]]:
         if op == "~":
-            return f"{col} LIKE ? ESCAPE '\\'", [_glob_to_like(str(v))]
+            # case-insensitive in both dialects (SQLite's LIKE folds ASCII, as its lower())
+            return f"lower({col}) LIKE lower(?) ESCAPE '\\'", [_glob_to_like(str(v))]
         if op not in ("==", "=", "!="):
             raise QueryError(f"{op} needs a number; text compares with ==, != or ~")
         return f"{col} {_SQL_OPS[op]} ?", [str(v)]

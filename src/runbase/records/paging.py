@@ -118,7 +118,7 @@ def page_rows(
             sql += " LIMIT ? OFFSET ?"
             params += [limit - len(rows), skip]
         elif skip:
-            sql += " LIMIT -1 OFFSET ?"  # (without a limit, SQLite sorts every row faster)
+            sql += f" {store.db.limit_all} OFFSET ?"  # (no limit: SQLite sorts every row faster)
             params.append(skip)
         got = store.db.query(sql, params)
         rows.extend(got)

@@ -2,8 +2,11 @@
 
 A thin wrapper over a DB-API connection: SQLite (embedded default, WAL mode) or
 PostgreSQL (psycopg 3, ``pip install 'runbase[postgres]'``), chosen by
-:func:`open_database`. Queries are written once, with ``?`` placeholders and portable
-SQL; the PostgreSQL side translates what differs (docs/store-format.md, "PostgreSQL").
+:func:`open_database`. Queries are written once, with ``?`` placeholders, in SQL both
+dialects run alike; the tables are declared in runbase.store.schema. What does differ
+is a piece of the Database (``dialect``, ``limit_all``), not a rewrite of the SQL; only
+the placeholders are numbered for PostgreSQL (:func:`pg_sql`; docs/store-format.md,
+"PostgreSQL").
 """
 
 from __future__ import annotations
@@ -72,6 +75,8 @@ class Database:
     """
 
     dialect = "sqlite"
+    # OFFSET without a limit: SQLite's grammar needs a LIMIT before OFFSET, and -1 is none
+    limit_all = "LIMIT -1"
     # the driver's base exception: errors of a statement, a lost connection, ...
     errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
 
@@ -345,31 +350,30 @@ class _Cursor(sqlite3.Cursor):
 
 # -- PostgreSQL ---------------------------------------------------------------------------
 
-# Outside string literals and quoted identifiers: '…' (with '' inside), "…", ?, LIKE, LIMIT -1.
-_PG_TOKENS = re.compile(r"""'(?:[^']|'')*'|"[^"]*"|\?|%|\bLIKE\b|\bLIMIT\s+-1\b""", re.I)
+# Every statement is written once, in SQL both dialects run alike; what differs is
+# spelled by the Database (``limit_all``), never rewritten here. Only the placeholders
+# differ by driver: psycopg's raw cursor takes PostgreSQL's own ``$1, $2, ...`` (no ``%``
+# escaping, unlike its ``%s`` style), so each ``?`` outside a string literal or quoted
+# identifier is numbered: the one tokenizer left, limited to placeholders because the
+# sqlite3 module has no ``$n`` style and psycopg no ``?`` style.
+_PLACEHOLDERS = re.compile(r"""'(?:[^']|'')*'|"[^"]*"|\?""")
 # an arbitrary constant: the advisory lock every write transaction takes (BEGIN IMMEDIATE)
 _WRITE_LOCK = 0x72756E62617365
 
 
 @functools.lru_cache(maxsize=1024)
 def pg_sql(sql: str) -> str:
-    """A statement of the library in psycopg's PostgreSQL: ``?`` -> ``%s``, ``%`` ->
-    ``%%`` (also inside literals: psycopg reads every ``%``), ``LIKE`` -> ``ILIKE``
-    (SQLite's LIKE ignores ASCII case), ``LIMIT -1`` -> ``LIMIT ALL``."""
+    """A statement of the library (``?`` placeholders) with PostgreSQL's ``$1, $2, ...``."""
+    n = 0
 
-    def sub(m: re.Match[str]) -> str:
-        t = m.group(0)
-        if t[0] in "'\"":
-            return t.replace("%", "%%")
-        if t == "?":
-            return "%s"
-        if t == "%":
-            return "%%"
-        if t.upper() == "LIKE":
-            return "ILIKE"
-        return "LIMIT ALL"
+    def number(m: re.Match[str]) -> str:
+        nonlocal n
+        if m.group(0) != "?":
+            return m.group(0)  # a literal or quoted identifier: kept as it is
+        n += 1
+        return f"${n}"
 
-    return _PG_TOKENS.sub(sub, sql)
+    return _PLACEHOLDERS.sub(number, sql)
 
 
 def _pg_value(v: Any) -> Any:
@@ -394,8 +398,8 @@ def _pg_row(row: Row | None) -> Row | None:
 
 
 class _PgCursor:
-    """A psycopg cursor that takes the library's SQL (``?`` placeholders) and returns
-    rows as the sqlite3 module does (tuples, ``bytes``)."""
+    """A psycopg raw cursor that takes the library's SQL (``?`` placeholders) and
+    returns rows as the sqlite3 module does (tuples, ``bytes``)."""
 
     def __init__(self, cur: Any) -> None:
         self._cur = cur
@@ -452,7 +456,10 @@ class _SharedConnections:
     def _connect(self) -> Any:
         self._close_orphans()
         try:
-            conn = self.psycopg.connect(self.url, autocommit=True)
+            # raw cursors: PostgreSQL's $n placeholders (see pg_sql), % is no special
+            conn = self.psycopg.connect(
+                self.url, autocommit=True, cursor_factory=self.psycopg.RawCursor
+            )
         except self.psycopg.Error as e:
             raise StoreError(f"cannot connect to {redact_url(self.url)}: {e}") from e
         with self.lock:
@@ -491,6 +498,7 @@ class PostgresDatabase(Database):
     relies on it). Reads made inside a transaction, on its thread, see its writes."""
 
     dialect = "postgresql"
+    limit_all = "LIMIT ALL"
     _HAS_META = "SELECT 1 WHERE to_regclass('meta') IS NOT NULL"
 
     def __init__(self, url: str, psycopg: Any, namespace: str | None = None) -> None:
@@ -524,6 +532,8 @@ class PostgresDatabase(Database):
             raise StoreError(
                 f"a PostgreSQL database needs the psycopg driver: {POSTGRES_INSTALL_HINT} ({e})"
             ) from e
+        if not hasattr(psycopg, "RawCursor"):  # psycopg 3.2 (2024) has it
+            raise StoreError(f"psycopg {psycopg.__version__} is too old: {POSTGRES_INSTALL_HINT}")
         db = cls(url, psycopg, namespace)
         try:
             if namespace is not None and create:
@@ -568,7 +578,7 @@ class PostgresDatabase(Database):
         self._local.tx = conn
         try:
             with conn.transaction(), conn.cursor() as cur:
-                cur.execute("SELECT pg_advisory_xact_lock(%s)", (self._write_lock,))
+                cur.execute("SELECT pg_advisory_xact_lock($1)", (self._write_lock,))
                 yield _PgCursor(cur)
         finally:
             self._local.tx = outer
