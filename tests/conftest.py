@@ -15,12 +15,14 @@ import textwrap
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
+
+T = TypeVar("T")
 
 GIT = [
     "git",
@@ -117,6 +119,47 @@ def runbase_cmd(
             f"runbase {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
         )
     return proc
+
+
+def wait_until(predicate: Callable[[], T], *, what: str, timeout: float = 60) -> T:
+    """Poll ``predicate`` until it returns something truthy, and return that; fail the
+    test naming ``what`` after ``timeout`` seconds. Tests wait on a condition, not on
+    the clock: a fixed sleep is too short on a loaded machine and wasted on a fast one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)
+
+
+# Prepended to a program run under `runbase run`: it waits for its own run record (as
+# `runbase show --json` prints it, from a separate process) to satisfy a condition, e.g.
+# an input read and hashed by the supervisor before the program changes that file.
+WAIT_FOR_RECORD = """\
+def wait_for_record(check, what, timeout=60):
+    import json, os, subprocess, sys, time
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("RUNBASE_") and k != "PYTHONPATH"}  # not a tracked process
+    show = [sys.executable, "-m", "runbase", "--store", os.environ["RUNBASE_DIR"],
+            "show", os.environ["RUNBASE_RUN_ID"], "--json"]
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run(show, env=env, capture_output=True, text=True).stdout
+        if out and check(json.loads(out)):
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit("timed out waiting for " + what)
+        time.sleep(0.1)
+
+
+def stored_input(rec, path):
+    return any(f["path"] == path and f.get("hash") and f.get("stored") for f in rec["inputs"])
+
+
+"""
 
 
 @pytest.fixture

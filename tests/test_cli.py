@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import runbase_cmd, write
+from conftest import runbase_cmd, wait_until, write
 from runbase.cli import main
 
 
@@ -154,20 +154,31 @@ def test_demo(tmp_path: Path) -> None:
 
 
 def test_logs_follow_a_live_run(project: Path) -> None:
+    """`logs --follow` prints what the run writes AFTER it started (the program writes
+    its second line only once follow has printed the first), and exits when the run
+    ends."""
+    import os
     import subprocess
-    import time
+    import threading
 
     write(
         project,
         "slow.py",
         """
-        import time
-        for i in range(6):
-            print("line", i, flush=True)
-            time.sleep(0.3)
+        import os, time
+        def wait_for(name):  # the deadline only stops a hang
+            deadline = time.time() + 60
+            while not os.path.exists(name) and time.time() < deadline:
+                time.sleep(0.05)
+        print("before follow", flush=True)
+        wait_for("ignored/go")
+        print("after follow started", flush=True)
+        wait_for("ignored/stop")
+        print("last line", flush=True)
     """,
     )
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("RUNBASE_")}
+    (project / "ignored").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_")}
     sup = subprocess.Popen(
         [sys.executable, "-m", "runbase", "run", "--", sys.executable, "slow.py"],
         cwd=project,
@@ -175,19 +186,48 @@ def test_logs_follow_a_live_run(project: Path) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    follow: subprocess.Popen[str] | None = None
+    lines: list[str] = []
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
+
+        def running() -> bool:
             rows = json.loads(runbase_cmd("ls", "--json", cwd=project).stdout or "[]")
-            if rows and rows[0]["status"] == "running":
-                break
-            time.sleep(0.1)
-        out = runbase_cmd("logs", "--follow", cwd=project, check=True, timeout=60).stdout
+            return bool(rows) and rows[0]["status"] == "running"
+
+        wait_until(running, what="the run to start")
+        follow = subprocess.Popen(
+            [sys.executable, "-m", "runbase", "logs", "--follow"],
+            cwd=project,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        out = follow.stdout
+        assert out is not None
+
+        def read() -> None:  # line by line, as follow prints them
+            for line in out:
+                lines.append(line)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        wait_until(lambda: "before follow\n" in lines, what="follow to print the log so far")
+        (project / "ignored" / "go").touch()
+        wait_until(
+            lambda: "after follow started\n" in lines, what="follow to print a line written later"
+        )
+        assert follow.poll() is None  # still following: the run is running
+        (project / "ignored" / "stop").touch()
+        assert sup.wait(timeout=60) == 0
+        assert follow.wait(timeout=30) == 0  # the run ended: so does follow
+        reader.join(timeout=30)
     finally:
-        sup.wait(timeout=60)
-    assert [f"line {i}" for i in range(6)] == [
-        line for line in out.splitlines() if line.startswith("line")
-    ]
+        (project / "ignored" / "stop").touch()
+        for proc in (follow, sup):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert lines == ["before follow\n", "after follow started\n", "last line\n"]
 
 
 def test_run_ends_with_one_line_on_stderr_unless_quiet(project: Path) -> None:
