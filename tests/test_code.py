@@ -6,7 +6,8 @@ import subprocess
 from pathlib import Path
 
 from conftest import GIT, commit, write
-from runbase.capture.code import load_manifest, snapshot
+from runbase.capture.code import snapshot
+from runbase.capture.manifest import load_manifest
 from runbase.store import Store
 
 

@@ -477,8 +477,8 @@ def test_file_events_noted_in_a_batch_as_one_by_one(tmp_path: Path) -> None:
     import os
     import time
 
-    from runbase.capture.files import _IN_CHUNK, note_file, withhold_input
     from runbase.records import lifecycle
+    from runbase.records.files import _IN_CHUNK, note_file, withhold_input
     from runbase.records.ingest import IngestResult
 
     root = tmp_path / "proj"

@@ -17,7 +17,7 @@ import pytest
 from nbclient import NotebookClient
 
 from conftest import require, runbase_cmd
-from runbase.capture.code import load_manifest
+from runbase.capture.manifest import load_manifest
 from runbase.records.maintenance import references
 from runbase.records.read import list_runs, series
 from runbase.records.record import build_record

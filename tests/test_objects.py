@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from runbase.capture.code import file_entry_json, load_manifest, put_manifest
 from runbase.capture.files import snapshot_path
+from runbase.capture.manifest import file_entry_json, load_manifest, put_manifest
 from runbase.core import progress
 from runbase.records.maintenance import fsck, gc
 from runbase.render import progress as progress_bar

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import GIT, commit, runbase_cmd, write
-from runbase.capture.code import TREE_FORMAT, TREE_VERSION
+from runbase.capture.manifest import TREE_FORMAT, TREE_VERSION
 from runbase.store.hashing import hash_bytes
 
 TRAIN = """

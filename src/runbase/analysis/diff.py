@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from runbase.capture.code import load_manifest
+from runbase.capture.manifest import load_manifest
 from runbase.errors import RunbaseError, UsageError
 from runbase.records.read import resolve
 from runbase.records.record import build_record

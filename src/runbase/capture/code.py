@@ -9,7 +9,6 @@ mtime_ns -> id) means an unchanged file costs one ``lstat``, not a re-hash.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import stat
@@ -18,18 +17,19 @@ import tempfile
 import time
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
-from json.encoder import encode_basestring as _encode_str
 from pathlib import Path
 from typing import Any
 
+from runbase.capture.files import put_cached
+from runbase.capture.manifest import put_manifest
 from runbase.capture.secretfiles import is_secret_file
 from runbase.capture.secrets import redact_url_credentials
+from runbase.capture.withhold import REASON as WITHHELD_REASON
+from runbase.capture.withhold import holds_secret
 from runbase.core import fsname
 from runbase.store import Store
 from runbase.store.statcache import StatCache
 
-TREE_FORMAT = "runbase-tree"
-TREE_VERSION = 1
 CODE_MAX_BYTES = 1 << 20  # larger files are data, not code (P2 tracks them as data)
 KEEP_MAX_BYTES = 100 << 20  # a file the snapshot must keep (a run's notebook), up to this
 MAX_WALK_FILES = 20_000  # outside git: never crawl a home directory for minutes
@@ -350,10 +350,6 @@ def _manifest_entries(
     """The manifest entries of ``paths`` (storing their bytes) and the paths left out.
     A file of ``scan`` (None: every file) holding a value runbase redacted is left out
     (capture.withhold); a git snapshot searches only what git does not hold already."""
-    from runbase.capture.files import put_cached
-    from runbase.capture.withhold import REASON as WITHHELD_REASON
-    from runbase.capture.withhold import holds_secret
-
     cache = StatCache(store)
     entries: list[dict[str, Any]] = []
     skipped: set[str] = set()
@@ -407,47 +403,5 @@ def _skip_reason(rel: str, size: int, kept: bool = False, root: str | None = Non
     return None
 
 
-def put_manifest(store: Store, entries: Iterable[dict[str, Any] | str]) -> str:
-    """Store a tree manifest, streaming: the bytes are those of
-    ``json.dumps({"format", "version", "entries": [...]}, separators=(",", ":"),
-    ensure_ascii=False)``, written as ``entries`` are produced. An entry may be given
-    already encoded (:func:`file_entry_json`), which saves the encoder on large trees."""
-    dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-    head = dumps({"format": TREE_FORMAT, "version": TREE_VERSION})[:-1]
-    with store.objects.writer() as w:
-        batch = [head, ',"entries":[']
-        for i, entry in enumerate(entries):
-            text = entry if isinstance(entry, str) else dumps(entry)
-            batch.append("," + text if i else text)
-            if len(batch) >= 1024:
-                w.write("".join(batch).encode())
-                batch = []
-        batch.append("]}")
-        w.write("".join(batch).encode())
-    return w.oid
-
-
 def _searched(rel: str, scan: Collection[str] | None) -> bool:
     return scan is None or rel in scan
-
-
-def file_entry_json(path: str, oid: str, size: int) -> str:
-    """``json.dumps({"path": path, "type": "f", "oid": oid, "size": size})`` (compact,
-    non-ASCII kept), ~5x faster: 10,000 entries cost 30 ms through the encoder."""
-    return f'{{"path":{_encode_str(fsname.encode(path))},"type":"f","oid":"{oid}","size":{int(size)}}}'
-
-
-def load_manifest(store: Store, oid: str, max_size: int | None = None) -> list[dict[str, Any]]:
-    """The entries of a stored tree manifest (ObjectTooLarge over ``max_size`` bytes;
-    CorruptObject when its bytes are not ``oid``), every one validated: an unsafe path,
-    a duplicate, an entry below a symlink raise UnsafePathError (runbase.core.safepath)."""
-    from runbase.core.safepath import check_manifest
-
-    body = json.loads(store.objects.get_bytes(oid, max_size=max_size))
-    if (
-        not isinstance(body, dict)
-        or body.get("format") != TREE_FORMAT
-        or body.get("version") != TREE_VERSION
-    ):
-        raise ValueError(f"{oid} is not a runbase tree manifest of version {TREE_VERSION}")
-    return check_manifest(body.get("entries"), f"tree manifest {oid}")

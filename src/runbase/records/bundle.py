@@ -486,7 +486,7 @@ def _check_manifests(store: Store, parsed: _Parsed) -> None:
     """Read (strictly) every tree manifest the run names that ``store`` holds: a path
     that could write outside a checkout refuses the import (a pull fetches objects
     first, so a pulled run's manifests are all checked here)."""
-    from runbase.capture.code import load_manifest
+    from runbase.capture.manifest import load_manifest
 
     code = _json("run.code_json", parsed.run.get("code_json")) or {}
     trees = [code.get("tree")] + [

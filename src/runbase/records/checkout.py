@@ -20,7 +20,7 @@ import stat
 from dataclasses import dataclass, field
 from typing import Any
 
-from runbase.capture.code import load_manifest
+from runbase.capture.manifest import load_manifest
 from runbase.core.safepath import (
     SafeRoot,
     below_any,

@@ -145,7 +145,7 @@ def record_config_params(
                 value = json.dumps({"$object": oid, "size": len(value), "preview": value[:200]})
             rows.append((run_id, key, value, pcap.numeric(value), "config"))
         if in_file:  # the file holds what was redacted: its bytes must not be stored
-            from runbase.capture.files import withhold_input
+            from runbase.records.files import withhold_input
 
             withhold_input(store, run_id, project_root_of(store, run_id), cwd, path)
         found |= in_file
@@ -205,7 +205,7 @@ def declare_files(
     store: Store, run_id: str, inputs: list[str], outputs: list[str], hash_only: bool = False
 ) -> None:
     """``--input``/``--output`` of ``runbase run`` (inputs are hashed and stored now)."""
-    from runbase.capture.files import note_file
+    from runbase.records.files import note_file
 
     if hash_only:
         store.db.execute("UPDATE runs SET data_policy = 'hash-only' WHERE id = ?", (run_id,))
@@ -219,7 +219,7 @@ def declare_files(
 
 def record_watched(store: Store, run_id: str, events: list[tuple[str, str]]) -> None:
     """Files the tree watcher saw read (``r``) or written (``w``) during the run."""
-    from runbase.capture.files import note_files
+    from runbase.records.files import note_files
 
     root = project_root_of(store, run_id)
     notes = dict.fromkeys(events)
@@ -240,7 +240,7 @@ def handle_events(store: Store, run_id: str, result: IngestResult) -> None:
     """Act on spooled events that need more than an insert (a Python process's info).
     File events are noted in batches (capture.files.note_files): a program that reads
     thousands of files reports each, and one by one they cost a few transactions each."""
-    from runbase.capture.files import FileNote, note_files
+    from runbase.records.files import FileNote, note_files
 
     root: str | None = None
     files: list[FileNote] = []
@@ -472,7 +472,7 @@ def _release_job_files(store: Store, run_id: str) -> None:
 
 def _finalize_files(store: Store, run_id: str) -> None:
     from runbase.capture.manifest import load_manifest
-    from runbase.capture.files import finalize_files
+    from runbase.records.files import finalize_files
 
     row = store.db.query_one("SELECT started_at, code_json FROM runs WHERE id = ?", (run_id,))
     if row is None:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runbase.capture.code import load_manifest
+from runbase.capture.manifest import load_manifest
 from runbase.core import progress
 from runbase.core.ids import split_id
 from runbase.core.shapes import CODE, LOGS, NOTEBOOK, Oid, load_column, loads

@@ -8,9 +8,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from runbase.capture.files import list_files
 from runbase.capture.params import jsonable
 from runbase.core.shapes import CODE, COMMAND, ENV, LOGS, PACKAGES, TIME, load_column, loads
+from runbase.records.files import list_files
 from runbase.records.notebook import notebook_section
 from runbase.records.read import duration, load_metrics, load_params, load_row, load_tags
 from runbase.store import Store

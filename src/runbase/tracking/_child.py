@@ -132,7 +132,8 @@ def install_file_hook(
         return
     # lazy: capture.files loads the store (pathlib, typing); importing this module (the
     # API does) must not
-    from runbase.capture.files import FILE_EVENT, install_audit_hook, preimage
+    from runbase.capture.files import FILE_EVENT, install_audit_hook
+    from runbase.records.files import preimage
 
     def emit(path: str, op: str, mtime_ns: int | None = None) -> None:
         t = reported_to()

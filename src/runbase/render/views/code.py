@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from runbase.capture.code import load_manifest
+from runbase.capture.manifest import load_manifest
 from runbase.core.shapes import CODE, load_column
 from runbase.errors import NotFound, RunbaseError, UsageError
 from runbase.records.read import load_row, resolve
