@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 
 import blake3
-import pytest
 
-from conftest import runbase_cmd, write
+from conftest import WAIT_FOR_RECORD, require, runbase_cmd, write
 from runbase.store import Store
 
 PY = sys.executable
@@ -126,15 +125,19 @@ def test_read_then_overwritten_is_input_and_output(project: Path) -> None:
     write(
         project,
         "step.py",
-        """
-        import json, time
-        state = json.load(open("state.json"))
-        vocab = open("vocab.txt").read()
-        time.sleep(1.5)  # let the supervisor hash what was read
-        state["step"] += 1
-        json.dump(state, open("state.json", "w"))
-        open("vocab.txt", "w").write(vocab)  # rewritten unchanged
-    """,
+        WAIT_FOR_RECORD
+        + """
+import json
+state = json.load(open("state.json"))
+vocab = open("vocab.txt").read()
+wait_for_record(  # the supervisor has hashed and kept the bytes read
+    lambda rec: stored_input(rec, "state.json") and stored_input(rec, "vocab.txt"),
+    "the inputs to be hashed",
+)
+state["step"] += 1
+json.dump(state, open("state.json", "w"))
+open("vocab.txt", "w").write(vocab)  # rewritten unchanged
+""",
     )
     proc = runbase_cmd("run", "--", PY, "step.py", cwd=project)
     assert proc.returncode == 0, proc.stderr
@@ -235,7 +238,7 @@ def test_torch_checkpoint_loaded_then_saved_over_at_once(project: Path) -> None:
     """``torch.save`` writes through C++ (no audit event): the torch integration says it
     is about to write, so a checkpoint resumed from keeps its input hash and copy, and
     reloading what was saved is the run's own bytes."""
-    torch = pytest.importorskip("torch")
+    torch = require("torch")  # in the test extra: missing, the test fails (not skips)
     (project / "ignored").mkdir()
     ckpt = project / "ignored" / "last.pt"
     torch.save({"epoch": 0}, ckpt)

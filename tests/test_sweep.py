@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import runbase_cmd, write
+from conftest import require, runbase_cmd, write
 
 PY = sys.executable
 
@@ -204,7 +204,7 @@ def lr_sweep(project: Path) -> tuple[Path, str]:
 
 
 def test_importance_ranks_the_parameter_that_matters_first(lr_sweep: tuple[Path, str]) -> None:
-    pytest.importorskip("sklearn")
+    require("sklearn")  # importance needs it; in the test extra: missing, this fails
     project, sweep_id = lr_sweep
     out = runbase_cmd("importance", "--metric", "acc", "--sweep", sweep_id, cwd=project, check=True)
     lines = out.stdout.splitlines()
@@ -232,7 +232,7 @@ def test_importance_ranks_the_parameter_that_matters_first(lr_sweep: tuple[Path,
 
 
 def test_importance_of_a_categorical_parameter(project: Path) -> None:
-    pytest.importorskip("sklearn")
+    require("sklearn")  # importance needs it; in the test extra: missing, this fails
     from runbase.analysis.importance import importance
     from runbase.store import Store
 
