@@ -96,15 +96,21 @@ _LAZY = {
 }
 
 
+# documented modules that moved into the layers: `from runbase import jobs` (docs/capture.md)
+_MOVED = {"jobs": "tracking.jobs"}
+
+
 def __getattr__(name: str) -> Any:
     # Loaded on first use, then cached as a plain module global, so `runbase.log` in a
     # hot loop is an ordinary attribute lookup. `runbase run` and the CLI never pay for
     # the tracking API, and the read side (sqlite3) is not loaded by training code.
+    from importlib import import_module  # lazy: keeps `import runbase` to what it needs
+
     module = _LAZY.get(name)
     if module is None:
+        if name in _MOVED:  # not cached: a documented module, not a name of the API
+            return import_module(f"{__name__}.{_MOVED[name]}")
         raise AttributeError(f"module 'runbase' has no attribute {name!r}")
-    from importlib import import_module
-
     value = getattr(import_module(f"{__name__}.{module}"), name)
     globals()[name] = value
     return value

@@ -10,6 +10,7 @@ def _runbase_attach() -> None:
         return
     try:
         try:
+            # lazy: only a process of a tracked command; inside try: runbase may be absent
             import runbase.tracking._child as child
         except ImportError:
             child = _load_from_package_dir()
@@ -26,7 +27,7 @@ def _runbase_attach() -> None:
 def _load_from_package_dir() -> "types.ModuleType":
     # A Python without runbase installed (another venv): load runbase from where the
     # supervisor's copy lives, without putting that whole site-packages on sys.path.
-    import importlib.util
+    import importlib.util  # lazy: only for a Python without runbase installed
 
     pkg = _os.environ["RUNBASE_PACKAGE_DIR"]
     spec = importlib.util.spec_from_file_location(
@@ -36,20 +37,20 @@ def _load_from_package_dir() -> "types.ModuleType":
     mod = importlib.util.module_from_spec(spec)
     _sys.modules["runbase"] = mod
     spec.loader.exec_module(mod)
-    import runbase.tracking._child as child
+    import runbase.tracking._child as child  # lazy: after runbase is loaded from its directory
 
     return child
 
 
 def _chain_next_sitecustomize() -> None:
     # Ours shadows any sitecustomize later on sys.path; run that one too.
-    import importlib.machinery
+    import importlib.machinery  # lazy: the bootstrap's imports run in every Python of the run
 
     here = _os.path.dirname(_os.path.abspath(__file__))
     path = [p for p in _sys.path if p and _os.path.abspath(p) != here]
     spec = importlib.machinery.PathFinder.find_spec("sitecustomize", path)
     if spec is not None and spec.loader is not None and spec.origin != __file__:
-        import importlib.util
+        import importlib.util  # lazy: only when another sitecustomize exists
 
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)

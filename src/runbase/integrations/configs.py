@@ -24,7 +24,19 @@ user code asked for, see runbase.capture.origin) is not recorded.
 from __future__ import annotations
 
 import functools
+import importlib
+import os
+import sys
 import threading
+import time
+
+from runbase.capture.origin import parse_is_users
+from runbase.capture.overrides import _like, active, format_value
+from runbase.capture.overrides import _warn as _warn_override
+from runbase.capture.params import SKIP_PARSER, flatten
+from runbase.core._safe import warn_once
+from runbase.tracking import api
+from runbase.tracking.params import record_parsed
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,29 +48,21 @@ _MARK = "_runbase_hooked"
 
 
 def _record(values: Any, source: str, flatten: bool = False) -> None:
-    from runbase.tracking.params import record_parsed
-
     record_parsed(values, source, flatten=flatten)
 
 
 def _overrides() -> dict[str, Any]:
-    from runbase.capture.overrides import active
-
     return active()
 
 
 def _users(fn: Any) -> bool:
     """Whether a parse gives the user's params, not a launcher's (capture.origin): by
     the module of ``fn`` (a click callback, fire's component) or the calling stack."""
-    from runbase.capture.origin import parse_is_users
-
     return parse_is_users(fn)
 
 
 def _warn(key: str, value: Any, e: Exception) -> None:
-    from runbase.capture.overrides import _warn, format_value
-
-    _warn(f"could not apply the override {key}={format_value(value)}: {e}")
+    _warn_override(f"could not apply the override {key}={format_value(value)}: {e}")
 
 
 # -- click and typer ----------------------------------------------------------------------
@@ -71,8 +75,6 @@ def hook_click(module: ModuleType) -> None:
 def hook_typer(module: ModuleType) -> None:
     """Typer >= 0.22 parses with its own copy of click (``typer._click``); older typers
     subclass click's ``Command``, which :func:`hook_click` covers."""
-    import importlib
-
     try:
         core = importlib.import_module("typer._click.core")
     except ImportError:
@@ -126,8 +128,6 @@ def _is_typer(command: Any) -> bool:
 
 def _as_text(value: Any) -> Any:
     """An override as the command line would give it to an option."""
-    from runbase.capture.overrides import format_value
-
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, (list, tuple)):
@@ -148,10 +148,6 @@ def _plain(value: Any) -> Any:
 
 
 def hook_hydra(module: ModuleType) -> None:
-    import importlib
-
-    from runbase.capture.params import SKIP_PARSER
-
     hc = importlib.import_module("hydra.core.hydra_config").HydraConfig
     set_config = hc.set_config
     if getattr(set_config, _MARK, False):
@@ -229,7 +225,7 @@ def _mode_name(mode: Any) -> str | None:
 
 
 def _multirun(cfg: Any) -> bool:
-    from omegaconf import OmegaConf
+    from omegaconf import OmegaConf  # lazy: third-party, present when its hook runs
 
     return _mode_name(OmegaConf.select(cfg, "hydra.mode", default=None)) == "MULTIRUN"
 
@@ -244,8 +240,6 @@ GROUP_ENV = "RUNBASE_JOB_GROUP"  # a multirun's group id, for launchers' worker 
 
 
 def _hook_hydra_jobs() -> None:
-    import importlib
-
     cls = importlib.import_module("hydra._internal.callbacks").Callbacks
     if getattr(cls.on_job_start, _MARK, False):
         return
@@ -276,22 +270,16 @@ def _quietly(fn: Callable[[dict[str, Any]], None], kwargs: dict[str, Any]) -> No
     try:
         fn(kwargs)
     except Exception as e:  # noqa: BLE001 - never break the launcher
-        from runbase.core._safe import warn_once
-
         warn_once("hydra-jobs", f"could not record a Hydra multirun job: {e}")
 
 
 def _multirun_started(kwargs: dict[str, Any]) -> None:
-    import os
-
     os.environ[GROUP_ENV] = _new_group(None).id
 
 
 def _new_group(group_id: str | None) -> Any:
     """The multirun's job group (a new one, or ``group_id``'s in a launcher's worker)."""
-    import time
-
-    from runbase.tracking.jobs import Group
+    from runbase.tracking.jobs import Group  # lazy: loads the store; Hydra multirun only
 
     group = Group(group_id, drop_argv_params=True)  # Hydra's command line is Hydra's: no params
     _hydra_jobs.update(group=group, since=time.time())
@@ -299,15 +287,11 @@ def _new_group(group_id: str | None) -> Any:
 
 
 def _multirun_ended(_kwargs: dict[str, Any]) -> None:
-    import os
-
     _hydra_jobs.clear()
     os.environ.pop(GROUP_ENV, None)
 
 
 def _group() -> Any:
-    import os
-
     group = _hydra_jobs.get("group")
     if group is None:  # a launcher's worker process, or runbase.init() inside a job
         group = _new_group(os.environ.get(GROUP_ENV))
@@ -321,9 +305,7 @@ def _job_started(kwargs: dict[str, Any]) -> None:
 
 
 def _start_job(cfg: Any) -> None:
-    import sys
-
-    from omegaconf import OmegaConf
+    from omegaconf import OmegaConf  # lazy: third-party, present when its hook runs
 
     num = OmegaConf.select(cfg, "hydra.job.num", default=None)
     task = [str(o) for o in OmegaConf.select(cfg, "hydra.overrides.task", default=[]) or []]
@@ -350,13 +332,17 @@ def _task_override(arg: str) -> bool:
 
 
 def _job_ended(kwargs: dict[str, Any]) -> None:
-    from runbase.tracking.jobs import claim_outputs, current, files_since
+    from runbase.tracking.jobs import (  # lazy: loads the store; Hydra multirun only
+        claim_outputs,
+        current,
+        files_since,
+    )
 
     job = current()
     cfg = kwargs.get("config")
     if job is None or cfg is None or not _multirun(cfg):
         return
-    from omegaconf import OmegaConf
+    from omegaconf import OmegaConf  # lazy: third-party, present when its hook runs
 
     out = OmegaConf.select(cfg, "hydra.runtime.output_dir", default=None)
     if out:
@@ -372,8 +358,6 @@ def _job_ended(kwargs: dict[str, Any]) -> None:
 def _multirun_fails(job: Any) -> None:
     """Hydra fails the whole multirun once its jobs have run, by ``sys.exit(1)``, which
     a process's own run (``runbase.init()``) cannot see: it is told here."""
-    from runbase.tracking import api
-
     run = api._run
     if run is not None and run.own and run._failure is None:
         run._failure = ("failed", 1, None, f"Hydra multirun job #{job.index} failed: run {job.id}")
@@ -382,9 +366,9 @@ def _multirun_fails(job: Any) -> None:
 def _job_in_progress() -> None:
     """``runbase.init()`` called inside a multirun's task function starts the run (and
     these hooks) while the first job runs: that job becomes a job run now."""
-    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.hydra_config import HydraConfig  # lazy: third-party, present when its hook runs
 
-    from runbase.tracking.jobs import current
+    from runbase.tracking.jobs import current  # lazy: loads the store; Hydra multirun only
 
     if not HydraConfig.initialized() or current() is not None:
         return
@@ -396,9 +380,7 @@ def _job_in_progress() -> None:
 
 def _omegaconf_dict(cfg: Any, skip: str) -> dict[str, Any]:
     """The config less ``skip``, interpolations resolved where they can be."""
-    from omegaconf import DictConfig, OmegaConf
-
-    from runbase.capture.params import flatten
+    from omegaconf import DictConfig, OmegaConf  # lazy: third-party, present when its hook runs
 
     data: dict[str, Any] = {}
     for key in cfg:
@@ -432,9 +414,11 @@ def _apply_to_omegaconf(cfg: Any, skip: str) -> None:
     ov = _overrides()
     if not ov:
         return
-    from omegaconf import OmegaConf, open_dict, read_write
-
-    from runbase.capture.overrides import _like
+    from omegaconf import (  # lazy: third-party, present when its hook runs
+        OmegaConf,
+        open_dict,
+        read_write,
+    )
 
     current = _omegaconf_dict(cfg, skip)
     for key, value in ov.items():
@@ -451,10 +435,6 @@ def _apply_to_omegaconf(cfg: Any, skip: str) -> None:
 
 
 def hook_fire(module: ModuleType) -> None:
-    import importlib
-
-    from runbase.capture.params import SKIP_PARSER
-
     core: Any = importlib.import_module("fire.core")
     original = core._MakeParseFn
     if getattr(original, _MARK, False):
@@ -482,7 +462,7 @@ def hook_fire(module: ModuleType) -> None:
 
 
 def _fire_parsed(fn: Any, result: Any) -> Any:
-    from fire import inspectutils
+    from fire import inspectutils  # lazy: third-party, present when its hook runs
 
     if not _users(fn):
         return result  # a library's command line made with fire: not the run's params
@@ -509,8 +489,6 @@ def _fire_parsed(fn: Any, result: Any) -> Any:
 
 
 def _fire_value(value: Any, current: Any) -> Any:
-    from runbase.capture.overrides import _like
-
     return _like(value, current)
 
 
@@ -520,8 +498,6 @@ _jsonarg_depth = threading.local()
 
 
 def hook_jsonargparse(module: ModuleType) -> None:
-    from runbase.capture.params import SKIP_PARSER
-
     cls = module.ArgumentParser
     setattr(cls, SKIP_PARSER, True)  # a subclass of argparse's: recorded here, not there
     original = cls.parse_args
@@ -548,15 +524,11 @@ def hook_jsonargparse(module: ModuleType) -> None:
 
 
 def _jsonargparse_parsed(cfg: Any) -> None:
-    from runbase.capture.params import flatten
-
     if not _users(None):
         return  # a launcher's own options; LightningCLI in a user's script is the user's
     values = flatten(_jsonarg_dict(cfg))
     ov = _overrides()
     if ov:
-        from runbase.capture.overrides import _like
-
         for key, value in ov.items():
             if key in values:
                 try:

@@ -25,6 +25,7 @@ import functools
 
 import keras
 
+from runbase.core._safe import warn_once
 from runbase.integrations import _common
 
 TYPE_CHECKING = False
@@ -172,8 +173,6 @@ def _with_ours(callbacks: Any) -> Any:
         if isinstance(inner, list) and not any(isinstance(c, RunbaseCallback) for c in inner):
             callbacks.append(RunbaseCallback())
     except Exception as e:  # noqa: BLE001
-        from runbase.core._safe import warn_once
-
         warn_once("integration:keras", f"the keras integration failed: {e}")
     return callbacks
 

@@ -28,6 +28,7 @@ import importlib
 import sys
 
 from runbase.integrations import _common
+from runbase.tracking import api
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -59,8 +60,6 @@ class _RunbaseLoggerMixin:
 
     @property
     def version(self) -> str:
-        from runbase.tracking import api
-
         run = api.ensure_run()  # Lightning names checkpoint directories after it
         return run.id if run is not None else "0"
 
@@ -70,8 +69,6 @@ class _RunbaseLoggerMixin:
 
     @property
     def experiment(self) -> Any:
-        from runbase.tracking import api
-
         return api.active_run()
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:

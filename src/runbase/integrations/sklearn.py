@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import sys
 
+from runbase.core._imphook import when_imported
 from runbase.integrations import _common
 
 TYPE_CHECKING = False
@@ -40,8 +41,6 @@ _last_params: list[dict[str, Any]] = []  # the last params recorded: skip repeat
 
 def install(base: ModuleType) -> None:
     """``sklearn.base`` was imported: hook parameter validation and ``score``."""
-    from runbase.core._imphook import when_imported
-
     _common.wrap(base.BaseEstimator, "_validate_params", _validate_wrapper)
     for mixin in ("ClassifierMixin", "RegressorMixin"):
         _wrap_method(getattr(base, mixin), "score", _score_wrapper)

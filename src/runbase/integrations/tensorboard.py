@@ -24,8 +24,11 @@ import sys
 import threading
 import time
 
+from runbase.core._imphook import when_imported
 from runbase.core.spool import STEP_KEY, TIME_KEY
 from runbase.tracking import tracker as _tracker
+from runbase.tracking.autohooks import AUTO, name_of, switched_off
+from runbase.tracking.params import record_parsed
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -117,8 +120,6 @@ def _hparams(args: tuple, kwargs: dict) -> None:
     hparams = _arg(args, kwargs, 0, "hparam_dict") or {}
     metrics = _arg(args, kwargs, 1, "metric_dict") or {}
     if hparams:
-        from runbase.tracking.params import record_parsed
-
         record_parsed(dict(hparams), "tensorboard", flatten=True)
     values = {}
     for key, v in metrics.items():
@@ -174,8 +175,6 @@ def _covered() -> frozenset[str]:
     """Top-level packages with an armed integration other than this one and configs'."""
     global _covered_cache
     if _covered_cache is None:
-        from runbase.tracking.autohooks import AUTO, name_of, switched_off
-
         off = switched_off() or set()
         tops = {
             module.partition(".")[0]
@@ -194,8 +193,6 @@ def _covered() -> frozenset[str]:
 def hook_tensorflow(module: ModuleType) -> None:
     """TensorFlow was imported: mirror ``tf.summary.scalar``. It calls
     ``tensorboard.summary.v2.scalar`` (imported on its first use), which is wrapped."""
-    from runbase.core._imphook import when_imported
-
     when_imported("tensorboard.summary.v2", _patch_tf_summary)
 
 
@@ -233,7 +230,7 @@ def _tf_scalar(result: Any, args: tuple, kwargs: dict) -> None:
 def _scope() -> str:
     """The enclosing ``tf.name_scope`` (``"train/"``), as TensorBoard prefixes tags."""
     try:
-        from tensorflow.python.eager import context
+        from tensorflow.python.eager import context  # lazy: third-party, present when its hook runs
 
         return str(context.context().scope_name or "")
     except Exception:  # noqa: BLE001 - a private API: no prefix when it moves

@@ -12,6 +12,7 @@ Saving to a buffer or a file object records nothing.
 from __future__ import annotations
 
 import functools
+import sys
 
 from runbase.integrations import _common
 
@@ -23,8 +24,6 @@ if TYPE_CHECKING:
 
 def install(module: ModuleType) -> None:
     """``torch`` was imported: hook ``torch.save`` (and ``torch.serialization.save``)."""
-    import sys
-
     serialization = sys.modules.get("torch.serialization")
     if serialization is None:
         _common.wrap(module, "save", _save_wrapper)

@@ -102,7 +102,9 @@ class RunbaseCallback(TrainerCallback):
 def _register_report_to() -> None:
     """``TrainingArguments(report_to="runbase")``: transformers' own registry."""
     try:
-        from transformers.integrations import integration_utils
+        from transformers.integrations import (
+            integration_utils,  # lazy: third-party, present when its hook runs
+        )
 
         integration_utils.INTEGRATION_TO_CALLBACK.setdefault("runbase", RunbaseCallback)
     except Exception:  # noqa: BLE001 - an older or newer layout: the callback still works

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from runbase.capture.manifest import load_manifest
 from runbase.core import ids
 from runbase.core.ids import split_id
 from runbase.core.safepath import check_recorded_file
@@ -486,8 +487,6 @@ def _check_manifests(store: Store, parsed: _Parsed) -> None:
     """Read (strictly) every tree manifest the run names that ``store`` holds: a path
     that could write outside a checkout refuses the import (a pull fetches objects
     first, so a pulled run's manifests are all checked here)."""
-    from runbase.capture.manifest import load_manifest
-
     code = _json("run.code_json", parsed.run.get("code_json")) or {}
     trees = [code.get("tree")] + [
         r.get("oid") for r in parsed.rows["run_files"] if r.get("kind") == "dir"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 import time
 from array import array
@@ -310,8 +311,6 @@ def _apply_summary(cur: Any, run_id: str, values: dict[str, Any]) -> None:
 
 def remove_spool(store: Store, run_id: str) -> None:
     """Delete a finalized run's spool directory and its offsets."""
-    import shutil
-
     shutil.rmtree(store.spool_dir(run_id), ignore_errors=True)
     store.db.execute("DELETE FROM spool_offsets WHERE run_id = ?", (run_id,))
 

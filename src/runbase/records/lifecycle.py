@@ -17,14 +17,22 @@ from typing import Any
 
 from runbase.capture import env as envcap
 from runbase.capture import params as pcap
-from runbase.capture.proc import start_id
+from runbase.capture.code import snapshot
+from runbase.capture.configfiles import config_files
+from runbase.capture.manifest import load_manifest
+from runbase.capture.proc import is_alive, live_processes, start_id
+from runbase.capture.secrets import known_secret_values, scrub
 from runbase.core import fsname, ids, progress, shapes
+from runbase.core._safe import warn_once
+from runbase.core.ids import split_id
 from runbase.core.runfiles import LOG_FILES
 from runbase.core.statuses import TERMINAL
+from runbase.records.files import FileNote, finalize_files, note_file, note_files, withhold_input
 from runbase.records.ingest import IngestResult, compact, ingest, remove_spool, spool_mtime
+from runbase.records.jobruns import job_ids
 from runbase.records.notebook import notebook_with_cells, record_notebook_file
 from runbase.records.read import project_root_of
-from runbase.store import Store
+from runbase.store import Store, find_git_root
 
 
 def create_run(
@@ -88,8 +96,6 @@ def record_code(store: Store, run_id: str, code: dict[str, Any]) -> None:
 def snapshot_code(store: Store, run_id: str, root: Path, keep: list[str] | None = None) -> None:
     """Snapshot the code under ``root`` and record it on the run. ``keep``: files (a
     run's notebook) kept in the snapshot whatever their size or ignore rules."""
-    from runbase.capture.code import snapshot
-
     real = os.path.realpath(root)
     rel = [os.path.relpath(os.path.realpath(p), real) for p in keep or ()]
     rel = [p for p in rel if not p.startswith("..")]
@@ -127,9 +133,6 @@ def record_config_params(
     below argv guesses in precedence (``--config c.yaml --lr 0.2``: the 0.2 holds); a
     later file wins over an earlier one. Returns the secret values redacted from them
     (``db.password``, an ``sk-...`` under any name), for the log scrubbers."""
-    from runbase.capture.configfiles import config_files
-    from runbase.capture.secrets import known_secret_values, scrub
-
     found: set[str] = set()
     files = config_files(argv, cwd)
     if not files:
@@ -145,8 +148,6 @@ def record_config_params(
                 value = json.dumps({"$object": oid, "size": len(value), "preview": value[:200]})
             rows.append((run_id, key, value, pcap.numeric(value), "config"))
         if in_file:  # the file holds what was redacted: its bytes must not be stored
-            from runbase.records.files import withhold_input
-
             withhold_input(store, run_id, project_root_of(store, run_id), cwd, path)
         found |= in_file
     store.db.executemany(
@@ -205,8 +206,6 @@ def declare_files(
     store: Store, run_id: str, inputs: list[str], outputs: list[str], hash_only: bool = False
 ) -> None:
     """``--input``/``--output`` of ``runbase run`` (inputs are hashed and stored now)."""
-    from runbase.records.files import note_file
-
     if hash_only:
         store.db.execute("UPDATE runs SET data_policy = 'hash-only' WHERE id = ?", (run_id,))
     root = project_root_of(store, run_id)
@@ -219,8 +218,6 @@ def declare_files(
 
 def record_watched(store: Store, run_id: str, events: list[tuple[str, str]]) -> None:
     """Files the tree watcher saw read (``r``) or written (``w``) during the run."""
-    from runbase.records.files import note_files
-
     root = project_root_of(store, run_id)
     notes = dict.fromkeys(events)
     note_files(
@@ -240,8 +237,6 @@ def handle_events(store: Store, run_id: str, result: IngestResult) -> None:
     """Act on spooled events that need more than an insert (a Python process's info).
     File events are noted in batches (capture.files.note_files): a program that reads
     thousands of files reports each, and one by one they cost a few transactions each."""
-    from runbase.records.files import FileNote, note_files
-
     root: str | None = None
     files: list[FileNote] = []
     for e in result.events:
@@ -276,8 +271,6 @@ def handle_events(store: Store, run_id: str, result: IngestResult) -> None:
 def _preimage_of(event: dict[str, Any]) -> tuple[str, int, bool] | None:
     """``(oid, size, stored)`` of a read's bytes hashed before they were overwritten
     (capture.files.preimage), when the event carries a well-formed one."""
-    from runbase.core.ids import split_id
-
     oid, size, stored = event.get("oid"), event.get("size"), event.get("stored")
     if not isinstance(oid, str) or type(size) is not int or size < 0:
         return None
@@ -297,17 +290,8 @@ def ingest_and_handle(store: Store, run_id: str) -> IngestResult:
 def ingest_live_jobs(store: Store, run_id: str) -> None:
     """Ingest the job runs (runbase.tracking.jobs) of ``run_id`` still running, so that they are
     live too: their process ingests and finalizes each as it ends."""
-    for job_id in _running_jobs(store, run_id):
+    for job_id in job_ids(store, run_id, running_only=True):
         ingest_and_handle(store, job_id)
-
-
-def _running_jobs(store: Store, run_id: str) -> list[str]:
-    """The job runs (runbase.tracking.jobs) of ``run_id`` not ended yet."""
-    rows = store.db.query(
-        "SELECT id FROM runs WHERE parent_id = ? AND mode = 'job' AND status = 'running'",
-        (run_id,),
-    )
-    return [str(row[0]) for row in rows]
 
 
 def finalize(
@@ -443,7 +427,7 @@ def _end_left_jobs(
 ) -> None:
     """End the job runs (runbase.tracking.jobs) its process left running, killed or exiting
     during a job, with the process's status."""
-    for job_id in _running_jobs(store, run_id):
+    for job_id in job_ids(store, run_id, running_only=True):
         finalize(
             store,
             job_id,
@@ -471,9 +455,6 @@ def _release_job_files(store: Store, run_id: str) -> None:
 
 
 def _finalize_files(store: Store, run_id: str) -> None:
-    from runbase.capture.manifest import load_manifest
-    from runbase.records.files import finalize_files
-
     row = store.db.query_one("SELECT started_at, code_json FROM runs WHERE id = ?", (run_id,))
     if row is None:
         return
@@ -528,8 +509,6 @@ def recover_orphans(store: Store) -> list[str]:
             if _recover_one(store, run_id, int(pid), start, heartbeat, error):
                 recovered.append(run_id)
         except Exception as e:  # noqa: BLE001 - one bad row must not break every command
-            from runbase.core._safe import warn_once
-
             warn_once(f"recover-{run_id}", f"could not recover run {run_id}: {e}")
     return recovered
 
@@ -537,8 +516,6 @@ def recover_orphans(store: Store) -> list[str]:
 def _recover_one(
     store: Store, run_id: str, pid: int, start: str | None, heartbeat: Any, error: str | None
 ) -> bool:
-    from runbase.capture.proc import is_alive, live_processes
-
     if is_alive(pid, start):
         return False
     if live_processes(str(store.spool_dir(run_id))):
@@ -564,7 +541,5 @@ def _recover_one(
 
 def project_root(cwd: Path | None = None) -> Path:
     """Git top level of ``cwd``, else ``cwd``: what the code snapshot covers."""
-    from runbase.store import find_git_root
-
     cwd = (cwd or Path.cwd()).absolute()
     return find_git_root(cwd) or cwd

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from runbase.capture.files import snapshot_path
 from runbase.errors import UsageError
 from runbase.store import Store
 
@@ -65,8 +66,6 @@ def oid_of(store: Store, target: str) -> tuple[str, str]:
     if not os.path.exists(target):
         oid = _oid_by_prefix(store, target)
         return oid, oid
-    from runbase.capture.files import snapshot_path
-
     snap = snapshot_path(store, target, policy="hash-only")
     assert snap is not None
     return snap[0], target

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from runbase.core.runfiles import LOG_FILES
 from runbase.core.shapes import LOGS, load_column
-from runbase.errors import StoreError, UsageError
+from runbase.errors import CorruptObject, StoreError, UsageError
 from runbase.store import Store
-from runbase.store.objects import CorruptObject
 
 
 def read_log(store: Store, run_id: str, which: str = "output") -> bytes:
@@ -45,8 +45,6 @@ def follow_log(
     poll: float = 0.5,
 ) -> None:
     """Write the log as it grows until the run ends (``runbase logs -f``)."""
-    import time
-
     sent = 0
     while True:
         row = store.db.query_one("SELECT status FROM runs WHERE id = ?", (run_id,))

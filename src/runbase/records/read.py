@@ -94,6 +94,29 @@ def project_root_of(store: Store, run_id: str) -> str:
     return fsname.decode(row[0] or row[1]) if row and (row[0] or row[1]) else os.getcwd()
 
 
+def run_name(store: Store, run_id: str) -> str | None:
+    row = store.db.query_one("SELECT name FROM runs WHERE id = ?", (run_id,))
+    return row[0] if row else None
+
+
+def run_status(store: Store, run_id: str) -> str | None:
+    """The run's status; None when the run is not in the store."""
+    row = store.db.query_one("SELECT status FROM runs WHERE id = ?", (run_id,))
+    return row[0] if row else None
+
+
+def stored_project_root(store: Store, run_id: str) -> str | None:
+    """The run's ``project_root`` column as stored (None when not recorded)."""
+    row = store.db.query_one("SELECT project_root FROM runs WHERE id = ?", (run_id,))
+    return row[0] if row and row[0] else None
+
+
+def reproduction_count(store: Store, run_id: str) -> int:
+    """How many runs reproduce ``run_id`` (``runbase reproduce``)."""
+    row = store.db.query_one("SELECT count(*) FROM runs WHERE reproduces = ?", (run_id,))
+    return int(row[0]) if row else 0
+
+
 def row_dict(row: tuple[Any, ...]) -> dict[str, Any]:
     """A runs row as a dict, each column fitted to its documented shape: a value an
     older version or a hostile writer stored (a time of 1e300, text in an integer

@@ -29,6 +29,7 @@ from runbase.capture._filehook import (
     interpreter_prefixes,
     read_mtime,
 )
+from runbase.core._imphook import when_imported
 
 TYPE_CHECKING = False  # `from typing import` costs ~8 ms at import
 if TYPE_CHECKING:
@@ -56,8 +57,6 @@ def arm() -> None:
         return
     _armed = _once = True
     sys.addaudithook(_hook)
-    from runbase.core._imphook import when_imported
-
     when_imported("argparse", _patch_argparse)
 
 
@@ -140,7 +139,7 @@ def _keep_parse(parser: Any, result: Any) -> None:
             _PARSING_FRAMEWORKS
         ):
             return
-        from runbase.capture.origin import stack_has_user_code  # stdlib only; at parse time
+        from runbase.capture.origin import stack_has_user_code  # lazy: re, sysconfig; at parse time
 
         if not stack_has_user_code(sys._getframe(1)):
             return  # a launcher's own options (`python -m pdb`'s), not the program's

@@ -14,10 +14,14 @@ import sys
 import time
 from typing import Any
 
+from runbase.capture.proc import is_alive
+from runbase.capture.sysmetrics import SystemSampler, resolve_interval
+from runbase.records import lifecycle
+from runbase.records.read import run_status
+from runbase.store import Store
+
 
 def main(argv: list[str]) -> int:
-    from runbase.store import Store
-
     store_root, run_id, pid, start = argv[0], argv[1], int(argv[2]), argv[3] or None
     store = Store.open(store_root)
     sampler = _start_sampler(store, run_id, pid)
@@ -36,18 +40,14 @@ def _start_publisher(store: Any, run_id: str) -> Any:
     remote = os.environ.get("RUNBASE_PUBLISH_TO")
     if not remote:
         return None
-    from runbase.remote.publish import start_publisher
+    from runbase.remote.publish import start_publisher  # lazy: the HTTP client; if publishing
 
     return start_publisher(store, remote, run_id)
 
 
 def _watch(store: Any, run_id: str, pid: int, start: str | None, sampler: Any) -> None:
-    from runbase.capture.proc import is_alive
-    from runbase.records import lifecycle
-
     while True:
-        row = store.db.query_one("SELECT status FROM runs WHERE id = ?", (run_id,))
-        if row is None or row[0] != "running":
+        if run_status(store, run_id) != "running":
             return
         alive = is_alive(pid, start)
         try:
@@ -67,8 +67,6 @@ def _start_sampler(store: Any, run_id: str, pid: int) -> Any:
     """Sample the training process's tree and the machine (``sys/*`` metrics), every
     ``$RUNBASE_SYSTEM_INTERVAL`` seconds (default 5; 0: off)."""
     try:
-        from runbase.capture.sysmetrics import SystemSampler, resolve_interval
-
         interval = resolve_interval()
         if not interval:
             return None

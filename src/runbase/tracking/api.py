@@ -241,6 +241,7 @@ def _start_own(
     from runbase.capture.secrets import redact_argv
     from runbase.records import lifecycle
     from runbase.records.notebook import record_notebook_file
+    from runbase.records.read import run_name
     from runbase.store import Store
 
     # what the program read, wrote and parsed before this run started (first: runbase's
@@ -263,8 +264,7 @@ def _start_own(
         raise
     except Exception as e:
         raise RunbaseError(f"could not start a run in {store.root}: {e}") from e
-    row = store.db.query_one("SELECT name FROM runs WHERE id = ?", (run_id,))
-    run = Run(run_id, row[0] if row else name, str(store.root), own=True)
+    run = Run(run_id, run_name(store, run_id) or name, str(store.root), own=True)
     # Before the run's tracker is active: in a process that had a run before (a notebook
     # kernel), that run's audit hook would report the files read here as the run's inputs.
     if notebook is not None:  # its bytes as they are now

@@ -34,12 +34,26 @@ import stat
 import sys
 import time
 
+from runbase.capture.files import FILE_EVENT
 from runbase.capture.overrides import INDEX_TAG
+from runbase.capture.secrets import redact_argv
 from runbase.core._safe import warn_once
+from runbase.core.ids import new_run_id
 from runbase.core.statuses import TERMINAL
 from runbase.errors import UsageError
+from runbase.records import lifecycle
+from runbase.records.jobruns import (
+    drop_argv_params,
+    inherit_parent_env,
+    parent_row,
+    share_parent_setup,
+)
+from runbase.records.read import run_name
+from runbase.store import Store
 from runbase.tracking import api as _api
 from runbase.tracking import tracker as _tracker
+from runbase.tracking._child import own_io
+from runbase.tracking._console import capture
 from runbase.tracking.params import known_secrets
 
 TYPE_CHECKING = False
@@ -61,8 +75,6 @@ class Group:
     """
 
     def __init__(self, id: str | None = None, *, drop_argv_params: bool = False) -> None:  # noqa: A002
-        from runbase.core.ids import new_run_id
-
         if id is not None and (not isinstance(id, str) or not id.strip()):
             raise UsageError(f"a job group id must be a non-empty string, got {id!r}")
         self.id = id or new_run_id()
@@ -220,8 +232,6 @@ def _start(
     _tracker.activate(t)
     _api._job = job
     _hook_exit()
-    from runbase.tracking._console import capture
-
     job._console = capture(t.spool_dir, known_secrets())
     if job._console is not None:
         job._handlers = _route_log_handlers(job._console.out._inner, job._console.out)
@@ -282,43 +292,29 @@ def _create(
 ) -> tuple[str, str]:
     """Insert the job's run: the process's code, environment and data policy, its own
     command, name and tags."""
-    from runbase.records import lifecycle
-    from runbase.store import Store
-
     store = Store.open(parent.store_root)
     try:
-        row = store.db.query_one(
-            "SELECT name, command, project_root, code_commit, code_json, env_json, packages_id, "
-            "data_policy, cwd FROM runs WHERE id = ?",
-            (parent.run_id,),
-        )
+        row = parent_row(store, parent.run_id)
         if row is None:
             raise UsageError(f"the process's run {parent.run_id} is not in the store")
-        command = _job_command(json.loads(row[1] or "[]"), argv)
+        command = _job_command(json.loads(row["command"] or "[]"), argv)
         all_tags = {str(k): str(v) for k, v in (tags or {}).items()}
         all_tags[INDEX_TAG] = str(index)
         job_id = lifecycle.create_run(
             store,
             command=command,
             mode="job",
-            name=name or f"{row[0]}-{index}",
-            cwd=row[8],  # where its command runs (Hydra may chdir into the job's directory)
-            project_root=row[2],
+            name=name or f"{row['name']}-{index}",
+            cwd=row["cwd"],  # where its command runs (Hydra may chdir into the job's directory)
+            project_root=row["project_root"],
             tags=all_tags,
             parent_id=parent.run_id,
             sweep_id=group.id,
         )
-        store.db.execute(
-            "UPDATE runs SET code_commit = ?, code_json = ?, env_json = ?, packages_id = ?, "
-            "data_policy = ? WHERE id = ?",
-            (row[3], row[4], row[5], row[6], row[7], job_id),
-        )
+        share_parent_setup(store, job_id, row)
         if group.drop_argv_params and group.started == 1:
-            store.db.execute(
-                "DELETE FROM params WHERE run_id = ? AND source = 'argv'", (parent.run_id,)
-            )
-        got = store.db.query_one("SELECT name FROM runs WHERE id = ?", (job_id,))
-        return job_id, got[0] if got else (name or "")
+            drop_argv_params(store, parent.run_id)
+        return job_id, run_name(store, job_id) or name or ""
     finally:
         store.close()
 
@@ -328,8 +324,6 @@ def _job_command(process: list[str], argv: list[str] | None) -> list[str]:
     recorded command ends with this process's arguments (``python app.py ARGS``,
     ``python -m pkg ARGS``, a console script): when it does not (a Python started by a
     shell script), it is kept whole."""
-    from runbase.capture.secrets import redact_argv
-
     if argv is None:
         return process
     own = redact_argv(sys.argv[1:])[0]
@@ -347,23 +341,11 @@ def _finalize(
     sig: int | None,
     error: str | None,
 ) -> None:
-    from runbase.records import lifecycle
-    from runbase.store import Store
-    from runbase.tracking._child import own_io
-
     own_io.active = True  # hashing the job's files is no read of the process's run
     try:
         store = Store.open(store_root)
         try:
-            # the process's environment, if its run has it by now (else the run shares
-            # it when it ends): no package scan in the training process
-            store.db.execute(
-                "UPDATE runs SET env_json = (SELECT p.env_json FROM runs p WHERE p.id = "
-                "runs.parent_id), packages_id = (SELECT p.packages_id FROM runs p WHERE "
-                "p.id = runs.parent_id) WHERE id = ? AND packages_id IS NULL AND EXISTS ("
-                "SELECT 1 FROM runs p WHERE p.id = runs.parent_id AND p.packages_id IS NOT NULL)",
-                (run_id,),
-            )
+            inherit_parent_env(store, run_id)
             lifecycle.finalize(store, run_id, status, exit_code=code, exit_signal=sig, error=error)
         finally:
             store.close()
@@ -425,7 +407,5 @@ def claim_outputs(paths: list[str]) -> None:
     job = current()
     if job is None or job._tracker is None:
         return
-    from runbase.capture.files import FILE_EVENT
-
     for p in paths:
         job._tracker.event(FILE_EVENT, path=os.path.abspath(p), op="w")

@@ -31,9 +31,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runbase.analysis.diff import diff_runs, package_changes
+from runbase.analysis.diff import render as render_diff
+from runbase.capture import overrides as ov
+from runbase.capture.env import packages
+from runbase.capture.sysmetrics import is_system_metric
 from runbase.core import fsname
+from runbase.core.shapes import loads
 from runbase.errors import UsageError
+from runbase.records.checkout import checkout, describe
+from runbase.records.read import reproduction_count, resolve
+from runbase.records.record import build_record
 from runbase.store import Store
+from runbase.tracking.supervisor import RunOptions, run
 
 ENV_MODES = ("current", "venv")
 # never pinned into a rebuilt environment: the installer itself, and runbase (the
@@ -157,8 +167,6 @@ _TIMING_NAME = re.compile(
 def is_timing_metric(key: str) -> bool:
     """Whether a metric measures time or speed rather than the result: the one rule
     ``reproduce`` uses to leave a metric out of its verdict (docs/reproduce.md)."""
-    from runbase.capture.sysmetrics import is_system_metric
-
     name = key.lower()
     if is_system_metric(key) or name.endswith("/s"):  # it/s, samples/s
         return True
@@ -220,15 +228,12 @@ def default_directory(store: Store, run_id: str) -> Path:
 def reproduction_name(store: Store, run_id: str, name: str) -> str:
     """``<original name>-repro-N``: the Nth reproduction of ``run_id`` (so a listing
     shows what each re-run repeats, where a generated name would say nothing)."""
-    row = store.db.query_one("SELECT count(*) FROM runs WHERE reproduces = ?", (run_id,))
-    return f"{name}-repro-{(int(row[0]) if row else 0) + 1}"
+    return f"{name}-repro-{reproduction_count(store, run_id) + 1}"
 
 
 def materialize(store: Store, run_id: str, into: Path) -> list[dict[str, str]]:
     """Write the run's code tree and stored inputs under ``into`` (which must be empty
     or hold exactly those files); returns what could not be restored."""
-    from runbase.records.checkout import checkout, describe
-
     into.mkdir(parents=True, exist_ok=True)
     report = checkout(store, run_id, into, code=True, data=True, outputs=False)
     return list(describe(report)["not_restorable"])
@@ -288,9 +293,6 @@ def python_of(argv0: str, env: dict[str, str] | None = None) -> dict[str, Any] |
 
 def drift(rec: dict[str, Any], python: dict[str, Any] | None) -> dict[str, Any]:
     """How the environment the command would run in differs from the recorded one."""
-    from runbase.analysis.diff import package_changes
-    from runbase.capture.env import packages
-
     recorded = (rec.get("env") or {}).get("python") or {}
     out: dict[str, Any] = {"python": None, "packages": None}
     if python is None:
@@ -397,10 +399,6 @@ def reproduce(
 ) -> Reproduction:
     """Re-run ``ref`` from its record and judge the result (see the module docstring).
     ``log`` (a callable taking a line) hears about each step before the command runs."""
-    from runbase.records.read import resolve
-    from runbase.records.record import build_record
-    from runbase.tracking.supervisor import RunOptions, run
-
     if env not in ENV_MODES:
         raise UsageError(f"--env must be one of {', '.join(ENV_MODES)}, not {env!r}")
     if rtol < 0 or atol < 0:
@@ -462,8 +460,6 @@ def reproduce(
         unused_overrides=outcome.unused_overrides,
     )
     if not verdict.reproduced:
-        from runbase.analysis.diff import diff_runs
-
         result.diff = diff_runs(store, orig, outcome.run_id)
     return result
 
@@ -519,8 +515,6 @@ def render(result: Reproduction, color: bool = False) -> str:
     if result.unused_overrides:
         lines.append(f"  overrides nothing used: {', '.join(result.unused_overrides)}")
     if result.diff is not None:
-        from runbase.analysis.diff import render as render_diff
-
         lines.append("")
         lines.append(render_diff(result.diff, color=color))
     return "\n".join(lines)
@@ -529,9 +523,6 @@ def render(result: Reproduction, color: bool = False) -> str:
 def _recorded_overrides(rec: dict[str, Any]) -> dict[str, Any]:
     """The overrides a run was started with (its tag), or none when the tag is not a
     JSON object: a pulled record is not trusted to be well formed."""
-    from runbase.capture import overrides as ov
-    from runbase.core.shapes import loads
-
     try:  # nesting bounded as where overrides are read back (overrides._from_env)
         recorded = loads((rec.get("tags") or {}).get(ov.TAG) or "{}")
     except (TypeError, ValueError):  # shapes.TooDeep is a ValueError

@@ -10,18 +10,24 @@ command's exit status, which it then exits with.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import pty
 import selectors
 import shutil
 import signal
 import subprocess
 import sys
+import termios
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from runbase.capture import overrides as ov
+from runbase.capture.files import store_internals
+from runbase.capture.overrides import format_value, unused
 from runbase.capture.proc import register as register_process
 from runbase.capture.proc import start_id
 from runbase.capture.secrets import (
@@ -32,13 +38,16 @@ from runbase.capture.secrets import (
     redact_argv,
     secrets_channel,
 )
+from runbase.capture.sysmetrics import SystemSampler, resolve_interval
+from runbase.capture.watch import watch
 from runbase.capture.withhold import guard as guard_files
 from runbase.core._safe import safe_call, warn_once
 from runbase.core.runfiles import LOG_FILES
 from runbase.core.spool import write_all
 from runbase.errors import UsageError
 from runbase.records import lifecycle
-from runbase.records.read import project_root_of
+from runbase.records.jobruns import job_ids
+from runbase.records.read import load_params, project_root_of, stored_project_root
 from runbase.store import Store
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # runbase/ (this is runbase/tracking/)
@@ -161,10 +170,6 @@ def _with_overrides(
     tagged with them all (JSON), so that it can be reproduced."""
     if not opts.overrides:
         return argv, opts, {}
-    from dataclasses import replace
-
-    from runbase.capture import overrides as ov
-
     argv, rest = ov.apply_to_argv(argv, opts.overrides, opts.param_sources)
     opts = replace(
         opts,
@@ -178,12 +183,8 @@ def _warn_unused(store: Store, run_id: str, env_overrides: dict[str, Any]) -> li
     """Warn about (and return) the overrides the run did not use."""
     if not env_overrides:
         return []
-    from runbase.capture.overrides import format_value, unused
-    from runbase.records.read import load_params
-
     # its job runs (runbase.tracking.jobs: a Hydra multirun) used the overrides, if it had any
-    jobs = store.db.query("SELECT id FROM runs WHERE parent_id = ? AND mode = 'job'", (run_id,))
-    ids = [run_id, *(j[0] for j in jobs)]
+    ids = [run_id, *job_ids(store, run_id)]
     params = load_params(store, ids)
     sources = {k: s for i in ids for k, (_v, s) in params.get(i, {}).items()}
     keys = unused(env_overrides, [], sources)
@@ -207,9 +208,9 @@ def child_env(store: Store, run_id: str, extra: dict[str, str] | None = None) ->
     env["RUNBASE_SUPERVISOR_PID"] = str(os.getpid())
     env["RUNBASE_SUPERVISOR_START"] = start_id(os.getpid()) or ""  # pid reuse (_child)
     env.pop("RUNBASE_OVERRIDES", None)  # a nested run gets its own overrides, not ours
-    row = store.db.query_one("SELECT project_root FROM runs WHERE id = ?", (run_id,))
-    if row and row[0]:
-        env["RUNBASE_PROJECT_ROOT"] = row[0]
+    root = stored_project_root(store, run_id)
+    if root:
+        env["RUNBASE_PROJECT_ROOT"] = root
     env.update(extra or {})
     return env
 
@@ -334,7 +335,7 @@ class _Supervised:
     def _publisher(self) -> Any:
         if not self.opts.publish:
             return None
-        from runbase.remote.publish import start_publisher
+        from runbase.remote.publish import start_publisher  # lazy: HTTP client; if publishing
 
         return start_publisher(self.store, self.opts.publish, self.run_id)
 
@@ -342,8 +343,6 @@ class _Supervised:
         return _Streams.open(use_pty_out=_isatty(1), use_pty_err=_isatty(2))
 
     def _system_sampler(self, env: dict[str, str], pid: int) -> Any:
-        from runbase.capture.sysmetrics import SystemSampler, resolve_interval
-
         interval = resolve_interval(self.opts.system_interval)
         if not interval:
             return None
@@ -357,9 +356,6 @@ class _Supervised:
         return sampler
 
     def _watch_tree(self, root: str) -> Any:
-        from runbase.capture.files import store_internals
-        from runbase.capture.watch import watch
-
         internal = store_internals(str(self.store.root))
 
         def on_file(path: str, op: str) -> None:
@@ -476,9 +472,6 @@ class _Streams:
 
 
 def _pty_pair() -> tuple[int, int]:
-    import pty
-    import termios
-
     master, slave = pty.openpty()
     try:
         attrs = termios.tcgetattr(slave)
@@ -491,9 +484,6 @@ def _pty_pair() -> tuple[int, int]:
 
 
 def _copy_winsize(src: int, dst: int) -> None:
-    import fcntl
-    import termios
-
     with contextlib.suppress(OSError):
         fcntl.ioctl(dst, termios.TIOCSWINSZ, fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8))
 

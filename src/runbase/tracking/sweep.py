@@ -19,6 +19,7 @@ import json
 import math
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runbase.capture.overrides import INDEX_TAG, format_value, parse_assignment, parse_value
+from runbase.core.ids import new_run_id
 from runbase.errors import UsageError
+from runbase.store import Store
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "randint", "choice")
 _CALL = re.compile(r"^\s*(\w+)\s*\((.*)\)\s*$", re.DOTALL)
@@ -186,8 +189,6 @@ def in_trial_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def new_sweep_id() -> str:
-    from runbase.core.ids import new_run_id
-
     return new_run_id()
 
 
@@ -207,10 +208,6 @@ def run_sweep(
     one new sweep. ``on_start(result)`` is called once the sweep has its id and
     ``on_done(trial, done, total)`` as each run ends (``done``: how many have ended,
     this one included; runs end in any order with ``jobs`` > 1)."""
-    import shutil
-
-    from runbase.store import Store
-
     if not argv:
         raise UsageError("no command given: runbase sweep [OPTIONS] -- COMMAND [ARGS...]")
     if shutil.which(argv[0]) is None:

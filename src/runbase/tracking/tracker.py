@@ -15,8 +15,10 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from itertools import chain
 
+from runbase.core._imphook import when_imported
 from runbase.core._safe import warn_once
 from runbase.core.spool import (
     KIND_KEY,
@@ -209,7 +211,7 @@ class Tracker:
 
 def _mask_term() -> Any:
     try:
-        import signal
+        import signal  # lazy: signal loads enum (~1 ms) in every tracked process; at first flush
 
         return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     except (AttributeError, ValueError, OSError):
@@ -218,7 +220,7 @@ def _mask_term() -> Any:
 
 def _unmask(old: Any) -> None:
     if old is not None:
-        import signal
+        import signal  # lazy: as in _mask_term
 
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
@@ -312,8 +314,6 @@ def activate(tracker: Tracker) -> None:
     global _active, _append
     _active = tracker
     _append = tracker.buf.append
-    from runbase.core._imphook import when_imported
-
     when_imported("multiprocessing.util", _hook_multiprocessing)
 
 
@@ -362,7 +362,7 @@ def install_term_flush() -> None:
     multiprocessing terminates pool workers with SIGTERM; without this, their last
     ~0.25 s of metrics would be lost. The process still dies of SIGTERM afterwards.
     """
-    import signal
+    import signal  # lazy: as in _mask_term
 
     if threading.current_thread() is not threading.main_thread():
         return
@@ -418,8 +418,6 @@ def log(step: Any = None, **metrics: Any) -> None:
 
 
 def _log_slow(step: Any, metrics: dict[str, Any]) -> None:
-    from collections.abc import Mapping
-
     if isinstance(step, Mapping):  # log({"loss": 0.1}) / log({"loss": 0.1}, step=3)
         s = metrics.pop("step", None)
         merged = {str(k): v for k, v in step.items()}
