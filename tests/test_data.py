@@ -9,7 +9,7 @@ from pathlib import Path
 
 import blake3
 
-from conftest import runbase_cmd, write
+from conftest import WAIT_FOR_RECORD, runbase_cmd, write
 from runbase.store import Store
 from runbase.store.schema import SCHEMA_VERSION
 
@@ -117,13 +117,13 @@ def test_changed_input_is_flagged(project: Path) -> None:
     write(
         project,
         "mutate.py",
-        """
-        import time
-        print(open("data.txt").read())
-        time.sleep(1.5)                      # let the supervisor hash the input as read
-        with open("data.txt", "a") as f:
-            f.write("version 2\\n")
-    """,
+        WAIT_FOR_RECORD
+        + """
+print(open("data.txt").read())
+wait_for_record(lambda rec: stored_input(rec, "data.txt"), "the input to be hashed")
+with open("data.txt", "a") as f:
+    f.write("version 2\\n")
+""",
     )
     runbase_cmd("run", "--", PY, "mutate.py", cwd=project, check=True)
     rec = record(project)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import runbase_cmd, write
+from conftest import runbase_cmd, wait_until, write
 from runbase.capture import sysmetrics
 from runbase.capture.env import _nvidia_present
 
@@ -233,8 +233,6 @@ class _FakeNvml:
 
 def test_sampler_spools_gpu_series(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The whole sampler in-process, with a fake NVML: what lands in the spool."""
-    import time
-
     from runbase.capture import env as envcap
     from runbase.core.spool import KIND_KEY, STEP_KEY, read_frames
 
@@ -242,7 +240,7 @@ def test_sampler_spools_gpu_series(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(envcap, "_nvidia_present", lambda: True)
     sampler = sysmetrics.SystemSampler(tmp_path, 0.1, cuda_visible_devices=None)
     sampler.start(os.getpid())
-    time.sleep(0.8)
+    wait_until(lambda: sampler.step >= 3, what="three samples", timeout=30)
     sampler.stop()
     [spool] = list(tmp_path.glob("sys-*.spool"))
     entries = [e for _end, batch in read_frames(spool) for e in batch]
