@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from conftest import runbase_cmd, write
+from conftest import WAIT_FOR_RECORD, runbase_cmd, write
 
 PY = sys.executable
 
@@ -393,14 +394,17 @@ def test_store_disk_full_after_start(project: Path, tmp_path: Path) -> None:
         write(
             project,
             "fill.py",
-            """
+            WAIT_FOR_RECORD
+            + textwrap.dedent("""
             import os, time
             import runbase
             for i in range(20):
                 runbase.log(loss=1.0 / (i + 1), step=i)
                 time.sleep(0.01)
             runbase.param("before_full", 1)
-            time.sleep(0.4)  # a spool flush or two while there is space
+            wait_for_record(  # flushed and ingested while there is space
+                lambda rec: rec["params"].get("before_full") == 1, "the first param"
+            )
             with open(os.environ["FILLER"], "wb", buffering=0) as f:
                 block = b"x" * 65536
                 try:
@@ -423,7 +427,7 @@ def test_store_disk_full_after_start(project: Path, tmp_path: Path) -> None:
                 i += 1
                 time.sleep(0.005)
             print("TRAINING-COMPLETE", flush=True)
-        """,
+        """),
         )
         proc = runbase_cmd(
             "run",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GIT, runbase_cmd, write
+from conftest import GIT, WAIT_FOR_RECORD, runbase_cmd, write
 
 
 def _mount(*args: str) -> None:
@@ -42,13 +42,17 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-FILL = """
-import sys, time
+FILL = (
+    WAIT_FOR_RECORD
+    + """
+import sys
 import runbase
 
 for i in range(50):
     runbase.log(step=i, x=float(i))
-time.sleep(0.6)  # flushed to the spool (every 0.25 s) before the disk fills
+wait_for_record(  # in the store before the disk fills
+    lambda rec: rec["metrics"].get("x", {}).get("count") == 50, "the 50 points"
+)
 try:
     with open("big.bin", "wb") as f:
         while True:
@@ -57,6 +61,7 @@ except OSError as e:
     print("full:", e.strerror, flush=True)
 sys.exit(3)
 """
+)
 
 
 def test_a_full_disk_keeps_the_exit_code_and_says_what_was_not_saved(small_disk: Path) -> None:
