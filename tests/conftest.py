@@ -163,7 +163,7 @@ def stored_input(rec, path):
 
 
 @pytest.fixture
-def cli():
+def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
     return runbase_cmd
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from conftest import WAIT_FOR_RECORD, runbase_cmd, write
+from conftest import WAIT_FOR_RECORD, runbase_cmd, wait_until, write
 
 PY = sys.executable
 
@@ -35,17 +35,6 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_")}
     env.update(extra)
     return env
-
-
-def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def view(store: Path, ref: str | None = None) -> Any:
@@ -157,7 +146,11 @@ def kill_when_running(store: Path, progress: Path, kill: Callable[[], None]) -> 
     """Wait for metrics to reach the store, let the script run ~1.2 s more, then kill.
 
     Returns the step the script had logged 1 s before the kill."""
-    wait_for(lambda: metric_count(store, "progress") > 0, 60, "the first metrics in the store")
+    wait_until(
+        lambda: metric_count(store, "progress") > 0,
+        timeout=60,
+        what="the first metrics in the store",
+    )
     time.sleep(1.2)
     kill_at = time.time()
     kill()
@@ -179,7 +172,7 @@ def test_sigkill_of_training_process_under_supervisor(project: Path, tmp_path: P
             stderr=err,
         )
     try:
-        wait_for(pid_file.exists, 60, "the training script's pid file")
+        wait_until(pid_file.exists, timeout=60, what="the training script's pid file")
         child = read_pid(pid_file)
         assert child != sup.pid
         reached = kill_when_running(store, progress, lambda: os.kill(child, signal.SIGKILL))
@@ -217,7 +210,7 @@ def test_sigkill_of_supervisor_and_child_together(project: Path, tmp_path: Path)
     )
     child = 0
     try:
-        wait_for(pid_file.exists, 60, "the training script's pid file")
+        wait_until(pid_file.exists, timeout=60, what="the training script's pid file")
         child = read_pid(pid_file)
         pgid = os.getpgid(sup.pid)
         assert os.getpgid(child) == pgid  # the group kill reaches both
@@ -228,7 +221,7 @@ def test_sigkill_of_supervisor_and_child_together(project: Path, tmp_path: Path)
             os.killpg(sup.pid, signal.SIGKILL)
             sup.wait()
     # the child is gone too (it was in the killed group)
-    wait_for(lambda: not _alive(child), 10, "the training process to die")
+    wait_until(lambda: not _alive(child), timeout=10, what="the training process to die")
     assert view(store).status == "running"  # nobody finalized it ...
     proc = runbase_cmd("ls", cwd=project)  # ... until any CLI command looks
     assert proc.returncode == 0, proc.stderr
@@ -265,7 +258,7 @@ def test_sigkill_of_init_process_is_finalized_as_crashed(project: Path) -> None:
         stderr=subprocess.PIPE,
     )
     try:
-        wait_for(pid_file.exists, 60, "the training script's pid file")
+        wait_until(pid_file.exists, timeout=60, what="the training script's pid file")
         reached = kill_when_running(store, progress, lambda: os.kill(proc.pid, signal.SIGKILL))
         assert proc.wait(timeout=30) == -signal.SIGKILL
     finally:

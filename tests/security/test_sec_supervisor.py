@@ -14,11 +14,10 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
-from conftest import runbase_cmd, write
+from conftest import runbase_cmd, wait_until, write
 
 # Logs a point every few ms; after `go` exists it prints and logs a little more (with
 # no reader left for the pipe the supervisor gave it) and writes how many it logged.
@@ -44,17 +43,6 @@ for _ in range(100):  # after the supervisor is gone
 print("the end", flush=True)
 open("count", "w").write(str(i))
 """
-
-
-def _wait_for(what: str, check: Any, cap: float = 120.0) -> Any:
-    """Poll ``check`` until it returns something truthy (the cap only stops a hang)."""
-    deadline = time.monotonic() + cap
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 def _alive(pid: int) -> bool:
@@ -83,7 +71,7 @@ def test_sigkill_of_the_supervisor_keeps_every_point(project: Path) -> None:
         stderr=subprocess.STDOUT,
     )
     try:
-        _wait_for("the command to log", lambda: (project / "started").exists())
+        wait_until(lambda: (project / "started").exists(), what="the command to log", timeout=120)
         child = int((project / "child.pid").read_text())
         os.kill(sup.pid, signal.SIGKILL)
         sup.wait()
@@ -112,15 +100,19 @@ def test_sigkill_of_the_supervisor_keeps_every_point(project: Path) -> None:
     (project / "go").write_text("")
     count_file = project / "count"
     count = int(
-        _wait_for("the command to end", lambda: count_file.exists() and count_file.read_text())
+        wait_until(
+            lambda: count_file.exists() and count_file.read_text(),
+            what="the command to end",
+            timeout=120,
+        )
     )
-    _wait_for("the command's exit", lambda: not _alive(child))
+    wait_until(lambda: not _alive(child), what="the command's exit", timeout=120)
 
     def finalized() -> dict[str, Any] | None:
         [r] = _ls(project)  # each command recovers the run once its processes are gone
         return r if r["status"] != "running" else None
 
-    run = _wait_for("the run to be finalized", finalized)
+    run = wait_until(finalized, what="the run to be finalized", timeout=120)
     assert run["status"] == "crashed"
     assert run["exit_code"] is None  # unknown: said so, not guessed
     assert run["metrics"]["x"]["count"] == count  # every point, before and after the kill
