@@ -291,7 +291,7 @@ def _dir_snapshot(
 
 
 def _ignore_matcher(root: Path) -> Any:
-    import pathspec
+    import pathspec  # lazy: ~20 ms, needed only for a snapshot outside git
 
     lines = list(DEFAULT_IGNORES)
     for name in (".gitignore", ".runbaseignore"):

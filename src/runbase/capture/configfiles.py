@@ -14,6 +14,7 @@ YAML needs PyYAML in runbase's Python (it usually is there); TOML needs Python 3
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from collections.abc import Mapping
@@ -123,14 +124,12 @@ def _parse(lower_path: str, data: bytes) -> Any:
     if lower_path.endswith(".json"):
         return json.loads(data)
     if lower_path.endswith(".toml"):
-        import importlib
-
         try:
             toml = importlib.import_module("tomllib")
         except ImportError:  # Python 3.10
             toml = importlib.import_module("tomli")
         return toml.loads(data.decode("utf-8"))
-    import yaml  # PyYAML: optional
+    import yaml  # lazy: PyYAML is optional, needed only for a YAML config file
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     return yaml.load(data, Loader=loader)  # noqa: S506 - a safe loader

@@ -8,6 +8,7 @@ Python process of the run reported about itself (executable, version, ``sys.path
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 import os
 import platform
@@ -21,7 +22,7 @@ from runbase.capture.secrets import redact_env
 
 def packages(path: list[str] | None = None) -> list[dict[str, Any]]:
     """Every installed distribution visible on ``path`` (first one wins, like import)."""
-    from importlib import metadata
+    from importlib import metadata  # lazy: ~10 ms, only when packages are listed
 
     seen: dict[str, dict[str, Any]] = {}
     for dist in metadata.distributions(path=path if path is not None else sys.path):
@@ -115,7 +116,7 @@ def gpus() -> list[dict[str, Any]]:
     if not _nvidia_present():
         return []
     try:
-        import pynvml
+        import pynvml  # lazy: optional (GPUs only)
     except ImportError:
         return []
     try:
@@ -201,8 +202,6 @@ def container_info() -> dict[str, Any] | None:
 def path_fingerprint(path: list[str]) -> str:
     """Changes when a directory on ``path`` gains or loses entries (pip install/uninstall
     adds or removes ``*.dist-info`` directories, which updates the parent's mtime)."""
-    import hashlib
-
     parts = []
     for p in path:
         try:

@@ -17,6 +17,7 @@ notebook cell. A parse made by a library on behalf of user code (``HfArgumentPar
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import re
 import sys
@@ -73,8 +74,6 @@ def _wrapper_of_library(path: str) -> bool:
     module = sys.modules.get(m.group(1))
     origin = getattr(module, "__file__", None)
     if origin is None:
-        import importlib.util
-
         try:
             spec = importlib.util.find_spec(m.group(1))
         except (ImportError, ValueError):
@@ -96,7 +95,7 @@ def stack_has_user_code(frame: FrameType | None = None) -> bool:
 def function_is_users(fn: Any) -> bool | None:
     """Whether a function (a click command's callback, fire's component) is the user's
     code, by its module; None when that cannot be told."""
-    import inspect
+    import inspect  # lazy: ~10 ms, only for a click or fire command's callback
 
     try:
         fn = inspect.unwrap(fn)

@@ -23,11 +23,15 @@ or typing at import) and, on the child side, must never raise into user code.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, MutableMapping  # loaded at start-up already
+
+from runbase.core._safe import warn_once
+from runbase.errors import UsageError
 
 TYPE_CHECKING = False  # not `from typing import`: typing costs ~8 ms at import
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable
     from typing import Any
 
 ENV_VAR = "RUNBASE_OVERRIDES"
@@ -49,8 +53,6 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 
     Raises :class:`~runbase.errors.UsageError` for anything but ``KEY=VALUE``.
     """
-    from runbase.errors import UsageError
-
     key, eq, raw = text.partition("=")
     key = key.strip()
     if not eq or not key or key.startswith("-") or any(c.isspace() for c in key):
@@ -60,11 +62,11 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 
 def parse_value(raw: str) -> Any:
     """The typed value of an override's text (see :func:`parse_assignment`)."""
+    # lazy: capture.params loads json and typing; this module stays light (tracked processes)
     from runbase.capture.params import typed
 
     if raw[:1] in ("[", "{", '"'):
-        from runbase.core.shapes import TooDeep, loads
-        from runbase.errors import UsageError
+        from runbase.core.shapes import TooDeep, loads  # lazy: core.shapes loads json
 
         try:
             return loads(raw)  # nesting bounded (shapes.MAX_DEPTH), as a bundle's params
@@ -90,7 +92,7 @@ def format_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, int):
         return str(value)
-    import json
+    import json  # lazy: no json at import (every tracked process loads this module)
 
     return json.dumps(value)
 
@@ -153,6 +155,7 @@ def _rewrite(argv: list[str], key: str, value: Any) -> bool:
 
 
 def _takes_value(argv: list[str], i: int, value: Any) -> bool:
+    # lazy: capture.params loads json and typing; this module stays light (tracked processes)
     from runbase.capture.params import _looks_like_flag
 
     if i + 1 >= len(argv) or _looks_like_flag(argv[i + 1]):
@@ -167,9 +170,9 @@ def to_env(overrides: Mapping[str, Any]) -> dict[str, str]:
     """The environment variables that pass ``overrides`` to a tracked command."""
     if not overrides:
         return {}
-    import json
+    import json  # lazy: no json at import (this module loads in every tracked process)
 
-    from runbase.capture.params import jsonable
+    from runbase.capture.params import jsonable  # lazy: capture.params loads typing
 
     return {ENV_VAR: json.dumps(jsonable(dict(overrides)), ensure_ascii=False)}
 
@@ -180,6 +183,7 @@ def unused(
     """Overrides that nothing consumed: not on the command line, and no parser's
     argument (argparse, click, Hydra, ...) or ``runbase.param`` of that name was
     recorded by the run."""
+    # lazy: capture.params loads json and typing; this module stays light (tracked processes)
     from runbase.capture.params import PARSERS
 
     done = set(rewritten) | {
@@ -202,7 +206,7 @@ def active() -> dict[str, Any]:
 def _from_env(text: str | None) -> dict[str, Any]:
     if not text:
         return {}
-    from runbase.core.shapes import loads
+    from runbase.core.shapes import loads  # lazy: core.shapes loads json (only with overrides)
 
     try:
         data = loads(text)  # never a RecursionError (TooDeep is a ValueError)
@@ -216,8 +220,6 @@ def _from_env(text: str | None) -> dict[str, Any]:
 
 
 def _warn(message: str) -> None:
-    from runbase.core._safe import warn_once
-
     warn_once("overrides", message)
 
 
@@ -260,8 +262,6 @@ def apply_to_mapping(mapping: Any) -> Any:
 
 
 def _apply_nested(obj: Any, ov: dict[str, Any], prefix: str) -> Any:
-    from collections.abc import Mapping, MutableMapping
-
     if isinstance(obj, Mapping):
         target: Any = obj if isinstance(obj, MutableMapping) else dict(obj)
         for k in list(target):
@@ -274,8 +274,6 @@ def _apply_nested(obj: Any, ov: dict[str, Any], prefix: str) -> Any:
 
 
 def _apply_item(value: Any, ov: dict[str, Any], key: str) -> Any:
-    from collections.abc import Mapping
-
     if isinstance(value, Mapping) and value:
         return _apply_nested(value, ov, key + ".")
     norm = key.replace("-", "_")

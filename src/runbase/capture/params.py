@@ -215,7 +215,7 @@ def install_argparse_hook(record: Any, override: Any = None) -> None:
     (parameter overrides, see runbase.capture.overrides). A parse no user code asked for (a
     launcher's, see capture.origin) is neither overridden nor recorded.
     """
-    import argparse
+    import argparse  # lazy: installing the hook is what loads argparse, not importing this
 
     original = argparse.ArgumentParser.parse_known_args
     if getattr(original, "_runbase_hooked", False):
@@ -232,6 +232,7 @@ def install_argparse_hook(record: Any, override: Any = None) -> None:
         finally:
             _depth.n = depth
         if depth == 0:
+            # lazy: capture.origin loads sysconfig; needed once a parse has ended
             from runbase.capture.origin import stack_has_user_code
 
             if not stack_has_user_code():

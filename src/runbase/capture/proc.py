@@ -15,7 +15,7 @@ def start_id(pid: int) -> str | None:
     except (OSError, IndexError):
         pass
     try:
-        import psutil  # optional, for non-Linux systems
+        import psutil  # lazy: optional, for non-Linux systems
 
         return str(psutil.Process(pid).create_time())
     except Exception:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import importlib
 import os
 import re
 from typing import Any
@@ -113,8 +114,6 @@ def _user_config() -> dict[str, Any]:
 def _pyproject(project_root: str) -> dict[str, Any]:
     """``[tool.runbase]`` of the project's pyproject.toml ({} without one, or without a
     TOML parser: Python 3.10 without ``tomli``)."""
-    import importlib
-
     try:
         with open(os.path.join(project_root, "pyproject.toml"), "rb") as f:
             data = f.read(1 << 20)

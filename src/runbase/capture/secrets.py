@@ -18,9 +18,12 @@ token-like run of characters, ``PRIVATE KEY``, ``://``): most values never need 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import re
+import stat
+import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -223,6 +226,7 @@ def _detectors() -> list[Any]:
     global _plugins, _entropy
     if _plugins is None:
         try:
+            # lazy: detect-secrets is optional and takes ~0.15 s
             from detect_secrets.plugins import (
                 aws,
                 azure_storage_key,
@@ -362,6 +366,7 @@ def _high_entropy(text: str) -> set[str]:
 
 def _sequential(s: str) -> bool:
     try:
+        # lazy: detect-secrets is optional and takes ~0.15 s
         from detect_secrets.filters.heuristic import is_potential_uuid, is_sequential_string
     except ImportError:
         return False
@@ -530,8 +535,6 @@ def _url_secrets(text: str) -> set[str]:
 
 def known_secret_values(environ: Mapping[str, str] | None = None) -> set[str]:
     """Secret values visible to this process: redacted env values and argv values."""
-    import sys
-
     _, a = redact_env(os.environ if environ is None else environ)
     _, b = redact_argv(sys.argv)
     return a | b
@@ -641,9 +644,6 @@ def secrets_channel() -> tuple[int, int, str]:
 def report_secrets(values: Iterable[str], environ: Mapping[str, str] | None = None) -> None:
     """Send redacted values to the supervisor's log scrubbers (no-op outside
     ``runbase run``). Never blocks: a full or closed pipe drops them."""
-    import json
-    import stat
-
     spec = (os.environ if environ is None else environ).get(SECRETS_FD_ENV, "")
     values = [v for v in values if len(v) >= _MIN_SCRUB_LEN]
     if not spec or not values:
@@ -670,8 +670,6 @@ class SecretsReader:
 
     def drain(self) -> list[str]:
         """The values sent so far (non-blocking); closes the pipe at its end."""
-        import json
-
         while self.fd is not None:
             try:
                 data = os.read(self.fd, 65536)

@@ -76,7 +76,8 @@ def resolve_interval(value: float | None = None) -> float:
 def children_cpu() -> float:
     """CPU seconds (user + system) of this process's reaped children, cumulative."""
     try:
-        import resource  # microseconds, where os.times() has clock ticks
+        # lazy: POSIX only; microseconds, where os.times() has clock ticks
+        import resource
 
         ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     except (ImportError, OSError, ValueError):  # no `resource` on Windows
@@ -234,7 +235,7 @@ class _ProcessProbe:
     name = "process"
 
     def __init__(self, pid: int) -> None:
-        import psutil
+        import psutil  # lazy: optional third-party, only for the process sampler
 
         self.psutil = psutil
         try:
@@ -325,12 +326,12 @@ class _ProcessProbe:
 
 
 def _open_gpus(cuda_visible_devices: str | None) -> _GpuProbe | None:
-    from runbase.capture.env import _nvidia_present
+    from runbase.capture.env import _nvidia_present  # lazy: capture.env loads json, socket
 
     if not _nvidia_present():
         return None
     try:
-        import pynvml
+        import pynvml  # lazy: optional (GPUs only)
     except ImportError:
         return None
     try:

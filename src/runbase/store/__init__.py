@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from runbase.errors import FormatVersionError, StoreError
@@ -121,8 +122,6 @@ def _say_read_only(path: Path) -> None:
     if path in _told:
         return
     _told.add(path)
-    import sys
-
     sys.stderr.write(
         f"runbase: the store at {path} is read-only: reading it as it is "
         "(runs that crashed are not recovered, nothing is written)\n"

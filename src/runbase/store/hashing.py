@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import blake3
+
 from runbase.core import progress
 from runbase.core.ids import ALGO
 
@@ -14,9 +16,7 @@ _THREADED_ABOVE = 8 << 20
 _PROGRESS_STEP = 64 << 20
 
 
-def new_hasher(size_hint: int = 0):  # type: ignore[no-untyped-def]
-    import blake3
-
+def new_hasher(size_hint: int = 0) -> blake3.blake3:
     if size_hint >= _THREADED_ABOVE:
         return blake3.blake3(max_threads=blake3.blake3.AUTO)
     return blake3.blake3()
@@ -48,4 +48,3 @@ def hash_file(path: str | os.PathLike[str]) -> str:
                 h.update(chunk)
         progress.advance(size)
     return f"{ALGO}:{h.hexdigest()}"
-

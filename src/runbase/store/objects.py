@@ -346,7 +346,7 @@ def _reflink(src: int, dst: int) -> bool:
     """Share ``src``'s blocks with ``dst`` copy-on-write (instant), where the file system
     can (Btrfs, XFS); False elsewhere."""
     try:
-        import fcntl
+        import fcntl  # lazy: POSIX only; where it is missing (ImportError) there is no reflink
 
         fcntl.ioctl(dst, _FICLONE, src)
         return True

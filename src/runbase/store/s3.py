@@ -68,7 +68,7 @@ def parse_url(url: str) -> tuple[str, str]:
 
 
 def _client_error() -> type[Exception]:
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import ClientError  # lazy: boto3 is optional (runbase[s3])
 
     return ClientError
 
@@ -84,6 +84,7 @@ def _code(e: Exception) -> tuple[str, int]:
 def make_client(endpoint_url: str | None = None, region_name: str | None = None) -> Any:
     """A boto3 S3 client (thread-safe), or StoreError naming the extra to install."""
     try:
+        # lazy: boto3 is optional (runbase[s3]) and heavy; a missing one is reported here
         import boto3
         from botocore.config import Config
     except ImportError as e:
