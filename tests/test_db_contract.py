@@ -26,10 +26,12 @@ from runbase.core.spool import KIND_KEY, MAGIC, STEP_KEY, TIME_KEY, encode_frame
 from runbase.errors import FormatVersionError, StoreError
 from runbase.records import ingest, lifecycle, read
 from runbase.records.paging import page_rows
+from runbase.records.record import build_record
+from runbase.records.types import MetricSummary, RunRecord, RunsRow
 from runbase.render import views
 from runbase.store import Store
 from runbase.store.db import Database, open_database, pg_sql
-from runbase.store.schema import SCHEMA_VERSION, STORE_SCHEMA
+from runbase.store.schema import RUNS, SCHEMA_VERSION, STORE_SCHEMA
 from runbase.store.statcache import StatCache
 from runbase.store.tables import sql_type
 
@@ -256,6 +258,19 @@ def test_run_lifecycle_through_the_library(store: Store) -> None:
     assert series.values[:2] == [1.0, 0.5] and math.isnan(series.values[2])
     assert read.resolve(store, run_id[:10]) == run_id
     assert read.resolve(store, "renamed") == run_id
+
+
+def test_record_has_its_typed_keys(store: Store) -> None:
+    """runbase.records.types names every key of a built record, and RunsRow is the
+    declared runs table (runbase.store.schema), column for column."""
+    run_id = lifecycle.create_run(store, command=["t"], mode="api", name="typed")
+    _spool(store, run_id, [{"loss": 1.0, TIME_KEY: time.time(), STEP_KEY: 0}])
+    lifecycle.ingest_and_handle(store, run_id)
+    lifecycle.finalize(store, run_id, "finished", exit_code=0)
+    rec = build_record(store, run_id)
+    assert set(rec) == RunRecord.__required_keys__ | RunRecord.__optional_keys__
+    assert set(rec["metrics"]["loss"]) == MetricSummary.__required_keys__
+    assert list(RunsRow.__annotations__) == list(RUNS.columns)
 
 
 def test_upserts(db: Database) -> None:
