@@ -29,6 +29,7 @@ from typing import Any
 
 from runbase.core import ids
 from runbase.core.ids import split_id
+from runbase.errors import ShapeError, TooDeep
 
 MAX_DEPTH = 64  # JSON nesting, far below the interpreter's recursion limit
 MAX_TEXT = 16 << 20  # characters of one text value (bundle.MAX_TEXT)
@@ -37,19 +38,6 @@ MAX_NAME = 4096  # characters of a name, key, user, host or path
 # ``datetime.fromtimestamp`` turns into a date on every platform runbase supports
 MAX_TIME = 253402300799.0
 _I64 = 1 << 63
-
-
-class ShapeError(ValueError):
-    """A value that does not have its documented shape; ``where`` names the field."""
-
-    def __init__(self, where: str, message: str) -> None:
-        super().__init__(f"{where}: {message}")
-        self.where = where
-        self.message = message
-
-
-class TooDeep(ValueError):
-    """JSON nested deeper than a reader can take."""
 
 
 # -- JSON text with a bounded depth ----------------------------------------------------

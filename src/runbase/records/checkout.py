@@ -9,7 +9,7 @@ Nothing recorded is trusted (docs/security.md): every path is validated as it is
 (:mod:`runbase.core.safepath`; a path that could leave ``into`` refuses the whole checkout),
 bytes are written through :class:`~runbase.core.safepath.SafeRoot` (never through a symlink,
 never outside ``into``), and every object is verified against its id as it is copied
-(:class:`~runbase.store.objects.CorruptObject` names the object and the run).
+(:class:`~runbase.errors.CorruptObject` names the object and the run).
 """
 
 from __future__ import annotations
@@ -28,10 +28,9 @@ from runbase.core.safepath import (
     check_relpath,
     link_escapes,
 )
-from runbase.errors import RunbaseError, UnsafePathError, UsageError
+from runbase.errors import CorruptObject, RunbaseError, UnsafePathError, UsageError
 from runbase.store import Store
 from runbase.store.hashing import CHUNK, new_hasher
-from runbase.store.objects import CorruptObject
 
 # a store kept inside the target under another name: never written by a restore
 _STORE_PARTS = ("objects", "spool", "tmp", "envs", "corrupt", "runbase.db", "FORMAT")

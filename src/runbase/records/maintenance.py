@@ -14,10 +14,9 @@ from runbase.capture.manifest import load_manifest
 from runbase.core import progress
 from runbase.core.ids import split_id
 from runbase.core.shapes import CODE, LOGS, NOTEBOOK, Oid, load_column, loads
-from runbase.errors import BundleError, UnsafePathError
+from runbase.errors import BundleError, CorruptObject, ObjectTooLarge, UnsafePathError
 from runbase.store import Store
 from runbase.store.hashing import hash_file
-from runbase.store.objects import CorruptObject, ObjectTooLarge
 from runbase.store.statcache import forget
 
 GC_GRACE_SECONDS = (

@@ -27,19 +27,10 @@ from typing import IO, Any
 
 from runbase.core.config import load_config, save_config
 from runbase.core.shapes import loads
-from runbase.errors import RunbaseError, UsageError
+from runbase.errors import RemoteError, UsageError
 
 DEFAULT_PROJECT = "default"
 _REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-
-
-class RemoteError(RunbaseError):
-    """A request to the server failed (after retries) or was refused."""
-
-    def __init__(self, message: str, status: int | None = None, body: Any = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = body
 
 
 def normalize_url(url: str) -> str:

@@ -32,14 +32,22 @@ from starlette.concurrency import run_in_threadpool  # noqa: E402
 
 from runbase import __version__  # noqa: E402
 from runbase.core.shapes import loads  # noqa: E402
-from runbase.errors import RunbaseError  # noqa: E402
-from runbase.records.bundle import BundleError  # noqa: E402
+from runbase.errors import (  # noqa: E402
+    AuthError,
+    BundleError,
+    Conflict,
+    CorruptObject,
+    Forbidden,
+    LoginRequired,
+    ObjectIdMismatch,
+    RunbaseError,
+    TooLarge,
+)
 from runbase.server import control  # noqa: E402
-from runbase.server.control import AuthError, Conflict, Forbidden, User  # noqa: E402
+from runbase.server.control import User  # noqa: E402
 from runbase.server.logs import AccessLog  # noqa: E402
 from runbase.server.service import MAX_OBJECT_BYTES, MissingObjects, Server, ServerConfig  # noqa: E402
 from runbase.store import Store  # noqa: E402
-from runbase.store.objects import CorruptObject, ObjectIdMismatch  # noqa: E402
 from runbase.web import pages  # noqa: E402
 from runbase.web.api import json_response  # noqa: E402
 from runbase.web.api import router as api_router  # noqa: E402
@@ -57,14 +65,6 @@ ProjectName = Annotated[str, Path(pattern=PROJECT_PATH, max_length=59, descripti
 Oid = Annotated[str, Path(pattern=OID_PATH, description="Object id, `blake3:<64 hex>`")]
 RunId = Annotated[str, Path(pattern=RUN_ID_PATH, description="Run id (16 characters)")]
 RunRef = Annotated[str, Path(max_length=1000, description="Run id, prefix, name or `latest`")]
-
-
-class TooLarge(RunbaseError):
-    """A request body over its limit (HTTP 413)."""
-
-
-class LoginRequired(Exception):
-    """A page asked for without a session: redirect to the login page."""
 
 
 # -- dependencies -------------------------------------------------------------------------

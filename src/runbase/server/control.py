@@ -22,7 +22,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from runbase.errors import FormatVersionError, RunbaseError, StoreError
+from runbase.errors import (
+    AuthError,
+    Conflict,
+    Forbidden,
+    FormatVersionError,
+    RunbaseError,
+    StoreError,
+)
+from runbase.errors import NotFound as NotFoundError
 from runbase.store.db import Database, open_database, sqlite_path
 from runbase.store.tables import DOUBLE, INTEGER, TEXT, Column, Index, Schema, Table
 
@@ -126,22 +134,6 @@ CONTROL_SCHEMA = Schema(
 )
 # The SQLite DDL of version 1, the oldest control schema a migration starts from.
 CONTROL_V1 = CONTROL_SCHEMA.create("sqlite", version=1)
-
-
-class AuthError(RunbaseError):
-    """No valid credential (HTTP 401)."""
-
-
-class Forbidden(RunbaseError):
-    """A valid credential without the right (HTTP 403)."""
-
-
-class Conflict(RunbaseError):
-    """The request clashes with what exists (HTTP 409)."""
-
-
-class NotFoundError(RunbaseError):
-    """No such user, project or token, as far as the caller may know (HTTP 404)."""
 
 
 @dataclass(frozen=True)

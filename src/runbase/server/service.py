@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from runbase.core.ids import split_id
-from runbase.errors import RunbaseError, StoreError
+from runbase.errors import AuthError, Conflict, Forbidden, RunbaseError, StoreError
 from runbase.records import lineage
 from runbase.render import views
 from runbase.server import control
-from runbase.server.control import AuthError, Conflict, Forbidden, User
+from runbase.server.control import User
 from runbase.server.projects import ProjectStores, open_objects_checked
 from runbase.store import Store
 from runbase.store.db import Database, redact_url

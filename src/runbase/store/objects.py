@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from runbase.core import progress
 from runbase.core.ids import ALGO, split_id
-from runbase.errors import StoreError
+from runbase.errors import CorruptObject, ObjectIdMismatch, ObjectTooLarge
 from runbase.store.hashing import CHUNK as _CHUNK
 from runbase.store.hashing import hash_bytes, new_hasher
 
@@ -25,37 +25,6 @@ if TYPE_CHECKING:
     from runbase.store.protocol import Objects
 
 _SMALL = 4 << 20  # files up to this size are read whole: hash first, write only if new
-
-
-class ObjectIdMismatch(StoreError):
-    """Bytes offered under an id that is not their BLAKE3: refused, nothing is stored."""
-
-
-class ObjectTooLarge(StoreError):
-    """An object larger than the reader's ``max_size``: refused before it is read."""
-
-    def __init__(self, oid: str, size: int, max_size: int) -> None:
-        super().__init__(f"{oid} is {size} bytes, over {max_size}")
-        self.size = size
-
-
-class CorruptObject(StoreError):
-    """An object whose bytes, as read, do not hash to its id: nothing read is handed on.
-    ``run`` (set by a caller that knows it) is named in the message too."""
-
-    def __init__(self, oid: str, actual: str, run: str | None = None, where: str = "") -> None:
-        self.oid, self.actual, self.run, self.where = oid, actual, run, where
-        of = f" (of run {run})" if run else ""
-        at = f" at {where}" if where else ""
-        ref = run or "RUN"
-        super().__init__(
-            f"object {oid}{of} is corrupted{at}: its bytes hash to {actual}. Nothing was "
-            f"written from it. `runbase fsck` lists damaged objects; `runbase pull --data "
-            f"{ref}` fetches a good copy from a remote that has one"
-        )
-
-    def for_run(self, run: str) -> CorruptObject:
-        return CorruptObject(self.oid, self.actual, run, self.where)
 
 
 class Verifier:

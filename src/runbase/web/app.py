@@ -30,8 +30,7 @@ from fastapi.responses import Response  # noqa: E402
 from starlette.middleware.gzip import GZipMiddleware  # noqa: E402
 
 from runbase import __version__  # noqa: E402
-from runbase.errors import RunbaseError, RunNotFound, StoreError  # noqa: E402
-from runbase.render.views import NotFound  # noqa: E402
+from runbase.errors import NotFound, RunbaseError, RunNotFound, StoreError  # noqa: E402
 from runbase.store import Store, locate  # noqa: E402
 from runbase.web.api import StorePool, get_store, json_response  # noqa: E402
 from runbase.web.api import router as api_router  # noqa: E402
