@@ -35,7 +35,7 @@ from fastapi import FastAPI  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from runbase.server import admin, control  # noqa: E402
-from runbase.server import app as server_app  # noqa: E402
+from runbase.server import middleware, routes_pages, routes_push  # noqa: E402
 from runbase.server.app import CSRF_COOKIE, SESSION_COOKIE, create_server_app  # noqa: E402
 from runbase.server.logs import ACCESS_LOGGER  # noqa: E402
 from runbase.server.service import ServerConfig  # noqa: E402
@@ -353,7 +353,7 @@ def test_every_route_is_classified(lite: Env) -> None:
         f"unclassified routes: {sorted(found - set(ROUTES))}; gone: {sorted(set(ROUTES) - found)}"
     )
     outside: set[tuple[str, str]] = set()
-    for router, prefix in ((server_app.ui, ""), (pages.router, "/p/{project}")):
+    for router, prefix in ((routes_pages.ui, ""), (pages.router, "/p/{project}")):
         for route in router.routes:
             for method in getattr(route, "methods", None) or ():
                 if method != "HEAD":
@@ -703,8 +703,9 @@ def test_a_run_cannot_point_at_objects_its_project_does_not_hold(
 
 
 def test_body_limits(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(server_app, "MAX_BUNDLE", 1000)
-    monkeypatch.setattr(server_app, "MAX_OBJECT_BYTES", 100)
+    monkeypatch.setattr(middleware, "MAX_BUNDLE", 1000)
+    monkeypatch.setattr(middleware, "MAX_OBJECT_BYTES", 100)
+    monkeypatch.setattr(routes_push, "MAX_OBJECT_BYTES", 100)
     c, w = env.client, env.auth("wanda")
     new_id, bundle = env.fresh_bundle()
     r = c.put(f"/p/{PROJECT}/api/runs/{new_id}/bundle", json=bundle, headers=w)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from runbase.core.ids import split_id
-from runbase.errors import AuthError, Conflict, Forbidden, RunbaseError, StoreError
+from runbase.errors import AuthError, Conflict, Forbidden, NotFound, RunbaseError, StoreError
 from runbase.records import lineage
 from runbase.render import views
 from runbase.server import control
@@ -135,14 +135,14 @@ class Server:
     def object_chunks(self, project: str, oid: str) -> Iterator[bytes]:
         check_oid(oid)
         if not control.held_objects(self.control, project, [oid]):
-            raise views.NotFound(f"no object {oid} in project {project!r}")
+            raise NotFound(f"no object {oid} in project {project!r}")
         # verified before the first byte leaves while small (a damaged copy is a clear
         # error, not a cut stream); a large one is hashed as it streams, and its reader
         # re-hashes it (a pull stores nothing that does not match)
         try:
             size = self.objects.size(oid)
         except FileNotFoundError:
-            raise views.NotFound(f"object {oid} is missing from the server's store") from None
+            raise NotFound(f"object {oid} is missing from the server's store") from None
         if size <= VERIFY_BEFORE_SENDING:
             return iter([self.objects.get_bytes(oid)])
         return self.objects.iter_bytes(oid)

@@ -29,13 +29,13 @@ from fastapi import Depends, FastAPI, Request  # noqa: E402
 from fastapi.responses import Response  # noqa: E402
 from starlette.middleware.gzip import GZipMiddleware  # noqa: E402
 
-from runbase import __version__  # noqa: E402
-from runbase.errors import NotFound, RunbaseError, RunNotFound, StoreError  # noqa: E402
+from runbase.core.version import __version__  # noqa: E402
 from runbase.store import Store, locate  # noqa: E402
 from runbase.web.api import StorePool, get_store, json_response  # noqa: E402
 from runbase.web.api import router as api_router  # noqa: E402
+from runbase.web.errors import error_handlers  # noqa: E402
 
-__all__ = ["create_app", "get_store", "json_response"]
+__all__ = ["create_app", "error_handlers", "get_store", "json_response"]
 
 PLOTLY_PATH = "/static/vendor/plotly.min.js"
 
@@ -143,20 +143,6 @@ def _host_name(host: str) -> str:
     if host.count(":") == 1:  # name:port (a bare IPv6 address has several colons)
         host = host.split(":", 1)[0]
     return host.rstrip(".")
-
-
-def error_handlers(app: FastAPI) -> None:
-    def handler(status: int) -> Callable[[Request, Exception], Response]:
-        def handle(request: Request, exc: Exception) -> Response:
-            return json_response({"detail": str(exc)}, status_code=status)
-
-        return handle
-
-    # the most specific class wins: RunNotFound and NotFound before RunbaseError
-    app.add_exception_handler(RunNotFound, handler(404))
-    app.add_exception_handler(NotFound, handler(404))
-    app.add_exception_handler(StoreError, handler(503))
-    app.add_exception_handler(RunbaseError, handler(400))
 
 
 def _include_pages(app: FastAPI, deps: list[Any]) -> None:
