@@ -34,8 +34,7 @@ require("httpx")
 from fastapi import FastAPI  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
-from runbase.server import admin, control  # noqa: E402
-from runbase.server import middleware, routes_pages, routes_push  # noqa: E402
+from runbase.server import admin, control, middleware, routes_pages, routes_push  # noqa: E402
 from runbase.server.app import CSRF_COOKIE, SESSION_COOKIE, create_server_app  # noqa: E402
 from runbase.server.logs import ACCESS_LOGGER  # noqa: E402
 from runbase.server.service import ServerConfig  # noqa: E402
