@@ -177,6 +177,13 @@ def test_schema_whitelist_matches_a_real_database(sqlite_dst: Store) -> None:
         info = conn.execute(f"PRAGMA table_info({name})").fetchall()
         assert list(schema()[name].columns) == [r[1] for r in info]
         assert schema()[name].key == tuple(r[1] for r in sorted(info, key=lambda r: r[5]) if r[5])
+        for _, col, type_, notnull, default, pk in info:  # what validation relies on
+            c = schema()[name].columns[col]
+            assert (c.type, c.not_null, c.has_default) == (
+                type_,
+                bool(notnull or pk),
+                default is not None,
+            )
     conn.close()
 
 
