@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple  # not dataclasses: opening a store imports no inspect
 
 TEXT = "TEXT"
 INTEGER = "INTEGER"
@@ -43,8 +43,7 @@ def quote(name: str) -> str:
     return f'"{name}"'
 
 
-@dataclass(frozen=True)
-class Column:
+class Column(NamedTuple):
     """One column. ``not_null`` is what the column guarantees: a primary key column is
     declared ``not_null=True`` (both dialects' rule; a single-column key is written
     ``name TYPE PRIMARY KEY`` as the schema always has been). ``since``: the schema
@@ -58,10 +57,6 @@ class Column:
     unique: bool = False
     since: int | None = None
 
-    def __post_init__(self) -> None:
-        if not _NAME.match(self.name) or self.type not in TYPES:
-            raise ValueError(f"bad column declaration {self!r}")
-
     @property
     def has_default(self) -> bool:
         return self.default is not None
@@ -72,8 +67,7 @@ class Column:
         return self.not_null and not self.has_default
 
 
-@dataclass(frozen=True)
-class Index:
+class Index(NamedTuple):
     name: str
     columns: tuple[str, ...]
     since: int | None = None  # None: it came with its table
@@ -110,6 +104,8 @@ class Table:
             raise ValueError(f"bad table declaration {self!r}")
         last = self.since
         for col in self.columns.values():
+            if not _NAME.match(col.name) or col.type not in TYPES:
+                raise ValueError(f"{self.name}: bad column declaration {col!r}")
             added = self.added(col)
             # ADD COLUMN appends: declaration order must be the order of the versions
             if added < last or (self.until is not None and added >= self.until):
