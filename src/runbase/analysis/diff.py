@@ -1,9 +1,9 @@
-"""``runbase diff``: what differs between two runs, section by section.
+"""``runbase diff``: what differs between two runs, section by section (computation).
 
 :func:`diff_runs` and :func:`diff_head` return the documented JSON structure
-(docs/diff-format.md); :func:`render` turns it into text. Everything is read from the
-store: the code comes from the two stored source trees, not from the work tree, so a
-diff stays exact after the files on disk moved on.
+(docs/diff-format.md); :func:`runbase.render.diff.render` turns it into text. Everything
+is read from the store: the code comes from the two stored source trees, not from the
+work tree, so a diff stays exact after the files on disk moved on.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import click
-
 from runbase.capture.manifest import load_manifest
+from runbase.capture.overrides import apply_to_argv
+from runbase.capture.sysmetrics import is_system_metric
 from runbase.errors import RunbaseError, UsageError
 from runbase.records.read import resolve
 from runbase.records.record import build_record
@@ -26,8 +26,7 @@ from runbase.store import Store
 DIFF_VERSION = 1
 # the order of the report; "run" (command and exit status) has no CLI flag of its own
 SECTIONS = ("params", "metrics", "code", "data", "env", "run")
-_LABELS = {"run": "command and exit status"}
-_BINARY_SNIFF = 8192  # like git: a NUL byte near the start means binary
+BINARY_SNIFF = 8192  # like git: a NUL byte near the start means binary
 
 
 def diff_runs(
@@ -69,13 +68,13 @@ def _header(rec: dict[str, Any]) -> dict[str, Any]:
     return {k: rec[k] for k in ("id", "name", "status", "started_at")}
 
 
-def _canon(v: Any) -> str:
+def canonical_json(v: Any) -> str:
     """Compare JSON values exactly: in Python ``1 == 1.0 == True``."""
     return json.dumps(v, sort_keys=True)
 
 
 def _change(old: Any, new: Any) -> dict[str, Any] | None:
-    return None if _canon(old) == _canon(new) else {"old": old, "new": new}
+    return None if canonical_json(old) == canonical_json(new) else {"old": old, "new": new}
 
 
 # -- params ------------------------------------------------------------------------
@@ -91,7 +90,7 @@ def _params(store: Store, ra: dict[str, Any], rb: dict[str, Any]) -> dict[str, A
     changed = [
         {"key": k, "old": pa[k], "new": pb[k], "old_source": sa.get(k), "new_source": sb.get(k)}
         for k in sorted(pa.keys() & pb.keys())
-        if _canon(pa[k]) != _canon(pb[k]) or sa.get(k) != sb.get(k)
+        if canonical_json(pa[k]) != canonical_json(pb[k]) or sa.get(k) != sb.get(k)
     ]
     unchanged = not (added or removed or changed)
     return {"unchanged": unchanged, "added": added, "removed": removed, "changed": changed}
@@ -101,8 +100,6 @@ def _params(store: Store, ra: dict[str, Any], rb: dict[str, Any]) -> dict[str, A
 
 
 def _metrics(store: Store, ra: dict[str, Any], rb: dict[str, Any]) -> dict[str, Any]:
-    from runbase.capture.sysmetrics import is_system_metric
-
     # system metrics (sys/*) describe the machine's load, not the result: left out
     ma = {k: _num(m["value"]) for k, m in ra["metrics"].items() if not is_system_metric(k)}
     mb = {k: _num(m["value"]) for k, m in rb["metrics"].items() if not is_system_metric(k)}
@@ -233,7 +230,7 @@ def _text(store: Store, entry: dict[str, Any] | None) -> Any:
         raise RunbaseError(
             f"cannot read {entry['path']} ({entry['oid']}): {e} (see `runbase fsck`)"
         )
-    if b"\0" in data[:_BINARY_SNIFF]:
+    if b"\0" in data[:BINARY_SNIFF]:
         return _BINARY
     try:
         return data.decode("utf-8")
@@ -328,7 +325,7 @@ def package_changes(pa: list[dict[str, Any]], pb: list[dict[str, Any]]) -> dict[
     }
     for n in sorted(a.keys() & b.keys()):
         old, new = a[n], b[n]
-        if _canon(old) != _canon(new):
+        if canonical_json(old) != canonical_json(new):
             kind = {-1: "upgraded", 1: "downgraded"}.get(
                 _cmp_versions(old["version"], new["version"]), "changed"
             )
@@ -339,7 +336,7 @@ def package_changes(pa: list[dict[str, Any]], pb: list[dict[str, Any]]) -> dict[
 def _cmp_versions(a: str, b: str) -> int:
     """-1, 0 or 1. PEP 440 when ``packaging`` can parse both; else a numeric-aware key
     (local builds such as ``2023.1-custom`` are not PEP 440)."""
-    try:
+    try:  # lazy: an optional third-party package, needed only when packages changed
         from packaging.version import InvalidVersion, Version
     except ImportError:
         pass
@@ -374,10 +371,10 @@ def _run(store: Store, ra: dict[str, Any], rb: dict[str, Any]) -> dict[str, Any]
 def _only_params(ra: dict[str, Any], rb: dict[str, Any]) -> bool:
     """Does B's command equal A's with B's changed params written in? (Then the params
     section already says it all: ``--lr 0.1`` -> ``--lr 0.2`` is one change, not two.)"""
-    from runbase.capture.overrides import apply_to_argv
-
     pa, pb = ra.get("params") or {}, rb.get("params") or {}
-    changed = {k: v for k, v in pb.items() if k in pa and _canon(pa[k]) != _canon(v)}
+    changed = {
+        k: v for k, v in pb.items() if k in pa and canonical_json(pa[k]) != canonical_json(v)
+    }
     if not changed:
         return False
     argv, rest = apply_to_argv(list(ra["command"]), changed, ra.get("param_sources"))
@@ -392,249 +389,3 @@ _SECTION_DIFFS: dict[str, Callable[[Store, dict[str, Any], dict[str, Any]], dict
     "env": _env,
     "run": _run,
 }
-
-
-# -- text --------------------------------------------------------------------------
-
-
-def render(report: dict[str, Any], color: bool = False) -> str:
-    """The report as text: a section per dimension, unchanged ones on one line."""
-
-    def paint(text: str, **style: Any) -> str:
-        return click.style(text, **style) if color else text
-
-    if "head" in report:
-        return "\n".join(_render_head(report, paint))
-    lines = [paint(f"diff {_who(report['a'])} → {_who(report['b'])}", bold=True), ""]
-    for name in SECTIONS:
-        section = report.get(name)
-        if section is None:
-            continue
-        label = _LABELS.get(name, name)
-        if section["unchanged"] and (section.get("command") or {}).get("explained_by_params"):
-            lines.append(f"{label}: unchanged (the command differs only by the params above)")
-        elif section["unchanged"]:
-            lines.append(f"{label}: unchanged")
-        else:
-            lines += [paint(f"{label}:", bold=True), *_RENDERERS[name](section, paint)]
-    return "\n".join(lines)
-
-
-_Paint = Callable[..., str]
-
-
-def _who(run: dict[str, Any]) -> str:
-    return f"{run['id'][:10]} ({run['name']})"
-
-
-def _show(v: Any) -> str:
-    if isinstance(v, str):
-        return v
-    if isinstance(v, list) and all(isinstance(x, str) for x in v):
-        return " ".join(v)  # a command line
-    s = json.dumps(v, ensure_ascii=False, sort_keys=True)
-    return s if len(s) <= 200 else s[:199] + "…"
-
-
-def _fields(name: str, change: dict[str, Any] | None) -> list[str]:
-    """``name.key: old → new`` for each key that differs (or the whole value)."""
-    if change is None:
-        return []
-    old, new = change["old"], change["new"]
-    if isinstance(old, dict) and isinstance(new, dict):
-        keys = sorted(
-            k for k in old.keys() | new.keys() if _canon(old.get(k)) != _canon(new.get(k))
-        )
-        return [f"  {name}.{k}: {_show(old.get(k))} → {_show(new.get(k))}" for k in keys]
-    return [f"  {name}: {_show(old)} → {_show(new)}"]
-
-
-def _render_params(s: dict[str, Any], paint: _Paint) -> list[str]:
-    def src(*sources: Any) -> str:
-        uniq = list(dict.fromkeys(x for x in sources if x))
-        return f"  [{' → '.join(uniq)}]" if uniq else ""
-
-    lines = [
-        paint(f"  + {p['key']} = {_show(p['value'])}", fg="green") + src(p["source"])
-        for p in s["added"]
-    ]
-    lines += [
-        paint(f"  - {p['key']} = {_show(p['value'])}", fg="red") + src(p["source"])
-        for p in s["removed"]
-    ]
-    lines += [
-        paint(f"  ~ {p['key']}: {_show(p['old'])} → {_show(p['new'])}", fg="yellow")
-        + src(p["old_source"], p["new_source"])
-        for p in s["changed"]
-    ]
-    return lines
-
-
-def _fmt_num(v: Any) -> str:
-    return f"{v:.6g}" if isinstance(v, float) else _show(v)
-
-
-def _render_metrics(s: dict[str, Any], paint: _Paint) -> list[str]:
-    lines = []
-    for m in s["changed"]:
-        if m["relative"] is not None:
-            size = f"  ({m['delta']:+.4g}, {m['relative']:+.1%})"
-        elif m["delta"] is not None:
-            size = f"  ({m['delta']:+.4g}, from 0)"
-        else:
-            size = ""
-        lines.append(
-            paint(f"  ~ {m['key']}: {_fmt_num(m['old'])} → {_fmt_num(m['new'])}", fg="yellow")
-            + size
-        )
-    lines += [paint(f"  + {m['key']} = {_fmt_num(m['value'])}", fg="green") for m in s["added"]]
-    lines += [paint(f"  - {m['key']} = {_fmt_num(m['value'])}", fg="red") for m in s["removed"]]
-    return lines
-
-
-def _code_line(tag: str, state: dict[str, Any] | None) -> str:
-    if state is None:
-        return f"  {tag}: no code snapshot"
-    if state["kind"] != "git":
-        return f"  {tag}: directory snapshot (not a git repository)"
-    where = f"commit {(state['commit'] or '(none yet)')[:10]}"
-    if state.get("branch"):
-        where += f" on {state['branch']}"
-    if state.get("patch_id"):
-        return f"  {tag}: {where}, uncommitted changes"
-    # dirty without a patch: only unsnapshotted files (data, secrets) were untracked
-    return f"  {tag}: {where}, clean" + (" (untracked data files only)" if state["dirty"] else "")
-
-
-def _render_code(s: dict[str, Any], paint: _Paint) -> list[str]:
-    lines = [_code_line("A", s["a"]), _code_line("B", s["b"])]
-    for f in s["files"]:
-        note = " (binary files differ)" if f["binary"] else ""
-        if f["mode"]:
-            note += f" (type {f['mode']['old']} → {f['mode']['new']})"
-        lines.append(f"  {f['status']}: {f['path']}{note}")
-    if s["not_diffed"]:
-        lines.append(f"  not diffed (data, large or secret files): {', '.join(s['not_diffed'])}")
-    for f in s["files"]:
-        if f["diff"]:
-            lines += _paint_patch(f["diff"], paint)
-    return lines
-
-
-def _paint_patch(patch: str, paint: _Paint) -> list[str]:
-    out: list[str] = []
-    in_binary = False
-    for line in patch.splitlines():
-        if line.startswith("diff --git"):
-            in_binary = False
-        elif line == "GIT binary patch":  # base85 data: unreadable, say what it is
-            in_binary = True
-            out.append("binary files differ")
-            continue
-        if in_binary:
-            continue
-        if line.startswith(("+++", "---", "diff --git")):
-            out.append(paint(line, bold=True))
-        elif line.startswith("@@"):
-            out.append(paint(line, fg="cyan"))
-        elif line.startswith("+"):
-            out.append(paint(line, fg="green"))
-        elif line.startswith("-"):
-            out.append(paint(line, fg="red"))
-        else:
-            out.append(line)
-    return out
-
-
-def _short_hash(h: str | None) -> str:
-    return "-" if not h else h.split(":", 1)[-1][:12]
-
-
-def _render_files(title: str, part: dict[str, list[Any]], paint: _Paint) -> list[str]:
-    from runbase.render.table import fmt_bytes
-
-    def size(n: int | None) -> str:
-        return "?" if n is None else fmt_bytes(n)
-
-    if not any(part.values()):
-        return [f"  {title}: unchanged"]
-    lines = [f"  {title}:"]
-    lines += [
-        paint(f"    + {f['path']}  {_short_hash(f['hash'])} ({size(f['size'])})", fg="green")
-        for f in part["added"]
-    ]
-    lines += [
-        paint(f"    - {f['path']}  {_short_hash(f['hash'])} ({size(f['size'])})", fg="red")
-        for f in part["removed"]
-    ]
-    lines += [
-        paint(
-            f"    ~ {f['path']}  {_short_hash(f['old_hash'])} → {_short_hash(f['new_hash'])} "
-            f"({size(f['old_size'])} → {size(f['new_size'])})",
-            fg="yellow",
-        )
-        for f in part["changed"]
-    ]
-    return lines
-
-
-def _render_data(s: dict[str, Any], paint: _Paint) -> list[str]:
-    return _render_files("inputs", s["inputs"], paint) + _render_files(
-        "outputs", s["outputs"], paint
-    )
-
-
-def _render_env(s: dict[str, Any], paint: _Paint) -> list[str]:
-    lines = _fields("python", s["python"])
-    pk = s["packages"]
-    counts = ", ".join(f"{len(v)} {k}" for k, v in pk.items() if v)
-    if counts:
-        lines.append(f"  packages: {counts}")
-        lines += [
-            paint(f"    ↑ {p['name']} {p['old']} → {p['new']}", fg="yellow") for p in pk["upgraded"]
-        ]
-        lines += [
-            paint(f"    ↓ {p['name']} {p['old']} → {p['new']}", fg="yellow")
-            for p in pk["downgraded"]
-        ]
-        lines += [
-            f"    ~ {p['name']} {p['old']} → {p['new']} (source changed)" for p in pk["changed"]
-        ]
-        lines += [paint(f"    + {p['name']} {p['version']}", fg="green") for p in pk["added"]]
-        lines += [paint(f"    - {p['name']} {p['version']}", fg="red") for p in pk["removed"]]
-    for key in ("os", "cpu", "gpus", "container"):
-        lines += _fields(key, s[key])
-    return lines
-
-
-def _render_run(s: dict[str, Any], paint: _Paint) -> list[str]:
-    return [line for key in ("command", "status", "exit_code") for line in _fields(key, s[key])]
-
-
-_RENDERERS: dict[str, Callable[[dict[str, Any], _Paint], list[str]]] = {
-    "params": _render_params,
-    "metrics": _render_metrics,
-    "code": _render_code,
-    "data": _render_data,
-    "env": _render_env,
-    "run": _render_run,
-}
-
-
-def _render_head(report: dict[str, Any], paint: _Paint) -> list[str]:
-    who, head = _who(report["a"]), report["head"]
-    if head is None:
-        return [f"{who}: no code snapshot was recorded (run with --no-code?)"]
-    if head["kind"] != "git":
-        return [f"{who} ran outside a git repository: there is no commit to compare with"]
-    where = f"commit {(head['commit'] or '(none yet)')[:10]}"
-    if head.get("branch"):
-        where += f" on {head['branch']}"
-    if head["patch"] is None and head.get("patch_id"):
-        return [f"{who}: the stored patch {head['patch_id']} cannot be read (see `runbase fsck`)"]
-    if head["patch"] is None:
-        # dirty without a patch: only unsnapshotted files (data, secrets) were untracked
-        extra = " to its code (only data or secret files, not snapshotted)" if head["dirty"] else ""
-        return [f"{who}: no uncommitted changes{extra} against {where}"]
-    title = paint(f"{who}: uncommitted changes against {where}", bold=True)
-    return [title, "", *_paint_patch(head["patch"], paint)]

@@ -491,7 +491,8 @@ def trace(ctx: click.Context, target: str, as_json: bool) -> None:
 @click.pass_context
 def diff(ctx: click.Context, run_a: str, run_b: str | None, as_json: bool, **flags: bool) -> None:
     """What differs from run A to run B; with A alone, A's uncommitted code change."""
-    from runbase.analysis.diff import diff_head, diff_runs, render
+    from runbase.analysis.diff import diff_head, diff_runs
+    from runbase.render.diff import render
 
     store = _open(ctx)
     sections = [name for name, on in flags.items() if on] or None
@@ -776,6 +777,11 @@ def reproduce(
         _echo_json(result.as_dict())
     else:
         click.echo(render(result, sys.stdout.isatty()))
+        if result.diff is not None:  # tracking renders no diff: render sits above it
+            from runbase.render.diff import render as render_diff
+
+            click.echo("")
+            click.echo(render_diff(result.diff, sys.stdout.isatty()))
     ctx.exit(EXIT_CODES[result.verdict.outcome])
 
 

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from runbase.analysis.diff import diff_runs, package_changes
-from runbase.analysis.diff import render as render_diff
 from runbase.capture import overrides as ov
 from runbase.capture.env import packages
 from runbase.capture.sysmetrics import is_system_metric
@@ -485,7 +484,8 @@ def _pkg(item: Any) -> str:
 
 
 def render(result: Reproduction, color: bool = False) -> str:
-    """The verdict as text (the diff follows when it diverged)."""
+    """The verdict as text. The diff (``result.diff``, when it diverged) is rendered by
+    the caller (runbase.render.diff): tracking sits below render."""
     v = result.verdict
     lines = [f"{v.outcome}: run {result.run_id} vs {result.original}"]
     if v.requested:
@@ -514,9 +514,6 @@ def render(result: Reproduction, color: bool = False) -> str:
         lines.append(f"  timing, not compared: {keys}")
     if result.unused_overrides:
         lines.append(f"  overrides nothing used: {', '.join(result.unused_overrides)}")
-    if result.diff is not None:
-        lines.append("")
-        lines.append(render_diff(result.diff, color=color))
     return "\n".join(lines)
 
 
