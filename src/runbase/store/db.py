@@ -527,7 +527,7 @@ class PostgresDatabase(Database):
         namespace: str | None = None,
     ) -> PostgresDatabase:
         try:
-            import psycopg
+            import psycopg  # lazy: an optional driver (~80 ms), for PostgreSQL only
         except ImportError as e:
             raise StoreError(
                 f"a PostgreSQL database needs the psycopg driver: {POSTGRES_INSTALL_HINT} ({e})"
@@ -599,7 +599,7 @@ def quote_ident(name: str) -> str:
 
 def _lock_key(namespace: str) -> int:
     """A stable signed 64-bit advisory lock key for ``namespace``."""
-    import hashlib
+    import hashlib  # lazy: only a PostgreSQL namespace needs it (OpenSSL's load)
 
     return int.from_bytes(
         hashlib.blake2b(namespace.encode(), digest_size=8).digest(), "big", signed=True
