@@ -456,7 +456,7 @@ class _SharedConnections:
     def _connect(self) -> Any:
         self._close_orphans()
         try:
-            # raw cursors: PostgreSQL's $n placeholders (see pg_sql), % is no special
+            # raw cursors: PostgreSQL's $n placeholders (see pg_sql); % is not special
             conn = self.psycopg.connect(
                 self.url, autocommit=True, cursor_factory=self.psycopg.RawCursor
             )
