@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
-from runbase.cli import _open, main
+from runbase.cli._common import open_store
 
 
-@main.command()
+@click.command()
 @click.argument("url")
 @click.option("--token", envvar="RUNBASE_TOKEN", help="An API token (default: prompt).")
 def login(url: str, token: str | None) -> None:
     """Keep an API token for the server at URL (in your config, mode 0600)."""
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.core.config import config_path
     from runbase.remote.client import login as do_login
 
@@ -24,7 +27,7 @@ def login(url: str, token: str | None) -> None:
     )
 
 
-@main.group()
+@click.group()
 def remote() -> None:
     """Named team servers (and projects) to push to and pull from."""
 
@@ -35,6 +38,7 @@ def remote() -> None:
 @click.option("--project", "-p", default="default", show_default=True, help="The server project.")
 def remote_add(name: str, url: str, project: str) -> None:
     """Add remote NAME: project PROJECT on the server at URL."""
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.remote.client import add_remote
 
     r = add_remote(name, url, project)
@@ -46,6 +50,7 @@ def remote_add(name: str, url: str, project: str) -> None:
 @click.argument("name")
 def remote_remove(name: str) -> None:
     """Forget remote NAME."""
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.remote.client import remove_remote
 
     remove_remote(name)
@@ -54,13 +59,14 @@ def remote_remove(name: str) -> None:
 @remote.command("list")
 def remote_list() -> None:
     """List remotes."""
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.remote.client import remotes
 
     for r in remotes().values():
         click.echo(f"{r.name}\t{r.url}\t{r.project}\t{'logged in' if r.token else 'no token'}")
 
 
-@main.command()
+@click.command()
 @click.argument("run_refs", nargs=-1, metavar="[RUN]...")
 @click.option("--all", "all_runs", is_flag=True, help="Push every run of the store.")
 @click.option("--to", "remote_name", metavar="REMOTE", help="The remote (default: the only one).")
@@ -77,12 +83,13 @@ def push(
 ) -> None:
     """Push runs (default: the latest, and runs whose publishing did not complete) and
     the objects they reference to a remote."""
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.remote.client import get_remote
     from runbase.remote.sync import push as do_push
     from runbase.remote.sync import pushable_runs
     from runbase.render.table import fmt_bytes
 
-    store = _open(ctx)
+    store = open_store(ctx)
     r = get_remote(remote_name)
     ids = pushable_runs(store, run_refs, all_runs, r.name)
     report = do_push(
@@ -95,7 +102,7 @@ def push(
     )
 
 
-@main.command()
+@click.command()
 @click.argument("run_ref", metavar="RUN")
 @click.option("--from", "remote_name", metavar="REMOTE", help="The remote (default: the only one).")
 @click.option("--data", is_flag=True, help="Also fetch the run's data files.")
@@ -103,11 +110,12 @@ def push(
 @click.pass_context
 def pull(ctx: click.Context, run_ref: str, remote_name: str | None, data: bool, jobs: int) -> None:
     """Bring RUN (an id, NAME:RUN or its URL) from a remote into the local store."""
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.remote.client import get_remote, split_remote_ref
     from runbase.remote.sync import pull as do_pull
     from runbase.render.table import fmt_bytes
 
-    store = _open(ctx, create=True)
+    store = open_store(ctx, create=True)
     found = split_remote_ref(run_ref)
     r, ref = found if found else (get_remote(remote_name), run_ref)
     report = do_pull(store, r, ref, data=data, jobs=jobs)
@@ -117,7 +125,7 @@ def pull(ctx: click.Context, run_ref: str, remote_name: str | None, data: bool, 
     )
 
 
-@main.command()
+@click.command()
 @click.option(
     "--where", "-w", help="Filter, as `runbase ls --where`: params, metrics, tags, user..."
 )
@@ -142,8 +150,7 @@ def search(
 ) -> None:
     """Search the runs of every project you can read on a team server: which runs used
     this exact dataset (--data), which match a filter (--where), or both."""
-    import json
-
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.remote.client import get_remote
     from runbase.remote.sync import search as do_search
     from runbase.render.table import render
@@ -152,11 +159,13 @@ def search(
         raise click.UsageError("give --where, --data or both")
     oid = None
     if data:
+        # lazy: the CLI's start-up loads click alone; each command imports what it runs
         from runbase.records.lineage import oid_of
 
-        oid = data if data.startswith("blake3:") else oid_of(_open(ctx, create=True), data)[0]
+        oid = data if data.startswith("blake3:") else oid_of(open_store(ctx, create=True), data)[0]
     found = do_search(get_remote(remote_name), where, oid, limit)
     if as_json:
+        # lazy: the CLI's start-up loads click alone; each command imports what it runs
         from runbase.capture.params import jsonable
 
         # strict JSON: a server's answer may hold NaN/inf (json.loads takes them)
@@ -170,3 +179,6 @@ def search(
     headers = ["project", "id", "name", "status", "user", "started", "data"]
     click.echo(render(headers, rows))
     click.echo(f"{found['total']} run(s)" + (f" for {oid}" if oid else ""), err=True)
+
+
+COMMANDS = (login, remote, push, pull, search)

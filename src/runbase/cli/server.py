@@ -6,8 +6,6 @@ from typing import Any
 
 import click
 
-from runbase.cli import main
-
 DEFAULT_DB = "runbase-server/server.db"
 DEFAULT_OBJECTS = "runbase-server/objects"
 
@@ -30,6 +28,7 @@ _objects_option = _url_option(
 
 def _need_server_extra() -> None:
     try:
+        # lazy: the server is the optional ui extra; this only asks whether it is installed
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as e:
@@ -38,7 +37,7 @@ def _need_server_extra() -> None:
         ) from e
 
 
-@main.group(invoke_without_command=True)
+@click.group(invoke_without_command=True)
 @_db_option
 @_objects_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -65,6 +64,7 @@ def server(
     if ctx.invoked_subcommand is not None:
         return
     _need_server_extra()
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.server.run import serve
     from runbase.server.service import ServerConfig
 
@@ -77,6 +77,7 @@ def server(
 @_objects_option
 def migrate(db: str, objects: str) -> None:
     """Create or upgrade the server's tables and every project's schema."""
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.server.admin import migrate as do_migrate
 
     report = do_migrate(db, objects)
@@ -130,6 +131,7 @@ def users_add(
     db: str,
 ) -> None:
     """Add user NAME and print their first API token (shown this once)."""
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.server.admin import add_user
 
     ttl = expires_days * 86400 if expires_days else None
@@ -143,6 +145,7 @@ def users_add(
 @_db_option
 def users_list(db: str) -> None:
     """List users."""
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.server import control
     from runbase.server.admin import opened
 
@@ -157,6 +160,7 @@ def users_list(db: str) -> None:
 @_db_option
 def users_disable(name: str, enable: bool, db: str) -> None:
     """Disable user NAME: their tokens and sessions stop working at once."""
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.server import control
     from runbase.server.admin import opened
 
@@ -175,6 +179,7 @@ def projects() -> None:
 @_db_option
 def projects_add(name: str, db: str) -> None:
     """Add project NAME."""
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.server import control
     from runbase.server.admin import opened
 
@@ -187,6 +192,7 @@ def projects_add(name: str, db: str) -> None:
 @_db_option
 def projects_list(db: str) -> None:
     """List projects."""
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.server import control
     from runbase.server.admin import opened
 
@@ -202,6 +208,7 @@ def projects_list(db: str) -> None:
 @_db_option
 def member(project: str, user: str, role: str, db: str) -> None:
     """Give USER ROLE in PROJECT (none removes them)."""
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.server import control
     from runbase.server.admin import opened
 
@@ -220,6 +227,7 @@ def token(
     user: str, expires_days: float | None, revoke: str | None, list_them: bool, db: str
 ) -> None:
     """Issue a new API token for USER (printed once), --list them, or --revoke one."""
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.server import control
     from runbase.server.admin import opened
 
@@ -235,3 +243,6 @@ def token(
             return
         t = control.create_token(cdb, user, "cli", expires_days * 86400 if expires_days else None)
     click.echo(t.secret)
+
+
+COMMANDS = (server,)
