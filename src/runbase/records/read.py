@@ -1,4 +1,7 @@
-"""The read side: resolve run references, load runs, their metrics and series.
+"""The read side's queries: resolve run references, load runs, their metrics and series.
+
+What ``runbase.get_run(ref)`` and ``runbase.runs(where=...)`` (records.view) and every
+command that shows runs are built on:
 
 >>> run = runbase.get_run("0bq3k5x7")          # doctest: +SKIP
 >>> run.params["lr"], run.metrics["acc"]["last"]   # doctest: +SKIP

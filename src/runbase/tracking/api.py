@@ -64,7 +64,7 @@ class Run:
         self.notebook: str | None = None  # the notebook file (absolute path), when known
         self._console: Any = None
         self._old_excepthook: Any = None
-        self._cells: Any = None  # a notebook.CellRecorder in IPython
+        self._cells: Any = None  # a tracking.cells.CellRecorder in IPython
 
     def __repr__(self) -> str:
         return f"<runbase.Run {self.id} {self.name or ''}>"
