@@ -21,14 +21,18 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from runbase.analysis.diff import diff_runs
 from runbase.capture.params import jsonable
 from runbase.errors import RunbaseError, UsageError
 from runbase.records.read import resolve
 from runbase.records.record import build_record
+from runbase.render.views.metrics import metric_series
 from runbase.store import Store
 
 POINTS = 1000  # per series and run
-STATIC_DIR = Path(__file__).resolve().parents[1] / "web" / "static"  # the web UI's scripts and styles
+STATIC_DIR = (
+    Path(__file__).resolve().parents[1] / "web" / "static"
+)  # the web UI's scripts and styles
 INSTALL_HINT = "pip install 'runbase[ui]'"
 _SCRIPTS = ("common.js", "diff.js", "report.js")
 _RECORD_KEYS = (
@@ -53,9 +57,6 @@ _RECORD_KEYS = (
 def report_data(store: Store, refs: list[str], points: int = POINTS) -> dict[str, Any]:
     """What the report shows, as strict JSON: ``{title, generated_at, runbase_version,
     runs, series: [{key, runs: [{id, steps, values}]}], diff}``."""
-    from runbase.analysis.diff import diff_runs
-    from runbase.render.views import metric_series
-
     if not refs:
         raise UsageError("a report needs at least one run")
     ids = list(dict.fromkeys(resolve(store, r) for r in refs))
@@ -148,7 +149,7 @@ def write_report(store: Store, refs: list[str], path: str | Path, points: int = 
 
 def _plotly_js() -> str:
     try:
-        from plotly.offline import get_plotlyjs
+        from plotly.offline import get_plotlyjs  # lazy: optional (the ui extra), and large
     except ImportError as e:
         raise RunbaseError(f"runbase report needs plotly: {INSTALL_HINT}") from e
     return str(get_plotlyjs())

@@ -1,11 +1,18 @@
-"""Plain-text tables and human formats for the CLI (no dependency, fast to import)."""
+"""Plain-text tables and human formats for the CLI (no third-party dependency)."""
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import time
 from typing import Any
+
+from runbase.capture.sysmetrics import is_system_metric
+from runbase.core import fsname
+from runbase.core.shapes import TIME
+from runbase.errors import UsageError
+from runbase.records.read import abbreviate
 
 
 def fmt_value(v: Any) -> str:
@@ -20,8 +27,6 @@ def fmt_value(v: Any) -> str:
             return "inf" if v > 0 else "-inf"
         return f"{v:.4g}"
     if isinstance(v, (list, dict)):
-        import json
-
         s = json.dumps(v)
         return s if len(s) <= 30 else s[:29] + "…"
     s = str(v)
@@ -46,9 +51,7 @@ def fmt_count(m: dict[str, Any]) -> str:
 
 def fmt_clock(ts: float) -> str:
     """An epoch time as the UTC time of day with milliseconds: ``14:03:07.412``."""
-    import datetime as dt
-
-    from runbase.core.shapes import TIME
+    import datetime as dt  # lazy: one command prints clock times; the rest need no datetime
 
     if TIME.fit(ts) is None:  # NaN, inf, 1e300: what a store may hold is no time
         return ""
@@ -70,8 +73,6 @@ def fmt_duration(d: float | None) -> str:
 def render(headers: list[str], rows: list[list[str]], max_width: int | None = None) -> str:
     """Columns padded to their widest cell; columns beyond ``max_width`` are dropped and
     counted in a last line."""
-    from runbase.core import fsname
-
     # stored names of bytes that are not UTF-8 are shown with U+FFFD (runbase.core.fsname)
     headers = [fsname.display(h) for h in headers]
     rows = [[fsname.display(c) for c in row] for row in rows]
@@ -112,8 +113,6 @@ def varying_params(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
     """``(differing, constant)`` param keys of ``rows``: a key differs when two runs
     have different values for it, or some runs lack it. With fewer than two runs
     nothing is compared: every key counts as differing."""
-    import json
-
     keys = sorted({k for r in rows for k in r["params"]})
     if len(rows) < 2:
         return keys, []
@@ -136,10 +135,7 @@ def choose_columns(rows: list[dict[str, Any]], spec: str | None = None) -> tuple
     ``tags.KEY`` where KEY may be a glob (``params.*``, ``metrics.val_*``). Without it:
     the usual run columns, the params that differ between ``rows`` and every metric
     but the system ones (``sys/*``, which ``show`` has)."""
-    from fnmatch import fnmatchcase
-
-    from runbase.capture.sysmetrics import is_system_metric
-    from runbase.errors import UsageError
+    from fnmatch import fnmatchcase  # lazy: only a --columns spec with globs needs it
 
     if spec is None or not spec.strip():
         differing, constant = varying_params(rows)
@@ -172,8 +168,6 @@ def runs_table(
     store: Any, rows: list[dict[str, Any]], columns: list[Column] | None = None
 ) -> tuple[list[str], list[list[str]]]:
     """The ``runbase ls`` table: ``columns`` (default: :func:`choose_columns`)."""
-    from runbase.records.read import abbreviate
-
     if columns is None:
         columns = choose_columns(rows)[0]
     short = abbreviate(store, [r["id"] for r in rows])

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 
+from runbase.server import logs
 from runbase.server.service import Server, ServerConfig
 
 
 def serve(config: ServerConfig, host: str, port: int, workers: int = 1) -> None:
     """Serve until interrupted. The database is checked here first, so a wrong URL or a
     schema that needs ``runbase server migrate`` fails before any worker starts."""
-    import uvicorn
-
-    from runbase.server import logs
+    import uvicorn  # lazy: `runbase server --help` and migrate need no web server
 
     Server(config).close()
     # the workers build their app from the environment (uvicorn starts them fresh)

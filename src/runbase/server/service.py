@@ -15,6 +15,9 @@ from typing import Any
 from runbase.core.ids import split_id
 from runbase.errors import AuthError, Conflict, Forbidden, NotFound, RunbaseError, StoreError
 from runbase.records import lineage
+from runbase.records.bundle import export_run, import_run, run_objects
+from runbase.records.pushed_runs import owner_and_status, reference_columns
+from runbase.records.read import resolve
 from runbase.render import views
 from runbase.server import control
 from runbase.server.control import User
@@ -153,8 +156,6 @@ class Server:
     ) -> dict[str, Any]:
         """Store a pushed run (or, ``live``, a delta of a running one). Every object it
         references must already be held by the project (409 lists the missing)."""
-        from runbase.records.bundle import import_run, run_objects
-
         if not isinstance(bundle, dict) or not isinstance(bundle.get("run"), dict):
             raise RunbaseError("a bundle is a JSON object with a 'run' object")
         if bundle["run"].get("id", run_id) != run_id:
@@ -203,7 +204,7 @@ class Server:
         never reopens a run that ended (a late one, after the final push, is refused).
         Called inside the import's transaction: two first pushes of one id cannot both
         pass."""
-        row = store.db.query_one("SELECT user_name, status FROM runs WHERE id = ?", (run_id,))
+        row = owner_and_status(store, run_id)
         if row is None:
             return
         if row[0] != user.name and control.role_in(self.control, user, project) != "admin":
@@ -212,24 +213,17 @@ class Server:
             raise Conflict(f"run {run_id} has ended ({row[1]}); push it instead of a live update")
 
     def bundle_of(self, project: str, ref: str, data: bool = True) -> dict[str, Any]:
-        from runbase.records.bundle import export_run
-        from runbase.records.read import resolve
-
         with self.store(project) as store:
             run_id = resolve(store, ref)
             return export_run(store, run_id, data=data)
 
     # -- notes and search -----------------------------------------------------------
     def add_note(self, project: str, ref: str, user: User, text: str) -> dict[str, Any]:
-        from runbase.records.read import resolve
-
         with self.store(project) as store:
             run_id = resolve(store, ref)
         return control.add_note(self.control, project, run_id, user.name, text)
 
     def notes(self, project: str, ref: str) -> list[dict[str, Any]]:
-        from runbase.records.read import resolve
-
         with self.store(project) as store:
             run_id = resolve(store, ref)
         return control.notes(self.control, project, run_id)
@@ -260,19 +254,15 @@ class MissingObjects(Conflict):
         self.oids = oids
 
 
-_REF_COLUMNS = ("code_json", "packages_id", "logs_json", "notebook_json")
-
-
 def _adds_references(store: Store, run_id: str, delta: dict[str, Any]) -> bool:
     """Whether a live delta could point the run at objects it did not point at: a new
     run, a changed object-bearing column, data files, or a parameter kept as an object.
     (A delta every 2 s from each running run must not re-read its code manifest.)"""
-    cols = ", ".join(_REF_COLUMNS)
-    row = store.db.query_one(f"SELECT {cols} FROM runs WHERE id = ?", (run_id,))
-    if row is None or delta.get("run_files"):
+    old = reference_columns(store, run_id)
+    if old is None or delta.get("run_files"):
         return True
     run = delta["run"]
-    if any(c in run and run[c] != old for c, old in zip(_REF_COLUMNS, row, strict=True)):
+    if any(c in run and run[c] != v for c, v in old.items()):
         return True
     params = delta.get("params") or []
     return any(

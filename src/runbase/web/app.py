@@ -149,12 +149,12 @@ def _include_pages(app: FastAPI, deps: list[Any]) -> None:
     """The HTML pages and their static files, when this install has them."""
     if importlib.util.find_spec("runbase.web.pages") is None:
         return
-    from runbase.web import pages
+    from runbase.web import pages  # lazy: optional in an install (find_spec above)
 
     app.include_router(pages.router, dependencies=deps)
     static = getattr(pages, "STATIC_DIR", None)
     if static is not None and Path(static).is_dir():
-        from fastapi.staticfiles import StaticFiles
+        from fastapi.staticfiles import StaticFiles  # lazy: only with the pages' files
 
         app.mount("/static", StaticFiles(directory=static), name="static")
 
@@ -168,7 +168,7 @@ def _plotly_bytes() -> dict[str, Any] | None:
     with _plotly_lock:
         if not _plotly:
             try:
-                from importlib.resources import files
+                from importlib.resources import files  # lazy: first request of plotly.js
 
                 raw = (files("plotly") / "package_data" / "plotly.min.js").read_bytes()
             except (ImportError, OSError):

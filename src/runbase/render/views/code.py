@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from runbase.analysis.diff import BINARY_SNIFF
 from runbase.capture.manifest import load_manifest
 from runbase.core.shapes import CODE, load_column
 from runbase.errors import NotFound, RunbaseError, UsageError
@@ -17,8 +18,6 @@ from runbase.store import Store
 MAX_HIGHLIGHT = 256 * 1024  # bytes of a source file highlighted (~0.5 s); the rest is cut
 MAX_PATCH = 2 * 1024 * 1024  # bytes of a patch returned and highlighted
 UI_INSTALL_HINT = "pip install 'runbase[ui]'"
-# TODO(issue 16): analysis.diff.BINARY_SNIFF once task D makes it public
-_BINARY_SNIFF = 8192
 
 
 def _code(store: Store, run_id: str) -> dict[str, Any] | None:
@@ -94,7 +93,7 @@ def code_file_bytes(store: Store, ref: str, path: str) -> bytes:
 
 
 def _is_binary(data: bytes) -> bool:
-    if b"\0" in data[:_BINARY_SNIFF]:
+    if b"\0" in data[:BINARY_SNIFF]:
         return True
     try:
         data.decode("utf-8")

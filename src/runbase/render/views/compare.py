@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
-from runbase.analysis.diff import diff_head, diff_runs
+from runbase.analysis.diff import canonical_json, diff_head, diff_runs
 from runbase.analysis.importance import analyze
 from runbase.capture.params import jsonable
 from runbase.capture.sysmetrics import is_system_metric
@@ -18,10 +17,6 @@ from runbase.render.views.runs import run_items
 from runbase.store import Store
 
 MAX_COMPARE = 100  # runs in one comparison
-
-
-def _canon(v: Any) -> str:  # TODO(issue 16): analysis.diff's public canonical_json (task D)
-    return json.dumps(v, sort_keys=True)
 
 
 def compare(store: Store, refs: Iterable[str]) -> dict[str, Any]:
@@ -52,7 +47,7 @@ def compare(store: Store, refs: Iterable[str]) -> dict[str, Any]:
             k
             for k in keys
             if any(k not in it[section] for it in items)
-            or len({_canon(it[section][k]) for it in items}) > 1
+            or len({canonical_json(it[section][k]) for it in items}) > 1
         ]
         differing = set(differ)
         same = [k for k in keys if k not in differing]
