@@ -16,19 +16,11 @@ import threading
 from collections.abc import Iterator, Mapping
 
 from runbase.capture import overrides as _overrides
-from runbase.capture.proc import start_id
 from runbase.core._safe import safe_call, warn_once
 from runbase.core.statuses import TERMINAL
 from runbase.errors import RunbaseError, UsageError
 from runbase.tracking import _early
 from runbase.tracking import tracker as _tracker
-from runbase.tracking._child import (
-    _record_argparse,
-    attach_from_env,
-    install_file_hook,
-    install_hooks,
-    python_info,
-)
 from runbase.tracking.params import known_secrets, on_new_secrets, record_params
 from runbase.tracking.tracker import log as log  # `runbase.log`: loaded with the API (ensure_run)
 
@@ -207,6 +199,10 @@ def _record_notebook_now(run: Run, path: str, source: str) -> None:
 
 
 def _attach() -> Run:
+    # lazy: the child bootstrap's hooks (argparse, integrations, files) load only when a
+    # run starts, not with `runbase.init`/`runbase.log` (benchmarks/bench_startup.py)
+    from runbase.tracking._child import attach_from_env
+
     attach_from_env()
     t = _tracker.active()
     assert t is not None
@@ -243,6 +239,12 @@ def _start_own(
     from runbase.records.notebook import record_notebook_file
     from runbase.records.read import run_name
     from runbase.store import Store
+    from runbase.tracking._child import (
+        _record_argparse,
+        install_file_hook,
+        install_hooks,
+        python_info,
+    )
 
     # what the program read, wrote and parsed before this run started (first: runbase's
     # own reads below are not the program's)
@@ -301,7 +303,10 @@ def _start_own(
 
 
 def _spawn_watcher(run: Run, publish: str | None = None) -> None:
-    import subprocess  # lazy: ~3 ms; only a run of its own starts a watcher
+    # lazy: subprocess costs ~3 ms; only a run of its own starts a watcher
+    import subprocess
+
+    from runbase.capture.proc import start_id
 
     pid = os.getpid()
     try:
