@@ -130,8 +130,7 @@ def install_file_hook(
     ``earlier`` ones, seen before the run started: runbase.tracking._early)."""
     if not project_root:
         return
-    # lazy: capture.files loads the store (pathlib, typing); importing this module (the
-    # API does) must not
+    # lazy: loads the store; importing this module (the API does) must not
     from runbase.capture.files import FILE_EVENT, install_audit_hook
     from runbase.records.files import preimage
 

@@ -199,8 +199,7 @@ def _record_notebook_now(run: Run, path: str, source: str) -> None:
 
 
 def _attach() -> Run:
-    # lazy: the child bootstrap's hooks (argparse, integrations, files) load only when a
-    # run starts, not with `runbase.init`/`runbase.log` (benchmarks/bench_startup.py)
+    # lazy: the bootstrap's hooks load when a run starts, not with runbase.init/log
     from runbase.tracking._child import attach_from_env
 
     attach_from_env()
@@ -232,8 +231,7 @@ def _start_own(
     notebook: tuple[str, str] | None = None,
     publish: str | None = None,
 ) -> Run:
-    # lazy: the store and the records (sqlite3, json); `import runbase` and a run
-    # attached to `runbase run` never load them
+    # lazy: store and records (sqlite3): not for runbase.init/log, nor an attached run
     from runbase.capture.secrets import redact_argv
     from runbase.records import lifecycle
     from runbase.records.notebook import record_notebook_file
@@ -303,10 +301,9 @@ def _start_own(
 
 
 def _spawn_watcher(run: Run, publish: str | None = None) -> None:
-    # lazy: subprocess costs ~3 ms; only a run of its own starts a watcher
-    import subprocess
+    import subprocess  # lazy: ~3 ms; only a run of its own starts a watcher
 
-    from runbase.capture.proc import start_id
+    from runbase.capture.proc import start_id  # lazy: as subprocess
 
     pid = os.getpid()
     try:
@@ -342,10 +339,9 @@ def _package_parent() -> str:
 
 
 def _failure_of(exc_type: Any, exc: Any, tb: Any) -> tuple[str, int | None, int | None, str | None]:
-    # lazy: only when a run of its own fails
-    import traceback
+    import traceback  # lazy: only when a run of its own fails
 
-    from runbase.capture.secrets import scrub
+    from runbase.capture.secrets import scrub  # lazy: as traceback
 
     text = scrub("".join(traceback.format_exception(exc_type, exc, tb))[-20000:], known_secrets())
     if issubclass(exc_type, KeyboardInterrupt):
@@ -520,7 +516,8 @@ def finish(status: str | None = None) -> None:
 
 
 def _finalize_own(run: Run, status: str | None) -> None:
-    from runbase.records import lifecycle  # lazy: as in _start_own
+    # lazy: as in _start_own
+    from runbase.records import lifecycle
     from runbase.store import Store
 
     st, code, sig, error = run._failure or ("finished", 0, None, None)
