@@ -11,6 +11,9 @@ does not know, older or newer.
 Tokens and session ids are random 256-bit secrets. Only their SHA-256 is stored
 (a fast hash is right for random secrets: there is nothing to brute-force), so a
 leaked database leaks no credential; the secret is shown once, when created.
+
+This module holds the schema and the rules (names, roles, secrets, errors); the
+reading and writing of the tables is :mod:`runbase.records.accounts`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,13 @@ from runbase.errors import (
     StoreError,
 )
 from runbase.errors import NotFound as NotFoundError
+from runbase.records import accounts
+
+# the project and object lookups are plain reads: control's API, as records has them
+from runbase.records.accounts import held_objects as held_objects
+from runbase.records.accounts import hold_object as hold_object
+from runbase.records.accounts import project_exists as project_exists
+from runbase.records.accounts import project_names as project_names
 from runbase.store.db import Database, open_database, sqlite_path
 from runbase.store.tables import DOUBLE, INTEGER, TEXT, Column, Index, Schema, Table
 
@@ -263,13 +273,8 @@ def add_user(db: Database, name: str, role: str = "user") -> User:
     check_name("user", name)
     if role not in SERVER_ROLES:
         raise RunbaseError(f"bad server role {role!r}: use one of {', '.join(SERVER_ROLES)}")
-    with db.transaction() as cur:
-        if cur.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
-            raise Conflict(f"user {name!r} exists")
-        cur.execute(
-            "INSERT INTO users (name, role, created_at, disabled) VALUES (?, ?, ?, 0)",
-            (name, role, time.time()),
-        )
+    if not accounts.insert_user(db, name, role, time.time()):
+        raise Conflict(f"user {name!r} exists")
     return User(name, role)
 
 
@@ -296,22 +301,17 @@ def add_user_with_token(
 
 def set_disabled(db: Database, name: str, disabled: bool) -> None:
     """Disable (or enable again) a user: their tokens and sessions stop working at once."""
-    with db.transaction() as cur:
-        if not cur.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
-            raise NotFoundError(f"no user {name!r}")
-        cur.execute("UPDATE users SET disabled = ? WHERE name = ?", (int(disabled), name))
-        if disabled:
-            cur.execute("DELETE FROM sessions WHERE user_name = ?", (name,))
+    if not accounts.set_user_disabled(db, name, disabled):
+        raise NotFoundError(f"no user {name!r}")
 
 
 def get_user(db: Database, name: str) -> User | None:
-    row = db.query_one("SELECT name, role FROM users WHERE name = ? AND disabled = 0", (name,))
-    return User(row[0], row[1]) if row else None
+    row = accounts.active_user(db, name)
+    return User(*row) if row else None
 
 
 def list_users(db: Database) -> list[dict[str, Any]]:
-    rows = db.query("SELECT name, role, created_at, disabled FROM users ORDER BY name")
-    return [{"name": n, "role": r, "created_at": c, "disabled": bool(d)} for n, r, c, d in rows]
+    return accounts.user_rows(db)
 
 
 def create_token(db: Database, user: str, label: str = "", ttl: float | None = None) -> NewToken:
@@ -324,11 +324,7 @@ def create_token(db: Database, user: str, label: str = "", ttl: float | None = N
     secret = f"{TOKEN_PREFIX}{tid}_{secrets.token_urlsafe(32)}"
     now = time.time()
     expires = now + ttl if ttl is not None else None
-    db.execute(
-        "INSERT INTO tokens (id, user_name, hash, label, created_at, expires_at) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (tid, user, secret_hash(secret), label[:200], now, expires),
-    )
+    accounts.insert_token(db, tid, user, secret_hash(secret), label[:200], now, expires)
     return NewToken(tid, secret, expires)
 
 
@@ -342,40 +338,24 @@ def token_login(db: Database, secret: str) -> tuple[User, str]:
     refused = AuthError("invalid, expired or revoked token")
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
         raise refused
-    row = db.query_one(
-        "SELECT t.id, t.expires_at, t.revoked_at, t.last_used_at, u.name, u.role "
-        "FROM tokens t JOIN users u ON u.name = t.user_name "
-        "WHERE t.hash = ? AND u.disabled = 0",
-        (secret_hash(secret),),
-    )
+    row = accounts.token_by_hash(db, secret_hash(secret))
     now = time.time()
     if row is None or row[2] is not None or (row[1] is not None and row[1] <= now):
         raise refused
     if row[3] is None or now - row[3] > 60:  # at most one write a minute per token
-        db.execute("UPDATE tokens SET last_used_at = ? WHERE id = ?", (now, row[0]))
+        accounts.touch_token(db, row[0], now)
     return User(row[4], row[5]), row[0]
 
 
 def list_tokens(db: Database, user: str) -> list[dict[str, Any]]:
-    rows = db.query(
-        "SELECT id, label, created_at, expires_at, revoked_at, last_used_at FROM tokens "
-        "WHERE user_name = ? ORDER BY created_at",
-        (user,),
-    )
-    keys = ("id", "label", "created_at", "expires_at", "revoked_at", "last_used_at")
-    return [dict(zip(keys, r, strict=True)) for r in rows]
+    return accounts.token_rows(db, user)
 
 
 def revoke_token(db: Database, token_id: str, by: User) -> None:
-    row = db.query_one("SELECT user_name FROM tokens WHERE id = ?", (token_id,))
-    if row is None or (row[0] != by.name and not by.is_admin):
+    owner = accounts.token_owner(db, token_id)
+    if owner is None or (owner != by.name and not by.is_admin):
         raise NotFoundError(f"no token {token_id!r}")
-    with db.transaction() as cur:
-        cur.execute(
-            "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-            (time.time(), token_id),
-        )
-        cur.execute("DELETE FROM sessions WHERE token_id = ?", (token_id,))
+    accounts.revoke_token(db, token_id, time.time())
 
 
 # -- UI sessions --------------------------------------------------------------------------
@@ -389,23 +369,13 @@ def create_session(
     secret = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(24)
     now = time.time()
-    db.execute("DELETE FROM sessions WHERE expires_at < ?", (now,))
-    db.execute(
-        "INSERT INTO sessions (hash, user_name, csrf, created_at, expires_at, token_id) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (secret_hash(secret), user.name, csrf, now, now + ttl, token_id),
-    )
+    accounts.insert_session(db, secret_hash(secret), user.name, csrf, now, now + ttl, token_id)
     return secret, csrf
 
 
 def session_user(db: Database, secret: str) -> tuple[User, str]:
     """The user and CSRF token of a live session cookie."""
-    row = db.query_one(
-        "SELECT u.name, u.role, s.csrf, s.expires_at, s.token_id, t.revoked_at, t.expires_at "
-        "FROM sessions s JOIN users u ON u.name = s.user_name "
-        "LEFT JOIN tokens t ON t.id = s.token_id WHERE s.hash = ? AND u.disabled = 0",
-        (secret_hash(secret[:200]),),
-    )
+    row = accounts.session_by_hash(db, secret_hash(secret[:200]))
     now = time.time()
     if row is None or row[3] <= now:
         raise AuthError("session expired; log in again")
@@ -415,7 +385,7 @@ def session_user(db: Database, secret: str) -> tuple[User, str]:
 
 
 def end_session(db: Database, secret: str) -> None:
-    db.execute("DELETE FROM sessions WHERE hash = ?", (secret_hash(secret[:200]),))
+    accounts.delete_session(db, secret_hash(secret[:200]))
 
 
 # -- projects and members -----------------------------------------------------------------
@@ -423,21 +393,8 @@ def end_session(db: Database, secret: str) -> None:
 
 def add_project(db: Database, name: str, by: str | None = None) -> None:
     check_name("project", name)
-    with db.transaction() as cur:
-        if cur.execute("SELECT 1 FROM projects WHERE name = ?", (name,)).fetchone():
-            raise Conflict(f"project {name!r} exists")
-        cur.execute(
-            "INSERT INTO projects (name, created_at, created_by) VALUES (?, ?, ?)",
-            (name, time.time(), by),
-        )
-
-
-def project_names(db: Database) -> list[str]:
-    return [r[0] for r in db.query("SELECT name FROM projects ORDER BY name")]
-
-
-def project_exists(db: Database, name: str) -> bool:
-    return db.query_one("SELECT 1 FROM projects WHERE name = ?", (name,)) is not None
+    if not accounts.insert_project(db, name, time.time(), by):
+        raise Conflict(f"project {name!r} exists")
 
 
 def set_member(db: Database, project: str, user: str, role: str | None) -> None:
@@ -449,20 +406,13 @@ def set_member(db: Database, project: str, user: str, role: str | None) -> None:
     if get_user(db, user) is None:
         raise NotFoundError(f"no user {user!r}")
     if role is None:
-        db.execute("DELETE FROM members WHERE project = ? AND user_name = ?", (project, user))
-        return
-    db.execute(
-        "INSERT INTO members (project, user_name, role) VALUES (?, ?, ?) "
-        "ON CONFLICT (project, user_name) DO UPDATE SET role = excluded.role",
-        (project, user, role),
-    )
+        accounts.delete_member(db, project, user)
+    else:
+        accounts.upsert_member(db, project, user, role)
 
 
 def members(db: Database, project: str) -> list[dict[str, str]]:
-    rows = db.query(
-        "SELECT user_name, role FROM members WHERE project = ? ORDER BY user_name", (project,)
-    )
-    return [{"user": u, "role": r} for u, r in rows]
+    return accounts.member_rows(db, project)
 
 
 def role_in(db: Database, user: User, project: str) -> str | None:
@@ -472,10 +422,7 @@ def role_in(db: Database, user: User, project: str) -> str | None:
         return None
     if user.is_admin:
         return "admin"
-    row = db.query_one(
-        "SELECT role FROM members WHERE project = ? AND user_name = ?", (project, user.name)
-    )
-    return row[0] if row else None
+    return accounts.member_role(db, project, user.name)
 
 
 def require_role(db: Database, user: User, project: str, needed: str) -> str:
@@ -491,40 +438,7 @@ def require_role(db: Database, user: User, project: str, needed: str) -> str:
 def readable_projects(db: Database, user: User) -> list[dict[str, str]]:
     if user.is_admin:
         return [{"name": n, "role": "admin"} for n in project_names(db)]
-    rows = db.query(
-        "SELECT m.project, m.role FROM members m JOIN projects p ON p.name = m.project "
-        "WHERE m.user_name = ? ORDER BY m.project",
-        (user.name,),
-    )
-    return [{"name": p, "role": r} for p, r in rows]
-
-
-# -- objects held per project -------------------------------------------------------------
-
-
-def held_objects(db: Database, project: str, oids: list[str]) -> set[str]:
-    """Which of ``oids`` project ``project`` holds (an object another project holds is
-    not lent: a client proves it has the bytes by sending them, see docs/server.md)."""
-    held: set[str] = set()
-    for i in range(0, len(oids), 500):
-        part = oids[i : i + 500]
-        marks = ",".join("?" * len(part))
-        held.update(
-            r[0]
-            for r in db.query(
-                f"SELECT oid FROM project_objects WHERE project = ? AND oid IN ({marks})",
-                (project, *part),
-            )
-        )
-    return held
-
-
-def hold_object(db: Database, project: str, oid: str, size: int | None) -> None:
-    db.execute(
-        "INSERT INTO project_objects (project, oid, size) VALUES (?, ?, ?) "
-        "ON CONFLICT (project, oid) DO NOTHING",
-        (project, oid, size),
-    )
+    return accounts.memberships(db, user.name)
 
 
 # -- notes --------------------------------------------------------------------------------
@@ -541,20 +455,9 @@ def add_note(db: Database, project: str, run_id: str, author: str, text: str) ->
         "created_at": time.time(),
         "text": text,
     }
-    db.execute(
-        "INSERT INTO notes (id, project, run_id, author, created_at, text) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (note["id"], project, run_id, author, note["created_at"], text),
-    )
+    accounts.insert_note(db, project, note)
     return note
 
 
 def notes(db: Database, project: str, run_id: str) -> list[dict[str, Any]]:
-    rows = db.query(
-        "SELECT id, author, created_at, text FROM notes WHERE project = ? AND run_id = ? "
-        "ORDER BY created_at",
-        (project, run_id),
-    )
-    return [
-        {"id": i, "run": run_id, "author": a, "created_at": c, "text": t} for i, a, c, t in rows
-    ]
+    return accounts.note_rows(db, project, run_id)
