@@ -1148,7 +1148,7 @@ def test_control_tables_of_version_1_are_migrated_not_guessed(tmp_path: Path) ->
 
 
 def test_environment_token_goes_only_to_known_servers(monkeypatch: pytest.MonkeyPatch) -> None:
-    from runbase.remote.client import client as remote
+    from runbase.remote import client as remote
 
     monkeypatch.setenv("RUNBASE_TOKEN", "rbt_envtoken")
     assert remote.token_for("https://evil.example") is None

@@ -20,6 +20,7 @@
     │   └── LoginRequired        a server page asked for without a session (redirect to /login)
     ├── Forbidden                a valid credential without the right (403)
     ├── Conflict                 the request clashes with what exists (409)
+    │   └── MissingObjects       a pushed run references objects the server lacks (409, lists them)
     └── TooLarge                 a request body over its limit (413)
 
 Each class carries ``http_status``; :func:`http_status` is the one mapping the local UI
@@ -196,6 +197,15 @@ class Conflict(RunbaseError):
     """The request clashes with what exists (HTTP 409)."""
 
     http_status = 409
+
+
+class MissingObjects(Conflict):
+    """A pushed run references objects the server does not hold; ``oids`` lists them, so
+    the client uploads those and pushes again."""
+
+    def __init__(self, oids: list[str]) -> None:
+        super().__init__(f"{len(oids)} referenced objects are not on the server; push them first")
+        self.oids = oids
 
 
 class TooLarge(RunbaseError):

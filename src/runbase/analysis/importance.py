@@ -31,7 +31,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from runbase.capture.sysmetrics import is_system_metric
 from runbase.errors import RunbaseError, UsageError
+from runbase.records.read import list_runs, resolve
 from runbase.store import Store
 
 MIN_RUNS = 4
@@ -104,8 +106,6 @@ def _load(
     store: Store, metric: str, where: str | None, runs: Iterable[str] | None
 ) -> tuple[list[dict[str, Any]], list[float]]:
     """The params and metric value of each selected run that has the metric."""
-    from runbase.records.read import list_runs, resolve
-
     rows = list_runs(store, where, limit=None)
     if runs is not None:
         wanted = {resolve(store, r) for r in runs}
@@ -141,8 +141,6 @@ def _metric_value(metrics: dict[str, dict[str, Any]], metric: str) -> float | No
 def _unknown_metric(metric: str, rows: list[dict[str, Any]], where: str | None) -> str:
     if not rows:
         return "no runs" + (f" match {where!r}" if where else " in the store")
-    from runbase.capture.sysmetrics import is_system_metric
-
     known = sorted({k for r in rows for k in r["metrics"] if not is_system_metric(k)})
     shown = ", ".join(known[:20]) + (" ..." if len(known) > 20 else "")
     return f"no run has a numeric metric {metric!r} (metrics: {shown or 'none'})"

@@ -101,7 +101,7 @@ def run(
     """Run COMMAND as a tracked run: runbase run -- python train.py --lr 0.1"""
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.integrations import ENV_VAR as INTEGRATIONS
-    from runbase.remote.publish import resolve_target
+    from runbase.remote.target import resolve_target
     from runbase.tracking.supervisor import RunOptions
     from runbase.tracking.supervisor import run as run_command
 

@@ -64,7 +64,7 @@ def before_write(path: Any) -> None:
     """A framework is about to write ``path`` through native code, which the audit hook
     does not see (``torch.save``, ``Booster.save_model``): tell the hooks, as an
     ``open()`` for writing would, so that bytes this process read there are hashed
-    before they are gone (capture.files.preimage). Only paths; never raises."""
+    before they are gone (records.files.preimage). Only paths; never raises."""
     if not isinstance(path, (str, os.PathLike)):
         return
     try:

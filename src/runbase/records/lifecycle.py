@@ -235,7 +235,7 @@ def has_env(store: Store, run_id: str) -> bool:
 
 def handle_events(store: Store, run_id: str, result: IngestResult) -> None:
     """Act on spooled events that need more than an insert (a Python process's info).
-    File events are noted in batches (capture.files.note_files): a program that reads
+    File events are noted in batches (records.files.note_files): a program that reads
     thousands of files reports each, and one by one they cost a few transactions each."""
     root: str | None = None
     files: list[FileNote] = []
@@ -270,7 +270,7 @@ def handle_events(store: Store, run_id: str, result: IngestResult) -> None:
 
 def _preimage_of(event: dict[str, Any]) -> tuple[str, int, bool] | None:
     """``(oid, size, stored)`` of a read's bytes hashed before they were overwritten
-    (capture.files.preimage), when the event carries a well-formed one."""
+    (records.files.preimage), when the event carries a well-formed one."""
     oid, size, stored = event.get("oid"), event.get("size"), event.get("stored")
     if not isinstance(oid, str) or type(size) is not int or size < 0:
         return None

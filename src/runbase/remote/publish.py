@@ -22,7 +22,6 @@ from runbase.records.bundle import export_delta, run_objects
 from runbase.records.outbox import clear_pending, mark_pending
 from runbase.remote.client import Client, Remote, get_remote
 from runbase.remote.sync import push, send_objects
-from runbase.remote.target import resolve_target  # noqa: F401 - where the CLI imports it from
 from runbase.store import Store
 
 PUBLISH_EVERY = 2.0

@@ -30,10 +30,10 @@ from runbase.errors import (
     Conflict,
     Forbidden,
     FormatVersionError,
+    NotFound,
     RunbaseError,
     StoreError,
 )
-from runbase.errors import NotFound as NotFoundError
 from runbase.records import accounts
 
 # the project and object lookups are plain reads: control's API, as records has them
@@ -290,7 +290,7 @@ def add_user_with_token(
     (the CLI's ``users add`` and the API's ``POST /api/v1/users``)."""
     for p in projects:
         if not project_exists(db, p):
-            raise NotFoundError(f"no project {p!r}; create it first")
+            raise NotFound(f"no project {p!r}; create it first")
     if project_role not in ROLES:
         raise RunbaseError(f"bad role {project_role!r}: use one of {', '.join(ROLES)}")
     add_user(db, name, role)
@@ -302,7 +302,7 @@ def add_user_with_token(
 def set_disabled(db: Database, name: str, disabled: bool) -> None:
     """Disable (or enable again) a user: their tokens and sessions stop working at once."""
     if not accounts.set_user_disabled(db, name, disabled):
-        raise NotFoundError(f"no user {name!r}")
+        raise NotFound(f"no user {name!r}")
 
 
 def get_user(db: Database, name: str) -> User | None:
@@ -354,7 +354,7 @@ def list_tokens(db: Database, user: str) -> list[dict[str, Any]]:
 def revoke_token(db: Database, token_id: str, by: User) -> None:
     owner = accounts.token_owner(db, token_id)
     if owner is None or (owner != by.name and not by.is_admin):
-        raise NotFoundError(f"no token {token_id!r}")
+        raise NotFound(f"no token {token_id!r}")
     accounts.revoke_token(db, token_id, time.time())
 
 
@@ -402,9 +402,9 @@ def set_member(db: Database, project: str, user: str, role: str | None) -> None:
     if role is not None and role not in ROLES:
         raise RunbaseError(f"bad role {role!r}: use one of {', '.join(ROLES)}")
     if not project_exists(db, project):
-        raise NotFoundError(f"no project {project!r}")
+        raise NotFound(f"no project {project!r}")
     if get_user(db, user) is None:
-        raise NotFoundError(f"no user {user!r}")
+        raise NotFound(f"no user {user!r}")
     if role is None:
         accounts.delete_member(db, project, user)
     else:

@@ -14,8 +14,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 
-from runbase.errors import LoginRequired
-from runbase.server.service import MissingObjects, Server
+from runbase.errors import LoginRequired, MissingObjects
+from runbase.server.service import Server
 from runbase.web.api import json_response
 from runbase.web.errors import error_handlers
 

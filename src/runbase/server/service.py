@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from runbase.core.ids import split_id
-from runbase.errors import AuthError, Conflict, Forbidden, NotFound, RunbaseError, StoreError
+from runbase.errors import (
+    AuthError,
+    Conflict,
+    Forbidden,
+    MissingObjects,
+    NotFound,
+    RunbaseError,
+    StoreError,
+)
 from runbase.records import lineage
 from runbase.records.bundle import export_run, import_run, run_objects
 from runbase.records.pushed_runs import owner_and_status, reference_columns
@@ -246,12 +254,6 @@ class Server:
         # ISO 8601 strings sort by time; a run whose time is unknown (null) sorts last
         results.sort(key=lambda r: r.get("started_at") or "", reverse=True)
         return {"total": total, "runs": results[:limit]}
-
-
-class MissingObjects(Conflict):
-    def __init__(self, oids: list[str]) -> None:
-        super().__init__(f"{len(oids)} referenced objects are not on the server; push them first")
-        self.oids = oids
 
 
 def _adds_references(store: Store, run_id: str, delta: dict[str, Any]) -> bool:

@@ -1,11 +1,11 @@
-"""The data lineage around a run, as a graph (the walk: :mod:`runbase.records.lineage_graph`)."""
+"""The data lineage around a run, as a graph (the walk: :mod:`runbase.records.lineage`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from runbase.errors import UsageError
-from runbase.records.lineage_graph import run_lineage
+from runbase.records.lineage import run_lineage
 from runbase.records.read import resolve
 from runbase.store import Store
 

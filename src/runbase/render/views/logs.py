@@ -1,5 +1,5 @@
 """Part of a run's log, for tailing it in the browser: byte offsets, never half a
-UTF-8 character (the reading itself: :mod:`runbase.records.log_window`)."""
+UTF-8 character (the reading itself: :mod:`runbase.records.logs`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from runbase.core.runfiles import LOG_FILES
 from runbase.errors import NotFound, UsageError
-from runbase.records.log_window import live_window, log_state, object_window, spool_window
+from runbase.records.logs import live_window, log_state, object_window, spool_window
 from runbase.records.read import resolve
 from runbase.store import Store
 
