@@ -125,7 +125,7 @@ def test_huge_limit_is_clamped(store: Store) -> None:
 
 
 def test_unknown_keys_name_the_misspelling_and_the_close_keys(store: Store) -> None:
-    from runbase.core.query import unknown_keys
+    from runbase.records.listing import unknown_keys
 
     assert unknown_keys(store, "params.lr < 1 and metrics.loss < 2 and tags.baseline") == []
     assert unknown_keys(store, None) == [] and unknown_keys(store, "status == 'x'") == []

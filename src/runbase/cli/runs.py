@@ -175,7 +175,7 @@ def ls(
 ) -> None:
     """List runs, newest first."""
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
-    from runbase.core.query import unknown_keys
+    from runbase.records.listing import unknown_keys
     from runbase.records.read import count_runs, list_runs, with_sweep
     from runbase.records.record import ls_entry
     from runbase.render.table import choose_columns, render, runs_table, terminal_width

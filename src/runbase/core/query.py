@@ -16,7 +16,6 @@ or bare words. Keys with other characters are written in backticks.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 import time
@@ -103,7 +102,7 @@ class _Parser:
         self.depth = 0  # nesting of 'not' and parentheses (MAX_NESTING)
         self.terms = 0  # comparisons so far (MAX_TERMS)
         self.args: list[Any] = []
-        self.fields: list[Field] = []  # every field named, for unknown_keys
+        self.fields: list[Field] = []  # every field named, for named_keys
 
     def peek(self) -> Tok | None:
         return self.toks[self.i] if self.i < len(self.toks) else None
@@ -346,31 +345,14 @@ def compile_where(text: str | None) -> tuple[str, list[Any]]:
     return sql, p.args
 
 
-def unknown_keys(store: Any, where: str | None) -> list[str]:
-    """One line per ``params.``/``metrics.``/``tags.`` key of ``where`` that no run in
-    ``store`` has (a misspelling matches nothing, silently), with the close keys that
-    exist: ``params.lrr exists in no run (did you mean params.lr?)``."""
+def named_keys(where: str | None) -> list[tuple[str, str]]:
+    """Each ``(scope, key)`` a filter names, once, in order: ``params.lr < 0.1 and
+    metrics.acc > 0.9`` -> ``[("params", "lr"), ("metrics", "acc")]``."""
     if where is None or not where.strip():
         return []
     p = _Parser(where)
     p.parse()
-    notes: list[str] = []
-    known_keys: dict[str, list[str]] = {}  # scope -> its keys, read once per scope
-    for scope, key in dict.fromkeys((f.scope, f.key) for f in p.fields):  # each once
-        q = f"SELECT 1 FROM {scope} WHERE key = ? LIMIT 1"  # scope: params|metrics|tags
-        if store.db.query_one(q, (key,)) is not None:
-            continue
-        if scope not in known_keys:
-            sql = f"SELECT DISTINCT key FROM {scope}"
-            known_keys[scope] = [r[0] for r in store.db.query(sql)]
-        known = known_keys[scope]
-        close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
-        hint = " or ".join(f"{scope}.{k}" for k in close)
-        notes.append(
-            f"{scope}.{key} exists in no run"
-            + (f" (did you mean {hint}?)" if hint else f" ({len(known)} {scope} keys in all)")
-        )
-    return notes
+    return list(dict.fromkeys((f.scope, f.key) for f in p.fields))
 
 
 def compile_sort(text: str | None) -> tuple[str, list[Any]]:

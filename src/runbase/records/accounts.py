@@ -10,8 +10,48 @@ from __future__ import annotations
 from typing import Any
 
 from runbase.store.db import Database
+from runbase.store.tables import Schema
 
 _IDS_PER_QUERY = 500
+
+# -- the tables themselves ------------------------------------------------------------------
+
+
+def control_version(db: Database) -> int | None:
+    """The server tables' version in ``db`` (None: no ``server_meta`` table, never migrated)."""
+    try:
+        row = db.query_one("SELECT value FROM server_meta WHERE key = 'control_version'")
+    except db.errors:
+        return None
+    return int(row[0]) if row else None
+
+
+def create_or_migrate(
+    db: Database, schema: Schema, current: int | None, default_project: str, now: float
+) -> None:
+    """Bring the server tables from version ``current`` (None: none yet) to
+    ``schema.version`` in one transaction, and make sure the default project exists."""
+    with db.transaction() as cur:
+        v = current
+        if v is None:
+            for stmt in schema.create(db.dialect, version=1):
+                cur.execute(stmt)
+            cur.execute(
+                "INSERT INTO server_meta (key, value) VALUES ('control_version', '1') "
+                "ON CONFLICT (key) DO NOTHING"
+            )
+            v = 1
+        while v < schema.version:
+            for stmt in schema.migration(v, db.dialect):
+                cur.execute(stmt)
+            v += 1
+        cur.execute("UPDATE server_meta SET value = ? WHERE key = 'control_version'", (str(v),))
+        cur.execute(
+            "INSERT INTO projects (name, created_at, created_by) VALUES (?, ?, NULL) "
+            "ON CONFLICT (name) DO NOTHING",
+            (default_project, now),
+        )
+
 
 # -- users ---------------------------------------------------------------------------------
 

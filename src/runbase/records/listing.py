@@ -7,9 +7,11 @@ the keys offered as columns, and the counts of a grouping (``runbase ui``'s runs
 from __future__ import annotations
 
 import contextlib
+import difflib
 from typing import Any
 
 from runbase.capture.params import jsonable
+from runbase.core.query import named_keys
 from runbase.core.shapes import loads
 from runbase.errors import UsageError
 from runbase.store import Store
@@ -81,3 +83,26 @@ def group_counts(store: Store, cond: str, args: list[Any], group_by: str) -> lis
                 key = loads(key)
         out.append({"key": key, "count": count})
     return jsonable(out)
+
+
+def unknown_keys(store: Store, where: str | None) -> list[str]:
+    """One line per ``params.``/``metrics.``/``tags.`` key of ``where`` that no run in
+    ``store`` has (a misspelling matches nothing, silently), with the close keys that
+    exist: ``params.lrr exists in no run (did you mean params.lr?)``."""
+    notes: list[str] = []
+    known_keys: dict[str, list[str]] = {}  # scope -> its keys, read once per scope
+    for scope, key in named_keys(where):
+        q = f"SELECT 1 FROM {scope} WHERE key = ? LIMIT 1"  # scope: params|metrics|tags
+        if store.db.query_one(q, (key,)) is not None:
+            continue
+        if scope not in known_keys:
+            sql = f"SELECT DISTINCT key FROM {scope}"
+            known_keys[scope] = [r[0] for r in store.db.query(sql)]
+        known = known_keys[scope]
+        close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+        hint = " or ".join(f"{scope}.{k}" for k in close)
+        notes.append(
+            f"{scope}.{key} exists in no run"
+            + (f" (did you mean {hint}?)" if hint else f" ({len(known)} {scope} keys in all)")
+        )
+    return notes

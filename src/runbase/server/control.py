@@ -207,11 +207,8 @@ def open_control(db_url: str, create: bool = False) -> Database:
 
 
 def control_version(db: Database) -> int | None:
-    try:
-        row = db.query_one("SELECT value FROM server_meta WHERE key = 'control_version'")
-    except db.errors:
-        return None  # no table: never migrated
-    return int(row[0]) if row else None
+    """The version of the server tables in ``db`` (None: never migrated)."""
+    return accounts.control_version(db)
 
 
 def check_control(db: Database) -> None:
@@ -236,25 +233,7 @@ def _create_or_migrate(db: Database) -> None:
     v = control_version(db)
     if v is not None and v > CONTROL_VERSION:
         return  # check_control refuses it with the message
-    with db.transaction() as cur:
-        if v is None:
-            for stmt in CONTROL_SCHEMA.create(db.dialect, version=1):
-                cur.execute(stmt)
-            cur.execute(
-                "INSERT INTO server_meta (key, value) VALUES ('control_version', '1') "
-                "ON CONFLICT (key) DO NOTHING"
-            )
-            v = 1
-        while v < CONTROL_VERSION:
-            for stmt in CONTROL_SCHEMA.migration(v, db.dialect):
-                cur.execute(stmt)
-            v += 1
-        cur.execute("UPDATE server_meta SET value = ? WHERE key = 'control_version'", (str(v),))
-        cur.execute(
-            "INSERT INTO projects (name, created_at, created_by) VALUES (?, ?, NULL) "
-            "ON CONFLICT (name) DO NOTHING",
-            (DEFAULT_PROJECT, time.time()),
-        )
+    accounts.create_or_migrate(db, CONTROL_SCHEMA, v, DEFAULT_PROJECT, time.time())
 
 
 def project_db_location(db_url: str, project: str) -> tuple[str, str | None]:

@@ -118,7 +118,7 @@ class Server:
 
     def ready(self) -> dict[str, Any]:
         """Readiness: the database answers and the object store is reachable."""
-        self.control.query_one("SELECT 1")
+        self.control.ping()
         self.objects.exists("blake3:" + "0" * 64)
         return {"ok": True, "db": self.control.dialect}
 

@@ -129,6 +129,10 @@ class Database:
                 (str(SCHEMA_VERSION),),
             )
 
+    def ping(self) -> None:
+        """Raise the driver's error unless the database answers (readiness probes)."""
+        self.query_one("SELECT 1")
+
     def has_schema(self) -> bool:
         return self.query_one(self._HAS_META) is not None
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from runbase.capture.params import jsonable
 from runbase.capture.sysmetrics import is_system_metric
-from runbase.core.query import unknown_keys
 from runbase.errors import UsageError
 from runbase.records import listing
+from runbase.records.listing import unknown_keys
 from runbase.records.read import count_runs, list_runs, load_runs, with_sweep
 from runbase.records.record import run_row
 from runbase.render.views.common import user_sql, where_sql
