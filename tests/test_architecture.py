@@ -59,3 +59,39 @@ def test_reason_detection(tmp_path: Path) -> None:
         False,
         True,
     ]
+
+
+_SQL = ("SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "ALTER", "DROP", "WITH", "PRAGMA")
+
+
+def _sql_text(node: object) -> str:
+    import ast
+
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(v.value for v in node.values if isinstance(v, ast.Constant))
+    if isinstance(node, ast.BinOp):
+        return _sql_text(node.left)
+    return ""
+
+
+def test_sql_only_in_records_and_store() -> None:
+    """records/ is the only place that speaks SQL (store/ holds the database itself)."""
+    import ast
+
+    src = ROOT / "src" / "runbase"
+    found = []
+    for path in sorted(src.rglob("*.py")):
+        if path.relative_to(src).parts[0] in ("records", "store"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("execute", "executemany", "query", "query_one")
+                and node.args
+                and _sql_text(node.args[0]).lstrip().upper().startswith(_SQL)
+            ):
+                found.append(f"{path.relative_to(src)}:{node.lineno}")
+    assert found == []
