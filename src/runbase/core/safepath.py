@@ -5,7 +5,7 @@ directory input's manifest) that ``checkout`` and ``reproduce`` later write unde
 target directory. Those paths come from whoever wrote the run, so they are checked
 twice:
 
-- where they enter (bundle import, push, pull, :func:`runbase.capture.code.load_manifest`):
+- where they enter (bundle import, push, pull, :func:`runbase.capture.manifest.load_manifest`):
   :func:`check_relpath` and :func:`check_manifest`;
 - where bytes are written: :class:`SafeRoot` walks every parent component with
   ``O_NOFOLLOW`` from a directory descriptor of the target, so nothing is written
