@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import shutil
 import time
+from fnmatch import fnmatchcase
 from typing import Any
 
 from runbase.capture.sysmetrics import is_system_metric
@@ -51,8 +53,6 @@ def fmt_count(m: dict[str, Any]) -> str:
 
 def fmt_clock(ts: float) -> str:
     """An epoch time as the UTC time of day with milliseconds: ``14:03:07.412``."""
-    import datetime as dt  # lazy: one command prints clock times; the rest need no datetime
-
     if TIME.fit(ts) is None:  # NaN, inf, 1e300: what a store may hold is no time
         return ""
     return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).strftime("%H:%M:%S.%f")[:-3]
@@ -135,8 +135,6 @@ def choose_columns(rows: list[dict[str, Any]], spec: str | None = None) -> tuple
     ``tags.KEY`` where KEY may be a glob (``params.*``, ``metrics.val_*``). Without it:
     the usual run columns, the params that differ between ``rows`` and every metric
     but the system ones (``sys/*``, which ``show`` has)."""
-    from fnmatch import fnmatchcase  # lazy: only a --columns spec with globs needs it
-
     if spec is None or not spec.strip():
         differing, constant = varying_params(rows)
         mkeys = sorted({k for r in rows for k in r["metrics"] if not is_system_metric(k)})

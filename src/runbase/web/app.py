@@ -22,6 +22,7 @@ import ipaddress  # noqa: E402
 import threading  # noqa: E402
 from collections.abc import AsyncIterator, Callable, Iterable  # noqa: E402
 from contextlib import asynccontextmanager  # noqa: E402
+from importlib.resources import files  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -168,8 +169,6 @@ def _plotly_bytes() -> dict[str, Any] | None:
     with _plotly_lock:
         if not _plotly:
             try:
-                from importlib.resources import files  # lazy: first request of plotly.js
-
                 raw = (files("plotly") / "package_data" / "plotly.min.js").read_bytes()
             except (ImportError, OSError):
                 return None
