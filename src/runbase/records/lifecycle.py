@@ -17,7 +17,6 @@ from typing import Any
 
 from runbase.capture import env as envcap
 from runbase.capture import params as pcap
-from runbase.capture.code import snapshot
 from runbase.capture.configfiles import config_files
 from runbase.capture.manifest import load_manifest
 from runbase.capture.proc import is_alive, live_processes, start_id
@@ -104,6 +103,9 @@ def snapshot_code(store: Store, run_id: str, root: Path, keep: list[str] | None 
         "SELECT path FROM run_files WHERE run_id = ? AND source = 'config'", (run_id,)
     )
     held = [str(row[0]) for row in rows]
+    # lazy: git and subprocess are for starting a run: `ls`/`show` load this module too
+    from runbase.capture.code import snapshot
+
     record_code(store, run_id, snapshot(store, root, rel, held).as_dict())
 
 
