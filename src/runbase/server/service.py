@@ -1,6 +1,7 @@
-"""What the team server does, as a library (the HTTP layer in ``app.py`` only maps
-requests onto these): who is calling, what they may do, receiving and serving
-objects and run bundles, live updates, notes and team-wide search."""
+"""What the team server does, as a library (the HTTP layer, ``app.py`` and its
+``routes_*`` and ``auth`` modules, only maps requests onto these): who is calling,
+what they may do, receiving and serving objects and run bundles, live updates, notes
+and team-wide search."""
 
 from __future__ import annotations
 

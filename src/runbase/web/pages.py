@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 STATIC_DIR = Path(__file__).parent / "static"
-# the team server's UI cookies (runbase.server.app sets them; the pages read the CSRF one)
+# the team server's UI cookies (runbase.server.routes_pages sets them; the pages read the CSRF one)
 SESSION_COOKIE = "runbase_session"
 CSRF_COOKIE = "runbase_csrf"
 PLOTLY_URL = "/static/vendor/plotly.min.js"
