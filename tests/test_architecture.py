@@ -95,3 +95,19 @@ def test_sql_only_in_records_and_store() -> None:
             ):
                 found.append(f"{path.relative_to(src)}:{node.lineno}")
     assert found == []
+
+
+def test_cli_command_table_names_every_command_where_it_is() -> None:
+    """The CLI loads a command's module when the command runs, by its table: the table
+    and the modules' COMMANDS must agree (a command missing from it would vanish)."""
+    import importlib
+    import pkgutil
+
+    import runbase.cli as cli
+
+    defined = {}
+    for info in pkgutil.iter_modules(cli.__path__):
+        module = importlib.import_module(f"runbase.cli.{info.name}")
+        for command in getattr(module, "COMMANDS", ()):
+            defined[command.name] = info.name
+    assert defined == cli.COMMANDS

@@ -4,25 +4,53 @@ Each module of this package defines one group of commands and knows nothing of t
 ``runbase`` group; this module builds that group from their ``COMMANDS``. Nothing in
 runbase imports ``runbase.cli`` (it is the top layer: docs/architecture.md).
 
-Start-up matters (``runbase --help`` and every command pay it): the command modules
-import click and their shared helpers only; each command imports what it runs.
+Start-up matters (every command pays it): a command's module is imported when that
+command runs (``runbase run`` loads cli.runs alone) or when ``--help`` lists them all;
+``runbase --version`` loads none. The command modules import click and their shared
+helpers only; each command imports what it runs.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
 import click
 
-from runbase.cli import compare, data, demo, remote, reproduce, runs, server, store, sweep, ui
 from runbase.core.version import __version__
 from runbase.errors import RunbaseError
-from runbase.render import progress as progress_bar
 
 __all__ = ["main"]
 
+# command -> the module of this package that defines it (in its COMMANDS);
+# tests/test_architecture.py checks this table against the modules
+COMMANDS: dict[str, str] = {
+    **dict.fromkeys(("init", "run", "ls", "show", "logs", "metrics"), "runs"),
+    **dict.fromkeys(("checkout", "trace"), "data"),
+    **dict.fromkeys(("fsck", "gc", "du"), "store"),
+    "sweep": "sweep",
+    "reproduce": "reproduce",
+    **dict.fromkeys(("diff", "importance", "report"), "compare"),
+    "ui": "ui",
+    "demo": "demo",
+    **dict.fromkeys(("login", "remote", "push", "pull", "search"), "remote"),
+    "server": "server",
+}
+
 
 class _Group(click.Group):
+    """The ``runbase`` group: commands loaded on first use, runbase errors as click's."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMANDS.get(cmd_name)
+        if module is None:
+            return None
+        commands = import_module(f"{__name__}.{module}").COMMANDS
+        return next(c for c in commands if c.name == cmd_name)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -43,10 +71,8 @@ class _Group(click.Group):
 @click.pass_context
 def main(ctx: click.Context, store: str | None) -> None:
     """runbase: every run recorded - code, data, environment, parameters, metrics."""
+    # lazy: --help and --version exit before this runs and need no progress bar
+    from runbase.render import progress as progress_bar
+
     ctx.obj = {"store": store}
     progress_bar.install()  # hashing/storing many bytes draws a bar on a terminal
-
-
-for _module in (runs, data, store, sweep, reproduce, compare, ui, demo, remote, server):
-    for _command in _module.COMMANDS:
-        main.add_command(_command)
