@@ -134,3 +134,15 @@ def test_first_value_without_init_starts_a_run(tmp_path: Path, first: str) -> No
         assert record["metrics"]["acc"]["value"] == 0.5
     else:
         assert record["params"] == {"lr": 0.1}
+
+
+def test_server_admin_commands_need_no_ui_extra(tmp_path: Path) -> None:
+    # users/projects/token administer the database: the web stack (fastapi, the [ui]
+    # extra) is for serving; its store pool lives in store/ so admin never loads it
+    db = str(tmp_path / "server.db")
+    objects = str(tmp_path / "objects")
+    runbase_cmd("server", "migrate", "--db", db, "--objects", objects, cwd=tmp_path, check=True)
+    runbase_cmd("server", "users", "add", "ada", "--db", db, cwd=tmp_path, check=True)
+    for args in (["users", "list"], ["projects", "list"], ["token", "ada", "--list"]):
+        loaded, _ = _run_python(CLI.format(args=["server", *args, "--db", db]), tmp_path)
+        assert loaded == [], f"{args}: loaded optional packages: {loaded}"

@@ -16,8 +16,8 @@ from runbase.server.control import project_db_location
 from runbase.store import Store
 from runbase.store.backends import open_objects
 from runbase.store.db import open_database
+from runbase.store.pool import StorePool
 from runbase.store.protocol import Objects
-from runbase.web.api import StorePool
 
 __all__ = ["ProjectStores", "open_project_store"]
 

@@ -1,7 +1,7 @@
 """The JSON API under ``/api`` (docs/api.md): thin handlers over :mod:`runbase.render.views`.
 
 Every handler is a plain ``def`` (FastAPI runs it in its thread pool) that borrows a
-:class:`Store` from the app's :class:`StorePool` for the duration of the request, so
+:class:`Store` from the app's :class:`~runbase.store.pool.StorePool` for the duration of the request, so
 no two threads ever share a database connection at once. Errors are mapped by the app
 (``runbase.web.app``): unknown run, metric or file -> 404; malformed filter, sort or
 argument -> 400; a parameter out of range -> 422; the store cannot be opened -> 503.
@@ -9,10 +9,8 @@ argument -> 400; a parameter out of range -> 422; the store cannot be opened -> 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -23,41 +21,11 @@ from runbase.capture.params import jsonable
 from runbase.core import fsname
 from runbase.render import views
 from runbase.store import Store
+from runbase.store.pool import StorePool
 
 MAX_EXPR = 10_000  # characters of a where / sort expression
 MAX_OFFSET = 10**12
 MAX_REF = 1_000
-
-
-class StorePool:
-    """Opened stores, each lent to one request at a time (a SQLite connection must not
-    be used by two threads at once). Grows to the number of concurrent requests."""
-
-    def __init__(self, opener: Callable[[], Store]) -> None:
-        self._opener = opener
-        self._idle: list[Store] = []
-        self._all: list[Store] = []
-        self._lock = threading.Lock()
-
-    @contextlib.contextmanager
-    def borrow(self) -> Iterator[Store]:
-        with self._lock:
-            store = self._idle.pop() if self._idle else None
-        if store is None:
-            store = self._opener()
-            with self._lock:
-                self._all.append(store)
-        try:
-            yield store
-        finally:
-            with self._lock:
-                self._idle.append(store)
-
-    def close(self) -> None:
-        with self._lock:
-            stores, self._all, self._idle = self._all, [], []
-        for s in stores:
-            s.close()
 
 
 def get_store(request: Request) -> Iterator[Store]:

@@ -32,7 +32,8 @@ from starlette.middleware.gzip import GZipMiddleware  # noqa: E402
 
 from runbase.core.version import __version__  # noqa: E402
 from runbase.store import Store, locate  # noqa: E402
-from runbase.web.api import StorePool, get_store, json_response  # noqa: E402
+from runbase.store.pool import StorePool  # noqa: E402
+from runbase.web.api import get_store, json_response  # noqa: E402
 from runbase.web.api import router as api_router  # noqa: E402
 from runbase.web.errors import error_handlers  # noqa: E402
 
