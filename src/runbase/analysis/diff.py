@@ -17,6 +17,7 @@ from typing import Any
 
 from runbase.capture.manifest import load_manifest
 from runbase.capture.overrides import apply_to_argv
+from runbase.capture.params import as_number
 from runbase.capture.sysmetrics import is_system_metric
 from runbase.errors import RunbaseError, UsageError
 from runbase.records.read import resolve
@@ -101,8 +102,8 @@ def _params(store: Store, ra: dict[str, Any], rb: dict[str, Any]) -> dict[str, A
 
 def _metrics(store: Store, ra: dict[str, Any], rb: dict[str, Any]) -> dict[str, Any]:
     # system metrics (sys/*) describe the machine's load, not the result: left out
-    ma = {k: _num(m["value"]) for k, m in ra["metrics"].items() if not is_system_metric(k)}
-    mb = {k: _num(m["value"]) for k, m in rb["metrics"].items() if not is_system_metric(k)}
+    ma = {k: as_number(m["value"]) for k, m in ra["metrics"].items() if not is_system_metric(k)}
+    mb = {k: as_number(m["value"]) for k, m in rb["metrics"].items() if not is_system_metric(k)}
     added = [{"key": k, "value": mb[k]} for k in sorted(mb.keys() - ma.keys())]
     removed = [{"key": k, "value": ma[k]} for k in sorted(ma.keys() - mb.keys())]
     changed = [
@@ -111,13 +112,6 @@ def _metrics(store: Store, ra: dict[str, Any], rb: dict[str, Any]) -> dict[str, 
     changed.sort(key=_change_size)
     unchanged = not (added or removed or changed)
     return {"unchanged": unchanged, "added": added, "removed": removed, "changed": changed}
-
-
-def _num(v: Any) -> Any:
-    """The record writes NaN/inf as strings (strict JSON): numbers again, to subtract."""
-    if isinstance(v, str) and v in ("NaN", "Infinity", "-Infinity"):
-        return float(v.replace("Infinity", "inf"))
-    return v
 
 
 def _finite(v: Any) -> bool:

@@ -63,6 +63,16 @@ INTEGRATION_SOURCES = frozenset(
 MAX_INLINE_VALUE = 16 * 1024
 
 
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def as_number(value: Any) -> Any:
+    """A number of the record as a number again: :func:`jsonable` writes NaN and the
+    infinities as the strings "NaN"/"Infinity"/"-Infinity" (strict JSON); other values
+    come back as they are."""
+    return _NON_FINITE.get(value, value) if isinstance(value, str) else value
+
+
 def jsonable(value: Any, _depth: int = 0) -> Any:
     """Coerce a value to JSON types (documented in docs/run-record.md).
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from runbase.capture.params import as_number
 from runbase.render.table import fmt_bytes, fmt_count, fmt_duration, fmt_value, render
 
 
@@ -95,9 +96,9 @@ def render_record(rec: dict[str, Any]) -> str:
         rows = [
             [
                 k,
-                fmt_value(_num(m["value"])),
-                fmt_value(_num(m["min"])),
-                fmt_value(_num(m["max"])),
+                fmt_value(as_number(m["value"])),
+                fmt_value(as_number(m["min"])),
+                fmt_value(as_number(m["max"])),
                 fmt_count(m),
             ]
             for k, m in sorted(rec["metrics"].items())
@@ -253,12 +254,6 @@ def render_cells(cells: list[dict[str, Any]]) -> str:
             out.append(f"    -> {c['error']}")
         out.append("")
     return "\n".join(out).rstrip()
-
-
-def _num(v: Any) -> Any:
-    if isinstance(v, str) and v in ("NaN", "Infinity", "-Infinity"):
-        return float(v.replace("Infinity", "inf"))
-    return v
 
 
 def _kv(pairs: list[tuple[str, Any]], indent: int = 0) -> list[str]:
