@@ -13,6 +13,7 @@ from runbase.core.shapes import CODE, COMMAND, ENV, LOGS, PACKAGES, TIME, load_c
 from runbase.records.files import list_files
 from runbase.records.notebook import notebook_section
 from runbase.records.read import duration, load_metrics, load_params, load_row, load_tags
+from runbase.records.types import RunHeader
 from runbase.store import Store
 
 RECORD_VERSION = 1
@@ -25,7 +26,7 @@ def iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
 
 
-def run_header(r: dict[str, Any]) -> dict[str, Any]:
+def run_header(r: dict[str, Any]) -> RunHeader:
     """The fields a run's record and its `ls --json` line share, from a runs row."""
     return {
         "id": r["id"],
@@ -62,6 +63,9 @@ def run_row(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_record(store: Store, run_id: str, include_patch: bool = True) -> dict[str, Any]:
+    """The run record of docs/run-record.md (what ``runbase show RUN --json`` prints;
+    its keys typed as :class:`runbase.records.types.RunRecord`, tests/test_db_contract
+    holds the two together)."""
     r = load_row(store, run_id)
     params = load_params(store, [run_id])[run_id]
     # JSON columns are read defensively: what does not have its documented shape
