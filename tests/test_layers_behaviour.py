@@ -146,3 +146,14 @@ def test_server_admin_commands_need_no_ui_extra(tmp_path: Path) -> None:
     for args in (["users", "list"], ["projects", "list"], ["token", "ada", "--list"]):
         loaded, _ = _run_python(CLI.format(args=["server", *args, "--db", db]), tmp_path)
         assert loaded == [], f"{args}: loaded optional packages: {loaded}"
+
+
+def test_tracking_api_loads_no_typing(tmp_path: Path) -> None:
+    # typing (~8 ms, and re with it) stays out of what a training script pays for the
+    # tracking API: the modules it loads import typing only under TYPE_CHECKING
+    code = "import runbase\nrunbase.init\nrunbase.log\nimport sys\nprint(sorted({'typing', 're'} & set(sys.modules)))\n"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=_env(), capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -126,7 +126,14 @@ def _install_bar(import_module: Any) -> None:
     # draw the CLI's progress bar (tracking reports progress; drawing is render's).
     global _bar_installed
     _bar_installed = True
-    import_module(f"{__name__}.render.progress").install()
+    import_module(f"{__name__}.core.progress").install(_open_bar)
+
+
+def _open_bar(label: str, total: int | None, stream: Any) -> Any:
+    # lazy: the bar (render, typing) loads when a transfer is shown, not with the API
+    from runbase.render.progress import open_bar
+
+    return open_bar(label, total, stream)
 
 
 def __dir__() -> list[str]:
