@@ -4,7 +4,8 @@ Runs, interleaved, against two source trees of runbase (the current one and ``--
 e.g. a ``git worktree`` of the commit before the refactor), each put first on
 ``PYTHONPATH``: ``import runbase``; ``import runbase; runbase.init; runbase.log`` (what a
 training script pays); ``python -m runbase --help`` and ``--version`` (the CLI's start-up
-floor). Reports the medians minus that of ``python -c pass``. (The architecture figures
+floor); ``runbase ls`` on a store of one run; ``runbase run --no-code`` of ``python -c
+pass``. Reports the medians minus that of ``python -c pass``. (The architecture figures
 themselves: ``scripts/archstats.py``.)
 
     git worktree add /tmp/before <commit>
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,18 @@ COMMANDS = {
     ],
     "runbase --help": ["-m", "runbase", "--help"],
     "runbase --version": ["-m", "runbase", "--version"],
+    "runbase ls": ["-m", "runbase", "ls"],
+    "runbase run --no-code -- python -c pass": [
+        "-m",
+        "runbase",
+        "run",
+        "-q",
+        "--no-code",
+        "--",
+        sys.executable,
+        "-c",
+        "pass",
+    ],
 }
 
 
@@ -41,13 +55,17 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=30)
     args = ap.parse_args()
     trees = {"before": args.before.resolve(), "after": C.REPO_DIR}
+    work = C.scratch_dir("layers")  # a store with one run, for ls and run
+    env0 = C.clean_env(PYTHONPATH=str(C.REPO_DIR / "src"))
+    for argv in (["init"], ["run", "-q", "--no-code", "--", C.PYTHON, "-c", "pass"]):
+        subprocess.run([C.PYTHON, "-m", "runbase", *argv], cwd=work, env=env0, check=True)
     cmds: dict[str, dict[str, Any]] = {
         "python -c pass": {"argv": [C.PYTHON, "-c", "pass"], "env": C.clean_env()}
     }
     for label, tree in trees.items():
         env = C.clean_env(PYTHONPATH=str(tree / "src"))
         for name, argv in COMMANDS.items():
-            cmds[f"{label}: {name}"] = {"argv": [C.PYTHON, *argv], "env": env}
+            cmds[f"{label}: {name}"] = {"argv": [C.PYTHON, *argv], "env": env, "cwd": work}
     C.header("bench_layers: start-up before/after the package layout")
     times = C.interleaved_times(cmds, args.n, warmup=3)
     base = statistics.median(times["python -c pass"])
@@ -63,6 +81,7 @@ def main() -> None:
         title=f"median of {args.n} interleaved fresh interpreters",
     )
     C.write_result("layers", result)
+    C.rmtree(work)
 
 
 if __name__ == "__main__":
