@@ -34,8 +34,12 @@ def _has_reason(lines: list[str], node: ast.stmt) -> bool:
     i = node.lineno - 2
     while i >= 0:
         text = lines[i].strip()
-        if text.startswith("#"):
-            return LAZY_MARK in text
+        if text.startswith("#"):  # the comment above, however many lines it takes
+            while i >= 0 and lines[i].strip().startswith("#"):
+                if LAZY_MARK in lines[i]:
+                    return True
+                i -= 1
+            return False
         if not (text.startswith(("import ", "from ")) or text in (")",) or text.endswith(",")):
             return False
         i -= 1

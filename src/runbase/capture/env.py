@@ -8,7 +8,6 @@ Python process of the run reported about itself (executable, version, ``sys.path
 from __future__ import annotations
 
 import getpass
-import hashlib
 import json
 import os
 import platform
@@ -208,6 +207,8 @@ def path_fingerprint(path: list[str]) -> str:
             parts.append(f"{p}\0{os.stat(p).st_mtime_ns}")
         except OSError:
             parts.append(f"{p}\0-")
+    import hashlib  # lazy: only a new environment record is fingerprinted
+
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 

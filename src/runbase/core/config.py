@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +47,8 @@ def save_config(data: dict[str, Any]) -> Path:
     """Write the config atomically, readable by its owner only (it holds tokens)."""
     path = config_path()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    import tempfile  # lazy: only writing the config needs it (reading is every command's)
+
     fd, tmp = tempfile.mkstemp(prefix=".config-", dir=path.parent)
     try:
         os.fchmod(fd, 0o600)

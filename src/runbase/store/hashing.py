@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 
-import blake3
-
 from runbase.core import progress
 from runbase.core.ids import ALGO
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import blake3
 
 CHUNK = 1 << 20
 # Multi-threaded hashing only pays off for large inputs (measured: 7.7 GB/s one
@@ -17,6 +19,9 @@ _PROGRESS_STEP = 64 << 20
 
 
 def new_hasher(size_hint: int = 0) -> blake3.blake3:
+    # lazy: reading runs (ls, show, the UI) opens the store and hashes nothing
+    import blake3
+
     if size_hint >= _THREADED_ABOVE:
         return blake3.blake3(max_threads=blake3.blake3.AUTO)
     return blake3.blake3()

@@ -10,15 +10,12 @@ command's exit status, which it then exits with.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import pty
 import selectors
 import shutil
 import signal
 import subprocess
 import sys
-import termios
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -26,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from runbase.capture import overrides as ov
-from runbase.capture.files import store_internals
 from runbase.capture.overrides import format_value, unused
 from runbase.capture.proc import register as register_process
 from runbase.capture.proc import start_id
@@ -38,8 +34,6 @@ from runbase.capture.secrets import (
     redact_argv,
     secrets_channel,
 )
-from runbase.capture.sysmetrics import SystemSampler, resolve_interval
-from runbase.capture.watch import watch
 from runbase.capture.withhold import guard as guard_files
 from runbase.core._safe import safe_call, warn_once
 from runbase.core.runfiles import LOG_FILES
@@ -343,6 +337,9 @@ class _Supervised:
         return _Streams.open(use_pty_out=_isatty(1), use_pty_err=_isatty(2))
 
     def _system_sampler(self, env: dict[str, str], pid: int) -> Any:
+        # lazy: loads (psutil, NVML) once the command has started, beside its own start-up
+        from runbase.capture.sysmetrics import SystemSampler, resolve_interval
+
         interval = resolve_interval(self.opts.system_interval)
         if not interval:
             return None
@@ -356,6 +353,11 @@ class _Supervised:
         return sampler
 
     def _watch_tree(self, root: str) -> Any:
+        # lazy: the file capture (blake3, the store's hashing) and inotify (ctypes) load
+        # once the command has started, beside its own start-up
+        from runbase.capture.files import store_internals
+        from runbase.capture.watch import watch
+
         internal = store_internals(str(self.store.root))
 
         def on_file(path: str, op: str) -> None:
@@ -472,6 +474,10 @@ class _Streams:
 
 
 def _pty_pair() -> tuple[int, int]:
+    # lazy: a pseudo-terminal only when the output is a terminal
+    import pty
+    import termios
+
     master, slave = pty.openpty()
     try:
         attrs = termios.tcgetattr(slave)
@@ -484,6 +490,10 @@ def _pty_pair() -> tuple[int, int]:
 
 
 def _copy_winsize(src: int, dst: int) -> None:
+    # lazy: a pseudo-terminal only when the output is a terminal
+    import fcntl
+    import termios
+
     with contextlib.suppress(OSError):
         fcntl.ioctl(dst, termios.TIOCSWINSZ, fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8))
 
