@@ -61,3 +61,9 @@ def save_config(data: dict[str, Any]) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def publish_default() -> str | None:
+    """The remote runs publish to when nothing else says (the config's ``"publish"``)."""
+    value = load_config().get("publish")
+    return value if isinstance(value, str) else None

@@ -143,11 +143,6 @@ def get_remote(name: str | None = None) -> Remote:
     return all_remotes[name]
 
 
-def publish_default() -> str | None:
-    value = load_config().get("publish")
-    return value if isinstance(value, str) else None
-
-
 _RUN_URL = re.compile(r"^(https?://.+?)/p/([^/]+)/runs/([^/?#]+)")
 
 
