@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import os
-import select
-import stat
 import sys
 import threading
 import time
 
-from runbase.capture.overrides import apply_to_namespace
 from runbase.capture.proc import is_alive, register
 from runbase.core._imphook import when_imported
 from runbase.tracking import tracker as _tracker
 from runbase.tracking.autohooks import install_auto
-from runbase.tracking.params import record_parsed
 
 
 def attach_from_env() -> None:
@@ -68,6 +64,10 @@ def watch_supervisor(spool_dir: str) -> None:
 def _detach_streams() -> None:
     """Point fds 1 and 2 at /dev/null when they are a pipe or terminal whose reader is
     gone (the dead supervisor's), so that writes neither fail nor block."""
+    # lazy: only a process that outlives its supervisor gets here
+    import select
+    import stat
+
     try:
         null = os.open(os.devnull, os.O_WRONLY)
     except OSError:
@@ -112,7 +112,9 @@ def install_hooks() -> None:
     arm the framework integrations."""
 
     def hook(_module: object) -> None:
-        # lazy: capture.params loads json and enum; only once the program imports argparse
+        # lazy: capture.params loads json and enum, and the overrides are for argparse:
+        # only once the program imports argparse (every Python process of a run attaches)
+        from runbase.capture.overrides import apply_to_namespace
         from runbase.capture.params import install_argparse_hook
 
         install_argparse_hook(_record_argparse, apply_to_namespace)
@@ -170,4 +172,6 @@ def reported_to() -> _tracker.Tracker | None:
 
 def _record_argparse(values: dict[str, object]) -> None:
     # a launcher's own parse (torchrun, loky workers) never gets here: capture.origin
+    from runbase.tracking.params import record_parsed  # lazy: once argparse has parsed
+
     record_parsed(values, "argparse")

@@ -1,7 +1,7 @@
 """Params sent to the active run, and the secret values scrubbed from what it records.
 
 Below the API (``runbase.param``/``params``/``init(params=...)``) and the child
-bootstrap (what argparse, click, Hydra... parsed: ``_child.record_parsed``), which
+bootstrap (what argparse, click, Hydra... parsed, through ``record_parsed``), which
 both send params here; the notebook's papermill cells too. Values a param redacts
 become secrets scrubbed from everything recorded after (tracebacks, console capture,
 ``runbase run``'s logs): the API registers what its console captures need to hear
