@@ -1,5 +1,6 @@
 """The server's own pages: log in, log out, the projects page and team search. Their
-HTML comes from Jinja2 templates (``server/templates/``, autoescaped); a project's
+HTML comes from Jinja2 templates (``server/templates/``, autoescaped), which extend the
+UI's ``base.html`` (``web/templates/``: one head, header and account links); a project's
 pages are ``runbase ui``'s (:mod:`runbase.web.pages`) under ``/p/{project}``."""
 
 from __future__ import annotations
@@ -10,19 +11,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from jinja2 import Environment, PackageLoader, select_autoescape
-from markupsafe import Markup
+from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
 from runbase.errors import AuthError, RunbaseError
 from runbase.server import control
 from runbase.server.auth import CSRF_COOKIE, SESSION_COOKIE, ServerDep, current_user, server_of
-from runbase.web import pages
 
 ui = APIRouter(include_in_schema=False)
 
 _templates = Environment(
-    loader=PackageLoader("runbase.server", "templates"),
+    loader=ChoiceLoader(
+        [PackageLoader("runbase.server", "templates"), PackageLoader("runbase.web", "templates")]
+    ),
     autoescape=select_autoescape(default=True, default_for_string=True),
 )
 _SEARCH_COLUMNS = ("project", "run", "status", "user", "started", "data")
@@ -36,9 +37,10 @@ def _page(
     status_code: int = 200,
     **context: Any,
 ) -> Response:
-    # account_html escapes what it inserts: it is markup, not text, here
-    account = Markup(pages.account_html("", account_user, csrf))
-    body = _templates.get_template(template).render(title=title, account=account, **context)
+    context.setdefault("user", account_user)  # the header's account links (none: logged out)
+    body = _templates.get_template(template).render(
+        title=title, root="", base="", csrf=csrf, **context
+    )
     return Response(
         body,
         status_code=status_code,
