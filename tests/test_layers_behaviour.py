@@ -50,9 +50,10 @@ def _env() -> dict[str, str]:
     }
 
 
-def _run_python(code: str, cwd: Path) -> tuple[list[str], list[str]]:
+def _python(code: str, cwd: Path) -> str:
+    """What a fresh interpreter running ``code`` in ``cwd`` prints (it must succeed)."""
     proc = subprocess.run(
-        [sys.executable, "-c", code + _REPORT.format(names=OPTIONAL)],
+        [sys.executable, "-c", code],
         cwd=cwd,
         env=_env(),
         capture_output=True,
@@ -60,8 +61,13 @@ def _run_python(code: str, cwd: Path) -> tuple[list[str], list[str]]:
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def _run_python(code: str, cwd: Path) -> tuple[list[str], list[str]]:
+    stdout = _python(code + _REPORT.format(names=OPTIONAL), cwd)
     found = {}
-    for line in proc.stdout.splitlines():  # after what the command itself printed
+    for line in stdout.splitlines():  # after what the command itself printed
         key, _, value = line.partition(" ")
         if key in ("LOADED", "MODULES"):
             found[key] = ast.literal_eval(value)
@@ -116,16 +122,7 @@ def test_first_value_without_init_starts_a_run(tmp_path: Path, first: str) -> No
         f"import runbase\n{first}\nrunbase.log(loss=0.5, step=1)\n"
         "print('RUN', runbase.active_run().id)\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    run_id = proc.stdout.split("RUN ", 1)[1].split()[0]
+    run_id = _python(code, tmp_path).split("RUN ", 1)[1].split()[0]
     shown = runbase_cmd("show", run_id, "--json", cwd=tmp_path, check=True)
     record = json.loads(shown.stdout)
     assert record["status"] == "finished"
@@ -152,8 +149,4 @@ def test_tracking_api_loads_no_typing(tmp_path: Path) -> None:
     # typing (~8 ms, and re with it) stays out of what a training script pays for the
     # tracking API: the modules it loads import typing only under TYPE_CHECKING
     code = "import runbase\nrunbase.init\nrunbase.log\nimport sys\nprint(sorted({'typing', 're'} & set(sys.modules)))\n"
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env=_env(), capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[]"
+    assert _python(code, tmp_path).strip() == "[]"
