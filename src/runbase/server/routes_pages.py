@@ -11,21 +11,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
 from runbase.errors import AuthError, RunbaseError
 from runbase.server import control
 from runbase.server.auth import CSRF_COOKIE, SESSION_COOKIE, ServerDep, current_user, server_of
+from runbase.web import pages
 
 ui = APIRouter(include_in_schema=False)
 
-_templates = Environment(
-    loader=ChoiceLoader(
-        [PackageLoader("runbase.server", "templates"), PackageLoader("runbase.web", "templates")]
-    ),
-    autoescape=select_autoescape(default=True, default_for_string=True),
-)
+_templates = pages.template_environment("runbase.server")
 _SEARCH_COLUMNS = ("project", "run", "status", "user", "started", "data")
 
 

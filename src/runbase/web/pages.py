@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -27,10 +27,17 @@ PLOTLY_URL = "/static/vendor/plotly.min.js"
 router = APIRouter(include_in_schema=False)
 
 
-_templates = Environment(
-    loader=PackageLoader("runbase.web", "templates"),
-    autoescape=select_autoescape(default=True, default_for_string=True),
-)
+def template_environment(*packages: str) -> Environment:
+    """Jinja2 over the ``templates/`` of ``packages``, then the UI's own (``base.html``),
+    everything autoescaped: the UI's pages and the team server's share it."""
+    loaders = [PackageLoader(p, "templates") for p in (*packages, "runbase.web")]
+    return Environment(
+        loader=ChoiceLoader(loaders),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+    )
+
+
+_templates = template_environment()
 
 RUN_TABS = [
     ("overview", "Overview"),
@@ -44,12 +51,6 @@ RUN_TABS = [
     ("logs", "Logs"),
     ("lineage", "Lineage"),
 ]
-
-
-def render(template: str, **context: Any) -> str:
-    """A template of ``web/templates`` (autoescaped) rendered with ``context``; the team
-    server's own pages extend the same ``base.html`` (runbase.server.routes_pages)."""
-    return _templates.get_template(template).render(**context)
 
 
 def _page(
@@ -69,8 +70,8 @@ def _page(
     csrf = request.cookies.get(CSRF_COOKIE) if user else None
     role = getattr(request.state, "role", None) if user else None
     config = json.dumps({"base": base, "user": user, "role": role, "csrf": csrf, **(data or {})})
-    page = render(
-        template,
+    # the team server's own pages extend the same base.html (runbase.server.routes_pages)
+    page = _templates.get_template(template).render(
         title=title,
         root=root,
         base=base,
