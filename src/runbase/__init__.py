@@ -112,21 +112,12 @@ def __getattr__(name: str) -> Any:
             return import_module(f"{__name__}.{_MOVED[name]}")
         raise AttributeError(f"module 'runbase' has no attribute {name!r}")
     value = getattr(import_module(f"{__name__}.{module}"), name)
-    if module == "tracking.api" and not _bar_installed:
-        _install_bar(import_module)
+    if module == "tracking.api":  # once per name: each is cached below
+        # A script's run hashes and stores its outputs at exit: hundreds of MB on a
+        # terminal draw the CLI's progress bar (tracking reports; drawing is render's).
+        import_module(f"{__name__}.core.progress").install(_open_bar)
     globals()[name] = value
     return value
-
-
-_bar_installed = False
-
-
-def _install_bar(import_module: Any) -> None:
-    # A script's run hashes and stores its outputs at exit: hundreds of MB on a terminal
-    # draw the CLI's progress bar (tracking reports progress; drawing is render's).
-    global _bar_installed
-    _bar_installed = True
-    import_module(f"{__name__}.core.progress").install(_open_bar)
 
 
 def _open_bar(label: str, total: int | None, stream: Any) -> Any:
