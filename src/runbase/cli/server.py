@@ -193,11 +193,11 @@ def projects_add(name: str, db: str) -> None:
 def projects_list(db: str) -> None:
     """List projects."""
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
-    from runbase.server import control
+    from runbase.records.accounts import project_names
     from runbase.server.admin import opened
 
     with opened(db) as cdb:
-        for name in control.project_names(cdb):
+        for name in project_names(cdb):
             click.echo(name)
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runbase.records import accounts
 from runbase.server import control
 from runbase.server.projects import open_objects_checked, open_project_store
 from runbase.store.db import Database
@@ -38,7 +39,7 @@ def migrate(db_url: str, objects_url: str | None = None) -> MigrateReport:
     Idempotent: running it on an up-to-date database changes nothing."""
     db = control.open_control(db_url, create=True)
     try:
-        names = control.project_names(db)
+        names = accounts.project_names(db)
     finally:
         db.close()
     objects: Any = open_objects_checked(objects_url) if objects_url else None

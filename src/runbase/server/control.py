@@ -35,12 +35,6 @@ from runbase.errors import (
     StoreError,
 )
 from runbase.records import accounts
-
-# the project and object lookups are plain reads: control's API, as records has them
-from runbase.records.accounts import held_objects as held_objects
-from runbase.records.accounts import hold_object as hold_object
-from runbase.records.accounts import project_exists as project_exists
-from runbase.records.accounts import project_names as project_names
 from runbase.store.db import Database, open_database, sqlite_path
 from runbase.store.tables import DOUBLE, INTEGER, TEXT, Column, Index, Schema, Table
 
@@ -268,7 +262,7 @@ def add_user_with_token(
     """A new user, ``project_role`` in each of ``projects``, and their first API token
     (the CLI's ``users add`` and the API's ``POST /api/v1/users``)."""
     for p in projects:
-        if not project_exists(db, p):
+        if not accounts.project_exists(db, p):
             raise NotFound(f"no project {p!r}; create it first")
     if project_role not in ROLES:
         raise RunbaseError(f"bad role {project_role!r}: use one of {', '.join(ROLES)}")
@@ -380,7 +374,7 @@ def set_member(db: Database, project: str, user: str, role: str | None) -> None:
     """Give ``user`` ``role`` in ``project`` (None removes them)."""
     if role is not None and role not in ROLES:
         raise RunbaseError(f"bad role {role!r}: use one of {', '.join(ROLES)}")
-    if not project_exists(db, project):
+    if not accounts.project_exists(db, project):
         raise NotFound(f"no project {project!r}")
     if get_user(db, user) is None:
         raise NotFound(f"no user {user!r}")
@@ -397,7 +391,7 @@ def members(db: Database, project: str) -> list[dict[str, str]]:
 def role_in(db: Database, user: User, project: str) -> str | None:
     """``user``'s role in ``project``: a server admin is admin of every project; None
     when not a member (or no such project: the two are indistinguishable to a caller)."""
-    if not project_exists(db, project):
+    if not accounts.project_exists(db, project):
         return None
     if user.is_admin:
         return "admin"
@@ -416,7 +410,7 @@ def require_role(db: Database, user: User, project: str, needed: str) -> str:
 
 def readable_projects(db: Database, user: User) -> list[dict[str, str]]:
     if user.is_admin:
-        return [{"name": n, "role": "admin"} for n in project_names(db)]
+        return [{"name": n, "role": "admin"} for n in accounts.project_names(db)]
     return accounts.memberships(db, user.name)
 
 

@@ -23,7 +23,7 @@ from runbase.errors import (
     RunbaseError,
     StoreError,
 )
-from runbase.records import lineage
+from runbase.records import accounts, lineage
 from runbase.records.bundle import export_run, import_run, run_objects
 from runbase.records.pushed_runs import owner_and_status, reference_columns
 from runbase.records.read import resolve
@@ -80,7 +80,7 @@ class Server:
             self.control.close()
             raise
         try:
-            self.stores.check(control.project_names(self.control))
+            self.stores.check(accounts.project_names(self.control))
         except BaseException:
             self.close()
             raise
@@ -130,7 +130,7 @@ class Server:
             raise RunbaseError(f"ask about at most {MAX_OIDS} objects at once")
         for oid in oids:
             check_oid(oid)
-        held = control.held_objects(self.control, project, sorted(set(oids)))
+        held = accounts.held_objects(self.control, project, sorted(set(oids)))
         return [o for o in dict.fromkeys(oids) if o not in held]
 
     def begin_object(self, oid: str, size_hint: int) -> Any:
@@ -142,11 +142,11 @@ class Server:
         return self.objects.writer(size_hint, expect=oid)
 
     def accept_object(self, project: str, oid: str, size: int) -> None:
-        control.hold_object(self.control, project, oid, size)
+        accounts.hold_object(self.control, project, oid, size)
 
     def object_chunks(self, project: str, oid: str) -> Iterator[bytes]:
         check_oid(oid)
-        if not control.held_objects(self.control, project, [oid]):
+        if not accounts.held_objects(self.control, project, [oid]):
             raise NotFound(f"no object {oid} in project {project!r}")
         # verified before the first byte leaves while small (a damaged copy is a clear
         # error, not a cut stream); a large one is hashed as it streams, and its reader
