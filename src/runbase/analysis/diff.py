@@ -355,14 +355,14 @@ def _version_key(v: str) -> tuple[tuple[int, int | str], ...]:
 def _run(store: Store, ra: dict[str, Any], rb: dict[str, Any]) -> dict[str, Any]:
     fields = {k: _change(ra[k], rb[k]) for k in ("command", "status", "exit_code")}
     command = fields["command"]
-    explained = command is not None and _only_params(ra, rb)
+    explained = command is not None and only_params(ra, rb)
     if command is not None and explained:
         fields["command"] = {**command, "explained_by_params": True}
     unchanged = all(v is None for k, v in fields.items() if not (k == "command" and explained))
     return {"unchanged": unchanged, **fields}
 
 
-def _only_params(ra: dict[str, Any], rb: dict[str, Any]) -> bool:
+def only_params(ra: dict[str, Any], rb: dict[str, Any]) -> bool:
     """Does B's command equal A's with B's changed params written in? (Then the params
     section already says it all: ``--lr 0.1`` -> ``--lr 0.2`` is one change, not two.)"""
     pa, pb = ra.get("params") or {}, rb.get("params") or {}

@@ -23,7 +23,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -32,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from runbase.analysis.diff import diff_runs, package_changes
+from runbase.analysis.metrickinds import is_timing_metric  # re-exported: callers import it here
 from runbase.capture import overrides as ov
 from runbase.capture.env import packages
-from runbase.capture.sysmetrics import is_system_metric
 from runbase.core import fsname
 from runbase.core.shapes import loads
 from runbase.errors import UsageError
@@ -151,25 +150,6 @@ def close(old: float | None, new: float | None, rtol: float = 0.0, atol: float =
     if math.isinf(old) or math.isinf(new):
         return old == new
     return abs(new - old) <= atol + rtol * abs(old)
-
-
-# Wall-clock figures, by the last part of the key (after "/" or "."): how fast the
-# machine ran, not what the model learned (train_runtime, eval_samples_per_second,
-# epoch_time, fit_time, step_time_ms, timestamp, throughput, it/s). System metrics
-# (sys/*: CPU, memory, GPU load) are the machine's too.
-_TIMING_NAME = re.compile(
-    r"(?:^|_)(?:time|times|timestamp|runtime|duration|elapsed|seconds|secs?|ms|walltime"
-    r"|throughput|fps)$|_per_(?:second|sec|s)$"
-)
-
-
-def is_timing_metric(key: str) -> bool:
-    """Whether a metric measures time or speed rather than the result: the one rule
-    ``reproduce`` uses to leave a metric out of its verdict (docs/reproduce.md)."""
-    name = key.lower()
-    if is_system_metric(key) or name.endswith("/s"):  # it/s, samples/s
-        return True
-    return bool(_TIMING_NAME.search(re.split(r"[/.]", name)[-1]))
 
 
 def judge(
