@@ -20,13 +20,7 @@ import math
 import random
 import re
 import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +28,7 @@ from runbase.capture.overrides import INDEX_TAG, format_value, parse_assignment,
 from runbase.core.ids import new_run_id
 from runbase.errors import UsageError
 from runbase.store import Store
+from runbase.tracking.executor import Job, LocalExecutor, runbase_run_argv
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "randint", "choice")
 _CALL = re.compile(r"^\s*(\w+)\s*\((.*)\)\s*$", re.DOTALL)
@@ -218,101 +213,33 @@ def run_sweep(
     result = SweepResult(new_sweep_id(), str(s.root))
     s.close()
     result.trials = [Trial(i + 1, dict(t)) for i, t in enumerate(trials)]
-    # --quiet: the closing line of `runbase run` would hide the failing run's last stderr line
-    base = [sys.executable, "-m", "runbase", "--store", result.store_root, "run", "--quiet"]
-    base += ["--sweep-id", result.sweep_id] + ([] if capture_code else ["--no-code"])
+    base = runbase_run_argv(result.store_root, "--sweep-id", result.sweep_id)
+    base += [] if capture_code else ["--no-code"]
     for k, v in (tags or {}).items():
         base += ["--tag", f"{k}={v}"]
     if on_start is not None:
         on_start(result)
-    pool = _Pool(base, argv, name, on_done, len(trials))
-    result.interrupted = pool.run(result.trials, jobs)
+    jobs_of = [Job(_trial_argv(base, argv, name, t), label=str(t.index)) for t in result.trials]
+    trial_of = {id(job): t for job, t in zip(jobs_of, result.trials, strict=True)}
+
+    def done(job: Job, n: int, total: int) -> None:
+        trial = trial_of[id(job)]
+        trial.returncode, trial.stderr_tail = job.returncode, job.stderr_tail
+        if on_done is not None:
+            on_done(trial, n, total)
+
+    result.interrupted = LocalExecutor(jobs).run(jobs_of, done)
     return result
 
 
-class _Pool:
-    """Runs trials as `runbase run` subprocesses, ``jobs`` at a time; Ctrl-C stops it."""
-
-    def __init__(
-        self,
-        base: list[str],
-        argv: list[str],
-        name: str | None,
-        on_done: Callable[[Trial, int, int], None] | None,
-        total: int,
-    ) -> None:
-        self.base, self.argv, self.name = base, argv, name
-        self.on_done, self.total = on_done, total
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.procs: set[subprocess.Popen[bytes]] = set()
-        self.done = 0
-
-    def run(self, trials: list[Trial], jobs: int) -> bool:
-        """Run every trial; True when interrupted (Ctrl-C, SIGTERM)."""
-        old = _sigterm_interrupts()
-        try:
-            with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="runbase-sweep") as ex:
-                futures = [ex.submit(self.one, t) for t in trials]
-                try:
-                    for f in futures:
-                        f.result()
-                except KeyboardInterrupt:
-                    self.interrupt()
-                    ex.shutdown(wait=True, cancel_futures=True)
-                    return True
-            return False
-        finally:
-            if old is not None:
-                signal.signal(signal.SIGTERM, old)
-
-    def interrupt(self) -> None:
-        """No new runs; the running ones get SIGTERM, which `runbase run` forwards."""
-        self.stop.set()
-        with self.lock:
-            for p in self.procs:
-                if p.poll() is None:
-                    p.terminate()
-
-    def one(self, trial: Trial) -> None:
-        if self.stop.is_set():
-            return
-        cmd = [*self.base, "--tag", f"{INDEX_TAG}={trial.index}"]
-        if self.name:
-            cmd += ["--name", f"{self.name}-{trial.index}"]
-        for k, v in trial.overrides.items():
-            # strings as JSON ("1e3" stays text); --param parses it back exactly
-            cmd += ["--param", f"{k}={json.dumps(v) if isinstance(v, str) else format_value(v)}"]
-        cmd += ["--", *self.argv]
-        with tempfile.TemporaryFile() as err:
-            proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err
-            )
-            with self.lock:
-                self.procs.add(proc)
-            trial.returncode = proc.wait()
-            with self.lock:
-                self.procs.discard(proc)
-            if trial.returncode:
-                err.seek(max(0, err.seek(0, 2) - 2000))
-                trial.stderr_tail = err.read().decode("utf-8", "replace")
-        with self.lock:  # one report at a time, in the order runs end
-            self.done += 1
-            if self.on_done is not None:
-                self.on_done(trial, self.done, self.total)
-
-
-def _sigterm_interrupts() -> Any:
-    """Make SIGTERM stop the sweep like Ctrl-C (the runs then end as ``killed``, and
-    the sweep still reports); returns the previous handler (None off the main thread)."""
-
-    def handler(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        return None
+def _trial_argv(base: list[str], argv: list[str], name: str | None, trial: Trial) -> list[str]:
+    cmd = [*base, "--tag", f"{INDEX_TAG}={trial.index}"]
+    if name:
+        cmd += ["--name", f"{name}-{trial.index}"]
+    for k, v in trial.overrides.items():
+        # strings as JSON ("1e3" stays text); --param parses it back exactly
+        cmd += ["--param", f"{k}={json.dumps(v) if isinstance(v, str) else format_value(v)}"]
+    return [*cmd, "--", *argv]
 
 
 def new_seed() -> int:
