@@ -1,0 +1,481 @@
+"""What changed *inside* a data file between two runs, computed from the stored bytes.
+
+:func:`content_diff` compares two versions of one input or output (``{"oid", "kind",
+"size"}``, None for an absent side) and returns the documented JSON object of
+docs/diff-format.md ("Data content"), or None for a format it does not read (the hash
+change is then all there is to say). :func:`describe_content` turns it into one line.
+
+Nothing read from the store is trusted: the bytes are verified against their id, read
+up to :data:`MAX_BYTES`, and anything malformed (bad CSV, invalid UTF-8, huge fields, a
+"Parquet" file that is not one) gives a ``"skipped"`` note, never an exception.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import difflib
+import io
+import json
+import math
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from runbase.capture.manifest import load_manifest
+from runbase.errors import CorruptObject, ObjectTooLarge, RunbaseError
+from runbase.store import Store
+
+# Each side is read whole (verified against its id) and parsed as a stream: memory is
+# about the file's size plus one hash per distinct row. Beyond this: not compared.
+MAX_BYTES = 256 << 20
+# difflib's line matching is quadratic in the worst case: beyond this many lines a text
+# diff counts lines by content instead (a line moved is then no change at all)
+MAX_DIFFLIB_LINES = 50_000
+# a directory's paths listed in full up to this many per change kind
+MAX_PATHS = 50
+BINARY_SNIFF = 8192
+
+TABULAR = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+PARQUET = (".parquet", ".pq")
+TEXT = (
+    ".txt",
+    ".md",
+    ".rst",
+    ".json",
+    ".yaml",
+    ".yml",
+    ".toml",
+    ".ini",
+    ".cfg",
+    ".xml",
+    ".html",
+    ".log",
+    ".conf",
+    ".py",
+    ".sql",
+    ".sh",
+)
+# the cells a CSV row holds beyond its header: one pseudo-column on both sides
+EXTRA = "(cells beyond the header)"
+
+
+class Unreadable(Exception):
+    """A side that is not what its format says: becomes a "could not read" note."""
+
+
+def content_diff(
+    store: Store, path: str, old: dict[str, Any] | None, new: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """What changed inside ``path`` from ``old`` to ``new`` (each ``{"oid", "kind":
+    "file"|"dir", "size"}`` or None when the file is absent on that side), or None when
+    its format is not one runbase reads (docs/diff-format.md, "Data content")."""
+    if old is None and new is None:
+        return None
+    kinds = {side["kind"] for side in (old, new) if side is not None}
+    if kinds == {"dir"}:
+        return _dir_diff(store, old, new)
+    if len(kinds) > 1:
+        return {"format": "dir", "skipped": "a file on one side and a directory on the other"}
+    fmt = _format(path)
+    if fmt is None:
+        return None
+    try:
+        blobs = [_read(store, side) for side in (old, new)]
+    except _Skip as e:
+        return {"format": fmt, "skipped": str(e)}
+    if fmt == "sniff":  # no known extension: text when both sides are, else nothing
+        if not all(b is None or _looks_text(b) for b in blobs):
+            return None
+        fmt = "text"
+    try:
+        return _COMPARE[fmt](fmt, blobs[0], blobs[1])
+    except _Skip as e:
+        return {"format": fmt, "skipped": str(e)}
+
+
+def describe_content(content: dict[str, Any]) -> str:
+    """One line: ``3,000 of 10,000 rows differ, column 'label' added``."""
+    if content.get("skipped"):
+        return f"contents not compared: {content['skipped']}"
+    if "rows" in content:
+        return _describe_table(content)
+    if "lines" in content:
+        ln = content["lines"]
+        if not (ln["added"] or ln["removed"]):
+            return "same lines, reordered" if content.get("reordered") else "same lines"
+        return f"+{ln['added']:,} −{ln['removed']:,} lines (of {ln['old']:,} → {ln['new']:,})"
+    if "files" in content:
+        f = content["files"]
+        parts = [
+            f"{f[k]:,} file{'s' if f[k] != 1 else ''} {k}"
+            for k in ("added", "removed", "changed")
+            if f[k]
+        ]
+        return (", ".join(parts) or "same files") + f" (of {f['old']:,} → {f['new']:,})"
+    return "contents differ"
+
+
+# -- reading -----------------------------------------------------------------------
+
+
+class _Skip(Exception):
+    """Not compared, with the reason as its message."""
+
+
+def _format(path: str) -> str | None:
+    name = path.lower()
+    for ext, fmt in TABULAR.items():
+        if name.endswith(ext):
+            return fmt
+    if name.endswith(PARQUET):
+        return "parquet"
+    if name.endswith(TEXT):
+        return "text"
+    return "sniff"
+
+
+def _read(store: Store, side: dict[str, Any] | None) -> bytes | None:
+    if side is None:
+        return None
+    oid = side.get("oid")
+    if not isinstance(oid, str):
+        raise _Skip("the file was not hashed")
+    try:
+        return store.objects.get_bytes(oid, max_size=MAX_BYTES)
+    except ObjectTooLarge as e:
+        raise _Skip(f"over {MAX_BYTES >> 20} MiB ({e.size:,} bytes)") from None
+    except FileNotFoundError:
+        raise _Skip(f"the bytes of {oid[:19]}… are not stored") from None
+    except CorruptObject:
+        raise _Skip(f"the stored bytes of {oid[:19]}… are corrupted (see `runbase fsck`)") from None
+    except (OSError, ValueError, RunbaseError) as e:
+        raise _Skip(f"could not read {oid[:19]}…: {e}") from None
+
+
+def _looks_text(data: bytes) -> bool:
+    if b"\0" in data[:BINARY_SNIFF]:
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(data[:BINARY_SNIFF])
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _text_stream(data: bytes) -> io.TextIOWrapper:
+    # decoded as it is read: no second copy of a large file; invalid UTF-8 raises
+    # UnicodeDecodeError where it is met. utf-8-sig: a BOM is not part of the header.
+    return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="")
+
+
+# -- tables ------------------------------------------------------------------------
+
+
+@dataclass
+class _Table:
+    columns: list[str]
+    rows: Callable[[], Iterator[tuple[Any, ...]]]  # a fresh iterator over the rows
+
+
+_EMPTY = _Table([], lambda: iter(()))
+
+
+def _csv_table(data: bytes | None, delimiter: str) -> _Table:
+    if data is None:
+        return _EMPTY
+    reader = csv.reader(_text_stream(data), delimiter=delimiter)
+    header = next(reader, None)
+    if header is None:
+        return _Table([EXTRA], lambda: iter(()))
+    columns = _unique(header) + [EXTRA]
+    width = len(header)
+
+    def rows() -> Iterator[tuple[Any, ...]]:
+        for row in reader:
+            cells = row[:width] + [""] * (width - len(row))
+            yield (*cells, "\x1f".join(row[width:]))
+
+    return _Table(columns, rows)
+
+
+def _unique(names: list[str]) -> list[str]:
+    """Column names made unique (``x``, ``x (2)``): a header may repeat one."""
+    seen: Counter[str] = Counter()
+    out = []
+    for n in names:
+        seen[n] += 1
+        out.append(n if seen[n] == 1 else f"{n} ({seen[n]})")
+    return out
+
+
+_ABSENT = "\x00absent"  # a JSON Lines key a record lacks (not the same as null)
+
+
+def _jsonl_table(data: bytes | None) -> _Table:
+    if data is None:
+        return _EMPTY
+    records: list[dict[str, Any]] = []
+    keys: dict[str, None] = {}  # first-seen order
+    for n, line in enumerate(_text_stream(data), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError as e:
+            raise Unreadable(f"line {n} is not JSON: {e}") from None
+        if not isinstance(rec, dict):
+            raise Unreadable(f"line {n} is not a JSON object")
+        records.append({k: json.dumps(v, sort_keys=True) for k, v in rec.items()})
+        keys.update(dict.fromkeys(rec))
+    columns = list(keys)
+    return _Table(columns, lambda: (tuple(r.get(k, _ABSENT) for k in columns) for r in records))
+
+
+@dataclass
+class _Counts:
+    old: int = 0
+    new: int = 0
+    changed: int = 0  # by position
+    by_column: Counter[str] = field(default_factory=Counter)
+    balance: Counter[int] = field(default_factory=Counter)  # row hash: old − new
+
+
+def _compare_tables(fmt: str, old: _Table, new: _Table) -> dict[str, Any]:
+    shared = [c for c in old.columns if c in set(new.columns)]
+    io_, in_ = [old.columns.index(c) for c in shared], [new.columns.index(c) for c in shared]
+    counts = _Counts()
+    sentinel = object()
+    pairs = _zip_longest(old.rows(), new.rows(), sentinel)
+    for ro, rn in pairs:
+        po = tuple(ro[i] for i in io_) if ro is not sentinel else None
+        pn = tuple(rn[i] for i in in_) if rn is not sentinel else None
+        if po is not None:
+            counts.old += 1
+            counts.balance[hash(po)] += 1
+        if pn is not None:
+            counts.new += 1
+            counts.balance[hash(pn)] -= 1
+        if po is not None and pn is not None and po != pn:
+            counts.changed += 1
+            counts.by_column.update(c for c, x, y in zip(shared, po, pn, strict=True) if x != y)
+    return _table_result(fmt, old.columns, new.columns, counts)
+
+
+def _zip_longest(a: Iterator[Any], b: Iterator[Any], fill: Any) -> Iterator[tuple[Any, Any]]:
+    while True:
+        x, y = next(a, fill), next(b, fill)
+        if x is fill and y is fill:
+            return
+        yield x, y
+
+
+def _table_result(fmt: str, old_cols: list[str], new_cols: list[str], c: _Counts) -> dict[str, Any]:
+    removed = sum(v for v in c.balance.values() if v > 0)
+    added = sum(-v for v in c.balance.values() if v < 0)
+    by_position = c.changed + abs(c.new - c.old)
+    # the matching that accounts for the change with fewer differing rows: position
+    # keeps which cells changed (an edit, an append); content sees through inserted,
+    # deleted and reordered rows, where position would call every later row changed
+    if by_position <= added + removed:
+        rows = {
+            "old": c.old,
+            "new": c.new,
+            "added": max(c.new - c.old, 0),
+            "removed": max(c.old - c.new, 0),
+            "changed": c.changed,
+        }
+        matched, per_column = "position", dict(sorted(c.by_column.items()))
+    else:
+        rows = {"old": c.old, "new": c.new, "added": added, "removed": removed, "changed": 0}
+        matched, per_column = "content", {}
+    out: dict[str, Any] = {
+        "format": fmt,
+        "rows": rows,
+        "columns": {
+            "old": len([x for x in old_cols if x != EXTRA]),
+            "new": len([x for x in new_cols if x != EXTRA]),
+            "added": [x for x in new_cols if x not in set(old_cols)],
+            "removed": [x for x in old_cols if x not in set(new_cols)],
+            "changed_values": per_column,
+        },
+        "matched_by": matched,
+    }
+    if not [x for x in old_cols if x in set(new_cols) and x != EXTRA] and old_cols and new_cols:
+        # no column in common: every row "matches" on nothing, which says nothing
+        out["rows"] = {"old": c.old, "new": c.new, "added": 0, "removed": 0, "changed": 0}
+        out["columns"]["changed_values"], out["matched_by"] = {}, None
+    elif matched == "content" and not (added or removed) and c.changed:
+        out["reordered"] = True
+    return out
+
+
+def _tabular(fmt: str, old: bytes | None, new: bytes | None) -> dict[str, Any]:
+    label = {"csv": "CSV", "tsv": "TSV", "jsonl": "JSON Lines", "parquet": "Parquet"}[fmt]
+    load: Callable[[bytes | None], _Table]
+    if fmt == "jsonl":
+        load = _jsonl_table
+    elif fmt == "parquet":
+        load = _parquet_table
+    else:
+        delim = "," if fmt == "csv" else "\t"
+        load = lambda d: _csv_table(d, delim)  # noqa: E731
+    tables = []
+    for side, data in (("old", old), ("new", new)):
+        try:
+            tables.append(load(data))
+        except (Unreadable, csv.Error, UnicodeDecodeError, ValueError, OverflowError) as e:
+            raise _Skip(f"could not read the {side} version as {label}: {_why(e)}") from None
+    try:
+        return _compare_tables(fmt, tables[0], tables[1])
+    except (Unreadable, csv.Error, UnicodeDecodeError, ValueError, OverflowError) as e:
+        raise _Skip(f"could not read it as {label}: {_why(e)}") from None
+
+
+def _why(e: BaseException) -> str:
+    if isinstance(e, UnicodeDecodeError):
+        return f"not UTF-8 ({e.reason})"
+    return str(e)[:200]
+
+
+def _parquet_table(data: bytes | None) -> _Table:
+    if data is None:
+        return _EMPTY
+    try:  # lazy: pyarrow is an optional extra (runbase[data]) and heavy to import
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise _Skip("install runbase[data] to diff Parquet contents") from None
+    import pyarrow as pa  # lazy: see above
+
+    try:
+        pf = pq.ParquetFile(pa.BufferReader(data))
+        columns = _unique([str(n) for n in pf.schema_arrow.names])
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise Unreadable(str(e)) from None
+
+    def rows() -> Iterator[tuple[Any, ...]]:
+        try:
+            for batch in pf.iter_batches():
+                cols = [[_cell(v) for v in col.to_pylist()] for col in batch.columns]
+                yield from zip(*cols, strict=True)
+        except (pa.ArrowException, OSError) as e:
+            raise Unreadable(str(e)) from None
+
+    return _Table(columns, rows)
+
+
+def _cell(v: Any) -> Any:
+    """A Parquet value as a comparable key: NaN equals NaN (it is the same cell)."""
+    if isinstance(v, float) and math.isnan(v):
+        return "NaN"
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, sort_keys=True, default=repr)
+    return v
+
+
+# -- text --------------------------------------------------------------------------
+
+
+def _text(fmt: str, old: bytes | None, new: bytes | None) -> dict[str, Any]:
+    sides = []
+    for side, data in (("old", old), ("new", new)):
+        try:
+            sides.append(_text_stream(data).read().splitlines() if data is not None else [])
+        except UnicodeDecodeError as e:
+            raise _Skip(f"could not read the {side} version as text: {_why(e)}") from None
+    a, b = sides
+    out: dict[str, Any] = {"format": "text"}
+    if max(len(a), len(b)) <= MAX_DIFFLIB_LINES:
+        added = removed = 0
+        for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(
+            None, a, b, autojunk=False
+        ).get_opcodes():
+            if tag != "equal":
+                removed += i2 - i1
+                added += j2 - j1
+        out["matched_by"] = "sequence"
+    else:
+        balance = Counter(a)
+        balance.subtract(b)
+        removed = sum(v for v in balance.values() if v > 0)
+        added = sum(-v for v in balance.values() if v < 0)
+        out["matched_by"] = "content"
+        if not (added or removed) and a != b:
+            out["reordered"] = True
+    out["lines"] = {"old": len(a), "new": len(b), "added": added, "removed": removed}
+    return out
+
+
+# -- directories -------------------------------------------------------------------
+
+
+def _dir_diff(
+    store: Store, old: dict[str, Any] | None, new: dict[str, Any] | None
+) -> dict[str, Any]:
+    try:
+        ea, eb = (_dir_entries(store, side) for side in (old, new))
+    except _Skip as e:
+        return {"format": "dir", "skipped": str(e)}
+    paths = {
+        "added": sorted(eb.keys() - ea.keys()),
+        "removed": sorted(ea.keys() - eb.keys()),
+        "changed": sorted(p for p in ea.keys() & eb.keys() if ea[p] != eb[p]),
+    }
+    return {
+        "format": "dir",
+        "files": {"old": len(ea), "new": len(eb), **{k: len(v) for k, v in paths.items()}},
+        "paths": {k: v[:MAX_PATHS] for k, v in paths.items()},
+        "paths_truncated": any(len(v) > MAX_PATHS for v in paths.values()),
+    }
+
+
+def _dir_entries(store: Store, side: dict[str, Any] | None) -> dict[str, tuple[Any, ...]]:
+    if side is None:
+        return {}
+    oid = side.get("oid")
+    if not isinstance(oid, str):
+        raise _Skip("the directory was not hashed")
+    try:
+        entries = load_manifest(store, oid, max_size=MAX_BYTES)
+    except ObjectTooLarge:
+        raise _Skip(f"its manifest is over {MAX_BYTES >> 20} MiB") from None
+    except FileNotFoundError:
+        raise _Skip(f"the manifest {oid[:19]}… is not stored") from None
+    except (OSError, ValueError, RunbaseError) as e:
+        raise _Skip(f"could not read the manifest {oid[:19]}…: {str(e)[:200]}") from None
+    return {e["path"]: (e.get("type"), e.get("oid"), e.get("target")) for e in entries}
+
+
+# -- one line ----------------------------------------------------------------------
+
+
+def _describe_table(c: dict[str, Any]) -> str:
+    r, cols = c["rows"], c["columns"]
+    parts = []
+    if c.get("matched_by") is None:
+        parts.append(f"no column in common, {r['old']:,} → {r['new']:,} rows")
+    elif r["changed"]:
+        parts.append(f"{r['changed']:,} of {r['old']:,} rows differ")
+    for k in ("added", "removed"):
+        if r[k]:
+            parts.append(f"{r[k]:,} row{'s' if r[k] != 1 else ''} {k}")
+    if not parts:  # nothing differs on the shared columns
+        parts.append("same rows, reordered" if c.get("reordered") else f"same {r['new']:,} rows")
+    elif c.get("matched_by") == "content":
+        parts[-1] += " (matched by content)"
+    for k in ("added", "removed"):
+        names = cols[k]
+        if names:
+            quoted = ", ".join(repr(n) for n in names[:5]) + (", …" if len(names) > 5 else "")
+            parts.append(f"column{'s' if len(names) != 1 else ''} {quoted} {k}")
+    return ", ".join(parts)
+
+
+_COMPARE: dict[str, Callable[[str, bytes | None, bytes | None], dict[str, Any]]] = {
+    "csv": _tabular,
+    "tsv": _tabular,
+    "jsonl": _tabular,
+    "parquet": _tabular,
+    "text": _text,
+}
