@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from runbase.analysis.datadiff import content_diff
 from runbase.capture.manifest import load_manifest
 from runbase.capture.overrides import apply_to_argv
 from runbase.capture.params import as_number
@@ -249,13 +250,15 @@ def _unified(path: str, old: Any, new: Any, a: str, b: str) -> str:
 
 
 def _data(store: Store, ra: dict[str, Any], rb: dict[str, Any]) -> dict[str, Any]:
-    inputs = _files(ra["inputs"], rb["inputs"])
-    outputs = _files(ra["outputs"], rb["outputs"])
+    inputs = _files(store, ra["inputs"], rb["inputs"])
+    outputs = _files(store, ra["outputs"], rb["outputs"])
     unchanged = not any(v for part in (inputs, outputs) for v in part.values())
     return {"unchanged": unchanged, "inputs": inputs, "outputs": outputs}
 
 
-def _files(fa: list[dict[str, Any]], fb: list[dict[str, Any]]) -> dict[str, list[Any]]:
+def _files(
+    store: Store, fa: list[dict[str, Any]], fb: list[dict[str, Any]]
+) -> dict[str, list[Any]]:
     a, b = {f["path"]: f for f in fa}, {f["path"]: f for f in fb}
     changed = [
         {
@@ -264,6 +267,8 @@ def _files(fa: list[dict[str, Any]], fb: list[dict[str, Any]]) -> dict[str, list
             "new_hash": b[p]["hash"],
             "old_size": a[p]["size"],
             "new_size": b[p]["size"],
+            # what changed inside, from the stored bytes (null: a format not read)
+            "content": content_diff(store, p, data_side(a[p]), data_side(b[p])),
         }
         for p in sorted(a.keys() & b.keys())
         if a[p]["hash"] != b[p]["hash"]
@@ -273,6 +278,14 @@ def _files(fa: list[dict[str, Any]], fb: list[dict[str, Any]]) -> dict[str, list
         "removed": [_file_ref(a[p]) for p in sorted(a.keys() - b.keys())],
         "changed": changed,
     }
+
+
+def data_side(f: dict[str, Any]) -> dict[str, Any] | None:
+    """A run record's input or output entry as :func:`content_diff` takes one side:
+    ``{"oid", "kind": "file"|"dir", "size"}`` (None when it was never hashed)."""
+    if not f.get("hash"):
+        return None
+    return {"oid": f["hash"], "kind": "dir" if f.get("directory") else "file", "size": f["size"]}
 
 
 def _file_ref(f: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from runbase.analysis.datadiff import describe_content
 from runbase.analysis.diff import SECTIONS, canonical_json
 from runbase.render.table import fmt_bytes
 
@@ -185,14 +186,16 @@ def _render_files(title: str, part: dict[str, list[Any]], paint: _Paint) -> list
         paint(f"    - {f['path']}  {_short_hash(f['hash'])} ({size(f['size'])})", fg="red")
         for f in part["removed"]
     ]
-    lines += [
-        paint(
-            f"    ~ {f['path']}  {_short_hash(f['old_hash'])} → {_short_hash(f['new_hash'])} "
-            f"({size(f['old_size'])} → {size(f['new_size'])})",
-            fg="yellow",
+    for f in part["changed"]:
+        lines.append(
+            paint(
+                f"    ~ {f['path']}  {_short_hash(f['old_hash'])} → {_short_hash(f['new_hash'])} "
+                f"({size(f['old_size'])} → {size(f['new_size'])})",
+                fg="yellow",
+            )
         )
-        for f in part["changed"]
-    ]
+        if f.get("content"):  # what changed inside it, when its format is one runbase reads
+            lines.append(f"        {describe_content(f['content'])}")
     return lines
 
 
