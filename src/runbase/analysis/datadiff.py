@@ -30,6 +30,8 @@ from runbase.store import Store
 # Each side is read whole (verified against its id) and parsed as a stream: memory is
 # about the file's size plus one hash per distinct row. Beyond this: not compared.
 MAX_BYTES = 256 << 20
+# a file with no known extension is read, to see whether it is text, up to this size
+MAX_SNIFFED = 16 << 20
 # difflib's line matching is quadratic in the worst case: beyond this many lines a text
 # diff counts lines by content instead (a line moved is then no change at all)
 MAX_DIFFLIB_LINES = 50_000
@@ -79,20 +81,40 @@ def content_diff(
     if len(kinds) > 1:
         return {"format": "dir", "skipped": "a file on one side and a directory on the other"}
     fmt = _format(path)
-    if fmt is None:
-        return None
+    if fmt == "sniff":  # no known extension: text when both sides are, else nothing
+        return _sniffed(store, old, new)
     try:
         blobs = [_read(store, side) for side in (old, new)]
     except _Skip as e:
         return {"format": fmt, "skipped": str(e)}
-    if fmt == "sniff":  # no known extension: text when both sides are, else nothing
-        if not all(b is None or _looks_text(b) for b in blobs):
-            return None
-        fmt = "text"
     try:
         return _COMPARE[fmt](fmt, blobs[0], blobs[1])
     except _Skip as e:
         return {"format": fmt, "skipped": str(e)}
+
+
+def _sniffed(
+    store: Store, old: dict[str, Any] | None, new: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    # a file of unknown format is read only to see whether it is text: a model
+    # checkpoint of some GiB is not read (nor hashed) for that
+    if any(s is not None and _size(s) > MAX_SNIFFED for s in (old, new)):
+        return None
+    try:
+        blobs = [_read(store, side, MAX_SNIFFED) for side in (old, new)]
+    except _Skip:
+        return None  # unknown format: the hash change is all there is to say
+    if not all(b is None or _looks_text(b) for b in blobs):
+        return None
+    try:
+        return _text("text", blobs[0], blobs[1])
+    except _Skip as e:
+        return {"format": "text", "skipped": str(e)}
+
+
+def _size(side: dict[str, Any]) -> int:
+    size = side.get("size")
+    return size if isinstance(size, int) else 0  # untrusted: the read checks it again
 
 
 def describe_content(content: dict[str, Any]) -> str:
@@ -124,7 +146,7 @@ class _Skip(Exception):
     """Not compared, with the reason as its message."""
 
 
-def _format(path: str) -> str | None:
+def _format(path: str) -> str:
     name = path.lower()
     for ext, fmt in TABULAR.items():
         if name.endswith(ext):
@@ -136,16 +158,16 @@ def _format(path: str) -> str | None:
     return "sniff"
 
 
-def _read(store: Store, side: dict[str, Any] | None) -> bytes | None:
+def _read(store: Store, side: dict[str, Any] | None, cap: int = MAX_BYTES) -> bytes | None:
     if side is None:
         return None
     oid = side.get("oid")
     if not isinstance(oid, str):
         raise _Skip("the file was not hashed")
     try:
-        return store.objects.get_bytes(oid, max_size=MAX_BYTES)
+        return store.objects.get_bytes(oid, max_size=cap)
     except ObjectTooLarge as e:
-        raise _Skip(f"over {MAX_BYTES >> 20} MiB ({e.size:,} bytes)") from None
+        raise _Skip(f"over {cap >> 20} MiB ({e.size:,} bytes)") from None
     except FileNotFoundError:
         raise _Skip(f"the bytes of {oid[:19]}… are not stored") from None
     except CorruptObject:

@@ -268,7 +268,7 @@ def _files(
             "old_size": a[p]["size"],
             "new_size": b[p]["size"],
             # what changed inside, from the stored bytes (null: a format not read)
-            "content": content_diff(store, p, data_side(a[p]), data_side(b[p])),
+            "content": _content(store, p, a[p], b[p]),
         }
         for p in sorted(a.keys() & b.keys())
         if a[p]["hash"] != b[p]["hash"]
@@ -278,6 +278,12 @@ def _files(
         "removed": [_file_ref(a[p]) for p in sorted(a.keys() - b.keys())],
         "changed": changed,
     }
+
+
+def _content(store: Store, path: str, a: dict[str, Any], b: dict[str, Any]) -> Any:
+    sa, sb = data_side(a), data_side(b)
+    # an unhashed side (overwritten before runbase could hash it) is unknown, not absent
+    return content_diff(store, path, sa, sb) if sa and sb else None
 
 
 def data_side(f: dict[str, Any]) -> dict[str, Any] | None:
