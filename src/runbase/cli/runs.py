@@ -163,6 +163,12 @@ def _run_closing_line(ctx: click.Context, outcome: Any) -> str:
     "columns, the params that differ between the listed runs, the metrics.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON records instead of a table.")
+@click.option(
+    "--all",
+    "all_runs",
+    is_flag=True,
+    help="Also list the hybrid runs of `runbase explain` (tagged explain), hidden by default.",
+)
 @click.pass_context
 def ls(
     ctx: click.Context,
@@ -172,32 +178,48 @@ def ls(
     sweep: str | None,
     columns: str | None,
     as_json: bool,
+    all_runs: bool,
 ) -> None:
     """List runs, newest first."""
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.records.listing import unknown_keys
-    from runbase.records.read import count_runs, list_runs, with_sweep
+    from runbase.records.read import count_runs, hide_explain, list_runs, with_sweep
     from runbase.records.record import ls_entry
-    from runbase.render.table import choose_columns, render, runs_table, terminal_width
 
-    where = with_sweep(where, sweep)
+    asked = with_sweep(where, sweep)
+    where = hide_explain(asked, all_runs)
     store = open_store(ctx)
     rows = list_runs(store, where, sort, limit or None)
-    for note in unknown_keys(store, where):  # a misspelled key would match nothing, silently
+    # the user's keys only: the hiding clause names tags.explain, which no run may have
+    for note in unknown_keys(store, asked):  # a misspelled key would match nothing, silently
         click.echo(f"runbase: {note}", err=True)
     if as_json:
         echo_json([ls_entry(r) for r in rows])
         return
-    if not rows:
+    total = count_runs(store, where)
+    hybrids = 0 if where == asked else count_runs(store, asked) - total
+    if rows:
+        _ls_table(store, rows, columns, total)
+    elif asked or hybrids:
+        click.echo("no runs match" if asked else "no runs")
+    else:
+        click.echo("no runs yet: try `runbase run -- python train.py`")
+    if hybrids:
         click.echo(
-            "no runs" + (" match" if where else " yet: try `runbase run -- python train.py`")
+            f"({hybrids} hybrid run{'s' if hybrids != 1 else ''} of `runbase explain` "
+            "not shown; --all shows them)"
         )
-        return
+
+
+def _ls_table(store: Any, rows: list[dict[str, Any]], columns: str | None, total: int) -> None:
+    """The table of ``runbase ls``, with its notes on what it leaves out."""
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
+    from runbase.render.table import choose_columns, render, runs_table, terminal_width
+
     with bad_input():
         chosen, hidden = choose_columns(rows, columns)
     headers, table = runs_table(store, rows, chosen)
     click.echo(render(headers, table, terminal_width(sys.stdout.isatty())))
-    total = count_runs(store, where)
     if total > len(rows):
         click.echo(f"({len(rows)} of {total} runs; --limit 0 shows all)")
     if hidden:

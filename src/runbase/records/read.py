@@ -239,6 +239,20 @@ def with_sweep(where: str | None, sweep: str | None) -> str | None:
     return f"sweep == {json.dumps(sweep)}" + (f" and ({where})" if where else "")
 
 
+# The tag every hybrid run of `runbase explain` carries (analysis.explain.TAG names the
+# same tag; records sits below analysis, so the listing helpers spell it here).
+EXPLAIN_TAG = "explain"
+
+
+def hide_explain(where: str | None, all_runs: bool) -> str | None:
+    """``where`` without the hybrid runs of ``runbase explain`` (tagged ``explain``),
+    unless ``all_runs``: they are experiments about two runs, not runs of their own,
+    and would bury those in the listing."""
+    if all_runs:
+        return where
+    return (f"({where}) and " if where else "") + f"not tags.{EXPLAIN_TAG}"
+
+
 def count_runs(store: Store, where: str | None = None) -> int:
     cond, args = compile_where(where)
     row = store.db.query_one(f"SELECT count(*) FROM runs WHERE {cond}", args)

@@ -1,0 +1,245 @@
+"""`runbase explain` at the command line: the text report, the CLI, `reproduce
+--explain` and its hint, `runbase ls` hiding the hybrid runs (issue 17)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from conftest import runbase_cmd, write
+
+PY = sys.executable
+
+# A report of the shape docs/explain.md documents (version 1), as the producer
+# (analysis.explain.build_report) writes it: NaN/inf as strings, like the run record.
+SAMPLE: dict[str, Any] = {
+    "explain_version": 1,
+    "id": "x0123456789a",
+    "a": "0mc191nz6p2tzg1q",
+    "b": "0mc191r629k3a7d1",
+    "metric": "acc",
+    "a_value": 0.91,
+    "b_value": 0.85,
+    "total": -0.06,
+    "measured": {"a": 0.91, "b": 0.85, "total": -0.06},
+    "noise": {
+        "repeats": 3,
+        "a": [0.91, 0.91, 0.9101],
+        "b": [0.85, 0.85, 0.85],
+        "spread": 0.0001,
+        "threshold": 0.0002,
+        "a_reproduces": True,
+        "b_reproduces": True,
+    },
+    "factors": [
+        {
+            "kind": "data",
+            "name": "data/train.csv",
+            "description": "data/train.csv 3f2a1c… → 9c1b0e…, 3,000 of 10,000 rows differ",
+            "effect": -0.05,
+            "effect_alone": -0.048,
+            "effect_removed": -0.052,
+            "share": 83.3,
+            "significant": True,
+            "breaks_run": False,
+        },
+        {
+            "kind": "param",
+            "name": "params.lr",
+            "description": "params.lr 0.1 → 0.05",
+            "effect": -0.0001,
+            "effect_alone": -0.0001,
+            "effect_removed": "NaN",
+            "share": 0.2,
+            "significant": False,
+            "breaks_run": False,
+        },
+        {
+            "kind": "code",
+            "name": "src/features.py",
+            "description": "src/features.py +12 −3",
+            "effect": None,
+            "effect_alone": None,
+            "effect_removed": None,
+            "share": None,
+            "significant": False,
+            "breaks_run": True,
+        },
+    ],
+    "interactions": [{"factors": ["params.a", "params.b"], "effect": -0.04}],
+    "untestable": [
+        {
+            "kind": "env",
+            "name": "numpy",
+            "reason": "package versions are tested only with --env venv",
+        }
+    ],
+    "untried": [{"name": "src/util.py", "reason": "budget exhausted"}],
+    "search": {
+        "method": "one-at-a-time",
+        "budget": 50,
+        "used": 6,
+        "notes": ["each factor was tried alone on A and removed from B"],
+    },
+    "hybrids": {
+        "run": 8,
+        "cached": 2,
+        "failed": 1,
+        "seconds": 12.3,
+        "runs": [
+            {
+                "run": "0mc1aaaaaaaaaaaa",
+                "role": "a",
+                "factors": [],
+                "value": 0.91,
+                "status": "finished",
+                "cached": False,
+            }
+        ],
+    },
+    "unexplained": -0.01,
+}
+
+
+def _report(**changes: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(SAMPLE)
+    for key, value in changes.items():
+        section, _, sub = key.partition("__")
+        if sub:
+            doc[section][sub] = value
+        else:
+            doc[section] = value
+    return doc
+
+
+def _render(doc: dict[str, Any], color: bool = False) -> str:
+    from runbase.render.explain import render
+
+    return render(doc, color)
+
+
+# -- the text report ------------------------------------------------------------------
+
+
+def test_report_reads_total_noise_factors_interactions_untestable_search_hybrids() -> None:
+    text = _render(SAMPLE)
+    lines = text.splitlines()
+    assert lines[0] == "explain acc: 0.91 → 0.85 (-0.06) from A 0mc191nz6p to B 0mc191r629"
+    assert "re-run 3×" in text and "effects within ±0.0002 are not significant" in text
+    # the measured total equals the recorded one: no second line for it
+    assert "measured on the re-runs" not in text
+    sections = [
+        "factors, largest effect first:",
+        "interactions",
+        "not tested:",
+        "search: one-at-a-time, 6 of a budget of 50 hybrids",
+        "hybrids: 8 run, 2 cached, 1 failed, 12.3 s",
+    ]
+    where = [next(i for i, line in enumerate(lines) if line.startswith(s)) for s in sections]
+    assert where == sorted(where), "sections out of order"
+    # the factors in the report's order (by |effect|), each with kind, change, share
+    data = next(i for i, line in enumerate(lines) if "data/train.csv 3f2a1c…" in line)
+    assert lines[data].split()[:4] == ["1", "-0.05", "83.3%", "data"]
+    assert "alone -0.048, removed from B -0.052" in lines[data + 1]
+    assert "not significant" not in lines[data + 1]
+    lr = next(i for i, line in enumerate(lines) if "params.lr 0.1 → 0.05" in line)
+    assert lr > data and lines[lr].split()[:4] == ["2", "-0.0001", "0.2%", "param"]
+    assert "removed from B NaN" in lines[lr + 1] and "not significant" in lines[lr + 1]
+    broken = next(i for i, line in enumerate(lines) if "src/features.py +12 −3" in line)
+    assert broken > lr and lines[broken].split()[:3] == ["3", "—", "code"]
+    assert "breaks the run" in lines[broken + 1]
+    assert "  params.a + params.b: -0.04" in lines
+    assert "  env  numpy: package versions are tested only with --env venv" in lines
+    assert "  each factor was tried alone on A and removed from B" in lines
+    assert "  not tried: src/util.py: budget exhausted" in lines
+    assert "  unexplained by the factors above: -0.01" in lines
+    assert "runbase ls --all --where 'tags.explain == \"x0123456789a\"'" in text
+    assert "\x1b[" not in text  # no colour unless asked
+    assert "\x1b[31m" in _render(SAMPLE, color=True)  # a factor that breaks the run: red
+
+
+def test_a_run_that_does_not_reproduce_is_said_first() -> None:
+    doc = _report(
+        noise__a_reproduces=False,
+        noise__a=[0.88, 0.88, 0.88],
+        measured={"a": 0.88, "b": 0.85, "total": -0.03},
+    )
+    lines = _render(doc).splitlines()
+    assert lines[0] == (
+        "A (0mc191nz6p) does not reproduce its recorded acc: recorded 0.91, "
+        "re-runs gave 0.88, 0.88, 0.88"
+    )
+    assert not any(line.startswith("B (") for line in lines)
+    assert "  measured on the re-runs: 0.88 → 0.85 (-0.03)" in lines
+    both = _render(_report(noise__a_reproduces=False, noise__b_reproduces=False))
+    assert both.splitlines()[1].startswith("B (0mc191r629) does not reproduce its recorded acc")
+
+
+def test_report_edge_cases_none_nan_nothing_tested_and_hostile_names() -> None:
+    doc = _report(
+        factors=[],
+        interactions=[],
+        untried=[],
+        unexplained=0.0,
+        b_value="-Infinity",
+        total="-Infinity",
+        noise__repeats=1,
+        noise__spread=0.0,
+        untestable=[{"kind": "data", "name": "evil\x1b[2Jname", "reason": "not stored\n"}],
+    )
+    text = _render(doc)
+    assert text.splitlines()[0].startswith("explain acc: 0.91 → -inf (-inf)")
+    assert "no factor could be tested" in text
+    assert "interactions" not in text and "unexplained" not in text
+    assert "re-run once (--repeats K measures the spread)" in text
+    # names come from the records of A and B: control characters are not sent as-is
+    assert "\x1b" not in text and "evil\\x1b[2Jname: not stored\\n" in text
+
+
+# -- runbase ls hides hybrids ----------------------------------------------------------
+
+
+def test_hide_explain_where() -> None:
+    from runbase.records.read import hide_explain
+
+    assert hide_explain(None, False) == "not tags.explain"
+    assert hide_explain("params.lr < 1 or status == 'failed'", False) == (
+        "(params.lr < 1 or status == 'failed') and not tags.explain"
+    )
+    assert hide_explain("params.lr < 1", True) == "params.lr < 1"
+    assert hide_explain(None, True) is None
+
+
+def test_ls_hides_explain_runs_unless_all(project: Path) -> None:
+    write(project, "t.py", "import runbase\nrunbase.summary(acc=0.5)\n")
+    for tags in ([], ["--tag", "explain=x0123456789a"], ["--tag", "explain=x0123456789a"]):
+        runbase_cmd("run", "-q", *tags, "--", PY, "t.py", cwd=project, check=True)
+    listed = json.loads(runbase_cmd("ls", "--json", cwd=project, check=True).stdout)
+    every = json.loads(runbase_cmd("ls", "--json", "--all", cwd=project, check=True).stdout)
+    assert len(listed) == 1 and len(every) == 3
+    assert "explain" not in listed[0]["tags"]
+
+    table = runbase_cmd("ls", cwd=project, check=True)
+    assert table.stdout.splitlines()[-1] == (
+        "(2 hybrid runs of `runbase explain` not shown; --all shows them)"
+    )
+    assert "exists in no run" not in table.stderr
+    shown = runbase_cmd("ls", "--all", cwd=project, check=True).stdout
+    assert "hybrid" not in shown and len(shown.splitlines()) == 4  # header + 3 runs
+    # a filter combines with the hiding; the note counts only the hybrids it matched
+    some = runbase_cmd("ls", "--where", "metrics.acc > 0.4", cwd=project, check=True).stdout
+    assert "(2 hybrid runs" in some
+    none = runbase_cmd("ls", "--where", "metrics.acc > 0.9", cwd=project, check=True).stdout
+    assert none.strip() == "no runs match"
+    only = runbase_cmd("ls", "--all", "--where", "tags.explain", cwd=project, check=True)
+    assert len(only.stdout.splitlines()) == 3
+
+
+def test_ls_without_hybrids_has_no_note_and_no_warning(project: Path) -> None:
+    write(project, "t.py", "import runbase\nrunbase.summary(acc=0.5)\n")
+    runbase_cmd("run", "-q", "--", PY, "t.py", cwd=project, check=True)
+    out = runbase_cmd("ls", cwd=project, check=True)
+    assert "hybrid" not in out.stdout and out.stderr == ""
