@@ -248,6 +248,29 @@ class SafeRoot:
                     os.unlink(tmp, dir_fd=fd)
                 raise
 
+    def unlink(self, rel: str) -> bool:
+        """Remove the file or symlink at ``rel`` (never through a symlinked parent);
+        False when nothing is there."""
+        with self._parent(rel, create=False) as (fd, name):
+            if fd is None:
+                return False
+            try:
+                os.unlink(name, dir_fd=fd)
+            except FileNotFoundError:
+                return False
+            return True
+
+    def rmdir(self, rel: str) -> bool:
+        """Remove the directory at ``rel`` if it is empty; False when it is not (or absent)."""
+        with self._parent(rel, create=False) as (fd, name):
+            if fd is None:
+                return False
+            try:
+                os.rmdir(name, dir_fd=fd)
+            except OSError:  # absent, not empty, or not a directory
+                return False
+            return True
+
     @staticmethod
     def _tmp_name(name: str) -> str:
         return f".{name[:100]}.runbase-{os.getpid()}-{os.urandom(4).hex()}"

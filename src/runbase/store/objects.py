@@ -122,7 +122,7 @@ class LocalObjects:
         are not ``oid``; the caller removes ``out``'s file. Returns the size."""
         with open(self._path_s(oid), "rb") as f:
             v = Verifier(oid, os.fstat(f.fileno()).st_size)
-            if _reflink(f.fileno(), out):
+            if reflink(f.fileno(), out):
                 offset = 0  # hash the blocks the copy now shares: what it will read
                 while chunk := os.pread(out, _CHUNK, offset):
                     v.update(chunk)
@@ -311,7 +311,7 @@ class LocalObjects:
             raise
 
 
-def _reflink(src: int, dst: int) -> bool:
+def reflink(src: int, dst: int) -> bool:
     """Share ``src``'s blocks with ``dst`` copy-on-write (instant), where the file system
     can (Btrfs, XFS); False elsewhere."""
     try:

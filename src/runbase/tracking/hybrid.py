@@ -1,0 +1,201 @@
+"""Hybrid workspaces for ``runbase explain``: one run's recorded files with some files
+of another run written over them, each hybrid in a directory of its own.
+
+    ws = Workspace(store, a, Path(".runbase/explain/x…/work"))   # A's code + inputs, once
+    d = ws.make("h3", code={"src/f.py": b_entry}, data={"data/train.csv": None})
+    ...run the command in d...
+    ws.remove("h3")
+
+The run's code tree and stored inputs are materialized once, verified against the
+store (:func:`runbase.records.checkout.checkout`), into ``root/base``. Each hybrid is a
+clone of ``base`` file by file: a reflink (the file system shares the blocks copy-on-
+write: instant, no space) where the file system offers one (XFS, Btrfs), else a copy —
+never a hard link, through which a script writing its inputs would change the base
+every later hybrid starts from. Symlinks are re-created, modes kept. Then the overlay:
+each entry's object is copied out of the store (verified), through
+:class:`~runbase.core.safepath.SafeRoot` (every path checked, nothing written through a
+symlink), and the ``None`` entries are deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import stat
+from pathlib import Path
+from typing import Any
+
+from runbase.capture.manifest import load_manifest, put_manifest
+from runbase.core.safepath import SafeRoot, check_manifest, check_relpath
+from runbase.errors import UsageError
+from runbase.records.checkout import checkout, describe
+from runbase.store import Store
+from runbase.store.objects import reflink
+
+BASE = "base"
+_COPY_CHUNK = 1 << 30  # per copy_file_range call: the kernel copies, not Python
+# copy_file_range cannot copy between these two files: read and write instead
+_NO_COPY_RANGE = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM}
+
+
+class Workspace:
+    """Hybrids of run ``run_id`` under ``root`` (``root/base`` is the run as recorded)."""
+
+    def __init__(self, store: Store, run_id: str, root: Path) -> None:
+        self.store, self.run_id, self.root = store, run_id, Path(root).absolute()
+        self.base = self.root / BASE
+        # a base left by an earlier explanation may have been changed: start clean
+        shutil.rmtree(self.base, ignore_errors=True)
+        self.base.mkdir(parents=True)
+        report = checkout(store, run_id, self.base, code=True, data=True, outputs=False)
+        self.not_restorable: list[dict[str, Any]] = list(describe(report)["not_restorable"])
+        self.reflinks = _probe_reflink(self.root)
+
+    def make(self, name: str, code: dict[str, dict[str, Any] | None], data: dict[str, Any]) -> Path:
+        """A new hybrid ``root/name``: a clone of the base with ``code`` (path -> tree
+        manifest entry, None: delete) and ``data`` (path -> ``{"type": "f", "oid"}``,
+        None: delete) written over it. UnsafePathError (nothing of it is kept) when a
+        path could leave the hybrid or an entry is malformed."""
+        dest = self._path(name)
+        shutil.rmtree(dest, ignore_errors=True)  # a hybrid of an earlier, interrupted try
+        overlay = _checked_overlay({**code, **data})
+        try:
+            clone_tree(self.base, dest)
+            _apply(self.store, SafeRoot(dest), overlay)
+        except BaseException:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise
+        return dest
+
+    def remove(self, name: str) -> None:
+        shutil.rmtree(self._path(name), ignore_errors=True)
+
+    def _path(self, name: str) -> Path:
+        if not name or "/" in name or name in (".", "..", BASE) or "\x00" in name:
+            raise UsageError(f"bad hybrid name {name!r}: one path component, not {BASE!r}")
+        return self.root / name
+
+
+def _checked_overlay(
+    overlay: dict[str, dict[str, Any] | None],
+) -> list[tuple[str, dict[str, Any] | None]]:
+    """The overlay's entries, each path and entry validated like a stored manifest's."""
+    items = [(check_relpath(path), e) for path, e in sorted(overlay.items())]
+    entries = [{**e, "path": path} for path, e in items if e is not None]
+    check_manifest(entries, "the hybrid's overlay")
+    return [(path, None) for path, e in items if e is None] + [(e["path"], e) for e in entries]
+
+
+def _apply(store: Store, root: SafeRoot, overlay: list[tuple[str, dict[str, Any] | None]]) -> None:
+    """Deletions first (a file may replace a directory emptied by them), then writes."""
+    for path, entry in overlay:
+        if entry is None and root.unlink(path):
+            _prune(root, path)
+    for path, entry in overlay:
+        if entry is None:
+            continue
+        if entry["type"] == "link":
+            root.symlink(path, entry["target"])
+            continue
+        st = root.lstat(path)
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(os.path.join(root.root, path))  # B has a file where A had a tree
+        with root.create(path, 0o755 if entry["type"] == "x" else 0o644) as fd:
+            store.objects.copy_to(entry["oid"], fd)
+
+
+def _prune(root: SafeRoot, path: str) -> None:
+    """Remove the directories above ``path`` that its deletion left empty."""
+    parent = path.rpartition("/")[0]
+    while parent and root.rmdir(parent):
+        parent = parent.rpartition("/")[0]
+
+
+def clone_tree(src: Path, dst: Path) -> None:
+    """Clone directory ``src`` as ``dst`` (which must not exist): files by reflink or
+    copy (never a hard link), symlinks re-created, modes kept."""
+    os.mkdir(dst)
+    with os.scandir(src) as it:
+        for entry in it:
+            d = os.path.join(dst, entry.name)
+            if entry.is_symlink():
+                os.symlink(os.readlink(entry.path), d)
+            elif entry.is_dir(follow_symlinks=False):
+                clone_tree(Path(entry.path), Path(d))
+            elif entry.is_file(follow_symlinks=False):
+                clone_file(entry.path, d, entry.stat(follow_symlinks=False).st_mode)
+    shutil.copymode(src, dst)
+
+
+def clone_file(src: str, dst: str, mode: int) -> bool:
+    """A new file ``dst`` with ``src``'s bytes and mode; True when it shares ``src``'s
+    blocks (a reflink), False when they were copied."""
+    with open(src, "rb") as fin:
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            linked = reflink(fin.fileno(), fd)
+            if not linked:
+                _copy_fd(fin.fileno(), fd)
+            os.fchmod(fd, stat.S_IMODE(mode))
+        finally:
+            os.close(fd)
+    return linked
+
+
+def _copy_fd(fin: int, fout: int) -> None:
+    try:
+        while os.copy_file_range(fin, fout, _COPY_CHUNK):
+            pass
+        return
+    except OSError as e:
+        if e.errno not in _NO_COPY_RANGE:
+            raise
+    os.lseek(fin, 0, os.SEEK_SET)
+    os.lseek(fout, 0, os.SEEK_SET)
+    os.ftruncate(fout, 0)
+    while chunk := os.read(fin, 1 << 20):
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fout, view) :]
+
+
+def _probe_reflink(directory: Path) -> bool:
+    """Whether the file system of ``directory`` makes reflinks."""
+    src, dst = directory / ".reflink-probe-a", directory / ".reflink-probe-b"
+    try:
+        src.write_bytes(b"runbase")
+        return clone_file(str(src), str(dst), 0o600)
+    except OSError:
+        return False
+    finally:
+        for p in (src, dst):
+            with contextlib.suppress(OSError):
+                p.unlink()
+
+
+def hybrid_tree(
+    store: Store, base_tree: str | None, code: dict[str, dict[str, Any] | None]
+) -> str | None:
+    """A new tree manifest: ``base_tree``'s entries with ``code`` written over them (None:
+    the path is gone); None when there is neither a tree nor an overlay."""
+    if base_tree is None and not code:
+        return None
+    entries = {e["path"]: e for e in (load_manifest(store, base_tree) if base_tree else [])}
+    for path, e in _checked_overlay(code):
+        if e is None:
+            entries.pop(path, None)
+            continue
+        # a file replacing a directory, or a directory replacing a file: the other goes
+        for other in [p for p in entries if p.startswith(path + "/")]:
+            del entries[other]
+        parent = path.rpartition("/")[0]
+        while parent:
+            entries.pop(parent, None)
+            parent = parent.rpartition("/")[0]
+        keys = (
+            ("path", "type", "target") if e["type"] == "link" else ("path", "type", "oid", "size")
+        )
+        entries[path] = {k: e[k] for k in keys if k in e}
+    return put_manifest(store, [entries[p] for p in sorted(entries)])

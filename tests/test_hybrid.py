@@ -1,0 +1,177 @@
+"""tracking.hybrid: explain's hybrid workspaces (a run's files, another's written over)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import commit, runbase_cmd, write
+from runbase.capture.manifest import load_manifest
+from runbase.errors import UnsafePathError
+from runbase.records.record import build_record
+from runbase.store import Store
+from runbase.tracking.hybrid import Workspace, clone_file, hybrid_tree
+
+JOB = """
+import runbase
+rows = open("data/in.txt").read().split()
+runbase.summary(n=len(rows))
+"""
+
+
+@pytest.fixture
+def recorded(project: Path) -> Iterator[tuple[Store, str]]:
+    """A run with code (a script, an executable, a symlink, a nested file) and an input."""
+    write(project, "job.py", JOB)
+    write(project, "src/a.py", "A = 1\n")
+    write(project, "src/deep/b.py", "B = 2\n")
+    write(project, "gone.py", "# removed in the hybrid\n")
+    (project / "run.sh").write_text("#!/bin/sh\necho hi\n")
+    (project / "run.sh").chmod(0o755)
+    os.symlink("src/a.py", project / "link.py")
+    (project / "data").mkdir()
+    (project / "data" / "in.txt").write_text("1 2 3\n")
+    (project / ".gitignore").write_text("data/\n")
+    commit(project, "job")
+    runbase_cmd("run", "--", sys.executable, "job.py", cwd=project, check=True)
+    out = runbase_cmd("show", "latest", "--json", "--no-patch", cwd=project, check=True).stdout
+    store = Store.open(project / ".runbase")
+    try:
+        yield store, json.loads(out)["id"]
+    finally:
+        store.close()
+
+
+def _files(root: Path) -> dict[str, os.stat_result]:
+    return {
+        str(p.relative_to(root)): p.lstat()
+        for p in root.rglob("*")
+        if not p.is_dir() or p.is_symlink()
+    }
+
+
+def _entry(store: Store, data: bytes, kind: str = "f") -> dict[str, object]:
+    return {"type": kind, "oid": store.objects.put_bytes(data), "size": len(data)}
+
+
+def test_a_hybrid_is_the_base_with_the_overlay(recorded: tuple[Store, str], tmp_path: Path) -> None:
+    store, run = recorded
+    ws = Workspace(store, run, tmp_path / "work")
+    assert ws.not_restorable == [] and isinstance(ws.reflinks, bool)
+    assert (ws.base / "data" / "in.txt").read_text() == "1 2 3\n"
+    h = ws.make(
+        "h1",
+        code={
+            "src/a.py": _entry(store, b"A = 2\n"),
+            "src/new/c.py": _entry(store, b"C = 3\n", "x"),
+            "gone.py": None,
+            "src/deep/b.py": None,
+        },
+        data={"data/in.txt": _entry(store, b"1 2 3 4\n")},
+    )
+    assert (h / "src" / "a.py").read_text() == "A = 2\n"
+    assert (h / "src" / "new" / "c.py").stat().st_mode & 0o111
+    assert not (h / "gone.py").exists()
+    assert not (h / "src" / "deep").exists()  # emptied by the deletion: pruned
+    assert (h / "data" / "in.txt").read_text() == "1 2 3 4\n"
+    assert (h / "link.py").is_symlink() and os.readlink(h / "link.py") == "src/a.py"
+    assert (h / "run.sh").stat().st_mode & 0o777 == 0o755
+    assert (h / "job.py").read_text() == (ws.base / "job.py").read_text()
+    # the base is untouched; another hybrid starts from it again
+    assert (ws.base / "src" / "a.py").read_text() == "A = 1\n"
+    assert (ws.base / "gone.py").is_file()
+    h2 = ws.make("h2", code={}, data={})
+    assert (h2 / "src" / "a.py").read_text() == "A = 1\n"
+    ws.remove("h1")
+    assert not h.exists() and h2.exists()
+
+
+def test_no_file_of_a_hybrid_is_a_hard_link(recorded: tuple[Store, str], tmp_path: Path) -> None:
+    store, run = recorded
+    ws = Workspace(store, run, tmp_path / "work")
+    h = ws.make("h", code={"src/a.py": _entry(store, b"A = 3\n")}, data={})
+    files = _files(h)
+    assert "data/in.txt" in files and "job.py" in files and "link.py" in files
+    for rel, st in files.items():
+        assert st.st_nlink == 1, rel
+
+
+def test_a_script_writing_into_its_hybrid_changes_neither_store_nor_base(
+    recorded: tuple[Store, str], tmp_path: Path
+) -> None:
+    store, run = recorded
+    ws = Workspace(store, run, tmp_path / "work")
+    data_oid = store.objects.put_bytes(b"9 9\n")
+    h = ws.make("h", code={}, data={"data/in.txt": {"type": "f", "oid": data_oid}})
+    base_before = {rel: (ws.base / rel).read_bytes() for rel in _files(ws.base) if rel != "link.py"}
+    script = (
+        "import os\n"
+        "for d, _, files in os.walk('.'):\n"
+        "    for f in files:\n"
+        "        p = os.path.join(d, f)\n"
+        "        if not os.path.islink(p):\n"
+        "            os.chmod(p, 0o644)\n"
+        "            open(p, 'ab').write(b'scribbled')\n"
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=h, check=True)
+    assert (h / "data" / "in.txt").read_bytes() == b"9 9\nscribbled"
+    assert store.objects.get_bytes(data_oid) == b"9 9\n"  # verified against its id
+    for entry in load_manifest(store, build_record(store, run)["code"]["tree"]):
+        if entry["type"] != "link":
+            store.objects.get_bytes(entry["oid"])  # CorruptObject if it had changed
+    assert {rel: (ws.base / rel).read_bytes() for rel in base_before} == base_before
+
+
+@pytest.mark.parametrize(
+    "overlay",
+    [
+        {"../outside.py": {"type": "f"}},
+        {"/etc/passwd": None},
+        {".git/hooks/pre-commit": None},
+        {"src//a.py": None},
+        {"escape": {"type": "link", "target": "../../../etc"}},
+        {"src/a.py": {"type": "f", "oid": "not-an-id"}},
+        {"src/a.py": {"type": "socket"}},
+    ],
+)
+def test_unsafe_overlays_are_refused(
+    recorded: tuple[Store, str], tmp_path: Path, overlay: dict[str, dict[str, str] | None]
+) -> None:
+    store, run = recorded
+    ws = Workspace(store, run, tmp_path / "work")
+    with pytest.raises(UnsafePathError):
+        ws.make("h", code=overlay, data={})
+    assert not (tmp_path / "work" / "h").exists()
+    assert not (tmp_path / "outside.py").exists()
+
+
+def test_hybrid_tree_is_the_base_tree_with_the_code_overlay(recorded: tuple[Store, str]) -> None:
+    store, run = recorded
+    tree = build_record(store, run)["code"]["tree"]
+    new_a = _entry(store, b"A = 5\n")
+    oid = hybrid_tree(store, tree, {"src/a.py": new_a, "gone.py": None, "link.py": None})
+    assert oid is not None and oid != tree
+    entries = {e["path"]: e for e in load_manifest(store, oid)}
+    base = {e["path"]: e for e in load_manifest(store, tree)}
+    assert entries["src/a.py"]["oid"] == new_a["oid"]
+    assert "gone.py" not in entries and "link.py" not in entries
+    assert entries["job.py"] == base["job.py"]
+    assert hybrid_tree(store, tree, {}) == hybrid_tree(store, tree, {})
+    assert hybrid_tree(store, None, {}) is None
+
+
+def test_clone_file_copies_bytes_and_mode(tmp_path: Path) -> None:
+    src = tmp_path / "a"
+    src.write_bytes(os.urandom(300_000))
+    src.chmod(0o750)
+    clone_file(str(src), str(tmp_path / "b"), src.stat().st_mode)
+    assert (tmp_path / "b").read_bytes() == src.read_bytes()
+    assert stat.S_IMODE((tmp_path / "b").stat().st_mode) == 0o750
+    assert (tmp_path / "b").stat().st_ino != src.stat().st_ino
