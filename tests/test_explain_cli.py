@@ -243,3 +243,31 @@ def test_ls_without_hybrids_has_no_note_and_no_warning(project: Path) -> None:
     runbase_cmd("run", "-q", "--", PY, "t.py", cwd=project, check=True)
     out = runbase_cmd("ls", cwd=project, check=True)
     assert "hybrid" not in out.stdout and out.stderr == ""
+
+
+# -- reproduce: the hint ---------------------------------------------------------------
+
+NOISY = """
+import random
+import runbase
+runbase.summary(acc=random.random())
+"""
+
+
+def test_a_diverged_reproduce_ends_with_the_explain_hint(project: Path) -> None:
+    write(project, "noisy.py", NOISY)
+    runbase_cmd("run", "-q", "--", PY, "noisy.py", cwd=project, check=True)
+    orig = json.loads(runbase_cmd("ls", "--json", cwd=project, check=True).stdout)[0]["id"]
+    r = runbase_cmd("reproduce", orig, cwd=project)
+    assert r.returncode == 1, r.stdout + r.stderr
+    new = json.loads(runbase_cmd("ls", "--json", cwd=project, check=True).stdout)[0]["id"]
+    hint = f"explain the difference: runbase explain {orig} {new}"
+    assert r.stdout.splitlines()[-1] == hint
+    # --json: stdout is the JSON alone (no explain key unless asked), the hint on stderr
+    r = runbase_cmd("reproduce", orig, "--json", cwd=project)
+    assert r.returncode == 1
+    doc = json.loads(r.stdout)
+    assert "explain" not in doc
+    assert (
+        r.stderr.splitlines()[-1] == f"explain the difference: runbase explain {orig} {doc['run']}"
+    )

@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     **dict.fromkeys(("fsck", "gc", "du"), "store"),
     "sweep": "sweep",
     "reproduce": "reproduce",
+    "explain": "explain",
     **dict.fromkeys(("diff", "importance", "report"), "compare"),
     "ui": "ui",
     "demo": "demo",

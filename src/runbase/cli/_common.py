@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -79,3 +81,21 @@ def parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
             raise UsageError(f"bad tag {t!r}: use KEY=VALUE or KEY")
         out[k] = v
     return out
+
+
+@contextlib.contextmanager
+def stdout_to_stderr(active: bool) -> Iterator[None]:
+    """Point file descriptor 1 at stderr while a command runs under us, so a child
+    process (and anything else) writing to stdout cannot mix with a --json answer."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)

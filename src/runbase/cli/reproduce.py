@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
-from collections.abc import Iterator
+from typing import Any
 
 import click
 
-from runbase.cli._common import echo_json, open_store, parse_overrides, pull_remote_ref
+from runbase.cli._common import (
+    echo_json,
+    open_store,
+    parse_overrides,
+    pull_remote_ref,
+    stdout_to_stderr,
+)
 from runbase.errors import RunbaseError
 
 
@@ -33,6 +37,12 @@ from runbase.errors import RunbaseError
 )
 @click.option("--rtol", type=click.FloatRange(min=0), default=0.0, help="Relative tolerance.")
 @click.option("--atol", type=click.FloatRange(min=0), default=0.0, help="Absolute tolerance.")
+@click.option(
+    "--explain",
+    "then_explain",
+    is_flag=True,
+    help="If it diverged, run `runbase explain RUN NEW` at once: which change moved the metric.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 @click.pass_context
 def reproduce(
@@ -43,22 +53,24 @@ def reproduce(
     env_mode: str,
     rtol: float,
     atol: float,
+    then_explain: bool,
     as_json: bool,
 ) -> None:
     """Re-run RUN (a local run, REMOTE:RUN or a run's URL on a team server: pulled with
     its data first) from its record (code and data restored) and say whether it
     reproduced: exit 0 if every metric that measures the result matches within
     tolerance (timing metrics are not compared), 1 if it diverged, 3 if there was
-    nothing to compare, 4 if -p changed it by request."""
+    nothing to compare, 4 if -p changed it by request. When it diverged, --explain
+    runs `runbase explain` on the two runs (the exit status stays the verdict's)."""
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.render.diff import render as render_diff
-    from runbase.tracking.reproduce import EXIT_CODES, render
+    from runbase.tracking.reproduce import DIVERGED, EXIT_CODES, render
     from runbase.tracking.reproduce import reproduce as do_reproduce
 
     overrides = parse_overrides(params)
     try:  # exit 1 means "diverged": any other failure exits 2
         # --json: stdout carries the JSON alone; the command's output goes to stderr
-        with _stdout_to_stderr(as_json):
+        with stdout_to_stderr(as_json):
             store = open_store(ctx, create=True)
             run_ref = pull_remote_ref(store, run_ref)
             result = do_reproduce(
@@ -73,32 +85,45 @@ def reproduce(
             )
     except RunbaseError as e:
         raise click.UsageError(str(e)) from e
+    diverged = result.verdict.outcome == DIVERGED
+    report = _explain(ctx, result, env_mode, as_json) if diverged and then_explain else None
     if as_json:
-        echo_json(result.as_dict())
+        out = result.as_dict()
+        if then_explain:  # the key only when asked for: the document stays as it was
+            out["explain"] = report
+        echo_json(out)
     else:
         click.echo(render(result, sys.stdout.isatty()))
         if result.diff is not None:  # tracking renders no diff: render sits above it
             click.echo("")
             click.echo(render_diff(result.diff, sys.stdout.isatty()))
+        if report is not None:
+            # lazy: the CLI's start-up loads click alone; each command imports what it runs
+            from runbase.render.explain import render as render_explain
+
+            click.echo("")
+            click.echo(render_explain(report, sys.stdout.isatty()))
+    if diverged and not then_explain:
+        hint = f"explain the difference: runbase explain {result.original} {result.run_id}"
+        click.echo(("" if as_json else "\n") + hint, err=as_json)
     ctx.exit(EXIT_CODES[result.verdict.outcome])
 
 
-@contextlib.contextmanager
-def _stdout_to_stderr(active: bool) -> Iterator[None]:
-    """Point file descriptor 1 at stderr while a command runs under us, so a child
-    process (and anything else) writing to stdout cannot mix with a --json answer."""
-    if not active:
-        yield
-        return
-    sys.stdout.flush()
-    saved = os.dup(1)
+def _explain(ctx: click.Context, result: Any, env_mode: str, as_json: bool) -> Any:
+    """``runbase explain ORIGINAL NEW`` on the first metric that moved (None: let explain
+    choose, e.g. when only the exit status differs); None when it cannot be made (why,
+    on stderr): the verdict is still the answer to what was asked."""
+    # lazy: reproduce --explain alone needs the explain command's runner
+    from runbase.cli.explain import run_explain
+
+    moved = [m.key for m in result.verdict.diverged if m.original is not None and m.new is not None]
+    options = {"metric": moved[0] if moved else None, "env": env_mode}
+    click.echo(f"runbase: explaining {result.original} -> {result.run_id}", err=True)
     try:
-        os.dup2(2, 1)
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
+        return run_explain(ctx, result.original, result.run_id, options, as_json, pull=False)
+    except click.UsageError as e:
+        click.echo(f"runbase: cannot explain the difference: {e.message}", err=True)
+        return None
 
 
 COMMANDS = (reproduce,)
