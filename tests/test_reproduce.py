@@ -122,7 +122,8 @@ def test_env_venv_rebuilds_the_recorded_packages(project: Path, tmp_path: Path) 
     runbase_cmd("run", "--", str(venv / "bin" / "python"), "job.py", cwd=project, check=True)
     orig = _show(project, "latest")
     assert any(p["name"] == "runbase-no-such-pkg" for p in orig["env"]["packages"])
-    env = {"PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_RETRIES": "0"}  # never reaches out
+    # never reaches out: pip (its index a closed port) nor uv (offline)
+    env = {"PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_RETRIES": "0", "UV_OFFLINE": "1"}
     r = runbase_cmd("reproduce", orig["id"], "--env", "venv", cwd=project, env=env, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "unresolvable" in r.stderr and "runbase-no-such-pkg==1.0" in r.stderr

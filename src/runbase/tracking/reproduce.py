@@ -19,7 +19,6 @@ reproduced.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -41,6 +40,7 @@ from runbase.records.checkout import checkout, describe
 from runbase.records.read import reproduction_count, resolve
 from runbase.records.record import build_record
 from runbase.store import Store
+from runbase.tracking.envbuild import build_env
 from runbase.tracking.supervisor import RunOptions, run
 
 ENV_MODES = ("current", "venv")
@@ -286,11 +286,9 @@ def drift(rec: dict[str, Any], python: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def env_hash(rec: dict[str, Any]) -> str:
-    """Identifies an environment by its Python version and pinned packages."""
-    pins = sorted(pin_list(rec))
-    version = ((rec.get("env") or {}).get("python") or {}).get("version", "")
-    return hashlib.sha256(json.dumps([version, pins]).encode()).hexdigest()[:16]
+def _recorded_python(rec: dict[str, Any]) -> str | None:
+    version = ((rec.get("env") or {}).get("python") or {}).get("version")
+    return version if isinstance(version, str) and version else None
 
 
 def pin_list(rec: dict[str, Any]) -> list[str]:
@@ -303,64 +301,6 @@ def pin_list(rec: dict[str, Any]) -> list[str]:
             continue
         out.append(f"{p['name']}=={p['version']}")
     return out
-
-
-def build_venv(store: Store, rec: dict[str, Any], log: Any = None) -> tuple[Path, list[str]]:
-    """A virtual environment with the recorded package versions, built once per
-    environment hash; returns its directory and the packages that could not be
-    installed (each with pip's reason)."""
-    venv = store.root / "envs" / env_hash(rec)
-    done = venv / "runbase-env.json"
-    if done.is_file():
-        return venv, list(json.loads(done.read_text()).get("unresolvable", []))
-    shutil.rmtree(venv, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
-    pip = [
-        str(venv / "bin" / "python"),
-        "-m",
-        "pip",
-        "install",
-        "-q",
-        "--disable-pip-version-check",
-    ]
-    pins = pin_list(rec)
-    failed: list[str] = []
-    if pins and _pip(pip + pins, log) is not None:
-        # one unresolvable pin fails the whole install: find which, install the rest
-        for pin in pins:
-            why = _pip(pip + [pin], log)
-            if why is not None:
-                failed.append(f"{pin}: {why}")
-    recorded = ((rec.get("env") or {}).get("python") or {}).get("version")
-    if recorded and recorded != _venv_python_version(venv):
-        failed.insert(
-            0, f"python=={recorded}: the environment uses Python {_venv_python_version(venv)}"
-        )
-    done.write_text(json.dumps({"pins": pins, "unresolvable": failed}))
-    return venv, failed
-
-
-def _pip(cmd: list[str], log: Any) -> str | None:
-    if log:
-        log(
-            f"runbase: {' '.join(cmd[4:])}"
-            if len(cmd) < 12
-            else f"runbase: pip install {len(cmd) - 6} packages"
-        )
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode == 0:
-        return None
-    lines = [ln for ln in p.stderr.splitlines() if ln.strip().startswith("ERROR")]
-    return (lines[-1] if lines else p.stderr.strip()[-300:]) or f"pip exited {p.returncode}"
-
-
-def _venv_python_version(venv: Path) -> str:
-    out = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import platform; print(platform.python_version())"],
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip()
 
 
 # -- the whole thing ------------------------------------------------------------------------
@@ -397,7 +337,7 @@ def reproduce(
     python_exe = None
     unresolvable: list[str] = []
     if env == "venv":
-        venv, unresolvable = build_venv(store, rec, say)
+        venv, unresolvable = build_env(store, pin_list(rec), _recorded_python(rec), say)
         python_exe = str(venv / "bin" / "python")
         extra_env = {
             "VIRTUAL_ENV": str(venv),
