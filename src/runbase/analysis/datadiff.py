@@ -158,9 +158,10 @@ def _format(path: str) -> str:
     return "sniff"
 
 
-def _read(store: Store, side: dict[str, Any] | None, cap: int = MAX_BYTES) -> bytes | None:
+def _read(store: Store, side: dict[str, Any] | None, cap: int | None = None) -> bytes | None:
     if side is None:
         return None
+    cap = MAX_BYTES if cap is None else cap
     oid = side.get("oid")
     if not isinstance(oid, str):
         raise _Skip("the file was not hashed")
@@ -245,8 +246,8 @@ def _jsonl_table(data: bytes | None) -> _Table:
             continue
         try:
             rec = json.loads(line)
-        except ValueError as e:
-            raise Unreadable(f"line {n} is not JSON: {e}") from None
+        except (ValueError, RecursionError) as e:
+            raise Unreadable(f"line {n} is not JSON: {str(e)[:200]}") from None
         if not isinstance(rec, dict):
             raise Unreadable(f"line {n} is not a JSON object")
         records.append({k: json.dumps(v, sort_keys=True) for k, v in rec.items()})
@@ -318,8 +319,8 @@ def _table_result(fmt: str, old_cols: list[str], new_cols: list[str], c: _Counts
         "columns": {
             "old": len([x for x in old_cols if x != EXTRA]),
             "new": len([x for x in new_cols if x != EXTRA]),
-            "added": [x for x in new_cols if x not in set(old_cols)],
-            "removed": [x for x in old_cols if x not in set(new_cols)],
+            "added": [x for x in new_cols if x not in set(old_cols) and x != EXTRA],
+            "removed": [x for x in old_cols if x not in set(new_cols) and x != EXTRA],
             "changed_values": per_column,
         },
         "matched_by": matched,
@@ -331,6 +332,20 @@ def _table_result(fmt: str, old_cols: list[str], new_cols: list[str], c: _Counts
     elif matched == "content" and not (added or removed) and c.changed:
         out["reordered"] = True
     return out
+
+
+# what a malformed side raises while it is parsed (ValueError covers bad JSON and
+# pyarrow's ArrowInvalid; RecursionError: JSON nested thousands deep; TypeError: a
+# value pyarrow hands back that does not compare)
+_UNREADABLE = (
+    Unreadable,
+    csv.Error,
+    UnicodeDecodeError,
+    ValueError,
+    OverflowError,
+    RecursionError,
+    TypeError,
+)
 
 
 def _tabular(fmt: str, old: bytes | None, new: bytes | None) -> dict[str, Any]:
@@ -347,11 +362,11 @@ def _tabular(fmt: str, old: bytes | None, new: bytes | None) -> dict[str, Any]:
     for side, data in (("old", old), ("new", new)):
         try:
             tables.append(load(data))
-        except (Unreadable, csv.Error, UnicodeDecodeError, ValueError, OverflowError) as e:
+        except _UNREADABLE as e:
             raise _Skip(f"could not read the {side} version as {label}: {_why(e)}") from None
     try:
         return _compare_tables(fmt, tables[0], tables[1])
-    except (Unreadable, csv.Error, UnicodeDecodeError, ValueError, OverflowError) as e:
+    except _UNREADABLE as e:
         raise _Skip(f"could not read it as {label}: {_why(e)}") from None
 
 
