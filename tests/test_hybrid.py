@@ -175,3 +175,58 @@ def test_clone_file_copies_bytes_and_mode(tmp_path: Path) -> None:
     assert (tmp_path / "b").read_bytes() == src.read_bytes()
     assert stat.S_IMODE((tmp_path / "b").stat().st_mode) == 0o750
     assert (tmp_path / "b").stat().st_ino != src.stat().st_ino
+
+
+SPEC_JOB = """
+import argparse
+import runbase
+p = argparse.ArgumentParser()
+p.add_argument("--lr", type=float, default=0.1)
+runbase.summary(lr_seen=p.parse_args().lr)
+"""
+
+
+def test_run_spec_sets_the_run_options(project: Path, tmp_path: Path) -> None:
+    write(project, "spec_job.py", SPEC_JOB)
+    commit(project, "spec job")
+    spec = tmp_path / "spec.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "name": "hybrid-1",
+                "tags": {"explain": "x123", "explain.role": "hybrid"},
+                "overrides": {"lr": 0.5},
+                "project_root": str(project),
+                "extra_env": {"RB_SPEC_TEST": "1"},
+                "code_record": None,
+            }
+        )
+    )
+    args = ["run", "--spec", str(spec), "-t", "explain.role=a", "--", sys.executable, "spec_job.py"]
+    runbase_cmd(*args, cwd=project, check=True)
+    out = runbase_cmd("show", "latest", "--json", "--no-patch", cwd=project, check=True).stdout
+    rec = json.loads(out)
+    assert rec["name"] == "hybrid-1"
+    assert rec["tags"]["explain"] == "x123" and rec["tags"]["explain.role"] == "a"  # -t on top
+    assert rec["params"]["lr"] == 0.5 and rec["metrics"]["lr_seen"]["value"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('{"colour": "red"}', "unknown key 'colour'"),
+        ('{"tags": {"a": 1}}', "'tags' in the run spec must be a JSON object of strings"),
+        ('{"name": 3}', "'name' in the run spec must be a JSON string"),
+        ('["name"]', "must be a JSON object"),
+        ("{not json", "is not JSON"),
+    ],
+)
+def test_a_bad_run_spec_is_a_usage_error(
+    project: Path, tmp_path: Path, text: str, says: str
+) -> None:
+    spec = tmp_path / "spec.json"
+    spec.write_text(text)
+    r = runbase_cmd("run", "--spec", str(spec), "--", sys.executable, "-c", "pass", cwd=project)
+    assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = runbase_cmd("run", "--spec", str(tmp_path / "none.json"), "--", "true", cwd=project)
+    assert r.returncode == 2 and "cannot read the run spec" in r.stderr

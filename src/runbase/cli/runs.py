@@ -74,6 +74,13 @@ def init(ctx: click.Context) -> None:
 )
 @click.option("--sweep-id", hidden=True, help="The sweep this run belongs to (runbase sweep).")
 @click.option(
+    "--spec",
+    "spec_file",
+    hidden=True,
+    type=click.Path(dir_okay=False),
+    help="A JSON file of run options (runbase explain's hybrids); the options above go on top.",
+)
+@click.option(
     "--quiet",
     "-q",
     is_flag=True,
@@ -95,6 +102,7 @@ def run(
     system_interval: float | None,
     publish: str | None,
     sweep_id: str | None,
+    spec_file: str | None,
     quiet: bool,
     command: tuple[str, ...],
 ) -> None:
@@ -102,22 +110,29 @@ def run(
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.integrations import ENV_VAR as INTEGRATIONS
     from runbase.remote.target import resolve_target
+    from runbase.tracking.executor import read_run_spec
     from runbase.tracking.supervisor import RunOptions
     from runbase.tracking.supervisor import run as run_command
 
+    with bad_input():
+        spec = read_run_spec(spec_file) if spec_file else {}
     opts = RunOptions(
-        name=name,
-        tags=parse_tags(tags),
+        name=name or spec.get("name"),
+        tags={**spec.get("tags", {}), **parse_tags(tags)},
         store=ctx.obj["store"],
         capture_code=not no_code,
         inputs=list(inputs),
         outputs=list(outputs),
         hash_only=hash_only,
-        overrides=parse_overrides(params),
+        overrides={**spec.get("overrides", {}), **parse_overrides(params)},
         sweep_id=sweep_id,
         system_interval=system_interval,
-        extra_env={INTEGRATIONS: "0"} if no_integrations else {},
+        extra_env={**spec.get("extra_env", {}), **({INTEGRATIONS: "0"} if no_integrations else {})},
         publish=resolve_target(publish),  # checked now, before the run starts
+        code_record=spec.get("code_record"),
+        project_root=spec.get("project_root"),
+        param_sources=spec.get("param_sources", {}),
+        reproduces=spec.get("reproduces"),
     )
     outcome = run_command(list(command), opts)
     if not quiet:  # on stderr: the command's stdout stays exactly its own

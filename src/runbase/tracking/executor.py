@@ -14,6 +14,7 @@ another backend can stand behind it without its callers changing.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -24,6 +25,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+
+from runbase.errors import UsageError
 
 TAIL_BYTES = 2000  # of a failed job's stderr: enough for a traceback's last frames
 
@@ -43,6 +46,64 @@ def runbase_run_argv(store_root: str, *options: str) -> list[str]:
     hide the failing run's last stderr line. ``options`` go on after ``run`` (the
     command last, after ``--``)."""
     return [sys.executable, "-m", "runbase", "--store", store_root, "run", "--quiet", *options]
+
+
+# `runbase run --spec FILE` (hidden): the RunOptions a caller sets that have no option of
+# their own (explain's hybrids: the tree they run, their project root, the overrides, the
+# explanation's tags), each with the JSON type it must have
+RUN_SPEC_FIELDS: dict[str, str] = {
+    "code_record": "object",
+    "project_root": "string",
+    "param_sources": "object of strings",
+    "reproduces": "string",
+    "overrides": "object",
+    "tags": "object of strings",
+    "name": "string",
+    "extra_env": "object of strings",
+}
+
+
+def write_run_spec(path: str | os.PathLike[str], **fields: Any) -> None:
+    """Write a ``runbase run --spec`` file (checked: the reader refuses a bad one)."""
+    check_run_spec(fields)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(fields, f)
+
+
+def read_run_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The RunOptions fields of a ``runbase run --spec`` file; UsageError when it is not
+    JSON or not a spec."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except OSError as e:
+        raise UsageError(f"cannot read the run spec {os.fspath(path)}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise UsageError(f"the run spec {os.fspath(path)} is not JSON: {e}") from None
+    return check_run_spec(doc)
+
+
+def check_run_spec(doc: Any) -> dict[str, Any]:
+    """``doc`` if it is a run spec: an object of :data:`RUN_SPEC_FIELDS` keys, each of
+    its type (``code_record`` may be null); UsageError naming the first bad key."""
+    if not isinstance(doc, dict):
+        raise UsageError("a run spec must be a JSON object")
+    for key, value in doc.items():
+        want = RUN_SPEC_FIELDS.get(key)
+        if want is None:
+            known = ", ".join(RUN_SPEC_FIELDS)
+            raise UsageError(f"unknown key {key!r} in the run spec; known: {known}")
+        if not _is(value, want) and not (key == "code_record" and value is None):
+            raise UsageError(f"{key!r} in the run spec must be a JSON {want}")
+    return dict(doc)
+
+
+def _is(value: Any, want: str) -> bool:
+    if want == "string":
+        return isinstance(value, str)
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        return False
+    return want == "object" or all(isinstance(v, str) for v in value.values())
 
 
 class LocalExecutor:
