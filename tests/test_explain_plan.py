@@ -356,13 +356,21 @@ def test_factors_and_plans_of_real_runs(project: Path) -> None:
     assert choose_metric(ra, rb, None) == "acc"
     factors, untestable = find_factors(store, ra, rb, hunks=True)
     names = {f.name: f for f in factors}
-    assert {"params.lr", "params.fast", "data.csv", "shards", "command"} <= set(names)
-    hunks = sorted(n for n in names if n.startswith("src/model.py:"))
+    # files read from the input directory "shards" (and committed, so in the code
+    # tree too) change with that directory: one data factor, not three
+    assert set(names) - set(hunks := sorted(n for n in names if n.startswith("src/model.py:"))) == {
+        "params.lr",
+        "params.fast",
+        "data.csv",
+        "shards",
+        "command",
+    }
     assert len(hunks) == 2 and hunks[0] == "src/model.py:L1-L5"
     assert names["params.lr"].description == "params.lr 0.1 → 0.2"
     assert names["params.fast"].change == {"key": "fast", "old": False, "new": True, "added": False}
     assert names["data.csv"].description.startswith("data.csv ")
     assert "1 of 2 rows differ" in names["data.csv"].description
+    assert "1 file added, 1 file removed" in names["shards"].description
     assert names["command"].change["new"][-1] == "--fast"
     assert untestable == []
     # the hunk plan: A's file with only the first hunk of B's change

@@ -25,6 +25,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from runbase.analysis.datadiff import content_diff, describe_content
 from runbase.analysis.diff import canonical_json, only_params, package_changes
 from runbase.analysis.explainsearch import SearchResult, min_budget, search
 from runbase.analysis.metrickinds import is_timing_metric
@@ -195,11 +196,31 @@ def find_factors(
     factors: list[Factor] = []
     untestable: list[Untestable] = []
     _param_factors(ra, rb, factors, untestable)
-    _code_factors(store, ra, rb, hunks, factors, untestable)
-    _data_factors(store, ra, rb, factors, untestable)
+    inputs = _input_paths(ra, rb)
+    _code_factors(store, ra, rb, hunks, inputs, factors, untestable)
+    _data_factors(store, ra, rb, inputs, factors, untestable)
     _env_factors(ra, rb, env_mode, factors, untestable)
     _command_factor(ra, rb, factors)
     return factors, untestable
+
+
+def _input_paths(ra: dict[str, Any], rb: dict[str, Any]) -> dict[str, bool]:
+    """The input paths of either run -> whether it is a directory."""
+    out: dict[str, bool] = {}
+    for rec in (ra, rb):
+        for f in rec.get("inputs") or []:
+            out[f["path"]] = out.get(f["path"], False) or bool(f.get("directory"))
+    return out
+
+
+def _covered(path: str, inputs: dict[str, bool], itself: bool) -> bool:
+    """Whether ``path`` lies below an input directory (or, ``itself``, is an input):
+    the workspace restores inputs over the code tree, so such a path is data, and a
+    file below an input directory changes with that directory's factor."""
+    if itself and path in inputs:
+        return True
+    parts = path.split("/")
+    return any(inputs.get("/".join(parts[:i])) for i in range(1, len(parts)))
 
 
 def _param_factors(
@@ -245,6 +266,7 @@ def _code_factors(
     ra: dict[str, Any],
     rb: dict[str, Any],
     hunks: bool,
+    inputs: dict[str, bool],
     out: list[Factor],
     untestable: list[Untestable],
 ) -> None:
@@ -263,7 +285,7 @@ def _code_factors(
     ea, eb = _entries(store, ta), _entries(store, tb)
     for path in sorted((ea.keys() | eb.keys()) - skipped):
         old, new = ea.get(path), eb.get(path)
-        if old == new:
+        if old == new or _covered(path, inputs, itself=True):
             continue
         split = _hunk_factors(store, path, old, new) if hunks else None
         out.extend(split or [_file_factor(store, path, old, new)])
@@ -372,6 +394,7 @@ def _data_factors(
     store: Store,
     ra: dict[str, Any],
     rb: dict[str, Any],
+    inputs: dict[str, bool],
     out: list[Factor],
     untestable: list[Untestable],
 ) -> None:
@@ -379,7 +402,8 @@ def _data_factors(
     ib = {f["path"]: f for f in rb.get("inputs") or []}
     for path in sorted(ia.keys() | ib.keys()):
         fa, fb = ia.get(path), ib.get(path)
-        if fa is not None and fb is not None and fa.get("hash") == fb.get("hash"):
+        same = fa is not None and fb is not None and fa.get("hash") == fb.get("hash")
+        if same or _covered(path, inputs, itself=False):
             continue
         why = _not_restorable(store, fa, "A") or _not_restorable(store, fb, "B")
         if why:
@@ -424,9 +448,7 @@ def _data_description(
         text = f"{path} {'added' if old is None else 'removed'} ({_size(side)})"
     else:
         text = f"{path} {_hash(old)} → {_hash(new)}"
-    try:  # lazy: pyarrow/pandas behind it are heavy, and only a data factor needs them
-        from runbase.analysis.datadiff import content_diff, describe_content
-
+    try:
         content = content_diff(store, path, old, new)
         inside = describe_content(content) if content else None
     except Exception:  # unexpected bytes only lose the "rows differ" part, never the factor
