@@ -6,7 +6,8 @@ The file embeds everything it shows: the runs' headers, parameters and metric
 summaries, every metric series (downsampled by :func:`runbase.render.views.metric_series`, as
 the web UI's API does), for two runs their diff (docs/diff-format.md), plotly.js from
 the installed ``plotly`` package (gzipped: the page unpacks it) and the same scripts the
-web UI draws with. It loads nothing from the network. Needs the ``ui`` extra (``pip install 'runbase[ui]'``).
+web UI draws with. For two runs A B explained before (``runbase explain A B``), the
+explanation too: its waterfall and factor table, as the web UI's explain page shows it. It loads nothing from the network. Needs the ``ui`` extra (``pip install 'runbase[ui]'``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from runbase.capture.params import jsonable
 from runbase.errors import RunbaseError, UsageError
 from runbase.records.read import resolve
 from runbase.records.record import build_record
+from runbase.render.views.explain import explanation
 from runbase.render.views.metrics import metric_series
 from runbase.store import Store
 
@@ -34,7 +36,7 @@ STATIC_DIR = (
     Path(__file__).resolve().parents[1] / "web" / "static"
 )  # the web UI's scripts and styles
 INSTALL_HINT = "pip install 'runbase[ui]'"
-_SCRIPTS = ("common.js", "diff.js", "report.js")
+_SCRIPTS = ("common.js", "diff.js", "explain.js", "report.js")
 _RECORD_KEYS = (
     "id",
     "name",
@@ -56,7 +58,9 @@ _RECORD_KEYS = (
 
 def report_data(store: Store, refs: list[str], points: int = POINTS) -> dict[str, Any]:
     """What the report shows, as strict JSON: ``{title, generated_at, runbase_version,
-    runs, series: [{key, runs: [{id, steps, values}]}], diff}``."""
+    runs, series: [{key, runs: [{id, steps, values}]}], diff, explain}`` (``explain``:
+    for two runs, :func:`runbase.render.views.explanation` of A → B when one is saved,
+    else None)."""
     if not refs:
         raise UsageError("a report needs at least one run")
     ids = list(dict.fromkeys(resolve(store, r) for r in refs))
@@ -93,8 +97,17 @@ def report_data(store: Store, refs: list[str], points: int = POINTS) -> dict[str
             "runs": runs,
             "series": series_out,
             "diff": diff_runs(store, ids[0], ids[1]) if len(ids) == 2 else None,
+            "explain": _explanation(store, ids),
         }
     )
+
+
+def _explanation(store: Store, ids: list[str]) -> dict[str, Any] | None:
+    """The saved explanation of the two runs (or why it cannot be read); None without."""
+    if len(ids) != 2:
+        return None
+    view = explanation(store, ids[0], ids[1])
+    return view if view["explained"] or view["problem"] else None
 
 
 def render_report(data: dict[str, Any]) -> str:

@@ -133,8 +133,14 @@ def list_runs(
             description="Also count runs per group: sweep, status, user, host, tag:KEY, param:KEY",
         ),
     ] = None,
+    hybrids: Annotated[
+        bool,
+        Query(description="Include the hybrid runs of `runbase explain` (tagged `explain`)"),
+    ] = True,
 ) -> Response:
-    return json_response(views.runs_page(store, where, sort, limit, offset, sweep, group_by))
+    return json_response(
+        views.runs_page(store, where, sort, limit, offset, sweep, group_by, hybrids=hybrids)
+    )
 
 
 @router.get(
@@ -335,6 +341,24 @@ def get_importance(
 ) -> Response:
     refs = _csv(runs) or None
     return json_response(views.importance(store, metric, where, refs, sweep))
+
+
+@router.get(
+    "/explain",
+    tags=["runs"],
+    summary="The saved `runbase explain A B`: waterfall, factors, hybrids",
+    responses=_r(_JSON, _E400, _E404),
+)
+def get_explain(
+    store: StoreDep,
+    a: Annotated[str, Query(min_length=1, max_length=MAX_REF, description="Run A")],
+    b: Annotated[str, Query(min_length=1, max_length=MAX_REF, description="Run B")],
+    metric: Annotated[
+        str | None,
+        Query(max_length=MAX_REF, description="The metric explained (default: the newest)"),
+    ] = None,
+) -> Response:
+    return json_response(views.explanation(store, a, b, metric or None))
 
 
 @router.get(

@@ -23,6 +23,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 SESSION_COOKIE = "runbase_session"
 CSRF_COOKIE = "runbase_csrf"
 PLOTLY_URL = "/static/vendor/plotly.min.js"
+MAX_REF = 1_000  # characters of a run reference or metric in a page's URL
 
 router = APIRouter(include_in_schema=False)
 
@@ -106,3 +107,18 @@ def compare_page(request: Request, runs: str = "") -> HTMLResponse:
     """Several runs side by side; for two runs, their diff."""
     refs = [r for r in (s.strip() for s in runs.split(",")) if r]
     return _page(request, "compare.html", "Compare", ["diff.js", "compare.js"], {"runs": refs})
+
+
+@router.get("/explain", response_class=HTMLResponse)
+def explain_page(request: Request, a: str = "", b: str = "", metric: str = "") -> HTMLResponse:
+    """Why a metric moved from run A to run B: the saved ``runbase explain A B``."""
+    a, b, metric = a.strip()[:MAX_REF], b.strip()[:MAX_REF], metric.strip()[:MAX_REF]
+    return _page(
+        request,
+        "explain.html",
+        "Explain",
+        ["explain.js", "explain_page.js"],
+        {"a": a, "b": b, "metric": metric},
+        a=a,
+        b=b,
+    )

@@ -2,8 +2,9 @@
 return JSON-able dicts (strict JSON: no NaN). The JSON API (``runbase.web.api``,
 docs/api.md) is a thin layer over these; the HTML pages and ``runbase report`` call
 them directly. One module per resource: ``runs`` (the runs table), ``run``,
-``metrics``, ``code``, ``notebook``, ``logs``, ``lineage`` and ``compare`` (several
-runs: compare, diff, importance); their SQL lives in ``runbase.records``.
+``metrics``, ``code``, ``notebook``, ``logs``, ``lineage``, ``compare`` (several
+runs: compare, diff, importance) and ``explain`` (the saved ``runbase explain A B``);
+their SQL lives in ``runbase.records``.
 
     from runbase.store import Store
     from runbase.render import views
@@ -41,6 +42,7 @@ from runbase.render.views.code import (
 )
 from runbase.render.views.common import API_VERSION, MAX_VIEW_OBJECT, NotFound
 from runbase.render.views.compare import MAX_COMPARE, compare, diff, importance
+from runbase.render.views.explain import explanation
 from runbase.render.views.lineage import MAX_LINEAGE_DEPTH, lineage
 from runbase.render.views.logs import DEFAULT_LOG_CHUNK, MAX_LOG_CHUNK, log_chunk
 from runbase.render.views.metrics import DEFAULT_POINTS, MAX_POINTS, downsample, metric_series
@@ -84,6 +86,7 @@ __all__ = [
     "compare",
     "diff",
     "downsample",
+    "explanation",
     "health",
     "highlight",
     "highlight_css",

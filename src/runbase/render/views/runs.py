@@ -10,7 +10,7 @@ from runbase.capture.sysmetrics import is_system_metric
 from runbase.errors import UsageError
 from runbase.records import listing
 from runbase.records.listing import unknown_keys
-from runbase.records.read import count_runs, list_runs, load_runs, with_sweep
+from runbase.records.read import count_runs, hide_explain, list_runs, load_runs, with_sweep
 from runbase.records.record import run_row
 from runbase.render.views.common import user_sql, where_sql
 from runbase.store import Store
@@ -54,6 +54,7 @@ def runs_page(
     sweep: str | None = None,
     group_by: str | None = None,
     keys: bool = True,
+    hybrids: bool = True,
 ) -> dict[str, Any]:
     """One page of the runs table, filtered and sorted like ``runbase ls --where/--sort``.
 
@@ -61,17 +62,20 @@ def runs_page(
     "tag_keys"}`` (+ ``"groups": [{"key", "count"}]`` with ``group_by`` = ``sweep``,
     ``status``, ``user``, ``host``, ``tag:KEY`` or ``param:KEY``). The key lists cover
     the whole store; ``keys=False`` leaves them out (team search does not show them).
+    ``hybrids=False`` leaves out the hybrid runs of ``runbase explain`` (as ``runbase
+    ls`` without ``--all``; the runs page shows them when asked).
     """
     if not 1 <= limit <= MAX_PAGE:
         raise UsageError(f"limit must be between 1 and {MAX_PAGE}")
     if offset < 0:
         raise UsageError("offset must be 0 or more")
     where = with_sweep(where, sweep)
-    cond, args = where_sql(where)
+    shown = hide_explain(where, hybrids)
+    cond, args = where_sql(shown)
     with user_sql():
-        runs = list_runs(store, where, sort, limit, offset)
+        runs = list_runs(store, shown, sort, limit, offset)
         short = offset == 0 and len(runs) < limit  # the whole result is on this page
-        total = len(runs) if short else count_runs(store, where)
+        total = len(runs) if short else count_runs(store, shown)
         groups = listing.group_counts(store, cond, args, group_by) if group_by else None
     out: dict[str, Any] = {
         "total": total,

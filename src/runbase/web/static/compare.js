@@ -340,7 +340,17 @@
   }
 
   function renderDiff() {
-    return RB.load($("diff"), "loading…", "/api/diff", { a: model.runs[0].id, b: model.runs[1].id }, RB.renderDiff);
+    return RB.load($("diff"), "loading…", "/api/diff", { a: model.runs[0].id, b: model.runs[1].id }, RB.renderDiff).then(focusSection);
+  }
+
+  /** /compare?runs=A,B&section=data#diff (the explain page links each change so): that
+   * section of the diff in view. */
+  function focusSection() {
+    const name = new URL(window.location.href).searchParams.get("section");
+    const sec = name && Array.from(document.querySelectorAll("#diff .diff-section")).find((s) => s.dataset.section === name);
+    if (!sec) return;
+    sec.classList.add("focused");
+    sec.scrollIntoView({ block: "start" });
   }
 
   // -- wiring ---------------------------------------------------------------------------------------------
@@ -385,6 +395,11 @@
     document.title = "Compare " + model.runs.length + " runs - runbase";
     renderRunList();
     $("diff-tab").hidden = model.runs.length !== 2;
+    if (model.runs.length === 2) {
+      // which of the differences moved the metric: `runbase explain A B`, saved
+      $("explain-link").href = RB.base + "/explain?a=" + enc(model.runs[0].id) + "&b=" + enc(model.runs[1].id);
+      $("explain-link").hidden = false;
+    }
     const metric = defaultMetric();
     if (metric && model.runs.length >= 4) importanceOf(metric).catch(() => {}); // shown by its tab
     RB.tabs(onShow).show(window.location.hash.slice(1) || "curves");

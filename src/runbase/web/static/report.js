@@ -66,16 +66,32 @@
     return [grid, todo];
   }
 
+  /** A change's diff is the Diff section below: the link scrolls to its part. */
+  function diffLink(section) {
+    const go = (e) => {
+      e.preventDefault();
+      const target = Array.from(document.querySelectorAll("#report-diff .diff-section")).find((s) => s.dataset.section === section) || document.getElementById("report-diff");
+      if (target) target.scrollIntoView({ block: "start" });
+    };
+    return data.diff ? el("a", { href: "#report-diff", class: "explain-diff", onclick: go }, "diff") : null;
+  }
+
+  // runs are not links here: the report is one file, offline, without the store
+  const explainSection = data.explain
+    ? el("section", { class: "report-section", id: "report-explain" }, el("h2", {}, "Explain"), RB.renderExplain(data.explain, { diffLink }))
+    : null;
   const [grid, todo] = charts();
-  root.append(
+  RB.fill(root, // fill, not append: a section left out (null) is no "null" text
     el("h1", {}, data.title),
     el("p", { class: "muted" }, "generated " + RB.fmtTime(data.generated_at) + " by runbase " + data.runbase_version),
     el("section", { class: "report-section" }, el("h2", {}, "Runs"), runsTable()),
     el("section", { class: "report-section" }, el("h2", {}, "Parameters"), valuesTable("parameter", "params", keysOf("params"), (v) => v)),
     el("section", { class: "report-section" }, el("h2", {}, "Metrics"), valuesTable("metric", "metrics", keysOf("metrics"), (m) => (m && typeof m === "object" ? m.value : m))),
     el("section", { class: "report-section" }, el("h2", {}, "Charts"), data.series.length ? grid : el("p", { class: "muted" }, "no metric series")),
+    explainSection,
     data.diff ? el("section", { class: "report-section", id: "report-diff" }, el("h2", {}, "Diff"), RB.renderDiff(data.diff)) : null
   );
+  if (explainSection) RB.drawExplain(explainSection, data.explain);
   for (const [node, traces] of todo) {
     RB.plot(node, traces, { height: 300, showlegend: traces.length > 1 && traces.length <= 12, margin: { l: 55, r: 10, t: 10, b: 25 } });
   }

@@ -24,6 +24,7 @@
     limit: parseInt(url.searchParams.get("limit") || "50", 10) || 50,
     group: url.searchParams.get("group_by") || "",
     sweep: url.searchParams.get("sweep") || "",
+    hybrids: url.searchParams.get("hybrids") === "1", // runbase explain's hybrid runs, as `ls --all`
     cols: loadCols(), // null: automatic (autoColumns), else the keys the user picked
     allParams: localStorage.getItem(ALL_PARAMS_KEY) === "1",
   };
@@ -47,6 +48,7 @@
     set("limit", state.limit !== 50 ? String(state.limit) : "");
     set("group_by", state.group);
     set("sweep", state.sweep);
+    set("hybrids", state.hybrids ? "1" : "");
     history.replaceState(null, "", u);
   }
 
@@ -93,6 +95,7 @@
         offset: state.offset,
         sweep: state.sweep,
         group_by: state.group,
+        hybrids: state.hybrids ? null : "false",
       });
     } catch (e) {
       if (ticket !== loading) return;
@@ -317,6 +320,12 @@
     load();
   });
   $("column-search").addEventListener("input", RB.debounce(renderColumnList, 150));
+  $("show-hybrids").checked = state.hybrids;
+  $("show-hybrids").addEventListener("change", (e) => {
+    state.hybrids = e.target.checked;
+    state.offset = 0;
+    load();
+  });
   $("all-params").addEventListener("change", (e) => {
     state.allParams = e.target.checked;
     localStorage.setItem(ALL_PARAMS_KEY, state.allParams ? "1" : "0");
