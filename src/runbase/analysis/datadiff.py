@@ -19,8 +19,10 @@ import io
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import zip_longest
+from operator import itemgetter
 from typing import Any
 
 from runbase.capture.manifest import load_manifest
@@ -199,28 +201,29 @@ def _text_stream(data: bytes) -> io.TextIOWrapper:
 @dataclass
 class _Table:
     columns: list[str]
-    rows: Callable[[], Iterator[tuple[Any, ...]]]  # a fresh iterator over the rows
+    rows: Iterator[Sequence[Any]]  # each as long as ``columns``, read once
 
 
-_EMPTY = _Table([], lambda: iter(()))
+def _empty() -> _Table:
+    return _Table([], iter(()))
 
 
 def _csv_table(data: bytes | None, delimiter: str) -> _Table:
     if data is None:
-        return _EMPTY
+        return _empty()
     reader = csv.reader(_text_stream(data), delimiter=delimiter)
     header = next(reader, None)
     if header is None:
-        return _Table([EXTRA], lambda: iter(()))
-    columns = _unique(header) + [EXTRA]
+        return _Table([EXTRA], iter(()))
     width = len(header)
 
-    def rows() -> Iterator[tuple[Any, ...]]:
-        for row in reader:
-            cells = row[:width] + [""] * (width - len(row))
-            yield (*cells, "\x1f".join(row[width:]))
+    def fit(row: list[str]) -> list[str]:
+        if len(row) == width:  # the usual row: one allocation less than slicing
+            row.append("")
+            return row
+        return row[:width] + [""] * (width - len(row)) + ["\x1f".join(row[width:])]
 
-    return _Table(columns, rows)
+    return _Table(_unique(header) + [EXTRA], map(fit, reader))
 
 
 def _unique(names: list[str]) -> list[str]:
@@ -238,7 +241,7 @@ _ABSENT = "\x00absent"  # a JSON Lines key a record lacks (not the same as null)
 
 def _jsonl_table(data: bytes | None) -> _Table:
     if data is None:
-        return _EMPTY
+        return _empty()
     records: list[dict[str, Any]] = []
     keys: dict[str, None] = {}  # first-seen order
     for n, line in enumerate(_text_stream(data), 1):
@@ -253,7 +256,7 @@ def _jsonl_table(data: bytes | None) -> _Table:
         records.append({k: json.dumps(v, sort_keys=True) for k, v in rec.items()})
         keys.update(dict.fromkeys(rec))
     columns = list(keys)
-    return _Table(columns, lambda: (tuple(r.get(k, _ABSENT) for k in columns) for r in records))
+    return _Table(columns, (tuple(r.get(k, _ABSENT) for k in columns) for r in records))
 
 
 @dataclass
@@ -266,32 +269,38 @@ class _Counts:
 
 
 def _compare_tables(fmt: str, old: _Table, new: _Table) -> dict[str, Any]:
+    """One pass over both tables: rows compared by position on the shared columns,
+    and each row's hash counted, for the match by content."""
     shared = [c for c in old.columns if c in set(new.columns)]
-    io_, in_ = [old.columns.index(c) for c in shared], [new.columns.index(c) for c in shared]
-    counts = _Counts()
-    sentinel = object()
-    pairs = _zip_longest(old.rows(), new.rows(), sentinel)
-    for ro, rn in pairs:
-        po = tuple(ro[i] for i in io_) if ro is not sentinel else None
-        pn = tuple(rn[i] for i in in_) if rn is not sentinel else None
+    pick_o, pick_n = _picker(old.columns, shared), _picker(new.columns, shared)
+    c = _Counts()
+    old_h: list[int] = []
+    new_h: list[int] = []
+    # rows are never None: None is the shorter table's fill
+    for po, pn in zip_longest(map(pick_o, old.rows), map(pick_n, new.rows)):
         if po is not None:
-            counts.old += 1
-            counts.balance[hash(po)] += 1
+            old_h.append(hash(po))
         if pn is not None:
-            counts.new += 1
-            counts.balance[hash(pn)] -= 1
+            new_h.append(hash(pn))
         if po is not None and pn is not None and po != pn:
-            counts.changed += 1
-            counts.by_column.update(c for c, x, y in zip(shared, po, pn, strict=True) if x != y)
-    return _table_result(fmt, old.columns, new.columns, counts)
+            c.changed += 1
+            c.by_column.update(k for k, x, y in zip(shared, po, pn, strict=True) if x != y)
+    c.old, c.new = len(old_h), len(new_h)
+    # 64-bit hashes counted in C; a collision (~n²/2⁶⁴) could hide one changed row
+    c.balance = Counter(old_h)
+    c.balance.subtract(new_h)
+    return _table_result(fmt, old.columns, new.columns, c)
 
 
-def _zip_longest(a: Iterator[Any], b: Iterator[Any], fill: Any) -> Iterator[tuple[Any, Any]]:
-    while True:
-        x, y = next(a, fill), next(b, fill)
-        if x is fill and y is fill:
-            return
-        yield x, y
+def _picker(columns: list[str], shared: list[str]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """A row's cells in the shared columns' order, as a tuple (compared, hashed)."""
+    if columns == shared:
+        return tuple
+    idx = [columns.index(k) for k in shared]
+    if len(idx) == 1:
+        i = idx[0]
+        return lambda row: (row[i],)
+    return itemgetter(*idx) if idx else lambda row: ()
 
 
 def _table_result(fmt: str, old_cols: list[str], new_cols: list[str], c: _Counts) -> dict[str, Any]:
@@ -378,7 +387,7 @@ def _why(e: BaseException) -> str:
 
 def _parquet_table(data: bytes | None) -> _Table:
     if data is None:
-        return _EMPTY
+        return _empty()
     try:  # lazy: pyarrow is an optional extra (runbase[data]) and heavy to import
         import pyarrow.parquet as pq
     except ImportError:
@@ -399,7 +408,7 @@ def _parquet_table(data: bytes | None) -> _Table:
         except (pa.ArrowException, OSError) as e:
             raise Unreadable(str(e)) from None
 
-    return _Table(columns, rows)
+    return _Table(columns, rows())
 
 
 def _cell(v: Any) -> Any:
