@@ -3,6 +3,7 @@ and through `runbase diff` between real runs that read the files."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -230,6 +231,22 @@ def test_malformed_csv_quotes_are_a_note_or_a_count(store: Store) -> None:
     # csv reads an unterminated quote to the end: a count, never an exception
     c = diff(store, "d.csv", "a,b\n1,2\n", 'a,b\n"1,2\n3,4\n')
     assert c["format"] == "csv" and ("rows" in c or "skipped" in c)
+
+
+def test_gzipped_files_are_read_inflated(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    old, new = csv_text(BASE), csv_text([*BASE, (10, 20, 1)])
+    c = diff(store, "d.csv.gz", gzip.compress(old.encode()), gzip.compress(new.encode()))
+    assert c["format"] == "csv" and c["compression"] == "gzip"
+    assert c["rows"]["added"] == 1 and c["matched_by"] == "position"
+    c = diff(store, "d.csv.gz", gzip.compress(old.encode()), b"not gzip at all")
+    assert c["compression"] == "gzip"
+    assert c["skipped"].startswith("could not read the new version as gzip: ")
+    # a few hundred bytes that inflate beyond the cap are read no further
+    monkeypatch.setattr(datadiff, "MAX_BYTES", 1000)
+    bomb = gzip.compress(b"a\n" + b"1\n" * 100_000)
+    c = diff(store, "d.csv.gz", gzip.compress(old.encode()), bomb)
+    assert c["skipped"] == "the new version inflates to over 0 MiB"
+    assert diff(store, "model.bin.gz", gzip.compress(b"x"), gzip.compress(b"y")) is None
 
 
 # -- sides, caps, the store --------------------------------------------------------

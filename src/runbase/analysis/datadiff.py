@@ -15,9 +15,11 @@ from __future__ import annotations
 import codecs
 import csv
 import difflib
+import gzip
 import io
 import json
 import math
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -82,17 +84,18 @@ def content_diff(
         return _dir_diff(store, old, new)
     if len(kinds) > 1:
         return {"format": "dir", "skipped": "a file on one side and a directory on the other"}
-    fmt = _format(path)
+    gzipped = path.lower().endswith(".gz")
+    fmt = _format(path[:-3] if gzipped else path)
     if fmt == "sniff":  # no known extension: text when both sides are, else nothing
-        return _sniffed(store, old, new)
+        return None if gzipped else _sniffed(store, old, new)
+    extra = {"compression": "gzip"} if gzipped else {}
     try:
         blobs = [_read(store, side) for side in (old, new)]
+        if gzipped:
+            blobs = [_gunzip(b, side) for b, side in zip(blobs, ("old", "new"), strict=True)]
+        return {**_COMPARE[fmt](fmt, blobs[0], blobs[1]), **extra}
     except _Skip as e:
-        return {"format": fmt, "skipped": str(e)}
-    try:
-        return _COMPARE[fmt](fmt, blobs[0], blobs[1])
-    except _Skip as e:
-        return {"format": fmt, "skipped": str(e)}
+        return {"format": fmt, **extra, "skipped": str(e)}
 
 
 def _sniffed(
@@ -177,6 +180,21 @@ def _read(store: Store, side: dict[str, Any] | None, cap: int | None = None) -> 
         raise _Skip(f"the stored bytes of {oid[:19]}… are corrupted (see `runbase fsck`)") from None
     except (OSError, ValueError, RunbaseError) as e:
         raise _Skip(f"could not read {oid[:19]}…: {e}") from None
+
+
+def _gunzip(data: bytes | None, side: str) -> bytes | None:
+    """A gzip file's contents, up to :data:`MAX_BYTES` (a small file can inflate to
+    any size: it is read no further)."""
+    if data is None:
+        return None
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
+            out = f.read(MAX_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        raise _Skip(f"could not read the {side} version as gzip: {str(e)[:200]}") from None
+    if len(out) > MAX_BYTES:
+        raise _Skip(f"the {side} version inflates to over {MAX_BYTES >> 20} MiB")
+    return out
 
 
 def _looks_text(data: bytes) -> bool:
