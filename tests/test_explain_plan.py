@@ -424,3 +424,15 @@ def test_untestable_differences(project: Path) -> None:
         Untestable("code", "code", "run A has no code snapshot: code changes cannot be tested")
         in untestable
     )
+
+
+def test_a_failed_rerun_of_b_leaves_the_single_effects() -> None:
+    factors = [F("a", ("param",)), F("b", ("param",))]
+    rec_ = Recorder(lambda s: 0.5 * len(s))
+    result = search(factors, rec_, budget=10, base=0.0, full=math.nan, threshold=1e-9, seed=0)
+    accounted(factors, result)
+    assert result.effect_alone == {"a": 0.5, "b": 0.5} == result.effect
+    assert result.effect_removed == {"a": None, "b": None} and result.budget == 10
+    assert any("could not be measured both ways" in n for n in result.notes)
+    with pytest.raises(UsageError, match="no baseline"):
+        search(factors, rec_, budget=10, base=math.nan, full=1.0, threshold=1e-9, seed=0)

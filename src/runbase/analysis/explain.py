@@ -712,8 +712,8 @@ def build_report(
     factors: list[Factor],
     untestable: list[Untestable],
     result: SearchResult,
-    budget: int,
     hybrids: dict[str, Any],
+    budget: int | None = None,
 ) -> dict[str, Any]:
     """The ``--json`` document (docs/explain.md) from the parts of one explanation."""
     base, full = baseline(noise["a"]), baseline(noise["b"])
@@ -743,7 +743,7 @@ def build_report(
         "untried": [dict(u) for u in result.untried],
         "search": {
             "method": result.method,
-            "budget": budget,
+            "budget": result.budget if budget is None else budget,
             "used": result.used,
             "notes": list(result.notes),
         },

@@ -65,6 +65,7 @@ class SearchResult:
     untried: list[dict[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     used: int = 0
+    budget: int = 0
 
     @property
     def tested(self) -> list[str]:
@@ -100,7 +101,10 @@ def search(
             f"a budget of {budget} hybrid(s) cannot test {len(names)} factors: "
             f"at least {min_budget(len(names))} are needed"
         )
-    s = _Search(list(factors), evaluate, budget, base, full, threshold, seed)
+    start = _number(base)
+    if start is None:
+        raise UsageError(f"A's re-run gave no finite value of the metric ({base}): no baseline")
+    s = _Search(list(factors), evaluate, budget, start, _number(full), threshold, seed)
     return s.run()
 
 
@@ -120,7 +124,7 @@ class _Search:
         evaluate: Evaluate,
         budget: int,
         base: float,
-        full: float,
+        full: float | None,
         threshold: float,
         seed: int,
     ) -> None:
@@ -133,7 +137,9 @@ class _Search:
         self.seed = seed
         self.base = base
         self.r = SearchResult("one-at-a-time", {frozenset(): base, self.everything: full})
-        self.total = full - base
+        self.r.budget = budget
+        # B's re-run failed (None): removal effects are unknown, the single effects stand
+        self.total = None if full is None else full - base
 
     # -- asking for hybrids --------------------------------------------------------
 
@@ -207,7 +213,7 @@ class _Search:
         mixed = self.nonadditive(self.names)
         if not mixed:
             self.r.notes.append(
-                f"The single effects add up to the measured total ({_signed(self.total)}) "
+                f"The single effects add up to the measured total ({_signed(self.total or 0.0)}) "
                 "within noise: each factor's effect is its effect alone."
             )
             return
@@ -240,7 +246,8 @@ class _Search:
         the total."""
         differ = [f for f in names if self.gap(f) is None or self.significant(self.gap(f))]
         total_alone = sum(a for f in names if (a := self.r.effect_alone.get(f)) is not None)
-        if differ or self.significant(total_alone - self.total):
+        off = None if self.total is None else total_alone - self.total
+        if differ or self.significant(off):
             return differ or list(names)
         return []
 
@@ -249,12 +256,12 @@ class _Search:
         if unmeasured:
             return (
                 f"{len(unmeasured)} factor(s) could not be measured both ways (a hybrid "
-                "crashed): their effects cannot be assumed to add up."
+                "crashed, or B's re-run did): their effects cannot be assumed to add up."
             )
         total_alone = sum(a for a in self.r.effect_alone.values() if a is not None)
         return (
             f"The single effects do not add up: together alone {_signed(total_alone)}, "
-            f"measured total {_signed(self.total)}; the effects of {len(mixed)} factor(s) "
+            f"measured total {_signed(self.total or 0.0)}; the effects of {len(mixed)} factor(s) "
             "depend on the others."
         )
 
