@@ -78,6 +78,7 @@ EXPECTED_PATHS = {
     "/api/compare",
     "/api/diff",
     "/api/importance",
+    "/api/explain",
     "/api/highlight.css",
 }
 

@@ -360,3 +360,13 @@ def test_report_of_two_explained_runs_has_the_explanation(
 
     assert embedded(site["a"], site["h_lr"]) is None
     assert "cannot be read" in embedded(site["b"], site["a"])["problem"]
+
+
+def test_api_doc_names_every_key_of_the_explanation(site: dict[str, Any], server: str) -> None:
+    from test_web_api import _doc_keys
+
+    status, body = http_request(server, "GET", f"/api/explain?{_q(a=site['a'], b=site['b'])}")
+    assert status == 200 and body["explained"] is True
+    assert set(body) == _doc_keys("/api/explain")
+    status, body = http_request(server, "GET", f"/api/explain?{_q(a=site['a'], b=site['h_lr'])}")
+    assert set(body) == {"explained", "a", "b", "metric", "command", "problem"}
