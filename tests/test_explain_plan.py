@@ -269,7 +269,10 @@ def test_ids_and_keys_are_deterministic() -> None:
 def test_noise_and_report_round_trip() -> None:
     noise = noise_summary(0.9, 0.8, [0.9, 0.92], [0.8, None])
     assert noise["spread"] == pytest.approx(0.02) and noise["threshold"] == pytest.approx(0.02)
-    assert noise["a_reproduces"] is True and noise["b_reproduces"] is False
+    # reproducing is giving the recorded value again, not a value within the spread
+    assert noise["a_reproduces"] is False and noise["b_reproduces"] is False
+    exact = noise_summary(0.9, 0.8, [0.9, 0.9 + 1e-12], [0.8])
+    assert exact["a_reproduces"] and exact["b_reproduces"] and exact["threshold"] == 1e-9
     assert baseline([0.9, 0.92]) == pytest.approx(0.91) and baseline([None]) is None
     factors = [
         Factor("param", "params.a", "params.a 1 → 2", ("param",), {}),

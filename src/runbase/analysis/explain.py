@@ -670,22 +670,25 @@ def noise_summary(
     b_runs: list[float | None],
 ) -> dict[str, Any]:
     """The run-to-run spread of A's and B's re-runs, the threshold below which an
-    effect is not significant, and whether each re-run reproduced its recorded value."""
+    effect is not significant (the spread, at least the rounding of the values), and
+    whether every re-run gave its run's recorded value (up to rounding)."""
     spreads = []
     for runs in (a_runs, b_runs):
         ok = [v for v in runs if v is not None and math.isfinite(v)]
         spreads.append(max(ok) - min(ok) if len(ok) > 1 else 0.0)
     spread = max(spreads)
     scale = max([abs(v) for v in (a_value, b_value) if v is not None and math.isfinite(v)] or [1.0])
-    threshold = max(spread, 1e-9 * max(scale, 1.0))  # rounding, not the metric, below it
+    rounding = 1e-9 * max(scale, 1.0)  # below it: the arithmetic, not the metric
     return {
         "repeats": max(len(a_runs), len(b_runs)),
         "a": list(a_runs),
         "b": list(b_runs),
         "spread": spread,
-        "threshold": threshold,
-        "a_reproduces": _reproduces(a_value, a_runs, threshold),
-        "b_reproduces": _reproduces(b_value, b_runs, threshold),
+        "threshold": max(spread, rounding),
+        # as `runbase reproduce` judges by default: the recorded value again, exactly
+        # (up to rounding); a nondeterministic run does not reproduce, whatever its spread
+        "a_reproduces": _reproduces(a_value, a_runs, rounding),
+        "b_reproduces": _reproduces(b_value, b_runs, rounding),
     }
 
 
