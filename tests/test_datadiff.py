@@ -381,6 +381,7 @@ def test_runbase_diff_reports_content_of_each_format(project: Path) -> None:
     assert changed["data/part.parquet"]["columns"]["changed_values"] == {"v": 1}
     assert changed["data/notes.txt"]["lines"] == {"old": 2, "new": 2, "added": 1, "removed": 1}
     assert changed["data/weights.bin"] is None  # binary, unknown format: the hash says it
+    assert csv_c["summary"] == "2 of 10 rows differ, column 'label' added, column 'y' removed"
     text = runbase_cmd("diff", a, b, cwd=project, check=True).stdout
     assert "    ~ data/train.csv  " in text
     assert "\n        2 of 10 rows differ, column 'label' added, column 'y' removed\n" in text, text

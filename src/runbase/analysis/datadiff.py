@@ -79,7 +79,7 @@ def content_diff(
     its format is not one runbase reads (docs/diff-format.md, "Data content")."""
     if old is None and new is None:
         return None
-    kinds = {side["kind"] for side in (old, new) if side is not None}
+    kinds = {side.get("kind", "file") for side in (old, new) if side is not None}
     if kinds == {"dir"}:
         return _dir_diff(store, old, new)
     if len(kinds) > 1:

@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from runbase.analysis.datadiff import content_diff
+from runbase.analysis.datadiff import content_diff, describe_content
 from runbase.capture.manifest import load_manifest
 from runbase.capture.overrides import apply_to_argv
 from runbase.capture.params import as_number
@@ -283,7 +283,9 @@ def _files(
 def _content(store: Store, path: str, a: dict[str, Any], b: dict[str, Any]) -> Any:
     sa, sb = data_side(a), data_side(b)
     # an unhashed side (overwritten before runbase could hash it) is unknown, not absent
-    return content_diff(store, path, sa, sb) if sa and sb else None
+    content = content_diff(store, path, sa, sb) if sa and sb else None
+    # the line the text output shows, for readers with no copy of describe_content (web)
+    return {**content, "summary": describe_content(content)} if content else None
 
 
 def data_side(f: dict[str, Any]) -> dict[str, Any] | None:

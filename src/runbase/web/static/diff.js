@@ -130,13 +130,15 @@
       line("plain", title + ":"),
       ...part.added.map((f) => line("added", "  + " + f.path + "  " + RB.shortHash(f.hash) + " (" + size(f.size) + ")")),
       ...part.removed.map((f) => line("removed", "  - " + f.path + "  " + RB.shortHash(f.hash) + " (" + size(f.size) + ")")),
-      ...part.changed.map((f) =>
+      ...part.changed.flatMap((f) => [
         line(
           "changed",
           "  ~ " + f.path + "  " + RB.shortHash(f.old_hash) + " → " + RB.shortHash(f.new_hash) +
             " (" + size(f.old_size) + " → " + size(f.new_size) + ")"
-        )
-      ),
+        ),
+        // what changed inside the file (docs/diff-format.md, "content"), when computed
+        ...(f.content && f.content.summary ? [line("plain", "      " + f.content.summary)] : []),
+      ]),
     ];
   }
 
