@@ -183,7 +183,7 @@ def test_report_edge_cases_none_nan_nothing_tested_and_hostile_names() -> None:
         factors=[],
         interactions=[],
         untried=[],
-        unexplained=0.0,
+        unexplained=-2.8e-17,  # rounding, within the noise threshold: not shown
         b_value="-Infinity",
         total="-Infinity",
         noise__repeats=1,
@@ -271,3 +271,132 @@ def test_a_diverged_reproduce_ends_with_the_explain_hint(project: Path) -> None:
     assert (
         r.stderr.splitlines()[-1] == f"explain the difference: runbase explain {orig} {doc['run']}"
     )
+
+
+# -- through the real command, on a tiny project ----------------------------------------
+
+TRAIN = """
+import argparse
+import runbase
+p = argparse.ArgumentParser()
+p.add_argument("--lr", type=float, default=0.1)
+args = p.parse_args()
+rows = [float(x) for x in open("data/points.txt").read().split()]
+runbase.summary(acc=sum(rows) * 0.01 + args.lr * 0.01, other=args.lr)
+"""
+
+
+def _last_id(project: Path) -> str:
+    return str(json.loads(runbase_cmd("ls", "--json", cwd=project, check=True).stdout)[0]["id"])
+
+
+def _two_runs(project: Path) -> tuple[str, str]:
+    """A, then B with a large data change and a small param change."""
+    write(project, "train.py", TRAIN)
+    # data/ kept out of git (and so out of the code snapshot): a data factor alone
+    write(project, ".gitignore", "data/\n")
+    write(project, "data/points.txt", "1\n2\n3\n")
+    runbase_cmd("run", "-q", "--", PY, "train.py", "--lr", "0.1", cwd=project, check=True)
+    a = _last_id(project)
+    write(project, "data/points.txt", "10\n20\n30\n")
+    runbase_cmd("run", "-q", "--", PY, "train.py", "--lr", "0.2", cwd=project, check=True)
+    return a, _last_id(project)
+
+
+def _documented_keys(section: str | None) -> set[str]:
+    """The keys docs/explain.md lists in the table of ``section`` (None: the top one)."""
+    import re
+
+    text = (Path(__file__).parent.parent / "docs" / "explain.md").read_text()
+    text = text.split("## The report (`--json`)", 1)[1]
+    if section:
+        text = text.split(f"## `{section}`", 1)[1]
+    text = text.split("\n## ", 1)[0]
+    keys: set[str] = set()
+    for line in text.splitlines():
+        m = re.match(r"\|\s*((?:`[^`]+`(?:,\s*)?)+)\s*\|", line)
+        if m:
+            keys |= set(re.findall(r"`([^`]+)`", m.group(1)))
+    return keys
+
+
+def test_explain_ranks_the_data_change_first_and_a_second_explain_runs_nothing(
+    project: Path,
+) -> None:
+    a, b = _two_runs(project)
+    r = runbase_cmd("explain", a, b, "--metric", "acc", "-j", "2", "--json", cwd=project)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(r.stdout)  # stdout is the JSON alone: progress went to stderr
+    assert "runbase: explain" in r.stderr
+    # the document names every key it has, and docs/explain.md every key it writes
+    assert set(doc) == _documented_keys(None)
+    for section in ("measured", "noise", "search", "hybrids"):
+        assert set(doc[section]) == _documented_keys(section), section
+    assert set(doc["factors"][0]) == _documented_keys("factors[]")
+    assert doc["a"] == a and doc["b"] == b and doc["metric"] == "acc"
+    assert [f["name"] for f in doc["factors"]] == ["data/points.txt", "params.lr"]
+    data, lr = doc["factors"]
+    assert data["kind"] == "data" and lr["kind"] == "param"
+    assert data["share"] > 80 and data["significant"] and not data["breaks_run"]
+    assert lr["description"] == "params.lr 0.1 → 0.2"
+    assert doc["noise"]["a_reproduces"] and doc["noise"]["b_reproduces"]
+    first = doc["hybrids"]
+    assert first["run"] >= 4 and first["cached"] == 0 and first["failed"] == 0
+
+    # the hybrids are runs of their own, hidden from `runbase ls`
+    listed = runbase_cmd("ls", cwd=project, check=True).stdout.splitlines()
+    assert len(listed) == 1 + 2 + 1  # header, A and B, the note
+    assert (
+        listed[-1]
+        == f"({first['run']} hybrid runs of `runbase explain` not shown; --all shows them)"
+    )
+    every = json.loads(runbase_cmd("ls", "--all", "--json", "-l", "0", cwd=project).stdout)
+    hybrids = [row for row in every if row["tags"].get("explain") == doc["id"]]
+    assert len(hybrids) == first["run"]
+    assert all(row["tags"]["explain.a"] == a and row["tags"]["explain.b"] == b for row in hybrids)
+
+    # a second explain: every hybrid is found again, none runs
+    again = runbase_cmd("explain", a, b, "--metric", "acc", cwd=project)
+    assert again.returncode == 0, again.stdout + again.stderr
+    lines = again.stdout.splitlines()
+    assert lines[0].startswith(f"explain acc: 0.061 → 0.602 (+0.541) from A {a[:10]} to B {b[:10]}")
+    assert any("data/points.txt" in line and "data" in line.split() for line in lines)
+    assert f"hybrids: 0 run, {first['run']} cached" in again.stdout
+    # another metric: a hybrid measured every metric, so none runs either
+    other = runbase_cmd("explain", a, b, "--metric", "other", "--json", cwd=project)
+    assert other.returncode == 0, other.stdout + other.stderr
+    odoc = json.loads(other.stdout)
+    assert odoc["factors"][0]["name"] == "params.lr" and odoc["hybrids"]["run"] == 0
+    assert len(
+        json.loads(runbase_cmd("ls", "--all", "--json", "-l", "0", cwd=project).stdout)
+    ) == len(every)
+
+
+def test_explain_bad_input_exits_2_with_a_clear_message(project: Path) -> None:
+    a, b = _two_runs(project)
+    cases = [
+        ([a, a], "same run"),
+        ([a, b, "--metric", "nosuch"], "nosuch"),
+        (["nosuchrun", b], "nosuchrun"),
+        ([a, b, "--budget", "0"], "budget"),
+        ([a, b, "--repeats", "0"], "repeats"),
+    ]
+    for args, words in cases:
+        r = runbase_cmd("explain", *args, cwd=project)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert words in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+        assert r.stdout == ""
+
+
+def test_reproduce_explain_says_why_it_cannot_explain_noise(project: Path) -> None:
+    """Re-running an unseeded script diverges, but nothing recorded differs between the
+    two runs: explain has nothing to test, says so, and the verdict stays exit 1."""
+    write(project, "noisy.py", NOISY)
+    runbase_cmd("run", "-q", "--", PY, "noisy.py", cwd=project, check=True)
+    orig = _last_id(project)
+    r = runbase_cmd("reproduce", orig, "--explain", "--json", cwd=project)
+    assert r.returncode == 1, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["verdict"] == "diverged" and doc["explain"] is None
+    assert "runbase: cannot explain the difference:" in r.stderr
+    assert "explain the difference: runbase explain" not in r.stderr  # it was run, not offered

@@ -132,9 +132,11 @@ def _noise(noise: dict[str, Any]) -> list[str]:
         return []
     if repeats == 1 and not spread:
         line = "  noise: A and B each re-run once (--repeats K measures the spread)"
+    elif not spread:
+        line = f"  noise: A and B each re-run {repeats}×, the same value each time"
     else:
         line = f"  noise: A and B each re-run {repeats}×, spread {_val(spread)}"
-    if threshold is not None:
+    if threshold is not None and math.isfinite(threshold):
         line += f"; effects within ±{threshold:.3g} are not significant"
     return [line]
 
@@ -214,7 +216,8 @@ def _search(report: dict[str, Any], paint: _Paint) -> list[str]:
     for item in report.get("untried") or []:
         lines.append(f"  not tried: {_text(item.get('name'))}: {_text(item.get('reason'))}")
     unexplained = _num(report.get("unexplained"))
-    if unexplained:
+    threshold = _num((report.get("noise") or {}).get("threshold")) or 0.0
+    if unexplained is not None and not abs(unexplained) <= threshold:  # NaN: shown
         lines.append(f"  unexplained by the factors above: {unexplained:+.4g}")
     return lines
 
