@@ -132,6 +132,16 @@ def test_no_column_in_common(store: Store) -> None:
     )
 
 
+def test_untrusted_names_and_messages_are_printable(store: Store) -> None:
+    # a header is the file's text: a terminal must not see its escape sequences
+    evil = "\x1b[2J" + "n" * 100
+    c = diff(store, "d.csv", "a\n1\n", f"a,{evil}\n1,2\n")
+    line = describe_content(c)
+    assert "\x1b" not in line and "\\x1b[2J" in line and len(line) < 120
+    bad = diff(store, "d.jsonl", '{"a": 1}\n', '{"a": \x1b[2J}\n')
+    assert "\x1b" not in bad["skipped"] and bad["skipped"].isprintable()
+
+
 def test_json_lines_keys_are_columns(store: Store) -> None:
     old = '{"a": 1, "b": null}\n{"a": 2, "b": "x"}\n\n{"a": 3}\n'
     new = '{"a": 1}\n{"a": 2, "b": "y", "c": [1]}\n{"a": 3.0}\n'

@@ -191,7 +191,7 @@ def _gunzip(data: bytes | None, side: str) -> bytes | None:
         with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
             out = f.read(MAX_BYTES + 1)
     except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
-        raise _Skip(f"could not read the {side} version as gzip: {str(e)[:200]}") from None
+        raise _Skip(f"could not read the {side} version as gzip: {_why(e)}") from None
     if len(out) > MAX_BYTES:
         raise _Skip(f"the {side} version inflates to over {MAX_BYTES >> 20} MiB")
     return out
@@ -268,7 +268,7 @@ def _jsonl_table(data: bytes | None) -> _Table:
         try:
             rec = json.loads(line)
         except (ValueError, RecursionError) as e:
-            raise Unreadable(f"line {n} is not JSON: {str(e)[:200]}") from None
+            raise Unreadable(f"line {n} is not JSON: {_why(e)}") from None
         if not isinstance(rec, dict):
             raise Unreadable(f"line {n} is not a JSON object")
         records.append({k: json.dumps(v, sort_keys=True) for k, v in rec.items()})
@@ -398,9 +398,16 @@ def _tabular(fmt: str, old: bytes | None, new: bytes | None) -> dict[str, Any]:
 
 
 def _why(e: BaseException) -> str:
+    """The error, short and printable: a parser's message may quote the file's bytes,
+    and a terminal must not run escape sequences taken from a data file."""
     if isinstance(e, UnicodeDecodeError):
         return f"not UTF-8 ({e.reason})"
-    return str(e)[:200]
+    return _printable(str(e), 200)
+
+
+def _printable(text: str, limit: int) -> str:
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def _parquet_table(data: bytes | None) -> _Table:
@@ -507,7 +514,7 @@ def _dir_entries(store: Store, side: dict[str, Any] | None) -> dict[str, tuple[A
     except FileNotFoundError:
         raise _Skip(f"the manifest {oid[:19]}… is not stored") from None
     except (OSError, ValueError, RunbaseError) as e:
-        raise _Skip(f"could not read the manifest {oid[:19]}…: {str(e)[:200]}") from None
+        raise _Skip(f"could not read the manifest {oid[:19]}…: {_why(e)}") from None
     return {e["path"]: (e.get("type"), e.get("oid"), e.get("target")) for e in entries}
 
 
@@ -531,7 +538,9 @@ def _describe_table(c: dict[str, Any]) -> str:
     for k in ("added", "removed"):
         names = cols[k]
         if names:
-            quoted = ", ".join(repr(n) for n in names[:5]) + (", …" if len(names) > 5 else "")
+            # repr: quoted, control characters escaped (a header is untrusted text)
+            shown = (repr(n if len(n) <= 40 else n[:39] + "…") for n in names[:5])
+            quoted = ", ".join(shown) + (", …" if len(names) > 5 else "")
             parts.append(f"column{'s' if len(names) != 1 else ''} {quoted} {k}")
     return ", ".join(parts)
 
