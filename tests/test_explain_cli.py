@@ -400,3 +400,42 @@ def test_reproduce_explain_says_why_it_cannot_explain_noise(project: Path) -> No
     assert doc["verdict"] == "diverged" and doc["explain"] is None
     assert "runbase: cannot explain the difference:" in r.stderr
     assert "explain the difference: runbase explain" not in r.stderr  # it was run, not offered
+
+
+def test_explain_two_runs_pulled_from_a_team_server(project: Path, tmp_path: Path) -> None:
+    """`runbase explain team:A team:B` on another machine: both runs are pulled with
+    their data first, and the hybrids run from the pulled code and inputs."""
+    import conftest
+
+    conftest.require("fastapi")
+    conftest.require("uvicorn")
+    a, b = _two_runs(project)
+    base = tmp_path / "srv"
+    base.mkdir()
+    db, objects = str(base / "server.db"), str(base / "objects")
+    runbase_cmd("server", "migrate", "--db", db, "--objects", objects, check=True)
+    token = runbase_cmd(
+        "server", "users", "add", "alice", "--role", "admin", "--db", db, check=True
+    ).stdout.strip()
+    server = conftest.start_server(db, objects, log_dir=base)
+    try:
+        runbase_cmd("login", server.url, "--token", token, cwd=project, check=True)
+        runbase_cmd("remote", "add", "team", server.url, cwd=project, check=True)
+        runbase_cmd("push", a, b, cwd=project, check=True)
+        other = tmp_path / "elsewhere"
+        other.mkdir()
+        env = {"RUNBASE_CONFIG": str(tmp_path / "other-config.json")}
+        runbase_cmd("login", server.url, "--token", token, cwd=other, env=env, check=True)
+        runbase_cmd("remote", "add", "team", server.url, cwd=other, env=env, check=True)
+        r = runbase_cmd(
+            "explain", f"team:{a[:10]}", f"{server.url}/p/default/runs/{b}", "--json",
+            cwd=other, env=env,
+        )  # fmt: skip
+    finally:
+        server.kill()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "pulling" in r.stderr
+    doc = json.loads(r.stdout)
+    assert (doc["a"], doc["b"]) == (a, b)
+    assert [f["name"] for f in doc["factors"]] == ["data/points.txt", "params.lr"]
+    assert doc["noise"]["a_reproduces"] and doc["noise"]["b_reproduces"]
