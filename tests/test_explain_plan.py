@@ -405,7 +405,11 @@ def test_untestable_differences(project: Path) -> None:
     ra = {**ra, "env": {**(ra["env"] or {}), "python": {"version": "3.0.1"}}}
     rb["env"] = {
         **(rb["env"] or {}),
-        "packages": [*rb["env"]["packages"], {"name": "zzz", "version": "1"}],
+        "packages": [
+            *rb["env"]["packages"],
+            {"name": "zzz", "version": "1"},
+            {"name": "shards", "version": "2"},
+        ],
     }
     inputs = [{**f, "stored": False} if f["path"] == "data.csv" else f for f in rb["inputs"]]
     rb["inputs"] = inputs
@@ -417,6 +421,8 @@ def test_untestable_differences(project: Path) -> None:
     assert why["data.csv"] == "run B's version: hashed only (not stored)"
     venv, _ = find_factors(store, ra, rb, env_mode="venv")
     zzz = next(f for f in venv if f.name == "zzz")
+    # a package named like a changed file keeps a name of its own
+    assert {f.name for f in venv if f.kind == "env"} == {"zzz", "env:shards"}
     plan = plan_hybrid(store, ra, rb, venv, ["zzz"])
     assert plan.pins is not None and "zzz==1" in plan.pins
     assert not any(p.startswith(("pip==", "runbase==")) for p in plan.pins)

@@ -201,7 +201,19 @@ def find_factors(
     _data_factors(store, ra, rb, inputs, factors, untestable)
     _env_factors(ra, rb, env_mode, factors, untestable)
     _command_factor(ra, rb, factors)
-    return factors, untestable
+    return _unique(factors), untestable
+
+
+def _unique(factors: list[Factor]) -> list[Factor]:
+    """Names are the search's keys: a package or the command named like a file at the
+    project's root (``command``, ``numpy``) is called ``env:numpy``, ``command:command``."""
+    files = {f.name for f in factors if f.kind in ("code", "data")}
+    return [
+        f
+        if f.kind in ("code", "data") or f.name not in files
+        else Factor(f.kind, f"{f.kind}:{f.name}", f.description, f.group, f.change)
+        for f in factors
+    ]
 
 
 def _input_paths(ra: dict[str, Any], rb: dict[str, Any]) -> dict[str, bool]:

@@ -289,8 +289,10 @@ class _Search:
         if not pairs:
             return
         todo: list[tuple[str, str]] = []
+        cost = 0
         for f, g in pairs:
-            if len(self.unknown(frozenset([f, g]) for f, g in [*todo, (f, g)])) > budget:
+            cost += frozenset([f, g]) not in self.r.values
+            if cost > budget:
                 break
             todo.append((f, g))
         self.ask(frozenset(p) for p in todo)
