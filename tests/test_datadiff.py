@@ -181,6 +181,12 @@ def test_parquet_columns_and_values(store: Store) -> None:
     assert c["columns"]["added"] == ["w"] and c["columns"]["changed_values"] == {"v": 1}
 
 
+def test_parquet_over_the_row_cap(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(datadiff, "MAX_PARQUET_ROWS", 2)
+    c = diff(store, "x.parquet", parquet_bytes({"a": [1, 2]}), parquet_bytes({"a": [1, 2, 3]}))
+    assert c == {"format": "parquet", "skipped": "over 2 rows (3)"}
+
+
 def test_parquet_that_is_not_parquet(store: Store) -> None:
     c = diff(store, "x.parquet", parquet_bytes({"a": [1]}), b"PAR1 not really PAR1")
     assert c["format"] == "parquet"

@@ -34,6 +34,8 @@ from runbase.store import Store
 # Each side is read whole (verified against its id) and parsed as a stream: memory is
 # about the file's size plus one hash per distinct row. Beyond this: not compared.
 MAX_BYTES = 256 << 20
+# Parquet compresses: its size does not bound its rows (each costs a hash in memory)
+MAX_PARQUET_ROWS = 50_000_000
 # a file with no known extension is read, to see whether it is text, up to this size
 MAX_SNIFFED = 16 << 20
 # difflib's line matching is quadratic in the worst case: beyond this many lines a text
@@ -260,8 +262,23 @@ _ABSENT = "\x00absent"  # a JSON Lines key a record lacks (not the same as null)
 def _jsonl_table(data: bytes | None) -> _Table:
     if data is None:
         return _empty()
-    records: list[dict[str, Any]] = []
-    keys: dict[str, None] = {}  # first-seen order
+    # two passes, so that memory stays flat: the columns (every key of every record,
+    # in first-seen order) must be known before the first row can be laid out
+    keys: dict[str, None] = {}
+    for rec in _records(data):
+        keys.update(dict.fromkeys(rec))
+    columns = list(keys)
+
+    def rows() -> Iterator[tuple[Any, ...]]:
+        for rec in _records(data):
+            yield tuple(
+                json.dumps(rec[k], sort_keys=True) if k in rec else _ABSENT for k in columns
+            )
+
+    return _Table(columns, rows())
+
+
+def _records(data: bytes) -> Iterator[dict[str, Any]]:
     for n, line in enumerate(_text_stream(data), 1):
         if not line.strip():
             continue
@@ -271,10 +288,7 @@ def _jsonl_table(data: bytes | None) -> _Table:
             raise Unreadable(f"line {n} is not JSON: {_why(e)}") from None
         if not isinstance(rec, dict):
             raise Unreadable(f"line {n} is not a JSON object")
-        records.append({k: json.dumps(v, sort_keys=True) for k, v in rec.items()})
-        keys.update(dict.fromkeys(rec))
-    columns = list(keys)
-    return _Table(columns, (tuple(r.get(k, _ABSENT) for k in columns) for r in records))
+        yield rec
 
 
 @dataclass
@@ -422,8 +436,11 @@ def _parquet_table(data: bytes | None) -> _Table:
     try:
         pf = pq.ParquetFile(pa.BufferReader(data))
         columns = _unique([str(n) for n in pf.schema_arrow.names])
+        rows_n = pf.metadata.num_rows
     except (pa.ArrowException, OSError, ValueError) as e:
         raise Unreadable(str(e)) from None
+    if rows_n > MAX_PARQUET_ROWS:  # compressed, a small file can hold any number of rows
+        raise _Skip(f"over {MAX_PARQUET_ROWS:,} rows ({rows_n:,})")
 
     def rows() -> Iterator[tuple[Any, ...]]:
         try:
@@ -452,16 +469,16 @@ def _text(fmt: str, old: bytes | None, new: bytes | None) -> dict[str, Any]:
     sides = []
     for side, data in (("old", old), ("new", new)):
         try:
-            sides.append(_text_stream(data).read().splitlines() if data is not None else [])
+            # a hash per line, not the line: memory is 8 bytes a line however long
+            sides.append([] if data is None else list(map(hash, _text_stream(data))))
         except UnicodeDecodeError as e:
             raise _Skip(f"could not read the {side} version as text: {_why(e)}") from None
     a, b = sides
     out: dict[str, Any] = {"format": "text"}
     if max(len(a), len(b)) <= MAX_DIFFLIB_LINES:
         added = removed = 0
-        for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(
-            None, a, b, autojunk=False
-        ).get_opcodes():
+        matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+        for tag, i1, i2, j1, j2 in matcher.get_opcodes():
             if tag != "equal":
                 removed += i2 - i1
                 added += j2 - j1
