@@ -40,6 +40,19 @@ _COPY_CHUNK = 1 << 30  # per copy_file_range call: the kernel copies, not Python
 _NO_COPY_RANGE = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM}
 
 
+def _umask() -> int:
+    """This process's umask, read without setting it (os.umask would change it for every
+    thread for a moment); all bits (always chmod) where /proc does not say."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o7777
+
+
 class Workspace:
     """Hybrids of run ``run_id`` under ``root`` (``root/base`` is the run as recorded)."""
 
@@ -116,31 +129,43 @@ def _prune(root: SafeRoot, path: str) -> None:
 def clone_tree(src: Path, dst: Path) -> None:
     """Clone directory ``src`` as ``dst`` (which must not exist): files by reflink or
     copy (never a hard link), symlinks re-created, modes kept."""
+    _clone_tree(str(src), str(dst), _umask())
+
+
+def _clone_tree(src: str, dst: str, umask: int) -> None:
     os.mkdir(dst)
     with os.scandir(src) as it:
         for entry in it:
-            d = os.path.join(dst, entry.name)
+            d = f"{dst}/{entry.name}"
             if entry.is_symlink():
                 os.symlink(os.readlink(entry.path), d)
             elif entry.is_dir(follow_symlinks=False):
-                clone_tree(Path(entry.path), Path(d))
+                _clone_tree(entry.path, d, umask)
             elif entry.is_file(follow_symlinks=False):
-                clone_file(entry.path, d, entry.stat(follow_symlinks=False).st_mode)
+                clone_file(entry.path, d, entry.stat(follow_symlinks=False).st_mode, umask)
     shutil.copymode(src, dst)
 
 
-def clone_file(src: str, dst: str, mode: int) -> bool:
+def clone_file(src: str, dst: str, mode: int, umask: int | None = None) -> bool:
     """A new file ``dst`` with ``src``'s bytes and mode; True when it shares ``src``'s
-    blocks (a reflink), False when they were copied."""
-    with open(src, "rb") as fin:
-        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    blocks (a reflink), False when they were copied. ``umask``: the process's (read
+    once per tree by the caller; None: read here)."""
+    # descriptors, not file objects, and the mode given at creation: a hybrid is
+    # thousands of these, each a handful of system calls
+    fin = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        perm = stat.S_IMODE(mode)
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, perm)
         try:
-            linked = reflink(fin.fileno(), fd)
+            linked = reflink(fin, fd)
             if not linked:
-                _copy_fd(fin.fileno(), fd)
-            os.fchmod(fd, stat.S_IMODE(mode))
+                _copy_fd(fin, fd)
+            if perm & (_umask() if umask is None else umask):  # taken away at creation
+                os.fchmod(fd, perm)
         finally:
             os.close(fd)
+    finally:
+        os.close(fin)
     return linked
 
 
