@@ -443,5 +443,6 @@ def test_a_failed_rerun_of_b_leaves_the_single_effects() -> None:
     assert result.effect_alone == {"a": 0.5, "b": 0.5} == result.effect
     assert result.effect_removed == {"a": None, "b": None} and result.budget == 10
     assert any("could not be measured both ways" in n for n in result.notes)
+    assert result.method == "one-at-a-time" and "B's re-run gave no value" in result.notes[-1]
     with pytest.raises(UsageError, match="no baseline"):
         search(factors, rec_, budget=10, base=math.nan, full=1.0, threshold=1e-9, seed=0)

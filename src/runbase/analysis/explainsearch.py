@@ -267,6 +267,10 @@ class _Search:
 
     def interactions_and_shapley(self, mixed: list[str]) -> None:
         n = len(self.names)
+        if self.total is None:  # orders end at B: without its value they sum to nothing
+            self.test_pairs(mixed, self.left)
+            self.r.notes.append("Shapley values were not estimated: B's re-run gave no value.")
+            return
         all_subsets = n <= EXACT_MAX_FACTORS and (1 << n) - len(self.r.values) <= self.left
         if all_subsets:
             self.ask(_all_subsets(self.names))
