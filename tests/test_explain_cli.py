@@ -290,9 +290,9 @@ def _last_id(project: Path) -> str:
     return str(json.loads(runbase_cmd("ls", "--json", cwd=project, check=True).stdout)[0]["id"])
 
 
-def _two_runs(project: Path) -> tuple[str, str]:
+def _two_runs(project: Path, prelude: str = "") -> tuple[str, str]:
     """A, then B with a large data change and a small param change."""
-    write(project, "train.py", TRAIN)
+    write(project, "train.py", prelude + TRAIN)
     # data/ kept out of git (and so out of the code snapshot): a data factor alone
     write(project, ".gitignore", "data/\n")
     write(project, "data/points.txt", "1\n2\n3\n")
@@ -439,3 +439,50 @@ def test_explain_two_runs_pulled_from_a_team_server(project: Path, tmp_path: Pat
     assert (doc["a"], doc["b"]) == (a, b)
     assert [f["name"] for f in doc["factors"]] == ["data/points.txt", "params.lr"]
     assert doc["noise"]["a_reproduces"] and doc["noise"]["b_reproduces"]
+
+
+# imported by the runs below: sleeps only under the explain of the test
+SLOW = """
+import os, time
+flag = os.environ.get("SLOW_FLAG")
+if flag:
+    open(flag, "w").write(str(os.getpid()))
+    time.sleep(600)
+"""
+
+
+def test_ctrl_c_stops_the_hybrids_and_exits_130(project: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+
+    from conftest import stop_process, wait_until
+
+    write(project, "slow.py", SLOW)
+    a, b = _two_runs(project, prelude="import slow\n")
+    started = tmp_path / "started"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_")}
+    env.update(RUNBASE_CONFIG=os.environ["RUNBASE_CONFIG"], SLOW_FLAG=str(started))
+    proc = subprocess.Popen(
+        [PY, "-m", "runbase", "explain", a, b, "-j", "1"],
+        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: started.is_file() and started.read_text(), what="a hybrid to start")
+        pid = int(started.read_text())
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            stop_process(proc)
+    assert proc.returncode == 130, out + err
+    assert "interrupted" in err and "Traceback" not in err and out == ""
+
+    def gone() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    wait_until(gone, what="the hybrid's script to be stopped")
