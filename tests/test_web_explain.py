@@ -8,6 +8,7 @@ a hostile factor name, a damaged file — and not only on what explain writes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -156,14 +157,14 @@ def _report(a: str, b: str, h_data: str, h_lr: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def server(site: dict[str, Any]) -> Iterator[str]:
+@contextlib.contextmanager
+def _ui(root: Path) -> Iterator[str]:
     """`runbase ui --no-browser` on a free port, as a user starts it."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "runbase", "ui", "--no-browser", "--port", str(port)],
-        cwd=site["root"],
+        cwd=root,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -173,8 +174,16 @@ def server(site: dict[str, Any]) -> Iterator[str]:
     if wait_http(url + "/api/health", proc, timeout=30):
         proc.kill()
         pytest.fail(f"runbase ui did not start:\n{proc.communicate()[0]}")
-    yield url
-    stop_process(proc)
+    try:
+        yield url
+    finally:
+        stop_process(proc)
+
+
+@pytest.fixture(scope="module")
+def server(site: dict[str, Any]) -> Iterator[str]:
+    with _ui(site["root"]) as url:
+        yield url
 
 
 def _q(**params: str) -> str:
@@ -370,3 +379,51 @@ def test_api_doc_names_every_key_of_the_explanation(site: dict[str, Any], server
     assert set(body) == _doc_keys("/api/explain")
     status, body = http_request(server, "GET", f"/api/explain?{_q(a=site['a'], b=site['h_lr'])}")
     assert set(body) == {"explained", "a", "b", "metric", "command", "problem"}
+
+
+# -- through a real `runbase explain` ----------------------------------------------------------
+
+
+def test_a_real_explanation_on_the_page_and_in_the_report(
+    tmp_path: Path, page: Any, browser: Any
+) -> None:
+    """`runbase explain A B` on real runs, then its page and `runbase report A B`: the
+    data change ranks first, each change links the hybrids that measured it."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    subprocess.run([*GIT, "init", "-q", str(root)], check=True)
+    write(root, "train.py", TRAIN)
+    write(root, "data/train.csv", "x\n1\n2\n3\n")
+    commit(root, "initial")
+    a = _run(root, "real-a")
+    write(root, "data/train.csv", "x\n1\n")
+    b = _run(root, "real-b", "-p", "lr=0.05")
+    proc = runbase_cmd("explain", a, b, "-j", "2", cwd=root, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+
+    with _ui(root) as url:
+        page.goto(f"{url}/explain?{_q(a=a, b=b)}")
+        page.wait_for_selector("#explain-waterfall .waterfalllayer .point")
+        first = page.locator("#explain-factors tbody tr").first
+        assert first.get_attribute("data-name") == "data/train.csv"
+        hybrids = first.locator(".explain-hybrid a")
+        assert hybrids.count() == 2  # A with the new data, B with the old
+        hybrids.first.click()
+        page.wait_for_url(re.compile(r"/runs/"))
+        hybrid = page.url.split("/runs/")[1]
+        status, rec = http_request(url, "GET", f"/api/runs/{hybrid}?patch=false")
+        assert status == 200 and rec["tags"]["explain.a"] == a and rec["tags"]["explain.b"] == b
+        assert rec["tags"]["explain.factors"] == "data/train.csv"  # A + the data change alone
+        page.goto(url + "/")  # the hybrids stay off the runs page
+        page.wait_for_function("document.querySelectorAll('#runs tr.run-row').length === 2")
+
+    out = tmp_path / "report.html"
+    runbase_cmd("report", a, b, "-o", str(out), cwd=root, check=True)
+    pg = browser.new_page()
+    try:
+        pg.goto(out.as_uri())
+        pg.wait_for_selector("#report-explain .waterfalllayer .point")
+        row = pg.locator("#report-explain #explain-factors tbody tr").first
+        assert row.get_attribute("data-name") == "data/train.csv"
+    finally:
+        pg.close()
