@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import random
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -446,3 +447,30 @@ def test_a_failed_rerun_of_b_leaves_the_single_effects() -> None:
     assert result.method == "one-at-a-time" and "B's re-run gave no value" in result.notes[-1]
     with pytest.raises(UsageError, match="no baseline"):
         search(factors, rec_, budget=10, base=math.nan, full=1.0, threshold=1e-9, seed=0)
+
+
+@pytest.mark.parametrize("case", range(40))
+def test_invariants_over_mixed_scenarios(case: int) -> None:
+    """Whatever the values (effects, pair interactions, crashes) and the budget: no
+    crash, nothing run twice or over budget, every factor accounted for, and the same
+    result again for the same seed."""
+    rng = random.Random(case)
+    n = rng.choice([1, 2, 3, 5, 9, 17, 33])
+    factors = [F(f"k{i % 3}/d{i % 5}/f{i}", (f"k{i % 3}", f"d{i % 5}")) for i in range(n)]
+    weights = {f.name: rng.choice([0.0, 0.0, 0.0, rng.uniform(-1, 1)]) for f in factors}
+    pairs = (
+        [tuple(rng.sample(sorted(weights), 2)) for _ in range(rng.randint(0, 2))] if n > 1 else []
+    )
+    crash = {f.name for f in factors if rng.random() < 0.05}
+    everything = frozenset(weights)
+
+    def fn(s: frozenset[str]) -> float | None:
+        if s & crash and s != everything:
+            return None
+        return sum(weights[f] for f in s) + sum(-0.5 for p in pairs if set(p) <= s)
+
+    budget = max(min_budget(n), rng.choice([2, 5, 12, 40, 100]))
+    first, _ = explain(factors, fn, budget=budget, threshold=0.01, seed=case)
+    again, _ = explain(factors, fn, budget=budget, threshold=0.01, seed=case)
+    assert (first.effect, first.untried, first.notes) == (again.effect, again.untried, again.notes)
+    assert first.notes and first.method in ("one-at-a-time", "bisect", "shapley")
