@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
         summary,
         tag,
     )
+    from runbase.tracking.explain import explain_runs as explain
     from runbase.tracking.notebook import load_ipython_extension as load_ipython_extension
     from runbase.tracking.notebook import unload_ipython_extension as unload_ipython_extension
 
@@ -60,6 +61,7 @@ __all__ = [
     "StoreError",
     "UsageError",
     "active_run",
+    "explain",
     "finish",
     "get_run",
     "init",
@@ -90,6 +92,7 @@ _LAZY = {
     "log": "tracking.api",  # tracker.log itself; through the API, which starts a run on first use
     "get_run": "records.view",
     "runs": "records.view",
+    "explain": "tracking.explain:explain_runs",  # MODULE:NAME where the names differ
     # `%load_ext runbase` (IPython looks these up on the package; not in __all__)
     "load_ipython_extension": "tracking.notebook",
     "unload_ipython_extension": "tracking.notebook",
@@ -111,7 +114,8 @@ def __getattr__(name: str) -> Any:
         if name in _MOVED:  # not cached: a documented module, not a name of the API
             return import_module(f"{__name__}.{_MOVED[name]}")
         raise AttributeError(f"module 'runbase' has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{module}"), name)
+    module, _, attr = module.partition(":")
+    value = getattr(import_module(f"{__name__}.{module}"), attr or name)
     if module == "tracking.api":  # once per name: each is cached below
         # A script's run hashes and stores its outputs at exit: hundreds of MB on a
         # terminal draw the CLI's progress bar (tracking reports; drawing is render's).
