@@ -486,3 +486,78 @@ def test_ctrl_c_stops_the_hybrids_and_exits_130(project: Path, tmp_path: Path) -
         return False
 
     wait_until(gone, what="the hybrid's script to be stopped")
+
+
+def _fake_wheel(where: Path, version: str) -> Path:
+    """A wheel of the tiny package `rbfakex`, whose VALUE is its major version."""
+    import zipfile
+
+    path = where / f"rbfakex-{version}-py3-none-any.whl"
+    info = f"rbfakex-{version}.dist-info"
+    files = {
+        "rbfakex/__init__.py": f"VALUE = {float(version)}\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: rbfakex\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: t\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    with zipfile.ZipFile(path, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+        z.writestr(f"{info}/RECORD", "".join(f"{n},,\n" for n in files) + f"{info}/RECORD,,\n")
+    return path
+
+
+def test_reproduce_explain_after_a_library_upgrade_names_the_package(
+    project: Path, tmp_path: Path
+) -> None:
+    """The mission's scenario: the same script re-run after its library was upgraded
+    diverges; the hint and `reproduce --explain` test the package versions (in
+    virtualenvs built from the recorded ones), and the report names the upgrade."""
+    import shutil
+    import subprocess
+    import zipfile
+
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    venv = tmp_path / "venv"
+    subprocess.run([PY, "-m", "venv", "--without-pip", str(venv)], check=True)
+    [site] = venv.glob("lib/python*/site-packages")
+    zipfile.ZipFile(_fake_wheel(wheels, "1.0")).extractall(site)
+    write(project, "train.py", "import rbfakex, runbase\nrunbase.summary(acc=1 / rbfakex.VALUE)\n")
+    python = str(venv / "bin" / "python")
+    runbase_cmd("run", "-q", "--", python, "train.py", cwd=project, check=True)
+    orig = _last_id(project)
+    # months later: the library was upgraded in place
+    shutil.rmtree(site / "rbfakex")
+    shutil.rmtree(site / "rbfakex-1.0.dist-info")
+    zipfile.ZipFile(_fake_wheel(wheels, "2.0")).extractall(site)
+    offline = {
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(wheels),
+        "UV_NO_INDEX": "1",
+        "UV_FIND_LINKS": str(wheels),
+        "UV_OFFLINE": "1",
+        "UV_PYTHON_DOWNLOADS": "never",
+    }
+    plain = runbase_cmd("reproduce", orig, cwd=project, env=offline)
+    assert plain.returncode == 1, plain.stdout + plain.stderr
+    new = _last_id(project)
+    assert plain.stdout.splitlines()[-1] == (
+        f"explain the difference: runbase explain {orig} {new} --env venv"
+    )
+    r = runbase_cmd("reproduce", orig, "--explain", "--json", cwd=project, env=offline, timeout=600)
+    assert r.returncode == 1, r.stdout + r.stderr  # the verdict's exit status
+    doc = json.loads(r.stdout)
+    assert doc["verdict"] == "diverged"
+    report = doc["explain"]
+    assert report is not None, r.stderr
+    assert (report["a"], report["b"], report["metric"]) == (orig, doc["run"], "acc")
+    [factor] = report["factors"]
+    assert (factor["kind"], factor["name"]) == ("env", "rbfakex")
+    assert "1.0" in factor["description"] and "2.0" in factor["description"]
+    assert abs(factor["effect"] + 0.5) < 1e-9 and factor["share"] == 100
+    # as text: the verdict, the diff, then the report (the hint is not offered: it ran)
+    text = runbase_cmd("reproduce", orig, "--explain", cwd=project, env=offline, timeout=600)
+    assert text.returncode == 1, text.stdout + text.stderr
+    assert text.stdout.startswith("diverged: run ")
+    report_at = text.stdout.index("\nexplain acc: 1 → 0.5 (-0.5) from A")
+    assert "rbfakex" in text.stdout[report_at:] and "explain the difference" not in text.stdout

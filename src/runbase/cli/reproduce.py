@@ -104,8 +104,10 @@ def reproduce(
             click.echo("")
             click.echo(render_explain(report, sys.stdout.isatty()))
     if diverged and not then_explain:
-        hint = f"explain the difference: runbase explain {result.original} {result.run_id}"
-        click.echo(("" if as_json else "\n") + hint, err=as_json)
+        command = f"runbase explain {result.original} {result.run_id}"
+        if _explain_env(result, env_mode) != env_mode:
+            command += " --env venv"
+        click.echo(("" if as_json else "\n") + f"explain the difference: {command}", err=as_json)
     ctx.exit(EXIT_CODES[result.verdict.outcome])
 
 
@@ -117,13 +119,23 @@ def _explain(ctx: click.Context, result: Any, env_mode: str, as_json: bool) -> A
     from runbase.cli.explain import run_explain
 
     moved = [m.key for m in result.verdict.diverged if m.original is not None and m.new is not None]
-    options = {"metric": moved[0] if moved else None, "env": env_mode}
+    options = {"metric": moved[0] if moved else None, "env": _explain_env(result, env_mode)}
     click.echo(f"runbase: explaining {result.original} -> {result.run_id}", err=True)
     try:
         return run_explain(ctx, result.original, result.run_id, options, as_json, pull=False)
     except click.UsageError as e:
         click.echo(f"runbase: cannot explain the difference: {e.message}", err=True)
         return None
+
+
+def _explain_env(result: Any, env_mode: str) -> str:
+    """The environment mode that can explain this divergence: package versions are
+    tested only in virtualenvs built from the recorded ones, so a re-run in the current
+    environment whose packages drifted from the record (the same script months later,
+    after upgrades) is explained with ``--env venv``."""
+    if env_mode == "current" and (result.drift or {}).get("packages"):
+        return "venv"
+    return env_mode
 
 
 COMMANDS = (reproduce,)
