@@ -251,3 +251,65 @@ def test_a_package_upgrade_is_an_env_factor(project: Path, tmp_path: Path) -> No
     assert abs(factor["effect"] + 0.5) < 1e-9 and factor["share"] == 100
     assert len(list((project / ".runbase" / "envs").iterdir())) == 2  # one per pin set
     assert os.path.isdir(project / ".runbase" / "envs")
+
+
+def test_a_change_that_crashes_without_its_partner_breaks_the_run(project: Path) -> None:
+    write(project, "train.py", TRAIN)
+    write(project, "helpers.py", "def scale(x):\n    return x / 10\n")
+    write(project, "data/train.csv", "1 2 3 4\n")
+    write(project, ".gitignore", "data/\n")
+    commit(project, "train")
+    a = run(project, "train.py", "--lr", "0.1")
+    # B's helpers.py needs B's learning rate: alone, on A's lr, it raises
+    write(
+        project,
+        "helpers.py",
+        """
+        import sys
+        def scale(x):
+            if "0.2" not in sys.argv:
+                raise RuntimeError("scale needs --lr 0.2")
+            return x / 5
+        """,
+    )
+    b = run(project, "train.py", "--lr", "0.2")
+    report = explain(project, a, b, "--metric", "acc")
+    helpers = by_name(report)["helpers.py"]
+    assert helpers["breaks_run"]  # its hybrid crashed: said, never dropped
+    crashed = [h for h in hybrids(report) if h["factors"] == ["helpers.py"]]
+    assert [h["status"] for h in crashed] == ["failed"] and crashed[0]["value"] is None
+    assert report["hybrids"]["failed"] >= 1
+    text = runbase_cmd("explain", a, b, "--metric", "acc", cwd=project).stdout
+    assert "breaks the run" in text
+
+
+HUNKS_A = """
+import runbase
+depth = 4
+{filler}
+width = 10
+runbase.summary(acc=depth * 0 + width / 100)
+"""
+
+
+def test_hunks_of_one_file_are_factors_of_their_own(project: Path) -> None:
+    filler = "\n".join(f"unused_{i} = {i}" for i in range(20))
+    write(project, "train.py", HUNKS_A.format(filler=filler))
+    commit(project, "train")
+    a = run(project, "train.py")
+    # two hunks far apart: the first is harmless, the second moves acc
+    changed = HUNKS_A.format(filler=filler).replace("depth = 4", "depth = 8")
+    write(project, "train.py", changed.replace("width = 10", "width = 30"))
+    b = run(project, "train.py")
+    whole = explain(project, a, b)
+    assert [f["name"] for f in whole["factors"]] == ["train.py"]
+    report = explain(project, a, b, "--hunks")
+    names = [f["name"] for f in report["factors"]]
+    assert len(names) == 2 and all(n.startswith("train.py:L") for n in names)
+    top, other = report["factors"]
+    assert abs(top["effect"] - 0.2) < 1e-9 and top["share"] == 100
+    assert other["effect"] == 0 and not other["significant"]
+    # the hybrid of the decisive hunk ran A's file with that hunk alone
+    [h] = [h for h in hybrids(report) if h["factors"] == [top["name"]]]
+    rec = json.loads(runbase_cmd("show", h["run"], "--json", "--no-patch", cwd=project).stdout)
+    assert rec["metrics"]["acc"]["value"] == 0.3
