@@ -330,6 +330,10 @@ def test_runs_page_hides_the_hybrids_until_asked(
     assert status == 200 and body["total"] == 2 and not body.get("notes"), body
     status, body = http_request(server, "GET", "/api/runs")
     assert body["total"] == 4  # the API lists every run unless asked, as runbase.runs()
+    # a filter cannot reach around the hiding condition it is combined with
+    sneak = urllib.parse.quote(f'name == "x") or (tags.explain == "{site["xid"]}"')
+    status, body = http_request(server, "GET", f"/api/runs?hybrids=false&where={sneak}")
+    assert status == 400 and "unexpected ')'" in body["detail"], body
 
 
 # -- runbase report A B --------------------------------------------------------------------

@@ -10,7 +10,14 @@ from runbase.capture.sysmetrics import is_system_metric
 from runbase.errors import UsageError
 from runbase.records import listing
 from runbase.records.listing import unknown_keys
-from runbase.records.read import count_runs, hide_explain, list_runs, load_runs, with_sweep
+from runbase.records.read import (
+    EXPLAIN_TAG,
+    count_runs,
+    hide_explain,
+    list_runs,
+    load_runs,
+    with_sweep,
+)
 from runbase.records.record import run_row
 from runbase.render.views.common import user_sql, where_sql
 from runbase.store import Store
@@ -70,7 +77,14 @@ def runs_page(
     if offset < 0:
         raise UsageError("offset must be 0 or more")
     where = with_sweep(where, sweep)
-    shown = hide_explain(where, hybrids)
+    # the filter alone first: its errors name what the user wrote, and "a) or (b" cannot
+    # pass as one expression once wrapped in the condition that hides the hybrids
+    where_sql(where)
+    key_lists = store_keys(store) if keys else {}
+    # a store without hybrids pays nothing for hiding them (the condition costs a
+    # count over every run: 2.5 -> 38 ms for 100,000)
+    none = keys and EXPLAIN_TAG not in key_lists["tag_keys"]
+    shown = hide_explain(where, hybrids or none)
     cond, args = where_sql(shown)
     with user_sql():
         runs = list_runs(store, shown, sort, limit, offset)
@@ -82,7 +96,7 @@ def runs_page(
         "offset": offset,
         "limit": limit,
         "runs": jsonable([run_row(r) for r in runs]),
-        **(store_keys(store) if keys else {}),
+        **key_lists,
     }
     if groups is not None:
         out["groups"] = groups
