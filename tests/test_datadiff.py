@@ -153,6 +153,14 @@ def test_json_lines_keys_are_columns(store: Store) -> None:
     assert c["columns"]["added"] == ["c"]
 
 
+def test_json_lines_values_compare_as_json(store: Store) -> None:
+    old = '{"a": NaN, "b": true, "c": {"x": 1, "y": 2}, "d": "1"}\n'
+    new = '{"a": NaN, "b": 1, "c": {"y": 2, "x": 1}, "d": 1}\n'
+    c = diff(store, "d.jsonl", old, new)
+    # NaN is the same cell; key order inside an object is not a change; true ≠ 1 ≠ "1"
+    assert c["columns"]["changed_values"] == {"b": 1, "d": 1}
+
+
 @pytest.mark.parametrize(
     "bad",
     ['{"a": 1}\n[1, 2]\n', '{"a": 1}\nnot json\n', "[" * 100_000 + "]" * 100_000 + "\n"],
