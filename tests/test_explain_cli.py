@@ -211,6 +211,14 @@ def test_hide_explain_where() -> None:
     )
     assert hide_explain("params.lr < 1", True) == "params.lr < 1"
     assert hide_explain(None, True) is None
+    # a mistake in the filter is reported in the user's own words
+    import pytest
+
+    from runbase.errors import QueryError
+
+    with pytest.raises(QueryError, match="unexpected end") as e:
+        hide_explain("params.lr <", False)
+    assert "tags.explain" not in str(e.value)
 
 
 def test_ls_hides_explain_runs_unless_all(project: Path) -> None:

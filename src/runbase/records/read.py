@@ -250,6 +250,8 @@ def hide_explain(where: str | None, all_runs: bool) -> str | None:
     and would bury those in the listing."""
     if all_runs:
         return where
+    if where:
+        compile_where(where)  # a mistake is reported in the user's words, not the combined
     return (f"({where}) and " if where else "") + f"not tags.{EXPLAIN_TAG}"
 
 
