@@ -293,6 +293,12 @@ def test_not_explained_yet_says_what_to_run(site: dict[str, Any], server: str, p
     page.wait_for_selector("#explain-missing")
     assert "--metric loss" in page.inner_text("#explain-missing")
 
+    # a run reference from the URL is text too, in the page and in the API's answer
+    page.goto(f"{server}/explain?{_q(a=HOSTILE, b=site['b'])}")
+    page.wait_for_selector("#explain-error")
+    assert HOSTILE in page.inner_text("#explain-error")
+    assert page.evaluate("window.__xss") is None and page.locator("img").count() == 0
+
 
 def test_a_malformed_report_is_a_message_never_a_500(
     site: dict[str, Any], server: str, page: Any
