@@ -9,7 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from conftest import runbase_cmd, write
+from runbase.errors import QueryError
 
 PY = sys.executable
 
@@ -212,10 +215,6 @@ def test_hide_explain_where() -> None:
     assert hide_explain("params.lr < 1", True) == "params.lr < 1"
     assert hide_explain(None, True) is None
     # a mistake in the filter is reported in the user's own words
-    import pytest
-
-    from runbase.errors import QueryError
-
     with pytest.raises(QueryError, match="unexpected end") as e:
         hide_explain("params.lr <", False)
     assert "tags.explain" not in str(e.value)
