@@ -100,7 +100,15 @@ SAMPLE: dict[str, Any] = {
                 "value": 0.91,
                 "status": "finished",
                 "cached": False,
-            }
+            },
+            {
+                "run": "0mc1bbbbbbbbbbbb",
+                "role": "hybrid",
+                "factors": ["params.lr", "src/features.py"],
+                "value": None,
+                "status": "failed",
+                "cached": False,
+            },
         ],
     },
     "unexplained": -0.01,
@@ -159,6 +167,8 @@ def test_report_reads_total_noise_factors_interactions_untestable_search_hybrids
     assert "  each factor was tried alone on A and removed from B" in lines
     assert "  not tried: src/util.py: budget exhausted" in lines
     assert "  unexplained by the factors above: -0.01" in lines
+    # a hybrid that did not finish is named, with where to see why
+    assert "  failed: params.lr + src/features.py - runbase logs 0mc1bbbbbb" in lines
     assert "runbase ls --all --where 'tags.explain == \"x0123456789a\"'" in text
     assert "\x1b[" not in text  # no colour unless asked
     assert "\x1b[31m" in _render(SAMPLE, color=True)  # a factor that breaks the run: red
@@ -568,3 +578,23 @@ def test_reproduce_explain_after_a_library_upgrade_names_the_package(
     assert text.stdout.startswith("diverged: run ")
     report_at = text.stdout.index("\nexplain acc: 1 → 0.5 (-0.5) from A")
     assert "rbfakex" in text.stdout[report_at:] and "explain the difference" not in text.stdout
+
+
+def test_a_hybrid_that_crashes_is_reported_never_dropped(project: Path) -> None:
+    """B's larger lr crashes the script on A's small data: the param "breaks the run",
+    and the text names the failed hybrid with the command that shows why."""
+    prelude = (
+        "import sys\n"
+        "if '0.2' in sys.argv and open('data/points.txt').read().startswith('1\\n'):\n"
+        "    raise SystemExit('lr 0.2 diverges on the small data set')\n"
+    )
+    a, b = _two_runs(project, prelude=prelude)
+    r = runbase_cmd("explain", a, b, cwd=project)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    lr = next(i for i, line in enumerate(lines) if "params.lr 0.1 → 0.2" in line)
+    assert "breaks the run" in lines[lr + 1]
+    failed = [line for line in lines if line.startswith("  failed: params.lr - runbase logs ")]
+    assert len(failed) == 1
+    logs = runbase_cmd("logs", failed[0].rsplit(" ", 1)[1], cwd=project, check=True)
+    assert "lr 0.2 diverges on the small data set" in logs.stdout + logs.stderr

@@ -16,6 +16,7 @@ from runbase.capture.params import as_number
 
 _Paint = Callable[..., str]
 _MAX_SHOWN_RUNS = 6  # repeats listed in the noise line before "..."
+_MAX_FAILED_SHOWN = 5  # hybrids that did not finish, named with the command to see why
 
 
 def render(report: dict[str, Any], color: bool = False) -> str:
@@ -233,6 +234,14 @@ def _hybrids(report: dict[str, Any], paint: _Paint) -> list[str]:
     if seconds is not None:
         line += f", {seconds:.1f} s"
     lines = [line]
+    failed = [r for r in h.get("runs") or [] if r.get("status") != "finished"]
+    for r in failed[:_MAX_FAILED_SHOWN]:
+        run = _text(r.get("run"))
+        what = {"a": "re-run of A", "b": "re-run of B"}.get(str(r.get("role")))
+        what = what or " + ".join(_text(n) for n in r.get("factors") or [])
+        lines.append(f"  {_text(r.get('status'))}: {what} - runbase logs {run[:10]}")
+    if len(failed) > _MAX_FAILED_SHOWN:
+        lines.append(f"  ... {len(failed) - _MAX_FAILED_SHOWN} more did not finish")
     if report.get("id"):
         where = f"tags.explain == {_text(json.dumps(str(report['id'])))}"
         lines.append(f"  runbase ls --all --where '{where}' lists them")
