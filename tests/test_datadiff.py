@@ -248,7 +248,9 @@ def test_invalid_utf8_is_a_note(store: Store) -> None:
 
 def test_a_field_over_the_csv_limit_is_a_note(store: Store) -> None:
     c = diff(store, "d.csv", "a\n1\n", "a\n" + "x" * 200_000 + "\n")
-    assert c["skipped"] == "could not read it as CSV: field larger than field limit (131072)"
+    assert c["skipped"] == (
+        "could not read the new version as CSV: field larger than field limit (131072)"
+    )
 
 
 def test_malformed_csv_quotes_are_a_note_or_a_count(store: Store) -> None:

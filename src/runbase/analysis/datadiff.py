@@ -15,6 +15,7 @@ from __future__ import annotations
 import codecs
 import csv
 import difflib
+import functools
 import gzip
 import io
 import json
@@ -259,18 +260,28 @@ def _unique(names: list[str]) -> list[str]:
 _ABSENT = "\x00absent"  # a JSON Lines key a record lacks (not the same as null)
 
 
-def _jsonl_table(data: bytes | None) -> _Table:
+class _NewKey(Exception):
+    """A record with a key the first one lacked: the columns were guessed wrong."""
+
+
+def _jsonl_table(data: bytes | None, guess: bool = True) -> _Table:
+    """The columns are every key of every record, in first-seen order, and must be
+    known before the first row is laid out. Memory stays flat by reading twice, unless
+    ``guess``: then the first record's keys are taken as the columns (true of most
+    files: one pass) and a record with another key raises _NewKey (read again)."""
     if data is None:
         return _empty()
-    # two passes, so that memory stays flat: the columns (every key of every record,
-    # in first-seen order) must be known before the first row can be laid out
     keys: dict[str, None] = {}
     for rec in _records(data):
         keys.update(dict.fromkeys(rec))
+        if guess:
+            break
     columns = list(keys)
 
     def rows() -> Iterator[tuple[Any, ...]]:
         for rec in _records(data):
+            if guess and not rec.keys() <= keys.keys():
+                raise _NewKey
             yield tuple([_json_cell(rec[k]) if k in rec else _ABSENT for k in columns])
 
     return _Table(columns, rows())
@@ -421,16 +432,30 @@ def _tabular(fmt: str, old: bytes | None, new: bytes | None) -> dict[str, Any]:
     else:
         delim = "," if fmt == "csv" else "\t"
         load = lambda d: _csv_table(d, delim)  # noqa: E731
-    tables = []
-    for side, data in (("old", old), ("new", new)):
+    try:
+        return _compare_tables(fmt, _load(load, old, "old", label), _load(load, new, "new", label))
+    except _NewKey:  # JSON Lines whose first record did not have every key
+        load = functools.partial(_jsonl_table, guess=False)
+        return _compare_tables(fmt, _load(load, old, "old", label), _load(load, new, "new", label))
+
+
+def _load(
+    load: Callable[[bytes | None], _Table], data: bytes | None, side: str, label: str
+) -> _Table:
+    """``load(data)``, its rows read as a stream: an error, met at once or at row
+    1,000,000, is a note that says which version could not be read."""
+    try:
+        table = load(data)
+    except _UNREADABLE as e:
+        raise _Skip(f"could not read the {side} version as {label}: {_why(e)}") from None
+
+    def rows() -> Iterator[Sequence[Any]]:
         try:
-            tables.append(load(data))
+            yield from table.rows
         except _UNREADABLE as e:
             raise _Skip(f"could not read the {side} version as {label}: {_why(e)}") from None
-    try:
-        return _compare_tables(fmt, tables[0], tables[1])
-    except _UNREADABLE as e:
-        raise _Skip(f"could not read it as {label}: {_why(e)}") from None
+
+    return _Table(table.columns, rows())
 
 
 def _why(e: BaseException) -> str:
