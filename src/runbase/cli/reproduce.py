@@ -63,8 +63,7 @@ def reproduce(
     nothing to compare, 4 if -p changed it by request. When it diverged, --explain
     runs `runbase explain` on the two runs (the exit status stays the verdict's)."""
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
-    from runbase.render.diff import render as render_diff
-    from runbase.tracking.reproduce import DIVERGED, EXIT_CODES, render
+    from runbase.tracking.reproduce import DIVERGED, EXIT_CODES
     from runbase.tracking.reproduce import reproduce as do_reproduce
 
     overrides = parse_overrides(params)
@@ -93,16 +92,7 @@ def reproduce(
             out["explain"] = report
         echo_json(out)
     else:
-        click.echo(render(result, sys.stdout.isatty()))
-        if result.diff is not None:  # tracking renders no diff: render sits above it
-            click.echo("")
-            click.echo(render_diff(result.diff, sys.stdout.isatty()))
-        if report is not None:
-            # lazy: the CLI's start-up loads click alone; each command imports what it runs
-            from runbase.render.explain import render as render_explain
-
-            click.echo("")
-            click.echo(render_explain(report, sys.stdout.isatty()))
+        _echo_text(result, report)
     if diverged and not then_explain:
         command = f"runbase explain {result.original} {result.run_id}"
         if _explain_env(result, env_mode) != env_mode:
@@ -111,7 +101,28 @@ def reproduce(
     ctx.exit(EXIT_CODES[result.verdict.outcome])
 
 
-def _explain(ctx: click.Context, result: Any, env_mode: str, as_json: bool) -> Any:
+def _echo_text(result: Any, report: dict[str, Any] | None) -> None:
+    """The verdict, the diff when it diverged, and the explanation when one was made."""
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
+    from runbase.render.diff import render as render_diff
+    from runbase.tracking.reproduce import render
+
+    color = sys.stdout.isatty()
+    click.echo(render(result, color))
+    if result.diff is not None:  # tracking renders no diff: render sits above it
+        click.echo("")
+        click.echo(render_diff(result.diff, color))
+    if report is not None:
+        # lazy: the CLI's start-up loads click alone; each command imports what it runs
+        from runbase.render.explain import render as render_explain
+
+        click.echo("")
+        click.echo(render_explain(report, color))
+
+
+def _explain(
+    ctx: click.Context, result: Any, env_mode: str, as_json: bool
+) -> dict[str, Any] | None:
     """``runbase explain ORIGINAL NEW`` on the first metric that moved (None: let explain
     choose, e.g. when only the exit status differs); None when it cannot be made (why,
     on stderr): the verdict is still the answer to what was asked."""
