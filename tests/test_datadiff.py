@@ -437,3 +437,5 @@ def test_runbase_diff_of_a_declared_directory_and_hash_only(project: Path) -> No
     changed = {f["path"]: f["content"] for f in report["data"]["inputs"]["changed"]}
     skipped = changed["data/b.csv"]["skipped"]
     assert skipped.startswith("the bytes of blake3:") and skipped.endswith("… are not stored")
+    text = runbase_cmd("diff", b, c, cwd=project, check=True).stdout
+    assert f"\n        contents not compared: {skipped}\n" in text
