@@ -187,6 +187,14 @@ def test_parquet_columns_and_values(store: Store) -> None:
     assert c["format"] == "parquet" and c["matched_by"] == "position"
     assert c["rows"] == {"old": 3, "new": 3, "added": 0, "removed": 0, "changed": 1}
     assert c["columns"]["added"] == ["w"] and c["columns"]["changed_values"] == {"v": 1}
+    assert c["columns"]["types_changed"] == {}
+    # a type change is said even where every value compares equal (1 == 1.0)
+    retyped = diff(
+        store, "p.parquet", parquet_bytes({"id": [1, 2]}), parquet_bytes({"id": [1.0, 2.0]})
+    )
+    assert retyped["rows"]["changed"] == 0
+    assert retyped["columns"]["types_changed"] == {"id": {"old": "int64", "new": "double"}}
+    assert describe_content(retyped) == "same 2 rows, column 'id' int64 → double"
 
 
 def test_parquet_over_the_row_cap(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:

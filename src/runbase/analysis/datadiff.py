@@ -223,6 +223,7 @@ def _text_stream(data: bytes) -> io.TextIOWrapper:
 class _Table:
     columns: list[str]
     rows: Iterator[Sequence[Any]]  # each as long as ``columns``, read once
+    types: dict[str, str] | None = None  # column -> type, where the format has them
 
 
 def _empty() -> _Table:
@@ -354,7 +355,14 @@ def _compare_tables(fmt: str, old: _Table, new: _Table) -> dict[str, Any]:
     # 64-bit hashes counted in C; a collision (~n²/2⁶⁴) could hide one changed row
     c.balance = Counter(old_h)
     c.balance.subtract(new_h)
-    return _table_result(fmt, old.columns, new.columns, c)
+    out = _table_result(fmt, old.columns, new.columns, c)
+    if old.types is not None and new.types is not None:  # a typed format (Parquet)
+        out["columns"]["types_changed"] = {
+            k: {"old": old.types[k], "new": new.types[k]}
+            for k in shared
+            if old.types[k] != new.types[k]
+        }
+    return out
 
 
 def _picker(columns: list[str], shared: list[str]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
@@ -455,7 +463,7 @@ def _load(
         except _UNREADABLE as e:
             raise _Skip(f"could not read the {side} version as {label}: {_why(e)}") from None
 
-    return _Table(table.columns, rows())
+    return _Table(table.columns, rows(), table.types)
 
 
 def _why(e: BaseException) -> str:
@@ -483,6 +491,7 @@ def _parquet_table(data: bytes | None) -> _Table:
     try:
         pf = pq.ParquetFile(pa.BufferReader(data))
         columns = _unique([str(n) for n in pf.schema_arrow.names])
+        types = [str(t) for t in pf.schema_arrow.types]
         rows_n = pf.metadata.num_rows
     except (pa.ArrowException, OSError, ValueError) as e:
         raise Unreadable(str(e)) from None
@@ -496,7 +505,7 @@ def _parquet_table(data: bytes | None) -> _Table:
         except (pa.ArrowException, OSError) as e:
             raise Unreadable(str(e)) from None
 
-    return _Table(columns, rows())
+    return _Table(columns, rows(), dict(zip(columns, types, strict=True)))
 
 
 def _cells(pa: Any, col: Any) -> list[Any]:
@@ -603,11 +612,18 @@ def _describe_table(c: dict[str, Any]) -> str:
     for k in ("added", "removed"):
         names = cols[k]
         if names:
-            # repr: quoted, control characters escaped (a header is untrusted text)
-            shown = (repr(n if len(n) <= 40 else n[:39] + "…") for n in names[:5])
-            quoted = ", ".join(shown) + (", …" if len(names) > 5 else "")
+            quoted = ", ".join(_short_repr(n) for n in names[:5]) + (
+                ", …" if len(names) > 5 else ""
+            )
             parts.append(f"column{'s' if len(names) != 1 else ''} {quoted} {k}")
+    for name, t in list((cols.get("types_changed") or {}).items())[:5]:
+        parts.append(f"column {_short_repr(name)} {t['old']} → {t['new']}")
     return ", ".join(parts)
+
+
+def _short_repr(name: str) -> str:
+    # repr: quoted, control characters escaped (a column name is untrusted text)
+    return repr(name if len(name) <= 40 else name[:39] + "…")
 
 
 _COMPARE: dict[str, Callable[[str, bytes | None, bytes | None], dict[str, Any]]] = {
