@@ -123,6 +123,13 @@ def test_tsv_delimiter_by_extension_and_ragged_rows(store: Store) -> None:
     assert short["columns"]["changed_values"] == {"b": 1}
 
 
+def test_repeated_header_names(store: Store) -> None:
+    c = diff(store, "d.csv", "x,x,x (2)\n1,2,3\n", "x,x,x (2)\n1,5,3\n")
+    assert c["columns"]["old"] == 3 and c["columns"]["changed_values"] == {"x (2)": 1}
+    c = diff(store, "d.csv", "x,x,x (2)\n1,2,3\n", "x,x,x (2)\n1,2,4\n")
+    assert c["columns"]["changed_values"] == {"x (2) (2)": 1}
+
+
 def test_no_column_in_common(store: Store) -> None:
     c = diff(store, "d.csv", "a\n1\n", "b\n1\n2\n")
     assert c["matched_by"] is None and c["rows"]["changed"] == 0
@@ -157,6 +164,14 @@ def test_json_lines_values_compare_as_json(store: Store) -> None:
     old = '{"a": NaN, "b": true, "c": {"x": 1, "y": 2}, "d": "1"}\n'
     new = '{"a": NaN, "b": 1, "c": {"y": 2, "x": 1}, "d": 1}\n'
     c = diff(store, "d.jsonl", old, new)
+    # a string value can never pass for a missing key
+    absent = diff(
+        store,
+        "d.jsonl",
+        '{"a": 1, "b": "x"}\n{"a": 2}\n',
+        '{"a": 1, "b": "x"}\n{"a": 2, "b": "\\u0000absent"}\n',
+    )
+    assert absent["columns"]["changed_values"] == {"b": 1}
     # NaN is the same cell; key order inside an object is not a change; true ≠ 1 ≠ "1"
     assert c["columns"]["changed_values"] == {"b": 1, "d": 1}
 

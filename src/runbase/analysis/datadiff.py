@@ -249,16 +249,23 @@ def _csv_table(data: bytes | None, delimiter: str) -> _Table:
 
 
 def _unique(names: list[str]) -> list[str]:
-    """Column names made unique (``x``, ``x (2)``): a header may repeat one."""
-    seen: Counter[str] = Counter()
+    """Column names made unique (``x``, ``x (2)``): a header may repeat one, and may
+    hold ``x (2)`` itself."""
+    used: set[str] = {EXTRA}  # the pseudo-column's name is taken
     out = []
     for n in names:
-        seen[n] += 1
-        out.append(n if seen[n] == 1 else f"{n} ({seen[n]})")
+        name, i = n, 1
+        while name in used:
+            i += 1
+            name = f"{n} ({i})"
+        used.add(name)
+        out.append(name)
     return out
 
 
-_ABSENT = "\x00absent"  # a JSON Lines key a record lacks (not the same as null)
+# a JSON Lines key a record lacks (not the same as null); a 1-tuple, where a string is
+# itself and every other value a 2-tuple (_json_cell): it can equal no value
+_ABSENT = ("absent",)
 
 
 class _NewKey(Exception):
@@ -295,9 +302,9 @@ def _json_cell(v: Any) -> Any:
     if t is str:
         return v
     if t is dict or t is list:
-        return "\x00" + json.dumps(v, sort_keys=True)  # a string can hold no raw NUL
+        return ("json", json.dumps(v, sort_keys=True))
     if t is float and v != v:
-        return "\x00NaN"  # NaN is not equal to itself, but is the same cell
+        return ("float", "NaN")  # NaN is not equal to itself, but is the same cell
     return (t.__name__, v)
 
 
