@@ -304,7 +304,7 @@ def _json_cell(v: Any) -> Any:
     if t is dict or t is list:
         return ("json", json.dumps(v, sort_keys=True))
     if t is float and v != v:
-        return ("float", "NaN")  # NaN is not equal to itself, but is the same cell
+        return _NAN
     return (t.__name__, v)
 
 
@@ -515,12 +515,15 @@ def _parquet_table(data: bytes | None) -> _Table:
     return _Table(columns, rows(), dict(zip(columns, types, strict=True)))
 
 
+_NAN = ("float", "NaN")  # one key for every NaN (not equal to itself, yet the same cell)
+
+
 def _cells(pa: Any, col: Any) -> list[Any]:
     """A Parquet column's values as comparable keys: NaN equals NaN (it is the same
     cell); nested values (lists, structs, maps) as JSON. Other values as they are."""
     values = col.to_pylist()
     if pa.types.is_floating(col.type):
-        return ["NaN" if v != v else v for v in values]
+        return [_NAN if v != v else v for v in values]
     if pa.types.is_nested(col.type):
         return [json.dumps(v, sort_keys=True, default=repr) for v in values]
     return values
