@@ -81,63 +81,68 @@ def _project(root: Path, files: int, data_mib: int) -> tuple[str, str]:
     return rec["id"], paths[len(paths) // 2]
 
 
-def _runbase(root: Path, run: str, code_file: str, repeats: int) -> dict[str, Any]:
+def _measure(root: Path, run: str, code_file: str, repeats: int) -> dict[str, Any]:
+    """Both ways, interleaved (one hybrid each per round), each after a ``sync``: the
+    writeback of one way's gigabyte must not slow the other's writes."""
     from runbase.store import Store
     from runbase.tracking.hybrid import Workspace
 
     store = Store.open(root / ".runbase")
-    b_code = {"type": "f", "oid": store.objects.put_bytes(b"# B's version\nx = 2\n")}
-    b_data = {"type": "f", "oid": store.objects.put_bytes(os.urandom(1 << 20))}
+    code_bytes, data_bytes = b"# B's version\nx = 2\n", os.urandom(1 << 20)
+    b_code = {"type": "f", "oid": store.objects.put_bytes(code_bytes)}
+    b_data = {"type": "f", "oid": store.objects.put_bytes(data_bytes)}
+    (root.parent / "b_code.py").write_bytes(code_bytes)
+    (root.parent / "b_part0.bin").write_bytes(data_bytes)
+    os.sync()
     t0 = time.perf_counter()
     ws = Workspace(store, run, root.parent / "hybrids")
     base_s = time.perf_counter() - t0
-    make, remove = [], []
+    times: dict[str, list[float]] = {"make": [], "remove": [], "hand": [], "hand_remove": []}
     for i in range(repeats):
+        os.sync()
         t0 = time.perf_counter()
         h = ws.make(f"h{i}", {code_file: b_code}, {"data/part0.bin": b_data})
-        make.append(time.perf_counter() - t0)
+        times["make"].append(time.perf_counter() - t0)
         links = sum(
             p.stat().st_nlink > 1 for p in h.rglob("*") if p.is_file() and not p.is_symlink()
         )
         assert links == 0, f"{links} hard-linked files in a hybrid"
         t0 = time.perf_counter()
         ws.remove(f"h{i}")
-        remove.append(time.perf_counter() - t0)
-    reflinks = ws.reflinks
-    rmtree(ws.root)
-    store.close()
-    return {
+        times["remove"].append(time.perf_counter() - t0)
+        os.sync()
+        times["hand"].append(_by_hand(root, root.parent / f"wt{i}", code_file))
+        t0 = time.perf_counter()
+        git(root, "worktree", "remove", "--force", str(root.parent / f"wt{i}"))
+        times["hand_remove"].append(time.perf_counter() - t0)
+    ours = {
         "base_s": base_s,
-        "make_s": statistics.median(make),
-        "make_all_s": make,
-        "remove_s": statistics.median(remove),
-        "reflinks": reflinks,
+        "make_s": statistics.median(times["make"]),
+        "make_all_s": times["make"],
+        "remove_s": statistics.median(times["remove"]),
+        "reflinks": ws.reflinks,
         "not_restorable": len(ws.not_restorable),
     }
-
-
-def _by_hand(root: Path, code_file: str, repeats: int) -> dict[str, Any]:
-    b_code = root.parent / "b_code.py"
-    b_code.write_text("# B's version\nx = 2\n")
-    b_data = root.parent / "b_part0.bin"
-    b_data.write_bytes(os.urandom(1 << 20))
-    setup, remove = [], []
-    for i in range(repeats):
-        wt = root.parent / f"wt{i}"
-        t0 = time.perf_counter()
-        git(root, "worktree", "add", "-q", "--detach", str(wt), "HEAD")
-        subprocess.run(["cp", "-a", str(root / "data"), str(wt / "data")], check=True)
-        subprocess.run(["cp", str(b_code), str(wt / code_file)], check=True)
-        subprocess.run(["cp", str(b_data), str(wt / "data" / "part0.bin")], check=True)
-        setup.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        git(root, "worktree", "remove", "--force", str(wt))
-        remove.append(time.perf_counter() - t0)
-    return {
-        "make_s": statistics.median(setup),
-        "make_all_s": setup,
-        "remove_s": statistics.median(remove),
+    theirs = {
+        "make_s": statistics.median(times["hand"]),
+        "make_all_s": times["hand"],
+        "remove_s": statistics.median(times["hand_remove"]),
     }
+    rmtree(ws.root)
+    store.close()
+    return {"runbase": ours, "by_hand": theirs}
+
+
+def _by_hand(root: Path, wt: Path, code_file: str) -> float:
+    """``git worktree add`` of the commit, the inputs copied in, B's two files over them."""
+    t0 = time.perf_counter()
+    git(root, "worktree", "add", "-q", "--detach", str(wt), "HEAD")
+    subprocess.run(["cp", "-a", str(root / "data"), str(wt / "data")], check=True)
+    subprocess.run(["cp", str(root.parent / "b_code.py"), str(wt / code_file)], check=True)
+    subprocess.run(
+        ["cp", str(root.parent / "b_part0.bin"), str(wt / "data" / "part0.bin")], check=True
+    )
+    return time.perf_counter() - t0
 
 
 def _case(where: Path, files: int, data_mib: int, repeats: int) -> dict[str, Any]:
@@ -147,16 +152,14 @@ def _case(where: Path, files: int, data_mib: int, repeats: int) -> dict[str, Any
         run, code_file = _project(work / "proj", files, data_mib)
         record_s = time.perf_counter() - t0
         subprocess.run(["sync"], check=False)
-        ours = _runbase(work / "proj", run, code_file, repeats)
-        theirs = _by_hand(work / "proj", code_file, repeats)
+        both = _measure(work / "proj", run, code_file, repeats)
         return {
             "dir": str(where),
             "fs": _fs_type(work),
             "files": files,
             "data_mib": data_mib,
             "setup_and_record_s": record_s,
-            "runbase": ours,
-            "by_hand": theirs,
+            **both,
         }
     finally:
         rmtree(work)
