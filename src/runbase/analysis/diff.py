@@ -319,14 +319,30 @@ def _python(env: dict[str, Any]) -> dict[str, Any] | None:
     return {k: py.get(k) for k in ("version", "implementation", "executable")} if py else None
 
 
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()  # PEP 503
+def norm_name(name: str) -> str:
+    """A package name as PEP 503 compares them (``Foo_Bar.baz`` is ``foo-bar-baz``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+# never pinned into a rebuilt environment: the installer itself, and runbase (the
+# bootstrap attaches any Python to the run without runbase installed)
+NOT_PINNED = {"pip", "setuptools", "wheel", "runbase", "distribute"}
+
+
+def unpinnable(p: dict[str, Any]) -> str | None:
+    """Why recorded package ``p`` is not pinned into a rebuilt environment, or None:
+    the one rule of ``reproduce --env venv`` and explain's package factors."""
+    if p.get("editable") or p.get("url") or p.get("vcs"):
+        return "installed from a local directory, a URL or version control: not on an index"
+    if norm_name(p["name"]) in NOT_PINNED:
+        return "the installer and runbase are not pinned in a rebuilt environment"
+    return None
 
 
 def package_changes(pa: list[dict[str, Any]], pb: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """``{added, removed, upgraded, downgraded, changed}`` from package list ``pa`` to
     ``pb`` (the run record's ``env.packages``); all lists empty when they match."""
-    a, b = {_norm(p["name"]): p for p in pa}, {_norm(p["name"]): p for p in pb}
+    a, b = {norm_name(p["name"]): p for p in pa}, {norm_name(p["name"]): p for p in pb}
     out: dict[str, list[Any]] = {
         "added": [
             {"name": b[n]["name"], "version": b[n]["version"]} for n in sorted(b.keys() - a.keys())

@@ -19,14 +19,19 @@ import hashlib
 import json
 import math
 import posixpath
-import re
 import shlex
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from runbase.analysis.datadiff import content_diff, describe_content
-from runbase.analysis.diff import canonical_json, only_params, package_changes
+from runbase.analysis.diff import (
+    canonical_json,
+    norm_name,
+    only_params,
+    package_changes,
+    unpinnable,
+)
 from runbase.analysis.explainsearch import SearchResult, min_budget, search
 from runbase.analysis.metrickinds import is_timing_metric
 from runbase.capture.manifest import load_manifest
@@ -74,7 +79,6 @@ ROLES = ("a", "b", "hybrid")
 HUNK_CONTEXT = 3  # lines of context around a hunk, as `diff -u`
 # never pinned into a rebuilt environment (as reproduce --env venv): the installer
 # itself, and runbase (the bootstrap attaches any Python to the run without it)
-NOT_PINNED = {"pip", "setuptools", "wheel", "runbase", "distribute"}
 
 
 @dataclass(frozen=True)
@@ -478,19 +482,6 @@ def _size(side: dict[str, Any] | None) -> str:
     return f"{size:,} bytes" if isinstance(size, int) else "size unknown"
 
 
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()  # PEP 503
-
-
-def _pinnable(p: dict[str, Any]) -> str | None:
-    """Why a recorded package is not pinned into a rebuilt environment, or None."""
-    if p.get("editable") or p.get("url") or p.get("vcs"):
-        return "installed from a local directory, a URL or version control: not on an index"
-    if _norm(p["name"]) in NOT_PINNED:
-        return "the installer and runbase are not pinned in a rebuilt environment"
-    return None
-
-
 def _env_factors(
     ra: dict[str, Any],
     rb: dict[str, Any],
@@ -507,8 +498,8 @@ def _env_factors(
                 "env", "python", f"the Python version is not changed by explain: {va} → {vb}"
             )
         )
-    pa = {_norm(p["name"]): p for p in ea.get("packages") or []}
-    pb = {_norm(p["name"]): p for p in eb.get("packages") or []}
+    pa = {norm_name(p["name"]): p for p in ea.get("packages") or []}
+    pb = {norm_name(p["name"]): p for p in eb.get("packages") or []}
     changes = package_changes(list(pa.values()), list(pb.values()))
     items = [(c["name"], None, c["version"]) for c in changes["added"]]
     items += [(c["name"], c["version"], None) for c in changes["removed"]]
@@ -517,9 +508,9 @@ def _env_factors(
         for k in ("upgraded", "downgraded", "changed")
         for c in changes[k]
     ]
-    for name, old, new in sorted(items, key=lambda t: _norm(t[0])):
-        recorded = [p for p in (pa.get(_norm(name)), pb.get(_norm(name))) if p is not None]
-        why = next((w for p in recorded if (w := _pinnable(p))), None)
+    for name, old, new in sorted(items, key=lambda t: norm_name(t[0])):
+        recorded = [p for p in (pa.get(norm_name(name)), pb.get(norm_name(name))) if p is not None]
+        why = next((w for p in recorded if (w := unpinnable(p))), None)
         if why is None and env_mode != "venv":
             why = "package versions are tested only with --env venv"
         if why is not None:
@@ -651,12 +642,12 @@ def _pins(
         return None, None
     env = ra.get("env") or {}
     versions = {
-        _norm(p["name"]): (p["name"], p["version"])
+        norm_name(p["name"]): (p["name"], p["version"])
         for p in env.get("packages") or []
-        if _pinnable(p) is None
+        if unpinnable(p) is None
     }
     for f in chosen:
-        key = _norm(f.change["name"])
+        key = norm_name(f.change["name"])
         if f.change["new"] is None:
             versions.pop(key, None)
         else:

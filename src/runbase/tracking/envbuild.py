@@ -64,6 +64,14 @@ def find_uv() -> str | None:
         return None
 
 
+def activation(venv: Path) -> dict[str, str]:
+    """The variables that run a command in ``venv`` as if it were activated, with the
+    venv's packages alone: a PYTHONPATH of the caller would shadow the rebuilt versions
+    (empty is unset for Python; ``runbase run`` still puts its bootstrap first)."""
+    path = f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {"VIRTUAL_ENV": str(venv), "PATH": path, "PYTHONPATH": ""}
+
+
 def build_env(
     store: Store,
     pins: list[str],

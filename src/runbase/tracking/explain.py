@@ -43,12 +43,11 @@ from runbase.errors import RunbaseError, UsageError
 from runbase.records.read import list_runs, resolve
 from runbase.records.record import build_record
 from runbase.store import Store
-from runbase.tracking.envbuild import build_env
+from runbase.tracking.envbuild import activation, build_env
 from runbase.tracking.executor import Job, LocalExecutor, runbase_run_argv
 from runbase.tracking.hybrid import Workspace, hybrid_tree
-from runbase.tracking.reproduce import _recorded_overrides, command_for
+from runbase.tracking.reproduce import ENV_MODES, _recorded_overrides, command_for
 
-ENV_MODES = ("current", "venv")
 DEFAULT_BUDGET = 50  # hybrids beyond the re-runs of A and B
 MAX_REPORT_BYTES = 16 << 20  # a saved report read back: never trusted to be small
 
@@ -315,7 +314,7 @@ class _Lab:
             str(self.store.root), "--no-code", "--spec", str(spec_file), "--", *argv
         )
         label = {"a": "re-run of A", "b": "re-run of B"}.get(role) or " + ".join(sorted(subset))
-        return Job(cmd, cwd=str(workdir), env=extra_env, label=label), key
+        return Job(cmd, cwd=str(workdir), label=label), key
 
     def _name(self, role: str, subset: frozenset[str], repeat: int) -> str:
         """``<id>-a1`` (A's first re-run), ``<id>-b1``, ``<id>-h<hash of the subset>``."""
@@ -331,8 +330,7 @@ class _Lab:
         venv, unresolvable = build_env(self.store, plan.pins, plan.python_version, self.say)
         for why in unresolvable:
             self.say(f"runbase: unresolvable: {why}")
-        path = f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
-        return str(venv / "bin" / "python"), {"VIRTUAL_ENV": str(venv), "PATH": path}
+        return str(venv / "bin" / "python"), activation(venv)
 
     def _code_record(self, code: dict[str, dict[str, Any] | None]) -> dict[str, Any] | None:
         """A's code record with the hybrid's tree: the code that ran (A's commit plus a

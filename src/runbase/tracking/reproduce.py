@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runbase.analysis.diff import diff_runs, package_changes
+from runbase.analysis.diff import diff_runs, package_changes, unpinnable
 from runbase.analysis.metrickinds import is_timing_metric  # re-exported: callers import it here
 from runbase.capture import overrides as ov
 from runbase.capture.env import packages
@@ -40,13 +40,10 @@ from runbase.records.checkout import checkout, describe
 from runbase.records.read import reproduction_count, resolve
 from runbase.records.record import build_record
 from runbase.store import Store
-from runbase.tracking.envbuild import build_env
+from runbase.tracking.envbuild import activation, build_env
 from runbase.tracking.supervisor import RunOptions, run
 
 ENV_MODES = ("current", "venv")
-# never pinned into a rebuilt environment: the installer itself, and runbase (the
-# bootstrap attaches any Python to the run without runbase installed)
-_NOT_PINNED = {"pip", "setuptools", "wheel", "runbase", "distribute"}
 
 
 @dataclass
@@ -293,14 +290,8 @@ def _recorded_python(rec: dict[str, Any]) -> str | None:
 
 def pin_list(rec: dict[str, Any]) -> list[str]:
     """``name==version`` for every recorded package that an index can provide."""
-    out = []
-    for p in (rec.get("env") or {}).get("packages") or []:
-        if p.get("editable") or p.get("url") or p.get("vcs"):
-            continue  # the project itself or a local checkout: not on an index
-        if p["name"].lower().replace("_", "-") in _NOT_PINNED:
-            continue
-        out.append(f"{p['name']}=={p['version']}")
-    return out
+    packages = (rec.get("env") or {}).get("packages") or []
+    return [f"{p['name']}=={p['version']}" for p in packages if unpinnable(p) is None]
 
 
 # -- the whole thing ------------------------------------------------------------------------
@@ -339,10 +330,7 @@ def reproduce(
     if env == "venv":
         venv, unresolvable = build_env(store, pin_list(rec), _recorded_python(rec), say)
         python_exe = str(venv / "bin" / "python")
-        extra_env = {
-            "VIRTUAL_ENV": str(venv),
-            "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
-        }
+        extra_env = activation(venv)
         for why in unresolvable:
             say(f"runbase: unresolvable: {why}")
     argv, workdir = command_for(rec, directory, python_exe)

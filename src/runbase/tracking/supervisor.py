@@ -194,8 +194,6 @@ def _warn_unused(store: Store, run_id: str, env_overrides: dict[str, Any]) -> li
 def child_env(store: Store, run_id: str, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment a tracked command runs in: bootstrap first on PYTHONPATH."""
     env = dict(os.environ)
-    pp = env.get("PYTHONPATH")
-    env["PYTHONPATH"] = str(BOOTSTRAP_DIR) + (os.pathsep + pp if pp else "")
     env["RUNBASE_RUN_ID"] = run_id
     env["RUNBASE_DIR"] = str(store.root)
     env["RUNBASE_PACKAGE_DIR"] = str(PACKAGE_DIR)
@@ -206,6 +204,9 @@ def child_env(store: Store, run_id: str, extra: dict[str, str] | None = None) ->
     if root:
         env["RUNBASE_PROJECT_ROOT"] = root
     env.update(extra or {})
+    # after `extra`: a rebuilt environment clears PYTHONPATH, never the bootstrap
+    pp = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(BOOTSTRAP_DIR) + (os.pathsep + pp if pp else "")
     return env
 
 
