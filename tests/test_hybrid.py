@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -127,6 +128,57 @@ def test_a_script_writing_into_its_hybrid_changes_neither_store_nor_base(
         if entry["type"] != "link":
             store.objects.get_bytes(entry["oid"])  # CorruptObject if it had changed
     assert {rel: (ws.base / rel).read_bytes() for rel in base_before} == base_before
+
+
+def _snapshot(root: Path) -> dict[str, tuple[str, int, bytes | str]]:
+    """Every entry under ``root``: kind, permissions, bytes (or a symlink's target)."""
+    out: dict[str, tuple[str, int, bytes | str]] = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        rel = str(p.relative_to(root))
+        if p.is_symlink():
+            out[rel] = ("link", 0, os.readlink(p))
+        elif p.is_dir():
+            out[rel] = ("dir", stat.S_IMODE(st.st_mode), b"")
+        else:
+            out[rel] = ("file", stat.S_IMODE(st.st_mode), p.read_bytes())
+    return out
+
+
+def test_a_hybrid_given_back_is_reset_to_the_base_and_reused(
+    recorded: tuple[Store, str], tmp_path: Path
+) -> None:
+    store, run = recorded
+    ws = Workspace(store, run, tmp_path / "work")
+    h1 = ws.make("h1", code={"src/a.py": _entry(store, b"A = 9\n")}, data={})
+    untouched = (h1 / ".gitignore").stat().st_ino
+    # what a command may do to its hybrid: edit in place (same size), append, chmod,
+    # delete, replace a directory by a file, re-point a symlink, write new files
+    with open(h1 / "job.py", "r+b") as f:
+        f.write(b"#")
+    with open(h1 / "data" / "in.txt", "ab") as f:
+        f.write(b"4\n")
+    (h1 / "run.sh").chmod(0o700)
+    (h1 / "gone.py").unlink()
+    shutil.rmtree(h1 / "src" / "deep")
+    (h1 / "src" / "deep").write_text("now a file\n")
+    (h1 / "link.py").unlink()
+    os.symlink("job.py", h1 / "link.py")
+    (h1 / "out").mkdir()
+    (h1 / "out" / "model.bin").write_bytes(b"weights")
+    (h1 / "__pycache__").mkdir()
+    ws.remove("h1")
+    assert not h1.exists()
+
+    h2 = ws.make("h2", code={"gone.py": None}, data={"data/in.txt": _entry(store, b"7\n")})
+    want = _snapshot(ws.base)
+    del want["gone.py"]
+    want["data/in.txt"] = ("file", want["data/in.txt"][1], b"7\n")
+    assert _snapshot(h2) == want  # the base and h2's overlay, nothing of h1
+    assert (h2 / "src" / "a.py").read_text() == "A = 1\n"  # h1's overlay is gone too
+    # the directory was re-used, not cloned again: a file nobody touched is the same inode
+    assert (h2 / ".gitignore").stat().st_ino == untouched
+    assert all(p.stat().st_nlink == 1 for p in h2.rglob("*") if p.is_file())
 
 
 @pytest.mark.parametrize(
