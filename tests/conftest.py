@@ -460,3 +460,52 @@ def start_server(
         server.kill()
         raise
     return server
+
+
+def fake_wheel(where: Path, name: str, version: str, module: str | None = None) -> Path:
+    """A wheel of the tiny pure-Python package ``name`` at ``version`` (RECORD with
+    hashes, as installers check), built in the test: offline installs find it by
+    find-links. ``module``: the package's ``__init__.py`` (default: ``VERSION = "…"``)."""
+    import base64
+    import hashlib
+    import zipfile
+
+    info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": module if module is not None else f'VERSION = "{version}"\n',
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: runbase-tests\nRoot-Is-Purelib: true\n"
+            "Tag: py3-none-any\n"
+        ),
+    }
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
+        record.append(f"{path},sha256={digest.decode()},{len(text.encode())}")
+    files[f"{info}/RECORD"] = "\n".join([*record, f"{info}/RECORD,,"]) + "\n"
+    wheel = where / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        for path, text in files.items():
+            z.writestr(path, text)
+    return wheel
+
+
+def documented_keys(doc: str, section: str | None = None, within: str | None = None) -> set[str]:
+    """The keys a format document's table names: those of ``## `section` `` (None: the
+    tables before the first section), in the part of ``docs/doc`` after the heading
+    ``within`` when given. Formats are specs: tests compare them with real output."""
+    import re
+
+    text = (Path(__file__).parent.parent / "docs" / doc).read_text()
+    if within:
+        text = text.split(within, 1)[1]
+    if section:
+        text = text.split(f"## `{section}`", 1)[1]
+    text = text.split("\n## ", 1)[0]
+    keys: set[str] = set()
+    for line in text.splitlines():
+        m = re.match(r"\|\s*((?:`[^`]+`(?:,\s*)?)+)\s*\|", line)
+        if m:
+            keys |= set(re.findall(r"`([^`]+)`", m.group(1)))
+    return keys

@@ -6,23 +6,13 @@ import re
 import sys
 from pathlib import Path
 
-from conftest import runbase_cmd, write
+from conftest import documented_keys, runbase_cmd, write
 
 DOCS = Path(__file__).parent.parent / "docs"
 
 
 def _documented(section_title: str | None, doc: str = "run-record.md") -> set[str]:
-    text = (DOCS / doc).read_text()
-    if section_title:
-        text = text.split(f"## `{section_title}`", 1)[1].split("\n## ", 1)[0]
-    else:
-        text = text.split("\n## ", 1)[0]
-    keys: set[str] = set()
-    for line in text.splitlines():
-        m = re.match(r"\|\s*((?:`[^`]+`(?:,\s*)?)+)\s*\|", line)
-        if m:
-            keys |= set(re.findall(r"`([^`]+)`", m.group(1)))
-    return keys
+    return documented_keys(doc, section_title)
 
 
 def test_run_record_matches_its_document(project: Path) -> None:

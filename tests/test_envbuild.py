@@ -6,42 +6,20 @@ their find-links and no-index environment variables, never an index on the netwo
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import subprocess
 import sys
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from conftest import fake_wheel
 from runbase.store import Store
-from runbase.tracking.envbuild import DONE, build_env, env_key, find_uv
+from runbase.tracking.envbuild import DONE, build_env, env_key
 
-INSTALLERS = ["pip", pytest.param("uv", marks=pytest.mark.skipif(not find_uv(), reason="no uv"))]
-
-
-def _wheel(where: Path, name: str, version: str) -> None:
-    files = {
-        f"{name}/__init__.py": f'VERSION = "{version}"\n',
-        f"{name}-{version}.dist-info/METADATA": (
-            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-        ),
-        f"{name}-{version}.dist-info/WHEEL": (
-            "Wheel-Version: 1.0\nGenerator: runbase-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-        ),
-    }
-    record = []
-    for path, text in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
-        record.append(f"{path},sha256={digest.decode()},{len(text.encode())}")
-    record.append(f"{name}-{version}.dist-info/RECORD,,")
-    files[f"{name}-{version}.dist-info/RECORD"] = "\n".join(record) + "\n"
-    with zipfile.ZipFile(where / f"{name}-{version}-py3-none-any.whl", "w") as z:
-        for path, text in files.items():
-            z.writestr(path, text)
+# uv is in the test extra: without it the uv half fails, never skips
+INSTALLERS = ["pip", "uv"]
 
 
 @pytest.fixture
@@ -49,7 +27,7 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     for version in ("1.0", "2.0"):
-        _wheel(wheels, "rbtiny", version)
+        fake_wheel(wheels, "rbtiny", version)
     for var, value in {
         "PIP_FIND_LINKS": str(wheels),
         "PIP_NO_INDEX": "1",

@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from conftest import commit, runbase_cmd, write
+from conftest import commit, fake_wheel, runbase_cmd, write
 
 PY = sys.executable
 
@@ -51,13 +51,18 @@ runbase.summary(acc=acc, lr_seen=args.lr)
 """
 
 
-def test_only_the_data_change_matters(project: Path) -> None:
+def _train_a(project: Path) -> str:
+    """TRAIN with its helpers and data, committed, run as A (lr 0.1): its id."""
     write(project, "train.py", TRAIN)
     write(project, "helpers.py", "def scale(x):\n    return x / 10\n")
     write(project, "data/train.csv", "1 2 3 4\n")
     write(project, ".gitignore", "data/\n")
     commit(project, "train")
-    a = run(project, "train.py", "--lr", "0.1")
+    return run(project, "train.py", "--lr", "0.1")
+
+
+def test_only_the_data_change_matters(project: Path) -> None:
+    a = _train_a(project)
     # three changes: the data (decisive), a param the metric ignores, a code comment
     write(project, "data/train.csv", "1 2 3 4 10 10\n")
     write(project, "helpers.py", "def scale(x):\n    # divide by ten\n    return x / 10\n")
@@ -199,22 +204,6 @@ def test_noise_is_measured_and_small_factors_are_not_significant(
     assert "does not reproduce" in text.split("params.lr")[0]  # said before the factors
 
 
-def _wheel(where: Path, version: str) -> Path:
-    """A wheel of the tiny package `rbfake`, whose VALUE is its major version."""
-    path = where / f"rbfake-{version}-py3-none-any.whl"
-    info = f"rbfake-{version}.dist-info"
-    files = {
-        "rbfake/__init__.py": f"VALUE = {float(version)}\n",
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: rbfake\nVersion: {version}\n",
-        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    with zipfile.ZipFile(path, "w") as z:
-        for name, text in files.items():
-            z.writestr(name, text)
-        z.writestr(f"{info}/RECORD", "".join(f"{n},,\n" for n in files) + f"{info}/RECORD,,\n")
-    return path
-
-
 def test_a_package_upgrade_is_an_env_factor(project: Path, tmp_path: Path) -> None:
     # two versions of one library, each on PYTHONPATH of a bare virtual environment
     wheels = tmp_path / "wheels"
@@ -223,7 +212,7 @@ def test_a_package_upgrade_is_an_env_factor(project: Path, tmp_path: Path) -> No
     subprocess.run([PY, "-m", "venv", "--without-pip", str(venv)], check=True)
     sites = {}
     for version in ("1.0", "2.0"):
-        wheel = _wheel(wheels, version)
+        wheel = fake_wheel(wheels, "rbfake", version, f"VALUE = {float(version)}\n")
         site = tmp_path / f"site-{version}"
         zipfile.ZipFile(wheel).extractall(site)
         sites[version] = str(site)
@@ -254,12 +243,7 @@ def test_a_package_upgrade_is_an_env_factor(project: Path, tmp_path: Path) -> No
 
 
 def test_a_change_that_crashes_without_its_partner_breaks_the_run(project: Path) -> None:
-    write(project, "train.py", TRAIN)
-    write(project, "helpers.py", "def scale(x):\n    return x / 10\n")
-    write(project, "data/train.csv", "1 2 3 4\n")
-    write(project, ".gitignore", "data/\n")
-    commit(project, "train")
-    a = run(project, "train.py", "--lr", "0.1")
+    a = _train_a(project)
     # B's helpers.py needs B's learning rate: alone, on A's lr, it raises
     write(
         project,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import runbase_cmd, write
+from conftest import documented_keys, fake_wheel, runbase_cmd, write
 from runbase.errors import QueryError
 
 PY = sys.executable
@@ -322,19 +322,7 @@ def _two_runs(project: Path, prelude: str = "") -> tuple[str, str]:
 
 def _documented_keys(section: str | None) -> set[str]:
     """The keys docs/explain.md lists in the table of ``section`` (None: the top one)."""
-    import re
-
-    text = (Path(__file__).parent.parent / "docs" / "explain.md").read_text()
-    text = text.split("## The report (`--json`)", 1)[1]
-    if section:
-        text = text.split(f"## `{section}`", 1)[1]
-    text = text.split("\n## ", 1)[0]
-    keys: set[str] = set()
-    for line in text.splitlines():
-        m = re.match(r"\|\s*((?:`[^`]+`(?:,\s*)?)+)\s*\|", line)
-        if m:
-            keys |= set(re.findall(r"`([^`]+)`", m.group(1)))
-    return keys
+    return documented_keys("explain.md", section, within="## The report (`--json`)")
 
 
 def test_explain_ranks_the_data_change_first_and_a_second_explain_runs_nothing(
@@ -505,24 +493,6 @@ def test_ctrl_c_stops_the_hybrids_and_exits_130(project: Path, tmp_path: Path) -
     wait_until(gone, what="the hybrid's script to be stopped")
 
 
-def _fake_wheel(where: Path, version: str) -> Path:
-    """A wheel of the tiny package `rbfakex`, whose VALUE is its major version."""
-    import zipfile
-
-    path = where / f"rbfakex-{version}-py3-none-any.whl"
-    info = f"rbfakex-{version}.dist-info"
-    files = {
-        "rbfakex/__init__.py": f"VALUE = {float(version)}\n",
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: rbfakex\nVersion: {version}\n",
-        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: t\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    with zipfile.ZipFile(path, "w") as z:
-        for name, text in files.items():
-            z.writestr(name, text)
-        z.writestr(f"{info}/RECORD", "".join(f"{n},,\n" for n in files) + f"{info}/RECORD,,\n")
-    return path
-
-
 def test_reproduce_explain_after_a_library_upgrade_names_the_package(
     project: Path, tmp_path: Path
 ) -> None:
@@ -538,7 +508,7 @@ def test_reproduce_explain_after_a_library_upgrade_names_the_package(
     venv = tmp_path / "venv"
     subprocess.run([PY, "-m", "venv", "--without-pip", str(venv)], check=True)
     [site] = venv.glob("lib/python*/site-packages")
-    zipfile.ZipFile(_fake_wheel(wheels, "1.0")).extractall(site)
+    zipfile.ZipFile(fake_wheel(wheels, "rbfakex", "1.0", "VALUE = 1.0\n")).extractall(site)
     write(project, "train.py", "import rbfakex, runbase\nrunbase.summary(acc=1 / rbfakex.VALUE)\n")
     python = str(venv / "bin" / "python")
     runbase_cmd("run", "-q", "--", python, "train.py", cwd=project, check=True)
@@ -546,7 +516,7 @@ def test_reproduce_explain_after_a_library_upgrade_names_the_package(
     # months later: the library was upgraded in place
     shutil.rmtree(site / "rbfakex")
     shutil.rmtree(site / "rbfakex-1.0.dist-info")
-    zipfile.ZipFile(_fake_wheel(wheels, "2.0")).extractall(site)
+    zipfile.ZipFile(fake_wheel(wheels, "rbfakex", "2.0", "VALUE = 2.0\n")).extractall(site)
     offline = {
         "PIP_NO_INDEX": "1",
         "PIP_FIND_LINKS": str(wheels),
