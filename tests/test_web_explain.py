@@ -97,7 +97,7 @@ def _explain_id(a: str, b: str) -> str:
 
 def _report_path(root: Path, a: str, b: str, metric: str) -> Path:
     from runbase.store import Store
-    from runbase.tracking.explain import _report_path as path_of
+    from runbase.tracking.explain import report_path as path_of
 
     return path_of(Store.open(root / ".runbase"), _explain_id(a, b), metric)
 

@@ -46,7 +46,7 @@ from runbase.store import Store
 from runbase.tracking.envbuild import activation, build_env
 from runbase.tracking.executor import Job, LocalExecutor, runbase_run_argv
 from runbase.tracking.hybrid import Workspace, hybrid_tree
-from runbase.tracking.reproduce import ENV_MODES, _recorded_overrides, command_for
+from runbase.tracking.reproduce import ENV_MODES, command_for, recorded_overrides
 
 DEFAULT_BUDGET = 50  # hybrids beyond the re-runs of A and B
 MAX_REPORT_BYTES = 16 << 20  # a saved report read back: never trusted to be small
@@ -297,7 +297,7 @@ class _Lab:
             "project_root": str(directory),
             "code_record": self._code_record(plan.code),
             "param_sources": dict(self.ra.get("param_sources") or {}),
-            "overrides": {**_recorded_overrides(self.ra), **plan.overrides},
+            "overrides": {**recorded_overrides(self.ra), **plan.overrides},
             "extra_env": extra_env,
             "tags": {
                 ax.TAG: self.xid,
@@ -416,7 +416,7 @@ def _baseline_failed(lab: _Lab, role: str) -> str:
 # -- saved reports --------------------------------------------------------------------
 
 
-def _report_path(store: Store, xid: str, metric: str) -> Path:
+def report_path(store: Store, xid: str, metric: str) -> Path:
     # a metric name may hold "/" and anything else: the file name is a readable part
     # and a hash, so two metrics never share a file
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", metric)[:60]
@@ -425,7 +425,7 @@ def _report_path(store: Store, xid: str, metric: str) -> Path:
 
 
 def _save(store: Store, report: dict[str, Any]) -> None:
-    path = _report_path(store, report["id"], report["metric"])
+    path = report_path(store, report["id"], report["metric"])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(report, indent=1, allow_nan=False))
@@ -438,7 +438,7 @@ def saved(store: Store, a: str, b: str, metric: str | None = None) -> dict[str, 
     RunbaseError naming it."""
     xid = ax.explain_id(resolve(store, a), resolve(store, b))
     if metric is not None:
-        path = _report_path(store, xid, metric)
+        path = report_path(store, xid, metric)
         return _load(path) if path.is_file() else None
     folder = store.root / "explain" / xid
     found = (

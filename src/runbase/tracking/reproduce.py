@@ -339,7 +339,7 @@ def reproduce(
         say(line)
 
     # a run that had overrides (a sweep's) is repeated with them; -p goes on top
-    recorded = _recorded_overrides(rec)
+    recorded = recorded_overrides(rec)
     opts = RunOptions(
         name=reproduction_name(store, orig, str(rec.get("name") or orig[:10])),
         store=str(store.root),
@@ -425,7 +425,7 @@ def render(result: Reproduction, color: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _recorded_overrides(rec: dict[str, Any]) -> dict[str, Any]:
+def recorded_overrides(rec: dict[str, Any]) -> dict[str, Any]:
     """The overrides a run was started with (its tag), or none when the tag is not a
     JSON object: a pulled record is not trusted to be well formed."""
     try:  # nesting bounded as where overrides are read back (overrides._from_env)
