@@ -216,6 +216,10 @@ def test_a_package_upgrade_is_an_env_factor(project: Path, tmp_path: Path) -> No
         site = tmp_path / f"site-{version}"
         zipfile.ZipFile(wheel).extractall(site)
         sites[version] = str(site)
+    # B also had a library no index offers (no wheel of it here): untestable, not zero
+    gone = tmp_path / "site-2.0" / "rbgone-1.0.dist-info"
+    gone.mkdir()
+    (gone / "METADATA").write_text("Metadata-Version: 2.1\nName: rbgone\nVersion: 1.0\n")
     write(project, "train.py", "import rbfake, runbase\nrunbase.summary(acc=1 / rbfake.VALUE)\n")
     commit(project, "train")
     python = str(venv / "bin" / "python")
@@ -239,7 +243,10 @@ def test_a_package_upgrade_is_an_env_factor(project: Path, tmp_path: Path) -> No
     assert (factor["kind"], factor["name"]) == ("env", "rbfake")
     assert "1.0" in factor["description"] and "2.0" in factor["description"]
     assert abs(factor["effect"] + 0.5) < 1e-9 and factor["share"] == 100
-    assert len(list((project / ".runbase" / "envs").iterdir())) == 2  # one per pin set
+    [gone_why] = [u for u in report["untestable"] if u["name"] == "rbgone"]
+    assert "cannot be installed" in gone_why["reason"]
+    # one environment per pin set: A's, B's tried with rbgone, B's without it
+    assert len(list((project / ".runbase" / "envs").iterdir())) == 3
 
 
 def test_a_change_that_crashes_without_its_partner_breaks_the_run(project: Path) -> None:
@@ -297,3 +304,79 @@ def test_hunks_of_one_file_are_factors_of_their_own(project: Path) -> None:
     [h] = [h for h in hybrids(report) if h["factors"] == [top["name"]]]
     rec = json.loads(runbase_cmd("show", h["run"], "--json", "--no-patch", cwd=project).stdout)
     assert rec["metrics"]["acc"]["value"] == 0.3
+
+
+CONFIGURED = """
+import argparse, json
+import runbase
+p = argparse.ArgumentParser()
+p.add_argument("--config")
+args = p.parse_args()
+cfg = json.load(open(args.config))
+runbase.summary(acc=cfg["lr"] * 10)
+"""
+
+
+def test_a_param_read_from_a_config_file_is_untestable_by_override(project: Path) -> None:
+    write(project, "train.py", CONFIGURED)
+    write(project, "cfg.json", '{"lr": 0.1}\n')
+    commit(project, "train")
+    a = run(project, "train.py", "--config", "cfg.json")
+    write(project, "cfg.json", '{"lr": 0.3}\n')
+    b = run(project, "train.py", "--config", "cfg.json")
+    shown = json.loads(runbase_cmd("show", b, "--json", "--no-patch", cwd=project).stdout)
+    assert shown["param_sources"]["lr"] == "config"
+    report = explain(project, a, b)
+    # the file that sets it is the factor; an override of lr never reaches the script,
+    # so a hybrid "with params.lr" would measure nothing: it is said, not given a zero
+    assert [f["name"] for f in report["factors"]] == ["cfg.json"]
+    assert abs(report["factors"][0]["effect"] - 2.0) < 1e-9
+    [why] = [u for u in report["untestable"] if u["name"] == "params.lr"]
+    assert "comes from a config file" in why["reason"]
+
+
+def test_a_run_started_outside_the_snapshot_and_a_budget_too_small(project: Path) -> None:
+    write(project, "train.py", TRAIN.replace('"data/train.csv"', '"../data/train.csv"'))
+    write(project, "helpers.py", "def scale(x):\n    return x / 10\n")
+    write(project, "data/train.csv", "1 2 3 4\n")
+    write(project, ".gitignore", "data/\nout/\n")
+    commit(project, "train")
+    (project / "out").mkdir()  # ignored: no file of the snapshot is in it
+    out = project / "out"
+    runbase_cmd("run", "--", PY, "../train.py", "--lr", "0.1", cwd=out, check=True)
+    a = json.loads(runbase_cmd("ls", "--json", "--limit", "1", cwd=project).stdout)[0]["id"]
+    write(project, "data/train.csv", "2 2 2 2\n")
+    write(project, "helpers.py", "def scale(x):\n    # the same\n    return x / 10\n")
+    runbase_cmd("run", "--", PY, "../train.py", "--lr", "0.2", cwd=out, check=True)
+    b = json.loads(runbase_cmd("ls", "--json", "--limit", "1", cwd=project).stdout)[0]["id"]
+    # three changes need at least two hybrids: refused before A and B are re-run
+    r = runbase_cmd("explain", a, b, "--budget", "1", cwd=project)
+    assert r.returncode == 2 and "--budget 1 is too small" in r.stderr
+    every = json.loads(runbase_cmd("ls", "--all", "--json", "--limit", "0", cwd=project).stdout)
+    assert len(every) == 2
+    report = explain(project, a, b, "--metric", "acc")
+    assert report["factors"][0]["name"] == "data/train.csv"
+    assert report["noise"]["a_reproduces"] and report["hybrids"]["failed"] == 0
+
+
+def test_a_hybrid_that_dies_of_a_signal_is_a_result_kept_in_the_cache(project: Path) -> None:
+    a = _train_a(project)
+    write(
+        project,
+        "helpers.py",
+        """
+        import os, signal, sys
+        def scale(x):
+            if "0.2" not in sys.argv:  # B's code on A's lr: a native crash
+                os.kill(os.getpid(), signal.SIGSEGV)
+            return x / 5
+        """,
+    )
+    b = run(project, "train.py", "--lr", "0.2")
+    report = explain(project, a, b, "--metric", "acc")
+    assert by_name(report)["helpers.py"]["breaks_run"]
+    [crashed] = [h for h in hybrids(report) if h["factors"] == ["helpers.py"]]
+    assert crashed["status"] == "killed" and crashed["value"] is None
+    again = explain(project, a, b, "--metric", "acc")
+    assert again["hybrids"]["run"] == 0  # the crash is the result: not run again
+    assert [h["run"] for h in hybrids(again) if h["factors"] == ["helpers.py"]] == [crashed["run"]]

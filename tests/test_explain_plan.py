@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from conftest import commit, runbase_cmd, write
+from runbase.analysis.diff import only_params
 from runbase.analysis.explain import (
     Factor,
     SearchResult,
@@ -474,3 +475,26 @@ def test_invariants_over_mixed_scenarios(case: int) -> None:
     again, _ = explain(factors, fn, budget=budget, threshold=0.01, seed=case)
     assert (first.effect, first.untried, first.notes) == (again.effect, again.untried, again.notes)
     assert first.notes and first.method in ("one-at-a-time", "bisect", "shapley")
+
+
+def test_a_command_that_differs_only_by_param_values_is_no_factor() -> None:
+    # `--wd 1` is recorded as 1.0 and written back as `--wd 1.0`: still only the params
+    ra = {
+        "command": ["python", "t.py", "--lr", "1e-3", "--wd", "0"],
+        "params": {"lr": 0.001, "wd": 0.0},
+        "param_sources": {"lr": "argparse", "wd": "argparse"},
+    }
+    rb = {**ra, "command": ["python", "t.py", "--lr", "3e-3", "--wd", "1"]}
+    rb["params"] = {"lr": 0.003, "wd": 1.0}
+    assert only_params(ra, rb)
+    rb["command"] = [*rb["command"], "--fast"]
+    assert not only_params(ra, rb)
+
+
+def test_one_rerun_measures_its_spread_against_the_recorded_value() -> None:
+    noise = noise_summary(1.0, 2.0, [1.1], [2.0])
+    assert abs(noise["spread"] - 0.1) < 1e-12 and noise["threshold"] >= noise["spread"]
+    assert not noise["a_reproduces"] and noise["b_reproduces"]
+    # with repeats, the re-runs alone: the recorded value may come from another environment
+    noise = noise_summary(1.0, 2.0, [1.5, 1.5], [2.0, 2.0])
+    assert noise["spread"] == 0 and not noise["a_reproduces"]

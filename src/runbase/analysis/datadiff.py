@@ -29,6 +29,7 @@ from operator import itemgetter
 from typing import Any
 
 from runbase.capture.manifest import load_manifest
+from runbase.core.text import printable
 from runbase.errors import CorruptObject, ObjectTooLarge, RunbaseError
 from runbase.store import Store
 
@@ -478,12 +479,7 @@ def _why(e: BaseException) -> str:
     and a terminal must not run escape sequences taken from a data file."""
     if isinstance(e, UnicodeDecodeError):
         return f"not UTF-8 ({e.reason})"
-    return _printable(str(e), 200)
-
-
-def _printable(text: str, limit: int) -> str:
-    text = text if len(text) <= limit else text[: limit - 1] + "…"
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    return printable(str(e), 200)
 
 
 def _parquet_table(data: bytes | None) -> _Table:

@@ -408,8 +408,11 @@ def only_params(ra: dict[str, Any], rb: dict[str, Any]) -> bool:
     }
     if not changed:
         return False
+    # both sides rewritten with B's values: `--wd 1` is recorded as 1.0 and written back
+    # as `--wd 1.0`, so B's own argv must go through the same formatting to compare
     argv, rest = apply_to_argv(list(ra["command"]), changed, ra.get("param_sources"))
-    return argv == rb["command"]
+    theirs, _ = apply_to_argv(list(rb["command"]), changed, rb.get("param_sources"))
+    return argv == theirs
 
 
 _SECTION_DIFFS: dict[str, Callable[[Store, dict[str, Any], dict[str, Any]], dict[str, Any]]] = {

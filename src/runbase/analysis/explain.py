@@ -35,7 +35,8 @@ from runbase.analysis.diff import (
 from runbase.analysis.explainsearch import SearchResult, min_budget, search
 from runbase.analysis.metrickinds import is_timing_metric
 from runbase.capture.manifest import load_manifest
-from runbase.capture.params import as_number, jsonable
+from runbase.capture.overrides import apply_to_argv
+from runbase.capture.params import INTEGRATION_SOURCES, as_number, jsonable
 from runbase.core.shapes import AnyJSON, Bool, Int, ListOf, Num, Obj, OneOf, Shape, Str
 from runbase.errors import RunbaseError, ShapeError, UsageError
 from runbase.store import Store
@@ -118,8 +119,9 @@ def explain_id(a: str, b: str) -> str:
 
 
 def hybrid_key(a: str, b: str, names: Iterable[str], env_mode: str, repeat: int = 0) -> str:
-    """The cache key of a hybrid: the pair, the chosen factors, the env mode and the
-    repeat (0..K-1 for the baselines). Not the metric: a hybrid measures them all."""
+    """The cache key of a hybrid: the pair, the chosen factors, the environment (the
+    env mode; with ``current``, which Python and packages) and the repeat (0..K-1 for
+    the baselines). Not the metric: a hybrid measures them all."""
     text = json.dumps([a, b, sorted(names), env_mode, repeat])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -261,8 +263,32 @@ def _param_factors(
             if added
             else (f"{name} {_short(old)} → {_short(pb[key])}")
         )
+        why = _not_overridable(ra, rb, key)
+        if why is not None:
+            untestable.append(Untestable("param", name, why))
+            continue
         change = {"key": key, "old": old, "new": pb[key], "added": added}
         out.append(Factor("param", name, text, ("param",), change))
+
+
+def _not_overridable(ra: dict[str, Any], rb: dict[str, Any], key: str) -> str | None:
+    """Why an override of ``key`` cannot reach the script, or None. Overrides reach the
+    command-line parsers (argv rewritten, or their hooks) and ``runbase.param``; a value
+    read from a config file or reported by a framework comes from elsewhere — the file
+    or the code that sets it is a factor of its own when it changed."""
+    for rec in (rb, ra):
+        source = (rec.get("param_sources") or {}).get(key)
+        if source == "config" or source in INTEGRATION_SOURCES:
+            where = "a config file" if source == "config" else f"{source}'s own configuration"
+            return (
+                f"its value comes from {where}: an override cannot reach it (the file or "
+                "code that sets it is a factor of its own when it changed)"
+            )
+    if (rb.get("param_sources") or {}).get(key) == "argv":
+        _, rest = apply_to_argv(list(ra.get("command") or []), {key: rb["params"][key]})
+        if key in rest:  # not an option of A's command line: nothing would read it
+            return "it is read from the command line, where A's command has no such option"
+    return None
 
 
 def _short(value: Any, limit: int = 40) -> str:
@@ -676,8 +702,14 @@ def noise_summary(
     effect is not significant (the spread, at least the rounding of the values), and
     whether every re-run gave its run's recorded value (up to rounding)."""
     spreads = []
-    for runs in (a_runs, b_runs):
+    for recorded, runs in ((a_value, a_runs), (b_value, b_runs)):
         ok = [v for v in runs if v is not None and math.isfinite(v)]
+        if len(runs) == 1 and recorded is not None and math.isfinite(recorded):
+            # one re-run measures no spread: the recorded value is the only other
+            # sample (a deterministic run gives it again: 0; a nondeterministic one
+            # its variation, or the drift of its environment — either way an effect
+            # that small cannot be told from it)
+            ok.append(recorded)
         spreads.append(max(ok) - min(ok) if len(ok) > 1 else 0.0)
     spread = max(spreads)
     scale = max([abs(v) for v in (a_value, b_value) if v is not None and math.isfinite(v)] or [1.0])

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from runbase.capture.params import as_number
+from runbase.core.text import printable
 
 _Paint = Callable[..., str]
 _MAX_SHOWN_RUNS = 6  # repeats listed in the noise line before "..."
@@ -37,13 +38,8 @@ def render(report: dict[str, Any], color: bool = False) -> str:
 
 
 def _text(v: Any) -> str:
-    """A name, description or reason for the terminal: they come from the records of
-    A and B (file names, package names, values), which are not trusted, so control
-    characters are shown escaped rather than sent to the terminal."""
-    s = str(v)
-    if s.isprintable():
-        return s
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in s)
+    """A name, description or reason for the terminal: from the records of A and B."""
+    return printable(v)
 
 
 def _num(v: Any) -> float | None:

@@ -148,10 +148,16 @@ class _Pip:
         return _call([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *pins])
 
 
+# PEP 508 names, PEP 440-shaped versions (local labels included)
+_PIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?==[A-Za-z0-9][A-Za-z0-9.+!_-]*")
+
+
 def _install(tool: _Uv | _Pip, pins: list[str], say: Callable[[str], Any]) -> list[str]:
     """Install ``pins``; the unresolvable ones (with reasons) are left out and returned."""
-    remaining = list(pins)
-    failed: list[str] = []
+    # a recorded name is not trusted (a pulled run's): only `name==version` in the
+    # syntax of package indexes reaches the installer, never an option like --index-url
+    remaining = [p for p in pins if _PIN.fullmatch(p)]
+    failed = [f"{p}: not a package pin (name==version)" for p in pins if not _PIN.fullmatch(p)]
     while remaining:
         say(f"runbase: {tool.name} install {len(remaining)} package(s)")
         why = tool.install(remaining)

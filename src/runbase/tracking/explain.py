@@ -29,7 +29,7 @@ import json
 import os
 import re
 import shutil
-import statistics
+import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,8 +37,11 @@ from pathlib import Path
 from typing import Any
 
 from runbase.analysis import explain as ax
+from runbase.analysis.diff import canonical_json, norm_name
+from runbase.capture.env import packages
 from runbase.capture.manifest import load_manifest
 from runbase.core.statuses import is_terminal
+from runbase.core.text import printable
 from runbase.errors import RunbaseError, UsageError
 from runbase.records.read import list_runs, resolve
 from runbase.records.record import build_record
@@ -46,7 +49,7 @@ from runbase.store import Store
 from runbase.tracking.envbuild import activation, build_env
 from runbase.tracking.executor import Job, LocalExecutor, runbase_run_argv
 from runbase.tracking.hybrid import Workspace, hybrid_tree
-from runbase.tracking.reproduce import ENV_MODES, command_for, recorded_overrides
+from runbase.tracking.reproduce import ENV_MODES, command_for, python_of, recorded_overrides
 
 DEFAULT_BUDGET = 50  # hybrids beyond the re-runs of A and B
 MAX_REPORT_BYTES = 16 << 20  # a saved report read back: never trusted to be small
@@ -76,6 +79,7 @@ def explain(
     factors, untestable = ax.find_factors(store, ra, rb, hunks=hunks, env_mode=env)
     if not factors:
         raise UsageError(_nothing_testable(ra, rb, untestable))
+    _check_budget(budget or DEFAULT_BUDGET, len(factors))
     xid = ax.explain_id(ra["id"], rb["id"])
     say(
         f"runbase: explain {xid}: {name} {_fmt(ax.metric_value(ra, name))} -> "
@@ -111,6 +115,15 @@ def _check_options(jobs: int | None, budget: int | None, repeats: int, env: str)
         raise UsageError(
             f"--budget {budget} is too small to test anything: each change needs at least "
             "one hybrid run (the re-runs of A and B are not counted)"
+        )
+
+
+def _check_budget(budget: int, n: int) -> None:
+    """Before A and B are re-run (which may take hours): can the search test anything?"""
+    if budget < ax.min_budget(n):
+        raise UsageError(
+            f"--budget {budget} is too small to test {n} changes: at least "
+            f"{ax.min_budget(n)} hybrids are needed (the re-runs of A and B are not counted)"
         )
 
 
@@ -186,6 +199,10 @@ class _Lab:
         self.jobs = jobs or os.cpu_count() or 1
         self.xid = ax.explain_id(ra["id"], rb["id"])
         self.all_names = frozenset(f.name for f in factors)
+        self._full_alias: tuple[frozenset[str], frozenset[str]] | None = None
+        # the environment hybrids run in is part of their key: with --env current, a
+        # hybrid from before a library upgrade is not this environment's
+        self.env_key = env_mode if env_mode != "current" else _current_env(ra)
         self.runs: list[dict[str, Any]] = []  # every hybrid used, in the order asked
         self.seconds = 0.0
         self._cache = {} if fresh else self._finished_hybrids()
@@ -209,8 +226,8 @@ class _Lab:
         found: dict[str, dict[str, Any]] = {}
         for row in sorted(rows, key=lambda r: r.get("started_at") or 0):
             key = (row.get("tags") or {}).get(ax.TAG_KEY)
-            if key and row.get("status") in ("finished", "failed"):
-                found[key] = row  # a killed or crashed hybrid says nothing: run it again
+            if key and _a_result(row):
+                found[key] = row
         return found
 
     @property
@@ -218,14 +235,15 @@ class _Lab:
         if self._ws is None:
             self._ws = Workspace(self.store, self.ra["id"], self._root)
             for missing in self._ws.not_restorable:
-                self.say(f"runbase: not restored: {missing['path']} ({missing['why']})")
+                self.say(f"runbase: not restored: {printable(missing['path'])} ({missing['why']})")
         return self._ws
 
     def evaluate(self, subsets: list[frozenset[str]], repeat: int = 0) -> list[float | None]:
         """The metric of each hybrid (None: it failed or did not log the metric)."""
         wanted: list[tuple[frozenset[str], str]] = []
         for s in subsets:
-            key = ax.hybrid_key(self.ra["id"], self.rb["id"], sorted(s), self.env_mode, repeat)
+            names = sorted(self._key_names(s))
+            key = ax.hybrid_key(self.ra["id"], self.rb["id"], names, self.env_key, repeat)
             wanted.append((s, key))
         todo = {key: s for s, key in wanted if key not in self._cache}
         if todo:
@@ -254,6 +272,16 @@ class _Lab:
             )
         return value
 
+    def narrow(self, names: frozenset[str]) -> None:
+        """The testable factors are now ``names`` (overrides that did nothing were
+        dropped): the re-runs of B made with them are the re-runs of the new full set."""
+        self._full_alias = (names, self.all_names)
+        self.all_names = names
+
+    def _key_names(self, subset: frozenset[str]) -> frozenset[str]:
+        alias = self._full_alias
+        return alias[1] if alias is not None and subset == alias[0] else subset
+
     def _role(self, subset: frozenset[str]) -> str:
         return "a" if not subset else "b" if subset == self.all_names else "hybrid"
 
@@ -274,6 +302,8 @@ class _Lab:
         started = time.monotonic()
         try:
             interrupted = LocalExecutor(self.jobs).run([job for job, _ in prepared], self._done)
+        except OSError as e:  # the executor could not start `runbase run` at all
+            raise RunbaseError(f"cannot start a hybrid: {e.strerror or e}") from None
         finally:
             self.seconds += time.monotonic() - started
             for _, name in prepared:
@@ -283,13 +313,13 @@ class _Lab:
 
     def _done(self, job: Job, done: int, total: int) -> None:
         state = "ok" if job.returncode == 0 else f"exit {job.returncode}"
-        self.say(f"runbase: [{done}/{total}] {job.label}: {state}")
+        self.say(f"runbase: [{done}/{total}] {printable(job.label)}: {state}")
 
     def _prepare(self, key: str, subset: frozenset[str], repeat: int) -> tuple[Job, str]:
         plan = ax.plan_hybrid(self.store, self.ra, self.rb, self.factors, subset)
         directory = self.workspace.make(key, plan.code, plan.data)
         python, extra_env = self._environment(plan)
-        rec = {**self.ra, "command": plan.command}
+        rec = {**self.ra, "command": self._from_a_root(plan.command)}
         argv, workdir = command_for(rec, directory, python)
         role = self._role(subset)
         spec = {
@@ -316,6 +346,18 @@ class _Lab:
         label = {"a": "re-run of A", "b": "re-run of B"}.get(role) or " + ".join(sorted(subset))
         return Job(cmd, cwd=str(workdir), label=label), key
 
+    def _from_a_root(self, argv: list[str]) -> list[str]:
+        """B's command (the command factor) with paths into B's project written into
+        A's, which ``command_for`` then moves into the hybrid: never B's live tree."""
+        root_a = str(self.ra.get("project_root") or "").rstrip("/")
+        root_b = str(self.rb.get("project_root") or "").rstrip("/")
+        if argv == self.ra.get("command") or not root_a or not root_b or root_a == root_b:
+            return argv
+        return [
+            root_a + a[len(root_b) :] if a == root_b or a.startswith(root_b + "/") else a
+            for a in argv
+        ]
+
     def _name(self, role: str, subset: frozenset[str], repeat: int) -> str:
         """``<id>-a1`` (A's first re-run), ``<id>-b1``, ``<id>-h<hash of the subset>``."""
         if role in ("a", "b"):
@@ -329,7 +371,7 @@ class _Lab:
             return None, {}
         venv, unresolvable = build_env(self.store, plan.pins, plan.python_version, self.say)
         for why in unresolvable:
-            self.say(f"runbase: unresolvable: {why}")
+            self.say(f"runbase: unresolvable: {printable(why)}")
         return str(venv / "bin" / "python"), activation(venv)
 
     def _code_record(self, code: dict[str, dict[str, Any] | None]) -> dict[str, Any] | None:
@@ -350,6 +392,31 @@ class _Lab:
         }
 
 
+def _current_env(ra: dict[str, Any]) -> str:
+    """``current@<hash>`` of the Python that A's command names (its executable, version
+    and installed packages); ``current`` when the command is not Python."""
+    argv0 = str((ra.get("command") or [""])[0])
+    python = python_of(argv0) if argv0 else None
+    if python is None:
+        return "current"
+    found = sorted((p["name"], p["version"]) for p in packages(python["path"]))
+    body = json.dumps([python.get("executable"), python.get("version"), found])
+    return f"current@{hashlib.sha256(body.encode()).hexdigest()[:12]}"
+
+
+# A hybrid ended by one of these was stopped (explain's Ctrl-C, an operator, the OOM
+# killer): it says nothing about its changes and runs again. One that died of its own
+# signal (SIGSEGV, SIGABRT, ...) is a result: its changes break the run.
+_STOPPED = {signal.SIGINT, signal.SIGTERM, signal.SIGKILL, signal.SIGHUP}
+
+
+def _a_result(row: dict[str, Any]) -> bool:
+    status = row.get("status")
+    if status == "killed":
+        return row.get("exit_signal") not in _STOPPED
+    return status in ("finished", "failed")
+
+
 # -- the investigation -----------------------------------------------------------------
 
 
@@ -358,6 +425,7 @@ def _investigate(
 ) -> dict[str, Any]:
     a_value = ax.metric_value(lab.ra, lab.metric)
     b_value = ax.metric_value(lab.rb, lab.metric)
+    factors = _installable(lab, factors, untestable)
     lab.say(f"runbase: noise: re-running A and B ({repeats} time(s) each)")
     a_runs: list[float | None] = []
     b_runs: list[float | None] = []
@@ -366,10 +434,11 @@ def _investigate(
         a_runs.append(va)
         b_runs.append(vb)
     noise = ax.noise_summary(a_value, b_value, a_runs, b_runs)
-    base = _mean(a_runs)
+    base = ax.baseline(a_runs)
     if base is None:
         raise UsageError(_baseline_failed(lab, "a"))
-    full = _mean(b_runs)
+    full = ax.baseline(b_runs)
+    factors = _unconsumed_params(lab, factors, untestable)
     result = ax.search(
         factors,
         lab.evaluate,
@@ -399,9 +468,71 @@ def _investigate(
     )
 
 
-def _mean(values: list[float | None]) -> float | None:
-    got = [v for v in values if v is not None]
-    return statistics.fmean(got) if got else None
+def _installable(
+    lab: _Lab, factors: list[ax.Factor], untestable: list[ax.Untestable]
+) -> list[ax.Factor]:
+    """The factors left once the package versions the installer cannot provide are
+    untestable: a hybrid "with numpy 2.1" built without it would measure something else.
+    Every hybrid's environment is A's pins with some of B's versions, so building A's
+    and B's side (cached, re-used by the hybrids) tries every version once."""
+    if not any(f.kind == "env" for f in factors):
+        return factors
+    failed: dict[str, str] = {}
+    for chosen in (frozenset(), lab.all_names):
+        plan = ax.plan_hybrid(lab.store, lab.ra, lab.rb, factors, chosen)
+        if plan.pins is None:
+            return factors
+        _, unresolvable = build_env(lab.store, plan.pins, plan.python_version, lab.say)
+        for why in unresolvable:
+            failed.setdefault(norm_name(why.split("==", 1)[0]), why)
+    kept: list[ax.Factor] = []
+    for f in factors:
+        reason = failed.get(norm_name(f.change["name"])) if f.kind == "env" else None
+        if reason is None:
+            kept.append(f)
+        else:
+            untestable.append(ax.Untestable("env", f.name, f"cannot be installed: {reason}"))
+    if not kept:
+        raise UsageError(_nothing_testable(lab.ra, lab.rb, untestable))
+    lab.factors, lab.all_names = kept, frozenset(f.name for f in kept)
+    return kept
+
+
+def _unconsumed_params(
+    lab: _Lab, factors: list[ax.Factor], untestable: list[ax.Untestable]
+) -> list[ax.Factor]:
+    """The factors left once the params whose override did not reach the script are
+    untestable: the re-run of B (every override set) recorded another value for them
+    (read from a config file, set by a framework, a param A's code does not have). A
+    hybrid "with" such a param ran without it: its effect would be a false zero."""
+    b_run = next((r for r in lab.runs if r["role"] == "b"), None)
+    if b_run is None:
+        return factors
+    ran = build_record(lab.store, b_run["run"], include_patch=False).get("params") or {}
+    kept = []
+    for f in factors:
+        key = f.change.get("key") if f.kind == "param" else None
+        if key is None or canonical_json(ran.get(key)) == canonical_json(f.change["new"]):
+            kept.append(f)
+            continue
+        got = "no value" if key not in ran else f"{key} = {_short(ran[key])}"
+        untestable.append(
+            ax.Untestable(
+                "param",
+                f.name,
+                f"the override did not reach the script (B's re-run recorded {got}): its "
+                "value comes from elsewhere, e.g. a config file (a factor of its own when "
+                "it changed) or a framework",
+            )
+        )
+    if len(kept) < len(factors):
+        lab.narrow(frozenset(f.name for f in kept))
+    return kept
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return printable(text if len(text) <= 40 else text[:37] + "...")
 
 
 def _baseline_failed(lab: _Lab, role: str) -> str:

@@ -239,6 +239,10 @@ def command_for(rec: dict[str, Any], into: Path, python: str | None) -> tuple[li
     cwd = rec.get("cwd") or root
     rel = os.path.relpath(cwd, root) if root and cwd else "."
     workdir = into if rel.startswith("..") else (into / rel).resolve()
+    if workdir.is_relative_to(into.resolve()):
+        # where the run started may hold no file of the snapshot (an ignored out/):
+        # it existed when the run started, so it exists again
+        workdir.mkdir(parents=True, exist_ok=True)
     return argv, workdir
 
 
