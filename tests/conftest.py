@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -509,3 +510,42 @@ def documented_keys(doc: str, section: str | None = None, within: str | None = N
         if m:
             keys |= set(re.findall(r"`([^`]+)`", m.group(1)))
     return keys
+
+
+def offline_installs(wheels: Path) -> dict[str, str]:
+    """The environment variables that make pip and uv install from the folder
+    ``wheels`` (see :func:`fake_wheel`) and never reach an index or download a Python."""
+    return {
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(wheels),
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "UV_NO_INDEX": "1",
+        "UV_FIND_LINKS": str(wheels),
+        "UV_OFFLINE": "1",
+        "UV_PYTHON_DOWNLOADS": "never",
+    }
+
+
+@contextlib.contextmanager
+def runbase_ui(root: Path, ready: str = "/api/health") -> Iterator[str]:
+    """`runbase ui --no-browser` in ``root`` on a free port, as a user starts it; yields
+    its URL once ``ready`` answers 200."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runbase", "ui", "--no-browser", "--port", str(port)],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    why = wait_http(url + ready, proc, timeout=30)
+    if why:
+        proc.kill()
+        pytest.fail(f"runbase ui did not start ({why}):\n{proc.communicate()[0]}")
+    try:
+        yield url
+    finally:
+        stop_process(proc)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import fake_wheel
+from conftest import fake_wheel, offline_installs
 from runbase.store import Store
 from runbase.tracking.envbuild import DONE, build_env, env_key
 
@@ -29,13 +29,7 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
     for version in ("1.0", "2.0"):
         fake_wheel(wheels, "rbtiny", version)
     for var, value in {
-        "PIP_FIND_LINKS": str(wheels),
-        "PIP_NO_INDEX": "1",
-        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-        "UV_FIND_LINKS": str(wheels),
-        "UV_NO_INDEX": "1",
-        "UV_OFFLINE": "1",
-        "UV_PYTHON_DOWNLOADS": "never",
+        **offline_installs(wheels),
         "UV_CACHE_DIR": str(tmp_path / "uv-cache"),
     }.items():
         monkeypatch.setenv(var, value)

@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from conftest import commit, fake_wheel, runbase_cmd, write
+from conftest import commit, fake_wheel, offline_installs, runbase_cmd, write
 
 PY = sys.executable
 
@@ -226,14 +226,7 @@ def test_a_package_upgrade_is_an_env_factor(project: Path, tmp_path: Path) -> No
     a = run(project, "train.py", python=python, env={"PYTHONPATH": sites["1.0"]})
     b = run(project, "train.py", python=python, env={"PYTHONPATH": sites["2.0"]})
     # without --env venv the package is listed as untestable, with the reason
-    offline = {
-        "PIP_NO_INDEX": "1",
-        "PIP_FIND_LINKS": str(wheels),
-        "UV_NO_INDEX": "1",
-        "UV_FIND_LINKS": str(wheels),
-        "UV_OFFLINE": "1",
-        "UV_PYTHON_DOWNLOADS": "never",
-    }
+    offline = offline_installs(wheels)
     r = runbase_cmd("explain", a, b, "--json", cwd=project, env=offline)
     assert r.returncode == 2 and "rbfake" in r.stderr and "--env venv" in r.stderr
     # the rebuilt environments hold the recorded versions alone: a PYTHONPATH of the

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import documented_keys, fake_wheel, runbase_cmd, write
+from conftest import documented_keys, fake_wheel, offline_installs, runbase_cmd, write
 from runbase.errors import QueryError
 
 PY = sys.executable
@@ -517,14 +517,7 @@ def test_reproduce_explain_after_a_library_upgrade_names_the_package(
     shutil.rmtree(site / "rbfakex")
     shutil.rmtree(site / "rbfakex-1.0.dist-info")
     zipfile.ZipFile(fake_wheel(wheels, "rbfakex", "2.0", "VALUE = 2.0\n")).extractall(site)
-    offline = {
-        "PIP_NO_INDEX": "1",
-        "PIP_FIND_LINKS": str(wheels),
-        "UV_NO_INDEX": "1",
-        "UV_FIND_LINKS": str(wheels),
-        "UV_OFFLINE": "1",
-        "UV_PYTHON_DOWNLOADS": "never",
-    }
+    offline = offline_installs(wheels)
     plain = runbase_cmd("reproduce", orig, cwd=project, env=offline)
     assert plain.returncode == 1, plain.stdout + plain.stderr
     new = _last_id(project)

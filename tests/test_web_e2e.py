@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from conftest import GIT, _free_port, commit, runbase_cmd, stop_process, wait_http, write
+from conftest import GIT, commit, runbase_cmd, runbase_ui, write
 
 CHROMIUM = os.environ.get("RUNBASE_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -150,23 +150,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def server(site: dict[str, Any]) -> Iterator[str]:
     """`runbase ui --no-browser` on a free port, as a user starts it."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runbase", "ui", "--no-browser", "--port", str(port)],
-        cwd=site["root"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    if wait_http(url + "/api/runs?limit=1", proc, timeout=30):
-        proc.kill()
-        out = proc.communicate()[0]
-        pytest.fail(f"runbase ui did not start (exit {proc.returncode}):\n{out}")
-    yield url
-    stop_process(proc)
+    with runbase_ui(site["root"], "/api/runs?limit=1") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -24,12 +23,10 @@ import pytest
 import test_web_e2e
 from conftest import (
     GIT,
-    _free_port,
     commit,
     http_request,
     runbase_cmd,
-    stop_process,
-    wait_http,
+    runbase_ui,
     write,
 )
 
@@ -157,27 +154,9 @@ def _report(a: str, b: str, h_data: str, h_lr: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-@contextlib.contextmanager
-def _ui(root: Path) -> Iterator[str]:
+def _ui(root: Path) -> contextlib.AbstractContextManager[str]:
     """`runbase ui --no-browser` on a free port, as a user starts it."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runbase", "ui", "--no-browser", "--port", str(port)],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    if wait_http(url + "/api/health", proc, timeout=30):
-        proc.kill()
-        pytest.fail(f"runbase ui did not start:\n{proc.communicate()[0]}")
-    try:
-        yield url
-    finally:
-        stop_process(proc)
+    return runbase_ui(root)
 
 
 @pytest.fixture(scope="module")
