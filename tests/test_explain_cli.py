@@ -468,9 +468,12 @@ def test_ctrl_c_stops_the_hybrids_and_exits_130(project: Path, tmp_path: Path) -
     started = tmp_path / "started"
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_")}
     env.update(RUNBASE_CONFIG=os.environ["RUNBASE_CONFIG"], SLOW_FLAG=str(started))
+    # as a terminal's Ctrl-C finds it: a test run in the background (`.ci/run &`) has
+    # SIGINT ignored, and a child inherits that, so Python would never see the SIGINT
     proc = subprocess.Popen(
         [PY, "-m", "runbase", "explain", a, b, "-j", "1"],
         cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         wait_until(lambda: started.is_file() and started.read_text(), what="a hybrid to start")

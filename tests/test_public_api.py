@@ -19,6 +19,7 @@ PUBLIC = {
     "StoreError",
     "UsageError",
     "active_run",
+    "explain",
     "finish",
     "get_run",
     "init",

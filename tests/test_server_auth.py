@@ -242,6 +242,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/p/{project}/api/compare"): READER,
     ("GET", "/p/{project}/api/diff"): READER,
     ("GET", "/p/{project}/api/importance"): READER,
+    ("GET", "/p/{project}/api/explain"): READER,
     ("GET", "/p/{project}/api/highlight.css"): READER,
 }
 
@@ -255,6 +256,7 @@ PAGES: dict[tuple[str, str], str] = {
     ("GET", "/p/{project}/"): READER,
     ("GET", "/p/{project}/runs/{ref}"): READER,
     ("GET", "/p/{project}/compare"): READER,
+    ("GET", "/p/{project}/explain"): READER,
 }
 
 RANK = {READER: 0, WRITER: 1, ADMIN: 2}
@@ -325,6 +327,8 @@ def build_request(env: Env, method: str, path: str, user: str | None) -> dict[st
         query["a"] = run_id
     elif tail == "importance":
         query["metric"] = "best"
+    elif tail == "explain":
+        query["a"] = query["b"] = run_id
     url = path.format(**params)
     if query:
         url += "?" + urllib.parse.urlencode(query)
