@@ -220,9 +220,13 @@ class _Lab:
         d.mkdir(parents=True, exist_ok=True)
         return d
 
-    def _finished_hybrids(self) -> dict[str, dict[str, Any]]:
-        """The newest ended run of each hybrid key of this explanation."""
-        rows = list_runs(self.store, f"tags.{ax.TAG} == {json.dumps(self.xid)}", limit=None)
+    def _finished_hybrids(self, keys: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        """The newest ended run of each hybrid key of this explanation (of ``keys`` only,
+        when given: the hybrids just run, not every one again after each batch)."""
+        where = f"tags.{ax.TAG} == {json.dumps(self.xid)}"
+        if keys:
+            where += f" and tags.`{ax.TAG_KEY}` in ({', '.join(map(json.dumps, keys))})"
+        rows = list_runs(self.store, where, limit=None)
         found: dict[str, dict[str, Any]] = {}
         for row in sorted(rows, key=lambda r: r.get("started_at") or 0):
             key = (row.get("tags") or {}).get(ax.TAG_KEY)
@@ -257,8 +261,8 @@ class _Lab:
     def _note(self, subset: frozenset[str], row: dict[str, Any] | None, new: bool) -> float | None:
         if row is None:  # interrupted, or the run could not even start
             return None
-        rec = build_record(self.store, row["id"], include_patch=False)
-        value = ax.metric_value(rec, self.metric) if rec["status"] == "finished" else None
+        # the listing's row has the status and metric summaries: no record to build
+        value = ax.metric_value(row, self.metric) if row["status"] == "finished" else None
         if not any(r["run"] == row["id"] for r in self.runs):
             self.runs.append(
                 {
@@ -266,7 +270,7 @@ class _Lab:
                     "role": self._role(subset),
                     "factors": sorted(subset),
                     "value": value,
-                    "status": rec["status"],
+                    "status": row["status"],
                     "cached": not new,
                 }
             )
@@ -292,10 +296,7 @@ class _Lab:
         # would fill a disk that holds the few that run
         for i in range(0, len(items), self.jobs):
             self._run_batch(items[i : i + self.jobs], repeat)
-        fresh = self._finished_hybrids()
-        for key, _subset in items:
-            if key in fresh:
-                self._cache[key] = fresh[key]
+        self._cache.update(self._finished_hybrids([key for key, _ in items]))
 
     def _run_batch(self, batch: list[tuple[str, frozenset[str]]], repeat: int) -> None:
         prepared = [self._prepare(key, subset, repeat) for key, subset in batch]
