@@ -37,11 +37,6 @@ def render(report: dict[str, Any], color: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _text(v: Any) -> str:
-    """A name, description or reason for the terminal: from the records of A and B."""
-    return printable(v)
-
-
 def _num(v: Any) -> float | None:
     """A value of the report as a float: the JSON form writes NaN/inf as strings."""
     v = as_number(v)
@@ -142,7 +137,7 @@ def _factors(report: dict[str, Any], paint: _Paint) -> list[str]:
     factors = report.get("factors") or []
     if not factors:
         return ["no factor could be tested"]
-    width = max(len(_text(f.get("kind", ""))) for f in factors)
+    width = max(len(printable(f.get("kind", ""))) for f in factors)
     lines = [
         paint("factors, largest effect first:", bold=True),
         f"  #     effect   share  {'kind':<{width}}  change",
@@ -153,7 +148,7 @@ def _factors(report: dict[str, Any], paint: _Paint) -> list[str]:
         share_text = "      " if share is None or not math.isfinite(share) else f"{share:5.1f}%"
         head = (
             f"{i:3d}  {_delta(f.get('effect')):>9}  {share_text}  "
-            f"{_text(f.get('kind', '')):<{width}}  {_text(f.get('description') or f.get('name'))}"
+            f"{printable(f.get('kind', '')):<{width}}  {printable(f.get('description') or f.get('name'))}"
         )
         if f.get("breaks_run"):
             lines.append(paint(head, fg="red"))
@@ -183,7 +178,7 @@ def _interactions(report: dict[str, Any], paint: _Paint) -> list[str]:
         return []
     lines = [paint("interactions (together they move it beyond their effects alone):", bold=True)]
     for item in found:
-        names = " + ".join(_text(n) for n in item.get("factors") or [])
+        names = " + ".join(printable(n) for n in item.get("factors") or [])
         lines.append(f"  {names}: {_delta(item.get('effect'))}")
     return lines
 
@@ -193,9 +188,9 @@ def _untestable(report: dict[str, Any], paint: _Paint) -> list[str]:
     if not items:
         return []
     lines = [paint("not tested:", bold=True)]
-    width = max(len(_text(u.get("kind", ""))) for u in items)
+    width = max(len(printable(u.get("kind", ""))) for u in items)
     for u in items:
-        kind, name, reason = (_text(u.get(k, "")) for k in ("kind", "name", "reason"))
+        kind, name, reason = (printable(u.get(k, "")) for k in ("kind", "name", "reason"))
         lines.append(f"  {kind:<{width}}  {name}: {reason}")
     return lines
 
@@ -206,12 +201,12 @@ def _search(report: dict[str, Any], paint: _Paint) -> list[str]:
         return []
     lines = [
         paint("search: ", bold=True)
-        + f"{_text(search.get('method'))}, {search.get('used')} of a budget of "
+        + f"{printable(search.get('method'))}, {search.get('used')} of a budget of "
         f"{search.get('budget')} hybrids"
     ]
-    lines += [f"  {_text(note)}" for note in search.get("notes") or []]
+    lines += [f"  {printable(note)}" for note in search.get("notes") or []]
     for item in report.get("untried") or []:
-        lines.append(f"  not tried: {_text(item.get('name'))}: {_text(item.get('reason'))}")
+        lines.append(f"  not tried: {printable(item.get('name'))}: {printable(item.get('reason'))}")
     unexplained = _num(report.get("unexplained"))
     threshold = _num((report.get("noise") or {}).get("threshold")) or 0.0
     if unexplained is not None and not abs(unexplained) <= threshold:  # NaN: shown
@@ -232,13 +227,13 @@ def _hybrids(report: dict[str, Any], paint: _Paint) -> list[str]:
     lines = [line]
     failed = [r for r in h.get("runs") or [] if r.get("status") != "finished"]
     for r in failed[:_MAX_FAILED_SHOWN]:
-        run = _text(r.get("run"))
+        run = printable(r.get("run"))
         what = {"a": "re-run of A", "b": "re-run of B"}.get(str(r.get("role")))
-        what = what or " + ".join(_text(n) for n in r.get("factors") or [])
-        lines.append(f"  {_text(r.get('status'))}: {what} - runbase logs {run[:10]}")
+        what = what or " + ".join(printable(n) for n in r.get("factors") or [])
+        lines.append(f"  {printable(r.get('status'))}: {what} - runbase logs {run[:10]}")
     if len(failed) > _MAX_FAILED_SHOWN:
         lines.append(f"  ... {len(failed) - _MAX_FAILED_SHOWN} more did not finish")
     if report.get("id"):
-        where = f"tags.explain == {_text(json.dumps(str(report['id'])))}"
+        where = f"tags.explain == {printable(json.dumps(str(report['id'])))}"
         lines.append(f"  runbase ls --all --where '{where}' lists them")
     return lines
