@@ -42,6 +42,7 @@ from runbase.server.service import Server, ServerConfig  # noqa: E402
 from runbase.web import pages  # noqa: E402
 from runbase.web.api import router as api_router  # noqa: E402
 from runbase.web.app import PLOTLY_PATH, plotly_js  # noqa: E402
+from runbase.web.routes import read_routers, write_routers  # noqa: E402
 
 
 def create_server_app(config: ServerConfig, server: Server | None = None) -> FastAPI:
@@ -67,9 +68,13 @@ def create_server_app(config: ServerConfig, server: Server | None = None) -> Fas
     app.include_router(meta)
     app.include_router(v1)
     app.include_router(project_api)
-    app.include_router(
-        api_router, prefix="/p/{project}/api", dependencies=[Depends(role_dependency("reader"))]
-    )
+    reader = [Depends(role_dependency("reader"))]
+    app.include_router(api_router, prefix="/p/{project}/api", dependencies=reader)
+    for router in read_routers():
+        app.include_router(router, prefix="/p/{project}/api", dependencies=reader)
+    writer = [Depends(role_dependency("writer"))]  # a session cookie also needs its CSRF token
+    for router in write_routers():
+        app.include_router(router, prefix="/p/{project}/api", dependencies=writer)
     app.include_router(ui)
     app.include_router(pages.router, prefix="/p/{project}", dependencies=[Depends(page_reader)])
     app.add_api_route(PLOTLY_PATH, plotly_js, methods=["GET"], include_in_schema=False)

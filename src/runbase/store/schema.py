@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from runbase.store.tables import BLOB, DOUBLE, INTEGER, TEXT, Column, Index, Schema, Table
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 def _key(name: str, type_: str = TEXT) -> Column:
@@ -177,6 +177,44 @@ LIVE_LOGS = Table(
     since=5,
 )
 
+# Version 6 (the chart workspace): the images and tables a run logged
+# (``runbase.log_image``, ``runbase.log_table``, TensorBoard image summaries), each an
+# object of the object store; and the saved views of the runs page (one store = one
+# project: filter, sort, columns and chart panels by name).
+MEDIA = Table(
+    "media",
+    [
+        _key("run_id"),
+        _key("kind"),  # image | table
+        _key("key"),
+        _key("step", INTEGER),
+        _key("idx", INTEGER),  # several images logged at one step under one key
+        _nn("oid", TEXT),
+        _nn("mime", TEXT),  # image/png, image/jpeg, image/gif, image/webp; application/json
+        _nn("size", INTEGER),
+        Column("width", INTEGER),  # pixels; a table: its columns
+        Column("height", INTEGER),  # pixels; a table: its rows
+        Column("caption", TEXT),
+        _nn("time", DOUBLE),
+    ],
+    key=("run_id", "kind", "key", "step", "idx"),
+    since=6,
+)
+
+VIEWS = Table(
+    "views",
+    [
+        _key("name"),
+        _nn("spec", TEXT),  # JSON, docs/views.md
+        _nn("is_default", INTEGER, default=0),
+        Column("user_name", TEXT),
+        _nn("created_at", DOUBLE),
+        _nn("updated_at", DOUBLE),
+    ],
+    key=("name",),
+    since=6,
+)
+
 STORE_SCHEMA = Schema(
     SCHEMA_VERSION,
     [
@@ -191,6 +229,8 @@ STORE_SCHEMA = Schema(
         RUN_FILES,
         STAT_DIRS,
         LIVE_LOGS,
+        MEDIA,
+        VIEWS,
     ],
 )
 

@@ -36,6 +36,7 @@ from runbase.store.pool import StorePool  # noqa: E402
 from runbase.web.api import get_store, json_response  # noqa: E402
 from runbase.web.api import router as api_router  # noqa: E402
 from runbase.web.errors import error_handlers  # noqa: E402
+from runbase.web.routes import read_routers, write_routers  # noqa: E402
 
 __all__ = ["create_app", "error_handlers", "get_store", "json_response"]
 
@@ -85,6 +86,8 @@ def create_app(
     error_handlers(app)
     deps = [Depends(auth)] if auth is not None else []
     app.include_router(api_router, prefix="/api", dependencies=deps)
+    for router in (*read_routers(), *write_routers()):  # local: one user, no roles
+        app.include_router(router, prefix="/api", dependencies=deps)
     app.add_api_route(PLOTLY_PATH, plotly_js, methods=["GET"], include_in_schema=False)
     _include_pages(app, deps)
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)

@@ -246,6 +246,32 @@ const RB = (() => {
     return observer;
   }
 
+  /** The color of a run, the same on every chart and page: a hash of its id picks one
+   * of 20 hues (the 10 of COLORS, then 10 more), so a run keeps its color whatever
+   * other runs are shown and in whichever order. */
+  const RUN_COLORS = [
+    ...COLORS,
+    "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173",
+    "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363",
+  ];
+  function runColor(id) {
+    let h = 2166136261; // FNV-1a over the id's characters
+    for (let i = 0; i < String(id).length; i++) {
+      h ^= String(id).charCodeAt(i);
+      h = Math.imul(h, 16777619);
+    }
+    return RUN_COLORS[(h >>> 0) % RUN_COLORS.length];
+  }
+
+  /** Dark mode follows the OS setting (prefers-color-scheme, app.css): charts take
+   * their text and grid colors from the page's CSS variables. */
+  function chartTheme() {
+    const css = getComputedStyle(document.documentElement);
+    const fg = css.getPropertyValue("--fg").trim() || "#1d232b";
+    const grid = css.getPropertyValue("--line").trim() || "#d8dee4";
+    return { font: { color: fg }, xaxis: { gridcolor: grid, zerolinecolor: grid }, yaxis: { gridcolor: grid, zerolinecolor: grid } };
+  }
+
   function plot(node, traces, layout, extra) {
     if (Array.from(node.children).some((c) => !c.classList.contains("plot-container"))) {
       Plotly.purge(node); // a message ("loading…") sits where the chart goes
@@ -262,7 +288,11 @@ const RB = (() => {
       },
       layout || {}
     );
-    return Plotly.react(node, traces, full, Object.assign({ responsive: true, displaylogo: false }, extra || {}));
+    const theme = chartTheme();
+    full.font = Object.assign({ size: 11 }, theme.font, (layout || {}).font || {});
+    for (const ax of ["xaxis", "yaxis"]) full[ax] = Object.assign({}, theme[ax], full[ax] || {});
+    // the mode bar only while the pointer is over the chart (plotly's "hover")
+    return Plotly.react(node, traces, full, Object.assign({ responsive: true, displaylogo: false, displayModeBar: "hover" }, extra || {}));
   }
 
   /** Exponential moving average, debiased (as TensorBoard's smoothing slider). */
@@ -318,5 +348,6 @@ const RB = (() => {
     config, base, el, fill, api, apiSend, ApiError, load, showError, fmtValue, fmtDuration, fmtAgo,
     fmtTime, timeCell, fmtBytes, shortHash, statusBadge, runUrl, compareUrl, field, tabs, COLORS,
     chartCard, onceVisible, plot, smooth, numbers, table, kvTable, debounce, parseTime,
+    runColor, chartTheme,
   };
 })();

@@ -1,0 +1,20 @@
+"""The API's routers beyond :mod:`runbase.web.api`, by resource, and who may use them:
+``runbase ui`` serves them all under ``/api``; the team server under
+``/p/{project}/api``, the read routers to a project's readers and the write routers to
+its writers."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from runbase.web import routes_media, routes_panel, routes_views
+
+
+def read_routers() -> list[APIRouter]:
+    """Routes that only read: the chart panel, media, saved views."""
+    return [routes_panel.router, routes_media.router, routes_views.router]
+
+
+def write_routers() -> list[APIRouter]:
+    """Routes that change the project: saving, deleting and defaulting views."""
+    return [routes_views.write_router]
