@@ -4,7 +4,7 @@
     app = create_app(".runbase")          # an ASGI app (FastAPI): uvicorn.run(app)
 
 The API (``/api/...``, docs/api.md) is a thin layer over :mod:`runbase.render.views`. Needs
-the ``ui`` extra: ``pip install 'runbase[ui]'`` (FastAPI, uvicorn, plotly, pygments);
+the ``ui`` extra: ``pip install 'runbase[ui]'`` (FastAPI, uvicorn, plotly, pygments, numpy);
 importing this package alone imports none of them.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from runbase.errors import RunbaseError
 
 INSTALL_HINT = "pip install 'runbase[ui]'"
-_NEEDED = ("fastapi", "uvicorn", "plotly", "pygments")
+_NEEDED = ("fastapi", "uvicorn", "plotly", "pygments", "numpy")
 
 
 def require_ui(*modules: str) -> None:
