@@ -90,8 +90,9 @@ def _page(
 
 @router.get("/", response_class=HTMLResponse)
 def runs_page(request: Request) -> HTMLResponse:
-    """The runs table."""
-    return _page(request, "runs.html", "Runs", ["runs.js"], charts=False)
+    """The runs page: the chart workspace (``workspace.js``, ``RBWorkspace``) over the runs
+    table (``runs.js``); ``?view=NAME`` opens a saved view, a bare ``/`` the default one."""
+    return _page(request, "runs.html", "Runs", ["workspace.js", "runs.js"])
 
 
 @router.get("/runs/{ref}", response_class=HTMLResponse)

@@ -33,6 +33,19 @@
   let keys = { params: [], metrics: [], tags: [] };
   let loading = 0;
   let refreshTimer = null;
+  // the chart workspace above the table (workspace.js); the table works without it
+  const ws = window.RBWorkspace ? RBWorkspace.create($("workspace"), { onHoverRun: () => {}, onChange: () => {} }) : null;
+  let wsQuery = "";
+
+  /** The workspace follows the table's filter and sort (it reloads only on a change). */
+  function syncWorkspace() {
+    if (!ws) return;
+    const q = { where: state.where, sort: state.sort, sweep: state.sweep, hybrids: state.hybrids };
+    const key = JSON.stringify(q);
+    if (key === wsQuery) return;
+    wsQuery = key;
+    ws.setQuery(q);
+  }
 
   function loadCols() {
     const saved = localStorage.getItem(COLUMNS_KEY);
@@ -86,6 +99,7 @@
     clearTimeout(refreshTimer);
     const ticket = ++loading;
     saveUrl();
+    syncWorkspace();
     let data;
     try {
       data = await api("/api/runs", {
