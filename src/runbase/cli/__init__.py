@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "demo": "demo",
     **dict.fromkeys(("login", "remote", "push", "pull", "search"), "remote"),
     "server": "server",
+    "views": "views",
 }
 
 

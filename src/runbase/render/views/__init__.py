@@ -56,6 +56,13 @@ from runbase.render.views.runs import (
     runs_page,
     store_keys,
 )
+from runbase.render.views.saved import (
+    delete_view,
+    save_view,
+    saved_view,
+    saved_views,
+    set_default_view,
+)
 
 
 def health() -> dict[str, Any]:
@@ -84,6 +91,7 @@ __all__ = [
     "code_file_bytes",
     "code_tree",
     "compare",
+    "delete_view",
     "diff",
     "downsample",
     "explanation",
@@ -99,6 +107,10 @@ __all__ = [
     "run_detail",
     "run_items",
     "runs_page",
+    "save_view",
+    "saved_view",
+    "saved_views",
+    "set_default_view",
     "series_keys",
     "store_keys",
 ]
