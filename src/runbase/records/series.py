@@ -1,11 +1,13 @@
 """A run's logged metric points (the ``metrics`` and ``metric_chunks`` tables), read for
-charts: which keys have points, and the points of one key after a step."""
+charts: which keys have points, the points of one key after a step, and the points of
+one key of many runs at once (the chart panel)."""
 
 from __future__ import annotations
 
 import sys
 from array import array
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 from runbase.core.shapes import fit_row
 from runbase.store import Store
@@ -61,3 +63,88 @@ def series_points(
         steps.extend(s)
         vals.extend(v)
     return steps, vals
+
+
+# -- many runs of one key at once (the chart panel) -----------------------------------------
+
+MAX_IDS = 500  # run ids per `IN (...)`: well under SQLite's variable limit (999 before 3.32)
+# points read by one query: 100 runs x 10,000 points is one query; a few runs of millions
+# of points each are read a few runs at a time, so one request never holds them all
+MAX_QUERY_POINTS = 4_000_000
+
+
+class RunPoints(NamedTuple):
+    """One run's points of one metric, in logging order, as the stored bytes: ``steps``
+    int64, ``vals`` (and ``times``, epoch seconds, when asked; else None) float64, all
+    little-endian, the same number of 8-byte values in each."""
+
+    run_id: str
+    steps: bytes
+    vals: bytes
+    times: bytes | None
+
+
+def series_counts(
+    store: Store, run_ids: list[str], keys: list[str] | None = None
+) -> dict[str, dict[str, int]]:
+    """``{key: {run_id: count}}``: the metrics with logged points among ``run_ids``
+    (only ``keys``, when given), as the ``metrics`` table counts them."""
+    out: dict[str, dict[str, int]] = {}
+    key_sql = f" AND key IN ({','.join('?' * len(keys))})" if keys else ""
+    if keys is not None and not keys:
+        return out
+    for lo in range(0, len(run_ids), MAX_IDS):
+        chunk = run_ids[lo : lo + MAX_IDS]
+        q = (
+            f"SELECT run_id, key, count FROM metrics WHERE run_id IN ({','.join('?' * len(chunk))})"
+            f"{key_sql} AND count > 0"
+        )
+        for run_id, key, count in store.db.query(q, [*chunk, *(keys or [])]):
+            if isinstance(key, str) and isinstance(count, int):  # what a store holds: checked
+                out.setdefault(key, {})[run_id] = count
+    return out
+
+
+def series_many(
+    store: Store, key: str, counts: dict[str, int], times: bool = False
+) -> Iterator[RunPoints]:
+    """The points of metric ``key`` of each run of ``counts`` (``{run_id: count}``, as
+    :func:`series_counts` gives; the runs come back in that order, a run without points
+    left out): one query for all of them (``run_id IN (...)``), or one per
+    :data:`MAX_QUERY_POINTS` points. A chunk whose blobs disagree with each other (not
+    whole 8-byte values, not as many in each) is skipped: a store is not trusted."""
+    batch: list[str] = []
+    size = 0
+    for run_id, count in counts.items():
+        if batch and (len(batch) >= MAX_IDS or size + count > MAX_QUERY_POINTS):
+            yield from _read_batch(store, key, batch, times)
+            batch, size = [], 0
+        batch.append(run_id)
+        size += max(count, 0)
+    if batch:
+        yield from _read_batch(store, key, batch, times)
+
+
+def _read_batch(store: Store, key: str, run_ids: list[str], times: bool) -> Iterator[RunPoints]:
+    cols = "run_id, steps, vals" + (", times" if times else "")
+    q = (
+        f"SELECT {cols} FROM metric_chunks WHERE key = ? "
+        f"AND run_id IN ({','.join('?' * len(run_ids))}) ORDER BY run_id, seq"
+    )
+    parts: dict[str, tuple[list[bytes], list[bytes], list[bytes]]] = {}
+    for row in store.db.query(q, [key, *run_ids]):
+        run_id, b_steps, b_vals = row[0], row[1], row[2]
+        b_times = row[3] if times else b""
+        if not all(isinstance(b, bytes) for b in (b_steps, b_vals, b_times)):
+            continue
+        n = len(b_vals)
+        if n % 8 or len(b_steps) != n or (times and len(b_times) != n):
+            continue
+        s, v, t = parts.setdefault(run_id, ([], [], []))
+        s.append(b_steps)
+        v.append(b_vals)
+        t.append(b_times)
+    for run_id in run_ids:
+        if run_id in parts:
+            s, v, t = parts.pop(run_id)
+            yield RunPoints(run_id, b"".join(s), b"".join(v), b"".join(t) if times else None)

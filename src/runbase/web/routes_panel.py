@@ -1,7 +1,111 @@
-"""(placeholder: being written) routes of the JSON API under /api."""
+"""``GET /api/panel``: the chart panel of the runs page (docs/api.md), a thin handler over
+:func:`runbase.render.views.chart_panel`."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from runbase.errors import UsageError
+from runbase.render import views
+from runbase.web.api import MAX_EXPR, MAX_OFFSET, MAX_REF, ErrorBody, StoreDep, Where, json_response
 
 router = APIRouter()
+
+MAX_LIST = 20_000  # characters of one exclude / metrics value (500 run ids, comma-separated)
+MAX_ITEMS = 1_000  # exclude / metrics values given (each may list several, comma-separated)
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {}}, "description": "JSON (see docs/api.md)"},
+    400: {"model": ErrorBody, "description": "Malformed expression or argument"},
+}
+
+
+def _csv(values: list[str] | None) -> list[str]:
+    """``a,b`` and repeated parameters alike."""
+    return [p.strip() for v in values or [] for p in v.split(",") if p.strip()]
+
+
+def _check_lengths(name: str, values: list[str] | None) -> None:
+    if values and any(len(v) > MAX_LIST for v in values):
+        raise UsageError(f"{name}: a value over {MAX_LIST} characters")
+
+
+@router.get(
+    "/panel",
+    tags=["runs"],
+    summary="The runs page's charts: every metric of the table's runs, downsampled",
+    responses=_RESPONSES,
+)
+def get_panel(
+    store: StoreDep,
+    where: Where = None,
+    sort: Annotated[
+        str | None,
+        Query(max_length=MAX_EXPR, description="Sort, as `/api/runs`: the table's order"),
+    ] = None,
+    runs: Annotated[
+        int, Query(ge=1, le=views.MAX_PANEL_RUNS, description="How many runs of the table")
+    ] = views.DEFAULT_PANEL_RUNS,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="From this row on")] = 0,
+    sweep: Annotated[str | None, Query(max_length=MAX_REF, description="Sweep id")] = None,
+    hybrids: Annotated[
+        bool,
+        Query(description="Include the hybrid runs of `runbase explain` (tagged `explain`)"),
+    ] = True,
+    exclude: Annotated[
+        list[str] | None,
+        Query(max_length=MAX_ITEMS, description="Run ids left out (comma-separated or repeated)"),
+    ] = None,
+    metrics: Annotated[
+        list[str] | None,
+        Query(
+            max_length=MAX_ITEMS,
+            description="Metric keys to chart (comma-separated or repeated); "
+            "default: every metric the runs logged, at most 24",
+        ),
+    ] = None,
+    points: Annotated[
+        int,
+        Query(
+            ge=views.MIN_PANEL_POINTS,
+            le=views.MAX_PANEL_POINTS,
+            description="Buckets per series (server-side downsampling)",
+        ),
+    ] = views.DEFAULT_PANEL_POINTS,
+    x: Annotated[
+        Literal["step", "time", "relative"],
+        Query(description="x axis: step, wall time (epoch s), seconds since the run started"),
+    ] = "step",
+    group_by: Annotated[
+        str | None,
+        Query(
+            max_length=MAX_REF,
+            description="Group runs by params.KEY, tags.KEY, status, user or sweep",
+        ),
+    ] = None,
+    band: Annotated[
+        Literal["minmax", "sd"],
+        Query(description="A group's band: its runs' min to max, or the mean -+ sd"),
+    ] = "minmax",
+) -> Response:
+    _check_lengths("exclude", exclude)
+    _check_lengths("metrics", metrics)
+    return json_response(
+        views.chart_panel(
+            store,
+            where=where,
+            sort=sort,
+            runs=runs,
+            offset=offset,
+            sweep=sweep,
+            hybrids=hybrids,
+            exclude=_csv(exclude),
+            metrics=_csv(metrics) or None,
+            points=points,
+            x=x,
+            group_by=group_by,
+            band=band,
+        )
+    )

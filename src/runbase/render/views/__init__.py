@@ -2,9 +2,9 @@
 return JSON-able dicts (strict JSON: no NaN). The JSON API (``runbase.web.api``,
 docs/api.md) is a thin layer over these; the HTML pages and ``runbase report`` call
 them directly. One module per resource: ``runs`` (the runs table), ``run``,
-``metrics``, ``code``, ``notebook``, ``logs``, ``lineage``, ``compare`` (several
-runs: compare, diff, importance) and ``explain`` (the saved ``runbase explain A B``);
-their SQL lives in ``runbase.records``.
+``metrics``, ``panel`` (the runs page's charts), ``code``, ``notebook``, ``logs``,
+``lineage``, ``compare`` (several runs: compare, diff, importance) and ``explain`` (the
+saved ``runbase explain A B``); their SQL lives in ``runbase.records``.
 
     from runbase.store import Store
     from runbase.render import views
@@ -47,6 +47,17 @@ from runbase.render.views.lineage import MAX_LINEAGE_DEPTH, lineage
 from runbase.render.views.logs import DEFAULT_LOG_CHUNK, MAX_LOG_CHUNK, log_chunk
 from runbase.render.views.metrics import DEFAULT_POINTS, MAX_POINTS, downsample, metric_series
 from runbase.render.views.notebook import MAX_CELLS, notebook
+from runbase.render.views.panel import (
+    BANDS,
+    DEFAULT_PANEL_POINTS,
+    DEFAULT_PANEL_RUNS,
+    MAX_PANEL_METRICS,
+    MAX_PANEL_POINTS,
+    MAX_PANEL_RUNS,
+    MIN_PANEL_POINTS,
+    X_MODES,
+    chart_panel,
+)
 from runbase.render.views.run import run_detail
 from runbase.render.views.runs import (
     MAX_GROUPS,
@@ -72,6 +83,9 @@ def health() -> dict[str, Any]:
 
 __all__ = [
     "API_VERSION",
+    "BANDS",
+    "DEFAULT_PANEL_POINTS",
+    "DEFAULT_PANEL_RUNS",
     "DEFAULT_LOG_CHUNK",
     "DEFAULT_POINTS",
     "MAX_CELLS",
@@ -81,14 +95,20 @@ __all__ = [
     "MAX_LINEAGE_DEPTH",
     "MAX_LOG_CHUNK",
     "MAX_PAGE",
+    "MAX_PANEL_METRICS",
+    "MAX_PANEL_POINTS",
+    "MAX_PANEL_RUNS",
     "MAX_PATCH",
     "MAX_POINTS",
     "MAX_VIEW_OBJECT",
+    "MIN_PANEL_POINTS",
     "UI_INSTALL_HINT",
+    "X_MODES",
     "NotFound",
     "code_diff",
     "code_file",
     "code_file_bytes",
+    "chart_panel",
     "code_tree",
     "compare",
     "delete_view",

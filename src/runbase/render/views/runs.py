@@ -3,7 +3,7 @@ show as columns."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from runbase.capture.params import jsonable
 from runbase.capture.sysmetrics import is_system_metric
@@ -52,6 +52,52 @@ def store_keys(store: Store) -> dict[str, list[str]]:
     }
 
 
+class Listing(NamedTuple):
+    """The runs of one page of the runs table: ``rows`` as :func:`list_runs` gives them
+    (raw: numeric times, metric summaries with counts), ``total`` matching the filter,
+    ``notes`` on the filter (or None without one), and the filter's SQL (``cond``,
+    ``args``) for what else is asked of the same runs."""
+
+    rows: list[dict[str, Any]]
+    total: int
+    notes: list[str] | None
+    cond: str
+    args: list[Any]
+
+
+def list_page(
+    store: Store,
+    where: str | None,
+    sort: str | None,
+    limit: int,
+    offset: int,
+    sweep: str | None = None,
+    hybrids: bool = True,
+    tag_keys: list[str] | None = None,
+) -> Listing:
+    """The runs of the runs table's page (``where`` + ``sweep``, without the hybrid runs
+    of ``runbase explain`` unless ``hybrids``; ``sort``; ``limit`` from ``offset``): what
+    ``/api/runs`` and the chart panel (``runbase.render.views.panel``) both show.
+    ``tag_keys``: every tag key of the store, when the caller has them (a store without
+    hybrids then pays nothing for hiding them)."""
+    where = with_sweep(where, sweep)
+    # the filter alone first: its errors name what the user wrote, and "a) or (b" cannot
+    # pass as one expression once wrapped in the condition that hides the hybrids
+    where_sql(where)
+    # hiding hybrids costs a count over every run (2.5 -> 38 ms for 100,000): skipped
+    # when the store's tag keys show it has none
+    none = tag_keys is not None and EXPLAIN_TAG not in tag_keys
+    shown = hide_explain(where, hybrids or none)
+    cond, args = where_sql(shown)
+    with user_sql():
+        runs = list_runs(store, shown, sort, limit, offset)
+        short = offset == 0 and len(runs) < limit  # the whole result is on this page
+        total = len(runs) if short else count_runs(store, shown)
+        # a misspelled key matches nothing, silently: say which and what is close
+        notes = unknown_keys(store, where) if where else None
+    return Listing(runs, total, notes, cond, args)
+
+
 def runs_page(
     store: Store,
     where: str | None = None,
@@ -76,31 +122,20 @@ def runs_page(
         raise UsageError(f"limit must be between 1 and {MAX_PAGE}")
     if offset < 0:
         raise UsageError("offset must be 0 or more")
-    where = with_sweep(where, sweep)
-    # the filter alone first: its errors name what the user wrote, and "a) or (b" cannot
-    # pass as one expression once wrapped in the condition that hides the hybrids
-    where_sql(where)
+    where_sql(with_sweep(where, sweep))  # a bad filter before the key lists are read
     key_lists = store_keys(store) if keys else {}
-    # a store without hybrids pays nothing for hiding them (the condition costs a
-    # count over every run: 2.5 -> 38 ms for 100,000)
-    none = keys and EXPLAIN_TAG not in key_lists["tag_keys"]
-    shown = hide_explain(where, hybrids or none)
-    cond, args = where_sql(shown)
+    page = list_page(store, where, sort, limit, offset, sweep, hybrids, key_lists.get("tag_keys"))
     with user_sql():
-        runs = list_runs(store, shown, sort, limit, offset)
-        short = offset == 0 and len(runs) < limit  # the whole result is on this page
-        total = len(runs) if short else count_runs(store, shown)
-        groups = listing.group_counts(store, cond, args, group_by) if group_by else None
+        groups = listing.group_counts(store, page.cond, page.args, group_by) if group_by else None
     out: dict[str, Any] = {
-        "total": total,
+        "total": page.total,
         "offset": offset,
         "limit": limit,
-        "runs": jsonable([run_row(r) for r in runs]),
+        "runs": jsonable([run_row(r) for r in page.rows]),
         **key_lists,
     }
     if groups is not None:
         out["groups"] = groups
-    if where:  # a misspelled key matches nothing, silently: say which and what is close
-        with user_sql():
-            out["notes"] = unknown_keys(store, where)
+    if page.notes is not None:
+        out["notes"] = page.notes
     return out
