@@ -76,46 +76,41 @@ def _obj(
 _KEY = _Text(shapes.MAX_NAME)  # a metric, param or media key
 _EXPR = _Text(MAX_EXPR)
 
-PANEL = _obj(
-    {
-        "id": _Text(MAX_NAME),
-        "type": shapes.OneOf(*PANEL_TYPES),
-        "metric": _KEY,
-        "x": _KEY,
-        "y": _KEY,
-        "metrics": shapes.ListOf(_Set(_KEY), MAX_PANEL_METRICS),
-        "key": _KEY,
-        "width": shapes.Int(1, 4),
-        "height": shapes.Int(1, 3),
-    }
-)
-CHART = _obj(
-    {
-        "x": shapes.OneOf(*X_AXES),
-        "log": shapes.Bool(),
-        "smoothing": shapes.Num(0, 0.99),
-        "clip": shapes.Bool(),
-        "band": shapes.OneOf(*BANDS),
-        "runs": shapes.Int(1, 500),
-        "group_by": _KEY,
-    }
-)
-SPEC = _obj(
-    {
-        "version": shapes.OneOf(VERSION),
-        "where": _EXPR,
-        "sort": _EXPR,
-        "group_by": _KEY,
-        "sweep": _KEY,
-        "hybrids": shapes.Bool(),
-        "columns": shapes.ListOf(_Set(_KEY), MAX_COLUMNS),
-        "hidden": shapes.ListOf(_Set(shapes.RunId()), MAX_HIDDEN),
-        "chart": CHART,
-        "panels": shapes.ListOf(PANEL, MAX_PANELS),
-    },
-    required=("version",),
-    nullable=("columns",),  # null: the table's columns chosen automatically
-)
+# the keys of each object of a spec, and their shapes (docs/views.md has a table each)
+PANEL_KEYS: dict[str, shapes.Shape] = {
+    "id": _Text(MAX_NAME),
+    "type": shapes.OneOf(*PANEL_TYPES),
+    "metric": _KEY,
+    "x": _KEY,
+    "y": _KEY,
+    "metrics": shapes.ListOf(_Set(_KEY), MAX_PANEL_METRICS),
+    "key": _KEY,
+    "width": shapes.Int(1, 4),
+    "height": shapes.Int(1, 3),
+}
+CHART_KEYS: dict[str, shapes.Shape] = {
+    "x": shapes.OneOf(*X_AXES),
+    "log": shapes.Bool(),
+    "smoothing": shapes.Num(0, 0.99),
+    "clip": shapes.Bool(),
+    "band": shapes.OneOf(*BANDS),
+    "runs": shapes.Int(1, 500),
+    "group_by": _KEY,
+}
+SPEC_KEYS: dict[str, shapes.Shape] = {
+    "version": shapes.OneOf(VERSION),
+    "where": _EXPR,
+    "sort": _EXPR,
+    "group_by": _KEY,
+    "sweep": _KEY,
+    "hybrids": shapes.Bool(),
+    "columns": shapes.ListOf(_Set(_KEY), MAX_COLUMNS),
+    "hidden": shapes.ListOf(_Set(shapes.RunId()), MAX_HIDDEN),
+    "chart": _obj(CHART_KEYS),
+    "panels": shapes.ListOf(_obj(PANEL_KEYS), MAX_PANELS),
+}
+# null columns: the table's columns chosen automatically (the one key null may set)
+SPEC = _obj(SPEC_KEYS, required=("version",), nullable=("columns",))
 
 
 def check_name(name: Any) -> str:
