@@ -25,6 +25,8 @@ PUBLIC = {
     "init",
     "input",
     "log",
+    "log_image",
+    "log_table",
     "output",
     "param",
     "params",

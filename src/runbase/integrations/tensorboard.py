@@ -4,10 +4,14 @@
   ``add_scalar(tag, value, step)`` -> series ``tag``; ``add_scalars(main, {sub: v},
   step)`` -> series ``main/sub``; ``add_hparams(hparams, metrics)`` -> params (source
   ``tensorboard``) and summaries.
+  ``add_image(tag, img, step, dataformats="CHW")`` -> image ``tag`` (as
+  ``runbase.log_image``); ``add_images(tag, imgs, step, dataformats="NCHW")`` -> the
+  batch as images ``tag`` (idx 0..n-1) at that step.
 * ``tf.summary.scalar(name, data, step)`` (TensorFlow 2, eager) -> series ``name``
   (prefixed with the enclosing ``tf.name_scope``), at ``step`` or
   ``tf.summary.experimental.get_step()``; only when it was written (a default writer
-  is set and recording is on).
+  is set and recording is on). ``tf.summary.image(name, data, step, max_outputs=3)``
+  -> images ``name``: the first ``max_outputs`` of the batch, as TensorBoard keeps.
 
 The original method runs first and its result is returned untouched; the metric is
 recorded after it, and a failure to record is ignored: TensorBoard's files are exactly
@@ -63,6 +67,8 @@ def patch_writer(cls: type) -> None:
         ("add_scalar", _scalar),
         ("add_scalars", _scalars),
         ("add_hparams", _hparams),
+        ("add_image", _image),
+        ("add_images", _images),
     ):
         original = getattr(cls, name, None)
         if callable(original):
@@ -131,6 +137,51 @@ def _hparams(args: tuple, kwargs: dict) -> None:
         t.event("summary", values=values)
 
 
+def _image(args: tuple, kwargs: dict) -> None:
+    _emit_images(
+        _arg(args, kwargs, 0, "tag"),
+        _arg(args, kwargs, 1, "img_tensor"),
+        _arg(args, kwargs, 4, "dataformats", "CHW"),
+        _arg(args, kwargs, 2, "global_step"),
+        _arg(args, kwargs, 3, "walltime"),
+    )
+
+
+def _images(args: tuple, kwargs: dict) -> None:
+    _emit_images(
+        _arg(args, kwargs, 0, "tag"),
+        _arg(args, kwargs, 1, "img_tensor"),
+        _arg(args, kwargs, 4, "dataformats", "NCHW"),
+        _arg(args, kwargs, 2, "global_step"),
+        _arg(args, kwargs, 3, "walltime"),
+    )
+
+
+def _emit_images(tag: Any, img: Any, layout: Any, step: Any, walltime: Any = None) -> None:
+    """Log what a writer just wrote as an image (or, with ``N`` in ``layout``, the
+    batch of images) under ``tag``, as ``runbase.log_image`` does."""
+    from runbase.tracking import media  # lazy: the store's objects; on the first image
+
+    arr = media.as_array(img)
+    images = _in_layout(arr, str(layout or "")) if arr is not None else None
+    if images is None:
+        return  # not a layout TensorBoard takes either (it raised to the program)
+    when = _tracker.to_float(walltime) if walltime is not None else None
+    media.log_image(str(tag), images, step, when=when)
+
+
+def _in_layout(arr: Any, layout: str) -> list[Any] | None:
+    """The images of an array laid out as ``layout`` (letters of ``NCHW``: TensorBoard's
+    ``dataformats``), each H x W or H x W x C."""
+    layout = layout.upper()
+    if len(layout) != arr.ndim or len(set(layout)) != len(layout) or set(layout) - set("NCHW"):
+        return None
+    if "H" not in layout or "W" not in layout:
+        return None
+    arr = arr.transpose([layout.index(c) for c in "NHWC" if c in layout])
+    return list(arr) if "N" in layout else [arr]
+
+
 def _emit(values: dict[str, Any], step: Any, walltime: Any = None) -> None:
     """Append one metric entry to the run's buffer (what ``runbase.log`` does)."""
     t = _tracker.active()
@@ -197,23 +248,26 @@ def hook_tensorflow(module: ModuleType) -> None:
 
 
 def _patch_tf_summary(module: ModuleType) -> None:
-    original = getattr(module, "scalar", None)
-    if original is None or getattr(original, _MARK, False):
-        return
+    for name, record in (("scalar", _tf_scalar), ("image", _tf_image)):
+        original = getattr(module, name, None)
+        if original is not None and not getattr(original, _MARK, False):
+            setattr(module, name, _tf_mirrored(original, record))
 
+
+def _tf_mirrored(original: Callable[..., Any], record: Callable[[Any, tuple, dict], None]) -> Any:
     @functools.wraps(original)
-    def scalar(*args: Any, **kwargs: Any) -> Any:
+    def op(*args: Any, **kwargs: Any) -> Any:
         result = original(*args, **kwargs)
         if _tracker.active() is not None:
             try:
                 if not _from_covered_framework():
-                    _tf_scalar(result, args, kwargs)
+                    record(result, args, kwargs)
             except Exception:  # noqa: BLE001 - mirroring must never break training
                 pass
         return result
 
-    setattr(scalar, _MARK, True)
-    module.scalar = scalar  # type: ignore[attr-defined]
+    setattr(op, _MARK, True)
+    return op
 
 
 def _tf_scalar(result: Any, args: tuple, kwargs: dict) -> None:
@@ -225,6 +279,22 @@ def _tf_scalar(result: Any, args: tuple, kwargs: dict) -> None:
     if step is None:
         step = tf.summary.experimental.get_step()
     _emit({_scope() + name: _arg(args, kwargs, 1, "data")}, step)
+
+
+def _tf_image(result: Any, args: tuple, kwargs: dict) -> None:
+    tf = sys.modules.get("tensorflow")
+    if tf is None or not tf.executing_eagerly() or not bool(result):
+        return  # as _tf_scalar
+    name = str(_arg(args, kwargs, 0, "name"))
+    step = _arg(args, kwargs, 2, "step")
+    if step is None:
+        step = tf.summary.experimental.get_step()
+    from runbase.tracking import media  # lazy: as in _emit_images
+
+    keep = _tracker._to_int(_arg(args, kwargs, 3, "max_outputs", 3)) or 0
+    arr = media.as_array(_arg(args, kwargs, 1, "data"))  # [k, h, w, c]
+    if arr is not None and arr.ndim == 4 and keep > 0:
+        media.log_image(_scope() + name, list(arr[:keep]), step)  # what TensorBoard keeps
 
 
 def _scope() -> str:

@@ -41,14 +41,17 @@ from runbase.core.shapes import (
 from runbase.core.statuses import STATUSES
 from runbase.errors import BundleError, RunNotFound, UnsafePathError
 from runbase.records.maintenance import MAX_MANIFEST, references
+from runbase.records.media import row_problem as media_row_problem
 from runbase.store import Store
 from runbase.store.schema import STORE_SCHEMA
 from runbase.store.tables import Column, Table
 
 BUNDLE_VERSION = 1
 # the tables holding a run's rows besides ``runs`` (spool_offsets is local ingest state)
-TABLES = ("params", "tags", "metrics", "metric_chunks", "run_files")
-OBJECT_KINDS = ("code", "env", "logs", "data", "params")
+TABLES = ("params", "tags", "metrics", "metric_chunks", "run_files", "media")
+# tables a bundle of an older runbase does not have: missing reads as [] (none)
+LATER_TABLES = ("media",)
+OBJECT_KINDS = ("code", "env", "logs", "data", "params", "media")
 MAX_ROWS = 1_000_000  # per table
 MAX_TEXT = 16 << 20  # characters of one text value
 MAX_BLOB = 64 << 20  # bytes of one BLOB value (a compacted metric chunk is at most 8 MiB)
@@ -83,7 +86,7 @@ def run_objects(
     store: Store, run_id: str, data: bool = True, *, expand: bool = True, strict: bool = False
 ) -> dict[str, str]:
     """Every object run ``run_id`` refers to -> its kind (``code``, ``env``, ``logs``,
-    ``data``, ``params``); ``data=False`` leaves data out. Blobs of a tree manifest are
+    ``data``, ``params``, ``media``); ``data=False`` leaves data out. Blobs of a tree manifest are
     listed only when the manifest itself is in ``store`` (``expand=False``: never);
     ``strict``: a malformed manifest raises BundleError (maintenance.references)."""
     out: dict[str, str] = {}
@@ -177,7 +180,7 @@ def _parse(bundle: Any, replace: bool) -> _Parsed:
     run_id, run = _parse_run(bundle.get("run"), replace)
     rows: dict[str, list[dict[str, Any]]] = {}
     for name in TABLES:
-        if replace and name not in bundle:
+        if replace and name not in bundle and name not in LATER_TABLES:
             raise _fail(name, "missing (a full bundle lists every table, [] when empty)")
         rows[name] = _parse_rows(schema()[name], bundle.get(name, []), run_id)
     if bundle.get("data") == "local" and any(r.get("stored") for r in rows["run_files"]):
@@ -418,11 +421,20 @@ def _check_file(row: dict[str, Any], where: str) -> None:
             raise UnsafePathError(e.path, f"{e.why} ({where}.path)") from None
 
 
+def _check_media(row: dict[str, Any], where: str) -> None:
+    # the object route serves the bytes with the row's media type: only the documented ones
+    problem = media_row_problem(row)
+    if problem is not None:
+        column, _, message = problem.partition(": ")
+        raise _fail(f"{where}.{column}", message)
+
+
 _ROW_CHECKS = {
     "runs": _check_run,
     "params": _check_param,
     "metric_chunks": _check_chunk,
     "run_files": _check_file,
+    "media": _check_media,
 }
 
 

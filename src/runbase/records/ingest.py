@@ -29,6 +29,7 @@ from runbase.capture.params import (
 from runbase.core._safe import warn_once
 from runbase.core.shapes import MAX_TIME
 from runbase.core.spool import KIND_KEY, STEP_KEY, TIME_KEY, read_frames
+from runbase.records.media import apply_event as apply_media
 from runbase.store import Store
 
 _BATCH_ENTRIES = 100_000  # per transaction, so memory stays bounded on huge spools
@@ -220,6 +221,8 @@ def _apply_events(
             )
         elif kind == "name":
             cur.execute("UPDATE runs SET name = ? WHERE id = ?", (str(e.get("name"))[:500], run_id))
+        elif kind == "media":  # an image or table, its object stored by the tracked process
+            apply_media(cur, run_id, e)
         else:
             result.events.append(e)
 

@@ -102,6 +102,7 @@ def references(
         yield from _run_row_refs(store, cond, args, trees)
     for cond, args in _scopes("run_id", run_ids):
         yield from _file_and_param_refs(store, cond, args, trees)
+        yield from _media_refs(store, cond, args)
     if run_ids is None:
         for (value,) in store.db.query("SELECT value FROM meta WHERE key LIKE 'packages:%'"):
             yield value.split(" ", 1)[0], "env", ""
@@ -156,6 +157,13 @@ def _file_and_param_refs(
             continue
         if Oid().fit(oid):
             yield oid, "params", run_id
+
+
+def _media_refs(store: Store, cond: str, args: list[str]) -> Iterator[tuple[str, str, str]]:
+    """Objects named by media rows: the images and tables runs logged."""
+    for run_id, oid in store.db.query(f"SELECT run_id, oid FROM media WHERE {cond}", args):
+        if Oid().fit(oid):  # a malformed id names nothing (bundles refuse them)
+            yield oid, "media", run_id
 
 
 @dataclass
@@ -306,7 +314,8 @@ class Usage:
 
 
 def du(store: Store) -> Usage:
-    """Store size by kind (code, data, env, logs, params) and the bytes deduplication saved."""
+    """Store size by kind (code, data, env, logs, params, media) and the bytes
+    deduplication saved."""
     u = Usage()
     sizes: dict[str, int] = {}
     for oid in store.objects:

@@ -1,4 +1,5 @@
-"""The Python API of a run: ``init``, ``param``, ``params``, ``summary``, ``tag``, ``finish``.
+"""The Python API of a run: ``init``, ``param``, ``params``, ``summary``, ``tag``,
+``log_image``, ``log_table``, ``finish``.
 
 ``init()`` attaches to the run of ``runbase run`` when there is one; otherwise it
 starts a run of its own (code snapshot now, environment and ingestion in a small
@@ -72,6 +73,12 @@ class Run:
 
     def summary(self, **metrics: Any) -> None:
         summary(**metrics)
+
+    def log_image(self, key: str, image: Any, step: Any = None, caption: Any = None) -> None:
+        log_image(key, image, step, caption)
+
+    def log_table(self, key: str, data: Any, step: Any = None) -> None:
+        log_table(key, data, step)
 
     def tag(self, *args: str, **tags: Any) -> None:
         tag(*args, **tags)
@@ -460,6 +467,44 @@ def summary(**metrics: Any) -> None:
         warn_once("summary", f"could not record a summary: {e}")
 
 
+def log_image(key: str, image: Any, step: Any = None, caption: Any = None) -> None:
+    """Log an image (or a list of images) under ``key``:
+    ``runbase.log_image("samples", batch[:4], step=epoch)``.
+
+    ``image``: a numpy array (H x W, H x W x 1/3/4; uint8, or floats in [0, 1]), a PIL
+    image, a torch tensor (C x H x W or H x W x C), a path to a PNG, JPEG, GIF or WebP
+    file, or its bytes. Arrays and PIL images are stored as PNG (Pillow: ``pip install
+    'runbase[media]'``), files and bytes as they are. ``step`` defaults to the key's
+    previous step + 1; ``caption``: a text, or one per image. The caller's thread only
+    copies the input: encoding and storing happen on a thread of runbase's. Bad input,
+    or an image over 16 MiB or 50 megapixels, is a warning and is skipped."""
+    try:
+        if ensure_run() is None:
+            return
+        from runbase.tracking import media  # lazy: the store's objects; on first image
+
+        media.log_image(key, image, step, caption)
+    except Exception as e:  # noqa: BLE001
+        warn_once("log-image", f"could not log an image: {type(e).__name__}: {e}")
+
+
+def log_table(key: str, data: Any, step: Any = None) -> None:
+    """Log a table under ``key``: ``runbase.log_table("predictions", df)``.
+
+    ``data``: a pandas DataFrame (a named index becomes columns too), a list of dicts
+    (one per row) or a dict of columns. Stored as JSON (``{"columns", "rows"}``); over
+    100,000 rows, the first ones are kept, with a warning. ``step`` as in
+    :func:`log_image`."""
+    try:
+        if ensure_run() is None:
+            return
+        from runbase.tracking import media  # lazy: as in log_image
+
+        media.log_table(key, data, step)
+    except Exception as e:  # noqa: BLE001
+        warn_once("log-table", f"could not log a table: {type(e).__name__}: {e}")
+
+
 def tag(*args: Any, **tags: Any) -> None:
     """Tag the run: ``tag("baseline")``, ``tag("team", "vision")`` or ``tag(team="vision")``."""
     if len(args) > 2:
@@ -498,6 +543,7 @@ def finish(status: str | None = None) -> None:
             safe_call("notebook cells", stop_cells, run._cells)
         if not run.own:
             if t is not None:
+                t.settle()  # images still being stored reach the spool with the rest
                 t.flush()
             return
         try:

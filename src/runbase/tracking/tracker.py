@@ -39,6 +39,8 @@ _FLUSH_EVERY = 0.25  # seconds: bounds what a SIGKILL can lose
 _FLUSH_AT = 20_000  # entries: bounds memory under a hot logging loop
 _MAX_PENDING = 2_000_000  # entries kept in memory while the spool cannot be written
 _FSYNC_EVERY = 1.0
+_SETTLE_TIMEOUT = 300.0  # s: a run's end waits this long for images still being encoded
+_EMERGENCY_SETTLE = 2.0  # s: the same, dying of SIGTERM
 
 
 class Tracker:
@@ -90,6 +92,7 @@ class Tracker:
     def close(self) -> None:
         if self.closed:
             return
+        self.settle()  # work still in flight (images being encoded) reaches the buffer
         self.closed = True
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
@@ -102,6 +105,16 @@ class Tracker:
             except OSError:
                 pass
             self._fd = None
+
+    def settle(self, timeout: float = _SETTLE_TIMEOUT) -> None:
+        """Wait (up to ``timeout`` s each) for the work other modules do for this
+        tracker off the caller's thread (tracking.media encodes images there): what it
+        produces is then in the buffer, for the next flush. Never raises."""
+        for hook in list(_settle_hooks):
+            try:
+                hook(self, timeout)
+            except Exception as e:  # noqa: BLE001 - closing must go on
+                warn_once("settle", f"could not finish recording: {type(e).__name__}: {e}")
 
     # -- buffering ------------------------------------------------------------------
     def event(self, kind: str, **fields: Any) -> None:
@@ -145,6 +158,7 @@ class Tracker:
     def emergency_flush(self) -> None:
         """Flush from a signal handler without waiting: the interrupted code may hold
         the lock. Frames are single O_APPEND writes, so they cannot interleave."""
+        self.settle(_EMERGENCY_SETTLE)  # images being encoded: a moment, not more
         got = self._lock.acquire(timeout=1.0)  # held only by the flush thread, briefly
         try:
             n = len(self.buf)
@@ -456,6 +470,20 @@ def on_no_run(starter: Callable[[], object]) -> None:
     """Register what starts a run when a value is recorded without one."""
     global _run_starter
     _run_starter = starter
+
+
+# Set by modules that work for a tracker off the caller's thread (tracking.media): each
+# is called as ``hook(tracker, timeout)`` when the tracker settles (Tracker.settle).
+_settle_hooks: list[Callable[[Tracker, float], None]] = []
+
+
+def on_settle(hook: Callable[[Tracker, float], None]) -> None:
+    """Register ``hook(tracker, timeout)``: finish the work queued for ``tracker``
+    (within ``timeout`` s) before it closes, flushes at a run's end, or dies of SIGTERM.
+    A hook called from a signal handler must not take locks the interrupted code may
+    hold."""
+    if hook not in _settle_hooks:
+        _settle_hooks.append(hook)
 
 
 def start_run() -> bool:

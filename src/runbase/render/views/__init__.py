@@ -45,6 +45,13 @@ from runbase.render.views.compare import MAX_COMPARE, compare, diff, importance
 from runbase.render.views.explain import explanation
 from runbase.render.views.lineage import MAX_LINEAGE_DEPTH, lineage
 from runbase.render.views.logs import DEFAULT_LOG_CHUNK, MAX_LOG_CHUNK, log_chunk
+from runbase.render.views.media import (
+    MAX_MEDIA_ITEMS,
+    MAX_MEDIA_ROWS,
+    media_object,
+    media_table,
+    run_media,
+)
 from runbase.render.views.metrics import DEFAULT_POINTS, MAX_POINTS, downsample, metric_series
 from runbase.render.views.notebook import MAX_CELLS, notebook
 from runbase.render.views.panel import (
@@ -94,6 +101,8 @@ __all__ = [
     "MAX_HIGHLIGHT",
     "MAX_LINEAGE_DEPTH",
     "MAX_LOG_CHUNK",
+    "MAX_MEDIA_ITEMS",
+    "MAX_MEDIA_ROWS",
     "MAX_PAGE",
     "MAX_PANEL_METRICS",
     "MAX_PANEL_POINTS",
@@ -122,10 +131,13 @@ __all__ = [
     "lineage",
     "log_chunk",
     "matching_ids",
+    "media_object",
+    "media_table",
     "metric_series",
     "notebook",
     "run_detail",
     "run_items",
+    "run_media",
     "runs_page",
     "save_view",
     "saved_view",

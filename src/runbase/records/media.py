@@ -1,0 +1,180 @@
+"""The rows of the ``media`` table: the images and tables a run logged.
+
+A training process stores each image's (or table's) bytes as an object itself and
+spools one ``media`` entry per ``log_image``/``log_table`` call (runbase.tracking.media);
+:func:`apply_event` turns that entry into rows when the spool is ingested. The readers
+below serve the web views (runbase.render.views.media). Everything read back, from a
+spool or a store, is checked against the shapes documented in docs/store-format.md.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from runbase.core._safe import warn_once
+from runbase.core.ids import split_id
+from runbase.core.shapes import MAX_NAME, MAX_TIME
+from runbase.store import Store
+
+KINDS = ("image", "table")
+IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/webp")
+TABLE_MIME = "application/json"
+MIMES = {"image": IMAGE_MIMES, "table": (TABLE_MIME,)}
+MAX_CAPTION = 4096  # characters
+MAX_ITEMS = 10_000  # items of one entry (images logged at one step under one key)
+_I64 = 1 << 63
+_COLUMNS = "kind, key, step, idx, oid, mime, size, width, height, caption, time"
+
+
+# -- the shape of a row (ingest and bundle import check it alike) ----------------------
+
+
+def row_problem(row: dict[str, Any]) -> str | None:
+    """What is wrong with a ``media`` row (column -> value), or None: ``kind`` image or
+    table; ``key`` 1 to 4,096 characters; ``step`` a 64-bit integer; ``idx``, ``size``,
+    ``width``, ``height`` integers >= 0 (the last two may be null); ``oid`` an object
+    id; ``mime`` one of the kind's media types; ``caption`` at most 4,096 characters;
+    ``time`` a finite time."""
+    kind = row.get("kind")
+    if kind not in KINDS:
+        return f"kind: {kind!r} is not image or table"
+    key = row.get("key")
+    if not isinstance(key, str) or not 0 < len(key) <= MAX_NAME or "\x00" in key:
+        return f"key: must be 1 to {MAX_NAME} characters, not {str(key)[:80]!r}"
+    if not _int(row.get("step"), -_I64, _I64):
+        return "step: must be a 64-bit integer"
+    for name in ("idx", "size"):
+        if not _int(row.get(name), 0, _I64):
+            return f"{name}: must be an integer >= 0"
+    for name in ("width", "height"):
+        if row.get(name) is not None and not _int(row.get(name), 0, _I64):
+            return f"{name}: must be an integer >= 0 or null"
+    try:
+        split_id(row.get("oid"))  # type: ignore[arg-type]  # anything else: ValueError
+    except (TypeError, ValueError):
+        return f"oid: {str(row.get('oid'))[:80]!r} is not an object id"
+    if row.get("mime") not in MIMES[kind]:
+        return f"mime: {str(row.get('mime'))[:80]!r} is not one of {', '.join(MIMES[kind])}"
+    caption = row.get("caption")
+    if caption is not None and (not isinstance(caption, str) or len(caption) > MAX_CAPTION):
+        return f"caption: must be text of at most {MAX_CAPTION} characters"
+    t = row.get("time")
+    if not isinstance(t, (int, float)) or isinstance(t, bool) or not 0 <= t <= MAX_TIME:
+        return "time: must be a finite time (seconds since 1970)"
+    return None
+
+
+def _int(v: Any, lo: int, hi: int) -> bool:
+    return type(v) is int and lo <= v < hi
+
+
+# -- ingest: a spooled ``media`` entry -> rows -------------------------------------------
+
+
+def apply_event(cur: Any, run_id: str, e: dict[str, Any]) -> None:
+    """Write one ``log_image``/``log_table`` call's rows: they replace what the key had
+    at that step (a call logs the whole list of images of its step). A malformed entry
+    is skipped with a warning: the spool is written by the tracked program's process."""
+    items = e.get("items")
+    if not isinstance(items, list) or not 0 < len(items) <= MAX_ITEMS:
+        warn_once("media-entry", f"a media entry of run {run_id} has no items; skipped")
+        return
+    base = {"kind": e.get("media"), "key": e.get("key"), "step": e.get("step"), "time": e.get("at")}
+    rows = []
+    for idx, item in enumerate(items):
+        if not isinstance(item, dict):
+            item = {}
+        row = {**base, "idx": idx, **{k: item.get(k) for k in _ITEM_KEYS}}
+        problem = row_problem(row)
+        if problem is not None:
+            warn_once("media-entry", f"a media entry of run {run_id} is malformed ({problem})")
+            return
+        rows.append(row)
+    cur.execute(
+        "DELETE FROM media WHERE run_id = ? AND kind = ? AND key = ? AND step = ?",
+        (run_id, base["kind"], base["key"], base["step"]),
+    )
+    cur.executemany(
+        f"INSERT INTO media (run_id, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(run_id, *(r[c] for c in _COLUMN_NAMES)) for r in rows],
+    )
+
+
+_ITEM_KEYS = ("oid", "mime", "size", "width", "height", "caption")
+_COLUMN_NAMES = tuple(c.strip() for c in _COLUMNS.split(","))
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+def media_keys(store: Store, run_id: str, kind: str | None = None) -> list[dict[str, Any]]:
+    """The run's media keys, by kind then key: ``{kind, key, count, steps, width,
+    height}`` (``count``: rows; ``steps``: the distinct steps, sorted; ``width`` and
+    ``height``: those of the last one logged)."""
+    cond, args = ("AND kind = ?", [kind]) if kind else ("", [])
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for k, key, step, width, height in store.db.query(
+        f"SELECT kind, key, step, width, height FROM media WHERE run_id = ? {cond} "
+        "ORDER BY kind, key, step, idx",
+        (run_id, *args),
+    ):
+        entry = out.get((k, key))
+        if entry is None:
+            entry = out[(k, key)] = {"kind": k, "key": key, "count": 0, "steps": []}
+        entry["count"] += 1
+        if not entry["steps"] or entry["steps"][-1] != step:
+            entry["steps"].append(step)
+            entry["width"], entry["height"] = width, height  # the step's first item
+    return list(out.values())
+
+
+def media_items(
+    store: Store, run_id: str, key: str, kind: str | None = None, limit: int = MAX_ITEMS
+) -> tuple[list[dict[str, Any]], bool]:
+    """The rows of one key (of ``kind``, else of any kind) in step and idx order, at
+    most ``limit`` (the newest steps are kept), and whether some were left out."""
+    cond, args = ("AND kind = ?", [kind]) if kind else ("", [])
+    rows = store.db.query(
+        f"SELECT {_COLUMNS} FROM media WHERE run_id = ? AND key = ? {cond} "
+        "ORDER BY step DESC, idx DESC, kind LIMIT ?",
+        (run_id, key, *args, limit + 1),
+    )
+    items = [dict(zip(_COLUMN_NAMES, r, strict=True)) for r in rows[:limit]]
+    items.reverse()
+    return items, len(rows) > limit
+
+
+def media_row(store: Store, run_id: str, oid: str) -> dict[str, Any] | None:
+    """A row of the run that holds object ``oid`` (its ``mime`` says how to serve it)."""
+    row = store.db.query_one(
+        f"SELECT {_COLUMNS} FROM media WHERE run_id = ? AND oid = ? LIMIT 1", (run_id, oid)
+    )
+    return dict(zip(_COLUMN_NAMES, row, strict=True)) if row else None
+
+
+def table_steps(store: Store, run_id: str, key: str) -> list[int]:
+    """The steps at which table ``key`` was logged, sorted."""
+    return [
+        int(s)
+        for (s,) in store.db.query(
+            "SELECT DISTINCT step FROM media WHERE run_id = ? AND kind = 'table' AND key = ? "
+            "ORDER BY step",
+            (run_id, key),
+        )
+    ]
+
+
+def table_row(store: Store, run_id: str, key: str, step: int) -> dict[str, Any] | None:
+    """Table ``key``'s row at ``step`` (its first, should a step hold several)."""
+    row = store.db.query_one(
+        f"SELECT {_COLUMNS} FROM media WHERE run_id = ? AND kind = 'table' AND key = ? "
+        "AND step = ? ORDER BY idx LIMIT 1",
+        (run_id, key, step),
+    )
+    return dict(zip(_COLUMN_NAMES, row, strict=True)) if row else None
+
+
+def finite_time(v: Any) -> float | None:
+    """A stored ``time`` as a number the JSON answer can hold (None when it is not)."""
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
