@@ -21,13 +21,13 @@
 
   /** The API's /api/compare answer, as the charts read it. */
   function normalize(data) {
-    const runs = data.runs.map((r, i) => ({
+    const runs = data.runs.map((r) => ({
       id: r.id,
       name: r.name,
       status: r.status,
       params: r.params || {},
       metrics: Object.fromEntries(Object.entries(r.metrics || {}).map(([k, m]) => [k, metricValue(m)])),
-      color: RB.COLORS[i % RB.COLORS.length],
+      color: RB.runColor(r.id), // as on the runs page and every other chart
     }));
     const sorted = (keys) => keys.slice().sort();
     return {
@@ -198,7 +198,7 @@
           y: cat(yv) ? yv.map(RB.fmtValue) : yv,
           text: runs.map((r) => r.name),
           customdata: runs.map((r) => r.id),
-          marker: { size: 11, color: runs.map((r) => r.color), line: { width: 1, color: "#333" } },
+          marker: { size: 11, color: runs.map((r) => r.color), line: { width: 1, color: RB.chartTheme().font.color } },
           hovertemplate: "%{text}<br>" + sx.value + "=%{x}<br>" + sy.value + "=%{y}<extra></extra>",
         },
       ],

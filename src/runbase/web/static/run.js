@@ -8,12 +8,12 @@
   const enc = encodeURIComponent;
   const POLL_MS = 2000;
   const MAX_LIVE_POINTS = 5000; // past this, a live chart re-fetches its downsampled series
+  const OVERVIEW_CHARTS = 12; // metric charts on the overview; all of them in the Metrics tab
 
-  let rec = null; // the run record (docs/run-record.md) + series: [{key, count}]
+  let rec = null; // the run record (docs/run-record.md) + series, heartbeat_age_s, stalled
   let runPath = "/api/runs/" + enc(ref);
   let tabs = null;
   const opened = new Set();
-  const charts = new Map(); // key -> {node, steps, values, lastStep, loaded}
   const chartOptions = { log: false, smoothing: 0 };
   const logState = { stream: "output", offset: 0, done: false, node: null, busy: false };
   let pollTimer = null;
@@ -23,13 +23,28 @@
   function renderHead() {
     RB.fill($("run-title"), rec.name + " ", el("span", { class: "muted mono" }, rec.id.slice(0, 10)));
     const badges = [RB.statusBadge(rec.status)];
-    if (rec.status === "running") badges.push(el("span", { class: "badge live", title: "refreshing every 2 s" }, "live"));
+    if (rec.status === "running") badges.push(liveBadge());
     if (rec.code && rec.code.patch_id) badges.push(el("span", { class: "badge warn", id: "dirty-badge" }, "uncommitted changes"));
     RB.fill($("badges"), ...badges);
     document.title = rec.name + " - runbase";
     const sys = (rec.series || []).some((s) => s.key.startsWith("sys/"));
     document.querySelector('.tab[data-tab="system"]').hidden = !sys;
     document.querySelector('.tab[data-tab="notebook"]').hidden = !rec.notebook;
+    const mediaTab = document.querySelector('.tab[data-tab="media"]');
+    if (mediaTab) mediaTab.hidden = !media.keys.length && !media.error;
+  }
+
+  /** A running run is `live` while its heartbeat is fresh, `stalled` past the server's
+   * threshold (rec.stall_after_s): its supervisor was killed, or its machine is gone. */
+  function liveBadge() {
+    const lost = rec.error ? " (supervisor lost)" : "";
+    if (!rec.stalled) return el("span", { class: "badge live", id: "live-badge", title: "refreshing every 2 s" + lost }, "live");
+    const age = rec.heartbeat_age_s;
+    const text = "stalled — no heartbeat for " + (age < 120 ? Math.round(age) + " s" : RB.fmtDuration(age));
+    const title =
+      "no new metrics, system samples or events have reached the store for more than " + Math.round(rec.stall_after_s) + " s" +
+      (rec.heartbeat_at ? " (last heartbeat " + RB.fmtTime(rec.heartbeat_at) + ")" : "") + lost;
+    return el("span", { class: "badge stalled", id: "live-badge", title, role: "status" }, text);
   }
 
   function exitText() {
@@ -57,50 +72,100 @@
     return id ? el("a", { href: RB.runUrl(id), class: "mono" }, label || id.slice(0, 10)) : null;
   }
 
+  /** The overview's nodes, built once: a live run's polls refill the tables and add
+   * charts, they never rebuild a chart (no flicker, no layout jump, zoom kept). */
+  let overview = null;
+
   function renderOverview() {
-    const pane = $("pane-overview");
-    const tags = Object.entries(rec.tags || {}).filter(([k]) => k !== "overrides");
-    const metrics = Object.entries(rec.metrics || {}).sort(([a], [b]) => a.localeCompare(b));
-    RB.fill(pane,
+    if (!overview) buildOverview();
+    RB.fill(overview.info, runTable());
+    updateSummaries();
+    RB.fill(overview.error, rec.error && rec.status !== "running" ? [el("h2", {}, "Error"), el("pre", { class: "log error-text" }, rec.error)] : null);
+    const keys = seriesKeys(false);
+    for (const key of keys.slice(0, OVERVIEW_CHARTS)) addChart(overview.metricGrid, key, { key, keys: [key], height: 200, compact: true });
+    overview.metricGrid.hidden = !keys.length;
+    RB.fill(overview.more,
+      keys.length > OVERVIEW_CHARTS
+        ? el("a", { href: "#metrics", id: "ov-more" }, "all " + keys.length + " metrics in the Metrics tab")
+        : keys.length ? null : el("span", { class: "muted" }, "no metric series logged")
+    );
+    const groups = systemGroups(seriesKeys(true));
+    for (const g of groups) addChart(overview.sysGrid, g.id, Object.assign({ height: 180, compact: true }, g));
+    overview.sysSection.hidden = !groups.length;
+  }
+
+  function buildOverview() {
+    const o = {
+      info: el("div", { id: "ov-info" }),
+      summaries: el("div", { id: "ov-summaries" }),
+      error: el("div", { id: "ov-error" }),
+      metricGrid: el("div", { class: "ov-grid", id: "ov-metric-charts" }),
+      more: el("span", { class: "ov-more" }),
+      sysGrid: el("div", { class: "ov-grid ov-grid-sys", id: "ov-system-charts" }),
+      sysSummariesTitle: el("summary", {}),
+      sysSummariesBody: el("div", {}),
+    };
+    // built once, so a live run's refresh keeps it open or closed as the reader left it
+    o.sysSummaries = el("details", { id: "ov-sys-summaries", hidden: true }, o.sysSummariesTitle, o.sysSummariesBody);
+    o.sysSection = el("section", { id: "ov-system", hidden: true }, el("h2", {}, "System ", el("a", { href: "#system", class: "ov-more" }, "all system metrics")), o.sysGrid);
+    RB.fill($("pane-overview"),
       el(
         "div",
-        { class: "cols" },
+        { class: "ov-layout" },
+        el("div", { class: "ov-side" }, el("h2", {}, "Run"), o.info),
         el(
           "div",
-          {},
-          el("h2", {}, "Run"),
-          RB.kvTable([
-            ["id", el("span", { class: "mono" }, rec.id)],
-            ["status", el("span", {}, RB.statusBadge(rec.status), exitText() ? "  exit " + exitText() : "")],
-            ["started", RB.fmtTime(rec.started_at)],
-            ["ended", rec.ended_at ? RB.fmtTime(rec.ended_at) : ""],
-            ["duration", RB.fmtDuration(rec.duration_s)],
-            ["command", el("code", { class: "command" }, (rec.command || []).join(" "))],
-            ["cwd", el("span", { class: "mono" }, rec.cwd || "")],
-            ...whoRows(),
-            ["mode", rec.mode],
-            ["code", codeSummary(rec.code)],
-            rec.sweep_id ? ["sweep", el("a", { href: RB.base + "/?sweep=" + enc(rec.sweep_id), class: "mono" }, rec.sweep_id)] : null,
-            rec.parent_id ? ["parent", link(rec.parent_id)] : null,
-            rec.reproduces ? ["reproduces", link(rec.reproduces)] : null,
-            tags.length ? ["tags", tags.map(([k, v]) => el("span", { class: "tag" }, v ? k + "=" + v : k))] : null,
-            rec.tags && rec.tags.overrides ? ["overrides", el("code", {}, rec.tags.overrides)] : null,
-          ])
-        ),
-        el(
-          "div",
-          {},
-          el("h2", {}, "Metrics"),
-          metrics.length
-            ? RB.table(
-                ["key", "value", "last", "min", "max", "count"],
-                metrics.map(([k, m]) => [k, RB.fmtValue(m.value), RB.fmtValue(m.last), RB.fmtValue(m.min), RB.fmtValue(m.max), m.count ? String(m.count) : "summary"])
-              )
-            : el("p", { class: "muted" }, "no metrics")
+          { class: "ov-main" },
+          el("section", { id: "ov-metrics" }, el("h2", {}, "Metrics ", o.more), o.metricGrid),
+          o.sysSection,
+          el("section", {}, el("h2", {}, "Summaries"), o.summaries, o.sysSummaries)
         )
       ),
-      rec.error ? el("div", {}, el("h2", {}, "Error"), el("pre", { class: "log error-text" }, rec.error)) : null,
+      o.error,
       notesSection()
+    );
+    overview = o;
+  }
+
+  function runTable() {
+    const tags = Object.entries(rec.tags || {}).filter(([k]) => k !== "overrides");
+    return RB.kvTable([
+      ["id", el("span", { class: "mono" }, rec.id)],
+      ["status", el("span", {}, RB.statusBadge(rec.status), exitText() ? "  exit " + exitText() : "")],
+      ["started", RB.fmtTime(rec.started_at)],
+      ["ended", rec.ended_at ? RB.fmtTime(rec.ended_at) : ""],
+      ["duration", RB.fmtDuration(rec.duration_s)],
+      rec.status === "running" && rec.heartbeat_at ? ["heartbeat", el("span", { id: "ov-heartbeat" }, RB.fmtTime(rec.heartbeat_at))] : null,
+      ["command", el("code", { class: "command" }, (rec.command || []).join(" "))],
+      ["cwd", el("span", { class: "mono" }, rec.cwd || "")],
+      ...whoRows(),
+      ["mode", rec.mode],
+      ["code", codeSummary(rec.code)],
+      rec.sweep_id ? ["sweep", el("a", { href: RB.base + "/?sweep=" + enc(rec.sweep_id), class: "mono" }, rec.sweep_id)] : null,
+      rec.parent_id ? ["parent", link(rec.parent_id)] : null,
+      rec.reproduces ? ["reproduces", link(rec.reproduces)] : null,
+      tags.length ? ["tags", tags.map(([k, v]) => el("span", { class: "tag" }, v ? k + "=" + v : k))] : null,
+      rec.tags && rec.tags.overrides ? ["overrides", el("code", {}, rec.tags.overrides)] : null,
+      rec.status === "running" && rec.error ? ["note", el("span", { class: "error-text" }, rec.error)] : null,
+    ]);
+  }
+
+  /** The summaries: the run's own metrics, then its system ones (sys/*) folded away. */
+  function updateSummaries() {
+    const all = Object.entries(rec.metrics || {}).sort(([a], [b]) => a.localeCompare(b));
+    const own = all.filter(([k]) => !k.startsWith("sys/"));
+    const sys = all.filter(([k]) => k.startsWith("sys/"));
+    RB.fill(overview.summaries, own.length ? summaryTable(own, "summaries-table") : el("p", { class: "muted" }, "no metrics"));
+    overview.sysSummaries.hidden = !sys.length;
+    RB.fill(overview.sysSummariesTitle, "system metrics (" + sys.length + ")");
+    RB.fill(overview.sysSummariesBody, sys.length ? summaryTable(sys, "system-summaries-table") : null);
+  }
+
+  function summaryTable(metrics, id) {
+    return RB.table(
+      ["key", "value", "last", "min", "max", "count"],
+      metrics.map(([k, m]) => [k, RB.fmtValue(m.value), RB.fmtValue(m.last), RB.fmtValue(m.min), RB.fmtValue(m.max), m.count ? String(m.count) : "summary"]),
+      { class: "grid", id }
     );
   }
 
@@ -205,9 +270,43 @@
   }
 
   // -- metric charts -----------------------------------------------------------------------
+  // A series is fetched once and shared by every chart showing it (the overview's and the
+  // Metrics tab's); a live run's poll extends each loaded series once, then redraws them.
+
+  const series = new Map(); // key -> {key, steps, values, lastStep, state, error, charts: Set}
+  const chartsIn = new WeakMap(); // grid -> Map(chart id -> chart)
+  const allCharts = new Set(); // chart: {id, node, keys, labels, height, bytes, compact}
 
   function seriesKeys(system) {
     return (rec.series || []).map((s) => s.key).filter((k) => k.startsWith("sys/") === system).sort();
+  }
+
+  function seriesOf(key) {
+    let s = series.get(key);
+    if (!s) {
+      s = { key, steps: [], values: [], lastStep: null, state: null, error: null, charts: new Set() };
+      series.set(key, s);
+    }
+    return s;
+  }
+
+  /** The overview's system charts: CPU, memory, GPU utilization and GPU memory, each
+   * with the keys of capture/sysmetrics.py this run has (docs/run-record.md). */
+  function systemGroups(keys) {
+    const have = new Set(keys);
+    const gpus = Array.from(new Set(keys.map((k) => (/^sys\/gpu(\d+)\//.exec(k) || [])[1]).filter((g) => g !== undefined))).sort((a, b) => a - b);
+    const groups = [
+      { id: "sys-cpu", title: "CPU %", keys: ["sys/proc_cpu_percent", "sys/cpu_percent"], labels: ["process tree (% of one core)", "machine (% of all cores)"] },
+      { id: "sys-memory", title: "Memory", keys: ["sys/rss_bytes", "sys/mem_used_bytes"], labels: ["process tree (RSS)", "machine (in use)"], bytes: true },
+      { id: "sys-gpu-util", title: "GPU utilization %", keys: gpus.map((g) => "sys/gpu" + g + "/util_percent"), labels: gpus.map((g) => "GPU " + g) },
+      { id: "sys-gpu-memory", title: "GPU memory", keys: gpus.map((g) => "sys/gpu" + g + "/mem_used_bytes"), labels: gpus.map((g) => "GPU " + g), bytes: true },
+    ];
+    return groups
+      .map((g) => {
+        const kept = g.keys.map((k, i) => [k, g.labels[i]]).filter(([k]) => have.has(k));
+        return Object.assign({}, g, { keys: kept.map(([k]) => k), labels: kept.map(([, l]) => l) });
+      })
+      .filter((g) => g.keys.length);
   }
 
   function renderChartsPane(paneId, system) {
@@ -237,7 +336,7 @@
       el("div", { class: "controls" }, el("label", {}, log, " log scale"), el("label", {}, "smoothing ", slider, " ", shown), search),
       grid
     );
-    addCharts(grid, seriesKeys(system));
+    addPaneCharts(grid, seriesKeys(system));
   }
 
   function syncControls() {
@@ -246,75 +345,133 @@
     for (const s of document.querySelectorAll(".smoothing-value")) s.textContent = String(chartOptions.smoothing);
   }
 
-  function addCharts(grid, keys) {
+  /** The Metrics and System tabs: one chart per key. */
+  function addPaneCharts(grid, keys) {
     if (!keys.length && !grid.children.length) {
       grid.append(el("p", { class: "muted empty-note" }, "no metric series logged"));
       return;
     }
     for (const key of keys) {
-      if (charts.has(key)) continue;
       const note = grid.querySelector(".empty-note");
       if (note) note.remove();
-      const { node, card } = RB.chartCard(key);
-      grid.append(card);
-      const c = { key, node, steps: [], values: [], lastStep: null, loaded: false, visible: false };
-      charts.set(key, c);
-      observer.observe(card);
+      addChart(grid, key, { key, keys: [key], height: 260 });
     }
+  }
+
+  /** A chart of `spec.keys` in `grid`, once per `id`; a known id takes the spec's keys
+   * (a live run's GPU appearing) and redraws. The Metrics tab's cards are
+   * `.chart-card[data-key]`, the overview's `.ov-chart[data-chart]`. */
+  function addChart(grid, id, spec) {
+    let byId = chartsIn.get(grid);
+    if (!byId) chartsIn.set(grid, (byId = new Map()));
+    const known = byId.get(id);
+    if (known) {
+      if (known.keys.join("\n") === spec.keys.join("\n")) return;
+      Object.assign(known, { keys: spec.keys, labels: spec.labels });
+      if (known.visible) showChart(known);
+      return;
+    }
+    let node;
+    let card;
+    if (spec.compact) {
+      node = el("div", { class: "chart ov-plot" });
+      card = el("div", { class: "ov-chart", dataset: { chart: id } }, el("div", { class: "chart-title" }, spec.title || spec.key), node);
+    } else {
+      ({ node, card } = RB.chartCard(spec.key));
+    }
+    grid.append(card);
+    const c = Object.assign({ id, node, visible: false, labels: [] }, spec);
+    byId.set(id, c);
+    allCharts.add(c);
+    card._chart = c;
+    observer.observe(card);
   }
 
   const observer = RB.onceVisible((card) => {
-    const c = charts.get(card.dataset.key);
-    if (c && !c.loaded) loadSeries(c);
+    if (card._chart) showChart(card._chart);
   });
 
-  async function loadSeries(c) {
-    c.loaded = true;
-    try {
-      const s = await api(runPath + "/series/" + enc(c.key), { points: 1000 });
-      c.steps = s.steps;
-      c.values = RB.numbers(s.values);
-      c.lastStep = s.last_step ?? (s.steps.length ? s.steps[s.steps.length - 1] : null);
-      draw(c);
-    } catch (e) {
-      RB.fill(c.node, el("div", { class: "error" }, e.message));
+  function showChart(c) {
+    c.visible = true;
+    for (const key of c.keys) {
+      const s = seriesOf(key);
+      s.charts.add(c);
+      if (!s.state) {
+        s.state = "loading";
+        loadSeries(s);
+      }
     }
+    if (c.keys.some((k) => settled(series.get(k)))) draw(c);
   }
 
-  async function extendSeries(c) {
-    if (!c.loaded || !c.node.isConnected) return;
-    if (c.steps.length > MAX_LIVE_POINTS) return loadSeries(c);
-    const s = await api(runPath + "/series/" + enc(c.key), { points: 1000, since_step: c.lastStep === null ? "" : c.lastStep });
-    const values = RB.numbers(s.values);
-    for (let i = 0; i < s.steps.length; i++) {
-      c.steps.push(s.steps[i]);
-      c.values.push(values[i]);
+  /** Fetched: its points, or the error that says why not. */
+  function settled(s) {
+    return !!s && (s.state === "loaded" || s.state === "error");
+  }
+
+  async function loadSeries(s) {
+    try {
+      const r = await api(runPath + "/series/" + enc(s.key), { points: 1000 });
+      s.steps = r.steps;
+      s.values = RB.numbers(r.values);
+      s.lastStep = r.last_step ?? (r.steps.length ? r.steps[r.steps.length - 1] : null);
+      s.state = "loaded";
+      s.error = null;
+    } catch (e) {
+      s.state = "error";
+      s.error = e.message;
     }
-    if (s.last_step !== null && s.last_step !== undefined) c.lastStep = s.last_step;
-    if (s.steps.length) draw(c);
+    for (const c of s.charts) draw(c);
+  }
+
+  async function extendSeries(s) {
+    if (s.state !== "loaded" || !Array.from(s.charts).some((c) => c.node.isConnected)) return;
+    if (s.steps.length > MAX_LIVE_POINTS) return loadSeries(s);
+    const r = await api(runPath + "/series/" + enc(s.key), { points: 1000, since_step: s.lastStep === null ? "" : s.lastStep });
+    const values = RB.numbers(r.values);
+    for (let i = 0; i < r.steps.length; i++) {
+      s.steps.push(r.steps[i]);
+      s.values.push(values[i]);
+    }
+    if (r.last_step !== null && r.last_step !== undefined) s.lastStep = r.last_step;
+    if (r.steps.length) for (const c of s.charts) draw(c);
   }
 
   function draw(c) {
-    const traces = [];
-    const color = RB.COLORS[0];
-    const mode = c.steps.length <= 30 ? "lines+markers" : "lines";
-    if (chartOptions.smoothing > 0) {
-      traces.push({ x: c.steps, y: c.values, mode, name: "raw", line: { color, width: 1 }, opacity: 0.25, hoverinfo: "skip", showlegend: false });
-      traces.push({ x: c.steps, y: RB.smooth(c.values, chartOptions.smoothing), mode, name: c.key, line: { color, width: 2 } });
-    } else {
-      traces.push({ x: c.steps, y: c.values, mode, name: c.key, line: { color, width: 2 } });
+    const loaded = c.keys.map((k) => series.get(k)).filter(settled);
+    const failed = loaded.filter((s) => s.error);
+    if (loaded.length && failed.length === loaded.length) {
+      Plotly.purge(c.node);
+      RB.fill(c.node, el("div", { class: "error" }, failed[0].error));
+      return;
     }
+    const traces = [];
+    c.keys.forEach((key, i) => {
+      const s = series.get(key);
+      if (!s || s.state !== "loaded") return;
+      const color = c.keys.length === 1 ? RB.runColor(rec.id) : RB.COLORS[i % RB.COLORS.length];
+      const name = c.labels[i] || key;
+      const mode = s.steps.length <= 30 ? "lines+markers" : "lines";
+      if (chartOptions.smoothing > 0) {
+        traces.push({ x: s.steps, y: s.values, mode, name: "raw", line: { color, width: 1 }, opacity: 0.25, hoverinfo: "skip", showlegend: false });
+        traces.push({ x: s.steps, y: RB.smooth(s.values, chartOptions.smoothing), mode, name, line: { color, width: 2 } });
+      } else {
+        traces.push({ x: s.steps, y: s.values, mode, name, line: { color, width: 2 } });
+      }
+    });
+    const system = c.keys.every((k) => k.startsWith("sys/"));
     RB.plot(c.node, traces, {
-      height: 260,
-      showlegend: false,
-      margin: { l: 55, r: 10, t: 10, b: 35 },
-      xaxis: { title: { text: "step" } },
-      yaxis: { type: chartOptions.log ? "log" : "linear" },
+      height: c.height,
+      showlegend: c.keys.length > 1,
+      legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom", font: { size: 10 } },
+      margin: { l: 55, r: 10, t: c.keys.length > 1 ? 24 : 10, b: c.compact ? 30 : 35 },
+      xaxis: { title: { text: system ? "sample" : "step" } },
+      yaxis: Object.assign({ type: chartOptions.log ? "log" : "linear" }, c.bytes ? { tickformat: ".3s", ticksuffix: "B" } : {}),
     });
   }
 
   function redrawAll() {
-    for (const c of charts.values()) if (c.loaded && c.steps) draw(c);
+    for (const c of allCharts) if (c.visible && c.keys.some((k) => settled(series.get(k)))) draw(c);
   }
 
   // -- code --------------------------------------------------------------------------------
@@ -668,6 +825,240 @@
     return s.length > n ? "…" + s.slice(s.length - n + 1) : s;
   }
 
+  // -- media -------------------------------------------------------------------------------
+  // Images and tables the run logged (runbase.log_image / log_table, docs/api.md "Media"):
+  // per image key a step slider over its images, per table key a sortable table. What the
+  // store says is checked before use: an image too large to show is named, not loaded.
+
+  const MAX_IMAGE_BYTES = 16 * 1024 * 1024; // as runbase.log_image's own limits
+  const MAX_IMAGE_PIXELS = 50e6;
+  const TABLE_ROWS_SHOWN = 1000; // rows drawn at first; "show all" draws the rest
+  const media = { keys: [], error: null, sections: new Map() }; // sections: kind + key -> its state
+
+  function mediaId(k) {
+    return k.kind + "\u0000" + k.key;
+  }
+
+  async function loadMediaKeys() {
+    try {
+      const r = await api(runPath + "/media");
+      media.keys = Array.isArray(r && r.keys) ? r.keys.filter((k) => k && (k.kind === "image" || k.kind === "table") && typeof k.key === "string") : [];
+      media.error = null;
+    } catch (e) {
+      media.keys = [];
+      media.error = e.status === 404 ? null : e.message; // 404: no media API (an older server)
+    }
+  }
+
+  function renderMedia() {
+    const pane = $("pane-media");
+    if (!pane.querySelector("#media-sections")) {
+      RB.fill(pane, el("div", { id: "media-error", class: "error", hidden: true }), el("div", { id: "media-sections", class: "media-sections" }));
+    }
+    RB.showError($("media-error"), media.error ? new Error(media.error) : null);
+    const holder = $("media-sections");
+    const order = media.keys.slice().sort((a, b) => (a.kind === b.kind ? a.key.localeCompare(b.key) : a.kind === "image" ? -1 : 1));
+    if (!order.length && !media.error) RB.fill(holder, el("p", { class: "muted" }, "this run logged no images or tables"));
+    for (const k of order) {
+      let sec = media.sections.get(mediaId(k));
+      if (!sec) {
+        holder.querySelector(":scope > p.muted")?.remove();
+        sec = { info: k, node: el("section", { class: "media-section", dataset: { key: k.key, kind: k.kind } }) };
+        media.sections.set(mediaId(k), sec);
+        holder.append(sec.node);
+        (k.kind === "image" ? openImages : openTable)(sec);
+      } else if (sec.info.count !== k.count || String(sec.info.steps) !== String(k.steps)) {
+        sec.info = k; // a live run logged more: fetch again, the slider follows if it was at the end
+        (k.kind === "image" ? refreshImages : refreshTable)(sec);
+      }
+    }
+  }
+
+  function mediaHead(k, ...extra) {
+    const count = Number.isInteger(k.count) ? k.count : 0;
+    const n = count + " " + (k.kind === "image" ? "image" : "table") + (count === 1 ? "" : "s");
+    return el("h3", { class: "media-title" }, el("span", { class: "mono" }, k.key), " ", el("span", { class: "muted" }, n), ...extra);
+  }
+
+  // images: one slider over the key's steps, the images of the chosen step
+
+  function openImages(sec) {
+    const k = sec.info;
+    sec.slider = el("input", { type: "range", class: "media-slider", min: "0", max: "0", step: "1", value: "0", dataset: { key: k.key }, "aria-label": "step of " + k.key });
+    sec.stepLabel = el("span", { class: "media-step mono", "aria-live": "polite" });
+    sec.images = el("div", { class: "media-images" });
+    sec.message = el("div", { class: "media-message", hidden: true });
+    sec.slider.addEventListener("input", () => showStep(sec));
+    RB.fill(sec.node, mediaHead(k), el("div", { class: "controls" }, sec.slider, sec.stepLabel), sec.message, sec.images);
+    refreshImages(sec);
+  }
+
+  async function refreshImages(sec) {
+    const wasLast = !sec.steps || Number(sec.slider.value) === sec.steps.length - 1;
+    try {
+      const r = await api(runPath + "/media", { kind: "image", key: sec.info.key });
+      const byStep = new Map();
+      for (const it of Array.isArray(r.items) ? r.items : []) {
+        if (!it || typeof it.oid !== "string" || !Number.isInteger(it.step)) continue;
+        if (!byStep.has(it.step)) byStep.set(it.step, []);
+        byStep.get(it.step).push(it);
+      }
+      sec.byStep = byStep;
+      sec.steps = Array.from(byStep.keys()).sort((a, b) => a - b);
+      for (const list of byStep.values()) list.sort((a, b) => (a.idx || 0) - (b.idx || 0));
+    } catch (e) {
+      mediaMessage(sec, e.message);
+      return;
+    }
+    mediaMessage(sec, sec.steps.length ? null : "no images");
+    const keep = Number(sec.slider.value);
+    sec.slider.max = String(Math.max(0, sec.steps.length - 1));
+    sec.slider.disabled = sec.steps.length < 2;
+    sec.slider.value = String(wasLast ? sec.steps.length - 1 : Math.min(keep, sec.steps.length - 1));
+    showStep(sec);
+  }
+
+  function mediaMessage(sec, text) {
+    sec.message.hidden = !text;
+    sec.message.className = "media-message" + (text && text !== "no images" ? " error" : " muted");
+    sec.message.textContent = text || "";
+  }
+
+  function showStep(sec) {
+    const i = Number(sec.slider.value);
+    const step = sec.steps[i];
+    if (step === undefined) {
+      RB.fill(sec.images);
+      sec.stepLabel.textContent = "";
+      return;
+    }
+    sec.stepLabel.textContent = "step " + step + "  (" + (i + 1) + " of " + sec.steps.length + ")";
+    sec.slider.setAttribute("aria-valuetext", "step " + step);
+    RB.fill(sec.images, sec.byStep.get(step).map(imageFigure));
+  }
+
+  function objectUrl(oid) {
+    return RB.base + runPath + "/media/object/" + enc(oid);
+  }
+
+  function imageFigure(it) {
+    const w = Number.isInteger(it.width) && it.width > 0 ? it.width : null;
+    const h = Number.isInteger(it.height) && it.height > 0 ? it.height : null;
+    const caption = [typeof it.caption === "string" ? it.caption : "", it.idx ? "#" + it.idx : ""].filter((x) => x).join("  ");
+    const fig = el("figure", { class: "media-figure", dataset: { oid: it.oid, step: String(it.step), idx: String(it.idx || 0) } });
+    if ((w && h && w * h > MAX_IMAGE_PIXELS) || (typeof it.size === "number" && it.size > MAX_IMAGE_BYTES)) {
+      return RB.fill(fig, el("div", { class: "media-error" }, "image too large to show (" + (w && h ? w + "×" + h + " px, " : "") + RB.fmtBytes(it.size) + ")"));
+    }
+    const img = el("img", { class: "media-image", src: objectUrl(it.oid), loading: "lazy", decoding: "async", alt: caption || it.key + " at step " + it.step, width: w, height: h });
+    const small = w && h && Math.max(w, h) < 96;
+    if (small) {
+      const k = Math.max(1, Math.floor(128 / Math.max(w, h)));
+      img.style.width = w * k + "px";
+      img.style.height = h * k + "px";
+      img.classList.add("pixelated"); // a 28x28 digit stays readable, not blurred
+    }
+    img.addEventListener("error", () => imageFailed(fig, it));
+    return RB.fill(fig, img, el("figcaption", { class: "media-caption" }, caption || (w && h ? w + "×" + h : "")));
+  }
+
+  /** The image did not load: ask the API why (the 404's detail: the object is missing
+   * from the store, the run was deleted) and say so where the image was. */
+  async function imageFailed(fig, it) {
+    let why = "the image could not be loaded";
+    try {
+      await api(runPath + "/media/object/" + enc(it.oid));
+      why += " (it is not an image the browser can show)";
+    } catch (e) {
+      why += ": " + e.message;
+    }
+    RB.fill(fig, el("div", { class: "media-error" }, why));
+  }
+
+  // tables: the logged table of one step, sortable by a click on a column's header
+
+  function openTable(sec) {
+    const k = sec.info;
+    sec.select = el("select", { class: "media-table-step", dataset: { key: k.key }, "aria-label": "step of " + k.key });
+    sec.select.addEventListener("change", () => loadTable(sec));
+    sec.holder = el("div", { class: "media-table-holder" });
+    RB.fill(sec.node, mediaHead(k), el("div", { class: "controls" }, el("label", {}, "step ", sec.select)), sec.holder);
+    refreshTable(sec);
+  }
+
+  function refreshTable(sec) {
+    const steps = (Array.isArray(sec.info.steps) ? sec.info.steps : []).filter(Number.isInteger);
+    const wasLast = !sec.select.options.length || sec.select.selectedIndex === sec.select.options.length - 1;
+    const keep = sec.select.value;
+    RB.fill(sec.select, steps.map((s) => el("option", { value: String(s) }, String(s))));
+    sec.select.value = wasLast || !steps.includes(Number(keep)) ? String(steps[steps.length - 1] ?? "") : keep;
+    sec.select.disabled = steps.length < 2;
+    loadTable(sec);
+  }
+
+  function loadTable(sec) {
+    return RB.load(sec.holder, "loading the table…", runPath + "/media/table", { key: sec.info.key, step: sec.select.value }, (t) => tableView(sec, t));
+  }
+
+  function tableView(sec, t) {
+    const columns = (Array.isArray(t.columns) ? t.columns : []).map((c) => String(c));
+    const rows = (Array.isArray(t.rows) ? t.rows : []).filter(Array.isArray);
+    const total = Number.isInteger(t.total_rows) ? t.total_rows : rows.length;
+    const note = el(
+      "p",
+      { class: "muted media-table-note" },
+      total + " row" + (total === 1 ? "" : "s") + " × " + columns.length + " column" + (columns.length === 1 ? "" : "s"),
+      rows.length < total ? " (the first " + rows.length + " shown)" : "",
+      t.truncated ? " · truncated when logged" : ""
+    );
+    const state = { col: null, dir: 1, all: false };
+    const table = el("table", { class: "grid media-table", dataset: { key: sec.info.key } });
+    const more = el("button", { type: "button", class: "media-table-more", hidden: true }, "show all " + rows.length + " rows");
+    let order = rows.map((_, i) => i);
+    const draw = () => {
+      const ths = columns.map((c, i) =>
+        el("th", { dataset: { col: String(i) }, "aria-sort": state.col === i ? (state.dir > 0 ? "ascending" : "descending") : "none" },
+          el("button", { type: "button", class: "media-sort" }, c, state.col === i ? (state.dir > 0 ? " ▲" : " ▼") : ""))
+      );
+      for (const th of ths) th.addEventListener("click", () => sortBy(Number(th.dataset.col)));
+      const shown = state.all ? order : order.slice(0, TABLE_ROWS_SHOWN);
+      RB.fill(table,
+        el("thead", {}, el("tr", {}, ths)),
+        el("tbody", {}, shown.map((r) => el("tr", {}, columns.map((_, j) => el("td", {}, cellText(rows[r][j]))))))
+      );
+      more.hidden = state.all || order.length <= TABLE_ROWS_SHOWN;
+    };
+    const sortBy = (col) => {
+      state.dir = state.col === col ? -state.dir : 1;
+      state.col = col;
+      order = rows.map((_, i) => i).sort((a, b) => compareCells(rows[a][col], rows[b][col], state.dir) || a - b);
+      draw();
+    };
+    more.addEventListener("click", () => {
+      state.all = true;
+      draw();
+    });
+    draw();
+    return [note, el("div", { class: "media-table-scroll" }, table), more];
+  }
+
+  function cellText(v) {
+    return typeof v === "number" || typeof v === "string" ? RB.fmtValue(v) : v === null || v === undefined ? "" : JSON.stringify(v);
+  }
+
+  /** Numbers as numbers, then strings (natural order: "x2" before "x10"), then the rest;
+   * empty cells last whichever the direction. */
+  function compareCells(a, b, dir) {
+    const rank = (v) => (v === null || v === undefined || v === "" ? 3 : typeof v === "number" ? 0 : typeof v === "string" ? 1 : 2);
+    const ra = rank(a);
+    const rb = rank(b);
+    if (ra === 3 || rb === 3) return ra - rb;
+    if (ra !== rb) return (ra - rb) * dir;
+    if (ra === 0) return (a - b) * dir;
+    const sa = ra === 1 ? a : JSON.stringify(a);
+    const sb = rb === 1 ? b : JSON.stringify(b);
+    return sa.localeCompare(sb, undefined, { numeric: true }) * dir;
+  }
+
   // -- tabs, polling -----------------------------------------------------------------------
 
   const RENDER = {
@@ -675,6 +1066,7 @@
     params: renderParams,
     metrics: () => renderChartsPane("pane-metrics", false),
     system: () => renderChartsPane("pane-system", true),
+    media: renderMedia,
     code: renderCode,
     data: renderData,
     env: renderEnv,
@@ -688,22 +1080,23 @@
       opened.add(name);
       RENDER[name]();
     }
-    if (name === "metrics" || name === "system") {
-      for (const c of charts.values()) if (c.loaded && c.node.isConnected) Plotly.Plots.resize(c.node);
-    }
+    // a chart drawn while its tab was hidden has no width: fit it now
+    for (const node of $("pane-" + name).querySelectorAll(".js-plotly-plot")) Plotly.Plots.resize(node);
   }
 
   async function poll() {
     try {
-      rec = Object.assign(await api(runPath), {});
+      const [r] = await Promise.all([api(runPath), loadMediaKeys()]);
+      rec = r;
       renderHead();
       if (opened.has("overview")) renderOverview();
+      if (opened.has("media")) renderMedia();
       const grids = [
         ["pane-metrics-grid", false],
         ["pane-system-grid", true],
       ];
-      for (const [id, system] of grids) if ($(id)) addCharts($(id), seriesKeys(system));
-      await Promise.all(Array.from(charts.values()).map((c) => extendSeries(c).catch(() => null)));
+      for (const [id, system] of grids) if ($(id)) addPaneCharts($(id), seriesKeys(system));
+      await Promise.all(Array.from(series.values()).map((s) => extendSeries(s).catch(() => null)));
       if (opened.has("logs")) await fetchLogs();
     } catch (e) {
       RB.showError($("error"), e);
@@ -716,6 +1109,7 @@
   }
 
   async function init() {
+    const mediaKeys = loadMediaKeys(); // at once: whether the Media tab shows
     try {
       rec = await api(runPath);
     } catch (e) {
@@ -723,6 +1117,7 @@
       $("run-title").textContent = "run " + ref;
       return;
     }
+    await mediaKeys;
     runPath = "/api/runs/" + enc(rec.id);
     renderHead();
     tabs = RB.tabs(onShow);
