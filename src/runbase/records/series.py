@@ -74,14 +74,16 @@ MAX_QUERY_POINTS = 4_000_000
 
 
 class RunPoints(NamedTuple):
-    """One run's points of one metric, in logging order, as the stored bytes: ``steps``
-    int64, ``vals`` (and ``times``, epoch seconds, when asked; else None) float64, all
-    little-endian, the same number of 8-byte values in each."""
+    """One run's points of one metric, in logging order, as the stored bytes: ``xs`` the
+    steps (int64) or the times (float64, epoch seconds), as asked, and ``vals``
+    (float64), both little-endian, as many 8-byte values in each."""
 
     run_id: str
-    steps: bytes
+    xs: bytes
     vals: bytes
-    times: bytes | None
+
+
+X_COLUMNS = ("steps", "times")
 
 
 def series_counts(
@@ -106,45 +108,44 @@ def series_counts(
 
 
 def series_many(
-    store: Store, key: str, counts: dict[str, int], times: bool = False
+    store: Store, key: str, counts: dict[str, int], x: str = "steps"
 ) -> Iterator[RunPoints]:
     """The points of metric ``key`` of each run of ``counts`` (``{run_id: count}``, as
     :func:`series_counts` gives; the runs come back in that order, a run without points
-    left out): one query for all of them (``run_id IN (...)``), or one per
-    :data:`MAX_QUERY_POINTS` points. A chunk whose blobs disagree with each other (not
-    whole 8-byte values, not as many in each) is skipped: a store is not trusted."""
+    left out), with their ``x``: ``steps`` or ``times``. One query for all of them
+    (``run_id IN (...)``), or one per :data:`MAX_QUERY_POINTS` points; only the columns
+    asked for are read. A chunk whose blobs disagree (not whole 8-byte values, not as
+    many in each) is skipped: a store is not trusted."""
+    if x not in X_COLUMNS:
+        raise ValueError(f"x must be one of {X_COLUMNS}, not {x!r}")
     batch: list[str] = []
     size = 0
     for run_id, count in counts.items():
         if batch and (len(batch) >= MAX_IDS or size + count > MAX_QUERY_POINTS):
-            yield from _read_batch(store, key, batch, times)
+            yield from _read_batch(store, key, batch, x)
             batch, size = [], 0
         batch.append(run_id)
         size += max(count, 0)
     if batch:
-        yield from _read_batch(store, key, batch, times)
+        yield from _read_batch(store, key, batch, x)
 
 
-def _read_batch(store: Store, key: str, run_ids: list[str], times: bool) -> Iterator[RunPoints]:
-    cols = "run_id, steps, vals" + (", times" if times else "")
+def _read_batch(store: Store, key: str, run_ids: list[str], x: str) -> Iterator[RunPoints]:
     q = (
-        f"SELECT {cols} FROM metric_chunks WHERE key = ? "
+        f"SELECT run_id, {x}, vals FROM metric_chunks WHERE key = ? "
         f"AND run_id IN ({','.join('?' * len(run_ids))}) ORDER BY run_id, seq"
     )
-    parts: dict[str, tuple[list[bytes], list[bytes], list[bytes]]] = {}
-    for row in store.db.query(q, [key, *run_ids]):
-        run_id, b_steps, b_vals = row[0], row[1], row[2]
-        b_times = row[3] if times else b""
-        if not all(isinstance(b, bytes) for b in (b_steps, b_vals, b_times)):
+    parts: dict[str, tuple[list[bytes], list[bytes]]] = {}
+    for run_id, b_xs, b_vals in store.db.query(q, [key, *run_ids]):
+        if not (isinstance(b_xs, bytes) and isinstance(b_vals, bytes)):
             continue
-        n = len(b_vals)
-        if n % 8 or len(b_steps) != n or (times and len(b_times) != n):
+        if len(b_vals) % 8 or len(b_xs) != len(b_vals):
             continue
-        s, v, t = parts.setdefault(run_id, ([], [], []))
-        s.append(b_steps)
-        v.append(b_vals)
-        t.append(b_times)
+        xs, vals = parts.setdefault(run_id, ([], []))
+        xs.append(b_xs)
+        vals.append(b_vals)
     for run_id in run_ids:
         if run_id in parts:
-            s, v, t = parts.pop(run_id)
-            yield RunPoints(run_id, b"".join(s), b"".join(v), b"".join(t) if times else None)
+            xs, vals = parts.pop(run_id)
+            # one chunk (a finished run's usual): join returns that very object, no copy
+            yield RunPoints(run_id, b"".join(xs), b"".join(vals))

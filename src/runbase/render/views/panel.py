@@ -17,7 +17,7 @@ from runbase.capture.params import jsonable
 from runbase.capture.sysmetrics import is_system_metric
 from runbase.errors import RunbaseError, UsageError
 from runbase.records.record import run_row
-from runbase.records.series import RunPoints, series_counts, series_many
+from runbase.records.series import MAX_QUERY_POINTS, RunPoints, series_counts, series_many
 from runbase.render.views.code import UI_INSTALL_HINT
 from runbase.render.views.runs import list_page
 from runbase.store import Store
@@ -209,36 +209,33 @@ def _metric(
     groups: dict[str, str],
     band: str,
 ) -> dict[str, Any]:
-    series = []
+    series: list[dict[str, Any]] = []
     kept: dict[str, list[tuple[str, Any, Any, Any]]] = {}  # group -> [(run, x, y, weight)]
-    for pts in series_many(store, key, counts, times=x != "step"):
-        xs, ys = _xy(np, pts, x, origins.get(pts.run_id))
-        series.append({"run": pts.run_id, **_downsample(np, xs, ys, points)})
-        if groups:
-            kept.setdefault(groups[pts.run_id], []).append(
-                (pts.run_id, *_detail(np, xs, ys, GROUP_DETAIL * points))
-            )
+    batch: list[RunPoints] = []
+    size = 0
+
+    def flush() -> None:
+        nonlocal size
+        detail = GROUP_DETAIL * points if groups else 0
+        for out, d in _downsample_many(np, batch, x, points, origins, detail):
+            series.append(out)
+            if d is not None:
+                kept.setdefault(groups[out["run"]], []).append((out["run"], *d))
+        batch.clear()
+        size = 0
+
+    for pts in series_many(store, key, counts, "steps" if x == "step" else "times"):
+        batch.append(pts)
+        size += len(pts.vals) // 8
+        if size >= MAX_QUERY_POINTS:  # memory: as the reader, a few runs at a time
+            flush()
+    flush()
     out: dict[str, Any] = {"key": key, "series": series}
     if groups:
         out["groups"] = [
             _group(np, name, kept[name], points, band) for name in sorted(kept, key=_group_order)
         ]
     return out
-
-
-def _xy(np: Any, pts: RunPoints, x: str, origin: float | None) -> tuple[Any, Any]:
-    """The run's x values (steps, epoch seconds, or seconds since its start: since its
-    first point when its start is not known) and y values, as stored (little-endian)."""
-    ys = np.frombuffer(pts.vals, dtype="<f8")
-    if x == "step" or pts.times is None:
-        return np.frombuffer(pts.steps, dtype="<i8"), ys
-    t = np.frombuffer(pts.times, dtype="<f8")
-    if x == "time":
-        return t, ys
-    if origin is None:
-        finite = t[np.isfinite(t)]
-        origin = float(finite[0]) if len(finite) else 0.0
-    return t - origin, ys
 
 
 def _nullable(np: Any, a: Any) -> list[Any]:
@@ -253,55 +250,111 @@ def _nullable(np: Any, a: Any) -> list[Any]:
     return list(out.tolist())
 
 
-def _downsample(np: Any, xs: Any, ys: Any, points: int) -> dict[str, Any]:
-    """At most ``points`` buckets of consecutive points (equal counts, as
-    :func:`runbase.render.views.metrics.downsample`): each bucket's first x, and the
-    mean, minimum and maximum of its finite values (None without any)."""
-    n = len(ys)
-    if n <= points:
-        y = _nullable(np, ys)
-        return {"x": _nullable(np, xs), "y": y, "min": y, "max": y, "count": n,
-                "downsampled": False}  # fmt: skip
-    starts = np.arange(points, dtype=np.int64) * n // points
-    finite = np.isfinite(ys)
-    count = np.add.reduceat(finite.astype(np.int64), starts)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        mean = np.add.reduceat(np.where(finite, ys, 0.0), starts) / count
-        lo = np.minimum.reduceat(np.where(finite, ys, np.inf), starts)
-        hi = np.maximum.reduceat(np.where(finite, ys, -np.inf), starts)
-        overflow = ~np.isfinite(mean) & (count > 0)
-        for i in np.flatnonzero(overflow):  # finite values whose sum overflows: rare
-            b = starts[i + 1] if i + 1 < points else n
-            chunk = ys[starts[i] : b]
+def _downsample_many(
+    np: Any,
+    runs: list[RunPoints],
+    x: str,
+    points: int,
+    origins: dict[str, float | None],
+    detail: int = 0,
+) -> list[tuple[dict[str, Any], tuple[Any, Any, Any] | None]]:
+    """Each run's series in at most ``points`` buckets of consecutive points (equal
+    counts, as :func:`runbase.render.views.metrics.downsample`): each bucket's first x,
+    and the mean, minimum and maximum of its finite values (None without any); a run of
+    ``points`` points or fewer comes whole. With ``detail``, also each run's points for
+    its group (:func:`_detail`), else None.
+
+    The runs are reduced together (their points end to end, one ``reduceat`` for all)
+    and listed together: per-run numpy calls on arrays of 200 would cost more than the
+    arithmetic."""
+    runs = [r for r in runs if r.vals]  # a run whose chunks were all unreadable
+    if not runs:
+        return []
+    ys = np.frombuffer(b"".join(r.vals for r in runs), dtype="<f8")
+    xs = np.frombuffer(b"".join(r.xs for r in runs), dtype="<i8" if x == "step" else "<f8")
+    ns = np.array([len(r.vals) // 8 for r in runs], dtype=np.int64)
+    if x == "relative":
+        xs = xs - np.repeat([_origin(np, r, origins.get(r.run_id)) for r in runs], ns)
+    starts, b_ends = _buckets(np, ns, points)
+    with np.errstate(invalid="ignore", over="ignore"):
+        total = np.add.reduceat(ys, starts)
+        mean = total / np.diff(starts, append=len(ys))
+        lo = np.minimum.reduceat(ys, starts)
+        hi = np.maximum.reduceat(ys, starts)
+        # a NaN or an infinity in the bucket (or a sum that overflows): its finite
+        # values alone, one bucket at a time (rare)
+        for i in np.flatnonzero(~np.isfinite(total)):
+            chunk = ys[starts[i] : starts[i + 1] if i + 1 < len(starts) else len(ys)]
             chunk = chunk[np.isfinite(chunk)]
-            mean[i] = np.sum(chunk / len(chunk))
-    lo[count == 0] = np.nan
-    hi[count == 0] = np.nan
-    return {
-        "x": _nullable(np, xs[starts]),
-        "y": _nullable(np, mean),
-        "min": _nullable(np, lo),
-        "max": _nullable(np, hi),
-        "count": n,
-        "downsampled": True,
-    }
+            if len(chunk):
+                mean[i] = np.sum(chunk / len(chunk))
+                lo[i], hi[i] = chunk.min(), chunk.max()
+            else:
+                mean[i] = lo[i] = hi[i] = np.nan
+    bx, by = _nullable(np, xs[starts]), _nullable(np, mean)
+    blo, bhi = _nullable(np, lo), _nullable(np, hi)
+    details = _detail(np, xs, ys, ns, detail) if detail else [None] * len(runs)
+    out = []
+    a = 0
+    for k, r in enumerate(runs):
+        b = int(b_ends[k])
+        n = int(ns[k])
+        whole = n <= points
+        y = by[a:b]
+        series = {
+            "run": r.run_id,
+            "x": bx[a:b],
+            "y": y,
+            "min": y if whole else blo[a:b],
+            "max": y if whole else bhi[a:b],
+            "count": n,
+            "downsampled": not whole,
+        }
+        out.append((series, details[k]))
+        a = b
+    return out
 
 
-def _detail(np: Any, xs: Any, ys: Any, limit: int) -> tuple[Any, Any, Any]:
-    """The run's points with a finite x and y, as ``(x, y, weight)``; beyond ``limit``
-    points, the means of ``limit`` buckets of consecutive points, each weighing as many
-    points as it averages (so a bin's mean of them is the mean of those points)."""
+def _buckets(np: Any, ns: Any, limit: int) -> tuple[Any, Any]:
+    """Runs of ``ns`` points each (> 0), end to end, in buckets of consecutive points:
+    ``min(n, limit)`` equal ones per run. ``(starts, ends)``: where each bucket starts in
+    the whole, and where each run's buckets end in the list of buckets."""
+    bs = np.minimum(ns, limit)
+    b_ends = np.cumsum(bs)
+    j = np.arange(int(b_ends[-1]), dtype=np.int64) - np.repeat(b_ends - bs, bs)
+    starts = np.repeat(np.cumsum(ns) - ns, bs) + j * np.repeat(ns, bs) // np.repeat(bs, bs)
+    return starts, b_ends
+
+
+def _origin(np: Any, r: RunPoints, started: float | None) -> float:
+    """Where a run's relative time starts: its start, else its first point's time."""
+    if started is not None:
+        return started
+    t = np.frombuffer(r.xs, dtype="<f8")
+    finite = t[np.isfinite(t)]
+    return float(finite[0]) if len(finite) else 0.0
+
+
+def _detail(np: Any, xs: Any, ys: Any, ns: Any, limit: int) -> list[tuple[Any, Any, Any]]:
+    """Each run's points (``ns`` of them each, end to end) for its group's chart:
+    ``(x, y, weight)`` of its points with a finite x and y; beyond ``limit`` points, the
+    means of ``limit`` buckets of consecutive points, each weighing as many points as it
+    averages (a bin's weighted mean of them is the mean of those points)."""
     xs = xs.astype(np.float64)
     ok = np.isfinite(xs) & np.isfinite(ys)
-    if len(ys) <= limit:
-        return xs[ok], ys[ok], np.ones(int(ok.sum()))
-    starts = np.arange(limit, dtype=np.int64) * len(ys) // limit
-    w = np.add.reduceat(ok.astype(np.float64), starts)
+    starts, b_ends = _buckets(np, ns, limit)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        w = np.add.reduceat(ok.astype(np.float64), starts)
         mx = np.add.reduceat(np.where(ok, xs, 0.0), starts) / w
         my = np.add.reduceat(np.where(ok, ys, 0.0), starts) / w
     keep = (w > 0) & np.isfinite(mx) & np.isfinite(my)
-    return mx[keep], my[keep], w[keep]
+    out = []
+    a = 0
+    for b in b_ends.tolist():
+        k = keep[a:b]
+        out.append((mx[a:b][k], my[a:b][k], w[a:b][k]))
+        a = b
+    return out
 
 
 def _group(
@@ -312,40 +365,37 @@ def _group(
     runs' min and max (``minmax``) or the mean -+ their standard deviation (``sd``). A
     bin no run has a point in is left out; a bin's x is the mean x of its points."""
     out: dict[str, Any] = {"group": name, "runs": [m[0] for m in members]}
-    xs = [m[1] for m in members]
-    lo_x = min((float(a.min()) for a in xs if len(a)), default=None)
-    hi_x = max((float(a.max()) for a in xs if len(a)), default=None)
-    if lo_x is None or hi_x is None:
+    sizes = [len(m[1]) for m in members]
+    if not sum(sizes):
         return {**out, "x": [], "mean": [], "lo": [], "hi": []}
-    span = hi_x - lo_x
-    means = np.full((len(members), points), np.nan)
-    x_sum = np.zeros(points)
-    x_weight = np.zeros(points)
-    for i, (_run, mx, my, w) in enumerate(members):
-        rel = mx - lo_x  # sums of offsets: epoch seconds lose less precision
-        idx = (
-            np.zeros(len(rel), dtype=np.int64)
-            if span <= 0 or not math.isfinite(span)
-            else np.minimum((rel / span * points).astype(np.int64), points - 1)
-        )
-        weight = np.bincount(idx, weights=w, minlength=points)
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            means[i] = np.bincount(idx, weights=my * w, minlength=points) / weight
-        x_sum += np.bincount(idx, weights=rel * w, minlength=points)
-        x_weight += weight
-    means[~np.isfinite(means)] = np.nan  # a sum that overflowed: no mean
-    used = ~np.isnan(means).all(axis=0)
-    m = means[:, used]
-    with np.errstate(invalid="ignore", over="ignore"):
+    mx, my, w = (np.concatenate([m[i] for m in members]) for i in (1, 2, 3))
+    lo_x = float(mx.min())
+    span = float(mx.max()) - lo_x
+    rel = mx - lo_x  # sums of offsets: epoch seconds lose less precision
+    if span > 0 and math.isfinite(span):
+        idx = np.minimum((rel * (points / span)).astype(np.int64), points - 1)
+    else:
+        idx = np.zeros(len(rel), dtype=np.int64)
+    cells = np.repeat(np.arange(len(members), dtype=np.int64) * points, sizes) + idx
+    size = len(members) * points
+    weight = np.bincount(cells, weights=w, minlength=size).reshape(len(members), points)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        means = np.bincount(cells, weights=my * w, minlength=size).reshape(weight.shape) / weight
+        means[~np.isfinite(means)] = np.nan  # no point there, or a sum that overflowed
+        used = ~np.isnan(means).all(axis=0)
+        m = means[:, used]
         mean = np.nanmean(m, axis=0)
         if band == "sd":
             sd = np.nanstd(m, axis=0)
             lo, hi = mean - sd, mean + sd
         else:
             lo, hi = np.nanmin(m, axis=0), np.nanmax(m, axis=0)
+        x_mean = (
+            np.bincount(idx, weights=rel * w, minlength=points)[used] / weight.sum(axis=0)[used]
+        )
     return {
         **out,
-        "x": _nullable(np, x_sum[used] / x_weight[used] + lo_x),
+        "x": _nullable(np, x_mean + lo_x),
         "mean": _nullable(np, mean),
         "lo": _nullable(np, lo),
         "hi": _nullable(np, hi),
