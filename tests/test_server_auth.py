@@ -45,12 +45,15 @@ PROJECT = "alpha"
 OTHER = "beta"
 
 TRAIN = """
+import numpy as np
 import runbase
 runbase.param("lr", 0.1)
 for i in range(5):
     runbase.log(loss=1.0 / (i + 1), step=i)
 runbase.summary(best=0.5)
 runbase.tag(stage="dev")
+runbase.log_image("samples", np.zeros((4, 4, 3), dtype=np.uint8), step=0)
+runbase.log_table("preds", [{"x": 1, "y": 2}], step=0)
 """
 
 
@@ -86,6 +89,7 @@ class Env:
     oid: str  # an object the project holds (of the pushed run)
     oid_bytes: bytes
     bundle: dict[str, Any]  # the pushed run's bundle, as sent
+    media_oid: str = ""  # the image the pushed run logged
 
     def auth(self, user: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[user]}"}
@@ -95,8 +99,8 @@ class Env:
         new_id = ids.new_run_id()
         b = copy.deepcopy(self.bundle)
         b["run"]["id"] = new_id
-        for table in ("params", "tags", "metrics", "metric_chunks", "run_files"):
-            for row in b[table]:
+        for table in ("params", "tags", "metrics", "metric_chunks", "run_files", "media"):
+            for row in b.get(table) or []:
                 row["run_id"] = new_id
         return new_id, b
 
@@ -178,6 +182,7 @@ def make_env(
         assert r.status_code == 200, r.text
     env.oid = min(oids, key=lambda o: len(local.objects.get_bytes(o)))
     env.oid_bytes = local.objects.get_bytes(env.oid)
+    env.media_oid = next(r["oid"] for r in bundle["media"] if r["kind"] == "image")
     return env
 
 
@@ -244,6 +249,15 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/p/{project}/api/importance"): READER,
     ("GET", "/p/{project}/api/explain"): READER,
     ("GET", "/p/{project}/api/highlight.css"): READER,
+    # the chart workspace (issue 18): the chart panel, media, saved views
+    ("GET", "/p/{project}/api/panel"): READER,
+    ("GET", "/p/{project}/api/runs/{ref}/media"): READER,
+    ("GET", "/p/{project}/api/runs/{ref}/media/object/{oid}"): READER,
+    ("GET", "/p/{project}/api/runs/{ref}/media/table"): READER,
+    ("GET", "/p/{project}/api/views"): READER,
+    ("GET", "/p/{project}/api/views/{name}"): READER,
+    ("PUT", "/p/{project}/api/views/{name}"): WRITER,
+    ("DELETE", "/p/{project}/api/views/{name}"): WRITER,
 }
 
 # the routes outside the schema (HTML pages, login): path -> who may see it
@@ -329,10 +343,36 @@ def build_request(env: Env, method: str, path: str, user: str | None) -> dict[st
         query["metric"] = "best"
     elif tail == "explain":
         query["a"] = query["b"] = run_id
+    elif tail == "panel":
+        query.update(where="params.lr > 0", metrics="loss", group_by="params.lr", x="relative")
+    elif tail == "runs/{ref}/media":
+        query["key"] = "samples"
+    elif tail == "runs/{ref}/media/object/{oid}":
+        params["oid"] = env.media_oid
+    elif tail == "runs/{ref}/media/table":
+        query["key"] = "preds"
+    elif tail == "views/{name}":
+        params["name"], kw = _view_to(env, method)
     url = path.format(**params)
     if query:
         url += "?" + urllib.parse.urlencode(query)
     return {"method": method, "url": url, **kw}
+
+
+def _view_to(env: Env, method: str) -> tuple[str, dict[str, Any]]:
+    """The name and body of a request to a saved view: one that exists (a writer saved
+    it just now) unless the request creates it."""
+    name = f"view {uuid.uuid4().hex[:8]}"
+    spec = {"version": 1, "where": "params.lr > 0", "panels": [{"type": "line", "metric": "loss"}]}
+    if method == "PUT":
+        return urllib.parse.quote(name), {"json": {"spec": spec, "default": True}}
+    r = env.client.put(
+        f"/p/{PROJECT}/api/views/{urllib.parse.quote(name)}",
+        json={"spec": spec},
+        headers=env.auth("wanda"),
+    )
+    assert r.status_code == 201, r.text
+    return urllib.parse.quote(name), {}
 
 
 def control_token(env: Env, user: str) -> str:
@@ -810,6 +850,8 @@ def test_hostile_values_are_client_errors(env: Env) -> None:
             f"{p}/runs/{run}/bundle",
             json.dumps({**env.bundle, "tags": [{"run_id": run, "key": "k", "value": "\ud800"}]}),
         ),
+        ("PUT", f"{p}/views/v", '{"spec": {"version": 1, "where": "a\\u0000b"}}'),
+        ("PUT", f"{p}/views/v", '{"spec": {"version": 1, "panels": [{"metric": "\\udfff"}]}}'),
     ]
     for method, url, body in bodies:
         r = c.request(method, url, content=body.encode("utf-8", "surrogatepass"), headers=h)
@@ -827,6 +869,11 @@ def test_hostile_values_are_client_errors(env: Env) -> None:
         f"{p}/importance?metric=b%00est",
         "/api/v1/search?where=user%20%3D%3D%20%27%00%27",
         f"{p}/runs/{run}/bundle?data=%00",
+        f"{p}/views/a%00b",
+        f"{p}/panel?where=params.lr%20%3D%3D%20%27%00%27",
+        f"{p}/panel?metrics=lo%00ss",
+        f"{p}/runs/{run}/media?key=sam%00ples",
+        f"{p}/runs/{run}/media/table?key=pr%00eds",
     ]
     for url in gets:
         r = c.get(url, headers=h)
@@ -843,6 +890,7 @@ def test_hostile_values_are_client_errors(env: Env) -> None:
     )
     assert 400 <= r.status_code < 500, r.text
     assert c.get(f"{p}/runs/{new_id}", headers=h).status_code == 404
+    assert c.get(f"{p}/views/v", headers=h).status_code == 404  # no refused view was saved
 
 
 # -- secrets never in logs ----------------------------------------------------------------
@@ -1074,7 +1122,7 @@ def test_a_manifest_cannot_hide_the_blobs_it_names(env: Env) -> None:
         run = bundle["run"]
         run.update(code_json=json.dumps({"kind": "git", "tree": m}), logs_json=None)
         run.update(packages_id=None, notebook_json=None)
-        for table in ("params", "run_files"):
+        for table in ("params", "run_files", "media"):  # only the manifest names objects
             bundle[table] = []
         bundle["objects"] = {m: "code"}
         r = c.put(f"/p/{OTHER}/api/runs/{new_id}/bundle", json=bundle, headers=olga)
