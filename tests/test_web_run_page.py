@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from conftest import GIT, commit, runbase_cmd, runbase_ui, stop_process, write
+from conftest import GIT, commit, documented_keys, runbase_cmd, runbase_ui, stop_process, write
 
 CHROMIUM = os.environ.get("RUNBASE_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -268,6 +268,35 @@ def test_compare_page_screenshot(site: dict[str, Any], server: str, page: Any) -
 # -- live state ----------------------------------------------------------------------------
 
 
+def test_liveness_of_a_run() -> None:
+    from runbase.render.views.run import STALL_AFTER_S, liveness
+
+    now = 2_000_000_000.0
+    fresh = liveness("running", now - 3, now)
+    assert fresh["heartbeat_age_s"] == 3 and fresh["stalled"] is False
+    assert fresh["heartbeat_at"] == "2033-05-18T03:33:17+00:00"
+    old = liveness("running", now - STALL_AFTER_S - 1, now)
+    assert old["stalled"] is True and old["stall_after_s"] == STALL_AFTER_S == 30
+    # another machine's clock ahead of ours: fresh, never a negative age
+    assert liveness("running", now + 50, now)["heartbeat_age_s"] == 0
+    # an ended run is neither live nor stalled; a store's non-time is no heartbeat
+    assert liveness("finished", now - 999, now)["heartbeat_age_s"] is None
+    for bad in (None, float("nan"), 1e300, "soon"):
+        got = liveness("running", bad, now)
+        assert got["heartbeat_at"] is None and got["stalled"] is False, bad
+
+
+def test_run_detail_documents_its_liveness(site: dict[str, Any], server: str) -> None:
+    run = _run_named(server, "many")
+    assert run
+    detail = _api(server, f"/api/runs/{run['id']}")
+    keys = documented_keys("api.md", "GET /api/runs/{run}")
+    assert keys == {"series", "heartbeat_at", "heartbeat_age_s", "stalled", "stall_after_s"}
+    assert keys <= set(detail)
+    assert detail["stalled"] is False and detail["heartbeat_age_s"] is None  # finished
+    assert detail["heartbeat_at"].startswith("20")
+
+
 def _start_loop(root: Path, name: str) -> subprocess.Popen[bytes]:
     """`runbase run --name NAME -- python loop.py` in a session of its own (a group kill
     reaches the supervisor and its command, and nothing else)."""
@@ -350,8 +379,7 @@ def test_an_image_logged_at_three_steps_is_shown_at_each(
     page.wait_for_selector(".tab[data-tab=media]:not([hidden])")
     page.click(".tab[data-tab=media]")
     slider = "input.media-slider[data-key=samples]"
-    page.wait_for_selector(slider)
-    assert page.get_attribute(slider, "max") == "2"
+    page.wait_for_selector(f"{slider}[max='2']:not([disabled])")  # once its items came
     items = _api(server, f"/api/runs/{run['id']}/media", kind="image", key="samples")["items"]
     oid_at = {it["step"]: it["oid"] for it in items}
     assert sorted(oid_at) == [0, 1, 2] and len(set(oid_at.values())) == 3

@@ -884,7 +884,8 @@
 
   function openImages(sec) {
     const k = sec.info;
-    sec.slider = el("input", { type: "range", class: "media-slider", min: "0", max: "0", step: "1", value: "0", dataset: { key: k.key }, "aria-label": "step of " + k.key });
+    // disabled until the key's items come: then one position per step
+    sec.slider = el("input", { type: "range", class: "media-slider", min: "0", max: "0", step: "1", value: "0", disabled: true, dataset: { key: k.key }, "aria-label": "step of " + k.key });
     sec.stepLabel = el("span", { class: "media-step mono", "aria-live": "polite" });
     sec.images = el("div", { class: "media-images" });
     sec.message = el("div", { class: "media-message", hidden: true });
@@ -895,8 +896,10 @@
 
   async function refreshImages(sec) {
     const wasLast = !sec.steps || Number(sec.slider.value) === sec.steps.length - 1;
+    const seq = (sec.seq = (sec.seq || 0) + 1); // a slower earlier answer must not win
     try {
       const r = await api(runPath + "/media", { kind: "image", key: sec.info.key });
+      if (seq !== sec.seq) return;
       const byStep = new Map();
       for (const it of Array.isArray(r.items) ? r.items : []) {
         if (!it || typeof it.oid !== "string" || !Number.isInteger(it.step)) continue;
@@ -907,7 +910,7 @@
       sec.steps = Array.from(byStep.keys()).sort((a, b) => a - b);
       for (const list of byStep.values()) list.sort((a, b) => (a.idx || 0) - (b.idx || 0));
     } catch (e) {
-      mediaMessage(sec, e.message);
+      if (seq === sec.seq) mediaMessage(sec, e.message);
       return;
     }
     mediaMessage(sec, sec.steps.length ? null : "no images");
@@ -995,8 +998,16 @@
     loadTable(sec);
   }
 
-  function loadTable(sec) {
-    return RB.load(sec.holder, "loading the table…", runPath + "/media/table", { key: sec.info.key, step: sec.select.value }, (t) => tableView(sec, t));
+  async function loadTable(sec) {
+    const seq = (sec.seq = (sec.seq || 0) + 1); // the step chosen last wins, not the slowest answer
+    if (!sec.holder.children.length) RB.fill(sec.holder, el("p", { class: "muted" }, "loading the table…"));
+    let view;
+    try {
+      view = tableView(sec, await api(runPath + "/media/table", { key: sec.info.key, step: sec.select.value }));
+    } catch (e) {
+      view = el("div", { class: "error" }, e.message);
+    }
+    if (seq === sec.seq) RB.fill(sec.holder, view);
   }
 
   function tableView(sec, t) {
