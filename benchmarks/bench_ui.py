@@ -22,8 +22,19 @@ compares params as strings only) and ``metrics/get-history`` of the long series 
 returns every point: MLflow has no server-side downsampling). runbase is measured on a
 store of the same ``--mlflow-runs`` runs too, for a like-for-like row.
 
+The chart panel (issue 18): ``/api/panel`` of ``--panel-runs`` runs (default 100) x 5
+metrics x ``--panel-points`` points (default 10,000), 200 buckets per series: by step,
+by wall time, and grouped by a param with an sd band by relative time; over HTTP and in
+process (``chart_panel`` + its JSON encoding: the server's time). Target <= 300 ms. The
+MLflow anchor: the MLflow UI's run comparison draws each metric's chart from
+``metrics/get-history-bulk-interval`` (sampled on the server, ``max_results=200``), on
+the same runs, metrics and points logged to ``mlflow server``: the 5 requests timed one
+after the other.
+
     .venv/bin/python benchmarks/bench_ui.py [--runs 100000] [--n 15] [--mlflow-runs 5000]
                                             [--mlflow-points 200000] [--skip-mlflow]
+                                            [--panel-runs 100] [--panel-points 10000]
+                                            [--skip-panel] [--panel-only]
 """
 
 from __future__ import annotations
@@ -159,6 +170,99 @@ def _long_series_run(store: Any, points: int) -> tuple[str, float]:
     return run_id, time.perf_counter() - t0
 
 
+# -- the chart panel's store -------------------------------------------------------------
+
+PANEL_METRICS = ("loss", "acc", "val_loss", "val_acc", "lr_schedule")
+
+
+def fill_panel(store_path: Path, runs: int, points: int, seed: int = 0) -> dict[str, Any]:
+    """``runs`` real runs (``lifecycle.create_run`` .. ``finalize``) of ``points`` points of
+    each of 5 metrics: one ``metric_chunks`` row per run and metric, as a finished run's
+    ingest and compaction leave it (logging 5,000,000 points through the tracker would
+    time the tracker, not the panel), and its ``metrics`` summary row."""
+    import math
+    from array import array
+
+    from runbase.capture.params import encode_value, numeric
+    from runbase.records import lifecycle
+    from runbase.store import Store
+
+    rnd = random.Random(seed)
+    store = Store.open(store_path, create=True)
+    t0 = time.perf_counter()
+    steps = array("q", range(points))
+    if sys.byteorder == "big":
+        steps.byteswap()
+    for i in range(runs):
+        run_id = lifecycle.create_run(store, command=["python", "train.py"], mode="run")
+        lr, noise = rnd.choice(PARAMS["lr"]), rnd.random() * 0.05
+        start = time.time()
+        times = array("d", (start + s * 0.01 for s in range(points)))
+        chunks, summaries = [], []
+        for k, key in enumerate(PANEL_METRICS):
+            vals = array(
+                "d",
+                (
+                    math.exp(-lr * 100 * s / points) * (1 + k) + noise * rnd.random()
+                    for s in range(points)
+                ),
+            )
+            last = vals[-1]
+            if sys.byteorder == "big":
+                times.byteswap()
+                vals.byteswap()
+            chunks.append(
+                (run_id, key, 0, points, steps.tobytes(), times.tobytes(), vals.tobytes())
+            )
+            summaries.append(
+                (run_id, key, points, last, min(vals), max(vals), points - 1, times[-1], last)
+            )
+        with store.db.transaction() as cur:
+            cur.executemany(
+                "INSERT INTO params (run_id, key, value, num, source) VALUES (?,?,?,?,?)",
+                [
+                    (run_id, k, encode_value(k, v), numeric(encode_value(k, v)), "argparse")
+                    for k, v in (("lr", lr), ("seed", i))
+                ],
+            )
+            cur.executemany(
+                "INSERT INTO metric_chunks (run_id, key, seq, n, steps, times, vals) "
+                "VALUES (?,?,?,?,?,?,?)",
+                chunks,
+            )
+            cur.executemany(
+                "INSERT INTO metrics (run_id, key, count, last, min, max, last_step, last_time, "
+                "summary, has_summary, value) VALUES (?,?,?,?,?,?,?,?,NULL,0,?)",
+                summaries,
+            )
+        lifecycle.finalize(store, run_id, "finished", exit_code=0)
+    store.db.execute("ANALYZE")
+    store.close()
+    return {"runs": runs, "metrics": len(PANEL_METRICS), "points": points,
+            "fill_s": time.perf_counter() - t0}  # fmt: skip
+
+
+def time_panel_in_process(store_path: Path, n: int, **kwargs: Any) -> dict[str, Any]:
+    """``views.chart_panel`` + its JSON encoding in this process (the server's own time,
+    no HTTP): median of ``n`` after one warm-up."""
+    from runbase.render import views
+    from runbase.store import Store
+    from runbase.web.routes_panel import panel_body
+
+    store = Store.open(store_path)
+    try:
+        times, size = [], 0
+        for i in range(n + 1):
+            t0 = time.perf_counter()
+            body = panel_body(views.chart_panel(store, **kwargs))
+            if i:
+                times.append(time.perf_counter() - t0)
+            size = len(body)
+        return {**C.summarize(times), "bytes": size}
+    finally:
+        store.close()
+
+
 # -- serving and timing ------------------------------------------------------------------
 
 
@@ -250,6 +354,49 @@ def bench_runbase(store: Path, n: int, label: str) -> dict[str, Any]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def panel_cases(runs: int, points: int) -> dict[str, str]:
+    base = f"/api/panel?runs={runs}&points={points}"
+    return {
+        "panel: x=step": base,
+        "panel: x=time": base + "&x=time",
+        "panel: grouped by params.lr, sd band, x=relative": base
+        + "&group_by=params.lr&band=sd&x=relative",
+    }
+
+
+def bench_panel(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
+    """The chart panel of ``--panel-runs`` runs x 5 metrics x ``--panel-points`` points
+    (points=200 per series): over a real uvicorn (one GET on a new connection, median of
+    ``--n``) and in process (``chart_panel`` + its JSON, the server's own time)."""
+    store = scratch / "store-panel"
+    info = fill_panel(store, args.panel_runs, args.panel_points)
+    print(
+        f"panel: filled {args.panel_runs} runs x {len(PANEL_METRICS)} metrics x "
+        f"{args.panel_points:,} points in {info['fill_s']:.1f} s",
+        flush=True,
+    )
+    port = free_port()
+    proc = serve_runbase(store, port)
+    try:
+        wait_http(port, "/api/health")
+        cases = panel_cases(min(args.panel_runs, 500), 200)
+        http = time_requests(port, cases, args.n)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    in_process = {
+        "panel: x=step": time_panel_in_process(store, args.n, points=200),
+        "panel: grouped by params.lr, sd band, x=relative": time_panel_in_process(
+            store, args.n, points=200, group_by="params.lr", band="sd", x="relative"
+        ),
+    }
+    out = {**info, "requests": http, "in_process": in_process}
+    if not args.skip_mlflow:
+        out["mlflow"] = bench_mlflow_panel(args, scratch)
+    C.rmtree(store)
+    return out
 
 
 # -- MLflow ------------------------------------------------------------------------------
@@ -355,6 +502,89 @@ def bench_mlflow(bin_dir: Path, scratch: Path, n_runs: int, points: int, n: int)
             server.kill()
 
 
+MLFLOW_PANEL_FILL = r"""
+import json, math, random, sys, time
+from mlflow.tracking import MlflowClient
+from mlflow.entities import Metric, Param
+uri, runs, points, keys = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
+lrs = json.loads(sys.argv[5])
+c = MlflowClient(tracking_uri=uri)
+rnd = random.Random(0)
+t0 = time.time()
+ids = []
+for i in range(runs):
+    r = c.create_run("0")
+    lr, noise = rnd.choice(lrs), rnd.random() * 0.05
+    now = int(time.time() * 1000)
+    c.log_batch(r.info.run_id, params=[Param("lr", str(lr)), Param("seed", str(i))])
+    ms = [Metric(k, math.exp(-lr * 100 * s / points) * (1 + j) + noise * rnd.random(), now + s * 10, s)
+          for j, k in enumerate(keys) for s in range(points)]
+    for lo in range(0, len(ms), 1000):
+        c.log_batch(r.info.run_id, metrics=ms[lo:lo + 1000])
+    c.set_terminated(r.info.run_id)
+    ids.append(r.info.run_id)
+print(json.dumps({"fill_s": time.time() - t0, "run_ids": ids}))
+"""
+
+
+def bench_mlflow_panel(args: argparse.Namespace, scratch: Path) -> dict[str, Any] | None:
+    """The MLflow UI's run comparison on the same runs (same metrics, points and lr):
+    its charts call ``get-history-bulk-interval`` once per metric (at most 100 runs,
+    ``max_results`` points per run, sampled on the server); timed as the 5 requests one
+    after the other, as one panel."""
+    bin_dir = C.ensure_venv("mlflow", MLFLOW_PIN, ["python", "-c", "import mlflow"])
+    if bin_dir is None:
+        print("mlflow venv unavailable: panel anchor skipped", flush=True)
+        return None
+    db = scratch / "mlflow-panel.db"
+    uri = f"sqlite:///{db}"
+    env = C.clean_env(MLFLOW_TRACKING_URI=uri)
+    runs = min(args.panel_runs, 100)  # the endpoint's limit per request
+    p = subprocess.run(
+        [str(bin_dir / "python"), "-c", MLFLOW_PANEL_FILL, uri, str(runs),
+         str(args.panel_points), json.dumps(PANEL_METRICS), json.dumps(PARAMS["lr"])],
+        env=env, capture_output=True, text=True, cwd=scratch,
+    )  # fmt: skip
+    if p.returncode != 0:
+        raise RuntimeError(p.stderr[-3000:])
+    info = json.loads(p.stdout.strip().splitlines()[-1])
+    print(f"mlflow: filled the panel's {runs} runs in {info['fill_s']:.1f} s", flush=True)
+    port = free_port()
+    server = subprocess.Popen(
+        [str(bin_dir / "mlflow"), "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1"],
+        env=env, cwd=scratch, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_http(port, "/health", timeout=120)
+        ids = "&".join(f"run_ids={r}" for r in info["run_ids"])
+        urls = [
+            f"/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval?{ids}"
+            f"&metric_key={k}&max_results=200"
+            for k in PANEL_METRICS
+        ]
+        for u in urls:  # warm-up, and check each answers 200
+            _dt, status, data = get(port, u)
+            if status != 200:
+                raise RuntimeError(f"mlflow {u[:80]}: HTTP {status}: {data[:300]!r}")
+        times, size = [], 0
+        for _ in range(args.n):
+            total, size = 0.0, 0
+            for u in urls:
+                dt, _s, data = get(port, u)
+                total += dt
+                size += len(data)
+            times.append(total)
+        return {"runs": runs, "points": args.panel_points, "fill_s": info["fill_s"],
+                "panel": {**C.summarize(times), "bytes": size}}  # fmt: skip
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
 # -- main -----------------------------------------------------------------------------------
 
 
@@ -366,9 +596,14 @@ def main() -> None:
     ap.add_argument("--mlflow-points", type=int, default=200_000)
     ap.add_argument("--skip-mlflow", action="store_true")
     ap.add_argument("--quick", action="store_true", help="10,000 runs, 500 MLflow runs, n=5")
+    ap.add_argument("--panel-runs", type=int, default=100, help="the chart panel's runs")
+    ap.add_argument("--panel-points", type=int, default=10_000, help="points per series")
+    ap.add_argument("--skip-panel", action="store_true")
+    ap.add_argument("--panel-only", action="store_true", help="the chart panel alone")
     args = ap.parse_args()
     if args.quick:
         args.runs, args.mlflow_runs, args.mlflow_points, args.n = 10_000, 500, 50_000, 5
+        args.panel_points = 2000
     C.header(
         f"bench_ui: the web API on {args.runs:,} runs, vs mlflow server on {args.mlflow_runs:,}"
     )
@@ -378,11 +613,16 @@ def main() -> None:
         "args": vars(args),
         "runbase": [],
         "mlflow": None,
+        "panel": None,
     }
     try:
+        if not args.skip_panel:
+            result["panel"] = bench_panel(args, scratch)
         sizes = [args.runs] + (
             [args.mlflow_runs] if not args.skip_mlflow and args.mlflow_runs != args.runs else []
         )
+        if args.panel_only:
+            sizes = []
         for size in sizes:
             store = scratch / f"store-{size}"
             info = fill_runbase(store, size)
@@ -393,7 +633,7 @@ def main() -> None:
             )
             result["runbase"].append(bench_runbase(store, args.n, f"{size:,} runs"))
             C.rmtree(store)
-        if not args.skip_mlflow:
+        if not args.skip_mlflow and not args.panel_only:
             bin_dir = C.ensure_venv("mlflow", MLFLOW_PIN, ["python", "-c", "import mlflow"])
             if bin_dir is None:
                 print("mlflow venv unavailable: skipped", flush=True)
@@ -407,13 +647,19 @@ def main() -> None:
                 )
     finally:
         C.rmtree(scratch)
+    if args.panel_only:  # the other sections as the last full run measured them
+        try:
+            last = json.loads((C.RESULTS_DIR / "ui.json").read_text())
+        except (OSError, ValueError):
+            last = {}
+        result = {**last, "panel": result["panel"], "panel_machine": result["machine"]}
     report(result)
     C.write_result("ui", result)
 
 
 def report(result: dict[str, Any]) -> None:
     rows = []
-    for rb in result["runbase"]:
+    for rb in result.get("runbase") or []:
         for name, r in rb["requests"].items():
             goal = "-"
             if "filtered by param" in name and "string" not in name:
@@ -445,10 +691,35 @@ def report(result: dict[str, Any]) -> None:
                     "-",
                 ]
             )
+    if rows:
+        C.print_table(
+            ["tool", "store", "request", "median", "response", "goal"],
+            rows,
+            title="web API, one HTTP GET each (median)",
+        )
+    if result.get("panel"):
+        report_panel(result["panel"])
+
+
+def report_panel(panel: dict[str, Any]) -> None:
+    store = f"{panel['runs']} runs x {panel['metrics']} metrics x {panel['points']:,} points"
+    rows = []
+    for name, r in panel["requests"].items():
+        rows.append(["runbase", store, name + " (HTTP)", C.ms(r["median"]),
+                     f"{r['bytes'] / 1024:.0f} KiB", C.target(r["median"], 0.3)])  # fmt: skip
+    for name, r in panel["in_process"].items():
+        rows.append(["runbase", store, name + " (in process)", C.ms(r["median"]),
+                     f"{r['bytes'] / 1024:.0f} KiB", C.target(r["median"], 0.3)])  # fmt: skip
+    ml = panel.get("mlflow")
+    if ml:
+        rows.append(["mlflow", f"{ml['runs']} runs x {len(PANEL_METRICS)} metrics x "
+                     f"{ml['points']:,} points", "get-history-bulk-interval x 5 (HTTP)",
+                     C.ms(ml["panel"]["median"]), f"{ml['panel']['bytes'] / 1024:.0f} KiB",
+                     "-"])  # fmt: skip
     C.print_table(
         ["tool", "store", "request", "median", "response", "goal"],
         rows,
-        title="web API, one HTTP GET each (median)",
+        title="the chart panel (points=200 per series), median",
     )
 
 

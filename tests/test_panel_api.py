@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import GIT, commit, runbase_cmd, write
+from conftest import GIT, commit, documented_keys, runbase_cmd, write
 from runbase.errors import QueryError, UsageError
 from runbase.records import lifecycle
 from runbase.records.ingest import ingest
@@ -445,3 +445,12 @@ def test_openapi_documents_the_route(site: dict[str, Any]) -> None:
     }  # fmt: skip
     url = "/api/panel?" + urllib.parse.urlencode({"metrics": "loss", "points": 10})
     assert site["client"].get(url).status_code == 200
+
+
+def test_docs_name_every_parameter_and_key(site: dict[str, Any]) -> None:
+    p = get(site, group_by="params.lr")
+    metric = p["metrics"][0]
+    op = site["client"].get("/openapi.json").json()["paths"]["/api/panel"]["get"]
+    names = {param["name"] for param in op["parameters"]}
+    keys = set(p) | set(metric) | set(metric["series"][0]) | set(metric["groups"][0])
+    assert documented_keys("api.md", "GET /api/panel") == names | keys | {"group"}

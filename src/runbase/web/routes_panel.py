@@ -40,7 +40,7 @@ def panel_body(panel: dict[str, Any]) -> bytes:
     """The answer of :func:`runbase.render.views.chart_panel` as JSON (its numbers
     printed as :data:`VALUE_FORMAT` and :data:`X_FORMATS` say; the rest as
     :func:`json_response` does)."""
-    head = json_response({k: v for k, v in panel.items() if k != "metrics"}).body
+    head = bytes(json_response({k: v for k, v in panel.items() if k != "metrics"}).body)
     x_format = X_FORMATS.get(panel.get("x", ""), VALUE_FORMAT)
     metrics = ",".join(
         "{"
