@@ -14,12 +14,13 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 
-from conftest import GIT, commit, http_request, runbase_cmd, runbase_ui, write
+from conftest import GIT, commit, http_request, runbase_cmd, runbase_ui, start_server, write
 
 CHROMIUM = os.environ.get("RUNBASE_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -151,6 +152,13 @@ def _charts_drawn(pg: Any, runs: int) -> None:
     )
 
 
+def _wait_equal(pg: Any, expression: str, value: Any) -> None:
+    """Wait until the page's ``expression`` is ``value`` (compared as JSON)."""
+    pg.wait_for_function(
+        f"(want) => JSON.stringify({expression}) === JSON.stringify(want)", arg=value
+    )
+
+
 def _api(server: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     return http_request(server, method, path, data=data)
@@ -248,17 +256,21 @@ def test_hovering_a_row_highlights_its_run_and_a_trace_its_row(
     page.wait_for_function("document.querySelectorAll('#runs tr.hovered').length === 0")
     page.wait_for_function(f"new Set(({looks})('').map(([, s]) => s)).size === 1")
 
-    # the other way: a trace hovered in a chart marks its run's row
-    other = site["runs"][2]["id"]
-    page.evaluate(
+    # the other way: the pointer on a point of a trace marks its run's row (the smallest lr:
+    # its acc mid-run is low in the chart, clear of the mode bar over the chart's top)
+    other = min(site["runs"], key=lambda r: r["params"]["lr"])["id"]
+    x, y = page.evaluate(
         """(id) => {
           for (const c of document.querySelectorAll('#workspace .ws-chart')) {
-            const i = (c.data || []).findIndex((t) => t.meta === id);
-            if (i >= 0) { Plotly.Fx.hover(c, [{ curveNumber: i, pointNumber: 0 }]); return; }
+            const t = (c.data || []).find((t) => t.meta === id);
+            if (!t) continue;
+            const i = t.x.length >> 1, L = c._fullLayout, box = c.getBoundingClientRect();
+            return [box.left + L._size.l + L.xaxis.l2p(t.x[i]), box.top + L._size.t + L.yaxis.l2p(t.y[i])];
           }
         }""",
         other,
     )
+    page.mouse.move(x, y)
     page.wait_for_selector(f"#runs tr.hovered[data-run='{other}']")
 
 
@@ -340,8 +352,8 @@ def test_a_saved_view_reopens_from_its_url(
     again.goto(server + "/?view=" + quote("small lr & loss"))
     _rows(again, 2)
     assert again.input_value("#filter") == "params.lr < 0.2"
-    again.wait_for_function(f"JSON.stringify({HEADERS}) === {json.dumps(json.dumps(headers))}")
-    again.wait_for_function(f"JSON.stringify({PANELS}) === {json.dumps(json.dumps(panels))}")
+    _wait_equal(again, HEADERS, headers)
+    _wait_equal(again, PANELS, panels)
     assert again.input_value("#view-select") == "small lr & loss"
     assert again.is_hidden("#view-modified")
 
@@ -420,6 +432,74 @@ def test_deleting_a_view_through_the_page(server: str, page: Any, no_default: No
     assert _api(server, "GET", _view_path("to delete"))[0] == 200
 
 
+# -- on the team server: saving needs the writer role ------------------------------------
+
+
+def _token(proc: subprocess.CompletedProcess[str]) -> str:
+    """The API token `runbase server users add` prints (its last stdout line)."""
+    return proc.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def team(
+    site: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    """A team server with alice (writer in `default`) and bob (reader), the site's runs
+    pushed there by alice."""
+    tmp = tmp_path_factory.mktemp("team")
+    db, objects = ["--db", str(tmp / "server.db")], str(tmp / "objects")
+    runbase_cmd("server", "migrate", *db, "--objects", objects, check=True)
+    alice = _token(runbase_cmd("server", "users", "add", "alice", "--project-role", "writer", *db,
+                               check=True))  # fmt: skip
+    bob = _token(runbase_cmd("server", "users", "add", "bob", "--project-role", "reader", *db,
+                             check=True))  # fmt: skip
+    server = start_server(db[1], objects, log_dir=tmp)
+    try:
+        env = {"RUNBASE_CONFIG": str(tmp / "client-config.json")}
+        root = site["root"]
+        runbase_cmd("login", server.url, "--token", alice, cwd=root, env=env, check=True)
+        runbase_cmd("remote", "add", "team", server.url, cwd=root, env=env, check=True)
+        runbase_cmd("push", "--all", cwd=root, env=env, check=True)
+        yield {"url": server.url, "alice": alice, "bob": bob}
+    finally:
+        server.stop()
+
+
+def _login(pg: Any, url: str, token: str) -> None:
+    pg.goto(url + "/p/default/")
+    pg.wait_for_url(re.compile(r"/login\?next="))
+    pg.fill("#token", token)
+    pg.click("#login")
+    pg.wait_for_url(url + "/p/default/")
+
+
+def test_on_the_team_server_a_writer_saves_views_a_reader_opens_them(
+    team: dict[str, Any], new_page: Any
+) -> None:
+    url = team["url"]
+    alice = new_page()
+    _login(alice, url, team["alice"])
+    _rows(alice, len(LRS))
+    assert alice.is_enabled("#view-save")
+    alice.fill("#filter", "params.lr < 0.2")
+    alice.press("#filter", "Enter")
+    _rows(alice, 2)
+    alice.click("#view-save")
+    alice.fill("#view-name", "team view")
+    alice.click("#view-save-confirm")  # a cookie session: the page sends its CSRF token
+    alice.wait_for_function("new URL(location.href).searchParams.get('view') === 'team view'")
+    assert alice.is_hidden("#view-error")
+
+    bob = new_page()
+    _login(bob, url, team["bob"])
+    bob.goto(url + "/p/default/?view=team%20view")
+    _rows(bob, 2)
+    assert bob.input_value("#filter") == "params.lr < 0.2"
+    for control in ("#view-save", "#view-delete", "#view-default"):
+        assert bob.is_disabled(control), control
+    assert "writer role" in (bob.get_attribute("#view-save", "title") or "")
+
+
 # -- dark mode -----------------------------------------------------------------------------
 
 
@@ -439,7 +519,9 @@ def _contrast(a: str, b: str) -> float:
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_the_page_follows_the_os_color_scheme(server: str, page: Any, scheme: str) -> None:
+def test_the_page_follows_the_os_color_scheme(
+    site: dict[str, Any], server: str, page: Any, scheme: str, tmp_path: Path
+) -> None:
     page.emulate_media(color_scheme=scheme)
     page.goto(server + "/?view=")
     _rows(page, len(LRS))
@@ -461,3 +543,8 @@ def test_the_page_follows_the_os_color_scheme(server: str, page: Any, scheme: st
         theme,
     )
     assert probe == fg
+    # a screenshot, kept as a test artifact (looked at, not compared pixel by pixel)
+    _charts_drawn(page, len(LRS))
+    shots = Path(os.environ.get("RUNBASE_TEST_ARTIFACTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / f"runs-page-{scheme}.png"), full_page=True)

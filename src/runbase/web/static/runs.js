@@ -64,15 +64,17 @@
   // -- the chart workspace ---------------------------------------------------------------
 
   // above the table (workspace.js); the table works without it
-  const ws = window.RBWorkspace
+  // (a top-level const of workspace.js: a global, though not a property of window)
+  const ws = typeof RBWorkspace !== "undefined"
     ? RBWorkspace.create($("workspace"), { onHoverRun: (id) => markHovered(id, true), onChange: () => updateModified() })
     : null;
   let wsQuery = "";
 
-  /** The workspace follows the table's filter and sort (it reloads only on a change). */
+  /** The workspace follows the table's filter, sort and page (it reloads only on a change). */
   function syncWorkspace() {
     if (!ws) return;
-    const q = { where: state.where, sort: state.sort, sweep: state.sweep, hybrids: state.hybrids };
+    // the charts show the table's page: its runs, from its offset
+    const q = { where: state.where, sort: state.sort, sweep: state.sweep, hybrids: state.hybrids, offset: state.offset };
     const key = JSON.stringify(q);
     if (key === wsQuery) return;
     wsQuery = key;
@@ -195,7 +197,13 @@
     renderGroupOptions();
     renderColumnList();
     updateModified();
-    if (data.runs.some((r) => r.status === "running")) refreshTimer = setTimeout(load, 5000);
+    if (data.runs.some((r) => r.status === "running")) refreshTimer = setTimeout(refresh, 5000);
+  }
+
+  /** A running run on the page: the table and the charts are asked again (new points). */
+  function refresh() {
+    load();
+    if (ws) ws.reload();
   }
 
   function header(cols) {
