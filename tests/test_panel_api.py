@@ -434,6 +434,19 @@ def test_library_validates_every_argument(site: dict[str, Any]) -> None:
     assert site["ids"]["s0"] not in [r["id"] for r in p["runs"]]
 
 
+def test_an_answer_too_large_is_refused(
+    site: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runbase.render.views import panel
+
+    monkeypatch.setattr(panel, "MAX_PANEL_BUCKETS", 100)  # 5 runs x 2 metrics x 10 + 10
+    body = get(site, 400, points=10)
+    assert body["detail"] == (
+        "this panel would be 110 buckets (at most 100): ask for fewer runs, metrics or points"
+    )
+    assert len(get(site, points=10, metrics="loss,acc")["metrics"]) == 2  # 60 buckets
+
+
 def test_openapi_documents_the_route(site: dict[str, Any]) -> None:
     spec = site["client"].get("/openapi.json").json()
     op = spec["paths"]["/api/panel"]["get"]

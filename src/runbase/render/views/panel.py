@@ -29,6 +29,10 @@ MIN_PANEL_POINTS = 10
 MAX_PANEL_POINTS = 2000
 DEFAULT_PANEL_METRICS = 24  # metrics charted when none are asked for
 MAX_PANEL_METRICS = 100  # metrics that may be asked for
+# buckets in one answer (500 runs x 25 metrics x 200 points; ~100 MB of JSON): 500 runs x
+# 24 metrics x 2,000 points would be 1 GB, which no page can draw and no server should
+# build
+MAX_PANEL_BUCKETS = 2_500_000
 X_MODES = ("step", "time", "relative")
 BANDS = ("minmax", "sd")
 GROUP_FIELDS = ("status", "user", "sweep")  # + params.KEY, tags.KEY
@@ -47,7 +51,7 @@ def chart_panel(
     offset: int = 0,
     sweep: str | None = None,
     hybrids: bool = True,
-    exclude: Iterable[str] | str = (),
+    exclude: Iterable[str] | str | None = (),
     metrics: Iterable[str] | str | None = None,
     points: int = DEFAULT_PANEL_POINTS,
     x: str = "step",
@@ -66,7 +70,8 @@ def chart_panel(
     series. ``x``: ``step``, ``time`` (epoch seconds) or ``relative`` (seconds since the
     run started). ``group_by``: ``params.KEY``, ``tags.KEY``, ``status``, ``user`` or
     ``sweep``; ``band``: ``minmax`` or ``sd``. ``exclude`` and ``metrics`` may be given as
-    comma-separated strings."""
+    comma-separated strings. An answer of over :data:`MAX_PANEL_BUCKETS` buckets in all
+    is refused (:class:`UsageError`)."""
     _check_range("runs", runs, 1, MAX_PANEL_RUNS)
     _check_range("offset", offset, 0, None)
     _check_range("points", points, MIN_PANEL_POINTS, MAX_PANEL_POINTS)
@@ -75,7 +80,7 @@ def chart_panel(
     if band not in BANDS:
         raise UsageError(f"unknown band {band!r}: use {' or '.join(BANDS)}")
     group_key = _group_key(group_by)
-    hidden = set(_names("exclude", exclude))
+    hidden = set(_names("exclude", exclude or ()))
     asked = None if metrics is None else list(dict.fromkeys(_names("metrics", metrics)))
     if asked is not None and len(asked) > MAX_PANEL_METRICS:
         raise UsageError(f"at most {MAX_PANEL_METRICS} metrics (got {len(asked)})")
@@ -92,11 +97,15 @@ def chart_panel(
         keys = [k for k in asked if k in counts]
         missing = [k for k in asked if k not in counts]
     origins = {r["id"]: _number(r.get("started_at")) for r in rows}
-    charts = []
-    for key in keys:
-        # in table order, as the series come back
-        by_run = {r["id"]: counts[key][r["id"]] for r in rows if r["id"] in counts[key]}
-        charts.append(_metric(np, store, key, by_run, x, points, origins, groups, band))
+    # in table order, as the series come back
+    by_key = {k: {r["id"]: counts[k][r["id"]] for r in rows if r["id"] in counts[k]} for k in keys}
+    buckets = sum(min(n, points) for k in keys for n in by_key[k].values())
+    if buckets > MAX_PANEL_BUCKETS:
+        raise UsageError(
+            f"this panel would be {buckets:,} buckets (at most {MAX_PANEL_BUCKETS:,}): "
+            "ask for fewer runs, metrics or points"
+        )
+    charts = [_metric(np, store, k, by_key[k], x, points, origins, groups, band) for k in keys]
     out_rows = jsonable([run_row(r) for r in rows])
     for row in out_rows:
         row["group"] = groups.get(row["id"]) if group_key else None
