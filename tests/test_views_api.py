@@ -266,6 +266,8 @@ def test_stored_rows_are_not_trusted(local: tuple[Path, TestClient, str]) -> Non
         ("odd", json.dumps({"version": 1, "where": 7, "hybrids": "yes", "chart": {"x": "epoch",
          "runs": 2}, "panels": [1, None, {"type": "pie", "width": 2}], "extra": True}), 1),
         ("newer", json.dumps({"version": 2, "where": "x"}), 1),
+        ("nulls", json.dumps({"version": 1, "where": None, "columns": None, "chart": {"x": None},
+         "panels": [{"type": None, "metric": "loss"}]}), 0),
         ("bad/name", json.dumps({"version": 1}), 0),
         ("bell\x07", json.dumps({"version": 1}), 0),
     ]  # fmt: skip
@@ -279,9 +281,9 @@ def test_stored_rows_are_not_trusted(local: tuple[Path, TestClient, str]) -> Non
     finally:
         store.close()
     listing = c.get("/api/views").json()
-    assert [v["name"] for v in listing["views"]] == ["damaged", "newer", "odd"]
+    assert [v["name"] for v in listing["views"]] == ["damaged", "newer", "nulls", "odd"]
     assert listing["default"] == "newer"  # two rows say so: the first by name is
-    assert [v["default"] for v in listing["views"]] == [False, True, False]
+    assert [v["default"] for v in listing["views"]] == [False, True, False, False]
     assert listing["views"][0]["created_at"] is None  # not a time
     assert c.get(_url("damaged")).json()["spec"] == {"version": 1}
     assert c.get(_url("newer")).json()["spec"] == {"version": 1}
@@ -293,6 +295,13 @@ def test_stored_rows_are_not_trusted(local: tuple[Path, TestClient, str]) -> Non
         "chart": {"runs": 2},
         "panels": [{"width": 2}],
     }
+    nulls = c.get(_url("nulls")).json()["spec"]
+    assert nulls == {"version": 1, "columns": None, "chart": {}, "panels": [{"metric": "loss"}]}
+    for view in listing["views"]:  # what was read can be saved back as it is (the page does)
+        spec = c.get(_url(view["name"])).json()["spec"]
+        r = c.put(_url(view["name"]), json={"spec": spec, "default": view["default"]})
+        assert r.status_code == 200 and r.json()["spec"] == spec, r.text
+    assert c.get("/api/views").json()["default"] == "newer"
 
 
 def test_the_documents_name_every_key(local: tuple[Path, TestClient, str]) -> None:

@@ -137,7 +137,7 @@ def check_spec(spec: Any) -> dict[str, Any]:
     1 to 4``); the spec must fit in :data:`MAX_SPEC_BYTES` as JSON."""
     if not isinstance(spec, dict):
         raise UsageError(f"a view spec is a JSON object, not {type(spec).__name__}")
-    size = len(dumps_checked(spec).encode("utf-8", "surrogatepass"))
+    size = len(_dumps_checked(spec).encode("utf-8", "surrogatepass"))
     if size > MAX_SPEC_BYTES:
         raise UsageError(f"the view spec is {size} bytes of JSON, over {MAX_SPEC_BYTES}")
     try:
@@ -152,7 +152,7 @@ def dumps(spec: dict[str, Any]) -> str:
     return json.dumps(spec, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def dumps_checked(spec: dict[str, Any]) -> str:
+def _dumps_checked(spec: dict[str, Any]) -> str:
     """:func:`dumps`, refusing what is no JSON (NaN, infinity: Python's parser takes
     them) or nests too deeply, as :class:`UsageError`."""
     if shapes.too_deep(spec, 8):  # a spec nests 4 levels at most: spec.panels[i].metrics
@@ -161,6 +161,8 @@ def dumps_checked(spec: dict[str, Any]) -> str:
         return dumps(spec)
     except ValueError:
         raise UsageError("the view spec holds NaN or an infinity (not JSON)") from None
+    except TypeError as e:  # a Python caller's set, bytes, ...
+        raise UsageError(f"the view spec holds a value JSON cannot: {e}") from None
 
 
 def read_spec(text: Any) -> dict[str, Any]:
@@ -174,11 +176,21 @@ def read_spec(text: Any) -> dict[str, Any]:
 
 def fit_spec(value: Any) -> dict[str, Any]:
     """A spec read from where it is not trusted (a store, a server's answer): what does
-    not fit the spec of this version is dropped; ``{"version": 1}`` when nothing fits."""
+    not fit the spec of this version is dropped (nulls too, but ``columns``'), so the page
+    can save it back as it read it; ``{"version": 1}`` when nothing fits."""
     fitted = SPEC.fit(value)
     if not isinstance(fitted, dict) or fitted.get("version") != VERSION:
         return {"version": VERSION}
-    return fitted
+    out = {k: v for k, v in fitted.items() if v is not None or k == "columns"}
+    if "chart" in out:
+        out["chart"] = _no_nulls(out["chart"])
+    if "panels" in out:
+        out["panels"] = [_no_nulls(p) for p in out["panels"]]
+    return out
+
+
+def _no_nulls(fitted: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in fitted.items() if v is not None}
 
 
 def _storable(text: str) -> bool:
