@@ -44,6 +44,8 @@ import runbase
 
 for step in range(30):
     runbase.log(**{{f"m{{i:02d}}": (i + 1) / (step + 1) for i in range({N_METRICS})}}, step=step)
+    # no GPU on a test machine: the keys the sampler writes for GPU 0, logged by hand
+    runbase.log(**{{"sys/gpu0/util_percent": 50.0 + step, "sys/gpu0/mem_used_bytes": 1e9}}, step=step)
     time.sleep(0.05)  # system samples every 0.2 s meanwhile
 """
 
@@ -190,7 +192,9 @@ def page(browser: Any) -> Iterator[Any]:
 
 
 def _traces(pg: Any, selector: str) -> int:
-    """How many traces plotly drew in the chart under ``selector``."""
+    """How many traces plotly drew in the chart under ``selector`` (scrolled to: charts
+    load as they come near the viewport)."""
+    pg.locator(selector).scroll_into_view_if_needed()
     pg.wait_for_selector(f"{selector} .main-svg")
     pg.wait_for_function(
         "(s) => document.querySelectorAll(s + ' .scatterlayer .trace').length > 0", arg=selector
@@ -220,13 +224,15 @@ def test_overview_draws_metric_and_system_charts(
     assert page.locator("#ov-metric-charts .ov-chart").count() == 12
     assert page.inner_text("#ov-more") == f"all {N_METRICS} metrics in the Metrics tab"
     assert _traces(page, "#ov-metric-charts .ov-chart[data-chart=m00]") == 1
-    # system charts: CPU (the tree's and the machine's) and memory, from real samples
+    # system charts: CPU (the tree's and the machine's) and memory from real samples, GPU
     assert _traces(page, "#ov-system-charts .ov-chart[data-chart=sys-cpu]") == 2
     assert _traces(page, "#ov-system-charts .ov-chart[data-chart=sys-memory]") == 2
     names = page.evaluate(
         "document.querySelector('.ov-chart[data-chart=sys-cpu] .js-plotly-plot').data.map(t => t.name)"
     )
     assert names == ["process tree (% of one core)", "machine (% of all cores)"]
+    assert _traces(page, "#ov-system-charts .ov-chart[data-chart=sys-gpu-util]") == 1
+    assert _traces(page, "#ov-system-charts .ov-chart[data-chart=sys-gpu-memory]") == 1
     # the summaries table is still there, under the charts
     assert "m13" in page.inner_text("#summaries-table")
     assert "sys/" not in page.inner_text("#summaries-table")  # folded away below it

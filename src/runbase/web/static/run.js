@@ -466,7 +466,8 @@
       legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom", font: { size: 10 } },
       margin: { l: 55, r: 10, t: c.keys.length > 1 ? 24 : 10, b: c.compact ? 30 : 35 },
       xaxis: { title: { text: system ? "sample" : "step" } },
-      yaxis: Object.assign({ type: chartOptions.log ? "log" : "linear" }, c.bytes ? { tickformat: ".3s", ticksuffix: "B" } : {}),
+      // system use from zero: a flat 1 GB line is not a spike at 1.00000 GB
+      yaxis: Object.assign({ type: chartOptions.log ? "log" : "linear" }, system && !chartOptions.log ? { rangemode: "tozero" } : {}, c.bytes ? { tickformat: ".3s", ticksuffix: "B" } : {}),
     });
   }
 
