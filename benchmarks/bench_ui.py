@@ -502,47 +502,24 @@ def bench_mlflow(bin_dir: Path, scratch: Path, n_runs: int, points: int, n: int)
             server.kill()
 
 
-MLFLOW_PANEL_FILL = r"""
-import json, math, random, sys, time
-from mlflow.tracking import MlflowClient
-from mlflow.entities import Metric, Param
-uri, runs, points, keys = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
-lrs = json.loads(sys.argv[5])
-c = MlflowClient(tracking_uri=uri)
-rnd = random.Random(0)
-t0 = time.time()
-ids = []
-for i in range(runs):
-    r = c.create_run("0")
-    lr, noise = rnd.choice(lrs), rnd.random() * 0.05
-    now = int(time.time() * 1000)
-    c.log_batch(r.info.run_id, params=[Param("lr", str(lr)), Param("seed", str(i))])
-    ms = [Metric(k, math.exp(-lr * 100 * s / points) * (1 + j) + noise * rnd.random(), now + s * 10, s)
-          for j, k in enumerate(keys) for s in range(points)]
-    for lo in range(0, len(ms), 1000):
-        c.log_batch(r.info.run_id, metrics=ms[lo:lo + 1000])
-    c.set_terminated(r.info.run_id)
-    ids.append(r.info.run_id)
-print(json.dumps({"fill_s": time.time() - t0, "run_ids": ids}))
-"""
-
-
 def bench_mlflow_panel(args: argparse.Namespace, scratch: Path) -> dict[str, Any] | None:
-    """The MLflow UI's run comparison on the same runs (same metrics, points and lr):
+    """The MLflow UI's run comparison on the same runs (same metrics, points and lr,
+    filled by ``_workers/mlflow_panel_worker.py``, which the browser benchmark shares):
     its charts call ``get-history-bulk-interval`` once per metric (at most 100 runs,
     ``max_results`` points per run, sampled on the server); timed as the 5 requests one
     after the other, as one panel."""
+    worker = C.WORKERS_DIR / "mlflow_panel_worker.py"
     bin_dir = C.ensure_venv("mlflow", MLFLOW_PIN, ["python", "-c", "import mlflow"])
-    if bin_dir is None:
-        print("mlflow venv unavailable: panel anchor skipped", flush=True)
+    if bin_dir is None or not worker.exists():
+        print("mlflow venv or its panel worker unavailable: panel anchor skipped", flush=True)
         return None
     db = scratch / "mlflow-panel.db"
     uri = f"sqlite:///{db}"
     env = C.clean_env(MLFLOW_TRACKING_URI=uri)
     runs = min(args.panel_runs, 100)  # the endpoint's limit per request
     p = subprocess.run(
-        [str(bin_dir / "python"), "-c", MLFLOW_PANEL_FILL, uri, str(runs),
-         str(args.panel_points), json.dumps(PANEL_METRICS), json.dumps(PARAMS["lr"])],
+        [str(bin_dir / "python"), str(worker), str(db), str(runs), str(args.panel_points),
+         json.dumps(PANEL_METRICS)],
         env=env, capture_output=True, text=True, cwd=scratch,
     )  # fmt: skip
     if p.returncode != 0:
