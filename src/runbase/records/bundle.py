@@ -86,7 +86,8 @@ def run_objects(
     store: Store, run_id: str, data: bool = True, *, expand: bool = True, strict: bool = False
 ) -> dict[str, str]:
     """Every object run ``run_id`` refers to -> its kind (``code``, ``env``, ``logs``,
-    ``data``, ``params``, ``media``); ``data=False`` leaves data out. Blobs of a tree manifest are
+    ``data``, ``params``, ``media``: one it refers to several ways has the first of
+    code, env, logs, media, data, params); ``data=False`` leaves data out. Blobs of a tree manifest are
     listed only when the manifest itself is in ``store`` (``expand=False``: never);
     ``strict``: a malformed manifest raises BundleError (maintenance.references)."""
     out: dict[str, str] = {}

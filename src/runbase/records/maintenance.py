@@ -101,8 +101,10 @@ def references(
     for cond, args in _scopes("id", run_ids):
         yield from _run_row_refs(store, cond, args, trees)
     for cond, args in _scopes("run_id", run_ids):
-        yield from _file_and_param_refs(store, cond, args, trees)
+        # media before data: an image the run also wrote as a file is listed as media
+        # first (the kind run_objects keeps), so it travels where data stays behind
         yield from _media_refs(store, cond, args)
+        yield from _file_and_param_refs(store, cond, args, trees)
     if run_ids is None:
         for (value,) in store.db.query("SELECT value FROM meta WHERE key LIKE 'packages:%'"):
             yield value.split(" ", 1)[0], "env", ""

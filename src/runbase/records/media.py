@@ -9,7 +9,6 @@ spool or a store, is checked against the shapes documented in docs/store-format.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from runbase.core._safe import warn_once
@@ -174,7 +173,3 @@ def table_row(store: Store, run_id: str, key: str, step: int) -> dict[str, Any] 
     )
     return dict(zip(_COLUMN_NAMES, row, strict=True)) if row else None
 
-
-def finite_time(v: Any) -> float | None:
-    """A stored ``time`` as a number the JSON answer can hold (None when it is not)."""
-    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None

@@ -145,8 +145,8 @@ def _snapshot(key: str, img: Any) -> _Snap | None:
         return _bytes_snap(key, data, "the bytes given")
     if isinstance(img, (str, os.PathLike)):
         return _file_snap(key, img)
-    pil = sys.modules.get("PIL.Image")
-    if pil is not None and isinstance(img, pil.Image):
+    pil = _loaded_class("PIL.Image", "Image")
+    if pil is not None and isinstance(img, pil):
         w, h = img.size
         if not _pixels_ok(key, w, h):
             return None
@@ -155,7 +155,7 @@ def _snapshot(key: str, img: Any) -> _Snap | None:
     if arr is None:
         _bad(
             key,
-            f"a {type(img).__name__} is not an image (give a numpy array, a PIL image, "
+            f"a value of type {type(img).__name__} is not an image (give a numpy array, a PIL image, "
             "a torch tensor, a PNG/JPEG/GIF/WebP file or its bytes)",
         )
         return None
@@ -187,19 +187,28 @@ def _file_snap(key: str, path: Any) -> _Snap | None:
     return _bytes_snap(key, data, name)
 
 
+def _loaded_class(module: str, name: str) -> type | None:
+    """``module.name`` when that module is loaded, without importing it: a value of
+    that class can exist only then. None while another thread is still importing it
+    (the writer thread imports Pillow: its module is in sys.modules, half made)."""
+    cls = getattr(sys.modules.get(module), name, None)
+    return cls if isinstance(cls, type) else None
+
+
 def _is_torch(x: Any) -> bool:
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(x, torch.Tensor)
+    tensor = _loaded_class("torch", "Tensor")
+    return tensor is not None and isinstance(x, tensor)
 
 
 def as_array(x: Any) -> Any:
     """A numpy view of an array-like (numpy, torch, anything with ``__array__``), or None
     (also used by integrations.tensorboard)."""
-    np = sys.modules.get("numpy")
-    if np is None:
+    ndarray = _loaded_class("numpy", "ndarray")
+    if ndarray is None:
         return None
-    if isinstance(x, np.ndarray):
+    if isinstance(x, ndarray):
         return x
+    np = sys.modules["numpy"]
     if _is_torch(x):
         t = x.detach().cpu()
         try:
@@ -215,11 +224,7 @@ def as_array(x: Any) -> Any:
 
 def _array_snap(key: str, arr: Any, torch: bool) -> _Snap | None:
     if not _has_pillow():
-        warn_once(
-            "media-pillow",
-            f"image {key!r}: encoding an array as PNG needs Pillow ({INSTALL_HINT}); "
-            "images given as arrays are skipped",
-        )
+        _no_pillow(key)
         return None
     hwc = _to_hwc(arr, torch)
     if hwc is None:
@@ -260,6 +265,14 @@ def _pixels_ok(key: str, w: int, h: int) -> bool:
         )
         return False
     return True
+
+
+def _no_pillow(key: str) -> None:
+    warn_once(
+        "media-pillow",
+        f"image {key!r}: encoding an array as PNG needs Pillow ({INSTALL_HINT}); "
+        "images given as arrays are skipped",
+    )
 
 
 def _bad(key: str, why: str) -> None:
@@ -315,7 +328,7 @@ def _table(key: str, data: Any) -> _Table | None:
     else:
         warn_once(
             f"media-bad-{key}",
-            f"table {key!r}: a {type(data).__name__} is not a table (give a pandas "
+            f"table {key!r}: a value of type {type(data).__name__} is not a table (give a pandas "
             "DataFrame, a list of dicts or a dict of columns); skipped",
         )
         return None
@@ -330,8 +343,8 @@ def _table(key: str, data: Any) -> _Table | None:
 
 
 def _is_dataframe(x: Any) -> bool:
-    pd = sys.modules.get("pandas")
-    return pd is not None and isinstance(x, pd.DataFrame)
+    frame = _loaded_class("pandas", "DataFrame")
+    return frame is not None and isinstance(x, frame)
 
 
 def _frame_rows(df: Any) -> tuple[list[str], list[list[Any]], int]:
@@ -585,7 +598,11 @@ def _encode(key: str, snap: _Snap) -> tuple[bytes, str, int, int] | None:
         if not _pixels_ok(key, w, h):
             return None
         return snap.value, mime, w, h
-    from PIL import Image  # lazy: Pillow (runbase[media]), on the writer thread
+    try:
+        from PIL import Image  # lazy: Pillow (runbase[media]), on the writer thread
+    except ImportError:
+        _no_pillow(key)
+        return None
 
     img = snap.value if snap.form == "pil" else _array_image(key, snap.value, Image)
     if img is None:

@@ -15,7 +15,6 @@ from runbase.core.shapes import loads
 from runbase.errors import NotFound, UsageError
 from runbase.records.media import (
     KINDS,
-    finite_time,
     media_items,
     media_keys,
     media_row,
@@ -23,6 +22,7 @@ from runbase.records.media import (
     table_steps,
 )
 from runbase.records.read import resolve
+from runbase.records.record import iso
 from runbase.render.views.common import get_object
 from runbase.store import Store
 
@@ -52,7 +52,7 @@ def run_media(
 def _item(run_id: str, row: dict[str, Any]) -> dict[str, Any]:
     return {
         **row,
-        "time": finite_time(row["time"]),
+        "time": iso(row["time"]),
         "url": f"runs/{run_id}/media/object/{row['oid']}",
     }
 
