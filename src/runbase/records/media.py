@@ -172,4 +172,3 @@ def table_row(store: Store, run_id: str, key: str, step: int) -> dict[str, Any] 
         (run_id, key, step),
     )
     return dict(zip(_COLUMN_NAMES, row, strict=True)) if row else None
-
