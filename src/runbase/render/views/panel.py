@@ -81,9 +81,7 @@ def chart_panel(
         raise UsageError(f"unknown band {band!r}: use {' or '.join(BANDS)}")
     group_key = _group_key(group_by)
     hidden = set(_names("exclude", exclude or ()))
-    asked = None if metrics is None else list(dict.fromkeys(_names("metrics", metrics)))
-    if asked is not None and len(asked) > MAX_PANEL_METRICS:
-        raise UsageError(f"at most {MAX_PANEL_METRICS} metrics (got {len(asked)})")
+    asked = _asked(metrics)
     np = _numpy()
 
     page = list_page(store, where, sort, runs, offset, sweep, hybrids)
@@ -96,15 +94,10 @@ def chart_panel(
     else:
         keys = [k for k in asked if k in counts]
         missing = [k for k in asked if k not in counts]
-    origins = {r["id"]: _number(r.get("started_at")) for r in rows}
     # in table order, as the series come back
     by_key = {k: {r["id"]: counts[k][r["id"]] for r in rows if r["id"] in counts[k]} for k in keys}
-    buckets = sum(min(n, points) for k in keys for n in by_key[k].values())
-    if buckets > MAX_PANEL_BUCKETS:
-        raise UsageError(
-            f"this panel would be {buckets:,} buckets (at most {MAX_PANEL_BUCKETS:,}): "
-            "ask for fewer runs, metrics or points"
-        )
+    _check_size(by_key, points)
+    origins = {r["id"]: _number(r.get("started_at")) for r in rows}
     charts = [_metric(np, store, k, by_key[k], x, points, origins, groups, band) for k in keys]
     out_rows = jsonable([run_row(r) for r in rows])
     for row in out_rows:
@@ -133,6 +126,15 @@ def _check_range(name: str, value: Any, lo: int, hi: int | None) -> None:
         )
 
 
+def _check_size(by_key: dict[str, dict[str, int]], points: int) -> None:
+    buckets = sum(min(n, points) for counts in by_key.values() for n in counts.values())
+    if buckets > MAX_PANEL_BUCKETS:
+        raise UsageError(
+            f"this panel would be {buckets:,} buckets (at most {MAX_PANEL_BUCKETS:,}): "
+            "ask for fewer runs, metrics or points"
+        )
+
+
 def _names(what: str, values: Iterable[str] | str) -> list[str]:
     """Names given as a list or a comma-separated string, blanks dropped."""
     if isinstance(values, str):
@@ -144,6 +146,16 @@ def _names(what: str, values: Iterable[str] | str) -> list[str]:
         if v.strip():
             out.append(v.strip())
     return out
+
+
+def _asked(metrics: Iterable[str] | str | None) -> list[str] | None:
+    """The metric keys asked for, once each, in order (None: the default)."""
+    if metrics is None:
+        return None
+    asked = list(dict.fromkeys(_names("metrics", metrics)))
+    if len(asked) > MAX_PANEL_METRICS:
+        raise UsageError(f"at most {MAX_PANEL_METRICS} metrics (got {len(asked)})")
+    return asked
 
 
 def _group_key(group_by: str | None) -> tuple[str, str] | None:
