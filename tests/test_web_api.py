@@ -80,6 +80,12 @@ EXPECTED_PATHS = {
     "/api/importance",
     "/api/explain",
     "/api/highlight.css",
+    "/api/panel",
+    "/api/runs/{ref}/media",
+    "/api/runs/{ref}/media/object/{oid}",
+    "/api/runs/{ref}/media/table",
+    "/api/views",
+    "/api/views/{name}",
 }
 
 
