@@ -71,7 +71,9 @@ METAS = """(sel) => Array.from(document.querySelectorAll(sel)).map((p) => {
 })"""
 ROW_IDS = "Array.from(document.querySelectorAll('#runs tr.run-row')).map((r) => r.dataset.run)"
 LINE_PANELS = "#workspace .ws-panel[data-type=line]"
-PANEL_IDS = "Array.from(document.querySelectorAll('#workspace .ws-panel')).map((p) => p.dataset.panelId)"
+PANEL_IDS = (
+    "Array.from(document.querySelectorAll('#workspace .ws-panel')).map((p) => p.dataset.panelId)"
+)
 
 
 # -- the store, the server, the browser ----------------------------------------------------
@@ -158,9 +160,14 @@ def _lines_drawn(pg: Any) -> None:
     )
 
 
+def _gd(selector: str) -> str:
+    """JavaScript: the plotly node of the panel ``selector``."""
+    return f"document.querySelector({json.dumps(selector + ' .ws-chart')})"
+
+
 def _chart(pg: Any, selector: str, expr: str) -> Any:
     """``expr`` over the plotly node of the panel ``selector`` (``gd``)."""
-    return pg.evaluate(f"(() => {{ const gd = document.querySelector({json.dumps(selector + ' .ws-chart')}); return {expr}; }})()")
+    return pg.evaluate(f"(() => {{ const gd = {_gd(selector)}; return {expr}; }})()")
 
 
 def _add(pg: Any, kind: str) -> str:
@@ -208,21 +215,23 @@ def test_one_chart_per_metric_with_one_trace_per_run(
 
 def test_group_by_draws_a_mean_and_a_band_per_group(server: str, page: Any) -> None:
     _open(page, server)
-    options = page.evaluate("Array.from(document.querySelectorAll('#ws-group option')).map((o) => o.value)")
+    options = page.evaluate(
+        "Array.from(document.querySelectorAll('#ws-group option')).map((o) => o.value)"
+    )
     for want in ("", "params.lr", "params.seed", "status", "user", "sweep"):
         assert want in options
     assert page.is_disabled("#ws-band")  # a band needs groups
     page.select_option("#ws-group", "params.lr")
     loss = f"{LINE_PANELS}[data-metric=loss]"
-    page.wait_for_function(
-        f"document.querySelector({json.dumps(loss + ' .ws-chart')}).data.some((t) => String(t.meta).startsWith('group:'))"
-    )
+    page.wait_for_function(f"{_gd(loss)}.data.some((t) => String(t.meta).startsWith('group:'))")
     metas = _chart(page, loss, "gd.data.map((t) => t.meta)")
     for lr in LRS:  # per group: its band (two edges, the upper filled down) and its mean
         assert metas.count(f"band:{lr}") == 2, metas
         assert metas.count(f"group:{lr}") == 1, metas
     assert len(metas) == 3 * len(LRS)  # no run's own trace
-    fills = _chart(page, loss, "gd.data.filter((t) => t.meta.startsWith('band:')).map((t) => t.fill || '')")
+    fills = _chart(
+        page, loss, "gd.data.filter((t) => t.meta.startsWith('band:')).map((t) => t.fill || '')"
+    )
     assert fills.count("tonexty") == len(LRS)
     band = "(() => { const t = gd.data.filter((t) => t.meta === 'band:0.3'); return [t[0].y, t[1].y]; })()"
     lo, hi = _chart(page, loss, band)
@@ -230,15 +239,13 @@ def test_group_by_draws_a_mean_and_a_band_per_group(server: str, page: Any) -> N
 
     page.select_option("#ws-band", "sd")  # mean -+ sd: another band
     page.wait_for_function(
-        f"""(() => {{ const gd = document.querySelector({json.dumps(loss + ' .ws-chart')});
+        f"""(() => {{ const gd = {_gd(loss)};
             const t = gd.data.find((t) => t.meta === 'band:0.3');
             return JSON.stringify(t.y) !== {json.dumps(json.dumps(lo))}; }})()"""
     )
 
     page.select_option("#ws-group", "")  # ungrouped: the runs again
-    page.wait_for_function(
-        f"document.querySelector({json.dumps(loss + ' .ws-chart')}).data.every((t) => !String(t.meta).includes(':'))"
-    )
+    page.wait_for_function(f"{_gd(loss)}.data.every((t) => !String(t.meta).includes(':'))")
 
 
 def test_x_axis_log_scale_smoothing_and_clipping(server: str, page: Any) -> None:
@@ -249,36 +256,64 @@ def test_x_axis_log_scale_smoothing_and_clipping(server: str, page: Any) -> None
 
     page.select_option("#ws-x", "relative")  # seconds since the run started
     page.wait_for_function(
-        f"(() => {{ const gd = document.querySelector({json.dumps(loss + ' .ws-chart')}); const t = {first}; return t && t.x[1] !== 1; }})()"
+        f"(() => {{ const gd = {_gd(loss)}; const t = {first}; return t && t.x[1] !== 1; }})()"
     )
     relative = _chart(page, loss, f"{first}.x")
     assert all(isinstance(v, (int, float)) and 0 <= v < 600 for v in relative)
     page.select_option("#ws-x", "time")  # wall clock: a date axis
-    page.wait_for_function(
-        f"document.querySelector({json.dumps(loss + ' .ws-chart')}).layout.xaxis.type === 'date'"
-    )
+    page.wait_for_function(f"{_gd(loss)}.layout.xaxis.type === 'date'")
     assert _chart(page, loss, f"{first}.x[0]") > 1.5e12  # epoch milliseconds
 
     page.check("#ws-log")
-    page.wait_for_function(
-        f"document.querySelector({json.dumps(loss + ' .ws-chart')}).layout.yaxis.type === 'log'"
-    )
+    page.wait_for_function(f"{_gd(loss)}.layout.yaxis.type === 'log'")
     page.uncheck("#ws-log")
     page.check("#ws-clip")  # the y range of the bulk of the points, not of the first spike
     page.wait_for_function(
-        f"(() => {{ const l = document.querySelector({json.dumps(loss + ' .ws-chart')}).layout.yaxis; return l.autorange === false && Array.isArray(l.range); }})()"
+        f"(() => {{ const l = {_gd(loss)}.layout.yaxis; return l.autorange === false && Array.isArray(l.range); }})()"
     )
     top = _chart(page, loss, "gd.layout.yaxis.range[1]")
     assert 1 < top < 2  # the spike (21) is off the chart, every other point on it
 
     page.fill("#ws-smoothing", "0.8")  # smoothed, the raw line faint behind each run's
     page.wait_for_function(
-        f"document.querySelector({json.dumps(loss + ' .ws-chart')}).data.some((t) => t.meta === 'raw:' + {json.dumps(ids[0])})"
+        f"{_gd(loss)}.data.some((t) => t.meta === 'raw:' + {json.dumps(ids[0])})"
     )
     assert page.inner_text("#ws-smoothing-value") == "0.8"
     raw = _chart(page, loss, f"gd.data.find((t) => t.meta === 'raw:' + {json.dumps(ids[0])}).y")
     smooth = _chart(page, loss, f"{first}.y")
     assert raw != smooth and len(raw) == len(smooth)
+
+
+def test_hovering_a_trace_marks_its_runs_row_and_dims_the_others(
+    site: dict[str, Any], server: str, page: Any
+) -> None:
+    _open(page, server)
+    small = {r["id"] for r in site["runs"] if r["params"]["lr"] == 0.03}
+    acc = f"{LINE_PANELS}[data-metric=acc]"
+    # the pointer on a point of an lr=0.03 curve (its seeds' curves are the same one);
+    # plotly sends hover events for the pointer only, not for Plotly.Fx.hover
+    where = _chart(
+        page,
+        acc,
+        f"""(() => {{ const t = gd.data.find((t) => {json.dumps(sorted(small))}.includes(t.meta));
+            const fl = gd._fullLayout; const box = gd.getBoundingClientRect();
+            return [box.left + fl.margin.l + fl.xaxis.l2p(t.x[20]),
+                    box.top + fl.margin.t + fl.yaxis.l2p(t.y[20])]; }})()""",
+    )
+    page.mouse.move(*where)
+    page.wait_for_selector("#runs tr.hovered")
+    hovered = page.evaluate(
+        "Array.from(document.querySelectorAll('#runs tr.hovered')).map((r) => r.dataset.run)"
+    )
+    assert len(hovered) == 1 and hovered[0] in small
+    # in every chart: that run's traces stand out, the others are dimmed
+    looks = f"""Array.from(document.querySelectorAll('{LINE_PANELS} .ws-chart')).flatMap((c) =>
+        c.data.map((t) => [t.meta === {json.dumps(hovered[0])}, t.opacity]))"""
+    page.wait_for_function(f"({looks}).every(([mine, o]) => mine ? o === 1 : o < 0.5)")
+
+    page.mouse.move(5, 5)  # off the chart: nothing hovered, nothing dimmed
+    page.wait_for_function("document.querySelectorAll('#runs tr.hovered').length === 0")
+    page.wait_for_function(f"({looks}).every(([, o]) => o === 1)")
 
 
 # -- panels --------------------------------------------------------------------------------
@@ -291,18 +326,28 @@ def test_panels_are_added_resized_moved_and_removed(server: str, page: Any) -> N
     page.wait_for_selector(f"{line} .ws-chart .main-svg")
     assert page.evaluate(PANEL_IDS)[-1] == page.get_attribute(line, "data-panel-id")
 
-    width = page.evaluate(f"document.querySelector({json.dumps(line)}).getBoundingClientRect().width")
+    width = page.evaluate(
+        f"document.querySelector({json.dumps(line)}).getBoundingClientRect().width"
+    )
     page.click(f"{line} .ws-wider")
-    page.wait_for_function(f"document.querySelector({json.dumps(line)}).classList.contains('ws-w2')")
-    wider = page.evaluate(f"document.querySelector({json.dumps(line)}).getBoundingClientRect().width")
+    page.wait_for_function(
+        f"document.querySelector({json.dumps(line)}).classList.contains('ws-w2')"
+    )
+    wider = page.evaluate(
+        f"document.querySelector({json.dumps(line)}).getBoundingClientRect().width"
+    )
     assert wider > 1.8 * width
     page.wait_for_function(  # the chart follows its box
         f"document.querySelector({json.dumps(line + ' .ws-chart .main-svg')}).getBoundingClientRect().width > {1.8 * width - 20}"
     )
     page.click(f"{line} .ws-narrower")
-    page.wait_for_function(f"document.querySelector({json.dumps(line)}).classList.contains('ws-w1')")
+    page.wait_for_function(
+        f"document.querySelector({json.dumps(line)}).classList.contains('ws-w1')"
+    )
     page.click(f"{line} .ws-taller")
-    page.wait_for_function(f"document.querySelector({json.dumps(line)}).classList.contains('ws-h2')")
+    page.wait_for_function(
+        f"document.querySelector({json.dumps(line)}).classList.contains('ws-h2')"
+    )
     assert page.is_disabled(f"{line} .ws-narrower")  # 1..4 columns, 1..3 heights
 
     new = page.get_attribute(line, "data-panel-id")
@@ -337,9 +382,7 @@ def test_scatter_parallel_bar_and_importance_panels_draw(
     assert page.input_value(f"{scatter} select.ws-sel-y") == "metrics.acc"
     assert page.input_value(f"{scatter} select.ws-sel-x").startswith("params.")
     page.select_option(f"{scatter} select.ws-sel-x", "params.lr")
-    page.wait_for_function(
-        f"document.querySelector({json.dumps(scatter + ' .ws-chart')}).layout.xaxis.title.text === 'params.lr'"
-    )
+    page.wait_for_function(f"{_gd(scatter)}.layout.xaxis.title.text === 'params.lr'")
     xs = _chart(page, scatter, "gd.data[0].x")
     assert sorted(set(xs)) == sorted(float(lr) for lr in LRS)
 
@@ -353,7 +396,7 @@ def test_scatter_parallel_bar_and_importance_panels_draw(
     assert sorted(_chart(page, bar, "gd.data[0].customdata")) == sorted(ids)
     page.select_option(f"{bar} select.ws-sel-metric", "loss")
     page.wait_for_function(f"document.querySelector({json.dumps(bar)}).dataset.metric === 'loss'")
-    assert page.inner_text(f"{bar} .ws-panel-title") == "loss per run"
+    assert page.get_attribute(f"{bar} .ws-panel-title", "title") == "loss per run"
 
     importance = _add(page, "importance")  # a random forest fitted on the server
     page.wait_for_selector(f"{importance} .barlayer .trace", timeout=60_000)
@@ -363,7 +406,7 @@ def test_scatter_parallel_bar_and_importance_panels_draw(
     # the hover highlight reaches these charts too: the other runs' points fade
     page.hover(f"#runs tr[data-run='{ids[0]}'] td.num")
     page.wait_for_function(
-        f"""(() => {{ const d = document.querySelector({json.dumps(scatter + ' .ws-chart')}).data[0];
+        f"""(() => {{ const d = {_gd(scatter)}.data[0];
             return d.marker.opacity.filter((o) => o < 1).length === {RUNS - 1}; }})()"""
     )
 
@@ -425,7 +468,9 @@ def test_an_api_error_is_said_in_the_panels(server: str, page: Any) -> None:
     page.fill("#filter", "params.lr <")  # malformed: the API's 400, in each panel
     page.press("#filter", "Enter")
     page.wait_for_selector(f"{LINE_PANELS}[data-metric=loss] .ws-message.ws-error")
-    assert "could not load the charts" in page.inner_text(f"{LINE_PANELS}[data-metric=loss] .ws-message")
+    assert "could not load the charts" in page.inner_text(
+        f"{LINE_PANELS}[data-metric=loss] .ws-message"
+    )
 
     page.fill("#filter", "params.lr > 5")  # no run: said, not a blank area
     page.press("#filter", "Enter")
