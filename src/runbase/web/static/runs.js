@@ -63,12 +63,24 @@
 
   // -- the chart workspace ---------------------------------------------------------------
 
-  // above the table (workspace.js); the table works without it
-  // (a top-level const of workspace.js: a global, though not a property of window)
-  const ws = typeof RBWorkspace !== "undefined"
-    ? RBWorkspace.create($("workspace"), { onHoverRun: (id) => markHovered(id, true), onChange: () => updateModified() })
-    : null;
+  // above the table (workspace.js; the table works without it), made once the view to
+  // open is known, so its first load is already the view's
+  let ws = null;
   let wsQuery = "";
+
+  function startWorkspace() {
+    // RBWorkspace: a top-level const of workspace.js (a global, not a property of window)
+    if (typeof RBWorkspace === "undefined") return;
+    ws = RBWorkspace.create($("workspace"), { onHoverRun: (id) => markHovered(id, true), onChange: () => updateModified() });
+    syncWorkspace();
+    if (current) ws.setState(workspaceState(current.spec || {}));
+    ws.setHidden(new Set(hidden));
+  }
+
+  /** A view spec's part of the workspace (without panels: the automatic ones). */
+  function workspaceState(spec) {
+    return { chart: spec.chart, panels: spec.panels };
+  }
 
   /** The workspace follows the table's filter, sort and page (it reloads only on a change). */
   function syncWorkspace() {
@@ -586,10 +598,8 @@
     $("show-hybrids").checked = state.hybrids;
     $("group-by").value = state.group;
     if (ws) {
-      const w = {};
-      if (spec.chart !== undefined) w.chart = spec.chart;
-      if (spec.panels !== undefined) w.panels = spec.panels;
-      ws.setState(w);
+      syncWorkspace(); // the query first: setState loads at once
+      ws.setState(workspaceState(spec));
     }
     setHidden(new Set(Array.isArray(spec.hidden) ? spec.hidden.filter((i) => typeof i === "string") : []));
   }
@@ -674,7 +684,14 @@
     const name = current.name;
     // the saved spec, not the page's changes: ticking "default" saves nothing else; a view
     // deleted meanwhile is not brought back by it
-    if (!(await stillThere())) return;
+    try {
+      await api(viewPath(name));
+    } catch (e) {
+      $("view-default").checked = !on;
+      if (e.status === 404) await dropDeleted();
+      else viewFailed(e, name);
+      return;
+    }
     try {
       current = await RB.apiSend("PUT", viewPath(name), { spec: current.spec, default: on });
     } catch (e) {
@@ -821,19 +838,21 @@
   });
   updateCompare();
 
-  /** First the saved views (`?view=NAME`, or the default one on a bare `/`), then the runs. */
+  /** The view to open (`?view=NAME`, or the default one on a bare `/`), then the charts
+   * and the runs; the list of views comes alongside. */
   async function start() {
-    if (ws) ws.setHidden(new Set(hidden));
     const wanted = url.searchParams.get("view");
     const bare = Array.from(url.searchParams.keys()).length === 0;
-    try {
-      await refreshViews();
-      const name = wanted !== null ? wanted : bare ? views.default : null;
-      if (name) await openView(name, wanted !== null ? url : null);
-    } catch (e) {
-      viewMessage("saved views: " + e.message);
+    const listing = refreshViews().catch((e) => viewMessage("saved views: " + e.message));
+    if (wanted) await openView(wanted, url);
+    else if (bare) {
+      await listing;
+      if (views.default) await openView(views.default, null);
     }
+    startWorkspace();
     load();
+    await listing;
+    renderViewControls();
   }
   start();
 })();
