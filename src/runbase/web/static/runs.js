@@ -322,15 +322,29 @@
     if (ws) ws.highlight(id);
   }
 
+  /** A run's group, as /api/runs counts them (`groups[].key`, as a string). */
   function groupOf(run) {
-    if (state.group === "sweep") return run.sweep_id || "";
-    if (state.group.startsWith("tag:")) return (run.tags || {})[state.group.slice(4)] ?? "";
+    const g = state.group;
+    if (g === "sweep") return run.sweep_id || "";
+    if (g === "status" || g === "user" || g === "host") return run[g] ?? "";
+    if (g.startsWith("tag:")) return (run.tags || {})[g.slice(4)] ?? "";
+    if (g.startsWith("param:")) {
+      let v = (run.params || {})[g.slice(6)];
+      if (v && typeof v === "object" && "value" in v) v = v.value;
+      return v === null || v === undefined ? "" : typeof v === "object" ? JSON.stringify(v) : v;
+    }
     return "";
+  }
+
+  /** How a grouping reads: "sweep", "lr", "status", ... */
+  function groupName(g) {
+    return g.startsWith("tag:") ? "tag " + g.slice(4) : g.startsWith("param:") ? g.slice(6) : g;
   }
 
   function groupRow(label, info, n, width) {
     const count = info && info.count !== undefined ? info.count : n;
-    let text = (state.group === "sweep" ? "sweep " : state.group.slice(4) + " = ") + (label || "(none)");
+    const g = state.group;
+    const text = (g === "sweep" ? "sweep " : (g.startsWith("tag:") ? g.slice(4) : groupName(g)) + " = ") + (label === "" ? "(none)" : label);
     const extra = [];
     if (state.group === "sweep" && label) {
       extra.push(" ", el("a", { href: "#", onclick: (e) => { e.preventDefault(); state.sweep = label; state.offset = 0; state.group = ""; $("group-by").value = ""; load(); } }, "only this sweep"));
@@ -393,10 +407,14 @@
 
   function renderGroupOptions() {
     const sel = $("group-by");
-    const want = ["", "sweep", ...keys.tags.filter((k) => k !== "overrides").map((k) => "tag:" + k)];
+    const want = [
+      "", "sweep", "status", "user", "host",
+      ...keys.params.slice(0, 200).map((k) => "param:" + k),
+      ...keys.tags.filter((k) => k !== "overrides").map((k) => "tag:" + k),
+    ];
     const have = Array.from(sel.options).map((o) => o.value);
     if (want.join("\n") !== have.join("\n")) {
-      RB.fill(sel, ...want.map((v) => el("option", { value: v }, v === "" ? "none" : v.startsWith("tag:") ? "tag " + v.slice(4) : v)));
+      RB.fill(sel, ...want.map((v) => el("option", { value: v }, v === "" ? "none" : v.startsWith("param:") ? "param " + v.slice(6) : groupName(v))));
     }
     if (state.group && !want.includes(state.group)) sel.append(el("option", { value: state.group }, state.group));
     sel.value = state.group;
