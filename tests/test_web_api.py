@@ -530,7 +530,9 @@ def test_run_detail_is_the_record_plus_series(site: dict[str, Any]) -> None:
     rec = api.json(f"/api/runs/{ids['dirty']}")
     expected = build_record(store, ids["dirty"])
     expected["duration_s"] = rec["duration_s"]
-    assert {k: v for k, v in rec.items() if k != "series"} == expected
+    liveness = {"heartbeat_at", "heartbeat_age_s", "stalled", "stall_after_s"}
+    assert {k: v for k, v in rec.items() if k != "series" and k not in liveness} == expected
+    assert rec["stalled"] is False and rec["heartbeat_age_s"] is None  # a finished run
     assert rec["series"] == [{"key": "loss", "count": 30}, {"key": "val/loss", "count": 30}]
     assert "tuned by hand" in rec["code"]["patch"]
     assert api.json(f"/api/runs/{ids['dirty']}?patch=false")["code"]["patch"] is None
