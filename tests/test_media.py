@@ -49,6 +49,8 @@ runbase.log_image(
     step=7,
     caption=["zeros", "ones"],
 )
+Image.new("RGB", (8, 6), (200, 10, 10)).save("photo.jpg")
+runbase.log_image("photo", open("photo.jpg", "rb").read(), step=1)  # JPEG bytes: as they are
 runbase.log_image("auto", np.zeros((2, 3), np.uint8))  # no step: 0, then 1
 runbase.log_image("auto", np.ones((2, 3), bool))
 frame = pd.DataFrame({"x": [1, 2, 3], "y": [0.5, float("nan"), 2.0], "label": ["a", "b", None]})
@@ -119,7 +121,7 @@ def get_json(url: str) -> tuple[int, Any]:
 def new_project(root: Path) -> Path:
     root.mkdir(parents=True)
     subprocess.run([*GIT, "init", "-q", str(root)], check=True)
-    (root / ".gitignore").write_text("*.png\ntb/\n")
+    (root / ".gitignore").write_text("*.png\n*.jpg\ntb/\n")
     return root
 
 
@@ -172,6 +174,7 @@ def test_rows_and_objects_are_exact(site: dict[str, Any]) -> None:
         ("image", "files", 0, 0, png, 7, 5, None),
         ("image", "files", 1, 0, png, 7, 5, None),
         ("image", "files", 2, 0, png, 7, 5, None),
+        ("image", "photo", 1, 0, "image/jpeg", 8, 6, None),
         ("image", "pil", 0, 0, png, 3, 2, None),
         ("image", "pil", 1, 0, png, 3, 2, None),
         ("image", "pil", 2, 0, png, 3, 2, None),
@@ -199,6 +202,7 @@ def test_rows_and_objects_are_exact(site: dict[str, Any]) -> None:
     assert pixels(object_bytes(root, by[("batch", 7, 2)][4]))[2] == {(0, 0, 0, 0)}  # RGBA
     assert pixels(object_bytes(root, by[("auto", 1, 0)][4]))[2] == {(255,)}  # True
     assert object_bytes(root, by[("batch", 7, 3)][4]) == blue
+    assert object_bytes(root, by[("photo", 1, 0)][4]) == (root / "photo.jpg").read_bytes()
     preds = json.loads(object_bytes(root, by[("preds", 2, 0)][4]))
     assert preds == {
         "columns": ["x", "y", "label"],
@@ -315,6 +319,36 @@ def test_table_route(site: dict[str, Any], ui: str) -> None:
     status, err = get_json(f"{ui}/runs/{run_id}/media/table?key=arrays")  # an image key
     assert status == 404 and "no table" in err["detail"]
     assert get(f"{ui}/runs/{run_id}/media/table")[0] == 422  # key is required
+
+
+# -- files and bytes: what their first bytes say -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mime", "options"),
+    [
+        ("PNG", "image/png", {}),
+        ("JPEG", "image/jpeg", {}),
+        ("JPEG", "image/jpeg", {"progressive": True}),
+        ("GIF", "image/gif", {}),
+        ("WEBP", "image/webp", {}),  # lossy: VP8
+        ("WEBP", "image/webp", {"lossless": True}),  # VP8L
+        ("WEBP", "image/webp", {"exif": b"Exif\x00\x00"}),  # extended: VP8X
+    ],
+)
+def test_sniff_reads_the_size_from_the_header(fmt: str, mime: str, options: dict[str, Any]) -> None:
+    from PIL import Image
+
+    from runbase.tracking.media import sniff
+
+    for size in [(1, 1), (7, 3), (300, 17), (4000, 2001)]:
+        buf = io.BytesIO()
+        Image.new("RGB", size, (9, 99, 199)).save(buf, fmt, **options)
+        data = buf.getvalue()
+        assert sniff(data) == (mime, *size), (fmt, options, size)
+        assert sniff(data[:9]) is None  # a header cut short says nothing
+    for junk in [b"", b"hello", b"\x89PNG\r\n\x1a\n", b"GIF89", b"RIFF0000WEBPVP8Z", b"<svg/>"]:
+        assert sniff(junk) is None
 
 
 # -- bad input never breaks the run -----------------------------------------------------------

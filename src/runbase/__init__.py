@@ -6,6 +6,8 @@
     for step in range(100):
         runbase.log(loss=1 / (step + 1), step=step)
     runbase.summary(acc=0.93)
+    runbase.log_image("samples", images, step=10)   # arrays, PIL images, files; a list
+    runbase.log_table("predictions", dataframe)
 
 In Jupyter, ``%load_ext runbase`` starts a run and adds ``%runbase start|stop|status``.
 Read side: ``runbase.get_run(ref)`` and ``runbase.runs(where=...)``.

@@ -90,7 +90,7 @@ def log_table(key: Any, data: Any, step: Any = None, when: float | None = None) 
 
 
 def _good_key(key: Any, what: str) -> bool:
-    if isinstance(key, str) and 0 < len(key) <= MAX_NAME and "\x00" not in key:
+    if isinstance(key, str) and 0 < len(key) <= MAX_NAME and _clean(key) == key:
         return True
     warn_once(
         f"media-key-{what}",
@@ -104,9 +104,15 @@ def _captions(caption: Any, n: int) -> list[str | None]:
     if caption is None:
         return [None] * n
     if isinstance(caption, (list, tuple)):
-        out = [None if c is None else str(c)[:MAX_CAPTION] for c in caption[:n]]
+        out = [None if c is None else _clean(str(c))[:MAX_CAPTION] for c in caption[:n]]
         return out + [None] * (n - len(out))
-    return [str(caption)[:MAX_CAPTION]] * n
+    return [_clean(str(caption))[:MAX_CAPTION]] * n
+
+
+def _clean(text: str) -> str:
+    """Text every store can hold and every bundle carries: no NUL (PostgreSQL), no lone
+    surrogate (UTF-8)."""
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
 
 
 _steps: dict[tuple[str, str, str], int] = {}
@@ -145,7 +151,7 @@ def _snapshot(key: str, img: Any) -> _Snap | None:
         return _bytes_snap(key, data, "the bytes given")
     if isinstance(img, (str, os.PathLike)):
         return _file_snap(key, img)
-    pil = _loaded_class("PIL.Image", "Image")
+    pil: Any = _loaded_class("PIL.Image", "Image")  # Any: Pillow's types are optional
     if pil is not None and isinstance(img, pil):
         w, h = img.size
         if not _pixels_ok(key, w, h):
@@ -155,8 +161,8 @@ def _snapshot(key: str, img: Any) -> _Snap | None:
     if arr is None:
         _bad(
             key,
-            f"a value of type {type(img).__name__} is not an image (give a numpy array, a PIL image, "
-            "a torch tensor, a PNG/JPEG/GIF/WebP file or its bytes)",
+            f"a value of type {type(img).__name__} is not an image (give a numpy array, "
+            "a PIL image, a torch tensor, a PNG/JPEG/GIF/WebP file or its bytes)",
         )
         return None
     return _array_snap(key, arr, torch=_is_torch(img))
@@ -328,8 +334,8 @@ def _table(key: str, data: Any) -> _Table | None:
     else:
         warn_once(
             f"media-bad-{key}",
-            f"table {key!r}: a value of type {type(data).__name__} is not a table (give a pandas "
-            "DataFrame, a list of dicts or a dict of columns); skipped",
+            f"table {key!r}: a value of type {type(data).__name__} is not a table (give a "
+            "pandas DataFrame, a list of dicts or a dict of columns); skipped",
         )
         return None
     if total > MAX_TABLE_ROWS:
@@ -392,9 +398,9 @@ def _cell(v: Any) -> Any:
     return str(v)
 
 
-def table_json(table: _Table) -> bytes:
-    """The stored object: ``{"columns", "rows", "total_rows", "truncated"}`` as UTF-8
-    JSON, cut to fewer rows when it would be over 16 MiB."""
+def table_json(table: _Table) -> tuple[bytes, int]:
+    """The stored object, ``{"columns", "rows", "total_rows", "truncated"}`` as UTF-8
+    JSON, cut to fewer rows when it would be over 16 MiB; and how many rows it holds."""
     rows = table.rows
     while True:
         body = json.dumps(
@@ -409,7 +415,7 @@ def table_json(table: _Table) -> bytes:
             separators=(",", ":"),
         ).encode("utf-8", "backslashreplace")  # a lone surrogate cannot be UTF-8
         if len(body) <= MAX_BYTES or not rows:
-            return body
+            return body, len(rows)
         rows = rows[: int(len(rows) * MAX_BYTES / len(body) * 0.9)]
 
 
@@ -562,7 +568,8 @@ class _Writer:
 
     def _item(self, job: _Job, x: Any, caption: str | None) -> dict[str, Any] | None:
         if isinstance(x, _Table):
-            data, mime, w, h = table_json(x), TABLE_MIME, len(x.columns), len(x.rows)
+            data, h = table_json(x)
+            mime, w = TABLE_MIME, len(x.columns)
         else:
             encoded = _encode(job.key, x)
             if encoded is None:
