@@ -508,7 +508,7 @@
 
   // -- saved views (docs/views.md) -------------------------------------------------------
 
-  const VIEW_TEXT = /^[^\/\u0000-\u001f\u007f]{1,100}$/;
+  const BAD_NAME = /[\/\u0000-\u001f\u007f-\u009f]/; // the server checks the rest (docs/views.md)
   const canWrite = !RB.config.user || RB.config.role !== "reader"; // the team server's writer role
 
   function viewPath(name) {
@@ -579,9 +579,15 @@
 
   function renderViewControls() {
     const sel = $("view-select");
-    const options = [el("option", { value: "" }, "(no saved view)")];
-    for (const v of views.views) options.push(el("option", { value: v.name }, v.name + (v.default ? " (default)" : "")));
-    RB.fill(sel, ...options);
+    const want = [["", "(no saved view)", ""]];
+    for (const v of views.views) {
+      if (typeof v.name !== "string") continue;
+      const who = ["saved", v.user ? "by " + v.user : "", v.updated_at ? RB.fmtTime(v.updated_at) : ""].filter(Boolean).join(" ");
+      want.push([v.name, v.name + (v.default ? " (default)" : ""), who]);
+    }
+    // refilled only when it changed: the list is asked again while the select has focus
+    const have = Array.from(sel.options).map((o) => [o.value, o.textContent, o.title]);
+    if (!same(want, have)) RB.fill(sel, want.map(([value, text, title]) => el("option", { value, title: title || null }, text)));
     sel.value = current ? current.name : "";
     const open = Boolean(current);
     $("view-default").checked = open && Boolean(current.default);
@@ -642,7 +648,8 @@
 
   async function saveView() {
     const name = $("view-name").value.trim();
-    if (!VIEW_TEXT.test(name) || name === "." || name === "..") {
+    const length = Array.from(name).length; // characters, not UTF-16 units
+    if (length < 1 || length > 100 || BAD_NAME.test(name) || name === "." || name === "..") {
       viewMessage("a view's name: 1 to 100 printable characters, no '/' (and not '.' or '..')");
       return;
     }
