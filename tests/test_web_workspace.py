@@ -18,7 +18,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
@@ -459,6 +459,47 @@ def test_a_view_naming_a_metric_no_run_has_says_so(server: str, page: Any) -> No
         assert page.inner_text(message) == "no run in this view logged metric 'nosuch'"
         page.wait_for_selector("#workspace .ws-panel[data-metric=loss].ws-w2 .ws-chart .main-svg")
         assert page.evaluate(PANEL_IDS) == ["a", "b"]
+    finally:
+        http_request(server, "DELETE", path)
+
+
+def test_panels_below_the_fold_load_when_scrolled_to(server: str, page: Any) -> None:
+    name = "tall panels"
+    tall = {"type": "line", "metric": "acc", "width": 4, "height": 3}
+    spec = {
+        "version": 1,
+        "panels": [
+            {"id": "a", **tall},
+            {"id": "b", **tall},
+            {"id": "c", **tall},
+            {"id": "d", **tall, "metric": "loss"},
+        ],
+    }
+    path = "/api/views/" + quote(name, safe="")
+    status, body = http_request(server, "PUT", path, data=json.dumps({"spec": spec}).encode())
+    assert status in (200, 201), body
+    asked: list[list[str]] = []
+    page.on(
+        "request",
+        lambda r: (
+            asked.append(parse_qs(urlsplit(r.url).query).get("metrics", []))
+            if "/api/panel" in r.url
+            else None
+        ),
+    )
+    try:
+        page.goto(server + "/?view=" + quote(name))
+        page.wait_for_selector("#workspace .ws-panel[data-panel-id=a] .ws-chart .main-svg")
+        # the panels in view share one request, for their metric only; d's box is there
+        assert asked == [["acc"]]
+        assert page.locator("#workspace .ws-panel[data-panel-id=d] .main-svg").count() == 0
+        box = page.evaluate(
+            "document.querySelector('#workspace .ws-panel[data-panel-id=d] .ws-body').getBoundingClientRect().height"
+        )
+        assert box > 500  # three units high before its chart is drawn
+        page.locator("#workspace .ws-panel[data-panel-id=d]").scroll_into_view_if_needed()
+        page.wait_for_selector("#workspace .ws-panel[data-panel-id=d] .ws-chart .main-svg")
+        assert asked == [["acc"], ["loss"]]
     finally:
         http_request(server, "DELETE", path)
 

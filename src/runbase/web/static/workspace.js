@@ -5,7 +5,8 @@
  * and a band per group), scatter, parallel coordinates, parameter importance, a bar of a
  * summary metric, images. The table drives it (setQuery, setHidden, highlight); saved
  * views read and set its `chart` and `panels` (getState, setState: the view spec's keys,
- * nothing more, so a saved view round-trips). */
+ * nothing more, so a saved view round-trips). The charts load from the first setQuery
+ * on; a setState and a setQuery in a row make one request. */
 "use strict";
 
 const RBWorkspace = (() => {
@@ -168,6 +169,8 @@ const RBWorkspace = (() => {
     let auto = true; // panels: one line per metric the runs logged, until the user edits them
     let panels = []; // [{spec, node, head, body, chart, dirty, drawn, token, ...}]
     let load = newLoad();
+    let started = false; // nothing loads before the table's first query (setQuery)
+    let reloadPending = false; // a reload is due: what the panels miss is asked then
     const visible = new Set(); // ids of the panels near the viewport
     const glCharts = new Set(); // ids of the panels drawn with WebGL
 
@@ -706,6 +709,7 @@ const RBWorkspace = (() => {
     }
 
     function fetchMissing() {
+      if (!started || reloadPending) return; // the query (or a new load) is on its way
       const ld = load;
       if (auto) {
         if (!ld.autoAsked) request(ld, null);
@@ -851,6 +855,7 @@ const RBWorkspace = (() => {
     /** A new load: the query, the x axis, the grouping or the run count changed. The charts
      * drawn stay until the new answers replace them (no blank, no layout jump). */
     function reload() {
+      reloadPending = false;
       load = newLoad();
       for (const p of panels) {
         p.dirty = true;
@@ -859,7 +864,13 @@ const RBWorkspace = (() => {
       status();
       pump();
     }
-    const reloadSoon = RB.debounce(reload, 60);
+    const reloadLater = RB.debounce(reload, 60);
+
+    /** A reload soon: a query and a view's state set one after the other make one. */
+    function reloadSoon() {
+      reloadPending = true;
+      reloadLater();
+    }
 
     // -- drawing --------------------------------------------------------------------------
 
@@ -1271,6 +1282,7 @@ const RBWorkspace = (() => {
         q = q || {};
         const str = (v) => (typeof v === "string" ? v : "");
         query = { where: str(q.where), sort: str(q.sort), sweep: str(q.sweep), hybrids: q.hybrids === true, offset: clampInt(q.offset, 0, 1e9, 0) };
+        started = true;
         reloadSoon();
       },
       /** Runs hidden by the table's eye toggles: their traces go (grouped, the bands are
@@ -1305,17 +1317,19 @@ const RBWorkspace = (() => {
           auto = true;
           setPanels([]);
         }
-        reload();
+        reloadSoon();
       },
       /** The runs of the last load, in table order: [{id, name, color, hidden}]. */
       runs() {
         return (load.runs || []).map((r) => ({ id: r.id, name: r.name, color: RB.runColor(r.id), hidden: hidden.has(r.id) }));
       },
       /** Ask the server again (a live run's new points) with the same query. */
-      reload,
+      reload() {
+        started = true;
+        reload();
+      },
     };
     showChartState();
-    reloadSoon();
     return api;
   }
 
