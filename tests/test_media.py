@@ -20,7 +20,16 @@ from typing import Any
 
 import pytest
 
-from conftest import GIT, commit, require, runbase_cmd, runbase_ui, start_server, write
+from conftest import (
+    GIT,
+    commit,
+    documented_keys,
+    require,
+    runbase_cmd,
+    runbase_ui,
+    start_server,
+    write,
+)
 from runbase.errors import BundleError
 from runbase.records.bundle import export_run, import_run
 from runbase.store import Store
@@ -65,9 +74,9 @@ LIBRARY = """
 import numpy as np
 import runbase
 
-runbase.init(name="lib")
+run = runbase.init(name="lib")
 for step in range(3):
-    runbase.log_image("lib/img", np.full((2, 2), 100 + step, np.uint8), step=step)
+    run.log_image("lib/img", np.full((2, 2), 100 + step, np.uint8), step=step)
 raise RuntimeError("boom")  # a crash: what was logged is kept
 """
 
@@ -349,6 +358,25 @@ def test_sniff_reads_the_size_from_the_header(fmt: str, mime: str, options: dict
         assert sniff(data[:9]) is None  # a header cut short says nothing
     for junk in [b"", b"hello", b"\x89PNG\r\n\x1a\n", b"GIF89", b"RIFF0000WEBPVP8Z", b"<svg/>"]:
         assert sniff(junk) is None
+
+
+def test_docs_name_every_parameter_and_key(site: dict[str, Any], ui: str) -> None:
+    run_id = site["run"]
+    _, listing = get_json(f"{ui}/runs/{run_id}/media?key=arrays")
+    _, table = get_json(f"{ui}/runs/{run_id}/media/table?key=preds")
+    _, spec = get_json(ui.removesuffix("/api") + "/openapi.json")
+    params = {
+        p["name"]
+        for path in ("/api/runs/{ref}/media", "/api/runs/{ref}/media/table")
+        for p in spec["paths"][path]["get"]["parameters"]
+        if p["in"] == "query"
+    }
+    documented = documented_keys("api.md", within="## Media: ")
+    assert documented == params | set(listing) | set(table)
+    text = (Path(__file__).parent.parent / "docs" / "api.md").read_text()
+    section = text.split("## Media: ", 1)[1].split("\n## ", 1)[0]
+    for name in [*listing["keys"][0], *listing["items"][0]]:  # the items' keys, in the text
+        assert name in section, name
 
 
 # -- bad input never breaks the run -----------------------------------------------------------
