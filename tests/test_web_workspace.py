@@ -213,7 +213,9 @@ def test_one_chart_per_metric_with_one_trace_per_run(
     page.screenshot(path=str(SCREENSHOTS / "runs-page.png"), full_page=True)
 
 
-def test_group_by_draws_a_mean_and_a_band_per_group(server: str, page: Any) -> None:
+def test_group_by_draws_a_mean_and_a_band_per_group(
+    site: dict[str, Any], server: str, page: Any
+) -> None:
     _open(page, server)
     options = page.evaluate(
         "Array.from(document.querySelectorAll('#ws-group option')).map((o) => o.value)"
@@ -236,6 +238,20 @@ def test_group_by_draws_a_mean_and_a_band_per_group(server: str, page: Any) -> N
     band = "(() => { const t = gd.data.filter((t) => t.meta === 'band:0.3'); return [t[0].y, t[1].y]; })()"
     lo, hi = _chart(page, loss, band)
     assert any(h > lo_ for lo_, h in zip(lo, hi, strict=True))  # the seeds differ: a band
+
+    # a run hidden by its eye leaves its group's mean and band
+    names = "gd.data.filter((t) => t.meta.startsWith('group:')).map((t) => t.name)"
+    assert all(n.endswith("(2 runs)") for n in _chart(page, loss, names))
+    hide = next(r["id"] for r in site["runs"] if r["params"]["lr"] == 0.3)
+    page.click(f"button.eye[data-run='{hide}']")
+    page.wait_for_function(
+        f"(() => {{ const gd = {_gd(loss)}; return ({names}).includes('params.lr=0.3 (1 run)'); }})()"
+    )
+    page.click(f"button.eye[data-run='{hide}']")
+    page.wait_for_function(
+        f"(() => {{ const gd = {_gd(loss)}; return ({names}).includes('params.lr=0.3 (2 runs)'); }})()"
+    )
+    lo, hi = _chart(page, loss, band)
 
     page.select_option("#ws-band", "sd")  # mean -+ sd: another band
     page.wait_for_function(

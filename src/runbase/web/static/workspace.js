@@ -39,6 +39,7 @@ const RBWorkspace = (() => {
   const DIM = 0.12; // opacity of the other runs' traces while one is highlighted
   const RAW = 0.22; // opacity of the raw line behind a smoothed one
   const MAX_IDS_IN_URL = 8000; // characters of run ids an importance request may carry
+  const IMPORTANCE_TTL_MS = 60000;
 
   // -- values ---------------------------------------------------------------------------
 
@@ -1101,6 +1102,20 @@ const RBWorkspace = (() => {
       return ld.extra.get(key);
     }
 
+    /** Importance fits a random forest on the server: one answer serves the same runs and
+     * metric for a minute, across the reloads of a live table. */
+    const importanceCache = new Map(); // params as JSON -> {at, answer (a promise)}
+    function importanceOf(params) {
+      const key = JSON.stringify(params);
+      const hit = importanceCache.get(key);
+      if (hit && Date.now() - hit.at < IMPORTANCE_TTL_MS) return hit.answer;
+      const answer = RB.api("/api/importance", params);
+      answer.catch(() => importanceCache.delete(key)); // a failure is asked again next time
+      for (const [k, v] of importanceCache) if (Date.now() - v.at >= IMPORTANCE_TTL_MS) importanceCache.delete(k);
+      importanceCache.set(key, { at: Date.now(), answer });
+      return answer;
+    }
+
     async function drawImportance(p, ld) {
       const metric = p.spec.metric;
       if (!metric) return setMessage(p, "no metric: pick one above");
@@ -1112,7 +1127,7 @@ const RBWorkspace = (() => {
       p.dirty = false;
       let report;
       try {
-        report = await once(ld, "importance|" + JSON.stringify(params), () => RB.api("/api/importance", params));
+        report = await importanceOf(params);
       } catch (e) {
         if (token === p.token) setMessage(p, "no importance for '" + metric + "': " + e.message, "error");
         return;
