@@ -930,7 +930,7 @@ const RBWorkspace = (() => {
       let traces;
       if (chart.group_by && entry.groups) {
         glCharts.delete(p.spec.id); // a few groups: SVG (and its fill between the edges)
-        traces = groupTraces(entry.groups);
+        traces = groupTraces(entry.groups, ld);
       }
       else {
         const series = entry.series.filter((s) => ld.byId.has(s.run) && !hidden.has(s.run));
@@ -943,7 +943,7 @@ const RBWorkspace = (() => {
       const legend = groups > 0 && groups <= 8;
       plot(p, traces, {
         showlegend: legend,
-        legend: { orientation: "h", x: 0, y: 1, yanchor: "bottom", font: { size: 10 } },
+        legend: { orientation: "h", x: 0, y: 1, yanchor: "bottom", font: { size: 10 }, title: { text: esc(chart.group_by) } },
         margin: { l: 48, r: 10, t: legend ? 26 : 8, b: 30 },
         uirevision: [p.spec.id, metric, chart.x, chart.log, chart.clip].join("|"),
         xaxis: { type: chart.x === "time" ? "date" : "linear", ticksuffix: chart.x === "relative" ? " s" : "" },
@@ -990,15 +990,32 @@ const RBWorkspace = (() => {
     }
 
     /** Each group: its band (lo, then hi filled down to it) under its mean. */
-    function groupTraces(groups) {
+    /** A group's color: the palette in the groups' order (by value, as the server sorts
+     * them), the same in every chart of a load; a hash could give two groups one color. */
+    function groupColor(ld, name) {
+      if (!ld.groupColors) {
+        const names = Array.from(new Set((ld.runs || []).map((r) => (r.group === null || r.group === undefined ? null : String(r.group))).filter((g) => g !== null)));
+        const order = (g) => (g === "(none)" ? [2, 0, g] : Number.isFinite(Number(g)) && g.trim() !== "" ? [0, Number(g), g] : [1, 0, g]);
+        names.sort((a, b) => {
+          const [x, y] = [order(a), order(b)];
+          return x[0] - y[0] || x[1] - y[1] || (x[2] < y[2] ? -1 : x[2] > y[2] ? 1 : 0);
+        });
+        ld.groupColors = new Map(names.map((g, i) => [g, RB.COLORS[i % RB.COLORS.length]]));
+      }
+      return ld.groupColors.get(name) || RB.runColor("group:" + name);
+    }
+
+    function groupTraces(groups, ld) {
       const traces = [];
+      // hover text: the key, escaped for plotly's HTML and its %{...} templates
+      const key = esc(chart.group_by).replace(/%/g, "%\u200b");
       for (const g of groups) {
         const name = String(g.group);
-        const color = RB.runColor("group:" + name);
+        const color = groupColor(ld, name);
         const x = xValues(g.x);
         const smooth = (v) => RB.smooth(RB.numbers(Array.isArray(v) ? v : []), chart.smoothing);
         const n = Array.isArray(g.runs) ? g.runs.length : 0;
-        const label = esc(chart.group_by + "=" + name) + " (" + n + " run" + (n === 1 ? "" : "s") + ")";
+        const runs = " (" + n + " run" + (n === 1 ? "" : "s") + ")";
         const edge = { type: "scatter", x, mode: "lines", meta: "band:" + name, line: { width: 0, color }, hoverinfo: "skip", showlegend: false };
         traces.push(Object.assign({}, edge, { y: smooth(g.lo) }));
         traces.push(Object.assign({}, edge, { y: smooth(g.hi), fill: "tonexty", fillcolor: rgba(color, 0.2) }));
@@ -1007,11 +1024,11 @@ const RBWorkspace = (() => {
           x,
           y: smooth(g.mean),
           mode: x.length <= MARKERS_UP_TO ? "lines+markers" : "lines",
-          name: label,
+          name: esc(name), // the legend (titled with the key) stays one line
           meta: "group:" + name,
           line: { color, width: 2 },
           marker: { size: 4, color },
-          hovertemplate: "<b>%{fullData.name}</b><br>%{x}: %{y:.4g}<extra></extra>",
+          hovertemplate: "<b>" + key + "=%{fullData.name}</b>" + runs + "<br>%{x}: %{y:.4g}<extra></extra>",
         });
       }
       return traces;
