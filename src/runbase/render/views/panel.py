@@ -292,11 +292,9 @@ def _downsample_many(
     if not runs:
         return []
     ys = np.frombuffer(b"".join(r.vals for r in runs), dtype="<f8")
-    xs = np.frombuffer(b"".join(r.xs for r in runs), dtype="<i8" if x == "step" else "<f8")
     ns = np.array([len(r.vals) // 8 for r in runs], dtype=np.int64)
-    if x == "relative":
-        xs = xs - np.repeat([_origin(np, r, origins.get(r.run_id)) for r in runs], ns)
     starts, b_ends = _buckets(np, ns, points)
+    xs, bucket_x = _x_values(np, runs, ns, starts, b_ends, x, origins, every=detail > 0)
     with np.errstate(invalid="ignore", over="ignore"):
         total = np.add.reduceat(ys, starts)
         mean = total / np.diff(starts, append=len(ys))
@@ -312,7 +310,7 @@ def _downsample_many(
                 lo[i], hi[i] = chunk.min(), chunk.max()
             else:
                 mean[i] = lo[i] = hi[i] = np.nan
-    bx, by = _nullable(np, xs[starts]), _nullable(np, mean)
+    bx, by = _nullable(np, bucket_x), _nullable(np, mean)
     blo, bhi = _nullable(np, lo), _nullable(np, hi)
     details = _detail(np, xs, ys, ns, detail) if detail else [None] * len(runs)
     out = []
@@ -334,6 +332,43 @@ def _downsample_many(
         out.append((series, details[k]))
         a = b
     return out
+
+
+def _x_values(
+    np: Any,
+    runs: list[RunPoints],
+    ns: Any,
+    starts: Any,
+    b_ends: Any,
+    x: str,
+    origins: dict[str, float | None],
+    every: bool,
+) -> tuple[Any, Any]:
+    """``(xs, bucket_x)``: the x of every point (only when ``every``, else None) and of
+    each bucket's first point; ``relative``: minus the run's :func:`_origin`. Without
+    ``every`` the x column is not copied whole: only its buckets' values are taken."""
+    dtype = "<i8" if x == "step" else "<f8"
+    bs = np.diff(b_ends, prepend=0)
+    xs = None
+    if every:
+        xs = np.frombuffer(b"".join(r.xs for r in runs), dtype=dtype)
+        bucket_x = xs[starts]
+    else:
+        first = np.repeat(np.cumsum(ns) - ns, bs)  # each bucket's run's first point
+        at = starts - first
+        bounds = [0, *b_ends.tolist()]
+        bucket_x = np.concatenate(
+            [
+                np.frombuffer(r.xs, dtype=dtype)[at[bounds[k] : bounds[k + 1]]]
+                for k, r in enumerate(runs)
+            ]
+        )
+    if x == "relative":
+        origin = np.array([_origin(np, r, origins.get(r.run_id)) for r in runs])
+        bucket_x = bucket_x - np.repeat(origin, bs)
+        if xs is not None:
+            xs = xs - np.repeat(origin, ns)
+    return xs, bucket_x
 
 
 def _buckets(np: Any, ns: Any, limit: int) -> tuple[Any, Any]:
