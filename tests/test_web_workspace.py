@@ -456,7 +456,7 @@ def test_media_panel_shows_each_runs_images_at_a_step(
 # -- messages instead of charts --------------------------------------------------------------
 
 
-def test_a_view_naming_a_metric_no_run_has_says_so(server: str, page: Any) -> None:
+def test_a_views_panels_open_as_saved_one_naming_no_metric_says_so(server: str, page: Any) -> None:
     name = "missing metric"
     spec = {
         "version": 1,
@@ -464,6 +464,12 @@ def test_a_view_naming_a_metric_no_run_has_says_so(server: str, page: Any) -> No
         "panels": [
             {"id": "a", "type": "line", "metric": "nosuch", "width": 1, "height": 1},
             {"id": "b", "type": "line", "metric": "loss", "width": 2, "height": 1},
+            {
+                "id": "c",
+                "type": "parallel",
+                "metric": "acc",
+                "metrics": ["params.lr", "metrics.loss"],
+            },
         ],
     }
     path = "/api/views/" + quote(name, safe="")
@@ -475,7 +481,11 @@ def test_a_view_naming_a_metric_no_run_has_says_so(server: str, page: Any) -> No
         page.wait_for_selector(message)
         assert page.inner_text(message) == "no run in this view logged metric 'nosuch'"
         page.wait_for_selector("#workspace .ws-panel[data-metric=loss].ws-w2 .ws-chart .main-svg")
-        assert page.evaluate(PANEL_IDS) == ["a", "b"]
+        assert page.evaluate(PANEL_IDS) == ["a", "b", "c"]
+        parallel = "#workspace .ws-panel[data-panel-id=c]"  # its own axes, then its metric
+        page.wait_for_selector(f"{parallel} .parcoords")
+        labels = _chart(page, parallel, "gd.data[0].dimensions.map((d) => d.label)")
+        assert labels == ["params.lr", "metrics.loss", "acc"]
     finally:
         http_request(server, "DELETE", path)
 

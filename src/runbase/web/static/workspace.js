@@ -1068,15 +1068,20 @@ const RBWorkspace = (() => {
       );
     }
 
+    /** Parallel coordinates: an axis per field of the panel's `metrics` (params.KEY,
+     * metrics.KEY), or without them the params that differ between the runs; then the
+     * metric the lines are colored by. */
     function drawParallel(p) {
       const metric = p.spec.metric;
       if (!metric) return setMessage(p, "no metric: pick one above");
       const runs = shownRuns().filter((r) => finite(numberOf(r, "metrics." + metric)));
       if (!runs.length) return setMessage(p, "no run in this view has metric '" + metric + "'");
-      const keys = varyingParams(runs).slice(0, 12);
-      if (!keys.length) return setMessage(p, "no parameter differs between the runs with metric '" + metric + "'");
+      const own = (p.spec.metrics || []).map((f) => (f.includes(".") ? f : "params." + f)).filter((f) => f !== "metrics." + metric);
+      const fields = own.length ? own.slice(0, 30) : varyingParams(runs).slice(0, 12).map((k) => "params." + k);
+      if (!fields.length) return setMessage(p, "no parameter differs between the runs with metric '" + metric + "'");
       const color = runs.map((r) => numberOf(r, "metrics." + metric));
-      const dims = keys.map((k) => dimension(esc(k), runs.map((r) => valueOf(r, "params." + k))));
+      const label = (f) => esc(own.length ? f : f.slice("params.".length));
+      const dims = fields.map((f) => dimension(label(f), runs.map((r) => valueOf(r, f))));
       dims.push({ label: esc(metric), values: color });
       plot(p, [{ type: "parcoords", dimensions: dims, line: { color, colorscale: "Viridis", showscale: true, colorbar: { thickness: 10 } } }], {
         margin: { l: 50, r: 60, t: 36, b: 16 },
