@@ -294,7 +294,7 @@ def _downsample_many(
     ys = np.frombuffer(b"".join(r.vals for r in runs), dtype="<f8")
     ns = np.array([len(r.vals) // 8 for r in runs], dtype=np.int64)
     starts, b_ends = _buckets(np, ns, points)
-    xs, bucket_x = _x_values(np, runs, ns, starts, b_ends, x, origins, every=detail > 0)
+    xs, bucket_x, origin = _x_values(np, runs, ns, starts, b_ends, x, origins, detail > 0)
     with np.errstate(invalid="ignore", over="ignore"):
         total = np.add.reduceat(ys, starts)
         mean = total / np.diff(starts, append=len(ys))
@@ -312,7 +312,7 @@ def _downsample_many(
                 mean[i] = lo[i] = hi[i] = np.nan
     bx, by = _nullable(np, bucket_x), _nullable(np, mean)
     blo, bhi = _nullable(np, lo), _nullable(np, hi)
-    details = _detail(np, xs, ys, ns, detail) if detail else [None] * len(runs)
+    details = _detail(np, xs, ys, ns, detail, origin) if detail else [None] * len(runs)
     out = []
     a = 0
     for k, r in enumerate(runs):
@@ -343,10 +343,11 @@ def _x_values(
     x: str,
     origins: dict[str, float | None],
     every: bool,
-) -> tuple[Any, Any]:
-    """``(xs, bucket_x)``: the x of every point (only when ``every``, else None) and of
-    each bucket's first point; ``relative``: minus the run's :func:`_origin`. Without
-    ``every`` the x column is not copied whole: only its buckets' values are taken."""
+) -> tuple[Any, Any, Any]:
+    """``(xs, bucket_x, origin)``: the x of every point as stored (only when ``every``,
+    else None), the x of each bucket's first point (``relative``: minus its run's
+    :func:`_origin`), and each run's origin (None unless ``relative``). Without ``every``
+    the x column is not copied whole: only its buckets' values are taken."""
     dtype = "<i8" if x == "step" else "<f8"
     bs = np.diff(b_ends, prepend=0)
     xs = None
@@ -363,12 +364,11 @@ def _x_values(
                 for k, r in enumerate(runs)
             ]
         )
+    origin = None
     if x == "relative":
         origin = np.array([_origin(np, r, origins.get(r.run_id)) for r in runs])
         bucket_x = bucket_x - np.repeat(origin, bs)
-        if xs is not None:
-            xs = xs - np.repeat(origin, ns)
-    return xs, bucket_x
+    return xs, bucket_x, origin
 
 
 def _buckets(np: Any, ns: Any, limit: int) -> tuple[Any, Any]:
@@ -391,18 +391,28 @@ def _origin(np: Any, r: RunPoints, started: float | None) -> float:
     return float(finite[0]) if len(finite) else 0.0
 
 
-def _detail(np: Any, xs: Any, ys: Any, ns: Any, limit: int) -> list[tuple[Any, Any, Any]]:
+def _detail(
+    np: Any, xs: Any, ys: Any, ns: Any, limit: int, origin: Any
+) -> list[tuple[Any, Any, Any]]:
     """Each run's points (``ns`` of them each, end to end) for its group's chart:
-    ``(x, y, weight)`` of its points with a finite x and y; beyond ``limit`` points, the
-    means of ``limit`` buckets of consecutive points, each weighing as many points as it
-    averages (a bin's weighted mean of them is the mean of those points)."""
-    xs = xs.astype(np.float64)
-    ok = np.isfinite(xs) & np.isfinite(ys)
+    ``(x, y, weight)`` of its points with a finite x and y (x minus its run's ``origin``
+    when given); beyond ``limit`` points, the means of ``limit`` buckets of consecutive
+    points, each weighing as many points as it averages (a bin's weighted mean of them
+    is the mean of those points)."""
     starts, b_ends = _buckets(np, ns, limit)
+    f8 = np.float64
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        w = np.add.reduceat(ok.astype(np.float64), starts)
-        mx = np.add.reduceat(np.where(ok, xs, 0.0), starts) / w
-        my = np.add.reduceat(np.where(ok, ys, 0.0), starts) / w
+        ok = np.isfinite(ys) & (np.isfinite(xs) if xs.dtype.kind == "f" else True)
+        if ok.all():  # the usual: no NaN anywhere, no mask to apply
+            w = np.diff(starts, append=len(ys)).astype(f8)
+            mx = np.add.reduceat(xs, starts, dtype=f8) / w
+            my = np.add.reduceat(ys, starts) / w
+        else:
+            w = np.add.reduceat(ok, starts, dtype=f8)
+            mx = np.add.reduceat(np.where(ok, xs, 0), starts, dtype=f8) / w
+            my = np.add.reduceat(np.where(ok, ys, 0.0), starts) / w
+        if origin is not None:
+            mx -= np.repeat(origin, np.diff(b_ends, prepend=0))
     keep = (w > 0) & np.isfinite(mx) & np.isfinite(my)
     out = []
     a = 0
