@@ -214,6 +214,7 @@ def test_eye_removes_the_runs_traces_from_every_chart(
 def test_rows_carry_the_runs_colors(site: dict[str, Any], server: str, page: Any) -> None:
     page.goto(server + "/?view=")
     _rows(page, len(LRS))
+    swatches = set()
     for r in site["runs"]:
         swatch = page.evaluate(
             "(id) => getComputedStyle(document.querySelector(`#runs tr[data-run='${id}'] .swatch`)).backgroundColor",
@@ -225,6 +226,8 @@ def test_rows_carry_the_runs_colors(site: dict[str, Any], server: str, page: Any
             r["id"],
         )
         assert swatch == want
+        swatches.add(swatch)
+    assert len(swatches) == len(site["runs"])  # up to 20 runs on a page never share a color
 
 
 def test_hovering_a_row_highlights_its_run_and_a_trace_its_row(

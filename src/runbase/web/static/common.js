@@ -246,21 +246,34 @@ const RB = (() => {
     return observer;
   }
 
-  /** The color of a run, the same on every chart and page: a hash of its id picks one
-   * of 20 hues (the 10 of COLORS, then 10 more), so a run keeps its color whatever
-   * other runs are shown and in whichever order. */
+  /** The color of a run, the same in every chart and row of a page. A hash of the run's
+   * id picks one of 20 hues (readable on the light and the dark background), so a run
+   * keeps its color whatever else is shown and in whichever order; when that hue is
+   * already another run's on this page, the next free one is taken (the page's first
+   * 20 runs never share a color), and a run keeps the color it got for the page's life. */
   const RUN_COLORS = [
     ...COLORS,
-    "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173",
-    "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363",
+    "#4e79a7", "#e15759", "#59a14f", "#b07aa1", "#9c755f",
+    "#f28e2b", "#76b7b2", "#ff9da7", "#edc948", "#5fa2ce",
   ];
+  const assigned = new Map(); // run id -> color, for this page
+  const taken = new Set();
   function runColor(id) {
+    const key = String(id);
+    if (assigned.has(key)) return assigned.get(key);
     let h = 2166136261; // FNV-1a over the id's characters
-    for (let i = 0; i < String(id).length; i++) {
-      h ^= String(id).charCodeAt(i);
+    for (let i = 0; i < key.length; i++) {
+      h ^= key.charCodeAt(i);
       h = Math.imul(h, 16777619);
     }
-    return RUN_COLORS[(h >>> 0) % RUN_COLORS.length];
+    let i = (h >>> 0) % RUN_COLORS.length;
+    for (let probe = 0; probe < RUN_COLORS.length && taken.has(RUN_COLORS[i]); probe++) {
+      i = (i + 1) % RUN_COLORS.length;
+    }
+    const color = RUN_COLORS[i];
+    assigned.set(key, color);
+    taken.add(color);
+    return color;
   }
 
   /** Dark mode follows the OS setting (prefers-color-scheme, app.css): charts take
