@@ -371,10 +371,13 @@ def test_docs_name_every_parameter_and_key(site: dict[str, Any], ui: str) -> Non
         for p in spec["paths"][path]["get"]["parameters"]
         if p["in"] == "query"
     }
-    documented = documented_keys("api.md", within="## Media: ")
+    listing_doc = "GET /api/runs/{run}/media"
+    documented = documented_keys("api.md", listing_doc) | documented_keys(
+        "api.md", "GET /api/runs/{run}/media/table?key=K[&step=S]"
+    )
     assert documented == params | set(listing) | set(table)
     text = (Path(__file__).parent.parent / "docs" / "api.md").read_text()
-    section = text.split("## Media: ", 1)[1].split("\n## ", 1)[0]
+    section = text.split(f"## `{listing_doc}`", 1)[1].split("\n## ", 1)[0]
     for name in [*listing["keys"][0], *listing["items"][0]]:  # the items' keys, in the text
         assert name in section, name
 
