@@ -502,12 +502,15 @@ def bench_mlflow(bin_dir: Path, scratch: Path, n_runs: int, points: int, n: int)
             server.kill()
 
 
+MLFLOW_PANEL_N = 3  # timed rounds of the MLflow anchor: each is ~200x runbase's panel
+
+
 def bench_mlflow_panel(args: argparse.Namespace, scratch: Path) -> dict[str, Any] | None:
     """The MLflow UI's run comparison on the same runs (same metrics, points and lr,
     filled by ``_workers/mlflow_panel_worker.py``, which the browser benchmark shares):
     its charts call ``get-history-bulk-interval`` once per metric (at most 100 runs,
     ``max_results`` points per run, sampled on the server); timed as the 5 requests one
-    after the other, as one panel."""
+    after the other, as one panel, median of at most :data:`MLFLOW_PANEL_N`."""
     worker = C.WORKERS_DIR / "mlflow_panel_worker.py"
     bin_dir = C.ensure_venv("mlflow", MLFLOW_PIN, ["python", "-c", "import mlflow"])
     if bin_dir is None or not worker.exists():
@@ -545,7 +548,7 @@ def bench_mlflow_panel(args: argparse.Namespace, scratch: Path) -> dict[str, Any
             if status != 200:
                 raise RuntimeError(f"mlflow {u[:80]}: HTTP {status}: {data[:300]!r}")
         times, size = [], 0
-        for _ in range(args.n):
+        for _ in range(min(args.n, MLFLOW_PANEL_N)):  # ~50 s each at 100 runs
             total, size = 0.0, 0
             for u in urls:
                 dt, _s, data = get(port, u)
