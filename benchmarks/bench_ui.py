@@ -53,6 +53,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
+from _ui_browser import time_to_charts  # noqa: E402
 
 MLFLOW_PIN = "mlflow==3.17.2"
 PARAMS = {
@@ -383,6 +384,10 @@ def bench_panel(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         wait_http(port, "/api/health")
         cases = panel_cases(min(args.panel_runs, 500), 200)
         http = time_requests(port, cases, args.n)
+        # the runs page as a user opens it (no saved view): one chart per metric
+        browser = time_to_charts(
+            f"http://127.0.0.1:{port}/?view=", "#workspace", len(PANEL_METRICS), args.n
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -392,7 +397,7 @@ def bench_panel(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
             store, args.n, points=200, group_by="params.lr", band="sd", x="relative"
         ),
     }
-    out = {**info, "requests": http, "in_process": in_process}
+    out = {**info, "requests": http, "in_process": in_process, "browser": browser}
     if not args.skip_mlflow:
         out["mlflow"] = bench_mlflow_panel(args, scratch)
     C.rmtree(store)
@@ -555,8 +560,14 @@ def bench_mlflow_panel(args: argparse.Namespace, scratch: Path) -> dict[str, Any
                 total += dt
                 size += len(data)
             times.append(total)
+        # the MLflow UI's chart view of the experiment, as a user opens it (its default
+        # runs and charts); one cold load: each takes minutes at 10,000 points
+        page = f"http://127.0.0.1:{port}/#/experiments/{info['experiment_id']}/runs?compareRunsMode=CHART"
+        browser = time_to_charts(
+            page, "body", len(PANEL_METRICS), 1, warmup=False, timeout_ms=900_000
+        )
         return {"runs": runs, "points": args.panel_points, "fill_s": info["fill_s"],
-                "panel": {**C.summarize(times), "bytes": size}}  # fmt: skip
+                "panel": {**C.summarize(times), "bytes": size}, "browser": browser}  # fmt: skip
     finally:
         server.terminate()
         try:
@@ -700,6 +711,20 @@ def report_panel(panel: dict[str, Any]) -> None:
         ["tool", "store", "request", "median", "response", "goal"],
         rows,
         title="the chart panel (points=200 per series), median",
+    )
+    pages = [("runbase", "runs page (/?view=)", panel.get("browser"), 1.0)]
+    if ml:
+        pages.append(("mlflow", "experiment, chart view", ml.get("browser"), None))
+    rows = [
+        [tool, page, C.ms(b["first_chart"]["median"]), C.ms(b["all_charts"]["median"]),
+         str(b["traces"]), C.target(b["all_charts"]["median"], goal) if goal else "-"]
+        for tool, page, b, goal in pages
+        if b
+    ]  # fmt: skip
+    C.print_table(
+        ["tool", "page", "first chart", "all 5 charts", "traces drawn", "goal"],
+        rows,
+        title="time to the charts in Chromium (navigation to drawn), median",
     )
 
 
