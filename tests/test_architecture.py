@@ -111,3 +111,23 @@ def test_cli_command_table_names_every_command_where_it_is() -> None:
         for command in getattr(module, "COMMANDS", ()):
             defined[command.name] = info.name
     assert defined == cli.COMMANDS
+
+
+def test_the_64_bit_range_is_declared_once() -> None:
+    """The range of a 64-bit integer (a step, a SQL INTEGER) is core.shapes.I64: a copy
+    in another module could drift from the one the bundle and the server check with."""
+    import ast
+
+    src = ROOT / "src" / "runbase"
+    found = []
+    for path in sorted(src.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.BinOp)
+                and isinstance(node.op, (ast.LShift, ast.Pow))
+                and isinstance(node.left, ast.Constant)
+                and isinstance(node.right, ast.Constant)
+                and (node.left.value, node.right.value) in ((1, 63), (2, 63))
+            ):
+                found.append(f"{path.relative_to(src)}:{node.lineno}")
+    assert found == ["core/shapes.py:41"]

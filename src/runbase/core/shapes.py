@@ -37,7 +37,8 @@ MAX_NAME = 4096  # characters of a name, key, user, host or path
 # a timestamp is seconds since 1970 up to the last second of year 9999: the range
 # ``datetime.fromtimestamp`` turns into a date on every platform runbase supports
 MAX_TIME = 253402300799.0
-_I64 = 1 << 63
+# a 64-bit signed integer (a SQL INTEGER, a step) is one of -I64 <= v < I64
+I64 = 1 << 63
 
 
 # -- JSON text with a bounded depth ----------------------------------------------------
@@ -131,7 +132,7 @@ class Str(Shape):
 
 
 class Int(Shape):
-    def __init__(self, lo: int = -_I64, hi: int = _I64 - 1) -> None:
+    def __init__(self, lo: int = -I64, hi: int = I64 - 1) -> None:
         self.lo, self.hi = lo, hi
 
     def conform(self, value: Any, where: str, strict: bool) -> Any:

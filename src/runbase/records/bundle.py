@@ -31,6 +31,7 @@ from runbase.core.ids import split_id
 from runbase.core.safepath import check_recorded_file
 from runbase.core.shapes import (
     COLUMNS,
+    I64,
     JSON_COLUMNS,
     MAX_DEPTH,
     ShapeError,
@@ -59,7 +60,6 @@ _TOP_KEYS = {"bundle_version", "data", "run", "objects", "log_chunks", *TABLES}
 LOG_STREAMS = ("output", "stderr")
 MAX_LOG_CHUNKS = 10_000  # per delta
 _NONFINITE = {"NaN": None, "Infinity": math.inf, "-Infinity": -math.inf}  # NaN is NULL
-_I64 = 1 << 63
 # the owning process of a live run is on the exporting machine: never imported
 _OWNER = ("owner_pid", "owner_start")
 
@@ -308,7 +308,7 @@ def _value(col: Column, v: Any, where: str) -> Any:
     elif col.type == "TEXT":
         out = _text(v, where)
     elif col.type == "INTEGER":
-        if type(v) is not int or not -_I64 <= v < _I64:
+        if type(v) is not int or not -I64 <= v < I64:
             raise _fail(where, f"must be a 64-bit integer, not {_show(v)}")
         out = v
     elif col.type == "BLOB":

@@ -27,7 +27,7 @@ from runbase.capture.params import (
     numeric,
 )
 from runbase.core._safe import warn_once
-from runbase.core.shapes import MAX_TIME
+from runbase.core.shapes import I64, MAX_TIME
 from runbase.core.spool import KIND_KEY, STEP_KEY, TIME_KEY, read_frames
 from runbase.records.media import apply_event as apply_media
 from runbase.store import Store
@@ -100,9 +100,6 @@ def _ingest_some(store: Store, run_id: str, path: Path, result: IngestResult) ->
         return more
 
 
-_I64 = 1 << 63
-
-
 def _split(entries: list[Any], series: dict[str, _Series], events: list[dict[str, Any]]) -> None:
     # the ingester's hot loop (~1 M points/s): bound appends, no attribute lookups
     appenders = {k: (a.steps.append, a.times.append, a.vals.append) for k, a in series.items()}
@@ -119,7 +116,7 @@ def _split(entries: list[Any], series: dict[str, _Series], events: list[dict[str
         if t.__class__ is not float or not 0.0 <= t <= MAX_TIME:
             t = float(t) if t.__class__ is int and 0 <= t <= MAX_TIME else time.time()
         s = e.pop(STEP_KEY, None)
-        if s is not None and (s.__class__ is not int or not -_I64 <= s < _I64):
+        if s is not None and (s.__class__ is not int or not -I64 <= s < I64):
             s = None
         for k, v in e.items():
             if v.__class__ is not float:

@@ -13,7 +13,7 @@ from typing import Any
 
 from runbase.core._safe import warn_once
 from runbase.core.ids import split_id
-from runbase.core.shapes import MAX_NAME, MAX_TIME
+from runbase.core.shapes import I64, MAX_NAME, MAX_TIME
 from runbase.store import Store
 
 KINDS = ("image", "table")
@@ -22,7 +22,6 @@ TABLE_MIME = "application/json"
 MIMES = {"image": IMAGE_MIMES, "table": (TABLE_MIME,)}
 MAX_CAPTION = 4096  # characters
 MAX_ITEMS = 10_000  # items of one entry (images logged at one step under one key)
-_I64 = 1 << 63
 _COLUMNS = "kind, key, step, idx, oid, mime, size, width, height, caption, time"
 
 
@@ -41,13 +40,13 @@ def row_problem(row: dict[str, Any]) -> str | None:
     key = row.get("key")
     if not isinstance(key, str) or not 0 < len(key) <= MAX_NAME or "\x00" in key:
         return f"key: must be 1 to {MAX_NAME} characters, not {str(key)[:80]!r}"
-    if not _int(row.get("step"), -_I64, _I64):
+    if not _int(row.get("step"), -I64, I64):
         return "step: must be a 64-bit integer"
     for name in ("idx", "size"):
-        if not _int(row.get(name), 0, _I64):
+        if not _int(row.get(name), 0, I64):
             return f"{name}: must be an integer >= 0"
     for name in ("width", "height"):
-        if row.get(name) is not None and not _int(row.get(name), 0, _I64):
+        if row.get(name) is not None and not _int(row.get(name), 0, I64):
             return f"{name}: must be an integer >= 0 or null"
     try:
         split_id(row.get("oid"))  # type: ignore[arg-type]  # anything else: ValueError

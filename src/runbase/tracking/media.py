@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from runbase.core._safe import warn_once
-from runbase.core.shapes import MAX_NAME
+from runbase.core.shapes import I64, MAX_NAME
 from runbase.records.media import MAX_CAPTION, MAX_ITEMS, TABLE_MIME
 from runbase.store.objects import LocalObjects
 from runbase.tracking import tracker as _tracker
@@ -41,7 +41,6 @@ MAX_PIXELS = 50_000_000
 MAX_TABLE_ROWS = 100_000
 MAX_PENDING_BYTES = 256 << 20  # copies waiting for the writer; beyond, the caller waits
 INSTALL_HINT = "pip install 'runbase[media]'"
-_I64 = 1 << 63
 
 
 # -- what the program calls ------------------------------------------------------------------
@@ -122,7 +121,7 @@ _steps_lock = threading.Lock()
 def _step(t: _tracker.Tracker, kind: str, key: str, step: Any) -> int:
     """``step`` as an int, or the key's previous step + 1 (runbase.log's rule)."""
     s = None if step is None else _tracker._to_int(step)
-    if step is not None and (s is None or not -_I64 <= s < _I64):
+    if step is not None and (s is None or not -I64 <= s < I64):
         warn_once("media-step", f"step must be an integer, got {step!r}; using the next step")
         s = None
     with _steps_lock:
@@ -378,7 +377,7 @@ def _cell(v: Any) -> Any:
     if v is None or isinstance(v, (bool, str)):
         return v
     if isinstance(v, int):
-        return v if -_I64 <= v < _I64 else str(v)
+        return v if -I64 <= v < I64 else str(v)
     if isinstance(v, float):
         return v if math.isfinite(v) else None
     item = getattr(v, "item", None)  # numpy scalars

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from runbase.capture.params import jsonable
 from runbase.core import fsname
+from runbase.core.shapes import I64
 from runbase.render import views
 from runbase.store import Store
 from runbase.store.pool import StorePool
@@ -172,7 +173,7 @@ def get_series(
     ] = views.DEFAULT_POINTS,
     since_step: Annotated[
         int | None,
-        Query(ge=-(2**63), le=2**63 - 1, description="Only points with a greater step"),
+        Query(ge=-I64, le=I64 - 1, description="Only points with a greater step"),
     ] = None,
 ) -> Response:
     return json_response(views.metric_series(store, ref, key, points, since_step))

@@ -8,13 +8,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
-from runbase.core.shapes import MAX_NAME
+from runbase.core.shapes import I64, MAX_NAME
 from runbase.render import views
 from runbase.web.api import ErrorBody, RunRef, StoreDep, json_response
 
 router = APIRouter()
 
-_I64 = 2**63
 _ERRORS: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {}}, "description": "JSON (see docs/api.md)"},
     404: {"model": ErrorBody, "description": "No such run, key, step or object"},
@@ -79,7 +78,7 @@ def get_media_table(
     ref: RunRef,
     key: Key,
     step: Annotated[
-        int | None, Query(ge=-_I64, le=_I64 - 1, description="Its step (default: the last)")
+        int | None, Query(ge=-I64, le=I64 - 1, description="Its step (default: the last)")
     ] = None,
 ) -> Response:
     return json_response(views.media_table(store, ref, key, step))
