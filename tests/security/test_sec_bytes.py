@@ -231,3 +231,44 @@ def test_reproduce_reruns_the_same_bytes(project: Path) -> None:
     runs = json.loads(runbase_cmd("ls", "--json", cwd=project, check=True).stdout)
     assert [r["status"] for r in runs] == ["finished", "finished"]
     assert runs[0]["metrics"]["loss"]["count"] == 20
+
+
+def test_text_a_store_cannot_hold_is_judged_by_one_check() -> None:
+    """NUL (PostgreSQL) and lone surrogates (not UTF-8) are refused at every door by
+    ``fsname.text_problem``: the bundle, the server's forms, the view spec; a program's
+    media key is refused and its caption made storable with the same rule."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from runbase.core import viewspec
+    from runbase.errors import BundleError, UsageError
+    from runbase.records import bundle
+    from runbase.server.models import DbText
+    from runbase.tracking import media
+
+    assert fsname.text_problem("café") is None and fsname.storable("café")
+    assert fsname.text_problem("a\x00b") == "contains a NUL character"
+    assert fsname.text_problem("caf\udce9") == "is not valid Unicode (lone surrogate)"
+    assert fsname.make_storable("a\x00b\ud800") == "ab?"
+    for bad in ("a\x00b", "caf\udce9"):
+        problem = fsname.text_problem(bad)
+        assert problem is not None
+        try:
+            bundle._text(bad, "tags[0].value")
+        except BundleError as e:
+            assert problem in str(e)
+        else:
+            raise AssertionError("the bundle took it")
+        try:
+            TypeAdapter(DbText).validate_python(bad)
+        except ValidationError as e:
+            assert problem in str(e)
+        else:
+            raise AssertionError("the server's form took it")
+        try:
+            viewspec.check_spec({"version": 1, "where": bad})
+        except UsageError as e:
+            assert "spec.where" in str(e)
+        else:
+            raise AssertionError("the view spec took it")
+        assert not media._good_key(bad, "image")
+        assert fsname.storable(media._captions(bad, 1)[0] or "")

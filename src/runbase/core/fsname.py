@@ -96,3 +96,31 @@ def clean(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [clean(v) for v in value]
     return value
+
+
+# -- text every store can hold ---------------------------------------------------------------
+
+
+def text_problem(text: str) -> str | None:
+    """Why a store cannot hold ``text`` as it is, or None: a NUL (PostgreSQL text has
+    none, so both dialects refuse it alike) or a lone surrogate (not UTF-8). The one
+    check of every door that takes text: bundles, the server's forms, view specs, media
+    keys and captions."""
+    if "\x00" in text:
+        return "contains a NUL character"
+    if needs_encoding(text):
+        return "is not valid Unicode (lone surrogate)"
+    return None
+
+
+def storable(text: str) -> bool:
+    """Whether a store can hold ``text`` as it is (:func:`text_problem` has none)."""
+    return text_problem(text) is None
+
+
+def make_storable(text: str) -> str:
+    """``text`` as a store can hold it: NULs dropped, each lone surrogate ``?`` (for
+    text made by a program, where refusing would lose what was logged)."""
+    if storable(text):
+        return text
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")

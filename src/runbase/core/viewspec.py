@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from runbase.core import shapes
+from runbase.core import fsname, shapes
 from runbase.errors import ShapeError, UsageError
 
 VERSION = 1
@@ -40,7 +40,7 @@ class _Text(shapes.Str):
 
     def conform(self, value: Any, where: str, strict: bool) -> Any:
         value = super().conform(value, where, strict)
-        if isinstance(value, str) and not _storable(value):
+        if isinstance(value, str) and not fsname.storable(value):
             return self.misfit(where, "holds a NUL character or a lone surrogate", strict)
         return value
 
@@ -191,13 +191,3 @@ def fit_spec(value: Any) -> dict[str, Any]:
 
 def _no_nulls(fitted: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in fitted.items() if v is not None}
-
-
-def _storable(text: str) -> bool:
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

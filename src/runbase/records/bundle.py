@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runbase.capture.manifest import load_manifest
-from runbase.core import ids
+from runbase.core import fsname, ids
 from runbase.core.ids import split_id
 from runbase.core.safepath import check_recorded_file
 from runbase.core.shapes import (
@@ -323,12 +323,9 @@ def _value(col: Column, v: Any, where: str) -> Any:
 def _text(v: Any, where: str) -> str:
     if not isinstance(v, str) or len(v) > MAX_TEXT:
         raise _fail(where, f"must be a string of at most {MAX_TEXT} characters")
-    if "\x00" in v:  # PostgreSQL text cannot hold NUL: refused on both dialects alike
-        raise _fail(where, "contains a NUL character")
-    try:
-        v.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _fail(where, "is not valid Unicode (lone surrogate)") from None
+    problem = fsname.text_problem(v)
+    if problem is not None:
+        raise _fail(where, problem)
     return v
 
 

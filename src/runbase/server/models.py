@@ -7,18 +7,16 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field
 
+from runbase.core import fsname
 from runbase.server import control
 from runbase.server.auth import OID_PATH, PROJECT_PATH, USER_PATH
 
 
 def _db_text(value: str) -> str:
     """Text a database can store: no NUL (PostgreSQL), no lone surrogate (UTF-8)."""
-    if "\x00" in value:
-        raise ValueError("contains a NUL character")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("is not valid Unicode (lone surrogate)") from None
+    problem = fsname.text_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 

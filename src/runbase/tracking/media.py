@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runbase.core import fsname
 from runbase.core._safe import warn_once
 from runbase.core.shapes import I64, MAX_NAME
 from runbase.records.media import MAX_CAPTION, MAX_ITEMS, TABLE_MIME
@@ -89,7 +90,7 @@ def log_table(key: Any, data: Any, step: Any = None, when: float | None = None) 
 
 
 def _good_key(key: Any, what: str) -> bool:
-    if isinstance(key, str) and 0 < len(key) <= MAX_NAME and _clean(key) == key:
+    if isinstance(key, str) and 0 < len(key) <= MAX_NAME and fsname.storable(key):
         return True
     warn_once(
         f"media-key-{what}",
@@ -103,15 +104,11 @@ def _captions(caption: Any, n: int) -> list[str | None]:
     if caption is None:
         return [None] * n
     if isinstance(caption, (list, tuple)):
-        out = [None if c is None else _clean(str(c))[:MAX_CAPTION] for c in caption[:n]]
+        out = [
+            None if c is None else fsname.make_storable(str(c))[:MAX_CAPTION] for c in caption[:n]
+        ]
         return out + [None] * (n - len(out))
-    return [_clean(str(caption))[:MAX_CAPTION]] * n
-
-
-def _clean(text: str) -> str:
-    """Text every store can hold and every bundle carries: no NUL (PostgreSQL), no lone
-    surrogate (UTF-8)."""
-    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    return [fsname.make_storable(str(caption))[:MAX_CAPTION]] * n
 
 
 _steps: dict[tuple[str, str, str], int] = {}
