@@ -630,6 +630,36 @@ def test_bundle_round_trip_and_bad_media_rows_refused(site: dict[str, Any], tmp_
         dst.close()
 
 
+def test_a_media_row_is_checked_by_its_declared_shapes() -> None:
+    """Ingest (a spooled entry) and bundle import check a media row by the one
+    declaration of its columns, core.shapes.COLUMNS["media"]: text no store can hold is
+    refused in a key or a caption, whoever wrote the spool."""
+    from runbase.core.shapes import COLUMNS as SHAPES
+    from runbase.records.media import row_problem
+
+    good = {"kind": "image", "key": "k", "step": 3, "idx": 0, "mime": "image/png",
+            "oid": "blake3:" + "0" * 64, "size": 5, "width": None, "height": 2,
+            "caption": None, "time": 1.5}  # fmt: skip
+    assert set(SHAPES["media"]) == set(good)
+    assert row_problem(good) is None
+    for column, value, said in [
+        ("key", "", "key: must be 1 to 4096 characters"),
+        ("key", "a\ud800", "key: is not valid Unicode"),
+        ("caption", "a\x00b", "caption: contains a NUL character"),
+        ("caption", "x" * 4097, "caption: must be a string of at most 4096"),
+        ("step", 1 << 63, "step: must be an integer"),
+        ("step", None, "step: must not be null"),
+        ("width", -1, "width: must be an integer from 0"),
+        ("size", True, "size: must be an integer"),
+        ("time", float("nan"), "time: must be a time"),
+        ("kind", "video", "kind: must be one of"),
+        ("oid", "../x", "oid: must be an object id"),
+        ("mime", "text/html", "mime: 'text/html' is not one of image/png"),
+    ]:
+        problem = row_problem({**good, column: value})
+        assert problem is not None and problem.startswith(said), (column, problem)
+
+
 def _token(proc: subprocess.CompletedProcess[str]) -> str:
     return proc.stdout.strip().splitlines()[-1]
 

@@ -190,7 +190,7 @@ BAD_SPECS: list[tuple[Any, str]] = [
     (_spec(panels=[None]), "spec.panels[0]: may not be null"),
     (_spec(panels=[{"type": "line"}] * 101), "spec.panels: must be a list of at most 100"),
     (_spec(columns=["c" * 4000] * 17), "bytes of JSON, over 65536"),
-    (_spec(where="a\x00b"), "spec.where: holds a NUL character"),
+    (_spec(where="a\x00b"), "spec.where: contains a NUL character"),
     (_spec(where=None), "spec.where: may not be null"),
     ({"version": 2}, "spec.version: must be one of 1"),
     ({"where": ""}, "spec: needs version"),

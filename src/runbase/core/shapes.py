@@ -27,13 +27,15 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from runbase.core import ids
+from runbase.core import fsname, ids
 from runbase.core.ids import split_id
 from runbase.errors import ShapeError, TooDeep
 
 MAX_DEPTH = 64  # JSON nesting, far below the interpreter's recursion limit
 MAX_TEXT = 16 << 20  # characters of one text value (bundle.MAX_TEXT)
 MAX_NAME = 4096  # characters of a name, key, user, host or path
+MAX_CAPTION = 4096  # characters of a logged image's caption
+MEDIA_KINDS = ("image", "table")  # what a run logs besides metrics (log_image, log_table)
 # a timestamp is seconds since 1970 up to the last second of year 9999: the range
 # ``datetime.fromtimestamp`` turns into a date on every platform runbase supports
 MAX_TIME = 253402300799.0
@@ -129,6 +131,27 @@ class Str(Shape):
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
         return value[: self.max_len] if isinstance(value, str) else _as_text(value)
+
+
+class Text(Str):
+    """A string every store can hold as it is (no NUL, no lone surrogate:
+    ``fsname.text_problem``) of ``min_len`` to ``max_len`` characters: text a reader
+    shows or a server stores as given (a media key, a caption, a view spec's filter)."""
+
+    def __init__(self, max_len: int = MAX_TEXT, min_len: int = 0) -> None:
+        super().__init__(max_len)
+        self.min_len = min_len
+
+    def conform(self, value: Any, where: str, strict: bool) -> Any:
+        value = super().conform(value, where, strict)
+        if isinstance(value, str) and len(value) < self.min_len:
+            return self.misfit(
+                where, f"must be {self.min_len} to {self.max_len} characters", strict
+            )
+        problem = fsname.text_problem(value) if isinstance(value, str) else None
+        if problem is not None:
+            return self.misfit(where, problem, strict)
+        return value
 
 
 class Int(Shape):
@@ -397,6 +420,29 @@ COLUMNS: dict[str, dict[str, Shape]] = {
         "changed": FLAG,
         "kind": OneOf("file", "dir"),
     },
+    # docs/store-format.md "media": the media type each kind may have is checked with
+    # the row (runbase.records.media.row_problem)
+    "media": {
+        "kind": OneOf(*MEDIA_KINDS),
+        "key": Text(MAX_NAME, min_len=1),
+        "step": Int(),
+        "idx": COUNT,
+        "oid": Oid(),
+        "mime": NAME,
+        "size": COUNT,
+        "width": COUNT,
+        "height": COUNT,
+        "caption": Text(MAX_CAPTION),
+        "time": TIME,
+    },
+    # docs/store-format.md "views": a name and a spec are checked as a view's
+    # (runbase.core.viewspec)
+    "views": {
+        "is_default": FLAG,
+        "user_name": NAME,
+        "created_at": TIME,
+        "updated_at": TIME,
+    },
 }
 
 
@@ -409,7 +455,7 @@ def fit_row(table: str, row: dict[str, Any]) -> dict[str, Any]:
         shape = shapes.get(k)
         if shape is None or v is None:
             continue
-        if isinstance(shape, Str) and type(v) is str and len(v) <= shape.max_len:
+        if type(shape) is Str and type(v) is str and len(v) <= shape.max_len:
             continue
         if isinstance(shape, (Num, Int)) and type(v) in (int, float) and shape.lo <= v <= shape.hi:
             continue  # (NaN compares false: fitted below)

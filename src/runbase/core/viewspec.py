@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from runbase.core import fsname, shapes
+from runbase.core import shapes
 from runbase.errors import ShapeError, UsageError
 
 VERSION = 1
@@ -34,15 +34,8 @@ X_AXES = ("step", "time", "relative")
 BANDS = ("minmax", "sd")
 
 
-class _Text(shapes.Str):
-    """A string a database can store as it is: no NUL (PostgreSQL), no lone surrogate
-    (UTF-8)."""
-
-    def conform(self, value: Any, where: str, strict: bool) -> Any:
-        value = super().conform(value, where, strict)
-        if isinstance(value, str) and not fsname.storable(value):
-            return self.misfit(where, "holds a NUL character or a lone surrogate", strict)
-        return value
+# a string a database can store as it is: no NUL (PostgreSQL), no lone surrogate (UTF-8)
+_Text = shapes.Text
 
 
 class _Set(shapes.Shape):

@@ -42,7 +42,7 @@ from runbase.core.shapes import (
 from runbase.core.statuses import STATUSES
 from runbase.errors import BundleError, RunNotFound, UnsafePathError
 from runbase.records.maintenance import MAX_MANIFEST, references
-from runbase.records.media import row_problem as media_row_problem
+from runbase.records.media import mime_problem
 from runbase.store import Store
 from runbase.store.schema import STORE_SCHEMA
 from runbase.store.tables import Column, Table
@@ -420,8 +420,9 @@ def _check_file(row: dict[str, Any], where: str) -> None:
 
 
 def _check_media(row: dict[str, Any], where: str) -> None:
-    # the object route serves the bytes with the row's media type: only the documented ones
-    problem = media_row_problem(row)
+    # each column was checked against its shape (_check_shape): what is left is the media
+    # type, the one the object route serves the bytes with, and which depends on the kind
+    problem = mime_problem(row)
     if problem is not None:
         column, _, message = problem.partition(": ")
         raise _fail(f"{where}.{column}", message)

@@ -12,15 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from runbase.core._safe import warn_once
-from runbase.core.ids import split_id
-from runbase.core.shapes import I64, MAX_NAME, MAX_TIME
+from runbase.core.shapes import COLUMNS, MEDIA_KINDS
+from runbase.errors import ShapeError
 from runbase.store import Store
 
-KINDS = ("image", "table")
+KINDS = MEDIA_KINDS
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 TABLE_MIME = "application/json"
 MIMES = {"image": IMAGE_MIMES, "table": (TABLE_MIME,)}
-MAX_CAPTION = 4096  # characters
 MAX_ITEMS = 10_000  # items of one entry (images logged at one step under one key)
 _COLUMNS = "kind, key, step, idx, oid, mime, size, width, height, caption, time"
 
@@ -29,42 +28,35 @@ _COLUMNS = "kind, key, step, idx, oid, mime, size, width, height, caption, time"
 
 
 def row_problem(row: dict[str, Any]) -> str | None:
-    """What is wrong with a ``media`` row (column -> value), or None: ``kind`` image or
-    table; ``key`` 1 to 4,096 characters; ``step`` a 64-bit integer; ``idx``, ``size``,
-    ``width``, ``height`` integers >= 0 (the last two may be null); ``oid`` an object
-    id; ``mime`` one of the kind's media types; ``caption`` at most 4,096 characters;
-    ``time`` a finite time."""
+    """What is wrong with a ``media`` row (column -> value), or None: each column as
+    ``core.shapes.COLUMNS["media"]`` declares it (``kind`` image or table; ``key`` 1 to
+    4,096 characters; ``step`` a 64-bit integer; ``idx``, ``size``, ``width``,
+    ``height`` integers >= 0, the last two may be null; ``oid`` an object id;
+    ``caption`` at most 4,096 characters; ``time`` a finite time), the columns that
+    may not be null given, and ``mime`` one of the kind's media types."""
+    for name in _NOT_NULL:
+        if row.get(name) is None:
+            return f"{name}: must not be null"
+    for name, shape in _SHAPES.items():
+        try:
+            shape.check(row.get(name), name)
+        except ShapeError as e:
+            return f"{e.where}: {e.message}"
+    return mime_problem(row)
+
+
+def mime_problem(row: dict[str, Any]) -> str | None:
+    """Whether the row's ``mime`` is one its ``kind`` may have: the object route serves
+    the bytes with it, so only the documented ones (``column: message``, or None)."""
     kind = row.get("kind")
-    if kind not in KINDS:
-        return f"kind: {kind!r} is not image or table"
-    key = row.get("key")
-    if not isinstance(key, str) or not 0 < len(key) <= MAX_NAME or "\x00" in key:
-        return f"key: must be 1 to {MAX_NAME} characters, not {str(key)[:80]!r}"
-    if not _int(row.get("step"), -I64, I64):
-        return "step: must be a 64-bit integer"
-    for name in ("idx", "size"):
-        if not _int(row.get(name), 0, I64):
-            return f"{name}: must be an integer >= 0"
-    for name in ("width", "height"):
-        if row.get(name) is not None and not _int(row.get(name), 0, I64):
-            return f"{name}: must be an integer >= 0 or null"
-    try:
-        split_id(row.get("oid"))  # type: ignore[arg-type]  # anything else: ValueError
-    except (TypeError, ValueError):
-        return f"oid: {str(row.get('oid'))[:80]!r} is not an object id"
-    if row.get("mime") not in MIMES[kind]:
-        return f"mime: {str(row.get('mime'))[:80]!r} is not one of {', '.join(MIMES[kind])}"
-    caption = row.get("caption")
-    if caption is not None and (not isinstance(caption, str) or len(caption) > MAX_CAPTION):
-        return f"caption: must be text of at most {MAX_CAPTION} characters"
-    t = row.get("time")
-    if not isinstance(t, (int, float)) or isinstance(t, bool) or not 0 <= t <= MAX_TIME:
-        return "time: must be a finite time (seconds since 1970)"
+    mimes = MIMES.get(kind, ()) if isinstance(kind, str) else ()
+    if row.get("mime") not in mimes:
+        return f"mime: {str(row.get('mime'))[:80]!r} is not one of {', '.join(mimes)}"
     return None
 
 
-def _int(v: Any, lo: int, hi: int) -> bool:
-    return type(v) is int and lo <= v < hi
+_SHAPES = COLUMNS["media"]
+_NOT_NULL = ("kind", "key", "step", "idx", "oid", "mime", "size", "time")
 
 
 # -- ingest: a spooled ``media`` entry -> rows -------------------------------------------

@@ -117,17 +117,24 @@ def _make_default(cur: Any, name: str | None) -> None:
 
 
 def _view(row: Any) -> SavedView | None:
-    name, spec, is_default, user, created, updated = row
+    name, spec = row[0], row[1]
     if not _valid_name(name):
         return None
+    # the other columns as core.shapes.COLUMNS["views"] declares them (misfits: null)
+    cols = shapes.fit_row("views", dict(zip(_FITTED, row[2:], strict=True)))
+    # a number a SQLite column took is no user (a reader of runs shows it as text)
+    user = cols["user_name"] if isinstance(row[3], str) else None
     return SavedView(
         name=name,
         spec=viewspec.read_spec(spec) if spec is not None else None,
-        default=is_default == 1,
-        user=shapes.NAME.fit(user) if isinstance(user, str) else None,
-        created_at=shapes.TIME.fit(created),
-        updated_at=shapes.TIME.fit(updated),
+        default=cols["is_default"] == 1,
+        user=user,
+        created_at=cols["created_at"],
+        updated_at=cols["updated_at"],
     )
+
+
+_FITTED = ("is_default", "user_name", "created_at", "updated_at")
 
 
 def _valid_name(name: Any) -> bool:

@@ -32,8 +32,8 @@ from typing import Any
 
 from runbase.core import fsname
 from runbase.core._safe import warn_once
-from runbase.core.shapes import I64, MAX_NAME
-from runbase.records.media import MAX_CAPTION, MAX_ITEMS, TABLE_MIME
+from runbase.core.shapes import I64, MAX_CAPTION, MAX_NAME
+from runbase.records.media import MAX_ITEMS, TABLE_MIME
 from runbase.store.objects import LocalObjects
 from runbase.tracking import tracker as _tracker
 
