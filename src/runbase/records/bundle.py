@@ -112,6 +112,11 @@ def export_run(store: Store, run_id: str, data: bool = True) -> dict[str, Any]:
     }
     for name in TABLES:
         bundle[name] = _select(store, tables[name], "run_id", run_id)
+        if not bundle[name] and name in LATER_TABLES:
+            # an older runbase (a team server not yet upgraded) refuses a key it does not
+            # know, and reads the table's absence as no rows: only a run that has some
+            # needs a newer server
+            del bundle[name]
     if not data:
         for row in bundle["run_files"]:
             row["stored"] = 0
