@@ -372,19 +372,27 @@ def test_a_saved_view_reopens_from_its_url(
 
 
 def test_the_default_view_opens_on_a_bare_url(server: str, new_page: Any, no_default: None) -> None:
-    spec = {"version": 1, "where": "params.lr > 0.2", "columns": ["params.lr"]}
-    status, body = _api(server, "PUT", _view_path("big lr"), {"spec": spec})
+    first = {"version": 1, "where": "params.lr > 0.05"}
+    status, body = _api(server, "PUT", _view_path("big lr"), {"spec": first})
     assert status == 201, body
     page = new_page()
+    puts: list[Any] = []
+    page.on("request", lambda r: puts.append(r.post_data_json) if r.method == "PUT" else None)
     page.goto(server + "/?view=big%20lr")
-    _rows(page, 1)
+    _rows(page, 2)
+    # a colleague saves the view again while the page shows the first spec
+    spec = {"version": 1, "where": "params.lr > 0.2", "columns": ["params.lr"]}
+    assert _api(server, "PUT", _view_path("big lr"), {"spec": spec})[0] == 200
     assert not page.is_checked("#view-default")
     page.check("#view-default")  # through the page: it becomes the project's default
     page.wait_for_function(
         "document.querySelector('#view-select option[value=\"big lr\"]').textContent.includes('default')"
     )
+    assert puts == [{"default": True}]  # the flag alone: the page's stale spec is not sent
     status, listing = _api(server, "GET", "/api/views")
     assert listing["default"] == "big lr"
+    status, saved = _api(server, "GET", _view_path("big lr"))
+    assert saved["spec"] == spec  # the colleague's save stands
 
     fresh = new_page()
     fresh.goto(server + "/")
@@ -398,6 +406,14 @@ def test_the_default_view_opens_on_a_bare_url(server: str, new_page: Any, no_def
     fresh.goto(server + "/?view=")
     _rows(fresh, len(LRS))
     assert fresh.input_value("#view-select") == ""
+
+    page.uncheck("#view-default")  # unticked: no default view any more, the spec kept
+    page.wait_for_function(
+        "!document.querySelector('#view-select option[value=\"big lr\"]').textContent.includes('default')"
+    )
+    assert puts == [{"default": True}, {"default": False}]
+    assert _api(server, "GET", "/api/views")[1]["default"] is None
+    assert _api(server, "GET", _view_path("big lr"))[1]["spec"] == spec
 
 
 def test_a_view_deleted_under_an_open_page_is_said(

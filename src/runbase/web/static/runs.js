@@ -707,21 +707,14 @@
   async function setDefault(on) {
     if (!current) return;
     const name = current.name;
-    // the saved spec, not the page's changes: ticking "default" saves nothing else; a view
-    // deleted meanwhile is not brought back by it
+    // only the flag (no spec): the saved spec stays as whoever saved it last left it, and
+    // a view deleted meanwhile is a 404, not brought back
     try {
-      await api(viewPath(name));
+      current = await RB.apiSend("PUT", viewPath(name), { default: on });
     } catch (e) {
       $("view-default").checked = !on;
       if (e.status === 404) await dropDeleted();
       else viewFailed(e, name);
-      return;
-    }
-    try {
-      current = await RB.apiSend("PUT", viewPath(name), { spec: current.spec, default: on });
-    } catch (e) {
-      viewFailed(e, name);
-      $("view-default").checked = !on;
       return;
     }
     viewStatus(on ? `"${name}" is the default view` : `"${name}" is no longer the default view`);
