@@ -265,6 +265,48 @@ def test_group_by_draws_a_mean_and_a_band_per_group(
     page.wait_for_function(f"{_gd(loss)}.data.every((t) => !String(t.meta).includes(':'))")
 
 
+def test_grouped_with_many_hidden_runs_only_the_pages_are_excluded(
+    site: dict[str, Any], server: str, page: Any
+) -> None:
+    """Hidden runs of other pages (more than a URL holds) are not sent: grouped, the
+    panel API is asked to exclude only the hidden runs of the page the charts show."""
+    hide = next(r["id"] for r in site["runs"] if r["params"]["lr"] == 0.3)
+    elsewhere = [f"zz{i:014d}" for i in range(1500)]  # run ids of no run of this page
+    page.add_init_script(
+        f"sessionStorage.setItem('runbase.hidden', {json.dumps(json.dumps([*elsewhere, hide]))})"
+    )
+    excludes: list[list[str]] = []
+    failed: list[str] = []
+    page.on(
+        "request",
+        lambda r: (
+            excludes.append(parse_qs(urlsplit(r.url).query).get("exclude", []))
+            if "/api/panel" in r.url
+            else None
+        ),
+    )
+    page.on("response", lambda r: failed.append(r.url) if r.status >= 400 else None)
+    _open(page, server)
+    page.select_option("#ws-group", "params.lr")
+    loss = f"{LINE_PANELS}[data-metric=loss]"
+    names = "gd.data.filter((t) => String(t.meta).startsWith('group:')).map((t) => t.name + ' ' + t.hovertemplate)"
+    page.wait_for_function(
+        f"(() => {{ const gd = {_gd(loss)}; return ({names}).some((n) => n.startsWith('0.3 ') && n.includes('(1 run)')); }})()"
+    )
+    assert all(n.startswith("0.3 ") or "(2 runs)" in n for n in _chart(page, loss, names))
+    assert not failed, failed
+    assert excludes and all(len(e) <= RUNS for e in excludes), [len(e) for e in excludes]
+    assert excludes[-1] == [hide]
+    assert not page.locator("#workspace .ws-message.ws-error").count()
+
+    # shown again by its eye: back in its group's band
+    page.click(f"button.eye[data-run='{hide}']")
+    page.wait_for_function(
+        f"(() => {{ const gd = {_gd(loss)}; return ({names}).some((n) => n.startsWith('0.3 ') && n.includes('(2 runs)')); }})()"
+    )
+    assert excludes[-1] == []
+
+
 def test_x_axis_log_scale_smoothing_and_clipping(server: str, page: Any) -> None:
     ids = _open(page, server)
     loss = f"{LINE_PANELS}[data-metric=loss]"

@@ -276,6 +276,22 @@ const RB = (() => {
     return color;
   }
 
+  /** Text for plotly (names, labels, tick and hover text): plotly reads <b>, <br>,
+   * <a href> in them as markup and decodes entities, so entities keep the text as
+   * written. In a hovertemplate, `%{...}` is a substitution: `template` breaks it. */
+  function plotText(s, template) {
+    const text = String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+    return template ? text.replace(/%/g, "%\u200b") : text;
+  }
+
+  /** The API path of a media item's object: the `url` the media API gives (relative to
+   * the API base, docs/api.md), or null when it is not one of its object routes (the
+   * answer is not trusted to point elsewhere). The page's address: RB.base + the path. */
+  function mediaPath(item) {
+    const url = item ? item.url : null;
+    return typeof url === "string" && /^runs\/[^?#]+\/media\/object\/[^/?#]+$/.test(url) && !url.includes("..") ? "/api/" + url : null;
+  }
+
   /** Dark mode follows the OS setting (prefers-color-scheme, app.css): charts take
    * their text and grid colors from the page's CSS variables. */
   function chartTheme() {
@@ -361,6 +377,6 @@ const RB = (() => {
     config, base, el, fill, api, apiSend, ApiError, load, showError, fmtValue, fmtDuration, fmtAgo,
     fmtTime, timeCell, fmtBytes, shortHash, statusBadge, runUrl, compareUrl, field, tabs, COLORS,
     chartCard, onceVisible, plot, smooth, numbers, table, kvTable, debounce, parseTime,
-    runColor, chartTheme,
+    runColor, chartTheme, plotText, mediaPath,
   };
 })();

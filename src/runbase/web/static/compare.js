@@ -97,7 +97,7 @@
       if (opts.smoothing > 0) {
         traces.push({ x: s.steps, y: s.values, mode, line: { color: s.run.color, width: 1 }, opacity: 0.25, hoverinfo: "skip", showlegend: false, legendgroup: s.run.id });
       }
-      traces.push({ x: s.steps, y: RB.smooth(s.values, opts.smoothing), mode, name: s.run.name, legendgroup: s.run.id, line: { color: s.run.color, width: 2 } });
+      traces.push({ x: s.steps, y: RB.smooth(s.values, opts.smoothing), mode, name: RB.plotText(s.run.name), legendgroup: s.run.id, line: { color: s.run.color, width: 2 } });
     }
     RB.plot(c.node, traces, {
       height: 300,
@@ -120,10 +120,10 @@
   /** A plotly dimension for a key: numbers as they are, anything else as categories. */
   function dimension(label, values) {
     if (values.every((v) => v === null || v === undefined || numeric(v))) {
-      return { label, values: values.map((v) => (numeric(v) ? v : NaN)) };
+      return { label: RB.plotText(label), values: values.map((v) => (numeric(v) ? v : NaN)) };
     }
     const cats = Array.from(new Set(values.map((v) => RB.fmtValue(v)))).sort();
-    return { label, values: values.map((v) => cats.indexOf(RB.fmtValue(v))), tickvals: cats.map((_, i) => i), ticktext: cats };
+    return { label: RB.plotText(label), values: values.map((v) => cats.indexOf(RB.fmtValue(v))), tickvals: cats.map((_, i) => i), ticktext: cats.map((c) => RB.plotText(c)) };
   }
 
   function varying(key, scope) {
@@ -159,7 +159,7 @@
     const dims = keys.slice(0, 30).map((k) => dimension(k, runs.map((r) => r.params[k])));
     const color = metric ? runs.map((r) => r.metrics[metric]) : runs.map((_, i) => i);
     if (metric) dims.push(dimension(metric, color));
-    RB.plot(node, [{ type: "parcoords", dimensions: dims, line: { color, colorscale: "Viridis", showscale: !!metric, colorbar: { title: { text: metric || "" } } } }], {
+    RB.plot(node, [{ type: "parcoords", dimensions: dims, line: { color, colorscale: "Viridis", showscale: !!metric, colorbar: { title: { text: RB.plotText(metric || "") } } } }], {
       height: 460,
       margin: { l: 70, r: 70, t: 60, b: 30 },
     });
@@ -194,18 +194,18 @@
         {
           type: "scatter",
           mode: "markers",
-          x: cat(xv) ? xv.map(RB.fmtValue) : xv,
-          y: cat(yv) ? yv.map(RB.fmtValue) : yv,
-          text: runs.map((r) => r.name),
+          x: cat(xv) ? xv.map((v) => RB.plotText(RB.fmtValue(v))) : xv,
+          y: cat(yv) ? yv.map((v) => RB.plotText(RB.fmtValue(v))) : yv,
+          text: runs.map((r) => RB.plotText(r.name)),
           customdata: runs.map((r) => r.id),
           marker: { size: 11, color: runs.map((r) => r.color), line: { width: 1, color: RB.chartTheme().font.color } },
-          hovertemplate: "%{text}<br>" + sx.value + "=%{x}<br>" + sy.value + "=%{y}<extra></extra>",
+          hovertemplate: "%{text}<br>" + RB.plotText(sx.value, true) + "=%{x}<br>" + RB.plotText(sy.value, true) + "=%{y}<extra></extra>",
         },
       ],
       {
         height: 460,
-        xaxis: { title: { text: sx.value }, type: $("scatter-logx").checked && !cat(xv) ? "log" : cat(xv) ? "category" : "linear" },
-        yaxis: { title: { text: sy.value }, type: cat(yv) ? "category" : "linear" },
+        xaxis: { title: { text: RB.plotText(sx.value) }, type: $("scatter-logx").checked && !cat(xv) ? "log" : cat(xv) ? "category" : "linear" },
+        yaxis: { title: { text: RB.plotText(sy.value) }, type: cat(yv) ? "category" : "linear" },
       }
     ).then((gd) => {
       if (!gd._rbClick) {
@@ -274,7 +274,7 @@
           type: "bar",
           orientation: "h",
           x: rev.map((r) => r.rf_importance),
-          y: rev.map((r) => r.param),
+          y: rev.map((r) => RB.plotText(r.param)),
           marker: { color: rev.map((r) => ((r.spearman ?? 0) < 0 ? "#d62728" : "#1f77b4")) },
           hovertemplate: "%{y}: %{x:.3f}<extra></extra>",
         },
@@ -282,7 +282,7 @@
       {
         height: Math.max(220, 40 + 28 * shown.length),
         margin: { l: 140, r: 20, t: 30, b: 40 },
-        title: { text: "importance for " + sel.value + " (random forest; red: negative correlation)", font: { size: 12 } },
+        title: { text: "importance for " + RB.plotText(sel.value) + " (random forest; red: negative correlation)", font: { size: 12 } },
         xaxis: { title: { text: "rf importance" }, range: [0, 1] },
       }
     );

@@ -30,12 +30,6 @@
     return x === null || !Number.isFinite(x) ? "–" : x.toFixed(1) + " %";
   }
 
-  /** plotly reads <b>, <br>, <a href> in its labels as markup, and decodes entities:
-   * entities keep a label's text as text. */
-  function plotText(s) {
-    return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-  }
-
   function cut(s, n) {
     return s.length <= n ? s : s.slice(0, n - 1) + "…";
   }
@@ -181,9 +175,9 @@
       x: idx,
       y: steps.map((s) => num(s.value)),
       measure: steps.map((s) => s.measure),
-      text: steps.map((s) => plotText(s.measure === "relative" ? signed(s.value) : fmt(s.value))),
+      text: steps.map((s) => RB.plotText(s.measure === "relative" ? signed(s.value) : fmt(s.value))),
       textposition: "outside",
-      hovertext: steps.map((s) => plotText(s.label + ": " + (s.measure === "relative" ? signed(s.value) : fmt(s.value)))),
+      hovertext: steps.map((s) => RB.plotText(s.label + ": " + (s.measure === "relative" ? signed(s.value) : fmt(s.value)))),
       hoverinfo: "text",
       connector: { line: { color: "#8c959f", width: 1 } },
       increasing: { marker: { color: "#2da44e" } },
@@ -194,8 +188,8 @@
       showlegend: false,
       margin: { l: 60, r: 15, t: 15, b: 110 },
       // categories by index: a label is text, and two labels alike stay two bars
-      xaxis: { tickmode: "array", tickvals: idx, ticktext: steps.map((s) => plotText(cut(s.label, 28))), tickangle: -30 },
-      yaxis: { title: { text: plotText(metricName(view)) }, range: [low - pad, high + pad] },
+      xaxis: { tickmode: "array", tickvals: idx, ticktext: steps.map((s) => RB.plotText(cut(s.label, 28))), tickangle: -30 },
+      yaxis: { title: { text: RB.plotText(metricName(view)) }, range: [low - pad, high + pad] },
     });
   }
 

@@ -450,7 +450,7 @@
       const s = series.get(key);
       if (!s || s.state !== "loaded") return;
       const color = c.keys.length === 1 ? RB.runColor(rec.id) : RB.COLORS[i % RB.COLORS.length];
-      const name = c.labels[i] || key;
+      const name = RB.plotText(c.labels[i] || key);
       const mode = s.steps.length <= 30 ? "lines+markers" : "lines";
       if (chartOptions.smoothing > 0) {
         traces.push({ x: s.steps, y: s.values, mode, name: "raw", line: { color, width: 1 }, opacity: 0.25, hoverinfo: "skip", showlegend: false });
@@ -903,7 +903,7 @@
       if (seq !== sec.seq) return;
       const byStep = new Map();
       for (const it of Array.isArray(r.items) ? r.items : []) {
-        if (!it || typeof it.oid !== "string" || !Number.isInteger(it.step)) continue;
+        if (!it || typeof it.oid !== "string" || !RB.mediaPath(it) || !Number.isInteger(it.step)) continue;
         if (!byStep.has(it.step)) byStep.set(it.step, []);
         byStep.get(it.step).push(it);
       }
@@ -941,10 +941,6 @@
     RB.fill(sec.images, sec.byStep.get(step).map(imageFigure));
   }
 
-  function objectUrl(oid) {
-    return RB.base + runPath + "/media/object/" + enc(oid);
-  }
-
   function imageFigure(it) {
     const w = Number.isInteger(it.width) && it.width > 0 ? it.width : null;
     const h = Number.isInteger(it.height) && it.height > 0 ? it.height : null;
@@ -953,7 +949,7 @@
     if ((w && h && w * h > MAX_IMAGE_PIXELS) || (typeof it.size === "number" && it.size > MAX_IMAGE_BYTES)) {
       return RB.fill(fig, el("div", { class: "media-error" }, "image too large to show (" + (w && h ? w + "×" + h + " px, " : "") + RB.fmtBytes(it.size) + ")"));
     }
-    const img = el("img", { class: "media-image", src: objectUrl(it.oid), loading: "lazy", decoding: "async", alt: caption || it.key + " at step " + it.step, width: w, height: h });
+    const img = el("img", { class: "media-image", src: RB.base + RB.mediaPath(it), loading: "lazy", decoding: "async", alt: caption || it.key + " at step " + it.step, width: w, height: h });
     const small = w && h && Math.max(w, h) < 96;
     if (small) {
       const k = Math.max(1, Math.floor(128 / Math.max(w, h)));
@@ -970,7 +966,7 @@
   async function imageFailed(fig, it) {
     let why = "the image could not be loaded";
     try {
-      await api(runPath + "/media/object/" + enc(it.oid));
+      await api(RB.mediaPath(it));
       why += " (it is not an image the browser can show)";
     } catch (e) {
       why += ": " + e.message;

@@ -101,20 +101,15 @@ const RBWorkspace = (() => {
     }
     const text = values.map((v) => RB.fmtValue(v));
     const cats = Array.from(new Set(text)).sort();
-    return { label, values: text.map((t) => cats.indexOf(t)), tickvals: cats.map((_, i) => i), ticktext: cats.map(esc) };
+    return { label, values: text.map((t) => cats.indexOf(t)), tickvals: cats.map((_, i) => i), ticktext: cats.map((c) => RB.plotText(c)) };
   }
 
   function categorical(values) {
     return !values.every((v) => v === null || v === undefined || finite(v));
   }
 
-  /** Text for plotly, which reads a little HTML in names and labels: shown as written. */
-  function esc(s) {
-    return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-  }
-
   function runName(run) {
-    return esc(typeof run.name === "string" && run.name ? run.name : run.id.slice(0, 12));
+    return RB.plotText(typeof run.name === "string" && run.name ? run.name : run.id.slice(0, 12));
   }
 
   /** The run a trace (or a point of a one-trace-for-all-runs chart) belongs to. */
@@ -169,6 +164,10 @@ const RBWorkspace = (() => {
     let highlighted = null;
     let auto = true; // panels: one line per metric the runs logged, until the user edits them
     let panels = []; // [{spec, node, head, body, chart, dirty, drawn, token, ...}]
+    // the runs of the page the last answer showed (its rows and the hidden ones it left
+    // out), for its query and run count: grouped, only those of the hidden runs are sent
+    // as `exclude` (a URL of every hidden id would grow past what the server takes)
+    let pageRuns = { key: "", ids: new Set() };
     let load = newLoad();
     let started = false; // nothing loads before the table's first query (setQuery)
     let reloadPending = false; // a reload is due: what the panels miss is asked then
@@ -186,6 +185,8 @@ const RBWorkspace = (() => {
         total: 0,
         error: null,
         extra: new Map(), // importance and media answers (promises), by request
+        exclude: null, // grouped: the hidden runs of the page its requests leave out
+        groupColors: new Map(), // group -> its color
       };
     }
 
@@ -736,6 +737,38 @@ const RBWorkspace = (() => {
       };
     }
 
+    /** Which page of runs a load shows: its query and run count. */
+    function pageKey() {
+      return JSON.stringify([query.where, query.sort, query.sweep, query.hybrids, query.offset || 0, chart.runs]);
+    }
+
+    /** Grouped, the hidden runs among the page's; a page not seen yet: every hidden run
+     * if they are few (at most `chart.runs`), else none until an answer shows which are
+     * on it. The same for every request of a load: all its bands leave out the same runs. */
+    function excluded(ld) {
+      if (!ld.exclude) {
+        let ids = [];
+        if (chart.group_by && pageRuns.key === pageKey()) ids = [...hidden].filter((id) => pageRuns.ids.has(id));
+        else if (chart.group_by && hidden.size <= chart.runs) ids = [...hidden];
+        ld.exclude = ids.slice(0, chart.runs);
+      }
+      return ld.exclude;
+    }
+
+    /** An answer's rows are the page, less the runs it excluded: those too when the
+     * count says they all were on it (a run may have left the page since). A panel
+     * answer's row of a hidden run (grouped) was not known to be on the page: the load
+     * is asked again, without it. */
+    function notePage(ld, rows, panel) {
+      const key = pageKey();
+      const ids = new Set(rows.map((r) => r.id));
+      const out = ld.exclude || [];
+      const full = Math.min(chart.runs, Math.max(0, ld.total - (query.offset || 0)));
+      if (rows.length + out.length === full) for (const id of out) ids.add(id);
+      pageRuns = { key, ids };
+      if (panel && chart.group_by && rows.some((r) => hidden.has(r.id))) reloadSoon();
+    }
+
     /** GET /api/panel for `metrics` (null: the API's default metrics, which make the
      * automatic panels). Hidden runs are left out of the groups' bands (the server's
      * `exclude`); ungrouped, their traces are only not drawn, so showing one again
@@ -743,7 +776,7 @@ const RBWorkspace = (() => {
     async function request(ld, metrics) {
       const extra = new URLSearchParams();
       for (const m of metrics || []) extra.append("metrics", m);
-      if (chart.group_by) for (const id of hidden) extra.append("exclude", id);
+      for (const id of excluded(ld)) extra.append("exclude", id);
       const path = "/api/panel" + (extra.toString() ? "?" + extra.toString() : "");
       const params = Object.assign(baseParams(), {
         runs: chart.runs,
@@ -772,6 +805,8 @@ const RBWorkspace = (() => {
         for (const m of metrics || []) ld.cache.set(m, { error: error.message });
       } else {
         acceptRuns(ld, data);
+        notePage(ld, data.runs, true);
+        noteGroups(ld, data.metrics);
         for (const m of data.metrics) ld.cache.set(m.key, m);
         for (const k of [...data.missing, ...(metrics || [])]) if (!ld.cache.has(k)) ld.cache.set(k, { missing: true });
         if (metrics === null) autoPanels(data.metrics.map((m) => m.key));
@@ -798,7 +833,10 @@ const RBWorkspace = (() => {
       if (ld !== load) return;
       ld.pending -= 1;
       if (error) ld.error = error.message;
-      else acceptRuns(ld, { runs: data.runs.filter((r) => r && typeof r.id === "string"), total: data.total });
+      else {
+        acceptRuns(ld, { runs: data.runs.filter((r) => r && typeof r.id === "string"), total: data.total });
+        notePage(ld, ld.runs, false);
+      }
       for (const p of panels) p.dirty = true;
       refreshAll();
       status();
@@ -943,7 +981,7 @@ const RBWorkspace = (() => {
       const legend = groups > 0 && groups <= 8;
       plot(p, traces, {
         showlegend: legend,
-        legend: { orientation: "h", x: 0, y: 1, yanchor: "bottom", font: { size: 10 }, title: { text: esc(chart.group_by) } },
+        legend: { orientation: "h", x: 0, y: 1, yanchor: "bottom", font: { size: 10 }, title: { text: RB.plotText(chart.group_by) } },
         margin: { l: 48, r: 10, t: legend ? 26 : 8, b: 30 },
         uirevision: [p.spec.id, metric, chart.x, chart.log, chart.clip].join("|"),
         xaxis: { type: chart.x === "time" ? "date" : "linear", ticksuffix: chart.x === "relative" ? " s" : "" },
@@ -989,26 +1027,27 @@ const RBWorkspace = (() => {
       return traces;
     }
 
-    /** Each group: its band (lo, then hi filled down to it) under its mean. */
-    /** A group's color: the palette in the groups' order (by value, as the server sorts
-     * them), the same in every chart of a load; a hash could give two groups one color. */
+    /** A group's color: the palette in the order of the server's `groups` answers (by
+     * value), given once per load so that it is the same in every chart; a hash could
+     * give two groups one color. */
     function groupColor(ld, name) {
-      if (!ld.groupColors) {
-        const names = Array.from(new Set((ld.runs || []).map((r) => (r.group === null || r.group === undefined ? null : String(r.group))).filter((g) => g !== null)));
-        const order = (g) => (g === "(none)" ? [2, 0, g] : Number.isFinite(Number(g)) && g.trim() !== "" ? [0, Number(g), g] : [1, 0, g]);
-        names.sort((a, b) => {
-          const [x, y] = [order(a), order(b)];
-          return x[0] - y[0] || x[1] - y[1] || (x[2] < y[2] ? -1 : x[2] > y[2] ? 1 : 0);
-        });
-        ld.groupColors = new Map(names.map((g, i) => [g, RB.COLORS[i % RB.COLORS.length]]));
-      }
       return ld.groupColors.get(name) || RB.runColor("group:" + name);
     }
 
+    function noteGroups(ld, metrics) {
+      for (const m of metrics) {
+        for (const g of m.groups || []) {
+          const name = String(g.group);
+          if (!ld.groupColors.has(name)) ld.groupColors.set(name, RB.COLORS[ld.groupColors.size % RB.COLORS.length]);
+        }
+      }
+    }
+
+    /** Each group: its band (lo, then hi filled down to it) under its mean. */
     function groupTraces(groups, ld) {
       const traces = [];
       // hover text: the key, escaped for plotly's HTML and its %{...} templates
-      const key = esc(chart.group_by).replace(/%/g, "%\u200b");
+      const key = RB.plotText(chart.group_by, true);
       for (const g of groups) {
         const name = String(g.group);
         const color = groupColor(ld, name);
@@ -1024,7 +1063,7 @@ const RBWorkspace = (() => {
           x,
           y: smooth(g.mean),
           mode: x.length <= MARKERS_UP_TO ? "lines+markers" : "lines",
-          name: esc(name), // the legend (titled with the key) stays one line
+          name: RB.plotText(name), // the legend (titled with the key) stays one line
           meta: "group:" + name,
           line: { color, width: 2 },
           marker: { size: 4, color },
@@ -1050,20 +1089,20 @@ const RBWorkspace = (() => {
           {
             type: "scatter",
             mode: "markers",
-            x: catX ? xv.map((v) => esc(RB.fmtValue(v))) : xv,
-            y: catY ? yv.map((v) => esc(RB.fmtValue(v))) : yv,
+            x: catX ? xv.map((v) => RB.plotText(RB.fmtValue(v))) : xv,
+            y: catY ? yv.map((v) => RB.plotText(RB.fmtValue(v))) : yv,
             text: runs.map(runName),
             customdata: ids,
             meta: "runs",
             marker: { size: 10, color: ids.map(RB.runColor), opacity: ids.map(() => 1), line: { width: 1, color: "rgba(128,128,128,.7)" } },
-            hovertemplate: "<b>%{text}</b><br>" + esc(fx) + ": %{x}<br>" + esc(fy) + ": %{y}<extra></extra>",
+            hovertemplate: "<b>%{text}</b><br>" + RB.plotText(fx, true) + ": %{x}<br>" + RB.plotText(fy, true) + ": %{y}<extra></extra>",
           },
         ],
         {
           margin: { l: 52, r: 10, t: 8, b: 40 },
           uirevision: [p.spec.id, fx, fy].join("|"),
-          xaxis: { title: { text: esc(fx), font: { size: 10 } }, type: catX ? "category" : "linear" },
-          yaxis: { title: { text: esc(fy), font: { size: 10 } }, type: catY ? "category" : "linear" },
+          xaxis: { title: { text: RB.plotText(fx), font: { size: 10 } }, type: catX ? "category" : "linear" },
+          yaxis: { title: { text: RB.plotText(fy), font: { size: 10 } }, type: catY ? "category" : "linear" },
         }
       );
     }
@@ -1080,9 +1119,9 @@ const RBWorkspace = (() => {
       const fields = own.length ? own.slice(0, 30) : varyingParams(runs).slice(0, 12).map((k) => "params." + k);
       if (!fields.length) return setMessage(p, "no parameter differs between the runs with metric '" + metric + "'");
       const color = runs.map((r) => numberOf(r, "metrics." + metric));
-      const label = (f) => esc(own.length ? f : f.slice("params.".length));
+      const label = (f) => RB.plotText(own.length ? f : f.slice("params.".length));
       const dims = fields.map((f) => dimension(label(f), runs.map((r) => valueOf(r, f))));
-      dims.push({ label: esc(metric), values: color });
+      dims.push({ label: RB.plotText(metric), values: color });
       plot(p, [{ type: "parcoords", dimensions: dims, line: { color, colorscale: "Viridis", showscale: true, colorbar: { thickness: 10 } } }], {
         margin: { l: 50, r: 60, t: 36, b: 16 },
       });
@@ -1107,7 +1146,7 @@ const RBWorkspace = (() => {
             customdata: ids,
             meta: "runs",
             marker: { color: ids.map(RB.runColor), opacity: ids.map(() => 1) },
-            hovertemplate: "<b>%{x}</b><br>" + esc(metric) + ": %{y:.4g}<extra></extra>",
+            hovertemplate: "<b>%{x}</b><br>" + RB.plotText(metric, true) + ": %{y:.4g}<extra></extra>",
           },
         ],
         {
@@ -1168,7 +1207,7 @@ const RBWorkspace = (() => {
             type: "bar",
             orientation: "h",
             x: rev.map((r) => (finite(r.rf_importance) ? r.rf_importance : 0)),
-            y: rev.map((r) => esc(r.param)),
+            y: rev.map((r) => RB.plotText(r.param)),
             marker: { color: rev.map((r) => ((finite(r.spearman) ? r.spearman : 0) < 0 ? "#d62728" : "#1f77b4")) },
             hovertemplate: "%{y}: %{x:.3f}<extra></extra>",
           },
@@ -1224,7 +1263,7 @@ const RBWorkspace = (() => {
     }
 
     function validItem(it) {
-      return it && typeof it.url === "string" && /^runs\/[^?#]+$/.test(it.url) && !it.url.includes("..") && finite(it.step);
+      return RB.mediaPath(it) !== null && finite(it.step);
     }
 
     /** The images of each run at the slider's step (a run without one there: its last
@@ -1248,7 +1287,7 @@ const RBWorkspace = (() => {
               "figure",
               { class: "ws-figure", dataset: { run: run.id } },
               shown.map((it) =>
-                el("img", { class: "ws-image", src: RB.base + "/api/" + it.url, alt: p.spec.key + " at step " + at + " of run " + (run.name || run.id), loading: "lazy", width: finite(it.width) ? it.width : null, height: finite(it.height) ? it.height : null })
+                el("img", { class: "ws-image", src: RB.base + RB.mediaPath(it), alt: p.spec.key + " at step " + at + " of run " + (run.name || run.id), loading: "lazy", width: finite(it.width) ? it.width : null, height: finite(it.height) ? it.height : null })
               ),
               el("figcaption", {}, el("span", { class: "swatch", style: "background:" + RB.runColor(run.id) }), run.name || run.id.slice(0, 12), at !== p.mediaStep ? el("span", { class: "muted" }, " (step " + at + ")") : null, shown[0].caption ? el("div", { class: "muted" }, String(shown[0].caption)) : null)
             );
@@ -1327,8 +1366,11 @@ const RBWorkspace = (() => {
       setHidden(ids) {
         const next = new Set(Array.from(ids || []).filter((id) => typeof id === "string"));
         if (next.size === hidden.size && [...next].every((id) => hidden.has(id))) return;
+        const changed = [...next, ...hidden].filter((id) => next.has(id) !== hidden.has(id));
         hidden = next;
-        if (chart.group_by) reload();
+        // grouped, the bands change only when a run of the page is hidden or shown
+        const onPage = (id) => pageRuns.ids.has(id) || load.byId.has(id) || (load.exclude || []).includes(id);
+        if (chart.group_by && changed.some(onPage)) reload();
         else {
           for (const p of panels) {
             p.dirty = true;
