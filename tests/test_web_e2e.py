@@ -279,6 +279,34 @@ def test_select_two_runs_and_compare(site: dict[str, Any], server: str, page: An
     assert "unchanged" in page.inner_text("#diff .diff-section[data-section=env]")
 
 
+def test_compare_shows_run_names_as_written_not_as_markup(tmp_path: Path, page: Any) -> None:
+    """plotly reads a little HTML in trace names and labels: a run named with markup is
+    shown as its text in the compare page's legend, not bold or decoded."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    subprocess.run([*GIT, "init", "-q", str(root)], check=True)
+    write(
+        root,
+        "t.py",
+        "import runbase\nfor s in range(3):\n    runbase.log(loss=1.0 / (s + 1), step=s)\n",
+    )
+    commit(root, "initial")
+    names = ["<b>bold</b>", "a&amp;b"]
+    for name in names:
+        runbase_cmd("run", "--name", name, "--", sys.executable, "t.py", cwd=root, check=True)
+    ids = [r["id"] for r in _ls(root)]
+    with runbase_ui(root, "/api/runs?limit=1") as url:
+        page.goto(f"{url}/compare?runs={','.join(ids)}")
+        _plotly_drawn(page, "#curves")
+        page.wait_for_selector("#curves .chart-card[data-key=loss] .legend .traces")
+        legend = page.eval_on_selector_all(
+            "#curves .chart-card[data-key=loss] .legend .traces text",
+            "ts => ts.map((t) => t.textContent)",
+        )
+        assert sorted(legend) == sorted(names), legend
+        assert not page.locator("#curves .legend tspan[style*=bold]").count()
+
+
 def test_importance_ranks_the_parameter_that_matters(
     site: dict[str, Any], server: str, page: Any
 ) -> None:
