@@ -385,6 +385,49 @@ def test_docs_name_every_parameter_and_key(site: dict[str, Any], ui: str) -> Non
 # -- bad input never breaks the run -----------------------------------------------------------
 
 
+FORK = """
+import os, signal, sys, threading, time
+import numpy as np
+import runbase
+from runbase.tracking import media
+
+runbase.log_image("parent", np.zeros((2, 2), np.uint8), step=0)  # the writer thread runs
+while media._writer.pending:  # stored: no module half imported by it at the fork
+    time.sleep(0.01)
+held, release = threading.Event(), threading.Event()
+
+
+def hold():  # another thread of the parent is logging at the moment of the fork
+    with media._writer_lock, media._steps_lock:
+        held.set()
+        release.wait()
+
+
+t = threading.Thread(target=hold)
+t.start()
+held.wait()
+pid = os.fork()
+if pid == 0:
+    signal.alarm(60)  # a child stuck on a lock dies of SIGALRM, not hangs the test
+    runbase.log_image("child", np.ones((2, 2), np.uint8), step=0)
+    sys.exit(0)
+release.set()
+t.join()
+print("child exit", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+def test_a_forked_child_logs_images_while_the_parent_held_the_locks(project: Path) -> None:
+    """The media module's locks and writer are fresh in a forked child: a lock another
+    thread held at the fork would otherwise stay held there forever."""
+    write(project, "fork.py", FORK)
+    proc = runbase_cmd("run", "--", PY, "fork.py", cwd=project, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "child exit 0" in proc.stdout, (proc.stdout, proc.stderr)
+    keys = {r[1] for r in media_rows(project, latest(project))}
+    assert keys == {"parent", "child"}
+
+
 def test_bad_images_are_one_warning_each_and_the_run_finishes(project: Path) -> None:
     write(
         project,

@@ -658,4 +658,16 @@ def _settle(_t: _tracker.Tracker, timeout: float) -> None:
         w.settle(timeout)
 
 
+def _after_fork_in_child() -> None:
+    """A forked child has only the thread that forked: a lock another thread of the
+    parent held stays held forever in the child, and the parent's writer thread and its
+    queue are not there. Fresh locks, and a writer of its own on first use."""
+    global _writer, _writer_lock, _steps_lock
+    _writer = None
+    _writer_lock = threading.Lock()
+    _steps_lock = threading.Lock()
+
+
 _tracker.on_settle(_settle)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
