@@ -52,6 +52,12 @@ def tag_keys(store: Store) -> list[str]:
     return [r[0] for r in store.db.query("SELECT DISTINCT key FROM tags ORDER BY key")]
 
 
+def has_tag(store: Store, key: str) -> bool:
+    """Whether any run has tag ``key``: one row found, or one pass over the tags without
+    sorting them (cheaper than :func:`tag_keys` when only one key matters)."""
+    return store.db.query_one("SELECT 1 FROM tags WHERE key = ? LIMIT 1", (key,)) is not None
+
+
 def group_counts(store: Store, cond: str, args: list[Any], group_by: str) -> list[dict[str, Any]]:
     """``[{key, count}]`` of the matching runs grouped by ``sweep``, ``status``,
     ``user``, ``host``, ``tag:KEY`` or ``param:KEY`` (largest first, at most

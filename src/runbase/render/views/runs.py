@@ -78,15 +78,21 @@ def list_page(
     """The runs of the runs table's page (``where`` + ``sweep``, without the hybrid runs
     of ``runbase explain`` unless ``hybrids``; ``sort``; ``limit`` from ``offset``): what
     ``/api/runs`` and the chart panel (``runbase.render.views.panel``) both show.
-    ``tag_keys``: every tag key of the store, when the caller has them (a store without
-    hybrids then pays nothing for hiding them)."""
+    ``tag_keys``: every tag key of the store, when the caller has them; else, hiding the
+    hybrids asks whether there are any (either way a store without hybrids pays nothing
+    for hiding them)."""
     where = with_sweep(where, sweep)
     # the filter alone first: its errors name what the user wrote, and "a) or (b" cannot
     # pass as one expression once wrapped in the condition that hides the hybrids
     where_sql(where)
     # hiding hybrids costs a count over every run (2.5 -> 38 ms for 100,000): skipped
-    # when the store's tag keys show it has none
-    none = tag_keys is not None and EXPLAIN_TAG not in tag_keys
+    # when the store has none (its tag keys say so, or one query without a sort)
+    none = False
+    if not hybrids:
+        if tag_keys is not None:
+            none = EXPLAIN_TAG not in tag_keys
+        else:
+            none = not listing.has_tag(store, EXPLAIN_TAG)
     shown = hide_explain(where, hybrids or none)
     cond, args = where_sql(shown)
     with user_sql():
