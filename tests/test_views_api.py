@@ -199,6 +199,34 @@ BAD_SPECS: list[tuple[Any, str]] = [
 ]
 
 
+def test_default_alone_changes_only_the_flag(local: tuple[Path, TestClient, str]) -> None:
+    """The page's "default" box sends `{default}` alone: the spec someone saved since
+    the page loaded it stays (the box once wrote back the page's stale spec)."""
+    _, c, _ = local
+    assert c.put(_url("shared"), json={"spec": _spec(where="x > 1")}).status_code == 201
+    # a colleague replaces the view; this page still holds the spec of x > 1
+    assert c.put(_url("shared"), json={"spec": _spec(where="x > 2")}).status_code == 200
+    before = c.get(_url("shared")).json()
+    r = c.put(_url("shared"), json={"default": True})
+    assert r.status_code == 200, r.text
+    assert r.json() == {**before, "default": True}  # spec, user and times as they were
+    assert c.get("/api/views").json()["default"] == "shared"
+    assert c.put(_url("other"), json={"spec": _spec()}).status_code == 201
+    assert c.put(_url("other"), json={"default": True}).json()["default"] is True
+    assert c.get(_url("shared")).json()["default"] is False  # one default
+    r = c.put(_url("other"), json={"default": False})
+    assert r.status_code == 200 and r.json()["spec"] == _spec()
+    assert c.get("/api/views").json()["default"] is None
+    # no such view: 404, and none is made; neither spec nor default: 400
+    r = c.put(_url("nope"), json={"default": True})
+    assert r.status_code == 404 and "no saved view 'nope'" in r.json()["detail"]
+    r = c.put(_url("shared"), json={})
+    assert r.status_code == 400 and "spec, a default, or both" in r.json()["detail"]
+    assert c.put(_url("shared"), json={"default": "yes"}).status_code == 422
+    assert _names(c) == ["other", "shared"]
+    assert c.get(_url("shared")).json()["spec"] == _spec(where="x > 2")
+
+
 @pytest.mark.parametrize(("spec", "message"), BAD_SPECS, ids=[m for _, m in BAD_SPECS])
 def test_bad_specs_are_refused_naming_the_problem(
     local: tuple[Path, TestClient, str], spec: Any, message: str
@@ -227,7 +255,7 @@ def test_bodies_no_json_can_hold(local: tuple[Path, TestClient, str]) -> None:
         r = c.put(_url("v"), content=body, headers=h)
         assert r.status_code == 400 and message in r.json()["detail"], (body, r.text)
     # another shape of body, or no JSON at all: FastAPI's validation, a 4xx
-    for body in (b'{"spec": {"version": 1}, "extra": 1}', b'{"default": true}', b"[" * 100_000,
+    for body in (b'{"spec": {"version": 1}, "extra": 1}', b"{}", b"[" * 100_000,
                  b'{"spec": {"version": 1}, "default": "yes"}', b"not json"):  # fmt: skip
         r = c.put(_url("v"), content=body, headers=h)
         assert r.status_code in (400, 422), (body[:40], r.status_code, r.text[:200])

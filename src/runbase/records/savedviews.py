@@ -103,6 +103,20 @@ def set_default(store: Store, name: str | None) -> bool:
     return True
 
 
+def mark_default(store: Store, name: str, default: bool) -> bool:
+    """Only whether view ``name`` is the default changes (its spec stays as saved, by
+    whoever saved it last): True makes it the project's only default, False unsets it
+    if it was. False when there is no view ``name`` (nothing changes then)."""
+    with store.db.transaction() as cur:
+        if not _exists(cur, name):
+            return False
+        if default:
+            _make_default(cur, name)
+        else:
+            cur.execute("UPDATE views SET is_default = 0 WHERE name = ?", (name,))
+    return True
+
+
 def _exists(cur: Any, name: str) -> bool:
     return cur.execute("SELECT 1 FROM views WHERE name = ?", (name,)).fetchone() is not None
 

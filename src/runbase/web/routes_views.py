@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
+from runbase.errors import UsageError
 from runbase.render.views import saved
 from runbase.web.api import ErrorBody, StoreDep, json_response
 
@@ -33,12 +34,15 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 class ViewBody(BaseModel):
     """``PUT /api/views/{name}``: the spec (docs/views.md, checked by the handler: a
-    bad one is a 400 naming the key) and, optionally, whether it is the default view."""
+    bad one is a 400 naming the key) and, optionally, whether it is the default view;
+    or ``default`` alone, which changes only that (the saved spec stays)."""
 
     model_config = ConfigDict(extra="forbid")
 
     spec: Any = Field(
-        description="The view spec, a JSON object with `version: 1` (docs/views.md)",
+        default=None,
+        description="The view spec, a JSON object with `version: 1` (docs/views.md); "
+        "absent: only `default` changes, on a view that exists",
         json_schema_extra={"type": "object"},
     )
     default: StrictBool | None = Field(
@@ -67,6 +71,10 @@ def get_view(store: StoreDep, name: ViewName) -> Response:
     responses={201: {"description": "Created"}, **_ERRORS},
 )
 def put_view(store: StoreDep, name: ViewName, body: ViewBody, request: Request) -> Response:
+    if "spec" not in body.model_fields_set:
+        if body.default is None:
+            raise UsageError("the body needs a spec, a default, or both")
+        return json_response(saved.mark_default(store, name, body.default))
     user = getattr(request.state, "user", None)  # the team server's account, if any
     view, created = saved.save_view(store, name, body.spec, body.default, user)
     return json_response(view, status_code=201 if created else 200)

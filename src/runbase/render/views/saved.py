@@ -58,6 +58,19 @@ def save_view(
     return saved_view(store, name), created
 
 
+def mark_default(store: Store, name: str, default: bool) -> dict[str, Any]:
+    """Make view ``name`` the project's default (``default`` True) or not (False: unset
+    if it was), leaving its spec as it is saved: a page ticking "default" must not
+    write back the spec it loaded, which a colleague may have replaced since. The view
+    as :func:`saved_view` answers it; :class:`NotFound` when there is none."""
+    name = viewspec.check_name(name)
+    if not isinstance(default, bool):
+        raise UsageError("default is true or false")
+    if not savedviews.mark_default(store, name, default):
+        raise NotFound(f"no saved view {name!r}")
+    return saved_view(store, name)
+
+
 def delete_view(store: Store, name: str) -> None:
     """Remove view ``name`` (:class:`NotFound` when there is none)."""
     if not savedviews.delete_view(store, viewspec.check_name(name)):
