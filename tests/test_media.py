@@ -254,7 +254,8 @@ def test_media_listing(site: dict[str, Any], ui: str) -> None:
     keys = {(k["kind"], k["key"]): k for k in body["keys"]}
     assert list(keys) == sorted(keys)
     assert keys[("image", "arrays")] == {
-        "kind": "image", "key": "arrays", "count": 3, "steps": [0, 1, 2], "width": 6, "height": 4,
+        "kind": "image", "key": "arrays", "count": 3, "steps": [0, 1, 2],
+        "steps_truncated": False, "width": 6, "height": 4,
     }  # fmt: skip
     assert keys[("image", "batch")]["count"] == 4 and keys[("image", "batch")]["steps"] == [7]
     assert keys[("table", "preds")]["steps"] == [2, 4]
@@ -284,6 +285,37 @@ def test_media_listing(site: dict[str, Any], ui: str) -> None:
         assert headers["x-content-type-options"] == "nosniff"
         assert headers["content-security-policy"] == "default-src 'none'"
         assert "immutable" in headers["cache-control"]
+
+
+def test_a_key_of_many_steps_lists_its_last_steps(tmp_path: Path) -> None:
+    """A key logged at more steps than a listing holds: counted in SQL, its last 10,000
+    steps listed and ``steps_truncated`` set (every step of a million-step key was a
+    million-element list on every workspace load)."""
+    from runbase.records.media import MAX_KEY_STEPS, media_keys
+
+    store = Store.open(tmp_path / ".runbase", create=True)
+    try:
+        n = MAX_KEY_STEPS + 5
+        rows = [("image", "many", s, 0, 3, 4) for s in range(n)]
+        rows.append(("image", "many", n - 1, 1, 9, 9))  # the last step's second image
+        rows += [("table", "few", s, 0, 2, 7) for s in (5, 1, 3)]
+        with store.db.transaction() as cur:
+            cur.executemany(
+                "INSERT INTO media (run_id, kind, key, step, idx, oid, mime, size, width, "
+                "height, caption, time) VALUES ('r', ?, ?, ?, ?, ?, 'image/png', 1, ?, ?, "
+                "NULL, 1.0)",
+                [(k, key, s, i, "blake3:" + "0" * 64, w, h) for k, key, s, i, w, h in rows],
+            )
+        many, few = media_keys(store, "r")
+        assert many["key"] == "many" and many["count"] == n + 1
+        assert many["steps"] == list(range(5, n)) and many["steps_truncated"] is True
+        assert (many["width"], many["height"]) == (3, 4)  # the last step's first image
+        assert few == {"kind": "table", "key": "few", "count": 3, "steps": [1, 3, 5],
+                       "steps_truncated": False, "width": 2, "height": 7}  # fmt: skip
+        assert media_keys(store, "r", "table") == [few]
+        assert media_keys(store, "r", max_steps=2)[1]["steps"] == [3, 5]
+    finally:
+        store.close()
 
 
 def test_object_route_serves_only_this_runs_media(site: dict[str, Any], ui: str) -> None:

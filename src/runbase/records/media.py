@@ -21,6 +21,7 @@ IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 TABLE_MIME = "application/json"
 MIMES = {"image": IMAGE_MIMES, "table": (TABLE_MIME,)}
 MAX_ITEMS = 10_000  # items of one entry (images logged at one step under one key)
+MAX_KEY_STEPS = 10_000  # steps of a key listed (its last ones)
 _COLUMNS = "kind, key, step, idx, oid, mime, size, width, height, caption, time"
 
 
@@ -98,25 +99,50 @@ _COLUMN_NAMES = tuple(c.strip() for c in _COLUMNS.split(","))
 # -- reading -------------------------------------------------------------------------------
 
 
-def media_keys(store: Store, run_id: str, kind: str | None = None) -> list[dict[str, Any]]:
-    """The run's media keys, by kind then key: ``{kind, key, count, steps, width,
-    height}`` (``count``: rows; ``steps``: the distinct steps, sorted; ``width`` and
-    ``height``: those of the last one logged)."""
+def media_keys(
+    store: Store, run_id: str, kind: str | None = None, max_steps: int = MAX_KEY_STEPS
+) -> list[dict[str, Any]]:
+    """The run's media keys, by kind then key: ``{kind, key, count, steps,
+    steps_truncated, width, height}`` (``count``: rows; ``steps``: the distinct steps,
+    sorted, at most ``max_steps``: the last ones; ``steps_truncated``: whether earlier
+    steps were left out; ``width`` and ``height``: those of the last step's first
+    item). Counted in SQL, one query for the keys and one per key for its last steps
+    (through the primary key's index): a run that logged an image at each of a million
+    steps costs what one with ``max_steps`` does."""
     cond, args = ("AND kind = ?", [kind]) if kind else ("", [])
-    out: dict[tuple[str, str], dict[str, Any]] = {}
-    for k, key, step, width, height in store.db.query(
-        f"SELECT kind, key, step, width, height FROM media WHERE run_id = ? {cond} "
-        "ORDER BY kind, key, step, idx",
+    keys = store.db.query(
+        "SELECT kind, key, count(*), max(step) FROM media "
+        f"WHERE run_id = ? {cond} GROUP BY kind, key ORDER BY kind, key",
         (run_id, *args),
-    ):
-        entry = out.get((k, key))
-        if entry is None:
-            entry = out[(k, key)] = {"kind": k, "key": key, "count": 0, "steps": []}
-        entry["count"] += 1
-        if not entry["steps"] or entry["steps"][-1] != step:
-            entry["steps"].append(step)
-            entry["width"], entry["height"] = width, height  # the step's first item
-    return list(out.values())
+    )
+    out = []
+    for k, key, count, last in keys:
+        steps = [
+            int(s)
+            for (s,) in store.db.query(
+                "SELECT DISTINCT step FROM media WHERE run_id = ? AND kind = ? AND key = ? "
+                "ORDER BY step DESC LIMIT ?",
+                (run_id, k, key, max_steps + 1),
+            )
+        ]
+        first = store.db.query_one(
+            "SELECT width, height FROM media WHERE run_id = ? AND kind = ? AND key = ? "
+            "AND step = ? ORDER BY idx LIMIT 1",
+            (run_id, k, key, last),
+        )
+        width, height = first if first else (None, None)
+        out.append(
+            {
+                "kind": k,
+                "key": key,
+                "count": int(count),
+                "steps": steps[max_steps - 1 :: -1] if len(steps) > max_steps else steps[::-1],
+                "steps_truncated": len(steps) > max_steps,
+                "width": width,
+                "height": height,
+            }
+        )
+    return out
 
 
 def media_items(

@@ -33,7 +33,8 @@ MAX_MEDIA_ROWS = 10_000  # rows of a table in one answer
 def run_media(
     store: Store, ref: str, kind: str | None = None, key: str | None = None
 ) -> dict[str, Any]:
-    """The run's media: ``{run, keys: [{kind, key, count, steps, width, height}]}``,
+    """The run's media: ``{run, keys: [{kind, key, count, steps, steps_truncated,
+    width, height}]}`` (``steps``: the last 10,000 at most),
     and, for one ``key``, ``items: [{kind, key, step, idx, oid, mime, size, width,
     height, caption, time, url}]`` in step order (at most 10,000: the newest steps;
     ``truncated`` says whether some were left out). ``kind``: ``image`` or ``table``
