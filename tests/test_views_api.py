@@ -517,3 +517,33 @@ def test_cli_lists_and_shows_a_remote_projects_views(team: dict[str, Any], tmp_p
     assert json.loads(views("show", "remote-one", "--remote", "team", "--json")) == view
     assert "HTTP 404" in views("show", "nope", "--remote", "team", code=1)
     assert "no remote 'elsewhere'" in views("--remote", "elsewhere", code=1)
+
+
+def test_server_reads_no_more_of_a_view_body_than_a_spec_can_be(team: dict[str, Any]) -> None:
+    """The body limit of the team server goes by route, matched whole: a view named
+    `live` or `bundle`, or whose name holds `/objects/`, gets a view's limit (a spec is
+    at most 64 KiB), not the run bundle's 512 MiB or an object's, which were parsed whole
+    before the spec's size was checked."""
+    too_big = json.dumps({"spec": _spec(where="x" * (512 << 10))}).encode()
+    headers = {"Content-Type": "application/json"}
+    with _as(team, "alice") as alice:
+        for name in ("live", "bundle", "a%2Fobjects%2Fb", "runs%2F0123456789abcdef%2Flive", "x"):
+            r = alice.put(f"/p/default/api/views/{name}", content=too_big, headers=headers)
+            assert r.status_code == 413, (name, r.status_code, r.text[:200])
+
+        def chunked() -> Iterator[bytes]:  # no Content-Length: counted as it streams
+            yield too_big[: len(too_big) // 2]
+            yield too_big[len(too_big) // 2 :]
+
+        r = alice.put("/p/default/api/views/live", content=chunked(), headers=headers)
+        assert r.status_code == 413, r.text[:200]
+        saved = set(_names(alice, "/p/default/api"))
+        assert not saved & {"live", "bundle", "a/objects/b", "runs/0123456789abcdef/live", "x"}
+        # the largest spec, spelled with \uXXXX escapes (3x its UTF-8 size), still fits
+        spec = _spec(columns=[f"params.{i}" + "\u00e9" * 3000 for i in range(10)])
+        assert 60_000 < len(json.dumps(spec, ensure_ascii=False).encode()) < viewspec.MAX_SPEC_BYTES
+        body = json.dumps({"spec": spec}, ensure_ascii=True).encode()
+        assert len(body) > 3 * 60_000
+        r = alice.put("/p/default/api/views/live", content=body, headers=headers)
+        assert r.status_code == 201, r.text[:200]
+        assert alice.delete("/p/default/api/views/live").status_code == 204
