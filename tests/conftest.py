@@ -549,3 +549,86 @@ def runbase_ui(root: Path, ready: str = "/api/health") -> Iterator[str]:
         yield url
     finally:
         stop_process(proc)
+
+
+# -- the real browser: Chromium driven by Playwright ----------------------------------------
+
+CHROMIUM = os.environ.get("RUNBASE_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+BROWSER_TIMEOUT_MS = 20_000
+# screenshots of the pages, kept as test artifacts (not compared pixel by pixel)
+SCREENSHOTS = (
+    Path(
+        os.environ.get("RUNBASE_TEST_ARTIFACTS")
+        or Path(__file__).resolve().parent.parent / "test-artifacts"
+    )
+    / "screenshots"
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """A headless Chromium. Chromium and Playwright are required: without them the browser
+    tests fail (CI installs both: scripts/install-test-deps and the test extra), they do
+    not skip."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("the browser tests need playwright: pip install -e '.[test]'")
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"the browser tests need Chromium at {CHROMIUM}: scripts/install-test-deps")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def new_page(browser: Any) -> Iterator[Callable[..., Any]]:
+    """Fresh pages, each in its own context (``new_page(color_scheme="dark")``: context
+    options); an uncaught script error, or a request that leaves the local server (a
+    CDN), fails the test."""
+    contexts: list[Any] = []
+    errors: list[str] = []
+    elsewhere: list[str] = []
+
+    def make(**options: Any) -> Any:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000}, **options)
+        contexts.append(context)
+        pg = context.new_page()
+        pg.set_default_timeout(BROWSER_TIMEOUT_MS)
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.on(
+            "request",
+            lambda r: (
+                None
+                if r.url.startswith(("http://127.0.0.1:", "data:"))
+                else elsewhere.append(r.url)
+            ),
+        )
+        return pg
+
+    yield make
+    for context in contexts:
+        context.close()
+    assert not errors, f"script errors on the page: {errors}"
+    assert not elsewhere, f"requests to elsewhere than the runbase server: {elsewhere}"
+
+
+@pytest.fixture
+def page(new_page: Callable[..., Any]) -> Any:
+    """One fresh page (see :func:`new_page`)."""
+    return new_page()
+
+
+def screenshot(pg: Any, name: str) -> None:
+    """The whole page as ``test-artifacts/screenshots/<name>`` ($RUNBASE_TEST_ARTIFACTS)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    pg.screenshot(path=str(SCREENSHOTS / name), full_page=True)

@@ -23,7 +23,6 @@ from runbase.records.read import list_runs, series
 from runbase.records.record import build_record
 from runbase.records.view import get_run
 from runbase.store import Store
-from test_web_e2e import browser, page  # noqa: F401 - the real browser's fixtures
 
 
 def test_one_run_per_init_finish_pair_in_a_kernel(project: Path) -> None:

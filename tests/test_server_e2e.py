@@ -19,13 +19,10 @@ from typing import Any
 
 import pytest
 
-import test_web_e2e
 from conftest import GIT, commit, runbase_cmd, start_server, write
 
 # the browser fixtures of the `runbase ui` tests: Chromium (failing, never skipping, when
 # it or playwright is missing), and a page that fails the test on a script error
-browser = test_web_e2e.browser
-page = test_web_e2e.page
 
 TRAIN = """\
 import argparse

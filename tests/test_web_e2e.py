@@ -21,18 +21,8 @@ import pytest
 
 from conftest import GIT, commit, runbase_cmd, runbase_ui, write
 
-CHROMIUM = os.environ.get("RUNBASE_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 LRS = ["0.3", "0.1", "0.03", "0.01"]
 WDS = ["0", "0.01"]
-TIMEOUT_MS = 20_000
 
 TRAIN = """\
 import argparse
@@ -152,42 +142,6 @@ def server(site: dict[str, Any]) -> Iterator[str]:
     """`runbase ui --no-browser` on a free port, as a user starts it."""
     with runbase_ui(site["root"], "/api/runs?limit=1") as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("the browser tests need playwright: pip install -e '.[test]'")
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"the browser tests need Chromium at {CHROMIUM}: scripts/install-test-deps")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    """A fresh page; an uncaught script error, or a request that leaves the local
-    server (a CDN), fails the test."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = context.new_page()
-    pg.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    elsewhere: list[str] = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.on(
-        "request",
-        lambda r: (
-            None if r.url.startswith(("http://127.0.0.1:", "data:")) else elsewhere.append(r.url)
-        ),
-    )
-    yield pg
-    context.close()
-    assert not errors, f"script errors on the page: {errors}"
-    assert not elsewhere, f"requests to elsewhere than the runbase server: {elsewhere}"
 
 
 def _plotly_drawn(pg: Any, scope: str) -> None:

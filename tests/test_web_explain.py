@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-import test_web_e2e
 from conftest import (
     GIT,
     commit,
@@ -31,8 +30,6 @@ from conftest import (
 )
 
 # the Chromium fixtures of the UI's end-to-end tests (a page fails on a script error)
-browser = test_web_e2e.browser
-page = test_web_e2e.page
 
 HOSTILE = '<img src=x onerror="window.__xss=1">'
 METRIC = "acc"

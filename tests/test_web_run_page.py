@@ -22,19 +22,17 @@ from typing import Any
 
 import pytest
 
-from conftest import GIT, commit, documented_keys, runbase_cmd, runbase_ui, stop_process, write
+from conftest import (
+    GIT,
+    commit,
+    documented_keys,
+    runbase_cmd,
+    runbase_ui,
+    screenshot,
+    stop_process,
+    write,
+)
 
-CHROMIUM = os.environ.get("RUNBASE_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-TIMEOUT_MS = 20_000
-SHOTS = Path(__file__).parent.parent / "test-artifacts" / "screenshots"
 N_METRICS = 14  # more than the overview's 12 charts: the rest are one click away
 
 MANY = f"""\
@@ -150,47 +148,6 @@ def media_runs(site: dict[str, Any], server: str) -> dict[str, Any]:
     return {"media": media, "broken": broken}
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("the browser tests need playwright: pip install -e '.[test]'")
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"the browser tests need Chromium at {CHROMIUM}: scripts/install-test-deps")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-def _new_page(browser: Any, **context_args: Any) -> tuple[Any, Any, list[str], list[str]]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, **context_args)
-    pg = context.new_page()
-    pg.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    elsewhere: list[str] = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.on(
-        "request",
-        lambda r: (
-            None if r.url.startswith(("http://127.0.0.1:", "data:")) else elsewhere.append(r.url)
-        ),
-    )
-    return context, pg, errors, elsewhere
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    """A fresh page; an uncaught script error, or a request that leaves the local
-    server (a CDN), fails the test."""
-    context, pg, errors, elsewhere = _new_page(browser)
-    yield pg
-    context.close()
-    assert not errors, f"script errors on the page: {errors}"
-    assert not elsewhere, f"requests to elsewhere than the runbase server: {elsewhere}"
-
-
 def _traces(pg: Any, selector: str) -> int:
     """How many traces plotly drew in the chart under ``selector`` (scrolled to: charts
     load as they come near the viewport)."""
@@ -204,17 +161,11 @@ def _traces(pg: Any, selector: str) -> int:
     )
 
 
-def _screenshot(pg: Any, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    pg.screenshot(path=str(SHOTS / name), full_page=True)
-    assert (SHOTS / name).stat().st_size > 0
-
-
 # -- overview ------------------------------------------------------------------------------
 
 
 def test_overview_draws_metric_and_system_charts(
-    site: dict[str, Any], server: str, page: Any, browser: Any
+    site: dict[str, Any], server: str, page: Any, new_page: Any
 ) -> None:
     run = _run_named(server, "many")
     assert run
@@ -239,24 +190,20 @@ def test_overview_draws_metric_and_system_charts(
     assert "sys/cpu_percent" in (page.text_content("#system-summaries-table") or "")
     assert page.is_hidden(".tab[data-tab=media]")  # this run logged no media
     assert page.locator(".badge.live, .badge.stalled").count() == 0  # finished
-    _screenshot(page, "run-overview.png")
+    screenshot(page, "run-overview.png")
 
     page.click("#ov-more")
     page.wait_for_selector("#pane-metrics .chart-card[data-key=m13]")
     assert page.locator("#pane-metrics .chart-card").count() == N_METRICS
 
     # dark mode follows the OS: the page's background and the chart text turn light-on-dark
-    context, dark, errors, _ = _new_page(browser, color_scheme="dark")
-    try:
-        dark.goto(f"{server}/runs/{run['id']}")
-        _traces(dark, "#ov-metric-charts .ov-chart[data-chart=m00]")
-        _screenshot(dark, "run-overview-dark.png")
-    finally:
-        context.close()
-    assert not errors, errors
+    dark = new_page(color_scheme="dark")
+    dark.goto(f"{server}/runs/{run['id']}")
+    _traces(dark, "#ov-metric-charts .ov-chart[data-chart=m00]")
+    screenshot(dark, "run-overview-dark.png")
 
 
-def test_compare_page_screenshot(site: dict[str, Any], server: str, page: Any) -> None:
+def test_compare_pagescreenshot(site: dict[str, Any], server: str, page: Any) -> None:
     a, b = _run_named(server, "many"), _run_named(server, "many-b")
     assert a and b
     page.goto(f"{server}/compare?runs={a['id']},{b['id']}")
@@ -268,7 +215,7 @@ def test_compare_page_screenshot(site: dict[str, Any], server: str, page: Any) -
     )
     # each run has its color of every page (RB.runColor), not its position's
     assert colors == page.evaluate(f"[RB.runColor('{a['id']}'), RB.runColor('{b['id']}')]")
-    _screenshot(page, "compare.png")
+    screenshot(page, "compare.png")
 
 
 # -- live state ----------------------------------------------------------------------------
@@ -371,7 +318,7 @@ def test_a_run_whose_supervisor_was_killed_shows_stalled(
     detail = _api(server, f"/api/runs/{run['id']}")
     assert detail["status"] == "running" and detail["stalled"] is True
     assert detail["heartbeat_age_s"] > detail["stall_after_s"] > 0
-    _screenshot(page, "run-stalled.png")
+    screenshot(page, "run-stalled.png")
 
 
 # -- media ---------------------------------------------------------------------------------
@@ -416,7 +363,7 @@ def test_an_image_logged_at_three_steps_is_shown_at_each(
         assert pixel == rgb
         assert f"color {step}" in page.inner_text(".media-section[data-key=samples] figcaption")
     assert len(set(seen)) == 3
-    _screenshot(page, "run-media.png")
+    screenshot(page, "run-media.png")
 
 
 def test_a_logged_table_sorts_by_a_column(

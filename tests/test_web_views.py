@@ -22,16 +22,6 @@ import pytest
 
 from conftest import GIT, commit, http_request, runbase_cmd, runbase_ui, start_server, write
 
-CHROMIUM = os.environ.get("RUNBASE_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-TIMEOUT_MS = 20_000
 LRS = ["0.3", "0.1", "0.03"]
 
 TRAIN = """\
@@ -82,56 +72,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def server(site: dict[str, Any]) -> Iterator[str]:
     with runbase_ui(site["root"], "/api/runs?limit=1") as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("the browser tests need playwright: pip install -e '.[test]'")
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"the browser tests need Chromium at {CHROMIUM}: scripts/install-test-deps")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def new_page(browser: Any) -> Iterator[Any]:
-    """Fresh pages, each in its own context (no storage shared with another page); an
-    uncaught script error, or a request that leaves the local server, fails the test."""
-    contexts: list[Any] = []
-    errors: list[str] = []
-    elsewhere: list[str] = []
-
-    def make(**options: Any) -> Any:
-        context = browser.new_context(viewport={"width": 1400, "height": 1000}, **options)
-        contexts.append(context)
-        pg = context.new_page()
-        pg.set_default_timeout(TIMEOUT_MS)
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.on(
-            "request",
-            lambda r: (
-                None
-                if r.url.startswith(("http://127.0.0.1:", "data:"))
-                else elsewhere.append(r.url)
-            ),
-        )
-        return pg
-
-    yield make
-    for context in contexts:
-        context.close()
-    assert not errors, f"script errors on the page: {errors}"
-    assert not elsewhere, f"requests to elsewhere than the runbase server: {elsewhere}"
-
-
-@pytest.fixture
-def page(new_page: Any) -> Any:
-    return new_page()
 
 
 def _rows(pg: Any, n: int) -> None:

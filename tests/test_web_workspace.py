@@ -12,34 +12,21 @@ they do not skip. A screenshot of the runs page is kept under test-artifacts/scr
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
-from conftest import GIT, commit, http_request, runbase_cmd, runbase_ui, write
+from conftest import GIT, commit, http_request, runbase_cmd, runbase_ui, screenshot, write
 
-CHROMIUM = os.environ.get("RUNBASE_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-TIMEOUT_MS = 20_000
 LRS = ["0.3", "0.1", "0.03"]
 SEEDS = ["0", "1"]
 RUNS = len(LRS) * len(SEEDS)
 STEPS = 30
 IMAGE_STEPS = [0, 10, 20]
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
 
 # acc depends on lr only (the importance panel ranks lr first), one run's loss spikes once;
 # each run logs an image (a gray level that grows with the step) at three steps
@@ -103,42 +90,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def server(site: dict[str, Any]) -> Iterator[str]:
     with runbase_ui(site["root"], "/api/runs?limit=1") as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("the browser tests need playwright: pip install -e '.[test]'")
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"the browser tests need Chromium at {CHROMIUM}: scripts/install-test-deps")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    """A fresh page in its own context; an uncaught script error, or a request that
-    leaves the local server (a CDN), fails the test."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = context.new_page()
-    pg.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    elsewhere: list[str] = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.on(
-        "request",
-        lambda r: (
-            None if r.url.startswith(("http://127.0.0.1:", "data:")) else elsewhere.append(r.url)
-        ),
-    )
-    yield pg
-    context.close()
-    assert not errors, f"script errors on the page: {errors}"
-    assert not elsewhere, f"requests to elsewhere than the runbase server: {elsewhere}"
 
 
 def _open(pg: Any, server: str) -> list[str]:
@@ -209,8 +160,7 @@ def test_one_chart_per_metric_with_one_trace_per_run(
     )
     assert len(set(heights)) == 1 and heights[0] > 100
 
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "runs-page.png"), full_page=True)
+    screenshot(page, "runs-page.png")
 
 
 def test_group_by_draws_a_mean_and_a_band_per_group(
