@@ -294,3 +294,57 @@ def test_launchers_and_workers_of_libraries_record_no_params(project: Path) -> N
         project / "out.json"
     ).read_text().index('"b"')
     assert record(project)["params"] == {"lr": 0.5}
+
+
+QUIET = """
+import pathlib, time
+import runbase
+
+runbase.log(loss=1.0)
+while not pathlib.Path("done").exists():  # logs nothing more until the test is done
+    time.sleep(0.1)
+"""
+
+
+def test_a_run_that_logs_nothing_for_a_while_is_not_stalled(project: Path) -> None:
+    """Without system metrics (RUNBASE_SYSTEM_INTERVAL=0) nothing reaches the spool of a
+    run that logs once a minute; its supervisor keeps its heartbeat all the same (every
+    HEARTBEAT_EVERY_S), so the run page says live, not stalled, while it runs."""
+    import time
+
+    from runbase.records.lifecycle import HEARTBEAT_EVERY_S
+    from runbase.render import views
+    from runbase.render.views.run import STALL_AFTER_S
+    from runbase.store import Store
+
+    assert STALL_AFTER_S >= 3 * HEARTBEAT_EVERY_S  # three missed beats before "stalled"
+    write(project, "quiet.py", QUIET)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_")}
+    env["RUNBASE_SYSTEM_INTERVAL"] = "0"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runbase", "run", "--", sys.executable, "quiet.py"],
+        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    store = None
+    try:
+        deadline = time.monotonic() + 120  # a bound on a hung test, not a timing
+        while store is None or not store.db.query("SELECT 1 FROM metrics WHERE key = 'loss'"):
+            assert proc.poll() is None and time.monotonic() < deadline, "no metric ingested"
+            time.sleep(0.2)
+            if store is None and (project / ".runbase" / "runbase.db").exists():
+                store = Store.open(project / ".runbase")
+        run_id, data_beat = store.db.query("SELECT id, heartbeat_at FROM runs")[0]
+        # no data comes any more: the heartbeat moves on all the same
+        while store.db.query("SELECT heartbeat_at FROM runs")[0][0] < data_beat + 5:
+            assert proc.poll() is None and time.monotonic() < deadline, "no heartbeat"
+            time.sleep(0.2)
+        assert store.db.query("SELECT count(*) FROM metrics")[0][0] == 1
+        detail = views.run_detail(store, run_id)
+        assert detail["status"] == "running" and detail["stalled"] is False
+        assert detail["heartbeat_age_s"] < STALL_AFTER_S
+    finally:
+        (project / "done").touch()
+        out, err = proc.communicate(timeout=120)
+        if store is not None:
+            store.close()
+    assert proc.returncode == 0, err

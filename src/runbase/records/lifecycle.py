@@ -289,6 +289,36 @@ def ingest_and_handle(store: Store, run_id: str) -> IngestResult:
     return result
 
 
+# how often the process ingesting a live run refreshes its heartbeat (runs.heartbeat_at)
+# when no new data came: a run that logs once a minute, without system metrics
+# (RUNBASE_SYSTEM_INTERVAL=0), is alive all the same (render.views.run.STALL_AFTER_S)
+HEARTBEAT_EVERY_S = 10.0
+
+
+def ingest_live(store: Store, run_id: str, beat_at: float) -> float:
+    """What the supervisor (or watcher) of a live run does each second: ingest the run
+    and its live job runs, and, when ``HEARTBEAT_EVERY_S`` have passed since ``beat_at``
+    (``time.monotonic()``), refresh their heartbeat whether new data came or not (one
+    UPDATE per 10 s). Returns the ``beat_at`` of the next call."""
+    ingest_and_handle(store, run_id)
+    ingest_live_jobs(store, run_id)
+    now = time.monotonic()
+    if now - beat_at < HEARTBEAT_EVERY_S:
+        return beat_at
+    heartbeat(store, [run_id, *job_ids(store, run_id, running_only=True)])
+    return now
+
+
+def heartbeat(store: Store, run_ids: list[str], now: float | None = None) -> None:
+    """The runs' ingesting process is alive: their heartbeat is ``now`` (while running)."""
+    now = time.time() if now is None else now
+    with store.db.transaction() as cur:
+        cur.executemany(
+            "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND status = 'running'",
+            [(now, r) for r in run_ids],
+        )
+
+
 def ingest_live_jobs(store: Store, run_id: str) -> None:
     """Ingest the job runs (runbase.tracking.jobs) of ``run_id`` still running, so that they are
     live too: their process ingests and finalizes each as it ends."""

@@ -46,13 +46,13 @@ def _start_publisher(store: Any, run_id: str) -> Any:
 
 
 def _watch(store: Any, run_id: str, pid: int, start: str | None, sampler: Any) -> None:
+    beat_at = time.monotonic()
     while True:
         if run_status(store, run_id) != "running":
             return
         alive = is_alive(pid, start)
         try:
-            lifecycle.ingest_and_handle(store, run_id)
-            lifecycle.ingest_live_jobs(store, run_id)
+            beat_at = lifecycle.ingest_live(store, run_id, beat_at)
         except Exception:  # noqa: BLE001 - try again next second
             pass
         if not alive:

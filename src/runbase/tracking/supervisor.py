@@ -378,13 +378,12 @@ class _Supervised:
             lifecycle.record_watched(self.store, self.run_id, batch)
 
     def _ingest_loop(self) -> None:
-        started = time.monotonic()
+        started = beat_at = time.monotonic()
         env_done = False
         while True:
             stopped = self.stop.wait(_INGEST_EVERY)
             try:
-                lifecycle.ingest_and_handle(self.store, self.run_id)
-                lifecycle.ingest_live_jobs(self.store, self.run_id)
+                beat_at = lifecycle.ingest_live(self.store, self.run_id, beat_at)
                 self._record_watched()
                 if not env_done and time.monotonic() - started > 2.0:
                     # a non-Python command never reports a Python: record the rest now

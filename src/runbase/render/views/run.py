@@ -6,19 +6,20 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from runbase.capture.sysmetrics import DEFAULT_INTERVAL
 from runbase.core.shapes import TIME
+from runbase.records.lifecycle import HEARTBEAT_EVERY_S
 from runbase.records.read import load_row, resolve
 from runbase.records.record import build_record, iso
 from runbase.records.series import series_keys
 from runbase.store import Store
 
-# A running run's heartbeat (runs.heartbeat_at) is the time of the last ingest that
-# brought new spool data. Its supervisor (or watcher) ingests every second, and the
-# system sampler writes every DEFAULT_INTERVAL seconds, so a run whose supervisor lives
-# refreshes it at least that often. Six missed samples: the run is stalled (supervisor
-# killed, machine gone, store unreachable). The one threshold of the UI and the server.
-STALL_AFTER_S = 6 * DEFAULT_INTERVAL
+# A running run's heartbeat (runs.heartbeat_at) is refreshed by the process that ingests
+# it (its supervisor or watcher): at each ingest that brings new spool data, and every
+# HEARTBEAT_EVERY_S (10 s) without any, so a run that logs nothing for minutes is alive
+# while that process is. Three missed beats: the run is stalled (supervisor killed,
+# machine gone, store unreachable). Live publishing carries the heartbeat to the team
+# server (the runs row of each delta). The one threshold of the UI and the server.
+STALL_AFTER_S = 3 * HEARTBEAT_EVERY_S
 
 
 def run_detail(store: Store, ref: str, include_patch: bool = True) -> dict[str, Any]:
