@@ -484,10 +484,18 @@ def test_openapi_documents_the_route(site: dict[str, Any]) -> None:
     names = {p["name"] for p in op["parameters"]}
     assert names == {
         "where", "sort", "runs", "offset", "sweep", "hybrids", "exclude", "metrics",
-        "points", "x", "group_by", "band",
+        "points", "x", "group_by", "band", "bounds",
     }  # fmt: skip
     url = "/api/panel?" + urllib.parse.urlencode({"metrics": "loss", "points": 10})
     assert site["client"].get(url).status_code == 200
+
+
+def test_without_bounds_a_series_is_its_means(site: dict[str, Any]) -> None:
+    full = get(site, metrics="loss", points=10)
+    lean = get(site, metrics="loss", points=10, bounds="false")
+    for a, b in zip(full["metrics"][0]["series"], lean["metrics"][0]["series"], strict=True):
+        assert set(a) - set(b) == {"min", "max"}
+        assert {k: v for k, v in a.items() if k not in ("min", "max")} == b
 
 
 def test_docs_name_every_parameter_and_key(site: dict[str, Any]) -> None:

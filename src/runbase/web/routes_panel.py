@@ -144,6 +144,9 @@ def get_panel(
         Literal["minmax", "sd"],
         Query(description="A group's band: its runs' min to max, or the mean -+ sd"),
     ] = "minmax",
+    bounds: Annotated[
+        bool, Query(description="Each series' min and max too (false: the means alone)")
+    ] = True,
 ) -> Response:
     _check_lengths("exclude", exclude)
     _check_lengths("metrics", metrics)
@@ -161,5 +164,6 @@ def get_panel(
         x=x,
         group_by=group_by,
         band=band,
+        bounds=bounds,
     )
     return Response(panel_body(panel), media_type="application/json")

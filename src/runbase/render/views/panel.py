@@ -57,6 +57,7 @@ def chart_panel(
     x: str = "step",
     group_by: str | None = None,
     band: str = "minmax",
+    bounds: bool = True,
 ) -> dict[str, Any]:
     """The chart panel of the first ``runs`` runs (1..500) from ``offset`` of the runs
     table filtered by ``where`` (+ ``sweep``, ``hybrids`` as :func:`runs_page`) in
@@ -69,7 +70,9 @@ def chart_panel(
     24); one no shown run has is listed in ``missing``. ``points`` (10..2000): buckets per
     series. ``x``: ``step``, ``time`` (epoch seconds) or ``relative`` (seconds since the
     run started). ``group_by``: ``params.KEY``, ``tags.KEY``, ``status``, ``user`` or
-    ``sweep``; ``band``: ``minmax`` or ``sd``. ``exclude`` and ``metrics`` may be given as
+    ``sweep``; ``band``: ``minmax`` or ``sd``. ``bounds=False`` leaves each series'
+    ``min`` and ``max`` out (a line chart draws the means alone: half the answer).
+    ``exclude`` and ``metrics`` may be given as
     comma-separated strings. An answer of over :data:`MAX_PANEL_BUCKETS` buckets in all
     is refused (:class:`UsageError`)."""
     _check_range("runs", runs, 1, MAX_PANEL_RUNS)
@@ -99,6 +102,10 @@ def chart_panel(
     _check_size(by_key, points)
     origins = {r["id"]: _number(r.get("started_at")) for r in rows}
     charts = [_metric(np, store, k, by_key[k], x, points, origins, groups, band) for k in keys]
+    if not bounds:
+        for chart in charts:
+            for series in chart["series"]:
+                del series["min"], series["max"]
     out_rows = jsonable([run_row(r) for r in rows])
     for row in out_rows:
         row["group"] = groups.get(row["id"]) if group_key else None

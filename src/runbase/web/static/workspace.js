@@ -702,10 +702,19 @@ const RBWorkspace = (() => {
       setTimeout(() => {
         pumpQueued = false;
         fetchMissing();
+        // one chart drawn per frame: the browser paints each as it is ready, so the first
+        // shows while the others are still drawn (hundreds of traces each)
+        let drew = false;
         for (const p of panels) {
           if (!isVisible(p)) continue;
-          if (p.dirty) draw(p);
-          else if (p.drawn) applyHighlight(p);
+          if (p.dirty && drew) {
+            requestAnimationFrame(pump);
+            return;
+          }
+          if (p.dirty) {
+            draw(p);
+            drew = !p.dirty; // plotted (or a message): a panel still loading does not count
+          } else if (p.drawn) applyHighlight(p);
         }
       }, 0);
     }
@@ -784,6 +793,7 @@ const RBWorkspace = (() => {
         x: chart.x,
         group_by: chart.group_by || null,
         band: chart.group_by ? chart.band : null,
+        bounds: "false", // the lines are the buckets' means: their min and max would double the answer
       });
       if (metrics === null) ld.autoAsked = true;
       for (const m of metrics || []) ld.inflight.add(m);
@@ -903,7 +913,9 @@ const RBWorkspace = (() => {
       status();
       pump();
     }
-    const reloadLater = RB.debounce(reload, 60);
+    // 0 ms: a query and a view's state set in one turn still make one request, and the
+    // first load does not wait
+    const reloadLater = RB.debounce(reload, 0);
 
     /** A reload soon: a query and a view's state set one after the other make one. */
     function reloadSoon() {
