@@ -367,6 +367,7 @@ def panel_cases(runs: int, points: int) -> dict[str, str]:
     base = f"/api/panel?runs={runs}&points={points}"
     return {
         "panel: x=step": base,
+        "panel: x=step, bounds=false (as the runs page asks)": base + "&bounds=false",
         "panel: x=time": base + "&x=time",
         "panel: grouped by params.lr, sd band, x=relative": base
         + "&group_by=params.lr&band=sd&x=relative",
