@@ -33,7 +33,7 @@ from runbase.server.auth import (  # noqa: E402
 )
 from runbase.server.errors import server_error_handlers  # noqa: E402
 from runbase.server.logs import AccessLog  # noqa: E402
-from runbase.server.middleware import BodyLimit  # noqa: E402
+from runbase.server.middleware import body_limit  # noqa: E402
 from runbase.server.routes_accounts import v1  # noqa: E402
 from runbase.server.routes_meta import meta  # noqa: E402
 from runbase.server.routes_pages import ui  # noqa: E402
@@ -42,6 +42,7 @@ from runbase.server.service import Server, ServerConfig  # noqa: E402
 from runbase.web import pages  # noqa: E402
 from runbase.web.api import router as api_router  # noqa: E402
 from runbase.web.app import PLOTLY_PATH, plotly_js  # noqa: E402
+from runbase.web.limits import BodyLimit  # noqa: E402
 from runbase.web.routes import read_routers, write_routers  # noqa: E402
 
 
@@ -80,7 +81,7 @@ def create_server_app(config: ServerConfig, server: Server | None = None) -> Fas
     app.add_api_route(PLOTLY_PATH, plotly_js, methods=["GET"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
-    app.add_middleware(BodyLimit)
+    app.add_middleware(BodyLimit, limit_of=body_limit)
     app.add_middleware(AccessLog)
     return app
 

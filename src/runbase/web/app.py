@@ -36,6 +36,7 @@ from runbase.store.pool import StorePool  # noqa: E402
 from runbase.web.api import get_store, json_response  # noqa: E402
 from runbase.web.api import router as api_router  # noqa: E402
 from runbase.web.errors import error_handlers  # noqa: E402
+from runbase.web.limits import BodyLimit  # noqa: E402
 from runbase.web.routes import read_routers, write_routers  # noqa: E402
 
 __all__ = ["create_app", "error_handlers", "get_store", "json_response"]
@@ -91,6 +92,7 @@ def create_app(
     app.add_api_route(PLOTLY_PATH, plotly_js, methods=["GET"], include_in_schema=False)
     _include_pages(app, deps)
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
+    app.add_middleware(BodyLimit)  # its only bodies are saved views: refused past their size
     if allowed_hosts is not None:
         app.add_middleware(HostCheck, allowed=allowed_hosts)  # outermost: before anything
     return app
