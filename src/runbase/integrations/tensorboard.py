@@ -67,8 +67,8 @@ def patch_writer(cls: type) -> None:
         ("add_scalar", _scalar),
         ("add_scalars", _scalars),
         ("add_hparams", _hparams),
-        ("add_image", _image),
-        ("add_images", _images),
+        ("add_image", _image_hook("CHW")),
+        ("add_images", _image_hook("NCHW")),
     ):
         original = getattr(cls, name, None)
         if callable(original):
@@ -137,24 +137,20 @@ def _hparams(args: tuple, kwargs: dict) -> None:
         t.event("summary", values=values)
 
 
-def _image(args: tuple, kwargs: dict) -> None:
-    _emit_images(
-        _arg(args, kwargs, 0, "tag"),
-        _arg(args, kwargs, 1, "img_tensor"),
-        _arg(args, kwargs, 4, "dataformats", "CHW"),
-        _arg(args, kwargs, 2, "global_step"),
-        _arg(args, kwargs, 3, "walltime"),
-    )
+def _image_hook(layout: str) -> Callable[[tuple, dict], None]:
+    """The hook of ``add_image`` (``layout`` CHW) or ``add_images`` (NCHW): their
+    arguments are the same but for the default ``dataformats``."""
 
+    def hook(args: tuple, kwargs: dict) -> None:
+        _emit_images(
+            _arg(args, kwargs, 0, "tag"),
+            _arg(args, kwargs, 1, "img_tensor"),
+            _arg(args, kwargs, 4, "dataformats", layout),
+            _arg(args, kwargs, 2, "global_step"),
+            _arg(args, kwargs, 3, "walltime"),
+        )
 
-def _images(args: tuple, kwargs: dict) -> None:
-    _emit_images(
-        _arg(args, kwargs, 0, "tag"),
-        _arg(args, kwargs, 1, "img_tensor"),
-        _arg(args, kwargs, 4, "dataformats", "NCHW"),
-        _arg(args, kwargs, 2, "global_step"),
-        _arg(args, kwargs, 3, "walltime"),
-    )
+    return hook
 
 
 def _emit_images(tag: Any, img: Any, layout: Any, step: Any, walltime: Any = None) -> None:

@@ -98,7 +98,7 @@ Where = Annotated[
 ]
 
 
-def _csv(values: list[str] | None) -> list[str]:
+def csv_list(values: list[str] | None) -> list[str]:
     """``a,b`` and repeated parameters alike."""
     return [p.strip() for v in values or [] for p in v.split(",") if p.strip()]
 
@@ -300,7 +300,7 @@ RunList = Annotated[
     responses=_r(_JSON, _E400, _E404),
 )
 def get_compare(store: StoreDep, runs: RunList = None) -> Response:
-    return json_response(views.compare(store, _csv(runs)))
+    return json_response(views.compare(store, csv_list(runs)))
 
 
 @router.get(
@@ -321,7 +321,7 @@ def get_diff(
         Query(max_length=MAX_REF, description="params,metrics,code,data,env,run (all if none)"),
     ] = None,
 ) -> Response:
-    chosen = _csv([sections]) if sections else None
+    chosen = csv_list([sections]) if sections else None
     return json_response(views.diff(store, a, b or None, chosen))
 
 
@@ -340,7 +340,7 @@ def get_importance(
     runs: RunList = None,
     sweep: Annotated[str | None, Query(max_length=MAX_REF)] = None,
 ) -> Response:
-    refs = _csv(runs) or None
+    refs = csv_list(runs) or None
     return json_response(views.importance(store, metric, where, refs, sweep))
 
 

@@ -11,7 +11,16 @@ from fastapi.responses import Response
 
 from runbase.errors import UsageError
 from runbase.render import views
-from runbase.web.api import MAX_EXPR, MAX_OFFSET, MAX_REF, ErrorBody, StoreDep, Where, json_response
+from runbase.web.api import (
+    MAX_EXPR,
+    MAX_OFFSET,
+    MAX_REF,
+    ErrorBody,
+    StoreDep,
+    Where,
+    csv_list,
+    json_response,
+)
 
 router = APIRouter()
 
@@ -21,11 +30,6 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {}}, "description": "JSON (see docs/api.md)"},
     400: {"model": ErrorBody, "description": "Malformed expression or argument"},
 }
-
-
-def _csv(values: list[str] | None) -> list[str]:
-    """``a,b`` and repeated parameters alike."""
-    return [p.strip() for v in values or [] for p in v.split(",") if p.strip()]
 
 
 # The numbers of the answer, printed with what a chart can show: a panel is 100,000s of
@@ -158,8 +162,8 @@ def get_panel(
         offset=offset,
         sweep=sweep,
         hybrids=hybrids,
-        exclude=_csv(exclude),
-        metrics=_csv(metrics) or None,
+        exclude=csv_list(exclude),
+        metrics=csv_list(metrics) or None,
         points=points,
         x=x,
         group_by=group_by,
