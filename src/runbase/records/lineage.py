@@ -14,6 +14,7 @@ from typing import Any
 from runbase.capture.files import snapshot_path
 from runbase.capture.params import jsonable
 from runbase.errors import UsageError
+from runbase.records.modelrefs import ref_target
 from runbase.records.read import load_row
 from runbase.records.record import iso
 from runbase.store import Store
@@ -44,6 +45,13 @@ def consumers(store: Store, oid: str) -> list[dict[str, Any]]:
     return [{"run": r[0], "name": r[1], "status": r[2], "path": r[3]} for r in rows]
 
 
+def makers(store: Store, oid: str) -> list[dict[str, Any]]:
+    """The runs that made these bytes, newest first (``producers`` less copies): a run
+    that read these bytes and wrote them elsewhere did not produce them, and following
+    it would make it its own producer and consumer (a loop)."""
+    return [p for p in producers(store, oid) if not _read_by(store, p["run"], oid)]
+
+
 def _read_by(store: Store, run_id: str, oid: str) -> bool:
     return (
         store.db.query_one(
@@ -72,9 +80,13 @@ _FULL_HEX = 64  # a blake3 object id: "blake3:" + 64 hex digits
 
 
 def oid_of(store: Store, target: str) -> tuple[str, str]:
-    """``(object id, label)`` of a path (hashed now) or an object id, whole or any unique
-    prefix (with or without ``blake3:``), as ``trace`` and ``diff`` print them."""
+    """``(object id, label)`` of a path (hashed now), a model reference (``churn@v1.2.0``)
+    or an object id, whole or any unique prefix (with or without ``blake3:``), as
+    ``trace`` and ``diff`` print them."""
     if not os.path.exists(target):
+        model = ref_target(store, target) if "@" in target else None
+        if model is not None:  # churn@production: that version's bytes
+            return model.oid, str(model)
         oid = _oid_by_prefix(store, target)
         return oid, oid
     snap = snapshot_path(store, target, policy="hash-only")
@@ -135,9 +147,7 @@ def _walk_file(
 ) -> None:
     if depth >= max_depth:
         return
-    # a run that read these bytes and wrote them elsewhere (a copy) did not produce them:
-    # following it would make it its own producer and consumer (a loop)
-    made_by = [p for p in producers(store, oid) if not _read_by(store, p["run"], oid)]
+    made_by = makers(store, oid)
     if not made_by:
         return
     p = made_by[0]  # the earliest bytes-identical producer is a duplicate; the newest made it last

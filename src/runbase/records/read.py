@@ -24,6 +24,7 @@ from runbase.core import fsname
 from runbase.core.query import compile_where
 from runbase.core.shapes import fit_row, loads
 from runbase.errors import AmbiguousRunRef, RunNotFound
+from runbase.records.modelrefs import ref_target
 from runbase.records.paging import page_rows
 from runbase.store import Store
 
@@ -56,7 +57,8 @@ class MetricSeries:
 
 
 def resolve(store: Store, ref: str | None) -> str:
-    """A run id from a full id, a unique id prefix, an exact name, or ``latest``/None."""
+    """A run id from a full id, a unique id prefix, an exact name, ``latest``/None, or
+    a model reference (``churn@production``: the run that produced that version)."""
     db = store.db
     if ref is None or ref in ("latest", "last", "@"):
         row = db.query_one("SELECT id FROM runs ORDER BY started_at DESC, id DESC LIMIT 1")
@@ -66,6 +68,13 @@ def resolve(store: Store, ref: str | None) -> str:
     ref = ref.strip()
     if not ref:
         raise RunNotFound("empty run reference")
+    target = ref_target(store, ref) if "@" in ref else None
+    if target is not None:  # churn@production: the run that produced that version
+        if target.run_id is None:
+            raise RunNotFound(
+                f"{ref} is {target}, registered --external: no recorded run produced it"
+            )
+        return target.run_id
     rows = db.query("SELECT id FROM runs WHERE id >= ? AND id < ? LIMIT 6", (ref, ref + "\x7f"))
     ids_ = [r[0] for r in rows]
     if len(ids_) == 1:

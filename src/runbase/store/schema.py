@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from runbase.store.tables import BLOB, DOUBLE, INTEGER, TEXT, Column, Index, Schema, Table
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 def _key(name: str, type_: str = TEXT) -> Column:
@@ -215,6 +215,97 @@ VIEWS = Table(
     since=6,
 )
 
+# Version 7 (the model registry, docs/models.md): a model's versions (an output of a run,
+# or external bytes, by hash), which stage holds which version now, and the append-only
+# event log every change goes through. Each event carries the hash of the one before it
+# (core.auditchain), and meta's ``model_log_head`` names the last, so an edited, removed
+# or reordered event is detected (``runbase model verify``, ``runbase fsck``).
+MODEL_VERSIONS = Table(
+    "model_versions",
+    [
+        _key("name"),
+        _key("version"),  # vMAJOR.MINOR.PATCH
+        _nn("major", INTEGER),
+        _nn("minor", INTEGER),
+        _nn("patch", INTEGER),
+        _nn("oid", TEXT),
+        _nn("kind", TEXT),  # file | dir (a tree manifest)
+        Column("size", INTEGER),
+        Column("run_id", TEXT),  # NULL: registered --external, no provenance
+        Column("path", TEXT),  # the path the run wrote
+        Column("git_commit", TEXT),  # the producing run's commit
+        _nn("created_at", DOUBLE),
+        Column("user_name", TEXT),
+        Column("message", TEXT),
+        _nn("event_seq", INTEGER),
+    ],
+    key=("name", "version"),
+    indexes=[Index("model_versions_oid", ("oid",))],
+    since=7,
+)
+
+MODEL_STAGES = Table(
+    "model_stages",
+    [
+        _key("name"),
+        _key("stage"),
+        _nn("version", TEXT),
+        _nn("since", DOUBLE),
+        Column("user_name", TEXT),
+        _nn("event_seq", INTEGER),
+    ],
+    key=("name", "stage"),
+    since=7,
+)
+
+MODEL_EVENTS = Table(
+    "model_events",
+    [
+        _key("seq", INTEGER),
+        Column("id", TEXT, not_null=True, unique=True),
+        _nn("time", DOUBLE),
+        Column("user_name", TEXT),
+        _nn("action", TEXT),
+        _nn("model", TEXT),
+        Column("version", TEXT),
+        Column("stage", TEXT),
+        Column("from_version", TEXT),
+        Column("to_version", TEXT),
+        Column("oid", TEXT),
+        Column("run_id", TEXT),
+        Column("message", TEXT),
+        _nn("data", TEXT),  # a JSON object
+        Column("origin", TEXT),  # the id of the event this one was pushed from
+        _nn("prev_hash", TEXT),
+        _nn("hash", TEXT),
+    ],
+    key=("seq",),
+    indexes=[
+        Index("model_events_model", ("model", "seq")),
+        Index("model_events_origin", ("origin",)),
+    ],
+    since=7,
+)
+
+MODEL_REQUESTS = Table(
+    "model_requests",
+    [
+        _key("id"),
+        _nn("model", TEXT),
+        _nn("version", TEXT),
+        _nn("stage", TEXT),
+        Column("requested_by", TEXT),
+        _nn("requested_at", DOUBLE),
+        Column("message", TEXT),
+        _nn("state", TEXT),  # open | approved | rejected
+        Column("decided_by", TEXT),
+        Column("decided_at", DOUBLE),
+        Column("decision", TEXT),
+    ],
+    key=("id",),
+    since=7,
+)
+
 STORE_SCHEMA = Schema(
     SCHEMA_VERSION,
     [
@@ -231,6 +322,10 @@ STORE_SCHEMA = Schema(
         LIVE_LOGS,
         MEDIA,
         VIEWS,
+        MODEL_VERSIONS,
+        MODEL_STAGES,
+        MODEL_EVENTS,
+        MODEL_REQUESTS,
     ],
 )
 
