@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -13,28 +14,87 @@ from runbase.errors import UsageError
 @click.command()
 @click.argument("run_a")
 @click.argument("run_b", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (docs/diff-format.md).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    help="text (default), json (docs/diff-format.md: the stable format) or markdown (a "
+    "pull-request comment: docs/ci.md).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: --format json.")
 @click.option("--params", is_flag=True, help="Parameters (section flags combine; none: all).")
 @click.option("--metrics", is_flag=True, help="Metric summaries, largest change first.")
 @click.option("--code", is_flag=True, help="Code files, with a unified diff.")
 @click.option("--data", is_flag=True, help="Data inputs and outputs.")
 @click.option("--env", is_flag=True, help="Python, packages, OS, CPU/GPU, container.")
 @click.pass_context
-def diff(ctx: click.Context, run_a: str, run_b: str | None, as_json: bool, **flags: bool) -> None:
-    """What differs from run A to run B; with A alone, A's uncommitted code change."""
+def diff(
+    ctx: click.Context,
+    run_a: str,
+    run_b: str | None,
+    fmt: str | None,
+    as_json: bool,
+    **flags: bool,
+) -> None:
+    """What differs from run A to run B; with A alone, A's uncommitted code change.
+    A and B may be REMOTE:RUN or a run's URL on a team server: pulled first (without
+    their data files)."""
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.analysis.diff import diff_head, diff_runs
-    from runbase.render.diff import render
 
-    store = open_store(ctx)
+    fmt = output_format(fmt, as_json)
     sections = [name for name, on in flags.items() if on] or None
     if run_b is None and sections not in (None, ["code"]):
         raise UsageError("with one run, diff shows its code against its commit: give two runs")
+    remote = any(_remote_ref(ref) for ref in (run_a, run_b) if ref)
+    store = open_store(ctx, create=remote)
+    with bad_input():
+        run_a = _pulled(store, run_a)
+        run_b = _pulled(store, run_b) if run_b else None
     report = diff_runs(store, run_a, run_b, sections) if run_b else diff_head(store, run_a)
-    if as_json:
+    if fmt == "json":
         echo_json(report)
+    elif fmt == "markdown":
+        # lazy: each output format loads its own renderer
+        from runbase.render.markdown import diff_markdown
+
+        click.echo(diff_markdown(report), nl=False)
     else:
+        # lazy: each output format loads its own renderer
+        from runbase.render.diff import render
+
         click.echo(render(report, sys.stdout.isatty()))
+
+
+def output_format(fmt: str | None, as_json: bool) -> str:
+    """``--format`` with ``--json`` as its alias; both naming different formats is an
+    error rather than one silently winning."""
+    if as_json and fmt not in (None, "json"):
+        raise click.UsageError(f"--json and --format {fmt} ask for different formats")
+    return "json" if as_json else (fmt or "text")
+
+
+def _remote_ref(ref: str) -> bool:
+    # lazy: reading the remotes loads the user config, only when a ref could be one
+    from runbase.remote.client import split_remote_ref
+
+    return ":" in ref and split_remote_ref(ref) is not None
+
+
+def _pulled(store: Any, ref: str) -> str:
+    """``REMOTE:RUN`` or a run's URL: the run pulled into the local store (code and
+    environment, not its data files: the diff compares their recorded hashes), its
+    local id; any other ref as it is."""
+    # lazy: only a remote ref needs the client and the sync code
+    from runbase.remote.client import split_remote_ref
+    from runbase.remote.sync import pull
+
+    found = split_remote_ref(ref) if ":" in ref else None
+    if found is None:
+        return ref
+    remote, remote_ref = found
+    click.echo(f"pulling {remote_ref} from {remote.url} (project {remote.project})", err=True)
+    return pull(store, remote, remote_ref, data=False).run_id
 
 
 @click.command()

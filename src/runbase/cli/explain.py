@@ -50,7 +50,14 @@ EXIT_INTERRUPTED = 130
     "versions (package changes are tested only then).",
 )
 @click.option("--fresh", is_flag=True, help="Run every hybrid again instead of re-using them.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (docs/explain.md).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    help="text (default), json (docs/explain.md: the stable format) or markdown (a "
+    "pull-request comment: docs/ci.md).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON: --format json.")
 @click.pass_context
 def explain(
     ctx: click.Context,
@@ -63,6 +70,7 @@ def explain(
     hunks: bool,
     env_mode: str,
     fresh: bool,
+    fmt: str | None,
     as_json: bool,
 ) -> None:
     """Find which change from run A to run B moved a metric, by experiment: re-run A and
@@ -80,9 +88,18 @@ def explain(
         "env": env_mode,
         "fresh": fresh,
     }
-    report = run_explain(ctx, run_a, run_b, options, as_json, pull=True)
-    if as_json:
+    if as_json and fmt not in (None, "json"):
+        raise click.UsageError(f"--json and --format {fmt} ask for different formats")
+    fmt = "json" if as_json else (fmt or "text")
+    # markdown goes to stdout alone too (a CI job writes it to a file to post it)
+    report = run_explain(ctx, run_a, run_b, options, fmt != "text", pull=True)
+    if fmt == "json":
         echo_json(report)
+    elif fmt == "markdown":
+        # lazy: the CLI's start-up loads click alone; each command imports what it runs
+        from runbase.render.markdown import explain_markdown
+
+        click.echo(explain_markdown(report), nl=False)
     else:
         # lazy: the CLI's start-up loads click alone; each command imports what it runs
         from runbase.render.explain import render
