@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     **dict.fromkeys(("login", "remote", "push", "pull", "search"), "remote"),
     "server": "server",
     "views": "views",
+    "model": "models",
 }
 
 
