@@ -11,8 +11,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from conftest import commit, require, runbase_cmd, write
 
 PY = sys.executable
@@ -233,3 +231,152 @@ def test_json_alias_and_conflicting_formats(project: Path, tmp_path: Path) -> No
     assert "--json and --format markdown ask for different formats" in bad.stderr
     unknown = runbase_cmd("diff", a, b, "--format", "html", cwd=project)
     assert unknown.returncode == 2 and "'html' is not one of" in unknown.stderr
+
+
+EXPLAIN_TRAIN = """
+import argparse
+import runbase
+p = argparse.ArgumentParser()
+p.add_argument("--lr", type=float, default=0.1)
+args = p.parse_args()
+rows = [float(x) for x in open("data/points.txt").read().split()]
+runbase.summary(acc=sum(rows) * 0.01 + args.lr * 0.01)
+"""
+
+
+def test_explain_markdown(project: Path) -> None:
+    write(project, "train.py", EXPLAIN_TRAIN)
+    write(project, ".gitignore", "data/\n")
+    commit(project, "train")
+    write(project, "data/points.txt", "1\n2\n3\n")
+    runbase_cmd("run", "-q", "--", PY, "train.py", "--lr", "0.1", cwd=project, check=True)
+    a = _last_id(project)
+    write(project, "data/points.txt", "10\n20\n30\n")
+    runbase_cmd("run", "-q", "--", PY, "train.py", "--lr", "0.2", cwd=project, check=True)
+    b = _last_id(project)
+    r = runbase_cmd("explain", a, b, "-j", "2", "--format", "markdown", cwd=project)
+    assert r.returncode == 0, r.stdout + r.stderr
+    md = r.stdout
+    lines = md.splitlines()
+    assert lines[0] == (
+        f"**runbase explain** acc: 0.061 → 0.602 (+0.541, better) from A `{a[:10]}` to B "
+        f"`{b[:10]}`; mostly data/points.txt (+0.54, 99.8% of it)"
+    )
+    assert lines[2] == (
+        "noise: A and B each re-run once (`--repeats K` measures the spread); "
+        "effects within ±1e-09 are not significant"
+    )
+    old, new = _blake3(b"1\n2\n3\n")[:6], _blake3(b"10\n20\n30\n")[:6]
+    start = lines.index("**Factors**, largest effect first")
+    assert lines[start + 2 : start + 6] == [
+        "| # | effect | share | kind | change | alone / removed from B |  |",
+        "| --: | --: | --: | --- | --- | --: | --- |",
+        f"| 1 | **+0.54** | 99.8% | data | data/points.txt {old}… → {new}…, +3 −3 lines "
+        "(of 3 → 3) | +0.54 / +0.54 |  |",
+        "| 2 | **+0.001** | 0.2% | param | params.lr 0.1 → 0.2 | +0.001 / +0.001 |  |",
+    ]
+    fold = next(i for i, line in enumerate(lines) if line.startswith("<details>"))
+    assert lines[fold].startswith(
+        "<details><summary>search: one-at-a-time, 2 of a budget of 50 hybrids; "
+        "hybrids: 4 run, 0 cached, "
+    )
+    assert lines[-1] == (
+        f"<sub>`runbase explain {a} {b}` with the same options shows the text report</sub>"
+    )
+    tables = _tables(md)
+    assert len(tables) == 1 and [row[0] for row in tables[0]] == ["#", "1", "2"]
+    assert _html_tags(md) == {"details", "summary", "sub"}
+
+    # every hybrid is cached now: --json and --format json print the same report
+    # (but the seconds each call took)
+    def doc(*fmt: str) -> dict[str, Any]:
+        out = runbase_cmd("explain", a, b, *fmt, cwd=project, check=True).stdout
+        report = json.loads(out)
+        del report["hybrids"]["seconds"]
+        return dict(report)
+
+    assert doc("--json") == doc("--format", "json")
+    bad = runbase_cmd("explain", a, b, "--json", "--format", "text", cwd=project)
+    assert bad.returncode == 2 and "ask for different formats" in bad.stderr
+
+
+def test_params_only_diff_and_one_run_head(project: Path) -> None:
+    write(project, "train.py", EXPLAIN_TRAIN.replace("runbase.summary(", "0 and runbase.summary("))
+    write(project, ".gitignore", "data/\n")
+    write(project, "data/points.txt", "1\n")
+    commit(project, "train")
+    runbase_cmd(
+        "run", "-q", "-n", "a", "--", PY, "train.py", "--lr", "0.1", cwd=project, check=True
+    )
+    a = _last_id(project)
+    runbase_cmd(
+        "run", "-q", "-n", "b", "--", PY, "train.py", "--lr", "0.2", cwd=project, check=True
+    )
+    b = _last_id(project)
+    md = _md(project, "diff", a, b)
+    assert md.splitlines()[:3] == [
+        f"**runbase diff** A `{a[:10]}` (a) → B `{b[:10]}` (b): no metric changed; params changed",
+        "",
+        "*unchanged: metrics, code, data, environment, command and exit status*",
+    ]
+    assert "#### Params\n\n| param | A | B |\n| --- | --- | --- |\n| lr | 0.1 | 0.2 |\n\n" in md
+    assert "#### Metrics" not in md and "<details>" not in md
+    same = _md(project, "diff", a, a)
+    assert (
+        same.splitlines()[0]
+        == f"**runbase diff** A `{a[:10]}` (a) → B `{a[:10]}` (a): no difference"
+    )
+
+    # one run: its uncommitted change against its commit, folded
+    write(project, "train.py", EXPLAIN_TRAIN + "print('```')\n")  # now logs acc
+    runbase_cmd("run", "-q", "-n", "c", "--", PY, "train.py", cwd=project, check=True)
+    c = _last_id(project)
+    commit_id = json.loads(runbase_cmd("show", c, "--json", cwd=project, check=True).stdout)[
+        "code"
+    ]["commit"]
+    md = _md(project, "diff", c)
+    lines = md.splitlines()
+    assert lines[0] == (
+        f"**runbase diff** `{c[:10]}` (c): uncommitted changes against `{commit_id[:10]}` on `main`"
+    )
+    assert lines[2].startswith("<details><summary>the diff (")
+    # the change holds three backticks: the fence is longer, so the diff cannot close it
+    assert lines[4] == "````diff" and "+print('```')" in lines
+    fences = [t for t in _parse(md) if t.type == "fence"]
+    assert len(fences) == 1 and fences[0].info == "diff" and "+print('```')" in fences[0].content
+
+
+def test_generic_helpers() -> None:
+    from runbase.render import markdown as m
+
+    assert m.escape("- item") == "\\- item" and m.escape("-0.5") == "-0.5"
+    assert m.escape("1. x") == "1\\. x" and m.escape("1.5") == "1.5"
+    assert m.escape("---") == "\\---" and m.escape("# h") == "\\# h"
+    assert m.escape("a\r\nb\rc\nd") == "a<br>b<br>c<br>d"
+    assert m.escape("[x](javascript:alert(1))") == "\\[x\\](javascript:alert(1))"
+    assert m.escape("\x1b[31m") == "\\\\x1b\\[31m"  # shown as its escape, not sent
+    assert m.escape("x" * 100, limit=10) == "x" * 9 + "…"
+    bold = m.Markdown("**kept**")
+    assert m.escape(bold) is bold
+    assert m.code("0mc3eqcv2z") == "`0mc3eqcv2z`" and m.code("a|`b`") == "a\\|\\`b\\`"
+    assert m.details("<b>x</b>\n **y**", "body") == (
+        "<details><summary>&lt;b&gt;x&lt;/b&gt; **y**</summary>\n\nbody\n\n</details>"
+    )
+    assert m.metric_direction("val/top1_acc") == "higher"
+    assert m.metric_direction("eval_loss") == "lower"
+    assert m.metric_direction("train_runtime") is None  # timing: not judged
+    assert m.metric_direction("loss_acc") is None and m.metric_direction("score") is None
+
+    # a table cut to max_rows, the count of the rest after a blank line (or it would
+    # be read as a row); cells escaped, numbers formatted, None empty, Markdown kept
+    text = m.table(["k", "v"], [["a|b", 1.5], ["c", None], [bold, 3]], max_rows=2, align="lr")
+    assert text == ("| k | v |\n| --- | --: |\n| a\\|b | 1.5 |\n| c |  |\n\n*and 1 more*")
+    tables = _tables(text)
+    assert tables == [[["k", "v"], ["a|b", "1.5"], ["c", ""]]]
+
+    # a code block cut by lines, then by characters; the note says how many are left
+    block = m.code_block("\n".join(f"l{i}" for i in range(10)), "diff", max_lines=3)
+    assert block == "```diff\nl0\nl1\nl2\n```\n\n*7 more lines not shown*"
+    block = m.code_block("aaaa\nbbbb\ncccc", "", max_chars=10, more="see `x`")
+    assert block == "```\naaaa\nbbbb\n```\n\n*1 more line not shown* (see `x`)"
+    assert m.code_block("x", "diff\n<script>") == "```\nx\n```"  # no info string from input

@@ -144,7 +144,7 @@ def details(summary: Any, body: str) -> Markdown:
     text: it sits in HTML, where Markdown is not read, so it is HTML-escaped) as the
     line a reader clicks. Blank lines around the body let GitHub and GitLab read it as
     Markdown."""
-    text = " ".join(printable(str(summary)).split())
+    text = printable(" ".join(str(summary).split()))
     return Markdown(
         f"<details><summary>{html.escape(text, quote=False)}</summary>\n\n{body}\n\n</details>"
     )
@@ -614,7 +614,9 @@ def explain_markdown(report: dict[str, Any]) -> str:
         if text:
             parts.append(text)
     a, b = _id(report.get("a")), _id(report.get("b"))
-    parts.append(f"<sub>`runbase explain {a} {b} --metric …` shows the text report</sub>")
+    parts.append(
+        f"<sub>`runbase explain {a} {b}` with the same options shows the text report</sub>"
+    )
     return "\n\n".join(parts) + "\n"
 
 
@@ -632,7 +634,7 @@ def _explain_verdict(report: dict[str, Any], metric: str) -> str:
         top = factors[0]
         share = _num(top.get("share"))
         head += f"; mostly {escape(top.get('name'), 60)} ({_fmt_delta(top.get('effect'))}"
-        head += f", {share:.0f}% of it)" if share is not None and math.isfinite(share) else ")"
+        head += f", {share:.1f}% of it)" if share is not None and math.isfinite(share) else ")"
     return head
 
 
@@ -696,7 +698,7 @@ def _explain_factors(report: dict[str, Any]) -> str:
             ]
         )
     return "**Factors**, largest effect first\n\n" + table(
-        ["#", "effect", "share", "kind", "change", "alone / removed from B", ""],
+        [Markdown("#"), "effect", "share", "kind", "change", "alone / removed from B", ""],
         rows,
         align="rrrllrl",
     )
