@@ -7,14 +7,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from runbase.web import routes_media, routes_panel, routes_views
+from runbase.web import routes_media, routes_models, routes_panel, routes_views
 
 
 def read_routers() -> list[APIRouter]:
-    """Routes that only read: the chart panel, media, saved views."""
-    return [routes_panel.router, routes_media.router, routes_views.router]
+    """Routes that only read: the chart panel, media, saved views, the model registry."""
+    return [routes_panel.router, routes_media.router, routes_views.router, routes_models.router]
 
 
 def write_routers() -> list[APIRouter]:
-    """Routes that change the project: saving, deleting and defaulting views."""
-    return [routes_views.write_router]
+    """Routes that change the project: saving, deleting and defaulting views; registering,
+    promoting, demoting and rolling back model versions, deciding promotion requests and
+    replaying pushed registry events (the registry checks the approver role itself)."""
+    return [routes_views.write_router, routes_models.write_router]
