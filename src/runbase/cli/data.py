@@ -52,16 +52,17 @@ def checkout(
 @click.option("--json", "as_json", is_flag=True, help="Print the lineage graph as JSON.")
 @click.pass_context
 def trace(ctx: click.Context, target: str, as_json: bool) -> None:
-    """Which run produced TARGET's exact bytes (a path or blake3:… id), from which inputs."""
+    """Which run produced TARGET's exact bytes, from which inputs, recursively. TARGET
+    is a path, a blake3:… id, or a model version (churn@production, churn@v1.2.0):
+    then also the version and its run's code, params, metrics and environment."""
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
-    from runbase.records.lineage import render_tree
-    from runbase.records.lineage import trace as do_trace
+    from runbase.render.trace import render_trace, trace_view
 
-    graph = do_trace(open_store(ctx), target)
+    view = trace_view(open_store(ctx), target)
     if as_json:
-        echo_json(graph)  # strict JSON whatever the store holds (NaN/inf as strings)
+        echo_json(view)  # strict JSON whatever the store holds (NaN/inf as strings)
     else:
-        click.echo(render_tree(graph))
+        click.echo(render_trace(view))
 
 
 COMMANDS = (

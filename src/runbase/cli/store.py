@@ -10,7 +10,8 @@ from runbase.cli._common import echo_json, open_store
 @click.command()
 @click.pass_context
 def fsck(ctx: click.Context) -> None:
-    """Re-hash every object; exit 1 naming each corrupt or missing one."""
+    """Re-hash every object and verify the model registry's audit chain; exit 1 naming
+    each corrupt or missing object and each break in the chain."""
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.records.maintenance import fsck as do_fsck
 
@@ -19,9 +20,14 @@ def fsck(ctx: click.Context) -> None:
         click.echo(f"corrupt: {oid}", err=True)
     for oid, kind, run_id in report.missing:
         click.echo(f"missing: {oid} ({kind} of run {run_id or '-'})", err=True)
+    for problem in report.registry.problems:  # the model registry's chain (model verify)
+        click.echo(f"model registry: {problem}", err=True)
     click.echo(
         f"{report.checked} objects checked, {len(report.corrupt)} corrupt, {len(report.missing)} missing"
     )
+    if report.registry.events or report.registry.problems:
+        state = "intact" if report.registry.ok else "BROKEN"
+        click.echo(f"model registry: {report.registry.events} events, audit chain {state}")
     if not report.ok:
         ctx.exit(1)
 

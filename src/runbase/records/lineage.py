@@ -13,6 +13,7 @@ from typing import Any
 
 from runbase.capture.files import snapshot_path
 from runbase.capture.params import jsonable
+from runbase.core.modelref import parse_ref
 from runbase.errors import UsageError
 from runbase.records.modelrefs import ref_target
 from runbase.records.read import load_row
@@ -50,6 +51,17 @@ def makers(store: Store, oid: str) -> list[dict[str, Any]]:
     that read these bytes and wrote them elsewhere did not produce them, and following
     it would make it its own producer and consumer (a loop)."""
     return [p for p in producers(store, oid) if not _read_by(store, p["run"], oid)]
+
+
+def registered_as(store: Store, oid: str) -> list[tuple[str, str]]:
+    """``(model, version)`` of each registered model version that is exactly these bytes
+    (``runbase trace`` says which versions a file is), by model, highest version first."""
+    rows = store.db.query(
+        "SELECT name, version FROM model_versions WHERE oid = ? "
+        "ORDER BY name, major DESC, minor DESC, patch DESC",
+        (oid,),
+    )
+    return [(str(r[0]), str(r[1])) for r in rows]
 
 
 def _read_by(store: Store, run_id: str, oid: str) -> bool:
@@ -97,6 +109,11 @@ def oid_of(store: Store, target: str) -> tuple[str, str]:
 def _oid_by_prefix(store: Store, target: str) -> str:
     """The object id a hash prefix names among the files runs read or wrote."""
     hexpart = target.lower().removeprefix("blake3:")
+    ref = parse_ref(target)
+    if ref is not None:  # shaped like churn@production, but no model has that name
+        raise UsageError(
+            f"no such file: {target}, and no model is named {ref.name!r} (see `runbase model ls`)"
+        )
     if not hexpart or not set(hexpart) <= _HEX or len(hexpart) > _FULL_HEX:
         raise UsageError(f"no such file: {target} (nor a blake3:… hash or prefix of one)")
     if len(hexpart) == _FULL_HEX:
@@ -127,12 +144,16 @@ def trace(store: Store, target: str, max_depth: int = 50) -> dict[str, Any]:
     Nodes are ``{"id", "type": "file"|"run", ...}``; an edge ``{"from", "to", "kind"}``
     is ``produced`` (run -> file) or ``read`` (file -> run).
     """
-    oid, label = oid_of(store, target)
+    # a model reference starts at its version's own run: other runs that wrote the same
+    # bytes are listed beside it (also_produced_by), as for any file
+    model = None if os.path.exists(target) or "@" not in target else ref_target(store, target)
+    oid, label = (model.oid, str(model)) if model is not None else oid_of(store, target)
     nodes: dict[str, dict[str, Any]] = {}
     edges: list[dict[str, str]] = []
     file_id = f"file:{oid}"
     nodes[file_id] = {"id": file_id, "type": "file", "hash": oid, "path": label}
-    _walk_file(store, oid, file_id, nodes, edges, 0, max_depth)
+    first = model.run_id if model is not None else None
+    _walk_file(store, oid, file_id, nodes, edges, 0, max_depth, first)
     return {"root": file_id, "nodes": list(nodes.values()), "edges": edges}
 
 
@@ -144,12 +165,15 @@ def _walk_file(
     edges: list[dict[str, str]],
     depth: int,
     max_depth: int,
+    first: str | None = None,
 ) -> None:
     if depth >= max_depth:
         return
     made_by = makers(store, oid)
     if not made_by:
         return
+    if first is not None:  # the run a model version names, ahead of the newest producer
+        made_by.sort(key=lambda p: p["run"] != first)
     p = made_by[0]  # the earliest bytes-identical producer is a duplicate; the newest made it last
     run_id = f"run:{p['run']}"
     edges.append({"from": run_id, "to": file_id, "kind": "produced"})

@@ -15,6 +15,7 @@ from runbase.core import progress
 from runbase.core.ids import split_id
 from runbase.core.shapes import CODE, LOGS, NOTEBOOK, Oid, load_column, loads
 from runbase.errors import BundleError, CorruptObject, ObjectTooLarge, UnsafePathError
+from runbase.records.registry import VerifyReport, verify
 from runbase.store import Store
 from runbase.store.hashing import hash_file
 from runbase.store.statcache import forget
@@ -108,6 +109,7 @@ def references(
     if run_ids is None:
         for (value,) in store.db.query("SELECT value FROM meta WHERE key LIKE 'packages:%'"):
             yield value.split(" ", 1)[0], "env", ""
+        yield from _model_refs(store, trees)
 
 
 def _run_row_refs(
@@ -161,6 +163,21 @@ def _file_and_param_refs(
             yield oid, "params", run_id
 
 
+def _model_refs(store: Store, trees: _Trees) -> Iterator[tuple[str, str, str]]:
+    """The bytes of each registered model version (a directory's manifest and its
+    files): a version keeps them as long as it is registered, whatever becomes of its
+    run, so ``model get`` can always deliver what a stage holds. Store-wide only: a
+    run's bundle does not carry them (versions travel with the registry's events)."""
+    for oid, kind, run_id in store.db.query("SELECT oid, kind, run_id FROM model_versions"):
+        if not Oid().fit(oid):  # a damaged row names nothing (verify reports the registry)
+            continue
+        owner = run_id if isinstance(run_id, str) else ""
+        yield oid, "model", owner
+        if kind == "dir":  # only directories are manifests: never parse a model file
+            for blob in trees.blobs(oid):
+                yield blob, "model", owner
+
+
 def _media_refs(store: Store, cond: str, args: list[str]) -> Iterator[tuple[str, str, str]]:
     """Objects named by media rows: the images and tables runs logged."""
     for run_id, oid in store.db.query(f"SELECT run_id, oid FROM media WHERE {cond}", args):
@@ -173,16 +190,18 @@ class FsckReport:
     checked: int = 0
     corrupt: list[str] = field(default_factory=list)
     missing: list[tuple[str, str, str]] = field(default_factory=list)  # (oid, kind, run)
+    registry: VerifyReport = field(default_factory=VerifyReport)  # the model registry's chain
 
     @property
     def ok(self) -> bool:
-        return not self.corrupt and not self.missing
+        return not self.corrupt and not self.missing and self.registry.ok
 
 
 def fsck(store: Store) -> FsckReport:
     """Re-hash every object; list those whose bytes do not match their id (moved aside
     to ``corrupt/``, so that a pull can bring good copies), and objects the metadata
-    refers to that are missing (data of ``--hash-only`` runs is not expected there)."""
+    refers to that are missing (data of ``--hash-only`` runs is not expected there);
+    verify the model registry's audit chain (``report.registry``)."""
     report = FsckReport()
     with progress.shown("checking objects"):
         for oid in store.objects:
@@ -205,6 +224,9 @@ def fsck(store: Store) -> FsckReport:
     # the stat cache must not vouch for bad objects: the next snapshot of an unchanged
     # file then hashes and stores it again instead of trusting the cache
     forget(store, set(report.corrupt) | {m[0] for m in report.missing})
+    # the registry's audit log: its hash chain, its head and the state it produced
+    # (runbase model verify); a broken chain fails fsck as a damaged object does
+    report.registry = verify(store)
     return report
 
 
@@ -272,7 +294,7 @@ def _gc_work_dirs(store: Store, report: GcReport, delete: bool, cutoff: float) -
 
 
 def gc(store: Store, delete: bool = False, grace: float = GC_GRACE_SECONDS) -> GcReport:
-    """Objects no run refers to. Dry run unless ``delete``; objects younger than
+    """Objects no run and no model version refers to. Dry run unless ``delete``; objects younger than
     ``grace`` seconds are kept, so runs in progress (which store data before recording
     it) are safe."""
     live = {oid for oid, _, _ in references(store)}
