@@ -27,6 +27,8 @@ PUBLIC = {
     "log",
     "log_image",
     "log_table",
+    "model",
+    "model_path",
     "output",
     "param",
     "params",

@@ -10,7 +10,8 @@
     runbase.log_table("predictions", dataframe)
 
 In Jupyter, ``%load_ext runbase`` starts a run and adds ``%runbase start|stop|status``.
-Read side: ``runbase.get_run(ref)`` and ``runbase.runs(where=...)``.
+Read side: ``runbase.get_run(ref)`` and ``runbase.runs(where=...)``; the model registry:
+``runbase.model("churn").versions`` and ``runbase.model_path("churn@production")``.
 Importing runbase is cheap (stdlib only); heavier modules load on first use.
 """
 
@@ -51,6 +52,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
         tag,
     )
     from runbase.tracking.explain import explain_runs as explain
+    from runbase.tracking.models import model, model_path
     from runbase.tracking.notebook import load_ipython_extension as load_ipython_extension
     from runbase.tracking.notebook import unload_ipython_extension as unload_ipython_extension
 
@@ -73,6 +75,8 @@ __all__ = [
     "log",
     "log_image",
     "log_table",
+    "model",
+    "model_path",
     "output",
     "param",
     "params",
@@ -101,6 +105,8 @@ _LAZY = {
     "get_run": "records.view",
     "runs": "records.view",
     "explain": "tracking.explain:explain_runs",  # MODULE:NAME where the names differ
+    "model": "tracking.models",  # the registry: reads the store, as get_run does
+    "model_path": "tracking.models",
     # `%load_ext runbase` (IPython looks these up on the package; not in __all__)
     "load_ipython_extension": "tracking.notebook",
     "unload_ipython_extension": "tracking.notebook",
