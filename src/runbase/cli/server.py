@@ -111,7 +111,7 @@ def users() -> None:
 )
 @click.option(
     "--project-role",
-    type=click.Choice(["reader", "writer", "admin"]),
+    type=click.Choice(["reader", "writer", "approver", "admin"]),
     default="writer",
     show_default=True,
     help="Their role in those projects.",
@@ -204,7 +204,7 @@ def projects_list(db: str) -> None:
 @server.command("member")
 @click.argument("project")
 @click.argument("user")
-@click.argument("role", type=click.Choice(["reader", "writer", "admin", "none"]))
+@click.argument("role", type=click.Choice(["reader", "writer", "approver", "admin", "none"]))
 @_db_option
 def member(project: str, user: str, role: str, db: str) -> None:
     """Give USER ROLE in PROJECT (none removes them)."""
@@ -243,6 +243,180 @@ def token(
             return
         t = control.create_token(cdb, user, "cli", expires_days * 86400 if expires_days else None)
     click.echo(t.secret)
+
+
+_project_option = click.option(
+    "--project", default="default", show_default=True, help="The project (server projects list)."
+)
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (docs/server.md).")
+
+
+@server.group()
+def stages() -> None:
+    """Protected stages of the model registry: promoting to one needs an approver."""
+
+
+@stages.command("protect")
+@click.argument("stage")
+@_project_option
+@click.option(
+    "--approvals",
+    type=click.IntRange(1, 2),
+    default=1,
+    show_default=True,
+    help="2: a promotion is a request a second approver accepts (runbase model approve).",
+)
+@_db_option
+def stages_protect(stage: str, project: str, approvals: int, db: str) -> None:
+    """Protect STAGE of every model in the project (again: change its approvals)."""
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
+    from runbase.server import control
+    from runbase.server.admin import opened
+
+    with opened(db) as cdb:
+        control.protect_stage(cdb, project, stage, approvals, None)
+    who = "an approver" if approvals == 1 else "two approvers (one asks, another approves)"
+    click.echo(f"stage {stage} protected in {project}: promoting to it needs {who}")
+
+
+@stages.command("unprotect")
+@click.argument("stage")
+@_project_option
+@_db_option
+def stages_unprotect(stage: str, project: str, db: str) -> None:
+    """Make STAGE an ordinary stage again (any writer promotes to it)."""
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
+    from runbase.server import control
+    from runbase.server.admin import opened
+
+    with opened(db) as cdb:
+        control.unprotect_stage(cdb, project, stage)
+    click.echo(f"stage {stage} of {project} is no longer protected")
+
+
+@stages.command("ls")
+@_project_option
+@_json_option
+@_db_option
+def stages_ls(project: str, as_json: bool, db: str) -> None:
+    """List the protected stages of the project."""
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
+    from runbase.cli._common import echo_json
+    from runbase.server import control
+    from runbase.server.admin import opened
+
+    with opened(db) as cdb:
+        rows = control.protected_stage_rows(cdb, project)
+    if as_json:
+        echo_json({"project": project, "stages": rows})
+        return
+    if not rows:
+        click.echo(f"no protected stages in {project}", err=True)
+    for r in rows:
+        click.echo(f"{r['stage']}\t{r['approvals']} approval{'s' if r['approvals'] > 1 else ''}")
+
+
+@server.group()
+def hooks() -> None:
+    """Webhooks: registry events POSTed, signed, to a URL of yours."""
+
+
+@hooks.command("add")
+@click.argument("url")
+@_project_option
+@click.option(
+    "--events",
+    required=True,
+    metavar="LIST",
+    help="Comma list of register, promote, demote, rollback, request, approve, reject.",
+)
+@click.option("--secret", help="The signing secret (default: 256 random bits, printed once).")
+@_db_option
+def hooks_add(url: str, project: str, events: str, secret: str | None, db: str) -> None:
+    """POST each event of the project whose action is in --events to URL."""
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
+    from runbase.server import control
+    from runbase.server.admin import opened
+
+    with opened(db) as cdb:
+        hook = control.add_hook(cdb, project, url, events, secret)
+    click.echo(f"webhook {hook.id} added to {project}: {url}", err=True)
+    if secret is None:
+        click.echo("its signing secret (shown once; X-Runbase-Signature-256):", err=True)
+        click.echo(hook.secret)
+
+
+@hooks.command("ls")
+@click.option("--project", help="Only this project's (default: every project's).")
+@_json_option
+@_db_option
+def hooks_ls(project: str | None, as_json: bool, db: str) -> None:
+    """List webhooks (never their secrets)."""
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
+    from runbase.cli._common import echo_json
+    from runbase.server import control
+    from runbase.server.admin import opened
+
+    with opened(db) as cdb:
+        rows = control.hooks(cdb, project)
+    if as_json:
+        echo_json({"hooks": rows})
+        return
+    if not rows:
+        click.echo("no webhooks", err=True)
+    for h in rows:
+        off = "  (disabled)" if h["disabled"] else ""
+        click.echo(f"{h['id']}\t{h['project']}\t{h['url']}\t{','.join(h['events'])}{off}")
+
+
+@hooks.command("rm")
+@click.argument("hook_id", metavar="ID")
+@_db_option
+def hooks_rm(hook_id: str, db: str) -> None:
+    """Remove webhook ID (its pending deliveries end failed)."""
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
+    from runbase.server import control
+    from runbase.server.admin import opened
+
+    with opened(db) as cdb:
+        control.remove_hook(cdb, hook_id)
+    click.echo(f"webhook {hook_id} removed")
+
+
+@hooks.command("deliveries")
+@click.option("--project", help="Only this project's (default: every project's).")
+@click.option("--hook", "hook_id", metavar="ID", help="Only this webhook's.")
+@click.option("--state", type=click.Choice(["pending", "delivered", "failed"]))
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@_json_option
+@_db_option
+def hooks_deliveries(
+    project: str | None,
+    hook_id: str | None,
+    state: str | None,
+    limit: int,
+    as_json: bool,
+    db: str,
+) -> None:
+    """List webhook deliveries, newest first, with their state and last error."""
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
+    from runbase.cli._common import echo_json
+    from runbase.server import control
+    from runbase.server.admin import opened
+
+    with opened(db) as cdb:
+        rows = control.deliveries(cdb, project, hook_id, state, limit)
+    if as_json:
+        echo_json({"deliveries": rows})
+        return
+    if not rows:
+        click.echo("no deliveries", err=True)
+    for d in rows:
+        status = d["last_status"] if d["last_status"] is not None else "-"
+        click.echo(
+            f"{d['id']}\t{d['state']}\t{d['attempts']} attempt(s)\t{d['hook']}\t"
+            f"{d['action'] or '?'}\t{d['event']}\t{status}\t{d['last_error'] or ''}"
+        )
 
 
 COMMANDS = (server,)

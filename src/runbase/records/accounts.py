@@ -1,8 +1,10 @@
 """The team server's accounts, as its control database holds them: users, API tokens,
-UI sessions, projects and their members, the objects each project holds, and notes.
+UI sessions, projects and their members, the objects each project holds, notes, the
+model registry's protected stages, and webhooks with their deliveries.
 Only the reading and writing is here (one function per statement or transaction);
 the rules (names, roles, secrets, what a caller may see) are ``runbase.server.control``'s.
 Secrets never reach this module: tokens and sessions are looked up by their hash.
+(A webhook's secret does: the server signs with it, so it is stored as given.)
 """
 
 from __future__ import annotations
@@ -297,3 +299,206 @@ def note_rows(db: Database, project: str, run_id: str) -> list[dict[str, Any]]:
     return [
         {"id": i, "run": run_id, "author": a, "created_at": c, "text": t} for i, a, c, t in rows
     ]
+
+
+# -- protected stages (the model registry) ---------------------------------------------------
+
+
+def upsert_protected_stage(
+    db: Database, project: str, stage: str, approvals: int, now: float, by: str | None
+) -> None:
+    """Protect a stage, or change how many approvals an already protected one needs."""
+    db.execute(
+        "INSERT INTO protected_stages (project, stage, approvals, created_at, created_by) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (project, stage) DO UPDATE SET "
+        "approvals = excluded.approvals, created_at = excluded.created_at, "
+        "created_by = excluded.created_by",
+        (project, stage, approvals, now, by),
+    )
+
+
+def delete_protected_stage(db: Database, project: str, stage: str) -> bool:
+    """Unprotect a stage; False when it was not protected."""
+    with db.transaction() as cur:
+        cur.execute(
+            "DELETE FROM protected_stages WHERE project = ? AND stage = ?", (project, stage)
+        )
+        return bool(cur.rowcount)
+
+
+def protected_stage_rows(db: Database, project: str) -> list[dict[str, Any]]:
+    """``[{stage, approvals, created_at, created_by}]`` of a project, by stage."""
+    rows = db.query(
+        "SELECT stage, approvals, created_at, created_by FROM protected_stages "
+        "WHERE project = ? ORDER BY stage",
+        (project,),
+    )
+    keys = ("stage", "approvals", "created_at", "created_by")
+    return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+# -- webhooks and their deliveries -----------------------------------------------------------
+
+
+def insert_hook(
+    db: Database,
+    hook_id: str,
+    project: str,
+    url: str,
+    events: str,
+    secret: str,
+    now: float,
+    by: str | None,
+) -> None:
+    db.execute(
+        "INSERT INTO hooks (id, project, url, events, secret, created_at, created_by, disabled) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+        (hook_id, project, url, events, secret, now, by),
+    )
+
+
+def delete_hook(db: Database, hook_id: str, why: str) -> bool:
+    """Delete a hook; its pending deliveries end failed with ``why`` (the others stay, as
+    history). False when there is no such hook."""
+    with db.transaction() as cur:
+        cur.execute("DELETE FROM hooks WHERE id = ?", (hook_id,))
+        if not cur.rowcount:
+            return False
+        cur.execute(
+            "UPDATE hook_deliveries SET state = 'failed', last_error = ? "
+            "WHERE hook_id = ? AND state = 'pending'",
+            (why, hook_id),
+        )
+    return True
+
+
+def hook_rows(db: Database, project: str | None) -> list[dict[str, Any]]:
+    """``[{id, project, url, events: [..], created_at, created_by, disabled}]`` (never
+    the secret), of one project or all, by project and creation time."""
+    sql = "SELECT id, project, url, events, created_at, created_by, disabled FROM hooks"
+    params: tuple[Any, ...] = ()
+    if project is not None:
+        sql, params = sql + " WHERE project = ?", (project,)
+    rows = db.query(sql + " ORDER BY project, created_at, id", params)
+    return [
+        {
+            "id": i,
+            "project": p,
+            "url": u,
+            "events": [e for e in str(ev).split(",") if e],
+            "created_at": c,
+            "created_by": by,
+            "disabled": bool(d),
+        }
+        for i, p, u, ev, c, by, d in rows
+    ]
+
+
+def active_hooks(db: Database, project: str) -> list[tuple[str, str]]:
+    """``(id, events comma list)`` of the hooks of ``project`` that are not disabled."""
+    rows = db.query(
+        "SELECT id, events FROM hooks WHERE project = ? AND disabled = 0 ORDER BY created_at, id",
+        (project,),
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+def insert_deliveries(db: Database, rows: list[tuple[Any, ...]]) -> None:
+    """Pending deliveries: ``(id, hook_id, project, event_id, body, next_at)`` each."""
+    db.executemany(
+        "INSERT INTO hook_deliveries (id, hook_id, project, event_id, body, attempts, next_at, "
+        "state) VALUES (?, ?, ?, ?, ?, 0, ?, 'pending')",
+        rows,
+    )
+
+
+_DELIVERY_KEYS = (
+    "id", "hook", "project", "event", "attempts", "next_at", "state", "last_status",
+    "last_error", "delivered_at", "body",
+)  # fmt: skip
+
+
+def delivery_rows(
+    db: Database, project: str | None, hook_id: str | None, state: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """The newest ``limit`` deliveries (ids sort by creation time), filtered: ``{id,
+    hook, project, event, attempts, next_at, state, last_status, last_error,
+    delivered_at, body}``."""
+    where, params = [], []
+    for column, value in (("project", project), ("hook_id", hook_id), ("state", state)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    sql = (
+        "SELECT id, hook_id, project, event_id, attempts, next_at, state, last_status, "
+        "last_error, delivered_at, body FROM hook_deliveries"
+    )
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    rows = db.query(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
+    return [dict(zip(_DELIVERY_KEYS, r, strict=True)) for r in rows]
+
+
+def due_deliveries(db: Database, now: float, limit: int) -> list[str]:
+    """Ids of pending deliveries due at ``now``, the earliest first."""
+    rows = db.query(
+        "SELECT id FROM hook_deliveries WHERE state = 'pending' AND next_at <= ? "
+        "ORDER BY next_at, id LIMIT ?",
+        (now, limit),
+    )
+    return [r[0] for r in rows]
+
+
+def next_due(db: Database) -> float | None:
+    """When the earliest pending delivery is due (None: none is pending)."""
+    row = db.query_one("SELECT MIN(next_at) FROM hook_deliveries WHERE state = 'pending'")
+    return float(row[0]) if row and row[0] is not None else None
+
+
+def claim_delivery(
+    db: Database, delivery_id: str, now: float, lease_until: float
+) -> tuple[Any, ...] | None:
+    """Take a due delivery for one attempt: counted, and not due again before
+    ``lease_until`` (so if this process dies mid-attempt another retries it then).
+    The UPDATE is guarded on the state and the due time: of two processes claiming
+    one delivery, one changes the row and the other none, so it is sent once.
+    ``(attempts, body, hook url, hook secret)``, or None when another process has it,
+    or (then it is marked failed) when its hook is gone or disabled."""
+    with db.transaction() as cur:
+        cur.execute(
+            "UPDATE hook_deliveries SET attempts = attempts + 1, next_at = ? "
+            "WHERE id = ? AND state = 'pending' AND next_at <= ?",
+            (lease_until, delivery_id, now),
+        )
+        if cur.rowcount != 1:
+            return None
+        row = cur.execute(
+            "SELECT d.attempts, d.body, h.url, h.secret FROM hook_deliveries d "
+            "LEFT JOIN hooks h ON h.id = d.hook_id AND h.disabled = 0 WHERE d.id = ?",
+            (delivery_id,),
+        ).fetchone()
+        if row is None or row[2] is None:
+            cur.execute(
+                "UPDATE hook_deliveries SET state = 'failed', "
+                "last_error = 'the hook was removed or disabled' WHERE id = ?",
+                (delivery_id,),
+            )
+            return None
+        return tuple(row)
+
+
+def finish_attempt(
+    db: Database,
+    delivery_id: str,
+    state: str,
+    next_at: float,
+    status: int | None,
+    error: str | None,
+    delivered_at: float | None,
+) -> None:
+    """Record an attempt's outcome: delivered, pending again at ``next_at``, or failed."""
+    db.execute(
+        "UPDATE hook_deliveries SET state = ?, next_at = ?, last_status = ?, last_error = ?, "
+        "delivered_at = ? WHERE id = ? AND state = 'pending'",
+        (state, next_at, status, error, delivered_at, delivery_id),
+    )

@@ -18,11 +18,13 @@ require_ui("fastapi", "jinja2")
 from collections.abc import AsyncIterator  # noqa: E402
 from contextlib import asynccontextmanager  # noqa: E402
 
-from fastapi import Depends, FastAPI  # noqa: E402
+from fastapi import Depends, FastAPI, Request  # noqa: E402
 from fastapi.staticfiles import StaticFiles  # noqa: E402
 from starlette.middleware.gzip import GZipMiddleware  # noqa: E402
 
 from runbase.core.version import __version__  # noqa: E402
+from runbase.errors import Forbidden  # noqa: E402
+from runbase.records.registry import Actor  # noqa: E402
 from runbase.server.auth import (  # noqa: E402
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -53,8 +55,9 @@ def create_server_app(config: ServerConfig, server: Server | None = None) -> Fas
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        srv.deliverer.start()  # this process's webhook delivery thread (server.hooks)
         yield
-        srv.close()
+        srv.close()  # stops it first
 
     app = FastAPI(
         title="runbase server",
@@ -65,6 +68,7 @@ def create_server_app(config: ServerConfig, server: Server | None = None) -> Fas
     )
     app.state.server = srv
     app.state.borrow_store = project_store
+    app.state.model_actor = model_actor
     server_error_handlers(app, srv)
     app.include_router(meta)
     app.include_router(v1)
@@ -84,6 +88,19 @@ def create_server_app(config: ServerConfig, server: Server | None = None) -> Fas
     app.add_middleware(BodyLimit, limit_of=body_limit)
     app.add_middleware(AccessLog)
     return app
+
+
+def model_actor(request: Request) -> Actor:
+    """The registry's actor for a project request (the model API's writes): the caller,
+    their role in the project and its protected stages and webhooks, from what the
+    route's role dependency found (server.auth)."""
+    server: Server = request.app.state.server
+    user = getattr(request.state, "user", None)
+    project = getattr(request.state, "project", None)
+    role = getattr(request.state, "role", None)
+    if not isinstance(user, str) or not isinstance(project, str) or not isinstance(role, str):
+        raise Forbidden("this route does not say who is calling in which project")
+    return server.model_actor(user, project, role)
 
 
 def app_from_env() -> FastAPI:

@@ -1,5 +1,6 @@
 """The team server's own tables: users, API tokens, projects, members, UI sessions,
-which objects each project holds, and notes on runs (docs/server.md).
+which objects each project holds, notes on runs, the model registry's protected
+stages, and webhooks with their deliveries (docs/server.md).
 
 They live next to the projects' run stores in the same database: on PostgreSQL in
 the schema ``runbase_server`` (each project in its own schema, ``rbp_<name>``); on
@@ -10,7 +11,9 @@ does not know, older or newer.
 
 Tokens and session ids are random 256-bit secrets. Only their SHA-256 is stored
 (a fast hash is right for random secrets: there is nothing to brute-force), so a
-leaked database leaks no credential; the secret is shown once, when created.
+leaked database leaks no credential; the secret is shown once, when created. A
+webhook's secret is the exception: the server signs each delivery with it, so it is
+stored as it is (docs/server.md, "Webhooks").
 
 This module holds the schema and the rules (names, roles, secrets, errors); the
 reading and writing of the tables is :mod:`runbase.records.accounts`.
@@ -19,12 +22,17 @@ reading and writing of the tables is :mod:`runbase.records.accounts`.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import secrets
 import time
+import urllib.parse
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from runbase.core import modelref
+from runbase.core.ids import new_run_id
 from runbase.errors import (
     AuthError,
     Conflict,
@@ -33,17 +41,19 @@ from runbase.errors import (
     NotFound,
     RunbaseError,
     StoreError,
+    UsageError,
 )
 from runbase.records import accounts
 from runbase.store.db import Database, open_database, sqlite_path
 from runbase.store.tables import DOUBLE, INTEGER, TEXT, Column, Index, Schema, Table
 
-CONTROL_VERSION = 2
+CONTROL_VERSION = 3
 NAMESPACE = "runbase_server"
 PROJECT_NAMESPACE_PREFIX = "rbp_"
 DEFAULT_PROJECT = "default"
 
-ROLES = ("reader", "writer", "admin")  # project roles, each includes the ones before it
+# project roles, each includes the ones before it (records.registry.ROLES: the same)
+ROLES = ("reader", "writer", "approver", "admin")
 SERVER_ROLES = ("user", "admin")  # a server admin is admin of every project
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 # a project's PostgreSQL schema is "rbp_" + its name, and PostgreSQL cuts identifiers at
@@ -51,6 +61,10 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 PROJECT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,58}$")
 TOKEN_PREFIX = "rbt_"
 SESSION_TTL = 14 * 86400.0
+# the registry's actions a webhook can ask for (docs/models.md, "Events")
+HOOK_EVENTS = ("register", "promote", "demote", "rollback", "request", "approve", "reject")
+DELIVERY_STATES = ("pending", "delivered", "failed")
+MAX_URL = 2000
 
 
 def _key(name: str) -> Column:
@@ -64,6 +78,7 @@ def _nn(name: str, type_: str, default: int | None = None) -> Column:
 # The control tables, declared once (runbase.store.tables): both dialects' DDL and the
 # migrations come from here. Version 2: a UI session remembers the API token it was
 # opened with, so revoking (or the expiry of) the token ends the session too.
+# Version 3: the model registry's protected stages, and webhooks with their deliveries.
 CONTROL_SCHEMA = Schema(
     CONTROL_VERSION,
     [
@@ -133,6 +148,56 @@ CONTROL_SCHEMA = Schema(
             ],
             key=("id",),
             indexes=[Index("notes_run", ("project", "run_id"))],
+        ),
+        Table(
+            "protected_stages",
+            [
+                _key("project"),
+                _key("stage"),
+                _nn("approvals", INTEGER),
+                _nn("created_at", DOUBLE),
+                Column("created_by", TEXT),
+            ],
+            key=("project", "stage"),
+            since=3,
+        ),
+        Table(
+            "hooks",
+            [
+                _key("id"),
+                _nn("project", TEXT),
+                _nn("url", TEXT),
+                _nn("events", TEXT),
+                _nn("secret", TEXT),
+                _nn("created_at", DOUBLE),
+                Column("created_by", TEXT),
+                _nn("disabled", INTEGER, default=0),
+            ],
+            key=("id",),
+            indexes=[Index("hooks_project", ("project",))],
+            since=3,
+        ),
+        Table(
+            "hook_deliveries",
+            [
+                _key("id"),
+                _nn("hook_id", TEXT),
+                _nn("project", TEXT),
+                _nn("event_id", TEXT),
+                _nn("body", TEXT),
+                _nn("attempts", INTEGER, default=0),
+                _nn("next_at", DOUBLE),
+                _nn("state", TEXT),
+                Column("last_status", INTEGER),
+                Column("last_error", TEXT),
+                Column("delivered_at", DOUBLE),
+            ],
+            key=("id",),
+            indexes=[
+                Index("hook_deliveries_due", ("state", "next_at")),
+                Index("hook_deliveries_project", ("project",)),
+            ],
+            since=3,
         ),
     ],
 )
@@ -434,3 +499,181 @@ def add_note(db: Database, project: str, run_id: str, author: str, text: str) ->
 
 def notes(db: Database, project: str, run_id: str) -> list[dict[str, Any]]:
     return accounts.note_rows(db, project, run_id)
+
+
+# -- the model registry's protected stages --------------------------------------------------
+
+
+def protect_stage(db: Database, project: str, stage: str, approvals: int, by: str | None) -> None:
+    """Make ``stage`` of every model in ``project`` protected: promoting to it needs the
+    approver role, and with ``approvals=2`` a second approver's consent (a request)."""
+    modelref.check_stage(stage)
+    if approvals not in (1, 2):
+        raise UsageError(f"approvals must be 1 or 2, not {approvals!r}")
+    _need_project(db, project)
+    accounts.upsert_protected_stage(db, project, stage, approvals, time.time(), by)
+
+
+def unprotect_stage(db: Database, project: str, stage: str) -> None:
+    if not accounts.delete_protected_stage(db, project, stage):
+        raise NotFound(f"stage {stage!r} is not protected in project {project!r}")
+
+
+def protected_stages(db: Database, project: str) -> dict[str, int]:
+    """``{stage: approvals}`` of ``project``."""
+    return {r["stage"]: r["approvals"] for r in accounts.protected_stage_rows(db, project)}
+
+
+def protected_stage_rows(db: Database, project: str) -> list[dict[str, Any]]:
+    """``[{stage, approvals, created_at, created_by}]``, by stage."""
+    _need_project(db, project)
+    return accounts.protected_stage_rows(db, project)
+
+
+# -- webhooks -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewHook:
+    id: str
+    secret: str  # shown once by `hooks add`; kept, as the server signs with it
+
+
+def check_hook_url(url: str) -> str:
+    """A webhook URL: ``http(s)://host[:port]/path?query``, without credentials."""
+    if not isinstance(url, str) or not url or len(url) > MAX_URL:
+        raise UsageError(f"a webhook URL is 1 to {MAX_URL} characters")
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        raise UsageError(f"bad webhook URL {url!r}: it contains spaces or control characters")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"bad webhook URL {url!r}: use http://HOST/... or https://HOST/...")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number or too big
+    except ValueError:
+        raise UsageError(f"bad webhook URL {url!r}: the port is not a number 0-65535") from None
+    if parts.username is not None or parts.password is not None:
+        raise UsageError(
+            f"bad webhook URL {redact_userinfo(url)!r}: put no credentials in it (they would "
+            "be listed by `hooks ls`); the receiver checks the signature header instead"
+        )
+    if parts.fragment:
+        raise UsageError(f"bad webhook URL {url!r}: a #fragment is never sent; leave it out")
+    return url
+
+
+def redact_userinfo(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc="***@" + host))
+
+
+def check_hook_events(events: str | list[str] | tuple[str, ...]) -> list[str]:
+    """``"promote,demote"`` (or a list): known actions, each once, in the order given."""
+    items = events.split(",") if isinstance(events, str) else list(events)
+    names = [e.strip() for e in items if isinstance(e, str) and e.strip()]
+    unknown = [e for e in names if e not in HOOK_EVENTS]
+    if unknown or not names:
+        raise UsageError(
+            f"bad webhook events {', '.join(unknown) or '(none)'}: use a comma list of "
+            f"{', '.join(HOOK_EVENTS)}"
+        )
+    return list(dict.fromkeys(names))
+
+
+def check_hook_secret(secret: str) -> str:
+    if not isinstance(secret, str) or not 16 <= len(secret) <= 256:
+        raise UsageError("a webhook secret is 16 to 256 characters (leave it out for a random one)")
+    if not secret.isprintable() or not secret.isascii():
+        raise UsageError("a webhook secret is printable ASCII")
+    return secret
+
+
+def add_hook(
+    db: Database,
+    project: str,
+    url: str,
+    events: str | list[str] | tuple[str, ...],
+    secret: str | None = None,
+    by: str | None = None,
+) -> NewHook:
+    """A webhook of ``project``: each event whose action is in ``events`` is POSTed to
+    ``url``, signed with ``secret`` (random 256 bits, hex, when not given)."""
+    check_hook_url(url)
+    names = check_hook_events(events)
+    secret = check_hook_secret(secret) if secret is not None else secrets.token_hex(32)
+    _need_project(db, project)
+    hook_id = secrets.token_hex(6)
+    accounts.insert_hook(db, hook_id, project, url, ",".join(names), secret, time.time(), by)
+    return NewHook(hook_id, secret)
+
+
+def remove_hook(db: Database, hook_id: str) -> None:
+    """Delete a webhook; its deliveries still pending end ``failed`` (kept as history)."""
+    if not accounts.delete_hook(db, hook_id, "the hook was removed"):
+        raise NotFound(f"no webhook {hook_id!r}; `runbase server hooks ls` lists them")
+
+
+def hooks(db: Database, project: str | None = None) -> list[dict[str, Any]]:
+    """``[{id, project, url, events: [..], created_at, created_by, disabled}]`` (never
+    the secrets), by project and creation time."""
+    if project is not None:
+        _need_project(db, project)
+    return accounts.hook_rows(db, project)
+
+
+def deliveries(
+    db: Database,
+    project: str | None = None,
+    hook_id: str | None = None,
+    state: str | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """The webhook deliveries, newest first: ``[{id, hook, project, event, action,
+    attempts, next_at, state, last_status, last_error, delivered_at}]``."""
+    if state is not None and state not in DELIVERY_STATES:
+        raise UsageError(f"bad delivery state {state!r}: use one of {', '.join(DELIVERY_STATES)}")
+    if project is not None:
+        _need_project(db, project)
+    rows = accounts.delivery_rows(db, project, hook_id, state, max(1, min(limit, 10_000)))
+    for row in rows:
+        row["action"] = _action(row.pop("body"))
+    return rows
+
+
+def _action(body: Any) -> str | None:
+    """The action of the event a delivery body carries (None when it is unreadable)."""
+    try:
+        action = json.loads(body)["event"]["action"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return action if isinstance(action, str) else None
+
+
+def enqueue_deliveries(db: Database, project: str, events: Sequence[Mapping[str, Any]]) -> int:
+    """A pending delivery for each of ``events`` (their JSON shape, docs/models.md) and
+    each hook of ``project`` that asks for its action; how many. The body is kept as
+    the exact bytes to send, so every attempt sends (and signs) the same."""
+    active = accounts.active_hooks(db, project)
+    if not active or not events:
+        return 0
+    now = time.time()
+    rows: list[tuple[Any, ...]] = []
+    for event in events:
+        for hook_id, wanted in active:
+            if event.get("action") in wanted.split(","):
+                rows.append((hook_id, str(event.get("id")), event))
+    # ids sort by time; sorted within one batch, they (and next_at) keep the events' order
+    ids = sorted(new_run_id(now) for _ in rows)
+    out = []
+    for i, (delivery_id, (hook_id, event_id, event)) in enumerate(zip(ids, rows, strict=True)):
+        body = {"delivery": delivery_id, "project": project, "event": event}
+        text = json.dumps(body, separators=(",", ":"), allow_nan=False)
+        out.append((delivery_id, hook_id, project, event_id, text, now + i * 1e-6))
+    accounts.insert_deliveries(db, out)
+    return len(out)
+
+
+def _need_project(db: Database, project: str) -> None:
+    if not accounts.project_exists(db, project):
+        raise NotFound(f"no project {project!r}; `runbase server projects list` lists them")

@@ -1,14 +1,16 @@
 """What the team server does, as a library (the HTTP layer, ``app.py`` and its
 ``routes_*`` and ``auth`` modules, only maps requests onto these): who is calling,
-what they may do, receiving and serving objects and run bundles, live updates, notes
-and team-wide search."""
+what they may do, receiving and serving objects and run bundles, live updates, notes,
+team-wide search, and the model registry's governance (protected stages, the actor a
+registry change is made by, webhooks)."""
 
 from __future__ import annotations
 
 import contextlib
 import hmac
+import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +29,9 @@ from runbase.records import accounts, lineage
 from runbase.records.bundle import export_run, import_run, run_objects
 from runbase.records.pushed_runs import owner_and_status, reference_columns
 from runbase.records.read import resolve
+from runbase.records.registry import Actor, Event
 from runbase.render import views
-from runbase.server import control
+from runbase.server import control, hooks
 from runbase.server.control import User
 from runbase.server.projects import ProjectStores, open_objects_checked
 from runbase.store import Store
@@ -38,6 +41,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_OBJECT_BYTES = 64 << 30  # one object: far above any sane file, below a disk filler
 MAX_OIDS = 100_000  # per "which do you lack?" question
 VERIFY_BEFORE_SENDING = 64 << 20  # objects up to this size are read whole and checked first
+
+log = logging.getLogger("runbase.server")
 
 
 @dataclass
@@ -50,6 +55,7 @@ class ServerConfig:
     scratch: Path | None = None
     secure_cookies: bool = False
     session_ttl: float = control.SESSION_TTL
+    hook_backoff: float = hooks.BACKOFF  # seconds before a webhook's second attempt
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -84,8 +90,14 @@ class Server:
         except BaseException:
             self.close()
             raise
+        # started by the app (its lifespan), not here: a Server used as a library sends
+        # nothing unless asked (``self.deliverer.start()`` or ``.run_once()``)
+        self.deliverer = hooks.DeliveryWorker(self.control, backoff=config.hook_backoff)
 
     def close(self) -> None:
+        worker = getattr(self, "deliverer", None)
+        if worker is not None:
+            worker.stop()
         self.stores.close()
         self.control.close()
 
@@ -255,6 +267,66 @@ class Server:
         # ISO 8601 strings sort by time; a run whose time is unknown (null) sorts last
         results.sort(key=lambda r: r.get("started_at") or "", reverse=True)
         return {"total": total, "runs": results[:limit]}
+
+    # -- the model registry's governance ---------------------------------------------
+    def protected_stages(self, project: str) -> dict[str, int]:
+        """``{stage: approvals needed (1 or 2)}`` of ``project``'s models."""
+        return control.protected_stages(self.control, project)
+
+    def protect_stage(self, project: str, stage: str, approvals: int, by: str | None) -> None:
+        control.protect_stage(self.control, project, stage, approvals, by)
+
+    def unprotect_stage(self, project: str, stage: str) -> None:
+        control.unprotect_stage(self.control, project, stage)
+
+    def model_actor(self, user: User | str, project: str, role: str) -> Actor:
+        """Who a registry change in ``project`` is made by: the account, its role there,
+        the project's protected stages, and the webhooks its events go to."""
+        name = user.name if isinstance(user, User) else user
+        if role not in control.ROLES:
+            raise Forbidden(f"not a member of project {project!r}")
+
+        def on_events(events: list[Event]) -> None:
+            self.enqueue_events(project, events)
+
+        return Actor(
+            user=name, role=role, protected=self.protected_stages(project), on_events=on_events
+        )
+
+    def enqueue_events(self, project: str, events: Sequence[Event]) -> int:
+        """Queue the deliveries of ``events`` (committed changes of ``project``'s registry)
+        to the hooks asking for them, and wake the delivery thread. Called after the
+        change committed: a failure here is logged, not raised (the change stands, and
+        an error answer would make the caller believe it did not)."""
+        try:
+            count = control.enqueue_deliveries(self.control, project, [e.to_json() for e in events])
+        except Exception:  # noqa: BLE001 - see above
+            log.exception("cannot queue the webhook deliveries of %d event(s)", len(events))
+            return 0
+        if count:
+            self.deliverer.wake()
+        return count
+
+    def add_hook(
+        self,
+        project: str,
+        url: str,
+        events: str | list[str],
+        secret: str | None = None,
+        by: str | None = None,
+    ) -> control.NewHook:
+        return control.add_hook(self.control, project, url, events, secret, by)
+
+    def list_hooks(self, project: str | None = None) -> list[dict[str, Any]]:
+        return control.hooks(self.control, project)
+
+    def remove_hook(self, hook_id: str) -> None:
+        control.remove_hook(self.control, hook_id)
+
+    def deliveries(
+        self, project: str | None = None, hook_id: str | None = None, state: str | None = None
+    ) -> list[dict[str, Any]]:
+        return control.deliveries(self.control, project, hook_id, state)
 
 
 def _adds_references(store: Store, run_id: str, delta: dict[str, Any]) -> bool:

@@ -1,0 +1,488 @@
+"""Team server governance for the model registry (docs/server.md, "Protected stages"
+and "Webhooks"), on a real server database (SQLite and PostgreSQL): the approver role,
+protected stages set with the real `runbase server stages` CLI and seen by the
+registry's actor, webhooks added with `runbase server hooks add` and delivered by the
+server's own delivery thread to a real local HTTP server (signature checked with
+hmac), retried, failed with their error, and never sent twice by two processes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.server
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import require, runbase_cmd, wait_until
+from runbase.core import auditchain
+from runbase.core.ids import new_run_id
+from runbase.errors import Forbidden
+from runbase.records import registry
+from runbase.server import admin, control, hooks
+from runbase.server.service import Server, ServerConfig
+
+BACKENDS = ["sqlite", "postgresql"]
+PROJECT = "alpha"
+BACKOFF = 0.02  # seconds before a second attempt (1 s in production): 8 tries in ~2.6 s
+
+
+# -- a receiver: a real HTTP server on a free local port ---------------------------------------
+
+
+@dataclass
+class Receiver:
+    """Records every POST; answers by path: /ok 200, /flaky 500 then 200, /down 503
+    ("maintenance") always, /moved a 302 (not followed)."""
+
+    url: str = ""
+    got: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def posts(self, path: str) -> list[tuple[dict[str, str], bytes]]:
+        with self.lock:
+            return [(h, b) for p, h, b in self.got if p == path]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    rec = Receiver()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            path = self.path.split("?")[0]
+            with rec.lock:
+                rec.got.append((path, dict(self.headers), body))
+                tries = sum(1 for p, _, _ in rec.got if p == path)
+            if path == "/moved":
+                self.send_response(302)
+                self.send_header("Location", f"{rec.url}/ok")
+                self.end_headers()
+                return
+            status = {"/ok": 200, "/down": 503}.get(path, 500 if tries == 1 else 200)
+            answer = b"maintenance" if status == 503 else b"{}"
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    rec.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield rec
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+# -- a migrated server database ----------------------------------------------------------------
+
+
+def _database(backend: str, tmp: Path, request: pytest.FixtureRequest) -> str:
+    if backend == "sqlite":
+        return str(tmp / "srv" / "server.db")
+    psycopg = require("psycopg")
+    server = request.getfixturevalue("pg_server")
+    name = f"govern_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return f"{server}/{name}"
+
+
+@dataclass
+class Team:
+    db: str
+    objects: str
+    tmp: Path
+
+    def admin(self, *args: str) -> str:
+        """``runbase server ARGS --db DB``: its stdout (it must succeed)."""
+        return runbase_cmd("server", *args, "--db", self.db, check=True).stdout
+
+    def admin_fails(self, *args: str) -> str:
+        """``runbase server ARGS --db DB`` that must fail with a clear message: its stderr."""
+        proc = runbase_cmd("server", *args, "--db", self.db)
+        assert proc.returncode == 1 and proc.stdout == "", (proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr, proc.stderr
+        return proc.stderr
+
+    def server(self) -> Server:
+        config = ServerConfig(
+            self.db, self.objects, scratch=self.tmp / "scratch", hook_backoff=BACKOFF
+        )
+        return Server(config)
+
+
+@pytest.fixture(params=BACKENDS)
+def team(request: pytest.FixtureRequest, tmp_path: Path) -> Team:
+    db = _database(request.param, tmp_path, request)
+    objects = str(tmp_path / "objects")
+    admin.migrate(db, objects)
+    with admin.opened(db) as c:
+        control.add_project(c, PROJECT)
+    for name in ("ann", "bob", "carl"):
+        admin.add_user(db, name, projects=())
+    return Team(db, objects, tmp_path)
+
+
+def _event(action: str, stage: str | None = "production", seq: int = 1) -> registry.Event:
+    """A registry event as the registry hands it to ``Actor.on_events`` after a commit."""
+    return registry.Event(
+        seq=seq,
+        id=new_run_id(),
+        time=time.time(),
+        user="ann",
+        action=action,
+        model="churn",
+        version="v1.2.0",
+        stage=stage,
+        from_version="v1.1.0",
+        to_version="v1.2.0",
+        oid="blake3:" + "ab" * 32,
+        run_id="0mc3e9ktqawek489",
+        message="better recall",
+        data={},
+        origin=None,
+        prev_hash=auditchain.GENESIS,
+        hash="sha256:" + "cd" * 32,
+    )
+
+
+def _on_events(srv: Server, role: str, events: list[registry.Event]) -> None:
+    """What the registry does after committing a change made by this actor."""
+    actor = srv.model_actor("ann", PROJECT, role)
+    assert actor.on_events is not None
+    actor.on_events(events)
+
+
+def _signed(secret: str, headers: dict[str, str], body: bytes) -> bool:
+    """What a receiver does (docs/server.md, "Webhooks"): recompute, compare in constant time."""
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, headers.get("X-Runbase-Signature-256", ""))
+
+
+def _deliveries(team: Team, *args: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = json.loads(team.admin("hooks", "deliveries", "--json", *args))[
+        "deliveries"
+    ]
+    return rows
+
+
+# -- roles -------------------------------------------------------------------------------------
+
+
+def test_roles_are_the_registrys() -> None:
+    assert control.ROLES == registry.ROLES == ("reader", "writer", "approver", "admin")
+    assert control.HOOK_EVENTS == registry.ACTIONS
+
+
+def test_approver_role_through_members(team: Team) -> None:
+    assert "ann: approver in alpha" in team.admin("member", PROJECT, "ann", "approver")
+    team.admin("member", PROJECT, "bob", "writer")
+    srv = team.server()
+    try:
+        ann, bob = control.get_user(srv.control, "ann"), control.get_user(srv.control, "bob")
+        assert ann is not None and bob is not None
+        assert srv.require(ann, PROJECT, "approver") == "approver"
+        assert srv.require(ann, PROJECT, "writer") == "approver"  # it includes writer
+        with pytest.raises(Forbidden, match="admin role needed"):
+            srv.require(ann, PROJECT, "admin")
+        with pytest.raises(Forbidden, match="approver role needed"):
+            srv.require(bob, PROJECT, "approver")
+        actor = srv.model_actor(ann, PROJECT, "approver")
+        assert (actor.user, actor.role) == ("ann", "approver")
+        assert actor.at_least("writer") and not actor.at_least("admin")
+    finally:
+        srv.close()
+    out = team.admin("users", "add", "dora", "--project", PROJECT, "--project-role", "approver")
+    assert out.startswith("rbt_")
+    with admin.opened(team.db) as c:
+        assert {"user": "dora", "role": "approver"} in control.members(c, PROJECT)
+
+
+# -- protected stages --------------------------------------------------------------------------
+
+
+def test_protect_unprotect_and_list_with_the_cli(team: Team) -> None:
+    out = team.admin("stages", "protect", "production", "--project", PROJECT, "--approvals", "2")
+    assert out == (
+        "stage production protected in alpha: promoting to it needs two approvers "
+        "(one asks, another approves)\n"
+    )
+    team.admin("stages", "protect", "staging", "--project", PROJECT)
+    listed = json.loads(team.admin("stages", "ls", "--project", PROJECT, "--json"))
+    assert listed["project"] == PROJECT
+    assert [(s["stage"], s["approvals"], s["created_by"]) for s in listed["stages"]] == [
+        ("production", 2, None),
+        ("staging", 1, None),
+    ]
+    assert all(isinstance(s["created_at"], float) for s in listed["stages"])
+    assert team.admin("stages", "ls", "--project", PROJECT) == (
+        "production\t2 approvals\nstaging\t1 approval\n"
+    )
+    srv = team.server()
+    try:
+        assert srv.protected_stages(PROJECT) == {"production": 2, "staging": 1}
+        assert dict(srv.model_actor("bob", PROJECT, "writer").protected) == {
+            "production": 2,
+            "staging": 1,
+        }
+        assert srv.protected_stages("default") == {}  # per project
+        # protecting again changes the approvals
+        srv.protect_stage(PROJECT, "production", 1, "carl")
+        assert srv.protected_stages(PROJECT)["production"] == 1
+    finally:
+        srv.close()
+    assert "no longer protected" in team.admin(
+        "stages", "unprotect", "staging", "--project", PROJECT
+    )
+    assert team.admin("stages", "ls", "--project", PROJECT) == "production\t1 approval\n"
+    # bad input: clear errors, nothing written
+    assert "is not protected" in team.admin_fails("stages", "unprotect", "qa", "--project", PROJECT)
+    assert "reads as a version" in team.admin_fails(
+        "stages", "protect", "latest", "--project", PROJECT
+    )
+    assert "bad stage name" in team.admin_fails("stages", "protect", "Prod!", "--project", PROJECT)
+    assert "no project 'nope'" in team.admin_fails("stages", "protect", "qa", "--project", "nope")
+    proc = runbase_cmd("server", "stages", "protect", "qa", "--approvals", "3", "--db", team.db)
+    assert proc.returncode == 2 and "3 is not in the range 1<=x<=2" in proc.stderr
+    assert team.admin("stages", "ls", "--project", PROJECT) == "production\t1 approval\n"
+
+
+# -- webhooks ----------------------------------------------------------------------------------
+
+
+def _add_hook(team: Team, url: str, events: str = "promote,demote") -> tuple[str, str]:
+    """``runbase server hooks add``: (hook id, secret printed once)."""
+    proc = runbase_cmd(
+        "server", "hooks", "add", url, "--project", PROJECT, "--events", events, "--db", team.db,
+        check=True,
+    )  # fmt: skip
+    secret = proc.stdout.strip()
+    assert len(secret) == 64 and int(secret, 16) >= 0, proc.stdout  # 32 random bytes, hex
+    hook_id = proc.stderr.split()[1]
+    assert f"webhook {hook_id} added to {PROJECT}: {url}" in proc.stderr
+    return hook_id, secret
+
+
+def test_a_delivery_is_signed_and_received(team: Team, receiver: Receiver) -> None:
+    require("fastapi")
+    require("httpx")
+    from fastapi.testclient import TestClient
+
+    from runbase.server.app import create_server_app
+
+    hook_id, secret = _add_hook(team, f"{receiver.url}/ok?team=1")
+    listed = json.loads(team.admin("hooks", "ls", "--json"))["hooks"]
+    assert [(h["id"], h["project"], h["url"], h["events"]) for h in listed] == [
+        (hook_id, PROJECT, f"{receiver.url}/ok?team=1", ["promote", "demote"])
+    ]
+    assert secret not in team.admin("hooks", "ls", "--json")  # shown once, never listed
+    srv = team.server()
+    app = create_server_app(ServerConfig(team.db, team.objects), server=srv)
+    with TestClient(app):  # the app's lifespan starts the delivery thread
+        register, promote = _event("register", stage=None), _event("promote", seq=2)
+        _on_events(srv, "approver", [register, promote])
+        posts = wait_until(lambda: receiver.posts("/ok"), what="the webhook POST")
+    assert len(posts) == 1  # register is not among the hook's events
+    headers, body = posts[0]
+    assert _signed(secret, headers, body)
+    assert not _signed("another secret", headers, body)
+    payload = json.loads(body)
+    assert payload == {
+        "delivery": headers["X-Runbase-Delivery"],
+        "project": PROJECT,
+        "event": promote.to_json(),
+    }
+    assert headers["X-Runbase-Event"] == "promote"
+    assert headers["Content-Type"] == "application/json"
+    done = _deliveries(team, "--project", PROJECT)
+    assert [(d["id"], d["state"], d["attempts"], d["last_status"]) for d in done] == [
+        (headers["X-Runbase-Delivery"], "delivered", 1, 200)
+    ]
+    assert (done[0]["hook"], done[0]["event"], done[0]["action"]) == (
+        hook_id,
+        promote.id,
+        "promote",
+    )
+    assert isinstance(done[0]["delivered_at"], float) and done[0]["last_error"] is None
+
+
+def test_a_failing_hook_is_retried_until_delivered(team: Team, receiver: Receiver) -> None:
+    _, secret = _add_hook(team, f"{receiver.url}/flaky", events="demote")
+    srv = team.server()
+    try:
+        srv.deliverer.start()
+        assert srv.enqueue_events(PROJECT, [_event("demote")]) == 1
+        wait_until(
+            lambda: srv.deliveries(PROJECT)[0]["state"] == "delivered", what="the retried delivery"
+        )
+    finally:
+        srv.close()
+    posts = receiver.posts("/flaky")
+    assert len(posts) == 2  # a 500, then the 200
+    assert posts[0][1] == posts[1][1]  # the same body, signed the same, each attempt
+    assert posts[0][0]["X-Runbase-Delivery"] == posts[1][0]["X-Runbase-Delivery"]
+    assert all(_signed(secret, h, b) for h, b in posts)
+    [d] = _deliveries(team)
+    assert (d["state"], d["attempts"], d["last_status"], d["last_error"]) == (
+        "delivered",
+        2,
+        200,
+        None,
+    )
+
+
+def test_a_hook_that_always_fails_ends_failed_with_its_error(
+    team: Team, receiver: Receiver
+) -> None:
+    _add_hook(team, f"{receiver.url}/down", events="promote")
+    _add_hook(team, f"{receiver.url}/moved", events="promote")
+    srv = team.server()
+    try:
+        srv.deliverer.start()
+        _on_events(srv, "admin", [_event("promote")])
+        wait_until(
+            lambda: all(d["state"] == "failed" for d in srv.deliveries(PROJECT)),
+            what="both deliveries to give up",
+        )
+    finally:
+        srv.close()
+    assert len(receiver.posts("/down")) == hooks.MAX_ATTEMPTS == 8
+    assert len(receiver.posts("/moved")) == 8
+    assert receiver.posts("/ok") == []  # the redirect was not followed
+    by_error = {d["last_status"]: d for d in _deliveries(team, "--state", "failed")}
+    assert by_error[503]["last_error"] == "HTTP 503: maintenance"
+    assert by_error[302]["last_error"] == f"HTTP 302: redirect to {receiver.url}/ok not followed"
+    assert all(d["attempts"] == 8 and d["delivered_at"] is None for d in by_error.values())
+    text = team.admin("hooks", "deliveries", "--project", PROJECT)
+    assert "failed\t8 attempt(s)" in text and "HTTP 503: maintenance" in text
+
+
+def test_an_unreachable_hook_records_the_network_error(team: Team) -> None:
+    with admin.opened(team.db) as c:
+        # a port nothing listens on: connection refused at once
+        control.add_hook(c, PROJECT, "http://127.0.0.1:9/hook", "promote")
+    srv = team.server()
+    try:
+        srv.enqueue_events(PROJECT, [_event("promote")])
+        srv.deliverer.run_once()  # one attempt, on this thread
+        [d] = srv.deliveries(PROJECT)
+    finally:
+        srv.close()
+    assert (d["state"], d["attempts"], d["last_status"]) == ("pending", 1, None)
+    assert "ConnectionRefusedError" in d["last_error"]
+
+
+def test_two_processes_never_send_one_delivery_twice(team: Team, receiver: Receiver) -> None:
+    _add_hook(team, f"{receiver.url}/ok", events="promote")
+    first, second = team.server(), team.server()  # each its own database connection
+    try:
+        first.enqueue_events(PROJECT, [_event("promote", seq=i) for i in range(1, 41)])
+        first.deliverer.start()
+        second.deliverer.start()
+        wait_until(
+            lambda: all(d["state"] == "delivered" for d in first.deliveries(PROJECT)),
+            what="40 deliveries",
+        )
+    finally:
+        first.close()
+        second.close()
+    sent = [h["X-Runbase-Delivery"] for h, _ in receiver.posts("/ok")]
+    assert len(sent) == len(set(sent)) == 40
+    assert all(d["attempts"] == 1 for d in _deliveries(team))
+
+
+def test_bad_hooks_are_refused_at_add(team: Team) -> None:
+    for url, said in [
+        ("ftp://example.com/x", "use http://HOST/... or https://HOST/..."),
+        ("http:///path", "use http://HOST/... or https://HOST/..."),
+        ("example.com/hook", "use http://HOST/... or https://HOST/..."),
+        ("http://example.com:99999/", "the port is not a number"),
+        ("https://user:pw@example.com/", "put no credentials in it"),
+        ("http://example.com/a b", "spaces or control characters"),
+    ]:
+        err = team.admin_fails("hooks", "add", url, "--project", PROJECT, "--events", "promote")
+        assert said in err, (url, err)
+        assert "pw" not in err
+    err = team.admin_fails(
+        "hooks", "add", "http://e.com/", "--project", PROJECT, "--events", "deploy"
+    )
+    assert "bad webhook events deploy" in err and "register, promote, demote" in err
+    err = team.admin_fails(
+        "hooks", "add", "http://e.com/", "--project", PROJECT, "--events", "promote",
+        "--secret", "short",
+    )  # fmt: skip
+    assert "16 to 256 characters" in err
+    assert "no project 'nope'" in team.admin_fails(
+        "hooks", "add", "http://e.com/", "--project", "nope", "--events", "promote"
+    )
+    assert "no webhook 'feedbeef'" in team.admin_fails("hooks", "rm", "feedbeef")
+    assert json.loads(team.admin("hooks", "ls", "--json")) == {"hooks": []}
+
+
+def test_a_given_secret_and_removing_a_hook(team: Team, receiver: Receiver) -> None:
+    secret = "s3cret-s3cret-s3cret"
+    proc = runbase_cmd(
+        "server", "hooks", "add", f"{receiver.url}/ok", "--project", PROJECT,
+        "--events", "approve,reject", "--secret", secret, "--db", team.db, check=True,
+    )  # fmt: skip
+    assert proc.stdout == ""  # a secret given is not printed back
+    hook_id = proc.stderr.split()[1]
+    srv = team.server()
+    try:
+        srv.enqueue_events(PROJECT, [_event("approve")])
+        srv.deliverer.run_once()
+        [(headers, body)] = receiver.posts("/ok")
+        assert _signed(secret, headers, body)
+        srv.enqueue_events(PROJECT, [_event("reject")])  # pending when the hook goes
+    finally:
+        srv.close()
+    assert team.admin("hooks", "rm", hook_id) == f"webhook {hook_id} removed\n"
+    states = {d["action"]: (d["state"], d["last_error"]) for d in _deliveries(team)}
+    assert states == {
+        "approve": ("delivered", None),
+        "reject": ("failed", "the hook was removed"),
+    }
+    assert team.admin("hooks", "ls") == ""
+
+
+# -- the control schema ------------------------------------------------------------------------
+
+
+def test_control_tables_of_version_2_are_migrated_to_3(tmp_path: Path) -> None:
+    db = tmp_path / "old" / "server.db"
+    db.parent.mkdir()
+    conn = sqlite3.connect(db)
+    for stmt in control.CONTROL_SCHEMA.create("sqlite", version=2):
+        conn.execute(stmt)
+    conn.execute("INSERT INTO server_meta VALUES ('control_version', '2')")
+    conn.execute("INSERT INTO projects VALUES ('default', 0, NULL)")
+    conn.commit()
+    conn.close()
+    proc = runbase_cmd("server", "stages", "ls", "--db", str(db))
+    assert proc.returncode == 1 and "older than this runbase" in proc.stderr
+    assert (
+        "server tables at version 3"
+        in runbase_cmd(
+            "server", "migrate", "--db", str(db), "--objects", str(tmp_path / "o"), check=True
+        ).stdout
+    )
+    with admin.opened(str(db)) as c:
+        assert control.control_version(c) == control.CONTROL_VERSION == 3
+        for table in ("protected_stages", "hooks", "hook_deliveries"):
+            assert c.query(f"SELECT count(*) FROM {table}") == [(0,)]
