@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
 from runbase.cli._common import open_store
+
+if TYPE_CHECKING:
+    from runbase.remote.models import ModelPushReport
 
 
 @click.command()
@@ -69,6 +73,12 @@ def remote_list() -> None:
 @click.command()
 @click.argument("run_refs", nargs=-1, metavar="[RUN]...")
 @click.option("--all", "all_runs", is_flag=True, help="Push every run of the store.")
+@click.option(
+    "--models",
+    "all_models",
+    is_flag=True,
+    help="Push every version of the local model registry (and its run) with its history.",
+)
 @click.option("--to", "remote_name", metavar="REMOTE", help="The remote (default: the only one).")
 @click.option("--no-data", is_flag=True, help="Keep data files local (their hashes are sent).")
 @click.option("--jobs", "-j", default=8, show_default=True, help="Parallel uploads.")
@@ -77,29 +87,63 @@ def push(
     ctx: click.Context,
     run_refs: tuple[str, ...],
     all_runs: bool,
+    all_models: bool,
     remote_name: str | None,
     no_data: bool,
     jobs: int,
 ) -> None:
     """Push runs (default: the latest, and runs whose publishing did not complete) and
-    the objects they reference to a remote."""
+    the objects they reference to a remote; then the model versions those runs (or runs
+    pushed before) produced, with their bytes and stage history (--models: every
+    version). Exits 1 when the server refused a registry event (each is listed)."""
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.remote.client import get_remote
+    from runbase.remote.models import push_models
     from runbase.remote.sync import push as do_push
     from runbase.remote.sync import pushable_runs
     from runbase.render.table import fmt_bytes
 
     store = open_store(ctx)
     r = get_remote(remote_name)
-    ids = pushable_runs(store, run_refs, all_runs, r.name)
-    report = do_push(
-        store, r, ids, data=not no_data, jobs=jobs, progress=lambda m: click.echo(m, err=True)
+    progress = lambda m: click.echo(m, err=True)  # noqa: E731
+    ids: list[str] | None = None  # --models alone: the registry's runs, not the latest
+    if not all_models or run_refs or all_runs:
+        ids = pushable_runs(store, run_refs, all_runs, r.name)
+        report = do_push(store, r, ids, data=not no_data, jobs=jobs, progress=progress)
+        click.echo(
+            f"{len(report.runs)} run(s) pushed, {len(report.unchanged)} unchanged; "
+            f"{report.objects_sent} objects ({fmt_bytes(report.bytes_sent)}) sent, "
+            f"{report.objects_skipped} already there"
+        )
+    models = push_models(
+        store, r, None if all_models else ids, data=not no_data, jobs=jobs, progress=progress
     )
-    click.echo(
-        f"{len(report.runs)} run(s) pushed, {len(report.unchanged)} unchanged; "
-        f"{report.objects_sent} objects ({fmt_bytes(report.bytes_sent)}) sent, "
-        f"{report.objects_skipped} already there"
-    )
+    if _echo_models(models):
+        ctx.exit(1)
+
+
+def _echo_models(report: ModelPushReport) -> bool:
+    """Print each registry event the server applied or refused, and a summary line;
+    whether any was refused."""
+    if not report.versions:
+        return False
+    if report.runs:
+        click.echo(f"{len(report.runs)} run(s) of model versions pushed")
+    for r in report.results:
+        if r["result"] == "exists":
+            continue
+        target = f"{r['model']}@{r['stage']}" if r["stage"] else f"{r['model']}@{r['version']}"
+        to = f" -> {r['version'] or 'empty'}" if r["stage"] else ""
+        line = f"  {r['result']}: {r['action']} {target}{to}"
+        click.echo(line + (f": {r['detail']}" if r["result"] == "refused" else ""))
+    if report.unchanged:
+        click.echo(f"{len(report.versions)} model version(s): registry unchanged since last push")
+    else:
+        click.echo(
+            f"{len(report.versions)} model version(s): {report.count('applied')} event(s) "
+            f"applied, {report.count('exists')} already there, {report.count('refused')} refused"
+        )
+    return report.count("refused") > 0
 
 
 @click.command()

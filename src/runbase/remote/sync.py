@@ -47,8 +47,12 @@ class PushReport:
         }
 
 
+def _push_key(remote: Remote, run_id: str) -> str:
+    return f"pushed:{remote.url}/p/{remote.project}:{run_id}"
+
+
 def _fingerprint(remote: Remote, bundle: dict[str, Any]) -> tuple[str, str]:
-    key = f"pushed:{remote.url}/p/{remote.project}:{bundle['run']['id']}"
+    key = _push_key(remote, bundle["run"]["id"])
     raw = json.dumps(bundle, sort_keys=True, separators=(",", ":")).encode()
     return key, hashlib.sha256(raw).hexdigest()
 
@@ -215,28 +219,46 @@ def pull(
     absent = [o for o in wanted if not store.objects.exists(o)]
     if progress and absent:
         progress(f"downloading {len(absent)} objects")
-    lock = threading.Lock()
-
-    def one(oid: str) -> None:
-        try:  # re-hashed as it arrives: a bad copy on the server is never stored here
-            with store.objects.writer(expect=oid) as w:
-                n = client.download(f"{remote.api}/objects/{oid}", w.write)
-        except ObjectIdMismatch:
-            raise RunbaseError(
-                f"the copy of object {oid} (of run {report.run_id}) on {remote.url} is "
-                "corrupted: nothing was stored here; the server's admin must restore it"
-            ) from None
-        with lock:
-            report.objects_fetched += 1
-            report.bytes_fetched += n
-
-    _run_all(one, absent, jobs)
+    report.objects_fetched, report.bytes_fetched = fetch_objects(
+        store, client, remote, absent, jobs, f"of run {report.run_id}"
+    )
     if not data:  # data files not fetched are recorded as not stored here
         for row in parsed.rows["run_files"]:
             if not store.objects.exists(str(row.get("oid"))):
                 row["stored"] = 0
     import_run(store, parsed, replace=True)  # checked once, above
     return report
+
+
+def fetch_objects(
+    store: Store, client: Any, remote: Remote, oids: list[str], jobs: int = 8, what: str = ""
+) -> tuple[int, int]:
+    """Download ``oids`` from the remote's project into ``store``, each re-hashed as it
+    arrives (a bad copy on the server is never stored here): ``(objects, bytes)``.
+    ``what`` says whose objects they are in an error (``of run X``)."""
+    lock = threading.Lock()
+    done = [0, 0]
+
+    def one(oid: str) -> None:
+        try:
+            with store.objects.writer(expect=oid) as w:
+                n = client.download(f"{remote.api}/objects/{oid}", w.write)
+        except ObjectIdMismatch:
+            raise RunbaseError(
+                f"the copy of object {oid}{f' ({what})' if what else ''} on {remote.url} is "
+                "corrupted: nothing was stored here; the server's admin must restore it"
+            ) from None
+        with lock:
+            done[0] += 1
+            done[1] += n
+
+    _run_all(one, oids, jobs)
+    return done[0], done[1]
+
+
+def was_pushed(store: Store, remote: Remote, run_id: str) -> bool:
+    """Whether this store pushed run ``run_id`` to ``remote``'s project before."""
+    return pushed_digest(store, _push_key(remote, run_id)) is not None
 
 
 def search(remote: Remote, where: str | None, data: str | None, limit: int = 50) -> Any:
@@ -260,4 +282,14 @@ def pushable_runs(
     return list(dict.fromkeys([*ids, resolve(store, "latest")]))
 
 
-__all__ = ["push", "pull", "PushReport", "PullReport", "pushable_runs", "run_objects"]
+__all__ = [
+    "push",
+    "pull",
+    "fetch_objects",
+    "send_objects",
+    "was_pushed",
+    "PushReport",
+    "PullReport",
+    "pushable_runs",
+    "run_objects",
+]

@@ -440,7 +440,8 @@ def _pushed_event(request: Request, store: Store, event: Mapping[str, Any]) -> d
     oid = out.get("oid")
     if not isinstance(oid, str):
         raise UsageError("a register event needs its oid")
-    data = out.get("data") if isinstance(out.get("data"), dict) else {}
+    raw = out.get("data")
+    data: dict[str, Any] = raw if isinstance(raw, dict) else {}
     run = out.get("run")
     if isinstance(run, str):
         try:
