@@ -380,3 +380,49 @@ def test_generic_helpers() -> None:
     block = m.code_block("aaaa\nbbbb\ncccc", "", max_chars=10, more="see `x`")
     assert block == "```\naaaa\nbbbb\n```\n\n*1 more line not shown* (see `x`)"
     assert m.code_block("x", "diff\n<script>") == "```\nx\n```"  # no info string from input
+
+
+def test_diff_of_runs_on_a_team_server_as_ci_does(project: Path, tmp_path: Path) -> None:
+    """docs/ci.md: in a fresh checkout with the token in $RUNBASE_TOKEN, `runbase diff
+    team:RUN URL --format markdown` pulls both runs (without their data files) first."""
+    import conftest
+
+    conftest.require("fastapi")
+    conftest.require("uvicorn")
+    a, b = _two_runs(project, tmp_path)
+    base = tmp_path / "srv"
+    base.mkdir()
+    db, objects = str(base / "server.db"), str(base / "objects")
+    runbase_cmd("server", "migrate", "--db", db, "--objects", objects, check=True)
+    token = runbase_cmd(
+        "server", "users", "add", "alice", "--role", "admin", "--db", db, check=True
+    ).stdout.strip()
+    server = conftest.start_server(db, objects, log_dir=base)
+    try:
+        runbase_cmd("login", server.url, "--token", token, cwd=project, check=True)
+        runbase_cmd("remote", "add", "team", server.url, cwd=project, check=True)
+        runbase_cmd("push", a, b, cwd=project, check=True)
+        ci = tmp_path / "ci"
+        ci.mkdir()
+        env = {"RUNBASE_CONFIG": str(tmp_path / "ci-config.json"), "RUNBASE_TOKEN": token}
+        runbase_cmd("remote", "add", "team", server.url, cwd=ci, env=env, check=True)
+        r = runbase_cmd(
+            "diff", "team:main-run", f"{server.url}/p/default/runs/{b}", "--format", "markdown",
+            cwd=ci, env=env,
+        )  # fmt: skip
+    finally:
+        server.kill()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"pulling main-run from {server.url} (project default)" in r.stderr
+    # the same report as on the machine that ran them, but for the content of the data
+    # file whose bytes stayed on the server
+    here = _md(project, "diff", a, b).splitlines()
+    there = r.stdout.splitlines()
+    assert len(here) == len(there)
+    differ = [(x, y) for x, y in zip(here, there, strict=True) if x != y]
+    assert len(differ) == 1
+    csv_a, csv_b = _blake3(b"1\n0\n0\n0\n")[:12], _blake3(b"1\n1\n1\n0\n")[:12]
+    assert differ[0][1] == (
+        f"| input | data/train.csv | `{csv_a}` 8 B | `{csv_b}` 8 B | contents not compared: "
+        f"the bytes of blake3:{csv_a}… are not stored |"
+    )
