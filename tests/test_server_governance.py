@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import http.server
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -170,9 +171,25 @@ def _on_events(srv: Server, role: str, events: list[registry.Event]) -> None:
 
 
 def _signed(secret: str, headers: dict[str, str], body: bytes) -> bool:
-    """What a receiver does (docs/server.md, "Webhooks"): recompute, compare in constant time."""
+    """What a receiver does: recompute, compare in constant time; and the same answer
+    from the verification example of docs/server.md ("A delivery"), run as written."""
+    header = headers.get("X-Runbase-Signature-256", "")
     expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, headers.get("X-Runbase-Signature-256", ""))
+    ours = hmac.compare_digest(expected, header)
+    doc = (Path(__file__).parent.parent / "docs" / "server.md").read_text()
+    example = doc.split("Check the signature", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict[str, Any] = {}
+    exec(example, scope)  # noqa: S102 - the documentation's own code
+    assert scope["verify"](secret, body, header) is ours
+    return ours
+
+
+def _documented(after: str, until: str) -> set[str]:
+    """The keys docs/server.md names (``"key"``) between ``after`` and ``until``: the JSON
+    shapes are specs, compared with real output."""
+    doc = (Path(__file__).parent.parent / "docs" / "server.md").read_text()
+    text = doc.split(after, 1)[1].split(until, 1)[0]
+    return set(re.findall(r'"([a-z_]+)"', text))
 
 
 def _deliveries(team: Team, *args: str) -> list[dict[str, Any]]:
@@ -231,6 +248,9 @@ def test_protect_unprotect_and_list_with_the_cli(team: Team) -> None:
         ("staging", 1, None),
     ]
     assert all(isinstance(s["created_at"], float) for s in listed["stages"])
+    assert {"project", "stages"} | set(listed["stages"][0]) == _documented(
+        "`stages ls --json`:", "by stage"
+    )
     assert team.admin("stages", "ls", "--project", PROJECT) == (
         "production\t2 approvals\nstaging\t1 approval\n"
     )
@@ -292,6 +312,7 @@ def test_a_delivery_is_signed_and_received(team: Team, receiver: Receiver) -> No
         (hook_id, PROJECT, f"{receiver.url}/ok?team=1", ["promote", "demote"])
     ]
     assert secret not in team.admin("hooks", "ls", "--json")  # shown once, never listed
+    assert {"hooks"} | set(listed[0]) == _documented("`hooks ls --json`:", "(never")
     srv = team.server()
     app = create_server_app(ServerConfig(team.db, team.objects), server=srv)
     with TestClient(app):  # the app's lifespan starts the delivery thread
@@ -320,6 +341,9 @@ def test_a_delivery_is_signed_and_received(team: Team, receiver: Receiver) -> No
         "promote",
     )
     assert isinstance(done[0]["delivered_at"], float) and done[0]["last_error"] is None
+    documented = _documented("`hooks deliveries --json`:", "newest first")
+    assert {"deliveries"} | set(done[0]) == documented - {"pending", "delivered", "failed"}
+    assert set(payload) == _documented("the same bytes on every\nattempt:", "where `event`")
 
 
 def test_a_failing_hook_is_retried_until_delivered(team: Team, receiver: Receiver) -> None:
