@@ -18,12 +18,19 @@ from fastapi.responses import HTMLResponse
 from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
+from runbase.core.modelref import check_name
+from runbase.errors import NotFound, UsageError
+from runbase.records import registry
+from runbase.web.api import StoreDep
+
 STATIC_DIR = Path(__file__).parent / "static"
 # the team server's UI cookies (runbase.server.routes_pages sets them; the pages read the CSRF one)
 SESSION_COOKIE = "runbase_session"
 CSRF_COOKIE = "runbase_csrf"
 PLOTLY_URL = "/static/vendor/plotly.min.js"
 MAX_REF = 1_000  # characters of a run reference or metric in a page's URL
+MAX_NAME_SHOWN = 120  # characters of a bad model name the 404 page repeats
+NAME_RULE = "a model's name is lower-case letters, digits, '-' and '_' (at most 100)"
 
 router = APIRouter(include_in_schema=False)
 
@@ -123,3 +130,42 @@ def explain_page(request: Request, a: str = "", b: str = "", metric: str = "") -
         a=a,
         b=b,
     )
+
+
+@router.get("/models", response_class=HTMLResponse)
+def models_page(request: Request) -> HTMLResponse:
+    """Every model of the registry: its latest version, which stage holds which version."""
+    return _page(request, "models.html", "Models", ["models.js"], {"page": "models"}, charts=False)
+
+
+@router.get("/models/{name}", response_class=HTMLResponse)
+def model_page(request: Request, name: str, store: StoreDep) -> HTMLResponse:
+    """One model: its versions beside their runs' metrics, its stages, open promotion
+    requests, the event history and a compare of two versions. An unknown model is the
+    404 page (checked here: the page must not be a 200 shell around an error)."""
+    back = ("All models", "/models")
+    try:
+        registry.versions(store, check_name(name))
+    except UsageError:  # said without echoing a path of any length back whole
+        shown = name if len(name) <= MAX_NAME_SHOWN else name[:MAX_NAME_SHOWN] + "…"
+        return not_found(request, f"no model {shown!r}: {NAME_RULE}", back)
+    except NotFound as e:
+        return not_found(request, str(e), back)
+    return _page(
+        request,
+        "model.html",
+        f"Model {name}",
+        ["models.js"],
+        {"page": "model", "name": name},
+        charts=False,
+        name=name,
+    )
+
+
+def not_found(request: Request, message: str, back: tuple[str, str] | None = None) -> HTMLResponse:
+    """The UI's 404 page: what is missing, and a link back (``(label, path under base)``)."""
+    page = _page(
+        request, "not_found.html", "Not found", [], charts=False, message=message, back=back
+    )
+    page.status_code = 404
+    return page
