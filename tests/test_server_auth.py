@@ -258,6 +258,21 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/p/{project}/api/views/{name}"): READER,
     ("PUT", "/p/{project}/api/views/{name}"): WRITER,
     ("DELETE", "/p/{project}/api/views/{name}"): WRITER,
+    # the model registry (issue 19): the registry checks the approver role itself
+    ("GET", "/p/{project}/api/models"): READER,
+    ("GET", "/p/{project}/api/models/resolve"): READER,
+    ("GET", "/p/{project}/api/models/verify"): READER,
+    ("GET", "/p/{project}/api/models/{name}"): READER,
+    ("GET", "/p/{project}/api/models/{name}/log"): READER,
+    ("POST", "/p/{project}/api/models/{name}/versions"): WRITER,
+    ("POST", "/p/{project}/api/models/{name}/promote"): WRITER,
+    ("POST", "/p/{project}/api/models/{name}/demote"): WRITER,
+    ("POST", "/p/{project}/api/models/{name}/rollback"): WRITER,
+    ("POST", "/p/{project}/api/models/events"): WRITER,
+    # an approver (here: the admins) other than who asked; a writer gets 403
+    ("POST", "/p/{project}/api/models/requests/{request_id}/approve"): ADMIN,
+    # an approver, or who asked (here: padmin, an admin) withdrawing it
+    ("POST", "/p/{project}/api/models/requests/{request_id}/reject"): ADMIN,
 }
 
 # the routes outside the schema (HTML pages, login): path -> who may see it
@@ -271,6 +286,8 @@ PAGES: dict[tuple[str, str], str] = {
     ("GET", "/p/{project}/runs/{ref}"): READER,
     ("GET", "/p/{project}/compare"): READER,
     ("GET", "/p/{project}/explain"): READER,
+    ("GET", "/p/{project}/models"): READER,
+    ("GET", "/p/{project}/models/{name}"): READER,
 }
 
 RANK = {READER: 0, WRITER: 1, ADMIN: 2}
@@ -353,6 +370,8 @@ def build_request(env: Env, method: str, path: str, user: str | None) -> dict[st
         query["key"] = "preds"
     elif tail == "views/{name}":
         params["name"], kw = _view_to(env, method)
+    elif tail.startswith("models"):
+        _model_request(env, method, tail, params, query, kw)
     url = path.format(**params)
     if query:
         url += "?" + urllib.parse.urlencode(query)
@@ -373,6 +392,75 @@ def _view_to(env: Env, method: str) -> tuple[str, dict[str, Any]]:
     )
     assert r.status_code == 201, r.text
     return urllib.parse.quote(name), {}
+
+
+def _registry(env: Env, user: str, tail: str, body: dict[str, Any]) -> dict[str, Any]:
+    r = env.client.post(f"/p/{PROJECT}/api/{tail}", json=body, headers=env.auth(user))
+    assert r.status_code in (200, 201), r.text
+    return dict(r.json())
+
+
+def _fresh_model(env: Env, versions: int = 1, staging: int = 0) -> str:
+    """A new model registered (external bytes the project holds) by wanda, its first
+    ``staging`` versions promoted to staging in turn."""
+    name = f"m-{uuid.uuid4().hex[:10]}"
+    for oid in [env.oid, env.media_oid][:versions]:
+        _registry(env, "wanda", f"models/{name}/versions", {"oid": oid, "external": True})
+    for n in range(1, staging + 1):
+        _registry(
+            env, "wanda", f"models/{name}/promote", {"version": f"v0.0.{n}", "stage": "staging"}
+        )
+    return name
+
+
+def _open_request(env: Env, requester: str) -> str:
+    """An open request (by ``requester``) to promote a new model to a two-person stage."""
+    with admin.opened(env.db) as c:
+        if "prod2" not in control.protected_stages(c, PROJECT):
+            control.protect_stage(c, PROJECT, "prod2", 2, "root")
+    name = _fresh_model(env)
+    body = {"version": "v0.0.1", "stage": "prod2"}
+    events = _registry(env, requester, f"models/{name}/promote", body)["events"]
+    assert [e["action"] for e in events] == ["request"], events
+    return str(events[0]["data"]["request"])
+
+
+def _model_request(
+    env: Env,
+    method: str,
+    tail: str,
+    params: dict[str, str],
+    query: dict[str, Any],
+    kw: dict[str, Any],
+) -> None:
+    """A valid request to a registry route: a model, version, stage or request that
+    exists (set up just now) and a body the route accepts."""
+    if tail.endswith("/approve"):
+        params["request_id"] = _open_request(env, "wanda")
+        kw["json"] = {"message": "ok"}
+    elif tail.endswith("/reject"):
+        params["request_id"] = _open_request(env, "padmin")
+        kw["json"] = {"message": "no"}
+    elif tail == "models/events":
+        event = {"id": uuid.uuid4().hex, "action": "register", "model": f"m-{uuid.uuid4().hex[:10]}",
+                 "version": "v1.0.0", "oid": env.oid, "data": {"kind": "file", "external": True}}  # fmt: skip
+        kw["json"] = {"events": [event]}
+    elif tail.endswith("/versions"):
+        params["name"] = f"m-{uuid.uuid4().hex[:10]}"
+        kw["json"] = {"oid": env.oid, "external": True, "message": "first"}
+    elif tail.endswith("/promote"):
+        params["name"] = _fresh_model(env)
+        kw["json"] = {"version": "v0.0.1", "stage": "staging"}
+    elif tail.endswith("/demote"):
+        params["name"] = _fresh_model(env, staging=1)
+        kw["json"] = {"stage": "staging"}
+    elif tail.endswith("/rollback"):
+        params["name"] = _fresh_model(env, versions=2, staging=2)
+        kw["json"] = {"stage": "staging", "message": "broke"}
+    elif tail == "models/resolve":
+        query["ref"] = f"{_fresh_model(env)}@latest"
+    elif "{name}" in tail:
+        params["name"] = _fresh_model(env)
 
 
 def control_token(env: Env, user: str) -> str:

@@ -86,6 +86,21 @@ EXPECTED_PATHS = {
     "/api/runs/{ref}/media/table",
     "/api/views",
     "/api/views/{name}",
+    "/api/models",
+    "/api/models/resolve",
+    "/api/models/verify",
+    "/api/models/{name}",
+    "/api/models/{name}/log",
+}
+# the routes that only write (POST): each has its own `## \`POST ...\`` section too
+EXPECTED_WRITE_PATHS = {
+    "/api/models/{name}/versions",
+    "/api/models/{name}/promote",
+    "/api/models/{name}/demote",
+    "/api/models/{name}/rollback",
+    "/api/models/requests/{request_id}/approve",
+    "/api/models/requests/{request_id}/reject",
+    "/api/models/events",
 }
 
 
@@ -259,10 +274,14 @@ def test_health_and_openapi_list_every_endpoint(site: dict[str, Any]) -> None:
     assert h["ok"] is True and h["version"] and h["api_version"] == 1
     spec = api.json("/openapi.json")
     paths = {p for p in spec["paths"] if p.startswith("/api")}
-    assert paths == EXPECTED_PATHS
+    assert paths == EXPECTED_PATHS | EXPECTED_WRITE_PATHS
     for p in EXPECTED_PATHS:
         assert "get" in spec["paths"][p]
         assert spec["paths"][p]["get"].get("summary")
+    for p in EXPECTED_WRITE_PATHS:
+        assert spec["paths"][p]["post"].get("summary")
+    posts = set(re.findall(r"^## `POST ([^`?]+)`$", API_DOC.read_text(), flags=re.M))
+    assert {p.replace("{id}", "{request_id}") for p in posts} == EXPECTED_WRITE_PATHS
 
 
 def test_library_modules_stay_light() -> None:
