@@ -10,12 +10,16 @@ usage (as click's own).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 import click
 
 from runbase.cli._common import bad_input, echo_json, open_store
+from runbase.errors import RunbaseError
 
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON (docs/models.md).")
 _REMOTE = click.option(
@@ -97,30 +101,38 @@ def register_cmd(
         raise click.UsageError(
             f"{source!r}: no such file or directory, and not RUN:PATH (a run's output)"
         )
+    if git_tag and remote_name is not None:
+        raise click.UsageError("--git-tag tags the local repository: not with --remote")
+    store = open_store(ctx)
+    with bad_input():
+        if on_disk:
+            src = registry.source_of_file(store, source, external=external)
+        else:
+            src = registry.source_of_run_path(store, run_ref, path)
     if remote_name is not None:
-        events = _remote_register(
-            ctx, remote_name, name, source if on_disk else None, run_ref, path,
-            version=version, bump=bump or "patch", message=message, external=external,
-        )  # fmt: skip
-    else:
-        store = open_store(ctx)
         with bad_input():
-            if on_disk:
-                src = registry.source_of_file(store, source, external=external)
-            else:
-                src = registry.source_of_run_path(store, run_ref, path)
-            events = registry.register(
-                store,
-                name,
-                src,
-                version=version,
-                bump=bump or "patch",
-                message=message,
-                actor=registry.local_actor(),
-            )
+            answer = _remote_models().remote_register(
+                _remote(remote_name), name, src.oid, src.run_id, src.path, version,
+                bump or "patch", message, src.run_id is None, kind=src.kind, store=store,
+            )  # fmt: skip
+        _written(answer["events"], as_json)
+        return
+    with bad_input():
         if git_tag:
-            _git_tag(store, events)
-    _written(events, as_json)
+            _gto().check_taggable(
+                os.getcwd(), store, name, "register", version=version,
+                commit=src.git_commit, bump=bump or "patch",
+            )  # fmt: skip
+        events = registry.register(
+            store,
+            name,
+            src,
+            version=version,
+            bump=bump or "patch",
+            message=message,
+            actor=registry.local_actor(),
+        )
+    _written(events, as_json, _git_tag(store, events) if git_tag else None)
 
 
 @model.command("promote")
@@ -154,22 +166,25 @@ def promote_cmd(
         if version != "latest":
             version = normalize_version(version)
     if remote_name is not None:
+        if git_tag:
+            raise click.UsageError("--git-tag tags the local repository: not with --remote")
         remote = _remote(remote_name)
-        if version == "latest":
-            version = _remote_models().resolve(remote, f"{name}@latest").version
-        events = _remote_models().promote(remote, name, version, stage, message=message)
-        _written(events, as_json)
+        with bad_input():
+            if version == "latest":
+                version = _remote_models().remote_resolve(remote, f"{name}@latest")["version"]
+            answer = _remote_models().remote_promote(remote, name, version, stage, message)
+        _written(answer["events"], as_json)
         return
     store = open_store(ctx)
     with bad_input():
         if version == "latest":
             version = registry.resolve_ref(store, f"{name}@latest").version
+        if git_tag:
+            _gto().check_taggable(os.getcwd(), store, name, "promote", version=version, stage=stage)
         events = registry.promote(
             store, name, version, stage, message=message, actor=registry.local_actor()
         )
-    if git_tag:
-        _git_tag(store, events)
-    _written(events, as_json)
+    _written(events, as_json, _git_tag(store, events) if git_tag else None)
 
 
 @model.command("demote")
@@ -232,18 +247,21 @@ def _stage_change(
         check_name(name)
         check_stage(stage)
     if remote_name is not None:
-        events = getattr(_remote_models(), action)(
-            _remote(remote_name), name, stage, message=message
-        )
-        _written(events, as_json)
+        if git_tag:
+            raise click.UsageError("--git-tag tags the local repository: not with --remote")
+        with bad_input():
+            answer = getattr(_remote_models(), f"remote_{action}")(
+                _remote(remote_name), name, stage, message
+            )
+        _written(answer["events"], as_json)
         return
     store = open_store(ctx)
     change = registry.demote if action == "demote" else registry.rollback
     with bad_input():
+        if git_tag:
+            _gto().check_taggable(os.getcwd(), store, name, action, stage=stage)
         events = change(store, name, stage, message=message, actor=registry.local_actor())
-    if git_tag:
-        _git_tag(store, events)
-    _written(events, as_json)
+    _written(events, as_json, _git_tag(store, events) if git_tag else None)
 
 
 @model.command("approve")
@@ -284,9 +302,10 @@ def _decide(
     from runbase.records import registry
 
     if remote_name is not None:
-        events = getattr(_remote_models(), action)(
-            _remote(remote_name), request_id, message=message
-        )
+        with bad_input():
+            events = getattr(_remote_models(), f"remote_{action}")(
+                _remote(remote_name), request_id, message
+            )["events"]
     else:
         decide = registry.approve if action == "approve" else registry.reject
         with bad_input():
@@ -296,17 +315,20 @@ def _decide(
     _written(events, as_json)
 
 
-def _written(events: list[Any], as_json: bool) -> None:
-    """What a write did: ``{"events": [event]}`` (the API's answer) or one line each."""
+def _written(events: list[Any], as_json: bool, tags: list[str] | None = None) -> None:
+    """What a write did: ``{"events": [event]}`` (the API's answer; with --git-tag also
+    ``"git_tags": [name]``) or one line each."""
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.render.models import event_line
 
     items = [e if isinstance(e, dict) else e.to_json() for e in events]
     if as_json:
-        echo_json({"events": items})
+        echo_json({"events": items} | ({"git_tags": tags} if tags is not None else {}))
         return
     for e in items:
         click.echo(event_line(e))
+    for tag in tags or ():
+        click.echo(f"tagged {tag}")
 
 
 # ---------------------------------------------------------------- reads
@@ -323,7 +345,7 @@ def ls_cmd(ctx: click.Context, remote_name: str | None, as_json: bool) -> None:
     from runbase.render.views.models import model_list
 
     if remote_name is not None:
-        listing = _remote_models().list_models(_remote(remote_name))
+        listing = _remote_models().remote_models(_remote(remote_name))
     else:
         listing = model_list(open_store(ctx))
     if as_json:
@@ -358,7 +380,7 @@ def show_cmd(
     with bad_input():
         check_name(name)
     if remote_name is not None:
-        detail = _remote_models().model_detail(_remote(remote_name), name)
+        detail = _remote_models().remote_model(_remote(remote_name), name)
     else:
         detail = model_detail(open_store(ctx), name)
     if as_json or fmt == "json":
@@ -386,7 +408,7 @@ def log_cmd(ctx: click.Context, name: str | None, remote_name: str | None, as_js
         with bad_input():
             check_name(name)
     if remote_name is not None:
-        log = _remote_models().model_log(_remote(remote_name), name)
+        log = _remote_log(_remote(remote_name), name)
     else:
         log = model_log(open_store(ctx), name)
     if as_json:
@@ -417,7 +439,9 @@ def requests_cmd(
             check_name(name)
     state = None if show_all else "open"
     if remote_name is not None:
-        items = _remote_models().requests(_remote(remote_name), name, state=state)
+        if show_all:
+            raise click.UsageError("a team server lists its open requests only: drop --all")
+        items = _remote_models().remote_requests(_remote(remote_name), name)
     else:
         items = registry.requests(open_store(ctx), name, state=state)
     if as_json:
@@ -440,7 +464,7 @@ def verify_cmd(ctx: click.Context, remote_name: str | None, as_json: bool) -> No
     from runbase.render.models import verify_text
 
     if remote_name is not None:
-        report = _remote_models().verify(_remote(remote_name))
+        report = _remote_models().remote_verify(_remote(remote_name))
     else:
         report = registry.verify(open_store(ctx)).to_json()
     if as_json:
@@ -480,18 +504,18 @@ def get_cmd(
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.core.modelref import require_ref
     from runbase.records import registry
-    from runbase.records.modelfiles import materialize
+    from runbase.records.modelfiles import materialize, version_from_json
     from runbase.render.models import get_text
 
     with bad_input():
         require_ref(ref)
-    if remote_name is not None:
-        result = _remote_models().get(_remote(remote_name), ref, output, force=force)
-    else:
-        store = open_store(ctx)
-        with bad_input():
+    with _delivery_store(ctx, remote_name) as store, bad_input():
+        if remote_name is not None:
+            pulled = _remote_models().pull_version(store, _remote(remote_name), ref)
+            version = version_from_json(pulled["version"])
+        else:
             version = registry.resolve_ref(store, ref)
-            result = materialize(store, version, output or default_output(version), force=force)
+        result = materialize(store, version, output or default_output(version), force=force)
     if as_json:
         echo_json(result)
     else:
@@ -517,16 +541,20 @@ def status_cmd(
     sync" (exit 1): PATH matches another version / matches no version / is missing."""
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.core.modelref import require_ref
-    from runbase.records.modelfiles import drift
+    from runbase.records.modelfiles import drift, drift_of, version_from_json
     from runbase.render.models import status_text
 
     with bad_input():
         require_ref(ref)
-    if remote_name is not None:
-        report = _remote_models().status(_remote(remote_name), ref, path)
-    else:
-        with bad_input():
-            report = drift(open_store(ctx), ref, path)
+    with _delivery_store(ctx, remote_name) as store, bad_input():
+        if remote_name is not None:
+            remote = _remote(remote_name)
+            expected = version_from_json(_remote_models().remote_resolve(remote, ref))
+            versions = _remote_models().remote_model(remote, expected.name)["versions"]
+            candidates = [version_from_json(v) for v in versions]
+            report = drift_of(store, ref, expected, candidates, path)
+        else:
+            report = drift(store, ref, path)
     if as_json:
         echo_json(report)
     else:
@@ -564,18 +592,20 @@ def import_gto_cmd(ctx: click.Context, repo: str, as_json: bool) -> None:
             click.echo(f"{key}: {value}")
 
 
-def _git_tag(store: Any, events: list[Any]) -> None:
-    """The GTO tags of ``events`` in the project's git repository."""
+def _gto() -> Any:
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
-    from runbase.records.gto import tag_events
-    from runbase.store import find_git_root
+    from runbase.records import gto
 
-    root = find_git_root(store.root.parent)
-    if root is None:
-        raise click.ClickException(
-            "--git-tag: the store is not in a git repository (the change itself is recorded)"
-        )
-    tag_events(str(root), store, events)
+    return gto
+
+
+def _git_tag(store: Any, events: list[Any]) -> list[str]:
+    """Write the GTO tags of ``events`` in the repository here (checked beforehand by
+    ``check_taggable``, so a refusal came before the change); their names."""
+    try:
+        return list(_gto().tag_events(os.getcwd(), store, events))
+    except RunbaseError as e:
+        raise click.ClickException(f"{e} (the registry change itself is recorded)") from e
 
 
 # ---------------------------------------------------------------- remote
@@ -596,16 +626,39 @@ def _remote_models() -> Any:
     return remote_models
 
 
-def _remote_register(
-    ctx: click.Context,
-    remote_name: str,
-    name: str,
-    file: str | None,
-    run_ref: str,
-    path: str,
-    **options: Any,
-) -> list[Any]:
-    raise NotImplementedError
+def _remote_log(remote: Any, name: str | None) -> dict[str, Any]:
+    """One model's log, or every model's merged in the log's order."""
+    models = _remote_models()
+    if name is not None:
+        return dict(models.remote_log(remote, name))
+    names = [m["name"] for m in models.remote_models(remote)["models"]]
+    events = [e for n in names for e in models.remote_log(remote, n)["events"]]
+    return {"events": sorted(events, key=lambda e: e["seq"])}
+
+
+@contextlib.contextmanager
+def _delivery_store(ctx: click.Context, remote_name: str | None) -> Iterator[Any]:
+    """The store ``get``/``status`` hash and fetch through: the local one, or with
+    ``--remote`` and no local store (a deployment machine) a temporary one."""
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
+    from runbase.errors import StoreError
+    from runbase.store import Store
+
+    try:
+        local = open_store(ctx)
+    except StoreError:
+        if remote_name is None:
+            raise
+        local = None
+    if local is not None:
+        yield local
+        return
+    with tempfile.TemporaryDirectory(prefix="runbase-model-") as tmp:
+        store = Store.open(os.path.join(tmp, "store"), create=True)
+        try:
+            yield store
+        finally:
+            store.close()
 
 
 COMMANDS = (model,)

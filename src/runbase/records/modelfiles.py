@@ -14,6 +14,7 @@ Hashing for the drift check is the hashing of a run's outputs (capture.files, po
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import shutil
 import stat
@@ -173,6 +174,35 @@ def _remove_tree(path: str) -> None:
                 if not os.path.islink(d):
                     os.chmod(d, 0o700)
     shutil.rmtree(path, ignore_errors=True)
+
+
+def version_from_json(item: dict[str, Any]) -> Version:
+    """A version of the JSON shape (a team server's answer, already fitted to it by
+    remote.models) as the registry's :class:`Version`."""
+    try:
+        created = dt.datetime.fromisoformat(str(item.get("created_at"))).timestamp()
+    except ValueError:
+        created = 0.0
+
+    def text(key: str) -> str | None:
+        value = item.get(key)
+        return value if isinstance(value, str) else None
+
+    size = item.get("size")
+    return Version(
+        str(item["name"]),
+        str(item["version"]),
+        str(item["oid"]),
+        "dir" if item.get("kind") == "dir" else "file",
+        size if isinstance(size, int) and not isinstance(size, bool) else None,
+        text("run"),
+        text("path"),
+        text("git_commit"),
+        created,
+        text("user"),
+        text("message"),
+        tuple(s for s in item.get("stages") or () if isinstance(s, str)),
+    )
 
 
 def drift(

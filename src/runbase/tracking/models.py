@@ -13,13 +13,12 @@ Reading goes to the local store (``store=``: another one). ``model_path`` with
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from runbase.core.modelref import check_name, require_ref
 from runbase.core.safepath import check_relpath
 from runbase.errors import UnsafePathError
 from runbase.records import registry
-from runbase.records.modelfiles import materialize
+from runbase.records.modelfiles import materialize, version_from_json
 from runbase.records.registry import Event, Version
 from runbase.store import Store
 
@@ -98,11 +97,11 @@ def _file_name(version: Version) -> str:
 
 
 def _fetch(store: Store, ref: str, remote_name: str) -> Version:
-    """The version the remote's registry names, its bytes in ``store``."""
+    """The version the remote's registry names, its bytes brought into ``store`` when
+    this store lacks them (re-hashed as they arrive)."""
     # lazy: the HTTP client loads only for a remote
     from runbase.remote import models as remote_models
     from runbase.remote.client import get_remote
 
     remote = get_remote(remote_name)
-    version: Any = remote_models.fetch(store, remote, ref)
-    return version
+    return version_from_json(remote_models.pull_version(store, remote, ref)["version"])
