@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import sqlite3
 import sys
 import time
@@ -15,7 +16,7 @@ from typing import Any
 
 import blake3
 
-from conftest import commit, runbase_cmd, write
+from conftest import commit, documented_keys, runbase_cmd, write
 from runbase.records import registry
 from runbase.store import Store
 
@@ -153,6 +154,13 @@ def test_trace_of_a_production_model(project: Path) -> None:
         (f"file:{raw}", f"run:{runs['prep']}", "read"),
     }
     assert len(view["edges"]) == 4 and len(nodes) == 5
+    # the document names every key (docs/trace.md)
+    node_keys = {k for n in view["nodes"] for k in n}
+    assert documented_keys("trace.md", "--json") == set(view) | node_keys | {"url"}
+    assert documented_keys("trace.md", "run") == set(run)
+    doc = (Path(__file__).parent.parent / "docs" / "trace.md").read_text()
+    for key in [*run["code"], *run["code"]["changed_files"][0], *run["env"]]:
+        assert re.search(rf"`[^`]*\b{key}\b[^`]*`", doc), key
     assert trace_json(project, f"churn@{version}")["model"] == view["model"]
     assert trace_json(project, "churn@latest")["run"]["id"] == runs["train"]
 
