@@ -1,0 +1,351 @@
+"""GTO-compatible git tags (records/gto.py): what runbase writes with --git-tag is read
+back by the real `gto` package from PyPI, and a registry made by the real `gto`
+commands is imported.
+
+The gto venv is built once with uv (the test extra) under ~/.cache/runbase-tests,
+keyed by the gto version; a test that cannot build it FAILS."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import GIT, commit, runbase_cmd, write
+
+from runbase.errors import UsageError
+from runbase.records import gto, registry
+from runbase.store import Store
+
+GTO = "1.10.1"
+PY = sys.executable
+TRAIN = """\
+import sys
+open("model.pkl", "w").write("weights " + sys.argv[1])
+"""
+
+
+# ---------------------------------------------------------------- the real gto
+
+
+@pytest.fixture(scope="session")
+def gto_bin() -> Path:
+    """The `gto` command of gto==1.10.1 from PyPI, in a venv cached across sessions."""
+    cache = Path(
+        os.environ.get("RUNBASE_TEST_CACHE", Path.home() / ".cache" / "runbase-tests")
+    )  # fmt: skip
+    venv = cache / f"gto-{GTO}"
+    done = venv / ".complete"
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / f"gto-{GTO}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time
+        if not done.exists():
+            shutil.rmtree(venv, ignore_errors=True)
+            steps = [
+                [PY, "-m", "uv", "venv", "-q", str(venv)],
+                [PY, "-m", "uv", "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
+                 f"gto=={GTO}"],
+            ]  # fmt: skip
+            for step in steps:
+                proc = subprocess.run(step, capture_output=True, text=True, timeout=600)
+                if proc.returncode != 0:
+                    pytest.fail(f"cannot build the gto venv ({' '.join(step)}):\n{proc.stderr}")
+            done.write_text(GTO)
+    return venv / "bin" / "gto"
+
+
+def gto_json(gto_bin: Path, repo: Path, *args: str) -> Any:
+    proc = subprocess.run(
+        [str(gto_bin), *args, "--json", "-r", str(repo)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def gto_cmd(gto_bin: Path, repo: Path, *args: str) -> None:
+    _next_second()  # GTO orders tags by their time in seconds: one command per second
+    proc = subprocess.run([str(gto_bin), *args], cwd=repo, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _next_second() -> None:
+    start = int(time.time())
+    while int(time.time()) == start:
+        time.sleep(0.05)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def identity(root: Path) -> None:
+    """The repository's own git identity: the tags are signed with it."""
+    for key, value in (("user.name", "Test"), ("user.email", "test@example.com")):
+        subprocess.run(["git", "-C", str(root), "config", key, value], check=True)
+
+
+def tag_names(root: Path) -> list[str]:
+    out = subprocess.run(
+        ["git", "-C", str(root), "tag", "--list"], capture_output=True, text=True, check=True
+    ).stdout
+    return sorted(out.split())
+
+
+def train(root: Path, label: str, *, new_commit: bool = True) -> tuple[str, str]:
+    """A real run writing model.pkl (after committing a change): its id and commit."""
+    if new_commit:
+        write(root, "notes.txt", f"training {label}\n")
+        commit(root, f"train {label}")
+    runbase_cmd("run", "--", PY, "train.py", label, cwd=root, check=True)
+    runs = json.loads(runbase_cmd("ls", "--json", cwd=root, check=True).stdout)
+    head = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return runs[0]["id"], head
+
+
+def tagged(
+    root: Path, store: Store, change: Callable[[], list[registry.Event]], **check: Any
+) -> list[str]:
+    """One registry change with --git-tag, as the CLI makes it: check, change, tag."""
+    gto.check_taggable(root, store, "churn", **check)
+    return gto.tag_events(root, store, change())
+
+
+@pytest.fixture
+def repo(project: Path) -> Path:
+    identity(project)
+    write(project, ".gitignore", "*.log\nmodel.pkl\n")
+    write(project, "train.py", TRAIN)
+    commit(project, "train.py")
+    return project
+
+
+# ---------------------------------------------------------------- tags read by gto
+
+
+def test_tags_read_back_by_gto(repo: Path, gto_bin: Path) -> None:
+    run1, c1 = train(repo, "one")
+    run2, c2 = train(repo, "two")
+    store, actor = Store.open(repo / ".runbase"), registry.local_actor()
+
+    def reg(run: str) -> list[registry.Event]:
+        return registry.register(
+            store, "churn", registry.source_of_run_path(store, run, "model.pkl"),
+            message=f"from {run}", actor=actor,
+        )  # fmt: skip
+
+    src1 = registry.source_of_run_path(store, run1, "model.pkl")
+    assert tagged(repo, store, lambda: reg(run1), action="register", commit=src1.git_commit) == [
+        "churn@v0.0.1"
+    ]
+    assert tagged(repo, store, lambda: reg(run2), action="register", commit=c2) == ["churn@v0.0.2"]
+    promote = registry.promote
+    assert tagged(
+        repo, store,
+        lambda: promote(store, "churn", "v0.0.1", "prod", message="first", actor=actor),
+        action="promote", version="v0.0.1", stage="prod",
+    ) == ["churn#prod#1"]  # fmt: skip
+    assert tagged(
+        repo, store,
+        lambda: promote(store, "churn", "v0.0.2", "prod", message="better", actor=actor),
+        action="promote", version="v0.0.2", stage="prod",
+    ) == ["churn#prod#2"]  # fmt: skip
+    assert tagged(
+        repo, store,
+        lambda: promote(store, "churn", "v0.0.2", "staging", message=None, actor=actor),
+        action="promote", version="v0.0.2", stage="staging",
+    ) == ["churn#staging#3"]  # fmt: skip
+    assert tagged(
+        repo, store,
+        lambda: registry.rollback(store, "churn", "prod", message="v0.0.2 broke", actor=actor),
+        action="rollback", stage="prod",
+    ) == ["churn#prod#4"]  # fmt: skip
+
+    # after the rollback: GTO and runbase agree on every stage and version
+    shown = gto_json(gto_bin, repo, "show")["churn"]
+    assert shown["version"] == "v0.0.2"
+    assert shown["stage"] == registry.stages(store, "churn") == {
+        "prod": "v0.0.1",
+        "staging": "v0.0.2",
+    }
+    versions = {v["version"]: v for v in gto_json(gto_bin, repo, "show", "churn")}
+    here = {v.version: v for v in registry.versions(store, "churn")}
+    assert set(versions) == set(here) == {"v0.0.1", "v0.0.2"}
+    assert versions["v0.0.1"]["commit_hexsha"] == here["v0.0.1"].git_commit == c1
+    assert versions["v0.0.2"]["commit_hexsha"] == here["v0.0.2"].git_commit == c2
+    for v, item in versions.items():
+        assert sorted(s["stage"] for s in item["stages"]) == sorted(here[v].stages)
+
+    assert tagged(
+        repo, store,
+        lambda: registry.demote(store, "churn", "prod", message="retired", actor=actor),
+        action="demote", stage="prod",
+    ) == ["churn#prod!#5", "churn#prod!#6"]  # fmt: skip  # the older v0.0.2 first: GTO never shows it
+    assert gto_json(gto_bin, repo, "show")["churn"]["stage"] == {"staging": "v0.0.2"}
+    assert registry.stages(store, "churn") == {"staging": "v0.0.2"}
+
+    # gto history is runbase's log, event by event, with its messages and times
+    history = gto_json(gto_bin, repo, "history", "churn", "--ascending")
+    got = [(e["event"], e["version"], e["stage"], e["message"], e["commit"]) for e in history]
+    assert got == [
+        ("registration", "v0.0.1", None, f"from {run1}", c1),
+        ("registration", "v0.0.2", None, f"from {run2}", c2),
+        ("assignment", "v0.0.1", "prod", "first", c1),
+        ("assignment", "v0.0.2", "prod", "better", c2),
+        ("assignment", "v0.0.2", "staging",
+         "Assigning stage staging to artifact churn version v0.0.2", c2),
+        ("assignment", "v0.0.1", "prod", "v0.0.2 broke", c1),
+        ("unassignment", "v0.0.2", "prod", "retired", c2),
+        ("unassignment", "v0.0.1", "prod", "retired", c1),
+    ]  # fmt: skip
+    log = registry.events(store, "churn")
+    assert [e.action for e in log] == [
+        "register", "register", "promote", "promote", "promote", "rollback", "demote",
+    ]  # fmt: skip
+    stamps = [e["timestamp"] for e in history]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+
+    # a second import of what runbase wrote changes nothing
+    before = len(registry.events(store))
+    report = gto.import_gto(store, repo, actor)
+    assert report["imported"] == []
+    assert len(registry.events(store)) == before
+
+
+# ---------------------------------------------------------------- refusals
+
+
+def test_refusals_leave_no_tag(repo: Path, tmp_path: Path) -> None:
+    run1, c1 = train(repo, "one")
+    run2, _ = train(repo, "two", new_commit=False)  # the same commit, other bytes
+    store, actor = Store.open(repo / ".runbase"), registry.local_actor()
+    src1 = registry.source_of_run_path(store, run1, "model.pkl")
+    src2 = registry.source_of_run_path(store, run2, "model.pkl")
+    assert src1.git_commit == src2.git_commit == c1 and src1.oid != src2.oid
+    events = registry.register(store, "churn", src1, actor=actor)
+    assert gto.tag_events(repo, store, events) == ["churn@v0.0.1"]
+
+    # another version on a commit that carries one: refused before the change...
+    with pytest.raises(UsageError, match="already carries churn@v0.0.1"):
+        gto.check_taggable(repo, store, "churn", "register", commit=src2.git_commit)
+    # ... and by tag_events after it, writing nothing
+    events = registry.register(store, "churn", src2, actor=actor)
+    with pytest.raises(UsageError, match="one version of an artifact per commit"):
+        gto.tag_events(repo, store, events)
+    assert tag_names(repo) == ["churn@v0.0.1"]
+    # promoting the untagged version would register it there first: refused too
+    with pytest.raises(UsageError, match="already carries"):
+        gto.check_taggable(repo, store, "churn", "promote", version="v0.0.2", stage="prod")
+    assert tag_names(repo) == ["churn@v0.0.1"]
+
+    # not a git repository
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(UsageError, match="not in a git repository"):
+        gto.check_taggable(plain, store, "churn", "promote", version="v0.0.1", stage="prod")
+    with pytest.raises(UsageError, match="not in a git repository"):
+        gto.tag_events(plain, store, registry.promote(
+            store, "churn", "v0.0.1", "prod", message=None, actor=actor
+        ))  # fmt: skip
+
+    # a repository that lacks the version's commit
+    other = tmp_path / "other"
+    subprocess.run([*GIT, "init", "-q", str(other)], check=True)
+    identity(other)
+    write(other, "a.txt", "a\n")
+    commit(other, "other")
+    with pytest.raises(UsageError, match="does not have"):
+        gto.check_taggable(other, store, "churn", "promote", version="v0.0.1", stage="staging")
+    assert tag_names(other) == []
+    assert tag_names(repo) == ["churn@v0.0.1"]
+
+
+def test_external_version_tagged_at_head(repo: Path) -> None:
+    write(repo, "ext.bin", "outside bytes\n")
+    store, actor = Store.open(repo / ".runbase", create=True), registry.local_actor()
+    source = registry.source_of_file(store, str(repo / "ext.bin"), external=True)
+    gto.check_taggable(repo, store, "churn", "register", commit=None)
+    names = gto.tag_events(repo, store, registry.register(store, "churn", source, actor=actor))
+    assert names == ["churn@v0.0.1"]
+    (tag,) = gto.read_tags(repo)
+    head = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert tag.commit == head and "tagged at HEAD" in tag.message
+
+
+# ---------------------------------------------------------------- import
+
+
+def test_import_registry_made_by_gto(repo: Path, gto_bin: Path) -> None:
+    # c1: the model is committed to git (no run made these bytes)
+    write(repo, "artifacts.yaml", "churn:\n  type: model\n  path: model.pkl\n")
+    write(repo, ".gitignore", "*.log\n")
+    write(repo, "model.pkl", "weights in git\n")
+    c1 = commit(repo, "model in git")
+    gto_cmd(gto_bin, repo, "register", "churn", c1, "-m", "first by hand")
+    gto_cmd(gto_bin, repo, "assign", "churn", "--version", "v0.0.1", "--stage", "staging")
+    # c2: model.pkl is ignored by git; a runbase run at c2 wrote it
+    (repo / "model.pkl").unlink()
+    write(repo, ".gitignore", "*.log\nmodel.pkl\n")
+    subprocess.run([*GIT, "-C", str(repo), "rm", "-q", "--cached", "model.pkl"], check=False)
+    run2, c2 = train(repo, "two")
+    gto_cmd(gto_bin, repo, "register", "churn", c2, "--bump-minor")
+    gto_cmd(gto_bin, repo, "assign", "churn", "--version", "v0.1.0", "--stage", "prod")
+    gto_cmd(gto_bin, repo, "assign", "churn", "--version", "v0.0.1", "--stage", "prod")
+    gto_cmd(gto_bin, repo, "deprecate", "churn", "v0.0.1", "prod")
+    # c3: a registered version whose bytes are nowhere: reported, not dropped
+    write(repo, "notes.txt", "no model here\n")
+    c3 = commit(repo, "nothing trained")
+    gto_cmd(gto_bin, repo, "register", "churn", c3)
+    # a tag GTO ignores: lightweight
+    subprocess.run(["git", "-C", str(repo), "tag", "churn@v9.0.0", c1], check=True)
+
+    store, actor = Store.open(repo / ".runbase"), registry.local_actor()
+    report = gto.import_gto(store, repo, actor)
+    versions = {v.version: v for v in registry.versions(store, "churn")}
+    assert set(versions) == {"v0.0.1", "v0.1.0"}
+    assert versions["v0.0.1"].external and versions["v0.0.1"].git_commit == c1
+    assert versions["v0.0.1"].message == "first by hand"
+    assert versions["v0.1.0"].run_id == run2 and versions["v0.1.0"].git_commit == c2
+    shown = gto_json(gto_bin, repo, "show")["churn"]["stage"]
+    assert registry.stages(store, "churn") == shown == {"staging": "v0.0.1", "prod": "v0.1.0"}
+    log = [(e.action, e.stage, e.to_version) for e in registry.events(store, "churn")]
+    assert log == [
+        ("register", None, None),
+        ("register", None, None),
+        ("promote", "staging", "v0.0.1"),
+        ("promote", "prod", "v0.1.0"),
+        ("promote", "prod", "v0.0.1"),
+        ("rollback", "prod", "v0.1.0"),
+    ]
+    imported = [(i["tag"], i["action"]) for i in report["imported"]]
+    assert imported == [
+        ("churn@v0.0.1", "register"),
+        ("churn@v0.1.0", "register"),
+        ("churn#staging#1", "assign"),
+        ("churn#prod#2", "assign"),
+        ("churn#prod#3", "assign"),
+        ("churn#prod!#4", "unassign"),
+    ]
+    problems = {p["tag"]: p["detail"] for p in report["problems"]}
+    assert set(problems) == {"churn@v0.1.1", "churn@v9.0.0"}
+    assert "no run of this store" in problems["churn@v0.1.1"]
+    assert "lightweight" in problems["churn@v9.0.0"]
+    assert "external" in next(i for i in report["imported"] if i["tag"] == "churn@v0.0.1")["detail"]
+
+    # a second import adds nothing
+    before = len(registry.events(store))
+    again = gto.import_gto(store, repo, actor)
+    assert again["imported"] == []
+    assert len(registry.events(store)) == before
+    assert {s["tag"] for s in again["skipped"]} >= {"churn@v0.0.1", "churn@v0.1.0", "churn#prod!#4"}
+    assert registry.verify(store).ok
