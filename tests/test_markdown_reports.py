@@ -426,3 +426,127 @@ def test_diff_of_runs_on_a_team_server_as_ci_does(project: Path, tmp_path: Path)
         f"| input | data/train.csv | `{csv_a}` 8 B | `{csv_b}` 8 B | contents not compared: "
         f"the bytes of blake3:{csv_a}… are not stored |"
     )
+
+
+def test_explain_markdown_of_every_part_and_hostile_names() -> None:
+    """A report of the documented shape (docs/explain.md) with every part present: a run
+    that does not reproduce, NaN as the JSON writes it, a factor that breaks the run,
+    interactions, untestable and untried items, failed hybrids, and names with markup."""
+    from runbase.render.markdown import explain_markdown
+
+    doc: dict[str, Any] = {
+        "explain_version": 1,
+        "id": "x0123456789a",
+        "a": "0mc191nz6p2tzg1q",
+        "b": "0mc191r629k3a7d1",
+        "metric": "val_loss",
+        "a_value": 0.5,
+        "b_value": 0.75,
+        "total": 0.25,
+        "measured": {"a": 0.55, "b": 0.75, "total": 0.2},
+        "noise": {
+            "repeats": 2,
+            "a": [0.55, 0.55],
+            "b": [0.75, 0.75],
+            "spread": 0.001,
+            "threshold": 0.001,
+            "a_reproduces": False,
+            "b_reproduces": True,
+        },
+        "factors": [
+            {
+                "kind": "code",
+                "name": "src/a|b.py",
+                "description": "src/a|b.py +1 −1 <img src=x onerror=alert(1)>",
+                "effect": 0.15,
+                "effect_alone": 0.15,
+                "effect_removed": "NaN",
+                "share": 75.0,
+                "significant": True,
+                "breaks_run": False,
+            },
+            {
+                "kind": "param",
+                "name": "params.x",
+                "description": "params.x 1 → 2\nsecond line",
+                "effect": 0.0005,
+                "effect_alone": 0.0005,
+                "effect_removed": 0.0004,
+                "share": 0.25,
+                "significant": False,
+                "breaks_run": False,
+            },
+            {
+                "kind": "data",
+                "name": "data/`x`.csv",
+                "description": "data/`x`.csv",
+                "effect": None,
+                "effect_alone": None,
+                "effect_removed": None,
+                "share": None,
+                "significant": False,
+                "breaks_run": True,
+            },
+        ],
+        "interactions": [{"factors": ["params.x", "src/a|b.py"], "effect": 0.05}],
+        "untestable": [{"kind": "env", "name": "<script>", "reason": "needs --env venv"}],
+        "untried": [{"name": "src/z.py", "reason": "budget exhausted"}],
+        "search": {"method": "shapley", "budget": 10, "used": 10, "notes": ["*all* tried"]},
+        "hybrids": {
+            "run": 12,
+            "cached": 0,
+            "failed": 1,
+            "seconds": 3.25,
+            "runs": [
+                {
+                    "run": "0mc1bbbbbbbbbbbb",
+                    "role": "hybrid",
+                    "factors": ["data/`x`.csv"],
+                    "value": None,
+                    "status": "failed",
+                    "cached": False,
+                }
+            ],
+        },
+        "unexplained": 0.05,
+    }
+    md = explain_markdown(doc)
+    lines = md.splitlines()
+    assert lines[0] == (
+        "**runbase explain** val\\_loss: 0.5 → 0.75 (+0.25, worse) from A `0mc191nz6p` to "
+        "B `0mc191r629`; mostly src/a\\|b.py (+0.15, 75.0% of it)"
+    )
+    assert lines[2:5] == [
+        "> **A (`0mc191nz6p`) does not reproduce its recorded val\\_loss**: recorded 0.5, "
+        "re-runs gave 0.55, 0.55",
+        ">",
+        "> the effects below are measured on the re-runs, not the recorded values",
+    ]
+    assert lines[6:8] == [
+        "measured on the re-runs: 0.55 → 0.75 (+0.2)<br>",
+        "noise: A and B each re-run 2×, spread 0.001; effects within ±0.001 are not significant",
+    ]
+    start = lines.index("**Factors**, largest effect first")
+    assert lines[start + 4 : start + 7] == [
+        "| 1 | **+0.15** | 75.0% | code | src/a\\|b.py +1 −1 &lt;img src=x onerror=alert(1)&gt; "
+        "| +0.15 / NaN |  |",
+        "| 2 | +0.0005 | 0.2% | param | params.x 1 → 2<br>second line | +0.0005 / +0.0004 "
+        "| not significant |",
+        "| 3 | — |  | data | data/\\`x\\`.csv | — / — | **breaks the run** |",
+    ]
+    assert "| params.x + src/a\\|b.py | +0.05 |" in lines
+    assert "| env | &lt;script&gt; | needs --env venv |" in lines
+    fold = lines.index(
+        "<details><summary>search: shapley, 10 of a budget of 10 hybrids; "
+        "hybrids: 12 run, 0 cached, 1 failed, 3.2 s</summary>"
+    )
+    assert lines[fold + 2 : fold + 6] == [
+        "- \\*all\\* tried",
+        "- not tried: src/z.py: budget exhausted",
+        "- unexplained by the factors above: +0.05",
+        "- failed: data/\\`x\\`.csv: `runbase logs 0mc1bbbbbb`",
+    ]
+    tables = _tables(md)
+    assert [len(t) for t in tables] == [4, 2, 2]  # factors, interactions, not tested
+    assert all(len(row) == len(t[0]) for t in tables for row in t)
+    assert _html_tags(md) == {"details", "summary", "br", "sub"}

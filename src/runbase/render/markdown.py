@@ -115,7 +115,7 @@ def table(
 ) -> Markdown:
     """A GFM table. Cells that are plain ``str`` are escaped and cut to
     :data:`MAX_CELL` characters, numbers formatted, None left empty, :class:`Markdown`
-    kept as it is. ``align``: one letter per column, ``l``, ``r`` or ``c`` (default
+    kept as it is (so it must be one line without an unescaped ``|``). ``align``: one letter per column, ``l``, ``r`` or ``c`` (default
     left). Rows past ``max_rows`` are left out and counted in a line under the table
     ("and 4 more"); it is separated by a blank line, as a line right under a table
     would be read as one more row."""
@@ -743,7 +743,7 @@ def _explain_search(report: dict[str, Any]) -> str:
         if seconds is not None and math.isfinite(seconds):
             line += f", {seconds:.1f} s"
         summary.append(line)
-    body = [f"- {escape(note)}" for note in (search.get("notes") or [])[:MAX_ROWS]]
+    body = [f"- {escape(note, 300)}" for note in (search.get("notes") or [])[:MAX_ROWS]]
     body += [
         f"- not tried: {escape(item.get('name'), MAX_CELL)}: {escape(item.get('reason'), MAX_CELL)}"
         for item in (report.get("untried") or [])[:MAX_ROWS]
