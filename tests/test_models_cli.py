@@ -10,13 +10,14 @@ import os
 import sqlite3
 import stat
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import blake3
 import pytest
 
-from conftest import runbase_cmd, write
+from conftest import runbase_cmd, start_server, write
 
 PY = sys.executable
 
@@ -346,3 +347,71 @@ def test_library_model_and_model_path(two_runs: tuple[Path, str, str]) -> None:
         runbase.model_path("churn@qa")
     with pytest.raises(runbase.UsageError):
         runbase.model_path("churn")
+
+
+@pytest.fixture
+def team_server(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A real `runbase server` (SQLite, local objects) where alice writes in `default`."""
+    base = tmp_path / "server"
+    base.mkdir()
+    db, objects = str(base / "server.db"), str(base / "objects")
+    runbase_cmd("server", "migrate", "--db", db, "--objects", objects, check=True)
+    added = runbase_cmd("server", "users", "add", "alice", "--db", db, check=True)
+    server = start_server(db, objects, log_dir=base)
+    try:
+        yield {"url": server.url, "token": added.stdout.strip().splitlines()[-1]}
+    finally:
+        server.stop()
+
+
+def test_remote_registry_get_and_status(
+    two_runs: tuple[Path, str, str], team_server: dict[str, Any], tmp_path: Path
+) -> None:
+    import runbase
+
+    project, run1, run2 = two_runs
+    rb(project, "login", team_server["url"], "--token", team_server["token"])
+    rb(project, "remote", "add", "team", team_server["url"])
+    rb(project, "push", run1, run2)
+    # the version is registered on the server (its bytes uploaded), not locally
+    ev = rb(project, "model", "register", "churn", f"{run1}:out/model.pkl", "--remote", "team",
+            "-m", "from the laptop", "--json")["events"][0]  # fmt: skip
+    assert (ev["version"], ev["run"], ev["user"]) == ("v0.0.1", run1, "alice")
+    rb(project, "model", "register", "churn", "out/model.pkl", "--remote", "team")
+    rb(project, "model", "promote", "churn", "latest", "--to", "production", "--remote", "team",
+       "-m", "ship it")  # fmt: skip
+    assert rb(project, "model", "ls", "--json") == {"models": []}
+    listing = rb(project, "model", "ls", "--remote", "team", "--json")["models"]
+    assert [(m["name"], m["latest"], m["stages"]) for m in listing] == [
+        ("churn", "v0.0.2", {"production": "v0.0.2"})
+    ]
+    detail = rb(project, "model", "show", "churn", "--remote", "team", "--json")
+    assert [v["run"] for v in detail["versions"]] == [run2, run1]
+    log = rb(project, "model", "log", "--remote", "team", "--json")["events"]
+    assert [e["action"] for e in log] == ["register", "register", "promote"]
+    assert rb(project, "model", "verify", "--remote", "team", "--json")["ok"] is True
+    assert rb(project, "model", "requests", "--remote", "team", "--json") == {"requests": []}
+
+    # a deployment machine: no store, the registry's bytes from the server
+    deploy = tmp_path / "deploy"
+    deploy.mkdir()
+    proc = runbase_cmd("model", "get", "churn@production", "--remote", "team", "--json",
+                       cwd=deploy)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["ref"] == "churn@v0.0.2"
+    assert (deploy / "model.pkl").read_bytes() == b"weights two"
+    assert not (deploy / ".runbase").exists()
+    status = runbase_cmd("model", "status", "churn@production", "model.pkl", "--remote", "team",
+                         cwd=deploy)  # fmt: skip
+    assert status.returncode == 0 and status.stdout.startswith("in sync"), status.stderr
+    rb(project, "model", "promote", "churn", "v0.0.1", "--to", "production", "--remote", "team",
+       "-m", "revert")  # fmt: skip
+    status = runbase_cmd("model", "status", "churn@production", "model.pkl", "--remote", "team",
+                         "--json", cwd=deploy)  # fmt: skip
+    assert status.returncode == 1
+    assert json.loads(status.stdout)["matches"] == ["churn@v0.0.2"]
+    # the library fetches too
+    path = Path(runbase.model_path("churn@production", store=str(tmp_path / "lib"), remote="team"))
+    assert path.read_bytes() == b"weights one"
+    rb(project, "model", "show", "nope", "--remote", "team", code=1)
+    rb(project, "model", "ls", "--remote", "elsewhere", code=2)
