@@ -510,3 +510,68 @@ def test_control_tables_of_version_2_are_migrated_to_3(tmp_path: Path) -> None:
         assert control.control_version(c) == control.CONTROL_VERSION == 3
         for table in ("protected_stages", "hooks", "hook_deliveries"):
             assert c.query(f"SELECT count(*) FROM {table}") == [(0,)]
+
+
+# -- through the HTTP API: the app's actor -----------------------------------------------------
+
+
+def test_the_api_acts_as_the_caller_in_their_project(team: Team, receiver: Receiver) -> None:
+    """``app.state.model_actor``: the caller's account and project role, the project's
+    protected stages, and its webhooks, on the real routes of the team server."""
+    require("fastapi")
+    require("httpx")
+    from fastapi.testclient import TestClient
+
+    from runbase.server.app import create_server_app
+    from runbase.store.hashing import hash_bytes
+
+    tokens = {}
+    for name, role in (("ann", "approver"), ("bob", "writer"), ("carl", "approver")):
+        team.admin("member", PROJECT, name, role)
+        with admin.opened(team.db) as c:
+            tokens[name] = {"Authorization": f"Bearer {control.create_token(c, name).secret}"}
+    team.admin("stages", "protect", "production", "--project", PROJECT)
+    team.admin("stages", "protect", "canary", "--project", PROJECT, "--approvals", "2")
+    _, secret = _add_hook(team, f"{receiver.url}/ok", events="register,promote,request,approve")
+    srv = team.server()
+    api = f"/p/{PROJECT}/api/models"
+    with TestClient(create_server_app(ServerConfig(team.db, team.objects), server=srv)) as client:
+        data = b"model weights"
+        oid = hash_bytes(data)
+        r = client.put(f"/p/{PROJECT}/api/objects/{oid}", content=data, headers=tokens["bob"])
+        assert r.status_code == 201, r.text
+        body = {"oid": oid, "external": True, "message": "weights from elsewhere"}
+        r = client.post(f"{api}/churn/versions", json=body, headers=tokens["bob"])
+        assert r.status_code == 201, r.text
+        [registered] = r.json()["events"]
+        assert registered["user"] == "bob"
+        # a writer may not promote to a protected stage; an approver may
+        promote = {"version": "v0.0.1", "stage": "production", "message": "ship it"}
+        r = client.post(f"{api}/churn/promote", json=promote, headers=tokens["bob"])
+        assert r.status_code == 403 and "approver" in r.json()["detail"], r.text
+        r = client.post(f"{api}/churn/promote", json=promote, headers=tokens["ann"])
+        assert r.status_code == 200, r.text
+        [promoted] = r.json()["events"]
+        assert (promoted["user"], promoted["stage"]) == ("ann", "production")
+        # two approvals: a request, which its author cannot approve; another approver does
+        canary = {"version": "v0.0.1", "stage": "canary"}
+        r = client.post(f"{api}/churn/promote", json=canary, headers=tokens["bob"])
+        assert r.status_code == 200, r.text
+        [asked] = r.json()["events"]
+        assert asked["action"] == "request"
+        request_id = asked["data"]["request"]
+        r = client.post(f"{api}/requests/{request_id}/approve", json={}, headers=tokens["bob"])
+        assert r.status_code == 403, r.text
+        r = client.post(f"{api}/requests/{request_id}/approve", json={}, headers=tokens["carl"])
+        assert r.status_code == 200, r.text
+        approved, promoted_canary = r.json()["events"]
+        sent = [registered, promoted, asked, approved, promoted_canary]
+        posts = wait_until(
+            lambda: len(receiver.posts("/ok")) == len(sent) and receiver.posts("/ok"),
+            what="the five deliveries",
+        )
+    assert all(_signed(secret, h, b) for h, b in posts)
+    events = sorted((json.loads(b)["event"] for _, b in posts), key=lambda e: e["seq"])
+    assert events == sent  # what the API answered is what the hook received
+    assert [e["action"] for e in events] == ["register", "promote", "request", "approve", "promote"]
+    assert [e["user"] for e in events] == ["bob", "ann", "bob", "carl", "carl"]
