@@ -356,6 +356,8 @@ def test_generic_helpers() -> None:
     assert m.escape("[x](javascript:alert(1))") == "\\[x\\](javascript:alert(1))"
     assert m.escape("\x1b[31m") == "\\\\x1b\\[31m"  # shown as its escape, not sent
     assert m.escape("x" * 100, limit=10) == "x" * 9 + "…"
+    # a recorded value notifies no one: no mention of a user or team, an address stays
+    assert m.escape("@octocat, (@org/team) a@b.com") == "@\u2060octocat, (@\u2060org/team) a@b.com"
     bold = m.Markdown("**kept**")
     assert m.escape(bold) is bold
     assert m.code("0mc3eqcv2z") == "`0mc3eqcv2z`" and m.code("a|`b`") == "a\\|\\`b\\`"

@@ -60,8 +60,8 @@ def escape(text: Any, limit: int | None = None) -> Markdown:
 
     Markdown punctuation is backslash-escaped, ``<``, ``>``, ``&`` become entities, a
     newline becomes ``<br>`` (so a value keeps its lines in a table cell), other control
-    characters are written as their escapes (``\\x1b``), and a leading ``-``, ``+``,
-    ``=`` or ``1.`` cannot start a list or a heading. ``limit``: cut to that many
+    characters are written as their escapes (``\\x1b``), a leading ``-``, ``+``, ``=``
+    or ``1.`` cannot start a list or a heading, and ``@name`` notifies nobody. ``limit``: cut to that many
     characters first (an ellipsis marks the cut). A :class:`Markdown` value is returned
     as it is; anything else is ``str()``-ed.
     """
@@ -74,8 +74,15 @@ def escape(text: Any, limit: int | None = None) -> Markdown:
     return Markdown("<br>".join(_escape_line(printable(line)) for line in lines))
 
 
+# "@name" where a mention can start: GitHub and GitLab would notify that user (or team)
+# of a comment that merely shows a recorded value; a word joiner after the "@" keeps the
+# text as it reads and is no mention. "a@b.com" (a word character before) is none.
+_MENTION = re.compile(r"(?<!\w)@(?=[\w-])")
+
+
 def _escape_line(s: str) -> str:
     out = "".join(_ENTITIES.get(c) or ("\\" + c if c in _SPECIAL else c) for c in s)
+    out = _MENTION.sub("@\u2060", out)
     m = _BLOCK_START.match(out)
     if m is None:
         return out
@@ -115,8 +122,8 @@ def table(
 ) -> Markdown:
     """A GFM table. Cells that are plain ``str`` are escaped and cut to
     :data:`MAX_CELL` characters, numbers formatted, None left empty, :class:`Markdown`
-    kept as it is (so it must be one line without an unescaped ``|``). ``align``: one letter per column, ``l``, ``r`` or ``c`` (default
-    left). Rows past ``max_rows`` are left out and counted in a line under the table
+    kept as it is (so it must be one line without an unescaped ``|``). ``align``: one
+    letter per column, ``l``, ``r`` or ``c`` (default left). Rows past ``max_rows`` are left out and counted in a line under the table
     ("and 4 more"); it is separated by a blank line, as a line right under a table
     would be read as one more row."""
     rows = list(rows)
