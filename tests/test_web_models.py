@@ -10,6 +10,7 @@ Chromium (Playwright, /usr/bin/chromium).
 
 from __future__ import annotations
 
+import http.client
 import json
 import sqlite3
 import subprocess
@@ -42,6 +43,8 @@ with open("model.bin", "wb") as f:
 
 ALICE = registry.Actor("alice")
 BOB = registry.Actor("bob")
+# a writer on a two-person stage: a promotion waits for an approver
+CAROL = registry.Actor("carol", role="writer", protected={"production": 2})
 
 # the history the module's store gets, in order: (action, who, message)
 HISTORY = [
@@ -52,6 +55,7 @@ HISTORY = [
     ("rollback", "bob", "v0.0.2 times out on <big> inputs"),
     ("promote", "alice", "try it on staging"),
     ("register", "bob", "hand-tuned outside runbase"),
+    ("request", "carol", "ship the tuned one"),
 ]
 
 
@@ -70,7 +74,8 @@ def _run(root: Path, name: str, seed: int) -> str:
 def site(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A git project with two training runs, each writing model.bin: `churn` has v0.0.1
     and v0.0.2 from them and an external v0.1.0; production was v0.0.1, then v0.0.2,
-    then rolled back to v0.0.1; staging holds v0.0.2."""
+    then rolled back to v0.0.1; staging holds v0.0.2; carol asks to put v0.1.0 in
+    production, which needs a second person."""
     root = tmp_path_factory.mktemp("models") / "proj"
     root.mkdir()
     subprocess.run([*GIT, "init", "-q", str(root)], check=True)
@@ -105,6 +110,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         external = registry.source_of_file(store, str(root / "external.bin"), external=True)
         registry.register(
             store, "churn", external, bump="minor", message="hand-tuned outside runbase", actor=BOB
+        )
+        registry.promote(
+            store, "churn", "v0.1.0", "production", message="ship the tuned one", actor=CAROL
         )
     finally:
         store.close()
@@ -152,7 +160,7 @@ def test_models_page_lists_the_model_its_latest_version_and_stages(server: str, 
     badges = row.locator(".stage-badge").all_inner_texts()
     assert badges == ["production v0.0.1", "staging v0.0.2"]
     page.wait_for_selector("#chain-state")
-    assert page.inner_text("#chain-state") == "chain verified · 7 events"
+    assert page.inner_text("#chain-state") == "chain verified · 8 events"
     screenshot(page, "models.png")
     row.locator("a.model-link").click()
     page.wait_for_selector("#versions-table")
@@ -196,7 +204,9 @@ def test_model_page_shows_versions_runs_stages_and_history(
     prod = page.locator("#stages-table tr[data-stage=production]").locator("td").all_inner_texts()
     assert prod[1] == "v0.0.1" and prod[3] == "bob"
     assert prod[4] == "v0.0.2 times out on <big> inputs"  # markup shown as text
-    assert page.locator("#requests-section").is_hidden()  # none open
+    request = page.locator("#requests-table tbody tr").all_inner_texts()
+    assert len(request) == 1 and "carol" in request[0] and "ship the tuned one" in request[0]
+    assert page.locator("#requests-table .change").inner_text() == "v0.1.0 → production"
 
     # the history: every event in order, with who and why, and the chain's hashes
     page.wait_for_selector("#history-table tbody tr")
@@ -214,7 +224,7 @@ def test_model_page_shows_versions_runs_stages_and_history(
     first = rows.nth(0).locator("td.chain").inner_text()
     assert first.startswith("000000000000 → ")  # the genesis before the first event
     page.wait_for_selector("#chain-state")
-    assert page.inner_text("#chain-state") == "chain verified · 7 events"
+    assert page.inner_text("#chain-state") == "chain verified · 8 events"
     screenshot(page, "model.png")
 
     # the run link leads to the run's page
@@ -335,6 +345,11 @@ def test_the_team_servers_pages_link_to_their_projects_models(tmp_path: Path) ->
         status_models, models = _get(server.url + "/p/default/models", auth)
         status_api, api = _get(server.url + "/p/default/api/models", auth)
         status_404, missing = _get(server.url + "/p/default/models/nosuch", auth)
+        # without a session, to the login page: whether a model exists is not said
+        anonymous = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        anonymous.request("GET", "/p/default/models/nosuch")
+        login = anonymous.getresponse()
+        anonymous.close()
     finally:
         server.kill()
     assert status == 200 and 'id="nav-models" href="/p/default/models"' in runs
@@ -343,3 +358,4 @@ def test_the_team_servers_pages_link_to_their_projects_models(tmp_path: Path) ->
     assert status_api == 200 and json.loads(api) == {"models": []}
     assert status_404 == 404 and "no model &#39;nosuch&#39;" in missing
     assert 'href="/p/default/models"' in missing  # the way back stays in the project
+    assert login.status == 303 and login.getheader("location", "").startswith("/login")

@@ -155,7 +155,7 @@
         "tr",
         { dataset: { request: str(r.id) } },
         el("td", { class: "mono", title: str(r.id) }, str(r.id).slice(0, 10)),
-        el("td", {}, versionLink(str(r.version)), " → ", stageBadge(str(r.stage))),
+        el("td", { class: "change" }, versionLink(str(r.version)), " → ", stageBadge(str(r.stage))),
         el("td", {}, user(r.requested_by)),
         el("td", {}, RB.timeCell(r.requested_at)),
         messageCell(r.message),
