@@ -52,7 +52,8 @@ def trace_view(store: Store, target: str, max_depth: int = 50) -> dict[str, Any]
     # a path on disk wins over a reference, as records.lineage.oid_of reads it
     version = None if os.path.exists(target) else registry.lookup(store, target)
     root = next(n for n in graph["nodes"] if n["id"] == graph["root"])
-    same = [registry.get_version(store, n, v) for n, v in registered_as(store, root["hash"])]
+    models = dict.fromkeys(name for name, _ in registered_as(store, root["hash"]))
+    same = [v for m in models for v in registry.versions(store, m) if v.oid == root["hash"]]
     run = None
     if version is not None and version.run_id is not None:
         run = run_details(store, version.run_id)
