@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import GIT, commit, runbase_cmd, write
 
+from conftest import GIT, commit, runbase_cmd, write
 from runbase.errors import UsageError
 from runbase.records import gto, registry
 from runbase.store import Store
@@ -172,10 +172,14 @@ def test_tags_read_back_by_gto(repo: Path, gto_bin: Path) -> None:
     # after the rollback: GTO and runbase agree on every stage and version
     shown = gto_json(gto_bin, repo, "show")["churn"]
     assert shown["version"] == "v0.0.2"
-    assert shown["stage"] == registry.stages(store, "churn") == {
-        "prod": "v0.0.1",
-        "staging": "v0.0.2",
-    }
+    assert (
+        shown["stage"]
+        == registry.stages(store, "churn")
+        == {
+            "prod": "v0.0.1",
+            "staging": "v0.0.2",
+        }
+    )
     versions = {v["version"]: v for v in gto_json(gto_bin, repo, "show", "churn")}
     here = {v.version: v for v in registry.versions(store, "churn")}
     assert set(versions) == set(here) == {"v0.0.1", "v0.0.2"}
@@ -349,3 +353,63 @@ def test_import_registry_made_by_gto(repo: Path, gto_bin: Path) -> None:
     assert len(registry.events(store)) == before
     assert {s["tag"] for s in again["skipped"]} >= {"churn@v0.0.1", "churn@v0.1.0", "churn#prod!#4"}
     assert registry.verify(store).ok
+
+
+# ---------------------------------------------------------------- the CLI
+
+
+def test_cli_git_tag_and_import(repo: Path, gto_bin: Path) -> None:
+    run1, c1 = train(repo, "one")
+    run2, c2 = train(repo, "two")
+
+    def model(*args: str) -> Any:
+        proc = runbase_cmd("model", *args, "--json", cwd=repo, check=True)
+        return json.loads(proc.stdout)
+
+    assert model("register", "churn", f"{run1}:model.pkl", "-m", "one", "--git-tag")[
+        "git_tags"
+    ] == ["churn@v0.0.1"]
+    model("register", "churn", f"{run2}:model.pkl", "-m", "two", "--git-tag")
+    model("promote", "churn", "v0.0.1", "--to", "production", "-m", "go", "--git-tag")
+    model("promote", "churn", "v0.0.2", "--to", "production", "-m", "better", "--git-tag")
+    model("rollback", "churn", "production", "-m", "broke", "--git-tag")
+    shown = model("show", "churn")
+    assert shown["stages"] == {"production": "v0.0.1"}
+    assert gto_json(gto_bin, repo, "show")["churn"]["stage"] == shown["stages"]
+    gto_versions = {
+        v["version"]: v["commit_hexsha"] for v in gto_json(gto_bin, repo, "show", "churn")
+    }
+    assert gto_versions == {v["version"]: v["git_commit"] for v in shown["versions"]}
+    assert gto_versions == {"v0.0.1": c1, "v0.0.2": c2}
+    model("demote", "churn", "--from", "production", "-m", "retired", "--git-tag")
+    assert (
+        gto_json(gto_bin, repo, "show")["churn"]["stage"] == model("show", "churn")["stages"] == {}
+    )
+
+    # gto history and runbase model log: the same changes, messages and order
+    history = gto_json(gto_bin, repo, "history", "churn", "--ascending")
+    log = model("log", "churn")["events"]
+    assert [e["message"] for e in history] == [
+        "one", "two", "go", "better", "broke", "retired", "retired",
+    ]  # fmt: skip  # the demote unassigns both versions GTO still showed
+    assert [e["message"] for e in log] == ["one", "two", "go", "better", "broke", "retired"]
+    assert [(e["event"], e["version"]) for e in history][:5] == [
+        ("registration", "v0.0.1"), ("registration", "v0.0.2"), ("assignment", "v0.0.1"),
+        ("assignment", "v0.0.2"), ("assignment", "v0.0.1"),
+    ]  # fmt: skip
+
+    # refused before the change: another version on a commit that carries one
+    run3, _ = train(repo, "three", new_commit=False)
+    tags = tag_names(repo)
+    proc = runbase_cmd(
+        "model", "register", "churn", f"{run3}:model.pkl", "--git-tag", cwd=repo
+    )  # fmt: skip
+    assert proc.returncode != 0 and "already carries churn@v0.0.2" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert tag_names(repo) == tags
+    assert [v["version"] for v in model("show", "churn")["versions"]] == ["v0.0.2", "v0.0.1"]
+
+    # import-gto of the repository runbase tagged: nothing new
+    report = model("import-gto")
+    assert report["imported"] == [] and report["problems"] == []
+    assert len(model("log", "churn")["events"]) == 6

@@ -759,13 +759,16 @@ def _import_stage(
             changes.append((tag, now))
             shown = now
         else:
-            report.add("skipped", tag, f"GTO's {stage} stays {now or 'empty'}", model=name)
+            report.add("skipped", tag, f"GTO's {stage} stays {now or 'empty'}", version=now)
     here = _holders_here(store, name, stage)
     at = 0
     for n, (tag, holder) in enumerate(changes):
         if holder in here[at:]:
             at = here.index(holder, at) + 1
-            report.add("skipped", tag, f"the log already has {name}@{stage} = {holder or 'empty'}")
+            report.add(
+                "skipped", tag, f"the log already has {name}@{stage} = {holder or 'empty'}",
+                version=holder,
+            )  # fmt: skip
             continue
         for later, later_holder in changes[n:]:
             _apply_stage(store, name, stage, later, later_holder, actor, report)
