@@ -1283,7 +1283,7 @@ def test_control_tables_of_version_1_are_migrated_not_guessed(tmp_path: Path) ->
         create_server_app(ServerConfig(db=str(db), objects=str(tmp_path / "o")))
     admin.migrate(str(db), str(tmp_path / "o"))
     with admin.opened(str(db)) as c:
-        assert control.control_version(c) == control.CONTROL_VERSION == 2
+        assert control.control_version(c) == control.CONTROL_VERSION == 3
         assert c.query("SELECT token_id FROM sessions") == []
 
 

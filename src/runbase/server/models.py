@@ -34,7 +34,7 @@ class NewUser(BaseModel):
     projects: list[Annotated[str, Field(pattern=PROJECT_PATH)]] = Field(
         default=[control.DEFAULT_PROJECT], max_length=100
     )
-    project_role: str = Field(default="writer", pattern="^(reader|writer|admin)$")
+    project_role: str = Field(default="writer", pattern="^(reader|writer|approver|admin)$")
 
 
 class NewProject(BaseModel):
@@ -42,7 +42,7 @@ class NewProject(BaseModel):
 
 
 class MemberRole(BaseModel):
-    role: str = Field(pattern="^(reader|writer|admin)$")
+    role: str = Field(pattern="^(reader|writer|approver|admin)$")
 
 
 class NewToken(BaseModel):
