@@ -113,6 +113,13 @@
       RB.showError($("error"), e);
       return;
     }
+    if (obj(detail).name !== name) {
+      // /api/models/verify and /api/models/resolve are routes: a model of either name is
+      // not answered by GET /api/models/NAME (the CLI still reads it)
+      for (const id of ["stages", "versions", "history"]) RB.fill($(id));
+      RB.showError($("error"), new Error("the API did not answer model " + name + " (`runbase model show " + name + "` shows it)"));
+      return;
+    }
     const versions = list(obj(detail).versions).filter((v) => str(obj(v).version));
     const events = list(obj(log).events).filter((e) => str(obj(e).action));
     renderStages(obj(detail.stages), events);
