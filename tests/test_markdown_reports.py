@@ -552,3 +552,40 @@ def test_explain_markdown_of_every_part_and_hostile_names() -> None:
     assert [len(t) for t in tables] == [4, 2, 2]  # factors, interactions, not tested
     assert all(len(row) == len(t[0]) for t in tables for row in t)
     assert _html_tags(md) == {"details", "summary", "br", "sub"}
+
+
+def test_the_ci_jobs_of_docs_ci_use_commands_and_options_that_exist() -> None:
+    """docs/ci.md's workflows are YAML, and each `runbase` command they run (but the
+    registry's `model`, specified in docs/models.md) names options the CLI has."""
+    import shlex
+
+    import click
+    import yaml
+
+    from runbase.cli import main
+
+    text = (Path(__file__).parent.parent / "docs" / "ci.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    assert len(blocks) == 3
+    for block in blocks:
+        assert yaml.safe_load(block)
+    calls = [
+        shlex.split(m.split(";")[0].split(">")[0].split("||")[0].split(")")[0])
+        for m in re.findall(r"\brunbase (?:[a-z]+)[^\n]*", "\n".join(blocks))
+    ]
+    seen = set()
+    ctx = click.Context(main)
+    for call in calls:
+        name = call[1]
+        if name == "model":
+            continue
+        cmd = main.get_command(ctx, name)
+        if isinstance(cmd, click.Group):
+            name, cmd = call[2], cmd.get_command(ctx, call[2])
+        assert cmd is not None, call
+        known = {opt for p in cmd.params for opt in p.opts}
+        own = call[: call.index("--")] if "--" in call else call  # not the command's
+        used = {arg.split("=")[0] for arg in own if arg.startswith("-")}
+        assert used <= known, (call, used - known)
+        seen.add(name)
+    assert {"run", "push", "pull", "diff", "explain", "add"} <= seen
