@@ -18,6 +18,7 @@ import blake3
 
 from conftest import commit, documented_keys, runbase_cmd, write
 from runbase.records import registry
+from runbase.records.bundle import export_run
 from runbase.store import Store
 
 PY = sys.executable
@@ -249,6 +250,10 @@ def test_gc_keeps_the_bytes_of_every_version(project: Path) -> None:
     stored = store.db.query("SELECT count(*) FROM run_files WHERE stored = 1 AND oid IN (?, ?)",
                             (model.oid, encoder.oid))  # fmt: skip
     assert stored == [(0,)]
+    # nor does the run's bundle carry the registry (it travels as events, not with runs)
+    bundle = export_run(store, run_id)
+    assert not [k for k in bundle if k.startswith("model")]
+    assert not set(kept) & set(bundle["objects"])
     orphan = store.objects.put_bytes(b"nobody refers to me")
     for root, _, files in os.walk(project / "out"):
         for name in files:

@@ -1,5 +1,6 @@
-"""Store upkeep: ``fsck`` (verify every object), ``gc`` (delete unreferenced objects),
-``du`` (where the bytes go, and what deduplication saved)."""
+"""Store upkeep: ``fsck`` (verify every object, and the model registry's audit chain),
+``gc`` (delete objects no run and no model version refers to), ``du`` (where the bytes
+go, and what deduplication saved)."""
 
 from __future__ import annotations
 
