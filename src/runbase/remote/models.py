@@ -410,13 +410,22 @@ def _chosen_versions(
 
 
 def _events_of(store: Store, versions: set[tuple[str, str]]) -> list[dict[str, Any]]:
-    """The log's events about ``versions``, oldest first: registering one, or a stage
-    given it or taken from it."""
-    out = []
+    """The log's events to push with ``versions``, oldest first: their registrations,
+    and each stage's changes up to the first that gives it a version not pushed with
+    them (the rest wait for that version: replaying a stage's history out of order
+    would leave the server's stage elsewhere than the local one)."""
+    out, blocked = [], set()
     for e in registry.events(store):
-        about = e.to_version or e.version
-        if e.action in PUSHED_ACTIONS and about is not None and (e.model, about) in versions:
-            out.append(e.to_json())
+        if e.action == "register":
+            if e.version is not None and (e.model, e.version) in versions:
+                out.append(e.to_json())
+            continue
+        if e.action not in PUSHED_ACTIONS or (e.model, e.stage) in blocked:
+            continue
+        if e.to_version is not None and (e.model, e.to_version) not in versions:
+            blocked.add((e.model, e.stage))
+            continue
+        out.append(e.to_json())
     return out
 
 
