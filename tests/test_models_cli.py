@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import stat
 import sys
@@ -50,6 +51,19 @@ def rb(project: Path, *args: str, code: int | None = 0) -> Any:
         )
     assert "Traceback" not in proc.stderr, proc.stderr
     return json.loads(proc.stdout) if "--json" in args and proc.stdout.strip() else proc
+
+
+def doc_keys(heading: str) -> set[str]:
+    """The keys the table under ``heading`` of docs/models.md names (up to the next
+    heading): formats are specs, compared here with real output."""
+    text = (Path(__file__).parent.parent / "docs" / "models.md").read_text()
+    part = text.split(heading + "\n", 1)[1].split("\n#", 1)[0]
+    keys: set[str] = set()
+    for line in part.splitlines():
+        m = re.match(r"\|\s*((?:`[^`]+`(?:,\s*)?)+)\s*\|", line)
+        if m:
+            keys |= set(re.findall(r"`([^`]+)`", m.group(1)))
+    return keys
 
 
 def train(project: Path, tag: str, acc: float) -> str:
@@ -203,6 +217,7 @@ def test_get_writes_exact_bytes_and_status_checks_drift(two_runs: tuple[Path, st
     }
     assert (deploy / "model.pkl").read_bytes() == b"weights two"
     assert b3(deploy / "model.pkl") == got["oid"]
+    assert set(got) == doc_keys("### `runbase model get REF [-o PATH] [--force]`")
     assert rb(project, "model", "get", "churn@production", "-o", str(deploy / "model.pkl"),
               "--json")["written"] is False  # fmt: skip
     # the default name is the run's file name
@@ -215,6 +230,12 @@ def test_get_writes_exact_bytes_and_status_checks_drift(two_runs: tuple[Path, st
     status = rb(project, "model", "status", "churn@production", str(deploy / "model.pkl"), "--json")
     assert status["state"] == "in_sync" and status["in_sync"] is True
     assert status["expected"]["version"] == "v0.0.2" and status["matches"] == ["churn@v0.0.2"]
+    assert set(status) == doc_keys("### `runbase model status REF PATH` — the drift check")
+    assert set(status["expected"]) == doc_keys("#### The version")
+    summary = rb(project, "model", "ls", "--json")["models"][0]
+    assert set(summary) == doc_keys("#### The model summary")
+    event = rb(project, "model", "log", "churn", "--json")["events"][0]
+    assert set(event) == doc_keys("## The audit log") - {"run_id"} | {"run"}
     assert rb(project, "model", "status", "churn@production", "deploy/model.pkl").stdout.startswith(
         "in sync"
     )
