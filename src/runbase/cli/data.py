@@ -49,7 +49,12 @@ def checkout(
 
 @click.command()
 @click.argument("target")
-@click.option("--json", "as_json", is_flag=True, help="Print the lineage graph as JSON.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON: the lineage graph, and a model version's details (docs/trace.md).",
+)
 @click.pass_context
 def trace(ctx: click.Context, target: str, as_json: bool) -> None:
     """Which run produced TARGET's exact bytes, from which inputs, recursively. TARGET

@@ -48,9 +48,10 @@ def trace_view(store: Store, target: str, max_depth: int = 50) -> dict[str, Any]
     null), ``run`` (that version's run, see :func:`run_details`; null for a file, an
     external version or a run not in this store) and ``versions`` (every registered
     version that is exactly the root's bytes)."""
-    graph = lineage_trace(store, target, max_depth)
-    # a path on disk wins over a reference, as records.lineage.oid_of reads it
+    # a path on disk wins over a reference, as records.lineage.oid_of reads it; the
+    # graph is then traced from that exact version, even if the stage moves meanwhile
     version = None if os.path.exists(target) else registry.lookup(store, target)
+    graph = lineage_trace(store, version.ref if version is not None else target, max_depth)
     root = next(n for n in graph["nodes"] if n["id"] == graph["root"])
     models = dict.fromkeys(name for name, _ in registered_as(store, root["hash"]))
     same = [v for m in models for v in registry.versions(store, m) if v.oid == root["hash"]]
