@@ -23,6 +23,8 @@ from runbase.errors import UsageError
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,98}[a-z0-9])?$")
 VERSION_RE = re.compile(r"^v?(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})$")
 BUMPS = ("major", "minor", "patch")
+# words the API puts where a model name goes (``/api/models/verify``, ``/api/models/requests/ID``)
+RESERVED = frozenset({"verify", "resolve", "requests", "events"})
 LATEST = "latest"
 
 
@@ -45,6 +47,8 @@ def check_name(name: object) -> str:
             f"bad model name {name!r}: use lower-case letters, digits, '-' and '_' "
             "(at most 100, starting and ending with a letter or digit)"
         )
+    if name in RESERVED:
+        raise UsageError(f"{name!r} cannot name a model: the registry's API uses the word")
     return name
 
 
