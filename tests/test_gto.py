@@ -413,3 +413,46 @@ def test_cli_git_tag_and_import(repo: Path, gto_bin: Path) -> None:
     report = model("import-gto")
     assert report["imported"] == [] and report["problems"] == []
     assert len(model("log", "churn")["events"]) == 6
+
+
+def test_import_directory_deregistered_and_foreign_names(repo: Path, gto_bin: Path) -> None:
+    write(repo, "artifacts.yaml", "net:\n  path: models/net\n")
+    write(repo, "models/net/weights.bin", "w1\n")
+    write(repo, "models/net/conf/layers.txt", "3\n")
+    c1 = commit(repo, "net v1")
+    write(repo, "models/net/weights.bin", "w2\n")
+    c2 = commit(repo, "net v2")
+    write(repo, "models/net/weights.bin", "w3\n")
+    c3 = commit(repo, "net v3")
+    t0 = int(time.time())
+
+    def tag(name: str, rev: str, seconds: int) -> None:
+        env = {**os.environ, "GIT_COMMITTER_DATE": f"{t0 + seconds} +0000"}
+        subprocess.run(
+            ["git", "-C", str(repo), "tag", "-a", name, "-m", name, rev], env=env, check=True
+        )
+
+    tag("net@v1.0.0", c1, 0)
+    tag("net#production#1", c1, 1)
+    tag("net@v1.1.0", c2, 2)
+    tag("net@v1.1.0!", c2, 3)  # deregistered: GTO shows it no more
+    tag("Net-Upper@v0.0.1", c1, 4)  # GTO allows capitals, runbase names do not
+    tag("net@v2.0.0-rc.1", c3, 5)  # a pre-release: not a runbase version
+
+    store, actor = Store.open(repo / ".runbase", create=True), registry.local_actor()
+    report = gto.import_gto(store, repo, actor)
+    (version,) = registry.versions(store, "net")
+    assert (version.version, version.kind, version.external) == ("v1.0.0", "dir", True)
+    assert version.path == "models/net" and version.git_commit == c1
+    assert registry.stages(store, "net") == {"production": "v1.0.0"}
+    shown = gto_json(gto_bin, repo, "show")
+    assert shown["net"]["version"] == "v2.0.0-rc.1"  # runbase cannot hold it: a problem
+    assert shown["net"]["stage"] == {"production": "v1.0.0"}
+    problems = {p["tag"] for p in report["problems"]}
+    assert problems == {"net@v1.1.0", "net@v1.1.0!", "Net-Upper@v0.0.1", "net@v2.0.0-rc.1"}
+
+    # the directory's bytes are delivered exactly
+    out = repo / "delivered"
+    runbase_cmd("model", "get", "net@production", "-o", str(out), cwd=repo, check=True)
+    assert (out / "weights.bin").read_text() == "w1\n"
+    assert (out / "conf" / "layers.txt").read_text() == "3\n"

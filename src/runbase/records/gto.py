@@ -284,25 +284,41 @@ def _deregistered(tags: Sequence[GtoTag]) -> set[str]:
     return {v for v, (_, dereg) in last.items() if dereg}
 
 
+class _StageView:
+    """What GTO shows in one stage as its tags are read one by one: a version is in the
+    stage while its own last stage tag is an assignment (an unassignment of the same
+    second wins), and ``gto show`` names the one assigned last. Versions are known from
+    every registration tag (GTO reads them all before any stage tag)."""
+
+    def __init__(self, tags: Sequence[GtoTag], stage: str) -> None:
+        self.stage = stage
+        self.at = _versions_at(tags)
+        self.gone = _deregistered(tags)
+        self.last: dict[str, tuple[int, int]] = {}  # key -> (time, unassign?)
+        self.assigned: dict[str, tuple[int, int]] = {}  # key -> (time, order) of its last
+
+    def add(self, order: int, tag: GtoTag) -> None:
+        if not (tag.annotated and tag.stage == self.stage and tag.commit):
+            return
+        key = self.at.get(tag.commit, f"commit:{tag.commit}")
+        unassign = 1 if tag.action == "unassign" else 0
+        if key not in self.last or (tag.time, unassign) >= self.last[key]:
+            self.last[key] = (tag.time, unassign)
+        if not unassign and (key not in self.assigned or tag.time >= self.assigned[key][0]):
+            self.assigned[key] = (tag.time, order)
+
+    def holders(self) -> list[str]:
+        active = [k for k, v in self.last.items() if not v[1] and k not in self.gone]
+        return sorted(active, key=lambda k: self.assigned[k], reverse=True)
+
+
 def gto_stage_holders(tags: Sequence[GtoTag], stage: str) -> list[str]:
-    """The versions GTO sees assigned to ``stage`` (latest assignment first): those
-    whose own last stage tag is an assignment; ``gto show`` names the first. A version
-    is named ``vX.Y.Z``, or ``commit:<hash>`` for a commit with no registered version."""
-    at = _versions_at(tags)
-    gone = _deregistered(tags)
-    last: dict[str, tuple[int, int, int]] = {}  # key -> (time, unassign?, order)
-    latest_assign: dict[str, tuple[int, int]] = {}
-    for i, t in enumerate(tags):
-        if not (t.annotated and t.stage == stage and t.commit):
-            continue
-        key = at.get(t.commit, f"commit:{t.commit}")
-        unassign = 1 if t.action == "unassign" else 0
-        if key not in last or (t.time, unassign) >= last[key][:2]:
-            last[key] = (t.time, unassign, i)
-        if not unassign and (key not in latest_assign or t.time >= latest_assign[key][0]):
-            latest_assign[key] = (t.time, i)
-    active = [k for k, v in last.items() if not v[1] and k not in gone]
-    return sorted(active, key=lambda k: latest_assign[k], reverse=True)
+    """The versions GTO sees assigned to ``stage``, the one ``gto show`` names first
+    (``vX.Y.Z``, or ``commit:<hash>`` for a commit with no registered version)."""
+    view = _StageView(tags, stage)
+    for i, tag in enumerate(tags):
+        view.add(i, tag)
+    return view.holders()
 
 
 # ---------------------------------------------------------------- writing tags
@@ -750,10 +766,12 @@ def _import_stage(
         return
     changes: list[tuple[GtoTag, str | None]] = []
     shown: str | None = None
+    view = _StageView(tags, stage)
     for i, tag in enumerate(tags):
         if tag.stage != stage:
             continue
-        holders = gto_stage_holders(tags[: i + 1], stage)
+        view.add(i, tag)
+        holders = view.holders()
         now = holders[0] if holders else None
         if now != shown:
             changes.append((tag, now))
