@@ -576,20 +576,17 @@ def import_gto_cmd(ctx: click.Context, repo: str, as_json: bool) -> None:
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.records import registry
     from runbase.records.gto import import_gto
+    from runbase.render.models import gto_import_text
 
     store = open_store(ctx)
     with bad_input():
         report = import_gto(store, os.path.abspath(repo), registry.local_actor())
     if as_json:
         echo_json(report)
-        return
-    for key, value in report.items():
-        if isinstance(value, list):
-            click.echo(f"{key}: {len(value)}")
-            for item in value:
-                click.echo(f"  {item}")
-        else:
-            click.echo(f"{key}: {value}")
+    else:
+        click.echo(gto_import_text(report))
+    if report.get("problems"):
+        ctx.exit(1)
 
 
 def _gto() -> Any:

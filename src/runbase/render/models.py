@@ -186,6 +186,16 @@ def get_text(result: dict[str, Any]) -> str:
     return f"wrote {what}{size} to {_t(result['path'])}"
 
 
+def gto_import_text(report: dict[str, Any]) -> str:
+    """``runbase model import-gto``: one line per tag, grouped by outcome."""
+    lines = []
+    for key in ("imported", "skipped", "problems"):
+        items = report.get(key) or []
+        lines.append(f"{key}: {len(items)}")
+        lines += [f"  {_t(i.get('tag') or i.get('model'))}: {_t(i.get('detail'))}" for i in items]
+    return "\n".join(lines)
+
+
 # -- Markdown (a pull-request comment) ---------------------------------------------
 
 
