@@ -42,13 +42,13 @@ def diff(
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.analysis.diff import diff_head, diff_runs
 
-    fmt = output_format(fmt, as_json)
+    fmt = _output_format(fmt, as_json)
     sections = [name for name, on in flags.items() if on] or None
     if run_b is None and sections not in (None, ["code"]):
         raise UsageError("with one run, diff shows its code against its commit: give two runs")
-    remote = any(_remote_ref(ref) for ref in (run_a, run_b) if ref)
-    store = open_store(ctx, create=remote)
     with bad_input():
+        remote = any(_remote_ref(ref) for ref in (run_a, run_b) if ref)
+        store = open_store(ctx, create=remote)  # a fresh CI checkout has no store yet
         run_a = _pulled(store, run_a)
         run_b = _pulled(store, run_b) if run_b else None
     report = diff_runs(store, run_a, run_b, sections) if run_b else diff_head(store, run_a)
@@ -66,7 +66,7 @@ def diff(
         click.echo(render(report, sys.stdout.isatty()))
 
 
-def output_format(fmt: str | None, as_json: bool) -> str:
+def _output_format(fmt: str | None, as_json: bool) -> str:
     """``--format`` with ``--json`` as its alias; both naming different formats is an
     error rather than one silently winning."""
     if as_json and fmt not in (None, "json"):
