@@ -1030,7 +1030,7 @@ def _replay(store: Store, event: Mapping[str, Any], eid: str, actor: Actor) -> t
             done = promote(store, name, to, stage, message=message, actor=actor, origin=eid)
             if done and done[0].action == "request":
                 return "applied", f"a request to promote {name}@{to} to {stage} is open"
-        elif to is None:
+        elif action == "demote":
             demote(store, name, stage, message=message, actor=actor, origin=eid)
         else:
             _set_stage(store, name, stage, to, message, actor, eid)
@@ -1077,13 +1077,22 @@ def _replay_register(
 
 
 def _set_stage(
-    store: Store, name: str, stage: str, to: str, message: str | None, actor: Actor, origin: str
+    store: Store,
+    name: str,
+    stage: str,
+    to: str | None,
+    message: str | None,
+    actor: Actor,
+    origin: str,
 ) -> None:
-    """A pushed rollback: the stage gets the version the pusher's rollback gave it."""
+    """A pushed rollback: the stage gets what the pusher's rollback gave it (a version,
+    or nothing), recorded as a rollback so both logs replay to the same stage history."""
     _guard_removal(actor, stage, f"rolling back {stage}")
 
     def body(t: _Txn) -> None:
-        _require_version(t, store, name, to)
+        _require_model(t, name)
+        if to is not None:
+            _require_version(t, store, name, to)
         _assign(t, name, stage, to, "rollback", message)
 
     _change(store, actor, origin, body)
