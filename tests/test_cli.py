@@ -6,11 +6,12 @@ import json
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
 from conftest import runbase_cmd, wait_until, write
-from runbase.cli import main
+from runbase.cli import COMMANDS, main
 
 
 @pytest.fixture
@@ -136,7 +137,12 @@ def test_store_option_and_env(tmp_path: Path) -> None:
 def test_every_command_has_help_and_is_documented() -> None:
     runner = CliRunner()
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    for name, cmd in main.commands.items():
+    # the group loads its commands lazily (cli.COMMANDS): main.commands is empty
+    assert len(COMMANDS) > 20
+    ctx = click.Context(main)
+    for name in COMMANDS:
+        cmd = main.get_command(ctx, name)
+        assert cmd is not None, name
         result = runner.invoke(main, [name, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output, name
         assert cmd.help, name
