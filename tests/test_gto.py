@@ -227,7 +227,7 @@ def test_tags_read_back_by_gto(repo: Path, gto_bin: Path) -> None:
 # ---------------------------------------------------------------- refusals
 
 
-def test_refusals_leave_no_tag(repo: Path, tmp_path: Path) -> None:
+def test_refusals_leave_no_tag(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run1, c1 = train(repo, "one")
     run2, _ = train(repo, "two", new_commit=False)  # the same commit, other bytes
     store, actor = Store.open(repo / ".runbase"), registry.local_actor()
@@ -269,6 +269,18 @@ def test_refusals_leave_no_tag(repo: Path, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="does not have"):
         gto.check_taggable(other, store, "churn", "promote", version="v0.0.1", stage="staging")
     assert tag_names(other) == []
+    assert tag_names(repo) == ["churn@v0.0.1"]
+
+    # git has no identity to sign tags with (no user.name / user.email anywhere)
+    subprocess.run(["git", "-C", str(repo), "config", "--unset", "user.email"], check=True)
+    subprocess.run(["git", "-C", str(repo), "config", "--unset", "user.name"], check=True)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("EMAIL", "")
+    for var in ("GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(UsageError, match="git has no identity"):
+        gto.check_taggable(repo, store, "churn", "promote", version="v0.0.1", stage="staging")
     assert tag_names(repo) == ["churn@v0.0.1"]
 
 

@@ -152,10 +152,14 @@ class _Repo:
         return cls(Path(proc.stdout.strip()))
 
     def run(
-        self, *args: str, env: dict[str, str] | None = None, check: bool = True
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        check: bool = True,
+        input: bytes | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
         cmd = ["git", "-C", str(self.root), "-c", "core.quotepath=off", *args]
-        proc = subprocess.run(cmd, capture_output=True, env=env)
+        proc = subprocess.run(cmd, capture_output=True, env=env, input=input)
         if check and proc.returncode != 0:
             err = proc.stderr.decode(errors="replace").strip()
             raise UsageError(f"git {' '.join(args[:2])} failed in {self.root}: {err}")
@@ -638,7 +642,7 @@ def _import_version(
         have = None
     try:
         source, how = _source_at(store, repo, name, tag.commit)
-    except (UsageError, NotFound, Conflict) as e:
+    except RunbaseError as e:  # no path, no bytes, an unsafe path: this version only
         if have is not None:
             report.add(
                 "skipped", tag, f"{name}@{version} is here (its bytes at the tag's commit: {e})"
@@ -716,8 +720,8 @@ def _extract(repo: _Repo, commit: str, path: str, kind: str, dest: Path) -> None
     if kind == "blob":
         dest.write_bytes(repo.run("cat-file", "blob", f"{commit}:{path}").stdout)
         return
-    listing = repo.run("ls-tree", "-r", "-z", f"{commit}:{path}").stdout
-    for record in listing.split(b"\x00"):
+    files: list[tuple[str, str]] = []
+    for record in repo.run("ls-tree", "-r", "-z", f"{commit}:{path}").stdout.split(b"\x00"):
         if not record:
             continue
         meta, _, rel_b = record.partition(b"\t")
@@ -725,9 +729,18 @@ def _extract(repo: _Repo, commit: str, path: str, kind: str, dest: Path) -> None
         rel = rel_b.decode("utf-8", "surrogateescape")
         if otype != "blob" or mode == "120000":
             raise UsageError(f"{path} at {commit[:12]} holds {rel}, a {otype} or link: not copied")
-        target = dest / check_relpath(rel)
+        files.append((check_relpath(rel), sha))
+    dest.mkdir()
+    # one git process for every file: `cat-file --batch` answers "<sha> blob <size>\n<bytes>\n"
+    out = repo.run("cat-file", "--batch", input="".join(f"{sha}\n" for _, sha in files).encode())
+    at = 0
+    for rel, _ in files:
+        header_end = out.stdout.index(b"\n", at)
+        size = int(out.stdout[at:header_end].split()[2])
+        target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(repo.run("cat-file", "blob", sha).stdout)
+        target.write_bytes(out.stdout[header_end + 1 : header_end + 1 + size])
+        at = header_end + 1 + size + 1
 
 
 def _run_that_wrote(store: Store, commit: str, path: str) -> str | None:
