@@ -47,7 +47,10 @@ def gto_bin() -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     with open(cache / f"gto-{GTO}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time
-        if not done.exists():
+        usable = done.exists() and subprocess.run(
+            [str(venv / "bin" / "gto"), "--version"], capture_output=True
+        ).returncode == 0  # fmt: skip  # a venv of a Python since removed is built anew
+        if not usable:
             shutil.rmtree(venv, ignore_errors=True)
             steps = [
                 [PY, "-m", "uv", "venv", "-q", str(venv)],
