@@ -471,3 +471,37 @@ def test_import_directory_deregistered_and_foreign_names(repo: Path, gto_bin: Pa
     runbase_cmd("model", "get", "net@production", "-o", str(out), cwd=repo, check=True)
     assert (out / "weights.bin").read_text() == "w1\n"
     assert (out / "conf" / "layers.txt").read_text() == "3\n"
+
+
+# ---------------------------------------------------------------- the grammar
+
+
+NAMES = [
+    "churn@v1.2.0", "churn@v1.2.0!", "churn#prod#3", "churn#prod!#4", "churn#prod",
+    "churn@deprecated", "churn@v0.0.1#2", "models/net@v1.0.0", "dir=net@v1.0.0",
+    "churn@v2.0.0-rc.1", "churn@v2.0.0+build.5", "my_model-2#stage_1#10",
+    "churn@1.2.0", "churn@v1.2", "v1.0", "release-3", "churn#", "-churn@v1.0.0",
+    "churn@v01.2.0", "churn@latest", "a@v0.0.1",
+]  # fmt: skip
+
+
+def test_tag_grammar_is_gtos(gto_bin: Path) -> None:
+    """Our reader of GTO's tag names agrees with GTO's own on every shape."""
+    script = (
+        "import json, sys\n"
+        "from gto.tag import parse_name\n"
+        "out = {}\n"
+        "for n in json.load(sys.stdin):\n"
+        "    p = parse_name(n, raise_on_fail=False)\n"
+        "    out[n] = None if not p else {\n"
+        "        'artifact': p['name'], 'action': p['action'].value if 'action' in p else 'created',\n"
+        "        'version': p.get('version'), 'stage': p.get('stage'), 'counter': p.get('counter')}\n"
+        "print(json.dumps(out))\n"
+    )
+    proc = subprocess.run(
+        [str(gto_bin.parent / "python"), "-c", script],
+        input=json.dumps(NAMES), capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    theirs = json.loads(proc.stdout)
+    for name in NAMES:
+        assert gto.parse_tag_name(name) == theirs[name], name
