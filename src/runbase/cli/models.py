@@ -329,6 +329,9 @@ def _written(events: list[Any], as_json: bool, tags: list[str] | None = None) ->
         click.echo(event_line(e))
     for tag in tags or ():
         click.echo(f"tagged {tag}")
+    if tags:  # tags are local until pushed: GTO's CLI, its GitHub Action and CI read the remote's
+        quoted = " ".join(f"'{t}'" if "#" in t else t for t in tags)
+        click.echo(f"publish them with: git push origin {quoted}")
 
 
 # ---------------------------------------------------------------- reads
@@ -578,7 +581,7 @@ def import_gto_cmd(ctx: click.Context, repo: str, as_json: bool) -> None:
     from runbase.records.gto import import_gto
     from runbase.render.models import gto_import_text
 
-    store = open_store(ctx)
+    store = open_store(ctx, create=True)  # a fresh clone has a GTO registry and no store yet
     with bad_input():
         report = import_gto(store, os.path.abspath(repo), registry.local_actor())
     if as_json:
