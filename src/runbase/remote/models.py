@@ -386,7 +386,17 @@ def push_models(
         report.unchanged = len(events)
         return report
     for batch in _batches(events):
-        answer = client.send_json("POST", f"{remote.api}/models/events", {"events": batch})
+        try:
+            answer = client.send_json("POST", f"{remote.api}/models/events", {"events": batch})
+        except RemoteError as e:
+            if e.status == 404:  # a runbase from before the registry answers no such route
+                raise RemoteError(
+                    f"{remote.url} has no model registry (its runbase is older): the runs "
+                    "were pushed, the model versions were not; upgrade the server",
+                    e.status,
+                    e.body,
+                ) from None
+            raise
         report.results += _results(answer, batch, remote)
     if not report.count("refused"):
         mark_pushed(store, key, digest)
