@@ -261,6 +261,23 @@ def test_registering_needs_bytes_the_project_holds_and_a_run_that_wrote_them(tea
     assert status == 400 and "bad model name" in answer["detail"]
     assert team.api("rita", "GET", "/models/nope")[0] == 404
 
+    # bytes another project holds are not this project's, though the bucket is shared
+    team.admin("projects", "add", "elsewhere")
+    team.admin("member", "elsewhere", "bob", "writer")
+    status, answer = http_request(
+        team.server.url, "POST", "/p/elsewhere/api/models/stolen/versions", team.tokens["bob"],
+        json.dumps({"oid": oid, "external": True}).encode(),
+    )  # fmt: skip
+    assert status == 409 and "does not hold" in answer["detail"], answer
+    event = {"id": uuid.uuid4().hex, "action": "register", "model": "stolen",
+             "version": "v1.0.0", "oid": oid, "data": {"kind": "file"}}  # fmt: skip
+    status, answer = http_request(
+        team.server.url, "POST", "/p/elsewhere/api/models/events", team.tokens["bob"],
+        json.dumps({"events": [event]}).encode(),
+    )  # fmt: skip
+    assert status == 200 and answer["results"][0]["result"] == "refused", answer
+    assert "does not hold" in answer["results"][0]["detail"]
+
 
 def test_roles_protected_stages_and_two_person_approval(team: Team) -> None:
     # a reader reads but cannot change anything
