@@ -316,7 +316,7 @@ def test_verify_catches_a_deleted_middle_event(store: Store, tmp_path: Path) -> 
     assert "event 4 follows event 2: events are missing or reordered" in problems
     assert "event 4 does not link to the event before it (history was changed)" in problems
     # the log no longer registers the third version the registry still has
-    assert any("the log never registered it" in p for p in problems)
+    assert any("in the registry but the log never made it" in p for p in problems)
 
 
 def test_verify_catches_a_deleted_last_event_by_its_head(store: Store, tmp_path: Path) -> None:
@@ -327,7 +327,7 @@ def test_verify_catches_a_deleted_last_event_by_its_head(store: Store, tmp_path:
     assert not any(p.startswith("event ") for p in problems)
     assert any(p.startswith("the log's head is 6 sha256:") for p in problems), problems
     # (and the stage the removed event moved no longer follows from the log)
-    assert "churn@staging is v0.0.3 in the registry but empty by the log" in problems
+    assert "stage churn@staging is v0.0.3 in the registry but empty by the log" in problems
 
 
 def test_verify_replays_the_log_against_the_state(store: Store, tmp_path: Path) -> None:
@@ -338,7 +338,7 @@ def test_verify_replays_the_log_against_the_state(store: Store, tmp_path: Path) 
         a,
     )
     problems = registry.verify(store).problems
-    assert problems == [f"churn@production is {a} in the registry but {b} by the log"]
+    assert problems == [f"stage churn@production is {a} in the registry but {b} by the log"]
     sql(
         store,
         "UPDATE model_stages SET version = ? WHERE name = 'churn' AND stage = 'production'",
@@ -347,10 +347,10 @@ def test_verify_replays_the_log_against_the_state(store: Store, tmp_path: Path) 
     assert registry.verify(store).ok
     sql(store, "UPDATE model_versions SET oid = ? WHERE version = ?", "blake3:" + "cd" * 32, a)
     (problem,) = registry.verify(store).problems
-    assert problem.startswith(f"churn@{a} points at blake3:cdcdcdcdcdcd but was registered as")
+    assert problem.startswith(f"version churn@{a}: oid is 'blake3:cdcdcdcdcdcd")
     sql(store, "DELETE FROM model_versions WHERE version = ?", a)
     assert registry.verify(store).problems == [
-        f"churn@{a} was registered but is gone from the registry"
+        f"version churn@{a} is in the log but gone from the registry"
     ]
 
 
@@ -388,7 +388,7 @@ def test_postgresql_edit_is_detected(pg_server: str, tmp_path: Path) -> None:
         conn.execute("UPDATE model_events SET user_name = 'ana' WHERE seq = 5")
         conn.execute("UPDATE model_stages SET version = %s WHERE stage = 'production'", (a,))
     assert registry.verify(store).problems == [
-        f"churn@production is {a} in the registry but {b} by the log"
+        f"stage churn@production is {a} in the registry but {b} by the log"
     ]
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("UPDATE model_stages SET version = %s WHERE stage = 'production'", (b,))
@@ -470,6 +470,68 @@ def test_import_event_is_idempotent(store: Store, tmp_path: Path) -> None:
     assert registry.import_event(there, {"action": "promote"}, actor=pusher)[0] == "refused"
     assert registry.verify(there).ok
     there.close()
+
+
+def test_a_pushed_rollback_cannot_skip_a_second_person(store: Store, tmp_path: Path) -> None:
+    """A rollback pushed to a two-person stage is a rollback only if it restores the
+    stage's previous holder here; anything else is the promotion it amounts to, which
+    opens a request (found by review: an approver could carry any version in)."""
+    a, b, c = three_versions(store, tmp_path)
+    registry.promote(store, "churn", a, "production", message="first", actor=ADMIN)
+    guarded = Actor("mallory", role="approver", protected={"production": 2})
+    forged = {"id": "evil-1", "action": "rollback", "model": "churn", "stage": "production",
+              "from_version": a, "to_version": c}  # fmt: skip
+    result, detail = registry.import_event(store, forged, actor=guarded)
+    assert (result, holder(store, "churn", "production")) == ("applied", a)
+    assert detail == f"a request to promote churn@{c} to production is open"
+    assert [r["version"] for r in registry.requests(store, "churn")] == [c]
+    # a promote without its version is refused, not read as "empty the stage"
+    bare = {"id": "evil-2", "action": "promote", "model": "churn", "stage": "production"}
+    assert registry.import_event(store, bare, actor=guarded)[0] == "refused"
+    assert holder(store, "churn", "production") == a
+    # a true rollback (to the previous holder here) is one, by an approver
+    registry.promote(store, "churn", b, "production", message="next", actor=ADMIN)
+    back = {**forged, "id": "ok-1", "from_version": b, "to_version": a}
+    assert registry.import_event(store, back, actor=guarded)[0] == "applied"
+    assert holder(store, "churn", "production") == a
+    assert registry.events(store)[-1].action == "rollback"
+    assert registry.verify(store).ok
+
+
+def test_a_stale_pushed_event_never_reverts_a_stage(store: Store, tmp_path: Path) -> None:
+    """Stage changes pushed from elsewhere are compare-and-set, and each event is answered
+    once: pushing an old event again after the stage moved on changes nothing."""
+    a, b, _ = three_versions(store, tmp_path)
+    registry.promote(store, "churn", a, "staging", message=None, actor=ADMIN)
+    pusher = Actor("pat", role="writer")
+    old = {"id": "laptop-1", "action": "promote", "model": "churn", "stage": "staging",
+           "from_version": None, "to_version": a}  # fmt: skip
+    assert registry.import_event(store, old, actor=pusher)[0] == "exists"
+    registry.promote(store, "churn", b, "staging", message="moved on", actor=ADMIN)
+    assert registry.import_event(store, old, actor=pusher)[0] == "exists"
+    assert holder(store, "churn", "staging") == b
+    # a change that started from another holder than this store's is refused
+    moved = {**old, "id": "laptop-2", "from_version": a, "to_version": a.replace("1", "3")}
+    result, detail = registry.import_event(store, moved, actor=pusher)
+    assert result == "refused" and "moved on here" in detail
+    assert holder(store, "churn", "staging") == b
+    assert registry.verify(store).ok
+
+
+def test_verify_checks_every_field_of_the_state(store: Store, tmp_path: Path) -> None:
+    """Provenance (a version's run and path) and requests are replayed from the log too."""
+    a, b, _ = three_versions(store, tmp_path)
+    two = Actor("pat", role="writer", protected={"production": 2})
+    registry.promote(store, "churn", a, "production", message="ask", actor=two)
+    assert registry.verify(store).ok
+    sql(store, "UPDATE model_versions SET run_id = 'x' WHERE version = ?", b)
+    assert registry.verify(store).problems == [
+        f"version churn@{b}: run is 'x' in the registry but None by the log"
+    ]
+    sql(store, "UPDATE model_versions SET run_id = NULL WHERE version = ?", b)
+    sql(store, "UPDATE model_requests SET requested_by = 'ana'")
+    (problem,) = registry.verify(store).problems
+    assert problem.endswith("requested_by is 'ana' in the registry but 'pat' by the log")
 
 
 # -- where a version comes from --------------------------------------------------------------

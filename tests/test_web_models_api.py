@@ -160,7 +160,7 @@ def test_bad_input_is_a_clear_4xx(site: dict[str, Any]) -> None:
          "already gate@v0.0.1"),
         ("POST", "/api/models/gate/versions",
          {"run": r2, "path": "out/notes.txt", "version": "v0.0.1"}, 409, "exists"),
-        ("POST", "/api/models/gate/rollback", {"stage": "prod"}, 409, "no earlier version"),
+        ("POST", "/api/models/gate/rollback", {"stage": "prod"}, 404, "has ever been in stage"),
         ("POST", "/api/models/gate/versions",
          {"oid": "blake3:" + "0" * 64, "external": True}, 409, "does not hold"),
         # 400: names, versions, stages, references, text, a body that means nothing

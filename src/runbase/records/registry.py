@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -454,11 +454,23 @@ def requests(
 # ---------------------------------------------------------------- writing
 
 
+class _Seen(Exception):
+    """A pushed event this store has answered already."""
+
+
+class _Any:
+    def __repr__(self) -> str:
+        return "ANY"
+
+
+ANY: Any = _Any()  # no compare-and-set: the change applies whatever the stage holds
+
+
 class _Txn:
     """One registry change: its state writes and its events, in one transaction."""
 
-    def __init__(self, cur: Any, actor: Actor, origin: str | None) -> None:
-        self.cur, self.actor, self.origin = cur, actor, origin
+    def __init__(self, cur: Any, actor: Actor, origin: str | None, expect: Any = ANY) -> None:
+        self.cur, self.actor, self.origin, self.expect = cur, actor, origin, expect
         self.events: list[Event] = []
         self.now = time.time()
         # take the log's lock first: on PostgreSQL two writers would otherwise both
@@ -468,6 +480,12 @@ class _Txn:
             (HEAD_KEY, f"0 {auditchain.GENESIS}"),
         )
         cur.execute("UPDATE meta SET value = value WHERE key = ?", (HEAD_KEY,))
+        # a pushed event is applied once: checked under the lock, so two pushes of it at
+        # once (or two server processes) cannot both apply it
+        if origin is not None and self.one(
+            "SELECT 1 FROM model_origins WHERE origin = ?", (origin,)
+        ):
+            raise _Seen(origin)
 
     def one(self, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
         row = self.cur.execute(sql, args).fetchone()
@@ -509,14 +527,29 @@ class _Txn:
 
 
 def _change(
-    store: Store, actor: Actor, origin: str | None, body: Callable[[_Txn], None]
+    store: Store,
+    actor: Actor,
+    origin: str | None,
+    body: Callable[[_Txn], None],
+    expect: Any = ANY,
 ) -> list[Event]:
     with store.db.transaction() as cur:
-        txn = _Txn(cur, actor, origin)
+        txn = _Txn(cur, actor, origin, expect)
         body(txn)
+        if origin is not None:
+            _note_origin(cur, origin, "applied", txn.events[0].seq if txn.events else None, txn.now)
     if actor.on_events is not None and txn.events:
         actor.on_events(list(txn.events))
     return txn.events
+
+
+def _note_origin(
+    cur: Any, origin: str, result: str, seq: int | None, now: float, detail: str | None = None
+) -> None:
+    cur.execute(
+        "INSERT INTO model_origins (origin, result, detail, event_seq, time) VALUES (?, ?, ?, ?, ?)",
+        (origin, result, detail, seq, now),
+    )
 
 
 def _message(message: str | None) -> str | None:
@@ -665,6 +698,12 @@ def _assign(
     data: dict[str, Any] | None = None,
 ) -> Event:
     current = _holder(t, name, stage)
+    if t.expect is not ANY and current != t.expect:
+        raise Conflict(
+            f"{name}@{stage} moved on here: it holds {current or 'nothing'}, and this change "
+            f"was {t.expect or 'empty'} -> {to or 'empty'}; change it here instead "
+            "(runbase model ... --remote)"
+        )
     oid = run_id = None
     if to is not None:
         row = t.one(
@@ -705,8 +744,10 @@ def promote(
     message: str | None,
     actor: Actor,
     origin: str | None = None,
+    expect: Any = ANY,
 ) -> list[Event]:
-    """Put ``version`` in ``stage``; on a two-person stage, a request for it instead."""
+    """Put ``version`` in ``stage``; on a two-person stage, a request for it instead.
+    ``expect``: compare-and-set, refused unless the stage holds that now (a pushed change)."""
     check_name(name)
     check_stage(stage)
     version = normalize_version(version)
@@ -722,7 +763,7 @@ def promote(
             return
         _assign(t, name, stage, version, "promote", message)
 
-    return _change(store, actor, origin, body)
+    return _change(store, actor, origin, body, expect)
 
 
 def _open_request(
@@ -760,6 +801,7 @@ def demote(
     message: str | None,
     actor: Actor,
     origin: str | None = None,
+    expect: Any = ANY,
 ) -> list[Event]:
     """Take the version out of ``stage`` (the stage then holds nothing)."""
     check_name(name)
@@ -773,7 +815,7 @@ def demote(
             raise NotFound(f"no version of {name} is in stage {stage!r}")
         _assign(t, name, stage, None, "demote", message)
 
-    return _change(store, actor, origin, body)
+    return _change(store, actor, origin, body, expect)
 
 
 def _require_model(t: _Txn, name: str) -> None:
@@ -813,6 +855,7 @@ def rollback(
     message: str | None,
     actor: Actor,
     origin: str | None = None,
+    expect: Any = ANY,
 ) -> list[Event]:
     """Give ``stage`` back the version it held before its current one."""
     check_name(name)
@@ -823,6 +866,8 @@ def rollback(
     def body(t: _Txn) -> None:
         _require_model(t, name)
         stack = stage_history(t, name, stage)
+        if not stack:
+            raise NotFound(f"no version of {name} has ever been in stage {stage!r}")
         if len(stack) < 2:
             raise Conflict(f"{name}@{stage} has no earlier version to roll back to")
         previous = stack[-2]
@@ -830,7 +875,7 @@ def rollback(
             _require_version(t, store, name, previous)
         _assign(t, name, stage, previous, "rollback", message)
 
-    return _change(store, actor, origin, body)
+    return _change(store, actor, origin, body, expect)
 
 
 def _open(t: _Txn, request_id: str) -> tuple[Any, ...]:
@@ -855,6 +900,10 @@ def approve(store: Store, request_id: str, *, message: str | None, actor: Actor)
         if requester is not None and requester == actor.user:
             raise Forbidden(f"request {request_id} is yours: another approver must accept it")
         _require_version(t, store, name, version)
+        if _holder(t, name, stage) == version:
+            raise Conflict(
+                f"{name}@{stage} already is {version}: reject request {request_id} instead"
+            )
         t.append(
             "approve",
             name,
@@ -909,88 +958,111 @@ def _decide(t: _Txn, request_id: str, state: str, message: str | None) -> None:
 # ---------------------------------------------------------------- verify
 
 
-def _chain_rows(store: Store) -> Iterator[tuple[int, str, str, dict[str, Any]]]:
-    for row in store.db.query(f"SELECT {EVENT_COLUMNS} FROM model_events ORDER BY seq"):
-        seq, prev_hash, hash_ = row[0], row[15], row[16]
-        names = (
-            "seq",
-            "id",
-            "time",
-            "user",
-            "action",
-            "model",
-            "version",
-            "stage",
-            "from_version",
-            "to_version",
-            "oid",
-            "run_id",
-            "message",
-            "data",
-            "origin",
-        )
-        yield int(seq), str(prev_hash), str(hash_), dict(zip(names, row[:15], strict=True))
+_FIELD_NAMES = (
+    "seq", "id", "time", "user", "action", "model", "version", "stage", "from_version",
+    "to_version", "oid", "run_id", "message", "data", "origin",
+)  # fmt: skip
 
 
 def verify(store: Store) -> VerifyReport:
-    """Check the log's chain, its head, and that replaying it gives the state tables."""
-    report = VerifyReport()
-    last: tuple[int, str] | None = None
-    for seq, prev_hash, hash_, fields in _chain_rows(store):
-        report.events += 1
-        last = (seq, hash_)
-        del prev_hash, fields
-    report.problems += [p for _, p in auditchain.broken_links(_chain_rows(store))]
+    """Check the log's chain and head, and that replaying it gives every row of the
+    state tables (versions with their provenance, stages, requests). Read in one
+    transaction, which registry writers wait for, so a change committed meanwhile cannot
+    read as tampering; a read-only store has no writer to wait for."""
+    if store.read_only:
+        return _verify(lambda sql: [tuple(r) for r in store.db.query(sql)])
+    with store.db.transaction() as cur:
+        return _verify(lambda sql: [tuple(r) for r in cur.execute(sql).fetchall()])
+
+
+def _verify(query: Callable[[str], list[tuple[Any, ...]]]) -> VerifyReport:
+    rows = query(f"SELECT {EVENT_COLUMNS} FROM model_events ORDER BY seq")
+    report = VerifyReport(events=len(rows))
+    chain = [
+        (int(r[0]), str(r[15]), str(r[16]), dict(zip(_FIELD_NAMES, r[:15], strict=True)))
+        for r in rows
+    ]
+    report.problems += [p for _, p in auditchain.broken_links(chain)]
+    last = (chain[-1][0], chain[-1][2]) if chain else None
     report.head = last[1] if last else None
-    head = store.db.query_one("SELECT value FROM meta WHERE key = ?", (HEAD_KEY,))
+    head = query(f"SELECT value FROM meta WHERE key = '{HEAD_KEY}'")
+    stored = str(head[0][0]) if head else f"0 {auditchain.GENESIS}"
     expected = f"{last[0]} {last[1]}" if last else f"0 {auditchain.GENESIS}"
-    if (head[0] if head else f"0 {auditchain.GENESIS}") != expected:
+    if stored != expected:
         report.problems.append(
-            f"the log's head is {head[0] if head else 'absent'} but its last event is "
-            f"{expected}: events at the end were removed or added outside runbase"
+            f"the log's head is {stored} but its last event is {expected}: events at the "
+            "end were removed or added outside runbase"
         )
-    report.problems += _replay_problems(store)
+    report.problems += _replay_problems([_event(r) for r in rows], query)
     return report
 
 
-def _replay_problems(store: Store) -> list[str]:
-    """Where the state tables differ from what the log says happened."""
-    versions_: dict[tuple[str, str], str] = {}
-    held: dict[tuple[str, str], str] = {}
-    for ev in events(store):
-        if ev.action == "register" and ev.version and ev.oid:
-            versions_[(ev.model, ev.version)] = ev.oid
+def _replay(evs: list[Event]) -> tuple[dict[Any, tuple[Any, ...]], ...]:
+    """What the log says the state tables hold: versions (every column a register
+    event carries), stages (version, event) and requests (who asked, state, who decided)."""
+    versions_: dict[Any, tuple[Any, ...]] = {}
+    held: dict[Any, tuple[Any, ...]] = {}
+    reqs: dict[Any, tuple[Any, ...]] = {}
+    for ev in evs:
+        d = ev.data
+        if ev.action == "register":
+            versions_[(ev.model, ev.version)] = (
+                ev.oid, d.get("kind"), d.get("size"), ev.run_id, d.get("path"),
+                d.get("git_commit"), ev.seq,
+            )  # fmt: skip
         elif ev.action in ("promote", "demote", "rollback") and ev.stage:
+            held[(ev.model, ev.stage)] = (ev.to_version, ev.seq)
             if ev.to_version is None:
-                held.pop((ev.model, ev.stage), None)
-            else:
-                held[(ev.model, ev.stage)] = ev.to_version
-    table_versions = {
-        (str(n), str(v)): str(o)
-        for n, v, o in store.db.query("SELECT name, version, oid FROM model_versions")
-    }
-    table_stages = {
-        (str(n), str(s)): str(v)
-        for n, s, v in store.db.query("SELECT name, stage, version FROM model_stages")
-    }
-    problems = []
-    for (name, version), oid in sorted(table_versions.items()):
-        logged = versions_.get((name, version))
-        if logged is None:
-            problems.append(f"{name}@{version} is in the registry but the log never registered it")
-        elif logged != oid:
-            problems.append(
-                f"{name}@{version} points at {oid[:19]} but was registered as {logged[:19]}"
-            )
-    for name, version in sorted(set(versions_) - set(table_versions)):
-        problems.append(f"{name}@{version} was registered but is gone from the registry")
-    for key in sorted(set(held) | set(table_stages)):
-        if held.get(key) != table_stages.get(key):
-            problems.append(
-                f"{key[0]}@{key[1]} is {table_stages.get(key) or 'empty'} in the registry but "
-                f"{held.get(key) or 'empty'} by the log"
-            )
+                del held[(ev.model, ev.stage)]
+        elif ev.action == "request":
+            reqs[d.get("request")] = (ev.model, ev.version, ev.stage, ev.user, "open", None)
+        elif ev.action in ("approve", "reject") and d.get("request") in reqs:
+            state = "approved" if ev.action == "approve" else "rejected"
+            reqs[d.get("request")] = (*reqs[d.get("request")][:4], state, ev.user)
+    return versions_, held, reqs
+
+
+_STATE_SQL = (
+    ("version", "SELECT name, version, oid, kind, size, run_id, path, git_commit, event_seq "
+                "FROM model_versions"),
+    ("stage", "SELECT name, stage, version, event_seq FROM model_stages"),
+    ("request", "SELECT id, model, version, stage, requested_by, state, decided_by "
+                "FROM model_requests"),
+)  # fmt: skip
+_STATE_FIELDS = {
+    "version": ("oid", "kind", "size", "run", "path", "git_commit", "event"),
+    "stage": ("version", "event"),
+    "request": ("model", "version", "stage", "requested_by", "state", "decided_by"),
+}
+
+
+def _replay_problems(evs: list[Event], query: Callable[[str], list[tuple[Any, ...]]]) -> list[str]:
+    """Where the state tables differ from what the log says happened, field by field."""
+    problems: list[str] = []
+    for (what, sql), logged in zip(_STATE_SQL, _replay(evs), strict=True):
+        width = len(_STATE_FIELDS[what])
+        table = {r[:-width] if len(r) - width > 1 else r[0]: r[-width:] for r in query(sql)}
+        for key in sorted(set(table) | set(logged), key=str):
+            problems += _row_problems(what, key, table.get(key), logged.get(key))
     return problems
+
+
+def _row_problems(
+    what: str, key: Any, row: tuple[Any, ...] | None, logged: tuple[Any, ...] | None
+) -> list[str]:
+    name = "@".join(key) if isinstance(key, tuple) else str(key)
+    if what == "stage" and (row is None or logged is None or row[0] != logged[0]):
+        have, want = (row or (None,))[0] or "empty", (logged or (None,))[0] or "empty"
+        return [f"stage {name} is {have} in the registry but {want} by the log"]
+    if row is None:
+        return [f"{what} {name} is in the log but gone from the registry"]
+    if logged is None:
+        return [f"{what} {name} is in the registry but the log never made it"]
+    return [
+        f"{what} {name}: {field} is {have!r} in the registry but {want!r} by the log"
+        for field, have, want in zip(_STATE_FIELDS[what], row, logged, strict=True)
+        if have != want
+    ]
 
 
 # ---------------------------------------------------------------- pushed events
@@ -998,15 +1070,21 @@ def _replay_problems(store: Store) -> list[str]:
 
 def import_event(store: Store, event: Mapping[str, Any], *, actor: Actor) -> tuple[str, str]:
     """Replay an event pushed from another store: ``("applied" | "exists" | "refused",
-    detail)``. The pusher is the actor (their role and this store's protected stages
-    apply); the original event's id, user and time are kept in ``origin``/``data``."""
+    detail)``. The pusher is the actor: their role and this store's protected stages
+    apply, and a stage change is a compare-and-set (refused when the stage here moved on
+    from where the pusher's change started). Each event is answered once: its id is
+    kept (``model_origins``), so pushing it again changes nothing, whatever happened here
+    since."""
     eid = event.get("id")
     if not isinstance(eid, str) or not eid or len(eid) > 64:
         return "refused", "an event needs its id"
-    if store.db.query_one("SELECT 1 FROM model_events WHERE origin = ? OR id = ?", (eid, eid)):
-        return "exists", "already in the log"
+    seen = store.db.query_one("SELECT result, detail FROM model_origins WHERE origin = ?", (eid,))
+    if seen is not None or store.db.query_one("SELECT 1 FROM model_events WHERE id = ?", (eid,)):
+        return "exists", f"pushed before ({seen[0]}: {seen[1]})" if seen else "made here"
     try:
-        return _replay(store, event, eid, actor)
+        return _replay_event(store, event, eid, actor)
+    except _Seen:
+        return "exists", "pushed before"
     except (Conflict, Forbidden, NotFound, UsageError, RunNotFound) as e:
         return "refused", str(e)
 
@@ -1016,83 +1094,96 @@ def _text(event: Mapping[str, Any], key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _replay(store: Store, event: Mapping[str, Any], eid: str, actor: Actor) -> tuple[str, str]:
+def _version_or_none(event: Mapping[str, Any], key: str) -> str | None:
+    value = event.get(key)
+    return None if value is None else normalize_version(value)
+
+
+def _noop(store: Store, eid: str, detail: str) -> tuple[str, str]:
+    """An event whose change this store already has: answered "exists", now and later."""
+    try:
+        with store.db.transaction() as cur:
+            if cur.execute("SELECT 1 FROM model_origins WHERE origin = ?", (eid,)).fetchone():
+                raise _Seen(eid)
+            _note_origin(cur, eid, "exists", None, time.time(), detail)
+    except _Seen:
+        pass
+    return "exists", detail
+
+
+def _replay_event(
+    store: Store, event: Mapping[str, Any], eid: str, actor: Actor
+) -> tuple[str, str]:
     action, name = _text(event, "action"), check_name(event.get("model"))
-    message, stage = _text(event, "message"), _text(event, "stage")
     if action == "register":
         return _replay_register(store, event, name, eid, actor)
-    if action in ("promote", "demote", "rollback") and stage:
-        to = _text(event, "to_version")
-        current = stages(store, name).get(check_stage(stage))
-        if current == to:
-            return "exists", f"{name}@{stage} is {to or 'empty'} already"
-        if action == "promote" and to:
-            done = promote(store, name, to, stage, message=message, actor=actor, origin=eid)
-            if done and done[0].action == "request":
-                return "applied", f"a request to promote {name}@{to} to {stage} is open"
-        elif action == "demote":
-            demote(store, name, stage, message=message, actor=actor, origin=eid)
-        else:
-            _set_stage(store, name, stage, to, message, actor, eid)
-        return "applied", f"{name}@{stage} -> {to or 'empty'}"
-    return "refused", f"a {action!r} event is not pushed (approvals happen on the server)"
+    stage = check_stage(event.get("stage"))
+    if action not in ("promote", "demote", "rollback"):
+        return "refused", f"a {action!r} event is not pushed (approvals happen on the server)"
+    to, frm = _version_or_none(event, "to_version"), _version_or_none(event, "from_version")
+    if action == "promote" and to is None:
+        return "refused", "a promote event needs the version it promoted"
+    if action == "demote" and to is not None:
+        return "refused", "a demote event leaves its stage empty"
+    if stages(store, name).get(stage) == to:
+        return _noop(store, eid, f"{name}@{stage} is {to or 'empty'} already")
+    return _replay_stage(store, event, name, stage, (frm, to), eid, actor)
+
+
+def _replay_stage(
+    store: Store,
+    event: Mapping[str, Any],
+    name: str,
+    stage: str,
+    change: tuple[str | None, str | None],
+    eid: str,
+    actor: Actor,
+) -> tuple[str, str]:
+    """A pushed stage change, from ``frm`` to ``to``, applied only if the stage here still
+    holds ``frm``. A rollback is one only if ``to`` is the stage's previous holder here;
+    otherwise it is the promotion (or demotion) it amounts to, with that one's checks: a
+    rollback cannot carry an unapproved version into a two-person stage."""
+    frm, to = change
+    message, action = _text(event, "message"), _text(event, "action")
+    history = stage_history(store, name, stage)
+    if action == "rollback" and len(history) >= 2 and history[-2] == to:
+        rollback(store, name, stage, message=message, actor=actor, origin=eid, expect=frm)
+    elif to is None:
+        demote(store, name, stage, message=message, actor=actor, origin=eid, expect=frm)
+    else:
+        done = promote(store, name, to, stage, message=message, actor=actor, origin=eid, expect=frm)
+        if done and done[0].action == "request":
+            return "applied", f"a request to promote {name}@{to} to {stage} is open"
+    return "applied", f"{name}@{stage} -> {to or 'empty'}"
 
 
 def _replay_register(
     store: Store, event: Mapping[str, Any], name: str, eid: str, actor: Actor
 ) -> tuple[str, str]:
     version = normalize_version(event.get("version"))
-    oid, data = _text(event, "oid"), event.get("data")
+    oid, run_id, data = _text(event, "oid"), _text(event, "run"), event.get("data")
     data = data if isinstance(data, dict) else {}
+    if oid is None:
+        return "refused", "a register event needs its oid"
     have = store.db.query_one(
-        "SELECT oid FROM model_versions WHERE name = ? AND version = ?", (name, version)
+        "SELECT oid, run_id FROM model_versions WHERE name = ? AND version = ?", (name, version)
     )
     if have is not None:
-        if have[0] == oid:
-            return "exists", f"{name}@{version} is registered already"
-        return "refused", f"{name}@{version} exists here with other bytes ({str(have[0])[:19]})"
-    run_id = _text(event, "run")
-    if (
-        run_id is not None
-        and store.db.query_one("SELECT 1 FROM runs WHERE id = ?", (run_id,)) is None
-    ):
+        if have[0] != oid:
+            return "refused", f"{name}@{version} exists here with other bytes ({str(have[0])[:19]})"
+        if have[1] != run_id:
+            return "refused", (
+                f"{name}@{version} exists here with the same bytes but another run "
+                f"({have[1] or 'none'}, not {run_id or 'none'})"
+            )
+        return _noop(store, eid, f"{name}@{version} is registered already")
+    if run_id is not None and not store.db.query_one("SELECT 1 FROM runs WHERE id = ?", (run_id,)):
         return "refused", f"its run {run_id} is not here: push the run first"
     kind = "dir" if data.get("kind") == "dir" else "file"
     size = data.get("size") if isinstance(data.get("size"), int) else None
     path = data.get("path") if isinstance(data.get("path"), str) else None
-    if oid is None:
-        return "refused", "a register event needs its oid"
     commit = _commit_of(store, run_id) if run_id else None
     source = Source(oid, kind, size, run_id, path, commit)
-    register(
-        store,
-        name,
-        source,
-        version=version,
-        message=_text(event, "message"),
-        actor=actor,
-        origin=eid,
-    )
+    message = _text(event, "message")
+    register(store, name, source, version=version, message=message, actor=actor, origin=eid)
     return "applied", f"{name}@{version}"
-
-
-def _set_stage(
-    store: Store,
-    name: str,
-    stage: str,
-    to: str | None,
-    message: str | None,
-    actor: Actor,
-    origin: str,
-) -> None:
-    """A pushed rollback: the stage gets what the pusher's rollback gave it (a version,
-    or nothing), recorded as a rollback so both logs replay to the same stage history."""
-    _guard_removal(actor, stage, f"rolling back {stage}")
-
-    def body(t: _Txn) -> None:
-        _require_model(t, name)
-        if to is not None:
-            _require_version(t, store, name, to)
-        _assign(t, name, stage, to, "rollback", message)
-
-    _change(store, actor, origin, body)

@@ -306,6 +306,21 @@ MODEL_REQUESTS = Table(
     since=7,
 )
 
+# Events pushed from another store (their ids), each answered once: a replay of the same
+# event gets the same answer and never changes the registry again, even after it moved on.
+MODEL_ORIGINS = Table(
+    "model_origins",
+    [
+        _key("origin"),
+        _nn("result", TEXT),  # applied | exists
+        Column("detail", TEXT),
+        Column("event_seq", INTEGER),  # the event it became here (applied)
+        _nn("time", DOUBLE),
+    ],
+    key=("origin",),
+    since=7,
+)
+
 STORE_SCHEMA = Schema(
     SCHEMA_VERSION,
     [
@@ -326,6 +341,7 @@ STORE_SCHEMA = Schema(
         MODEL_STAGES,
         MODEL_EVENTS,
         MODEL_REQUESTS,
+        MODEL_ORIGINS,
     ],
 )
 
