@@ -50,8 +50,9 @@ def version_row(store: Store, ref: ModelRef) -> tuple[object, ...]:
             "SELECT version FROM model_stages WHERE name = ? AND stage = ?", (ref.name, ref.value)
         )
         if row is None:
+            hint = " (a version is written vX.Y.Z)" if _looks_like_a_version(ref.value) else ""
             raise NotFound(
-                f"no version of {ref.name} is in stage {ref.value!r} "
+                f"no version of {ref.name} is in stage {ref.value!r}{hint} "
                 f"(see `runbase model show {ref.name}`)"
             )
         version = str(row[0])
@@ -71,6 +72,11 @@ def version_row(store: Store, ref: ModelRef) -> tuple[object, ...]:
             f"no version {version} of model {ref.name} (see `runbase model show {ref.name}`)"
         )
     return tuple(found)
+
+
+def _looks_like_a_version(value: str) -> bool:
+    """``v1``, ``v1.2``: a stage name by the grammar, but surely a version cut short."""
+    return value[:1] == "v" and value[1:2].isdigit()
 
 
 def ref_target(store: Store, text: str) -> RefTarget | None:

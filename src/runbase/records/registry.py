@@ -241,8 +241,9 @@ def _store_from_disk(store: Store, path: str, oid: str, label: str) -> None:
     snap = snapshot_path(store, path, policy="store") if os.path.exists(path) else None
     if snap is None or snap[0] != oid:
         raise Conflict(
-            f"the bytes of {label} are not in the store (the run kept only their hash) and "
-            f"{path} no longer holds them: they cannot be registered"
+            f"the bytes of {label} are not in the store and cannot be stored from {path}: "
+            "it no longer holds them, or it holds files that may contain secrets, which "
+            "runbase never stores (docs/capture.md)"
         )
 
 
@@ -1179,6 +1180,10 @@ def _replay_register(
         return _noop(store, eid, f"{name}@{version} is registered already")
     if run_id is not None and not store.db.query_one("SELECT 1 FROM runs WHERE id = ?", (run_id,)):
         return "refused", f"its run {run_id} is not here: push the run first"
+    if run_id is not None and not store.db.query_one(
+        "SELECT 1 FROM run_files WHERE run_id = ? AND role = 'output' AND oid = ?", (run_id, oid)
+    ):  # provenance is checked here, not taken from the pusher
+        return "refused", f"run {run_id} wrote no file with the bytes {oid[:19]}"
     kind = "dir" if data.get("kind") == "dir" else "file"
     size = data.get("size") if isinstance(data.get("size"), int) else None
     path = data.get("path") if isinstance(data.get("path"), str) else None
