@@ -507,7 +507,7 @@ def get_cmd(
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.core.modelref import require_ref
     from runbase.records import registry
-    from runbase.records.modelfiles import materialize, version_from_json
+    from runbase.records.modelfiles import default_name, materialize, version_from_json
     from runbase.render.models import get_text
 
     with bad_input():
@@ -518,17 +518,11 @@ def get_cmd(
             version = version_from_json(pulled["version"])
         else:
             version = registry.resolve_ref(store, ref)
-        result = materialize(store, version, output or default_output(version), force=force)
+        result = materialize(store, version, output or default_name(version), force=force)
     if as_json:
         echo_json(result)
     else:
         click.echo(get_text(result))
-
-
-def default_output(version: Any) -> str:
-    """The version's file name (the run's path's last part), or the model's name."""
-    base = os.path.basename(version.path or "") if version.kind == "file" else ""
-    return base if base not in ("", ".", "..") else version.name
 
 
 @model.command("status")
@@ -555,7 +549,7 @@ def status_cmd(
             expected = version_from_json(_remote_models().remote_resolve(remote, ref))
             versions = _remote_models().remote_model(remote, expected.name)["versions"]
             candidates = [version_from_json(v) for v in versions]
-            report = drift_of(store, ref, expected, candidates, path)
+            report = drift_of(store, ref, expected, candidates, path, _fetcher(store, remote))
         else:
             report = drift(store, ref, path)
     if as_json:
@@ -624,6 +618,19 @@ def _remote_models() -> Any:
     from runbase.remote import models as remote_models
 
     return remote_models
+
+
+def _fetcher(store: Any, remote: Any) -> Any:
+    """How ``model status --remote`` brings a directory version's manifest from the
+    server into ``store`` (re-hashed as it arrives) to compare a tree entry by entry."""
+
+    def fetch(oids: list[str]) -> None:
+        # lazy: the HTTP client loads only for a remote
+        from runbase.remote.sync import fetch_objects
+
+        fetch_objects(store, remote.client(), remote, oids, what="a model version's manifest")
+
+    return fetch
 
 
 def _remote_log(remote: Any, name: str | None) -> dict[str, Any]:

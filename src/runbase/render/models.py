@@ -149,7 +149,8 @@ def event_line(e: dict[str, Any]) -> str:
 
 
 def status_text(report: dict[str, Any]) -> str:
-    """The drift check's line: ``in sync`` or ``out of sync: PATH ...``."""
+    """The drift check's line: ``in sync`` or ``out of sync: PATH ...``, then what
+    differs from the expected version, one path a line (at most ``_DIFF_LINES``)."""
     path, ref = _t(report["path"]), _t(report["ref"])
     expected = report["expected"]
     want = f"{_t(expected['ref'])}" + (f" ({ref})" if ref != expected["ref"] else "")
@@ -161,10 +162,42 @@ def status_text(report: dict[str, Any]) -> str:
     if state == "other_version":
         held = ", ".join(_t(m) for m in report["matches"])
         return f"out of sync: {path} matches {held}, not {want}"
-    return (
+    actual = _short(report["actual_oid"]) if report.get("actual_oid") else "a symlink"
+    line = (
         f"out of sync: {path} matches no version of {_t(expected['name'])} "
-        f"({_short(report['actual_oid'])}; expected {want})"
+        f"({actual}; expected {want})"
     )
+    return "\n".join([line, *_difference_lines(report)])
+
+
+_DIFF_LINES = 20  # the text lists this many; --json up to 100, and how many more
+
+
+def _difference_lines(report: dict[str, Any]) -> list[str]:
+    # the path itself changed: the line above says so already
+    diffs = [
+        d for d in report.get("differences") or () if (d["path"], d["problem"]) != (".", "changed")
+    ]
+    lines = [f"  {_difference(d)}" for d in diffs[:_DIFF_LINES]]
+    more = len(diffs) - len(lines) + int(report.get("more_differences") or 0)
+    if more:
+        lines.append(f"  and {more} more")
+    return lines
+
+
+def _difference(d: dict[str, Any]) -> str:
+    """One difference: ``extra: __pycache__/x.pyc (file)``."""
+    path, problem = _t(d["path"]), d["problem"]
+    exp, act = d.get("expected"), d.get("actual")
+    if problem == "extra":
+        return f"extra: {path} ({_t(act)})"
+    if problem == "missing":
+        return f"missing: {path} ({_t(exp)})"
+    if problem == "changed":
+        return f"changed: {path} ({_short(act)}, expected {_short(exp)})"
+    if problem == "target":
+        return f"symlink target: {path} -> {_t(act)} (expected -> {_t(exp)})"
+    return f"{_t(act)} where a {_t(exp)} is expected: {path}"
 
 
 def verify_text(report: dict[str, Any]) -> str:

@@ -15,10 +15,8 @@ from __future__ import annotations
 import os
 
 from runbase.core.modelref import check_name, require_ref
-from runbase.core.safepath import check_relpath
-from runbase.errors import UnsafePathError
 from runbase.records import registry
-from runbase.records.modelfiles import materialize, version_from_json
+from runbase.records.modelfiles import default_name, materialize, version_from_json
 from runbase.records.registry import Event, Version
 from runbase.store import Store
 
@@ -60,7 +58,7 @@ class Model:
         """Write the version's exact bytes at ``dest`` (default: its file name here);
         the path written. An existing ``dest`` with other bytes needs ``force``."""
         version = self.version(ref)
-        target = os.fspath(dest) if dest is not None else _file_name(version)
+        target = os.fspath(dest) if dest is not None else default_name(version)
         return str(materialize(self._store, version, target, force=force)["path"])
 
     def _ref(self, ref: str) -> str:
@@ -76,24 +74,17 @@ def model_path(
     ref: str, store: str | os.PathLike[str] | None = None, remote: str | None = None
 ) -> str:
     """The local path of the bytes ``ref`` (``churn@production``) names: a read-only copy
-    under the store (``<store>/models/<oid hex>/<file name>``), written once, checked
-    against its hash each time it is handed out and rewritten if it was changed.
+    under the store (``<store>/models/<oid hex>/<file name>``), written once, and each
+    time it is handed out read in full and compared with the version (a file's hash; a
+    directory entry by entry: nothing added, removed or changed), rewritten if it
+    differs in any way.
     ``remote``: a team server's remote whose registry says which version ``ref`` is,
     its bytes fetched when this store lacks them."""
     require_ref(ref)
     s = Store.open(store, create=remote is not None)
     version = _fetch(s, ref, remote) if remote is not None else registry.resolve_ref(s, ref)
-    dest = os.path.join(s.root, MODELS_DIR, version.oid.partition(":")[2], _file_name(version))
+    dest = os.path.join(s.root, MODELS_DIR, version.oid.partition(":")[2], default_name(version))
     return str(materialize(s, version, dest, force=True, mode=0o444)["path"])
-
-
-def _file_name(version: Version) -> str:
-    """The version's file name (its run's path's last part), or the model's name."""
-    base = os.path.basename(version.path or "") if version.kind == "file" else ""
-    try:
-        return check_relpath(base) if base else version.name
-    except UnsafePathError:
-        return version.name
 
 
 def _fetch(store: Store, ref: str, remote_name: str) -> Version:
