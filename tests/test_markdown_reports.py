@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import commit, require, runbase_cmd, write
+from runbase.analysis.metrickinds import metric_direction
 
 PY = sys.executable
 HOSTILE = "a|b\nsecond line <img src=x onerror=alert(1)> `tick` <script>x</script> **bold**"
@@ -364,10 +365,10 @@ def test_generic_helpers() -> None:
     assert m.details("<b>x</b>\n **y**", "body") == (
         "<details><summary>&lt;b&gt;x&lt;/b&gt; **y**</summary>\n\nbody\n\n</details>"
     )
-    assert m.metric_direction("val/top1_acc") == "higher"
-    assert m.metric_direction("eval_loss") == "lower"
-    assert m.metric_direction("train_runtime") is None  # timing: not judged
-    assert m.metric_direction("loss_acc") is None and m.metric_direction("score") is None
+    assert metric_direction("val/top1_acc") == "higher"
+    assert metric_direction("eval_loss") == "lower"
+    assert metric_direction("train_runtime") is None  # timing: not judged
+    assert metric_direction("loss_acc") is None and metric_direction("score") is None
 
     # a table cut to max_rows, the count of the rest after a blank line (or it would
     # be read as a row); cells escaped, numbers formatted, None empty, Markdown kept

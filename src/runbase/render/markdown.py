@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from runbase.analysis.metrickinds import is_timing_metric
+from runbase.analysis.metrickinds import is_timing_metric, metric_direction
 from runbase.capture.params import as_number
 from runbase.core.text import printable
 from runbase.render.table import fmt_bytes
@@ -239,33 +239,6 @@ def _show(v: Any) -> str:
     if isinstance(v, list) and all(isinstance(x, str) for x in v):
         return " ".join(v)  # a command line
     return json.dumps(v, ensure_ascii=False, sort_keys=True)
-
-
-# The last part of a metric's key (after "/" or "."), split at "_" and "-": a word that
-# names an error or a cost means lower is better, one that names a score higher. A key
-# with words of both kinds, or neither, has no known direction and is not judged.
-_LOWER = frozenset(
-    "loss error err rmse mse mae mape smape nll perplexity ppl wer cer fpr fnr "  # noqa: SIM905
-    "regret cost distance brier logloss".split()
-)
-_HIGHER = frozenset(
-    "acc accuracy auc auroc roc f1 f2 fbeta precision recall map ndcg mrr bleu rouge "  # noqa: SIM905
-    "meteor r2 iou miou dice top1 top5 sensitivity specificity tpr tnr kappa mcc "
-    "reward return".split()
-)
-
-
-def metric_direction(key: str) -> str | None:
-    """``"higher"`` or ``"lower"`` (is better), guessed from the metric's name; None
-    when the name does not say, or when it is a timing or system metric (how fast the
-    machine ran is not the result: analysis.metrickinds)."""
-    if is_timing_metric(key):
-        return None
-    words = set(re.split(r"[_\-]+", re.split(r"[/.]", key.lower())[-1]))
-    lower, higher = bool(words & _LOWER), bool(words & _HIGHER)
-    if lower == higher:
-        return None
-    return "lower" if lower else "higher"
 
 
 def _verdict(key: str, delta: Any) -> str:
