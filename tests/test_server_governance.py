@@ -3,10 +3,15 @@ and "Webhooks"), on a real server database (SQLite and PostgreSQL): the approver
 protected stages set with the real `runbase server stages` CLI and seen by the
 registry's actor, webhooks added with `runbase server hooks add` and delivered by the
 server's own delivery thread to a real local HTTP server (signature checked with
-hmac), retried, failed with their error, and never sent twice by two processes."""
+hmac), retried, failed with their error, and never sent twice by two processes.
+The events are real registry changes in the project's store: the delivery thread
+queues them from the log itself (the outbox), so a change whose process dies before
+nudging it is still delivered, two processes never queue one event twice, and a new
+hook does not receive the events made before it."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import http.server
@@ -14,7 +19,6 @@ import json
 import re
 import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,10 +28,8 @@ from typing import Any
 import pytest
 
 from conftest import require, runbase_cmd, wait_until
-from runbase.core import auditchain
-from runbase.core.ids import new_run_id
-from runbase.errors import Forbidden
-from runbase.records import registry
+from runbase.errors import Forbidden, NotFound
+from runbase.records import accounts, registry
 from runbase.server import admin, control, hooks
 from runbase.server.service import Server, ServerConfig
 
@@ -140,47 +142,68 @@ def team(request: pytest.FixtureRequest, tmp_path: Path) -> Team:
     return Team(db, objects, tmp_path)
 
 
-def _event(action: str, stage: str | None = "production", seq: int = 1) -> registry.Event:
-    """A registry event as the registry hands it to ``Actor.on_events`` after a commit."""
-    return registry.Event(
-        seq=seq,
-        id=new_run_id(),
-        time=time.time(),
-        user="ann",
-        action=action,
-        model="churn",
-        version="v1.2.0",
-        stage=stage,
-        from_version="v1.1.0",
-        to_version="v1.2.0",
-        oid="blake3:" + "ab" * 32,
-        run_id="0mc3e9ktqawek489",
-        message="better recall",
-        data={},
-        origin=None,
-        prev_hash=auditchain.GENESIS,
-        hash="sha256:" + "cd" * 32,
-    )
-
-
-def _on_events(srv: Server, role: str, events: list[registry.Event]) -> None:
-    """What the registry does after committing a change made by this actor."""
-    actor = srv.model_actor("ann", PROJECT, role)
+def _actor(srv: Server, nudge: bool = True) -> registry.Actor:
+    """The actor the server's API gives an approver; ``nudge=False``: as if the process
+    died right after the commit, before waking the delivery thread (no ``on_events``)."""
+    actor = srv.model_actor("ann", PROJECT, "approver")
     assert actor.on_events is not None
-    actor.on_events(events)
+    return actor if nudge else dataclasses.replace(actor, on_events=None)
 
 
-def _signed(secret: str, headers: dict[str, str], body: bytes) -> bool:
-    """What a receiver does: recompute, compare in constant time; and the same answer
-    from the verification example of docs/server.md ("A delivery"), run as written."""
-    header = headers.get("X-Runbase-Signature-256", "")
-    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    ours = hmac.compare_digest(expected, header)
+def _register(srv: Server, nudge: bool = True) -> registry.Event:
+    """A real ``register`` in the project's store: a new version of bytes of its own."""
+    data = f"model weights {uuid.uuid4()}".encode()
+    with srv.store(PROJECT) as store:
+        oid = store.objects.put_bytes(data)
+        source = registry.Source(oid, "file", len(data), None, None)
+        [event] = registry.register(
+            store, "churn", source, message="weights", actor=_actor(srv, nudge)
+        )
+    return event
+
+
+def _promote(
+    srv: Server, version: str, stage: str = "production", nudge: bool = True
+) -> registry.Event:
+    with srv.store(PROJECT) as store:
+        [event] = registry.promote(
+            store, "churn", version, stage, message="better recall", actor=_actor(srv, nudge)
+        )
+    return event
+
+
+def _demote(srv: Server, stage: str = "production") -> registry.Event:
+    with srv.store(PROJECT) as store:
+        [event] = registry.demote(store, "churn", stage, message="rolled off", actor=_actor(srv))
+    return event
+
+
+def _doc_verify() -> Any:
+    """The ``verify`` function of docs/server.md ("A delivery"), run as written."""
     doc = (Path(__file__).parent.parent / "docs" / "server.md").read_text()
     example = doc.split("Check the signature", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     scope: dict[str, Any] = {}
     exec(example, scope)  # noqa: S102 - the documentation's own code
-    assert scope["verify"](secret, body, header) is ours
+    return scope["verify"]
+
+
+def _signed(secret: str, headers: dict[str, str], body: bytes) -> bool:
+    """What a receiver does: recompute the HMAC of ``"<timestamp>." + body``, compare in
+    constant time; and the same answer from the documented example. That example also
+    refuses the same delivery with another timestamp (a replay made to look fresh) and
+    one older than its tolerance window."""
+    header = headers.get("X-Runbase-Signature-256", "")
+    stamp = headers["X-Runbase-Timestamp"]
+    assert re.fullmatch(r"[0-9]{10}", stamp), stamp
+    signed = f"{stamp}.".encode() + body
+    expected = "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    ours = hmac.compare_digest(expected, header)
+    verify = _doc_verify()
+    when = int(stamp) + 1.0  # a second after it was sent
+    assert verify(secret, body, stamp, header, now=when) is ours
+    assert verify(secret, body, str(int(stamp) + 1), header, now=when) is False
+    assert verify(secret, body, stamp, header, now=int(stamp) + 301.0) is False
+    assert verify(secret, body + b" ", stamp, header, now=when) is False
     return ours
 
 
@@ -316,8 +339,8 @@ def test_a_delivery_is_signed_and_received(team: Team, receiver: Receiver) -> No
     srv = team.server()
     app = create_server_app(ServerConfig(team.db, team.objects), server=srv)
     with TestClient(app):  # the app's lifespan starts the delivery thread
-        register, promote = _event("register", stage=None), _event("promote", seq=2)
-        _on_events(srv, "approver", [register, promote])
+        register = _register(srv)
+        promote = _promote(srv, register.version or "")
         posts = wait_until(lambda: receiver.posts("/ok"), what="the webhook POST")
     assert len(posts) == 1  # register is not among the hook's events
     headers, body = posts[0]
@@ -346,20 +369,50 @@ def test_a_delivery_is_signed_and_received(team: Team, receiver: Receiver) -> No
     assert set(payload) == _documented("the same bytes on every\nattempt:", "where `event`")
 
 
+def test_a_change_whose_process_dies_before_the_nudge_is_still_delivered(
+    team: Team, receiver: Receiver
+) -> None:
+    """The registry commits the change in the project's store; the process "dies" before
+    anything else happens (no ``on_events`` at all). Another process's delivery thread
+    (here a fresh server, as after a restart) finds the event in the log and sends it."""
+    _, secret = _add_hook(team, f"{receiver.url}/ok", events="register,promote")
+    crashed = team.server()
+    try:
+        register = _register(crashed, nudge=False)
+        promote = _promote(crashed, register.version or "", nudge=False)
+    finally:
+        crashed.close()
+    assert _deliveries(team) == []  # nothing was queued by the dead process
+    srv = team.server()
+    try:
+        srv.deliverer.start()
+        posts = wait_until(
+            lambda: len(receiver.posts("/ok")) == 2 and receiver.posts("/ok"),
+            what="the two deliveries from the log",
+        )
+    finally:
+        srv.close()
+    assert [json.loads(b)["event"] for _, b in posts] == [register.to_json(), promote.to_json()]
+    assert all(_signed(secret, h, b) for h, b in posts)
+    assert [d["state"] for d in _deliveries(team)] == ["delivered", "delivered"]
+
+
 def test_a_failing_hook_is_retried_until_delivered(team: Team, receiver: Receiver) -> None:
     _, secret = _add_hook(team, f"{receiver.url}/flaky", events="demote")
     srv = team.server()
     try:
         srv.deliverer.start()
-        assert srv.enqueue_events(PROJECT, [_event("demote")]) == 1
+        _promote(srv, _register(srv).version or "")
+        _demote(srv)
         wait_until(
-            lambda: srv.deliveries(PROJECT)[0]["state"] == "delivered", what="the retried delivery"
+            lambda: [d["state"] for d in srv.deliveries(PROJECT)] == ["delivered"],
+            what="the retried delivery",
         )
     finally:
         srv.close()
     posts = receiver.posts("/flaky")
     assert len(posts) == 2  # a 500, then the 200
-    assert posts[0][1] == posts[1][1]  # the same body, signed the same, each attempt
+    assert posts[0][1] == posts[1][1]  # the same body each attempt, signed each time
     assert posts[0][0]["X-Runbase-Delivery"] == posts[1][0]["X-Runbase-Delivery"]
     assert all(_signed(secret, h, b) for h, b in posts)
     [d] = _deliveries(team)
@@ -379,9 +432,9 @@ def test_a_hook_that_always_fails_ends_failed_with_its_error(
     srv = team.server()
     try:
         srv.deliverer.start()
-        _on_events(srv, "admin", [_event("promote")])
+        _promote(srv, _register(srv).version or "")
         wait_until(
-            lambda: all(d["state"] == "failed" for d in srv.deliveries(PROJECT)),
+            lambda: [d["state"] for d in srv.deliveries(PROJECT)] == ["failed", "failed"],
             what="both deliveries to give up",
         )
     finally:
@@ -403,8 +456,8 @@ def test_an_unreachable_hook_records_the_network_error(team: Team) -> None:
         control.add_hook(c, PROJECT, "http://127.0.0.1:9/hook", "promote")
     srv = team.server()
     try:
-        srv.enqueue_events(PROJECT, [_event("promote")])
-        srv.deliverer.run_once()  # one attempt, on this thread
+        _promote(srv, _register(srv).version or "")
+        srv.deliverer.run_once()  # queue from the log, then one attempt, on this thread
         [d] = srv.deliveries(PROJECT)
     finally:
         srv.close()
@@ -412,11 +465,35 @@ def test_an_unreachable_hook_records_the_network_error(team: Team) -> None:
     assert "ConnectionRefusedError" in d["last_error"]
 
 
-def test_two_processes_never_send_one_delivery_twice(team: Team, receiver: Receiver) -> None:
-    _add_hook(team, f"{receiver.url}/ok", events="promote")
-    first, second = team.server(), team.server()  # each its own database connection
+def test_two_processes_never_queue_or_send_one_event_twice(team: Team, receiver: Receiver) -> None:
+    hook_id, _ = _add_hook(team, f"{receiver.url}/ok", events="register")
+    first, second = team.server(), team.server()  # each its own database connections
     try:
-        first.enqueue_events(PROJECT, [_event("promote", seq=i) for i in range(1, 41)])
+        made = [_register(first, nudge=False) for _ in range(40)]
+        # both read the same 40 events and race to queue them: one does, once
+        barrier = threading.Barrier(2)
+        counts: list[int] = []
+
+        def queue(srv: Server) -> None:
+            barrier.wait()
+            counts.append(srv.deliverer.queue())
+
+        threads = [threading.Thread(target=queue, args=(s,)) for s in (first, second)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(counts) == [0, 40]
+        queued = first.deliveries(PROJECT)
+        assert sorted(d["event"] for d in queued) == sorted(e.id for e in made)
+        # a second queuing of the same events is refused by the stale cursor, and one
+        # that got past it (here: the cursor given as it now is) by the key
+        [(_, _, _, cursor, _)] = accounts.hook_cursors(first.control)
+        assert cursor == made[-1].seq
+        again = control.delivery_rows(PROJECT, hook_id, "register", [made[0].to_json()], 0.0)
+        assert not accounts.queue_deliveries(first.control, hook_id, cursor - 1, cursor, again)
+        assert accounts.queue_deliveries(first.control, hook_id, cursor, cursor, again)
+        assert len(first.deliveries(PROJECT)) == 40
         first.deliverer.start()
         second.deliverer.start()
         wait_until(
@@ -428,7 +505,60 @@ def test_two_processes_never_send_one_delivery_twice(team: Team, receiver: Recei
         second.close()
     sent = [h["X-Runbase-Delivery"] for h, _ in receiver.posts("/ok")]
     assert len(sent) == len(set(sent)) == 40
+    assert sorted(json.loads(b)["event"]["seq"] for _, b in receiver.posts("/ok")) == [
+        e.seq for e in made
+    ]
     assert all(d["attempts"] == 1 for d in _deliveries(team))
+
+
+def test_a_new_hook_does_not_receive_old_events(team: Team, receiver: Receiver) -> None:
+    """A hook starts at the end of its project's log: added through the server (the
+    log's last seq) or from the command line (the events made after its creation)."""
+    srv = team.server()
+    try:
+        old = [_register(srv), _register(srv)]
+        _promote(srv, old[0].version or "")
+        new_hook = srv.add_hook(PROJECT, f"{receiver.url}/ok", "register,promote")
+        cli_hook, _ = _add_hook(team, f"{receiver.url}/ok?cli=1", events="register,promote")
+        assert srv.deliverer.run_once() == 0  # nothing old is queued
+        cursors = {h: c for h, _, _, c, _ in accounts.hook_cursors(srv.control)}
+        assert cursors == {new_hook.id: 3, cli_hook: 3}
+        fresh = _promote(srv, old[1].version or "")
+        assert srv.deliverer.run_once() == 2  # the new event, to each hook
+        with pytest.raises(NotFound, match="no project 'nope'"):
+            srv.add_hook("nope", f"{receiver.url}/ok", "promote")
+    finally:
+        srv.close()
+    got = [(p, json.loads(b)["event"]["id"]) for p, _, b in receiver.got]
+    assert sorted(got) == [("/ok", fresh.id), ("/ok", fresh.id)]
+    assert {d["hook"] for d in _deliveries(team)} == {new_hook.id, cli_hook}
+
+
+def test_a_given_secret_and_removing_a_hook(team: Team, receiver: Receiver) -> None:
+    secret = "s3cret-s3cret-s3cret"
+    proc = runbase_cmd(
+        "server", "hooks", "add", f"{receiver.url}/ok", "--project", PROJECT,
+        "--events", "promote,demote", "--secret", secret, "--db", team.db, check=True,
+    )  # fmt: skip
+    assert proc.stdout == ""  # a secret given is not printed back
+    hook_id = proc.stderr.split()[1]
+    srv = team.server()
+    try:
+        _promote(srv, _register(srv).version or "")
+        srv.deliverer.run_once()
+        [(headers, body)] = receiver.posts("/ok")
+        assert _signed(secret, headers, body)
+        _demote(srv)
+        assert srv.deliverer.queue() == 1  # queued, pending when the hook goes
+    finally:
+        srv.close()
+    assert team.admin("hooks", "rm", hook_id) == f"webhook {hook_id} removed\n"
+    states = {d["action"]: (d["state"], d["last_error"]) for d in _deliveries(team)}
+    assert states == {
+        "promote": ("delivered", None),
+        "demote": ("failed", "the hook was removed"),
+    }
+    assert team.admin("hooks", "ls") == ""
 
 
 def test_bad_hooks_are_refused_at_add(team: Team) -> None:
@@ -457,32 +587,6 @@ def test_bad_hooks_are_refused_at_add(team: Team) -> None:
     )
     assert "no webhook 'feedbeef'" in team.admin_fails("hooks", "rm", "feedbeef")
     assert json.loads(team.admin("hooks", "ls", "--json")) == {"hooks": []}
-
-
-def test_a_given_secret_and_removing_a_hook(team: Team, receiver: Receiver) -> None:
-    secret = "s3cret-s3cret-s3cret"
-    proc = runbase_cmd(
-        "server", "hooks", "add", f"{receiver.url}/ok", "--project", PROJECT,
-        "--events", "approve,reject", "--secret", secret, "--db", team.db, check=True,
-    )  # fmt: skip
-    assert proc.stdout == ""  # a secret given is not printed back
-    hook_id = proc.stderr.split()[1]
-    srv = team.server()
-    try:
-        srv.enqueue_events(PROJECT, [_event("approve")])
-        srv.deliverer.run_once()
-        [(headers, body)] = receiver.posts("/ok")
-        assert _signed(secret, headers, body)
-        srv.enqueue_events(PROJECT, [_event("reject")])  # pending when the hook goes
-    finally:
-        srv.close()
-    assert team.admin("hooks", "rm", hook_id) == f"webhook {hook_id} removed\n"
-    states = {d["action"]: (d["state"], d["last_error"]) for d in _deliveries(team)}
-    assert states == {
-        "approve": ("delivered", None),
-        "reject": ("failed", "the hook was removed"),
-    }
-    assert team.admin("hooks", "ls") == ""
 
 
 # -- the control schema ------------------------------------------------------------------------

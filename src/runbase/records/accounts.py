@@ -349,11 +349,12 @@ def insert_hook(
     secret: str,
     now: float,
     by: str | None,
+    cursor_seq: int | None,
 ) -> None:
     db.execute(
-        "INSERT INTO hooks (id, project, url, events, secret, created_at, created_by, disabled) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
-        (hook_id, project, url, events, secret, now, by),
+        "INSERT INTO hooks (id, project, url, events, secret, created_at, created_by, disabled, "
+        "cursor_seq) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
+        (hook_id, project, url, events, secret, now, by, cursor_seq),
     )
 
 
@@ -394,22 +395,50 @@ def hook_rows(db: Database, project: str | None) -> list[dict[str, Any]]:
     ]
 
 
-def active_hooks(db: Database, project: str) -> list[tuple[str, str]]:
-    """``(id, events comma list)`` of the hooks of ``project`` that are not disabled."""
+def hook_cursors(db: Database) -> list[tuple[str, str, str, int | None, float]]:
+    """``(id, project, events comma list, cursor_seq, created_at)`` of every hook that
+    is not disabled, by project and creation time: where each one's outbox stands."""
     rows = db.query(
-        "SELECT id, events FROM hooks WHERE project = ? AND disabled = 0 ORDER BY created_at, id",
-        (project,),
+        "SELECT id, project, events, cursor_seq, created_at FROM hooks WHERE disabled = 0 "
+        "ORDER BY project, created_at, id"
     )
-    return [(r[0], r[1]) for r in rows]
+    return [(r[0], r[1], r[2], None if r[3] is None else int(r[3]), float(r[4])) for r in rows]
 
 
-def insert_deliveries(db: Database, rows: list[tuple[Any, ...]]) -> None:
-    """Pending deliveries: ``(id, hook_id, project, event_id, body, next_at)`` each."""
-    db.executemany(
-        "INSERT INTO hook_deliveries (id, hook_id, project, event_id, body, attempts, next_at, "
-        "state) VALUES (?, ?, ?, ?, ?, 0, ?, 'pending')",
-        rows,
-    )
+def start_cursor(db: Database, hook_id: str, seq: int) -> bool:
+    """Set the cursor of a hook that has none yet; False when another process did."""
+    with db.transaction() as cur:
+        cur.execute(
+            "UPDATE hooks SET cursor_seq = ? WHERE id = ? AND cursor_seq IS NULL", (seq, hook_id)
+        )
+        return cur.rowcount == 1
+
+
+def queue_deliveries(
+    db: Database, hook_id: str, cursor: int, new_cursor: int, rows: list[tuple[Any, ...]]
+) -> bool:
+    """In one transaction: move hook ``hook_id``'s cursor from ``cursor`` to
+    ``new_cursor`` and insert ``rows``, its pending deliveries of the events between
+    (``(id, hook_id, project, event_id, body, next_at)`` each). The UPDATE is guarded
+    on the old cursor: of two processes queuing the same events, one moves it and the
+    other gets False and writes nothing; the key (hook_id, event_id) refuses a second
+    delivery of one event to one hook whatever happens to the cursor."""
+    with db.transaction() as cur:
+        cur.execute(
+            "UPDATE hooks SET cursor_seq = ? WHERE id = ? AND cursor_seq = ? AND disabled = 0",
+            (new_cursor, hook_id, cursor),
+        )
+        if cur.rowcount != 1:
+            return False
+        if not rows:
+            return True
+        cur.executemany(
+            "INSERT INTO hook_deliveries (id, hook_id, project, event_id, body, attempts, "
+            "next_at, state) VALUES (?, ?, ?, ?, ?, 0, ?, 'pending') "
+            "ON CONFLICT (hook_id, event_id) DO NOTHING",
+            rows,
+        )
+    return True
 
 
 _DELIVERY_KEYS = (

@@ -172,6 +172,9 @@ CONTROL_SCHEMA = Schema(
                 _nn("created_at", DOUBLE),
                 Column("created_by", TEXT),
                 _nn("disabled", INTEGER, default=0),
+                # the outbox's cursor: the last model_events.seq of the project whose
+                # deliveries are queued (NULL: not started, see server.hooks)
+                Column("cursor_seq", INTEGER),
             ],
             key=("id",),
             indexes=[Index("hooks_project", ("project",))],
@@ -180,10 +183,10 @@ CONTROL_SCHEMA = Schema(
         Table(
             "hook_deliveries",
             [
-                _key("id"),
-                _nn("hook_id", TEXT),
+                Column("id", TEXT, not_null=True, unique=True),
+                _key("hook_id"),
                 _nn("project", TEXT),
-                _nn("event_id", TEXT),
+                _key("event_id"),
                 _nn("body", TEXT),
                 _nn("attempts", INTEGER, default=0),
                 _nn("next_at", DOUBLE),
@@ -192,7 +195,9 @@ CONTROL_SCHEMA = Schema(
                 Column("last_error", TEXT),
                 Column("delivered_at", DOUBLE),
             ],
-            key=("id",),
+            # one delivery per hook and event: two processes queuing the same part of the
+            # log cannot queue an event twice (server.hooks)
+            key=("hook_id", "event_id"),
             indexes=[
                 Index("hook_deliveries_due", ("state", "next_at")),
                 Index("hook_deliveries_project", ("project",)),
@@ -596,15 +601,23 @@ def add_hook(
     events: str | list[str] | tuple[str, ...],
     secret: str | None = None,
     by: str | None = None,
+    after_seq: int | None = None,
 ) -> NewHook:
     """A webhook of ``project``: each event whose action is in ``events`` is POSTed to
-    ``url``, signed with ``secret`` (random 256 bits, hex, when not given)."""
+    ``url``, signed with ``secret`` (random 256 bits, hex, when not given).
+    ``after_seq``: the project's last event seq now (its older events are not sent);
+    None when the caller cannot read the project's log (the command line): the
+    delivery thread then starts it at the events made after the hook's creation time."""
     check_hook_url(url)
     names = check_hook_events(events)
     secret = check_hook_secret(secret) if secret is not None else secrets.token_hex(32)
+    if after_seq is not None and (not isinstance(after_seq, int) or after_seq < 0):
+        raise UsageError(f"bad event seq {after_seq!r}: a whole number >= 0")
     _need_project(db, project)
     hook_id = secrets.token_hex(6)
-    accounts.insert_hook(db, hook_id, project, url, ",".join(names), secret, time.time(), by)
+    accounts.insert_hook(
+        db, hook_id, project, url, ",".join(names), secret, time.time(), by, after_seq
+    )
     return NewHook(hook_id, secret)
 
 
@@ -650,28 +663,23 @@ def _action(body: Any) -> str | None:
     return action if isinstance(action, str) else None
 
 
-def enqueue_deliveries(db: Database, project: str, events: Sequence[Mapping[str, Any]]) -> int:
-    """A pending delivery for each of ``events`` (their JSON shape, docs/models.md) and
-    each hook of ``project`` that asks for its action; how many. The body is kept as
-    the exact bytes to send, so every attempt sends (and signs) the same."""
-    active = accounts.active_hooks(db, project)
-    if not active or not events:
-        return 0
-    now = time.time()
-    rows: list[tuple[Any, ...]] = []
-    for event in events:
-        for hook_id, wanted in active:
-            if event.get("action") in wanted.split(","):
-                rows.append((hook_id, str(event.get("id")), event))
+def delivery_rows(
+    project: str, hook_id: str, wanted: str, events: Sequence[Mapping[str, Any]], now: float
+) -> list[tuple[str, str, str, str, str, float]]:
+    """The pending deliveries of ``events`` (their JSON shape, docs/models.md) to hook
+    ``hook_id`` of ``project``, for those whose action is in ``wanted`` (a comma list):
+    ``(id, hook_id, project, event_id, body, next_at)``. The body is kept as the exact
+    bytes to send, so every attempt sends (and signs) the same."""
+    actions = wanted.split(",")
+    chosen = [e for e in events if e.get("action") in actions]
     # ids sort by time; sorted within one batch, they (and next_at) keep the events' order
-    ids = sorted(new_run_id(now) for _ in rows)
+    ids = sorted(new_run_id(now) for _ in chosen)
     out = []
-    for i, (delivery_id, (hook_id, event_id, event)) in enumerate(zip(ids, rows, strict=True)):
+    for i, (delivery_id, event) in enumerate(zip(ids, chosen, strict=True)):
         body = {"delivery": delivery_id, "project": project, "event": event}
         text = json.dumps(body, separators=(",", ":"), allow_nan=False)
-        out.append((delivery_id, hook_id, project, event_id, text, now + i * 1e-6))
-    accounts.insert_deliveries(db, out)
-    return len(out)
+        out.append((delivery_id, hook_id, project, str(event.get("id")), text, now + i * 1e-6))
+    return out
 
 
 def _need_project(db: Database, project: str) -> None:

@@ -1,6 +1,20 @@
 """Webhook deliveries (docs/server.md, "Webhooks"): one daemon thread per server
-process sends the pending deliveries of the control database, signed, and retries a
-failed one with exponential backoff until it has had :data:`MAX_ATTEMPTS` tries.
+process queues the deliveries of each project's registry events, sends the pending
+ones, signed, and retries a failed one with exponential backoff until it has had
+:data:`MAX_ATTEMPTS` tries.
+
+Queuing is an outbox driven by the log itself, so no committed event is ever missed:
+a registry change commits in its project's store, and the webhook queue is in
+another database (the control tables), so queuing "right after the commit" would
+lose the event to a crash in between. Instead each hook keeps a cursor, the last
+``model_events.seq`` of its project it has queued; the thread reads the events after
+it (``records.registry.events``) and, in one control transaction, inserts their
+deliveries and moves the cursor, guarded on its old value (``accounts.queue_deliveries``):
+of two processes reading the same events, one queues them and the other nothing. A
+registry change only wakes the thread early (``Actor.on_events``); a crash before
+that delays the delivery until the next look, at most :data:`POLL` seconds later, on
+any process. Events are committed in ``seq`` order (each change takes the log's lock
+first), so a cursor never passes an event still to come.
 
 Every process of a deployment runs one; they share the work through the database:
 a delivery is claimed by an UPDATE guarded on its state and due time, which changes
@@ -25,10 +39,14 @@ import ssl
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from runbase.core.version import __version__
-from runbase.records import accounts
+from runbase.records import accounts, registry
+from runbase.server import control
+from runbase.store import Store
 from runbase.store.db import Database
 
 MAX_ATTEMPTS = 8
@@ -37,15 +55,47 @@ TIMEOUT = 5.0  # seconds, per connect and per read of an attempt
 LEASE = 60.0  # a claimed delivery is not due again before this, unless its attempt ends
 POLL = 5.0  # at most this long between looks at the table (other processes' work)
 BATCH = 20
+PAGE = 500  # events read from a project's log, and queued, per control transaction
 MAX_ANSWER = 64 << 10
 SIGNATURE_HEADER = "X-Runbase-Signature-256"
+TIMESTAMP_HEADER = "X-Runbase-Timestamp"
+TOLERANCE = 300  # seconds: the window docs/server.md tells receivers to accept
 
 log = logging.getLogger("runbase.server.hooks")
 
+Borrow = Callable[[str], AbstractContextManager[Store]]  # a project's store, lent
 
-def signature(secret: str, body: bytes) -> str:
-    """The ``X-Runbase-Signature-256`` value: ``sha256=`` + hex HMAC-SHA256 of ``body``."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """The ``X-Runbase-Signature-256`` value: ``sha256=`` + hex HMAC-SHA256 of
+    ``f"{timestamp}."`` + ``body``. The timestamp (``X-Runbase-Timestamp``, Unix
+    seconds) is signed with the body, so a captured delivery cannot be replayed
+    later than the receiver's tolerance window with a fresh timestamp."""
+    signed = f"{int(timestamp)}.".encode() + body
+    return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+
+
+def start_seq(store: Store, since: float | None = None) -> int:
+    """Where a new hook's cursor starts in ``store``'s log: the last event's seq, or
+    (``since``) the last seq of the events made before that time, so that a hook
+    added from the command line, which cannot read the log, still gets every change
+    made after it was added. A binary search on ``registry.events(after=k, limit=1)``:
+    a few indexed reads, whatever the log's length (events are in time order but for
+    the clock skew of concurrent changes: the boundary may move by those)."""
+
+    def done(k: int) -> bool:  # no event after k is older than ``since``
+        after = registry.events(store, after=k, limit=1)
+        return not after or (since is not None and after[0].time >= since)
+
+    if done(0):
+        return 0
+    lo, hi = 0, 1  # done(lo) is False; find hi with done(hi), then the smallest
+    while not done(hi):
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if done(mid) else (mid, hi)
+    return hi
 
 
 @dataclass(frozen=True)
@@ -95,13 +145,15 @@ def _short(text: str) -> str:
 
 
 class DeliveryWorker:
-    """Sends the control database's due deliveries; :meth:`start` runs it on a daemon
-    thread, :meth:`wake` makes it look now (new deliveries), :meth:`stop` ends it.
-    ``backoff``: seconds before the second attempt (doubled each time)."""
+    """Queues the deliveries of the projects' new events (read through ``borrow``) and
+    sends the due ones; :meth:`start` runs it on a daemon thread, :meth:`wake` makes it
+    look now (new events), :meth:`stop` ends it. ``backoff``: seconds before the second
+    attempt (doubled each time)."""
 
     def __init__(
         self,
         db: Database,
+        borrow: Borrow | None = None,
         *,
         backoff: float = BACKOFF,
         attempts: int = MAX_ATTEMPTS,
@@ -109,6 +161,7 @@ class DeliveryWorker:
         poll: float = POLL,
     ) -> None:
         self.db = db
+        self.borrow = borrow  # None: only send what is queued (nothing reads the logs)
         self.backoff = backoff
         self.attempts = attempts
         self.timeout = timeout
@@ -148,7 +201,9 @@ class DeliveryWorker:
             self._wake.wait(wait)
 
     def run_once(self) -> int:
-        """Make one attempt at each delivery due now; how many were attempted."""
+        """Queue the deliveries of the events committed since the last look, then make
+        one attempt at each delivery due now; how many were attempted."""
+        self.queue()
         done = 0
         while not self._stopping:
             due = accounts.due_deliveries(self.db, time.time(), BATCH)
@@ -160,6 +215,54 @@ class DeliveryWorker:
                 done += self.attempt(delivery_id)
         return done
 
+    def queue(self) -> int:
+        """Queue the deliveries of every hook's events after its cursor; how many. A
+        project whose store cannot be read now is logged and tried at the next look."""
+        if self.borrow is None:
+            return 0
+        by_project: dict[str, list[tuple[str, str, int | None, float]]] = {}
+        for hook_id, project, wanted, cursor, created in accounts.hook_cursors(self.db):
+            by_project.setdefault(project, []).append((hook_id, wanted, cursor, created))
+        queued = 0
+        for project, project_hooks in by_project.items():
+            try:
+                with self.borrow(project) as store:
+                    for hook_id, wanted, cursor, created in project_hooks:
+                        queued += self._queue_hook(store, project, hook_id, wanted, cursor, created)
+            except Exception:  # noqa: BLE001 - one project's trouble must not stop the others
+                log.exception("webhooks of project %s: cannot queue its new events", project)
+        return queued
+
+    def _queue_hook(
+        self,
+        store: Store,
+        project: str,
+        hook_id: str,
+        wanted: str,
+        cursor: int | None,
+        created: float,
+    ) -> int:
+        if cursor is None:  # added from the command line: start at its creation time
+            start = start_seq(store, since=created)
+            if not accounts.start_cursor(self.db, hook_id, start):
+                return 0  # another process started it: its cursor is read at the next look
+            cursor = start
+        queued = 0
+        while not self._stopping:
+            events = registry.events(store, after=cursor, limit=PAGE)
+            if not events:
+                break
+            rows = control.delivery_rows(
+                project, hook_id, wanted, [e.to_json() for e in events], time.time()
+            )
+            if not accounts.queue_deliveries(self.db, hook_id, cursor, events[-1].seq, rows):
+                break  # another process queued these (or the hook went): nothing written
+            queued += len(rows)
+            cursor = events[-1].seq
+            if len(events) < PAGE:
+                break
+        return queued
+
     def attempt(self, delivery_id: str) -> int:
         """Claim ``delivery_id`` and make one attempt; 0 when another process had it."""
         now = time.time()
@@ -168,7 +271,8 @@ class DeliveryWorker:
             return 0
         attempts, body_text, url, secret = claimed
         body = str(body_text).encode()
-        outcome = post(url, body, self._headers(delivery_id, body, secret), self.timeout)
+        headers = self._headers(delivery_id, body, secret, int(time.time()))
+        outcome = post(url, body, headers, self.timeout)
         end = time.time()
         if outcome.ok:
             accounts.finish_attempt(
@@ -186,13 +290,16 @@ class DeliveryWorker:
         return 1
 
     @staticmethod
-    def _headers(delivery_id: str, body: bytes, secret: str) -> dict[str, str]:
+    def _headers(delivery_id: str, body: bytes, secret: str, timestamp: int) -> dict[str, str]:
+        """The headers of one attempt: the body is the same on every attempt, the
+        timestamp (and so the signature) is the attempt's."""
         return {
             "Content-Type": "application/json",
             "User-Agent": f"runbase-server/{__version__}",
             "X-Runbase-Event": _action_of(body),
             "X-Runbase-Delivery": delivery_id,
-            SIGNATURE_HEADER: signature(str(secret), body),
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: signature(str(secret), timestamp, body),
         }
 
 

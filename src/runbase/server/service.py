@@ -10,7 +10,7 @@ import contextlib
 import hmac
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,8 +91,11 @@ class Server:
             self.close()
             raise
         # started by the app (its lifespan), not here: a Server used as a library sends
-        # nothing unless asked (``self.deliverer.start()`` or ``.run_once()``)
-        self.deliverer = hooks.DeliveryWorker(self.control, backoff=config.hook_backoff)
+        # nothing unless asked (``self.deliverer.start()`` or ``.run_once()``); it reads
+        # the projects' logs (the webhooks' outbox) through the stores requests borrow
+        self.deliverer = hooks.DeliveryWorker(
+            self.control, self.stores.borrow, backoff=config.hook_backoff
+        )
 
     def close(self) -> None:
         worker = getattr(self, "deliverer", None)
@@ -281,31 +284,20 @@ class Server:
 
     def model_actor(self, user: User | str, project: str, role: str) -> Actor:
         """Who a registry change in ``project`` is made by: the account, its role there,
-        the project's protected stages, and the webhooks its events go to."""
+        the project's protected stages, and a nudge of the webhooks' delivery thread."""
         name = user.name if isinstance(user, User) else user
         if role not in control.ROLES:
             raise Forbidden(f"not a member of project {project!r}")
 
         def on_events(events: list[Event]) -> None:
-            self.enqueue_events(project, events)
+            # only a nudge: the thread queues deliveries from the project's log itself
+            # (server.hooks), so a change whose process dies before this is still sent
+            del events
+            self.deliverer.wake()
 
         return Actor(
             user=name, role=role, protected=self.protected_stages(project), on_events=on_events
         )
-
-    def enqueue_events(self, project: str, events: Sequence[Event]) -> int:
-        """Queue the deliveries of ``events`` (committed changes of ``project``'s registry)
-        to the hooks asking for them, and wake the delivery thread. Called after the
-        change committed: a failure here is logged, not raised (the change stands, and
-        an error answer would make the caller believe it did not)."""
-        try:
-            count = control.enqueue_deliveries(self.control, project, [e.to_json() for e in events])
-        except Exception:  # noqa: BLE001 - see above
-            log.exception("cannot queue the webhook deliveries of %d event(s)", len(events))
-            return 0
-        if count:
-            self.deliverer.wake()
-        return count
 
     def add_hook(
         self,
@@ -315,7 +307,13 @@ class Server:
         secret: str | None = None,
         by: str | None = None,
     ) -> control.NewHook:
-        return control.add_hook(self.control, project, url, events, secret, by)
+        """A webhook of ``project`` that receives its events from now on (its cursor
+        starts at the project's last event: no history flood)."""
+        if not accounts.project_exists(self.control, project):  # before a store is made for it
+            raise NotFound(f"no project {project!r}; `runbase server projects list` lists them")
+        with self.store(project) as store:
+            after = hooks.start_seq(store)
+        return control.add_hook(self.control, project, url, events, secret, by, after_seq=after)
 
     def list_hooks(self, project: str | None = None) -> list[dict[str, Any]]:
         return control.hooks(self.control, project)
