@@ -557,7 +557,7 @@ def test_a_file_resolves_to_the_newest_run_that_produced_it(project: Path) -> No
     assert src.git_commit and len(src.git_commit) == 40
     by_path = registry.source_of_run_path(store, runs["first"], "out/model.bin")
     assert by_path.run_id == runs["first"] and by_path.oid == src.oid
-    with pytest.raises(NotFound, match="wrote no file 'out/nope.bin'"):
+    with pytest.raises(NotFound, match="wrote no output 'out/nope.bin'"):
         registry.source_of_run_path(store, runs["first"], "out/nope.bin")
     (project / "other.bin").write_text("nobody made this\n")
     with pytest.raises(UsageError, match="--external"):

@@ -389,7 +389,8 @@ def test_webhook_on_promote_is_signed(team: Team, receiver: Receiver) -> None:
             )
 
     headers, body = wait_until(delivered, what="the webhook delivery")
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    stamp = headers["X-Runbase-Timestamp"]  # signed with the body: a replay is dated
+    expected = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
     assert headers["X-Runbase-Signature-256"] == f"sha256={expected}"
     assert headers["X-Runbase-Event"] == "promote"
     payload = json.loads(body)

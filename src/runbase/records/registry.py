@@ -187,29 +187,47 @@ class VerifyReport:
 
 
 def source_of_run_path(store: Store, run_ref: str, path: str) -> Source:
-    """``RUN:PATH``: an output (file or directory) the run wrote, by the hash it recorded."""
+    """``RUN:PATH``: an output (file or directory) the run wrote, by the hash it recorded.
+    Bytes the run kept only the hash of are stored from PATH if it still holds them."""
+    return run_output(store, run_ref, path=path, from_disk=True)
+
+
+def run_output(
+    store: Store,
+    run_ref: str,
+    *,
+    path: str | None = None,
+    oid: str | None = None,
+    from_disk: bool = False,
+) -> Source:
+    """The output of run ``run_ref`` at ``path`` and/or with the bytes ``oid``, as the run
+    recorded it: a version's provenance is never taken on anyone's word. ``from_disk``
+    (the local CLI, never a server): store bytes the run did not keep from the file."""
     run_id = resolve(store, run_ref)
     root = project_root_of(store, run_id)
-    key = rel(root, os.path.abspath(os.path.join(root, path)))
-    row = store.db.query_one(
-        "SELECT oid, size, kind, stored FROM run_files WHERE run_id = ? AND role = 'output' AND path = ?",
-        (run_id, key),
-    )
-    if row is None or not row[0]:
-        shown = [
-            r[0]
-            for r in store.db.query(
-                "SELECT path FROM run_files WHERE run_id = ? AND role = 'output' AND oid IS NOT NULL "
-                "ORDER BY path LIMIT 6",
-                (run_id,),
-            )
-        ]
+    key = rel(root, os.path.abspath(os.path.join(root, path))) if path is not None else None
+    sql = "SELECT path, oid, size, kind, stored FROM run_files WHERE run_id = ? AND role = 'output' AND oid IS NOT NULL"
+    args: list[Any] = [run_id]
+    for column, value in (("path", key), ("oid", oid)):
+        if value is not None:
+            sql += f" AND {column} = ?"
+            args.append(value)
+    row = store.db.query_one(sql + " ORDER BY path LIMIT 1", args)
+    if row is None:
+        shown = [r[0] for r in store.db.query(
+            "SELECT path FROM run_files WHERE run_id = ? AND role = 'output' AND oid IS NOT NULL "
+            "ORDER BY path LIMIT 6", (run_id,),
+        )]  # fmt: skip
         listed = ", ".join(shown[:5]) + (" ..." if len(shown) > 5 else "") if shown else "none"
-        raise NotFound(f"run {run_id} wrote no file {path!r} (its outputs: {listed})")
-    oid, size, kind = str(row[0]), row[1], row[2] or "file"
-    if not row[3] and not bytes_present(store, oid, kind):
-        _store_from_disk(store, os.path.join(root, key), oid, f"{run_id}:{path}")
-    return Source(oid, kind, size, run_id, key, _commit_of(store, run_id))
+        what = " at ".join(x for x in (oid, repr(path) if path else None) if x)
+        raise NotFound(f"run {run_id} wrote no output {what} (its outputs: {listed})")
+    found, oid, size, kind = str(row[0]), str(row[1]), row[2], row[3] or "file"
+    if from_disk and not row[4] and not bytes_present(store, oid, kind):
+        _store_from_disk(store, os.path.join(root, found), oid, f"{run_id}:{found}")
+    size = size if isinstance(size, int) else None
+    return Source(
+        oid, "dir" if kind == "dir" else "file", size, run_id, found, _commit_of(store, run_id)
+    )
 
 
 def source_of_file(store: Store, path: str, external: bool = False) -> Source:

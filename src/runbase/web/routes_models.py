@@ -36,8 +36,6 @@ from runbase.errors import (
     UsageError,
 )
 from runbase.records import registry
-from runbase.records.files import list_files
-from runbase.records.read import load_row, resolve
 from runbase.render.views import models as model_views
 from runbase.store import Store
 from runbase.web.api import ErrorBody, StoreDep, json_response
@@ -106,32 +104,6 @@ def require_bytes(request: Request, store: Store, oid: str, kind: str) -> None:
             f"the project lacks {len(missing)} file(s) of the directory {oid} "
             f"(e.g. {missing[0]}): push its bytes first"
         )
-
-
-def run_source(store: Store, run_ref: str, oid: str | None, path: str | None) -> registry.Source:
-    """The output of run ``run_ref`` that is ``oid`` (and/or at ``path``), by what the run
-    recorded: a version's provenance is never taken on the client's word."""
-    run_id = resolve(store, run_ref)
-    outputs = [f for f in list_files(store, run_id)["outputs"] if f.get("hash")]
-    found = [
-        f
-        for f in outputs
-        if (oid is None or f["hash"] == oid) and (path is None or f["path"] == path)
-    ]
-    if not found:
-        what = " at ".join(x for x in (oid, repr(path) if path else None) if x)
-        shown = ", ".join(f["path"] for f in outputs[:5]) or "none"
-        raise NotFound(f"run {run_id} wrote no output {what} (its outputs: {shown})")
-    f = found[0]
-    commit = load_row(store, run_id).get("code_commit")
-    return registry.Source(
-        str(f["hash"]),
-        "dir" if f.get("directory") else "file",
-        f.get("size") if isinstance(f.get("size"), int) else None,
-        run_id,
-        str(f["path"]),
-        commit if isinstance(commit, str) else None,
-    )
 
 
 def _text(value: str | None, what: str, limit: int) -> str | None:
@@ -273,7 +245,9 @@ def register(store: StoreDep, name: ModelName, body: RegisterBody, request: Requ
             raise UsageError("a version is either a run's output (run) or external, not both")
         if oid is None and path is None:
             raise UsageError("name the run's output: its oid, its path, or both")
-        source = run_source(store, _text(body.run, "the run", 1_000) or "", oid, path)
+        source = registry.run_output(
+            store, _text(body.run, "the run", 1_000) or "", oid=oid, path=path
+        )
     elif body.external:
         if oid is None:
             raise UsageError("an external version needs the oid of bytes the project holds")
@@ -462,9 +436,9 @@ def _pushed_source(store: Store, run: str, oid: str, path: Any) -> registry.Sour
     there (the same bytes may be several outputs), else at any path."""
     if isinstance(path, str):
         try:
-            return run_source(store, run, oid, path)
+            return registry.run_output(store, run, oid=oid, path=path)
         except RunNotFound:
             raise
         except NotFound:
             pass
-    return run_source(store, run, oid, None)
+    return registry.run_output(store, run, oid=oid)
