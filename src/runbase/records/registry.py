@@ -431,6 +431,15 @@ def events(
     return [_event(r) for r in store.db.query(sql, args)]
 
 
+def last_seq(store: Store, before: float | None = None) -> int:
+    """The seq of the log's last event (0: none), or of the last made before ``before``."""
+    if before is None:
+        row = store.db.query_one("SELECT max(seq) FROM model_events")
+    else:
+        row = store.db.query_one("SELECT max(seq) FROM model_events WHERE time < ?", (before,))
+    return int(row[0]) if row and row[0] is not None else 0
+
+
 def requests(
     store: Store, name: str | None = None, state: str | None = "open"
 ) -> list[dict[str, Any]]:

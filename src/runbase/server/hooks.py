@@ -79,23 +79,8 @@ def start_seq(store: Store, since: float | None = None) -> int:
     """Where a new hook's cursor starts in ``store``'s log: the last event's seq, or
     (``since``) the last seq of the events made before that time, so that a hook
     added from the command line, which cannot read the log, still gets every change
-    made after it was added. A binary search on ``registry.events(after=k, limit=1)``:
-    a few indexed reads, whatever the log's length (events are in time order but for
-    the clock skew of concurrent changes: the boundary may move by those)."""
-
-    def done(k: int) -> bool:  # no event after k is older than ``since``
-        after = registry.events(store, after=k, limit=1)
-        return not after or (since is not None and after[0].time >= since)
-
-    if done(0):
-        return 0
-    lo, hi = 0, 1  # done(lo) is False; find hi with done(hi), then the smallest
-    while not done(hi):
-        lo, hi = hi, hi * 2
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if done(mid) else (mid, hi)
-    return hi
+    made after it was added."""
+    return registry.last_seq(store, before=since)
 
 
 @dataclass(frozen=True)
