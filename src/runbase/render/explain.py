@@ -37,8 +37,8 @@ def render(report: dict[str, Any], color: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _num(v: Any) -> float | None:
-    """A value of the report as a float: the JSON form writes NaN/inf as strings."""
+def report_number(v: Any) -> float | None:
+    """A value of a report as a float: the JSON form writes NaN/inf as strings."""
     v = as_number(v)
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
@@ -46,20 +46,20 @@ def _num(v: Any) -> float | None:
 
 
 def _val(v: Any) -> str:
-    x = _num(v)
+    x = report_number(v)
     if x is None:
         return "(none)"
-    return f"{x:.6g}" if math.isfinite(x) else _non_finite(x)
+    return f"{x:.6g}" if math.isfinite(x) else non_finite(x)
 
 
 def _delta(v: Any) -> str:
-    x = _num(v)
+    x = report_number(v)
     if x is None:
         return "—"
-    return f"{x:+.4g}" if math.isfinite(x) else _non_finite(x)
+    return f"{x:+.4g}" if math.isfinite(x) else non_finite(x)
 
 
-def _non_finite(x: float) -> str:
+def non_finite(x: float) -> str:
     return "NaN" if math.isnan(x) else ("+inf" if x > 0 else "-inf")
 
 
@@ -99,7 +99,7 @@ def _total(report: dict[str, Any], metric: str, paint: _Paint) -> list[str]:
     )
     lines = [paint(head, bold=True)]
     measured = report.get("measured") or {}
-    if _num(measured.get("total")) is not None and _differs(
+    if report_number(measured.get("total")) is not None and _differs(
         measured.get("total"), report.get("total")
     ):
         lines.append(
@@ -110,7 +110,7 @@ def _total(report: dict[str, Any], metric: str, paint: _Paint) -> list[str]:
 
 
 def _differs(x: Any, y: Any) -> bool:
-    a, b = _num(x), _num(y)
+    a, b = report_number(x), report_number(y)
     if a is None or b is None:
         return a is not b
     return not (a == b or (math.isnan(a) and math.isnan(b)))
@@ -118,8 +118,8 @@ def _differs(x: Any, y: Any) -> bool:
 
 def _noise(noise: dict[str, Any]) -> list[str]:
     repeats = noise.get("repeats")
-    spread = _num(noise.get("spread"))
-    threshold = _num(noise.get("threshold"))
+    spread = report_number(noise.get("spread"))
+    threshold = report_number(noise.get("threshold"))
     if not repeats:
         return []
     if repeats == 1 and not spread:
@@ -144,7 +144,7 @@ def _factors(report: dict[str, Any], paint: _Paint) -> list[str]:
     ]
     indent = " " * (26 + width)  # under the change
     for i, f in enumerate(factors, 1):
-        share = _num(f.get("share"))
+        share = report_number(f.get("share"))
         share_text = "      " if share is None or not math.isfinite(share) else f"{share:5.1f}%"
         head = (
             f"{i:3d}  {_delta(f.get('effect')):>9}  {share_text}  "
@@ -207,8 +207,8 @@ def _search(report: dict[str, Any], paint: _Paint) -> list[str]:
     lines += [f"  {printable(note)}" for note in search.get("notes") or []]
     for item in report.get("untried") or []:
         lines.append(f"  not tried: {printable(item.get('name'))}: {printable(item.get('reason'))}")
-    unexplained = _num(report.get("unexplained"))
-    threshold = _num((report.get("noise") or {}).get("threshold")) or 0.0
+    unexplained = report_number(report.get("unexplained"))
+    threshold = report_number((report.get("noise") or {}).get("threshold")) or 0.0
     if unexplained is not None and not abs(unexplained) <= threshold:  # NaN: shown
         lines.append(f"  unexplained by the factors above: {unexplained:+.4g}")
     return lines
@@ -218,7 +218,7 @@ def _hybrids(report: dict[str, Any], paint: _Paint) -> list[str]:
     h = report.get("hybrids") or {}
     if not h:
         return []
-    seconds = _num(h.get("seconds"))
+    seconds = report_number(h.get("seconds"))
     line = f"hybrids: {h.get('run', 0)} run, {h.get('cached', 0)} cached"
     if h.get("failed"):
         line += ", " + paint(f"{h['failed']} failed", fg="red")

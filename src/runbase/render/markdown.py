@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from runbase.analysis.metrickinds import is_timing_metric, metric_direction
-from runbase.capture.params import as_number
 from runbase.core.text import printable
+from runbase.render.explain import non_finite, report_number
 from runbase.render.table import fmt_bytes
 
 MAX_ROWS = 15  # rows of a table before "and N more"
@@ -199,36 +199,24 @@ def _code_line(line: str) -> str:
 # -- numbers and metrics -------------------------------------------------------------
 
 
-def _num(v: Any) -> float | None:
-    """A number of a report as a float: the JSON form writes NaN/inf as strings."""
-    v = as_number(v)
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    return float(v)
-
-
-def _non_finite(x: float) -> str:
-    return "NaN" if math.isnan(x) else ("+inf" if x > 0 else "-inf")
-
-
 def _fmt_value(v: Any) -> str:
-    x = _num(v)
+    x = report_number(v)
     if x is None:
         return _show(v)
     if not math.isfinite(x):
-        return _non_finite(x)
+        return non_finite(x)
     return str(v) if isinstance(v, int) else f"{x:.6g}"
 
 
 def _fmt_delta(v: Any) -> str:
-    x = _num(v)
+    x = report_number(v)
     if x is None:
         return ""
-    return f"{x:+.4g}" if math.isfinite(x) else _non_finite(x)
+    return f"{x:+.4g}" if math.isfinite(x) else non_finite(x)
 
 
 def _fmt_relative(v: Any) -> str:
-    x = _num(v)
+    x = report_number(v)
     return "" if x is None or not math.isfinite(x) else f"{x:+.1%}"
 
 
@@ -243,7 +231,7 @@ def _show(v: Any) -> str:
 
 def _verdict(key: str, delta: Any) -> str:
     """``better`` / ``worse`` for a change of ``key`` by ``delta``; "" when unknown."""
-    direction, d = metric_direction(key), _num(delta)
+    direction, d = metric_direction(key), report_number(delta)
     if direction is None or d is None or not math.isfinite(d) or d == 0:
         return ""
     return "better" if (d > 0) == (direction == "higher") else "worse"
@@ -356,7 +344,7 @@ def _diff_metrics(s: dict[str, Any]) -> str:
             _fmt_value(m.get("old")),
             _fmt_value(m.get("new")),
             _fmt_delta(m.get("delta")),
-            _fmt_relative(m.get("relative")) or ("from 0" if _num(m.get("delta")) else ""),
+            _fmt_relative(m.get("relative")) or ("from 0" if report_number(m.get("delta")) else ""),
             _verdict(str(m["key"]), m.get("delta")),
         ]
         for m in s.get("changed") or []
@@ -576,9 +564,9 @@ def explain_markdown(report: dict[str, Any]) -> str:
         parts.append(warnings)
     measured = report.get("measured") or {}
     facts = []
-    if _num(measured.get("total")) is not None and _fmt_delta(measured.get("total")) != _fmt_delta(
-        report.get("total")
-    ):
+    if report_number(measured.get("total")) is not None and _fmt_delta(
+        measured.get("total")
+    ) != _fmt_delta(report.get("total")):
         facts.append(
             f"measured on the re-runs: {_fmt_value(measured.get('a'))} → "
             f"{_fmt_value(measured.get('b'))} ({_fmt_delta(measured.get('total'))})"
@@ -609,10 +597,10 @@ def _explain_verdict(report: dict[str, Any], metric: str) -> str:
         + (f", {verdict}" if verdict else "")
         + f") from A `{_id(report.get('a'))[:10]}` to B `{_id(report.get('b'))[:10]}`"
     )
-    factors = [f for f in report.get("factors") or [] if _num(f.get("effect")) is not None]
+    factors = [f for f in report.get("factors") or [] if report_number(f.get("effect")) is not None]
     if factors:
         top = factors[0]
-        share = _num(top.get("share"))
+        share = report_number(top.get("share"))
         head += f"; mostly {escape(top.get('name'), 60)} ({_fmt_delta(top.get('effect'))}"
         head += f", {share:.1f}% of it)" if share is not None and math.isfinite(share) else ")"
     return head
@@ -640,7 +628,7 @@ def _noise(noise: dict[str, Any]) -> str:
     repeats = noise.get("repeats")
     if not repeats:
         return ""
-    spread, threshold = _num(noise.get("spread")), _num(noise.get("threshold"))
+    spread, threshold = report_number(noise.get("spread")), report_number(noise.get("threshold"))
     if repeats == 1 and not spread:
         line = "noise: A and B each re-run once (`--repeats K` measures the spread)"
     elif not spread:
@@ -658,7 +646,7 @@ def _explain_factors(report: dict[str, Any]) -> str:
         return "*no factor could be tested*"
     rows = []
     for i, f in enumerate(factors, 1):
-        share = _num(f.get("share"))
+        share = report_number(f.get("share"))
         note = ""
         if f.get("breaks_run"):
             note = Markdown("**breaks the run**")
@@ -719,7 +707,7 @@ def _explain_search(report: dict[str, Any]) -> str:
         line = f"hybrids: {hybrids.get('run', 0)} run, {hybrids.get('cached', 0)} cached"
         if hybrids.get("failed"):
             line += f", {hybrids['failed']} failed"
-        seconds = _num(hybrids.get("seconds"))
+        seconds = report_number(hybrids.get("seconds"))
         if seconds is not None and math.isfinite(seconds):
             line += f", {seconds:.1f} s"
         summary.append(line)
@@ -728,8 +716,8 @@ def _explain_search(report: dict[str, Any]) -> str:
         f"- not tried: {escape(item.get('name'), MAX_CELL)}: {escape(item.get('reason'), MAX_CELL)}"
         for item in (report.get("untried") or [])[:MAX_ROWS]
     ]
-    unexplained = _num(report.get("unexplained"))
-    threshold = _num((report.get("noise") or {}).get("threshold")) or 0.0
+    unexplained = report_number(report.get("unexplained"))
+    threshold = report_number((report.get("noise") or {}).get("threshold")) or 0.0
     if unexplained is not None and not abs(unexplained) <= threshold:  # NaN: shown
         body.append(f"- unexplained by the factors above: {_fmt_delta(unexplained)}")
     failed = [r for r in hybrids.get("runs") or [] if r.get("status") != "finished"]
