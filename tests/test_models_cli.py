@@ -231,6 +231,7 @@ def test_get_writes_exact_bytes_and_status_checks_drift(two_runs: tuple[Path, st
     assert status["state"] == "in_sync" and status["in_sync"] is True
     assert status["expected"]["version"] == "v0.0.2" and status["matches"] == ["churn@v0.0.2"]
     assert set(status) == doc_keys("### `runbase model status REF PATH` — the drift check")
+    assert status["differences"] == [] and status["more_differences"] == 0
     assert set(status["expected"]) == doc_keys("#### The version")
     summary = rb(project, "model", "ls", "--json")["models"][0]
     assert set(summary) == doc_keys("#### The model summary")
@@ -256,6 +257,7 @@ def test_get_writes_exact_bytes_and_status_checks_drift(two_runs: tuple[Path, st
     none = rb(project, "model", "status", "churn@production", "deploy/model.pkl", "--json", code=1)
     assert none["state"] == "no_version" and none["matches"] == []
     assert none["actual_oid"] == b3(deploy / "model.pkl")
+    assert [set(d) for d in none["differences"]] == [doc_keys("#### A difference (`model status`)")]
     assert "matches no version" in rb(project, "model", "status", "churn@production",
                                       "deploy/model.pkl", code=1).stdout  # fmt: skip
     (deploy / "model.pkl").unlink()
@@ -292,7 +294,7 @@ def test_bad_input_is_a_clear_error(two_runs: tuple[Path, str, str]) -> None:
     rb(project, "model", "register", "Bad Name", f"{run1}:out/model.pkl", code=2)
     rb(project, "model", "register", "churn", "nothing-here", code=2)
     assert (
-        "no file 'out/none.pkl'"
+        "wrote no output 'out/none.pkl'"
         in rb(project, "model", "register", "churn", f"{run1}:out/none.pkl", code=1).stderr
     )
     rb(project, "model", "register", "churn", "no-such-run:out/model.pkl", code=1)
@@ -307,8 +309,8 @@ def test_bad_input_is_a_clear_error(two_runs: tuple[Path, str, str]) -> None:
                                     "production", "-m", "x", code=1).stderr  # fmt: skip
     assert "stage 'production'" in rb(project, "model", "demote", "churn", "--from",
                                       "production", "-m", "x", code=1).stderr  # fmt: skip
-    assert "no earlier version" in rb(project, "model", "rollback", "churn", "production",
-                                      "-m", "x", code=1).stderr  # fmt: skip
+    assert "has ever been in stage 'production'" in rb(project, "model", "rollback", "churn",
+                                                       "production", "-m", "x", code=1).stderr  # fmt: skip
     rb(project, "model", "show", "nope", code=1)
     rb(project, "model", "log", "nope", code=1)
     rb(project, "model", "approve", "nosuchrequest", code=1)
@@ -431,6 +433,22 @@ def test_remote_registry_get_and_status(
                          "--json", cwd=deploy)  # fmt: skip
     assert status.returncode == 1
     assert json.loads(status.stdout)["matches"] == ["churn@v0.0.2"]
+    # a directory version: compared entry by entry with its manifest, fetched from the
+    # server into the temporary store (nothing of capture's skip list is skipped)
+    rb(project, "model", "register", "tree", f"{run2}:out/tree", "--remote", "team")
+    proc = runbase_cmd("model", "get", "tree@latest", "--remote", "team", "-o", "tree",
+                       cwd=deploy)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    status = runbase_cmd("model", "status", "tree@latest", "tree", "--remote", "team",
+                         cwd=deploy)  # fmt: skip
+    assert status.returncode == 0 and status.stdout.startswith("in sync"), status.stderr
+    (deploy / "tree" / ".env").write_text("TOKEN=x\n")
+    status = runbase_cmd("model", "status", "tree@latest", "tree", "--remote", "team", "--json",
+                         cwd=deploy)  # fmt: skip
+    assert status.returncode == 1, status.stderr
+    assert json.loads(status.stdout)["differences"] == [
+        {"path": ".env", "problem": "extra", "expected": None, "actual": "file"}
+    ]
     # the library fetches too
     path = Path(runbase.model_path("churn@production", store=str(tmp_path / "lib"), remote="team"))
     assert path.read_bytes() == b"weights one"
