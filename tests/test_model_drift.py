@@ -279,3 +279,62 @@ def test_the_default_file_name_is_checked(deployed: Path) -> None:
     proc = runbase_cmd("model", "get", "churn@latest", cwd=deployed / "elsewhere", timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert (deployed / "elsewhere" / "model.pkl").read_bytes() == b"weights v1"
+
+
+def test_a_tree_with_symlinks_and_executables(project: Path) -> None:
+    """A version whose manifest holds an executable and symlinks (a code tree's format):
+    delivered, then in sync; a symlink to elsewhere and a missing one are differences."""
+    from runbase.capture.manifest import put_manifest
+    from runbase.records import registry
+    from runbase.records.modelfiles import drift, materialize
+    from runbase.store import Store
+
+    store = Store.open(project / ".runbase", create=True)
+    run_sh, conf = store.objects.put_bytes(b"#!/bin/sh\n"), store.objects.put_bytes(b"3\n")
+    oid = put_manifest(
+        store,
+        [
+            {"path": "bin/run.sh", "type": "x", "oid": run_sh, "size": 10},
+            {"path": "conf/layers.txt", "type": "f", "oid": conf, "size": 2},
+            {"path": "current", "type": "link", "target": "conf/layers.txt"},
+        ],
+    )
+    source = registry.Source(oid, "dir", 12, None, None)
+    registry.register(store, "tool", source, actor=registry.local_actor())
+    version = registry.resolve_ref(store, "tool@latest")
+    dest = project / "deploy" / "tool"
+    assert materialize(store, version, str(dest))["written"] is True
+    assert os.access(dest / "bin" / "run.sh", os.X_OK)
+    assert os.readlink(dest / "current") == "conf/layers.txt"
+    assert drift(store, "tool@latest", str(dest))["in_sync"] is True
+    assert materialize(store, version, str(dest))["written"] is False
+
+    (dest / "current").unlink()
+    (dest / "current").symlink_to("/etc/passwd")
+    report = drift(store, "tool@latest", str(dest))
+    assert report["state"] == "no_version" and report["differences"] == [
+        {
+            "path": "current",
+            "problem": "target",
+            "expected": "conf/layers.txt",
+            "actual": "/etc/passwd",
+        }  # fmt: skip
+    ]
+    (dest / "current").unlink()
+    assert drift(store, "tool@latest", str(dest))["differences"] == [
+        {"path": "current", "problem": "missing", "expected": "symlink", "actual": None}
+    ]
+    materialize(store, version, str(dest), force=True)
+    assert drift(store, "tool@latest", str(dest))["in_sync"] is True
+
+    # many differences: the first 100 listed, the rest counted; the text shows 20
+    from runbase.render.models import status_text
+
+    for i in range(130):
+        (dest / f"added{i:03}").write_text("x")
+    report = drift(store, "tool@latest", str(dest))
+    assert len(report["differences"]) == 100 and report["more_differences"] == 30
+    assert report["differences"][0]["path"] == "added000"
+    lines = status_text(report).splitlines()
+    assert len(lines) == 22 and lines[-1] == "  and 110 more"
+    store.close()
