@@ -159,7 +159,9 @@ def test_a_file_added_to_a_deployed_tree_is_drift(deployed: Path, added: str) ->
     rb(project, "model", "get", "tree@latest", "-o", "deploy/tree", code=1)
     rb(project, "model", "get", "tree@latest", "-o", "deploy/tree", "--force")
     assert not (project / "deploy" / "tree" / added).exists()
-    status(project, "tree@latest", "deploy/tree", code=0)
+    rebuilt = status(project, "tree@latest", "deploy/tree", code=0)
+    # the tree's id is the one capture gave the run's output: the same manifest bytes
+    assert rebuilt["actual_oid"] == rebuilt["expected"]["oid"]
 
 
 def test_symlinks_and_special_files_in_a_tree_are_drift(deployed: Path) -> None:

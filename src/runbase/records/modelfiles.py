@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runbase.capture.manifest import TREE_FORMAT, TREE_VERSION, load_manifest
-from runbase.core import fsname
+from runbase.core import fsname, progress
 from runbase.core.ids import ALGO
 from runbase.core.safepath import SafeRoot, check_relpath
 from runbase.errors import Conflict, CorruptObject, RunbaseError, UnsafePathError, UsageError
@@ -254,8 +254,8 @@ def read_path(path: str) -> Held | None:
     if kind == "directory":
         return _read_dir(path)
     raise UsageError(
-        f"{path} is a {kind}, not a file or a directory: a model's bytes are never read "
-        "from one (give the path of the deployed file or directory)"
+        f"{path} is a {kind}, not a file or a directory: runbase never opens one "
+        "(a model version is a file or a directory)"
     )
 
 
@@ -300,6 +300,7 @@ def _hash_file(path: str) -> tuple[str, int]:
         while n := os.readv(fd, [buf]):
             h.update(view[:n])
             size += n
+            progress.advance(n)
         return f"{ALGO}:{h.hexdigest()}", size
     except OSError as e:
         raise RunbaseError(f"cannot read {path}: {e.strerror or e}") from None
@@ -307,7 +308,9 @@ def _hash_file(path: str) -> tuple[str, int]:
         os.close(fd)
 
 
-_READ_STEP = 8 << 20  # one buffer reused for a whole file: memory stays flat
+# one buffer reused for a whole file (memory stays flat); large steps let the hasher's
+# threads work on a large file, as store.hashing.hash_file does
+_READ_STEP = 64 << 20
 
 
 def _read_dir(root: str) -> Held:
