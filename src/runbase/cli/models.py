@@ -103,7 +103,8 @@ def register_cmd(
         )
     if git_tag and remote_name is not None:
         raise click.UsageError("--git-tag tags the local repository: not with --remote")
-    store = open_store(ctx)
+    # bytes from outside (--external) may be a project's first record: its store begins here
+    store = open_store(ctx, create=on_disk and external)
     with bad_input():
         if on_disk:
             src = registry.source_of_file(store, source, external=external)
