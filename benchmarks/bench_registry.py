@@ -244,14 +244,18 @@ def bench_delivery(root: Path, run_id: str, env: dict[str, str], reps: int) -> d
     out.parent.mkdir()
     for _ in range(reps):
         out.unlink(missing_ok=True)
+        os.sync()  # each step starts with nothing left to write back: the disk's own
+        # write-back of the previous GiB would otherwise land on whichever step is next
         dt, _ = timed_run(
             [RUNBASE_CLI, "model", "get", "big@production", "-o", str(out)], cwd=root, env=env
         )
         get.append(dt)
         copy = root / "deploy" / "copy.bin"
+        os.sync()
         dt, _ = timed_run(["cp", str(root / "big.bin"), str(copy)])
         cp.append(dt)
         copy.unlink()
+        os.sync()
         dt, _ = timed_run(["sha256sum", str(out)])
         sha.append(dt)
         # the drift check reads every byte each time (no cache of sizes and times: a
