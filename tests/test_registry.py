@@ -515,7 +515,40 @@ def test_a_stale_pushed_event_never_reverts_a_stage(store: Store, tmp_path: Path
     result, detail = registry.import_event(store, moved, actor=pusher)
     assert result == "refused" and "moved on here" in detail
     assert holder(store, "churn", "staging") == b
+    # decided for good: even once the stage is back where that change started from, a
+    # later push of it does not apply it (found by review: it did, silently)
+    registry.promote(store, "churn", a, "staging", message="back", actor=ADMIN)
+    result, detail = registry.import_event(store, moved, actor=pusher)
+    assert result == "settled" and detail.startswith("refused before: ")
+    assert holder(store, "churn", "staging") == a
+    assert registry.prior_answer(store, "laptop-2") == (result, detail)
+    assert registry.prior_answer(store, "never-pushed") is None
     assert registry.verify(store).ok
+
+
+def test_a_refused_push_stays_refused_when_roles_change(store: Store, tmp_path: Path) -> None:
+    a, _, _ = three_versions(store, tmp_path)
+    event = {"id": "w-1", "action": "promote", "model": "churn", "stage": "production",
+             "from_version": None, "to_version": a, "user": "wes",
+             "time": "2026-12-01T10:00:00+00:00", "message": "ship it"}  # fmt: skip
+    writer = Actor("wes", role="writer", protected={"production": 1})
+    assert registry.import_event(store, event, actor=writer)[0] == "refused"
+    approver = Actor("wes", role="approver", protected={"production": 1})
+    assert registry.import_event(store, event, actor=approver)[0] == "settled"
+    assert holder(store, "churn", "production") is None
+    # a refusal a later push can cure (bytes not here yet) is not kept
+    late = {**event, "id": "w-2", "action": "register", "version": "v9.0.0",
+            "oid": "blake3:" + "ab" * 32, "stage": None, "data": {"kind": "file"}}  # fmt: skip
+    result, detail = registry.import_event(store, late, actor=approver)
+    assert result == "refused" and "not in the store" in detail
+    assert registry.prior_answer(store, "w-2") is None
+    # an applied event keeps who made it where it was pushed from, and when
+    (made,) = registry.import_event(store, {**event, "id": "w-3"}, actor=approver)[:1]
+    assert made == "applied"
+    last = registry.events(store)[-1]
+    assert (last.user, last.origin, last.data["pushed"]) == (
+        "wes", "w-3", {"user": "wes", "time": 1796119200.0},
+    )  # fmt: skip
 
 
 def test_verify_checks_every_field_of_the_state(store: Store, tmp_path: Path) -> None:
@@ -532,6 +565,15 @@ def test_verify_checks_every_field_of_the_state(store: Store, tmp_path: Path) ->
     sql(store, "UPDATE model_requests SET requested_by = 'ana'")
     (problem,) = registry.verify(store).problems
     assert problem.endswith("requested_by is 'ana' in the registry but 'pat' by the log")
+    sql(store, "UPDATE model_requests SET requested_by = 'pat'")
+    assert registry.verify(store).ok
+    # who and why are part of the record too: the message, the user, the time
+    sql(store, "UPDATE model_versions SET message = 'approved by legal' WHERE version = ?", b)
+    sql(store, "UPDATE model_stages SET user_name = 'mallory'")
+    sql(store, "UPDATE model_requests SET message = 'urgent'")
+    problems = registry.verify(store).problems
+    assert len(problems) == 2 and any("message is 'approved by legal'" in p for p in problems)
+    assert any("request" in p and "message is 'urgent'" in p for p in problems)
 
 
 # -- where a version comes from --------------------------------------------------------------

@@ -208,6 +208,11 @@ class MissingObjects(Conflict):
         self.oids = oids
 
 
+class BytesMissing(Conflict):
+    """The bytes a change needs are not in the store (yet): a model version whose object
+    was never stored or was removed (HTTP 409)."""
+
+
 class TooLarge(RunbaseError):
     """A request body over its limit (HTTP 413)."""
 

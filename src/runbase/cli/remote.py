@@ -130,7 +130,7 @@ def _echo_models(report: ModelPushReport) -> bool:
     if report.runs:
         click.echo(f"{len(report.runs)} run(s) of model versions pushed")
     for r in report.results:
-        if r["result"] == "exists":
+        if r["result"] in ("exists", "settled"):  # a settled refusal was shown when it was made
             continue
         target = f"{r['model']}@{r['stage']}" if r["stage"] else f"{r['model']}@{r['version']}"
         to = f" -> {r['version'] or 'empty'}" if r["stage"] else ""
@@ -139,9 +139,11 @@ def _echo_models(report: ModelPushReport) -> bool:
     if report.unchanged:
         click.echo(f"{len(report.versions)} model version(s): registry unchanged since last push")
     else:
+        settled = report.count("settled")
         click.echo(
             f"{len(report.versions)} model version(s): {report.count('applied')} event(s) "
             f"applied, {report.count('exists')} already there, {report.count('refused')} refused"
+            + (f", {settled} refused by an earlier push" if settled else "")
         )
     return report.count("refused") > 0
 

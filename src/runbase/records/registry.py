@@ -22,6 +22,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from runbase.capture.env import user_and_host
@@ -38,7 +39,7 @@ from runbase.core.modelref import (
     parse_version,
     require_ref,
 )
-from runbase.errors import Conflict, Forbidden, NotFound, RunNotFound, UsageError
+from runbase.errors import BytesMissing, Conflict, Forbidden, NotFound, RunNotFound, UsageError
 from runbase.records.lineage import makers
 from runbase.records.modelrefs import VERSION_COLUMNS, version_row
 from runbase.records.read import project_root_of, resolve
@@ -228,6 +229,19 @@ def run_output(
     return Source(
         oid, "dir" if kind == "dir" else "file", size, run_id, found, _commit_of(store, run_id)
     )
+
+
+def output_with(store: Store, run_ref: str, oid: str, path: object = None) -> Source:
+    """The run's output that is ``oid``: at ``path`` if the run wrote those bytes there
+    (the same bytes may be several outputs), else at any path; NotFound if none."""
+    if isinstance(path, str):
+        try:
+            return run_output(store, run_ref, oid=oid, path=path)
+        except RunNotFound:
+            raise
+        except NotFound:
+            pass
+    return run_output(store, run_ref, oid=oid)
 
 
 def source_of_file(store: Store, path: str, external: bool = False) -> Source:
@@ -482,6 +496,17 @@ def requests(
 # ---------------------------------------------------------------- writing
 
 
+@dataclass(frozen=True)
+class Pushed:
+    """Where a pushed event came from: its id in the pusher's log, who made it there and
+    when (kept in the event here, under ``data.pushed``: the log says who pushed it, and
+    who decided it)."""
+
+    id: str
+    user: str | None = None
+    time: float | None = None
+
+
 class _Seen(Exception):
     """A pushed event this store has answered already."""
 
@@ -497,8 +522,12 @@ ANY: Any = _Any()  # no compare-and-set: the change applies whatever the stage h
 class _Txn:
     """One registry change: its state writes and its events, in one transaction."""
 
-    def __init__(self, cur: Any, actor: Actor, origin: str | None, expect: Any = ANY) -> None:
-        self.cur, self.actor, self.origin, self.expect = cur, actor, origin, expect
+    def __init__(
+        self, cur: Any, actor: Actor, origin: str | Pushed | None, expect: Any = ANY
+    ) -> None:
+        self.cur, self.actor, self.expect = cur, actor, expect
+        self.pushed = origin if isinstance(origin, Pushed) else None
+        self.origin = origin.id if isinstance(origin, Pushed) else origin
         self.events: list[Event] = []
         self.now = time.time()
         # take the log's lock first: on PostgreSQL two writers would otherwise both
@@ -510,10 +539,10 @@ class _Txn:
         cur.execute("UPDATE meta SET value = value WHERE key = ?", (HEAD_KEY,))
         # a pushed event is applied once: checked under the lock, so two pushes of it at
         # once (or two server processes) cannot both apply it
-        if origin is not None and self.one(
-            "SELECT 1 FROM model_origins WHERE origin = ?", (origin,)
+        if self.origin is not None and self.one(
+            "SELECT 1 FROM model_origins WHERE origin = ?", (self.origin,)
         ):
-            raise _Seen(origin)
+            raise _Seen(self.origin)
 
     def one(self, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
         row = self.cur.execute(sql, args).fetchone()
@@ -524,7 +553,9 @@ class _Txn:
         seq = int(last[0]) + 1 if last else 1
         prev = str(last[1]) if last else auditchain.GENESIS
         message = fields.get("message")
-        data = fields.get("data") or {}
+        data = dict(fields.get("data") or {})
+        if self.pushed is not None:
+            data["pushed"] = {"user": self.pushed.user, "time": self.pushed.time}
         row = {
             "seq": seq,
             "id": new_run_id(self.now),
@@ -557,15 +588,16 @@ class _Txn:
 def _change(
     store: Store,
     actor: Actor,
-    origin: str | None,
+    origin: str | Pushed | None,
     body: Callable[[_Txn], None],
     expect: Any = ANY,
 ) -> list[Event]:
     with store.db.transaction() as cur:
         txn = _Txn(cur, actor, origin, expect)
         body(txn)
-        if origin is not None:
-            _note_origin(cur, origin, "applied", txn.events[0].seq if txn.events else None, txn.now)
+        if txn.origin is not None:
+            seq = txn.events[0].seq if txn.events else None
+            _note_origin(cur, txn.origin, "applied", seq, txn.now)
     if actor.on_events is not None and txn.events:
         actor.on_events(list(txn.events))
     return txn.events
@@ -604,7 +636,7 @@ def register(
     bump: str = "patch",
     message: str | None = None,
     actor: Actor,
-    origin: str | None = None,
+    origin: str | Pushed | None = None,
 ) -> list[Event]:
     """A new version of ``name`` (the model is created by its first version)."""
     check_name(name)
@@ -613,7 +645,7 @@ def register(
     if source.kind not in ("file", "dir"):
         raise UsageError(f"a version is a file or a directory, not {source.kind!r}")
     if not bytes_present(store, source.oid, source.kind):
-        raise Conflict(f"the bytes {source.oid[:19]} are not in the store: nothing to register")
+        raise BytesMissing(f"the bytes {source.oid[:19]} are not in the store: nothing to register")
     wanted = normalize_version(version) if version is not None else None
 
     def body(t: _Txn) -> None:
@@ -685,7 +717,7 @@ def _require_version(t: _Txn, store: Store, name: str, version: str) -> tuple[st
         raise NotFound(f"no version {version} of model {name} (see `runbase model show {name}`)")
     oid, kind = str(row[0]), str(row[1])
     if not bytes_present(store, oid, kind):
-        raise Conflict(
+        raise BytesMissing(
             f"the bytes of {name}@{version} ({oid[:19]}) are gone from this store: a stage "
             "must hold bytes that can be delivered (push or pull them back first)"
         )
@@ -716,6 +748,19 @@ def _guard_removal(actor: Actor, stage: str, what: str) -> None:
     _need(actor, "approver" if actor.protected.get(stage) else "writer", what)
 
 
+def _check_expect(t: _Txn, name: str, stage: str, to: str | None) -> str | None:
+    """The stage's holder now; Conflict when a compare-and-set change (a pushed one)
+    started from another holder than this store's."""
+    current = _holder(t, name, stage)
+    if t.expect is not ANY and current != t.expect:
+        raise Conflict(
+            f"{name}@{stage} moved on here: it holds {current or 'nothing'}, and this change "
+            f"was {t.expect or 'empty'} -> {to or 'empty'}; change it here instead "
+            "(runbase model ... --remote)"
+        )
+    return current
+
+
 def _assign(
     t: _Txn,
     name: str,
@@ -725,13 +770,7 @@ def _assign(
     message: str | None,
     data: dict[str, Any] | None = None,
 ) -> Event:
-    current = _holder(t, name, stage)
-    if t.expect is not ANY and current != t.expect:
-        raise Conflict(
-            f"{name}@{stage} moved on here: it holds {current or 'nothing'}, and this change "
-            f"was {t.expect or 'empty'} -> {to or 'empty'}; change it here instead "
-            "(runbase model ... --remote)"
-        )
+    current = _check_expect(t, name, stage, to)
     oid = run_id = None
     if to is not None:
         row = t.one(
@@ -771,7 +810,7 @@ def promote(
     *,
     message: str | None,
     actor: Actor,
-    origin: str | None = None,
+    origin: str | Pushed | None = None,
     expect: Any = ANY,
 ) -> list[Event]:
     """Put ``version`` in ``stage``; on a two-person stage, a request for it instead.
@@ -787,6 +826,7 @@ def promote(
         if _holder(t, name, stage) == version:
             raise Conflict(f"{name}@{stage} already is {version}")
         if approvals >= 2:
+            _check_expect(t, name, stage, version)
             _open_request(t, name, version, stage, message, oid)
             return
         _assign(t, name, stage, version, "promote", message)
@@ -828,7 +868,7 @@ def demote(
     *,
     message: str | None,
     actor: Actor,
-    origin: str | None = None,
+    origin: str | Pushed | None = None,
     expect: Any = ANY,
 ) -> list[Event]:
     """Take the version out of ``stage`` (the stage then holds nothing)."""
@@ -882,10 +922,12 @@ def rollback(
     *,
     message: str | None,
     actor: Actor,
-    origin: str | None = None,
+    origin: str | Pushed | None = None,
     expect: Any = ANY,
+    restore: Any = ANY,
 ) -> list[Event]:
-    """Give ``stage`` back the version it held before its current one."""
+    """Give ``stage`` back the version it held before its current one (``restore``: a
+    pushed rollback's target, refused if this store's history gives another)."""
     check_name(name)
     check_stage(stage)
     message = _message(message)
@@ -899,6 +941,11 @@ def rollback(
         if len(stack) < 2:
             raise Conflict(f"{name}@{stage} has no earlier version to roll back to")
         previous = stack[-2]
+        if restore is not ANY and previous != restore:
+            raise Conflict(
+                f"{name}@{stage} would roll back to {previous or 'nothing'} here, not to "
+                f"{restore or 'nothing'}: its history here differs"
+            )
         if previous is not None:
             _require_version(t, store, name, previous)
         _assign(t, name, stage, previous, "rollback", message)
@@ -994,11 +1041,13 @@ _FIELD_NAMES = (
 
 def verify(store: Store) -> VerifyReport:
     """Check the log's chain and head, and that replaying it gives every row of the
-    state tables (versions with their provenance, stages, requests). Read in one
-    transaction, which registry writers wait for, so a change committed meanwhile cannot
-    read as tampering; a read-only store has no writer to wait for."""
-    if store.read_only:
-        return _verify(lambda sql: [tuple(r) for r in store.db.query(sql)])
+    state tables (versions with their provenance, stages, requests), field by field.
+    Read without a lock; only a log that reads broken is read again in a transaction
+    registry writers wait for (a change committed between two reads is not tampering),
+    so a reader asking often cannot hold the writers up."""
+    report = _verify(lambda sql: [tuple(r) for r in store.db.query(sql)])
+    if report.ok or store.read_only:
+        return report
     with store.db.transaction() as cur:
         return _verify(lambda sql: [tuple(r) for r in cur.execute(sql).fetchall()])
 
@@ -1036,32 +1085,38 @@ def _replay(evs: list[Event]) -> tuple[dict[Any, tuple[Any, ...]], ...]:
         if ev.action == "register":
             versions_[(ev.model, ev.version)] = (
                 ev.oid, d.get("kind"), d.get("size"), ev.run_id, d.get("path"),
-                d.get("git_commit"), ev.seq,
+                d.get("git_commit"), ev.seq, ev.user, ev.message, ev.time,
             )  # fmt: skip
         elif ev.action in ("promote", "demote", "rollback") and ev.stage:
-            held[(ev.model, ev.stage)] = (ev.to_version, ev.seq)
+            held[(ev.model, ev.stage)] = (ev.to_version, ev.seq, ev.user, ev.time)
             if ev.to_version is None:
                 del held[(ev.model, ev.stage)]
         elif ev.action == "request":
-            reqs[d.get("request")] = (ev.model, ev.version, ev.stage, ev.user, "open", None)
+            reqs[d.get("request")] = (
+                ev.model, ev.version, ev.stage, ev.user, ev.message, ev.time,
+                "open", None, None, None,
+            )  # fmt: skip
         elif ev.action in ("approve", "reject") and d.get("request") in reqs:
             state = "approved" if ev.action == "approve" else "rejected"
-            reqs[d.get("request")] = (*reqs[d.get("request")][:4], state, ev.user)
+            asked = reqs[d.get("request")][:6]
+            reqs[d.get("request")] = (*asked, state, ev.user, ev.message, ev.time)
     return versions_, held, reqs
 
 
 _STATE_SQL = (
-    ("version", "SELECT name, version, oid, kind, size, run_id, path, git_commit, event_seq "
-                "FROM model_versions"),
-    ("stage", "SELECT name, stage, version, event_seq FROM model_stages"),
-    ("request", "SELECT id, model, version, stage, requested_by, state, decided_by "
-                "FROM model_requests"),
+    ("version", "SELECT name, version, oid, kind, size, run_id, path, git_commit, event_seq, "
+                "user_name, message, created_at FROM model_versions"),
+    ("stage", "SELECT name, stage, version, event_seq, user_name, since FROM model_stages"),
+    ("request", "SELECT id, model, version, stage, requested_by, message, requested_at, state, "
+                "decided_by, decision, decided_at FROM model_requests"),
 )  # fmt: skip
 _STATE_FIELDS = {
-    "version": ("oid", "kind", "size", "run", "path", "git_commit", "event"),
-    "stage": ("version", "event"),
-    "request": ("model", "version", "stage", "requested_by", "state", "decided_by"),
-}
+    "version": ("oid", "kind", "size", "run", "path", "git_commit", "event", "user",
+                "message", "created_at"),
+    "stage": ("version", "event", "user", "since"),
+    "request": ("model", "version", "stage", "requested_by", "message", "requested_at",
+                "state", "decided_by", "decision", "decided_at"),
+}  # fmt: skip
 
 
 def _replay_problems(evs: list[Event], query: Callable[[str], list[tuple[Any, ...]]]) -> list[str]:
@@ -1096,24 +1151,50 @@ def _row_problems(
 # ---------------------------------------------------------------- pushed events
 
 
+RESULTS = ("applied", "exists", "refused", "settled")
+
+
+def prior_answer(store: Store, event_id: str) -> tuple[str, str] | None:
+    """How this store answered a pushed event before (or that it made the event), as
+    :func:`import_event` answers it again; None: not seen. Cheap: a caller asks this
+    before checking an event's bytes or run again."""
+    seen = store.db.query_one(
+        "SELECT result, detail FROM model_origins WHERE origin = ?", (event_id,)
+    )
+    if seen is not None:
+        if seen[0] == "refused":  # decided: a later push does not apply it after all
+            return "settled", f"refused before: {seen[1]}"
+        return "exists", f"pushed before ({seen[0]})"
+    if store.db.query_one("SELECT 1 FROM model_events WHERE id = ?", (event_id,)):
+        return "exists", "made here"
+    return None
+
+
 def import_event(store: Store, event: Mapping[str, Any], *, actor: Actor) -> tuple[str, str]:
-    """Replay an event pushed from another store: ``("applied" | "exists" | "refused",
-    detail)``. The pusher is the actor: their role and this store's protected stages
-    apply, and a stage change is a compare-and-set (refused when the stage here moved on
-    from where the pusher's change started). Each event is answered once: its id is
-    kept (``model_origins``), so pushing it again changes nothing, whatever happened here
-    since."""
+    """Replay an event pushed from another store: ``(result, detail)``, the result one of
+    :data:`RESULTS`. The pusher is the actor: their role and this store's protected
+    stages apply, and a stage change is a compare-and-set (refused when the stage here
+    moved on from where the pusher's change started). Each event is decided once: its id
+    is kept (``model_origins``) with what it became, so pushing it again changes nothing,
+    whatever happened here since: ``exists`` when it was applied (or this store had its
+    change), ``settled`` when it was refused for good (a stage that moved on, a role
+    that may not). A refusal that a later push can cure (the version's run or bytes not
+    here yet, a malformed event) is not kept."""
     eid = event.get("id")
     if not isinstance(eid, str) or not eid or len(eid) > 64:
         return "refused", "an event needs its id"
-    seen = store.db.query_one("SELECT result, detail FROM model_origins WHERE origin = ?", (eid,))
-    if seen is not None or store.db.query_one("SELECT 1 FROM model_events WHERE id = ?", (eid,)):
-        return "exists", f"pushed before ({seen[0]}: {seen[1]})" if seen else "made here"
+    before = prior_answer(store, eid)
+    if before is not None:
+        return before
     try:
         return _replay_event(store, event, eid, actor)
     except _Seen:
-        return "exists", "pushed before"
-    except (Conflict, Forbidden, NotFound, UsageError, RunNotFound) as e:
+        return prior_answer(store, eid) or ("exists", "pushed before")
+    except BytesMissing as e:  # the bytes may come with a later push
+        return "refused", str(e)
+    except (Conflict, Forbidden) as e:
+        return _decided(store, eid, "refused", str(e))
+    except (NotFound, UsageError, RunNotFound) as e:
         return "refused", str(e)
 
 
@@ -1127,16 +1208,30 @@ def _version_or_none(event: Mapping[str, Any], key: str) -> str | None:
     return None if value is None else normalize_version(value)
 
 
-def _noop(store: Store, eid: str, detail: str) -> tuple[str, str]:
-    """An event whose change this store already has: answered "exists", now and later."""
+def _decided(store: Store, eid: str, result: str, detail: str) -> tuple[str, str]:
+    """Keep what a pushed event came to when no change recorded it (``exists``: this
+    store had its change; ``refused`` for good): a later push gets the same answer."""
     try:
         with store.db.transaction() as cur:
             if cur.execute("SELECT 1 FROM model_origins WHERE origin = ?", (eid,)).fetchone():
                 raise _Seen(eid)
-            _note_origin(cur, eid, "exists", None, time.time(), detail)
+            _note_origin(cur, eid, result, None, time.time(), detail)
     except _Seen:
-        pass
-    return "exists", detail
+        return prior_answer(store, eid) or (result, detail)
+    return result, detail
+
+
+def _pushed(event: Mapping[str, Any], eid: str) -> Pushed:
+    """The pushed event's id, its author and time there (kept in the event made here)."""
+    when = event.get("time")
+    stamp = None
+    if isinstance(when, str):
+        try:
+            stamp = datetime.fromisoformat(when).timestamp()
+        except ValueError:
+            stamp = None
+    user = _text(event, "user")
+    return Pushed(eid, user[:200] if user else None, stamp)
 
 
 def _replay_event(
@@ -1154,7 +1249,7 @@ def _replay_event(
     if action == "demote" and to is not None:
         return "refused", "a demote event leaves its stage empty"
     if stages(store, name).get(stage) == to:
-        return _noop(store, eid, f"{name}@{stage} is {to or 'empty'} already")
+        return _decided(store, eid, "exists", f"{name}@{stage} is {to or 'empty'} already")
     return _replay_stage(store, event, name, stage, (frm, to), eid, actor)
 
 
@@ -1168,18 +1263,23 @@ def _replay_stage(
     actor: Actor,
 ) -> tuple[str, str]:
     """A pushed stage change, from ``frm`` to ``to``, applied only if the stage here still
-    holds ``frm``. A rollback is one only if ``to`` is the stage's previous holder here;
-    otherwise it is the promotion (or demotion) it amounts to, with that one's checks: a
-    rollback cannot carry an unapproved version into a two-person stage."""
+    holds ``frm``. A rollback is one only if ``to`` is the stage's previous holder here
+    (checked again inside its transaction); otherwise it is the promotion (or demotion)
+    it amounts to, with that one's checks: a rollback cannot carry an unapproved version
+    into a two-person stage."""
     frm, to = change
-    message, action = _text(event, "message"), _text(event, "action")
+    message, action, origin = _text(event, "message"), _text(event, "action"), _pushed(event, eid)
     history = stage_history(store, name, stage)
     if action == "rollback" and len(history) >= 2 and history[-2] == to:
-        rollback(store, name, stage, message=message, actor=actor, origin=eid, expect=frm)
+        rollback(
+            store, name, stage, message=message, actor=actor, origin=origin, expect=frm, restore=to
+        )
     elif to is None:
-        demote(store, name, stage, message=message, actor=actor, origin=eid, expect=frm)
+        demote(store, name, stage, message=message, actor=actor, origin=origin, expect=frm)
     else:
-        done = promote(store, name, to, stage, message=message, actor=actor, origin=eid, expect=frm)
+        done = promote(
+            store, name, to, stage, message=message, actor=actor, origin=origin, expect=frm
+        )
         if done and done[0].action == "request":
             return "applied", f"a request to promote {name}@{to} to {stage} is open"
     return "applied", f"{name}@{stage} -> {to or 'empty'}"
@@ -1188,6 +1288,10 @@ def _replay_stage(
 def _replay_register(
     store: Store, event: Mapping[str, Any], name: str, eid: str, actor: Actor
 ) -> tuple[str, str]:
+    """A pushed registration: its provenance checked here (the run must be here and have
+    written those bytes: the path, kind and size are this store's record of the run's
+    output), an external version's size measured from its bytes; only the version
+    number, message and kind of an external version come from the pusher."""
     version = normalize_version(event.get("version"))
     oid, run_id, data = _text(event, "oid"), _text(event, "run"), event.get("data")
     data = data if isinstance(data, dict) else {}
@@ -1198,24 +1302,35 @@ def _replay_register(
     )
     if have is not None:
         if have[0] != oid:
-            return "refused", f"{name}@{version} exists here with other bytes ({str(have[0])[:19]})"
+            return _decided(
+                store, eid, "refused",
+                f"{name}@{version} exists here with other bytes ({str(have[0])[:19]})",
+            )  # fmt: skip
         if have[1] != run_id:
-            return "refused", (
+            return _decided(
+                store, eid, "refused",
                 f"{name}@{version} exists here with the same bytes but another run "
-                f"({have[1] or 'none'}, not {run_id or 'none'})"
-            )
-        return _noop(store, eid, f"{name}@{version} is registered already")
+                f"({have[1] or 'none'}, not {run_id or 'none'})",
+            )  # fmt: skip
+        return _decided(store, eid, "exists", f"{name}@{version} is registered already")
     if run_id is not None and not store.db.query_one("SELECT 1 FROM runs WHERE id = ?", (run_id,)):
         return "refused", f"its run {run_id} is not here: push the run first"
-    if run_id is not None and not store.db.query_one(
-        "SELECT 1 FROM run_files WHERE run_id = ? AND role = 'output' AND oid = ?", (run_id, oid)
-    ):  # provenance is checked here, not taken from the pusher
-        return "refused", f"run {run_id} wrote no file with the bytes {oid[:19]}"
-    kind = "dir" if data.get("kind") == "dir" else "file"
-    size = data.get("size") if isinstance(data.get("size"), int) else None
-    path = data.get("path") if isinstance(data.get("path"), str) else None
-    commit = _commit_of(store, run_id) if run_id else None
-    source = Source(oid, kind, size, run_id, path, commit)
+    if run_id is not None:  # NotFound: the run wrote no such bytes
+        source = output_with(store, run_id, oid, data.get("path"))
+    else:
+        kind = "dir" if data.get("kind") == "dir" else "file"
+        source = Source(oid, kind, _size_of(store, oid, kind), None, None)
     message = _text(event, "message")
-    register(store, name, source, version=version, message=message, actor=actor, origin=eid)
+    origin = _pushed(event, eid)
+    register(store, name, source, version=version, message=message, actor=actor, origin=origin)
     return "applied", f"{name}@{version}"
+
+
+def _size_of(store: Store, oid: str, kind: str) -> int | None:
+    """The size of bytes the store holds: a file's, or a directory's files together."""
+    try:
+        if kind != "dir":
+            return store.objects.size(oid)
+        return sum(int(e.get("size") or 0) for e in load_manifest(store, oid))
+    except Exception:  # noqa: BLE001 - absent or damaged: register refuses it with its reason
+        return None

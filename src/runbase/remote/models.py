@@ -362,7 +362,8 @@ def push_models(
     or was pushed there before (None: every version, its run pushed first), their
     bytes, then their events in log order (register, promote, demote, rollback). The
     server replays each as the pusher (their role, its protected stages) and skips those
-    it has (by origin): each event's result is ``applied``, ``exists`` or ``refused``."""
+    it has (by origin): each event's result is ``applied``, ``exists``, ``refused`` or
+    ``settled`` (refused by an earlier push, for good: not an error again)."""
     report = ModelPushReport()
     chosen = _chosen_versions(store, remote, run_ids)
     if not chosen:
@@ -454,7 +455,7 @@ def _batches(events: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
 
 
 _RESULT = shapes.Obj(
-    {"id": _TEXT, "result": shapes.OneOf("applied", "exists", "refused"), "detail": _MESSAGE},
+    {"id": _TEXT, "result": shapes.OneOf(*registry.RESULTS), "detail": _MESSAGE},
     required=("result",),
 )
 
