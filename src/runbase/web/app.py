@@ -37,6 +37,7 @@ from runbase.web.api import get_store, json_response  # noqa: E402
 from runbase.web.api import router as api_router  # noqa: E402
 from runbase.web.errors import error_handlers  # noqa: E402
 from runbase.web.limits import BodyLimit  # noqa: E402
+from runbase.web.origin import SameOriginWrites  # noqa: E402
 from runbase.web.routes import read_routers, write_routers  # noqa: E402
 
 __all__ = ["create_app", "error_handlers", "get_store", "json_response"]
@@ -60,7 +61,9 @@ def create_app(
     (``StoreError``), not on the first request. ``allowed_hosts``: check the ``Host``
     header of every request (:class:`HostCheck`, against DNS rebinding): IP addresses,
     ``localhost`` and these names are served, any other name gets 403; None: no check
-    (behind an authenticating server, or in tests).
+    (behind an authenticating server, or in tests). Every write (POST, PUT, PATCH,
+    DELETE) must come from the app's own origin with a JSON body
+    (:class:`runbase.web.origin.SameOriginWrites`, against cross-site requests).
     """
     if open_store is None:
         root = locate(store_root)
@@ -93,6 +96,9 @@ def create_app(
     _include_pages(app, deps)
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
     app.add_middleware(BodyLimit)  # its only bodies are saved views: refused past their size
+    # no login: a write another site's page makes the browser send is refused, before
+    # its body is read (the one check for every write route, present and future)
+    app.add_middleware(SameOriginWrites)
     if allowed_hosts is not None:
         app.add_middleware(HostCheck, allowed=allowed_hosts)  # outermost: before anything
     return app
