@@ -505,3 +505,102 @@ def test_tag_grammar_is_gtos(gto_bin: Path) -> None:
     theirs = json.loads(proc.stdout)
     for name in NAMES:
         assert gto.parse_tag_name(name) == theirs[name], name
+
+
+# ---------------------------------------------------------------- review 2: hostile input
+
+
+def _annotated_tag(repo: Path, name: str, rev: str) -> None:
+    subprocess.run(["git", "-C", str(repo), "tag", "-a", name, "-m", name, rev], check=True)
+
+
+def test_a_message_starting_with_hash_is_kept(repo: Path, gto_bin: Path) -> None:
+    """git's default cleanup drops lines starting with '#' from -m: tags are written
+    verbatim, so GTO shows the message whole."""
+    run1, c1 = train(repo, "one")
+    store, actor = Store.open(repo / ".runbase"), registry.local_actor()
+    source = registry.source_of_run_path(store, run1, "model.pkl")
+    message = "#42 fixed drift\n# second line, a hash too"
+    assert tagged(
+        repo, store,
+        lambda: registry.register(store, "churn", source, message=message, actor=actor),
+        action="register", commit=c1,
+    ) == ["churn@v0.0.1"]  # fmt: skip
+    assert tagged(
+        repo, store,
+        lambda: registry.promote(store, "churn", "v0.0.1", "prod", message="#7", actor=actor),
+        action="promote", version="v0.0.1", stage="prod",
+    ) == ["churn#prod#1"]  # fmt: skip
+    history = gto_json(gto_bin, repo, "history", "churn", "--ascending")
+    assert [e["message"].strip() for e in history] == [message, "#7"]
+    ours = {t.name: t.message for t in gto.read_tags(repo)}
+    assert ours == {"churn@v0.0.1": message, "churn#prod#1": "#7"}
+
+
+def test_import_of_deeply_nested_annotations_is_a_problem(repo: Path) -> None:
+    """A hostile artifacts.yaml ('[' * 5000) makes PyYAML recurse past Python's limit
+    (RecursionError, not a YAMLError): it is a reported problem, never a traceback."""
+    write(repo, "artifacts.yaml", "[" * 5000)
+    write(repo, "models/net.bin", "w1\n")
+    c1 = commit(repo, "deep yaml")
+    _annotated_tag(repo, "net@v1.0.0", c1)
+    store, actor = Store.open(repo / ".runbase", create=True), registry.local_actor()
+    report = gto.import_gto(store, repo, actor)
+    assert report["imported"] == []
+    [problem] = report["problems"]
+    assert problem["tag"] == "net@v1.0.0"
+    assert "artifacts.yaml" in problem["detail"] and "RecursionError" in problem["detail"]
+    proc = runbase_cmd("model", "import-gto", "--json", cwd=repo)
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert registry.list_models(store) == []
+
+
+def test_import_of_a_missing_git_object_is_a_problem(repo: Path) -> None:
+    """A tree naming a blob the repository lacks (a partial clone, damage): `cat-file
+    --batch` answers '<sha> missing', reported as a problem of that version."""
+    write(repo, "artifacts.yaml", "net:\n  path: models/net\n")
+    write(repo, "models/net/weights.bin", "w1\n")
+    write(repo, "models/net/conf.txt", "3\n")
+    c1 = commit(repo, "net v1")
+    write(repo, "models/net/weights.bin", "w2\n")
+    c2 = commit(repo, "net v2")
+    _annotated_tag(repo, "net@v1.0.0", c1)
+    _annotated_tag(repo, "net@v1.1.0", c2)
+    sha = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", f"{c1}:models/net/weights.bin"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    (repo / ".git" / "objects" / sha[:2] / sha[2:]).unlink()  # a loose object: just written
+    store, actor = Store.open(repo / ".runbase", create=True), registry.local_actor()
+    report = gto.import_gto(store, repo, actor)
+    [problem] = report["problems"]
+    assert problem["tag"] == "net@v1.0.0"
+    assert f"git has no object {sha}" in problem["detail"], problem
+    assert "models/net/weights.bin" in problem["detail"]
+    # the other version is imported from its own, complete tree
+    assert [v.version for v in registry.versions(store, "net")] == ["v1.1.0"]
+    assert [i["tag"] for i in report["imported"]] == ["net@v1.1.0"]
+    # nothing copied out of git is left behind in the store's tmp directory
+    assert not list((repo / ".runbase" / "tmp").glob("runbase-gto-*"))
+
+
+def test_import_refuses_files_past_the_cap(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bytes copied out of git are capped (per file, per import), on git's declared
+    size before any is copied; the caps are lowered here to see them work."""
+    write(repo, "artifacts.yaml", "big:\n  path: big.bin\nsmall:\n  path: small.bin\n")
+    write(repo, "big.bin", "x" * 5000)
+    write(repo, "small.bin", "y" * 3000)
+    c1 = commit(repo, "two models")
+    _annotated_tag(repo, "big@v1.0.0", c1)
+    _annotated_tag(repo, "small@v1.0.0", c1)
+    monkeypatch.setattr(gto, "MAX_GIT_FILE", 4000)
+    monkeypatch.setattr(gto, "MAX_GIT_IMPORT", 2000)
+    store, actor = Store.open(repo / ".runbase", create=True), registry.local_actor()
+    report = gto.import_gto(store, repo, actor)
+    details = {p["tag"]: p["detail"] for p in report["problems"]}
+    assert "is 5000 bytes, over the 4000 bytes" in details["big@v1.0.0"]
+    assert "would copy over 2000 bytes out of git in all" in details["small@v1.0.0"]
+    assert report["imported"] == []
+    monkeypatch.setattr(gto, "MAX_GIT_IMPORT", 4000)
+    report = gto.import_gto(store, repo, actor)
+    assert [i["tag"] for i in report["imported"]] == ["small@v1.0.0"]

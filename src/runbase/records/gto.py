@@ -26,6 +26,7 @@ import os
 import re
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -55,6 +56,12 @@ from runbase.store import Store
 GTO_VERSION = "1.10.1"  # the GTO release whose tag format and ordering this follows
 ANNOTATIONS = "artifacts.yaml"  # GTO's file naming each artifact's path, per commit
 MAX_ANNOTATIONS = 1 << 20  # bytes of artifacts.yaml read at one commit
+# a repository is not trusted: the bytes copied out of git for one import are capped
+# (each file, and every file of every version together), checked on git's declared
+# size before a byte is copied; they stream to the store's tmp directory, never memory
+MAX_GIT_FILE = 16 << 30
+MAX_GIT_IMPORT = 64 << 30
+COPY_CHUNK = 1 << 20
 MAX_MESSAGE = registry.MAX_MESSAGE
 
 # GTO's tag grammar (gto/constants.py tag_re), written anew: an artifact name (with
@@ -128,6 +135,7 @@ class _Repo:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.copied = 0  # bytes copied out of git by this import (MAX_GIT_IMPORT)
 
     @classmethod
     def open(cls, path: Path | str) -> _Repo:
@@ -473,7 +481,11 @@ def tag_events(repo_root: Path | str, store: Store, events: list[Event]) -> list
     try:
         for tag in planned:
             env = {**os.environ, "GIT_COMMITTER_DATE": f"{tag.time} +0000"}
-            repo.run("tag", "-a", tag.name, "-m", tag.message, tag.commit, env=env)
+            # verbatim: git's default cleanup drops each line starting with '#' ("#42 ...")
+            repo.run(
+                "tag", "-a", "--cleanup=verbatim", tag.name, "-m", tag.message, tag.commit,
+                env=env,
+            )  # fmt: skip
             written.append(tag.name)
     except RunbaseError:
         for name in written:
@@ -674,7 +686,7 @@ def _source_at(store: Store, repo: _Repo, name: str, commit: str) -> tuple[Sourc
     path = _annotated_path(repo, name, commit)
     kind = repo.object_type(commit, path)
     if kind in ("blob", "tree"):
-        with tempfile.TemporaryDirectory(prefix="runbase-gto-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="runbase-gto-", dir=_tmp_dir(store)) as tmp:
             where = Path(tmp) / PurePosixPath(path).name
             _extract(repo, commit, path, kind, where)
             source = registry.source_of_file(store, str(where), external=True)
@@ -702,8 +714,9 @@ def _annotated_path(repo: _Repo, name: str, commit: str) -> str:
 
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise UsageError(f"{ANNOTATIONS} at {commit[:12]} is not YAML: {e}") from e
+    except Exception as e:  # hostile text: not only YAMLError (RecursionError when deep)
+        why = str(e) if isinstance(e, yaml.YAMLError) else f"{type(e).__name__}: {e}"
+        raise UsageError(f"{ANNOTATIONS} at {commit[:12]} cannot be read as YAML: {why}") from e
     entry = data.get(name) if isinstance(data, dict) else None
     path = entry.get("path") if isinstance(entry, dict) else None
     if not isinstance(path, str) or not path:
@@ -715,12 +728,24 @@ def _annotated_path(repo: _Repo, name: str, commit: str) -> str:
         raise UsageError(f"{ANNOTATIONS} at {commit[:12]}: the path of {name}: {e}") from e
 
 
+def _tmp_dir(store: Store) -> str | None:
+    """The store's own tmp directory (on the store's disk, cleaned with it), when its
+    objects are local files; else the system's."""
+    where = getattr(store.objects, "tmp_dir", None)
+    if where is None:
+        return None
+    os.makedirs(where, exist_ok=True)
+    return str(where)
+
+
 def _extract(repo: _Repo, commit: str, path: str, kind: str, dest: Path) -> None:
-    """Write ``path`` at ``commit`` (a file, or a tree's files) to ``dest``."""
+    """Write ``path`` at ``commit`` (a file, or a tree's files) to ``dest``, streamed
+    from git (each file at most MAX_GIT_FILE, the import at most MAX_GIT_IMPORT)."""
     if kind == "blob":
-        dest.write_bytes(repo.run("cat-file", "blob", f"{commit}:{path}").stdout)
+        sha = repo.run("rev-parse", "--verify", "-q", f"{commit}:{path}").stdout.decode().strip()
+        _copy_blobs(repo, commit, path, [(dest, path, sha)])
         return
-    files: list[tuple[str, str]] = []
+    files: list[tuple[Path, str, str]] = []
     for record in repo.run("ls-tree", "-r", "-z", f"{commit}:{path}").stdout.split(b"\x00"):
         if not record:
             continue
@@ -729,18 +754,89 @@ def _extract(repo: _Repo, commit: str, path: str, kind: str, dest: Path) -> None
         rel = rel_b.decode("utf-8", "surrogateescape")
         if otype != "blob" or mode == "120000":
             raise UsageError(f"{path} at {commit[:12]} holds {rel}, a {otype} or link: not copied")
-        files.append((check_relpath(rel), sha))
+        files.append((dest / check_relpath(rel), f"{path}/{rel}", sha))
     dest.mkdir()
-    # one git process for every file: `cat-file --batch` answers "<sha> blob <size>\n<bytes>\n"
-    out = repo.run("cat-file", "--batch", input="".join(f"{sha}\n" for _, sha in files).encode())
-    at = 0
-    for rel, _ in files:
-        header_end = out.stdout.index(b"\n", at)
-        size = int(out.stdout[at:header_end].split()[2])
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(out.stdout[header_end + 1 : header_end + 1 + size])
-        at = header_end + 1 + size + 1
+    _copy_blobs(repo, commit, path, files)
+
+
+def _copy_blobs(repo: _Repo, commit: str, path: str, files: list[tuple[Path, str, str]]) -> None:
+    """Each (target, name, sha) blob written to its target by one ``git cat-file
+    --batch``, which answers ``<sha> blob <size>\\n<bytes>\\n`` or ``<sha> missing``."""
+    cmd = ["git", "-C", str(repo.root), "cat-file", "--batch"]
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    # fed from a thread: git answers while it reads, so a long list must not block on
+    # a full pipe while nobody reads the answers
+    feeder = threading.Thread(
+        target=_feed, args=(proc.stdin, [sha for _, _, sha in files]), daemon=True
+    )
+    feeder.start()
+    try:
+        for target, name, sha in files:
+            size = _batch_header(proc.stdout.readline(256), sha, name, commit)
+            _reserve(repo, size, name, commit)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "xb") as out:
+                left = size
+                while left:
+                    chunk = proc.stdout.read(min(COPY_CHUNK, left))
+                    if not chunk:
+                        raise UsageError(f"git stopped in the middle of {name} at {commit[:12]}")
+                    out.write(chunk)
+                    left -= len(chunk)
+            proc.stdout.read(1)  # the newline after the bytes
+    except OSError as e:  # the disk: full, read-only
+        raise UsageError(f"{path} at {commit[:12]} cannot be copied out of git: {e}") from e
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        feeder.join()
+
+
+def _feed(pipe: Any, shas: list[str]) -> None:
+    try:
+        with pipe:
+            for sha in shas:
+                pipe.write(f"{sha}\n".encode())
+    except (BrokenPipeError, ValueError):
+        pass  # git was stopped: a refusal of an answer, or the end
+
+
+def _batch_header(line: bytes, sha: str, name: str, commit: str) -> int:
+    """The size ``cat-file --batch`` declares for ``sha``; UsageError for any other
+    answer (``missing``: the repository lacks the object, e.g. a partial clone)."""
+    parts = line.split()
+    if len(parts) == 2 and parts[1] == b"missing":
+        raise UsageError(
+            f"{name} at {commit[:12]}: git has no object {sha} (the repository is "
+            "incomplete: a shallow or partial clone, or damaged; `git fsck` says more)"
+        )
+    if len(parts) != 3 or parts[1] != b"blob" or not parts[2].isdigit():
+        shown = line[:100].decode("utf-8", "replace").strip()
+        raise UsageError(f"{name} at {commit[:12]}: git answered {shown!r} for object {sha}")
+    return int(parts[2])
+
+
+def _reserve(repo: _Repo, size: int, name: str, commit: str) -> None:
+    """Count ``size`` more bytes out of git, refused past the caps before any is copied."""
+    if size > MAX_GIT_FILE:
+        raise UsageError(
+            f"{name} at {commit[:12]} is {size} bytes, over the {_size(MAX_GIT_FILE)} "
+            "import-gto copies of one file from git (register it from a run's output instead)"
+        )
+    if repo.copied + size > MAX_GIT_IMPORT:
+        raise UsageError(
+            f"{name} at {commit[:12]}: this import would copy over {_size(MAX_GIT_IMPORT)} "
+            "out of git in all; import the rest with another import-gto"
+        )
+    repo.copied += size
+
+
+def _size(n: int) -> str:
+    return f"{n >> 30} GiB" if n and n % (1 << 30) == 0 else f"{n} bytes"
 
 
 def _run_that_wrote(store: Store, commit: str, path: str) -> str | None:
