@@ -534,6 +534,110 @@ def test_a_new_hook_does_not_receive_old_events(team: Team, receiver: Receiver) 
     assert {d["hook"] for d in _deliveries(team)} == {new_hook.id, cli_hook}
 
 
+def test_hooks_add_starts_at_the_exact_last_seq(team: Team, receiver: Receiver) -> None:
+    """`runbase server hooks add` reads the project's log (its store, opened from --db as
+    the server opens it) and records the last seq at creation: an event stamped by a
+    host whose clock is ahead (its time after the hook's creation) is not sent again,
+    and one stamped behind (committed after the hook) is sent. A row of an older
+    version, with no cursor, still starts by time."""
+    srv = team.server()
+    try:
+        old = [_register(srv), _register(srv)]
+        with srv.store(PROJECT) as store:  # the second came from a host an hour ahead
+            store.db.execute(
+                "UPDATE model_events SET time = time + 3600 WHERE seq = ?", (old[1].seq,)
+            )
+        hook_id, _ = _add_hook(team, f"{receiver.url}/ok", events="register,promote")
+        cursors = {h: c for h, _, _, c, _ in accounts.hook_cursors(srv.control)}
+        assert cursors == {hook_id: old[1].seq}  # set at creation, not by the thread
+        late = _promote(srv, old[0].version or "", nudge=False)
+        with srv.store(PROJECT) as store:  # ... and this one from a host an hour behind
+            store.db.execute(
+                "UPDATE model_events SET time = time - 3600 WHERE seq = ?", (late.seq,)
+            )
+        assert srv.deliverer.run_once() == 1
+        # an older row (no cursor): started by its creation time, as before
+        with admin.opened(team.db) as c:
+            legacy = control.add_hook(c, PROJECT, f"{receiver.url}/ok?old=1", "register")
+        assert srv.deliverer.queue() == 0
+        cursors = {h: c for h, _, _, c, _ in accounts.hook_cursors(srv.control)}
+        # by time: the last event stamped before its creation (the one stamped an hour
+        # behind, though committed last; the one stamped ahead is not counted)
+        assert cursors[legacy.id] == late.seq
+        # a project no request has opened yet: its store is made, its cursor is 0
+        with admin.opened(team.db) as c:
+            control.add_project(c, "beta")
+        fresh = admin.add_hook(team.db, "beta", f"{receiver.url}/ok?beta=1", "promote")
+        cursors = {h: c for h, _, _, c, _ in accounts.hook_cursors(srv.control)}
+        assert cursors[fresh.id] == 0
+    finally:
+        srv.close()
+    got = [json.loads(b)["event"]["id"] for _, _, b in receiver.got]
+    assert got == [late.id]
+
+
+def _drip_server(interval: float) -> tuple[str, threading.Event, Any]:
+    """A receiver that reads the request, then answers one byte every ``interval``
+    seconds (each read of the sender within its per-read timeout), for minutes; the
+    event is set once the sender has closed the connection under it."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    hung_up = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            answer = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"x" * 3000 + b"\r\n\r\n"
+            try:
+                for byte in answer:
+                    conn.sendall(bytes([byte]))
+                    if hung_up.wait(interval):
+                        return
+            except OSError:
+                hung_up.set()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}/drip", hung_up, listener
+
+
+def test_a_slow_drip_receiver_is_cut_off_at_the_deadline() -> None:
+    """http.client's timeout is per socket operation: a receiver dripping its answer
+    (a byte every 0.1 s, against a 1 s timeout) would hold the attempt for minutes,
+    past its lease. The attempt's deadline cuts it off and says so."""
+    url, hung_up, listener = _drip_server(0.1)
+    try:
+        outcome = hooks.post(url, b"{}", {"Content-Type": "application/json"}, 1.0, 1.5)
+        assert (outcome.ok, outcome.status) == (False, None)
+        assert outcome.error == "no complete answer within 1.5 s (cut off)"
+        # the receiver sees the connection closed (no thread left reading it)
+        wait_until(hung_up.is_set, what="the hang-up")
+    finally:
+        listener.close()
+    assert hooks.DEADLINE + hooks.TIMEOUT < hooks.LEASE / 2
+
+
+def test_a_dripped_delivery_is_a_failed_attempt_with_its_error(team: Team) -> None:
+    url, hung_up, listener = _drip_server(0.1)
+    srv = team.server()
+    try:
+        with admin.opened(team.db) as c:
+            control.add_hook(c, PROJECT, url, "register", after_seq=0)
+        _register(srv, nudge=False)
+        srv.deliverer.timeout, srv.deliverer.deadline = 1.0, 1.5
+        assert srv.deliverer.run_once() == 1  # queued, then one attempt, on this thread
+        [d] = srv.deliveries(PROJECT)
+        wait_until(hung_up.is_set, what="the hang-up")
+    finally:
+        srv.close()
+        listener.close()
+    assert (d["state"], d["attempts"], d["last_status"]) == ("pending", 1, None)
+    assert d["last_error"] == "no complete answer within 1.5 s (cut off)"
+
+
 def test_a_given_secret_and_removing_a_hook(team: Team, receiver: Receiver) -> None:
     secret = "s3cret-s3cret-s3cret"
     proc = runbase_cmd(

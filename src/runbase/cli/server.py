@@ -335,11 +335,10 @@ def hooks() -> None:
 def hooks_add(url: str, project: str, events: str, secret: str | None, db: str) -> None:
     """POST each event of the project whose action is in --events to URL."""
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
-    from runbase.server import control
-    from runbase.server.admin import opened
+    from runbase.server.admin import add_hook
 
-    with opened(db) as cdb:
-        hook = control.add_hook(cdb, project, url, events, secret)
+    # its cursor: the project's last event now (read from the project's store)
+    hook = add_hook(db, project, url, events, secret)
     click.echo(f"webhook {hook.id} added to {project}: {url}", err=True)
     if secret is None:
         click.echo("its signing secret (shown once; X-Runbase-Signature-256):", err=True)

@@ -1,5 +1,6 @@
 """Administration of a team server's database, without a running server:
-``runbase server migrate``, ``users add``, ``projects add``, ``members set``."""
+``runbase server migrate``, ``users add``, ``projects add``, ``members set``,
+``hooks add``."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runbase.errors import NotFound
 from runbase.records import accounts
-from runbase.server import control
+from runbase.server import control, hooks
 from runbase.server.projects import open_objects_checked, open_project_store
 from runbase.store.db import Database
 from runbase.store.schema import SCHEMA_VERSION
@@ -64,3 +66,34 @@ def add_user(
     API token (its secret is shown this once)."""
     with opened(db_url) as db:
         return control.add_user_with_token(db, name, role, projects, project_role, ttl)
+
+
+def add_hook(
+    db_url: str,
+    project: str,
+    url: str,
+    events: str | list[str],
+    secret: str | None = None,
+) -> control.NewHook:
+    """A webhook of ``project`` that receives its events from now on: its cursor is the
+    exact last seq of the project's registry log, read from the project's store as the
+    server does (``Server.add_hook``), never guessed from the time. The store's objects
+    are not opened: only its log is read."""
+    with opened(db_url) as db:
+        if not accounts.project_exists(db, project):  # before a store is made for it
+            raise NotFound(f"no project {project!r}; `runbase server projects list` lists them")
+        # the hook is checked (URL, events, secret) before the project's store is opened
+        control.check_hook_url(url)
+        control.check_hook_events(events)
+        if secret is not None:
+            control.check_hook_secret(secret)
+        with tempfile.TemporaryDirectory(prefix="rbhook-") as scratch:
+            # create: a project no request has used yet gets its store's schema, as the
+            # server gives it on first use (an older schema is refused: migrate first)
+            no_objects: Any = None  # only the log is read (as migrate without --objects)
+            store = open_project_store(db_url, no_objects, project, Path(scratch), create=True)
+            try:
+                after = hooks.start_seq(store)
+            finally:
+                store.close()
+        return control.add_hook(db, project, url, events, secret, after_seq=after)

@@ -23,9 +23,13 @@ sent twice by two processes. A claim also pushes the due time :data:`LEASE` seco
 ahead: if the process dies mid-attempt, another one retries the delivery then.
 
 Sending: ``POST`` with ``http.client`` (no new dependency), :data:`TIMEOUT` seconds
-per connect or read, redirects not followed (a 3xx is a failed attempt: a signed
-body is sent only to the URL an admin set), the answer read at most 64 KiB. Success
-is any 2xx.
+per connect or read, and :data:`DEADLINE` seconds for the whole attempt, well inside
+the :data:`LEASE`: a receiver that drips its answer a byte at a time (each read within
+the per-read timeout) is cut off at the deadline (a watchdog shuts the socket), so no
+attempt outlives its claim and no other process re-sends a delivery still in flight.
+Redirects are not followed (a 3xx is a failed attempt: a signed body is sent only to
+the URL an admin set); a failed attempt's answer is read at most 64 KiB, a 2xx's not at
+all. Success is any 2xx.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import hmac
 import http.client
 import json
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -52,7 +57,10 @@ from runbase.store.db import Database
 MAX_ATTEMPTS = 8
 BACKOFF = 1.0  # seconds before the 2nd attempt; doubled after each failed one
 TIMEOUT = 5.0  # seconds, per connect and per read of an attempt
+DEADLINE = 20.0  # seconds, the whole attempt: connect, send, the answer's status line
 LEASE = 60.0  # a claimed delivery is not due again before this, unless its attempt ends
+# an attempt must end (and record its outcome) long before its claim lapses
+assert DEADLINE + TIMEOUT < LEASE / 2
 POLL = 5.0  # at most this long between looks at the table (other processes' work)
 BATCH = 20
 PAGE = 500  # events read from a project's log, and queued, per control transaction
@@ -76,10 +84,12 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
 
 
 def start_seq(store: Store, since: float | None = None) -> int:
-    """Where a new hook's cursor starts in ``store``'s log: the last event's seq, or
-    (``since``) the last seq of the events made before that time, so that a hook
-    added from the command line, which cannot read the log, still gets every change
-    made after it was added."""
+    """Where a new hook's cursor starts in ``store``'s log: the last event's seq (a hook
+    added through the server or ``runbase server hooks add``, both of which read the
+    project's log), or (``since``) the last seq of the events made before that time:
+    only for a hook row of an older version whose cursor was never set. Times are an
+    approximation (an event's time is taken before the log's lock, and hosts' clocks
+    differ), so every hook made now gets the exact seq."""
     return registry.last_seq(store, before=since)
 
 
@@ -90,8 +100,15 @@ class Outcome:
     error: str | None  # why it failed, for `hooks deliveries`
 
 
-def post(url: str, body: bytes, headers: dict[str, str], timeout: float = TIMEOUT) -> Outcome:
-    """One ``POST`` of ``body`` to ``url``; never raises for a network or HTTP failure."""
+def post(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    timeout: float = TIMEOUT,
+    deadline: float = DEADLINE,
+) -> Outcome:
+    """One ``POST`` of ``body`` to ``url``, over in at most ``deadline`` seconds (each
+    connect or read at most ``timeout``); never raises for a network or HTTP failure."""
     parts = urllib.parse.urlsplit(url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     conn: http.client.HTTPConnection
@@ -105,15 +122,22 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float = TIMEOU
             conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
     except ValueError as e:  # a URL checked at `hooks add` cannot get here; a row edited by hand
         return Outcome(False, None, f"bad URL: {e}")
+    watchdog = _Watchdog(conn, deadline)
     try:
         conn.request("POST", path, body=body, headers=headers)
         answer = conn.getresponse()
-        text = answer.read(MAX_ANSWER)
+        status = answer.status
+        # a 2xx is all that counts: its body is not read (nor waited for)
+        text = b"" if 200 <= status < 300 else answer.read(MAX_ANSWER)
     except (OSError, http.client.HTTPException) as e:
+        if watchdog.fired:
+            return Outcome(False, None, f"no complete answer within {deadline:g} s (cut off)")
         return Outcome(False, None, _short(f"{type(e).__name__}: {e}" if str(e) else repr(e)))
     finally:
+        watchdog.cancel()
         conn.close()
-    status = answer.status
+    if watchdog.fired:  # a shut socket reads as the answer's end: what came may be cut
+        return Outcome(False, None, f"no complete answer within {deadline:g} s (cut off)")
     if 200 <= status < 300:
         return Outcome(True, status, None)
     if 300 <= status < 400:
@@ -121,6 +145,31 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float = TIMEOU
         return Outcome(False, status, _short(f"HTTP {status}: redirect to {where} not followed"))
     said = text[:200].decode("utf-8", "replace").strip()
     return Outcome(False, status, _short(f"HTTP {status}" + (f": {said}" if said else "")))
+
+
+class _Watchdog:
+    """Shuts ``conn``'s socket ``deadline`` seconds from now: http.client's timeout is
+    per socket operation, so a receiver sending a byte every few seconds would keep one
+    read going forever; a shut socket ends whatever read or write is blocked on it."""
+
+    def __init__(self, conn: http.client.HTTPConnection, deadline: float) -> None:
+        self.conn = conn
+        self.fired = False
+        self.timer = threading.Timer(deadline, self._fire)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        sock = self.conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # not connected yet, or closed already: the connect's own timeout ends it
+
+    def cancel(self) -> None:
+        self.timer.cancel()
 
 
 def _short(text: str) -> str:
@@ -133,7 +182,7 @@ class DeliveryWorker:
     """Queues the deliveries of the projects' new events (read through ``borrow``) and
     sends the due ones; :meth:`start` runs it on a daemon thread, :meth:`wake` makes it
     look now (new events), :meth:`stop` ends it. ``backoff``: seconds before the second
-    attempt (doubled each time)."""
+    attempt (doubled each time); ``timeout``, ``deadline``: of each attempt (:func:`post`)."""
 
     def __init__(
         self,
@@ -143,6 +192,7 @@ class DeliveryWorker:
         backoff: float = BACKOFF,
         attempts: int = MAX_ATTEMPTS,
         timeout: float = TIMEOUT,
+        deadline: float = DEADLINE,
         poll: float = POLL,
     ) -> None:
         self.db = db
@@ -150,6 +200,7 @@ class DeliveryWorker:
         self.backoff = backoff
         self.attempts = attempts
         self.timeout = timeout
+        self.deadline = deadline
         self.poll = poll
         self._wake = threading.Event()
         self._stopping = False
@@ -161,7 +212,7 @@ class DeliveryWorker:
             self._thread = threading.Thread(target=self._loop, name="runbase-webhooks", daemon=True)
             self._thread.start()
 
-    def stop(self, timeout: float = 2 * TIMEOUT + 1) -> None:
+    def stop(self, timeout: float = DEADLINE + 1) -> None:
         """Stop after the attempt in progress, if any (a delivery cut short is retried
         by another process, or by this server when it starts again)."""
         thread, self._thread = self._thread, None
@@ -227,7 +278,7 @@ class DeliveryWorker:
         cursor: int | None,
         created: float,
     ) -> int:
-        if cursor is None:  # added from the command line: start at its creation time
+        if cursor is None:  # a row of an older version, with no cursor: its creation time
             start = start_seq(store, since=created)
             if not accounts.start_cursor(self.db, hook_id, start):
                 return 0  # another process started it: its cursor is read at the next look
@@ -257,7 +308,7 @@ class DeliveryWorker:
         attempts, body_text, url, secret = claimed
         body = str(body_text).encode()
         headers = self._headers(delivery_id, body, secret, int(time.time()))
-        outcome = post(url, body, headers, self.timeout)
+        outcome = post(url, body, headers, self.timeout, self.deadline)
         end = time.time()
         if outcome.ok:
             accounts.finish_attempt(
