@@ -606,8 +606,9 @@ def add_hook(
     """A webhook of ``project``: each event whose action is in ``events`` is POSTed to
     ``url``, signed with ``secret`` (random 256 bits, hex, when not given).
     ``after_seq``: the project's last event seq now (its older events are not sent);
-    None when the caller cannot read the project's log (the command line): the
-    delivery thread then starts it at the events made after the hook's creation time."""
+    None when the caller cannot read the project's log (a library caller; rows of an
+    older version): the delivery thread then starts it at the events made after the
+    hook's creation time."""
     check_hook_url(url)
     names = check_hook_events(events)
     secret = check_hook_secret(secret) if secret is not None else secrets.token_hex(32)
