@@ -335,6 +335,19 @@ def _written(events: list[Any], as_json: bool, tags: list[str] | None = None) ->
         click.echo(f"publish them with: git push origin {quoted}")
 
 
+def _answer(
+    ctx: click.Context, report: Any, as_json: bool, text: Any, failed: bool = False
+) -> None:
+    """A report as JSON or as its text; exit 1 when it says something failed (a broken
+    chain, a drift, a tag that could not be imported), for a cron job or a CI gate."""
+    if as_json:
+        echo_json(report)
+    else:
+        click.echo(text(report))
+    if failed:
+        ctx.exit(1)
+
+
 # ---------------------------------------------------------------- reads
 
 
@@ -471,12 +484,7 @@ def verify_cmd(ctx: click.Context, remote_name: str | None, as_json: bool) -> No
         report = _remote_models().remote_verify(_remote(remote_name))
     else:
         report = registry.verify(open_store(ctx)).to_json()
-    if as_json:
-        echo_json(report)
-    else:
-        click.echo(verify_text(report))
-    if not report["ok"]:
-        ctx.exit(1)
+    _answer(ctx, report, as_json, verify_text, failed=not report["ok"])
 
 
 # ---------------------------------------------------------------- delivery and drift
@@ -520,10 +528,7 @@ def get_cmd(
         else:
             version = registry.resolve_ref(store, ref)
         result = materialize(store, version, output or default_name(version), force=force)
-    if as_json:
-        echo_json(result)
-    else:
-        click.echo(get_text(result))
+    _answer(ctx, result, as_json, get_text)
 
 
 @model.command("status")
@@ -553,12 +558,7 @@ def status_cmd(
             report = drift_of(store, ref, expected, candidates, path, _fetcher(store, remote))
         else:
             report = drift(store, ref, path)
-    if as_json:
-        echo_json(report)
-    else:
-        click.echo(status_text(report))
-    if not report["in_sync"]:
-        ctx.exit(1)
+    _answer(ctx, report, as_json, status_text, failed=not report["in_sync"])
 
 
 # ---------------------------------------------------------------- git (GTO)
@@ -579,12 +579,7 @@ def import_gto_cmd(ctx: click.Context, repo: str, as_json: bool) -> None:
     store = open_store(ctx, create=True)  # a fresh clone has a GTO registry and no store yet
     with bad_input():
         report = import_gto(store, os.path.abspath(repo), registry.local_actor())
-    if as_json:
-        echo_json(report)
-    else:
-        click.echo(gto_import_text(report))
-    if report.get("problems"):
-        ctx.exit(1)
+    _answer(ctx, report, as_json, gto_import_text, failed=bool(report.get("problems")))
 
 
 def _gto() -> Any:

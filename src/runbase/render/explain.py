@@ -52,10 +52,11 @@ def _val(v: Any) -> str:
     return f"{x:.6g}" if math.isfinite(x) else non_finite(x)
 
 
-def _delta(v: Any) -> str:
+def signed(v: Any, missing: str = "—") -> str:
+    """A change as ``+0.0123`` (four significant digits), ``missing`` when there is none."""
     x = report_number(v)
     if x is None:
-        return "—"
+        return missing
     return f"{x:+.4g}" if math.isfinite(x) else non_finite(x)
 
 
@@ -95,7 +96,7 @@ def _not_reproducing(report: dict[str, Any], metric: str, paint: _Paint) -> list
 def _total(report: dict[str, Any], metric: str, paint: _Paint) -> list[str]:
     head = (
         f"explain {metric}: {_val(report.get('a_value'))} → {_val(report.get('b_value'))} "
-        f"({_delta(report.get('total'))}) from A {_who(report['a'])} to B {_who(report['b'])}"
+        f"({signed(report.get('total'))}) from A {_who(report['a'])} to B {_who(report['b'])}"
     )
     lines = [paint(head, bold=True)]
     measured = report.get("measured") or {}
@@ -104,7 +105,7 @@ def _total(report: dict[str, Any], metric: str, paint: _Paint) -> list[str]:
     ):
         lines.append(
             f"  measured on the re-runs: {_val(measured.get('a'))} → {_val(measured.get('b'))} "
-            f"({_delta(measured.get('total'))})"
+            f"({signed(measured.get('total'))})"
         )
     return lines
 
@@ -147,7 +148,7 @@ def _factors(report: dict[str, Any], paint: _Paint) -> list[str]:
         share = report_number(f.get("share"))
         share_text = "      " if share is None or not math.isfinite(share) else f"{share:5.1f}%"
         head = (
-            f"{i:3d}  {_delta(f.get('effect')):>9}  {share_text}  "
+            f"{i:3d}  {signed(f.get('effect')):>9}  {share_text}  "
             f"{printable(f.get('kind', '')):<{width}}  {printable(f.get('description') or f.get('name'))}"
         )
         if f.get("breaks_run"):
@@ -162,8 +163,8 @@ def _factors(report: dict[str, Any], paint: _Paint) -> list[str]:
 
 def _factor_detail(f: dict[str, Any]) -> str:
     parts = [
-        f"alone {_delta(f.get('effect_alone'))}",
-        f"removed from B {_delta(f.get('effect_removed'))}",
+        f"alone {signed(f.get('effect_alone'))}",
+        f"removed from B {signed(f.get('effect_removed'))}",
     ]
     if f.get("breaks_run"):
         parts.append("breaks the run (a hybrid with it crashed or did not log the metric)")
@@ -179,7 +180,7 @@ def _interactions(report: dict[str, Any], paint: _Paint) -> list[str]:
     lines = [paint("interactions (together they move it beyond their effects alone):", bold=True)]
     for item in found:
         names = " + ".join(printable(n) for n in item.get("factors") or [])
-        lines.append(f"  {names}: {_delta(item.get('effect'))}")
+        lines.append(f"  {names}: {signed(item.get('effect'))}")
     return lines
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from runbase.analysis.metrickinds import is_timing_metric, metric_direction
 from runbase.core.text import printable
-from runbase.render.explain import non_finite, report_number
+from runbase.render.explain import non_finite, report_number, signed
 from runbase.render.table import fmt_bytes
 
 MAX_ROWS = 15  # rows of a table before "and N more"
@@ -209,10 +209,7 @@ def _fmt_value(v: Any) -> str:
 
 
 def _fmt_delta(v: Any) -> str:
-    x = report_number(v)
-    if x is None:
-        return ""
-    return f"{x:+.4g}" if math.isfinite(x) else non_finite(x)
+    return signed(v, "")
 
 
 def _fmt_relative(v: Any) -> str:
