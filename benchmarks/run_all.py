@@ -34,6 +34,7 @@ BENCHES = {
     "ui": "bench_ui.py",
     "integrations": "bench_integrations.py",
     "server": "bench_server.py",
+    "registry": "bench_registry.py",
 }
 
 
@@ -289,7 +290,29 @@ def summary_rows() -> list[list[str]]:
                     ]
                 )
     rows += server_rows()
+    rows += registry_rows()
     return rows
+
+
+def registry_rows() -> list[list[str]]:
+    """The model registry (issue 19) beside MLflow's registry and GTO."""
+    reg = load("registry")
+    if not reg:
+        return []
+    med = lambda d, k: (d or {}).get(k, {}).get("median")  # noqa: E731
+    lib, ml, cli, gto = reg["library"], reg.get("mlflow"), reg["cli"], reg.get("gto")
+    d, v = reg["delivery"], reg["verify"]
+    return [
+        [f"model register + promote, in process (MLflow {C.ms(med(ml, 'register'))} + {C.ms(med(ml, 'alias'))})",
+         f"{C.ms(med(lib, 'register'))} + {C.ms(med(lib, 'promote'))}", "-", "-"],
+        [f"runbase model register / promote, a process each (gto {C.ms(med(gto, 'register'))} / {C.ms(med(gto, 'assign'))})",
+         f"{C.ms(med(cli, 'register'))} / {C.ms(med(cli, 'promote'))}", "-", "-"],
+        [f"model verify, {v['events']:,} events", C.ms(med(v, "verify")), "<= 1 s", C.target(med(v, "verify"), 1.0)],
+        [f"model get, {reg['args']['model_mib']} MiB, verified (cp {C.ms(med(d, 'cp'))}; MLflow download {C.ms(reg.get('mlflow_download'))})",
+         C.ms(med(d, "get")), "-", "-"],
+        [f"model status, {reg['args']['model_mib']} MiB, every byte (sha256sum {C.ms(med(d, 'sha256sum'))})",
+         C.ms(med(d, "status")), "-", "-"],
+    ]  # fmt: skip
 
 
 def server_rows() -> list[list[str]]:
