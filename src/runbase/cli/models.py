@@ -516,7 +516,8 @@ def get_cmd(
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.core.modelref import require_ref
     from runbase.records import registry
-    from runbase.records.modelfiles import default_name, materialize, version_from_json
+    from runbase.records.modelfiles import default_name, materialize
+    from runbase.remote.models import version_from_json
     from runbase.render.models import get_text
 
     with bad_input():
@@ -544,7 +545,8 @@ def status_cmd(
     sync" (exit 1): PATH matches another version / matches no version / is missing."""
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.core.modelref import require_ref
-    from runbase.records.modelfiles import drift, drift_of, version_from_json
+    from runbase.records.modelfiles import drift, drift_of
+    from runbase.remote.models import version_from_json
     from runbase.render.models import status_text
 
     with bad_input():

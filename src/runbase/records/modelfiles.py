@@ -18,7 +18,6 @@ differences), symlinks are never followed and FIFOs, sockets and devices never o
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import os
 import shutil
@@ -175,35 +174,6 @@ def _remove_tree(path: str) -> None:
                 if not os.path.islink(d):
                     os.chmod(d, 0o700)
     shutil.rmtree(path, ignore_errors=True)
-
-
-def version_from_json(item: dict[str, Any]) -> Version:
-    """A version of the JSON shape (a team server's answer, already fitted to it by
-    remote.models) as the registry's :class:`Version`."""
-    try:
-        created = dt.datetime.fromisoformat(str(item.get("created_at"))).timestamp()
-    except ValueError:
-        created = 0.0
-
-    def text(key: str) -> str | None:
-        value = item.get(key)
-        return value if isinstance(value, str) else None
-
-    size = item.get("size")
-    return Version(
-        str(item["name"]),
-        str(item["version"]),
-        str(item["oid"]),
-        "dir" if item.get("kind") == "dir" else "file",
-        size if isinstance(size, int) and not isinstance(size, bool) else None,
-        text("run"),
-        text("path"),
-        text("git_commit"),
-        created,
-        text("user"),
-        text("message"),
-        tuple(s for s in item.get("stages") or () if isinstance(s, str)),
-    )
 
 
 # ---------------------------------------------------------------- the strict comparison

@@ -530,15 +530,15 @@ class _Txn:
         self.origin = origin.id if isinstance(origin, Pushed) else origin
         self.events: list[Event] = []
         self.now = time.time()
-        # take the log's lock first: on PostgreSQL two writers would otherwise both
-        # read the same last event and one would fail on the next sequence number
+        # writers of a store already take turns (store.db.transaction: BEGIN IMMEDIATE on
+        # SQLite, the store's advisory lock on PostgreSQL), so the last event read here
+        # stays the last until this commits; the head row must exist for append's UPDATE
         cur.execute(
             "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
             (HEAD_KEY, f"0 {auditchain.GENESIS}"),
         )
-        cur.execute("UPDATE meta SET value = value WHERE key = ?", (HEAD_KEY,))
-        # a pushed event is applied once: checked under the lock, so two pushes of it at
-        # once (or two server processes) cannot both apply it
+        # a pushed event is applied once: checked inside that turn, so two pushes of it
+        # at once (or two server processes) cannot both apply it
         if self.origin is not None and self.one(
             "SELECT 1 FROM model_origins WHERE origin = ?", (self.origin,)
         ):

@@ -10,6 +10,7 @@ the bytes the registry names or nothing.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import urllib.parse
@@ -486,7 +487,37 @@ def _results(answer: Any, batch: list[dict[str, Any]], remote: Remote) -> list[d
     return out
 
 
+def version_from_json(item: dict[str, Any]) -> registry.Version:
+    """A version of the JSON shape (a team server's answer, already fitted to it here)
+    as the registry's :class:`Version`."""
+    try:
+        created = dt.datetime.fromisoformat(str(item.get("created_at"))).timestamp()
+    except ValueError:
+        created = 0.0
+
+    def text(key: str) -> str | None:
+        value = item.get(key)
+        return value if isinstance(value, str) else None
+
+    size = item.get("size")
+    return registry.Version(
+        str(item["name"]),
+        str(item["version"]),
+        str(item["oid"]),
+        "dir" if item.get("kind") == "dir" else "file",
+        size if isinstance(size, int) and not isinstance(size, bool) else None,
+        text("run"),
+        text("path"),
+        text("git_commit"),
+        created,
+        text("user"),
+        text("message"),
+        tuple(s for s in item.get("stages") or () if isinstance(s, str)),
+    )
+
+
 __all__ = [
+    "version_from_json",
     "ModelPushReport",
     "pull_version",
     "push_models",

@@ -16,7 +16,7 @@ import os
 
 from runbase.core.modelref import check_name, require_ref
 from runbase.records import registry
-from runbase.records.modelfiles import default_name, materialize, version_from_json
+from runbase.records.modelfiles import default_name, materialize
 from runbase.records.registry import Event, Version
 from runbase.store import Store
 
@@ -95,4 +95,6 @@ def _fetch(store: Store, ref: str, remote_name: str) -> Version:
     from runbase.remote.client import get_remote
 
     remote = get_remote(remote_name)
-    return version_from_json(remote_models.pull_version(store, remote, ref)["version"])
+    return remote_models.version_from_json(
+        remote_models.pull_version(store, remote, ref)["version"]
+    )
