@@ -118,20 +118,27 @@ def _differs(x: Any, y: Any) -> bool:
 
 
 def _noise(noise: dict[str, Any]) -> list[str]:
+    line = noise_line(noise, _val, "--repeats K")
+    return [f"  {line}"] if line else []
+
+
+def noise_line(noise: dict[str, Any], value: Callable[[Any], str], flag: str) -> str:
+    """What the repeats of A and B say of the metric's noise, one line ("" when A and B
+    were not re-run); ``value`` formats the spread, ``flag`` is how the option is shown."""
     repeats = noise.get("repeats")
     spread = report_number(noise.get("spread"))
     threshold = report_number(noise.get("threshold"))
     if not repeats:
-        return []
+        return ""
     if repeats == 1 and not spread:
-        line = "  noise: A and B each re-run once (--repeats K measures the spread)"
+        line = f"noise: A and B each re-run once ({flag} measures the spread)"
     elif not spread:
-        line = f"  noise: A and B each re-run {repeats}×, the same value each time"
+        line = f"noise: A and B each re-run {repeats}×, the same value each time"
     else:
-        line = f"  noise: A and B each re-run {repeats}×, spread {_val(spread)}"
+        line = f"noise: A and B each re-run {repeats}×, spread {value(spread)}"
     if threshold is not None and math.isfinite(threshold):
         line += f"; effects within ±{threshold:.3g} are not significant"
-    return [line]
+    return line
 
 
 def _factors(report: dict[str, Any], paint: _Paint) -> list[str]:

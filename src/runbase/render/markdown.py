@@ -26,7 +26,7 @@ from typing import Any
 
 from runbase.analysis.metrickinds import is_timing_metric, metric_direction
 from runbase.core.text import printable
-from runbase.render.explain import non_finite, report_number, signed
+from runbase.render.explain import noise_line, non_finite, report_number, signed
 from runbase.render.table import fmt_bytes
 
 MAX_ROWS = 15  # rows of a table before "and N more"
@@ -622,19 +622,7 @@ def _not_reproducing(report: dict[str, Any], metric: str) -> str:
 
 
 def _noise(noise: dict[str, Any]) -> str:
-    repeats = noise.get("repeats")
-    if not repeats:
-        return ""
-    spread, threshold = report_number(noise.get("spread")), report_number(noise.get("threshold"))
-    if repeats == 1 and not spread:
-        line = "noise: A and B each re-run once (`--repeats K` measures the spread)"
-    elif not spread:
-        line = f"noise: A and B each re-run {repeats}×, the same value each time"
-    else:
-        line = f"noise: A and B each re-run {repeats}×, spread {_fmt_value(spread)}"
-    if threshold is not None and math.isfinite(threshold):
-        line += f"; effects within ±{threshold:.3g} are not significant"
-    return line
+    return noise_line(noise, _fmt_value, "`--repeats K`")
 
 
 def _explain_factors(report: dict[str, Any]) -> str:
