@@ -266,7 +266,8 @@ def test_model_path_rewrites_a_tampered_copy(deployed: Path) -> None:
 def test_the_default_file_name_is_checked(deployed: Path) -> None:
     """A version's recorded path (a server's answer too) never names where to write
     beyond a plain file name: one helper for `model get` and `model_path`."""
-    from runbase.records.modelfiles import default_name, version_from_json
+    from runbase.records.modelfiles import default_name
+    from runbase.remote.models import version_from_json
 
     def name_of(path: str | None, kind: str = "file") -> str:
         item = {"name": "churn", "version": "v0.0.1", "oid": "blake3:" + "0" * 64}
