@@ -1,0 +1,7 @@
+"""MLflow artifacts endpoints, mounted by server.mlflow_app (issue 20)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()
