@@ -148,57 +148,69 @@ def _apply_series(
     cur: Any, store: Store, run_id: str, series: dict[str, _Series], result: IngestResult
 ) -> None:
     for key, acc in series.items():
-        row = cur.execute(
-            "SELECT count, last, min, max, last_step FROM metrics WHERE run_id = ? AND key = ?",
-            (run_id, key),
-        ).fetchone()
-        count, last, vmin, vmax, last_step = row if row else (0, None, None, None, None)
-        seq_row = cur.execute(
-            "SELECT max(seq) FROM metric_chunks WHERE run_id = ? AND key = ?", (run_id, key)
-        ).fetchone()
-        seq = (seq_row[0] + 1) if seq_row and seq_row[0] is not None else 0
-        prev = -1 if last_step is None else last_step
-        if None in acc.steps:  # auto steps: previous step + 1
-            steps = array("q")
-            for s in acc.steps:
-                prev = prev + 1 if s is None else s
-                steps.append(prev)
-        else:
-            steps = array("q", acc.steps)  # type: ignore[arg-type]  # no None here
-            prev = acc.steps[-1]
-        # sum() is NaN iff a value is NaN (or +inf meets -inf): then filter, else min/max in C
-        finite = (
-            acc.vals
-            if not math.isnan(sum(acc.vals))
-            else [v for v in acc.vals if not math.isnan(v)]
-        )
-        if finite:
-            lo, hi = min(finite), max(finite)
-            vmin = lo if vmin is None else min(vmin, lo)
-            vmax = hi if vmax is None else max(vmax, hi)
-        last_v = acc.vals[-1]
-        times, vals = array("d", acc.times), array("d", acc.vals)
-        if _SWAP:
-            steps.byteswap()
-            times.byteswap()
-            vals.byteswap()
-        cur.execute(
-            "INSERT INTO metric_chunks (run_id, key, seq, n, steps, times, vals) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (run_id, key, seq, len(acc.vals), steps.tobytes(), times.tobytes(), vals.tobytes()),
-        )
-        count += len(acc.vals)
-        # NaN is stored as NULL (SQLite cannot hold NaN); count > 0 with last NULL means NaN
-        last_db = None if math.isnan(last_v) else last_v
-        cur.execute(
-            "INSERT INTO metrics (run_id, key, count, last, min, max, last_step, last_time, summary, has_summary, value) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, ?) "
-            "ON CONFLICT (run_id, key) DO UPDATE SET count = excluded.count, last = excluded.last, "
-            "min = excluded.min, max = excluded.max, last_step = excluded.last_step, "
-            "last_time = excluded.last_time, "
-            "value = CASE WHEN metrics.has_summary = 1 THEN metrics.summary ELSE excluded.last END",
-            (run_id, key, count, last_db, vmin, vmax, prev, acc.times[-1], last_db),
-        )
+        append_points(cur, run_id, key, acc.steps, acc.times, acc.vals)
         result.points += len(acc.vals)
+
+
+def append_points(
+    cur: Any,
+    run_id: str,
+    key: str,
+    steps: list[int | None],
+    times: list[float],
+    vals: list[float],
+) -> None:
+    """Append points (as many steps, times and values, at least one) to metric ``key``
+    of the run as one new chunk, and bring its summary row (count, last, min, max,
+    last step and time) up to date, in the caller's transaction ``cur``. A step of None
+    is the previous step + 1. The one writer of metric points: the spool's ingester and
+    the runs written from outside (records.external: the MLflow API, the importers)."""
+    row = cur.execute(
+        "SELECT count, last, min, max, last_step FROM metrics WHERE run_id = ? AND key = ?",
+        (run_id, key),
+    ).fetchone()
+    count, last, vmin, vmax, last_step = row if row else (0, None, None, None, None)
+    seq_row = cur.execute(
+        "SELECT max(seq) FROM metric_chunks WHERE run_id = ? AND key = ?", (run_id, key)
+    ).fetchone()
+    seq = (seq_row[0] + 1) if seq_row and seq_row[0] is not None else 0
+    prev = -1 if last_step is None else last_step
+    if None in steps:  # auto steps: previous step + 1
+        step_arr = array("q")
+        for s in steps:
+            prev = prev + 1 if s is None else s
+            step_arr.append(prev)
+    else:
+        step_arr = array("q", steps)  # type: ignore[arg-type]  # no None here
+        prev = steps[-1]
+    # sum() is NaN iff a value is NaN (or +inf meets -inf): then filter, else min/max in C
+    finite = vals if not math.isnan(sum(vals)) else [v for v in vals if not math.isnan(v)]
+    if finite:
+        lo, hi = min(finite), max(finite)
+        vmin = lo if vmin is None else min(vmin, lo)
+        vmax = hi if vmax is None else max(vmax, hi)
+    last_v = vals[-1]
+    time_arr, val_arr = array("d", times), array("d", vals)
+    if _SWAP:
+        step_arr.byteswap()
+        time_arr.byteswap()
+        val_arr.byteswap()
+    cur.execute(
+        "INSERT INTO metric_chunks (run_id, key, seq, n, steps, times, vals) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (run_id, key, seq, len(vals), step_arr.tobytes(), time_arr.tobytes(), val_arr.tobytes()),
+    )
+    count += len(vals)
+    # NaN is stored as NULL (SQLite cannot hold NaN); count > 0 with last NULL means NaN
+    last_db = None if math.isnan(last_v) else last_v
+    cur.execute(
+        "INSERT INTO metrics (run_id, key, count, last, min, max, last_step, last_time, summary, has_summary, value) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, ?) "
+        "ON CONFLICT (run_id, key) DO UPDATE SET count = excluded.count, last = excluded.last, "
+        "min = excluded.min, max = excluded.max, last_step = excluded.last_step, "
+        "last_time = excluded.last_time, "
+        "value = CASE WHEN metrics.has_summary = 1 THEN metrics.summary ELSE excluded.last END",
+        (run_id, key, count, last_db, vmin, vmax, prev, times[-1], last_db),
+    )
 
 
 def _apply_events(

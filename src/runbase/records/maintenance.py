@@ -1,5 +1,5 @@
 """Store upkeep: ``fsck`` (verify every object, and the model registry's audit chain),
-``gc`` (delete objects no run and no model version refers to), ``du`` (where the bytes
+``gc`` (delete objects no run, no model version and no logged model refers to), ``du`` (where the bytes
 go, and what deduplication saved)."""
 
 from __future__ import annotations
@@ -111,6 +111,7 @@ def references(
         for (value,) in store.db.query("SELECT value FROM meta WHERE key LIKE 'packages:%'"):
             yield value.split(" ", 1)[0], "env", ""
         yield from _model_refs(store, trees)
+        yield from _logged_model_refs(store)
 
 
 def _run_row_refs(
@@ -177,6 +178,19 @@ def _model_refs(store: Store, trees: _Trees) -> Iterator[tuple[str, str, str]]:
         if kind == "dir":  # only directories are manifests: never parse a model file
             for blob in trees.blobs(oid):
                 yield blob, "model", owner
+
+
+def _logged_model_refs(store: Store) -> Iterator[tuple[str, str, str]]:
+    """The files of MLflow's logged models (records.experiments): an experiment's, not
+    a run's, so store-wide only, like the registry's versions. The run a model was
+    logged from, if any, is named as its owner."""
+    rows = store.db.query(
+        "SELECT f.oid, m.run_id FROM logged_model_files f "
+        "LEFT JOIN logged_models m ON m.id = f.model_id"
+    )
+    for oid, run_id in rows:
+        if Oid().fit(oid):  # a malformed id names nothing
+            yield oid, "model", run_id if isinstance(run_id, str) else ""
 
 
 def _media_refs(store: Store, cond: str, args: list[str]) -> Iterator[tuple[str, str, str]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from runbase.store.tables import BLOB, DOUBLE, INTEGER, TEXT, Column, Index, Schema, Table
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 def _key(name: str, type_: str = TEXT) -> Column:
@@ -321,6 +321,55 @@ MODEL_ORIGINS = Table(
     since=7,
 )
 
+# Version 8 (MLflow compatibility, docs/mlflow.md): MLflow's experiments (a run's
+# experiment is its ``experiment`` tag, by name; these rows give each name an MLflow id,
+# a lifecycle stage and tags) and MLflow 3's logged models with their files (objects of
+# the object store). Per store, never per run: run bundles do not carry them.
+EXPERIMENTS = Table(
+    "experiments",
+    [
+        _key("id"),  # "0" (Default), "1", "2", ...
+        Column("name", TEXT, not_null=True, unique=True),  # a deleted one's too, as MLflow
+        _nn("lifecycle_stage", TEXT),  # active | deleted
+        Column("artifact_location", TEXT),
+        _nn("created_at", DOUBLE),
+        _nn("updated_at", DOUBLE),
+    ],
+    key=("id",),
+    since=8,
+)
+
+EXPERIMENT_TAGS = Table(
+    "experiment_tags",
+    [_key("experiment_id"), _key("key"), _nn("value", TEXT)],
+    key=("experiment_id", "key"),
+    since=8,
+)
+
+LOGGED_MODELS = Table(
+    "logged_models",
+    [
+        _key("id"),  # m-<32 hex>
+        _nn("experiment_id", TEXT),
+        Column("run_id", TEXT),
+        _nn("name", TEXT),
+        _nn("status", TEXT),  # PENDING | READY | FAILED (MLflow's LoggedModelStatus)
+        _nn("created_at", DOUBLE),
+        _nn("updated_at", DOUBLE),
+        _nn("info", TEXT),  # JSON object: model_type, tags, params, metrics, ...
+    ],
+    key=("id",),
+    indexes=[Index("logged_models_experiment", ("experiment_id",))],
+    since=8,
+)
+
+LOGGED_MODEL_FILES = Table(
+    "logged_model_files",
+    [_key("model_id"), _key("path"), _nn("oid", TEXT), _nn("size", INTEGER)],
+    key=("model_id", "path"),
+    since=8,
+)
+
 STORE_SCHEMA = Schema(
     SCHEMA_VERSION,
     [
@@ -342,6 +391,10 @@ STORE_SCHEMA = Schema(
         MODEL_EVENTS,
         MODEL_REQUESTS,
         MODEL_ORIGINS,
+        EXPERIMENTS,
+        EXPERIMENT_TAGS,
+        LOGGED_MODELS,
+        LOGGED_MODEL_FILES,
     ],
 )
 

@@ -1,0 +1,575 @@
+"""MLflow's experiments and logged models in the store (the ``experiments``,
+``experiment_tags``, ``logged_models`` and ``logged_model_files`` tables, schema 8).
+
+A run's experiment is its ``experiment`` tag, by name (docs/mlflow.md): these rows give
+each name MLflow's numeric id, a lifecycle stage (``active``/``deleted``), an artifact
+location and tags. A run without the tag belongs to MLflow's ``Default`` experiment (id
+"0"), which is created on first use, as is a row for a name that runs carry but that no
+experiment was created for (runs tagged by ``runbase run --tag experiment=...``).
+
+Logged models (MLflow 3's ``LoggedModel``) belong to an experiment, not to a run: run
+bundles do not carry them. Their files are objects of the object store
+(``logged_model_files``), kept by ``gc`` and checked by ``fsck`` (records.maintenance).
+
+Every function validates what it is given (ids, names, keys, sizes) and raises
+runbase.errors: NotFound (404), Conflict (409), UsageError (400).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from runbase.core.ids import split_id
+from runbase.core.safepath import check_relpath
+from runbase.errors import Conflict, NotFound, RunNotFound, UnsafePathError, UsageError
+from runbase.store import Store
+
+DEFAULT_ID = "0"
+DEFAULT_NAME = "Default"
+STAGES = ("active", "deleted")
+VIEWS = ("active", "deleted", "all")
+EXPERIMENT_TAG = "experiment"  # the run tag that names a run's experiment
+
+MAX_NAME = 500  # characters of an experiment's or a logged model's name
+MAX_KEY = 250  # characters of a tag key
+MAX_VALUE = 64 * 1024  # characters of a tag value
+MAX_INFO = 1 << 20  # bytes of a logged model's info (JSON)
+MAX_STATUS = 64
+MAX_LOCATION = 4096
+
+
+@dataclass(frozen=True)
+class Experiment:
+    id: str
+    name: str
+    lifecycle_stage: str  # "active" | "deleted"
+    artifact_location: str | None
+    created_at: float
+    updated_at: float
+    tags: dict[str, str]
+
+
+# -- validation -------------------------------------------------------------------------
+
+
+def check_text(what: str, value: Any, limit: int, empty: bool = False) -> str:
+    """``value`` if it is a string of at most ``limit`` characters without NUL (and not
+    empty unless ``empty``), else UsageError naming ``what``."""
+    if not isinstance(value, str):
+        raise UsageError(f"{what} must be a string, not {type(value).__name__}")
+    if not value and not empty:
+        raise UsageError(f"{what} must not be empty")
+    if len(value) > limit:
+        raise UsageError(f"{what} is {len(value)} characters, over the limit of {limit}")
+    if "\x00" in value:
+        raise UsageError(f"{what} contains a NUL character")
+    return value
+
+
+def check_name(name: Any) -> str:
+    return check_text("experiment name", name, MAX_NAME)
+
+
+def check_key(key: Any, what: str = "tag key") -> str:
+    return check_text(what, key, MAX_KEY)
+
+
+def check_value(value: Any, what: str = "tag value") -> str:
+    return check_text(what, value, MAX_VALUE, empty=True)
+
+
+def _check_id(experiment_id: Any) -> str:
+    """An experiment id is a decimal number as text; anything else names no experiment."""
+    if not isinstance(experiment_id, str) or not experiment_id.isdigit() or len(experiment_id) > 19:
+        raise NotFound(f"no experiment with id {str(experiment_id)[:40]!r}")
+    return experiment_id
+
+
+# -- experiments --------------------------------------------------------------------------
+
+
+def _row_to(cur: Any, row: Any) -> Experiment:
+    tags = cur.execute(
+        "SELECT key, value FROM experiment_tags WHERE experiment_id = ? ORDER BY key", (row[0],)
+    ).fetchall()
+    return Experiment(
+        id=str(row[0]),
+        name=str(row[1]),
+        lifecycle_stage=str(row[2]),
+        artifact_location=row[3],
+        created_at=float(row[4]),
+        updated_at=float(row[5]),
+        tags={str(k): str(v) for k, v in tags},
+    )
+
+
+_COLUMNS = "id, name, lifecycle_stage, artifact_location, created_at, updated_at"
+
+
+def _ensure_default(cur: Any) -> None:
+    if cur.execute("SELECT 1 FROM experiments WHERE id = ?", (DEFAULT_ID,)).fetchone():
+        return
+    now = time.time()
+    # a runbase user may have named an experiment "Default" by tag first: the default
+    # then takes that name's row only if none exists (names are unique)
+    name = DEFAULT_NAME
+    if cur.execute("SELECT 1 FROM experiments WHERE name = ?", (name,)).fetchone():
+        name = f"{DEFAULT_NAME} ({DEFAULT_ID})"
+    cur.execute(
+        f"INSERT INTO experiments ({_COLUMNS}) VALUES (?, ?, 'active', NULL, ?, ?)",
+        (DEFAULT_ID, name, now, now),
+    )
+
+
+def _next_id(cur: Any) -> str:
+    ids = [
+        int(r[0])
+        for r in cur.execute("SELECT id FROM experiments").fetchall()
+        if str(r[0]).isdigit()
+    ]
+    return str(max(ids, default=0) + 1)
+
+
+def _insert(cur: Any, name: str, artifact_location: str | None, tags: dict[str, str]) -> str:
+    if cur.execute("SELECT 1 FROM experiments WHERE name = ?", (name,)).fetchone():
+        raise Conflict(f"an experiment named {name!r} already exists")
+    exp_id = _next_id(cur)
+    now = time.time()
+    cur.execute(
+        f"INSERT INTO experiments ({_COLUMNS}) VALUES (?, ?, 'active', ?, ?, ?)",
+        (exp_id, name, artifact_location, now, now),
+    )
+    for k, v in tags.items():
+        cur.execute(
+            "INSERT INTO experiment_tags (experiment_id, key, value) VALUES (?, ?, ?)",
+            (exp_id, k, v),
+        )
+    return exp_id
+
+
+def _check_tags(tags: Any) -> dict[str, str]:
+    if tags is None:
+        return {}
+    if not isinstance(tags, dict):
+        raise UsageError("tags must be a mapping of strings to strings")
+    return {check_key(k): check_value(v) for k, v in tags.items()}
+
+
+def create(
+    store: Store,
+    name: str,
+    artifact_location: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> Experiment:
+    """A new active experiment, id one more than the largest (Default, "0", exists
+    first); Conflict if an experiment (active or deleted, as MLflow) has the name."""
+    name = check_name(name)
+    if artifact_location is not None:
+        check_text("artifact location", artifact_location, MAX_LOCATION)
+    checked = _check_tags(tags)
+    with store.db.transaction() as cur:
+        _ensure_default(cur)
+        exp_id = _insert(cur, name, artifact_location, checked)
+        return _row_to(cur, _fetch(cur, exp_id))
+
+
+def _fetch(cur: Any, experiment_id: str) -> Any:
+    row = cur.execute(
+        f"SELECT {_COLUMNS} FROM experiments WHERE id = ?", (experiment_id,)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no experiment with id {experiment_id!r}")
+    return row
+
+
+def get(store: Store, experiment_id: str) -> Experiment:
+    """The experiment of that id (NotFound if none; "0" is created on first use)."""
+    experiment_id = _check_id(experiment_id)
+    if experiment_id == DEFAULT_ID:
+        return default(store)
+    with store.db.transaction() as cur:
+        return _row_to(cur, _fetch(cur, experiment_id))
+
+
+def by_name(store: Store, name: str) -> Experiment | None:
+    """The experiment of that name, or None. A name that runs carry in their
+    ``experiment`` tag but that has no row yet gets one (so its runs have an id)."""
+    name = check_name(name)
+    with store.db.transaction() as cur:
+        _ensure_default(cur)
+        row = cur.execute(f"SELECT {_COLUMNS} FROM experiments WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            tagged = cur.execute(
+                "SELECT 1 FROM tags WHERE key = ? AND value = ? LIMIT 1", (EXPERIMENT_TAG, name)
+            ).fetchone()
+            if not tagged:
+                return None
+            row = _fetch(cur, _insert(cur, name, None, {}))
+        return _row_to(cur, row)
+
+
+def default(store: Store) -> Experiment:
+    """MLflow's ``Default`` experiment (id "0"), created on first use."""
+    with store.db.transaction() as cur:
+        _ensure_default(cur)
+        return _row_to(cur, _fetch(cur, DEFAULT_ID))
+
+
+def _run_tag(cur: Any, run_id: str) -> str | None:
+    if not cur.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
+        raise RunNotFound(f"no run with id {run_id!r}")
+    row = cur.execute(
+        "SELECT value FROM tags WHERE run_id = ? AND key = ?", (run_id, EXPERIMENT_TAG)
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def of_run(store: Store, run_id: str) -> Experiment:
+    """The experiment of a run: the one its ``experiment`` tag names (created if no
+    experiment has that name yet), else Default. RunNotFound if no such run."""
+    if not isinstance(run_id, str) or len(run_id) > 64:
+        raise RunNotFound("no such run")
+    with store.db.transaction() as cur:
+        _ensure_default(cur)
+        name = _run_tag(cur, run_id)
+        if name is None or not name or len(name) > MAX_NAME or "\x00" in name:
+            return _row_to(cur, _fetch(cur, DEFAULT_ID))
+        row = cur.execute(f"SELECT {_COLUMNS} FROM experiments WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            row = _fetch(cur, _insert(cur, name, None, {}))
+        return _row_to(cur, row)
+
+
+def _adopt_tagged(cur: Any) -> None:
+    """Rows for the experiment names runs carry that no experiment has yet."""
+    rows = cur.execute(
+        "SELECT DISTINCT value FROM tags WHERE key = ? AND value NOT IN "
+        "(SELECT name FROM experiments)",
+        (EXPERIMENT_TAG,),
+    ).fetchall()
+    for (name,) in sorted(rows, key=lambda r: str(r[0])):
+        name = str(name)
+        if name and len(name) <= MAX_NAME and "\x00" not in name:
+            _insert(cur, name, None, {})
+
+
+def search(store: Store, view: str = "active", name_like: str | None = None) -> list[Experiment]:
+    """The experiments of ``view`` (active, deleted or all), by id; ``name_like``: only
+    those whose name contains it (case-insensitive; ``%`` and ``_`` are SQL LIKE's
+    wildcards, as MLflow's filter ``name LIKE '...'`` has them)."""
+    if view not in VIEWS:
+        raise UsageError(f"view must be one of {', '.join(VIEWS)}, not {view!r}")
+    if name_like is not None:
+        check_text("name filter", name_like, MAX_NAME, empty=True)
+    with store.db.transaction() as cur:
+        _ensure_default(cur)
+        _adopt_tagged(cur)
+        rows = cur.execute(f"SELECT {_COLUMNS} FROM experiments").fetchall()
+        out = [_row_to(cur, r) for r in rows if view == "all" or r[2] == view]
+    if name_like is not None:
+        out = [e for e in out if _like(e.name, name_like)]
+    return sorted(out, key=lambda e: int(e.id) if e.id.isdigit() else -1)
+
+
+def _like(text: str, pattern: str) -> bool:
+    """SQL LIKE, case-insensitive (``%`` any run of characters, ``_`` one); without
+    wildcards, a substring match."""
+    if "%" not in pattern and "_" not in pattern:
+        return pattern.casefold() in text.casefold()
+    rx = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+    return re.fullmatch(rx, text, re.IGNORECASE | re.DOTALL) is not None
+
+
+def rename(store: Store, experiment_id: str, new_name: str) -> Experiment:
+    """Rename an experiment, and the ``experiment`` tag of its runs with it (one
+    transaction). Conflict if another experiment has the name."""
+    experiment_id = _check_id(experiment_id)
+    new_name = check_name(new_name)
+    with store.db.transaction() as cur:
+        _ensure_default(cur)
+        old = str(_fetch(cur, experiment_id)[1])
+        if old == new_name:
+            return _row_to(cur, _fetch(cur, experiment_id))
+        if cur.execute("SELECT 1 FROM experiments WHERE name = ?", (new_name,)).fetchone():
+            raise Conflict(f"an experiment named {new_name!r} already exists")
+        cur.execute(
+            "UPDATE experiments SET name = ?, updated_at = ? WHERE id = ?",
+            (new_name, time.time(), experiment_id),
+        )
+        cur.execute(
+            "UPDATE tags SET value = ? WHERE key = ? AND value = ?",
+            (new_name, EXPERIMENT_TAG, old),
+        )
+        return _row_to(cur, _fetch(cur, experiment_id))
+
+
+def set_stage(store: Store, experiment_id: str, stage: str) -> None:
+    """Delete (``deleted``) or restore (``active``) an experiment; its runs are left as
+    they are. The Default experiment cannot be deleted (as MLflow)."""
+    experiment_id = _check_id(experiment_id)
+    if stage not in STAGES:
+        raise UsageError(f"lifecycle stage must be one of {', '.join(STAGES)}, not {stage!r}")
+    if experiment_id == DEFAULT_ID and stage == "deleted":
+        raise UsageError("the Default experiment (id 0) cannot be deleted")
+    with store.db.transaction() as cur:
+        _ensure_default(cur)
+        _fetch(cur, experiment_id)
+        cur.execute(
+            "UPDATE experiments SET lifecycle_stage = ?, updated_at = ? WHERE id = ?",
+            (stage, time.time(), experiment_id),
+        )
+
+
+def set_tag(store: Store, experiment_id: str, key: str, value: str) -> None:
+    experiment_id = _check_id(experiment_id)
+    key, value = check_key(key), check_value(value)
+    with store.db.transaction() as cur:
+        _ensure_default(cur)
+        _fetch(cur, experiment_id)
+        cur.execute(
+            "INSERT INTO experiment_tags (experiment_id, key, value) VALUES (?, ?, ?) "
+            "ON CONFLICT (experiment_id, key) DO UPDATE SET value = excluded.value",
+            (experiment_id, key, value),
+        )
+        cur.execute(
+            "UPDATE experiments SET updated_at = ? WHERE id = ?", (time.time(), experiment_id)
+        )
+
+
+def delete_tag(store: Store, experiment_id: str, key: str) -> None:
+    """Remove a tag of an experiment; NotFound if it has no such tag."""
+    experiment_id = _check_id(experiment_id)
+    key = check_key(key)
+    with store.db.transaction() as cur:
+        _ensure_default(cur)
+        _fetch(cur, experiment_id)
+        if not cur.execute(
+            "SELECT 1 FROM experiment_tags WHERE experiment_id = ? AND key = ?",
+            (experiment_id, key),
+        ).fetchone():
+            raise NotFound(f"experiment {experiment_id} has no tag {key!r}")
+        cur.execute(
+            "DELETE FROM experiment_tags WHERE experiment_id = ? AND key = ?", (experiment_id, key)
+        )
+
+
+def run_ids(store: Store, experiment_ids: list[str]) -> list[str]:
+    """The ids of the runs of these experiments (Default's: the runs without an
+    ``experiment`` tag too), newest first. Ids that name no experiment add nothing."""
+    if not isinstance(experiment_ids, list) or len(experiment_ids) > 1000:
+        raise UsageError("experiment ids must be a list of at most 1000 ids")
+    names: list[str] = []
+    with_default = False
+    with store.db.transaction() as cur:
+        _ensure_default(cur)
+        for exp_id in experiment_ids:
+            if not isinstance(exp_id, str) or not exp_id.isdigit():
+                continue
+            row = cur.execute("SELECT name FROM experiments WHERE id = ?", (exp_id,)).fetchone()
+            if row is not None:
+                names.append(str(row[0]))
+            with_default = with_default or exp_id == DEFAULT_ID
+    found: set[str] = set()
+    for lo in range(0, len(names), 500):
+        chunk = names[lo : lo + 500]
+        rows = store.db.query(
+            f"SELECT run_id FROM tags WHERE key = ? AND value IN ({','.join('?' * len(chunk))})",
+            [EXPERIMENT_TAG, *chunk],
+        )
+        found.update(str(r[0]) for r in rows)
+    if with_default:
+        rows = store.db.query(
+            "SELECT id FROM runs WHERE id NOT IN (SELECT run_id FROM tags WHERE key = ?)",
+            (EXPERIMENT_TAG,),
+        )
+        found.update(str(r[0]) for r in rows)
+    if not found:
+        return []
+    order = {
+        str(i): (float(t or 0.0), str(i))
+        for i, t in store.db.query("SELECT id, started_at FROM runs")
+        if str(i) in found
+    }
+    return sorted(order, key=lambda i: order[i], reverse=True)
+
+
+# -- logged models --------------------------------------------------------------------------
+
+_MODEL_COLUMNS = "id, experiment_id, run_id, name, status, created_at, updated_at, info"
+
+
+def _check_model_id(model_id: Any) -> str:
+    if (
+        not isinstance(model_id, str)
+        or len(model_id) != 34
+        or not model_id.startswith("m-")
+        or any(c not in "0123456789abcdef" for c in model_id[2:])
+    ):
+        raise NotFound(f"no logged model with id {str(model_id)[:40]!r}")
+    return model_id
+
+
+def _check_info(info: Any) -> str:
+    if not isinstance(info, dict):
+        raise UsageError("a logged model's info must be a JSON object")
+    try:
+        text = json.dumps(info, ensure_ascii=False, allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"a logged model's info is not JSON: {e}") from None
+    if len(text.encode()) > MAX_INFO:
+        raise UsageError(f"a logged model's info is over {MAX_INFO} bytes")
+    return text
+
+
+def _model_dict(row: Any) -> dict[str, Any]:
+    try:
+        info = json.loads(row[7])
+    except ValueError:
+        info = {}
+    return {
+        "id": str(row[0]),
+        "experiment_id": str(row[1]),
+        "run_id": row[2],
+        "name": str(row[3]),
+        "status": str(row[4]),
+        "created_at": float(row[5]),
+        "updated_at": float(row[6]),
+        "info": info if isinstance(info, dict) else {},
+    }
+
+
+def _fetch_model(cur: Any, model_id: str) -> Any:
+    row = cur.execute(
+        f"SELECT {_MODEL_COLUMNS} FROM logged_models WHERE id = ?", (model_id,)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no logged model with id {model_id!r}")
+    return row
+
+
+def create_model(
+    store: Store,
+    experiment_id: str,
+    name: str,
+    run_id: str | None,
+    info: dict[str, Any],
+    status: str = "PENDING",
+) -> dict[str, Any]:
+    """A new logged model of an experiment (NotFound if there is no such experiment or
+    run), id ``m-<32 hex>``; returned as :func:`get_model` gives it."""
+    experiment_id = _check_id(experiment_id)
+    name = check_text("model name", name, MAX_NAME)
+    status = check_text("model status", status, MAX_STATUS)
+    text = _check_info(info)
+    model_id = "m-" + os.urandom(16).hex()
+    now = time.time()
+    with store.db.transaction() as cur:
+        _ensure_default(cur)
+        _fetch(cur, experiment_id)
+        if (
+            run_id is not None
+            and not cur.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone()
+        ):
+            raise NotFound(f"no run with id {str(run_id)[:40]!r}")
+        cur.execute(
+            f"INSERT INTO logged_models ({_MODEL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (model_id, experiment_id, run_id, name, status, now, now, text),
+        )
+        return _model_dict(_fetch_model(cur, model_id))
+
+
+def get_model(store: Store, model_id: str) -> dict[str, Any]:
+    """``{id, experiment_id, run_id, name, status, created_at, updated_at, info}``."""
+    model_id = _check_model_id(model_id)
+    with store.db.transaction() as cur:
+        return _model_dict(_fetch_model(cur, model_id))
+
+
+def update_model(
+    store: Store, model_id: str, *, status: str | None = None, info: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Set a logged model's status and/or replace its info; returns it."""
+    model_id = _check_model_id(model_id)
+    if status is not None:
+        status = check_text("model status", status, MAX_STATUS)
+    text = None if info is None else _check_info(info)
+    with store.db.transaction() as cur:
+        _fetch_model(cur, model_id)
+        cur.execute(
+            "UPDATE logged_models SET status = COALESCE(?, status), info = COALESCE(?, info), "
+            "updated_at = ? WHERE id = ?",
+            (status, text, time.time(), model_id),
+        )
+        return _model_dict(_fetch_model(cur, model_id))
+
+
+def search_models(store: Store, experiment_ids: list[str]) -> list[dict[str, Any]]:
+    """The logged models of these experiments, newest first."""
+    if not isinstance(experiment_ids, list) or len(experiment_ids) > 1000:
+        raise UsageError("experiment ids must be a list of at most 1000 ids")
+    wanted = [e for e in experiment_ids if isinstance(e, str) and e.isdigit()]
+    if not wanted:
+        return []
+    rows = store.db.query(
+        f"SELECT {_MODEL_COLUMNS} FROM logged_models "
+        f"WHERE experiment_id IN ({','.join('?' * len(wanted))}) ORDER BY created_at DESC, id",
+        wanted,
+    )
+    return [_model_dict(r) for r in rows]
+
+
+def delete_model(store: Store, model_id: str) -> None:
+    """Remove a logged model and its file list (its objects go at the next ``gc``)."""
+    model_id = _check_model_id(model_id)
+    with store.db.transaction() as cur:
+        _fetch_model(cur, model_id)
+        cur.execute("DELETE FROM logged_model_files WHERE model_id = ?", (model_id,))
+        cur.execute("DELETE FROM logged_models WHERE id = ?", (model_id,))
+
+
+def put_model_file(store: Store, model_id: str, path: str, oid: str, size: int) -> None:
+    """Record (or replace) one file of a logged model: ``path`` relative (POSIX, checked
+    by core.safepath), ``oid`` an object already in the store."""
+    model_id = _check_model_id(model_id)
+    try:
+        check_relpath(path)
+    except UnsafePathError as e:
+        raise UsageError(str(e)) from None
+    try:
+        split_id(oid)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size < 1 << 62:
+        raise UsageError(f"bad file size {size!r}")
+    if not store.objects.exists(oid):
+        raise NotFound(f"object {oid} is not in the store")
+    with store.db.transaction() as cur:
+        _fetch_model(cur, model_id)
+        cur.execute(
+            "INSERT INTO logged_model_files (model_id, path, oid, size) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (model_id, path) DO UPDATE SET oid = excluded.oid, size = excluded.size",
+            (model_id, path, oid, size),
+        )
+        cur.execute("UPDATE logged_models SET updated_at = ? WHERE id = ?", (time.time(), model_id))
+
+
+def model_files(store: Store, model_id: str, prefix: str = "") -> list[tuple[str, str, int]]:
+    """``(path, oid, size)`` of a logged model's files, by path; ``prefix``: only that
+    file or those under that directory."""
+    model_id = _check_model_id(model_id)
+    prefix = check_text("path prefix", prefix, 4096, empty=True).strip("/")
+    with store.db.transaction() as cur:
+        _fetch_model(cur, model_id)
+        rows = cur.execute(
+            "SELECT path, oid, size FROM logged_model_files WHERE model_id = ? ORDER BY path",
+            (model_id,),
+        ).fetchall()
+    out = [(str(p), str(o), int(s)) for p, o, s in rows]
+    if prefix:
+        out = [r for r in out if r[0] == prefix or r[0].startswith(prefix + "/")]
+    return out

@@ -1,0 +1,432 @@
+"""Runs written from outside a tracked process: the MLflow API of the team server
+(runbase.server) and the importers (runbase.interop) create runs and add params, tags,
+metric points and output files to them here (docs/mlflow.md).
+
+Such a run has no owner process (``owner_pid`` NULL), so orphan recovery never marks
+it crashed (records.lifecycle.recover_orphans); its ``mode`` says where it came from
+(``mlflow``, ``import``). Metric points go through the same writer as the spool's
+ingester (records.ingest.append_points), so the summary rows stay right.
+
+Parameter values are stored as runbase stores them, JSON text (docs/run-record.md):
+an MLflow value (always a string) that is the JSON text of a finite number or a
+boolean (``"0.01"``, ``"3"``, ``"true"``) is stored as that number, so runbase filters
+and sorts by it; any other string as a JSON string. :func:`param_text` gives the
+original string back. Secrets are redacted as from any other source
+(capture.secrets). Every function validates its input and raises runbase.errors.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from array import array
+from datetime import datetime, timezone
+from typing import Any
+
+from runbase.capture.params import MAX_INLINE_VALUE, numeric
+from runbase.capture.secrets import redact_value
+from runbase.core.ids import is_valid_id, new_run_id, new_run_name, split_id
+from runbase.core.safepath import check_relpath
+from runbase.core.shapes import I64, MAX_TIME
+from runbase.core.statuses import STATUSES, is_terminal
+from runbase.errors import Conflict, NotFound, RunNotFound, UnsafePathError, UsageError
+from runbase.records.experiments import check_key, check_text, check_value
+from runbase.records.ingest import append_points
+from runbase.store import Store
+from runbase.store.hashing import hash_bytes
+
+MAX_PARAM_VALUE = 1 << 20  # characters (MLflow's own limit is 6000)
+MAX_NAME = 500
+MAX_MODE = 64
+MAX_POINTS = 1_000_000  # per call
+DELETED_TAG = "deleted"  # soft delete (MLflow's delete_run): the time, ISO 8601
+# run ids are Crockford base32 (runbase.core.ids): the derived ids' random half too
+_B32 = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def derived_id(system: str, original_id: str, started_at: float) -> str:
+    """The runbase id of a run imported from ``system`` (its id there ``original_id``):
+    the time prefix of a new id at ``started_at`` (ids sort by start), then 40 bits of
+    the BLAKE3 of ``"system:original_id"``, so importing it again finds it."""
+    check_text("system", system, 64)
+    check_text("original run id", original_id, 1024)
+    if not isinstance(started_at, (int, float)) or not 0 <= started_at <= MAX_TIME:
+        raise UsageError(f"bad start time {started_at!r}")
+    digest = int(hash_bytes(f"{system}:{original_id}".encode()).split(":", 1)[1][:10], 16)
+    tail = "".join(_B32[(digest >> (5 * i)) & 31] for i in reversed(range(8)))
+    return new_run_id(float(started_at))[:8] + tail
+
+
+# -- checks -------------------------------------------------------------------------------
+
+
+def _run_id(run_id: Any) -> str:
+    if not isinstance(run_id, str) or not is_valid_id(run_id):
+        raise RunNotFound(f"no run with id {str(run_id)[:40]!r}")
+    return run_id
+
+
+def _require(cur: Any, run_id: str) -> None:
+    if not cur.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
+        raise RunNotFound(f"no run with id {run_id!r}")
+
+
+def _time(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UsageError(f"{what} must be a number of seconds, not {type(value).__name__}")
+    if not 0 <= value <= MAX_TIME:  # NaN fails this too
+        raise UsageError(f"{what} {value!r} is not a time")
+    return float(value)
+
+
+def _tags(tags: Any) -> dict[str, str]:
+    if tags is None:
+        return {}
+    if not isinstance(tags, dict):
+        raise UsageError("tags must be a mapping of strings to strings")
+    return {check_key(k): check_value(v) for k, v in tags.items()}
+
+
+def exists(store: Store, run_id: str) -> bool:
+    if not isinstance(run_id, str) or not is_valid_id(run_id):
+        return False
+    return store.db.query_one("SELECT 1 FROM runs WHERE id = ?", (run_id,)) is not None
+
+
+# -- runs ---------------------------------------------------------------------------------
+
+
+def create_run(
+    store: Store,
+    *,
+    run_id: str | None = None,
+    name: str | None,
+    started_at: float,
+    user: str | None,
+    mode: str,
+    command: list[str] | None = None,
+    host: str | None = None,
+    parent_id: str | None = None,
+    status: str = "running",
+    ended_at: float | None = None,
+    tags: dict[str, str] | None = None,
+) -> str:
+    """Insert a run with no owner process and return its id (a new one unless
+    ``run_id`` is given; Conflict if a run has it)."""
+    if run_id is None:
+        run_id = new_run_id()
+    elif not isinstance(run_id, str) or not is_valid_id(run_id):
+        raise UsageError(f"not a run id: {str(run_id)[:40]!r} (16 characters of 0-9a-z)")
+    name = new_run_name() if name is None or name == "" else check_text("run name", name, MAX_NAME)
+    started = _time(started_at, "start time")
+    ended = None if ended_at is None else _time(ended_at, "end time")
+    check_text("run mode", mode, MAX_MODE)
+    if status not in STATUSES:
+        raise UsageError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+    if is_terminal(status) and ended is None:
+        ended = started
+    argv = [] if command is None else command
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        raise UsageError("command must be a list of strings")
+    for what, text in (("user", user), ("host", host)):
+        if text is not None:
+            check_text(what, text, 256)
+    if parent_id is not None:
+        _run_id(parent_id)
+    checked = _tags(tags)
+    with store.db.transaction() as cur:
+        if cur.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
+            raise Conflict(f"a run with id {run_id} already exists")
+        cur.execute(
+            "INSERT INTO runs (id, name, status, started_at, ended_at, heartbeat_at, command, "
+            "user_name, host, mode, owner_pid, parent_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+            (
+                run_id,
+                name,
+                status,
+                started,
+                ended,
+                started,
+                json.dumps(argv),
+                user,
+                host,
+                mode,
+                parent_id,
+            ),
+        )
+        for k, v in checked.items():
+            cur.execute("INSERT INTO tags (run_id, key, value) VALUES (?, ?, ?)", (run_id, k, v))
+    return run_id
+
+
+def set_status(store: Store, run_id: str, status: str, ended_at: float | None) -> None:
+    """Set a run's status (core.statuses); a terminal one without ``ended_at`` ends now,
+    ``running`` clears the end time."""
+    run_id = _run_id(run_id)
+    if status not in STATUSES:
+        raise UsageError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+    ended = None if ended_at is None else _time(ended_at, "end time")
+    if not is_terminal(status):
+        ended = None
+    elif ended is None:
+        ended = time.time()
+    with store.db.transaction() as cur:
+        _require(cur, run_id)
+        cur.execute(
+            "UPDATE runs SET status = ?, ended_at = ? WHERE id = ?", (status, ended, run_id)
+        )
+
+
+def set_name(store: Store, run_id: str, name: str) -> None:
+    run_id = _run_id(run_id)
+    name = check_text("run name", name, MAX_NAME)
+    with store.db.transaction() as cur:
+        _require(cur, run_id)
+        cur.execute("UPDATE runs SET name = ? WHERE id = ?", (name, run_id))
+
+
+# -- params -------------------------------------------------------------------------------
+
+
+def _typed(text: str) -> Any:
+    """The JSON value ``text`` stands for when its JSON text is exactly ``text`` (a
+    finite number or a boolean), else ``text`` itself: lossless both ways."""
+    if text in ("true", "false"):
+        return text == "true"
+    try:
+        v = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return text
+    if isinstance(v, float) and not math.isfinite(v):
+        return text
+    return v if json.dumps(v) == text else text
+
+
+def _encode(key: str, text: str) -> tuple[str, bytes | None]:
+    """The stored JSON text of an MLflow value, and the bytes of the object it refers
+    to when the value is too long to keep inline (as records.ingest stores them)."""
+    value = json.dumps(redact_value(key, _typed(text)), ensure_ascii=False, allow_nan=False)
+    if len(value) <= MAX_INLINE_VALUE:
+        return value, None
+    data = value.encode()
+    ref = {"$object": hash_bytes(data), "size": len(value), "preview": value[:200]}
+    return json.dumps(ref), data
+
+
+def param_text(store: Store, value_json: str) -> str:
+    """An MLflow param value (a string) from a stored one (``params.value``): a JSON
+    string's text, any other value's JSON text (``0.01``, ``true``, ``[1, 2]``), a
+    value kept as an object read back from the store."""
+    try:
+        v = json.loads(value_json)
+    except ValueError:
+        return value_json
+    if isinstance(v, dict) and isinstance(v.get("$object"), str) and len(v) <= 3:
+        try:
+            split_id(v["$object"])
+            inner = store.objects.get_bytes(v["$object"], max_size=MAX_PARAM_VALUE * 4 + 64)
+            return param_text(store, inner.decode("utf-8", "replace"))
+        except (OSError, ValueError):
+            return str(v.get("preview", ""))
+    return v if isinstance(v, str) else value_json
+
+
+def set_params(store: Store, run_id: str, params: dict[str, str], source: str) -> None:
+    """Add params (``source``: "mlflow", or the import system's name). A key the run
+    already has keeps its value: the same value is a no-op, another one is a Conflict
+    naming the key and both values (MLflow's params never change)."""
+    run_id = _run_id(run_id)
+    check_text("param source", source, 64)
+    if not isinstance(params, dict):
+        raise UsageError("params must be a mapping of strings to strings")
+    encoded: list[tuple[str, str, str, bytes | None]] = []
+    for key, text in params.items():
+        check_key(key, "param key")
+        check_text(f"value of param {key!r}", text, MAX_PARAM_VALUE, empty=True)
+        encoded.append((key, text, *_encode(key, text)))
+    with store.db.transaction() as cur:
+        _require(cur, run_id)
+        for key, text, value, data in encoded:
+            row = cur.execute(
+                "SELECT value FROM params WHERE run_id = ? AND key = ?", (run_id, key)
+            ).fetchone()
+            if row is not None:
+                old = str(row[0])
+                if old == value or _same(store, old, text):
+                    continue
+                raise Conflict(
+                    f"param {key!r} of run {run_id} is already {param_text(store, old)[:200]!r}; "
+                    f"a param's value cannot change (new value {text[:200]!r})"
+                )
+            if data is not None:
+                store.objects.put_bytes(data)
+            cur.execute(
+                "INSERT INTO params (run_id, key, value, num, source) VALUES (?, ?, ?, ?, ?)",
+                (run_id, key, value, numeric(value), source),
+            )
+
+
+def _same(store: Store, old_json: str, text: str) -> bool:
+    """A value stored by another source (``100.0`` parsed from a command line) that is
+    the one MLflow sends (``"100.0"``), as text or as a number."""
+    old = param_text(store, old_json)
+    if old == text:
+        return True
+    a, b = numeric(old_json), numeric(json.dumps(_typed(text)))
+    return a is not None and b is not None and a == b
+
+
+# -- tags ---------------------------------------------------------------------------------
+
+
+def set_tags(store: Store, run_id: str, tags: dict[str, str]) -> None:
+    """Set (or replace) tags of a run."""
+    run_id = _run_id(run_id)
+    checked = _tags(tags)
+    with store.db.transaction() as cur:
+        _require(cur, run_id)
+        for k, v in checked.items():
+            cur.execute(
+                "INSERT INTO tags (run_id, key, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+                (run_id, k, v),
+            )
+
+
+def delete_tag(store: Store, run_id: str, key: str) -> None:
+    """Remove a tag of a run; NotFound if it has none of that key."""
+    run_id = _run_id(run_id)
+    key = check_key(key)
+    with store.db.transaction() as cur:
+        _require(cur, run_id)
+        if not cur.execute(
+            "SELECT 1 FROM tags WHERE run_id = ? AND key = ?", (run_id, key)
+        ).fetchone():
+            raise NotFound(f"run {run_id} has no tag {key!r}")
+        cur.execute("DELETE FROM tags WHERE run_id = ? AND key = ?", (run_id, key))
+
+
+def soft_delete(store: Store, run_id: str, deleted: bool) -> None:
+    """MLflow's delete_run (``deleted``) and restore_run: the ``deleted`` tag holds the
+    time of deletion; runbase's own listings do not hide such a run."""
+    run_id = _run_id(run_id)
+    with store.db.transaction() as cur:
+        _require(cur, run_id)
+        if deleted:
+            now = datetime.now(timezone.utc).isoformat()
+            cur.execute(
+                "INSERT INTO tags (run_id, key, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (run_id, key) DO NOTHING",
+                (run_id, DELETED_TAG, now),
+            )
+        else:
+            cur.execute("DELETE FROM tags WHERE run_id = ? AND key = ?", (run_id, DELETED_TAG))
+
+
+# -- metrics ------------------------------------------------------------------------------
+
+
+def _point(p: Any) -> tuple[str, int, float, float]:
+    if not isinstance(p, (tuple, list)) or len(p) != 4:
+        raise UsageError("a metric point is (key, step, time in seconds, value)")
+    key, step, t, value = p
+    check_key(key, "metric key")
+    if isinstance(step, bool) or not isinstance(step, int) or not -I64 <= step < I64:
+        raise UsageError(f"step of metric {key!r} must be a 64-bit integer, not {step!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UsageError(f"value of metric {key!r} must be a number, not {type(value).__name__}")
+    try:
+        v = float(value)
+    except OverflowError:
+        raise UsageError(f"value of metric {key!r} is too large") from None
+    return key, step, _time(t, f"time of metric {key!r}"), v
+
+
+def log_points(store: Store, run_id: str, points: list[tuple[str, int, float, float]]) -> None:
+    """Append metric points ``(key, step, time in seconds, value)``, each key's in the
+    order given (NaN and the infinities are values too), in one transaction."""
+    run_id = _run_id(run_id)
+    if not isinstance(points, list) or len(points) > MAX_POINTS:
+        raise UsageError(f"points must be a list of at most {MAX_POINTS}")
+    series: dict[str, tuple[list[int | None], list[float], list[float]]] = {}
+    for p in points:
+        key, step, t, v = _point(p)
+        steps, times, vals = series.setdefault(key, ([], [], []))
+        steps.append(step)
+        times.append(t)
+        vals.append(v)
+    if not series:
+        return
+    with store.db.transaction() as cur:
+        _require(cur, run_id)
+        for key, (steps, times, vals) in series.items():
+            append_points(cur, run_id, key, steps, times, vals)
+
+
+def metric_history(store: Store, run_id: str, key: str) -> list[tuple[int, float, float]]:
+    """``(step, time, value)`` of every point of metric ``key``, in the order stored;
+    empty if the run has no such metric (RunNotFound if there is no such run)."""
+    run_id = _run_id(run_id)
+    key = check_key(key, "metric key")
+    if not exists(store, run_id):
+        raise RunNotFound(f"no run with id {run_id!r}")
+    rows = store.db.query(
+        "SELECT steps, times, vals FROM metric_chunks WHERE run_id = ? AND key = ? ORDER BY seq",
+        (run_id, key),
+    )
+    out: list[tuple[int, float, float]] = []
+    for b_steps, b_times, b_vals in rows:
+        if not all(isinstance(b, bytes) for b in (b_steps, b_times, b_vals)):
+            continue
+        if len(b_steps) % 8 or not len(b_steps) == len(b_times) == len(b_vals):
+            continue  # a damaged chunk: a store is not trusted
+        s: array[int] = array("q")
+        t: array[float] = array("d")
+        v: array[float] = array("d")
+        s.frombytes(b_steps)
+        t.frombytes(b_times)
+        v.frombytes(b_vals)
+        if sys.byteorder == "big":
+            s.byteswap()
+            t.byteswap()
+            v.byteswap()
+        out.extend(zip(s, t, v, strict=True))
+    return out
+
+
+# -- outputs ------------------------------------------------------------------------------
+
+
+def add_output(store: Store, run_id: str, path: str, oid: str, size: int, source: str) -> None:
+    """Record an output file of the run (an MLflow artifact): ``path`` relative, POSIX
+    (core.safepath), its bytes already the object ``oid`` of the store."""
+    run_id = _run_id(run_id)
+    try:
+        check_relpath(path)
+    except UnsafePathError as e:
+        raise UsageError(str(e)) from None
+    if len(path) > 4096:
+        raise UsageError("artifact path is over 4096 characters")
+    try:
+        split_id(oid)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size < 1 << 62:
+        raise UsageError(f"bad file size {size!r}")
+    check_text("file source", source, 64)
+    if not store.objects.exists(oid):
+        raise NotFound(f"object {oid} is not in the store")
+    with store.db.transaction() as cur:
+        _require(cur, run_id)
+        cur.execute(
+            "INSERT INTO run_files (run_id, role, path, oid, size, stored, source, kind) "
+            "VALUES (?, 'output', ?, ?, ?, 1, ?, 'file') "
+            "ON CONFLICT (run_id, role, path) DO UPDATE SET oid = excluded.oid, "
+            "size = excluded.size, stored = 1, source = excluded.source, kind = 'file'",
+            (run_id, path, oid, size, source),
+        )
