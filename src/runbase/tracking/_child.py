@@ -12,6 +12,11 @@ from runbase.core._imphook import when_imported
 from runbase.tracking import tracker as _tracker
 from runbase.tracking.autohooks import install_auto
 
+# set by ``runbase run --publish`` for its command: the server project the run is
+# published to (``https://host/p/<project>``), whose MLflow API the MLflow integration
+# recognizes (runbase.integrations.mlflow)
+PUBLISH_URL_ENV = "RUNBASE_PUBLISH_URL"
+
 
 def attach_from_env() -> None:
     """Start this process's tracker for ``$RUNBASE_RUN_ID`` and install the hooks."""

@@ -50,6 +50,8 @@ AUTO.update(
         "xgboost": "runbase.integrations.xgboost:install",
         "lightgbm": "runbase.integrations.lightgbm:install",
         "torch": "runbase.integrations.torch:install",
+        # an MLflow-using script: its run's params, metrics and tags are this run's
+        "mlflow": "runbase.integrations.mlflow:install",
     }
 )
 

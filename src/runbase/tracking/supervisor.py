@@ -43,6 +43,7 @@ from runbase.records import lifecycle
 from runbase.records.jobruns import job_ids
 from runbase.records.read import load_params, project_root_of, stored_project_root
 from runbase.store import Store
+from runbase.tracking._child import PUBLISH_URL_ENV
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # runbase/ (this is runbase/tracking/)
 BOOTSTRAP_DIR = PACKAGE_DIR / "_bootstrap"
@@ -200,6 +201,7 @@ def child_env(store: Store, run_id: str, extra: dict[str, str] | None = None) ->
     env["RUNBASE_SUPERVISOR_PID"] = str(os.getpid())
     env["RUNBASE_SUPERVISOR_START"] = start_id(os.getpid()) or ""  # pid reuse (_child)
     env.pop("RUNBASE_OVERRIDES", None)  # a nested run gets its own overrides, not ours
+    env.pop(PUBLISH_URL_ENV, None)  # nor our publishing: set by _Supervised.run when it does
     root = stored_project_root(store, run_id)
     if root:
         env["RUNBASE_PROJECT_ROOT"] = root
@@ -208,6 +210,16 @@ def child_env(store: Store, run_id: str, extra: dict[str, str] | None = None) ->
     pp = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(BOOTSTRAP_DIR) + (os.pathsep + pp if pp else "")
     return env
+
+
+def _project_url(remote_name: str) -> str:
+    """``https://host/p/<project>``: where the run is published (for PUBLISH_URL_ENV)."""
+    import urllib.parse  # lazy: only a run that publishes
+
+    from runbase.remote.client import get_remote  # lazy: the HTTP client, as _publisher
+
+    remote = get_remote(remote_name)
+    return f"{remote.url}/p/{urllib.parse.quote(remote.project)}"
 
 
 class _Supervised:
@@ -229,6 +241,10 @@ class _Supervised:
         # before any thread of ours starts (the keeper is a fork)
         keeper = safe_call("the output keeper", _Keeper.start, streams, spool, self.secrets)
         env = child_env(self.store, self.run_id, self.opts.extra_env)
+        if self.opts.publish:  # an MLflow client in the command logs its run as this one
+            env[PUBLISH_URL_ENV] = (
+                safe_call("the publish target", _project_url, self.opts.publish) or ""
+            )
         # values the command redacts once running (a Hydra config's password) come
         # back on this pipe to the log scrubbers
         channel = safe_call("the secrets channel", secrets_channel)

@@ -1,0 +1,417 @@
+"""MLflow mirror: a script that logs to MLflow, run under ``runbase run``, is one run.
+
+The seam is MLflow's ``TrackingServiceClient``: ``MlflowClient`` is a thin layer on it,
+and the fluent API (``mlflow.log_param``, ``log_metric``, ``set_tags``, ``end_run``),
+autologging (its queueing client calls ``MlflowClient.log_batch``), system metrics and
+asynchronous logging (``synchronous=False``: the same methods, before the queue) all
+reach it. Its run-writing methods are wrapped:
+
+* The first top-level MLflow run this process creates (no ``mlflow.parentRunId`` tag)
+  is *the* run: its params (source ``mlflow``), metrics (MLflow's step; its timestamp
+  as the point's time), tags (MLflow's system tags too), run name (when the program
+  gave one) and experiment (runbase's ``experiment`` tag, unless it is MLflow's
+  "Default") are mirrored into the runbase run. Nested runs, and later top-level runs,
+  stay MLflow's alone (a loop of top-level runs is a sweep: ``runbase sweep``).
+* When ``runbase run --publish REMOTE`` publishes and MLflow's tracking URI is that
+  remote's ``/p/<project>/mlflow``, that run IS the runbase run: ``create_run`` asks
+  the server to adopt the runbase run id (tag ``runbase.run_id``), and the run's writes
+  are recorded here only; they reach the server by live publishing and the final push
+  (nothing is sent twice). Its ``set_terminated`` is not sent either: runbase records
+  the command's real exit status. Reads, artifacts and every other run go to the
+  server as usual. MLflow's rule that a param is written once is kept here for it.
+
+MLflow's own calls run as they would without runbase, and whatever the mirror fails
+at is one warning: it never breaks training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import urllib.parse
+
+from runbase.core._imphook import when_imported
+from runbase.core._safe import warn_once
+from runbase.core.spool import STEP_KEY, TIME_KEY
+from runbase.integrations._common import numeric, top_process, wrap
+from runbase.tracking import tracker as _tracker
+from runbase.tracking._child import PUBLISH_URL_ENV
+from runbase.tracking.params import record_params
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from types import ModuleType
+    from typing import Any
+
+SOURCE = "mlflow"
+ADOPT_TAG = "runbase.run_id"  # create_run: "make this runbase run the MLflow run" (spec)
+PARENT_TAG = "mlflow.parentRunId"
+NAME_TAG = "mlflow.runName"
+DEFAULT_EXPERIMENT = "Default"
+_SERVICE = "mlflow.tracking._tracking_service.client"
+
+
+class _State:
+    """Which MLflow run is mirrored (one per process) and how."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.claimed = False  # a top-level run was taken (later ones are left alone)
+        self.run_id: str | None = None  # the mirrored MLflow run's id
+        self.local = False  # its writes stay here (the publishing server is its store)
+        self.params: dict[str, str] = {}  # what it logged: MLflow's write-once rule
+
+    def reset(self) -> None:
+        with self.lock:
+            self.claimed, self.run_id, self.local, self.params = False, None, False, {}
+
+
+state = _State()
+
+
+def install(module: ModuleType) -> None:
+    """``mlflow`` was imported: wrap its tracking service client (imported with it)."""
+    when_imported(_SERVICE, _patch)
+
+
+def _patch(module: ModuleType) -> None:
+    cls = module.TrackingServiceClient
+    wrap(cls, "create_run", _create_run)
+    wrap(cls, "log_metric", _log_metric)
+    wrap(cls, "log_param", _log_param)
+    wrap(cls, "set_tag", _set_tag)
+    wrap(cls, "log_batch", _log_batch)
+    wrap(cls, "update_run", _update_run)
+    wrap(cls, "set_terminated", _set_terminated)
+
+
+# -- the wrappers ---------------------------------------------------------------------------
+
+
+def _create_run(original: Callable[..., Any]) -> Callable[..., Any]:
+    def create_run(
+        self: Any,
+        experiment_id: Any,
+        start_time: Any = None,
+        tags: Any = None,
+        run_name: Any = None,
+    ) -> Any:
+        t = _tracker.active()
+        if t is None or not _top_level(tags) or not _claim():
+            return original(self, experiment_id, start_time, tags, run_name)
+        try:
+            local = _publishes_to(str(self.tracking_uri))
+            sent = dict(tags or {})
+            if local:
+                sent[ADOPT_TAG] = t.run_id
+            run = original(self, experiment_id, start_time, sent, run_name)
+        except BaseException:
+            state.reset()  # not created: the next top-level run may be the one
+            raise
+        _guarded("create_run", _mirror_created, self, run, experiment_id, tags, run_name, local)
+        return run
+
+    return create_run
+
+
+def _log_metric(original: Callable[..., Any]) -> Callable[..., Any]:
+    def log_metric(self: Any, run_id: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        if not _mirrored(run_id):
+            return original(self, run_id, key, value, *args, **kwargs)
+        local = state.local
+        result = None if local else original(self, run_id, key, value, *args, **kwargs)
+        timestamp = _arg(args, kwargs, 0, "timestamp")
+        step = _arg(args, kwargs, 1, "step")
+        _guarded("log_metric", _mirror_metrics, [(key, value, timestamp, step)])
+        return _done(args, kwargs, 2) if local else result
+
+    return log_metric
+
+
+def _log_param(original: Callable[..., Any]) -> Callable[..., Any]:
+    def log_param(self: Any, run_id: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        if not _mirrored(run_id):
+            return original(self, run_id, key, value, *args, **kwargs)
+        local = state.local
+        if local:
+            _check_params([(key, str(value))])  # raises as the server would
+        result = original(self, run_id, key, value, *args, **kwargs) if not local else None
+        _guarded("log_param", _mirror_params, [(key, str(value))])
+        if not local:
+            return result
+        return value if _arg(args, kwargs, 0, "synchronous", True) else _no_operations()
+
+    return log_param
+
+
+def _set_tag(original: Callable[..., Any]) -> Callable[..., Any]:
+    def set_tag(self: Any, run_id: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        if not _mirrored(run_id):
+            return original(self, run_id, key, value, *args, **kwargs)
+        local = state.local
+        result = None if local else original(self, run_id, key, value, *args, **kwargs)
+        _guarded("set_tag", _mirror_tags, [(key, str(value))])
+        return _done(args, kwargs, 0) if local else result
+
+    return set_tag
+
+
+def _log_batch(original: Callable[..., Any]) -> Callable[..., Any]:
+    def log_batch(
+        self: Any,
+        run_id: Any,
+        metrics: Any = (),
+        params: Any = (),
+        tags: Any = (),
+        synchronous: Any = True,
+    ) -> Any:
+        if not _mirrored(run_id):
+            return original(self, run_id, metrics, params, tags, synchronous)
+        metrics, params, tags = list(metrics or ()), list(params or ()), list(tags or ())
+        pairs = [(p.key, str(p.value)) for p in params]
+        local = state.local
+        if local:
+            _check_params(pairs)
+        result = None if local else original(self, run_id, metrics, params, tags, synchronous)
+        _guarded("log_batch", _mirror_batch, metrics, pairs, [(g.key, str(g.value)) for g in tags])
+        if not local:
+            return result
+        return None if synchronous else _no_operations()
+
+    return log_batch
+
+
+def _update_run(original: Callable[..., Any]) -> Callable[..., Any]:
+    def update_run(self: Any, run_id: Any, status: Any = None, name: Any = None) -> Any:
+        if not _mirrored(run_id):
+            return original(self, run_id, status, name)
+        if not state.local:
+            original(self, run_id, status, name)
+        if name:  # a status is runbase's to record: the command's real outcome
+            _guarded("update_run", _mirror_tags, [(NAME_TAG, str(name))])
+        return None
+
+    return update_run
+
+
+def _set_terminated(original: Callable[..., Any]) -> Callable[..., Any]:
+    def set_terminated(self: Any, run_id: Any, status: Any = None, end_time: Any = None) -> Any:
+        if not (_mirrored(run_id) and state.local):
+            return original(self, run_id, status, end_time)
+        # the status is the command's exit, recorded when it ends; what MLflow still
+        # has queued (asynchronous logging of other runs) goes out as set_terminated does
+        self.store.shut_down_async_logging()
+        return None
+
+    return set_terminated
+
+
+# -- which run, and where it is written ------------------------------------------------------
+
+
+def _top_level(tags: Any) -> bool:
+    return not (isinstance(tags, dict) and tags.get(PARENT_TAG))
+
+
+def _claim() -> bool:
+    with state.lock:
+        if state.claimed:
+            return False
+        state.claimed = True
+        return True
+
+
+def _mirrored(run_id: Any) -> bool:
+    """Is ``run_id`` the MLflow run mirrored into the active runbase run?"""
+    return state.run_id is not None and run_id == state.run_id and _tracker.active() is not None
+
+
+def _publishes_to(tracking_uri: str) -> bool:
+    """Is ``tracking_uri`` the MLflow API of the server project this run publishes to?"""
+    base = os.environ.get(PUBLISH_URL_ENV, "")
+    return bool(base) and same_url(tracking_uri, base.rstrip("/") + "/mlflow")
+
+
+def same_url(a: str, b: str) -> bool:
+    """Equal http(s) URLs, but for the case of scheme and host and a trailing slash."""
+
+    def norm(url: str) -> tuple[str, str, str] | None:
+        parts = urllib.parse.urlsplit(url.strip())
+        if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+            return None
+        return parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/")
+
+    na = norm(a)
+    return na is not None and na == norm(b)
+
+
+def _mirror_created(
+    client: Any, run: Any, experiment_id: Any, tags: Any, run_name: Any, local: bool
+) -> None:
+    t = _tracker.active()
+    if t is None:
+        return
+    run_id = run.info.run_id
+    with state.lock:
+        state.run_id = run_id
+        # the server adopted the runbase run: its writes stay here (else it answered
+        # with a run of its own: written there as any run, and mirrored)
+        state.local = local and run_id == t.run_id
+    if local and not state.local:
+        warn_once(
+            "mlflow-adopt",
+            f"the MLflow server made run {run_id} instead of adopting runbase run "
+            f"{t.run_id}; MLflow's values are sent to it and also recorded in the runbase run",
+        )
+    sent = {str(k): str(v) for k, v in (tags or {}).items() if k != ADOPT_TAG}
+    _mirror_tags(sent.items())
+    name = run_name or sent.get(NAME_TAG)
+    if name:
+        _mirror_name(str(name))
+    experiment = _experiment_name(client, experiment_id)
+    if experiment and experiment != DEFAULT_EXPERIMENT:
+        t.event("tag", key="experiment", value=experiment)
+
+
+def _experiment_name(client: Any, experiment_id: Any) -> str | None:
+    try:
+        return str(client.store.get_experiment(str(experiment_id)).name)
+    except Exception as e:  # noqa: BLE001 - the run is made; only its experiment tag is missing
+        warn_once("mlflow-experiment", f"could not read MLflow experiment {experiment_id}: {e}")
+        return None
+
+
+# -- recording ---------------------------------------------------------------------------------
+
+
+def _mirror_metrics(metrics: Iterable[tuple[Any, Any, Any, Any]]) -> None:
+    """Append MLflow metrics ``(key, value, timestamp ms, step)`` to the run's buffer:
+    consecutive ones of one step and time share an entry (``log_metrics`` logs many)."""
+    t = _tracker.active()
+    if t is None:
+        return
+    entry: dict[str, Any] | None = None
+    for key, value, timestamp, step in metrics:
+        f = _tracker.to_float(value)
+        if f is None:
+            continue
+        when = _seconds(timestamp)
+        at = _tracker._to_int(step) if step is not None else 0  # MLflow's default step
+        if entry is None or entry[TIME_KEY] != when or entry.get(STEP_KEY) != at or key in entry:
+            if entry is not None:
+                t.buf.append(entry)
+            entry = {TIME_KEY: when}
+            if at is not None:
+                entry[STEP_KEY] = at
+        entry[str(key)] = f
+    if entry is not None:
+        t.buf.append(entry)
+
+
+def _seconds(timestamp: Any) -> float:
+    import time  # lazy: as cheap as it gets, but only here
+
+    try:
+        return float(timestamp) / 1000.0 if timestamp is not None else time.time()
+    except (TypeError, ValueError):
+        return time.time()
+
+
+def _mirror_params(pairs: list[tuple[Any, str]]) -> None:
+    if not pairs:
+        return
+    with state.lock:
+        for key, value in pairs:
+            state.params.setdefault(str(key), value)
+    values = {str(key): param_value(value) for key, value in pairs}
+    record_params(values, source=SOURCE, weak=not top_process())
+
+
+def param_value(text: str) -> Any:
+    """An MLflow param (always a string) as runbase keeps it: the number it spells when
+    that number's JSON text is the string itself (``"0.1"``, ``"32"``), so runbase can
+    filter and sort on it and MLflow reads back its exact string; else the string
+    (``"1e-3"``, ``"True"``, ``"None"``)."""
+    value = numeric(text)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            if json.dumps(value, allow_nan=False) == text:
+                return value
+        except ValueError:
+            pass
+    return text
+
+
+def _check_params(pairs: list[tuple[Any, str]]) -> None:
+    """MLflow's rule, which its server would apply: a param, once logged, keeps its
+    value (the same value again is fine)."""
+    with state.lock:
+        seen = dict(state.params)
+    pending: dict[str, str] = {}
+    for key, value in pairs:
+        old = seen.get(str(key), pending.get(str(key)))
+        if old is not None and old != value:
+            from mlflow.exceptions import MlflowException  # lazy: mlflow is loaded (we wrap it)
+            from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+            raise MlflowException(
+                f"Changing param values is not allowed. Param with key='{key}' was already "
+                f"logged with value='{old}' for run ID='{state.run_id}'. Attempted logging "
+                f"new value '{value}'.",
+                INVALID_PARAMETER_VALUE,
+            )
+        pending[str(key)] = value
+
+
+def _mirror_tags(tags: Iterable[tuple[Any, str]]) -> None:
+    t = _tracker.active()
+    if t is None:
+        return
+    for key, value in tags:
+        t.event("tag", key=str(key), value=value)
+        if key == NAME_TAG and value:
+            t.event("name", name=value)
+
+
+def _mirror_name(name: str) -> None:
+    t = _tracker.active()
+    if t is not None:
+        t.event("name", name=name)
+
+
+def _mirror_batch(
+    metrics: list[Any], params: list[tuple[Any, str]], tags: list[tuple[Any, str]]
+) -> None:
+    _mirror_params(params)
+    _mirror_tags(tags)
+    _mirror_metrics((m.key, m.value, m.timestamp, m.step) for m in metrics)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _guarded(what: str, fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception as e:  # noqa: BLE001 - the mirror never breaks training
+        warn_once(f"mlflow-{what}", f"the MLflow integration could not mirror {what}: {e}")
+
+
+def _arg(
+    args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str, default: Any = None
+) -> Any:
+    return args[index] if len(args) > index else kwargs.get(name, default)
+
+
+def _done(args: tuple[Any, ...], kwargs: dict[str, Any], index: int) -> Any:
+    """What a write kept here answers: None, or (``synchronous=False``, its argument at
+    ``index``) an empty ``RunOperations``, as a queued write that is already done."""
+    return None if _arg(args, kwargs, index, "synchronous", True) else _no_operations()
+
+
+def _no_operations() -> Any:
+    from mlflow.utils.async_logging.run_operations import RunOperations  # lazy: mlflow is loaded
+
+    return RunOperations([])
