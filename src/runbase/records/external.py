@@ -218,6 +218,17 @@ def _encode(key: str, text: str) -> tuple[str, bytes | None]:
     return json.dumps(ref), data
 
 
+def _num(value_json: str) -> float | None:
+    """The number runbase filters and sorts a param by: its stored value's, or the one
+    a stored string spells (``"1e-3"`` is kept as that string, yet ``lr < 0.01`` finds
+    it). Read from what is stored, so a redacted value gives none."""
+    n = numeric(value_json)
+    if n is not None:
+        return n
+    v = json.loads(value_json)
+    return _number(v) if isinstance(v, str) else None
+
+
 def param_text(store: Store, value_json: str) -> str:
     """An MLflow param value (a string) from a stored one (``params.value``): a JSON
     string's text, any other value's JSON text (``0.01``, ``true``, ``[1, 2]``), a
@@ -267,18 +278,26 @@ def set_params(store: Store, run_id: str, params: dict[str, str], source: str) -
                 store.objects.put_bytes(data)
             cur.execute(
                 "INSERT INTO params (run_id, key, value, num, source) VALUES (?, ?, ?, ?, ?)",
-                (run_id, key, value, numeric(value), source),
+                (run_id, key, value, _num(value), source),
             )
 
 
 def _same(store: Store, old_json: str, text: str) -> bool:
     """A value stored by another source (``100.0`` parsed from a command line) that is
     the one MLflow sends (``"100.0"``), as text or as a number."""
-    old = param_text(store, old_json)
-    if old == text:
+    if param_text(store, old_json) == text:
         return True
-    a, b = numeric(old_json), numeric(json.dumps(_typed(text)))
+    a, b = numeric(old_json), _number(text)
     return a is not None and b is not None and a == b
+
+
+def _number(text: str) -> float | None:
+    """The finite number a string spells (``"1e-3"``, ``"0.10"``), else None."""
+    try:
+        v = float(text)
+    except ValueError:
+        return None
+    return v if math.isfinite(v) else None
 
 
 # -- tags ---------------------------------------------------------------------------------

@@ -1,0 +1,465 @@
+"""Experiments, logged models and runs written from outside a tracked process
+(runbase.records.experiments, runbase.records.external): schema 8, on real stores."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runbase.core.ids import is_valid_id
+from runbase.errors import Conflict, NotFound, RunNotFound, UsageError
+from runbase.records import experiments as ex
+from runbase.records import external as x
+from runbase.records import lifecycle, maintenance
+from runbase.records.bundle import export_run
+from runbase.records.record import build_record
+from runbase.records.series import series_points
+from runbase.store import Store
+from runbase.store.db import open_database
+from runbase.store.schema import SCHEMA_VERSION, STORE_SCHEMA
+
+T0 = 1_750_000_000.0
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store.open(tmp_path / ".runbase", create=True)
+    yield s
+    s.close()
+
+
+def _run(store: Store, **kw: object) -> str:
+    args: dict[str, object] = {"name": "r", "started_at": T0, "user": "ann", "mode": "mlflow"}
+    args.update(kw)
+    return x.create_run(store, **args)  # type: ignore[arg-type]
+
+
+# -- the schema ------------------------------------------------------------------------------
+
+
+def test_schema_8_migrates_a_version_7_store(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for stmt in STORE_SCHEMA.create("sqlite", version=7):
+        conn.execute(stmt)
+    conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '7')")
+    conn.close()
+    assert SCHEMA_VERSION == 8
+    db = open_database(path)  # migrates on open
+    assert db.schema_version() == 8
+    for table in ("experiments", "experiment_tags", "logged_models", "logged_model_files"):
+        assert db.query(f"SELECT count(*) FROM {table}") == [(0,)]
+    db.close()
+
+
+def test_schema_8_on_postgresql(pg_server: str) -> None:
+    """The new tables migrate from 7 on PostgreSQL too, and the records work there."""
+    import psycopg
+
+    url = f"{pg_server}/ext8"
+    with psycopg.connect(f"{pg_server}/postgres", autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS ext8")
+        conn.execute("CREATE DATABASE ext8")
+    with psycopg.connect(url, autocommit=True) as conn:
+        for stmt in STORE_SCHEMA.create("postgresql", version=7):
+            conn.execute(stmt)  # type: ignore[arg-type]
+        conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '7')")
+    db = open_database(url)
+    assert db.schema_version() == 8
+    db.close()
+
+
+def test_records_on_postgresql(pg_server: str, tmp_path: Path) -> None:
+    import psycopg
+
+    url = f"{pg_server}/ext8b"
+    with psycopg.connect(f"{pg_server}/postgres", autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS ext8b")
+        conn.execute("CREATE DATABASE ext8b")
+    local = Store.open(tmp_path / "pg" / ".runbase", create=True)
+    local.close()
+    s = Store(local.root, open_database(url, create=True), local.objects)
+    try:
+        e = ex.create(s, "pg-exp", tags={"k": "v"})
+        with pytest.raises(Conflict):
+            ex.create(s, "pg-exp")
+        run = _run(s, tags={"experiment": "pg-exp"})
+        x.set_params(s, run, {"lr": "0.1"}, "mlflow")
+        x.log_points(s, run, [("loss", 0, T0, 1.0), ("loss", 1, T0 + 1, math.nan)])
+        assert ex.run_ids(s, [e.id]) == [run]
+        assert x.metric_history(s, run, "loss")[0] == (0, T0, 1.0)
+        ex.rename(s, e.id, "pg-exp2")
+        assert ex.of_run(s, run).name == "pg-exp2"
+        m = ex.create_model(s, e.id, "m", run, {"a": 1})
+        assert ex.search_models(s, [e.id])[0]["id"] == m["id"]
+    finally:
+        s.close()
+
+
+# -- experiments -----------------------------------------------------------------------------
+
+
+def test_default_experiment_is_created_on_first_use(store: Store) -> None:
+    d = ex.default(store)
+    assert (d.id, d.name, d.lifecycle_stage) == ("0", "Default", "active")
+    assert ex.get(store, "0") == d
+    assert [e.id for e in ex.search(store)] == ["0"]
+
+
+def test_create_get_and_unique_names(store: Store) -> None:
+    a = ex.create(store, "vision", artifact_location="s3://b/p", tags={"team": "cv"})
+    b = ex.create(store, "nlp")
+    assert (a.id, b.id) == ("1", "2")
+    assert a.tags == {"team": "cv"} and a.artifact_location == "s3://b/p"
+    assert ex.get(store, "1") == a
+    assert ex.by_name(store, "nlp") == b
+    assert ex.by_name(store, "nothing") is None
+    with pytest.raises(Conflict, match="vision"):
+        ex.create(store, "vision")
+    with pytest.raises(Conflict):
+        ex.create(store, "Default")
+    with pytest.raises(NotFound):
+        ex.get(store, "99")
+    with pytest.raises(NotFound):
+        ex.get(store, "../1")
+
+
+@pytest.mark.parametrize("bad", ["", "a\x00b", "x" * 501, None, 3])
+def test_bad_names_are_refused(store: Store, bad: object) -> None:
+    with pytest.raises(UsageError):
+        ex.create(store, bad)  # type: ignore[arg-type]
+
+
+def test_stage_tags_and_search(store: Store) -> None:
+    a = ex.create(store, "alpha")
+    ex.create(store, "beta")
+    ex.set_stage(store, a.id, "deleted")
+    assert [e.name for e in ex.search(store)] == ["Default", "beta"]
+    assert [e.name for e in ex.search(store, "deleted")] == ["alpha"]
+    assert [e.name for e in ex.search(store, "all", name_like="%ph%")] == ["alpha"]
+    assert [e.name for e in ex.search(store, "all", name_like="BET")] == ["beta"]
+    with pytest.raises(Conflict):  # a deleted experiment keeps its name, as MLflow
+        ex.create(store, "alpha")
+    ex.set_stage(store, a.id, "active")
+    with pytest.raises(UsageError):
+        ex.set_stage(store, "0", "deleted")
+    with pytest.raises(UsageError):
+        ex.set_stage(store, a.id, "gone")
+    with pytest.raises(UsageError):
+        ex.search(store, "some")
+    ex.set_tag(store, a.id, "k", "v")
+    ex.set_tag(store, a.id, "k", "w")
+    assert ex.get(store, a.id).tags == {"k": "w"}
+    ex.delete_tag(store, a.id, "k")
+    assert ex.get(store, a.id).tags == {}
+    with pytest.raises(NotFound):
+        ex.delete_tag(store, a.id, "k")
+
+
+def test_runs_of_experiments_and_rename(store: Store) -> None:
+    e = ex.create(store, "exp")
+    r1 = _run(store, tags={"experiment": "exp"}, started_at=T0)
+    r2 = _run(store, tags={"experiment": "exp"}, started_at=T0 + 10)
+    plain = _run(store, started_at=T0 + 20)
+    assert ex.run_ids(store, [e.id]) == [r2, r1]  # newest first
+    assert ex.run_ids(store, ["0"]) == [plain]
+    assert ex.run_ids(store, ["0", e.id, "77", "x"]) == [plain, r2, r1]
+    assert ex.of_run(store, plain).id == "0"
+    renamed = ex.rename(store, e.id, "exp-renamed")
+    assert renamed.name == "exp-renamed"
+    tags = store.db.query("SELECT run_id, value FROM tags WHERE key = 'experiment' ORDER BY run_id")
+    assert {v for _, v in tags} == {"exp-renamed"}
+    assert ex.run_ids(store, [e.id]) == [r2, r1]
+    ex.create(store, "other")
+    with pytest.raises(Conflict):
+        ex.rename(store, e.id, "other")
+    with pytest.raises(RunNotFound):
+        ex.of_run(store, "0000000000000000")
+
+
+def test_a_tagged_name_becomes_an_experiment(store: Store) -> None:
+    """Runs tagged by runbase (``--tag experiment=...``) before any MLflow call."""
+    run = _run(store, tags={"experiment": "from-runbase"})
+    e = ex.of_run(store, run)
+    assert e.name == "from-runbase" and e.id != "0"
+    assert ex.by_name(store, "from-runbase") == e
+    _run(store, tags={"experiment": "later"})
+    assert [e.name for e in ex.search(store)] == ["Default", "from-runbase", "later"]
+
+
+# -- logged models ---------------------------------------------------------------------------
+
+
+def test_logged_models(store: Store) -> None:
+    e = ex.create(store, "models")
+    run = _run(store)
+    m = ex.create_model(store, e.id, "clf", run, {"model_type": "sklearn", "tags": {}})
+    assert m["id"].startswith("m-") and len(m["id"]) == 34
+    assert (m["status"], m["run_id"], m["info"]["model_type"]) == ("PENDING", run, "sklearn")
+    assert ex.get_model(store, m["id"]) == m
+    up = ex.update_model(store, m["id"], status="READY")
+    assert up["status"] == "READY" and up["info"] == m["info"]
+    assert ex.update_model(store, m["id"], info={"x": 1})["info"] == {"x": 1}
+    oid = store.objects.put_bytes(b"pickle bytes")
+    ex.put_model_file(store, m["id"], "model/model.pkl", oid, 12)
+    ex.put_model_file(store, m["id"], "MLmodel", oid, 12)
+    assert ex.model_files(store, m["id"]) == [("MLmodel", oid, 12), ("model/model.pkl", oid, 12)]
+    assert ex.model_files(store, m["id"], "model/") == [("model/model.pkl", oid, 12)]
+    assert [d["id"] for d in ex.search_models(store, [e.id, "0"])] == [m["id"]]
+    with pytest.raises(UsageError):
+        ex.put_model_file(store, m["id"], "../escape", oid, 1)
+    with pytest.raises(NotFound):
+        ex.put_model_file(store, m["id"], "a", "blake3:" + "0" * 64, 1)
+    with pytest.raises(NotFound):
+        ex.create_model(store, "42", "x", None, {})
+    with pytest.raises(NotFound):
+        ex.create_model(store, e.id, "x", "0000000000000000", {})
+    with pytest.raises(UsageError):
+        ex.create_model(store, e.id, "x", None, {"nan": math.nan})
+    ex.delete_model(store, m["id"])
+    with pytest.raises(NotFound):
+        ex.get_model(store, m["id"])
+    with pytest.raises(NotFound):
+        ex.get_model(store, "m-../../etc")
+
+
+def test_gc_keeps_and_fsck_checks_logged_model_objects(store: Store) -> None:
+    e = ex.create(store, "models")
+    m = ex.create_model(store, e.id, "clf", None, {})
+    kept = store.objects.put_bytes(b"model weights")
+    loose = store.objects.put_bytes(b"nobody's")
+    ex.put_model_file(store, m["id"], "w.bin", kept, 13)
+    report = maintenance.gc(store, delete=True, grace=0)
+    assert [oid for oid, _ in report.unreferenced] == [loose]
+    assert store.objects.exists(kept)
+    assert maintenance.fsck(store).ok
+    store.objects.delete(kept)
+    missing = maintenance.fsck(store).missing
+    assert [(oid, kind) for oid, kind, _ in missing] == [(kept, "model")]
+
+
+# -- runs from outside -----------------------------------------------------------------------
+
+
+def test_create_run_and_its_record(store: Store) -> None:
+    run = x.create_run(
+        store,
+        name="mlflow-run",
+        started_at=T0,
+        user="ann",
+        mode="mlflow",
+        tags={"experiment": "e", "mlflow.source.name": "train.py"},
+    )
+    assert is_valid_id(run) and x.exists(store, run)
+    rec = build_record(store, run)
+    assert (rec["name"], rec["status"], rec["mode"], rec["user"]) == (
+        "mlflow-run",
+        "running",
+        "mlflow",
+        "ann",
+    )
+    assert rec["command"] == [] and rec["tags"]["mlflow.source.name"] == "train.py"
+    with pytest.raises(Conflict):
+        x.create_run(store, run_id=run, name=None, started_at=T0, user=None, mode="mlflow")
+    fixed = x.create_run(
+        store,
+        run_id="0abcdefghjkmnpqr",
+        name=None,
+        started_at=T0,
+        user=None,
+        mode="import",
+        status="finished",
+        ended_at=T0 + 5,
+    )
+    assert fixed == "0abcdefghjkmnpqr"
+    assert store.db.query_one("SELECT name != '', ended_at FROM runs WHERE id = ?", (fixed,)) == (
+        1,
+        T0 + 5,
+    )
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"run_id": "short"},
+        {"started_at": math.nan},
+        {"status": "SCHEDULED"},
+        {"mode": ""},
+        {"name": "a\x00"},
+        {"parent_id": "../x"},
+        {"command": "python x.py"},
+        {"tags": {"": "v"}},
+    ],
+)
+def test_create_run_validates(store: Store, kw: dict[str, object]) -> None:
+    with pytest.raises((UsageError, RunNotFound)):
+        _run(store, **kw)
+
+
+def test_recovery_never_crashes_runs_without_an_owner(store: Store) -> None:
+    import socket
+
+    for mode in ("mlflow", "import"):
+        _run(store, mode=mode, host=socket.gethostname())
+    # whatever host user_and_host reports, owner-less runs are left alone
+    store.db.execute("UPDATE runs SET host = ?", (lifecycle.envcap.user_and_host()[1],))
+    assert lifecycle.recover_orphans(store) == []
+    assert {r[0] for r in store.db.query("SELECT status FROM runs")} == {"running"}
+
+
+def test_params_are_immutable_and_round_trip(store: Store) -> None:
+    run = _run(store)
+    values = {
+        "lr": "0.01",
+        "n": "3",
+        "flag": "true",
+        "sci": "1e-3",
+        "s": "adam",
+        "e": "",
+        "j": "[1]",
+    }
+    x.set_params(store, run, values, "mlflow")
+    x.set_params(store, run, {"lr": "0.01"}, "mlflow")  # same value: nothing happens
+    with pytest.raises(Conflict, match="lr.*0.01.*0.02"):
+        x.set_params(store, run, {"lr": "0.02"}, "mlflow")
+    rows = store.db.query("SELECT key, value, num, source FROM params WHERE run_id = ?", (run,))
+    stored = {k: (v, n, s) for k, v, n, s in rows}
+    assert stored["lr"] == ("0.01", 0.01, "mlflow")  # a number to runbase: filters, sorts
+    assert stored["s"] == ('"adam"', None, "mlflow")
+    assert stored["sci"] == ('"1e-3"', 0.001, "mlflow")  # kept as sent, yet a number
+    assert {k: x.param_text(store, v) for k, (v, _, _) in stored.items()} == values
+    with pytest.raises(UsageError):
+        x.set_params(store, run, {"k": 1}, "mlflow")  # type: ignore[dict-item]
+    with pytest.raises(RunNotFound):
+        x.set_params(store, "0000000000000000", {"a": "b"}, "mlflow")
+
+
+def test_a_long_param_is_an_object(store: Store) -> None:
+    run = _run(store)
+    long = "x" * 20_000
+    x.set_params(store, run, {"long": long}, "mlflow")
+    x.set_params(store, run, {"long": long}, "mlflow")
+    (value,) = store.db.query_one("SELECT value FROM params WHERE key = 'long'") or ("",)
+    assert "$object" in json.loads(value)
+    assert x.param_text(store, value) == long
+    assert not maintenance.gc(store, delete=False, grace=0).unreferenced
+
+
+def test_a_param_another_source_set_is_kept_if_equal(store: Store) -> None:
+    run = _run(store)
+    store.db.execute(
+        "INSERT INTO params (run_id, key, value, num, source) VALUES (?, 'lr', '0.1', 0.1, 'argparse')",
+        (run,),
+    )
+    x.set_params(store, run, {"lr": "0.10"}, "mlflow")  # the same number
+    with pytest.raises(Conflict):
+        x.set_params(store, run, {"lr": "0.2"}, "mlflow")
+
+
+def test_tags_name_status_and_soft_delete(store: Store) -> None:
+    run = _run(store)
+    x.set_tags(store, run, {"a": "1", "mlflow.note.content": "hi"})
+    x.set_tags(store, run, {"a": "2"})
+    x.delete_tag(store, run, "mlflow.note.content")
+    with pytest.raises(NotFound):
+        x.delete_tag(store, run, "mlflow.note.content")
+    x.set_name(store, run, "renamed")
+    x.soft_delete(store, run, True)
+    rec = build_record(store, run)
+    assert rec["name"] == "renamed" and rec["tags"]["a"] == "2" and "deleted" in rec["tags"]
+    x.soft_delete(store, run, False)
+    assert "deleted" not in build_record(store, run)["tags"]
+    x.set_status(store, run, "finished", T0 + 3)
+    assert store.db.query_one("SELECT status, ended_at FROM runs WHERE id = ?", (run,)) == (
+        "finished",
+        T0 + 3,
+    )
+    x.set_status(store, run, "running", None)
+    assert store.db.query_one("SELECT ended_at FROM runs WHERE id = ?", (run,)) == (None,)
+    with pytest.raises(UsageError):
+        x.set_status(store, run, "FINISHED", None)
+
+
+def test_metric_points_and_summaries(store: Store) -> None:
+    run = _run(store)
+    x.log_points(
+        store,
+        run,
+        [("loss", 0, T0, 3.0), ("acc", 0, T0, 0.5), ("loss", 1, T0 + 1, math.nan)],
+    )
+    x.log_points(store, run, [("loss", 5, T0 + 2, 1.0), ("loss", 6, T0 + 3, math.inf)])
+    row = store.db.query_one(
+        "SELECT count, last, min, max, last_step, last_time FROM metrics WHERE run_id = ? AND key = 'loss'",
+        (run,),
+    )
+    assert row == (4, math.inf, 1.0, math.inf, 6, T0 + 3)
+    hist = x.metric_history(store, run, "loss")
+    assert [(s, t) for s, t, _ in hist] == [(0, T0), (1, T0 + 1), (5, T0 + 2), (6, T0 + 3)]
+    assert math.isnan(hist[1][2]) and hist[3][2] == math.inf
+    steps, _vals = series_points(store, run, "loss")
+    assert list(steps) == [0, 1, 5, 6]
+    assert x.metric_history(store, run, "nothing") == []
+    x.log_points(store, run, [("nan-last", 0, T0, math.nan)])
+    assert store.db.query_one(
+        "SELECT count, last, min FROM metrics WHERE run_id = ? AND key = 'nan-last'", (run,)
+    ) == (1, None, None)
+    for bad in [("k", 1.5, T0, 1.0), ("k", 0, -1.0, 1.0), ("k", 0, T0, "1"), ("", 0, T0, 1.0)]:
+        with pytest.raises(UsageError):
+            x.log_points(store, run, [bad])  # type: ignore[list-item]
+    assert store.db.query_one("SELECT 1 FROM metrics WHERE key = 'k'") is None
+
+
+def test_outputs_are_run_files(store: Store) -> None:
+    run = _run(store)
+    oid = store.objects.put_bytes(b"artifact")
+    x.add_output(store, run, "model/model.pkl", oid, 8, "mlflow")
+    x.add_output(store, run, "model/model.pkl", oid, 8, "mlflow")
+    rows = store.db.query("SELECT role, path, oid, size, stored, source, kind FROM run_files")
+    assert rows == [("output", "model/model.pkl", oid, 8, 1, "mlflow", "file")]
+    assert not maintenance.gc(store, grace=0).unreferenced
+    for path in ("/abs", "../up", ".git/hooks/x", "a//b"):
+        with pytest.raises(UsageError):
+            x.add_output(store, run, path, oid, 8, "mlflow")
+    with pytest.raises(NotFound):
+        x.add_output(store, run, "b", "blake3:" + "1" * 64, 8, "mlflow")
+
+
+def test_bundles_carry_no_experiment_tables(store: Store) -> None:
+    e = ex.create(store, "exp")
+    run = _run(store, tags={"experiment": "exp"})
+    ex.create_model(store, e.id, "m", run, {})
+    bundle = export_run(store, run)
+    assert not {"experiments", "experiment_tags", "logged_models", "logged_model_files"} & set(
+        bundle
+    )
+    assert {"tags", "params", "metrics"} <= set(bundle)
+
+
+def test_derived_ids(store: Store) -> None:
+    a = x.derived_id("mlflow", "abc", T0)
+    assert is_valid_id(a) and a == x.derived_id("mlflow", "abc", T0)
+    assert a != x.derived_id("wandb", "abc", T0)
+    assert a != x.derived_id("mlflow", "abd", T0)
+    later = x.derived_id("mlflow", "abc", T0 + 3600)
+    assert later[8:] == a[8:] and later > a  # sortable by start time
+    with pytest.raises(UsageError):
+        x.derived_id("mlflow", "", T0)
+    with pytest.raises(UsageError):
+        x.derived_id("mlflow", "a", math.inf)
+    assert time.time() > 0
+
+
+def test_a_secret_param_is_redacted(store: Store) -> None:
+    run = _run(store)
+    x.set_params(
+        store, run, {"db.password": "1234", "api_key": "sk-abcdefghijklmnopqrstuvwx"}, "mlflow"
+    )
+    rows = store.db.query("SELECT value, num FROM params WHERE run_id = ?", (run,))
+    assert all("1234" not in v and "sk-abc" not in v and n is None for v, n in rows)
+    x.set_params(store, run, {"db.password": "1234"}, "mlflow")  # the same: no-op
