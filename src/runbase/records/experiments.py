@@ -388,13 +388,14 @@ def run_ids(store: Store, experiment_ids: list[str]) -> list[str]:
             (EXPERIMENT_TAG,),
         )
         found.update(str(r[0]) for r in rows)
-    if not found:
-        return []
-    order = {
-        str(i): (float(t or 0.0), str(i))
-        for i, t in store.db.query("SELECT id, started_at FROM runs")
-        if str(i) in found
-    }
+    order: dict[str, tuple[float, str]] = {}
+    ids = sorted(found)
+    for lo in range(0, len(ids), 500):
+        chunk = ids[lo : lo + 500]
+        q = f"SELECT id, started_at FROM runs WHERE id IN ({','.join('?' * len(chunk))})"
+        for run_id, started in store.db.query(q, chunk):
+            t = started if isinstance(started, (int, float)) else 0.0
+            order[str(run_id)] = (float(t), str(run_id))
     return sorted(order, key=lambda i: order[i], reverse=True)
 
 
