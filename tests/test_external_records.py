@@ -463,3 +463,11 @@ def test_a_secret_param_is_redacted(store: Store) -> None:
     rows = store.db.query("SELECT value, num FROM params WHERE run_id = ?", (run,))
     assert all("1234" not in v and "sk-abc" not in v and n is None for v, n in rows)
     x.set_params(store, run, {"db.password": "1234"}, "mlflow")  # the same: no-op
+
+
+def test_writes_move_a_running_runs_heartbeat(store: Store) -> None:
+    run = _run(store)
+    assert store.db.query_one("SELECT heartbeat_at FROM runs WHERE id = ?", (run,)) == (T0,)
+    x.log_points(store, run, [("m", 0, T0, 1.0)])
+    (beat,) = store.db.query_one("SELECT heartbeat_at FROM runs WHERE id = ?", (run,)) or (0,)
+    assert beat > T0

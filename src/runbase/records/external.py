@@ -73,6 +73,15 @@ def _require(cur: Any, run_id: str) -> None:
         raise RunNotFound(f"no run with id {run_id!r}")
 
 
+def _beat(cur: Any, run_id: str) -> None:
+    """A write is a sign of life: a running run's heartbeat (what the run page shows as
+    its liveness, render.views.run) moves on, as the ingester moves a tracked run's."""
+    cur.execute(
+        "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND status = 'running'",
+        (time.time(), run_id),
+    )
+
+
 def _time(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise UsageError(f"{what} must be a number of seconds, not {type(value).__name__}")
@@ -280,6 +289,7 @@ def set_params(store: Store, run_id: str, params: dict[str, str], source: str) -
                 "INSERT INTO params (run_id, key, value, num, source) VALUES (?, ?, ?, ?, ?)",
                 (run_id, key, value, _num(value), source),
             )
+        _beat(cur, run_id)
 
 
 def _same(store: Store, old_json: str, text: str) -> bool:
@@ -315,6 +325,7 @@ def set_tags(store: Store, run_id: str, tags: dict[str, str]) -> None:
                 "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
                 (run_id, k, v),
             )
+        _beat(cur, run_id)
 
 
 def delete_tag(store: Store, run_id: str, key: str) -> None:
@@ -385,6 +396,7 @@ def log_points(store: Store, run_id: str, points: list[tuple[str, int, float, fl
         _require(cur, run_id)
         for key, (steps, times, vals) in series.items():
             append_points(cur, run_id, key, steps, times, vals)
+        _beat(cur, run_id)
 
 
 def metric_history(store: Store, run_id: str, key: str) -> list[tuple[int, float, float]]:
