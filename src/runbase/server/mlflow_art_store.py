@@ -1,0 +1,347 @@
+"""What the MLflow artifact and logged-model endpoints do, as a library (no HTTP):
+where an artifact path points (a run's outputs or a logged model's files), listing,
+recording an uploaded file, and the MLflow JSON of a logged model (docs/mlflow.md).
+
+An MLflow run's artifacts are the runbase run's outputs (``run_files`` rows, role
+``output``, source ``mlflow``); a logged model's files are ``logged_model_files`` rows.
+Both point at objects of the server's object store by content hash, so the same bytes
+uploaded twice are stored once.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from runbase.core.ids import is_valid_id
+from runbase.core.safepath import check_relpath
+from runbase.errors import NotFound, RunbaseError, UnsafePathError
+from runbase.records import experiments, external
+from runbase.records.files import list_files
+from runbase.store import Store
+
+MAX_PATH = 1000  # an artifact path's characters
+MAX_NAME = 500
+MAX_TAGS = 100
+MAX_KEY = 250
+MAX_VALUE = 8000
+MODEL_ID_RE = re.compile(r"^m-[0-9a-f]{32}$")
+EXPERIMENT_ID_RE = re.compile(r"^[0-9]{1,18}$")
+STATUSES = ("LOGGED_MODEL_PENDING", "LOGGED_MODEL_READY", "LOGGED_MODEL_UPLOAD_FAILED")
+ARTIFACTS_ROOT = "mlflow-artifacts:"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where an artifact path of the mlflow-artifacts API points: run ``owner`` (kind
+    ``run``) or logged model ``owner`` (kind ``model``) of ``experiment_id``, at
+    ``path`` below its root ("" is the root itself)."""
+
+    experiment_id: str
+    kind: str  # run | model
+    owner: str
+    path: str
+
+
+def check_experiment_id(value: Any) -> str:
+    if not isinstance(value, str) or not EXPERIMENT_ID_RE.match(value):
+        raise RunbaseError(f"not an experiment id: {str(value)[:40]!r}")
+    return value
+
+
+def check_model_id(value: Any) -> str:
+    if not isinstance(value, str) or not MODEL_ID_RE.match(value):
+        raise RunbaseError(f"not a logged model id (m-<32 hex>): {str(value)[:40]!r}")
+    return value
+
+
+def check_run_id(value: Any) -> str:
+    if not isinstance(value, str) or not is_valid_id(value):
+        raise RunbaseError(f"not a run id: {str(value)[:40]!r}")
+    return value
+
+
+def check_path(path: str) -> str:
+    """A relative POSIX artifact path: no ``..``, not absolute, no NUL, <= 1000 chars."""
+    if len(path) > MAX_PATH:
+        raise RunbaseError(f"an artifact path is at most {MAX_PATH} characters")
+    try:
+        return check_relpath(path)
+    except UnsafePathError as e:
+        raise RunbaseError(f"unsafe artifact path: {e}") from None
+
+
+def parse_target(rest: str, allow_root: bool) -> Target:
+    """``{exp}/{run_id}/artifacts[/{path}]`` or ``{exp}/models/{model_id}/artifacts[/{path}]``
+    (the path after the API root). ``allow_root``: the path may be empty (listing)."""
+    if len(rest) > MAX_PATH + 100:
+        raise RunbaseError(f"an artifact path is at most {MAX_PATH} characters")
+    parts = rest.strip("/").split("/")
+    if len(parts) >= 3 and parts[1] == "models":
+        head, kind, owner = 4, "model", check_model_id(parts[2])
+        marker = parts[3] if len(parts) > 3 else None
+    elif len(parts) >= 2:
+        head, kind, owner = 3, "run", check_run_id(parts[1])
+        marker = parts[2] if len(parts) > 2 else None
+    else:
+        raise RunbaseError(
+            "an artifact path is {experiment_id}/{run_id}/artifacts/{path} or "
+            "{experiment_id}/models/{model_id}/artifacts/{path}"
+        )
+    if marker != "artifacts":
+        raise RunbaseError(f"no artifacts at {rest[:200]!r} (expected .../artifacts/...)")
+    path = "/".join(parts[head:])
+    if path:
+        check_path(path)
+    elif not allow_root:
+        raise RunbaseError("name the artifact's path below .../artifacts/")
+    return Target(check_experiment_id(parts[0]), kind, owner, path)
+
+
+def check_owner(store: Store, target: Target) -> None:
+    """The run or logged model exists and belongs to the experiment the path names."""
+    if target.kind == "run":
+        if not external.exists(store, target.owner):
+            raise NotFound(f"no run {target.owner}")
+        found = experiments.of_run(store, target.owner).id
+    else:
+        found = str(experiments.get_model(store, target.owner)["experiment_id"])
+    if found != target.experiment_id:
+        raise NotFound(f"{target.kind} {target.owner} is not in experiment {target.experiment_id}")
+
+
+def files_of(store: Store, target: Target) -> list[tuple[str, str, int]]:
+    """``(path, oid, size)`` of every stored file of the target's owner."""
+    if target.kind == "model":
+        return [(p, o, int(s)) for p, o, s in experiments.model_files(store, target.owner)]
+    out = []
+    for item in list_files(store, target.owner)["outputs"]:
+        if item.get("directory") or not item.get("stored") or not item.get("hash"):
+            continue  # a directory's manifest or bytes kept by hash only: no file to serve
+        out.append((str(item["path"]), str(item["hash"]), int(item.get("size") or 0)))
+    return out
+
+
+def listing(store: Store, target: Target) -> list[dict[str, Any]]:
+    """MLflow's ``files``: the entries directly below the target's path, relative to it
+    (a file's own path lists nothing, as MLflow's stores answer)."""
+    check_owner(store, target)
+    prefix = target.path + "/" if target.path else ""
+    dirs: dict[str, None] = {}
+    files: list[dict[str, Any]] = []
+    for path, _, size in files_of(store, target):
+        if not path.startswith(prefix):
+            continue
+        name, sep, _ = path[len(prefix) :].partition("/")
+        if sep:
+            dirs[name] = None
+        else:
+            files.append({"path": name, "is_dir": False, "file_size": size})
+    entries = files + [{"path": d, "is_dir": True} for d in dirs]
+    return sorted(entries, key=lambda e: str(e["path"]))
+
+
+def find_file(store: Store, target: Target) -> tuple[str, int]:
+    """``(oid, size)`` of the file at the target's path (NotFound for a directory)."""
+    check_owner(store, target)
+    for path, oid, size in files_of(store, target):
+        if path == target.path:
+            return oid, size
+    raise NotFound(f"no artifact file {target.path!r} in {target.kind} {target.owner}")
+
+
+def record_file(store: Store, target: Target, oid: str, size: int) -> None:
+    """The uploaded bytes (already in the object store) become the file at the path."""
+    if target.kind == "model":
+        experiments.put_model_file(store, target.owner, target.path, oid, size)
+    else:
+        external.add_output(store, target.owner, target.path, oid, size, "mlflow")
+
+
+# ---------------------------------------------------------------- logged models
+
+
+def artifact_location(experiment_id: str, model_id: str) -> str:
+    return f"{ARTIFACTS_ROOT}/{experiment_id}/models/{model_id}/artifacts"
+
+
+def _pairs(value: Any, what: str, limit: int = MAX_TAGS) -> dict[str, str]:
+    """MLflow's ``[{key, value}]`` list as a dict, every key and value checked."""
+    if value is None:
+        return {}
+    if not isinstance(value, list) or len(value) > limit:
+        raise RunbaseError(f"{what} is a list of at most {limit} {{key, value}} objects")
+    out: dict[str, str] = {}
+    for item in value:
+        if not isinstance(item, dict):
+            raise RunbaseError(f"each of {what} is a {{key, value}} object")
+        out[check_key(item.get("key"), what)] = check_value(item.get("value", ""), what)
+    return out
+
+
+def check_key(key: Any, what: str = "key") -> str:
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY or "\x00" in key:
+        raise RunbaseError(f"a {what} key is 1 to {MAX_KEY} characters without NUL")
+    return key
+
+
+def check_value(value: Any, what: str = "value") -> str:
+    if not isinstance(value, str) or len(value) > MAX_VALUE or "\x00" in value:
+        raise RunbaseError(f"a {what} value is text of at most {MAX_VALUE} characters")
+    return value
+
+
+def check_text(value: Any, what: str, limit: int = MAX_NAME) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > limit or "\x00" in value:
+        raise RunbaseError(f"{what} is text of at most {limit} characters without NUL")
+    return value
+
+
+def create_model(store: Store, body: dict[str, Any], user: str) -> dict[str, Any]:
+    """POST logged-models: a PENDING model of the experiment, linked to its source run."""
+    exp_id = check_experiment_id(str(body.get("experiment_id", "")))
+    exp = experiments.get(store, exp_id)
+    if exp.lifecycle_stage != "active":
+        raise RunbaseError(f"experiment {exp_id} is deleted")
+    run_id = body.get("source_run_id") or None
+    if run_id is not None:
+        check_run_id(run_id)
+        if not external.exists(store, run_id):
+            raise NotFound(f"no run {run_id}")
+    name = check_text(body.get("name"), "a model's name") or f"model-{secrets.token_hex(4)}"
+    info: dict[str, Any] = {
+        "model_type": check_text(body.get("model_type"), "model_type"),
+        "creator_id": user,
+        "status_message": None,
+        "tags": _pairs(body.get("tags"), "tags"),
+        "params": _pairs(body.get("params"), "params"),
+        "metrics": [],
+    }
+    return experiments.create_model(store, exp_id, name, run_id, info, "LOGGED_MODEL_PENDING")
+
+
+def get_model(store: Store, model_id: str) -> dict[str, Any]:
+    return experiments.get_model(store, check_model_id(model_id))
+
+
+def _info(row: dict[str, Any]) -> dict[str, Any]:
+    info = row.get("info")
+    return dict(info) if isinstance(info, dict) else {}
+
+
+def finalize(store: Store, model_id: str, status: Any) -> dict[str, Any]:
+    if status not in STATUSES:
+        raise RunbaseError(f"status is one of {', '.join(STATUSES)}")
+    get_model(store, model_id)
+    return experiments.update_model(store, model_id, status=status)
+
+
+def change_tags(store: Store, model_id: str, tags: Any = None, drop: str | None = None) -> None:
+    info = _info(get_model(store, model_id))
+    current = dict(info.get("tags") or {})
+    if drop is not None:
+        if drop not in current:
+            raise NotFound(f"logged model {model_id} has no tag {drop!r}")
+        current.pop(drop)
+    current.update(_pairs(tags, "tags"))
+    if len(current) > 1000:
+        raise RunbaseError("a logged model has at most 1000 tags")
+    experiments.update_model(store, model_id, info={**info, "tags": current})
+
+
+def add_params(store: Store, model_id: str, params: Any) -> None:
+    info = _info(get_model(store, model_id))
+    current = dict(info.get("params") or {})
+    for key, value in _pairs(params, "params").items():
+        if key in current and current[key] != value:
+            raise RunbaseError(f"param {key!r} is {current[key]!r}; it cannot become {value!r}")
+        current[key] = value
+    experiments.update_model(store, model_id, info={**info, "params": current})
+
+
+def model_json(row: dict[str, Any]) -> dict[str, Any]:
+    """MLflow's ``LoggedModel`` of a logged_models row."""
+    info = _info(row)
+    exp_id, model_id = str(row["experiment_id"]), str(row["id"])
+    body: dict[str, Any] = {
+        "model_id": model_id,
+        "experiment_id": exp_id,
+        "name": row["name"],
+        "creation_timestamp_ms": int(float(row["created_at"]) * 1000),
+        "last_updated_timestamp_ms": int(float(row["updated_at"]) * 1000),
+        "artifact_uri": artifact_location(exp_id, model_id),
+        "status": row["status"] if row["status"] in STATUSES else "LOGGED_MODEL_PENDING",
+        "tags": [{"key": k, "value": v} for k, v in sorted((info.get("tags") or {}).items())],
+    }
+    for key in ("model_type", "status_message"):  # creator_id is a number in MLflow
+        if info.get(key):
+            body[key] = info[key]
+    if row.get("run_id"):
+        body["source_run_id"] = row["run_id"]
+    params = [{"key": k, "value": v} for k, v in sorted((info.get("params") or {}).items())]
+    return {"info": body, "data": {"params": params, "metrics": info.get("metrics") or []}}
+
+
+_CLAUSE = re.compile(
+    r"\s*(?:attributes\.)?(name|model_id|source_run_id|status|model_type|"
+    r"tags\.`[^`]+`|tags\.\w+|params\.`[^`]+`|params\.\w+)\s*(=|!=)\s*'((?:[^'\\]|\\.)*)'\s*",
+)
+
+
+def parse_filter(text: Any) -> list[tuple[str, str, str]]:
+    """The part of MLflow's logged-model filter the client itself sends: clauses
+    ``field = 'value'`` / ``!=`` joined by AND (fields: name, model_id, source_run_id,
+    status, model_type, tags.X, params.X). Anything else is refused clearly."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return []
+    if not isinstance(text, str) or len(text) > 10_000:
+        raise RunbaseError("filter is text of at most 10000 characters")
+    clauses = []
+    for part in re.split(r"\s+(?:AND|and)\s+", text.strip()):
+        m = _CLAUSE.fullmatch(part)
+        if m is None:
+            raise RunbaseError(
+                f"unsupported logged-model filter {part[:100]!r}: runbase answers "
+                "`field = 'value'` and `!=` joined by AND (docs/mlflow.md)"
+            )
+        clauses.append((m.group(1).replace("`", ""), m.group(2), m.group(3).replace("\\'", "'")))
+    return clauses
+
+
+def _field(row: dict[str, Any], name: str) -> str | None:
+    info = _info(row)
+    if name.startswith(("tags.", "params.")):
+        group, _, key = name.partition(".")
+        value = (info.get(group) or {}).get(key)
+        return value if isinstance(value, str) else None
+    column = {"model_id": "id", "source_run_id": "run_id"}.get(name, name)
+    value = info.get(name) if name == "model_type" else row.get(column)
+    return value if isinstance(value, str) else None
+
+
+def search_models(store: Store, body: dict[str, Any]) -> dict[str, Any]:
+    """POST logged-models/search: the experiments' models matching the filter, newest
+    first, paged by offset (``page_token`` is the offset as text)."""
+    ids = body.get("experiment_ids") or []
+    if not isinstance(ids, list) or len(ids) > 1000:
+        raise RunbaseError("experiment_ids is a list of at most 1000 ids")
+    clauses = parse_filter(body.get("filter"))
+    limit = body.get("max_results") or 100
+    if not isinstance(limit, int) or not 1 <= limit <= 1000:
+        raise RunbaseError("max_results is 1 to 1000")
+    token = body.get("page_token") or "0"
+    if not isinstance(token, str) or not token.isdigit() or len(token) > 12:
+        raise RunbaseError("page_token is not one this server gave")
+    rows = experiments.search_models(store, [check_experiment_id(str(i)) for i in ids])
+    found = [r for r in rows if all((_field(r, f) == v) == (op == "=") for f, op, v in clauses)]
+    found.sort(key=lambda r: (-float(r["created_at"]), str(r["id"])))
+    start = int(token)
+    page = found[start : start + limit]
+    out: dict[str, Any] = {"models": [model_json(r) for r in page]}
+    if start + limit < len(found):
+        out["next_page_token"] = str(start + limit)
+    return out

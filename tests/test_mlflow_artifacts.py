@@ -1,0 +1,268 @@
+"""MLflow artifacts, logged models and the model registry on the team server (issue 20,
+docs/mlflow.md), driven by the real MLflow client against a real `runbase server`
+subprocess (SQLite + a directory of objects): artifacts are the run's outputs, the
+same bytes are one object, a sklearn model logged with ``mlflow.sklearn.log_model``
+loads back, and registered models and aliases are runbase's registry and stages."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.conftest import ServerProcess, http_request, runbase_cmd, start_server
+
+from runbase.store.hashing import hash_bytes
+
+mlflow = pytest.importorskip("mlflow")
+pytest.importorskip("sklearn")
+
+PROJECT = "default"
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
+
+
+@dataclass
+class Mlflow:
+    """One server with a writer (alice), an approver (carol) and a reader (rita)."""
+
+    db: str
+    objects: Path
+    server: ServerProcess
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def uri(self) -> str:
+        return f"{self.server.url}/p/{PROJECT}/mlflow"
+
+    def admin(self, *args: str) -> str:
+        return str(runbase_cmd("server", *args, "--db", self.db, check=True).stdout)
+
+    def api(self, user: str, method: str, path: str, data: bytes | None = None) -> tuple[int, Any]:
+        return http_request(self.server.url, method, path, self.tokens[user], data, "text/plain")
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mlflow]:
+    base = tmp_path_factory.mktemp("mlflow-artifacts")
+    db, objects = str(base / "server.db"), base / "objects"
+    runbase_cmd("server", "migrate", "--db", db, "--objects", str(objects), check=True)
+    server = start_server(db, str(objects), log_dir=base)
+    m = Mlflow(db, objects, server)
+    try:
+        for user, role in (("alice", "writer"), ("carol", "approver"), ("rita", "reader")):
+            out = m.admin("users", "add", user, "--project-role", role)
+            m.tokens[user] = next(w for w in out.split() if w.startswith("rbt_"))
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("MLFLOW_TRACKING_URI", m.uri)
+            mp.setenv("MLFLOW_TRACKING_TOKEN", m.tokens["alice"])
+            mp.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # an error is an answer, not a retry
+            mlflow.set_tracking_uri(m.uri)
+            yield m
+    finally:
+        server.stop()
+
+
+def _run_files(srv: Mlflow, run_id: str) -> dict[str, dict[str, Any]]:
+    """The run's outputs as the server's runbase API gives them to `runbase pull`."""
+    status, bundle = srv.api("alice", "GET", f"/p/{PROJECT}/api/runs/{run_id}/bundle")
+    assert status == 200, bundle
+    return {f["path"]: f for f in bundle["run_files"] if f["role"] == "output"}
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_artifacts_round_trip_and_are_run_outputs(srv: Mlflow, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_bytes(b"hello artifacts\n")
+    (src / "sub" / "b.bin").write_bytes(bytes(range(256)) * 40)
+    single = tmp_path / "report.json"
+    single.write_text('{"acc": 0.9}')
+    with mlflow.start_run() as run:
+        mlflow.log_artifact(str(single))
+        mlflow.log_artifacts(str(src), artifact_path="data")
+    rid = run.info.run_id
+    client = mlflow.MlflowClient()
+    top = {(f.path, f.is_dir) for f in client.list_artifacts(rid)}
+    assert top == {("report.json", False), ("data", True)}
+    listed = {(f.path, f.is_dir, f.file_size) for f in client.list_artifacts(rid, "data")}
+    assert listed == {("data/a.txt", False, 16), ("data/sub", True, None)}
+    out = Path(client.download_artifacts(rid, "data", str(tmp_path / "dl")))
+    assert _tree(out) == _tree(src)  # byte-exact
+    got = Path(
+        mlflow.artifacts.download_artifacts(
+            f"runs:/{rid}/report.json", dst_path=str(tmp_path / "one")
+        )
+    )
+    assert got.read_bytes() == single.read_bytes()
+
+    outputs = _run_files(srv, rid)
+    assert set(outputs) == {"report.json", "data/a.txt", "data/sub/b.bin"}
+    assert outputs["data/a.txt"]["oid"] == hash_bytes(b"hello artifacts\n")
+    assert outputs["data/a.txt"]["source"] == "mlflow"
+    assert outputs["data/a.txt"]["stored"] in (1, True)
+
+
+def test_same_bytes_are_one_object(srv: Mlflow, tmp_path: Path) -> None:
+    payload = b"the same bytes, twice " * 100
+    path = tmp_path / "same.bin"
+    path.write_bytes(payload)
+    ids = []
+    for _ in range(2):
+        with mlflow.start_run() as run:
+            mlflow.log_artifact(str(path), artifact_path="copy")
+        ids.append(run.info.run_id)
+    oids = {_run_files(srv, rid)["copy/same.bin"]["oid"] for rid in ids}
+    assert oids == {hash_bytes(payload)}
+    copies = [p for p in srv.objects.rglob("*") if p.is_file() and p.read_bytes() == payload]
+    assert len(copies) == 1
+
+
+def test_unsafe_paths_and_roles(srv: Mlflow, tmp_path: Path) -> None:
+    with mlflow.start_run() as run:
+        mlflow.log_param("x", "1")
+    rid, exp = run.info.run_id, run.info.experiment_id
+    base = f"/p/{PROJECT}/mlflow/api/2.0/mlflow-artifacts/artifacts/{exp}/{rid}/artifacts"
+    for bad in ("a/../../b", "%2e%2e/secret", "a//b", ".git/config"):
+        status, body = srv.api("alice", "PUT", f"{base}/{bad}", b"x")
+        assert status == 400, (bad, body)
+        assert body["error_code"] == "INVALID_PARAMETER_VALUE"
+    long = "d/" * 600 + "f"
+    assert srv.api("alice", "PUT", f"{base}/{long}", b"x")[0] == 400
+
+    # a reader reads but may not upload
+    status, body = srv.api("rita", "PUT", f"{base}/r.txt", b"x")
+    assert (status, body["error_code"]) == (403, "PERMISSION_DENIED")
+    assert srv.api("alice", "PUT", f"{base}/r.txt", b"x")[0] == 200
+    query = urllib.parse.urlencode({"path": f"{exp}/{rid}/artifacts"})
+    status, body = srv.api(
+        "rita", "GET", f"/p/{PROJECT}/mlflow/api/2.0/mlflow-artifacts/artifacts?{query}"
+    )
+    assert status == 200 and body["files"] == [{"path": "r.txt", "is_dir": False, "file_size": 1}]
+    assert srv.api("rita", "GET", f"{base}/r.txt") == (200, b"x")
+
+    # a run in another experiment than the path says, and an unknown run: not found
+    status, body = srv.api(
+        "alice",
+        "PUT",
+        f"/p/{PROJECT}/mlflow/api/2.0/mlflow-artifacts/artifacts/987/{rid}/artifacts/f",
+        b"x",
+    )
+    assert (status, body["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
+
+
+def _fit(c: float) -> Any:
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0], [0.5, 0.2]] * 4)
+    y = np.array([0, 1, 1, 0, 1] * 4)
+    return LogisticRegression(C=c).fit(x, y), x
+
+
+def _log_model(c: float) -> tuple[str, str, Any, Any]:
+    """A run that logs a fitted LogisticRegression: (run id, model id, model, X)."""
+    import mlflow.sklearn
+
+    model, x = _fit(c)
+    with mlflow.start_run() as run:
+        mlflow.log_param("C", str(c))
+        # skops (MLflow's default format) is not installed here: cloudpickle, as before 3.x
+        info = mlflow.sklearn.log_model(model, name="model", serialization_format="cloudpickle")
+    return run.info.run_id, str(info.model_id), model, x
+
+
+def test_sklearn_log_model_loads_back(srv: Mlflow) -> None:
+    import mlflow.sklearn
+
+    rid, model_id, model, x = _log_model(1.0)
+    client = mlflow.MlflowClient()
+    logged = client.get_logged_model(model_id)
+    assert (logged.source_run_id, logged.name) == (rid, "model")
+    assert logged.status.to_proto() == mlflow.entities.LoggedModelStatus.READY.to_proto()
+    assert logged.params.get("C") == "1.0"  # the run's params, copied by the client
+    files = {f.path for f in client.list_logged_model_artifacts(model_id)}
+    assert {"MLmodel", "model.pkl"} <= files
+    for uri in (f"models:/{model_id}", f"runs:/{rid}/model"):
+        back = mlflow.sklearn.load_model(uri)
+        assert (back.predict(x) == model.predict(x)).all(), uri
+        assert (back.predict_proba(x) == model.predict_proba(x)).all(), uri
+    found = client.search_logged_models(
+        experiment_ids=["0"], filter_string=f"source_run_id = '{rid}'"
+    )
+    assert [m.model_id for m in found] == [model_id]
+    client.set_logged_model_tags(model_id, {"team": "ml"})
+    assert client.get_logged_model(model_id).tags["team"] == "ml"
+    client.delete_logged_model_tag(model_id, "team")
+    assert "team" not in client.get_logged_model(model_id).tags
+
+
+def test_registry_versions_and_aliases_are_runbase_stages(
+    srv: Mlflow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow.sklearn
+    from mlflow.exceptions import MlflowException
+
+    rid1, _, model1, x = _log_model(0.5)
+    rid2, model_id2, model2, _ = _log_model(0.25)
+    v1 = mlflow.register_model(f"runs:/{rid1}/model", "churn-clf")
+    v2 = mlflow.register_model(f"models:/{model_id2}", "churn-clf")
+    assert (v1.version, v2.version) == ("1", "2")
+    assert v1.run_id == rid1
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias("churn-clf", "champion", "1")
+    assert client.get_model_version_by_alias("churn-clf", "champion").version == "1"
+    back = mlflow.sklearn.load_model("models:/churn-clf@champion")
+    assert (back.predict_proba(x) == model1.predict_proba(x)).all()
+    back = mlflow.sklearn.load_model("models:/churn-clf/2")
+    assert (back.predict_proba(x) == model2.predict_proba(x)).all()
+
+    # the runbase registry holds the same versions and stages (`runbase model show`)
+    status, ver = srv.api("alice", "GET", f"/p/{PROJECT}/api/models/resolve?ref=churn-clf@champion")
+    assert status == 200, ver
+    assert (ver["version"], ver["run"], ver["kind"], ver["user"]) == (
+        "v0.0.1",
+        rid1,
+        "dir",
+        "alice",
+    )
+    status, shown = srv.api("alice", "GET", f"/p/{PROJECT}/api/models/churn-clf")
+    assert status == 200, shown
+    assert json.dumps(shown).count("v0.0.2") >= 1
+    rm = client.get_registered_model("churn-clf")
+    assert rm.aliases == {"champion": "1"}
+    assert [v.version for v in client.search_model_versions("name='churn-clf'")] == ["2", "1"]
+
+    # a protected stage needs an approver, as runbase's own API does
+    srv.admin("stages", "protect", "production", "--project", PROJECT)
+    with pytest.raises(MlflowException) as e:
+        client.set_registered_model_alias("churn-clf", "production", "2")
+    assert e.value.error_code == "PERMISSION_DENIED"
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", srv.tokens["carol"])
+    client.set_registered_model_alias("churn-clf", "production", "2")
+    status, ver = srv.api(
+        "alice", "GET", f"/p/{PROJECT}/api/models/resolve?ref=churn-clf@production"
+    )
+    assert (status, ver["version"]) == (200, "v0.0.2")
+    client.delete_registered_model_alias("churn-clf", "production")
+    status, _ = srv.api("alice", "GET", f"/p/{PROJECT}/api/models/resolve?ref=churn-clf@production")
+    assert status == 404
+
+    # what runbase's registry cannot hold is refused clearly
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", srv.tokens["alice"])
+    with pytest.raises(MlflowException) as e:
+        mlflow.register_model(f"models:/{model_id2}", "ChurnModel")
+    assert e.value.error_code == "INVALID_PARAMETER_VALUE" and "lower-case" in e.value.message
+    with pytest.raises(MlflowException) as e:
+        client.delete_model_version("churn-clf", "1")
+    assert "not supported" in e.value.message
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", srv.tokens["rita"])
+    with pytest.raises(MlflowException) as e:
+        client.set_registered_model_alias("churn-clf", "staging", "1")
+    assert e.value.error_code == "PERMISSION_DENIED"
