@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from runbase.capture.manifest import put_manifest
 from runbase.core.ids import is_valid_id
 from runbase.errors import Conflict, NotFound, RunNotFound, UsageError
 from runbase.records import experiments as ex
@@ -471,3 +472,31 @@ def test_writes_move_a_running_runs_heartbeat(store: Store) -> None:
     x.log_points(store, run, [("m", 0, T0, 1.0)])
     (beat,) = store.db.query_one("SELECT heartbeat_at FROM runs WHERE id = ?", (run,)) or (0,)
     assert beat > T0
+
+
+def test_summary_and_latest_metrics(store: Store) -> None:
+    run, other = _run(store), _run(store)
+    x.log_points(
+        store, run, [("loss", 0, T0, 2.0), ("loss", 4, T0 + 1, 1.5), ("n", 0, T0, math.nan)]
+    )
+    x.set_summary(store, run, {"best": 0.9, "loss": 1.0})
+    latest = x.latest_metrics(store, [run, other, "bad"])
+    assert set(latest) == {run}  # summary-only keys and runs without points: none
+    assert latest[run]["loss"] == (1.5, T0 + 1, 4)
+    assert math.isnan(latest[run]["n"][0])
+    assert "best" not in latest[run]
+    rows = dict(store.db.query("SELECT key, value FROM metrics WHERE run_id = ?", (run,)))
+    assert rows["best"] == 0.9 and rows["loss"] == 1.0  # the summary is the metric's value
+    with pytest.raises(UsageError):
+        x.set_summary(store, run, {"k": "1"})  # type: ignore[dict-item]
+
+
+def test_a_directory_output(store: Store) -> None:
+    run = _run(store)
+    blob = store.objects.put_bytes(b"weights")
+    tree = put_manifest(store, [{"path": "w.bin", "type": "f", "oid": blob, "size": 7}])
+    x.add_output(store, run, "mlflow-models/m-1", tree, 7, "mlflow", kind="dir")
+    assert store.db.query_one("SELECT kind FROM run_files WHERE run_id = ?", (run,)) == ("dir",)
+    assert not maintenance.gc(store, grace=0).unreferenced  # the manifest and its file
+    with pytest.raises(UsageError):
+        x.add_output(store, run, "x", blob, 7, "mlflow", kind="link")

@@ -33,7 +33,7 @@ from runbase.core.shapes import I64, MAX_TIME
 from runbase.core.statuses import STATUSES, is_terminal
 from runbase.errors import Conflict, NotFound, RunNotFound, UnsafePathError, UsageError
 from runbase.records.experiments import check_key, check_text, check_value
-from runbase.records.ingest import append_points
+from runbase.records.ingest import append_points, apply_summary
 from runbase.store import Store
 from runbase.store.hashing import hash_bytes
 
@@ -430,12 +430,62 @@ def metric_history(store: Store, run_id: str, key: str) -> list[tuple[int, float
     return out
 
 
+def set_summary(store: Store, run_id: str, values: dict[str, float]) -> None:
+    """Set summary values of the run (what ``runbase.summary`` sets: a metric's value
+    for tables and filters, whatever its points; NaN and the infinities allowed), in one
+    transaction."""
+    run_id = _run_id(run_id)
+    if not isinstance(values, dict):
+        raise UsageError("summary values must be a mapping of metric keys to numbers")
+    checked: dict[str, float] = {}
+    for key, v in values.items():
+        check_key(key, "metric key")
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise UsageError(f"summary of metric {key!r} must be a number, not {type(v).__name__}")
+        try:
+            checked[key] = float(v)
+        except OverflowError:
+            raise UsageError(f"summary of metric {key!r} is too large") from None
+    with store.db.transaction() as cur:
+        _require(cur, run_id)
+        apply_summary(cur, run_id, checked)
+        _beat(cur, run_id)
+
+
+def latest_metrics(
+    store: Store, run_ids: list[str]
+) -> dict[str, dict[str, tuple[float, float, int]]]:
+    """``{run_id: {key: (value, time, step)}}``: the last logged point of each metric
+    with points of these runs, from the summary rows (no chunk is read); a run without
+    any is left out. The last logged, which is MLflow's latest unless a client logged an
+    earlier step later."""
+    if not isinstance(run_ids, list):
+        raise UsageError("run ids must be a list")
+    ids = [r for r in run_ids if isinstance(r, str) and is_valid_id(r)]
+    out: dict[str, dict[str, tuple[float, float, int]]] = {}
+    for lo in range(0, len(ids), 500):
+        chunk = ids[lo : lo + 500]
+        rows = store.db.query(
+            "SELECT run_id, key, last, last_time, last_step FROM metrics "
+            f"WHERE count > 0 AND run_id IN ({','.join('?' * len(chunk))})",
+            chunk,
+        )
+        for run_id, key, last, t, step in rows:
+            value = math.nan if last is None else float(last)  # NULL: a NaN (docs/store-format.md)
+            when = float(t) if isinstance(t, (int, float)) else 0.0
+            out.setdefault(str(run_id), {})[str(key)] = (value, when, int(step or 0))
+    return out
+
+
 # -- outputs ------------------------------------------------------------------------------
 
 
-def add_output(store: Store, run_id: str, path: str, oid: str, size: int, source: str) -> None:
-    """Record an output file of the run (an MLflow artifact): ``path`` relative, POSIX
-    (core.safepath), its bytes already the object ``oid`` of the store."""
+def add_output(
+    store: Store, run_id: str, path: str, oid: str, size: int, source: str, kind: str = "file"
+) -> None:
+    """Record an output of the run (an MLflow artifact): ``path`` relative, POSIX
+    (core.safepath), its bytes already the object ``oid`` of the store; ``kind`` "dir":
+    a directory, ``oid`` its tree manifest (capture.manifest), whose files ``gc`` keeps."""
     run_id = _run_id(run_id)
     try:
         check_relpath(path)
@@ -450,14 +500,16 @@ def add_output(store: Store, run_id: str, path: str, oid: str, size: int, source
     if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size < 1 << 62:
         raise UsageError(f"bad file size {size!r}")
     check_text("file source", source, 64)
+    if kind not in ("file", "dir"):
+        raise UsageError(f"kind must be file or dir, not {kind!r}")
     if not store.objects.exists(oid):
         raise NotFound(f"object {oid} is not in the store")
     with store.db.transaction() as cur:
         _require(cur, run_id)
         cur.execute(
             "INSERT INTO run_files (run_id, role, path, oid, size, stored, source, kind) "
-            "VALUES (?, 'output', ?, ?, ?, 1, ?, 'file') "
+            "VALUES (?, 'output', ?, ?, ?, 1, ?, ?) "
             "ON CONFLICT (run_id, role, path) DO UPDATE SET oid = excluded.oid, "
-            "size = excluded.size, stored = 1, source = excluded.source, kind = 'file'",
-            (run_id, path, oid, size, source),
+            "size = excluded.size, stored = 1, source = excluded.source, kind = excluded.kind",
+            (run_id, path, oid, size, source, kind),
         )

@@ -221,7 +221,7 @@ def _apply_events(
         if kind == "param":
             _apply_param(cur, store, run_id, e)
         elif kind == "summary":
-            _apply_summary(cur, run_id, e.get("values") or {})
+            apply_summary(cur, run_id, e.get("values") or {})
         elif kind == "tag":
             cur.execute(
                 "INSERT INTO tags (run_id, key, value) VALUES (?, ?, ?) "
@@ -302,7 +302,9 @@ def _same_value(a: str, b: str) -> bool:
     return x is not None and y is not None and x == y
 
 
-def _apply_summary(cur: Any, run_id: str, values: dict[str, Any]) -> None:
+def apply_summary(cur: Any, run_id: str, values: dict[str, Any]) -> None:
+    """Set summary values (``runbase.summary``) of the run in the caller's transaction;
+    what is not a number is skipped. Shared with records.external (the importers)."""
     for key, v in values.items():
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             continue
