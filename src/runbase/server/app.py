@@ -36,6 +36,7 @@ from runbase.server.auth import (  # noqa: E402
 from runbase.server.errors import server_error_handlers  # noqa: E402
 from runbase.server.logs import AccessLog  # noqa: E402
 from runbase.server.middleware import body_limit  # noqa: E402
+from runbase.server.mlflow_app import mlflow_app  # noqa: E402
 from runbase.server.routes_accounts import v1  # noqa: E402
 from runbase.server.routes_meta import meta  # noqa: E402
 from runbase.server.routes_pages import ui  # noqa: E402
@@ -73,6 +74,7 @@ def create_server_app(config: ServerConfig, server: Server | None = None) -> Fas
     app.include_router(meta)
     app.include_router(v1)
     app.include_router(project_api)
+    app.mount("/p/{project}/mlflow", mlflow_app(srv))  # MLflow's REST API (docs/mlflow.md)
     reader = [Depends(role_dependency("reader"))]
     app.include_router(api_router, prefix="/p/{project}/api", dependencies=reader)
     for router in read_routers():
