@@ -27,6 +27,8 @@ import math
 import os
 import posixpath
 import re
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,23 +193,43 @@ def _write_experiment(
 def _write_run(
     store: Store, exp_dir: Path, exp_id: str, run_id: str, skipped: list[tuple[str, str]]
 ) -> int:
-    """The run's directory under ``exp_dir``; how many artifacts it holds."""
+    """The run's directory under ``exp_dir``; how many artifacts it holds. Written in a
+    temporary directory renamed into place at the end: a run appears whole or not at
+    all (an export stopped by a damaged object leaves no half run to skip next time)."""
     row = load_row(store, run_id)
     tags = load_tags(store, [run_id])[run_id]
-    run_dir = exp_dir / run_id
-    run_dir.mkdir()
-    safe = SafeRoot(run_dir)
-    meta = _run_meta(row, exp_id, run_dir, deleted="deleted" in tags)
+    work = Path(tempfile.mkdtemp(prefix=f".{run_id}.", dir=exp_dir))
+    try:
+        n = _fill_run(store, work, exp_dir / run_id, exp_id, row, tags, skipped)
+        os.rename(work, exp_dir / run_id)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return n
+
+
+def _fill_run(
+    store: Store,
+    work: Path,
+    final: Path,
+    exp_id: str,
+    row: dict[str, Any],
+    tags: dict[str, str],
+    skipped: list[tuple[str, str]],
+) -> int:
+    run_id = row["id"]
+    safe = SafeRoot(work)
+    meta = _run_meta(row, exp_id, final, deleted="deleted" in tags)
     _write_text(safe, "meta.yaml", yaml.safe_dump(meta, sort_keys=True, allow_unicode=True))
     for sub in ("params", "metrics", "tags", "artifacts"):
-        (run_dir / sub).mkdir()
+        (work / sub).mkdir()
     for key, value in _params(store, run_id).items():
         _named(safe, "params", key, value, run_id, skipped)
     for key, value in sorted({**_system_tags(row), **tags}.items()):
         _named(safe, "tags", key, value, run_id, skipped)
     for key in (k["key"] for k in series_keys(store, run_id)):
         _named(safe, "metrics", key, _metric_lines(store, run_id, key), run_id, skipped)
-    return _artifacts(store, run_id, SafeRoot(run_dir / "artifacts"), skipped)
+    return _artifacts(store, run_id, SafeRoot(work / "artifacts"), skipped)
 
 
 def _run_meta(row: dict[str, Any], exp_id: str, run_dir: Path, deleted: bool) -> dict[str, Any]:
