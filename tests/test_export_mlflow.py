@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,9 +18,12 @@ from click.testing import CliRunner
 
 from conftest import GIT, commit, require, runbase_cmd, write
 from runbase.cli import COMMANDS, main
+from runbase.errors import CorruptObject
 from runbase.interop.mlflow_export import export_mlflow
 from runbase.records import read
+from runbase.records.files import list_files
 from runbase.store import Store
+from runbase.store.hashing import hash_bytes
 
 PY = sys.executable
 
@@ -30,6 +34,7 @@ runbase.param("lr", 0.05)
 runbase.param("layers", [64, 32])
 runbase.param("use_bn", True)
 runbase.param("notes", "n" * 20_000)  # above the inline limit: kept as an object
+runbase.param("bad|key", 1)  # no MLflow name: skipped and said
 for i in range(100):
     runbase.log(loss=1.0 / (i + 1), acc=i / 100, lr=0.05 * 0.99**i, step=i)
 runbase.log(weird=float("nan"), step=0)
@@ -93,7 +98,14 @@ def test_export_reads_back_exactly_in_mlflows_client(
     result = export_mlflow(store, ids, dest)
     assert result["runs"] == ids
     assert set(result["experiments"]) == {"exp-a", "exp-b"}
-    assert result["artifacts"] == 4 and result["skipped"] == []
+    assert result["artifacts"] == 4
+    assert result["skipped"] == [
+        {
+            "what": f"param 'bad|key' of run {rid}",
+            "why": "not a name MLflow accepts (letters, digits, _ - . / : space)",
+        }
+        for rid in ids
+    ]
     c = client(dest)
     names = {e.name: e.experiment_id for e in c.search_experiments()}
     assert names.keys() == {"Default", "exp-a", "exp-b"} and names["Default"] == "0"
@@ -143,9 +155,10 @@ def test_export_adds_to_an_mlruns_store_and_never_overwrites_a_run(
     meta = (dest / first["experiments"]["exp-a"] / ids[0] / "meta.yaml").read_bytes()
     second = export_mlflow(store, ids, dest)
     assert second["runs"] == ids[1:]
-    assert second["skipped"] == [
-        {"what": f"run {ids[0]}", "why": f"already in {dest}: not overwritten"}
-    ]
+    assert second["skipped"][0] == {
+        "what": f"run {ids[0]}",
+        "why": f"already in {dest}: not overwritten",
+    }
     assert (dest / first["experiments"]["exp-a"] / ids[0] / "meta.yaml").read_bytes() == meta
     assert len(client(dest).search_runs(["0", "1", "2"])) == 2
 
@@ -176,3 +189,59 @@ def test_export_cli_text_and_json(made: tuple[Path, list[str]], tmp_path: Path) 
     assert json.loads(r.output)["skipped"][0]["why"].startswith("already in")
     r = cli("export", "nosuchrun", "--format", "mlflow", str(dest), store=root / ".runbase")
     assert r.exit_code == 1 and "no run matches 'nosuchrun'" in r.output
+
+
+def test_a_damaged_object_stops_the_export_and_leaves_no_half_run(
+    made: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    copy = tmp_path / "store"
+    shutil.copytree(made[0] / ".runbase", copy)
+    rid = made[1][0]
+    s = Store.open(copy)
+    try:
+        (model,) = [o for o in list_files(s, rid)["outputs"] if o["path"] == "out/model.txt"]
+        path = s.local_objects.path(model["hash"])
+        os.chmod(path, 0o644)
+        path.write_bytes(b"not the model\n")
+        dest = tmp_path / "mlruns"
+        with pytest.raises(CorruptObject, match=rid):
+            export_mlflow(s, [rid], dest)
+    finally:
+        s.close()
+    (exp,) = [d for d in dest.iterdir() if d.name not in ("0", ".trash")]
+    assert [p.name for p in exp.iterdir()] == ["meta.yaml"]
+
+
+def test_importing_the_export_gives_the_same_values_back(
+    made: tuple[Path, list[str]], store: Store, tmp_path: Path
+) -> None:
+    from runbase.interop.mlflow_import import import_mlflow
+    from runbase.records import external
+
+    _root, ids = made
+    dest = tmp_path / "mlruns"
+    export_mlflow(store, ids, dest)
+    other = Store.open(tmp_path / "other", create=True)
+    try:
+        report = import_mlflow(other, dest)
+        assert len(report.created) == 2 and report.skipped == []
+        for rid in ids:
+            (back,) = [r for r in report.created if read.load_tags(other, [r])[r]["import.id"] == rid]
+            mine, theirs = read.load_runs(store, [rid])[0], read.load_runs(other, [back])[0]
+            # MLflow's params are text: numbers and booleans come back as they were, a
+            # list as its JSON text
+            want = {k: v for k, v in mine["params"].items() if k != "bad|key"}
+            assert theirs["params"] == want | {"layers": "[64, 32]"}
+            assert theirs["name"] == mine["name"] and theirs["status"] == mine["status"]
+            for key in ("loss", "acc", "lr"):
+                a = read.series(store, rid, key)
+                b = external.metric_history(other, back, key)
+                assert [(s, v) for s, _t, v in b] == list(zip(a.steps, a.values, strict=True))
+            outs = {o["path"]: o["hash"] for o in list_files(other, back)["outputs"]}
+            model = [o for o in list_files(store, rid)["outputs"] if o["path"] == "out/model.txt"]
+            assert outs == {
+                "out/model.txt": model[0]["hash"],  # the same object: stored once
+                "out/ckpt/last.bin": hash_bytes(bytes(range(256)) * 40),
+            }
+    finally:
+        other.close()

@@ -1,0 +1,482 @@
+"""``runbase import mlflow``: MLflow runs into the store, read with MLflow's own client.
+
+The source is an mlruns directory (MLflow's file store, read as
+``MlflowClient("file:DIR")``) or a tracking server (``--tracking-uri``: MLflow's
+server, a runbase server's ``/p/PROJECT/mlflow``). Each run becomes a runbase run
+through :func:`runbase.interop.imported.write_run` (the rules every importer shares:
+its id derived from the original one, so a second import finds it; what the source
+added since is appended, a source that disagrees is reported and left alone):
+
+=========================  ===================================================
+MLflow                     runbase
+=========================  ===================================================
+run id                     tag ``import.id`` (the run id is derived from it)
+experiment (name)          tag ``experiment``; the experiment, with its tags
+run name, user, times      name, user, started/ended
+status                     RUNNING/SCHEDULED running, FINISHED finished,
+                           FAILED failed, KILLED killed
+params                     params (source ``mlflow``)
+tags (all, ``mlflow.*``)   tags
+metrics                    every point of every metric (get_metric_history)
+``mlflow.parentRunId``     ``parent_id`` (the parent's derived id)
+dataset inputs             tag ``mlflow.datasets``: a JSON list
+artifacts                  outputs (objects of the store, source ``mlflow``)
+deleted run                tag ``deleted`` (only with ``include_deleted``)
+=========================  ===================================================
+
+Not mapped, counted in the report: logged models (MLflow 3) and the runs' links to
+them, traces, registered models and prompts. An artifact already imported with the
+same size is not downloaded again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from runbase.core.safepath import check_relpath
+from runbase.errors import NotFound, RunbaseError, UnsafePathError, UsageError
+from runbase.interop.imported import (
+    SourceFile,
+    SourceRun,
+    ok_key,
+    ok_time,
+    ok_value,
+    run_id_of,
+    write_run,
+)
+from runbase.interop.report import ImportReport, Progress, report_step
+from runbase.records import experiments, external
+from runbase.records.files import list_files
+from runbase.store import Store
+
+SYSTEM = "mlflow"
+DATASETS_TAG = "mlflow.datasets"
+PAGE = 1000  # runs per search_runs page
+_STATUS = {
+    "RUNNING": "running",
+    "SCHEDULED": "running",
+    "FINISHED": "finished",
+    "FAILED": "failed",
+    "KILLED": "killed",
+}
+_INSTALL = "runbase import mlflow reads with the MLflow client: pip install 'runbase[mlflow]'"
+
+
+def import_mlflow(
+    store: Store,
+    source: Path | str,
+    *,
+    experiment: str | None = None,
+    progress: Progress | None = None,
+    include_deleted: bool = False,
+) -> ImportReport:
+    """Import the runs of ``source`` (an mlruns directory, or a tracking URI given as a
+    string with a scheme): every active experiment's active runs, or only those of
+    ``experiment`` (a name); deleted ones too with ``include_deleted``."""
+    client_class, view_type, mlflow_error = _mlflow()
+    uri, local = tracking_uri(source)
+    report = ImportReport(SYSTEM)
+    with _file_store_allowed(local is not None):
+        client = client_class(tracking_uri=uri)
+        reader = _Reader(client, uri, local, view_type, include_deleted, mlflow_error)
+        exps = reader.experiments(experiment)
+        listing = reader.runs(exps)
+        ids = {run.info.run_id: _derived(run) for _exp, run in listing}
+        for exp in exps:
+            _keep_experiment(store, exp, report)
+        with tempfile.TemporaryDirectory(prefix="runbase-import-") as tmp:
+            for i, (exp, run) in enumerate(listing):
+                report_step(progress, i, len(listing), run.info.run_name or run.info.run_id)
+                reader.import_run(store, exp, run, ids, Path(tmp), report)
+        reader.count_not_mapped(exps, report)
+    return report
+
+
+# -- the source -----------------------------------------------------------------------------
+
+
+def _mlflow() -> tuple[Any, Any, type[Exception]]:
+    """MLflow's client class, its ViewType and its exception class, imported now."""
+    try:
+        from mlflow.entities import ViewType  # lazy: an optional, heavy dependency
+        from mlflow.exceptions import MlflowException
+        from mlflow.tracking import MlflowClient
+    except ImportError:
+        raise UsageError(_INSTALL) from None
+    return MlflowClient, ViewType, MlflowException
+
+
+def tracking_uri(source: Path | str) -> tuple[str, Path | None]:
+    """The tracking URI of ``source`` and, for an mlruns directory, that directory.
+    UsageError for a path that is missing or not an mlruns directory."""
+    if isinstance(source, str) and "://" in source and not source.startswith("file:"):
+        return source, None
+    text = str(source)
+    if text.startswith("file:"):
+        text = text[len("file://") :] if text.startswith("file://") else text[len("file:") :]
+    path = Path(text).expanduser().absolute()
+    if not path.exists():
+        raise UsageError(f"{path} does not exist: give an mlruns directory or --tracking-uri URI")
+    if not path.is_dir():
+        hint = (
+            f"; for MLflow's SQLite database give --tracking-uri sqlite:///{path}"
+            if path.suffix == ".db"
+            else ""
+        )
+        raise UsageError(f"{path} is a file, not an mlruns directory{hint}")
+    for candidate in (path, path / "mlruns"):
+        if _is_mlruns(candidate):
+            return "file:" + str(candidate), candidate
+    raise UsageError(
+        f"{path} is not an MLflow file store (no <experiment id>/meta.yaml in it): give the "
+        "mlruns directory MLflow wrote, or --tracking-uri URI for a tracking server"
+    )
+
+
+def _is_mlruns(path: Path) -> bool:
+    if not path.is_dir():
+        return False
+    for entry in os.scandir(path):
+        meta = Path(entry.path) / "meta.yaml"
+        if entry.is_dir(follow_symlinks=False) and meta.is_file():
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                if "experiment_id:" in meta.read_text(encoding="utf-8")[:8192]:
+                    return True
+    return False
+
+
+@contextlib.contextmanager
+def _file_store_allowed(on: bool) -> Iterator[None]:
+    """MLflow 3 opens a file store only with MLFLOW_ALLOW_FILE_STORE set (the store is in
+    "maintenance mode"): set for the import's length, as it was after."""
+    name = "MLFLOW_ALLOW_FILE_STORE"
+    before = os.environ.get(name)
+    if on:
+        os.environ[name] = "true"
+    try:
+        yield
+    finally:
+        if on:
+            if before is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = before
+
+
+def _derived(run: Any) -> str:
+    return run_id_of(SYSTEM, run.info.run_id, _seconds(run.info.start_time) or 0.0)
+
+
+def _seconds(ms: Any) -> float | None:
+    if isinstance(ms, bool) or not isinstance(ms, (int, float)):
+        return None
+    t = ms / 1000.0
+    return t if ok_time(t) else None
+
+
+def _keep_experiment(store: Store, exp: Any, report: ImportReport) -> None:
+    """The experiment in the store under its name, with its tags, unless there already."""
+    if experiments.by_name(store, exp.name) is not None:
+        return
+    tags = {k: v for k, v in (exp.tags or {}).items() if ok_key(k) and ok_value(v)}
+    try:
+        experiments.create(store, exp.name, tags=tags)
+    except RunbaseError as e:
+        report.skipped.append((f"experiment {exp.name!r}", str(e)))
+
+
+class _Reader:
+    """Reads one source through MLflow's client and writes its runs."""
+
+    def __init__(
+        self,
+        client: Any,
+        uri: str,
+        local: Path | None,
+        view_type: Any,
+        include_deleted: bool,
+        mlflow_error: type[Exception],
+    ) -> None:
+        self.client = client
+        self.uri = uri
+        self.local = local
+        self.view = view_type.ALL if include_deleted else view_type.ACTIVE_ONLY
+        self.error = mlflow_error
+
+    def _failed(self, what: str, e: Exception) -> RunbaseError:
+        return RunbaseError(f"cannot read {what} from {self.uri}: {_message(e)}")
+
+    # -- listing ------------------------------------------------------------------------
+    def experiments(self, name: str | None) -> list[Any]:
+        try:
+            if name is not None:
+                exp = self.client.get_experiment_by_name(name)
+                if exp is None:
+                    raise NotFound(f"no experiment {name!r} in {self.uri}")
+                return [exp]
+            out, token = [], None
+            while True:
+                page = self.client.search_experiments(view_type=self.view, page_token=token)
+                out.extend(page)
+                token = page.token
+                if not token:
+                    return out
+        except (self.error, OSError) as e:
+            raise self._failed("experiments", e) from None
+
+    def runs(self, exps: list[Any]) -> list[tuple[Any, Any]]:
+        """Every run of ``exps``, oldest first (a parent before its children)."""
+        out: list[tuple[Any, Any]] = []
+        for exp in exps:
+            token = None
+            while True:
+                try:
+                    page = self.client.search_runs(
+                        [exp.experiment_id],
+                        run_view_type=self.view,
+                        max_results=PAGE,
+                        page_token=token,
+                    )
+                except (self.error, OSError) as e:
+                    raise self._failed(f"the runs of experiment {exp.name!r}", e) from None
+                out.extend((exp, run) for run in page)
+                token = page.token
+                if not token:
+                    break
+        out.sort(key=lambda er: (er[1].info.start_time or 0, er[1].info.run_id))
+        return out
+
+    # -- one run ------------------------------------------------------------------------
+    def import_run(
+        self,
+        store: Store,
+        exp: Any,
+        run: Any,
+        ids: dict[str, str],
+        tmp: Path,
+        report: ImportReport,
+    ) -> None:
+        orig = run.info.run_id
+        work = tmp / "run"
+        try:
+            src = self.read_run(store, exp, run, ids, work, report)
+        except (self.error, OSError, RunbaseError) as e:
+            shutil.rmtree(work, ignore_errors=True)
+            report.skipped.append((f"run {orig}", _message(e)))
+            return
+        try:
+            run_id = write_run(store, src, report)
+            if run_id is not None and run.info.lifecycle_stage == "deleted":
+                external.soft_delete(store, run_id, True)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def read_run(
+        self, store: Store, exp: Any, run: Any, ids: dict[str, str], work: Path, report: ImportReport
+    ) -> SourceRun:
+        info, data = run.info, run.data
+        what = f"run {info.run_id}"
+        started = _seconds(info.start_time)
+        if started is None:
+            raise UsageError(f"it has no valid start time ({info.start_time!r})")
+        status = _STATUS.get(str(info.status), "finished")
+        tags = _checked(dict(data.tags), "tag", what, report)
+        datasets = _datasets(run)
+        if datasets is not None:
+            tags[DATASETS_TAG] = datasets
+        _count_model_links(run, report)
+        src = SourceRun(
+            system=SYSTEM,
+            original_id=info.run_id,
+            started_at=started,
+            name=info.run_name or data.tags.get("mlflow.runName") or None,
+            experiment=exp.name,
+            ended_at=_seconds(info.end_time) if status != "running" else None,
+            status=status,
+            user=info.user_id or None,
+            parent_id=self.parent_of(data.tags.get("mlflow.parentRunId"), ids),
+            params=_checked(dict(data.params), "param", what, report),
+            tags=tags,
+            points=self.points(info.run_id, sorted(data.metrics), what, report),
+        )
+        src.files = self.files(store, info, ids[info.run_id], work, report)
+        return src
+
+    def parent_of(self, parent: str | None, ids: dict[str, str]) -> str | None:
+        """The derived id of the parent run: of this import, else read from the source."""
+        if not parent:
+            return None
+        if parent in ids:
+            return ids[parent]
+        try:
+            return _derived(self.client.get_run(parent))
+        except (self.error, OSError, RunbaseError):
+            return None  # gone at the source: its id stays in tag mlflow.parentRunId
+
+    def points(
+        self, run_id: str, keys: list[str], what: str, report: ImportReport
+    ) -> list[tuple[str, int, float, float]]:
+        """Every point of every metric, in the order MLflow gives them."""
+        out = []
+        for key in keys:
+            if not ok_key(key):
+                report.skipped.append((f"metric {key[:100]!r} of {what}", "not a valid key"))
+                continue
+            bad = 0
+            for m in self.client.get_metric_history(run_id, key):
+                t = _seconds(m.timestamp)
+                if t is None or isinstance(m.step, bool) or not isinstance(m.step, int):
+                    bad += 1
+                    continue
+                out.append((key, int(m.step), t, float(m.value)))
+            report.not_mapped_add("metric points with a time or step runbase cannot keep", bad)
+        return out
+
+    # -- artifacts ----------------------------------------------------------------------
+    def files(
+        self, store: Store, info: Any, run_id: str, work: Path, report: ImportReport
+    ) -> list[SourceFile]:
+        """The run's artifacts as files to store: read in place from an mlruns
+        directory, else downloaded into ``work``. One already imported with the same
+        size is not read again."""
+        have: dict[str, int | None] = {}
+        if external.exists(store, run_id):
+            have = {f["path"]: f.get("size") for f in list_files(store, run_id)["outputs"]}
+        in_place = self._local_artifacts(info)
+        listed = _walk(in_place) if in_place is not None else self._listed(info.run_id, None)
+        out = []
+        for path, size in listed:
+            where = f"artifact {path!r} of run {info.run_id}"
+            try:
+                check_relpath(path)
+            except UnsafePathError as e:
+                report.skipped.append((where, e.why))
+                continue
+            if path in have and have[path] == size:
+                continue
+            if in_place is not None:
+                out.append(SourceFile(path, in_place, path))
+                continue
+            try:
+                self.client.download_artifacts(info.run_id, path, str(work))
+            except (self.error, OSError) as e:
+                report.skipped.append((where, _message(e)))
+                continue
+            out.append(SourceFile(path, work, path))
+        return out
+
+    def _local_artifacts(self, info: Any) -> Path | None:
+        """The run's artifact directory inside the mlruns directory, when that is where
+        its artifacts are (also for an mlruns directory moved since it was written)."""
+        if self.local is None:
+            return None
+        d = self.local / str(info.experiment_id) / str(info.run_id) / "artifacts"
+        return d if d.is_dir() and not d.is_symlink() else None
+
+    def _listed(self, run_id: str, path: str | None) -> list[tuple[str, int | None]]:
+        out: list[tuple[str, int | None]] = []
+        for f in self.client.list_artifacts(run_id, path):
+            if f.is_dir:
+                out.extend(self._listed(run_id, f.path))
+            else:
+                out.append((f.path, f.file_size))
+        return out
+
+    # -- what runbase does not keep -----------------------------------------------------
+    def count_not_mapped(self, exps: list[Any], report: ImportReport) -> None:
+        """Count logged models, traces and registered models, where the source answers."""
+        ids = [e.experiment_id for e in exps]
+        if not ids:
+            return
+        counts = (
+            ("logged models", lambda t: self.client.search_logged_models(ids, page_token=t)),
+            (
+                "traces",
+                lambda t: self.client.search_traces(
+                    ids, max_results=500, include_spans=False, page_token=t
+                ),
+            ),
+            (
+                "registered models and prompts",
+                lambda t: self.client.search_registered_models(max_results=1000, page_token=t),
+            ),
+        )
+        for what, search in counts:
+            with contextlib.suppress(Exception):  # a source without it (older server): none
+                report.not_mapped_add(what, _count_pages(search))
+
+
+def _count_pages(search: Any) -> int:
+    n, token = 0, None
+    for _ in range(10_000):  # a source that never ends its pages stops here
+        page = search(token)
+        n += len(page)
+        token = page.token
+        if not token:
+            break
+    return n
+
+
+def _walk(root: Path) -> list[tuple[str, int | None]]:
+    """Every regular file under ``root`` (never through a symlink), POSIX-relative."""
+    out: list[tuple[str, int | None]] = []
+    for d, dirs, files in os.walk(root, followlinks=False):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(d, name)
+            rel = os.path.relpath(full, root).replace(os.sep, "/")
+            try:
+                st = os.lstat(full)
+            except OSError:
+                continue
+            out.append((rel, st.st_size))
+    return out
+
+
+def _checked(items: dict[str, Any], kind: str, what: str, report: ImportReport) -> dict[str, str]:
+    """The keys and values runbase can keep; the others reported skipped."""
+    out = {}
+    for k, v in items.items():
+        if ok_key(k) and isinstance(v, str) and ok_value(v):
+            out[k] = v
+        else:
+            report.skipped.append((f"{kind} {str(k)[:100]!r} of {what}", "too long or has NUL"))
+    return out
+
+
+def _datasets(run: Any) -> str | None:
+    """The run's dataset inputs as one JSON list (tag ``mlflow.datasets``)."""
+    inputs = getattr(run.inputs, "dataset_inputs", None) or []
+    out = []
+    for di in inputs:
+        ds = di.dataset
+        entry = {
+            k: getattr(ds, k, None)
+            for k in ("name", "digest", "source_type", "source", "schema", "profile")
+        }
+        entry["tags"] = {t.key: t.value for t in (di.tags or [])}
+        out.append(entry)
+    if not out:
+        return None
+    text = json.dumps(out, ensure_ascii=False, sort_keys=True)
+    return text if ok_value(text) else json.dumps([{"name": e["name"]} for e in out])
+
+
+def _count_model_links(run: Any, report: ImportReport) -> None:
+    links = len(getattr(run.inputs, "model_inputs", None) or [])
+    outputs = getattr(run, "outputs", None)
+    links += len(getattr(outputs, "model_outputs", None) or [])
+    report.not_mapped_add("links from runs to logged models", links)
+
+
+def _message(e: BaseException) -> str:
+    text = getattr(e, "message", None) or str(e) or type(e).__name__
+    text = str(text).splitlines()[0] if str(text).strip() else type(e).__name__
+    return text[:500]

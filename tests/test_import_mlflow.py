@@ -1,0 +1,254 @@
+"""``runbase import mlflow``: an mlruns directory written by the REAL MLflow client
+imports losslessly (exact params, tags, every metric point, parent, datasets,
+artifacts), a second import changes nothing, a source that grew is brought up to date."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import require
+from runbase.cli import COMMANDS, main
+from runbase.errors import NotFound, UsageError
+from runbase.interop.mlflow_import import import_mlflow
+from runbase.records import experiments, external
+from runbase.records.record import build_record
+from runbase.store import Store
+
+# Run by the real MLflow client in a subprocess: what a user's training script writes.
+MAKE = """
+import json, os, sys
+import mlflow, pandas as pd
+from mlflow.tracking import MlflowClient
+root = sys.argv[1]
+mlflow.set_tracking_uri("file:" + os.path.join(root, "mlruns"))
+exp = mlflow.set_experiment("exp-a")
+MlflowClient().set_experiment_tag(exp.experiment_id, "team", "vision")
+with open(os.path.join(root, "weights.bin"), "wb") as f:
+    f.write(bytes(range(256)) * 64)
+with open(os.path.join(root, "notes.txt"), "w") as f:
+    f.write("first model\\n")
+ids = {}
+with mlflow.start_run(run_name="parent") as run:
+    ids["parent"] = run.info.run_id
+    mlflow.log_params({"lr": 0.01, "layers": 3, "optimizer": "adam", "flag": "true"})
+    mlflow.set_tags({"stage": "dev", "note": "h\\u00e9llo"})
+    for i in range(100):
+        mlflow.log_metrics(
+            {"loss": 1.0 / (i + 1), "acc": i / 100, "lr": 0.01 * 0.97**i}, step=i
+        )
+    mlflow.log_metric("odd", float("nan"), step=0)
+    mlflow.log_metric("odd", float("inf"), step=1)
+    mlflow.log_artifact(os.path.join(root, "weights.bin"), artifact_path="model")
+    mlflow.log_artifact(os.path.join(root, "notes.txt"))
+    ds = mlflow.data.from_pandas(pd.DataFrame({"a": [1, 2, 3]}), source="data/train.csv", name="train")
+    mlflow.log_input(ds, context="training")
+    with mlflow.start_run(run_name="child", nested=True) as child:
+        ids["child"] = child.info.run_id
+        mlflow.log_param("fold", "1")
+        mlflow.log_metric("val", 0.5, step=7)
+mlflow.set_experiment("exp-b")
+with mlflow.start_run(run_name="broken") as run:
+    ids["failed"] = run.info.run_id
+    mlflow.log_metric("loss", 3.0)
+    mlflow.end_run(status="FAILED")
+with mlflow.start_run(run_name="gone") as run:
+    ids["deleted"] = run.info.run_id
+MlflowClient().delete_run(ids["deleted"])
+print(json.dumps(ids))
+"""
+
+
+def mlflow_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["MLFLOW_ALLOW_FILE_STORE"] = "true"  # MLflow 3 writes a file store only when told
+    return env
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """An mlruns directory made by MLflow itself, and the original run ids. Read-only."""
+    require("mlflow")
+    root = tmp_path_factory.mktemp("mlflow")
+    proc = subprocess.run(
+        [sys.executable, "-c", MAKE, str(root)],
+        capture_output=True,
+        text=True,
+        env=mlflow_env(),
+        cwd=root,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return root / "mlruns", json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Any:
+    s = Store.open(tmp_path / ".runbase", create=True)
+    yield s
+    s.close()
+
+
+def client(mlruns: Path) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+    return MlflowClient(tracking_uri="file:" + str(mlruns))
+
+
+def counts(store: Store) -> dict[str, int]:
+    tables = ("runs", "params", "tags", "metrics", "metric_chunks", "run_files", "experiments")
+    return {t: store.db.query_one(f"SELECT count(*) FROM {t}")[0] for t in tables}
+
+
+def derived(mlruns: Path, original: str) -> str:
+    run = client(mlruns).get_run(original)
+    return external.derived_id("mlflow", original, run.info.start_time / 1000)
+
+
+def test_an_mlruns_directory_imports_losslessly(
+    source: tuple[Path, dict[str, str]], store: Store
+) -> None:
+    mlruns, ids = source
+    seen: list[tuple[int, int | None, str]] = []
+    report = import_mlflow(store, mlruns, progress=lambda *a: seen.append(a))
+    parent, child, failed = (derived(mlruns, ids[k]) for k in ("parent", "child", "failed"))
+    assert sorted(report.created) == sorted([parent, child, failed])  # not the deleted one
+    assert report.unchanged == [] and report.updated == [] and report.skipped == []
+    assert [(d, t) for d, t, _ in seen] == [(0, 3), (1, 3), (2, 3)]
+    c = client(mlruns)
+    src = c.get_run(ids["parent"])
+
+    rec = build_record(store, parent)  # what `runbase show RUN --json` prints
+    assert rec["name"] == "parent" and rec["user"] == src.info.user_id
+    assert rec["status"] == "finished" and rec["mode"] == "import" and rec["command"] == []
+    assert rec["parent_id"] is None
+    assert rec["params"] == {"lr": 0.01, "layers": 3, "optimizer": "adam", "flag": True}
+    assert set(rec["param_sources"].values()) == {"mlflow"}
+    tags = rec["tags"]
+    for key, value in src.data.tags.items():  # every tag, mlflow.* included
+        assert tags[key] == value
+    assert tags["import.id"] == ids["parent"] and tags["import.source"] == "mlflow"
+    assert tags["experiment"] == "exp-a" and tags["note"] == "h\u00e9llo"
+    (ds,) = json.loads(tags["mlflow.datasets"])
+    assert ds["name"] == "train" and ds["tags"] == {"mlflow.data.context": "training"}
+    assert json.loads(ds["source"]) == {"uri": "data/train.csv"} and ds["digest"]
+    for key in ("loss", "acc", "lr", "odd"):
+        theirs = c.get_metric_history(ids["parent"], key)
+        mine = external.metric_history(store, parent, key)
+        assert [s for s, _t, _v in mine] == [m.step for m in theirs]
+        assert [round(t * 1000) for _s, t, _v in mine] == [m.timestamp for m in theirs]
+        for (_s, _t, v), m in zip(mine, theirs, strict=True):
+            assert v == m.value or (math.isnan(v) and math.isnan(m.value))
+    assert len(external.metric_history(store, parent, "loss")) == 100
+    assert rec["metrics"]["loss"]["count"] == 100 and rec["metrics"]["loss"]["last"] == 0.01
+    outputs = {o["path"]: o for o in rec["outputs"]}
+    assert set(outputs) == {"model/weights.bin", "notes.txt"}
+    assert outputs["model/weights.bin"]["stored"] and outputs["model/weights.bin"]["size"] == 16384
+    weights = store.objects.get_bytes(outputs["model/weights.bin"]["hash"])
+    assert weights == bytes(range(256)) * 64
+    assert store.objects.get_bytes(outputs["notes.txt"]["hash"]) == b"first model\n"
+
+    kid = build_record(store, child)
+    assert kid["parent_id"] == parent and kid["params"] == {"fold": 1}
+    assert external.metric_history(store, child, "val")[0][::2] == (7, 0.5)
+    bad = build_record(store, failed)
+    assert bad["status"] == "failed" and bad["tags"]["experiment"] == "exp-b"
+    exp = experiments.by_name(store, "exp-a")
+    assert exp is not None and exp.tags["team"] == "vision"
+    assert report.lines() == ["mlflow: 3 runs imported, 0 already there"]
+
+
+def test_a_second_import_changes_nothing(
+    source: tuple[Path, dict[str, str]], store: Store
+) -> None:
+    mlruns, _ids = source
+    first = import_mlflow(store, mlruns)
+    before = counts(store)
+    again = import_mlflow(store, mlruns)
+    assert again.created == [] and again.updated == []
+    assert sorted(again.unchanged) == sorted(first.created)
+    assert counts(store) == before
+    assert again.lines() == ["mlflow: 0 runs imported, 3 already there"]
+    assert again.as_json()["unchanged"] == again.unchanged
+
+
+def test_a_source_that_grew_is_brought_up_to_date(
+    source: tuple[Path, dict[str, str]], store: Store, tmp_path: Path
+) -> None:
+    mlruns = tmp_path / "copy" / "mlruns"
+    shutil.copytree(source[0], mlruns)  # moved: its meta.yaml still names the old place
+    ids = source[1]
+    import_mlflow(store, mlruns)
+    c = client(mlruns)
+    for i in range(100, 110):
+        c.log_metric(ids["parent"], "loss", 1.0 / (i + 1), step=i)
+    c.set_tag(ids["parent"], "reviewed", "yes")
+    report = import_mlflow(store, mlruns)
+    parent = derived(mlruns, ids["parent"])
+    assert report.updated == [parent] and len(report.unchanged) == 2
+    history = external.metric_history(store, parent, "loss")
+    assert [s for s, _t, _v in history] == list(range(110))
+    assert build_record(store, parent)["tags"]["reviewed"] == "yes"
+    assert report.lines() == ["mlflow: 0 runs imported, 1 updated, 2 already there"]
+
+
+def test_deleted_runs_and_one_experiment_on_request(
+    source: tuple[Path, dict[str, str]], store: Store
+) -> None:
+    mlruns, ids = source
+    report = import_mlflow(store, mlruns, experiment="exp-b", include_deleted=True)
+    failed, deleted = derived(mlruns, ids["failed"]), derived(mlruns, ids["deleted"])
+    assert sorted(report.created) == sorted([failed, deleted])
+    assert "deleted" in build_record(store, deleted)["tags"]
+    assert "deleted" not in build_record(store, failed)["tags"]
+    with pytest.raises(NotFound, match="no experiment 'nope'"):
+        import_mlflow(store, mlruns, experiment="nope")
+
+
+def test_a_path_that_is_not_an_mlruns_directory(store: Store, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="does not exist"):
+        import_mlflow(store, tmp_path / "missing")
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "a.txt").write_text("x")
+    with pytest.raises(UsageError, match="is not an MLflow file store"):
+        import_mlflow(store, tmp_path / "plain")
+    (tmp_path / "mlflow.db").write_bytes(b"")
+    with pytest.raises(UsageError, match="--tracking-uri sqlite:///"):
+        import_mlflow(store, tmp_path / "mlflow.db")
+    assert counts(store)["runs"] == 0
+
+
+def cli(store: Path, *args: str) -> Any:
+    """The real `runbase` group, in-process (COMMANDS as the lead registers them)."""
+    COMMANDS.setdefault("import", "interop")
+    COMMANDS.setdefault("export", "interop")
+    return CliRunner().invoke(main, ["--store", str(store), *args], catch_exceptions=False)
+
+
+def test_cli_exit_codes_and_json(source: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    mlruns, _ids = source
+    db = tmp_path / "s"
+    r = cli(db, "import", "mlflow", str(mlruns.parent), "--json")  # the directory above: found
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["system"] == "mlflow" and len(out["created"]) == 3 and out["skipped"] == []
+    r = cli(db, "import", "mlflow", str(mlruns), "--experiment", "exp-a")
+    assert (r.exit_code, r.output) == (0, "mlflow: 0 runs imported, 2 already there\n")
+    r = cli(db, "import", "mlflow", str(tmp_path / "nothere"))
+    assert r.exit_code == 2 and "does not exist" in r.output
+    r = cli(db, "import", "mlflow", str(tmp_path))
+    assert r.exit_code == 2 and "is not an MLflow file store" in r.output
+    r = cli(db, "import", "mlflow")
+    assert r.exit_code == 2 and "give an mlruns directory PATH or --tracking-uri URI" in r.output
+    r = cli(db, "import", "mlflow", str(mlruns), "--experiment", "nope")
+    assert r.exit_code == 1 and "no experiment 'nope'" in r.output
