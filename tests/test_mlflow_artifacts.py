@@ -174,7 +174,12 @@ def _log_model(c: float) -> tuple[str, str, Any, Any]:
     with mlflow.start_run() as run:
         mlflow.log_param("C", str(c))
         # skops (MLflow's default format) is not installed here: cloudpickle, as before 3.x
-        info = mlflow.sklearn.log_model(model, name="model", serialization_format="cloudpickle")
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            serialization_format="cloudpickle",
+            pip_requirements=["scikit-learn"],  # no inference: it runs a subprocess
+        )
     return run.info.run_id, str(info.model_id), model, x
 
 
@@ -204,7 +209,7 @@ def test_sklearn_log_model_loads_back(srv: Mlflow) -> None:
 
 
 def test_registry_versions_and_aliases_are_runbase_stages(
-    srv: Mlflow, monkeypatch: pytest.MonkeyPatch
+    srv: Mlflow, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     import mlflow.sklearn
     from mlflow.exceptions import MlflowException
@@ -253,6 +258,30 @@ def test_registry_versions_and_aliases_are_runbase_stages(
     client.delete_registered_model_alias("churn-clf", "production")
     status, _ = srv.api("alice", "GET", f"/p/{PROJECT}/api/models/resolve?ref=churn-clf@production")
     assert status == 404
+
+    # an MLflow 2 style model: a saved model directory logged as a run's artifacts
+    mlflow.sklearn.save_model(
+        model1,
+        str(tmp_path / "saved"),
+        serialization_format="cloudpickle",
+        pip_requirements=["scikit-learn"],
+    )
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(str(tmp_path / "saved"), artifact_path="legacy")
+    v3 = mlflow.register_model(f"runs:/{run.info.run_id}/legacy", "churn-clf")
+    assert (v3.version, v3.source) == ("3", f"{run.info.artifact_uri}/legacy")
+    back = mlflow.sklearn.load_model("models:/churn-clf/3")
+    assert (back.predict_proba(x) == model1.predict_proba(x)).all()
+    status, ver = srv.api("alice", "GET", f"/p/{PROJECT}/api/models/resolve?ref=churn-clf@v0.0.3")
+    assert (status, ver["run"], ver["path"], ver["kind"]) == (200, run.info.run_id, "legacy", "dir")
+
+    # a two-person stage: the alias is a request an approver approves
+    srv.admin("stages", "protect", "release", "--project", PROJECT, "--approvals", "2")
+    with pytest.raises(MlflowException) as e:
+        client.set_registered_model_alias("churn-clf", "release", "3")
+    assert "request" in e.value.message
+    status, reqs = srv.api("alice", "GET", f"/p/{PROJECT}/api/models/churn-clf")
+    assert "release" in json.dumps(reqs)
 
     # what runbase's registry cannot hold is refused clearly
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", srv.tokens["alice"])
