@@ -50,6 +50,8 @@ ADOPT_TAG = "runbase.run_id"  # create_run: "make this runbase run the MLflow ru
 PARENT_TAG = "mlflow.parentRunId"
 NAME_TAG = "mlflow.runName"
 DEFAULT_EXPERIMENT = "Default"
+DELETED_TAG = "deleted"  # MLflow's delete_run on a runbase server (records.external)
+RESERVED_PREFIX = "runbase.mlflow."  # the server's MLflow API keeps datasets there
 _SERVICE = "mlflow.tracking._tracking_service.client"
 
 
@@ -330,10 +332,13 @@ def _mirror_params(pairs: list[tuple[Any, str]]) -> None:
 
 
 def param_value(text: str) -> Any:
-    """An MLflow param (always a string) as runbase keeps it: the number it spells when
-    that number's JSON text is the string itself (``"0.1"``, ``"32"``), so runbase can
-    filter and sort on it and MLflow reads back its exact string; else the string
-    (``"1e-3"``, ``"True"``, ``"None"``)."""
+    """An MLflow param (always a string) as runbase keeps it: the number or boolean it
+    spells when that value's JSON text is the string itself (``"0.1"``, ``"32"``,
+    ``"true"``), so runbase can filter and sort on it and MLflow reads back its exact
+    string; else the string (``"1e-3"``, ``"True"``, ``"None"``). The rule of the
+    server's MLflow API (records.external), so a param reads the same either way."""
+    if text in ("true", "false"):
+        return text == "true"
     value = numeric(text)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
@@ -366,13 +371,21 @@ def _check_params(pairs: list[tuple[Any, str]]) -> None:
 
 
 def _mirror_tags(tags: Iterable[tuple[Any, str]]) -> None:
+    """MLflow tags as runbase tags; ``mlflow.runName`` is the run's name (kept in the
+    run, as the server's MLflow API keeps it), and the tags runbase reserves for itself
+    (``deleted``, ``runbase.mlflow.*``: the server's MLflow API refuses them) are not
+    taken."""
     t = _tracker.active()
     if t is None:
         return
     for key, value in tags:
-        t.event("tag", key=str(key), value=value)
-        if key == NAME_TAG and value:
-            t.event("name", name=value)
+        if key == NAME_TAG:
+            if value:
+                t.event("name", name=value)
+        elif key == DELETED_TAG or str(key).startswith(RESERVED_PREFIX):
+            warn_once(f"mlflow-tag-{key}", f"MLflow tag {key!r} is runbase's own; not recorded")
+        else:
+            t.event("tag", key=str(key), value=value)
 
 
 def _mirror_name(name: str) -> None:
