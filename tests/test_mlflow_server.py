@@ -353,6 +353,34 @@ def test_roles(team: Team, client: MlflowClient, monkeypatch: pytest.MonkeyPatch
     assert status == 401 and answer["error_code"] == "UNAUTHENTICATED"
 
 
+def test_create_run_adopts_a_runbase_run_id(
+    team: Team, client: MlflowClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`runbase run --publish` of an MLflow script: create_run with the tag
+    runbase.run_id is that runbase run (made with that id, or the caller's running one)."""
+    from runbase.core.ids import new_run_id
+
+    exp_id = client.create_experiment(unique("adopt"))
+    wanted = new_run_id()
+    made = client.create_run(exp_id, run_name="train", tags={"runbase.run_id": wanted})
+    assert made.info.run_id == wanted and "runbase.run_id" not in made.data.tags
+    again = client.create_run(exp_id, tags={"runbase.run_id": wanted})
+    assert again.info.run_id == wanted and again.info.experiment_id == exp_id
+    assert [r.info.run_id for r in client.search_runs([exp_id])] == [wanted]
+    as_user(monkeypatch, team, "bob")  # not bob's run
+    with pytest.raises(MlflowException) as e:
+        client.create_run(exp_id, tags={"runbase.run_id": wanted})
+    assert code_of(e) == "PERMISSION_DENIED"
+    as_user(monkeypatch, team, "alice")
+    client.set_terminated(wanted, "FINISHED")
+    with pytest.raises(MlflowException) as e:  # an ended run is not adopted
+        client.create_run(exp_id, tags={"runbase.run_id": wanted})
+    assert code_of(e) == "INVALID_PARAMETER_VALUE"
+    with pytest.raises(MlflowException) as e:
+        client.create_run(exp_id, tags={"runbase.run_id": "not-an-id"})
+    assert code_of(e) == "INVALID_PARAMETER_VALUE"
+
+
 # -- MLflow runs are runbase runs ---------------------------------------------------------
 
 
