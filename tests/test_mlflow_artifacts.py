@@ -82,6 +82,8 @@ def test_artifacts_round_trip_and_are_run_outputs(srv: Mlflow, tmp_path: Path) -
     (src / "sub").mkdir(parents=True)
     (src / "a.txt").write_bytes(b"hello artifacts\n")
     (src / "sub" / "b.bin").write_bytes(bytes(range(256)) * 40)
+    (src / "sub" / "empty.txt").write_bytes(b"")
+    (src / "données été.csv").write_text("x,y\n1,2\n")
     single = tmp_path / "report.json"
     single.write_text('{"acc": 0.9}')
     with mlflow.start_run() as run:
@@ -92,7 +94,11 @@ def test_artifacts_round_trip_and_are_run_outputs(srv: Mlflow, tmp_path: Path) -
     top = {(f.path, f.is_dir) for f in client.list_artifacts(rid)}
     assert top == {("report.json", False), ("data", True)}
     listed = {(f.path, f.is_dir, f.file_size) for f in client.list_artifacts(rid, "data")}
-    assert listed == {("data/a.txt", False, 16), ("data/sub", True, None)}
+    assert listed == {
+        ("data/a.txt", False, 16),
+        ("data/données été.csv", False, 8),
+        ("data/sub", True, None),
+    }
     out = Path(client.download_artifacts(rid, "data", str(tmp_path / "dl")))
     assert _tree(out) == _tree(src)  # byte-exact
     got = Path(
@@ -103,7 +109,13 @@ def test_artifacts_round_trip_and_are_run_outputs(srv: Mlflow, tmp_path: Path) -
     assert got.read_bytes() == single.read_bytes()
 
     outputs = _run_files(srv, rid)
-    assert set(outputs) == {"report.json", "data/a.txt", "data/sub/b.bin"}
+    assert set(outputs) == {
+        "report.json",
+        "data/a.txt",
+        "data/données été.csv",
+        "data/sub/b.bin",
+        "data/sub/empty.txt",
+    }
     assert outputs["data/a.txt"]["oid"] == hash_bytes(b"hello artifacts\n")
     assert outputs["data/a.txt"]["source"] == "mlflow"
     assert outputs["data/a.txt"]["stored"] in (1, True)
