@@ -113,14 +113,19 @@ def check_owner(store: Store, target: Target) -> None:
 
 
 def files_of(store: Store, target: Target) -> list[tuple[str, str, int]]:
-    """``(path, oid, size)`` of every stored file of the target's owner."""
+    """``(path, oid, size)`` of the stored files of the target's owner at or below the
+    target's path (every file: the root)."""
     if target.kind == "model":
-        return [(p, o, int(s)) for p, o, s in experiments.model_files(store, target.owner)]
+        return experiments.model_files(store, target.owner, target.path)
     out = []
+    below = target.path + "/"
     for item in list_files(store, target.owner)["outputs"]:
         if item.get("directory") or not item.get("stored") or not item.get("hash"):
             continue  # a directory's manifest or bytes kept by hash only: no file to serve
-        out.append((str(item["path"]), str(item["hash"]), int(item.get("size") or 0)))
+        path = str(item["path"])
+        if target.path and path != target.path and not path.startswith(below):
+            continue
+        out.append((path, str(item["hash"]), int(item.get("size") or 0)))
     return out
 
 
