@@ -10,13 +10,14 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
-from conftest import require
+from conftest import require, runbase_cmd, start_server
 from runbase.cli import COMMANDS, main
 from runbase.errors import NotFound, UsageError
 from runbase.interop.mlflow_import import import_mlflow
@@ -235,7 +236,9 @@ def cli(store: Path, *args: str) -> Any:
     return CliRunner().invoke(main, ["--store", str(store), *args], catch_exceptions=False)
 
 
-def test_cli_exit_codes_and_json(source: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+def test_cli_exit_codes_and_json(
+    source: tuple[Path, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     mlruns, _ids = source
     db = tmp_path / "s"
     r = cli(db, "import", "mlflow", str(mlruns.parent), "--json")  # the directory above: found
@@ -252,3 +255,68 @@ def test_cli_exit_codes_and_json(source: tuple[Path, dict[str, str]], tmp_path: 
     assert r.exit_code == 2 and "give an mlruns directory PATH or --tracking-uri URI" in r.output
     r = cli(db, "import", "mlflow", str(mlruns), "--experiment", "nope")
     assert r.exit_code == 1 and "no experiment 'nope'" in r.output
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    r = cli(db, "import", "mlflow", "--tracking-uri", "http://127.0.0.1:9")  # nothing listens
+    assert r.exit_code == 1
+    assert "cannot read experiments from http://127.0.0.1:9: API request" in r.output
+    for system in ("wandb", "tensorboard", "neptune"):  # E's importers, called the same way
+        r = cli(db, "import", system, str(tmp_path / "nothere"))
+        assert r.exit_code == 2 and "nothere does not exist" in r.output, system
+
+
+# -- from a tracking server: a runbase team server's MLflow API ------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """A real `runbase server` (SQLite + objects directory) and a writer's token."""
+    base = tmp_path_factory.mktemp("mlflow-server")
+    db, objects = str(base / "server.db"), str(base / "objects")
+    runbase_cmd("server", "migrate", "--db", db, "--objects", objects, check=True)
+    proc = start_server(db, objects, log_dir=base)
+    try:
+        out = runbase_cmd(
+            "server", "users", "add", "alice", "--project-role", "writer", "--db", db, check=True
+        ).stdout
+        yield f"{proc.url}/p/default/mlflow", next(w for w in out.split() if w.startswith("rbt_"))
+    finally:
+        proc.stop()
+
+
+def test_import_from_a_tracking_server_downloads_artifacts(
+    server: tuple[str, str], store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri, token = server
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    c = MlflowClient(tracking_uri=uri)
+    exp_id = c.create_experiment("served")
+    run = c.create_run(exp_id, run_name="remote")
+    rid = run.info.run_id
+    c.log_param(rid, "depth", "7")
+    for i in range(50):
+        c.log_metric(rid, "loss", 1 / (i + 1), step=i, timestamp=1_700_000_000_000 + i)
+    (tmp_path / "cfg.json").write_text('{"a": 1}\n')
+    c.log_artifact(rid, str(tmp_path / "cfg.json"), artifact_path="conf")
+    kid = c.create_run(exp_id, run_name="kid", tags={"mlflow.parentRunId": rid}).info.run_id
+    c.set_terminated(kid)
+    c.set_terminated(rid)
+
+    report = import_mlflow(store, uri, experiment="served")
+    parent = external.derived_id("mlflow", rid, run.info.start_time / 1000)
+    assert len(report.created) == 2 and parent in report.created and report.skipped == []
+    rec = build_record(store, parent)
+    assert rec["params"] == {"depth": 7} and rec["tags"]["experiment"] == "served"
+    history = external.metric_history(store, parent, "loss")
+    assert [(s, round(t * 1000), v) for s, t, v in history] == [
+        (i, 1_700_000_000_000 + i, 1 / (i + 1)) for i in range(50)
+    ]
+    (out,) = rec["outputs"]
+    assert out["path"] == "conf/cfg.json"
+    assert store.objects.get_bytes(out["hash"]) == b'{"a": 1}\n'
+    (child,) = [r for r in report.created if r != parent]
+    assert build_record(store, child)["parent_id"] == parent
+    again = import_mlflow(store, uri, experiment="served")
+    assert sorted(again.unchanged) == sorted(report.created)

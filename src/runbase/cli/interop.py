@@ -89,6 +89,8 @@ def _other(system: str, what: str) -> click.Command:
     def command(ctx: click.Context, path: Path, experiment: str | None, as_json: bool) -> None:
         from importlib import import_module  # lazy: each command imports what it runs
 
+        if not path.exists():  # bad usage (exit 2), as for `import mlflow`
+            raise click.UsageError(f"{path} does not exist")
         run_import = getattr(import_module(f"runbase.interop.{system}_import"), f"import_{system}")
         with bad_input():
             _import(

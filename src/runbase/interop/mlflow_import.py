@@ -83,7 +83,7 @@ def import_mlflow(
     client_class, view_type, mlflow_error = _mlflow()
     uri, local = tracking_uri(source)
     report = ImportReport(SYSTEM)
-    with _file_store_allowed(local is not None):
+    with _mlflow_env(file_store=local is not None):
         client = client_class(tracking_uri=uri)
         reader = _Reader(client, uri, local, view_type, include_deleted, mlflow_error)
         exps = reader.experiments(experiment)
@@ -153,21 +153,26 @@ def _is_mlruns(path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def _file_store_allowed(on: bool) -> Iterator[None]:
-    """MLflow 3 opens a file store only with MLFLOW_ALLOW_FILE_STORE set (the store is in
-    "maintenance mode"): set for the import's length, as it was after."""
-    name = "MLFLOW_ALLOW_FILE_STORE"
-    before = os.environ.get(name)
-    if on:
-        os.environ[name] = "true"
+def _mlflow_env(file_store: bool) -> Iterator[None]:
+    """MLflow's settings for the import's length, as they were after: MLflow 3 opens a
+    file store only with MLFLOW_ALLOW_FILE_STORE set (the store is in "maintenance
+    mode"), and draws a bar per downloaded artifact unless told not to (runbase
+    reports its own progress). A value the user set is kept."""
+    wanted = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    if file_store:
+        wanted["MLFLOW_ALLOW_FILE_STORE"] = "true"
+    before = {k: os.environ.get(k) for k in wanted}
+    for k, v in wanted.items():
+        if k == "MLFLOW_ALLOW_FILE_STORE" or before[k] is None:
+            os.environ[k] = v
     try:
         yield
     finally:
-        if on:
-            if before is None:
-                os.environ.pop(name, None)
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
             else:
-                os.environ[name] = before
+                os.environ[k] = v
 
 
 def _derived(run: Any) -> str:
@@ -364,12 +369,14 @@ class _Reader:
             if in_place is not None:
                 out.append(SourceFile(path, in_place, path))
                 continue
+            dst = work / str(len(out))  # one directory each: two files may share a name
             try:
-                self.client.download_artifacts(info.run_id, path, str(work))
+                dst.mkdir(parents=True)
+                got = Path(self.client.download_artifacts(info.run_id, path, str(dst)))
             except (self.error, OSError) as e:
                 report.skipped.append((where, _message(e)))
                 continue
-            out.append(SourceFile(path, work, path))
+            out.append(SourceFile(path, got.parent, got.name))
         return out
 
     def _local_artifacts(self, info: Any) -> Path | None:
