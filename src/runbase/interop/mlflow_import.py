@@ -168,11 +168,11 @@ def _mlflow_env(file_store: bool) -> Iterator[None]:
     try:
         yield
     finally:
-        for k, v in before.items():
-            if v is None:
+        for k, old in before.items():
+            if old is None:
                 os.environ.pop(k, None)
             else:
-                os.environ[k] = v
+                os.environ[k] = old
 
 
 def _derived(run: Any) -> str:
