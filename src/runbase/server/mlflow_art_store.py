@@ -238,6 +238,12 @@ def _info(row: dict[str, Any]) -> dict[str, Any]:
     return dict(info) if isinstance(info, dict) else {}
 
 
+def delete_model(store: Store, model_id: str) -> None:
+    """MLflow's delete: the model and its file list go (its bytes at the next ``gc``
+    if nothing else holds them; a registered version keeps its own manifest)."""
+    experiments.delete_model(store, check_model_id(model_id))
+
+
 def finalize(store: Store, model_id: str, status: Any) -> dict[str, Any]:
     if status not in STATUSES:
         raise RunbaseError(f"status is one of {', '.join(STATUSES)}")

@@ -150,8 +150,7 @@ async def finalize_logged_model(model_id: ModelId, request: Request, c: WriterCa
 
 @router.delete(LOGGED + "/{model_id}", tags=["mlflow"], summary="Delete a logged model")
 async def delete_logged_model(model_id: ModelId, c: WriterCaller) -> Response:
-    await in_store(c, art.get_model, model_id)
-    await in_store(c, art.experiments.delete_model, model_id)
+    await in_store(c, art.delete_model, model_id)
     return json_response({})
 
 
