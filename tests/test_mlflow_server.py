@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ServerProcess, http_request, runbase_cmd, start_server
+from conftest import GIT, ServerProcess, commit, http_request, runbase_cmd, start_server, write
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -32,6 +33,15 @@ from runbase.core import mlflowfilter  # noqa: E402
 from runbase.errors import QueryError  # noqa: E402
 
 PROJECT = "default"
+
+TRAIN = """
+import sys
+import runbase
+lr = runbase.param("lr", float(sys.argv[1]))
+for step, loss in enumerate([1.0, 0.5]):
+    runbase.log(loss=loss, step=step)
+runbase.log(acc=0.5 + lr)
+"""
 
 
 @dataclass
@@ -419,17 +429,39 @@ def test_pull_show_diff_of_mlflow_runs(team: Team, client: MlflowClient, tmp_pat
     assert "lr" in diff and "acc" in diff
 
 
-def test_pushed_runbase_run_is_seen_by_mlflow(team: Team, client: MlflowClient) -> None:
-    """A run the server got by `runbase push` (a bundle) shows in the Default
-    experiment, or in the experiment its `experiment` tag names."""
-    pushed = [r.info.run_id for r in client.search_runs(["0"], max_results=1000)]
-    assert pushed  # every run above without an experiment is in Default
-    name = unique("tagged")
-    run = client.create_run("0")
-    client.set_tag(run.info.run_id, "experiment", name)
+def test_pushed_runbase_run_is_seen_by_mlflow(
+    team: Team, client: MlflowClient, tmp_path: Path
+) -> None:
+    """Runs made by `runbase run` and sent by `runbase push`: one without an
+    `experiment` tag is in Default, one tagged is in the experiment of that name."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    subprocess.run([*GIT, "init", "-q", str(root)], check=True)
+    write(root, "train.py", TRAIN)
+    commit(root, "train")
+    env = {"RUNBASE_CONFIG": str(tmp_path / "config.json")}
+
+    def cli(*args: str) -> str:
+        return runbase_cmd(*args, cwd=root, env=env, check=True).stdout
+
+    name = unique("pushed")
+    cli("run", "-q", "--", sys.executable, "train.py", "0.25")
+    plain = json.loads(cli("show", "latest", "--json"))["id"]
+    cli("run", "-q", "--tag", f"experiment={name}", "--", sys.executable, "train.py", "0.5")
+    tagged = json.loads(cli("show", "latest", "--json"))["id"]
+    cli("login", team.server.url, "--token", team.tokens["alice"])
+    cli("remote", "add", "team", team.server.url, "--project", PROJECT)
+    cli("push", plain, tagged)
+
+    run = client.get_run(plain)
+    assert run.info.experiment_id == "0" and run.info.status == "FINISHED"
+    assert run.data.params["lr"] == "0.25" and run.data.metrics["acc"] == 0.75
+    assert [m.value for m in client.get_metric_history(plain, "loss")] == [1.0, 0.5]
+    assert plain in [r.info.run_id for r in client.search_runs(["0"], "params.lr = '0.25'")]
     exp = client.get_experiment_by_name(name)
     assert exp is not None
-    assert [r.info.run_id for r in client.search_runs([exp.experiment_id])] == [run.info.run_id]
+    assert [r.info.run_id for r in client.search_runs([exp.experiment_id])] == [tagged]
+    assert client.get_run(tagged).data.params["lr"] == "0.5"
 
 
 # -- the filter language against MLflow's own parser ---------------------------------------

@@ -353,18 +353,13 @@ def load_view(store: Store, run_id: str) -> RunView:
     return views[0]
 
 
-def _latest_metrics(store: Store, view: RunView) -> list[dict[str, Any]]:
-    """Each metric's last logged point (MLflow's ``data.metrics``)."""
-    out = []
-    for key in sorted(view.summary):
-        history = external.metric_history(store, view.id, key)
-        if not history:
-            continue
-        step, t, value = history[-1]
-        out.append(
-            {"key": key, "value": number_json(value), "timestamp": ms(t), "step": step}
-        )
-    return out
+def _metrics_json(latest: dict[str, tuple[float, float, int]]) -> list[dict[str, Any]]:
+    """Each metric's last logged point (MLflow's ``data.metrics``), from
+    records.external.latest_metrics."""
+    return [
+        {"key": key, "value": number_json(value), "timestamp": ms(t), "step": step}
+        for key, (value, t, step) in sorted(latest.items())
+    ]
 
 
 def run_info_json(view: RunView) -> dict[str, Any]:
@@ -427,11 +422,17 @@ def _outputs(view: RunView) -> dict[str, Any]:
     return {"model_outputs": models}
 
 
-def run_json(store: Store, view: RunView) -> dict[str, Any]:
+def run_json(
+    store: Store, view: RunView, latest: dict[str, tuple[float, float, int]] | None = None
+) -> dict[str, Any]:
+    """A run as MLflow's JSON; ``latest``: its metrics' last points when already read
+    (records.external.latest_metrics of many runs at once)."""
+    if latest is None:
+        latest = external.latest_metrics(store, [view.id]).get(view.id, {})
     return {
         "info": run_info_json(view),
         "data": {
-            "metrics": _latest_metrics(store, view),
+            "metrics": _metrics_json(latest),
             "params": _pairs(view.params),
             "tags": _pairs(_visible_tags(view)),
         },
@@ -602,7 +603,8 @@ def search_runs(store: Store, body: dict[str, Any]) -> dict[str, Any]:
     subjects = [s for s in subjects if mlflowfilter.matches(clauses, s)]
     keys = [*order, OrderKey("attribute", "start_time", ascending=False)]
     page, token = _paged(mlflowfilter.sort_subjects(subjects, keys), offset, size)
-    out: dict[str, Any] = {"runs": [run_json(store, views[s.id]) for s in page]}
+    latest = external.latest_metrics(store, [s.id for s in page])
+    out: dict[str, Any] = {"runs": [run_json(store, views[s.id], latest.get(s.id, {})) for s in page]}
     if token:
         out["next_page_token"] = token
     return out
