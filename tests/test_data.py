@@ -189,7 +189,7 @@ def test_schema_1_store_is_migrated(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     store = Store.open(tmp_path / ".runbase")
-    assert store.db.schema_version() == SCHEMA_VERSION == 7
+    assert store.db.schema_version() == SCHEMA_VERSION == 8
     assert store.db.query("SELECT count(*) FROM run_files") == [(0,)]
     assert store.db.query("SELECT notebook_json FROM runs") == []
 

@@ -38,6 +38,8 @@ SOURCE_RANK = {
     "sklearn": 2,
     "xgboost": 2,
     "lightgbm": 2,
+    # the MLflow client's params in a tracked process (runbase.integrations.mlflow)
+    "mlflow": 2,
     "argparse": 3,
     "click": 3,
     "typer": 3,
@@ -56,7 +58,16 @@ PARSERS = frozenset(("argparse", "click", "typer", "fire", "jsonargparse", "hydr
 # frameworks, the first), the framework's value goes under "<framework>.<name>", e.g.
 # "sklearn.n_estimators" (docs/run-record.md, "Parameter names").
 INTEGRATION_SOURCES = frozenset(
-    ("tensorboard", "lightning", "keras", "transformers", "sklearn", "xgboost", "lightgbm")
+    (
+        "tensorboard",
+        "lightning",
+        "keras",
+        "transformers",
+        "sklearn",
+        "xgboost",
+        "lightgbm",
+        "mlflow",
+    )
 )
 # Values larger than this are kept in full as an object by the ingester (nothing is
 # lost); the params table holds a preview and the object id.

@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "server": "server",
     "views": "views",
     "model": "models",
+    **dict.fromkeys(("import", "export"), "interop"),
 }
 
 

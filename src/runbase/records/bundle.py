@@ -453,6 +453,18 @@ def validate(bundle: Any, replace: bool = True) -> _Parsed:
     return _parse(bundle, replace)
 
 
+# Rows a team server's MLflow API writes into a run (docs/mlflow.md): artifacts logged
+# with ``mlflow.log_artifact`` (outputs of source "mlflow") and the datasets and model
+# links MLflow keeps in tags. When the run is also published from a tracked process (the
+# MLflow run adopted by ``runbase run --publish``), its publisher never sees them, so the
+# final push, a whole run, must not delete them. substr, not LIKE: LIKE ignores case in
+# SQLite and not in PostgreSQL.
+SERVER_ROWS = {
+    "run_files": "source = 'mlflow'",
+    "tags": "(substr(key, 1, 15) = 'runbase.mlflow.' OR key = 'mlflow.log-model.history')",
+}
+
+
 def import_run(
     store: Store,
     bundle: dict[str, Any] | _Parsed,
@@ -461,6 +473,7 @@ def import_run(
     verify: Callable[[str], None] | None = None,
     before: Callable[[str], None] | None = None,
     manifests: bool = True,
+    keep_server_rows: bool = False,
 ) -> str:
     """Write a bundle into ``store`` in one transaction; returns the run id.
 
@@ -478,7 +491,8 @@ def import_run(
     ``store`` holds are read and their paths checked (UnsafePathError) before anything
     is written; a server passes False and checks in ``verify`` only those the project
     holds. ``bundle`` may be what :func:`validate` returned (with the same ``replace``):
-    it is not parsed again."""
+    it is not parsed again. ``keep_server_rows`` (a team server): replacing spares the
+    rows its MLflow API wrote (:data:`SERVER_ROWS`) that the bundle does not give."""
     parsed = bundle if isinstance(bundle, _Parsed) else _parse(bundle, replace)
     if manifests:
         _check_manifests(store, parsed)
@@ -488,7 +502,9 @@ def import_run(
         _write_run(cur, parsed)
         if replace:
             for name in TABLES:
-                cur.execute(f"DELETE FROM {name} WHERE run_id = ?", (parsed.run_id,))
+                spare = SERVER_ROWS.get(name) if keep_server_rows else None
+                where = f" AND NOT {spare}" if spare else ""
+                cur.execute(f"DELETE FROM {name} WHERE run_id = ?{where}", (parsed.run_id,))
         for name in TABLES:
             _upsert(cur, schema()[name], parsed.rows[name])
         _write_log_chunks(cur, parsed, replace)

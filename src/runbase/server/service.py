@@ -220,6 +220,8 @@ class Server:
                 before=before,
                 # verify reads (strictly, paths checked) only manifests the project holds
                 manifests=False,
+                # what the MLflow API received for the run (artifacts, datasets) stays
+                keep_server_rows=True,
             )
         return {"id": run_id, "project": project, "url": f"/p/{project}/runs/{run_id}"}
 
