@@ -141,7 +141,7 @@ def _create(
     if src.params:
         external.set_params(store, run_id, src.params, src.system)
     _log(store, run_id, src.points)
-    _summary(store, run_id, src.summary, report)
+    _summary(store, run_id, src.summary)
     _files(store, run_id, src, report)
     external.set_status(store, run_id, src.status, _ended(src))
 
@@ -176,7 +176,7 @@ def _update(
         for k, v in src.summary.items()
         if not _same_float(have_summary.get(k, {}).get("value"), v)
     }
-    wrote_summary = _summary(store, run_id, new_summary, report)
+    wrote_summary = _summary(store, run_id, new_summary)
     new_files = _files(store, run_id, src, report)
     row = load_row(store, run_id)
     ended = _ended(src)
@@ -225,16 +225,11 @@ def _log(store: Store, run_id: str, points: list[tuple[str, int, float, float]])
         external.log_points(store, run_id, points[i : i + POINTS_PER_CALL])
 
 
-def _summary(store: Store, run_id: str, values: dict[str, float], report: ImportReport) -> bool:
+def _summary(store: Store, run_id: str, values: dict[str, float]) -> bool:
     """Set summary values; whether any was written."""
-    if not values:
-        return False
-    setter = getattr(external, "set_summary", None)  # requested of records.external
-    if setter is None:
-        report.not_mapped_add("summary values", len(values))
-        return False
-    setter(store, run_id, values)
-    return True
+    if values:
+        external.set_summary(store, run_id, values)
+    return bool(values)
 
 
 def _files(store: Store, run_id: str, src: SourceRun, report: ImportReport) -> int:
