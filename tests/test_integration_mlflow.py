@@ -241,3 +241,19 @@ def _spooled(t: _tracker.Tracker) -> list[dict[str, Any]]:
     t.flush()
     return [e for path in sorted(Path(t.spool_dir).glob("*")) for _, frame in read_frames(path)
             for e in frame]  # fmt: skip
+
+
+def test_a_nested_run_never_inherits_the_publish_target(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runbase.tracking._child import PUBLISH_URL_ENV
+    from runbase.tracking.supervisor import child_env
+
+    monkeypatch.setenv(
+        PUBLISH_URL_ENV, "http://127.0.0.1:9/p/team"
+    )  # as a publishing run's command
+    store = Store.open(project / ".runbase", create=True)
+    try:
+        assert PUBLISH_URL_ENV not in child_env(store, "0mtestrun0000001")
+    finally:
+        store.close()

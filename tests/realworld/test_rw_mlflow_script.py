@@ -138,14 +138,11 @@ def test_the_mlflow_client_reads_it_back(
     assert got.read_bytes() == (p.root / "model.joblib").read_bytes()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the final push (bundle import, replace=True) deletes the run_files rows the "
-    "server's MLflow artifact API wrote for the adopted run: /tmp/p5/requests-F.md item 2",
-)
 def test_artifacts_of_the_adopted_run_survive_the_final_push(
     published: Published, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    """Sent over MLflow's artifact API, not published: the final push keeps them
+    (records.bundle.SERVER_ROWS)."""
     p = published
     client = _client(p, monkeypatch)
     listed = {f.path for f in client.list_artifacts(p.ids["run"], "reports")}
