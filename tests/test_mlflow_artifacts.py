@@ -219,6 +219,36 @@ def test_sklearn_log_model_loads_back(srv: Mlflow) -> None:
     client.delete_logged_model_tag(model_id, "team")
     assert "team" not in client.get_logged_model(model_id).tags
 
+    # registered as it is logged; a deleted logged model is gone
+    import mlflow.sklearn
+
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            model,
+            name="again",
+            serialization_format="cloudpickle",
+            pip_requirements=["scikit-learn"],
+            registered_model_name="logged-and-registered",
+        )
+    latest = client.get_registered_model("logged-and-registered").latest_versions
+    assert [(v.version, v.source) for v in latest] == [("1", info.artifact_path)]
+    client.delete_logged_model(model_id)
+    with pytest.raises(mlflow.exceptions.MlflowException) as e:
+        client.get_logged_model(model_id)
+    assert e.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_artifact_over_one_mib(srv: Mlflow, tmp_path: Path) -> None:
+    # streamed into the object store: not held to the 1 MiB of JSON bodies
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(range(256)) * (9 << 12))  # 9 MiB
+    with mlflow.start_run() as run:
+        mlflow.log_artifact(str(big))
+    got = mlflow.artifacts.download_artifacts(
+        f"runs:/{run.info.run_id}/big.bin", dst_path=str(tmp_path / "d")
+    )
+    assert Path(got).read_bytes() == big.read_bytes()
+
 
 def test_registry_versions_and_aliases_are_runbase_stages(
     srv: Mlflow, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
