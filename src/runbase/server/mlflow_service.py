@@ -448,18 +448,33 @@ def _run_id(body: dict[str, Any]) -> str:
     return run_id
 
 
-def _writable(store: Store, caller: Caller, run_id: str, active: bool = True) -> RunView:
+@dataclass
+class _Target:
+    """The run a write goes to: its runs row and tags (no params or metrics read)."""
+
+    id: str
+    row: dict[str, Any]
+    tags: dict[str, str]
+
+
+def _writable(store: Store, caller: Caller, run_id: str, active: bool = True) -> _Target:
     """The run a write goes to: it exists, the caller wrote it (or is a project admin:
     the rule of ``runbase push``) and, with ``active``, it is not deleted (as MLflow)."""
-    view = load_view(store, run_id)
-    author = view.row.get("user_name")
+    if not is_valid_id(run_id):
+        raise RunNotFound(f"Run '{run_id[:40]}' not found")
+    try:
+        row = load_row(store, run_id)
+    except RunNotFound:
+        raise RunNotFound(f"Run '{run_id}' not found") from None
+    target = _Target(run_id, row, load_tags(store, [run_id])[run_id])
+    author = row.get("user_name")
     if author != caller.name and caller.role != "admin":
         raise Forbidden(f"run {run_id} belongs to {author}; only they or an admin may change it")
-    if active and view.deleted:
+    if active and external.DELETED_TAG in target.tags:
         raise MlflowError(
             f"The run {run_id} must be in the 'active' state. Current state is deleted."
         )
-    return view
+    return target
 
 
 # -- runs: create, read, update ----------------------------------------------------------
