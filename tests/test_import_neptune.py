@@ -303,3 +303,28 @@ def test_malformed_files_are_clear_errors(exports: Path, store: Store, tmp_path:
         "attribute_path, attribute_type",
     ) in report.skipped
     assert json.dumps(report.as_json())
+
+
+def test_a_source_that_disagrees_is_skipped_and_changes_nothing(
+    store: Store, tmp_path: Path
+) -> None:
+    data = tmp_path / "data" / "proj"
+    rows = [*sys_rows("D-1", "d", T0), row("D-1", "parameters/lr", "float", float_value=0.1)]
+    write_parquet(data / "D-1_part_0.parquet", rows + series("D-1", "metrics/loss", range(10)))
+    rid = import_neptune(store, tmp_path / "data").created[0]
+    # another value for a param: refused, the run as first imported
+    rows[-1] = row("D-1", "parameters/lr", "float", float_value=0.2)
+    write_parquet(data / "D-1_part_0.parquet", rows + series("D-1", "metrics/loss", range(20)))
+    report = import_neptune(store, tmp_path / "data")
+    assert not report.created and not report.updated and not report.unchanged
+    [(what, why)] = report.skipped
+    assert what == "run ws/vision/D-1 (d)" and "differs from its earlier import" in why
+    assert "parameters/lr" in why
+    assert len(external.metric_history(store, rid, "metrics/loss")) == 10
+    # other points where the stored ones were: refused too
+    rows[-1] = row("D-1", "parameters/lr", "float", float_value=0.1)
+    other = series("D-1", "metrics/loss", range(20), lambda i: 5.0)
+    write_parquet(data / "D-1_part_0.parquet", rows + other)
+    [(what, why)] = import_neptune(store, tmp_path / "data").skipped
+    assert why == "metric 'metrics/loss' differs from its earlier import at point 10"
+    assert len(external.metric_history(store, rid, "metrics/loss")) == 10

@@ -190,8 +190,11 @@ def test_clear_errors(made: tuple[Path, dict[str, str]], store: Store, tmp_path:
         (f"W&B log {junk / 'run-x.wandb'}", "not a W&B transaction log (its header is not W&B's)")
     ]
     with pytest.raises(UsageError):
-        read_records(b"PK\x03\x04")
-    assert read_records(HEADER) == ([], None)
+        list(read_records(b"PK\x03\x04", []))
+    stopped: list[str] = []
+    assert list(read_records(HEADER, stopped)) == [] and stopped == []
+    assert list(read_records(HEADER + b"\x01\x02", stopped)) == []
+    assert stopped == ["the log ends inside a record header"]
 
 
 def test_a_link_out_of_the_run_directory_is_not_read(

@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import os
 import struct
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -45,7 +47,6 @@ HEADER = b":W&B" + struct.pack("<HB", 0xBEE1, 0)  # ident, magic, version 0
 BLOCK = 32 * 1024  # LevelDB's log block
 FRAGMENT = 7  # a fragment's header: CRC-32 (uint32), length (uint16), type (uint8)
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
-MAX_LOG = 1 << 36  # bytes: a larger .wandb file is refused rather than read
 # records W&B keeps that runbase does not, by the name the report gives them
 NOT_MAPPED = {
     "stats": "system metrics (stats records)",
@@ -114,12 +115,12 @@ def _protobuf() -> ModuleType:
 # -- the log's framing ----------------------------------------------------------------------
 
 
-def read_records(data: bytes) -> tuple[list[bytes], str | None]:
-    """The records of a ``.wandb`` file's bytes, and why reading stopped early (None
-    when the whole file was read): a run still writing, or killed, ends mid-record."""
+def read_records(data: bytes | mmap.mmap, stopped: list[str]) -> Iterator[bytes]:
+    """The records of a ``.wandb`` file's bytes, one at a time. Why reading stopped
+    before the end, if it did, is appended to ``stopped``: a run still writing, or
+    killed, ends mid-record."""
     if data[: len(HEADER)] != HEADER:
         raise UsageError("not a W&B transaction log (its header is not W&B's)")
-    records: list[bytes] = []
     pending: bytearray | None = None
     pos = len(HEADER)
     while pos < len(data):
@@ -128,29 +129,34 @@ def read_records(data: bytes) -> tuple[list[bytes], str | None]:
             pos += room
             continue
         if pos + FRAGMENT > len(data):
-            return records, "the log ends inside a record header"
+            stopped.append("the log ends inside a record header")
+            return
         crc, length, kind = struct.unpack_from("<IHB", data, pos)
         if crc == 0 and length == 0 and kind == 0:  # zeros: the rest of the block is empty
             pos += room
             continue
         body = data[pos + FRAGMENT : pos + FRAGMENT + length]
         if length > room - FRAGMENT or len(body) < length:
-            return records, "the log ends inside a record"
+            stopped.append("the log ends inside a record")
+            return
         if zlib.crc32(body, zlib.crc32(bytes([kind]))) != crc:
-            return records, f"a record at byte {pos} fails its checksum"
+            stopped.append(f"a record at byte {pos} fails its checksum")
+            return
         pos += FRAGMENT + length
         if kind == FULL:
-            records.append(body)
+            yield body
         elif kind == FIRST:
             pending = bytearray(body)
         elif kind in (MIDDLE, LAST) and pending is not None:
             pending += body
             if kind == LAST:
-                records.append(bytes(pending))
+                yield bytes(pending)
                 pending = None
         else:
-            return records, f"a record fragment of unknown type {kind} at byte {pos}"
-    return records, "the log ends inside a record" if pending is not None else None
+            stopped.append(f"a record fragment of unknown type {kind} at byte {pos}")
+            return
+    if pending is not None:
+        stopped.append("the log ends inside a record")
 
 
 # -- the records --------------------------------------------------------------------------
@@ -176,29 +182,35 @@ def read_run(
 ) -> SourceRun | None:
     """The run of one ``.wandb`` log (None, reported skipped, when it cannot be read)."""
     what = f"W&B log {log}"
+    acc = _Run()
+    stopped: list[str] = []
     try:
-        size = log.stat().st_size
-        if size > MAX_LOG:
-            raise UsageError(f"{size} bytes, over the {MAX_LOG} an import reads")
-        records, stopped = read_records(log.read_bytes())
+        with open(log, "rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                raise UsageError("the file is empty")
+            # mapped, not read: a long run's log may be larger than memory
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                for raw in read_records(data, stopped):
+                    _parse(acc, raw, pb, report)
     except (OSError, UsageError) as e:
         report.skipped.append((what, getattr(e, "strerror", None) or str(e)))
         return None
-    if stopped is not None:
-        report.skipped.append((f"the end of {what}", f"{stopped}; what came before is imported"))
-    acc = _Run()
-    for raw in records:
-        rec = pb.Record()
-        try:
-            rec.ParseFromString(raw)
-        except Exception:  # noqa: BLE001 - protobuf's DecodeError: a damaged record is counted
-            report.not_mapped_add("unreadable records")
-            continue
-        _apply(acc, rec, report)
+    if stopped:
+        report.skipped.append((f"the end of {what}", f"{stopped[0]}; what came before is imported"))
     if acc.run is None or not acc.run.run_id:
         report.skipped.append((what, "it holds no run record"))
         return None
     return _source(acc, log.parent, report, experiment)
+
+
+def _parse(acc: _Run, raw: bytes, pb: ModuleType, report: ImportReport) -> None:
+    rec = pb.Record()
+    try:
+        rec.ParseFromString(raw)
+    except Exception:  # noqa: BLE001 - protobuf's DecodeError: a damaged record is counted
+        report.not_mapped_add("unreadable records")
+        return
+    _apply(acc, rec, report)
 
 
 def _apply(acc: _Run, rec: Any, report: ImportReport) -> None:
