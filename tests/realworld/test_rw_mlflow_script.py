@@ -9,6 +9,7 @@ all back (search_runs, get_metric_history, download_artifacts)."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ class Published:
     ids: dict[str, str]  # MLflow's run ids, as the script saw them
     env: dict[str, str]
     proc: subprocess.CompletedProcess[str]
+    other_token: str  # bob's, another writer of the project
 
     def api(self, path: str) -> Any:
         status, answer = http_request(self.url, "GET", f"/p/{PROJECT}/api{path}", self.token)
@@ -53,6 +55,10 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Any:
             "server", "users", "add", "alice", "--project-role", "writer", "--db", db, check=True
         ).stdout
         token = next(w for w in out.split() if w.startswith("rbt_"))
+        out = runbase_cmd(
+            "server", "users", "add", "bob", "--project-role", "writer", "--db", db, check=True
+        ).stdout
+        bob = next(w for w in out.split() if w.startswith("rbt_"))
         root = make_project(
             base, "mlflow_sgd", ignore=["model.joblib", "history.json", "ids.json", "mlruns/"]
         )
@@ -69,16 +75,16 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield Published(
             server.url, token, root, local,
             json.loads((root / "history.json").read_text()),
-            json.loads((root / "ids.json").read_text()), env, proc,
+            json.loads((root / "ids.json").read_text()), env, proc, bob,
         )  # fmt: skip
     finally:
         server.kill()
 
 
-def _client(p: Published, monkeypatch: pytest.MonkeyPatch) -> Any:
+def _client(p: Published, monkeypatch: pytest.MonkeyPatch, token: str | None = None) -> Any:
     from mlflow import MlflowClient
 
-    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", p.token)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token or p.token)
     return MlflowClient(tracking_uri=p.env["MLFLOW_TRACKING_URI"])
 
 
@@ -153,3 +159,61 @@ def test_artifacts_of_the_adopted_run_survive_the_final_push(
         ).read_text()
     )
     assert report == {k: p.history[k] for k in ("train_loss", "train_acc")}  # as it was logged
+
+
+def test_another_users_mlflow_token_is_never_adopted(
+    published: Published, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """MLFLOW_TRACKING_TOKEN of another user than the remote's login: adopting would make
+    the published run theirs, so MLflow's run stays a run of its own (as without runbase)
+    and the runbase run still records MLflow's values."""
+    p = published
+    root = tmp_path / "copy"
+    shutil.copytree(p.root, root)  # the other tests' files stay as they are
+    env = {**p.env, "MLFLOW_TRACKING_TOKEN": p.other_token}
+    rb(root, "run", "--publish", "team", "--", PY, "train.py", "--epochs", "2",
+       "--experiment", "bobs", env=env)  # fmt: skip
+    local = json.loads(rb(root, "show", "latest", "--json", env=env).stdout)
+    ids = json.loads((root / "ids.json").read_text())
+    assert ids["run"] != local["id"]
+    assert local["params"]["n_features"] == 12 and local["param_sources"]["n_features"] == "mlflow"
+    assert p.api(f"/runs/{local['id']}")["params"]["n_features"] == 12  # published, alice's
+    theirs = _client(p, monkeypatch, p.other_token).get_run(
+        ids["run"]
+    )  # sent over MLflow's API, bob's
+    assert theirs.info.user_id == "bob" and theirs.data.params["n_features"] == "12"
+
+
+def test_a_refused_adoption_leaves_mlflow_its_own_run(
+    published: Published,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The server refuses to adopt a run that has ended: the program's MLflow run is then
+    made as it would be without runbase, and mirrored (in this process: the integration
+    installed, a tracker active for the finished run's id, the publish target set)."""
+    import mlflow
+
+    from runbase.integrations import mlflow as mirror
+    from runbase.tracking import tracker as _tracker
+    from runbase.tracking._child import PUBLISH_URL_ENV
+
+    p = published
+    monkeypatch.setenv(PUBLISH_URL_ENV, f"{p.url}/p/{PROJECT}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", p.env["MLFLOW_TRACKING_URI"])
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", p.token)
+    monkeypatch.setattr(mirror, "state", mirror._State())
+    mirror.install(mlflow)
+    t = _tracker.Tracker(p.local["id"], str(tmp_path / "store"))  # finished on the server
+    _tracker.activate(t)
+    try:
+        with mlflow.start_run(run_name="late") as run:
+            mlflow.log_param("x", 1)
+    finally:
+        _tracker.deactivate()
+        t.close()
+    assert run.info.run_id != p.local["id"]
+    assert "did not adopt" in capsys.readouterr().err
+    assert not mirror.state.local and mirror.state.run_id == run.info.run_id
+    assert _client(p, monkeypatch).get_run(run.info.run_id).data.params == {"x": "1"}

@@ -105,10 +105,11 @@ def _create_run(original: Callable[..., Any]) -> Callable[..., Any]:
             return original(self, experiment_id, start_time, tags, run_name)
         try:
             local = _publishes_to(str(self.tracking_uri))
-            sent = dict(tags or {})
+            run = None
             if local:
-                sent[ADOPT_TAG] = t.run_id
-            run = original(self, experiment_id, start_time, sent, run_name)
+                run = _adopted(original, self, t.run_id, experiment_id, start_time, tags, run_name)
+            if run is None:  # as the program asked
+                run = original(self, experiment_id, start_time, tags, run_name)
         except BaseException:
             state.reset()  # not created: the next top-level run may be the one
             raise
@@ -116,6 +117,31 @@ def _create_run(original: Callable[..., Any]) -> Callable[..., Any]:
         return run
 
     return create_run
+
+
+def _adopted(
+    original: Callable[..., Any],
+    client: Any,
+    run_id: str,
+    experiment_id: Any,
+    start_time: Any,
+    tags: Any,
+    run_name: Any,
+) -> Any:
+    """The MLflow run made by asking the server to adopt runbase run ``run_id``; None
+    when it refused (another user's token in MLFLOW_TRACKING_TOKEN, say): the program's
+    own request is then made as it would be without runbase."""
+    try:
+        return original(
+            client, experiment_id, start_time, {**(tags or {}), ADOPT_TAG: run_id}, run_name
+        )
+    except Exception as e:  # noqa: BLE001 - refused: MLflow's run is made the usual way
+        warn_once(
+            "mlflow-adopt",
+            f"the MLflow server did not adopt runbase run {run_id} ({e}); the MLflow run is a "
+            "run of its own there, and its values are recorded in the runbase run too",
+        )
+        return None
 
 
 def _log_metric(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -263,7 +289,7 @@ def _mirror_created(
         state.local = local and run_id == t.run_id
     if local and not state.local:
         warn_once(
-            "mlflow-adopt",
+            "mlflow-adopt-other",
             f"the MLflow server made run {run_id} instead of adopting runbase run "
             f"{t.run_id}; MLflow's values are sent to it and also recorded in the runbase run",
         )

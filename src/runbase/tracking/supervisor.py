@@ -212,13 +212,17 @@ def child_env(store: Store, run_id: str, extra: dict[str, str] | None = None) ->
     return env
 
 
-def _project_url(remote_name: str) -> str:
-    """``https://host/p/<project>``: where the run is published (for PUBLISH_URL_ENV)."""
+def _project_url(remote_name: str, env: dict[str, str]) -> str:
+    """``https://host/p/<project>``: where the run is published (for PUBLISH_URL_ENV);
+    "" when the command's MLflow token is another than the remote's (its MLflow run
+    could belong to another user than the published run: not adopted then)."""
     import urllib.parse  # lazy: only a run that publishes
 
     from runbase.remote.client import get_remote  # lazy: the HTTP client, as _publisher
 
     remote = get_remote(remote_name)
+    if env.get("MLFLOW_TRACKING_TOKEN") not in (None, remote.token):
+        return ""
     return f"{remote.url}/p/{urllib.parse.quote(remote.project)}"
 
 
@@ -243,7 +247,7 @@ class _Supervised:
         env = child_env(self.store, self.run_id, self.opts.extra_env)
         if self.opts.publish:  # an MLflow client in the command logs its run as this one
             env[PUBLISH_URL_ENV] = (
-                safe_call("the publish target", _project_url, self.opts.publish) or ""
+                safe_call("the publish target", _project_url, self.opts.publish, env) or ""
             )
         # values the command redacts once running (a Hydra config's password) come
         # back on this pipe to the log scrubbers
