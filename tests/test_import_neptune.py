@@ -328,3 +328,24 @@ def test_a_source_that_disagrees_is_skipped_and_changes_nothing(
     [(what, why)] = import_neptune(store, tmp_path / "data").skipped
     assert why == "metric 'metrics/loss' differs from its earlier import at point 10"
     assert len(external.metric_history(store, rid, "metrics/loss")) == 10
+
+
+def test_cli(exports: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from runbase.cli import COMMANDS, main
+
+    COMMANDS.setdefault("import", "interop")
+    base = ["--store", str(tmp_path / ".runbase"), "import", "neptune"]
+    r = CliRunner().invoke(main, [*base, str(exports)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines() == [
+        "neptune: 2 runs imported, 0 already there",
+        "  not mapped: fractional steps (rounded down) (1), histogram values (1), "
+        "string series values (1)",
+    ]
+    r = CliRunner().invoke(main, [*base, str(exports), "--json"], catch_exceptions=False)
+    assert r.exit_code == 0 and len(json.loads(r.output)["unchanged"]) == 2
+    (tmp_path / "junk").mkdir()
+    r = CliRunner().invoke(main, [*base, str(tmp_path / "junk")], catch_exceptions=False)
+    assert r.exit_code == 2 and "no neptune-exporter runs under" in r.output

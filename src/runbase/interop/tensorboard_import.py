@@ -129,6 +129,9 @@ def run_dirs(root: Path) -> list[str]:
 
 
 def _tensorboard() -> SimpleNamespace:
+    # TensorBoard reads files through TensorFlow when it is installed, whose C++ log
+    # would print start-up notices on the import's terminal (a user's own setting wins)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         # lazy: tensorboard is optional and loads TensorFlow when that is installed
         from tensorboard.backend.event_processing import event_file_loader
