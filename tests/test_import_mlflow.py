@@ -53,6 +53,17 @@ with mlflow.start_run(run_name="parent") as run:
     mlflow.log_artifact(os.path.join(root, "notes.txt"))
     ds = mlflow.data.from_pandas(pd.DataFrame({"a": [1, 2, 3]}), source="data/train.csv", name="train")
     mlflow.log_input(ds, context="training")
+    model = MlflowClient().create_logged_model(
+        exp.experiment_id, name="reg", source_run_id=run.info.run_id
+    )
+    os.makedirs(os.path.join(root, "model", "sub"))
+    with open(os.path.join(root, "model", "MLmodel"), "w") as f:
+        f.write("flavors: {}\\n")
+    with open(os.path.join(root, "model", "sub", "w.bin"), "wb") as f:
+        f.write(bytes([0, 1, 2]))
+    MlflowClient().log_model_artifacts(model.model_id, os.path.join(root, "model"))
+    MlflowClient().finalize_logged_model(model.model_id, "READY")
+    ids["model"] = model.model_id
     with mlflow.start_run(run_name="child", nested=True) as child:
         ids["child"] = child.info.run_id
         mlflow.log_param("fold", "1")
@@ -153,7 +164,16 @@ def test_an_mlruns_directory_imports_losslessly(
     assert len(external.metric_history(store, parent, "loss")) == 100
     assert rec["metrics"]["loss"]["count"] == 100 and rec["metrics"]["loss"]["last"] == 0.01
     outputs = {o["path"]: o for o in rec["outputs"]}
-    assert set(outputs) == {"model/weights.bin", "notes.txt"}
+    model = f"mlflow-models/{ids['model']}"
+    assert set(outputs) == {
+        "model/weights.bin",
+        "notes.txt",
+        f"{model}/MLmodel",
+        f"{model}/sub/w.bin",
+        model,  # the logged model whole, as a directory
+    }
+    assert outputs[model]["directory"] and outputs[model]["size"] == 3 + len("flavors: {}\n")
+    assert store.objects.get_bytes(outputs[f"{model}/sub/w.bin"]["hash"]) == b"\x00\x01\x02"
     assert outputs["model/weights.bin"]["stored"] and outputs["model/weights.bin"]["size"] == 16384
     weights = store.objects.get_bytes(outputs["model/weights.bin"]["hash"])
     assert weights == bytes(range(256)) * 64
@@ -166,7 +186,24 @@ def test_an_mlruns_directory_imports_losslessly(
     assert bad["status"] == "failed" and bad["tags"]["experiment"] == "exp-b"
     exp = experiments.by_name(store, "exp-a")
     assert exp is not None and exp.tags["team"] == "vision"
-    assert report.lines() == ["mlflow: 3 runs imported, 0 already there"]
+    assert report.lines() == [
+        "mlflow: 3 runs imported, 0 already there",
+        "  not mapped: logged models' metadata (1)",
+    ]
+
+
+def test_an_imported_logged_model_registers_whole(
+    source: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    mlruns, ids = source
+    db = tmp_path / "s"
+    assert cli(db, "import", "mlflow", str(mlruns)).exit_code == 0
+    parent = derived(mlruns, ids["parent"])
+    r = cli(db, "model", "register", "reg", f"{parent}:mlflow-models/{ids['model']}", "--json")
+    assert r.exit_code == 0, r.output
+    (event,) = json.loads(r.output)["events"]
+    assert event["run"] == parent and event["data"]["kind"] == "dir"
+    assert event["data"]["path"] == f"mlflow-models/{ids['model']}"
 
 
 def test_a_second_import_changes_nothing(
@@ -179,7 +216,7 @@ def test_a_second_import_changes_nothing(
     assert again.created == [] and again.updated == []
     assert sorted(again.unchanged) == sorted(first.created)
     assert counts(store) == before
-    assert again.lines() == ["mlflow: 0 runs imported, 3 already there"]
+    assert again.lines()[0] == "mlflow: 0 runs imported, 3 already there"
     assert again.as_json()["unchanged"] == again.unchanged
 
 
@@ -200,7 +237,7 @@ def test_a_source_that_grew_is_brought_up_to_date(
     history = external.metric_history(store, parent, "loss")
     assert [s for s, _t, _v in history] == list(range(110))
     assert build_record(store, parent)["tags"]["reviewed"] == "yes"
-    assert report.lines() == ["mlflow: 0 runs imported, 1 updated, 2 already there"]
+    assert report.lines()[0] == "mlflow: 0 runs imported, 1 updated, 2 already there"
 
 
 def test_deleted_runs_and_one_experiment_on_request(
@@ -246,7 +283,7 @@ def test_cli_exit_codes_and_json(
     out = json.loads(r.output)
     assert out["system"] == "mlflow" and len(out["created"]) == 3 and out["skipped"] == []
     r = cli(db, "import", "mlflow", str(mlruns), "--experiment", "exp-a")
-    assert (r.exit_code, r.output) == (0, "mlflow: 0 runs imported, 2 already there\n")
+    assert r.exit_code == 0 and r.output.startswith("mlflow: 0 runs imported, 2 already there\n")
     r = cli(db, "import", "mlflow", str(tmp_path / "nothere"))
     assert r.exit_code == 2 and "does not exist" in r.output
     r = cli(db, "import", "mlflow", str(tmp_path))
@@ -300,6 +337,10 @@ def test_import_from_a_tracking_server_downloads_artifacts(
         c.log_metric(rid, "loss", 1 / (i + 1), step=i, timestamp=1_700_000_000_000 + i)
     (tmp_path / "cfg.json").write_text('{"a": 1}\n')
     c.log_artifact(rid, str(tmp_path / "cfg.json"), artifact_path="conf")
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "MLmodel").write_text("flavors: {}\n")
+    model = c.create_logged_model(exp_id, name="reg", source_run_id=rid)
+    c.log_model_artifacts(model.model_id, str(tmp_path / "m"))
     kid = c.create_run(exp_id, run_name="kid", tags={"mlflow.parentRunId": rid}).info.run_id
     c.set_terminated(kid)
     c.set_terminated(rid)
@@ -313,9 +354,15 @@ def test_import_from_a_tracking_server_downloads_artifacts(
     assert [(s, round(t * 1000), v) for s, t, v in history] == [
         (i, 1_700_000_000_000 + i, 1 / (i + 1)) for i in range(50)
     ]
-    (out,) = rec["outputs"]
-    assert out["path"] == "conf/cfg.json"
-    assert store.objects.get_bytes(out["hash"]) == b'{"a": 1}\n'
+    outs = {o["path"]: o["hash"] for o in rec["outputs"]}
+    assert set(outs) == {
+        "conf/cfg.json",
+        f"mlflow-models/{model.model_id}/MLmodel",
+        f"mlflow-models/{model.model_id}",  # the model whole, as a directory
+    }
+    assert store.objects.get_bytes(outs["conf/cfg.json"]) == b'{"a": 1}\n'
+    mlmodel = outs[f"mlflow-models/{model.model_id}/MLmodel"]
+    assert store.objects.get_bytes(mlmodel) == b"flavors: {}\n"
     (child,) = [r for r in report.created if r != parent]
     assert build_record(store, child)["parent_id"] == parent
     again = import_mlflow(store, uri, experiment="served")

@@ -21,11 +21,14 @@ metrics                    every point of every metric (get_metric_history)
 ``mlflow.parentRunId``     ``parent_id`` (the parent's derived id)
 dataset inputs             tag ``mlflow.datasets``: a JSON list
 artifacts                  outputs (objects of the store, source ``mlflow``)
+logged model's files       outputs ``mlflow-models/<model id>/...`` of the run
+                           that logged it
 deleted run                tag ``deleted`` (only with ``include_deleted``)
 =========================  ===================================================
 
-Not mapped, counted in the report: logged models (MLflow 3) and the runs' links to
-them, traces, registered models and prompts. An artifact already imported with the
+Not mapped, counted in the report: the metadata of logged models (MLflow 3: their
+params, metrics, tags, status) and the runs' links to them, traces, registered models
+and prompts. An artifact already imported with the
 same size is not downloaded again.
 """
 
@@ -36,10 +39,11 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from runbase.capture.manifest import file_entry_json, put_manifest
 from runbase.core.safepath import check_relpath
 from runbase.errors import NotFound, RunbaseError, UnsafePathError, UsageError
 from runbase.interop.imported import (
@@ -57,6 +61,7 @@ from runbase.records.files import list_files
 from runbase.store import Store
 
 SYSTEM = "mlflow"
+MODELS_DIR = "mlflow-models"  # a logged model's files: outputs mlflow-models/<model id>/...
 DATASETS_TAG = "mlflow.datasets"
 PAGE = 1000  # runs per search_runs page
 _STATUS = {
@@ -66,6 +71,8 @@ _STATUS = {
     "FAILED": "failed",
     "KILLED": "killed",
 }
+# where a file comes from: given a fresh directory to download into, (root, relative path)
+Fetch = Callable[[Path], tuple[Path, str]]
 _INSTALL = "runbase import mlflow reads with the MLflow client: pip install 'runbase[mlflow]'"
 
 
@@ -91,6 +98,7 @@ def import_mlflow(
         ids = {run.info.run_id: _derived(run) for _exp, run in listing}
         for exp in exps:
             _keep_experiment(store, exp, report)
+        reader.logged_models(exps, report)
         with tempfile.TemporaryDirectory(prefix="runbase-import-") as tmp:
             for i, (exp, run) in enumerate(listing):
                 report_step(progress, i, len(listing), run.info.run_name or run.info.run_id)
@@ -214,6 +222,7 @@ class _Reader:
         self.local = local
         self.view = view_type.ALL if include_deleted else view_type.ACTIVE_ONLY
         self.error = mlflow_error
+        self.models: dict[str, list[Any]] = {}  # source run id -> its logged models
 
     def _failed(self, what: str, e: Exception) -> RunbaseError:
         return RunbaseError(f"cannot read {what} from {self.uri}: {_message(e)}")
@@ -280,6 +289,9 @@ class _Reader:
             run_id = write_run(store, src, report)
             if run_id is not None and run.info.lifecycle_stage == "deleted":
                 external.soft_delete(store, run_id, True)
+            if run_id is not None:
+                for model in self.models.get(orig, []):
+                    _model_directory(store, run_id, f"{MODELS_DIR}/{model.model_id}")
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -348,16 +360,15 @@ class _Reader:
     def files(
         self, store: Store, info: Any, run_id: str, work: Path, report: ImportReport
     ) -> list[SourceFile]:
-        """The run's artifacts as files to store: read in place from an mlruns
+        """The run's artifacts, and the files of the logged models it made (under
+        ``mlflow-models/<model id>/``), as files to store: read in place from an mlruns
         directory, else downloaded into ``work``. One already imported with the same
         size is not read again."""
         have: dict[str, int | None] = {}
         if external.exists(store, run_id):
             have = {f["path"]: f.get("size") for f in list_files(store, run_id)["outputs"]}
-        in_place = self._local_artifacts(info)
-        listed = _walk(in_place) if in_place is not None else self._listed(info.run_id, None)
-        out = []
-        for path, size in listed:
+        out: list[SourceFile] = []
+        for path, size, fetch in self._artifacts(info):
             where = f"artifact {path!r} of run {info.run_id}"
             try:
                 check_relpath(path)
@@ -366,26 +377,80 @@ class _Reader:
                 continue
             if path in have and have[path] == size:
                 continue
-            if in_place is not None:
-                out.append(SourceFile(path, in_place, path))
-                continue
             dst = work / str(len(out))  # one directory each: two files may share a name
             try:
-                dst.mkdir(parents=True)
-                got = Path(self.client.download_artifacts(info.run_id, path, str(dst)))
+                root, rel = fetch(dst)
             except (self.error, OSError) as e:
                 report.skipped.append((where, _message(e)))
                 continue
-            out.append(SourceFile(path, got.parent, got.name))
+            out.append(SourceFile(path, root, rel))
         return out
 
-    def _local_artifacts(self, info: Any) -> Path | None:
-        """The run's artifact directory inside the mlruns directory, when that is where
-        its artifacts are (also for an mlruns directory moved since it was written)."""
+    def _artifacts(self, info: Any) -> Iterator[tuple[str, int | None, Fetch]]:
+        """(output path, size, where to get it) of each file of the run and its models."""
+        local = self._local_dir(str(info.experiment_id), str(info.run_id))
+        if local is not None:
+            yield from ((p, n, _in_place(local, p)) for p, n in _walk(local))
+        else:
+            for p, n in self._listed(info.run_id, None):
+                yield p, n, self._download_run_file(info.run_id, p)
+        for model in self.models.get(info.run_id, []):
+            prefix = f"{MODELS_DIR}/{model.model_id}/"
+            local = self._local_dir(str(model.experiment_id), f"models/{model.model_id}")
+            if local is not None:
+                yield from ((prefix + p, n, _in_place(local, p)) for p, n in _walk(local))
+            else:
+                for p, n in self._listed_model(model.model_id, None):
+                    yield prefix + p, n, self._download_model_file(model, p)
+
+    def _local_dir(self, exp_id: str, sub: str) -> Path | None:
+        """``<mlruns>/<experiment>/<sub>/artifacts`` when that is where the files are
+        (also in an mlruns directory moved since MLflow wrote it: its meta.yaml files
+        still name the old place)."""
         if self.local is None:
             return None
-        d = self.local / str(info.experiment_id) / str(info.run_id) / "artifacts"
+        d = self.local / exp_id / sub / "artifacts"
         return d if d.is_dir() and not d.is_symlink() else None
+
+    def _download_run_file(self, run_id: str, path: str) -> Fetch:
+        def fetch(dst: Path) -> tuple[Path, str]:
+            dst.mkdir(parents=True)
+            got = Path(self.client.download_artifacts(run_id, path, str(dst)))
+            return got.parent, got.name
+
+        return fetch
+
+    def _download_model_file(self, model: Any, path: str) -> Fetch:
+        def fetch(dst: Path) -> tuple[Path, str]:
+            from mlflow.artifacts import download_artifacts  # lazy: optional dependency
+
+            dst.mkdir(parents=True)
+            uri = f"{str(model.artifact_location).rstrip('/')}/{path}"
+            got = download_artifacts(artifact_uri=uri, dst_path=str(dst), tracking_uri=self.uri)
+            return Path(got).parent, Path(got).name
+
+        return fetch
+
+    def _listed_model(self, model_id: str, path: str | None) -> list[tuple[str, int | None]]:
+        out: list[tuple[str, int | None]] = []
+        for f in self.client.list_logged_model_artifacts(model_id, path):
+            if f.is_dir:
+                out.extend(self._listed_model(model_id, f.path))
+            else:
+                out.append((f.path, f.file_size))
+        return out
+
+    def logged_models(self, exps: list[Any], report: ImportReport) -> None:
+        """The logged models (MLflow 3) of ``exps`` by the run that made them; their
+        files are imported with that run, their metadata is not (counted)."""
+        ids = [e.experiment_id for e in exps]
+        found: list[Any] = []
+        with contextlib.suppress(Exception):  # a source without logged models: none
+            found = _all_pages(lambda t: self.client.search_logged_models(ids, page_token=t))
+        for m in found:
+            if m.source_run_id:
+                self.models.setdefault(m.source_run_id, []).append(m)
+        report.not_mapped_add("logged models' metadata", len(found))
 
     def _listed(self, run_id: str, path: str | None) -> list[tuple[str, int | None]]:
         out: list[tuple[str, int | None]] = []
@@ -398,12 +463,11 @@ class _Reader:
 
     # -- what runbase does not keep -----------------------------------------------------
     def count_not_mapped(self, exps: list[Any], report: ImportReport) -> None:
-        """Count logged models, traces and registered models, where the source answers."""
+        """Count traces and registered models, where the source answers."""
         ids = [e.experiment_id for e in exps]
         if not ids:
             return
         counts = (
-            ("logged models", lambda t: self.client.search_logged_models(ids, page_token=t)),
             (
                 "traces",
                 lambda t: self.client.search_traces(
@@ -421,14 +485,19 @@ class _Reader:
 
 
 def _count_pages(search: Any) -> int:
-    n, token = 0, None
+    return len(_all_pages(search))
+
+
+def _all_pages(search: Any) -> list[Any]:
+    out: list[Any] = []
+    token = None
     for _ in range(10_000):  # a source that never ends its pages stops here
         page = search(token)
-        n += len(page)
+        out.extend(page)
         token = page.token
         if not token:
             break
-    return n
+    return out
 
 
 def _walk(root: Path) -> list[tuple[str, int | None]]:
@@ -487,3 +556,23 @@ def _message(e: BaseException) -> str:
     text = getattr(e, "message", None) or str(e) or type(e).__name__
     text = str(text).splitlines()[0] if str(text).strip() else type(e).__name__
     return text[:500]
+
+
+def _in_place(root: Path, rel: str) -> Fetch:
+    return lambda _dst: (root, rel)
+
+
+def _model_directory(store: Store, run_id: str, prefix: str) -> None:
+    """A logged model's files, imported one by one, also as one directory output at
+    ``prefix`` (a tree manifest), so ``runbase model register NAME RUN:PREFIX``
+    registers the model whole. The same files give the same manifest: idempotent."""
+    files = [
+        (f["path"][len(prefix) + 1 :], f["hash"], f["size"])
+        for f in list_files(store, run_id)["outputs"]
+        if f["path"].startswith(prefix + "/") and f.get("hash") and not f.get("directory")
+    ]
+    if not files:
+        return
+    oid = put_manifest(store, [file_entry_json(p, h, n) for p, h, n in sorted(files)])
+    size = sum(n or 0 for _p, _h, n in files)
+    external.add_output(store, run_id, prefix, oid, size, SYSTEM, kind="dir")
