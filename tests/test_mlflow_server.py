@@ -391,6 +391,23 @@ def test_create_run_adopts_a_runbase_run_id(
     assert code_of(e) == "INVALID_PARAMETER_VALUE"
 
 
+def test_every_tracking_route_checks_the_role(team: Team) -> None:
+    """Each route of server.mlflow_routes: no token is 401, a reader's write 403, both
+    in MLflow's shape, before the request is looked at."""
+    from runbase.server.mlflow_routes import PREFIX, ROUTES
+
+    assert len(ROUTES) >= 25
+    for path, method, role, _fn in ROUTES:
+        body = None if method == "GET" else {}
+        status, answer = team.raw(None, method, PREFIX + path, body)
+        assert (status, answer["error_code"]) == (401, "UNAUTHENTICATED"), path
+        status, answer = team.raw("rita", method, PREFIX + path, body)
+        if role == "writer":
+            assert (status, answer["error_code"]) == (403, "PERMISSION_DENIED"), path
+        else:  # an empty request to a read: answered, or refused as bad input
+            assert status in (200, 400, 404), (path, status, answer)
+
+
 # -- MLflow runs are runbase runs ---------------------------------------------------------
 
 
