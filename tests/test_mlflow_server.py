@@ -341,6 +341,55 @@ def test_missing_things_are_resource_does_not_exist(team: Team, client: MlflowCl
     assert status == 400 and answer["error_code"] == "INVALID_PARAMETER_VALUE"
 
 
+def test_malformed_requests_are_400(team: Team, client: MlflowClient) -> None:
+    """Wrong types, out-of-range numbers, unknown enums, over-long values, bad tokens:
+    each a 400 in MLflow's shape, never a 500, and nothing written."""
+    run_id = client.create_run("0").info.run_id
+    p = "/api/2.0/mlflow"
+    bad: list[tuple[str, Any]] = [
+        ("/runs/log-metric", {"run_id": run_id, "key": "k", "value": "abc"}),
+        ("/runs/log-metric", {"run_id": run_id, "key": "k", "value": 1, "step": "1.5"}),
+        ("/runs/log-metric", {"run_id": run_id, "key": "k", "value": 1, "step": 2**70}),
+        ("/runs/log-metric", {"run_id": run_id, "key": "k", "value": [1]}),
+        ("/runs/log-metric", {"run_id": run_id, "key": "k", "value": 1, "timestamp": -5}),
+        ("/runs/log-metric", {"run_id": run_id, "key": "", "value": 1}),
+        ("/runs/log-metric", {"run_id": run_id, "key": "k" * 251, "value": 1}),
+        ("/runs/log-metric", {"run_id": 12, "key": "k", "value": 1}),
+        ("/runs/log-parameter", {"run_id": run_id, "key": "p", "value": "v" * 6001}),
+        ("/runs/log-parameter", {"run_id": run_id, "key": "p\x00", "value": "v"}),
+        ("/runs/set-tag", {"run_id": run_id, "key": "t", "value": ["list"]}),
+        ("/runs/set-tag", {"run_id": run_id, "key": "deleted", "value": "x"}),
+        ("/runs/set-tag", {"run_id": run_id, "key": "runbase.mlflow.dataset.x", "value": "x"}),
+        ("/runs/log-batch", {"run_id": run_id, "tags": "not a list"}),
+        ("/runs/log-batch", {"run_id": run_id, "metrics": [{"key": "m", "value": 1}] * 1001}),
+        ("/runs/log-batch", {"run_id": run_id, "params": [{"key": "a", "value": "1"},
+                                                         {"key": "a", "value": "2"}]}),
+        ("/runs/update", {"run_id": run_id, "status": "EXPLODED"}),
+        ("/runs/create", {"experiment_id": "0", "start_time": "soon"}),
+        ("/runs/search", {"experiment_ids": ["0"], "page_token": "garbage!"}),
+        ("/runs/search", {"experiment_ids": ["0"], "max_results": 50001}),
+        ("/runs/search", {"experiment_ids": ["0"], "run_view_type": "SOME"}),
+        ("/runs/search", {"experiment_ids": ["0"], "order_by": ["metrics.acc SIDEWAYS"]}),
+        ("/runs/log-inputs", {"run_id": run_id, "datasets": [{"dataset": {"name": "d"}}]}),
+        ("/runs/log-inputs", {"run_id": run_id, "datasets": [{"dataset": {
+            "name": "d", "digest": "x", "profile": "p" * 70_000}}]}),
+        ("/experiments/create", {"name": "x" * 501}),
+        ("/experiments/create", {"name": ""}),
+        ("/experiments/search", {"filter": "name = 'x' AND"}),
+    ]
+    for path, body in bad:
+        status, answer = team.raw("alice", "POST", p + path, body)
+        assert status == 400 and answer["error_code"] in (
+            "INVALID_PARAMETER_VALUE", "MALFORMED_REQUEST"), (path, body, status, answer)  # fmt: skip
+    deep: Any = []
+    for _ in range(100):
+        deep = [deep]
+    status, answer = team.raw("alice", "POST", p + "/runs/log-batch", {"run_id": run_id, "tags": deep})
+    assert status == 400, answer
+    run = client.get_run(run_id)
+    assert run.data.params == {} and run.data.metrics == {} and run.info.status == "RUNNING"
+
+
 def test_roles(team: Team, client: MlflowClient, monkeypatch: pytest.MonkeyPatch) -> None:
     run_id = client.create_run("0").info.run_id
     client.log_param(run_id, "p", "1")
