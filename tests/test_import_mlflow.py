@@ -4,6 +4,7 @@ artifacts), a second import changes nothing, a source that grew is brought up to
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -263,6 +264,12 @@ def test_a_path_that_is_not_an_mlruns_directory(store: Store, tmp_path: Path) ->
     (tmp_path / "mlflow.db").write_bytes(b"")
     with pytest.raises(UsageError, match="--tracking-uri sqlite:///"):
         import_mlflow(store, tmp_path / "mlflow.db")
+    db_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    if importlib.util.find_spec("sqlalchemy") is None:  # mlflow-skinny (the test extra)
+        with pytest.raises(UsageError, match="a database needs the full MLflow package"):
+            import_mlflow(store, db_uri)
+    else:  # the full mlflow package reads (and here creates) the database
+        assert import_mlflow(store, db_uri).created == []
     assert counts(store)["runs"] == 0
 
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -91,7 +92,7 @@ def import_mlflow(
     uri, local = tracking_uri(source)
     report = ImportReport(SYSTEM)
     with _mlflow_env(file_store=local is not None):
-        client = client_class(tracking_uri=uri)
+        client = _client(client_class, uri, mlflow_error)
         reader = _Reader(client, uri, local, view_type, include_deleted, mlflow_error)
         exps = reader.experiments(experiment)
         listing = reader.runs(exps)
@@ -121,11 +122,27 @@ def _mlflow() -> tuple[Any, Any, type[Exception]]:
     return MlflowClient, ViewType, MlflowException
 
 
+def _client(client_class: Any, uri: str, mlflow_error: type[Exception]) -> Any:
+    try:
+        return client_class(tracking_uri=uri)
+    except (mlflow_error, ImportError) as e:
+        hint = ""
+        if not uri.startswith(("file:", "http:", "https:")):
+            hint = " (a database needs the full MLflow package: pip install mlflow)"
+        raise UsageError(f"MLflow cannot read {uri}{hint}: {_message(e)}") from None
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")  # two letters at least: not a drive (C:)
+
+
 def tracking_uri(source: Path | str) -> tuple[str, Path | None]:
-    """The tracking URI of ``source`` and, for an mlruns directory, that directory.
-    UsageError for a path that is missing or not an mlruns directory."""
-    if isinstance(source, str) and "://" in source and not source.startswith("file:"):
-        return source, None
+    """The tracking URI of ``source`` and, for an mlruns directory, that directory: a
+    string with a scheme (``http://...``, ``sqlite:///...``, ``databricks``) is a URI, a
+    ``file:`` URI or any other path an mlruns directory. UsageError for a path that is
+    missing or not an mlruns directory."""
+    if isinstance(source, str) and not source.startswith("file:"):
+        if _SCHEME.match(source) or source == "databricks":
+            return source, None
     text = str(source)
     if text.startswith("file:"):
         text = text[len("file://") :] if text.startswith("file://") else text[len("file:") :]
@@ -554,7 +571,7 @@ def _count_model_links(run: Any, report: ImportReport) -> None:
 
 def _message(e: BaseException) -> str:
     text = getattr(e, "message", None) or str(e) or type(e).__name__
-    text = str(text).splitlines()[0] if str(text).strip() else type(e).__name__
+    text = str(text).strip().splitlines()[0] if str(text).strip() else type(e).__name__
     return text[:500]
 
 
