@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from conftest import require, runbase_cmd, write
-from runbase.core.spool import KIND_KEY, read_frames
+from runbase.core.spool import KIND_KEY, STEP_KEY, read_frames
 from runbase.integrations import mlflow as mirror
 from runbase.records.read import series
 from runbase.store import Store
@@ -257,3 +257,21 @@ def test_a_nested_run_never_inherits_the_publish_target(
         assert PUBLISH_URL_ENV not in child_env(store, "0mtestrun0000001")
     finally:
         store.close()
+
+
+def test_autologs_client_goes_through_the_mirror(in_process: _tracker.Tracker) -> None:
+    """Autologging (``mlflow.sklearn.autolog()`` ...) logs with its queueing client, which
+    flushes through ``MlflowClient.log_batch``: its params and metrics are mirrored."""
+    import mlflow
+    from mlflow.utils.autologging_utils.client import MlflowAutologgingQueueingClient
+
+    with mlflow.start_run() as run:
+        client = MlflowAutologgingQueueingClient()
+        client.log_params(run.info.run_id, {"C": 0.5, "solver": "lbfgs"})
+        client.log_metrics(run.info.run_id, {"training_score": 0.93}, step=3)
+        client.flush(synchronous=True)
+    spooled = _spooled(in_process)
+    params = {e["key"]: (e["value"], e["source"]) for e in spooled if e.get(KIND_KEY) == "param"}
+    assert params == {"C": ("0.5", "mlflow"), "solver": ('"lbfgs"', "mlflow")}
+    points = [e for e in spooled if "training_score" in e]
+    assert [(e["training_score"], e[STEP_KEY]) for e in points] == [(0.93, 3)]
