@@ -140,9 +140,9 @@ def tracking_uri(source: Path | str) -> tuple[str, Path | None]:
     string with a scheme (``http://...``, ``sqlite:///...``, ``databricks``) is a URI, a
     ``file:`` URI or any other path an mlruns directory. UsageError for a path that is
     missing or not an mlruns directory."""
-    if isinstance(source, str) and not source.startswith("file:"):
-        if _SCHEME.match(source) or source == "databricks":
-            return source, None
+    is_uri = isinstance(source, str) and (_SCHEME.match(source) or source == "databricks")
+    if is_uri and not str(source).startswith("file:"):
+        return str(source), None
     text = str(source)
     if text.startswith("file:"):
         text = text[len("file://") :] if text.startswith("file://") else text[len("file:") :]
