@@ -253,12 +253,17 @@ def test_fluent_api_nested_runs_and_datasets(team: Team, client: MlflowClient) -
         mlflow.log_params({"epochs": 3, "lr": 0.1})
         for step in range(3):
             mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+        mlflow.log_metrics({"async": 2.5}, step=7, synchronous=False)  # MLflow's async logging
+        mlflow.flush_async_logging()
         dataset = mlflow.data.from_numpy(np.arange(12).reshape(4, 3), name="grid")
         mlflow.log_input(dataset, context="training")
         with mlflow.start_run(run_name="child", nested=True) as child:
             mlflow.log_metric("acc", 0.75)
     got = client.get_run(parent.info.run_id)
     assert got.info.status == "FINISHED" and got.data.params == {"epochs": "3", "lr": "0.1"}
+    assert [(m.step, m.value) for m in client.get_metric_history(got.info.run_id, "async")] == [
+        (7, 2.5)
+    ]
     inputs = got.inputs.dataset_inputs
     assert [(d.dataset.name, d.dataset.digest) for d in inputs] == [("grid", dataset.digest)]
     assert {t.key: t.value for t in inputs[0].tags} == {"mlflow.data.context": "training"}
