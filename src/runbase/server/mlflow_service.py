@@ -502,17 +502,23 @@ def create_run(store: Store, caller: Caller, body: dict[str, Any]) -> dict[str, 
         adopted = _adopt(store, caller, adopt, exp)
         if adopted is not None:
             return {"run": run_json(store, load_view(store, adopted))}
-    run_id = external.create_run(
-        store,
-        run_id=adopt,
-        name=name,
-        started_at=started or time.time(),
-        user=caller.name,
-        mode=MODE,
-        command=[],
-        parent_id=parent_id,
-        tags=tags,
-    )
+    try:
+        run_id = external.create_run(
+            store,
+            run_id=adopt,
+            name=name,
+            started_at=started or time.time(),
+            user=caller.name,
+            mode=MODE,
+            command=[],
+            parent_id=parent_id,
+            tags=tags,
+        )
+    except Conflict:
+        if adopt is None:
+            raise
+        # the run's first live publish (or another process of it) made it meanwhile
+        run_id = _adopt(store, caller, adopt, exp) or adopt
     return {"run": run_json(store, load_view(store, run_id))}
 
 
