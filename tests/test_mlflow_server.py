@@ -535,6 +535,47 @@ def test_pushed_runbase_run_is_seen_by_mlflow(
     assert client.get_run(tagged).data.params["lr"] == "0.5"
 
 
+def test_on_postgresql(
+    pg_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same API on a PostgreSQL server: experiments, runs, a batch, a search with a
+    filter, a history, a soft delete."""
+    import uuid
+
+    psycopg = pytest.importorskip("psycopg")
+    name = f"mlf_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(f"{pg_server}/postgres", autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    db, objects = f"{pg_server}/{name}", str(tmp_path / "objects")
+    runbase_cmd("server", "migrate", "--db", db, "--objects", objects, check=True)
+    team = Team(db, start_server(db, objects, log_dir=tmp_path), tmp_path)
+    try:
+        out = runbase_cmd("server", "users", "add", "alice", "--project-role", "writer",
+                          "--db", db, check=True).stdout  # fmt: skip
+        team.tokens["alice"] = next(w for w in out.split() if w.startswith("rbt_"))
+        as_user(monkeypatch, team, "alice")
+        client = MlflowClient(tracking_uri=team.uri)
+        exp_id = client.create_experiment("pg-exp", tags={"db": "postgresql"})
+        runs = []
+        for lr in ("0.1", "0.2"):
+            run_id = client.create_run(exp_id, run_name=f"lr-{lr}").info.run_id
+            client.log_batch(run_id, metrics=[Metric("acc", float(lr) * 4, 1_700_000_000_000 + i, i)
+                                              for i in range(3)],
+                             params=[Param("lr", lr)], tags=[RunTag("t", "v")])  # fmt: skip
+            runs.append(run_id)
+        found = client.search_runs([exp_id], "params.lr = '0.2' AND metrics.acc > 0.5")
+        assert [r.info.run_id for r in found] == [runs[1]]
+        assert [m.step for m in client.get_metric_history(runs[0], "acc")] == [0, 1, 2]
+        client.delete_run(runs[0])
+        assert [r.info.run_id for r in client.search_runs([exp_id])] == [runs[1]]
+        client.rename_experiment(exp_id, "pg-exp-2")
+        assert client.get_run(runs[1]).info.experiment_id == exp_id
+        assert client.get_experiment_by_name("pg-exp-2").tags == {"db": "postgresql"}
+        assert "0" in [e.experiment_id for e in client.search_experiments()]
+    finally:
+        team.server.stop()
+
+
 # -- the filter language against MLflow's own parser ---------------------------------------
 
 FILTERS = [
