@@ -241,6 +241,33 @@ def test_a_source_that_grew_is_brought_up_to_date(
     assert report.lines()[0] == "mlflow: 0 runs imported, 1 updated, 2 already there"
 
 
+def test_an_mlruns_directory_never_reads_local_files_elsewhere(
+    source: tuple[Path, dict[str, str]], store: Store, tmp_path: Path
+) -> None:
+    """An mlruns directory someone sent, whose run's artifacts are a symlink to a local
+    directory and whose meta.yaml names it: not read, said; the run imports without."""
+    mlruns = tmp_path / "mlruns"
+    shutil.copytree(source[0], mlruns)
+    secret = tmp_path / "home" / ".ssh"
+    secret.mkdir(parents=True)
+    (secret / "id_ed25519").write_text("PRIVATE KEY\n")
+    (meta,) = mlruns.glob(f"*/{source[1]['parent']}/meta.yaml")
+    shutil.rmtree(meta.parent / "artifacts")
+    (meta.parent / "artifacts").symlink_to(secret)
+    text = meta.read_text()
+    start = text.index("artifact_uri: ")
+    end = text.index("\n", start)
+    meta.write_text(text[:start] + f"artifact_uri: {secret.as_uri()}" + text[end:])
+    report = import_mlflow(store, mlruns)
+    assert (
+        f"the artifacts of run {source[1]['parent']}",
+        f"at {secret.as_uri()}, outside {mlruns}: not read (copy them in)",
+    ) in report.skipped
+    parent = derived(mlruns, source[1]["parent"])
+    paths = [o["path"] for o in build_record(store, parent)["outputs"]]
+    assert paths and all(p.startswith("mlflow-models/") for p in paths)  # the model only
+
+
 def test_deleted_runs_and_one_experiment_on_request(
     source: tuple[Path, dict[str, str]], store: Store
 ) -> None:

@@ -385,7 +385,7 @@ class _Reader:
         if external.exists(store, run_id):
             have = {f["path"]: f.get("size") for f in list_files(store, run_id)["outputs"]}
         out: list[SourceFile] = []
-        for path, size, fetch in self._artifacts(info):
+        for path, size, fetch in self._artifacts(info, report):
             where = f"artifact {path!r} of run {info.run_id}"
             try:
                 check_relpath(path)
@@ -403,12 +403,14 @@ class _Reader:
             out.append(SourceFile(path, root, rel))
         return out
 
-    def _artifacts(self, info: Any) -> Iterator[tuple[str, int | None, Fetch]]:
+    def _artifacts(
+        self, info: Any, report: ImportReport
+    ) -> Iterator[tuple[str, int | None, Fetch]]:
         """(output path, size, where to get it) of each file of the run and its models."""
         local = self._local_dir(str(info.experiment_id), str(info.run_id))
         if local is not None:
             yield from ((p, n, _in_place(local, p)) for p, n in _walk(local))
-        else:
+        elif self._may_fetch(info.artifact_uri, f"the artifacts of run {info.run_id}", report):
             for p, n in self._listed(info.run_id, None):
                 yield p, n, self._download_run_file(info.run_id, p)
         for model in self.models.get(info.run_id, []):
@@ -416,9 +418,28 @@ class _Reader:
             local = self._local_dir(str(model.experiment_id), f"models/{model.model_id}")
             if local is not None:
                 yield from ((prefix + p, n, _in_place(local, p)) for p, n in _walk(local))
-            else:
+            elif self._may_fetch(model.artifact_location, f"logged model {model.model_id}", report):
                 for p, n in self._listed_model(model.model_id, None):
                     yield prefix + p, n, self._download_model_file(model, p)
+
+    def _may_fetch(self, uri: Any, what: str, report: ImportReport) -> bool:
+        """Whether files not inside an mlruns directory may be read through MLflow: from a
+        server always; from an mlruns directory only those in remote storage (S3, ...).
+        A meta.yaml naming a local place elsewhere (``file:///home/you/.ssh``) is not
+        followed: an mlruns directory someone sent must not copy this machine's files
+        into the store (and from there to a team server)."""
+        if self.local is None:
+            return True
+        text = str(uri or "")
+        if text.startswith("file:") or not _SCHEME.match(text):
+            where = text[len("file://") :] if text.startswith("file://") else text
+            if not where or not os.path.lexists(where.removeprefix("file:")):
+                return False  # nothing there: nothing lost
+            report.skipped.append(
+                (what, f"at {text[:200]}, outside {self.local}: not read (copy them in)")
+            )
+            return False
+        return True
 
     def _local_dir(self, exp_id: str, sub: str) -> Path | None:
         """``<mlruns>/<experiment>/<sub>/artifacts`` when that is where the files are
