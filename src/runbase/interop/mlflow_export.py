@@ -107,7 +107,7 @@ def _open_dest(root: Path) -> _Dest:
         (root / ".trash").mkdir(exist_ok=True)
     except OSError as e:
         raise RunbaseError(f"cannot create {root}: {e.strerror or e}") from None
-    if DEFAULT_ID not in dest.experiments.values():
+    if DEFAULT_ID not in dest.experiments.values() and not (root / DEFAULT_ID).exists():
         _write_experiment(root, DEFAULT_ID, DEFAULT_NAME, time.time(), {})
         dest.experiments[DEFAULT_NAME] = DEFAULT_ID
     return dest
