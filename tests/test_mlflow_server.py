@@ -488,6 +488,9 @@ def test_pull_show_diff_of_mlflow_runs(team: Team, client: MlflowClient, tmp_pat
         status, page = http_request(team.server.url, "GET", f"/p/{PROJECT}/api/runs/{run_id}",
                                     team.tokens["alice"])  # fmt: skip
         assert status == 200 and page["params"]["lr"] in (0.1, 0.2), page
+        status, html = http_request(team.server.url, "GET", f"/p/{PROJECT}/runs/{run_id}",
+                                    team.tokens["alice"])  # fmt: skip
+        assert status == 200 and run_id.encode() in html  # the run page renders
     status, listing = http_request(team.server.url, "GET", f"/p/{PROJECT}/api/runs?limit=500",
                                    team.tokens["alice"])  # fmt: skip
     assert status == 200 and set(ids) <= {r["id"] for r in listing["runs"]}

@@ -322,12 +322,14 @@ class _Experiments:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.ids = {e.name: e.id for e in experiments.search(store, "all")}
+        self.ids: dict[str, str] | None = None  # read when a run first needs it
 
     def of(self, tags: dict[str, str], run_id: str) -> str:
         name = tags.get(EXPERIMENT_TAG)
         if not name:
             return experiments.DEFAULT_ID
+        if self.ids is None:
+            self.ids = {e.name: e.id for e in experiments.search(self.store, "all")}
         if name not in self.ids:  # a tag written since: of_run gives it an id
             self.ids[name] = experiments.of_run(self.store, run_id).id
         return self.ids[name]
