@@ -338,10 +338,12 @@ def parse_filter(text: str | None, entity: str = "run") -> list[Clause]:
     (search_runs) or "experiment" (search_experiments: ``name``, ``creation_time``,
     ``last_update_time``, ``tags.KEY``)."""
     _check_entity(entity)
-    if text is None or not text.strip():
+    if text is None:
         return []
     if not isinstance(text, str):
         raise QueryError("a filter is a string")
+    if not text.strip():
+        return []
     if len(text) > MAX_FILTER:
         raise QueryError(f"a filter is at most {MAX_FILTER} characters")
     return _Parser(text, entity).clauses()
