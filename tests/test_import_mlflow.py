@@ -401,3 +401,22 @@ def test_import_from_a_tracking_server_downloads_artifacts(
     assert build_record(store, child)["parent_id"] == parent
     again = import_mlflow(store, uri, experiment="served")
     assert sorted(again.unchanged) == sorted(report.created)
+
+
+def test_the_runbase_command_imports_and_shows(
+    source: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """The real entry point, in a subprocess: import, then `runbase show --json`."""
+    mlruns, ids = source
+    env = {"RUNBASE_DIR": str(tmp_path / "s"), "RUNBASE_NO_PROGRESS": "1"}
+    proc = runbase_cmd("import", "mlflow", str(mlruns), cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("mlflow: 3 runs imported, 0 already there\n")
+    parent = derived(mlruns, ids["parent"])
+    shown = json.loads(runbase_cmd("show", parent, "--json", cwd=tmp_path, env=env).stdout)
+    assert shown["name"] == "parent" and shown["mode"] == "import"
+    assert shown["params"] == {"lr": 0.01, "layers": 3, "optimizer": "adam", "flag": True}
+    assert shown["tags"]["import.id"] == ids["parent"]
+    assert shown["metrics"]["acc"]["count"] == 100
+    missing = runbase_cmd("import", "mlflow", str(tmp_path / "gone"), cwd=tmp_path, env=env)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
