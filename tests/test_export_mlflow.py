@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import GIT, commit, require, runbase_cmd, write
-from runbase.cli import COMMANDS, main
+from runbase.cli import main
 from runbase.errors import CorruptObject
 from runbase.interop.mlflow_export import export_mlflow
 from runbase.records import read
@@ -84,9 +84,7 @@ def client(dest: Path) -> Any:
 
 
 def cli(*args: str, store: Path) -> Any:
-    """The real `runbase` group, in-process (COMMANDS as the lead registers them)."""
-    COMMANDS.setdefault("import", "interop")
-    COMMANDS.setdefault("export", "interop")
+    """The real `runbase` group, in-process."""
     return CliRunner().invoke(main, ["--store", str(store), *args], catch_exceptions=False)
 
 

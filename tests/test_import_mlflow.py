@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import require, runbase_cmd, start_server
-from runbase.cli import COMMANDS, main
+from runbase.cli import main
 from runbase.errors import NotFound, UsageError
 from runbase.interop.mlflow_import import import_mlflow
 from runbase.records import experiments, external
@@ -301,9 +301,7 @@ def test_a_path_that_is_not_an_mlruns_directory(store: Store, tmp_path: Path) ->
 
 
 def cli(store: Path, *args: str) -> Any:
-    """The real `runbase` group, in-process (COMMANDS as the lead registers them)."""
-    COMMANDS.setdefault("import", "interop")
-    COMMANDS.setdefault("export", "interop")
+    """The real `runbase` group, in-process."""
     return CliRunner().invoke(main, ["--store", str(store), *args], catch_exceptions=False)
 
 
