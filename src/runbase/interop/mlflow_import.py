@@ -304,13 +304,20 @@ class _Reader:
             return
         try:
             run_id = write_run(store, src, report)
-            if run_id is not None and run.info.lifecycle_stage == "deleted":
-                external.soft_delete(store, run_id, True)
             if run_id is not None:
-                for model in self.models.get(orig, []):
-                    _model_directory(store, run_id, f"{MODELS_DIR}/{model.model_id}")
+                self._finish(store, run, run_id, report)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    def _finish(self, store: Store, run: Any, run_id: str, report: ImportReport) -> None:
+        """What write_run does not know: MLflow's deletion, the logged models whole."""
+        try:
+            if run.info.lifecycle_stage == "deleted":
+                external.soft_delete(store, run_id, True)
+            for model in self.models.get(run.info.run_id, []):
+                _model_directory(store, run_id, f"{MODELS_DIR}/{model.model_id}")
+        except RunbaseError as e:
+            report.skipped.append((f"the logged models or deletion of run {run_id}", str(e)))
 
     def read_run(
         self, store: Store, exp: Any, run: Any, ids: dict[str, str], work: Path, report: ImportReport
