@@ -243,3 +243,23 @@ def test_importing_the_export_gives_the_same_values_back(
             }
     finally:
         other.close()
+
+
+def test_export_reads_a_read_only_store(made: tuple[Path, list[str]], tmp_path: Path) -> None:
+    """A colleague's store, opened read-only: exported without a write (the experiment
+    gets the next free id, not one the store would have to create)."""
+    from runbase.store.db import Database
+    from runbase.store.objects import LocalObjects
+
+    root = made[0] / ".runbase"
+    ro = Store(
+        root,
+        Database.open_sqlite(root / "runbase.db", read_only=True),
+        LocalObjects(root / "objects", root / "tmp"),
+        read_only=True,
+    )
+    try:
+        result = export_mlflow(ro, made[1], tmp_path / "mlruns")
+    finally:
+        ro.close()
+    assert result["runs"] == made[1] and result["experiments"] == {"exp-a": "1", "exp-b": "2"}

@@ -148,7 +148,8 @@ def _experiment_for(store: Store, dest: _Dest, run_id: str) -> tuple[str, str]:
     name = load_tags(store, [run_id])[run_id].get("experiment") or DEFAULT_NAME
     if name in dest.experiments:
         return name, dest.experiments[name]
-    known = experiments.by_name(store, name)
+    # (by_name may write: it gives a tagged name its row; a read-only store is only read)
+    known = None if store.read_only else experiments.by_name(store, name)
     taken = set(dest.experiments.values())
     exp_id = known.id if known is not None and _free(dest.root, known.id, taken) else None
     if exp_id is None:
