@@ -13,6 +13,7 @@ asserted: the "target" column only says whether the median met the goal on this 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -35,6 +36,7 @@ BENCHES = {
     "integrations": "bench_integrations.py",
     "server": "bench_server.py",
     "registry": "bench_registry.py",
+    "mlflow_compat": "bench_mlflow_compat.py",
 }
 
 
@@ -291,6 +293,37 @@ def summary_rows() -> list[list[str]]:
                 )
     rows += server_rows()
     rows += registry_rows()
+    rows += mlflow_compat_rows()
+    return rows
+
+
+def mlflow_compat_rows() -> list[list[str]]:
+    """The MLflow client against runbase's MLflow API and mlflow server (issue 20)."""
+    r = load("mlflow_compat")
+    if not r:
+        return []
+    med = lambda d, *ks: functools.reduce(lambda x, k: (x or {}).get(k), ks, d)  # noqa: E731
+    rb, ml, im = r["client"]["runbase"], r["client"].get("mlflow"), r.get("import")
+    vs = lambda fmt, *ks: f" (mlflow server {fmt(med(ml, *ks, 'median'))})" if ml else ""  # noqa: E731
+    rows = [
+        [f"MLflow client -> runbase server: {label}", fmt(med(rb, *ks, "median")) + vs(fmt, *ks), "-", "-"]
+        for label, fmt, ks in (
+            ("create_run + end", C.ms, ("per_call", "create_run_end")),
+            ("log_metric (sync, one point)", C.ms, ("per_call", "log_metric")),
+            ("log_batch of 1,000 metrics: points/s", C.rate, ("log_batch", "points_per_s")),
+            (f"get_metric_history, {rb['history']['points']:,} points", C.ms, ("history",)),
+            (f"search_runs, {r['args']['search_runs']} runs, filter + order_by", C.ms, ("search",)),
+            (f"log_artifact {rb['artifact']['bytes'] >> 20} MiB, MB/s", lambda x: f"{x:.0f}", ("artifact", "upload_mb_s")),
+            (f"download_artifacts {rb['artifact']['bytes'] >> 20} MiB, MB/s", lambda x: f"{x:.0f}", ("artifact", "download_mb_s")),
+            ("sklearn log_model", C.ms, ("model", "log")),
+            ("sklearn load_model", C.ms, ("model", "load")),
+        )
+    ]  # fmt: skip
+    if im:
+        rows.append(
+            [f"runbase import mlflow, {im['runs']} runs, {im['points']:,} points / again (MlflowClient reading it: {med(im, 'anchor_process', 'median'):.2f} s)",
+             f"{med(im, 'import', 'median'):.2f} s / {med(im, 'reimport', 'median'):.2f} s", "-", "-"]
+        )  # fmt: skip
     return rows
 
 
