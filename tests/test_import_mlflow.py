@@ -207,6 +207,23 @@ def test_an_imported_logged_model_registers_whole(
     assert event["data"]["path"] == f"mlflow-models/{ids['model']}"
 
 
+def test_an_imported_run_exports_back_with_its_datasets(
+    source: tuple[Path, dict[str, str]], store: Store, tmp_path: Path
+) -> None:
+    from runbase.interop.mlflow_export import export_mlflow
+
+    mlruns, ids = source
+    import_mlflow(store, mlruns)
+    parent = derived(mlruns, ids["parent"])
+    assert export_mlflow(store, [parent], tmp_path / "out")["skipped"] == []
+    back, original = client(tmp_path / "out").get_run(parent), client(mlruns).get_run(ids["parent"])
+    (mine,), (theirs,) = back.inputs.dataset_inputs, original.inputs.dataset_inputs
+    assert mine.dataset.to_dictionary() == theirs.dataset.to_dictionary()
+    assert [(t.key, t.value) for t in mine.tags] == [("mlflow.data.context", "training")]
+    assert back.data.params == original.data.params
+    assert {k: v for k, v in back.data.tags.items() if k in original.data.tags} == original.data.tags
+
+
 def test_a_second_import_changes_nothing(
     source: tuple[Path, dict[str, str]], store: Store
 ) -> None:

@@ -22,6 +22,7 @@ key or path can never write outside its run's directory.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -38,6 +39,7 @@ import yaml
 
 from runbase.core.safepath import SafeRoot, check_relpath
 from runbase.errors import CorruptObject, RunbaseError, UnsafePathError, UsageError
+from runbase.interop.mlflow_import import DATASETS_TAG  # dataset inputs, as imported
 from runbase.records import checkout, experiments
 from runbase.records.external import param_text
 from runbase.records.read import load_params, load_row, load_tags, series
@@ -46,6 +48,7 @@ from runbase.store import Store
 
 DEFAULT_ID = "0"
 DEFAULT_NAME = "Default"
+_DATASET_FIELDS = ("name", "digest", "source_type", "source", "schema", "profile")
 # MLflow's FileStore statuses (RunStatus) as stored in meta.yaml
 _STATUS = {"running": 1, "finished": 3, "failed": 4, "crashed": 4, "killed": 5}
 # what MLflow accepts as a param/metric/tag name on POSIX: word characters, / . - : and
@@ -182,7 +185,7 @@ def _write_experiment(
     }
     d.mkdir(exist_ok=True)
     safe = SafeRoot(d)
-    _write_text(safe, "meta.yaml", yaml.safe_dump(meta, sort_keys=True, allow_unicode=True))
+    _write_text(safe, "meta.yaml", _yaml(meta))
     for key, value in sorted(tags.items()):
         if _mlflow_name(key):
             _write_text(safe, f"tags/{key}", value)
@@ -221,7 +224,7 @@ def _fill_run(
     run_id = row["id"]
     safe = SafeRoot(work)
     meta = _run_meta(row, exp_id, final, deleted="deleted" in tags)
-    _write_text(safe, "meta.yaml", yaml.safe_dump(meta, sort_keys=True, allow_unicode=True))
+    _write_text(safe, "meta.yaml", _yaml(meta))
     for sub in ("params", "metrics", "tags", "artifacts"):
         (work / sub).mkdir()
     for key, value in _params(store, run_id).items():
@@ -230,7 +233,57 @@ def _fill_run(
         _named(safe, "tags", key, value, run_id, skipped)
     for key in (k["key"] for k in series_keys(store, run_id)):
         _named(safe, "metrics", key, _metric_lines(store, run_id, key), run_id, skipped)
+    if DATASETS_TAG in tags:
+        _datasets(tags[DATASETS_TAG], safe, SafeRoot(final.parent), run_id, skipped)
     return _artifacts(store, run_id, SafeRoot(work / "artifacts"), skipped)
+
+
+def _datasets(
+    text: str, run: SafeRoot, exp: SafeRoot, run_id: str, skipped: list[tuple[str, str]]
+) -> None:
+    """The dataset inputs an MLflow import kept in tag ``mlflow.datasets`` (a JSON
+    list), written back as MLflow's: ``<exp>/datasets/<id>/meta.yaml`` (once per name
+    and digest) and ``<run>/inputs/<id>/meta.yaml`` naming it, with the input's tags."""
+    try:
+        entries = json.loads(text)
+    except ValueError:
+        entries = None
+    if not isinstance(entries, list):
+        skipped.append((f"tag {DATASETS_TAG} of run {run_id}", "not a JSON list"))
+        return
+    for entry in entries:
+        dataset = _dataset(entry)
+        if dataset is None:
+            skipped.append((f"a dataset input of run {run_id}", "without name, digest, source"))
+            continue
+        tags = entry.get("tags") if isinstance(entry.get("tags"), dict) else {}
+        dataset_id = _digest(f"{dataset['name']}\0{dataset['digest']}")
+        if exp.lstat(f"datasets/{dataset_id}/meta.yaml") is None:
+            _write_text(exp, f"datasets/{dataset_id}/meta.yaml", _yaml(dataset))
+        link = {
+            "destination_id": run_id,
+            "destination_type": "RUN",
+            "source_id": dataset_id,
+            "source_type": "DATASET",
+            "tags": {str(k): str(v) for k, v in tags.items()},
+        }
+        _write_text(run, f"inputs/{_digest(dataset_id + run_id)}/meta.yaml", _yaml(link))
+
+
+def _dataset(entry: Any) -> dict[str, str] | None:
+    """MLflow's Dataset fields of one entry; None without the ones MLflow requires."""
+    if not isinstance(entry, dict):
+        return None
+    out = {k: entry[k] for k in _DATASET_FIELDS if isinstance(entry.get(k), str)}
+    return out if all(k in out for k in ("name", "digest", "source_type", "source")) else None
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+def _yaml(data: dict[str, Any]) -> str:
+    return yaml.safe_dump(data, sort_keys=True, allow_unicode=True)
 
 
 def _run_meta(row: dict[str, Any], exp_id: str, run_dir: Path, deleted: bool) -> dict[str, Any]:
