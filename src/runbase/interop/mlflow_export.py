@@ -10,6 +10,7 @@ The layout is the one MLflow's own ``FileStore`` reads (``MlflowClient("file:DIR
     DIR/<exp>/<run>/metrics/<key>       one "<ms> <value> <step>" line per point, all of them
     DIR/<exp>/<run>/tags/<key>          the value as text
     DIR/<exp>/<run>/artifacts/<path>    the run's stored outputs, verified against their ids
+    DIR/<exp>/<run>/inputs/, DIR/<exp>/datasets/   an imported MLflow run's dataset inputs
 
 MLflow run ids are the runbase run ids (MLflow accepts any ``[A-Za-z0-9][\\w-]*``).
 A run keeps its tags and gains MLflow's system tags where it has none of its own:
