@@ -64,6 +64,30 @@ def _isolate_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("RUNBASE_CONFIG", str(tmp_path / "runbase-config.json"))
 
 
+@pytest.fixture(autouse=True)
+def _fresh_mlflow() -> Iterator[None]:
+    """MLflow's fluent API keeps process globals (the active run, the experiment id that
+    ``set_experiment`` chose, a tracking URI): a test that used it must not hand them to
+    the next one, which may talk to another server (``set_experiment`` also exports
+    MLFLOW_EXPERIMENT_ID to the environment). Only if a test imported MLflow."""
+    before = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    yield
+    for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
+        if key not in before:
+            del os.environ[key]
+    os.environ.update(before)
+    fluent = sys.modules.get("mlflow.tracking.fluent")
+    if fluent is None:
+        return
+    while fluent.active_run() is not None:
+        fluent.end_run()
+    fluent._active_experiment_id = None
+    fluent._last_active_run_id.set(None)
+    utils = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    if utils is not None:
+        utils._tracking_uri = None
+
+
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A git repo with one commit, as the current directory."""
