@@ -373,9 +373,9 @@ def test_tags_name_status_and_soft_delete(store: Store) -> None:
     x.set_name(store, run, "renamed")
     x.soft_delete(store, run, True)
     rec = build_record(store, run)
-    assert rec["name"] == "renamed" and rec["tags"]["a"] == "2" and "deleted" in rec["tags"]
+    assert rec["name"] == "renamed" and rec["tags"]["a"] == "2" and x.DELETED_TAG in rec["tags"]
     x.soft_delete(store, run, False)
-    assert "deleted" not in build_record(store, run)["tags"]
+    assert x.DELETED_TAG not in build_record(store, run)["tags"]
     x.set_status(store, run, "finished", T0 + 3)
     assert store.db.query_one("SELECT status, ended_at FROM runs WHERE id = ?", (run,)) == (
         "finished",

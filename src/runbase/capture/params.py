@@ -160,6 +160,27 @@ def numeric(value_json: str) -> float | None:
     return None
 
 
+def mlflow_param_value(text: str) -> Any:
+    """An MLflow param (always a string) as runbase keeps it: the finite number or the
+    boolean it spells when that value's JSON text is exactly ``text`` (``"0.1"``,
+    ``"32"``, ``"true"``), so runbase filters and sorts on it and MLflow reads back the
+    same string; any other text stays a string (``"1e-3"``, ``"True"``, ``"-0"``,
+    ``"NaN"``). Lossless both ways. The one rule of every path an MLflow param takes:
+    the server's MLflow API and the importer (records.external) and the mirror of a
+    script's ``mlflow.log_param`` (integrations.mlflow)."""
+    if text in ("true", "false"):
+        return text == "true"
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):  # also an int over Python's digit limit
+        return text
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return text
+    if isinstance(value, float) and not math.isfinite(value):
+        return text
+    return value if json.dumps(value) == text else text
+
+
 def parse_argv(argv: list[str]) -> dict[str, str]:
     """Fallback parameters from a command line: ``--k v``, ``--k=v``, ``k=v``, flags.
 

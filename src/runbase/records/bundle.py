@@ -41,6 +41,7 @@ from runbase.core.shapes import (
 )
 from runbase.core.statuses import STATUSES
 from runbase.errors import BundleError, RunNotFound, UnsafePathError
+from runbase.records.external import HIDDEN_PREFIX, MLFLOW_SOURCE, MODEL_HISTORY_TAG
 from runbase.records.maintenance import MAX_MANIFEST, references
 from runbase.records.media import mime_problem
 from runbase.store import Store
@@ -454,14 +455,25 @@ def validate(bundle: Any, replace: bool = True) -> _Parsed:
 
 
 # Rows a team server's MLflow API writes into a run (docs/mlflow.md): artifacts logged
-# with ``mlflow.log_artifact`` (outputs of source "mlflow") and the datasets and model
-# links MLflow keeps in tags. When the run is also published from a tracked process (the
+# with ``mlflow.log_artifact`` (outputs of source "mlflow") and what MLflow keeps in tags
+# (records.external: everything under HIDDEN_PREFIX, soft delete included, and MLflow's
+# logged-model history). When the run is also published from a tracked process (the
 # MLflow run adopted by ``runbase run --publish``), its publisher never sees them, so the
 # final push, a whole run, must not delete them. substr, not LIKE: LIKE ignores case in
-# SQLite and not in PostgreSQL.
+# SQLite and not in PostgreSQL. The constants are plain ASCII without quotes, so they
+# are spliced into the SQL as literals (asserted below).
+def _literal(text: str) -> str:
+    if not text.isascii() or "'" in text:
+        raise ValueError(f"not a plain SQL literal: {text!r}")
+    return f"'{text}'"
+
+
 SERVER_ROWS = {
-    "run_files": "source = 'mlflow'",
-    "tags": "(substr(key, 1, 15) = 'runbase.mlflow.' OR key = 'mlflow.log-model.history')",
+    "run_files": f"source = {_literal(MLFLOW_SOURCE)}",
+    "tags": (
+        f"(substr(key, 1, {len(HIDDEN_PREFIX)}) = {_literal(HIDDEN_PREFIX)} "
+        f"OR key = {_literal(MODEL_HISTORY_TAG)})"
+    ),
 }
 
 

@@ -17,22 +17,24 @@ original string back. Secrets are redacted as from any other source
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import sys
 import time
 from array import array
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from runbase.capture.params import MAX_INLINE_VALUE, numeric
+from runbase.capture.params import MAX_INLINE_VALUE, mlflow_param_value, numeric
 from runbase.capture.secrets import redact_value
 from runbase.core.ids import is_valid_id, new_run_id, new_run_name, split_id
 from runbase.core.safepath import check_relpath
 from runbase.core.shapes import I64, MAX_TIME
 from runbase.core.statuses import STATUSES, is_terminal
 from runbase.errors import Conflict, NotFound, RunNotFound, UnsafePathError, UsageError
-from runbase.records.experiments import check_key, check_text, check_value
+from runbase.records.experiments import MAX_VALUE, check_key, check_text, check_value
 from runbase.records.ingest import append_points, apply_summary
 from runbase.store import Store
 from runbase.store.hashing import hash_bytes
@@ -41,7 +43,34 @@ MAX_PARAM_VALUE = 1 << 20  # characters (MLflow's own limit is 6000)
 MAX_NAME = 500
 MAX_MODE = 64
 MAX_POINTS = 1_000_000  # per call
-DELETED_TAG = "deleted"  # soft delete (MLflow's delete_run): the time, ISO 8601
+
+# What MLflow keeps that runbase has no column for lives in tags under one prefix, which
+# the MLflow API hides from MLflow's tags and refuses to set (docs/run-record.md); a
+# team server's push spares them (records.bundle.SERVER_ROWS).
+HIDDEN_PREFIX = "runbase.mlflow."
+DELETED_TAG = HIDDEN_PREFIX + "deleted"  # soft delete (MLflow's delete_run): the time, ISO 8601
+DATASET_PREFIX = HIDDEN_PREFIX + "dataset."  # + a hash: one dataset input, JSON (datasets())
+MODEL_INPUT_PREFIX = HIDDEN_PREFIX + "model_input."  # + a logged model id: "" (log_inputs)
+MODEL_OUTPUT_PREFIX = HIDDEN_PREFIX + "model_output."  # + a logged model id: its step
+MLFLOW_SOURCE = "mlflow"  # params' and files' source when the MLflow API wrote them
+MODEL_HISTORY_TAG = "mlflow.log-model.history"  # MLflow's own tag: a JSON list, as its server
+DATASET_CONTEXT_TAG = "mlflow.data.context"  # a dataset input's tag: training, eval, ...
+
+# The one map between runbase's statuses (core.statuses) and MLflow's RunStatus.
+STATUS_TO_MLFLOW = {
+    "running": "RUNNING",
+    "finished": "FINISHED",
+    "failed": "FAILED",
+    "killed": "KILLED",
+    "crashed": "FAILED",  # MLflow has no "the process vanished"
+}
+STATUS_FROM_MLFLOW = {
+    "RUNNING": "running",
+    "SCHEDULED": "running",
+    "FINISHED": "finished",
+    "FAILED": "failed",
+    "KILLED": "killed",
+}
 # run ids are Crockford base32 (runbase.core.ids): the derived ids' random half too
 _B32 = "0123456789abcdefghjkmnpqrstvwxyz"
 
@@ -57,6 +86,138 @@ def derived_id(system: str, original_id: str, started_at: float) -> str:
     digest = int(hash_bytes(f"{system}:{original_id}".encode()).split(":", 1)[1][:10], 16)
     tail = "".join(_B32[(digest >> (5 * i)) & 31] for i in reversed(range(8)))
     return new_run_id(float(started_at))[:8] + tail
+
+
+# -- MLflow's shapes ------------------------------------------------------------------------
+
+
+def ms(seconds: float | None) -> int | None:
+    """Epoch seconds (runbase) as epoch milliseconds (MLflow), rounded: the one
+    conversion, so every path gives the same millisecond."""
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise UsageError(f"a time must be a number of seconds, not {type(seconds).__name__}")
+    if not math.isfinite(seconds):
+        raise UsageError(f"time {seconds!r} is not a time")
+    return int(round(seconds * 1000))
+
+
+def seconds(ms: int | float | None) -> float | None:
+    """Epoch milliseconds (MLflow) as epoch seconds; 0 stays 0 (only None is absent).
+    The range is checked where the time is written (create_run, log_points)."""
+    if ms is None:
+        return None
+    if isinstance(ms, bool) or not isinstance(ms, (int, float)):
+        raise UsageError(f"a time must be a number of milliseconds, not {type(ms).__name__}")
+    if not math.isfinite(ms):
+        raise UsageError(f"time {ms!r} is not a time")
+    return ms / 1000.0
+
+
+# A dataset input (MLflow's DatasetInput as its REST API writes it) is kept as one tag
+# ``DATASET_PREFIX + hash`` whose value is the JSON of
+# ``{"dataset": {"name", "digest", "source_type"?, "source"?, "schema"?, "profile"?},
+#    "tags": [{"key", "value"}, ...]}``: the same dataset in the same context is one
+# input, as in MLflow. The server's API, the importer and the export all go through
+# dataset_tags() and datasets(), so a run reads the same whichever way it came.
+DATASET_FIELDS = {  # MLflow's own limits (characters)
+    "name": 500,
+    "digest": 36,
+    "source_type": 500,
+    "source": 65_535,
+    "schema": 32_768,
+    "profile": 16_384,
+}
+DATASET_REQUIRED = ("name", "digest")
+MAX_DATASET_TAGS = 100
+MAX_DATASET_TAG_KEY = 255
+MAX_DATASET_TAG_VALUE = 500
+
+
+def _dataset_entry(item: Any) -> tuple[dict[str, Any] | None, str]:
+    """``item`` in the stored shape (tags a list of pairs, empty fields left out), or
+    None and why not. Input tags may also be a mapping."""
+    if not isinstance(item, dict) or not isinstance(item.get("dataset"), dict):
+        return None, "a dataset input is an object with a 'dataset' object"
+    ds = item["dataset"]
+    dataset: dict[str, str] = {}
+    for field, most in DATASET_FIELDS.items():
+        value = ds.get(field)
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str) or len(value) > most or "\x00" in value:
+            return None, f"dataset field {field!r} must be text of at most {most} characters"
+        dataset[field] = value
+    missing = [f for f in DATASET_REQUIRED if f not in dataset]
+    if missing:
+        return None, f"a dataset needs a {' and a '.join(missing)}"
+    raw = item.get("tags")
+    if raw is None:
+        raw = []
+    elif isinstance(raw, dict):
+        raw = [{"key": k, "value": v} for k, v in raw.items()]
+    if not isinstance(raw, list) or len(raw) > MAX_DATASET_TAGS:
+        return None, f"a dataset input's tags are a list of at most {MAX_DATASET_TAGS} pairs"
+    tags = []
+    for pair in raw:
+        key = pair.get("key") if isinstance(pair, dict) else None
+        value = pair.get("value", "") if isinstance(pair, dict) else None
+        if not isinstance(key, str) or not 0 < len(key) <= MAX_DATASET_TAG_KEY:
+            return None, "a dataset input's tag needs a key (text, at most 255 characters)"
+        if not isinstance(value, str) or len(value) > MAX_DATASET_TAG_VALUE:
+            return None, f"dataset input tag {key[:100]!r}: value is not text of at most 500"
+        tags.append({"key": key, "value": value})
+    return {"dataset": dataset, "tags": tags}, ""
+
+
+def dataset_tags(entries: list[dict[str, Any]]) -> tuple[dict[str, str], int]:
+    """The tags that keep dataset inputs ``entries`` (each ``{"dataset": {...}, "tags":
+    [{"key", "value"}...]}``; tags may also be a mapping), and how many entries were
+    too large for one tag value (experiments.MAX_VALUE) and are not kept: the caller
+    refuses or reports them. A malformed entry is a UsageError saying why."""
+    if not isinstance(entries, list):
+        raise UsageError("dataset inputs must be a list")
+    out: dict[str, str] = {}
+    too_large = 0
+    for item in entries:
+        entry, why = _dataset_entry(item)
+        if entry is None:
+            raise UsageError(why)
+        text = json.dumps(entry, sort_keys=True)
+        if len(text) > MAX_VALUE:
+            too_large += 1
+            continue
+        ds = entry["dataset"]
+        context = json.dumps(sorted((t["key"], t["value"]) for t in entry["tags"]))
+        digest = hashlib.sha256("\x00".join((ds["name"], ds["digest"], context)).encode("utf-8", "surrogatepass"))
+        out[DATASET_PREFIX + digest.hexdigest()[:16]] = text
+    return out, too_large
+
+
+def datasets(tags: dict[str, str]) -> list[dict[str, Any]]:
+    """The dataset inputs kept in a run's ``tags`` (in the shape dataset_tags takes,
+    ordered by tag key). Tags reach a store unchecked (a push, ``runbase tag``), so each
+    is validated here: a malformed one is skipped, never raises."""
+    out = []
+    for key in sorted(k for k in tags if isinstance(k, str) and k.startswith(DATASET_PREFIX)):
+        text = tags[key]
+        try:
+            item = json.loads(text) if isinstance(text, str) else None
+        except (ValueError, RecursionError):
+            continue
+        entry, _ = _dataset_entry(item)
+        if entry is not None and isinstance(item.get("tags", []), list):
+            out.append(entry)
+    return out
+
+
+def dataset_context(entry: dict[str, Any]) -> str | None:
+    """The context of a dataset input (its ``mlflow.data.context`` tag), if any."""
+    return next(
+        (t["value"] for t in entry.get("tags", []) if t.get("key") == DATASET_CONTEXT_TAG),
+        None,
+    )
 
 
 # -- checks -------------------------------------------------------------------------------
@@ -200,26 +361,10 @@ def set_name(store: Store, run_id: str, name: str) -> None:
 # -- params -------------------------------------------------------------------------------
 
 
-def _typed(text: str) -> Any:
-    """The JSON value ``text`` stands for when its JSON text is exactly ``text`` (a
-    finite number or a boolean), else ``text`` itself: lossless both ways."""
-    if text in ("true", "false"):
-        return text == "true"
-    try:
-        v = json.loads(text)
-    except ValueError:
-        return text
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return text
-    if isinstance(v, float) and not math.isfinite(v):
-        return text
-    return v if json.dumps(v) == text else text
-
-
 def _encode(key: str, text: str) -> tuple[str, bytes | None]:
     """The stored JSON text of an MLflow value, and the bytes of the object it refers
     to when the value is too long to keep inline (as records.ingest stores them)."""
-    value = json.dumps(redact_value(key, _typed(text)), ensure_ascii=False, allow_nan=False)
+    value = json.dumps(redact_value(key, mlflow_param_value(text)), ensure_ascii=False, allow_nan=False)
     if len(value) <= MAX_INLINE_VALUE:
         return value, None
     data = value.encode()
@@ -256,10 +401,20 @@ def param_text(store: Store, value_json: str) -> str:
     return v if isinstance(v, str) else value_json
 
 
-def set_params(store: Store, run_id: str, params: dict[str, str], source: str) -> None:
+def set_params(
+    store: Store,
+    run_id: str,
+    params: dict[str, str],
+    source: str,
+    *,
+    hold: Callable[[str, int], None] | None = None,
+) -> None:
     """Add params (``source``: "mlflow", or the import system's name). A key the run
     already has keeps its value: the same value is a no-op, another one is a Conflict
-    naming the key and both values (MLflow's params never change)."""
+    naming the key and both values (MLflow's params never change). A value too long to
+    keep inline is kept as an object of the store; ``hold(oid, size)`` is called for
+    each such object before the params are written (a team server: the project holds
+    it, as an uploaded object, so a pull and gc see it)."""
     run_id = _run_id(run_id)
     check_text("param source", source, 64)
     if not isinstance(params, dict):
@@ -269,9 +424,14 @@ def set_params(store: Store, run_id: str, params: dict[str, str], source: str) -
         check_key(key, "param key")
         check_text(f"value of param {key!r}", text, MAX_PARAM_VALUE, empty=True)
         encoded.append((key, text, *_encode(key, text)))
+    for _key, _text, _value, data in encoded:
+        if data is not None:
+            oid = store.objects.put_bytes(data)
+            if hold is not None:
+                hold(oid, len(data))
     with store.db.transaction() as cur:
         _require(cur, run_id)
-        for key, text, value, data in encoded:
+        for key, text, value, _data in encoded:
             row = cur.execute(
                 "SELECT value FROM params WHERE run_id = ? AND key = ?", (run_id, key)
             ).fetchone()
@@ -283,8 +443,6 @@ def set_params(store: Store, run_id: str, params: dict[str, str], source: str) -
                     f"param {key!r} of run {run_id} is already {param_text(store, old)[:200]!r}; "
                     f"a param's value cannot change (new value {text[:200]!r})"
                 )
-            if data is not None:
-                store.objects.put_bytes(data)
             cur.execute(
                 "INSERT INTO params (run_id, key, value, num, source) VALUES (?, ?, ?, ?, ?)",
                 (run_id, key, value, _num(value), source),
@@ -399,35 +557,88 @@ def log_points(store: Store, run_id: str, points: list[tuple[str, int, float, fl
         _beat(cur, run_id)
 
 
-def metric_history(store: Store, run_id: str, key: str) -> list[tuple[int, float, float]]:
-    """``(step, time, value)`` of every point of metric ``key``, in the order stored;
-    empty if the run has no such metric (RunNotFound if there is no such run)."""
+def _checked_series(store: Store, run_id: str, key: str) -> tuple[str, str]:
     run_id = _run_id(run_id)
     key = check_key(key, "metric key")
     if not exists(store, run_id):
         raise RunNotFound(f"no run with id {run_id!r}")
+    return run_id, key
+
+
+def _decode(b_steps: Any, b_times: Any, b_vals: Any) -> list[tuple[int, float, float]] | None:
+    """The points of one stored chunk; None for a damaged one (a store is not trusted)."""
+    if not all(isinstance(b, bytes) for b in (b_steps, b_times, b_vals)):
+        return None
+    if len(b_steps) % 8 or not len(b_steps) == len(b_times) == len(b_vals):
+        return None
+    s: array[int] = array("q")
+    t: array[float] = array("d")
+    v: array[float] = array("d")
+    s.frombytes(b_steps)
+    t.frombytes(b_times)
+    v.frombytes(b_vals)
+    if sys.byteorder == "big":
+        s.byteswap()
+        t.byteswap()
+        v.byteswap()
+    return list(zip(s, t, v, strict=True))
+
+
+def metric_history(store: Store, run_id: str, key: str) -> list[tuple[int, float, float]]:
+    """``(step, time, value)`` of every point of metric ``key``, in the order stored;
+    empty if the run has no such metric (RunNotFound if there is no such run)."""
+    run_id, key = _checked_series(store, run_id, key)
     rows = store.db.query(
         "SELECT steps, times, vals FROM metric_chunks WHERE run_id = ? AND key = ? ORDER BY seq",
         (run_id, key),
     )
     out: list[tuple[int, float, float]] = []
     for b_steps, b_times, b_vals in rows:
-        if not all(isinstance(b, bytes) for b in (b_steps, b_times, b_vals)):
-            continue
-        if len(b_steps) % 8 or not len(b_steps) == len(b_times) == len(b_vals):
-            continue  # a damaged chunk: a store is not trusted
-        s: array[int] = array("q")
-        t: array[float] = array("d")
-        v: array[float] = array("d")
-        s.frombytes(b_steps)
-        t.frombytes(b_times)
-        v.frombytes(b_vals)
-        if sys.byteorder == "big":
-            s.byteswap()
-            t.byteswap()
-            v.byteswap()
-        out.extend(zip(s, t, v, strict=True))
+        out.extend(_decode(b_steps, b_times, b_vals) or [])
     return out
+
+
+def metric_page(
+    store: Store, run_id: str, key: str, start: int, limit: int
+) -> tuple[list[tuple[int, float, float]], int | None]:
+    """Points ``[start, start + limit)`` of metric ``key`` in the order stored, and the
+    start of the next page (None at the end). Only the chunks that hold the page are
+    read (each chunk's count ``n`` places it), so paging a long series costs its pages,
+    not the series each time. A position is a stored point: a damaged chunk keeps its
+    places and gives none, so pages never shift."""
+    run_id, key = _checked_series(store, run_id, key)
+    for what, n in (("start", start), ("limit", limit)):
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < I64:
+            raise UsageError(f"{what} must be an integer from 0, not {n!r}")
+    if limit == 0:
+        raise UsageError("limit must be at least 1")
+    counts = store.db.query(
+        "SELECT seq, n FROM metric_chunks WHERE run_id = ? AND key = ? ORDER BY seq",
+        (run_id, key),
+    )
+    end = start + limit
+    wanted: list[tuple[int, tuple[int, int]]] = []  # (seq, (its first position, n))
+    pos = 0
+    for seq, n in counts:
+        size = n if isinstance(n, int) and n > 0 else 0
+        if pos < end and pos + size > start:
+            wanted.append((int(seq), (pos, size)))
+        pos += size
+    total = pos
+    out: list[tuple[int, float, float]] = []
+    if wanted:  # consecutive chunks: one range of seq
+        firsts = dict(wanted)
+        rows = store.db.query(
+            "SELECT seq, steps, times, vals FROM metric_chunks WHERE run_id = ? AND key = ? "
+            "AND seq >= ? AND seq <= ? ORDER BY seq",
+            (run_id, key, wanted[0][0], wanted[-1][0]),
+        )
+        for seq, b_steps, b_times, b_vals in rows:
+            first, size = firsts.get(seq, (0, -1))
+            points = _decode(b_steps, b_times, b_vals) if size >= 0 else None
+            if points is not None and len(points) == size:
+                out.extend(points[max(start - first, 0) : end - first])
+    return out, (end if end < total else None)
 
 
 def set_summary(store: Store, run_id: str, values: dict[str, float]) -> None:
