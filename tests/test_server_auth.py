@@ -1313,3 +1313,17 @@ def test_pending_marks_are_cleared_per_remote(tmp_path: Path) -> None:
     clear_pending(store, "r1", "team-a")
     assert pending(store) == []
     store.close()
+
+
+def test_object_bytes_are_sent_as_they_are(env: Env) -> None:
+    """Objects go out as stored (never gzipped on the fly: data is often compressed
+    already, and gzip made large downloads 10x slower); JSON answers are still gzipped."""
+    c, a = env.client, env.auth("wanda")
+    data = b"compressible " * 4096
+    oid = hash_bytes(data)
+    assert c.put(f"/p/{PROJECT}/api/objects/{oid}", content=data, headers=a).status_code == 201
+    r = c.get(f"/p/{PROJECT}/api/objects/{oid}", headers={**a, "Accept-Encoding": "gzip"})
+    assert r.status_code == 200 and r.content == data
+    assert "content-encoding" not in r.headers
+    r = c.get(f"/p/{PROJECT}/api/runs/{env.run_id}/bundle", headers={**a, "Accept-Encoding": "gzip"})
+    assert r.status_code == 200 and r.headers.get("content-encoding") == "gzip"

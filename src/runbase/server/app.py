@@ -20,7 +20,6 @@ from contextlib import asynccontextmanager  # noqa: E402
 
 from fastapi import Depends, FastAPI, Request  # noqa: E402
 from fastapi.staticfiles import StaticFiles  # noqa: E402
-from starlette.middleware.gzip import GZipMiddleware  # noqa: E402
 
 from runbase.core.version import __version__  # noqa: E402
 from runbase.errors import Forbidden  # noqa: E402
@@ -44,7 +43,7 @@ from runbase.server.routes_push import project_api  # noqa: E402
 from runbase.server.service import Server, ServerConfig  # noqa: E402
 from runbase.web import pages  # noqa: E402
 from runbase.web.api import router as api_router  # noqa: E402
-from runbase.web.app import PLOTLY_PATH, plotly_js  # noqa: E402
+from runbase.web.app import PLOTLY_PATH, add_gzip, plotly_js  # noqa: E402
 from runbase.web.limits import BodyLimit  # noqa: E402
 from runbase.web.routes import read_routers, write_routers  # noqa: E402
 
@@ -86,7 +85,7 @@ def create_server_app(config: ServerConfig, server: Server | None = None) -> Fas
     app.include_router(pages.router, prefix="/p/{project}", dependencies=[Depends(page_reader)])
     app.add_api_route(PLOTLY_PATH, plotly_js, methods=["GET"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
-    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
+    add_gzip(app)
     app.add_middleware(BodyLimit, limit_of=body_limit)
     app.add_middleware(AccessLog)
     return app
