@@ -363,7 +363,7 @@ def test_malformed_requests_are_400(team: Team, client: MlflowClient) -> None:
         ("/runs/log-parameter", {"run_id": run_id, "key": "p", "value": "v" * 6001}),
         ("/runs/log-parameter", {"run_id": run_id, "key": "p\x00", "value": "v"}),
         ("/runs/set-tag", {"run_id": run_id, "key": "t", "value": ["list"]}),
-        ("/runs/set-tag", {"run_id": run_id, "key": "deleted", "value": "x"}),
+        ("/runs/set-tag", {"run_id": run_id, "key": "runbase.mlflow.deleted", "value": "x"}),
         ("/runs/set-tag", {"run_id": run_id, "key": "runbase.mlflow.dataset.x", "value": "x"}),
         ("/runs/log-batch", {"run_id": run_id, "tags": "not a list"}),
         ("/runs/log-batch", {"run_id": run_id, "metrics": [{"key": "m", "value": 1}] * 1001}),

@@ -27,6 +27,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from runbase.errors import QueryError
 
@@ -375,9 +376,42 @@ def parse_order_by(items: Sequence[str] | None, entity: str = "run") -> list[Ord
 # -- evaluation --------------------------------------------------------------------------
 
 
-def _like(pattern: str, ignore_case: bool) -> re.Pattern[str]:
-    parts = [".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern]
-    return re.compile("".join(parts), re.S | (re.I if ignore_case else 0))
+@lru_cache(maxsize=256)
+def _like_parts(pattern: str, ignore_case: bool) -> tuple[re.Pattern[str], ...]:
+    """The pieces of a LIKE pattern between its ``%``: each a regex without quantifiers
+    (a character, or ``.`` for ``_``), so each matches exactly its length in characters."""
+    flags = re.S | (re.I if ignore_case else 0)
+    return tuple(
+        re.compile("".join("." if c == "_" else re.escape(c) for c in piece), flags)
+        for piece in pattern.split("%")
+    )
+
+
+def like(pattern: str, text: str, *, ignore_case: bool = False) -> bool:
+    """SQL's ``LIKE`` (``ILIKE`` with ``ignore_case``): ``%`` any text, ``_`` one
+    character, the whole text. The one matcher of the MLflow layer (runs, experiments,
+    the registry): no backtracking regex, so no pattern can make it slow. The pieces
+    between ``%`` have fixed lengths, so the first must match at the start, the last at
+    the end, and each middle one at its leftmost place after the one before (the
+    earliest end leaves the most room): one forward scan, at most
+    ``len(text) * len(pattern)`` character steps."""
+    parts = _like_parts(pattern, ignore_case)
+    if len(parts) == 1:
+        return parts[0].fullmatch(text) is not None
+    head, tail = parts[0], parts[-1]
+    found = head.match(text)
+    if found is None:
+        return False
+    pos = found.end()
+    for piece in parts[1:-1]:
+        if not piece.pattern:
+            continue  # "%%"
+        found = piece.search(text, pos)
+        if found is None:
+            return False
+        pos = found.end()
+    start = len(text) - len(pattern.rpartition("%")[2])  # the last piece's width
+    return start >= pos and tail.fullmatch(text, start) is not None
 
 
 def value_of(subject: Subject, kind: str, key: str) -> str | float | None:
@@ -398,7 +432,7 @@ def _compare(op: str, have: str | float, want: float | str | tuple[str, ...] | N
         inside = isinstance(want, tuple) and have in want
         return inside if op == "IN" else not inside
     if op in ("LIKE", "ILIKE"):
-        return bool(_like(str(want), op == "ILIKE").fullmatch(str(have)))
+        return like(str(want), str(have), ignore_case=op == "ILIKE")
     if isinstance(want, float) != isinstance(have, (int, float)):
         return False  # a string compared with a number (a hostile row): never a match
     checks = {

@@ -20,15 +20,27 @@ from runbase.core.safepath import check_relpath
 from runbase.errors import NotFound, RunbaseError, UnsafePathError
 from runbase.records import experiments, external
 from runbase.records.files import list_files
+from runbase.server.mlflow_base import (
+    MAX_KEY,
+    MAX_TAG_VALUE,
+    MODEL_ID_RE,
+    Caller,
+    check_experiment_id,
+    check_model_id,
+    check_text,
+    field_pairs,
+    page_offset,
+    page_size,
+    paged,
+    writable_model,
+    writable_run,
+)
 from runbase.store import Store
 
 MAX_PATH = 1000  # an artifact path's characters
 MAX_NAME = 500
 MAX_TAGS = 100
-MAX_KEY = 250
-MAX_VALUE = 8000
-MODEL_ID_RE = re.compile(r"^m-[0-9a-f]{32}$")
-EXPERIMENT_ID_RE = re.compile(r"^[0-9]{1,18}$")
+MAX_VALUE = MAX_TAG_VALUE
 STATUSES = ("LOGGED_MODEL_PENDING", "LOGGED_MODEL_READY", "LOGGED_MODEL_UPLOAD_FAILED")
 ARTIFACTS_ROOT = "mlflow-artifacts:"
 
@@ -45,21 +57,12 @@ class Target:
     path: str
 
 
-def check_experiment_id(value: Any) -> str:
-    if not isinstance(value, str) or not EXPERIMENT_ID_RE.match(value):
-        raise RunbaseError(f"not an experiment id: {str(value)[:40]!r}")
-    return value
-
-
-def check_model_id(value: Any) -> str:
-    if not isinstance(value, str) or not MODEL_ID_RE.match(value):
-        raise RunbaseError(f"not a logged model id (m-<32 hex>): {str(value)[:40]!r}")
-    return value
+__all__ = ["MODEL_ID_RE", "check_experiment_id", "check_model_id"]  # shared with the routes
 
 
 def check_run_id(value: Any) -> str:
     if not isinstance(value, str) or not is_valid_id(value):
-        raise RunbaseError(f"not a run id: {str(value)[:40]!r}")
+        raise NotFound(f"Run '{str(value)[:40]}' not found")
     return value
 
 
@@ -110,6 +113,18 @@ def check_owner(store: Store, target: Target) -> None:
         found = str(experiments.get_model(store, target.owner)["experiment_id"])
     if found != target.experiment_id:
         raise NotFound(f"{target.kind} {target.owner} is not in experiment {target.experiment_id}")
+
+
+def check_writable(store: Store, caller: Caller, target: Target) -> None:
+    """An upload to ``target`` by ``caller``: the run's author or an admin, the run not
+    deleted (server.mlflow_base.writable_run; artifacts are allowed on any run, a push
+    spares them), or one who may change the logged model (writable_model); then the
+    target is checked as a read is."""
+    if target.kind == "run":
+        writable_run(store, caller, target.owner)
+    else:
+        writable_model(store, caller, target.owner)
+    check_owner(store, target)
 
 
 def files_of(store: Store, target: Target) -> list[tuple[str, str, int]]:
@@ -172,43 +187,19 @@ def artifact_location(experiment_id: str, model_id: str) -> str:
     return f"{ARTIFACTS_ROOT}/{experiment_id}/models/{model_id}/artifacts"
 
 
-def _pairs(value: Any, what: str, limit: int = MAX_TAGS) -> dict[str, str]:
-    """MLflow's ``[{key, value}]`` list as a dict, every key and value checked."""
-    if value is None:
-        return {}
-    if not isinstance(value, list) or len(value) > limit:
-        raise RunbaseError(f"{what} is a list of at most {limit} {{key, value}} objects")
-    out: dict[str, str] = {}
-    for item in value:
-        if not isinstance(item, dict):
-            raise RunbaseError(f"each of {what} is a {{key, value}} object")
-        out[check_key(item.get("key"), what)] = check_value(item.get("value", ""), what)
-    return out
+def _pairs(value: Any, what: str) -> dict[str, str]:
+    """MLflow's ``[{key, value}]`` list as a dict, checked as every MLflow route does."""
+    return field_pairs({what: value}, what, limit=MAX_TAGS, key_limit=MAX_KEY, value_limit=MAX_VALUE)
 
 
-def check_key(key: Any, what: str = "key") -> str:
-    if not isinstance(key, str) or not key or len(key) > MAX_KEY or "\x00" in key:
-        raise RunbaseError(f"a {what} key is 1 to {MAX_KEY} characters without NUL")
-    return key
-
-
-def check_value(value: Any, what: str = "value") -> str:
-    if not isinstance(value, str) or len(value) > MAX_VALUE or "\x00" in value:
-        raise RunbaseError(f"a {what} value is text of at most {MAX_VALUE} characters")
-    return value
-
-
-def check_text(value: Any, what: str, limit: int = MAX_NAME) -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or len(value) > limit or "\x00" in value:
-        raise RunbaseError(f"{what} is text of at most {limit} characters without NUL")
-    return value
+def optional_text(value: Any, what: str, limit: int = MAX_NAME) -> str | None:
+    """Text of at most ``limit`` characters, or None when absent or empty."""
+    return check_text(value, what, limit=limit) or None
 
 
 def create_model(store: Store, body: dict[str, Any], user: str) -> dict[str, Any]:
     """POST logged-models: a PENDING model of the experiment, linked to its source run."""
-    exp_id = check_experiment_id(str(body.get("experiment_id", "")))
+    exp_id = check_experiment_id(body.get("experiment_id"))
     exp = experiments.get(store, exp_id)
     if exp.lifecycle_stage != "active":
         raise RunbaseError(f"experiment {exp_id} is deleted")
@@ -217,9 +208,9 @@ def create_model(store: Store, body: dict[str, Any], user: str) -> dict[str, Any
         check_run_id(run_id)
         if not external.exists(store, run_id):
             raise NotFound(f"no run {run_id}")
-    name = check_text(body.get("name"), "a model's name") or f"model-{secrets.token_hex(4)}"
+    name = optional_text(body.get("name"), "a model's name") or f"model-{secrets.token_hex(4)}"
     info: dict[str, Any] = {
-        "model_type": check_text(body.get("model_type"), "model_type"),
+        "model_type": optional_text(body.get("model_type"), "model_type"),
         "creator_id": user,
         "status_message": None,
         "tags": _pairs(body.get("tags"), "tags"),
@@ -238,21 +229,24 @@ def _info(row: dict[str, Any]) -> dict[str, Any]:
     return dict(info) if isinstance(info, dict) else {}
 
 
-def delete_model(store: Store, model_id: str) -> None:
+def delete_model(store: Store, caller: Caller, model_id: str) -> None:
     """MLflow's delete: the model and its file list go (its bytes at the next ``gc``
     if nothing else holds them; a registered version keeps its own manifest)."""
-    experiments.delete_model(store, check_model_id(model_id))
+    writable_model(store, caller, model_id)
+    experiments.delete_model(store, model_id)
 
 
-def finalize(store: Store, model_id: str, status: Any) -> dict[str, Any]:
+def finalize(store: Store, caller: Caller, model_id: str, status: Any) -> dict[str, Any]:
     if status not in STATUSES:
         raise RunbaseError(f"status is one of {', '.join(STATUSES)}")
-    get_model(store, model_id)
+    writable_model(store, caller, model_id)
     return experiments.update_model(store, model_id, status=status)
 
 
-def change_tags(store: Store, model_id: str, tags: Any = None, drop: str | None = None) -> None:
-    info = _info(get_model(store, model_id))
+def change_tags(
+    store: Store, caller: Caller, model_id: str, tags: Any = None, drop: str | None = None
+) -> None:
+    info = _info(writable_model(store, caller, model_id))
     current = dict(info.get("tags") or {})
     if drop is not None:
         if drop not in current:
@@ -264,8 +258,8 @@ def change_tags(store: Store, model_id: str, tags: Any = None, drop: str | None 
     experiments.update_model(store, model_id, info={**info, "tags": current})
 
 
-def add_params(store: Store, model_id: str, params: Any) -> None:
-    info = _info(get_model(store, model_id))
+def add_params(store: Store, caller: Caller, model_id: str, params: Any) -> None:
+    info = _info(writable_model(store, caller, model_id))
     current = dict(info.get("params") or {})
     for key, value in _pairs(params, "params").items():
         if key in current and current[key] != value:
@@ -282,8 +276,8 @@ def model_json(row: dict[str, Any]) -> dict[str, Any]:
         "model_id": model_id,
         "experiment_id": exp_id,
         "name": row["name"],
-        "creation_timestamp_ms": int(float(row["created_at"]) * 1000),
-        "last_updated_timestamp_ms": int(float(row["updated_at"]) * 1000),
+        "creation_timestamp_ms": external.ms(float(row["created_at"])),
+        "last_updated_timestamp_ms": external.ms(float(row["updated_at"])),
         "artifact_uri": artifact_location(exp_id, model_id),
         "status": row["status"] if row["status"] in STATUSES else "LOGGED_MODEL_PENDING",
         "tags": [{"key": k, "value": v} for k, v in sorted((info.get("tags") or {}).items())],
@@ -341,18 +335,13 @@ def search_models(store: Store, body: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(ids, list) or len(ids) > 1000:
         raise RunbaseError("experiment_ids is a list of at most 1000 ids")
     clauses = parse_filter(body.get("filter"))
-    limit = body.get("max_results") or 100
-    if not isinstance(limit, int) or not 1 <= limit <= 1000:
-        raise RunbaseError("max_results is 1 to 1000")
-    token = body.get("page_token") or "0"
-    if not isinstance(token, str) or not token.isdigit() or len(token) > 12:
-        raise RunbaseError("page_token is not one this server gave")
-    rows = experiments.search_models(store, [check_experiment_id(str(i)) for i in ids])
+    limit = page_size(body.get("max_results"), default=100, most=1000)
+    start = page_offset(body.get("page_token"))
+    rows = experiments.search_models(store, [check_experiment_id(i) for i in ids])
     found = [r for r in rows if all((_field(r, f) == v) == (op == "=") for f, op, v in clauses)]
     found.sort(key=lambda r: (-float(r["created_at"]), str(r["id"])))
-    start = int(token)
-    page = found[start : start + limit]
+    page, token = paged(found, start, limit)
     out: dict[str, Any] = {"models": [model_json(r) for r in page]}
-    if start + limit < len(found):
-        out["next_page_token"] = str(start + limit)
+    if token:
+        out["next_page_token"] = token
     return out

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from runbase.errors import RunbaseError, TooLarge
 from runbase.server import mlflow_art_store as art
-from runbase.server.mlflow_base import Caller, ReaderCaller, WriterCaller, json_body
+from runbase.server.mlflow_base import Caller, ReaderCaller, WriterCaller, decimal, json_body
 from runbase.server.service import MAX_OBJECT_BYTES
 from runbase.web.api import json_response
 
@@ -74,8 +74,10 @@ async def download_artifact(rest: ArtPath, c: ReaderCaller) -> Response:
 @router.put(ARTIFACTS + "/{rest:path}", tags=["mlflow"], summary="Upload an artifact")
 async def upload_artifact(rest: ArtPath, request: Request, c: WriterCaller) -> Response:
     target = art.parse_target(rest, allow_root=False)
-    await in_store(c, art.check_owner, target)
-    size_hint = int(request.headers.get("content-length") or 0)
+    # the one write check of the MLflow API: the run's author (or the logged model's
+    # owner) or an admin, the run not deleted; before a byte is read
+    await in_store(c, art.check_writable, c, target)
+    size_hint = decimal(request.headers.get("content-length") or 0, "Content-Length", low=0)
     if size_hint > MAX_OBJECT_BYTES:
         raise TooLarge(f"an artifact is at most {MAX_OBJECT_BYTES} bytes")
     writer = await run_in_threadpool(c.server.objects.writer, size_hint)
@@ -145,19 +147,19 @@ async def get_logged_model(model_id: ModelId, c: ReaderCaller) -> Response:
 @router.patch(LOGGED + "/{model_id}", tags=["mlflow"], summary="Finalize a logged model")
 async def finalize_logged_model(model_id: ModelId, request: Request, c: WriterCaller) -> Response:
     body = await json_body(request)
-    return _model(await in_store(c, art.finalize, model_id, body.get("status")))
+    return _model(await in_store(c, art.finalize, c, model_id, body.get("status")))
 
 
 @router.delete(LOGGED + "/{model_id}", tags=["mlflow"], summary="Delete a logged model")
 async def delete_logged_model(model_id: ModelId, c: WriterCaller) -> Response:
-    await in_store(c, art.delete_model, model_id)
+    await in_store(c, art.delete_model, c, model_id)
     return json_response({})
 
 
 @router.patch(LOGGED + "/{model_id}/tags", tags=["mlflow"], summary="Set logged model tags")
 async def set_logged_model_tags(model_id: ModelId, request: Request, c: WriterCaller) -> Response:
     body = await json_body(request)
-    await in_store(c, art.change_tags, model_id, body.get("tags"))
+    await in_store(c, art.change_tags, c, model_id, body.get("tags"))
     return json_response({})
 
 
@@ -169,12 +171,12 @@ async def delete_logged_model_tag(
     key: Annotated[str, Path(max_length=art.MAX_KEY)],
     c: WriterCaller,
 ) -> Response:
-    await in_store(c, art.change_tags, model_id, None, key)
+    await in_store(c, art.change_tags, c, model_id, None, key)
     return json_response({})
 
 
 @router.post(LOGGED + "/{model_id}/params", tags=["mlflow"], summary="Log logged model params")
 async def log_logged_model_params(model_id: ModelId, request: Request, c: WriterCaller) -> Response:
     body = await json_body(request)
-    await in_store(c, art.add_params, model_id, body.get("params"))
+    await in_store(c, art.add_params, c, model_id, body.get("params"))
     return json_response({})

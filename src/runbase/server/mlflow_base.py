@@ -12,12 +12,17 @@ mounts them all under one sub-app with the error handlers below.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.responses import Response
 
+from runbase.core.ids import is_valid_id
 from runbase.core.shapes import I64, loads
 from runbase.errors import (
     AuthError,
@@ -25,16 +30,28 @@ from runbase.errors import (
     Forbidden,
     NotFound,
     RunbaseError,
+    RunNotFound,
     TooLarge,
     http_status,
 )
+from runbase.records import experiments, external
+from runbase.records.read import load_row, load_tags
 from runbase.server import control
 from runbase.server.auth import current_user, server_of
 from runbase.server.control import User
 from runbase.server.service import Server
+from runbase.store import Store
 from runbase.web.api import json_response
 
 MAX_JSON_DEPTH = 32  # MLflow's requests nest 4 levels at most
+MLFLOW_MODE = "mlflow"  # runbase runs' mode for a run made through the MLflow API
+MODEL_ID_RE = re.compile(r"m-[0-9a-f]{32}")  # a logged model's id, as MLflow makes them
+EXPERIMENT_ID_RE = re.compile(r"[0-9]{1,18}")  # an experiment id (runbase counts from 0)
+MAX_PAGE_OFFSET = 1 << 40
+# MLflow's limits (mlflow/utils/validation.py), enforced as its server does
+MAX_KEY = 250
+MAX_PARAM_VALUE = 6000
+MAX_TAG_VALUE = 8000
 
 # MLflow's error codes (databricks.proto's ErrorCode names) and their HTTP statuses
 INVALID_PARAMETER_VALUE = "INVALID_PARAMETER_VALUE"
@@ -158,24 +175,49 @@ def query_body(request: Request) -> dict[str, Any]:
 
 # -- the fields of a request ---------------------------------------------------------------
 # MLflow's client sends proto3 JSON: a field at its default (0, "", false) is left out,
-# and a 64-bit integer may come as a number or as a decimal string.
+# and a 64-bit integer may come as a number or as a decimal string. Every MLflow route
+# (tracking, artifacts, logged models, registry) checks its input with these, so each
+# kind of value has one rule and one error.
+
+_DECIMAL = re.compile(r"-?[0-9]{1,19}")  # ASCII digits only: "²".isdigit() is True
+
+
+def check_text(value: Any, what: str, *, limit: int, required: bool = False) -> str:
+    """Text of at most ``limit`` characters without NUL (None is ""; ``required``: not
+    empty)."""
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise MlflowError(f"{what} must be a string, not {type(value).__name__}")
+    if required and not value:
+        raise MlflowError(f"missing value for required parameter '{what}'")
+    if len(value) > limit:
+        raise MlflowError(f"{what} is {len(value)} characters, over the limit of {limit}")
+    if "\x00" in value:
+        raise MlflowError(f"{what} contains a NUL character")
+    return value
+
+
+def decimal(value: Any, what: str, *, low: int = -I64, high: int = I64 - 1) -> int:
+    """An integer given as a JSON number or as decimal text (ASCII digits, an optional
+    minus), within ``[low, high]``; anything else is a 400, never a crash."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < I64:
+        value = int(value)
+    if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MlflowError(f"{what} must be an integer, not {str(value)[:40]!r}")
+    if not low <= value <= high:
+        raise MlflowError(f"{what} {value} is out of range ({low} to {high})")
+    return value
+
 
 def field_text(
     body: dict[str, Any], key: str, *, limit: int, required: bool = False, default: str = ""
 ) -> str:
     """A string field (absent: ``default``; ``required``: absent or empty is an error)."""
     value = body.get(key)
-    if value is None:
-        value = default
-    if not isinstance(value, str):
-        raise MlflowError(f"{key} must be a string, not {type(value).__name__}")
-    if required and not value:
-        raise MlflowError(f"missing value for required parameter '{key}'")
-    if len(value) > limit:
-        raise MlflowError(f"{key} is {len(value)} characters, over the limit of {limit}")
-    if "\x00" in value:
-        raise MlflowError(f"{key} contains a NUL character")
-    return value
+    return check_text(default if value is None else value, key, limit=limit, required=required)
 
 
 def field_int(
@@ -185,15 +227,7 @@ def field_int(
     value = body.get(key)
     if value is None or value == "":
         return default
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) <= 21:
-        value = int(value)
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise MlflowError(f"{key} must be an integer, not {str(value)[:40]!r}")
-    if not low <= value < I64:
-        raise MlflowError(f"{key} {value} is out of range")
-    return value
+    return decimal(value, key, low=low)
 
 
 _SPECIAL = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
@@ -247,9 +281,127 @@ def field_objects(body: dict[str, Any], key: str, *, limit: int) -> list[dict[st
 def field_pairs(
     body: dict[str, Any], key: str, *, limit: int, key_limit: int, value_limit: int
 ) -> dict[str, str]:
-    """A repeated ``{key, value}`` field (tags) as a dict (a later key wins)."""
+    """A repeated ``{key, value}`` field (tags, params) as a dict (a later key wins)."""
     out: dict[str, str] = {}
     for item in field_objects(body, key, limit=limit):
-        k = field_text(item, "key", limit=key_limit, required=True)
-        out[k] = field_text(item, "value", limit=value_limit)
+        k = check_text(item.get("key"), f"a key of {key}", limit=key_limit, required=True)
+        out[k] = check_text(item.get("value"), f"the value of {key} {k[:40]!r}", limit=value_limit)
     return out
+
+
+def check_model_id(value: Any) -> str:
+    """A logged model's id (``m-<32 hex>``); anything else names no model."""
+    if not isinstance(value, str) or not MODEL_ID_RE.fullmatch(value):
+        raise MlflowError(f"not a logged model id (m-<32 hex>): {str(value)[:40]!r}")
+    return value
+
+
+def check_experiment_id(value: Any) -> str:
+    """An experiment id: decimal text of 1 to 18 digits (a number is taken as its text)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not EXPERIMENT_ID_RE.fullmatch(value):
+        raise MlflowError(f"not an experiment id: {str(value)[:40]!r}")
+    return value
+
+
+# -- pages ---------------------------------------------------------------------------------
+# One page-token format for every MLflow list endpoint: base64 of ``{"offset": n}``.
+
+
+def page_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def page_offset(token: Any) -> int:
+    """The offset a page token stands for (absent or empty: 0)."""
+    if token is None or token == "":
+        return 0
+    if not isinstance(token, str) or len(token) > 200:
+        raise MlflowError("invalid page token: not one this server gave")
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise MlflowError(f"invalid page token {token[:40]!r}") from None
+    if isinstance(offset, bool) or not isinstance(offset, int):
+        raise MlflowError(f"invalid page token {token[:40]!r}")
+    if not 0 <= offset < MAX_PAGE_OFFSET:
+        raise MlflowError(f"invalid page token {token[:40]!r}")
+    return offset
+
+
+def page_size(value: Any, *, default: int, most: int) -> int:
+    """``max_results``: absent (or proto3's 0) is ``default``; else 1 to ``most``."""
+    if value is None or value == "" or value == 0 and not isinstance(value, bool):
+        return default
+    return decimal(value, "max_results", low=1, high=most)
+
+
+def paged(items: list[Any], offset: int, size: int) -> tuple[list[Any], str | None]:
+    """The page of ``items`` from ``offset`` and the token of the next page (None: last)."""
+    page = items[offset : offset + size]
+    return page, page_token(offset + size) if offset + size < len(items) else None
+
+
+# -- who may change what -------------------------------------------------------------------
+
+
+@dataclass
+class WritableRun:
+    """The run a write goes to: its runs row and tags (no params or metrics read)."""
+
+    id: str
+    row: dict[str, Any]
+    tags: dict[str, str]
+
+
+def writable_run(
+    store: Store, caller: Caller, run_id: Any, *, active: bool = True, values: bool = False
+) -> WritableRun:
+    """The run a write of ``caller`` goes to, checked: it exists; the caller wrote it or
+    is a project admin (the rule of ``runbase push``); with ``active``, it is not
+    soft-deleted (as MLflow); with ``values`` (params, metrics, tags, status), it was
+    made through the MLflow API: a run recorded by its own process (``runbase run``,
+    push) gets its values from there, and a push would replace what the API wrote."""
+    if not isinstance(run_id, str) or not is_valid_id(run_id):
+        raise RunNotFound(f"Run '{str(run_id)[:40]}' not found")
+    try:
+        row = load_row(store, run_id)
+    except RunNotFound:
+        raise RunNotFound(f"Run '{run_id}' not found") from None
+    author = row.get("user_name")
+    if author != caller.name and caller.role != "admin":
+        raise Forbidden(f"run {run_id} belongs to {author}; only they or an admin may change it")
+    tags = load_tags(store, [run_id]).get(run_id, {})
+    if active and external.DELETED_TAG in tags:
+        raise MlflowError(
+            f"The run {run_id} must be in the 'active' state. Current state is deleted."
+        )
+    if values and row.get("mode") != MLFLOW_MODE:
+        raise MlflowError(
+            f"run {run_id} is recorded by its own process (runbase run/push): its values "
+            "come from there; log to an MLflow run instead"
+        )
+    return WritableRun(run_id, row, tags)
+
+
+def writable_model(store: Store, caller: Caller, model_id: Any) -> dict[str, Any]:
+    """A logged model ``caller`` may change: they made it (its ``creator_id``), wrote its
+    source run, or are a project admin. Returns its row (records.experiments.get_model)."""
+    row = experiments.get_model(store, check_model_id(model_id))
+    if caller.role == "admin":
+        return row
+    info: dict[str, Any] = row["info"] if isinstance(row.get("info"), dict) else {}
+    if info.get("creator_id") == caller.name:
+        return row
+    run_id = row.get("run_id")
+    if (
+        isinstance(run_id, str)
+        and external.exists(store, run_id)
+        and load_row(store, run_id).get("user_name") == caller.name
+    ):
+        return row
+    raise Forbidden(
+        f"logged model {model_id} belongs to {info.get('creator_id') or 'another user'}; only "
+        "its creator, the author of its source run or an admin may change it"
+    )

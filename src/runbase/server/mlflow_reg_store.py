@@ -18,16 +18,28 @@ from collections.abc import Callable
 from typing import Any
 
 from runbase.capture.manifest import file_entry_json, put_manifest
+from runbase.core.mlflowfilter import like
 from runbase.core.modelref import check_name, check_stage, parse_version
 from runbase.errors import NotFound, RunbaseError, UsageError
-from runbase.records import experiments, registry
+from runbase.records import experiments, external, registry
 from runbase.records.registry import Actor, Source, Version
 from runbase.server import mlflow_art_store as art
+from runbase.server.mlflow_base import (
+    EXPERIMENT_ID_RE,
+    MODEL_ID_RE,
+    check_model_id,
+    decimal,
+    page_offset,
+    page_size,
+    paged,
+)
 from runbase.store import Store
 
 MODEL_PATH = "mlflow-models/"  # a version's path for a logged model's files: + model id
-_ARTIFACT_URI = re.compile(r"^mlflow-artifacts:/+([0-9]{1,18})/([0-9a-z]{16})/artifacts(?:/(.*))?$")
-_MODELS_URI = re.compile(r"^models:/(m-[0-9a-f]{32})/?$")
+_ARTIFACT_URI = re.compile(
+    rf"mlflow-artifacts:/+({EXPERIMENT_ID_RE.pattern})/([0-9a-z]{{16}})/artifacts(?:/(.*))?", re.S
+)
+_MODELS_URI = re.compile(rf"models:/({MODEL_ID_RE.pattern})/?")
 
 
 def check_model_name(name: Any) -> str:
@@ -48,13 +60,11 @@ def number_of(versions: list[Version], version: Version) -> int:
 
 
 def by_number(store: Store, name: str, number: Any) -> tuple[list[Version], Version]:
-    text = str(number)
-    if not text.isdigit() or len(text) > 9 or int(text) < 1:
-        raise RunbaseError(f"an MLflow model version is a number from 1: {text[:20]!r}")
+    wanted = decimal(number, "an MLflow model version (a number from 1)", low=1, high=10**9)
     versions = ordered(store, name)
-    if int(text) > len(versions):
-        raise NotFound(f"model {name!r} has no version {text} (it has {len(versions)})")
-    return versions, versions[int(text) - 1]
+    if wanted > len(versions):
+        raise NotFound(f"model {name!r} has no version {wanted} (it has {len(versions)})")
+    return versions, versions[wanted - 1]
 
 
 def source_uri(store: Store, version: Version) -> str:
@@ -71,7 +81,7 @@ def source_uri(store: Store, version: Version) -> str:
 
 
 def version_json(store: Store, versions: list[Version], version: Version) -> dict[str, Any]:
-    created = int(version.created_at * 1000)
+    created = external.ms(version.created_at)
     body: dict[str, Any] = {
         "name": version.name,
         "version": str(number_of(versions, version)),
@@ -102,8 +112,8 @@ def model_json(store: Store, name: str) -> dict[str, Any]:
     changed = max(v.created_at for v in versions)
     return {
         "name": name,
-        "creation_timestamp": int(versions[0].created_at * 1000),
-        "last_updated_timestamp": int(changed * 1000),
+        "creation_timestamp": external.ms(versions[0].created_at),
+        "last_updated_timestamp": external.ms(changed),
         "latest_versions": [version_json(store, versions, latest)],
         "aliases": [{"alias": s, "version": numbers[v]} for s, v in stages.items() if v in numbers],
     }
@@ -112,8 +122,8 @@ def model_json(store: Store, name: str) -> dict[str, Any]:
 def empty_model_json(name: str, now: float) -> dict[str, Any]:
     return {
         "name": name,
-        "creation_timestamp": int(now * 1000),
-        "last_updated_timestamp": int(now * 1000),
+        "creation_timestamp": external.ms(now),
+        "last_updated_timestamp": external.ms(now),
     }
 
 
@@ -141,9 +151,9 @@ def source_of(
     manifest object, ``hold``-ed by the project like any uploaded object."""
     if not isinstance(source, str) or len(source) > 2000:
         raise RunbaseError("source is the URI of the model's files")
-    models = _MODELS_URI.match(source)
+    models = _MODELS_URI.fullmatch(source)
     if model_id or models:
-        mid = art.check_model_id(model_id or (models.group(1) if models else None))
+        mid = check_model_id(model_id or (models.group(1) if models else None))
         row = experiments.get_model(store, mid)
         files = [(p, o, int(s)) for p, o, s in experiments.model_files(store, mid)]
         owner = row.get("run_id") if isinstance(row.get("run_id"), str) else None
@@ -153,7 +163,7 @@ def source_of(
     if source.startswith(art.ARTIFACTS_ROOT) and "/models/" in source:
         mid = source.rstrip("/").split("/models/", 1)[1].split("/", 1)[0]
         return source_of(store, f"models:/{mid}", run_id, None, hold)
-    found = _ARTIFACT_URI.match(source)
+    found = _ARTIFACT_URI.fullmatch(source)
     if found is None:
         raise RunbaseError(
             f"cannot register {source[:200]!r}: runbase registers a logged model "
@@ -193,7 +203,7 @@ def create_version(
     store: Store, name: str, source: Source, description: Any, actor: Actor
 ) -> dict[str, Any]:
     """Register ``source`` as the next version of ``name`` (a runbase patch bump)."""
-    message = art.check_text(description, "description", registry.MAX_MESSAGE)
+    message = art.optional_text(description, "description", registry.MAX_MESSAGE)
     registry.register(store, check_model_name(name), source, message=message, actor=actor)
     versions = ordered(store, name)
     return version_json(store, versions, versions[-1])
@@ -252,11 +262,6 @@ _CLAUSE = re.compile(
 )
 
 
-def _like(pattern: str, text: str, fold: bool) -> bool:
-    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, text, re.I if fold else 0) is not None
-
-
 def parse_filter(text: Any) -> list[tuple[str, str, str]]:
     """The registry filters the client sends: clauses on ``name`` (=, !=, LIKE,
     ILIKE), ``run_id`` (=, !=) and tags joined by AND. runbase's versions carry no MLflow
@@ -287,7 +292,7 @@ def _holds(clauses: list[tuple[str, str, str]], name: str, run_id: str | None) -
         else:
             text = name if field == "name" else (run_id or "")
             if op in ("LIKE", "ILIKE"):
-                ok = _like(value, text, op == "ILIKE")
+                ok = like(value, text, ignore_case=op == "ILIKE")
             else:
                 ok = (text == value) == (op == "=")
         if not ok:
@@ -298,19 +303,8 @@ def _holds(clauses: list[tuple[str, str, str]], name: str, run_id: str | None) -
 def _page(
     items: list[Any], max_results: Any, token: Any, default: int, most: int
 ) -> tuple[list[Any], str | None]:
-    limit = default if max_results in (None, "", 0) else max_results
-    try:
-        limit = int(limit)
-    except (TypeError, ValueError):
-        raise RunbaseError("max_results is a number") from None
-    if not 1 <= limit <= most:
-        raise RunbaseError(f"max_results is 1 to {most}")
-    text = str(token or "0")
-    if not text.isdigit() or len(text) > 12:
-        raise RunbaseError("page_token is not one this server gave")
-    start = int(text)
-    nxt = str(start + limit) if start + limit < len(items) else None
-    return items[start : start + limit], nxt
+    """The page a registry search asks for (server.mlflow_base's one token format)."""
+    return paged(items, page_offset(token), page_size(max_results, default=default, most=most))
 
 
 def search_models(store: Store, query: dict[str, Any]) -> dict[str, Any]:
@@ -328,14 +322,13 @@ def search_models(store: Store, query: dict[str, Any]) -> dict[str, Any]:
 
 def search_versions(store: Store, query: dict[str, Any]) -> dict[str, Any]:
     clauses = parse_filter(query.get("filter"))
-    found = []
+    found: list[tuple[list[Version], Version]] = []
     for model in registry.list_models(store):
         versions = ordered(store, str(model["name"]))
-        for v in reversed(versions):
-            if _holds(clauses, v.name, v.run_id):
-                found.append(version_json(store, versions, v))
+        found.extend((versions, v) for v in reversed(versions) if _holds(clauses, v.name, v.run_id))
+    # the page first, then its JSON (a version's source is looked up): a page's work only
     page, nxt = _page(found, query.get("max_results"), query.get("page_token"), 10_000, 200_000)
-    out: dict[str, Any] = {"model_versions": page}
+    out: dict[str, Any] = {"model_versions": [version_json(store, vs, v) for vs, v in page]}
     if nxt:
         out["next_page_token"] = nxt
     return out

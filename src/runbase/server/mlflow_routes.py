@@ -66,7 +66,7 @@ def _route(path: str, method: str, role: str, fn: Handler) -> None:
 
 
 def _stage(stage: str) -> Handler:
-    return _no_caller(lambda store, body: svc.set_experiment_stage(store, body, stage))
+    return lambda store, caller, body: svc.set_experiment_stage(store, caller, body, stage)
 
 
 def _deleted(deleted: bool) -> Handler:
@@ -78,7 +78,7 @@ ROUTES: list[tuple[str, str, str, Handler]] = [
     ("/experiments/get", "GET", "reader", _no_caller(svc.get_experiment)),
     ("/experiments/get-by-name", "GET", "reader", _no_caller(svc.get_experiment_by_name)),
     ("/experiments/search", "POST", "reader", _no_caller(svc.search_experiments)),
-    ("/experiments/update", "POST", "writer", _no_caller(svc.update_experiment)),
+    ("/experiments/update", "POST", "writer", svc.update_experiment),
     ("/experiments/delete", "POST", "writer", _stage("deleted")),
     ("/experiments/restore", "POST", "writer", _stage("active")),
     ("/experiments/set-experiment-tag", "POST", "writer", _no_caller(svc.set_experiment_tag)),

@@ -12,11 +12,9 @@ MLflow API does not show among a run's tags.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import json
 import math
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,27 +23,37 @@ from typing import Any
 from runbase.core import mlflowfilter
 from runbase.core.ids import is_valid_id
 from runbase.core.mlflowfilter import OrderKey, Subject
-from runbase.errors import Conflict, Forbidden, NotFound, RunNotFound
+from runbase.errors import Conflict, Forbidden, NotFound, RunNotFound, UsageError
 from runbase.records import experiments, external
 from runbase.records.experiments import EXPERIMENT_TAG, Experiment
 from runbase.records.read import load_row, load_runs, load_tags
 from runbase.server.mlflow_base import (
+    EXPERIMENT_ID_RE,
     INVALID_PARAMETER_VALUE,
+    MAX_KEY,
+    MAX_PARAM_VALUE,
+    MAX_TAG_VALUE,
+    MLFLOW_MODE,
     Caller,
     MlflowError,
+    WritableRun,
+    check_model_id,
     field_float,
     field_int,
     field_list,
     field_objects,
     field_pairs,
     field_text,
+    page_offset,
+    page_size,
+    page_token,
+    paged,
+    writable_run,
 )
 from runbase.store import Store
 
-# MLflow's limits (mlflow/utils/validation.py), enforced as its server does
-MAX_KEY = 250
-MAX_PARAM_VALUE = 6000
-MAX_TAG_VALUE = 8000
+# MLflow's limits (mlflow/utils/validation.py), enforced as its server does (the key and
+# value limits are server.mlflow_base's, shared with logged models)
 MAX_EXPERIMENT_NAME = 500
 MAX_BATCH_METRICS = 1000
 MAX_BATCH_PARAMS_TAGS = 100
@@ -56,52 +64,37 @@ MAX_HISTORY_PAGE = 25_000
 MAX_BULK_RUNS = 100
 MAX_BULK_RESULTS = 2_500
 BULK_RESULTS_DEFAULT = 320
+MAX_BULK_POINTS = 2_000_000  # points one bulk-interval request reads (over all its runs)
 MAX_ID = 64  # characters of any id field (runbase's are 16, experiments' decimal)
 
 RUN_NAME_TAG = "mlflow.runName"
 PARENT_TAG = "mlflow.parentRunId"
-MODEL_HISTORY_TAG = "mlflow.log-model.history"
+MODEL_HISTORY_TAG = external.MODEL_HISTORY_TAG
 ADOPT_TAG = "runbase.run_id"  # create_run: the runbase run this MLflow run is
-HIDDEN_PREFIX = "runbase.mlflow."  # where datasets and model links are kept
-DATASET_PREFIX = HIDDEN_PREFIX + "dataset."
-MODEL_INPUT_PREFIX = HIDDEN_PREFIX + "model_input."
-MODEL_OUTPUT_PREFIX = HIDDEN_PREFIX + "model_output."
+# where soft delete, datasets and model links are kept (records.external: one home)
+HIDDEN_PREFIX = external.HIDDEN_PREFIX
+MODEL_INPUT_PREFIX = external.MODEL_INPUT_PREFIX
+MODEL_OUTPUT_PREFIX = external.MODEL_OUTPUT_PREFIX
 SOURCE = "mlflow"  # runbase params' source
-MODE = "mlflow"  # runbase runs' mode
+MODE = MLFLOW_MODE  # runbase runs' mode
 
-_TO_MLFLOW = {
-    "running": "RUNNING",
-    "finished": "FINISHED",
-    "failed": "FAILED",
-    "killed": "KILLED",
-    "crashed": "FAILED",
-}
-_FROM_MLFLOW = {
-    "RUNNING": "running",
-    "SCHEDULED": "running",
-    "FINISHED": "finished",
-    "FAILED": "failed",
-    "KILLED": "killed",
-}
 _STATUS_NUMBERS = {1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5: "KILLED"}
 _VIEWS = {"ACTIVE_ONLY": "active", "DELETED_ONLY": "deleted", "ALL": "all"}
 _VIEW_NUMBERS = {1: "ACTIVE_ONLY", 2: "DELETED_ONLY", 3: "ALL"}
+_STEP = re.compile(r"-?[0-9]{1,18}")
 
 
 # -- conversions ---------------------------------------------------------------------------
 
 
-def ms(seconds: float | None) -> int | None:
-    """Epoch seconds (runbase) as epoch milliseconds (MLflow)."""
-    return None if seconds is None else int(round(seconds * 1000))
+ms = external.ms  # epoch seconds (runbase) as epoch milliseconds (MLflow), rounded
 
 
-def seconds(millis: int | None, what: str) -> float | None:
-    if millis is None:
-        return None
+def seconds(millis: int, what: str) -> float:
+    """A time MLflow sent (epoch milliseconds) as runbase's epoch seconds; 0 is 0."""
     if millis < 0:
         raise MlflowError(f"{what} {millis} is before 1970")
-    return millis / 1000.0
+    return float(external.seconds(millis) or 0.0)
 
 
 def number_json(value: float) -> float | str:
@@ -142,35 +135,13 @@ def _view(value: Any) -> str:
 # -- paging --------------------------------------------------------------------------------
 
 
-def _offset(token: str) -> int:
-    """The offset a page token stands for (tokens are ours: base64 of ``{"offset": n}``)."""
-    if not token:
-        return 0
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        offset = data["offset"]
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise MlflowError(f"invalid page token {token[:40]!r}") from None
-    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < 1 << 40:
-        raise MlflowError(f"invalid page token {token[:40]!r}")
-    return offset
-
-
-def _token(offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
-
-
 def _page(body: dict[str, Any], default: int, most: int) -> tuple[int, int]:
-    """``(offset, max_results)`` of a paged request."""
-    size = field_int(body, "max_results", default=default)
-    if size is None or not 1 <= size <= most:
-        raise MlflowError(f"max_results must be between 1 and {most}, not {size}")
-    return _offset(field_text(body, "page_token", limit=1000)), size
+    """``(offset, max_results)`` of a paged request (server.mlflow_base's one format)."""
+    size = page_size(body.get("max_results"), default=default, most=most)
+    return page_offset(body.get("page_token")), size
 
 
-def _paged(items: list[Any], offset: int, size: int) -> tuple[list[Any], str | None]:
-    page = items[offset : offset + size]
-    return page, _token(offset + size) if offset + size < len(items) else None
+_paged = paged
 
 
 # -- experiments ---------------------------------------------------------------------------
@@ -189,7 +160,12 @@ def experiment_json(e: Experiment) -> dict[str, Any]:
 
 
 def _experiment_id(body: dict[str, Any], required: bool = True) -> str:
-    return field_text(body, "experiment_id", limit=MAX_ID, required=required)
+    """The request's experiment id ("" when absent and not ``required``); text that
+    cannot be an id names no experiment (404, as MLflow answers an unknown id)."""
+    value = field_text(body, "experiment_id", limit=MAX_ID, required=required)
+    if value and not EXPERIMENT_ID_RE.fullmatch(value):
+        raise NotFound(f"No Experiment with id={value[:40]} exists")
+    return value
 
 
 def create_experiment(store: Store, body: dict[str, Any]) -> dict[str, Any]:
@@ -248,11 +224,27 @@ def search_experiments(store: Store, body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def update_experiment(store: Store, body: dict[str, Any]) -> dict[str, Any]:
+def _may_change_experiment(store: Store, caller: Caller, exp: Experiment) -> None:
+    """Renaming, deleting or restoring an experiment touches every run in it (their
+    ``experiment`` tag, what MLflow lists): a project admin may, a writer only when
+    every run in it is theirs (docs/mlflow.md, "Who may change what")."""
+    if caller.role == "admin":
+        return
+    for run_id in experiments.run_ids(store, [exp.id]):
+        author = load_row(store, run_id).get("user_name")
+        if author != caller.name:
+            raise Forbidden(
+                f"experiment {exp.id} holds runs of {author}: renaming, deleting or "
+                "restoring it is for a project admin, or a writer whose runs are all of it"
+            )
+
+
+def update_experiment(store: Store, caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
     exp = experiments.get(store, _experiment_id(body))
     if exp.lifecycle_stage != "active":
         raise MlflowError(f"cannot rename experiment {exp.id}: it is deleted")
     new_name = field_text(body, "new_name", limit=MAX_EXPERIMENT_NAME, required=True)
+    _may_change_experiment(store, caller, exp)
     try:
         experiments.rename(store, exp.id, new_name)
     except Conflict as e:
@@ -260,8 +252,11 @@ def update_experiment(store: Store, body: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def set_experiment_stage(store: Store, body: dict[str, Any], stage: str) -> dict[str, Any]:
+def set_experiment_stage(
+    store: Store, caller: Caller, body: dict[str, Any], stage: str
+) -> dict[str, Any]:
     exp = experiments.get(store, _experiment_id(body))
+    _may_change_experiment(store, caller, exp)
     experiments.set_stage(store, exp.id, stage)
     return {}
 
@@ -303,7 +298,7 @@ class RunView:
 
     @property
     def status(self) -> str:
-        return _TO_MLFLOW.get(str(self.row.get("status")), "FAILED")
+        return external.STATUS_TO_MLFLOW.get(str(self.row.get("status")), "FAILED")
 
 
 def _param_text(store: Store, value: Any) -> str:
@@ -396,18 +391,13 @@ def _visible_tags(view: RunView) -> dict[str, str]:
 
 
 def _inputs(view: RunView) -> dict[str, Any]:
-    datasets, models = [], []
-    for key in sorted(view.tags):
-        if key.startswith(DATASET_PREFIX):
-            try:
-                item = json.loads(view.tags[key])
-            except ValueError:
-                continue
-            if isinstance(item, dict):
-                datasets.append(item)
-        elif key.startswith(MODEL_INPUT_PREFIX):
-            models.append({"model_id": key[len(MODEL_INPUT_PREFIX) :]})
-    return {"dataset_inputs": datasets, "model_inputs": models}
+    models = [
+        {"model_id": key[len(MODEL_INPUT_PREFIX) :]}
+        for key in sorted(view.tags)
+        if key.startswith(MODEL_INPUT_PREFIX)
+    ]
+    # records.external's codec: an entry a push or `runbase tag` left malformed is skipped
+    return {"dataset_inputs": external.datasets(view.tags), "model_inputs": models}
 
 
 def _outputs(view: RunView) -> dict[str, Any]:
@@ -418,7 +408,7 @@ def _outputs(view: RunView) -> dict[str, Any]:
             models.append(
                 {
                     "model_id": key[len(MODEL_OUTPUT_PREFIX) :],
-                    "step": int(step) if step.lstrip("-").isdigit() else 0,
+                    "step": int(step) if _STEP.fullmatch(step) else 0,
                 }
             )
     return {"model_outputs": models}
@@ -450,33 +440,12 @@ def _run_id(body: dict[str, Any]) -> str:
     return run_id
 
 
-@dataclass
-class _Target:
-    """The run a write goes to: its runs row and tags (no params or metrics read)."""
-
-    id: str
-    row: dict[str, Any]
-    tags: dict[str, str]
-
-
-def _writable(store: Store, caller: Caller, run_id: str, active: bool = True) -> _Target:
-    """The run a write goes to: it exists, the caller wrote it (or is a project admin:
-    the rule of ``runbase push``) and, with ``active``, it is not deleted (as MLflow)."""
-    if not is_valid_id(run_id):
-        raise RunNotFound(f"Run '{run_id[:40]}' not found")
-    try:
-        row = load_row(store, run_id)
-    except RunNotFound:
-        raise RunNotFound(f"Run '{run_id}' not found") from None
-    target = _Target(run_id, row, load_tags(store, [run_id])[run_id])
-    author = row.get("user_name")
-    if author != caller.name and caller.role != "admin":
-        raise Forbidden(f"run {run_id} belongs to {author}; only they or an admin may change it")
-    if active and external.DELETED_TAG in target.tags:
-        raise MlflowError(
-            f"The run {run_id} must be in the 'active' state. Current state is deleted."
-        )
-    return target
+def _writable(
+    store: Store, caller: Caller, run_id: str, active: bool = True, values: bool = True
+) -> WritableRun:
+    """The run a write goes to (server.mlflow_base.writable_run: the caller's or an
+    admin's, not deleted with ``active``, an MLflow run with ``values``)."""
+    return writable_run(store, caller, run_id, active=active, values=values)
 
 
 # -- runs: create, read, update ----------------------------------------------------------
@@ -492,7 +461,7 @@ def create_run(store: Store, caller: Caller, body: dict[str, Any]) -> dict[str, 
     _refuse_hidden(tags)
     name = field_text(body, "run_name", limit=external.MAX_NAME) or tags.get(RUN_NAME_TAG) or None
     start_ms = field_int(body, "start_time", default=None)
-    started = seconds(start_ms, "start_time") if start_ms else time.time()
+    started = time.time() if start_ms is None else seconds(start_ms, "start_time")
     adopt = tags.pop(ADOPT_TAG, None)
     tags.pop(RUN_NAME_TAG, None)
     tags.pop(EXPERIMENT_TAG, None)  # the experiment is experiment_id's
@@ -509,7 +478,7 @@ def create_run(store: Store, caller: Caller, body: dict[str, Any]) -> dict[str, 
             store,
             run_id=adopt,
             name=name,
-            started_at=started or time.time(),
+            started_at=started,
             user=caller.name,
             mode=MODE,
             command=[],
@@ -553,10 +522,11 @@ def update_run(store: Store, caller: Caller, body: dict[str, Any]) -> dict[str, 
     if name:
         external.set_name(store, view.id, name)
     end_ms = field_int(body, "end_time", default=None, low=0)
-    ended = seconds(end_ms, "end_time") if end_ms else None
+    ended = None if end_ms is None else seconds(end_ms, "end_time")
     raw = body.get("status")
     if raw not in (None, ""):
-        status = _FROM_MLFLOW[_enum(raw, _FROM_MLFLOW, _STATUS_NUMBERS, "status")]
+        to = external.STATUS_FROM_MLFLOW
+        status = to[_enum(raw, to, _STATUS_NUMBERS, "status")]
         external.set_status(store, view.id, status, ended)
     elif ended is not None and view.row.get("status") != "running":
         external.set_status(store, view.id, str(view.row["status"]), ended)
@@ -564,7 +534,7 @@ def update_run(store: Store, caller: Caller, body: dict[str, Any]) -> dict[str, 
 
 
 def delete_run(store: Store, caller: Caller, body: dict[str, Any], deleted: bool) -> dict[str, Any]:
-    view = _writable(store, caller, _run_id(body), active=False)
+    view = _writable(store, caller, _run_id(body), active=False, values=False)
     external.soft_delete(store, view.id, deleted)
     return {}
 
@@ -583,16 +553,10 @@ def _subject(view: RunView) -> Subject:
     row = view.row
     metrics = {k: float(s["last"]) for k, s in view.summary.items() if s.get("last") is not None}
     datasets = []
-    for item in _inputs(view)["dataset_inputs"]:
-        ds = item.get("dataset") or {}
-        context = next(
-            (t.get("value") for t in item.get("tags") or [] if t.get("key") == "mlflow.data.context"),
-            None,
-        )
-        datasets.append(
-            {k: v for k, v in (("name", ds.get("name")), ("digest", ds.get("digest")),
-                               ("context", context)) if isinstance(v, str)}  # fmt: skip
-        )
+    for entry in external.datasets(view.tags):  # validated: names and digests are text
+        ds = {"name": entry["dataset"]["name"], "digest": entry["dataset"]["digest"]}
+        context = external.dataset_context(entry)
+        datasets.append(ds if context is None else {**ds, "context": context})
     return Subject(
         id=view.id,
         attributes={
@@ -655,9 +619,12 @@ def _set_tags(store: Store, run_id: str, tags: dict[str, str]) -> None:
         external.set_tags(store, run_id, tags)
 
 
-def _set_params(store: Store, run_id: str, params: dict[str, str]) -> None:
+def _set_params(store: Store, caller: Caller, run_id: str, params: dict[str, str]) -> None:
+    def hold(oid: str, size: int) -> None:  # a long value's object: the project holds it
+        caller.server.accept_object(caller.project, oid, size)
+
     try:
-        external.set_params(store, run_id, params, SOURCE)
+        external.set_params(store, run_id, params, SOURCE, hold=hold)
     except Conflict as e:  # MLflow's params never change: its code for that
         raise MlflowError(str(e), INVALID_PARAMETER_VALUE) from None
 
@@ -667,7 +634,7 @@ def _metric(item: dict[str, Any]) -> tuple[str, int, float, float]:
     value = field_float(item, "value")
     stamp = field_int(item, "timestamp", default=None, low=0)
     step = field_int(item, "step", default=0)
-    when = seconds(stamp, "timestamp") if stamp else time.time()
+    when = time.time() if stamp is None else seconds(stamp, "timestamp")
     return key, step or 0, when or 0.0, value
 
 
@@ -689,7 +656,7 @@ def delete_tag(store: Store, caller: Caller, body: dict[str, Any]) -> dict[str, 
 def log_param(store: Store, caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
     view = _writable(store, caller, _run_id(body))
     key = field_text(body, "key", limit=MAX_KEY, required=True)
-    _set_params(store, view.id, {key: field_text(body, "value", limit=MAX_PARAM_VALUE)})
+    _set_params(store, caller, view.id, {key: field_text(body, "value", limit=MAX_PARAM_VALUE)})
     return {}
 
 
@@ -717,7 +684,7 @@ def log_batch(store: Store, caller: Caller, body: dict[str, Any]) -> dict[str, A
         by_key[key] = value
     points = [_metric(m) for m in metrics]
     if by_key:
-        _set_params(store, view.id, by_key)
+        _set_params(store, caller, view.id, by_key)
     if points:
         external.log_points(store, view.id, points)
     if tags:
@@ -725,68 +692,40 @@ def log_batch(store: Store, caller: Caller, body: dict[str, Any]) -> dict[str, A
     return {}
 
 
-def _digest(*parts: str) -> str:
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
-
-
 def log_inputs(store: Store, caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
     """Dataset inputs (each kept as a tag ``runbase.mlflow.dataset.<hash>``: the same
     dataset in the same context is one input, as MLflow) and logged-model inputs."""
-    view = _writable(store, caller, _run_id(body))
-    tags: dict[str, str] = {}
-    for item in field_objects(body, "datasets", limit=MAX_DATASETS):
-        entry = _dataset_input(item)
-        ds = entry["dataset"]
-        context = json.dumps(entry["tags"], sort_keys=True)
-        tags[DATASET_PREFIX + _digest(ds["name"], ds["digest"], context)] = json.dumps(entry)
+    view = _writable(store, caller, _run_id(body), values=False)
+    entries = field_objects(body, "datasets", limit=MAX_DATASETS)
+    try:
+        tags, too_large = external.dataset_tags(entries)
+    except UsageError as e:
+        raise MlflowError(str(e)) from None
+    if too_large:
+        raise MlflowError(
+            f"{too_large} dataset input(s) too large to record (schema, source and profile "
+            f"together over {experiments.MAX_VALUE} characters)"
+        )
     for item in field_objects(body, "models", limit=MAX_DATASETS):
-        tags[MODEL_INPUT_PREFIX + _model_id(item)] = ""
+        tags[MODEL_INPUT_PREFIX + _model_id(store, item)] = ""
     if tags:
         external.set_tags(store, view.id, tags)
     return {}
 
 
-_DATASET_LIMITS = {
-    "name": 500,
-    "digest": 36,
-    "source_type": 500,
-    "source": 65_535,
-    "schema": 32_768,
-    "profile": 16_384,
-}
-
-
-def _dataset_input(item: dict[str, Any]) -> dict[str, Any]:
-    ds = item.get("dataset")
-    if not isinstance(ds, dict):
-        raise MlflowError("each dataset input has a 'dataset' object")
-    dataset = {k: field_text(ds, k, limit=most) for k, most in _DATASET_LIMITS.items()}
-    for required in ("name", "digest"):
-        if not dataset[required]:
-            raise MlflowError(f"a dataset needs a {required}")
-    pairs = field_pairs(item, "tags", limit=100, key_limit=255, value_limit=500)
-    entry = {"dataset": {k: v for k, v in dataset.items() if v}, "tags": _pairs(pairs)}
-    if len(json.dumps(entry)) > experiments.MAX_VALUE:
-        raise MlflowError(
-            f"dataset {dataset['name']!r} is too large to record (schema, source and "
-            f"profile together over {experiments.MAX_VALUE} characters)"
-        )
-    return entry
-
-
-def _model_id(item: dict[str, Any]) -> str:
-    model_id = field_text(item, "model_id", limit=MAX_ID, required=True)
-    if not all(c.isalnum() or c in "-_" for c in model_id):
-        raise MlflowError(f"not a logged model id: {model_id[:40]!r}")
+def _model_id(store: Store, item: dict[str, Any]) -> str:
+    """A logged model a run's inputs or outputs name: one of this project."""
+    model_id = check_model_id(field_text(item, "model_id", limit=MAX_ID, required=True))
+    experiments.get_model(store, model_id)  # NotFound: no such logged model
     return model_id
 
 
 def log_outputs(store: Store, caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
     """Logged models a run produced (MLflow 3's ``log_model`` links them so)."""
-    view = _writable(store, caller, _run_id(body))
+    view = _writable(store, caller, _run_id(body), values=False)
     tags = {}
     for item in field_objects(body, "models", limit=MAX_DATASETS):
-        tags[MODEL_OUTPUT_PREFIX + _model_id(item)] = str(field_int(item, "step", default=0))
+        tags[MODEL_OUTPUT_PREFIX + _model_id(store, item)] = str(field_int(item, "step", default=0))
     if tags:
         external.set_tags(store, view.id, tags)
     return {}
@@ -795,7 +734,7 @@ def log_outputs(store: Store, caller: Caller, body: dict[str, Any]) -> dict[str,
 def log_model(store: Store, caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
     """MLflow's record of a logged model's metadata: appended to the run's tag
     ``mlflow.log-model.history`` (a JSON list), as MLflow's own server keeps it."""
-    view = _writable(store, caller, _run_id(body))
+    view = _writable(store, caller, _run_id(body), values=False)
     text = field_text(body, "model_json", limit=experiments.MAX_VALUE, required=True)
     try:
         model = json.loads(text)
@@ -830,19 +769,48 @@ def _point_json(key: str, run_id: str, step: int, t: float, value: float) -> dic
 
 
 def get_metric_history(store: Store, body: dict[str, Any]) -> dict[str, Any]:
+    """One page of a metric's points in the order logged, read from the chunks that
+    hold it (records.external.metric_page). Without ``max_results`` a page is the
+    most MLflow's server gives (25,000), and ``next_page_token`` leads on: the client
+    always pages."""
     run_id = _run_id(body)
     key = field_text(body, "metric_key", limit=MAX_KEY, required=True)
     view = load_view(store, run_id)
-    history = external.metric_history(store, view.id, key)
-    offset = _offset(field_text(body, "page_token", limit=1000))
-    size = field_int(body, "max_results", default=None)
-    if size is not None and not 1 <= size <= MAX_HISTORY_PAGE:
-        raise MlflowError(f"max_results must be between 1 and {MAX_HISTORY_PAGE}, not {size}")
-    page, token = _paged(history, offset, size or max(len(history), 1))
+    offset = page_offset(body.get("page_token"))
+    size = page_size(body.get("max_results"), default=MAX_HISTORY_PAGE, most=MAX_HISTORY_PAGE)
+    page, nxt = external.metric_page(store, view.id, key, offset, size)
     out: dict[str, Any] = {"metrics": [_point_json(key, view.id, *p) for p in page]}
-    if token:
-        out["next_page_token"] = token
+    if nxt is not None:
+        out["next_page_token"] = page_token(nxt)
     return out
+
+
+def _points_between(
+    store: Store, run_id: str, key: str, start: int | None, end: int | None, budget: list[int]
+) -> list[tuple[int, float, float]]:
+    """The run's points of ``key`` with a step in ``[start, end]`` (all: no range),
+    read a page at a time; ``budget[0]`` counts down the points one request may read."""
+    out: list[tuple[int, float, float]] = []
+    pos: int | None = 0
+    while pos is not None:
+        page, pos = external.metric_page(store, run_id, key, pos, MAX_HISTORY_PAGE)
+        budget[0] -= len(page)
+        if budget[0] < 0:
+            raise MlflowError(
+                f"the runs hold over {MAX_BULK_POINTS} points of {key!r}: ask for a step "
+                "range (start_step, end_step) or fewer runs"
+            )
+        out.extend(p for p in page if start is None or end is None or start <= p[0] <= end)
+    return out
+
+
+def _spread(points: list[Any], most: int) -> list[Any]:
+    """``most`` of ``points`` evenly spaced, the first and the last kept (one: the last)."""
+    if most <= 1:
+        return points[-1:]
+    last = len(points) - 1
+    picks = sorted({round(i * last / (most - 1)) for i in range(most)})
+    return [points[i] for i in picks]
 
 
 def get_metric_history_bulk_interval(store: Store, body: dict[str, Any]) -> dict[str, Any]:
@@ -860,14 +828,12 @@ def get_metric_history_bulk_interval(store: Store, body: dict[str, Any]) -> dict
     if most is None or not 1 <= most <= MAX_BULK_RESULTS:
         raise MlflowError(f"max_results must be between 1 and {MAX_BULK_RESULTS}")
     out: list[dict[str, Any]] = []
+    budget = [MAX_BULK_POINTS]
     for view in load_views(store, list(dict.fromkeys(run_ids))):
-        points = external.metric_history(store, view.id, key)
-        if start is not None and end is not None:
-            points = [p for p in points if start <= p[0] <= end]
-        points = sorted(points, key=lambda p: (p[0], p[1]))
+        points = _points_between(store, view.id, key, start, end, budget)
+        points.sort(key=lambda p: (p[0], p[1]))
         if len(points) > most:
-            picks = sorted({round(i * (len(points) - 1) / (most - 1)) for i in range(most)})
-            points = [points[i] for i in picks] if most > 1 else points[-1:]
+            points = _spread(points, most)
         out.extend(_point_json(key, view.id, *p) for p in points)
     return {"metrics": out}
 
