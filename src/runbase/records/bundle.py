@@ -41,6 +41,7 @@ from runbase.core.shapes import (
 )
 from runbase.core.statuses import STATUSES
 from runbase.errors import BundleError, RunNotFound, UnsafePathError
+from runbase.records.experiments import EXPERIMENT_TAG, adopt
 from runbase.records.external import HIDDEN_PREFIX, MLFLOW_SOURCE, MODEL_HISTORY_TAG
 from runbase.records.maintenance import MAX_MANIFEST, references
 from runbase.records.media import mime_problem
@@ -519,6 +520,7 @@ def import_run(
                 cur.execute(f"DELETE FROM {name} WHERE run_id = ?{where}", (parsed.run_id,))
         for name in TABLES:
             _upsert(cur, schema()[name], parsed.rows[name])
+        adopt(cur, _experiment_names(parsed.rows["tags"]))
         _write_log_chunks(cur, parsed, replace)
         if verify is not None:
             # inside the transaction: the run as written is visible to this connection
@@ -573,6 +575,16 @@ def _write_run(cur: Any, parsed: _Parsed) -> None:
             f"UPDATE runs SET {', '.join(f'{_q(n)} = ?' for n in names)} WHERE id = ?",
             (*(parsed.run[n] for n in names), parsed.run_id),
         )
+
+
+def _experiment_names(tags: list[dict[str, Any]]) -> list[str]:
+    """The experiment a run's tag rows name (records.experiments adopts it, so the
+    MLflow API has an id for it before anything reads it)."""
+    return [
+        r["value"]
+        for r in tags
+        if r.get("key") == EXPERIMENT_TAG and isinstance(r.get("value"), str)
+    ]
 
 
 def _upsert(cur: Any, table: Table, rows: list[dict[str, Any]]) -> None:

@@ -4,8 +4,13 @@
 A run's experiment is its ``experiment`` tag, by name (docs/mlflow.md): these rows give
 each name MLflow's numeric id, a lifecycle stage (``active``/``deleted``), an artifact
 location and tags. A run without the tag belongs to MLflow's ``Default`` experiment (id
-"0"), which is created on first use, as is a row for a name that runs carry but that no
-experiment was created for (runs tagged by ``runbase run --tag experiment=...``).
+"0"). Reads never take the write transaction (a server's readers do not wait on its
+writers): until a write creates it, Default is read as a virtual row. A name that runs
+carry but that no experiment was created for (``runbase run --tag experiment=...``) gets
+its row from the write that tags the run (:func:`adopt`: records.external,
+records.bundle, records.ingest); a read that still finds such a name (runs stored
+before schema 8, or tagged by a path that does not adopt) adopts it then, once, unless
+the store is read-only (:func:`adopt_tagged` does all at once).
 
 Logged models (MLflow 3's ``LoggedModel``) belong to an experiment, not to a run: run
 bundles do not carry them. Their files are objects of the object store
@@ -21,6 +26,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +45,8 @@ MAX_NAME = 500  # characters of an experiment's or a logged model's name
 MAX_KEY = 250  # characters of a tag key
 MAX_VALUE = 64 * 1024  # characters of a tag value
 MAX_INFO = 1 << 20  # bytes of a logged model's info (JSON)
-MAX_STATUS = 64
+# a logged model's status, as MLflow's API writes it (LoggedModelStatus)
+MODEL_STATUSES = ("LOGGED_MODEL_PENDING", "LOGGED_MODEL_READY", "LOGGED_MODEL_UPLOAD_FAILED")
 MAX_LOCATION = 4096
 
 
@@ -83,20 +90,49 @@ def check_value(value: Any, what: str = "tag value") -> str:
     return check_text(what, value, MAX_VALUE, empty=True)
 
 
+_ID = re.compile(r"[0-9]{1,19}")  # ASCII digits: str.isdigit() also takes "²"
+
+
 def _check_id(experiment_id: Any) -> str:
     """An experiment id is a decimal number as text; anything else names no experiment."""
-    if not isinstance(experiment_id, str) or not experiment_id.isdigit() or len(experiment_id) > 19:
+    if not isinstance(experiment_id, str) or not _ID.fullmatch(experiment_id):
         raise NotFound(f"no experiment with id {str(experiment_id)[:40]!r}")
     return experiment_id
+
+
+def _is_id(text: Any) -> bool:
+    return isinstance(text, str) and _ID.fullmatch(text) is not None
+
+
+def _ok_name(name: Any) -> bool:
+    """Whether a run's ``experiment`` tag (stored unchecked) can name an experiment."""
+    return isinstance(name, str) and 0 < len(name) <= MAX_NAME and "\x00" not in name
 
 
 # -- experiments --------------------------------------------------------------------------
 
 
+# A read: ``store.db.query`` outside a transaction, or a cursor's within one (_q).
+Query = Callable[[str, Sequence[Any]], list[Any]]
+
+
+def _q(cur: Any) -> Query:
+    return lambda sql, params: list(cur.execute(sql, params).fetchall())
+
+
+def _one(query: Query, sql: str, params: Sequence[Any]) -> Any:
+    rows = query(sql, params)
+    return rows[0] if rows else None
+
+
 def _row_to(cur: Any, row: Any) -> Experiment:
-    tags = cur.execute(
+    return _experiment(_q(cur), row)
+
+
+def _experiment(query: Query, row: Any) -> Experiment:
+    tags = query(
         "SELECT key, value FROM experiment_tags WHERE experiment_id = ? ORDER BY key", (row[0],)
-    ).fetchall()
+    )
     return Experiment(
         id=str(row[0]),
         name=str(row[1]),
@@ -127,11 +163,7 @@ def _ensure_default(cur: Any) -> None:
 
 
 def _next_id(cur: Any) -> str:
-    ids = [
-        int(r[0])
-        for r in cur.execute("SELECT id FROM experiments").fetchall()
-        if str(r[0]).isdigit()
-    ]
+    ids = [int(r[0]) for r in cur.execute("SELECT id FROM experiments").fetchall() if _is_id(r[0])]
     return str(max(ids, default=0) + 1)
 
 
@@ -187,102 +219,148 @@ def _fetch(cur: Any, experiment_id: str) -> Any:
     return row
 
 
+def _read(store: Store, experiment_id: str) -> Experiment | None:
+    row = store.db.query_one(f"SELECT {_COLUMNS} FROM experiments WHERE id = ?", (experiment_id,))
+    return None if row is None else _experiment(store.db.query, row)
+
+
 def get(store: Store, experiment_id: str) -> Experiment:
-    """The experiment of that id (NotFound if none; "0" is created on first use)."""
+    """The experiment of that id (NotFound if none; "0" is always there). A read."""
     experiment_id = _check_id(experiment_id)
     if experiment_id == DEFAULT_ID:
         return default(store)
-    with store.db.transaction() as cur:
-        return _row_to(cur, _fetch(cur, experiment_id))
-
-
-def by_name(store: Store, name: str) -> Experiment | None:
-    """The experiment of that name, or None. A name that runs carry in their
-    ``experiment`` tag but that has no row yet gets one (so its runs have an id)."""
-    name = check_name(name)
-    with store.db.transaction() as cur:
-        _ensure_default(cur)
-        row = cur.execute(f"SELECT {_COLUMNS} FROM experiments WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            tagged = cur.execute(
-                "SELECT 1 FROM tags WHERE key = ? AND value = ? LIMIT 1", (EXPERIMENT_TAG, name)
-            ).fetchone()
-            if not tagged:
-                return None
-            row = _fetch(cur, _insert(cur, name, None, {}))
-        return _row_to(cur, row)
+    found = _read(store, experiment_id)
+    if found is None:
+        raise NotFound(f"no experiment with id {experiment_id!r}")
+    return found
 
 
 def default(store: Store) -> Experiment:
-    """MLflow's ``Default`` experiment (id "0"), created on first use."""
+    """MLflow's ``Default`` experiment (id "0"): its row, or until a write creates it,
+    the row it will be (named as :func:`_ensure_default` would name it). A read."""
+    found = _read(store, DEFAULT_ID)
+    if found is not None:
+        return found
+    taken = store.db.query_one("SELECT 1 FROM experiments WHERE name = ?", (DEFAULT_NAME,))
+    first = store.db.query_one("SELECT min(started_at) FROM runs")
+    when = first[0] if first and isinstance(first[0], (int, float)) else 0.0
+    return Experiment(
+        id=DEFAULT_ID,
+        name=f"{DEFAULT_NAME} ({DEFAULT_ID})" if taken else DEFAULT_NAME,
+        lifecycle_stage="active",
+        artifact_location=None,
+        created_at=float(when),
+        updated_at=float(when),
+        tags={},
+    )
+
+
+def by_name(store: Store, name: str) -> Experiment | None:
+    """The experiment of that name, or None (Default's row included, virtual or not). A
+    read, but for a name runs carry that has no row yet (see the module's doc)."""
+    name = check_name(name)
+    row = store.db.query_one(f"SELECT {_COLUMNS} FROM experiments WHERE name = ?", (name,))
+    if row is not None:
+        return _experiment(store.db.query, row)
+    if name == default(store).name and _read(store, DEFAULT_ID) is None:
+        return default(store)
+    if _pending(store, [name]):
+        _adopt_late(store, [name])
+        row = store.db.query_one(f"SELECT {_COLUMNS} FROM experiments WHERE name = ?", (name,))
+        return None if row is None else _experiment(store.db.query, row)
+    return None
+
+
+def _pending(store: Store, names: list[str]) -> list[str]:
+    """Those of ``names`` that runs carry and that have no experiment row."""
+    out = []
+    for name in names:
+        if store.db.query_one(
+            "SELECT 1 FROM tags WHERE key = ? AND value = ? LIMIT 1", (EXPERIMENT_TAG, name)
+        ) and not store.db.query_one("SELECT 1 FROM experiments WHERE name = ?", (name,)):
+            out.append(name)
+    return out
+
+
+def _adopt_late(store: Store, names: list[str]) -> None:
+    """A read found names runs carry without a row (runs stored before schema 8, or by a
+    path that does not adopt): they get their rows now, once. Not in a read-only store,
+    which is read as it is."""
+    if store.read_only or not names:
+        return
     with store.db.transaction() as cur:
-        _ensure_default(cur)
-        return _row_to(cur, _fetch(cur, DEFAULT_ID))
-
-
-def _run_tag(cur: Any, run_id: str) -> str | None:
-    if not cur.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
-        raise RunNotFound(f"no run with id {run_id!r}")
-    row = cur.execute(
-        "SELECT value FROM tags WHERE run_id = ? AND key = ?", (run_id, EXPERIMENT_TAG)
-    ).fetchone()
-    return None if row is None else str(row[0])
+        adopt(cur, names)
 
 
 def of_run(store: Store, run_id: str) -> Experiment:
-    """The experiment of a run: the one its ``experiment`` tag names (created if no
-    experiment has that name yet), else Default. RunNotFound if no such run."""
+    """The experiment of a run: the one its ``experiment`` tag names, else Default.
+    RunNotFound if no such run. A read (see the module's doc for a name without a row;
+    in a read-only store such a run reads as Default's)."""
     if not isinstance(run_id, str) or len(run_id) > 64:
         raise RunNotFound("no such run")
-    with store.db.transaction() as cur:
-        _ensure_default(cur)
-        name = _run_tag(cur, run_id)
-        if name is None or not name or len(name) > MAX_NAME or "\x00" in name:
-            return _row_to(cur, _fetch(cur, DEFAULT_ID))
-        row = cur.execute(f"SELECT {_COLUMNS} FROM experiments WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            row = _fetch(cur, _insert(cur, name, None, {}))
-        return _row_to(cur, row)
+    if not store.db.query_one("SELECT 1 FROM runs WHERE id = ?", (run_id,)):
+        raise RunNotFound(f"no run with id {run_id!r}")
+    row = store.db.query_one(
+        "SELECT value FROM tags WHERE run_id = ? AND key = ?", (run_id, EXPERIMENT_TAG)
+    )
+    name = None if row is None else row[0]
+    if not _ok_name(name):
+        return default(store)
+    found = by_name(store, str(name))
+    return default(store) if found is None else found
+
+
+def adopt(cur: Any, names: Iterable[str]) -> None:
+    """In the caller's write transaction ``cur``: an experiment row for each of
+    ``names`` (a run's ``experiment`` tag being written) that has none, so every name a
+    run carries has an id before anything reads it. Names that cannot be an experiment's
+    (empty, too long, NUL) are left alone: such a run reads as Default's."""
+    missing = [
+        name
+        for name in sorted({n for n in names if _ok_name(n)})
+        if not cur.execute("SELECT 1 FROM experiments WHERE name = ?", (name,)).fetchone()
+    ]
+    if missing:
+        _ensure_default(cur)  # first: a run tagged "Default" is Default's (id "0")
+    for name in missing:
+        if not cur.execute("SELECT 1 FROM experiments WHERE name = ?", (name,)).fetchone():
+            _insert(cur, name, None, {})
 
 
 def _adopt_tagged(cur: Any) -> None:
-    """Rows for the experiment names runs carry that no experiment has yet."""
+    """Rows for all the experiment names runs carry that no experiment has yet."""
     rows = cur.execute(
         "SELECT DISTINCT value FROM tags WHERE key = ? AND value NOT IN "
         "(SELECT name FROM experiments)",
         (EXPERIMENT_TAG,),
     ).fetchall()
-    for (name,) in sorted(rows, key=lambda r: str(r[0])):
-        name = str(name)
-        if name and len(name) <= MAX_NAME and "\x00" not in name:
-            _insert(cur, name, None, {})
+    adopt(cur, (str(r[0]) for r in rows))
 
 
-def search(store: Store, view: str = "active", name_like: str | None = None) -> list[Experiment]:
-    """The experiments of ``view`` (active, deleted or all), by id; ``name_like``: only
-    those whose name contains it (case-insensitive; ``%`` and ``_`` are SQL LIKE's
-    wildcards, as MLflow's filter ``name LIKE '...'`` has them)."""
+def adopt_tagged(store: Store) -> None:
+    """Rows for all the experiment names runs carry that have none (a store whose runs
+    were written before schema 8: ``runbase server migrate`` may call it once)."""
+    with store.db.transaction() as cur:
+        _adopt_tagged(cur)
+
+
+def search(store: Store, view: str = "active") -> list[Experiment]:
+    """The experiments of ``view`` (active, deleted or all), by id; Default (id "0")
+    always. A read (see the module's doc for names without a row)."""
     if view not in VIEWS:
         raise UsageError(f"view must be one of {', '.join(VIEWS)}, not {view!r}")
-    if name_like is not None:
-        check_text("name filter", name_like, MAX_NAME, empty=True)
-    with store.db.transaction() as cur:
-        _ensure_default(cur)
-        _adopt_tagged(cur)
-        rows = cur.execute(f"SELECT {_COLUMNS} FROM experiments").fetchall()
-        out = [_row_to(cur, r) for r in rows if view == "all" or r[2] == view]
-    if name_like is not None:
-        out = [e for e in out if _like(e.name, name_like)]
-    return sorted(out, key=lambda e: int(e.id) if e.id.isdigit() else -1)
-
-
-def _like(text: str, pattern: str) -> bool:
-    """SQL LIKE, case-insensitive (``%`` any run of characters, ``_`` one); without
-    wildcards, a substring match."""
-    if "%" not in pattern and "_" not in pattern:
-        return pattern.casefold() in text.casefold()
-    rx = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
-    return re.fullmatch(rx, text, re.IGNORECASE | re.DOTALL) is not None
+    pending = store.db.query(
+        "SELECT DISTINCT value FROM tags WHERE key = ? AND value NOT IN "
+        "(SELECT name FROM experiments)",
+        (EXPERIMENT_TAG,),
+    )
+    _adopt_late(store, [str(r[0]) for r in pending if _ok_name(r[0])])
+    rows = store.db.query(f"SELECT {_COLUMNS} FROM experiments")
+    out = [_experiment(store.db.query, r) for r in rows]
+    if not any(e.id == DEFAULT_ID for e in out):
+        out.append(default(store))
+    out = [e for e in out if view == "all" or e.lifecycle_stage == view]
+    return sorted(out, key=lambda e: int(e.id) if _is_id(e.id) else -1)
 
 
 def rename(store: Store, experiment_id: str, new_name: str) -> Experiment:
@@ -365,15 +443,13 @@ def run_ids(store: Store, experiment_ids: list[str]) -> list[str]:
         raise UsageError("experiment ids must be a list of at most 1000 ids")
     names: list[str] = []
     with_default = False
-    with store.db.transaction() as cur:
-        _ensure_default(cur)
-        for exp_id in experiment_ids:
-            if not isinstance(exp_id, str) or not exp_id.isdigit():
-                continue
-            row = cur.execute("SELECT name FROM experiments WHERE id = ?", (exp_id,)).fetchone()
-            if row is not None:
-                names.append(str(row[0]))
-            with_default = with_default or exp_id == DEFAULT_ID
+    for exp_id in experiment_ids:  # a read: Default's row may be virtual
+        if not _is_id(exp_id):
+            continue
+        exp = default(store) if exp_id == DEFAULT_ID else _read(store, exp_id)
+        if exp is not None:
+            names.append(exp.name)
+        with_default = with_default or exp_id == DEFAULT_ID
     found: set[str] = set()
     for lo in range(0, len(names), 500):
         chunk = names[lo : lo + 500]
@@ -427,6 +503,12 @@ def _check_info(info: Any) -> str:
     return text
 
 
+def _check_status(status: Any) -> str:
+    if status not in MODEL_STATUSES:
+        raise UsageError(f"a logged model's status is one of {', '.join(MODEL_STATUSES)}")
+    return str(status)
+
+
 def _model_dict(row: Any) -> dict[str, Any]:
     try:
         info = json.loads(row[7])
@@ -459,13 +541,13 @@ def create_model(
     name: str,
     run_id: str | None,
     info: dict[str, Any],
-    status: str = "PENDING",
+    status: str = "LOGGED_MODEL_PENDING",
 ) -> dict[str, Any]:
     """A new logged model of an experiment (NotFound if there is no such experiment or
     run), id ``m-<32 hex>``; returned as :func:`get_model` gives it."""
     experiment_id = _check_id(experiment_id)
     name = check_text("model name", name, MAX_NAME)
-    status = check_text("model status", status, MAX_STATUS)
+    status = _check_status(status)
     text = _check_info(info)
     model_id = "m-" + os.urandom(16).hex()
     now = time.time()
@@ -487,8 +569,12 @@ def create_model(
 def get_model(store: Store, model_id: str) -> dict[str, Any]:
     """``{id, experiment_id, run_id, name, status, created_at, updated_at, info}``."""
     model_id = _check_model_id(model_id)
-    with store.db.transaction() as cur:
-        return _model_dict(_fetch_model(cur, model_id))
+    row = store.db.query_one(
+        f"SELECT {_MODEL_COLUMNS} FROM logged_models WHERE id = ?", (model_id,)
+    )
+    if row is None:
+        raise NotFound(f"no logged model with id {model_id!r}")
+    return _model_dict(row)
 
 
 def update_model(
@@ -497,7 +583,7 @@ def update_model(
     """Set a logged model's status and/or replace its info; returns it."""
     model_id = _check_model_id(model_id)
     if status is not None:
-        status = check_text("model status", status, MAX_STATUS)
+        status = _check_status(status)
     text = None if info is None else _check_info(info)
     with store.db.transaction() as cur:
         _fetch_model(cur, model_id)
@@ -513,7 +599,7 @@ def search_models(store: Store, experiment_ids: list[str]) -> list[dict[str, Any
     """The logged models of these experiments, newest first."""
     if not isinstance(experiment_ids, list) or len(experiment_ids) > 1000:
         raise UsageError("experiment ids must be a list of at most 1000 ids")
-    wanted = [e for e in experiment_ids if isinstance(e, str) and e.isdigit()]
+    wanted = [e for e in experiment_ids if _is_id(e)]
     if not wanted:
         return []
     rows = store.db.query(
@@ -564,12 +650,11 @@ def model_files(store: Store, model_id: str, prefix: str = "") -> list[tuple[str
     file or those under that directory."""
     model_id = _check_model_id(model_id)
     prefix = check_text("path prefix", prefix, 4096, empty=True).strip("/")
-    with store.db.transaction() as cur:
-        _fetch_model(cur, model_id)
-        rows = cur.execute(
-            "SELECT path, oid, size FROM logged_model_files WHERE model_id = ? ORDER BY path",
-            (model_id,),
-        ).fetchall()
+    get_model(store, model_id)  # NotFound; a read, as every read here
+    rows = store.db.query(
+        "SELECT path, oid, size FROM logged_model_files WHERE model_id = ? ORDER BY path",
+        (model_id,),
+    )
     out = [(str(p), str(o), int(s)) for p, o, s in rows]
     if prefix:
         out = [r for r in out if r[0] == prefix or r[0].startswith(prefix + "/")]

@@ -34,7 +34,14 @@ from runbase.core.safepath import check_relpath
 from runbase.core.shapes import I64, MAX_TIME
 from runbase.core.statuses import STATUSES, is_terminal
 from runbase.errors import Conflict, NotFound, RunNotFound, UnsafePathError, UsageError
-from runbase.records.experiments import MAX_VALUE, check_key, check_text, check_value
+from runbase.records.experiments import (
+    EXPERIMENT_TAG,
+    MAX_VALUE,
+    adopt,
+    check_key,
+    check_text,
+    check_value,
+)
 from runbase.records.ingest import append_points, apply_summary
 from runbase.store import Store
 from runbase.store.hashing import hash_bytes
@@ -190,7 +197,9 @@ def dataset_tags(entries: list[dict[str, Any]]) -> tuple[dict[str, str], int]:
             continue
         ds = entry["dataset"]
         context = json.dumps(sorted((t["key"], t["value"]) for t in entry["tags"]))
-        digest = hashlib.sha256("\x00".join((ds["name"], ds["digest"], context)).encode("utf-8", "surrogatepass"))
+        digest = hashlib.sha256(
+            "\x00".join((ds["name"], ds["digest"], context)).encode("utf-8", "surrogatepass")
+        )
         out[DATASET_PREFIX + digest.hexdigest()[:16]] = text
     return out, too_large
 
@@ -329,7 +338,14 @@ def create_run(
         )
         for k, v in checked.items():
             cur.execute("INSERT INTO tags (run_id, key, value) VALUES (?, ?, ?)", (run_id, k, v))
+        _adopt(cur, checked)
     return run_id
+
+
+def _adopt(cur: Any, tags: dict[str, str]) -> None:
+    """A run's experiment tag written: the experiment gets its MLflow id now."""
+    if EXPERIMENT_TAG in tags:
+        adopt(cur, [tags[EXPERIMENT_TAG]])
 
 
 def set_status(store: Store, run_id: str, status: str, ended_at: float | None) -> None:
@@ -364,7 +380,9 @@ def set_name(store: Store, run_id: str, name: str) -> None:
 def _encode(key: str, text: str) -> tuple[str, bytes | None]:
     """The stored JSON text of an MLflow value, and the bytes of the object it refers
     to when the value is too long to keep inline (as records.ingest stores them)."""
-    value = json.dumps(redact_value(key, mlflow_param_value(text)), ensure_ascii=False, allow_nan=False)
+    value = json.dumps(
+        redact_value(key, mlflow_param_value(text)), ensure_ascii=False, allow_nan=False
+    )
     if len(value) <= MAX_INLINE_VALUE:
         return value, None
     data = value.encode()
@@ -483,6 +501,7 @@ def set_tags(store: Store, run_id: str, tags: dict[str, str]) -> None:
                 "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
                 (run_id, k, v),
             )
+        _adopt(cur, checked)
         _beat(cur, run_id)
 
 

@@ -29,6 +29,7 @@ from runbase.capture.params import (
 from runbase.core._safe import warn_once
 from runbase.core.shapes import I64, MAX_TIME
 from runbase.core.spool import KIND_KEY, STEP_KEY, TIME_KEY, read_frames
+from runbase.records.experiments import EXPERIMENT_TAG, adopt
 from runbase.records.media import apply_event as apply_media
 from runbase.store import Store
 
@@ -223,11 +224,14 @@ def _apply_events(
         elif kind == "summary":
             apply_summary(cur, run_id, e.get("values") or {})
         elif kind == "tag":
+            key, value = str(e.get("key")), str(e.get("value", ""))
             cur.execute(
                 "INSERT INTO tags (run_id, key, value) VALUES (?, ?, ?) "
                 "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
-                (run_id, str(e.get("key")), str(e.get("value", ""))),
+                (run_id, key, value),
             )
+            if key == EXPERIMENT_TAG:  # the experiment gets its MLflow id now
+                adopt(cur, [value])
         elif kind == "name":
             cur.execute("UPDATE runs SET name = ? WHERE id = ?", (str(e.get("name"))[:500], run_id))
         elif kind == "media":  # an image or table, its object stored by the tracked process

@@ -80,7 +80,16 @@ PARAMS = Table(
     indexes=[Index("params_key_num", ("key", "num"))],
 )
 
-TAGS = Table("tags", [_key("run_id"), _key("key"), _nn("value", TEXT)], key=("run_id", "key"))
+# The index on key (version 8): a run's experiment is its ``experiment`` tag, so the
+# MLflow API finds an experiment's runs by key and value (records.experiments). Not on
+# (key, value): a value may be 64 KiB and PostgreSQL's btree entries stop at 2704 bytes,
+# so such an index would refuse long tags; the key narrows to one row per run.
+TAGS = Table(
+    "tags",
+    [_key("run_id"), _key("key"), _nn("value", TEXT)],
+    key=("run_id", "key"),
+    indexes=[Index("tags_key", ("key",), since=8)],
+)
 
 METRICS = Table(
     "metrics",
