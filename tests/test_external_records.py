@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import sqlite3
+import string
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,16 +15,18 @@ from pathlib import Path
 import pytest
 
 from runbase.capture.manifest import put_manifest
+from runbase.capture.params import mlflow_param_value
 from runbase.core.ids import is_valid_id
+from runbase.core.statuses import STATUSES
 from runbase.errors import Conflict, NotFound, RunNotFound, UsageError
 from runbase.records import experiments as ex
 from runbase.records import external as x
 from runbase.records import lifecycle, maintenance
-from runbase.records.bundle import export_run
+from runbase.records.bundle import export_run, import_run
 from runbase.records.record import build_record
 from runbase.records.series import series_points
 from runbase.store import Store
-from runbase.store.db import open_database
+from runbase.store.db import Database, open_database
 from runbase.store.schema import SCHEMA_VERSION, STORE_SCHEMA
 
 T0 = 1_750_000_000.0
@@ -69,7 +73,7 @@ def test_schema_8_on_postgresql(pg_server: str) -> None:
         conn.execute("CREATE DATABASE ext8")
     with psycopg.connect(url, autocommit=True) as conn:
         for stmt in STORE_SCHEMA.create("postgresql", version=7):
-            conn.execute(stmt)  # type: ignore[arg-type]
+            conn.execute(stmt)
         conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '7')")
     db = open_database(url)
     assert db.schema_version() == 8
@@ -99,6 +103,12 @@ def test_records_on_postgresql(pg_server: str, tmp_path: Path) -> None:
         assert ex.of_run(s, run).name == "pg-exp2"
         m = ex.create_model(s, e.id, "m", run, {"a": 1})
         assert ex.search_models(s, [e.id])[0]["id"] == m["id"]
+        # tags are indexed by key only: a long value (a dataset input, MLflow's model
+        # history) would not fit a btree entry of (key, value) on PostgreSQL
+        noise = "".join(random.Random(1).choice(string.ascii_letters) for _ in range(60_000))
+        x.set_tags(s, run, {"long": noise})
+        points, after = x.metric_page(s, run, "loss", 1, 5)
+        assert after is None and points[0][:2] == (1, T0 + 1) and math.isnan(points[0][2])
     finally:
         s.close()
 
@@ -200,7 +210,11 @@ def test_logged_models(store: Store) -> None:
     run = _run(store)
     m = ex.create_model(store, e.id, "clf", run, {"model_type": "sklearn", "tags": {}})
     assert m["id"].startswith("m-") and len(m["id"]) == 34
-    assert (m["status"], m["run_id"], m["info"]["model_type"]) == ("LOGGED_MODEL_PENDING", run, "sklearn")
+    assert (m["status"], m["run_id"], m["info"]["model_type"]) == (
+        "LOGGED_MODEL_PENDING",
+        run,
+        "sklearn",
+    )
     assert ex.get_model(store, m["id"]) == m
     up = ex.update_model(store, m["id"], status="LOGGED_MODEL_READY")
     assert up["status"] == "LOGGED_MODEL_READY" and up["info"] == m["info"]
@@ -483,7 +497,9 @@ def test_summary_and_latest_metrics(store: Store) -> None:
     assert latest[run]["loss"] == (1.5, T0 + 1, 4)
     assert math.isnan(latest[run]["n"][0])
     assert "best" not in latest[run]
-    rows = dict(store.db.query("SELECT key, value FROM metrics WHERE run_id = ?", (run,)))
+    rows: dict[str, float] = dict(
+        store.db.query("SELECT key, value FROM metrics WHERE run_id = ?", (run,))
+    )
     assert rows["best"] == 0.9 and rows["loss"] == 1.0  # the summary is the metric's value
     with pytest.raises(UsageError):
         x.set_summary(store, run, {"k": "1"})  # type: ignore[dict-item]
@@ -498,3 +514,239 @@ def test_a_directory_output(store: Store) -> None:
     assert not maintenance.gc(store, grace=0).unreferenced  # the manifest and its file
     with pytest.raises(UsageError):
         x.add_output(store, run, "x", blob, 7, "mlflow", kind="link")
+
+
+# -- review 1: one home for MLflow's shapes ---------------------------------------------------
+
+
+def test_reads_take_no_write_transaction(store: Store, tmp_path: Path) -> None:
+    """Every read of records.experiments works on a read-only database (a write there
+    raises), and Default is read, not created, before a write needs it."""
+    e = ex.create(store, "exp")
+    run = _run(store, tags={"experiment": "exp"})
+    plain = _run(store, started_at=T0 - 5)
+    m = ex.create_model(store, e.id, "m", run, {})
+    store.db.execute("DELETE FROM experiments WHERE id = '0'")  # Default not written yet
+    store.close()
+    db = Database.open_sqlite(tmp_path / ".runbase" / "runbase.db", read_only=True)
+    ro = Store(store.root, db, store.objects, read_only=True)
+    try:
+        d = ex.default(ro)
+        assert (d.id, d.name, d.lifecycle_stage, d.created_at) == ("0", "Default", "active", T0 - 5)
+        assert ex.get(ro, "0") == d and ex.by_name(ro, "Default") == d
+        assert [x.id for x in ex.search(ro, "all")] == ["0", e.id]
+        assert ex.by_name(ro, "exp") == e == ex.get(ro, e.id) == ex.of_run(ro, run)
+        assert ex.of_run(ro, plain) == d
+        assert ex.run_ids(ro, ["0", e.id]) == [run, plain]
+        assert ex.get_model(ro, m["id"])["name"] == "m" and ex.model_files(ro, m["id"]) == []
+        assert ex.search_models(ro, [e.id])[0]["id"] == m["id"]
+    finally:
+        ro.close()
+    again = Store.open(tmp_path / ".runbase")
+    try:
+        ex.search(again)
+        assert again.db.query("SELECT id FROM experiments ORDER BY id") == [(e.id,)]
+        ex.set_tag(again, "0", "k", "v")  # a write: Default's row now
+        assert ex.default(again).tags == {"k": "v"}
+    finally:
+        again.close()
+
+
+def test_a_name_is_adopted_where_the_tag_is_written(store: Store) -> None:
+    run = _run(store)
+    x.set_tags(store, run, {"experiment": "tagged"})
+    assert store.db.query_one("SELECT id FROM experiments WHERE name = 'tagged'") is not None
+    bundle = export_run(store, run)
+    bundle["tags"] = [
+        {**t, "value": "pushed"} if t["key"] == "experiment" else t for t in bundle["tags"]
+    ]
+    import_run(store, bundle)
+    assert ex.of_run(store, run).name == "pushed"
+    # a run stored before schema 8 (no row for its name): the first read adopts it, once
+    store.db.execute(
+        "UPDATE tags SET value = 'old' WHERE run_id = ? AND key = 'experiment'", (run,)
+    )
+    assert "old" in [e.name for e in ex.search(store)]
+    assert ex.of_run(store, run).name == "old"
+
+
+def _chunked(store: Store, sizes: list[int]) -> tuple[str, list[tuple[int, float, float]]]:
+    """A run whose metric ``m`` has one chunk per size (log_points writes one per call)."""
+    run = _run(store)
+    step = 0
+    for n in sizes:
+        x.log_points(
+            store, run, [("m", step + i, T0 + step + i, float(step + i)) for i in range(n)]
+        )
+        step += n
+    return run, x.metric_history(store, run, "m")
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 4, 7, 100])
+def test_metric_page_across_chunks(store: Store, limit: int) -> None:
+    run, whole = _chunked(store, [3, 1, 4, 2])
+    assert len(whole) == 10
+    pages: list[tuple[int, float, float]] = []
+    start: int | None = 0
+    while start is not None:
+        points, after = x.metric_page(store, run, "m", start, limit)
+        assert points == whole[start : start + limit]
+        assert after == (start + limit if start + limit < 10 else None)
+        pages.extend(points)
+        start = after
+    assert pages == whole
+    assert x.metric_page(store, run, "m", 10, limit) == ([], None)
+    assert x.metric_page(store, run, "m", 99, limit) == ([], None)
+
+
+def test_metric_page_edges(store: Store) -> None:
+    run, whole = _chunked(store, [2, 3, 2])
+    assert x.metric_page(store, run, "other", 0, 5) == ([], None)
+    with pytest.raises(RunNotFound):
+        x.metric_page(store, "0000000000000000", "m", 0, 5)
+    for start, limit in ((-1, 5), (0, 0), (0, -2), (True, 5), (0, 1.5), ("0", 5)):
+        with pytest.raises(UsageError):
+            x.metric_page(store, run, "m", start, limit)  # type: ignore[arg-type]
+    # a damaged chunk keeps its places (pages never shift) and gives no points
+    store.db.execute("UPDATE metric_chunks SET vals = x'00' WHERE run_id = ? AND seq = 1", (run,))
+    assert x.metric_page(store, run, "m", 0, 4) == (whole[:2], 4)
+    assert x.metric_page(store, run, "m", 4, 4) == (whole[5:], None)
+
+
+def _ds(name: str, **tags: str) -> dict[str, object]:
+    return {
+        "dataset": {"name": name, "digest": "d" + name, "source_type": "local", "source": "/x"},
+        "tags": [{"key": k, "value": v} for k, v in tags.items()],
+    }
+
+
+def test_dataset_tags_round_trip(store: Store) -> None:
+    train = _ds("train", **{"mlflow.data.context": "training"})
+    evals = _ds("train", **{"mlflow.data.context": "eval"})
+    as_map = {"dataset": {"name": "m", "digest": "dm", "schema": ""}, "tags": {"a": "b"}}
+    tags, too_large = x.dataset_tags([train, evals, train, as_map])
+    assert too_large == 0 and len(tags) == 3  # the same dataset in the same context: one
+    assert all(k.startswith(x.DATASET_PREFIX) for k in tags)
+    run = _run(store, tags=tags)
+    got = x.datasets(build_record(store, run)["tags"])
+    assert sorted(map(json.dumps, got)) == sorted(
+        json.dumps(e)
+        for e in (
+            train,
+            evals,
+            {"dataset": {"name": "m", "digest": "dm"}, "tags": [{"key": "a", "value": "b"}]},
+        )
+    )
+    assert {x.dataset_context(e) for e in got} == {"training", "eval", None}
+    big = _ds("big")
+    big["dataset"]["schema"] = "s" * 32_000  # type: ignore[index]
+    big["dataset"]["profile"] = "p" * 16_000  # type: ignore[index]
+    big["dataset"]["source"] = "o" * 60_000  # type: ignore[index]
+    assert x.dataset_tags([big, train])[1] == 1
+    for bad in (
+        [1],
+        [{"dataset": "x"}],
+        [{"dataset": {"name": "n"}}],
+        [{"dataset": {"name": "n", "digest": 5}}],
+        [{"dataset": {"name": "n", "digest": "d" * 37}}],
+        [{"dataset": {"name": "n", "digest": "d"}, "tags": "ab"}],
+        [{"dataset": {"name": "n", "digest": "d"}, "tags": [{"key": "", "value": "v"}]}],
+        [{"dataset": {"name": "n", "digest": "d"}, "tags": [{"key": "k", "value": 1}]}],
+    ):
+        with pytest.raises(UsageError):
+            x.dataset_tags(bad)  # type: ignore[arg-type]
+    with pytest.raises(UsageError):
+        x.dataset_tags("no")  # type: ignore[arg-type]
+
+
+def test_datasets_skips_malformed_entries() -> None:
+    """Tags reach a store unchecked (push, ``runbase tag``): a bad one is skipped."""
+    good, _ = x.dataset_tags([_ds("good")])
+    junk = {
+        "not json": "{",
+        "a list": "[1]",
+        "review M6": json.dumps({"dataset": [1], "tags": "ab"}),
+        "no digest": json.dumps({"dataset": {"name": "n"}, "tags": []}),
+        "tags a map": json.dumps({"dataset": {"name": "n", "digest": "d"}, "tags": {"a": "b"}}),
+        "bad pair": json.dumps({"dataset": {"name": "n", "digest": "d"}, "tags": [["k", "v"]]}),
+        "deep": "[" * 100_000,
+        "number field": json.dumps({"dataset": {"name": "n", "digest": "d", "source": 3}}),
+    }
+    tags = {x.DATASET_PREFIX + k: v for k, v in junk.items()} | good | {"other": "{"}
+    assert x.datasets(tags) == [_ds("good")]
+
+
+def test_set_params_holds_the_objects_it_writes(store: Store) -> None:
+    run = _run(store)
+    held: list[tuple[str, int]] = []
+    x.set_params(
+        store,
+        run,
+        {"short": "1", "long": "y" * 20_000},
+        "mlflow",
+        hold=lambda o, n: held.append((o, n)),
+    )
+    assert len(held) == 1
+    oid, size = held[0]
+    assert store.objects.exists(oid) and store.objects.size(oid) == size
+    (value,) = store.db.query_one("SELECT value FROM params WHERE key = 'long'") or ("",)
+    assert json.loads(value)["$object"] == oid
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("0.01", 0.01),
+        ("3", 3),
+        ("-2", -2),
+        ("true", True),
+        ("false", False),
+        ("1e-3", "1e-3"),
+        ("0.10", "0.10"),
+        ("-0", "-0"),
+        ("-0.0", -0.0),
+        ("NaN", "NaN"),
+        ("Infinity", "Infinity"),
+        ("True", "True"),
+        (" 1", " 1"),
+        ("[1]", "[1]"),
+        ('"a"', '"a"'),
+        ("9" * 5000, "9" * 5000),
+        ("[" * 10_000, "[" * 10_000),
+        ("", ""),
+    ],
+)
+def test_the_mlflow_param_rule(text: str, value: object) -> None:
+    got = mlflow_param_value(text)
+    assert got == value and type(got) is type(value)
+    back = got if isinstance(got, str) else json.dumps(got)
+    assert back == text  # lossless
+
+
+def test_times_and_statuses() -> None:
+    assert (x.ms(0), x.ms(None), x.ms(1.0004), x.ms(1.0006)) == (0, None, 1000, 1001)
+    assert x.ms(T0 + 0.0006) == int(round((T0 + 0.0006) * 1000))
+    assert x.seconds(0) == 0.0 and x.seconds(None) is None and x.seconds(1500) == 1.5
+    for bad in (True, "1", math.nan, math.inf):
+        with pytest.raises(UsageError):
+            x.ms(bad)  # type: ignore[arg-type]
+        with pytest.raises(UsageError):
+            x.seconds(bad)  # type: ignore[arg-type]
+    assert set(x.STATUS_TO_MLFLOW) == set(STATUSES)
+    assert set(x.STATUS_FROM_MLFLOW.values()) <= set(STATUSES)
+    assert all(x.STATUS_FROM_MLFLOW[x.STATUS_TO_MLFLOW[s]] == s for s in STATUSES if s != "crashed")
+
+
+def test_a_server_push_spares_what_the_mlflow_api_kept(store: Store) -> None:
+    """SERVER_ROWS: the hidden tags (soft delete included) and MLflow's model history
+    survive a whole-run import with keep_server_rows; a plain tag does not."""
+    run = _run(store)
+    bundle = export_run(store, run)
+    datasets, _ = x.dataset_tags([_ds("d")])
+    x.set_tags(store, run, {"plain": "1", x.MODEL_HISTORY_TAG: "[]", **datasets})
+    x.soft_delete(store, run, True)
+    import_run(store, bundle, keep_server_rows=True)
+    kept = set(build_record(store, run)["tags"])
+    assert {x.DELETED_TAG, x.MODEL_HISTORY_TAG, *datasets} <= kept and "plain" not in kept
+    import_run(store, bundle)
+    assert not {x.DELETED_TAG, x.MODEL_HISTORY_TAG} & set(build_record(store, run)["tags"])
