@@ -53,7 +53,8 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mlflow]:
     server = start_server(db, str(objects), log_dir=base)
     m = Mlflow(db, objects, server)
     try:
-        for user, role in (("alice", "writer"), ("carol", "approver"), ("rita", "reader")):
+        users = (("alice", "writer"), ("carol", "approver"), ("rita", "reader"), ("adam", "admin"))
+        for user, role in users:
             out = m.admin("users", "add", user, "--project-role", role)
             m.tokens[user] = next(w for w in out.split() if w.startswith("rbt_"))
         with pytest.MonkeyPatch.context() as mp:
@@ -167,6 +168,58 @@ def test_unsafe_paths_and_roles(srv: Mlflow, tmp_path: Path) -> None:
         b"x",
     )
     assert (status, body["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
+
+
+def test_only_the_author_or_an_admin_writes(srv: Mlflow) -> None:
+    """review1 M1, M2: another writer cannot replace a run's artifact or change, fill
+    or delete someone's logged model (403, the bytes unchanged); the run's author, the
+    model's creator and a project admin can; a deleted run takes no uploads."""
+    with mlflow.start_run() as run:
+        mlflow.log_param("x", "1")
+    rid, exp = run.info.run_id, run.info.experiment_id
+    api = f"/p/{PROJECT}/mlflow/api/2.0"
+    art = f"{api}/mlflow-artifacts/artifacts/{exp}/{rid}/artifacts/model.pkl"
+    assert srv.api("alice", "PUT", art, b"GOOD")[0] == 200
+    status, body = srv.api("carol", "PUT", art, b"EVIL")  # carol: an approver, not the author
+    assert (status, body["error_code"]) == (403, "PERMISSION_DENIED"), body
+    assert srv.api("rita", "GET", art) == (200, b"GOOD")
+    assert srv.api("adam", "PUT", art, b"ADMIN")[0] == 200  # a project admin may
+    assert srv.api("rita", "GET", art) == (200, b"ADMIN")
+    mlflow.MlflowClient().delete_run(rid)
+    status, body = srv.api("alice", "PUT", art, b"LATE")  # a deleted run: as MLflow, 400
+    assert (status, body["error_code"]) == (400, "INVALID_PARAMETER_VALUE"), body
+    mlflow.MlflowClient().restore_run(rid)
+
+    def call(user: str, method: str, path: str, body: Any = None) -> int:
+        data = json.dumps(body).encode() if isinstance(body, dict) else body
+        return srv.api(user, method, f"{api}{path}", data)[0]
+
+    made = srv.api("alice", "POST", f"{api}/mlflow/logged-models",
+                   json.dumps({"experiment_id": exp, "source_run_id": rid}).encode())  # fmt: skip
+    assert made[0] == 200, made
+    mid = made[1]["model"]["info"]["model_id"]
+    files = f"/mlflow-artifacts/artifacts/{exp}/models/{mid}/artifacts/MLmodel"
+    tags = {"tags": [{"key": "k", "value": "v"}]}
+    refused = [
+        ("PATCH", f"/mlflow/logged-models/{mid}/tags", tags),
+        ("POST", f"/mlflow/logged-models/{mid}/params", {"params": [{"key": "p", "value": "1"}]}),
+        ("PATCH", f"/mlflow/logged-models/{mid}", {"status": "LOGGED_MODEL_READY"}),
+        ("PUT", files, b"EVIL"),
+        ("DELETE", f"/mlflow/logged-models/{mid}/tags/k", None),
+        ("DELETE", f"/mlflow/logged-models/{mid}", None),
+    ]
+    assert call("alice", "PUT", files, b"GOOD") == 200
+    assert call("alice", "PATCH", f"/mlflow/logged-models/{mid}/tags", tags) == 200
+    for method, path, body in refused:
+        assert call("carol", method, path, body) == 403, (method, path)
+    assert srv.api("rita", "GET", f"{api}{files}") == (200, b"GOOD")
+    assert call("adam", "PATCH", f"/mlflow/logged-models/{mid}/tags", tags) == 200
+    # the creator of a model may change it, and so may the author of its source run
+    made = srv.api("carol", "POST", f"{api}/mlflow/logged-models",
+                   json.dumps({"experiment_id": exp, "source_run_id": rid}).encode())  # fmt: skip
+    other = made[1]["model"]["info"]["model_id"]
+    assert call("carol", "PATCH", f"/mlflow/logged-models/{other}/tags", tags) == 200
+    assert call("alice", "DELETE", f"/mlflow/logged-models/{other}") == 200
 
 
 def _fit(c: float) -> Any:

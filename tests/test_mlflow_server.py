@@ -14,6 +14,7 @@ import math
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +69,8 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     runbase_cmd("server", "migrate", "--db", db, "--objects", objects, check=True)
     t = Team(db, start_server(db, objects, log_dir=base), base)
     try:
-        for user, role in (("alice", "writer"), ("bob", "writer"), ("rita", "reader")):
+        users = (("alice", "writer"), ("bob", "writer"), ("rita", "reader"), ("adam", "admin"))
+        for user, role in users:
             out = runbase_cmd(
                 "server", "users", "add", user, "--project-role", role, "--db", db, check=True
             ).stdout
@@ -241,6 +243,28 @@ def test_metric_history_pages(team: Team, client: MlflowClient) -> None:
         "&metric_key=x&start_step=10&end_step=20&max_results=5"
     )  # fmt: skip
     assert status == 200 and [m["step"] for m in answer["metrics"]] == [10, 12, 15, 18, 20]
+    # review1 M5: max_results=1 is the last point, not a ZeroDivisionError
+    status, answer = team.raw(
+        "alice", "GET", f"/api/2.0/mlflow/metrics/get-history-bulk-interval?run_ids={run_id}"
+        "&metric_key=x&max_results=1"
+    )  # fmt: skip
+    assert status == 200 and [m["step"] for m in answer["metrics"]] == [2499], answer
+
+
+def test_metric_history_without_max_results_is_one_page(team: Team, client: MlflowClient) -> None:
+    """review1 S3: without max_results a history answers at most 25,000 points and a
+    token to the rest (as MLflow's server), read from the chunks that hold the page."""
+    run_id = client.create_run("0").info.run_id
+    for lo in range(0, 25_001, 1000):
+        client.log_batch(run_id, metrics=[Metric("y", 1.0, 0, i)
+                                          for i in range(lo, min(lo + 1000, 25_001))])  # fmt: skip
+    path = f"/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key=y"
+    status, first = team.raw("alice", "GET", path)
+    assert status == 200 and len(first["metrics"]) == 25_000 and first["next_page_token"]
+    status, rest = team.raw("alice", "GET", path + "&page_token=" + first["next_page_token"])
+    assert status == 200 and [m["step"] for m in rest["metrics"]] == [25_000]
+    assert "next_page_token" not in rest
+    assert len(client.get_metric_history(run_id, "y")) == 25_001  # the client pages on
 
 
 def test_fluent_api_nested_runs_and_datasets(team: Team, client: MlflowClient) -> None:
@@ -417,6 +441,129 @@ def test_roles(team: Team, client: MlflowClient, monkeypatch: pytest.MonkeyPatch
     assert status == 401 and answer["error_code"] == "UNAUTHENTICATED"
 
 
+def test_experiment_changes_need_every_run_or_admin(
+    team: Team, client: MlflowClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """review1 S7: renaming, deleting or restoring an experiment rewrites what its runs
+    show: a writer may when every run in it is theirs, else only an admin."""
+    name = unique("shared")
+    exp_id = client.create_experiment(name)
+    client.create_run(exp_id)  # alice's run
+    client.rename_experiment(exp_id, name + "-a")  # all its runs are alice's: fine
+    as_user(monkeypatch, team, "bob")
+    for call in (
+        lambda: client.rename_experiment(exp_id, name + "-b"),
+        lambda: client.delete_experiment(exp_id),
+    ):
+        with pytest.raises(MlflowException) as e:
+            call()
+        assert code_of(e) == "PERMISSION_DENIED" and "admin" in str(e.value)
+    client.create_run(exp_id)  # bob's run in it too: now alice may not either
+    as_user(monkeypatch, team, "alice")
+    with pytest.raises(MlflowException) as e:
+        client.delete_experiment(exp_id)
+    assert code_of(e) == "PERMISSION_DENIED"
+    as_user(monkeypatch, team, "adam")  # a project admin may
+    client.rename_experiment(exp_id, name + "-admin")
+    client.delete_experiment(exp_id)
+    client.restore_experiment(exp_id)
+    assert client.get_experiment(exp_id).name == name + "-admin"
+
+
+def test_timestamp_zero_is_kept(team: Team, client: MlflowClient) -> None:
+    """review1 S2: MLflow sends 0 as a time explicitly; only an absent time is now."""
+    p = "/api/2.0/mlflow/runs"
+    status, made = team.raw("alice", "POST", p + "/create", {"experiment_id": "0", "start_time": 0})
+    assert status == 200 and made["run"]["info"]["start_time"] == 0, made
+    run_id = made["run"]["info"]["run_id"]
+    client.log_batch(run_id, metrics=[Metric("k", 1.0, 0, 0)])
+    status, _ = team.raw("alice", "POST", p + "/log-metric",
+                         {"run_id": run_id, "key": "j", "value": 2.0, "timestamp": 0})  # fmt: skip
+    assert status == 200
+    assert [m.timestamp for m in client.get_metric_history(run_id, "k")] == [0]
+    assert [m.timestamp for m in client.get_metric_history(run_id, "j")] == [0]
+    status, _ = team.raw("alice", "POST", p + "/update",
+                         {"run_id": run_id, "status": "FINISHED", "end_time": 0})  # fmt: skip
+    assert status == 200
+    # the client reads an end_time of 0 as "not ended": the server's JSON keeps it
+    status, got = team.raw("alice", "GET", f"{p}/get?run_id={run_id}")
+    info = got["run"]["info"]
+    assert (info["start_time"], info["end_time"], info["status"]) == (0, 0, "FINISHED")
+
+
+def test_bad_numbers_and_tokens_are_400_everywhere(team: Team, client: MlflowClient) -> None:
+    """review1 M3: text that str.isdigit() takes but int() does not ("²"), a double
+    minus, a boolean: a 400 from every MLflow endpoint that reads a number or a page
+    token (one parser, one token format), never a 500."""
+    run_id = client.create_run("0").info.run_id
+    client.log_metric(run_id, "x", 1.0)
+    sup2 = "%C2%B2"  # "²" in a URL
+    posts: list[tuple[str, Any]] = [
+        ("/mlflow/runs/log-metric", {"run_id": run_id, "key": "k", "value": 1, "step": "²"}),
+        ("/mlflow/runs/log-metric", {"run_id": run_id, "key": "k", "value": 1, "step": "--5"}),
+        ("/mlflow/runs/search", {"experiment_ids": ["0"], "max_results": "²"}),
+        ("/mlflow/runs/search", {"experiment_ids": ["0"], "max_results": True}),
+        ("/mlflow/experiments/search", {"page_token": "²"}),
+        ("/mlflow/logged-models/search", {"experiment_ids": ["0"], "page_token": "²"}),
+        ("/mlflow/logged-models/search", {"experiment_ids": ["0"], "max_results": True}),
+        ("/mlflow/logged-models/search", {"experiment_ids": ["²"]}),
+        ("/mlflow/registered-models/alias", {"name": "m", "alias": "prod", "version": "²"}),
+    ]
+    for path, body in posts:
+        status, answer = team.raw("alice", "POST", "/api/2.0" + path, body)
+        assert (status, answer["error_code"]) == (400, "INVALID_PARAMETER_VALUE"), (path, answer)
+    gets = [
+        f"/mlflow/metrics/get-history?run_id={run_id}&metric_key=x&max_results={sup2}",
+        f"/mlflow/metrics/get-history?run_id={run_id}&metric_key=x&page_token={sup2}",
+        f"/mlflow/registered-models/search?page_token={sup2}",
+        f"/mlflow/registered-models/search?max_results={sup2}",
+        f"/mlflow/model-versions/search?page_token={sup2}",
+        f"/mlflow/model-versions/get?name=m&version={sup2}",
+    ]
+    for path in gets:
+        status, answer = team.raw("alice", "GET", "/api/2.0" + path)
+        assert (status, answer["error_code"]) == (400, "INVALID_PARAMETER_VALUE"), (path, answer)
+
+
+def test_like_patterns_cannot_pin_the_server(team: Team, client: MlflowClient) -> None:
+    """review1 M4: a LIKE pattern of many ``%a`` against a long value took minutes as a
+    backtracking regex; the one matcher answers it at once (runs, experiments and the
+    registry's searches)."""
+    exp_id = client.create_experiment(unique("redos") + "a" * 40)
+    run_id = client.create_run(exp_id, tags={"x": "a" * 40}).info.run_id
+    hostile = "%a" * 30 + "%b"
+    assert client.search_runs([exp_id], f"tags.x LIKE '{hostile}'") == []
+    assert client.search_runs([exp_id], f"tags.x ILIKE '{hostile}'") == []
+    assert [r.info.run_id for r in client.search_runs([exp_id], "tags.x LIKE '%a%a%'")] == [
+        run_id
+    ]
+    assert client.search_experiments(filter_string=f"name LIKE '{hostile}'") == []
+    status, answer = team.raw(
+        "alice", "GET", "/api/2.0/mlflow/registered-models/search?filter="
+        + urllib.parse.quote(f"name LIKE '{hostile}'")
+    )  # fmt: skip
+    assert status == 200 and answer.get("registered_models", []) == [], answer
+
+
+def test_like_matches_as_sql_does() -> None:
+    """core.mlflowfilter.like against the regex it replaced, on every short pattern and
+    text over a small alphabet (``%``, ``_``, case, a regex metacharacter, a newline)."""
+    import itertools
+    import re
+
+    def reference(pattern: str, text: str, fold: bool) -> bool:
+        regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+        return re.fullmatch(regex, text, re.S | (re.I if fold else 0)) is not None
+
+    patterns = ["".join(p) for n in range(5) for p in itertools.product("a%_A.", repeat=n)]
+    texts = ["".join(t) for n in range(5) for t in itertools.product("aA.\n", repeat=n)]
+    for pattern in patterns:
+        for text in texts:
+            for fold in (False, True):
+                want = reference(pattern, text, fold)
+                assert mlflowfilter.like(pattern, text, ignore_case=fold) == want, (pattern, text)
+
+
 def test_create_run_adopts_a_runbase_run_id(
     team: Team, client: MlflowClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -473,6 +620,10 @@ def test_pull_show_diff_of_mlflow_runs(team: Team, client: MlflowClient, tmp_pat
         client.log_metric(run.info.run_id, "acc", float(lr) * 4, step=1)
         client.set_terminated(run.info.run_id, "FINISHED")
         ids.append(run.info.run_id)
+    # review1 S4: a param whose JSON is over 16 KiB is kept as an object the project
+    # holds, so the pull below can fetch it
+    long_value = "\x01" * 6000
+    client.log_param(ids[0], "notes", long_value)
     home = tmp_path / "home"
     home.mkdir()
     env = {"RUNBASE_CONFIG": str(home / "config.json"), "RUNBASE_HOME": str(home)}
@@ -498,6 +649,8 @@ def test_pull_show_diff_of_mlflow_runs(team: Team, client: MlflowClient, tmp_pat
         cli("pull", run_id)
     shown = json.loads(cli("show", ids[0], "--json").stdout)
     assert shown["params"]["lr"] == 0.1 and shown["status"] == "finished"
+    assert shown["params"]["notes"]["$object"].startswith("blake3:")  # pulled with the run
+    assert client.get_run(ids[0]).data.params["notes"] == long_value
     assert shown["metrics"]["acc"]["last"] == pytest.approx(0.4)
     diff = cli("diff", ids[0], ids[1]).stdout
     assert "lr" in diff and "acc" in diff
@@ -521,7 +674,10 @@ def test_pushed_runbase_run_is_seen_by_mlflow(
     name = unique("pushed")
     cli("run", "-q", "--", sys.executable, "train.py", "0.25")
     plain = json.loads(cli("show", "latest", "--json"))["id"]
-    cli("run", "-q", "--tag", f"experiment={name}", "--", sys.executable, "train.py", "0.5")
+    # review1 M6: a malformed dataset entry reaches the server by push: it is skipped
+    bad_dataset = 'runbase.mlflow.dataset.bad={"dataset": [1], "tags": "ab"}'
+    cli("run", "-q", "--tag", f"experiment={name}", "--tag", bad_dataset,
+        "--", sys.executable, "train.py", "0.5")  # fmt: skip
     tagged = json.loads(cli("show", "latest", "--json"))["id"]
     cli("login", team.server.url, "--token", team.tokens["alice"])
     cli("remote", "add", "team", team.server.url, "--project", PROJECT)
@@ -536,6 +692,24 @@ def test_pushed_runbase_run_is_seen_by_mlflow(
     assert exp is not None
     assert [r.info.run_id for r in client.search_runs([exp.experiment_id])] == [tagged]
     assert client.get_run(tagged).data.params["lr"] == "0.5"
+    assert client.get_run(tagged).inputs.dataset_inputs == []
+    found = client.search_runs([exp.experiment_id], "dataset.name = 'x'")
+    assert found == []
+
+    # review1 S1: a pushed run's values come from its process: the MLflow API refuses
+    # to add to them (a later push would replace them), its author included
+    for call in (
+        lambda: client.log_metric(plain, "test_acc", 0.9),
+        lambda: client.log_param(plain, "extra", "1"),
+        lambda: client.set_tag(plain, "note", "x"),
+        lambda: client.set_terminated(plain, "FAILED"),
+    ):
+        with pytest.raises(MlflowException) as e:
+            call()
+        assert code_of(e) == "INVALID_PARAMETER_VALUE"
+        assert "recorded by its own process" in str(e.value)
+    assert "test_acc" not in client.get_run(plain).data.metrics
+    assert client.get_run(plain).info.status == "FINISHED"
 
 
 def test_on_postgresql(
