@@ -8,6 +8,7 @@ once; malformed files are clear errors."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -349,3 +350,28 @@ def test_cli(exports: Path, tmp_path: Path) -> None:
     (tmp_path / "junk").mkdir()
     r = CliRunner().invoke(main, [*base, str(tmp_path / "junk")], catch_exceptions=False)
     assert r.exit_code == 2 and "no neptune-exporter runs under" in r.output
+
+
+def test_a_running_run_and_one_without_a_creation_time(store: Store, tmp_path: Path) -> None:
+    """sys/state Active (the run had not ended at export) imports as running, and the
+    next import of the ended run completes it; a run whose creation time was not
+    exported has its id derived from 0, never from the Parquet file's mtime."""
+    data = tmp_path / "exports" / "data" / PROJECT_DIR
+    live = [*sys_rows("VIS-7", "live", T0), row("VIS-7", "sys/state", "string", string_value="Active")]
+    live += series("VIS-7", "metrics/loss", range(3))
+    write_parquet(data / "VIS-7_part_0.parquet", live)
+    bare = [row("VIS-8", "sys/name", "string", string_value="bare"),
+            *series("VIS-8", "metrics/loss", range(2))]  # fmt: skip
+    write_parquet(data / "VIS-8_part_0.parquet", bare)
+    first = import_neptune(store, tmp_path / "exports")
+    names = by_name(store, first.created)
+    assert read.load_row(store, names["live"])["status"] == "running"
+    assert read.load_row(store, names["live"])["ended_at"] is None
+    assert names["bare"] == external.derived_id("neptune", f"{PROJECT}/VIS-8", 0.0)
+    assert read.load_row(store, names["bare"])["started_at"] == T0  # its first point
+    os.utime(data / "VIS-8_part_0.parquet", (T0 + 99, T0 + 99))  # a copy or a touch
+    live[-4] = row("VIS-7", "sys/state", "string", string_value="Inactive")
+    write_parquet(data / "VIS-7_part_0.parquet", live)
+    again = import_neptune(store, tmp_path / "exports")
+    assert again.updated == [names["live"]] and again.unchanged == [names["bare"]]
+    assert read.load_row(store, names["live"])["status"] == "finished"

@@ -9,14 +9,19 @@ That keeps the rules of an import in one place:
   so importing the same source again finds the run instead of making a second one;
 - tags ``import.source``, ``import.id`` and ``experiment`` keep where it came from;
 - a run already in the store is compared with its source: identical is "unchanged";
-  what the source has added since (metric points past the ones stored, new tags,
-  params or files, an end) is appended and the run is "updated"; a source that
-  disagrees with what was imported (a metric's stored points no longer its prefix,
-  a param with another value) is "skipped" with why, and nothing of it is changed.
+  otherwise the run mirrors its source and is "updated": metric points past the ones
+  stored are appended, tags and files take the source's value (a tag or file changed
+  there is changed here; one deleted there is kept), new params are added, the status
+  and end follow. A source that disagrees with what was imported in a way a run never
+  changes (a metric's stored points no longer its prefix, a param with another value)
+  is "skipped" with why, and nothing of it is changed;
+- a run that fails half way through its first write (a value the store refuses) is
+  not left "running": it is marked failed with tag ``import.incomplete`` (why), and the
+  next import completes it (and removes the tag) or reports it again.
 
-File bytes are read through :class:`runbase.core.safepath.SafeRoot` (no component
-followed through a symlink) and stored as objects (BLAKE3, deduplicated), then
-recorded as run outputs.
+Files are found by :func:`walk_files` (one symlink policy for every importer), read
+through :class:`runbase.core.safepath.SafeRoot` (no component followed through a
+symlink) and stored as objects (BLAKE3, deduplicated), then recorded as run outputs.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from runbase.records.read import load_metrics, load_params, load_row, load_tags
 from runbase.store import Store
 
 MODE = "import"  # runs.mode of every imported run
+INCOMPLETE_TAG = "import.incomplete"  # a first write that failed half way: why
 POINTS_PER_CALL = 200_000  # external.log_points takes at most a million in one call
 
 
@@ -62,6 +68,10 @@ class SourceRun:
     system: str
     original_id: str
     started_at: float
+    # the time the run's id is derived from, when the source has no start time of its
+    # own (started_at is then a guess, e.g. its first point): a fixed 0, never a file's
+    # mtime, so a copied or touched source still finds the run it made
+    id_time: float | None = None
     name: str | None = None
     experiment: str | None = None
     ended_at: float | None = None
@@ -75,6 +85,12 @@ class SourceRun:
     points: list[tuple[str, int, float, float]] = field(default_factory=list)
     summary: dict[str, float] = field(default_factory=dict)
     files: list[SourceFile] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str:
+        """The runbase id of this run (the same on every import of the same source)."""
+        at = self.started_at if self.id_time is None else self.id_time
+        return run_id_of(self.system, self.original_id, at)
 
     @property
     def what(self) -> str:
@@ -103,7 +119,7 @@ def write_run(store: Store, src: SourceRun, report: ImportReport) -> str | None:
     """Create ``src`` in ``store``, or bring its earlier import up to date; record the
     outcome in ``report``. Returns the run's id (None when it was skipped)."""
     try:
-        run_id = run_id_of(src.system, src.original_id, src.started_at)
+        run_id = src.run_id
         tags = dict(src.tags)
         tags.update({"import.source": src.system, "import.id": src.original_id})
         if src.experiment:
@@ -125,7 +141,7 @@ def _create(
     store: Store, run_id: str, src: SourceRun, tags: dict[str, str], report: ImportReport
 ) -> None:
     # the run is created "running" and given its status last: an import cut short
-    # leaves a run that a second import completes (its points, files, end)
+    # (killed) leaves a run that a second import completes (its points, files, end)
     external.create_run(
         store,
         run_id=run_id,
@@ -138,12 +154,27 @@ def _create(
         parent_id=src.parent_id,
         tags=tags,
     )
-    if src.params:
-        external.set_params(store, run_id, src.params, src.system)
-    _log(store, run_id, src.points)
-    _summary(store, run_id, src.summary)
-    _files(store, run_id, src, report)
+    try:
+        if src.params:
+            external.set_params(store, run_id, src.params, src.system)
+        _log(store, run_id, src.points)
+        _summary(store, run_id, src.summary)
+        _files(store, run_id, src, report)
+    except Exception as e:
+        _incomplete(store, run_id, src, e)
+        raise
     external.set_status(store, run_id, src.status, _ended(src))
+
+
+def _incomplete(store: Store, run_id: str, src: SourceRun, error: Exception) -> None:
+    """A run whose first write failed half way: failed (not "running" for ever), with
+    why in tag ``import.incomplete``; the next import retries what is missing."""
+    why = (str(error) or type(error).__name__)[:1000]
+    try:
+        external.set_tags(store, run_id, {INCOMPLETE_TAG: why})
+        external.set_status(store, run_id, "failed", src.started_at)
+    except RunbaseError:
+        pass  # the store refuses writes now: the run stays as the failure left it
 
 
 def _ended(src: SourceRun) -> float | None:
@@ -185,7 +216,11 @@ def _update(
     )
     if moved:
         external.set_status(store, run_id, src.status, ended)
-    return bool(new_params or new_tags or tail_points or wrote_summary or new_files or moved)
+    completed = INCOMPLETE_TAG in have_tags  # an earlier first write that failed: done now
+    if completed:
+        external.delete_tag(store, run_id, INCOMPLETE_TAG)
+    changed = new_params or new_tags or tail_points or wrote_summary or new_files
+    return bool(changed or moved or completed)
 
 
 def _metric_tails(
@@ -249,6 +284,72 @@ def _files(store: Store, run_id: str, src: SourceRun, report: ImportReport) -> i
             external.add_output(store, run_id, f.path, oid, size, src.system)
             added += 1
     return added
+
+
+def walk_files(
+    root: Path,
+    report: ImportReport,
+    what: str,
+    *,
+    sub: str = "",
+    follow_inside: Path | None = None,
+) -> list[tuple[SourceFile, int]]:
+    """Every regular file under ``root/sub`` (``sub`` a relative path), in path order:
+    ``(SourceFile(path below root/sub, root, path below root), size)``. The one symlink
+    policy of every importer: a directory being imported may come from anyone, so a
+    link is never followed, except, with ``follow_inside``, a link to a regular file
+    inside that directory (W&B's ``wandb.save`` links what it saves), which is read from
+    where it points. Every link not followed is reported skipped, named by ``what``."""
+    base = root / sub if sub else root
+    if not base.is_dir() or base.is_symlink():
+        return []
+    inside = os.path.realpath(follow_inside) if follow_inside is not None else None
+    out: list[tuple[SourceFile, int]] = []
+    for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
+        dirnames.sort()
+        for name in sorted([*dirnames, *filenames]):
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, base).replace(os.sep, "/")
+            try:
+                st = os.lstat(full)
+            except OSError:
+                continue  # gone since it was listed
+            if stat.S_ISREG(st.st_mode):
+                out.append((SourceFile(rel, root, _below(full, root)), st.st_size))
+            elif stat.S_ISLNK(st.st_mode):
+                linked = _linked(full, inside)
+                if linked is None:
+                    why = _LINK_WHY + (_LINK_INSIDE if inside is not None else "")
+                    report.skipped.append((f"file {rel} of {what}", why))
+                else:
+                    out.append((SourceFile(rel, Path(inside or ""), linked[0]), linked[1]))
+    out.sort(key=lambda fs: fs[0].path)
+    return out
+
+
+_LINK_WHY = "a symbolic link: not followed"
+_LINK_INSIDE = " (only a link to a file inside the run's directory is)"
+
+
+def _below(full: str, root: Path) -> str:
+    return os.path.relpath(full, root).replace(os.sep, "/")
+
+
+def _linked(link: str, inside: str | None) -> tuple[str, int] | None:
+    """(path below ``inside``, size) of the regular file ``link`` points to, when that
+    is inside ``inside``; else None."""
+    if inside is None:
+        return None
+    target = os.path.realpath(link)
+    if not target.startswith(inside + os.sep):
+        return None
+    try:
+        st = os.stat(target, follow_symlinks=False)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return os.path.relpath(target, inside).replace(os.sep, "/"), st.st_size
 
 
 def _put(store: Store, f: SourceFile) -> tuple[str, int]:

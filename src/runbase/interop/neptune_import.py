@@ -50,6 +50,7 @@ from runbase.interop.imported import (
     ok_time,
     ok_value,
     run_id_of,
+    walk_files,
     write_run,
 )
 from runbase.interop.report import ImportReport, Progress, report_step
@@ -77,6 +78,8 @@ PARAM_TYPES = frozenset({"float", "int", "string", "bool", "datetime", "string_s
 FILE_TYPES = frozenset({"file", "file_series", "file_set", "artifact"})
 NOT_MAPPED = {"string_series": "string series values", "histogram_series": "histogram values"}
 META = ("sys/creation_time", "sys/forking/parent")  # read first: a run's id and its parent's
+STATE = "sys/state"  # Neptune 2's run state, where an export holds it (any attribute type)
+RUNNING_STATES = frozenset({"active", "running"})  # as the API and the client spell it
 
 
 @dataclass
@@ -99,6 +102,8 @@ class _Read:
     points: list[tuple[str, int, float, float]] = field(default_factory=list)
     files: list[tuple[str, str]] = field(default_factory=list)  # (attribute path, file path)
     counters: dict[str, int] = field(default_factory=dict)  # per series key: the next step
+    first: float | None = None  # the earliest point time read (a start when none exported)
+    state: str | None = None  # sys/state where the export has it (Neptune 2: Active/running)
 
 
 def import_neptune(
@@ -112,7 +117,7 @@ def import_neptune(
     runs = find_runs(Path(source))
     pq = _parquet()
     report = ImportReport(SYSTEM)
-    metas: list[tuple[_RunFiles, str, float, str | None]] = []
+    metas: list[tuple[_RunFiles, str, float | None, str | None]] = []
     for run in runs:
         try:
             metas.append((run, *_meta(pq, run)))
@@ -123,11 +128,13 @@ def import_neptune(
             "no Neptune run could be read: "
             + "; ".join(f"{what}: {why}" for what, why in report.skipped[:3])
         )
-    ids = {key: run_id_of(SYSTEM, key, started) for _r, key, started, _p in metas}
-    metas.sort(key=lambda m: m[2])  # by start: a fork's parent before it
-    for i, (run, key, started, parent) in enumerate(metas):
+    # a run without a creation time has its id derived from 0: never from a file's
+    # mtime, which a copy or a touch changes (the run would be imported twice)
+    ids = {key: run_id_of(SYSTEM, key, created or 0.0) for _r, key, created, _p in metas}
+    metas.sort(key=lambda m: m[2] or 0.0)  # by start: a fork's parent before it
+    for i, (run, key, created, parent) in enumerate(metas):
         report_step(progress, i, len(metas), key)
-        src = _read_run(pq, run, key, started, report)
+        src = _read_run(pq, run, key, created, report)
         if src is None:
             continue
         src.experiment = experiment or src.experiment
@@ -227,9 +234,9 @@ def _batches(
         ) from None
 
 
-def _meta(pq: ModuleType, run: _RunFiles) -> tuple[str, float, str | None]:
-    """A run's ``<project>/<run id>``, its start and its fork parent's run id, from the
-    few rows that say so."""
+def _meta(pq: ModuleType, run: _RunFiles) -> tuple[str, float | None, str | None]:
+    """A run's ``<project>/<run id>``, its creation time (None when not exported) and
+    its fork parent's run id, from the few rows that say so."""
     project = run_id = ""
     created: float | None = None
     parent: str | None = None
@@ -248,26 +255,29 @@ def _meta(pq: ModuleType, run: _RunFiles) -> tuple[str, float, str | None]:
     if not project or not run_id:
         raise UsageError(f"{run.parts[0].name} holds no rows (no project or run id)")
     key = f"{project}/{run_id}"
-    if created is None or not ok_time(created):
-        created = run.parts[0].stat().st_mtime  # no creation time exported: the file's
+    if created is not None and not ok_time(created):
+        created = None
     return key, created, parent
 
 
 def _read_run(
-    pq: ModuleType, run: _RunFiles, key: str, started: float, report: ImportReport
+    pq: ModuleType, run: _RunFiles, key: str, created: float | None, report: ImportReport
 ) -> SourceRun | None:
     acc = _Read()
     try:
         for path in run.parts:
             for b in _batches(pq, path, list(COLUMNS)):
-                _rows(acc, b, started, report)
+                _rows(acc, b, created or 0.0, report)
     except UsageError as e:
         report.skipped.append((f"Neptune run {key}", str(e)))
         return None
     if f"{acc.project_id}/{acc.run_id}" != key:
         report.skipped.append((f"Neptune run {key}", "its Parquet parts name different runs"))
         return None
-    return _source(acc, run, key, started, report)
+    src = _source(acc, run, key, created if created is not None else acc.first or 0.0, report)
+    if created is None:
+        src.id_time = 0.0  # the id as import_neptune derived it (ids)
+    return src
 
 
 def _rows(acc: _Read, b: dict[str, list[Any]], started: float, report: ImportReport) -> None:
@@ -279,6 +289,8 @@ def _rows(acc: _Read, b: dict[str, list[Any]], started: float, report: ImportRep
             raise UsageError("a Parquet part holds rows of another run")
         if not isinstance(attr, str) or not isinstance(kind, str):
             report.not_mapped_add("rows without an attribute path or type")
+        elif attr == STATE and isinstance(b["string_value"][i], str):
+            acc.state = b["string_value"][i]
         elif kind == "float_series":
             _point(acc, attr, b, i, started, report)
         elif kind in PARAM_TYPES:
@@ -325,8 +337,12 @@ def _point(
         step = acc.counters.get(attr, 0)
     acc.counters[attr] = step + 1
     ts = b["timestamp"][i]
-    t = ts.timestamp() if isinstance(ts, datetime) else started
-    acc.points.append((attr, int(step), t if ok_time(t) else started, float(value)))
+    t = ts.timestamp() if isinstance(ts, datetime) else None
+    if t is None or not ok_time(t):
+        t = started
+    else:
+        acc.first = t if acc.first is None else min(acc.first, t)
+    acc.points.append((attr, int(step), t, float(value)))
 
 
 def _text(kind: str, value: Any) -> str | None:
@@ -364,7 +380,7 @@ def _source(
         experiment=acc.project_id,
         user=_str(v.get("sys/owner")),
         host=_str(v.get("sys/hostname")),
-        status="failed" if v.get("sys/failed") is True else "finished",
+        status=_status(acc),
         points=acc.points,
     )
     for attr, value in v.items():
@@ -381,6 +397,16 @@ def _source(
             src.params[attr] = text
     src.files = _files(acc, run, key, report)
     return src
+
+
+def _status(acc: _Read) -> str:
+    """failed (``sys/failed``), running (``sys/state`` Active or running: the run had
+    not ended when it was exported; the next import completes it), else finished."""
+    if acc.values.get("sys/failed") is True:
+        return "failed"
+    if (acc.state or "").strip().lower() in RUNNING_STATES:
+        return "running"
+    return "finished"
 
 
 def _str(v: Any) -> str | None:
@@ -410,12 +436,8 @@ def _files(acc: _Read, run: _RunFiles, key: str, report: ImportReport) -> list[S
         if not full.startswith(root + os.sep) or os.path.islink(full):
             report.skipped.append((what, "a path out of the files directory"))
         elif os.path.isdir(full):
-            for dirpath, dirnames, filenames in os.walk(full):
-                dirnames.sort()
-                for f in sorted(filenames):
-                    path = os.path.join(dirpath, f)
-                    inner = os.path.relpath(path, full).replace(os.sep, "/")
-                    out.append(SourceFile(f"{name}/{inner}", Path(root), _rel(path, root)))
+            inside = walk_files(Path(root), report, f"Neptune run {key}", sub=_rel(full, root))
+            out += [SourceFile(f"{name}/{f.path}", f.root, f.rel) for f, _size in inside]
         elif os.path.exists(full):
             out.append(SourceFile(name, Path(root), _rel(full, root)))
         else:

@@ -10,8 +10,9 @@ What maps (docs/interop.md): every scalar (each tag a metric key; every step, wa
 time and value as stored: a 32-bit float stays that float's exact value), the hparams
 plugin's session (its hparams as params, source ``tensorboard``), the first and last
 wall time as start and end. The run's original id (tag ``import.id``) is its directory
-relative to LOGDIR (``.`` for LOGDIR itself), which is also its name; the tag
-``experiment`` is LOGDIR's name unless ``--experiment`` names one.
+relative to LOGDIR (LOGDIR's own name for event files directly in it), which is also
+its name; the tag ``experiment`` is LOGDIR's name unless ``--experiment`` names one.
+An event whose wall time is not a valid time is left out and counted.
 
 PyTorch's ``SummaryWriter.add_hparams`` writes its hparams and metrics into a new
 subdirectory of the writer's directory: a directory holding an hparams session
@@ -85,17 +86,17 @@ def import_tensorboard(
     # PyTorch's add_hparams would be); each run is written once it is closed
     open_runs: dict[str, list[_Dir]] = {}
     for i, rel in enumerate(rels):
-        report_step(progress, i, len(rels), rel)
+        report_step(progress, i, len(rels), _original_id(rel, root))
         d = _read_dir(root, rel, tb, report)
         parent = rel.rsplit("/", 1)[0] if "/" in rel else "."
         if d.session and rel != "." and parent in open_runs and not open_runs[parent][0].session:
             open_runs[parent].append(d)
             continue
         for other in [r for r in open_runs if not _below(rel, r)]:
-            _write(store, other, open_runs.pop(other), name, report)
+            _write(store, root, other, open_runs.pop(other), name, report)
         open_runs[rel] = [d]
     for other in list(open_runs):
-        _write(store, other, open_runs.pop(other), name, report)
+        _write(store, root, other, open_runs.pop(other), name, report)
     report_step(progress, len(rels), len(rels), "")
     return report
 
@@ -104,10 +105,19 @@ def _below(rel: str, other: str) -> bool:
     return other == "." or rel.startswith(other + "/")
 
 
-def _write(store: Store, rel: str, dirs: list[_Dir], experiment: str, report: ImportReport) -> None:
-    src = _source(rel, dirs, experiment, report)
+def _write(
+    store: Store, root: Path, rel: str, dirs: list[_Dir], experiment: str, report: ImportReport
+) -> None:
+    src = _source(_original_id(rel, root), dirs, experiment, report)
     if src is not None:
         write_run(store, src, report)
+
+
+def _original_id(rel: str, root: Path) -> str:
+    """A run's id at its source: its directory relative to LOGDIR; LOGDIR's own name
+    for event files directly in LOGDIR (a single-run log directory), so two such
+    directories are two runs, each named as the directory."""
+    return rel if rel != "." else (root.resolve().name or "tensorboard")
 
 
 def run_dirs(root: Path) -> list[str]:
@@ -166,11 +176,11 @@ def _read_dir(root: Path, rel: str, tb: SimpleNamespace, report: ImportReport) -
 
 def _event(out: _Dir, event: Any, tb: SimpleNamespace, report: ImportReport) -> None:
     t = float(event.wall_time)
-    if ok_time(t):
-        out.first = t if out.first is None else min(out.first, t)
-        out.last = t if out.last is None else max(out.last, t)
-    else:
-        t = out.last or 0.0
+    if not ok_time(t):  # no time to record it at: never guessed (1970, a neighbour's)
+        report.not_mapped_add("events without a valid wall time")
+        return
+    out.first = t if out.first is None else min(out.first, t)
+    out.last = t if out.last is None else max(out.last, t)
     kind = event.WhichOneof("what")
     if kind in ("graph_def", "meta_graph_def", "tagged_run_metadata"):
         report.not_mapped_add("graphs and run metadata")

@@ -38,7 +38,15 @@ from types import ModuleType
 from typing import Any
 
 from runbase.errors import NotFound, UsageError
-from runbase.interop.imported import SourceFile, SourceRun, ok_key, ok_time, ok_value, write_run
+from runbase.interop.imported import (
+    SourceFile,
+    SourceRun,
+    ok_key,
+    ok_time,
+    ok_value,
+    walk_files,
+    write_run,
+)
 from runbase.interop.report import ImportReport, Progress, report_step
 from runbase.store import Store
 
@@ -321,12 +329,16 @@ def _param_text(v: Any) -> str:
 def _source(acc: _Run, run_dir: Path, report: ImportReport, experiment: str | None) -> SourceRun:
     run = acc.run
     started = _ts(run.start_time) if run.start_time.seconds else 0.0
+    id_time = None
     if not ok_time(started) or started == 0.0:
-        started = min((p[2] for p in acc.points), default=run_dir.stat().st_mtime)
+        # no start recorded: the first point's time (else 0) is shown, and the id is
+        # derived from 0, which the next import of the same log finds again
+        started, id_time = min((p[2] for p in acc.points), default=0.0), 0.0
     src = SourceRun(
         system=SYSTEM,
         original_id=run.run_id,
         started_at=started,
+        id_time=id_time,
         name=run.display_name or None,
         experiment=experiment or run.project or None,
         host=run.host or acc.env.get("host") or None,
@@ -399,24 +411,6 @@ def _same(a: float, b: float) -> bool:
 def _files(run_dir: Path, report: ImportReport) -> list[SourceFile]:
     """The files under ``files/``, each by its path there. A symlink (``wandb.save``
     links what it saves) is followed only to a file inside the run directory."""
-    root = run_dir / "files"
-    if not root.is_dir() or root.is_symlink():
-        return []
-    real_run = os.path.realpath(run_dir)
-    out: list[SourceFile] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            full = os.path.join(dirpath, name)
-            rel = os.path.relpath(full, root).replace(os.sep, "/")
-            if not os.path.islink(full):
-                out.append(SourceFile(rel, root, rel))
-                continue
-            target = os.path.realpath(full)
-            if target.startswith(real_run + os.sep) and os.path.isfile(target):
-                out.append(SourceFile(rel, Path(real_run), os.path.relpath(target, real_run)))
-            else:
-                report.skipped.append(
-                    (f"file {rel} of W&B run {run_dir.name}", "a link out of the run directory")
-                )
-    return out
+    what = f"W&B run {run_dir.name}"
+    found = walk_files(run_dir, report, what, sub="files", follow_inside=run_dir)
+    return [f for f, _size in found]
