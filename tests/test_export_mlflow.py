@@ -263,3 +263,42 @@ def test_export_reads_a_read_only_store(made: tuple[Path, list[str]], tmp_path: 
     finally:
         ro.close()
     assert result["runs"] == made[1] and result["experiments"] == {"exp-a": "1", "exp-b": "2"}
+
+
+def test_runbase_mlflow_state_exports_as_mlflow_keeps_it(tmp_path: Path) -> None:
+    """A run written through the MLflow API (or pulled from a server): its dataset
+    inputs (records.external's codec) come out as MLflow datasets, its soft delete as a
+    deleted run, and no runbase.mlflow.* tag shows as an MLflow tag; status through the
+    one map (crashed is FAILED)."""
+    from runbase.records import external
+
+    s = Store.open(tmp_path / "s", create=True)
+    try:
+        rid = external.create_run(
+            s, name="api", started_at=1_700_000_000.0006, user="ann", mode="mlflow",
+            status="crashed", ended_at=1_700_000_100.0, tags={"experiment": "e"},
+        )  # fmt: skip
+        entry = {
+            "dataset": {"name": "train", "digest": "d1", "source_type": "local", "source": "x"},
+            "tags": [{"key": external.DATASET_CONTEXT_TAG, "value": "training"}],
+        }
+        minimal = {"dataset": {"name": "eval", "digest": "d2"}, "tags": []}
+        tags, too_large = external.dataset_tags([entry, minimal])
+        assert too_large == 0
+        external.set_tags(s, rid, tags)
+        external.soft_delete(s, rid, True)
+        assert export_mlflow(s, [rid], tmp_path / "mlruns")["skipped"] == []
+    finally:
+        s.close()
+    run = client(tmp_path / "mlruns").get_run(rid)
+    assert run.info.lifecycle_stage == "deleted" and run.info.status == "FAILED"
+    assert run.info.start_time == 1_700_000_000_000 + 1  # rounded, as every path rounds
+    assert not [k for k in run.data.tags if k.startswith(external.HIDDEN_PREFIX)]
+    got = sorted(
+        (d.dataset.name, d.dataset.digest, d.dataset.source, [(t.key, t.value) for t in d.tags])
+        for d in run.inputs.dataset_inputs
+    )
+    assert got == [
+        ("eval", "d2", "", []),
+        ("train", "d1", "x", [(external.DATASET_CONTEXT_TAG, "training")]),
+    ]

@@ -152,8 +152,13 @@ def test_an_mlruns_directory_imports_losslessly(
         assert tags[key] == value
     assert tags["import.id"] == ids["parent"] and tags["import.source"] == "mlflow"
     assert tags["experiment"] == "exp-a" and tags["note"] == "h\u00e9llo"
-    (ds,) = json.loads(tags["mlflow.datasets"])
-    assert ds["name"] == "train" and ds["tags"] == {"mlflow.data.context": "training"}
+    # the one dataset representation (records.external's codec), as the server's API keeps it
+    assert "mlflow.datasets" not in tags
+    (entry,) = external.datasets(tags)
+    ds = entry["dataset"]
+    assert ds["name"] == "train" and entry["tags"] == [
+        {"key": "mlflow.data.context", "value": "training"}
+    ]
     assert json.loads(ds["source"]) == {"uri": "data/train.csv"} and ds["digest"]
     for key in ("loss", "acc", "lr", "odd"):
         theirs = c.get_metric_history(ids["parent"], key)
@@ -292,8 +297,8 @@ def test_deleted_runs_and_one_experiment_on_request(
     report = import_mlflow(store, mlruns, experiment="exp-b", include_deleted=True)
     failed, deleted = derived(mlruns, ids["failed"]), derived(mlruns, ids["deleted"])
     assert sorted(report.created) == sorted([failed, deleted])
-    assert "deleted" in build_record(store, deleted)["tags"]
-    assert "deleted" not in build_record(store, failed)["tags"]
+    assert external.DELETED_TAG in build_record(store, deleted)["tags"]
+    assert external.DELETED_TAG not in build_record(store, failed)["tags"]
     with pytest.raises(NotFound, match="no experiment 'nope'"):
         import_mlflow(store, mlruns, experiment="nope")
 
@@ -435,3 +440,37 @@ def test_the_runbase_command_imports_and_shows(
     assert shown["metrics"]["acc"]["count"] == 100
     missing = runbase_cmd("import", "mlflow", str(tmp_path / "gone"), cwd=tmp_path, env=env)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_datasets_too_large_for_a_tag_are_counted_and_runbase_tags_not_taken(
+    source: tuple[Path, dict[str, str]], store: Store, tmp_path: Path
+) -> None:
+    """A dataset input whose JSON is over a tag's limit is counted in not_mapped (never
+    dropped silently); a source tag under runbase.mlflow. (runbase's own state: a
+    crafted one would mark the run deleted) is reported, not taken."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    mlruns = tmp_path / "mlruns"
+    shutil.copytree(source[0], mlruns)
+    c = client(mlruns)
+    exp = c.get_experiment_by_name("exp-b")
+    run = c.create_run(exp.experiment_id, run_name="big-data")
+    small = Dataset("small", "d1", "local", "s.csv")
+    big = Dataset("big", "d2", "local", "x" * 60_000, schema="y" * 30_000)
+    context = [InputTag("mlflow.data.context", "eval")]
+    c.log_inputs(run.info.run_id, [DatasetInput(small, context), DatasetInput(big, [])])
+    c.set_tag(run.info.run_id, external.DELETED_TAG, "2026-01-01T00:00:00Z")
+    c.set_terminated(run.info.run_id)
+    report = import_mlflow(store, mlruns, experiment="exp-b")
+    rid = derived(mlruns, run.info.run_id)
+    assert report.not_mapped["dataset inputs too large for a tag"] == 1
+    assert (
+        f"tag {external.DELETED_TAG!r} of run {run.info.run_id}",
+        "a name runbase keeps for itself",
+    ) in report.skipped
+    tags = build_record(store, rid)["tags"]
+    assert external.DELETED_TAG not in tags
+    (entry,) = external.datasets(tags)
+    assert entry["dataset"]["name"] == "small" and entry["tags"] == [
+        {"key": "mlflow.data.context", "value": "eval"}
+    ]

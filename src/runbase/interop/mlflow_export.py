@@ -10,12 +10,14 @@ The layout is the one MLflow's own ``FileStore`` reads (``MlflowClient("file:DIR
     DIR/<exp>/<run>/metrics/<key>       one "<ms> <value> <step>" line per point, all of them
     DIR/<exp>/<run>/tags/<key>          the value as text
     DIR/<exp>/<run>/artifacts/<path>    the run's stored outputs, verified against their ids
-    DIR/<exp>/<run>/inputs/, DIR/<exp>/datasets/   an imported MLflow run's dataset inputs
+    DIR/<exp>/<run>/inputs/, DIR/<exp>/datasets/   the run's MLflow dataset inputs
 
 MLflow run ids are the runbase run ids (MLflow accepts any ``[A-Za-z0-9][\\w-]*``).
 A run keeps its tags and gains MLflow's system tags where it has none of its own:
 ``mlflow.runName``, ``mlflow.user``, ``mlflow.source.git.commit`` (the code record's
-commit), ``mlflow.parentRunId``. DIR must be absent, empty, or an MLflow file store
+commit), ``mlflow.parentRunId``; runbase's own MLflow state (tags ``runbase.mlflow.*``,
+records.external) is written as MLflow keeps it: a soft-deleted run as deleted, dataset
+inputs as datasets. DIR must be absent, empty, or an MLflow file store
 (then the runs are added to it); a run already in DIR is never overwritten.
 Everything written goes through :class:`~runbase.core.safepath.SafeRoot`: a recorded
 key or path can never write outside its run's directory.
@@ -40,8 +42,8 @@ import yaml
 
 from runbase.core.safepath import SafeRoot, check_relpath
 from runbase.errors import CorruptObject, RunbaseError, UnsafePathError, UsageError
-from runbase.interop.mlflow_import import DATASETS_TAG  # dataset inputs, as imported
-from runbase.records import checkout, experiments
+from runbase.interop.mlruns import experiment_meta, is_mlruns
+from runbase.records import checkout, experiments, external
 from runbase.records.external import param_text
 from runbase.records.read import load_params, load_row, load_tags, series
 from runbase.records.series import series_keys
@@ -49,9 +51,9 @@ from runbase.store import Store
 
 DEFAULT_ID = "0"
 DEFAULT_NAME = "Default"
-_DATASET_FIELDS = ("name", "digest", "source_type", "source", "schema", "profile")
-# MLflow's FileStore statuses (RunStatus) as stored in meta.yaml
-_STATUS = {"running": 1, "finished": 3, "failed": 4, "crashed": 4, "killed": 5}
+# MLflow's RunStatus numbers, as its FileStore keeps them in meta.yaml (the status
+# itself comes from records.external's one map)
+_RUN_STATUS = {"RUNNING": 1, "SCHEDULED": 2, "FINISHED": 3, "FAILED": 4, "KILLED": 5}
 # what MLflow accepts as a param/metric/tag name on POSIX: word characters, / . - : and
 # space, and a name that is its own normalized path (MLflow reads names as file paths)
 _NAME = re.compile(r"[/\w.\- :]+")
@@ -100,7 +102,7 @@ def _open_dest(root: Path) -> _Dest:
     entries = sorted(os.listdir(root)) if root.is_dir() else []
     dest = _Dest(root)
     if entries:
-        if not _is_mlruns(root, entries):
+        if not is_mlruns(root):
             raise UsageError(
                 f"{root} is not empty and not an MLflow file store (no <experiment>/meta.yaml): "
                 "give an empty or new directory, or an mlruns directory to add the runs to"
@@ -117,26 +119,9 @@ def _open_dest(root: Path) -> _Dest:
     return dest
 
 
-def _is_mlruns(root: Path, entries: list[str]) -> bool:
-    return any(_experiment_meta(root / e) is not None for e in entries)
-
-
-def _experiment_meta(d: Path) -> dict[str, Any] | None:
-    """An experiment directory's meta.yaml, or None when ``d`` is not one."""
-    meta = d / "meta.yaml"
-    if d.is_symlink() or not meta.is_file():
-        return None
-    try:
-        data = yaml.safe_load(meta.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
-    ok = isinstance(data, dict) and "experiment_id" in data and "name" in data
-    return data if ok else None
-
-
 def _read_existing(dest: _Dest, entries: list[str]) -> None:
     for e in entries:
-        meta = _experiment_meta(dest.root / e)
+        meta = experiment_meta(dest.root / e)
         if meta is None:
             continue
         dest.experiments.setdefault(str(meta["name"]), e)
@@ -224,41 +209,33 @@ def _fill_run(
 ) -> int:
     run_id = row["id"]
     safe = SafeRoot(work)
-    meta = _run_meta(row, exp_id, final, deleted="deleted" in tags)
+    meta = _run_meta(row, exp_id, final, deleted=external.DELETED_TAG in tags)
     _write_text(safe, "meta.yaml", _yaml(meta))
     for sub in ("params", "metrics", "tags", "artifacts"):
         (work / sub).mkdir()
     for key, value in _params(store, run_id).items():
         _named(safe, "params", key, value, run_id, skipped)
-    for key, value in sorted({**_system_tags(row), **tags}.items()):
+    # runbase's own MLflow state (deletion, datasets, model links) is written as what it
+    # is in MLflow's layout, never as tags
+    visible = {k: v for k, v in tags.items() if not k.startswith(external.HIDDEN_PREFIX)}
+    for key, value in sorted({**_system_tags(row), **visible}.items()):
         _named(safe, "tags", key, value, run_id, skipped)
     for key in (k["key"] for k in series_keys(store, run_id)):
         _named(safe, "metrics", key, _metric_lines(store, run_id, key), run_id, skipped)
-    if DATASETS_TAG in tags:
-        _datasets(tags[DATASETS_TAG], safe, SafeRoot(final.parent), run_id, skipped)
+    _datasets(external.datasets(tags), safe, SafeRoot(final.parent), run_id)
     return _artifacts(store, run_id, SafeRoot(work / "artifacts"), skipped)
 
 
-def _datasets(
-    text: str, run: SafeRoot, exp: SafeRoot, run_id: str, skipped: list[tuple[str, str]]
-) -> None:
-    """The dataset inputs an MLflow import kept in tag ``mlflow.datasets`` (a JSON
-    list), written back as MLflow's: ``<exp>/datasets/<id>/meta.yaml`` (once per name
-    and digest) and ``<run>/inputs/<id>/meta.yaml`` naming it, with the input's tags."""
-    try:
-        entries = json.loads(text)
-    except ValueError:
-        entries = None
-    if not isinstance(entries, list):
-        skipped.append((f"tag {DATASETS_TAG} of run {run_id}", "not a JSON list"))
-        return
+def _datasets(entries: list[dict[str, Any]], run: SafeRoot, exp: SafeRoot, run_id: str) -> None:
+    """The run's dataset inputs (records.external.datasets: the same whether the MLflow
+    API, an MLflow import or anything else recorded them) written as MLflow's file store
+    keeps them: ``<exp>/datasets/<id>/meta.yaml`` (once per name and digest) and
+    ``<run>/inputs/<id>/meta.yaml`` naming it, with the input's tags."""
     for entry in entries:
-        dataset = _dataset(entry)
-        if dataset is None:
-            skipped.append((f"a dataset input of run {run_id}", "without name, digest, source"))
-            continue
-        tags = entry.get("tags") if isinstance(entry.get("tags"), dict) else {}
-        dataset_id = _digest(f"{dataset['name']}\0{dataset['digest']}")
+        ds = entry["dataset"]
+        # MLflow's Dataset needs a source type and a source: absent ones are empty
+        dataset = {"source_type": "", "source": "", **ds}
+        dataset_id = _digest(f"{ds['name']}\0{ds['digest']}")
         if exp.lstat(f"datasets/{dataset_id}/meta.yaml") is None:
             _write_text(exp, f"datasets/{dataset_id}/meta.yaml", _yaml(dataset))
         link = {
@@ -266,17 +243,9 @@ def _datasets(
             "destination_type": "RUN",
             "source_id": dataset_id,
             "source_type": "DATASET",
-            "tags": {str(k): str(v) for k, v in tags.items()},
+            "tags": {t["key"]: t["value"] for t in entry["tags"]},
         }
         _write_text(run, f"inputs/{_digest(dataset_id + run_id)}/meta.yaml", _yaml(link))
-
-
-def _dataset(entry: Any) -> dict[str, str] | None:
-    """MLflow's Dataset fields of one entry; None without the ones MLflow requires."""
-    if not isinstance(entry, dict):
-        return None
-    out = {k: entry[k] for k in _DATASET_FIELDS if isinstance(entry.get(k), str)}
-    return out if all(k in out for k in ("name", "digest", "source_type", "source")) else None
 
 
 def _digest(text: str) -> str:
@@ -289,6 +258,7 @@ def _yaml(data: dict[str, Any]) -> str:
 
 def _run_meta(row: dict[str, Any], exp_id: str, run_dir: Path, deleted: bool) -> dict[str, Any]:
     ended = row.get("ended_at")
+    status = external.STATUS_TO_MLFLOW.get(str(row.get("status")), "RUNNING")
     return {
         "artifact_uri": (run_dir / "artifacts").as_uri(),
         "end_time": _ms(ended) if isinstance(ended, (int, float)) else None,
@@ -301,7 +271,7 @@ def _run_meta(row: dict[str, Any], exp_id: str, run_dir: Path, deleted: bool) ->
         "source_type": 4,  # SourceType.LOCAL
         "source_version": "",
         "start_time": _ms(row.get("started_at") or 0.0),
-        "status": _STATUS.get(str(row.get("status")), 1),
+        "status": _RUN_STATUS[status],
         "tags": [],
         "user_id": row.get("user_name") or "",
     }
@@ -352,7 +322,8 @@ def _float_text(v: float) -> str:
 
 
 def _ms(seconds: float) -> int:
-    return int(round(float(seconds) * 1000))
+    """Seconds as MLflow's milliseconds: records.external.ms, the one conversion."""
+    return external.ms(float(seconds)) or 0
 
 
 def _named(

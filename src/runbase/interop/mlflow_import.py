@@ -19,11 +19,11 @@ params                     params (source ``mlflow``)
 tags (all, ``mlflow.*``)   tags
 metrics                    every point of every metric (get_metric_history)
 ``mlflow.parentRunId``     ``parent_id`` (the parent's derived id)
-dataset inputs             tag ``mlflow.datasets``: a JSON list
+dataset inputs             tags ``runbase.mlflow.dataset.<hash>`` (records.external)
 artifacts                  outputs (objects of the store, source ``mlflow``)
 logged model's files       outputs ``mlflow-models/<model id>/...`` of the run
                            that logged it
-deleted run                tag ``deleted`` (only with ``include_deleted``)
+deleted run                tag ``runbase.mlflow.deleted`` (with ``include_deleted``)
 =========================  ===================================================
 
 Not mapped, counted in the report: the metadata of logged models (MLflow 3: their
@@ -35,7 +35,6 @@ same size is not downloaded again.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -54,8 +53,10 @@ from runbase.interop.imported import (
     ok_time,
     ok_value,
     run_id_of,
+    walk_files,
     write_run,
 )
+from runbase.interop.mlruns import is_mlruns
 from runbase.interop.report import ImportReport, Progress, report_step
 from runbase.records import experiments, external
 from runbase.records.files import list_files
@@ -63,15 +64,7 @@ from runbase.store import Store
 
 SYSTEM = "mlflow"
 MODELS_DIR = "mlflow-models"  # a logged model's files: outputs mlflow-models/<model id>/...
-DATASETS_TAG = "mlflow.datasets"
 PAGE = 1000  # runs per search_runs page
-_STATUS = {
-    "RUNNING": "running",
-    "SCHEDULED": "running",
-    "FINISHED": "finished",
-    "FAILED": "failed",
-    "KILLED": "killed",
-}
 # where a file comes from: given a fresh directory to download into, (root, relative path)
 Fetch = Callable[[Path], tuple[Path, str]]
 _INSTALL = "runbase import mlflow reads with the MLflow client: pip install 'runbase[mlflow]'"
@@ -157,24 +150,12 @@ def tracking_uri(source: Path | str) -> tuple[str, Path | None]:
         )
         raise UsageError(f"{path} is a file, not an mlruns directory{hint}")
     for candidate in (path, path / "mlruns"):
-        if _is_mlruns(candidate):
+        if is_mlruns(candidate):
             return "file:" + str(candidate), candidate
     raise UsageError(
         f"{path} is not an MLflow file store (no <experiment id>/meta.yaml in it): give the "
         "mlruns directory MLflow wrote, or --tracking-uri URI for a tracking server"
     )
-
-
-def _is_mlruns(path: Path) -> bool:
-    if not path.is_dir():
-        return False
-    for entry in os.scandir(path):
-        meta = Path(entry.path) / "meta.yaml"
-        if entry.is_dir(follow_symlinks=False) and meta.is_file():
-            with contextlib.suppress(OSError, UnicodeDecodeError):
-                if "experiment_id:" in meta.read_text(encoding="utf-8")[:8192]:
-                    return True
-    return False
 
 
 @contextlib.contextmanager
@@ -205,10 +186,13 @@ def _derived(run: Any) -> str:
 
 
 def _seconds(ms: Any) -> float | None:
-    if isinstance(ms, bool) or not isinstance(ms, (int, float)):
+    """MLflow's milliseconds as seconds (records.external's conversion); None when
+    absent or not a time runbase keeps (before 1970, not a number)."""
+    try:
+        t = external.seconds(ms)
+    except UsageError:
         return None
-    t = ms / 1000.0
-    return t if ok_time(t) else None
+    return t if t is not None and ok_time(t) else None
 
 
 def _keep_experiment(store: Store, exp: Any, report: ImportReport) -> None:
@@ -327,11 +311,9 @@ class _Reader:
         started = _seconds(info.start_time)
         if started is None:
             raise UsageError(f"it has no valid start time ({info.start_time!r})")
-        status = _STATUS.get(str(info.status), "finished")
+        status = external.STATUS_FROM_MLFLOW.get(str(info.status), "finished")
         tags = _checked(dict(data.tags), "tag", what, report)
-        datasets = _datasets(run)
-        if datasets is not None:
-            tags[DATASETS_TAG] = datasets
+        tags.update(_datasets(run, what, report))
         _count_model_links(run, report)
         src = SourceRun(
             system=SYSTEM,
@@ -416,7 +398,8 @@ class _Reader:
         """(output path, size, where to get it) of each file of the run and its models."""
         local = self._local_dir(str(info.experiment_id), str(info.run_id))
         if local is not None:
-            yield from ((p, n, _in_place(local, p)) for p, n in _walk(local))
+            for f, size in walk_files(local, report, f"run {info.run_id}"):
+                yield f.path, size, _in_place(f.root, f.rel)
         elif self._may_fetch(info.artifact_uri, f"the artifacts of run {info.run_id}", report):
             for p, n in self._listed(info.run_id, None):
                 yield p, n, self._download_run_file(info.run_id, p)
@@ -424,7 +407,8 @@ class _Reader:
             prefix = f"{MODELS_DIR}/{model.model_id}/"
             local = self._local_dir(str(model.experiment_id), f"models/{model.model_id}")
             if local is not None:
-                yield from ((prefix + p, n, _in_place(local, p)) for p, n in _walk(local))
+                for f, size in walk_files(local, report, f"logged model {model.model_id}"):
+                    yield prefix + f.path, size, _in_place(f.root, f.rel)
             elif self._may_fetch(model.artifact_location, f"logged model {model.model_id}", report):
                 for p, n in self._listed_model(model.model_id, None):
                     yield prefix + p, n, self._download_model_file(model, p)
@@ -545,49 +529,41 @@ def _all_pages(search: Any) -> list[Any]:
     return out
 
 
-def _walk(root: Path) -> list[tuple[str, int | None]]:
-    """Every regular file under ``root`` (never through a symlink), POSIX-relative."""
-    out: list[tuple[str, int | None]] = []
-    for d, dirs, files in os.walk(root, followlinks=False):
-        dirs.sort()
-        for name in sorted(files):
-            full = os.path.join(d, name)
-            rel = os.path.relpath(full, root).replace(os.sep, "/")
-            try:
-                st = os.lstat(full)
-            except OSError:
-                continue
-            out.append((rel, st.st_size))
-    return out
-
-
 def _checked(items: dict[str, Any], kind: str, what: str, report: ImportReport) -> dict[str, str]:
-    """The keys and values runbase can keep; the others reported skipped."""
+    """The keys and values runbase can keep; the others reported skipped. A source's
+    tag under ``runbase.mlflow.`` is not taken: that is where runbase keeps its own
+    MLflow state (deletion, datasets), which an import writes from what MLflow says."""
     out = {}
     for k, v in items.items():
-        if ok_key(k) and isinstance(v, str) and ok_value(v):
+        if kind == "tag" and isinstance(k, str) and k.startswith(external.HIDDEN_PREFIX):
+            report.skipped.append((f"tag {k[:100]!r} of {what}", "a name runbase keeps for itself"))
+        elif ok_key(k) and isinstance(v, str) and ok_value(v):
             out[k] = v
         else:
             report.skipped.append((f"{kind} {str(k)[:100]!r} of {what}", "too long or has NUL"))
     return out
 
 
-def _datasets(run: Any) -> str | None:
-    """The run's dataset inputs as one JSON list (tag ``mlflow.datasets``)."""
-    inputs = getattr(run.inputs, "dataset_inputs", None) or []
-    out = []
-    for di in inputs:
+def _datasets(run: Any, what: str, report: ImportReport) -> dict[str, str]:
+    """The run's dataset inputs as the tags that keep them (records.external's codec,
+    the one the server's MLflow API and the export read). One MLflow refuses as
+    malformed is reported skipped; one too large for a tag is counted not mapped."""
+    out: dict[str, str] = {}
+    for di in getattr(run.inputs, "dataset_inputs", None) or []:
         ds = di.dataset
         entry = {
-            k: getattr(ds, k, None)
-            for k in ("name", "digest", "source_type", "source", "schema", "profile")
+            "dataset": {k: getattr(ds, k, None) for k in external.DATASET_FIELDS},
+            "tags": [{"key": t.key, "value": t.value} for t in (di.tags or [])],
         }
-        entry["tags"] = {t.key: t.value for t in (di.tags or [])}
-        out.append(entry)
-    if not out:
-        return None
-    text = json.dumps(out, ensure_ascii=False, sort_keys=True)
-    return text if ok_value(text) else json.dumps([{"name": e["name"]} for e in out])
+        try:
+            tags, too_large = external.dataset_tags([entry])
+        except UsageError as e:
+            name = str(getattr(ds, "name", ""))[:100]
+            report.skipped.append((f"dataset input {name!r} of {what}", str(e)))
+            continue
+        report.not_mapped_add("dataset inputs too large for a tag", too_large)
+        out.update(tags)
+    return out
 
 
 def _count_model_links(run: Any, report: ImportReport) -> None:
