@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from conftest import require, runbase_cmd, write
+from runbase.capture.params import mlflow_param_value
 from runbase.core.spool import KIND_KEY, STEP_KEY, read_frames
 from runbase.integrations import mlflow as mirror
 from runbase.records.read import series
@@ -167,7 +168,8 @@ def test_later_top_level_runs_stay_mlflows(scripted: dict[str, Any]) -> None:
      ("None", "None"), ("true", True), ("nan", "nan"), ("NaN", "NaN"), ("007", "007"), ("adam", "adam"), ("", "")],
 )  # fmt: skip
 def test_param_values_become_numbers_only_when_lossless(text: str, kept: Any) -> None:
-    got = mirror.param_value(text)
+    assert mirror.mlflow_param_value is mlflow_param_value  # the one rule, as the server's
+    got = mlflow_param_value(text)
     assert got == kept and type(got) is type(kept)
 
 
@@ -275,3 +277,42 @@ def test_autologs_client_goes_through_the_mirror(in_process: _tracker.Tracker) -
     assert params == {"C": ("0.5", "mlflow"), "solver": ('"lbfgs"', "mlflow")}
     points = [e for e in spooled if "training_score" in e]
     assert [(e["training_score"], e[STEP_KEY]) for e in points] == [(0.93, 3)]
+
+
+def test_runbase_mlflow_tags_are_not_mirrored_and_deleted_is_an_ordinary_tag(
+    in_process: _tracker.Tracker,
+) -> None:
+    """Tags under runbase.mlflow. (records.external.HIDDEN_PREFIX) are runbase's own
+    MLflow state: never taken from a script. A plain tag named "deleted" is the user's."""
+    import mlflow
+
+    from runbase.records import external
+
+    with mlflow.start_run():
+        mlflow.set_tag(external.DELETED_TAG, "2026-01-01")
+        mlflow.set_tag(external.DATASET_PREFIX + "abc", "{}")
+        mlflow.set_tag("deleted", "no")
+    tags = {e["key"]: e["value"] for e in _spooled(in_process) if e.get(KIND_KEY) == "tag"}
+    assert tags.get("deleted") == "no"
+    assert not [k for k in tags if k.startswith(external.HIDDEN_PREFIX)]
+
+
+def test_set_terminated_of_an_adopted_run_on_an_mlflow_without_async_logging(
+    in_process: _tracker.Tracker,
+) -> None:
+    """MLflow before 2.8 has no shut_down_async_logging: ending the adopted run (kept
+    here) must not raise inside the user's program."""
+    from types import SimpleNamespace
+
+    sent: list[Any] = []
+    set_terminated = mirror._set_terminated(lambda *a: sent.append(a))
+    with mirror.state.lock:
+        mirror.state.claimed, mirror.state.run_id, mirror.state.local = True, "r1", True
+    old_client = SimpleNamespace(store=SimpleNamespace())  # its store lacks the method
+    assert set_terminated(old_client, "r1", "FINISHED") is None
+    assert sent == []  # the status is runbase's to record: nothing sent
+    flushed: list[bool] = []
+    new_client = SimpleNamespace(
+        store=SimpleNamespace(shut_down_async_logging=lambda: flushed.append(True))
+    )
+    assert set_terminated(new_client, "r1", "FINISHED") is None and flushed == [True]

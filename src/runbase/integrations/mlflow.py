@@ -26,15 +26,15 @@ at is one warning: it never breaks training.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import urllib.parse
 
+from runbase.capture.params import mlflow_param_value
 from runbase.core._imphook import when_imported
 from runbase.core._safe import warn_once
 from runbase.core.spool import STEP_KEY, TIME_KEY
-from runbase.integrations._common import numeric, top_process, wrap
+from runbase.integrations._common import top_process, wrap
 from runbase.tracking import tracker as _tracker
 from runbase.tracking._child import PUBLISH_URL_ENV
 from runbase.tracking.params import record_params
@@ -50,8 +50,6 @@ ADOPT_TAG = "runbase.run_id"  # create_run: "make this runbase run the MLflow ru
 PARENT_TAG = "mlflow.parentRunId"
 NAME_TAG = "mlflow.runName"
 DEFAULT_EXPERIMENT = "Default"
-DELETED_TAG = "deleted"  # MLflow's delete_run on a runbase server (records.external)
-RESERVED_PREFIX = "runbase.mlflow."  # the server's MLflow API keeps datasets there
 _SERVICE = "mlflow.tracking._tracking_service.client"
 
 
@@ -230,7 +228,10 @@ def _set_terminated(original: Callable[..., Any]) -> Callable[..., Any]:
             return original(self, run_id, status, end_time)
         # the status is the command's exit, recorded when it ends; what MLflow still
         # has queued (asynchronous logging of other runs) goes out as set_terminated does
-        self.store.shut_down_async_logging()
+        # (an MLflow before 2.8 has no asynchronous logging, nor this method)
+        shut_down = getattr(getattr(self, "store", None), "shut_down_async_logging", None)
+        if callable(shut_down):
+            _guarded("set_terminated", shut_down)
         return None
 
     return set_terminated
@@ -353,26 +354,10 @@ def _mirror_params(pairs: list[tuple[Any, str]]) -> None:
     with state.lock:
         for key, value in pairs:
             state.params.setdefault(str(key), value)
-    values = {str(key): param_value(value) for key, value in pairs}
+    # the one MLflow param rule (capture.params): the number or boolean a string spells
+    # exactly, else the string; the server's MLflow API keeps a param the same way
+    values = {str(key): mlflow_param_value(value) for key, value in pairs}
     record_params(values, source=SOURCE, weak=not top_process())
-
-
-def param_value(text: str) -> Any:
-    """An MLflow param (always a string) as runbase keeps it: the number or boolean it
-    spells when that value's JSON text is the string itself (``"0.1"``, ``"32"``,
-    ``"true"``), so runbase can filter and sort on it and MLflow reads back its exact
-    string; else the string (``"1e-3"``, ``"True"``, ``"None"``). The rule of the
-    server's MLflow API (records.external), so a param reads the same either way."""
-    if text in ("true", "false"):
-        return text == "true"
-    value = numeric(text)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            if json.dumps(value, allow_nan=False) == text:
-                return value
-        except ValueError:
-            pass
-    return text
 
 
 def _check_params(pairs: list[tuple[Any, str]]) -> None:
@@ -398,17 +383,21 @@ def _check_params(pairs: list[tuple[Any, str]]) -> None:
 
 def _mirror_tags(tags: Iterable[tuple[Any, str]]) -> None:
     """MLflow tags as runbase tags; ``mlflow.runName`` is the run's name (kept in the
-    run, as the server's MLflow API keeps it), and the tags runbase reserves for itself
-    (``deleted``, ``runbase.mlflow.*``: the server's MLflow API refuses them) are not
-    taken."""
+    run, as the server's MLflow API keeps it), and the tags runbase reserves for its
+    MLflow state (``runbase.mlflow.*``: soft delete, datasets, model links; the
+    server's MLflow API refuses them) are not taken."""
     t = _tracker.active()
     if t is None:
         return
+    # lazy: records.external brings the store's modules, which a tracked process that
+    # never mirrors a tag does not need
+    from runbase.records.external import HIDDEN_PREFIX
+
     for key, value in tags:
         if key == NAME_TAG:
             if value:
                 t.event("name", name=value)
-        elif key == DELETED_TAG or str(key).startswith(RESERVED_PREFIX):
+        elif str(key).startswith(HIDDEN_PREFIX):
             warn_once(f"mlflow-tag-{key}", f"MLflow tag {key!r} is runbase's own; not recorded")
         else:
             t.event("tag", key=str(key), value=value)
