@@ -32,7 +32,9 @@ SERVER_INFO = {"multipart_uploads_enabled": False, "multipart_downloads_enabled"
 UNSUPPORTED_MULTIPART = "Multipart upload is not supported for the current artifact repository"
 
 ArtPath = Annotated[str, Path(max_length=art.MAX_PATH + 100, description="Artifact path")]
-ModelId = Annotated[str, Path(pattern=art.MODEL_ID_RE.pattern, description="Logged model id")]
+ModelId = Annotated[
+    str, Path(pattern=f"^{art.MODEL_ID_RE.pattern}$", description="Logged model id")
+]
 
 
 def _in_store(caller: Caller, fn: Any, *args: Any) -> Any:

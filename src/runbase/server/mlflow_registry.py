@@ -23,6 +23,7 @@ from runbase.server.mlflow_base import (
     MlflowError,
     ReaderCaller,
     WriterCaller,
+    check_text,
     error_response,
     json_body,
     query_body,
@@ -31,6 +32,7 @@ from runbase.store import Store
 from runbase.web.api import json_response
 
 router = APIRouter()
+MAX_REQUEST_TEXT = 2000  # a name, alias or version field (names are checked again, tighter)
 
 MODELS = "/api/2.0/mlflow/registered-models"
 VERSIONS = "/api/2.0/mlflow/model-versions"
@@ -46,10 +48,7 @@ def _actor(c: Caller) -> Actor:
 
 
 def _text(body: dict[str, Any], key: str) -> str:
-    value = body.get(key)
-    if not isinstance(value, str) or not value:
-        raise MlflowError(f"{key} is required")
-    return value
+    return check_text(body.get(key), key, limit=MAX_REQUEST_TEXT, required=True)
 
 
 # ---------------------------------------------------------------- registered models

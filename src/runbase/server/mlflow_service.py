@@ -4,10 +4,11 @@ JSON entities (docs/mlflow.md has the mapping).
 
 An MLflow run is a runbase run (the same ``runs`` row); its experiment is its
 ``experiment`` tag (no tag: MLflow's Default experiment, id "0"); params are runbase
-params of source ``mlflow``; metrics runbase metric series; MLflow's soft delete the
-``deleted`` tag. What MLflow keeps that runbase has no column for (dataset inputs,
-logged-model inputs and outputs) is kept in tags under ``runbase.mlflow.``, which the
-MLflow API does not show among a run's tags.
+params of source ``mlflow``; metrics runbase metric series. What MLflow keeps that
+runbase has no column for (soft delete, dataset inputs, logged-model inputs and
+outputs) is kept in tags under ``runbase.mlflow.`` (records.external), which the MLflow
+API does not show among a run's tags. Who may write what: server.mlflow_base's one
+check (writable_run).
 """
 
 from __future__ import annotations
@@ -381,7 +382,7 @@ def _visible_tags(view: RunView) -> dict[str, str]:
     tags = {
         k: v
         for k, v in view.tags.items()
-        if not k.startswith(HIDDEN_PREFIX) and k != external.DELETED_TAG
+        if not k.startswith(HIDDEN_PREFIX)  # soft delete included
     }
     tags[RUN_NAME_TAG] = str(view.row.get("name") or "")
     parent = view.row.get("parent_id")
@@ -602,7 +603,7 @@ def search_runs(store: Store, body: dict[str, Any]) -> dict[str, Any]:
 
 def _refuse_hidden(tags: Iterable[str]) -> None:
     for key in tags:
-        if key.startswith(HIDDEN_PREFIX) or key == external.DELETED_TAG:
+        if key.startswith(HIDDEN_PREFIX):  # soft delete, datasets, model links
             raise MlflowError(f"tag {key!r} is reserved by runbase")
 
 
