@@ -10,9 +10,14 @@ ingester (records.ingest.append_points), so the summary rows stay right.
 Parameter values are stored as runbase stores them, JSON text (docs/run-record.md):
 an MLflow value (always a string) that is the JSON text of a finite number or a
 boolean (``"0.01"``, ``"3"``, ``"true"``) is stored as that number, so runbase filters
-and sorts by it; any other string as a JSON string. :func:`param_text` gives the
-original string back. Secrets are redacted as from any other source
-(capture.secrets). Every function validates its input and raises runbase.errors.
+and sorts by it; any other string as a JSON string (capture.params.mlflow_param_value,
+the rule every MLflow path shares). :func:`param_text` gives the original string back.
+Secrets are redacted as from any other source (capture.secrets).
+
+It is also the one home of MLflow's shapes that every path shares (the server's API,
+the importer, the export, the mirror of a script's MLflow calls): the hidden tags under
+:data:`HIDDEN_PREFIX`, the status map, the millisecond conversion and the dataset
+inputs' codec. Every function validates its input and raises runbase.errors.
 """
 
 from __future__ import annotations
