@@ -90,18 +90,21 @@ def check_value(value: Any, what: str = "tag value") -> str:
     return check_text(what, value, MAX_VALUE, empty=True)
 
 
-_ID = re.compile(r"[0-9]{1,19}")  # ASCII digits: str.isdigit() also takes "²"
+# The one rule of each id (server.mlflow_base checks the API's fields with these).
+# ASCII digits only (str.isdigit() also takes "²"); 18 keep every id below 2**63.
+EXPERIMENT_ID_RE = re.compile(r"[0-9]{1,18}")
+MODEL_ID_RE = re.compile(r"m-[0-9a-f]{32}")  # a logged model's id, as MLflow makes them
 
 
 def _check_id(experiment_id: Any) -> str:
     """An experiment id is a decimal number as text; anything else names no experiment."""
-    if not isinstance(experiment_id, str) or not _ID.fullmatch(experiment_id):
+    if not isinstance(experiment_id, str) or not EXPERIMENT_ID_RE.fullmatch(experiment_id):
         raise NotFound(f"no experiment with id {str(experiment_id)[:40]!r}")
     return experiment_id
 
 
 def _is_id(text: Any) -> bool:
-    return isinstance(text, str) and _ID.fullmatch(text) is not None
+    return isinstance(text, str) and EXPERIMENT_ID_RE.fullmatch(text) is not None
 
 
 def _ok_name(name: Any) -> bool:
@@ -481,12 +484,7 @@ _MODEL_COLUMNS = "id, experiment_id, run_id, name, status, created_at, updated_a
 
 
 def _check_model_id(model_id: Any) -> str:
-    if (
-        not isinstance(model_id, str)
-        or len(model_id) != 34
-        or not model_id.startswith("m-")
-        or any(c not in "0123456789abcdef" for c in model_id[2:])
-    ):
+    if not isinstance(model_id, str) or not MODEL_ID_RE.fullmatch(model_id):
         raise NotFound(f"no logged model with id {str(model_id)[:40]!r}")
     return model_id
 
