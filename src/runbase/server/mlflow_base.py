@@ -45,8 +45,10 @@ from runbase.web.api import json_response
 
 MAX_JSON_DEPTH = 32  # MLflow's requests nest 4 levels at most
 MLFLOW_MODE = "mlflow"  # runbase runs' mode for a run made through the MLflow API
-MODEL_ID_RE = re.compile(r"m-[0-9a-f]{32}")  # a logged model's id, as MLflow makes them
-EXPERIMENT_ID_RE = re.compile(r"[0-9]{1,18}")  # an experiment id (runbase counts from 0)
+# the one rule of each id, the records' own (a logged model's id as MLflow makes them; an
+# experiment id, counted from 0, below 2**63)
+MODEL_ID_RE = experiments.MODEL_ID_RE
+EXPERIMENT_ID_RE = experiments.EXPERIMENT_ID_RE
 MAX_PAGE_OFFSET = 1 << 40
 # MLflow's limits (mlflow/utils/validation.py), enforced as its server does
 MAX_KEY = 250
