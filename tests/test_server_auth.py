@@ -34,7 +34,13 @@ require("httpx")
 from fastapi import FastAPI  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
-from runbase.server import admin, control, middleware, routes_pages, routes_push  # noqa: E402
+from runbase.server import (  # noqa: E402
+    admin,
+    control,
+    middleware,
+    routes_pages,
+    uploads,
+)
 from runbase.server.app import CSRF_COOKIE, SESSION_COOKIE, create_server_app  # noqa: E402
 from runbase.server.logs import ACCESS_LOGGER  # noqa: E402
 from runbase.server.service import ServerConfig  # noqa: E402
@@ -836,7 +842,7 @@ def test_a_run_cannot_point_at_objects_its_project_does_not_hold(
 def test_body_limits(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(middleware, "MAX_BUNDLE", 1000)
     monkeypatch.setattr(middleware, "MAX_OBJECT_BYTES", 100)
-    monkeypatch.setattr(routes_push, "MAX_OBJECT_BYTES", 100)
+    monkeypatch.setattr(uploads, "MAX_OBJECT_BYTES", 100)
     c, w = env.client, env.auth("wanda")
     new_id, bundle = env.fresh_bundle()
     r = c.put(f"/p/{PROJECT}/api/runs/{new_id}/bundle", json=bundle, headers=w)
@@ -1325,5 +1331,7 @@ def test_object_bytes_are_sent_as_they_are(env: Env) -> None:
     r = c.get(f"/p/{PROJECT}/api/objects/{oid}", headers={**a, "Accept-Encoding": "gzip"})
     assert r.status_code == 200 and r.content == data
     assert "content-encoding" not in r.headers
-    r = c.get(f"/p/{PROJECT}/api/runs/{env.run_id}/bundle", headers={**a, "Accept-Encoding": "gzip"})
+    r = c.get(
+        f"/p/{PROJECT}/api/runs/{env.run_id}/bundle", headers={**a, "Accept-Encoding": "gzip"}
+    )
     assert r.status_code == 200 and r.headers.get("content-encoding") == "gzip"

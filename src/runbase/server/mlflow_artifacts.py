@@ -20,6 +20,7 @@ from runbase.errors import RunbaseError, TooLarge
 from runbase.server import mlflow_art_store as art
 from runbase.server.mlflow_base import Caller, ReaderCaller, WriterCaller, decimal, json_body
 from runbase.server.service import MAX_OBJECT_BYTES
+from runbase.server.uploads import receive_object
 from runbase.web.api import json_response
 
 router = APIRouter()
@@ -83,16 +84,7 @@ async def upload_artifact(rest: ArtPath, request: Request, c: WriterCaller) -> R
     if size_hint > MAX_OBJECT_BYTES:
         raise TooLarge(f"an artifact is at most {MAX_OBJECT_BYTES} bytes")
     writer = await run_in_threadpool(c.server.objects.writer, size_hint)
-    try:
-        async for chunk in request.stream():
-            if chunk:
-                writer.write(chunk)
-                if writer.size > MAX_OBJECT_BYTES:
-                    raise TooLarge(f"an artifact is at most {MAX_OBJECT_BYTES} bytes")
-    except BaseException as e:
-        await run_in_threadpool(writer.__exit__, type(e), e, None)
-        raise
-    await run_in_threadpool(writer.__exit__, None, None, None)
+    await receive_object(request, writer)
     await run_in_threadpool(c.server.accept_object, c.project, writer.oid, writer.size)
     await in_store(c, art.record_file, target, writer.oid, writer.size)
     return json_response({})

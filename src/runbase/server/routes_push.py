@@ -11,10 +11,10 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from runbase.core.shapes import loads
-from runbase.errors import BundleError, TooLarge
+from runbase.errors import BundleError
 from runbase.server.auth import Oid, ProjectName, Reader, RunId, RunRef, ServerDep, UserDep, Writer
 from runbase.server.models import NoteBody, OidList
-from runbase.server.service import MAX_OBJECT_BYTES
+from runbase.server.uploads import receive_object
 from runbase.web.api import json_response
 
 project_api = APIRouter(prefix="/p/{project}/api")
@@ -33,16 +33,7 @@ async def put_object(
 ) -> Response:
     size_hint = int(request.headers.get("content-length") or 0)
     writer = await run_in_threadpool(server.begin_object, oid, size_hint)
-    try:
-        async for chunk in request.stream():
-            if chunk:
-                writer.write(chunk)
-                if writer.size > MAX_OBJECT_BYTES:
-                    raise TooLarge(f"an object is at most {MAX_OBJECT_BYTES} bytes")
-    except BaseException as e:
-        await run_in_threadpool(writer.__exit__, type(e), e, None)
-        raise
-    await run_in_threadpool(writer.__exit__, None, None, None)  # ObjectIdMismatch: 422
+    await receive_object(request, writer)  # ObjectIdMismatch: 422
     await run_in_threadpool(server.accept_object, project, oid, writer.size)
     return json_response({"oid": oid, "size": writer.size}, status_code=201)
 
