@@ -750,3 +750,11 @@ def test_a_server_push_spares_what_the_mlflow_api_kept(store: Store) -> None:
     assert {x.DELETED_TAG, x.MODEL_HISTORY_TAG, *datasets} <= kept and "plain" not in kept
     import_run(store, bundle)
     assert not {x.DELETED_TAG, x.MODEL_HISTORY_TAG} & set(build_record(store, run)["tags"])
+
+
+def test_a_run_started_with_an_experiment_tag_gives_it_a_row(store: Store) -> None:
+    """`runbase run --tag experiment=churn`: the name gets its experiment where the tag is
+    written, so no later read has to write."""
+    lifecycle.create_run(store, command=["true"], mode="run", tags={"experiment": "churn"})
+    rows = store.db.query("SELECT id, name FROM experiments ORDER BY id")
+    assert [name for _, name in rows] == ["Default", "churn"]

@@ -26,6 +26,7 @@ from runbase.core._safe import warn_once
 from runbase.core.ids import split_id
 from runbase.core.runfiles import LOG_FILES
 from runbase.core.statuses import TERMINAL
+from runbase.records import experiments
 from runbase.records.files import FileNote, finalize_files, note_file, note_files, withhold_input
 from runbase.records.ingest import IngestResult, compact, ingest, remove_spool, spool_mtime
 from runbase.records.jobruns import job_ids
@@ -79,6 +80,8 @@ def create_run(
         )
         for k, v in (tags or {}).items():
             cur.execute("INSERT INTO tags (run_id, key, value) VALUES (?, ?, ?)", (run_id, k, v))
+        if tags and experiments.EXPERIMENT_TAG in tags:  # its MLflow experiment has an id from now on
+            experiments.adopt(cur, [tags[experiments.EXPERIMENT_TAG]])
     store.spool_dir(run_id).mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(OSError):  # a full disk already: recovery says "crashed"
         reserve_outcome(store, run_id)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from runbase.errors import NotFound
-from runbase.records import accounts
+from runbase.records import accounts, experiments
 from runbase.server import control, hooks
 from runbase.server.projects import open_objects_checked, open_project_store
 from runbase.store.db import Database
@@ -50,7 +50,10 @@ def migrate(db_url: str, objects_url: str | None = None) -> MigrateReport:
             store = open_project_store(
                 db_url, objects, name, Path(scratch), create=True, migrate=True
             )
-            store.close()
+            try:  # runs pushed before schema 8: their experiments get rows now, not on a read
+                experiments.adopt_tagged(store)
+            finally:
+                store.close()
     return MigrateReport(control.CONTROL_VERSION, SCHEMA_VERSION, names)
 
 
