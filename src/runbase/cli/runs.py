@@ -184,6 +184,12 @@ def _run_closing_line(ctx: click.Context, outcome: Any) -> str:
     is_flag=True,
     help="Also list the hybrid runs of `runbase explain` (tagged explain), hidden by default.",
 )
+@click.option(
+    "--remote",
+    "remote_name",
+    metavar="NAME",
+    help="The runs of a team server's project (`runbase remote add`), not the local store's.",
+)
 @click.pass_context
 def ls(
     ctx: click.Context,
@@ -194,8 +200,12 @@ def ls(
     columns: str | None,
     as_json: bool,
     all_runs: bool,
+    remote_name: str | None,
 ) -> None:
     """List runs, newest first."""
+    if remote_name is not None:
+        _ls_remote(remote_name, where, sort, limit, sweep, columns, as_json, all_runs)
+        return
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.records.listing import unknown_keys
     from runbase.records.read import count_runs, hide_explain, list_runs, with_sweep
@@ -224,6 +234,60 @@ def ls(
             f"({hybrids} hybrid run{'s' if hybrids != 1 else ''} of `runbase explain` "
             "not shown; --all shows them)"
         )
+
+
+def _ls_remote(
+    name: str,
+    where: str | None,
+    sort: str | None,
+    limit: int,
+    sweep: str | None,
+    columns: str | None,
+    as_json: bool,
+    all_runs: bool,
+) -> None:
+    """``runbase ls --remote NAME``: the same listing, read through the server's API
+    (runbase.remote.runs), which filters and sorts with ls's own expressions."""
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
+    from runbase.remote.client import get_remote
+    from runbase.remote.runs import listing_client, remote_entries, remote_runs
+
+    if limit < 0:
+        raise click.BadParameter("0 (all) or more", param_hint="--limit")
+    with bad_input():  # an unknown remote, or a token refused over plain http: exit 2
+        remote = get_remote(name)
+        client = listing_client(remote)
+    found = remote_runs(remote, where, sort, limit or None, sweep, all_runs, client)
+    for note in found.notes:  # a misspelled key would match nothing, silently
+        click.echo(f"runbase: {note}", err=True)
+    if as_json:  # the lines of local `ls --json`, from the runs' records
+        echo_json(remote_entries(remote, [r["id"] for r in found.rows], client))
+        return
+    if found.rows:
+        _ls_table(_ListedIds(r["id"] for r in found.rows), found.rows, columns, found.total)
+    elif where or sweep or found.hidden:
+        click.echo("no runs match" if where or sweep else "no runs")
+    else:
+        click.echo(f"no runs in project {remote.project} of {remote.url}")
+    if found.hidden:
+        click.echo(
+            f"({found.hidden} hybrid run{'s' if found.hidden != 1 else ''} of `runbase explain` "
+            "not shown; --all shows them)"
+        )
+
+
+class _ListedIds:
+    """The store render.table abbreviates run ids against, for a remote listing: the
+    listed ids alone (records.read.abbreviate counts the ids in a prefix's range), so
+    an id is cut to the shortest prefix (at least 10 characters) unique among them."""
+
+    def __init__(self, ids: Any) -> None:
+        self.ids = sorted(ids)
+        self.db = self
+
+    def query_one(self, _sql: str, bounds: tuple[str, str]) -> tuple[int]:
+        lo, hi = bounds
+        return (sum(1 for i in self.ids if lo <= i < hi),)
 
 
 def _ls_table(store: Any, rows: list[dict[str, Any]], columns: str | None, total: int) -> None:
