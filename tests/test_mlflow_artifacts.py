@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import ServerProcess, http_request, runbase_cmd, start_server
+from tests.conftest import ServerProcess, http_request, require, runbase_cmd, start_server
 
 from runbase.store.hashing import hash_bytes
 
-mlflow = pytest.importorskip("mlflow")
-pytest.importorskip("sklearn")
+mlflow = require("mlflow")  # the test extra has both: a missing one fails, never skips
+require("sklearn")
 
 PROJECT = "default"
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
@@ -171,9 +171,10 @@ def test_unsafe_paths_and_roles(srv: Mlflow, tmp_path: Path) -> None:
 
 
 def test_only_the_author_or_an_admin_writes(srv: Mlflow) -> None:
-    """review1 M1, M2: another writer cannot replace a run's artifact or change, fill
-    or delete someone's logged model (403, the bytes unchanged); the run's author, the
-    model's creator and a project admin can; a deleted run takes no uploads."""
+    """review1 M1, M2 (review2 A2): another writer cannot replace a run's artifact,
+    link a logged model to someone's run (``runs:/<run>/model`` would load theirs), or
+    change, fill or delete someone's logged model (403, the bytes unchanged); the run's
+    author, the model's creator and a project admin can; a deleted run takes no uploads."""
     with mlflow.start_run() as run:
         mlflow.log_param("x", "1")
     rid, exp = run.info.run_id, run.info.experiment_id
@@ -214,12 +215,25 @@ def test_only_the_author_or_an_admin_writes(srv: Mlflow) -> None:
         assert call("carol", method, path, body) == 403, (method, path)
     assert srv.api("rita", "GET", f"{api}{files}") == (200, b"GOOD")
     assert call("adam", "PATCH", f"/mlflow/logged-models/{mid}/tags", tags) == 200
-    # the creator of a model may change it, and so may the author of its source run
-    made = srv.api("carol", "POST", f"{api}/mlflow/logged-models",
+    # linking a model to a run is a write to that run: not to alice's by carol, nor to
+    # a run that does not exist
+    models = "/mlflow/logged-models"
+    assert call("carol", "POST", models, {"experiment_id": exp, "source_run_id": rid}) == 403
+    assert call("carol", "POST", models, {"experiment_id": exp, "source_run_id": "0" * 16}) == 404
+    linked = mlflow.MlflowClient().search_logged_models([exp], filter_string=f"source_run_id='{rid}'")
+    assert [m.model_id for m in linked] == [mid]  # nothing of carol's reached alice's run
+    # the creator of a model may change it (carol's, linked to no run; alice may not)
+    made = srv.api("carol", "POST", f"{api}{models}", json.dumps({"experiment_id": exp}).encode())
+    assert made[0] == 200, made
+    own = made[1]["model"]["info"]["model_id"]
+    assert call("carol", "PATCH", f"{models}/{own}/tags", tags) == 200
+    assert call("alice", "PATCH", f"{models}/{own}/tags", tags) == 403
+    # and so may the author of its source run (a model an admin linked to alice's run)
+    made = srv.api("adam", "POST", f"{api}{models}",
                    json.dumps({"experiment_id": exp, "source_run_id": rid}).encode())  # fmt: skip
+    assert made[0] == 200, made
     other = made[1]["model"]["info"]["model_id"]
-    assert call("carol", "PATCH", f"/mlflow/logged-models/{other}/tags", tags) == 200
-    assert call("alice", "DELETE", f"/mlflow/logged-models/{other}") == 200
+    assert call("alice", "DELETE", f"{models}/{other}") == 200
 
 
 def _fit(c: float) -> Any:

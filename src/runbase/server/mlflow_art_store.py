@@ -197,21 +197,22 @@ def optional_text(value: Any, what: str, limit: int = MAX_NAME) -> str | None:
     return check_text(value, what, limit=limit) or None
 
 
-def create_model(store: Store, body: dict[str, Any], user: str) -> dict[str, Any]:
-    """POST logged-models: a PENDING model of the experiment, linked to its source run."""
+def create_model(store: Store, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
+    """POST logged-models: a PENDING model of the experiment, linked to its source run.
+    Linking is a write to that run: ``runs:/<run>/<name>`` and ``register_model`` load
+    the newest model of that name linked to it, so only who may write the run (its
+    author or an admin) may link one."""
     exp_id = check_experiment_id(body.get("experiment_id"))
     exp = experiments.get(store, exp_id)
     if exp.lifecycle_stage != "active":
         raise RunbaseError(f"experiment {exp_id} is deleted")
     run_id = body.get("source_run_id") or None
     if run_id is not None:
-        check_run_id(run_id)
-        if not external.exists(store, run_id):
-            raise NotFound(f"no run {run_id}")
+        writable_run(store, caller, check_run_id(run_id), active=False, values=False)
     name = optional_text(body.get("name"), "a model's name") or f"model-{secrets.token_hex(4)}"
     info: dict[str, Any] = {
         "model_type": optional_text(body.get("model_type"), "model_type"),
-        "creator_id": user,
+        "creator_id": caller.name,
         "status_message": None,
         "tags": _pairs(body.get("tags"), "tags"),
         "params": _pairs(body.get("params"), "params"),

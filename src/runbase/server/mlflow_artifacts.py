@@ -124,7 +124,7 @@ def _model(row: dict[str, Any]) -> Response:
 @router.post(LOGGED, tags=["mlflow"], summary="Create a logged model")
 async def create_logged_model(request: Request, c: WriterCaller) -> Response:
     body = await json_body(request)
-    return _model(await in_store(c, art.create_model, body, c.name))
+    return _model(await in_store(c, art.create_model, body, c))
 
 
 @router.post(LOGGED + "/search", tags=["mlflow"], summary="Search logged models")
