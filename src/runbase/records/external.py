@@ -34,6 +34,7 @@ from typing import Any
 
 from runbase.capture.params import MAX_INLINE_VALUE, mlflow_param_value, numeric
 from runbase.capture.secrets import redact_value
+from runbase.core import mlflowtags
 from runbase.core.ids import is_valid_id, new_run_id, new_run_name, split_id
 from runbase.core.safepath import check_relpath
 from runbase.core.shapes import I64, MAX_TIME
@@ -56,17 +57,16 @@ MAX_NAME = 500
 MAX_MODE = 64
 MAX_POINTS = 1_000_000  # per call
 
-# What MLflow keeps that runbase has no column for lives in tags under one prefix, which
-# the MLflow API hides from MLflow's tags and refuses to set (docs/run-record.md); a
-# team server's push spares them (records.bundle.SERVER_ROWS).
-HIDDEN_PREFIX = "runbase.mlflow."
-DELETED_TAG = HIDDEN_PREFIX + "deleted"  # soft delete (MLflow's delete_run): the time, ISO 8601
-DATASET_PREFIX = HIDDEN_PREFIX + "dataset."  # + a hash: one dataset input, JSON (datasets())
-MODEL_INPUT_PREFIX = HIDDEN_PREFIX + "model_input."  # + a logged model id: "" (log_inputs)
-MODEL_OUTPUT_PREFIX = HIDDEN_PREFIX + "model_output."  # + a logged model id: its step
-MLFLOW_SOURCE = "mlflow"  # params' and files' source when the MLflow API wrote them
-MODEL_HISTORY_TAG = "mlflow.log-model.history"  # MLflow's own tag: a JSON list, as its server
-DATASET_CONTEXT_TAG = "mlflow.data.context"  # a dataset input's tag: training, eval, ...
+# The MLflow tags every path shares live in core.mlflowtags (stdlib only: the mirror in
+# a training process reads them without loading the store); the same names here.
+HIDDEN_PREFIX = mlflowtags.HIDDEN_PREFIX
+DELETED_TAG = mlflowtags.DELETED_TAG
+DATASET_PREFIX = mlflowtags.DATASET_PREFIX
+MODEL_INPUT_PREFIX = mlflowtags.MODEL_INPUT_PREFIX
+MODEL_OUTPUT_PREFIX = mlflowtags.MODEL_OUTPUT_PREFIX
+MLFLOW_SOURCE = mlflowtags.MLFLOW_SOURCE
+MODEL_HISTORY_TAG = mlflowtags.MODEL_HISTORY_TAG
+DATASET_CONTEXT_TAG = mlflowtags.DATASET_CONTEXT_TAG
 
 # The one map between runbase's statuses (core.statuses) and MLflow's RunStatus.
 STATUS_TO_MLFLOW = {
