@@ -120,15 +120,20 @@ def remote_entries(remote: Remote, run_ids: list[str], client: Client | None = N
     metric's whole summary)."""
     client = client or listing_client(remote)
 
-    def entry(run_id: str) -> dict[str, Any]:
+    def entry(run_id: str) -> dict[str, Any] | None:
         path = f"{remote.api}/runs/{urllib.parse.quote(run_id, safe='')}?patch=false"
-        rec = _get(remote, client, path)
+        try:
+            rec = _get(remote, client, path)
+        except RemoteError as e:
+            if e.status == 404:  # deleted since it was listed: as if listed a moment later
+                return None
+            raise
         if not isinstance(rec, dict) or rec.get("id") != run_id:
             raise RemoteError(f"{remote.url} answered no record of run {run_id}")
         return {k: rec.get(k) for k in LS_FIELDS}
 
     with ThreadPoolExecutor(max_workers=FETCHERS) as pool:
-        return list(pool.map(entry, run_ids))
+        return [e for e in pool.map(entry, run_ids) if e is not None]
 
 
 def _page(remote: Remote, client: Client, params: dict[str, Any]) -> dict[str, Any]:
