@@ -175,3 +175,24 @@ def test_unreachable_server_is_said(team: Team) -> None:
     out = runbase_cmd("ls", "--remote", "team", cwd=team.root, env=env)
     assert out.returncode == 1 and f"cannot reach {url}" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_short_ids_of_a_listing() -> None:
+    """A remote's runs are abbreviated among themselves: at least 10 characters, longer
+    only where two of them share more."""
+    from runbase.core.ids import abbreviate_among
+
+    ids = ["0mc4wh8rx98cm8kz", "0mc4wh8rx98cm8ka", "0mc4zzzzzzzzzzzz", "0mc4zzzzzzzzzzzy"]
+    assert abbreviate_among(ids) == {
+        "0mc4wh8rx98cm8ka": "0mc4wh8rx98cm8ka",
+        "0mc4wh8rx98cm8kz": "0mc4wh8rx98cm8kz",
+        "0mc4zzzzzzzzzzzy": "0mc4zzzzzzzzzzzy",
+        "0mc4zzzzzzzzzzzz": "0mc4zzzzzzzzzzzz",
+    }
+    assert abbreviate_among(["0mc4wh8rx98cm8kz", "1abcdefghjkmnpqr"]) == {
+        "0mc4wh8rx98cm8kz": "0mc4wh8rx9",
+        "1abcdefghjkmnpqr": "1abcdefghj",
+    }
+    assert abbreviate_among(["0mc4wh8rx98cm8kz", "0mc4wh8rx98cm8kz"]) == {
+        "0mc4wh8rx98cm8kz": "0mc4wh8rx9"
+    }

@@ -249,6 +249,7 @@ def _ls_remote(
     """``runbase ls --remote NAME``: the same listing, read through the server's API
     (runbase.remote.runs), which filters and sorts with ls's own expressions."""
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
+    from runbase.core.ids import abbreviate_among
     from runbase.remote.client import get_remote
     from runbase.remote.runs import listing_client, remote_entries, remote_runs
 
@@ -264,7 +265,8 @@ def _ls_remote(
         echo_json(remote_entries(remote, [r["id"] for r in found.rows], client))
         return
     if found.rows:
-        _ls_table(_ListedIds(r["id"] for r in found.rows), found.rows, columns, found.total)
+        short = abbreviate_among([r["id"] for r in found.rows])
+        _ls_table(None, found.rows, columns, found.total, short)
     elif where or sweep or found.hidden:
         click.echo("no runs match" if where or sweep else "no runs")
     else:
@@ -276,28 +278,20 @@ def _ls_remote(
         )
 
 
-class _ListedIds:
-    """The store render.table abbreviates run ids against, for a remote listing: the
-    listed ids alone (records.read.abbreviate counts the ids in a prefix's range), so
-    an id is cut to the shortest prefix (at least 10 characters) unique among them."""
-
-    def __init__(self, ids: Any) -> None:
-        self.ids = sorted(ids)
-        self.db = self
-
-    def query_one(self, _sql: str, bounds: tuple[str, str]) -> tuple[int]:
-        lo, hi = bounds
-        return (sum(1 for i in self.ids if lo <= i < hi),)
-
-
-def _ls_table(store: Any, rows: list[dict[str, Any]], columns: str | None, total: int) -> None:
+def _ls_table(
+    store: Any,
+    rows: list[dict[str, Any]],
+    columns: str | None,
+    total: int,
+    short: dict[str, str] | None = None,
+) -> None:
     """The table of ``runbase ls``, with its notes on what it leaves out."""
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.render.table import choose_columns, render, runs_table, terminal_width
 
     with bad_input():
         chosen, hidden = choose_columns(rows, columns)
-    headers, table = runs_table(store, rows, chosen)
+    headers, table = runs_table(store, rows, chosen, short)
     click.echo(render(headers, table, terminal_width(sys.stdout.isatty())))
     if total > len(rows):
         click.echo(f"({len(rows)} of {total} runs; --limit 0 shows all)")

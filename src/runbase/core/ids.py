@@ -39,6 +39,21 @@ def is_valid_id(value: str) -> bool:
     return len(value) == ID_LENGTH and all(c in _ALPHABET for c in value)
 
 
+def abbreviate_among(ids: list[str], min_len: int = 10) -> dict[str, str]:
+    """Each of ``ids`` cut to its shortest prefix (at least ``min_len`` characters) that
+    no other of them shares: the short ids of a listing that is not a store's (a
+    remote's runs). Sorted, an id's nearest rivals are its neighbours."""
+    ordered = sorted(set(ids))
+    short: dict[str, str] = {}
+    for i, run_id in enumerate(ordered):
+        n = min_len
+        for other in ordered[max(i - 1, 0) : i + 2]:
+            if other != run_id:
+                n = max(n, len(os.path.commonprefix([run_id, other])) + 1)
+        short[run_id] = run_id[:n]
+    return short
+
+
 _ADJECTIVES = [
     "amber",
     "azure",

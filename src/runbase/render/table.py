@@ -163,12 +163,17 @@ def choose_columns(rows: list[dict[str, Any]], spec: str | None = None) -> tuple
 
 
 def runs_table(
-    store: Any, rows: list[dict[str, Any]], columns: list[Column] | None = None
+    store: Any,
+    rows: list[dict[str, Any]],
+    columns: list[Column] | None = None,
+    short: dict[str, str] | None = None,
 ) -> tuple[list[str], list[list[str]]]:
-    """The ``runbase ls`` table: ``columns`` (default: :func:`choose_columns`)."""
+    """The ``runbase ls`` table: ``columns`` (default: :func:`choose_columns`); run ids
+    abbreviated against ``store``, or as ``short`` gives them (a listing of no store)."""
     if columns is None:
         columns = choose_columns(rows)[0]
-    short = abbreviate(store, [r["id"] for r in rows])
+    if short is None:
+        short = abbreviate(store, [r["id"] for r in rows])
     keys_by_scope: dict[str, set[str]] = {}
     for scope, key in columns:
         keys_by_scope.setdefault(scope, set()).add(key)
