@@ -22,12 +22,21 @@ from typing import Any
 
 import pytest
 
-from conftest import GIT, ServerProcess, commit, http_request, runbase_cmd, start_server, write
+from conftest import (
+    GIT,
+    ServerProcess,
+    commit,
+    http_request,
+    require,
+    runbase_cmd,
+    start_server,
+    write,
+)
 
-mlflow = pytest.importorskip("mlflow")
+mlflow = require("mlflow")  # the test extra has it: missing, the module fails, never skips
 
 from mlflow import MlflowClient  # noqa: E402
-from mlflow.entities import Metric, Param, RunTag  # noqa: E402
+from mlflow.entities import Metric, Param, RunStatus, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
 from runbase.core import mlflowfilter  # noqa: E402
@@ -219,6 +228,29 @@ def test_run_logging_round_trip(client: MlflowClient) -> None:
     assert code_of(e) == "INVALID_PARAMETER_VALUE"
     client.restore_run(run_id)
     assert client.get_run(run_id).info.lifecycle_stage == "active"
+
+
+def test_experiment_tag_must_name_an_experiment(client: MlflowClient) -> None:
+    """review2 B5: the ``experiment`` tag is the run's experiment, so a value that
+    cannot name one (empty, over 500 characters) is refused, by set_tag and by a batch;
+    the run stays where it was, found by search_runs. A good name moves the run."""
+    run_id = client.create_run("0").info.run_id
+    for value in ("", "x" * 501, "a\x00b"):
+        for call in (
+            lambda v=value: client.set_tag(run_id, "experiment", v),
+            lambda v=value: client.log_batch(run_id, tags=[RunTag("experiment", v)]),
+        ):
+            with pytest.raises(MlflowException) as e:
+                call()
+            assert code_of(e) == "INVALID_PARAMETER_VALUE", value[:10]
+    got = client.get_run(run_id)
+    assert got.info.experiment_id == "0" and "experiment" not in got.data.tags
+    assert run_id in [r.info.run_id for r in client.search_runs(["0"])]
+    name = unique("moved")
+    client.set_tag(run_id, "experiment", name)
+    exp = client.get_experiment_by_name(name)
+    assert exp is not None and client.get_run(run_id).info.experiment_id == exp.experiment_id
+    assert [r.info.run_id for r in client.search_runs([exp.experiment_id])] == [run_id]
 
 
 def test_metric_history_pages(team: Team, client: MlflowClient) -> None:
@@ -710,6 +742,18 @@ def test_pushed_runbase_run_is_seen_by_mlflow(
         assert "recorded by its own process" in str(e.value)
     assert "test_acc" not in client.get_run(plain).data.metrics
     assert client.get_run(plain).info.status == "FINISHED"
+    # review2 A1: what asks for no change is a no-op, not a refusal: MLflow's fluent
+    # start_run(run_id=...) resumes a run so (the store's update_run_info: RUNNING, its
+    # end time), as the script under `runbase run --publish` does with the run adopted
+    before = client.get_run(plain).info
+    client._tracking_client.store.update_run_info(plain, RunStatus.RUNNING, before.end_time, None)
+    client.update_run(plain, name=before.run_name)
+    after = client.get_run(plain).info
+    assert (after.status, after.end_time, after.run_name) == ("FINISHED", before.end_time,
+                                                              before.run_name)  # fmt: skip
+    with pytest.raises(MlflowException) as e:
+        client.update_run(plain, name="renamed")  # a change: its process's to make
+    assert "recorded by its own process" in str(e.value)
 
 
 def test_on_postgresql(
@@ -719,7 +763,7 @@ def test_on_postgresql(
     filter, a history, a soft delete."""
     import uuid
 
-    psycopg = pytest.importorskip("psycopg")
+    psycopg = require("psycopg")  # pg_server requires it too
     name = f"mlf_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(f"{pg_server}/postgres", autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")

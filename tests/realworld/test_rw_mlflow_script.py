@@ -4,7 +4,9 @@ run as ``runbase run --publish team -- python train.py`` with MLflow pointed at 
 team server: ONE top-level run on the server, holding the code, the environment and
 MLflow's params and metrics (each point once: they arrive by publishing, not also over
 MLflow's REST calls), the nested run as its own MLflow run; the MLflow client reads it
-all back (search_runs, get_metric_history, download_artifacts)."""
+all back (search_runs, get_metric_history, download_artifacts). Once the run is
+published, the script resumes it (``start_run(run_id=...)``) and deletes a tag, as
+MLflow allows: neither fails (review2 A1)."""
 
 from __future__ import annotations
 
@@ -70,7 +72,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Any:
             "MLFLOW_TRACKING_TOKEN": token,
         }
         proc = rb(root, "run", "--publish", "team", "--", PY, "train.py",
-                  "--epochs", str(EPOCHS), env=env)  # fmt: skip
+                  "--epochs", str(EPOCHS), "--reopen", env=env)  # fmt: skip
         local = json.loads(rb(root, "show", "latest", "--json", env=env).stdout)
         yield Published(
             server.url, token, root, local,
@@ -118,6 +120,26 @@ def test_the_server_run_holds_code_env_and_mlflows_values(published: Published) 
         metrics["test_acc"]["count"] == 1 and metrics["test_acc"]["last"] == p.history["test_acc"]
     )
     assert run["param_sources"]["n_features"] == "mlflow"  # what MLflow alone reported
+
+
+def test_the_script_resumes_the_published_run(
+    published: Published, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """review2 A1: after a live publish made the adopted run the published runbase run,
+    MLflow's fluent resume (``start_run(run_id=...)``: the store's update_run_info) and
+    ``delete_tag`` on it run as without runbase; what the resumed run logs arrives once.
+    The deletion is kept local, and the runbase run keeps the tag (docs/mlflow.md)."""
+    p = published
+    assert p.ids["shown_before_reopen"], "the run was published before the script resumed it"
+    assert p.proc.returncode == 0 and "Traceback" not in p.proc.stderr, p.proc.stderr
+    run = p.api(f"/runs/{p.ids['run']}")
+    assert run["status"] == "finished"
+    assert run["metrics"]["test_loss"]["count"] == 1
+    assert run["metrics"]["test_loss"]["last"] == p.history["test_loss"]
+    assert run["tags"]["scratch"] == "until the evaluation"  # a deletion is not mirrored
+    assert p.local["metrics"]["test_loss"]["count"] == 1
+    top = _client(p, monkeypatch).get_run(p.ids["run"])
+    assert top.info.status == "FINISHED" and top.data.metrics["test_loss"] == p.history["test_loss"]
 
 
 def test_the_mlflow_client_reads_it_back(

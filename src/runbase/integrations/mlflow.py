@@ -17,8 +17,11 @@ reach it. Its run-writing methods are wrapped:
   the server to adopt the runbase run id (tag ``runbase.run_id``), and the run's writes
   are recorded here only; they reach the server by live publishing and the final push
   (nothing is sent twice). Its ``set_terminated`` is not sent either: runbase records
-  the command's real exit status. Reads, artifacts and every other run go to the
-  server as usual. MLflow's rule that a param is written once is kept here for it.
+  the command's real exit status; nor is the status MLflow's fluent
+  ``start_run(run_id=...)`` sets when the script resumes the run (MLflow's store-level
+  ``update_run_info``), nor ``delete_tag`` (the runbase run keeps the tag). Reads,
+  artifacts and every other run go to the server as usual. MLflow's rule that a param
+  is written once is kept here for it.
 
 MLflow's own calls run as they would without runbase, and whatever the mirror fails
 at is one warning: it never breaks training.
@@ -33,6 +36,7 @@ import urllib.parse
 from runbase.capture.params import mlflow_param_value
 from runbase.core._imphook import when_imported
 from runbase.core._safe import warn_once
+from runbase.core.mlflowtags import ADOPT_TAG, HIDDEN_PREFIX, PARENT_TAG, RUN_NAME_TAG
 from runbase.core.spool import STEP_KEY, TIME_KEY
 from runbase.integrations._common import top_process, wrap
 from runbase.tracking import tracker as _tracker
@@ -46,11 +50,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 SOURCE = "mlflow"
-ADOPT_TAG = "runbase.run_id"  # create_run: "make this runbase run the MLflow run" (spec)
-PARENT_TAG = "mlflow.parentRunId"
-NAME_TAG = "mlflow.runName"
 DEFAULT_EXPERIMENT = "Default"
 _SERVICE = "mlflow.tracking._tracking_service.client"
+_REST_STORE = "mlflow.store.tracking.rest_store"
 
 
 class _State:
@@ -72,8 +74,10 @@ state = _State()
 
 
 def install(module: ModuleType) -> None:
-    """``mlflow`` was imported: wrap its tracking service client (imported with it)."""
+    """``mlflow`` was imported: wrap its tracking service client and its REST store
+    (both imported with it)."""
     when_imported(_SERVICE, _patch)
+    when_imported(_REST_STORE, _patch_rest_store)
 
 
 def _patch(module: ModuleType) -> None:
@@ -82,9 +86,16 @@ def _patch(module: ModuleType) -> None:
     wrap(cls, "log_metric", _log_metric)
     wrap(cls, "log_param", _log_param)
     wrap(cls, "set_tag", _set_tag)
+    wrap(cls, "delete_tag", _delete_tag)
     wrap(cls, "log_batch", _log_batch)
     wrap(cls, "update_run", _update_run)
     wrap(cls, "set_terminated", _set_terminated)
+
+
+def _patch_rest_store(module: ModuleType) -> None:
+    # MLflow's fluent start_run(run_id=...) (its way to add to an existing run) calls the
+    # store's update_run_info directly, not the service client's update_run
+    wrap(module.RestStore, "update_run_info", _update_run_info)
 
 
 # -- the wrappers ---------------------------------------------------------------------------
@@ -184,6 +195,18 @@ def _set_tag(original: Callable[..., Any]) -> Callable[..., Any]:
     return set_tag
 
 
+def _delete_tag(original: Callable[..., Any]) -> Callable[..., Any]:
+    def delete_tag(self: Any, run_id: Any, key: Any) -> Any:
+        if not (_mirrored(run_id) and state.local):
+            return original(self, run_id, key)
+        # the adopted run's tags are recorded here (set_tag): the deletion stays here too.
+        # A runbase run's tags are never deleted by its process, so the run keeps the
+        # tag (docs/mlflow.md)
+        return None
+
+    return delete_tag
+
+
 def _log_batch(original: Callable[..., Any]) -> Callable[..., Any]:
     def log_batch(
         self: Any,
@@ -216,10 +239,25 @@ def _update_run(original: Callable[..., Any]) -> Callable[..., Any]:
         if not state.local:
             original(self, run_id, status, name)
         if name:  # a status is runbase's to record: the command's real outcome
-            _guarded("update_run", _mirror_tags, [(NAME_TAG, str(name))])
+            _guarded("update_run", _mirror_tags, [(RUN_NAME_TAG, str(name))])
         return None
 
     return update_run
+
+
+def _update_run_info(original: Callable[..., Any]) -> Callable[..., Any]:
+    def update_run_info(
+        self: Any, run_id: Any, run_status: Any, end_time: Any, run_name: Any
+    ) -> Any:
+        if not (_mirrored(run_id) and state.local):
+            return original(self, run_id, run_status, end_time, run_name)
+        # the adopted run resumed (start_run(run_id=...)): it is running (runbase records
+        # the command's real status); a name is mirrored as update_run mirrors it
+        if run_name:
+            _guarded("update_run", _mirror_tags, [(RUN_NAME_TAG, str(run_name))])
+        return self.get_run(run_id).info  # what the store answers: the run's info
+
+    return update_run_info
 
 
 def _set_terminated(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -296,7 +334,7 @@ def _mirror_created(
         )
     sent = {str(k): str(v) for k, v in (tags or {}).items() if k != ADOPT_TAG}
     _mirror_tags(sent.items())
-    name = run_name or sent.get(NAME_TAG)
+    name = run_name or sent.get(RUN_NAME_TAG)
     if name:
         _mirror_name(str(name))
     experiment = _experiment_name(client, experiment_id)
@@ -389,12 +427,8 @@ def _mirror_tags(tags: Iterable[tuple[Any, str]]) -> None:
     t = _tracker.active()
     if t is None:
         return
-    # lazy: records.external brings the store's modules, which a tracked process that
-    # never mirrors a tag does not need
-    from runbase.records.external import HIDDEN_PREFIX
-
     for key, value in tags:
-        if key == NAME_TAG:
+        if key == RUN_NAME_TAG:
             if value:
                 t.event("name", name=value)
         elif str(key).startswith(HIDDEN_PREFIX):

@@ -24,6 +24,15 @@ from typing import Any
 from runbase.core import mlflowfilter
 from runbase.core.ids import is_valid_id
 from runbase.core.mlflowfilter import OrderKey, Subject
+from runbase.core.mlflowtags import (
+    ADOPT_TAG,
+    HIDDEN_PREFIX,
+    MODEL_HISTORY_TAG,
+    MODEL_INPUT_PREFIX,
+    MODEL_OUTPUT_PREFIX,
+    PARENT_TAG,
+    RUN_NAME_TAG,
+)
 from runbase.errors import Conflict, Forbidden, NotFound, RunNotFound, UsageError
 from runbase.records import experiments, external
 from runbase.records.experiments import EXPERIMENT_TAG, Experiment
@@ -68,14 +77,8 @@ BULK_RESULTS_DEFAULT = 320
 MAX_BULK_POINTS = 2_000_000  # points one bulk-interval request reads (over all its runs)
 MAX_ID = 64  # characters of any id field (runbase's are 16, experiments' decimal)
 
-RUN_NAME_TAG = "mlflow.runName"
-PARENT_TAG = "mlflow.parentRunId"
-MODEL_HISTORY_TAG = external.MODEL_HISTORY_TAG
-ADOPT_TAG = "runbase.run_id"  # create_run: the runbase run this MLflow run is
-# where soft delete, datasets and model links are kept (records.external: one home)
-HIDDEN_PREFIX = external.HIDDEN_PREFIX
-MODEL_INPUT_PREFIX = external.MODEL_INPUT_PREFIX
-MODEL_OUTPUT_PREFIX = external.MODEL_OUTPUT_PREFIX
+# MLflow's tags, runbase's adoption tag and where soft delete, datasets and model links
+# are kept: core.mlflowtags, the one home of these names
 SOURCE = "mlflow"  # runbase params' source
 MODE = MLFLOW_MODE  # runbase runs' mode
 
@@ -397,7 +400,7 @@ def _inputs(view: RunView) -> dict[str, Any]:
         for key in sorted(view.tags)
         if key.startswith(MODEL_INPUT_PREFIX)
     ]
-    # records.external's codec: an entry a push or `runbase tag` left malformed is skipped
+    # records.external's codec: an entry a push left malformed is skipped
     return {"dataset_inputs": external.datasets(view.tags), "model_inputs": models}
 
 
@@ -518,20 +521,40 @@ def get_run(store: Store, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def update_run(store: Store, caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
-    view = _writable(store, caller, _run_id(body), active=False)
+    run_id = _run_id(body)
+    view = _writable(store, caller, run_id, active=False, values=False)
     name = field_text(body, "run_name", limit=external.MAX_NAME)
-    if name:
-        external.set_name(store, view.id, name)
     end_ms = field_int(body, "end_time", default=None, low=0)
     ended = None if end_ms is None else seconds(end_ms, "end_time")
     raw = body.get("status")
-    if raw not in (None, ""):
-        to = external.STATUS_FROM_MLFLOW
-        status = to[_enum(raw, to, _STATUS_NUMBERS, "status")]
+    to = external.STATUS_FROM_MLFLOW
+    status = None if raw in (None, "") else to[_enum(raw, to, _STATUS_NUMBERS, "status")]
+    if view.row.get("mode") != MODE:
+        if not _changes_nothing(view, name, status, end_ms):
+            _writable(store, caller, run_id, active=False)  # refused: its process's values
+        return {"run_info": run_info_json(load_view(store, view.id))}
+    if name:
+        external.set_name(store, view.id, name)
+    if status is not None:
         external.set_status(store, view.id, status, ended)
     elif ended is not None and view.row.get("status") != "running":
         external.set_status(store, view.id, str(view.row["status"]), ended)
     return {"run_info": run_info_json(load_view(store, view.id))}
+
+
+def _changes_nothing(view: WritableRun, name: str, status: str | None, end_ms: int | None) -> bool:
+    """Whether an update of a run recorded by its own process asks for nothing but what
+    MLflow's fluent ``start_run(run_id=...)`` sends to resume a run: status RUNNING (or
+    its own), its own name, its own end time. The run adopted by ``runbase run
+    --publish`` is resumed so (docs/mlflow.md); its status is its process's, so the
+    answer is a no-op."""
+    row = view.row
+    ended = row.get("ended_at")
+    return (
+        status in (None, "running", row.get("status"))
+        and (not name or name == row.get("name"))
+        and (end_ms is None or (ended is not None and end_ms == ms(ended)))
+    )
 
 
 def delete_run(store: Store, caller: Caller, body: dict[str, Any], deleted: bool) -> dict[str, Any]:
@@ -609,8 +632,14 @@ def _refuse_hidden(tags: Iterable[str]) -> None:
 
 def _set_tags(store: Store, run_id: str, tags: dict[str, str]) -> None:
     """MLflow's set-tag: ``mlflow.runName`` renames the run (runbase keeps the name in
-    the run, not in a tag)."""
+    the run, not in a tag); ``experiment`` moves it to the experiment of that name, so
+    the value must be one."""
     _refuse_hidden(tags)
+    if EXPERIMENT_TAG in tags:
+        try:
+            experiments.check_name(tags[EXPERIMENT_TAG])
+        except UsageError as e:
+            raise MlflowError(f"tag {EXPERIMENT_TAG!r} names the run's experiment: {e}") from None
     tags = dict(tags)
     tags.pop(ADOPT_TAG, None)
     name = tags.pop(RUN_NAME_TAG, None)
