@@ -271,9 +271,11 @@ def count_runs(store: Store, where: str | None = None) -> int:
 
 
 def duration(r: dict[str, Any]) -> float | None:
-    end = r.get("ended_at") or (
-        time.time() if r.get("status") == "running" else r.get("heartbeat_at")
-    )
+    """Seconds from start to end (to now while running, else to the last heartbeat
+    when no end was kept). Time 0 is a time (an import's unknown start): is-None."""
+    end = r.get("ended_at")
+    if end is None:
+        end = time.time() if r.get("status") == "running" else r.get("heartbeat_at")
     start = r.get("started_at")
     return None if end is None or start is None else max(0.0, end - start)
 

@@ -8,6 +8,12 @@ from runbase.capture.params import as_number
 from runbase.render.table import fmt_bytes, fmt_count, fmt_duration, fmt_value, render
 
 
+def _user_host(rec: dict[str, Any]) -> str:
+    """``user@host``; the user alone for a run with no host (MLflow's, an import's)."""
+    user = rec.get("user") or "?"
+    return f"{user}@{rec['host']}" if rec.get("host") else user
+
+
 def render_record(rec: dict[str, Any]) -> str:
     lines = [f"run {rec['id']}  {rec['name']}", ""]
     status = rec["status"]
@@ -22,9 +28,9 @@ def render_record(rec: dict[str, Any]) -> str:
             ("status", status),
             ("command", " ".join(rec["command"])),
             ("started", rec["started_at"]),
-            ("ended", rec.get("ended_at") or ""),
+            ("ended", "" if rec.get("ended_at") is None else rec["ended_at"]),
             ("duration", fmt_duration(rec.get("duration_s"))),
-            ("user@host", f"{rec.get('user') or '?'}@{rec.get('host')}"),
+            ("user@host", _user_host(rec)),
             ("cwd", rec.get("cwd") or ""),
             (
                 "reproduces",
