@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from runbase.capture.manifest import put_manifest
-from runbase.capture.params import mlflow_param_value
+from runbase.capture.params import mlflow_param_value, numeric
 from runbase.core.ids import is_valid_id
 from runbase.core.statuses import STATUSES
 from runbase.errors import Conflict, NotFound, RunNotFound, UsageError
@@ -712,6 +712,11 @@ def test_set_params_holds_the_objects_it_writes(store: Store) -> None:
         ("[1]", "[1]"),
         ('"a"', '"a"'),
         ("9" * 5000, "9" * 5000),
+        ("9" * 400, "9" * 400),  # under Python's digit limit, over a float: text (A3)
+        (str(2**63), str(2**63)),  # outside 64 bits: MLflow's stores hold no wider int
+        (str(-(2**63) - 1), str(-(2**63) - 1)),
+        (str(2**63 - 1), 2**63 - 1),
+        (str(-(2**63)), -(2**63)),
         ("[" * 10_000, "[" * 10_000),
         ("", ""),
     ],
@@ -721,6 +726,21 @@ def test_the_mlflow_param_rule(text: str, value: object) -> None:
     assert got == value and type(got) is type(value)
     back = got if isinstance(got, str) else json.dumps(got)
     assert back == text  # lossless
+
+
+def test_a_400_digit_param_is_kept_and_numeric_never_raises(store: Store) -> None:
+    """A3: a param of 309+ digits reached float() and raised OverflowError (a 500 on the
+    server, a lost mirror, a traceback from the importer). numeric() is None for it, and
+    external.set_params keeps it as the string MLflow sent."""
+    big = "9" * 400
+    assert numeric(big) is None and numeric("-" + big) is None
+    assert numeric("[" * 10_000) is None and numeric("9" * 5000) is None
+    assert numeric(str(2**63)) == float(2**63) and numeric("true") == 1.0
+    run = _run(store)
+    x.set_params(store, run, {"big": big, "seed": str(2**64), "lr": "0.1"}, "mlflow")
+    params = build_record(store, run)["params"]
+    assert params == {"big": big, "seed": str(2**64), "lr": 0.1}
+    x.set_params(store, run, {"big": big}, "mlflow")  # the same value again: a no-op
 
 
 def test_times_and_statuses() -> None:

@@ -8,13 +8,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conftest import require
 from runbase.interop.imported import INCOMPLETE_TAG, SourceFile, SourceRun, walk_files, write_run
 from runbase.interop.mlruns import is_mlruns
-from runbase.interop.report import ImportReport
+from runbase.interop.report import ImportReport, new_report
 from runbase.records import external, read
 from runbase.records.files import list_files
 from runbase.store import Store
@@ -101,6 +102,62 @@ def test_a_first_write_failing_half_way_is_not_left_running(store: Store) -> Non
     assert third.unchanged == [rid]
 
 
+class _Exploding(list):  # type: ignore[type-arg]
+    """Points whose reading fails with an error nothing foresaw (not a RunbaseError)."""
+
+    def __getitem__(self, index: Any) -> Any:
+        raise RuntimeError("the source broke")
+
+    def __len__(self) -> int:
+        return 1
+
+
+def test_any_error_of_one_run_is_a_skip_never_a_traceback(store: Store) -> None:
+    """A3: write_run turns ANY exception of one run into a skip with why (logged); a run
+    created before it is failed with tag import.incomplete, not left running."""
+    report = ImportReport("neptune")
+    src = _source([])
+    src.points = _Exploding()
+    assert write_run(store, src, report) is None
+    assert report.skipped == [("run proj/RUN-1", "RuntimeError: the source broke")]
+    rid = src.run_id
+    assert read.load_row(store, rid)["status"] == "failed"
+    assert "the source broke" in read.load_tags(store, [rid])[rid][INCOMPLETE_TAG]
+    again = ImportReport("neptune")
+    assert write_run(store, _source([("loss", 0, T0, 1.0)]), again) == rid
+    assert again.updated == [rid] and read.load_row(store, rid)["status"] == "finished"
+
+
+def test_a_fifo_among_files_is_reported_skipped(tmp_path: Path) -> None:
+    root = tmp_path / "run"
+    root.mkdir()
+    (root / "a.txt").write_text("a")
+    os.mkfifo(root / "pipe")
+    report = ImportReport("wandb")
+    found = walk_files(root, report, "run X")
+    assert [f.path for f, _n in found] == ["a.txt"]
+    assert report.skipped == [("file pipe of run X", "not a regular file")]
+
+
+def test_within_run_progress_reaches_the_display(store: Store, tmp_path: Path) -> None:
+    """B6: metric points stored (per batch) and artifact bytes go to progress.within."""
+    seen: list[tuple[str, int]] = []
+
+    class Shown:
+        def __call__(self, done: int, total: int | None, what: str) -> None: ...
+
+        def within(self, what: str, n: int) -> None:
+            seen.append((what, n))
+
+    report = new_report("neptune", Shown())
+    (tmp_path / "f.bin").write_bytes(b"x" * 3000)
+    src = _source([("loss", i, T0, 1.0) for i in range(5)])
+    src.files = [SourceFile("f.bin", tmp_path, "f.bin")]
+    assert write_run(store, src, report) is not None
+    assert seen == [("points stored", 5), ("bytes", 3000)]
+    assert new_report("x", lambda *a: None).within is None  # a plain callback: none
+
+
 def test_reimport_mirrors_tags_and_files_but_never_a_param(store: Store, tmp_path: Path) -> None:
     """docs/interop.md: tags and files follow the source (updated); a param with another
     value is a Conflict (skipped, nothing changed)."""
@@ -182,3 +239,61 @@ def test_tensorboard_single_run_logdir_and_bad_wall_times(store: Store, tmp_path
     assert first.not_mapped == {"events without a valid wall time": 2}
     assert external.metric_history(store, a, "loss") == [(0, T0, 1.0), (3, T0 + 3, 0.125)]
     assert read.load_row(store, a)["ended_at"] == T0 + 3
+
+
+def test_time_0_is_a_time_in_show(store: Store) -> None:
+    """B3: an import with no start and no end keeps time 0; duration is from 0 to 0
+    (not to the last heartbeat: 499073h), show prints the end, and a run without a
+    host shows its user alone (not alice@None)."""
+    from runbase.records.record import build_record
+    from runbase.render.show import render_record
+
+    src = SourceRun(system="neptune", original_id="p/T-0", started_at=0.0, ended_at=0.0)
+    src.user = "alice"
+    rid = write_run(store, src, ImportReport("neptune"))
+    assert rid is not None
+    rec = build_record(store, rid)
+    assert rec["duration_s"] == 0.0 and rec["ended_at"] == "1970-01-01T00:00:00+00:00"
+    lines = {ln.split()[0]: ln for ln in render_record(rec).splitlines() if ln.strip()}
+    assert lines["duration"].split() == ["duration", "0.0s"]
+    assert lines["ended"].split() == ["ended", "1970-01-01T00:00:00+00:00"]
+    assert lines["user@host"].split() == ["user@host", "alice"]
+    assert read.duration({"started_at": 10.0, "ended_at": None, "heartbeat_at": 12.0}) == 2.0
+
+
+def test_the_import_bar_on_a_terminal_and_lines_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """B6: on a terminal a bar of the runs whose text follows the work inside a run
+    (points, bytes); elsewhere one plain line per run; nothing with RUNBASE_NO_PROGRESS."""
+    import io
+
+    from runbase.cli.interop import _Progress
+
+    monkeypatch.delenv("RUNBASE_NO_PROGRESS", raising=False)
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    term = Terminal()
+    shown = _Progress.on(term, plain=True)
+    assert shown is not None and shown.tty
+    shown(0, 2, "first")
+    shown.within("points stored", 200_000)
+    shown.REDRAW_S = 0.0  # every change drawn (the real bar draws five times a second)
+    shown.within("bytes", 3 << 20)
+    shown(1, 2, "second")
+    shown.close()
+    out = term.getvalue()
+    assert "importing:" in out and "0/2" in out and "1/2" in out
+    assert "first: 200,000 points stored, 3.0 MiB" in out and "second" in out
+    plain = io.StringIO()
+    lines = _Progress.on(plain, plain=True)
+    assert lines is not None and not lines.tty
+    lines(0, 2, "first")
+    lines.within("bytes", 10)
+    lines(1, 2, "second")
+    lines(2, 2, "")
+    assert plain.getvalue() == "importing run 1/2: first\nimporting run 2/2: second\n"
+    assert _Progress.on(io.StringIO(), plain=False) is None  # --json: no plain lines
+    monkeypatch.setenv("RUNBASE_NO_PROGRESS", "1")
+    assert _Progress.on(term, plain=True) is None

@@ -332,12 +332,14 @@ def test_cli_exit_codes_and_json(
 ) -> None:
     mlruns, _ids = source
     db = tmp_path / "s"
+    monkeypatch.delenv("RUNBASE_NO_PROGRESS", raising=False)
     r = cli(db, "import", "mlflow", str(mlruns.parent), "--json")  # the directory above: found
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["system"] == "mlflow" and len(out["created"]) == 3 and out["skipped"] == []
     r = cli(db, "import", "mlflow", str(mlruns), "--experiment", "exp-a")
-    assert r.exit_code == 0 and r.output.startswith("mlflow: 0 runs imported, 2 already there\n")
+    assert r.exit_code == 0 and r.stdout.startswith("mlflow: 0 runs imported, 2 already there\n")
+    assert r.stderr.startswith("importing run 1/2: ")  # not a terminal: plain lines (B6)
     r = cli(db, "import", "mlflow", str(tmp_path / "nothere"))
     assert r.exit_code == 2 and "does not exist" in r.output
     r = cli(db, "import", "mlflow", str(tmp_path))
@@ -350,6 +352,11 @@ def test_cli_exit_codes_and_json(
     r = cli(db, "import", "mlflow", "--tracking-uri", "http://127.0.0.1:9")  # nothing listens
     assert r.exit_code == 1
     assert "cannot read experiments from http://127.0.0.1:9: API request" in r.output
+    # what it waits for is said at once (MLflow retries a dead server for minutes), and
+    # never a password given in the URI
+    r = cli(db, "import", "mlflow", "--tracking-uri", "http://bob:s3cret@127.0.0.1:9/x")
+    assert r.stderr.startswith("runbase: reading http://127.0.0.1:9/x (MLflow's client retries")
+    assert "s3cret" not in r.output
     for system in ("wandb", "tensorboard", "neptune"):  # E's importers, called the same way
         r = cli(db, "import", system, str(tmp_path / "nothere"))
         assert r.exit_code == 2 and "nothere does not exist" in r.output, system
@@ -440,6 +447,36 @@ def test_the_runbase_command_imports_and_shows(
     assert shown["metrics"]["acc"]["count"] == 100
     missing = runbase_cmd("import", "mlflow", str(tmp_path / "gone"), cwd=tmp_path, env=env)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_a_400_digit_param_and_a_fifo_artifact(
+    source: tuple[Path, dict[str, str]], store: Store, tmp_path: Path
+) -> None:
+    """A3: a param of 400 digits made the whole import a traceback (float() overflow):
+    it is kept as MLflow's string, with the run's metrics. A FIFO among the artifacts
+    is reported skipped (never read: it would block), the other artifacts imported."""
+    mlruns = tmp_path / "mlruns"
+    shutil.copytree(source[0], mlruns)
+    c = client(mlruns)
+    exp = c.get_experiment_by_name("exp-b")
+    run = c.create_run(exp.experiment_id, run_name="huge-seed")
+    rid = run.info.run_id
+    c.log_param(rid, "seed", "9" * 400)
+    c.log_param(rid, "wide", str(2**64))
+    c.log_metric(rid, "loss", 0.5, step=1)
+    artifacts = mlruns / exp.experiment_id / rid / "artifacts"  # the copy's, written here
+    artifacts.mkdir(exist_ok=True)
+    (artifacts / "a.txt").write_text("a")
+    os.mkfifo(artifacts / "pipe")
+    c.set_terminated(rid)
+    report = import_mlflow(store, mlruns, experiment="exp-b")
+    ours = derived(mlruns, rid)
+    assert ours in report.created
+    assert report.skipped == [(f"file pipe of run {rid}", "not a regular file")]
+    rec = build_record(store, ours)
+    assert rec["params"] == {"seed": "9" * 400, "wide": str(2**64)}
+    assert rec["metrics"]["loss"]["count"] == 1
+    assert {o["path"] for o in rec["outputs"]} == {"a.txt"}
 
 
 def test_datasets_too_large_for_a_tag_are_counted_and_runbase_tags_not_taken(

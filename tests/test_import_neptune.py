@@ -306,6 +306,43 @@ def test_malformed_files_are_clear_errors(exports: Path, store: Store, tmp_path:
     assert json.dumps(report.as_json())
 
 
+def _write_with(path: Path, rows: list[dict[str, Any]], **types: Any) -> None:
+    """Parquet in the exporter's layout with some columns of another type (a file
+    written by something else, or a later exporter)."""
+    pa, pq = require("pyarrow"), require("pyarrow.parquet")
+    sch = schema()
+    for name, kind in types.items():
+        sch = sch.set(sch.get_field_index(name), pa.field(name, kind))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=sch), path)
+
+
+def test_columns_of_other_types_and_steps_beyond_64_bits(store: Store, tmp_path: Path) -> None:
+    """A4: a string_set attribute whose column is int64 was a traceback of the whole
+    import: it is not mapped now, the run imported. B2: a step outside 64 bits lost the
+    run's every metric: that point is counted not mapped, the others kept."""
+    pa = require("pyarrow")
+    data = tmp_path / "data" / "proj"
+    odd = [*sys_rows("S-1", "odd", T0)[:4], row("S-1", "parameters/set", "string_set",
+           string_set_value=5), row("S-1", "parameters/lr", "float", float_value=0.5)]  # fmt: skip
+    _write_with(data / "S-1_part_0.parquet", odd, string_set_value=pa.int64())
+    big = [*sys_rows("B-1", "big", T0 + 1)[:4], *series("B-1", "metrics/loss", range(3))]
+    for r in big[-3:]:
+        r["step"] = float(r["step"])
+    big.append(row("B-1", "metrics/loss", "float_series", step=1e20, float_value=9.0,
+                   timestamp=at(T0 + 9)))  # fmt: skip
+    _write_with(data / "B-1_part_0.parquet", big, step=pa.float64())
+    report = import_neptune(store, tmp_path / "data")
+    names = by_name(store, report.created)
+    assert set(names) == {"odd", "big"} and report.skipped == []
+    assert report.not_mapped["values of another type than their attribute's"] == 1
+    assert read.load_params(store, [names["odd"]])[names["odd"]] == {"parameters/lr": (0.5, "neptune")}
+    assert report.not_mapped["metric points with steps outside 64 bits"] == 1
+    history = external.metric_history(store, names["big"], "metrics/loss")
+    assert [(s, v) for s, _t, v in history] == [(i, loss(i)) for i in range(3)]
+    assert read.load_row(store, names["big"])["status"] == "finished"
+
+
 def test_a_source_that_disagrees_is_skipped_and_changes_nothing(
     store: Store, tmp_path: Path
 ) -> None:
@@ -331,22 +368,28 @@ def test_a_source_that_disagrees_is_skipped_and_changes_nothing(
     assert len(external.metric_history(store, rid, "metrics/loss")) == 10
 
 
-def test_cli(exports: Path, tmp_path: Path) -> None:
+def test_cli(exports: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
     from runbase.cli import COMMANDS, main
 
     COMMANDS.setdefault("import", "interop")
+    monkeypatch.delenv("RUNBASE_NO_PROGRESS", raising=False)
     base = ["--store", str(tmp_path / ".runbase"), "import", "neptune"]
     r = CliRunner().invoke(main, [*base, str(exports)], catch_exceptions=False)
     assert r.exit_code == 0, r.output
-    assert r.output.splitlines() == [
+    assert r.stderr.splitlines() == [  # not a terminal: a plain line per run (B6)
+        "importing run 1/2: ws/vision/VIS-1",
+        "importing run 2/2: ws/vision/VIS-2",
+    ]
+    assert r.stdout.splitlines() == [
         "neptune: 2 runs imported, 0 already there",
         "  not mapped: fractional steps (rounded down) (1), histogram values (1), "
         "string series values (1)",
     ]
     r = CliRunner().invoke(main, [*base, str(exports), "--json"], catch_exceptions=False)
     assert r.exit_code == 0 and len(json.loads(r.output)["unchanged"]) == 2
+    assert r.stderr == ""  # no plain lines around JSON
     (tmp_path / "junk").mkdir()
     r = CliRunner().invoke(main, [*base, str(tmp_path / "junk")], catch_exceptions=False)
     assert r.exit_code == 2 and "no neptune-exporter runs under" in r.output

@@ -140,5 +140,15 @@ def test_clear_errors(store: Store, tmp_path: Path) -> None:
     (bad / "events.out.tfevents.1.host").write_bytes(b"\x00" * 3)
     report = import_tensorboard(store, tmp_path / "bad")
     assert not report.created
-    assert report.skipped == [("TensorBoard run run1", "its event files hold no events")]
+    assert report.skipped == [  # a file of bytes that holds no event: damaged, said so
+        ("event file run1/events.out.tfevents.1.host", "damaged: not one event record could be read"),
+        ("TensorBoard run run1", "its event files hold no events"),
+    ]
+    (bad / "events.out.tfevents.1.host").write_bytes(os.urandom(4096))
+    assert import_tensorboard(store, tmp_path / "bad").skipped[0][1].startswith("damaged")
+    (bad / "events.out.tfevents.1.host").write_bytes(b"")  # empty: no events, not damaged
+    assert import_tensorboard(store, tmp_path / "bad").skipped == [
+        ("TensorBoard run run1", "its event files hold no events")
+    ]
+    report = import_tensorboard(store, tmp_path / "bad")
     assert json.loads(json.dumps(report.as_json()))["skipped"][0]["what"] == "TensorBoard run run1"

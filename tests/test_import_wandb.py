@@ -222,7 +222,7 @@ def test_cli(made: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
     args = ["--store", str(tmp_path / ".runbase"), "import", "wandb", str(wandb_dir)]
     r = CliRunner().invoke(main, args, catch_exceptions=False)
     assert r.exit_code == 0, r.output
-    assert r.output.startswith("wandb: 2 runs imported, 0 already there")
+    assert r.stdout.startswith("wandb: 2 runs imported, 0 already there")
     r = CliRunner().invoke(main, [*args, "--json"], catch_exceptions=False)
     out: dict[str, Any] = json.loads(r.output)
     assert len(out["unchanged"]) == 2 and out["created"] == []

@@ -146,15 +146,20 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def numeric(value_json: str) -> float | None:
-    """The number a JSON value represents, for filtering and sorting (bools are 0/1)."""
+    """The number a JSON value represents, for filtering and sorting (bools are 0/1);
+    None when it is not one a float holds (an int of 309 digits or more). Never raises:
+    every write of a param calls it."""
     try:
         v = json.loads(value_json)
-    except ValueError:
+    except (ValueError, RecursionError):  # also an int over Python's digit limit
         return None
     if isinstance(v, bool):
         return float(v)
     if isinstance(v, (int, float)):
-        return float(v)
+        try:
+            return float(v)
+        except OverflowError:  # |int| > 1.8e308: no float; sorted as text
+            return None
     if v in ("NaN", "Infinity", "-Infinity"):
         return float(v.replace("Infinity", "inf"))
     return None
@@ -165,9 +170,10 @@ def mlflow_param_value(text: str) -> Any:
     boolean it spells when that value's JSON text is exactly ``text`` (``"0.1"``,
     ``"32"``, ``"true"``), so runbase filters and sorts on it and MLflow reads back the
     same string; any other text stays a string (``"1e-3"``, ``"True"``, ``"-0"``,
-    ``"NaN"``). Lossless both ways. The one rule of every path an MLflow param takes:
-    the server's MLflow API and the importer (records.external) and the mirror of a
-    script's ``mlflow.log_param`` (integrations.mlflow)."""
+    ``"NaN"``, an int outside 64 bits). Lossless both ways. The one rule of every
+    path an MLflow param takes: the server's MLflow API and the importer
+    (records.external) and the mirror of a script's ``mlflow.log_param``
+    (integrations.mlflow)."""
     if text in ("true", "false"):
         return text == "true"
     try:
@@ -178,6 +184,8 @@ def mlflow_param_value(text: str) -> Any:
         return text
     if isinstance(value, float) and not math.isfinite(value):
         return text
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        return text  # MLflow's own stores and clients hold no wider int: kept as it came
     return value if json.dumps(value) == text else text
 
 

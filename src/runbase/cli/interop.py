@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +61,17 @@ def import_mlflow(
     params, tags, every metric point, parent runs, datasets and artifacts."""
     # lazy: each command imports what it runs
     from runbase.interop.mlflow_import import import_mlflow as run_import
+    from runbase.interop.mlflow_import import shown_uri
 
     if (path is None) == (tracking_uri is None):
         raise click.UsageError("give an mlruns directory PATH or --tracking-uri URI (one of them)")
     source: Path | str = path if path is not None else str(tracking_uri)
+    if tracking_uri is not None:  # MLflow's client waits minutes, silent, on a dead server
+        click.echo(
+            f"runbase: reading {shown_uri(tracking_uri)} (MLflow's client retries a server that does not "
+            "answer for minutes: MLFLOW_HTTP_REQUEST_MAX_RETRIES; Ctrl-C stops)",
+            err=True,
+        )
     with bad_input():
         _import(
             ctx,
@@ -112,13 +120,13 @@ import_.add_command(_other("neptune", "the Parquet files of neptune-exporter"))
 def _import(ctx: click.Context, run_import: Any, as_json: bool) -> None:
     """Open (or create) the store, run the import with progress on stderr, print its
     report."""
-    from runbase.core import progress  # lazy: each command imports what it runs
-
     store = open_store(ctx, create=True)
+    shown = _Progress.on(sys.stderr, plain=not as_json)
     try:
-        with progress.shown("runbase: importing artifacts"):
-            report = run_import(store, _progress_line() if not as_json else None)
+        report = run_import(store, shown)
     finally:
+        if shown is not None:
+            shown.close()
         store.close()
     if as_json:
         echo_json(report.as_json())
@@ -127,20 +135,78 @@ def _import(ctx: click.Context, run_import: Any, as_json: bool) -> None:
             click.echo(line)
 
 
-def _progress_line() -> Any:
-    """One line on stderr, rewritten per run, when stderr is a terminal."""
-    if not sys.stderr.isatty() or os.environ.get("RUNBASE_NO_PROGRESS"):
-        return None
+class _Progress:
+    """The import's progress on stderr. On a terminal, a bar of the runs (tqdm, as
+    render.progress draws bytes) whose text moves with the work inside the current
+    run: metric points read and stored, artifact bytes; elsewhere (a log, a pipe) one
+    plain line per run. Nothing with ``$RUNBASE_NO_PROGRESS``."""
 
-    def show(done: int, total: int | None, what: str) -> None:
-        of = f"/{total}" if total is not None else ""
-        text = f"importing run {done + 1}{of}: {what}"[:100]
-        sys.stderr.write(f"\r\x1b[K{text}")
-        if total is not None and done + 1 >= total:
-            sys.stderr.write("\r\x1b[K")
-        sys.stderr.flush()
+    REDRAW_S = 0.2  # at most five redraws a second: a 1 MiB chunk each is many more
 
-    return show
+    def __init__(self, stream: Any, tty: bool) -> None:
+        self.stream = stream
+        self.tty = tty
+        self.bar: Any = None
+        self.what = ""
+        self.counts: dict[str, int] = {}
+        self.drawn = 0.0
+
+    @classmethod
+    def on(cls, stream: Any, plain: bool) -> _Progress | None:
+        """The display for ``stream``; None when nothing is to be shown there (plain
+        lines are not wanted where the output is JSON)."""
+        if os.environ.get("RUNBASE_NO_PROGRESS"):
+            return None
+        try:
+            tty = bool(stream.isatty())
+        except (AttributeError, ValueError):
+            tty = False
+        return cls(stream, tty) if tty or plain else None
+
+    def __call__(self, done: int, total: int | None, what: str) -> None:
+        """Run ``done + 1`` of ``total`` begins (``what`` names it; "" once all are done)."""
+        self.what, self.counts = what[:60], {}
+        if not self.tty:
+            if what:
+                of = f"/{total}" if total is not None else ""
+                self.stream.write(f"importing run {done + 1}{of}: {what[:200]}\n")
+                self.stream.flush()
+            return
+        if self.bar is None:
+            from tqdm import tqdm  # lazy: only an import on a terminal draws a bar
+
+            self.bar = tqdm(
+                total=total,
+                desc="importing",
+                unit="run",
+                file=self.stream,
+                leave=False,
+                dynamic_ncols=True,
+                mininterval=self.REDRAW_S,
+            )
+        self.bar.n = done
+        self._draw(force=True)
+
+    def within(self, what: str, n: int) -> None:
+        """``n`` more of ``what`` done in the current run: the bar's text moves."""
+        self.counts[what] = self.counts.get(what, 0) + n
+        if self.bar is not None:
+            self._draw(force=False)
+
+    def _draw(self, force: bool) -> None:
+        now = time.monotonic()
+        if not force and now - self.drawn < self.REDRAW_S:
+            return
+        self.drawn = now
+        from runbase.render.table import fmt_bytes  # lazy: command modules load only click
+
+        done = [fmt_bytes(n) if k == "bytes" else f"{n:,} {k}" for k, n in self.counts.items()]
+        self.bar.set_postfix_str(": ".join(filter(None, [self.what, ", ".join(done)])), False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 @click.command("export")

@@ -26,13 +26,13 @@ symlink) and stored as objects (BLAKE3, deduplicated), then recorded as run outp
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runbase.core import progress
 from runbase.core.safepath import SafeRoot, check_relpath
 from runbase.errors import Conflict, RunbaseError, UnsafePathError
 from runbase.interop.report import ImportReport
@@ -45,6 +45,7 @@ from runbase.store import Store
 MODE = "import"  # runs.mode of every imported run
 INCOMPLETE_TAG = "import.incomplete"  # a first write that failed half way: why
 POINTS_PER_CALL = 200_000  # external.log_points takes at most a million in one call
+_log_error = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,10 @@ def write_run(store: Store, src: SourceRun, report: ImportReport) -> str | None:
     except RunbaseError as e:
         report.skipped.append((src.what, str(e)))
         return None
+    except Exception as e:  # a bug or a value nothing foresaw: this run only, never the import
+        _log_error.warning("importing %s failed", src.what, exc_info=True)
+        report.skipped.append((src.what, f"{type(e).__name__}: {str(e)[:500]}"))
+        return None
     return run_id
 
 
@@ -157,7 +162,7 @@ def _create(
     try:
         if src.params:
             external.set_params(store, run_id, src.params, src.system)
-        _log(store, run_id, src.points)
+        _log(store, run_id, src.points, report)
         _summary(store, run_id, src.summary)
         _files(store, run_id, src, report)
     except Exception as e:
@@ -200,7 +205,7 @@ def _update(
     if new_tags:
         external.set_tags(store, run_id, new_tags)
     tail_points = [p for tail in tails.values() for p in tail]
-    _log(store, run_id, tail_points)
+    _log(store, run_id, tail_points, report)
     have_summary = load_metrics(store, [run_id])[run_id]
     new_summary = {
         k: v
@@ -255,9 +260,13 @@ def _same_float(a: object, b: float) -> bool:
     return a == b or (math.isnan(a) and math.isnan(b))
 
 
-def _log(store: Store, run_id: str, points: list[tuple[str, int, float, float]]) -> None:
+def _log(
+    store: Store, run_id: str, points: list[tuple[str, int, float, float]], report: ImportReport
+) -> None:
     for i in range(0, len(points), POINTS_PER_CALL):
-        external.log_points(store, run_id, points[i : i + POINTS_PER_CALL])
+        batch = points[i : i + POINTS_PER_CALL]
+        external.log_points(store, run_id, batch)
+        report.advance("points stored", len(batch))
 
 
 def _summary(store: Store, run_id: str, values: dict[str, float]) -> bool:
@@ -275,7 +284,7 @@ def _files(store: Store, run_id: str, src: SourceRun, report: ImportReport) -> i
     for f in src.files:
         try:
             check_relpath(f.path)
-            oid, size = _put(store, f)
+            oid, size = _put(store, f, report)
         except (RunbaseError, OSError) as e:
             why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
             report.skipped.append((f"file {f.path} of {src.what}", why))
@@ -299,7 +308,8 @@ def walk_files(
     policy of every importer: a directory being imported may come from anyone, so a
     link is never followed, except, with ``follow_inside``, a link to a regular file
     inside that directory (W&B's ``wandb.save`` links what it saves), which is read from
-    where it points. Every link not followed is reported skipped, named by ``what``."""
+    where it points. Every link not followed, and anything that is not a regular file
+    (a FIFO, a socket), is reported skipped, named by ``what``."""
     base = root / sub if sub else root
     if not base.is_dir() or base.is_symlink():
         return []
@@ -323,6 +333,8 @@ def walk_files(
                     report.skipped.append((f"file {rel} of {what}", why))
                 else:
                     out.append((SourceFile(rel, Path(inside or ""), linked[0]), linked[1]))
+            elif not stat.S_ISDIR(st.st_mode):  # a FIFO, a socket, a device: never read
+                report.skipped.append((f"file {rel} of {what}", "not a regular file"))
     out.sort(key=lambda fs: fs[0].path)
     return out
 
@@ -352,7 +364,7 @@ def _linked(link: str, inside: str | None) -> tuple[str, int] | None:
     return os.path.relpath(target, inside).replace(os.sep, "/"), st.st_size
 
 
-def _put(store: Store, f: SourceFile) -> tuple[str, int]:
+def _put(store: Store, f: SourceFile, report: ImportReport) -> tuple[str, int]:
     """The bytes of ``f`` as an object of the store: (id, size)."""
     fd = SafeRoot(f.root).open_read(f.rel)
     with os.fdopen(fd, "rb") as fin:
@@ -362,5 +374,5 @@ def _put(store: Store, f: SourceFile) -> tuple[str, int]:
         with store.objects.writer(st.st_size) as w:
             while chunk := fin.read(1 << 20):
                 w.write(chunk)
-                progress.advance(len(chunk))
+                report.advance("bytes", len(chunk))
     return w.oid, w.size

@@ -57,7 +57,7 @@ from runbase.interop.imported import (
     write_run,
 )
 from runbase.interop.mlruns import is_mlruns
-from runbase.interop.report import ImportReport, Progress, report_step
+from runbase.interop.report import ImportReport, Progress, new_report, report_step
 from runbase.records import experiments, external
 from runbase.records.files import list_files
 from runbase.store import Store
@@ -83,7 +83,7 @@ def import_mlflow(
     ``experiment`` (a name); deleted ones too with ``include_deleted``."""
     client_class, view_type, mlflow_error = _mlflow()
     uri, local = tracking_uri(source)
-    report = ImportReport(SYSTEM)
+    report = new_report(SYSTEM, progress)
     with _mlflow_env(file_store=local is not None):
         client = _client(client_class, uri, mlflow_error)
         reader = _Reader(client, uri, local, view_type, include_deleted, mlflow_error)
@@ -122,7 +122,7 @@ def _client(client_class: Any, uri: str, mlflow_error: type[Exception]) -> Any:
         hint = ""
         if not uri.startswith(("file:", "http:", "https:")):
             hint = " (a database needs the full MLflow package: pip install mlflow)"
-        raise UsageError(f"MLflow cannot read {uri}{hint}: {_message(e)}") from None
+        raise UsageError(f"MLflow cannot read {shown_uri(uri)}{hint}: {_message(e)}") from None
 
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")  # two letters at least: not a drive (C:)
@@ -226,7 +226,7 @@ class _Reader:
         self.models: dict[str, list[Any]] = {}  # source run id -> its logged models
 
     def _failed(self, what: str, e: Exception) -> RunbaseError:
-        return RunbaseError(f"cannot read {what} from {self.uri}: {_message(e)}")
+        return RunbaseError(f"cannot read {what} from {shown_uri(self.uri)}: {_message(e)}")
 
     # -- listing ------------------------------------------------------------------------
     def experiments(self, name: str | None) -> list[Any]:
@@ -234,7 +234,7 @@ class _Reader:
             if name is not None:
                 exp = self.client.get_experiment_by_name(name)
                 if exp is None:
-                    raise NotFound(f"no experiment {name!r} in {self.uri}")
+                    raise NotFound(f"no experiment {name!r} in {shown_uri(self.uri)}")
                 return [exp]
             out, token = [], None
             while True:
@@ -285,6 +285,10 @@ class _Reader:
         except (self.error, OSError, RunbaseError) as e:
             shutil.rmtree(work, ignore_errors=True)
             report.skipped.append((f"run {orig}", _message(e)))
+            return
+        except Exception as e:  # a value nothing foresaw: this run only, never the import
+            shutil.rmtree(work, ignore_errors=True)
+            report.skipped.append((f"run {orig}", f"{type(e).__name__}: {_message(e)}"))
             return
         try:
             run_id = write_run(store, src, report)
@@ -353,12 +357,19 @@ class _Reader:
                 report.skipped.append((f"metric {key[:100]!r} of {what}", "not a valid key"))
                 continue
             bad = 0
-            for m in self.client.get_metric_history(run_id, key):
+            history = self.client.get_metric_history(run_id, key)
+            for m in history:
                 t = _seconds(m.timestamp)
-                if t is None or isinstance(m.step, bool) or not isinstance(m.step, int):
+                if (
+                    t is None
+                    or isinstance(m.step, bool)
+                    or not isinstance(m.step, int)
+                    or not -(2**63) <= m.step < 2**63
+                ):
                     bad += 1
                     continue
                 out.append((key, int(m.step), t, float(m.value)))
+            report.advance("points read", len(history))
             report.not_mapped_add("metric points with a time or step runbase cannot keep", bad)
         return out
 
@@ -576,7 +587,16 @@ def _count_model_links(run: Any, report: ImportReport) -> None:
 def _message(e: BaseException) -> str:
     text = getattr(e, "message", None) or str(e) or type(e).__name__
     text = str(text).strip().splitlines()[0] if str(text).strip() else type(e).__name__
-    return text[:500]
+    return shown_uri(text)[:500]
+
+
+_USERINFO = re.compile(r"//[^/@\s]*@")
+
+
+def shown_uri(text: str) -> str:
+    """``text`` with the user and password of any URI in it left out
+    (``http://bob:pw@host/`` -> ``http://host/``): a report or a terminal never shows them."""
+    return _USERINFO.sub("//", text)
 
 
 def _in_place(root: Path, rel: str) -> Fetch:

@@ -53,7 +53,7 @@ from runbase.interop.imported import (
     walk_files,
     write_run,
 )
-from runbase.interop.report import ImportReport, Progress, report_step
+from runbase.interop.report import ImportReport, Progress, new_report, report_step
 from runbase.store import Store
 
 SYSTEM = "neptune"
@@ -116,7 +116,7 @@ def import_neptune(
     """Import every complete run exported under ``source`` (see the module's docstring)."""
     runs = find_runs(Path(source))
     pq = _parquet()
-    report = ImportReport(SYSTEM)
+    report = new_report(SYSTEM, progress)
     metas: list[tuple[_RunFiles, str, float | None, str | None]] = []
     for run in runs:
         try:
@@ -268,13 +268,15 @@ def _read_run(
         for path in run.parts:
             for b in _batches(pq, path, list(COLUMNS)):
                 _rows(acc, b, created or 0.0, report)
+        if f"{acc.project_id}/{acc.run_id}" != key:
+            raise UsageError("its Parquet parts name different runs")
+        src = _source(acc, run, key, created if created is not None else acc.first or 0.0, report)
     except UsageError as e:
         report.skipped.append((f"Neptune run {key}", str(e)))
         return None
-    if f"{acc.project_id}/{acc.run_id}" != key:
-        report.skipped.append((f"Neptune run {key}", "its Parquet parts name different runs"))
+    except Exception as e:  # a file of values nothing foresaw: this run only, never the import
+        report.skipped.append((f"Neptune run {key}", f"{type(e).__name__}: {str(e)[:500]}"))
         return None
-    src = _source(acc, run, key, created if created is not None else acc.first or 0.0, report)
     if created is None:
         src.id_time = 0.0  # the id as import_neptune derived it (ids)
     return src
@@ -335,6 +337,9 @@ def _point(
             report.not_mapped_add("fractional steps (rounded down)")
     else:
         step = acc.counters.get(attr, 0)
+    if not -(2**63) <= step < 2**63:  # runbase's steps are 64-bit: this point only is left
+        report.not_mapped_add("metric points with steps outside 64 bits")
+        return
     acc.counters[attr] = step + 1
     ts = b["timestamp"][i]
     t = ts.timestamp() if isinstance(ts, datetime) else None
@@ -346,18 +351,23 @@ def _point(
 
 
 def _text(kind: str, value: Any) -> str | None:
-    """A single value as a param's text."""
+    """A single value as a param's text; None when the column holds a value of another
+    type than its kind has (a file with wrong types: not mapped, never a traceback)."""
     if value is None:
         return None
     if kind == "string":
         return str(value)
     if kind == "bool":
-        return "true" if value else "false"
+        return ("true" if value else "false") if isinstance(value, bool) else None
     if kind == "datetime":
         return value.isoformat() if isinstance(value, datetime) else None
     if kind == "string_set":
+        if not isinstance(value, (list, tuple)):
+            return None
         return json.dumps(sorted(str(v) for v in value), ensure_ascii=False)
-    if kind == "float" and isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None  # float and int: a number only
+    if isinstance(value, float) and not math.isfinite(value):
         return str(value)  # nan, inf: kept as text
     return json.dumps(value)
 
@@ -388,6 +398,8 @@ def _source(
         if attr == "sys/tags" and isinstance(value, list):
             src.tags.update({str(t): "" for t in value if ok_key(str(t))})
         elif text is None:
+            if value is not None:  # a column of another type than the attribute's
+                report.not_mapped_add("values of another type than their attribute's")
             continue
         elif not ok_key(attr) or not ok_value(text):
             report.not_mapped_add("values over runbase's limits")

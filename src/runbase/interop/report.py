@@ -3,8 +3,9 @@ it could not carry over (with why and how many), for the CLI's summary and ``--j
 
 Every importer (``import_<system>(store, source, *, experiment=None, progress=None)``)
 returns one :class:`ImportReport` and reports its progress through a :data:`Progress`
-callback, one call per run. Bytes (artifacts stored as objects) are reported by the
-object store itself through runbase.core.progress, inside the CLI's ``progress.shown``.
+callback, one call per run. Within a run, the work done (metric points read and
+stored, artifact bytes stored) goes to the callback's ``within(kind, n)`` method when
+it has one (the CLI's bar), through :meth:`ImportReport.advance`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ from typing import Any
 
 # (runs done so far, runs in all if known, what is being imported now: a run's name or id)
 Progress = Callable[[int, "int | None", str], None]
+
+
+def new_report(system: str, progress: Progress | None) -> ImportReport:
+    """The report of one import, passing work within a run to ``progress.within``."""
+    return ImportReport(system, within=getattr(progress, "within", None))
 
 
 def report_step(progress: Progress | None, done: int, total: int | None, what: str) -> None:
@@ -41,6 +47,13 @@ class ImportReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     not_mapped: dict[str, int] = field(default_factory=dict)
+    # (what, how many more): work within the current run, for a progress display
+    within: Callable[[str, int], None] | None = field(default=None, repr=False, compare=False)
+
+    def advance(self, what: str, n: int) -> None:
+        """``n`` more of ``what`` (``"points"``, ``"bytes"``) done in the current run."""
+        if self.within is not None and n:
+            self.within(what, n)
 
     def not_mapped_add(self, what: str, count: int = 1) -> None:
         """Count ``count`` more records of kind ``what`` left behind."""

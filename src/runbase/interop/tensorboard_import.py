@@ -34,7 +34,7 @@ from typing import Any
 
 from runbase.errors import NotFound, UsageError
 from runbase.interop.imported import SourceRun, ok_key, ok_time, ok_value, write_run
-from runbase.interop.report import ImportReport, Progress, report_step
+from runbase.interop.report import ImportReport, Progress, new_report, report_step
 from runbase.store import Store
 
 SYSTEM = "tensorboard"
@@ -79,7 +79,7 @@ def import_tensorboard(
     root = Path(source)
     rels = run_dirs(root)
     tb = _tensorboard()
-    report = ImportReport(SYSTEM)
+    report = new_report(SYSTEM, progress)
     name = experiment or root.resolve().name or "tensorboard"
     # os.walk lists a directory's subdirectories right after it, so a run stays open
     # only while the directories read next are below it (where an hparams session of
@@ -166,12 +166,28 @@ def _read_dir(root: Path, rel: str, tb: SimpleNamespace, report: ImportReport) -
         p for p in where.iterdir() if EVENTS in p.name and p.is_file() and not p.is_symlink()
     )
     for path in files:
+        read = 0
         try:
             for event in _events(path, tb):
+                read += 1
                 _event(out, event, tb, report)
         except Exception as e:  # noqa: BLE001 - a damaged file is reported, the rest imported
             report.skipped.append((f"event file {rel}/{path.name}", f"{type(e).__name__}: {e}"))
+            continue
+        if read == 0 and _size(path) > 0:
+            # the loader ends quietly at a record it cannot read (as at a writer's
+            # unfinished last one): bytes and not one event is a damaged file
+            report.skipped.append(
+                (f"event file {rel}/{path.name}", "damaged: not one event record could be read")
+            )
     return out
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _event(out: _Dir, event: Any, tb: SimpleNamespace, report: ImportReport) -> None:

@@ -47,7 +47,7 @@ from runbase.interop.imported import (
     walk_files,
     write_run,
 )
-from runbase.interop.report import ImportReport, Progress, report_step
+from runbase.interop.report import ImportReport, Progress, new_report, report_step
 from runbase.store import Store
 
 SYSTEM = "wandb"
@@ -77,7 +77,7 @@ def import_wandb(
     """Import every W&B run under ``source`` (see the module's docstring)."""
     logs = find_logs(Path(source))
     pb = _protobuf()
-    report = ImportReport(SYSTEM)
+    report = new_report(SYSTEM, progress)
     for i, log in enumerate(logs):
         report_step(progress, i, len(logs), log.parent.name)
         src = read_run(log, pb, report, experiment)
@@ -302,6 +302,8 @@ def _history(acc: _Run, hist: Any, report: ImportReport) -> None:
             )
         elif not ok_key(key):
             report.not_mapped_add("history keys over 250 characters")
+        elif not -(2**63) <= step < 2**63:  # runbase's steps are 64-bit
+            report.not_mapped_add("metric points with steps outside 64 bits")
         else:
             acc.points.append((key, step, t, v))
             acc.last[key] = v
