@@ -778,3 +778,18 @@ def test_a_run_started_with_an_experiment_tag_gives_it_a_row(store: Store) -> No
     lifecycle.create_run(store, command=["true"], mode="run", tags={"experiment": "churn"})
     rows = store.db.query("SELECT id, name FROM experiments ORDER BY id")
     assert [name for _, name in rows] == ["Default", "churn"]
+
+
+def test_a_run_whose_experiment_tag_names_none_is_defaults(store: Store) -> None:
+    """An empty or overlong `experiment` tag (`runbase run --tag experiment=`, a push)
+    cannot name an experiment: the run reads as Default's and is listed there."""
+    empty = x.create_run(store, name="e", started_at=1.0, user="u", mode="mlflow")
+    long = x.create_run(store, name="l", started_at=2.0, user="u", mode="mlflow")
+    named = x.create_run(store, name="n", started_at=3.0, user="u", mode="mlflow")
+    store.db.execute("INSERT INTO tags (run_id, key, value) VALUES (?, 'experiment', '')", (empty,))
+    store.db.execute(
+        "INSERT INTO tags (run_id, key, value) VALUES (?, 'experiment', ?)", (long, "x" * 600)
+    )
+    x.set_tags(store, named, {"experiment": "churn"})
+    assert ex.of_run(store, empty).id == ex.of_run(store, long).id == ex.DEFAULT_ID
+    assert ex.run_ids(store, [ex.DEFAULT_ID]) == [long, empty]

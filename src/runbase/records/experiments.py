@@ -467,6 +467,13 @@ def run_ids(store: Store, experiment_ids: list[str]) -> list[str]:
             (EXPERIMENT_TAG,),
         )
         found.update(str(r[0]) for r in rows)
+        # a tag that cannot name an experiment (`--tag experiment=`, a push): the run is
+        # Default's, as of_run reads it, not in no experiment at all
+        rows = store.db.query(
+            "SELECT run_id, value FROM tags WHERE key = ? AND (value = '' OR length(value) > ?)",
+            (EXPERIMENT_TAG, MAX_NAME),
+        )
+        found.update(str(r[0]) for r in rows if not _ok_name(str(r[1])))
     order: dict[str, tuple[float, str]] = {}
     ids = sorted(found)
     for lo in range(0, len(ids), 500):
