@@ -22,6 +22,7 @@ from typing import Any
 
 from runbase.capture.secrets import redact_value
 from runbase.core import fsname
+from runbase.core.shapes import I64
 
 # Where a parameter came from, by precedence: a source never replaces a parameter that
 # one of a higher rank recorded; of equal ranks, the later one wins.
@@ -184,7 +185,7 @@ def mlflow_param_value(text: str) -> Any:
         return text
     if isinstance(value, float) and not math.isfinite(value):
         return text
-    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+    if isinstance(value, int) and not -I64 <= value < I64:
         return text  # MLflow's own stores and clients hold no wider int: kept as it came
     return value if json.dumps(value) == text else text
 

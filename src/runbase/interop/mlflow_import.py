@@ -45,6 +45,7 @@ from typing import Any
 
 from runbase.capture.manifest import file_entry_json, put_manifest
 from runbase.core.safepath import check_relpath
+from runbase.core.shapes import I64
 from runbase.errors import NotFound, RunbaseError, UnsafePathError, UsageError
 from runbase.interop.imported import (
     SourceFile,
@@ -364,7 +365,7 @@ class _Reader:
                     t is None
                     or isinstance(m.step, bool)
                     or not isinstance(m.step, int)
-                    or not -(2**63) <= m.step < 2**63
+                    or not -I64 <= m.step < I64
                 ):
                     bad += 1
                     continue

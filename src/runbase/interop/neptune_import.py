@@ -42,6 +42,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from runbase.core.shapes import I64
 from runbase.errors import NotFound, UsageError
 from runbase.interop.imported import (
     SourceFile,
@@ -337,7 +338,7 @@ def _point(
             report.not_mapped_add("fractional steps (rounded down)")
     else:
         step = acc.counters.get(attr, 0)
-    if not -(2**63) <= step < 2**63:  # runbase's steps are 64-bit: this point only is left
+    if not -I64 <= step < I64:  # runbase's steps are 64-bit: this point only is left
         report.not_mapped_add("metric points with steps outside 64 bits")
         return
     acc.counters[attr] = step + 1

@@ -37,6 +37,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from runbase.core.shapes import I64
 from runbase.errors import NotFound, UsageError
 from runbase.interop.imported import (
     SourceFile,
@@ -302,7 +303,7 @@ def _history(acc: _Run, hist: Any, report: ImportReport) -> None:
             )
         elif not ok_key(key):
             report.not_mapped_add("history keys over 250 characters")
-        elif not -(2**63) <= step < 2**63:  # runbase's steps are 64-bit
+        elif not -I64 <= step < I64:  # runbase's steps are 64-bit
             report.not_mapped_add("metric points with steps outside 64 bits")
         else:
             acc.points.append((key, step, t, v))

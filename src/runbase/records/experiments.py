@@ -624,22 +624,31 @@ def delete_model(store: Store, model_id: str) -> None:
         cur.execute("DELETE FROM logged_models WHERE id = ?", (model_id,))
 
 
-def put_model_file(store: Store, model_id: str, path: str, oid: str, size: int) -> None:
-    """Record (or replace) one file of a logged model: ``path`` relative (POSIX, checked
-    by core.safepath), ``oid`` an object already in the store."""
-    model_id = _check_model_id(model_id)
+def check_stored_file(store: Store, path: str, oid: str, size: int) -> None:
+    """A file a record points at (a logged model's, a run's MLflow artifact): a safe
+    relative POSIX path of at most 4096 characters, an object id, a size, and its object
+    already in the store."""
     try:
         check_relpath(path)
     except UnsafePathError as e:
         raise UsageError(str(e)) from None
+    if len(path) > 4096:
+        raise UsageError("a file path is over 4096 characters")
     try:
         split_id(oid)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size < 1 << 62:
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size < 1 << 62:
         raise UsageError(f"bad file size {size!r}")
     if not store.objects.exists(oid):
         raise NotFound(f"object {oid} is not in the store")
+
+
+def put_model_file(store: Store, model_id: str, path: str, oid: str, size: int) -> None:
+    """Record (or replace) one file of a logged model: ``path`` relative (POSIX, checked
+    by core.safepath), ``oid`` an object already in the store."""
+    model_id = _check_model_id(model_id)
+    check_stored_file(store, path, oid, size)
     with store.db.transaction() as cur:
         _fetch_model(cur, model_id)
         cur.execute(

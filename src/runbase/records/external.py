@@ -36,15 +36,15 @@ from runbase.capture.params import MAX_INLINE_VALUE, mlflow_param_value, numeric
 from runbase.capture.secrets import redact_value
 from runbase.core import mlflowtags
 from runbase.core.ids import is_valid_id, new_run_id, new_run_name, split_id
-from runbase.core.safepath import check_relpath
 from runbase.core.shapes import I64, MAX_TIME
 from runbase.core.statuses import STATUSES, is_terminal
-from runbase.errors import Conflict, NotFound, RunNotFound, UnsafePathError, UsageError
+from runbase.errors import Conflict, NotFound, RunNotFound, UsageError
 from runbase.records.experiments import (
     EXPERIMENT_TAG,
     MAX_VALUE,
     adopt,
     check_key,
+    check_stored_file,
     check_text,
     check_value,
 )
@@ -722,23 +722,10 @@ def add_output(
     (core.safepath), its bytes already the object ``oid`` of the store; ``kind`` "dir":
     a directory, ``oid`` its tree manifest (capture.manifest), whose files ``gc`` keeps."""
     run_id = _run_id(run_id)
-    try:
-        check_relpath(path)
-    except UnsafePathError as e:
-        raise UsageError(str(e)) from None
-    if len(path) > 4096:
-        raise UsageError("artifact path is over 4096 characters")
-    try:
-        split_id(oid)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size < 1 << 62:
-        raise UsageError(f"bad file size {size!r}")
     check_text("file source", source, 64)
     if kind not in ("file", "dir"):
         raise UsageError(f"kind must be file or dir, not {kind!r}")
-    if not store.objects.exists(oid):
-        raise NotFound(f"object {oid} is not in the store")
+    check_stored_file(store, path, oid, size)
     with store.db.transaction() as cur:
         _require(cur, run_id)
         cur.execute(
