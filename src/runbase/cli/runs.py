@@ -133,6 +133,7 @@ def run(
         project_root=spec.get("project_root"),
         param_sources=spec.get("param_sources", {}),
         reproduces=spec.get("reproduces"),
+        run_id=spec.get("run_id"),
     )
     outcome = run_command(list(command), opts)
     if not quiet:  # on stderr: the command's stdout stays exactly its own

@@ -75,6 +75,8 @@ STATUS_TO_MLFLOW = {
     "failed": "FAILED",
     "killed": "KILLED",
     "crashed": "FAILED",  # MLflow has no "the process vanished"
+    "pruned": "KILLED",  # a sweep's pruner stopped it
+    "lost": "FAILED",  # its node died (the sweep retried it as another run)
 }
 STATUS_FROM_MLFLOW = {
     "RUNNING": "running",

@@ -21,11 +21,12 @@ from runbase.capture.configfiles import config_files
 from runbase.capture.manifest import load_manifest
 from runbase.capture.proc import is_alive, live_processes, start_id
 from runbase.capture.secrets import known_secret_values, scrub
-from runbase.core import fsname, ids, progress, shapes
+from runbase.core import executorinfo, fsname, ids, progress, shapes
 from runbase.core._safe import warn_once
 from runbase.core.ids import split_id
 from runbase.core.runfiles import LOG_FILES
 from runbase.core.statuses import TERMINAL
+from runbase.errors import UsageError
 from runbase.records import experiments
 from runbase.records.files import FileNote, finalize_files, note_file, note_files, withhold_input
 from runbase.records.ingest import IngestResult, compact, ingest, remove_spool, spool_mtime
@@ -48,17 +49,31 @@ def create_run(
     parent_id: str | None = None,
     sweep_id: str | None = None,
     reproduces: str | None = None,
+    run_id: str | None = None,
+    executor: dict[str, Any] | None = None,
 ) -> str:
-    """Insert a new ``running`` run and return its id."""
-    run_id = ids.new_run_id()
+    """Insert a new ``running`` run and return its id. ``run_id``: the id a sweep gave
+    its trial before it started (UsageError when it is not a run id or is taken);
+    ``executor``: what runs it (core.executorinfo; the run record's ``executor``)."""
+    if run_id is not None and not ids.is_valid_id(run_id):
+        raise UsageError(
+            f"{run_id!r} is not a run id ({ids.ID_LENGTH} characters of 0-9 and a-z "
+            "without i, l, o, u)"
+        )
+    if executor is not None and (why := executorinfo.problem(executor)):
+        raise UsageError(f"the run's executor {why} (docs/run-record.md, executor)")
+    run_id = run_id or ids.new_run_id()
     user, host = envcap.user_and_host()
     pid = owner_pid if owner_pid is not None else os.getpid()
     now = time.time()
     with store.db.transaction() as cur:
+        cur.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,))
+        if cur.fetchone() is not None:
+            raise UsageError(f"a run {run_id} exists already: a run id names one run")
         cur.execute(
             "INSERT INTO runs (id, name, status, started_at, heartbeat_at, command, cwd, user_name, host, "
-            "project_root, mode, owner_pid, owner_start, parent_id, sweep_id, reproduces) "
-            "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "project_root, mode, owner_pid, owner_start, parent_id, sweep_id, reproduces, executor_json) "
+            "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 run_id,
                 name or ids.new_run_name(),
@@ -76,11 +91,14 @@ def create_run(
                 parent_id,
                 sweep_id,
                 reproduces,
+                json.dumps(executorinfo.clean(executor)) if executor else None,
             ),
         )
         for k, v in (tags or {}).items():
             cur.execute("INSERT INTO tags (run_id, key, value) VALUES (?, ?, ?)", (run_id, k, v))
-        if tags and experiments.EXPERIMENT_TAG in tags:  # its MLflow experiment has an id from now on
+        if (
+            tags and experiments.EXPERIMENT_TAG in tags
+        ):  # its MLflow experiment has an id from now on
             experiments.adopt(cur, [tags[experiments.EXPERIMENT_TAG]])
     store.spool_dir(run_id).mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(OSError):  # a full disk already: recovery says "crashed"
@@ -371,17 +389,23 @@ def finalize(
         if not spool_saved:
             note += f" (the rest is kept in {store.spool_dir(run_id)})"
         error = f"{error}; {note}" if error else note
+    # a sweep may have marked the run pruned or lost while it ran (records.sweeps): that
+    # status stays, what the supervisor knows (exit status, logs) is added to it
     with store.db.transaction() as cur:
         cur.execute(
-            "UPDATE runs SET status = ?, exit_code = ?, exit_signal = ?, ended_at = ?, logs_json = ?, "
-            "error = ?, notebook_json = coalesce(?, notebook_json) "
-            "WHERE id = ? AND status = 'running'",
+            "UPDATE runs SET status = CASE WHEN status = 'running' THEN ? ELSE status END, "
+            "exit_code = ?, exit_signal = ?, ended_at = ?, logs_json = ?, "
+            "error = CASE WHEN status = 'running' THEN ? ELSE coalesce(?, error) END, "
+            "notebook_json = coalesce(?, notebook_json) "
+            "WHERE id = ? AND (status = 'running' "
+            "OR (status IN ('pruned', 'lost') AND logs_json IS NULL))",
             (
                 status,
                 exit_code,
                 exit_signal,
                 ended_at or time.time(),
                 json.dumps(logs),
+                error,
                 error,
                 json.dumps(notebook) if notebook is not None else None,
                 run_id,

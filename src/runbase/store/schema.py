@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from runbase.store.tables import BLOB, DOUBLE, INTEGER, TEXT, Column, Index, Schema, Table
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 
 def _key(name: str, type_: str = TEXT) -> Column:
@@ -56,6 +56,8 @@ RUNS = Table(
         Column("data_policy", TEXT, since=2),
         # version 4: the notebook a run came from and the cells it executed
         Column("notebook_json", TEXT, since=4),
+        # version 9: what ran the run (a local process, a Ray task: docs/run-record.md)
+        Column("executor_json", TEXT, since=9),
     ],
     key=("id",),
     indexes=[
@@ -379,6 +381,26 @@ LOGGED_MODEL_FILES = Table(
     since=8,
 )
 
+# Version 9 (sweeps at scale, docs/sweeps.md): one row per sweep, its spec (the command,
+# the search, the executor) and the study of an Optuna search, so a sweep can be resumed,
+# shown and pushed with its trials (runs.sweep_id names it).
+SWEEPS = Table(
+    "sweeps",
+    [
+        _key("id"),
+        _nn("created_at", DOUBLE),
+        Column("updated_at", DOUBLE),
+        _nn("status", TEXT),  # running | finished | interrupted | failed
+        _nn("spec_json", TEXT),  # a JSON object (records.sweeps)
+        Column("user_name", TEXT),
+        Column("host", TEXT),
+        Column("study_json", TEXT),  # {"name", "storage"}: never a password
+        Column("best_run", TEXT),
+    ],
+    key=("id",),
+    since=9,
+)
+
 STORE_SCHEMA = Schema(
     SCHEMA_VERSION,
     [
@@ -404,6 +426,7 @@ STORE_SCHEMA = Schema(
         EXPERIMENT_TAGS,
         LOGGED_MODELS,
         LOGGED_MODEL_FILES,
+        SWEEPS,
     ],
 )
 

@@ -10,6 +10,7 @@ command's exit status, which it then exits with.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import selectors
 import shutil
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from runbase.capture import env as envcap
 from runbase.capture import overrides as ov
 from runbase.capture.overrides import format_value, unused
 from runbase.capture.proc import register as register_process
@@ -35,6 +37,7 @@ from runbase.capture.secrets import (
     secrets_channel,
 )
 from runbase.capture.withhold import guard as guard_files
+from runbase.core import executorinfo
 from runbase.core._safe import safe_call, warn_once
 from runbase.core.runfiles import LOG_FILES
 from runbase.core.spool import write_all
@@ -78,6 +81,11 @@ class RunOptions:
     system_interval: float | None = None
     # a remote to stream the run to while it runs (runbase.remote.publish); None: do not
     publish: str | None = None
+    # the id a sweep gave its trial before it started (must be a new run id)
+    run_id: str | None = None
+    # what runs it (core.executorinfo); None: $RUNBASE_EXECUTOR when set and valid, else
+    # this machine
+    executor: dict[str, Any] | None = None
 
 
 @dataclass
@@ -125,6 +133,8 @@ def run(argv: list[str], options: RunOptions | None = None) -> RunOutcome:
         parent_id=opts.parent_id,
         sweep_id=opts.sweep_id,
         reproduces=opts.reproduces,
+        run_id=opts.run_id,
+        executor=opts.executor or _executor_from_env(),
     )
     # from here on, a failure of runbase must not stop the command
     # the supervisor reads the config files (it knows argv): what they hold that was
@@ -156,6 +166,31 @@ def run(argv: list[str], options: RunOptions | None = None) -> RunOutcome:
         "unused overrides", _warn_unused, store, run_id, env_overrides, default=[]
     )
     return outcome
+
+
+def _executor_from_env() -> dict[str, Any]:
+    """What runs this run: the executor's $RUNBASE_EXECUTOR (a Ray task's node, its
+    attempt) when valid, else this machine. A bad value is the executor's bug: warned
+    about, never a reason not to run."""
+    user_host = envcap.user_and_host()
+    text = os.environ.get(executorinfo.ENV_VAR)
+    if text:
+        info = executorinfo.parse(text)
+        if info is not None:
+            return info
+        warn_once(
+            "executor-env",
+            f"ignoring ${executorinfo.ENV_VAR}: not an executor object "
+            f"({executorinfo.problem(_json_or_text(text))}); recording this machine",
+        )
+    return {"kind": "local", "host": user_host[1]}
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return text
 
 
 def _with_overrides(
