@@ -21,6 +21,7 @@ from markupsafe import Markup
 from runbase.core.modelref import check_name
 from runbase.errors import NotFound, UsageError
 from runbase.records import registry
+from runbase.web import routes_sweeps
 from runbase.web.api import StoreDep
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -159,6 +160,26 @@ def model_page(request: Request, name: str, store: StoreDep) -> HTMLResponse:
         {"page": "model", "name": name},
         charts=False,
         name=name,
+    )
+
+
+@router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
+def sweep_page(request: Request, sweep_id: str, store: StoreDep) -> HTMLResponse:
+    """One sweep: its trials by status, the best value so far, parameter importance
+    (``sweep.js`` over ``/api/sweeps/{id}``, :mod:`runbase.web.routes_sweeps`); it
+    polls while trials run. An unknown or bad id is the 404 page (400 for a bad one)."""
+    problem = routes_sweeps.page_problem(store, sweep_id)
+    if problem is not None:
+        page = not_found(request, problem[1], ("All runs", "/"))
+        page.status_code = problem[0]
+        return page
+    return _page(
+        request,
+        "sweep.html",
+        f"Sweep {sweep_id[:16]}",
+        ["sweep.js"],
+        {"sweep": sweep_id},
+        sweep_id=sweep_id,
     )
 
 

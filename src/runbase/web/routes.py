@@ -7,12 +7,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from runbase.web import routes_media, routes_models, routes_panel, routes_views
+from runbase.web import routes_media, routes_models, routes_panel, routes_sweeps, routes_views
 
 
 def read_routers() -> list[APIRouter]:
-    """Routes that only read: the chart panel, media, saved views, the model registry."""
-    return [routes_panel.router, routes_media.router, routes_views.router, routes_models.router]
+    """Routes that only read: the chart panel, media, saved views, the model registry,
+    the sweeps."""
+    return [
+        routes_panel.router,
+        routes_media.router,
+        routes_views.router,
+        routes_models.router,
+        routes_sweeps.router,
+    ]
 
 
 def write_routers() -> list[APIRouter]:
