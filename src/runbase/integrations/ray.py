@@ -1,0 +1,470 @@
+"""Ray Tune: every trial of a Tune experiment is a runbase run.
+
+::
+
+    from ray import tune
+    from runbase.integrations.ray import RunbaseLoggerCallback
+
+    tuner = tune.Tuner(
+        train_fn,
+        param_space={"lr": tune.loguniform(1e-4, 1e-1)},
+        run_config=tune.RunConfig(callbacks=[RunbaseLoggerCallback()]),
+    )
+    tuner.fit()
+
+``ray.train.RunConfig`` takes the callback the same way. Nothing else changes in the
+program. The callback runs in Tune's driver process (where every trial's results
+arrive) and records (docs/tune.md):
+
+* one run per trial, named as Tune names the trial, created when the trial starts:
+  its params are the trial's config (nested keys flattened to ``a.b``, source
+  ``tune``), its metrics every numeric value the trial reports (``tune.report``; a
+  nested dict flattened to ``a/b``, as Tune flattens it) at step
+  ``training_iteration``. Tune's own bookkeeping (:data:`BOOKKEEPING`: timings,
+  timestamps, ids, host and pid) is not a metric;
+* its end: ``finished`` (the trainable returned, or reached the experiment's
+  ``stop={...}`` criterion or the scheduler's ``max_t``), ``failed`` (it raised: the
+  error text is the run's ``error``), ``pruned`` (Tune stopped it early: a scheduler
+  such as ASHA, a ``Stopper``, a time budget);
+* the code and environment of the driver's project ONCE per experiment, shared by
+  every trial's run; under ``runbase run`` the driver's own, and the trials are job
+  runs of the driver's run (``parent_id``);
+* the experiment as a sweep (records.sweeps: ``runbase ls --sweep ID``), each trial's
+  run a member (``sweep_id``, tag ``sweep_index`` = Tune's trial number, from 0), and
+  what ran it (``executor``: ``ray``, the host and the Ray node of the trial's actor).
+
+Tracking never breaks training: a failure of runbase inside Tune's loop is one
+warning, and Tune goes on. A store that cannot be opened fails when the callback is
+made, before any trial. ``import runbase`` never loads Ray; this module does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+try:
+    from ray.tune.logger import LoggerCallback
+except ImportError as _e:  # pragma: no cover - exercised without ray installed
+    raise ImportError(
+        f"runbase.integrations.ray needs Ray Tune ({_e}): pip install 'runbase[ray]'"
+    ) from _e
+
+from runbase.capture.params import flatten, jsonable
+from runbase.capture.secrets import redact_argv
+from runbase.core._safe import warn_once
+from runbase.core.ids import new_run_id
+from runbase.records import external, lifecycle
+from runbase.records.jobruns import inherit_parent_env, parent_row, share_parent_setup
+from runbase.records.sweeps import INDEX_TAG, create_sweep, update_sweep
+from runbase.store import Store
+from runbase.tracking._child import own_io, python_info
+
+SOURCE = "tune"  # the params' source (a trial's config)
+STEP = "training_iteration"  # the step of every metric point
+# What Tune adds to every result (ray.tune.result's auto-filled keys): its timing,
+# clock, ids, placement and control flags. The run already has its own times, host and
+# status; as metrics they would only crowd the charts. A trial's own report of one of
+# these names is dropped too.
+BOOKKEEPING = frozenset(
+    {
+        STEP,
+        "time_this_iter_s",
+        "time_total_s",
+        "time_since_restore",
+        "iterations_since_restore",
+        "timesteps_since_restore",
+        "timestamp",
+        "date",
+        "pid",
+        "hostname",
+        "node_ip",
+        "trial_id",
+        "experiment_id",
+        "experiment_tag",
+        "done",
+        "should_checkpoint",
+        "checkpoint_dir_name",
+        "config",
+    }
+)
+TRIAL_TAG = "tune.trial_id"  # Tune's id of the trial, on its run
+PUBLISH_WAIT = 60.0  # s: the experiment's end waits this long for its final pushes
+
+
+class RunbaseLoggerCallback(LoggerCallback):
+    """Record each trial of the Tune experiment as a runbase run (module docstring).
+
+    ``store``: the store's directory (default: as ``runbase.init`` finds it:
+    ``$RUNBASE_DIR``, else the project's ``.runbase``); ``publish``: a remote (a team
+    server) each trial's run is streamed to while it runs, then pushed (default:
+    ``$RUNBASE_PUBLISH`` or the config's ``"publish"``); ``tags``: added to every
+    trial's run. A store or remote that cannot be used raises RunbaseError here,
+    before the experiment starts.
+    """
+
+    def __init__(
+        self,
+        store: str | os.PathLike[str] | None = None,
+        *,
+        publish: str | None = None,
+        tags: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        opened = Store.open(store, create=True)  # fails loudly now, not inside Tune's loop
+        self.store_root = str(opened.root)
+        opened.close()
+        # lazy: the HTTP client, only to check the remote (a bad one fails now)
+        from runbase.remote.target import resolve_target
+
+        self.publish = resolve_target(publish)
+        self.tags = {str(k): str(v) for k, v in (tags or {}).items()}
+        self._exp: _Experiment | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its run config (the experiment's state): the settings only
+        return {"store_root": self.store_root, "publish": self.publish, "tags": self.tags}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._exp = None
+
+    # -- Tune's hooks (each one warns once and returns on any failure) -----------------
+
+    def setup(
+        self,
+        stop: Any = None,
+        num_samples: int | None = None,
+        total_num_samples: int | None = None,
+        **info: Any,
+    ) -> None:
+        super().setup(stop, num_samples, total_num_samples, **info)
+        self._exp = _guard("start", _Experiment.begin, self, stop, total_num_samples)
+
+    def log_trial_start(self, trial: Any) -> None:
+        if self._exp is not None:
+            _guard("trial start", self._exp.trial_started, trial)
+
+    def log_trial_result(self, iteration: int, trial: Any, result: dict[str, Any]) -> None:
+        if self._exp is not None:
+            _guard("trial result", self._exp.trial_result, trial, result)
+
+    def log_trial_end(self, trial: Any, failed: bool = False) -> None:
+        if self._exp is not None:
+            _guard("trial end", self._exp.trial_ended, trial, failed)
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        exp, self._exp = self._exp, None
+        if exp is not None:  # trials still open: Tune was interrupted (Ctrl-C, an error)
+            _guard("experiment end", exp.end, "interrupted" if exp.trials else "finished")
+
+
+def _guard(what: str, fn: Any, *args: Any) -> Any:
+    """``fn(*args)``; any error is one warning (tracking never breaks training)."""
+    own_io.active = True  # the store's reads and writes are no file I/O of a tracked driver
+    try:
+        return fn(*args)
+    except Exception as e:  # noqa: BLE001
+        warn_once(f"ray-tune:{what}", f"runbase could not record the Tune {what}: {e}")
+        return None
+    finally:
+        own_io.active = False
+
+
+@dataclass
+class _Trial:
+    run_id: str
+    stopped: bool = False  # Tune stopped it after this result (done set on a report)
+    last: dict[str, Any] = field(default_factory=dict)
+    publisher: Any = None
+
+
+class _Experiment:
+    """One Tune experiment's recording: its store, its sweep, its trials' runs."""
+
+    def __init__(self, cb: RunbaseLoggerCallback, stop: Any) -> None:
+        self.store = Store.open(cb.store_root)
+        self.publish = cb.publish
+        self.tags = cb.tags
+        self.criteria = dict(stop) if isinstance(stop, dict) else {}
+        self.budget = _scheduler_budget()
+        self.command = redact_argv([sys.executable, *sys.argv])[0]
+        self.root = str(lifecycle.project_root())
+        self.parent = _driver_run(self.store)
+        self.setup: dict[str, Any] | None = None  # what every trial's run shares
+        self.trials: dict[str, _Trial] = {}
+        self.pushes: list[threading.Thread] = []
+        self.nodes: dict[str, str] | None = None  # Ray node id -> host name
+        self.sweep_id = new_run_id()
+        self.ended = False
+
+    @classmethod
+    def begin(cls, cb: RunbaseLoggerCallback, stop: Any, total: Any) -> _Experiment:
+        exp = cls(cb, stop)
+        spec: dict[str, Any] = {"command": exp.command, "search": "tune", "on": "ray"}
+        if isinstance(total, int) and total > 0:
+            spec["trials"] = total
+        if exp.tags:
+            spec["tags"] = exp.tags
+        create_sweep(exp.store, exp.sweep_id, spec)
+        return exp
+
+    # -- trials ---------------------------------------------------------------------
+
+    def trial_started(self, trial: Any) -> None:
+        if trial.trial_id in self.trials:
+            return  # restarted after a failure, or resumed: the same run goes on
+        tags = {**self.tags, INDEX_TAG: str(_trial_index(trial, len(self.trials))),
+                TRIAL_TAG: str(trial.trial_id)}  # fmt: skip
+        run_id = lifecycle.create_run(
+            self.store,
+            command=self.command,
+            mode="job" if self.parent else "api",
+            name=str(trial),
+            project_root=self.root,
+            tags=tags,
+            parent_id=self.parent,
+            sweep_id=self.sweep_id,
+            executor=self._executor(trial),
+        )
+        self.trials[trial.trial_id] = t = _Trial(run_id)
+        self._share_setup(run_id)
+        params = flatten(trial.config or {})
+        external.set_params(
+            self.store, run_id, {k: _param_text(v) for k, v in params.items()}, SOURCE
+        )
+        if self.publish:
+            t.publisher = _start_publisher(self.store, self.publish, run_id)
+
+    def _share_setup(self, run_id: str) -> None:
+        """The driver's code and environment, captured once for the experiment."""
+        if self.parent is not None:  # its process's run has them (or will: inherited)
+            row = parent_row(self.store, self.parent)
+            if row is not None:
+                share_parent_setup(self.store, run_id, row)
+            return
+        if self.setup is None:  # the first trial's run takes them, the others share them
+            lifecycle.snapshot_code(self.store, run_id, Path(self.root))
+            lifecycle.record_env(self.store, run_id, python_info())
+            self.setup = parent_row(self.store, run_id)
+        else:
+            share_parent_setup(self.store, run_id, self.setup)
+
+    def trial_result(self, trial: Any, result: dict[str, Any]) -> None:
+        t = self.trials.get(trial.trial_id)
+        if t is None:
+            self.trial_started(trial)
+            t = self.trials[trial.trial_id]
+        step = result.get(STEP)
+        step = step if isinstance(step, int) and not isinstance(step, bool) else None
+        now = time.time()
+        points = [
+            (key, step if step is not None else 0, now, value)
+            for key, value in _metrics(result).items()
+        ]
+        if points:
+            external.log_points(self.store, t.run_id, points)
+        t.stopped = bool(result.get("done"))
+        t.last = result
+
+    def trial_ended(self, trial: Any, failed: bool) -> None:
+        t = self.trials.pop(trial.trial_id, None)
+        if t is None:
+            return
+        status, error = self._outcome(trial, t, failed)
+        self._end_run(t, status, error)
+
+    def _outcome(self, trial: Any, t: _Trial, failed: bool) -> tuple[str, str | None]:
+        if failed:
+            return "failed", _error_text(trial)
+        if not t.stopped or self._reached_budget(t.last):
+            return "finished", None
+        return "pruned", "stopped early by Ray Tune (its scheduler or a stopper)"
+
+    def _reached_budget(self, result: dict[str, Any]) -> bool:
+        """Tune stopped the trial at its full budget: the experiment's ``stop``
+        criteria, or the scheduler's ``max_t`` (a trial ASHA lets run to the end)."""
+        checks = list(self.criteria.items())
+        if self.budget is not None:
+            checks.append(self.budget)
+        for key, most in checks:
+            value = result.get(key)
+            with contextlib.suppress(TypeError):
+                if value is not None and value >= most:
+                    return True
+        return False
+
+    def _end_run(self, t: _Trial, status: str, error: str | None) -> None:
+        if t.publisher is not None:
+            t.publisher.stop()  # before the run is finalized: compaction renumbers chunks
+        if self.parent is not None:
+            inherit_parent_env(self.store, t.run_id)
+        code = {"finished": 0, "failed": 1}.get(status)
+        lifecycle.finalize(self.store, t.run_id, status, exit_code=code, error=error)
+        if t.publisher is not None:  # the final push, off Tune's loop
+            push = threading.Thread(target=t.publisher.finish, name="runbase-push", daemon=True)
+            push.start()
+            self.pushes.append(push)
+
+    def end(self, status: str) -> None:
+        """The experiment is over: trials still open end ``killed``; the sweep's status."""
+        if self.ended:
+            return
+        self.ended = True
+        try:
+            for trial_id in list(self.trials):
+                t = self.trials.pop(trial_id)
+                _guard("trial end", self._end_run, t, "killed", "the Tune experiment ended")
+            update_sweep(self.store, self.sweep_id, status=status)
+            deadline = time.monotonic() + PUBLISH_WAIT
+            for push in self.pushes:
+                push.join(max(0.0, deadline - time.monotonic()))
+        finally:
+            self.store.close()
+
+    # -- where a trial runs -----------------------------------------------------------
+
+    def _executor(self, trial: Any) -> dict[str, Any]:
+        """``{"kind": "ray", "host", "node_id", "attempt"}`` of the trial's actor, as far
+        as Ray's control store tells it (never a failure: the kind alone at worst)."""
+        info: dict[str, Any] = {"kind": "ray"}
+        failures = getattr(trial, "num_failures", 0)
+        if isinstance(failures, int) and failures > 0:
+            info["attempt"] = failures
+        try:
+            node_id, ip = _actor_node(trial)
+        except Exception:  # noqa: BLE001 - Ray's private state API may move
+            return info
+        if node_id:
+            info["node_id"] = node_id
+            host = self._hosts().get(node_id) or ip
+            if host:
+                info["host"] = host
+        return info
+
+    def _hosts(self) -> dict[str, str]:
+        if self.nodes is None:
+            import ray  # lazy: loaded by Tune already
+
+            self.nodes = {
+                str(n["NodeID"]): str(n.get("NodeManagerHostname") or n.get("NodeManagerAddress"))
+                for n in ray.nodes()
+                if n.get("NodeID")
+            }
+        return self.nodes
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _driver_run(store: Store) -> str | None:
+    """The run of this process under ``runbase run`` (in this store), if any."""
+    run_id = os.environ.get("RUNBASE_RUN_ID")
+    if not run_id or parent_row(store, run_id) is None:
+        return None
+    return run_id
+
+
+def _scheduler_budget() -> tuple[str, Any] | None:
+    """``(time attribute, max_t)`` of the experiment's scheduler (ASHA, HyperBand), found
+    on the Tune controller that calls ``setup``: a trial it stops there has had its full
+    budget. None when there is no such scheduler (or Tune's internals moved)."""
+    frame: Any = sys._getframe(1)
+    for _ in range(12):
+        if frame is None:
+            return None
+        owner = frame.f_locals.get("self")
+        sched = getattr(owner, "scheduler_alg", None)  # the TuneController's
+        if sched is not None:
+            attr = getattr(sched, "_time_attr", None)
+            most = getattr(sched, "_max_t", None)
+            if most is None:
+                most = getattr(sched, "_max_t_attr", None)
+            if isinstance(attr, str) and isinstance(most, (int, float)):
+                return attr, most
+            return None
+        frame = frame.f_back
+    return None
+
+
+def _actor_node(trial: Any) -> tuple[str | None, str | None]:
+    """The Ray node id and IP address of the trial's actor, from the control store."""
+    actor = trial.temporary_state.ray_actor
+    if actor is None:
+        return None, None
+    from ray._private import state  # lazy; no public call without the dashboard
+
+    info = state.actors(actor_id=actor._actor_id.hex())
+    address = info.get("Address") or {}
+    return address.get("NodeID"), address.get("IPAddress")
+
+
+def _trial_index(trial: Any, started: int) -> int:
+    """Tune's number of the trial (the end of its id, ``..._00003``), else the order in
+    which the trials started."""
+    tail = str(trial.trial_id).rpartition("_")[2]
+    return int(tail) if tail.isdigit() else started
+
+
+def _param_text(value: Any) -> str:
+    """A config value as records.external takes params: a string as it is, anything
+    else as its JSON text (numbers and booleans are stored typed)."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(jsonable(value), ensure_ascii=False, default=str)
+
+
+def _metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The numeric values of a Tune result, nested dicts flattened to ``a/b``, without
+    Tune's bookkeeping."""
+    out: dict[str, float] = {}
+    for key, value in result.items():
+        if key in BOOKKEEPING:
+            continue
+        if isinstance(value, dict):
+            for sub, v in _metrics(value).items():
+                out[f"{key}/{sub}"] = v
+            continue
+        number = _number(value)
+        if number is not None:
+            out[str(key)] = number
+    return out
+
+
+def _number(value: Any) -> float | None:
+    """int, float and numpy/torch scalars (not bools, not arrays)."""
+    if isinstance(value, bool) or value is None or isinstance(value, (str, bytes)):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if getattr(value, "shape", None) == () or type(value).__module__ == "numpy":
+        try:
+            return float(value)
+        except (TypeError, ValueError, OverflowError):
+            return None
+    return None
+
+
+def _error_text(trial: Any) -> str:
+    """What Tune says the trial died of (its error file), else a plain note."""
+    with contextlib.suppress(Exception):
+        err = trial.get_error()
+        if err is not None:
+            return str(err)[-20_000:]
+    return "the trial failed (Ray Tune reported an error)"
+
+
+def _start_publisher(store: Store, remote: str, run_id: str) -> Any:
+    from runbase.remote.publish import start_publisher  # lazy: the HTTP client
+
+    return start_publisher(store, remote, run_id)
+
+
+__all__ = ["BOOKKEEPING", "RunbaseLoggerCallback"]
