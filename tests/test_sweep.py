@@ -181,7 +181,7 @@ def test_dry_run_needs_no_command(project: Path) -> None:
         (["--random", "lr=loguniform(0,1)"], "must be positive"),
         (["--grid", "lr=1", "--random", "lr=uniform(0,1)"], "both in --grid and in --random"),
         ([], "nothing to sweep"),
-        (["--grid", "x=1", "-j", "0"], "-j must be at least 1"),
+        (["--grid", "x=1", "-j", "0"], "-j/--jobs must be at least 1"),
     ],
 )
 def test_bad_sweeps_are_usage_errors(project: Path, args: list[str], message: str) -> None:

@@ -1,4 +1,5 @@
-"""``runbase sweep``: one command over a grid or random sample of parameters."""
+"""``runbase sweep``: one command over a grid, a random sample or an Optuna search of
+parameters, here or on a Ray cluster (docs/sweeps.md)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,27 @@ from typing import Any
 import click
 
 from runbase.cli._common import bad_input, parse_tags
+from runbase.cli._executor import executor_from, executor_options
+
+SEARCHES = ("grid", "random", "tpe", "cmaes")  # tracking.search.SEARCHES (not loaded here)
+# what the plan of a sweep says: a resumed sweep keeps its own
+_PLAN_OPTIONS = (
+    "grid",
+    "random_",
+    "samples",
+    "seed",
+    "search",
+    "objective",
+    "direction",
+    "trials",
+    "prune",
+    "prune_startup",
+    "name",
+    "tags",
+    "no_code",
+    "publish",
+    "command",
+)
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -27,18 +49,76 @@ from runbase.cli._common import bad_input, parse_tags
     help="Sample uniform(a,b), loguniform(a,b), int(a,b) or choice(v1,v2,...) (repeatable).",
 )
 @click.option(
+    "--search",
+    type=click.Choice(SEARCHES),
+    help="How trials are chosen: every grid point (grid), runbase's random sampling "
+    "(random), or Optuna's TPE or CMA-ES over the --grid/--random space, from the "
+    "results so far. [default: random with --random, else grid]",
+)
+@click.option("--objective", metavar="METRIC", help="The metric to optimize (its summary value).")
+@click.option(
+    "--direction",
+    type=click.Choice(("max", "min")),
+    help="Whether a higher (max) or lower (min) --objective is better.",
+)
+@click.option(
+    "--trials",
+    type=int,
+    help="How many trials: tpe/cmaes's budget (default 20); grid/random: at most this many.",
+)
+@click.option(
     "-n",
     "samples",
     type=int,
     help="Random samples per grid point (default: 10 with --random, else 1).",
 )
-@click.option("--seed", type=int, help="Seed of the random sampling (default: a new one, printed).")
-@click.option("--jobs", "-j", default=1, show_default=True, help="How many runs at a time.")
+@click.option(
+    "--prune",
+    type=click.Choice(("median", "asha")),
+    help="Stop trials early from the --objective values they log while they run: median "
+    "(worse than the median of completed trials at the same step) or asha "
+    "(asynchronous successive halving). A stopped trial's run is pruned.",
+)
+@click.option(
+    "--prune-startup",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="Trials that complete before the median pruner stops any.",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds a pruned trial has to stop after SIGTERM, before SIGKILL. [default: 10]",
+)
+@click.option("--seed", type=int, help="Seed of the sampling (default: a new one, printed).")
+@click.option(
+    "--jobs",
+    "-j",
+    type=int,
+    default=None,
+    help="How many runs at a time. [default: 1; with --on ray: what the cluster holds]",
+)
+@executor_options
 @click.option("--name", help="Name the runs NAME-1, NAME-2, ...")
 @click.option(
     "--tag", "-t", "tags", multiple=True, metavar="KEY=VALUE", help="Tag every run (repeatable)."
 )
 @click.option("--no-code", is_flag=True, help="Do not snapshot the code.")
+@click.option("--publish", metavar="REMOTE", help="Stream every run to this remote as it runs.")
+@click.option(
+    "--resume",
+    metavar="SWEEP",
+    help="Go on with this sweep (interrupted) until its trials are done, with its own plan "
+    "(--on, -j, --cpus... given again replace the recorded ones).",
+)
+@click.option(
+    "--study-storage",
+    metavar="URL",
+    help="The database of the Optuna study (postgresql://USER:PASSWORD@HOST/DB), "
+    "instead of SQLite in the store; its password is never recorded.",
+)
 @click.option(
     "--dry-run",
     is_flag=True,
@@ -46,57 +126,169 @@ from runbase.cli._common import bad_input, parse_tags
 )
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def sweep(
-    ctx: click.Context,
-    grid: tuple[str, ...],
-    random_: tuple[str, ...],
-    samples: int | None,
-    seed: int | None,
-    jobs: int,
-    name: str | None,
-    tags: tuple[str, ...],
-    no_code: bool,
-    dry_run: bool,
-    command: tuple[str, ...],
-) -> None:
+def sweep(ctx: click.Context, **opts: Any) -> None:
     """Run COMMAND once per parameter combination, JOBS at a time, as one sweep:
-    runbase sweep --grid lr=0.1,0.01 -j 2 -- python train.py"""
+    runbase sweep --grid lr=0.1,0.01 -j 2 -- python train.py
+
+    A search: runbase sweep --search tpe --random lr=loguniform(1e-4,1e-1)
+    --objective acc --direction max --trials 40 --prune median -- python train.py"""
+    if opts["resume"]:
+        _resume(ctx, opts)
+        return
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.tracking import sweep as sw
 
-    seed = sw.new_seed() if seed is None else seed
+    seed = sw.new_seed() if opts["seed"] is None else opts["seed"]
     with bad_input():
-        trials = sw.combinations(sw.parse_grid(grid), sw.parse_random(random_), samples, seed)
-    if dry_run:
-        for i, t in enumerate(trials, 1):
-            click.echo(f"[{i}] {sw.Trial(i, t).describe()}")
+        plan = sw.SweepPlan(
+            command=list(opts["command"]),
+            grid=sw.parse_grid(opts["grid"]),
+            random=sw.parse_random(opts["random_"]),
+            search=opts["search"] or ("random" if opts["random_"] else "grid"),
+            samples=opts["samples"],
+            seed=seed,
+            objective=opts["objective"],
+            direction=opts["direction"],
+            trials=opts["trials"],
+            prune=opts["prune"],
+            prune_startup=opts["prune_startup"],
+            grace=10.0 if opts["grace"] is None else opts["grace"],
+            name=opts["name"],
+            tags=parse_tags(opts["tags"]),
+            capture_code=not opts["no_code"],
+            publish=opts["publish"],
+        )
+        plan.check()
+    if opts["dry_run"]:
+        _dry_run(plan)
         return
+    executor = executor_from(*_executor_args(opts))
     with bad_input():
         result = sw.run_sweep(
-            list(command),
-            trials,
-            jobs=jobs,
-            name=name,
-            tags=parse_tags(tags),
+            plan,
             store=ctx.obj["store"],
-            capture_code=not no_code,
-            on_start=lambda r: click.echo(
-                f"sweep {r.sweep_id}: {len(trials)} runs, {jobs} at a time"
-                + (f" (seed {seed})" if random_ else ""),
-                err=True,
+            executor=executor,
+            execution=_execution(opts),
+            study_storage=opts["study_storage"],
+            say=_say,
+            on_start=lambda r: _say(
+                f"sweep {r.sweep_id}: {r.total} runs, {r.slots} at a time"
+                + (f" ({plan.search}, seed {seed})" if plan.search != "grid" else "")
             ),
             on_done=_echo_trial,
         )
     _echo_sweep(ctx, result)
 
 
+def _resume(ctx: click.Context, opts: dict[str, Any]) -> None:
+    from runbase.tracking import sweep as sw
+
+    given = [
+        name
+        for name in _PLAN_OPTIONS
+        if opts[name] not in (None, (), False) and not (name == "prune_startup" and opts[name] == 5)
+    ]
+    if given or opts["dry_run"]:
+        what = "--" + (given[0] if given else "dry_run").rstrip("_").replace("_", "-")
+        raise click.UsageError(
+            f"--resume goes on with the sweep's own plan and command: {what} cannot change it"
+        )
+    with bad_input():
+        from runbase.records.sweeps import get_sweep
+        from runbase.store import Store
+
+        store = Store.open(ctx.obj["store"])
+        rec = get_sweep(store, opts["resume"])
+        store.close()
+        if rec is None:
+            raise click.UsageError(f"no sweep {opts['resume']} in this store")
+        recorded = rec["spec"]
+    executor = executor_from(*_executor_args(opts, recorded))
+    with bad_input():
+        result = sw.resume_sweep(
+            opts["resume"],
+            store=ctx.obj["store"],
+            executor=executor,
+            grace=opts["grace"],
+            study_storage=opts["study_storage"],
+            say=_say,
+            on_start=lambda r: _say(
+                f"sweep {r.sweep_id}: resumed, {r.total} runs left, {r.slots} at a time"
+            ),
+            on_done=_echo_trial,
+        )
+    _echo_sweep(ctx, result)
+
+
+def _executor_args(opts: dict[str, Any], recorded: dict[str, Any] | None = None) -> tuple[Any, ...]:
+    """``executor_from``'s arguments: the options given, else (a resume) the recorded."""
+    rec = recorded or {}
+    res = rec.get("resources") or {}
+    memory = opts["memory"]
+    if memory is None and res.get("memory") is not None:
+        memory = str(res["memory"])  # bytes
+    on = opts["on"] or rec.get("on")
+    ray = (on or "local") != "local"
+    return (
+        opts["jobs"] if opts["jobs"] is not None else rec.get("jobs"),
+        on,
+        opts["cpus"] if opts["cpus"] is not None else (res.get("cpus") if ray else None),
+        opts["gpus"] if opts["gpus"] is not None else (res.get("gpus") if ray else None),
+        memory if ray or opts["memory"] is not None else None,
+        opts["retries"] if opts["retries"] is not None else (rec.get("retries") if ray else None),
+    )
+
+
+def _execution(opts: dict[str, Any]) -> dict[str, Any]:
+    """The executor's options as the sweep's record keeps them (spec: on, resources,
+    retries, jobs)."""
+    from runbase.tracking.executor import parse_memory
+
+    memory = None if opts["memory"] is None else parse_memory(opts["memory"])
+    return {
+        "on": opts["on"] or "local",
+        "resources": {
+            "cpus": 1.0 if opts["cpus"] is None else opts["cpus"],
+            "gpus": 0.0 if opts["gpus"] is None else opts["gpus"],
+            "memory": memory,
+        },
+        "retries": opts["retries"] or 0,
+        "jobs": opts["jobs"],
+    }
+
+
+def _dry_run(plan: Any) -> None:
+    from runbase.tracking import sweep as sw
+
+    if plan.model:
+        space = [f"{k}={','.join(map(str, v))}" for k, v in plan.grid.items()]
+        space += [f"{k}={d.text}" for k, d in plan.random.items()]
+        click.echo(
+            f"{plan.search} search: {plan.total()} trials chosen as results come in, over "
+            + " ".join(space)
+        )
+        return
+    for i, t in enumerate(plan.points(), 1):
+        click.echo(f"[{i}] {sw.Trial(i, t).describe()}")
+
+
+def _say(line: str) -> None:
+    click.echo(line, err=True)
+
+
 def _echo_trial(trial: Any, done: int, total: int) -> None:
     # [runs ended/runs]: with -j > 1, trials end in any order; #N is the trial's index
-    status = "finished" if trial.ok else f"failed (exit {trial.returncode})"
-    click.echo(f"[{done}/{total}] trial {trial.index} {status}: {trial.describe()}", err=True)
+    if trial.status in ("finished", "pruned"):
+        status = trial.status
+    else:
+        status = f"{trial.status or 'failed'} (exit {trial.returncode})"
+    if trial.value is not None:
+        status += f" ({trial.value:.6g})"
+    _say(f"[{done}/{total}] trial {trial.index} {status}: {trial.describe()}")
     last = trial.stderr_tail.strip().splitlines()[-1:] if trial.stderr_tail else []
-    for line in last:
-        click.echo(f"    {line}", err=True)
+    if trial.status != "pruned":  # a pruned run's stderr ends with its SIGTERM
+        for line in last:
+            _say(f"    {line}")
 
 
 def _echo_sweep(ctx: click.Context, result: Any) -> None:
@@ -111,13 +303,17 @@ def _echo_sweep(ctx: click.Context, result: Any) -> None:
     if rows:
         headers, table = runs_table(store, rows)
         click.echo(render(headers, table, terminal_width(sys.stdout.isatty())))
-    failed, not_run = len(result.failed), len(result.not_run)
-    finished = len(result.trials) - failed - not_run
-    click.echo(
-        f"sweep {result.sweep_id}: {finished} finished, {failed} failed"
-        + (f", {not_run} not run (interrupted)" if result.interrupted else "")
-        + f" - runbase ls --sweep {result.sweep_id}"
-    )
+    failed, pruned, not_run = len(result.failed), len(result.pruned), result.not_run
+    plan = result.plan
+    line = f"sweep {result.sweep_id}: {len(result.finished)} finished, {failed} failed"
+    if pruned or (plan is not None and plan.prune):
+        line += f", {pruned} pruned"
+    if result.interrupted:
+        line += f", {not_run} not run (interrupted)"
+    best = result.best
+    if best is not None and best.value is not None and plan is not None:
+        line += f"; best {plan.objective} {best.value:.6g}: trial {best.index}, run {best.run_id}"
+    click.echo(line + f" - runbase ls --sweep {result.sweep_id}")
     ctx.exit(130 if result.interrupted else 1 if failed else 0)
 
 

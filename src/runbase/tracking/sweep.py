@@ -2,14 +2,22 @@
 
     grid = parse_grid(["lr=0.1,0.01", "batch=16,32"])
     dists = parse_random(["wd=loguniform(1e-5,1e-2)"])
-    trials = combinations(grid, dists, n=3, seed=0)     # 2 x 2 grid points x 3 samples
-    result = run_sweep(["python", "train.py"], trials, jobs=4)
+    plan = SweepPlan(["python", "train.py"], grid, dists, samples=3, seed=0)
+    result = run_sweep(plan, executor=make_executor(jobs=4))   # 2 x 2 grid points x 3
     runbase.runs(sweep=result.sweep_id)
+
+    plan = SweepPlan(["python", "train.py"], {}, dists, search="tpe", objective="acc",
+                     direction="max", trials=40, prune="median")
+    resume_sweep(result.sweep_id)            # an interrupted sweep: its trials left
 
 Each trial is ``runbase run --param k=v ... -- COMMAND`` in a process of its own (so it
 is exactly what ``runbase run`` records, and a crash of one run cannot touch another),
-at most ``jobs`` at a time, every run carrying the sweep's id (``sweep_id``) and its
-trial's index (the tag ``sweep_index``, 1-based, in the order of ``combinations()``).
+at most ``executor.slots`` at a time, on this machine or a Ray cluster
+(tracking.executor), every run carrying the sweep's id (``sweep_id``) and its trial's
+index (the tag ``sweep_index``, 1-based: in the order of ``combinations()`` for grid and
+random, in the order asked for a model-based search). The code is snapshotted once, for
+every trial. The sweep's record (records.sweeps) keeps its plan, its status, its Optuna
+study (tracking.search) and its best run.
 """
 
 from __future__ import annotations
@@ -17,22 +25,29 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import random
 import re
 import shutil
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from runbase.capture.overrides import INDEX_TAG, format_value, parse_assignment, parse_value
 from runbase.core.ids import new_run_id
 from runbase.errors import UsageError
 from runbase.store import Store
-from runbase.tracking.executor import Job, LocalExecutor, runbase_run_argv
+from runbase.tracking.executor import SPEC_TOKEN, Executor, Job, make_executor, runbase_run_argv
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "randint", "choice")
 _CALL = re.compile(r"^\s*(\w+)\s*\((.*)\)\s*$", re.DOTALL)
 DEFAULT_SAMPLES = 10  # per grid point, with --random and no -n
+DEFAULT_TRIALS = 20  # of a model-based search without --trials
+PRUNE_POLL = 0.5  # seconds between two reads of the running trials' objective series
+# a trial's run status that counts as done (resume runs the others again)
+DONE_STATUSES = ("finished", "pruned", "failed")
 
 
 @dataclass(frozen=True)
@@ -54,6 +69,16 @@ class Distribution:
         else:
             x = rng.uniform(a, b)
         return float(f"{x:.6g}")  # 6 digits: readable on a command line and in tables
+
+    @property
+    def text(self) -> str:
+        """As written after ``--random KEY=`` (parse_distribution reads it back)."""
+        return f"{self.kind}({','.join(_arg_text(a) for a in self.args)})"
+
+
+def _arg_text(value: Any) -> str:
+    # strings as JSON ("1e3" stays text); parse_value reads it back exactly
+    return json.dumps(value) if isinstance(value, str) else format_value(value)
 
 
 def parse_distribution(key: str, text: str) -> Distribution:
@@ -140,16 +165,149 @@ def combinations(
     ]
 
 
+# -- the plan -------------------------------------------------------------------------
+
+
+@dataclass
+class SweepPlan:
+    """What a sweep runs: kept in its record (``spec``), so ``resume_sweep`` goes on."""
+
+    command: list[str]
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    random: dict[str, Distribution] = field(default_factory=dict)
+    search: str = "grid"  # grid | random | tpe | cmaes
+    samples: int | None = None  # -n: random samples per grid point
+    seed: int | None = None
+    objective: str | None = None  # the metric a search optimizes and a pruner compares
+    direction: str | None = None  # max | min
+    trials: int | None = None  # a model search's budget; grid/random: at most this many
+    prune: str | None = None  # median | asha
+    prune_startup: int = 5  # trials completed before the median pruner stops any
+    grace: float = 10.0  # seconds from a pruned trial's SIGTERM to its SIGKILL
+    name: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    capture_code: bool = True
+    publish: str | None = None  # the remote every trial streams to (runbase run --publish)
+
+    def check(self) -> None:
+        """UsageError for a plan that cannot run: before anything is recorded."""
+        # lazy: optuna (through search) only for the searches that need it
+        from runbase.tracking import search as se
+
+        se.check_choices(self.search, self.prune, self.objective, self.direction)
+        if self.objective is not None and self.direction is None:
+            raise UsageError(
+                f"--objective {self.objective} needs --direction max or min (what is better)"
+            )
+        if self.search in se.MODEL_SEARCHES and self.samples is not None:
+            raise UsageError(
+                f"-n is for grid and random sweeps; --search {self.search} takes --trials"
+            )
+        if self.trials is not None and self.trials < 1:
+            raise UsageError(f"--trials must be at least 1, got {self.trials}")
+        if not self.grace >= 0:
+            raise UsageError(f"--grace must be 0 seconds or more, got {self.grace}")
+        if not self.grid and not self.random:
+            raise UsageError("nothing to sweep: give --grid KEY=V1,V2 or --random KEY=DIST")
+        if self.search not in se.MODEL_SEARCHES:
+            self.points()  # the grid/random rules (both, -n) before any run
+
+    @property
+    def model(self) -> bool:
+        """Whether a study's sampler chooses the trials (tpe, cmaes)."""
+        return self.search in ("tpe", "cmaes")
+
+    @property
+    def needs_study(self) -> bool:
+        return self.model or self.prune is not None
+
+    def points(self) -> list[dict[str, Any]]:
+        """The trials of a grid or random sweep, in order: the grid points, each with
+        ``samples`` random samples, the first ``trials`` of them when given."""
+        n = self.samples
+        if n is None and self.random and self.trials is not None:
+            per_point = math.prod(len(v) for v in self.grid.values())
+            n = max(1, math.ceil(self.trials / per_point))
+        points = combinations(self.grid, self.random, n, self.seed)
+        return points if self.trials is None else points[: self.trials]
+
+    def total(self) -> int:
+        if self.model:
+            return self.trials or DEFAULT_TRIALS
+        return len(self.points())
+
+    def to_spec(self, execution: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The sweep record's ``spec`` (docs/sweeps.md); ``execution``: its ``on``,
+        ``resources``, ``retries`` and ``jobs``."""
+        return {
+            "command": list(self.command),
+            "grid": dict(self.grid),
+            "random": {k: d.text for k, d in self.random.items()},
+            "search": self.search,
+            "objective": self.objective,
+            "direction": self.direction,
+            "trials": self.total(),
+            "samples": self.samples,
+            "prune": self.prune,
+            "prune_startup": self.prune_startup,
+            "grace": self.grace,
+            "seed": self.seed,
+            "name": self.name,
+            "tags": dict(self.tags),
+            "capture_code": self.capture_code,
+            "publish": self.publish,
+            **(execution or {}),
+        }
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> SweepPlan:
+        """The plan a sweep record keeps; UsageError when it is not one."""
+        try:
+            plan = cls(
+                command=[str(a) for a in spec["command"]],
+                grid={str(k): list(v) for k, v in (spec.get("grid") or {}).items()},
+                random=parse_random(f"{k}={v}" for k, v in (spec.get("random") or {}).items()),
+                search=str(spec.get("search") or "grid"),
+                samples=_opt_int(spec.get("samples")),
+                seed=_opt_int(spec.get("seed")),
+                objective=spec.get("objective"),
+                direction=spec.get("direction"),
+                trials=_opt_int(spec.get("trials")),
+                prune=spec.get("prune"),
+                prune_startup=int(spec.get("prune_startup", 5)),
+                grace=float(spec.get("grace", 10.0)),
+                name=spec.get("name"),
+                tags={str(k): str(v) for k, v in (spec.get("tags") or {}).items()},
+                capture_code=bool(spec.get("capture_code", True)),
+                publish=spec.get("publish"),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise UsageError(f"the sweep's recorded plan is not one runbase reads: {e}") from None
+        plan.check()
+        return plan
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+# -- results ----------------------------------------------------------------------------
+
+
 @dataclass
 class Trial:
-    index: int  # 1-based, in the order of combinations()
+    index: int  # 1-based: the tag sweep_index
     overrides: dict[str, Any]
+    run_id: str | None = None
+    number: int | None = None  # its trial number in the study (an Optuna search)
     returncode: int | None = None  # of `runbase run`: the command's exit status
     stderr_tail: str = ""
+    status: str | None = None  # its run's status when it ended (None: never started)
+    value: float | None = None  # the objective it reached (finished runs only)
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0
+        return self.status == "finished" if self.status else self.returncode == 0
 
     def describe(self) -> str:
         return " ".join(f"{k}={format_value(v)}" for k, v in self.overrides.items())
@@ -161,15 +319,29 @@ class SweepResult:
     store_root: str
     trials: list[Trial] = field(default_factory=list)
     interrupted: bool = False
+    plan: SweepPlan | None = None
+    slots: int = 1
+    total: int = 0  # trials this call was to run (a resumed sweep: those left)
+    best: Trial | None = None  # of every trial of the sweep, earlier calls' included
+    best_run: str | None = None
+
+    @property
+    def finished(self) -> list[Trial]:
+        return [t for t in self.trials if t.status == "finished"]
+
+    @property
+    def pruned(self) -> list[Trial]:
+        return [t for t in self.trials if t.status == "pruned"]
 
     @property
     def failed(self) -> list[Trial]:
-        return [t for t in self.trials if t.returncode not in (0, None)]
+        ended = [t for t in self.trials if t.returncode is not None]
+        return [t for t in ended if t.status not in ("finished", "pruned")]
 
     @property
-    def not_run(self) -> list[Trial]:
-        """Trials never started (the sweep was interrupted first)."""
-        return [t for t in self.trials if t.returncode is None]
+    def not_run(self) -> int:
+        """How many trials never started (the sweep was interrupted first)."""
+        return max(0, self.total - sum(1 for t in self.trials if t.returncode is not None))
 
 
 def in_trial_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -187,59 +359,474 @@ def new_sweep_id() -> str:
     return new_run_id()
 
 
+# -- running ----------------------------------------------------------------------------
+
+
 def run_sweep(
-    argv: list[str],
-    trials: list[dict[str, Any]],
+    plan: SweepPlan,
     *,
-    jobs: int = 1,
-    name: str | None = None,
-    tags: dict[str, str] | None = None,
     store: str | None = None,
-    capture_code: bool = True,
+    executor: Executor | None = None,
+    execution: dict[str, Any] | None = None,
+    study_storage: str | None = None,
+    say: Callable[[str], None] | None = None,
     on_start: Callable[[SweepResult], None] | None = None,
     on_done: Callable[[Trial, int, int], None] | None = None,
 ) -> SweepResult:
-    """Run ``argv`` once per trial (its overrides), ``jobs`` at a time, as tracked runs of
-    one new sweep. ``on_start(result)`` is called once the sweep has its id and
-    ``on_done(trial, done, total)`` as each run ends (``done``: how many have ended,
-    this one included; runs end in any order with ``jobs`` > 1)."""
+    """Run ``plan`` as a new sweep on ``executor`` (default: this machine, one at a
+    time). ``execution``: the executor's options, kept in the record for a resume.
+    ``study_storage``: the URL of the Optuna study's database (default: SQLite in the
+    store). ``on_start(result)`` once the sweep has its id; ``on_done(trial, done,
+    total)`` as each run ends (``done``: how many have ended, this one included; runs end
+    in any order with more than one slot)."""
+    plan.check()
+    _check_command(plan.command)
+    executor = executor or make_executor(None, 1)
+    executor.check()  # before any record: a cluster that cannot run a trial
+    say = say or (lambda _line: None)
+    s = Store.open(store, create=True)
+    try:
+        sweep_id = new_sweep_id()
+        code = _snapshot(s, plan) if plan.capture_code else None
+        study, info = _open_study(s, sweep_id, plan, study_storage, say, None)
+        from runbase.records.sweeps import create_sweep  # lazy: records below, loaded late
+
+        create_sweep(s, sweep_id, plan.to_spec(execution), info)
+        todo = _todo(plan, range(1, plan.total() + 1))
+        driver = _Driver(s, sweep_id, plan, executor, study, code, say)
+        return driver.run(todo, plan.total(), on_start, on_done)
+    finally:
+        s.close()
+
+
+def resume_sweep(
+    sweep_id: str,
+    *,
+    store: str | None = None,
+    executor: Executor | None = None,
+    grace: float | None = None,
+    study_storage: str | None = None,
+    say: Callable[[str], None] | None = None,
+    on_start: Callable[[SweepResult], None] | None = None,
+    on_done: Callable[[Trial, int, int], None] | None = None,
+) -> SweepResult:
+    """Go on with sweep ``sweep_id`` until its trials are done (finished, pruned or
+    failed). Grid and random sweeps run the points not done under their own index; a
+    model-based search asks its study for new trials, numbered on. ``executor`` None:
+    the one recorded (``execution_of``). The code is snapshotted again: it is what runs
+    now."""
+    from runbase.records import sweeps as rs  # lazy: records below, loaded late
+
+    say = say or (lambda _line: None)
+    s = Store.open(store)
+    try:
+        rec = rs.get_sweep(s, sweep_id)
+        if rec is None:
+            raise UsageError(
+                f"no sweep {sweep_id} in {s.root} (runbase ls --sweep ID lists its runs)"
+            )
+        plan = SweepPlan.from_spec(rec["spec"])
+        if grace is not None:
+            plan.grace = grace
+            plan.check()
+        _check_command(plan.command)
+        executor = executor or make_executor(**execution_of(rec["spec"]))
+        executor.check()
+        runs = rs.trial_runs(s, sweep_id)
+        todo = _left(plan, runs)
+        if rec["status"] == "running":
+            say(f"runbase: the record of sweep {sweep_id} says running: resuming it anyway")
+        code = _snapshot(s, plan) if plan.capture_code else None
+        study, info = _open_study(s, sweep_id, plan, study_storage, say, rec["study"])
+        rs.update_sweep(s, sweep_id, status="running", study=info)
+        driver = _Driver(s, sweep_id, plan, executor, study, code, say)
+        driver.best_of(runs)
+        return driver.run(todo, len(todo), on_start, on_done)
+    finally:
+        s.close()
+
+
+def execution_of(spec: dict[str, Any]) -> dict[str, Any]:
+    """``make_executor`` arguments of a recorded sweep (its ``on``, ``jobs``,
+    ``resources`` and ``retries``)."""
+    from runbase.tracking.executor import Resources  # one import site for the executor
+
+    res = spec.get("resources") or {}
+    return {
+        "on": spec.get("on") or "local",
+        "jobs": _opt_int(spec.get("jobs")),
+        "resources": Resources(
+            cpus=float(res.get("cpus", 1.0)),
+            gpus=float(res.get("gpus", 0.0)),
+            memory=_opt_int(res.get("memory")),
+        ),
+        "retries": int(spec.get("retries") or 0),
+    }
+
+
+def _check_command(argv: list[str]) -> None:
     if not argv:
         raise UsageError("no command given: runbase sweep [OPTIONS] -- COMMAND [ARGS...]")
     if shutil.which(argv[0]) is None:
         raise UsageError(f"command not found: {argv[0]}")
-    if jobs < 1:
-        raise UsageError(f"-j must be at least 1, got {jobs}")
-    s = Store.open(store, create=True)  # here, not racing in the first runs
-    result = SweepResult(new_sweep_id(), str(s.root))
-    s.close()
-    result.trials = [Trial(i + 1, dict(t)) for i, t in enumerate(trials)]
-    base = runbase_run_argv(result.store_root, "--sweep-id", result.sweep_id)
-    base += [] if capture_code else ["--no-code"]
-    for k, v in (tags or {}).items():
-        base += ["--tag", f"{k}={v}"]
-    if on_start is not None:
-        on_start(result)
-    jobs_of = [Job(_trial_argv(base, argv, name, t), label=str(t.index)) for t in result.trials]
-    trial_of = {id(job): t for job, t in zip(jobs_of, result.trials, strict=True)}
 
-    def done(job: Job, n: int, total: int) -> None:
-        trial = trial_of[id(job)]
+
+def _todo(plan: SweepPlan, indices: Iterable[int]) -> list[tuple[int, dict[str, Any] | None]]:
+    """(index, overrides) of the trials to run: the grid/random point of each index, or
+    None where the study chooses."""
+    if plan.model:
+        return [(i, None) for i in indices]
+    points = plan.points()
+    return [(i, points[i - 1]) for i in indices if 0 < i <= len(points)]
+
+
+def _left(plan: SweepPlan, runs: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any] | None]]:
+    """The trials a resumed sweep still runs: the points whose index has no done run
+    (grid, random), or as many new indices as trials are missing (model searches)."""
+    done = [_index(r) for r in runs if r.get("status") in DONE_STATUSES]
+    if plan.model:
+        after = max((_index(r) for r in runs), default=0)
+        return _todo(plan, range(after + 1, after + 1 + max(0, plan.total() - len(done))))
+    return _todo(plan, [i for i in range(1, plan.total() + 1) if i not in set(done)])
+
+
+def _index(row: dict[str, Any]) -> int:
+    text = str((row.get("tags") or {}).get(INDEX_TAG, ""))
+    return int(text) if text.isdigit() else 0
+
+
+def _snapshot(store: Store, plan: SweepPlan) -> dict[str, Any]:
+    """The code record every trial shares: the project snapshotted once, as ``runbase
+    run`` would (config files that held a secret left out)."""
+    from runbase.capture.code import snapshot  # lazy: git and subprocess, for a run
+    from runbase.records.lifecycle import project_root
+
+    root = project_root(Path.cwd())
+    return dict(snapshot(store, root, (), _secret_configs(plan.command, root)).as_dict())
+
+
+def _secret_configs(argv: list[str], root: Path) -> list[str]:
+    """The config files on ``argv`` that hold a secret, relative to ``root``: their bytes
+    are never stored (what ``runbase run`` withholds from its snapshot)."""
+    from runbase.capture.configfiles import config_files
+    from runbase.capture.params import encode_value
+
+    held = []
+    for path, values in config_files(argv, os.getcwd()):
+        found: set[str] = set()
+        for key, value in values.items():
+            encode_value(key, value, found)
+        if found:
+            held.append(os.path.relpath(os.path.realpath(path), os.path.realpath(root)))
+    return held
+
+
+def _open_study(
+    store: Store,
+    sweep_id: str,
+    plan: SweepPlan,
+    url: str | None,
+    say: Callable[[str], None],
+    recorded: dict[str, Any] | None,
+) -> tuple[Any, dict[str, Any] | None]:
+    """The sweep's Optuna study (None when it needs none) and what its record keeps of it
+    (``{"name", "storage"}``: ``local`` or the URL without its password). ``recorded``:
+    that of a sweep resumed, whose study is loaded."""
+    if not plan.needs_study:
+        return None, recorded
+    from runbase.tracking import search as se  # lazy: optuna
+
+    where = (recorded or {}).get("storage") or ("local" if url is None else se.redact(url))
+    if recorded is not None and where != "local" and url is None:
+        raise UsageError(
+            f"the study of sweep {sweep_id} is in {where}: give --study-storage URL again "
+            "(its password is not kept)"
+        )
+    if recorded is not None and where != "local" and se.redact(url or "") != where:
+        raise UsageError(f"--study-storage is not the sweep's study storage ({where})")
+    if where == "local" and url is not None and recorded is not None:
+        raise UsageError(f"the study of sweep {sweep_id} is in its store: no --study-storage")
+    name = str((recorded or {}).get("name") or sweep_id)
+    study = se.Study.open(
+        se.space(plan.grid, plan.random),
+        search=plan.search,
+        direction=plan.direction or "max",
+        name=name,
+        url=se.local_storage(store.root, sweep_id) if where == "local" else url,
+        seed=plan.seed,
+        prune=plan.prune,
+        prune_startup=plan.prune_startup,
+        say=say,
+        resume=recorded is not None,
+    )
+    if recorded is not None:
+        stale = study.fail_unfinished()
+        if stale:
+            say(f"runbase: {stale} trial(s) the study still had running were told failed")
+    return study, {"name": name, "storage": where}
+
+
+class _Driver:
+    """One call of a sweep: asks for trials as slots free, tells the study as they end,
+    prunes from a thread, keeps the sweep's record."""
+
+    def __init__(
+        self,
+        store: Store,
+        sweep_id: str,
+        plan: SweepPlan,
+        executor: Executor,
+        study: Any,
+        code: dict[str, Any] | None,
+        say: Callable[[str], None],
+    ) -> None:
+        from runbase.records.lifecycle import project_root  # lazy: records, loaded late
+
+        self.store, self.plan, self.executor, self.study = store, plan, executor, study
+        self.code, self.say = code, say
+        self.root = str(project_root(Path.cwd()))
+        self.result = SweepResult(sweep_id, str(store.root), plan=plan, slots=executor.slots)
+        self._trial_of: dict[int, Trial] = {}  # id(job) -> its trial
+        self._lock = threading.Lock()  # _trial_of: the pruner reads it
+        self._stop = threading.Event()
+        self._warned: set[str] = set()
+        base = ["--sweep-id", sweep_id, "--no-code", "--spec", SPEC_TOKEN]
+        base += ["--publish", plan.publish] if plan.publish else []
+        self.base = runbase_run_argv(str(store.root), *base)
+
+    # -- the loop
+
+    def run(
+        self,
+        todo: list[tuple[int, dict[str, Any] | None]],
+        total: int,
+        on_start: Callable[[SweepResult], None] | None,
+        on_done: Callable[[Trial, int, int], None] | None,
+    ) -> SweepResult:
+        self.result.total = total
+        if on_start is not None:
+            on_start(self.result)
+        pruner = self._start_pruner()
+        status = "failed"  # the executor raised: a job that could not start, a study down
+        try:
+            done = self._done_then(on_done)
+            self.result.interrupted = self.executor.run(self._jobs(todo), done, total)
+            status = "interrupted" if self.result.interrupted else self._final_status()
+        finally:
+            self._stop.set()
+            if pruner is not None:
+                pruner.join()
+            self._record(status=status)
+        return self.result
+
+    def _final_status(self) -> str:
+        ended = [t for t in self.result.trials if t.returncode is not None]
+        return (
+            "failed" if ended and not (self.result.finished or self.result.pruned) else "finished"
+        )
+
+    def _jobs(self, todo: list[tuple[int, dict[str, Any] | None]]) -> Iterator[Job]:
+        """The trials' jobs, made as the executor pulls them: a model-based search asks
+        its study for trial n+1 after it was told what the trials that ended gave."""
+        for index, point in todo:
+            trial = self._ask(index, point)
+            job = self._job(trial)
+            with self._lock:
+                self._trial_of[id(job)] = trial
+            self.result.trials.append(trial)
+            yield job
+
+    def _ask(self, index: int, point: dict[str, Any] | None) -> Trial:
+        run_id = new_run_id()
+        if self.study is None:
+            return Trial(index, dict(point or {}), run_id=run_id)
+        number, params = self.study.ask(point, {"run_id": run_id, INDEX_TAG: index})
+        return Trial(index, params, run_id=run_id, number=number)
+
+    def _job(self, trial: Trial) -> Job:
+        spec: dict[str, Any] = {
+            "run_id": trial.run_id,
+            "tags": {**self.plan.tags, INDEX_TAG: str(trial.index)},
+        }
+        if self.plan.name:
+            spec["name"] = f"{self.plan.name}-{trial.index}"
+        argv = [*self.base, *_param_args(trial.overrides), "--", *self.plan.command]
+        tree = None
+        code = self.code
+        if code is not None and self.executor.kind == "local":  # runs here, in the project
+            spec["code_record"], spec["project_root"] = code, self.root
+        elif code is not None and isinstance(code.get("tree"), str):  # runs on a node
+            rel = os.path.relpath(os.getcwd(), self.root)
+            tree = {"store": self.result.store_root, "code": code, "cwd": rel}
+        # no tree on a node: the same path, which all nodes must share
+        cwd = None if tree is not None or self.executor.kind == "local" else os.getcwd()
+        return Job(argv, cwd=cwd, label=str(trial.index), spec=spec, tree=tree)
+
+    def _done_then(
+        self, on_done: Callable[[Trial, int, int], None] | None
+    ) -> Callable[[Job, int, int], None]:
+        def done(job: Job, n: int, total: int) -> None:
+            with self._lock:
+                trial = self._trial_of.pop(id(job))
+            self._ended(trial, job)
+            if on_done is not None and trial.returncode is not None:
+                on_done(trial, n, total)
+
+        return done
+
+    def _ended(self, trial: Trial, job: Job) -> None:
+        """A trial's job ended: its status (pruned when the pruner stopped it), the
+        objective it reached, told to the study; the best run kept."""
+        from runbase.records.read import load_metrics, run_status  # lazy: records
+
         trial.returncode, trial.stderr_tail = job.returncode, job.stderr_tail
-        if on_done is not None:
-            on_done(trial, n, total)
+        trial.run_id = job.run_id or trial.run_id
+        if job.returncode is None:  # never started: the sweep was interrupted first
+            self._tell(trial, "fail")
+            return
+        run_id = str(trial.run_id)
+        status = run_status(self.store, run_id) or ("finished" if job.returncode == 0 else "failed")
+        if job.cancelled and self._mark_pruned(run_id):
+            status = "pruned"
+        trial.status = status
+        if status == "finished" and self.plan.objective is not None:
+            metric = load_metrics(self.store, [run_id])[run_id].get(self.plan.objective)
+            trial.value = _finite(metric.get("value") if metric else None)
+            if trial.value is None:
+                self._no_objective(trial, sorted(load_metrics(self.store, [run_id])[run_id]))
+        if status == "finished" and (trial.value is not None or self.plan.objective is None):
+            self._tell(trial, "complete", trial.value)
+            self._consider(trial)
+        else:
+            self._tell(trial, "pruned" if status == "pruned" else "fail")
 
-    result.interrupted = LocalExecutor(jobs).run(jobs_of, done)
-    return result
+    def _mark_pruned(self, run_id: str) -> bool:
+        from runbase.records.sweeps import set_run_status  # lazy: records
+
+        return set_run_status(
+            self.store, run_id, "pruned", f"stopped by the sweep's {self.plan.prune} pruner"
+        )
+
+    def _no_objective(self, trial: Trial, metrics: list[str]) -> None:
+        have = f" (its metrics: {', '.join(metrics)})" if metrics else " (it logged no metric)"
+        self.say(
+            f"runbase: warning: trial {trial.index} (run {trial.run_id}) finished without a "
+            f"numeric metric {self.plan.objective!r}{have}: the search counts it failed"
+        )
+
+    def _tell(self, trial: Trial, state: str, value: float | None = None) -> None:
+        if self.study is None or trial.number is None:
+            return
+        try:
+            self.study.tell(trial.number, value, state)
+        except Exception as e:  # noqa: BLE001  (the runs are recorded: the sweep goes on)
+            self._warn_once("tell", f"could not tell the study trial {trial.index}'s result: {e}")
+
+    # -- the best run
+
+    def best_of(self, runs: list[dict[str, Any]]) -> None:
+        """The best run among those a resumed sweep already has."""
+        objective = self.plan.objective
+        for r in runs:
+            metric = (r.get("metrics") or {}).get(objective) if objective else None
+            value = _finite(metric.get("value") if metric else None)
+            if r.get("status") == "finished" and value is not None:
+                trial = Trial(_index(r), dict(r.get("params") or {}), run_id=r["id"])
+                trial.status, trial.value = "finished", value
+                self._consider(trial, record=False)
+
+    def _consider(self, trial: Trial, record: bool = True) -> None:
+        best = self.result.best
+        if trial.value is None:
+            return
+        if best is not None and best.value is not None:
+            better = (
+                trial.value > best.value
+                if self.plan.direction == "max"
+                else trial.value < best.value
+            )
+            if not better:
+                return
+        self.result.best, self.result.best_run = trial, trial.run_id
+        if record:
+            self._record()
+
+    def _record(self, status: str | None = None) -> None:
+        from runbase.records.sweeps import update_sweep  # lazy: records
+
+        try:
+            update_sweep(
+                self.store, self.result.sweep_id, status=status, best_run=self.result.best_run
+            )
+        except Exception as e:  # noqa: BLE001  (a store hiccup must not stop the trials)
+            self._warn_once("record", f"could not update the sweep's record: {e}")
+
+    def _warn_once(self, what: str, message: str) -> None:
+        if what not in self._warned:
+            self._warned.add(what)
+            self.say(f"runbase: warning: {message}")
+
+    # -- pruning
+
+    def _start_pruner(self) -> threading.Thread | None:
+        if self.study is None or self.plan.prune is None:
+            return None
+        thread = threading.Thread(target=self._prune_loop, name="runbase-pruner", daemon=True)
+        thread.start()
+        return thread
+
+    def _prune_loop(self) -> None:
+        """Every PRUNE_POLL s: the running trials' new objective points to the study,
+        and a trial it says to prune stopped (SIGTERM, SIGKILL after the grace)."""
+        try:
+            store = Store.open(self.result.store_root)  # this thread's own connection
+        except Exception as e:  # noqa: BLE001
+            self._warn_once("prune", f"no pruning: cannot open the store: {e}")
+            return
+        last: dict[int, int] = {}  # trial number -> last step read
+        try:
+            while not self._stop.wait(PRUNE_POLL):
+                for job in self.executor.running():
+                    self._prune_check(store, job, last)
+        except Exception as e:  # noqa: BLE001  (the trials go on, unpruned)
+            self._warn_once("prune", f"pruning stopped: {e}")
+        finally:
+            store.close()
+
+    def _prune_check(self, store: Store, job: Job, last: dict[int, int]) -> None:
+        from runbase.records.series import series_points  # lazy: records
+
+        with self._lock:
+            trial = self._trial_of.get(id(job))
+        if trial is None or trial.number is None or job.cancelled:
+            return
+        run_id = job.run_id or trial.run_id
+        objective = str(self.plan.objective)
+        steps, values = series_points(store, str(run_id), objective, last.get(trial.number))
+        if not steps:
+            return
+        last[trial.number] = max(steps)
+        self.study.report(trial.number, list(zip(steps, values, strict=True)))
+        if self.study.should_prune(trial.number):
+            self.say(
+                f"runbase: pruning trial {trial.index} at step {max(steps)} "
+                f"({objective} {values[-1]:.6g})"
+            )
+            self.executor.cancel(job, self.plan.grace)
 
 
-def _trial_argv(base: list[str], argv: list[str], name: str | None, trial: Trial) -> list[str]:
-    cmd = [*base, "--tag", f"{INDEX_TAG}={trial.index}"]
-    if name:
-        cmd += ["--name", f"{name}-{trial.index}"]
-    for k, v in trial.overrides.items():
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _param_args(overrides: dict[str, Any]) -> list[str]:
+    out = []
+    for k, v in overrides.items():
         # strings as JSON ("1e3" stays text); --param parses it back exactly
-        cmd += ["--param", f"{k}={json.dumps(v) if isinstance(v, str) else format_value(v)}"]
-    return [*cmd, "--", *argv]
+        out += ["--param", f"{k}={json.dumps(v) if isinstance(v, str) else format_value(v)}"]
+    return out
 
 
 def new_seed() -> int:
