@@ -1,0 +1,63 @@
+"""A Ray Tune search (ASHA, four trials, a function trainable reporting each epoch) run
+under ``runbase run`` with runbase's callback: one job run of the driver's run per
+trial, its params exactly the trial's config, one metric point per reported epoch, the
+trial ASHA let run to max_t finished and the three it stopped at the first rung pruned,
+the driver's code and environment shared by all, the experiment one sweep record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import require
+from rwkit import PY, make_project, rb, record, runs
+from runbase.records.sweeps import get_sweep, trial_runs
+from runbase.store import Store
+
+EPOCHS = 4
+
+
+def test_ray_tune_asha_search_under_runbase_run(tmp_path: Path) -> None:
+    require("ray")
+    root = make_project(tmp_path, "tune_search")
+    storage = tmp_path / "ray_results"  # Tune's own files: outside the project
+    env = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    rb(root, "run", "--", PY, "tune_search.py", "--storage", str(storage), env=env, timeout=600)
+
+    every = runs(root)
+    drivers = [r for r in every if r["mode"] != "job"]
+    assert len(drivers) == 1, drivers
+    driver = record(root, drivers[0]["id"])
+    assert driver["status"] == "finished"
+    trials = [record(root, r["id"]) for r in every if r["mode"] == "job"]
+    assert len(trials) == 4, [t["name"] for t in trials]
+    sweep_id = trials[0]["sweep_id"]
+
+    store = Store.open(root / ".runbase")
+    try:
+        sweep = get_sweep(store, sweep_id)
+        ordered = [r["id"] for r in trial_runs(store, sweep_id)]
+    finally:
+        store.close()
+    assert sweep is not None and sweep["status"] == "finished"
+    assert sweep["spec"]["search"] == "tune" and sweep["spec"]["trials"] == 4
+    assert sweep["spec"]["command"][1:] == ["tune_search.py", "--storage", str(storage)]
+
+    by_index = {int(t["tags"]["sweep_index"]): t for t in trials}
+    assert [by_index[i]["id"] for i in range(4)] == ordered
+    for i, lr in enumerate([0.1, 0.2, 0.3, 0.4]):
+        t = by_index[i]
+        assert t["parent_id"] == driver["id"] and t["sweep_id"] == sweep_id
+        assert t["name"].startswith("train_fn_") and t["name"].endswith(f"_0000{i}")
+        assert t["params"] == {"lr": lr, "epochs": EPOCHS, "model.width": 16, "model.act": "relu"}
+        assert set(t["param_sources"].values()) == {"tune"}
+        assert t["executor"]["kind"] == "ray" and len(t["executor"]["node_id"]) == 56
+        # the driver's code and environment, not captured again per trial
+        assert t["code"] == driver["code"] and t["code"]["tree"]
+        assert t["env"]["python"] == driver["env"]["python"]
+        reported = EPOCHS if i == 0 else 1  # ASHA stops the others at its first rung
+        assert set(t["metrics"]) == {"val_loss", "epoch", "train/acc"}
+        for key in ("val_loss", "epoch", "train/acc"):
+            assert t["metrics"][key]["count"] == reported, (i, key, t["metrics"][key])
+            assert t["metrics"][key]["step"] == reported  # training_iteration, from 1
+        assert t["metrics"]["epoch"]["last"] == reported - 1
+        assert t["status"] == ("finished" if i == 0 else "pruned"), (i, t["status"])
