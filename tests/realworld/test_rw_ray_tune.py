@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import require
 from rwkit import PY, make_project, rb, record, runs
+
+from conftest import require
 from runbase.records.sweeps import get_sweep, trial_runs
 from runbase.store import Store
 
