@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runbase.capture.manifest import load_manifest
-from runbase.core import fsname, ids
+from runbase.core import executorinfo, fsname, ids
 from runbase.core.ids import split_id
 from runbase.core.safepath import check_recorded_file
 from runbase.core.shapes import (
@@ -34,6 +34,7 @@ from runbase.core.shapes import (
     I64,
     JSON_COLUMNS,
     MAX_DEPTH,
+    TIME,
     ShapeError,
     TooDeep,
     brackets,
@@ -45,6 +46,7 @@ from runbase.records.experiments import EXPERIMENT_TAG, adopt
 from runbase.records.external import HIDDEN_PREFIX, MLFLOW_SOURCE, MODEL_HISTORY_TAG
 from runbase.records.maintenance import MAX_MANIFEST, references
 from runbase.records.media import mime_problem
+from runbase.records.sweeps import SWEEP_STATUSES
 from runbase.store import Store
 from runbase.store.schema import STORE_SCHEMA
 from runbase.store.tables import Column, Table
@@ -58,12 +60,15 @@ OBJECT_KINDS = ("code", "env", "logs", "data", "params", "media")
 MAX_ROWS = 1_000_000  # per table
 MAX_TEXT = 16 << 20  # characters of one text value
 MAX_BLOB = 64 << 20  # bytes of one BLOB value (a compacted metric chunk is at most 8 MiB)
-_TOP_KEYS = {"bundle_version", "data", "run", "objects", "log_chunks", *TABLES}
+_TOP_KEYS = {"bundle_version", "data", "run", "objects", "log_chunks", "sweep", *TABLES}
 LOG_STREAMS = ("output", "stderr")
 MAX_LOG_CHUNKS = 10_000  # per delta
 _NONFINITE = {"NaN": None, "Infinity": math.inf, "-Infinity": -math.inf}  # NaN is NULL
 # the owning process of a live run is on the exporting machine: never imported
 _OWNER = ("owner_pid", "owner_start")
+# runs columns an older runbase (a team server not yet upgraded) refuses: left out of a
+# bundle when null, which a full import reads as null again
+LATER_RUN_COLUMNS = ("executor_json",)
 
 
 # -- the schema, from its declarations (runbase.store.schema) -------------------------
@@ -104,14 +109,16 @@ def export_run(store: Store, run_id: str, data: bool = True) -> dict[str, Any]:
     ``data=False``: the data stays local; its files are listed (path, oid, size) as
     not stored, and its objects are left out of ``objects``."""
     tables = schema()
-    rows = _select(store, tables["runs"], "id", run_id)
-    if not rows:
-        raise RunNotFound(f"no run {run_id}")
+    run = _run_row(store, run_id)
     bundle: dict[str, Any] = {
         "bundle_version": BUNDLE_VERSION,
         "data": "stored" if data else "local",
-        "run": rows[0],
+        "run": run,
     }
+    if run.get("sweep_id"):  # the sweep's record travels with each of its trials
+        sweep = _select(store, tables["sweeps"], "id", run["sweep_id"])
+        if sweep:
+            bundle["sweep"] = sweep[0]
     for name in TABLES:
         bundle[name] = _select(store, tables[name], "run_id", run_id)
         if not bundle[name] and name in LATER_TABLES:
@@ -124,6 +131,17 @@ def export_run(store: Store, run_id: str, data: bool = True) -> dict[str, Any]:
             row["stored"] = 0
     bundle["objects"] = run_objects(store, run_id, data)
     return bundle
+
+
+def _run_row(store: Store, run_id: str) -> dict[str, Any]:
+    """The runs row of ``run_id`` as a bundle carries it (RunNotFound without one)."""
+    rows = _select(store, schema()["runs"], "id", run_id)
+    if not rows:
+        raise RunNotFound(f"no run {run_id}")
+    for name in LATER_RUN_COLUMNS:
+        if rows[0].get(name) is None:
+            rows[0].pop(name, None)
+    return rows[0]
 
 
 def _select(store: Store, table: Table, id_column: str, run_id: str) -> list[dict[str, Any]]:
@@ -158,6 +176,7 @@ class _Parsed:
     run: dict[str, Any]
     rows: dict[str, list[dict[str, Any]]]
     log_chunks: list[tuple[str, int, bytes]] = field(default_factory=list)
+    sweep: dict[str, Any] | None = None  # the sweeps row of the run's sweep
 
 
 def _fail(where: str, message: str) -> BundleError:
@@ -194,7 +213,38 @@ def _parse(bundle: Any, replace: bool) -> _Parsed:
     if bundle.get("data") == "local" and any(r.get("stored") for r in rows["run_files"]):
         # the data's objects were never sent: the store must not claim to hold them
         raise _fail("run_files", "a bundle whose data stays local cannot mark files stored")
-    return _Parsed(run_id, run, rows, _parse_log_chunks(bundle.get("log_chunks", []), replace))
+    chunks = _parse_log_chunks(bundle.get("log_chunks", []), replace)
+    sweep = _parse_sweep(bundle.get("sweep"), run.get("sweep_id"))
+    return _Parsed(run_id, run, rows, chunks, sweep)
+
+
+def _parse_sweep(raw: Any, sweep_id: Any) -> dict[str, Any] | None:
+    """The sweeps row a bundle carries: the run's own sweep's, its JSON checked."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise _fail("sweep", "must be an object (a sweeps row)")
+    table = schema()["sweeps"]
+    row = _parse_row(table, raw, "sweep")
+    _check_required(table, row, "sweep")
+    if row["id"] != sweep_id:
+        raise _fail("sweep.id", f"{_show(row['id'])} is not the run's sweep_id {_show(sweep_id)}")
+    if row["status"] not in SWEEP_STATUSES:
+        raise _fail("sweep.status", f"{_show(row['status'])} is not one of {SWEEP_STATUSES}")
+    _json("sweep.spec_json", row["spec_json"])
+    _json("sweep.study_json", row.get("study_json"))
+    for name in ("created_at", "updated_at"):
+        if row.get(name) is not None:
+            try:
+                TIME.check(row[name], f"sweep.{name}")
+            except ShapeError as e:
+                raise _fail(e.where, e.message) from None
+    best = row.get("best_run")
+    if best is not None and not ids.is_valid_id(best):
+        raise _fail("sweep.best_run", f"{_show(best)} is not a run id")
+    for name in table.columns:  # a full row: what is not given is NULL
+        row.setdefault(name, None)
+    return row
 
 
 def _parse_log_chunks(raw: Any, replace: bool) -> list[tuple[str, int, bytes]]:
@@ -375,6 +425,10 @@ def _json(where: str, text: str | None, kind: type | None = dict) -> Any:
 def _check_run(row: dict[str, Any], where: str) -> None:
     if "status" in row and row["status"] not in STATUSES:
         raise _fail(f"{where}.status", f"{_show(row['status'])} is not one of {STATUSES}")
+    if row.get("executor_json") is not None:  # what show and the web pages read
+        problem = executorinfo.problem(_json(f"{where}.executor_json", row["executor_json"]))
+        if problem is not None:
+            raise _fail(f"{where}.executor_json", problem)
     if "command" in row:
         _json(f"{where}.command", row["command"], list)
     # every JSON column has the shape docs/run-record.md gives it (runbase.core.shapes): the
@@ -522,6 +576,8 @@ def import_run(
             _upsert(cur, schema()[name], parsed.rows[name])
         adopt(cur, _experiment_names(parsed.rows["tags"]))
         _write_log_chunks(cur, parsed, replace)
+        if parsed.sweep is not None:
+            _write_sweep(cur, parsed.sweep)
         if verify is not None:
             # inside the transaction: the run as written is visible to this connection
             # only, and whatever ``verify`` raises rolls the whole import back
@@ -577,6 +633,23 @@ def _write_run(cur: Any, parsed: _Parsed) -> None:
         )
 
 
+def _write_sweep(cur: Any, sweep: dict[str, Any]) -> None:
+    """Upsert the sweep's row: the newer ``updated_at`` wins (each trial of a sweep
+    carries the row as it was when it was sent, in any order). A row recorded by another
+    user is never replaced: a sweep id names one user's sweep."""
+    row = cur.execute(
+        "SELECT updated_at, user_name FROM sweeps WHERE id = ?", (sweep["id"],)
+    ).fetchone()
+    if row is None:
+        _upsert(cur, schema()["sweeps"], [sweep])
+        return
+    theirs, owner = row[0], row[1]
+    if owner is not None and owner != sweep.get("user_name"):
+        return
+    if theirs is None or (sweep["updated_at"] or 0.0) > theirs:
+        _upsert(cur, schema()["sweeps"], [sweep])
+
+
 def _experiment_names(tags: list[dict[str, Any]]) -> list[str]:
     """The experiment a run's tag rows name (records.experiments adopts it, so the
     MLflow API has an id for it before anything reads it)."""
@@ -616,10 +689,11 @@ def export_delta(store: Store, run_id: str, sent: dict[str, int]) -> dict[str, A
     chunks are appended with growing seq while a run is live). Updates ``sent`` only
     through the caller, once the server has the delta. Import with ``replace=False``."""
     tables = schema()
-    rows = _select(store, tables["runs"], "id", run_id)
-    if not rows:
-        raise RunNotFound(f"no run {run_id}")
-    delta: dict[str, Any] = {"bundle_version": BUNDLE_VERSION, "data": "stored", "run": rows[0]}
+    delta: dict[str, Any] = {
+        "bundle_version": BUNDLE_VERSION,
+        "data": "stored",
+        "run": _run_row(store, run_id),
+    }
     for name in ("params", "tags", "metrics"):
         delta[name] = _select(store, tables[name], "run_id", run_id)
     chunks = tables["metric_chunks"]

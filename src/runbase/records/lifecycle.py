@@ -390,12 +390,13 @@ def finalize(
             note += f" (the rest is kept in {store.spool_dir(run_id)})"
         error = f"{error}; {note}" if error else note
     # a sweep may have marked the run pruned or lost while it ran (records.sweeps): that
-    # status stays, what the supervisor knows (exit status, logs) is added to it
+    # status and the sweep's note stay, what the supervisor knows (exit status, logs) is
+    # added to them
     with store.db.transaction() as cur:
         cur.execute(
             "UPDATE runs SET status = CASE WHEN status = 'running' THEN ? ELSE status END, "
             "exit_code = ?, exit_signal = ?, ended_at = ?, logs_json = ?, "
-            "error = CASE WHEN status = 'running' THEN ? ELSE coalesce(?, error) END, "
+            "error = CASE WHEN status = 'running' THEN ? ELSE coalesce(error, ?) END, "
             "notebook_json = coalesce(?, notebook_json) "
             "WHERE id = ? AND (status = 'running' "
             "OR (status IN ('pruned', 'lost') AND logs_json IS NULL))",
@@ -559,7 +560,10 @@ def recover_orphans(store: Store) -> list[str]:
     _, host = envcap.user_and_host()
     rows = store.db.query(
         "SELECT id, owner_pid, owner_start, heartbeat_at, error FROM runs "
-        "WHERE status = 'running' AND host = ? AND owner_pid IS NOT NULL",
+        # a trial its sweep marked pruned or lost before its supervisor finalized it
+        # (records.sweeps) is finalized the same way: its spool is saved, its status stays
+        "WHERE (status = 'running' OR (status IN ('pruned', 'lost') AND logs_json IS NULL)) "
+        "AND host = ? AND owner_pid IS NOT NULL",
         (host,),
     )
     recovered = []

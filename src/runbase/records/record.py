@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from runbase.capture.params import jsonable
+from runbase.core import executorinfo
 from runbase.core.shapes import CODE, COMMAND, ENV, LOGS, PACKAGES, TIME, load_column, loads
 from runbase.records.files import list_files
 from runbase.records.notebook import notebook_section
@@ -87,6 +88,7 @@ def build_record(store: Store, run_id: str, include_patch: bool = True) -> dict[
         "parent_id": r["parent_id"],
         "sweep_id": r["sweep_id"],
         "reproduces": r["reproduces"],
+        "executor": _executor(store, run_id),
         "params": {k: v for k, (v, _s) in params.items()},
         "param_sources": {k: s for k, (_v, s) in params.items()},
         "metrics": load_metrics(store, [run_id])[run_id],
@@ -99,6 +101,15 @@ def build_record(store: Store, run_id: str, include_patch: bool = True) -> dict[
         "error": r["error"],
     }
     return jsonable(rec)  # NaN/inf -> "NaN"/"Infinity": strict JSON
+
+
+def _executor(store: Store, run_id: str) -> dict[str, Any] | None:
+    """The run's executor object (core.executorinfo); null when none was recorded (an
+    older run, one made in-process) or what is stored is not one."""
+    row = store.db.query_one("SELECT executor_json FROM runs WHERE id = ?", (run_id,))
+    if row is None or not isinstance(row[0], str):
+        return None
+    return executorinfo.parse(row[0])
 
 
 def _code_section(store: Store, code: dict[str, Any], include_patch: bool) -> dict[str, Any]:

@@ -48,6 +48,7 @@ class RunsRow(TypedDict):
     error: str | None
     data_policy: str | None
     notebook_json: str | None
+    executor_json: str | None
 
 
 class MetricSummary(TypedDict):
@@ -155,6 +156,16 @@ class Cell(TypedDict):
     error: str | None
 
 
+class Executor(TypedDict, total=False):
+    """What ran the run (core.executorinfo): ``kind`` always, the rest where known."""
+
+    kind: str  # local | ray
+    host: str
+    node_id: str  # ray
+    attempt: int  # ray, 0-based
+    retry_of: str  # ray: the run this one retried (its node was lost)
+
+
 class RunHeader(TypedDict):
     """The keys a run's record and its ``runbase ls --json`` line share."""
 
@@ -181,6 +192,7 @@ class RunRecord(RunHeader):
     parent_id: str | None
     sweep_id: str | None
     reproduces: str | None
+    executor: Executor | None
     params: dict[str, Any]
     param_sources: dict[str, str]
     metrics: dict[str, MetricSummary]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from runbase.capture.params import as_number
+from runbase.core import executorinfo
 from runbase.render.table import fmt_bytes, fmt_count, fmt_duration, fmt_value, render
 
 
@@ -31,6 +32,7 @@ def render_record(rec: dict[str, Any]) -> str:
             ("ended", "" if rec.get("ended_at") is None else rec["ended_at"]),
             ("duration", fmt_duration(rec.get("duration_s"))),
             ("user@host", _user_host(rec)),
+            ("executor", executorinfo.describe(executorinfo.clean(rec.get("executor")))),
             ("cwd", rec.get("cwd") or ""),
             (
                 "reproduces",
