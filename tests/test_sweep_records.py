@@ -24,6 +24,7 @@ from runbase.records.record import build_record
 from runbase.render.show import render_record
 from runbase.store import Store
 from runbase.store.schema import SCHEMA_VERSION, STORE_SCHEMA
+from test_bundle import dst  # noqa: F401 - a fixture: SQLite, and PostgreSQL as a server has it
 from test_publish import TeamServer, _login, team  # noqa: F401 - team is a fixture
 
 PY = sys.executable
@@ -87,7 +88,8 @@ def test_a_schema_8_store_migrates_and_its_runs_have_no_executor(tmp_path: Path)
 # -- records.sweeps ---------------------------------------------------------------------------
 
 
-def test_create_get_update_list_sweeps(store: Store) -> None:
+def test_create_get_update_list_sweeps(dst: Store) -> None:  # noqa: F811 - the fixture
+    store = dst
     study = {"name": "s1", "storage": "local"}
     sweeps.create_sweep(store, "sw1", SPEC, study)
     sweeps.create_sweep(store, "sw2", {"command": ["b"]})
@@ -284,35 +286,34 @@ def _trial(store: Store) -> str:
     return run_id
 
 
-def test_bundle_carries_the_executor_and_the_sweep(store: Store, tmp_path: Path) -> None:
+def test_bundle_carries_the_executor_and_the_sweep(
+    store: Store,
+    dst: Store,  # noqa: F811 - the fixture
+) -> None:
     run_id = _trial(store)
     bundle = json.loads(json.dumps(export_run(store, run_id)))
     assert json.loads(bundle["run"]["executor_json"])["node_id"] == "ff" * 28
     assert bundle["sweep"]["id"] == "sw" and bundle["sweep"]["status"] == "finished"
-    dst = Store.open(str(tmp_path / "dst"), create=True)
-    try:
-        import_run(dst, bundle)
-        rec = build_record(dst, run_id)
-        assert rec["status"] == "pruned" and rec["executor"]["host"] == "n1"
-        got = sweeps.get_sweep(dst, "sw")
-        assert got is not None and got["best_run"] == run_id and got["spec"] == SPEC
+    import_run(dst, bundle)
+    rec = build_record(dst, run_id)
+    assert rec["status"] == "pruned" and rec["executor"]["host"] == "n1"
+    got = sweeps.get_sweep(dst, "sw")
+    assert got is not None and got["best_run"] == run_id and got["spec"] == SPEC
 
-        # an older copy of the row (another trial sent earlier) does not win
-        older = json.loads(json.dumps(bundle))
-        older["sweep"].update(status="running", updated_at=older["sweep"]["created_at"] - 1)
-        import_run(dst, older)
-        assert sweeps.get_sweep(dst, "sw")["status"] == "finished"  # type: ignore[index]
-        newer = json.loads(json.dumps(bundle))
-        newer["sweep"].update(status="interrupted", updated_at=bundle["sweep"]["updated_at"] + 1)
-        import_run(dst, newer)
-        assert sweeps.get_sweep(dst, "sw")["status"] == "interrupted"  # type: ignore[index]
-        # another user's sweep of that id is never replaced
-        other = json.loads(json.dumps(newer))
-        other["sweep"].update(user_name="mallory", status="failed", updated_at=1e10)
-        import_run(dst, other)
-        assert sweeps.get_sweep(dst, "sw")["status"] == "interrupted"  # type: ignore[index]
-    finally:
-        dst.close()
+    # an older copy of the row (another trial sent earlier) does not win
+    older = json.loads(json.dumps(bundle))
+    older["sweep"].update(status="running", updated_at=older["sweep"]["created_at"] - 1)
+    import_run(dst, older)
+    assert sweeps.get_sweep(dst, "sw")["status"] == "finished"  # type: ignore[index]
+    newer = json.loads(json.dumps(bundle))
+    newer["sweep"].update(status="interrupted", updated_at=bundle["sweep"]["updated_at"] + 1)
+    import_run(dst, newer)
+    assert sweeps.get_sweep(dst, "sw")["status"] == "interrupted"  # type: ignore[index]
+    # another user's sweep of that id is never replaced
+    other = json.loads(json.dumps(newer))
+    other["sweep"].update(user_name="mallory", status="failed", updated_at=1e10)
+    import_run(dst, other)
+    assert sweeps.get_sweep(dst, "sw")["status"] == "interrupted"  # type: ignore[index]
 
 
 def test_a_run_without_a_sweep_or_executor_has_neither_in_its_bundle(store: Store) -> None:
@@ -339,13 +340,13 @@ def test_a_bad_sweep_in_a_bundle_is_refused(
 ) -> None:
     bundle = json.loads(json.dumps(export_run(store, _trial(store))))
     bundle["sweep"].update(change)
-    dst = Store.open(str(tmp_path / "dst"), create=True)
+    target = Store.open(str(tmp_path / "dst"), create=True)
     try:
         with pytest.raises(BundleError, match=message):
-            import_run(dst, bundle)
-        assert dst.db.query("SELECT id FROM runs") == []  # nothing written
+            import_run(target, bundle)
+        assert target.db.query("SELECT id FROM runs") == []  # nothing written
     finally:
-        dst.close()
+        target.close()
 
 
 @pytest.mark.parametrize(
@@ -357,12 +358,12 @@ def test_a_bad_executor_in_a_bundle_is_refused(
 ) -> None:
     bundle = json.loads(json.dumps(export_run(store, _trial(store))))
     bundle["run"]["executor_json"] = executor
-    dst = Store.open(str(tmp_path / "dst"), create=True)
+    target = Store.open(str(tmp_path / "dst"), create=True)
     try:
         with pytest.raises(BundleError, match=f"run.executor_json.*{message}"):
-            import_run(dst, bundle)
+            import_run(target, bundle)
     finally:
-        dst.close()
+        target.close()
 
 
 # -- the team server --------------------------------------------------------------------------
