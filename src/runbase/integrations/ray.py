@@ -96,6 +96,7 @@ BOOKKEEPING = frozenset(
     }
 )
 TRIAL_TAG = "tune.trial_id"  # Tune's id of the trial, on its run
+MAX_ERROR = 20_000  # characters of a failed trial's error kept (its end: the cause)
 PUBLISH_WAIT = 60.0  # s: the experiment's end waits this long for its final pushes
 
 
@@ -453,11 +454,18 @@ def _number(value: Any) -> float | None:
 
 
 def _error_text(trial: Any) -> str:
-    """What Tune says the trial died of (its error file), else a plain note."""
+    """What Tune says the trial died of: its error file, read where the driver has it
+    (the storage path gets its copy later), else a plain note."""
+    with contextlib.suppress(Exception):
+        path = trial.error_file
+        if path and os.path.isfile(path):
+            with open(path, "rb") as f:
+                f.seek(max(0, os.path.getsize(path) - MAX_ERROR))
+                return f.read().decode("utf-8", "replace").strip()
     with contextlib.suppress(Exception):
         err = trial.get_error()
         if err is not None:
-            return str(err)[-20_000:]
+            return str(err)[-MAX_ERROR:]
     return "the trial failed (Ray Tune reported an error)"
 
 

@@ -1,0 +1,230 @@
+"""runbase.integrations.ray: a Ray Tune experiment with RunbaseLoggerCallback, run in
+this process on a real local Ray instance (one per module, 2 CPUs, the object store at
+Ray's minimum), recorded in a real store: one run per trial with its config, its
+reported metrics and how it ended, the experiment one sweep, a store that goes away
+costs a warning and never the search, and published runs land on a real team server."""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import require
+from runbase.errors import RunbaseError
+from runbase.records.record import build_record
+from runbase.records.sweeps import get_sweep, trial_runs
+from runbase.store import Store
+from test_publish import TeamServer, _login, team  # noqa: F401 - the team server fixture
+
+LRS = [0.1, 0.2, 0.3, 0.4]
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> Iterator[Any]:
+    """Ray in this process: a small local instance, shut down after the module."""
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    ray = require("ray")
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=78643200,
+        log_to_driver=False,
+    )
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _search(tmp_path: Path, callback: Any, lrs: list[float], fail_at: float | None = None) -> Any:
+    """An ASHA search over ``lrs``, one trial at a time (so ASHA's decisions do not
+    depend on timing): the smallest lr leads at every epoch."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    def train_fn(config: dict[str, Any]) -> None:
+        if config["lr"] == fail_at:
+            raise ValueError(f"boom: lr {config['lr']} diverged")
+        for epoch in range(4):
+            loss = config["lr"] * 10 * math.exp(-0.1 * epoch)
+            tune.report({"loss": loss, "epoch": epoch, "grad": {"norm": 1.0}, "note": "x"})
+
+    space = {"lr": tune.grid_search(lrs), "opt": {"name": "adam", "wd": 0.0}}
+    tuner = tune.Tuner(
+        train_fn,
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            metric="loss",
+            mode="min",
+            scheduler=ASHAScheduler(max_t=4, grace_period=1, reduction_factor=2),
+            max_concurrent_trials=1,
+        ),
+        run_config=tune.RunConfig(
+            storage_path=str(tmp_path / "ray_results"), callbacks=[callback], verbose=0
+        ),
+    )
+    return tuner.fit()
+
+
+def _records(store_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The trial runs of the store's one sweep, in trial order, and the sweep."""
+    store = Store.open(store_dir)
+    try:
+        ids = {str(r[0]) for r in store.db.query("SELECT DISTINCT sweep_id FROM runs")}
+        assert len(ids) == 1, ids
+        sweep_id = ids.pop()
+        recs = [build_record(store, r["id"]) for r in trial_runs(store, sweep_id)]
+        return recs, get_sweep(store, sweep_id)
+    finally:
+        store.close()
+
+
+def test_each_trial_is_a_run_with_its_config_metrics_and_end(
+    ray_local: Any, project: Path, tmp_path: Path
+) -> None:
+    from runbase.integrations.ray import RunbaseLoggerCallback
+
+    store_dir = tmp_path / "store"
+    results = _search(tmp_path, RunbaseLoggerCallback(store=store_dir), [*LRS, 0.5], fail_at=0.5)
+    assert len(results) == 5 and len(results.errors) == 1
+
+    recs, sweep = _records(store_dir)
+    assert [r["name"][-5:] for r in recs] == ["00000", "00001", "00002", "00003", "00004"]
+    assert [r["status"] for r in recs] == ["finished", "pruned", "pruned", "pruned", "failed"]
+    assert sweep is not None and sweep["status"] == "finished"
+    assert sweep["spec"]["search"] == "tune" and sweep["spec"]["trials"] == 5
+    assert sweep["spec"]["command"][0] == sys.executable
+    for i, (rec, lr) in enumerate(zip(recs, [*LRS, 0.5], strict=True)):
+        assert rec["mode"] == "api" and rec["parent_id"] is None
+        assert rec["tags"]["sweep_index"] == str(i)
+        assert rec["params"] == {"lr": lr, "opt.name": "adam", "opt.wd": 0.0}
+        assert set(rec["param_sources"].values()) == {"tune"}
+        assert rec["executor"]["kind"] == "ray"
+        assert rec["executor"]["node_id"] == ray_local.get_runtime_context().get_node_id()
+        assert rec["code"] == recs[0]["code"] and rec["code"]["tree"]  # captured once
+        assert rec["env"] == recs[0]["env"] and rec["env"]["python"]
+    # reported: loss, epoch and the nested grad/norm; "note" is no number, Tune's own
+    # keys (training_iteration is the step, the timings, ids and host) are not metrics
+    counts = [{k: m["count"] for k, m in r["metrics"].items()} for r in recs]
+    assert counts[0] == {"loss": 4, "epoch": 4, "grad/norm": 4}
+    assert counts[1:4] == [{"loss": 1, "epoch": 1, "grad/norm": 1}] * 3
+    assert counts[4] == {}
+    assert recs[0]["metrics"]["epoch"]["step"] == 4 and recs[0]["metrics"]["epoch"]["last"] == 3
+    assert recs[0]["error"] is None and recs[0]["exit_code"] == 0
+    assert "boom: lr 0.5 diverged" in recs[4]["error"]
+    assert "stopped early" in recs[1]["error"]
+
+
+def test_under_tune_a_store_that_went_away_is_one_warning(
+    ray_local: Any, project: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from runbase.integrations.ray import RunbaseLoggerCallback
+
+    store_dir = tmp_path / "store"
+    callback = RunbaseLoggerCallback(store=store_dir)
+    shutil.rmtree(store_dir)  # after the callback checked it: the experiment must go on
+    results = _search(tmp_path, callback, LRS[:2])
+    assert len(results) == 2 and not results.errors
+    assert [r.metrics["training_iteration"] for r in results] == [4, 1]
+    err = capfd.readouterr().err
+    assert err.count("runbase: warning: runbase could not record the Tune start") == 1
+
+
+def test_trials_are_published_with_their_sweep(
+    ray_local: Any,
+    project: Path,
+    tmp_path: Path,
+    team: tuple[TeamServer, str],  # noqa: F811
+) -> None:
+    from runbase.integrations.ray import RunbaseLoggerCallback
+
+    srv, token = team
+    _login(srv, token, project)
+    store_dir = tmp_path / "store"
+    _search(tmp_path, RunbaseLoggerCallback(store=store_dir, publish="team"), LRS[:2])
+    local, sweep = _records(store_dir)
+    assert sweep is not None
+    remote = srv.get(f"/p/default/api/runs?sweep={sweep['id']}", token)["runs"]
+    assert sorted(r["id"] for r in remote) == sorted(r["id"] for r in local)
+    assert {r["id"]: r["status"] for r in remote} == {r["id"]: r["status"] for r in local}
+    on_server = srv.get(f"/p/default/api/sweeps/{sweep['id']}", token)
+    assert on_server["recorded"] is True and on_server["spec"]["search"] == "tune"
+    assert on_server["total"] == 2
+
+
+def test_a_store_that_cannot_be_used_fails_before_the_experiment(tmp_path: Path) -> None:
+    require("ray")
+    from runbase.integrations.ray import RunbaseLoggerCallback
+
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    with pytest.raises(RunbaseError):
+        RunbaseLoggerCallback(store=not_a_dir)
+    with pytest.raises(RunbaseError, match="runbase remote add nowhere"):
+        RunbaseLoggerCallback(store=tmp_path / "s", publish="nowhere")
+
+
+def test_the_callback_pickles_its_settings_only(tmp_path: Path) -> None:
+    require("ray")
+    from runbase.integrations.ray import RunbaseLoggerCallback
+
+    cb = RunbaseLoggerCallback(store=tmp_path / "s", tags={"team": "vision"})
+    back = pickle.loads(pickle.dumps(cb))  # Tune pickles its run config
+    assert (back.store_root, back.tags, back._exp) == (cb.store_root, {"team": "vision"}, None)
+
+
+def test_metrics_of_a_result() -> None:
+    require("ray")
+    import numpy as np
+
+    from runbase.integrations.ray import _metrics
+
+    result = {
+        "loss": 0.5,
+        "acc": np.float32(0.25),
+        "n": 3,
+        "ok": True,
+        "name": "x",
+        "vec": [1, 2],
+        "val": {"loss": 0.75, "deep": {"x": 1}},
+        "training_iteration": 7,
+        "time_this_iter_s": 0.1,
+        "timestamp": 1,
+        "done": False,
+        "config": {"lr": 0.1},
+        "node_ip": "10.0.0.1",
+    }
+    assert _metrics(result) == {
+        "loss": 0.5,
+        "acc": 0.25,
+        "n": 3.0,
+        "val/loss": 0.75,
+        "val/deep/x": 1.0,
+    }
+
+
+def test_without_ray_the_import_says_how_to_install_it() -> None:
+    code = (
+        "import sys; sys.modules['ray'] = None\n"
+        "try:\n    import runbase.integrations.ray\n"
+        "except ImportError as e:\n    print(e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert "pip install 'runbase[ray]'" in out
+    # and `import runbase` never loads Ray
+    code = "import runbase, sys; print('ray' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert out.strip() == "False"
