@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from conftest import GIT, commit, runbase_cmd, runbase_ui, stop_process, write
+from conftest import GIT, commit, runbase_cmd, runbase_ui, screenshot, stop_process, write
 from runbase.analysis import sweepstats
 from runbase.records import sweeps
 from runbase.store import Store
@@ -302,6 +302,7 @@ def test_sweep_page_in_a_browser_updates_as_trials_come_in(
     )
     assert page.locator("#importance .imp-row[data-param=lr]").count() == 1
     assert "mostly noise" in page.inner_text("#importance-warning")
+    screenshot(page, "sweep.png")
     best_row = page.locator("#trials tr.best-row")
     assert best_row.get_attribute("data-id") == _ids(site["store"], rec)["rec-2"]
 
@@ -313,9 +314,12 @@ def test_sweep_page_in_a_browser_updates_as_trials_come_in(
     )
     page.click("#trials tbody tr:first-child a.run-link")
     page.wait_for_url(re.compile(r"/runs/"))
-    page.go_back()
 
-    # a trial starts: the page shows it running without a reload, then finished
+    # the sweep goes on (as `runbase sweep --resume` does) and a trial starts: the page
+    # shows it running without a reload, then finished
+    sweeps.update_sweep(site["store"], rec, status="running")
+    page.goto(f"{server}/sweeps/{rec}")
+    page.wait_for_function("document.querySelectorAll('#trials tr.trial-row').length === 6")
     live = subprocess.Popen(
         [sys.executable, "-m", "runbase", "run", "--sweep-id", rec, "-t", "sweep_index=7",
          "--name", "rec-7", "--", sys.executable, "live.py"],
@@ -338,6 +342,7 @@ def test_sweep_page_in_a_browser_updates_as_trials_come_in(
     finally:
         stop_process(live)
         (root / "stop-live").unlink(missing_ok=True)
+        sweeps.update_sweep(site["store"], rec, status="finished")
 
 
 def test_sweep_page_picks_a_metric_and_escapes_user_text(

@@ -10,7 +10,7 @@
   const $ = (id) => document.getElementById(id);
   const enc = encodeURIComponent;
   const POLL_MS = 3000; // while trials run
-  const IDLE_POLL_MS = 10000; // a sweep that says it runs, between trials
+  const IDLE_POLL_MS = 5000; // a sweep that says it runs, between trials
   const STATUS_TITLES = {
     running: "running now",
     finished: "ended normally",
@@ -169,7 +169,9 @@
       { x: xs, y: curve.map((p) => num(p.best)), mode: "lines+markers", type: "scatter", line: { shape: "hv", color: RB.COLORS[2] }, name: "best so far", text: hover, hoverinfo: "text" },
     ];
     RB.plot(node, traces, {
-      xaxis: { title: { text: byTime ? "end time" : "finished trials" }, type: byTime ? "date" : "linear" },
+      xaxis: byTime
+        ? { title: { text: "end time" }, type: "date" }
+        : { title: { text: "finished trials" }, type: "linear", tick0: 1, dtick: Math.max(1, Math.ceil(curve.length / 10)) },
       yaxis: { title: { text: RB.plotText(objective.metric) } },
       margin: { l: 60, r: 15, t: 10, b: 60 },
     });
