@@ -1,0 +1,325 @@
+"""runbase on a Ray cluster (issue 21): what the executor costs a trial, and a 32-trial
+sweep on a local cluster vs the same trials under Ray Tune alone.
+
+Starts its own small Ray cluster (``ray start --head --block`` on 127.0.0.1, ``--cpus``
+CPUs, object store capped at 75 MiB, no dashboard, no usage stats, its own temp dir, in
+its own process group) and stops exactly that cluster at the end (its process group,
+then any process still naming its temp dir; never ``ray stop``, which would stop every
+cluster on the machine). Two parts:
+
+1. scheduling overhead per trial: ``--n`` trials of ``runbase run --no-code -- python -c
+   pass`` one after another (1 slot): the command alone (a fresh process each time, the
+   floor), through the local executor and through the Ray executor
+   (``tracking.executor.make_executor``, in ``_workers/ray_overhead.py``). Overhead =
+   median time per trial minus the floor; the Ray executor's first trial (worker start)
+   is reported apart.
+2. a ``--trials`` (32) trial sweep, each trial ``--steps`` (10) busy steps logging a
+   loss: ``runbase sweep --grid x=0..31 --on ray`` (every trial a tracked run) and
+   ``runbase sweep -j CPUS`` locally, vs Ray Tune alone (``_workers/ray_tune_alone.py``:
+   a function trainable doing the same work, ``tune.report`` per step, 1 CPU a trial) on
+   the same cluster. Wall time of each whole command (a fresh process), 2 rounds,
+   alternating which goes first.
+
+    .venv/bin/python benchmarks/bench_ray.py [--cpus 2] [--n 12] [--trials 32]
+        [--steps 10] [--rounds 2] [--skip overhead,sweep] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+# token authentication off for this cluster and its drivers: a shared ~/.ray/auth_token
+# another cluster writes must not decide whether this one can be reached
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+
+TRAIN = """\
+import argparse, runbase
+p = argparse.ArgumentParser()
+p.add_argument("--x", type=int, default=0)
+p.add_argument("--steps", type=int, default={steps})
+p.add_argument("--work", type=int, default={work})
+a = p.parse_args()
+for step in range(a.steps):
+    acc = 0
+    for i in range(a.work):
+        acc += i % 7
+    runbase.log(loss=(a.x - 10) ** 2 / (step + 1) + acc * 1e-12, step=step)
+"""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalRay:
+    """A one-node Ray cluster of this benchmark's own, stopped by process group."""
+
+    def __init__(self, cpus: int) -> None:
+        self.cpus = cpus
+        # short: Ray's unix socket paths under it must stay below 108 bytes
+        self.temp = tempfile.mkdtemp(prefix="rbr-", dir="/tmp")
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        ray = str(Path(C.PYTHON).parent / "ray")
+        self.log = open(Path(self.temp) / "start.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [ray, "start", "--head", "--block", "--node-ip-address=127.0.0.1",
+             f"--port={self.port}", f"--num-cpus={self.cpus}", "--num-gpus=0",
+             "--object-store-memory=78643200", "--include-dashboard=false",
+             "--disable-usage-stats", f"--temp-dir={self.temp}",
+             f"--ray-client-server-port={free_port()}", f"--node-manager-port={free_port()}",
+             f"--object-manager-port={free_port()}",
+             f"--dashboard-agent-listen-port={free_port()}"],
+            env=C.clean_env(**RAY_ENV), stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        deadline = time.time() + 60
+        probe = "import ray; ray.init(address='auto', logging_level='ERROR'); ray.shutdown()"
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ray start exited: {self.tail()}")
+            p = subprocess.run(
+                [C.PYTHON, "-c", probe], env=self.env(), capture_output=True, timeout=120
+            )
+            if p.returncode == 0:
+                return
+            if time.time() > deadline:
+                raise RuntimeError(
+                    f"the Ray cluster did not start: {self.tail()}\n{p.stderr[-2000:]!r}"
+                )
+            time.sleep(1)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return C.clean_env(**RAY_ENV, RAY_ADDRESS=self.address, **extra)
+
+    def tail(self) -> str:
+        return (Path(self.temp) / "start.log").read_text(errors="replace")[-3000:]
+
+    def stop(self) -> None:
+        import psutil
+
+        if self.proc is not None:
+            for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, sig)
+                try:
+                    self.proc.wait(wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+            self.log.close()
+        # processes of this cluster that left the group (Ray daemonizes some): those
+        # naming our temp dir, and nothing else
+        for p in psutil.process_iter(["pid", "cmdline"]):
+            with contextlib.suppress(psutil.Error):
+                if any(self.temp in a for a in p.info["cmdline"] or []):
+                    p.kill()
+        C.rmtree(Path(self.temp))
+
+
+# -- 1. overhead -------------------------------------------------------------------------------
+
+
+def bench_overhead(ray: LocalRay, scratch: Path, args: Any) -> dict[str, Any]:
+    proj = scratch / "overhead"
+    proj.mkdir()
+    store = str(scratch / "overhead-store")
+    env = ray.env()
+    C.timed_run([C.RUNBASE_CLI, "--store", store, "init"], env=env, cwd=proj, check=False)
+    # the argv the executors run (tracking.executor.runbase_run_argv), here run directly
+    argv = [C.PYTHON, "-m", "runbase", "--store", store, "run", "--quiet", "--no-code", "--",
+            C.PYTHON, "-c", "pass"]  # fmt: skip
+    for _ in range(2):  # warm the page cache and bytecode
+        C.timed_run(argv, env=env, cwd=proj)
+    floor: list[float] = []
+    runs: dict[str, list[dict[str, Any]]] = {"local": [], "ray": []}
+    for rnd in range(args.rounds):  # alternating order: a drifting load hits all alike
+        order = ["floor", "local", "ray"] if rnd % 2 == 0 else ["ray", "local", "floor"]
+        for case in order:
+            if case == "floor":
+                floor += [C.timed_run(argv, env=env, cwd=proj)[0] for _ in range(args.n)]
+                continue
+            p = subprocess.run(
+                [C.PYTHON, str(C.WORKERS_DIR / "ray_overhead.py"), store, str(proj),
+                 str(args.n), case],
+                env=env, capture_output=True, text=True, timeout=600,
+            )  # fmt: skip
+            if p.returncode:
+                runs[case].append({"error": p.stderr[-3000:]})
+                print(f"overhead {case}: FAILED\n{p.stderr[-1500:]}", flush=True)
+                continue
+            runs[case].append(json.loads(p.stdout.strip().splitlines()[-1]))
+    out: dict[str, Any] = {"n": args.n, "rounds": args.rounds, "floor": C.summarize(floor)}
+    floor_med = out["floor"]["median"]
+    for case, rs in runs.items():
+        good = [r for r in rs if "error" not in r]
+        if not good:
+            out[case] = {"error": rs[0]["error"] if rs else "not run"}
+            continue
+        steady = C.summarize([t for r in good for t in r["trial_s"][1:]])
+        out[case] = r = {
+            "runs": rs,
+            "check_s": C.summarize([r["check_s"] for r in good])["median"],
+            "first_s": C.summarize([r["trial_s"][0] for r in good])["median"],
+            "steady": steady,
+            "overhead_s": steady["median"] - floor_med,
+            "all_ok": all(c == 0 for r in good for c in r["returncodes"]),
+            "nodes": sorted({str(w) for r in good for w in r["where"]}),
+        }
+        print(
+            f"overhead {case}: check {C.ms(r['check_s'])}, first trial {C.ms(r['first_s'])}, "
+            f"then {C.ms(steady['median'])} a trial (floor {C.ms(floor_med)}: "
+            f"{r['overhead_s'] * 1000:+.1f} ms), all exit 0: {r['all_ok']}",
+            flush=True,
+        )
+    return out
+
+
+# -- 2. 32-trial sweep -------------------------------------------------------------------------
+
+
+def bench_sweep(ray: LocalRay, scratch: Path, args: Any) -> dict[str, Any]:
+    proj = scratch / "sweep"
+    proj.mkdir()
+    C.make_git_repo(proj, n_files=10)
+    (proj / "train.py").write_text(TRAIN.format(steps=args.steps, work=args.work))
+    C.git(proj, "add", "-A")
+    C.git(proj, "commit", "-qm", "train")
+    grid = "x=" + ",".join(str(i) for i in range(args.trials))
+    env = ray.env()
+    store = str(scratch / "sweep-store")  # every node reaches it: the same machine
+    C.timed_run([C.RUNBASE_CLI, "--store", store, "init"], env=env, cwd=proj, check=False)
+    cases = {
+        "runbase sweep --on ray": [C.RUNBASE_CLI, "--store", store, "sweep", "--grid", grid,
+                                   "--on", "ray", "--", C.PYTHON, "train.py"],
+        f"runbase sweep -j {args.cpus} (local)": [
+            C.RUNBASE_CLI, "--store", store, "sweep", "--grid", grid, "-j", str(args.cpus),
+            "--", C.PYTHON, "train.py"],
+        "Ray Tune alone": [C.PYTHON, str(C.WORKERS_DIR / "ray_tune_alone.py"), str(args.trials),
+                           str(args.steps), str(args.work), str(scratch / "tune")],
+    }  # fmt: skip
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    details: dict[str, list[Any]] = {k: [] for k in cases}
+    names = list(cases)
+    for rnd in range(args.rounds):
+        order = names if rnd % 2 == 0 else names[::-1]
+        for name in order:
+            t0 = time.perf_counter()
+            p = subprocess.run(cases[name], env=env, cwd=proj, capture_output=True, text=True)
+            dt = time.perf_counter() - t0
+            if p.returncode:
+                details[name].append({"error": (p.stdout + p.stderr)[-2000:]})
+                print(f"sweep: {name}: FAILED ({p.returncode})\n{p.stderr[-1500:]}", flush=True)
+                continue
+            times[name].append(dt)
+            details[name].append(_sweep_detail(name, p.stdout, store, env, proj))
+            print(f"sweep: {name}: {dt:.1f} s {details[name][-1]}", flush=True)
+    return {
+        "trials": args.trials,
+        "steps": args.steps,
+        "work": args.work,
+        "cpus": args.cpus,
+        "cases": {k: {**C.summarize(v), "runs": details[k]} for k, v in times.items()},
+    }
+
+
+def _sweep_detail(name: str, stdout: str, store: str, env: dict[str, str], proj: Path) -> Any:
+    if name == "Ray Tune alone":
+        return json.loads(stdout.strip().splitlines()[-1])
+    last = [ln for ln in stdout.splitlines() if "finished" in ln]
+    show = subprocess.run(
+        [C.RUNBASE_CLI, "--store", store, "show", "--json"],
+        env=env, cwd=proj, capture_output=True, text=True,
+    )  # fmt: skip
+    try:
+        executor = (json.loads(show.stdout).get("executor") or {}).get("kind")
+    except (ValueError, AttributeError):
+        executor = None
+    return {"summary": last[-1] if last else None, "last_run_executor": executor}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray node")
+    ap.add_argument("--n", type=int, default=12, help="trials per executor (overhead)")
+    ap.add_argument("--trials", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--work", type=int, default=300_000, help="loop iterations a step")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--skip", default="", help="comma list of overhead,sweep")
+    ap.add_argument("--quick", action="store_true", help="6 trials for overhead, 8 a sweep")
+    args = ap.parse_args()
+    if args.quick:
+        args.n, args.trials, args.rounds = 6, 8, 1
+    skip = {x for x in args.skip.split(",") if x}
+    C.header(
+        f"bench_ray: overhead of {args.n} trials, a {args.trials}-trial sweep on a "
+        f"{args.cpus}-CPU local Ray node vs Ray Tune alone"
+    )
+    scratch = C.scratch_dir("ray")
+    result: dict[str, Any] = {"machine": C.machine_info(), "args": vars(args)}
+    ray = LocalRay(args.cpus)
+    t_all = time.perf_counter()
+    try:
+        ray.start()
+        if "overhead" not in skip:
+            result["overhead"] = bench_overhead(ray, scratch, args)
+        if "sweep" not in skip:
+            result["sweep"] = bench_sweep(ray, scratch, args)
+    finally:
+        ray.stop()
+        C.rmtree(scratch)
+        result["total_s"] = round(time.perf_counter() - t_all, 1)
+    report(result)
+    print(f"\nwrote {C.write_result('ray', result)} (total {result['total_s']} s)")
+
+
+def report(result: dict[str, Any]) -> None:
+    ov = result.get("overhead") or {}
+    rows = []
+    if "floor" in ov:
+        rows.append(["runbase run --no-code -- python -c pass (floor)",
+                     C.ms(ov["floor"]["median"]), "-", "-", "-"])  # fmt: skip
+    for on in ("local", "ray"):
+        r = ov.get(on) or {}
+        if "steady" in r:
+            rows.append([f"through the {on} executor", C.ms(r["steady"]["median"]),
+                         f"{r['overhead_s'] * 1000:+.1f} ms", C.ms(r["first_s"]),
+                         C.ms(r["check_s"])])  # fmt: skip
+        elif "error" in r:
+            rows.append([f"through the {on} executor", "FAILED", "", "", ""])
+    if rows:
+        C.print_table(["trial", "median a trial", "overhead", "first trial", "check()"], rows,
+                      title="scheduling overhead per trial (1 slot)")  # fmt: skip
+    sw = result.get("sweep") or {}
+    rows = [
+        [name, f"{c['median']:.1f} s" if c.get("n") else "FAILED", str(c.get("n", 0))]
+        for name, c in (sw.get("cases") or {}).items()
+    ]
+    if rows:
+        C.print_table(["sweep", "wall (median)", "n"], rows,
+                      title=f"{sw['trials']} trials x {sw['steps']} steps on {sw['cpus']} CPUs")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
