@@ -37,6 +37,8 @@ BENCHES = {
     "server": "bench_server.py",
     "registry": "bench_registry.py",
     "mlflow_compat": "bench_mlflow_compat.py",
+    "scale": "bench_scale.py",
+    "ray": "bench_ray.py",
 }
 
 
@@ -294,6 +296,89 @@ def summary_rows() -> list[list[str]]:
     rows += server_rows()
     rows += registry_rows()
     rows += mlflow_compat_rows()
+    rows += scale_rows()
+    rows += ray_rows()
+    return rows
+
+
+def scale_rows() -> list[list[str]]:
+    """Simulated sweep trials publishing live (issue 21) and the limits drawn from them."""
+    rows: list[list[str]] = []
+    sc = load("scale")
+    if not sc:
+        return rows
+    for b in sc.get("live") or []:
+        for r in b.get("levels") or []:
+            rows.append(
+                [
+                    f"team server live ingest ({r['backend']}, {r['workers']} worker(s)), "
+                    f"{r['trials']} trials x 10 metrics at 1 point/s: points/s acked "
+                    "(p50 / p95 latency; server CPU per request)",
+                    f"{C.rate(r['points_per_s'])} of {C.rate(r['offered_points_per_s'])} "
+                    f"({C.ms(r['latency_p50_s'])} / {C.ms(r['latency_p95_s'])}; "
+                    f"{r['server_cpu_ms_per_request'] or 0:.1f} ms)",
+                    "-",
+                    "all stored" if r["all_points_arrived"] else "POINTS MISSING",
+                ]
+            )
+    trials = (sc.get("objects") or {}).get("trials") or []
+    for t in trials:
+        rows.append(
+            [
+                f"runbase run --publish, trial {t['trial'] + 1} of a project: S3 requests "
+                "(server requests)",
+                f"{t['s3_total']} ({t['server_total']})",
+                "-",
+                "-",
+            ]
+        )
+    lim = sc.get("limits") or {}
+    for n in ("1000", "10000"):
+        r = lim.get(n)
+        if r:
+            rows.append(
+                [
+                    f"extrapolated: {int(n):,} concurrent trials: server cores, "
+                    "workers (4-worker replicas)",
+                    f"{r['server_cores']:.1f} cores, {r['server_workers_at_70pct']} "
+                    f"({r['replicas_4_workers']})",
+                    "-",
+                    "-",
+                ]
+            )
+    return rows
+
+
+def ray_rows() -> list[list[str]]:
+    """The executor's cost a trial and a 32-trial sweep on Ray vs Ray Tune (issue 21)."""
+    rows: list[list[str]] = []
+    ray = load("ray")
+    if not ray:
+        return rows
+    ov = ray.get("overhead") or {}
+    for on in ("local", "ray"):
+        r = ov.get(on) or {}
+        if "steady" in r:
+            rows.append(
+                [
+                    f"runbase run -- python -c pass through the {on} executor: a trial "
+                    "(extra vs the command alone)",
+                    f"{C.ms(r['steady']['median'])} ({r['overhead_s'] * 1000:+.0f} ms)",
+                    "-",
+                    "-",
+                ]
+            )
+    sw = ray.get("sweep") or {}
+    for name, c in (sw.get("cases") or {}).items():
+        if c.get("n"):
+            rows.append(
+                [
+                    f"{sw['trials']}-trial sweep on a {sw['cpus']}-CPU local Ray node: {name}",
+                    f"{c['median']:.1f} s",
+                    "-",
+                    "-",
+                ]
+            )
     return rows
 
 
