@@ -32,6 +32,7 @@ from typing import Any
 
 from runbase.core.ids import split_id
 from runbase.core.safepath import check_relpath
+from runbase.core.text import text_problem
 from runbase.errors import Conflict, NotFound, RunNotFound, UnsafePathError, UsageError
 from runbase.store import Store
 
@@ -67,15 +68,12 @@ class Experiment:
 def check_text(what: str, value: Any, limit: int, empty: bool = False) -> str:
     """``value`` if it is a string of at most ``limit`` characters without NUL (and not
     empty unless ``empty``), else UsageError naming ``what``."""
-    if not isinstance(value, str):
-        raise UsageError(f"{what} must be a string, not {type(value).__name__}")
-    if not value and not empty:
-        raise UsageError(f"{what} must not be empty")
-    if len(value) > limit:
-        raise UsageError(f"{what} is {len(value)} characters, over the limit of {limit}")
-    if "\x00" in value:
-        raise UsageError(f"{what} contains a NUL character")
-    return value
+    problem = text_problem(value, limit)
+    if problem is None and not value and not empty:
+        problem = "must not be empty"
+    if problem is not None:
+        raise UsageError(f"{what} {problem}")
+    return str(value)
 
 
 def check_name(name: Any) -> str:
@@ -187,7 +185,8 @@ def _insert(cur: Any, name: str, artifact_location: str | None, tags: dict[str, 
     return exp_id
 
 
-def _check_tags(tags: Any) -> dict[str, str]:
+def check_tags(tags: Any) -> dict[str, str]:
+    """Tags given as a mapping (None: none), each key and value checked."""
     if tags is None:
         return {}
     if not isinstance(tags, dict):
@@ -206,7 +205,7 @@ def create(
     name = check_name(name)
     if artifact_location is not None:
         check_text("artifact location", artifact_location, MAX_LOCATION)
-    checked = _check_tags(tags)
+    checked = check_tags(tags)
     with store.db.transaction() as cur:
         _ensure_default(cur)
         exp_id = _insert(cur, name, artifact_location, checked)
@@ -214,11 +213,15 @@ def create(
 
 
 def _fetch(cur: Any, experiment_id: str) -> Any:
-    row = cur.execute(
-        f"SELECT {_COLUMNS} FROM experiments WHERE id = ?", (experiment_id,)
-    ).fetchone()
+    return _fetch_row(cur, "experiments", _COLUMNS, experiment_id, "experiment")
+
+
+def _fetch_row(cur: Any, table: str, columns: str, row_id: str, what: str) -> Any:
+    """The row of ``table`` with id ``row_id`` read in a transaction; NotFound naming
+    ``what`` when there is none."""
+    row = cur.execute(f"SELECT {columns} FROM {table} WHERE id = ?", (row_id,)).fetchone()
     if row is None:
-        raise NotFound(f"no experiment with id {experiment_id!r}")
+        raise NotFound(f"no {what} with id {row_id!r}")
     return row
 
 
@@ -532,12 +535,7 @@ def _model_dict(row: Any) -> dict[str, Any]:
 
 
 def _fetch_model(cur: Any, model_id: str) -> Any:
-    row = cur.execute(
-        f"SELECT {_MODEL_COLUMNS} FROM logged_models WHERE id = ?", (model_id,)
-    ).fetchone()
-    if row is None:
-        raise NotFound(f"no logged model with id {model_id!r}")
-    return row
+    return _fetch_row(cur, "logged_models", _MODEL_COLUMNS, model_id, "logged model")
 
 
 def create_model(

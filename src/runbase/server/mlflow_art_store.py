@@ -22,7 +22,6 @@ from runbase.records import experiments, external
 from runbase.records.files import list_files
 from runbase.server.mlflow_base import (
     MAX_KEY,
-    MAX_TAG_VALUE,
     MODEL_ID_RE,
     Caller,
     check_experiment_id,
@@ -32,6 +31,8 @@ from runbase.server.mlflow_base import (
     page_offset,
     page_size,
     paged,
+    pairs,
+    pairs_json,
     writable_model,
     writable_run,
 )
@@ -39,8 +40,6 @@ from runbase.store import Store
 
 MAX_PATH = 1000  # an artifact path's characters
 MAX_NAME = 500
-MAX_TAGS = 100
-MAX_VALUE = MAX_TAG_VALUE
 STATUSES = ("LOGGED_MODEL_PENDING", "LOGGED_MODEL_READY", "LOGGED_MODEL_UPLOAD_FAILED")
 ARTIFACTS_ROOT = "mlflow-artifacts:"
 
@@ -57,7 +56,12 @@ class Target:
     path: str
 
 
-__all__ = ["MODEL_ID_RE", "check_experiment_id", "check_model_id"]  # shared with the routes
+__all__ = [
+    "MAX_KEY",
+    "MODEL_ID_RE",
+    "check_experiment_id",
+    "check_model_id",
+]  # shared with the routes
 
 
 def check_run_id(value: Any) -> str:
@@ -187,11 +191,6 @@ def artifact_location(experiment_id: str, model_id: str) -> str:
     return f"{ARTIFACTS_ROOT}/{experiment_id}/models/{model_id}/artifacts"
 
 
-def _pairs(value: Any, what: str) -> dict[str, str]:
-    """MLflow's ``[{key, value}]`` list as a dict, checked as every MLflow route does."""
-    return field_pairs({what: value}, what, limit=MAX_TAGS, key_limit=MAX_KEY, value_limit=MAX_VALUE)
-
-
 def optional_text(value: Any, what: str, limit: int = MAX_NAME) -> str | None:
     """Text of at most ``limit`` characters, or None when absent or empty."""
     return check_text(value, what, limit=limit) or None
@@ -214,8 +213,8 @@ def create_model(store: Store, body: dict[str, Any], caller: Caller) -> dict[str
         "model_type": optional_text(body.get("model_type"), "model_type"),
         "creator_id": caller.name,
         "status_message": None,
-        "tags": _pairs(body.get("tags"), "tags"),
-        "params": _pairs(body.get("params"), "params"),
+        "tags": field_pairs(body, "tags"),
+        "params": field_pairs(body, "params"),
         "metrics": [],
     }
     return experiments.create_model(store, exp_id, name, run_id, info, "LOGGED_MODEL_PENDING")
@@ -253,7 +252,7 @@ def change_tags(
         if drop not in current:
             raise NotFound(f"logged model {model_id} has no tag {drop!r}")
         current.pop(drop)
-    current.update(_pairs(tags, "tags"))
+    current.update(pairs(tags, "tags"))
     if len(current) > 1000:
         raise RunbaseError("a logged model has at most 1000 tags")
     experiments.update_model(store, model_id, info={**info, "tags": current})
@@ -262,7 +261,7 @@ def change_tags(
 def add_params(store: Store, caller: Caller, model_id: str, params: Any) -> None:
     info = _info(writable_model(store, caller, model_id))
     current = dict(info.get("params") or {})
-    for key, value in _pairs(params, "params").items():
+    for key, value in pairs(params, "params").items():
         if key in current and current[key] != value:
             raise RunbaseError(f"param {key!r} is {current[key]!r}; it cannot become {value!r}")
         current[key] = value
@@ -281,14 +280,14 @@ def model_json(row: dict[str, Any]) -> dict[str, Any]:
         "last_updated_timestamp_ms": external.ms(float(row["updated_at"])),
         "artifact_uri": artifact_location(exp_id, model_id),
         "status": row["status"] if row["status"] in STATUSES else "LOGGED_MODEL_PENDING",
-        "tags": [{"key": k, "value": v} for k, v in sorted((info.get("tags") or {}).items())],
+        "tags": pairs_json(info.get("tags") or {}),
     }
     for key in ("model_type", "status_message"):  # creator_id is a number in MLflow
         if info.get(key):
             body[key] = info[key]
     if row.get("run_id"):
         body["source_run_id"] = row["run_id"]
-    params = [{"key": k, "value": v} for k, v in sorted((info.get("params") or {}).items())]
+    params = pairs_json(info.get("params") or {})
     return {"info": body, "data": {"params": params, "metrics": info.get("metrics") or []}}
 
 

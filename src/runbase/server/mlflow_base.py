@@ -24,6 +24,7 @@ from fastapi.responses import Response
 
 from runbase.core.ids import is_valid_id
 from runbase.core.shapes import I64, loads
+from runbase.core.text import text_problem
 from runbase.errors import (
     AuthError,
     Conflict,
@@ -54,6 +55,7 @@ MAX_PAGE_OFFSET = 1 << 40
 MAX_KEY = 250
 MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
+MAX_PAIRS = 100  # tags or params in one request (MLflow's MAX_PARAMS_TAGS_PER_BATCH)
 
 # MLflow's error codes (databricks.proto's ErrorCode names) and their HTTP statuses
 INVALID_PARAMETER_VALUE = "INVALID_PARAMETER_VALUE"
@@ -187,17 +189,13 @@ _DECIMAL = re.compile(r"-?[0-9]{1,19}")  # ASCII digits only: "²".isdigit() is 
 def check_text(value: Any, what: str, *, limit: int, required: bool = False) -> str:
     """Text of at most ``limit`` characters without NUL (None is ""; ``required``: not
     empty)."""
-    if value is None:
-        value = ""
-    if not isinstance(value, str):
-        raise MlflowError(f"{what} must be a string, not {type(value).__name__}")
-    if required and not value:
+    text = "" if value is None else value
+    problem = text_problem(text, limit)
+    if problem is not None:
+        raise MlflowError(f"{what} {problem}")
+    if required and not text:
         raise MlflowError(f"missing value for required parameter '{what}'")
-    if len(value) > limit:
-        raise MlflowError(f"{what} is {len(value)} characters, over the limit of {limit}")
-    if "\x00" in value:
-        raise MlflowError(f"{what} contains a NUL character")
-    return value
+    return str(text)
 
 
 def decimal(value: Any, what: str, *, low: int = -I64, high: int = I64 - 1) -> int:
@@ -262,33 +260,58 @@ def _bad_float(key: str, value: Any) -> float:
 
 def field_list(body: dict[str, Any], key: str, *, limit: int) -> list[Any]:
     """A repeated field (a single value, as a GET's one query parameter, is one item)."""
-    value = body.get(key)
+    return _listed(body.get(key), key, limit=limit)
+
+
+def _listed(value: Any, what: str, *, limit: int) -> list[Any]:
+    """The value of a repeated field ``what`` as a list (absent: empty; one value: one
+    item)."""
     if value is None:
         return []
     if not isinstance(value, list):
         value = [value]
     if len(value) > limit:
-        raise MlflowError(f"{key} holds at most {limit} items, not {len(value)}")
+        raise MlflowError(f"{what} holds at most {limit} items, not {len(value)}")
     return value
 
 
 def field_objects(body: dict[str, Any], key: str, *, limit: int) -> list[dict[str, Any]]:
     """A repeated message field: a list of JSON objects."""
-    items = field_list(body, key, limit=limit)
+    return _objects(body.get(key), key, limit)
+
+
+def _objects(value: Any, what: str, limit: int) -> list[dict[str, Any]]:
+    items = _listed(value, what, limit=limit)
     if not all(isinstance(i, dict) for i in items):
-        raise MlflowError(f"each item of {key} must be a JSON object")
+        raise MlflowError(f"each item of {what} must be a JSON object")
     return items
 
 
-def field_pairs(
-    body: dict[str, Any], key: str, *, limit: int, key_limit: int, value_limit: int
+def pairs(
+    value: Any,
+    what: str,
+    *,
+    limit: int = MAX_PAIRS,
+    key_limit: int = MAX_KEY,
+    value_limit: int = MAX_TAG_VALUE,
 ) -> dict[str, str]:
-    """A repeated ``{key, value}`` field (tags, params) as a dict (a later key wins)."""
+    """The value of a repeated ``{key, value}`` field ``what`` (tags, params) as a dict
+    (a later key wins): the one reader of MLflow's pairs, on every route."""
     out: dict[str, str] = {}
-    for item in field_objects(body, key, limit=limit):
-        k = check_text(item.get("key"), f"a key of {key}", limit=key_limit, required=True)
-        out[k] = check_text(item.get("value"), f"the value of {key} {k[:40]!r}", limit=value_limit)
+    for item in _objects(value, what, limit):
+        k = check_text(item.get("key"), f"a key of {what}", limit=key_limit, required=True)
+        out[k] = check_text(item.get("value"), f"the value of {what} {k[:40]!r}", limit=value_limit)
     return out
+
+
+def field_pairs(body: dict[str, Any], key: str, *, limit: int = MAX_PAIRS) -> dict[str, str]:
+    """A repeated ``{key, value}`` field of ``body`` (:func:`pairs`, tags' limits)."""
+    return pairs(body.get(key), key, limit=limit)
+
+
+def pairs_json(d: dict[str, str]) -> list[dict[str, str]]:
+    """A dict as MLflow's repeated ``{key, value}`` field, in key order: the one writer."""
+    return [{"key": k, "value": v} for k, v in sorted(d.items())]
 
 
 def check_model_id(value: Any) -> str:

@@ -41,6 +41,7 @@ from runbase.server.mlflow_base import (
     EXPERIMENT_ID_RE,
     INVALID_PARAMETER_VALUE,
     MAX_KEY,
+    MAX_PAIRS,
     MAX_PARAM_VALUE,
     MAX_TAG_VALUE,
     MLFLOW_MODE,
@@ -58,6 +59,7 @@ from runbase.server.mlflow_base import (
     page_size,
     page_token,
     paged,
+    pairs_json,
     writable_run,
 )
 from runbase.store import Store
@@ -66,7 +68,7 @@ from runbase.store import Store
 # value limits are server.mlflow_base's, shared with logged models)
 MAX_EXPERIMENT_NAME = 500
 MAX_BATCH_METRICS = 1000
-MAX_BATCH_PARAMS_TAGS = 100
+MAX_BATCH_PARAMS_TAGS = MAX_PAIRS
 MAX_DATASETS = 1000
 MAX_RESULTS_DEFAULT = 1000
 MAX_RESULTS = 50_000
@@ -108,10 +110,6 @@ def number_json(value: float) -> float | str:
     if math.isinf(value):
         return "Infinity" if value > 0 else "-Infinity"
     return value
-
-
-def _pairs(d: dict[str, str]) -> list[dict[str, str]]:
-    return [{"key": k, "value": v} for k, v in sorted(d.items())]
 
 
 def artifact_location(experiment_id: str) -> str:
@@ -159,7 +157,7 @@ def experiment_json(e: Experiment) -> dict[str, Any]:
         "lifecycle_stage": e.lifecycle_stage,
         "creation_time": ms(e.created_at),
         "last_update_time": ms(e.updated_at),
-        "tags": _pairs(e.tags),
+        "tags": pairs_json(e.tags),
     }
 
 
@@ -174,15 +172,11 @@ def _experiment_id(body: dict[str, Any], required: bool = True) -> str:
 
 def create_experiment(store: Store, body: dict[str, Any]) -> dict[str, Any]:
     name = field_text(body, "name", limit=MAX_EXPERIMENT_NAME, required=True)
-    tags = field_pairs(
-        body, "tags", limit=MAX_BATCH_PARAMS_TAGS, key_limit=MAX_KEY, value_limit=MAX_TAG_VALUE
-    )
+    tags = field_pairs(body, "tags", limit=MAX_BATCH_PARAMS_TAGS)
     # an artifact_location is not honoured: artifacts live in the server's object store
     field_text(body, "artifact_location", limit=4096)
     if experiments.by_name(store, name) is not None:
-        raise MlflowError(
-            f"Experiment(name={name}) already exists", "RESOURCE_ALREADY_EXISTS", 400
-        )
+        raise MlflowError(f"Experiment(name={name}) already exists", "RESOURCE_ALREADY_EXISTS", 400)
     return {"experiment_id": experiments.create(store, name, None, tags).id}
 
 
@@ -429,8 +423,8 @@ def run_json(
         "info": run_info_json(view),
         "data": {
             "metrics": _metrics_json(latest),
-            "params": _pairs(view.params),
-            "tags": _pairs(_visible_tags(view)),
+            "params": pairs_json(view.params),
+            "tags": pairs_json(_visible_tags(view)),
         },
         "inputs": _inputs(view),
         "outputs": _outputs(view),
@@ -459,9 +453,7 @@ def create_run(store: Store, caller: Caller, body: dict[str, Any]) -> dict[str, 
     exp = experiments.get(store, _experiment_id(body, required=False) or experiments.DEFAULT_ID)
     if exp.lifecycle_stage != "active":
         raise MlflowError(f"the experiment {exp.id} is deleted: restore it to add runs")
-    tags = field_pairs(
-        body, "tags", limit=MAX_BATCH_METRICS, key_limit=MAX_KEY, value_limit=MAX_TAG_VALUE
-    )
+    tags = field_pairs(body, "tags", limit=MAX_BATCH_METRICS)
     _refuse_hidden(tags)
     name = field_text(body, "run_name", limit=external.MAX_NAME) or tags.get(RUN_NAME_TAG) or None
     start_ms = field_int(body, "start_time", default=None)
@@ -615,7 +607,9 @@ def search_runs(store: Store, body: dict[str, Any]) -> dict[str, Any]:
     keys = [*order, OrderKey("attribute", "start_time", ascending=False)]
     page, token = _paged(mlflowfilter.sort_subjects(subjects, keys), offset, size)
     latest = external.latest_metrics(store, [s.id for s in page])
-    out: dict[str, Any] = {"runs": [run_json(store, views[s.id], latest.get(s.id, {})) for s in page]}
+    out: dict[str, Any] = {
+        "runs": [run_json(store, views[s.id], latest.get(s.id, {})) for s in page]
+    }
     if token:
         out["next_page_token"] = token
     return out
@@ -700,9 +694,7 @@ def log_batch(store: Store, caller: Caller, body: dict[str, Any]) -> dict[str, A
     view = _writable(store, caller, _run_id(body))
     metrics = field_objects(body, "metrics", limit=MAX_BATCH_METRICS)
     params = field_objects(body, "params", limit=MAX_BATCH_PARAMS_TAGS)
-    tags = field_pairs(
-        body, "tags", limit=MAX_BATCH_PARAMS_TAGS, key_limit=MAX_KEY, value_limit=MAX_TAG_VALUE
-    )
+    tags = field_pairs(body, "tags", limit=MAX_BATCH_PARAMS_TAGS)
     if len(metrics) + len(params) + len(tags) > MAX_BATCH_METRICS:
         raise MlflowError(f"a batch holds at most {MAX_BATCH_METRICS} metrics, params and tags")
     by_key: dict[str, str] = {}
@@ -866,4 +858,3 @@ def get_metric_history_bulk_interval(store: Store, body: dict[str, Any]) -> dict
             points = _spread(points, most)
         out.extend(_point_json(key, view.id, *p) for p in points)
     return {"metrics": out}
-
