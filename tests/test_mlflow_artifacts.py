@@ -9,67 +9,38 @@ from __future__ import annotations
 import json
 import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import ServerProcess, http_request, require, runbase_cmd, start_server
 
+from conftest import require
 from runbase.store.hashing import hash_bytes
+from serverkit import PROJECT, mlflow_client_env, team_server
+from serverkit import TeamServer as Mlflow
 
 mlflow = require("mlflow")  # the test extra has both: a missing one fails, never skips
 require("sklearn")
 
-PROJECT = "default"
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
-
-
-@dataclass
-class Mlflow:
-    """One server with a writer (alice), an approver (carol) and a reader (rita)."""
-
-    db: str
-    objects: Path
-    server: ServerProcess
-    tokens: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def uri(self) -> str:
-        return f"{self.server.url}/p/{PROJECT}/mlflow"
-
-    def admin(self, *args: str) -> str:
-        return str(runbase_cmd("server", *args, "--db", self.db, check=True).stdout)
-
-    def api(self, user: str, method: str, path: str, data: bytes | None = None) -> tuple[int, Any]:
-        return http_request(self.server.url, method, path, self.tokens[user], data, "text/plain")
 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mlflow]:
+    """One server with a writer (alice), an approver (carol) and a reader (rita)."""
     base = tmp_path_factory.mktemp("mlflow-artifacts")
-    db, objects = str(base / "server.db"), base / "objects"
-    runbase_cmd("server", "migrate", "--db", db, "--objects", str(objects), check=True)
-    server = start_server(db, str(objects), log_dir=base)
-    m = Mlflow(db, objects, server)
-    try:
-        users = (("alice", "writer"), ("carol", "approver"), ("rita", "reader"), ("adam", "admin"))
-        for user, role in users:
-            out = m.admin("users", "add", user, "--project-role", role)
-            m.tokens[user] = next(w for w in out.split() if w.startswith("rbt_"))
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("MLFLOW_TRACKING_URI", m.uri)
-            mp.setenv("MLFLOW_TRACKING_TOKEN", m.tokens["alice"])
-            mp.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # an error is an answer, not a retry
-            mlflow.set_tracking_uri(m.uri)
-            yield m
-    finally:
-        server.stop()
+    users = (("alice", "writer"), ("carol", "approver"), ("rita", "reader"), ("adam", "admin"))
+    with team_server(base, users) as m, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", m.uri)
+        for key, value in mlflow_client_env(m.tokens["alice"]).items():
+            mp.setenv(key, value)
+        mlflow.set_tracking_uri(m.uri)
+        yield m
 
 
 def _run_files(srv: Mlflow, run_id: str) -> dict[str, dict[str, Any]]:
     """The run's outputs as the server's runbase API gives them to `runbase pull`."""
-    status, bundle = srv.api("alice", "GET", f"/p/{PROJECT}/api/runs/{run_id}/bundle")
+    status, bundle = srv.request("alice", "GET", f"/p/{PROJECT}/api/runs/{run_id}/bundle")
     assert status == 200, bundle
     return {f["path"]: f for f in bundle["run_files"] if f["role"] == "output"}
 
@@ -143,25 +114,25 @@ def test_unsafe_paths_and_roles(srv: Mlflow, tmp_path: Path) -> None:
     rid, exp = run.info.run_id, run.info.experiment_id
     base = f"/p/{PROJECT}/mlflow/api/2.0/mlflow-artifacts/artifacts/{exp}/{rid}/artifacts"
     for bad in ("a/../../b", "%2e%2e/secret", "a//b", ".git/config"):
-        status, body = srv.api("alice", "PUT", f"{base}/{bad}", b"x")
+        status, body = srv.request("alice", "PUT", f"{base}/{bad}", b"x")
         assert status == 400, (bad, body)
         assert body["error_code"] == "INVALID_PARAMETER_VALUE"
     long = "d/" * 600 + "f"
-    assert srv.api("alice", "PUT", f"{base}/{long}", b"x")[0] == 400
+    assert srv.request("alice", "PUT", f"{base}/{long}", b"x")[0] == 400
 
     # a reader reads but may not upload
-    status, body = srv.api("rita", "PUT", f"{base}/r.txt", b"x")
+    status, body = srv.request("rita", "PUT", f"{base}/r.txt", b"x")
     assert (status, body["error_code"]) == (403, "PERMISSION_DENIED")
-    assert srv.api("alice", "PUT", f"{base}/r.txt", b"x")[0] == 200
+    assert srv.request("alice", "PUT", f"{base}/r.txt", b"x")[0] == 200
     query = urllib.parse.urlencode({"path": f"{exp}/{rid}/artifacts"})
-    status, body = srv.api(
+    status, body = srv.request(
         "rita", "GET", f"/p/{PROJECT}/mlflow/api/2.0/mlflow-artifacts/artifacts?{query}"
     )
     assert status == 200 and body["files"] == [{"path": "r.txt", "is_dir": False, "file_size": 1}]
-    assert srv.api("rita", "GET", f"{base}/r.txt") == (200, b"x")
+    assert srv.request("rita", "GET", f"{base}/r.txt") == (200, b"x")
 
     # a run in another experiment than the path says, and an unknown run: not found
-    status, body = srv.api(
+    status, body = srv.request(
         "alice",
         "PUT",
         f"/p/{PROJECT}/mlflow/api/2.0/mlflow-artifacts/artifacts/987/{rid}/artifacts/f",
@@ -180,22 +151,22 @@ def test_only_the_author_or_an_admin_writes(srv: Mlflow) -> None:
     rid, exp = run.info.run_id, run.info.experiment_id
     api = f"/p/{PROJECT}/mlflow/api/2.0"
     art = f"{api}/mlflow-artifacts/artifacts/{exp}/{rid}/artifacts/model.pkl"
-    assert srv.api("alice", "PUT", art, b"GOOD")[0] == 200
-    status, body = srv.api("carol", "PUT", art, b"EVIL")  # carol: an approver, not the author
+    assert srv.request("alice", "PUT", art, b"GOOD")[0] == 200
+    status, body = srv.request("carol", "PUT", art, b"EVIL")  # carol: an approver, not the author
     assert (status, body["error_code"]) == (403, "PERMISSION_DENIED"), body
-    assert srv.api("rita", "GET", art) == (200, b"GOOD")
-    assert srv.api("adam", "PUT", art, b"ADMIN")[0] == 200  # a project admin may
-    assert srv.api("rita", "GET", art) == (200, b"ADMIN")
+    assert srv.request("rita", "GET", art) == (200, b"GOOD")
+    assert srv.request("adam", "PUT", art, b"ADMIN")[0] == 200  # a project admin may
+    assert srv.request("rita", "GET", art) == (200, b"ADMIN")
     mlflow.MlflowClient().delete_run(rid)
-    status, body = srv.api("alice", "PUT", art, b"LATE")  # a deleted run: as MLflow, 400
+    status, body = srv.request("alice", "PUT", art, b"LATE")  # a deleted run: as MLflow, 400
     assert (status, body["error_code"]) == (400, "INVALID_PARAMETER_VALUE"), body
     mlflow.MlflowClient().restore_run(rid)
 
     def call(user: str, method: str, path: str, body: Any = None) -> int:
         data = json.dumps(body).encode() if isinstance(body, dict) else body
-        return srv.api(user, method, f"{api}{path}", data)[0]
+        return srv.request(user, method, f"{api}{path}", data)[0]
 
-    made = srv.api("alice", "POST", f"{api}/mlflow/logged-models",
+    made = srv.request("alice", "POST", f"{api}/mlflow/logged-models",
                    json.dumps({"experiment_id": exp, "source_run_id": rid}).encode())  # fmt: skip
     assert made[0] == 200, made
     mid = made[1]["model"]["info"]["model_id"]
@@ -213,23 +184,27 @@ def test_only_the_author_or_an_admin_writes(srv: Mlflow) -> None:
     assert call("alice", "PATCH", f"/mlflow/logged-models/{mid}/tags", tags) == 200
     for method, path, body in refused:
         assert call("carol", method, path, body) == 403, (method, path)
-    assert srv.api("rita", "GET", f"{api}{files}") == (200, b"GOOD")
+    assert srv.request("rita", "GET", f"{api}{files}") == (200, b"GOOD")
     assert call("adam", "PATCH", f"/mlflow/logged-models/{mid}/tags", tags) == 200
     # linking a model to a run is a write to that run: not to alice's by carol, nor to
     # a run that does not exist
     models = "/mlflow/logged-models"
     assert call("carol", "POST", models, {"experiment_id": exp, "source_run_id": rid}) == 403
     assert call("carol", "POST", models, {"experiment_id": exp, "source_run_id": "0" * 16}) == 404
-    linked = mlflow.MlflowClient().search_logged_models([exp], filter_string=f"source_run_id='{rid}'")
+    linked = mlflow.MlflowClient().search_logged_models(
+        [exp], filter_string=f"source_run_id='{rid}'"
+    )
     assert [m.model_id for m in linked] == [mid]  # nothing of carol's reached alice's run
     # the creator of a model may change it (carol's, linked to no run; alice may not)
-    made = srv.api("carol", "POST", f"{api}{models}", json.dumps({"experiment_id": exp}).encode())
+    made = srv.request(
+        "carol", "POST", f"{api}{models}", json.dumps({"experiment_id": exp}).encode()
+    )
     assert made[0] == 200, made
     own = made[1]["model"]["info"]["model_id"]
     assert call("carol", "PATCH", f"{models}/{own}/tags", tags) == 200
     assert call("alice", "PATCH", f"{models}/{own}/tags", tags) == 403
     # and so may the author of its source run (a model an admin linked to alice's run)
-    made = srv.api("adam", "POST", f"{api}{models}",
+    made = srv.request("adam", "POST", f"{api}{models}",
                    json.dumps({"experiment_id": exp, "source_run_id": rid}).encode())  # fmt: skip
     assert made[0] == 200, made
     other = made[1]["model"]["info"]["model_id"]
@@ -338,7 +313,9 @@ def test_registry_versions_and_aliases_are_runbase_stages(
     assert (back.predict_proba(x) == model2.predict_proba(x)).all()
 
     # the runbase registry holds the same versions and stages (`runbase model show`)
-    status, ver = srv.api("alice", "GET", f"/p/{PROJECT}/api/models/resolve?ref=churn-clf@champion")
+    status, ver = srv.request(
+        "alice", "GET", f"/p/{PROJECT}/api/models/resolve?ref=churn-clf@champion"
+    )
     assert status == 200, ver
     assert (ver["version"], ver["run"], ver["kind"], ver["user"]) == (
         "v0.0.1",
@@ -346,7 +323,7 @@ def test_registry_versions_and_aliases_are_runbase_stages(
         "dir",
         "alice",
     )
-    status, shown = srv.api("alice", "GET", f"/p/{PROJECT}/api/models/churn-clf")
+    status, shown = srv.request("alice", "GET", f"/p/{PROJECT}/api/models/churn-clf")
     assert status == 200, shown
     assert json.dumps(shown).count("v0.0.2") >= 1
     rm = client.get_registered_model("churn-clf")
@@ -360,12 +337,14 @@ def test_registry_versions_and_aliases_are_runbase_stages(
     assert e.value.error_code == "PERMISSION_DENIED"
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", srv.tokens["carol"])
     client.set_registered_model_alias("churn-clf", "production", "2")
-    status, ver = srv.api(
+    status, ver = srv.request(
         "alice", "GET", f"/p/{PROJECT}/api/models/resolve?ref=churn-clf@production"
     )
     assert (status, ver["version"]) == (200, "v0.0.2")
     client.delete_registered_model_alias("churn-clf", "production")
-    status, _ = srv.api("alice", "GET", f"/p/{PROJECT}/api/models/resolve?ref=churn-clf@production")
+    status, _ = srv.request(
+        "alice", "GET", f"/p/{PROJECT}/api/models/resolve?ref=churn-clf@production"
+    )
     assert status == 404
 
     # an MLflow 2 style model: a saved model directory logged as a run's artifacts
@@ -381,7 +360,9 @@ def test_registry_versions_and_aliases_are_runbase_stages(
     assert (v3.version, v3.source) == ("3", f"{run.info.artifact_uri}/legacy")
     back = mlflow.sklearn.load_model("models:/churn-clf/3")
     assert (back.predict_proba(x) == model1.predict_proba(x)).all()
-    status, ver = srv.api("alice", "GET", f"/p/{PROJECT}/api/models/resolve?ref=churn-clf@v0.0.3")
+    status, ver = srv.request(
+        "alice", "GET", f"/p/{PROJECT}/api/models/resolve?ref=churn-clf@v0.0.3"
+    )
     assert (status, ver["run"], ver["path"], ver["kind"]) == (200, run.info.run_id, "legacy", "dir")
 
     # a two-person stage: the alias is a request an approver approves
@@ -389,7 +370,7 @@ def test_registry_versions_and_aliases_are_runbase_stages(
     with pytest.raises(MlflowException) as e:
         client.set_registered_model_alias("churn-clf", "release", "3")
     assert "request" in e.value.message
-    status, reqs = srv.api("alice", "GET", f"/p/{PROJECT}/api/models/churn-clf")
+    status, reqs = srv.request("alice", "GET", f"/p/{PROJECT}/api/models/churn-clf")
     assert "release" in json.dumps(reqs)
 
     # what runbase's registry cannot hold is refused clearly

@@ -16,22 +16,14 @@ import sys
 import time
 import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import (
-    GIT,
-    ServerProcess,
-    commit,
-    http_request,
-    require,
-    runbase_cmd,
-    start_server,
-    write,
-)
+from conftest import GIT, commit, require, runbase_cmd, write
+from serverkit import PROJECT, mlflow_client_env, team_server
+from serverkit import TeamServer as Team
 
 mlflow = require("mlflow")  # the test extra has it: missing, the module fails, never skips
 
@@ -41,8 +33,6 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 
 from runbase.core import mlflowfilter  # noqa: E402
 from runbase.errors import QueryError  # noqa: E402
-
-PROJECT = "default"
 
 TRAIN = """
 import sys
@@ -54,39 +44,12 @@ runbase.log(acc=0.5 + lr)
 """
 
 
-@dataclass
-class Team:
-    db: str
-    server: ServerProcess
-    base: Path
-    tokens: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def uri(self) -> str:
-        return f"{self.server.url}/p/{PROJECT}/mlflow"
-
-    def raw(self, user: str | None, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        data = json.dumps(body).encode() if body is not None else None
-        token = self.tokens[user] if user else None
-        return http_request(self.server.url, method, f"/p/{PROJECT}/mlflow{path}", token, data)
-
-
 @pytest.fixture(scope="module")
 def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     base = tmp_path_factory.mktemp("mlflow-server")
-    db, objects = str(base / "server.db"), str(base / "objects")
-    runbase_cmd("server", "migrate", "--db", db, "--objects", objects, check=True)
-    t = Team(db, start_server(db, objects, log_dir=base), base)
-    try:
-        users = (("alice", "writer"), ("bob", "writer"), ("rita", "reader"), ("adam", "admin"))
-        for user, role in users:
-            out = runbase_cmd(
-                "server", "users", "add", user, "--project-role", role, "--db", db, check=True
-            ).stdout
-            t.tokens[user] = next(w for w in out.split() if w.startswith("rbt_"))
+    users = (("alice", "writer"), ("bob", "writer"), ("rita", "reader"), ("adam", "admin"))
+    with team_server(base, users) as t:
         yield t
-    finally:
-        t.server.stop()
 
 
 @pytest.fixture
@@ -98,8 +61,8 @@ def client(team: Team, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
 
 
 def as_user(monkeypatch: pytest.MonkeyPatch, team: Team, user: str) -> None:
-    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", team.tokens[user])
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    for key, value in mlflow_client_env(team.tokens[user]).items():
+        monkeypatch.setenv(key, value)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 
@@ -270,13 +233,13 @@ def test_metric_history_pages(team: Team, client: MlflowClient) -> None:
     third = store.get_metric_history(run_id, "x", max_results=1000, page_token=second.token)
     assert [m.step for m in (*first, *second, *third)] == list(range(2500))
     assert third.token is None and len(third) == 500
-    status, answer = team.raw(
+    status, answer = team.mlflow(
         "alice", "GET", f"/api/2.0/mlflow/metrics/get-history-bulk-interval?run_ids={run_id}"
         "&metric_key=x&start_step=10&end_step=20&max_results=5"
     )  # fmt: skip
     assert status == 200 and [m["step"] for m in answer["metrics"]] == [10, 12, 15, 18, 20]
     # review1 M5: max_results=1 is the last point, not a ZeroDivisionError
-    status, answer = team.raw(
+    status, answer = team.mlflow(
         "alice", "GET", f"/api/2.0/mlflow/metrics/get-history-bulk-interval?run_ids={run_id}"
         "&metric_key=x&max_results=1"
     )  # fmt: skip
@@ -291,9 +254,9 @@ def test_metric_history_without_max_results_is_one_page(team: Team, client: Mlfl
         client.log_batch(run_id, metrics=[Metric("y", 1.0, 0, i)
                                           for i in range(lo, min(lo + 1000, 25_001))])  # fmt: skip
     path = f"/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key=y"
-    status, first = team.raw("alice", "GET", path)
+    status, first = team.mlflow("alice", "GET", path)
     assert status == 200 and len(first["metrics"]) == 25_000 and first["next_page_token"]
-    status, rest = team.raw("alice", "GET", path + "&page_token=" + first["next_page_token"])
+    status, rest = team.mlflow("alice", "GET", path + "&page_token=" + first["next_page_token"])
     assert status == 200 and [m["step"] for m in rest["metrics"]] == [25_000]
     assert "next_page_token" not in rest
     assert len(client.get_metric_history(run_id, "y")) == 25_001  # the client pages on
@@ -331,9 +294,7 @@ def test_fluent_api_nested_runs_and_datasets(team: Team, client: MlflowClient) -
     runs = client.search_runs([exp_id], filter_string="dataset.name = 'grid'")
     assert [r.info.run_id for r in runs] == [parent.info.run_id]
     # the child is a runbase child of the parent too
-    status, answer = http_request(
-        team.server.url, "GET", f"/p/{PROJECT}/api/runs/{child.info.run_id}", team.tokens["alice"]
-    )
+    status, answer = team.request("alice", "GET", f"/p/{PROJECT}/api/runs/{child.info.run_id}")
     assert status == 200, answer
 
 
@@ -389,16 +350,16 @@ def test_missing_things_are_resource_does_not_exist(team: Team, client: MlflowCl
         with pytest.raises(MlflowException) as e:
             call()
         assert code_of(e) == "RESOURCE_DOES_NOT_EXIST"
-    status, answer = team.raw("alice", "GET", "/api/2.0/mlflow/runs/get?run_id=0000000000000000")
+    status, answer = team.mlflow("alice", "GET", "/api/2.0/mlflow/runs/get?run_id=0000000000000000")
     assert status == 404 and answer["error_code"] == "RESOURCE_DOES_NOT_EXIST"
     assert "0000000000000000" in answer["message"]
-    status, answer = team.raw("alice", "GET", "/api/2.0/mlflow/no/such/endpoint")
+    status, answer = team.mlflow("alice", "GET", "/api/2.0/mlflow/no/such/endpoint")
     assert status == 404 and answer["error_code"] == "ENDPOINT_NOT_FOUND"
-    status, answer = team.raw("alice", "POST", "/api/2.0/mlflow/runs/log-metric", [1, 2])
+    status, answer = team.mlflow("alice", "POST", "/api/2.0/mlflow/runs/log-metric", [1, 2])
     assert status == 400 and answer["error_code"] == "MALFORMED_REQUEST"
     run_id = client.create_run("0").info.run_id
-    status, answer = team.raw("alice", "POST", "/api/2.0/mlflow/runs/log-batch",
-                              {"run_id": run_id, "params": [{"key": "k"}] * 101})  # fmt: skip
+    status, answer = team.mlflow("alice", "POST", "/api/2.0/mlflow/runs/log-batch",
+                                 {"run_id": run_id, "params": [{"key": "k"}] * 101})  # fmt: skip
     assert status == 400 and answer["error_code"] == "INVALID_PARAMETER_VALUE"
 
 
@@ -423,8 +384,10 @@ def test_malformed_requests_are_400(team: Team, client: MlflowClient) -> None:
         ("/runs/set-tag", {"run_id": run_id, "key": "runbase.mlflow.dataset.x", "value": "x"}),
         ("/runs/log-batch", {"run_id": run_id, "tags": "not a list"}),
         ("/runs/log-batch", {"run_id": run_id, "metrics": [{"key": "m", "value": 1}] * 1001}),
-        ("/runs/log-batch", {"run_id": run_id, "params": [{"key": "a", "value": "1"},
-                                                         {"key": "a", "value": "2"}]}),
+        (
+            "/runs/log-batch",
+            {"run_id": run_id, "params": [{"key": "a", "value": "1"}, {"key": "a", "value": "2"}]},
+        ),
         ("/runs/update", {"run_id": run_id, "status": "EXPLODED"}),
         ("/runs/create", {"experiment_id": "0", "start_time": "soon"}),
         ("/runs/search", {"experiment_ids": ["0"], "page_token": "garbage!"}),
@@ -432,20 +395,27 @@ def test_malformed_requests_are_400(team: Team, client: MlflowClient) -> None:
         ("/runs/search", {"experiment_ids": ["0"], "run_view_type": "SOME"}),
         ("/runs/search", {"experiment_ids": ["0"], "order_by": ["metrics.acc SIDEWAYS"]}),
         ("/runs/log-inputs", {"run_id": run_id, "datasets": [{"dataset": {"name": "d"}}]}),
-        ("/runs/log-inputs", {"run_id": run_id, "datasets": [{"dataset": {
-            "name": "d", "digest": "x", "profile": "p" * 70_000}}]}),
+        (
+            "/runs/log-inputs",
+            {
+                "run_id": run_id,
+                "datasets": [{"dataset": {"name": "d", "digest": "x", "profile": "p" * 70_000}}],
+            },
+        ),
         ("/experiments/create", {"name": "x" * 501}),
         ("/experiments/create", {"name": ""}),
         ("/experiments/search", {"filter": "name = 'x' AND"}),
     ]
     for path, body in bad:
-        status, answer = team.raw("alice", "POST", p + path, body)
+        status, answer = team.mlflow("alice", "POST", p + path, body)
         assert status == 400 and answer["error_code"] in (
             "INVALID_PARAMETER_VALUE", "MALFORMED_REQUEST"), (path, body, status, answer)  # fmt: skip
     deep: Any = []
     for _ in range(100):
         deep = [deep]
-    status, answer = team.raw("alice", "POST", p + "/runs/log-batch", {"run_id": run_id, "tags": deep})
+    status, answer = team.mlflow(
+        "alice", "POST", p + "/runs/log-batch", {"run_id": run_id, "tags": deep}
+    )
     assert status == 400, answer
     run = client.get_run(run_id)
     assert run.data.params == {} and run.data.metrics == {} and run.info.status == "RUNNING"
@@ -469,7 +439,7 @@ def test_roles(team: Team, client: MlflowClient, monkeypatch: pytest.MonkeyPatch
     with pytest.raises(MlflowException) as e:
         client.log_metric(run_id, "x", 1.0)
     assert code_of(e) == "PERMISSION_DENIED"
-    status, answer = team.raw(None, "GET", f"/api/2.0/mlflow/runs/get?run_id={run_id}")
+    status, answer = team.mlflow(None, "GET", f"/api/2.0/mlflow/runs/get?run_id={run_id}")
     assert status == 401 and answer["error_code"] == "UNAUTHENTICATED"
 
 
@@ -505,20 +475,22 @@ def test_experiment_changes_need_every_run_or_admin(
 def test_timestamp_zero_is_kept(team: Team, client: MlflowClient) -> None:
     """review1 S2: MLflow sends 0 as a time explicitly; only an absent time is now."""
     p = "/api/2.0/mlflow/runs"
-    status, made = team.raw("alice", "POST", p + "/create", {"experiment_id": "0", "start_time": 0})
+    status, made = team.mlflow(
+        "alice", "POST", p + "/create", {"experiment_id": "0", "start_time": 0}
+    )
     assert status == 200 and made["run"]["info"]["start_time"] == 0, made
     run_id = made["run"]["info"]["run_id"]
     client.log_batch(run_id, metrics=[Metric("k", 1.0, 0, 0)])
-    status, _ = team.raw("alice", "POST", p + "/log-metric",
-                         {"run_id": run_id, "key": "j", "value": 2.0, "timestamp": 0})  # fmt: skip
+    status, _ = team.mlflow("alice", "POST", p + "/log-metric",
+                            {"run_id": run_id, "key": "j", "value": 2.0, "timestamp": 0})  # fmt: skip
     assert status == 200
     assert [m.timestamp for m in client.get_metric_history(run_id, "k")] == [0]
     assert [m.timestamp for m in client.get_metric_history(run_id, "j")] == [0]
-    status, _ = team.raw("alice", "POST", p + "/update",
-                         {"run_id": run_id, "status": "FINISHED", "end_time": 0})  # fmt: skip
+    status, _ = team.mlflow("alice", "POST", p + "/update",
+                            {"run_id": run_id, "status": "FINISHED", "end_time": 0})  # fmt: skip
     assert status == 200
     # the client reads an end_time of 0 as "not ended": the server's JSON keeps it
-    status, got = team.raw("alice", "GET", f"{p}/get?run_id={run_id}")
+    status, got = team.mlflow("alice", "GET", f"{p}/get?run_id={run_id}")
     info = got["run"]["info"]
     assert (info["start_time"], info["end_time"], info["status"]) == (0, 0, "FINISHED")
 
@@ -542,7 +514,7 @@ def test_bad_numbers_and_tokens_are_400_everywhere(team: Team, client: MlflowCli
         ("/mlflow/registered-models/alias", {"name": "m", "alias": "prod", "version": "²"}),
     ]
     for path, body in posts:
-        status, answer = team.raw("alice", "POST", "/api/2.0" + path, body)
+        status, answer = team.mlflow("alice", "POST", "/api/2.0" + path, body)
         assert (status, answer["error_code"]) == (400, "INVALID_PARAMETER_VALUE"), (path, answer)
     gets = [
         f"/mlflow/metrics/get-history?run_id={run_id}&metric_key=x&max_results={sup2}",
@@ -553,7 +525,7 @@ def test_bad_numbers_and_tokens_are_400_everywhere(team: Team, client: MlflowCli
         f"/mlflow/model-versions/get?name=m&version={sup2}",
     ]
     for path in gets:
-        status, answer = team.raw("alice", "GET", "/api/2.0" + path)
+        status, answer = team.mlflow("alice", "GET", "/api/2.0" + path)
         assert (status, answer["error_code"]) == (400, "INVALID_PARAMETER_VALUE"), (path, answer)
 
 
@@ -566,11 +538,9 @@ def test_like_patterns_cannot_pin_the_server(team: Team, client: MlflowClient) -
     hostile = "%a" * 30 + "%b"
     assert client.search_runs([exp_id], f"tags.x LIKE '{hostile}'") == []
     assert client.search_runs([exp_id], f"tags.x ILIKE '{hostile}'") == []
-    assert [r.info.run_id for r in client.search_runs([exp_id], "tags.x LIKE '%a%a%'")] == [
-        run_id
-    ]
+    assert [r.info.run_id for r in client.search_runs([exp_id], "tags.x LIKE '%a%a%'")] == [run_id]
     assert client.search_experiments(filter_string=f"name LIKE '{hostile}'") == []
-    status, answer = team.raw(
+    status, answer = team.mlflow(
         "alice", "GET", "/api/2.0/mlflow/registered-models/search?filter="
         + urllib.parse.quote(f"name LIKE '{hostile}'")
     )  # fmt: skip
@@ -632,9 +602,9 @@ def test_every_tracking_route_checks_the_role(team: Team) -> None:
     assert len(ROUTES) >= 25
     for path, method, role, _fn in ROUTES:
         body = None if method == "GET" else {}
-        status, answer = team.raw(None, method, PREFIX + path, body)
+        status, answer = team.mlflow(None, method, PREFIX + path, body)
         assert (status, answer["error_code"]) == (401, "UNAUTHENTICATED"), path
-        status, answer = team.raw("rita", method, PREFIX + path, body)
+        status, answer = team.mlflow("rita", method, PREFIX + path, body)
         if role == "writer":
             assert (status, answer["error_code"]) == (403, "PERMISSION_DENIED"), path
         else:  # an empty request to a read: answered, or refused as bad input
@@ -663,19 +633,15 @@ def test_pull_show_diff_of_mlflow_runs(team: Team, client: MlflowClient, tmp_pat
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return runbase_cmd(*args, cwd=home, env=env, check=True)
 
-    cli("login", team.server.url, "--token", team.tokens["alice"])
-    cli("remote", "add", "team", team.server.url, "--project", PROJECT)
+    team.login("alice", env, cwd=home)
     found = json.loads(cli("search", "--where", "params.lr >= 0.1", "--json").stdout)
     assert set(ids) <= {r["id"] for r in found["runs"]}
     for run_id in ids:  # the UI's JSON of the run page and the runs list
-        status, page = http_request(team.server.url, "GET", f"/p/{PROJECT}/api/runs/{run_id}",
-                                    team.tokens["alice"])  # fmt: skip
+        status, page = team.request("alice", "GET", f"/p/{PROJECT}/api/runs/{run_id}")
         assert status == 200 and page["params"]["lr"] in (0.1, 0.2), page
-        status, html = http_request(team.server.url, "GET", f"/p/{PROJECT}/runs/{run_id}",
-                                    team.tokens["alice"])  # fmt: skip
+        status, html = team.request("alice", "GET", f"/p/{PROJECT}/runs/{run_id}")
         assert status == 200 and run_id.encode() in html  # the run page renders
-    status, listing = http_request(team.server.url, "GET", f"/p/{PROJECT}/api/runs?limit=500",
-                                   team.tokens["alice"])  # fmt: skip
+    status, listing = team.request("alice", "GET", f"/p/{PROJECT}/api/runs?limit=500")
     assert status == 200 and set(ids) <= {r["id"] for r in listing["runs"]}
     for run_id in ids:
         cli("pull", run_id)
@@ -711,8 +677,7 @@ def test_pushed_runbase_run_is_seen_by_mlflow(
     cli("run", "-q", "--tag", f"experiment={name}", "--tag", bad_dataset,
         "--", sys.executable, "train.py", "0.5")  # fmt: skip
     tagged = json.loads(cli("show", "latest", "--json"))["id"]
-    cli("login", team.server.url, "--token", team.tokens["alice"])
-    cli("remote", "add", "team", team.server.url, "--project", PROJECT)
+    team.login("alice", env, cwd=root)
     cli("push", plain, tagged)
 
     run = client.get_run(plain)
@@ -756,9 +721,7 @@ def test_pushed_runbase_run_is_seen_by_mlflow(
     assert "recorded by its own process" in str(e.value)
 
 
-def test_on_postgresql(
-    pg_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_on_postgresql(pg_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same API on a PostgreSQL server: experiments, runs, a batch, a search with a
     filter, a history, a soft delete."""
     import uuid
@@ -767,13 +730,7 @@ def test_on_postgresql(
     name = f"mlf_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(f"{pg_server}/postgres", autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
-    db, objects = f"{pg_server}/{name}", str(tmp_path / "objects")
-    runbase_cmd("server", "migrate", "--db", db, "--objects", objects, check=True)
-    team = Team(db, start_server(db, objects, log_dir=tmp_path), tmp_path)
-    try:
-        out = runbase_cmd("server", "users", "add", "alice", "--project-role", "writer",
-                          "--db", db, check=True).stdout  # fmt: skip
-        team.tokens["alice"] = next(w for w in out.split() if w.startswith("rbt_"))
+    with team_server(tmp_path, [("alice", "writer")], db=f"{pg_server}/{name}") as team:
         as_user(monkeypatch, team, "alice")
         client = MlflowClient(tracking_uri=team.uri)
         exp_id = client.create_experiment("pg-exp", tags={"db": "postgresql"})
@@ -793,8 +750,6 @@ def test_on_postgresql(
         assert client.get_run(runs[1]).info.experiment_id == exp_id
         assert client.get_experiment_by_name("pg-exp-2").tags == {"db": "postgresql"}
         assert "0" in [e.experiment_id for e in client.search_experiments()]
-    finally:
-        team.server.stop()
 
 
 # -- the filter language against MLflow's own parser ---------------------------------------

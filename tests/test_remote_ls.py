@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GIT, ServerProcess, commit, runbase_cmd, start_server, write
+from conftest import GIT, commit, require, runbase_cmd, write
+from serverkit import PROJECT, TeamServer, mlflow_client_env, team_server
 
-PROJECT = "default"
 PY = sys.executable
 
 TRAIN = """
@@ -39,22 +39,20 @@ LS_KEYS = [
 
 @dataclass
 class Team:
-    server: ServerProcess
-    base: Path
+    server: TeamServer
     root: Path  # alice's repo
-    tokens: dict[str, str] = field(default_factory=dict)
     pushed: list[str] = field(default_factory=list)  # run ids, lr 0.25 then 0.5
     mlflow_run: str = ""
+
+    @property
+    def base(self) -> Path:
+        return self.server.base
 
     def config(self, user: str) -> dict[str, str]:
         """``user``'s config (created once: login + remote ``team``)."""
         path = self.base / f"{user}.json"
         env = {"RUNBASE_CONFIG": str(path)}
-        if not path.exists():
-            url = self.server.url
-            runbase_cmd("login", url, "--token", self.tokens[user], env=env, check=True)
-            runbase_cmd("remote", "add", "team", url, "--project", PROJECT, env=env, check=True)
-        return env
+        return env if path.exists() else self.server.login(user, env)
 
     def ls(self, user: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return runbase_cmd("ls", *args, cwd=self.root, env=self.config(user), check=check)
@@ -62,10 +60,10 @@ class Team:
 
 def _mlflow_run(uri: str, token: str) -> str:
     """A run created through the server's MLflow API by the real MLflow client."""
-    mlflow = pytest.importorskip("mlflow")
+    mlflow = require("mlflow")  # the test extra has it: missing, the test fails
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_TOKEN", token)
-        mp.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        for key, value in mlflow_client_env(token).items():
+            mp.setenv(key, value)
         client = mlflow.MlflowClient(tracking_uri=uri)
         run = client.create_run("0", run_name="from-mlflow")
         client.log_param(run.info.run_id, "lr", "0.75")
@@ -77,19 +75,11 @@ def _mlflow_run(uri: str, token: str) -> str:
 @pytest.fixture(scope="module")
 def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     base = tmp_path_factory.mktemp("remote-ls")
-    db, objects = str(base / "server.db"), str(base / "objects")
-    runbase_cmd("server", "migrate", "--db", db, "--objects", objects, check=True)
     root = base / "alice"
     root.mkdir()
-    t = Team(start_server(db, objects, log_dir=base), base, root)
-    try:
-        runbase_cmd("server", "projects", "add", "other", "--db", db, check=True)
-        users = (("alice", "writer", PROJECT), ("rita", "reader", PROJECT),
-                 ("otto", "writer", "other"))  # fmt: skip
-        for user, role, project in users:
-            out = runbase_cmd("server", "users", "add", user, "--project", project,
-                              "--project-role", role, "--db", db, check=True).stdout  # fmt: skip
-            t.tokens[user] = next(w for w in out.split() if w.startswith("rbt_"))
+    users = (("alice", "writer", PROJECT), ("rita", "reader", PROJECT), ("otto", "writer", "other"))
+    with team_server(base, users, projects=["other"]) as server:
+        t = Team(server, root)
         subprocess.run([*GIT, "init", "-q", str(root)], check=True)
         write(root, "train.py", TRAIN)
         commit(root, "train")
@@ -99,10 +89,8 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
             shown = runbase_cmd("show", "latest", "--json", cwd=root, env=env, check=True)
             t.pushed.append(json.loads(shown.stdout)["id"])
         runbase_cmd("push", *t.pushed, cwd=root, env=env, check=True)
-        t.mlflow_run = _mlflow_run(f"{t.server.url}/p/{PROJECT}/mlflow", t.tokens["alice"])
+        t.mlflow_run = _mlflow_run(server.uri, server.tokens["alice"])
         yield t
-    finally:
-        t.server.stop()
 
 
 def test_lists_pushed_and_mlflow_runs(team: Team) -> None:
@@ -137,9 +125,13 @@ def test_json_lines_are_local_ls_json_lines(team: Team) -> None:
 
 
 def test_where_sort_limit_and_columns(team: Team) -> None:
-    found = json.loads(team.ls("alice", "--remote", "team", "-w", "params.lr > 0.3", "--json").stdout)
+    found = json.loads(
+        team.ls("alice", "--remote", "team", "-w", "params.lr > 0.3", "--json").stdout
+    )
     assert [e["id"] for e in found] == [team.mlflow_run, team.pushed[1]]
-    out = team.ls("alice", "--remote", "team", "-s", "metrics.acc", "-l", "2", "-c", "name,metrics.acc")
+    out = team.ls(
+        "alice", "--remote", "team", "-s", "metrics.acc", "-l", "2", "-c", "name,metrics.acc"
+    )
     header, *lines = out.stdout.splitlines()
     assert header.split() == ["name", "acc"]
     assert [line.split()[1] for line in lines[:2]] == ["0.75", "0.9"]

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from rwkit import PY, make_project, rb
 
-from conftest import http_request, require, runbase_cmd, start_server
+from conftest import http_request, require
+from serverkit import PROJECT, team_server
 
-PROJECT = "default"
 EPOCHS = 4
 
 
@@ -49,38 +49,21 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Any:
     require("mlflow")
     require("sklearn")
     base = tmp_path_factory.mktemp("rw-mlflow")
-    db, objects = str(base / "server.db"), str(base / "objects")
-    runbase_cmd("server", "migrate", "--db", db, "--objects", objects, check=True)
-    server = start_server(db, objects, log_dir=base)
-    try:
-        out = runbase_cmd(
-            "server", "users", "add", "alice", "--project-role", "writer", "--db", db, check=True
-        ).stdout
-        token = next(w for w in out.split() if w.startswith("rbt_"))
-        out = runbase_cmd(
-            "server", "users", "add", "bob", "--project-role", "writer", "--db", db, check=True
-        ).stdout
-        bob = next(w for w in out.split() if w.startswith("rbt_"))
+    with team_server(base, [("alice", "writer"), ("bob", "writer")]) as server:
         root = make_project(
             base, "mlflow_sgd", ignore=["model.joblib", "history.json", "ids.json", "mlruns/"]
         )
-        env = {"RUNBASE_CONFIG": str(base / "alice-config.json")}
-        rb(root, "login", server.url, "--token", token, env=env)
-        rb(root, "remote", "add", "team", server.url, "--project", PROJECT, env=env)
-        env |= {
-            "MLFLOW_TRACKING_URI": f"{server.url}/p/{PROJECT}/mlflow",
-            "MLFLOW_TRACKING_TOKEN": token,
-        }
+        env = server.login("alice", {"RUNBASE_CONFIG": str(base / "alice-config.json")}, root)
+        token = server.tokens["alice"]
+        env |= {"MLFLOW_TRACKING_URI": server.uri, "MLFLOW_TRACKING_TOKEN": token}
         proc = rb(root, "run", "--publish", "team", "--", PY, "train.py",
                   "--epochs", str(EPOCHS), "--reopen", env=env)  # fmt: skip
         local = json.loads(rb(root, "show", "latest", "--json", env=env).stdout)
         yield Published(
             server.url, token, root, local,
             json.loads((root / "history.json").read_text()),
-            json.loads((root / "ids.json").read_text()), env, proc, bob,
+            json.loads((root / "ids.json").read_text()), env, proc, server.tokens["bob"],
         )  # fmt: skip
-    finally:
-        server.kill()
 
 
 def _client(p: Published, monkeypatch: pytest.MonkeyPatch, token: str | None = None) -> Any:
