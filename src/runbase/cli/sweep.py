@@ -188,21 +188,29 @@ def _resume(ctx: click.Context, opts: dict[str, Any]) -> None:
         for name in _PLAN_OPTIONS
         if opts[name] not in (None, (), False) and not (name == "prune_startup" and opts[name] == 5)
     ]
-    if given or opts["dry_run"]:
-        what = "--" + (given[0] if given else "dry_run").rstrip("_").replace("_", "-")
+    if opts["dry_run"]:
+        given.insert(0, "dry_run")
+    if [name for name in given if name != "command"]:
+        what = "--" + given[0].rstrip("_").replace("_", "-")
         raise click.UsageError(
             f"--resume goes on with the sweep's own plan and command: {what} cannot change it"
         )
-    with bad_input():
-        from runbase.records.sweeps import get_sweep
-        from runbase.store import Store
+    from runbase.errors import StoreError
+    from runbase.records.sweeps import get_sweep
+    from runbase.store import Store
 
+    try:
         store = Store.open(ctx.obj["store"])
+    except StoreError as e:  # no store here: no sweep to resume either
+        raise click.UsageError(f"no sweep {opts['resume']}: {e}") from None
+    with bad_input():
         rec = get_sweep(store, opts["resume"])
-        store.close()
-        if rec is None:
-            raise click.UsageError(f"no sweep {opts['resume']} in this store")
-        recorded = rec["spec"]
+    store.close()
+    if rec is None:
+        raise click.UsageError(f"no sweep {opts['resume']} in this store")
+    if given:
+        raise click.UsageError("--resume runs the sweep's own command: give none")
+    recorded = rec["spec"]
     executor = executor_from(*_executor_args(opts, recorded))
     with bad_input():
         result = sw.resume_sweep(

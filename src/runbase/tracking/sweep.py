@@ -381,14 +381,18 @@ def run_sweep(
     in any order with more than one slot)."""
     plan.check()
     _check_command(plan.command)
+    if study_storage is not None and not plan.needs_study:
+        raise UsageError(
+            "--study-storage is for a sweep with a study: --search tpe/cmaes or --prune"
+        )
     executor = executor or make_executor(None, 1)
     executor.check()  # before any record: a cluster that cannot run a trial
     say = say or (lambda _line: None)
     s = Store.open(store, create=True)
     try:
         sweep_id = new_sweep_id()
-        code = _snapshot(s, plan) if plan.capture_code else None
         study, info = _open_study(s, sweep_id, plan, study_storage, say, None)
+        code = _snapshot(s, plan) if plan.capture_code else None
         from runbase.records.sweeps import create_sweep  # lazy: records below, loaded late
 
         create_sweep(s, sweep_id, plan.to_spec(execution), info)
@@ -708,6 +712,7 @@ class _Driver:
         )
 
     def _no_objective(self, trial: Trial, metrics: list[str]) -> None:
+        metrics = [m for m in metrics if not m.startswith("sys/")]  # the system's, not its own
         have = f" (its metrics: {', '.join(metrics)})" if metrics else " (it logged no metric)"
         self.say(
             f"runbase: warning: trial {trial.index} (run {trial.run_id}) finished without a "

@@ -1,0 +1,422 @@
+"""`runbase sweep` searches (Optuna's TPE and CMA-ES), pruning, the sweep record, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import require, runbase_cmd, write
+
+PY = sys.executable
+
+OBJ = """
+    import runbase
+    x = runbase.param("x", 0.0)
+    y = runbase.param("y", 0.0)
+    opt = runbase.param("opt", "sgd")
+    runbase.summary(score=-(x - 0.3) ** 2 - (y + 0.2) ** 2 - (0.1 if opt == "sgd" else 0))
+"""
+
+# loss x * (1 + 1 / (step + 1)) at each step: the lower x, the better at every step;
+# slow enough that the pruner reads a step before the run ends
+STEPS = """
+    import time, runbase
+    x = runbase.param("x", 1.0)
+    for step in range(STEPS):
+        runbase.log(loss=x * (1 + 1 / (step + 1)), step=step)
+        time.sleep(0.5)
+    runbase.summary(loss=x)
+"""
+N_STEPS = 8
+
+
+def sweep_id_of(text: str) -> str:
+    line = next(ln for ln in text.splitlines() if ln.startswith("sweep "))
+    return line.split()[1].rstrip(":")
+
+
+def store_of(project: Path) -> Any:
+    from runbase.store import Store
+
+    return Store.open(project / ".runbase")
+
+
+def trials_of(project: Path, sweep_id: str) -> list[dict[str, Any]]:
+    from runbase.records.sweeps import trial_runs
+
+    return trial_runs(store_of(project), sweep_id)
+
+
+def study_of(project: Path, sweep_id: str) -> Any:
+    optuna = require("optuna")
+    url = f"sqlite:///{project / '.runbase' / 'sweeps' / sweep_id / 'study.db'}"
+    return optuna.load_study(study_name=sweep_id, storage=url)
+
+
+# -- the search layer: TPE against runbase's random sampling, same budget ------------------
+
+
+def _quadratic(p: dict[str, Any]) -> float:
+    """Lower is better: the optimum is lr 1e-3, wd 0.2, 3 layers, gelu."""
+    return (
+        (math.log10(p["lr"]) + 3) ** 2
+        + 10 * (p["wd"] - 0.2) ** 2
+        + 0.1 * (p["layers"] - 3) ** 2
+        + (0 if p["act"] == "gelu" else 0.5)
+    )
+
+
+def test_tpe_beats_random_search_with_the_same_budget() -> None:
+    require("optuna")
+    from runbase.tracking import search as se
+    from runbase.tracking.sweep import combinations, parse_random
+
+    dists = parse_random(
+        [
+            "lr=loguniform(1e-5,1)",
+            "wd=uniform(0,1)",
+            "layers=int(1,8)",
+            "act=choice(relu,tanh,gelu)",
+        ]
+    )
+    budget, seeds = 30, range(5)
+    tpe_best, random_best = [], []
+    for seed in seeds:
+        # the sweep's own mapping and sampler: the space, TPE seeded, ask/tell
+        study = se.Study.open(se.space({}, dists), search="tpe", direction="min", seed=seed)
+        best = math.inf
+        for _ in range(budget):
+            number, params = study.ask()
+            assert set(params) == {"lr", "wd", "layers", "act"}
+            value = _quadratic(params)
+            study.tell(number, value)
+            best = min(best, value)
+        tpe_best.append(best)
+        # runbase's random search: the trials `--search random --seed S` runs
+        random_best.append(min(map(_quadratic, combinations({}, dists, n=budget, seed=seed))))
+    wins = sum(t < r for t, r in zip(tpe_best, random_best, strict=True))
+    # ranked per seed (1: the better of the two): TPE's mean rank is the lower one
+    tpe_rank = sum(1 if t < r else 2 for t, r in zip(tpe_best, random_best, strict=True)) / 5
+    assert wins >= 4 and tpe_rank < 1.5, (tpe_best, random_best)
+
+
+def test_the_space_maps_every_distribution() -> None:
+    optuna = require("optuna")
+    from runbase.tracking import search as se
+    from runbase.tracking.sweep import parse_grid, parse_random
+
+    grid = parse_grid(["bs=16,32", "layers=[1],[3]"])
+    dists = parse_random(
+        ["lr=loguniform(1e-4,1e-1)", "wd=uniform(0,0.5)", "n=int(1,4)", "k=randint(2,3)"]
+        + ["act=choice(relu,gelu)"]
+    )
+    space = se.space(grid, dists)
+    d = optuna.distributions
+    assert space["bs"] == d.CategoricalDistribution((16, 32))
+    assert space["lr"] == d.FloatDistribution(1e-4, 1e-1, log=True)
+    assert space["wd"] == d.FloatDistribution(0.0, 0.5)
+    assert space["n"] == d.IntDistribution(1, 4) and space["k"] == d.IntDistribution(2, 3)
+    assert space["act"] == d.CategoricalDistribution(("relu", "gelu"))
+    study = se.Study.open(space, search="tpe", direction="max", seed=0)
+    seen = set()
+    for _ in range(12):  # a list value goes through Optuna as JSON text, and comes back
+        number, params = study.ask()
+        assert params["layers"] in ([1], [3]) and 1e-4 <= params["lr"] <= 1e-1
+        seen.add(json.dumps(params["layers"]))
+        study.tell(number, params["wd"])
+    assert seen == {"[1]", "[3]"}
+    # a grid point goes into the study as it is (grid and random keep their own trials)
+    number, params = study.ask({"bs": 32, "layers": [3], "lr": 0.01, "wd": 0.1, "n": 2, "k": 3,
+                                "act": "gelu"})  # fmt: skip
+    assert params == {"bs": 32, "layers": [3], "lr": 0.01, "wd": 0.1, "n": 2, "k": 3, "act": "gelu"}
+
+
+def test_study_storage_urls_are_kept_without_their_password() -> None:
+    from runbase.tracking import search as se
+
+    url = "postgresql://alice:s3cret@db.example:5432/optuna?sslmode=require"
+    assert se.redact(url) == "postgresql://alice:***@db.example:5432/optuna?sslmode=require"
+    assert se.redact("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+    assert se.rdb_url(url).startswith("postgresql+psycopg://alice:s3cret@")
+
+
+# -- end to end: real `runbase sweep` processes, a real store --------------------------------
+
+
+def test_tpe_sweep_tells_its_study_what_the_runs_reached(project: Path) -> None:
+    write(project, "obj.py", OBJ)
+    proc = runbase_cmd(
+        *("sweep", "--search", "tpe", "--random", "x=uniform(-1,1)", "--random", "y=uniform(-1,1)"),
+        *("--grid", "opt=sgd,adam", "--objective", "score", "--direction", "max"),
+        *("--trials", "6", "-j", "2", "--seed", "3", "--name", "t", "--", PY, "obj.py"),
+        cwd=project,
+    )
+    assert proc.returncode == 0, proc.stderr
+    sweep_id = sweep_id_of(proc.stdout)
+    assert "(tpe, seed 3)" in proc.stderr and "6 finished, 0 failed" in proc.stdout
+    runs = trials_of(project, sweep_id)
+    assert [r["tags"]["sweep_index"] for r in runs] == ["1", "2", "3", "4", "5", "6"]
+    assert all(r["status"] == "finished" for r in runs)
+    by_id = {r["id"]: r for r in runs}
+    study = study_of(project, sweep_id)
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(done) == 6 == len(study.trials)
+    for t in done:  # each trial is a run: same parameters, its value the run's metric
+        run = by_id[t.user_attrs["run_id"]]
+        assert t.value == run["metrics"]["score"]["value"]
+        assert {k: run["params"][k] for k in ("x", "y", "opt")} == t.params
+        assert run["tags"]["sweep_index"] == str(t.user_attrs["sweep_index"])
+    # the sweep record: its plan, its study (in the store), its best run
+    from runbase.records.sweeps import get_sweep
+
+    rec = get_sweep(store_of(project), sweep_id)
+    assert rec is not None and rec["status"] == "finished"
+    assert rec["spec"]["search"] == "tpe" and rec["spec"]["trials"] == 6
+    assert rec["spec"]["command"] == [PY, "obj.py"] and rec["spec"]["on"] == "local"
+    assert rec["study"] == {"name": sweep_id, "storage": "local"}
+    best = max(runs, key=lambda r: r["metrics"]["score"]["value"])
+    assert rec["best_run"] == best["id"] and best["id"] in proc.stdout.splitlines()[-1]
+    # one code snapshot for every trial, the project's
+    from runbase.records.record import build_record
+
+    codes = {json.dumps(build_record(store_of(project), r["id"])["code"]) for r in runs}
+    assert len(codes) == 1 and json.loads(codes.pop())["kind"] == "git"
+
+
+def test_cmaes_sweep_runs_and_says_once_what_it_samples_at_random(project: Path) -> None:
+    require("cmaes")  # Optuna's CMA-ES needs it; in the test extra
+    write(project, "obj.py", OBJ)
+    proc = runbase_cmd(
+        *(
+            "sweep",
+            "--search",
+            "cmaes",
+            "--random",
+            "x=uniform(-1,1)",
+            "--random",
+            "y=uniform(-1,1)",
+        ),
+        *("--random", "opt=choice(sgd,adam)", "--objective", "score", "--direction", "max"),
+        *("--trials", "3", "--seed", "1", "--", PY, "obj.py"),
+        cwd=project,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("CMA-ES samples opt independently") == 1
+    runs = trials_of(project, sweep_id_of(proc.stdout))
+    assert len(runs) == 3 and all(r["status"] == "finished" for r in runs)
+
+
+def _pruned_sweep(
+    project: Path, grid: str, prune: str, *extra: str
+) -> tuple[str, list[dict[str, Any]]]:
+    write(project, "steps.py", STEPS.replace("STEPS", str(N_STEPS)))
+    proc = runbase_cmd(
+        *("sweep", "--grid", grid, "--objective", "loss", "--direction", "min"),
+        *("--prune", prune, *extra, "--grace", "3", "--", PY, "steps.py"),
+        cwd=project,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr
+    sweep_id = sweep_id_of(proc.stdout)
+    assert "pruning trial" in proc.stderr
+    return sweep_id, trials_of(project, sweep_id)
+
+
+def _assert_worst_pruned(project: Path, sweep_id: str, runs: list[dict[str, Any]], n: int) -> None:
+    from runbase.records.series import series_count
+
+    statuses = [r["status"] for r in runs]  # in trial order: x = 1, 2, ...
+    assert statuses[0] == "finished" and statuses[-n:] == ["pruned"] * n, statuses
+    for r in runs:
+        count = series_count(store_of(project), r["id"], "loss")
+        if r["status"] == "pruned":  # stopped before its last step, and ended
+            assert count is not None and count < N_STEPS and r["ended_at"] is not None
+        else:
+            assert count == N_STEPS
+    study = study_of(project, sweep_id)
+    states = [t.state.name for t in sorted(study.trials, key=lambda t: t.number)]
+    assert states[0] == "COMPLETE" and states[-n:] == ["PRUNED"] * n
+
+
+def test_median_pruning_stops_the_worst_trials(project: Path) -> None:
+    # one trial at a time, one completed before the pruner compares: the later (worse)
+    # trials are worse than the median at their first step
+    sweep_id, runs = _pruned_sweep(project, "x=1,2,3", "median", "--prune-startup", "1")
+    _assert_worst_pruned(project, sweep_id, runs, 2)
+
+
+def test_asha_pruning_stops_the_worst_trials(project: Path) -> None:
+    # Optuna's ASHA starts comparing once a trial completed (its rungs come from that
+    # one's steps), so trial 2 is the first one compared: x = 3 and 4 are then the worst
+    sweep_id, runs = _pruned_sweep(project, "x=1,2,3,4", "asha")
+    _assert_worst_pruned(project, sweep_id, runs, 2)
+
+
+def test_an_interrupted_search_resumes_where_it_stopped(project: Path) -> None:
+    write(project, "obj.py", OBJ.replace("import runbase", "import runbase, time; time.sleep(0.3)"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_")}
+    args = ["--search", "tpe", "--random", "x=uniform(-1,1)", "--random", "y=uniform(-1,1)"]
+    args += ["--objective", "score", "--direction", "max", "--trials", "4", "--seed", "2"]
+    proc = subprocess.Popen(
+        [PY, "-m", "runbase", "sweep", *args, "--", PY, "obj.py"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    lines = []
+    for line in proc.stderr:  # Ctrl-C once two trials have ended
+        lines.append(line)
+        if line.startswith("[2/4]"):
+            proc.send_signal(signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, "".join(lines) + err
+    sweep_id = sweep_id_of(out)
+    from runbase.records.sweeps import get_sweep
+
+    assert get_sweep(store_of(project), sweep_id)["status"] == "interrupted"  # type: ignore[index]
+    before = trials_of(project, sweep_id)
+    done = [r for r in before if r["status"] == "finished"]
+    assert len(done) >= 2 and all(r["status"] != "running" for r in before)
+    last_index = max(int(r["tags"]["sweep_index"]) for r in before)
+
+    again = runbase_cmd("sweep", "--resume", sweep_id, cwd=project, timeout=180)
+    assert again.returncode == 0, again.stderr
+    assert f"sweep {sweep_id}: resumed, {4 - len(done)} runs left" in again.stderr
+    after = trials_of(project, sweep_id)
+    new = [r for r in after if r["id"] not in {b["id"] for b in before}]
+    assert len(new) == 4 - len(done) and all(r["status"] == "finished" for r in new)
+    # indices go on after the interrupted call's, the study too: 4 trials complete in all
+    assert sorted(int(r["tags"]["sweep_index"]) for r in new) == list(
+        range(last_index + 1, last_index + 1 + len(new))
+    )
+    study = study_of(project, sweep_id)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 4
+    assert {t.user_attrs["run_id"] for t in complete} == {
+        r["id"] for r in after if r["status"] == "finished"
+    }
+    rec = get_sweep(store_of(project), sweep_id)
+    assert rec is not None and rec["status"] == "finished"
+    finished = [r for r in after if r["status"] == "finished"]
+    assert rec["best_run"] == max(finished, key=lambda r: r["metrics"]["score"]["value"])["id"]
+    # nothing is left to do: a second resume runs nothing
+    third = runbase_cmd("sweep", "--resume", sweep_id, cwd=project)
+    assert third.returncode == 0 and "resumed, 0 runs left" in third.stderr
+
+
+def test_the_study_in_postgresql_keeps_no_password(project: Path, pg_server: str) -> None:
+    write(project, "obj.py", OBJ)
+    url = pg_server.replace("postgres@", "postgres:s3cret-pw@") + "/postgres"
+    args = ["--search", "tpe", "--random", "x=uniform(-1,1)", "--objective", "score"]
+    args += ["--direction", "max", "--trials", "2", "--study-storage", url]
+    proc = runbase_cmd("sweep", *args, "--", PY, "obj.py", cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    sweep_id = sweep_id_of(proc.stdout)
+    from runbase.records.sweeps import get_sweep
+
+    rec = get_sweep(store_of(project), sweep_id)
+    assert rec is not None and rec["study"]["storage"] == url.replace("s3cret-pw", "***")
+    assert not (project / ".runbase" / "sweeps").exists()  # not in the store: in PostgreSQL
+    assert b"s3cret-pw" not in (project / ".runbase" / "runbase.db").read_bytes()
+    optuna = require("optuna")
+    study = optuna.load_study(study_name=sweep_id, storage=url.replace("://", "+psycopg://"))
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    # a resume must be given the URL again (its password is not kept)
+    proc = runbase_cmd("sweep", "--resume", sweep_id, cwd=project)
+    assert proc.returncode == 2 and "give --study-storage URL again" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--search", "tpe", "--random", "x=uniform(0,1)"], "--search tpe needs --objective"),
+        (["--search", "cmaes", "--random", "x=uniform(0,1)"], "--search cmaes needs --objective"),
+        (["--grid", "x=1,2", "--prune", "median"], "--prune median needs --objective"),
+        (["--grid", "x=1,2", "--objective", "acc"], "needs --direction max or min"),
+        (["--grid", "x=1", "--objective", "acc", "--direction", "up"], "'up' is not one of"),
+        (["--grid", "x=1", "--search", "bayes"], "'bayes' is not one of"),
+        (
+            [
+                "--search",
+                "tpe",
+                "--random",
+                "x=uniform(0,1)",
+                "--objective",
+                "a",
+                "--direction",
+                "max",
+                "--trials",
+                "0",
+            ],
+            "--trials must be at least 1",
+        ),  # fmt: skip
+        (
+            [
+                "--search",
+                "tpe",
+                "-n",
+                "3",
+                "--random",
+                "x=uniform(0,1)",
+                "--objective",
+                "a",
+                "--direction",
+                "max",
+            ],
+            "-n is for grid and random sweeps",
+        ),  # fmt: skip
+        (["--resume", "0000000000000000"], "no sweep 0000000000000000"),
+        (["--resume", "0000000000000000", "--grid", "x=1"], "--grid cannot change it"),
+        (["--grid", "x=1", "--study-storage", "sqlite:///x.db"], "--study-storage is for"),
+        (
+            [
+                "--grid",
+                "x=1",
+                "--objective",
+                "a",
+                "--direction",
+                "max",
+                "--prune",
+                "median",
+                "--study-storage",
+                "postgresql://bob:hunter2@127.0.0.1:1/db",
+            ],
+            "cannot open the study storage postgresql://bob:***@127.0.0.1:1/db",
+        ),  # fmt: skip
+        (["--grid", "x=1", "--cpus", "2"], "--cpus needs --on ray"),
+        (["--grid", "x=1", "--on", "moon"], "unknown --on 'moon'"),
+    ],
+)
+def test_bad_search_options_are_usage_errors(project: Path, args: list[str], message: str) -> None:
+    proc = runbase_cmd("sweep", *args, "--", PY, "-c", "pass", cwd=project)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and "hunter2" not in proc.stderr
+    if (project / ".runbase").exists():  # no trial ran
+        from runbase.records.read import count_runs
+
+        assert count_runs(store_of(project)) == 0
+
+
+def test_a_missing_objective_fails_the_trial_with_a_warning(project: Path) -> None:
+    write(project, "obj.py", OBJ)
+    proc = runbase_cmd(
+        *("sweep", "--grid", "x=0.1,0.2", "--objective", "acc", "--direction", "max"),
+        *("--prune", "median", "--", PY, "obj.py"),
+        cwd=project,
+    )
+    assert proc.returncode == 0, proc.stderr  # the runs finished: the sweep did not fail
+    assert "finished without a numeric metric 'acc' (its metrics: score)" in proc.stderr
+    study = study_of(project, sweep_id_of(proc.stdout))
+    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]
