@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import urllib.parse
 
 from runbase.capture.params import mlflow_param_value
@@ -365,7 +366,7 @@ def _mirror_metrics(metrics: Iterable[tuple[Any, Any, Any, Any]]) -> None:
         if f is None:
             continue
         when = _seconds(timestamp)
-        at = _tracker._to_int(step) if step is not None else 0  # MLflow's default step
+        at = _step(step)
         if entry is None or entry[TIME_KEY] != when or entry.get(STEP_KEY) != at or key in entry:
             if entry is not None:
                 t.buf.append(entry)
@@ -378,12 +379,18 @@ def _mirror_metrics(metrics: Iterable[tuple[Any, Any, Any, Any]]) -> None:
 
 
 def _seconds(timestamp: Any) -> float:
-    import time  # lazy: as cheap as it gets, but only here
-
     try:
         return float(timestamp) / 1000.0 if timestamp is not None else time.time()
     except (TypeError, ValueError):
         return time.time()
+
+
+def _step(step: Any) -> int | None:
+    """MLflow's step as runbase's (None: MLflow's default, 0); an int, as MLflow's
+    client sends it, is taken as it is: this runs for every metric point."""
+    if step.__class__ is int:
+        return step
+    return _tracker._to_int(step) if step is not None else 0
 
 
 def _mirror_params(pairs: list[tuple[Any, str]]) -> None:
@@ -400,7 +407,10 @@ def _mirror_params(pairs: list[tuple[Any, str]]) -> None:
 
 def _check_params(pairs: list[tuple[Any, str]]) -> None:
     """MLflow's rule, which its server would apply: a param, once logged, keeps its
-    value (the same value again is fine)."""
+    value (the same value again is fine). No params (a batch of metrics, as autologging
+    sends every step): nothing to check, and the params logged so far are not copied."""
+    if not pairs:
+        return
     with state.lock:
         seen = dict(state.params)
     pending: dict[str, str] = {}
