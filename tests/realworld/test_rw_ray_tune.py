@@ -29,6 +29,8 @@ def test_ray_tune_asha_search_under_runbase_run(tmp_path: Path) -> None:
     assert len(drivers) == 1, drivers
     driver = record(root, drivers[0]["id"])
     assert driver["status"] == "finished"
+    # the script's own options; not those of the parser Tune makes for each trial's spec
+    assert driver["params"] == {"max_epochs": EPOCHS, "storage": str(storage)}
     trials = [record(root, r["id"]) for r in every if r["mode"] == "job"]
     assert len(trials) == 4, [t["name"] for t in trials]
     sweep_id = trials[0]["sweep_id"]

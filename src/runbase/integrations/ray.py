@@ -41,6 +41,7 @@ made, before any trial. ``import runbase`` never loads Ray; this module does.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import sys
@@ -57,10 +58,11 @@ except ImportError as _e:  # pragma: no cover - exercised without ray installed
         f"runbase.integrations.ray needs Ray Tune ({_e}): pip install 'runbase[ray]'"
     ) from _e
 
-from runbase.capture.params import flatten, jsonable
+from runbase.capture.params import SKIP_PARSER, flatten, jsonable
 from runbase.capture.secrets import redact_argv
 from runbase.core._safe import warn_once
 from runbase.core.ids import new_run_id
+from runbase.integrations._common import wrap
 from runbase.records import external, lifecycle
 from runbase.records.jobruns import inherit_parent_env, parent_row, share_parent_setup
 from runbase.records.sweeps import INDEX_TAG, create_sweep, update_sweep
@@ -169,6 +171,7 @@ class RunbaseLoggerCallback(LoggerCallback):
 
 def _guard(what: str, fn: Any, *args: Any) -> Any:
     """``fn(*args)``; any error is one warning (tracking never breaks training)."""
+    before = getattr(own_io, "active", False)
     own_io.active = True  # the store's reads and writes are no file I/O of a tracked driver
     try:
         return fn(*args)
@@ -176,7 +179,7 @@ def _guard(what: str, fn: Any, *args: Any) -> Any:
         warn_once(f"ray-tune:{what}", f"runbase could not record the Tune {what}: {e}")
         return None
     finally:
-        own_io.active = False
+        own_io.active = before
 
 
 @dataclass
@@ -469,10 +472,49 @@ def _error_text(trial: Any) -> str:
     return "the trial failed (Ray Tune reported an error)"
 
 
+# -- Tune's own command-line parser ---------------------------------------------------------
+
+# Tune turns each trial's spec into a command line and parses it with an argparse parser
+# of its own (ray.tune.experiment.config_parser): called from the user's tuner.fit(),
+# runbase's argparse capture would take that parse for the driver's params ("run",
+# "config", "stop", ... of the last trial). Such a parser is marked a framework's own.
+_PARSER_USERS = (
+    "ray.tune.experiment.config_parser",
+    "ray.tune.search.basic_variant",
+    "ray.tune.search.search_generator",
+)
+
+
+def install(module: Any = None) -> None:
+    """Mark the parsers Tune makes for its trial specs as not the program's (capture.params
+    SKIP_PARSER). Done when this module is imported; ``module`` (ray.tune) is for the
+    automatic hooks (runbase.tracking.autohooks), which may call it when Tune is imported."""
+    for name in _PARSER_USERS:
+        owner = sys.modules.get(name)
+        if owner is None:
+            with contextlib.suppress(ImportError):
+                owner = importlib.import_module(name)
+        if owner is not None and callable(getattr(owner, "_make_parser", None)):
+            wrap(owner, "_make_parser", _skipped_parser)
+
+
+def _skipped_parser(make_parser: Any) -> Any:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        parser = make_parser(*args, **kwargs)
+        with contextlib.suppress(Exception):
+            setattr(parser, SKIP_PARSER, True)
+        return parser
+
+    return wrapper
+
+
 def _start_publisher(store: Store, remote: str, run_id: str) -> Any:
     from runbase.remote.publish import start_publisher  # lazy: the HTTP client
 
     return start_publisher(store, remote, run_id)
 
 
-__all__ = ["BOOKKEEPING", "RunbaseLoggerCallback"]
+with contextlib.suppress(Exception):  # never a reason for the import to fail
+    install()
+
+__all__ = ["BOOKKEEPING", "RunbaseLoggerCallback", "install"]
