@@ -19,7 +19,16 @@ from typing import Any
 
 import pytest
 
-from conftest import GIT, commit, runbase_cmd, runbase_ui, screenshot, stop_process, write
+from conftest import (
+    GIT,
+    commit,
+    documented_keys,
+    runbase_cmd,
+    runbase_ui,
+    screenshot,
+    stop_process,
+    write,
+)
 from runbase.analysis import sweepstats
 from runbase.records import sweeps
 from runbase.store import Store
@@ -366,3 +375,10 @@ def test_sweep_page_picks_a_metric_and_escapes_user_text(
     page.wait_for_selector("#importance .imp-row[data-param=lr]")
     assert page.locator("#trials a.run-link", has_text="<b>grid</b>-1").count() == 1
     assert page.locator("#trials b, #sweep-name b").count() == 0
+
+
+def test_api_doc_names_every_key(site: dict[str, Any], server: str) -> None:
+    data = _sweep(server, site["recorded"])
+    assert documented_keys("api.md", "GET /api/sweeps/{sweep_id}") == set(data)
+    listing = _get(server + "/api/sweeps")[1]
+    assert documented_keys("api.md", "GET /api/sweeps") == set(listing) | set(listing["sweeps"][0])
