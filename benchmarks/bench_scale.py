@@ -54,6 +54,7 @@ WORKER = C.WORKERS_DIR / "scale_trials.py"
 PER_PROC = 50  # trials per worker process
 WARM_S = 4.0  # left out of the steady window: the first delta of every trial creates its run
 PUBLISH_EVERY = 2.0  # runbase.remote.publish.PUBLISH_EVERY (checked in main)
+LOCK_EVERY = 0.01  # seconds between two looks at PostgreSQL's advisory locks
 # Amazon S3's documented request rates per partitioned prefix
 S3_PUT_PER_PREFIX = 3500  # PUT/COPY/POST/DELETE per second
 S3_GET_PER_PREFIX = 5500  # GET/HEAD per second
@@ -92,19 +93,58 @@ class Monitor:
     """Samples, every 0.5 s, the CPU seconds of the server's processes and of PostgreSQL's,
     and the PostgreSQL connections each server process holds."""
 
-    def __init__(self, server_pid: int, pg_pid: int | None, pg_port: int | None) -> None:
+    def __init__(
+        self, server_pid: int, pg_pid: int | None, pg_port: int | None, pg_url: str | None
+    ) -> None:
         self.server_pid, self.pg_pid, self.pg_port = server_pid, pg_pid, pg_port
+        self.pg_url = pg_url
         self.samples: list[dict[str, Any]] = []
+        # (time, advisory lock keys held, sessions waiting for one), every LOCK_EVERY s
+        self.locks: list[tuple[float, tuple[int, ...], int]] = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._threads = [threading.Thread(target=self._loop, daemon=True)]
+        if pg_url:
+            self._threads.append(threading.Thread(target=self._lock_loop, daemon=True))
 
     def __enter__(self) -> Monitor:
-        self._thread.start()
+        for t in self._threads:
+            t.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
-        self._thread.join()
+        for t in self._threads:
+            t.join()
+
+    def _lock_loop(self) -> None:
+        """A project's writes queue on one transaction-scoped advisory lock
+        (store.db.PostgresDatabase.transaction): sampled often, the share of samples
+        that find it held is how busy that one-at-a-time resource is."""
+        import psycopg
+
+        assert self.pg_url is not None
+        with psycopg.connect(self.pg_url, autocommit=True) as conn:
+            while not self._stop.is_set():
+                rows = conn.execute(
+                    "SELECT objid::bigint + (classid::bigint << 32), granted FROM pg_locks "
+                    "WHERE locktype = 'advisory'"
+                ).fetchall()
+                held = tuple(sorted(int(k) for k, g in rows if g))
+                self.locks.append((time.time(), held, sum(1 for _k, g in rows if not g)))
+                self._stop.wait(LOCK_EVERY)
+
+    def lock_busy(self, t0: float, t1: float) -> dict[str, Any] | None:
+        """The busiest advisory lock's share of time held, and the mean queue, in [t0, t1]."""
+        xs = [s for s in self.locks if t0 <= s[0] <= t1]
+        if not xs:
+            return None
+        held = Counter(k for s in xs for k in s[1])
+        top = held.most_common(1)[0][1] if held else 0
+        return {
+            "samples": len(xs),
+            "write_lock_busy": top / len(xs),
+            "waiting_mean": sum(s[2] for s in xs) / len(xs),
+        }
 
     def _loop(self) -> None:
         import psutil
@@ -216,6 +256,7 @@ def summarize_level(
     reqs_ok = len(ok)
     run_ids = [r for p in parts for r in p["run_ids"]]
     stored = server_points(srv, token, run_ids)
+    lock = mon.lock_busy(t0, t1)
     logged = sum(p["points_logged"] for p in parts)
     finish = [t for p in parts for t in p["finish_push_s"]]
     return {
@@ -241,6 +282,11 @@ def summarize_level(
         if reqs_s and cpu_window > 0 and pg_cpu
         else None,
         "pg_conns_per_worker_max": max(conns) if conns else None,
+        "pg_write_lock": lock,
+        # one project's write ceiling: its writes hold one lock one at a time
+        "project_write_capacity_requests_per_s": reqs_s / lock["write_lock_busy"]
+        if lock and lock["write_lock_busy"]
+        else None,
         "pg_conns_total_max": max((sum(s["pg_conns"].values()) for s in in_window), default=None),
         "client_late_seconds": sum(p["late_seconds"] for p in parts),
         "client_ingest_busy_share": sum(p["ingest_busy_s"] for p in parts)
@@ -302,7 +348,9 @@ def bench_live(backend: str, args: Any, scratch: Path, pg: S.Postgres | None) ->
     try:
         assert srv.proc is not None
         pg_pid = postmaster_pid(pg) if pg is not None and backend == "postgres" else None
-        with Monitor(srv.proc.pid, pg_pid, pg.port if pg_pid else None) as mon:
+        with Monitor(
+            srv.proc.pid, pg_pid, pg.port if pg_pid else None, db if pg_pid else None
+        ) as mon:
             for n in args.levels:
                 r = run_level(srv, token, n, args, base, mon)
                 r.update(backend=backend, workers=workers)
@@ -320,7 +368,9 @@ def print_level(r: dict[str, Any]) -> None:
         f"{r['requests_per_s']:.1f} req/s, p50 {C.ms(r['latency_p50_s'])} "
         f"p95 {C.ms(r['latency_p95_s'])}, server {r['server_cpu_cores']:.2f} cores "
         f"({r['server_cpu_ms_per_request'] or 0:.1f} ms/req), pg conns/worker "
-        f"{r['pg_conns_per_worker_max']}, all arrived: {r['all_points_arrived']}",
+        f"{r['pg_conns_per_worker_max']}, write lock busy "
+        f"{(r['pg_write_lock'] or {}).get('write_lock_busy', 0):.0%}, "
+        f"all arrived: {r['all_points_arrived']}",
         flush=True,
     )
 
@@ -527,6 +577,12 @@ def limits(result: dict[str, Any], keys: int) -> dict[str, Any]:
         if r["points_per_s"] >= 0.95 * r["offered_points_per_s"]
         and (r["latency_p95_s"] or 9) < PUBLISH_EVERY
     ]
+    caps = [
+        r["project_write_capacity_requests_per_s"]
+        for r in pg["levels"]
+        if r.get("project_write_capacity_requests_per_s") and r["trials"] >= 50
+    ]
+    cap = min(caps) if caps else None
     out["basis"] = {
         "backend": pg["backend"],
         "workers": pg["workers"],
@@ -537,6 +593,8 @@ def limits(result: dict[str, Any], keys: int) -> dict[str, Any]:
         "pg_conns_per_worker_max": conns,
         "highest_level_kept_up": max(kept_up) if kept_up else None,
         "measured_2_cores_requests_per_s": top["requests_per_s"],
+        "project_write_capacity_requests_per_s": cap,
+        "trials_per_project_at_write_ceiling": cap * PUBLISH_EVERY if cap else None,
     }
     objs = (result.get("objects") or {}).get("trials") or []
     first = objs[0] if objs else None
@@ -555,6 +613,8 @@ def limits(result: dict[str, Any], keys: int) -> dict[str, Any]:
             "replicas_4_workers": math.ceil(workers_needed / 4),
             "pg_connections_direct": workers_needed * conns,
             "pg_connections_pgbouncer_tx": math.ceil(req_s * (top["latency_p50_s"] or 0.05)) + 10,
+            "write_lock_share_one_project": req_s / cap if cap else None,
+            "projects_needed_at_write_ceiling": math.ceil(req_s / cap) if cap else None,
         }
         if first is not None:
             per_trial = (later or first)["s3_total"]
@@ -582,6 +642,12 @@ def print_limits(lim: dict[str, Any]) -> None:
         f"{b['pg_cpu_ms_per_request']:.2f} ms CPU/request, <= {b['pg_conns_per_worker_max']} "
         f"connections per worker; kept up to {b['highest_level_kept_up']} trials here"
     )
+    if b.get("project_write_capacity_requests_per_s"):
+        print(
+            f"one project's writes (one advisory lock at a time): at most "
+            f"{b['project_write_capacity_requests_per_s']:.0f} live requests/s, i.e. "
+            f"{b['trials_per_project_at_write_ceiling']:.0f} trials publishing into one project"
+        )
     rows = []
     for n in ("1000", "10000"):
         r = lim[n]
@@ -593,13 +659,16 @@ def print_limits(lim: dict[str, Any]) -> None:
                 f"{r['server_workers_at_70pct']} ({r['replicas_4_workers']} x 4)",
                 f"{r['pg_cores']:.1f}",
                 f"{r['pg_connections_direct']} / {r['pg_connections_pgbouncer_tx']}",
+                f"{r['write_lock_share_one_project']:.1f} ({r['projects_needed_at_write_ceiling']})"
+                if r.get("write_lock_share_one_project")
+                else "-",
                 f"{r.get('s3_requests_per_later_trial', '-')} "
                 f"(all in 1 s: {r.get('s3_requests_if_all_start_in_1s', '-')})",
             ]
         )
     C.print_table(
         ["trials", "live load", "server cores", "workers (replicas)", "pg cores",
-         "pg conns direct / pgbouncer", "S3 req/trial"],
+         "pg conns direct / pgbouncer", "write lock load (projects)", "S3 req/trial"],
         rows, title="extrapolated limits (from the measured per-request costs)",
     )  # fmt: skip
 
@@ -679,7 +748,7 @@ def report(result: dict[str, Any]) -> None:
     rows = []
     for b in result.get("live") or []:
         if "error" in b:
-            rows.append([b.get("backend", "?"), b["error"][-200:]] + [""] * 7)
+            rows.append([b.get("backend", "?"), b["error"][-200:]] + [""] * 8)
             continue
         for r in b["levels"]:
             rows.append(
@@ -691,13 +760,15 @@ def report(result: dict[str, Any]) -> None:
                     f"{r['server_cpu_cores']:.2f} ({r['server_cpu_ms_per_request'] or 0:.1f} ms)",
                     f"{r['pg_cpu_cores']:.2f}" if r["backend"] == "postgres" else "-",
                     str(r["pg_conns_per_worker_max"] or "-"),
+                    f"{r['pg_write_lock']['write_lock_busy']:.0%}" if r["pg_write_lock"] else "-",
                     f"{r['requests_failed']}",
                     "yes" if r["all_points_arrived"] else "NO",
                 ]
             )
     C.print_table(
         ["live ingest", "points/s acked / offered", "req/s", "p50 / p95",
-         "server cores (CPU/req)", "pg cores", "pg conns/worker", "failed", "all stored"],
+         "server cores (CPU/req)", "pg cores", "pg conns/worker", "write lock busy", "failed",
+         "all stored"],
         rows, title="simulated trials publishing live (1 point/s per metric)",
     )  # fmt: skip
     if isinstance(result.get("objects"), dict) and "error" in result["objects"]:
