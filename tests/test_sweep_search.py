@@ -397,6 +397,7 @@ def test_the_study_in_postgresql_keeps_no_password(project: Path, pg_server: str
         ),  # fmt: skip
         (["--grid", "x=1", "--cpus", "2"], "--cpus needs --on ray"),
         (["--grid", "x=1", "--on", "moon"], "unknown --on 'moon'"),
+        (["--grid", "x=1", "--publish", "nowhere"], "no remote 'nowhere'"),
     ],
 )
 def test_bad_search_options_are_usage_errors(project: Path, args: list[str], message: str) -> None:

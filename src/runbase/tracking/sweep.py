@@ -380,7 +380,7 @@ def run_sweep(
     total)`` as each run ends (``done``: how many have ended, this one included; runs end
     in any order with more than one slot)."""
     plan.check()
-    _check_command(plan.command)
+    _check_command(plan)
     if study_storage is not None and not plan.needs_study:
         raise UsageError(
             "--study-storage is for a sweep with a study: --search tpe/cmaes or --prune"
@@ -433,7 +433,7 @@ def resume_sweep(
         if grace is not None:
             plan.grace = grace
             plan.check()
-        _check_command(plan.command)
+        _check_command(plan)
         executor = executor or make_executor(**execution_of(rec["spec"]))
         executor.check()
         runs = rs.trial_runs(s, sweep_id)
@@ -468,11 +468,18 @@ def execution_of(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _check_command(argv: list[str]) -> None:
+def _check_command(plan: SweepPlan) -> None:
+    """UsageError before any trial: no command, or a remote the trials cannot publish to
+    (every trial's ``runbase run`` would refuse it)."""
+    argv = plan.command
     if not argv:
         raise UsageError("no command given: runbase sweep [OPTIONS] -- COMMAND [ARGS...]")
     if shutil.which(argv[0]) is None:
         raise UsageError(f"command not found: {argv[0]}")
+    if plan.publish:
+        from runbase.remote.target import resolve_target  # lazy: the HTTP client
+
+        resolve_target(plan.publish)
 
 
 def _todo(plan: SweepPlan, indices: Iterable[int]) -> list[tuple[int, dict[str, Any] | None]]:
