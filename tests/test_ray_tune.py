@@ -228,3 +228,15 @@ def test_without_ray_the_import_says_how_to_install_it() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout
     assert out.strip() == "False"
+
+
+def test_tunes_own_trial_spec_parser_is_not_the_programs() -> None:
+    require("ray")
+    from ray.tune.search import basic_variant, search_generator
+
+    import runbase.integrations.ray as integration
+    from runbase.capture.params import SKIP_PARSER
+
+    integration.install()  # again: nothing is wrapped twice
+    for module in (basic_variant, search_generator):
+        assert getattr(module._make_parser(), SKIP_PARSER) is True

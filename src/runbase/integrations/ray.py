@@ -403,7 +403,8 @@ def _actor_node(trial: Any) -> tuple[str | None, str | None]:
     actor = trial.temporary_state.ray_actor
     if actor is None:
         return None, None
-    from ray._private import state  # lazy; no public call without the dashboard
+    # lazy: Ray's control store (the public state API needs the dashboard)
+    from ray._private import state
 
     info = state.actors(actor_id=actor._actor_id.hex())
     address = info.get("Address") or {}
