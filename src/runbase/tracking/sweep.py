@@ -386,10 +386,11 @@ def run_sweep(
             "--study-storage is for a sweep with a study: --search tpe/cmaes or --prune"
         )
     executor = executor or make_executor(None, 1)
-    executor.check()  # before any record: a cluster that cannot run a trial
     say = say or (lambda _line: None)
     s = Store.open(store, create=True)
     try:
+        # before any record: a cluster that cannot run a trial, or reach the store
+        executor.check(str(s.root), plan.publish)
         sweep_id = new_sweep_id()
         study, info = _open_study(s, sweep_id, plan, study_storage, say, None)
         code = _snapshot(s, plan) if plan.capture_code else None
@@ -435,7 +436,7 @@ def resume_sweep(
             plan.check()
         _check_command(plan)
         executor = executor or make_executor(**execution_of(rec["spec"]))
-        executor.check()
+        executor.check(str(s.root), plan.publish)
         runs = rs.trial_runs(s, sweep_id)
         todo = _left(plan, runs)
         if rec["status"] == "running":
