@@ -482,6 +482,6 @@ def test_documented_keys(src: Store, run_id: str) -> None:
         if line.startswith("| `")
         for k in re.findall(r"`(\w+)`", line.split("|")[1])
     }
-    # every key a full bundle has (media: a run with some), and the one only a live
-    # delta carries
-    assert keys == set(export_run(src, run_id)) | {"media", "log_chunks"}
+    # every key a full bundle has (media: a run with some; sweep: a sweep's trial), and
+    # the one only a live delta carries
+    assert keys == set(export_run(src, run_id)) | {"media", "sweep", "log_chunks"}

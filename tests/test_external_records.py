@@ -55,9 +55,8 @@ def test_schema_8_migrates_a_version_7_store(tmp_path: Path) -> None:
         conn.execute(stmt)
     conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '7')")
     conn.close()
-    assert SCHEMA_VERSION == 8
-    db = open_database(path)  # migrates on open
-    assert db.schema_version() == 8
+    db = open_database(path)  # migrates on open (to 8, then on)
+    assert db.schema_version() == SCHEMA_VERSION >= 8
     for table in ("experiments", "experiment_tags", "logged_models", "logged_model_files"):
         assert db.query(f"SELECT count(*) FROM {table}") == [(0,)]
     db.close()
@@ -76,7 +75,7 @@ def test_schema_8_on_postgresql(pg_server: str) -> None:
             conn.execute(stmt)
         conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '7')")
     db = open_database(url)
-    assert db.schema_version() == 8
+    assert db.schema_version() == SCHEMA_VERSION >= 8
     db.close()
 
 
@@ -754,7 +753,10 @@ def test_times_and_statuses() -> None:
             x.seconds(bad)  # type: ignore[arg-type]
     assert set(x.STATUS_TO_MLFLOW) == set(STATUSES)
     assert set(x.STATUS_FROM_MLFLOW.values()) <= set(STATUSES)
-    assert all(x.STATUS_FROM_MLFLOW[x.STATUS_TO_MLFLOW[s]] == s for s in STATUSES if s != "crashed")
+    # crashed, pruned and lost have no MLflow status of their own: they read back as
+    # failed, killed and failed
+    lossy = ("crashed", "pruned", "lost")
+    assert all(x.STATUS_FROM_MLFLOW[x.STATUS_TO_MLFLOW[s]] == s for s in STATUSES if s not in lossy)
 
 
 def test_a_server_push_spares_what_the_mlflow_api_kept(store: Store) -> None:

@@ -365,6 +365,9 @@ def _attribute(bundle: dict[str, Any], user: User) -> None:
             isinstance(t, dict) and t.get("key") == "host_user" for t in tags
         ):
             tags.append({"run_id": run["id"], "key": "host_user", "value": local})
+    sweep = bundle.get("sweep")
+    if isinstance(sweep, dict):  # the sweep's record is the pusher's too: a sweep id names
+        sweep["user_name"] = user.name  # one account's sweep (records.bundle._write_sweep)
 
 
 def _search_project(
