@@ -34,6 +34,7 @@ def test_ray_tune_asha_search_under_runbase_run(tmp_path: Path) -> None:
     trials = [record(root, r["id"]) for r in every if r["mode"] == "job"]
     assert len(trials) == 4, [t["name"] for t in trials]
     sweep_id = trials[0]["sweep_id"]
+    assert driver["tags"]["multirun"] == sweep_id  # as a process's job runs are named
 
     store = Store.open(root / ".runbase")
     try:

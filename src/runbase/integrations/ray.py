@@ -68,6 +68,7 @@ from runbase.records.jobruns import inherit_parent_env, parent_row, share_parent
 from runbase.records.sweeps import INDEX_TAG, create_sweep, update_sweep
 from runbase.store import Store
 from runbase.tracking._child import own_io, python_info
+from runbase.tracking.jobs import PARENT_TAG as GROUP_TAG
 
 SOURCE = "tune"  # the params' source (a trial's config)
 STEP = "training_iteration"  # the step of every metric point
@@ -218,6 +219,8 @@ class _Experiment:
         if exp.tags:
             spec["tags"] = exp.tags
         create_sweep(exp.store, exp.sweep_id, spec)
+        if exp.parent is not None:  # the driver's run names the group of its job runs
+            external.set_tags(exp.store, exp.parent, {GROUP_TAG: exp.sweep_id})
         return exp
 
     # -- trials ---------------------------------------------------------------------
