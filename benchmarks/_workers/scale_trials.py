@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 import threading
 import time
@@ -102,7 +103,13 @@ def main() -> None:
     sys.stdin.readline()
 
     t_start = time.time()
-    pubs = [TimedPublisher(store.root, remote, r).start() for r in runs]
+    pubs = [TimedPublisher(store.root, remote, r) for r in runs]
+    # trials start at random moments, so their ticks do not all fall at once (and a
+    # window of the run is not cut at the same phase of every trial's ticks)
+    rnd = random.Random(args.label)
+    timers = [threading.Timer(rnd.uniform(0, p.every), p.start) for p in pubs]
+    for t in timers:
+        t.start()
     beats = [time.monotonic()] * len(runs)
     step = 0
     ingest_s = 0.0
@@ -125,6 +132,8 @@ def main() -> None:
         else:
             late += 1  # this process could not keep its trials' pace: said in the result
     t_end = time.time()
+    for t in timers:
+        t.join()
     stopper = [threading.Thread(target=p.stop) for p in pubs]
     for t in stopper:
         t.start()
