@@ -181,6 +181,7 @@ def sweep(ctx: click.Context, **opts: Any) -> None:
 
 
 def _resume(ctx: click.Context, opts: dict[str, Any]) -> None:
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.tracking import sweep as sw
 
     given = [
@@ -195,6 +196,7 @@ def _resume(ctx: click.Context, opts: dict[str, Any]) -> None:
         raise click.UsageError(
             f"--resume goes on with the sweep's own plan and command: {what} cannot change it"
         )
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.errors import StoreError
     from runbase.records.sweeps import get_sweep
     from runbase.store import Store
@@ -250,7 +252,7 @@ def _executor_args(opts: dict[str, Any], recorded: dict[str, Any] | None = None)
 def _execution(opts: dict[str, Any]) -> dict[str, Any]:
     """The executor's options as the sweep's record keeps them (spec: on, resources,
     retries, jobs)."""
-    from runbase.tracking.executor import parse_memory
+    from runbase.tracking.executor import parse_memory  # lazy: the CLI's start-up
 
     memory = None if opts["memory"] is None else parse_memory(opts["memory"])
     return {
@@ -266,7 +268,7 @@ def _execution(opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _dry_run(plan: Any) -> None:
-    from runbase.tracking import sweep as sw
+    from runbase.tracking import sweep as sw  # lazy: the CLI's start-up loads click alone
 
     if plan.model:
         space = [f"{k}={','.join(map(str, v))}" for k, v in plan.grid.items()]

@@ -39,7 +39,14 @@ from runbase.capture.overrides import INDEX_TAG, format_value, parse_assignment,
 from runbase.core.ids import new_run_id
 from runbase.errors import UsageError
 from runbase.store import Store
-from runbase.tracking.executor import SPEC_TOKEN, Executor, Job, make_executor, runbase_run_argv
+from runbase.tracking.executor import (
+    SPEC_TOKEN,
+    Executor,
+    Job,
+    Resources,
+    make_executor,
+    runbase_run_argv,
+)
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "randint", "choice")
 _CALL = re.compile(r"^\s*(\w+)\s*\((.*)\)\s*$", re.DOTALL)
@@ -454,8 +461,6 @@ def resume_sweep(
 def execution_of(spec: dict[str, Any]) -> dict[str, Any]:
     """``make_executor`` arguments of a recorded sweep (its ``on``, ``jobs``,
     ``resources`` and ``retries``)."""
-    from runbase.tracking.executor import Resources  # one import site for the executor
-
     res = spec.get("resources") or {}
     return {
         "on": spec.get("on") or "local",
@@ -510,7 +515,8 @@ def _index(row: dict[str, Any]) -> int:
 def _snapshot(store: Store, plan: SweepPlan) -> dict[str, Any]:
     """The code record every trial shares: the project snapshotted once, as ``runbase
     run`` would (config files that held a secret left out)."""
-    from runbase.capture.code import snapshot  # lazy: git and subprocess, for a run
+    # lazy: git and subprocess, for a run (the listing helpers here load none)
+    from runbase.capture.code import snapshot
     from runbase.records.lifecycle import project_root
 
     root = project_root(Path.cwd())
@@ -520,6 +526,7 @@ def _snapshot(store: Store, plan: SweepPlan) -> dict[str, Any]:
 def _secret_configs(argv: list[str], root: Path) -> list[str]:
     """The config files on ``argv`` that hold a secret, relative to ``root``: their bytes
     are never stored (what ``runbase run`` withholds from its snapshot)."""
+    # lazy: YAML/TOML parsers and the secret detectors, only for a sweep that runs
     from runbase.capture.configfiles import config_files
     from runbase.capture.params import encode_value
 
