@@ -421,3 +421,35 @@ def test_a_missing_objective_fails_the_trial_with_a_warning(project: Path) -> No
     assert "finished without a numeric metric 'acc' (its metrics: score)" in proc.stderr
     study = study_of(project, sweep_id_of(proc.stdout))
     assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]
+
+
+KILLED_ONCE = """
+    import os, signal, runbase
+    x = runbase.param("x", 0)
+    if x == 2 and not os.path.exists("attempt.log"):  # the first attempt of trial 2 dies
+        open("attempt.log", "w").close()
+        os.kill(os.getpid(), signal.SIGTERM)
+    runbase.summary(y=x)
+"""
+
+
+def test_a_grid_sweep_resumes_the_points_not_done_under_their_own_index(project: Path) -> None:
+    write(project, "k.py", KILLED_ONCE)
+    first = runbase_cmd("sweep", "--grid", "x=1,2,3", "--name", "g", "--", PY, "k.py", cwd=project)
+    assert first.returncode == 1 and "2 finished, 1 failed" in first.stdout, first.stderr
+    sweep_id = sweep_id_of(first.stdout)
+    assert [r["status"] for r in trials_of(project, sweep_id)] == ["finished", "killed", "finished"]
+    again = runbase_cmd("sweep", "--resume", sweep_id, cwd=project)
+    assert again.returncode == 0, again.stderr
+    assert "resumed, 1 runs left" in again.stderr and "[1/1] trial 2 finished: x=2" in again.stderr
+    runs = trials_of(project, sweep_id)  # the killed attempt stays, beside its re-run
+    assert [(r["tags"]["sweep_index"], r["status"], r["params"]["x"]) for r in runs] == [
+        ("1", "finished", 1),
+        ("2", "killed", 2),
+        ("2", "finished", 2),
+        ("3", "finished", 3),
+    ]
+    from runbase.records.sweeps import get_sweep
+
+    rec = get_sweep(store_of(project), sweep_id)
+    assert rec is not None and rec["status"] == "finished" and rec["study"] is None
