@@ -8,14 +8,26 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conftest import ServerProcess, http_request, runbase_cmd, start_server
+from conftest import GIT, ServerProcess, commit, http_request, runbase_cmd, start_server, write
 
 PROJECT = "default"  # the project every server has
+
+# a program whose runs the tests push or publish: param lr, metric loss at steps 0 and 1,
+# metric acc = 0.5 + lr
+TRAIN = """
+import sys
+import runbase
+lr = runbase.param("lr", float(sys.argv[1]))
+for step, loss in enumerate([1.0, 0.5]):
+    runbase.log(loss=loss, step=step)
+runbase.log(acc=0.5 + lr)
+"""
 
 
 @dataclass
@@ -102,3 +114,12 @@ def mlflow_client_env(token: str) -> dict[str, str]:
     """The MLflow client's environment to call a team server with ``token``, failing
     fast: an error is an answer, not a retry."""
     return {"MLFLOW_TRACKING_TOKEN": token, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+
+
+def train_repo(root: Path) -> Path:
+    """A new git repo at ``root`` with :data:`TRAIN` as ``train.py``, committed."""
+    root.mkdir()
+    subprocess.run([*GIT, "init", "-q", str(root)], check=True)
+    write(root, "train.py", TRAIN)
+    commit(root, "train")
+    return root

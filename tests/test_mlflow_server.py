@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from conftest import GIT, commit, require, runbase_cmd, write
-from serverkit import PROJECT, mlflow_client_env, team_server
+from conftest import require, runbase_cmd
+from serverkit import PROJECT, mlflow_client_env, team_server, train_repo
 from serverkit import TeamServer as Team
 
 mlflow = require("mlflow")  # the test extra has it: missing, the module fails, never skips
@@ -33,15 +33,6 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 
 from runbase.core import mlflowfilter  # noqa: E402
 from runbase.errors import QueryError  # noqa: E402
-
-TRAIN = """
-import sys
-import runbase
-lr = runbase.param("lr", float(sys.argv[1]))
-for step, loss in enumerate([1.0, 0.5]):
-    runbase.log(loss=loss, step=step)
-runbase.log(acc=0.5 + lr)
-"""
 
 
 @pytest.fixture(scope="module")
@@ -659,11 +650,7 @@ def test_pushed_runbase_run_is_seen_by_mlflow(
 ) -> None:
     """Runs made by `runbase run` and sent by `runbase push`: one without an
     `experiment` tag is in Default, one tagged is in the experiment of that name."""
-    root = tmp_path / "repo"
-    root.mkdir()
-    subprocess.run([*GIT, "init", "-q", str(root)], check=True)
-    write(root, "train.py", TRAIN)
-    commit(root, "train")
+    root = train_repo(tmp_path / "repo")
     env = {"RUNBASE_CONFIG": str(tmp_path / "config.json")}
 
     def cli(*args: str) -> str:

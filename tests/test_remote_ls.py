@@ -16,19 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GIT, commit, require, runbase_cmd, write
-from serverkit import PROJECT, TeamServer, mlflow_client_env, team_server
+from conftest import require, runbase_cmd
+from serverkit import PROJECT, TeamServer, mlflow_client_env, team_server, train_repo
 
 PY = sys.executable
-
-TRAIN = """
-import sys
-import runbase
-lr = runbase.param("lr", float(sys.argv[1]))
-for step, loss in enumerate([1.0, 0.5]):
-    runbase.log(loss=loss, step=step)
-runbase.log(acc=0.5 + lr)
-"""
 
 # the keys of a local `runbase ls --json` line (records.record.ls_entry), in order
 LS_KEYS = [
@@ -75,14 +66,10 @@ def _mlflow_run(uri: str, token: str) -> str:
 @pytest.fixture(scope="module")
 def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     base = tmp_path_factory.mktemp("remote-ls")
-    root = base / "alice"
-    root.mkdir()
     users = (("alice", "writer", PROJECT), ("rita", "reader", PROJECT), ("otto", "writer", "other"))
     with team_server(base, users, projects=["other"]) as server:
+        root = train_repo(base / "alice")
         t = Team(server, root)
-        subprocess.run([*GIT, "init", "-q", str(root)], check=True)
-        write(root, "train.py", TRAIN)
-        commit(root, "train")
         env = t.config("alice")
         for lr in ("0.25", "0.5"):
             runbase_cmd("run", "-q", "--", PY, "train.py", lr, cwd=root, env=env, check=True)

@@ -96,9 +96,15 @@ MODEL_ID_RE = re.compile(r"m-[0-9a-f]{32}")  # a logged model's id, as MLflow ma
 
 def _check_id(experiment_id: Any) -> str:
     """An experiment id is a decimal number as text; anything else names no experiment."""
-    if not isinstance(experiment_id, str) or not EXPERIMENT_ID_RE.fullmatch(experiment_id):
-        raise NotFound(f"no experiment with id {str(experiment_id)[:40]!r}")
-    return experiment_id
+    return _id_of(experiment_id, EXPERIMENT_ID_RE, "experiment")
+
+
+def _id_of(value: Any, pattern: re.Pattern[str], what: str) -> str:
+    """``value`` if it is text of an id ``pattern`` matches; else NotFound naming ``what``
+    (an id of another shape names none)."""
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise NotFound(f"no {what} with id {str(value)[:40]!r}")
+    return value
 
 
 def _is_id(text: Any) -> bool:
@@ -494,9 +500,7 @@ _MODEL_COLUMNS = "id, experiment_id, run_id, name, status, created_at, updated_a
 
 
 def _check_model_id(model_id: Any) -> str:
-    if not isinstance(model_id, str) or not MODEL_ID_RE.fullmatch(model_id):
-        raise NotFound(f"no logged model with id {str(model_id)[:40]!r}")
-    return model_id
+    return _id_of(model_id, MODEL_ID_RE, "logged model")
 
 
 def _check_info(info: Any) -> str:
