@@ -10,6 +10,7 @@ import math
 import os
 import pickle
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from conftest import require
+from conftest import require, stop_process, wait_until
 from runbase.errors import RunbaseError
 from runbase.records.record import build_record
 from runbase.records.sweeps import get_sweep, trial_runs
@@ -240,3 +241,60 @@ def test_tunes_own_trial_spec_parser_is_not_the_programs() -> None:
     integration.install()  # again: nothing is wrapped twice
     for module in (basic_variant, search_generator):
         assert getattr(module._make_parser(), SKIP_PARSER) is True
+
+
+INTERRUPTED = """\
+import os, sys, time
+from ray import tune
+import ray
+from runbase.integrations.ray import RunbaseLoggerCallback
+
+def train_fn(config):
+    for epoch in range(100_000):
+        tune.report({"loss": 1.0 / (epoch + 1)})
+        time.sleep(0.2)
+
+ray.init(num_cpus=1, include_dashboard=False, object_store_memory=78643200)
+tune.Tuner(train_fn, param_space={"lr": tune.grid_search([0.1, 0.2])},
+           run_config=tune.RunConfig(storage_path=sys.argv[1], verbose=0,
+                                     callbacks=[RunbaseLoggerCallback(store=sys.argv[2])])).fit()
+"""
+
+
+def _running_trial(store_dir: Path) -> bool:
+    if not (store_dir / "FORMAT").is_file():
+        return False
+    store = Store.open(store_dir)
+    try:
+        rows = store.db.query(
+            "SELECT count(*) FROM runs r JOIN metrics m ON m.run_id = r.id "
+            "WHERE r.status = 'running' AND m.count > 0"
+        )
+        return bool(rows[0][0])
+    finally:
+        store.close()
+
+
+def test_an_interrupted_experiment_ends_its_open_trials_killed(
+    project: Path, tmp_path: Path
+) -> None:
+    require("ray")
+    (project / "search.py").write_text(INTERRUPTED)
+    store_dir = tmp_path / "store"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    argv = [sys.executable, "search.py", str(tmp_path / "ray_results"), str(store_dir)]
+    proc = subprocess.Popen(
+        argv, cwd=project, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: _running_trial(store_dir), what="a trial's first result", timeout=300)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: Tune stops the experiment
+        _, err = proc.communicate(timeout=300)
+    finally:
+        stop_process(proc, grace=10, group=True)
+    recs, sweep = _records(store_dir)
+    assert sweep is not None and sweep["status"] == "interrupted", err[-3000:]
+    assert [r["status"] for r in recs] == ["killed"], err[-3000:]  # the second never started
+    assert recs[0]["error"] == "the Tune experiment ended"
+    assert recs[0]["metrics"]["loss"]["count"] >= 1
