@@ -26,9 +26,11 @@ OBJ = """
 """
 
 # loss x * (1 + 1 / (step + 1)) at each step: the lower x, the better at every step;
-# slow enough that the pruner reads a step before the run ends
+# slow enough that the pruner reads a step before the run ends. Stopped, it exits 0 (as a
+# script that saves a checkpoint on SIGTERM may): its run is pruned all the same
 STEPS = """
-    import time, runbase
+    import signal, sys, time, runbase
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     x = runbase.param("x", 1.0)
     for step in range(STEPS):
         runbase.log(loss=x * (1 + 1 / (step + 1)), step=step)

@@ -704,9 +704,9 @@ class _Driver:
             self._tell(trial, "fail")
             return
         run_id = str(trial.run_id)
+        if job.cancelled:  # marked when stopped; again for a run that had no row yet
+            self._mark_pruned(self.store, run_id)
         status = run_status(self.store, run_id) or ("finished" if job.returncode == 0 else "failed")
-        if job.cancelled and self._mark_pruned(run_id):
-            status = "pruned"
         trial.status = status
         if status == "finished" and self.plan.objective is not None:
             metric = load_metrics(self.store, [run_id])[run_id].get(self.plan.objective)
@@ -719,12 +719,11 @@ class _Driver:
         else:
             self._tell(trial, "pruned" if status == "pruned" else "fail")
 
-    def _mark_pruned(self, run_id: str) -> bool:
+    def _mark_pruned(self, store: Store, run_id: str) -> bool:
         from runbase.records.sweeps import set_run_status  # lazy: records
 
-        return set_run_status(
-            self.store, run_id, "pruned", f"stopped by the sweep's {self.plan.prune} pruner"
-        )
+        note = f"stopped by the sweep's {self.plan.prune} pruner"
+        return set_run_status(store, run_id, "pruned", note)
 
     def _no_objective(self, trial: Trial, metrics: list[str]) -> None:
         metrics = [m for m in metrics if not m.startswith("sys/")]  # the system's, not its own
@@ -832,6 +831,9 @@ class _Driver:
                 f"runbase: pruning trial {trial.index} at step {max(steps)} "
                 f"({objective} {values[-1]:.6g})"
             )
+            # marked while it runs: its end (killed, or whatever a command that catches
+            # SIGTERM to save a checkpoint exits with) keeps it pruned
+            self._mark_pruned(store, str(run_id))
             self.executor.cancel(job, self.plan.grace)
 
 
