@@ -298,3 +298,39 @@ def test_an_interrupted_experiment_ends_its_open_trials_killed(
     assert [r["status"] for r in recs] == ["killed"], err[-3000:]  # the second never started
     assert recs[0]["error"] == "the Tune experiment ended"
     assert recs[0]["metrics"]["loss"]["count"] >= 1
+
+
+TRAIN_V1_CONFIG = """\
+import sys
+import ray
+from ray import train, tune
+from runbase.integrations.ray import RunbaseLoggerCallback
+
+def train_fn(config):
+    for epoch in range(2):
+        tune.report({"loss": config["lr"] * (2 - epoch)})
+
+ray.init(num_cpus=1, include_dashboard=False, object_store_memory=78643200)
+run_config = train.RunConfig(storage_path=sys.argv[1], verbose=0,
+                             callbacks=[RunbaseLoggerCallback(store=sys.argv[2])])
+tune.Tuner(train_fn, param_space={"lr": 0.5}, run_config=run_config).fit()
+"""
+
+
+def test_ray_train_run_config_of_train_v1_takes_the_callback_too(
+    project: Path, tmp_path: Path
+) -> None:
+    """Ray Train v2 (Ray's default) refuses Tune callbacks in ray.train.RunConfig; with
+    Train v1 (RAY_TRAIN_V2_ENABLED=0) it is Tune's run config and the callback works."""
+    require("ray")
+    (project / "search.py").write_text(TRAIN_V1_CONFIG)
+    store_dir = tmp_path / "store"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
+           "RAY_TRAIN_V2_ENABLED": "0"}  # fmt: skip
+    argv = [sys.executable, "search.py", str(tmp_path / "ray_results"), str(store_dir)]
+    proc = subprocess.run(argv, cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recs, _ = _records(store_dir)
+    assert [(r["status"], r["params"], r["metrics"]["loss"]["count"]) for r in recs] == [
+        ("finished", {"lr": 0.5}, 2)
+    ]
