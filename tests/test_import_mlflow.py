@@ -18,13 +18,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from conftest import require, runbase_cmd, start_server
+from conftest import require, runbase_cmd
 from runbase.cli import main
 from runbase.errors import NotFound, UsageError
 from runbase.interop.mlflow_import import import_mlflow
 from runbase.records import experiments, external
 from runbase.records.record import build_record
 from runbase.store import Store
+from serverkit import team_server
 
 # Run by the real MLflow client in a subprocess: what a user's training script writes.
 MAKE = """
@@ -226,12 +227,12 @@ def test_an_imported_run_exports_back_with_its_datasets(
     assert mine.dataset.to_dictionary() == theirs.dataset.to_dictionary()
     assert [(t.key, t.value) for t in mine.tags] == [("mlflow.data.context", "training")]
     assert back.data.params == original.data.params
-    assert {k: v for k, v in back.data.tags.items() if k in original.data.tags} == original.data.tags
+    assert {
+        k: v for k, v in back.data.tags.items() if k in original.data.tags
+    } == original.data.tags
 
 
-def test_a_second_import_changes_nothing(
-    source: tuple[Path, dict[str, str]], store: Store
-) -> None:
+def test_a_second_import_changes_nothing(source: tuple[Path, dict[str, str]], store: Store) -> None:
     mlruns, _ids = source
     first = import_mlflow(store, mlruns)
     before = counts(store)
@@ -368,17 +369,8 @@ def test_cli_exit_codes_and_json(
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """A real `runbase server` (SQLite + objects directory) and a writer's token."""
-    base = tmp_path_factory.mktemp("mlflow-server")
-    db, objects = str(base / "server.db"), str(base / "objects")
-    runbase_cmd("server", "migrate", "--db", db, "--objects", objects, check=True)
-    proc = start_server(db, objects, log_dir=base)
-    try:
-        out = runbase_cmd(
-            "server", "users", "add", "alice", "--project-role", "writer", "--db", db, check=True
-        ).stdout
-        yield f"{proc.url}/p/default/mlflow", next(w for w in out.split() if w.startswith("rbt_"))
-    finally:
-        proc.stop()
+    with team_server(tmp_path_factory.mktemp("mlflow-server"), [("alice", "writer")]) as team:
+        yield team.uri, team.tokens["alice"]
 
 
 def test_import_from_a_tracking_server_downloads_artifacts(

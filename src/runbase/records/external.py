@@ -45,8 +45,8 @@ from runbase.records.experiments import (
     adopt,
     check_key,
     check_stored_file,
+    check_tags,
     check_text,
-    check_value,
 )
 from runbase.records.ingest import append_points, apply_summary
 from runbase.store import Store
@@ -267,14 +267,6 @@ def _time(value: Any, what: str) -> float:
     return float(value)
 
 
-def _tags(tags: Any) -> dict[str, str]:
-    if tags is None:
-        return {}
-    if not isinstance(tags, dict):
-        raise UsageError("tags must be a mapping of strings to strings")
-    return {check_key(k): check_value(v) for k, v in tags.items()}
-
-
 def exists(store: Store, run_id: str) -> bool:
     if not isinstance(run_id, str) or not is_valid_id(run_id):
         return False
@@ -321,7 +313,7 @@ def create_run(
             check_text(what, text, 256)
     if parent_id is not None:
         _run_id(parent_id)
-    checked = _tags(tags)
+    checked = check_tags(tags)
     with store.db.transaction() as cur:
         if cur.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
             raise Conflict(f"a run with id {run_id} already exists")
@@ -499,7 +491,7 @@ def _number(text: str) -> float | None:
 def set_tags(store: Store, run_id: str, tags: dict[str, str]) -> None:
     """Set (or replace) tags of a run."""
     run_id = _run_id(run_id)
-    checked = _tags(tags)
+    checked = check_tags(tags)
     with store.db.transaction() as cur:
         _require(cur, run_id)
         for k, v in checked.items():
