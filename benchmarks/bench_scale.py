@@ -58,6 +58,7 @@ LOCK_EVERY = 0.01  # seconds between two looks at PostgreSQL's advisory locks
 # Amazon S3's documented request rates per partitioned prefix
 S3_PUT_PER_PREFIX = 3500  # PUT/COPY/POST/DELETE per second
 S3_GET_PER_PREFIX = 5500  # GET/HEAD per second
+GET_ERRORS: list[str] = []  # runs the server would not show (in the result)
 SRC_ENV: dict[str, str] = {}  # --src: PYTHONPATH of every child
 
 
@@ -210,6 +211,8 @@ def run_level(
                     f"L{n}-{k}",
                     "--out",
                     str(out),
+                    "--project",
+                    project_of(k, args.projects),
                 ],
                 env=env,
                 stdin=subprocess.PIPE,
@@ -232,6 +235,11 @@ def run_level(
     return summarize_level(n, parts, srv, token, args, mon)
 
 
+def project_of(k: int, projects: int) -> str:
+    """Worker process ``k``'s project: ``--projects`` spreads the trials over several."""
+    return "default" if k % projects == 0 else f"sweep{k % projects}"
+
+
 def summarize_level(
     n: int, parts: list[dict[str, Any]], srv: S.RunbaseServer, token: str, args: Any, mon: Monitor
 ) -> dict[str, Any]:
@@ -249,8 +257,11 @@ def summarize_level(
     pg_cpu = b["pg_cpu"] - a["pg_cpu"]
     in_window = [s for s in mon.samples if t0 <= s["t"] <= t1]
     conns = [c for s in in_window for c in s["pg_conns"].values() if c]
-    run_ids = [r for p in parts for r in p["run_ids"]]
-    stored = server_points(srv, token, run_ids)
+    GET_ERRORS.clear()
+    stored = sum(
+        server_points(srv, token, p["run_ids"], project_of(k, args.projects))
+        for k, p in enumerate(parts)
+    )
     lock = mon.lock_busy(t0, t1)
     logged = sum(p["points_logged"] for p in parts)
     finish = [t for p in parts for t in p["finish_push_s"]]
@@ -291,16 +302,18 @@ def summarize_level(
         "points_logged": logged,
         "points_on_server": stored,
         "all_points_arrived": stored == logged,
+        "server_get_errors": GET_ERRORS[:5],
         "loadavg": list(os.getloadavg()),
     }
 
 
-def server_points(srv: S.RunbaseServer, token: str, run_ids: list[str]) -> int:
+def server_points(srv: S.RunbaseServer, token: str, run_ids: list[str], project: str) -> int:
     """Every trial's points as the server counts them (its runs API, one run at a time)."""
     total = 0
     for rid in run_ids:
-        _dt, status, data = S.request(srv.port, "GET", f"/p/default/api/runs/{rid}", token=token)
+        _dt, status, data = S.request(srv.port, "GET", f"/p/{project}/api/runs/{rid}", token=token)
         if status != 200:
+            GET_ERRORS.append(f"GET {project}/{rid}: HTTP {status} {data[:200]!r}")
             continue
         for m in (json.loads(data).get("metrics") or {}).values():
             total += int(m.get("count") or 0)
@@ -321,7 +334,10 @@ def bench_live(backend: str, args: Any, scratch: Path, pg: S.Postgres | None) ->
     srv.cli("server", "migrate", "--db", db, "--objects", objects)
     from runbase.server import admin
 
-    token = admin.add_user(db, f"sweeper-{backend}").secret
+    projects = tuple(project_of(k, args.projects) for k in range(args.projects))
+    for name in projects[1:]:
+        srv.cli("server", "projects", "add", name, "--db", db)
+    token = admin.add_user(db, f"sweeper-{backend}", projects=projects).secret
     srv.start(workers)
     levels = []
     try:
@@ -332,17 +348,17 @@ def bench_live(backend: str, args: Any, scratch: Path, pg: S.Postgres | None) ->
         ) as mon:
             for n in args.levels:
                 r = run_level(srv, token, n, args, base, mon)
-                r.update(backend=backend, workers=workers)
+                r.update(backend=backend, workers=workers, projects=args.projects)
                 levels.append(r)
                 print_level(r)
     finally:
         srv.stop()
-    return {"backend": backend, "workers": workers, "levels": levels}
+    return {"backend": backend, "workers": workers, "projects": args.projects, "levels": levels}
 
 
 def print_level(r: dict[str, Any]) -> None:
     print(
-        f"{r['backend']} {r['workers']}w {r['trials']} trials: "
+        f"{r['backend']} {r['workers']}w {r['trials']} trials/{r['projects']} project(s): "
         f"{C.rate(r['points_per_s'])} points ({C.rate(r['offered_points_per_s'])} offered), "
         f"{r['requests_per_s']:.1f} req/s, p50 {C.ms(r['latency_p50_s'])} "
         f"p95 {C.ms(r['latency_p95_s'])}, server {r['server_cpu_cores']:.2f} cores "
@@ -541,7 +557,11 @@ def print_objects(t: dict[str, Any]) -> None:
 def limits(result: dict[str, Any], keys: int) -> dict[str, Any]:
     """1,000 and 10,000 concurrent trials, from the measured per-request costs."""
     out: dict[str, Any] = {"basis": {}}
-    live = {b["backend"]: b for b in result.get("live") or [] if "levels" in b}
+    live = {
+        b["backend"]: b
+        for b in result.get("live") or []
+        if "levels" in b and b.get("projects", 1) == 1  # the worst case: one project
+    }
     pg = live.get("postgres") or live.get("sqlite")
     if not pg:
         return out
@@ -664,6 +684,9 @@ def main() -> None:
     ap.add_argument("--sqlite-workers", type=int, default=1)
     ap.add_argument("--pg-workers", type=int, default=2)
     ap.add_argument("--code-files", type=int, default=50)
+    ap.add_argument(
+        "--projects", type=int, default=1, help="spread the trials over this many projects"
+    )
     ap.add_argument("--skip", default="", help="comma list of live,objects")
     ap.add_argument("--quick", action="store_true", help="levels 20,50, 8 s each")
     ap.add_argument("--merge", action="store_true", help="keep sections not run from scale.json")
@@ -696,7 +719,11 @@ def main() -> None:
     old = C.RESULTS_DIR / "scale.json"
     if args.merge and old.exists():
         prev = json.loads(old.read_text())
-        result["live"] = [b for b in prev.get("live") or [] if b.get("backend") not in backends]
+        result["live"] = [
+            b
+            for b in prev.get("live") or []
+            if b.get("backend") not in backends or b.get("projects", 1) != args.projects
+        ]
         if "objects" in skip and "objects" in prev:
             result["objects"] = prev["objects"]
     t_all = time.perf_counter()
@@ -732,7 +759,8 @@ def report(result: dict[str, Any]) -> None:
         for r in b["levels"]:
             rows.append(
                 [
-                    f"{r['backend']}, {r['workers']}w, {r['trials']} trials",
+                    f"{r['backend']}, {r['workers']}w, {r['trials']} trials"
+                    + (f", {r['projects']} projects" if r.get("projects", 1) > 1 else ""),
                     f"{C.rate(r['points_per_s'])} / {C.rate(r['offered_points_per_s'])}",
                     f"{r['requests_per_s']:.1f}",
                     f"{C.ms(r['latency_p50_s'])} / {C.ms(r['latency_p95_s'])}",

@@ -82,11 +82,12 @@ def main() -> None:
     ap.add_argument("--keys", type=int, default=10)
     ap.add_argument("--rate", type=float, default=1.0, help="points per second per key")
     ap.add_argument("--label", default="t")
+    ap.add_argument("--project", default="default")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
     store = Store.open(args.store, create=True)
-    remote = Remote("bench", args.url, "default", args.token)
+    remote = Remote("bench", args.url, args.project, args.token)
     keys = [f"metric_{k}" for k in range(args.keys)]
     runs = [
         lifecycle.create_run(
