@@ -268,6 +268,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--skip", default="", help="comma list of overhead,sweep")
     ap.add_argument("--quick", action="store_true", help="6 trials for overhead, 8 a sweep")
+    ap.add_argument("--merge", action="store_true", help="keep sections --skip leaves out")
     args = ap.parse_args()
     if args.quick:
         args.n, args.trials, args.rounds = 6, 8, 1
@@ -278,14 +279,22 @@ def main() -> None:
     )
     scratch = C.scratch_dir("ray")
     result: dict[str, Any] = {"machine": C.machine_info(), "args": vars(args)}
+    old = C.RESULTS_DIR / "ray.json"
+    if args.merge and old.exists():  # keep the sections not run this time
+        prev = json.loads(old.read_text())
+        for k in ("overhead", "sweep"):
+            if k in skip and k in prev:
+                result[k] = prev[k]
     ray = LocalRay(args.cpus)
     t_all = time.perf_counter()
     try:
         ray.start()
         if "overhead" not in skip:
             result["overhead"] = bench_overhead(ray, scratch, args)
+            result["overhead"]["machine"] = C.machine_info()
         if "sweep" not in skip:
             result["sweep"] = bench_sweep(ray, scratch, args)
+            result["sweep"]["machine"] = C.machine_info()
     finally:
         ray.stop()
         C.rmtree(scratch)

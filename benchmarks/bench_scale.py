@@ -722,7 +722,9 @@ def main() -> None:
         result["live"] = [
             b
             for b in prev.get("live") or []
-            if b.get("backend") not in backends or b.get("projects", 1) != args.projects
+            if "live" in skip
+            or b.get("backend") not in backends
+            or b.get("projects", 1) != args.projects
         ]
         if "objects" in skip and "objects" in prev:
             result["objects"] = prev["objects"]
@@ -738,6 +740,7 @@ def main() -> None:
             for b in backends:
                 S.section(result, f"live_{b}", bench_live, b, args, scratch, pg)
                 result["live"].append(result.pop(f"live_{b}"))
+                result["live"][-1]["machine"] = C.machine_info()  # merged runs differ
         if "objects" not in skip:
             S.section(result, "objects", bench_objects, args, scratch)
     finally:
