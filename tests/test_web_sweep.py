@@ -312,6 +312,12 @@ def test_sweep_page_in_a_browser_updates_as_trials_come_in(
     assert page.locator("#importance .imp-row[data-param=lr]").count() == 1
     assert "mostly noise" in page.inner_text("#importance-warning")
     screenshot(page, "sweep.png")
+    page.select_option("#x-axis", "time")  # the same curve over the trials' end times
+    page.wait_for_url(re.compile(r"x=time"))
+    page.wait_for_function(
+        "document.querySelectorAll('#best-chart .scatterlayer .trace').length === 2"
+    )
+    assert page.locator("#best-chart .xtitle", has_text="end time").count() == 1
     best_row = page.locator("#trials tr.best-row")
     assert best_row.get_attribute("data-id") == _ids(site["store"], rec)["rec-2"]
 

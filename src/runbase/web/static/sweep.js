@@ -162,7 +162,8 @@
         " ", el("span", { class: "muted mono" }, paramText(obj(best.params))))
     );
     const byTime = state.x === "time";
-    const xs = curve.map((p) => (byTime ? str(p.time) : p.n));
+    // times as epoch milliseconds, as the runs page's time axes (an ISO offset is not plotly's)
+    const xs = curve.map((p) => (byTime ? (RB.parseTime(p.time) || { getTime: () => null }).getTime() : p.n));
     const hover = curve.map((p) => RB.plotText("trial " + p.index + ": " + RB.fmtValue(p.value) + " (best " + RB.fmtValue(p.best) + ")"));
     const traces = [
       { x: xs, y: curve.map((p) => num(p.value)), mode: "markers", type: "scatter", name: "trial", text: hover, hoverinfo: "text", marker: { color: RB.COLORS[7], size: 7 } },
