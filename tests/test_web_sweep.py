@@ -102,6 +102,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     assert grid.returncode == 0, grid.stderr
     grid_id = re.search(r"sweep (\w+):", grid.stdout).group(1)  # type: ignore[union-attr]
 
+    search = runbase_cmd(
+        "sweep", "--search", "random", "--random", "lr=loguniform(0.01,0.3)", "--objective",
+        "acc", "--direction", "max", "--trials", "4", "--seed", "0", "-j", "2", "--name", "rnd",
+        "--", py, "train.py", cwd=root, timeout=300,
+    )  # fmt: skip
+    assert search.returncode == 0, search.stderr
+    search_id = re.search(r"sweep (\w+):", search.stdout).group(1)  # type: ignore[union-attr]
+
     store = Store.open(root / ".runbase")
     rec_id = "0recordedsweep01"
     spec = {
@@ -129,7 +137,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     for i, lr in enumerate(["0.1", "0.01"], 1):  # a multirun group: runs, no record
         _run(root, "--sweep-id", GROUP, "-t", f"sweep_index={i}", "--name", f"<i>g{i}</i>",
              "--", py, "train.py", "--lr", lr)  # fmt: skip
-    return {"root": root, "grid": grid_id, "recorded": rec_id, "dead": dead, "store": store}
+    return {
+        "root": root,
+        "grid": grid_id,
+        "search": search_id,
+        "recorded": rec_id,
+        "dead": dead,
+        "store": store,
+    }
 
 
 def _ids(store: Store, sweep_id: str) -> dict[str, str]:
@@ -200,6 +215,20 @@ def test_recorded_sweep_counts_best_so_far_and_importance(
     # the other direction, asked
     low = _sweep(server, site["recorded"], direction="min")
     assert low["objective"]["direction"] == "min" and low["best"]["index"] == 3
+
+
+def test_a_search_sweep_is_judged_by_its_own_objective(site: dict[str, Any], server: str) -> None:
+    """`runbase sweep --search random --objective acc`: its record names the objective."""
+    data = _sweep(server, site["search"])
+    assert data["recorded"] and data["spec"]["search"] == "random"
+    assert data["objective"]["metric"] == "acc" and data["objective"]["source"] == "spec"
+    assert data["objective"]["direction"] == "max" and data["params"] == ["lr"]
+    assert data["counts"]["finished"] == 4 and [t["index"] for t in data["trials"]] == [1, 2, 3, 4]
+    values = [t["value"] for t in data["trials"]]
+    assert data["best"]["value"] == max(values)
+    assert [p["n"] for p in data["best_curve"]] == [1, 2, 3, 4]
+    assert data["best_curve"][-1]["best"] == max(values)
+    assert data["importance"]["rows"][0]["param"] == "lr"
 
 
 def test_grid_sweep_without_objective_lets_the_user_pick_a_metric(
