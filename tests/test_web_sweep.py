@@ -324,6 +324,7 @@ def test_sweep_page_in_a_browser_updates_as_trials_come_in(
     page.wait_for_function("document.querySelectorAll('#trials tr.trial-row').length === 6")
     assert page.inner_text(".count-chip[data-status=pruned] b") == "1"
     assert page.inner_text(".count-chip[data-status=lost] b") == "1"
+    assert page.inner_text("#sweep-progress") == "5 of 6 trials done"  # lost: retried
     pruned_bg = page.eval_on_selector(
         ".count-chip[data-status=pruned]", "e => getComputedStyle(e).backgroundColor"
     )

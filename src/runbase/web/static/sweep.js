@@ -35,6 +35,7 @@
     sort: { key: "index", desc: false },
     data: null,
     timer: null,
+    waiting: false, // a poll came due while the tab was hidden
     seq: 0,
   };
 
@@ -67,9 +68,21 @@
   function schedule(data) {
     const running = num(obj(data.counts).running) || 0;
     $("sweep-live").hidden = running === 0;
-    if (running > 0) state.timer = setTimeout(load, POLL_MS);
-    else if (data.status === "running") state.timer = setTimeout(load, IDLE_POLL_MS);
+    if (running > 0) state.timer = setTimeout(poll, POLL_MS);
+    else if (data.status === "running") state.timer = setTimeout(poll, IDLE_POLL_MS);
   }
+
+  // a tab in the background asks nothing; it catches up when shown again
+  function poll() {
+    if (document.hidden) state.waiting = true;
+    else load();
+  }
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && state.waiting) {
+      state.waiting = false;
+      load();
+    }
+  });
 
   function draw(data) {
     drawHead(data);
@@ -91,7 +104,7 @@
       if (str(spec.search)) bits.push(el("span", {}, "search " + spec.search));
       const cmd = list(spec.command).filter((c) => typeof c === "string");
       if (cmd.length) bits.push(el("span", { class: "mono", title: cmd.join(" ") }, shorten(cmd.join(" "), 80)));
-      if (num(spec.trials)) bits.push(el("span", {}, spec.trials + " trials asked"));
+      if (num(spec.trials)) bits.push(el("span", { id: "sweep-progress" }, doneTrials(obj(data.counts)) + " of " + spec.trials + " trials done"));
       if (str(spec.prune)) bits.push(el("span", {}, "pruner " + spec.prune));
       if (str(spec.on) && spec.on !== "local") bits.push(el("span", {}, "on " + spec.on));
       if (data.created_at) bits.push(el("span", {}, "started ", RB.timeCell(data.created_at)));
@@ -102,6 +115,11 @@
     fill($("sweep-meta"), bits);
     $("sweep-note").hidden = !data.note;
     $("sweep-note").textContent = str(data.note);
+  }
+
+  /** Trials that ended, however they ended; a lost one is not: its retry is a run of its own. */
+  function doneTrials(counts) {
+    return Object.entries(counts).reduce((n, [status, k]) => n + (status === "running" || status === "lost" ? 0 : num(k) || 0), 0);
   }
 
   function shorten(text, n) {
