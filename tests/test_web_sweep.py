@@ -30,6 +30,7 @@ from conftest import (
     write,
 )
 from runbase.analysis import sweepstats
+from runbase.errors import UsageError
 from runbase.records import sweeps
 from runbase.store import Store
 
@@ -418,3 +419,50 @@ def test_api_doc_names_every_key(site: dict[str, Any], server: str) -> None:
     assert documented_keys("api.md", "GET /api/sweeps/{sweep_id}") == set(data)
     listing = _get(server + "/api/sweeps")[1]
     assert documented_keys("api.md", "GET /api/sweeps") == set(listing) | set(listing["sweeps"][0])
+
+
+# -- the pure parts of analysis.sweepstats -----------------------------------------------------
+
+
+def _trial(index: int, status: str, value: float | None) -> dict[str, Any]:
+    return {"index": index, "id": f"run{index}", "status": status, "value": value,
+            "ended_at": f"t{index}", "name": f"n{index}", "params": {}}  # fmt: skip
+
+
+def test_best_curve_counts_finished_trials_in_the_order_they_ended() -> None:
+    trials = [
+        _trial(1, "finished", 0.5),
+        _trial(2, "pruned", 9.0),  # stopped early: never the best
+        _trial(3, "finished", None),  # no value (missing, NaN): not a point
+        _trial(4, "finished", 0.2),
+        _trial(5, "running", 0.1),
+    ]
+    ends = {"run1": 30.0, "run2": 10.0, "run3": 5.0, "run4": 20.0, "run5": None}
+    low = sweepstats.best_curve(trials, ends, "min")
+    assert [(p["n"], p["index"], p["best"], p["best_id"]) for p in low] == [
+        (1, 4, 0.2, "run4"),
+        (2, 1, 0.2, "run4"),
+    ]
+    high = sweepstats.best_curve(trials, ends, "max")
+    assert [p["best"] for p in high] == [0.2, 0.5]
+    assert sweepstats.best_trial(trials, high)["index"] == 1  # type: ignore[index]
+    assert sweepstats.best_curve(trials, ends, None) == []
+
+
+def test_objective_values_and_directions() -> None:
+    metrics = {"acc": {"value": 0.9, "min": 0.1}, "loss": {"value": float("nan"), "min": 0.3}}
+    assert sweepstats.objective_value(metrics, "acc") == 0.9
+    assert sweepstats.objective_value(metrics, "loss.min") == 0.3
+    assert sweepstats.objective_value(metrics, "loss") is None  # NaN is no value
+    assert sweepstats.objective_value(metrics, "nope") is None
+    spec = {"objective": "val_score", "direction": "min"}
+    assert sweepstats.choose_objective(spec, None, None) == {
+        "metric": "val_score", "direction": "min", "source": "spec", "direction_source": "spec",
+    }  # fmt: skip
+    # another metric than the objective: its name decides, not the objective's direction
+    assert sweepstats.choose_objective(spec, "loss.min", None)["direction"] == "min"  # type: ignore[index]
+    assert sweepstats.choose_objective(spec, "accuracy", None)["direction"] == "max"  # type: ignore[index]
+    assert sweepstats.choose_objective(None, "widgets", None)["direction_source"] == "default"  # type: ignore[index]
+    assert sweepstats.choose_objective({}, None, None) is None
+    with pytest.raises(UsageError, match="max or min"):
+        sweepstats.choose_objective(spec, None, "up")
