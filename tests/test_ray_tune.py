@@ -11,6 +11,7 @@ import os
 import pickle
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -262,15 +263,20 @@ tune.Tuner(train_fn, param_space={"lr": tune.grid_search([0.1, 0.2])},
 
 
 def _running_trial(store_dir: Path) -> bool:
-    if not (store_dir / "FORMAT").is_file():
+    """Has a trial's run, still running, a metric point yet? (False while the driver is
+    still creating the store: its tables may not be there yet.)"""
+    try:
+        store = Store.open(store_dir)
+    except (RunbaseError, sqlite3.OperationalError):  # not created, or half created
         return False
-    store = Store.open(store_dir)
     try:
         rows = store.db.query(
             "SELECT count(*) FROM runs r JOIN metrics m ON m.run_id = r.id "
             "WHERE r.status = 'running' AND m.count > 0"
         )
         return bool(rows[0][0])
+    except sqlite3.OperationalError:  # no such table yet
+        return False
     finally:
         store.close()
 
