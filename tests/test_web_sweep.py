@@ -78,7 +78,7 @@ runbase.summary(acc=0.66)
 """
 
 RECORDED_LRS = ["0.1", "0.01", "0.3", "0.03"]  # trials 1-4, run one after the other
-GROUP = "hydra-multirun-7"  # a sweep id only its runs name: no record
+GROUP = "multirun <img src=x onerror=alert(7)> 7"  # only its runs name it (no record)
 
 
 def _run(root: Path, *args: str) -> None:
@@ -394,13 +394,14 @@ def test_sweep_page_in_a_browser_updates_as_trials_come_in(
 def test_sweep_page_picks_a_metric_and_escapes_user_text(
     site: dict[str, Any], server: str, page: Any
 ) -> None:
-    page.goto(f"{server}/sweeps/{GROUP}")
+    page.goto(f"{server}/sweeps/{urllib.parse.quote(GROUP)}")
     page.wait_for_selector("#sweep-note:not([hidden])")
     assert "spec is unknown" in page.inner_text("#sweep-note")
     page.wait_for_function("document.querySelectorAll('#trials tr.trial-row').length === 2")
     # names are text, not markup
     assert page.locator("#trials a.run-link", has_text="<i>g1</i>").count() == 1
-    assert page.locator("#trials i").count() == 0
+    assert page.locator("#trials i, #main img").count() == 0
+    assert GROUP in page.inner_text("h1")
     page.select_option("#metric", "acc")
     page.wait_for_url(re.compile(r"metric=acc"))
     page.wait_for_selector("#importance-none")
