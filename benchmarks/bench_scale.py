@@ -528,7 +528,7 @@ def bench_objects(args: Any, scratch: Path) -> dict[str, Any]:
                     "s3_gets": sum(v for k, v in s3.items() if k.startswith(("GET", "HEAD"))),
                     "server_requests": http_counts,
                     "server_total": sum(http_counts.values()),
-                    "object_uploads": sum(v for k, v in http_counts.items() if k.startswith("PUT")),
+                    "object_uploads": object_uploads(http_counts),
                     "bucket_objects_added": after[0] - before[0],
                     "bucket_bytes_added": after[1] - before[1],
                 }
@@ -540,6 +540,11 @@ def bench_objects(args: Any, scratch: Path) -> dict[str, Any]:
         s3proxy.close()
         weed.stop()
     return {"code_files": args.code_files + 1, "trials": trials}
+
+
+def object_uploads(server_requests: dict[str, int]) -> int:
+    """Object uploads among a trial's requests to the server (not its bundle's PUT)."""
+    return sum(v for k, v in server_requests.items() if re.match(r"PUT /p/[^/]+/api/objects/", k))
 
 
 def print_objects(t: dict[str, Any]) -> None:
@@ -720,6 +725,8 @@ def main() -> None:
         sys.path.insert(0, src)
     if args.report_only:
         result = json.loads((C.RESULTS_DIR / "scale.json").read_text())
+        for t in (result.get("objects") or {}).get("trials") or []:
+            t["object_uploads"] = object_uploads(t["server_requests"])
         result["limits"] = limits(result, result["args"]["keys"])
         report(result)
         C.write_result("scale", result)
