@@ -198,3 +198,16 @@ def test_cli_options_refuse_ray_options_without_ray(project: Path) -> None:
     assert r.returncode == 2 and "--gpus needs --on ray" in r.stderr
     r = runbase_cmd("reproduce", "nosuchrun", "--on", "ray", "--memory", "4X", cwd=project)
     assert r.returncode == 2 and "bad memory size" in r.stderr
+
+
+def test_reproduce_on_an_executor_runs_the_rerun_as_a_job(project: Path) -> None:
+    """--on local: the re-run is a job of the executor; the verdict is the same."""
+    write(project, "t.py", "import runbase\nrunbase.summary(acc=0.75)\n")
+    runbase_cmd("run", "--", PY, "t.py", cwd=project, check=True)
+    orig = json.loads(runbase_cmd("ls", "--json", "-l", "1", cwd=project).stdout)[0]["id"]
+    r = runbase_cmd("reproduce", orig, "--on", "local", "--json", cwd=project)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["verdict"] == "reproduced", out
+    rec = json.loads(runbase_cmd("show", out["run"], "--json", cwd=project).stdout)
+    assert rec["reproduces"] == orig and rec["executor"]["kind"] == "local"

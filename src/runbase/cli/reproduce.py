@@ -14,6 +14,7 @@ from runbase.cli._common import (
     pull_remote_ref,
     stdout_to_stderr,
 )
+from runbase.cli._executor import executor_from, executor_options
 from runbase.errors import RunbaseError
 
 
@@ -44,6 +45,7 @@ from runbase.errors import RunbaseError
     help="If it diverged, run `runbase explain RUN NEW` at once: which change moved the metric.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+@executor_options
 @click.pass_context
 def reproduce(
     ctx: click.Context,
@@ -55,18 +57,25 @@ def reproduce(
     atol: float,
     then_explain: bool,
     as_json: bool,
+    on: str | None,
+    cpus: float | None,
+    gpus: float | None,
+    memory: str | None,
+    retries: int | None,
 ) -> None:
     """Re-run RUN (a local run, REMOTE:RUN or a run's URL on a team server: pulled with
     its data first) from its record (code and data restored) and say whether it
     reproduced: exit 0 if every metric that measures the result matches within
     tolerance (timing metrics are not compared), 1 if it diverged, 3 if there was
     nothing to compare, 4 if -p changed it by request. When it diverged, --explain
-    runs `runbase explain` on the two runs (the exit status stays the verdict's)."""
+    runs `runbase explain` on the two runs (the exit status stays the verdict's).
+    --on ray re-runs it as a task on a Ray cluster (docs/ray.md)."""
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.tracking.reproduce import DIVERGED, EXIT_CODES
     from runbase.tracking.reproduce import reproduce as do_reproduce
 
     overrides = parse_overrides(params)
+    executor = executor_from(None, on, cpus, gpus, memory, retries)
     try:  # exit 1 means "diverged": any other failure exits 2
         # --json: stdout carries the JSON alone; the command's output goes to stderr
         with stdout_to_stderr(as_json):
@@ -81,6 +90,7 @@ def reproduce(
                 rtol,
                 atol,
                 log=lambda line: click.echo(line, err=True),
+                executor=executor if on is not None else None,
             )
     except RunbaseError as e:
         raise click.UsageError(str(e)) from e

@@ -34,13 +34,16 @@ from runbase.analysis.metrickinds import is_timing_metric  # re-exported: caller
 from runbase.capture import overrides as ov
 from runbase.capture.env import packages
 from runbase.core import fsname
+from runbase.core.ids import new_run_id
 from runbase.core.shapes import loads
-from runbase.errors import UsageError
+from runbase.errors import RunbaseError, UsageError
 from runbase.records.checkout import checkout, describe
-from runbase.records.read import reproduction_count, resolve
+from runbase.records.jobruns import job_ids
+from runbase.records.read import load_params, reproduction_count, resolve
 from runbase.records.record import build_record
 from runbase.store import Store
 from runbase.tracking.envbuild import activation, build_env
+from runbase.tracking.executor import SPEC_TOKEN, Executor, Job, runbase_run_argv
 from runbase.tracking.supervisor import RunOptions, run
 
 ENV_MODES = ("current", "venv")
@@ -310,13 +313,19 @@ def reproduce(
     rtol: float = 0.0,
     atol: float = 0.0,
     log: Any = None,
+    executor: Executor | None = None,
 ) -> Reproduction:
     """Re-run ``ref`` from its record and judge the result (see the module docstring).
-    ``log`` (a callable taking a line) hears about each step before the command runs."""
+    ``log`` (a callable taking a line) hears about each step before the command runs.
+    ``executor`` (``--on``): the re-run is one job of it (a Ray task: the materialized
+    directory, under the store by default, must be at the same path on every node),
+    else it runs here, under this process."""
     if env not in ENV_MODES:
         raise UsageError(f"--env must be one of {', '.join(ENV_MODES)}, not {env!r}")
     if rtol < 0 or atol < 0:
         raise UsageError("--rtol and --atol must not be negative")
+    if executor is not None:  # no cluster, a node without the store: before any work
+        executor.check(store=str(store.root))
     say = log or (lambda _line: None)
     orig = resolve(store, ref)
     rec = build_record(store, orig, include_patch=False)
@@ -356,23 +365,62 @@ def reproduce(
         overrides={**recorded, **(overrides or {})},
         param_sources=dict(rec.get("param_sources") or {}),
     )
-    outcome = run(argv, opts)
-    new = build_record(store, outcome.run_id, include_patch=False)
-    used = set(overrides or {}) - set(outcome.unused_overrides)
+    if executor is None:
+        outcome = run(argv, opts)
+        new_id, unused_overrides = outcome.run_id, outcome.unused_overrides
+    else:
+        new_id = run_as_job(store, executor, argv, opts)
+        unused_overrides = _unused(store, new_id, opts.overrides)
+    new = build_record(store, new_id, include_patch=False)
+    used = set(overrides or {}) - set(unused_overrides)
     verdict = judge(rec, new, rtol, atol, requested=sorted(used))
     result = Reproduction(
         original=orig,
-        run_id=outcome.run_id,
+        run_id=new_id,
         directory=str(directory),
         verdict=verdict,
         drift=changes,
         unresolvable=unresolvable,
         not_restorable=not_restorable,
-        unused_overrides=outcome.unused_overrides,
+        unused_overrides=unused_overrides,
     )
     if not verdict.reproduced:
-        result.diff = diff_runs(store, orig, outcome.run_id)
+        result.diff = diff_runs(store, orig, new_id)
     return result
+
+
+def run_as_job(store: Store, executor: Executor, argv: list[str], opts: RunOptions) -> str:
+    """The re-run as one ``runbase run`` job of ``executor`` (its spec carries what
+    ``opts`` says); the new run's id. Ctrl-C: KeyboardInterrupt once the job stopped."""
+    spec = {
+        "run_id": new_run_id(),
+        "name": opts.name,
+        "reproduces": opts.reproduces,
+        "code_record": opts.code_record,
+        "project_root": opts.project_root,
+        "param_sources": opts.param_sources,
+        "overrides": opts.overrides,
+        "extra_env": opts.extra_env,
+    }
+    cmd = runbase_run_argv(str(store.root), "--no-code", "--spec", SPEC_TOKEN, "--", *argv)
+    job = Job(cmd, cwd=opts.cwd, label="re-run", spec={k: v for k, v in spec.items() if v})
+    if executor.run([job], total=1):
+        raise KeyboardInterrupt
+    rid = job.run_id or str(spec["run_id"])
+    if store.db.query_one("SELECT 1 FROM runs WHERE id = ?", (rid,)) is None:
+        why = job.stderr_tail.strip().splitlines()[-1:] or [f"exit {job.returncode}"]
+        raise RunbaseError(f"the re-run did not start on the {executor.kind} executor: {why[0]}")
+    return rid
+
+
+def _unused(store: Store, run_id: str, overrides: dict[str, Any]) -> list[str]:
+    """The overrides the re-run made by a job did not use (its ``runbase run`` warned)."""
+    if not overrides:
+        return []
+    ids = [run_id, *job_ids(store, run_id)]
+    params = load_params(store, ids)
+    sources = {k: s for i in ids for k, (_v, s) in params.get(i, {}).items()}
+    return ov.unused(overrides, [], sources)
 
 
 def render_drift(changes: dict[str, Any]) -> list[str]:
