@@ -467,3 +467,8 @@ def test_objective_values_and_directions() -> None:
     assert sweepstats.choose_objective({}, None, None) is None
     with pytest.raises(UsageError, match="max or min"):
         sweepstats.choose_objective(spec, None, "up")
+
+
+def test_the_trials_at_once_without_the_ranking(site: dict[str, Any], server: str) -> None:
+    quick = _sweep(server, site["recorded"], importance="false")
+    assert quick["importance"] is None and quick["total"] >= 6 and quick["best"]["index"] == 2

@@ -65,11 +65,16 @@ def check_direction(direction: str | None) -> None:
 
 
 def sweep_stats(
-    store: Store, sweep_id: str, metric: str | None = None, direction: str | None = None
+    store: Store,
+    sweep_id: str,
+    metric: str | None = None,
+    direction: str | None = None,
+    importance: bool = True,
 ) -> dict[str, Any]:
     """The sweep page's data (docs/api.md, ``GET /api/sweeps/{id}``). ``metric`` and
-    ``direction`` override the spec's objective (a grid sweep has none). NotFound when
-    neither a record nor a run names the sweep."""
+    ``direction`` override the spec's objective (a grid sweep has none); without
+    ``importance`` the ranking is left out (null), for a first answer at once. NotFound
+    when neither a record nor a run names the sweep."""
     check_sweep_id(sweep_id)
     check_direction(direction)
     record = sweeps.get_sweep(store, sweep_id)
@@ -95,7 +100,9 @@ def sweep_stats(
             "trials": trials,
             "best": best_trial(trials, curve),
             "best_curve": curve,
-            "importance": sweep_importance(store, sweep_id, objective, trials),
+            "importance": sweep_importance(store, sweep_id, objective, trials)
+            if importance
+            else None,
         }
     )
 

@@ -58,8 +58,13 @@ def get_sweep(
     direction: Annotated[
         str | None, Query(max_length=100, description="max or min (default: the objective's)")
     ] = None,
+    importance: Annotated[
+        bool, Query(description="Rank the parameters (false: leave it out, answer at once)")
+    ] = True,
 ) -> Response:
-    return json_response(sweepstats.sweep_stats(store, sweep_id, metric, direction or None))
+    return json_response(
+        sweepstats.sweep_stats(store, sweep_id, metric, direction or None, importance)
+    )
 
 
 def page_problem(store: Store, sweep_id: str) -> tuple[int, str] | None:

@@ -36,6 +36,7 @@
     data: null,
     timer: null,
     waiting: false, // a poll came due while the tab was hidden
+    asked: null, // the metric|direction of the last full answer
     seq: 0,
   };
 
@@ -51,10 +52,21 @@
   async function load() {
     clearTimeout(state.timer);
     const seq = ++state.seq;
+    const ask = (importance) => RB.api("/api/sweeps/" + enc(sweepId), { metric: state.metric, direction: state.direction, importance });
     try {
-      const data = await RB.api("/api/sweeps/" + enc(sweepId), { metric: state.metric, direction: state.direction });
+      const asked = state.metric + "|" + state.direction;
+      if (state.asked !== asked) {
+        // first the trials, at once; the ranking (a model fit) follows
+        const quick = await ask("false");
+        if (seq !== state.seq) return;
+        RB.showError($("error"), null);
+        state.data = quick;
+        draw(quick, true);
+      }
+      const data = await ask(null);
       if (seq !== state.seq) return; // a newer request (another metric) is on its way
       RB.showError($("error"), null);
+      state.asked = asked;
       state.data = data;
       draw(data);
       schedule(data);
@@ -84,12 +96,13 @@
     }
   });
 
-  function draw(data) {
+  function draw(data, ranking) {
     drawHead(data);
     drawCounts(obj(data.counts));
     drawControls(data);
     drawBest(data);
-    drawImportance(data.importance, data.objective);
+    if (ranking && data.objective) fill($("importance"), el("p", { class: "muted" }, "ranking the parameters…"));
+    else drawImportance(data.importance, data.objective);
     drawTrials(data);
   }
 
