@@ -17,11 +17,11 @@ cluster on the machine). Two parts:
    loss: ``runbase sweep --grid x=0..31 --on ray`` (every trial a tracked run) and
    ``runbase sweep -j CPUS`` locally, vs Ray Tune alone (``_workers/ray_tune_alone.py``:
    a function trainable doing the same work, ``tune.report`` per step, 1 CPU a trial) on
-   the same cluster. Wall time of each whole command (a fresh process), 2 rounds,
-   alternating which goes first.
+   the same cluster. Wall time of each whole command (a fresh process), ``--rounds``
+   rounds alternating which goes first.
 
     .venv/bin/python benchmarks/bench_ray.py [--cpus 2] [--n 12] [--trials 32]
-        [--steps 10] [--rounds 2] [--skip overhead,sweep] [--quick]
+        [--steps 10] [--rounds 1] [--skip overhead,sweep] [--quick]
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def bench_overhead(ray: LocalRay, scratch: Path, args: Any) -> dict[str, Any]:
         C.timed_run(argv, env=env, cwd=proj)
     floor: list[float] = []
     runs: dict[str, list[dict[str, Any]]] = {"local": [], "ray": []}
-    for rnd in range(args.rounds):  # alternating order: a drifting load hits all alike
+    for rnd in range(2):  # alternating order: a drifting load hits all alike
         order = ["floor", "local", "ray"] if rnd % 2 == 0 else ["ray", "local", "floor"]
         for case in order:
             if case == "floor":
@@ -169,7 +169,7 @@ def bench_overhead(ray: LocalRay, scratch: Path, args: Any) -> dict[str, Any]:
                 print(f"overhead {case}: FAILED\n{p.stderr[-1500:]}", flush=True)
                 continue
             runs[case].append(json.loads(p.stdout.strip().splitlines()[-1]))
-    out: dict[str, Any] = {"n": args.n, "rounds": args.rounds, "floor": C.summarize(floor)}
+    out: dict[str, Any] = {"n": args.n, "rounds": 2, "floor": C.summarize(floor)}
     floor_med = out["floor"]["median"]
     for case, rs in runs.items():
         good = [r for r in rs if "error" not in r]
@@ -225,7 +225,15 @@ def bench_sweep(ray: LocalRay, scratch: Path, args: Any) -> dict[str, Any]:
         order = names if rnd % 2 == 0 else names[::-1]
         for name in order:
             t0 = time.perf_counter()
-            p = subprocess.run(cases[name], env=env, cwd=proj, capture_output=True, text=True)
+            try:
+                p = subprocess.run(
+                    cases[name], env=env, cwd=proj, capture_output=True, text=True,
+                    timeout=args.case_timeout, start_new_session=True,
+                )  # fmt: skip
+            except subprocess.TimeoutExpired:
+                details[name].append({"error": f"timed out after {args.case_timeout:g} s"})
+                print(f"sweep: {name}: timed out after {args.case_timeout:g} s", flush=True)
+                continue
             dt = time.perf_counter() - t0
             if p.returncode:
                 details[name].append({"error": (p.stdout + p.stderr)[-2000:]})
@@ -265,7 +273,8 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=32)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--work", type=int, default=300_000, help="loop iterations a step")
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=1, help="sweep rounds (overhead: 2)")
+    ap.add_argument("--case-timeout", type=float, default=240.0, help="seconds a sweep may take")
     ap.add_argument("--skip", default="", help="comma list of overhead,sweep")
     ap.add_argument("--quick", action="store_true", help="6 trials for overhead, 8 a sweep")
     ap.add_argument("--merge", action="store_true", help="keep sections --skip leaves out")
