@@ -52,6 +52,8 @@ AUTO.update(
         "torch": "runbase.integrations.torch:install",
         # an MLflow-using script: its run's params, metrics and tags are this run's
         "mlflow": "runbase.integrations.mlflow:install",
+        # Ray Tune: the parser it makes for each trial spec is not the program's params
+        "ray.tune": "runbase.integrations.ray:install",
     }
 )
 
