@@ -122,3 +122,40 @@ def test_locate_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNBASE_DIR", str(tmp_path / "elsewhere"))
     assert locate(cwd=repo) == tmp_path / "elsewhere"
     assert locate("explicit", cwd=repo) == Path("explicit").absolute()
+
+
+def test_a_store_opened_while_another_process_creates_it_waits_for_its_schema(
+    tmp_path: Path,
+) -> None:
+    """The creator writes the schema in one write transaction; a reader that opens the
+    file in between waits for it instead of calling it 'not a runbase database'."""
+    import threading
+
+    from runbase.store.db import SQLiteDatabase
+    from runbase.store.schema import SCHEMA_VERSION, STORE_SCHEMA
+
+    path = tmp_path / "runbase.db"
+    locked, opened = threading.Event(), threading.Event()
+
+    def creator() -> None:
+        conn = sqlite3.connect(str(path), isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")  # as SQLiteDatabase.open does first
+        conn.execute("BEGIN IMMEDIATE")
+        locked.set()
+        opened.wait(0.5)  # the reader is (most likely) waiting on the lock by now
+        for stmt in STORE_SCHEMA.create("sqlite"):
+            conn.execute(stmt)
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+        conn.execute("COMMIT")
+        conn.close()
+
+    t = threading.Thread(target=creator)
+    t.start()
+    locked.wait(10)
+    db = SQLiteDatabase.open(path, create=False)
+    opened.set()
+    t.join()
+    assert db.schema_version() == SCHEMA_VERSION
+    db.close()

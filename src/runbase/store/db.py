@@ -112,9 +112,19 @@ class Database:
     def _init_schema(self, create: bool, migrate: bool = True, store_schema: bool = True) -> None:
         if not store_schema:
             return
-        if create and not self.has_schema():
-            self.create_schema()
+        if not self.has_schema():
+            if create:
+                self.create_schema()
+            else:
+                self._wait_for_creator()
         self.check_schema(migrate)
+
+    def _wait_for_creator(self) -> None:
+        """Another process may be creating this store: its schema is written in one write
+        transaction, so taking the write lock waits (busy timeout) until it is committed,
+        instead of reading a database whose tables are not there yet."""
+        with self.transaction():
+            pass
 
     def create_schema(self) -> None:
         with self.transaction() as cur:
