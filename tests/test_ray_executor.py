@@ -7,6 +7,7 @@ ray`` ranks as locally. Few and quick: the cluster starts once for the module.""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -206,3 +207,93 @@ def test_no_cluster_or_no_ray_is_a_clear_error_before_any_job(tmp_path: Path) ->
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 1 and "pip install 'runbase[ray]'" in r.stderr
+
+
+def test_ctrl_c_cancels_the_tasks_and_the_runs_end_killed(
+    project: Path, ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    write(project, "slow.py", "import time\ntime.sleep(600)\n")
+    store = str(project / ".runbase")
+    Store.open(store, create=True).close()
+    driver = tmp_path / "drive.py"
+    driver.write_text(
+        "import sys\n"
+        "from runbase.tracking.executor import SPEC_TOKEN, Job, make_executor, runbase_run_argv\n"
+        f"argv = runbase_run_argv({store!r}, '--spec', SPEC_TOKEN, '--', sys.executable, 'slow.py')\n"
+        f"jobs = [Job(argv, cwd={str(project)!r}, spec={{'name': f's{{i}}'}}) for i in range(3)]\n"
+        "ex = make_executor('ray')\n"
+        "print('interrupted' if ex.run(jobs) else 'done', flush=True)\n"
+        "print(sorted(str(j.returncode) for j in jobs), flush=True)\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(driver)], stdout=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: _running_count(project) == 2, what="two runs started", timeout=120)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert out.splitlines()[0] == "interrupted", out
+    # the two that ran were stopped (SIGTERM); the third never started
+    codes = out.splitlines()[1]
+    assert codes.count("None") == 1 and "'0'" not in codes, out
+    rows = json.loads(runbase_cmd("ls", "--json", cwd=project).stdout)
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"killed"}, rows
+
+
+def _running_count(project: Path) -> int:
+    if not (project / ".runbase" / "runbase.db").exists():
+        return 0
+    s = _store(project)
+    try:
+        return len(s.db.query("SELECT id FROM runs WHERE status = 'running'"))
+    finally:
+        s.close()
+
+
+EXPLAINED = """
+import argparse
+import runbase
+p = argparse.ArgumentParser()
+p.add_argument("--lr", type=float, default=0.1)
+args = p.parse_args()
+rows = [float(x) for x in open("data/train.csv").read().split()]
+runbase.summary(acc=sum(rows) / len(rows) / 10)
+"""
+
+
+def test_explain_on_ray_ranks_as_locally(project: Path, ray_cluster: RayCluster) -> None:
+    write(project, "train.py", EXPLAINED)
+    write(project, "data/train.csv", "1 2 3 4\n")
+    write(project, ".gitignore", "data/\n")
+    commit(project, "train")
+    runbase_cmd("run", "--", sys.executable, "train.py", cwd=project, check=True, timeout=300)
+    a = json.loads(runbase_cmd("ls", "--json", "-l", "1", cwd=project).stdout)[0]["id"]
+    write(project, "data/train.csv", "1 2 3 4 10 10\n")
+    runbase_cmd("run", "--", sys.executable, "train.py", "--lr", "0.2", cwd=project, check=True)
+    b = json.loads(runbase_cmd("ls", "--json", "-l", "1", cwd=project).stdout)[0]["id"]
+
+    def ranking(*options: str) -> list[tuple[str, bool]]:
+        r = runbase_cmd(
+            "explain", a, b, "-m", "acc", "--json", "--fresh", *options, cwd=project, timeout=600
+        )
+        assert r.returncode == 0, r.stderr
+        return [(f["name"], f["significant"]) for f in json.loads(r.stdout)["factors"]]
+
+    local = ranking("-j", "2")
+    assert local[0] == ("data/train.csv", True)
+    assert ranking("--on", "ray") == local
+    every = json.loads(runbase_cmd("ls", "--all", "--json", "-l", "0", cwd=project).stdout)
+    kinds = {_record(project, r["id"])["executor"]["kind"] for r in every if r["id"] not in (a, b)}
+    assert kinds == {"local", "ray"}
+
+
+def test_an_unreachable_cluster_fails_the_command_before_any_run(project: Path) -> None:
+    write(project, "t.py", "import runbase\nrunbase.summary(acc=1.0)\n")
+    runbase_cmd("run", "--", sys.executable, "t.py", cwd=project, check=True)
+    orig = json.loads(runbase_cmd("ls", "--json", cwd=project).stdout)[0]["id"]
+    address = f"ray://127.0.0.1:{free_port()}"
+    r = runbase_cmd("reproduce", orig, "--on", address, cwd=project)
+    assert r.returncode == 2 and "cannot reach the Ray cluster" in r.stderr, r.stderr
+    r = runbase_cmd("explain", orig, orig, "--on", address, cwd=project)
+    assert r.returncode == 2 and "cannot reach the Ray cluster" in r.stderr, r.stderr
+    assert len(json.loads(runbase_cmd("ls", "--all", "--json", cwd=project).stdout)) == 1

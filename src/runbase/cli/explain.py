@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from runbase.cli._common import echo_json, open_store, pull_remote_ref, stdout_to_stderr
+from runbase.cli._executor import executor_from, executor_options
 from runbase.errors import RunbaseError
 
 # exit status when Ctrl-C/SIGTERM stopped the hybrids (128 + SIGINT, as a shell reports)
@@ -58,6 +59,7 @@ EXIT_INTERRUPTED = 130
     "pull-request comment: docs/ci.md).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON: --format json.")
+@executor_options
 @click.pass_context
 def explain(
     ctx: click.Context,
@@ -72,13 +74,20 @@ def explain(
     fresh: bool,
     fmt: str | None,
     as_json: bool,
+    on: str | None,
+    cpus: float | None,
+    gpus: float | None,
+    memory: str | None,
+    retries: int | None,
 ) -> None:
     """Find which change from run A to run B moved a metric, by experiment: re-run A and
     B (the noise), then hybrids (A with some of B's params, code files, input files,
     package versions or command) and rank the changes by their effect. A and B may be
     local runs, REMOTE:RUN or a run's URL on a team server (pulled with their data).
     Exit 0 with the report, 2 if it could not be made, 130 if interrupted (the finished
-    hybrids are kept: the next explain re-uses them)."""
+    hybrids are kept: the next explain re-uses them). --on ray runs the hybrids as
+    tasks on a Ray cluster (docs/ray.md)."""
+    executor = executor_from(jobs, on, cpus, gpus, memory, retries)
     options = {
         "metric": metric,
         "jobs": jobs,
@@ -87,6 +96,7 @@ def explain(
         "hunks": hunks,
         "env": env_mode,
         "fresh": fresh,
+        "executor": executor if on is not None else None,
     }
     if as_json and fmt not in (None, "json"):
         raise click.UsageError(f"--json and --format {fmt} ask for different formats")

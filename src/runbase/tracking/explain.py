@@ -47,7 +47,7 @@ from runbase.records.read import list_runs, resolve
 from runbase.records.record import build_record
 from runbase.store import Store
 from runbase.tracking.envbuild import activation, build_env
-from runbase.tracking.executor import Job, LocalExecutor, runbase_run_argv
+from runbase.tracking.executor import SPEC_TOKEN, Executor, Job, LocalExecutor, runbase_run_argv
 from runbase.tracking.hybrid import Workspace, hybrid_tree
 from runbase.tracking.reproduce import ENV_MODES, command_for, python_of, recorded_overrides
 
@@ -68,11 +68,16 @@ def explain(
     env: str = "current",
     fresh: bool = False,
     log: Callable[[str], None] | None = None,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """Explain the change of ``metric`` from run ``a`` to run ``b`` (refs: id, prefix or
     name) by running hybrids; returns the report of docs/explain.md and saves it.
-    ``log`` (a callable taking a line) hears about each step."""
+    ``log`` (a callable taking a line) hears about each step. ``executor`` (``--on``)
+    runs the hybrids (default: this machine, ``jobs`` at a time); a Ray task runs its
+    hybrid in its workspace under the store, which every node sees at the same path."""
     _check_options(jobs, budget, repeats, env)
+    if executor is not None:  # no cluster, a node without the store: before any work
+        executor.check(store=str(store.root))
     say = log or (lambda _line: None)
     ra, rb = _records(store, a, b)
     name = ax.choose_metric(ra, rb, metric)
@@ -86,7 +91,7 @@ def explain(
         f"{_fmt(ax.metric_value(rb, name))}; {len(factors)} testable change(s)"
         + (f", {len(untestable)} untestable" if untestable else "")
     )
-    with _Lab(store, ra, rb, factors, name, env, jobs, fresh, say) as lab:
+    with _Lab(store, ra, rb, factors, name, env, jobs, fresh, say, executor) as lab:
         report = _investigate(lab, factors, untestable, budget or DEFAULT_BUDGET, repeats)
     _save(store, report)
     return report
@@ -193,10 +198,12 @@ class _Lab:
         jobs: int | None,
         fresh: bool,
         say: Callable[[str], None],
+        executor: Executor | None = None,
     ) -> None:
         self.store, self.ra, self.rb, self.factors = store, ra, rb, factors
         self.metric, self.env_mode, self.fresh, self.say = metric, env_mode, fresh, say
-        self.jobs = jobs or os.cpu_count() or 1
+        self.executor = executor or LocalExecutor(jobs or os.cpu_count() or 1)
+        self.jobs = self.executor.slots
         self.xid = ax.explain_id(ra["id"], rb["id"])
         self.all_names = frozenset(f.name for f in factors)
         self._full_alias: tuple[frozenset[str], frozenset[str]] | None = None
@@ -302,7 +309,8 @@ class _Lab:
         prepared = [self._prepare(key, subset, repeat) for key, subset in batch]
         started = time.monotonic()
         try:
-            interrupted = LocalExecutor(self.jobs).run([job for job, _ in prepared], self._done)
+            jobs = [job for job, _ in prepared]
+            interrupted = self.executor.run(jobs, self._done, total=len(jobs))
         except OSError as e:  # the executor could not start `runbase run` at all
             raise RunbaseError(f"cannot start a hybrid: {e.strerror or e}") from None
         finally:
@@ -339,13 +347,10 @@ class _Lab:
                 ax.TAG_ROLE: role,
             },
         }
-        spec_file = self._root / f"{key}.json"
-        spec_file.write_text(json.dumps(spec))
-        cmd = runbase_run_argv(
-            str(self.store.root), "--no-code", "--spec", str(spec_file), "--", *argv
-        )
+        # the executor writes the spec where the hybrid runs (SPEC_TOKEN: its path)
+        cmd = runbase_run_argv(str(self.store.root), "--no-code", "--spec", SPEC_TOKEN, "--", *argv)
         label = {"a": "re-run of A", "b": "re-run of B"}.get(role) or " + ".join(sorted(subset))
-        return Job(cmd, cwd=str(workdir), label=label), key
+        return Job(cmd, cwd=str(workdir), label=label, spec=spec), key
 
     def _from_a_root(self, argv: list[str]) -> list[str]:
         """B's command (the command factor) with paths into B's project written into
