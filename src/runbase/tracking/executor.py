@@ -177,8 +177,10 @@ class Executor(Protocol):
     kind: str  # "local" | "ray"
     slots: int  # how many jobs run at once
 
-    def check(self) -> None:
-        """Before any job: UsageError when the executor cannot run them."""
+    def check(self, store: str | None = None, publish: str | None = None) -> None:
+        """Before any job: UsageError when the executor cannot run them (Ray: no Ray,
+        no cluster; with ``store``, a node that cannot reach that store, or the remote
+        ``publish`` names or its default)."""
 
     def run(
         self, items: Iterable[Job], on_done: OnDone | None = None, total: int | None = None
@@ -343,8 +345,8 @@ class LocalExecutor:
     def jobs(self) -> int:  # the older name
         return self.slots
 
-    def check(self) -> None:
-        """Nothing to check: this machine runs the jobs."""
+    def check(self, store: str | None = None, publish: str | None = None) -> None:
+        """Nothing to check: this machine runs the jobs (``runbase run`` checks the rest)."""
 
     def run(
         self, items: Iterable[Job], on_done: OnDone | None = None, total: int | None = None
