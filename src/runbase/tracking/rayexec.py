@@ -115,9 +115,8 @@ class RayExecutor:
                     log_to_driver=False,
                 )
             except Exception as e:  # noqa: BLE001 - Ray raises many kinds; all say "no cluster"
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise UsageError(
-                    f"cannot connect to the Ray cluster at {self.address}: {first}"
+                    f"cannot connect to the Ray cluster at {self.address}: {_first_line(e)}"
                 ) from None
         self._ray = ray
         if self.jobs is None:
@@ -205,6 +204,12 @@ class RayExecutor:
                         with contextlib.suppress(Exception):
                             on_done(job, done, total or 0)
             return True
+        except BaseException:  # on_done or the items failed: no task is left behind
+            self._interrupt()
+            with contextlib.suppress(BaseException):
+                while self._refs:
+                    self._ended_after_interrupt()
+            raise
         finally:
             if old is not None:
                 signal.signal(signal.SIGTERM, old)
@@ -348,6 +353,15 @@ def _reachable(address: str) -> None:
 
 def _node_name(node: dict[str, Any]) -> str:
     return f"{str(node.get('NodeID', ''))[:8]} ({node.get('NodeManagerAddress', '?')})"
+
+
+def _first_line(e: BaseException) -> str:
+    """The message's first line; with its last too when the first only introduces it
+    ("Initialization failure from server:" and a server's traceback)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    if not lines:
+        return type(e).__name__
+    return f"{lines[0]} {lines[-1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
 
 
 def _error_line(e: BaseException) -> str:
