@@ -279,6 +279,9 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/p/{project}/api/models/requests/{request_id}/approve"): ADMIN,
     # an approver, or who asked (here: padmin, an admin) withdrawing it
     ("POST", "/p/{project}/api/models/requests/{request_id}/reject"): ADMIN,
+    # sweeps (issue 21): the sweep page's data
+    ("GET", "/p/{project}/api/sweeps"): READER,
+    ("GET", "/p/{project}/api/sweeps/{sweep_id}"): READER,
 }
 
 # the routes outside the schema (HTML pages, login): path -> who may see it
@@ -294,6 +297,7 @@ PAGES: dict[tuple[str, str], str] = {
     ("GET", "/p/{project}/explain"): READER,
     ("GET", "/p/{project}/models"): READER,
     ("GET", "/p/{project}/models/{name}"): READER,
+    ("GET", "/p/{project}/sweeps/{sweep_id}"): READER,
 }
 
 RANK = {READER: 0, WRITER: 1, ADMIN: 2}
@@ -378,10 +382,24 @@ def build_request(env: Env, method: str, path: str, user: str | None) -> dict[st
         params["name"], kw = _view_to(env, method)
     elif tail.startswith("models"):
         _model_request(env, method, tail, params, query, kw)
+    elif tail == "sweeps/{sweep_id}":
+        params["sweep_id"] = _sweep_of_runs(env)
     url = path.format(**params)
     if query:
         url += "?" + urllib.parse.urlencode(query)
     return {"method": method, "url": url, **kw}
+
+
+def _sweep_of_runs(env: Env) -> str:
+    """The id of a sweep the project holds: a run a writer pushed just now carries it
+    (a sweep without a record, read from its runs)."""
+    run_id, bundle = env.fresh_bundle()
+    bundle["run"]["sweep_id"] = sweep_id = f"sw{uuid.uuid4().hex[:14]}"
+    r = env.client.put(
+        f"/p/{PROJECT}/api/runs/{run_id}/bundle", json=bundle, headers=env.auth("wanda")
+    )
+    assert r.status_code in (200, 201), r.text
+    return sweep_id
 
 
 def _view_to(env: Env, method: str) -> tuple[str, dict[str, Any]]:
@@ -1335,3 +1353,18 @@ def test_object_bytes_are_sent_as_they_are(env: Env) -> None:
         f"/p/{PROJECT}/api/runs/{env.run_id}/bundle", headers={**a, "Accept-Encoding": "gzip"}
     )
     assert r.status_code == 200 and r.headers.get("content-encoding") == "gzip"
+
+
+def test_sweep_page_and_api_on_the_team_server(lite: Env) -> None:
+    """The sweep page and its API (issue 21) are served per project, as the runs pages."""
+    c = lite.client
+    c.cookies.clear()
+    sweep_id = _sweep_of_runs(lite)
+    r = c.get(f"/p/{PROJECT}/sweeps/{sweep_id}", headers=lite.auth("rita"))
+    assert r.status_code == 200 and "sweep.js" in r.text
+    data = c.get(f"/p/{PROJECT}/api/sweeps/{sweep_id}", headers=lite.auth("rita")).json()
+    assert data["total"] == 1 and not data["recorded"]
+    listed = c.get(f"/p/{PROJECT}/api/sweeps", headers=lite.auth("rita")).json()
+    assert sweep_id in {s["id"] for s in listed["sweeps"]}
+    assert c.get(f"/p/{PROJECT}/sweeps/nosuch", headers=lite.auth("rita")).status_code == 404
+    assert c.get(f"/p/{PROJECT}/sweeps/{sweep_id}", headers=lite.auth("olga")).status_code == 403

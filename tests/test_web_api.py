@@ -86,6 +86,8 @@ EXPECTED_PATHS = {
     "/api/runs/{ref}/media/table",
     "/api/views",
     "/api/views/{name}",
+    "/api/sweeps",
+    "/api/sweeps/{sweep_id}",
     "/api/models",
     "/api/models/resolve",
     "/api/models/verify",

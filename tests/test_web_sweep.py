@@ -472,3 +472,24 @@ def test_objective_values_and_directions() -> None:
 def test_the_trials_at_once_without_the_ranking(site: dict[str, Any], server: str) -> None:
     quick = _sweep(server, site["recorded"], importance="false")
     assert quick["importance"] is None and quick["total"] >= 6 and quick["best"]["index"] == 2
+
+
+def test_runs_page_and_run_page_link_to_the_sweep_page(
+    site: dict[str, Any], server: str, page: Any
+) -> None:
+    rec = site["recorded"]
+    page.goto(f"{server}/?sweep={rec}")
+    page.wait_for_selector("#sweep-page:not([hidden])")
+    page.click("#sweep-page")
+    page.wait_for_url(re.compile(rf"/sweeps/{rec}$"))
+    page.wait_for_selector("#trials tr.trial-row")
+
+    page.goto(f"{server}/")
+    page.select_option("#group-by", "sweep")
+    page.wait_for_selector(f"tr.group-row a.sweep-page-link[href$='/sweeps/{rec}']")
+
+    run_id = _ids(site["store"], rec)["rec-1"]
+    page.goto(f"{server}/runs/{run_id}")
+    page.click("#sweep-link")
+    page.wait_for_url(re.compile(rf"/sweeps/{rec}$"))
+    page.wait_for_selector("#trials tr.trial-row")

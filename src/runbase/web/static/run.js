@@ -141,7 +141,9 @@
       ...whoRows(),
       ["mode", rec.mode],
       ["code", codeSummary(rec.code)],
-      rec.sweep_id ? ["sweep", el("a", { href: RB.base + "/?sweep=" + enc(rec.sweep_id), class: "mono" }, rec.sweep_id)] : null,
+      rec.sweep_id
+        ? ["sweep", el("span", {}, el("a", { href: RB.base + "/sweeps/" + enc(rec.sweep_id), class: "mono", id: "sweep-link", title: "the sweep page: its trials, the best so far" }, rec.sweep_id), " ", el("a", { href: RB.base + "/?sweep=" + enc(rec.sweep_id), class: "muted" }, "(its runs)"))]
+        : null,
       rec.parent_id ? ["parent", link(rec.parent_id)] : null,
       rec.reproduces ? ["reproduces", link(rec.reproduces)] : null,
       tags.length ? ["tags", tags.map(([k, v]) => el("span", { class: "tag" }, v ? k + "=" + v : k))] : null,

@@ -348,8 +348,20 @@
     const extra = [];
     if (state.group === "sweep" && label) {
       extra.push(" ", el("a", { href: "#", onclick: (e) => { e.preventDefault(); state.sweep = label; state.offset = 0; state.group = ""; $("group-by").value = ""; load(); } }, "only this sweep"));
+      extra.push(" · ", el("a", { href: RB.base + "/sweeps/" + encodeURIComponent(label), class: "sweep-page-link" }, "sweep page"));
     }
     return el("tr", { class: "group-row" }, el("td", { colspan: width }, el("strong", {}, text), " · " + count + " run" + (count === 1 ? "" : "s"), extra));
+  }
+
+  /** Filtered by a sweep: a link to its sweep page (trials by status, best so far) beside the count. */
+  function sweepPageLink() {
+    let link = $("sweep-page");
+    if (!link) {
+      link = el("a", { id: "sweep-page", class: "sweep-page-link", style: "margin-left: 8px" }, "sweep page");
+      $("count").after(link);
+    }
+    link.hidden = !state.sweep;
+    link.href = state.sweep ? RB.base + "/sweeps/" + encodeURIComponent(state.sweep) : "#";
   }
 
   function render(data) {
@@ -400,6 +412,7 @@
     const lastN = data.offset + data.runs.length;
     $("count").textContent = first + "–" + lastN + " of " + data.total + " run" + (data.total === 1 ? "" : "s") + (state.sweep ? " in sweep " + state.sweep.slice(0, 10) : "");
     $("count").dataset.total = data.total;
+    sweepPageLink();
     $("prev").disabled = data.offset <= 0;
     $("next").disabled = lastN >= data.total;
     updateCompare();
