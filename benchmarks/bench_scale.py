@@ -25,7 +25,8 @@ of bench_server.py, and tears everything down at the end. Three parts:
    without pgbouncer, S3 requests against S3's per-prefix request rates.
 
     .venv/bin/python benchmarks/bench_scale.py [--levels 1,50,100,200,400] [--duration 20]
-        [--backends sqlite,postgres] [--pg-workers 2] [--skip objects] [--quick]
+        [--backends sqlite,postgres] [--pg-workers 2] [--projects 1] [--skip live,objects]
+        [--merge] [--src DIR] [--report-only] [--quick]
 """
 
 from __future__ import annotations
