@@ -312,7 +312,9 @@ def scale_rows() -> list[list[str]]:
             rows.append(
                 [
                     f"team server live ingest ({r['backend']}, {r['workers']} worker(s)), "
-                    f"{r['trials']} trials x 10 metrics at 1 point/s: points/s acked "
+                    f"{r['trials']} trials"
+                    + (f" over {r['projects']} projects" if r.get("projects", 1) > 1 else "")
+                    + " x 10 metrics at 1 point/s: points/s acked "
                     "(p50 / p95 latency; server CPU per request)",
                     f"{C.rate(r['points_per_s'])} of {C.rate(r['offered_points_per_s'])} "
                     f"({C.ms(r['latency_p50_s'])} / {C.ms(r['latency_p95_s'])}; "
