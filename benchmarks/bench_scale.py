@@ -474,26 +474,31 @@ for step in range(6):
 def bench_objects(args: Any, scratch: Path) -> dict[str, Any]:
     base = scratch / "objects"
     base.mkdir()
-    weed = S.Seaweed(base / "weed")
-    weed.start()
-    s3proxy = CountingProxy(int(weed.endpoint.rsplit(":", 1)[1]), classify_s3)
-    db = str(base / "server.db")
-    objects = f"s3://{S.BUCKET}/runbase"
-    env = env_of(
-        **S.S3_CREDS,
-        RUNBASE_S3_ENDPOINT_URL=f"http://127.0.0.1:{s3proxy.port}",
-        RUNBASE_CONFIG=str(base / "server-config.json"),
-    )
-    srv = S.RunbaseServer(db, objects, env, base)
-    srv.cli("server", "migrate", "--db", db, "--objects", objects)
-    from runbase.server import admin
-
-    os.environ.update({k: env[k] for k in (*S.S3_CREDS, "RUNBASE_S3_ENDPOINT_URL")})
-    token = admin.add_user(db, "trialuser").secret
-    srv.start(1)
-    proxy = CountingProxy(srv.port, classify_server)
     trials: list[dict[str, Any]] = []
-    try:
+    # everything started is stopped, whatever step fails (a server that does not start)
+    with contextlib.ExitStack() as stack:
+        weed = S.Seaweed(base / "weed")
+        stack.callback(weed.stop)
+        weed.start()
+        s3proxy = CountingProxy(int(weed.endpoint.rsplit(":", 1)[1]), classify_s3)
+        stack.callback(s3proxy.close)
+        db = str(base / "server.db")
+        objects = f"s3://{S.BUCKET}/runbase"
+        env = env_of(
+            **S.S3_CREDS,
+            RUNBASE_S3_ENDPOINT_URL=f"http://127.0.0.1:{s3proxy.port}",
+            RUNBASE_CONFIG=str(base / "server-config.json"),
+        )
+        srv = S.RunbaseServer(db, objects, env, base)
+        srv.cli("server", "migrate", "--db", db, "--objects", objects)
+        from runbase.server import admin
+
+        os.environ.update({k: env[k] for k in (*S.S3_CREDS, "RUNBASE_S3_ENDPOINT_URL")})
+        token = admin.add_user(db, "trialuser").secret
+        stack.callback(srv.stop)
+        srv.start(1)
+        proxy = CountingProxy(srv.port, classify_server)
+        stack.callback(proxy.close)
         proj = base / "proj"
         proj.mkdir()
         C.make_git_repo(proj, n_files=args.code_files)
@@ -535,11 +540,6 @@ def bench_objects(args: Any, scratch: Path) -> dict[str, Any]:
                 }
             )
             print_objects(trials[-1])
-    finally:
-        proxy.close()
-        srv.stop()
-        s3proxy.close()
-        weed.stop()
     return {"code_files": args.code_files + 1, "trials": trials}
 
 
