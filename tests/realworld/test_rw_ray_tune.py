@@ -20,7 +20,9 @@ EPOCHS = 4
 def test_ray_tune_asha_search_under_runbase_run(tmp_path: Path) -> None:
     require("ray")
     root = make_project(tmp_path, "tune_search")
-    storage = tmp_path / "ray_results"  # Tune's own files: outside the project
+    # Tune's files in the project, as `storage_path="./ray_results"` puts them: written
+    # while the trials ran, yet no trial's outputs (the trials run at once elsewhere)
+    storage = root / "ray_results"
     env = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
     rb(root, "run", "--", PY, "tune_search.py", "--storage", str(storage), env=env, timeout=600)
 
@@ -65,3 +67,4 @@ def test_ray_tune_asha_search_under_runbase_run(tmp_path: Path) -> None:
             assert t["metrics"][key]["step"] == reported  # training_iteration, from 1
         assert t["metrics"]["epoch"]["last"] == reported - 1
         assert t["status"] == ("finished" if i == 0 else "pruned"), (i, t["status"])
+        assert t["outputs"] == [] and t["inputs"] == [], (i, t["outputs"], t["inputs"])

@@ -314,7 +314,9 @@ class _Experiment:
         if self.parent is not None:
             inherit_parent_env(self.store, t.run_id)
         code = {"finished": 0, "failed": 1}.get(status)
-        lifecycle.finalize(self.store, t.run_id, status, exit_code=code, error=error)
+        # trials run at once in other processes: the project's new files are not this
+        # trial's outputs (no scan); what Tune reports is
+        lifecycle.finalize(self.store, t.run_id, status, exit_code=code, error=error, scan=False)
         if t.publisher is not None:  # the final push, off Tune's loop
             push = threading.Thread(target=t.publisher.finish, name="runbase-push", daemon=True)
             push.start()

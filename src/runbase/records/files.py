@@ -448,11 +448,17 @@ def _mark_redacted(store: Store, run_id: str, role: str, key: str) -> None:
 
 
 def finalize_files(
-    store: Store, run_id: str, root: str, started_at: float, code_paths: set[str]
+    store: Store,
+    run_id: str,
+    root: str,
+    started_at: float,
+    code_paths: set[str],
+    scan: bool = True,
 ) -> None:
-    """At the end of a run: find outputs the hooks missed, hash/store outputs, re-check inputs."""
+    """At the end of a run: find outputs the hooks missed (``scan``: the project's files
+    written since the run started), hash/store outputs, re-check inputs."""
     policy = _policy(store, run_id)
-    for path in scan_outputs(root, started_at):
+    for path in scan_outputs(root, started_at) if scan else ():
         key = rel(root, path)
         if key in code_paths:
             continue  # code edited during the run is not an output

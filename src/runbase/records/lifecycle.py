@@ -355,9 +355,12 @@ def finalize(
     exit_signal: int | None = None,
     ended_at: float | None = None,
     error: str | None = None,
+    scan: bool = True,
 ) -> bool:
     """Ingest what is left, store the logs, set the final status. Idempotent: returns
-    False if another process finalized the run first.
+    False if another process finalized the run first. ``scan=False``: the project's
+    files written while the run went on are not its outputs (a run among several of one
+    process at once, such as a Ray Tune trial: the writes are not told apart).
 
     A step that fails (a full disk, a store gone read-only) does not stop the others:
     the status and exit code are recorded whatever else could not be, and ``error``
@@ -378,7 +381,7 @@ def finalize(
     spool_saved = not unsaved
     step("jobs", _end_left_jobs, store, run_id, status, exit_code, exit_signal, ended_at)
     step("environment", _env_if_missing, store, run_id)
-    step("data files", _finalize_files, store, run_id)
+    step("data files", _finalize_files, store, run_id, scan)
     step("data files", _release_job_files, store, run_id)
     n = len(unsaved)
     logs = step("logs", _store_logs, store, run_id) or {}
@@ -514,7 +517,7 @@ def _release_job_files(store: Store, run_id: str) -> None:
     )
 
 
-def _finalize_files(store: Store, run_id: str) -> None:
+def _finalize_files(store: Store, run_id: str, scan: bool = True) -> None:
     row = store.db.query_one("SELECT started_at, code_json FROM runs WHERE id = ?", (run_id,))
     if row is None:
         return
@@ -527,7 +530,8 @@ def _finalize_files(store: Store, run_id: str) -> None:
         except (OSError, ValueError):
             pass
     with progress.shown("runbase: storing outputs"):  # the command has ended
-        finalize_files(store, run_id, project_root_of(store, run_id), row[0], code_paths)
+        root = project_root_of(store, run_id)
+        finalize_files(store, run_id, root, row[0], code_paths, scan)
 
 
 def _store_logs(store: Store, run_id: str) -> dict[str, Any]:
