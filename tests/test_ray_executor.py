@@ -7,6 +7,7 @@ ray`` ranks as locally. Few and quick: the cluster starts once for the module.""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from conftest import commit, runbase_cmd, wait_until, write
 from raycluster import RayCluster, free_port
 from runbase.errors import UsageError
 from runbase.store import Store
-from runbase.tracking.executor import SPEC_TOKEN, Job, Resources, make_executor, runbase_run_argv
+from runbase.tracking.executor import SPEC_TOKEN, Job, make_executor, runbase_run_argv
 from test_publish import TeamServer, _login
 
 conftest.require("ray")
@@ -63,53 +64,31 @@ def _record(project: Path, run_id: str) -> dict[str, Any]:
     return dict(json.loads(r.stdout))
 
 
-def _code_record(project: Path) -> dict[str, Any]:
-    """The code record of a run of the project as it is (the tree a job materializes)."""
-    runbase_cmd("run", "--", sys.executable, "train.py", "--lr", "0.5", cwd=project, check=True)
-    rid = json.loads(runbase_cmd("ls", "--json", "--limit", "1", cwd=project).stdout)[0]["id"]
-    return dict(_record(project, rid)["code"])
-
-
-def test_jobs_spread_over_both_nodes_each_run_complete_and_published(
+def test_a_sweep_on_ray_spreads_over_both_nodes_each_run_complete_and_published(
     project: Path, ray_cluster: RayCluster, team: tuple[TeamServer, str]
 ) -> None:
     srv, token = team
     _login(srv, token, project)
     write(project, "train.py", TRAIN)
     commit(project, "train")
-    code = _code_record(project)
-    store = str(project / ".runbase")
-    ex = make_executor("ray", resources=Resources(cpus=1))
-    ex.check(store=store, publish="team")
-    assert ex.slots == 2  # two nodes of 1 CPU, trials of 1 CPU
-    pulled: list[int] = []
-    told: list[tuple[str, int]] = []
-
-    def jobs() -> Any:
-        for i in range(4):
-            pulled.append(len(told))  # how many were told when this one was taken
-            argv = runbase_run_argv(store, "--publish", "team", "--spec", SPEC_TOKEN)
-            yield Job(
-                [*argv, "--", sys.executable, "train.py", "--lr", f"0.{i + 1}"],
-                label=str(i),
-                spec={"name": f"t{i}", "tags": {"trial": str(i)}},
-                tree={"store": store, "code": code, "cwd": "."},
-                env={"HOLD": "2"},
-            )
-
-    assert not ex.run(jobs(), lambda job, done, total: told.append((job.label, done)), total=4)
-    assert pulled[:2] == [0, 0] and pulled[2:] == sorted(pulled[2:]) and pulled[3] >= 1
-    assert [d for _, d in told] == [1, 2, 3, 4]
+    lrs = ",".join(f"0.{i}" for i in range(1, 9))
+    r = runbase_cmd(
+        "sweep", "--grid", f"lr={lrs}", "--on", "ray", "--publish", "team",
+        "--", sys.executable, "train.py",
+        cwd=project, env={"RAY_ADDRESS": ray_cluster.address}, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "2 at a time" in r.stderr + r.stdout  # two nodes of 1 CPU, trials of 1 CPU
+    sweep = json.loads(runbase_cmd("ls", "--json", "-l", "1", cwd=project).stdout)[0]["sweep_id"]
+    rows = json.loads(runbase_cmd("ls", "--json", "--sweep", sweep, cwd=project).stdout)
+    assert len(rows) == 8
     nodes = set()
-    rows = json.loads(runbase_cmd("ls", "--json", "-w", "tags.trial != ''", cwd=project).stdout)
-    assert len(rows) == 4
     for row in rows:
         rec = _record(project, row["id"])
         assert rec["status"] == "finished", rec
         assert rec["executor"]["kind"] == "ray" and rec["executor"]["attempt"] == 0
         nodes.add(rec["executor"]["node_id"])
-        assert rec["code"]["tree"] == code["tree"]  # the materialized tree is recorded
-        assert rec["env"] and rec["metrics"], rec
+        assert rec["code"]["tree"] and rec["env"] and rec["metrics"], rec
         assert rec["metrics"]["acc"]["value"] == pytest.approx(1 - rec["params"]["lr"])
         assert rec["metrics"]["loss"]["count"] == 3
         on_server = wait_until(
@@ -128,6 +107,104 @@ def _server_run(srv: TeamServer, token: str, run_id: str) -> dict[str, Any] | No
     return rec if rec.get("status") == "finished" else None
 
 
+def test_no_cluster_or_no_ray_is_a_clear_error_before_any_job(tmp_path: Path) -> None:
+    ex = make_executor(f"ray://127.0.0.1:{free_port()}")
+    with pytest.raises(UsageError, match="cannot reach the Ray cluster"):
+        ex.check()
+    code = (
+        "import sys; sys.modules['ray'] = None\n"
+        "from runbase.tracking.executor import make_executor\n"
+        "make_executor('ray').check()\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 1 and "pip install 'runbase[ray]'" in r.stderr
+
+
+def test_ctrl_c_cancels_the_tasks_and_the_runs_end_killed(
+    project: Path, ray_cluster: RayCluster
+) -> None:
+    """SIGINT to ``runbase sweep --on ray``: the running tasks are cancelled (their runs
+    end killed, none left running), the third trial never starts, exit 130."""
+    write(project, "slow.py", "import time\ntime.sleep(600)\n")
+    commit(project, "slow")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runbase", "sweep", "--grid", "x=1,2,3", "--on", "ray",
+         "--", sys.executable, "slow.py"],
+        cwd=project, env={**env, "RAY_ADDRESS": ray_cluster.address},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: _running_count(project) == 2, what="two runs started", timeout=120)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, out + err
+    rows = json.loads(runbase_cmd("ls", "--json", cwd=project).stdout)
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"killed"}, rows
+
+
+def _running_count(project: Path) -> int:
+    if not (project / ".runbase" / "runbase.db").exists():
+        return 0
+    s = _store(project)
+    try:
+        return len(s.db.query("SELECT id FROM runs WHERE status = 'running'"))
+    finally:
+        s.close()
+
+
+EXPLAINED = """
+import argparse
+import runbase
+p = argparse.ArgumentParser()
+p.add_argument("--lr", type=float, default=0.1)
+args = p.parse_args()
+rows = [float(x) for x in open("data/train.csv").read().split()]
+runbase.summary(acc=sum(rows) / len(rows) / 10)
+"""
+
+
+def test_explain_on_ray_ranks_as_locally(project: Path, ray_cluster: RayCluster) -> None:
+    write(project, "train.py", EXPLAINED)
+    write(project, "data/train.csv", "1 2 3 4\n")
+    write(project, ".gitignore", "data/\n")
+    commit(project, "train")
+    runbase_cmd("run", "--", sys.executable, "train.py", cwd=project, check=True, timeout=300)
+    a = json.loads(runbase_cmd("ls", "--json", "-l", "1", cwd=project).stdout)[0]["id"]
+    write(project, "data/train.csv", "1 2 3 4 10 10\n")
+    runbase_cmd("run", "--", sys.executable, "train.py", "--lr", "0.2", cwd=project, check=True)
+    b = json.loads(runbase_cmd("ls", "--json", "-l", "1", cwd=project).stdout)[0]["id"]
+
+    def ranking(*options: str) -> list[tuple[str, bool]]:
+        r = runbase_cmd(
+            "explain", a, b, "-m", "acc", "--json", "--fresh", *options, cwd=project, timeout=600
+        )
+        assert r.returncode == 0, r.stderr
+        return [(f["name"], f["significant"]) for f in json.loads(r.stdout)["factors"]]
+
+    local = ranking("-j", "2")
+    assert local[0] == ("data/train.csv", True)
+    assert ranking("--on", "ray") == local
+    every = json.loads(runbase_cmd("ls", "--all", "--json", "-l", "0", cwd=project).stdout)
+    kinds = {_record(project, r["id"])["executor"]["kind"] for r in every if r["id"] not in (a, b)}
+    assert kinds == {"local", "ray"}
+
+
+def test_an_unreachable_cluster_fails_the_command_before_any_run(project: Path) -> None:
+    write(project, "t.py", "import runbase\nrunbase.summary(acc=1.0)\n")
+    runbase_cmd("run", "--", sys.executable, "t.py", cwd=project, check=True)
+    orig = json.loads(runbase_cmd("ls", "--json", cwd=project).stdout)[0]["id"]
+    address = f"ray://127.0.0.1:{free_port()}"
+    r = runbase_cmd("reproduce", orig, "--on", address, cwd=project)
+    assert r.returncode == 2 and "cannot reach the Ray cluster" in r.stderr, r.stderr
+    r = runbase_cmd("explain", orig, orig, "--on", address, cwd=project)
+    assert r.returncode == 2 and "cannot reach the Ray cluster" in r.stderr, r.stderr
+    assert len(json.loads(runbase_cmd("ls", "--all", "--json", cwd=project).stdout)) == 1
+
+
+# last: it leaves the cluster one node short
 def test_a_node_killed_mid_run_is_lost_and_the_job_retried_elsewhere(
     project: Path, ray_cluster: RayCluster, tmp_path: Path
 ) -> None:
@@ -194,106 +271,3 @@ def _worker_node(cluster: RayCluster) -> str:
     return next(
         n["NodeID"] for n in cluster.nodes() if "node:__internal_head__" not in n["Resources"]
     )
-
-
-def test_no_cluster_or_no_ray_is_a_clear_error_before_any_job(tmp_path: Path) -> None:
-    ex = make_executor(f"ray://127.0.0.1:{free_port()}")
-    with pytest.raises(UsageError, match="cannot reach the Ray cluster"):
-        ex.check()
-    code = (
-        "import sys; sys.modules['ray'] = None\n"
-        "from runbase.tracking.executor import make_executor\n"
-        "make_executor('ray').check()\n"
-    )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert r.returncode == 1 and "pip install 'runbase[ray]'" in r.stderr
-
-
-def test_ctrl_c_cancels_the_tasks_and_the_runs_end_killed(
-    project: Path, ray_cluster: RayCluster, tmp_path: Path
-) -> None:
-    write(project, "slow.py", "import time\ntime.sleep(600)\n")
-    store = str(project / ".runbase")
-    Store.open(store, create=True).close()
-    driver = tmp_path / "drive.py"
-    driver.write_text(
-        "import sys\n"
-        "from runbase.tracking.executor import SPEC_TOKEN, Job, make_executor, runbase_run_argv\n"
-        f"argv = runbase_run_argv({store!r}, '--spec', SPEC_TOKEN, '--', sys.executable, 'slow.py')\n"
-        f"jobs = [Job(argv, cwd={str(project)!r}, spec={{'name': f's{{i}}'}}) for i in range(3)]\n"
-        "ex = make_executor('ray')\n"
-        "print('interrupted' if ex.run(jobs) else 'done', flush=True)\n"
-        "print(sorted(str(j.returncode) for j in jobs), flush=True)\n"
-    )
-    proc = subprocess.Popen([sys.executable, str(driver)], stdout=subprocess.PIPE, text=True)
-    try:
-        wait_until(lambda: _running_count(project) == 2, what="two runs started", timeout=120)
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert out.splitlines()[0] == "interrupted", out
-    # the two that ran were stopped (SIGTERM); the third never started
-    codes = out.splitlines()[1]
-    assert codes.count("None") == 1 and "'0'" not in codes, out
-    rows = json.loads(runbase_cmd("ls", "--json", cwd=project).stdout)
-    assert len(rows) == 2 and {r["status"] for r in rows} == {"killed"}, rows
-
-
-def _running_count(project: Path) -> int:
-    if not (project / ".runbase" / "runbase.db").exists():
-        return 0
-    s = _store(project)
-    try:
-        return len(s.db.query("SELECT id FROM runs WHERE status = 'running'"))
-    finally:
-        s.close()
-
-
-EXPLAINED = """
-import argparse
-import runbase
-p = argparse.ArgumentParser()
-p.add_argument("--lr", type=float, default=0.1)
-args = p.parse_args()
-rows = [float(x) for x in open("data/train.csv").read().split()]
-runbase.summary(acc=sum(rows) / len(rows) / 10)
-"""
-
-
-def test_explain_on_ray_ranks_as_locally(project: Path, ray_cluster: RayCluster) -> None:
-    write(project, "train.py", EXPLAINED)
-    write(project, "data/train.csv", "1 2 3 4\n")
-    write(project, ".gitignore", "data/\n")
-    commit(project, "train")
-    runbase_cmd("run", "--", sys.executable, "train.py", cwd=project, check=True, timeout=300)
-    a = json.loads(runbase_cmd("ls", "--json", "-l", "1", cwd=project).stdout)[0]["id"]
-    write(project, "data/train.csv", "1 2 3 4 10 10\n")
-    runbase_cmd("run", "--", sys.executable, "train.py", "--lr", "0.2", cwd=project, check=True)
-    b = json.loads(runbase_cmd("ls", "--json", "-l", "1", cwd=project).stdout)[0]["id"]
-
-    def ranking(*options: str) -> list[tuple[str, bool]]:
-        r = runbase_cmd(
-            "explain", a, b, "-m", "acc", "--json", "--fresh", *options, cwd=project, timeout=600
-        )
-        assert r.returncode == 0, r.stderr
-        return [(f["name"], f["significant"]) for f in json.loads(r.stdout)["factors"]]
-
-    local = ranking("-j", "2")
-    assert local[0] == ("data/train.csv", True)
-    assert ranking("--on", "ray") == local
-    every = json.loads(runbase_cmd("ls", "--all", "--json", "-l", "0", cwd=project).stdout)
-    kinds = {_record(project, r["id"])["executor"]["kind"] for r in every if r["id"] not in (a, b)}
-    assert kinds == {"local", "ray"}
-
-
-def test_an_unreachable_cluster_fails_the_command_before_any_run(project: Path) -> None:
-    write(project, "t.py", "import runbase\nrunbase.summary(acc=1.0)\n")
-    runbase_cmd("run", "--", sys.executable, "t.py", cwd=project, check=True)
-    orig = json.loads(runbase_cmd("ls", "--json", cwd=project).stdout)[0]["id"]
-    address = f"ray://127.0.0.1:{free_port()}"
-    r = runbase_cmd("reproduce", orig, "--on", address, cwd=project)
-    assert r.returncode == 2 and "cannot reach the Ray cluster" in r.stderr, r.stderr
-    r = runbase_cmd("explain", orig, orig, "--on", address, cwd=project)
-    assert r.returncode == 2 and "cannot reach the Ray cluster" in r.stderr, r.stderr
-    assert len(json.loads(runbase_cmd("ls", "--all", "--json", cwd=project).stdout)) == 1

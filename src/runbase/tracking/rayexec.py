@@ -105,7 +105,9 @@ class RayExecutor:
         if self._ray is not None:
             return
         ray = import_ray()
-        if not ray.is_initialized():
+        if ray.is_initialized():
+            _same_cluster(ray, self.address)
+        else:
             _reachable(self.address)
             try:
                 ray.init(
@@ -276,7 +278,6 @@ class RayExecutor:
         job.stderr_tail = out["stderr_tail"]
         job.run_id = out["run_id"]
         job.executor = out["executor"]
-        job.cancelled = job.cancelled or out["cancelled"]
 
     def _interrupt(self) -> None:
         """Cancel every task: Ray raises KeyboardInterrupt in it, which SIGTERMs its
@@ -328,6 +329,24 @@ def _sigterm_interrupts() -> Any:
 
 def _passed_env() -> dict[str, str]:
     return {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+
+
+def _same_cluster(ray: Any, address: str) -> None:
+    """This process is connected already (a notebook's ``ray.init()``, Tune): fine for
+    ``auto``; UsageError when ``address`` (HOST:PORT) names another cluster's GCS port
+    (Ray holds one connection per process). A ``ray://`` address names a client port
+    that cannot be compared: the connection is used."""
+    if address in ("auto", "local") or "://" in address:
+        return
+    try:
+        current = str(ray.get_runtime_context().gcs_address)
+    except Exception:  # noqa: BLE001 - nothing to compare with
+        return
+    if address.rsplit(":", 1)[-1] != current.rsplit(":", 1)[-1]:
+        raise UsageError(
+            f"this process is already connected to the Ray cluster at {current}, not "
+            f"{address}: one process talks to one cluster (ray.shutdown() first)"
+        )
 
 
 def _reachable(address: str) -> None:
