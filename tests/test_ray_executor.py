@@ -206,20 +206,24 @@ def test_an_unreachable_cluster_fails_the_command_before_any_run(project: Path) 
 
 # last: it leaves the cluster one node short
 def test_a_node_killed_mid_run_is_lost_and_the_job_retried_elsewhere(
-    project: Path, ray_cluster: RayCluster, tmp_path: Path
+    project: Path, ray_cluster: RayCluster, tmp_path: Path, team: tuple[TeamServer, str]
 ) -> None:
+    """The lost attempt's run is ``lost`` here and on the team server it published to
+    (never running forever); the retry is a new run that says which run it retries."""
+    srv, token = team
+    _login(srv, token, project)
     write(project, "hold.py", HOLD)
     commit(project, "hold")
     store = str(project / ".runbase")
     Store.open(store, create=True).close()
     release = tmp_path / "release"
     ex = make_executor("ray", jobs=2, retries=1)
-    ex.check(store=store)
+    ex.check(store=store, publish="team")
     found: dict[str, Any] = {}
 
     def jobs() -> Any:
         for i in range(2):
-            argv = runbase_run_argv(store, "--spec", SPEC_TOKEN, "--")
+            argv = runbase_run_argv(store, "--publish", "team", "--spec", SPEC_TOKEN, "--")
             yield Job(
                 [*argv, sys.executable, "hold.py", str(tmp_path / f"m{i}"), str(release)],
                 cwd=str(project),
@@ -255,6 +259,9 @@ def test_a_node_killed_mid_run_is_lost_and_the_job_retried_elsewhere(
     rec = _record(project, retry[0]["id"])
     assert rec["status"] == "finished" and rec["executor"]["attempt"] == 1
     assert rec["executor"]["node_id"] != lost["executor"]["node_id"]
+    on_server = srv.get(f"/p/default/api/runs/{found['lost']}", token)
+    assert on_server["status"] == "lost"
+    wait_until(lambda: _server_run(srv, token, rec["id"]), what="the retry on the server")
 
 
 def _both_running(project: Path) -> list[dict[str, Any]] | None:

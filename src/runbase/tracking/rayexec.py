@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -423,10 +423,17 @@ def _option(argv: list[str], name: str) -> str | None:
 def probe_node(store: str, publish: str | None, env: dict[str, str]) -> str | None:
     """On one node: why it cannot run jobs of ``store`` with environment ``env`` (None:
     it can). The worker process is Ray's, re-used: ``env`` is set for the probe only."""
+    with _environ(env):
+        return _probe_here(store, publish)
+
+
+@contextlib.contextmanager
+def _environ(env: dict[str, str]) -> Iterator[None]:
+    """``env`` set in this (Ray worker's, re-used) process for a while."""
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        return _probe_here(store, publish)
+        yield
     finally:
         for k, v in saved.items():
             if v is None:
@@ -474,7 +481,8 @@ def run_job(job: Job, grace: float = CANCEL_GRACE) -> dict[str, Any]:
     }
     spec = dict(job.spec) if job.spec is not None else None
     if spec is not None and spec.get("run_id"):
-        _claim(job, spec, info)
+        with _environ(job.env or {}):  # its config and login: the lost run is pushed
+            _claim(job, spec, info)
     launch = prepare(job, info, spec)
     if launch.argv[1:3] == ["-m", "runbase"]:  # the driver's Python: this node's has runbase
         launch.argv[0] = sys.executable
