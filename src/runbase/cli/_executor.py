@@ -84,6 +84,7 @@ def executor_from(
             if value is not None
         ] + (["--retries"] if retries else [])
         if local and asked:
+            # lazy: the CLI's start-up loads click alone; each command imports what it runs
             from runbase.errors import UsageError
 
             raise UsageError(f"{asked[0]} needs --on ray (local runs take what they need)")

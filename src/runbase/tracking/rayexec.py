@@ -40,7 +40,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from runbase.errors import UsageError
-from runbase.tracking.executor import (
+from runbase.tracking.launch import (
     Job,
     OnDone,
     Resources,
@@ -223,12 +223,13 @@ class RayExecutor:
         store = job_store(job)
         if store is not None:
             self._probe(store, job_publish(job), job.env or {})
-        if job.spec is not None and not job.spec.get("run_id"):
-            # a run id known before it runs: a retry can find the run its node took
-            from runbase.core.ids import new_run_id
-
-            job.spec = {**job.spec, "run_id": new_run_id()}
         if job.spec is not None:
+            # lazy: ids load only for a job with a spec
+            from runbase.core.ids import new_run_id, new_run_name
+
+            # a run id known before it runs, and a name a retry keeps: how a retry finds
+            # the runs its dead node took (_attempts)
+            job.spec = {"run_id": new_run_id(), "name": new_run_name(), **job.spec}
             job.run_id = job.spec["run_id"]
         r = self.resources
         options: dict[str, Any] = {
@@ -449,6 +450,7 @@ def _probe_here(store: str, publish: str | None) -> str | None:
     if not os.access(store, os.W_OK):
         return f"on {host} cannot write the store at {store}"
     try:
+        # lazy: the remote client loads only where a probe checks publishing
         from runbase.remote.client import get_remote
         from runbase.remote.target import resolve_target
 
@@ -536,6 +538,7 @@ def _claim(job: Job, spec: dict[str, Any], info: dict[str, Any]) -> None:
     """When the spec's run id is already in the store, this task is Ray's retry of one
     whose node died: mark that run and every earlier attempt's ``lost``, take a new run
     id, and say which run this one retries."""
+    # lazy: a Ray task loads the store only to claim its run id
     from runbase.core.ids import new_run_id
     from runbase.store import Store
 
@@ -558,33 +561,38 @@ def _claim(job: Job, spec: dict[str, Any], info: dict[str, Any]) -> None:
 
 def _attempts(store: Any, first: str) -> list[str]:
     """Run ``first`` and the retries that followed it (each's ``executor.retry_of`` the
-    one before), when ``first`` exists."""
-    if store.db.query_one("SELECT 1 FROM runs WHERE id = ?", (first,)) is None:
+    one before), when ``first`` exists. A retry keeps its spec's name and starts later:
+    only those runs are read."""
+    # lazy: the records load only on a retry, on the node that retries
+    from runbase.records.read import list_runs, load_row, run_status
+    from runbase.records.record import build_record
+
+    if run_status(store, first) is None:
         return []
+    row = load_row(store, first)
+    where = f"started_at >= {float(row['started_at'] or 0)!r}"
+    if row.get("name"):
+        where += f" and name == {json.dumps(row['name'])}"
+    later = [r["id"] for r in list_runs(store, where, "started_at", None) if r["id"] != first]
+    retry_of = {rid: _retry_of(build_record(store, rid).get("executor")) for rid in later}
     chain = [first]
     while True:
-        rows = store.db.query(
-            "SELECT id, executor_json FROM runs WHERE executor_json LIKE ?",
-            (f"%{chain[-1]}%",),
-        )
-        nxt = [r[0] for r in rows if _retry_of(r[1]) == chain[-1] and r[0] not in chain]
+        nxt = [rid for rid, of in retry_of.items() if of == chain[-1] and rid not in chain]
         if not nxt:
             return chain
         chain.append(nxt[0])
 
 
-def _retry_of(text: Any) -> str | None:
-    try:
-        value = json.loads(text) if isinstance(text, str) else None
-    except ValueError:
-        return None
-    return value.get("retry_of") if isinstance(value, dict) else None
+def _retry_of(executor: Any) -> str | None:
+    value = executor.get("retry_of") if isinstance(executor, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def mark_lost(job: Job, runs: str | list[str], note: str, chain: bool = False) -> None:
     """Mark ``runs`` ``lost`` in the job's store (``chain``: run ``runs`` and every retry
     that followed it), and push them to the remote the job publishes to (the server
     showed them running). Warns, never raises: the sweep goes on."""
+    # lazy: the store and records load only when a run is lost
     from runbase.records.sweeps import set_run_status
     from runbase.store import Store
 
@@ -617,6 +625,7 @@ def _set_lost(store: Any, run_id: str, note: str, set_run_status: Any) -> bool:
 
 def _push_lost(store: Any, job: Job, runs: list[str]) -> None:
     try:
+        # lazy: the remote client loads only to push a lost run
         from runbase.remote.client import get_remote
         from runbase.remote.sync import push
         from runbase.remote.target import resolve_target

@@ -39,7 +39,7 @@ from runbase.core.shapes import loads
 from runbase.errors import RunbaseError, UsageError
 from runbase.records.checkout import checkout, describe
 from runbase.records.jobruns import job_ids
-from runbase.records.read import load_params, reproduction_count, resolve
+from runbase.records.read import load_params, reproduction_count, resolve, run_status
 from runbase.records.record import build_record
 from runbase.store import Store
 from runbase.tracking.envbuild import activation, build_env
@@ -407,7 +407,7 @@ def run_as_job(store: Store, executor: Executor, argv: list[str], opts: RunOptio
     if executor.run([job], total=1):
         raise KeyboardInterrupt
     rid = job.run_id or str(spec["run_id"])
-    if store.db.query_one("SELECT 1 FROM runs WHERE id = ?", (rid,)) is None:
+    if run_status(store, rid) is None:
         why = job.stderr_tail.strip().splitlines()[-1:] or [f"exit {job.returncode}"]
         raise RunbaseError(f"the re-run did not start on the {executor.kind} executor: {why[0]}")
     return rid
