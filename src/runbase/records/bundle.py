@@ -46,7 +46,7 @@ from runbase.records.experiments import EXPERIMENT_TAG, adopt
 from runbase.records.external import HIDDEN_PREFIX, MLFLOW_SOURCE, MODEL_HISTORY_TAG
 from runbase.records.maintenance import MAX_MANIFEST, references
 from runbase.records.media import mime_problem
-from runbase.records.sweeps import SWEEP_STATUSES
+from runbase.records.sweeps import OWNER_COLUMNS, SWEEP_STATUSES, is_valid_sweep_id
 from runbase.store import Store
 from runbase.store.schema import STORE_SCHEMA
 from runbase.store.tables import Column, Table
@@ -116,9 +116,9 @@ def export_run(store: Store, run_id: str, data: bool = True) -> dict[str, Any]:
         "run": run,
     }
     if run.get("sweep_id"):  # the sweep's record travels with each of its trials
-        sweep = _select(store, tables["sweeps"], "id", run["sweep_id"])
-        if sweep:
-            bundle["sweep"] = sweep[0]
+        sweep = sweep_row(store, run["sweep_id"])
+        if sweep is not None:
+            bundle["sweep"] = sweep
     for name in TABLES:
         bundle[name] = _select(store, tables[name], "run_id", run_id)
         if not bundle[name] and name in LATER_TABLES:
@@ -218,17 +218,39 @@ def _parse(bundle: Any, replace: bool) -> _Parsed:
     return _Parsed(run_id, run, rows, chunks, sweep)
 
 
+def sweep_row(store: Store, sweep_id: str) -> dict[str, Any] | None:
+    """Sweep ``sweep_id``'s row as a bundle carries it (its ``sweep``; the body of
+    ``PUT .../sweeps/{id}``): every column but the driver's (local process facts)."""
+    rows = _select(store, schema()["sweeps"], "id", sweep_id)
+    if not rows:
+        return None
+    return {k: v for k, v in rows[0].items() if k not in OWNER_COLUMNS}
+
+
 def _parse_sweep(raw: Any, sweep_id: Any) -> dict[str, Any] | None:
     """The sweeps row a bundle carries: the run's own sweep's, its JSON checked."""
     if raw is None:
         return None
+    row = parse_sweep(raw)
+    if row["id"] != sweep_id:
+        raise _fail("sweep.id", f"{_show(row['id'])} is not the run's sweep_id {_show(sweep_id)}")
+    return row
+
+
+def parse_sweep(raw: Any) -> dict[str, Any]:
+    """A sweeps row as sent (a bundle's ``sweep``, a pushed sweep), checked: BundleError
+    when it is not one. Columns it leaves out are NULL, but the driver's stay as they are
+    (never sent)."""
     if not isinstance(raw, dict):
         raise _fail("sweep", "must be an object (a sweeps row)")
     table = schema()["sweeps"]
+    local = [k for k in OWNER_COLUMNS if k in raw]
+    if local:
+        raise _fail(f"sweep.{local[0]}", "is a local fact of the sweep's driver, never sent")
     row = _parse_row(table, raw, "sweep")
     _check_required(table, row, "sweep")
-    if row["id"] != sweep_id:
-        raise _fail("sweep.id", f"{_show(row['id'])} is not the run's sweep_id {_show(sweep_id)}")
+    if not is_valid_sweep_id(row["id"]):
+        raise _fail("sweep.id", f"{_show(row['id'])} is not a sweep id")
     if row["status"] not in SWEEP_STATUSES:
         raise _fail("sweep.status", f"{_show(row['status'])} is not one of {SWEEP_STATUSES}")
     _json("sweep.spec_json", row["spec_json"])
@@ -243,7 +265,8 @@ def _parse_sweep(raw: Any, sweep_id: Any) -> dict[str, Any] | None:
     if best is not None and not ids.is_valid_id(best):
         raise _fail("sweep.best_run", f"{_show(best)} is not a run id")
     for name in table.columns:  # a full row: what is not given is NULL
-        row.setdefault(name, None)
+        if name not in OWNER_COLUMNS:
+            row.setdefault(name, None)
     return row
 
 
@@ -631,6 +654,24 @@ def _write_run(cur: Any, parsed: _Parsed) -> None:
             f"UPDATE runs SET {', '.join(f'{_q(n)} = ?' for n in names)} WHERE id = ?",
             (*(parsed.run[n] for n in names), parsed.run_id),
         )
+
+
+def import_sweep(
+    store: Store, raw: Any, before: Callable[[str | None], None] | None = None
+) -> dict[str, Any]:
+    """Upsert a sweeps row sent on its own (``PUT .../sweeps/{id}``, checked as a
+    bundle's ``sweep``): the newer ``updated_at`` wins. ``before(user_name)`` is called
+    inside the transaction with the user the stored row names (None: no row yet): the
+    server refuses another user's sweep there. Returns the row as parsed."""
+    row = parse_sweep(raw)
+    with store.db.transaction() as cur:
+        if before is not None:
+            found = cur.execute(
+                "SELECT user_name FROM sweeps WHERE id = ?", (row["id"],)
+            ).fetchone()
+            before(None if found is None else found[0])
+        _write_sweep(cur, row)
+    return row
 
 
 def _write_sweep(cur: Any, sweep: dict[str, Any]) -> None:

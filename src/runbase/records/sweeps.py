@@ -10,10 +10,14 @@ executor retried it as a new run) is ``lost`` (:func:`set_run_status`).
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
 from typing import Any
 
 from runbase.capture import env as envcap
+from runbase.capture.proc import is_alive
+from runbase.core import executorinfo
 from runbase.core.shapes import loads
 from runbase.errors import StoreError, TooDeep, UsageError
 from runbase.records.read import list_runs, with_sweep
@@ -23,13 +27,45 @@ SWEEP_STATUSES = ("running", "finished", "interrupted", "failed")
 # the statuses only a sweep gives a run, after (or instead of) the run's own end
 SWEEP_RUN_STATUSES = ("pruned", "lost")
 INDEX_TAG = "sweep_index"  # capture.overrides.INDEX_TAG
-_COLUMNS = "id, created_at, updated_at, status, spec_json, user_name, host, study_json, best_run"
+_COLUMNS = (
+    "id, created_at, updated_at, status, spec_json, user_name, host, study_json, best_run, "
+    "owner_pid, owner_host, heartbeat_at"
+)
+# the driver process of a sweep (where it runs, not what it is): local facts a bundle
+# never carries (records.bundle)
+OWNER_COLUMNS = ("owner_pid", "owner_host", "heartbeat_at")
+# a driver beats about every BEAT_EVERY s; one silent for STALE_AFTER s is taken for dead
+# (another host's driver: its pid says nothing here)
+BEAT_EVERY = 10.0
+STALE_AFTER = 120.0
+_INDEX = re.compile(r"-?[0-9]{1,18}")
+# a sweep id becomes a path component (the study's db, sweeps/<id>/ after a pull): new ids
+# are run ids (tracking.sweep), a pushed one need only be a safe name
+_SWEEP_ID = re.compile(r"[A-Za-z0-9._-]{1,200}")
+
+
+def is_valid_sweep_id(value: Any) -> bool:
+    return isinstance(value, str) and value not in (".", "..") and bool(_SWEEP_ID.fullmatch(value))
+
+
+def sweep_index(value: Any) -> int | None:
+    """A trial's index from its ``sweep_index`` tag (or an int); None when it is none.
+    Strict: ASCII digits only ("²" and "--5" are not indexes), at most 18 of them, so
+    whatever a pushed run carries never raises where trials are ordered."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and _INDEX.fullmatch(value):
+        return int(value)
+    return None
 
 
 def create_sweep(
     store: Store, sweep_id: str, spec: dict[str, Any], study: dict[str, Any] | None = None
 ) -> None:
-    """Record a new ``running`` sweep; UsageError when ``sweep_id`` is taken."""
+    """Record a new ``running`` sweep driven by this process (see :func:`claim`);
+    UsageError when ``sweep_id`` is taken."""
     _check_object("spec", spec)
     if study is not None:
         _check_object("study", study)
@@ -40,8 +76,11 @@ def create_sweep(
         if cur.fetchone() is not None:
             raise UsageError(f"a sweep {sweep_id} exists already")
         cur.execute(
-            f"INSERT INTO sweeps ({_COLUMNS}) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, NULL)",
-            (sweep_id, now, now, json.dumps(spec), user, host, _dumps(study)),
+            f"INSERT INTO sweeps ({_COLUMNS}) "
+            "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, NULL, ?, ?, ?)",
+            # its creator drives it (claim: a resumed sweep's new driver)
+            (sweep_id, now, now, json.dumps(spec), user, host, _dumps(study))
+            + (os.getpid(), host, now),
         )
 
 
@@ -90,14 +129,46 @@ def list_sweeps(store: Store, limit: int = 50) -> list[dict[str, Any]]:
     return [_parse(tuple(r)) for r in rows]
 
 
+def claim(store: Store, sweep_id: str) -> None:
+    """Make this process the driver of sweep ``sweep_id`` (its pid, host, a heartbeat
+    now). UsageError when another driver is alive: two drivers of one sweep would fail
+    each other's trials and reuse trial indexes."""
+    _, host = envcap.user_and_host()
+    now = time.time()
+    with store.db.transaction() as cur:
+        cur.execute(
+            "SELECT owner_pid, owner_host, heartbeat_at FROM sweeps WHERE id = ?", (sweep_id,)
+        )
+        row = cur.fetchone()
+        if row is None:
+            raise UsageError(f"no sweep {sweep_id}")
+        owner = _owner(tuple(row))
+        if owner is not None and owner["pid"] != os.getpid() and _alive(owner, now):
+            beat = owner["heartbeat_at"]
+            ago = "no heartbeat" if beat is None else f"heartbeat {max(now - beat, 0):.0f}s ago"
+            raise UsageError(
+                f"sweep {sweep_id} is being driven by pid {owner['pid']} on {owner['host']} "
+                f"({ago}); stop it first, or wait for it to end"
+            )
+        cur.execute(
+            "UPDATE sweeps SET owner_pid = ?, owner_host = ?, heartbeat_at = ? WHERE id = ?",
+            (os.getpid(), host, now, sweep_id),
+        )
+
+
+def beat(store: Store, sweep_id: str) -> None:
+    """The driver of sweep ``sweep_id`` is alive (call about every BEAT_EVERY s)."""
+    store.db.execute("UPDATE sweeps SET heartbeat_at = ? WHERE id = ?", (time.time(), sweep_id))
+
+
 def trial_runs(store: Store, sweep_id: str) -> list[dict[str, Any]]:
     """The runs of sweep ``sweep_id`` (``read.list_runs`` rows) by trial index (the tag
     ``sweep_index``), whatever order they started in; runs without one last."""
     rows = list_runs(store, with_sweep(None, sweep_id), sort="started_at", limit=None)
 
     def index(row: dict[str, Any]) -> tuple[int, int]:
-        text = str((row.get("tags") or {}).get(INDEX_TAG, ""))
-        return (0, int(text)) if text.lstrip("-").isdigit() else (1, 0)
+        found = sweep_index((row.get("tags") or {}).get(INDEX_TAG))
+        return (1, 0) if found is None else (0, found)
 
     return sorted(rows, key=index)  # stable: start order among equals
 
@@ -120,6 +191,17 @@ def set_run_status(store: Store, run_id: str, status: str, note: str | None = No
         return bool(cur.rowcount == 1)
 
 
+def set_run_executor(store: Store, run_id: str, executor: dict[str, Any]) -> None:
+    """Record what runs ``run_id`` now (a trial restarted on another node): its
+    ``executor`` (docs/run-record.md), checked by core.executorinfo.problem."""
+    problem = executorinfo.problem(executor)
+    if problem is not None:
+        raise UsageError(f"a run's executor {problem}")
+    store.db.execute(
+        "UPDATE runs SET executor_json = ? WHERE id = ?", (json.dumps(executor), run_id)
+    )
+
+
 def _check_object(what: str, value: Any) -> None:
     if not isinstance(value, dict):
         raise UsageError(f"a sweep's {what} must be a JSON object")
@@ -133,13 +215,33 @@ def _dumps(value: dict[str, Any] | None) -> str | None:
     return None if value is None else json.dumps(value)
 
 
+def _owner(row: tuple[Any, ...]) -> dict[str, Any] | None:
+    pid, host, heartbeat = row
+    if pid is None:  # not driven here (a pushed or pulled copy of the sweep)
+        return None
+    return {"pid": pid, "host": host, "heartbeat_at": heartbeat}
+
+
+def _alive(owner: dict[str, Any], now: float) -> bool:
+    """Whether a sweep's driver still runs: on this host its process (as lifecycle
+    checks a run's supervisor), on another its heartbeat."""
+    if owner["host"] == envcap.user_and_host()[1]:
+        return isinstance(owner["pid"], int) and is_alive(owner["pid"], None)
+    beat = owner["heartbeat_at"]
+    return isinstance(beat, (int, float)) and now - beat < STALE_AFTER
+
+
 def _parse(row: tuple[Any, ...]) -> dict[str, Any]:
-    sweep_id, created, updated, status, spec, user, host, study, best = row
+    sweep_id, created, updated, status, spec, user, host, study, best = row[:9]
+    owner = _owner(row[9:])
+    if status == "running" and owner is not None and not _alive(owner, time.time()):
+        status = "interrupted"  # its driver died without saying so (SIGKILL, a lost node)
     return {
         "id": sweep_id,
         "created_at": created,
         "updated_at": updated,
         "status": status,
+        "owner": owner,
         "spec": _object(sweep_id, "spec_json", spec),
         "user": user,
         "host": host,

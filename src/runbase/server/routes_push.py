@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -99,6 +99,28 @@ for _path, _method, _live, _summary in (
         summary=_summary,
         openapi_extra=BUNDLE_OPENAPI,
     )
+
+
+SweepId = Annotated[
+    str,
+    Path(pattern=r"^[A-Za-z0-9._-]{1,200}$", description="Sweep id (records.sweeps)"),
+]
+
+
+@project_api.put("/sweeps/{sweep_id}", tags=["push"], summary="Push a sweep's record")
+async def put_sweep(
+    project: ProjectName,
+    sweep_id: SweepId,
+    request: Request,
+    server: ServerDep,
+    user: UserDep,
+    _: Writer,
+) -> Response:
+    """The sweeps row as a bundle's ``sweep`` carries it: the driver sends it as the sweep
+    goes (status, best run), which its trials' bundles, sent as each ends, cannot."""
+    row = await _bundle_body(request)
+    out = await run_in_threadpool(server.receive_sweep, project, sweep_id, row, user)
+    return json_response(out)
 
 
 @project_api.get("/runs/{ref}/bundle", tags=["pull"], summary="A run's record, to pull")

@@ -26,10 +26,11 @@ from runbase.errors import (
     StoreError,
 )
 from runbase.records import accounts, lineage
-from runbase.records.bundle import export_run, import_run, run_objects
+from runbase.records.bundle import export_run, import_run, import_sweep, run_objects, validate
 from runbase.records.pushed_runs import owner_and_status, reference_columns
 from runbase.records.read import resolve
 from runbase.records.registry import Actor, Event
+from runbase.records.sweeps import SWEEP_RUN_STATUSES
 from runbase.render import views
 from runbase.server import control, hooks
 from runbase.server.control import User
@@ -208,13 +209,18 @@ class Server:
                         raise MissingObjects(lacking)
 
             needs_check = not live or _adds_references(store, run_id, bundle)
+            parsed = validate(bundle, replace=not live)
 
             def before(rid: str) -> None:
-                self._check_owner(store, rid, user, project, live)
+                if self._check_owner(store, rid, user, project, live):
+                    # a sweep stopped it (pruned) or gave it up (lost): its last deltas
+                    # are its rows, never a status that would reopen it
+                    parsed.run.pop("status", None)
+                self._check_sweep(store, parsed.run.get("sweep_id"), user, project)
 
             import_run(
                 store,
-                bundle,
+                parsed,
                 replace=not live,
                 verify=verify if needs_check else None,
                 before=before,
@@ -225,18 +231,56 @@ class Server:
             )
         return {"id": run_id, "project": project, "url": f"/p/{project}/runs/{run_id}"}
 
-    def _check_owner(self, store: Store, run_id: str, user: User, project: str, live: bool) -> None:
+    def _check_owner(self, store: Store, run_id: str, user: User, project: str, live: bool) -> bool:
         """Only a run's author (or a project admin) may replace it, and a live update
         never reopens a run that ended (a late one, after the final push, is refused).
-        Called inside the import's transaction: two first pushes of one id cannot both
-        pass."""
+        A run a sweep marked pruned or lost still takes its live updates (its process
+        runs on until the signal lands): True then, its status is kept. Called inside
+        the import's transaction: two first pushes of one id cannot both pass."""
         row = owner_and_status(store, run_id)
         if row is None:
-            return
-        if row[0] != user.name and control.role_in(self.control, user, project) != "admin":
+            return False
+        if row[0] != user.name and not self._admin(user, project):
             raise Forbidden(f"run {run_id} belongs to {row[0]}; only they or an admin may push it")
+        if live and row[1] in SWEEP_RUN_STATUSES:
+            return True
         if live and row[1] != "running":
             raise Conflict(f"run {run_id} has ended ({row[1]}); push it instead of a live update")
+        return False
+
+    def _check_sweep(self, store: Store, sweep_id: Any, user: User, project: str) -> None:
+        """A run joins only its pusher's own sweep (or anyone's, pushed by an admin): no
+        one adds trials to a colleague's sweep."""
+        if not isinstance(sweep_id, str):
+            return
+        row = store.db.query_one("SELECT user_name FROM sweeps WHERE id = ?", (sweep_id,))
+        owner = None if row is None else row[0]
+        if owner is not None and owner != user.name and not self._admin(user, project):
+            raise Forbidden(
+                f"sweep {sweep_id} belongs to {owner}; only they or an admin may add runs to it"
+            )
+
+    def _admin(self, user: User, project: str) -> bool:
+        return control.role_in(self.control, user, project) == "admin"
+
+    def receive_sweep(
+        self, project: str, sweep_id: str, row: dict[str, Any], user: User
+    ) -> dict[str, Any]:
+        """Store a pushed sweep row (``PUT .../sweeps/{id}``): the newer ``updated_at``
+        wins; another user's sweep is refused (403); its user is the pusher."""
+        if not isinstance(row, dict):
+            raise RunbaseError("a sweep is a JSON object (a sweeps row)")
+        if row.get("id", sweep_id) != sweep_id:
+            raise RunbaseError("the sweep is another than the URL says")
+        row = {**row, "id": sweep_id, "user_name": user.name}
+
+        def before(owner: str | None) -> None:
+            if owner is not None and owner != user.name and not self._admin(user, project):
+                raise Forbidden(f"sweep {sweep_id} belongs to {owner}; only they may push it")
+
+        with self.store(project) as store:
+            import_sweep(store, row, before=before)
+        return {"id": sweep_id, "project": project, "url": f"/p/{project}/sweeps/{sweep_id}"}
 
     def bundle_of(self, project: str, ref: str, data: bool = True) -> dict[str, Any]:
         with self.store(project) as store:

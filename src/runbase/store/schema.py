@@ -396,6 +396,11 @@ SWEEPS = Table(
         Column("host", TEXT),
         Column("study_json", TEXT),  # {"name", "storage"}: never a password
         Column("best_run", TEXT),
+        # the process driving the sweep (records.sweeps.claim): local facts, never in a
+        # bundle; a running sweep whose driver is gone reads as interrupted
+        Column("owner_pid", INTEGER),
+        Column("owner_host", TEXT),
+        Column("heartbeat_at", DOUBLE),
     ],
     key=("id",),
     since=9,
