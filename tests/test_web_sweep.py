@@ -314,6 +314,29 @@ def test_library_same_answer_as_the_api(site: dict[str, Any], server: str) -> No
     assert lib["counts"] == api["counts"] and lib["best_curve"] == api["best_curve"]
 
 
+def test_a_trial_tag_that_is_no_index_is_never_a_server_error(
+    site: dict[str, Any], server: str
+) -> None:
+    """Any project member can push a run with any ``sweep_index`` tag: "²" (a digit to
+    str.isdigit, not to int) or "--5" is no index: the trial is placed by its position,
+    after the indexed ones, and the API and the page answer."""
+    root, py, sweep_id = site["root"], sys.executable, "0badindexsweep01"
+    spec = {"command": [py, "train.py"], "search": "grid", "objective": "acc"}
+    sweeps.create_sweep(site["store"], sweep_id, spec)
+    for name, index, lr in (("sup", "²", "0.1"), ("dashes", "--5", "0.01"), ("good", "1", "0.3")):
+        _run(root, "--sweep-id", sweep_id, "-t", f"sweep_index={index}", "--name", name,
+             "--", py, "train.py", "--lr", lr)  # fmt: skip
+    data = _sweep(server, sweep_id)
+    assert data["total"] == 3 and data["counts"]["finished"] == 3
+    assert [(t["name"], t["index"]) for t in data["trials"]] == [
+        ("good", 1), ("sup", 2), ("dashes", 3),
+    ]  # fmt: skip
+    assert data["best"]["name"] == "dashes" and [p["n"] for p in data["best_curve"]] == [1, 2, 3]
+    status, listing, _ = _get(server + "/api/sweeps")
+    assert status == 200 and sweep_id in {s["id"] for s in listing["sweeps"]}
+    assert _get(f"{server}/sweeps/{sweep_id}")[0] == 200
+
+
 # -- the page, in a real browser ---------------------------------------------------------------
 
 

@@ -197,9 +197,11 @@ def trial_row(
     r: dict[str, Any], position: int, keys: list[str], objective: dict[str, Any] | None
 ) -> dict[str, Any]:
     """One trial: ``{index, id, name, status, params, value, started_at, ended_at,
-    duration_s}``; ``index`` is the trial's ``sweep_index`` tag (else its position)."""
-    text = str(r["tags"].get(INDEX_TAG, ""))
-    index = int(text) if text.isdigit() and len(text) < 19 else position
+    duration_s}``; ``index`` is the trial's ``sweep_index`` tag, else (none, or one that
+    is no index: any pushed run may carry such a tag) its position."""
+    index = sweeps.sweep_index(r["tags"].get(INDEX_TAG))
+    if index is None:
+        index = position
     value = objective_value(r["metrics"], objective["metric"]) if objective else None
     return {
         "index": index,
