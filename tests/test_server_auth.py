@@ -282,6 +282,7 @@ ROUTES: dict[tuple[str, str], str] = {
     # sweeps (issue 21): the sweep page's data
     ("GET", "/p/{project}/api/sweeps"): READER,
     ("GET", "/p/{project}/api/sweeps/{sweep_id}"): READER,
+    ("PUT", "/p/{project}/api/sweeps/{sweep_id}"): WRITER,
 }
 
 # the routes outside the schema (HTML pages, login): path -> who may see it
@@ -382,6 +383,10 @@ def build_request(env: Env, method: str, path: str, user: str | None) -> dict[st
         params["name"], kw = _view_to(env, method)
     elif tail.startswith("models"):
         _model_request(env, method, tail, params, query, kw)
+    elif tail == "sweeps/{sweep_id}" and method == "PUT":
+        params["sweep_id"] = sweep_id = f"sw{uuid.uuid4().hex[:14]}"
+        kw["json"] = {"id": sweep_id, "created_at": 1.0e9, "updated_at": 1.0e9,
+                      "status": "running", "spec_json": '{"command": ["true"]}'}  # fmt: skip
     elif tail == "sweeps/{sweep_id}":
         params["sweep_id"] = _sweep_of_runs(env)
     url = path.format(**params)
