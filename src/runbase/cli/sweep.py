@@ -3,6 +3,7 @@ parameters, here or on a Ray cluster (docs/sweeps.md)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -12,6 +13,7 @@ from runbase.cli._common import bad_input, parse_tags
 from runbase.cli._executor import executor_from, executor_options
 
 SEARCHES = ("grid", "random", "tpe", "cmaes")  # tracking.search.SEARCHES (not loaded here)
+STUDY_STORAGE_ENV = "RUNBASE_STUDY_STORAGE"  # --study-storage's default (off the command line)
 # what the plan of a sweep says: a resumed sweep keeps its own
 _PLAN_OPTIONS = (
     "grid",
@@ -28,7 +30,6 @@ _PLAN_OPTIONS = (
     "tags",
     "no_code",
     "publish",
-    "command",
 )
 
 
@@ -111,13 +112,20 @@ _PLAN_OPTIONS = (
     "--resume",
     metavar="SWEEP",
     help="Go on with this sweep (interrupted) until its trials are done, with its own plan "
-    "(--on, -j, --cpus... given again replace the recorded ones).",
+    "(--on, -j, --cpus... given again replace the recorded ones). COMMAND: only when the "
+    "record hides a secret of it and this store has no copy (--resume ID -- COMMAND).",
+)
+@click.option(
+    "--yes",
+    is_flag=True,
+    help="With --resume: go on with a sweep another user recorded (its command runs here).",
 )
 @click.option(
     "--study-storage",
     metavar="URL",
-    help="The database of the Optuna study (postgresql://USER:PASSWORD@HOST/DB), "
-    "instead of SQLite in the store; its password is never recorded.",
+    help="The database of the Optuna study (postgresql://USER@HOST/DB), instead of SQLite "
+    f"in the store. [default: ${STUDY_STORAGE_ENV}] Its password is never recorded; keep it "
+    "off the command line: in that variable, or libpq's PGPASSWORD or ~/.pgpass.",
 )
 @click.option(
     "--dry-run",
@@ -135,6 +143,8 @@ def sweep(ctx: click.Context, **opts: Any) -> None:
     if opts["resume"]:
         _resume(ctx, opts)
         return
+    if opts["yes"]:
+        raise click.UsageError("--yes is for --resume (a sweep another user recorded)")
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.tracking import sweep as sw
 
@@ -163,13 +173,16 @@ def sweep(ctx: click.Context, **opts: Any) -> None:
         _dry_run(plan)
         return
     executor = executor_from(*_executor_args(opts))
+    storage = opts["study_storage"]
+    if storage is None and plan.needs_study:  # the variable: for a sweep with a study only
+        storage = os.environ.get(STUDY_STORAGE_ENV) or None
     with bad_input():
         result = sw.run_sweep(
             plan,
             store=ctx.obj["store"],
             executor=executor,
             execution=_execution(opts),
-            study_storage=opts["study_storage"],
+            study_storage=storage,
             say=_say,
             on_start=lambda r: _say(
                 f"sweep {r.sweep_id}: {r.total} runs, {r.slots} at a time"
@@ -191,7 +204,7 @@ def _resume(ctx: click.Context, opts: dict[str, Any]) -> None:
     ]
     if opts["dry_run"]:
         given.insert(0, "dry_run")
-    if [name for name in given if name != "command"]:
+    if given:
         what = "--" + given[0].rstrip("_").replace("_", "-")
         raise click.UsageError(
             f"--resume goes on with the sweep's own plan and command: {what} cannot change it"
@@ -210,9 +223,10 @@ def _resume(ctx: click.Context, opts: dict[str, Any]) -> None:
     store.close()
     if rec is None:
         raise click.UsageError(f"no sweep {opts['resume']} in this store")
-    if given:
-        raise click.UsageError("--resume runs the sweep's own command: give none")
     recorded = rec["spec"]
+    storage = opts["study_storage"]
+    if storage is None and (rec["study"] or {}).get("storage", "local") != "local":
+        storage = os.environ.get(STUDY_STORAGE_ENV) or None
     executor = executor_from(*_executor_args(opts, recorded))
     with bad_input():
         result = sw.resume_sweep(
@@ -220,7 +234,9 @@ def _resume(ctx: click.Context, opts: dict[str, Any]) -> None:
             store=ctx.obj["store"],
             executor=executor,
             grace=opts["grace"],
-            study_storage=opts["study_storage"],
+            study_storage=storage,
+            command=list(opts["command"]) or None,
+            yes=opts["yes"],
             say=_say,
             on_start=lambda r: _say(
                 f"sweep {r.sweep_id}: resumed, {r.total} runs left, {r.slots} at a time"
@@ -303,13 +319,12 @@ def _echo_trial(trial: Any, done: int, total: int) -> None:
 
 def _echo_sweep(ctx: click.Context, result: Any) -> None:
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
-    from runbase.records.read import list_runs, with_sweep
+    from runbase.records.sweeps import trial_runs
     from runbase.render.table import render, runs_table, terminal_width
     from runbase.store import Store
-    from runbase.tracking.sweep import in_trial_order
 
     store = Store.open(result.store_root)
-    rows = in_trial_order(list_runs(store, with_sweep(None, result.sweep_id), "started_at", None))
+    rows = trial_runs(store, result.sweep_id)
     if rows:
         headers, table = runs_table(store, rows)
         click.echo(render(headers, table, terminal_width(sys.stdout.isatty())))

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from runbase.errors import RunbaseError, UsageError
 
@@ -124,7 +124,9 @@ def sampler(
     trials are enqueued, a random sampler that never has to choose."""
     optuna = optuna_module()
     if search == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
+        # constant liar: trials running in parallel count as bad results meanwhile, so
+        # that parallel asks spread out (explicit: Optuna's default only from 5)
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     if search == "cmaes":
         try:
             import cmaes  # noqa: F401  (Optuna's CMA-ES needs it; say so before a trial)
@@ -138,6 +140,14 @@ def sampler(
             )
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     return optuna.samplers.RandomSampler(seed=seed)
+
+
+def resumed_seed(seed: int | None, trials: int) -> int | None:
+    """The sampler's seed of a study resumed with ``trials`` trials: derived from the
+    sweep's seed (reproducible) and different from the first call's."""
+    if seed is None or trials == 0:
+        return seed
+    return random.Random(f"{seed}:{trials}").randrange(2**31)
 
 
 def pruner(prune: str | None, startup: int = PRUNE_STARTUP) -> Any:
@@ -155,33 +165,70 @@ def pruner(prune: str | None, startup: int = PRUNE_STARTUP) -> Any:
 
 
 def local_storage(store_root: str | Path, sweep_id: str) -> str:
-    """The SQLite URL of a sweep's study in the store: ``sweeps/<id>/study.db``."""
-    directory = Path(store_root) / "sweeps" / sweep_id
+    """The SQLite URL of a sweep's study in the store: ``sweeps/<id>/study.db`` (built,
+    not formatted: a ``?`` or ``%`` in the store's path stays in the path)."""
+    directory = Path(store_root).absolute() / "sweeps" / sweep_id
     directory.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{directory / 'study.db'}"
+    url = _sqlalchemy_url().create("sqlite", database=str(directory / "study.db"))
+    return str(url.render_as_string(hide_password=False))
+
+
+def _sqlalchemy_url() -> Any:
+    """SQLAlchemy's URL class (Optuna's dependency: there whenever a study is)."""
+    try:
+        from sqlalchemy.engine import URL
+    except ImportError:
+        raise UsageError(f"this sweep needs Optuna and SQLAlchemy: {INSTALL}") from None
+    return URL
+
+
+def parse_url(url: str) -> Any:
+    """``--study-storage`` as SQLAlchemy reads it (a relative SQLite path made absolute,
+    so that the record names the database wherever it is read); UsageError, which never
+    repeats the URL (it may hold a password), when it is not one."""
+    from sqlalchemy.engine import make_url  # lazy: Optuna's dependency, for a study only
+
+    _sqlalchemy_url()
+    try:
+        parsed = make_url(url)
+    except Exception as e:  # noqa: BLE001  (ArgumentError, a port that is not a number)
+        what = "its port is not a number" if isinstance(e, ValueError) else "not a URL"
+        raise UsageError(
+            f"bad --study-storage ({what}): give DIALECT://USER@HOST[:PORT]/DB, "
+            "e.g. postgresql://me@db.example/optuna"
+        ) from None
+    db = parsed.database or ""
+    relative = db not in ("", ":memory:") and not db.startswith("file:")
+    if parsed.drivername.startswith("sqlite") and relative and not Path(db).is_absolute():
+        parsed = parsed.set(database=str(Path(db).absolute()))
+    return parsed
 
 
 def redact(url: str) -> str:
-    """``url`` without its password (what the sweep record keeps)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host += f":{parts.port}"
-    netloc = f"{parts.username or ''}:***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """``url`` as the sweep record keeps it: without its password (the userinfo's, as
+    SQLAlchemy parses it, and any ``password`` query parameter)."""
+    parsed = parse_url(url)
+    query = {k: v for k, v in parsed.query.items() if "password" not in k.lower()}
+    return str(parsed.set(query=query).render_as_string(hide_password=True))
 
 
 def rdb_url(url: str) -> str:
     """``--study-storage`` as SQLAlchemy takes it: PostgreSQL through psycopg 3 (the
     driver runbase's own PostgreSQL uses) unless a driver is named."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or not rest:
-        raise UsageError(f"bad --study-storage {redact(url)!r}: a URL, postgresql://USER@HOST/DB")
-    if scheme in ("postgresql", "postgres"):
-        return f"postgresql+psycopg://{rest}"
-    return url
+    parsed = parse_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return str(parsed.render_as_string(hide_password=False))
+
+
+def _hide(text: str, url: str) -> str:
+    """``text`` (an error from the storage) without ``url``'s password."""
+    parsed = parse_url(url)
+    secrets = [parsed.password] if parsed.password else []
+    secrets += [str(v) for k, v in parsed.query.items() if "password" in k.lower()]
+    for secret in secrets:
+        text = text.replace(str(secret), "***")
+    return text
 
 
 # -- the study ----------------------------------------------------------------------------
@@ -219,12 +266,16 @@ class Study:
         kwargs = {
             "storage": storage,
             "study_name": name,
-            "sampler": sampler(search, seed, space_, say),
+            # a resumed study's sampler is replaced once loaded: this one says nothing
+            "sampler": sampler(search, seed, space_, (lambda _line: None) if resume else say),
             "pruner": pruner(prune, prune_startup),
         }
         try:
             if resume:
                 study = optuna.load_study(**kwargs)
+                # the same seed would replay its start-up points: seeded on from the
+                # trials the study has
+                study.sampler = sampler(search, resumed_seed(seed, len(study.trials)), space_, say)
             else:
                 study = optuna.create_study(direction=DIRECTIONS[direction], **kwargs)
         except KeyError:  # load_study of a name the storage does not hold
@@ -301,12 +352,12 @@ class Study:
 def _storage(optuna: Any, url: str) -> Any:
     """Optuna's RDB storage at ``url``; UsageError (without the password) when it cannot
     be opened."""
+    target, shown = rdb_url(url), redact(url)  # UsageError for a URL that is none
     try:
-        return optuna.storages.RDBStorage(rdb_url(url))
+        return optuna.storages.RDBStorage(target)
     except ImportError as e:
-        raise UsageError(f"the study storage {redact(url)} needs a driver: {e}") from None
+        raise UsageError(f"the study storage {shown} needs a driver: {e}") from None
     except Exception as e:  # noqa: BLE001  (SQLAlchemy's errors: a bad URL, a server down)
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UsageError(
-            f"cannot open the study storage {redact(url)}: {reason.replace(url, redact(url))}"
-        ) from None
+        reason = _hide(reason.replace(target, shown).replace(url, shown), url)
+        raise UsageError(f"cannot open the study storage {shown}: {reason}") from None

@@ -53,6 +53,7 @@ _CALL = re.compile(r"^\s*(\w+)\s*\((.*)\)\s*$", re.DOTALL)
 DEFAULT_SAMPLES = 10  # per grid point, with --random and no -n
 DEFAULT_TRIALS = 20  # of a model-based search without --trials
 PRUNE_POLL = 0.5  # seconds between two reads of the running trials' objective series
+BEAT_EVERY = 10.0  # seconds between two heartbeats of a sweep's driver (records.sweeps.beat)
 # a trial's run status that counts as done (resume runs the others again)
 DONE_STATUSES = ("finished", "pruned", "failed")
 
@@ -247,7 +248,7 @@ class SweepPlan:
         """The sweep record's ``spec`` (docs/sweeps.md); ``execution``: its ``on``,
         ``resources``, ``retries`` and ``jobs``."""
         return {
-            "command": list(self.command),
+            "command": recorded_command(self.command),
             "grid": dict(self.grid),
             "random": {k: d.text for k, d in self.random.items()},
             "search": self.search,
@@ -292,6 +293,14 @@ class SweepPlan:
             raise UsageError(f"the sweep's recorded plan is not one runbase reads: {e}") from None
         plan.check()
         return plan
+
+
+def recorded_command(argv: list[str]) -> list[str]:
+    """``argv`` as the sweep's record keeps it: its secrets ``***`` (the record is pushed
+    with every trial, shown on the sweep page). The raw one stays in ``command.json``."""
+    from runbase.capture.secrets import redact_argv  # lazy: the secret detectors
+
+    return redact_argv(argv)[0]
 
 
 def _opt_int(value: Any) -> int | None:
@@ -348,18 +357,8 @@ class SweepResult:
     @property
     def not_run(self) -> int:
         """How many trials never started (the sweep was interrupted first)."""
-        return max(0, self.total - sum(1 for t in self.trials if t.returncode is not None))
-
-
-def in_trial_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Runs of a sweep (``read.list_runs`` rows) by trial index (the tag
-    ``sweep_index``), whatever order they started in; runs without one last."""
-
-    def index(row: dict[str, Any]) -> tuple[int, int]:
-        text = str((row.get("tags") or {}).get(INDEX_TAG, ""))
-        return (0, int(text)) if text.lstrip("-").isdigit() else (1, 0)
-
-    return sorted(rows, key=index)  # stable: the listing's order among equals
+        started = sum(1 for t in self.trials if t.returncode is not None or t.status is not None)
+        return max(0, self.total - started)
 
 
 def new_sweep_id() -> str:
@@ -381,11 +380,11 @@ def run_sweep(
     on_done: Callable[[Trial, int, int], None] | None = None,
 ) -> SweepResult:
     """Run ``plan`` as a new sweep on ``executor`` (default: this machine, one at a
-    time). ``execution``: the executor's options, kept in the record for a resume.
-    ``study_storage``: the URL of the Optuna study's database (default: SQLite in the
-    store). ``on_start(result)`` once the sweep has its id; ``on_done(trial, done,
-    total)`` as each run ends (``done``: how many have ended, this one included; runs end
-    in any order with more than one slot)."""
+    time). ``execution``: the executor's options, kept in the record for a resume
+    (default: the executor's kind). ``study_storage``: the URL of the Optuna study's
+    database (default: SQLite in the store). ``on_start(result)`` once the sweep has its
+    id; ``on_done(trial, done, total)`` as each run ends (``done``: how many have ended,
+    this one included; runs end in any order with more than one slot)."""
     plan.check()
     _check_command(plan)
     if study_storage is not None and not plan.needs_study:
@@ -393,6 +392,10 @@ def run_sweep(
             "--study-storage is for a sweep with a study: --search tpe/cmaes or --prune"
         )
     executor = executor or make_executor(None, 1)
+    if execution is None:  # what a resume makes again: a Ray sweep goes on on Ray
+        execution = {"on": executor.kind}
+        if executor.kind == "local":
+            execution["jobs"] = executor.slots
     say = say or (lambda _line: None)
     s = Store.open(store, create=True)
     try:
@@ -401,9 +404,13 @@ def run_sweep(
         sweep_id = new_sweep_id()
         study, info = _open_study(s, sweep_id, plan, study_storage, say, None)
         code = _snapshot(s, plan) if plan.capture_code else None
-        from runbase.records.sweeps import create_sweep  # lazy: records below, loaded late
+        from runbase.records import sweeps as rs  # lazy: records below, loaded late
 
-        create_sweep(s, sweep_id, plan.to_spec(execution), info)
+        spec = plan.to_spec(execution)
+        rs.create_sweep(s, sweep_id, spec, info)
+        rs.claim(s, sweep_id)
+        if spec["command"] != plan.command:  # held secrets: the raw one for a resume
+            _save_command(s, sweep_id, plan.command)
         todo = _todo(plan, range(1, plan.total() + 1))
         driver = _Driver(s, sweep_id, plan, executor, study, code, say)
         return driver.run(todo, plan.total(), on_start, on_done)
@@ -418,6 +425,8 @@ def resume_sweep(
     executor: Executor | None = None,
     grace: float | None = None,
     study_storage: str | None = None,
+    command: list[str] | None = None,
+    yes: bool = False,
     say: Callable[[str], None] | None = None,
     on_start: Callable[[SweepResult], None] | None = None,
     on_done: Callable[[Trial, int, int], None] | None = None,
@@ -426,7 +435,10 @@ def resume_sweep(
     failed). Grid and random sweeps run the points not done under their own index; a
     model-based search asks its study for new trials, numbered on. ``executor`` None:
     the one recorded (``execution_of``). The code is snapshotted again: it is what runs
-    now."""
+    now. ``command``: the sweep's command given again (needed when its record holds it
+    with secrets hidden, and this store has no raw copy). ``yes``: resume a sweep another
+    user recorded (its command runs here). UsageError when another driver, alive, runs
+    the sweep."""
     from runbase.records import sweeps as rs  # lazy: records below, loaded late
 
     say = say or (lambda _line: None)
@@ -438,24 +450,85 @@ def resume_sweep(
                 f"no sweep {sweep_id} in {s.root} (runbase ls --sweep ID lists its runs)"
             )
         plan = SweepPlan.from_spec(rec["spec"])
+        plan.command = _command_to_run(s, sweep_id, plan.command, command)
         if grace is not None:
             plan.grace = grace
             plan.check()
         _check_command(plan)
+        _check_user(rec, yes)
         executor = executor or make_executor(**execution_of(rec["spec"]))
         executor.check(str(s.root), plan.publish)
+        rs.claim(s, sweep_id)  # before the study's running trials are told failed
         runs = rs.trial_runs(s, sweep_id)
         todo = _left(plan, runs)
-        if rec["status"] == "running":
-            say(f"runbase: the record of sweep {sweep_id} says running: resuming it anyway")
         code = _snapshot(s, plan) if plan.capture_code else None
         study, info = _open_study(s, sweep_id, plan, study_storage, say, rec["study"])
         rs.update_sweep(s, sweep_id, status="running", study=info)
+        say(
+            f"runbase: resuming sweep {sweep_id} of {rec.get('user') or '?'} on "
+            f"{rec.get('host') or '?'}: {' '.join(rec['spec']['command'])}"
+        )
         driver = _Driver(s, sweep_id, plan, executor, study, code, say)
         driver.best_of(runs)
         return driver.run(todo, len(todo), on_start, on_done)
     finally:
         s.close()
+
+
+def _command_path(store: Store, sweep_id: str) -> Path:
+    return Path(store.root) / "sweeps" / sweep_id / "command.json"
+
+
+def _save_command(store: Store, sweep_id: str, argv: list[str]) -> None:
+    """The raw command of a sweep whose record hides a secret of it: readable by this
+    user alone, in the store's ``sweeps/`` (which no bundle exports)."""
+    path = _command_path(store, sweep_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(argv, f)
+
+
+def _command_to_run(
+    store: Store, sweep_id: str, recorded: list[str], given: list[str] | None
+) -> list[str]:
+    """The command a resume runs: ``given`` (it must be the recorded one, secrets
+    aside), else the raw copy this store keeps, else the recorded one when it hides
+    nothing."""
+    if given:
+        if recorded_command(given) != recorded:
+            raise UsageError(
+                f"that is not the command of sweep {sweep_id}: it ran {' '.join(recorded)}"
+            )
+        return list(given)
+    try:
+        saved = json.loads(_command_path(store, sweep_id).read_text())
+    except (OSError, ValueError):
+        saved = None
+    if isinstance(saved, list) and all(isinstance(a, str) for a in saved):
+        return saved
+    from runbase.capture.secrets import REDACTED  # lazy: the secret detectors
+
+    if any(REDACTED in a for a in recorded):
+        raise UsageError(
+            f"sweep {sweep_id}'s command hides a secret ({' '.join(recorded)}) and this "
+            f"store has no copy of it: give it again, runbase sweep --resume {sweep_id} "
+            "-- COMMAND"
+        )
+    return recorded
+
+
+def _check_user(rec: dict[str, Any], yes: bool) -> None:
+    """UsageError for a sweep another user recorded (pulled from a team server), unless
+    ``yes``: its command would run here unread."""
+    from runbase.capture.env import user_and_host  # lazy: capture
+
+    me = user_and_host()[0]
+    if rec.get("user") and me and rec["user"] != me and not yes:
+        raise UsageError(
+            f"sweep {rec['id']} is {rec['user']}'s: its command would run here as yours "
+            f"({' '.join(rec['spec'].get('command') or [])}); add --yes to resume it"
+        )
 
 
 def execution_of(spec: dict[str, Any]) -> dict[str, Any]:
@@ -508,8 +581,10 @@ def _left(plan: SweepPlan, runs: list[dict[str, Any]]) -> list[tuple[int, dict[s
 
 
 def _index(row: dict[str, Any]) -> int:
-    text = str((row.get("tags") or {}).get(INDEX_TAG, ""))
-    return int(text) if text.isdigit() else 0
+    """A run's trial index (its tag ``sweep_index``; 0 without a valid one)."""
+    from runbase.records.sweeps import sweep_index  # lazy: records
+
+    return sweep_index((row.get("tags") or {}).get(INDEX_TAG)) or 0
 
 
 def _snapshot(store: Store, plan: SweepPlan) -> dict[str, Any]:
@@ -609,6 +684,7 @@ class _Driver:
         self._lock = threading.Lock()  # _trial_of: the pruner reads it
         self._stop = threading.Event()
         self._warned: set[str] = set()
+        self._reported: dict[int, int] = {}  # trial number -> last step the study has
         base = ["--sweep-id", sweep_id, "--no-code", "--spec", SPEC_TOKEN]
         base += ["--publish", plan.publish] if plan.publish else []
         self.base = runbase_run_argv(str(store.root), *base)
@@ -625,7 +701,7 @@ class _Driver:
         self.result.total = total
         if on_start is not None:
             on_start(self.result)
-        pruner = self._start_pruner()
+        threads = [self._start_pruner(), self._start_thread(self._beat_loop, "heartbeat")]
         status = "failed"  # the executor raised: a job that could not start, a study down
         try:
             done = self._done_then(on_done)
@@ -633,10 +709,32 @@ class _Driver:
             status = "interrupted" if self.result.interrupted else self._final_status()
         finally:
             self._stop.set()
-            if pruner is not None:
-                pruner.join()
+            for thread in threads:
+                if thread is not None:
+                    thread.join()
             self._record(status=status)
         return self.result
+
+    def _start_thread(self, target: Callable[[], None], name: str) -> threading.Thread:
+        thread = threading.Thread(target=target, name=f"runbase-{name}", daemon=True)
+        thread.start()
+        return thread
+
+    def _beat_loop(self) -> None:
+        """Every BEAT_EVERY s: the sweep's heartbeat (what tells a resume elsewhere that
+        this driver still runs it)."""
+        from runbase.records.sweeps import beat  # lazy: records
+
+        store = None
+        try:
+            store = Store.open(self.result.store_root)  # this thread's own connection
+            while not self._stop.wait(BEAT_EVERY):
+                beat(store, self.result.sweep_id)
+        except Exception as e:  # noqa: BLE001  (the trials go on)
+            self._warn_once("beat", f"the sweep's heartbeat stopped: {e}")
+        finally:
+            if store is not None:
+                store.close()
 
     def _final_status(self) -> str:
         ended = [t for t in self.result.trials if t.returncode is not None]
@@ -688,7 +786,7 @@ class _Driver:
             with self._lock:
                 trial = self._trial_of.pop(id(job))
             self._ended(trial, job)
-            if on_done is not None and trial.returncode is not None:
+            if on_done is not None and (trial.returncode is not None or trial.status):
                 on_done(trial, n, total)
 
         return done
@@ -696,28 +794,41 @@ class _Driver:
     def _ended(self, trial: Trial, job: Job) -> None:
         """A trial's job ended: its status (pruned when the pruner stopped it), the
         objective it reached, told to the study; the best run kept."""
-        from runbase.records.read import load_metrics, run_status  # lazy: records
-
         trial.returncode, trial.stderr_tail = job.returncode, job.stderr_tail
         trial.run_id = job.run_id or trial.run_id
-        if job.returncode is None:  # never started: the sweep was interrupted first
+        if job.returncode is None and not job.cancelled:  # never started: interrupted first
             self._tell(trial, "fail")
             return
-        run_id = str(trial.run_id)
-        if job.cancelled:  # marked when stopped; again for a run that had no row yet
-            self._mark_pruned(self.store, run_id)
-        status = run_status(self.store, run_id) or ("finished" if job.returncode == 0 else "failed")
-        trial.status = status
-        if status == "finished" and self.plan.objective is not None:
-            metric = load_metrics(self.store, [run_id])[run_id].get(self.plan.objective)
-            trial.value = _finite(metric.get("value") if metric else None)
-            if trial.value is None:
-                self._no_objective(trial, sorted(load_metrics(self.store, [run_id])[run_id]))
-        if status == "finished" and (trial.value is not None or self.plan.objective is None):
+        try:
+            self._read_end(trial, job, str(trial.run_id))
+        except Exception as e:  # noqa: BLE001  (a store hiccup: the exit status says)
+            self._warn_once("end", f"could not read trial {trial.index}'s run: {e}")
+            trial.status = trial.status or ("finished" if job.returncode == 0 else "failed")
+        if trial.status == "finished" and (trial.value is not None or self.plan.objective is None):
             self._tell(trial, "complete", trial.value)
             self._consider(trial)
         else:
-            self._tell(trial, "pruned" if status == "pruned" else "fail")
+            self._tell(trial, "pruned" if trial.status == "pruned" else "fail")
+
+    def _read_end(self, trial: Trial, job: Job, run_id: str) -> None:
+        """The status and objective of a trial's run, from the store; the rest of its
+        series reported to the study (the pruner compares complete series)."""
+        from runbase.records.read import load_metrics, run_status  # lazy: records
+
+        if job.cancelled:  # marked when stopped; again for a run that had no row yet
+            self._mark_pruned(self.store, run_id)
+        status = run_status(self.store, run_id)
+        if status is None:  # no row: the command never ran (a Ray task cancelled early)
+            status = "pruned" if job.cancelled else "finished" if job.returncode == 0 else "failed"
+        trial.status = status
+        if self.plan.prune is not None and trial.number is not None:
+            self._report(self.store, trial, run_id)
+        if status == "finished" and self.plan.objective is not None:
+            metrics = load_metrics(self.store, [run_id]).get(run_id, {})
+            metric = metrics.get(self.plan.objective)
+            trial.value = _finite(metric.get("value") if metric else None)
+            if trial.value is None:
+                self._no_objective(trial, sorted(metrics))
 
     def _mark_pruned(self, store: Store, run_id: str) -> bool:
         from runbase.records.sweeps import set_run_status  # lazy: records
@@ -771,6 +882,8 @@ class _Driver:
             self._record()
 
     def _record(self, status: str | None = None) -> None:
+        """The sweep's record updated (its best run; its status at the end), and sent to
+        the remote its trials publish to: the team server's copy is never stale."""
         from runbase.records.sweeps import update_sweep  # lazy: records
 
         try:
@@ -779,6 +892,19 @@ class _Driver:
             )
         except Exception as e:  # noqa: BLE001  (a store hiccup must not stop the trials)
             self._warn_once("record", f"could not update the sweep's record: {e}")
+            return
+        if self.plan.publish:
+            self._push()
+
+    def _push(self) -> None:
+        from runbase.remote.sweeps import push_sweep  # lazy: the HTTP client
+
+        try:
+            push_sweep(self.store, self.result.sweep_id, self.plan.publish)
+        except Exception as e:  # noqa: BLE001  (the server catches up at the next push)
+            self._warn_once(
+                "push", f"could not send the sweep's record to {self.plan.publish}: {e}"
+            )
 
     def _warn_once(self, what: str, message: str) -> None:
         if what not in self._warned:
@@ -790,9 +916,7 @@ class _Driver:
     def _start_pruner(self) -> threading.Thread | None:
         if self.study is None or self.plan.prune is None:
             return None
-        thread = threading.Thread(target=self._prune_loop, name="runbase-pruner", daemon=True)
-        thread.start()
-        return thread
+        return self._start_thread(self._prune_loop, "pruner")
 
     def _prune_loop(self) -> None:
         """Every PRUNE_POLL s: the running trials' new objective points to the study,
@@ -802,38 +926,51 @@ class _Driver:
         except Exception as e:  # noqa: BLE001
             self._warn_once("prune", f"no pruning: cannot open the store: {e}")
             return
-        last: dict[int, int] = {}  # trial number -> last step read
         try:
             while not self._stop.wait(PRUNE_POLL):
                 for job in self.executor.running():
-                    self._prune_check(store, job, last)
-        except Exception as e:  # noqa: BLE001  (the trials go on, unpruned)
-            self._warn_once("prune", f"pruning stopped: {e}")
+                    try:
+                        self._prune_check(store, job)
+                    except Exception as e:  # noqa: BLE001  (this trial unpruned; the next)
+                        self._warn_once("prune", f"could not check a trial for pruning: {e}")
         finally:
             store.close()
 
-    def _prune_check(self, store: Store, job: Job, last: dict[int, int]) -> None:
+    def _report(self, store: Store, trial: Trial, run_id: str) -> list[tuple[int, float]]:
+        """The objective's points of the trial's run not yet reported to the study: told
+        it, and returned (step, value)."""
         from runbase.records.series import series_points  # lazy: records
 
+        assert trial.number is not None
+        objective = str(self.plan.objective)
+        steps, values = series_points(store, run_id, objective, self._reported.get(trial.number))
+        points = list(zip(steps, values, strict=True))
+        if points:
+            self._reported[trial.number] = max(steps)
+            self.study.report(trial.number, points)
+        return points
+
+    def _prune_check(self, store: Store, job: Job) -> None:
         with self._lock:
             trial = self._trial_of.get(id(job))
         if trial is None or trial.number is None or job.cancelled:
             return
-        run_id = job.run_id or trial.run_id
-        objective = str(self.plan.objective)
-        steps, values = series_points(store, str(run_id), objective, last.get(trial.number))
-        if not steps:
+        run_id = str(job.run_id or trial.run_id)
+        points = self._report(store, trial, run_id)
+        if not points or not self.study.should_prune(trial.number):
             return
-        last[trial.number] = max(steps)
-        self.study.report(trial.number, list(zip(steps, values, strict=True)))
-        if self.study.should_prune(trial.number):
+        with self._lock:  # the job's end waits: it is told pruned, or not at all
+            running = any(j is job for j in self.executor.running())
+            if self._trial_of.get(id(job)) is not trial or not running:
+                return  # ended meanwhile: what it reached stands
+            step, value = points[-1]
+            objective = self.plan.objective
             self.say(
-                f"runbase: pruning trial {trial.index} at step {max(steps)} "
-                f"({objective} {values[-1]:.6g})"
+                f"runbase: pruning trial {trial.index} at step {step} ({objective} {value:.6g})"
             )
             # marked while it runs: its end (killed, or whatever a command that catches
             # SIGTERM to save a checkpoint exits with) keeps it pruned
-            self._mark_pruned(store, str(run_id))
+            self._mark_pruned(store, run_id)
             self.executor.cancel(job, self.plan.grace)
 
 
