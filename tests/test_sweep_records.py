@@ -6,9 +6,11 @@ Real SQLite stores, the real ``runbase`` CLI in subprocesses, a real team server
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +200,109 @@ def test_a_lost_run_whose_supervisor_died_is_recovered_keeping_its_status(store:
     assert lifecycle.recover_orphans(store) == []
 
 
+def test_sweep_index_is_strict() -> None:
+    for good, n in (("0", 0), ("12", 12), ("-5", -5), (7, 7), ("9" * 18, int("9" * 18))):
+        assert sweeps.sweep_index(good) == n, good
+    for bad in ("²", "--5", "+3", " 1", "1 ", "", "1.0", "0x1", "9" * 19, True, 1.0, None, [1]):
+        assert sweeps.sweep_index(bad) is None, bad
+
+
+def test_trial_runs_put_runs_with_a_bad_index_last(store: Store) -> None:
+    sweeps.create_sweep(store, "sw", SPEC)
+    odd = [
+        lifecycle.create_run(
+            store, command=["t"], mode="run", sweep_id="sw", tags={"sweep_index": t}
+        )
+        for t in ("²", "--5", "9" * 30)
+    ]
+    first, second = _run(store, "sw", 2), _run(store, "sw", 1)
+    assert [r["id"] for r in sweeps.trial_runs(store, "sw")] == [second, first, *odd]
+
+
+_DRIVER = """
+import sys
+from runbase.records import sweeps
+from runbase.store import Store
+store = Store.open(sys.argv[1])
+sweeps.create_sweep(store, "sw", {"command": ["python", "train.py"]})
+store.close()
+print("driving", flush=True)
+sys.stdin.read()  # until the test closes it
+"""
+
+
+def test_a_sweep_driven_by_a_live_process_cannot_be_claimed(store: Store) -> None:
+    driver = subprocess.Popen(
+        [PY, "-c", _DRIVER, str(store.root)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert driver.stdout is not None and driver.stdout.readline() == "driving\n"
+        got = sweeps.get_sweep(store, "sw")
+        assert got is not None and got["status"] == "running"
+        assert got["owner"]["pid"] == driver.pid and got["owner"]["heartbeat_at"] is not None
+        with pytest.raises(UsageError, match=f"sweep sw is being driven by pid {driver.pid} on"):
+            sweeps.claim(store, "sw")
+    finally:
+        assert driver.stdin is not None
+        driver.stdin.close()
+        driver.wait()
+    # its driver is gone without a word (as after a SIGKILL): the row still says running
+    listed = sweeps.list_sweeps(store)
+    assert listed[0]["status"] == "interrupted"
+    assert sweeps.get_sweep(store, "sw")["status"] == "interrupted"  # type: ignore[index]
+    sweeps.claim(store, "sw")  # a resume takes it over
+    got = sweeps.get_sweep(store, "sw")
+    assert got is not None and got["status"] == "running" and got["owner"]["pid"] == os.getpid()
+    sweeps.claim(store, "sw")  # claiming one's own sweep again is fine
+    with pytest.raises(UsageError, match="no sweep nope"):
+        sweeps.claim(store, "nope")
+
+
+def test_a_sweep_driven_on_another_host_lives_by_its_heartbeat(store: Store) -> None:
+    sweeps.create_sweep(store, "sw", SPEC)
+    store.db.execute("UPDATE sweeps SET owner_host = 'gpu-7', owner_pid = 1, heartbeat_at = ?",
+                     (time.time() - 30,))  # fmt: skip
+    with pytest.raises(UsageError, match=r"pid 1 on gpu-7 \(heartbeat 3\ds ago\)"):
+        sweeps.claim(store, "sw")
+    assert sweeps.get_sweep(store, "sw")["status"] == "running"  # type: ignore[index]
+    sweeps.beat(store, "sw")  # (beat is what the driver does; here it stands for gpu-7's)
+    beat = sweeps.get_sweep(store, "sw")["owner"]["heartbeat_at"]  # type: ignore[index]
+    assert beat >= time.time() - 5
+    store.db.execute("UPDATE sweeps SET heartbeat_at = ?", (time.time() - 200,))
+    assert sweeps.get_sweep(store, "sw")["status"] == "interrupted"  # type: ignore[index]
+    sweeps.claim(store, "sw")
+    assert sweeps.get_sweep(store, "sw")["owner"]["host"] != "gpu-7"  # type: ignore[index]
+    # an ended sweep stays as it ended, whatever became of its driver
+    sweeps.update_sweep(store, "sw", status="finished")
+    store.db.execute("UPDATE sweeps SET heartbeat_at = 0")
+    assert sweeps.get_sweep(store, "sw")["status"] == "finished"  # type: ignore[index]
+
+
+def test_a_sweep_row_without_a_driver_is_as_recorded(store: Store) -> None:
+    sweeps.create_sweep(store, "sw", SPEC)
+    store.db.execute("UPDATE sweeps SET owner_pid = NULL, owner_host = NULL, heartbeat_at = NULL")
+    got = sweeps.get_sweep(store, "sw")  # a pushed or pulled copy: its driver is elsewhere
+    assert got is not None and got["status"] == "running" and got["owner"] is None
+    sweeps.claim(store, "sw")
+
+
+def test_a_save_failure_is_added_to_a_sweeps_note(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = _run(store)
+    assert sweeps.set_run_status(store, run_id, "pruned", note="pruned at step 3")
+
+    def full(*_: Any) -> None:  # the disk fills up as the logs are stored
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(lifecycle, "_store_logs", full)
+    assert lifecycle.finalize(store, run_id, "killed", exit_signal=15)
+    status, _, error = _status(store, run_id)
+    assert status == "pruned"
+    assert error.startswith("pruned at step 3; runbase could not save: logs (OSError: No space")
+
+
 # -- the run record's executor ----------------------------------------------------------------
 
 
@@ -235,6 +340,28 @@ def test_runbase_run_records_its_executor(project: Path, tmp_path: Path) -> None
     rec = json.loads(runbase_cmd("--store", store_dir, "show", "--json", check=True).stdout)
     assert rec["executor"]["kind"] == "local" and rec["executor"]["host"] == rec["host"]
     assert "executor" not in runbase_cmd("--store", store_dir, "show", check=True).stdout
+
+
+NESTED = """
+import subprocess, sys
+subprocess.run([sys.executable, "-m", "runbase", "--store", sys.argv[1], "run", "--name", "inner",
+                "--", sys.executable, "train.py"], check=True)
+"""
+
+
+def test_a_nested_run_does_not_inherit_the_executor(project: Path, tmp_path: Path) -> None:
+    store_dir = str(tmp_path / "store")
+    write(project, "train.py", TRAIN)
+    write(project, "nested.py", NESTED)
+    ray = {"kind": "ray", "host": "node-7", "node_id": "1a2b3c4d" + "0" * 48, "attempt": 1}
+    env = {executorinfo.ENV_VAR: json.dumps(ray)}
+    runbase_cmd("--store", store_dir, "run", "--name", "outer", "--", PY, "nested.py", store_dir,
+                env=env, check=True)  # fmt: skip
+    outer = json.loads(runbase_cmd("--store", store_dir, "show", "outer", "--json").stdout)
+    inner = json.loads(runbase_cmd("--store", store_dir, "show", "inner", "--json").stdout)
+    assert outer["executor"] == ray and outer["status"] == "finished"
+    # the inner run ran here, inside the outer one: neither on a Ray node nor a retry
+    assert inner["executor"] == {"kind": "local", "host": inner["host"]}
 
 
 def test_in_process_runs_have_no_executor(store: Store) -> None:
@@ -316,6 +443,37 @@ def test_bundle_carries_the_executor_and_the_sweep(
     assert sweeps.get_sweep(dst, "sw")["status"] == "interrupted"  # type: ignore[index]
 
 
+def test_a_bundle_never_carries_the_sweeps_driver(store: Store, tmp_path: Path) -> None:
+    bundle = export_run(store, _trial(store))
+    assert not set(sweeps.OWNER_COLUMNS) & set(bundle["sweep"])
+    # imported where that sweep is being driven, the driver stays
+    target = Store.open(str(tmp_path / "dst"), create=True)
+    try:
+        sweeps.create_sweep(target, "sw", SPEC)
+        newer = json.loads(json.dumps(bundle))
+        newer["sweep"]["updated_at"] = time.time() + 10
+        import_run(target, newer)
+        got = sweeps.get_sweep(target, "sw")
+        assert got is not None and got["status"] == "finished"
+        assert got["owner"]["pid"] == os.getpid()
+    finally:
+        target.close()
+
+
+@pytest.mark.parametrize("sweep_id", ["../x", "a/b", ".", "..", "x" * 201, "sw\n", "é"])
+def test_a_bundles_sweep_id_must_be_a_safe_name(
+    store: Store, tmp_path: Path, sweep_id: str
+) -> None:
+    bundle = json.loads(json.dumps(export_run(store, _trial(store))))
+    bundle["run"]["sweep_id"] = bundle["sweep"]["id"] = sweep_id
+    target = Store.open(str(tmp_path / "dst"), create=True)
+    try:
+        with pytest.raises(BundleError, match="sweep.id: .* is not a sweep id"):
+            import_run(target, bundle)
+    finally:
+        target.close()
+
+
 def test_a_run_without_a_sweep_or_executor_has_neither_in_its_bundle(store: Store) -> None:
     bundle = export_run(store, _run(store))
     assert "sweep" not in bundle and "executor_json" not in bundle["run"]
@@ -333,6 +491,8 @@ def test_a_run_without_a_sweep_or_executor_has_neither_in_its_bundle(store: Stor
         ({"created_at": None}, "sweep.created_at: must not be null"),
         ({"updated_at": -5.0}, "sweep.updated_at"),
         ({"color": "red"}, "unknown column 'color'"),
+        ({"owner_pid": 1}, "sweep.owner_pid: is a local fact"),
+        ({"heartbeat_at": 1.0}, "sweep.heartbeat_at: is a local fact"),
     ],
 )
 def test_a_bad_sweep_in_a_bundle_is_refused(

@@ -387,6 +387,7 @@ def finalize(
     logs = step("logs", _store_logs, store, run_id) or {}
     spool_saved = spool_saved and len(unsaved) == n
     notebook = step("notebook", notebook_with_cells, store, run_id)
+    note = None
     if unsaved:
         note = "runbase could not save: " + "; ".join(unsaved)
         if not spool_saved:
@@ -394,12 +395,13 @@ def finalize(
         error = f"{error}; {note}" if error else note
     # a sweep may have marked the run pruned or lost while it ran (records.sweeps): that
     # status and the sweep's note stay, what the supervisor knows (exit status, logs) is
-    # added to them
+    # added to them, and what could not be saved is added to the note
     with store.db.transaction() as cur:
         cur.execute(
             "UPDATE runs SET status = CASE WHEN status = 'running' THEN ? ELSE status END, "
             "exit_code = ?, exit_signal = ?, ended_at = ?, logs_json = ?, "
-            "error = CASE WHEN status = 'running' THEN ? ELSE coalesce(error, ?) END, "
+            "error = CASE WHEN status = 'running' THEN ? "
+            "ELSE coalesce(error || '; ' || ?, error, ?) END, "
             "notebook_json = coalesce(?, notebook_json) "
             "WHERE id = ? AND (status = 'running' "
             "OR (status IN ('pruned', 'lost') AND logs_json IS NULL))",
@@ -410,6 +412,7 @@ def finalize(
                 ended_at or time.time(),
                 json.dumps(logs),
                 error,
+                note,
                 error,
                 json.dumps(notebook) if notebook is not None else None,
                 run_id,

@@ -36,6 +36,7 @@ class PushReport:
     objects_sent: int = 0
     bytes_sent: int = 0
     objects_skipped: int = 0  # the server already had them
+    sweeps: list[str] = field(default_factory=list)  # sweep records sent (after their runs)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -44,6 +45,7 @@ class PushReport:
             "objects_sent": self.objects_sent,
             "bytes_sent": self.bytes_sent,
             "objects_skipped": self.objects_skipped,
+            "sweeps": self.sweeps,
         }
 
 
@@ -52,9 +54,17 @@ def _push_key(remote: Remote, run_id: str) -> str:
 
 
 def _fingerprint(remote: Remote, bundle: dict[str, Any]) -> tuple[str, str]:
+    """The key and digest of what was pushed of a run. Its sweep's row is left out: it
+    changes after every trial (its best run, its status) and is sent on its own, once
+    per push (:func:`_push_sweeps`), not with every trial again."""
     key = _push_key(remote, bundle["run"]["id"])
-    raw = json.dumps(bundle, sort_keys=True, separators=(",", ":")).encode()
-    return key, hashlib.sha256(raw).hexdigest()
+    own = {k: v for k, v in bundle.items() if k != "sweep"}
+    return key, _digest(own)
+
+
+def _digest(value: Any) -> str:
+    raw = json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(raw).hexdigest()
 
 
 def push(
@@ -72,8 +82,11 @@ def push(
     client = Client(remote.url, remote.token, retry_for=retry_for)
     report = PushReport()
     todo: list[tuple[dict[str, Any], str, str]] = []
+    sweeps: dict[str, dict[str, Any]] = {}  # the sweeps of the runs, each sent once
     for run_id in run_ids:
         bundle = export_run(store, run_id, data=data)
+        if "sweep" in bundle:
+            sweeps.setdefault(bundle["sweep"]["id"], bundle["sweep"])
         key, digest = _fingerprint(remote, bundle)
         if pushed_digest(store, key) == digest:
             report.unchanged.append(run_id)
@@ -91,7 +104,34 @@ def push(
         report.runs.append(run_id)
         if progress:
             progress(f"pushed {run_id} -> {remote.run_url(run_id)}")
+    _push_sweeps(store, client, remote, sweeps, report)
     return report
+
+
+def _push_sweeps(
+    store: Store,
+    client: Any,
+    remote: Remote,
+    sweeps: dict[str, dict[str, Any]],
+    report: PushReport,
+) -> None:
+    """Send each sweep's row not yet sent as it is now (after its runs: the server's
+    sweep then names trials it holds)."""
+    for sweep_id, row in sweeps.items():
+        key = f"pushed-sweep:{remote.url}/p/{remote.project}:{sweep_id}"
+        digest = _digest(row)
+        if pushed_digest(store, key) == digest:
+            continue
+        try:
+            client.send_json(
+                "PUT", f"{remote.api}/sweeps/{urllib.parse.quote(sweep_id, safe='')}", row
+            )
+        except RemoteError as e:
+            if e.status in (404, 405):  # a server older than sweeps' own route: the
+                continue  # trials' bundles brought the row, as it was then
+            raise
+        mark_pushed(store, key, digest)
+        report.sweeps.append(sweep_id)
 
 
 def send_objects(

@@ -237,6 +237,9 @@ def child_env(store: Store, run_id: str, extra: dict[str, str] | None = None) ->
     env["RUNBASE_SUPERVISOR_START"] = start_id(os.getpid()) or ""  # pid reuse (_child)
     env.pop("RUNBASE_OVERRIDES", None)  # a nested run gets its own overrides, not ours
     env.pop(PUBLISH_URL_ENV, None)  # nor our publishing: set by _Supervised.run when it does
+    # nor what ran us: a nested `runbase run` runs locally, inside this run (an executor's
+    # value would make it claim a Ray node, or a retry of a lost run)
+    env.pop(executorinfo.ENV_VAR, None)
     root = stored_project_root(store, run_id)
     if root:
         env["RUNBASE_PROJECT_ROOT"] = root
