@@ -6,6 +6,7 @@ import json
 import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from conftest import require, runbase_cmd, write
+from test_publish import TeamServer, _login, team  # noqa: F401 - the team server fixture
 
 PY = sys.executable
 
@@ -105,9 +107,9 @@ def test_tpe_beats_random_search_with_the_same_budget() -> None:
         # runbase's random search: the trials `--search random --seed S` runs
         random_best.append(min(map(_quadratic, combinations({}, dists, n=budget, seed=seed))))
     wins = sum(t < r for t, r in zip(tpe_best, random_best, strict=True))
-    # ranked per seed (1: the better of the two): TPE's mean rank is the lower one
-    tpe_rank = sum(1 if t < r else 2 for t, r in zip(tpe_best, random_best, strict=True)) / 5
-    assert wins >= 4 and tpe_rank < 1.5, (tpe_best, random_best)
+    # better for almost every seed, and by far on average (not by a hair: TPE models)
+    assert wins >= 4, (tpe_best, random_best)
+    assert statistics.mean(tpe_best) < 0.5 * statistics.mean(random_best), (tpe_best, random_best)
 
 
 def test_the_space_maps_every_distribution() -> None:
@@ -141,13 +143,61 @@ def test_the_space_maps_every_distribution() -> None:
     assert params == {"bs": 32, "layers": [3], "lr": 0.01, "wd": 0.1, "n": 2, "k": 3, "act": "gelu"}
 
 
-def test_study_storage_urls_are_kept_without_their_password() -> None:
+def test_study_storage_urls_are_kept_without_their_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runbase.errors import UsageError
     from runbase.tracking import search as se
 
     url = "postgresql://alice:s3cret@db.example:5432/optuna?sslmode=require"
     assert se.redact(url) == "postgresql://alice:***@db.example:5432/optuna?sslmode=require"
     assert se.redact("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
     assert se.rdb_url(url).startswith("postgresql+psycopg://alice:s3cret@")
+    # a password in the query, one with a '/' (SQLAlchemy's reading: the userinfo's)
+    assert se.redact("postgresql://h/db?user=u&password=s3cret") == "postgresql://h/db?user=u"
+    assert se.redact("postgresql://u:p/ss@host/db") == "postgresql://u:***@host/db"
+    assert se.redact("postgresql://u@h/db?PassWord=x&sslpassword=y") == "postgresql://u@h/db"
+    for bad in ("postgresql://u:s3cret@host:abc/db", "not a url"):
+        with pytest.raises(UsageError, match="bad --study-storage") as e:
+            se.redact(bad)
+        assert "s3cret" not in str(e.value)
+    # a relative SQLite path is recorded, and opened, where it is now
+    monkeypatch.chdir(tmp_path)
+    assert se.redact("sqlite:///rel/s.db") == f"sqlite:///{tmp_path / 'rel' / 's.db'}"
+    # the store's path is a path, '?' and '%' included: the study is written inside it
+    (tmp_path / "w").mkdir()
+    root = tmp_path / "w" / "a?b%c"
+    url = se.local_storage(root, "sw1")
+    study = se.Study.open({}, search="random", direction="max", name="sw1", url=url)
+    study.tell(study.ask()[0], 1.0)
+    assert (root / "sweeps" / "sw1" / "study.db").stat().st_size > 0
+    assert [p.name for p in (tmp_path / "w").iterdir()] == ["a?b%c"]
+
+
+def test_a_resumed_search_does_not_replay_its_first_points(tmp_path: Path) -> None:
+    require("optuna")
+    from runbase.tracking import search as se
+    from runbase.tracking.sweep import parse_random
+
+    space = se.space({}, parse_random(["x=uniform(0,1)", "y=uniform(0,1)"]))
+    url = f"sqlite:///{tmp_path / 's.db'}"
+
+    def asks(resume: bool, n: int) -> list[dict[str, Any]]:
+        study = se.Study.open(
+            space, search="tpe", direction="max", name="s", url=url, seed=7, resume=resume
+        )
+        out = []
+        for _ in range(n):
+            number, params = study.ask()
+            study.tell(number, params["x"])
+            out.append(params)
+        return out
+
+    first = asks(False, 3)
+    later = asks(True, 3)  # the same seed, resumed: points of its own (still seeded)
+    assert not any(p in first for p in later), (first, later)
+    assert se.resumed_seed(7, 3) == se.resumed_seed(7, 3) != se.resumed_seed(7, 4)
+    assert se.resumed_seed(7, 0) == 7 and se.resumed_seed(None, 3) is None
 
 
 # -- end to end: real `runbase sweep` processes, a real store --------------------------------
@@ -229,6 +279,7 @@ def _pruned_sweep(
     assert proc.returncode == 0, proc.stderr
     sweep_id = sweep_id_of(proc.stdout)
     assert "pruning trial" in proc.stderr
+    assert "runbase: warning" not in proc.stderr, proc.stderr  # pruning never stopped
     return sweep_id, trials_of(project, sweep_id)
 
 
@@ -244,8 +295,14 @@ def _assert_worst_pruned(project: Path, sweep_id: str, runs: list[dict[str, Any]
         else:
             assert count == N_STEPS
     study = study_of(project, sweep_id)
-    states = [t.state.name for t in sorted(study.trials, key=lambda t: t.number)]
+    trials = sorted(study.trials, key=lambda t: t.number)
+    states = [t.state.name for t in trials]
     assert states[0] == "COMPLETE" and states[-n:] == ["PRUNED"] * n
+    # a completed trial's whole series reached the study (the pruner compares at every
+    # step), its last points too, read when it ended
+    for t in trials:
+        if t.state.name == "COMPLETE":
+            assert sorted(t.intermediate_values) == list(range(N_STEPS)), t.number
 
 
 def test_median_pruning_stops_the_worst_trials(project: Path) -> None:
@@ -260,6 +317,28 @@ def test_asha_pruning_stops_the_worst_trials(project: Path) -> None:
     # one's steps), so trial 2 is the first one compared: x = 3 and 4 are then the worst
     sweep_id, runs = _pruned_sweep(project, "x=1,2,3,4", "asha")
     _assert_worst_pruned(project, sweep_id, runs, 2)
+
+
+def test_a_published_pruned_sweep_ends_finished_with_its_best_run_on_the_server(
+    project: Path,
+    team: tuple[TeamServer, str],  # noqa: F811
+) -> None:
+    from runbase.records.sweeps import get_sweep
+
+    srv, token = team
+    _login(srv, token, project)
+    sweep_id, runs = _pruned_sweep(
+        project, "x=1,2,3", "median", "--prune-startup", "1", "--publish", "team"
+    )
+    _assert_worst_pruned(project, sweep_id, runs, 2)
+    rec = get_sweep(store_of(project), sweep_id)
+    assert rec is not None and rec["status"] == "finished" and rec["best_run"] == runs[0]["id"]
+    # the server's copy is the driver's last one, not the "running" each trial carried
+    on_server = srv.get(f"/p/default/api/sweeps/{sweep_id}", token)
+    assert on_server["status"] == "finished" and on_server["best_run"] == runs[0]["id"]
+    assert on_server["counts"]["pruned"] == 2 and on_server["counts"]["finished"] == 1
+    remote = srv.get(f"/p/default/api/runs?sweep={sweep_id}", token)["runs"]
+    assert {r["id"]: r["status"] for r in remote} == {r["id"]: r["status"] for r in runs}
 
 
 def test_an_interrupted_search_resumes_where_it_stopped(project: Path) -> None:
@@ -455,3 +534,152 @@ def test_a_grid_sweep_resumes_the_points_not_done_under_their_own_index(project:
 
     rec = get_sweep(store_of(project), sweep_id)
     assert rec is not None and rec["status"] == "finished" and rec["study"] is None
+
+
+# the raw argv of each call of the trial; trial 2's first attempt dies (killed)
+ARGV_KILLED_ONCE = """
+    import os, signal, sys, runbase
+    x = runbase.param("x", 0)
+    with open(f"argv-{x}.txt", "a") as f:
+        f.write(" ".join(sys.argv[1:]) + "\\n")
+    if x == 2 and not os.path.exists("attempt.log"):
+        open("attempt.log", "w").close()
+        os.kill(os.getpid(), signal.SIGTERM)
+"""
+
+
+def test_a_secret_in_the_command_stays_out_of_the_sweep_record(project: Path) -> None:
+    from runbase.records.bundle import sweep_row
+    from runbase.records.sweeps import get_sweep
+
+    key = "sk-" + "a1B2c3D4e5F6g7H8i9J0kLmNoPqR"
+    write(project, "k.py", ARGV_KILLED_ONCE)
+    first = runbase_cmd("sweep", "--grid", "x=1,2", "--", PY, "k.py", "--api-key", key, cwd=project)
+    assert first.returncode == 1 and "1 finished, 1 failed" in first.stdout, first.stderr
+    sweep_id = sweep_id_of(first.stdout)
+    rec = get_sweep(store_of(project), sweep_id)
+    assert rec is not None and rec["spec"]["command"] == [PY, "k.py", "--api-key", "***"]
+    assert key not in json.dumps(sweep_row(store_of(project), sweep_id))  # what a push sends
+    # the raw command, for a resume here: this user's alone
+    saved = project / ".runbase" / "sweeps" / sweep_id / "command.json"
+    assert json.loads(saved.read_text()) == [PY, "k.py", "--api-key", key]
+    assert saved.stat().st_mode & 0o777 == 0o600
+    again = runbase_cmd("sweep", "--resume", sweep_id, cwd=project)
+    assert again.returncode == 0 and "resumed, 1 runs left" in again.stderr, again.stderr
+    # what it runs is said first, secrets hidden; the trial got the key
+    assert f"resuming sweep {sweep_id} of " in again.stderr and key not in again.stderr
+    assert f"{PY} k.py --api-key ***" in again.stderr
+    assert (project / "argv-2.txt").read_text().splitlines() == [f"--api-key {key}"] * 2
+    # without the raw copy (a sweep pulled from a server): the command is asked for
+    saved.unlink()
+    proc = runbase_cmd("sweep", "--resume", sweep_id, cwd=project)
+    assert proc.returncode == 2 and f"--resume {sweep_id} -- COMMAND" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = runbase_cmd("sweep", "--resume", sweep_id, "--", PY, "other.py", cwd=project)
+    assert proc.returncode == 2 and "not the command of sweep" in proc.stderr
+    proc = runbase_cmd(
+        "sweep", "--resume", sweep_id, "--", PY, "k.py", "--api-key", key, cwd=project
+    )
+    assert proc.returncode == 0 and "resumed, 0 runs left" in proc.stderr, proc.stderr
+
+
+SLOW_WHILE_FLAGGED = """
+    import os, time, runbase
+    x = runbase.param("x", 0)
+    while os.path.exists("slow"):
+        time.sleep(0.2)
+"""
+
+
+def test_a_sweep_is_resumed_only_when_its_driver_is_gone_and_it_is_ours(project: Path) -> None:
+    from runbase.capture.env import user_and_host
+    from runbase.records.sweeps import get_sweep
+
+    write(project, "s.py", SLOW_WHILE_FLAGGED)
+    (project / "slow").write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_")}
+    proc = subprocess.Popen(
+        [PY, "-m", "runbase", "sweep", "--grid", "x=1,2", "--", PY, "s.py"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # "sweep ID: 2 runs, 1 at a time": recorded, claimed
+        sweep_id = line.split()[1].rstrip(":")
+        # its driver is alive: a second one is refused before it touches anything
+        other = runbase_cmd("sweep", "--resume", sweep_id, cwd=project)
+        assert other.returncode == 2, other.stderr
+        assert f"sweep {sweep_id} is being driven by pid {proc.pid}" in other.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    (project / "slow").unlink()
+    store = store_of(project)
+    assert get_sweep(store, sweep_id)["status"] == "interrupted"  # type: ignore[index]
+    # a sweep another user recorded (pulled from a team server): its command runs here
+    store.db.execute("UPDATE sweeps SET user_name = 'someone-else' WHERE id = ?", (sweep_id,))
+    store.close()
+    proc2 = runbase_cmd("sweep", "--resume", sweep_id, cwd=project)
+    assert proc2.returncode == 2 and "is someone-else's" in proc2.stderr
+    assert "add --yes" in proc2.stderr and f"{PY} s.py" in proc2.stderr
+    proc2 = runbase_cmd("sweep", "--resume", sweep_id, "--yes", cwd=project)
+    assert proc2.returncode == 0, proc2.stderr
+    host = user_and_host()[1]
+    assert f"resuming sweep {sweep_id} of someone-else on {host}: {PY} s.py" in proc2.stderr
+    assert "resumed, 2 runs left" in proc2.stderr
+
+
+def test_bad_sweep_index_tags_break_neither_resume_nor_the_listing(project: Path) -> None:
+    first = runbase_cmd("sweep", "--grid", "x=1,2", "--", PY, "-c", "pass", cwd=project)
+    assert first.returncode == 0, first.stderr
+    sweep_id = sweep_id_of(first.stdout)
+    # runs anyone could push into the sweep, with indexes that are none
+    for bad in ("\u00b2", "--5", "1" * 30, "x"):
+        runbase_cmd(
+            *("run", "--sweep-id", sweep_id, "--tag", f"sweep_index={bad}"),
+            *("--", PY, "-c", "pass"),
+            cwd=project,
+            check=True,
+        )
+    again = runbase_cmd("sweep", "--resume", sweep_id, cwd=project)
+    assert again.returncode == 0 and "resumed, 0 runs left" in again.stderr, again.stderr
+    assert "Traceback" not in again.stderr
+    runs = trials_of(project, sweep_id)  # the trials in order, the others after them
+    assert [r["tags"]["sweep_index"] for r in runs[:2]] == ["1", "2"] and len(runs) == 6
+
+
+def test_the_study_storage_comes_from_the_environment(project: Path) -> None:
+    from runbase.records.sweeps import get_sweep
+
+    write(project, "obj.py", OBJ)
+    env = {"RUNBASE_STUDY_STORAGE": "sqlite:///studies/s.db"}  # relative: recorded absolute
+    (project / "studies").mkdir()
+    args = ["--search", "tpe", "--random", "x=uniform(-1,1)", "--objective", "score"]
+    proc = runbase_cmd(
+        "sweep",
+        *args,
+        "--direction",
+        "max",
+        "--trials",
+        "2",
+        "--",
+        PY,
+        "obj.py",
+        cwd=project,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    sweep_id = sweep_id_of(proc.stdout)
+    rec = get_sweep(store_of(project), sweep_id)
+    url = f"sqlite:///{project / 'studies' / 's.db'}"
+    assert rec is not None and rec["study"] == {"name": sweep_id, "storage": url}
+    study = require("optuna").load_study(study_name=sweep_id, storage=url)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    # a sweep without a study leaves the variable alone
+    grid = runbase_cmd("sweep", "--grid", "x=1", "--", PY, "-c", "pass", cwd=project, env=env)
+    assert grid.returncode == 0, grid.stderr
