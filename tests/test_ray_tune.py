@@ -23,7 +23,7 @@ import pytest
 from conftest import require, stop_process, wait_until
 from runbase.errors import RunbaseError
 from runbase.records.record import build_record
-from runbase.records.sweeps import get_sweep, trial_runs
+from runbase.records.sweeps import create_sweep, get_sweep, trial_runs
 from runbase.store import Store
 from test_publish import TeamServer, _login, team  # noqa: F401 - the team server fixture
 
@@ -110,7 +110,7 @@ def test_each_trial_is_a_run_with_its_config_metrics_and_end(
         assert rec["tags"]["sweep_index"] == str(i)
         assert rec["params"] == {"lr": lr, "opt.name": "adam", "opt.wd": 0.0}
         assert set(rec["param_sources"].values()) == {"tune"}
-        assert rec["executor"]["kind"] == "ray"
+        assert rec["executor"]["kind"] == "ray" and rec["executor"]["attempt"] == 0
         assert rec["executor"]["node_id"] == ray_local.get_runtime_context().get_node_id()
         assert rec["code"] == recs[0]["code"] and rec["code"]["tree"]  # captured once
         assert rec["env"] == recs[0]["env"] and rec["env"]["python"]
@@ -158,9 +158,78 @@ def test_trials_are_published_with_their_sweep(
     remote = srv.get(f"/p/default/api/runs?sweep={sweep['id']}", token)["runs"]
     assert sorted(r["id"] for r in remote) == sorted(r["id"] for r in local)
     assert {r["id"]: r["status"] for r in remote} == {r["id"]: r["status"] for r in local}
+    assert sweep["status"] == "finished"
+    # the sweep's record reached the server after its trials: its final status, not the
+    # "running" each trial's bundle carried
     on_server = srv.get(f"/p/default/api/sweeps/{sweep['id']}", token)
     assert on_server["recorded"] is True and on_server["spec"]["search"] == "tune"
-    assert on_server["total"] == 2
+    assert on_server["status"] == "finished"
+    assert on_server["total"] == 2 and on_server["counts"]["finished"] == 1
+    assert on_server["counts"]["pruned"] == 1  # ASHA stopped the second lr at its rung
+    assert [(t["id"], t["index"], t["status"]) for t in on_server["trials"]] == [
+        (r["id"], i, r["status"]) for i, r in enumerate(local)
+    ]
+    listed = srv.get("/p/default/api/sweeps", token)["sweeps"]
+    assert [(s["id"], s["status"]) for s in listed] == [(sweep["id"], "finished")]
+
+
+def test_a_restarted_trial_keeps_its_run_and_records_its_new_attempt(
+    ray_local: Any, project: Path, tmp_path: Path
+) -> None:
+    """Tune restarts a failed trial (FailureConfig max_failures): the same run goes on,
+    and its executor names the attempt (and node) that ran it last."""
+    from ray import tune
+
+    from runbase.integrations.ray import RunbaseLoggerCallback
+
+    marker = tmp_path / "failed-once"
+
+    def train_fn(config: dict[str, Any]) -> None:
+        if not marker.exists():  # the first attempt dies, as on a lost node
+            marker.write_text("x")
+            raise RuntimeError("the first attempt dies")
+        for epoch in range(2):
+            tune.report({"loss": config["lr"] / (epoch + 1)})
+
+    store_dir = tmp_path / "store"
+    tuner = tune.Tuner(
+        train_fn,
+        param_space={"lr": 0.5},
+        run_config=tune.RunConfig(
+            storage_path=str(tmp_path / "ray_results"),
+            callbacks=[RunbaseLoggerCallback(store=store_dir)],
+            failure_config=tune.FailureConfig(max_failures=1),
+            verbose=0,
+        ),
+    )
+    results = tuner.fit()
+    assert marker.exists() and not results.errors
+    recs, sweep = _records(store_dir)
+    assert sweep is not None and sweep["status"] == "finished"
+    assert [(r["status"], r["error"]) for r in recs] == [("finished", None)]  # one run
+    executor = recs[0]["executor"]
+    assert executor["kind"] == "ray" and executor["attempt"] == 1
+    assert executor["node_id"] == ray_local.get_runtime_context().get_node_id()
+
+
+def test_a_sweep_record_that_cannot_be_published_is_one_warning(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The sweep's pusher (a thread of the callback's): every push fails (a remote
+    that is gone), one warning for the experiment, and its last push ends it."""
+    require("ray")
+    from runbase.integrations.ray import _SweepPusher
+
+    store = Store.open(tmp_path / "s", create=True)
+    create_sweep(store, "0tunesweep000001", {"command": ["python3"], "search": "tune"})
+    store.close()
+    pusher = _SweepPusher(str(tmp_path / "s"), "nowhere", "0tunesweep000001")
+    for _ in range(3):
+        pusher.poke()
+    pusher.close(60.0)
+    assert not pusher._thread.is_alive()
+    err = capfd.readouterr().err
+    assert err.count("could not publish the Tune sweep 0tunesweep000001") == 1, err
 
 
 def test_a_store_that_cannot_be_used_fails_before_the_experiment(tmp_path: Path) -> None:
@@ -304,6 +373,33 @@ def test_an_interrupted_experiment_ends_its_open_trials_killed(
     assert [r["status"] for r in recs] == ["killed"], err[-3000:]  # the second never started
     assert recs[0]["error"] == "the Tune experiment ended"
     assert recs[0]["metrics"]["loss"]["count"] >= 1
+
+
+def test_a_killed_driver_leaves_its_sweep_interrupted_not_running(
+    project: Path, tmp_path: Path
+) -> None:
+    """SIGKILL to Tune's driver: nothing records the sweep's end, yet it reads
+    ``interrupted`` (its recorded driver process is gone), never running forever."""
+    require("ray")
+    (project / "search.py").write_text(INTERRUPTED)
+    store_dir = tmp_path / "store"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    argv = [sys.executable, "search.py", str(tmp_path / "ray_results"), str(store_dir)]
+    proc = subprocess.Popen(
+        argv, cwd=project, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: _running_trial(store_dir), what="a trial's first result", timeout=300)
+        _, sweep = _records(store_dir)
+        assert sweep is not None and sweep["status"] == "running"
+        assert sweep["owner"]["pid"] == proc.pid
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        stop_process(proc, grace=10, group=True)
+    _, sweep = _records(store_dir)
+    assert sweep is not None and sweep["status"] == "interrupted"
 
 
 TRAIN_V1_CONFIG = """\

@@ -31,7 +31,11 @@ arrive) and records (docs/tune.md):
   runs of the driver's run (``parent_id``);
 * the experiment as a sweep (records.sweeps: ``runbase ls --sweep ID``), each trial's
   run a member (``sweep_id``, tag ``sweep_index`` = Tune's trial number, from 0), and
-  what ran it (``executor``: ``ray``, the host and the Ray node of the trial's actor).
+  what ran it (``executor``: ``ray``, the host and the Ray node of the trial's actor,
+  the attempt: a trial Tune restarts after a failure keeps its run, whose executor
+  then names the new attempt and node);
+* with ``publish=``, the sweep's record too, sent to the team server when the
+  experiment starts, after each trial ends and when it ends (its final status).
 
 Tracking never breaks training: a failure of runbase inside Tune's loop is one
 warning, and Tune goes on. A store that cannot be opened fails when the callback is
@@ -63,9 +67,9 @@ from runbase.capture.secrets import redact_argv
 from runbase.core._safe import warn_once
 from runbase.core.ids import new_run_id
 from runbase.integrations._common import wrap
-from runbase.records import external, lifecycle
+from runbase.records import external, lifecycle, sweeps
 from runbase.records.jobruns import inherit_parent_env, parent_row, share_parent_setup
-from runbase.records.sweeps import INDEX_TAG, create_sweep, update_sweep
+from runbase.records.sweeps import INDEX_TAG, create_sweep, set_run_executor, update_sweep
 from runbase.store import Store
 from runbase.tracking._child import own_io, python_info
 from runbase.tracking.jobs import PARENT_TAG as GROUP_TAG
@@ -101,6 +105,7 @@ BOOKKEEPING = frozenset(
 TRIAL_TAG = "tune.trial_id"  # Tune's id of the trial, on its run
 MAX_ERROR = 20_000  # characters of a failed trial's error kept (its end: the cause)
 PUBLISH_WAIT = 60.0  # s: the experiment's end waits this long for its final pushes
+SWEEP_PUSH = "ray-tune:sweep-push"  # warn_once key (+ the sweep id): one warning per sweep
 
 
 class RunbaseLoggerCallback(LoggerCallback):
@@ -164,6 +169,11 @@ class RunbaseLoggerCallback(LoggerCallback):
         if self._exp is not None:
             _guard("trial end", self._exp.trial_ended, trial, failed)
 
+    def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        super().on_step_end(iteration, trials, **info)
+        if self._exp is not None:  # Tune's loop turns often: the sweep's driver is alive
+            _guard("heartbeat", self._exp.beat)
+
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         exp, self._exp = self._exp, None
         if exp is not None:  # trials still open: Tune was interrupted (Ctrl-C, an error)
@@ -206,9 +216,11 @@ class _Experiment:
         self.setup: dict[str, Any] | None = None  # what every trial's run shares
         self.trials: dict[str, _Trial] = {}
         self.pushes: list[threading.Thread] = []
+        self.sweep_pusher: _SweepPusher | None = None
         self.nodes: dict[str, str] | None = None  # Ray node id -> host name
         self.sweep_id = new_run_id()
         self.ended = False
+        self.beat_at = time.monotonic()
 
     @classmethod
     def begin(cls, cb: RunbaseLoggerCallback, stop: Any, total: Any) -> _Experiment:
@@ -219,15 +231,30 @@ class _Experiment:
         if exp.tags:
             spec["tags"] = exp.tags
         create_sweep(exp.store, exp.sweep_id, spec)
+        # this process drives it: a driver killed without its end (SIGKILL, a lost
+        # machine) leaves a sweep that reads interrupted, not running forever
+        sweeps.claim(exp.store, exp.sweep_id)
         if exp.parent is not None:  # the driver's run names the group of its job runs
             external.set_tags(exp.store, exp.parent, {GROUP_TAG: exp.sweep_id})
+        if exp.publish:  # the team server's sweep page has its record from the start
+            exp.sweep_pusher = _SweepPusher(cb.store_root, exp.publish, exp.sweep_id)
+            exp.sweep_pusher.poke()
         return exp
+
+    def beat(self) -> None:
+        """The sweep's heartbeat, every BEAT_EVERY s at most (its driver is alive)."""
+        now = time.monotonic()
+        if now - self.beat_at >= sweeps.BEAT_EVERY:
+            self.beat_at = now
+            sweeps.beat(self.store, self.sweep_id)
 
     # -- trials ---------------------------------------------------------------------
 
     def trial_started(self, trial: Any) -> None:
-        if trial.trial_id in self.trials:
-            return  # restarted after a failure, or resumed: the same run goes on
+        known = self.trials.get(trial.trial_id)
+        if known is not None:  # restarted after a failure: the same run goes on, elsewhere
+            set_run_executor(self.store, known.run_id, self._executor(trial))
+            return
         tags = {**self.tags, INDEX_TAG: str(_trial_index(trial, len(self.trials))),
                 TRIAL_TAG: str(trial.trial_id)}  # fmt: skip
         run_id = lifecycle.create_run(
@@ -321,6 +348,8 @@ class _Experiment:
             push = threading.Thread(target=t.publisher.finish, name="runbase-push", daemon=True)
             push.start()
             self.pushes.append(push)
+        if self.sweep_pusher is not None:
+            self.sweep_pusher.poke()
 
     def end(self, status: str) -> None:
         """The experiment is over: trials still open end ``killed``; the sweep's status."""
@@ -335,6 +364,8 @@ class _Experiment:
             deadline = time.monotonic() + PUBLISH_WAIT
             for push in self.pushes:
                 push.join(max(0.0, deadline - time.monotonic()))
+            if self.sweep_pusher is not None:  # the final row: the server's status
+                self.sweep_pusher.close(max(0.0, deadline - time.monotonic()))
         finally:
             self.store.close()
 
@@ -344,8 +375,8 @@ class _Experiment:
         """``{"kind": "ray", "host", "node_id", "attempt"}`` of the trial's actor, as far
         as Ray's control store tells it (never a failure: the kind alone at worst)."""
         info: dict[str, Any] = {"kind": "ray"}
-        failures = getattr(trial, "num_failures", 0)
-        if isinstance(failures, int) and failures > 0:
+        failures = getattr(trial, "num_failures", 0)  # Tune's restarts so far
+        if isinstance(failures, int) and not isinstance(failures, bool) and failures >= 0:
             info["attempt"] = failures
         try:
             node_id, ip = _actor_node(trial)
@@ -353,13 +384,15 @@ class _Experiment:
             return info
         if node_id:
             info["node_id"] = node_id
-            host = self._hosts().get(node_id) or ip
+            host = self._hosts(node_id).get(node_id) or ip
             if host:
                 info["host"] = host
         return info
 
-    def _hosts(self) -> dict[str, str]:
-        if self.nodes is None:
+    def _hosts(self, node_id: str) -> dict[str, str]:
+        """Ray's node ids and host names, asked again for a node not seen yet (one that
+        joined the cluster since: a restarted trial may run there)."""
+        if self.nodes is None or node_id not in self.nodes:
             import ray  # lazy: loaded by Tune already
 
             self.nodes = {
@@ -368,6 +401,60 @@ class _Experiment:
                 if n.get("NodeID")
             }
         return self.nodes
+
+
+class _SweepPusher:
+    """Sends the sweep's row to the team server (remote.sweeps.push_sweep) off Tune's
+    loop, from a thread of its own with its own store connection. Pokes coalesce: a
+    push reads the row when it starts, so the one after the last poke sends the latest
+    (and the server keeps the newer row anyway). Failures are one warning for the
+    experiment; the trials' final pushes carry the row as well."""
+
+    def __init__(self, store_root: str, remote: str, sweep_id: str) -> None:
+        self.store_root = store_root
+        self.remote = remote
+        self.sweep_id = sweep_id
+        self._store: Store | None = None  # its own connection, opened by its thread
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="runbase-sweep-push", daemon=True)
+        self._thread.start()
+
+    def poke(self) -> None:
+        """The row changed (or a trial ended): push it soon."""
+        self._wake.set()
+
+    def close(self, timeout: float) -> None:
+        """One last push of the row as it is now; waits up to ``timeout`` seconds."""
+        self._closing.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                self._wake.wait()
+                self._wake.clear()  # then a poke or close() from now on wakes it again
+                closing = self._closing.is_set()
+                self._push()
+                if closing:
+                    return
+        finally:
+            if self._store is not None:
+                self._store.close()
+
+    def _push(self) -> None:
+        try:
+            from runbase.remote.sweeps import push_sweep  # lazy: the HTTP client
+
+            self._store = self._store or Store.open(self.store_root)
+            push_sweep(self._store, self.sweep_id, self.remote)
+        except Exception as e:  # noqa: BLE001 - unreachable, refused: Tune goes on
+            warn_once(
+                f"{SWEEP_PUSH}:{self.sweep_id}",
+                f"runbase could not publish the Tune sweep {self.sweep_id} to "
+                f"{self.remote} ({e}); `runbase push` sends it with its runs",
+            )
 
 
 # -- helpers ------------------------------------------------------------------------------
