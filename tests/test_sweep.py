@@ -269,3 +269,20 @@ def test_importance_errors(lr_sweep: tuple[Path, str], monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, "sklearn.ensemble", None)
     with pytest.raises(RunbaseError, match=r"pip install 'runbase\[analysis\]'"):
         importance(Store.open(project / ".runbase"), "acc")
+
+
+def test_a_python_api_sweep_records_where_its_executor_runs(project: Path) -> None:
+    """run_sweep without ``execution``: the record says what the executor is, so that a
+    resume runs where the sweep ran (a Ray executor's sweep resumes on Ray)."""
+    from runbase.records.sweeps import get_sweep
+    from runbase.store import Store
+    from runbase.tracking.executor import make_executor
+    from runbase.tracking.sweep import SweepPlan, parse_grid, run_sweep
+
+    script(project)
+    plan = SweepPlan([PY, "train.py"], grid=parse_grid(["lr=0.1,0.2"]), capture_code=False)
+    result = run_sweep(plan, executor=make_executor("local", 2))
+    assert [t.status for t in result.trials] == ["finished", "finished"]
+    rec = get_sweep(Store.open(project / ".runbase"), result.sweep_id)
+    assert rec is not None and rec["spec"]["on"] == "local" and rec["spec"]["jobs"] == 2
+    assert rec["status"] == "finished"
