@@ -653,3 +653,140 @@ def test_search_by_data_hash_across_readable_projects(team: Team, tmp_path: Path
     assert status == 422
     status, _ = http(server.url, "GET", f"/api/v1/search?data={clean}")
     assert status == 401
+
+
+# -- sweeps: the record reaches the server, and stays its user's (issue 21) -----------------
+
+
+INPUT: dict[str, str | bytes] = {"data/input.bin": b"trial input"}
+
+
+def _make_sweep(m: Machine, sweep_id: str, runs: list[str], **update: Any) -> None:
+    """Make ``runs`` trials of sweep ``sweep_id`` in ``m``'s store (its record created
+    when missing, then ``update``d), as ``runbase sweep`` records them."""
+    from runbase.records import sweeps
+    from runbase.store import Store
+
+    store = Store.open(m.root / ".runbase")
+    try:
+        if sweeps.get_sweep(store, sweep_id) is None:
+            sweeps.create_sweep(store, sweep_id, {"command": [PY, "train.py"]})
+        for run_id in runs:
+            store.db.execute("UPDATE runs SET sweep_id = ? WHERE id = ?", (sweep_id, run_id))
+        if update:
+            sweeps.update_sweep(store, sweep_id, **update)
+    finally:
+        store.close()
+
+
+def test_a_sweeps_record_is_pushed_on_its_own_once(
+    team: Team, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runbase.errors import RemoteError
+    from runbase.remote.sweeps import push_sweep
+    from runbase.store import Store
+
+    server = team.start()
+    alice = machine(tmp_path, "alice", INPUT)
+    alice.login(server, team.tokens["alice"])
+    a, b = alice.run("train.py", "0.1"), alice.run("train.py", "0.2")
+    _make_sweep(alice, "sw-a", [a, b], best_run=a)
+    assert pushed(alice.push("--all"))["runs"] == 2
+
+    def on_server() -> dict[str, Any]:
+        status, body = http(server.url, "GET", "/p/default/api/sweeps/sw-a", team.tokens["bob"])
+        assert status == 200, body
+        return dict(body)
+
+    got = on_server()
+    assert (got["status"], got["best_run"], got["user"], got["total"]) == ("running", a, "alice", 2)
+
+    # the driver moves on after its trials were sent: push sends the sweep, not the trials
+    _make_sweep(alice, "sw-a", [], status="finished", best_run=b)
+    assert pushed(alice.push("--all")) == {"runs": 0, "unchanged": 2, "sent": 0, "skipped": 0}
+    got = on_server()
+    assert (got["status"], got["best_run"]) == ("finished", b)
+
+    # the driver's own call (runbase sweep --publish)
+    monkeypatch.setenv("RUNBASE_CONFIG", str(alice.config))
+    _make_sweep(alice, "sw-a", [], status="interrupted")
+    store = Store.open(alice.root / ".runbase")
+    try:
+        push_sweep(store, "sw-a", "team")
+        store.db.execute("UPDATE sweeps SET status = 'failed', updated_at = 1")  # older
+        push_sweep(store, "sw-a", "team")  # sent, but the server keeps the newer
+        with pytest.raises(RemoteError, match="no remote 'nowhere'"):
+            push_sweep(store, "sw-a", "nowhere")
+    finally:
+        store.close()
+    assert on_server()["status"] == "interrupted"
+
+
+def test_nobody_adds_to_another_users_sweep(team: Team, tmp_path: Path) -> None:
+    server = team.start()
+    alice, bob = machine(tmp_path, "alice", INPUT), machine(tmp_path, "bob", INPUT)
+    alice.login(server, team.tokens["alice"])
+    bob.login(server, team.tokens["bob"])
+    a = alice.run("train.py", "0.1")
+    _make_sweep(alice, "sw-a", [a], best_run=a)
+    pushed(alice.push(a))
+
+    # a run of bob's claiming to be a trial of alice's sweep
+    c = bob.run("train.py", "0.2")
+    _make_sweep(bob, "sw-a", [c])
+    p = bob.cli("push", c, check=False)
+    assert p.returncode != 0 and "sweep sw-a belongs to alice" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr
+    status, _ = http(server.url, "GET", f"/p/default/api/runs/{c}", team.tokens["bob"])
+    assert status == 404
+
+    # the sweep's record itself
+    def put(who: str, sweep_id: str, **row: Any) -> int:
+        body = {"id": sweep_id, "created_at": 1.0e9, "updated_at": 2.0e9, "status": "failed",
+                "spec_json": '{"command": ["true"]}', **row}  # fmt: skip
+        status, _ = http(
+            server.url, "PUT", f"/p/default/api/sweeps/{sweep_id}", team.tokens[who], body
+        )
+        return status
+
+    assert put("bob", "sw-a") == 403
+    assert put("bob", "sw-b") == 200  # his own
+    assert put("alice", "sw-b") == 403
+    assert put("bob", "sw-b", owner_pid=1) == 422  # the driver never leaves its machine
+    assert put("bob", "sw-b", id="sw-c") == 400
+    assert put("bob", "..") in (404, 422)
+    _, got = http(server.url, "GET", "/p/default/api/sweeps/sw-a", team.tokens["bob"])
+    assert (got["status"], got["user"], got["total"]) == ("running", "alice", 1)
+
+
+def test_a_pruned_run_takes_its_last_live_updates(team: Team, tmp_path: Path) -> None:
+    from runbase.records import sweeps
+    from runbase.store import Store
+
+    server = team.start()
+    alice = machine(tmp_path, "alice", INPUT)
+    alice.login(server, team.tokens["alice"])
+    run_id = alice.run("train.py", "0.1")
+    store = Store.open(alice.root / ".runbase")
+    try:  # the pruner stopped it: its supervisor ended it killed, the sweep marked it
+        store.db.execute("UPDATE runs SET status = 'killed' WHERE id = ?", (run_id,))
+        assert sweeps.set_run_status(store, run_id, "pruned", note="pruned at step 2")
+    finally:
+        store.close()
+    pushed(alice.push(run_id))
+
+    # its publisher's last deltas arrive after the mark: taken, the status stays
+    token = team.tokens["alice"]
+    delta = {"bundle_version": 1, "run": {"id": run_id, "status": "running"},
+             "tags": [{"key": "late", "value": "1"}]}  # fmt: skip
+    status, body = http(server.url, "POST", f"/p/default/api/runs/{run_id}/live", token, delta)
+    assert status == 200, body
+    _, rec = http(server.url, "GET", f"/p/default/api/runs/{run_id}", token)
+    assert rec["status"] == "pruned" and rec["tags"]["late"] == "1"
+
+    # a run that ended on its own still refuses them
+    other = alice.run("train.py", "0.2")
+    pushed(alice.push(other))
+    delta["run"]["id"] = other
+    status, body = http(server.url, "POST", f"/p/default/api/runs/{other}/live", token, delta)
+    assert status == 409, body
