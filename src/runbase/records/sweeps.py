@@ -120,6 +120,13 @@ def update_sweep(
             raise UsageError(f"no sweep {sweep_id}")
 
 
+def sweep_user(store: Store, sweep_id: str) -> str | None:
+    """Whose sweep ``sweep_id`` is (None: no record, or no user), read alone: the team
+    server checks it on every pushed run of a sweep."""
+    row = store.db.query_one("SELECT user_name FROM sweeps WHERE id = ?", (sweep_id,))
+    return None if row is None or row[0] is None else str(row[0])
+
+
 def list_sweeps(store: Store, limit: int = 50) -> list[dict[str, Any]]:
     """The newest ``limit`` sweeps, newest first (a damaged row raises StoreError)."""
     rows = store.db.query(

@@ -30,7 +30,7 @@ from runbase.records.bundle import export_run, import_run, import_sweep, run_obj
 from runbase.records.pushed_runs import owner_and_status, reference_columns
 from runbase.records.read import resolve
 from runbase.records.registry import Actor, Event
-from runbase.records.sweeps import SWEEP_RUN_STATUSES
+from runbase.records.sweeps import SWEEP_RUN_STATUSES, sweep_user
 from runbase.render import views
 from runbase.server import control, hooks
 from runbase.server.control import User
@@ -253,8 +253,7 @@ class Server:
         one adds trials to a colleague's sweep."""
         if not isinstance(sweep_id, str):
             return
-        row = store.db.query_one("SELECT user_name FROM sweeps WHERE id = ?", (sweep_id,))
-        owner = None if row is None else row[0]
+        owner = sweep_user(store, sweep_id)
         if owner is not None and owner != user.name and not self._admin(user, project):
             raise Forbidden(
                 f"sweep {sweep_id} belongs to {owner}; only they or an admin may add runs to it"
