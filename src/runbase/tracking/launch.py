@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runbase.core.executorinfo import ENV_VAR as EXECUTOR_ENV  # what `runbase run` records
 from runbase.errors import UsageError
 
 TAIL_BYTES = 2000  # of a failed job's stderr: enough for a traceback's last frames
@@ -68,7 +69,6 @@ RUN_SPEC_FIELDS: dict[str, str] = {
 }
 
 SPEC_TOKEN = "{spec}"  # in a Job's argv: replaced by the path of its written spec file
-EXECUTOR_ENV = "RUNBASE_EXECUTOR"  # the JSON `executor` object `runbase run` records
 
 
 def write_run_spec(path: str | os.PathLike[str], **fields: Any) -> None:
