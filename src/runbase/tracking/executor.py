@@ -30,7 +30,7 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Protocol
 
 from runbase.errors import UsageError
 from runbase.tracking.launch import (
@@ -49,6 +49,8 @@ from runbase.tracking.launch import (
     read_run_spec,
     runbase_run_argv,
     signal_job,
+    sigterm_interrupts,
+    start,
     stderr_tail,
     write_run_spec,
     write_tree,
@@ -160,7 +162,7 @@ class LocalExecutor:
         self._stop.clear()
         t = _Tally(on_done, total or 0)
         pending = iter(items)
-        old = _sigterm_interrupts()
+        old = sigterm_interrupts()
         try:
             try:
                 while True:
@@ -225,15 +227,7 @@ class LocalExecutor:
                 with self._lock:  # an interrupt now starts nothing more
                     if self._stop.is_set():
                         return
-                    proc = subprocess.Popen(
-                        launch.argv,
-                        cwd=launch.cwd,
-                        env=launch.env,
-                        stdin=subprocess.DEVNULL,
-                        stdout=subprocess.DEVNULL,
-                        stderr=err,
-                        start_new_session=True,  # its own group: cancel kills all of it
-                    )
+                    proc = start(launch, err)
                     self._procs[id(job)] = (job, proc)
                 try:
                     job.returncode = proc.wait()
@@ -318,16 +312,3 @@ def _kill_after(proc: subprocess.Popen[bytes], grace: float) -> None:
         proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
         signal_job(proc, signal.SIGKILL)
-
-
-def _sigterm_interrupts() -> Any:
-    """Make SIGTERM stop the executor like Ctrl-C (the runs then end as ``killed``, and
-    the caller still reports); returns the previous handler (None off the main thread)."""
-
-    def handler(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        return None

@@ -260,3 +260,30 @@ def signal_job(proc: subprocess.Popen[bytes], sig: int) -> None:
 
 
 # -- this machine ----------------------------------------------------------------------
+
+
+def start(launch: Launch, err: Any) -> subprocess.Popen[bytes]:
+    """The job's ``runbase run``, its stderr into ``err``: in a session of its own, so
+    cancelling it signals its whole process group."""
+    return subprocess.Popen(
+        launch.argv,
+        cwd=launch.cwd,
+        env=launch.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=err,
+        start_new_session=True,
+    )
+
+
+def sigterm_interrupts() -> Any:
+    """Make SIGTERM stop an executor like Ctrl-C (the runs then end as ``killed``, and
+    the caller still reports); returns the previous handler (None off the main thread)."""
+
+    def handler(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        return None

@@ -46,6 +46,8 @@ from runbase.tracking.launch import (
     Resources,
     prepare,
     signal_job,
+    sigterm_interrupts,
+    start,
     stderr_tail,
 )
 
@@ -178,7 +180,7 @@ class RayExecutor:
         pending = iter(items)
         untold: deque[Job] = deque()
         done = 0
-        old = _sigterm_interrupts()
+        old = sigterm_interrupts()
         try:
             while True:
                 while len(self._refs) < self.slots:
@@ -316,16 +318,6 @@ class RayExecutor:
         job.cancelled = True
         with contextlib.suppress(Exception):
             self._ray.cancel(refs[0], force=False, recursive=True)
-
-
-def _sigterm_interrupts() -> Any:
-    def handler(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        return None
 
 
 def _passed_env() -> dict[str, str]:
@@ -491,15 +483,7 @@ def run_job(job: Job, grace: float = CANCEL_GRACE) -> dict[str, Any]:
     cancelled = False
     try:
         with tempfile.TemporaryFile() as err:
-            proc = subprocess.Popen(
-                launch.argv,
-                cwd=launch.cwd,
-                env=launch.env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                start_new_session=True,
-            )
+            proc = start(launch, err)
             try:
                 returncode = _wait(proc)
             except KeyboardInterrupt:  # ray.cancel: stop the run as Ctrl-C would
