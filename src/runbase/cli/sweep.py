@@ -30,6 +30,7 @@ _PLAN_OPTIONS = (
     "tags",
     "no_code",
     "publish",
+    "inputs",
 )
 
 
@@ -109,6 +110,15 @@ _PLAN_OPTIONS = (
 @click.option("--no-code", is_flag=True, help="Do not snapshot the code.")
 @click.option("--publish", metavar="REMOTE", help="Stream every run to this remote as it runs.")
 @click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="PATH",
+    help="Declare a data input of every run (a file or directory under the project; "
+    "repeatable): stored once, recorded by each run, and copied to the Ray node that runs "
+    "a trial.",
+)
+@click.option(
     "--resume",
     metavar="SWEEP",
     help="Go on with this sweep (interrupted) until its trials are done, with its own plan "
@@ -167,6 +177,7 @@ def sweep(ctx: click.Context, **opts: Any) -> None:
             tags=parse_tags(opts["tags"]),
             capture_code=not opts["no_code"],
             publish=opts["publish"],
+            inputs=list(opts["inputs"]),
         )
         plan.check()
     if opts["dry_run"]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from runbase.core.executorinfo import ENV_VAR as EXECUTOR_ENV  # what `runbase run` records
-from runbase.errors import UsageError
+from runbase.errors import UnsafePathError, UsageError
 
 TAIL_BYTES = 2000  # of a failed job's stderr: enough for a traceback's last frames
 
@@ -210,9 +210,11 @@ def _materialize(tree: dict[str, Any], into: Path, spec: dict[str, Any]) -> str:
     oid = code.get("tree") if isinstance(code, dict) else None
     if not isinstance(oid, str):
         raise UsageError("a job's tree has no code record with a tree")
+    inputs = check_inputs(tree.get("inputs"))
     store = Store.open(str(tree["store"]))
     try:
         write_tree(store, oid, into)
+        write_inputs(store, inputs, into)
     finally:
         store.close()
     spec["project_root"] = str(into)
@@ -229,19 +231,67 @@ def write_tree(store: Any, oid: str, into: Path) -> None:
     """Write code tree manifest ``oid`` under ``into`` (made, must be new): files
     copied out of the store and verified, symlinks that stay inside the tree re-created,
     every path checked (:class:`~runbase.core.safepath.SafeRoot`)."""
-    # lazy: what materializing needs loads only for a job with a tree
-    from runbase.capture.manifest import load_manifest
-    from runbase.core.safepath import SafeRoot, link_escapes
+    from runbase.core.safepath import SafeRoot  # lazy: only for a job with a tree
 
     into.mkdir(parents=True)
-    root = SafeRoot(into)
+    _write_manifest(store, oid, SafeRoot(into), "")
+
+
+def _write_manifest(store: Any, oid: str, root: Any, prefix: str) -> None:
+    """The files of manifest ``oid`` under ``prefix`` of ``root`` (a SafeRoot)."""
+    # lazy: what materializing needs loads only for a job with a tree
+    from runbase.capture.manifest import load_manifest
+    from runbase.core.safepath import link_escapes
+
     for e in load_manifest(store, oid):
+        path = f"{prefix}{e['path']}"
         if e["type"] == "link":
-            if not link_escapes(e["path"], e["target"]):
-                root.symlink(e["path"], e["target"])
+            if not link_escapes(path, e["target"]):
+                root.symlink(path, e["target"])
             continue
-        with root.create(e["path"], 0o755 if e["type"] == "x" else 0o644) as fd:
+        with root.create(path, 0o755 if e["type"] == "x" else 0o644) as fd:
             store.objects.copy_to(e["oid"], fd)
+
+
+INPUT_KINDS = ("file", "dir")
+
+
+def check_inputs(value: Any) -> list[dict[str, str]]:
+    """A job tree's ``inputs``: ``[{"path": rel, "oid": id, "kind": "file"|"dir"}]``,
+    each path relative and safe, each id an object id; UsageError naming a bad one."""
+    # lazy: loaded only for a job with a tree
+    from runbase.core.ids import split_id
+    from runbase.core.safepath import check_relpath
+
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise UsageError("a job's tree inputs must be a list")
+    out = []
+    for item in value:
+        if not isinstance(item, dict) or item.get("kind") not in INPUT_KINDS:
+            raise UsageError(f"a job's tree input is not one: {item!r}")
+        try:
+            path = check_relpath(item.get("path"))
+            split_id(str(item.get("oid")))
+        except (ValueError, UnsafePathError) as e:
+            raise UsageError(f"a job's tree input is not one ({e}): {item!r}") from None
+        out.append({"path": path, "oid": str(item["oid"]), "kind": item["kind"]})
+    return out
+
+
+def write_inputs(store: Any, inputs: list[dict[str, str]], into: Path) -> None:
+    """The declared inputs (:func:`check_inputs`) under ``into`` at their paths, copied
+    out of the store and verified, next to the code tree written there."""
+    from runbase.core.safepath import SafeRoot  # lazy: as write_tree
+
+    root = SafeRoot(into)
+    for item in inputs:
+        if item["kind"] == "dir":
+            _write_manifest(store, item["oid"], root, item["path"] + "/")
+        else:
+            with root.create(item["path"], 0o644) as fd:
+                store.objects.copy_to(item["oid"], fd)
 
 
 def stderr_tail(f: Any) -> str:

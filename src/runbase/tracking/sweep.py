@@ -196,6 +196,9 @@ class SweepPlan:
     tags: dict[str, str] = field(default_factory=dict)
     capture_code: bool = True
     publish: str | None = None  # the remote every trial streams to (runbase run --publish)
+    # declared data inputs (runbase run --input): relative to the project root once the
+    # sweep starts (given relative to the working directory)
+    inputs: list[str] = field(default_factory=list)
 
     def check(self) -> None:
         """UsageError for a plan that cannot run: before anything is recorded."""
@@ -264,6 +267,7 @@ class SweepPlan:
             "tags": dict(self.tags),
             "capture_code": self.capture_code,
             "publish": self.publish,
+            "inputs": list(self.inputs),
             **(execution or {}),
         }
 
@@ -288,6 +292,7 @@ class SweepPlan:
                 tags={str(k): str(v) for k, v in (spec.get("tags") or {}).items()},
                 capture_code=bool(spec.get("capture_code", True)),
                 publish=spec.get("publish"),
+                inputs=[str(p) for p in spec.get("inputs") or []],
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise UsageError(f"the sweep's recorded plan is not one runbase reads: {e}") from None
@@ -401,6 +406,8 @@ def run_sweep(
     try:
         # before any record: a cluster that cannot run a trial, or reach the store
         executor.check(str(s.root), plan.publish)
+        plan.inputs = _project_paths(plan.inputs, Path.cwd())
+        inputs = _store_inputs(s, plan, executor)
         sweep_id = new_sweep_id()
         study, info = _open_study(s, sweep_id, plan, study_storage, say, None)
         code = _snapshot(s, plan) if plan.capture_code else None
@@ -412,7 +419,7 @@ def run_sweep(
         if spec["command"] != plan.command:  # held secrets: the raw one for a resume
             _save_command(s, sweep_id, plan.command)
         todo = _todo(plan, range(1, plan.total() + 1))
-        driver = _Driver(s, sweep_id, plan, executor, study, code, say)
+        driver = _Driver(s, sweep_id, plan, executor, study, code, say, inputs)
         return driver.run(todo, plan.total(), on_start, on_done)
     finally:
         s.close()
@@ -458,6 +465,8 @@ def resume_sweep(
         _check_user(rec, yes)
         executor = executor or make_executor(**execution_of(rec["spec"]))
         executor.check(str(s.root), plan.publish)
+        plan.inputs = _project_paths(plan.inputs, None)  # a record's: checked again
+        inputs = _store_inputs(s, plan, executor)  # hashed again: what they hold now
         rs.claim(s, sweep_id)  # before the study's running trials are told failed
         runs = rs.trial_runs(s, sweep_id)
         todo = _left(plan, runs)
@@ -468,7 +477,7 @@ def resume_sweep(
             f"runbase: resuming sweep {sweep_id} of {rec.get('user') or '?'} on "
             f"{rec.get('host') or '?'}: {' '.join(rec['spec']['command'])}"
         )
-        driver = _Driver(s, sweep_id, plan, executor, study, code, say)
+        driver = _Driver(s, sweep_id, plan, executor, study, code, say, inputs)
         driver.best_of(runs)
         return driver.run(todo, len(todo), on_start, on_done)
     finally:
@@ -598,6 +607,44 @@ def _snapshot(store: Store, plan: SweepPlan) -> dict[str, Any]:
     return dict(snapshot(store, root, (), _secret_configs(plan.command, root)).as_dict())
 
 
+def _project_paths(paths: list[str], base: Path | None) -> list[str]:
+    """``paths`` (relative to ``base``, default the project root, or absolute) relative
+    to the project root; UsageError for one outside the project."""
+    from runbase.records.lifecycle import project_root  # lazy: records, loaded late
+
+    root = os.path.realpath(project_root(Path.cwd()))
+    base = base or Path(root)
+    out = []
+    for p in paths:
+        full = os.path.realpath(os.path.join(base, p))
+        if not (full + "/").startswith(root + "/") or full == root:
+            raise UsageError(f"--input {p}: not a file or directory under the project {root}")
+        out.append(os.path.relpath(full, root))
+    return out
+
+
+def _store_inputs(store: Store, plan: SweepPlan, executor: Executor) -> list[dict[str, str]]:
+    """The sweep's declared inputs hashed and stored once, as ``runbase run --input``
+    stores them: ``[{"path", "oid", "kind"}]`` (what a node materializes). UsageError for
+    one that does not exist, or (to a node) a credentials file, which is never stored."""
+    # lazy: hashing and the secret detectors, for a sweep with inputs
+    from runbase.capture.files import snapshot_path
+    from runbase.capture.secretfiles import is_secret_file
+    from runbase.records.lifecycle import project_root
+
+    root = str(project_root(Path.cwd()))
+    out = []
+    for rel in plan.inputs:
+        full = os.path.join(root, rel)
+        if executor.kind != "local" and is_secret_file(rel, root) and os.path.isfile(full):
+            raise UsageError(f"--input {rel} may hold credentials: never stored, so never sent")
+        snap = snapshot_path(store, full, "store")
+        if snap is None:
+            raise UsageError(f"--input {rel}: no such file or directory in {root}")
+        out.append({"path": rel, "oid": snap[0], "kind": "dir" if os.path.isdir(full) else "file"})
+    return out
+
+
 def _secret_configs(argv: list[str], root: Path) -> list[str]:
     """The config files on ``argv`` that hold a secret, relative to ``root``: their bytes
     are never stored (what ``runbase run`` withholds from its snapshot)."""
@@ -673,11 +720,12 @@ class _Driver:
         study: Any,
         code: dict[str, Any] | None,
         say: Callable[[str], None],
+        inputs: list[dict[str, str]] | None = None,
     ) -> None:
         from runbase.records.lifecycle import project_root  # lazy: records, loaded late
 
         self.store, self.plan, self.executor, self.study = store, plan, executor, study
-        self.code, self.say = code, say
+        self.code, self.say, self.inputs = code, say, list(inputs or [])
         self.root = str(project_root(Path.cwd()))
         self.result = SweepResult(sweep_id, str(store.root), plan=plan, slots=executor.slots)
         self._trial_of: dict[int, Trial] = {}  # id(job) -> its trial
@@ -687,6 +735,8 @@ class _Driver:
         self._reported: dict[int, int] = {}  # trial number -> last step the study has
         base = ["--sweep-id", sweep_id, "--no-code", "--spec", SPEC_TOKEN]
         base += ["--publish", plan.publish] if plan.publish else []
+        for item in self.inputs:  # relative: to the project root, here or on a node
+            base += ["--input", item["path"]]
         self.base = runbase_run_argv(str(store.root), *base)
 
     # -- the loop
@@ -768,13 +818,14 @@ class _Driver:
         if self.plan.name:
             spec["name"] = f"{self.plan.name}-{trial.index}"
         argv = [*self.base, *_param_args(trial.overrides), "--", *self.plan.command]
-        tree = None
+        tree: dict[str, Any] | None = None
         code = self.code
         if code is not None and self.executor.kind == "local":  # runs here, in the project
             spec["code_record"], spec["project_root"] = code, self.root
         elif code is not None and isinstance(code.get("tree"), str):  # runs on a node
             rel = os.path.relpath(os.getcwd(), self.root)
             tree = {"store": self.result.store_root, "code": code, "cwd": rel}
+            tree["inputs"] = [dict(i) for i in self.inputs]  # written next to the code
         # no tree on a node: the same path, which all nodes must share
         cwd = None if tree is not None or self.executor.kind == "local" else os.getcwd()
         return Job(argv, cwd=cwd, label=str(trial.index), spec=spec, tree=tree)
