@@ -11,12 +11,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import conftest
 import raycluster
 from conftest import commit, runbase_cmd, write
 from raycluster import RayCluster
+from runbase.errors import UsageError
 from runbase.records.sweeps import get_sweep
 from runbase.store import Store
+from runbase.tracking.launch import check_inputs
 
 conftest.require("ray")
 
@@ -133,3 +137,25 @@ def test_a_missing_or_outside_input_is_a_usage_error_before_any_trial(
         assert "--input" in proc.stderr and "Traceback" not in proc.stderr
     out = runbase_cmd("ls", "--json", "-l", "0", cwd=project, check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_a_job_trees_inputs_are_checked_where_they_are_read() -> None:
+    oid = "blake3:" + "0" * 64
+    good = {"path": "data/train.csv", "oid": oid, "kind": "file"}
+    assert check_inputs([good]) == [good] and check_inputs(None) == []
+    for bad in (
+        {**good, "path": "../outside"},
+        {**good, "path": "/etc/passwd"},
+        {**good, "path": ".git/config"},
+        {**good, "oid": "sha1:abc"},
+        {**good, "kind": "link"},
+        "data",
+    ):
+        with pytest.raises(UsageError):
+            check_inputs([bad])
+
+
+def test_resume_keeps_the_recorded_inputs(project: Path) -> None:
+    _data_project(project)
+    proc = runbase_cmd("sweep", "--resume", "X", "--input", "data", cwd=project)
+    assert proc.returncode == 2 and "--input cannot change it" in proc.stderr

@@ -216,7 +216,9 @@ def _resume(ctx: click.Context, opts: dict[str, Any]) -> None:
     if opts["dry_run"]:
         given.insert(0, "dry_run")
     if given:
-        what = "--" + given[0].rstrip("_").replace("_", "-")
+        # the option as typed: its parameter's name, where they differ
+        flag = {"inputs": "--input", "tags": "--tag", "samples": "-n"}.get(given[0])
+        what = flag or "--" + given[0].rstrip("_").replace("_", "-")
         raise click.UsageError(
             f"--resume goes on with the sweep's own plan and command: {what} cannot change it"
         )
