@@ -95,7 +95,10 @@ def reproduce(
     except RunbaseError as e:
         raise click.UsageError(str(e)) from e
     diverged = result.verdict.outcome == DIVERGED
-    report = _explain(ctx, result, env_mode, as_json) if diverged and then_explain else None
+    on_cluster = executor if on is not None else None  # --explain's hybrids go there too
+    report = (
+        _explain(ctx, result, env_mode, as_json, on_cluster) if diverged and then_explain else None
+    )
     if as_json:
         out = result.as_dict()
         if then_explain:  # the key only when asked for: the document stays as it was
@@ -131,7 +134,7 @@ def _echo_text(result: Any, report: dict[str, Any] | None) -> None:
 
 
 def _explain(
-    ctx: click.Context, result: Any, env_mode: str, as_json: bool
+    ctx: click.Context, result: Any, env_mode: str, as_json: bool, executor: Any = None
 ) -> dict[str, Any] | None:
     """``runbase explain ORIGINAL NEW`` on the first metric that moved (None: let explain
     choose, e.g. when only the exit status differs); None when it cannot be made (why,
@@ -140,7 +143,11 @@ def _explain(
     from runbase.cli.explain import run_explain
 
     moved = [m.key for m in result.verdict.diverged if m.original is not None and m.new is not None]
-    options = {"metric": moved[0] if moved else None, "env": _explain_env(result, env_mode)}
+    options = {
+        "metric": moved[0] if moved else None,
+        "env": _explain_env(result, env_mode),
+        "executor": executor,
+    }
     click.echo(f"runbase: explaining {result.original} -> {result.run_id}", err=True)
     try:
         return run_explain(ctx, result.original, result.run_id, options, as_json, pull=False)
