@@ -38,13 +38,13 @@ from runbase.core.ids import new_run_id
 from runbase.core.shapes import loads
 from runbase.errors import RunbaseError, UsageError
 from runbase.records.checkout import checkout, describe
-from runbase.records.jobruns import job_ids
-from runbase.records.read import load_params, reproduction_count, resolve, run_status
+from runbase.records.read import reproduction_count, resolve, run_status
 from runbase.records.record import build_record
 from runbase.store import Store
 from runbase.tracking.envbuild import activation, build_env
 from runbase.tracking.executor import SPEC_TOKEN, Executor, Job, runbase_run_argv
 from runbase.tracking.supervisor import RunOptions, run
+from runbase.tracking.supervisor import unused_overrides as supervisor_unused
 
 ENV_MODES = ("current", "venv")
 
@@ -370,7 +370,7 @@ def reproduce(
         new_id, unused_overrides = outcome.run_id, outcome.unused_overrides
     else:
         new_id = run_as_job(store, executor, argv, opts)
-        unused_overrides = _unused(store, new_id, opts.overrides)
+        unused_overrides = supervisor_unused(store, new_id, opts.overrides)
     new = build_record(store, new_id, include_patch=False)
     used = set(overrides or {}) - set(unused_overrides)
     verdict = judge(rec, new, rtol, atol, requested=sorted(used))
@@ -411,16 +411,6 @@ def run_as_job(store: Store, executor: Executor, argv: list[str], opts: RunOptio
         why = job.stderr_tail.strip().splitlines()[-1:] or [f"exit {job.returncode}"]
         raise RunbaseError(f"the re-run did not start on the {executor.kind} executor: {why[0]}")
     return rid
-
-
-def _unused(store: Store, run_id: str, overrides: dict[str, Any]) -> list[str]:
-    """The overrides the re-run made by a job did not use (its ``runbase run`` warned)."""
-    if not overrides:
-        return []
-    ids = [run_id, *job_ids(store, run_id)]
-    params = load_params(store, ids)
-    sources = {k: s for i in ids for k, (_v, s) in params.get(i, {}).items()}
-    return ov.unused(overrides, [], sources)
 
 
 def render_drift(changes: dict[str, Any]) -> list[str]:

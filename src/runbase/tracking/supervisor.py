@@ -209,15 +209,20 @@ def _with_overrides(
     return argv, opts, rest
 
 
-def _warn_unused(store: Store, run_id: str, env_overrides: dict[str, Any]) -> list[str]:
-    """Warn about (and return) the overrides the run did not use."""
-    if not env_overrides:
+def unused_overrides(store: Store, run_id: str, overrides: dict[str, Any]) -> list[str]:
+    """The ``overrides`` neither run ``run_id`` nor its job runs (runbase.tracking.jobs:
+    a Hydra multirun) recorded a param for."""
+    if not overrides:
         return []
-    # its job runs (runbase.tracking.jobs: a Hydra multirun) used the overrides, if it had any
     ids = [run_id, *job_ids(store, run_id)]
     params = load_params(store, ids)
     sources = {k: s for i in ids for k, (_v, s) in params.get(i, {}).items()}
-    keys = unused(env_overrides, [], sources)
+    return unused(overrides, [], sources)
+
+
+def _warn_unused(store: Store, run_id: str, env_overrides: dict[str, Any]) -> list[str]:
+    """Warn about (and return) the overrides the run did not use."""
+    keys = unused_overrides(store, run_id, env_overrides)
     for key in keys:
         sys.stderr.write(
             f"runbase: warning: the override {key}={format_value(env_overrides[key])} was not "
