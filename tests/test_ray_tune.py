@@ -350,18 +350,26 @@ def _running_trial(store_dir: Path) -> bool:
         store.close()
 
 
+def _start_interrupted_search(
+    project: Path, tmp_path: Path, store_dir: Path, stderr: int
+) -> subprocess.Popen[str]:
+    """The INTERRUPTED search as a driver process of its own (its own session, so a
+    test signals its whole group)."""
+    require("ray")
+    (project / "search.py").write_text(INTERRUPTED)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    argv = [sys.executable, "search.py", str(tmp_path / "ray_results"), str(store_dir)]
+    return subprocess.Popen(
+        argv, cwd=project, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+        stderr=stderr, text=True,
+    )  # fmt: skip
+
+
 def test_an_interrupted_experiment_ends_its_open_trials_killed(
     project: Path, tmp_path: Path
 ) -> None:
-    require("ray")
-    (project / "search.py").write_text(INTERRUPTED)
     store_dir = tmp_path / "store"
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
-    argv = [sys.executable, "search.py", str(tmp_path / "ray_results"), str(store_dir)]
-    proc = subprocess.Popen(
-        argv, cwd=project, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = _start_interrupted_search(project, tmp_path, store_dir, stderr=subprocess.PIPE)
     try:
         wait_until(lambda: _running_trial(store_dir), what="a trial's first result", timeout=300)
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: Tune stops the experiment
@@ -380,15 +388,8 @@ def test_a_killed_driver_leaves_its_sweep_interrupted_not_running(
 ) -> None:
     """SIGKILL to Tune's driver: nothing records the sweep's end, yet it reads
     ``interrupted`` (its recorded driver process is gone), never running forever."""
-    require("ray")
-    (project / "search.py").write_text(INTERRUPTED)
     store_dir = tmp_path / "store"
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
-    argv = [sys.executable, "search.py", str(tmp_path / "ray_results"), str(store_dir)]
-    proc = subprocess.Popen(
-        argv, cwd=project, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    proc = _start_interrupted_search(project, tmp_path, store_dir, stderr=subprocess.DEVNULL)
     try:
         wait_until(lambda: _running_trial(store_dir), what="a trial's first result", timeout=300)
         _, sweep = _records(store_dir)
