@@ -88,7 +88,7 @@ def build_record(store: Store, run_id: str, include_patch: bool = True) -> dict[
         "parent_id": r["parent_id"],
         "sweep_id": r["sweep_id"],
         "reproduces": r["reproduces"],
-        "executor": _executor(store, run_id),
+        "executor": run_executor(store, run_id),
         "params": {k: v for k, (v, _s) in params.items()},
         "param_sources": {k: s for k, (_v, s) in params.items()},
         "metrics": load_metrics(store, [run_id])[run_id],
@@ -103,7 +103,7 @@ def build_record(store: Store, run_id: str, include_patch: bool = True) -> dict[
     return jsonable(rec)  # NaN/inf -> "NaN"/"Infinity": strict JSON
 
 
-def _executor(store: Store, run_id: str) -> dict[str, Any] | None:
+def run_executor(store: Store, run_id: str) -> dict[str, Any] | None:
     """The run's executor object (core.executorinfo); null when none was recorded (an
     older run, one made in-process) or what is stored is not one."""
     row = store.db.query_one("SELECT executor_json FROM runs WHERE id = ?", (run_id,))

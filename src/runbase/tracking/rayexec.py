@@ -549,7 +549,7 @@ def _attempts(store: Any, first: str) -> list[str]:
     only those runs are read."""
     # lazy: the records load only on a retry, on the node that retries
     from runbase.records.read import list_runs, load_row, run_status
-    from runbase.records.record import build_record
+    from runbase.records.record import run_executor
 
     if run_status(store, first) is None:
         return []
@@ -558,7 +558,7 @@ def _attempts(store: Any, first: str) -> list[str]:
     if row.get("name"):
         where += f" and name == {json.dumps(row['name'])}"
     later = [r["id"] for r in list_runs(store, where, "started_at", None) if r["id"] != first]
-    retry_of = {rid: _retry_of(build_record(store, rid).get("executor")) for rid in later}
+    retry_of = {rid: _retry_of(run_executor(store, rid)) for rid in later}  # one column
     chain = [first]
     while True:
         nxt = [rid for rid, of in retry_of.items() if of == chain[-1] and rid not in chain]
