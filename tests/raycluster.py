@@ -1,4 +1,6 @@
-"""A real local Ray cluster for tests: a head node and a worker node, 1 CPU each.
+"""A real local Ray cluster for tests: a head node and a worker node, 1 CPU each
+(``RayCluster(nodes=1)``: the head alone; ``node_env``: variables the nodes, so their
+Ray workers, run with, as ``RUNBASE_WORKER_STORE`` on a machine of its own).
 
     pytest_plugins = ["tests.raycluster"]     # or: from tests.raycluster import ray_cluster
 
@@ -52,9 +54,12 @@ def free_port() -> int:
 
 
 class RayCluster:
-    """Two nodes of a real Ray cluster, started by :meth:`start`, gone after :meth:`stop`."""
+    """``nodes`` (1 or 2) nodes of a real Ray cluster, started by :meth:`start`, gone
+    after :meth:`stop`; ``node_env`` added to each node's environment."""
 
-    def __init__(self) -> None:
+    def __init__(self, nodes: int = 2, node_env: dict[str, str] | None = None) -> None:
+        self.nodes_wanted = nodes
+        self.node_env = dict(node_env or {})
         # short: Ray's unix sockets live below it (a path may not exceed 107 bytes)
         self.temp_dir = tempfile.mkdtemp(prefix="rbray-")
         self.port = free_port()
@@ -76,8 +81,9 @@ class RayCluster:
         )
         ip = self._wait_started(0)
         self.address = f"{ip}:{self.port}"
-        self._node("worker", f"--address={self.address}")
-        self._wait_started(1)
+        if self.nodes_wanted > 1:
+            self._node("worker", f"--address={self.address}")
+            self._wait_started(1)
         return self
 
     @property
@@ -103,7 +109,7 @@ class RayCluster:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **ENV},
+                env={**os.environ, **ENV, **self.node_env},
                 start_new_session=True,  # its own group: stopped without `ray stop`
             )
         self._procs.append(proc)
@@ -201,9 +207,16 @@ def ray_cluster() -> Iterator[RayCluster]:
     """A started two-node cluster for the module, at ``RAY_ADDRESS`` meanwhile; the
     drivers the tests start (in this process or as subprocesses) get
     ``RAY_AUTH_MODE=disabled`` like the cluster."""
+    with running(RayCluster()) as cluster:
+        yield cluster
+
+
+@contextlib.contextmanager
+def running(cluster: RayCluster) -> Iterator[RayCluster]:
+    """``cluster`` started, at ``RAY_ADDRESS`` (and ``RAY_AUTH_MODE=disabled``) while the
+    block runs; stopped after it (a module fixture of a cluster of its own uses it)."""
     saved = {k: os.environ.get(k) for k in (*ENV, "RAY_ADDRESS")}
     os.environ.update(ENV)
-    cluster = RayCluster()
     try:
         cluster.start()
         os.environ["RAY_ADDRESS"] = cluster.address  # what `--on ray` connects to

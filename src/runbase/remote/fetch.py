@@ -15,6 +15,7 @@ write a file it did not hash.
 
 from __future__ import annotations
 
+import json
 import math
 import urllib.parse
 from typing import Any
@@ -121,10 +122,49 @@ def series_after(
     return [int(s) for s in steps], [_number(v) for v in values]
 
 
+def remote_attempts(remote: Remote, first: str) -> list[str]:
+    """Run ``first`` on ``remote`` and the retries that followed it (each's
+    ``executor.retry_of`` the one before; a retry keeps its run's name and sweep), as
+    the team server holds them: what a Ray retry on a node without the driver's store
+    reads of the attempts its lost node published live. Empty when ``first`` is not
+    there."""
+    client = Client(remote.url, remote.token, retry_for=10.0, timeout=10.0)
+    rec = _run_record(client, remote, first)
+    if rec is None:
+        return []
+    params: dict[str, Any] = {"limit": 1000, "hybrids": "true", "sweep": rec.get("sweep_id")}
+    if isinstance(rec.get("name"), str):
+        params["where"] = f"name == {json.dumps(rec['name'])}"
+    rows = client.get_json(f"{remote.api}/runs", params).get("runs") or []
+    later = [r["id"] for r in rows if isinstance(r, dict) and r.get("id") not in (None, first)]
+    retry_of = {}
+    for rid in later:
+        executor = (_run_record(client, remote, str(rid)) or {}).get("executor")
+        of = executor.get("retry_of") if isinstance(executor, dict) else None
+        retry_of[str(rid)] = of if isinstance(of, str) else None
+    chain = [first]
+    while True:
+        nxt = [rid for rid, of in retry_of.items() if of == chain[-1] and rid not in chain]
+        if not nxt:
+            return chain
+        chain.append(nxt[0])
+
+
+def _run_record(client: Client, remote: Remote, run_id: str) -> dict[str, Any] | None:
+    path = f"{remote.api}/runs/{urllib.parse.quote(run_id, safe='')}"
+    try:
+        rec = client.get_json(path, {"patch": "false"})
+    except RemoteError as e:
+        if e.status == 404:
+            return None
+        raise
+    return rec if isinstance(rec, dict) else None
+
+
 def _number(value: Any) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     return math.nan
 
 
-__all__ = ["fetch_tree", "send_tree", "series_after", "tree_objects"]
+__all__ = ["fetch_tree", "remote_attempts", "send_tree", "series_after", "tree_objects"]

@@ -38,8 +38,10 @@ class Job:
     # the `runbase run --spec` fields: written to a file on the node that runs the job,
     # whose path replaces the argv token SPEC_TOKEN
     spec: dict[str, Any] | None = None
-    # {"store": root, "code": code record, "cwd": path relative to the project root}: the
-    # code tree materialized by hash where the job runs (spec project_root/code_record set)
+    # {"store": root, "code": code record, "cwd": path relative to the project root,
+    # "inputs": [...]}: the code tree materialized by hash where the job runs (spec
+    # project_root/code_record set); a Ray executor adds "remote", the team server a
+    # node without the store fetches it from (tracking.rayexec)
     tree: dict[str, Any] | None = None
     run_id: str | None = None  # the run this job made (spec run_id; a retry's new id)
     executor: dict[str, Any] | None = None  # what ran it (the run record's `executor`)
@@ -176,9 +178,16 @@ class Launch:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
 
-def prepare(job: Job, executor: dict[str, Any], spec: dict[str, Any] | None = None) -> Launch:
+def prepare(
+    job: Job,
+    executor: dict[str, Any],
+    spec: dict[str, Any] | None = None,
+    store: str | None = None,
+) -> Launch:
     """Write the job's spec (``spec`` replaces ``job.spec``: a retry's new run id) and
-    materialize its tree on this machine; the environment says ``executor``."""
+    materialize its tree on this machine from ``store`` (None: the tree's own, the
+    driver's; a Ray node with a store of its own passes that one); the environment
+    says ``executor``."""
     spec = dict(spec if spec is not None else job.spec or {})
     env = {**os.environ, **(job.env or {}), EXECUTOR_ENV: json.dumps(executor)}
     if job.spec is None and job.tree is None:
@@ -187,7 +196,7 @@ def prepare(job: Job, executor: dict[str, Any], spec: dict[str, Any] | None = No
     try:
         cwd = job.cwd
         if job.tree is not None:
-            cwd = _materialize(job.tree, Path(scratch) / "tree", spec)
+            cwd = _materialize(job.tree, Path(scratch) / "tree", spec, store)
         argv = list(job.argv)
         if job.spec is not None:
             path = os.path.join(scratch, "spec.json")
@@ -199,10 +208,13 @@ def prepare(job: Job, executor: dict[str, Any], spec: dict[str, Any] | None = No
         raise
 
 
-def _materialize(tree: dict[str, Any], into: Path, spec: dict[str, Any]) -> str:
-    """The code tree of ``tree["code"]`` from store ``tree["store"]`` under ``into``
-    (every object verified); sets the spec's project_root and code_record; returns the
-    working directory (``tree["cwd"]`` below it)."""
+def _materialize(
+    tree: dict[str, Any], into: Path, spec: dict[str, Any], store_root: str | None = None
+) -> str:
+    """The code tree of ``tree["code"]`` from store ``store_root`` (None:
+    ``tree["store"]``) under ``into`` (every object verified); sets the spec's
+    project_root and code_record; returns the working directory (``tree["cwd"]`` below
+    it)."""
     # lazy: the store loads only for a job with a tree, on the node that runs it
     from runbase.store import Store
 
@@ -211,7 +223,7 @@ def _materialize(tree: dict[str, Any], into: Path, spec: dict[str, Any]) -> str:
     if not isinstance(oid, str):
         raise UsageError("a job's tree has no code record with a tree")
     inputs = check_inputs(tree.get("inputs"))
-    store = Store.open(str(tree["store"]))
+    store = Store.open(store_root or str(tree["store"]))
     try:
         write_tree(store, oid, into)
         write_inputs(store, inputs, into)

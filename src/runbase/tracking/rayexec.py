@@ -8,12 +8,20 @@ interface over a Ray cluster.
 
 Each job is one Ray task (its CPUs, GPUs and memory from :class:`Resources`, Ray's
 ``max_retries`` from ``retries``) running :func:`run_job` on a worker: the job's code tree
-is materialized there from the store (every node must see the store at the same path),
-its spec written there, and its ``runbase run`` started as a subprocess with
-``RUNBASE_EXECUTOR`` saying the node, the host and the attempt.
+is materialized there by hash, its spec written there, and its ``runbase run`` started
+as a subprocess with ``RUNBASE_EXECUTOR`` saying the node, the host and the attempt.
+
+Where a node gets the code and inputs (:func:`node_store`): from the driver's store when
+it sees that store at the same path (a shared file system) and ``RUNBASE_WORKER_STORE``
+is not set there; else it keeps a store of its own (``$RUNBASE_WORKER_STORE``, else
+``~/.cache/runbase/worker-store``): the driver uploads the tree's objects to the team
+server the jobs publish to (once), the node fetches those it lacks by hash (each
+re-hashed), the run lands in its store and publishes live, and the driver pulls the
+ended run back into its own store (no data) before it is told the job ended.
 
 A task that Ray re-runs because its node died finds its spec's run id already in the
-store: it marks that run (and any earlier attempt's) ``lost``, pushes it to the team
+store (a node with its own store: on the team server, where the lost attempt published
+live): it marks that run (and any earlier attempt's) ``lost``, pushes it to the team
 server when the job publishes (so the server does not show it running forever), and
 makes a new run that records ``retry_of``. A job lost with no retry left is marked
 ``lost`` here, on the driver.
@@ -24,6 +32,7 @@ Ray is imported lazily: ``import runbase`` and local runs never load it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -36,14 +45,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from runbase.errors import UsageError
+from runbase.errors import RunbaseError, UsageError
 from runbase.tracking.launch import (
     Job,
     OnDone,
     Resources,
+    check_inputs,
     prepare,
     signal_job,
     sigterm_interrupts,
@@ -59,6 +70,14 @@ _POLL = 0.5  # s: how often a waiting loop looks for Ctrl-C
 # the driver's settings a job's `runbase run` needs on a worker: where the config (the
 # remotes, the login) is, where to publish, the token (sent with the task: docs/ray.md)
 PASSED_ENV = ("RUNBASE_CONFIG", "RUNBASE_PUBLISH", "RUNBASE_TOKEN")
+# a node's own store (docs/ray.md): set on a node, the node never uses the driver's
+WORKER_STORE_ENV = "RUNBASE_WORKER_STORE"
+WORKER_STORE_DEFAULT = "~/.cache/runbase/worker-store"
+PULL_WAIT = 10.0  # s a pull waits for the server to say an ended run's end
+NO_SERVER = (
+    "and has no team server to fetch the code from: publish the sweep (--publish NAME) "
+    "or share the store at that path on every node"
+)
 
 
 def import_ray() -> Any:
@@ -92,6 +111,9 @@ class RayExecutor:
         self._probed: set[tuple[str, str | None, str]] = set()
         self._lock = threading.Lock()
         self._refs: dict[Any, Job] = {}  # ObjectRef -> its job, while it runs
+        self.own_store = False  # a node probed keeps its own store (no shared path)
+        self._sent: set[str] = set()  # the trees uploaded to the team server already
+        self._warned: set[str] = set()
 
     # -- before any job ------------------------------------------------------------------
 
@@ -159,11 +181,14 @@ class RayExecutor:
             raise UsageError(f"Ray node {_node_name(refs[ref])} did not answer in time")
         for ref in ready:
             try:
-                problem = ray.get(ref)
+                answer = ray.get(ref)
             except Exception as e:  # noqa: BLE001 - the probe itself failed on that node
                 problem = f"cannot run runbase ({_error_line(e)}): is runbase installed there?"
-            if problem:
-                raise UsageError(f"Ray node {_node_name(refs[ref])} {problem}")
+                answer = {"problem": problem}
+            if answer.get("problem"):
+                raise UsageError(f"Ray node {_node_name(refs[ref])} {answer['problem']}")
+            if answer.get("store") == "own":
+                self.own_store = True
         self._probed.add(key)
 
     # -- running ---------------------------------------------------------------------------
@@ -225,6 +250,8 @@ class RayExecutor:
         store = job_store(job)
         if store is not None:
             self._probe(store, job_publish(job), job.env or {})
+            if self.own_store:
+                self._send_tree(job, store)
         if job.spec is not None:
             # lazy: ids load only for a job with a spec
             from runbase.core.ids import new_run_id, new_run_name
@@ -245,6 +272,47 @@ class RayExecutor:
         ref = self._ray.remote(run_job).options(**options).remote(job, CANCEL_GRACE)
         with self._lock:
             self._refs[ref] = job
+
+    def _send_tree(self, job: Job, store: str) -> None:
+        """Some node keeps its own store: the job's tree goes to the team server the job
+        publishes to (what the server lacks; once per tree), and the job says which."""
+        # lazy: the remote client and the store load only for a cluster without a shared store
+        from runbase.remote.client import get_remote
+        from runbase.remote.fetch import send_tree
+        from runbase.remote.target import resolve_target
+        from runbase.store import Store
+
+        if job.tree is None:
+            raise UsageError(
+                f"a Ray node keeps a store of its own ({WORKER_STORE_ENV}, or it cannot "
+                f"reach {store}) and this job runs in {job.cwd or 'a directory'} of this "
+                "machine: share the store and that directory on every node"
+            )
+        name = resolve_target(job_publish(job))
+        if name is None:
+            raise UsageError(f"a Ray node cannot reach the store at {store} {NO_SERVER}")
+        code, inputs = job.tree.get("code"), check_inputs(job.tree.get("inputs"))
+        key = json.dumps([name, code, inputs], sort_keys=True)
+        if key not in self._sent:
+            s = Store.open(store)
+            try:
+                send_tree(s, get_remote(name), code, inputs)
+            except RunbaseError as e:
+                raise RunbaseError(
+                    f"cannot send the job's code and inputs to {name} (the Ray nodes with "
+                    f"a store of their own fetch them there): {e}"
+                ) from None
+            finally:
+                s.close()
+            self._sent.add(key)
+        job.tree = {**job.tree, "remote": name}
+
+    def points_remote(self, job: Job) -> str | None:
+        """The remote whose team server holds a running job's metric points when its
+        node may keep a store of its own (a pruner reads them there:
+        :func:`runbase.remote.fetch.series_after`); None: the driver's store has them."""
+        name = (job.tree or {}).get("remote")
+        return name if isinstance(name, str) else None
 
     def _ended(self, wait: bool) -> list[Job]:
         """The jobs whose tasks ended (their results set); waits up to _POLL s for one."""
@@ -281,6 +349,42 @@ class RayExecutor:
         job.stderr_tail = out["stderr_tail"]
         job.run_id = out["run_id"]
         job.executor = out["executor"]
+        if out.get("store") == "own" and job.run_id is not None:
+            self._pull(job, [*out.get("lost", []), job.run_id], patient=not out["cancelled"])
+
+    def _pull(self, job: Job, run_ids: list[str], patient: bool) -> None:
+        """The runs a node with its own store made, from the team server into the
+        driver's store (no data), the job's own last: once the server has its end
+        (``runbase run`` pushed it as it exited; waited for :data:`PULL_WAIT` s). Warns
+        once, never raises: the job keeps its exit status."""
+        # lazy: the remote client and the records load only for such a node's job
+        from runbase.records.read import run_status
+        from runbase.remote.client import get_remote
+        from runbase.remote.sync import pull
+        from runbase.store import Store
+
+        name = self.points_remote(job)
+        root = job_store(job)
+        if name is None or root is None:
+            return
+        try:
+            remote, store = get_remote(name), Store.open(root)
+            try:
+                for rid in run_ids:
+                    pull(store, remote, rid)
+                deadline = time.monotonic() + (PULL_WAIT if patient else 0.0)
+                while run_status(store, run_ids[-1]) == "running" and time.monotonic() < deadline:
+                    time.sleep(_POLL)
+                    pull(store, remote, run_ids[-1])
+            finally:
+                store.close()
+        except Exception as e:  # noqa: BLE001 - a warning: the job's result stands
+            if "pull" not in self._warned:
+                self._warned.add("pull")
+                _warn(
+                    f"cannot bring run {run_ids[-1]} from {name} into {root}: {e} "
+                    f"(`runbase pull {name}:{run_ids[-1]}` does later)"
+                )
 
     def _interrupt(self) -> None:
         """Cancel every task: Ray raises KeyboardInterrupt in it, which SIGTERMs its
@@ -413,11 +517,37 @@ def _option(argv: list[str], name: str) -> str | None:
 # -- on the worker -------------------------------------------------------------------------
 
 
-def probe_node(store: str, publish: str | None, env: dict[str, str]) -> str | None:
-    """On one node: why it cannot run jobs of ``store`` with environment ``env`` (None:
-    it can). The worker process is Ray's, re-used: ``env`` is set for the probe only."""
+def probe_node(store: str, publish: str | None, env: dict[str, str]) -> dict[str, Any]:
+    """On one node: ``{"store": "shared"|"own", "problem": why it cannot run jobs of
+    ``store`` with environment ``env`` (None: it can)}``. The worker process is Ray's,
+    re-used: ``env`` is set for the probe only."""
     with _environ(env):
-        return _probe_here(store, publish)
+        mode, root = node_store(store)
+        return {"store": mode, "problem": _probe_here(store, publish, mode, root)}
+
+
+def node_store(shared: str) -> tuple[str, str]:
+    """Which store jobs of the driver's store ``shared`` use on this node: ``("shared",
+    shared)`` when the node sees it (its FORMAT file, writable) and
+    ``RUNBASE_WORKER_STORE`` is not set; else ``("own", the node's store)``."""
+    own = os.environ.get(WORKER_STORE_ENV)
+    if not own and os.path.isfile(os.path.join(shared, "FORMAT")) and os.access(shared, os.W_OK):
+        return "shared", shared
+    return "own", str(Path(own or WORKER_STORE_DEFAULT).expanduser().absolute())
+
+
+def open_node_store(mode: str, root: str) -> Any:
+    """The store ``node_store`` named, opened; a node's own store is made on first use,
+    under a lock: two tasks starting at once on one node make it once."""
+    from runbase.store import Store  # lazy: a Ray task loads the store only here
+
+    path = Path(root)
+    if mode == "own" and not (path / "FORMAT").is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(f"{path}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            Store.open(path, create=True).close()
+    return Store.open(path)
 
 
 @contextlib.contextmanager
@@ -435,12 +565,13 @@ def _environ(env: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _probe_here(store: str, publish: str | None) -> str | None:
+def _probe_here(store: str, publish: str | None, mode: str, root: str) -> str | None:
     host = socket.gethostname()
-    if not os.path.isfile(os.path.join(store, "FORMAT")):
-        return f"on {host} cannot reach the store at {store}: every node must see it at that path"
-    if not os.access(store, os.W_OK):
-        return f"on {host} cannot write the store at {store}"
+    if mode == "own":
+        try:
+            open_node_store(mode, root).close()
+        except (OSError, RunbaseError) as e:
+            return f"on {host} cannot make its own store at {root}: {e}"
     try:
         # lazy: the remote client loads only where a probe checks publishing
         from runbase.remote.client import get_remote
@@ -448,7 +579,7 @@ def _probe_here(store: str, publish: str | None) -> str | None:
 
         name = resolve_target(publish)
         if name is None:
-            return None
+            return None if mode == "shared" else _no_server(host, store)
         url = get_remote(name).url
     except UsageError as e:
         return f"on {host} cannot publish: {e}"
@@ -461,10 +592,19 @@ def _probe_here(store: str, publish: str | None) -> str | None:
     return None
 
 
+def _no_server(host: str, store: str) -> str:
+    if os.environ.get(WORKER_STORE_ENV):
+        why = f"keeps its own store ({WORKER_STORE_ENV}) instead of the one at {store}"
+    else:
+        why = f"cannot reach the store at {store}"
+    return f"on {host} {why} {NO_SERVER}"
+
+
 def run_job(job: Job, grace: float = CANCEL_GRACE) -> dict[str, Any]:
     """The Ray task of one job: on this node, claim its run id (a retry marks the run its
-    lost node took ``lost``), materialize and start it, wait. Ray's cancel (a
-    KeyboardInterrupt here) SIGTERMs its ``runbase run``, SIGKILLs it ``grace`` s later."""
+    lost node took ``lost``), get its tree (a node with its own store: from the team
+    server), materialize and start it, wait. Ray's cancel (a KeyboardInterrupt here)
+    SIGTERMs its ``runbase run``, SIGKILLs it ``grace`` s later."""
     import ray
 
     info: dict[str, Any] = {
@@ -474,12 +614,19 @@ def run_job(job: Job, grace: float = CANCEL_GRACE) -> dict[str, Any]:
         "attempt": 0,
     }
     spec = dict(job.spec) if job.spec is not None else None
-    if spec is not None and spec.get("run_id"):
-        with _environ(job.env or {}):  # its config and login: the lost run is pushed
-            _claim(job, spec, info)
-    launch = prepare(job, info, spec)
+    shared = job_store(job)
+    mode, root = node_store(shared) if shared is not None else ("shared", None)
+    lost: list[str] = []
+    with _environ(job.env or {}):  # its config and login: the lost run is pushed
+        if spec is not None and spec.get("run_id") and root is not None:
+            lost = _claim(job, spec, info, mode, root)
+        if mode == "own" and root is not None:
+            _fetch_tree(job, root)
+    launch = prepare(job, info, spec, root if mode == "own" else None)
     if launch.argv[1:3] == ["-m", "runbase"]:  # the driver's Python: this node's has runbase
         launch.argv[0] = sys.executable
+    if mode == "own" and root is not None:  # the run lands in this node's store
+        launch.argv = _with_option(launch.argv, "--store", root)
     cancelled = False
     try:
         with tempfile.TemporaryFile() as err:
@@ -498,7 +645,42 @@ def run_job(job: Job, grace: float = CANCEL_GRACE) -> dict[str, Any]:
         "run_id": spec.get("run_id") if spec else None,
         "executor": info,
         "cancelled": cancelled,
+        "store": mode,  # which store the run is in: "shared" (the driver's) or "own"
+        "lost": lost,  # the earlier attempts this retry marked lost
     }
+
+
+def _fetch_tree(job: Job, root: str) -> None:
+    """The objects of the job's tree this node's store lacks, from the team server the
+    driver sent them to (each re-hashed as it arrives)."""
+    from runbase.remote.client import get_remote  # lazy: only on a node with its own store
+    from runbase.remote.fetch import fetch_tree
+
+    name = (job.tree or {}).get("remote")
+    if job.tree is None or not isinstance(name, str):
+        return
+    store = open_node_store("own", root)
+    try:
+        fetch_tree(
+            store, get_remote(name), job.tree.get("code"), check_inputs(job.tree.get("inputs"))
+        )
+    finally:
+        store.close()
+
+
+def _with_option(argv: list[str], name: str, value: str) -> list[str]:
+    """``argv`` with the value of option ``name`` (before the command) set to ``value``."""
+    out = list(argv)
+    for i, a in enumerate(out):
+        if a == "--":
+            break
+        if a == name and i + 1 < len(out):
+            out[i + 1] = value
+            return out
+        if a.startswith(name + "="):
+            out[i] = f"{name}={value}"
+            return out
+    raise UsageError(f"a job's argv has no {name} option before its command")
 
 
 def _wait(proc: subprocess.Popen[bytes]) -> int:
@@ -518,29 +700,47 @@ def _stop(proc: subprocess.Popen[bytes], grace: float) -> int:
     return proc.wait()
 
 
-def _claim(job: Job, spec: dict[str, Any], info: dict[str, Any]) -> None:
-    """When the spec's run id is already in the store, this task is Ray's retry of one
-    whose node died: mark that run and every earlier attempt's ``lost``, take a new run
-    id, and say which run this one retries."""
-    # lazy: a Ray task loads the store only to claim its run id
-    from runbase.core.ids import new_run_id
-    from runbase.store import Store
+def _claim(job: Job, spec: dict[str, Any], info: dict[str, Any], mode: str, root: str) -> list[str]:
+    """When the spec's run id is already in the store (a node with its own store: on the
+    team server, where the lost attempt published live), this task is Ray's retry of
+    one whose node died: mark that run and every earlier attempt's ``lost``, take a new
+    run id, and say which run this one retries. The runs marked lost."""
+    from runbase.core.ids import new_run_id  # lazy: a Ray task loads ids only here
 
-    root = job_store(job)
-    if root is None:
-        return
-    store = Store.open(root)
+    store = open_node_store(mode, root)
     try:
         attempts = _attempts(store, str(spec["run_id"]))
+        if not attempts and mode == "own":
+            attempts = _pull_attempts(store, job, str(spec["run_id"]))
     finally:
         store.close()
     if not attempts:
-        return
+        return []
     new = new_run_id()
-    mark_lost(job, attempts, f"its Ray node died; retried as run {new}")
+    mark_lost(job, attempts, f"its Ray node died; retried as run {new}", root=root)
     spec["run_id"] = new
     info["attempt"] = len(attempts)
     info["retry_of"] = attempts[-1]
+    return attempts
+
+
+def _pull_attempts(store: Any, job: Job, first: str) -> list[str]:
+    """Run ``first`` and its retries from the team server the job's tree came from,
+    pulled into ``store`` (no data): the attempts lost nodes with their own stores
+    published live. Empty when the job has no such server or it has no ``first``."""
+    # lazy: the remote client loads only for a retry on a node with its own store
+    from runbase.remote.client import get_remote
+    from runbase.remote.fetch import remote_attempts
+    from runbase.remote.sync import pull
+
+    name = (job.tree or {}).get("remote")
+    if not isinstance(name, str):
+        return []
+    remote = get_remote(name)
+    ids = remote_attempts(remote, first)
+    for rid in ids:
+        pull(store, remote, rid)
+    return ids
 
 
 def _attempts(store: Any, first: str) -> list[str]:
@@ -572,15 +772,19 @@ def _retry_of(executor: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def mark_lost(job: Job, runs: str | list[str], note: str, chain: bool = False) -> None:
-    """Mark ``runs`` ``lost`` in the job's store (``chain``: run ``runs`` and every retry
-    that followed it), and push them to the remote the job publishes to (the server
-    showed them running). Warns, never raises: the sweep goes on."""
+def mark_lost(
+    job: Job, runs: str | list[str], note: str, chain: bool = False, root: str | None = None
+) -> None:
+    """Mark ``runs`` ``lost`` in store ``root`` (None: the job's; ``chain``: run ``runs``
+    and every retry that followed it), and push them to the remote the job publishes to
+    (the server showed them running). Runs of nodes with their own stores are pulled
+    from that server first. Warns, never raises: the sweep goes on."""
     # lazy: the store and records load only when a run is lost
+    from runbase.records.read import run_status
     from runbase.records.sweeps import set_run_status
     from runbase.store import Store
 
-    root = job_store(job)
+    root = root or job_store(job)
     ids = [runs] if isinstance(runs, str) else list(runs)
     if root is None or not ids:
         return
@@ -589,12 +793,19 @@ def mark_lost(job: Job, runs: str | list[str], note: str, chain: bool = False) -
     except Exception as e:  # noqa: BLE001 - a warning, the sweep goes on
         _warn(f"cannot mark run {ids[-1]} lost: {e}")
         return
+    # a run pulled from the server has no data here: its push sends none either
+    data = root == job_store(job)
     try:
-        if chain:
+        if run_status(store, ids[0]) is None and (job.tree or {}).get("remote"):
+            data = False
+            ids = (_pull_attempts(store, job, ids[0]) if chain else ids) or ids
+        elif chain:
             ids = _attempts(store, ids[0]) or ids
         changed = [r for r in ids if _set_lost(store, r, note, set_run_status)]
         if changed:
-            _push_lost(store, job, changed)
+            _push_lost(store, job, changed, data)
+    except Exception as e:  # noqa: BLE001 - a warning, the sweep goes on
+        _warn(f"cannot mark run {ids[-1]} lost: {e}")
     finally:
         store.close()
 
@@ -607,16 +818,16 @@ def _set_lost(store: Any, run_id: str, note: str, set_run_status: Any) -> bool:
         return False
 
 
-def _push_lost(store: Any, job: Job, runs: list[str]) -> None:
+def _push_lost(store: Any, job: Job, runs: list[str], data: bool = True) -> None:
     try:
         # lazy: the remote client loads only to push a lost run
         from runbase.remote.client import get_remote
         from runbase.remote.sync import push
         from runbase.remote.target import resolve_target
 
-        name = resolve_target(job_publish(job))
+        name = (job.tree or {}).get("remote") or resolve_target(job_publish(job))
         if name is not None:
-            push(store, get_remote(name), runs, retry_for=10.0)
+            push(store, get_remote(name), runs, data=data, retry_for=10.0)
     except Exception as e:  # noqa: BLE001 - the server catches up at the next push
         _warn(f"cannot push the lost run(s) {', '.join(runs)}: {e}")
 
