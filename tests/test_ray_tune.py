@@ -47,9 +47,16 @@ def ray_local() -> Iterator[Any]:
         ray.shutdown()
 
 
-def _search(tmp_path: Path, callback: Any, lrs: list[float], fail_at: float | None = None) -> Any:
+def _search(
+    tmp_path: Path,
+    callback: Any,
+    lrs: list[float],
+    fail_at: float | None = None,
+    on_scheduler: bool = False,
+) -> Any:
     """An ASHA search over ``lrs``, one trial at a time (so ASHA's decisions do not
-    depend on timing): the smallest lr leads at every epoch."""
+    depend on timing): the smallest lr leads at every epoch. Its metric and mode (loss,
+    min) are TuneConfig's, or with ``on_scheduler`` the scheduler's own."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
@@ -61,14 +68,15 @@ def _search(tmp_path: Path, callback: Any, lrs: list[float], fail_at: float | No
             tune.report({"loss": loss, "epoch": epoch, "grad": {"norm": 1.0}, "note": "x"})
 
     space = {"lr": tune.grid_search(lrs), "opt": {"name": "adam", "wd": 0.0}}
+    objective = {"metric": "loss", "mode": "min"}
+    asha = ASHAScheduler(
+        max_t=4, grace_period=1, reduction_factor=2, **(objective if on_scheduler else {})
+    )
     tuner = tune.Tuner(
         train_fn,
         param_space=space,
         tune_config=tune.TuneConfig(
-            metric="loss",
-            mode="min",
-            scheduler=ASHAScheduler(max_t=4, grace_period=1, reduction_factor=2),
-            max_concurrent_trials=1,
+            **({} if on_scheduler else objective), scheduler=asha, max_concurrent_trials=1
         ),
         run_config=tune.RunConfig(
             storage_path=str(tmp_path / "ray_results"), callbacks=[callback], verbose=0
@@ -124,6 +132,102 @@ def test_each_trial_is_a_run_with_its_config_metrics_and_end(
     assert recs[0]["error"] is None and recs[0]["exit_code"] == 0
     assert "boom: lr 0.5 diverged" in recs[4]["error"]
     assert "stopped early" in recs[1]["error"]
+    # TuneConfig's metric and mode are the sweep's objective; its best run the trial
+    # Tune finds best too (the pruned ones are never the best run: they stopped early)
+    assert (sweep["spec"]["objective"], sweep["spec"]["direction"]) == ("loss", "min")
+    assert sweep["best_run"] == recs[0]["id"]
+    assert results.get_best_result().config["lr"] == recs[0]["params"]["lr"]
+    # and the sweep page ranks the trials by it
+    stats = _stats(store_dir, sweep["id"])
+    assert stats["objective"] == {
+        "metric": "loss", "direction": "min", "source": "spec", "direction_source": "spec"
+    }  # fmt: skip
+    assert stats["best"]["id"] == recs[0]["id"] and stats["best"]["params"] == {"lr": 0.1}
+    assert [p["best_id"] for p in stats["best_curve"]] == [recs[0]["id"]]
+    assert stats["counts"]["finished"] == 1 and stats["counts"]["pruned"] == 3
+
+
+def _stats(store_dir: Path, sweep_id: str) -> dict[str, Any]:
+    """What the sweep page shows of the sweep (analysis.sweepstats, as GET /api/sweeps/ID)."""
+    from runbase.analysis.sweepstats import sweep_stats
+
+    store = Store.open(store_dir)
+    try:
+        return sweep_stats(store, sweep_id)
+    finally:
+        store.close()
+
+
+def _best_after_each_trial(store_dir: Path) -> Any:
+    """A Tune callback placed after runbase's: its ``seen``, the sweep's best run as
+    each trial completed (Tune calls the callbacks in order)."""
+    from ray import tune
+
+    class Watcher(tune.Callback):
+        seen: list[str | None]
+
+        def on_trial_complete(self, iteration: int, trials: Any, trial: Any, **info: Any) -> None:
+            store = Store.open(store_dir)
+            try:
+                (sweep_id,) = [str(r[0]) for r in store.db.query("SELECT id FROM sweeps")]
+                sweep = get_sweep(store, sweep_id)
+                self.seen.append(sweep["best_run"] if sweep else None)
+            finally:
+                store.close()
+
+    watcher = Watcher()
+    watcher.seen = []
+    return watcher
+
+
+def test_the_callbacks_objective_wins_and_the_best_run_follows_the_trials(
+    ray_local: Any, project: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """objective=/direction= given to the callback win over TuneConfig's; the best run
+    is the best LAST value of the finished trials, updated as each one ends; a trial
+    that never reports the objective is one warning and never the best."""
+    from ray import tune
+
+    from runbase.integrations.ray import RunbaseLoggerCallback
+
+    final_acc = {0.1: 0.5, 0.2: 0.9, 0.3: 0.7, 0.4: None, 0.5: 0.6}  # lr -> its last acc
+
+    def train_fn(config: dict[str, Any]) -> None:
+        acc = final_acc[config["lr"]]
+        for value in (0.95, acc):  # the first report a tie, then each trial's own
+            tune.report({"loss": config["lr"], **({} if acc is None else {"acc": value})})
+
+    store_dir = tmp_path / "store"
+    callback = RunbaseLoggerCallback(store=store_dir, objective="acc", direction="max")
+    watcher = _best_after_each_trial(store_dir)
+    tuner = tune.Tuner(
+        train_fn,
+        param_space={"lr": tune.grid_search(list(final_acc))},
+        tune_config=tune.TuneConfig(metric="loss", mode="min", max_concurrent_trials=1),
+        run_config=tune.RunConfig(
+            storage_path=str(tmp_path / "ray_results"), callbacks=[callback, watcher], verbose=0
+        ),
+    )
+    results = tuner.fit()
+    assert len(results) == 5 and not results.errors
+    recs, sweep = _records(store_dir)
+    assert [r["status"] for r in recs] == ["finished"] * 5
+    assert sweep is not None
+    assert (sweep["spec"]["objective"], sweep["spec"]["direction"]) == ("acc", "max")
+    ids = [r["id"] for r in recs]
+    assert sweep["best_run"] == ids[1]  # acc 0.9 at its end (by loss, it would be ids[0])
+    assert watcher.seen == [ids[0], *[ids[1]] * 4]
+    err = capfd.readouterr().err
+    assert err.count(f"run {ids[3]}) finished without a numeric 'acc'") == 1, err[-3000:]
+
+    stats = _stats(store_dir, sweep["id"])
+    assert (stats["objective"]["metric"], stats["objective"]["direction"]) == ("acc", "max")
+    assert stats["best"]["id"] == ids[1] and stats["best"]["value"] == 0.9
+    assert [t["value"] for t in stats["trials"]] == [0.5, 0.9, 0.7, None, 0.6]
+    assert [p["best"] for p in stats["best_curve"]] == [0.5, 0.9, 0.9, 0.9]
+    importance = stats["importance"]
+    assert importance["metric"] == "acc" and importance["error"] is None
+    assert importance["n_runs"] == 4 and [r["param"] for r in importance["rows"]] == ["lr"]
 
 
 def test_under_tune_a_store_that_went_away_is_one_warning(
@@ -152,9 +256,13 @@ def test_trials_are_published_with_their_sweep(
     srv, token = team
     _login(srv, token, project)
     store_dir = tmp_path / "store"
-    _search(tmp_path, RunbaseLoggerCallback(store=store_dir, publish="team"), LRS[:2])
+    callback = RunbaseLoggerCallback(store=store_dir, publish="team")
+    _search(tmp_path, callback, LRS[:2], on_scheduler=True)
     local, sweep = _records(store_dir)
     assert sweep is not None
+    # the scheduler's own metric and mode (none in TuneConfig) are the objective
+    assert (sweep["spec"]["objective"], sweep["spec"]["direction"]) == ("loss", "min")
+    assert sweep["best_run"] == local[0]["id"]
     remote = srv.get(f"/p/default/api/runs?sweep={sweep['id']}", token)["runs"]
     assert sorted(r["id"] for r in remote) == sorted(r["id"] for r in local)
     assert {r["id"]: r["status"] for r in remote} == {r["id"]: r["status"] for r in local}
@@ -165,6 +273,8 @@ def test_trials_are_published_with_their_sweep(
     assert on_server["recorded"] is True and on_server["spec"]["search"] == "tune"
     assert on_server["status"] == "finished"
     assert on_server["total"] == 2 and on_server["counts"]["finished"] == 1
+    assert on_server["best_run"] == local[0]["id"] and on_server["best"]["id"] == local[0]["id"]
+    assert on_server["objective"]["metric"] == "loss"
     assert on_server["counts"]["pruned"] == 1  # ASHA stopped the second lr at its rung
     assert [(t["id"], t["index"], t["status"]) for t in on_server["trials"]] == [
         (r["id"], i, r["status"]) for i, r in enumerate(local)
@@ -207,6 +317,8 @@ def test_a_restarted_trial_keeps_its_run_and_records_its_new_attempt(
     recs, sweep = _records(store_dir)
     assert sweep is not None and sweep["status"] == "finished"
     assert [(r["status"], r["error"]) for r in recs] == [("finished", None)]  # one run
+    # no metric or mode anywhere: no objective, no best run (nothing ranks the trials)
+    assert "objective" not in sweep["spec"] and sweep["best_run"] is None
     executor = recs[0]["executor"]
     assert executor["kind"] == "ray" and executor["attempt"] == 1
     assert executor["node_id"] == ray_local.get_runtime_context().get_node_id()
@@ -244,13 +356,67 @@ def test_a_store_that_cannot_be_used_fails_before_the_experiment(tmp_path: Path)
         RunbaseLoggerCallback(store=tmp_path / "s", publish="nowhere")
 
 
+@pytest.mark.parametrize(
+    ("objective", "direction", "message"),
+    [
+        ("acc", None, "objective='acc' needs direction='max' or 'min' (what is better), not None"),
+        ("acc", "maximize", "needs direction='max' or 'min' (what is better), not 'maximize'"),
+        (None, "max", "direction='max' needs objective=METRIC"),
+        ("", "max", "objective must not be empty"),
+        (3, "max", "objective must be a string, not int"),
+        ("a\x00b", "min", "objective contains a NUL character"),
+    ],
+)
+def test_a_bad_objective_fails_when_the_callback_is_made(
+    tmp_path: Path, objective: Any, direction: Any, message: str
+) -> None:
+    require("ray")
+    from runbase.errors import UsageError
+    from runbase.integrations.ray import RunbaseLoggerCallback
+
+    with pytest.raises(UsageError) as err:
+        RunbaseLoggerCallback(store=tmp_path / "s", objective=objective, direction=direction)
+    assert message in str(err.value)
+    assert not (tmp_path / "s").exists()  # refused before anything was made
+
+
+def test_tunes_objective_is_read_from_its_searcher_or_scheduler() -> None:
+    """Outside tune.run (no TuneConfig metric): the searcher's metric and mode, else the
+    scheduler's; Tune's anonymous metric and a missing mode are none."""
+    require("ray")
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import BasicVariantGenerator, SearchGenerator
+    from ray.tune.search.optuna import OptunaSearch
+
+    from runbase.integrations.ray import _tune_objective
+
+    def controller(search: Any, scheduler: Any) -> Any:
+        return SimpleNamespace(search_alg=search, scheduler_alg=scheduler)
+
+    optuna = SearchGenerator(OptunaSearch(metric="acc", mode="max"))
+    asha = ASHAScheduler(metric="loss", mode="min")
+    assert _tune_objective(controller(optuna, asha)) == ("acc", "max")
+    assert _tune_objective(controller(BasicVariantGenerator(), asha)) == ("loss", "min")
+    fifo = FIFOScheduler()
+    fifo.set_search_properties(None, None)  # Tune's anonymous "_metric"
+    assert _tune_objective(controller(BasicVariantGenerator(), fifo)) is None
+    no_mode = SearchGenerator(OptunaSearch(metric="acc"))
+    assert _tune_objective(controller(no_mode, FIFOScheduler())) is None
+    assert _tune_objective(None) is None
+
+
 def test_the_callback_pickles_its_settings_only(tmp_path: Path) -> None:
     require("ray")
     from runbase.integrations.ray import RunbaseLoggerCallback
 
-    cb = RunbaseLoggerCallback(store=tmp_path / "s", tags={"team": "vision"})
+    cb = RunbaseLoggerCallback(
+        store=tmp_path / "s", tags={"team": "vision"}, objective="acc", direction="max"
+    )
     back = pickle.loads(pickle.dumps(cb))  # Tune pickles its run config
     assert (back.store_root, back.tags, back._exp) == (cb.store_root, {"team": "vision"}, None)
+    assert back.objective == ("acc", "max")
 
 
 def test_metrics_of_a_result() -> None:

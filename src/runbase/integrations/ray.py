@@ -34,6 +34,10 @@ arrive) and records (docs/tune.md):
   what ran it (``executor``: ``ray``, the host and the Ray node of the trial's actor,
   the attempt: a trial Tune restarts after a failure keeps its run, whose executor
   then names the new attempt and node);
+* the experiment's objective and direction in the sweep's spec: the callback's
+  ``objective=``/``direction=``, else Tune's own (``TuneConfig(metric=, mode=)``, or
+  the searcher's or scheduler's), and its best run (the best finished trial by the
+  objective's last value), updated as trials end;
 * with ``publish=``, the sweep's record too, sent to the team server when the
   experiment starts, after each trial ends and when it ends (its final status).
 
@@ -51,6 +55,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,13 +67,17 @@ except ImportError as _e:  # pragma: no cover - exercised without ray installed
         f"runbase.integrations.ray needs Ray Tune ({_e}): pip install 'runbase[ray]'"
     ) from _e
 
+from runbase.analysis.sweepstats import DIRECTIONS, objective_value
 from runbase.capture.params import SKIP_PARSER, flatten, jsonable
 from runbase.capture.secrets import redact_argv
 from runbase.core._safe import warn_once
 from runbase.core.ids import new_run_id
+from runbase.errors import UsageError
 from runbase.integrations._common import wrap
 from runbase.records import external, lifecycle, sweeps
+from runbase.records.experiments import check_key
 from runbase.records.jobruns import inherit_parent_env, parent_row, share_parent_setup
+from runbase.records.read import load_metrics
 from runbase.records.sweeps import INDEX_TAG, create_sweep, set_run_executor, update_sweep
 from runbase.store import Store
 from runbase.tracking._child import own_io, python_info
@@ -115,8 +124,10 @@ class RunbaseLoggerCallback(LoggerCallback):
     ``$RUNBASE_DIR``, else the project's ``.runbase``); ``publish``: a remote (a team
     server) each trial's run is streamed to while it runs, then pushed (default:
     ``$RUNBASE_PUBLISH`` or the config's ``"publish"``); ``tags``: added to every
-    trial's run. A store or remote that cannot be used raises RunbaseError here,
-    before the experiment starts.
+    trial's run; ``objective`` and ``direction`` (``"max"`` or ``"min"``, both or
+    neither): the metric the sweep's best run is chosen by (default: Tune's metric and
+    mode). A store or remote that cannot be used, or a bad objective, raises
+    RunbaseError here, before the experiment starts.
     """
 
     def __init__(
@@ -125,8 +136,11 @@ class RunbaseLoggerCallback(LoggerCallback):
         *,
         publish: str | None = None,
         tags: dict[str, Any] | None = None,
+        objective: str | None = None,
+        direction: str | None = None,
     ) -> None:
         super().__init__()
+        self.objective = _checked_objective(objective, direction)
         opened = Store.open(store, create=True)  # fails loudly now, not inside Tune's loop
         self.store_root = str(opened.root)
         opened.close()
@@ -139,7 +153,12 @@ class RunbaseLoggerCallback(LoggerCallback):
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its run config (the experiment's state): the settings only
-        return {"store_root": self.store_root, "publish": self.publish, "tags": self.tags}
+        return {
+            "store_root": self.store_root,
+            "publish": self.publish,
+            "tags": self.tags,
+            "objective": self.objective,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -209,7 +228,11 @@ class _Experiment:
         self.publish = cb.publish
         self.tags = cb.tags
         self.criteria = dict(stop) if isinstance(stop, dict) else {}
-        self.budget = _scheduler_budget()
+        controller = _tune_controller()
+        self.budget = _scheduler_budget(controller)
+        # the callback's own objective wins over what Tune optimizes
+        self.objective = cb.objective or _tune_objective(controller)
+        self.best: tuple[str, float] | None = None  # the best finished trial's run, value
         self.command = redact_argv([sys.executable, *sys.argv])[0]
         self.root = str(lifecycle.project_root())
         self.parent = _driver_run(self.store)
@@ -228,6 +251,8 @@ class _Experiment:
         spec: dict[str, Any] = {"command": exp.command, "search": "tune", "on": "ray"}
         if isinstance(total, int) and total > 0:
             spec["trials"] = total
+        if exp.objective is not None:  # what the sweep page ranks the trials by
+            spec["objective"], spec["direction"] = exp.objective
         if exp.tags:
             spec["tags"] = exp.tags
         create_sweep(exp.store, exp.sweep_id, spec)
@@ -299,10 +324,13 @@ class _Experiment:
         step = result.get(STEP)
         step = step if isinstance(step, int) and not isinstance(step, bool) else None
         now = time.time()
-        points = [
-            (key, step if step is not None else 0, now, value)
-            for key, value in _metrics(result).items()
-        ]
+        metrics = _metrics(result)
+        objective = self.objective[0] if self.objective else None
+        if objective in BOOKKEEPING:  # Tune may optimize its own key (time_total_s)
+            value = _number(result.get(objective))
+            if value is not None:
+                metrics[str(objective)] = value
+        points = [(key, step if step is not None else 0, now, v) for key, v in metrics.items()]
         if points:
             external.log_points(self.store, t.run_id, points)
         t.stopped = bool(result.get("done"))
@@ -344,12 +372,33 @@ class _Experiment:
         # trials run at once in other processes: the project's new files are not this
         # trial's outputs (no scan); what Tune reports is
         lifecycle.finalize(self.store, t.run_id, status, exit_code=code, error=error, scan=False)
+        if status == "finished" and self.objective is not None:
+            _guard("best run", self._consider, t.run_id, *self.objective)
         if t.publisher is not None:  # the final push, off Tune's loop
             push = threading.Thread(target=t.publisher.finish, name="runbase-push", daemon=True)
             push.start()
             self.pushes.append(push)
         if self.sweep_pusher is not None:
             self.sweep_pusher.poke()
+
+    def _consider(self, run_id: str, metric: str, direction: str) -> None:
+        """A finished trial's run becomes the sweep's best run when its ``metric`` (the
+        last value, as the sweep page reads it) beats the best so far."""
+        metrics = load_metrics(self.store, [run_id]).get(run_id, {})
+        value = objective_value(metrics, metric)
+        if value is None:
+            warn_once(
+                f"ray-tune:no-objective:{self.sweep_id}",
+                f"a Tune trial (run {run_id}) finished without a numeric {metric!r}: "
+                "it cannot be the sweep's best run",
+            )
+            return
+        if self.best is not None:
+            better = value > self.best[1] if direction == "max" else value < self.best[1]
+            if not better:
+                return
+        self.best = (run_id, value)
+        update_sweep(self.store, self.sweep_id, best_run=run_id)
 
     def end(self, status: str) -> None:
         """The experiment is over: trials still open end ``killed``; the sweep's status."""
@@ -468,25 +517,85 @@ def _driver_run(store: Store) -> str | None:
     return run_id
 
 
-def _scheduler_budget() -> tuple[str, Any] | None:
-    """``(time attribute, max_t)`` of the experiment's scheduler (ASHA, HyperBand), found
-    on the Tune controller that calls ``setup``: a trial it stops there has had its full
-    budget. None when there is no such scheduler (or Tune's internals moved)."""
+def _checked_objective(objective: Any, direction: Any) -> tuple[str, str] | None:
+    """The callback's ``(objective, direction)``, or None for Tune's own; UsageError
+    when only one is given, or either is not one a sweep can rank by."""
+    if objective is None and direction is None:
+        return None
+    if objective is None:
+        raise UsageError(f"direction={direction!r} needs objective=METRIC (what it judges)")
+    objective = check_key(objective, "objective")
+    if direction not in DIRECTIONS:
+        raise UsageError(
+            f"objective={objective!r} needs direction='max' or 'min' (what is better), "
+            f"not {direction!r}"
+        )
+    return objective, str(direction)
+
+
+# Tune's frames, from the callback's ``setup`` up: Tune gives callbacks neither its
+# metric nor its mode (``Callback.setup`` gets the stop criteria and sample counts), so
+# they are read where Tune keeps them. FRAMES bounds the walk.
+FRAMES = 24
+_TUNE_RUN = ("ray.tune.tune", "run")  # tune.run(metric=, mode=), what Tuner.fit calls
+_NO_METRIC = "_metric"  # ray.tune.result.DEFAULT_METRIC: Tune's anonymous metric
+
+
+def _tune_frames() -> Iterator[Any]:
     frame: Any = sys._getframe(1)
-    for _ in range(12):
+    for _ in range(FRAMES):
         if frame is None:
-            return None
-        owner = frame.f_locals.get("self")
-        sched = getattr(owner, "scheduler_alg", None)  # the TuneController's
-        if sched is not None:
-            attr = getattr(sched, "_time_attr", None)
-            most = getattr(sched, "_max_t", None)
-            if most is None:
-                most = getattr(sched, "_max_t_attr", None)
-            if isinstance(attr, str) and isinstance(most, (int, float)):
-                return attr, most
-            return None
+            return
+        yield frame
         frame = frame.f_back
+
+
+def _tune_controller() -> Any:
+    """The TuneController calling the callback's ``setup`` (None when Tune's internals
+    moved): it holds the experiment's scheduler and search algorithm."""
+    for frame in _tune_frames():
+        owner = frame.f_locals.get("self")
+        if getattr(owner, "scheduler_alg", None) is not None:
+            return owner
+    return None
+
+
+def _tune_objective(controller: Any) -> tuple[str, str] | None:
+    """``(metric, mode)`` Tune optimizes: ``tune.run``'s (``TuneConfig(metric=,
+    mode=)``), else its searcher's (``OptunaSearch(metric=, mode=)``), else its
+    scheduler's (``ASHAScheduler(metric=, mode=)``); None when none says both."""
+    for frame in _tune_frames():
+        if (frame.f_globals.get("__name__"), frame.f_code.co_name) == _TUNE_RUN:
+            found = _metric_mode(frame.f_locals.get("metric"), frame.f_locals.get("mode"))
+            if found is not None:
+                return found
+            break
+    search = getattr(controller, "search_alg", None)
+    for part in (getattr(search, "searcher", None), getattr(controller, "scheduler_alg", None)):
+        mode = getattr(part, "mode", None) or getattr(part, "_mode", None)
+        found = _metric_mode(getattr(part, "metric", None), mode)
+        if found is not None:
+            return found
+    return None
+
+
+def _metric_mode(metric: Any, mode: Any) -> tuple[str, str] | None:
+    if isinstance(metric, str) and metric and metric != _NO_METRIC and mode in DIRECTIONS:
+        return metric, str(mode)
+    return None
+
+
+def _scheduler_budget(controller: Any) -> tuple[str, Any] | None:
+    """``(time attribute, max_t)`` of the experiment's scheduler (ASHA, HyperBand), found
+    on the Tune controller: a trial it stops there has had its full budget. None when
+    there is no such scheduler (or Tune's internals moved)."""
+    sched = getattr(controller, "scheduler_alg", None)
+    attr = getattr(sched, "_time_attr", None)
+    most = getattr(sched, "_max_t", None)
+    if most is None:
+        most = getattr(sched, "_max_t_attr", None)
+    if isinstance(attr, str) and isinstance(most, (int, float)):
+        return attr, most
     return None
 
 
