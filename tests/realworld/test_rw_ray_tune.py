@@ -2,10 +2,13 @@
 under ``runbase run`` with runbase's callback: one job run of the driver's run per
 trial, its params exactly the trial's config, one metric point per reported epoch, the
 trial ASHA let run to max_t finished and the three it stopped at the first rung pruned,
-the driver's code and environment shared by all, the experiment one sweep record."""
+the driver's code and environment shared by all, the experiment one sweep record whose
+objective is TuneConfig's metric and mode and whose best run is the trial Tune itself
+finds best."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from rwkit import PY, make_project, rb, record, runs
@@ -24,7 +27,11 @@ def test_ray_tune_asha_search_under_runbase_run(tmp_path: Path) -> None:
     # while the trials ran, yet no trial's outputs (the trials run at once elsewhere)
     storage = root / "ray_results"
     env = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
-    rb(root, "run", "--", PY, "tune_search.py", "--storage", str(storage), env=env, timeout=600)
+    argv = ("run", "--", PY, "tune_search.py", "--storage", str(storage))
+    proc = rb(root, *argv, env=env, timeout=600)
+    printed = [line for line in proc.stdout.splitlines() if line.startswith('{"best_lr"')]
+    assert len(printed) == 1, proc.stdout[-3000:]
+    tunes_best = json.loads(printed[0])  # results.get_best_result(), as the script prints it
 
     every = runs(root)
     drivers = [r for r in every if r["mode"] != "job"]
@@ -47,6 +54,7 @@ def test_ray_tune_asha_search_under_runbase_run(tmp_path: Path) -> None:
     assert sweep is not None and sweep["status"] == "finished"
     assert sweep["spec"]["search"] == "tune" and sweep["spec"]["trials"] == 4
     assert sweep["spec"]["command"][1:] == ["tune_search.py", "--storage", str(storage)]
+    assert (sweep["spec"]["objective"], sweep["spec"]["direction"]) == ("val_loss", "min")
 
     by_index = {int(t["tags"]["sweep_index"]): t for t in trials}
     assert [by_index[i]["id"] for i in range(4)] == ordered
@@ -68,3 +76,5 @@ def test_ray_tune_asha_search_under_runbase_run(tmp_path: Path) -> None:
         assert t["metrics"]["epoch"]["last"] == reported - 1
         assert t["status"] == ("finished" if i == 0 else "pruned"), (i, t["status"])
         assert t["outputs"] == [] and t["inputs"] == [], (i, t["outputs"], t["inputs"])
+    assert sweep["best_run"] == by_index[0]["id"]
+    assert by_index[0]["params"]["lr"] == tunes_best["best_lr"] == 0.1
