@@ -121,6 +121,21 @@ def test_create_get_update_list_sweeps(dst: Store) -> None:  # noqa: F811 - the 
     assert [s["id"] for s in sweeps.list_sweeps(store, limit=1)] == ["sw2"]
 
 
+def test_a_joining_drivers_copy_keeps_the_sweeps_author_and_start(store: Store) -> None:
+    # a driver joining from another machine (runbase sweep --join) makes its store's row
+    # with the first driver's user, host and start; it drives that copy itself
+    sweeps.create_sweep(store, "sw", SPEC, created_at=1000.0, origin=("alice", "gpu-1"))
+    rec = sweeps.get_sweep(store, "sw")
+    assert rec is not None and rec["user"] == "alice" and rec["host"] == "gpu-1"
+    assert rec["created_at"] == 1000.0 and rec["updated_at"] > 1000.0
+    assert rec["status"] == "running" and rec["owner"]["pid"] == os.getpid()
+    from runbase.capture.env import user_and_host
+
+    assert rec["owner"]["host"] == user_and_host()[1]  # its driver is here, alive
+    sweeps.create_sweep(store, "sw2", SPEC, origin=(None, None))  # unknown: this one's
+    assert sweeps.get_sweep(store, "sw2")["host"] == user_and_host()[1]  # type: ignore[index]
+
+
 def test_trial_runs_in_trial_order(store: Store) -> None:
     sweeps.create_sweep(store, "sw", SPEC)
     third, first, second = _run(store, "sw", 3), _run(store, "sw", 1), _run(store, "sw", 2)
@@ -170,6 +185,30 @@ def test_set_run_status_rules(store: Store) -> None:
     assert not sweeps.set_run_status(store, "0000000000000000", "pruned")  # no such run
     with pytest.raises(UsageError, match="pruned or lost"):
         sweeps.set_run_status(store, ended["killed"], "finished")
+
+
+def test_the_pruners_mark_after_the_command_ended_is_given_back(store: Store) -> None:
+    """The mark/SIGTERM race, in the order it happens: the command ends by itself, the
+    pruner marks the run while its supervisor still records it (the run row still says
+    running), the supervisor finalizes it: pruned stays, with the supervisor's end time
+    before the mark; the sweep gives back finished. A run that ended after the mark (the
+    signal stopped it), or by a signal, or whose supervisor died before storing its logs,
+    stays pruned."""
+    note = "stopped by the sweep's median pruner"
+    raced, stopped, signalled, unfinished = (_run(store) for _ in range(4))
+    for run_id in (raced, stopped, signalled, unfinished):
+        assert sweeps.set_run_status(store, run_id, "pruned", note)  # marked at t=200
+    assert lifecycle.finalize(store, raced, "finished", exit_code=0, ended_at=199.0)
+    assert lifecycle.finalize(store, stopped, "finished", exit_code=0, ended_at=201.0)
+    assert lifecycle.finalize(store, signalled, "killed", exit_signal=15, ended_at=199.0)
+    for run_id in (raced, stopped, signalled, unfinished):
+        assert _status(store, run_id)[0] == "pruned"
+    assert sweeps.unprune_if_ended_before(store, raced, 200.0, note)
+    assert _status(store, raced) == ("finished", 199.0, None)
+    for run_id in (stopped, signalled, unfinished):
+        assert not sweeps.unprune_if_ended_before(store, run_id, 200.0, note)
+        assert _status(store, run_id)[0] == "pruned"
+    assert not sweeps.unprune_if_ended_before(store, raced, 200.0, note)  # once
 
 
 def test_a_run_pruned_while_running_keeps_the_status_and_gets_its_logs(store: Store) -> None:

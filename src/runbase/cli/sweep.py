@@ -126,9 +126,19 @@ _PLAN_OPTIONS = (
     "record hides a secret of it and this store has no copy (--resume ID -- COMMAND).",
 )
 @click.option(
+    "--join",
+    metavar="SWEEP",
+    help="Drive this tpe/cmaes sweep alongside its other drivers (another machine, another "
+    "store), from its study in --study-storage (a database every driver reaches), which "
+    "holds the sweep's plan and command: trials are asked from the shared study until it "
+    "has the sweep's --trials in all. -j, --on, --cpus..., --grace and --publish are this "
+    "machine's. COMMAND: only when the recorded one hides a secret (--join ID -- COMMAND).",
+)
+@click.option(
     "--yes",
     is_flag=True,
-    help="With --resume: go on with a sweep another user recorded (its command runs here).",
+    help="With --resume or --join: go on with a sweep another user recorded (its command "
+    "runs here).",
 )
 @click.option(
     "--study-storage",
@@ -150,11 +160,16 @@ def sweep(ctx: click.Context, **opts: Any) -> None:
 
     A search: runbase sweep --search tpe --random lr=loguniform(1e-4,1e-1)
     --objective acc --direction max --trials 40 --prune median -- python train.py"""
+    if opts["resume"] and opts["join"]:
+        raise click.UsageError("--resume or --join, not both")
     if opts["resume"]:
         _resume(ctx, opts)
         return
+    if opts["join"]:
+        _join(ctx, opts)
+        return
     if opts["yes"]:
-        raise click.UsageError("--yes is for --resume (a sweep another user recorded)")
+        raise click.UsageError("--yes is for --resume and --join (a sweep another user recorded)")
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.tracking import sweep as sw
 
@@ -204,14 +219,15 @@ def sweep(ctx: click.Context, **opts: Any) -> None:
     _echo_sweep(ctx, result)
 
 
-def _resume(ctx: click.Context, opts: dict[str, Any]) -> None:
-    # lazy: the CLI's start-up loads click alone; each command imports what it runs
-    from runbase.tracking import sweep as sw
-
+def _refuse_plan_options(opts: dict[str, Any], mode: str, allowed: tuple[str, ...] = ()) -> None:
+    """UsageError for an option that would change a recorded sweep's plan (``mode``:
+    --resume or --join goes on with it)."""
     given = [
         name
         for name in _PLAN_OPTIONS
-        if opts[name] not in (None, (), False) and not (name == "prune_startup" and opts[name] == 5)
+        if opts[name] not in (None, (), False)
+        and not (name == "prune_startup" and opts[name] == 5)
+        and name not in allowed
     ]
     if opts["dry_run"]:
         given.insert(0, "dry_run")
@@ -220,8 +236,42 @@ def _resume(ctx: click.Context, opts: dict[str, Any]) -> None:
         flag = {"inputs": "--input", "tags": "--tag", "samples": "-n"}.get(given[0])
         what = flag or "--" + given[0].rstrip("_").replace("_", "-")
         raise click.UsageError(
-            f"--resume goes on with the sweep's own plan and command: {what} cannot change it"
+            f"{mode} goes on with the sweep's own plan and command: {what} cannot change it"
         )
+
+
+def _join(ctx: click.Context, opts: dict[str, Any]) -> None:
+    # --publish: remote names are this machine's (the recorded one by default)
+    _refuse_plan_options(opts, "--join", allowed=("publish",))
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
+    from runbase.tracking import sweep as sw
+
+    storage = opts["study_storage"] or os.environ.get(STUDY_STORAGE_ENV) or None
+    executor = executor_from(*_executor_args(opts))  # this machine's: -j, --on (not recorded)
+    with bad_input():
+        result = sw.join_sweep(
+            opts["join"],
+            study_storage=storage,
+            store=ctx.obj["store"],
+            executor=executor,
+            grace=opts["grace"],
+            publish=opts["publish"],
+            command=list(opts["command"]) or None,
+            yes=opts["yes"],
+            say=_say,
+            on_start=lambda r: _say(
+                f"sweep {r.sweep_id}: joined, at most {r.total} runs here, {r.slots} at a time"
+            ),
+            on_done=_echo_trial,
+        )
+    _echo_sweep(ctx, result)
+
+
+def _resume(ctx: click.Context, opts: dict[str, Any]) -> None:
+    # lazy: the CLI's start-up loads click alone; each command imports what it runs
+    from runbase.tracking import sweep as sw
+
+    _refuse_plan_options(opts, "--resume")
     # lazy: the CLI's start-up loads click alone; each command imports what it runs
     from runbase.errors import StoreError
     from runbase.records.sweeps import get_sweep

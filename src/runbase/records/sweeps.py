@@ -62,14 +62,25 @@ def sweep_index(value: Any) -> int | None:
 
 
 def create_sweep(
-    store: Store, sweep_id: str, spec: dict[str, Any], study: dict[str, Any] | None = None
+    store: Store,
+    sweep_id: str,
+    spec: dict[str, Any],
+    study: dict[str, Any] | None = None,
+    created_at: float | None = None,
+    origin: tuple[Any, Any] | None = None,
 ) -> None:
     """Record a new ``running`` sweep driven by this process (see :func:`claim`);
-    UsageError when ``sweep_id`` is taken."""
+    UsageError when ``sweep_id`` is taken. ``created_at`` and ``origin`` (user, host):
+    when and by whom the sweep was started (a joining driver's copy keeps its first
+    driver's, so that its pushes do not rename the sweep's author; default now, here)."""
     _check_object("spec", spec)
     if study is not None:
         _check_object("study", study)
-    user, host = envcap.user_and_host()
+    user, here = envcap.user_and_host()
+    host = here
+    if origin is not None:
+        user = origin[0] if isinstance(origin[0], str) else user
+        host = origin[1] if isinstance(origin[1], str) else host
     now = time.time()
     with store.db.transaction() as cur:
         cur.execute("SELECT 1 FROM sweeps WHERE id = ?", (sweep_id,))
@@ -79,8 +90,8 @@ def create_sweep(
             f"INSERT INTO sweeps ({_COLUMNS}) "
             "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, NULL, ?, ?, ?)",
             # its creator drives it (claim: a resumed sweep's new driver)
-            (sweep_id, now, now, json.dumps(spec), user, host, _dumps(study))
-            + (os.getpid(), host, now),
+            (sweep_id, created_at or now, now, json.dumps(spec), user, host, _dumps(study))
+            + (os.getpid(), here, now),
         )
 
 
@@ -194,6 +205,24 @@ def set_run_status(store: Store, run_id: str, status: str, note: str | None = No
             "error = coalesce(?, error) "
             "WHERE id = ? AND status IN ('running', 'killed', 'crashed')",
             (status, time.time(), note, run_id),
+        )
+        return bool(cur.rowcount == 1)
+
+
+def unprune_if_ended_before(store: Store, run_id: str, pruned_at: float, note: str) -> bool:
+    """Give back ``finished`` to a run marked pruned at ``pruned_at`` whose command had
+    already run to its end: its supervisor recorded it (exit status 0, no signal, its
+    logs stored) as ending before the mark (the pruner read its last points while the
+    supervisor was finishing it; the mark, then the signal, came too late to stop
+    anything). ``note``: the pruner's, taken off ``error``. Whether it changed. Compares
+    the two times: call it only where both come from one clock (this machine)."""
+    with store.db.transaction() as cur:
+        cur.execute(
+            "UPDATE runs SET status = 'finished', "
+            "error = CASE WHEN error = ? THEN NULL ELSE error END "
+            "WHERE id = ? AND status = 'pruned' AND exit_code = 0 AND exit_signal IS NULL "
+            "AND logs_json IS NOT NULL AND ended_at < ?",
+            (note, run_id, pruned_at),
         )
         return bool(cur.rowcount == 1)
 

@@ -37,6 +37,11 @@ INSTALL = "pip install 'runbase[ray]'"
 # completed trials before the median pruner stops any (Optuna's default)
 PRUNE_STARTUP = 5
 STATES = ("complete", "fail", "pruned")
+# user attributes runbase keeps: the study's sweep (its definition), a trial's run status
+SWEEP_ATTR = "runbase_sweep"
+STATUS_ATTR = "runbase_status"
+# a trial told failed still counts against the budget when its run failed by itself
+COUNTED_FAILURES = ("failed", "finished")  # finished: without the objective
 
 _SCALARS = (type(None), bool, int, float, str)
 _JSON_MARK = "json:"  # a categorical choice Optuna cannot hold (a list), as JSON text
@@ -285,17 +290,21 @@ class Study:
         return cls(study, space_)
 
     def ask(
-        self, params: dict[str, Any] | None = None, attrs: dict[str, Any] | None = None
+        self,
+        params: dict[str, Any] | None = None,
+        attrs: dict[str, Any] | Callable[[int], dict[str, Any]] | None = None,
     ) -> tuple[int, dict[str, Any]]:
         """A new trial: its number and parameters (``params``: exactly these, a grid
         point or a random sample, enqueued; else the sampler's choice). ``attrs``: user
-        attributes of the trial (its run id: what links the study to the runs)."""
+        attributes of the trial (its run id: what links the study to the runs), or a
+        function of its number giving them (its index, from the number)."""
         with self._lock:
             try:
                 if params is not None:
                     self.study.enqueue_trial({k: _encode(v) for k, v in params.items()})
                 trial = self.study.ask(self.space)
-                for key, value in (attrs or {}).items():
+                given = attrs(trial.number) if callable(attrs) else attrs
+                for key, value in (given or {}).items():
                     trial.set_user_attr(key, value)
             except Exception as e:  # noqa: BLE001  (a storage down, a damaged study)
                 raise RunbaseError(f"the study could not give a trial: {e}") from None
@@ -321,13 +330,23 @@ class Study:
             trial = self._trials.get(number)
             return bool(trial is not None and number in self._reported and trial.should_prune())
 
-    def tell(self, number: int, value: float | None = None, state: str = "complete") -> None:
+    def tell(
+        self,
+        number: int,
+        value: float | None = None,
+        state: str = "complete",
+        status: str | None = None,
+    ) -> None:
         """Trial ``number`` ended: ``complete`` with ``value``, ``fail`` or ``pruned``
-        (a trial already told stays as it was)."""
+        (a trial already told stays as it was). ``status``: its run's status, kept as
+        the user attribute ``runbase_status``: a failed trial whose run ``failed``
+        counts against the budget, one ``killed`` or never run does not (:meth:`taken`)."""
         optuna = optuna_module()
         states = {"fail": optuna.trial.TrialState.FAIL, "pruned": optuna.trial.TrialState.PRUNED}
         with self._lock:
-            self._trials.pop(number, None)
+            trial = self._trials.pop(number, None)
+            if trial is not None and status is not None:
+                trial.set_user_attr(STATUS_ATTR, status)
             if state == "complete":
                 self.study.tell(number, value, skip_if_finished=True)
             else:
@@ -347,6 +366,86 @@ class Study:
     def trials(self) -> list[Any]:
         with self._lock:
             return list(self.study.get_trials(deepcopy=False))
+
+    # -- a study several drivers share (runbase sweep --join)
+
+    def taken(self, below: int | None = None) -> int:
+        """How many of the study's trials (numbered below ``below``: all when None) count
+        against a sweep's budget, whichever driver asked them: running, complete, pruned,
+        or failed with a run that failed. A trial told failed without that (killed, never
+        run, asked past the budget, left running by a dead driver) does not."""
+        optuna = optuna_module()
+        state = optuna.trial.TrialState
+        counted = (state.RUNNING, state.COMPLETE, state.PRUNED, state.WAITING)
+        n = 0
+        for t in self.trials():
+            if below is not None and t.number >= below:
+                continue
+            if t.state in counted or t.user_attrs.get(STATUS_ATTR) in COUNTED_FAILURES:
+                n += 1
+        return n
+
+    def running_count(self) -> int:
+        """The study's trials still running (this driver's, and any other's)."""
+        optuna = optuna_module()
+        return sum(1 for t in self.trials() if t.state == optuna.trial.TrialState.RUNNING)
+
+    def best(self) -> dict[str, Any] | None:
+        """The study's best complete trial that names its run (None: none yet):
+        ``{"number", "value", "params", "run_id", "index"}``."""
+        optuna = optuna_module()
+        done = [
+            t
+            for t in self.trials()
+            if t.state == optuna.trial.TrialState.COMPLETE
+            and t.value is not None
+            and isinstance(t.user_attrs.get("run_id"), str)
+        ]
+        if not done:
+            return None
+        maximize = self.study.direction == optuna.study.StudyDirection.MAXIMIZE
+        # the first trial among equals: the one the sweep found first
+        key = (lambda t: (-t.value, t.number)) if maximize else (lambda t: (t.value, t.number))
+        best = min(done, key=key)
+        return {
+            "number": best.number,
+            "value": float(best.value),
+            "params": {k: _decode(v) for k, v in best.params.items()},
+            "run_id": best.user_attrs["run_id"],
+            "index": best.user_attrs.get("sweep_index"),
+        }
+
+    def sweep_info(self) -> dict[str, Any] | None:
+        """The sweep the study belongs to, as its first driver wrote it (``{"id",
+        "spec", "user", "host", "created_at"}``); None in a study runbase did not make."""
+        with self._lock:
+            info = self.study.user_attrs.get(SWEEP_ATTR)
+        return info if isinstance(info, dict) else None
+
+    def set_sweep_info(self, info: dict[str, Any]) -> None:
+        """Keep the sweep's definition in the study (what ``runbase sweep --join``
+        reads: the joining machine needs only the sweep's id and the storage)."""
+        with self._lock:
+            self.study.set_user_attr(SWEEP_ATTR, info)
+
+
+def shared_sweep(url: str, name: str) -> dict[str, Any]:
+    """The sweep kept in study ``name`` at ``url`` (Study.sweep_info), read before its
+    space is known (``runbase sweep --join``); UsageError when the storage cannot be
+    opened, has no such study, or holds one runbase did not make."""
+    optuna = optuna_module()
+    storage, shown = _storage(optuna, url), redact(url)
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        raise UsageError(f"no sweep {name} in the study storage {shown}") from None
+    info = study.user_attrs.get(SWEEP_ATTR)
+    if not isinstance(info, dict) or not isinstance(info.get("spec"), dict):
+        raise UsageError(
+            f"the study {name} in {shown} does not hold its sweep's plan (a study runbase "
+            "did not make, or made before --join): --resume it where it was started"
+        )
+    return info
 
 
 def _storage(optuna: Any, url: str) -> Any:

@@ -9,13 +9,15 @@
     plan = SweepPlan(["python", "train.py"], {}, dists, search="tpe", objective="acc",
                      direction="max", trials=40, prune="median")
     resume_sweep(result.sweep_id)            # an interrupted sweep: its trials left
+    join_sweep(sweep_id, study_storage=url)  # another machine drives it too (tpe, cmaes)
 
 Each trial is ``runbase run --param k=v ... -- COMMAND`` in a process of its own (so it
 is exactly what ``runbase run`` records, and a crash of one run cannot touch another),
 at most ``executor.slots`` at a time, on this machine or a Ray cluster
 (tracking.executor), every run carrying the sweep's id (``sweep_id``) and its trial's
 index (the tag ``sweep_index``, 1-based: in the order of ``combinations()`` for grid and
-random, in the order asked for a model-based search). The code is snapshotted once, for
+random, the study's trial number + 1 for a model-based search, which several drivers
+may share: ``join_sweep``). The code is snapshotted once, for
 every trial. The sweep's record (records.sweeps) keeps its plan, its status, its Optuna
 study (tracking.search) and its best run.
 """
@@ -30,6 +32,7 @@ import random
 import re
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -325,6 +328,7 @@ class Trial:
     stderr_tail: str = ""
     status: str | None = None  # its run's status when it ended (None: never started)
     value: float | None = None  # the objective it reached (finished runs only)
+    pruned_at: float | None = None  # when the pruner marked its run (time.time())
 
     @property
     def ok(self) -> bool:
@@ -409,11 +413,13 @@ def run_sweep(
         plan.inputs = _project_paths(plan.inputs, Path.cwd())
         inputs = _store_inputs(s, plan, executor)
         sweep_id = new_sweep_id()
+        spec = plan.to_spec(execution)
         study, info = _open_study(s, sweep_id, plan, study_storage, say, None)
+        if study is not None:  # what a driver joining from another machine reads
+            _keep_sweep_in_study(study, sweep_id, spec)
         code = _snapshot(s, plan) if plan.capture_code else None
         from runbase.records import sweeps as rs  # lazy: records below, loaded late
 
-        spec = plan.to_spec(execution)
         rs.create_sweep(s, sweep_id, spec, info)
         rs.claim(s, sweep_id)
         if spec["command"] != plan.command:  # held secrets: the raw one for a resume
@@ -482,6 +488,124 @@ def resume_sweep(
         return driver.run(todo, len(todo), on_start, on_done)
     finally:
         s.close()
+
+
+def join_sweep(
+    sweep_id: str,
+    *,
+    study_storage: str | None,
+    store: str | None = None,
+    executor: Executor | None = None,
+    grace: float | None = None,
+    publish: str | None = None,
+    command: list[str] | None = None,
+    yes: bool = False,
+    say: Callable[[str], None] | None = None,
+    on_start: Callable[[SweepResult], None] | None = None,
+    on_done: Callable[[Trial, int, int], None] | None = None,
+) -> SweepResult:
+    """Drive sweep ``sweep_id`` (a tpe/cmaes search) alongside its other drivers, from
+    its study at ``study_storage`` (a database they all reach), which holds the sweep's
+    plan: trials are asked from the shared study (indexed by their trial numbers) until
+    the study has the sweep's ``--trials`` in all, run on ``executor`` (this machine's:
+    default one at a time here, whatever the first driver ran on) and recorded in this store (``store``) under the same sweep id.
+    ``publish``: the remote name the trials publish to here (default: the recorded one).
+    The claim of the sweep stays with its driver (a resume of a dead one): a joining
+    driver never takes it. UsageError for a storage without the sweep, a grid or random
+    sweep, or another user's sweep without ``yes`` (its command would run here)."""
+    from runbase.tracking import search as se  # lazy: optuna
+
+    say = say or (lambda _line: None)
+    if not study_storage:
+        raise UsageError(
+            f"--join {sweep_id} needs the sweep's study storage: --study-storage URL (or "
+            "$RUNBASE_STUDY_STORAGE), a database every driver reaches: postgresql://... or "
+            "an SQLite file on a shared path, sqlite:////shared/study.db"
+        )
+    shared = se.shared_sweep(study_storage, sweep_id)
+    plan = SweepPlan.from_spec(shared["spec"])
+    if not plan.model:
+        raise UsageError(
+            f"sweep {sweep_id} is a {plan.search} sweep: --join is for tpe and cmaes "
+            "searches, whose study chooses every trial (run the rest of a grid or random "
+            f"sweep with --resume {sweep_id} where it was started)"
+        )
+    plan.grace = plan.grace if grace is None else grace
+    plan.publish = publish or plan.publish
+    plan.check()
+    s = Store.open(store, create=True)
+    try:
+        plan.command = _command_to_run(s, sweep_id, plan.command, command)
+        _check_command(plan)
+        _check_user({**shared, "id": sweep_id}, yes)
+        executor = executor or make_executor(None, 1)  # this machine's, not the recorded
+        executor.check(str(s.root), plan.publish)
+        plan.inputs = _project_paths(plan.inputs, None)  # the recorded ones, checked here
+        inputs = _store_inputs(s, plan, executor)
+        study = se.Study.open(
+            se.space(plan.grid, plan.random),
+            search=plan.search,
+            direction=plan.direction or "max",
+            name=sweep_id,
+            url=study_storage,
+            seed=None,  # another driver's sampler: its own points, not the first's again
+            prune=plan.prune,
+            prune_startup=plan.prune_startup,
+            say=say,
+            resume=True,
+        )
+        left = max(0, plan.total() - study.taken())
+        say(
+            f"runbase: joining sweep {sweep_id} of {shared.get('user') or '?'} on "
+            f"{shared.get('host') or '?'}: {' '.join(shared['spec']['command'])}"
+        )
+        if left == 0:
+            say(f"runbase: sweep {sweep_id} has all its {plan.total()} trials: nothing to run")
+            return SweepResult(sweep_id, str(s.root), plan=plan, slots=executor.slots)
+        where = {"name": sweep_id, "storage": se.redact(study_storage)}
+        owns = _local_copy(s, sweep_id, shared, where)
+        code = _snapshot(s, plan) if plan.capture_code else None
+        driver = _Driver(s, sweep_id, plan, executor, study, code, say, inputs, beats=owns)
+        return driver.run([(0, None)] * left, left, on_start, on_done)
+    finally:
+        s.close()
+
+
+def _keep_sweep_in_study(study: Any, sweep_id: str, spec: dict[str, Any]) -> None:
+    """The sweep's plan (its command with secrets hidden), user and host written into its
+    study, which a joining driver reads (join_sweep)."""
+    from runbase.capture.env import user_and_host  # lazy: capture
+
+    user, host = user_and_host()
+    info = {"id": sweep_id, "spec": spec, "user": user, "host": host, "created_at": time.time()}
+    try:
+        study.set_sweep_info(info)
+    except Exception as e:  # noqa: BLE001  (before any trial: the storage refuses a write)
+        raise UsageError(f"cannot write the sweep into its study: {e}") from None
+
+
+def _local_copy(store: Store, sweep_id: str, shared: dict[str, Any], study: dict[str, Any]) -> bool:
+    """The joined sweep's row in this store (its trials' runs name it): made, driven by
+    this process, when the store has none (True), else left as it is (False: another
+    driver of this store has the claim)."""
+    from runbase.records import sweeps as rs  # lazy: records
+
+    if rs.get_sweep(store, sweep_id) is not None:
+        return False
+    created = shared.get("created_at")
+    created = float(created) if isinstance(created, (int, float)) else None
+    try:
+        rs.create_sweep(
+            store,
+            sweep_id,
+            shared["spec"],
+            study,
+            created_at=created,
+            origin=(shared.get("user"), shared.get("host")),
+        )
+    except UsageError:  # another driver of this store made it meanwhile
+        return False
+    return True
 
 
 def _command_path(store: Store, sweep_id: str) -> Path:
@@ -721,6 +845,7 @@ class _Driver:
         code: dict[str, Any] | None,
         say: Callable[[str], None],
         inputs: list[dict[str, str]] | None = None,
+        beats: bool = True,
     ) -> None:
         from runbase.records.lifecycle import project_root  # lazy: records, loaded late
 
@@ -733,6 +858,10 @@ class _Driver:
         self._stop = threading.Event()
         self._warned: set[str] = set()
         self._reported: dict[int, int] = {}  # trial number -> last step the study has
+        self._beats = beats  # a joining driver of a store another driver has: no heartbeat
+        # a model search's study may have other drivers (runbase sweep --join): trial
+        # indices come from its trial numbers, the budget and the best run are the study's
+        self.shared = plan.model and study is not None
         base = ["--sweep-id", sweep_id, "--no-code", "--spec", SPEC_TOKEN]
         base += ["--publish", plan.publish] if plan.publish else []
         for item in self.inputs:  # relative: to the project root, here or on a node
@@ -751,19 +880,46 @@ class _Driver:
         self.result.total = total
         if on_start is not None:
             on_start(self.result)
-        threads = [self._start_pruner(), self._start_thread(self._beat_loop, "heartbeat")]
-        status = "failed"  # the executor raised: a job that could not start, a study down
+        beat = self._start_thread(self._beat_loop, "heartbeat") if self._beats else None
+        threads = [self._start_pruner(), beat]
+        status, raised = "failed", True  # the executor raised: a job that could not start
+        if self.shared:  # a joining driver's copy names the best run from its first push
+            self._study_best()
         try:
             done = self._done_then(on_done)
             self.result.interrupted = self.executor.run(self._jobs(todo), done, total)
             status = "interrupted" if self.result.interrupted else self._final_status()
+            raised = False
         finally:
             self._stop.set()
             for thread in threads:
                 if thread is not None:
                     thread.join()
-            self._record(status=status)
+            self._record_end(status, raised)
         return self.result
+
+    def _record_end(self, status: str, raised: bool) -> None:
+        """The sweep's status once this driver is done: its own, unless the study (a
+        sweep other drivers share) still has trials running (``running``: the last
+        driver to end says how it ended), or has a trial that finished where none of
+        this driver's did (finished)."""
+        if not self.shared:
+            self._record(status=status)
+            return
+        for _ in range(3):  # another driver may end meanwhile: read again after writing
+            try:
+                running = self.study.running_count()
+                found = self.study.best() is not None
+            except Exception as e:  # noqa: BLE001  (the study is down: this driver's view)
+                self._warn_once("study", f"could not read the study at the end: {e}")
+                self._record(status=status)
+                return
+            shared = "running" if running else status
+            if shared == "failed" and found and not raised:
+                shared = "finished"
+            self._record(status=shared)
+            if shared != "running" or self.study.running_count() == running:
+                return
 
     def _start_thread(self, target: Callable[[], None], name: str) -> threading.Thread:
         thread = threading.Thread(target=target, name=f"runbase-{name}", daemon=True)
@@ -797,18 +953,36 @@ class _Driver:
         its study for trial n+1 after it was told what the trials that ended gave."""
         for index, point in todo:
             trial = self._ask(index, point)
+            if trial is None:  # the study has its budget: other drivers ran the rest
+                return
             job = self._job(trial)
             with self._lock:
                 self._trial_of[id(job)] = trial
             self.result.trials.append(trial)
             yield job
 
-    def _ask(self, index: int, point: dict[str, Any] | None) -> Trial:
+    def _ask(self, index: int, point: dict[str, Any] | None) -> Trial | None:
         run_id = new_run_id()
         if self.study is None:
             return Trial(index, dict(point or {}), run_id=run_id)
-        number, params = self.study.ask(point, {"run_id": run_id, INDEX_TAG: index})
-        return Trial(index, params, run_id=run_id, number=number)
+        if not self.shared:
+            number, params = self.study.ask(point, {"run_id": run_id, INDEX_TAG: index})
+            return Trial(index, params, run_id=run_id, number=number)
+        return self._ask_shared(run_id)
+
+    def _ask_shared(self, run_id: str) -> Trial | None:
+        """A trial of a study several drivers may share: index its number + 1 (unique
+        whoever asks), None once the study has the sweep's budget. Two drivers asking the
+        last trial at once: the lower number runs, the other is told failed (it does not
+        count, and never stays running) and this driver stops."""
+        budget = self.plan.total()
+        if self.study.taken() >= budget:
+            return None
+        number, params = self.study.ask(None, lambda n: {"run_id": run_id, INDEX_TAG: n + 1})
+        if self.study.taken(below=number) >= budget:
+            self.study.tell(number, state="fail", status="over budget")
+            return None
+        return Trial(number + 1, params, run_id=run_id, number=number)
 
     def _job(self, trial: Trial) -> Job:
         spec: dict[str, Any] = {
@@ -857,7 +1031,10 @@ class _Driver:
             trial.status = trial.status or ("finished" if job.returncode == 0 else "failed")
         if trial.status == "finished" and (trial.value is not None or self.plan.objective is None):
             self._tell(trial, "complete", trial.value)
-            self._consider(trial)
+            if self.shared:  # the best of every driver's trials
+                self._study_best()
+            else:
+                self._consider(trial)
         else:
             self._tell(trial, "pruned" if trial.status == "pruned" else "fail")
 
@@ -868,6 +1045,7 @@ class _Driver:
 
         if job.cancelled:  # marked when stopped; again for a run that had no row yet
             self._mark_pruned(self.store, run_id)
+            self._unprune_if_done(trial, run_id)
         status = run_status(self.store, run_id)
         if status is None:  # no row: the command never ran (a Ray task cancelled early)
             status = "pruned" if job.cancelled else "finished" if job.returncode == 0 else "failed"
@@ -884,8 +1062,37 @@ class _Driver:
     def _mark_pruned(self, store: Store, run_id: str) -> bool:
         from runbase.records.sweeps import set_run_status  # lazy: records
 
-        note = f"stopped by the sweep's {self.plan.prune} pruner"
-        return set_run_status(store, run_id, "pruned", note)
+        return set_run_status(store, run_id, "pruned", self._prune_note)
+
+    @property
+    def _prune_note(self) -> str:
+        return f"stopped by the sweep's {self.plan.prune} pruner"
+
+    def _unprune_if_done(self, trial: Trial, run_id: str) -> None:
+        """The mark/SIGTERM race: a trial whose command ended by itself just before the
+        pruner marked its run (its supervisor was still recording it) finished, and its
+        run says so (here, and on the remote it publishes to: pushed again). Only on
+        this machine, where the run's end and the mark are read on one clock."""
+        from runbase.records.sweeps import unprune_if_ended_before  # lazy: records
+
+        if trial.pruned_at is None or self.executor.kind != "local":
+            return
+        if not unprune_if_ended_before(self.store, run_id, trial.pruned_at, self._prune_note):
+            return
+        self.say(f"runbase: trial {trial.index} had ended when the pruner stopped it: finished")
+        if self.plan.publish:
+            self._push_run(run_id)
+
+    def _push_run(self, run_id: str) -> None:
+        """The run sent again to the remote its trial publishes to (its status changed
+        after its last live update)."""
+        from runbase.remote.client import get_remote  # lazy: the HTTP client
+        from runbase.remote.sync import push
+
+        try:
+            push(self.store, get_remote(self.plan.publish), [run_id], retry_for=0.0)
+        except Exception as e:  # noqa: BLE001  (the next runbase push sends it)
+            self._warn_once("push-run", f"could not send run {run_id} again: {e}")
 
     def _no_objective(self, trial: Trial, metrics: list[str]) -> None:
         metrics = [m for m in metrics if not m.startswith("sys/")]  # the system's, not its own
@@ -899,7 +1106,7 @@ class _Driver:
         if self.study is None or trial.number is None:
             return
         try:
-            self.study.tell(trial.number, value, state)
+            self.study.tell(trial.number, value, state, status=trial.status)
         except Exception as e:  # noqa: BLE001  (the runs are recorded: the sweep goes on)
             self._warn_once("tell", f"could not tell the study trial {trial.index}'s result: {e}")
 
@@ -915,6 +1122,23 @@ class _Driver:
                 trial = Trial(_index(r), dict(r.get("params") or {}), run_id=r["id"])
                 trial.status, trial.value = "finished", value
                 self._consider(trial, record=False)
+
+    def _study_best(self, record: bool = True) -> None:
+        """The best run of the study's trials, whichever driver ran them (its run may be
+        in another store: the team server has it when every driver publishes)."""
+        try:
+            best = self.study.best()
+        except Exception as e:  # noqa: BLE001  (the study is down: the best stays)
+            self._warn_once("best", f"could not read the study's best trial: {e}")
+            return
+        if best is None or best["run_id"] == self.result.best_run:
+            return
+        index = best["index"] if isinstance(best["index"], int) else best["number"] + 1
+        trial = Trial(index, best["params"], run_id=best["run_id"], number=best["number"])
+        trial.status, trial.value = "finished", best["value"]
+        self.result.best, self.result.best_run = trial, trial.run_id
+        if record:
+            self._record()
 
     def _consider(self, trial: Trial, record: bool = True) -> None:
         best = self.result.best
@@ -1020,7 +1244,9 @@ class _Driver:
                 f"runbase: pruning trial {trial.index} at step {step} ({objective} {value:.6g})"
             )
             # marked while it runs: its end (killed, or whatever a command that catches
-            # SIGTERM to save a checkpoint exits with) keeps it pruned
+            # SIGTERM to save a checkpoint exits with) keeps it pruned; the time tells a
+            # command that had ended already (_unprune_if_done)
+            trial.pruned_at = time.time()
             self._mark_pruned(store, run_id)
             self.executor.cancel(job, self.plan.grace)
 

@@ -1,0 +1,175 @@
+"""`runbase sweep --join`: several drivers (two machines: two checkouts, two stores) drive
+one Optuna search through a study both reach, publishing to one team server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from conftest import GIT, require, runbase_cmd, wait_until, write
+from test_publish import TeamServer, _login, team  # noqa: F401 - the team server fixture
+
+PY = sys.executable
+
+# each trial waits for GATE (the test opens it once both drivers run a trial), then
+# reports its score: the best is near x 0.3, y -0.2
+OBJ = """
+import os, time, runbase
+x = runbase.param("x", 0.0)
+y = runbase.param("y", 0.0)
+while not os.path.exists(GATE):
+    time.sleep(0.05)
+runbase.summary(score=-(x - 0.3) ** 2 - (y + 0.2) ** 2)
+"""
+SEARCH = ["--search", "tpe", "--random", "x=uniform(-1,1)", "--random", "y=uniform(-1,1)"]
+SEARCH += ["--objective", "score", "--direction", "max"]
+
+
+def _env() -> dict[str, str]:
+    # the test's config (its logins) only: no RUNBASE_STUDY_STORAGE of the caller's
+    return {
+        k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_") or k == "RUNBASE_CONFIG"
+    }
+
+
+def _sweep(cwd: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [PY, "-m", "runbase", "sweep", *args],
+        cwd=cwd,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _study(url: str, sweep_id: str) -> Any:
+    optuna = require("optuna")
+    return optuna.load_study(study_name=sweep_id, storage=url)
+
+
+def _runs(root: Path, sweep_id: str) -> list[dict[str, Any]]:
+    from runbase.records.sweeps import trial_runs
+    from runbase.store import Store
+
+    return trial_runs(Store.open(root / ".runbase"), sweep_id)
+
+
+def _checkouts(project: Path, tmp_path: Path) -> Path:
+    """A second checkout of the project (another machine's): its own store."""
+    write(project, "obj.py", OBJ.replace("GATE", repr(str(tmp_path / "gate"))))
+    subprocess.run([*GIT, "-C", str(project), "add", "obj.py"], check=True)
+    subprocess.run([*GIT, "-C", str(project), "commit", "-q", "-m", "obj"], check=True)
+    other = tmp_path / "other"
+    subprocess.run([*GIT, "clone", "-q", str(project), str(other)], check=True)
+    return other
+
+
+def test_two_drivers_share_one_study_and_one_budget(
+    project: Path,
+    tmp_path: Path,
+    team: tuple[TeamServer, str],  # noqa: F811
+) -> None:
+    srv, token = team
+    other = _checkouts(project, tmp_path)
+    _login(srv, token, project)
+    url = f"sqlite:///{tmp_path / 'shared' / 'study.db'}"
+    (tmp_path / "shared").mkdir()
+    first = _sweep(project, *SEARCH, "--trials", "8", "-j", "1", "--seed", "5",
+                   "--study-storage", url, "--publish", "team", "--", PY, "obj.py")  # fmt: skip
+    assert first.stderr is not None
+    head = []
+    for line in first.stderr:  # its id, printed as it starts
+        head.append(line)
+        if line.startswith("sweep "):
+            break
+    sweep_id = head[-1].split()[1].rstrip(":")
+    second = _sweep(other, "--join", sweep_id, "--study-storage", url, "-j", "1")
+    # both drivers run a trial before any ends: the second does take part
+    running = require("optuna").trial.TrialState.RUNNING
+    wait_until(
+        lambda: sum(t.state == running for t in _study(url, sweep_id).trials) == 2,
+        what="a trial of each driver running",
+        timeout=120,
+    )
+    (tmp_path / "gate").write_text("")
+    out1, err1 = first.communicate(timeout=300)
+    out2, err2 = second.communicate(timeout=300)
+    assert first.returncode == 0, "".join(head) + err1
+    assert second.returncode == 0, err2
+    assert f"joining sweep {sweep_id}" in err2
+
+    # the study: 8 trials completed in all; one asked past the budget (both drivers
+    # asking the last at once) is failed, never left running
+    study = _study(url, sweep_id)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 8
+    for t in study.trials:
+        if t.state.name != "COMPLETE":
+            assert t.state.name == "FAIL" and t.user_attrs["runbase_status"] == "over budget"
+    # the runs: indices 1..8 once across both stores (trial number + 1)
+    mine, theirs = _runs(project, sweep_id), _runs(other, sweep_id)
+    assert mine and theirs
+    runs = mine + theirs
+    assert sorted(int(r["tags"]["sweep_index"]) for r in runs) == list(range(1, 9))
+    assert all(r["status"] == "finished" for r in runs)
+    by_run = {t.user_attrs["run_id"]: t for t in complete}
+    assert {r["id"] for r in runs} == set(by_run)
+    for r in runs:
+        assert int(r["tags"]["sweep_index"]) == by_run[r["id"]].number + 1
+    best = max(runs, key=lambda r: r["metrics"]["score"]["value"])
+
+    # one sweep on the server: its 8 runs, finished, its best run the best of all 8
+    remote = srv.get(f"/p/default/api/runs?sweep={sweep_id}", token)["runs"]
+    assert sorted(r["id"] for r in remote) == sorted(r["id"] for r in runs)
+    on_server = srv.get(f"/p/default/api/sweeps/{sweep_id}", token)
+    assert on_server["status"] == "finished" and on_server["best_run"] == best["id"]
+    # each store's record says the same best run and its spec is the first driver's
+    from runbase.records.sweeps import get_sweep
+    from runbase.store import Store
+
+    for root in (project, other):
+        rec = get_sweep(Store.open(root / ".runbase"), sweep_id)
+        assert rec is not None and rec["best_run"] == best["id"]
+        assert rec["spec"]["trials"] == 8 and rec["spec"]["command"] == [PY, "obj.py"]
+    assert best["id"] in out1.splitlines()[-1] + out2.splitlines()[-1]
+
+    # a third driver joining the finished sweep runs nothing, and says so
+    third = runbase_cmd("sweep", "--join", sweep_id, "--study-storage", url, cwd=other)
+    assert third.returncode == 0, third.stderr
+    assert "has all its 8 trials: nothing to run" in third.stderr
+    assert len(_runs(other, sweep_id)) == len(theirs)
+    assert len(_study(url, sweep_id).trials) == len(study.trials)
+
+
+def test_join_refuses_what_it_cannot_drive(project: Path, tmp_path: Path) -> None:
+    write(project, "obj.py", OBJ.replace("GATE", repr(str(project / "obj.py"))))
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    # a grid sweep (its study only serves the pruner): join refused
+    grid = runbase_cmd(
+        *("sweep", "--grid", "x=1,2", "--objective", "score", "--direction", "max"),
+        *("--prune", "median", "--study-storage", url, "--", PY, "obj.py"),
+        cwd=project,
+    )
+    assert grid.returncode == 0, grid.stderr
+    grid_id = next(ln for ln in grid.stdout.splitlines() if ln.startswith("sweep ")).split()[1]
+    grid_id = grid_id.rstrip(":")
+    cases = [
+        (["--join", grid_id, "--study-storage", url], "is a grid sweep: --join is for tpe"),
+        (["--join", "nosuchsweep", "--study-storage", url], "no sweep nosuchsweep in the study"),
+        (["--join", grid_id], "needs the sweep's study storage"),
+        (
+            ["--join", grid_id, "--study-storage", f"sqlite:///{tmp_path}/no/such/dir/x.db"],
+            "cannot open the study storage",
+        ),
+        (["--join", grid_id, "--study-storage", url, "--trials", "3"], "--trials cannot change"),
+        (["--join", grid_id, "--resume", grid_id], "--resume or --join, not both"),
+    ]
+    for args, message in cases:
+        proc = runbase_cmd("sweep", *args, cwd=project)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert message in proc.stderr, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
