@@ -1,6 +1,7 @@
 """A real local Ray cluster for tests: a head node and a worker node, 1 CPU each
 (``RayCluster(nodes=1)``: the head alone; ``node_env``: variables the nodes, so their
-Ray workers, run with, as ``RUNBASE_WORKER_STORE`` on a machine of its own).
+Ray workers, run with, as ``RUNBASE_WORKER_STORE`` on a machine of its own;
+``worker_env``: the worker node's, over ``node_env``).
 
     pytest_plugins = ["tests.raycluster"]     # or: from tests.raycluster import ray_cluster
 
@@ -57,9 +58,15 @@ class RayCluster:
     """``nodes`` (1 or 2) nodes of a real Ray cluster, started by :meth:`start`, gone
     after :meth:`stop`; ``node_env`` added to each node's environment."""
 
-    def __init__(self, nodes: int = 2, node_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        nodes: int = 2,
+        node_env: dict[str, str] | None = None,
+        worker_env: dict[str, str] | None = None,
+    ) -> None:
         self.nodes_wanted = nodes
         self.node_env = dict(node_env or {})
+        self.worker_env = {**self.node_env, **(worker_env or {})}
         # short: Ray's unix sockets live below it (a path may not exceed 107 bytes)
         self.temp_dir = tempfile.mkdtemp(prefix="rbray-")
         self.port = free_port()
@@ -82,7 +89,7 @@ class RayCluster:
         ip = self._wait_started(0)
         self.address = f"{ip}:{self.port}"
         if self.nodes_wanted > 1:
-            self._node("worker", f"--address={self.address}")
+            self._node("worker", f"--address={self.address}", env=self.worker_env)
             self._wait_started(1)
         return self
 
@@ -91,7 +98,7 @@ class RayCluster:
         """The Ray Client address (``ray://``) of the head."""
         return f"ray://{self.address.rsplit(':', 1)[0]}:{self.client_port}"
 
-    def _node(self, name: str, *options: str) -> None:
+    def _node(self, name: str, *options: str, env: dict[str, str] | None = None) -> None:
         log = Path(self.temp_dir) / f"{name}.log"
         argv = [
             RAY,
@@ -109,7 +116,7 @@ class RayCluster:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **ENV, **self.node_env},
+                env={**os.environ, **ENV, **(self.node_env if env is None else env)},
                 start_new_session=True,  # its own group: stopped without `ray stop`
             )
         self._procs.append(proc)

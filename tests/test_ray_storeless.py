@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,12 @@ from typing import Any
 import pytest
 
 import conftest
-from conftest import commit, runbase_cmd, write
+from conftest import commit, runbase_cmd, wait_until, write
 from raycluster import RayCluster, running
 from runbase.records.read import run_status
 from runbase.records.sweeps import get_sweep
 from runbase.store import Store
+from runbase.tracking.executor import SPEC_TOKEN, Job, make_executor, runbase_run_argv
 from serverkit import PROJECT, TeamServer, team_server
 
 conftest.require("ray")
@@ -44,16 +46,31 @@ for step in range(3):
 runbase.summary(acc=1 - abs(lr - 0.5), rows=len(rows), edited=EDITED)
 """
 
+# waits while its own marker says an earlier attempt ran; exits at once on a retry
+HOLD = """\
+import os, sys, time, pathlib
+marker = pathlib.Path(sys.argv[1])
+if marker.exists():
+    sys.exit(0)
+marker.write_text(str(os.getpid()))
+release = pathlib.Path(sys.argv[2])
+while not release.exists():
+    time.sleep(0.2)
+"""
+
 
 @pytest.fixture(scope="module")
-def node_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("node") / "worker-store"
+def node_stores(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The head's and the worker node's own stores (each machine its own)."""
+    base = tmp_path_factory.mktemp("nodes")
+    return [base / "head-store", base / "worker-store"]
 
 
 @pytest.fixture(scope="module")
-def storeless_cluster(node_store: Path) -> Iterator[RayCluster]:
-    """One node (1 CPU) whose Ray workers keep their own store at ``node_store``."""
-    with running(RayCluster(nodes=1, node_env={"RUNBASE_WORKER_STORE": str(node_store)})) as c:
+def storeless_cluster(node_stores: list[Path]) -> Iterator[RayCluster]:
+    """Two nodes (1 CPU each) whose Ray workers keep their own stores (``node_stores``)."""
+    head, worker = ({"RUNBASE_WORKER_STORE": str(p)} for p in node_stores)
+    with running(RayCluster(nodes=2, node_env=head, worker_env=worker)) as c:
         yield c
 
 
@@ -96,7 +113,7 @@ def test_a_cluster_of_own_stores_without_a_team_server_is_refused_before_any_tri
 
 
 def test_a_sweep_runs_on_nodes_with_their_own_store_through_the_team_server(
-    project: Path, storeless_cluster: RayCluster, team: TeamServer, node_store: Path
+    project: Path, storeless_cluster: RayCluster, team: TeamServer, node_stores: list[Path]
 ) -> None:
     _project(project)
     team.login("alice", {}, cwd=project)
@@ -126,7 +143,7 @@ def test_a_sweep_runs_on_nodes_with_their_own_store_through_the_team_server(
         assert rec["metrics"]["loss"]["count"] == 3
         assert _declared(rec) == _declared(local) and rec["env"]
         _on_server(team, rec, local)
-    _in_node_store(node_store, [rec["id"] for rec in recs])
+    _in_node_stores(node_stores, [rec["id"] for rec in recs])
     best = next(rec for rec in recs if rec["params"]["lr"] == 0.5)
     store = Store.open(project / ".runbase")
     try:
@@ -145,9 +162,104 @@ def _on_server(team: TeamServer, rec: dict[str, Any], local: dict[str, Any]) -> 
     assert there["executor"] == rec["executor"]
 
 
-def _in_node_store(root: Path, run_ids: list[str]) -> None:
-    store = Store.open(root)
+def _in_node_stores(roots: list[Path], run_ids: list[str]) -> None:
+    """Each run finished in one node's own store (a node that ran none has no store)."""
+    found: dict[str, str | None] = {}
+    for root in roots:
+        if not (root / "FORMAT").is_file():
+            continue
+        store = Store.open(root)
+        try:
+            for rid in run_ids:
+                found[rid] = found.get(rid) or run_status(store, rid)
+        finally:
+            store.close()
+    assert found == dict.fromkeys(run_ids, "finished")
+
+
+# last: it leaves the cluster one node short
+def test_a_node_killed_mid_run_is_lost_on_the_server_and_retried_from_it(
+    project: Path,
+    storeless_cluster: RayCluster,
+    team: TeamServer,
+    node_stores: list[Path],
+    tmp_path: Path,
+) -> None:
+    """The retry, on a node whose store never saw the lost attempt, finds it on the team
+    server (where it published live), marks it ``lost`` there; the driver's store gets
+    both runs."""
+    team.login("alice", {}, cwd=project)
+    write(project, "hold.py", HOLD)
+    commit(project, "hold")
+    code = _code_record(project)
+    store = str(project / ".runbase")
+    release = tmp_path / "release"
+    ex = make_executor("ray", jobs=2, retries=1)
+    ex.check(store=store, publish="team")
+    found: dict[str, Any] = {}
+
+    def jobs() -> Iterator[Job]:
+        for i in range(2):
+            argv = runbase_run_argv(
+                store, "--publish", "team", "--no-code", "--spec", SPEC_TOKEN, "--"
+            )
+            yield Job(
+                [*argv, PY, "hold.py", str(tmp_path / f"m{i}"), str(release)],
+                label=str(i),
+                spec={"name": f"hold{i}"},
+                tree={"store": store, "code": code, "cwd": "."},
+            )
+
+    def kill_when_both_run() -> None:
+        try:
+            runs = wait_until(lambda: _running_on_server(team), what="both runs live", timeout=120)
+            worker = _worker_node(storeless_cluster)
+            found["lost"] = next(r["id"] for r in runs if r["executor"]["node_id"] == worker)
+            storeless_cluster.kill_worker_node()  # with the run it ran
+        finally:
+            release.write_text("go")  # the other job ends, whatever happened here
+
+    killer = threading.Thread(target=kill_when_both_run)
+    killer.start()
+    assert not ex.run(jobs(), total=2)
+    killer.join()
+    status, lost = team.request("alice", "GET", f"/p/{PROJECT}/api/runs/{found['lost']}")
+    assert status == 200 and lost["status"] == "lost", lost
+    assert _record(project, found["lost"])["status"] == "lost"  # pulled back too
+    rows = json.loads(runbase_cmd("ls", "--json", cwd=project, check=True).stdout)
+    retry = [_record(project, r["id"]) for r in rows if r["id"] != found["lost"]]
+    retry = [r for r in retry if r["executor"].get("retry_of") == found["lost"]]
+    assert len(retry) == 1 and retry[0]["status"] == "finished", rows
+    assert retry[0]["executor"]["attempt"] == 1
+    assert retry[0]["executor"]["node_id"] != lost["executor"]["node_id"]
+    _in_node_stores(node_stores[:1], [retry[0]["id"]])
+
+
+def _code_record(project: Path) -> dict[str, Any]:
+    """The code record of a run of the project as it is (what a sweep's tree names)."""
+    runbase_cmd("run", "--", PY, "-c", "pass", cwd=project, check=True)
+    run_id = json.loads(runbase_cmd("ls", "--json", "-l", "1", cwd=project).stdout)[0]["id"]
+    store = Store.open(project / ".runbase")
     try:
-        assert [run_status(store, rid) for rid in run_ids] == ["finished"] * len(run_ids)
+        row = store.db.query("SELECT code_json FROM runs WHERE id = ?", (run_id,))[0][0]
     finally:
         store.close()
+    return dict(json.loads(row))
+
+
+def _running_on_server(team: TeamServer) -> list[dict[str, Any]] | None:
+    status, page = team.request(
+        "alice", "GET", f"/p/{PROJECT}/api/runs?where=status%20%3D%3D%20%22running%22"
+    )
+    if status != 200 or len(page["runs"]) != 2:
+        return None
+    runs = [
+        team.request("alice", "GET", f"/p/{PROJECT}/api/runs/{r['id']}")[1] for r in page["runs"]
+    ]
+    return runs if all((r.get("executor") or {}).get("node_id") for r in runs) else None
+
+
+def _worker_node(cluster: RayCluster) -> str:
+    return next(
+        n["NodeID"] for n in cluster.nodes() if "node:__internal_head__" not in n["Resources"]
+    )
