@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from conftest import GIT, require, runbase_cmd, wait_until, write
 from test_publish import TeamServer, _login, team  # noqa: F401 - the team server fixture
 
@@ -48,7 +50,18 @@ def _sweep(cwd: Path, *args: str) -> subprocess.Popen[str]:
 
 def _study(url: str, sweep_id: str) -> Any:
     optuna = require("optuna")
-    return optuna.load_study(study_name=sweep_id, storage=url)
+    # PostgreSQL through psycopg 3, as runbase opens it
+    return optuna.load_study(study_name=sweep_id, storage=url.replace("ql://", "ql+psycopg://"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a study storage every driver reaches: an SQLite file on a path both
+    see, or a PostgreSQL database."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("pg_server")) + "/postgres"
+    (tmp_path / "shared").mkdir()
+    return f"sqlite:///{tmp_path / 'shared' / 'study.db'}"
 
 
 def _runs(root: Path, sweep_id: str) -> list[dict[str, Any]]:
@@ -71,13 +84,13 @@ def _checkouts(project: Path, tmp_path: Path) -> Path:
 def test_two_drivers_share_one_study_and_one_budget(
     project: Path,
     tmp_path: Path,
+    storage: str,
     team: tuple[TeamServer, str],  # noqa: F811
 ) -> None:
     srv, token = team
     other = _checkouts(project, tmp_path)
     _login(srv, token, project)
-    url = f"sqlite:///{tmp_path / 'shared' / 'study.db'}"
-    (tmp_path / "shared").mkdir()
+    url = storage
     first = _sweep(project, *SEARCH, "--trials", "8", "-j", "1", "--seed", "5",
                    "--study-storage", url, "--publish", "team", "--", PY, "obj.py")  # fmt: skip
     assert first.stderr is not None
@@ -173,3 +186,28 @@ def test_join_refuses_what_it_cannot_drive(project: Path, tmp_path: Path) -> Non
         assert proc.returncode == 2, (args, proc.stderr)
         assert message in proc.stderr, (args, proc.stderr)
         assert "Traceback" not in proc.stderr
+
+
+def test_a_command_with_a_secret_is_given_again_to_join(project: Path, tmp_path: Path) -> None:
+    other = _checkouts(project, tmp_path)
+    (tmp_path / "gate").write_text("")  # the trials run straight through
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    command = [PY, "obj.py", "--api-key", "sk-a1B2c3D4e5F6g7H8i9J0kLmNoPqR"]
+    first = runbase_cmd(
+        "sweep", *SEARCH, "--trials", "1", "--study-storage", url, "--", *command, cwd=project
+    )
+    assert first.returncode == 0, first.stderr
+    sweep_id = next(ln for ln in first.stdout.splitlines() if ln.startswith("sweep "))
+    sweep_id = sweep_id.split()[1].rstrip(":")
+    # the study holds the command as the record does: its secret hidden
+    spec = _study(url, sweep_id).user_attrs["runbase_sweep"]["spec"]
+    assert spec["command"] == [PY, "obj.py", "--api-key", "***"]
+    join = ["sweep", "--join", sweep_id, "--study-storage", url]
+    hidden = runbase_cmd(*join, cwd=other)  # another store: no copy of the raw command
+    assert hidden.returncode == 2 and "hides a secret" in hidden.stderr, hidden.stderr
+    assert f"runbase sweep --join {sweep_id} -- COMMAND" in hidden.stderr
+    wrong = runbase_cmd(*join, "--", PY, "other.py", "--api-key", "sk-x", cwd=other)
+    assert wrong.returncode == 2 and "not the command of sweep" in wrong.stderr, wrong.stderr
+    given = runbase_cmd(*join, "--", *command, cwd=other)
+    assert given.returncode == 0 and "nothing to run" in given.stderr, given.stderr
+    assert "sk-a1B2" not in given.stderr

@@ -535,7 +535,7 @@ def join_sweep(
     plan.check()
     s = Store.open(store, create=True)
     try:
-        plan.command = _command_to_run(s, sweep_id, plan.command, command)
+        plan.command = _command_to_run(s, sweep_id, plan.command, command, "--join")
         _check_command(plan)
         _check_user({**shared, "id": sweep_id}, yes)
         executor = executor or make_executor(None, 1)  # this machine's, not the recorded
@@ -623,7 +623,11 @@ def _save_command(store: Store, sweep_id: str, argv: list[str]) -> None:
 
 
 def _command_to_run(
-    store: Store, sweep_id: str, recorded: list[str], given: list[str] | None
+    store: Store,
+    sweep_id: str,
+    recorded: list[str],
+    given: list[str] | None,
+    mode: str = "--resume",
 ) -> list[str]:
     """The command a resume runs: ``given`` (it must be the recorded one, secrets
     aside), else the raw copy this store keeps, else the recorded one when it hides
@@ -645,7 +649,7 @@ def _command_to_run(
     if any(REDACTED in a for a in recorded):
         raise UsageError(
             f"sweep {sweep_id}'s command hides a secret ({' '.join(recorded)}) and this "
-            f"store has no copy of it: give it again, runbase sweep --resume {sweep_id} "
+            f"store has no copy of it: give it again, runbase sweep {mode} {sweep_id} "
             "-- COMMAND"
         )
     return recorded
