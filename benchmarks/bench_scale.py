@@ -102,7 +102,9 @@ class Monitor:
         self.pg_url = pg_url
         self.samples: list[dict[str, Any]] = []
         # (time, advisory lock keys held, sessions waiting for one), every LOCK_EVERY s
-        self.locks: list[tuple[float, tuple[int, ...], int]] = []
+        self.locks: list[tuple[float, tuple[int, ...], int, int]] = []
+        # the projects' own lock keys (the server's control schema has one too)
+        self.project_keys: set[int] = set()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._loop, daemon=True)]
         if pg_url:
@@ -119,24 +121,35 @@ class Monitor:
             t.join()
 
     def _lock_loop(self) -> None:
-        """A project's writes queue on one transaction-scoped advisory lock
+        """A project's keyless writes queue on one transaction-scoped advisory lock
         (store.db.PostgresDatabase.transaction): sampled often, the share of samples
-        that find it held is how busy that one-at-a-time resource is."""
+        that find it held exclusively is how busy that one-at-a-time resource is. A live
+        delta of a running run holds it shared (other deltas go on) plus its run's lock
+        (the two-int form, objsubid 2): those are counted apart, as how many run at once."""
         import psycopg
 
         assert self.pg_url is not None
         with psycopg.connect(self.pg_url, autocommit=True) as conn:
             while not self._stop.is_set():
                 rows = conn.execute(
-                    "SELECT objid::bigint + (classid::bigint << 32), granted FROM pg_locks "
-                    "WHERE locktype = 'advisory'"
+                    "SELECT objid::bigint + (classid::bigint << 32), objsubid, mode, granted "
+                    "FROM pg_locks WHERE locktype = 'advisory'"
                 ).fetchall()
-                held = tuple(sorted(int(k) for k, g in rows if g))
-                self.locks.append((time.time(), held, sum(1 for _k, g in rows if not g)))
+                held = tuple(
+                    sorted(
+                        int(k)
+                        for k, sub, mode, g in rows
+                        if g and sub == 1 and mode == "ExclusiveLock" and k in self.project_keys
+                    )
+                )
+                runs = sum(1 for _k, sub, _m, g in rows if g and sub == 2)
+                waiting = sum(1 for *_x, g in rows if not g)
+                self.locks.append((time.time(), held, waiting, runs))
                 self._stop.wait(LOCK_EVERY)
 
     def lock_busy(self, t0: float, t1: float) -> dict[str, Any] | None:
-        """The busiest advisory lock's share of time held, and the mean queue, in [t0, t1]."""
+        """The busiest project lock's share of time held exclusively, the mean queue,
+        and how many runs' live deltas were being written at once (mean, max), in [t0, t1]."""
         xs = [s for s in self.locks if t0 <= s[0] <= t1]
         if not xs:
             return None
@@ -146,6 +159,8 @@ class Monitor:
             "samples": len(xs),
             "write_lock_busy": top / len(xs),
             "waiting_mean": sum(s[2] for s in xs) / len(xs),
+            "run_locks_mean": sum(s[3] for s in xs) / len(xs),
+            "run_locks_max": max(s[3] for s in xs),
         }
 
     def _loop(self) -> None:
@@ -308,6 +323,14 @@ def summarize_level(
     }
 
 
+def project_lock_key(project: str) -> int:
+    """The project's write lock as pg_locks shows it (classid << 32 | objid, unsigned)."""
+    from runbase.server.control import PROJECT_NAMESPACE_PREFIX
+    from runbase.store.db import _lock_key
+
+    return _lock_key(PROJECT_NAMESPACE_PREFIX + project) & 0xFFFF_FFFF_FFFF_FFFF
+
+
 def server_points(srv: S.RunbaseServer, token: str, run_ids: list[str], project: str) -> int:
     """Every trial's points as the server counts them (its runs API, one run at a time)."""
     total = 0
@@ -347,6 +370,7 @@ def bench_live(backend: str, args: Any, scratch: Path, pg: S.Postgres | None) ->
         with Monitor(
             srv.proc.pid, pg_pid, pg.port if pg_pid else None, db if pg_pid else None
         ) as mon:
+            mon.project_keys = {project_lock_key(p) for p in projects}
             for n in args.levels:
                 r = run_level(srv, token, n, args, base, mon)
                 r.update(backend=backend, workers=workers, projects=args.projects)
@@ -357,6 +381,15 @@ def bench_live(backend: str, args: Any, scratch: Path, pg: S.Postgres | None) ->
     return {"backend": backend, "workers": workers, "projects": args.projects, "levels": levels}
 
 
+def _lock_text(lock: dict[str, Any]) -> str:
+    runs = lock.get("run_locks_mean")  # absent from results of before per-run locks
+    return f"{lock['write_lock_busy']:.0%}" + (
+        f" (runs written at once: mean {runs:.1f}, max {lock['run_locks_max']}), "
+        if runs is not None
+        else ", "
+    )
+
+
 def print_level(r: dict[str, Any]) -> None:
     print(
         f"{r['backend']} {r['workers']}w {r['trials']} trials/{r['projects']} project(s): "
@@ -365,7 +398,7 @@ def print_level(r: dict[str, Any]) -> None:
         f"p95 {C.ms(r['latency_p95_s'])}, server {r['server_cpu_cores']:.2f} cores "
         f"({r['server_cpu_ms_per_request'] or 0:.1f} ms/req), pg conns/worker "
         f"{r['pg_conns_per_worker_max']}, write lock busy "
-        + (f"{r['pg_write_lock']['write_lock_busy']:.0%}, " if r["pg_write_lock"] else "-, ")
+        + (_lock_text(r["pg_write_lock"]) if r["pg_write_lock"] else "-, ")
         + f"all arrived: {r['all_points_arrived']}",
         flush=True,
     )
@@ -590,10 +623,24 @@ def limits(result: dict[str, Any], keys: int) -> dict[str, Any]:
         for r in pg["levels"]
         if r.get("project_write_capacity_requests_per_s") and r["trials"] >= 50
     ]
+    # since live deltas take their run's lock (store.db: a keyed transaction), the
+    # project's lock is held only by run creations and pushes, not by the live load: it
+    # is no per-request ceiling any more (its busy share is reported per level)
+    per_run = any((r.get("pg_write_lock") or {}).get("run_locks_mean") is not None
+                  for r in pg["levels"])  # fmt: skip
+    # Little's law for a transaction-mode pooler: connections = rate x time a request
+    # holds one; the project lock's hold bounded it before, a light request's p50 now
+    light_p50 = min(
+        (r["latency_p50_s"] for r in pg["levels"] if r["trials"] >= 50 and r["latency_p50_s"]),
+        default=None,
+    )
+    if per_run:
+        locked = []
     light = min(locked, key=lambda r: r["trials"]) if locked else None
     cap = min(r["project_write_capacity_requests_per_s"] for r in locked) if locked else None
     cap_light = light["project_write_capacity_requests_per_s"] if light else None
     out["basis"] = {
+        "live_deltas_lock": "per run" if per_run else "per project",
         "backend": pg["backend"],
         "workers": pg["workers"],
         "level": top["trials"],
@@ -627,7 +674,9 @@ def limits(result: dict[str, Any], keys: int) -> dict[str, Any]:
             "replicas_4_workers": math.ceil(workers_needed / 4),
             "pg_connections_direct": workers_needed * conns,
             # Little's law: transactions open at once = rate x time each holds a connection
-            "pg_connections_pgbouncer_tx": math.ceil(req_s / cap_light) + 10 if cap_light else None,
+            "pg_connections_pgbouncer_tx": math.ceil(req_s / cap_light) + 10
+            if cap_light
+            else (math.ceil(req_s * light_p50) + 10 if light_p50 else None),
             "write_lock_share_one_project": req_s / cap if cap else None,
             "projects_needed_at_write_ceiling": math.ceil(req_s / cap) if cap else None,
             "projects_needed_light": math.ceil(req_s / cap_light) if cap_light else None,
@@ -658,6 +707,8 @@ def print_limits(lim: dict[str, Any]) -> None:
         f"{b['pg_cpu_ms_per_request']:.2f} ms CPU/request, <= {b['pg_conns_per_worker_max']} "
         f"connections per worker; kept up to {b['highest_level_kept_up']} trials here"
     )
+    if b.get("live_deltas_lock") == "per run":
+        print("live deltas take their run's lock, not the project's: no per-project ceiling")
     if b.get("project_write_capacity_requests_per_s"):
         print(
             f"one project's writes (one advisory lock at a time): "
