@@ -582,7 +582,9 @@ def train_fn(config):
 ray.init(num_cpus=1, include_dashboard=False, object_store_memory=78643200)
 run_config = train.RunConfig(storage_path=sys.argv[1], verbose=0,
                              callbacks=[RunbaseLoggerCallback(store=sys.argv[2])])
-tune.Tuner(train_fn, param_space={"lr": 0.5}, run_config=run_config).fit()
+# Tune's own key as the objective: recorded as a metric for it (not otherwise)
+tune_config = tune.TuneConfig(metric="time_total_s", mode="min")
+tune.Tuner(train_fn, param_space={"lr": 0.5}, tune_config=tune_config, run_config=run_config).fit()
 """
 
 
@@ -599,7 +601,11 @@ def test_ray_train_run_config_of_train_v1_takes_the_callback_too(
     argv = [sys.executable, "search.py", str(tmp_path / "ray_results"), str(store_dir)]
     proc = subprocess.run(argv, cwd=project, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    recs, _ = _records(store_dir)
+    recs, sweep = _records(store_dir)
     assert [(r["status"], r["params"], r["metrics"]["loss"]["count"]) for r in recs] == [
         ("finished", {"lr": 0.5}, 2)
     ]
+    assert sweep is not None and sweep["best_run"] == recs[0]["id"]
+    assert (sweep["spec"]["objective"], sweep["spec"]["direction"]) == ("time_total_s", "min")
+    assert set(recs[0]["metrics"]) == {"loss", "time_total_s"}
+    assert recs[0]["metrics"]["time_total_s"]["count"] == 2
