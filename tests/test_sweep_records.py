@@ -482,6 +482,63 @@ def test_bundle_carries_the_executor_and_the_sweep(
     assert sweeps.get_sweep(dst, "sw")["status"] == "interrupted"  # type: ignore[index]
 
 
+def _scored_run(store: Store, acc: float) -> str:
+    """A real `runbase run` whose summary acc is ``acc``; its id."""
+    code = f"import runbase; runbase.summary(acc={acc})"
+    runbase_cmd("--store", str(store.root), "run", "--", PY, "-c", code, check=True)
+    return str(store.db.query_one("SELECT id FROM runs ORDER BY started_at DESC LIMIT 1")[0])
+
+
+def test_a_sent_sweep_row_keeps_the_better_best_run(store: Store) -> None:
+    """Several drivers send one sweep's row (runbase sweep --join): the newer row's
+    columns win, but never a worse best run, whatever the clocks say."""
+    spec = {**SPEC, "objective": "acc", "direction": "max"}
+    good, bad = _scored_run(store, 0.9), _scored_run(store, 0.4)
+    sweeps.create_sweep(store, "sw", spec)
+    sweeps.update_sweep(store, "sw", best_run=good)
+
+    def send(**change: Any) -> dict[str, Any] | None:
+        from runbase.records.bundle import sweep_row
+
+        row = {**sweep_row(store, "sw"), **change}  # type: ignore[dict-item]
+        with store.db.transaction() as cur:
+            return sweeps.merged_sweep(cur, row)
+
+    stored = sweep_row_of(store)
+    later = stored["updated_at"] + 5
+    # newer, with a worse best run (a driver's partial view): its status, not its best
+    merged = send(updated_at=later, status="finished", best_run=bad)
+    assert merged is not None and merged["status"] == "finished" and merged["best_run"] == good
+    # older, with a better one: the stored row, its best run replaced
+    sweeps.update_sweep(store, "sw", best_run=bad)
+    merged = send(updated_at=1.0, status="running", best_run=good)
+    assert merged is not None and merged["best_run"] == good
+    assert merged["updated_at"] == sweep_row_of(store)["updated_at"]
+    assert merged["status"] == sweep_row_of(store)["status"]
+    # older and no better: nothing to write; nothing stored yet: the row sent
+    sweeps.update_sweep(store, "sw", best_run=good)
+    assert send(updated_at=1.0, best_run=bad) is None
+    assert send(updated_at=1.0, best_run=None) is None
+    with store.db.transaction() as cur:
+        fresh = {**sweep_row_of(store), "id": "sw9"}
+        assert sweeps.merged_sweep(cur, fresh) == fresh
+    # without an objective (a grid sweep), the newer row's best run
+    sweeps.create_sweep(store, "plain", SPEC)
+    from runbase.records.bundle import sweep_row
+
+    row = {**sweep_row(store, "plain"), "updated_at": later, "best_run": bad}  # type: ignore[dict-item]
+    with store.db.transaction() as cur:
+        assert sweeps.merged_sweep(cur, row)["best_run"] == bad  # type: ignore[index]
+
+
+def sweep_row_of(store: Store) -> dict[str, Any]:
+    from runbase.records.bundle import sweep_row
+
+    row = sweep_row(store, "sw")
+    assert row is not None
+    return row
+
+
 def test_a_bundle_never_carries_the_sweeps_driver(store: Store, tmp_path: Path) -> None:
     bundle = export_run(store, _trial(store))
     assert not set(sweeps.OWNER_COLUMNS) & set(bundle["sweep"])

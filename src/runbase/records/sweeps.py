@@ -10,6 +10,7 @@ executor retried it as a new run) is ``lost`` (:func:`set_run_status`).
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import time
@@ -20,7 +21,7 @@ from runbase.capture.proc import is_alive
 from runbase.core import executorinfo
 from runbase.core.shapes import loads
 from runbase.errors import StoreError, TooDeep, UsageError
-from runbase.records.read import list_runs, with_sweep
+from runbase.records.read import list_runs, metric_summary, with_sweep
 from runbase.store import Store
 
 SWEEP_STATUSES = ("running", "finished", "interrupted", "failed")
@@ -225,6 +226,71 @@ def unprune_if_ended_before(store: Store, run_id: str, pruned_at: float, note: s
             (note, run_id, pruned_at),
         )
         return bool(cur.rowcount == 1)
+
+
+def merged_sweep(cur: Any, sent: dict[str, Any]) -> dict[str, Any] | None:
+    """The row to write when one of a sweep's drivers sends its row (``PUT
+    .../sweeps/{id}``, or the one a trial's bundle carries; ``sent`` as
+    records.bundle.parse_sweep gives it) over the one stored (the same user's: the
+    caller checks). The newer ``updated_at``'s columns, but the best run the better of
+    the two by the sweep's objective and direction, read from the runs' metrics here:
+    a driver whose view is older, or whose clock is behind, never replaces a better run
+    another driver found (several machines may drive one sweep: ``runbase sweep
+    --join``). ``sent`` as it is when nothing is stored; None when the stored row
+    stays as it is. ``cur``: the writing transaction's cursor."""
+    names = [c.strip() for c in _COLUMNS.split(",") if c.strip() not in OWNER_COLUMNS]
+    row = cur.execute(
+        f"SELECT {', '.join(names)} FROM sweeps WHERE id = ?", (sent["id"],)
+    ).fetchone()
+    if row is None:
+        return sent
+    stored = dict(zip(names, tuple(row), strict=True))
+    newer = (sent.get("updated_at") or 0.0) > (stored.get("updated_at") or 0.0)
+    merged = {**stored, **sent} if newer else dict(stored)
+    spec = _spec_of(merged.get("spec_json"))
+    best = _better_run(cur, spec, stored.get("best_run"), sent.get("best_run"))
+    if best is not None:
+        merged["best_run"] = best
+    return merged if merged != stored else None
+
+
+def _spec_of(text: Any) -> dict[str, Any]:
+    try:
+        value = loads(text) if isinstance(text, (str, bytes)) else None
+    except (ValueError, TooDeep):
+        value = None
+    return value if isinstance(value, dict) else {}
+
+
+def _better_run(cur: Any, spec: dict[str, Any], a: Any, b: Any) -> str | None:
+    """Of runs ``a`` and ``b``, the one with the better value of the spec's objective
+    (its direction); the one with a value when only one has; None when neither (or no
+    objective): the caller keeps the newer row's."""
+    objective, direction = spec.get("objective"), spec.get("direction")
+    if not isinstance(objective, str) or direction not in ("max", "min"):
+        return None
+    scored = []
+    for run_id in dict.fromkeys(r for r in (a, b) if isinstance(r, str)):
+        value = _objective_value(cur, run_id, objective)
+        if value is not None:
+            scored.append((value if direction == "max" else -value, run_id))
+    return max(scored)[1] if scored else None
+
+
+def _objective_value(cur: Any, run_id: str, objective: str) -> float | None:
+    """Run ``run_id``'s value of ``objective`` here (its summary, else its last value;
+    None without a finite one), as a sweep's driver reads it (read.load_metrics)."""
+    row = cur.execute(
+        "SELECT count, last, min, max, last_step, summary, has_summary FROM metrics "
+        "WHERE run_id = ? AND key = ?",
+        (run_id, objective),
+    ).fetchone()
+    if row is None:
+        return None
+    value = metric_summary(*tuple(row))["value"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
 def set_run_executor(store: Store, run_id: str, executor: dict[str, Any]) -> None:
