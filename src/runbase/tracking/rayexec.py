@@ -74,6 +74,10 @@ PASSED_ENV = ("RUNBASE_CONFIG", "RUNBASE_PUBLISH", "RUNBASE_TOKEN")
 WORKER_STORE_ENV = "RUNBASE_WORKER_STORE"
 WORKER_STORE_DEFAULT = "~/.cache/runbase/worker-store"
 PULL_WAIT = 10.0  # s a pull waits for the server to say an ended run's end
+# Ray's key-value store namespace of the runs a pruner stopped on nodes with their own
+# stores (the driver cannot mark those runs: the node does, as it is cancelled)
+PRUNED_KV = "runbase-pruned"
+PRUNE_NOTE = "stopped by its sweep's pruner"
 NO_SERVER = (
     "and has no team server to fetch the code from: publish the sweep (--publish NAME) "
     "or share the store at that path on every node"
@@ -420,8 +424,21 @@ class RayExecutor:
         if not refs:
             return
         job.cancelled = True
+        if self.points_remote(job) is not None and job.run_id is not None:
+            _say_pruned(job.run_id)
         with contextlib.suppress(Exception):
             self._ray.cancel(refs[0], force=False, recursive=True)
+
+
+def _say_pruned(run_id: str) -> None:
+    """Tell the node of run ``run_id`` (whose store the driver cannot write) that it is
+    cancelled as pruned: it marks the run ``pruned`` before stopping it, so its end
+    (killed, or exit 0 of a command that catches SIGTERM) keeps that status, as the
+    sweep's mark in a shared store does. Said before the cancel that makes it look."""
+    with contextlib.suppress(Exception):  # no key-value store (Ray Client): ends killed
+        from ray.experimental.internal_kv import _internal_kv_put
+
+        _internal_kv_put(run_id, PRUNE_NOTE, namespace=PRUNED_KV)
 
 
 def _passed_env() -> dict[str, str]:
@@ -635,6 +652,8 @@ def run_job(job: Job, grace: float = CANCEL_GRACE) -> dict[str, Any]:
                 returncode = _wait(proc)
             except KeyboardInterrupt:  # ray.cancel: stop the run as Ctrl-C would
                 cancelled = True
+                if mode == "own" and spec is not None and root is not None:
+                    _mark_if_pruned(job, str(spec.get("run_id")), root)
                 returncode = _stop(proc, grace)
             tail = stderr_tail(err) if returncode else ""
     finally:
@@ -648,6 +667,27 @@ def run_job(job: Job, grace: float = CANCEL_GRACE) -> dict[str, Any]:
         "store": mode,  # which store the run is in: "shared" (the driver's) or "own"
         "lost": lost,  # the earlier attempts this retry marked lost
     }
+
+
+def _mark_if_pruned(job: Job, run_id: str, root: str) -> None:
+    """A cancelled task on a node with its own store: when the driver said the job is
+    pruned (:func:`_say_pruned`), its run is marked so in this store before it stops."""
+    try:
+        from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_get
+
+        note = _internal_kv_get(str(job.run_id), namespace=PRUNED_KV)
+        if not note:
+            return
+        _internal_kv_del(str(job.run_id), namespace=PRUNED_KV)
+        from runbase.records.sweeps import set_run_status  # lazy: records, only here
+
+        store = open_node_store("own", root)
+        try:
+            set_run_status(store, run_id, "pruned", note.decode("utf-8", "replace"))
+        finally:
+            store.close()
+    except Exception as e:  # noqa: BLE001 - the run then ends killed; the driver marks it
+        _warn(f"cannot mark run {run_id} pruned: {e}")
 
 
 def _fetch_tree(job: Job, root: str) -> None:
