@@ -177,6 +177,23 @@ def _in_node_stores(roots: list[Path], run_ids: list[str]) -> None:
     assert found == dict.fromkeys(run_ids, "finished")
 
 
+def test_reproduce_on_nodes_with_their_own_store_is_refused_before_it_runs(
+    project: Path, storeless_cluster: RayCluster, team: TeamServer
+) -> None:
+    """reproduce's re-run runs in a directory made on this machine: a node with its own
+    store cannot have it, whatever the team server."""
+    team.login("alice", {}, cwd=project)
+    runbase_cmd("run", "--", PY, "-c", "pass", cwd=project, check=True)
+    run_id = json.loads(runbase_cmd("ls", "--json", "-l", "1", cwd=project).stdout)[0]["id"]
+    env = {"RAY_ADDRESS": storeless_cluster.address, "RUNBASE_PUBLISH": "team"}
+    r = runbase_cmd("reproduce", run_id, "--on", "ray", cwd=project, env=env, timeout=300)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "share the store and that directory on every node" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    rows = json.loads(runbase_cmd("ls", "--json", "--all", cwd=project, check=True).stdout)
+    assert [row["id"] for row in rows] == [run_id]
+
+
 # last: it leaves the cluster one node short
 def test_a_node_killed_mid_run_is_lost_on_the_server_and_retried_from_it(
     project: Path,

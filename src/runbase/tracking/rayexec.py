@@ -709,7 +709,8 @@ def _fetch_tree(job: Job, root: str) -> None:
 
 
 def _with_option(argv: list[str], name: str, value: str) -> list[str]:
-    """``argv`` with the value of option ``name`` (before the command) set to ``value``."""
+    """``argv`` with the value of option ``name`` (before the command) set to ``value``;
+    added after ``-m runbase`` when it has none."""
     out = list(argv)
     for i, a in enumerate(out):
         if a == "--":
@@ -720,6 +721,8 @@ def _with_option(argv: list[str], name: str, value: str) -> list[str]:
         if a.startswith(name + "="):
             out[i] = f"{name}={value}"
             return out
+    if out[1:3] == ["-m", "runbase"]:
+        return [*out[:3], name, value, *out[3:]]
     raise UsageError(f"a job's argv has no {name} option before its command")
 
 
