@@ -200,6 +200,49 @@ def test_a_resumed_search_does_not_replay_its_first_points(tmp_path: Path) -> No
     assert se.resumed_seed(7, 0) == 7 and se.resumed_seed(None, 3) is None
 
 
+def test_the_budget_counts_every_drivers_trials_and_a_resume_spares_live_ones(
+    tmp_path: Path,
+) -> None:
+    """A study several drivers share (runbase sweep --join): what counts against the
+    budget, the best trial whoever ran it, and a resume telling failed only the trials
+    of a driver that is gone."""
+    require("optuna")
+    from runbase.tracking import search as se
+    from runbase.tracking.sweep import _driver_alive, _this_driver, parse_random
+
+    space = se.space({}, parse_random(["x=uniform(0,1)"]))
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = se.Study.open(space, search="tpe", direction="min", name="s", url=url, seed=1)
+    me = _this_driver()
+    dead = subprocess.Popen([PY, "-c", "pass"])
+    dead.wait()  # a pid that ran here and is gone
+    drivers = [{**me, "pid": os.getppid()}, {**me, "pid": dead.pid}, {"host": "x", "pid": 1}]
+    numbers = []
+    for i, driver in enumerate([*drivers, None, None, None]):
+        attrs = {"run_id": f"r{i}", "runbase_driver": driver} if driver else {"run_id": f"r{i}"}
+        numbers.append(study.ask(None, attrs)[0])
+    assert study.taken() == 6 and study.taken(below=2) == 2  # running trials count
+    study.tell(numbers[3], 0.5)
+    study.tell(numbers[4], state="fail", status="failed")  # its run failed: counts
+    study.tell(numbers[5], state="fail", status="killed")  # interrupted: does not
+    assert study.taken() == 5 and study.running_count() == 3
+    best = study.best()
+    assert best is not None and (best["number"], best["value"], best["run_id"]) == (
+        numbers[3],
+        0.5,
+        "r3",
+    )
+    # a resume: the live driver's trial (its parent here: a process that runs) is left
+    # running; the dead one's, and another host's (whose process cannot be seen), failed
+    resumed = se.Study.open(
+        space, search="tpe", direction="min", name="s", url=url, seed=1, resume=True
+    )
+    assert resumed.fail_unfinished(_driver_alive) == 2
+    states = {t.user_attrs["run_id"]: t.state.name for t in resumed.trials()}
+    assert states["r0"] == "RUNNING" and states["r1"] == states["r2"] == "FAIL"
+    assert resumed.taken() == 3  # r0 running, r3 complete, r4 failed by itself
+
+
 # -- end to end: real `runbase sweep` processes, a real store --------------------------------
 
 

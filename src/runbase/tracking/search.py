@@ -40,6 +40,7 @@ STATES = ("complete", "fail", "pruned")
 # user attributes runbase keeps: the study's sweep (its definition), a trial's run status
 SWEEP_ATTR = "runbase_sweep"
 STATUS_ATTR = "runbase_status"
+DRIVER_ATTR = "runbase_driver"  # the driver that asked a trial: {"host", "pid"}
 # a trial told failed still counts against the budget when its run failed by itself
 COUNTED_FAILURES = ("failed", "finished")  # finished: without the objective
 
@@ -352,13 +353,19 @@ class Study:
             else:
                 self.study.tell(number, state=states[state], skip_if_finished=True)
 
-    def fail_unfinished(self) -> int:
+    def fail_unfinished(self, alive: Callable[[Any], bool] | None = None) -> int:
         """Tell every trial still running in the study failed (a sweep that died before
-        telling them); how many."""
+        telling them); how many. ``alive(driver)``: whether the driver that asked a
+        trial (its user attribute ``runbase_driver``, ``{"host", "pid"}``; None when it
+        has none) still runs it: such a trial (another driver's, joined) is left
+        running."""
         optuna = optuna_module()
         running = optuna.trial.TrialState.RUNNING
         with self._lock:
-            stale = [t.number for t in self.study.get_trials(deepcopy=False, states=(running,))]
+            trials = self.study.get_trials(deepcopy=False, states=(running,))
+        stale = [
+            t.number for t in trials if alive is None or not alive(t.user_attrs.get(DRIVER_ATTR))
+        ]
         for number in stale:
             self.tell(number, state="fail")
         return len(stale)

@@ -828,11 +828,30 @@ def _open_study(
         say=say,
         resume=recorded is not None,
     )
-    if recorded is not None:
-        stale = study.fail_unfinished()
+    if recorded is not None:  # a joined driver still running keeps its trials
+        stale = study.fail_unfinished(_driver_alive)
         if stale:
             say(f"runbase: {stale} trial(s) the study still had running were told failed")
     return study, {"name": name, "storage": where}
+
+
+def _this_driver() -> dict[str, Any]:
+    """What a trial's user attribute ``runbase_driver`` says of the driver asking it."""
+    from runbase.capture.env import user_and_host  # lazy: capture
+
+    return {"host": user_and_host()[1], "pid": os.getpid()}
+
+
+def _driver_alive(driver: Any) -> bool:
+    """Whether the driver that asked a trial still runs (a resume leaves its trials
+    running): a process on this host that runs; unknown (no attribute, or another host,
+    where its process cannot be seen) counts as gone, as before --join existed."""
+    from runbase.capture.proc import is_alive  # lazy: capture
+
+    if not isinstance(driver, dict) or driver.get("host") != _this_driver()["host"]:
+        return False
+    pid = driver.get("pid")
+    return isinstance(pid, int) and pid != os.getpid() and is_alive(pid, None)
 
 
 class _Driver:
@@ -866,6 +885,7 @@ class _Driver:
         # a model search's study may have other drivers (runbase sweep --join): trial
         # indices come from its trial numbers, the budget and the best run are the study's
         self.shared = plan.model and study is not None
+        self._me = _this_driver()  # on each trial it asks (a resume spares a live one's)
         base = ["--sweep-id", sweep_id, "--no-code", "--spec", SPEC_TOKEN]
         base += ["--publish", plan.publish] if plan.publish else []
         for item in self.inputs:  # relative: to the project root, here or on a node
@@ -970,7 +990,8 @@ class _Driver:
         if self.study is None:
             return Trial(index, dict(point or {}), run_id=run_id)
         if not self.shared:
-            number, params = self.study.ask(point, {"run_id": run_id, INDEX_TAG: index})
+            attrs = {"run_id": run_id, INDEX_TAG: index, "runbase_driver": self._me}
+            number, params = self.study.ask(point, attrs)
             return Trial(index, params, run_id=run_id, number=number)
         return self._ask_shared(run_id)
 
@@ -982,7 +1003,9 @@ class _Driver:
         budget = self.plan.total()
         if self.study.taken() >= budget:
             return None
-        number, params = self.study.ask(None, lambda n: {"run_id": run_id, INDEX_TAG: n + 1})
+        number, params = self.study.ask(
+            None, lambda n: {"run_id": run_id, INDEX_TAG: n + 1, "runbase_driver": self._me}
+        )
         if self.study.taken(below=number) >= budget:
             self.study.tell(number, state="fail", status="over budget")
             return None
