@@ -10,6 +10,8 @@ server such a cluster is refused before any trial."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -95,6 +97,29 @@ def _record(project: Path, run_id: str) -> dict[str, Any]:
 def _declared(rec: dict[str, Any]) -> dict[str, str]:
     inputs = (rec.get("files") or rec).get("inputs") or []
     return {i["path"]: i["hash"] for i in inputs if i.get("source") == "declared"}
+
+
+def test_a_nodes_own_store_is_made_once_by_tasks_starting_together(tmp_path: Path) -> None:
+    """Four processes open a node's own store that does not exist yet, at once: each
+    gets it, and it is one store (node_store picks it from RUNBASE_WORKER_STORE)."""
+    root = tmp_path / "cache" / "worker-store"
+    code = (
+        "import sys; from runbase.tracking.rayexec import node_store, open_node_store\n"
+        "mode, root = node_store(sys.argv[1])\n"
+        "assert mode == 'own', mode\n"
+        "open_node_store(mode, root).close(); print(root)\n"
+    )
+    env = {**os.environ, "RUNBASE_WORKER_STORE": str(root)}
+    procs = [
+        subprocess.Popen([PY, "-c", code, str(tmp_path / "nowhere")], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]  # fmt: skip
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, outs
+    assert {out.strip() for out, _ in outs} == {str(root)}
+    store = Store.open(root)
+    store.close()
 
 
 def test_a_cluster_of_own_stores_without_a_team_server_is_refused_before_any_trial(
