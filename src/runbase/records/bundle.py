@@ -42,7 +42,7 @@ from runbase.core.shapes import (
 )
 from runbase.core.statuses import STATUSES
 from runbase.errors import BundleError, RunNotFound, UnsafePathError
-from runbase.records.experiments import EXPERIMENT_TAG, adopt
+from runbase.records.experiments import EXPERIMENT_TAG, adopt, unadopted
 from runbase.records.external import HIDDEN_PREFIX, MLFLOW_SOURCE, MODEL_HISTORY_TAG
 from runbase.records.maintenance import MAX_MANIFEST, references
 from runbase.records.media import mime_problem
@@ -564,6 +564,7 @@ def import_run(
     before: Callable[[str], None] | None = None,
     manifests: bool = True,
     keep_server_rows: bool = False,
+    run_lock: bool = False,
 ) -> str:
     """Write a bundle into ``store`` in one transaction; returns the run id.
 
@@ -582,13 +583,52 @@ def import_run(
     is written; a server passes False and checks in ``verify`` only those the project
     holds. ``bundle`` may be what :func:`validate` returned (with the same ``replace``):
     it is not parsed again. ``keep_server_rows`` (a team server): replacing spares the
-    rows its MLflow API wrote (:data:`SERVER_ROWS`) that the bundle does not give."""
+    rows its MLflow API wrote (:data:`SERVER_ROWS`) that the bundle does not give.
+    ``run_lock`` (a live delta): when it writes only its run's rows (the run exists, no
+    ``verify``, no sweep row, no experiment to create), the transaction is keyed by the
+    run (``Database.transaction(key)``): on PostgreSQL the deltas of different runs of
+    one project are written at once, two of one run still one after the other."""
     parsed = bundle if isinstance(bundle, _Parsed) else _parse(bundle, replace)
     if manifests:
         _check_manifests(store, parsed)
-    with store.db.transaction() as cur:
+    keyed = (
+        run_lock
+        and store.db.keyed_writes
+        and not replace
+        and verify is None
+        and parsed.sweep is None
+    )
+    if keyed:
+        try:
+            _import(store, parsed, replace, None, before, keep_server_rows, keyed=True)
+            return parsed.run_id
+        except _NotOwnRows:
+            pass  # it creates the run or an experiment: under the project's lock
+    _import(store, parsed, replace, verify, before, keep_server_rows, keyed=False)
+    return parsed.run_id
+
+
+class _NotOwnRows(Exception):
+    """A keyed import found it must write more than its run's rows (nothing written)."""
+
+
+def _import(
+    store: Store,
+    parsed: _Parsed,
+    replace: bool,
+    verify: Callable[[str], None] | None,
+    before: Callable[[str], None] | None,
+    keep_server_rows: bool,
+    keyed: bool,
+) -> None:
+    with store.db.transaction(parsed.run_id if keyed else None) as cur:
         if before is not None:  # under the write lock: checks of what is there now
             before(parsed.run_id)
+        if keyed and (
+            cur.execute("SELECT 1 FROM runs WHERE id = ?", (parsed.run_id,)).fetchone() is None
+            or unadopted(cur, _experiment_names(parsed.rows["tags"]))
+        ):
+            raise _NotOwnRows
         _write_run(cur, parsed)
         if replace:
             for name in TABLES:
@@ -605,7 +645,6 @@ def import_run(
             # inside the transaction: the run as written is visible to this connection
             # only, and whatever ``verify`` raises rolls the whole import back
             verify(parsed.run_id)
-    return parsed.run_id
 
 
 def _check_manifests(store: Store, parsed: _Parsed) -> None:

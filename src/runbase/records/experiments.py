@@ -322,16 +322,21 @@ def of_run(store: Store, run_id: str) -> Experiment:
     return default(store) if found is None else found
 
 
+def unadopted(cur: Any, names: Iterable[str]) -> list[str]:
+    """Which of ``names`` :func:`adopt` would add an experiment row for (sorted)."""
+    return [
+        name
+        for name in sorted({n for n in names if _ok_name(n)})
+        if not cur.execute("SELECT 1 FROM experiments WHERE name = ?", (name,)).fetchone()
+    ]
+
+
 def adopt(cur: Any, names: Iterable[str]) -> None:
     """In the caller's write transaction ``cur``: an experiment row for each of
     ``names`` (a run's ``experiment`` tag being written) that has none, so every name a
     run carries has an id before anything reads it. Names that cannot be an experiment's
     (empty, too long, NUL) are left alone: such a run reads as Default's."""
-    missing = [
-        name
-        for name in sorted({n for n in names if _ok_name(n)})
-        if not cur.execute("SELECT 1 FROM experiments WHERE name = ?", (name,)).fetchone()
-    ]
+    missing = unadopted(cur, names)
     if missing:
         _ensure_default(cur)  # first: a run tagged "Default" is Default's (id "0")
     for name in missing:

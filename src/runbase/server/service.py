@@ -228,6 +228,9 @@ class Server:
                 manifests=False,
                 # what the MLflow API received for the run (artifacts, datasets) stays
                 keep_server_rows=True,
+                # a live delta of a running run writes its own rows: it does not take
+                # the project's write lock from the other runs' deltas (PostgreSQL)
+                run_lock=live,
             )
         return {"id": run_id, "project": project, "url": f"/p/{project}/runs/{run_id}"}
 

@@ -19,6 +19,7 @@ import re
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,10 @@ def sqlite_path(text: str) -> Path:
 class Database:
     """A metadata database: ``query``/``query_one`` (reads), ``execute``/``executemany``
     (each its own transaction) and ``transaction()`` (a cursor whose writes commit
-    together; writers queue, one at a time, on both dialects).
+    together; writers queue, one at a time, on both dialects). ``transaction(key)``
+    writes only rows of ``key`` (a run's): on PostgreSQL (``keyed_writes``) it waits
+    for writers of the same key and for keyless writers only, so the rows of different
+    runs are written at once; SQLite has one writer and takes its one lock.
 
     >>> db = open_database(Path(tmp) / "runbase.db", create=True)   # doctest: +SKIP
     >>> db.query("SELECT count(*) FROM runs")                        # doctest: +SKIP
@@ -79,6 +83,8 @@ class Database:
     limit_all = "LIMIT -1"
     # the driver's base exception: errors of a statement, a lost connection, ...
     errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+    # whether transaction(key) lets writers of different keys run at once
+    keyed_writes = False
 
     @classmethod
     def open_sqlite(cls, path: Path, create: bool = False, read_only: bool = False) -> Database:
@@ -89,7 +95,7 @@ class Database:
     def close(self) -> None:
         raise NotImplementedError
 
-    def transaction(self) -> contextlib.AbstractContextManager[Any]:
+    def transaction(self, key: str | None = None) -> contextlib.AbstractContextManager[Any]:
         raise NotImplementedError
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
@@ -261,8 +267,9 @@ class SQLiteDatabase(Database):
             self.conn.close()
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Cursor]:
-        """A write transaction, taken eagerly so writers queue instead of deadlocking."""
+    def transaction(self, key: str | None = None) -> Iterator[sqlite3.Cursor]:
+        """A write transaction, taken eagerly so writers queue instead of deadlocking.
+        ``key`` changes nothing: SQLite has one writer at a time by design."""
         if self.read_only:
             raise StoreError(
                 f"the store at {self.path.parent if self.path else '?'} is read-only: "
@@ -509,10 +516,14 @@ class PostgresDatabase(Database):
     databases of one URL, see :class:`_SharedConnections`); a write transaction first
     takes a transaction-scoped advisory lock, so writers queue one at a time as SQLite's
     ``BEGIN IMMEDIATE`` makes them (read-modify-write code such as spool ingestion
-    relies on it). Reads made inside a transaction, on its thread, see its writes."""
+    relies on it). A keyed transaction (the rows of one run: a live delta) takes that
+    lock shared and an exclusive lock of its key: keyed writers of different keys run
+    at once, and every keyless writer still has the namespace to itself. Reads made
+    inside a transaction, on its thread, see its writes."""
 
     dialect = "postgresql"
     limit_all = "LIMIT ALL"
+    keyed_writes = True
     _HAS_META = "SELECT 1 WHERE to_regclass('meta') IS NOT NULL"
 
     def __init__(self, url: str, psycopg: Any, namespace: str | None = None) -> None:
@@ -586,16 +597,28 @@ class PostgresDatabase(Database):
             shared.close_all()
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[_PgCursor]:
+    def transaction(self, key: str | None = None) -> Iterator[_PgCursor]:
         outer = getattr(self._local, "tx", None)
         conn = self._conn()
         self._local.tx = conn
         try:
             with conn.transaction(), conn.cursor() as cur:
-                cur.execute("SELECT pg_advisory_xact_lock($1)", (self._write_lock,))
+                if key is None:
+                    cur.execute("SELECT pg_advisory_xact_lock($1)", (self._write_lock,))
+                else:
+                    # the namespace's lock first (shared: a keyless writer waits for the
+                    # keyed ones and they for it), then the key's; always in this order
+                    cur.execute("SELECT pg_advisory_xact_lock_shared($1)", (self._write_lock,))
+                    cur.execute("SELECT pg_advisory_xact_lock($1, $2)", self._key_lock(key))
                 yield _PgCursor(cur)
         finally:
             self._local.tx = outer
+
+    def _key_lock(self, key: str) -> tuple[int, int]:
+        """The advisory lock of ``key`` in this namespace: the two-int form, a key space
+        apart from the namespaces' one-bigint locks (a collision between two keys only
+        makes their writers take turns)."""
+        return _int32(f"{self.namespace or ''}"), _int32(key)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         with self._conn().cursor() as cur:
@@ -618,6 +641,11 @@ def _lock_key(namespace: str) -> int:
     return int.from_bytes(
         hashlib.blake2b(namespace.encode(), digest_size=8).digest(), "big", signed=True
     )
+
+
+def _int32(text: str) -> int:
+    """A stable signed 32-bit number for ``text`` (an advisory lock's half)."""
+    return zlib.crc32(text.encode()) - (1 << 31)
 
 
 def redact_url(url: str) -> str:
