@@ -508,11 +508,12 @@ def join_sweep(
     its study at ``study_storage`` (a database they all reach), which holds the sweep's
     plan: trials are asked from the shared study (indexed by their trial numbers) until
     the study has the sweep's ``--trials`` in all, run on ``executor`` (this machine's:
-    default one at a time here, whatever the first driver ran on) and recorded in this store (``store``) under the same sweep id.
-    ``publish``: the remote name the trials publish to here (default: the recorded one).
-    The claim of the sweep stays with its driver (a resume of a dead one): a joining
-    driver never takes it. UsageError for a storage without the sweep, a grid or random
-    sweep, or another user's sweep without ``yes`` (its command would run here)."""
+    default one at a time here, whatever the first driver ran on) and recorded in this
+    store (``store``) under the same sweep id. ``publish``: the remote name the trials
+    publish to here (default: the recorded one). The claim of the sweep stays with its
+    driver (a resume of a dead one): a joining driver never takes it. UsageError for a
+    storage without the sweep, a grid or random sweep, or another user's sweep without
+    ``yes`` (its command would run here)."""
     from runbase.tracking import search as se  # lazy: optuna
 
     say = say or (lambda _line: None)
