@@ -20,8 +20,9 @@ from conftest import runbase_cmd, start_server
 from runbase.core.spool import STEP_KEY, TIME_KEY
 from runbase.records import lifecycle
 from runbase.records.bundle import export_delta
-from runbase.remote.client import Remote
+from runbase.remote.client import Client, Remote
 from runbase.remote.publish import Publisher
+from runbase.server.control import project_db_location
 from runbase.store import Store
 from runbase.store.db import PostgresDatabase
 from runbase.tracking.tracker import Tracker
@@ -214,6 +215,10 @@ class _Holder:
             self._go.wait(WAIT)
         self.done.set()
 
+    def let_go(self) -> None:
+        """End the transaction (a failed test's cleanup: nothing waited for)."""
+        self._go.set()
+
     def release(self) -> None:
         self._go.set()
         self._thread.join(WAIT)
@@ -265,3 +270,115 @@ def test_keyed_transactions_wait_only_for_their_key_and_keyless_writers(
         assert two.inside.wait(WAIT), "a delta of another run waited for this one"
         two.release()
         one.release()
+
+
+# -- the server's live route takes the run's lock (PostgreSQL) ---------------------------------
+
+
+class _Send:
+    """One request sent on its own thread: ``done`` once answered, ``error`` if refused."""
+
+    def __init__(self, client: Client, path: str, body: dict[str, Any]) -> None:
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(client, path, body))
+        self._thread.start()
+
+    def _run(self, client: Client, path: str, body: dict[str, Any]) -> None:
+        try:
+            client.send_json("POST", path, body)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the test by landed()
+            self.error = e
+        self.done.set()
+
+    def landed(self) -> None:
+        self._thread.join(WAIT)
+        assert self.done.is_set(), "the request hung"
+        if self.error is not None:
+            raise self.error
+
+
+def _advisory_waits(url: str, subid: int) -> int:
+    """Writers of this database queued on an advisory lock that another holds, of the
+    two-int form (``subid`` 2: a run's key) or the one-bigint form (1: a project's)."""
+    import psycopg
+
+    sql = """
+        SELECT count(*) FROM pg_locks w
+        WHERE w.locktype = 'advisory' AND NOT w.granted AND w.objsubid = %(s)s
+          AND w.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND EXISTS (SELECT 1 FROM pg_locks g WHERE g.locktype = 'advisory' AND g.granted
+                      AND g.database = w.database AND g.classid = w.classid
+                      AND g.objid = w.objid AND g.objsubid = w.objsubid)"""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(sql, {"s": subid}).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _any_advisory_wait(url: str) -> bool:
+    return _advisory_waits(url, 1) + _advisory_waits(url, 2) > 0
+
+
+def _queued_on(url: str, subid: int, send: _Send) -> None:
+    """Until PostgreSQL shows ``send``'s writer queued on a lock of form ``subid``; the
+    request must not be answered meanwhile (it waits for the held lock)."""
+    deadline = time.monotonic() + WAIT
+    while _advisory_waits(url, subid) == 0:
+        assert not send.done.is_set(), f"the request did not wait ({send.error})"
+        assert time.monotonic() < deadline, "the request neither waited nor was answered"
+        time.sleep(0.02)
+    assert not send.done.is_set()
+
+
+@pytest.mark.parametrize("team", ["postgres"], indirect=True)
+def test_a_live_delta_takes_its_runs_lock_a_creation_the_projects(
+    team: TeamServer, tmp_path: Path
+) -> None:
+    """On the server, with run A's delta held mid-write (its run's key lock and the
+    project's shared, on a connection of our own): a live delta of run B is written at
+    once; a delta of A queues on A's key until it is released; a new run's first delta
+    (a creation) queues on the project's lock. Without the live route's ``run_lock``, B's
+    delta would queue on the project's lock behind A's."""
+    store = Store.open(tmp_path / "local", create=True)
+    remote = Remote("team", team.url, PROJECT, team.tokens["alice"])
+    client = Client(remote.url, remote.token, retry_for=0.0, timeout=WAIT)
+    run_a, run_b = (
+        lifecycle.create_run(store, command=["python", "t.py"], mode="run", name=n)
+        for n in ("a", "b")
+    )
+    spools = {r: SpoolOnly(r, str(store.root)) for r in (run_a, run_b)}
+    for r in (run_a, run_b):  # both exist on the server: what follows are live deltas
+        assert Publisher(store.root, remote, r).tick()
+        _log(store, spools[r], r, range(3))
+    sent: dict[str, int] = {}  # nothing sent of either run's points yet
+    url, namespace = project_db_location(team.db, PROJECT)
+    db = PostgresDatabase.open(url, namespace=namespace)
+    held = _Holder(db, run_a)  # a delta of A, mid-write
+    try:
+        assert held.inside.wait(WAIT)
+        b = _Send(client, f"{remote.api}/runs/{run_b}/live", export_delta(store, run_b, sent))
+        while not b.done.wait(0.02):
+            assert not _any_advisory_wait(url), "B's delta waited for A's"
+        b.landed()
+        a = _Send(client, f"{remote.api}/runs/{run_a}/live", export_delta(store, run_a, sent))
+        _queued_on(url, 2, a)  # on A's key
+        held.release()
+        a.landed()
+        for r in (run_a, run_b):
+            assert _series(team, r, "loss")[0] == [0, 1, 2]
+
+        run_c = lifecycle.create_run(store, command=["python", "t.py"], mode="run", name="c")
+        held = _Holder(db, run_a)
+        assert held.inside.wait(WAIT)
+        c = _Send(client, f"{remote.api}/runs/{run_c}/live", export_delta(store, run_c, {}))
+        _queued_on(url, 1, c)  # on the project's lock
+        held.release()
+        c.landed()
+        status, body = team.request("alice", "GET", f"/p/{PROJECT}/api/runs/{run_c}")
+        assert status == 200 and body["status"] == "running", body
+    finally:
+        held.let_go()
+        db.close()
+        for sp in spools.values():
+            sp.close()
+        store.close()
