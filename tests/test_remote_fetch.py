@@ -7,22 +7,30 @@ read back from the server."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import stat
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 import conftest
 from conftest import commit, runbase_cmd, write
 from runbase.core.ids import new_run_id, split_id
-from runbase.errors import RunbaseError
+from runbase.errors import RemoteError, RunbaseError
 from runbase.remote.client import Remote
-from runbase.remote.fetch import fetch_tree, send_tree, series_after, tree_objects
+from runbase.remote.fetch import (
+    fetch_tree,
+    remote_attempts,
+    send_tree,
+    series_after,
+    tree_objects,
+)
 from runbase.store import Store
 from runbase.tracking.launch import write_inputs, write_tree
 from serverkit import PROJECT, TeamServer, team_server
@@ -156,3 +164,57 @@ def test_a_runs_points_after_a_step_are_read_from_the_server(
     assert series_after(remote, run_id, "loss", 2) == ([3, 4], [0.25, 0.2])
     assert series_after(remote, run_id, "nope") == ([], [])
     assert series_after(remote, new_run_id(), "loss") == ([], [])
+
+
+def test_a_series_of_a_project_the_server_lacks_is_an_error_not_no_points(
+    team: TeamServer,
+) -> None:
+    """A run not published yet has no points; a wrong project is said, never read as
+    "no points" (a sweep would then silently never prune)."""
+    remote = Remote("team", team.url, "no-such-project", team.tokens["alice"])
+    with pytest.raises(RemoteError, match="no-such-project"):
+        series_after(remote, new_run_id(), "loss")
+
+
+class _Junk(http.server.BaseHTTPRequestHandler):
+    """A server answering well-formed JSON of the wrong shapes."""
+
+    answers: ClassVar[dict[str, Any]] = {}
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        route = next((k for k in self.answers if k in self.path), None)
+        body = json.dumps(self.answers.get(route or "", {})).encode()
+        self.send_response(200 if route else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "steps", [["1", "2"], [None], [1.5], [True]], ids=["str", "null", "frac", "bool"]
+)
+def test_steps_and_run_lists_that_are_not_what_they_say_are_clear_errors(
+    steps: list[Any],
+) -> None:
+    run_id = new_run_id()
+    _Junk.answers = {
+        "/series/": {"steps": steps, "values": [1.0] * len(steps)},
+        f"/runs/{run_id}": {"id": run_id, "name": "n"},
+        "/runs?": ["not", "a", "page"],
+    }
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Junk)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        remote = Remote("junk", f"http://127.0.0.1:{server.server_address[1]}", PROJECT, "t")
+        with pytest.raises(RemoteError, match="not integers"):
+            series_after(remote, run_id, "loss")
+        with pytest.raises(RemoteError, match="no list of runs"):
+            remote_attempts(remote, run_id)
+    finally:
+        server.shutdown()
+        server.server_close()

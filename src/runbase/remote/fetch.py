@@ -112,14 +112,37 @@ def series_after(
     try:
         doc = client.get_json(path, {"points": SERIES_POINTS, "since_step": after})
     except RemoteError as e:
-        if e.status == 404:  # not published yet, or nothing logged of it yet
+        if e.status == 404:  # not published yet, or nothing logged of it yet...
+            _project_exists(client, remote)  # ...unless the project itself is not there
             return [], []
         raise
     steps = doc.get("steps") if isinstance(doc, dict) else None
     values = doc.get("values") if isinstance(doc, dict) else None
     if not isinstance(steps, list) or not isinstance(values, list) or len(steps) != len(values):
         raise RemoteError(f"GET {path}: {remote.url} answered no series (steps, values)")
+    if not all(_is_step(s) for s in steps):
+        raise RemoteError(f"GET {path}: {remote.url} answered steps that are not integers")
     return [int(s) for s in steps], [_number(v) for v in values]
+
+
+def _project_exists(client: Client, remote: Remote) -> None:
+    """RemoteError naming the route when ``remote``'s project does not answer (a wrong
+    project or server): a 404 of a run's series then is no "no points yet"."""
+    path = f"{remote.api}/runs"
+    try:
+        client.get_json(path, {"limit": 1})
+    except RemoteError as e:
+        raise RemoteError(
+            f"GET {path}: {remote.url} has no project {remote.project!r} to read points from ({e})",
+            e.status,
+            e.body,
+        ) from None
+
+
+def _is_step(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return math.isfinite(value) and float(value).is_integer()
 
 
 def remote_attempts(remote: Remote, first: str) -> list[str]:
@@ -135,8 +158,16 @@ def remote_attempts(remote: Remote, first: str) -> list[str]:
     params: dict[str, Any] = {"limit": 1000, "hybrids": "true", "sweep": rec.get("sweep_id")}
     if isinstance(rec.get("name"), str):
         params["where"] = f"name == {json.dumps(rec['name'])}"
-    rows = client.get_json(f"{remote.api}/runs", params).get("runs") or []
-    later = [r["id"] for r in rows if isinstance(r, dict) and r.get("id") not in (None, first)]
+    path = f"{remote.api}/runs"
+    page = client.get_json(path, params)
+    rows = page.get("runs") if isinstance(page, dict) else None
+    if not isinstance(rows, list):
+        raise RemoteError(f"GET {path}: {remote.url} answered no list of runs")
+    later = [
+        r["id"]
+        for r in rows
+        if isinstance(r, dict) and isinstance(r.get("id"), str) and r["id"] != first
+    ]
     retry_of = {}
     for rid in later:
         executor = (_run_record(client, remote, str(rid)) or {}).get("executor")
