@@ -140,21 +140,30 @@ def test_two_drivers_share_one_study_and_one_budget(
     assert sorted(r["id"] for r in remote) == sorted(r["id"] for r in runs)
     on_server = srv.get(f"/p/default/api/sweeps/{sweep_id}", token)
     assert on_server["status"] == "finished" and on_server["best_run"] == best["id"]
-    # each store's record says the same best run and its spec is the first driver's
+    # each store's record: the first driver's spec; the driver that ended last says
+    # finished with the best of all; one that ended first, what it saw then: running
+    # (not interrupted: it released the sweep), its best so far
     from runbase.records.sweeps import get_sweep
     from runbase.store import Store
 
-    for root in (project, other):
-        rec = get_sweep(Store.open(root / ".runbase"), sweep_id)
-        assert rec is not None and rec["best_run"] == best["id"]
+    recs = [get_sweep(Store.open(root / ".runbase"), sweep_id) for root in (project, other)]
+    for rec in recs:
+        assert rec is not None and rec["status"] in ("finished", "running")
         assert rec["spec"]["trials"] == 8 and rec["spec"]["command"] == [PY, "obj.py"]
+        assert rec["best_run"] in {r["id"] for r in runs}
+    assert any(r["status"] == "finished" and r["best_run"] == best["id"] for r in recs if r)
     assert best["id"] in out1.splitlines()[-1] + out2.splitlines()[-1]
 
-    # a third driver joining the finished sweep runs nothing, and says so
-    third = runbase_cmd("sweep", "--join", sweep_id, "--study-storage", url, cwd=other)
-    assert third.returncode == 0, third.stderr
-    assert "has all its 8 trials: nothing to run" in third.stderr
+    # a driver joining the finished sweep runs nothing, says so, and brings its store's
+    # record up to date
+    for root in (other, project):
+        again = runbase_cmd("sweep", "--join", sweep_id, "--study-storage", url, cwd=root)
+        assert again.returncode == 0, again.stderr
+        assert "has all its 8 trials: nothing to run" in again.stderr
+        rec = get_sweep(Store.open(root / ".runbase"), sweep_id)
+        assert rec is not None and rec["status"] == "finished" and rec["best_run"] == best["id"]
     assert len(_runs(other, sweep_id)) == len(theirs)
+    assert len(_runs(project, sweep_id)) == len(mine)
     assert len(_study(url, sweep_id).trials) == len(study.trials)
 
 

@@ -136,6 +136,22 @@ def test_a_joining_drivers_copy_keeps_the_sweeps_author_and_start(store: Store) 
     assert sweeps.get_sweep(store, "sw2")["host"] == user_and_host()[1]  # type: ignore[index]
 
 
+def test_a_driver_that_lets_go_leaves_its_sweep_running(store: Store) -> None:
+    # a driver that ends while other drivers of its study run (runbase sweep --join)
+    sweeps.create_sweep(store, "sw", SPEC)
+    other = {"pid": 1, "host": "elsewhere", "heartbeat_at": time.time()}
+    sweeps.create_sweep(store, "theirs", SPEC)
+    store.db.execute(
+        "UPDATE sweeps SET owner_pid = ?, owner_host = ?, heartbeat_at = ? WHERE id = ?",
+        (other["pid"], other["host"], other["heartbeat_at"], "theirs"),
+    )
+    sweeps.release(store, "sw")
+    sweeps.release(store, "theirs")  # not this process's claim: kept
+    rec = sweeps.get_sweep(store, "sw")
+    assert rec is not None and rec["owner"] is None and rec["status"] == "running"
+    assert sweeps.get_sweep(store, "theirs")["owner"] == other  # type: ignore[index]
+
+
 def test_trial_runs_in_trial_order(store: Store) -> None:
     sweeps.create_sweep(store, "sw", SPEC)
     third, first, second = _run(store, "sw", 3), _run(store, "sw", 1), _run(store, "sw", 2)

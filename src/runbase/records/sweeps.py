@@ -175,6 +175,17 @@ def claim(store: Store, sweep_id: str) -> None:
         )
 
 
+def release(store: Store, sweep_id: str) -> None:
+    """This process no longer drives sweep ``sweep_id``, which goes on elsewhere (other
+    drivers of its study): its row reads as recorded (``running``), not ``interrupted``
+    as a dead driver's would. Only this process's own claim is released."""
+    store.db.execute(
+        "UPDATE sweeps SET owner_pid = NULL, owner_host = NULL, heartbeat_at = NULL "
+        "WHERE id = ? AND owner_pid = ? AND owner_host = ?",
+        (sweep_id, os.getpid(), envcap.user_and_host()[1]),
+    )
+
+
 def beat(store: Store, sweep_id: str) -> None:
     """The driver of sweep ``sweep_id`` is alive (call about every BEAT_EVERY s)."""
     store.db.execute("UPDATE sweeps SET heartbeat_at = ? WHERE id = ?", (time.time(), sweep_id))

@@ -562,6 +562,7 @@ def join_sweep(
         )
         if left == 0:
             say(f"runbase: sweep {sweep_id} has all its {plan.total()} trials: nothing to run")
+            _refresh_copy(s, sweep_id, study, say)
             return SweepResult(sweep_id, str(s.root), plan=plan, slots=executor.slots)
         where = {"name": sweep_id, "storage": se.redact(study_storage)}
         owns = _local_copy(s, sweep_id, shared, where)
@@ -570,6 +571,22 @@ def join_sweep(
         return driver.run([(0, None)] * left, left, on_start, on_done)
     finally:
         s.close()
+
+
+def _refresh_copy(store: Store, sweep_id: str, study: Any, say: Callable[[str], None]) -> None:
+    """This store's copy of a joined sweep whose trials are all asked: the study's best
+    run, and finished once none runs (a driver that ended before the others recorded
+    what it saw then)."""
+    from runbase.records import sweeps as rs  # lazy: records
+
+    rec = rs.get_sweep(store, sweep_id)
+    if rec is None or rec["status"] == "finished" or rec["owner"] is not None:
+        return  # none here, done, or a driver of this store has it
+    best = study.best()
+    status = None if study.running_count() else "finished"
+    rs.update_sweep(store, sweep_id, status=status, best_run=best and best["run_id"])
+    if status:
+        say(f"runbase: this store's record of sweep {sweep_id} now says finished")
 
 
 def _keep_sweep_in_study(study: Any, sweep_id: str, spec: dict[str, Any]) -> None:
@@ -944,7 +961,17 @@ class _Driver:
                 shared = "finished"
             self._record(status=shared)
             if shared != "running" or self.study.running_count() == running:
-                return
+                break
+        if shared == "running":  # goes on elsewhere: this store's copy reads running
+            self._release()
+
+    def _release(self) -> None:
+        from runbase.records.sweeps import release  # lazy: records
+
+        try:
+            release(self.store, self.result.sweep_id)
+        except Exception as e:  # noqa: BLE001  (the row then reads interrupted)
+            self._warn_once("record", f"could not update the sweep's record: {e}")
 
     def _start_thread(self, target: Callable[[], None], name: str) -> threading.Thread:
         thread = threading.Thread(target=target, name=f"runbase-{name}", daemon=True)
