@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -417,6 +418,50 @@ def test_the_callback_pickles_its_settings_only(tmp_path: Path) -> None:
     back = pickle.loads(pickle.dumps(cb))  # Tune pickles its run config
     assert (back.store_root, back.tags, back._exp) == (cb.store_root, {"team": "vision"}, None)
     assert back.objective == ("acc", "max")
+
+
+class _FakeTrial:
+    """The attributes of a Tune trial that the callback reads."""
+
+    trial_id = "train_fn_00000"
+    config = {"lr": 0.1}
+    num_failures = 0
+    temporary_state = SimpleNamespace(ray_actor=None)
+    error_file = None
+
+    def __str__(self) -> str:
+        return self.trial_id
+
+
+def test_a_callback_pickled_before_the_objective_setting_still_records(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restored experiment (Tuner.restore) whose callback was pickled before the
+    callback had an objective: its hooks record the trial as before, with no objective
+    of its own (outside Tune, none of Tune's either), and never warn."""
+    require("ray")
+    from runbase.integrations.ray import RunbaseLoggerCallback
+
+    made = RunbaseLoggerCallback(store=tmp_path / "s", tags={"team": "vision"})
+    old = {k: v for k, v in made.__getstate__().items() if k != "objective"}
+    with monkeypatch.context() as m:  # the settings an older runbase pickled
+        m.setattr(RunbaseLoggerCallback, "__getstate__", lambda self: old)
+        saved = pickle.dumps(made)
+    cb = pickle.loads(saved)
+    assert isinstance(cb, RunbaseLoggerCallback)
+    assert (cb.store_root, cb.objective, cb._exp) == (made.store_root, None, None)
+    trial = _FakeTrial()
+    cb.setup(stop=None, num_samples=1, total_num_samples=1)
+    cb.log_trial_start(trial)
+    cb.log_trial_result(1, trial, {"loss": 0.5, "training_iteration": 1, "done": False})
+    cb.log_trial_end(trial)
+    cb.on_experiment_end([trial])
+    assert "runbase: warning" not in capsys.readouterr().err
+    recs, sweep = _records(tmp_path / "s")
+    assert sweep is not None and sweep["status"] == "finished"
+    assert sweep["spec"].get("objective") is None
+    assert [(r["status"], r["metrics"]["loss"]["last"]) for r in recs] == [("finished", 0.5)]
+    assert recs[0]["tags"]["team"] == "vision"
 
 
 def test_metrics_of_a_result() -> None:

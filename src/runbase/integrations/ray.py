@@ -162,6 +162,9 @@ class RunbaseLoggerCallback(LoggerCallback):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        # a state pickled by an older runbase (Tuner.restore of its experiment) lacks
+        # the settings added since: their defaults, as if the callback were made now
+        self.__dict__.setdefault("objective", None)
         self._exp = None
 
     # -- Tune's hooks (each one warns once and returns on any failure) -----------------
