@@ -22,11 +22,13 @@ import pytest
 
 import conftest
 from conftest import commit, runbase_cmd, wait_until, write
-from raycluster import RayCluster, running
+from raycluster import RayCluster, _disconnect, running
 from runbase.records.read import run_status
 from runbase.records.sweeps import get_sweep
 from runbase.store import Store
+from runbase.tracking import rayexec
 from runbase.tracking.executor import SPEC_TOKEN, Job, make_executor, runbase_run_argv
+from runbase.tracking.rayexec import probe_node
 from serverkit import PROJECT, TeamServer, team_server
 
 conftest.require("ray")
@@ -219,6 +221,66 @@ def test_reproduce_on_nodes_with_their_own_store_is_refused_before_it_runs(
     assert [row["id"] for row in rows] == [run_id]
 
 
+def test_a_relative_own_store_is_refused_by_the_probe(tmp_path: Path) -> None:
+    """A relative RUNBASE_WORKER_STORE would be a new store in each job's directory."""
+    os.environ.pop("RUNBASE_WORKER_STORE", None)
+    answer = probe_node(str(tmp_path / "nowhere"), None, {"RUNBASE_WORKER_STORE": "rel/store"})
+    assert answer["problem"] and "relative path" in answer["problem"], answer
+    assert "RUNBASE_WORKER_STORE=rel/store" in answer["problem"]
+    assert "RUNBASE_WORKER_STORE" not in os.environ
+
+
+# ignores SIGTERM: a trial that outlives its grace (SIGKILL: no final push)
+STUBBORN = """\
+import signal, time, runbase
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+for step in range(100000):
+    runbase.log(x=float(step), step=step)
+    time.sleep(0.2)
+"""
+
+
+def test_a_pruned_trial_killed_past_its_grace_ends_pruned_on_the_server_and_here(
+    project: Path,
+    storeless_cluster: RayCluster,
+    team: TeamServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGKILL leaves no final push: the node pushes the run's pruned end itself."""
+    team.login("alice", {}, cwd=project)
+    write(project, "stubborn.py", STUBBORN)
+    commit(project, "stubborn")
+    code = _code_record(project)
+    store = str(project / ".runbase")
+    # no grace: SIGKILL right after SIGTERM, before a live publish could carry the mark
+    monkeypatch.setattr(rayexec, "CANCEL_GRACE", 0.0)
+    ex = make_executor("ray", jobs=1)
+    ex.check(store=store, publish="team")
+    argv = runbase_run_argv(store, "--publish", "team", "--no-code", "--spec", SPEC_TOKEN, "--")
+    job = Job([*argv, PY, "stubborn.py"], label="0", spec={"name": "stubborn"},
+              tree={"store": store, "code": code, "cwd": "."})  # fmt: skip
+
+    def prune_when_live() -> None:
+        wait_until(lambda: _logging_on_server(team, job.run_id), what="live points", timeout=120)
+        ex.cancel(job)
+
+    pruner = threading.Thread(target=prune_when_live)
+    pruner.start()
+    assert not ex.run([job], total=1)
+    pruner.join()
+    assert job.cancelled and job.run_id is not None
+    status, there = team.request("alice", "GET", f"/p/{PROJECT}/api/runs/{job.run_id}")
+    assert status == 200 and there["status"] == "pruned", there
+    assert _record(project, job.run_id)["status"] == "pruned"
+
+
+def _logging_on_server(team: TeamServer, run_id: str | None) -> bool:
+    if run_id is None:
+        return False
+    status, there = team.request("alice", "GET", f"/p/{PROJECT}/api/runs/{run_id}")
+    return status == 200 and there["status"] == "running" and bool(there.get("metrics"))
+
+
 # last: it leaves the cluster one node short
 def test_a_node_killed_mid_run_is_lost_on_the_server_and_retried_from_it(
     project: Path,
@@ -230,6 +292,37 @@ def test_a_node_killed_mid_run_is_lost_on_the_server_and_retried_from_it(
     """The retry, on a node whose store never saw the lost attempt, finds it on the team
     server (where it published live), marks it ``lost`` there; the driver's store gets
     both runs."""
+    retry = _kill_and_retry(project, storeless_cluster, team, tmp_path)
+    _in_node_stores(node_stores[:1], [retry["id"]])
+
+
+@pytest.fixture(scope="module")
+def mixed_cluster(node_stores: list[Path], storeless_cluster: RayCluster) -> Iterator[RayCluster]:
+    """The head sees the driver's store (no RUNBASE_WORKER_STORE); the worker node keeps
+    its own (the usual mixed cluster: the driver's machine and workers without it). The
+    storeless cluster goes first: two clusters do not fit a small machine, and this
+    process connects to one cluster at a time."""
+    _disconnect()
+    storeless_cluster.stop()
+    worker = {"RUNBASE_WORKER_STORE": str(node_stores[1].with_name("mixed-worker-store"))}
+    with running(RayCluster(nodes=2, worker_env=worker)) as c:
+        yield c
+
+
+def test_a_node_with_its_own_store_killed_is_retried_as_a_new_run_on_a_shared_node(
+    project: Path, mixed_cluster: RayCluster, team: TeamServer, tmp_path: Path
+) -> None:
+    """The retry on the head (the driver's store) finds the lost attempt on the server,
+    not in its store: it is marked lost there and here, never reused by the retry."""
+    retry = _kill_and_retry(project, mixed_cluster, team, tmp_path)
+    assert retry["executor"]["host"] and retry["status"] == "finished"
+
+
+def _kill_and_retry(
+    project: Path, cluster: RayCluster, team: TeamServer, tmp_path: Path
+) -> dict[str, Any]:
+    """Two jobs, one per node; the worker node killed while both run. The retry's record
+    (the lost run checked: lost on the server and in the driver's store)."""
     team.login("alice", {}, cwd=project)
     write(project, "hold.py", HOLD)
     commit(project, "hold")
@@ -255,9 +348,9 @@ def test_a_node_killed_mid_run_is_lost_on_the_server_and_retried_from_it(
     def kill_when_both_run() -> None:
         try:
             runs = wait_until(lambda: _running_on_server(team), what="both runs live", timeout=120)
-            worker = _worker_node(storeless_cluster)
+            worker = _worker_node(cluster)
             found["lost"] = next(r["id"] for r in runs if r["executor"]["node_id"] == worker)
-            storeless_cluster.kill_worker_node()  # with the run it ran
+            cluster.kill_worker_node()  # with the run it ran
         finally:
             release.write_text("go")  # the other job ends, whatever happened here
 
@@ -268,13 +361,13 @@ def test_a_node_killed_mid_run_is_lost_on_the_server_and_retried_from_it(
     status, lost = team.request("alice", "GET", f"/p/{PROJECT}/api/runs/{found['lost']}")
     assert status == 200 and lost["status"] == "lost", lost
     assert _record(project, found["lost"])["status"] == "lost"  # pulled back too
-    rows = json.loads(runbase_cmd("ls", "--json", cwd=project, check=True).stdout)
+    rows = json.loads(runbase_cmd("ls", "--json", "-l", "0", cwd=project, check=True).stdout)
     retry = [_record(project, r["id"]) for r in rows if r["id"] != found["lost"]]
     retry = [r for r in retry if r["executor"].get("retry_of") == found["lost"]]
     assert len(retry) == 1 and retry[0]["status"] == "finished", rows
     assert retry[0]["executor"]["attempt"] == 1
     assert retry[0]["executor"]["node_id"] != lost["executor"]["node_id"]
-    _in_node_stores(node_stores[:1], [retry[0]["id"]])
+    return retry[0]
 
 
 def _code_record(project: Path) -> dict[str, Any]:

@@ -16,15 +16,17 @@ it sees that store at the same path (a shared file system) and ``RUNBASE_WORKER_
 is not set there; else it keeps a store of its own (``$RUNBASE_WORKER_STORE``, else
 ``~/.cache/runbase/worker-store``): the driver uploads the tree's objects to the team
 server the jobs publish to (once), the node fetches those it lacks by hash (each
-re-hashed), the run lands in its store and publishes live, and the driver pulls the
-ended run back into its own store (no data) before it is told the job ended.
+re-hashed), the run lands in its store and publishes live, the task makes sure the
+server has the run's end (a run SIGKILLed past its grace, or whose final push failed,
+is pushed from the node), and the driver pulls the ended run back into its own store
+(no data) before it is told the job ended.
 
 A task that Ray re-runs because its node died finds its spec's run id already in the
-store (a node with its own store: on the team server, where the lost attempt published
-live): it marks that run (and any earlier attempt's) ``lost``, pushes it to the team
-server when the job publishes (so the server does not show it running forever), and
-makes a new run that records ``retry_of``. A job lost with no retry left is marked
-``lost`` here, on the driver.
+store, or (when some node keeps its own store) on the team server, where a lost
+attempt on such a node published live: it marks that run (and any earlier attempt's)
+``lost``, tells the team server when the job publishes (a status change: the server's
+files of the run stay as they are), and makes a new run that records ``retry_of``. A
+job lost with no retry left is marked ``lost`` here, on the driver.
 
 Ray is imported lazily: ``import runbase`` and local runs never load it.
 """
@@ -74,6 +76,7 @@ PASSED_ENV = ("RUNBASE_CONFIG", "RUNBASE_PUBLISH", "RUNBASE_TOKEN")
 WORKER_STORE_ENV = "RUNBASE_WORKER_STORE"
 WORKER_STORE_DEFAULT = "~/.cache/runbase/worker-store"
 PULL_WAIT = 10.0  # s a pull waits for the server to say an ended run's end
+PUSH_RETRY = 30.0  # s a node retries the push of a run whose end the server lacks
 # Ray's key-value store namespace of the runs a pruner stopped on nodes with their own
 # stores (the driver cannot mark those runs: the node does, as it is cancelled)
 PRUNED_KV = "runbase-pruned"
@@ -118,6 +121,8 @@ class RayExecutor:
         self.own_store = False  # a node probed keeps its own store (no shared path)
         self._sent: set[str] = set()  # the trees uploaded to the team server already
         self._warned: set[str] = set()
+        # jobs taken off _refs whose result an interrupt cut short: told all the same
+        self._orphans: list[Job] = []
 
     # -- before any job ------------------------------------------------------------------
 
@@ -228,6 +233,8 @@ class RayExecutor:
                         untold.popleft()
         except KeyboardInterrupt:
             self._interrupt()
+            untold.extend(self._orphans)
+            self._orphans = []
             while untold or self._refs:
                 untold.extend(self._ended_after_interrupt())
                 while untold:
@@ -242,6 +249,7 @@ class RayExecutor:
             with contextlib.suppress(BaseException):
                 while self._refs:
                     self._ended_after_interrupt()
+            self._orphans = []
             raise
         finally:
             if old is not None:
@@ -325,15 +333,21 @@ class RayExecutor:
         if not refs:
             return []
         ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=_POLL if wait else 0)
-        ended = []
+        ended, self._orphans = self._orphans, []
         for ref in ready:
             with self._lock:
                 job = self._refs.pop(ref)
-            self._result(job, ref)
+            try:
+                self._result(job, ref)
+            except BaseException:  # Ctrl-C in a pull: the job is still told (run())
+                self._orphans = [*ended, job]
+                raise
             ended.append(job)
         return ended
 
     def _result(self, job: Job, ref: Any) -> None:
+        if job.cancelled and job.run_id is not None and self.points_remote(job) is not None:
+            _unsay_pruned(job.run_id)  # the node read it, or never will
         ray = self._ray
         try:
             out = ray.get(ref)
@@ -354,7 +368,14 @@ class RayExecutor:
         job.run_id = out["run_id"]
         job.executor = out["executor"]
         if out.get("store") == "own" and job.run_id is not None:
-            self._pull(job, [*out.get("lost", []), job.run_id], patient=not out["cancelled"])
+            if out.get("pushed") is False:
+                _warn(
+                    f"run {job.run_id} did not reach {self.points_remote(job)} from Ray node "
+                    f"{out['executor'].get('host')}: `runbase push` there (store "
+                    f"{out.get('root')}) sends it; the server shows its last live state"
+                )
+            patient = not out["cancelled"] and out.get("pushed") is None
+            self._pull(job, [*out.get("lost", []), job.run_id], patient=patient)
 
     def _pull(self, job: Job, run_ids: list[str], patient: bool) -> None:
         """The runs a node with its own store made, from the team server into the
@@ -439,6 +460,15 @@ def _say_pruned(run_id: str) -> None:
         from ray.experimental.internal_kv import _internal_kv_put
 
         _internal_kv_put(run_id, PRUNE_NOTE, namespace=PRUNED_KV)
+
+
+def _unsay_pruned(run_id: str) -> None:
+    """The note of :func:`_say_pruned` gone once its task ended (else the cluster's
+    key-value store keeps one per pruned trial for its lifetime)."""
+    with contextlib.suppress(Exception):
+        from ray.experimental.internal_kv import _internal_kv_del
+
+        _internal_kv_del(run_id, namespace=PRUNED_KV)
 
 
 def _passed_env() -> dict[str, str]:
@@ -539,7 +569,10 @@ def probe_node(store: str, publish: str | None, env: dict[str, str]) -> dict[str
     ``store`` with environment ``env`` (None: it can)}``. The worker process is Ray's,
     re-used: ``env`` is set for the probe only."""
     with _environ(env):
-        mode, root = node_store(store)
+        try:
+            mode, root = node_store(store)
+        except UsageError as e:
+            return {"store": "own", "problem": f"cannot keep its own store: {e}"}
         return {"store": mode, "problem": _probe_here(store, publish, mode, root)}
 
 
@@ -550,7 +583,13 @@ def node_store(shared: str) -> tuple[str, str]:
     own = os.environ.get(WORKER_STORE_ENV)
     if not own and os.path.isfile(os.path.join(shared, "FORMAT")) and os.access(shared, os.W_OK):
         return "shared", shared
-    return "own", str(Path(own or WORKER_STORE_DEFAULT).expanduser().absolute())
+    path = Path(own or WORKER_STORE_DEFAULT).expanduser()
+    if not path.is_absolute():  # a Ray worker's cwd is a per-job directory Ray deletes
+        raise UsageError(
+            f"{WORKER_STORE_ENV}={own} on {socket.gethostname()} is a relative path: set "
+            "an absolute one (a Ray worker's directory changes from job to job)"
+        )
+    return "own", str(path)
 
 
 def open_node_store(mode: str, root: str) -> Any:
@@ -621,7 +660,8 @@ def run_job(job: Job, grace: float = CANCEL_GRACE) -> dict[str, Any]:
     """The Ray task of one job: on this node, claim its run id (a retry marks the run its
     lost node took ``lost``), get its tree (a node with its own store: from the team
     server), materialize and start it, wait. Ray's cancel (a KeyboardInterrupt here)
-    SIGTERMs its ``runbase run``, SIGKILLs it ``grace`` s later."""
+    SIGTERMs its ``runbase run``, SIGKILLs it ``grace`` s later. On a node with its own
+    store the run's end is then made sure of on the team server (:func:`_finish_own`)."""
     import ray
 
     info: dict[str, Any] = {
@@ -633,40 +673,94 @@ def run_job(job: Job, grace: float = CANCEL_GRACE) -> dict[str, Any]:
     spec = dict(job.spec) if job.spec is not None else None
     shared = job_store(job)
     mode, root = node_store(shared) if shared is not None else ("shared", None)
+    own = root if mode == "own" else None
+    if own is not None and not isinstance((job.tree or {}).get("remote"), str):
+        # a node that joined after the probe: the same refusal the probe gives
+        raise UsageError(f"Ray node {_no_server(info['host'], str(shared))}")
     lost: list[str] = []
     with _environ(job.env or {}):  # its config and login: the lost run is pushed
         if spec is not None and spec.get("run_id") and root is not None:
             lost = _claim(job, spec, info, mode, root)
-        if mode == "own" and root is not None:
-            _fetch_tree(job, root)
-    launch = prepare(job, info, spec, root if mode == "own" else None)
-    if launch.argv[1:3] == ["-m", "runbase"]:  # the driver's Python: this node's has runbase
-        launch.argv[0] = sys.executable
-    if mode == "own" and root is not None:  # the run lands in this node's store
-        launch.argv = _with_option(launch.argv, "--store", root)
+        if own is not None:
+            _fetch_tree(job, own)
+    launch = prepare(job, info, spec, own)
     cancelled = False
+    run_id = str(spec["run_id"]) if spec and spec.get("run_id") else None
     try:
+        if launch.argv[1:3] == ["-m", "runbase"]:  # the driver's Python: this node's has it
+            launch.argv[0] = sys.executable
+        if own is not None:  # the run lands in this node's store
+            launch.argv = _with_option(launch.argv, "--store", own)
         with tempfile.TemporaryFile() as err:
             proc = start(launch, err)
             try:
                 returncode = _wait(proc)
             except KeyboardInterrupt:  # ray.cancel: stop the run as Ctrl-C would
                 cancelled = True
-                if mode == "own" and spec is not None and root is not None:
-                    _mark_if_pruned(job, str(spec.get("run_id")), root)
+                if own is not None and run_id is not None:
+                    _mark_if_pruned(job, run_id, own)
                 returncode = _stop(proc, grace)
             tail = stderr_tail(err) if returncode else ""
     finally:
         launch.cleanup()
+    pushed = None
+    if own is not None and run_id is not None:
+        with _environ(job.env or {}):
+            pushed = _finish_own(job, run_id, own)
     return {
         "returncode": returncode,
         "stderr_tail": tail,
-        "run_id": spec.get("run_id") if spec else None,
+        "run_id": run_id,
         "executor": info,
         "cancelled": cancelled,
         "store": mode,  # which store the run is in: "shared" (the driver's) or "own"
+        "root": root,
         "lost": lost,  # the earlier attempts this retry marked lost
+        "pushed": pushed,  # own store: whether the server has the run's end (None: no run)
     }
+
+
+def _finish_own(job: Job, run_id: str, root: str) -> bool | None:
+    """After ``runbase run`` exited on a node with its own store: a run it left
+    ``running`` (SIGKILLed past the grace) ends ``killed`` there, and the run goes to the
+    team server unless its final push landed as it is now (nothing else on this node
+    would ever send it). Whether the server has it; None when there is no such run."""
+    # lazy: the store, records and remote client load only on a node with its own store
+    from runbase.records.outbox import mark_pending
+    from runbase.records.read import run_status
+    from runbase.remote.client import get_remote
+    from runbase.remote.sync import push
+
+    name = str((job.tree or {}).get("remote"))
+    try:
+        store = open_node_store("own", root)
+    except Exception as e:  # noqa: BLE001 - the driver warns and pulls what there is
+        _warn(f"cannot open this node's store {root} to finish run {run_id}: {e}")
+        return False
+    try:
+        if run_status(store, run_id) is None:
+            return None
+        _end_killed(store, run_id)
+        try:
+            # a push unchanged since the last one (the run's own final push) sends nothing
+            push(store, get_remote(name), [run_id], retry_for=PUSH_RETRY)
+            return True
+        except Exception as e:  # noqa: BLE001 - kept pending here: `runbase push` sends it
+            mark_pending(store, name, run_id)
+            _warn(f"cannot push run {run_id} to {name}: {e}")
+            return False
+    finally:
+        store.close()
+
+
+def _end_killed(store: Any, run_id: str) -> None:
+    """A run still ``running`` after its ``runbase run`` is gone (SIGKILL: no finalize)
+    ends ``killed``; a pruned or lost mark stays."""
+    store.db.execute(
+        "UPDATE runs SET status = 'killed', ended_at = coalesce(ended_at, ?) "
+        "WHERE id = ? AND status = 'running'",
+        (time.time(), run_id),
+    )
 
 
 def _mark_if_pruned(job: Job, run_id: str, root: str) -> None:
@@ -744,8 +838,10 @@ def _stop(proc: subprocess.Popen[bytes], grace: float) -> int:
 
 
 def _claim(job: Job, spec: dict[str, Any], info: dict[str, Any], mode: str, root: str) -> list[str]:
-    """When the spec's run id is already in the store (a node with its own store: on the
-    team server, where the lost attempt published live), this task is Ray's retry of
+    """When the spec's run id is already in the store or, when some node keeps its own
+    store (the job's tree names a team server), on that server (where the lost attempt
+    published live; pulled into this node's store, the driver's on a node that shares
+    it: a mixed cluster), this task is Ray's retry of
     one whose node died: mark that run and every earlier attempt's ``lost``, take a new
     run id, and say which run this one retries. The runs marked lost."""
     from runbase.core.ids import new_run_id  # lazy: a Ray task loads ids only here
@@ -753,7 +849,7 @@ def _claim(job: Job, spec: dict[str, Any], info: dict[str, Any], mode: str, root
     store = open_node_store(mode, root)
     try:
         attempts = _attempts(store, str(spec["run_id"]))
-        if not attempts and mode == "own":
+        if not attempts:  # a lost attempt on a node with its own store: on the server
             attempts = _pull_attempts(store, job, str(spec["run_id"]))
     finally:
         store.close()
@@ -862,6 +958,11 @@ def _set_lost(store: Any, run_id: str, note: str, set_run_status: Any) -> bool:
 
 
 def _push_lost(store: Any, job: Job, runs: list[str], data: bool = True) -> None:
+    """Tell the remote the job publishes to that ``runs`` are lost: a status change
+    only (a live delta of each runs row, no files), so what the server holds of their
+    data stays stored; a whole push (``data``: with its data files) where the server
+    refuses the delta (the run is not there, or ended), never one that would say their
+    data is not stored."""
     try:
         # lazy: the remote client loads only to push a lost run
         from runbase.remote.client import get_remote
@@ -869,10 +970,40 @@ def _push_lost(store: Any, job: Job, runs: list[str], data: bool = True) -> None
         from runbase.remote.target import resolve_target
 
         name = (job.tree or {}).get("remote") or resolve_target(job_publish(job))
-        if name is not None:
-            push(store, get_remote(name), runs, data=data, retry_for=10.0)
+        if name is None:
+            return
+        remote = get_remote(name)
+        whole = [r for r in runs if not _send_status(store, remote, r)]
+        if whole and data:
+            push(store, remote, whole, data=True, retry_for=10.0)
+        elif whole:
+            _warn(f"the server {name} keeps its status of run(s) {', '.join(whole)}")
     except Exception as e:  # noqa: BLE001 - the server catches up at the next push
         _warn(f"cannot push the lost run(s) {', '.join(runs)}: {e}")
+
+
+def _send_status(store: Any, remote: Any, run_id: str) -> bool:
+    """Run ``run_id``'s row (its status) as a live delta without metric points; whether
+    the server took it (it takes one for a run it shows running, pruned or lost)."""
+    import urllib.parse
+
+    from runbase.errors import RemoteError
+    from runbase.records.bundle import export_delta
+    from runbase.remote.client import Client
+
+    tops = store.db.query(
+        "SELECT key, max(seq) FROM metric_chunks WHERE run_id = ? GROUP BY key", (run_id,)
+    )
+    delta = export_delta(store, run_id, {str(k): int(seq) for k, seq in tops})
+    client = Client(remote.url, remote.token, retry_for=10.0, timeout=10.0)
+    path = f"{remote.api}/runs/{urllib.parse.quote(run_id, safe='')}/live"
+    try:
+        client.send_json("POST", path, delta)
+    except RemoteError as e:
+        if e.status in (404, 409):  # not there, or ended there: a whole push instead
+            return False
+        raise
+    return True
 
 
 def _warn(message: str) -> None:
