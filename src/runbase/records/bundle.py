@@ -46,7 +46,7 @@ from runbase.records.experiments import EXPERIMENT_TAG, adopt, unadopted
 from runbase.records.external import HIDDEN_PREFIX, MLFLOW_SOURCE, MODEL_HISTORY_TAG
 from runbase.records.maintenance import MAX_MANIFEST, references
 from runbase.records.media import mime_problem
-from runbase.records.sweeps import OWNER_COLUMNS, SWEEP_STATUSES, is_valid_sweep_id
+from runbase.records.sweeps import OWNER_COLUMNS, SWEEP_STATUSES, is_valid_sweep_id, merged_sweep
 from runbase.store import Store
 from runbase.store.schema import STORE_SCHEMA
 from runbase.store.tables import Column, Table
@@ -715,19 +715,21 @@ def import_sweep(
 
 def _write_sweep(cur: Any, sweep: dict[str, Any]) -> None:
     """Upsert the sweep's row: the newer ``updated_at`` wins (each trial of a sweep
-    carries the row as it was when it was sent, in any order). A row recorded by another
-    user is never replaced: a sweep id names one user's sweep."""
+    carries the row as it was when it was sent, in any order), but never with a worse
+    best run (records.sweeps.merged_sweep: several drivers send one sweep's row). A row
+    recorded by another user is never replaced: a sweep id names one user's sweep."""
     row = cur.execute(
         "SELECT updated_at, user_name FROM sweeps WHERE id = ?", (sweep["id"],)
     ).fetchone()
     if row is None:
         _upsert(cur, schema()["sweeps"], [sweep])
         return
-    theirs, owner = row[0], row[1]
+    owner = row[1]
     if owner is not None and owner != sweep.get("user_name"):
         return
-    if theirs is None or (sweep["updated_at"] or 0.0) > theirs:
-        _upsert(cur, schema()["sweeps"], [sweep])
+    merged = merged_sweep(cur, sweep)
+    if merged is not None:
+        _upsert(cur, schema()["sweeps"], [merged])
 
 
 def _experiment_names(tags: list[dict[str, Any]]) -> list[str]:

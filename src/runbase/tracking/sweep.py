@@ -1266,19 +1266,42 @@ class _Driver:
         finally:
             store.close()
 
-    def _report(self, store: Store, trial: Trial, run_id: str) -> list[tuple[int, float]]:
+    def _report(
+        self, store: Store, trial: Trial, run_id: str, job: Job | None = None
+    ) -> list[tuple[int, float]]:
         """The objective's points of the trial's run not yet reported to the study: told
-        it, and returned (step, value)."""
+        it, and returned (step, value). A running trial of a Ray node with a store of its
+        own is not in ``store`` until it ended: its points come from the team server it
+        publishes to."""
         from runbase.records.series import series_points  # lazy: records
 
         assert trial.number is not None
         objective = str(self.plan.objective)
-        steps, values = series_points(store, run_id, objective, self._reported.get(trial.number))
-        points = list(zip(steps, values, strict=True))
+        after = self._reported.get(trial.number)
+        points = list(zip(*series_points(store, run_id, objective, after), strict=True))
+        remote = self._points_remote(store, job, run_id) if not points else None
+        if remote is not None:
+            from runbase.remote.client import get_remote  # lazy: the HTTP client
+            from runbase.remote.fetch import series_after
+
+            points = list(
+                zip(*series_after(get_remote(remote), run_id, objective, after), strict=True)
+            )
         if points:
-            self._reported[trial.number] = max(steps)
+            self._reported[trial.number] = max(step for step, _ in points)
             self.study.report(trial.number, points)
         return points
+
+    def _points_remote(self, store: Store, job: Job | None, run_id: str) -> str | None:
+        """The remote holding the points of ``job``'s running run when this store has no
+        such run (its Ray node keeps its own store: RayExecutor.points_remote), else None."""
+        from runbase.records.read import run_status  # lazy: records
+
+        points_remote = getattr(self.executor, "points_remote", None)
+        name = points_remote(job) if job is not None and points_remote is not None else None
+        if name is None or run_status(store, run_id) is not None:
+            return None
+        return str(name)
 
     def _prune_check(self, store: Store, job: Job) -> None:
         with self._lock:
@@ -1286,7 +1309,7 @@ class _Driver:
         if trial is None or trial.number is None or job.cancelled:
             return
         run_id = str(job.run_id or trial.run_id)
-        points = self._report(store, trial, run_id)
+        points = self._report(store, trial, run_id, job)
         if not points or not self.study.should_prune(trial.number):
             return
         with self._lock:  # the job's end waits: it is told pruned, or not at all
