@@ -849,14 +849,16 @@ def _claim(job: Job, spec: dict[str, Any], info: dict[str, Any], mode: str, root
     store = open_node_store(mode, root)
     try:
         attempts = _attempts(store, str(spec["run_id"]))
-        if not attempts:  # a lost attempt on a node with its own store: on the server
+        pulled = not attempts
+        if pulled:  # a lost attempt on a node with its own store: on the server
             attempts = _pull_attempts(store, job, str(spec["run_id"]))
     finally:
         store.close()
     if not attempts:
         return []
     new = new_run_id()
-    mark_lost(job, attempts, f"its Ray node died; retried as run {new}", root=root)
+    note = f"its Ray node died; retried as run {new}"
+    mark_lost(job, attempts, note, root=root, pulled=pulled or mode == "own")
     spec["run_id"] = new
     info["attempt"] = len(attempts)
     info["retry_of"] = attempts[-1]
@@ -912,7 +914,12 @@ def _retry_of(executor: Any) -> str | None:
 
 
 def mark_lost(
-    job: Job, runs: str | list[str], note: str, chain: bool = False, root: str | None = None
+    job: Job,
+    runs: str | list[str],
+    note: str,
+    chain: bool = False,
+    root: str | None = None,
+    pulled: bool = False,
 ) -> None:
     """Mark ``runs`` ``lost`` in store ``root`` (None: the job's; ``chain``: run ``runs``
     and every retry that followed it), and push them to the remote the job publishes to
@@ -932,8 +939,10 @@ def mark_lost(
     except Exception as e:  # noqa: BLE001 - a warning, the sweep goes on
         _warn(f"cannot mark run {ids[-1]} lost: {e}")
         return
-    # a run pulled from the server has no data here: its push sends none either
-    data = root == job_store(job)
+    # a run pulled from the server (``pulled``, or any run of a cluster where nodes keep
+    # their own stores: the driver's copy may be pulled) may lack its data here: the
+    # server is told its status only; a run of a shared store is pushed whole
+    data = root == job_store(job) and not pulled and not (job.tree or {}).get("remote")
     try:
         if run_status(store, ids[0]) is None and (job.tree or {}).get("remote"):
             data = False
@@ -958,11 +967,10 @@ def _set_lost(store: Any, run_id: str, note: str, set_run_status: Any) -> bool:
 
 
 def _push_lost(store: Any, job: Job, runs: list[str], data: bool = True) -> None:
-    """Tell the remote the job publishes to that ``runs`` are lost: a status change
-    only (a live delta of each runs row, no files), so what the server holds of their
-    data stays stored; a whole push (``data``: with its data files) where the server
-    refuses the delta (the run is not there, or ended), never one that would say their
-    data is not stored."""
+    """Tell the remote the job publishes to that ``runs`` are lost: pushed whole when
+    ``data`` (this store holds them, their data included); else (copies pulled from the
+    server, without data) a status change only, a live delta of each runs row: a whole
+    push of such a copy would tell the server their data files are not stored."""
     try:
         # lazy: the remote client loads only to push a lost run
         from runbase.remote.client import get_remote
@@ -973,11 +981,12 @@ def _push_lost(store: Any, job: Job, runs: list[str], data: bool = True) -> None
         if name is None:
             return
         remote = get_remote(name)
-        whole = [r for r in runs if not _send_status(store, remote, r)]
-        if whole and data:
-            push(store, remote, whole, data=True, retry_for=10.0)
-        elif whole:
-            _warn(f"the server {name} keeps its status of run(s) {', '.join(whole)}")
+        if data:  # this store holds the runs whole
+            push(store, remote, runs, data=True, retry_for=10.0)
+            return
+        kept = [r for r in runs if not _send_status(store, remote, r)]
+        if kept:
+            _warn(f"the server {name} keeps its status of run(s) {', '.join(kept)}")
     except Exception as e:  # noqa: BLE001 - the server catches up at the next push
         _warn(f"cannot push the lost run(s) {', '.join(runs)}: {e}")
 
