@@ -230,6 +230,44 @@ def test_a_relative_own_store_is_refused_by_the_probe(tmp_path: Path) -> None:
     assert "RUNBASE_WORKER_STORE" not in os.environ
 
 
+STEPS = """\
+import signal, sys, time, runbase
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+x = runbase.param("x", 1.0)
+for step in range(16):
+    runbase.log(loss=x * (1 + 1 / (step + 1)), step=step)
+    time.sleep(0.5)
+runbase.summary(loss=x)
+"""
+
+
+def test_a_trial_on_a_node_with_its_own_store_is_pruned_from_its_points_on_the_server(
+    project: Path, storeless_cluster: RayCluster, team: TeamServer
+) -> None:
+    """The pruner reads a running trial's points from the team server (the driver's
+    store has no such run until it ended) and stops the worse trials."""
+    team.login("alice", {}, cwd=project)
+    write(project, "steps.py", STEPS)
+    commit(project, "steps")
+    r = runbase_cmd(
+        "sweep", "--grid", "x=1,2,3", "--objective", "loss", "--direction", "min",
+        "--prune", "median", "--prune-startup", "1", "--grace", "3", "-j", "1",
+        "--on", "ray", "--publish", "team", "--", PY, "steps.py",
+        cwd=project, env={"RAY_ADDRESS": storeless_cluster.address}, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "pruning trial" in r.stderr, r.stderr
+    sweep_id = next(ln for ln in r.stdout.splitlines() if ln.startswith("sweep ")).split()[1]
+    out = runbase_cmd("ls", "--json", "-l", "0", "--sweep", sweep_id.rstrip(":"), cwd=project)
+    recs = sorted((_record(project, row["id"]) for row in json.loads(out.stdout)),
+                  key=lambda rec: rec["params"]["x"])  # fmt: skip
+    assert [rec["status"] for rec in recs] == ["finished", "pruned", "pruned"], recs
+    for rec in recs[1:]:
+        assert rec["metrics"]["loss"]["count"] < 16
+        status, there = team.request("alice", "GET", f"/p/{PROJECT}/api/runs/{rec['id']}")
+        assert status == 200 and there["status"] == "pruned", there
+
+
 # ignores SIGTERM: a trial that outlives its grace (SIGKILL: no final push)
 STUBBORN = """\
 import signal, time, runbase
