@@ -51,6 +51,8 @@ from runbase.tracking._child import PUBLISH_URL_ENV
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # runbase/ (this is runbase/tracking/)
 BOOTSTRAP_DIR = PACKAGE_DIR / "_bootstrap"
 _INGEST_EVERY = 1.0
+# forwarded to the command while it runs (Ctrl-C reaches it directly), held after it exits
+_HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
 @dataclass
@@ -96,6 +98,9 @@ class RunOutcome:
     exit_signal: int | None
     # overrides that nothing consumed (not on argv, no argparse argument or runbase.param)
     unused_overrides: list[str] = field(default_factory=list)
+    # a SIGTERM/SIGHUP/SIGQUIT/SIGINT that reached the supervisor after the command had
+    # exited: held until the run was recorded, then delivered (run() does)
+    late_signal: int | None = None
 
     @property
     def shell_code(self) -> int:
@@ -165,7 +170,16 @@ def run(argv: list[str], options: RunOptions | None = None) -> RunOutcome:
     outcome.unused_overrides = safe_call(
         "unused overrides", _warn_unused, store, run_id, env_overrides, default=[]
     )
+    if outcome.late_signal:
+        _deliver_late(outcome.late_signal)
     return outcome
+
+
+def _deliver_late(signum: int) -> None:
+    """A signal held while the run was recorded goes, now, to whoever had it before us:
+    by default it ends this process as it would have (a shell sees 128 + N; a Ctrl-C is
+    a KeyboardInterrupt), as a later signal would."""
+    signal.raise_signal(signum)
 
 
 def _executor_from_env() -> dict[str, Any]:
@@ -281,6 +295,8 @@ class _Supervised:
         self.stop = threading.Event()
         self.proc: subprocess.Popen[bytes] | None = None
         self.watched: list[tuple[str, str]] = []
+        # the first signal that came after the command exited (_on_signal)
+        self.late_signal: int | None = None
 
     def run(self) -> RunOutcome:
         spool = self.store.spool_dir(self.run_id)
@@ -330,6 +346,24 @@ class _Supervised:
         # the run's processes outlive us if we are killed: orphan recovery checks them
         safe_call("the command's pid", register_process, str(spool), self.proc.pid)
         old = self._forward_signals()
+        try:
+            return self._supervise(streams, keeper, channel, env, starter, watcher_box)
+        finally:
+            # only once the run is recorded: a signal before this is held (_on_signal)
+            self._restore_signals(old)
+
+    def _supervise(
+        self,
+        streams: _Streams,
+        keeper: _Keeper | None,
+        channel: tuple[int, int, str] | None,
+        env: dict[str, str],
+        starter: threading.Thread,
+        watcher_box: list[Any],
+    ) -> RunOutcome:
+        """From the command's start to its recorded end (signals forwarded, then held)."""
+        assert self.proc is not None
+        spool = self.store.spool_dir(self.run_id)
         # after the command started (psutil and NVML load on the sampler's thread), and
         # before anything could reap it: our children's CPU time so far is its baseline
         sampler = safe_call("system metrics", self._system_sampler, env, self.proc.pid)
@@ -346,9 +380,11 @@ class _Supervised:
                 logs.close()
             rc = self.proc.wait()
         finally:
+            # the command exited: a signal now must not cost the run's end (the last
+            # ingest, the logs, finalize, the final push); it is held, then obeyed
+            self._hold_signals()
             if keeper is not None:
                 keeper.release()
-            self._restore_signals(old)
             if sampler is not None:
                 sampler.stop()  # its last frame goes in with the last ingest
             starter.join(timeout=30)
@@ -368,7 +404,7 @@ class _Supervised:
             self._outcome_unsaved(status, code, sig, ended, e)
         if publisher is not None:
             safe_call("publish", publisher.finish)
-        return RunOutcome(self.run_id, status, code, sig)
+        return RunOutcome(self.run_id, status, code, sig, late_signal=self.late_signal)
 
     def _outcome_unsaved(
         self, status: str, code: int | None, sig: int | None, ended: float, e: Exception
@@ -463,18 +499,42 @@ class _Supervised:
 
     def _forward_signals(self) -> dict[int, Any]:
         old: dict[int, Any] = {}
-        proc = self.proc
-
-        def forward(signum: int, _frame: Any) -> None:
-            if proc is not None and proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signum)
-
         # Ctrl-C reaches the child directly (same process group); we only must not die.
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        for sig in _HELD_SIGNALS:
+            handler = self._on_signal if sig != signal.SIGINT else signal.SIG_IGN
             with contextlib.suppress(ValueError, OSError):
-                old[sig] = signal.signal(sig, forward if sig != signal.SIGINT else signal.SIG_IGN)
+                old[sig] = signal.signal(sig, handler)
         return old
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        """Forwarded to the command while it runs; after it exited, held: the run is
+        recorded with the command's own outcome, then we exit as the signal asked."""
+        if self._command_running():
+            if signum != signal.SIGINT and self.proc is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.send_signal(signum)
+        elif self.late_signal is None:  # a second one changes nothing: recording goes on
+            self.late_signal = signum
+
+    def _command_running(self) -> bool:
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return False
+        waitid = getattr(os, "waitid", None)
+        if waitid is None:  # (macOS) poll() says running while our own wait() holds its lock
+            return proc.poll() is None
+        # without reaping it, nor Popen's lock (held when we are inside its wait()): an
+        # exited command still unreaped has already ended
+        try:
+            return waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+        except ChildProcessError:  # reaped by our wait(): it ended
+            return False
+
+    def _hold_signals(self) -> None:
+        # Ctrl-C too from now on (it was ignored while the command had it)
+        for sig in _HELD_SIGNALS:
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(sig, self._on_signal)
 
     @staticmethod
     def _restore_signals(old: dict[int, Any]) -> None:

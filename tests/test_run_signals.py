@@ -1,0 +1,129 @@
+"""A signal that reaches `runbase run` after its command exited: the run's end is still
+recorded (the command's own exit status, its last metrics and logs), then `runbase run`
+dies of it (a shell sees 128 + N)."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import runbase_cmd, write
+
+PY = sys.executable
+POINTS = 20000  # written just before the exit: the last ingest (in the window) takes them
+
+
+def _no_core() -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _start_run(project: Path, sig: int, code: int) -> subprocess.Popen[bytes]:
+    write(
+        project,
+        "train.py",
+        f"""
+        import os, signal, sys
+        import runbase
+        # what the supervisor forwards while we run does nothing to us
+        signal.signal({int(sig)}, signal.SIG_IGN)
+        for i in range({POINTS}):
+            runbase.log(loss=float(i), step=i)
+        print("the last line", flush=True)
+        open("exited", "w").close()
+        sys.exit({code})
+        """,
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_")}
+    out = (project / "out.log").open("wb")
+    return subprocess.Popen(
+        [PY, "-m", "runbase", "run", "--", PY, "train.py"],
+        cwd=project,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # the signals go to the supervisor alone
+        preexec_fn=_no_core,  # SIGQUIT's default action dumps core
+    )
+
+
+def _signal_until_it_exits(proc: subprocess.Popen[bytes], project: Path, sig: int) -> int:
+    """From just before the command's exit, signal the supervisor again and again until
+    it exits: some land while the command still runs (forwarded, ignored by it), the
+    rest after it exited, while the run is being recorded."""
+    deadline = time.monotonic() + 120  # a hang bound, not a timing assertion
+    while not (project / "exited").exists():
+        assert proc.poll() is None, (project / "out.log").read_text()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    while proc.poll() is None:
+        os.kill(proc.pid, sig)
+        time.sleep(0.001)
+        assert time.monotonic() < deadline
+    return proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "status"),
+    [
+        (signal.SIGTERM, 0, "finished"),
+        (signal.SIGHUP, 3, "failed"),
+        (signal.SIGQUIT, 0, "finished"),
+        (signal.SIGINT, 3, "failed"),
+    ],
+)
+def test_a_signal_after_the_command_exited_keeps_the_runs_end(
+    project: Path, sig: signal.Signals, code: int, status: str
+) -> None:
+    proc = _start_run(project, sig, code)
+    rc = _signal_until_it_exits(proc, project, sig)
+    out = (project / "out.log").read_text()
+    rec = json.loads(runbase_cmd("show", "latest", "--json", cwd=project, check=True).stdout)
+    if sig == signal.SIGINT:  # a Ctrl-C is then the CLI's: "Aborted!" (1), or uncaught
+        assert rc in (1, -sig), out
+    else:  # not before the run was recorded: it died of it then, as it asked
+        assert rc == -sig, out
+    assert "the last line" in out
+    # the command ended by itself: its own exit status, not the signal
+    assert rec["status"] == status and rec["exit_code"] == code, rec
+    assert rec["exit_signal"] is None
+    assert rec["metrics"]["loss"]["count"] == POINTS
+    assert rec["metrics"]["loss"]["last"] == POINTS - 1
+    logs = runbase_cmd("logs", cwd=project, check=True).stdout
+    assert "the last line" in logs
+
+
+def test_a_signal_while_the_command_runs_is_still_forwarded(project: Path) -> None:
+    write(
+        project,
+        "train.py",
+        """
+        import time
+        open("started", "w").close()
+        time.sleep(600)
+        """,
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_")}
+    proc = subprocess.Popen(
+        [PY, "-m", "runbase", "run", "--", PY, "train.py"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    while not (project / "started").exists():
+        assert proc.poll() is None
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGTERM)
+    # the command died of it (forwarded): its own 128 + 15, the run killed
+    assert proc.wait(timeout=120) == 128 + 15
+    rec = json.loads(runbase_cmd("show", "latest", "--json", cwd=project, check=True).stdout)
+    assert rec["status"] == "killed" and rec["exit_signal"] == 15
