@@ -328,12 +328,12 @@ class RayExecutor:
 
     def _ended(self, wait: bool) -> list[Job]:
         """The jobs whose tasks ended (their results set); waits up to _POLL s for one."""
+        ended, self._orphans = self._orphans, []
         with self._lock:
             refs = list(self._refs)
         if not refs:
-            return []
+            return ended
         ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=_POLL if wait else 0)
-        ended, self._orphans = self._orphans, []
         for ref in ready:
             with self._lock:
                 job = self._refs.pop(ref)
@@ -430,7 +430,8 @@ class RayExecutor:
             for ref in refs:
                 with contextlib.suppress(Exception):
                     self._ray.cancel(ref, force=True)
-            return []
+            ended, self._orphans = self._orphans, []  # those whose result it cut short
+            return ended
 
     def running(self) -> list[Job]:
         with self._lock:
