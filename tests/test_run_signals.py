@@ -127,3 +127,80 @@ def test_a_signal_while_the_command_runs_is_still_forwarded(project: Path) -> No
     assert proc.wait(timeout=120) == 128 + 15
     rec = json.loads(runbase_cmd("show", "latest", "--json", cwd=project, check=True).stdout)
     assert rec["status"] == "killed" and rec["exit_signal"] == 15
+
+
+def test_a_signal_while_runbase_init_finishes_the_run_at_exit_comes_after_it(
+    project: Path,
+) -> None:
+    """runbase.init()'s run ends at exit: a signal then (the script's own handler would
+    end the process at once) is delivered once the run's end is recorded."""
+    write(
+        project,
+        "train.py",
+        f"""
+        import os, signal, threading, time
+        import runbase
+        run = runbase.init(name="own")
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(99))
+        for i in range({POINTS}):
+            runbase.log(loss=float(i), step=i)
+
+        def signal_while_it_finishes():
+            while not run.finished:  # set by finish(), at exit
+                time.sleep(0.001)
+            while True:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.001)
+
+        threading.Thread(target=signal_while_it_finishes, daemon=True).start()
+        print("the last line", flush=True)
+        """,
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_")}
+    proc = subprocess.run([PY, "train.py"], cwd=project, env=env, capture_output=True, text=True)
+    assert proc.returncode == 99, proc.stderr  # its handler ran: after the run's end
+    rec = json.loads(runbase_cmd("show", "latest", "--json", cwd=project, check=True).stdout)
+    assert rec["status"] == "finished", rec
+    assert rec["metrics"]["loss"]["count"] == POINTS
+    assert rec["metrics"]["loss"]["last"] == POINTS - 1
+    assert "the last line" in runbase_cmd("logs", cwd=project, check=True).stdout
+
+
+def test_a_signal_while_a_job_run_ends_comes_after_its_end(project: Path) -> None:
+    """A job run (runbase.tracking.jobs: a Hydra multirun's) ending: a signal then is
+    delivered once its end is recorded."""
+    write(
+        project,
+        "train.py",
+        f"""
+        import os, signal, threading, time
+        import runbase
+        from runbase.tracking.jobs import Group
+
+        runbase.init(name="launcher")
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(99))
+        job = Group().job(0, params={{"lr": 0.1}})
+        for i in range({POINTS}):
+            runbase.log(loss=float(i), step=i)
+
+        def signal_while_it_ends():
+            while not job.finished:  # set as it starts ending
+                time.sleep(0.001)
+            while True:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.001)
+
+        threading.Thread(target=signal_while_it_ends, daemon=True).start()
+        job.end()
+        time.sleep(600)  # the held signal ends us here (a hang bound, never reached)
+        """,
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBASE_")}
+    proc = subprocess.run(
+        [PY, "train.py"], cwd=project, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 99, proc.stderr
+    runs = json.loads(runbase_cmd("ls", "--json", cwd=project, check=True).stdout)
+    job = next(r for r in runs if r["name"] != "launcher")
+    rec = json.loads(runbase_cmd("show", job["id"], "--json", cwd=project, check=True).stdout)
+    assert rec["status"] == "finished" and rec["metrics"]["loss"]["last"] == POINTS - 1, rec

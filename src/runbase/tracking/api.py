@@ -527,6 +527,16 @@ def finish(status: str | None = None) -> None:
 
     ``status`` may force ``"finished"``, ``"failed"`` or ``"killed"``.
     """
+    if (_job is None or _job.finished) and (_run is None or _run.finished):
+        return  # nothing to end (at exit, in most processes): signal is not loaded
+    from runbase.core.heldsignals import held_signals  # lazy: signal loads enum
+
+    # a SIGTERM now (a scheduler, a pruner) would lose the run's end: it comes after it
+    with held_signals():
+        _finish(status)
+
+
+def _finish(status: str | None) -> None:
     global _run
     with _lock:
         if _job is not None and not _job.finished:

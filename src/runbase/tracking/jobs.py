@@ -154,6 +154,12 @@ class Job(_api.Run):
             raise UsageError(f"status must be one of {', '.join(TERMINAL)}")
         if self.finished:
             return
+        from runbase.core.heldsignals import held_signals  # lazy: signal loads enum
+
+        with held_signals():  # a signal now would lose the job's end: it comes after
+            self._end(status, exc)
+
+    def _end(self, status: str | None, exc: BaseException | None) -> None:
         self.finished = True
         code: int | None = 0
         sig: int | None = None
