@@ -204,3 +204,22 @@ def test_a_signal_while_a_job_run_ends_comes_after_its_end(project: Path) -> Non
     job = next(r for r in runs if r["name"] != "launcher")
     rec = json.loads(runbase_cmd("show", job["id"], "--json", cwd=project, check=True).stdout)
     assert rec["status"] == "finished" and rec["metrics"]["loss"]["last"] == POINTS - 1, rec
+
+
+def test_a_signal_while_the_executor_tells_a_job_end_comes_after_it(project: Path) -> None:
+    """The local executor (sweeps, job runs): a SIGTERM while on_done records an ended
+    job (a sweep reading its trial's end) interrupts the executor only once it is told."""
+    from runbase.tracking.executor import LocalExecutor
+    from runbase.tracking.launch import Job
+
+    told: list[str] = []
+
+    def on_done(job: Job, _done: int, _total: int) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives in the middle of the bookkeeping
+        told.append(job.label)
+
+    jobs = [Job([PY, "-c", "pass"], label="first"), Job([PY, "-c", "pass"], label="second")]
+    interrupted = LocalExecutor(1).run(jobs, on_done, total=2)
+    assert told == ["first"]  # told in full, then interrupted: the second never started
+    assert interrupted is True
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # pytest's, given back

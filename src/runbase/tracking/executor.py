@@ -32,6 +32,7 @@ import threading
 from collections.abc import Iterable
 from typing import Protocol
 
+from runbase.core.heldsignals import held_signals
 from runbase.errors import UsageError
 from runbase.tracking.launch import (
     EXECUTOR_ENV,
@@ -284,6 +285,13 @@ class _Tally:
                 self.active -= 1
 
     def tell(self, errors: bool = True) -> None:
+        # a SIGTERM (KeyboardInterrupt here) or Ctrl-C in the middle of on_done (a
+        # sweep reading a trial's end, telling its study) would leave that job untold:
+        # it comes once the ended jobs are told
+        with held_signals():
+            self._tell(errors)
+
+    def _tell(self, errors: bool) -> None:
         while self.untold:
             job, error = self.untold.popleft()
             if error is not None:
