@@ -852,7 +852,7 @@ def _claim(job: Job, spec: dict[str, Any], info: dict[str, Any], mode: str, root
         attempts = _attempts(store, str(spec["run_id"]))
         pulled = not attempts
         if pulled:  # a lost attempt on a node with its own store: on the server
-            attempts = _pull_attempts(store, job, str(spec["run_id"]))
+            attempts = _server_attempts(store, job, str(spec["run_id"]), mode)
     finally:
         store.close()
     if not attempts:
@@ -864,6 +864,19 @@ def _claim(job: Job, spec: dict[str, Any], info: dict[str, Any], mode: str, root
     info["attempt"] = len(attempts)
     info["retry_of"] = attempts[-1]
     return attempts
+
+
+def _server_attempts(store: Any, job: Job, first: str, mode: str) -> list[str]:
+    """:func:`_pull_attempts`; on a node that shares the driver's store a server that
+    does not answer only warns (the run is most likely a first attempt, and the store it
+    writes is the driver's): a node with its own store has no other way to know."""
+    if mode == "own":
+        return _pull_attempts(store, job, first)
+    try:
+        return _pull_attempts(store, job, first)
+    except Exception as e:  # noqa: BLE001 - a warning: the job runs as a first attempt
+        _warn(f"cannot ask the team server for earlier attempts of run {first}: {e}")
+        return []
 
 
 def _pull_attempts(store: Any, job: Job, first: str) -> list[str]:
