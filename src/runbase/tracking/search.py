@@ -23,6 +23,7 @@ import json
 import math
 import random
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,13 @@ STATES = ("complete", "fail", "pruned")
 # user attributes runbase keeps: the study's sweep (its definition), a trial's run status
 SWEEP_ATTR = "runbase_sweep"
 STATUS_ATTR = "runbase_status"
-DRIVER_ATTR = "runbase_driver"  # the driver that asked a trial: {"host", "pid"}
+DRIVER_ATTR = "runbase_driver"  # the driver that asked a trial: {"host", "pid", "id"}
+# a study attribute per driver, BEAT_ATTR + its id: {"at", "every", "ended"}, its last beat
+# (time.time() on its host), its interval, whether it ended (Study.beat)
+BEAT_ATTR = "runbase_beat:"
+# a driver silent for this many of its intervals is gone (120 s at the default 10 s: the
+# sweep record's claim waits as long), whatever its host; room for clocks that differ
+STALE_BEATS = 12
 # a trial told failed still counts against the budget when its run failed by itself
 COUNTED_FAILURES = ("failed", "finished")  # finished: without the objective
 
@@ -353,16 +360,21 @@ class Study:
             else:
                 self.study.tell(number, state=states[state], skip_if_finished=True)
 
-    def fail_unfinished(self, alive: Callable[[Any], bool] | None = None) -> int:
+    def fail_unfinished(
+        self, alive: Callable[[Any], bool] | None = None, keep_unmarked: bool = False
+    ) -> int:
         """Tell every trial still running in the study failed (a sweep that died before
         telling them); how many. ``alive(driver)``: whether the driver that asked a
-        trial (its user attribute ``runbase_driver``, ``{"host", "pid"}``; None when it
-        has none) still runs it: such a trial (another driver's, joined) is left
-        running."""
+        trial (its user attribute ``runbase_driver``, ``{"host", "pid", "id"}``; None
+        when it has none) still runs it: such a trial (another driver's, joined) is left
+        running. ``keep_unmarked``: a trial without the attribute is left too (a driver
+        sets it just after asking: a driver running beside it must not fail it then)."""
         optuna = optuna_module()
         running = optuna.trial.TrialState.RUNNING
         with self._lock:
             trials = self.study.get_trials(deepcopy=False, states=(running,))
+        if keep_unmarked:
+            trials = [t for t in trials if DRIVER_ATTR in t.user_attrs]
         stale = [
             t.number for t in trials if alive is None or not alive(t.user_attrs.get(DRIVER_ATTR))
         ]
@@ -422,6 +434,22 @@ class Study:
             "index": best.user_attrs.get("sweep_index"),
         }
 
+    def beat(self, driver_id: str, every: float, ended: bool = False) -> None:
+        """Driver ``driver_id`` is alive (it beats every ``every`` s), or ``ended``: what
+        tells the other drivers, on any host, whether its running trials still run."""
+        value = {"at": time.time(), "every": every, "ended": ended}
+        with self._lock:
+            self.study.set_user_attr(BEAT_ATTR + driver_id, value)
+
+    def beats(self) -> dict[str, dict[str, Any]]:
+        """Every driver's last beat, by its id (:meth:`beat`)."""
+        with self._lock:
+            attrs = dict(self.study.user_attrs)
+        n = len(BEAT_ATTR)
+        return {
+            k[n:]: v for k, v in attrs.items() if k.startswith(BEAT_ATTR) and isinstance(v, dict)
+        }
+
     def sweep_info(self) -> dict[str, Any] | None:
         """The sweep the study belongs to, as its first driver wrote it (``{"id",
         "spec", "user", "host", "created_at"}``); None in a study runbase did not make."""
@@ -434,6 +462,22 @@ class Study:
         reads: the joining machine needs only the sweep's id and the storage)."""
         with self._lock:
             self.study.set_user_attr(SWEEP_ATTR, info)
+
+
+def beat_fresh(beat: Any, now: float) -> bool:
+    """Whether a driver's last beat (:meth:`Study.beat`) says it still runs: not ended,
+    and younger than STALE_BEATS of its intervals. No beat: False."""
+    if not isinstance(beat, dict) or beat.get("ended"):
+        return False
+    at, every = _number(beat.get("at")), _number(beat.get("every"))
+    if at is None or every is None:
+        return False
+    return now - at < STALE_BEATS * max(every, 0.0)
+
+
+def _number(value: Any) -> float | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return float(value) if ok else None
 
 
 def shared_sweep(url: str, name: str) -> dict[str, Any]:

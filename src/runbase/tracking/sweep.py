@@ -30,6 +30,7 @@ import math
 import os
 import random
 import re
+import secrets
 import shutil
 import threading
 import time
@@ -57,6 +58,7 @@ DEFAULT_SAMPLES = 10  # per grid point, with --random and no -n
 DEFAULT_TRIALS = 20  # of a model-based search without --trials
 PRUNE_POLL = 0.5  # seconds between two reads of the running trials' objective series
 BEAT_EVERY = 10.0  # seconds between two heartbeats of a sweep's driver (records.sweeps.beat)
+BEAT_ENV = "RUNBASE_SWEEP_BEAT"  # another interval, in seconds (tests: not minutes)
 # a trial's run status that counts as done (resume runs the others again)
 DONE_STATUSES = ("finished", "pruned", "failed")
 
@@ -555,6 +557,10 @@ def join_sweep(
             say=say,
             resume=True,
         )
+        try:  # a dead driver's running trials do not hold the budget
+            _reap(study, None, say)
+        except Exception as e:  # noqa: BLE001  (a running driver tells them later)
+            say(f"runbase: warning: could not check the study's other drivers: {e}")
         left = max(0, plan.total() - study.taken())
         say(
             f"runbase: joining sweep {sweep_id} of {shared.get('user') or '?'} on "
@@ -847,29 +853,78 @@ def _open_study(
         resume=recorded is not None,
     )
     if recorded is not None:  # a joined driver still running keeps its trials
-        stale = study.fail_unfinished(_driver_alive)
+        stale = study.fail_unfinished(_alive_in(study))
         if stale:
             say(f"runbase: {stale} trial(s) the study still had running were told failed")
     return study, {"name": name, "storage": where}
 
 
+def beat_every() -> float:
+    """Seconds between two heartbeats of a driver: BEAT_EVERY, or ``$RUNBASE_SWEEP_BEAT``."""
+    raw = os.environ.get(BEAT_ENV)
+    if raw is None or not raw.strip():
+        return BEAT_EVERY
+    try:
+        every = float(raw)
+    except ValueError:
+        every = math.nan
+    if not (math.isfinite(every) and every > 0):
+        raise UsageError(f"${BEAT_ENV} must be a number of seconds above 0, got {raw!r}")
+    return every
+
+
 def _this_driver() -> dict[str, Any]:
-    """What a trial's user attribute ``runbase_driver`` says of the driver asking it."""
+    """What a trial's user attribute ``runbase_driver`` says of the driver asking it: its
+    host and pid, and an id of its own (its heartbeat in the study: Study.beat)."""
     from runbase.capture.env import user_and_host  # lazy: capture
 
-    return {"host": user_and_host()[1], "pid": os.getpid()}
+    return {"host": user_and_host()[1], "pid": os.getpid(), "id": secrets.token_hex(8)}
 
 
-def _driver_alive(driver: Any) -> bool:
-    """Whether the driver that asked a trial still runs (a resume leaves its trials
-    running): a process on this host that runs; unknown (no attribute, or another host,
-    where its process cannot be seen) counts as gone, as before --join existed."""
+def _alive_in(study: Any, me: str | None = None) -> Callable[[Any], bool]:
+    """``_driver_alive`` with the study's heartbeats read now; ``me``: the id of the
+    driver asking (its own trials run)."""
+    beats, now = study.beats(), time.time()
+    return lambda driver: _driver_alive(driver, beats, now, me)
+
+
+def _driver_alive(
+    driver: Any,
+    beats: dict[str, Any] | None = None,
+    now: float | None = None,
+    me: str | None = None,
+) -> bool:
+    """Whether the driver that asked a trial still runs it (a resume, a join and the
+    drivers running leave its trials running). Its heartbeat in the study (``beats``,
+    by driver id) when it ended says gone; on this host its process says (at once,
+    without waiting for a beat to age); on another, its heartbeat: fresh (younger than
+    STALE_BEATS intervals) is alive, stale or none (a driver from before heartbeats)
+    is gone."""
     from runbase.capture.proc import is_alive  # lazy: capture
+    from runbase.tracking.search import beat_fresh  # lazy: optuna's module
 
-    if not isinstance(driver, dict) or driver.get("host") != _this_driver()["host"]:
+    if not isinstance(driver, dict):
         return False
-    pid = driver.get("pid")
-    return isinstance(pid, int) and pid != os.getpid() and is_alive(pid, None)
+    key = driver.get("id")
+    if me is not None and key == me:
+        return True
+    beat = (beats or {}).get(key) if isinstance(key, str) else None
+    if isinstance(beat, dict) and beat.get("ended"):
+        return False
+    if driver.get("host") == _this_driver()["host"]:
+        pid = driver.get("pid")
+        return isinstance(pid, int) and pid != os.getpid() and is_alive(pid, None)
+    return beat_fresh(beat, time.time() if now is None else now)
+
+
+def _reap(study: Any, me: str | None, say: Callable[[str], None]) -> int:
+    """The study's running trials of drivers that are gone (SIGKILLed, their machine
+    down: their heartbeat stale) told failed, so that they stop holding the sweep's
+    budget; how many. A trial whose driver is not yet written on it is left."""
+    n = int(study.fail_unfinished(_alive_in(study, me), keep_unmarked=True))
+    if n:
+        say(f"runbase: {n} running trial(s) of a driver that is gone were told failed")
+    return n
 
 
 class _Driver:
@@ -904,6 +959,7 @@ class _Driver:
         # indices come from its trial numbers, the budget and the best run are the study's
         self.shared = plan.model and study is not None
         self._me = _this_driver()  # on each trial it asks (a resume spares a live one's)
+        self._every = beat_every()
         base = ["--sweep-id", sweep_id, "--no-code", "--spec", SPEC_TOKEN]
         base += ["--publish", plan.publish] if plan.publish else []
         for item in self.inputs:  # relative: to the project root, here or on a node
@@ -922,7 +978,9 @@ class _Driver:
         self.result.total = total
         if on_start is not None:
             on_start(self.result)
-        beat = self._start_thread(self._beat_loop, "heartbeat") if self._beats else None
+        self._study_beat()  # before its first trial: the other drivers see it alive
+        beating = self._beats or self.study is not None
+        beat = self._start_thread(self._beat_loop, "heartbeat") if beating else None
         threads = [self._start_pruner(), beat]
         status, raised = "failed", True  # the executor raised: a job that could not start
         if self.shared:  # a joining driver's copy names the best run from its first push
@@ -937,6 +995,7 @@ class _Driver:
             for thread in threads:
                 if thread is not None:
                     thread.join()
+            self._study_beat(ended=True)  # its trials all told: gone at once
             self._record_end(status, raised)
         return self.result
 
@@ -979,20 +1038,50 @@ class _Driver:
         return thread
 
     def _beat_loop(self) -> None:
-        """Every BEAT_EVERY s: the sweep's heartbeat (what tells a resume elsewhere that
-        this driver still runs it)."""
+        """Every ``beat_every()`` s: the sweep's heartbeat in the store's record when
+        this driver has its claim (what tells a resume elsewhere that it still runs
+        it), and in the study (what tells every other driver, on any host); then the
+        study's running trials of drivers that are gone told failed."""
         from runbase.records.sweeps import beat  # lazy: records
 
         store = None
         try:
-            store = Store.open(self.result.store_root)  # this thread's own connection
-            while not self._stop.wait(BEAT_EVERY):
-                beat(store, self.result.sweep_id)
+            store = Store.open(self.result.store_root) if self._beats else None
         except Exception as e:  # noqa: BLE001  (the trials go on)
             self._warn_once("beat", f"the sweep's heartbeat stopped: {e}")
+            if self.study is None:
+                return
+        try:
+            while not self._stop.wait(self._every):
+                if store is not None:
+                    try:
+                        beat(store, self.result.sweep_id)
+                    except Exception as e:  # noqa: BLE001  (the next beat may land)
+                        self._warn_once("beat", f"a heartbeat of the sweep failed: {e}")
+                if self.study is not None and self._study_beat():
+                    self._reap()
         finally:
             if store is not None:
                 store.close()
+
+    def _study_beat(self, ended: bool = False) -> bool:
+        """This driver's heartbeat in the study (``ended``: its last); False when the
+        study refused it (warned once)."""
+        if self.study is None:
+            return False
+        try:
+            self.study.beat(self._me["id"], self._every, ended)
+        except Exception as e:  # noqa: BLE001  (the trials go on)
+            self._warn_once("study-beat", f"a heartbeat in the sweep's study failed: {e}")
+            return False
+        return True
+
+    def _reap(self) -> int:
+        try:
+            return _reap(self.study, self._me["id"], self.say)
+        except Exception as e:  # noqa: BLE001  (a later beat tries again)
+            self._warn_once("reap", f"could not check the study's other drivers: {e}")
+            return 0
 
     def _final_status(self) -> str:
         ended = [t for t in self.result.trials if t.returncode is not None]
@@ -1029,7 +1118,8 @@ class _Driver:
         last trial at once: the lower number runs, the other is told failed (it does not
         count, and never stays running) and this driver stops."""
         budget = self.plan.total()
-        if self.study.taken() >= budget:
+        # a gone driver's running trials told failed first: they no longer hold the budget
+        if self.study.taken() >= budget and (not self._reap() or self.study.taken() >= budget):
             return None
         number, params = self.study.ask(
             None, lambda n: {"run_id": run_id, INDEX_TAG: n + 1, "runbase_driver": self._me}
