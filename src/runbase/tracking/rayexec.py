@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from runbase.core.heldsignals import held_signals
 from runbase.errors import RunbaseError, UsageError
 from runbase.tracking.launch import (
     Job,
@@ -225,12 +226,14 @@ class RayExecutor:
                 if not self._refs and not untold:
                     return False
                 untold.extend(self._ended(wait=True))
-                while untold:  # every ended job is told before the next is pulled
-                    done += 1
-                    if on_done is not None:
-                        on_done(untold.popleft(), done, total or 0)
-                    else:
-                        untold.popleft()
+                # a SIGTERM/Ctrl-C mid on_done would leave that job untold: it comes after
+                with held_signals():
+                    while untold:  # every ended job is told before the next is pulled
+                        done += 1
+                        if on_done is not None:
+                            on_done(untold.popleft(), done, total or 0)
+                        else:
+                            untold.popleft()
         except KeyboardInterrupt:
             self._interrupt()
             untold.extend(self._orphans)
