@@ -3,7 +3,9 @@ one Optuna search through a study both reach, publishing to one team server."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -37,15 +39,26 @@ def _env() -> dict[str, str]:
     }
 
 
-def _sweep(cwd: Path, *args: str) -> subprocess.Popen[str]:
+def _sweep(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    # a session of its own: SIGKILLed with its trials, as a machine that goes down
     return subprocess.Popen(
         [PY, "-m", "runbase", "sweep", *args],
         cwd=cwd,
-        env=_env(),
+        env=env or _env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )
+
+
+def _sweep_id(proc: subprocess.Popen[str]) -> str:
+    """The id a starting sweep prints (its stderr read up to that line)."""
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.startswith("sweep "):
+            return line.split()[1].rstrip(":")
+    raise AssertionError(f"the sweep printed no id: {proc.wait()}")
 
 
 def _study(url: str, sweep_id: str) -> Any:
@@ -220,3 +233,143 @@ def test_a_command_with_a_secret_is_given_again_to_join(project: Path, tmp_path:
     given = runbase_cmd(*join, "--", *command, cwd=other)
     assert given.returncode == 0 and "nothing to run" in given.stderr, given.stderr
     assert "sk-a1B2" not in given.stderr
+
+
+def _running(url: str, sweep_id: str) -> dict[int, Any]:
+    """The study's running trials that name their driver, by the driver's pid."""
+    trials = _study(url, sweep_id).trials
+    return {
+        t.user_attrs["runbase_driver"]["pid"]: t
+        for t in trials
+        if t.state.name == "RUNNING" and "runbase_driver" in t.user_attrs
+    }
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its trials, no goodbye
+    proc.communicate(timeout=60)
+
+
+def test_a_driver_elsewhere_is_alive_while_it_beats_and_gone_once_its_beat_is_stale(
+    project: Path, tmp_path: Path
+) -> None:
+    """Drivers on other hosts, told apart by their heartbeat in the study (a pid says
+    nothing there): a resume spares a live one's running trial; once it is SIGKILLed
+    and its beat goes stale, a running driver tells its trial failed, and the
+    study-wide budget is met by completed trials."""
+    optuna = require("optuna")
+    other = _checkouts(project, tmp_path)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    env = {**_env(), "RUNBASE_SWEEP_BEAT": "0.3"}  # stale after 12 beats: 3.6 s
+    first = _sweep(project, *SEARCH, "--trials", "4", "-j", "1",
+                   "--study-storage", url, "--", PY, "obj.py", env=env)  # fmt: skip
+    sweep_id = _sweep_id(first)
+    second = _sweep(other, "--join", sweep_id, "--study-storage", url, "-j", "1", env=env)
+    trials = wait_until(
+        lambda: (r := _running(url, sweep_id)) and {first.pid, second.pid} <= set(r) and r,
+        what="a trial of each driver running",
+        timeout=120,
+    )
+    # the joined driver as if on another host: its trial names a host that is not this
+    # one, so only its heartbeat says whether it runs
+    joined = trials[second.pid]
+    moved = {**joined.user_attrs["runbase_driver"], "host": "elsewhere.example"}
+    storage = optuna.storages.RDBStorage(url)
+    storage.set_trial_user_attr(joined._trial_id, "runbase_driver", moved)
+
+    # the first driver dies; a resume where it ran fails its trial, not the live one's
+    _kill(first)
+    resume = _sweep(project, "--resume", sweep_id, "--study-storage", url, env=env)
+    wait_until(
+        lambda: resume.pid in _running(url, sweep_id),
+        what="the resumed driver running a trial",
+        timeout=120,
+    )
+    states = {t.number: t.state.name for t in _study(url, sweep_id).trials}
+    assert states[trials[first.pid].number] == "FAIL"
+    assert states[joined.number] == "RUNNING"  # its heartbeat is fresh
+
+    # the joined driver's machine goes down: once its beat is stale, the resumed driver
+    # tells its trial failed (it no longer holds the budget)
+    _kill(second)
+    wait_until(
+        lambda: _study(url, sweep_id).trials[joined.number].state.name == "FAIL",
+        what="the dead driver's trial told failed",
+        timeout=120,
+    )
+    (tmp_path / "gate").write_text("")
+    _, err = resume.communicate(timeout=300)
+    assert resume.returncode == 0, err
+    assert "running trial(s) of a driver that is gone were told failed" in err
+    study = _study(url, sweep_id)
+    assert [t.state.name for t in study.trials].count("COMPLETE") == 4
+    assert not [t for t in study.trials if t.state.name == "RUNNING"]
+    assert "runbase_status" not in study.trials[joined.number].user_attrs  # not counted
+
+
+def test_a_driver_joins_on_a_ray_cluster(project: Path, tmp_path: Path) -> None:
+    """``--join --on ray``: the joining driver's trials run as tasks of a real (one-node)
+    Ray cluster, recorded in its store, counted in the one study-wide budget."""
+    require("ray")
+    import raycluster
+
+    other = _checkouts(project, tmp_path)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    with raycluster.running(raycluster.RayCluster(nodes=1)) as cluster:
+        env = {**_env(), **raycluster.ENV, "RAY_ADDRESS": cluster.address}
+        first = _sweep(project, *SEARCH, "--trials", "3", "-j", "1",
+                       "--study-storage", url, "--", PY, "obj.py", env=env)  # fmt: skip
+        sweep_id = _sweep_id(first)
+        join = ("--join", sweep_id, "--study-storage", url, "--on", "ray", "-j", "1")
+        second = _sweep(other, *join, env=env)
+        wait_until(
+            lambda: {first.pid, second.pid} <= set(_running(url, sweep_id)),
+            what="a trial of each driver running, one on Ray",
+            timeout=240,
+        )
+        (tmp_path / "gate").write_text("")
+        _, err1 = first.communicate(timeout=300)
+        _, err2 = second.communicate(timeout=300)
+    assert first.returncode == 0, err1
+    assert second.returncode == 0, err2
+    study = _study(url, sweep_id)
+    assert [t.state.name for t in study.trials].count("COMPLETE") == 3
+    theirs = _runs(other, sweep_id)
+    assert theirs and all(r["status"] == "finished" for r in theirs)
+    for r in theirs:  # Ray ran them
+        shown = runbase_cmd("show", r["id"], "--json", cwd=other, check=True)
+        assert json.loads(shown.stdout)["executor"]["kind"] == "ray"
+
+
+def test_a_drivers_beat_in_the_study_says_whether_it_runs(tmp_path: Path) -> None:
+    """Liveness from the study's heartbeats: another host's driver is alive while its
+    beat is younger than 12 of its intervals, gone once stale, ended, or never beating;
+    this host's by its process, unless its beat says it ended."""
+    require("optuna")
+    from runbase.tracking import search as se
+    from runbase.tracking.sweep import _driver_alive, _this_driver, parse_random
+
+    space = se.space({}, parse_random(["x=uniform(0,1)"]))
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = se.Study.open(space, search="tpe", direction="max", name="s", url=url, seed=1)
+    study.beat("live", 10.0)
+    study.beat("done", 10.0, ended=True)
+    beats = study.beats()
+    now = beats["live"]["at"]
+    far = {"host": "elsewhere.example", "pid": 1}
+    assert _driver_alive({**far, "id": "live"}, beats, now + 119)
+    assert not _driver_alive({**far, "id": "live"}, beats, now + 121)  # stale
+    assert not _driver_alive({**far, "id": "done"}, beats, now)
+    assert not _driver_alive({**far, "id": "never"}, beats, now)
+    assert not _driver_alive(far, beats, now)  # a driver from before heartbeats
+    assert _driver_alive({**far, "id": "me"}, beats, now, me="me")  # the asking driver's
+    here = {**_this_driver(), "pid": os.getppid()}  # a process that runs
+    assert _driver_alive({**here, "id": "live"}, beats, now + 1000)  # its process says
+    assert not _driver_alive({**here, "id": "done"}, beats, now)  # it said it ended
+    # a trial whose driver is not yet written on it (just asked) is left by a running
+    # driver's check, told failed by a resume's
+    study.ask(None, {"run_id": "a", "runbase_driver": {**far, "id": "done"}})
+    study.ask(None, {"run_id": "b"})
+    assert study.fail_unfinished(lambda _d: False, keep_unmarked=True) == 1
+    assert study.fail_unfinished(lambda _d: False) == 1
+    assert study.running_count() == 0
