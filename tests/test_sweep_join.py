@@ -307,6 +307,38 @@ def test_a_driver_elsewhere_is_alive_while_it_beats_and_gone_once_its_beat_is_st
     assert "runbase_status" not in study.trials[joined.number].user_attrs  # not counted
 
 
+def test_a_driver_with_the_budget_met_waits_for_a_silent_drivers_trial(
+    project: Path, tmp_path: Path
+) -> None:
+    """The last trial of the budget held by a driver on another host that went silent:
+    the driver whose trials ended waits until that driver's beat is stale, tells its
+    trial failed and runs the missing trial, instead of ending one trial short."""
+    optuna = require("optuna")
+    other = _checkouts(project, tmp_path)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    env = {**_env(), "RUNBASE_SWEEP_BEAT": "0.3"}
+    first = _sweep(project, *SEARCH, "--trials", "2", "-j", "1",
+                   "--study-storage", url, "--", PY, "obj.py", env=env)  # fmt: skip
+    sweep_id = _sweep_id(first)
+    second = _sweep(other, "--join", sweep_id, "--study-storage", url, "-j", "1", env=env)
+    trials = wait_until(
+        lambda: (r := _running(url, sweep_id)) and {first.pid, second.pid} <= set(r) and r,
+        what="a trial of each driver running",
+        timeout=120,
+    )
+    joined = trials[second.pid]  # on another host, as above
+    moved = {**joined.user_attrs["runbase_driver"], "host": "elsewhere.example"}
+    optuna.storages.RDBStorage(url).set_trial_user_attr(joined._trial_id, "runbase_driver", moved)
+    _kill(second)
+    (tmp_path / "gate").write_text("")  # the first driver's trial ends: the budget looks met
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    study = _study(url, sweep_id)
+    assert [t.state.name for t in study.trials].count("COMPLETE") == 2
+    assert study.trials[joined.number].state.name == "FAIL"
+    assert len(_runs(project, sweep_id)) == 2
+
+
 def test_a_driver_joins_on_a_ray_cluster(project: Path, tmp_path: Path) -> None:
     """``--join --on ray``: the joining driver's trials run as tasks of a real (one-node)
     Ray cluster, recorded in its store, counted in the one study-wide budget."""

@@ -467,12 +467,19 @@ class Study:
 def beat_fresh(beat: Any, now: float) -> bool:
     """Whether a driver's last beat (:meth:`Study.beat`) says it still runs: not ended,
     and younger than STALE_BEATS of its intervals. No beat: False."""
+    age = beat_age(beat, now)
+    return age is not None and age < STALE_BEATS
+
+
+def beat_age(beat: Any, now: float) -> float | None:
+    """How many of its intervals ago a driver beat last; None when it has no beat or
+    ended."""
     if not isinstance(beat, dict) or beat.get("ended"):
-        return False
+        return None
     at, every = _number(beat.get("at")), _number(beat.get("every"))
-    if at is None or every is None:
-        return False
-    return now - at < STALE_BEATS * max(every, 0.0)
+    if at is None or every is None or every <= 0:
+        return None
+    return (now - at) / every
 
 
 def _number(value: Any) -> float | None:

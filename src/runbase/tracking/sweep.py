@@ -1094,6 +1094,8 @@ class _Driver:
         its study for trial n+1 after it was told what the trials that ended gave."""
         for index, point in todo:
             trial = self._ask(index, point)
+            if trial is None and self.shared:
+                trial = self._ask_after_silent(index, point)
             if trial is None:  # the study has its budget: other drivers ran the rest
                 return
             job = self._job(trial)
@@ -1101,6 +1103,43 @@ class _Driver:
                 self._trial_of[id(job)] = trial
             self.result.trials.append(trial)
             yield job
+
+    def _ask_after_silent(self, index: int, point: dict[str, Any] | None) -> Trial | None:
+        """The budget looks met, but trials holding it may be a dead driver's on another
+        host (whose process cannot be seen): wait while such a driver's beat does not
+        move; once it is stale its trials are told failed (_ask_shared) and this driver
+        runs the trial it frees. A driver whose beat moves is alive: not waited for."""
+        seen = self._other_beats()
+        while seen:
+            time.sleep(self._every)
+            trial = self._ask(index, point)
+            if trial is not None:
+                return trial
+            now = self._other_beats()
+            seen = {k: at for k, at in now.items() if seen.get(k) == at}
+        return None
+
+    def _other_beats(self) -> dict[str, Any]:
+        """The last beat time of each driver on another host that has a trial running in
+        the study, by driver id (ended drivers and this host's left out: their beat or
+        process says at once)."""
+        from runbase.tracking.search import DRIVER_ATTR  # lazy: optuna's module
+
+        try:
+            beats = self.study.beats()
+            trials = [t for t in self.study.trials() if t.state.name == "RUNNING"]
+        except Exception as e:  # noqa: BLE001  (the study is down: this driver ends)
+            self._warn_once("reap", f"could not check the study's other drivers: {e}")
+            return {}
+        out = {}
+        for t in trials:
+            driver = t.user_attrs.get(DRIVER_ATTR)
+            if not isinstance(driver, dict) or driver.get("host") == self._me["host"]:
+                continue
+            beat = beats.get(str(driver.get("id")))
+            if isinstance(beat, dict) and not beat.get("ended"):
+                out[str(driver.get("id"))] = beat.get("at")
+        return out
 
     def _ask(self, index: int, point: dict[str, Any] | None) -> Trial | None:
         run_id = new_run_id()
