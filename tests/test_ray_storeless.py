@@ -436,3 +436,29 @@ def _worker_node(cluster: RayCluster) -> str:
     return next(
         n["NodeID"] for n in cluster.nodes() if "node:__internal_head__" not in n["Resources"]
     )
+
+
+def test_a_store_at_the_drivers_path_that_is_not_the_drivers_is_not_shared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node with a store of its own disk at the path of the driver's (same layout, no
+    shared file system) must not take it for the driver's: it sees the driver's store only
+    if it sees the mark file the driver wrote in that store's tmp/."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the default own store's home
+    monkeypatch.delenv("RUNBASE_WORKER_STORE", raising=False)
+    root = tmp_path / "store"
+    Store.open(root, create=True).close()
+    mark = rayexec.RayExecutor()._mark(str(root))  # what the driver names to every task
+    assert (root / "tmp" / mark).is_file()
+    shared = probe_node(str(root), None, {rayexec.STORE_MARK_ENV: mark})
+    assert shared == {"store": "shared", "problem": None}
+    (root / "tmp" / mark).unlink()  # the node's disk: a store there, not the driver's
+    other = probe_node(str(root), None, {rayexec.STORE_MARK_ENV: mark})
+    assert other["store"] == "own"
+    assert f"has a store at {root} that is not the driver's" in other["problem"]
+    assert "publish the sweep" in other["problem"]
+    assert (tmp_path / "home" / ".cache" / "runbase" / "worker-store" / "FORMAT").is_file()
+    # a mark that is not one the driver makes names no file
+    for bad in ("../FORMAT", "ray-node-check-xyz", ""):
+        assert rayexec.node_store(str(root), bad)[0] == "own"
+    assert rayexec.node_store(str(root), None) == ("shared", str(root))  # an older driver

@@ -33,11 +33,14 @@ Ray is imported lazily: ``import runbase`` and local runs never load it.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import json
 import logging
 import os
+import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -76,6 +79,10 @@ PASSED_ENV = ("RUNBASE_CONFIG", "RUNBASE_PUBLISH", "RUNBASE_TOKEN")
 # a node's own store (docs/ray.md): set on a node, the node never uses the driver's
 WORKER_STORE_ENV = "RUNBASE_WORKER_STORE"
 WORKER_STORE_DEFAULT = "~/.cache/runbase/worker-store"
+# a file the driver writes in its store's tmp/ and names to every task: a node sees the
+# driver's store only if it sees that file (another disk's store at the same path is not it)
+STORE_MARK_ENV = "RUNBASE_STORE_MARK"
+_MARK = re.compile(r"ray-node-check-[0-9a-f]{32}")
 PULL_WAIT = 10.0  # s a pull waits for the server to say an ended run's end
 PUSH_RETRY = 30.0  # s a node retries the push of a run whose end the server lacks
 # Ray's key-value store namespace of the runs a pruner stopped on nodes with their own
@@ -121,6 +128,7 @@ class RayExecutor:
         self._refs: dict[Any, Job] = {}  # ObjectRef -> its job, while it runs
         self.own_store = False  # a node probed keeps its own store (no shared path)
         self._sent: set[str] = set()  # the trees uploaded to the team server already
+        self._marks: dict[str, str] = {}  # store root -> the mark file in its tmp/
         self._warned: set[str] = set()
         # jobs taken off _refs whose result an interrupt cut short: told all the same
         self._orphans: list[Job] = []
@@ -171,6 +179,7 @@ class RayExecutor:
     def _probe(self, store: str, publish: str | None, env: dict[str, str]) -> None:
         """One task per alive node: can it import runbase, reach ``store`` and the
         remote (with the job's ``env``)? UsageError naming the first node that cannot."""
+        env = {**env, STORE_MARK_ENV: self._mark(store)}
         key = (store, publish, json.dumps(env, sort_keys=True))
         if key in self._probed:
             return
@@ -265,6 +274,7 @@ class RayExecutor:
         store = job_store(job)
         if store is not None:
             self._probe(store, job_publish(job), job.env or {})
+            job.env = {**(job.env or {}), STORE_MARK_ENV: self._mark(store)}
             if self.own_store:
                 self._send_tree(job, store)
         if job.spec is not None:
@@ -287,6 +297,21 @@ class RayExecutor:
         ref = self._ray.remote(run_job).options(**options).remote(job, CANCEL_GRACE)
         with self._lock:
             self._refs[ref] = job
+
+    def _mark(self, store: str) -> str:
+        """The name of a new file in ``store``'s tmp/ (made once per store, removed when
+        this process exits): a node that sees it sees this very store."""
+        if store not in self._marks:
+            name = f"ray-node-check-{secrets.token_hex(16)}"
+            path = Path(store, "tmp", name)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(b"")
+            except OSError as e:
+                raise UsageError(f"cannot write in the store at {store}: {e}") from None
+            atexit.register(_unlink, path)
+            self._marks[store] = name
+        return self._marks[store]
 
     def _send_tree(self, job: Job, store: str) -> None:
         """Some node keeps its own store: the job's tree goes to the team server the job
@@ -574,18 +599,18 @@ def probe_node(store: str, publish: str | None, env: dict[str, str]) -> dict[str
     re-used: ``env`` is set for the probe only."""
     with _environ(env):
         try:
-            mode, root = node_store(store)
+            mode, root = node_store(store, env.get(STORE_MARK_ENV))
         except UsageError as e:
             return {"store": "own", "problem": f"cannot keep its own store: {e}"}
         return {"store": mode, "problem": _probe_here(store, publish, mode, root)}
 
 
-def node_store(shared: str) -> tuple[str, str]:
+def node_store(shared: str, mark: str | None = None) -> tuple[str, str]:
     """Which store jobs of the driver's store ``shared`` use on this node: ``("shared",
-    shared)`` when the node sees it (its FORMAT file, writable) and
-    ``RUNBASE_WORKER_STORE`` is not set; else ``("own", the node's store)``."""
+    shared)`` when the node sees it (:func:`sees_store`) and ``RUNBASE_WORKER_STORE`` is
+    not set; else ``("own", the node's store)``."""
     own = os.environ.get(WORKER_STORE_ENV)
-    if not own and os.path.isfile(os.path.join(shared, "FORMAT")) and os.access(shared, os.W_OK):
+    if not own and sees_store(shared, mark):
         return "shared", shared
     path = Path(own or WORKER_STORE_DEFAULT).expanduser()
     if not path.is_absolute():  # a Ray worker's cwd is a per-job directory Ray deletes
@@ -594,6 +619,22 @@ def node_store(shared: str) -> tuple[str, str]:
             "an absolute one (a Ray worker's directory changes from job to job)"
         )
     return "own", str(path)
+
+
+def sees_store(shared: str, mark: str | None) -> bool:
+    """Whether this node sees the driver's store at ``shared``: a store there (its FORMAT
+    file), writable, holding the driver's ``mark`` file in its tmp/ (when the driver named
+    one: a store at the same path on this node's own disk is another store)."""
+    if not os.path.isfile(os.path.join(shared, "FORMAT")) or not os.access(shared, os.W_OK):
+        return False
+    if mark is None:
+        return True
+    return bool(_MARK.fullmatch(mark)) and os.path.isfile(os.path.join(shared, "tmp", mark))
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
 
 
 def open_node_store(mode: str, root: str) -> Any:
@@ -655,6 +696,8 @@ def _probe_here(store: str, publish: str | None, mode: str, root: str) -> str | 
 def _no_server(host: str, store: str) -> str:
     if os.environ.get(WORKER_STORE_ENV):
         why = f"keeps its own store ({WORKER_STORE_ENV}) instead of the one at {store}"
+    elif os.path.isfile(os.path.join(store, "FORMAT")):
+        why = f"has a store at {store} that is not the driver's (not a shared file system)"
     else:
         why = f"cannot reach the store at {store}"
     return f"on {host} {why} {NO_SERVER}"
@@ -676,7 +719,8 @@ def run_job(job: Job, grace: float = CANCEL_GRACE) -> dict[str, Any]:
     }
     spec = dict(job.spec) if job.spec is not None else None
     shared = job_store(job)
-    mode, root = node_store(shared) if shared is not None else ("shared", None)
+    mark = (job.env or {}).get(STORE_MARK_ENV)
+    mode, root = node_store(shared, mark) if shared is not None else ("shared", None)
     own = root if mode == "own" else None
     if own is not None and not isinstance((job.tree or {}).get("remote"), str):
         # a node that joined after the probe: the same refusal the probe gives
