@@ -405,3 +405,19 @@ def test_a_drivers_beat_in_the_study_says_whether_it_runs(tmp_path: Path) -> Non
     assert study.fail_unfinished(lambda _d: False, keep_unmarked=True) == 1
     assert study.fail_unfinished(lambda _d: False) == 1
     assert study.running_count() == 0
+
+
+def test_the_beat_interval_is_a_positive_number_of_seconds(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runbase.tracking.sweep import beat_every
+
+    monkeypatch.setenv("RUNBASE_SWEEP_BEAT", "2.5")
+    assert beat_every() == 2.5
+    for bad in ("abc", "0", "-1", "nan", "inf"):
+        proc = runbase_cmd(
+            "sweep", "--grid", "x=1", "--", PY, "-c", "pass",
+            cwd=project, env={"RUNBASE_SWEEP_BEAT": bad},
+        )  # fmt: skip
+        assert proc.returncode == 2 and "RUNBASE_SWEEP_BEAT must be a number" in proc.stderr
+        assert "Traceback" not in proc.stderr

@@ -227,6 +227,7 @@ class SweepPlan:
             raise UsageError("nothing to sweep: give --grid KEY=V1,V2 or --random KEY=DIST")
         if self.search not in se.MODEL_SEARCHES:
             self.points()  # the grid/random rules (both, -n) before any run
+        beat_every()  # a bad $RUNBASE_SWEEP_BEAT, before anything is recorded
 
     @property
     def model(self) -> bool:
