@@ -78,3 +78,20 @@ def describe(info: dict[str, Any] | None) -> str | None:
     if info.get("retry_of"):
         text += f", retry of {str(info['retry_of'])[:10]}"
     return text
+
+
+def retry_of(info: Any) -> str | None:
+    """The run that run's executor ``info`` says it retries (None: a first attempt)."""
+    of = info.get("retry_of") if isinstance(info, dict) else None
+    return of if isinstance(of, str) else None
+
+
+def retry_chain(first: str, retries: dict[str, str | None]) -> list[str]:
+    """``first`` and its retries in order, from ``retries`` (run id -> the run it
+    retries, :func:`retry_of`): each next attempt the one retrying the one before."""
+    chain = [first]
+    while True:
+        nxt = [rid for rid, of in retries.items() if of == chain[-1] and rid not in chain]
+        if not nxt:
+            return chain
+        chain.append(nxt[0])

@@ -21,6 +21,7 @@ import urllib.parse
 from typing import Any
 
 from runbase.capture.manifest import load_manifest
+from runbase.core.executorinfo import retry_chain, retry_of
 from runbase.errors import RemoteError
 from runbase.remote.client import Client, Remote
 from runbase.remote.sync import fetch_objects, send_objects
@@ -168,17 +169,11 @@ def remote_attempts(remote: Remote, first: str) -> list[str]:
         for r in rows
         if isinstance(r, dict) and isinstance(r.get("id"), str) and r["id"] != first
     ]
-    retry_of = {}
-    for rid in later:
-        executor = (_run_record(client, remote, str(rid)) or {}).get("executor")
-        of = executor.get("retry_of") if isinstance(executor, dict) else None
-        retry_of[str(rid)] = of if isinstance(of, str) else None
-    chain = [first]
-    while True:
-        nxt = [rid for rid, of in retry_of.items() if of == chain[-1] and rid not in chain]
-        if not nxt:
-            return chain
-        chain.append(nxt[0])
+    retries = {
+        str(rid): retry_of((_run_record(client, remote, str(rid)) or {}).get("executor"))
+        for rid in later
+    }
+    return retry_chain(first, retries)
 
 
 def _run_record(client: Client, remote: Remote, run_id: str) -> dict[str, Any] | None:

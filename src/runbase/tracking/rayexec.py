@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from runbase.core.executorinfo import retry_chain, retry_of
 from runbase.core.heldsignals import held_signals
 from runbase.errors import RunbaseError, UsageError
 from runbase.tracking.launch import (
@@ -960,18 +961,8 @@ def _attempts(store: Any, first: str) -> list[str]:
     if row.get("name"):
         where += f" and name == {json.dumps(row['name'])}"
     later = [r["id"] for r in list_runs(store, where, "started_at", None) if r["id"] != first]
-    retry_of = {rid: _retry_of(run_executor(store, rid)) for rid in later}  # one column
-    chain = [first]
-    while True:
-        nxt = [rid for rid, of in retry_of.items() if of == chain[-1] and rid not in chain]
-        if not nxt:
-            return chain
-        chain.append(nxt[0])
-
-
-def _retry_of(executor: Any) -> str | None:
-    value = executor.get("retry_of") if isinstance(executor, dict) else None
-    return value if isinstance(value, str) else None
+    retries = {rid: retry_of(run_executor(store, rid)) for rid in later}  # one column
+    return retry_chain(first, retries)
 
 
 def mark_lost(
