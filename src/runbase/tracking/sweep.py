@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from runbase.capture.overrides import INDEX_TAG, format_value, parse_assignment, parse_value
+from runbase.core.heldsignals import held_signals
 from runbase.core.ids import new_run_id
 from runbase.errors import UsageError
 from runbase.store import Store
@@ -992,12 +993,15 @@ class _Driver:
             status = "interrupted" if self.result.interrupted else self._final_status()
             raised = False
         finally:
-            self._stop.set()
-            for thread in threads:
-                if thread is not None:
-                    thread.join()
-            self._study_beat(ended=True)  # its trials all told: gone at once
-            self._record_end(status, raised)
+            # a SIGTERM/Ctrl-C now (the executor gave its handler back) would lose the
+            # sweep's end: it comes once recorded
+            with held_signals():
+                self._stop.set()
+                for thread in threads:
+                    if thread is not None:
+                        thread.join()
+                self._study_beat(ended=True)  # its trials all told: gone at once
+                self._record_end(status, raised)
         return self.result
 
     def _record_end(self, status: str, raised: bool) -> None:
