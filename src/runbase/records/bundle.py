@@ -794,6 +794,12 @@ def export_delta(store: Store, run_id: str, sent: dict[str, int]) -> dict[str, A
     return delta
 
 
+def status_delta(store: Store, run_id: str) -> dict[str, Any]:
+    """The run's rows (its status, params, tags, summaries) as a live delta without
+    metric points: what tells a server a run's new status without a whole push."""
+    return export_delta(store, run_id, dict(_chunk_tops(store, run_id)))
+
+
 def _chunk_tops(store: Store, run_id: str) -> list[tuple[str, int]]:
     return [
         (k, int(s))

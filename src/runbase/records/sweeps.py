@@ -221,6 +221,19 @@ def set_run_status(store: Store, run_id: str, status: str, note: str | None = No
         return bool(cur.rowcount == 1)
 
 
+def end_if_running(store: Store, run_id: str, status: str = "killed") -> bool:
+    """End run ``run_id`` ``status`` if it still reads ``running`` although its ``runbase
+    run`` is gone (SIGKILLed: it never finalized); a pruned or lost mark, or any end
+    recorded, stays. Whether it changed."""
+    with store.db.transaction() as cur:
+        cur.execute(
+            "UPDATE runs SET status = ?, ended_at = coalesce(ended_at, ?) "
+            "WHERE id = ? AND status = 'running'",
+            (status, time.time(), run_id),
+        )
+        return bool(cur.rowcount == 1)
+
+
 def unprune_if_ended_before(store: Store, run_id: str, pruned_at: float, note: str) -> bool:
     """Give back ``finished`` to a run marked pruned at ``pruned_at`` whose command had
     already run to its end: its supervisor recorded it (exit status 0, no signal, its

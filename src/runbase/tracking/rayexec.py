@@ -777,6 +777,7 @@ def _finish_own(job: Job, run_id: str, root: str) -> bool | None:
     # lazy: the store, records and remote client load only on a node with its own store
     from runbase.records.outbox import mark_pending
     from runbase.records.read import run_status
+    from runbase.records.sweeps import end_if_running
     from runbase.remote.client import get_remote
     from runbase.remote.sync import push
 
@@ -789,7 +790,7 @@ def _finish_own(job: Job, run_id: str, root: str) -> bool | None:
     try:
         if run_status(store, run_id) is None:
             return None
-        _end_killed(store, run_id)
+        end_if_running(store, run_id, "killed")
         try:
             # a push unchanged since the last one (the run's own final push) sends nothing
             push(store, get_remote(name), [run_id], retry_for=PUSH_RETRY)
@@ -800,16 +801,6 @@ def _finish_own(job: Job, run_id: str, root: str) -> bool | None:
             return False
     finally:
         store.close()
-
-
-def _end_killed(store: Any, run_id: str) -> None:
-    """A run still ``running`` after its ``runbase run`` is gone (SIGKILL: no finalize)
-    ends ``killed``; a pruned or lost mark stays."""
-    store.db.execute(
-        "UPDATE runs SET status = 'killed', ended_at = coalesce(ended_at, ?) "
-        "WHERE id = ? AND status = 'running'",
-        (time.time(), run_id),
-    )
 
 
 def _mark_if_pruned(job: Job, run_id: str, root: str) -> None:
@@ -836,7 +827,8 @@ def _mark_if_pruned(job: Job, run_id: str, root: str) -> None:
 def _fetch_tree(job: Job, root: str) -> None:
     """The objects of the job's tree this node's store lacks, from the team server the
     driver sent them to (each re-hashed as it arrives)."""
-    from runbase.remote.client import get_remote  # lazy: only on a node with its own store
+    # lazy: only on a node with its own store
+    from runbase.remote.client import get_remote
     from runbase.remote.fetch import fetch_tree
 
     name = (job.tree or {}).get("remote")
@@ -1048,14 +1040,12 @@ def _send_status(store: Any, remote: Any, run_id: str) -> bool:
     the server took it (it takes one for a run it shows running, pruned or lost)."""
     import urllib.parse
 
+    # lazy: the records and the HTTP client load only where a lost run is told
     from runbase.errors import RemoteError
-    from runbase.records.bundle import export_delta
+    from runbase.records.bundle import status_delta
     from runbase.remote.client import Client
 
-    tops = store.db.query(
-        "SELECT key, max(seq) FROM metric_chunks WHERE run_id = ? GROUP BY key", (run_id,)
-    )
-    delta = export_delta(store, run_id, {str(k): int(seq) for k, seq in tops})
+    delta = status_delta(store, run_id)
     client = Client(remote.url, remote.token, retry_for=10.0, timeout=10.0)
     path = f"{remote.api}/runs/{urllib.parse.quote(run_id, safe='')}/live"
     try:

@@ -1275,7 +1275,8 @@ class _Driver:
     def _push_run(self, run_id: str) -> None:
         """The run sent again to the remote its trial publishes to (its status changed
         after its last live update)."""
-        from runbase.remote.client import get_remote  # lazy: the HTTP client
+        # lazy: the HTTP client
+        from runbase.remote.client import get_remote
         from runbase.remote.sync import push
 
         try:
@@ -1415,7 +1416,8 @@ class _Driver:
         points = list(zip(*series_points(store, run_id, objective, after), strict=True))
         remote = self._points_remote(store, job, run_id) if not points else None
         if remote is not None:
-            from runbase.remote.client import get_remote  # lazy: the HTTP client
+            # lazy: the HTTP client
+            from runbase.remote.client import get_remote
             from runbase.remote.fetch import series_after
 
             points = list(
