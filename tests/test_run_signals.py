@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,24 @@ def _no_core() -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-def _start_run(project: Path, sig: int, code: int) -> subprocess.Popen[bytes]:
+def _as_from_a_shell() -> None:
+    """The child starts as from an interactive shell: no core dump (SIGQUIT's default
+    action dumps one) and the stopping signals at their default action (a test run under
+    `nohup`, or in a background job of a script, inherits SIGHUP, SIGINT and SIGQUIT
+    ignored, and an ignored signal stays ignored: its own test below)."""
+    _no_core()
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def _ignoring_sighup() -> None:
+    _no_core()
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # what `nohup` does
+
+
+def _start_run(
+    project: Path, sig: int, code: int, preexec: Callable[[], None] = _as_from_a_shell
+) -> subprocess.Popen[bytes]:
     write(
         project,
         "train.py",
@@ -50,7 +68,7 @@ def _start_run(project: Path, sig: int, code: int) -> subprocess.Popen[bytes]:
         stdout=out,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # the signals go to the supervisor alone
-        preexec_fn=_no_core,  # SIGQUIT's default action dumps core
+        preexec_fn=preexec,
     )
 
 
@@ -100,6 +118,21 @@ def test_a_signal_after_the_command_exited_keeps_the_runs_end(
     assert "the last line" in logs
 
 
+def test_a_late_signal_that_runbase_run_was_started_ignoring_stays_ignored(
+    project: Path,
+) -> None:
+    """Under `nohup` (SIGHUP ignored when `runbase run` starts) a SIGHUP after the
+    command exited is held while the run is recorded and then goes where it went
+    before: nowhere. `runbase run` exits with the command's own code."""
+    proc = _start_run(project, signal.SIGHUP, 3, preexec=_ignoring_sighup)
+    rc = _signal_until_it_exits(proc, project, signal.SIGHUP)
+    out = (project / "out.log").read_text()
+    assert rc == 3, out
+    rec = json.loads(runbase_cmd("show", "latest", "--json", cwd=project, check=True).stdout)
+    assert rec["status"] == "failed" and rec["exit_code"] == 3, rec
+    assert rec["metrics"]["loss"]["count"] == POINTS
+
+
 def test_a_signal_while_the_command_runs_is_still_forwarded(project: Path) -> None:
     write(
         project,
@@ -118,6 +151,7 @@ def test_a_signal_while_the_command_runs_is_still_forwarded(project: Path) -> No
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=_as_from_a_shell,
     )
     while not (project / "started").exists():
         assert proc.poll() is None
@@ -219,7 +253,9 @@ def test_a_signal_while_the_executor_tells_a_job_end_comes_after_it(project: Pat
         told.append(job.label)
 
     jobs = [Job([PY, "-c", "pass"], label="first"), Job([PY, "-c", "pass"], label="second")]
+    # this process's own handler (an in-process Ray of an earlier test may have set one)
+    before = signal.getsignal(signal.SIGTERM)
     interrupted = LocalExecutor(1).run(jobs, on_done, total=2)
     assert told == ["first"]  # told in full, then interrupted: the second never started
     assert interrupted is True
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # pytest's, given back
+    assert signal.getsignal(signal.SIGTERM) is before  # given back
